@@ -1,0 +1,363 @@
+/* agentd.h: the public C API of libagentd.
+ * Policy → spec → backend (registry) → sandbox → exec output. Everything else is private. */
+#ifndef AGENTD_H
+#define AGENTD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AGENTD_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors
+ * Every fallible call takes an agentd_error * (may be NULL) and returns a negative value
+ * (or NULL) on failure. Each layer prefixes its context, so the user reads
+ * "create sandbox: landlock: add rule /opt/x: No such file or directory". */
+#define AGENTD_ERROR_MAX 1024
+typedef struct agentd_error {
+	int code;			  /* errno value describing the failure (EINVAL for bad input) */
+	char msg[AGENTD_ERROR_MAX];	  /* human readable, context first */
+} agentd_error;
+
+/* Set *err (if non-NULL); returns -1 (or -code when code > 0 is wanted, see agentd_fail). */
+int agentd_error_set(agentd_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prepend "ctx: " to the existing message; returns -1. */
+int agentd_error_prefix(agentd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void agentd_error_clear(agentd_error *err);
+
+/* --------------------------------------------------------------- policy */
+typedef enum agentd_profile {
+	AGENTD_PROFILE_STRICT = 0,
+	AGENTD_PROFILE_STANDARD,
+	AGENTD_PROFILE_PERMISSIVE,
+} agentd_profile;
+
+typedef enum agentd_net_mode {
+	AGENTD_NET_NONE = 0,
+	AGENTD_NET_ALLOWLIST,
+	AGENTD_NET_HOST,
+} agentd_net_mode;
+
+typedef struct agentd_strv {
+	char **v;
+	size_t n;
+} agentd_strv;
+
+typedef struct agentd_kv {
+	char *key;
+	char *value;
+} agentd_kv;
+
+typedef struct agentd_kvv {
+	agentd_kv *v;
+	size_t n;
+} agentd_kvv;
+
+typedef struct agentd_bind_mount {
+	char *source;	/* host path */
+	char *target;	/* path inside the sandbox */
+	bool readonly;
+} agentd_bind_mount;
+
+typedef struct agentd_limits {
+	uint64_t max_memory_bytes;	/* cgroup memory limit, no swap */
+	uint64_t max_cpu_time_ms;	/* RLIMIT_CPU + accounting */
+	uint64_t max_wall_time_ms;	/* per exec */
+	uint32_t max_processes;		/* pids.max */
+	uint32_t max_open_files;	/* RLIMIT_NOFILE */
+	uint64_t max_output_bytes;	/* stdout+stderr captured */
+	uint64_t max_write_bytes;	/* scratch size / RLIMIT_FSIZE */
+	uint32_t cpu_weight;		/* 1..10000 */
+	uint32_t cpu_quota_pct;		/* % of one CPU */
+} agentd_limits;
+
+typedef struct agentd_network {
+	agentd_net_mode mode;
+	agentd_strv allow;	/* "host:port", "*.domain:port", "CIDR[:port]" */
+} agentd_network;
+
+/* The validated, typed sandbox spec (SPEC §1). Owns all its strings. */
+typedef struct agentd_spec {
+	agentd_profile profile;
+	char *workdir;			/* path inside the sandbox, absolute */
+	agentd_strv allowed_paths_ro;
+	agentd_strv allowed_paths_rw;
+	agentd_bind_mount *bind_mounts;
+	size_t n_bind_mounts;
+	agentd_network network;
+	agentd_kvv environment;
+	agentd_limits limits;
+	char *seccomp_profile;		/* "default", "none" or a path to an OCI/Docker seccomp JSON */
+	agentd_kvv labels;
+	/* agentd extension ("run_as"): identity of sandboxed commands when agentd is root.
+	 * -1 = the default (65534:65534); 0 = stay uid 0 with every capability dropped. */
+	int64_t run_as_uid;
+	int64_t run_as_gid;
+} agentd_spec;
+
+/* Fill *spec with the profile's defaults (SPEC §1 / seed ResourceLimits::default). */
+void agentd_spec_init(agentd_spec *spec, agentd_profile profile);
+/* Re-apply a profile's presets (limits, network) keeping the other keys. */
+void agentd_spec_set_profile(agentd_spec *spec, agentd_profile profile);
+void agentd_spec_free(agentd_spec *spec);
+int agentd_spec_copy(agentd_spec *dst, const agentd_spec *src, agentd_error *err);
+/* Semantic checks shared by the JSON parser and CLI flags (absolute paths, ranges...). */
+int agentd_spec_validate(const agentd_spec *spec, agentd_error *err);
+
+const char *agentd_profile_name(agentd_profile p);
+int agentd_profile_from_name(const char *name, agentd_profile *out); /* 0 or -1 */
+const char *agentd_net_mode_name(agentd_net_mode m);
+
+/* Strict JSON policy parser: unknown key, wrong type or out-of-range value fails with
+ * err->msg naming the JSON path ("limits.max_memory_bytes: expected integer >= 1048576").
+ * On failure *spec is left untouched. */
+int agentd_policy_parse(const char *json, size_t len, agentd_spec *spec, agentd_error *err);
+int agentd_policy_load_file(const char *path, agentd_spec *spec, agentd_error *err);
+/* Emits the full spec as JSON (every key); malloc'd, NUL-terminated. parse(emit(s)) == s. */
+char *agentd_policy_to_json(const agentd_spec *spec);
+
+/* "512M", "1GiB", "1048576", "10k" → bytes (binary multiples). */
+int agentd_parse_size(const char *s, uint64_t *out, agentd_error *err);
+/* "500ms", "2s", "1m", "1h", "1.5s", "250" (seconds) → milliseconds. */
+int agentd_parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
+
+/* --------------------------------------------------------------- exec */
+typedef struct agentd_command {
+	char **argv;			/* NULL-terminated, argv[0] is the program */
+	agentd_kvv env;			/* additions on top of the spec's environment */
+	const char *workdir;		/* NULL = spec workdir */
+	const uint8_t *stdin_data;	/* NULL = /dev/null */
+	size_t stdin_len;
+	uint64_t timeout_ms;		/* 0 = spec limit; never above it */
+} agentd_command;
+
+typedef enum agentd_stream {
+	AGENTD_STREAM_STDOUT = 1,
+	AGENTD_STREAM_STDERR = 2,
+} agentd_stream;
+
+/* Called from the exec loop for each chunk as it arrives (before truncation is applied the
+ * chunk is already cut to what fits in max_output_bytes; dropped bytes are not delivered). */
+typedef void (*agentd_output_cb)(void *userdata, agentd_stream stream, const uint8_t *data,
+				 size_t len);
+
+typedef struct agentd_exec_ctx {
+	const char *trace_id;
+	const char *request_id;
+	agentd_output_cb on_output;	/* NULL = no streaming */
+	void *userdata;
+} agentd_exec_ctx;
+
+typedef struct agentd_usage {
+	uint64_t peak_memory_bytes;
+	uint64_t cpu_time_ms;
+	uint64_t wall_time_ms;
+	uint64_t bytes_written;
+	uint64_t bytes_read;
+} agentd_usage;
+
+typedef enum agentd_limit_kind {
+	AGENTD_LIMIT_NONE = 0,
+	AGENTD_LIMIT_MEMORY,
+	AGENTD_LIMIT_PIDS,
+	AGENTD_LIMIT_CPU,
+	AGENTD_LIMIT_OUTPUT,
+	AGENTD_LIMIT_WRITE,
+} agentd_limit_kind;
+const char *agentd_limit_kind_name(agentd_limit_kind k); /* "memory"... or NULL for NONE */
+
+typedef struct agentd_exec_output {
+	int exit_code;			/* SPEC §4: 124 timeout, 125 agentd, 126, 127, 128+N */
+	int term_signal;		/* signal that ended the main process, 0 if it exited */
+	uint8_t *out;			/* stdout bytes (malloc'd, may be NULL when empty) */
+	size_t out_len;
+	uint8_t *err;			/* stderr bytes */
+	size_t err_len;
+	uint64_t duration_ms;
+	bool timed_out;
+	bool resource_limited;
+	agentd_limit_kind limit_hit;
+	bool output_truncated;
+	agentd_usage usage;
+} agentd_exec_output;
+void agentd_exec_output_free(agentd_exec_output *o);
+/* SPEC §4 JSON object (stdout/stderr base64 when not UTF-8). malloc'd. */
+char *agentd_exec_output_to_json(const agentd_exec_output *o, const char *backend,
+				 const char *sandbox_id);
+
+/* ------------------------------------------------------- capabilities */
+typedef struct agentd_backend_caps {
+	char name[64];
+	bool filesystem_isolation;
+	bool network_isolation;
+	bool process_isolation;
+	bool resource_limits;
+	bool syscall_filtering;
+	bool persistent_sandboxes;
+	bool snapshots;
+	uint32_t max_concurrent_sandboxes;	/* 0 = unlimited */
+	agentd_strv available_profiles;
+	agentd_strv platform_features;		/* e.g. "landlock-abi-7", "cgroup-v1" */
+	agentd_strv warnings;			/* degraded features, with reasons */
+	bool available;				/* usable on this host */
+	char unavailable_reason[256];
+} agentd_backend_caps;
+void agentd_backend_caps_free(agentd_backend_caps *c);
+/* Seed 001 score: filesystem 4, process 2, network 2, syscall filter 2, limits 1. */
+unsigned agentd_backend_score(const agentd_backend_caps *c);
+bool agentd_caps_fully_isolated(const agentd_backend_caps *c);
+bool agentd_caps_soft_isolation(const agentd_backend_caps *c);
+
+typedef struct agentd_sandbox_caps {
+	char sandbox_id[40];
+	char backend[64];
+	agentd_profile profile;
+	bool can_write_filesystem;
+	agentd_strv readable_paths;
+	agentd_strv writable_paths;
+	bool has_network;
+	agentd_strv allowed_destinations;
+	agentd_limits limits;
+	bool syscall_filter_active;
+	agentd_strv blocked_syscall_categories;
+	bool is_persistent;
+	time_t created_at;
+} agentd_sandbox_caps;
+void agentd_sandbox_caps_free(agentd_sandbox_caps *c);
+
+typedef struct agentd_backend_health {
+	bool healthy;
+	uint32_t active_sandboxes;
+	float resource_utilization;	/* 0..1 */
+	agentd_strv warnings;
+	time_t last_sandbox_created;	/* 0 = never */
+} agentd_backend_health;
+void agentd_backend_health_free(agentd_backend_health *h);
+
+/* ------------------------------------------------- backends, sandboxes */
+typedef struct agentd_backend agentd_backend;
+typedef struct agentd_sandbox agentd_sandbox;
+
+/* What a backend implements. Third-party backends (and .so plugins) fill these. */
+typedef struct agentd_sandbox_ops {
+	int (*exec)(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
+		    agentd_exec_output *out, agentd_error *err);
+	bool (*is_alive)(agentd_sandbox *sb);
+	int (*suspend)(agentd_sandbox *sb, agentd_error *err);		/* NULL = unsupported */
+	int (*resume)(agentd_sandbox *sb, agentd_error *err);
+	int (*snapshot)(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
+	int (*restore)(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+	int (*usage)(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
+	/* Release every resource (processes, mounts, cgroup, files). The core frees *sb. */
+	int (*destroy)(agentd_sandbox *sb, agentd_error *err);
+} agentd_sandbox_ops;
+
+typedef struct agentd_backend_ops {
+	const char *name;		/* canonical name */
+	int (*probe)(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
+	/* Build a sandbox for spec: allocate with agentd_sandbox_alloc(), set ops/priv. */
+	int (*create_sandbox)(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
+			      agentd_error *err);
+	void (*free_backend)(agentd_backend *b);	/* backend-private teardown, may be NULL */
+} agentd_backend_ops;
+
+struct agentd_backend {
+	const agentd_backend_ops *ops;
+	char *work_root;		/* per-backend state directory */
+	void *priv;
+	struct agentd_backend_internal *internal;	/* core bookkeeping (sandbox list) */
+};
+
+struct agentd_sandbox {
+	const agentd_sandbox_ops *ops;
+	agentd_backend *backend;
+	char id[40];
+	agentd_spec spec;
+	agentd_sandbox_caps caps;
+	time_t created_at;
+	void *priv;
+	agentd_sandbox *next;		/* core list linkage */
+};
+
+/* Backend factory as the registry stores it. */
+typedef int (*agentd_backend_factory)(const char *work_root, agentd_backend **out,
+				      agentd_error *err);
+
+/* Registry (seed 001). Names are normalised: trimmed, lower-case, '_' ≡ '-'. */
+int agentd_register_backend(const char *canonical, const char *const *aliases,
+			    agentd_backend_factory factory, agentd_error *err);
+/* Canonical name for name/alias, or NULL. Returned string lives as long as the registry. */
+const char *agentd_canonical_backend_name(const char *name);
+/* Canonical names in registration order; *n set. Array owned by the registry. */
+const char *const *agentd_available_backends(size_t *n);
+/* Aliases of a canonical backend (NULL-terminated, owned by the registry). */
+const char *const *agentd_backend_aliases(const char *canonical);
+int agentd_create_backend(const char *name, const char *work_root, agentd_backend **out,
+			  agentd_error *err);
+/* Highest score wins (ties: registration order); host-direct when nothing probes;
+ * warn (may be NULL) receives the reason when falling back. */
+agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *warn);
+/* dlopen every *.so in dir; each must export `int agentd_plugin_init(void)` that calls
+ * agentd_register_backend(). Returns the number loaded or -1. */
+int agentd_load_plugins(const char *dir, agentd_error *err);
+/* Default work root: $AGENTD_WORK_ROOT, else /var/lib/agentd (root) or
+ * $XDG_RUNTIME_DIR/agentd, else /tmp/agentd-$UID. Returned string is static. */
+const char *agentd_default_work_root(void);
+
+/* Helpers for backend authors. */
+agentd_backend *agentd_backend_alloc(const agentd_backend_ops *ops, const char *work_root);
+agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
+				     const agentd_sandbox_ops *ops, agentd_error *err);
+
+const char *agentd_backend_name(const agentd_backend *b);
+int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
+int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
+				  agentd_sandbox **out, agentd_error *err);
+/* Sandbox ids of live sandboxes (malloc'd array of malloc'd strings). */
+int agentd_backend_list(agentd_backend *b, agentd_strv *ids, agentd_error *err);
+agentd_sandbox *agentd_backend_get(agentd_backend *b, const char *id);
+int agentd_backend_destroy_all(agentd_backend *b, agentd_error *err);
+int agentd_backend_health(agentd_backend *b, agentd_backend_health *h, agentd_error *err);
+void agentd_backend_free(agentd_backend *b);	/* destroy_all, then free */
+
+int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
+			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err);
+bool agentd_sandbox_is_alive(agentd_sandbox *sb);
+int agentd_sandbox_suspend(agentd_sandbox *sb, agentd_error *err);
+int agentd_sandbox_resume(agentd_sandbox *sb, agentd_error *err);
+int agentd_sandbox_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
+			    agentd_error *err);
+int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
+/* Destroys and frees sb (unlinks it from its backend). */
+int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err);
+
+/* --------------------------------------------------------------- probe */
+typedef struct agentd_platform {
+	int landlock_abi;		/* 0 = unavailable */
+	bool seccomp_filter;		/* a filter was really installed in a child */
+	int cgroup_version;		/* 0 none usable, 1 v1 (incl. hybrid), 2 unified */
+	bool cgroup_hybrid;
+	bool cgroup_memory, cgroup_pids, cgroup_cpu, cgroup_cpuacct, cgroup_freezer;
+	bool cgroup_writable;		/* we may create cgroups */
+	bool user_namespaces;		/* unshare(CLONE_NEWUSER) worked in a child */
+	bool kvm;			/* /dev/kvm opened and KVM_GET_API_VERSION == 12 */
+	bool pidfd;
+	bool clone3;
+	char kernel[128];
+	char reasons[1024];		/* why things are unavailable, "; "-separated */
+} agentd_platform;
+/* Real attempts, cached after the first call. */
+const agentd_platform *agentd_probe_platform(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs exactly what agentd's build, demo and tests need from Debian 12.
+# Idempotent: a fast no-op when every package is already present.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config meson ninja-build   # build
+  libseccomp-dev                                 # seccomp-bpf filters (seccomp.c)
+  libjansson-dev                                 # policy / JSON output
+  libcmocka-dev                                  # unit tests
+  clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes
+  python3 python3-pytest                         # integration tests
+  iproute2 procps                                # tests: ip, ps
+  hyperfine bubblewrap                           # bench/ peers and timing
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

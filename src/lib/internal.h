@@ -1,0 +1,252 @@
+/* internal.h: private interfaces between libagentd's files.
+ * One section per file; each kernel mechanism has a parent-side "prepare" (may allocate,
+ * may fail with a message) and a child-side "apply" (async-signal-safe, raw syscalls only). */
+#ifndef AGENTD_INTERNAL_H
+#define AGENTD_INTERNAL_H
+
+#include "agentd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------- cleanup helpers */
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int e = errno;
+		close(*fd);
+		errno = e;
+	}
+}
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+static inline int take_fd(int *fd)
+{
+	int r = *fd;
+	*fd = -1;
+	return r;
+}
+static inline void *take_ptr_(void **p)
+{
+	void *r = *p;
+	*p = NULL;
+	return r;
+}
+#define take_ptr(p) take_ptr_((void **)&(p))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* err helpers: set from errno. */
+int agentd_error_errno(agentd_error *err, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- util.c */
+void *xmalloc(size_t n);		/* abort on OOM */
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void strv_push(agentd_strv *sv, const char *s);	/* copies s */
+void strv_free(agentd_strv *sv);
+void strv_copy(agentd_strv *dst, const agentd_strv *src);
+bool strv_contains(const agentd_strv *sv, const char *s);
+void kvv_set(agentd_kvv *kv, const char *key, const char *value);	/* replace or append */
+const char *kvv_get(const agentd_kvv *kv, const char *key);
+void kvv_free(agentd_kvv *kv);
+void kvv_copy(agentd_kvv *dst, const agentd_kvv *src);
+uint64_t now_ms_monotonic(void);
+void random_id(char out[40]);		/* 32 lowercase hex chars from getrandom() */
+char *base64_encode(const uint8_t *data, size_t len);
+bool utf8_valid(const uint8_t *s, size_t len);
+/* Read a whole small file into a NUL-terminated buffer (max bytes); NULL + errno. */
+char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
+int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
+
+/* ---------------------------------------------------------------- fsutil.c
+ * Host-side file work on directories a sandbox may have written into: fd-relative,
+ * never following symlinks. */
+/* mkdir -p with mode, then chown the last component to uid/gid (-1 = leave). */
+int mkdir_p(const char *path, mode_t mode);
+/* Remove dirfd/name recursively without following any symlink or crossing mounts. */
+int rm_rf_at(int dirfd, const char *name);
+int rm_rf(const char *path);
+
+/* ---------------------------------------------------------------- rlimit.c */
+#define RLIMIT_SET_MAX 8
+struct rlimit_set {
+	int n;
+	int resource[RLIMIT_SET_MAX];
+	struct rlimit value[RLIMIT_SET_MAX];
+};
+/* RLIMIT_CPU (ceil s, hard = soft+1), RLIMIT_NOFILE, RLIMIT_FSIZE (max_write_bytes),
+ * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
+void rlimits_from_limits(const agentd_limits *l, struct rlimit_set *out);
+int rlimits_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
+
+/* ---------------------------------------------------------------- env.c */
+/* The environment a command sees: host env cleared, then PATH, HOME, TMPDIR, LANG (sane
+ * values), then spec->environment, then cmd->env. NULL-terminated, malloc'd. */
+char **env_build(const agentd_spec *spec, const agentd_kvv *extra, const char *home,
+		 const char *tmpdir);
+void env_free(char **envp);
+/* Names that may never be set by policy (LD_PRELOAD, LD_LIBRARY_PATH...)? returns reason */
+const char *env_name_forbidden(const char *name);
+
+/* ---------------------------------------------------------------- seccomp.c */
+struct seccomp_prog {
+	void *filter;			/* struct sock_filter[], malloc'd */
+	unsigned short len;
+	bool active;			/* false: profile "none" */
+};
+struct seccomp_opts {
+	const char *profile;		/* "default", "none", or path to OCI/Docker JSON */
+	bool deny_inet_sockets;		/* no AF_INET/AF_INET6/AF_PACKET/AF_NETLINK sockets
+					 * (backends without a network namespace, net none) */
+	bool allow_namespaces;		/* container init needs unshare/mount before its own filter */
+};
+/* Compile in the parent (libseccomp, exported to BPF). */
+int seccomp_prepare(const struct seccomp_opts *o, struct seccomp_prog *out, agentd_error *err);
+/* child: install with no_new_privs already set; 0 or -errno */
+int seccomp_apply(const struct seccomp_prog *p);
+void seccomp_prog_free(struct seccomp_prog *p);
+/* Informational categories the default profile blocks (for sandbox caps). */
+extern const char *const seccomp_blocked_categories[];
+/* Probe: a filter really installs in a forked child. */
+bool seccomp_probe(void);
+
+/* ---------------------------------------------------------------- landlock.c */
+struct landlock_rules {
+	agentd_strv ro;			/* read + execute, files or dirs */
+	agentd_strv rw;			/* read + write + execute + create/remove */
+	bool deny_tcp;			/* handle TCP bind/connect (ABI >= 4) with no port allowed */
+	bool scope_signals;		/* ABI >= 6: LANDLOCK_SCOPE_SIGNAL */
+	bool scope_abstract_unix;	/* ABI >= 6: LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET */
+};
+/* Best ABI (0 if unavailable). */
+int landlock_abi(void);
+/* Create the ruleset fd; paths that do not exist are skipped (ro) or an error (rw).
+ * Degradations (old ABI) are appended to warnings. */
+int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_strv *warnings,
+		     agentd_error *err);
+int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errno */
+/* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
+ * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
+void landlock_system_ro_paths(agentd_strv *out);
+
+/* ---------------------------------------------------------------- cgroup.c */
+struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
+struct cgroup_events {
+	uint64_t oom_kills;		/* v2 memory.events oom_kill, v1 memory.oom_control oom_kill */
+	uint64_t pids_max_hits;		/* pids.events max */
+};
+/* Create agentd/<name> under each needed hierarchy, apply limits (memory + no swap,
+ * pids.max, cpu weight/quota). NULL + err when cgroups are unusable. */
+struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_error *err);
+/* child: join (writes "0" to pre-opened cgroup.procs fds); 0 or -errno */
+int cgroup_attach_self(const struct cgroup *cg);
+int cgroup_attach_pid(const struct cgroup *cg, pid_t pid);
+/* v2 only: fd of the cgroup dir for clone3(CLONE_INTO_CGROUP), else -1 */
+int cgroup_dir_fd(const struct cgroup *cg);
+/* SIGKILL every process in the cgroup (v2 cgroup.kill, else freeze + kill + thaw), wait
+ * until empty (bounded). */
+int cgroup_kill_all(struct cgroup *cg);
+bool cgroup_is_populated(const struct cgroup *cg);
+int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err);
+int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
+int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
+/* Kill all, rmdir everywhere, free. Safe on NULL. */
+void cgroup_destroy(struct cgroup *cg);
+/* Fill platform cgroup fields (version, hybrid, controllers, writable). */
+void cgroup_probe(agentd_platform *p);
+/* Remove leftover agentd cgroups whose processes are gone (after a crash). */
+void cgroup_gc(void);
+
+/* ---------------------------------------------------------------- privs.c */
+struct privs_plan {
+	bool switch_user;		/* setgroups(0)+setresgid+setresuid to uid/gid */
+	uid_t uid;
+	gid_t gid;
+	bool drop_caps;			/* clear bounding, ambient, inheritable, permitted, effective */
+};
+int privs_apply(const struct privs_plan *p);	/* child: 0 or -errno */
+int privs_no_new_privs(void);			/* child */
+
+/* ---------------------------------------------------------------- fds.c */
+/* child: close every fd >= lowfd (close_range, /proc/self/fd fallback). */
+int fds_close_from(int lowfd);
+
+/* ---------------------------------------------------------------- exec.c
+ * The one spawn path every backend uses. */
+struct child_report {
+	int exit_code;			/* what the exec engine should report (125/126/127) */
+	int errnum;
+	char what[256];			/* "landlock_restrict_self", "execve /bin/foo", ... */
+};
+/* child: report a setup failure on the error pipe and _exit(exit_code). */
+__attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, const char *what);
+
+typedef struct exec_request {
+	char *const *argv;
+	char *const *envp;
+	const char *cwd;		/* chdir target (in the child, after jail setup) */
+	const uint8_t *stdin_data;
+	size_t stdin_len;
+	bool stdin_null;		/* stdin from /dev/null */
+	uint64_t timeout_ms;		/* 0 = none */
+	uint64_t max_output_bytes;
+	uint64_t cpu_limit_ms;		/* for limit attribution (SIGXCPU/SIGKILL) */
+	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
+	/* Jail steps: run in the child after setsid and dup of stdio, before execve.
+	 * errfd is the error pipe (CLOEXEC) at fd 3; must call child_fail on error. */
+	void (*child_setup)(void *arg, int errfd);
+	void *child_arg;
+	agentd_output_cb on_output;
+	void *userdata;
+} exec_request;
+/* Spawn, feed stdin, capture stdout/stderr with one epoll loop, enforce timeout and output
+ * cap, kill everything the command started once it ends, fill out. Returns 0 when the
+ * command ran (whatever its exit code) and -1 when agentd itself failed (err set;
+ * out->exit_code = 125 and, for exec failures, 126/127). */
+int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err);
+
+/* ---------------------------------------------------------------- jail.c
+ * The jail pipeline shared by host-direct and linux-native (nsjail contain.cc style). */
+struct jail_plan {
+	struct rlimit_set rlimits;
+	struct privs_plan privs;
+	int landlock_fd;		/* -1 = no Landlock */
+	struct seccomp_prog seccomp;
+	agentd_strv rw_check;		/* paths that must be writable after the uid switch */
+};
+void jail_plan_init(struct jail_plan *p);
+void jail_plan_free(struct jail_plan *p);
+void jail_child_apply(void *plan, int errfd);	/* exec_request.child_setup */
+/* uid/gid commands run as when agentd is root (spec run_as or 65534). */
+void jail_run_identity(const agentd_spec *spec, struct privs_plan *out);
+
+/* ---------------------------------------------------------------- sandbox_dir.c */
+/* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */
+int sandbox_dir_create(const char *work_root, const char *id, uid_t uid, gid_t gid,
+		       char **dir_out, agentd_error *err);
+void sandbox_dir_remove(const char *work_root, const char *id);
+
+/* ---------------------------------------------------------------- registry.c */
+void registry_ensure_builtins(void);
+/* built-in factories */
+int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+int linux_native_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+
+#endif
