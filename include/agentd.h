@@ -153,6 +153,7 @@ typedef struct agentd_exec_ctx {
 	const char *request_id;
 	agentd_output_cb on_output;	/* NULL = no streaming */
 	void *userdata;
+	int cancel_fd;			/* > 0: readable = cancel (kill the command's tree) */
 } agentd_exec_ctx;
 
 typedef struct agentd_usage {
@@ -324,7 +325,7 @@ int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
 int agentd_backend_list(agentd_backend *b, agentd_strv *ids, agentd_error *err);
 agentd_sandbox *agentd_backend_get(agentd_backend *b, const char *id);
 int agentd_backend_destroy_all(agentd_backend *b, agentd_error *err);
-int agentd_backend_health(agentd_backend *b, agentd_backend_health *h, agentd_error *err);
+int agentd_backend_health_check(agentd_backend *b, agentd_backend_health *h, agentd_error *err);
 void agentd_backend_free(agentd_backend *b);	/* destroy_all, then free */
 
 int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,

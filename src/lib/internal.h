@@ -75,6 +75,30 @@ bool utf8_valid(const uint8_t *s, size_t len);
 char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
 int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
 
+/* ---------------------------------------------------------------- spec.c
+ * One table of the resource limits, shared by the validator, the JSON parser and emitter,
+ * so a limit added here is parsed, range-checked and emitted everywhere at once. */
+struct spec_limit_field {
+	const char *name;		/* JSON key under "limits" */
+	size_t offset;			/* into agentd_limits */
+	bool is_u32;			/* uint32_t field, else uint64_t */
+	uint64_t min, max;		/* inclusive; max is at most INT64_MAX (a JSON integer) */
+	const char *expect;		/* "expected integer >= 1048576" */
+};
+extern const struct spec_limit_field spec_limit_fields[];
+extern const size_t spec_limit_fields_n;
+uint64_t spec_limit_get(const agentd_limits *l, const struct spec_limit_field *f);
+void spec_limit_set(agentd_limits *l, const struct spec_limit_field *f, uint64_t v);
+/* run_as ids: -1 (default) or 0..SPEC_ID_MAX ((uid_t)-1 is "no change" to the kernel). */
+#define SPEC_ID_MAX 4294967294LL
+/* Quote s for an error message: "..." with \xNN escapes, cut after ~64 bytes. */
+void spec_quote(char *buf, size_t size, const char *s);
+/* JSON path of key under prefix: "prefix.key", or prefix["odd key"] when key is not an
+ * identifier (prefix may be "" for the root). */
+void spec_path_key(char *buf, size_t size, const char *prefix, const char *key);
+/* Deep equality; environment and labels compare as maps. */
+bool spec_equal(const agentd_spec *a, const agentd_spec *b);
+
 /* ---------------------------------------------------------------- fsutil.c
  * Host-side file work on directories a sandbox may have written into: fd-relative,
  * never following symlinks. */
@@ -110,6 +134,10 @@ struct seccomp_prog {
 	void *filter;			/* struct sock_filter[], malloc'd */
 	unsigned short len;
 	bool active;			/* false: profile "none" */
+	/* JSON profile + deny_inet_sockets: the socket rules as a second, stacked filter
+	 * (NULL otherwise); seccomp_apply installs both. */
+	void *net_filter;
+	unsigned short net_len;
 };
 struct seccomp_opts {
 	const char *profile;		/* "default", "none", or path to OCI/Docker JSON */
@@ -145,6 +173,9 @@ int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errn
 /* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
 void landlock_system_ro_paths(agentd_strv *out);
+/* Devices that must also be writable for ordinary programs (/dev/null, /dev/zero,
+ * /dev/full: shell redirections, subprocess.DEVNULL); add them to rules.rw. */
+void landlock_system_rw_paths(agentd_strv *out);
 
 /* ---------------------------------------------------------------- cgroup.c */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
@@ -158,8 +189,16 @@ struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_er
 /* child: join (writes "0" to pre-opened cgroup.procs fds); 0 or -errno */
 int cgroup_attach_self(const struct cgroup *cg);
 int cgroup_attach_pid(const struct cgroup *cg, pid_t pid);
-/* v2 only: fd of the cgroup dir for clone3(CLONE_INTO_CGROUP), else -1 */
+/* v2 only: fd of the cgroup dir for clone3(CLONE_INTO_CGROUP), else -1. On a hybrid host
+ * this is the unified (tracking) cgroup: the child must still cgroup_attach_self() to join
+ * the v1 hierarchies that carry the limits. */
 int cgroup_dir_fd(const struct cgroup *cg);
+/* true when CLONE_INTO_CGROUP(cgroup_dir_fd) alone puts a child in every hierarchy (pure
+ * v2), so the child may skip cgroup_attach_self. */
+bool cgroup_clone_into_complete(const struct cgroup *cg);
+/* Reattach to an existing agentd/<name> (daemon restart); limits are left as they are.
+ * NULL + err when it does not exist. */
+struct cgroup *cgroup_open(const char *name, agentd_error *err);
 /* SIGKILL every process in the cgroup (v2 cgroup.kill, else freeze + kill + thaw), wait
  * until empty (bounded). */
 int cgroup_kill_all(struct cgroup *cg);
@@ -171,8 +210,13 @@ int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
 void cgroup_destroy(struct cgroup *cg);
 /* Fill platform cgroup fields (version, hybrid, controllers, writable). */
 void cgroup_probe(agentd_platform *p);
-/* Remove leftover agentd cgroups whose processes are gone (after a crash). */
+/* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
+ * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
+/* Tests only: forget the detected layout; v1_only ignores a hybrid host's unified
+ * hierarchy, legacy_kill kills through the freezer even where cgroup.kill exists. Call
+ * with no struct cgroup alive. */
+void cgroup_test_mode(bool v1_only, bool legacy_kill);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {
@@ -215,6 +259,7 @@ typedef struct exec_request {
 	void *child_arg;
 	agentd_output_cb on_output;
 	void *userdata;
+	int cancel_fd;			/* > 0: readable = kill the tree and stop */
 } exec_request;
 /* Spawn, feed stdin, capture stdout/stderr with one epoll loop, enforce timeout and output
  * cap, kill everything the command started once it ends, fill out. Returns 0 when the
@@ -249,4 +294,20 @@ void registry_ensure_builtins(void);
 int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 int linux_native_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 
+
+/* ---------------------------------------------------------------- backends/process.c
+ * Sandboxes whose isolation is applied to each command as it starts (no long-lived
+ * init): a private dir and a cgroup that persist across execs. host-direct and
+ * linux-native differ only in these options. */
+struct process_sandbox_opts {
+	bool landlock;			/* Landlock filesystem rules (+ TCP, scopes) */
+	bool seccomp;			/* the spec's seccomp profile */
+	bool require_cgroup;		/* fail create when cgroups are unusable */
+};
+int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
+			   const struct process_sandbox_opts *o, const agentd_sandbox_ops *ops,
+			   agentd_sandbox **out, agentd_error *err);
+extern const agentd_sandbox_ops process_sandbox_ops;
+/* Probe fields common to the process backends. */
+void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p);
 #endif

@@ -224,7 +224,7 @@ char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out)
 	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return NULL;
-	size_t cap = 256, len = 0;
+	size_t cap = max < 256 ? max : 256, len = 0;
 	char *buf = xmalloc(cap + 1);
 	for (;;) {
 		if (len == cap) {

@@ -1,0 +1,55 @@
+# Makefile: the two commands of the README, over Meson.
+#   make demo   install deps, build, run agent code in a sandbox on the embedded defaults
+#   make check  install deps, build (warnings as errors), run every test
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 20
+PYTEST     := /usr/bin/python3 -m pytest
+
+.PHONY: all deps build demo check unit asan integration fuzz bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --werror
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --werror -Db_sanitize=address,undefined -Db_lundef=false
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+
+integration: build
+	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	mkdir -p $(FUZZ_BUILD)/corpus-policy
+	$(FUZZ_BUILD)/fuzz/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-policy fuzz/corpus/policy
+
+check: unit asan integration fuzz
+
+bench: build
+	bash bench/spawn.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

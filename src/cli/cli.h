@@ -1,0 +1,72 @@
+/* cli.h: what the agentd binary's verbs share: the policy flags of run (and later sandbox
+ * create / session create), error printing, and the verb entry points. */
+#ifndef AGENTD_CLI_H
+#define AGENTD_CLI_H
+
+#include "agentd.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+#define EXIT_AGENTD 125
+
+/* Options every policy-taking verb accepts; values are ≥ 0x100 to stay clear of short
+ * options. */
+enum {
+	OPT_POLICY = 0x100,
+	OPT_PROFILE,
+	OPT_RO,
+	OPT_RW,
+	OPT_NET,
+	OPT_MEMORY,
+	OPT_CPU_TIME,
+	OPT_TIMEOUT,
+	OPT_PIDS,
+	OPT_MAX_OUTPUT,
+	OPT_ENV,
+	OPT_WORKDIR,
+	OPT_SECCOMP,
+	OPT_USER,
+	OPT_POLICY_LAST,
+};
+
+#define POLICY_LONG_OPTIONS                                                                      \
+	{"policy", required_argument, NULL, OPT_POLICY},                                         \
+		{"profile", required_argument, NULL, OPT_PROFILE},                               \
+		{"ro", required_argument, NULL, OPT_RO}, {"rw", required_argument, NULL, OPT_RW}, \
+		{"net", required_argument, NULL, OPT_NET},                                       \
+		{"memory", required_argument, NULL, OPT_MEMORY},                                 \
+		{"cpu-time", required_argument, NULL, OPT_CPU_TIME},                             \
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},                               \
+		{"pids", required_argument, NULL, OPT_PIDS},                                     \
+		{"max-output", required_argument, NULL, OPT_MAX_OUTPUT},                         \
+		{"env", required_argument, NULL, OPT_ENV},                                       \
+		{"workdir", required_argument, NULL, OPT_WORKDIR},                               \
+		{"seccomp", required_argument, NULL, OPT_SECCOMP},                               \
+		{"user", required_argument, NULL, OPT_USER}
+
+/* Flags collected in order, applied after the policy file so that flags win. */
+struct policy_flags {
+	const char *policy_file;
+	const char *profile;
+	struct {
+		int opt;
+		const char *val;
+	} items[256];
+	int n;
+};
+
+/* Record one policy option; returns 0, or -1 when opt is not a policy option. */
+int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_error *err);
+/* Build the spec: profile → policy file → --profile → each flag in order → validate. */
+int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_error *err);
+const char *policy_flags_help(void);
+
+/* "agentd: <msg>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int cmd_backends(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+#endif

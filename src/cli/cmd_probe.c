@@ -1,0 +1,171 @@
+/* cmd_probe.c: `agentd probe` — what this kernel really offers (from real attempts) and,
+ * per backend, which isolation it provides here and what is degraded. */
+#include "cli.h"
+
+#include <jansson.h>
+#include <string.h>
+
+static json_t *strv_json(const agentd_strv *sv)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < sv->n; i++)
+		json_array_append_new(a, json_string(sv->v[i]));
+	return a;
+}
+
+static json_t *platform_json(const agentd_platform *p)
+{
+	return json_pack("{s:s, s:i, s:b, s:i, s:b, s:{s:b, s:b, s:b, s:b, s:b}, s:b, s:b, s:b, "
+			 "s:b, s:b, s:s}",
+			 "kernel", p->kernel, "landlock_abi", p->landlock_abi, "seccomp_filter",
+			 p->seccomp_filter, "cgroup_version", p->cgroup_version, "cgroup_hybrid",
+			 p->cgroup_hybrid, "cgroup_controllers", "memory", p->cgroup_memory, "pids",
+			 p->cgroup_pids, "cpu", p->cgroup_cpu, "cpuacct", p->cgroup_cpuacct,
+			 "freezer", p->cgroup_freezer, "cgroup_writable", p->cgroup_writable,
+			 "user_namespaces", p->user_namespaces, "kvm", p->kvm, "pidfd", p->pidfd,
+			 "clone3", p->clone3, "unavailable_reasons", p->reasons);
+}
+
+static json_t *caps_json(const agentd_backend_caps *c)
+{
+	json_t *o = json_pack(
+		"{s:s, s:b, s:i, s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:o, s:o, s:o}", "name",
+		c->name, "available", c->available, "score", (int)agentd_backend_score(c),
+		"filesystem_isolation", c->filesystem_isolation, "network_isolation",
+		c->network_isolation, "process_isolation", c->process_isolation, "resource_limits",
+		c->resource_limits, "syscall_filtering", c->syscall_filtering,
+		"persistent_sandboxes", c->persistent_sandboxes, "snapshots", c->snapshots,
+		"available_profiles", strv_json(&c->available_profiles), "platform_features",
+		strv_json(&c->platform_features), "warnings", strv_json(&c->warnings));
+	json_object_set_new(o, "max_concurrent_sandboxes",
+			    c->max_concurrent_sandboxes ? json_integer(c->max_concurrent_sandboxes)
+							: json_null());
+	if (!c->available)
+		json_object_set_new(o, "reason", json_string(c->unavailable_reason));
+	return o;
+}
+
+static void print_caps(const agentd_backend_caps *c)
+{
+	printf("\nbackend %s: %s (score %u)\n", c->name,
+	       c->available ? "available" : "unavailable", agentd_backend_score(c));
+	if (!c->available) {
+		printf("  reason: %s\n", c->unavailable_reason);
+		return;
+	}
+	printf("  filesystem isolation  %s\n", c->filesystem_isolation ? "yes" : "no");
+	printf("  network isolation     %s\n", c->network_isolation ? "yes" : "no");
+	printf("  process isolation     %s\n", c->process_isolation ? "yes" : "no");
+	printf("  syscall filtering     %s\n", c->syscall_filtering ? "yes" : "no");
+	printf("  resource limits       %s\n", c->resource_limits ? "yes" : "no");
+	printf("  persistent sandboxes  %s\n", c->persistent_sandboxes ? "yes" : "no");
+	printf("  snapshots             %s\n", c->snapshots ? "yes" : "no");
+	for (size_t i = 0; i < c->warnings.n; i++)
+		printf("  warning: %s\n", c->warnings.v[i]);
+}
+
+int cmd_probe(int argc, char **argv)
+{
+	bool json = false;
+	const char *only = NULL;
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"backend", required_argument, NULL, 'b'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+jb:h", opts, NULL)) != -1) {
+		if (c == 'j')
+			json = true;
+		else if (c == 'b')
+			only = optarg;
+		else if (c == 'h') {
+			printf("usage: agentd probe [--backend NAME] [--json]\n");
+			return 0;
+		} else
+			return EXIT_AGENTD;
+	}
+	if (optind < argc) {
+		cli_error("probe: unexpected argument '%s'", argv[optind]);
+		return EXIT_AGENTD;
+	}
+	if (only && !agentd_canonical_backend_name(only)) {
+		agentd_error err = {0};
+		agentd_backend *b = NULL;
+		agentd_create_backend(only, NULL, &b, &err);
+		cli_error("%s", err.msg);
+		return EXIT_AGENTD;
+	}
+
+	const agentd_platform *p = agentd_probe_platform();
+	json_t *root = json_object(), *arr = json_array();
+	if (json) {
+		json_object_set_new(root, "platform", platform_json(p));
+	} else {
+		printf("kernel %s\n", p->kernel);
+		printf("  landlock        %s", p->landlock_abi ? "ABI " : "unavailable");
+		if (p->landlock_abi)
+			printf("%d", p->landlock_abi);
+		printf("\n  seccomp filter  %s\n", p->seccomp_filter ? "yes" : "no");
+		printf("  cgroup          %s%s%s (memory %s, pids %s, cpu %s, freezer %s)\n",
+		       p->cgroup_version == 2 ? "v2" : p->cgroup_version == 1 ? "v1" : "none",
+		       p->cgroup_hybrid ? " hybrid" : "", p->cgroup_writable ? "" : " read-only",
+		       p->cgroup_memory ? "yes" : "no", p->cgroup_pids ? "yes" : "no",
+		       p->cgroup_cpu ? "yes" : "no", p->cgroup_freezer ? "yes" : "no");
+		printf("  user namespaces %s\n", p->user_namespaces ? "yes" : "no");
+		printf("  kvm             %s\n", p->kvm ? "yes" : "no");
+		printf("  pidfd %s, clone3 %s\n", p->pidfd ? "yes" : "no", p->clone3 ? "yes" : "no");
+		if (p->reasons[0])
+			printf("  unavailable: %s\n", p->reasons);
+	}
+
+	size_t n;
+	const char *const *names = agentd_available_backends(&n);
+	const char *want = only ? agentd_canonical_backend_name(only) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (want && strcmp(want, names[i]) != 0)
+			continue;
+		agentd_backend *b = NULL;
+		agentd_error err = {0};
+		agentd_backend_caps caps;
+		memset(&caps, 0, sizeof(caps));
+		snprintf(caps.name, sizeof(caps.name), "%s", names[i]);
+		if (agentd_create_backend(names[i], NULL, &b, &err) < 0 ||
+		    agentd_backend_probe(b, &caps, &err) < 0) {
+			caps.available = false;
+			memcpy(caps.unavailable_reason, err.msg, sizeof(caps.unavailable_reason));
+			caps.unavailable_reason[sizeof(caps.unavailable_reason) - 1] = '\0';
+		}
+		if (json)
+			json_array_append_new(arr, caps_json(&caps));
+		else
+			print_caps(&caps);
+		agentd_backend_caps_free(&caps);
+		agentd_backend_free(b);
+	}
+	if (json) {
+		json_object_set_new(root, "backends", arr);
+		if (!want) {
+			agentd_error warn = {0};
+			agentd_backend *best = agentd_detect_best_backend(NULL, &warn);
+			json_object_set_new(root, "auto",
+					    json_string(best ? agentd_backend_name(best) : ""));
+			agentd_backend_free(best);
+		}
+		char *s = json_dumps(root, JSON_INDENT(2));
+		puts(s);
+		free(s);
+	} else {
+		json_decref(arr);
+		if (!want) {
+			agentd_error warn = {0};
+			agentd_backend *best = agentd_detect_best_backend(NULL, &warn);
+			printf("\nauto selects: %s\n", best ? agentd_backend_name(best) : "(none)");
+			if (warn.msg[0])
+				printf("  warning: %s\n", warn.msg);
+			agentd_backend_free(best);
+		}
+	}
+	json_decref(root);
+	return 0;
+}

@@ -1,0 +1,211 @@
+/* cmd_run.c: `agentd run` — one command in a one-shot sandbox: policy flags → spec →
+ * backend → sandbox → exec (streamed to our stdout/stderr, or one JSON object) → destroy. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static int cancel_pipe[2] = {-1, -1};
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+	if (cancel_pipe[1] >= 0) {
+		char c = 1;
+		if (write(cancel_pipe[1], &c, 1) < 0) {
+			/* already signalled */
+		}
+	}
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* our reader went away: keep running, keep capturing */
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void stream_out(void *ud, agentd_stream s, const uint8_t *data, size_t len)
+{
+	write_all(s == AGENTD_STREAM_STDOUT ? 1 : 2, data, len);
+}
+
+static uint8_t *read_stdin(size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	uint8_t *buf = malloc(cap);
+	for (;;) {
+		if (!buf)
+			return NULL;
+		if (n == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			continue;
+		}
+		ssize_t r = read(0, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	*len = n;
+	return buf;
+}
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: agentd run [--backend NAME|auto] [policy options] [--json] [-i] -- PROG "
+		"ARGS...\n\n"
+		"  --backend NAME   backend name or alias, or auto (default: auto)\n"
+		"  --json           print one JSON object with the result instead of streaming\n"
+		"  -i, --stdin      pass agentd's stdin to the command (default: /dev/null)\n\n%s",
+		policy_flags_help());
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"backend", required_argument, NULL, 'b'},
+		{"json", no_argument, NULL, 'j'},
+		{"stdin", no_argument, NULL, 'i'},
+		{"help", no_argument, NULL, 'h'},
+		POLICY_LONG_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	struct policy_flags pf;
+	memset(&pf, 0, sizeof(pf));
+	const char *backend_name = "auto";
+	bool json = false, want_stdin = false;
+	agentd_error err = {0};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+b:jih", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			backend_name = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'i':
+			want_stdin = true;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 0;
+		case '?':
+			run_usage(stderr);
+			return EXIT_AGENTD;
+		default:
+			if (policy_flags_add(&pf, c, optarg, &err) < 0) {
+				cli_error("run: %s", err.msg);
+				return EXIT_AGENTD;
+			}
+		}
+	}
+	if (optind >= argc) {
+		cli_error("run: no command given (agentd run [options] -- PROG ARGS...)");
+		return EXIT_AGENTD;
+	}
+	char **cmd_argv = argv + optind;
+
+	agentd_spec spec;
+	if (policy_flags_build(&pf, &spec, &err) < 0) {
+		cli_error("%s", err.msg);
+		return EXIT_AGENTD;
+	}
+
+	agentd_backend *backend = NULL;
+	if (!strcasecmp(backend_name, "auto")) {
+		agentd_error warn = {0};
+		backend = agentd_detect_best_backend(NULL, &warn);
+		if (warn.msg[0])
+			cli_error("warning: %s", warn.msg);
+	} else if (agentd_create_backend(backend_name, NULL, &backend, &err) < 0) {
+		cli_error("%s", err.msg);
+		agentd_spec_free(&spec);
+		return EXIT_AGENTD;
+	}
+	if (!backend) {
+		cli_error("no backend available");
+		agentd_spec_free(&spec);
+		return EXIT_AGENTD;
+	}
+
+	if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+		struct sigaction sa = {.sa_handler = on_signal};
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	}
+
+	int rc = EXIT_AGENTD;
+	agentd_sandbox *sb = NULL;
+	uint8_t *in = NULL;
+	size_t in_len = 0;
+	if (agentd_backend_create_sandbox(backend, &spec, &sb, &err) < 0) {
+		cli_error("%s", err.msg);
+		goto out;
+	}
+	if (want_stdin) {
+		in = read_stdin(&in_len);
+		if (!in) {
+			cli_error("run: read stdin: %s", strerror(errno));
+			goto out;
+		}
+	}
+	agentd_command cmd = {
+		.argv = cmd_argv,
+		.stdin_data = in,
+		.stdin_len = in_len,
+	};
+	agentd_exec_ctx ctx = {
+		.on_output = json ? NULL : stream_out,
+		.cancel_fd = cancel_pipe[0] > 0 ? cancel_pipe[0] : 0,
+	};
+	agentd_exec_output o;
+	if (agentd_sandbox_exec(sb, &cmd, &ctx, &o, &err) < 0) {
+		cli_error("%s", err.msg);
+		agentd_exec_output_free(&o);
+		goto out;
+	}
+	if (json) {
+		char *s = agentd_exec_output_to_json(&o, agentd_backend_name(backend), sb->id);
+		puts(s);
+		free(s);
+	} else {
+		if (o.timed_out)
+			cli_error("timed out after %llu ms; the command and everything it started "
+				  "were killed",
+				  (unsigned long long)o.duration_ms);
+		if (o.limit_hit != AGENTD_LIMIT_NONE && o.limit_hit != AGENTD_LIMIT_OUTPUT)
+			cli_error("%s limit hit", agentd_limit_kind_name(o.limit_hit));
+		if (o.output_truncated)
+			cli_error("output truncated at %llu bytes (max_output_bytes)",
+				  (unsigned long long)spec.limits.max_output_bytes);
+	}
+	rc = got_signal ? 128 + got_signal : o.exit_code;
+	agentd_exec_output_free(&o);
+out:
+	free(in);
+	if (sb && agentd_sandbox_destroy(sb, &err) < 0)
+		cli_error("warning: %s", err.msg);
+	agentd_backend_free(backend);
+	agentd_spec_free(&spec);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/* main.c: the agentd binary — dispatches to one file per verb; the library does the work.
+ * Plugins ($AGENTD_PLUGIN_DIR or the default dir) are loaded before any verb runs. */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_PLUGIN_DIR "/usr/local/lib/agentd/plugins"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "agentd %s — run untrusted commands in sandboxes\n\n"
+		   "usage:\n"
+		   "  agentd backends [--json]\n"
+		   "  agentd probe [--backend NAME] [--json]\n"
+		   "  agentd run [--backend NAME|auto] [policy options] [--json] [-i] -- PROG ARGS...\n"
+		   "  agentd version\n\n"
+		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"
+		   "executable, 127 not found, 128+N killed by signal N.\n",
+		AGENTD_VERSION);
+}
+
+static void load_plugins(void)
+{
+	const char *dir = getenv("AGENTD_PLUGIN_DIR");
+	struct stat st;
+	if (!dir) {
+		if (stat(DEFAULT_PLUGIN_DIR, &st) < 0)
+			return;
+		dir = DEFAULT_PLUGIN_DIR;
+	}
+	agentd_error err = {0};
+	if (agentd_load_plugins(dir, &err) < 0)
+		cli_error("warning: %s", err.msg);
+}
+
+int main(int argc, char **argv)
+{
+	/* Writes to a closed pipe are reported as EPIPE, never kill agentd; the exec
+	 * engine restores the default for commands. */
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_AGENTD;
+	}
+	const char *verb = argv[1];
+	if (!strcmp(verb, "-h") || !strcmp(verb, "--help") || !strcmp(verb, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(verb, "version") || !strcmp(verb, "--version")) {
+		printf("agentd %s\n", AGENTD_VERSION);
+		return 0;
+	}
+	load_plugins();
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} verbs[] = {
+		{"backends", cmd_backends},
+		{"probe", cmd_probe},
+		{"run", cmd_run},
+	};
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(verb, verbs[i].name))
+			return verbs[i].fn(argc - 1, argv + 1);
+	cli_error("unknown command '%s' (try: agentd --help)", verb);
+	return EXIT_AGENTD;
+}

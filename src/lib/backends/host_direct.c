@@ -1,0 +1,33 @@
+/* host_direct.c: the host-direct backend — no kernel isolation, only policy guards:
+ * environment cleared, rlimits, timeouts, output caps, no capabilities, cgroup limits. */
+#include "internal.h"
+
+static int hd_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err)
+{
+	const agentd_platform *p = agentd_probe_platform();
+	caps->available = true;
+	process_probe_common(caps, p);
+	strv_push(&caps->warnings, "host-direct: no kernel isolation; the command sees the host "
+				   "filesystem and network with the sandbox's uid (policy guards "
+				   "only)");
+	return 0;
+}
+
+static int hd_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
+		     agentd_error *err)
+{
+	static const struct process_sandbox_opts opts = {.landlock = false, .seccomp = false};
+	return process_sandbox_create(b, spec, &opts, &process_sandbox_ops, out, err);
+}
+
+static const agentd_backend_ops host_direct_ops = {
+	.name = "host-direct",
+	.probe = hd_probe,
+	.create_sandbox = hd_create,
+};
+
+int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err)
+{
+	*out = agentd_backend_alloc(&host_direct_ops, work_root);
+	return 0;
+}

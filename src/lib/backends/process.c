@@ -1,0 +1,348 @@
+/* process.c: sandboxes whose isolation is applied to each command as it starts — a private
+ * dir and a cgroup that persist across execs, jail steps per exec. Shared by host-direct
+ * (policy guards only) and linux-native (Landlock + seccomp). */
+#include "internal.h"
+
+#include <pthread.h>
+#include <sys/stat.h>
+
+#define WORKSPACE "/workspace"
+
+struct psb {
+	struct process_sandbox_opts opts;
+	char *dir;			/* <work_root>/<id> */
+	char *workspace;		/* <dir>/workspace: what /workspace means here */
+	char *tmp;			/* <dir>/tmp: TMPDIR */
+	char *workdir;			/* host path of the spec's workdir */
+	struct cgroup *cg;
+	int landlock_fd;
+	struct seccomp_prog seccomp;
+	struct privs_plan privs;
+	agentd_strv rw_check;
+	struct rlimit_set rlimits;
+	pthread_mutex_t exec_lock;	/* one exec at a time: the cgroup is the exec's tree */
+	pthread_mutex_t state_lock;
+	agentd_usage total;
+	bool suspended;
+};
+
+/* /workspace[/...] lives in the sandbox's private dir; any other path is the host's own. */
+static char *map_path(const struct psb *p, const char *path)
+{
+	size_t n = strlen(WORKSPACE);
+	if (strncmp(path, WORKSPACE, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+		return xasprintf("%s%s", p->workspace, path + n);
+	return xstrdup(path);
+}
+
+static void psb_free(struct psb *p, const agentd_backend *b, const char *id)
+{
+	if (!p)
+		return;
+	cgroup_destroy(p->cg);
+	if (p->landlock_fd >= 0)
+		close(p->landlock_fd);
+	seccomp_prog_free(&p->seccomp);
+	if (p->dir)
+		sandbox_dir_remove(b->work_root, id);
+	free(p->dir);
+	free(p->workspace);
+	free(p->tmp);
+	free(p->workdir);
+	strv_free(&p->rw_check);
+	pthread_mutex_destroy(&p->exec_lock);
+	pthread_mutex_destroy(&p->state_lock);
+	free(p);
+}
+
+static int check_process_backend_spec(const agentd_spec *spec, const char *backend,
+				      agentd_error *err)
+{
+	for (size_t i = 0; i < spec->n_bind_mounts; i++)
+		if (strcmp(spec->bind_mounts[i].source, spec->bind_mounts[i].target) != 0)
+			return agentd_error_set(
+				err, ENOTSUP,
+				"bind_mounts[%zu]: %s has no mount namespace, so target must equal "
+				"source (%s); use the container backend to remap paths",
+				i, backend, spec->bind_mounts[i].source);
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
+		return agentd_error_set(err, ENOTSUP,
+					"network.mode \"allowlist\" needs the egress proxy, which "
+					"backend %s does not provide; use \"none\" or \"host\"",
+					backend);
+	return 0;
+}
+
+static int build_landlock(struct psb *p, const agentd_spec *spec, agentd_sandbox_caps *caps,
+			  agentd_strv *warnings, agentd_error *err)
+{
+	struct landlock_rules r = {0};
+	landlock_system_ro_paths(&r.ro);
+	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
+		strv_push(&r.ro, spec->allowed_paths_ro.v[i]);
+	for (size_t i = 0; i < spec->n_bind_mounts; i++)
+		strv_push(spec->bind_mounts[i].readonly ? &r.ro : &r.rw,
+			  spec->bind_mounts[i].source);
+	strv_push(&r.rw, p->workspace);
+	strv_push(&r.rw, p->tmp);
+	if (strcmp(p->workdir, p->workspace) != 0 &&
+	    strncmp(p->workdir, p->workspace, strlen(p->workspace)) != 0)
+		strv_push(&r.rw, p->workdir);
+	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
+		strv_push(&r.rw, spec->allowed_paths_rw.v[i]);
+	/* "> /dev/null" is everyday shell: the null device is writable, nothing else in /dev */
+	strv_push(&r.rw, "/dev/null");
+	r.deny_tcp = spec->network.mode == AGENTD_NET_NONE;
+	r.scope_signals = true;
+	r.scope_abstract_unix = true;
+
+	int ret = landlock_prepare(&r, &p->landlock_fd, warnings, err);
+	if (ret == 0) {
+		strv_copy(&caps->readable_paths, &r.ro);
+		strv_copy(&caps->writable_paths, &r.rw);
+	}
+	strv_free(&r.ro);
+	strv_free(&r.rw);
+	return ret < 0 ? agentd_error_prefix(err, "landlock") : 0;
+}
+
+int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
+			   const struct process_sandbox_opts *o, const agentd_sandbox_ops *ops,
+			   agentd_sandbox **out, agentd_error *err)
+{
+	if (check_process_backend_spec(spec, b->ops->name, err) < 0)
+		return -1;
+	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, ops, err);
+	if (!sb)
+		return -1;
+	struct psb *p = xcalloc(1, sizeof(*p));
+	p->opts = *o;
+	p->landlock_fd = -1;
+	pthread_mutex_init(&p->exec_lock, NULL);
+	pthread_mutex_init(&p->state_lock, NULL);
+	jail_run_identity(spec, &p->privs);
+	rlimits_from_limits(&spec->limits, &p->rlimits);
+	agentd_strv warnings = {0};
+
+	uid_t uid = p->privs.switch_user ? p->privs.uid : geteuid();
+	gid_t gid = p->privs.switch_user ? p->privs.gid : getegid();
+	if (sandbox_dir_create(b->work_root, sb->id, uid, gid, &p->dir, err) < 0)
+		goto fail;
+	p->workspace = xasprintf("%s/workspace", p->dir);
+	p->tmp = xasprintf("%s/tmp", p->dir);
+	p->workdir = map_path(p, spec->workdir);
+	if (strcmp(p->workdir, p->workspace) != 0) {
+		/* The workdir is created if missing; its writability for the sandbox's uid is
+		 * checked in the child, with a message naming it. */
+		int r = mkdir_p(p->workdir, 0755);
+		if (r < 0) {
+			agentd_error_errno(err, -r, "create workdir %s", p->workdir);
+			goto fail;
+		}
+		if (p->privs.switch_user && strncmp(p->workdir, p->dir, strlen(p->dir)) == 0 &&
+		    chown(p->workdir, uid, gid) < 0) {
+			agentd_error_errno(err, errno, "chown workdir %s", p->workdir);
+			goto fail;
+		}
+		strv_push(&p->rw_check, p->workdir);
+	}
+	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
+		strv_push(&p->rw_check, spec->allowed_paths_rw.v[i]);
+
+	agentd_error cgerr = {0};
+	p->cg = cgroup_create(sb->id, &spec->limits, &cgerr);
+	if (!p->cg) {
+		if (o->require_cgroup) {
+			*err = cgerr;
+			agentd_error_prefix(err, "cgroup");
+			goto fail;
+		}
+		strv_push(&warnings, "resource limits: no cgroup (rlimits only)");
+	}
+
+	if (o->landlock && build_landlock(p, spec, &sb->caps, &warnings, err) < 0)
+		goto fail;
+	if (!o->landlock) {
+		strv_push(&sb->caps.readable_paths, "/");
+		strv_push(&sb->caps.writable_paths, "/");
+	}
+	if (o->seccomp) {
+		struct seccomp_opts so = {
+			.profile = spec->seccomp_profile,
+			.deny_inet_sockets = spec->network.mode == AGENTD_NET_NONE,
+		};
+		if (seccomp_prepare(&so, &p->seccomp, err) < 0) {
+			agentd_error_prefix(err, "seccomp");
+			goto fail;
+		}
+	}
+	sb->caps.can_write_filesystem = true;
+	sb->caps.has_network = spec->network.mode != AGENTD_NET_NONE || !o->seccomp;
+	strv_copy(&sb->caps.allowed_destinations, &spec->network.allow);
+	sb->caps.syscall_filter_active = p->seccomp.active;
+	if (p->seccomp.active)
+		for (const char *const *c = seccomp_blocked_categories; *c; c++)
+			strv_push(&sb->caps.blocked_syscall_categories, *c);
+	sb->caps.is_persistent = true;
+	strv_free(&warnings);
+	sb->priv = p;
+	*out = sb;
+	return 0;
+fail:
+	strv_free(&warnings);
+	psb_free(p, b, sb->id);
+	agentd_spec_free(&sb->spec);
+	agentd_sandbox_caps_free(&sb->caps);
+	free(sb);
+	return -1;
+}
+
+static int psb_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
+		    agentd_exec_output *out, agentd_error *err)
+{
+	struct psb *p = sb->priv;
+	_cleanup_free_ char *cwd = cmd->workdir ? map_path(p, cmd->workdir) : xstrdup(p->workdir);
+	char **envp = env_build(&sb->spec, &cmd->env, p->workdir, p->tmp);
+
+	struct jail_plan plan;
+	jail_plan_init(&plan);
+	plan.rlimits = p->rlimits;
+	plan.privs = p->privs;
+	plan.landlock_fd = p->landlock_fd;
+	plan.seccomp = p->seccomp;
+	plan.rw_check = p->rw_check;
+
+	uint64_t timeout = sb->spec.limits.max_wall_time_ms;
+	if (cmd->timeout_ms && (!timeout || cmd->timeout_ms < timeout))
+		timeout = cmd->timeout_ms;
+	exec_request req = {
+		.argv = cmd->argv,
+		.envp = envp,
+		.cwd = cwd,
+		.stdin_data = cmd->stdin_data,
+		.stdin_len = cmd->stdin_len,
+		.stdin_null = !cmd->stdin_data,
+		.timeout_ms = timeout,
+		.max_output_bytes = sb->spec.limits.max_output_bytes,
+		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
+		.cg = p->cg,
+		.child_setup = jail_child_apply,
+		.child_arg = &plan,
+		.on_output = ctx->on_output,
+		.userdata = ctx->userdata,
+		.cancel_fd = ctx->cancel_fd,
+	};
+	pthread_mutex_lock(&p->exec_lock);
+	int r = exec_run(&req, out, err);
+	pthread_mutex_unlock(&p->exec_lock);
+	env_free(envp);
+
+	pthread_mutex_lock(&p->state_lock);
+	p->total.cpu_time_ms += out->usage.cpu_time_ms;
+	p->total.wall_time_ms += out->usage.wall_time_ms;
+	p->total.bytes_written += out->usage.bytes_written;
+	p->total.bytes_read += out->usage.bytes_read;
+	if (out->usage.peak_memory_bytes > p->total.peak_memory_bytes)
+		p->total.peak_memory_bytes = out->usage.peak_memory_bytes;
+	pthread_mutex_unlock(&p->state_lock);
+	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
+}
+
+static bool psb_is_alive(agentd_sandbox *sb)
+{
+	struct psb *p = sb->priv;
+	struct stat st;
+	return stat(p->dir, &st) == 0;
+}
+
+static int psb_freeze(agentd_sandbox *sb, bool frozen, agentd_error *err)
+{
+	struct psb *p = sb->priv;
+	if (!p->cg)
+		return agentd_error_set(err, ENOTSUP,
+					"%s without a cgroup cannot %s (no freezer available)",
+					sb->backend->ops->name, frozen ? "suspend" : "resume");
+	pthread_mutex_lock(&p->state_lock);
+	int r = cgroup_freeze(p->cg, frozen, err);
+	if (r == 0)
+		p->suspended = frozen;
+	pthread_mutex_unlock(&p->state_lock);
+	return r;
+}
+
+static int psb_suspend(agentd_sandbox *sb, agentd_error *err)
+{
+	return psb_freeze(sb, true, err);
+}
+
+static int psb_resume(agentd_sandbox *sb, agentd_error *err)
+{
+	return psb_freeze(sb, false, err);
+}
+
+static int psb_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
+{
+	struct psb *p = sb->priv;
+	pthread_mutex_lock(&p->state_lock);
+	*u = p->total;
+	pthread_mutex_unlock(&p->state_lock);
+	agentd_usage cu = {0};
+	if (p->cg && cgroup_read_usage(p->cg, &cu) == 0) {
+		if (cu.peak_memory_bytes > u->peak_memory_bytes)
+			u->peak_memory_bytes = cu.peak_memory_bytes;
+		if (cu.cpu_time_ms > u->cpu_time_ms)
+			u->cpu_time_ms = cu.cpu_time_ms;
+	}
+	return 0;
+}
+
+static int psb_destroy(agentd_sandbox *sb, agentd_error *err)
+{
+	struct psb *p = sb->priv;
+	if (p && p->suspended && p->cg)
+		cgroup_freeze(p->cg, false, NULL);
+	psb_free(p, sb->backend, sb->id);
+	sb->priv = NULL;
+	return 0;
+}
+
+const agentd_sandbox_ops process_sandbox_ops = {
+	.exec = psb_exec,
+	.is_alive = psb_is_alive,
+	.suspend = psb_suspend,
+	.resume = psb_resume,
+	.usage = psb_usage,
+	.destroy = psb_destroy,
+};
+
+void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)
+{
+	caps->persistent_sandboxes = true;
+	caps->snapshots = false;
+	caps->resource_limits = p->cgroup_writable && p->cgroup_memory && p->cgroup_pids;
+	if (!caps->resource_limits)
+		strv_push(&caps->warnings, "no writable cgroup with memory+pids controllers: "
+					   "rlimits only (no memory or process-count limit)");
+	for (int i = AGENTD_PROFILE_STRICT; i <= AGENTD_PROFILE_PERMISSIVE; i++)
+		strv_push(&caps->available_profiles, agentd_profile_name((agentd_profile)i));
+	char buf[64];
+	if (p->landlock_abi) {
+		snprintf(buf, sizeof(buf), "landlock-abi-%d", p->landlock_abi);
+		strv_push(&caps->platform_features, buf);
+	}
+	if (p->seccomp_filter)
+		strv_push(&caps->platform_features, "seccomp-bpf");
+	if (p->cgroup_version) {
+		snprintf(buf, sizeof(buf), "cgroup-v%d%s", p->cgroup_version,
+			 p->cgroup_hybrid ? "-hybrid" : "");
+		strv_push(&caps->platform_features, buf);
+	}
+	if (p->user_namespaces)
+		strv_push(&caps->platform_features, "user-namespaces");
+	if (p->kvm)
+		strv_push(&caps->platform_features, "kvm");
+	if (p->pidfd)
+		strv_push(&caps->platform_features, "pidfd");
+	if (p->clone3)
+		strv_push(&caps->platform_features, "clone3");
+}

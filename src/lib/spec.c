@@ -1,0 +1,795 @@
+/* spec.c: the typed sandbox spec: profile presets, copy/free, semantic validation (paths,
+ * limits, network allow entries, environment names) and the size/duration parsers. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stddef.h>
+
+/* ------------------------------------------------------------ presets */
+
+/* Seed 000 ResourceLimits::default, plus a quota of two CPUs. */
+static const agentd_limits default_limits = {
+	.max_memory_bytes = 512ULL << 20,
+	.max_cpu_time_ms = 60000,
+	.max_wall_time_ms = 120000,
+	.max_processes = 64,
+	.max_open_files = 256,
+	.max_output_bytes = 10ULL << 20,
+	.max_write_bytes = 100ULL << 20,
+	.cpu_weight = 100,
+	.cpu_quota_pct = 200,
+};
+
+static const agentd_limits permissive_limits = {
+	.max_memory_bytes = 2ULL << 30,
+	.max_cpu_time_ms = 600000,
+	.max_wall_time_ms = 1800000,
+	.max_processes = 256,
+	.max_open_files = 1024,
+	.max_output_bytes = 64ULL << 20,
+	.max_write_bytes = 1ULL << 30,
+	.cpu_weight = 100,
+	.cpu_quota_pct = 400,
+};
+
+#define LIMIT_U64(n, lo, msg)                                                                \
+	{ .name = #n, .offset = offsetof(agentd_limits, n), .is_u32 = false, .min = lo,      \
+	  .max = INT64_MAX, .expect = msg }
+#define LIMIT_U32(n, lo, hi, msg)                                                            \
+	{ .name = #n, .offset = offsetof(agentd_limits, n), .is_u32 = true, .min = lo,       \
+	  .max = hi, .expect = msg }
+
+/* JSON key order of the emitter: SPEC §1 table order. */
+const struct spec_limit_field spec_limit_fields[] = {
+	LIMIT_U64(max_memory_bytes, 1048576, "expected integer >= 1048576"),
+	LIMIT_U64(max_cpu_time_ms, 1, "expected integer >= 1"),
+	LIMIT_U64(max_wall_time_ms, 1, "expected integer >= 1"),
+	LIMIT_U32(max_processes, 1, 1048576, "expected integer in 1..1048576"),
+	/* 3: stdin, stdout and stderr must stay open */
+	LIMIT_U32(max_open_files, 3, 1048576, "expected integer in 3..1048576"),
+	LIMIT_U64(max_output_bytes, 0, "expected integer >= 0"),
+	LIMIT_U64(max_write_bytes, 0, "expected integer >= 0"),
+	LIMIT_U32(cpu_weight, 1, 10000, "expected integer in 1..10000"),
+	LIMIT_U32(cpu_quota_pct, 1, 100000, "expected integer in 1..100000"),
+};
+const size_t spec_limit_fields_n = ARRAY_SIZE(spec_limit_fields);
+
+uint64_t spec_limit_get(const agentd_limits *l, const struct spec_limit_field *f)
+{
+	const char *p = (const char *)l + f->offset;
+	if (f->is_u32)
+		return *(const uint32_t *)p;
+	return *(const uint64_t *)p;
+}
+
+void spec_limit_set(agentd_limits *l, const struct spec_limit_field *f, uint64_t v)
+{
+	char *p = (char *)l + f->offset;
+	if (f->is_u32)
+		*(uint32_t *)p = (uint32_t)v;
+	else
+		*(uint64_t *)p = v;
+}
+
+void agentd_spec_set_profile(agentd_spec *spec, agentd_profile profile)
+{
+	/* An unknown value is kept so that validate reports it; it gets strict presets. */
+	spec->profile = profile;
+	spec->limits = profile == AGENTD_PROFILE_PERMISSIVE ? permissive_limits : default_limits;
+	/* The presets include an empty allow list: entries chosen for one mode must not
+	 * silently carry over into another. */
+	strv_free(&spec->network.allow);
+	switch (profile) {
+	case AGENTD_PROFILE_STANDARD:
+		spec->network.mode = AGENTD_NET_ALLOWLIST;
+		break;
+	case AGENTD_PROFILE_PERMISSIVE:
+		spec->network.mode = AGENTD_NET_HOST;
+		break;
+	default:
+		spec->network.mode = AGENTD_NET_NONE;
+		break;
+	}
+}
+
+void agentd_spec_init(agentd_spec *spec, agentd_profile profile)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->workdir = xstrdup("/workspace");
+	spec->seccomp_profile = xstrdup("default");
+	spec->run_as_uid = -1;
+	spec->run_as_gid = -1;
+	agentd_spec_set_profile(spec, profile);
+}
+
+void agentd_spec_free(agentd_spec *spec)
+{
+	if (!spec)
+		return;
+	free(spec->workdir);
+	strv_free(&spec->allowed_paths_ro);
+	strv_free(&spec->allowed_paths_rw);
+	for (size_t i = 0; i < spec->n_bind_mounts; i++) {
+		free(spec->bind_mounts[i].source);
+		free(spec->bind_mounts[i].target);
+	}
+	free(spec->bind_mounts);
+	strv_free(&spec->network.allow);
+	kvv_free(&spec->environment);
+	free(spec->seccomp_profile);
+	kvv_free(&spec->labels);
+	/* zeroed, so a second free (or a free after a failed parse) is harmless */
+	memset(spec, 0, sizeof(*spec));
+}
+
+static char *strdup_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+int agentd_spec_copy(agentd_spec *dst, const agentd_spec *src, agentd_error *err)
+{
+	(void)err;	/* allocation failure aborts; kept in the API for future checks */
+	*dst = *src;
+	dst->workdir = strdup_null(src->workdir);
+	strv_copy(&dst->allowed_paths_ro, &src->allowed_paths_ro);
+	strv_copy(&dst->allowed_paths_rw, &src->allowed_paths_rw);
+	dst->bind_mounts = NULL;
+	if (src->n_bind_mounts) {
+		dst->bind_mounts = xcalloc(src->n_bind_mounts, sizeof(agentd_bind_mount));
+		for (size_t i = 0; i < src->n_bind_mounts; i++) {
+			dst->bind_mounts[i].source = strdup_null(src->bind_mounts[i].source);
+			dst->bind_mounts[i].target = strdup_null(src->bind_mounts[i].target);
+			dst->bind_mounts[i].readonly = src->bind_mounts[i].readonly;
+		}
+	}
+	strv_copy(&dst->network.allow, &src->network.allow);
+	kvv_copy(&dst->environment, &src->environment);
+	dst->seccomp_profile = strdup_null(src->seccomp_profile);
+	kvv_copy(&dst->labels, &src->labels);
+	return 0;
+}
+
+/* ------------------------------------------------------------ equality */
+
+static bool str_eq(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static bool strv_eq(const agentd_strv *a, const agentd_strv *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!str_eq(a->v[i], b->v[i]))
+			return false;
+	return true;
+}
+
+/* kvv_set keeps keys unique, so same size + every key of a found in b means equal maps. */
+static bool kvv_eq(const agentd_kvv *a, const agentd_kvv *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const char *v = kvv_get(b, a->v[i].key);
+		if (!v || !str_eq(v, a->v[i].value))
+			return false;
+	}
+	return true;
+}
+
+bool spec_equal(const agentd_spec *a, const agentd_spec *b)
+{
+	if (a->profile != b->profile || !str_eq(a->workdir, b->workdir) ||
+	    !strv_eq(&a->allowed_paths_ro, &b->allowed_paths_ro) ||
+	    !strv_eq(&a->allowed_paths_rw, &b->allowed_paths_rw) ||
+	    a->n_bind_mounts != b->n_bind_mounts || a->network.mode != b->network.mode ||
+	    !strv_eq(&a->network.allow, &b->network.allow) ||
+	    !kvv_eq(&a->environment, &b->environment) ||
+	    !str_eq(a->seccomp_profile, b->seccomp_profile) || !kvv_eq(&a->labels, &b->labels) ||
+	    a->run_as_uid != b->run_as_uid || a->run_as_gid != b->run_as_gid)
+		return false;
+	for (size_t i = 0; i < a->n_bind_mounts; i++) {
+		const agentd_bind_mount *x = &a->bind_mounts[i], *y = &b->bind_mounts[i];
+		if (!str_eq(x->source, y->source) || !str_eq(x->target, y->target) ||
+		    x->readonly != y->readonly)
+			return false;
+	}
+	/* field by field: padding bytes in agentd_limits are not part of the value */
+	for (size_t i = 0; i < spec_limit_fields_n; i++)
+		if (spec_limit_get(&a->limits, &spec_limit_fields[i]) !=
+		    spec_limit_get(&b->limits, &spec_limit_fields[i]))
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------ names */
+
+static const char *const profile_names[] = {
+	[AGENTD_PROFILE_STRICT] = "strict",
+	[AGENTD_PROFILE_STANDARD] = "standard",
+	[AGENTD_PROFILE_PERMISSIVE] = "permissive",
+};
+
+static const char *const net_mode_names[] = {
+	[AGENTD_NET_NONE] = "none",
+	[AGENTD_NET_ALLOWLIST] = "allowlist",
+	[AGENTD_NET_HOST] = "host",
+};
+
+static const char *const limit_kind_names[] = {
+	[AGENTD_LIMIT_NONE] = NULL,
+	[AGENTD_LIMIT_MEMORY] = "memory",
+	[AGENTD_LIMIT_PIDS] = "pids",
+	[AGENTD_LIMIT_CPU] = "cpu",
+	[AGENTD_LIMIT_OUTPUT] = "output",
+	[AGENTD_LIMIT_WRITE] = "write",
+};
+
+/* Enums may hold any int (a cast from user input): check the range, not just the switch. */
+const char *agentd_profile_name(agentd_profile p)
+{
+	if ((unsigned)p >= ARRAY_SIZE(profile_names))
+		return NULL;
+	return profile_names[p];
+}
+
+int agentd_profile_from_name(const char *name, agentd_profile *out)
+{
+	if (!name)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(profile_names); i++) {
+		if (strcmp(name, profile_names[i]) == 0) {
+			*out = (agentd_profile)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *agentd_net_mode_name(agentd_net_mode m)
+{
+	if ((unsigned)m >= ARRAY_SIZE(net_mode_names))
+		return NULL;
+	return net_mode_names[m];
+}
+
+const char *agentd_limit_kind_name(agentd_limit_kind k)
+{
+	if ((unsigned)k >= ARRAY_SIZE(limit_kind_names))
+		return NULL;
+	return limit_kind_names[k];
+}
+
+/* ------------------------------------------------------------ message helpers */
+
+/* ASCII classes, not <ctype.h>: a policy must not mean something else under another locale. */
+static bool a_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool a_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool a_alnum(char c)
+{
+	return a_alpha(c) || a_digit(c);
+}
+
+static char a_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Length of the valid UTF-8 sequence at s (NUL-terminated), 0 if none starts there. */
+static size_t utf8_seq_len(const char *s)
+{
+	unsigned char c = (unsigned char)s[0];
+	size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	if (strnlen(s, n) < n || !utf8_valid((const uint8_t *)s, n))
+		return 0;
+	return n;
+}
+
+void spec_quote(char *buf, size_t size, const char *s)
+{
+	/* Inputs come from users and files: keep the message one readable line of valid UTF-8
+	 * (it may end up in a JSON error) whatever they hold, and short enough that the reason
+	 * after it still fits in agentd_error. */
+	size_t o = 0;
+	if (size < 16) {
+		if (size)
+			buf[0] = '\0';
+		return;
+	}
+	if (!s) {
+		snprintf(buf, size, "(null)");
+		return;
+	}
+	buf[o++] = '"';
+	for (size_t i = 0; s[i];) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c >= 0x80 ? utf8_seq_len(s + i) : 1;
+		/* room for the longest step (4 bytes), "...", the closing quote and NUL */
+		if (i >= 64 || o + 4 + 5 >= size) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (c == '"' || c == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f || n == 0) {
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+			n = 1;
+		} else {
+			memcpy(buf + o, s + i, n);
+			o += n;
+		}
+		i += n;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+}
+
+static bool is_ident(const char *s, bool allow_dash)
+{
+	if (!s || !(a_alpha(*s) || *s == '_'))
+		return false;
+	for (s++; *s; s++)
+		if (!(a_alnum(*s) || *s == '_' || (allow_dash && *s == '-')))
+			return false;
+	return true;
+}
+
+void spec_path_key(char *buf, size_t size, const char *prefix, const char *key)
+{
+	if (is_ident(key, true) && strlen(key) <= 64) {
+		snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key);
+	} else {
+		char q[128];
+		spec_quote(q, sizeof(q), key);
+		snprintf(buf, size, "%s[%s]", prefix, q);
+	}
+}
+
+/* ------------------------------------------------------------ validation */
+
+static bool str_utf8(const char *s)
+{
+	return utf8_valid((const uint8_t *)s, strlen(s));
+}
+
+/* NULL when p is an absolute path the backends may use as given; the reason otherwise.
+ * ".." is refused outright: a policy must not depend on how a path resolves. */
+static const char *path_reason(const char *p)
+{
+	if (!p)
+		return "missing";
+	if (p[0] != '/')
+		return "expected absolute path";
+	if (strlen(p) >= PATH_MAX)
+		return "path too long (at most 4095 bytes)";
+	if (!str_utf8(p))
+		return "expected UTF-8";
+	for (const char *c = p; *c;) {
+		while (*c == '/')
+			c++;
+		size_t n = strcspn(c, "/");
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			return "expected absolute path without \"..\" components";
+		c += n;
+	}
+	return NULL;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!a_digit(s[i]))
+			return false;
+	return true;
+}
+
+static bool number_in(const char *s, size_t n, unsigned lo, unsigned hi)
+{
+	/* at most 5 digits keeps the value in range of unsigned without overflow checks */
+	if (!all_digits(s, n) || n > 5)
+		return false;
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v * 10 + (unsigned)(s[i] - '0');
+	return v >= lo && v <= hi;
+}
+
+/* RFC 1123 host name: letter/digit/hyphen labels of 1..63 bytes, 253 bytes in all, and a
+ * last label that is not all digits (so a mistyped IPv4 address is not taken as a name). */
+static bool valid_hostname(const char *s, size_t n)
+{
+	if (n == 0 || n > 253)
+		return false;
+	size_t start = 0;
+	bool last_numeric = false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && s[i] != '.') {
+			char c = s[i];
+			if (!a_alnum(c) && c != '-')
+				return false;
+			continue;
+		}
+		size_t len = i - start;
+		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		last_numeric = all_digits(s + start, len);
+		start = i + 1;
+	}
+	return !last_numeric;
+}
+
+/* addr[/prefix] for family af; s is not NUL-terminated. */
+static const char *addr_reason(const char *s, size_t n, int af)
+{
+	char a[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[16];
+	const char *slash = memchr(s, '/', n);
+	size_t alen = slash ? (size_t)(slash - s) : n;
+
+	if (alen == 0 || alen >= sizeof(a))
+		return af == AF_INET ? "invalid IPv4 address" : "invalid IPv6 address";
+	memcpy(a, s, alen);
+	a[alen] = '\0';
+	if (inet_pton(af, a, bin) != 1)
+		return af == AF_INET ? "invalid IPv4 address" : "invalid IPv6 address";
+	if (slash && !number_in(slash + 1, n - alen - 1, 0, af == AF_INET ? 32 : 128))
+		return af == AF_INET ? "invalid prefix length (0..32)" :
+				       "invalid prefix length (0..128)";
+	return NULL;
+}
+
+static const char *port_reason(const char *s, size_t n)
+{
+	return number_in(s, n, 1, 65535) ? NULL : "invalid port (1..65535)";
+}
+
+/* Network allow entry syntax (SPEC §1/§6): "host:port", "*.domain:port", an IPv4 address or
+ * CIDR with an optional ":port", an IPv6 address or CIDR bare ("fd00::/8") or bracketed with
+ * an optional port ("[::1]:443", "[fd00::/8]:443"). NULL when valid. */
+static const char *net_allow_reason(const char *e)
+{
+	size_t n = strlen(e);
+	const char *r;
+
+	if (n == 0)
+		return "empty";
+	if (n > 512)
+		return "too long";
+	if (!str_utf8(e))
+		return "expected UTF-8";
+	if (e[0] == '[') {
+		const char *close = strchr(e, ']');
+		if (!close)
+			return "missing ']'";
+		r = addr_reason(e + 1, (size_t)(close - e - 1), AF_INET6);
+		if (r)
+			return r;
+		if (close[1] == '\0')
+			return NULL;
+		if (close[1] != ':')
+			return "expected ':port' after ']'";
+		return port_reason(close + 2, strlen(close + 2));
+	}
+
+	size_t colons = 0;
+	for (const char *c = e; *c; c++)
+		colons += *c == ':';
+	if (colons >= 2) {
+		/* "::1:443" is a valid address: a port needs the brackets */
+		r = addr_reason(e, n, AF_INET6);
+		if (r && strcmp(r, "invalid IPv6 address") == 0)
+			return "invalid IPv6 address (with a port, write [addr]:port)";
+		return r;
+	}
+
+	const char *colon = strchr(e, ':');
+	size_t hlen = colon ? (size_t)(colon - e) : n;
+	if (colon && (r = port_reason(colon + 1, strlen(colon + 1))))
+		return r;
+	if (memchr(e, '/', hlen))
+		return addr_reason(e, hlen, AF_INET);
+	if (!addr_reason(e, hlen, AF_INET))
+		return NULL;
+	if (!colon)
+		return "expected host:port, *.domain:port or CIDR[:port]";
+	if (hlen >= 2 && e[0] == '*' && e[1] == '.')
+		return valid_hostname(e + 2, hlen - 2) ? NULL : "invalid domain after \"*.\"";
+	return valid_hostname(e, hlen) ? NULL : "invalid host name";
+}
+
+/* Names the dynamic loader acts on in every process of the sandbox, including agentd's own
+ * helpers there: a policy may never set them. */
+static const char *env_forbidden_reason(const char *name)
+{
+	if (strncmp(name, "LD_", 3) == 0)
+		return "forbidden (dynamic loader variable)";
+	return NULL;
+}
+
+static int fail_path(agentd_error *err, const char *path, const char *reason)
+{
+	return agentd_error_set(err, EINVAL, "%s: %s", path, reason);
+}
+
+static int check_path(agentd_error *err, const char *path, const char *p)
+{
+	const char *r = path_reason(p);
+	return r ? fail_path(err, path, r) : 0;
+}
+
+static int check_paths(agentd_error *err, const char *name, const agentd_strv *sv)
+{
+	char path[64];
+	for (size_t i = 0; i < sv->n; i++) {
+		snprintf(path, sizeof(path), "%s[%zu]", name, i);
+		if (check_path(err, path, sv->v[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int check_map_utf8(agentd_error *err, const char *name, const agentd_kvv *kv)
+{
+	char path[256];
+	for (size_t i = 0; i < kv->n; i++) {
+		if (!kv->v[i].key || !str_utf8(kv->v[i].key))
+			return agentd_error_set(err, EINVAL, "%s: key is not UTF-8", name);
+		spec_path_key(path, sizeof(path), name, kv->v[i].key);
+		if (!kv->v[i].value || !str_utf8(kv->v[i].value))
+			return fail_path(err, path, "expected UTF-8 string");
+	}
+	return 0;
+}
+
+int agentd_spec_validate(const agentd_spec *spec, agentd_error *err)
+{
+	char path[256], q[128];
+
+	if (!agentd_profile_name(spec->profile))
+		return fail_path(err, "profile",
+				 "expected one of \"strict\", \"standard\", \"permissive\"");
+	if (check_path(err, "workdir", spec->workdir) < 0 ||
+	    check_paths(err, "allowed_paths_ro", &spec->allowed_paths_ro) < 0 ||
+	    check_paths(err, "allowed_paths_rw", &spec->allowed_paths_rw) < 0)
+		return -1;
+	for (size_t i = 0; i < spec->n_bind_mounts; i++) {
+		snprintf(path, sizeof(path), "bind_mounts[%zu].source", i);
+		if (check_path(err, path, spec->bind_mounts[i].source) < 0)
+			return -1;
+		snprintf(path, sizeof(path), "bind_mounts[%zu].target", i);
+		if (check_path(err, path, spec->bind_mounts[i].target) < 0)
+			return -1;
+	}
+
+	if (!agentd_net_mode_name(spec->network.mode))
+		return fail_path(err, "network.mode",
+				 "expected one of \"none\", \"allowlist\", \"host\"");
+	if (spec->network.allow.n && spec->network.mode != AGENTD_NET_ALLOWLIST)
+		return fail_path(err, "network.allow", "only valid with mode \"allowlist\"");
+	for (size_t i = 0; i < spec->network.allow.n; i++) {
+		const char *e = spec->network.allow.v[i];
+		const char *r = e ? net_allow_reason(e) : "missing";
+		if (r) {
+			spec_quote(q, sizeof(q), e);
+			return agentd_error_set(err, EINVAL, "network.allow[%zu]: invalid entry %s: %s",
+						i, q, r);
+		}
+	}
+
+	if (check_map_utf8(err, "environment", &spec->environment) < 0)
+		return -1;
+	for (size_t i = 0; i < spec->environment.n; i++) {
+		const char *k = spec->environment.v[i].key;
+		const char *r = NULL;
+		spec_path_key(path, sizeof(path), "environment", k);
+		if (!is_ident(k, false))
+			r = "expected a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)";
+		else
+			r = env_forbidden_reason(k);
+		if (r)
+			return fail_path(err, path, r);
+	}
+
+	for (size_t i = 0; i < spec_limit_fields_n; i++) {
+		const struct spec_limit_field *f = &spec_limit_fields[i];
+		uint64_t v = spec_limit_get(&spec->limits, f);
+		if (v < f->min || v > f->max)
+			return agentd_error_set(err, EINVAL, "limits.%s: %s", f->name, f->expect);
+	}
+
+	const char *sp = spec->seccomp_profile;
+	if (!sp || (strcmp(sp, "default") != 0 && strcmp(sp, "none") != 0 && path_reason(sp)))
+		return fail_path(err, "seccomp_profile",
+				 "expected \"default\", \"none\" or an absolute path");
+
+	if (check_map_utf8(err, "labels", &spec->labels) < 0)
+		return -1;
+
+	/* Both ids or neither: half an identity would run with a group nobody chose. */
+	if ((spec->run_as_uid == -1) != (spec->run_as_gid == -1))
+		return fail_path(err, "run_as", "uid and gid must be set together");
+	if (spec->run_as_uid < -1 || spec->run_as_uid > SPEC_ID_MAX)
+		return fail_path(err, "run_as.uid", "expected integer in 0..4294967294");
+	if (spec->run_as_gid < -1 || spec->run_as_gid > SPEC_ID_MAX)
+		return fail_path(err, "run_as.gid", "expected integer in 0..4294967294");
+	return 0;
+}
+
+/* ------------------------------------------------------------ sizes, durations */
+
+/* A decimal number "D+[.D+]" at *pp; the fraction keeps its first 18 digits (exact in a
+ * uint64) and the rest only has to be digits. Returns false on overflow or bad syntax. */
+struct decimal {
+	uint64_t ip;		/* integer part */
+	uint64_t frac;		/* fraction digits as an integer */
+	uint64_t frac_div;	/* 10^(number of kept fraction digits), 1 if none */
+	bool has_frac;
+	bool overflow;
+};
+
+static bool parse_decimal(const char **pp, struct decimal *d)
+{
+	const char *p = *pp;
+	memset(d, 0, sizeof(*d));
+	d->frac_div = 1;
+	if (!a_digit(*p))
+		return false;
+	for (; a_digit(*p); p++) {
+		uint64_t c = (uint64_t)(*p - '0');
+		if (d->ip > (UINT64_MAX - c) / 10)
+			d->overflow = true;
+		else
+			d->ip = d->ip * 10 + c;
+	}
+	if (*p == '.') {
+		p++;
+		if (!a_digit(*p))
+			return false;
+		d->has_frac = true;
+		for (int nd = 0; a_digit(*p); p++, nd++) {
+			if (nd < 18) {
+				d->frac = d->frac * 10 + (uint64_t)(*p - '0');
+				d->frac_div *= 10;
+			}
+		}
+	}
+	*pp = p;
+	return true;
+}
+
+/* d * mult, the fraction rounded down; false if it does not fit in a uint64. */
+static bool decimal_scale(const struct decimal *d, uint64_t mult, uint64_t *out)
+{
+	if (d->overflow)
+		return false;
+	unsigned __int128 v = (unsigned __int128)d->ip * mult;
+	v += (unsigned __int128)d->frac * mult / d->frac_div;
+	if (v > UINT64_MAX)
+		return false;
+	*out = (uint64_t)v;
+	return true;
+}
+
+static int bad_value(agentd_error *err, const char *what, const char *s, const char *reason)
+{
+	char q[128];
+	spec_quote(q, sizeof(q), s);
+	return agentd_error_set(err, EINVAL, "invalid %s %s: %s", what, q, reason);
+}
+
+int agentd_parse_size(const char *s, uint64_t *out, agentd_error *err)
+{
+	static const char syntax[] =
+		"expected a number with an optional binary unit K, M, G or T (e.g. 512M, 1GiB, 1.5G)";
+	const char *p = s;
+	struct decimal d;
+	unsigned shift = 0;
+
+	if (!s)
+		return bad_value(err, "size", s, "missing");
+	if (!*s)
+		return bad_value(err, "size", s, "empty");
+	if (*s == '-')
+		return bad_value(err, "size", s, "must not be negative");
+	if (!parse_decimal(&p, &d))
+		return bad_value(err, "size", s, syntax);
+	const char *u = strchr("kmgt", a_lower(*p));
+	if (*p && u) {
+		shift = 10 * (unsigned)(u - "kmgt" + 1);
+		p++;
+		if (a_lower(*p) == 'i')
+			p++;
+	}
+	if (a_lower(*p) == 'b')
+		p++;
+	if (*p)
+		return bad_value(err, "size", s, syntax);
+	if (d.has_frac && shift == 0)
+		return bad_value(err, "size", s, "a fraction needs a unit (e.g. 1.5G)");
+	uint64_t v;
+	if (!decimal_scale(&d, 1ULL << shift, &v))
+		return bad_value(err, "size", s, "too large");
+	*out = v;
+	return 0;
+}
+
+/* The n letters at p spell name, in any case. */
+static bool unit_is(const char *p, size_t n, const char *name)
+{
+	if (strlen(name) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (a_lower(p[i]) != name[i])
+			return false;
+	return true;
+}
+
+/* Sums "<number><unit>" parts ("1m30s"); a lone bare number is seconds, like sleep(1). */
+int agentd_parse_duration_ms(const char *s, uint64_t *out, agentd_error *err)
+{
+	static const char syntax[] =
+		"expected a number with a unit ms, s, m, h or d (e.g. 500ms, 2s, 1m30s, 1.5h); "
+		"a bare number is seconds";
+	static const struct {
+		const char *name;
+		uint64_t ms;
+	} units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+	};
+	const char *p = s;
+	uint64_t total = 0;
+	bool first = true;
+
+	if (!s)
+		return bad_value(err, "duration", s, "missing");
+	if (!*s)
+		return bad_value(err, "duration", s, "empty");
+	if (*s == '-')
+		return bad_value(err, "duration", s, "must not be negative");
+	while (*p) {
+		struct decimal d;
+		if (!parse_decimal(&p, &d))
+			return bad_value(err, "duration", s, syntax);
+		size_t ulen = 0;
+		while (a_alpha(p[ulen]))
+			ulen++;
+		uint64_t mult = 0;
+		if (ulen == 0) {
+			/* bare number: only as the whole string */
+			if (p[0] || !first)
+				return bad_value(err, "duration", s, syntax);
+			mult = 1000;
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(units) && ulen; i++)
+			if (unit_is(p, ulen, units[i].name))
+				mult = units[i].ms;
+		if (!mult)
+			return bad_value(err, "duration", s, syntax);
+		p += ulen;
+		uint64_t v;
+		if (!decimal_scale(&d, mult, &v) || v > UINT64_MAX - total)
+			return bad_value(err, "duration", s, "too large");
+		total += v;
+		first = false;
+	}
+	*out = total;
+	return 0;
+}

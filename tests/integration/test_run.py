@@ -1,0 +1,231 @@
+"""`agentd run`: exit codes, environment, timeouts, output caps, stdin, JSON output,
+resource limits and no survivors, on every process backend."""
+import base64
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import ALL_BACKENDS, PROBE, PROBE_DIR, agentd, hostdir, pid_alive, probe, run  # noqa: F401
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+class TestExitCodes:
+    def test_exit_code_passes_through(self, backend):
+        r = run(backend, "/bin/sh", "-c", "exit 3", json_out=False)
+        assert r.rc == 3, r
+
+    def test_success_and_stdout(self, backend):
+        r = run(backend, "/bin/echo", "hello", json_out=False)
+        assert r.rc == 0, r
+        assert r.stdout == b"hello\n"
+
+    def test_not_found_is_127(self, backend):
+        r = run(backend, "/nonexistent/prog", json_out=False)
+        assert r.rc == 127, r
+        assert b"/nonexistent/prog" in r.stderr
+
+    def test_path_search_not_found_is_127(self, backend):
+        r = run(backend, "no-such-command-agentd", json_out=False)
+        assert r.rc == 127, r
+
+    def test_not_executable_is_126(self, backend):
+        r = run(backend, "/etc/hostname", json_out=False)
+        assert r.rc == 126, r
+
+    def test_killed_by_signal_is_128_plus_n(self, backend):
+        r = run(backend, "/bin/sh", "-c", "kill -TERM $$")
+        assert r.rc == 143, r
+        assert r.json["exit_code"] == 143
+        assert r.json["term_signal"] == 15
+
+    def test_bad_flag_is_125(self, backend):
+        r = agentd("run", "--backend", backend, "--memory", "lots", "--", "/bin/true")
+        assert r.rc == 125, r
+        assert b"--memory" in r.stderr
+
+    def test_bad_policy_is_125_naming_the_path(self, backend, tmp_path):
+        pol = tmp_path / "p.json"
+        pol.write_text('{"limits": {"max_memory_bytes": 5}}')
+        r = agentd("run", "--backend", backend, "--policy", str(pol), "--", "/bin/true")
+        assert r.rc == 125, r
+        assert b"limits.max_memory_bytes" in r.stderr
+
+    def test_unknown_backend_lists_available(self, backend):
+        r = agentd("run", "--backend", "nope", "--", "/bin/true")
+        assert r.rc == 125
+        assert b"unknown isolation backend 'nope'" in r.stderr
+        assert b"linux-native" in r.stderr
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+class TestEnvironment:
+    def test_host_environment_cleared(self, backend):
+        r = run(backend, PROBE, "env", env={"AGENTD_TEST_SECRET": "leak-me"})
+        env = dict(l.split("=", 1) for l in r.json["stdout"].splitlines() if "=" in l)
+        assert "AGENTD_TEST_SECRET" not in env
+        assert env["PATH"].startswith("/usr/local/sbin")
+        assert env["LANG"] == "C.UTF-8"
+        assert env["HOME"] and env["TMPDIR"]
+
+    def test_env_flag_and_policy(self, backend, tmp_path):
+        pol = tmp_path / "p.json"
+        pol.write_text('{"environment": {"FROM_POLICY": "1", "OVERRIDDEN": "policy"}}')
+        r = run(backend, PROBE, "env",
+                opts=["--policy", str(pol), "--env", "OVERRIDDEN=flag", "--env", "X=a=b"])
+        env = dict(l.split("=", 1) for l in r.json["stdout"].splitlines() if "=" in l)
+        assert env["FROM_POLICY"] == "1"
+        assert env["OVERRIDDEN"] == "flag"
+        assert env["X"] == "a=b"
+
+    def test_loader_variables_rejected(self, backend):
+        r = run(backend, "/bin/true", opts=["--env", "LD_PRELOAD=/tmp/x.so"])
+        assert r.rc == 125
+        assert b"LD_PRELOAD" in r.stderr
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+class TestTimeoutsAndSurvivors:
+    def test_timeout_kills_tree_exit_124(self, backend):
+        t0 = time.monotonic()
+        r = run(backend, "/bin/sh", "-c", "sleep 1000 & sleep 1000; echo never",
+                opts=["--timeout", "500ms"])
+        assert time.monotonic() - t0 < 10
+        assert r.rc == 124, r
+        assert r.json["timed_out"] is True
+        assert r.json["exit_code"] == 124
+        out = subprocess.run(["pgrep", "-f", "^sleep 1000$"], capture_output=True)
+        assert out.stdout == b"", "a process of the timed-out command survived"
+
+    def test_daemonized_process_does_not_outlive_command(self, backend, hostdir):
+        pidfile = os.path.join(hostdir, "pid")
+        r = run(backend, PROBE, "daemonize", "30", pidfile, opts=["--rw", hostdir])
+        assert r.rc == 0, r
+        pid = int(open(pidfile).read())
+        deadline = time.monotonic() + 3
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid), "setsid'd grandchild outlived the sandboxed command"
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+class TestOutput:
+    def test_output_cap_truncates_and_flags(self, backend):
+        r = run(backend, PROBE, "output", "100000", opts=["--max-output", "1000"])
+        assert r.rc == 0, r
+        assert len(r.json["stdout"]) == 1000
+        assert r.json["output_truncated"] is True
+        assert r.json["limit_hit"] == "output"
+
+    def test_stdout_and_stderr_share_the_cap(self, backend):
+        r = run(backend, "/bin/sh", "-c", "head -c 600 /dev/zero | tr '\\0' a; "
+                "head -c 600 /dev/zero | tr '\\0' b >&2", opts=["--max-output", "1000"])
+        assert len(r.json["stdout"]) + len(r.json["stderr"]) == 1000
+        assert r.json["output_truncated"] is True
+
+    def test_large_output_is_drained_not_deadlocked(self, backend):
+        r = run(backend, PROBE, "output", str(8 << 20), opts=["--max-output", "1M"])
+        assert r.rc == 0, r
+        assert len(r.json["stdout"]) == 1 << 20
+
+    def test_stdin_bytes(self, backend):
+        data = bytes(range(256)) * 100
+        r = run(backend, PROBE, "cat-stdin", input=data)
+        assert r.json["stdout_encoding"] == "base64"
+        assert base64.b64decode(r.json["stdout"]) == data
+
+    def test_stdin_default_is_dev_null(self, backend):
+        r = run(backend, "/bin/cat")
+        assert r.rc == 0 and r.json["stdout"] == ""
+
+    def test_json_fields(self, backend):
+        r = run(backend, "/bin/sh", "-c", "echo out; echo err >&2; exit 7")
+        j = r.json
+        assert r.rc == 7
+        assert j["exit_code"] == 7 and j["stdout"] == "out\n" and j["stderr"] == "err\n"
+        assert j["backend"] == backend and len(j["sandbox_id"]) == 32
+        for k in ("duration_ms", "timed_out", "resource_limited", "limit_hit",
+                  "output_truncated", "resource_usage"):
+            assert k in j
+        assert j["limit_hit"] is None and j["resource_limited"] is False
+        assert set(j["resource_usage"]) >= {"peak_memory_bytes", "cpu_time_ms", "wall_time_ms",
+                                            "bytes_written", "bytes_read"}
+
+    def test_streaming_delivers_before_exit(self, backend):
+        p = subprocess.Popen([os.path.join(PROBE_DIR, "..", "agentd"), "run", "--backend",
+                              backend, "--", "/bin/sh", "-c", "echo first; sleep 3; echo second"],
+                             stdout=subprocess.PIPE)
+        t0 = time.monotonic()
+        first = p.stdout.readline()
+        assert first == b"first\n"
+        assert time.monotonic() - t0 < 2.5, "first chunk arrived only at exit"
+        p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+class TestLimits:
+    def test_memory_limit_kill_is_reported(self, backend):
+        r = run(backend, "/usr/bin/python3", "-c", "b = bytearray(512 << 20); print('survived')",
+                opts=["--memory", "32M"])
+        assert r.json["resource_limited"] is True, r
+        assert r.json["limit_hit"] == "memory", r
+        assert r.rc == 137 and r.json["term_signal"] == 9
+        assert "survived" not in r.json["stdout"]
+
+    def test_memory_bomb_in_a_child_is_contained(self, backend):
+        r, verdict, line = probe(backend, "mem-bomb", str(512 << 20), opts=["--memory", "32M"])
+        assert verdict == "BLOCKED", line
+        assert r.json["limit_hit"] == "memory", r
+
+    def test_pids_limit(self, backend):
+        r, verdict, line = probe(backend, "fork-bomb", "5", "200", opts=["--pids", "16"])
+        assert verdict == "BLOCKED", line
+        assert r.json["resource_limited"] is True
+        assert r.json["limit_hit"] == "pids"
+
+    def test_cpu_time_limit(self, backend):
+        r = run(backend, PROBE, "spin", "30", opts=["--cpu-time", "1s"])
+        assert r.json["resource_limited"] is True, r
+        assert r.json["limit_hit"] == "cpu"
+        assert r.json["timed_out"] is False
+
+    def test_no_capabilities_and_unprivileged(self, backend):
+        r, verdict, line = probe(backend, "caps")
+        assert verdict == "BLOCKED", line
+        r = run(backend, PROBE, "ids")
+        assert "uid=65534" in r.json["stdout"], r
+
+    def test_run_as_root_without_capabilities(self, backend):
+        r, verdict, line = probe(backend, "caps", opts=["--user", "0"])
+        assert verdict == "BLOCKED", line
+
+    def test_no_inherited_fds(self, backend):
+        rfd, wfd = os.pipe()
+        try:
+            r, verdict, line = probe(backend, "fds", pass_fds=(rfd, wfd))
+            assert verdict == "BLOCKED", line
+        finally:
+            os.close(rfd)
+            os.close(wfd)
+
+    def test_unwritable_rw_path_is_a_clear_error(self, backend, tmp_path):
+        d = tmp_path / "rootonly"
+        d.mkdir(mode=0o755)
+        r = run(backend, "/bin/true", opts=["--rw", str(d)])
+        assert r.rc == 125, r
+        assert str(d).encode() in r.stderr and b"not writable" in r.stderr
+
+
+def test_no_sandbox_dirs_or_cgroups_left():
+    root = "/var/lib/agentd/sandboxes"
+    before = set(os.listdir(root)) if os.path.isdir(root) else set()
+    run("linux-native", "/bin/true")
+    run("linux-native", "/bin/sh", "-c", "sleep 5", opts=["--timeout", "200ms"])
+    after = set(os.listdir(root)) if os.path.isdir(root) else set()
+    assert after <= before
+    for ctrl in ("memory", "pids", "freezer", "unified"):
+        d = f"/sys/fs/cgroup/{ctrl}/agentd"
+        if os.path.isdir(d):
+            assert [e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))] == []
