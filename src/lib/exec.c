@@ -91,6 +91,8 @@ static int child_execvpe(char *const argv[], char *const envp[])
 
 struct child_fds {
 	int in, out, err, errpipe;
+	const bool *cloned_into_cgroup;	/* read by the child */
+	bool *into_cgroup;		/* same flag, written by spawn() before cloning */
 };
 
 static __attribute__((noreturn)) void child_main(const exec_request *req,
@@ -120,13 +122,9 @@ static __attribute__((noreturn)) void child_main(const exec_request *req,
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		child_fail(CHILD_ERRFD, 125, errno, "PR_SET_PDEATHSIG");
 
-	if (req->cg && cgroup_dir_fd(req->cg) < 0) {
-		int r = cgroup_attach_self(req->cg);
-		if (r < 0)
-			child_fail(CHILD_ERRFD, 125, -r, "join cgroup");
-	} else if (req->cg) {
-		/* clone3 placed us in the unified cgroup; v1 hierarchies (hybrid) still need
-		 * an explicit join. */
+	/* On pure v2, clone3(CLONE_INTO_CGROUP) already placed us; v1 hierarchies (and a
+	 * fork fallback) need an explicit join before anything else runs. */
+	if (req->cg && !(*f->cloned_into_cgroup && cgroup_clone_into_complete(req->cg))) {
 		int r = cgroup_attach_self(req->cg);
 		if (r < 0)
 			child_fail(CHILD_ERRFD, 125, -r, "join cgroup");
@@ -158,10 +156,11 @@ struct clone_args_v2 {
 		set_tid, set_tid_size, cgroup;
 };
 
-static pid_t spawn(const exec_request *req, const struct child_fds *f, int *pidfd)
+static pid_t spawn(const exec_request *req, struct child_fds *f, int *pidfd)
 {
 	static int clone3_works = -1; /* -1 unknown, 0 no, 1 yes; racy reads are benign */
 	int cgfd = req->cg ? cgroup_dir_fd(req->cg) : -1;
+	*f->into_cgroup = false;
 
 	if (clone3_works != 0) {
 		struct clone_args_v2 args;
@@ -172,6 +171,7 @@ static pid_t spawn(const exec_request *req, const struct child_fds *f, int *pidf
 		if (cgfd >= 0) {
 			args.flags |= CLONE_INTO_CGROUP;
 			args.cgroup = (uint64_t)cgfd;
+			*f->into_cgroup = true;
 		}
 		long pid = syscall(SYS_clone3, &args, sizeof(args));
 		if (pid == 0)
@@ -184,6 +184,7 @@ static pid_t spawn(const exec_request *req, const struct child_fds *f, int *pidf
 			return -1;
 		clone3_works = 0;
 	}
+	*f->into_cgroup = false;
 	pid_t pid = fork();
 	if (pid == 0)
 		child_main(req, f);
@@ -401,12 +402,22 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 		}
 	}
 
+	bool into_cgroup = false;
 	struct child_fds cf = {
 		.in = pin[0] >= 0 ? pin[0] : devnull,
 		.out = pout[1],
 		.err = perr[1],
 		.errpipe = prep[1],
+		.cloned_into_cgroup = &into_cgroup,
+		.into_cgroup = &into_cgroup,
 	};
+	/* A persistent sandbox's cgroup counts every exec: report this one's share. */
+	struct cgroup_events ev0 = {0};
+	agentd_usage cu0 = {0};
+	if (req->cg) {
+		cgroup_read_events(req->cg, &ev0);
+		cgroup_read_usage(req->cg, &cu0);
+	}
 	pid = spawn(req, &cf, &pidfd);
 	if (pid < 0) {
 		agentd_error_errno(err, errno, "spawn %s", req->argv[0]);
@@ -580,14 +591,17 @@ reap:;
 	if (req->cg) {
 		agentd_usage cu = {0};
 		if (cgroup_read_usage(req->cg, &cu) == 0) {
-			if (cu.peak_memory_bytes > out->usage.peak_memory_bytes)
+			/* The cgroup's peak is the sandbox's lifetime peak: it speaks for this
+			 * exec only if this exec raised it. */
+			if (cu.peak_memory_bytes > cu0.peak_memory_bytes &&
+			    cu.peak_memory_bytes > out->usage.peak_memory_bytes)
 				out->usage.peak_memory_bytes = cu.peak_memory_bytes;
-			if (cu.cpu_time_ms > out->usage.cpu_time_ms)
-				out->usage.cpu_time_ms = cu.cpu_time_ms;
-			if (cu.bytes_written > out->usage.bytes_written)
-				out->usage.bytes_written = cu.bytes_written;
-			if (cu.bytes_read > out->usage.bytes_read)
-				out->usage.bytes_read = cu.bytes_read;
+			if (cu.cpu_time_ms - cu0.cpu_time_ms > out->usage.cpu_time_ms)
+				out->usage.cpu_time_ms = cu.cpu_time_ms - cu0.cpu_time_ms;
+			if (cu.bytes_written - cu0.bytes_written > out->usage.bytes_written)
+				out->usage.bytes_written = cu.bytes_written - cu0.bytes_written;
+			if (cu.bytes_read - cu0.bytes_read > out->usage.bytes_read)
+				out->usage.bytes_read = cu.bytes_read - cu0.bytes_read;
 		}
 	}
 
@@ -620,7 +634,7 @@ reap:;
 	struct cgroup_events cev = {0};
 	if (req->cg)
 		cgroup_read_events(req->cg, &cev);
-	if (cev.oom_kills > 0)
+	if (cev.oom_kills > ev0.oom_kills)
 		out->limit_hit = AGENTD_LIMIT_MEMORY;
 	else if (out->term_signal == SIGXCPU ||
 		 (out->term_signal == SIGKILL && req->cpu_limit_ms &&
@@ -628,7 +642,7 @@ reap:;
 		out->limit_hit = AGENTD_LIMIT_CPU;
 	else if (out->term_signal == SIGXFSZ)
 		out->limit_hit = AGENTD_LIMIT_WRITE;
-	else if (cev.pids_max_hits > 0)
+	else if (cev.pids_max_hits > ev0.pids_max_hits)
 		out->limit_hit = AGENTD_LIMIT_PIDS;
 	else if (out->output_truncated)
 		out->limit_hit = AGENTD_LIMIT_OUTPUT;

@@ -405,7 +405,7 @@ static int json_errno_ret(json_t *v, const char *jpath, uint16_t *out, agentd_er
 /* "SCMP_ACT_ERRNO" + errnoRet → libseccomp action. NOTIFY needs a listener agentd does not
  * run; an unknown action is an error, never a guess. */
 static int parse_action(json_t *v, json_t *errno_ret, uint16_t default_errno, const char *jpath,
-			uint32_t *out, agentd_error *err)
+			const char *errno_jpath, uint32_t *out, agentd_error *err)
 {
 	static const struct {
 		const char *name;
@@ -435,7 +435,7 @@ static int parse_action(json_t *v, json_t *errno_ret, uint16_t default_errno, co
 				return json_fail(err, jpath,
 						 "errnoRet is only valid with SCMP_ACT_ERRNO or "
 						 "SCMP_ACT_TRACE");
-			if (json_errno_ret(errno_ret, jpath, &e, err) < 0)
+			if (json_errno_ret(errno_ret, errno_jpath, &e, err) < 0)
 				return -1;
 		}
 		*out = actions[i].takes_errno ? (actions[i].action | e) : actions[i].action;
@@ -608,9 +608,11 @@ static int parse_syscall_entry(scmp_filter_ctx ctx, json_t *e, const char *jpath
 		return json_fail(err, jpath, "names: required");
 
 	uint32_t action;
+	char ep[JPATH_MAX];
 	jpath_fmt(p, "%s.action", jpath);
+	jpath_fmt(ep, "%s.errnoRet", jpath);
 	if (parse_action(json_object_get(e, "action"), json_object_get(e, "errnoRet"),
-			 default_errno, p, &action, err) < 0)
+			 default_errno, p, ep, &action, err) < 0)
 		return -1;
 
 	struct scmp_arg_cmp cmp[6];
@@ -664,7 +666,7 @@ static int parse_profile(json_t *root, scmp_filter_ctx *out, agentd_error *err)
 	if (!da)
 		return json_fail(err, "defaultAction", "required");
 	uint32_t default_action;
-	if (parse_action(da, NULL, default_errno, "defaultAction", &default_action, err) < 0)
+	if (parse_action(da, NULL, default_errno, "defaultAction", NULL, &default_action, err) < 0)
 		return -1;
 
 	/* Architectures are checked but only the native one is ever added: agentd never runs

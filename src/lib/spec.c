@@ -340,19 +340,20 @@ void spec_quote(char *buf, size_t size, const char *s)
 	buf[o] = '\0';
 }
 
-static bool is_ident(const char *s, bool allow_dash)
+/* Keys written bare in a JSON path: identifiers, dashes allowed. */
+static bool is_path_ident(const char *s)
 {
 	if (!s || !(a_alpha(*s) || *s == '_'))
 		return false;
 	for (s++; *s; s++)
-		if (!(a_alnum(*s) || *s == '_' || (allow_dash && *s == '-')))
+		if (!(a_alnum(*s) || *s == '_' || *s == '-'))
 			return false;
 	return true;
 }
 
 void spec_path_key(char *buf, size_t size, const char *prefix, const char *key)
 {
-	if (is_ident(key, true) && strlen(key) <= 64) {
+	if (is_path_ident(key) && strlen(key) <= 64) {
 		snprintf(buf, size, "%s%s%s", prefix, *prefix ? "." : "", key);
 	} else {
 		char q[128];
@@ -515,15 +516,6 @@ static const char *net_allow_reason(const char *e)
 	return valid_hostname(e, hlen) ? NULL : "invalid host name";
 }
 
-/* Names the dynamic loader acts on in every process of the sandbox, including agentd's own
- * helpers there: a policy may never set them. */
-static const char *env_forbidden_reason(const char *name)
-{
-	if (strncmp(name, "LD_", 3) == 0)
-		return "forbidden (dynamic loader variable)";
-	return NULL;
-}
-
 static int fail_path(agentd_error *err, const char *path, const char *reason)
 {
 	return agentd_error_set(err, EINVAL, "%s: %s", path, reason);
@@ -598,14 +590,13 @@ int agentd_spec_validate(const agentd_spec *spec, agentd_error *err)
 		return -1;
 	for (size_t i = 0; i < spec->environment.n; i++) {
 		const char *k = spec->environment.v[i].key;
-		const char *r = NULL;
-		spec_path_key(path, sizeof(path), "environment", k);
-		if (!is_ident(k, false))
-			r = "expected a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)";
-		else
-			r = env_forbidden_reason(k);
-		if (r)
+		/* env.c owns the rule (POSIX name, no LD_*): the policy and a command's own
+		 * additions are judged alike */
+		const char *r = env_name_forbidden(k);
+		if (r) {
+			spec_path_key(path, sizeof(path), "environment", k);
 			return fail_path(err, path, r);
+		}
 	}
 
 	for (size_t i = 0; i < spec_limit_fields_n; i++) {

@@ -126,7 +126,7 @@ static void standard_profile_is_allowlist_with_empty_list(void **state __attribu
 	agentd_spec_free(&s);
 }
 
-static void permissive_profile_is_host_network_and_larger_limits(void **state __attribute__((unused)))
+static void permissive_is_host_network_and_larger_limits(void **state __attribute__((unused)))
 {
 	agentd_spec s;
 	agentd_spec_init(&s, AGENTD_PROFILE_STRICT);
@@ -309,7 +309,8 @@ static void paths_must_be_absolute_without_dotdot(void **state __attribute__((un
 static void paths_longer_than_path_max_are_refused(void **state __attribute__((unused)))
 {
 	char *policy = xmalloc(PATH_MAX + 64);
-	int n = sprintf(policy, "{'workdir': '");
+	strcpy(policy, "{'workdir': '");
+	size_t n = strlen(policy);
 	memset(policy + n, 'a', PATH_MAX);
 	policy[n] = '/';
 	strcpy(policy + n + PATH_MAX, "'}");
@@ -466,24 +467,24 @@ static void network_type_errors(void **state __attribute__((unused)))
 
 /* ------------------------------------------------------------ environment, labels */
 
-static void environment_names_are_posix_and_not_loader_variables(void **state __attribute__((unused)))
+static void environment_names_are_posix_not_loader_vars(void **state __attribute__((unused)))
 {
 	parse_fails("{'environment': {'LD_PRELOAD': '/x.so'}}",
-		    "environment.LD_PRELOAD: forbidden (dynamic loader variable)");
+		    "environment.LD_PRELOAD: dynamic loader variables (LD_*) cannot be set");
 	parse_fails("{'environment': {'LD_LIBRARY_PATH': '/x'}}",
-		    "environment.LD_LIBRARY_PATH: forbidden (dynamic loader variable)");
+		    "environment.LD_LIBRARY_PATH: dynamic loader variables (LD_*) cannot be set");
 	parse_fails("{'environment': {'A': '1', 'LD_AUDIT': '/x.so'}}",
-		    "environment.LD_AUDIT: forbidden (dynamic loader variable)");
+		    "environment.LD_AUDIT: dynamic loader variables (LD_*) cannot be set");
 	parse_fails("{'environment': {'LD_ANYTHING': ''}}",
-		    "environment.LD_ANYTHING: forbidden (dynamic loader variable)");
+		    "environment.LD_ANYTHING: dynamic loader variables (LD_*) cannot be set");
 	parse_fails("{'environment': {'1A': 'x'}}",
-		    "environment[\"1A\"]: expected a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)");
+		    "environment[\"1A\"]: must start with a letter or '_'");
 	parse_fails("{'environment': {'A-B': 'x'}}",
-		    "environment.A-B: expected a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)");
+		    "environment.A-B: only letters, digits and '_' are allowed");
 	parse_fails("{'environment': {'A=B': 'x'}}",
-		    "environment[\"A=B\"]: expected a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)");
+		    "environment[\"A=B\"]: only letters, digits and '_' are allowed");
 	parse_fails("{'environment': {'': 'x'}}",
-		    "environment[\"\"]: expected a POSIX variable name ([A-Za-z_][A-Za-z0-9_]*)");
+		    "environment[\"\"]: empty name");
 	parse_fails("{'environment': {'A': 1}}", "environment.A: expected string");
 	parse_fails("{'environment': {'A': null}}", "environment.A: expected string");
 	parse_fails("{'environment': ['A=1']}", "environment: expected object of strings");
@@ -921,7 +922,8 @@ static void validate_checks_specs_built_in_code(void **state __attribute__((unus
 
 	kvv_set(&s.environment, "LD_PRELOAD", "x");
 	assert_int_equal(agentd_spec_validate(&s, &err), -1);
-	assert_string_equal(err.msg, "environment.LD_PRELOAD: forbidden (dynamic loader variable)");
+	assert_string_equal(err.msg,
+			    "environment.LD_PRELOAD: dynamic loader variables (LD_*) cannot be set");
 	agentd_spec_free(&s);
 }
 
@@ -959,7 +961,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(empty_policy_is_strict_with_spec_defaults),
 		cmocka_unit_test(standard_profile_is_allowlist_with_empty_list),
-		cmocka_unit_test(permissive_profile_is_host_network_and_larger_limits),
+		cmocka_unit_test(permissive_is_host_network_and_larger_limits),
 		cmocka_unit_test(profile_applies_first_wherever_it_is_written),
 		cmocka_unit_test(profile_must_be_a_known_name),
 		cmocka_unit_test(every_key_is_accepted_with_a_valid_value),
@@ -974,7 +976,7 @@ int main(void)
 		cmocka_unit_test(network_allow_refuses_malformed_entries),
 		cmocka_unit_test(network_allow_only_with_allowlist_mode),
 		cmocka_unit_test(network_type_errors),
-		cmocka_unit_test(environment_names_are_posix_and_not_loader_variables),
+		cmocka_unit_test(environment_names_are_posix_not_loader_vars),
 		cmocka_unit_test(labels_take_any_string_pairs),
 		cmocka_unit_test(limits_accept_their_bounds_and_refuse_beyond),
 		cmocka_unit_test(limits_beyond_json_integers_are_syntax_errors),
