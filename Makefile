@@ -44,7 +44,7 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	mkdir -p $(FUZZ_BUILD)/corpus-policy
 	$(FUZZ_BUILD)/fuzz/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-		$(FUZZ_BUILD)/corpus-policy fuzz/corpus/policy
+		-dict=fuzz/policy.dict $(FUZZ_BUILD)/corpus-policy fuzz/corpus/policy
 
 check: unit asan integration fuzz
 

@@ -273,7 +273,10 @@ static int sweep_orphans(void)
 static void kill_tree(const exec_request *req, pid_t pid)
 {
 	if (req->cg) {
-		cgroup_kill_all(req->cg);
+		/* The common case: the command left nothing behind. One read instead of a
+		 * kill and a wait. */
+		if (cgroup_is_populated(req->cg))
+			cgroup_kill_all(req->cg);
 		return;
 	}
 	kill(-pid, SIGKILL);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <linux/landlock.h>
 #include <stddef.h>
 #include <sys/stat.h>
@@ -128,63 +129,63 @@ static int add_path_rule(int ruleset, const char *path, uint64_t want, uint64_t 
 	return 0;
 }
 
+static void add_warning(agentd_strv *warnings, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void add_warning(agentd_strv *warnings, const char *fmt, ...)
+{
+	char w[160];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w, sizeof(w), fmt, ap);
+	va_end(ap);
+	if (warnings)
+		strv_push(warnings, w);
+}
+
 int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_strv *warnings,
 		     agentd_error *err)
 {
 	*ruleset_fd = -1;
-	int errnum;
-	int abi = abi_query(&errnum);
-	if (abi <= 0)
+	int abi = landlock_abi();
+	if (abi <= 0) {
+		int errnum;
+		abi_query(&errnum);
 		return agentd_error_set(err, errnum ? errnum : EOPNOTSUPP,
 					"landlock unavailable: %s", unavailable_reason(errnum));
+	}
 
-	char w[160];
 	struct ll_ruleset_attr attr = { .handled_access_fs = fs_rights_for_abi(abi) };
 	size_t attr_size = offsetof(struct ll_ruleset_attr, handled_access_net);
 
 	/* Degradations: say what this kernel cannot enforce rather than fail, so that an
 	 * older host still gets the rest of the isolation. */
-	if (abi < 2) {
-		/* Without REFER, ABI 1 forbids every cross-directory rename/link: stricter. */
-		snprintf(w, sizeof(w), "landlock ABI %d < 2: files cannot be renamed or linked "
-				       "across directories", abi);
-		strv_push(warnings, w);
+	if (abi < 2)	/* without REFER, every cross-directory rename/link is denied */
+		add_warning(warnings, "landlock ABI %d < 2: files cannot be renamed or linked "
+				      "across directories", abi);
+	if (abi < 3)
+		add_warning(warnings, "landlock ABI %d < 3: truncate not restricted", abi);
+	if (abi < 5)
+		add_warning(warnings, "landlock ABI %d < 5: device ioctls not restricted", abi);
+	if (r->deny_tcp && abi >= 4) {
+		/* Handled with no rule: no TCP bind or connect to any port. */
+		attr.handled_access_net =
+			LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+		attr_size = offsetof(struct ll_ruleset_attr, scoped);
+	} else if (r->deny_tcp) {
+		add_warning(warnings, "landlock ABI %d < 4: TCP connect/bind not restricted", abi);
 	}
-	if (abi < 3) {
-		snprintf(w, sizeof(w), "landlock ABI %d < 3: truncate not restricted", abi);
-		strv_push(warnings, w);
-	}
-	if (abi < 5) {
-		snprintf(w, sizeof(w), "landlock ABI %d < 5: device ioctls not restricted", abi);
-		strv_push(warnings, w);
-	}
-	if (r->deny_tcp) {
-		if (abi >= 4) {
-			/* Handled with no rule: no TCP bind or connect to any port. */
-			attr.handled_access_net =
-				LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
-			attr_size = offsetof(struct ll_ruleset_attr, scoped);
-		} else {
-			snprintf(w, sizeof(w), "landlock ABI %d < 4: TCP connect/bind not restricted",
-				 abi);
-			strv_push(warnings, w);
-		}
-	}
-	if (r->scope_signals || r->scope_abstract_unix) {
-		if (abi >= 6) {
-			if (r->scope_signals)
-				attr.scoped |= LANDLOCK_SCOPE_SIGNAL;
-			if (r->scope_abstract_unix)
-				attr.scoped |= LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
-			attr_size = sizeof(attr);
-		} else {
-			snprintf(w, sizeof(w), "landlock ABI %d < 6: %s not scoped", abi,
-				 r->scope_signals && r->scope_abstract_unix
-					 ? "signals and abstract unix sockets"
-				 : r->scope_signals ? "signals"
-						    : "abstract unix sockets");
-			strv_push(warnings, w);
-		}
+	if ((r->scope_signals || r->scope_abstract_unix) && abi >= 6) {
+		if (r->scope_signals)
+			attr.scoped |= LANDLOCK_SCOPE_SIGNAL;
+		if (r->scope_abstract_unix)
+			attr.scoped |= LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
+		attr_size = sizeof(attr);
+	} else if (r->scope_signals || r->scope_abstract_unix) {
+		add_warning(warnings, "landlock ABI %d < 6: %s not scoped", abi,
+			    r->scope_signals && r->scope_abstract_unix
+				    ? "signals and abstract unix sockets"
+			    : r->scope_signals ? "signals"
+					       : "abstract unix sockets");
 	}
 
 	_cleanup_close_ int fd = (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);

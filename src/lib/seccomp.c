@@ -113,7 +113,8 @@ static const struct deny_group deny_groups[] = {
 	{ "kexec", 0, { "kexec_load", "kexec_file_load" } },
 	{ "reboot", 0, { "reboot" } },
 	{ "swap", 0, { "swapon", "swapoff" } },
-	/* Cross-process access; Landlock scopes ptrace too, this also covers host-direct. */
+	/* Cross-process access. Landlock only forbids it across domains: inside one sandbox a
+	 * command could still read its siblings' memory, and ptrace is old attack surface. */
 	{ "ptrace", 0,
 	  { "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
 	    "process_madvise" } },
@@ -206,7 +207,7 @@ static int deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err)
 	static const char *const calls[] = { "socket", "socketpair" };
 	for (size_t i = 0; i < ARRAY_SIZE(calls); i++) {
 		if (unix_only) {
-			struct scmp_arg_cmp c = SCMP_CMP(0, SCMP_CMP_NE, AF_UNIX);
+			struct scmp_arg_cmp c = SCMP_CMP(0, SCMP_CMP_NE, AF_UNIX, 0);
 			if (rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), calls[i], 1, &c, err) < 0)
 				return -1;
 			continue;
@@ -221,10 +222,22 @@ static int deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err)
 	return 0;
 }
 
+static bool category_listed(const char *category)
+{
+	for (size_t i = 0; seccomp_blocked_categories[i]; i++)
+		if (!strcmp(seccomp_blocked_categories[i], category))
+			return true;
+	return false;
+}
+
 static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agentd_error *err)
 {
 	for (size_t g = 0; g < ARRAY_SIZE(deny_groups); g++) {
 		const struct deny_group *grp = &deny_groups[g];
+		/* What `agentd probe` reports must be what the filter does. */
+		if (!category_listed(grp->category))
+			return agentd_error_set(err, EINVAL, "category %s not reported",
+						grp->category);
 		if ((grp->flags & NS_ONLY) && o->allow_namespaces)
 			continue;
 		for (size_t i = 0; i < ARRAY_SIZE(grp->names) && grp->names[i]; i++)

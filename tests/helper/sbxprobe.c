@@ -1269,10 +1269,10 @@ CMD(cmd_sleep)
 CMD(cmd_spin)
 {
 	double end = now_s() + strtod(argv[1], NULL);
-	volatile unsigned long x = 0;
+	unsigned long x = 0;
 	while (now_s() < end)
 		for (int i = 0; i < 100000; i++)
-			x += (unsigned long)i;
+			__asm__ volatile("" : "+r"(x) : "r"((unsigned long)i));	/* not optimised out */
 	say("spun %s", argv[1]);
 	return 0;
 }
