@@ -173,9 +173,6 @@ int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errn
 /* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
 void landlock_system_ro_paths(agentd_strv *out);
-/* Devices that must also be writable for ordinary programs (/dev/null, /dev/zero,
- * /dev/full: shell redirections, subprocess.DEVNULL); add them to rules.rw. */
-void landlock_system_rw_paths(agentd_strv *out);
 
 /* ---------------------------------------------------------------- cgroup.c */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */

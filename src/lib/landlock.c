@@ -22,38 +22,38 @@
 #define LANDLOCK_CREATE_RULESET_VERSION (1U << 0)
 #endif
 #ifndef LANDLOCK_ACCESS_FS_REFER
-#define LANDLOCK_ACCESS_FS_REFER (1ULL << 13)		/* ABI 2 */
+#define LANDLOCK_ACCESS_FS_REFER (1ULL << 13) /* ABI 2 */
 #endif
 #ifndef LANDLOCK_ACCESS_FS_TRUNCATE
-#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)	/* ABI 3 */
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14) /* ABI 3 */
 #endif
 #ifndef LANDLOCK_ACCESS_FS_IOCTL_DEV
-#define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)	/* ABI 5 */
+#define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15) /* ABI 5 */
 #endif
 #ifndef LANDLOCK_ACCESS_NET_BIND_TCP
-#define LANDLOCK_ACCESS_NET_BIND_TCP (1ULL << 0)	/* ABI 4 */
+#define LANDLOCK_ACCESS_NET_BIND_TCP (1ULL << 0) /* ABI 4 */
 #define LANDLOCK_ACCESS_NET_CONNECT_TCP (1ULL << 1)
 #endif
 #ifndef LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
-#define LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)	/* ABI 6 */
+#define LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0) /* ABI 6 */
 #define LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
 #endif
 
 /* The ABI 6 layout; older kernels get a prefix of it (size says how much). */
 struct ll_ruleset_attr {
 	uint64_t handled_access_fs;
-	uint64_t handled_access_net;	/* ABI 4 */
-	uint64_t scoped;		/* ABI 6 */
+	uint64_t handled_access_net; /* ABI 4 */
+	uint64_t scoped;	     /* ABI 6 */
 };
 
 /* ABI 1: EXECUTE .. MAKE_SYM, bits 0-12. */
 #define FS_ABI1 ((LANDLOCK_ACCESS_FS_MAKE_SYM << 1) - 1)
 /* The only rights the kernel accepts on a rule for a non-directory. */
-#define FS_FILE_RIGHTS                                                                          \
-	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                           \
-	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |                           \
+#define FS_FILE_RIGHTS                                                                             \
+	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                              \
+	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |                              \
 	 LANDLOCK_ACCESS_FS_IOCTL_DEV)
-#define FS_READ_ONLY                                                                            \
+#define FS_READ_ONLY                                                                               \
 	(LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR | LANDLOCK_ACCESS_FS_EXECUTE)
 
 static uint64_t fs_rights_for_abi(int abi)
@@ -115,22 +115,22 @@ static int add_path_rule(int ruleset, const char *path, uint64_t want, uint64_t 
 	if (fd < 0) {
 		if (!must_exist && (errno == ENOENT || errno == ENOTDIR))
 			return 0;
-		return agentd_error_errno(err, errno, "landlock: add rule %s", path);
+		return agentd_error_errno(err, errno, "add rule %s", path);
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return agentd_error_errno(err, errno, "landlock: add rule %s", path);
+		return agentd_error_errno(err, errno, "add rule %s", path);
 	uint64_t access = want & handled;
 	if (!S_ISDIR(st.st_mode))
 		access &= FS_FILE_RIGHTS;
-	struct landlock_path_beneath_attr pb = { .allowed_access = access, .parent_fd = fd };
+	struct landlock_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
 	if (syscall(__NR_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
-		return agentd_error_errno(err, errno, "landlock: add rule %s", path);
+		return agentd_error_errno(err, errno, "add rule %s", path);
 	return 0;
 }
 
 static void add_warning(agentd_strv *warnings, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void add_warning(agentd_strv *warnings, const char *fmt, ...)
 {
 	char w[160];
@@ -154,14 +154,16 @@ int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_str
 					"landlock unavailable: %s", unavailable_reason(errnum));
 	}
 
-	struct ll_ruleset_attr attr = { .handled_access_fs = fs_rights_for_abi(abi) };
+	struct ll_ruleset_attr attr = {.handled_access_fs = fs_rights_for_abi(abi)};
 	size_t attr_size = offsetof(struct ll_ruleset_attr, handled_access_net);
 
 	/* Degradations: say what this kernel cannot enforce rather than fail, so that an
 	 * older host still gets the rest of the isolation. */
-	if (abi < 2)	/* without REFER, every cross-directory rename/link is denied */
-		add_warning(warnings, "landlock ABI %d < 2: files cannot be renamed or linked "
-				      "across directories", abi);
+	if (abi < 2) /* without REFER, every cross-directory rename/link is denied */
+		add_warning(warnings,
+			    "landlock ABI %d < 2: files cannot be renamed or linked "
+			    "across directories",
+			    abi);
 	if (abi < 3)
 		add_warning(warnings, "landlock ABI %d < 3: truncate not restricted", abi);
 	if (abi < 5)
@@ -169,7 +171,7 @@ int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_str
 	if (r->deny_tcp && abi >= 4) {
 		/* Handled with no rule: no TCP bind or connect to any port. */
 		attr.handled_access_net =
-			LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+		    LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
 		attr_size = offsetof(struct ll_ruleset_attr, scoped);
 	} else if (r->deny_tcp) {
 		add_warning(warnings, "landlock ABI %d < 4: TCP connect/bind not restricted", abi);
@@ -183,14 +185,14 @@ int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_str
 	} else if (r->scope_signals || r->scope_abstract_unix) {
 		add_warning(warnings, "landlock ABI %d < 6: %s not scoped", abi,
 			    r->scope_signals && r->scope_abstract_unix
-				    ? "signals and abstract unix sockets"
+				? "signals and abstract unix sockets"
 			    : r->scope_signals ? "signals"
 					       : "abstract unix sockets");
 	}
 
 	_cleanup_close_ int fd = (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);
 	if (fd < 0)
-		return agentd_error_errno(err, errno, "landlock: create ruleset (ABI %d)", abi);
+		return agentd_error_errno(err, errno, "create ruleset (ABI %d)", abi);
 	for (size_t i = 0; i < r->ro.n; i++)
 		if (add_path_rule(fd, r->ro.v[i], FS_READ_ONLY, attr.handled_access_fs, false,
 				  err) < 0)
@@ -223,6 +225,7 @@ int landlock_apply(int ruleset_fd)
  * expose to untrusted code (sd_id128_get_machine_app_specific exists for that reason), and
  * nothing a sandboxed command runs needs it. ld.so.preload is left out: ld.so skips an
  * unreadable one, and a host's preload hooks are not for the sandbox. */
+/* clang-format off */
 static const char *const etc_allowlist[] = {
 	"ld.so.cache", "ld.so.conf", "ld.so.conf.d",
 	"passwd", "group", "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "gai.conf",
@@ -236,13 +239,13 @@ static const char *const etc_allowlist[] = {
 	"bash.bashrc", "profile", "profile.d", "inputrc", "shells", "terminfo", "xdg", "fonts",
 	"mtab",
 };
+/* clang-format on */
 
-/* Character devices every program may open. Read-only here: writing to /dev/null (shell
- * redirections, subprocess.DEVNULL) needs the entries of landlock_system_rw_paths(). */
+/* Character devices every program may open, read-only here: writing to /dev/null (shell
+ * redirections, subprocess.DEVNULL) needs it in the rw list as well. */
 static const char *const dev_ro[] = {
-	"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+    "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
 };
-static const char *const dev_rw[] = { "/dev/null", "/dev/zero", "/dev/full" };
 
 static void push_existing(agentd_strv *out, const char *path)
 {
@@ -255,7 +258,7 @@ void landlock_system_ro_paths(agentd_strv *out)
 {
 	/* /opt and /usr/local/etc are not part of the base runtime; policies add them. */
 	static const char *const runtime[] = {
-		"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+	    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(runtime); i++)
 		push_existing(out, runtime[i]);
@@ -267,7 +270,7 @@ void landlock_system_ro_paths(agentd_strv *out)
 			push_existing(out, path);
 			continue;
 		}
-		glob_t g;
+		glob_t g = {0};
 		if (glob(path, GLOB_NOSORT, NULL, &g) == 0)
 			for (size_t k = 0; k < g.gl_pathc; k++)
 				push_existing(out, g.gl_pathv[k]);
@@ -279,10 +282,4 @@ void landlock_system_ro_paths(agentd_strv *out)
 	/* Processes need /proc/self. Other processes' sensitive files (environ, mem, fd/) are
 	 * guarded by ptrace access checks, which Landlock denies across domains. */
 	push_existing(out, "/proc");
-}
-
-void landlock_system_rw_paths(agentd_strv *out)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(dev_rw); i++)
-		push_existing(out, dev_rw[i]);
 }

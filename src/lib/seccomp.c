@@ -29,7 +29,7 @@
 #ifndef AF_ALG
 #define AF_ALG 38
 #endif
-#define TIOCSTI_NR 0x5412	/* asm-generic/ioctls.h; no tty header pulled in for two numbers */
+#define TIOCSTI_NR 0x5412 /* asm-generic/ioctls.h; no tty header pulled in for two numbers */
 #define TIOCLINUX_NR 0x541C
 
 /* Profiles are read whole; anything larger is not a seccomp profile. */
@@ -44,6 +44,7 @@ struct syscall_nr {
 	int nr;
 };
 #if defined(__x86_64__)
+/* clang-format off */
 static const struct syscall_nr newer_syscalls[] = {
 	{ "cachestat", 451 },		{ "fchmodat2", 452 },	    { "map_shadow_stack", 453 },
 	{ "futex_wake", 454 },		{ "futex_wait", 455 },	    { "futex_requeue", 456 },
@@ -53,10 +54,11 @@ static const struct syscall_nr newer_syscalls[] = {
 	{ "removexattrat", 466 },	{ "open_tree_attr", 467 },  { "file_getattr", 468 },
 	{ "file_setattr", 469 },
 };
-#define LAST_KNOWN_SYSCALL 469	/* file_setattr, Linux 6.17 */
+/* clang-format on */
+#define LAST_KNOWN_SYSCALL 469 /* file_setattr, Linux 6.17 */
 #define FIRST_UNUSED_SYSCALL 512
 #else
-static const struct syscall_nr newer_syscalls[] = { { NULL, -1 } };
+static const struct syscall_nr newer_syscalls[] = {{NULL, -1}};
 #define LAST_KNOWN_SYSCALL 0
 #define FIRST_UNUSED_SYSCALL 0
 #endif
@@ -94,7 +96,7 @@ static int rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
  * container without capabilities, plus io_uring, TIOCSTI/TIOCLINUX, AF_ALG, device nodes and
  * the new mount API. Plain EPERM: the answer a capability check would have given. */
 
-#define NS_ONLY (1u << 0)	/* left out with opts->allow_namespaces */
+#define NS_ONLY (1u << 0) /* left out with opts->allow_namespaces */
 
 struct deny_group {
 	const char *category;
@@ -102,6 +104,7 @@ struct deny_group {
 	const char *names[14];
 };
 
+/* clang-format off */
 static const struct deny_group deny_groups[] = {
 	{ "namespaces", NS_ONLY, { "unshare", "setns" } },
 	{ "mount", NS_ONLY,
@@ -143,9 +146,11 @@ static const struct deny_group deny_groups[] = {
 	  { "uselib", "ustat", "sysfs", "_sysctl", "nfsservctl", "lookup_dcookie", "vm86",
 	    "vm86old" } },
 };
+/* clang-format on */
 
 /* What the default profile blocks, for sandbox caps and `agentd probe`: the groups above,
  * in order, then the argument-filtered rules of build_default(). Keep the two in step. */
+/* clang-format off */
 const char *const seccomp_blocked_categories[] = {
 	"namespaces", "mount", "kernel-modules", "kexec", "reboot", "swap", "ptrace", "bpf",
 	"perf", "keyring", "io_uring", "userfaultfd", "clock", "raw-io", "tty-injection",
@@ -153,6 +158,7 @@ const char *const seccomp_blocked_categories[] = {
 	"obsolete", "personality", "device-nodes", "vsock-alg-sockets", "foreign-abi",
 	"future-syscalls", NULL,
 };
+/* clang-format on */
 
 #define A_MASKED_EQ(i, mask, val) SCMP_CMP((i), SCMP_CMP_MASKED_EQ, (mask), (val))
 
@@ -162,9 +168,9 @@ const char *const seccomp_blocked_categories[] = {
  * back to clone(), which we can inspect. */
 static int deny_clone_namespaces(scmp_filter_ctx ctx, agentd_error *err)
 {
-	static const uint32_t ns_bits[] = { CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
-					    CLONE_NEWIPC, CLONE_NEWUSER,   CLONE_NEWPID,
-					    CLONE_NEWNET, CLONE_NEWTIME };
+	static const uint32_t ns_bits[] = {CLONE_NEWNS,	 CLONE_NEWCGROUP, CLONE_NEWUTS,
+					   CLONE_NEWIPC, CLONE_NEWUSER,	  CLONE_NEWPID,
+					   CLONE_NEWNET, CLONE_NEWTIME};
 	for (size_t i = 0; i < ARRAY_SIZE(ns_bits); i++) {
 		struct scmp_arg_cmp c = A_MASKED_EQ(0, ns_bits[i], ns_bits[i]);
 		if (rule_add(ctx, SCMP_ACT_ERRNO(EPERM), "clone", 1, &c, err) < 0)
@@ -204,7 +210,7 @@ static int deny_personality(scmp_filter_ctx ctx, agentd_error *err)
  * the upper half is refused too (fail closed). */
 static int deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err)
 {
-	static const char *const calls[] = { "socket", "socketpair" };
+	static const char *const calls[] = {"socket", "socketpair"};
 	for (size_t i = 0; i < ARRAY_SIZE(calls); i++) {
 		if (unix_only) {
 			struct scmp_arg_cmp c = SCMP_CMP(0, SCMP_CMP_NE, AF_UNIX, 0);
@@ -212,7 +218,7 @@ static int deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err)
 				return -1;
 			continue;
 		}
-		static const int families[] = { AF_VSOCK, AF_ALG };
+		static const int families[] = {AF_VSOCK, AF_ALG};
 		for (size_t f = 0; f < ARRAY_SIZE(families); f++) {
 			struct scmp_arg_cmp c = A_MASKED_EQ(0, 0xffffffff, (uint32_t)families[f]);
 			if (rule_add(ctx, SCMP_ACT_ERRNO(EPERM), calls[i], 1, &c, err) < 0)
@@ -251,7 +257,7 @@ static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agen
 
 	/* Typing into the controlling terminal (TIOCSTI) or the console (TIOCLINUX) runs
 	 * commands outside the sandbox. The request is an unsigned int to the kernel. */
-	static const uint32_t tty_requests[] = { TIOCSTI_NR, TIOCLINUX_NR };
+	static const uint32_t tty_requests[] = {TIOCSTI_NR, TIOCLINUX_NR};
 	for (size_t i = 0; i < ARRAY_SIZE(tty_requests); i++) {
 		struct scmp_arg_cmp c = A_MASKED_EQ(1, 0xffffffff, tty_requests[i]);
 		if (rule_add(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", 1, &c, err) < 0)
@@ -259,7 +265,7 @@ static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agen
 	}
 
 	/* Device nodes only; FIFOs, sockets and regular files stay possible. mode is umode_t. */
-	static const uint32_t dev_types[] = { S_IFCHR, S_IFBLK };
+	static const uint32_t dev_types[] = {S_IFCHR, S_IFBLK};
 	for (size_t i = 0; i < ARRAY_SIZE(dev_types); i++) {
 		struct scmp_arg_cmp c1 = A_MASKED_EQ(1, S_IFMT, dev_types[i]);
 		struct scmp_arg_cmp c2 = A_MASKED_EQ(2, S_IFMT, dev_types[i]);
@@ -309,8 +315,7 @@ static scmp_filter_ctx filter_new(uint32_t default_action, agentd_error *err)
 }
 
 /* libseccomp 2.5 only exports to an fd; a memfd keeps it off the filesystem. */
-static int filter_export(scmp_filter_ctx ctx, void **filter, unsigned short *len,
-			 agentd_error *err)
+static int filter_export(scmp_filter_ctx ctx, void **filter, unsigned short *len, agentd_error *err)
 {
 	_cleanup_close_ int fd = memfd_create("agentd-seccomp", MFD_CLOEXEC);
 	if (fd < 0)
@@ -347,7 +352,7 @@ struct cached_prog {
 	void *filter;
 	unsigned short len;
 };
-static struct cached_prog default_cache[4];	/* [deny_inet | allow_namespaces << 1] */
+static struct cached_prog default_cache[4]; /* [deny_inet | allow_namespaces << 1] */
 
 static void *memdup(const void *p, size_t n)
 {
@@ -359,8 +364,8 @@ static void *memdup(const void *p, size_t n)
 static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *out,
 			   agentd_error *err)
 {
-	struct cached_prog *c = &default_cache[(o->deny_inet_sockets ? 1 : 0) |
-					       (o->allow_namespaces ? 2 : 0)];
+	struct cached_prog *c =
+	    &default_cache[(o->deny_inet_sockets ? 1 : 0) | (o->allow_namespaces ? 2 : 0)];
 	int r = 0;
 	pthread_mutex_lock(&compile_lock);
 	if (!c->filter) {
@@ -377,7 +382,7 @@ static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *ou
 		out->active = true;
 	}
 	pthread_mutex_unlock(&compile_lock);
-	return r < 0 ? agentd_error_prefix(err, "seccomp default profile") : 0;
+	return r < 0 ? agentd_error_prefix(err, "default profile") : 0;
 }
 
 /* ------------------------------------------------- OCI / Docker JSON profiles */
@@ -386,7 +391,7 @@ static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *ou
 
 /* JSON path of the element being parsed, e.g. "syscalls[3].args[0]" (long ones are cut). */
 static void jpath_fmt(char out[JPATH_MAX], const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void jpath_fmt(char out[JPATH_MAX], const char *fmt, ...)
 {
 	va_list ap;
@@ -396,7 +401,7 @@ static void jpath_fmt(char out[JPATH_MAX], const char *fmt, ...)
 }
 
 static int json_fail(agentd_error *err, const char *jpath, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int json_fail(agentd_error *err, const char *jpath, const char *fmt, ...)
 {
 	char msg[AGENTD_ERROR_MAX];
@@ -425,14 +430,14 @@ static int parse_action(json_t *v, json_t *errno_ret, uint16_t default_errno, co
 		uint32_t action;
 		bool takes_errno;
 	} actions[] = {
-		{ "SCMP_ACT_ALLOW", SCMP_ACT_ALLOW, false },
-		{ "SCMP_ACT_LOG", SCMP_ACT_LOG, false },
-		{ "SCMP_ACT_KILL", SCMP_ACT_KILL_THREAD, false },
-		{ "SCMP_ACT_KILL_THREAD", SCMP_ACT_KILL_THREAD, false },
-		{ "SCMP_ACT_KILL_PROCESS", SCMP_ACT_KILL_PROCESS, false },
-		{ "SCMP_ACT_TRAP", SCMP_ACT_TRAP, false },
-		{ "SCMP_ACT_ERRNO", SCMP_ACT_ERRNO(0), true },
-		{ "SCMP_ACT_TRACE", SCMP_ACT_TRACE(0), true },
+	    {"SCMP_ACT_ALLOW", SCMP_ACT_ALLOW, false},
+	    {"SCMP_ACT_LOG", SCMP_ACT_LOG, false},
+	    {"SCMP_ACT_KILL", SCMP_ACT_KILL_THREAD, false},
+	    {"SCMP_ACT_KILL_THREAD", SCMP_ACT_KILL_THREAD, false},
+	    {"SCMP_ACT_KILL_PROCESS", SCMP_ACT_KILL_PROCESS, false},
+	    {"SCMP_ACT_TRAP", SCMP_ACT_TRAP, false},
+	    {"SCMP_ACT_ERRNO", SCMP_ACT_ERRNO(0), true},
+	    {"SCMP_ACT_TRACE", SCMP_ACT_TRACE(0), true},
 	};
 	if (!json_is_string(v))
 		return json_fail(err, jpath, "expected string");
@@ -463,10 +468,13 @@ static int parse_op(const char *s, enum scmp_compare *op)
 		const char *name;
 		enum scmp_compare op;
 	} ops[] = {
-		{ "SCMP_CMP_NE", SCMP_CMP_NE }, { "SCMP_CMP_LT", SCMP_CMP_LT },
-		{ "SCMP_CMP_LE", SCMP_CMP_LE }, { "SCMP_CMP_EQ", SCMP_CMP_EQ },
-		{ "SCMP_CMP_GE", SCMP_CMP_GE }, { "SCMP_CMP_GT", SCMP_CMP_GT },
-		{ "SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ },
+	    {"SCMP_CMP_NE", SCMP_CMP_NE},
+	    {"SCMP_CMP_LT", SCMP_CMP_LT},
+	    {"SCMP_CMP_LE", SCMP_CMP_LE},
+	    {"SCMP_CMP_EQ", SCMP_CMP_EQ},
+	    {"SCMP_CMP_GE", SCMP_CMP_GE},
+	    {"SCMP_CMP_GT", SCMP_CMP_GT},
+	    {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
 		if (!strcmp(s, ops[i].name)) {
@@ -476,8 +484,7 @@ static int parse_op(const char *s, enum scmp_compare *op)
 	return -1;
 }
 
-static int check_keys(json_t *obj, const char *const *known, const char *jpath,
-		      agentd_error *err)
+static int check_keys(json_t *obj, const char *const *known, const char *jpath, agentd_error *err)
 {
 	const char *key;
 	json_t *v;
@@ -496,7 +503,7 @@ static int check_keys(json_t *obj, const char *const *known, const char *jpath,
 static int parse_args(json_t *args, const char *jpath, struct scmp_arg_cmp *cmp, unsigned *n,
 		      agentd_error *err)
 {
-	static const char *const keys[] = { "index", "value", "valueTwo", "op", NULL };
+	static const char *const keys[] = {"index", "value", "valueTwo", "op", NULL};
 	char p[JPATH_MAX];
 	size_t i;
 	json_t *a;
@@ -533,8 +540,10 @@ static int parse_args(json_t *args, const char *jpath, struct scmp_arg_cmp *cmp,
 		 * into an OR of rules, which silently changes the meaning. Refuse instead. */
 		for (unsigned k = 0; k + 1 < *n; k++)
 			if (cmp[k].arg == c->arg)
-				return json_fail(err, p, "more than one condition on argument %u "
-							 "is not supported", c->arg);
+				return json_fail(err, p,
+						 "more than one condition on argument %u "
+						 "is not supported",
+						 c->arg);
 	}
 	return 0;
 }
@@ -555,8 +564,8 @@ static bool names_native_arch(json_t *arches)
 	json_t *a;
 	json_array_foreach(arches, i, a) {
 		const char *s = json_string_value(a);
-		if (s && (!strcmp(s, "amd64") || !strcmp(s, "x86_64") ||
-			  !strcmp(s, "SCMP_ARCH_X86_64")))
+		if (s &&
+		    (!strcmp(s, "amd64") || !strcmp(s, "x86_64") || !strcmp(s, "SCMP_ARCH_X86_64")))
 			return true;
 	}
 	return false;
@@ -567,7 +576,7 @@ static bool names_native_arch(json_t *arches)
 static int rule_applies(json_t *inc, json_t *exc, const char *jpath, bool *applies,
 			agentd_error *err)
 {
-	static const char *const keys[] = { "caps", "arches", "minKernel", NULL };
+	static const char *const keys[] = {"caps", "arches", "minKernel", NULL};
 	char p[JPATH_MAX];
 	*applies = true;
 	for (int pass = 0; pass < 2; pass++) {
@@ -604,8 +613,8 @@ static int rule_applies(json_t *inc, json_t *exc, const char *jpath, bool *appli
 static int parse_syscall_entry(scmp_filter_ctx ctx, json_t *e, const char *jpath,
 			       uint32_t default_action, uint16_t default_errno, agentd_error *err)
 {
-	static const char *const keys[] = { "names", "name",	 "action",   "errnoRet", "args",
-					    "comment", "includes", "excludes", NULL };
+	static const char *const keys[] = {"names",   "name",	  "action",   "errnoRet", "args",
+					   "comment", "includes", "excludes", NULL};
 	char p[JPATH_MAX];
 	if (!json_is_object(e))
 		return json_fail(err, jpath, "expected object");
@@ -656,12 +665,12 @@ static int parse_syscall_entry(scmp_filter_ctx ctx, json_t *e, const char *jpath
 
 static int parse_profile(json_t *root, scmp_filter_ctx *out, agentd_error *err)
 {
-	static const char *const keys[] = { "defaultAction", "defaultErrnoRet", "architectures",
-					    "archMap",	     "syscalls",	"flags",
-					    "listenerPath",  "listenerMetadata", NULL };
-	static const char *const flags[] = { "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-					     "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-					     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", NULL };
+	static const char *const keys[] = {"defaultAction", "defaultErrnoRet",	"architectures",
+					   "archMap",	    "syscalls",		"flags",
+					   "listenerPath",  "listenerMetadata", NULL};
+	static const char *const flags[] = {"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+					    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+					    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", NULL};
 	char p[JPATH_MAX];
 	size_t i;
 	json_t *v;
@@ -741,12 +750,12 @@ static int prepare_oci(const char *path, const struct seccomp_opts *o, struct se
 	size_t len;
 	_cleanup_free_ char *text = read_file_at(AT_FDCWD, path, PROFILE_MAX_BYTES, &len);
 	if (!text)
-		return agentd_error_errno(err, errno, "seccomp profile %s", path);
+		return agentd_error_errno(err, errno, "profile %s", path);
 	json_error_t jerr;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return agentd_error_set(err, EINVAL, "seccomp profile %s: line %d column %d: %s",
-					path, jerr.line, jerr.column, jerr.text);
+		return agentd_error_set(err, EINVAL, "profile %s: line %d column %d: %s", path,
+					jerr.line, jerr.column, jerr.text);
 
 	pthread_mutex_lock(&compile_lock);
 	scmp_filter_ctx ctx = NULL, net = NULL;
@@ -767,7 +776,7 @@ static int prepare_oci(const char *path, const struct seccomp_opts *o, struct se
 	json_decref(root);
 	if (r < 0) {
 		seccomp_prog_free(out);
-		return agentd_error_prefix(err, "seccomp profile %s", path);
+		return agentd_error_prefix(err, "profile %s", path);
 	}
 	out->active = true;
 	return 0;
@@ -788,7 +797,7 @@ int seccomp_prepare(const struct seccomp_opts *o, struct seccomp_prog *out, agen
 
 static int install(void *filter, unsigned short len)
 {
-	struct sock_fprog prog = { .len = len, .filter = filter };
+	struct sock_fprog prog = {.len = len, .filter = filter};
 	/* flags 0: the kernel keeps its speculative-store-bypass mitigation on. */
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
 		return -errno;
@@ -800,7 +809,7 @@ int seccomp_apply(const struct seccomp_prog *p)
 	if (!p->active)
 		return 0;
 	if (!p->filter || !p->len)
-		return -EINVAL;		/* an active, empty filter is a bug: fail closed */
+		return -EINVAL; /* an active, empty filter is a bug: fail closed */
 	int r = install(p->filter, p->len);
 	if (r == 0 && p->net_filter)
 		r = install(p->net_filter, p->net_len);
@@ -827,15 +836,15 @@ void seccomp_prog_free(struct seccomp_prog *p)
 bool seccomp_probe(void)
 {
 	struct sock_filter insns[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROBE_AUDIT_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTUNIQ),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROBE_AUDIT_ARCH, 1, 0),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTUNIQ),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { .len = ARRAY_SIZE(insns), .filter = insns };
+	struct sock_fprog prog = {.len = ARRAY_SIZE(insns), .filter = insns};
 	pid_t pid = fork();
 	if (pid < 0)
 		return false;

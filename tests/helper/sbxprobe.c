@@ -236,7 +236,7 @@ CMD(cmd_exec)
 			else
 				close(fd);
 		}
-		char *args[] = { argv[1], NULL };
+		char *args[] = {argv[1], NULL};
 		execv(argv[1], args);
 		int e = errno;
 		(void)!write(p[1], &e, sizeof(e));
@@ -305,12 +305,12 @@ static int cmd_mknod(const char *path, mode_t type, dev_t dev)
 
 CMD(cmd_mknod_char)
 {
-	return cmd_mknod(argv[1], S_IFCHR, makedev(1, 3));	/* /dev/null's numbers */
+	return cmd_mknod(argv[1], S_IFCHR, makedev(1, 3)); /* /dev/null's numbers */
 }
 
 CMD(cmd_mknod_block)
 {
-	return cmd_mknod(argv[1], S_IFBLK, makedev(8, 0));	/* sda */
+	return cmd_mknod(argv[1], S_IFBLK, makedev(8, 0)); /* sda */
 }
 
 CMD(cmd_open_dev)
@@ -443,7 +443,7 @@ static bool sockaddr_from(const char *host, const char *port, struct sockaddr_st
 		*len = sizeof(*in6);
 		return true;
 	}
-	return false;	/* no resolver in a static binary: numeric addresses only */
+	return false; /* no resolver in a static binary: numeric addresses only */
 }
 
 static int connect_inet(char **argv, int type, const char *what)
@@ -458,7 +458,7 @@ static int connect_inet(char **argv, int type, const char *what)
 	if (fd < 0)
 		return blocked_errno(d);
 	/* Bounded: a filtered network must not hang the test. */
-	struct timeval tv = { .tv_sec = 5 };
+	struct timeval tv = {.tv_sec = 5};
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
 		int e = errno;
@@ -494,7 +494,7 @@ CMD(cmd_bind_tcp)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return blocked_errno("socket");
-	struct sockaddr_in in = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(fd, 1) < 0) {
@@ -509,13 +509,13 @@ CMD(cmd_bind_tcp)
 
 static int connect_unix(const char *name, bool abstract)
 {
-	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	size_t n = strlen(name);
 	if (n + 1 + abstract > sizeof(un.sun_path))
 		return error("socket name too long");
 	memcpy(un.sun_path + abstract, name, n);
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + abstract + n +
-				    !abstract);
+	socklen_t len =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + abstract + n + !abstract);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return blocked_errno("socket");
@@ -559,13 +559,15 @@ static bool lookup(const struct name_val *t, size_t n, const char *s, long *out)
 CMD(cmd_socket)
 {
 	static const struct name_val families[] = {
-		{ "unix", AF_UNIX },	 { "inet", AF_INET },	  { "inet6", AF_INET6 },
-		{ "packet", AF_PACKET }, { "netlink", AF_NETLINK }, { "vsock", AF_VSOCK },
-		{ "alg", AF_ALG },	 { "raw", AF_INET },
+	    {"unix", AF_UNIX},	   {"inet", AF_INET},	    {"inet6", AF_INET6},
+	    {"packet", AF_PACKET}, {"netlink", AF_NETLINK}, {"vsock", AF_VSOCK},
+	    {"alg", AF_ALG},	   {"raw", AF_INET},
 	};
 	static const struct name_val types[] = {
-		{ "stream", SOCK_STREAM }, { "dgram", SOCK_DGRAM }, { "raw", SOCK_RAW },
-		{ "seqpacket", SOCK_SEQPACKET },
+	    {"stream", SOCK_STREAM},
+	    {"dgram", SOCK_DGRAM},
+	    {"raw", SOCK_RAW},
+	    {"seqpacket", SOCK_SEQPACKET},
 	};
 	long family, type = -1, proto = 0;
 	if (!lookup(families, ARRAY_SIZE(families), argv[1], &family))
@@ -640,7 +642,7 @@ CMD(cmd_process_vm_readv)
 		fclose(f);
 	}
 	char buf[16];
-	struct iovec local = { buf, sizeof(buf) }, remote = { (void *)addr, sizeof(buf) };
+	struct iovec local = {buf, sizeof(buf)}, remote = {(void *)addr, sizeof(buf)};
 	ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
 	if (n < 0 && errno == EFAULT)
 		return allowed("process_vm_readv passed the permission check (EFAULT)");
@@ -716,8 +718,8 @@ CMD(cmd_caps)
 	FILE *f = fopen("/proc/self/status", "re");
 	if (!f)
 		return error("open /proc/self/status");
-	static const char *const keys[] = { "CapEff:", "CapPrm:", "CapBnd:", "CapAmb:",
-					    "NoNewPrivs:", "Seccomp:" };
+	static const char *const keys[] = {
+	    "CapEff:", "CapPrm:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"};
 	char line[256], out[1024] = "";
 	bool eff = false;
 	while (fgets(line, sizeof(line), f)) {
@@ -771,8 +773,7 @@ CMD(cmd_ids)
 		size_t o = strlen(g);
 		snprintf(g + o, sizeof(g) - o, "%s%u", i ? "," : "", groups[i]);
 	}
-	say("uid=%u euid=%u gid=%u egid=%u groups=%s", getuid(), geteuid(), getgid(), getegid(),
-	    g);
+	say("uid=%u euid=%u gid=%u egid=%u groups=%s", getuid(), geteuid(), getgid(), getegid(), g);
 	return 0;
 }
 
@@ -798,9 +799,9 @@ CMD(cmd_hostname)
 CMD(cmd_unshare)
 {
 	static const struct name_val flags[] = {
-		{ "user", CLONE_NEWUSER }, { "mount", CLONE_NEWNS },	 { "net", CLONE_NEWNET },
-		{ "pid", CLONE_NEWPID },   { "uts", CLONE_NEWUTS },	 { "ipc", CLONE_NEWIPC },
-		{ "cgroup", CLONE_NEWCGROUP }, { "time", CLONE_NEWTIME },
+	    {"user", CLONE_NEWUSER},	 {"mount", CLONE_NEWNS},  {"net", CLONE_NEWNET},
+	    {"pid", CLONE_NEWPID},	 {"uts", CLONE_NEWUTS},	  {"ipc", CLONE_NEWIPC},
+	    {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
 	};
 	long flag;
 	if (!lookup(flags, ARRAY_SIZE(flags), argv[1], &flag))
@@ -835,7 +836,7 @@ CMD(cmd_clone_newuser)
 
 CMD(cmd_clone3)
 {
-	struct clone_args args = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
+	struct clone_args args = {.flags = CLONE_NEWUSER, .exit_signal = SIGCHLD};
 	long pid = syscall(SYS_clone3, &args, sizeof(args));
 	if (pid < 0)
 		return blocked_errno("clone3(CLONE_NEWUSER)");
@@ -1027,7 +1028,7 @@ CMD(cmd_tiocsti)
 
 CMD(cmd_tioclinux)
 {
-	char sub = 7;	/* TIOCL_GETSHIFTSTATE: read-only */
+	char sub = 7; /* TIOCL_GETSHIFTSTATE: read-only */
 	if (ioctl(0, TIOCLINUX, &sub) < 0)
 		return blocked_errno("TIOCLINUX on fd 0");
 	return allowed("TIOCLINUX");
@@ -1052,10 +1053,10 @@ CMD(cmd_settime)
 
 CMD(cmd_adjtimex)
 {
-	struct timex tx = { .modes = 0 };
+	struct timex tx = {.modes = 0};
 	if (adjtimex(&tx) < 0)
 		return blocked_errno("adjtimex(read)");
-	tx.modes = ADJ_TICK;	/* rewrite the current tick: a change that changes nothing */
+	tx.modes = ADJ_TICK; /* rewrite the current tick: a change that changes nothing */
 	if (adjtimex(&tx) < 0)
 		return blocked_errno("adjtimex(ADJ_TICK)");
 	return allowed("adjtimex(ADJ_TICK)");
@@ -1089,8 +1090,10 @@ CMD(cmd_i386_getpid)
 #if defined(__x86_64__)
 	long r;
 	/* int $0x80 enters the i386 table (getpid is 20); r8-r11 are clobbered. */
-	__asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory", "cc", "r8", "r9", "r10",
-			 "r11");
+	__asm__ volatile("int $0x80"
+			 : "=a"(r)
+			 : "a"(20L)
+			 : "memory", "cc", "r8", "r9", "r10", "r11");
 	if (r < 0 && r > -4096) {
 		errno = (int)-r;
 		return blocked_errno("int 0x80 getpid");
@@ -1124,7 +1127,7 @@ CMD(cmd_fork_bomb)
 		}
 		if (pid == 0) {
 			/* Stay alive (and counted) until the parent is done, at most the limit. */
-			struct timespec ts = { .tv_sec = secs + 1 };
+			struct timespec ts = {.tv_sec = secs + 1};
 			nanosleep(&ts, NULL);
 			_exit(0);
 		}
@@ -1159,7 +1162,7 @@ CMD(cmd_mem_bomb)
 			return 1;
 		}
 		for (size_t i = 0; i < n; i += (size_t)page)
-			p[i] = 1;	/* touch: make the kernel really back it */
+			p[i] = 1; /* touch: make the kernel really back it */
 		done += n;
 	}
 	char d[64];
@@ -1225,7 +1228,7 @@ CMD(cmd_daemonize)
 		close(p[1]);
 		for (int fd = 0; fd < 3; fd++)
 			close(fd);
-		struct timespec ts = { .tv_sec = secs };
+		struct timespec ts = {.tv_sec = secs};
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 			;
 		char marker[4096];
@@ -1259,7 +1262,8 @@ CMD(cmd_daemonize)
 CMD(cmd_sleep)
 {
 	double s = strtod(argv[1], NULL);
-	struct timespec ts = { .tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
+	struct timespec ts = {.tv_sec = (time_t)s,
+			      .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 	say("slept %s", argv[1]);
@@ -1272,7 +1276,9 @@ CMD(cmd_spin)
 	unsigned long x = 0;
 	while (now_s() < end)
 		for (int i = 0; i < 100000; i++)
-			__asm__ volatile("" : "+r"(x) : "r"((unsigned long)i));	/* not optimised out */
+			__asm__ volatile(""
+					 : "+r"(x)
+					 : "r"((unsigned long)i)); /* not optimised out */
 	say("spun %s", argv[1]);
 	return 0;
 }
@@ -1349,11 +1355,12 @@ CMD(cmd_kill_self)
 struct command {
 	const char *name;
 	const char *usage;
-	int nargs;		/* required arguments */
+	int nargs; /* required arguments */
 	unsigned flags;
 	int (*fn)(int argc, char **argv);
 };
 
+/* clang-format off */
 static const struct command commands[] = {
 	{ "read", "PATH", 1, 0, cmd_read },
 	{ "write", "PATH", 1, 0, cmd_write },
@@ -1426,6 +1433,7 @@ static const struct command commands[] = {
 	{ "proc-pid-exe-write", "PID", 1, 0, cmd_proc_pid_exe_write },
 	{ "hostname", "", 0, 0, cmd_hostname },
 };
+/* clang-format on */
 
 static int usage(void)
 {
@@ -1440,7 +1448,7 @@ static int run_in_child(const struct command *c, int argc, char **argv)
 {
 	pid_t pid = fork();
 	if (pid < 0)
-		return c->fn(argc, argv);	/* no fork (pids limit): try in place */
+		return c->fn(argc, argv); /* no fork (pids limit): try in place */
 	if (pid == 0)
 		_exit(c->fn(argc, argv));
 	int status = reap(pid);
