@@ -36,6 +36,7 @@ void child_fail(int errfd, int exit_code, int errnum, const char *what)
 {
 	struct child_report rep;
 	memset(&rep, 0, sizeof(rep));
+	rep.kind = REPORT_FAIL;
 	rep.exit_code = exit_code;
 	rep.errnum = errnum;
 	size_t n = strlen(what);
@@ -48,9 +49,27 @@ void child_fail(int errfd, int exit_code, int errnum, const char *what)
 	_exit(exit_code);
 }
 
+int exec_failure_code(int neg_errno)
+{
+	return neg_errno == -ENOENT || neg_errno == -ENOTDIR ? 127 : 126;
+}
+
+void child_reset_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < _NSIG; s++) {
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		struct sigaction sa = {.sa_handler = SIG_DFL};
+		sigaction(s, &sa, NULL);
+	}
+}
+
 /* execve with a PATH search over the command's own PATH; no malloc (we are post-fork).
  * Like execvp: EACCES is remembered, ENOENT keeps searching. */
-static int child_execvpe(char *const argv[], char *const envp[])
+int child_execvpe(char *const argv[], char *const envp[])
 {
 	const char *file = argv[0];
 	if (strchr(file, '/')) {
@@ -91,23 +110,21 @@ static int child_execvpe(char *const argv[], char *const envp[])
 
 struct child_fds {
 	int in, out, err, errpipe;
-	const bool *cloned_into_cgroup;	/* read by the child */
-	bool *into_cgroup;		/* same flag, written by spawn() before cloning */
 };
 
-static __attribute__((noreturn)) void child_main(const exec_request *req,
-						  const struct child_fds *f)
+struct direct_child {
+	const exec_request *req;
+	const struct child_fds *f;
+};
+
+static __attribute__((noreturn)) void child_main(void *arg)
 {
+	const struct direct_child *dc = arg;
+	const exec_request *req = dc->req;
+	const struct child_fds *f = dc->f;
+
 	/* Signal state is inherited across execve: give the command the defaults. */
-	sigset_t all;
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	for (int s = 1; s < _NSIG; s++) {
-		if (s == SIGKILL || s == SIGSTOP)
-			continue;
-		struct sigaction sa = {.sa_handler = SIG_DFL};
-		sigaction(s, &sa, NULL);
-	}
+	child_reset_signals();
 
 	if (dup3(f->errpipe, CHILD_ERRFD, O_CLOEXEC) < 0)
 		_exit(125);
@@ -121,14 +138,6 @@ static __attribute__((noreturn)) void child_main(const exec_request *req,
 	/* Die with the engine (one-shot runs): a crashed agentd leaves no command behind. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		child_fail(CHILD_ERRFD, 125, errno, "PR_SET_PDEATHSIG");
-
-	/* On pure v2, clone3(CLONE_INTO_CGROUP) already placed us; v1 hierarchies (and a
-	 * fork fallback) need an explicit join before anything else runs. */
-	if (req->cg && !(*f->cloned_into_cgroup && cgroup_clone_into_complete(req->cg))) {
-		int r = cgroup_attach_self(req->cg);
-		if (r < 0)
-			child_fail(CHILD_ERRFD, 125, -r, "join cgroup");
-	}
 
 	if (req->child_setup)
 		req->child_setup(req->child_arg, CHILD_ERRFD);
@@ -146,7 +155,7 @@ static __attribute__((noreturn)) void child_main(const exec_request *req,
 	r = child_execvpe(req->argv, req->envp);
 	char what[300];
 	snprintf(what, sizeof(what), "%s", req->argv[0]);
-	child_fail(CHILD_ERRFD, r == -ENOENT || r == -ENOTDIR ? 127 : 126, -r, what);
+	child_fail(CHILD_ERRFD, exec_failure_code(r), -r, what);
 }
 
 /* ------------------------------------------------------------------ spawn */
@@ -156,46 +165,119 @@ struct clone_args_v2 {
 		set_tid, set_tid_size, cgroup;
 };
 
-static pid_t spawn(const exec_request *req, struct child_fds *f, int *pidfd)
+static __attribute__((noreturn)) void spawned_child(const struct spawn_opts *o, int syncfd,
+						     bool into_cgroup)
+{
+	if (syncfd >= 0) {
+		/* Wait for the parent's hook (uid maps...): EOF without a byte = abort. */
+		char c;
+		ssize_t n;
+		do
+			n = read(syncfd, &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			_exit(125);
+		close(syncfd);
+	}
+	/* On pure v2, clone3(CLONE_INTO_CGROUP) already placed us; v1 hierarchies (and a
+	 * fork fallback) need an explicit join before anything else runs. */
+	if (o->cg && !(into_cgroup && cgroup_clone_into_complete(o->cg))) {
+		if (cgroup_attach_self(o->cg) < 0)
+			_exit(125);
+	}
+	o->child_fn(o->child_arg);
+	_exit(125);
+}
+
+pid_t spawn_process(const struct spawn_opts *o, int *pidfd, agentd_error *err)
 {
 	static int clone3_works = -1; /* -1 unknown, 0 no, 1 yes; racy reads are benign */
-	int cgfd = req->cg ? cgroup_dir_fd(req->cg) : -1;
-	*f->into_cgroup = false;
+	int cgfd = o->cg ? cgroup_dir_fd(o->cg) : -1;
+	int sync[2] = {-1, -1};
+	if (o->after_clone && pipe2(sync, O_CLOEXEC) < 0) {
+		agentd_error_errno(err, errno, "pipe");
+		return -1;
+	}
+	pid_t pid = -1;
+	*pidfd = -1;
 
-	if (clone3_works != 0) {
+	if (clone3_works != 0 || o->clone_flags) {
 		struct clone_args_v2 args;
 		memset(&args, 0, sizeof(args));
-		args.flags = CLONE_PIDFD;
+		args.flags = CLONE_PIDFD | o->clone_flags;
 		args.pidfd = (uint64_t)(uintptr_t)pidfd;
 		args.exit_signal = SIGCHLD;
 		if (cgfd >= 0) {
 			args.flags |= CLONE_INTO_CGROUP;
 			args.cgroup = (uint64_t)cgfd;
-			*f->into_cgroup = true;
 		}
-		long pid = syscall(SYS_clone3, &args, sizeof(args));
-		if (pid == 0)
-			child_main(req, f);
-		if (pid > 0) {
+		long r = syscall(SYS_clone3, &args, sizeof(args));
+		if (r == 0) {
+			if (sync[1] >= 0)
+				close(sync[1]);
+			spawned_child(o, sync[0], cgfd >= 0);
+		}
+		if (r > 0) {
 			clone3_works = 1;
-			return (pid_t)pid;
+			pid = (pid_t)r;
+		} else if (o->clone_flags || (errno != ENOSYS && errno != E2BIG)) {
+			agentd_error_errno(err, errno, "clone3");
+			goto out;
+		} else {
+			clone3_works = 0;
 		}
-		if (errno != ENOSYS && errno != E2BIG && errno != EINVAL)
-			return -1;
-		clone3_works = 0;
 	}
-	*f->into_cgroup = false;
-	pid_t pid = fork();
-	if (pid == 0)
-		child_main(req, f);
-	if (pid < 0)
-		return -1;
-	*pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (*pidfd < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		return -1;
+	if (pid < 0) {
+		pid = fork();
+		if (pid == 0) {
+			if (sync[1] >= 0)
+				close(sync[1]);
+			spawned_child(o, sync[0], false);
+		}
+		if (pid < 0) {
+			agentd_error_errno(err, errno, "fork");
+			goto out;
+		}
+		*pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (*pidfd < 0) {
+			agentd_error_errno(err, errno, "pidfd_open");
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			pid = -1;
+			goto out;
+		}
 	}
+	if (*pidfd >= 0 && *pidfd < HIGH_FD) {
+		int hi = fcntl(*pidfd, F_DUPFD_CLOEXEC, HIGH_FD);
+		if (hi >= 0) {
+			close(*pidfd);
+			*pidfd = hi;
+		}
+	}
+	if (o->after_clone) {
+		close(sync[0]);
+		sync[0] = -1;
+		if (o->after_clone(o->after_arg, pid, err) < 0) {
+			kill(pid, SIGKILL);
+			close(sync[1]); /* EOF: the child aborts */
+			sync[1] = -1;
+			siginfo_t si;
+			waitid((idtype_t)P_PIDFD, (id_t)*pidfd, &si, WEXITED);
+			close(*pidfd);
+			*pidfd = -1;
+			pid = -1;
+			goto out;
+		}
+		if (write(sync[1], "g", 1) != 1) {
+			agentd_error_errno(err, errno, "release child");
+			kill(pid, SIGKILL);
+		}
+	}
+out:
+	if (sync[0] >= 0)
+		close(sync[0]);
+	if (sync[1] >= 0)
+		close(sync[1]);
 	return pid;
 }
 
@@ -270,8 +352,12 @@ static int sweep_orphans(void)
 	return found;
 }
 
-static void kill_tree(const exec_request *req, pid_t pid)
+static void kill_tree(const exec_request *req, pid_t pid, uint64_t handle)
 {
+	if (req->launcher) {
+		req->launcher->kill(req->launcher_arg, handle);
+		return;
+	}
 	if (req->cg) {
 		/* The common case: the command left nothing behind. One read instead of a
 		 * kill and a wait. */
@@ -370,6 +456,37 @@ static void report_exec_failure(struct capture *c, const struct child_report *re
 
 enum { TAG_OUT = 1, TAG_ERR, TAG_IN, TAG_PID, TAG_TIMER, TAG_REPORT, TAG_CANCEL };
 
+struct reports {
+	bool have_fail, have_exit;
+	struct child_report fail, exit;
+	size_t partial;
+	struct child_report buf;
+};
+
+/* Reports arrive whole (one write of < PIPE_BUF) but read defensively. Returns false at
+ * EOF or error. */
+static bool read_reports(int fd, struct reports *rs)
+{
+	for (;;) {
+		ssize_t r = read(fd, (char *)&rs->buf + rs->partial, sizeof(rs->buf) - rs->partial);
+		if (r < 0)
+			return errno == EAGAIN || errno == EINTR;
+		if (r == 0)
+			return false;
+		rs->partial += (size_t)r;
+		if (rs->partial < sizeof(rs->buf))
+			continue;
+		rs->partial = 0;
+		if (rs->buf.kind == REPORT_EXIT && !rs->have_exit) {
+			rs->exit = rs->buf;
+			rs->have_exit = true;
+		} else if (rs->buf.kind == REPORT_FAIL && !rs->have_fail) {
+			rs->fail = rs->buf;
+			rs->have_fail = true;
+		}
+	}
+}
+
 int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -377,16 +494,18 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 	uint64_t start = now_ms_monotonic();
 
 	/* We become the reaper of whatever the command orphans (see sweep_orphans). */
-	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	if (!req->launcher && !req->cg)
+		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
 	int pin[2] = {-1, -1}, pout[2] = {-1, -1}, perr[2] = {-1, -1}, prep[2] = {-1, -1};
 	_cleanup_close_ int devnull = -1, ep = -1, tfd = -1, pidfd = -1;
 	int ret = -1;
-	bool loop_failed = false, have_report = false;
+	bool loop_failed = false;
 	pid_t pid = -1;
+	uint64_t handle = 0;
 	struct capture cap = {.req = req, .out = out};
-	struct child_report rep;
-	memset(&rep, 0, sizeof(rep));
+	struct reports rs;
+	memset(&rs, 0, sizeof(rs));
 
 	if (make_pipe(pout) < 0 || make_pipe(perr) < 0 || make_pipe(prep) < 0) {
 		agentd_error_errno(err, errno, "create pipes");
@@ -405,14 +524,11 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 		}
 	}
 
-	bool into_cgroup = false;
 	struct child_fds cf = {
 		.in = pin[0] >= 0 ? pin[0] : devnull,
 		.out = pout[1],
 		.err = perr[1],
 		.errpipe = prep[1],
-		.cloned_into_cgroup = &into_cgroup,
-		.into_cgroup = &into_cgroup,
 	};
 	/* A persistent sandbox's cgroup counts every exec: report this one's share. */
 	struct cgroup_events ev0 = {0};
@@ -421,12 +537,20 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 		cgroup_read_events(req->cg, &ev0);
 		cgroup_read_usage(req->cg, &cu0);
 	}
-	pid = spawn(req, &cf, &pidfd);
-	if (pid < 0) {
-		agentd_error_errno(err, errno, "spawn %s", req->argv[0]);
-		goto out;
+	if (req->launcher) {
+		int fds[4] = {cf.in, cf.out, cf.err, cf.errpipe};
+		if (req->launcher->start(req->launcher_arg, fds, &handle, err) < 0)
+			goto out;
+	} else {
+		struct direct_child dc = {.req = req, .f = &cf};
+		struct spawn_opts so = {.cg = req->cg, .child_fn = child_main, .child_arg = &dc};
+		pid = spawn_process(&so, &pidfd, err);
+		if (pid < 0) {
+			agentd_error_prefix(err, "spawn %s", req->argv[0]);
+			goto out;
+		}
+		active_add(pid);
 	}
-	active_add(pid);
 	/* Child ends belong to the child now. */
 	if (pin[0] >= 0) {
 		close(pin[0]);
@@ -442,12 +566,16 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0) {
 		agentd_error_errno(err, errno, "epoll_create1");
-		goto out;
+		loop_failed = true;
+		kill_tree(req, pid, handle);
+		goto reap;
 	}
 	struct epoll_event ev = {.events = EPOLLIN};
 	int fds[][2] = {{pout[0], TAG_OUT}, {perr[0], TAG_ERR}, {pidfd, TAG_PID},
 			{prep[0], TAG_REPORT}};
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++) {
+		if (fds[i][0] < 0)
+			continue;
 		set_nonblock(fds[i][0]);
 		ev.data.u32 = (uint32_t)fds[i][1];
 		epoll_ctl(ep, EPOLL_CTL_ADD, fds[i][0], &ev);
@@ -475,7 +603,7 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 		if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0) {
 			agentd_error_errno(err, errno, "arm timeout");
 			loop_failed = true;
-			kill_tree(req, pid);
+			kill_tree(req, pid, handle);
 			goto reap;
 		}
 		struct epoll_event tev = {.events = EPOLLIN, .data.u32 = TAG_TIMER};
@@ -502,10 +630,11 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 				continue;
 			agentd_error_errno(err, errno, "epoll_wait");
 			loop_failed = true;
-			kill_tree(req, pid);
+			kill_tree(req, pid, handle);
 			goto reap;
 		}
 		for (int i = 0; i < n; i++) {
+			bool main_ended = false;
 			switch (evs[i].data.u32) {
 			case TAG_OUT:
 			case TAG_ERR: {
@@ -541,31 +670,36 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 				}
 				break;
 			}
-			case TAG_REPORT: {
-				ssize_t r = read(prep[0], &rep, sizeof(rep));
-				if (r == (ssize_t)sizeof(rep))
-					have_report = true;
-				epoll_ctl(ep, EPOLL_CTL_DEL, prep[0], NULL);
+			case TAG_REPORT:
+				if (!read_reports(prep[0], &rs)) {
+					epoll_ctl(ep, EPOLL_CTL_DEL, prep[0], NULL);
+					close(prep[0]);
+					prep[0] = -1;
+					/* Launched commands end when their reporter lets go. */
+					main_ended = req->launcher != NULL;
+				}
 				break;
-			}
 			case TAG_CANCEL:
 				epoll_ctl(ep, EPOLL_CTL_DEL, req->cancel_fd, NULL);
-				kill_tree(req, pid);
+				kill_tree(req, pid, handle);
 				break;
 			case TAG_TIMER:
 				out->timed_out = true;
 				epoll_ctl(ep, EPOLL_CTL_DEL, tfd, NULL);
-				kill_tree(req, pid);
+				kill_tree(req, pid, handle);
 				break;
 			case TAG_PID:
-				if (!exited) {
-					exited = true;
-					epoll_ctl(ep, EPOLL_CTL_DEL, pidfd, NULL);
-					/* The command is over: so is everything it started. */
-					kill_tree(req, pid);
-					drain_deadline = now_ms_monotonic() + DRAIN_GRACE_MS;
-				}
+				epoll_ctl(ep, EPOLL_CTL_DEL, pidfd, NULL);
+				main_ended = true;
 				break;
+			}
+			if (main_ended && !exited) {
+				exited = true;
+				/* The command is over: so is everything it started (a launcher's
+				 * init has already done it). */
+				if (!req->launcher)
+					kill_tree(req, pid, handle);
+				drain_deadline = now_ms_monotonic() + DRAIN_GRACE_MS;
 			}
 		}
 	}
@@ -579,17 +713,22 @@ reap:;
 		kill(pid, SIGKILL);
 		syscall(SYS_waitid, P_PIDFD, pidfd, &si, WEXITED, &ru);
 	}
-	active_del(pid);
-	if (!req->cg)
+	if (pid > 0)
+		active_del(pid);
+	if (!req->cg && !req->launcher)
 		sweep_orphans();
-	if (!have_report && prep[0] >= 0) {
-		/* The report may land after the exit notification. */
-		ssize_t r = read(prep[0], &rep, sizeof(rep));
-		have_report = r == (ssize_t)sizeof(rep);
-	}
+	if (prep[0] >= 0)
+		read_reports(prep[0], &rs); /* written just before the exit notification */
 
 	out->duration_ms = now_ms_monotonic() - start;
 	out->usage.wall_time_ms = out->duration_ms;
+	if (rs.have_exit) {
+		/* The launcher's (or init's) view of the command replaces ours. */
+		si.si_code = WIFEXITED(rs.exit.status) ? CLD_EXITED : CLD_KILLED;
+		si.si_status = WIFEXITED(rs.exit.status) ? WEXITSTATUS(rs.exit.status)
+							  : WTERMSIG(rs.exit.status);
+		ru = rs.exit.ru;
+	}
 	add_usage_from_rusage(&out->usage, &ru);
 	if (req->cg) {
 		agentd_usage cu = {0};
@@ -608,21 +747,25 @@ reap:;
 		}
 	}
 
-	if (have_report) {
-		out->exit_code = rep.exit_code;
-		if (rep.exit_code == 126 || rep.exit_code == 127) {
+	if (rs.have_fail) {
+		out->exit_code = rs.fail.exit_code;
+		if (rs.fail.exit_code == 126 || rs.fail.exit_code == 127) {
 			/* The command could not be started: a result, not an agentd failure. */
-			report_exec_failure(&cap, &rep);
+			report_exec_failure(&cap, &rs.fail);
 			ret = 0;
 		} else {
-			agentd_error_set(err, rep.errnum, "sandbox setup: %s: %s", rep.what,
-					 strerror(rep.errnum));
+			agentd_error_set(err, rs.fail.errnum, "sandbox setup: %s: %s", rs.fail.what,
+					 strerror(rs.fail.errnum));
 			ret = -1;
 		}
 		goto out;
 	}
 	if (loop_failed)
 		goto out; /* already described in err */
+	if (req->launcher && !rs.have_exit) {
+		agentd_error_set(err, EPIPE, "the sandbox's init went away during the command");
+		goto out;
+	}
 
 	if (si.si_code == CLD_EXITED) {
 		out->exit_code = si.si_status;
@@ -653,8 +796,6 @@ reap:;
 	ret = 0;
 
 out:
-	if (ret < 0 && pid > 0 && !have_report)
-		out->exit_code = 125;
 	close_pair(pin);
 	close_pair(pout);
 	close_pair(perr);
