@@ -101,3 +101,133 @@ int rm_rf(const char *path)
 		return -errno;
 	return rm_rf_at(pfd, slash + 1);
 }
+
+/* Copy the entries of src into dst, fd-relative, never following a symlink (symlinks are
+ * copied as symlinks, special files skipped). Files get uid/gid (-1: leave) and their mode
+ * without set-id bits. *budget caps the bytes copied: a tree written by a sandbox is
+ * hostile and its sizes are not trusted. */
+static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budget, int depth)
+{
+	if (depth > 256)
+		return -ELOOP;
+	int sfd = dup(src);
+	if (sfd < 0)
+		return -errno;
+	DIR *d = fdopendir(sfd);
+	if (!d) {
+		close(sfd);
+		return -errno;
+	}
+	int ret = 0;
+	struct dirent *de;
+	char buf[65536];
+	while (ret == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		struct stat st;
+		if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		mode_t mode = st.st_mode & 0777;
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(dst, n, 0700) < 0 && errno != EEXIST) {
+				ret = -errno;
+				break;
+			}
+			int cs = openat(src, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int cd = openat(dst, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (cs >= 0 && cd >= 0)
+				ret = copy_children(cs, cd, uid, gid, budget, depth + 1);
+			else
+				ret = -errno;
+			if (cd >= 0) {
+				if (uid != (uid_t)-1 && fchown(cd, uid, gid) < 0)
+					ret = ret ? ret : -errno;
+				fchmod(cd, mode);
+				close(cd);
+			}
+			if (cs >= 0)
+				close(cs);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[4096];
+			ssize_t l = readlinkat(src, n, target, sizeof(target) - 1);
+			if (l < 0)
+				continue;
+			target[l] = '\0';
+			if (symlinkat(target, dst, n) < 0 && errno != EEXIST) {
+				ret = -errno;
+				break;
+			}
+			if (uid != (uid_t)-1 && fchownat(dst, n, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+				ret = -errno;
+				break;
+			}
+		} else if (S_ISREG(st.st_mode)) {
+			int in = openat(src, n, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+						O_CLOEXEC);
+			if (in < 0)
+				continue;
+			struct stat ist;
+			if (fstat(in, &ist) < 0 || !S_ISREG(ist.st_mode)) {
+				close(in);
+				continue;
+			}
+			int out = openat(dst, n, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+					 0600);
+			if (out < 0) {
+				ret = -errno;
+				close(in);
+				break;
+			}
+			for (;;) {
+				ssize_t r = read(in, buf, sizeof(buf));
+				if (r <= 0) {
+					if (r < 0)
+						ret = -errno;
+					break;
+				}
+				if ((uint64_t)r > *budget) {
+					ret = -EFBIG;
+					break;
+				}
+				*budget -= (uint64_t)r;
+				for (ssize_t off = 0; off < r;) {
+					ssize_t w = write(out, buf + off, (size_t)(r - off));
+					if (w < 0) {
+						ret = -errno;
+						break;
+					}
+					off += w;
+				}
+				if (ret)
+					break;
+			}
+			if (uid != (uid_t)-1 && fchown(out, uid, gid) < 0 && !ret)
+				ret = -errno;
+			fchmod(out, mode);
+			close(out);
+			close(in);
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *budget)
+{
+	return copy_children(src_dirfd, dst_dirfd, uid, gid, budget, 0);
+}
+
+/* Remove everything inside dirfd (not dirfd itself). */
+int empty_dir_at(int dirfd_)
+{
+	int fd = dup(dirfd_);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	return rm_rf_children(fd, st.st_dev, 0);
+}

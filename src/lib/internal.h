@@ -107,6 +107,11 @@ int mkdir_p(const char *path, mode_t mode);
 /* Remove dirfd/name recursively without following any symlink or crossing mounts. */
 int rm_rf_at(int dirfd, const char *name);
 int rm_rf(const char *path);
+/* Copy the tree under src_dirfd into dst_dirfd without following symlinks; files chowned
+ * to uid/gid ((uid_t)-1 = leave), set-id bits dropped, at most *budget bytes. */
+int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *budget);
+/* Remove everything inside the directory (fd-relative, no symlink followed). */
+int empty_dir_at(int dirfd);
 
 /* ---------------------------------------------------------------- rlimit.c */
 #define RLIMIT_SET_MAX 8
@@ -170,6 +175,11 @@ int landlock_abi(void);
 int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_strv *warnings,
 		     agentd_error *err);
 int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errno */
+/* child, no malloc: ro paths get read+execute, rw paths everything (NULL-terminated
+ * lists, missing paths skipped); TCP denied and signals/abstract sockets scoped when the
+ * ABI has them. Returns the ruleset fd or -errno. */
+int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_tcp,
+			   bool scopes);
 /* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
 void landlock_system_ro_paths(agentd_strv *out);
@@ -324,6 +334,8 @@ void registry_ensure_builtins(void);
 /* built-in factories */
 int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 int linux_native_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+int container_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+extern const agentd_sandbox_ops container_sandbox_ops;
 
 
 /* ---------------------------------------------------------------- backends/process.c

@@ -283,3 +283,52 @@ void landlock_system_ro_paths(agentd_strv *out)
 	 * guarded by ptrace access checks, which Landlock denies across domains. */
 	push_existing(out, "/proc");
 }
+
+/* Child side, no malloc: a ruleset built inside a sandbox's own mount namespace (the
+ * container's tmpfs mounts exist only there). Missing paths are skipped. */
+int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_tcp,
+			   bool scopes)
+{
+	int errnum;
+	int abi = abi_query(&errnum);
+	if (abi <= 0)
+		return -(errnum ? errnum : EOPNOTSUPP);
+	struct ll_ruleset_attr attr = {.handled_access_fs = fs_rights_for_abi(abi)};
+	size_t attr_size = offsetof(struct ll_ruleset_attr, handled_access_net);
+	if (abi >= 4 && deny_tcp) {
+		attr.handled_access_net =
+			LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+		attr_size = offsetof(struct ll_ruleset_attr, scoped);
+	}
+	if (abi >= 6 && scopes) {
+		attr.scoped = LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
+		attr_size = sizeof(attr);
+	}
+	int rs = (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);
+	if (rs < 0)
+		return -errno;
+	for (int pass = 0; pass < 2; pass++) {
+		const char *const *list = pass ? rw : ro;
+		uint64_t want = pass ? attr.handled_access_fs : FS_READ_ONLY;
+		for (size_t i = 0; list && list[i]; i++) {
+			int fd = open(list[i], O_PATH | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			struct stat st;
+			uint64_t access = want & attr.handled_access_fs;
+			if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+				access &= FS_FILE_RIGHTS;
+			struct landlock_path_beneath_attr pb = {.allowed_access = access,
+								.parent_fd = fd};
+			long r = syscall(__NR_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb,
+					 0);
+			int e = errno;
+			close(fd);
+			if (r < 0) {
+				close(rs);
+				return -e;
+			}
+		}
+	}
+	return rs;
+}
