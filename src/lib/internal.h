@@ -225,6 +225,14 @@ void cgroup_gc(void);
  * with no struct cgroup alive. */
 void cgroup_test_mode(bool v1_only, bool legacy_kill);
 
+/* ---------------------------------------------------------------- janitor.c
+ * Cleanup that survives a SIGKILL of the sandbox's owner: watched cgroups and dirs are
+ * destroyed by a separate process when the owner goes away without forgetting them. */
+void janitor_watch_cgroup(const char *name);
+void janitor_forget_cgroup(const char *name);
+void janitor_watch_dir(const char *path);
+void janitor_forget_dir(const char *path);
+
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {
 	bool switch_user;		/* setgroups(0)+setresgid+setresuid to uid/gid */

@@ -39,12 +39,17 @@ static void psb_free(struct psb *p, const agentd_backend *b, const char *id)
 {
 	if (!p)
 		return;
-	cgroup_destroy(p->cg);
+	if (p->cg) {
+		cgroup_destroy(p->cg);
+		janitor_forget_cgroup(id);
+	}
 	if (p->landlock_fd >= 0)
 		close(p->landlock_fd);
 	seccomp_prog_free(&p->seccomp);
-	if (p->dir)
+	if (p->dir) {
 		sandbox_dir_remove(b->work_root, id);
+		janitor_forget_dir(p->dir);
+	}
 	free(p->dir);
 	free(p->workspace);
 	free(p->tmp);
@@ -128,6 +133,7 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 	gid_t gid = p->privs.switch_user ? p->privs.gid : getegid();
 	if (sandbox_dir_create(b->work_root, sb->id, uid, gid, &p->dir, err) < 0)
 		goto fail;
+	janitor_watch_dir(p->dir);
 	p->workspace = xasprintf("%s/workspace", p->dir);
 	p->tmp = xasprintf("%s/tmp", p->dir);
 	p->workdir = map_path(p, spec->workdir);
@@ -151,6 +157,8 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 
 	agentd_error cgerr = {0};
 	p->cg = cgroup_create(sb->id, &spec->limits, &cgerr);
+	if (p->cg)
+		janitor_watch_cgroup(sb->id);
 	if (!p->cg) {
 		if (o->require_cgroup) {
 			*err = cgerr;
