@@ -229,3 +229,36 @@ def test_no_sandbox_dirs_or_cgroups_left():
         d = f"/sys/fs/cgroup/{ctrl}/agentd"
         if os.path.isdir(d):
             assert [e for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))] == []
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_sigkill_of_owner_leaves_nothing(backend):
+    """The owner is SIGKILLed mid-command: its command, cgroup and sandbox dir all go."""
+    marker = "agentd-owner-kill-%d" % os.getpid()
+    p = subprocess.Popen([os.path.join(PROBE_DIR, "..", "agentd"), "run", "--backend", backend,
+                          "--", "/usr/bin/python3", "-c", "import time; time.sleep(60)",
+                          marker],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not subprocess.run(
+            ["pgrep", "-f", marker], capture_output=True).stdout:
+        time.sleep(0.02)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout, "never started"
+    cgroups = [d for d in ("/sys/fs/cgroup/memory/agentd", "/sys/fs/cgroup/pids/agentd",
+                           "/sys/fs/cgroup/unified/agentd") if os.path.isdir(d)]
+    live = {d: set(os.listdir(d)) for d in cgroups}
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        alive = subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout
+        left = [e for d in cgroups for e in live[d]
+                if len(e) == 32 and os.path.isdir(os.path.join(d, e))]
+        if not alive and not left:
+            break
+        time.sleep(0.05)
+    assert not alive, "the command outlived its killed owner"
+    assert not left, f"cgroups left behind: {left}"
+    root = "/var/lib/agentd/sandboxes"
+    if os.path.isdir(root):
+        assert [e for e in os.listdir(root) if e in {x for d in live.values() for x in d}] == []
