@@ -7,7 +7,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 PYTEST     := /usr/bin/python3 -m pytest
 
-.PHONY: all deps build demo check unit asan integration fuzz bench clean
+.PHONY: all deps build demo check unit asan integration security fuzz bench clean
 
 all: build
 
@@ -37,6 +37,9 @@ asan: deps $(ASAN_BUILD)/build.ninja
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
 
+security: build
+	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/security
+
 $(FUZZ_BUILD)/build.ninja:
 	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false
 
@@ -46,7 +49,7 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	$(FUZZ_BUILD)/fuzz/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		-dict=fuzz/policy.dict $(FUZZ_BUILD)/corpus-policy fuzz/corpus/policy
 
-check: unit asan integration fuzz
+check: unit asan integration security fuzz
 
 bench: build
 	bash bench/spawn.sh $(BUILD)

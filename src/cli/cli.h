@@ -69,4 +69,8 @@ int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
+/* `agentd probe --security` (security_table.c): the attack table, per backend (or only
+ * the backend named), as text or JSON. */
+int security_probe(const char *only, bool json);
+
 #endif

@@ -66,21 +66,32 @@ static void print_caps(const agentd_backend_caps *c)
 
 int cmd_probe(int argc, char **argv)
 {
-	bool json = false;
+	bool json = false, security = false;
 	const char *only = NULL;
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
 					     {"backend", required_argument, NULL, 'b'},
+					     {"security", no_argument, NULL, 's'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+jb:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+jb:sh", opts, NULL)) != -1) {
 		if (c == 'j')
 			json = true;
 		else if (c == 'b')
 			only = optarg;
+		else if (c == 's')
+			security = true;
 		else if (c == 'h') {
-			printf("usage: agentd probe [--backend NAME] [--json]\n");
+			printf("usage: agentd probe [--backend NAME] [--security] [--json]\n\n"
+			       "  --security  run the security suite's attacks (those the probe "
+			       "helper sbxprobe\n"
+			       "              judges alone) in a strict sandbox of each backend and "
+			       "print what\n"
+			       "              each one blocks; sbxprobe is found at "
+			       "$AGENTD_SBXPROBE, else\n"
+			       "              <dir of agentd>/tests/sbxprobe (build tree), else\n"
+			       "              <dir of agentd>/../libexec/agentd/sbxprobe\n");
 			return 0;
 		} else
 			return EXIT_AGENTD;
@@ -96,6 +107,8 @@ int cmd_probe(int argc, char **argv)
 		cli_error("%s", err.msg);
 		return EXIT_AGENTD;
 	}
+	if (security)
+		return security_probe(only, json);
 
 	const agentd_platform *p = agentd_probe_platform();
 	json_t *root = json_object(), *arr = json_array();

@@ -361,4 +361,79 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 extern const agentd_sandbox_ops process_sandbox_ops;
 /* Probe fields common to the process backends. */
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p);
+
+/* ---------------------------------------------------------------- mounts.c
+ * The container's fresh root, bubblewrap style: mount_plan_build turns a spec into an
+ * ordered list of small operations (parent: may allocate, validates, names the bad path);
+ * mount_plan_execute replays them in the child with syscalls only and pivots into the
+ * result. Data first, then one loop that acts on it. */
+enum mount_op_kind {
+	MOUNT_OP_PRIVATE,	/* make target and everything below it MS_PRIVATE */
+	MOUNT_OP_TMPFS,		/* tmpfs at target: flags (MS_*), data = options */
+	MOUNT_OP_DIR,		/* mkdir (mode), then chown to uid/gid unless (uid_t)-1 */
+	MOUNT_OP_FILE,		/* create with data/data_len (empty: a mount point) */
+	MOUNT_OP_SYMLINK,	/* target -> data */
+	MOUNT_OP_BIND,		/* recursive bind source -> target, then attr_set */
+	MOUNT_OP_DEV_NODE,	/* bind a host character device onto an empty file */
+	MOUNT_OP_PROC,		/* a fresh proc (the caller's pid namespace) */
+	MOUNT_OP_DEVPTS,	/* a new devpts instance, data = options */
+	MOUNT_OP_MASK_FILE,	/* /dev/null over a file */
+	MOUNT_OP_MASK_DIR,	/* an empty read-only tmpfs over a directory */
+	MOUNT_OP_SET_ATTR,	/* mount_setattr(target, attr_set), recursive with MOUNT_OPF_RECURSIVE */
+	MOUNT_OP_ENTER,		/* chdir into the new root: later targets are relative to it */
+	MOUNT_OP_PIVOT,		/* pivot_root(".", "."), detach the old root, chdir("/") */
+};
+#define MOUNT_OPF_SOURCE_IN_ROOT 0x1	/* source is a path in the new root, not on the host */
+#define MOUNT_OPF_RECURSIVE 0x2		/* SET_ATTR applies to the whole tree */
+#define MOUNT_OPF_OPTIONAL 0x4		/* a missing target is skipped (/proc masks) */
+#define MOUNT_OPF_RESOLVE 0x8		/* the target lies in a host tree: resolve it in the new
+					 * root without following symlinks (openat2) */
+struct mount_op {
+	enum mount_op_kind kind;
+	unsigned opflags;		/* MOUNT_OPF_* */
+	char *source;			/* host path (BIND, DEV_NODE, MASK_FILE) */
+	char *target;			/* absolute; in the new root once ENTER has run */
+	char *data;			/* FILE content, SYMLINK target, mount options */
+	size_t data_len;
+	unsigned long flags;		/* MS_* of TMPFS, PROC, DEVPTS, MASK_DIR */
+	uint64_t attr_set;		/* MOUNT_ATTR_* of BIND, DEV_NODE, MASK_FILE, SET_ATTR */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+};
+struct mount_plan {
+	struct mount_op *ops;
+	size_t n, cap;
+	char *base;			/* host dir the scratch tmpfs covers in the private namespace */
+	char *cache;			/* prepared /etc and /dev (NULL: built in the scratch) */
+	char *warning;			/* why the cache was not used (for a log), or NULL */
+};
+struct mount_plan_opts {
+	uid_t sandbox_uid;		/* owner of the workdir: ids INSIDE the namespace, mapped */
+	gid_t sandbox_gid;
+	const char *hostname;		/* /etc/hostname, /etc/hosts; NULL = "agentd" */
+	bool network_none;		/* resolv.conf says "nameserver 127.0.0.1"; else the host's */
+	/* Host directory (root-owned, created 0711) where the parent keeps read-only copies
+	 * of the allowlisted /etc files and a /dev skeleton, one variant per fingerprint of
+	 * their sources: a sandbox then binds /etc and /dev whole instead of building them
+	 * entry by entry (about 40 fewer mounts). NULL = build both in the scratch. */
+	const char *cache_dir;
+	const char *base_dir;		/* NULL = the first of /tmp, /mnt, ... clear of every source */
+};
+/* Parent side: validate the spec's paths and build the ordered operations. Errors name
+ * the JSON path and the host path ("bind_mounts[1].target: /proc/x: would shadow /proc"). */
+int mount_plan_build(const agentd_spec *spec, const struct mount_plan_opts *o,
+		     struct mount_plan *plan, agentd_error *err);
+void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built plan */
+/* Child side (no malloc, no stdio): in a fresh mount namespace, with CAP_SYS_ADMIN in the
+ * user namespace owning it, id maps written (the workdir is chowned), in the pid namespace
+ * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure
+ * returns -errno with the failing operation in what ("bind /usr"). */
+int mount_plan_execute(const struct mount_plan *plan, char *what, size_t what_len);
+/* One line per operation (tests, debugging). */
+void mount_plan_describe(const struct mount_plan *plan, FILE *out);
+/* Tests only: execute as on a kernel before 5.12 (no mount_setattr, open_tree, openat2),
+ * i.e. through MS_REMOUNT with the flags a mount already has. */
+void mount_plan_test_legacy(bool on);
+
 #endif

@@ -113,6 +113,8 @@ static void register_builtins(void)
 	static const char *const linux_native[] = {"linux", "native", "landlock", NULL};
 	register_locked("host-direct", host_direct, host_direct_backend_new, NULL);
 	register_locked("linux-native", linux_native, linux_native_backend_new, NULL);
+	static const char *const container[] = {"namespace", "mount-ns", "bwrap", NULL};
+	register_locked("container", container, container_backend_new, NULL);
 }
 
 static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;

@@ -25,6 +25,7 @@
 #include <linux/sched.h>
 #include <linux/userfaultfd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -208,6 +209,25 @@ CMD(cmd_write)
 		return blocked_errno(argv[1]);
 	snprintf(d, sizeof(d), "wrote %zd bytes to %s", n, argv[1]);
 	return allowed(d);
+}
+
+/* A symlink planted in the cwd (the workspace) pointing at TARGET, then read or written
+ * through: the sandbox's walls must hold whatever path the link resolves to. */
+static int cmd_read(int argc, char **argv);
+static int cmd_write(int argc, char **argv);
+CMD(cmd_via_symlink)
+{
+	bool w = !strcmp(argv[1], "write");
+	if (!w && strcmp(argv[1], "read"))
+		return error("usage: via-symlink read|write TARGET");
+	char link[64];
+	snprintf(link, sizeof(link), "sbxprobe-link-%d", (int)getpid());
+	if (symlink(argv[2], link) < 0)
+		return error("symlink: cannot plant the link in the cwd");
+	char *args[] = {argv[1], link, NULL};
+	int r = w ? cmd_write(2, args) : cmd_read(2, args);
+	unlink(link);
+	return r;
 }
 
 CMD(cmd_mkdir)
@@ -418,6 +438,56 @@ CMD(cmd_proc_pid_exe_write)
 	return open_write(path);
 }
 
+CMD(cmd_open_write)
+{
+	return open_write(argv[1]);
+}
+
+/* CVE-2019-5736 class: no binary of any process visible from inside (the host's, agentd's,
+ * our own) may be opened for writing. ETXTBSY counts as reachable: it comes after the DAC
+ * check (for a running binary), so the file would be writable once that process is gone.
+ * (Conservative under Landlock, whose file_open hook runs after that.) */
+CMD(cmd_proc_exe_write_all)
+{
+	DIR *dir = opendir("/proc");
+	if (!dir)
+		return blocked_errno("/proc");
+	int links = 0, firsterr = 0;
+	char hit[1024] = "";
+	struct dirent *de;
+	pid_t self = getpid();
+	while ((de = readdir(dir))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		char path[64], target[512];
+		snprintf(path, sizeof(path), "/proc/%ld/exe", pid);
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n < 0)
+			continue; /* kernel thread, gone, or not ours to see */
+		target[n] = '\0';
+		links++;
+		int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+		if (fd >= 0 || errno == ETXTBSY) {
+			if (fd >= 0)
+				close(fd);
+			snprintf(hit, sizeof(hit), "%s (%s%s) -> %s opened for writing%s", path,
+				 pid == self ? "self" : "pid ", pid == self ? "" : de->d_name,
+				 target, fd >= 0 ? "" : " up to ETXTBSY");
+			break;
+		}
+		if (!firsterr)
+			firsterr = errno;
+	}
+	closedir(dir);
+	if (hit[0])
+		return allowed(hit);
+	say("BLOCKED %s none of the %d readable /proc/*/exe links opened for writing",
+	    firsterr ? errname(firsterr) : "-", links);
+	return 1;
+}
+
 /* ------------------------------------------------------------------ network */
 
 static bool sockaddr_from(const char *host, const char *port, struct sockaddr_storage *ss,
@@ -484,6 +554,49 @@ CMD(cmd_connect_tcp)
 CMD(cmd_connect_udp)
 {
 	return connect_inet(argv, SOCK_DGRAM, "udp send");
+}
+
+/* Egress with a verdict that means "the sandbox refused": blocked only when socket() or
+ * connect() is refused locally (EPERM, EACCES, EAFNOSUPPORT, ENETUNREACH). A refusal from
+ * the other end (ECONNREFUSED), an ICMP error or a timeout mean the packets left. */
+CMD(cmd_connect_egress)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	long ms;
+	char d[256];
+	if (!sockaddr_from(argv[1], argv[2], &ss, &len) || !parse_long(argv[3], &ms) || ms < 0)
+		return error("usage: connect-egress HOST PORT TIMEOUT_MS");
+	snprintf(d, sizeof(d), "tcp connect %s:%s", argv[1], argv[2]);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return blocked_errno(d);
+	int e = 0;
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		e = errno;
+		if (e == EINPROGRESS) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			int r;
+			while ((r = poll(&pfd, 1, (int)ms)) < 0 && errno == EINTR)
+				;
+			socklen_t el = sizeof(e);
+			if (r == 0)
+				e = ETIMEDOUT;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+				e = errno;
+		}
+	}
+	close(fd);
+	if (e == EPERM || e == EACCES || e == EAFNOSUPPORT || e == ENETUNREACH) {
+		errno = e;
+		return blocked_errno(d);
+	}
+	char m[320];
+	if (!e)
+		snprintf(m, sizeof(m), "%s connected", d);
+	else
+		snprintf(m, sizeof(m), "%s left the sandbox (%s from the network)", d, errname(e));
+	return allowed(m);
 }
 
 CMD(cmd_bind_tcp)
@@ -670,6 +783,61 @@ CMD(cmd_pidfd_getfd)
 	return allowed("stole a file descriptor with pidfd_getfd");
 }
 
+/* Any visible process whose cmdline or comm contains the token (given in hex, so that the
+ * token is not in our own argv nor in that of the agentd that started us). */
+CMD(cmd_find_proc)
+{
+	char token[256];
+	size_t hl = strlen(argv[1]);
+	if (hl % 2 || hl / 2 >= sizeof(token) || !hl)
+		return error("usage: find-proc HEX-TOKEN");
+	for (size_t i = 0; i < hl / 2; i++) {
+		unsigned v;
+		if (sscanf(argv[1] + 2 * i, "%2x", &v) != 1)
+			return error("usage: find-proc HEX-TOKEN");
+		token[i] = (char)v;
+	}
+	token[hl / 2] = '\0';
+	DIR *dir = opendir("/proc");
+	if (!dir)
+		return blocked_errno("/proc");
+	int seen = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == getpid())
+			continue;
+		seen++;
+		static const char *const files[] = {"cmdline", "comm"};
+		for (size_t f = 0; f < ARRAY_SIZE(files); f++) {
+			char path[64], buf[4096];
+			snprintf(path, sizeof(path), "/proc/%ld/%s", pid, files[f]);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n <= 0)
+				continue;
+			for (ssize_t i = 0; i < n; i++)
+				if (!buf[i])
+					buf[i] = ' ';
+			buf[n] = '\0';
+			if (strstr(buf, token)) {
+				closedir(dir);
+				char d[128];
+				snprintf(d, sizeof(d), "process %ld is visible (%s matches)", pid,
+					 files[f]);
+				return allowed(d);
+			}
+		}
+	}
+	closedir(dir);
+	say("BLOCKED not-visible no process matches among %d visible", seen);
+	return 1;
+}
+
 CMD(cmd_kill)
 {
 	long pid, sig;
@@ -844,6 +1012,33 @@ CMD(cmd_clone3)
 		_exit(0);
 	reap((pid_t)pid);
 	return allowed("clone3(CLONE_NEWUSER)");
+}
+
+/* unshare(CLONE_NEWUSER) through the x32 (272 | x32 bit) and i386 (int 0x80, 310) entry
+ * points: a filter that checks only the x86_64 table would let these through. */
+CMD(cmd_x32_unshare_user)
+{
+	if (syscall(X32_SYSCALL_BIT | 272, CLONE_NEWUSER) < 0)
+		return blocked_errno("x32 unshare(CLONE_NEWUSER)");
+	return allowed("x32 unshare(CLONE_NEWUSER)");
+}
+
+CMD(cmd_i386_unshare_user)
+{
+#if defined(__x86_64__)
+	long r;
+	__asm__ volatile("int $0x80"
+			 : "=a"(r)
+			 : "a"(310L), "b"((long)CLONE_NEWUSER)
+			 : "memory", "cc", "r8", "r9", "r10", "r11");
+	if (r < 0 && r > -4096) {
+		errno = (int)-r;
+		return blocked_errno("int 0x80 unshare(CLONE_NEWUSER)");
+	}
+	return allowed("int 0x80 unshare(CLONE_NEWUSER)");
+#else
+	return error("not x86_64");
+#endif
 }
 
 CMD(cmd_setns)
@@ -1041,6 +1236,104 @@ CMD(cmd_sethostname)
 	return allowed("hostname changed");
 }
 
+CMD(cmd_sethostname_same)
+{
+	/* Set the hostname to what it already is: permission is the only question. */
+	struct utsname u;
+	if (uname(&u) < 0)
+		return error("uname");
+	if (sethostname(u.nodename, strlen(u.nodename)) < 0)
+		return blocked_errno("sethostname");
+	return allowed("sethostname (to its current value)");
+}
+
+static bool read_small(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+/* Leave the sandbox's cgroup: our pid into the root (and the parent) of every hierarchy
+ * visible under /sys/fs/cgroup, and release_agent (CVE-2022-0492) opened for writing. Only
+ * a change of /proc/self/cgroup counts as an escape (writing ourselves into the cgroup we
+ * are already in, e.g. the root of a cgroup namespace, moves nothing). */
+CMD(cmd_cgroup_escape)
+{
+	char before[4096] = "", after[4096] = "", pid[32], hit[512] = "";
+	read_small("/proc/self/cgroup", before, sizeof(before));
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	char dirs[64][300];
+	int nd = 0, firsterr = 0;
+	snprintf(dirs[nd++], sizeof(dirs[0]), "/sys/fs/cgroup");
+	DIR *d = opendir("/sys/fs/cgroup");
+	struct dirent *de;
+	while (d && (de = readdir(d)) && nd < 48)
+		if (de->d_name[0] != '.')
+			snprintf(dirs[nd++], sizeof(dirs[0]), "/sys/fs/cgroup/%.200s", de->d_name);
+	if (d)
+		closedir(d);
+	/* Parents of our own cgroups ("N:ctrl:/a/b" -> <hier>/a). */
+	char copy[4096];
+	memcpy(copy, before, sizeof(copy));
+	for (char *save, *l = strtok_r(copy, "\n", &save); l && nd < 64;
+	     l = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = '\0';
+		char *ctrl = c1 + 1, *path = c2 + 1, *slash = strrchr(path, '/');
+		if (!slash || slash == path)
+			continue;
+		*slash = '\0';
+		if (!strncmp(ctrl, "name=", 5))
+			ctrl += 5;
+		const char *hier = *ctrl ? ctrl : "unified";
+		snprintf(dirs[nd++], sizeof(dirs[0]), "/sys/fs/cgroup/%.64s%.200s", hier, path);
+		if (!*ctrl)
+			snprintf(dirs[nd++], sizeof(dirs[0]), "/sys/fs/cgroup%.200s", path);
+	}
+	for (int i = 0; i < nd && !hit[0]; i++) {
+		static const char *const files[] = {"cgroup.procs", "release_agent"};
+		for (size_t f = 0; f < ARRAY_SIZE(files) && !hit[0]; f++) {
+			char path[400];
+			snprintf(path, sizeof(path), "%s/%s", dirs[i], files[f]);
+			int fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0) {
+				if (errno != ENOENT && errno != ENOTDIR && !firsterr)
+					firsterr = errno;
+				continue;
+			}
+			if (f == 1) {
+				close(fd); /* opened for writing is enough: nothing written */
+				snprintf(hit, sizeof(hit), "opened %s for writing", path);
+				break;
+			}
+			ssize_t w = write(fd, pid, strlen(pid));
+			int e = errno;
+			close(fd);
+			read_small("/proc/self/cgroup", after, sizeof(after));
+			if (w > 0 && strcmp(before, after)) {
+				snprintf(hit, sizeof(hit), "moved into %s", dirs[i]);
+				break;
+			}
+			if (w < 0 && !firsterr)
+				firsterr = e;
+		}
+	}
+	if (hit[0])
+		return allowed(hit);
+	say("BLOCKED %s no cgroup.procs or release_agent of %d candidates let us out",
+	    firsterr ? errname(firsterr) : "-", nd);
+	return 1;
+}
+
 CMD(cmd_settime)
 {
 	/* Set the clock to what it already says: permission is the only question. */
@@ -1170,34 +1463,48 @@ CMD(cmd_mem_bomb)
 	return allowed(d);
 }
 
+/* BYTES in total, spread over FILES files (PATH.0, PATH.1... when FILES > 1): a per-file
+ * limit such as RLIMIT_FSIZE stops one big file, not many small ones. */
 CMD(cmd_disk_fill)
 {
-	uint64_t want, done = 0;
-	if (!parse_u64(argv[2], &want))
-		return error("usage: disk-fill PATH BYTES");
+	uint64_t want, files = 1, done = 0;
+	if (!parse_u64(argv[2], &want) || (argc > 3 && (!parse_u64(argv[3], &files) || !files)))
+		return error("usage: disk-fill PATH BYTES [FILES]");
 	/* EFBIG instead of death by SIGXFSZ, so the line below still gets printed. */
 	signal(SIGXFSZ, SIG_IGN);
-	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return blocked_errno(argv[1]);
 	static char buf[65536];
 	memset(buf, 'x', sizeof(buf));
-	while (done < want) {
-		size_t n = want - done < sizeof(buf) ? (size_t)(want - done) : sizeof(buf);
-		ssize_t w = write(fd, buf, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int e = w < 0 ? errno : ENOSPC;
-			close(fd);
-			say("BLOCKED %s after %llu bytes", errname(e), (unsigned long long)done);
-			return 1;
+	for (uint64_t f = 0; f < files; f++) {
+		char path[4096];
+		if (files > 1)
+			snprintf(path, sizeof(path), "%s.%llu", argv[1], (unsigned long long)f);
+		else
+			snprintf(path, sizeof(path), "%s", argv[1]);
+		uint64_t mine = want / files + (f == files - 1 ? want % files : 0), wrote = 0;
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return blocked_errno(path);
+		while (wrote < mine) {
+			size_t n =
+			    mine - wrote < sizeof(buf) ? (size_t)(mine - wrote) : sizeof(buf);
+			ssize_t w = write(fd, buf, n);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				int e = w < 0 ? errno : ENOSPC;
+				close(fd);
+				say("BLOCKED %s after %llu bytes", errname(e),
+				    (unsigned long long)(done + wrote));
+				return 1;
+			}
+			wrote += (uint64_t)w;
 		}
-		done += (uint64_t)w;
+		close(fd);
+		done += wrote;
 	}
-	close(fd);
-	char d[64];
-	snprintf(d, sizeof(d), "wrote %llu bytes", (unsigned long long)done);
+	char d[96];
+	snprintf(d, sizeof(d), "wrote %llu bytes in %llu file(s)", (unsigned long long)done,
+		 (unsigned long long)files);
 	return allowed(d);
 }
 
@@ -1368,8 +1675,11 @@ static const struct command commands[] = {
 	{ "exec", "PATH", 1, 0, cmd_exec },
 	{ "listdir", "PATH", 1, 0, cmd_listdir },
 	{ "readlink", "PATH", 1, 0, cmd_readlink },
+	{ "via-symlink", "read|write TARGET", 2, 0, cmd_via_symlink },
+	{ "open-write", "PATH", 1, 0, cmd_open_write },
 	{ "connect-tcp", "HOST PORT", 2, 0, cmd_connect_tcp },
 	{ "connect-udp", "HOST PORT", 2, 0, cmd_connect_udp },
+	{ "connect-egress", "HOST PORT TIMEOUT_MS", 3, 0, cmd_connect_egress },
 	{ "bind-tcp", "PORT", 1, 0, cmd_bind_tcp },
 	{ "connect-unix", "PATH", 1, 0, cmd_connect_unix },
 	{ "connect-abstract", "NAME", 1, 0, cmd_connect_abstract },
@@ -1378,11 +1688,14 @@ static const struct command commands[] = {
 	{ "ptrace-traceme", "", 0, IN_CHILD, cmd_ptrace_traceme },
 	{ "process-vm-readv", "PID", 1, 0, cmd_process_vm_readv },
 	{ "pidfd-getfd", "PID FD", 2, 0, cmd_pidfd_getfd },
+	{ "find-proc", "HEX-TOKEN", 1, 0, cmd_find_proc },
 	{ "unshare", "user|mount|net|pid|uts|ipc|cgroup|time", 1, IN_CHILD, cmd_unshare },
 	{ "clone-newuser", "", 0, 0, cmd_clone_newuser },
 	{ "clone3", "", 0, 0, cmd_clone3 },
 	{ "x32-getpid", "", 0, IN_CHILD, cmd_x32_getpid },
 	{ "i386-getpid", "", 0, IN_CHILD, cmd_i386_getpid },
+	{ "x32-unshare-user", "", 0, IN_CHILD, cmd_x32_unshare_user },
+	{ "i386-unshare-user", "", 0, IN_CHILD, cmd_i386_unshare_user },
 	{ "mount", "", 0, IN_CHILD, cmd_mount },
 	{ "umount", "PATH", 1, 0, cmd_umount },
 	{ "chroot", "PATH", 1, IN_CHILD, cmd_chroot },
@@ -1403,6 +1716,7 @@ static const struct command commands[] = {
 	{ "tioclinux", "", 0, 0, cmd_tioclinux },
 	{ "kill", "PID SIG", 2, 0, cmd_kill },
 	{ "sethostname", "NAME", 1, 0, cmd_sethostname },
+	{ "sethostname-same", "", 0, 0, cmd_sethostname_same },
 	{ "settime", "", 0, 0, cmd_settime },
 	{ "adjtimex", "", 0, 0, cmd_adjtimex },
 	{ "mknod-char", "PATH", 1, 0, cmd_mknod_char },
@@ -1411,6 +1725,7 @@ static const struct command commands[] = {
 	{ "sysrq", "", 0, 0, cmd_sysrq },
 	{ "write-proc-sys", "[PATH]", 0, 0, cmd_write_proc_sys },
 	{ "kallsyms", "", 0, 0, cmd_kallsyms },
+	{ "cgroup-escape", "", 0, IN_CHILD, cmd_cgroup_escape },
 	{ "personality", "VALUE", 1, IN_CHILD, cmd_personality },
 	{ "reboot", "", 0, 0, cmd_reboot },
 	{ "swapon", "", 0, 0, cmd_swapon },
@@ -1421,7 +1736,7 @@ static const struct command commands[] = {
 	{ "fds", "", 0, 0, cmd_fds },
 	{ "fork-bomb", "SECONDS COUNT", 2, 0, cmd_fork_bomb },
 	{ "mem-bomb", "BYTES", 1, IN_CHILD, cmd_mem_bomb },
-	{ "disk-fill", "PATH BYTES", 2, 0, cmd_disk_fill },
+	{ "disk-fill", "PATH BYTES [FILES]", 2, 0, cmd_disk_fill },
 	{ "daemonize", "SECONDS PIDFILE (marker: PIDFILE.marker)", 2, 0, cmd_daemonize },
 	{ "sleep", "SECONDS", 1, 0, cmd_sleep },
 	{ "spin", "SECONDS", 1, 0, cmd_spin },
@@ -1431,6 +1746,7 @@ static const struct command commands[] = {
 	{ "kill-self", "SIG", 1, 0, cmd_kill_self },
 	{ "proc-self-exe-write", "", 0, 0, cmd_proc_self_exe_write },
 	{ "proc-pid-exe-write", "PID", 1, 0, cmd_proc_pid_exe_write },
+	{ "proc-exe-write-all", "", 0, 0, cmd_proc_exe_write_all },
 	{ "hostname", "", 0, 0, cmd_hostname },
 };
 /* clang-format on */

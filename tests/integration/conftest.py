@@ -16,7 +16,7 @@ PROBE_DIR = os.path.join(BUILD, "tests")
 PROBE = os.path.join(PROBE_DIR, "sbxprobe")
 
 ISOLATING = ["linux-native"]
-ALL_BACKENDS = ["host-direct", "linux-native"]
+ALL_BACKENDS = ["host-direct", "linux-native", "container"]
 
 
 class Result:
