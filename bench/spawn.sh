@@ -14,8 +14,9 @@ cmds=(
   "/bin/true"
   "$AGENTD run --backend host-direct -- /bin/true"
   "$AGENTD run --backend linux-native -- /bin/true"
+  "$AGENTD run --backend container -- /bin/true"
 )
-names=("plain" "agentd-host-direct" "agentd-linux-native")
+names=("plain" "agentd-host-direct" "agentd-linux-native" "agentd-container")
 if command -v bwrap >/dev/null; then
   cmds+=("bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev /bin/true")
   names+=("bwrap")

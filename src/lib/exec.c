@@ -54,13 +54,24 @@ int exec_failure_code(int neg_errno)
 	return neg_errno == -ENOENT || neg_errno == -ENOTDIR ? 127 : 126;
 }
 
-void child_reset_signals(void)
+/* Signals this process ignores (SigIgn of /proc/self/status): the only dispositions that
+ * survive execve, handlers are reset by the kernel. Read in the parent, before the fork. */
+uint64_t ignored_signals(void)
+{
+	_cleanup_free_ char *st = read_file_at(AT_FDCWD, "/proc/self/status", 1 << 16, NULL);
+	const char *p = st ? strstr(st, "\nSigIgn:") : NULL;
+	if (!p)
+		return ~0ULL; /* unknown: reset them all */
+	return strtoull(p + 9, NULL, 16);
+}
+
+void child_reset_signals(uint64_t ignored)
 {
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int s = 1; s < _NSIG; s++) {
-		if (s == SIGKILL || s == SIGSTOP)
+	for (int s = 1; s < _NSIG && s <= 64; s++) {
+		if (s == SIGKILL || s == SIGSTOP || !(ignored & (1ULL << (s - 1))))
 			continue;
 		struct sigaction sa = {.sa_handler = SIG_DFL};
 		sigaction(s, &sa, NULL);
@@ -115,6 +126,7 @@ struct child_fds {
 struct direct_child {
 	const exec_request *req;
 	const struct child_fds *f;
+	uint64_t ignored;
 };
 
 static __attribute__((noreturn)) void child_main(void *arg)
@@ -124,7 +136,7 @@ static __attribute__((noreturn)) void child_main(void *arg)
 	const struct child_fds *f = dc->f;
 
 	/* Signal state is inherited across execve: give the command the defaults. */
-	child_reset_signals();
+	child_reset_signals(dc->ignored);
 
 	if (dup3(f->errpipe, CHILD_ERRFD, O_CLOEXEC) < 0)
 		_exit(125);
@@ -542,7 +554,7 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 		if (req->launcher->start(req->launcher_arg, fds, &handle, err) < 0)
 			goto out;
 	} else {
-		struct direct_child dc = {.req = req, .f = &cf};
+		struct direct_child dc = {.req = req, .f = &cf, .ignored = ignored_signals()};
 		struct spawn_opts so = {.cg = req->cg, .child_fn = child_main, .child_arg = &dc};
 		pid = spawn_process(&so, &pidfd, err);
 		if (pid < 0) {

@@ -150,8 +150,14 @@ struct seccomp_opts {
 					 * (backends without a network namespace, net none) */
 	bool allow_namespaces;		/* container init needs unshare/mount before its own filter */
 };
-/* Compile in the parent (libseccomp, exported to BPF). */
+/* Compile in the parent (libseccomp, exported to BPF). The default profile is a copy of a
+ * program compiled at build time (seccomp_default_bpf.h); JSON profiles are compiled here. */
 int seccomp_prepare(const struct seccomp_opts *o, struct seccomp_prog *out, agentd_error *err);
+/* The default profile for o's deny_inet_sockets/allow_namespaces, compiled now with
+ * libseccomp (*filter malloc'd): what seccomp_gen writes into seccomp_default_bpf.h, and
+ * what the tests compare the build-time copy with. */
+int seccomp_compile_default(const struct seccomp_opts *o, void **filter, unsigned short *len,
+			    agentd_error *err);
 /* child: install with no_new_privs already set; 0 or -errno */
 int seccomp_apply(const struct seccomp_prog *p);
 void seccomp_prog_free(struct seccomp_prog *p);
@@ -264,8 +270,11 @@ __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, 
 int child_execvpe(char *const argv[], char *const envp[]);
 /* child: exit code for a failed child_execvpe (127 not found, 126 otherwise). */
 int exec_failure_code(int neg_errno);
-/* child: reset signal mask and dispositions to the defaults a command expects. */
-void child_reset_signals(void);
+/* parent: the signals this process ignores (a bit per signal, bit 0 = signal 1). */
+uint64_t ignored_signals(void);
+/* child: empty the signal mask and reset the ignored signals to their defaults (handlers
+ * are reset by execve), which is what a command expects. */
+void child_reset_signals(uint64_t ignored);
 
 /* A process started with clone3 (fork semantics, optional namespaces, straight into a
  * cgroup). With after_clone set, the child first waits until the parent hook (e.g. uid

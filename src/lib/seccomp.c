@@ -1,5 +1,6 @@
 /* seccomp.c: the syscall filter — agentd's default deny-list and OCI/Docker JSON profiles,
- * compiled with libseccomp in the parent and installed as plain BPF in the child. */
+ * compiled with libseccomp (the default profile at build time, by seccomp_gen; JSON profiles
+ * in the parent) and installed as plain BPF in the child. */
 #include "internal.h"
 
 #include <fcntl.h>
@@ -31,6 +32,14 @@
 #endif
 #define TIOCSTI_NR 0x5412 /* asm-generic/ioctls.h; no tty header pulled in for two numbers */
 #define TIOCLINUX_NR 0x541C
+
+#if defined(__x86_64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "add this architecture's AUDIT_ARCH (seccomp_probe, seccomp_default_bpf.h)"
+#endif
 
 /* Profiles are read whole; anything larger is not a seccomp profile. */
 #define PROFILE_MAX_BYTES (1024 * 1024)
@@ -344,15 +353,24 @@ static int filter_export(scmp_filter_ctx ctx, void **filter, unsigned short *len
 	return 0;
 }
 
-/* libseccomp is not documented as thread-safe across contexts; compilation is rare
- * (cached for the default profile), so one lock serialises it and guards the cache. */
+/* libseccomp is not documented as thread-safe across contexts; compilation is rare (JSON
+ * profiles; the default profile only in seccomp_gen, the tests and cross builds), so one
+ * lock serialises it. */
 static pthread_mutex_t compile_lock = PTHREAD_MUTEX_INITIALIZER;
 
-struct cached_prog {
-	void *filter;
-	unsigned short len;
-};
-static struct cached_prog default_cache[4]; /* [deny_inet | allow_namespaces << 1] */
+int seccomp_compile_default(const struct seccomp_opts *o, void **filter, unsigned short *len,
+			    agentd_error *err)
+{
+	pthread_mutex_lock(&compile_lock);
+	scmp_filter_ctx ctx = filter_new(SCMP_ACT_ALLOW, err);
+	int r = ctx ? build_default(ctx, o, err) : -1;
+	if (r == 0)
+		r = filter_export(ctx, filter, len, err);
+	if (ctx)
+		seccomp_release(ctx);
+	pthread_mutex_unlock(&compile_lock);
+	return r;
+}
 
 static void *memdup(const void *p, size_t n)
 {
@@ -361,29 +379,53 @@ static void *memdup(const void *p, size_t n)
 	return r;
 }
 
+#ifdef AGENTD_SECCOMP_PREBUILT
+/* The four programs, compiled at build time by seccomp_gen (src/lib/seccomp_gen.c) from the
+ * tables above with seccomp_compile_default(): `agentd run` is one process per command and
+ * would otherwise pay ~0.4 ms of libseccomp per run. tests/unit/test_seccomp.c checks they
+ * are byte-identical to what libseccomp compiles at run time. */
+#include "seccomp_default_bpf.h"
+#if SECCOMP_DEFAULT_BPF_ARCH != NATIVE_AUDIT_ARCH
+#error "seccomp_default_bpf.h was generated for another architecture"
+#endif
+
+static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *out,
+			   agentd_error *err)
+{
+	const struct seccomp_default_bpf *b =
+	    &seccomp_default_bpf[(o->deny_inet_sockets ? 1 : 0) | (o->allow_namespaces ? 2 : 0)];
+	out->filter = memdup(b->insns, b->len * sizeof(struct sock_filter));
+	out->len = b->len;
+	out->active = true;
+	return 0;
+}
+#else
+/* No prebuilt programs (cross builds): compiled on first use, then cached. */
+struct cached_prog {
+	void *filter;
+	unsigned short len;
+};
+static struct cached_prog default_cache[4]; /* [deny_inet | allow_namespaces << 1] */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *out,
 			   agentd_error *err)
 {
 	struct cached_prog *c =
 	    &default_cache[(o->deny_inet_sockets ? 1 : 0) | (o->allow_namespaces ? 2 : 0)];
 	int r = 0;
-	pthread_mutex_lock(&compile_lock);
-	if (!c->filter) {
-		scmp_filter_ctx ctx = filter_new(SCMP_ACT_ALLOW, err);
-		r = ctx ? build_default(ctx, o, err) : -1;
-		if (r == 0)
-			r = filter_export(ctx, &c->filter, &c->len, err);
-		if (ctx)
-			seccomp_release(ctx);
-	}
+	pthread_mutex_lock(&cache_lock);
+	if (!c->filter)
+		r = seccomp_compile_default(o, &c->filter, &c->len, err);
 	if (r == 0) {
 		out->filter = memdup(c->filter, c->len * sizeof(struct sock_filter));
 		out->len = c->len;
 		out->active = true;
 	}
-	pthread_mutex_unlock(&compile_lock);
+	pthread_mutex_unlock(&cache_lock);
 	return r < 0 ? agentd_error_prefix(err, "default profile") : 0;
 }
+#endif
 
 /* ------------------------------------------------- OCI / Docker JSON profiles */
 
@@ -823,21 +865,13 @@ void seccomp_prog_free(struct seccomp_prog *p)
 	memset(p, 0, sizeof(*p));
 }
 
-#if defined(__x86_64__)
-#define PROBE_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define PROBE_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#else
-#error "seccomp_probe: add this architecture's AUDIT_ARCH"
-#endif
-
 /* A filter that answers getppid() with ENOTUNIQ: only a filter the kernel really runs can
  * produce that, so "installed" is not taken on prctl's word. */
 bool seccomp_probe(void)
 {
 	struct sock_filter insns[] = {
 	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROBE_AUDIT_ARCH, 1, 0),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 1, 0),
 	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 0, 1),

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -52,6 +53,7 @@ struct init_args {
 	int setup;			/* write end of the setup report pipe */
 	bool set_groups;		/* root: drop supplementary groups inside */
 	uid_t host_uid;			/* for messages */
+	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
 	bool net_none;
 	const char *ll_ro[4];
 	const char *ll_rw[64];
@@ -184,7 +186,8 @@ static void report_fail_fd(int fd, int code, int errnum, const char *what)
 static __attribute__((noreturn)) void command_child(const struct init_args *a, int fds[4],
 						     char **argv, char **envp, const char *cwd)
 {
-	child_reset_signals();
+	/* The init ignores no signal and only blocks SIGCHLD (for its signalfd). */
+	child_reset_signals(0);
 	if (setsid() < 0)
 		_exit(125);
 	if (dup3(fds[3], CHILD_REPORT_FD, O_CLOEXEC) < 0)
@@ -403,7 +406,7 @@ static __attribute__((noreturn)) void init_main(void *arg)
 		init_fail(setup, errno, "PR_SET_PDEATHSIG");
 	if (setsid() < 0)
 		init_fail(setup, errno, "setsid");
-	child_reset_signals();
+	child_reset_signals(a->ignored);
 
 	/* 2. The fresh root (mounts.c): tmpfs root, read-only runtime, filtered /etc, proc,
 	 * minimal dev, scratch for workdir and /tmp, pivot_root. */
@@ -640,6 +643,7 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	ia.ll_rw[nrw] = NULL;
 	ia.rw_check[ncheck] = NULL;
 	ia.host_uid = c->host_uid;
+	ia.ignored = ignored_signals();
 
 	uint64_t flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS |
 			 CLONE_NEWIPC | CLONE_NEWCGROUP;
@@ -923,6 +927,29 @@ static bool valid_snapshot_id(const char *id)
 	return true;
 }
 
+/* The scratch tmpfs belongs to the sandbox's user namespace: only ids mapped there can own
+ * files in it, and the snapshot must not be readable by anything the sandbox is not. So the
+ * copy runs with this thread's filesystem ids set to the sandbox's host ids (per-thread,
+ * undone after). */
+struct fsids {
+	uid_t uid;
+	gid_t gid;
+};
+
+static struct fsids become_sandbox_fs(const struct ctr *c)
+{
+	struct fsids old = {(uid_t)setfsuid(geteuid()), (gid_t)setfsgid(getegid())};
+	setfsgid(c->host_gid);
+	setfsuid(c->host_uid);
+	return old;
+}
+
+static void restore_fs(struct fsids old)
+{
+	setfsuid(old.uid);
+	setfsgid(old.gid);
+}
+
 /* Freeze for a consistent copy unless the caller already suspended the sandbox. */
 static int hold(struct ctr *c, bool *froze, agentd_error *err)
 {
@@ -960,7 +987,7 @@ static int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id
 		janitor_watch_dir(c->snap_dir);
 	}
 	dir = xasprintf("%s/%s", c->snap_dir, id);
-	if (mkdir(dir, 0700) < 0) {
+	if (mkdir(dir, 0700) < 0 || chown(dir, c->host_uid, c->host_gid) < 0) {
 		agentd_error_errno(err, errno, "create %s", dir);
 		goto out;
 	}
@@ -987,12 +1014,14 @@ static int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id
 		_cleanup_close_ int src = open_in_sandbox(c, paths[i], err);
 		if (src < 0)
 			goto out;
-		if (mkdirat(dfd, state_dirs[i], 0700) < 0) {
-			agentd_error_errno(err, errno, "snapshot %s", paths[i]);
-			goto out;
-		}
-		_cleanup_close_ int dst = openat(dfd, state_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		int r = dst < 0 ? -errno : copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
+		struct fsids old = become_sandbox_fs(c);
+		int r = mkdirat(dfd, state_dirs[i], 0700) < 0 ? -errno : 0;
+		_cleanup_close_ int dst =
+			r ? -1 : openat(dfd, state_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (!r)
+			r = dst < 0 ? -errno
+				    : copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
+		restore_fs(old);
 		if (r < 0) {
 			agentd_error_errno(err, -r, "snapshot %s", paths[i]);
 			goto out;
@@ -1034,9 +1063,11 @@ static int ctr_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error
 		if (dst < 0)
 			goto out;
 		_cleanup_close_ int src = openat(dfd, state_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct fsids old = become_sandbox_fs(c);
 		int r = src < 0 ? -errno : empty_dir_at(dst);
 		if (r == 0)
-			r = copy_tree_at(src, dst, c->host_uid, c->host_gid, &budget);
+			r = copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
+		restore_fs(old);
 		if (r < 0) {
 			agentd_error_errno(err, -r, "restore %s", paths[i]);
 			goto out;
