@@ -331,6 +331,11 @@ static bool active_has(pid_t p)
 	return r;
 }
 
+void exec_keep_child(pid_t pid)
+{
+	active_add(pid);
+}
+
 /* Kill and reap every orphan reparented to us; returns how many were found. */
 static int sweep_orphans(void)
 {

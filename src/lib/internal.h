@@ -288,6 +288,8 @@ struct spawn_opts {
 	void *child_arg;
 };
 pid_t spawn_process(const struct spawn_opts *o, int *pidfd, agentd_error *err);
+/* A child of ours that the no-cgroup orphan sweep must leave alone (the janitor). */
+void exec_keep_child(pid_t pid);
 
 /* How a command is started when it is not a direct child (e.g. forked by a sandbox's
  * init). Exit is then signalled by EOF on the report pipe, after a REPORT_EXIT. */

@@ -98,6 +98,9 @@ static int janitor_start_locked(void)
 		jfailed = true;
 		return -1;
 	}
+	/* glibc's fork (not a raw clone) so that malloc is usable in the child even when
+	 * the owner is multithreaded. One fork and no wait: the janitor stays our child
+	 * until we exit, then init (or a subreaper) adopts it. */
 	pid_t pid = fork();
 	if (pid < 0) {
 		close(p[0]);
@@ -106,17 +109,11 @@ static int janitor_start_locked(void)
 		return -1;
 	}
 	if (pid == 0) {
-		/* A double fork: the janitor is nobody's child to wait for. */
 		close(p[1]);
-		pid_t g = fork();
-		if (g == 0)
-			janitor_main(p[0]);
-		_exit(g < 0 ? 1 : 0);
+		janitor_main(p[0]);
 	}
 	close(p[0]);
-	int st;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
+	exec_keep_child(pid); /* not an orphan to sweep */
 	jfd = p[1];
 	return 0;
 }
