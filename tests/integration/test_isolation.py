@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import probe, run
+from conftest import hostdir, probe, run  # noqa: F401
 
 
 def test_landlock_blocks_reading_outside_policy(hostdir):
@@ -172,3 +172,27 @@ def test_cannot_signal_host_processes():
     finally:
         victim.kill()
         victim.wait()
+
+
+@pytest.mark.parametrize("workdir", ["/proc/self/cwd", "/proc/self/root", "/", "/tmp/agentd-x",
+                                     "/etc"])
+def test_host_workdir_must_be_granted(workdir):
+    r = run("linux-native", "/bin/true", opts=["--workdir", workdir, "--user", "0"])
+    assert r.rc == 125, r
+    assert b"workdir" in r.stderr
+
+
+def test_workdir_inside_an_rw_path_is_created_for_the_sandbox(hostdir):
+    wd = os.path.join(hostdir, "sub", "dir")
+    r = run("linux-native", "/bin/sh", "-c", "pwd; echo ok > f",
+            opts=["--rw", hostdir, "--workdir", wd])
+    assert r.rc == 0, r
+    assert r.json["stdout"] == wd + "\n"
+    assert open(os.path.join(wd, "f")).read() == "ok\n"
+
+
+@pytest.mark.parametrize("flag,path", [("--rw", "/proc/self/cwd"), ("--ro", "/proc/1/root"),
+                                       ("--rw", "/sys/fs/cgroup")])
+def test_kernel_interfaces_are_not_grantable(flag, path):
+    r = run("linux-native", "/bin/true", opts=[flag, path])
+    assert r.rc == 125, r

@@ -64,11 +64,6 @@ HD_SIBLINGS = ("host-direct sandboxes all run as uid 65534 in the host's PID nam
                "/proc/<pid>/cwd, read its workspace")
 PROC_DISK = ("no disk quota on the process backends: max_write_bytes is RLIMIT_FSIZE, a "
              "per-file limit, and the workspace is a directory on the host's filesystem")
-PROC_WORKDIR = ("FOUND (reported): without a mount namespace the policy's workdir is a host "
-                "path that agentd turns into a Landlock read-write rule, resolved in agentd's "
-                "own process: /proc/self/cwd names agentd's cwd (any host workdir the uid "
-                "may write becomes writable; README promises rw only for the workspace, "
-                "TMPDIR and --rw paths)")
 
 
 def _all_blocked():
@@ -99,7 +94,7 @@ EXPECT = {
     "leaked-fd": _all_blocked(),
     "leaked-fd-read": _all_blocked(),
     "workdir-proc-fd": _all_blocked(),
-    "workdir-proc-cwd": _table(hd=allowed(HD_FS), ln=allowed(PROC_WORKDIR)),
+    "workdir-proc-cwd": _all_blocked(),
     "workdir-proc1-cwd": _all_blocked(),
     # --- privileges
     "no-new-privs": _all_blocked(),

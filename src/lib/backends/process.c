@@ -3,6 +3,7 @@
  * (policy guards only) and linux-native (Landlock + seccomp). */
 #include "internal.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -60,9 +61,64 @@ static void psb_free(struct psb *p, const agentd_backend *b, const char *id)
 	free(p);
 }
 
+/* Kernel interfaces are never host paths a policy may grant: /proc/self/cwd, /proc/1/root
+ * and friends would hand out agentd's own view of the host. Checked on the resolved path. */
+static int check_host_path(const char *what, const char *path, agentd_error *err)
+{
+	char real[PATH_MAX];
+	const char *p = realpath(path, real) ? real : path;
+	static const char *const banned[] = {"/proc", "/sys", "/dev"};
+	for (size_t i = 0; i < ARRAY_SIZE(banned); i++) {
+		size_t n = strlen(banned[i]);
+		if (strncmp(p, banned[i], n) == 0 && (p[n] == '\0' || p[n] == '/'))
+			return agentd_error_set(err, EINVAL, "%s: %s resolves to %s, inside %s",
+						what, path, p, banned[i]);
+	}
+	if (strcmp(p, "/") == 0)
+		return agentd_error_set(err, EINVAL, "%s: %s resolves to the host's root", what,
+					path);
+	return 0;
+}
+
+/* Is path equal to, or below, one of the rw paths? */
+static bool under_rw(const agentd_spec *spec, const char *path)
+{
+	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++) {
+		const char *r = spec->allowed_paths_rw.v[i];
+		size_t n = strlen(r);
+		while (n > 1 && r[n - 1] == '/')
+			n--;
+		if (strncmp(path, r, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
 static int check_process_backend_spec(const agentd_spec *spec, const char *backend,
 				      agentd_error *err)
 {
+	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
+		if (check_host_path("allowed_paths_rw", spec->allowed_paths_rw.v[i], err) < 0)
+			return -1;
+	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
+		if (check_host_path("allowed_paths_ro", spec->allowed_paths_ro.v[i], err) < 0)
+			return -1;
+	const char *ws = "/workspace";
+	size_t wl = strlen(ws);
+	bool in_workspace = strncmp(spec->workdir, ws, wl) == 0 &&
+			    (spec->workdir[wl] == '\0' || spec->workdir[wl] == '/');
+	if (!in_workspace) {
+		/* Without a mount namespace the workdir is a host path: it is writable only if
+		 * the policy grants it read-write like any other host path. */
+		if (check_host_path("workdir", spec->workdir, err) < 0)
+			return -1;
+		if (!under_rw(spec, spec->workdir))
+			return agentd_error_set(
+				err, EPERM,
+				"workdir %s is a host path on backend %s (no mount namespace): list it "
+				"or a parent in allowed_paths_rw, or use /workspace",
+				spec->workdir, backend);
+	}
 	for (size_t i = 0; i < spec->n_bind_mounts; i++)
 		if (strcmp(spec->bind_mounts[i].source, spec->bind_mounts[i].target) != 0)
 			return agentd_error_set(
@@ -140,13 +196,15 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 	if (strcmp(p->workdir, p->workspace) != 0) {
 		/* The workdir is created if missing; its writability for the sandbox's uid is
 		 * checked in the child, with a message naming it. */
+		struct stat wst;
+		bool existed = stat(p->workdir, &wst) == 0;
 		int r = mkdir_p(p->workdir, 0755);
 		if (r < 0) {
 			agentd_error_errno(err, -r, "create workdir %s", p->workdir);
 			goto fail;
 		}
-		if (p->privs.switch_user && strncmp(p->workdir, p->dir, strlen(p->dir)) == 0 &&
-		    chown(p->workdir, uid, gid) < 0) {
+		/* A workdir we just made (inside a granted rw path) belongs to the sandbox. */
+		if (p->privs.switch_user && !existed && chown(p->workdir, uid, gid) < 0) {
 			agentd_error_errno(err, errno, "chown workdir %s", p->workdir);
 			goto fail;
 		}
