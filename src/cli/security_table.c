@@ -94,6 +94,7 @@ static const struct sec_attack attacks[] = {
 	{ "userfaultfd", "kernel", {"userfaultfd"}, NULL, 0 },
 	{ "io-uring", "kernel", {"io-uring"}, NULL, 0 },
 	{ "sethostname", "kernel", {"sethostname-same"}, NULL, 0 },
+	{ "netdev-config", "network", {"netdev-config"}, NULL, 0 },
 	{ "settime", "kernel", {"settime"}, NULL, 0 },
 	{ "adjtimex", "kernel", {"adjtimex"}, NULL, 0 },
 	{ "write-proc-sys", "kernel", {"write-proc-sys"}, NULL, 0 },

@@ -7,6 +7,8 @@
 #include "agentd.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,23 @@ int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool de
 /* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
 void landlock_system_ro_paths(agentd_strv *out);
+
+/* ---------------------------------------------------------------- netns.c */
+/* An empty network namespace (lo up) made by a second thread, as root only: start it,
+ * build the rest of the sandbox, then finish (the namespace's fd, or -1 + err) or cancel.
+ * The init is cloned from inside it with netns_enter_for_clone/netns_leave_after_clone. */
+struct netns_maker {
+	pthread_t thread;
+	int fd;
+	int err;
+	bool started;
+};
+int netns_make_start(struct netns_maker *m);	/* 0, or -1 when not available */
+int netns_make_finish(struct netns_maker *m, agentd_error *err);
+void netns_make_cancel(struct netns_maker *m);
+int netns_enter_for_clone(int netfd, int *saved);	/* 0 or -1 + errno */
+void netns_leave_after_clone(int saved);
+int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
 
 /* ---------------------------------------------------------------- cgroup.c */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */

@@ -3,7 +3,9 @@
 #include "internal.h"
 
 #include <fcntl.h>
-#include <glob.h>
+#include <dirent.h>
+#include <fnmatch.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <linux/landlock.h>
@@ -254,7 +256,29 @@ static void push_existing(agentd_strv *out, const char *path)
 		strv_push(out, path);
 }
 
-void landlock_system_ro_paths(agentd_strv *out)
+/* The /etc allowlist's patterns (python3.*, java-*), in one pass over /etc. */
+static void push_etc_patterns(agentd_strv *out)
+{
+	DIR *d = opendir("/etc");
+	if (!d)
+		return;
+	for (struct dirent *de; (de = readdir(d));) {
+		if (de->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(etc_allowlist); i++) {
+			if (!strchr(etc_allowlist[i], '*') ||
+			    fnmatch(etc_allowlist[i], de->d_name, FNM_PATHNAME) != 0)
+				continue;
+			char path[PATH_MAX];
+			snprintf(path, sizeof(path), "/etc/%s", de->d_name);
+			push_existing(out, path);
+			break;
+		}
+	}
+	closedir(d);
+}
+
+static void system_ro_paths_scan(agentd_strv *out)
 {
 	/* /opt and /usr/local/etc are not part of the base runtime; policies add them. */
 	static const char *const runtime[] = {
@@ -266,22 +290,55 @@ void landlock_system_ro_paths(agentd_strv *out)
 	for (size_t i = 0; i < ARRAY_SIZE(etc_allowlist); i++) {
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "/etc/%s", etc_allowlist[i]);
-		if (!strchr(path, '*')) {
+		if (!strchr(path, '*'))
 			push_existing(out, path);
-			continue;
-		}
-		glob_t g = {0};
-		if (glob(path, GLOB_NOSORT, NULL, &g) == 0)
-			for (size_t k = 0; k < g.gl_pathc; k++)
-				push_existing(out, g.gl_pathv[k]);
-		globfree(&g);
 	}
+	push_etc_patterns(out);
 
 	for (size_t i = 0; i < ARRAY_SIZE(dev_ro); i++)
 		push_existing(out, dev_ro[i]);
 	/* Processes need /proc/self. Other processes' sensitive files (environ, mem, fd/) are
 	 * guarded by ptrace access checks, which Landlock denies across domains. */
 	push_existing(out, "/proc");
+}
+
+/* Every sandbox start needs this list (twice for a container: its mounts and its
+ * capabilities), and building it costs ~70 stat calls and a scan of /etc. It is kept for
+ * a second, and dropped at once when /etc itself changes (an entry added, removed or
+ * renamed there, e.g. a new python3.X), so a long-running daemon sees a changed host. */
+#define SYSTEM_PATHS_TTL_MS 1000
+static struct {
+	pthread_mutex_t lock;
+	agentd_strv paths;
+	uint64_t at_ms;
+	struct timespec etc_mtime;
+	ino_t etc_ino;
+	bool valid;
+} sys_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void landlock_system_ro_paths(agentd_strv *out)
+{
+	struct stat est;
+	bool have_etc = stat("/etc", &est) == 0;
+	uint64_t now = now_ms_monotonic();
+	pthread_mutex_lock(&sys_cache.lock);
+	if (!sys_cache.valid || !have_etc || now - sys_cache.at_ms >= SYSTEM_PATHS_TTL_MS ||
+	    est.st_ino != sys_cache.etc_ino ||
+	    est.st_mtim.tv_sec != sys_cache.etc_mtime.tv_sec ||
+	    est.st_mtim.tv_nsec != sys_cache.etc_mtime.tv_nsec) {
+		strv_free(&sys_cache.paths);
+		system_ro_paths_scan(&sys_cache.paths);
+		sys_cache.at_ms = now;
+		sys_cache.valid = have_etc;
+		if (have_etc) {
+			sys_cache.etc_ino = est.st_ino;
+			sys_cache.etc_mtime = est.st_mtim;
+		}
+	}
+	for (size_t i = 0; i < sys_cache.paths.n; i++)
+		if (!strv_contains(out, sys_cache.paths.v[i]))
+			strv_push(out, sys_cache.paths.v[i]);
+	pthread_mutex_unlock(&sys_cache.lock);
 }
 
 /* Child side, no malloc: a ruleset built inside a sandbox's own mount namespace (the

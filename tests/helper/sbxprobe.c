@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
@@ -1236,6 +1237,31 @@ CMD(cmd_sethostname)
 	return allowed("hostname changed");
 }
 
+CMD(cmd_netdev_config)
+{
+	/* Write lo's flags back unchanged (SIOCSIFFLAGS): permission is the only question. */
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return blocked_errno("socket(AF_INET)");
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, "lo", 3);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		int e = errno;
+		close(s);
+		errno = e;
+		return blocked_errno("SIOCGIFFLAGS lo");
+	}
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+		int e = errno;
+		close(s);
+		errno = e;
+		return blocked_errno("SIOCSIFFLAGS lo");
+	}
+	close(s);
+	return allowed("reconfigured lo (SIOCSIFFLAGS)");
+}
+
 CMD(cmd_sethostname_same)
 {
 	/* Set the hostname to what it already is: permission is the only question. */
@@ -1716,6 +1742,7 @@ static const struct command commands[] = {
 	{ "tioclinux", "", 0, 0, cmd_tioclinux },
 	{ "kill", "PID SIG", 2, 0, cmd_kill },
 	{ "sethostname", "NAME", 1, 0, cmd_sethostname },
+	{ "netdev-config", "", 0, 0, cmd_netdev_config },
 	{ "sethostname-same", "", 0, 0, cmd_sethostname_same },
 	{ "settime", "", 0, 0, cmd_settime },
 	{ "adjtimex", "", 0, 0, cmd_adjtimex },

@@ -127,6 +127,7 @@ EXPECT = {
                                              "faults are always allowed)")),
     "io-uring": _table(hd=either(HD_SYS + " (kernel.io_uring_disabled)")),
     "sethostname": _all_blocked(),
+    "netdev-config": _all_blocked(),
     "settime": _all_blocked(),
     "adjtimex": _all_blocked(),
     "write-proc-sys": _all_blocked(),

@@ -64,6 +64,7 @@ SIMPLE = {
     "cgroup-escape": (["cgroup-escape"], []),
     # network (the outside: TEST-NET-1, nothing answers; refused, not timed out)
     "egress": (["connect-egress", "192.0.2.1", "80", "1500"], []),
+    "netdev-config": (["netdev-config"], []),
     "raw-socket": (["socket", "raw"], []),
     "packet-socket": (["socket", "packet"], []),
     "vsock-socket": (["socket", "vsock"], []),

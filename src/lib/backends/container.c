@@ -55,6 +55,7 @@ struct init_args {
 	uid_t host_uid;			/* for messages */
 	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
 	bool net_none;
+	bool net_prebuilt;	/* cloned inside a namespace netns.c made */
 	const char *ll_ro[4];
 	const char *ll_rw[64];
 	const char *rw_check[64];	/* policy paths the sandbox's user must be able to write */
@@ -83,26 +84,6 @@ struct ctr {
 static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 {
 	child_fail(fd, 125, r < 0 ? -r : r, what);
-}
-
-static int loopback_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	memcpy(ifr.ifr_name, "lo", 3);
-	int r = 0;
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
-		r = -errno;
-	} else {
-		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-			r = -errno;
-	}
-	close(s);
-	return r;
 }
 
 /* /proc/1/cmdline inside would show agentd's own command line (flags, paths): blank our
@@ -424,7 +405,8 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	}
 	if (sethostname("agentd", 6) < 0)
 		init_fail(setup, errno, "sethostname");
-	if (a->net_none && (r = loopback_up()) < 0)
+	/* A namespace made by netns.c already has lo up (and is not ours to change). */
+	if (a->net_none && !a->net_prebuilt && (r = netns_loopback_up()) < 0)
 		init_fail(setup, r, "bring up lo");
 
 	/* 3. stdio of PID 1 is /dev/null; its fds get fixed numbers, the rest is closed. */
@@ -550,6 +532,13 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, &container_sandbox_ops, err);
 	if (!sb)
 		return -1;
+	/* The network namespace is made on another core meanwhile (netns.c). */
+	struct netns_maker nm;
+	bool own_net = spec->network.mode != AGENTD_NET_HOST;
+	if (!own_net || netns_make_start(&nm) < 0) {
+		memset(&nm, 0, sizeof(nm));
+		nm.fd = -1;
+	}
 	struct ctr *c = xcalloc(1, sizeof(*c));
 	c->ctl = -1;
 	c->init_pidfd = -1;
@@ -647,8 +636,21 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 
 	uint64_t flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS |
 			 CLONE_NEWIPC | CLONE_NEWCGROUP;
-	if (spec->network.mode != AGENTD_NET_HOST)
+	int netfd = -1, saved_net = -1;
+	if (nm.started && (netfd = netns_make_finish(&nm, err)) < 0) {
+		agentd_error_prefix(err, "network");
+		goto fail;
+	}
+	if (netfd >= 0) {
+		if (netns_enter_for_clone(netfd, &saved_net) < 0) {
+			agentd_error_errno(err, errno, "network: join the sandbox's namespace");
+			close(netfd);
+			goto fail;
+		}
+		ia.net_prebuilt = true;
+	} else if (own_net) {
 		flags |= CLONE_NEWNET;
+	}
 	struct spawn_opts sop = {
 		.clone_flags = flags,
 		.cg = c->cg,
@@ -658,6 +660,10 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		.child_arg = &ia,
 	};
 	c->init_pid = spawn_process(&sop, &c->init_pidfd, err);
+	if (netfd >= 0) {
+		netns_leave_after_clone(saved_net);
+		close(netfd); /* the init holds the namespace now */
+	}
 	close(sp[1]);
 	sp[1] = -1;
 	close(setup[1]);
@@ -709,6 +715,7 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	return 0;
 
 fail:
+	netns_make_cancel(&nm);
 	for (int i = 0; i < 2; i++) {
 		if (sp[i] >= 0)
 			close(sp[i]);
