@@ -330,6 +330,12 @@ void agentd_backend_free(agentd_backend *b);	/* destroy_all, then free */
 
 int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err);
+/* One-shot: a sandbox for spec, cmd run in it, the sandbox destroyed — in one pass where
+ * the backend has one (container), else create + exec + destroy. sandbox_id receives the
+ * transient sandbox's id. 0 when the command ran (its result in out), -1 + err if not. */
+int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
+		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
+		       char sandbox_id[40], agentd_error *err);
 bool agentd_sandbox_is_alive(agentd_sandbox *sb);
 int agentd_sandbox_suspend(agentd_sandbox *sb, agentd_error *err);
 int agentd_sandbox_resume(agentd_sandbox *sb, agentd_error *err);

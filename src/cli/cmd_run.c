@@ -155,13 +155,8 @@ int cmd_run(int argc, char **argv)
 	}
 
 	int rc = EXIT_AGENTD;
-	agentd_sandbox *sb = NULL;
 	uint8_t *in = NULL;
 	size_t in_len = 0;
-	if (agentd_backend_create_sandbox(backend, &spec, &sb, &err) < 0) {
-		cli_error("%s", err.msg);
-		goto out;
-	}
 	if (want_stdin) {
 		in = read_stdin(&in_len);
 		if (!in) {
@@ -179,13 +174,14 @@ int cmd_run(int argc, char **argv)
 		.cancel_fd = cancel_pipe[0] > 0 ? cancel_pipe[0] : 0,
 	};
 	agentd_exec_output o;
-	if (agentd_sandbox_exec(sb, &cmd, &ctx, &o, &err) < 0) {
+	char sandbox_id[40];
+	if (agentd_backend_run(backend, &spec, &cmd, &ctx, &o, sandbox_id, &err) < 0) {
 		cli_error("%s", err.msg);
 		agentd_exec_output_free(&o);
 		goto out;
 	}
 	if (json) {
-		char *s = agentd_exec_output_to_json(&o, agentd_backend_name(backend), sb->id);
+		char *s = agentd_exec_output_to_json(&o, agentd_backend_name(backend), sandbox_id);
 		puts(s);
 		free(s);
 	} else {
@@ -203,8 +199,6 @@ int cmd_run(int argc, char **argv)
 	agentd_exec_output_free(&o);
 out:
 	free(in);
-	if (sb && agentd_sandbox_destroy(sb, &err) < 0)
-		cli_error("warning: %s", err.msg);
 	agentd_backend_free(backend);
 	agentd_spec_free(&spec);
 	return rc;

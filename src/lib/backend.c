@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 struct agentd_backend_internal {
+	backend_run_once_fn run_once;	/* a built-in backend's one-pass one-shot, or NULL */
 	pthread_mutex_t lock;
 	agentd_sandbox *head;
 	uint32_t active;
@@ -202,11 +203,8 @@ static int unsupported(agentd_sandbox *sb, const char *what, agentd_error *err)
 				sb->backend->ops->name);
 }
 
-int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
-			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err)
+static int check_command(const agentd_command *cmd, agentd_error *err)
 {
-	memset(out, 0, sizeof(*out));
-	out->exit_code = 125;
 	if (!cmd || !cmd->argv || !cmd->argv[0] || !cmd->argv[0][0])
 		return agentd_error_set(err, EINVAL, "exec: empty command");
 	for (size_t i = 0; i < cmd->env.n; i++) {
@@ -218,8 +216,50 @@ int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 	if (cmd->workdir && cmd->workdir[0] != '/')
 		return agentd_error_set(err, EINVAL, "exec: workdir %s: expected absolute path",
 					cmd->workdir);
+	return 0;
+}
+
+int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
+			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->exit_code = 125;
+	if (check_command(cmd, err) < 0)
+		return -1;
 	static const agentd_exec_ctx no_ctx;
 	return sb->ops->exec(sb, cmd, ctx ? ctx : &no_ctx, out, err);
+}
+
+void backend_set_run_once(agentd_backend *b, backend_run_once_fn fn)
+{
+	b->internal->run_once = fn;
+}
+
+int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
+		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
+		       char sandbox_id[40], agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->exit_code = 125;
+	sandbox_id[0] = '\0';
+	if (check_command(cmd, err) < 0)
+		return -1;
+	if (agentd_spec_validate(spec, err) < 0)
+		return agentd_error_prefix(err, "invalid spec");
+	static const agentd_exec_ctx no_ctx;
+	if (!ctx)
+		ctx = &no_ctx;
+	if (b->internal->run_once)
+		return b->internal->run_once(b, spec, cmd, ctx, out, sandbox_id, err);
+	agentd_sandbox *sb = NULL;
+	if (agentd_backend_create_sandbox(b, spec, &sb, err) < 0)
+		return -1;
+	snprintf(sandbox_id, 40, "%s", sb->id);
+	int r = agentd_sandbox_exec(sb, cmd, ctx, out, err);
+	agentd_error derr = {0};
+	if (agentd_sandbox_destroy(sb, r < 0 ? &derr : err) < 0 && r == 0)
+		r = -1;
+	return r;
 }
 
 bool agentd_sandbox_is_alive(agentd_sandbox *sb)

@@ -192,6 +192,14 @@ int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool de
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
 void landlock_system_ro_paths(agentd_strv *out);
 
+/* ---------------------------------------------------------------- backend.c */
+/* A built-in backend's one-shot path for agentd_backend_run: set up, run cmd and tear
+ * down in one pass (the sandbox is never listed). Plugins keep create + exec + destroy. */
+typedef int (*backend_run_once_fn)(agentd_backend *b, const agentd_spec *spec,
+				   const agentd_command *cmd, const agentd_exec_ctx *ctx,
+				   agentd_exec_output *out, char id[40], agentd_error *err);
+void backend_set_run_once(agentd_backend *b, backend_run_once_fn fn);
+
 /* ---------------------------------------------------------------- netns.c */
 /* An empty network namespace (lo up) made by a second thread, as root only: start it,
  * build the rest of the sandbox, then finish (the namespace's fd, or -1 + err) or cancel.

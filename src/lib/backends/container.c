@@ -34,6 +34,7 @@
 #define INIT_CTL_FD 3
 #define INIT_SETUP_FD 4
 #define INIT_LANDLOCK_FD 5
+#define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
 
@@ -44,8 +45,19 @@ struct ctl_msg {
 	uint64_t id;
 };
 
+/* One-shot mode: the one command the init runs right after its setup, and the host's
+ * channels for it (inherited at clone time). */
+struct init_once {
+	char *const *argv;
+	char *const *envp;
+	const char *cwd;
+	int fds[4];			/* stdin, stdout, stderr, report (exec.c's pipes) */
+	int kill_fd;			/* read end: a byte (or EOF) = kill the command */
+};
+
 /* What the init needs, prepared by the parent before the clone (the child only reads). */
 struct init_args {
+	const struct init_once *once;	/* NULL: a persistent sandbox, served over ctl */
 	struct mount_plan *mp;
 	const struct seccomp_prog *sc;
 	const struct rlimit_set *rl;
@@ -363,6 +375,62 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 	}
 }
 
+/* One-shot PID 1: fork the command, reap, and when the command ends report its status
+ * and end the sandbox (PID 1's exit kills everything left in the namespace). A byte or EOF
+ * on the kill pipe (timeout, cancel, owner gone) kills the command's session first, so
+ * its status is still reported. Nothing inside can reach the pipe: it is the host's. */
+static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
+{
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0)
+		init_fail(INIT_SETUP_FD, errno, "signalfd");
+	int fds[4] = {INIT_ONCE_FD, INIT_ONCE_FD + 1, INIT_ONCE_FD + 2, INIT_SETUP_FD};
+	pid_t pid = fork();
+	if (pid == 0)
+		command_child(a, fds, (char **)a->once->argv, (char **)a->once->envp,
+			      a->once->cwd);
+	if (pid < 0)
+		init_fail(INIT_SETUP_FD, errno, "fork");
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	bool killed = false;
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = INIT_CTL_FD, .events = killed ? 0 : POLLIN},
+					{.fd = sfd, .events = POLLIN}};
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(125);
+		}
+		if (pfd[0].revents && !killed) {
+			kill(-pid, SIGKILL);
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+		if (!pfd[1].revents)
+			continue;
+		struct signalfd_siginfo si;
+		while (read(sfd, &si, sizeof(si)) > 0)
+			;
+		for (;;) {
+			int status;
+			struct rusage ru;
+			pid_t p = wait4(-1, &status, WNOHANG, &ru);
+			if (p <= 0)
+				break;
+			if (p != pid)
+				continue;
+			kill(-1, SIGKILL); /* everything else in the namespace */
+			write_exit_report(INIT_SETUP_FD, status, &ru);
+			_exit(0);
+		}
+	}
+}
+
 static __attribute__((noreturn)) void init_main(void *arg)
 {
 	const struct init_args *a = arg;
@@ -415,14 +483,23 @@ static __attribute__((noreturn)) void init_main(void *arg)
 		init_fail(setup, errno, "open /dev/null");
 	if (nullfd > 2)
 		close(nullfd);
-	int ctl = fcntl(a->ctl, F_DUPFD_CLOEXEC, 100);
+	/* One-shot: the kill pipe takes the control socket's place and the command's stdio
+	 * follows the Landlock fd; setup reports go to the command's report pipe. */
+	int ctl = fcntl(a->once ? a->once->kill_fd : a->ctl, F_DUPFD_CLOEXEC, 100);
 	int su = fcntl(setup, F_DUPFD_CLOEXEC, 100);
+	int io[3] = {-1, -1, -1};
+	for (int i = 0; a->once && i < 3; i++)
+		if ((io[i] = fcntl(a->once->fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
+			init_fail(setup, errno, "move fds");
 	if (ctl < 0 || su < 0)
 		init_fail(setup, errno, "move fds");
 	if (place_fd(ctl, INIT_CTL_FD) < 0 || place_fd(su, INIT_SETUP_FD) < 0)
 		init_fail(setup, errno, "move fds");
 	setup = INIT_SETUP_FD;
-	fds_close_from(INIT_SETUP_FD + 1);
+	for (int i = 0; a->once && i < 3; i++)
+		if (place_fd(io[i], INIT_ONCE_FD + i) < 0)
+			init_fail(setup, errno, "move fds");
+	fds_close_from(a->once ? INIT_ONCE_FD + 3 : INIT_SETUP_FD + 1);
 
 	/* 4. Landlock as defence in depth, built here because the tmpfs mounts exist only in
 	 * this namespace: everything visible is read-only except the writable scratch. */
@@ -447,7 +524,10 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	if (a->sc->active && (r = seccomp_apply(a->sc)) < 0)
 		init_fail(setup, r, "seccomp");
 
-	/* 6. Ready: closing the setup pipe without a report says so. */
+	/* 6. Ready: closing the setup pipe without a report says so; a one-shot init runs
+	 * its command instead. */
+	if (a->once)
+		init_run_once(a);
 	close(setup);
 	init_loop(a);
 }
@@ -522,9 +602,52 @@ static void push_rw(struct init_args *a, size_t *n, const char *path)
 		a->ll_rw[(*n)++] = path;
 }
 
-static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
-		      agentd_error *err)
+/* Everything a sandbox needs before its init is cloned, built by ctr_prepare. */
+struct ctr_prep {
+	struct mount_plan mp;
+	struct seccomp_prog sc;
+	struct netns_maker nm;
+	struct init_args ia;
+	struct init_once once;
+	int sp[2];		/* control socketpair (persistent sandboxes) */
+	int setup[2];		/* setup report pipe (persistent sandboxes) */
+	int killp[2];		/* one-shot: the host's kill request to the init */
+};
+
+static void ctr_prep_free(struct ctr_prep *p)
 {
+	netns_make_cancel(&p->nm);
+	for (int i = 0; i < 2; i++) {
+		if (p->sp[i] >= 0)
+			close(p->sp[i]);
+		if (p->setup[i] >= 0)
+			close(p->setup[i]);
+		if (p->killp[i] >= 0)
+			close(p->killp[i]);
+		p->sp[i] = p->setup[i] = p->killp[i] = -1;
+	}
+	mount_plan_free(&p->mp);
+	seccomp_prog_free(&p->sc);
+}
+
+static void ctr_sandbox_free(agentd_sandbox *sb)
+{
+	ctr_free(sb->priv, sb->backend, sb->id);
+	agentd_spec_free(&sb->spec);
+	agentd_sandbox_caps_free(&sb->caps);
+	free(sb);
+}
+
+/* The sandbox, its plan, seccomp program, cgroup and channels; the network namespace is
+ * being made meanwhile. once: a one-shot sandbox (its init runs one command given at
+ * clone time, then ends), else a persistent one served over a socketpair. */
+static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
+		       agentd_sandbox **out, struct ctr_prep *p, agentd_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	p->nm.fd = -1;
+	for (int i = 0; i < 2; i++)
+		p->sp[i] = p->setup[i] = p->killp[i] = -1;
 	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
 		return agentd_error_set(err, ENOTSUP,
 					"network.mode \"allowlist\" needs the egress proxy, which is "
@@ -533,16 +656,15 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	if (!sb)
 		return -1;
 	/* The network namespace is made on another core meanwhile (netns.c). */
-	struct netns_maker nm;
-	bool own_net = spec->network.mode != AGENTD_NET_HOST;
-	if (!own_net || netns_make_start(&nm) < 0) {
-		memset(&nm, 0, sizeof(nm));
-		nm.fd = -1;
+	if (spec->network.mode == AGENTD_NET_HOST || netns_make_start(&p->nm) < 0) {
+		memset(&p->nm, 0, sizeof(p->nm));
+		p->nm.fd = -1;
 	}
 	struct ctr *c = xcalloc(1, sizeof(*c));
 	c->ctl = -1;
 	c->init_pidfd = -1;
 	pthread_mutex_init(&c->lock, NULL);
+	sb->priv = c;
 	c->unprivileged = geteuid() != 0;
 	if (c->unprivileged) {
 		c->host_uid = geteuid();
@@ -556,11 +678,6 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	}
 	rlimits_from_limits(&spec->limits, &c->rl);
 
-	struct mount_plan mp;
-	memset(&mp, 0, sizeof(mp));
-	struct seccomp_prog sc;
-	memset(&sc, 0, sizeof(sc));
-	int sp[2] = {-1, -1}, setup[2] = {-1, -1};
 	/* Prepared /etc and /dev skeletons shared by every sandbox (mounts.c), next to the
 	 * work root: <dir of work root>/rootfs-cache. */
 	const char *slash = strrchr(b->work_root, '/');
@@ -575,12 +692,12 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		.hostname = "agentd",
 		.network_none = spec->network.mode == AGENTD_NET_NONE,
 	};
-	if (mount_plan_build(spec, &mo, &mp, err) < 0) {
+	if (mount_plan_build(spec, &mo, &p->mp, err) < 0) {
 		agentd_error_prefix(err, "root filesystem");
 		goto fail;
 	}
 	struct seccomp_opts so = {.profile = spec->seccomp_profile};
-	if (seccomp_prepare(&so, &sc, err) < 0) {
+	if (seccomp_prepare(&so, &p->sc, err) < 0) {
 		agentd_error_prefix(err, "seccomp");
 		goto fail;
 	}
@@ -590,65 +707,75 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	janitor_watch_cgroup(sb->id);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0 ||
-	    pipe2(setup, O_CLOEXEC) < 0) {
+	if (once ? pipe2(p->killp, O_CLOEXEC) < 0
+		 : socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p->sp) < 0 ||
+			   pipe2(p->setup, O_CLOEXEC) < 0) {
 		agentd_error_errno(err, errno, "socketpair");
 		goto fail;
 	}
 
-	struct init_args ia = {
-		.mp = &mp,
-		.sc = &sc,
-		.rl = &c->rl,
-		.ctl = sp[1],
-		.setup = setup[1],
-		.set_groups = !c->unprivileged,
-		.net_none = spec->network.mode == AGENTD_NET_NONE,
-		.ll_ro = {"/", NULL},
-	};
+	struct init_args *ia = &p->ia;
+	ia->mp = &p->mp;
+	ia->sc = &p->sc;
+	ia->rl = &c->rl;
+	ia->ctl = p->sp[1];
+	ia->setup = p->setup[1];
+	ia->set_groups = !c->unprivileged;
+	ia->net_none = spec->network.mode == AGENTD_NET_NONE;
+	ia->ll_ro[0] = "/";
 	size_t nrw = 0;
-	push_rw(&ia, &nrw, spec->workdir);
-	push_rw(&ia, &nrw, "/tmp");
-	push_rw(&ia, &nrw, "/dev/shm");
-	push_rw(&ia, &nrw, "/dev/null");
-	push_rw(&ia, &nrw, "/dev/zero");
-	push_rw(&ia, &nrw, "/dev/full");
-	push_rw(&ia, &nrw, "/dev/tty");
-	push_rw(&ia, &nrw, "/dev/pts");
-	push_rw(&ia, &nrw, "/dev/ptmx");
+	push_rw(ia, &nrw, spec->workdir);
+	push_rw(ia, &nrw, "/tmp");
+	push_rw(ia, &nrw, "/dev/shm");
+	push_rw(ia, &nrw, "/dev/null");
+	push_rw(ia, &nrw, "/dev/zero");
+	push_rw(ia, &nrw, "/dev/full");
+	push_rw(ia, &nrw, "/dev/tty");
+	push_rw(ia, &nrw, "/dev/pts");
+	push_rw(ia, &nrw, "/dev/ptmx");
 	size_t ncheck = 0;
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++) {
-		push_rw(&ia, &nrw, spec->allowed_paths_rw.v[i]);
-		if (ncheck < ARRAY_SIZE(ia.rw_check) - 1)
-			ia.rw_check[ncheck++] = spec->allowed_paths_rw.v[i];
+		push_rw(ia, &nrw, spec->allowed_paths_rw.v[i]);
+		if (ncheck < ARRAY_SIZE(ia->rw_check) - 1)
+			ia->rw_check[ncheck++] = spec->allowed_paths_rw.v[i];
 	}
 	for (size_t i = 0; i < spec->n_bind_mounts; i++) {
 		if (spec->bind_mounts[i].readonly)
 			continue;
-		push_rw(&ia, &nrw, spec->bind_mounts[i].target);
-		if (ncheck < ARRAY_SIZE(ia.rw_check) - 1)
-			ia.rw_check[ncheck++] = spec->bind_mounts[i].target;
+		push_rw(ia, &nrw, spec->bind_mounts[i].target);
+		if (ncheck < ARRAY_SIZE(ia->rw_check) - 1)
+			ia->rw_check[ncheck++] = spec->bind_mounts[i].target;
 	}
-	ia.ll_rw[nrw] = NULL;
-	ia.rw_check[ncheck] = NULL;
-	ia.host_uid = c->host_uid;
-	ia.ignored = ignored_signals();
+	ia->ll_rw[nrw] = NULL;
+	ia->rw_check[ncheck] = NULL;
+	ia->host_uid = c->host_uid;
+	ia->ignored = ignored_signals();
+	*out = sb;
+	return 0;
 
+fail:
+	ctr_prep_free(p);
+	ctr_sandbox_free(sb);
+	return -1;
+}
+
+/* Clone the init with every namespace, inside the network namespace netns.c made. */
+static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
 	uint64_t flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS |
 			 CLONE_NEWIPC | CLONE_NEWCGROUP;
 	int netfd = -1, saved_net = -1;
-	if (nm.started && (netfd = netns_make_finish(&nm, err)) < 0) {
-		agentd_error_prefix(err, "network");
-		goto fail;
-	}
+	if (p->nm.started && (netfd = netns_make_finish(&p->nm, err)) < 0)
+		return agentd_error_prefix(err, "network");
 	if (netfd >= 0) {
 		if (netns_enter_for_clone(netfd, &saved_net) < 0) {
 			agentd_error_errno(err, errno, "network: join the sandbox's namespace");
 			close(netfd);
-			goto fail;
+			return -1;
 		}
-		ia.net_prebuilt = true;
-	} else if (own_net) {
+		p->ia.net_prebuilt = true;
+	} else if (sb->spec.network.mode != AGENTD_NET_HOST) {
 		flags |= CLONE_NEWNET;
 	}
 	struct spawn_opts sop = {
@@ -657,29 +784,41 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		.after_clone = write_id_maps,
 		.after_arg = c,
 		.child_fn = init_main,
-		.child_arg = &ia,
+		.child_arg = &p->ia,
 	};
 	c->init_pid = spawn_process(&sop, &c->init_pidfd, err);
 	if (netfd >= 0) {
 		netns_leave_after_clone(saved_net);
 		close(netfd); /* the init holds the namespace now */
 	}
-	close(sp[1]);
-	sp[1] = -1;
-	close(setup[1]);
-	setup[1] = -1;
-	if (c->init_pid < 0) {
-		agentd_error_prefix(err, "start the sandbox init");
+	if (c->init_pid < 0)
+		return agentd_error_prefix(err, "start the sandbox init");
+	return 0;
+}
+
+static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
+		      agentd_error *err)
+{
+	struct ctr_prep p;
+	agentd_sandbox *sb;
+	if (ctr_prepare(b, spec, false, &sb, &p, err) < 0)
+		return -1;
+	struct ctr *c = sb->priv;
+	int r = ctr_spawn_init(sb, &p, err);
+	close(p.sp[1]);
+	p.sp[1] = -1;
+	close(p.setup[1]);
+	p.setup[1] = -1;
+	if (r < 0)
 		goto fail;
-	}
-	c->ctl = sp[0];
-	sp[0] = -1;
+	c->ctl = p.sp[0];
+	p.sp[0] = -1;
 
 	/* Wait for the init: a report = failure, EOF = ready (or it died). */
 	struct child_report rep;
 	ssize_t n;
 	do
-		n = read(setup[0], &rep, sizeof(rep));
+		n = read(p.setup[0], &rep, sizeof(rep));
 	while (n < 0 && errno == EINTR);
 	if (n == (ssize_t)sizeof(rep)) {
 		agentd_error_set(err, rep.errnum, "sandbox init: %s: %s", rep.what,
@@ -691,9 +830,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		agentd_error_set(err, ECHILD, "sandbox init died during setup");
 		goto fail;
 	}
-	close(setup[0]);
-	mount_plan_free(&mp);
-	seccomp_prog_free(&sc);
+	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
+	ctr_prep_free(&p);
 
 	sb->caps.can_write_filesystem = true;
 	landlock_system_ro_paths(&sb->caps.readable_paths);
@@ -705,29 +843,17 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		strv_push(&sb->caps.writable_paths, spec->allowed_paths_rw.v[i]);
 	sb->caps.has_network = spec->network.mode != AGENTD_NET_NONE;
 	strv_copy(&sb->caps.allowed_destinations, &spec->network.allow);
-	sb->caps.syscall_filter_active = sc.active || strcmp(spec->seccomp_profile, "none") != 0;
+	sb->caps.syscall_filter_active = filtered;
 	if (sb->caps.syscall_filter_active)
 		for (const char *const *cat = seccomp_blocked_categories; *cat; cat++)
 			strv_push(&sb->caps.blocked_syscall_categories, *cat);
 	sb->caps.is_persistent = true;
-	sb->priv = c;
 	*out = sb;
 	return 0;
 
 fail:
-	netns_make_cancel(&nm);
-	for (int i = 0; i < 2; i++) {
-		if (sp[i] >= 0)
-			close(sp[i]);
-		if (setup[i] >= 0)
-			close(setup[i]);
-	}
-	mount_plan_free(&mp);
-	seccomp_prog_free(&sc);
-	ctr_free(c, b, sb->id);
-	agentd_spec_free(&sb->spec);
-	agentd_sandbox_caps_free(&sb->caps);
-	free(sb);
+	ctr_prep_free(&p);
+	ctr_sandbox_free(sb);
 	return -1;
 }
 
@@ -807,6 +933,30 @@ static const struct exec_launcher container_launcher = {
 	.kill = launch_kill,
 };
 
+/* The exec engine's request for cmd in sb (envp built by the caller). */
+static exec_request ctr_request(const agentd_sandbox *sb, const agentd_command *cmd,
+				const agentd_exec_ctx *ctx, char **envp)
+{
+	uint64_t timeout = sb->spec.limits.max_wall_time_ms;
+	if (cmd->timeout_ms && (!timeout || cmd->timeout_ms < timeout))
+		timeout = cmd->timeout_ms;
+	return (exec_request){
+		.argv = cmd->argv,
+		.envp = envp,
+		.cwd = cmd->workdir ? cmd->workdir : sb->spec.workdir,
+		.stdin_data = cmd->stdin_data,
+		.stdin_len = cmd->stdin_len,
+		.stdin_null = !cmd->stdin_data,
+		.timeout_ms = timeout,
+		.max_output_bytes = sb->spec.limits.max_output_bytes,
+		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
+		.cg = ((struct ctr *)sb->priv)->cg,
+		.on_output = ctx->on_output,
+		.userdata = ctx->userdata,
+		.cancel_fd = ctx->cancel_fd,
+	};
+}
+
 static int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
 		    agentd_exec_output *out, agentd_error *err)
 {
@@ -816,32 +966,82 @@ static int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 	pthread_mutex_unlock(&c->lock);
 	if (suspended)
 		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
-	const char *cwd = cmd->workdir ? cmd->workdir : sb->spec.workdir;
 	char **envp = env_build(&sb->spec, &cmd->env, sb->spec.workdir, "/tmp");
-	struct launch_ctx lc = {.c = c, .argv = cmd->argv, .envp = envp, .cwd = cwd};
-	uint64_t timeout = sb->spec.limits.max_wall_time_ms;
-	if (cmd->timeout_ms && (!timeout || cmd->timeout_ms < timeout))
-		timeout = cmd->timeout_ms;
-	exec_request req = {
-		.argv = cmd->argv,
-		.envp = envp,
-		.cwd = cwd,
-		.stdin_data = cmd->stdin_data,
-		.stdin_len = cmd->stdin_len,
-		.stdin_null = !cmd->stdin_data,
-		.timeout_ms = timeout,
-		.max_output_bytes = sb->spec.limits.max_output_bytes,
-		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
-		.cg = c->cg,
-		.launcher = &container_launcher,
-		.launcher_arg = &lc,
-		.on_output = ctx->on_output,
-		.userdata = ctx->userdata,
-		.cancel_fd = ctx->cancel_fd,
-	};
+	exec_request req = ctr_request(sb, cmd, ctx, envp);
+	struct launch_ctx lc = {.c = c, .argv = cmd->argv, .envp = envp, .cwd = req.cwd};
+	req.launcher = &container_launcher;
+	req.launcher_arg = &lc;
 	int r = exec_run(&req, out, err);
 	env_free(envp);
 	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
+}
+
+/* ------------------------------------------------------------- one-shot
+ * `agentd run`: the command goes to the init at clone time, so the sandbox is set up,
+ * runs it and ends in one pass: no readiness handshake, no exec request over the control
+ * socket, no wake-up to end it. The exec engine's launcher is the clone itself. */
+struct once_launch {
+	agentd_sandbox *sb;
+	struct ctr_prep *p;
+};
+
+static int once_start(void *arg, const int fds[4], uint64_t *handle, agentd_error *err)
+{
+	struct once_launch *l = arg;
+	struct ctr_prep *p = l->p;
+	memcpy(p->once.fds, fds, sizeof(p->once.fds));
+	p->once.kill_fd = p->killp[0];
+	p->ia.once = &p->once;
+	p->ia.setup = fds[3];	/* setup failures are the command's failure report */
+	*handle = 1;
+	int r = ctr_spawn_init(l->sb, p, err);
+	close(p->killp[0]);
+	p->killp[0] = -1;
+	return r;
+}
+
+static void once_kill(void *arg, uint64_t handle)
+{
+	struct once_launch *l = arg;
+	if (l->p->killp[1] >= 0 && write(l->p->killp[1], "k", 1) < 0) {
+		/* the init is gone, and its command with it */
+	}
+}
+
+static const struct exec_launcher once_launcher = {
+	.start = once_start,
+	.kill = once_kill,
+};
+
+static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
+			const agentd_exec_ctx *ctx, agentd_exec_output *out, char id[40],
+			agentd_error *err)
+{
+	struct ctr_prep p;
+	agentd_sandbox *sb;
+	if (ctr_prepare(b, spec, true, &sb, &p, err) < 0)
+		return agentd_error_prefix(err, "create sandbox (container)");
+	snprintf(id, 40, "%s", sb->id);
+	char **envp = env_build(&sb->spec, &cmd->env, sb->spec.workdir, "/tmp");
+	exec_request req = ctr_request(sb, cmd, ctx, envp);
+	/* Private copies: the init blanks the process's own argument area (hide_cmdline),
+	 * where a caller's argv may live (agentd run's does). */
+	agentd_strv argv = {0};
+	for (char *const *a = cmd->argv; *a; a++)
+		strv_push(&argv, *a);
+	_cleanup_free_ char *cwd = xstrdup(req.cwd);
+	p.once.argv = argv.v;
+	p.once.envp = envp;
+	p.once.cwd = cwd;
+	struct once_launch l = {.sb = sb, .p = &p};
+	req.launcher = &once_launcher;
+	req.launcher_arg = &l;
+	int r = exec_run(&req, out, err);
+	strv_free(&argv);
+	env_free(envp);
+	ctr_prep_free(&p);	/* the kill pipe: an init still running ends now */
+	ctr_sandbox_free(sb);
+	return r < 0 ? agentd_error_prefix(err, "run in sandbox (container)") : 0;
 }
 
 static bool ctr_is_alive(agentd_sandbox *sb)
@@ -1141,5 +1341,6 @@ static const agentd_backend_ops container_ops = {
 int container_backend_new(const char *work_root, agentd_backend **out, agentd_error *err)
 {
 	*out = agentd_backend_alloc(&container_ops, work_root);
+	backend_set_run_once(*out, ctr_run_once);
 	return 0;
 }
