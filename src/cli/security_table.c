@@ -101,6 +101,7 @@ static const struct sec_attack attacks[] = {
 	{ "sysrq", "kernel", {"sysrq"}, NULL, 0 },
 	{ "kallsyms", "kernel", {"kallsyms"}, NULL, 0 },
 	{ "cgroup-escape", "kernel", {"cgroup-escape"}, NULL, 0 },
+	{ "cgroup-view", "kernel", {"cgroup-view"}, NULL, 0 },
 	{ "tiocsti", "kernel", {"tiocsti"}, NULL, 0 },
 	{ "loopback-tcp", "network", {"connect-tcp", "127.0.0.1", "{port}"}, NULL, 0 },
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },

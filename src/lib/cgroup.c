@@ -903,6 +903,15 @@ int cgroup_attach_pid(const struct cgroup *cg, pid_t pid)
 	return 0;
 }
 
+bool cgroup_join_after_clone(void)
+{
+	pthread_mutex_lock(&G.lock);
+	layout_detect();
+	bool v1 = G.test_v1_only || layout_has_v1();
+	pthread_mutex_unlock(&G.lock);
+	return v1;
+}
+
 int cgroup_dir_fd(const struct cgroup *cg)
 {
 	return cg && cg->v2 == 0 ? cg->dir_fd : -1;

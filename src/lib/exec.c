@@ -568,6 +568,8 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 		}
 		active_add(pid);
 	}
+	/* A launcher may have made the (fresh) cgroup just now: its counters start at zero. */
+	struct cgroup *cg = req->cg ? req->cg : req->cg_late ? *req->cg_late : NULL;
 	/* Child ends belong to the child now. */
 	if (pin[0] >= 0) {
 		close(pin[0]);
@@ -747,9 +749,9 @@ reap:;
 		ru = rs.exit.ru;
 	}
 	add_usage_from_rusage(&out->usage, &ru);
-	if (req->cg) {
+	if (cg) {
 		agentd_usage cu = {0};
-		if (cgroup_read_usage(req->cg, &cu) == 0) {
+		if (cgroup_read_usage(cg, &cu) == 0) {
 			/* The cgroup's peak is the sandbox's lifetime peak: it speaks for this
 			 * exec only if this exec raised it. */
 			if (cu.peak_memory_bytes > cu0.peak_memory_bytes &&
@@ -795,8 +797,8 @@ reap:;
 
 	/* Which limit, if any, ended or constrained the command. */
 	struct cgroup_events cev = {0};
-	if (req->cg)
-		cgroup_read_events(req->cg, &cev);
+	if (cg)
+		cgroup_read_events(cg, &cev);
 	if (cev.oom_kills > ev0.oom_kills)
 		out->limit_hit = AGENTD_LIMIT_MEMORY;
 	else if (out->term_signal == SIGXCPU ||

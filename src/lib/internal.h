@@ -229,6 +229,9 @@ struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_er
 /* child: join (writes "0" to pre-opened cgroup.procs fds); 0 or -errno */
 int cgroup_attach_self(const struct cgroup *cg);
 int cgroup_attach_pid(const struct cgroup *cg, pid_t pid);
+/* true when new cgroups span v1 hierarchies, which have no CLONE_INTO_CGROUP: a child is
+ * moved in by a write anyway, so it may be cloned first and the cgroup made meanwhile. */
+bool cgroup_join_after_clone(void);
 /* v2 only: fd of the cgroup dir for clone3(CLONE_INTO_CGROUP), else -1. On a hybrid host
  * this is the unified (tracking) cgroup: the child must still cgroup_attach_self() to join
  * the v1 hierarchies that carry the limits. */
@@ -338,6 +341,9 @@ typedef struct exec_request {
 	uint64_t max_output_bytes;
 	uint64_t cpu_limit_ms;		/* for limit attribution (SIGXCPU/SIGKILL) */
 	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
+	/* Or: the launcher makes the cgroup during start() (a fresh one, counters at zero)
+	 * and stores it here. */
+	struct cgroup *const *cg_late;
 	/* Jail steps: run in the child after setsid and dup of stdio, before execve.
 	 * errfd is the error pipe (CLOEXEC) at fd 3; must call child_fail on error. */
 	void (*child_setup)(void *arg, int errfd);

@@ -1290,6 +1290,24 @@ static bool read_small(const char *path, char *buf, size_t size)
  * visible under /sys/fs/cgroup, and release_agent (CVE-2022-0492) opened for writing. Only
  * a change of /proc/self/cgroup counts as an escape (writing ourselves into the cgroup we
  * are already in, e.g. the root of a cgroup namespace, moves nothing). */
+CMD(cmd_cgroup_view)
+{
+	/* A cgroup namespace rooted at the sandbox's cgroup shows "/" in every hierarchy;
+	 * anything else names the host's cgroup tree. */
+	char buf[4096] = "";
+	if (!read_small("/proc/self/cgroup", buf, sizeof(buf)))
+		return blocked_errno("read /proc/self/cgroup");
+	for (char *save, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (c2 && strcmp(c2 + 1, "/") != 0) {
+			say("ALLOWED host cgroup path visible: %s", l);
+			return 0;
+		}
+	}
+	say("BLOCKED every hierarchy shows /");
+	return 1;
+}
+
 CMD(cmd_cgroup_escape)
 {
 	char before[4096] = "", after[4096] = "", pid[32], hit[512] = "";
@@ -1753,6 +1771,7 @@ static const struct command commands[] = {
 	{ "write-proc-sys", "[PATH]", 0, 0, cmd_write_proc_sys },
 	{ "kallsyms", "", 0, 0, cmd_kallsyms },
 	{ "cgroup-escape", "", 0, IN_CHILD, cmd_cgroup_escape },
+	{ "cgroup-view", "", 0, 0, cmd_cgroup_view },
 	{ "personality", "VALUE", 1, IN_CHILD, cmd_personality },
 	{ "reboot", "", 0, 0, cmd_reboot },
 	{ "swapon", "", 0, 0, cmd_swapon },

@@ -65,6 +65,9 @@ HD_SIBLINGS = ("host-direct sandboxes all run as uid 65534 in the host's PID nam
 PROC_DISK = ("no disk quota on the process backends: max_write_bytes is RLIMIT_FSIZE, a "
              "per-file limit, and the workspace is a directory on the host's filesystem")
 
+NO_CGNS = ("no cgroup namespace without namespaces: /proc/self/cgroup names the sandbox's "
+           "cgroup in the host's tree (agentd/<id>, no other host detail)")
+
 
 def _all_blocked():
     return {b: BLOCKED for b in BACKENDS}
@@ -134,6 +137,7 @@ EXPECT = {
     "sysrq": _all_blocked(),
     "kallsyms": _table(hd=either(HD_SYS + "; " + LN_PROCFS), ln=either(LN_PROCFS)),
     "cgroup-escape": _all_blocked(),
+    "cgroup-view": _table(hd=allowed(NO_CGNS), ln=allowed(NO_CGNS)),
     "tiocsti": _all_blocked(),
     # --- network
     "loopback-tcp": _table(hd=allowed(HD_NET)),

@@ -62,6 +62,7 @@ SIMPLE = {
     "sysrq": (["sysrq"], []),
     "kallsyms": (["kallsyms"], []),
     "cgroup-escape": (["cgroup-escape"], []),
+    "cgroup-view": (["cgroup-view"], []),
     # network (the outside: TEST-NET-1, nothing answers; refused, not timed out)
     "egress": (["connect-egress", "192.0.2.1", "80", "1500"], []),
     "netdev-config": (["netdev-config"], []),

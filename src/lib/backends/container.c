@@ -63,6 +63,9 @@ struct init_args {
 	const struct rlimit_set *rl;
 	int ctl;			/* child end of the control socketpair */
 	int setup;			/* write end of the setup report pipe */
+	int go_fd;			/* >= 0: wait for a byte here (the cgroup is joined) before
+					 * anything but the root filesystem is set up */
+	int go_wr;			/* its write end, the host's: closed here */
 	bool set_groups;		/* root: drop supplementary groups inside */
 	uid_t host_uid;			/* for messages */
 	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
@@ -476,6 +479,22 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	/* A namespace made by netns.c already has lo up (and is not ours to change). */
 	if (a->net_none && !a->net_prebuilt && (r = netns_loopback_up()) < 0)
 		init_fail(setup, r, "bring up lo");
+	/* On cgroup v1 the host moves us into the sandbox's cgroup while we set up the root
+	 * (it makes the cgroup meanwhile): nothing else runs before we are in it. */
+	if (a->go_fd >= 0) {
+		close(a->go_wr);
+		char go;
+		ssize_t n;
+		do
+			n = read(a->go_fd, &go, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			_exit(125); /* the host gave up: it reports why */
+		close(a->go_fd);
+		/* The cgroup namespace is rooted where we are now, the sandbox's cgroup. */
+		if (unshare(CLONE_NEWCGROUP) < 0)
+			init_fail(setup, errno, "unshare the cgroup namespace");
+	}
 
 	/* 3. stdio of PID 1 is /dev/null; its fds get fixed numbers, the rest is closed. */
 	int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -612,6 +631,8 @@ struct ctr_prep {
 	int sp[2];		/* control socketpair (persistent sandboxes) */
 	int setup[2];		/* setup report pipe (persistent sandboxes) */
 	int killp[2];		/* one-shot: the host's kill request to the init */
+	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
+	bool late_cgroup;	/* the cgroup is made and joined after the clone */
 };
 
 static void ctr_prep_free(struct ctr_prep *p)
@@ -624,7 +645,9 @@ static void ctr_prep_free(struct ctr_prep *p)
 			close(p->setup[i]);
 		if (p->killp[i] >= 0)
 			close(p->killp[i]);
-		p->sp[i] = p->setup[i] = p->killp[i] = -1;
+		if (p->go[i] >= 0)
+			close(p->go[i]);
+		p->sp[i] = p->setup[i] = p->killp[i] = p->go[i] = -1;
 	}
 	mount_plan_free(&p->mp);
 	seccomp_prog_free(&p->sc);
@@ -638,6 +661,16 @@ static void ctr_sandbox_free(agentd_sandbox *sb)
 	free(sb);
 }
 
+static int ctr_make_cgroup(agentd_sandbox *sb, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	c->cg = cgroup_create(sb->id, &sb->spec.limits, err);
+	if (!c->cg)
+		return agentd_error_prefix(err, "cgroup");
+	janitor_watch_cgroup(sb->id);
+	return 0;
+}
+
 /* The sandbox, its plan, seccomp program, cgroup and channels; the network namespace is
  * being made meanwhile. once: a one-shot sandbox (its init runs one command given at
  * clone time, then ends), else a persistent one served over a socketpair. */
@@ -647,7 +680,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	memset(p, 0, sizeof(*p));
 	p->nm.fd = -1;
 	for (int i = 0; i < 2; i++)
-		p->sp[i] = p->setup[i] = p->killp[i] = -1;
+		p->sp[i] = p->setup[i] = p->killp[i] = p->go[i] = -1;
 	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
 		return agentd_error_set(err, ENOTSUP,
 					"network.mode \"allowlist\" needs the egress proxy, which is "
@@ -701,16 +734,19 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 		agentd_error_prefix(err, "seccomp");
 		goto fail;
 	}
-	c->cg = cgroup_create(sb->id, &spec->limits, err);
-	if (!c->cg) {
-		agentd_error_prefix(err, "cgroup");
+	/* v1 has no CLONE_INTO_CGROUP: the init is moved in after the clone anyway, so the
+	 * cgroup is made while it sets up its root (ctr_spawn_init). */
+	p->late_cgroup = cgroup_join_after_clone();
+	if (!p->late_cgroup && ctr_make_cgroup(sb, err) < 0)
 		goto fail;
-	}
-	janitor_watch_cgroup(sb->id);
 	if (once ? pipe2(p->killp, O_CLOEXEC) < 0
 		 : socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p->sp) < 0 ||
 			   pipe2(p->setup, O_CLOEXEC) < 0) {
 		agentd_error_errno(err, errno, "socketpair");
+		goto fail;
+	}
+	if (p->late_cgroup && pipe2(p->go, O_CLOEXEC) < 0) {
+		agentd_error_errno(err, errno, "pipe");
 		goto fail;
 	}
 
@@ -720,6 +756,8 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	ia->rl = &c->rl;
 	ia->ctl = p->sp[1];
 	ia->setup = p->setup[1];
+	ia->go_fd = p->go[0];
+	ia->go_wr = p->go[1];
 	ia->set_groups = !c->unprivileged;
 	ia->net_none = spec->network.mode == AGENTD_NET_NONE;
 	ia->ll_ro[0] = "/";
@@ -786,14 +824,39 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 		.child_fn = init_main,
 		.child_arg = &p->ia,
 	};
+	if (p->late_cgroup) {
+		sop.cg = NULL;
+		sop.clone_flags &= ~(uint64_t)CLONE_NEWCGROUP; /* the init unshares it once moved */
+	}
 	c->init_pid = spawn_process(&sop, &c->init_pidfd, err);
 	if (netfd >= 0) {
 		netns_leave_after_clone(saved_net);
 		close(netfd); /* the init holds the namespace now */
 	}
+	if (p->go[0] >= 0) {
+		close(p->go[0]);
+		p->go[0] = -1;
+	}
 	if (c->init_pid < 0)
 		return agentd_error_prefix(err, "start the sandbox init");
+	if (p->late_cgroup) {
+		/* The init builds its root meanwhile; it goes on once it is in the cgroup. */
+		int r;
+		if (ctr_make_cgroup(sb, err) < 0)
+			goto kill;
+		if ((r = cgroup_attach_pid(c->cg, c->init_pid)) < 0) {
+			agentd_error_errno(err, -r, "cgroup: move the init in");
+			goto kill;
+		}
+		if (write(p->go[1], "g", 1) != 1) {
+			agentd_error_errno(err, errno, "release the init");
+			goto kill;
+		}
+	}
 	return 0;
+kill:
+	syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
+	return -1;
 }
 
 static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
@@ -1034,6 +1097,8 @@ static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd
 	p.once.envp = envp;
 	p.once.cwd = cwd;
 	struct once_launch l = {.sb = sb, .p = &p};
+	if (p.late_cgroup)
+		req.cg_late = &((struct ctr *)sb->priv)->cg;
 	req.launcher = &once_launcher;
 	req.launcher_arg = &l;
 	int r = exec_run(&req, out, err);
