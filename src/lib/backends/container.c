@@ -76,6 +76,8 @@ struct ctr {
 	bool suspended;
 	uint64_t next_id;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
+	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
+					 * sandboxed code ran (files API) */
 };
 
 /* ------------------------------------------------------------- init (child) side */
@@ -520,6 +522,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 {
 	if (!c)
 		return;
+	if (c->workdir_fd >= 0)
+		close(c->workdir_fd);
 	ctr_stop_init(c);
 	if (c->cg) {
 		cgroup_destroy(c->cg);
@@ -533,6 +537,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
+
+static int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
 
 static void push_rw(struct init_args *a, size_t *n, const char *path)
 {
@@ -553,6 +559,7 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	struct ctr *c = xcalloc(1, sizeof(*c));
 	c->ctl = -1;
 	c->init_pidfd = -1;
+	c->workdir_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	c->unprivileged = geteuid() != 0;
 	if (c->unprivileged) {
@@ -686,8 +693,16 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	close(setup[0]);
+	setup[0] = -1;
 	mount_plan_free(&mp);
 	seccomp_prog_free(&sc);
+	/* Nothing has run inside yet: this fd is the real workdir, and the files API resolves
+	 * beneath it from now on, whatever the sandbox later renames or links. */
+	c->workdir_fd = open_in_sandbox(c, spec->workdir, err);
+	if (c->workdir_fd < 0) {
+		agentd_error_prefix(err, "workdir");
+		goto fail;
+	}
 
 	sb->caps.can_write_filesystem = true;
 	landlock_system_ro_paths(&sb->caps.readable_paths);
@@ -1081,6 +1096,17 @@ out:
 	return ret;
 }
 
+static int ctr_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	int fd = fcntl(c->workdir_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "dup the workdir fd");
+	*uid = c->host_uid;
+	*gid = c->host_gid;
+	return fd;
+}
+
 static int ctr_destroy(agentd_sandbox *sb, agentd_error *err)
 {
 	ctr_free(sb->priv, sb->backend, sb->id);
@@ -1097,6 +1123,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.restore = ctr_restore,
 	.usage = ctr_usage,
 	.destroy = ctr_destroy,
+	.workdir_fd = ctr_workdir_fd,
 };
 
 /* ------------------------------------------------------------- backend */
