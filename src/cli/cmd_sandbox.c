@@ -41,7 +41,7 @@ static void sandbox_usage(FILE *f)
 }
 
 /* Parse the options of every subcommand (policy options only where create allows them). */
-static int parse_opts(int argc, char **argv, bool policy, struct sbx_opts *o)
+static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct sbx_opts *o)
 {
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, OPT_SOCKET},
@@ -57,7 +57,9 @@ static int parse_opts(int argc, char **argv, bool policy, struct sbx_opts *o)
 	agentd_error err = {0};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+hi", opts, NULL)) != -1) {
+	/* exec stops at its ID (the command's own options follow); the others take options
+	 * anywhere. */
+	while ((c = getopt_long(argc, argv, in_order ? "+hi" : "hi", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SOCKET:
 			o->socket = optarg;
@@ -514,7 +516,7 @@ int cmd_sandbox(int argc, char **argv)
 	const char *sub = argv[1];
 	struct sbx_opts o;
 	memset(&o, 0, sizeof(o));
-	int i = parse_opts(argc - 1, argv + 1, !strcmp(sub, "create"), &o);
+	int i = parse_opts(argc - 1, argv + 1, !strcmp(sub, "create"), !strcmp(sub, "exec"), &o);
 	if (i < 0) {
 		sandbox_usage(stderr);
 		return EXIT_AGENTD;

@@ -297,7 +297,7 @@ void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 			live_put(d, l);
 			return;
 		}
-		out->mhd_response = stream_response_new(d, l, c, r);
+		out->mhd_response = stream_response_new(d, l, c, r, c->fd);
 		if (!out->mhd_response) {
 			live_put(d, l);
 			reply_error(out, 500, "cannot start the stream");

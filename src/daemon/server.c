@@ -156,7 +156,12 @@ static bool authorized(const struct listener *ls, struct MHD_Connection *conn)
 static void identify(const struct listener *ls, struct MHD_Connection *conn, struct client *c)
 {
 	c->uid = -1;
+	c->fd = -1;
 	snprintf(c->desc, sizeof(c->desc), "unknown");
+	const union MHD_ConnectionInfo *fdi =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (fdi)
+		c->fd = fdi->connect_fd;
 	if (ls->tcp) {
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -392,16 +397,16 @@ static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct so
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (fd >= 0)
-		return MHD_start_daemon(flags, 0, NULL, NULL, handle, ls, MHD_OPTION_LISTEN_SOCKET,
-					fd, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-					MHD_OPTION_CONNECTION_LIMIT, 1024,
-					MHD_OPTION_CONNECTION_TIMEOUT, 600,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+		return MHD_start_daemon(flags, 0, NULL, NULL, handle, ls,
+					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+					MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+					completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 1024,
+					MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
 	return MHD_start_daemon(flags, ntohs(sin->sin_port), NULL, NULL, handle, ls,
-				MHD_OPTION_SOCK_ADDR, sin, MHD_OPTION_NOTIFY_COMPLETED, completed,
-				NULL, MHD_OPTION_CONNECTION_LIMIT, 256,
-				MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_EXTERNAL_LOGGER,
-				mhd_log, NULL, MHD_OPTION_END);
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sin,
+				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				MHD_OPTION_CONNECTION_LIMIT, 256, MHD_OPTION_CONNECTION_TIMEOUT, 600,
+				MHD_OPTION_END);
 }
 
 int agentd_serve(const struct server_cfg *cfg, agentd_error *err)

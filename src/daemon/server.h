@@ -88,6 +88,7 @@ struct daemon {
 
 struct client {
 	int64_t uid;			/* SO_PEERCRED; -1 over TCP */
+	int fd;				/* the connection's socket */
 	char desc[96];
 };
 
@@ -157,7 +158,7 @@ void api_files(struct daemon *, struct api_request *, const struct client *, str
 void api_sessions(struct daemon *, struct api_request *, const struct client *, struct reply *);
 /* A chunked NDJSON response fed by the exec's output callback (server.c). */
 void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
-			  struct api_request *r);
+			  struct api_request *r, int conn_fd);
 
 /* ------------------------------------------------------------------ server.c */
 int agentd_serve(const struct server_cfg *cfg, agentd_error *err);

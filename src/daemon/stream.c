@@ -5,6 +5,8 @@
 #include "server.h"
 
 #include <microhttpd.h>
+#include <poll.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,7 @@ struct stream {
 	size_t len, off;
 	bool done;
 	bool started;			/* the exec thread runs (release joins it) */
+	int conn_fd;			/* the client's socket: watched for a hang-up */
 };
 
 static void push_line(struct stream *s, json_t *line)
@@ -111,12 +114,32 @@ static void *run(void *arg)
 	return NULL;
 }
 
+/* The peer closed its end: nothing will read the rest. */
+static bool client_gone(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct stream *s = cls;
 	pthread_mutex_lock(&s->mu);
-	while (s->off == s->len && !s->done)
-		pthread_cond_wait(&s->cv, &s->mu);
+	/* libmicrohttpd only notices a vanished client when it writes: while the command is
+	 * quiet, look at the socket every 200 ms, so a client that went away cancels it. */
+	while (s->off == s->len && !s->done) {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += 200 * 1000000L;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&s->cv, &s->mu, &t) != 0 && client_gone(s->conn_fd)) {
+			pthread_mutex_unlock(&s->mu);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+	}
 	if (s->off == s->len) {
 		pthread_mutex_unlock(&s->mu);
 		return MHD_CONTENT_READER_END_OF_STREAM;
@@ -153,9 +176,10 @@ static void release(void *cls)
 }
 
 void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
-			  struct api_request *r)
+			  struct api_request *r, int conn_fd)
 {
 	struct stream *s = calloc(1, sizeof(*s));
+	s->conn_fd = conn_fd;
 	s->d = d;
 	s->l = l;
 	s->c = *c;

@@ -394,11 +394,11 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	/* 1. Become the sandbox's user before touching anything: until now our kernel uid is
 	 * still the caller's. Uid 0 is not mapped in this namespace, so this is not a move
 	 * away from its root and the namespace capabilities stay until step 5 drops them. */
-	if (setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+	if (sys_setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
 		init_fail(setup, errno, "setresgid in the user namespace");
-	if (a->set_groups && setgroups(0, NULL) < 0)
+	if (a->set_groups && sys_setgroups0() < 0)
 		init_fail(setup, errno, "drop supplementary groups");
-	if (setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+	if (sys_setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
 		init_fail(setup, errno, "setresuid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
