@@ -107,6 +107,8 @@ bool api_valid_id(const char *s);
  * connection serialised by a mutex. Every write is committed before the call returns. */
 struct state;
 extern const int state_schema_latest;
+/* Migration i takes the schema from version i to i + 1 (exposed for the migration tests). */
+extern const char *const state_migrations[];
 /* sync_full: PRAGMA synchronous=FULL (survives power loss), else NORMAL (survives a crash
  * of the daemon, which is what WAL NORMAL guarantees). */
 int state_open(const char *path, bool sync_full, struct state **out, agentd_error *err);

@@ -41,13 +41,22 @@ void reply_json(struct reply *out, int status, json_t *j)
 				      "cannot encode the answer");
 }
 
-static int vreply_error(struct reply *out, int status, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static int vreply_error(struct reply *out, int status,
+							    const char *fmt, va_list ap)
 {
 	char msg[AGENTD_ERROR_MAX];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	json_t *m = json_string(msg);
+	if (!m) {
+		/* not UTF-8 (a client's bytes quoted back): keep it printable ASCII */
+		for (char *c = msg; *c; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
+		m = json_string(msg);
+	}
 	reply_json(out, status,
-		   json_pack("{s:{s:s, s:s}}", "error", "code", api_status_code(status), "message",
-			     msg));
+		   json_pack("{s:{s:s, s:o}}", "error", "code", api_status_code(status), "message",
+			     m));
 	return -1;
 }
 
@@ -274,7 +283,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);

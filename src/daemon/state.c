@@ -17,7 +17,7 @@ struct state {
 };
 
 /* Migration i brings the schema from version i to i + 1. Never edit a released one: add. */
-static const char *const migrations[] = {
+const char *const state_migrations[] = {
 	/* 1: the tables */
 	"CREATE TABLE sandboxes(id TEXT PRIMARY KEY, name TEXT, backend TEXT NOT NULL,"
 	"  spec TEXT NOT NULL, policy_digest TEXT NOT NULL, state TEXT NOT NULL, reason TEXT,"
@@ -41,7 +41,7 @@ static const char *const migrations[] = {
 	"CREATE INDEX audit_ts ON audit(ts_ms);"
 	"CREATE INDEX sandboxes_state ON sandboxes(state);",
 };
-const int state_schema_latest = (int)(sizeof(migrations) / sizeof(migrations[0]));
+const int state_schema_latest = (int)(sizeof(state_migrations) / sizeof(state_migrations[0]));
 
 static int64_t now_ms(void)
 {
@@ -93,7 +93,7 @@ static int migrate(struct state *st, agentd_error *err)
 		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", v + 1);
 		if (exec_sql(st, "BEGIN IMMEDIATE", err) < 0)
 			return -1;
-		if (exec_sql(st, migrations[v], err) < 0 || exec_sql(st, bump, err) < 0) {
+		if (exec_sql(st, state_migrations[v], err) < 0 || exec_sql(st, bump, err) < 0) {
 			exec_sql(st, "ROLLBACK", NULL);
 			return agentd_error_prefix(err, "migrate to schema %d", v + 1);
 		}
