@@ -137,8 +137,8 @@ static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
 	return r;
 }
 
-static enum MHD_Result send_error(struct daemon *d, struct MHD_Connection *conn, int status,
-				  const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static enum MHD_Result
+send_error(struct daemon *d, struct MHD_Connection *conn, int status, const char *fmt, ...)
 {
 	struct reply rp = {0};
 	va_list ap;
