@@ -129,6 +129,12 @@ int agentd_parse_size(const char *s, uint64_t *out, agentd_error *err);
 /* "500ms", "2s", "1m", "1h", "1.5s", "250" (seconds) → milliseconds. */
 int agentd_parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
 
+/* RFC 4648 base64, how the JSON outputs and the daemon API carry bytes that are not UTF-8.
+ * encode: malloc'd, NUL-terminated. decode is strict (padding required, no whitespace,
+ * nothing after the padding): 0 with *out malloc'd, or -1. */
+char *agentd_base64_encode(const uint8_t *data, size_t len);
+int agentd_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
+
 /* --------------------------------------------------------------- exec */
 typedef struct agentd_command {
 	char **argv;			/* NULL-terminated, argv[0] is the program */

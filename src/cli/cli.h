@@ -62,6 +62,11 @@ int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_e
 int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_error *err);
 const char *policy_flags_help(void);
 
+/* io.c: a whole fd into a malloc'd, NUL-terminated buffer (NULL + errno); all of p to fd
+ * (0 or -1). */
+uint8_t *cli_read_fd(int fd, size_t *len);
+int cli_write_all(int fd, const void *p, size_t n);
+
 /* "agentd: <msg>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -88,21 +88,6 @@ static ssize_t line_end(struct client_conn *c)
 	}
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-	while (n) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Body bytes: appended to resp, and split into lines for on_line when given. */
 static void body_bytes(struct http_response *resp, const char *p, size_t n,
 		       void (*on_line)(void *, const char *, size_t), void *ud)
@@ -132,7 +117,8 @@ int client_request(struct client_conn *c, const char *method, const char *path,
 			 ctype ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return agentd_error_set(err, E2BIG, "request path too long");
-	if (write_all(c->fd, head, (size_t)n) < 0 || (len && write_all(c->fd, body, len) < 0))
+	if (cli_write_all(c->fd, head, (size_t)n) < 0 ||
+	    (len && cli_write_all(c->fd, body, len) < 0))
 		return agentd_error_set(err, errno, "send to the daemon: %s", strerror(errno));
 	ssize_t e = line_end(c);
 	if (e < 0 || sscanf(c->buf + c->off, "HTTP/1.%*d %d", &resp->status) != 1)

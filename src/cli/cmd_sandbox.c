@@ -167,60 +167,6 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 	return rc;
 }
 
-static uint8_t *read_fd_all(int fd, size_t *len)
-{
-	size_t cap = 65536, n = 0;
-	uint8_t *buf = malloc(cap);
-	for (;;) {
-		if (n == cap)
-			buf = realloc(buf, cap *= 2);
-		ssize_t r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	*len = n;
-	return buf;
-}
-
-static const char b64t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const uint8_t *p, size_t n)
-{
-	char *o = malloc((n + 2) / 3 * 4 + 1), *q = o;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-			     (i + 2 < n ? p[i + 2] : 0);
-		*q++ = b64t[v >> 18 & 63];
-		*q++ = b64t[v >> 12 & 63];
-		*q++ = i + 1 < n ? b64t[v >> 6 & 63] : '=';
-		*q++ = i + 2 < n ? b64t[v & 63] : '=';
-	}
-	*q = '\0';
-	return o;
-}
-
-static size_t b64_decode(const char *s, uint8_t *out)
-{
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	for (; *s && *s != '='; s++) {
-		const char *p = strchr(b64t, *s);
-		if (!p)
-			continue;
-		acc = acc << 6 | (uint32_t)(p - b64t);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-		}
-	}
-	return o;
-}
-
 void write_decoded(int fd, json_t *data, const char *encoding)
 {
 	const char *s = json_string_value(data);
@@ -229,19 +175,13 @@ void write_decoded(int fd, json_t *data, const char *encoding)
 	size_t n = json_string_length(data);
 	uint8_t *buf = NULL;
 	if (encoding && !strcmp(encoding, "base64")) {
-		buf = malloc(n + 1);
-		n = b64_decode(s, buf);
+		if (agentd_base64_decode(s, n, &buf, &n) < 0) {
+			cli_error("the daemon sent bad base64");
+			return;
+		}
 		s = (const char *)buf;
 	}
-	while (n) {
-		ssize_t w = write(fd, s, n);
-		if (w <= 0 && errno != EINTR)
-			break;
-		if (w > 0) {
-			s += w;
-			n -= (size_t)w;
-		}
-	}
+	(void)cli_write_all(fd, s, n); /* a closed stdout is the reader's choice */
 	free(buf);
 }
 
@@ -314,8 +254,8 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 	}
 	if (o->want_stdin) {
 		size_t n;
-		uint8_t *in = read_fd_all(0, &n);
-		char *enc = b64_encode(in, n);
+		uint8_t *in = cli_read_fd(0, &n);
+		char *enc = agentd_base64_encode(in, n);
 		json_object_set_new(body, "stdin", json_string(enc));
 		free(enc);
 		free(in);
@@ -462,7 +402,7 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 			client_close(&c);
 			return EXIT_AGENTD;
 		}
-		data = read_fd_all(fd, &len);
+		data = cli_read_fd(fd, &len);
 		if (fd)
 			close(fd);
 	}
@@ -489,15 +429,9 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 			cli_error("sandbox cp: %s: %s", dst, strerror(errno));
 			rc = EXIT_AGENTD;
 		} else {
-			size_t off = 0;
-			while (off < resp.len) {
-				ssize_t w = write(fd, resp.body + off, resp.len - off);
-				if (w <= 0) {
-					cli_error("sandbox cp: write %s: %s", dst, strerror(errno));
-					rc = EXIT_AGENTD;
-					break;
-				}
-				off += (size_t)w;
+			if (cli_write_all(fd, resp.body, resp.len) < 0) {
+				cli_error("sandbox cp: write %s: %s", dst, strerror(errno));
+				rc = EXIT_AGENTD;
 			}
 			if (fd != 1)
 				close(fd);

@@ -83,13 +83,14 @@ int cmd_session(int argc, char **argv)
 		const char *code = pos[2];
 		char *buf = NULL;
 		if (!strcmp(code, "-")) {
-			size_t cap = 65536, n = 0;
-			buf = malloc(cap + 1);
-			ssize_t r;
-			while ((r = read(0, buf + n, cap - n)) > 0 || (r < 0 && errno == EINTR))
-				if (r > 0 && (n += (size_t)r) == cap)
-					buf = realloc(buf, (cap *= 2) + 1);
-			buf[n] = '\0';
+			size_t n;
+			buf = (char *)cli_read_fd(0, &n);
+			if (!buf || strlen(buf) != n) {
+				cli_error("session exec: read the code from stdin: %s",
+					  buf ? "contains a NUL byte" : strerror(errno));
+				free(buf);
+				return EXIT_AGENTD;
+			}
 			code = buf;
 		}
 		body = json_pack("{s:s}", "code", code);

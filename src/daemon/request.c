@@ -203,51 +203,6 @@ static char *dup_string(json_t *v, const char *field, size_t max, agentd_error *
 	return strdup(s);
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict RFC 4648 base64 (padding required, no whitespace). */
-static int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len)
-{
-	if (n % 4)
-		return -1;
-	uint8_t *buf = malloc(n / 4 * 3 + 1);
-	if (!buf)
-		return -1;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-		for (int k = 0; k < 4; k++) {
-			v[k] = s[i + k] == '=' ? -2 : b64val((unsigned char)s[i + k]);
-			if (v[k] == -1 || (v[k] == -2 && (i + 4 < n || k < 2)) ||
-			    (k == 3 && v[2] == -2 && v[3] != -2)) {
-				free(buf);
-				return -1;
-			}
-		}
-		buf[o++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
-		if (v[2] >= 0)
-			buf[o++] = (uint8_t)(v[1] << 4 | v[2] >> 2);
-		if (v[3] >= 0)
-			buf[o++] = (uint8_t)(v[2] << 6 | v[3]);
-	}
-	*out = buf;
-	*out_len = o;
-	return 0;
-}
-
 static int parse_spec(json_t *obj, const char *field, agentd_spec *spec, agentd_error *err)
 {
 	char *s = json_dumps(obj, JSON_COMPACT);
@@ -298,8 +253,8 @@ static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
 			return agentd_error_set(err, EINVAL, "workdir: expected an absolute path");
 	}
 	if ((v = json_object_get(b, "stdin"))) {
-		if (base64_decode(json_string_value(v), json_string_length(v), &r->stdin_data,
-				  &r->stdin_len) < 0)
+		if (agentd_base64_decode(json_string_value(v), json_string_length(v),
+					 &r->stdin_data, &r->stdin_len) < 0)
 			return agentd_error_set(err, EINVAL, "stdin: expected base64");
 		r->has_stdin = true;
 	}

@@ -43,22 +43,6 @@ static void push_line(struct stream *s, json_t *line)
 	free(txt);
 }
 
-static char *b64(const uint8_t *p, size_t n)
-{
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *o = malloc((n + 2) / 3 * 4 + 1), *q = o;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-			     (i + 2 < n ? p[i + 2] : 0);
-		*q++ = t[v >> 18 & 63];
-		*q++ = t[v >> 12 & 63];
-		*q++ = i + 1 < n ? t[v >> 6 & 63] : '=';
-		*q++ = i + 2 < n ? t[v & 63] : '=';
-	}
-	*q = '\0';
-	return o;
-}
-
 /* A chunk may end inside a UTF-8 sequence or be binary: then it goes as base64. */
 static void on_output(void *ud, agentd_stream st, const uint8_t *data, size_t len)
 {
@@ -70,7 +54,7 @@ static void on_output(void *ud, agentd_stream st, const uint8_t *data, size_t le
 		return;
 	}
 	json_decref(text);
-	char *enc = b64(data, len);
+	char *enc = agentd_base64_encode(data, len);
 	push_line(s, json_pack("{s:s, s:s, s:s}", "stream", name, "data", enc, "encoding",
 			       "base64"));
 	free(enc);
