@@ -9,11 +9,12 @@
 
 static void serve_usage(FILE *f)
 {
-	fprintf(f, "usage: agentd serve [--socket PATH] [--state-dir DIR] [--backend NAME]\n"
+	fprintf(f, "usage: agentd serve [--socket PATH] [--socket-group G] [--state-dir DIR] [--backend NAME]\n"
 		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
+		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
 		   "  --state-dir DIR      SQLite state and sandbox dirs (default /var/lib/agentd as\n"
 		   "                       root, else $XDG_RUNTIME_DIR/agentd)\n"
 		   "  --backend NAME       default backend for sandboxes (default auto)\n"
@@ -42,6 +43,7 @@ int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},
+		{"socket-group", required_argument, NULL, 'g'},
 		{"state-dir", required_argument, NULL, 'd'},
 		{"backend", required_argument, NULL, 'b'},
 		{"max-sandboxes", required_argument, NULL, 'm'},
@@ -70,6 +72,9 @@ int cmd_serve(int argc, char **argv)
 		switch (c) {
 		case 's':
 			cfg.socket_path = optarg;
+			break;
+		case 'g':
+			cfg.socket_group = optarg;
 			break;
 		case 'd':
 			cfg.state_dir = optarg;

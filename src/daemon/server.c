@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <microhttpd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -293,7 +294,7 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 
 /* The unix socket, created by us (mode 0660) and handed to libmicrohttpd. A socket file left
  * by a dead daemon is replaced; one a live daemon answers on is not. */
-static int unix_listen(const char *path, agentd_error *err)
+static int unix_listen(const char *path, const char *group, agentd_error *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -330,6 +331,16 @@ static int unix_listen(const char *path, agentd_error *err)
 		int e = errno;
 		close(fd);
 		return agentd_error_set(err, e, "listen on %s: %s", path, strerror(e));
+	}
+	if (group) {
+		struct group *g = getgrnam(group);
+		if (!g || chown(path, (uid_t)-1, g->gr_gid) < 0) {
+			int e = g ? errno : ENOENT;
+			close(fd);
+			unlink(path);
+			return agentd_error_set(err, e, "--socket-group %s: %s", group,
+						g ? strerror(e) : "no such group");
+		}
 	}
 	return fd;
 }
@@ -463,7 +474,7 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 		lt.token = token;
 		lt.token_len = strlen(token);
 	}
-	if ((ufd = unix_listen(cfg->socket_path, err)) < 0)
+	if ((ufd = unix_listen(cfg->socket_path, cfg->socket_group, err)) < 0)
 		goto out;
 
 	/* Only this thread takes the stop signals; every other thread inherits the mask. */

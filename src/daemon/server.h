@@ -10,6 +10,7 @@
 
 struct server_cfg {
 	const char *socket_path;
+	const char *socket_group;	/* group owning the socket (clients that are not root) */
 	const char *state_dir;
 	const char *listen;		/* "127.0.0.1:PORT" or NULL */
 	const char *token_file;		/* required with listen */

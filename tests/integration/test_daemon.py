@@ -382,3 +382,16 @@ def test_second_daemon_on_the_same_state_dir_is_refused(d):
     with pytest.raises(RuntimeError, match="in use"):
         other.start()
     other.cleanup()
+
+
+def test_socket_group():
+    import grp
+    dm = Daemon("--socket-group", "nogroup").start()
+    try:
+        assert os.stat(dm.socket).st_gid == grp.getgrnam("nogroup").gr_gid
+    finally:
+        dm.cleanup()
+    bad = Daemon("--socket-group", "no-such-group-agentd")
+    with pytest.raises(RuntimeError, match="no such group"):
+        bad.start()
+    bad.cleanup()
