@@ -68,11 +68,13 @@ void api_files(struct daemon *d, struct api_request *r, const struct client *c,
 	}
 	bool put = r->route == ROUTE_FILE_PUT;
 	agentd_error err = {0};
+	uint64_t t0 = mono_ms();
 	int fd = agentd_sandbox_open_file(l->sb, r->file_path, put, &err);
 	if (fd < 0) {
 		reply_agentd_error(out, 0, &err);
-		audit(d, c, put ? "file_put" : "file_get", l->id, NULL, l->digest, l->backend,
-		      err.msg, 0);
+		char *const argv[] = {r->file_path, NULL};
+		audit(d, c, put ? "file_put" : "file_get", l->id, argv, l->digest, l->backend,
+		      err.msg, mono_ms() - t0);
 		live_put(d, l);
 		return;
 	}
@@ -108,6 +110,7 @@ void api_files(struct daemon *d, struct api_request *r, const struct client *c,
 	}
 	close(fd);
 	char *const argv[] = {r->file_path, NULL};
-	audit(d, c, put ? "file_put" : "file_get", l->id, argv, l->digest, l->backend, result, 0);
+	audit(d, c, put ? "file_put" : "file_get", l->id, argv, l->digest, l->backend, result,
+	      mono_ms() - t0);
 	live_put(d, l);
 }

@@ -89,15 +89,16 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 	const agentd_spec *spec = r->has_spec ? &r->spec : &defaults;
 	agentd_error err = {0};
 	int status;
+	uint64_t t0 = mono_ms();
 	struct live *l = live_create(d, r->backend, spec, r->name, false, &status, &err);
 	if (!r->has_spec)
 		agentd_spec_free(&defaults);
 	if (!l) {
-		audit(d, c, "create", NULL, NULL, NULL, r->backend, err.msg, 0);
+		audit(d, c, "create", NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
 		reply_agentd_error(out, status, &err);
 		return;
 	}
-	audit(d, c, "create", l->id, NULL, l->digest, l->backend, "ok", 0);
+	audit(d, c, "create", l->id, NULL, l->digest, l->backend, "ok", mono_ms() - t0);
 	dlog("info", "msg=\"sandbox created\" sandbox=%s backend=%s uid=%lld", l->id, l->backend,
 	     (long long)c->uid);
 	reply_json(out, 201, live_to_json(d, l));
@@ -174,7 +175,9 @@ static void snapshot(struct daemon *d, struct live *l, struct api_request *r,
 {
 	agentd_error err = {0};
 	char *sid = NULL;
+	uint64_t t0 = mono_ms();
 	if (agentd_sandbox_snapshot(l->sb, r->snapshot_name, &sid, &err) < 0) {
+		audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, err.msg, mono_ms() - t0);
 		reply_agentd_error(out, 0, &err);
 		return;
 	}
@@ -183,7 +186,7 @@ static void snapshot(struct daemon *d, struct live *l, struct api_request *r,
 		reply_agentd_error(out, 500, &err);
 		return;
 	}
-	audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, sid, 0);
+	audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, sid, mono_ms() - t0);
 	reply_json(out, 201, json_pack("{s:s, s:s, s:s}", "snapshot_id", sid, "name",
 				       r->snapshot_name, "sandbox_id", l->id));
 	free(sid);
@@ -197,11 +200,14 @@ static void restore(struct daemon *d, struct live *l, struct api_request *r,
 		return;
 	}
 	agentd_error err = {0};
+	uint64_t t0 = mono_ms();
 	if (agentd_sandbox_restore(l->sb, r->snapshot_id, &err) < 0) {
+		audit(d, c, "restore", l->id, NULL, l->digest, l->backend, err.msg, mono_ms() - t0);
 		reply_agentd_error(out, 0, &err);
 		return;
 	}
-	audit(d, c, "restore", l->id, NULL, l->digest, l->backend, r->snapshot_id, 0);
+	audit(d, c, "restore", l->id, NULL, l->digest, l->backend, r->snapshot_id,
+	      mono_ms() - t0);
 	reply_json(out, 200, json_pack("{s:s, s:s}", "sandbox_id", l->id, "snapshot_id",
 				       r->snapshot_id));
 }
@@ -245,8 +251,10 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 		snprintf(id, sizeof(id), "%s", l->id);
 		snprintf(backend, sizeof(backend), "%s", l->backend);
 		snprintf(digest, sizeof(digest), "%s", l->digest);
+		uint64_t t0 = mono_ms();
 		int rc = live_destroy(d, l, "deleted", &err);
-		audit(d, c, "destroy", id, NULL, digest, backend, rc < 0 ? err.msg : "ok", 0);
+		audit(d, c, "destroy", id, NULL, digest, backend, rc < 0 ? err.msg : "ok",
+		      mono_ms() - t0);
 		if (rc < 0)
 			reply_agentd_error(out, 0, &err);
 		else

@@ -26,12 +26,13 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 		agentd_spec_init(&defaults, AGENTD_PROFILE_STRICT);
 	agentd_error err = {0};
 	int status;
+	uint64_t t0 = mono_ms();
 	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults, NULL, true,
 				     &status, &err);
 	if (!r->has_spec)
 		agentd_spec_free(&defaults);
 	if (!l) {
-		audit(d, c, "session_create", NULL, NULL, NULL, r->backend, err.msg, 0);
+		audit(d, c, "session_create", NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
 		reply_agentd_error(out, status, &err);
 		return;
 	}
@@ -42,7 +43,7 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 		reply_agentd_error(out, 500, &err);
 		return;
 	}
-	audit(d, c, "session_create", l->id, NULL, l->digest, l->backend, sid, 0);
+	audit(d, c, "session_create", l->id, NULL, l->digest, l->backend, sid, mono_ms() - t0);
 	reply_json(out, 201, json_pack("{s:s, s:s, s:s, s:s, s:s}", "agent_id", r->agent,
 				       "session_id", sid, "status", "ready", "sandbox_id", l->id,
 				       "backend", l->backend));
@@ -129,8 +130,10 @@ void api_sessions(struct daemon *d, struct api_request *r, const struct client *
 	char digest[65], backend[64];
 	snprintf(digest, sizeof(digest), "%s", l->digest);
 	snprintf(backend, sizeof(backend), "%s", l->backend);
+	uint64_t t0 = mono_ms();
 	int rc = live_destroy(d, l, "session deleted", &err);
-	audit(d, c, "session_destroy", sbid, NULL, digest, backend, rc < 0 ? err.msg : "ok", 0);
+	audit(d, c, "session_destroy", sbid, NULL, digest, backend, rc < 0 ? err.msg : "ok",
+	      mono_ms() - t0);
 	if (rc < 0) {
 		reply_agentd_error(out, 0, &err);
 		return;

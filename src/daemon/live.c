@@ -345,7 +345,7 @@ void exec_slot_close(struct exec_slot *slot)
 	slot->cancel[0] = slot->cancel[1] = -1;
 }
 
-static uint64_t mono_ms(void)
+uint64_t mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);

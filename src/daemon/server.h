@@ -110,6 +110,7 @@ int reply_error(struct reply *out, int status, const char *fmt, ...)
 int reply_agentd_error(struct reply *out, int status, const agentd_error *err);
 
 /* ------------------------------------------------------------------ live.c */
+uint64_t mono_ms(void);		/* CLOCK_MONOTONIC, for durations */
 int live_creator_start(void);	/* the thread that creates every sandbox; 0 or -errno */
 void live_creator_stop(void);
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err);
