@@ -33,6 +33,11 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	# the daemon (threads, streams, sqlite) under the sanitizers, driven by its API tests
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
+		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration

@@ -12,9 +12,10 @@ void audit(struct daemon *d, const struct client *c, const char *action, const c
 	char *argv_json = NULL;
 	if (argv) {
 		json_t *a = json_array();
-		for (char *const *p = argv; *p; p++)
-			json_array_append_new(a, json_string(*p) ? json_string(*p)
-								 : json_string("<not utf-8>"));
+		for (char *const *p = argv; *p; p++) {
+			json_t *arg = json_string(*p);
+			json_array_append_new(a, arg ? arg : json_string("<not utf-8>"));
+		}
 		argv_json = json_dumps(a, JSON_COMPACT);
 		json_decref(a);
 	}

@@ -149,7 +149,12 @@ class Daemon:
 
     def cleanup(self):
         self.stop()
+        log = self.read_log() if os.path.exists(self.log_path) else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        # under the sanitizer build (make asan) a report fails the test that ran the daemon
+        bad = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+               if m in log]
+        assert not bad, log[-4000:]
 
 
 def agentd_cgroups():
