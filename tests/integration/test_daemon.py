@@ -395,3 +395,26 @@ def test_socket_group():
     with pytest.raises(RuntimeError, match="no such group"):
         bad.start()
     bad.cleanup()
+
+
+def test_serve_options_and_leftover_sweep():
+    dm = Daemon("--backend", "host-direct", "--sync", "full")
+    # a sandbox dir some earlier run left behind, with no row in the state
+    stray = os.path.join(dm.state_dir, "sandboxes", "ab" * 16)
+    os.makedirs(os.path.join(stray, "workspace"))
+    try:
+        dm.start()
+        assert not os.path.exists(stray), "leftover sandbox dir not swept at start"
+        assert "removed a leftover sandbox dir" in dm.read_log()
+        r = dm.post("/v1/sandboxes", {})
+        assert r.status == 201 and r.json["backend"] == "host-direct", r
+        assert dm.get("/v1/health").json["default_backend"] == "host-direct"
+        dm.delete(f"/v1/sandboxes/{r.json['id']}")
+    finally:
+        dm.cleanup()
+    for bad in (["--max-sandboxes", "0"], ["--sync", "sometimes"], ["--backend", "nope"],
+                ["--max-file-size", "huge"], ["--listen", "localhost"]):
+        b = Daemon(*bad)
+        with pytest.raises(RuntimeError):
+            b.start()
+        b.cleanup()
