@@ -115,7 +115,7 @@ static void list(struct daemon *d, struct reply *out)
 	struct live **ls = calloc(n + 1, sizeof(*ls));
 	n = 0;
 	for (struct live *l = d->head; l; l = l->next)
-		if (l->state != SB_DESTROYING) {
+		if (l->sb && l->state != SB_DESTROYING) {
 			l->refs++;
 			ls[n++] = l;
 		}

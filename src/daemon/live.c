@@ -202,37 +202,58 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 						 o->id);
 				goto fail;
 			}
+	/* Listed while provisioning (no id, no sandbox yet): it counts for the capacity, its
+	 * name is taken, metrics show it; lookups and listings skip it. */
 	d->n_live++;
+	l->next = d->head;
+	d->head = l;
 	pthread_mutex_unlock(&d->lock);
 
 	agentd_sandbox *sb = NULL;
-	if (create_in_creator(b, spec, &sb, err) < 0) {
-		pthread_mutex_lock(&d->lock);
-		d->n_live--;
-		d->m.create_failed++;
-		pthread_mutex_unlock(&d->lock);
+	int r = create_in_creator(b, spec, &sb, err);
+	if (r == 0) {
+		snprintf(l->id, sizeof(l->id), "%s", sb->id);
+		l->sb = sb;
+		/* Recorded before anyone learns the id: a crash from here on finds the row. */
+		r = state_sandbox_insert(d->st, l->id, name, l->backend, json, l->digest, "ready",
+					 session, err);
+		if (r < 0)
+			*status = 500;
+	} else {
 		*status = err->code == EINVAL || err->code == ENOTSUP ? 400 : 500;
-		goto fail;
-	}
-	snprintf(l->id, sizeof(l->id), "%s", sb->id);
-	l->sb = sb;
-	/* Recorded before anyone learns the id: a crash from here on finds the row. */
-	if (state_sandbox_insert(d->st, l->id, name, l->backend, json, l->digest, "ready",
-				 session, err) < 0) {
-		agentd_sandbox_destroy(sb, NULL);
-		pthread_mutex_lock(&d->lock);
-		d->n_live--;
-		pthread_mutex_unlock(&d->lock);
-		*status = 500;
-		goto fail;
 	}
 	pthread_mutex_lock(&d->lock);
-	l->state = SB_READY;
-	l->next = d->head;
-	d->head = l;
-	d->m.created++;
+	if (r == 0 && d->draining) {
+		/* the drain's destroy pass may be over already: do not add to it */
+		agentd_error_set(err, ESHUTDOWN, "the daemon is shutting down");
+		*status = 503;
+		r = -1;
+	}
+	if (r < 0) {
+		for (struct live **pp = &d->head; *pp; pp = &(*pp)->next)
+			if (*pp == l) {
+				*pp = l->next;
+				break;
+			}
+		d->n_live--;
+		d->m.create_failed++;
+		pthread_cond_broadcast(&d->cond);
+	} else {
+		l->state = SB_READY;
+		d->m.created++;
+	}
 	pthread_mutex_unlock(&d->lock);
 	free(json);
+	if (r < 0) {
+		if (l->sb) {
+			agentd_sandbox_destroy(l->sb, NULL);
+			if (*status != 500)
+				state_sandbox_set_state(d->st, l->id, "destroyed", "daemon stopped",
+							NULL);
+		}
+		live_free(l);
+		return NULL;
+	}
 	return l;
 fail:
 	free(json);
@@ -244,7 +265,7 @@ struct live *live_get(struct daemon *d, const char *id)
 {
 	pthread_mutex_lock(&d->lock);
 	struct live *l = d->head;
-	while (l && strcmp(l->id, id))
+	while (l && (!l->sb || strcmp(l->id, id)))
 		l = l->next;
 	if (l && l->state != SB_DESTROYING)
 		l->refs++;
@@ -309,7 +330,7 @@ void live_destroy_all(struct daemon *d, const char *reason)
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		struct live *l = d->head;
-		while (l && l->state == SB_DESTROYING)
+		while (l && (l->state == SB_DESTROYING || l->state == SB_PROVISIONING))
 			l = l->next;
 		if (l)
 			l->refs++;

@@ -539,8 +539,9 @@ out:
 	if (mt)
 		MHD_stop_daemon(mt);
 	if (mu) {
-		live_destroy_all(d, "daemon stopped");
+		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
+		live_destroy_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
 	if (ufd >= 0) {

@@ -150,3 +150,30 @@ def test_sigterm_drains_and_destroys_everything(fresh):
     for sid in sids:
         r = d.get(f"/v1/sandboxes/{sid}")
         assert r.json["state"] == "destroyed" and r.json["reason"] == "daemon stopped", r
+
+
+def test_concurrent_creates_respect_names_and_capacity(fresh):
+    d = fresh("--max-sandboxes", "6")
+    statuses = []
+
+    def create(name):
+        c = UnixHTTPConnection(d.socket)
+        c.request("POST", "/v1/sandboxes", body=json.dumps({"backend": "container",
+                                                            "name": name}))
+        r = c.getresponse()
+        statuses.append((name, r.status, json.loads(r.read())))
+        c.close()
+    import threading
+    threads = [threading.Thread(target=create, args=("same" if k < 8 else f"n{k}",))
+               for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    same = [s for n, s, _ in statuses if n == "same"]
+    assert same.count(201) == 1 and set(same) <= {201, 409, 429}, statuses
+    created = [j["id"] for _, s, j in statuses if s == 201]
+    assert len(created) <= 6 and all(s in (201, 409, 429) for _, s, _ in statuses), statuses
+    assert {s["id"] for s in d.get("/v1/sandboxes").json["sandboxes"]} == set(created)
+    m = d.get("/v1/metrics").body.decode()
+    assert 'agentd_sandboxes{state="provisioning"} 0' in m
