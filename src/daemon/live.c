@@ -395,6 +395,13 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 		agentd_error_set(err, EBUSY, "sandbox %s is %s", l->id, sb_state_name(s));
 		return 409;
 	}
+	if (l->execs >= LIVE_MAX_EXECS) {
+		pthread_mutex_unlock(&d->lock);
+		if (slot == &own)
+			exec_slot_close(&own);
+		agentd_error_set(err, EAGAIN, "sandbox %s runs %u execs already", l->id, l->execs);
+		return 429;
+	}
 	slot->next = l->slots;
 	l->slots = slot;
 	l->execs++;

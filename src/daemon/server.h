@@ -57,6 +57,9 @@ struct live {
 	struct live *next;
 };
 
+/* Concurrent execs per sandbox (the container init's table); more is a 429. */
+#define LIVE_MAX_EXECS 64
+
 #define LATENCY_BUCKETS 14
 enum exec_result { EXEC_OK, EXEC_NONZERO, EXEC_TIMEOUT, EXEC_LIMIT, EXEC_ERROR, EXEC__COUNT };
 struct metrics {
