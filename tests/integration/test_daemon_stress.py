@@ -92,6 +92,9 @@ def test_kill_9_mid_exec_then_restart_leaves_nothing_behind(fresh):
     assert wait_until(lambda: not (agentd_cgroups() & set(sids)), timeout=15), \
         agentd_cgroups() & set(sids)
     work_root = os.path.join(d.state_dir, "sandboxes")
+    # the janitor removed the sandbox dirs even before any restart
+    assert wait_until(lambda: not [e for e in os.listdir(work_root) if len(e) == 32],
+                      timeout=10), os.listdir(work_root)
 
     # restart on the same state dir: rows reconciled, leftovers swept
     d.start()
@@ -105,6 +108,10 @@ def test_kill_9_mid_exec_then_restart_leaves_nothing_behind(fresh):
         assert d.exec(sid, ["/bin/true"]).status == 409
     r = d.post(f"/v1/agents/crash/sessions/{sess}/executions", {"code": "print(1)"})
     assert r.status == 409, r
+    # every record acknowledged before the crash is still there
+    created = {a["sandbox_id"] for a in d.get("/v1/audit").json["records"]
+               if a["action"] == "create"}
+    assert set(sids) <= created
     # the daemon works as before
     sid = d.create()
     assert d.exec(sid, ["/bin/echo", "alive"]).json["stdout"] == "alive\n"
