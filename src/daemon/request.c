@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum seg { SEG_LIT, SEG_ID, SEG_AGENT, SEG_SID, SEG_NAME };
-
 struct route_def {
 	enum api_route route;
 	const char *method;
