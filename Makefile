@@ -33,6 +33,11 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	# the daemon (threads, streams, sqlite) under the sanitizers, driven by its API tests
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
+		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
@@ -48,6 +53,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-policy
 	$(FUZZ_BUILD)/fuzz/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		-dict=fuzz/policy.dict $(FUZZ_BUILD)/corpus-policy fuzz/corpus/policy
+	mkdir -p $(FUZZ_BUILD)/corpus-http
+	$(FUZZ_BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		-dict=fuzz/http.dict $(FUZZ_BUILD)/corpus-http fuzz/corpus/http
 
 check: unit asan integration security fuzz
 

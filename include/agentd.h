@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #ifdef __cplusplus
@@ -127,6 +128,12 @@ char *agentd_policy_to_json(const agentd_spec *spec);
 int agentd_parse_size(const char *s, uint64_t *out, agentd_error *err);
 /* "500ms", "2s", "1m", "1h", "1.5s", "250" (seconds) → milliseconds. */
 int agentd_parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
+
+/* RFC 4648 base64, how the JSON outputs and the daemon API carry bytes that are not UTF-8.
+ * encode: malloc'd, NUL-terminated. decode is strict (padding required, no whitespace,
+ * nothing after the padding): 0 with *out malloc'd, or -1. */
+char *agentd_base64_encode(const uint8_t *data, size_t len);
+int agentd_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 
 /* --------------------------------------------------------------- exec */
 typedef struct agentd_command {
@@ -258,6 +265,11 @@ typedef struct agentd_sandbox_ops {
 	int (*usage)(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
 	/* Release every resource (processes, mounts, cgroup, files). The core frees *sb. */
 	int (*destroy)(agentd_sandbox *sb, agentd_error *err);
+	/* Files API: a new fd (the caller closes it) of the sandbox's workdir as it was when
+	 * the sandbox was created, before any sandboxed code ran, and the host ids files made
+	 * there must get. The core resolves every path beneath it (agentd_sandbox_open_file);
+	 * a backend never opens a sandbox-controlled path itself. NULL = unsupported. */
+	int (*workdir_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
 } agentd_sandbox_ops;
 
 typedef struct agentd_backend_ops {
@@ -345,6 +357,25 @@ int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_e
 int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
 /* Destroys and frees sb (unlinks it from its backend). */
 int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err);
+
+/* Files of a sandbox, from the host side. Everything inside is hostile: path is relative
+ * to the workdir (or absolute under the spec's workdir), without "..", "." or empty
+ * components (EINVAL otherwise); it is resolved beneath the workdir fd the backend held
+ * from creation (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so a symlink planted
+ * inside can only point back inside), the last component is never a symlink (ELOOP), only
+ * regular files open (EINVAL), and the open runs with the sandbox's filesystem ids, so the
+ * host reads and writes no more than the sandbox itself could. write: O_WRONLY|O_CREAT|
+ * O_TRUNC (mode 0644), else O_RDONLY. Returns the fd or -1 + err. */
+int agentd_sandbox_open_file(agentd_sandbox *sb, const char *path, bool write,
+			     agentd_error *err);
+/* The workdir-relative form of path as agentd_sandbox_open_file accepts it (a pointer into
+ * path), or NULL + err (EINVAL) naming why it is refused. */
+const char *agentd_sandbox_path_relative(const agentd_spec *spec, const char *path,
+					 agentd_error *err);
+/* After the owner of sandbox id died without destroying it (a daemon crash): remove what
+ * its janitor may not have reached yet — the sandbox dir under work_root and every agentd
+ * cgroup no live process holds. Idempotent; nothing held by a running sandbox is touched. */
+void agentd_cleanup_stale_sandbox(const char *work_root, const char *id);
 
 /* --------------------------------------------------------------- probe */
 typedef struct agentd_platform {

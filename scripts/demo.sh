@@ -29,3 +29,41 @@ echo
 echo "== the same run, as the JSON an agent platform reads"
 "$AGENTD" run --json --timeout 10s -- /bin/sh -c 'echo hello from $(id -u); exit 3' || true
 rm -f "${TMPDIR:-/tmp}/agentd-demo.py"
+
+echo
+echo "== agentd serve: the same, as a daemon an agent platform talks to over a unix socket"
+DEMO_DIR=$(mktemp -d /var/tmp/agentd-demo-XXXXXX)
+chmod 0711 "$DEMO_DIR"
+export AGENTD_SOCKET="$DEMO_DIR/agentd.sock"
+"$AGENTD" serve --state-dir "$DEMO_DIR/state" 2>"$DEMO_DIR/daemon.log" &
+DAEMON_PID=$!
+stop_daemon() {
+  kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+  rm -rf "$DEMO_DIR"
+}
+trap stop_daemon EXIT
+for _ in $(seq 100); do [ -S "$AGENTD_SOCKET" ] && break; sleep 0.05; done
+curl -s --unix-socket "$AGENTD_SOCKET" http://agentd/v1/health; echo
+ID=$("$AGENTD" sandbox create --name demo --memory 256M)
+echo "sandbox created: $ID"
+echo "-- first exec: the agent's code computes something and keeps it in a file"
+"$AGENTD" sandbox exec "$ID" -- /usr/bin/python3 -c '
+import json, os
+json.dump({"answer": 6 * 7, "pid": os.getpid()}, open("state.json", "w"))
+print("saved state.json in", os.getcwd())'
+echo "-- second exec: the file is still there (the sandbox persists between execs)"
+"$AGENTD" sandbox exec "$ID" -- /usr/bin/python3 -c '
+import json; s = json.load(open("state.json")); print("read back: answer =", s["answer"])'
+echo "-- copy it out with agentd sandbox cp"
+"$AGENTD" sandbox cp "$ID:state.json" "$DEMO_DIR/state.json"
+echo "host copy: $(cat "$DEMO_DIR/state.json")"
+"$AGENTD" sandbox ls
+"$AGENTD" sandbox rm "$ID" >/dev/null
+echo "removed $ID; the audit log has:"
+curl -s --unix-socket "$AGENTD_SOCKET" "http://agentd/v1/audit" | /usr/bin/python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["records"]:
+    print("  #%(seq)s uid=%(client_uid)s %(action)-8s %(result)-10s" % r, r["argv"] or "")'
+stop_daemon
+trap - EXIT
+echo "daemon stopped"

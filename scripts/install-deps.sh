@@ -7,10 +7,12 @@ PKGS=(
   build-essential pkg-config meson ninja-build   # build
   libseccomp-dev                                 # seccomp-bpf filters (seccomp.c)
   libjansson-dev                                 # policy / JSON output
+  libmicrohttpd-dev                              # agentd serve: the HTTP/1.1 server
+  libsqlite3-dev                                 # agentd serve: state and audit log
   libcmocka-dev                                  # unit tests
   clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes
   python3 python3-pytest                         # integration tests
-  iproute2 procps                                # tests: ip, ps
+  iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   hyperfine bubblewrap                           # bench/ peers and timing
 )
 

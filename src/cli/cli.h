@@ -62,9 +62,52 @@ int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_e
 int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_error *err);
 const char *policy_flags_help(void);
 
+/* io.c: a whole fd into a malloc'd, NUL-terminated buffer (NULL + errno); all of p to fd
+ * (0 or -1). */
+uint8_t *cli_read_fd(int fd, size_t *len);
+int cli_write_all(int fd, const void *p, size_t n);
+
 /* "agentd: <msg>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* client.c: the daemon API over its unix socket. */
+#include <jansson.h>
+struct client_conn {
+	int fd;
+	char *buf;
+	size_t len, off, cap;
+};
+struct http_response {
+	int status;
+	char *body;			/* NUL-terminated */
+	size_t len;
+	size_t line_off;		/* on_line bookkeeping */
+};
+/* --socket, else $AGENTD_SOCKET, else /run/agentd/agentd.sock (root) or
+ * $XDG_RUNTIME_DIR/agentd.sock. */
+const char *client_socket_path(const char *flag);
+int client_connect(const char *path, struct client_conn *c, agentd_error *err);
+void client_close(struct client_conn *c);
+/* One request on a kept-alive connection; on_line (may be NULL) gets each body line as it
+ * arrives (NDJSON streaming). */
+int client_request(struct client_conn *c, const char *method, const char *path,
+		   const char *ctype, const void *body, size_t len, struct http_response *resp,
+		   void (*on_line)(void *, const char *, size_t), void *ud, agentd_error *err);
+void http_response_free(struct http_response *r);
+/* Connect, send body (may be NULL), parse the JSON answer. */
+json_t *client_call(const char *sock, const char *method, const char *path, json_t *body,
+		    int *status, agentd_error *err);
+/* "agentd: VERB: message (HTTP n)"; returns EXIT_AGENTD. */
+int client_report_error(const char *verb, int status, json_t *j);
+char *url_escape(const char *s);	/* for query values; malloc'd */
+/* cmd_sandbox.c, shared with cmd_session.c */
+json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
+/* Write a JSON string to fd, base64-decoded when encoding is "base64". */
+void write_decoded(int fd, json_t *data, const char *encoding);
+
+int cmd_serve(int argc, char **argv);
+int cmd_sandbox(int argc, char **argv);
+int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);

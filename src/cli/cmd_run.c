@@ -24,46 +24,10 @@ static void on_signal(int sig)
 	}
 }
 
-static void write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return; /* our reader went away: keep running, keep capturing */
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 static void stream_out(void *ud, agentd_stream s, const uint8_t *data, size_t len)
 {
-	write_all(s == AGENTD_STREAM_STDOUT ? 1 : 2, data, len);
-}
-
-static uint8_t *read_stdin(size_t *len)
-{
-	size_t cap = 65536, n = 0;
-	uint8_t *buf = malloc(cap);
-	for (;;) {
-		if (!buf)
-			return NULL;
-		if (n == cap) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-			continue;
-		}
-		ssize_t r = read(0, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	*len = n;
-	return buf;
+	/* a reader that went away: keep running, keep capturing */
+	(void)cli_write_all(s == AGENTD_STREAM_STDOUT ? 1 : 2, data, len);
 }
 
 static void run_usage(FILE *f)
@@ -158,7 +122,7 @@ int cmd_run(int argc, char **argv)
 	uint8_t *in = NULL;
 	size_t in_len = 0;
 	if (want_stdin) {
-		in = read_stdin(&in_len);
+		in = cli_read_fd(0, &in_len);
 		if (!in) {
 			cli_error("run: read stdin: %s", strerror(errno));
 			goto out;

@@ -17,6 +17,9 @@ static void usage(FILE *f)
 		   "  agentd backends [--json]\n"
 		   "  agentd probe [--backend NAME] [--json]\n"
 		   "  agentd run [--backend NAME|auto] [policy options] [--json] [-i] -- PROG ARGS...\n"
+		   "  agentd serve [--socket PATH] [--state-dir DIR] [--listen ADDR:PORT --token-file F]\n"
+		   "  agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|restore|cp ...\n"
+		   "  agentd session create AGENT | exec AGENT SESSION CODE | rm AGENT SESSION\n"
 		   "  agentd version\n\n"
 		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"
 		   "executable, 127 not found, 128+N killed by signal N.\n",
@@ -63,6 +66,9 @@ int main(int argc, char **argv)
 		{"backends", cmd_backends},
 		{"probe", cmd_probe},
 		{"run", cmd_run},
+		{"serve", cmd_serve},
+		{"sandbox", cmd_sandbox},
+		{"session", cmd_session},
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

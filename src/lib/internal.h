@@ -270,6 +270,24 @@ void janitor_watch_dir(const char *path);
 void janitor_forget_dir(const char *path);
 
 /* ---------------------------------------------------------------- privs.c */
+/* Identity changes in a child cloned from a (possibly multithreaded) agentd. glibc's
+ * set*id wrappers broadcast the change to every thread they know of, taking a lock another
+ * parent thread may have held at the clone (a daemon starting a connection thread), so the
+ * child would block forever; the raw syscalls change the calling thread, which in a child is
+ * the whole process. */
+#include <sys/syscall.h>
+static inline int sys_setgroups0(void)
+{
+	return syscall(SYS_setgroups, 0, NULL) < 0 ? -1 : 0;
+}
+static inline int sys_setresgid(gid_t r, gid_t e, gid_t s)
+{
+	return syscall(SYS_setresgid, r, e, s) < 0 ? -1 : 0;
+}
+static inline int sys_setresuid(uid_t r, uid_t e, uid_t s)
+{
+	return syscall(SYS_setresuid, r, e, s) < 0 ? -1 : 0;
+}
 struct privs_plan {
 	bool switch_user;		/* setgroups(0)+setresgid+setresuid to uid/gid */
 	uid_t uid;

@@ -52,13 +52,13 @@ int privs_apply(const struct privs_plan *p)
 			return -errno;
 	}
 	if (p->switch_user) {
-		if (setgroups(0, NULL) < 0)
+		if (sys_setgroups0() < 0)
 			return -errno;
-		if (setresgid(p->gid, p->gid, p->gid) < 0)
+		if (sys_setresgid(p->gid, p->gid, p->gid) < 0)
 			return -errno;
 		/* Without PR_SET_KEEPCAPS, moving every uid away from 0 clears the permitted
 		 * and effective sets. */
-		if (setresuid(p->uid, p->uid, p->uid) < 0)
+		if (sys_setresuid(p->uid, p->uid, p->uid) < 0)
 			return -errno;
 	}
 	if (p->drop_caps || p->switch_user) {

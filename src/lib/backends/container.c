@@ -92,6 +92,8 @@ struct ctr {
 	bool suspended;
 	uint64_t next_id;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
+	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
+					 * sandboxed code ran (files API) */
 };
 
 /* ------------------------------------------------------------- init (child) side */
@@ -444,11 +446,11 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	/* 1. Become the sandbox's user before touching anything: until now our kernel uid is
 	 * still the caller's. Uid 0 is not mapped in this namespace, so this is not a move
 	 * away from its root and the namespace capabilities stay until step 5 drops them. */
-	if (setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+	if (sys_setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
 		init_fail(setup, errno, "setresgid in the user namespace");
-	if (a->set_groups && setgroups(0, NULL) < 0)
+	if (a->set_groups && sys_setgroups0() < 0)
 		init_fail(setup, errno, "drop supplementary groups");
-	if (setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+	if (sys_setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
 		init_fail(setup, errno, "setresuid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
@@ -601,6 +603,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 {
 	if (!c)
 		return;
+	if (c->workdir_fd >= 0)
+		close(c->workdir_fd);
 	ctr_stop_init(c);
 	if (c->cg) {
 		cgroup_destroy(c->cg);
@@ -614,6 +618,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
+
+static int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
 
 static void push_rw(struct init_args *a, size_t *n, const char *path)
 {
@@ -696,6 +702,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	struct ctr *c = xcalloc(1, sizeof(*c));
 	c->ctl = -1;
 	c->init_pidfd = -1;
+	c->workdir_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	sb->priv = c;
 	c->unprivileged = geteuid() != 0;
@@ -895,6 +902,13 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	}
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
 	ctr_prep_free(&p);
+	/* Nothing has run inside yet: this fd is the real workdir, and the files API resolves
+	 * beneath it from now on, whatever the sandbox later renames or links. */
+	c->workdir_fd = open_in_sandbox(c, spec->workdir, err);
+	if (c->workdir_fd < 0) {
+		agentd_error_prefix(err, "workdir");
+		goto fail;
+	}
 
 	sb->caps.can_write_filesystem = true;
 	landlock_system_ro_paths(&sb->caps.readable_paths);
@@ -1353,6 +1367,17 @@ out:
 	return ret;
 }
 
+static int ctr_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	int fd = fcntl(c->workdir_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "dup the workdir fd");
+	*uid = c->host_uid;
+	*gid = c->host_gid;
+	return fd;
+}
+
 static int ctr_destroy(agentd_sandbox *sb, agentd_error *err)
 {
 	ctr_free(sb->priv, sb->backend, sb->id);
@@ -1369,6 +1394,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.restore = ctr_restore,
 	.usage = ctr_usage,
 	.destroy = ctr_destroy,
+	.workdir_fd = ctr_workdir_fd,
 };
 
 /* ------------------------------------------------------------- backend */

@@ -3,6 +3,7 @@
  * (policy guards only) and linux-native (Landlock + seccomp). */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@ struct psb {
 	pthread_mutex_t state_lock;
 	agentd_usage total;
 	bool suspended;
+	int workdir_fd;			/* O_PATH of the workdir, opened at create (files API) */
 };
 
 /* /workspace[/...] lives in the sandbox's private dir; any other path is the host's own. */
@@ -46,6 +48,8 @@ static void psb_free(struct psb *p, const agentd_backend *b, const char *id)
 	}
 	if (p->landlock_fd >= 0)
 		close(p->landlock_fd);
+	if (p->workdir_fd >= 0)
+		close(p->workdir_fd);
 	seccomp_prog_free(&p->seccomp);
 	if (p->dir) {
 		sandbox_dir_remove(b->work_root, id);
@@ -179,6 +183,7 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 	struct psb *p = xcalloc(1, sizeof(*p));
 	p->opts = *o;
 	p->landlock_fd = -1;
+	p->workdir_fd = -1;
 	pthread_mutex_init(&p->exec_lock, NULL);
 	pthread_mutex_init(&p->state_lock, NULL);
 	jail_run_identity(spec, &p->privs);
@@ -212,6 +217,13 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 	}
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
 		strv_push(&p->rw_check, spec->allowed_paths_rw.v[i]);
+	/* Before any command ran: later renames or links in the workdir's parents by the
+	 * sandbox cannot redirect the files API (it resolves beneath this fd). */
+	p->workdir_fd = open(p->workdir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (p->workdir_fd < 0) {
+		agentd_error_errno(err, errno, "open workdir %s", p->workdir);
+		goto fail;
+	}
 
 	agentd_error cgerr = {0};
 	p->cg = cgroup_create(sb->id, &spec->limits, &cgerr);
@@ -362,6 +374,17 @@ static int psb_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 	return 0;
 }
 
+static int psb_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct psb *p = sb->priv;
+	int fd = fcntl(p->workdir_fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "dup the workdir fd");
+	*uid = p->privs.switch_user ? p->privs.uid : (uid_t)-1;
+	*gid = p->privs.switch_user ? p->privs.gid : (gid_t)-1;
+	return fd;
+}
+
 static int psb_destroy(agentd_sandbox *sb, agentd_error *err)
 {
 	struct psb *p = sb->priv;
@@ -379,6 +402,7 @@ const agentd_sandbox_ops process_sandbox_ops = {
 	.resume = psb_resume,
 	.usage = psb_usage,
 	.destroy = psb_destroy,
+	.workdir_fd = psb_workdir_fd,
 };
 
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)

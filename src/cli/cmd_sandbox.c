@@ -1,0 +1,523 @@
+/* cmd_sandbox.c: `agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|
+ * restore|cp` — thin clients of the daemon API (SPEC §4/§5); exec passes the command's exit
+ * code through and streams with --stream. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { OPT_SOCKET = 0x200, OPT_JSON, OPT_NAME, OPT_BACKEND, OPT_STREAM, OPT_STDIN, OPT_XENV,
+       OPT_XWORKDIR, OPT_XTIMEOUT };
+
+struct sbx_opts {
+	const char *socket;
+	bool json;
+	const char *name;
+	const char *backend;
+	bool stream;
+	bool want_stdin;
+	const char *timeout;
+	const char *workdir;
+	agentd_kvv env;
+	struct policy_flags pf;
+	bool policy_used;
+};
+
+static void sandbox_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: agentd sandbox COMMAND [--socket PATH] [--json] ...\n\n"
+		"  create [--backend B] [--name N] [policy options]   prints the id\n"
+		"  exec [--stream] [--stdin] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
+		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
+		"  snapshot ID NAME      prints the snapshot id\n"
+		"  restore ID SNAPSHOT\n"
+		"  cp SRC DST            one side is ID:PATH (PATH relative to the workdir), the\n"
+		"                        other a host file or - for stdin/stdout\n\n%s",
+		policy_flags_help());
+}
+
+/* Parse the options of every subcommand (policy options only where create allows them). */
+static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct sbx_opts *o)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, OPT_SOCKET},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"name", required_argument, NULL, OPT_NAME},
+		{"backend", required_argument, NULL, OPT_BACKEND},
+		{"stream", no_argument, NULL, OPT_STREAM},
+		{"stdin", no_argument, NULL, OPT_STDIN},
+		{"help", no_argument, NULL, 'h'},
+		POLICY_LONG_OPTIONS,
+		{NULL, 0, NULL, 0},
+	};
+	agentd_error err = {0};
+	int c;
+	optind = 1;
+	/* exec stops at its ID (the command's own options follow); the others take options
+	 * anywhere. */
+	while ((c = getopt_long(argc, argv, in_order ? "+hi" : "hi", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SOCKET:
+			o->socket = optarg;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_NAME:
+			o->name = optarg;
+			break;
+		case OPT_BACKEND:
+			o->backend = optarg;
+			break;
+		case OPT_STREAM:
+			o->stream = true;
+			break;
+		case 'i':
+		case OPT_STDIN:
+			o->want_stdin = true;
+			break;
+		case 'h':
+			sandbox_usage(stdout);
+			exit(0);
+		case '?':
+			return -1;
+		default:
+			/* exec reuses --timeout, --env and --workdir for the one command */
+			if (!policy && c == OPT_TIMEOUT) {
+				o->timeout = optarg;
+			} else if (!policy && c == OPT_WORKDIR) {
+				o->workdir = optarg;
+			} else if (!policy && c == OPT_ENV) {
+				const char *eq = strchr(optarg, '=');
+				if (!eq || eq == optarg) {
+					cli_error("--env: expected K=V, got '%s'", optarg);
+					return -1;
+				}
+				o->env.v = realloc(o->env.v, (o->env.n + 1) * sizeof(agentd_kv));
+				o->env.v[o->env.n].key = strndup(optarg, (size_t)(eq - optarg));
+				o->env.v[o->env.n].value = strdup(eq + 1);
+				o->env.n++;
+			} else if (!policy) {
+				cli_error("policy options are only for `sandbox create`");
+				return -1;
+			} else if (policy_flags_add(&o->pf, c, optarg, &err) < 0) {
+				cli_error("%s", err.msg[0] ? err.msg : "bad option");
+				return -1;
+			} else {
+				o->policy_used = true;
+			}
+		}
+	}
+	return optind;
+}
+
+static int print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2));
+	puts(s);
+	free(s);
+	return 0;
+}
+
+/* Policy flags → spec → the JSON the API takes (the daemon parses it strictly again). */
+json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err)
+{
+	agentd_spec spec;
+	if (policy_flags_build(pf, &spec, err) < 0)
+		return NULL;
+	char *s = agentd_policy_to_json(&spec);
+	agentd_spec_free(&spec);
+	json_t *j = json_loads(s, 0, NULL);
+	free(s);
+	return j;
+}
+
+static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
+{
+	if (i != argc) {
+		cli_error("sandbox create: unexpected argument '%s'", argv[i]);
+		return EXIT_AGENTD;
+	}
+	agentd_error err = {0};
+	json_t *spec = policy_flags_json(&o->pf, &err);
+	if (!spec) {
+		cli_error("%s", err.msg);
+		return EXIT_AGENTD;
+	}
+	json_t *body = json_pack("{s:o}", "spec", spec);
+	if (o->backend)
+		json_object_set_new(body, "backend", json_string(o->backend));
+	if (o->name)
+		json_object_set_new(body, "name", json_string(o->name));
+	int status = 0;
+	json_t *j = client_call(o->socket, "POST", "/v1/sandboxes", body, &status, &err);
+	json_decref(body);
+	if (!j) {
+		cli_error("sandbox create: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	int rc = status == 201 ? 0 : client_report_error("sandbox create", status, j);
+	if (!rc)
+		o->json ? print_json(j) : puts(json_string_value(json_object_get(j, "id")));
+	json_decref(j);
+	return rc;
+}
+
+void write_decoded(int fd, json_t *data, const char *encoding)
+{
+	const char *s = json_string_value(data);
+	if (!s)
+		return;
+	size_t n = json_string_length(data);
+	uint8_t *buf = NULL;
+	if (encoding && !strcmp(encoding, "base64")) {
+		if (agentd_base64_decode(s, n, &buf, &n) < 0) {
+			cli_error("the daemon sent bad base64");
+			return;
+		}
+		s = (const char *)buf;
+	}
+	(void)cli_write_all(fd, s, n); /* a closed stdout is the reader's choice */
+	free(buf);
+}
+
+struct stream_state {
+	int exit_code;
+	bool json;
+	json_t *lines;
+};
+
+static void on_line(void *ud, const char *line, size_t len)
+{
+	struct stream_state *st = ud;
+	json_t *j = json_loadb(line, len, 0, NULL);
+	if (!j)
+		return;
+	if (st->json) {
+		char *s = json_dumps(j, JSON_COMPACT);
+		puts(s);
+		fflush(stdout);
+		free(s);
+	}
+	json_t *ex = json_object_get(j, "exit");
+	json_t *er = json_object_get(j, "error");
+	if (ex) {
+		st->exit_code = (int)json_integer_value(json_object_get(ex, "exit_code"));
+	} else if (er) {
+		cli_error("sandbox exec: %s", json_string_value(json_object_get(er, "message")));
+		st->exit_code = EXIT_AGENTD;
+	} else if (!st->json) {
+		const char *name = json_string_value(json_object_get(j, "stream"));
+		write_decoded(name && !strcmp(name, "stderr") ? 2 : 1, json_object_get(j, "data"),
+			      json_string_value(json_object_get(j, "encoding")));
+	}
+	json_decref(j);
+}
+
+static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
+{
+	if (i >= argc || !argv[i][0]) {
+		cli_error("sandbox exec: expected ID -- PROG ARGS...");
+		return EXIT_AGENTD;
+	}
+	const char *id = argv[i++];
+	if (i < argc && !strcmp(argv[i], "--"))
+		i++;
+	if (i >= argc) {
+		cli_error("sandbox exec: no command given");
+		return EXIT_AGENTD;
+	}
+	agentd_error err = {0};
+	json_t *av = json_array();
+	for (; i < argc; i++)
+		json_array_append_new(av, json_string(argv[i]));
+	json_t *body = json_pack("{s:o}", "argv", av);
+	if (o->env.n) {
+		json_t *env = json_object();
+		for (size_t k = 0; k < o->env.n; k++)
+			json_object_set_new(env, o->env.v[k].key, json_string(o->env.v[k].value));
+		json_object_set_new(body, "env", env);
+	}
+	if (o->workdir)
+		json_object_set_new(body, "workdir", json_string(o->workdir));
+	if (o->timeout) {
+		uint64_t ms;
+		if (agentd_parse_duration_ms(o->timeout, &ms, &err) < 0) {
+			cli_error("--timeout: %s", err.msg);
+			return EXIT_AGENTD;
+		}
+		json_object_set_new(body, "timeout_ms", json_integer((json_int_t)ms));
+	}
+	if (o->want_stdin) {
+		size_t n;
+		uint8_t *in = cli_read_fd(0, &n);
+		char *enc = agentd_base64_encode(in, n);
+		json_object_set_new(body, "stdin", json_string(enc));
+		free(enc);
+		free(in);
+	}
+	if (o->stream)
+		json_object_set_new(body, "stream", json_true());
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/exec", id);
+	char *b = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	struct client_conn c;
+	if (client_connect(o->socket, &c, &err) < 0) {
+		free(b);
+		cli_error("sandbox exec: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	struct stream_state st = {.exit_code = EXIT_AGENTD, .json = o->json};
+	struct http_response resp;
+	int r = client_request(&c, "POST", path, "application/json", b, strlen(b), &resp,
+			       o->stream ? on_line : NULL, &st, &err);
+	free(b);
+	client_close(&c);
+	if (r < 0) {
+		cli_error("sandbox exec: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	json_t *j = resp.status != 200 || !o->stream ? json_loadb(resp.body ? resp.body : "",
+								 resp.len, 0, NULL)
+						     : NULL;
+	int rc;
+	if (resp.status != 200) {
+		rc = client_report_error("sandbox exec", resp.status, j);
+	} else if (o->stream) {
+		rc = st.exit_code;
+	} else if (o->json) {
+		print_json(j);
+		rc = (int)json_integer_value(json_object_get(j, "exit_code"));
+	} else {
+		write_decoded(1, json_object_get(j, "stdout"),
+			      json_string_value(json_object_get(j, "stdout_encoding")));
+		write_decoded(2, json_object_get(j, "stderr"),
+			      json_string_value(json_object_get(j, "stderr_encoding")));
+		if (json_is_true(json_object_get(j, "timed_out")))
+			cli_error("timed out; the command and everything it started were killed");
+		rc = (int)json_integer_value(json_object_get(j, "exit_code"));
+	}
+	json_decref(j);
+	http_response_free(&resp);
+	return rc;
+}
+
+static int do_ls(struct sbx_opts *o)
+{
+	agentd_error err = {0};
+	int status = 0;
+	json_t *j = client_call(o->socket, "GET", "/v1/sandboxes", NULL, &status, &err);
+	if (!j) {
+		cli_error("sandbox ls: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	if (status != 200)
+		return client_report_error("sandbox ls", status, j);
+	if (o->json) {
+		print_json(json_object_get(j, "sandboxes"));
+	} else {
+		printf("%-32s  %-16s  %-12s  %-12s\n", "ID", "NAME", "BACKEND", "STATE");
+		size_t i;
+		json_t *s;
+		json_array_foreach(json_object_get(j, "sandboxes"), i, s) {
+			const char *name = json_string_value(json_object_get(s, "name"));
+			printf("%-32s  %-16s  %-12s  %-12s\n",
+			       json_string_value(json_object_get(s, "id")), name ? name : "-",
+			       json_string_value(json_object_get(s, "backend")),
+			       json_string_value(json_object_get(s, "state")));
+		}
+	}
+	json_decref(j);
+	return 0;
+}
+
+/* inspect, usage, suspend, resume, rm, snapshot, restore: one call each. */
+static int simple(struct sbx_opts *o, const char *verb, const char *method, const char *path,
+		  json_t *body, int ok, const char *print_key)
+{
+	agentd_error err = {0};
+	int status = 0;
+	json_t *j = client_call(o->socket, method, path, body, &status, &err);
+	json_decref(body);
+	if (!j) {
+		cli_error("sandbox %s: %s", verb, err.msg);
+		return EXIT_AGENTD;
+	}
+	int rc = status == ok ? 0 : client_report_error(verb, status, j);
+	if (!rc) {
+		if (o->json || !print_key) {
+			print_json(j);
+		} else if (*print_key) {
+			puts(json_string_value(json_object_get(j, print_key)));
+		}
+	}
+	json_decref(j);
+	return rc;
+}
+
+static bool split_remote(const char *s, char id[33], const char **path)
+{
+	const char *colon = strchr(s, ':');
+	if (!colon || colon - s != 32)
+		return false;
+	memcpy(id, s, 32);
+	id[32] = '\0';
+	*path = colon + 1;
+	return true;
+}
+
+static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
+{
+	char id[33];
+	const char *rpath;
+	bool from = split_remote(src, id, &rpath);
+	if (!from && !split_remote(dst, id, &rpath)) {
+		cli_error("sandbox cp: one of SRC and DST must be ID:PATH");
+		return EXIT_AGENTD;
+	}
+	char *q = url_escape(rpath);
+	char *path = NULL;
+	if (asprintf(&path, "/v1/sandboxes/%s/files?path=%s", id, q) < 0)
+		abort();
+	free(q);
+	agentd_error err = {0};
+	struct client_conn c;
+	if (client_connect(o->socket, &c, &err) < 0) {
+		free(path);
+		cli_error("sandbox cp: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	uint8_t *data = NULL;
+	size_t len = 0;
+	if (!from) {
+		int fd = strcmp(src, "-") ? open(src, O_RDONLY | O_CLOEXEC) : 0;
+		if (fd < 0) {
+			cli_error("sandbox cp: %s: %s", src, strerror(errno));
+			free(path);
+			client_close(&c);
+			return EXIT_AGENTD;
+		}
+		data = cli_read_fd(fd, &len);
+		if (fd)
+			close(fd);
+	}
+	struct http_response resp;
+	int r = client_request(&c, from ? "GET" : "PUT", path,
+			       from ? NULL : "application/octet-stream", data, len, &resp, NULL,
+			       NULL, &err);
+	free(data);
+	free(path);
+	client_close(&c);
+	if (r < 0) {
+		cli_error("sandbox cp: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	int rc = 0;
+	if (resp.status != 200) {
+		json_t *j = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL);
+		rc = client_report_error("sandbox cp", resp.status, j);
+		json_decref(j);
+	} else if (from) {
+		int fd = strcmp(dst, "-") ? open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+					  : 1;
+		if (fd < 0) {
+			cli_error("sandbox cp: %s: %s", dst, strerror(errno));
+			rc = EXIT_AGENTD;
+		} else {
+			if (cli_write_all(fd, resp.body, resp.len) < 0) {
+				cli_error("sandbox cp: write %s: %s", dst, strerror(errno));
+				rc = EXIT_AGENTD;
+			}
+			if (fd != 1)
+				close(fd);
+		}
+	}
+	http_response_free(&resp);
+	return rc;
+}
+
+int cmd_sandbox(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		sandbox_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_AGENTD : 0;
+	}
+	const char *sub = argv[1];
+	struct sbx_opts o;
+	memset(&o, 0, sizeof(o));
+	int i = parse_opts(argc - 1, argv + 1, !strcmp(sub, "create"), !strcmp(sub, "exec"), &o);
+	if (i < 0) {
+		sandbox_usage(stderr);
+		return EXIT_AGENTD;
+	}
+	argc--;
+	argv++;
+	o.socket = client_socket_path(o.socket);
+	if (!strcmp(sub, "create"))
+		return do_create(&o, argc, argv, i);
+	if (!strcmp(sub, "exec"))
+		return do_exec(&o, argc, argv, i);
+	if (!strcmp(sub, "ls") || !strcmp(sub, "list"))
+		return do_ls(&o);
+	if (!strcmp(sub, "cp")) {
+		if (argc - i != 2) {
+			cli_error("sandbox cp: expected SRC DST");
+			return EXIT_AGENTD;
+		}
+		return do_cp(&o, argv[i], argv[i + 1]);
+	}
+	if (i >= argc) {
+		cli_error("sandbox %s: expected a sandbox id", sub);
+		return EXIT_AGENTD;
+	}
+	char path[160];
+	const char *id = argv[i];
+	if (strlen(id) > 64) {
+		cli_error("sandbox %s: bad id", sub);
+		return EXIT_AGENTD;
+	}
+	if (!strcmp(sub, "rm")) {
+		int rc = 0;
+		for (; i < argc; i++) {
+			snprintf(path, sizeof(path), "/v1/sandboxes/%.64s", argv[i]);
+			int r = simple(&o, "rm", "DELETE", path, NULL, 200, "id");
+			if (r)
+				rc = r;
+		}
+		return rc;
+	}
+	static const struct {
+		const char *sub, *method, *suffix, *print;
+		int ok, nargs;
+	} table[] = {
+		{"inspect", "GET", "", NULL, 200, 0},
+		{"usage", "GET", "/usage", NULL, 200, 0},
+		{"suspend", "POST", "/suspend", "state", 200, 0},
+		{"resume", "POST", "/resume", "state", 200, 0},
+		{"snapshot", "POST", "/snapshots", "snapshot_id", 201, 1},
+		{"restore", "POST", "/restore", "", 200, 1},
+	};
+	for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++) {
+		if (strcmp(sub, table[k].sub))
+			continue;
+		if (argc - i != 1 + table[k].nargs) {
+			cli_error("sandbox %s: expected ID%s", sub,
+				  table[k].nargs ? (k == 4 ? " NAME" : " SNAPSHOT") : "");
+			return EXIT_AGENTD;
+		}
+		snprintf(path, sizeof(path), "/v1/sandboxes/%.64s%s", id, table[k].suffix);
+		json_t *body = NULL;
+		if (k == 4)
+			body = json_pack("{s:s}", "name", argv[i + 1]);
+		else if (k == 5)
+			body = json_pack("{s:s}", "snapshot_id", argv[i + 1]);
+		return simple(&o, sub, table[k].method, path, body, table[k].ok, table[k].print);
+	}
+	cli_error("sandbox: unknown command '%s' (try: agentd sandbox --help)", sub);
+	return EXIT_AGENTD;
+}

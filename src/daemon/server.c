@@ -1,0 +1,566 @@
+/* server.c: `agentd serve` — HTTP/1.1 over a unix socket (and optionally loopback TCP with
+ * a bearer token) through libmicrohttpd, a thread per connection; request bodies bounded;
+ * startup reconciliation with the state of a previous run; drain on SIGTERM/SIGINT. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct listener {
+	struct daemon *d;
+	bool tcp;
+	const char *token;
+	size_t token_len;
+};
+
+struct conn_ctx {
+	char *body;
+	size_t len, cap, limit;
+	bool too_large;
+};
+
+void reply_json(struct reply *out, int status, json_t *j)
+{
+	if (out->json)
+		json_decref(out->json);
+	out->status = status;
+	out->json = j ? j : json_pack("{s:{s:s, s:s}}", "error", "code", "internal", "message",
+				      "cannot encode the answer");
+}
+
+__attribute__((format(printf, 3, 0))) static int vreply_error(struct reply *out, int status,
+							    const char *fmt, va_list ap)
+{
+	char msg[AGENTD_ERROR_MAX];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	json_t *m = json_string(msg);
+	if (!m) {
+		/* not UTF-8 (a client's bytes quoted back): keep it printable ASCII */
+		for (char *c = msg; *c; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+				*c = '?';
+		m = json_string(msg);
+	}
+	reply_json(out, status,
+		   json_pack("{s:{s:s, s:o}}", "error", "code", api_status_code(status), "message",
+			     m));
+	return -1;
+}
+
+int reply_error(struct reply *out, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreply_error(out, status, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int reply_agentd_error(struct reply *out, int status, const agentd_error *err)
+{
+	if (status <= 0)
+		status = api_status_from_errno(err->code);
+	return reply_error(out, status, "%s", err->msg[0] ? err->msg : "failed");
+}
+
+static const api_handler handlers[ROUTE__COUNT] = {
+	[ROUTE_HEALTH] = api_health,
+	[ROUTE_METRICS] = api_metrics,
+	[ROUTE_BACKENDS] = api_backends,
+	[ROUTE_BACKEND] = api_backends,
+	[ROUTE_SANDBOX_CREATE] = api_sandboxes,
+	[ROUTE_SANDBOX_LIST] = api_sandboxes,
+	[ROUTE_SANDBOX_GET] = api_sandboxes,
+	[ROUTE_SANDBOX_DELETE] = api_sandboxes,
+	[ROUTE_SANDBOX_EXEC] = api_exec,
+	[ROUTE_SANDBOX_SUSPEND] = api_sandboxes,
+	[ROUTE_SANDBOX_RESUME] = api_sandboxes,
+	[ROUTE_SANDBOX_SNAPSHOT] = api_sandboxes,
+	[ROUTE_SANDBOX_RESTORE] = api_sandboxes,
+	[ROUTE_SANDBOX_USAGE] = api_sandboxes,
+	[ROUTE_FILE_PUT] = api_files,
+	[ROUTE_FILE_GET] = api_files,
+	[ROUTE_SESSION_CREATE] = api_sessions,
+	[ROUTE_SESSION_EXEC] = api_sessions,
+	[ROUTE_SESSION_DELETE] = api_sessions,
+	[ROUTE_AUDIT] = api_audit,
+};
+
+static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
+				  struct reply *rp)
+{
+	struct MHD_Response *resp = rp->mhd_response;
+	if (!resp) {
+		if (rp->json) {
+			char *s = json_dumps(rp->json, JSON_COMPACT);
+			size_t n = strlen(s);
+			s = realloc(s, n + 2);
+			s[n++] = '\n';
+			s[n] = '\0';
+			resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+			MHD_add_response_header(resp, "Content-Type", "application/json");
+		} else {
+			resp = MHD_create_response_from_buffer(rp->raw_len, rp->raw ? rp->raw : "",
+							       rp->raw ? MHD_RESPMEM_MUST_FREE
+								       : MHD_RESPMEM_PERSISTENT);
+			rp->raw = NULL;
+			if (rp->content_type)
+				MHD_add_response_header(resp, "Content-Type", rp->content_type);
+		}
+	}
+	if (rp->status == 401)
+		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+	enum MHD_Result r = MHD_queue_response(conn, (unsigned)rp->status, resp);
+	MHD_destroy_response(resp);
+	json_decref(rp->json);
+	free(rp->raw);
+	pthread_mutex_lock(&d->lock);
+	d->m.requests++;
+	if (rp->status >= 500)
+		d->m.errors_5xx++;
+	else if (rp->status >= 400)
+		d->m.errors_4xx++;
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+__attribute__((format(printf, 4, 5))) static enum MHD_Result
+send_error(struct daemon *d, struct MHD_Connection *conn, int status, const char *fmt, ...)
+{
+	struct reply rp = {0};
+	va_list ap;
+	va_start(ap, fmt);
+	vreply_error(&rp, status, fmt, ap);
+	va_end(ap);
+	return send_reply(d, conn, &rp);
+}
+
+/* Bearer token, compared in constant time over the expected length. */
+static bool authorized(const struct listener *ls, struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return false;
+	const char *t = h + 7;
+	size_t n = strlen(t);
+	unsigned char diff = n != ls->token_len;
+	for (size_t i = 0; i < ls->token_len; i++)
+		diff |= (unsigned char)(ls->token[i] ^ (i < n ? t[i] : 0));
+	return diff == 0;
+}
+
+static void identify(const struct listener *ls, struct MHD_Connection *conn, struct client *c)
+{
+	c->uid = -1;
+	c->fd = -1;
+	snprintf(c->desc, sizeof(c->desc), "unknown");
+	const union MHD_ConnectionInfo *fdi =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (fdi)
+		c->fd = fdi->connect_fd;
+	if (ls->tcp) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		const struct sockaddr_in *sin = ci ? (const void *)ci->client_addr : NULL;
+		char a[INET_ADDRSTRLEN] = "?";
+		if (sin && sin->sin_family == AF_INET)
+			inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		snprintf(c->desc, sizeof(c->desc), "tcp:%s:%u", a,
+			 sin ? (unsigned)ntohs(sin->sin_port) : 0);
+		return;
+	}
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+	if (ci && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+		c->uid = uc.uid;
+		snprintf(c->desc, sizeof(c->desc), "unix:pid=%d,uid=%u,gid=%u", (int)uc.pid,
+			 (unsigned)uc.uid, (unsigned)uc.gid);
+	}
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+			      const char *method, const char *version, const char *upload_data,
+			      size_t *upload_data_size, void **con_cls)
+{
+	struct listener *ls = cls;
+	struct daemon *d = ls->d;
+	struct conn_ctx *cx = *con_cls;
+	if (!cx) {
+		cx = calloc(1, sizeof(*cx));
+		*con_cls = cx;
+		if (ls->tcp && !authorized(ls, conn))
+			return send_error(d, conn, 401, "a bearer token is required");
+		cx->limit = !strcmp(method, "PUT") ? d->cfg.max_file_bytes : API_MAX_BODY;
+		const char *cl =
+			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+		if (cl && strtoull(cl, NULL, 10) > cx->limit)
+			return send_error(d, conn, 413, "body of %s bytes is over the limit of %zu",
+					  cl, cx->limit);
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (cx->too_large || cx->len + n > cx->limit) {
+			cx->too_large = true;
+			free(cx->body);
+			cx->body = NULL;
+			cx->len = 0;
+			return MHD_YES;
+		}
+		if (cx->len + n > cx->cap) {
+			cx->cap = (cx->len + n) * 2 > cx->limit ? cx->limit : (cx->len + n) * 2;
+			cx->body = realloc(cx->body, cx->cap + 1);
+		}
+		memcpy(cx->body + cx->len, upload_data, n);
+		cx->len += n;
+		return MHD_YES;
+	}
+	if (cx->too_large)
+		return send_error(d, conn, 413, "body over the limit of %zu bytes", cx->limit);
+
+	struct api_query q = {
+		.path = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "path"),
+		.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
+	};
+	struct api_request r;
+	agentd_error err = {0};
+	int status = api_request_parse(method, url, &q, (const uint8_t *)cx->body, cx->len, &r,
+				       &err);
+	if (status)
+		return send_error(d, conn, status, "%s", err.msg);
+	struct client c;
+	identify(ls, conn, &c);
+	pthread_mutex_lock(&d->lock);
+	bool draining = d->draining;
+	if (!draining)
+		d->in_flight++;
+	pthread_mutex_unlock(&d->lock);
+	if (draining && r.route != ROUTE_HEALTH) {
+		api_request_free(&r);
+		return send_error(d, conn, 503, "the daemon is shutting down");
+	}
+	struct reply rp = {0};
+	handlers[r.route](d, &r, &c, &rp);
+	if (!rp.status)
+		reply_error(&rp, 500, "no answer");
+	dlog(rp.status >= 500 ? "error" : "info", "msg=request method=%s path=%s status=%d uid=%lld",
+	     method, url, rp.status, (long long)c.uid);
+	api_request_free(&r);
+	enum MHD_Result res = send_reply(d, conn, &rp);
+	if (!draining) {
+		pthread_mutex_lock(&d->lock);
+		d->in_flight--;
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+	}
+	return res;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct conn_ctx *cx = *con_cls;
+	if (cx) {
+		free(cx->body);
+		free(cx);
+		*con_cls = NULL;
+	}
+}
+
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	dlog("warn", "msg=\"http: %s\"", msg);
+}
+
+/* The unix socket, created by us (mode 0660) and handed to libmicrohttpd. A socket file left
+ * by a dead daemon is replaced; one a live daemon answers on is not. */
+static int unix_listen(const char *path, const char *group, agentd_error *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return agentd_error_set(err, ENAMETOOLONG, "socket path %s: too long", path);
+	strcpy(sa.sun_path, path);
+	char dir[sizeof(sa.sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return agentd_error_set(err, errno, "create %s: %s", dir, strerror(errno));
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return agentd_error_set(err, errno, "socket: %s", strerror(errno));
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			close(fd);
+			return agentd_error_set(err, EEXIST, "%s exists and is not a socket", path);
+		}
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			return agentd_error_set(err, EADDRINUSE, "a daemon already listens on %s",
+						path);
+		}
+		unlink(path);
+	}
+	mode_t old = umask(0117);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 256) < 0) {
+		int e = errno;
+		close(fd);
+		return agentd_error_set(err, e, "listen on %s: %s", path, strerror(e));
+	}
+	if (group) {
+		struct group *g = getgrnam(group);
+		if (!g || chown(path, (uid_t)-1, g->gr_gid) < 0) {
+			int e = g ? errno : ENOENT;
+			close(fd);
+			unlink(path);
+			return agentd_error_set(err, e, "--socket-group %s: %s", group,
+						g ? strerror(e) : "no such group");
+		}
+	}
+	return fd;
+}
+
+static int read_token(const char *path, char **out, agentd_error *err)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return agentd_error_set(err, errno, "token file %s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 0077))
+		dlog("warn", "msg=\"token file is readable by others\" path=%s", path);
+	char buf[512];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strlen(buf) < 16)
+		return agentd_error_set(err, EINVAL, "token file %s: token shorter than 16 bytes",
+					path);
+	*out = strdup(buf);
+	return 0;
+}
+
+static int parse_listen(const char *s, struct sockaddr_in *sin, agentd_error *err)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		return agentd_error_set(err, EINVAL, "--listen: expected ADDR:PORT, got '%s'", s);
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	char *end;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	if (*end || port == 0 || port > 65535 || inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return agentd_error_set(err, EINVAL, "--listen: expected IPv4:PORT, got '%s'", s);
+	return 0;
+}
+
+static void lost_sandbox(void *arg, const char *id)
+{
+	struct daemon *d = arg;
+	agentd_cleanup_stale_sandbox(d->work_root, id);
+	dlog("warn", "msg=\"sandbox lost at daemon restart\" sandbox=%s", id);
+}
+
+/* What a previous run left: rows still live are failed (their sandboxes died with that
+ * process), and whatever is on disk under our work root is removed. */
+static int reconcile(struct daemon *d, agentd_error *err)
+{
+	if (state_reconcile(d->st, lost_sandbox, d, err) < 0)
+		return -1;
+	int dfd = open(d->work_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return 0;
+	DIR *dir = fdopendir(dfd);
+	struct dirent *e;
+	while (dir && (e = readdir(dir)))
+		if (api_valid_id(e->d_name)) {
+			agentd_cleanup_stale_sandbox(d->work_root, e->d_name);
+			dlog("warn", "msg=\"removed a leftover sandbox dir\" sandbox=%s", e->d_name);
+		}
+	if (dir)
+		closedir(dir);
+	agentd_cleanup_stale_sandbox(NULL, NULL);
+	return 0;
+}
+
+static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct sockaddr_in *sin)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (fd >= 0)
+		return MHD_start_daemon(flags, 0, NULL, NULL, handle, ls,
+					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+					MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+					completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 1024,
+					MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
+	return MHD_start_daemon(flags, ntohs(sin->sin_port), NULL, NULL, handle, ls,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sin,
+				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				MHD_OPTION_CONNECTION_LIMIT, 256, MHD_OPTION_CONNECTION_TIMEOUT, 600,
+				MHD_OPTION_END);
+}
+
+int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
+{
+	struct daemon *d = calloc(1, sizeof(*d));
+	d->cfg = *cfg;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	d->started_ms = (int64_t)time(NULL) * 1000;
+	int ret = -1, lock_fd = -1, ufd = -1;
+	struct MHD_Daemon *mu = NULL, *mt = NULL;
+	struct listener lu = {.d = d}, lt = {.d = d, .tcp = true};
+	char *token = NULL, *db = NULL;
+
+	if (mkdir(cfg->state_dir, 0711) < 0 && errno != EEXIST) {
+		agentd_error_set(err, errno, "state dir %s: %s", cfg->state_dir, strerror(errno));
+		goto out;
+	}
+	char *lockp = NULL;
+	if (asprintf(&lockp, "%s/lock", cfg->state_dir) < 0)
+		abort();
+	lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(lockp);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		agentd_error_set(err, EBUSY, "state dir %s: in use by another agentd serve",
+				 cfg->state_dir);
+		goto out;
+	}
+	if (asprintf(&d->work_root, "%s/sandboxes", cfg->state_dir) < 0 ||
+	    asprintf(&db, "%s/agentd.db", cfg->state_dir) < 0)
+		abort();
+	if (mkdir(d->work_root, 0711) < 0 && errno != EEXIST) {
+		agentd_error_set(err, errno, "%s: %s", d->work_root, strerror(errno));
+		goto out;
+	}
+	if (state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
+		goto out;
+	if (cfg->listen) {
+		if (!cfg->token_file) {
+			agentd_error_set(err, EINVAL, "--listen needs --token-file");
+			goto out;
+		}
+		if (read_token(cfg->token_file, &token, err) < 0)
+			goto out;
+		lt.token = token;
+		lt.token_len = strlen(token);
+	}
+	if ((ufd = unix_listen(cfg->socket_path, cfg->socket_group, err)) < 0)
+		goto out;
+
+	/* Only this thread takes the stop signals; every other thread inherits the mask. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	if (live_creator_start() < 0) {
+		agentd_error_set(err, EAGAIN, "start the sandbox creator thread");
+		goto out;
+	}
+	if (!(mu = start_mhd(&lu, ufd, NULL))) {
+		agentd_error_set(err, EIO, "start the HTTP server on %s", cfg->socket_path);
+		goto out;
+	}
+	ufd = -1; /* libmicrohttpd owns it */
+	if (cfg->listen) {
+		struct sockaddr_in sin;
+		if (parse_listen(cfg->listen, &sin, err) < 0)
+			goto out;
+		if (!(mt = start_mhd(&lt, -1, &sin))) {
+			agentd_error_set(err, EADDRINUSE, "listen on %s", cfg->listen);
+			goto out;
+		}
+	}
+	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s "
+		     "max_sandboxes=%u pid=%d",
+	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", cfg->max_sandboxes,
+	     (int)getpid());
+	int sig = 0;
+	sigwait(&stop, &sig);
+	dlog("info", "msg=\"draining\" signal=%d", sig);
+
+	/* Drain: stop accepting, let running requests finish (bounded), then cancel what is
+	 * left and destroy every sandbox. */
+	MHD_socket lfd = MHD_quiesce_daemon(mu);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	if (mt && (lfd = MHD_quiesce_daemon(mt)) != MHD_INVALID_SOCKET)
+		close(lfd);
+	unlink(cfg->socket_path);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += cfg->drain_ms / 1000;
+	until.tv_nsec += (long)(cfg->drain_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->draining = true;
+	while (d->in_flight && pthread_cond_timedwait(&d->cond, &d->lock, &until) == 0)
+		;
+	unsigned left = d->in_flight;
+	pthread_mutex_unlock(&d->lock);
+	if (left)
+		dlog("warn", "msg=\"cancelling requests still running\" count=%u", left);
+	live_destroy_all(d, "daemon stopped");
+	ret = 0;
+out:
+	if (mt)
+		MHD_stop_daemon(mt);
+	if (mu) {
+		/* after the last handler: nothing can add a sandbox any more */
+		MHD_stop_daemon(mu);
+		live_destroy_all(d, "daemon stopped");
+		unlink(cfg->socket_path);
+	}
+	if (ufd >= 0) {
+		close(ufd);
+		unlink(cfg->socket_path);
+	}
+	live_creator_stop();
+	for (size_t i = 0; i < d->n_backends; i++)
+		agentd_backend_free(d->backends[i].b);
+	state_close(d->st);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (ret == 0)
+		dlog("info", "msg=\"stopped\"");
+	free(token);
+	free(db);
+	free(d->work_root);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
+	free(d);
+	return ret;
+}

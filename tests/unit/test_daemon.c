@@ -1,0 +1,475 @@
+/* test_daemon.c: the pure parts of `agentd serve` — SHA-256 (FIPS 180-4 vectors), routing
+ * (every endpoint, 404/405, bad ids), strict body validation (unknown fields, types,
+ * required keys, base64, nested policy errors), and the state schema: fresh creation,
+ * migration from version 1, refusal of a newer schema, reconciliation, append-only audit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+static void sha256_matches_the_fips_vectors(void **state __attribute__((unused)))
+{
+	char hex[65];
+	sha256_hex("", 0, hex);
+	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	sha256_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"; /* 56 bytes */
+	sha256_hex(two, strlen(two), hex);
+	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	char *mil = malloc(1000000);
+	memset(mil, 'a', 1000000);
+	sha256_hex(mil, 1000000, hex);
+	assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	free(mil);
+	/* 55, 63 and 64 bytes: the padding edge cases */
+	static const struct { size_t n; const char *hex; } edges[] = {
+		{55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318"},
+		{63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34"},
+		{64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
+	};
+	char buf[64];
+	memset(buf, 'a', sizeof(buf));
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		sha256_hex(buf, edges[i].n, hex);
+		assert_string_equal(hex, edges[i].hex);
+	}
+}
+
+static int parse(const char *method, const char *path, const char *body, struct api_request *r,
+		 agentd_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	struct api_query q = {.path = "f.txt", .since = NULL};
+	return api_request_parse(method, path, &q, (const uint8_t *)body, body ? strlen(body) : 0,
+				 r, err);
+}
+
+#define ID "0123456789abcdef0123456789abcdef"
+
+static void every_endpoint_routes(void **state __attribute__((unused)))
+{
+	static const struct {
+		const char *method, *path, *body;
+		enum api_route route;
+	} cases[] = {
+		{"GET", "/v1/health", NULL, ROUTE_HEALTH},
+		{"GET", "/v1/metrics", NULL, ROUTE_METRICS},
+		{"GET", "/v1/backends", NULL, ROUTE_BACKENDS},
+		{"GET", "/v1/backends/container", NULL, ROUTE_BACKEND},
+		{"POST", "/v1/sandboxes", "{}", ROUTE_SANDBOX_CREATE},
+		{"POST", "/v1/sandboxes", NULL, ROUTE_SANDBOX_CREATE},
+		{"GET", "/v1/sandboxes", NULL, ROUTE_SANDBOX_LIST},
+		{"GET", "/v1/sandboxes/" ID, NULL, ROUTE_SANDBOX_GET},
+		{"DELETE", "/v1/sandboxes/" ID, NULL, ROUTE_SANDBOX_DELETE},
+		{"POST", "/v1/sandboxes/" ID "/exec", "{\"argv\":[\"/bin/true\"]}", ROUTE_SANDBOX_EXEC},
+		{"POST", "/v1/sandboxes/" ID "/suspend", NULL, ROUTE_SANDBOX_SUSPEND},
+		{"POST", "/v1/sandboxes/" ID "/resume", "{}", ROUTE_SANDBOX_RESUME},
+		{"POST", "/v1/sandboxes/" ID "/snapshots", "{\"name\":\"s\"}", ROUTE_SANDBOX_SNAPSHOT},
+		{"POST", "/v1/sandboxes/" ID "/restore", "{\"snapshot_id\":\"" ID "\"}",
+		 ROUTE_SANDBOX_RESTORE},
+		{"GET", "/v1/sandboxes/" ID "/usage", NULL, ROUTE_SANDBOX_USAGE},
+		{"PUT", "/v1/sandboxes/" ID "/files", "raw bytes, not JSON", ROUTE_FILE_PUT},
+		{"GET", "/v1/sandboxes/" ID "/files", NULL, ROUTE_FILE_GET},
+		{"POST", "/v1/agents/a.b-c_d/sessions", "{}", ROUTE_SESSION_CREATE},
+		{"POST", "/v1/agents/a/sessions/" ID "/executions", "{\"code\":\"1\"}",
+		 ROUTE_SESSION_EXEC},
+		{"DELETE", "/v1/agents/a/sessions/" ID, NULL, ROUTE_SESSION_DELETE},
+		{"GET", "/v1/audit", NULL, ROUTE_AUDIT},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct api_request r;
+		agentd_error err;
+		int st = parse(cases[i].method, cases[i].path, cases[i].body, &r, &err);
+		if (st)
+			fail_msg("%s %s: %d %s", cases[i].method, cases[i].path, st, err.msg);
+		assert_int_equal(r.route, cases[i].route);
+		api_request_free(&r);
+	}
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("POST", "/v1/agents/bot/sessions/" ID "/executions",
+			       "{\"code\":\"print(1)\",\"language\":\"python\"}", &r, &err), 0);
+	assert_string_equal(r.agent, "bot");
+	assert_string_equal(r.session, ID);
+	assert_string_equal(r.code, "print(1)");
+	assert_int_equal(r.language, LANG_PYTHON);
+	api_request_free(&r);
+	assert_int_equal(parse("PUT", "/v1/sandboxes/" ID "/files", "xyz", &r, &err), 0);
+	assert_string_equal(r.id, ID);
+	assert_string_equal(r.file_path, "f.txt");
+	assert_int_equal(r.raw_len, 3);
+	api_request_free(&r);
+}
+
+static void wrong_routes_methods_and_ids(void **state __attribute__((unused)))
+{
+	static const struct {
+		const char *method, *path;
+		int status;
+	} cases[] = {
+		{"GET", "/", 404},
+		{"GET", "/v1", 404},
+		{"GET", "/v1/", 404},
+		{"GET", "/v1/nothing", 404},
+		{"GET", "/v1/sandboxes/" ID "/nothing", 404},
+		{"GET", "/v2/health", 404},
+		{"GET", "/v1/health/", 404},
+		{"POST", "/v1/health", 405},
+		{"PUT", "/v1/sandboxes", 405},
+		{"PATCH", "/v1/sandboxes/" ID, 405},
+		{"GET", "/v1/sandboxes/" ID "/exec", 405},
+		{"GET", "/v1/sandboxes/short", 400},
+		{"GET", "/v1/sandboxes/" ID "0", 400},
+		{"GET", "/v1/sandboxes/0123456789ABCDEF0123456789abcdef", 400},
+		{"GET", "/v1/sandboxes/..", 400},
+		{"GET", "/v1/sandboxes/", 400},
+		{"POST", "/v1/agents/../sessions", 400},
+		{"POST", "/v1/agents/.hidden/sessions", 400},
+		{"POST", "/v1/agents/a%2Fb/sessions", 400},
+		{"DELETE", "/v1/agents/a/sessions/nothex", 400},
+		{"GET", "/v1/backends/a b", 400},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct api_request r;
+		agentd_error err;
+		int st = parse(cases[i].method, cases[i].path, NULL, &r, &err);
+		if (st != cases[i].status)
+			fail_msg("%s %s: got %d (%s), want %d", cases[i].method, cases[i].path, st,
+				 err.msg, cases[i].status);
+		assert_true(err.msg[0] != '\0');
+	}
+}
+
+static void bodies_are_validated_strictly(void **state __attribute__((unused)))
+{
+	static const struct {
+		const char *path, *body, *msg;
+	} bad[] = {
+		{"/v1/sandboxes", "{", "malformed JSON"},
+		{"/v1/sandboxes", "[]", "expected a JSON object"},
+		{"/v1/sandboxes", "\"x\"", "malformed JSON"},
+		{"/v1/sandboxes", "{\"x\":1}", "unknown field 'x'"},
+		{"/v1/sandboxes", "{\"name\":\"a\",\"name\":\"b\"}", "duplicate"},
+		{"/v1/sandboxes", "{\"backend\":1}", "backend: expected string"},
+		{"/v1/sandboxes", "{\"spec\":[]}", "spec: expected object"},
+		{"/v1/sandboxes", "{\"spec\":{\"limits\":{\"max_processes\":-1}}}",
+		 "spec: limits.max_processes"},
+		{"/v1/sandboxes", "{\"spec\":{\"workdir\":\"rel\"}}", "spec: workdir"},
+		{"/v1/sandboxes", "{\"name\":\"\"}", "name"},
+		{"/v1/sandboxes", "{\"name\":\"a/b\"}", "name"},
+		{"/v1/sandboxes/" ID "/exec", "{}", "argv: required"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[]}", "argv: expected 1"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"\"]}", "argv[0]: empty"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\",2]}", "argv[1]: expected string"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\\u0000\"]}", "NUL"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"env\":{\"K\":1}}", "env.K"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"env\":{\"A=B\":\"c\"}}", "env"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"stdin\":\"abc\"}", "base64"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"stdin\":\"a===\"}", "base64"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"timeout_ms\":0}", "timeout_ms"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"timeout_ms\":1.5}", "timeout_ms"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"stream\":1}", "stream"},
+		{"/v1/sandboxes/" ID "/exec", "{\"argv\":[\"a\"],\"workdir\":\"x\"}", "workdir"},
+		{"/v1/sandboxes/" ID "/snapshots", "{\"name\":\"\"}", "name"},
+		{"/v1/sandboxes/" ID "/restore", "{\"snapshot_id\":\"../x\"}", "snapshot_id"},
+		{"/v1/sandboxes/" ID "/suspend", "{\"force\":true}", "unknown field"},
+		{"/v1/agents/a/sessions", "{\"config\":{\"nope\":1}}", "config"},
+		{"/v1/agents/a/sessions/" ID "/executions", "{\"code\":\"1\",\"language\":\"c\"}",
+		 "language"},
+		{"/v1/agents/a/sessions/" ID "/executions", "{\"code\":7}", "code"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct api_request r;
+		agentd_error err;
+		int st = parse("POST", bad[i].path, bad[i].body, &r, &err);
+		if (st != 400 || !strstr(err.msg, bad[i].msg))
+			fail_msg("%s %s: got %d '%s', want 400 with '%s'", bad[i].path, bad[i].body,
+				 st, err.msg, bad[i].msg);
+	}
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("GET", "/v1/health", "{}", &r, &err), 400);
+	assert_int_equal(parse("DELETE", "/v1/sandboxes/" ID, "{}", &r, &err), 400);
+	/* files need ?path= */
+	struct api_query q = {0};
+	assert_int_equal(api_request_parse("GET", "/v1/sandboxes/" ID "/files", &q, NULL, 0, &r,
+					   &err), 400);
+	assert_non_null(strstr(err.msg, "path"));
+}
+
+static void exec_body_is_typed(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/exec",
+			       "{\"argv\":[\"/bin/sh\",\"-c\",\"x\"],\"env\":{\"A\":\"1\"},"
+			       "\"workdir\":\"/tmp\",\"stdin\":\"aGk=\",\"timeout_ms\":250,"
+			       "\"stream\":true}",
+			       &r, &err),
+			 0);
+	assert_string_equal(r.argv[0], "/bin/sh");
+	assert_string_equal(r.argv[2], "x");
+	assert_null(r.argv[3]);
+	assert_int_equal(r.env.n, 1);
+	assert_string_equal(r.env.v[0].key, "A");
+	assert_string_equal(r.workdir, "/tmp");
+	assert_true(r.has_stdin);
+	assert_int_equal(r.stdin_len, 2);
+	assert_memory_equal(r.stdin_data, "hi", 2);
+	assert_int_equal(r.timeout_ms, 250);
+	assert_true(r.stream);
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"backend\":\"container\",\"name\":\"n\","
+						    "\"spec\":{\"limits\":{\"max_processes\":9}}}",
+			       &r, &err),
+			 0);
+	assert_true(r.has_spec);
+	assert_int_equal(r.spec.limits.max_processes, 9);
+	assert_string_equal(r.backend, "container");
+	api_request_free(&r);
+	/* the audit cursor: a sequence number or a UTC time */
+	struct api_query q = {.since = "42"};
+	assert_int_equal(api_request_parse("GET", "/v1/audit", &q, NULL, 0, &r, &err), 0);
+	assert_int_equal(r.since_seq, 42);
+	q.since = "2026-01-02T03:04:05Z";
+	assert_int_equal(api_request_parse("GET", "/v1/audit", &q, NULL, 0, &r, &err), 0);
+	assert_int_equal(r.since_ms, 1767323045000LL);
+	q.since = "-1";
+	assert_int_equal(api_request_parse("GET", "/v1/audit", &q, NULL, 0, &r, &err), 400);
+	q.since = "2026-01-02";
+	assert_int_equal(api_request_parse("GET", "/v1/audit", &q, NULL, 0, &r, &err), 400);
+}
+
+static void status_mapping(void **state __attribute__((unused)))
+{
+	assert_int_equal(api_status_from_errno(EINVAL), 400);
+	assert_int_equal(api_status_from_errno(ELOOP), 400);
+	assert_int_equal(api_status_from_errno(ENOENT), 404);
+	assert_int_equal(api_status_from_errno(EBUSY), 409);
+	assert_int_equal(api_status_from_errno(EFBIG), 413);
+	assert_int_equal(api_status_from_errno(EAGAIN), 429);
+	assert_int_equal(api_status_from_errno(EIO), 500);
+	assert_string_equal(api_status_code(429), "over_capacity");
+	assert_string_equal(api_status_code(413), "too_large");
+}
+
+static char *tmp_db(void)
+{
+	char *dir = strdup("/tmp/agentd-test-state-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	char *p;
+	assert_true(asprintf(&p, "%s/agentd.db", dir) > 0);
+	free(dir);
+	return p;
+}
+
+static void rm_db(char *p)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf \"$(dirname '%s')\"", p);
+	assert_int_equal(system(cmd), 0);
+	free(p);
+}
+
+static int sql_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *s;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static int sql_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	int r = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return r;
+}
+
+static void fresh_state_has_the_latest_schema_in_wal(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	struct state *st;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	assert_int_equal(state_schema_version(st), state_schema_latest);
+	assert_true(state_schema_latest >= 2);
+	state_close(st);
+	assert_int_equal(sql_int(p, "PRAGMA user_version"), state_schema_latest);
+	sqlite3 *db;
+	sqlite3_open(p, &db);
+	sqlite3_stmt *s;
+	sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	/* reopening changes nothing */
+	assert_int_equal(state_open(p, true, &st, &err), 0);
+	assert_int_equal(state_schema_version(st), state_schema_latest);
+	state_close(st);
+	rm_db(p);
+}
+
+static void a_version_1_database_is_migrated_with_its_rows(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	char *v1;
+	assert_true(asprintf(&v1, "%s PRAGMA user_version = 1;"
+				  "INSERT INTO sandboxes VALUES('" ID "', 'old', 'container', '{}', 'd',"
+				  " 'ready', NULL, 1, 1);",
+			     state_migrations[0]) > 0);
+	assert_int_equal(sql_exec(p, v1), SQLITE_OK);
+	free(v1);
+	assert_int_equal(sql_int(p, "PRAGMA user_version"), 1);
+	struct state *st;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	assert_int_equal(state_schema_version(st), state_schema_latest);
+	json_t *row = state_sandbox_get(st, ID);
+	assert_non_null(row);
+	assert_string_equal(json_string_value(json_object_get(row, "name")), "old");
+	assert_int_equal(json_integer_value(json_object_get(row, "session")), 0); /* v2 column */
+	json_decref(row);
+	state_close(st);
+	rm_db(p);
+}
+
+static void a_newer_schema_is_refused(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	assert_int_equal(sql_exec(p, "PRAGMA user_version = 999;"), SQLITE_OK);
+	struct state *st = NULL;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), -1);
+	assert_non_null(strstr(err.msg, "newer than this agentd"));
+	rm_db(p);
+}
+
+static void a_failed_migration_leaves_the_old_version(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	/* version 1 whose audit table already has the index migration 2 creates */
+	char *v1;
+	assert_true(asprintf(&v1, "%s PRAGMA user_version = 1; CREATE INDEX audit_ts ON audit(seq);",
+			     state_migrations[0]) > 0);
+	assert_int_equal(sql_exec(p, v1), SQLITE_OK);
+	free(v1);
+	struct state *st = NULL;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), -1);
+	assert_non_null(strstr(err.msg, "migrate to schema 2"));
+	assert_int_equal(sql_int(p, "PRAGMA user_version"), 1);
+	/* and the ALTER TABLE of migration 2 was rolled back with it */
+	assert_int_equal(sql_int(p, "SELECT count(*) FROM pragma_table_info('sandboxes') WHERE"
+				    " name = 'session'"), 0);
+	rm_db(p);
+}
+
+static int lost_count;
+static void on_lost(void *arg, const char *id)
+{
+	assert_string_equal(id, (const char *)arg);
+	lost_count++;
+}
+
+static void reconcile_fails_live_rows_once(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	struct state *st;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	const char *live = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", *gone = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+	assert_int_equal(state_sandbox_insert(st, live, NULL, "container", "{}", "d", "ready", true,
+					      &err), 0);
+	assert_int_equal(state_sandbox_insert(st, gone, "g", "container", "{}", "d", "ready", false,
+					      &err), 0);
+	assert_int_equal(state_sandbox_set_state(st, gone, "destroyed", "deleted", &err), 0);
+	assert_int_equal(state_session_insert(st, ID, "agent", live, &err), 0);
+	assert_int_equal(state_snapshot_insert(st, "cccccccccccccccccccccccccccccccc", live, "s",
+					       &err), 0);
+	lost_count = 0;
+	assert_int_equal(state_reconcile(st, on_lost, (void *)live, &err), 0);
+	assert_int_equal(lost_count, 1);
+	json_t *row = state_sandbox_get(st, live);
+	assert_string_equal(json_string_value(json_object_get(row, "state")), "failed");
+	assert_string_equal(json_string_value(json_object_get(row, "reason")),
+			    "lost at daemon restart");
+	json_decref(row);
+	row = state_sandbox_get(st, gone);
+	assert_string_equal(json_string_value(json_object_get(row, "state")), "destroyed");
+	json_decref(row);
+	char sb[API_ID_LEN + 1], status[16];
+	assert_int_equal(state_session_get(st, "agent", ID, sb, status), 0);
+	assert_string_equal(status, "failed");
+	assert_int_equal(state_session_get(st, "other", ID, sb, status), -1);
+	assert_false(state_snapshot_of(st, "cccccccccccccccccccccccccccccccc", live));
+	assert_int_equal(state_reconcile(st, on_lost, (void *)live, &err), 0);
+	assert_int_equal(lost_count, 1); /* nothing left to reconcile */
+	state_close(st);
+	rm_db(p);
+}
+
+static void the_audit_log_is_append_only(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	struct state *st;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		struct audit_record a = {.uid = 1000, .client = "unix:test", .action = "exec",
+					 .sandbox_id = ID, .argv_json = "[\"/bin/true\"]",
+					 .policy_digest = "d", .backend = "container",
+					 .result = "exit 0", .duration_ms = (uint64_t)i};
+		assert_int_equal(state_audit_append(st, &a, &err), 0);
+	}
+	json_t *recs = state_audit_list(st, 1, 0, 100, &err);
+	assert_int_equal(json_array_size(recs), 2);
+	json_t *r0 = json_array_get(recs, 0);
+	assert_int_equal(json_integer_value(json_object_get(r0, "seq")), 2);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(r0, "argv"), 0)),
+			    "/bin/true");
+	json_decref(recs);
+	state_close(st);
+	assert_int_not_equal(sql_exec(p, "UPDATE audit SET result = 'forged'"), SQLITE_OK);
+	assert_int_not_equal(sql_exec(p, "DELETE FROM audit"), SQLITE_OK);
+	assert_int_equal(sql_int(p, "SELECT count(*) FROM audit WHERE result = 'exit 0'"), 3);
+	rm_db(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(sha256_matches_the_fips_vectors),
+		cmocka_unit_test(every_endpoint_routes),
+		cmocka_unit_test(wrong_routes_methods_and_ids),
+		cmocka_unit_test(bodies_are_validated_strictly),
+		cmocka_unit_test(exec_body_is_typed),
+		cmocka_unit_test(status_mapping),
+		cmocka_unit_test(fresh_state_has_the_latest_schema_in_wal),
+		cmocka_unit_test(a_version_1_database_is_migrated_with_its_rows),
+		cmocka_unit_test(a_newer_schema_is_refused),
+		cmocka_unit_test(a_failed_migration_leaves_the_old_version),
+		cmocka_unit_test(reconcile_fails_live_rows_once),
+		cmocka_unit_test(the_audit_log_is_append_only),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
