@@ -39,7 +39,10 @@ static const char *default_state_dir(void)
 	return buf;
 }
 
-int cmd_serve(int argc, char **argv)
+/* Entry point of the serve module (cmd_serve_load.c loads it). */
+int agentd_serve_main(int argc, char **argv);
+
+__attribute__((visibility("default"))) int agentd_serve_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},

@@ -70,6 +70,9 @@ const char *kvv_get(const agentd_kvv *kv, const char *key);
 void kvv_free(agentd_kvv *kv);
 void kvv_copy(agentd_kvv *dst, const agentd_kvv *src);
 uint64_t now_ms_monotonic(void);
+/* Replace this process's /proc/self/cmdline with name (the rest blanked): a forked child
+ * that outlives or hides from its parent must not show the parent's arguments. */
+void proc_set_cmdline(const char *name);
 void random_id(char out[40]);		/* 32 lowercase hex chars from getrandom() */
 char *base64_encode(const uint8_t *data, size_t len);
 bool utf8_valid(const uint8_t *s, size_t len);

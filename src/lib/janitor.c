@@ -40,6 +40,9 @@ static __attribute__((noreturn)) void janitor_main(int rfd)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_NAME, "agentd-janitor", 0, 0, 0);
+	/* Not the owner's arguments (a command line, --env values) for as long as we outlive
+	 * it. */
+	proc_set_cmdline("agentd-janitor");
 	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (nul >= 0) {
 		dup2(nul, 0);

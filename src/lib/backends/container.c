@@ -103,39 +103,6 @@ static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 	child_fail(fd, 125, r < 0 ? -r : r, what);
 }
 
-/* /proc/1/cmdline inside would show agentd's own command line (flags, paths): blank our
- * copy of the argument area (fields 48-49 of /proc/self/stat; this is our CoW memory). */
-static void hide_cmdline(void)
-{
-	char buf[1024];
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return;
-	unsigned long start = 0, end = 0;
-	int field = 2;
-	for (p++; *p && field < 49; p++) {
-		if (*p != ' ')
-			continue;
-		field++;
-		if (field == 48)
-			start = strtoul(p + 1, NULL, 10);
-		else if (field == 49)
-			end = strtoul(p + 1, NULL, 10);
-	}
-	if (start && end > start && end - start < (1UL << 21)) {
-		memset((void *)start, 0, end - start);
-		memcpy((void *)start, "init", end - start > 5 ? 5 : 0);
-	}
-}
-
 /* Move fd to exactly `to` (no collision with the others: they were moved high first). */
 static int place_fd(int fd, int to)
 {
@@ -454,7 +421,8 @@ static __attribute__((noreturn)) void init_main(void *arg)
 		init_fail(setup, errno, "setresuid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
-	hide_cmdline();
+	/* /proc/1/cmdline inside would show agentd's own command line (flags, paths). */
+	proc_set_cmdline("init");
 	/* The credential change cleared any parent-death signal: set it now. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		init_fail(setup, errno, "PR_SET_PDEATHSIG");
@@ -752,8 +720,10 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 		agentd_error_errno(err, errno, "socketpair");
 		goto fail;
 	}
-	if (p->late_cgroup && pipe2(p->go, O_CLOEXEC) < 0) {
-		agentd_error_errno(err, errno, "pipe");
+	/* A socketpair, not a pipe: the release is sent with MSG_NOSIGNAL (no SIGPIPE in a
+	 * caller that did not ignore it, if the init already failed). */
+	if (p->late_cgroup && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->go) < 0) {
+		agentd_error_errno(err, errno, "socketpair");
 		goto fail;
 	}
 
@@ -851,11 +821,14 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 		int r;
 		if (ctr_make_cgroup(sb, err) < 0)
 			goto kill;
-		if ((r = cgroup_attach_pid(c->cg, c->init_pid)) < 0) {
+		/* An init that failed its setup (a read-write path it cannot write...) is gone
+		 * or going: ESRCH and EPIPE are not ours to report, its report says why. */
+		if ((r = cgroup_attach_pid(c->cg, c->init_pid)) < 0 && r != -ESRCH) {
 			agentd_error_errno(err, -r, "cgroup: move the init in");
 			goto kill;
 		}
-		if (write(p->go[1], "g", 1) != 1) {
+		if (r == 0 && send(p->go[1], "g", 1, MSG_NOSIGNAL) != 1 && errno != EPIPE &&
+		    errno != ECONNRESET) {
 			agentd_error_errno(err, errno, "release the init");
 			goto kill;
 		}
