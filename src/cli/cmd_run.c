@@ -158,6 +158,16 @@ int cmd_run(int argc, char **argv)
 	agentd_sandbox *sb = NULL;
 	uint8_t *in = NULL;
 	size_t in_len = 0;
+	/* allowlist: this run's own egress proxy, for as long as the run (log on stderr) */
+	agentd_proxy *proxy = NULL;
+	if (spec.network.mode == AGENTD_NET_ALLOWLIST) {
+		proxy = agentd_proxy_start(NULL, &err);
+		if (!proxy) {
+			cli_error("run: %s", err.msg);
+			goto out;
+		}
+		agentd_backend_set_proxy(backend, proxy);
+	}
 	if (agentd_backend_create_sandbox(backend, &spec, &sb, &err) < 0) {
 		cli_error("%s", err.msg);
 		goto out;
@@ -206,6 +216,7 @@ out:
 	if (sb && agentd_sandbox_destroy(sb, &err) < 0)
 		cli_error("warning: %s", err.msg);
 	agentd_backend_free(backend);
+	agentd_proxy_stop(proxy);
 	agentd_spec_free(&spec);
 	return rc;
 }

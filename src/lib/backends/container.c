@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #define NOBODY 65534
 /* The sandbox's only user: commands run as uid/gid 1000 inside, the only id mapped, so
@@ -36,8 +38,10 @@
 #define INIT_LANDLOCK_FD 5
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
-enum { OP_EXEC = 1, OP_KILL = 2 };
+enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */ };
 struct ctl_msg {
 	uint32_t op;
 	uint32_t pad;
@@ -55,6 +59,7 @@ struct init_args {
 	uid_t host_uid;			/* for messages */
 	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
 	bool net_none;
+	bool net_allowlist;		/* create the egress proxy's listener, send it on ctl */
 	const char *ll_ro[4];
 	const char *ll_rw[64];
 	const char *rw_check[64];	/* policy paths the sandbox's user must be able to write */
@@ -76,6 +81,7 @@ struct ctr {
 	bool suspended;
 	uint64_t next_id;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
+	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
 };
 
 /* ------------------------------------------------------------- init (child) side */
@@ -101,6 +107,42 @@ static int loopback_up(void)
 		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
 			r = -errno;
 	}
+	close(s);
+	return r;
+}
+
+/* The egress proxy's socket: a listener on 127.0.0.1:AGENTD_PROXY_PORT in this network
+ * namespace (a socket's namespace is fixed when it is created), handed to the host over
+ * the control socket. The init keeps no copy, so nothing inside can accept on it. */
+static int send_proxy_listener(int ctl)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(AGENTD_PROXY_PORT),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int r = 0;
+	if (bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0) {
+		r = -errno;
+		close(s);
+		return r;
+	}
+	struct ctl_msg m = {.op = OP_PROXY_FD};
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &s, sizeof(int));
+	if (sendmsg(ctl, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+		r = -errno;
 	close(s);
 	return r;
 }
@@ -392,12 +434,8 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	/* 1. Become the sandbox's user before touching anything: until now our kernel uid is
 	 * still the caller's. Uid 0 is not mapped in this namespace, so this is not a move
 	 * away from its root and the namespace capabilities stay until step 5 drops them. */
-	if (setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
-		init_fail(setup, errno, "setresgid in the user namespace");
-	if (a->set_groups && setgroups(0, NULL) < 0)
-		init_fail(setup, errno, "drop supplementary groups");
-	if (setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
-		init_fail(setup, errno, "setresuid in the user namespace");
+	if ((r = privs_set_ids(AGENT_ID, AGENT_ID, a->set_groups)) < 0)
+		init_fail(setup, r, "set the sandbox's uid/gid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
 	hide_cmdline();
@@ -424,8 +462,10 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	}
 	if (sethostname("agentd", 6) < 0)
 		init_fail(setup, errno, "sethostname");
-	if (a->net_none && (r = loopback_up()) < 0)
+	if ((a->net_none || a->net_allowlist) && (r = loopback_up()) < 0)
 		init_fail(setup, r, "bring up lo");
+	if (a->net_allowlist && (r = send_proxy_listener(a->ctl)) < 0)
+		init_fail(setup, r, "egress proxy listener on 127.0.0.1:" STR(AGENTD_PROXY_PORT));
 
 	/* 3. stdio of PID 1 is /dev/null; its fds get fixed numbers, the rest is closed. */
 	int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -516,10 +556,36 @@ static void ctr_stop_init(struct ctr *c)
 	}
 }
 
+/* The init sent its listener before it said ready: it is queued on the control socket. */
+static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
+			const agentd_strv *allow, agentd_error *err)
+{
+	struct ctl_msg m;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	ssize_t n = recvmsg(c->ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	struct cmsghdr *cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (!cm || m.op != OP_PROXY_FD || cm->cmsg_level != SOL_SOCKET ||
+	    cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+		return agentd_error_set(err, EPROTO, "sandbox init: no egress proxy listener");
+	int fd;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (agentd_proxy_add_sandbox(proxy, fd, id, allow, err) < 0)
+		return agentd_error_prefix(err, "egress proxy");
+	c->proxy = proxy;
+	return 0;
+}
+
 static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 {
 	if (!c)
 		return;
+	if (c->proxy)
+		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
 	if (c->cg) {
 		cgroup_destroy(c->cg);
@@ -543,10 +609,9 @@ static void push_rw(struct init_args *a, size_t *n, const char *path)
 static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
 		      agentd_error *err)
 {
-	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
-		return agentd_error_set(err, ENOTSUP,
-					"network.mode \"allowlist\" needs the egress proxy, which is "
-					"not available yet; use \"none\" or \"host\"");
+	agentd_proxy *proxy = NULL;
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST && !(proxy = backend_egress_proxy(b, err)))
+		return agentd_error_prefix(err, "egress proxy");
 	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, &container_sandbox_ops, err);
 	if (!sb)
 		return -1;
@@ -584,7 +649,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		.sandbox_uid = AGENT_ID,
 		.sandbox_gid = AGENT_ID,
 		.hostname = "agentd",
-		.network_none = spec->network.mode == AGENTD_NET_NONE,
+		/* allowlist too: names resolve through the proxy, never by raw DNS */
+		.network_none = spec->network.mode != AGENTD_NET_HOST,
 	};
 	if (mount_plan_build(spec, &mo, &mp, err) < 0) {
 		agentd_error_prefix(err, "root filesystem");
@@ -615,6 +681,7 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		.setup = setup[1],
 		.set_groups = !c->unprivileged,
 		.net_none = spec->network.mode == AGENTD_NET_NONE,
+		.net_allowlist = spec->network.mode == AGENTD_NET_ALLOWLIST,
 		.ll_ro = {"/", NULL},
 	};
 	size_t nrw = 0;
@@ -686,6 +753,9 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	close(setup[0]);
+	setup[0] = -1;
+	if (proxy && attach_proxy(c, proxy, sb->id, &spec->network.allow, err) < 0)
+		goto fail;
 	mount_plan_free(&mp);
 	seccomp_prog_free(&sc);
 
@@ -810,7 +880,20 @@ static int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 	if (suspended)
 		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
 	const char *cwd = cmd->workdir ? cmd->workdir : sb->spec.workdir;
-	char **envp = env_build(&sb->spec, &cmd->env, sb->spec.workdir, "/tmp");
+	/* allowlist: the proxy is the only way out, and every client should know it */
+	agentd_kvv extra = {0};
+	if (c->proxy) {
+		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+						   "http_proxy", "https_proxy", "all_proxy"};
+		for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+			kvv_set(&extra, vars[i], "http://127.0.0.1:" STR(AGENTD_PROXY_PORT));
+		kvv_set(&extra, "NO_PROXY", "");
+		kvv_set(&extra, "no_proxy", "");
+	}
+	for (size_t i = 0; i < cmd->env.n; i++)
+		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
+	char **envp = env_build(&sb->spec, &extra, sb->spec.workdir, "/tmp");
+	kvv_free(&extra);
 	struct launch_ctx lc = {.c = c, .argv = cmd->argv, .envp = envp, .cwd = cwd};
 	uint64_t timeout = sb->spec.limits.max_wall_time_ms;
 	if (cmd->timeout_ms && (!timeout || cmd->timeout_ms < timeout))
@@ -1119,6 +1202,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 			 p->reasons[0] ? p->reasons : "missing on this kernel");
 		return 0;
 	}
+	strv_push(&caps->platform_features, "egress-proxy");
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");

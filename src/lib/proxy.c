@@ -1,0 +1,921 @@
+/* proxy.c: the egress proxy of network mode "allowlist" — one thread, one epoll loop, a
+ * bounded table of connections, each a small state machine: header → (resolve) → connect →
+ * relay with backpressure. Listeners are sockets inside sandboxes' network namespaces. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+enum { TAG_WAKE = 0, TAG_LISTENER = 1, TAG_CLIENT = 2, TAG_UPSTREAM = 3 };
+#define TAG(kind, slot, gen) ((uint64_t)(gen) << 32 | (uint64_t)(slot) << 2 | (kind))
+#define TICK_MS 250
+
+enum conn_state { ST_HEADER, ST_RESOLVE, ST_CONNECT, ST_RELAY };
+
+struct listener {
+	uint32_t slot, gen;
+	int fd;
+	char id[40];
+	struct netpolicy np;
+};
+
+struct buf {
+	uint8_t *p;
+	size_t off, len;		/* pending bytes are p[off..len) */
+};
+
+struct conn {
+	bool used;
+	uint32_t gen;
+	enum conn_state state;
+	struct listener *l;
+	int cfd, ufd;
+	uint32_t cev, uev;		/* epoll interest currently registered */
+	struct buf up, down;		/* client → upstream, upstream → client */
+	bool ceof, ueof;		/* read side reached EOF */
+	bool cshut, ushut;		/* we shut down our write side towards it */
+	bool sni_pending;		/* CONNECT to a name: the ClientHello is checked first */
+	struct http_request req;
+	const struct np_entry *by;	/* entry that allowed it */
+	const struct np_entry *by_name;
+	struct resolved_addr addrs[8];
+	size_t naddrs, next_addr;
+	char addr[INET6_ADDRSTRLEN];
+	uint64_t t0, deadline;
+	uint64_t bytes_up, bytes_down;
+};
+
+struct cmd {
+	enum { CMD_ADD, CMD_REMOVE, CMD_STOP } op;
+	int fd;
+	const char *id;
+	const agentd_strv *allow;
+	agentd_error *err;
+	int result;
+	bool done;
+	struct cmd *next;
+};
+
+struct agentd_proxy {
+	agentd_proxy_config cfg;
+	int ep, wake;
+	pthread_t thread;
+	struct resolver *res;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct cmd *cmds;
+	struct conn *conns;
+	size_t nconns, used_conns;
+	uint32_t *free_slots;
+	size_t nfree;
+	struct listener **ls;		/* by slot; NULL = free */
+	uint32_t *ls_gen;		/* per slot, survives the listener (stale events) */
+	size_t nls;
+	bool listeners_paused;
+	bool stopping;
+};
+
+/* ------------------------------------------------------------ logging */
+
+static void log_line(void *ud, const agentd_netlog *ev)
+{
+	static const char *const names[] = {"", "allowed", "DENIED", "closed"};
+	char target[300];
+	if (strchr(ev->host, ':'))
+		snprintf(target, sizeof(target), "[%s]:%u", ev->host, ev->port);
+	else
+		snprintf(target, sizeof(target), "%s:%u", ev->host[0] ? ev->host : "?", ev->port);
+	if (ev->event == AGENTD_NETLOG_CLOSED)
+		fprintf(stderr,
+			"agentd: net: sandbox %s: closed %s %s (%s): %llu bytes up, %llu down, "
+			"%llu ms%s%s\n",
+			ev->sandbox_id, ev->method, target, ev->address,
+			(unsigned long long)ev->bytes_up, (unsigned long long)ev->bytes_down,
+			(unsigned long long)ev->duration_ms, ev->reason[0] ? ": " : "", ev->reason);
+	else
+		fprintf(stderr, "agentd: net: sandbox %s: %s %s %s%s%s%s: %s\n", ev->sandbox_id,
+			names[ev->event], ev->method[0] ? ev->method : "request", target,
+			ev->address[0] ? " (" : "", ev->address, ev->address[0] ? ")" : "",
+			ev->reason);
+}
+
+static void emit(struct agentd_proxy *p, struct conn *c, agentd_netlog_event e,
+		 const char *reason)
+{
+	agentd_netlog ev = {
+		.event = e,
+		.sandbox_id = c->l->id,
+		.method = c->req.method,
+		.host = c->req.host,
+		.port = c->req.port,
+		.address = c->addr,
+		.reason = reason ? reason : "",
+		.bytes_up = c->bytes_up,
+		.bytes_down = c->bytes_down,
+		.duration_ms = now_ms_monotonic() - c->t0,
+	};
+	p->cfg.on_log(p->cfg.log_userdata, &ev);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void set_interest(struct agentd_proxy *p, struct conn *c, int fd, int kind,
+			 uint32_t *cur, uint32_t want)
+{
+	if (fd < 0 || *cur == want)
+		return;
+	struct epoll_event ev = {.events = want, .data.u64 = TAG(kind, c - p->conns, c->gen)};
+	epoll_ctl(p->ep, EPOLL_CTL_MOD, fd, &ev);
+	*cur = want;
+}
+
+static size_t room(const struct agentd_proxy *p, const struct buf *b)
+{
+	return p->cfg.buffer_bytes - b->len;
+}
+
+/* Interest follows the buffers: read a side only while the buffer towards the other has
+ * room (backpressure), write a side only while something waits for it. */
+static void update_interest(struct agentd_proxy *p, struct conn *c)
+{
+	uint32_t cw = 0, uw = 0;
+	switch (c->state) {
+	case ST_HEADER:
+		cw = EPOLLIN;
+		break;
+	case ST_RESOLVE:
+		break;
+	case ST_CONNECT:
+		uw = EPOLLOUT;
+		cw = c->down.len > c->down.off ? EPOLLOUT : 0;
+		break;
+	case ST_RELAY:
+		if (!c->ceof && room(p, &c->up))
+			cw |= EPOLLIN;
+		if (c->down.len > c->down.off)
+			cw |= EPOLLOUT;
+		if (!c->ueof && room(p, &c->down))
+			uw |= EPOLLIN;
+		if (c->up.len > c->up.off && !c->sni_pending)
+			uw |= EPOLLOUT;
+		break;
+	}
+	set_interest(p, c, c->cfd, TAG_CLIENT, &c->cev, cw);
+	set_interest(p, c, c->ufd, TAG_UPSTREAM, &c->uev, uw);
+}
+
+static void conn_close(struct agentd_proxy *p, struct conn *c, const char *how)
+{
+	if (c->state == ST_RELAY)
+		emit(p, c, AGENTD_NETLOG_CLOSED, how);
+	if (c->cfd >= 0)
+		close(c->cfd);
+	if (c->ufd >= 0)
+		close(c->ufd);
+	free(c->up.p);
+	free(c->down.p);
+	uint32_t gen = c->gen + 1;
+	memset(c, 0, sizeof(*c));
+	c->gen = gen;
+	c->cfd = c->ufd = -1;
+	p->free_slots[p->nfree++] = (uint32_t)(c - p->conns);
+	p->used_conns--;
+}
+
+/* Refuse with an HTTP status the client can show, log the reason, close. */
+static void conn_deny(struct agentd_proxy *p, struct conn *c, int status, const char *reason)
+{
+	static const struct {
+		int code;
+		const char *text;
+	} statuses[] = {{400, "Bad Request"},	 {403, "Forbidden"}, {408, "Request Timeout"},
+			{502, "Bad Gateway"},	 {503, "Service Unavailable"},
+			{504, "Gateway Timeout"}};
+	const char *text = "Forbidden";
+	for (size_t i = 0; i < ARRAY_SIZE(statuses); i++)
+		if (statuses[i].code == status)
+			text = statuses[i].text;
+	emit(p, c, AGENTD_NETLOG_DENIED, reason);
+	if (c->state != ST_RELAY) {
+		char body[512], msg[1024];
+		int bn = snprintf(body, sizeof(body), "agentd egress proxy: %s %s:%u denied: %s\n",
+				  c->req.method[0] ? c->req.method : "request",
+				  c->req.host[0] ? c->req.host : "?", c->req.port, reason);
+		if (bn < 0 || (size_t)bn >= sizeof(body))
+			bn = (int)strlen(body);
+		int n = snprintf(msg, sizeof(msg),
+				 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+				 "Content-Length: %d\r\n\r\n%s",
+				 status, text, bn, body);
+		if (n > 0 && (size_t)n < sizeof(msg) &&
+		    send(c->cfd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* the client is gone: nothing to tell */
+		}
+	}
+	if (c->ufd >= 0) {
+		close(c->ufd);
+		c->ufd = -1;
+	}
+	c->state = ST_HEADER; /* no "closed" record: it was never allowed through */
+	conn_close(p, c, NULL);
+}
+
+static void fmt_addr(struct conn *c, const struct resolved_addr *a)
+{
+	inet_ntop(a->af, a->addr, c->addr, sizeof(c->addr));
+}
+
+static void start_connect(struct agentd_proxy *p, struct conn *c);
+
+static void connect_next_or_fail(struct agentd_proxy *p, struct conn *c, int e)
+{
+	if (c->ufd >= 0) {
+		epoll_ctl(p->ep, EPOLL_CTL_DEL, c->ufd, NULL);
+		close(c->ufd);
+		c->ufd = -1;
+		c->uev = 0;
+	}
+	if (c->next_addr < c->naddrs) {
+		start_connect(p, c);
+		return;
+	}
+	char why[160];
+	snprintf(why, sizeof(why), "connect %s: %s", c->addr, strerror(e));
+	conn_deny(p, c, 502, why);
+}
+
+static void start_connect(struct agentd_proxy *p, struct conn *c)
+{
+	const struct resolved_addr *a = &c->addrs[c->next_addr++];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	if (a->af == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		in->sin_family = AF_INET;
+		in->sin_port = htons(c->req.port);
+		memcpy(&in->sin_addr, a->addr, 4);
+		sl = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(c->req.port);
+		memcpy(&in6->sin6_addr, a->addr, 16);
+		sl = sizeof(*in6);
+	}
+	fmt_addr(c, a);
+	c->state = ST_CONNECT;
+	c->ufd = socket(a->af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (c->ufd < 0) {
+		connect_next_or_fail(p, c, errno);
+		return;
+	}
+	int one = 1;
+	setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->ufd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		connect_next_or_fail(p, c, errno);
+		return;
+	}
+	struct epoll_event ev = {.events = EPOLLOUT,
+				 .data.u64 = TAG(TAG_UPSTREAM, c - p->conns, c->gen)};
+	if (epoll_ctl(p->ep, EPOLL_CTL_ADD, c->ufd, &ev) < 0) {
+		connect_next_or_fail(p, c, errno);
+		return;
+	}
+	c->uev = EPOLLOUT;
+	update_interest(p, c);
+}
+
+static void queue_down(struct agentd_proxy *p, struct conn *c, const char *s)
+{
+	size_t n = strlen(s);
+	if (n <= room(p, &c->down)) {
+		memcpy(c->down.p + c->down.len, s, n);
+		c->down.len += n;
+	}
+}
+
+/* Upstream connected: answer a CONNECT, or send the rewritten request line and headers. */
+static void connected(struct agentd_proxy *p, struct conn *c)
+{
+	int e = 0;
+	socklen_t el = sizeof(e);
+	if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+		e = errno;
+	if (e) {
+		connect_next_or_fail(p, c, e);
+		return;
+	}
+	char why[200];
+	snprintf(why, sizeof(why), "listed by \"%s\"", c->by->text);
+	emit(p, c, AGENTD_NETLOG_ALLOWED, why);
+	c->down.p = xmalloc(p->cfg.buffer_bytes);
+	if (c->req.is_connect) {
+		/* bytes after the header (an eager ClientHello) stay queued in up */
+		memmove(c->up.p, c->up.p + c->req.header_len, c->up.len - c->req.header_len);
+		c->up.len -= c->req.header_len;
+		c->sni_pending = !c->req.host_is_addr;
+		queue_down(p, c, "HTTP/1.1 200 Connection established\r\n\r\n");
+	} else {
+		uint8_t *out = xmalloc(p->cfg.buffer_bytes);
+		size_t n = http_rewrite_request(c->up.p, &c->req, out, p->cfg.buffer_bytes);
+		size_t rest = c->up.len - c->req.header_len;
+		if (n == 0 || rest > p->cfg.buffer_bytes - n) {
+			free(out);
+			conn_deny(p, c, 400, "request does not fit the buffer once rewritten");
+			return;
+		}
+		memcpy(out + n, c->up.p + c->req.header_len, rest);
+		free(c->up.p);
+		c->up.p = out;
+		c->up.len = n + rest;
+	}
+	c->state = ST_RELAY;
+	c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
+	update_interest(p, c);
+}
+
+static void on_resolved(struct agentd_proxy *p, const struct resolve_result *r)
+{
+	uint32_t slot = (uint32_t)(r->tag & 0xffffffffu), gen = (uint32_t)(r->tag >> 32);
+	if (slot >= p->nconns)
+		return;
+	struct conn *c = &p->conns[slot];
+	if (!c->used || c->gen != gen || c->state != ST_RESOLVE)
+		return; /* closed (timeout, removal) while the lookup ran */
+	if (r->error) {
+		char why[200];
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", c->req.host,
+			 gai_strerror(r->error));
+		conn_deny(p, c, 502, why);
+		return;
+	}
+	char why[200] = "no address";
+	const struct np_entry *by = NULL;
+	for (size_t i = 0; i < r->n; i++) {
+		char w[200];
+		if (netpolicy_decide_resolved(&c->l->np, c->by_name, r->a[i].af, r->a[i].addr,
+					      c->req.port, &by, w, sizeof(w))) {
+			if (!c->naddrs)
+				c->by = by;
+			c->addrs[c->naddrs++] = r->a[i];
+		} else if (!c->naddrs) {
+			memcpy(why, w, sizeof(why));
+			fmt_addr(c, &r->a[i]);
+		}
+	}
+	if (!c->naddrs) {
+		conn_deny(p, c, 403, why);
+		return;
+	}
+	start_connect(p, c);
+}
+
+/* The request header is complete: judge it. */
+static void decide(struct agentd_proxy *p, struct conn *c)
+{
+	const struct netpolicy *np = &c->l->np;
+	char why[200];
+	c->deadline = now_ms_monotonic() + p->cfg.connect_timeout_ms;
+	if (c->req.host_is_addr) {
+		struct resolved_addr a = {.af = c->req.af};
+		memcpy(a.addr, c->req.addr, 16);
+		fmt_addr(c, &a);
+		if (!netpolicy_decide_literal(np, a.af, a.addr, c->req.port, &c->by, why,
+					      sizeof(why))) {
+			conn_deny(p, c, 403, why);
+			return;
+		}
+		c->addrs[0] = a;
+		c->naddrs = 1;
+		start_connect(p, c);
+		return;
+	}
+	c->by_name = netpolicy_match_name(np, c->req.host, c->req.port);
+	/* An unlisted name is looked up only when a listed range could contain it: the
+	 * lookup itself would otherwise carry data out through DNS. */
+	if (!c->by_name && !np->has_cidr) {
+		conn_deny(p, c, 403, "not in the allowlist");
+		return;
+	}
+	c->state = ST_RESOLVE;
+	update_interest(p, c);
+	resolver_submit(p->res, (uint64_t)c->gen << 32 | (uint32_t)(c - p->conns), c->req.host);
+}
+
+static void check_sni(struct agentd_proxy *p, struct conn *c)
+{
+	char sni[256];
+	int r = tls_client_hello_sni(c->up.p + c->up.off, c->up.len - c->up.off, sni,
+				     sizeof(sni));
+	if (r == TLS_INCOMPLETE) {
+		if (room(p, &c->up) == 0)
+			conn_deny(p, c, 400, "TLS ClientHello larger than the buffer");
+		return;
+	}
+	if (r == TLS_MALFORMED) {
+		conn_deny(p, c, 400, "malformed TLS ClientHello");
+		return;
+	}
+	if (r == TLS_SNI_FOUND && strcasecmp(sni, c->req.host) != 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "TLS SNI \"%s\" does not match the CONNECT target",
+			 sni);
+		conn_deny(p, c, 403, why);
+		return;
+	}
+	c->sni_pending = false;
+	update_interest(p, c);
+}
+
+/* Move what is pending in b to fd; false when the connection must close. */
+static bool flush(struct buf *b, int fd, uint64_t *count)
+{
+	while (b->len > b->off) {
+		ssize_t w = send(fd, b->p + b->off, b->len - b->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN;
+		}
+		b->off += (size_t)w;
+		*count += (uint64_t)w;
+	}
+	b->off = b->len = 0;
+	return true;
+}
+
+/* Read from fd into b; 1 data, 0 EOF, -1 error, 2 would block. */
+static int fill(struct agentd_proxy *p, struct buf *b, int fd)
+{
+	if (b->off && b->len == p->cfg.buffer_bytes) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	size_t space = room(p, b);
+	if (!space)
+		return 2;
+	ssize_t n = recv(fd, b->p + b->len, space, MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 2 : -1;
+	if (n == 0)
+		return 0;
+	b->len += (size_t)n;
+	return 1;
+}
+
+static void on_header_data(struct agentd_proxy *p, struct conn *c)
+{
+	int r = fill(p, &c->up, c->cfd);
+	if (r == 0 || r == -1) {
+		conn_close(p, c, NULL);
+		return;
+	}
+	if (r == 2)
+		return;
+	const char *why = NULL;
+	int pr = http_parse_request(c->up.p, c->up.len, &c->req, &why);
+	if (pr == HTTP_PARSE_MORE)
+		return;
+	if (pr == HTTP_PARSE_BAD) {
+		conn_deny(p, c, 400, why);
+		return;
+	}
+	decide(p, c);
+}
+
+static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint32_t events)
+{
+	int src = from_client ? c->cfd : c->ufd, dst = from_client ? c->ufd : c->cfd;
+	struct buf *in = from_client ? &c->up : &c->down, *out = from_client ? &c->down : &c->up;
+	uint64_t *in_count = from_client ? &c->bytes_up : &c->bytes_down;
+	uint64_t *out_count = from_client ? &c->bytes_down : &c->bytes_up;
+	bool *eof = from_client ? &c->ceof : &c->ueof;
+
+	if (events & (EPOLLERR | EPOLLHUP) && !(events & EPOLLIN)) {
+		conn_close(p, c, from_client ? "sandbox side reset" : "target reset");
+		return;
+	}
+	/* pending towards this side */
+	if ((events & EPOLLOUT) && !flush(out, src, out_count)) {
+		conn_close(p, c, from_client ? "sandbox side reset" : "target reset");
+		return;
+	}
+	if ((events & EPOLLIN) && !*eof) {
+		int r = fill(p, in, src);
+		if (r == -1) {
+			conn_close(p, c, from_client ? "sandbox side reset" : "target reset");
+			return;
+		}
+		if (r == 0)
+			*eof = true;
+		if (from_client && c->sni_pending) {
+			uint32_t gen = c->gen;
+			check_sni(p, c);
+			if (!c->used || c->gen != gen)
+				return;
+		}
+		/* forward at once: saves a round through epoll on the hot path */
+		if (!(from_client && c->sni_pending)) {
+			if (!flush(in, dst, in_count)) {
+				conn_close(p, c, from_client ? "target reset" : "sandbox side reset");
+				return;
+			}
+		}
+	}
+	c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
+	/* half-close travels once the pending bytes are through */
+	if (c->ceof && c->up.len == c->up.off && !c->ushut && !c->sni_pending) {
+		shutdown(c->ufd, SHUT_WR);
+		c->ushut = true;
+	}
+	if (c->ueof && c->down.len == c->down.off && !c->cshut) {
+		shutdown(c->cfd, SHUT_WR);
+		c->cshut = true;
+	}
+	if (c->ushut && c->cshut) {
+		conn_close(p, c, NULL);
+		return;
+	}
+	if (c->sni_pending && c->ceof) {
+		conn_deny(p, c, 400, "closed before the TLS ClientHello was complete");
+		return;
+	}
+	update_interest(p, c);
+}
+
+/* ------------------------------------------------------------ accept, timers */
+
+static void pause_listeners(struct agentd_proxy *p, bool paused)
+{
+	for (size_t i = 0; i < p->nls; i++) {
+		struct listener *l = p->ls[i];
+		if (!l)
+			continue;
+		struct epoll_event ev = {.events = paused ? 0 : EPOLLIN,
+					 .data.u64 = TAG(TAG_LISTENER, i, l->gen)};
+		epoll_ctl(p->ep, EPOLL_CTL_MOD, l->fd, &ev);
+	}
+	p->listeners_paused = paused;
+}
+
+static void on_accept(struct agentd_proxy *p, struct listener *l)
+{
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			/* out of fds: stop accepting until the next tick instead of spinning */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				pause_listeners(p, true);
+			return;
+		}
+		if (!p->nfree) {
+			struct conn tmp = {.l = l, .cfd = fd, .ufd = -1, .t0 = now_ms_monotonic()};
+			emit(p, &tmp, AGENTD_NETLOG_DENIED, "too many connections through the proxy");
+			close(fd);
+			continue;
+		}
+		uint32_t slot = p->free_slots[--p->nfree];
+		struct conn *c = &p->conns[slot];
+		c->used = true;
+		c->state = ST_HEADER;
+		c->l = l;
+		c->cfd = fd;
+		c->ufd = -1;
+		c->up.p = xmalloc(p->cfg.buffer_bytes);
+		c->t0 = now_ms_monotonic();
+		c->deadline = c->t0 + p->cfg.header_timeout_ms;
+		p->used_conns++;
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG(TAG_CLIENT, slot, c->gen)};
+		c->cev = EPOLLIN;
+		if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+			conn_close(p, c, NULL);
+	}
+}
+
+static void sweep(struct agentd_proxy *p, uint64_t now)
+{
+	if (p->listeners_paused)
+		pause_listeners(p, false);
+	for (size_t i = 0; i < p->nconns; i++) {
+		struct conn *c = &p->conns[i];
+		if (!c->used || now < c->deadline)
+			continue;
+		char why[128];
+		switch (c->state) {
+		case ST_HEADER:
+			snprintf(why, sizeof(why), "request header not complete within %u ms",
+				 p->cfg.header_timeout_ms);
+			conn_deny(p, c, 408, why);
+			break;
+		case ST_RESOLVE:
+		case ST_CONNECT:
+			snprintf(why, sizeof(why), "no connection to the target within %u ms",
+				 p->cfg.connect_timeout_ms);
+			conn_deny(p, c, 504, why);
+			break;
+		case ST_RELAY:
+			if (c->sni_pending) {
+				conn_deny(p, c, 408, "TLS ClientHello not complete in time");
+			} else {
+				snprintf(why, sizeof(why), "idle for %u ms", p->cfg.idle_timeout_ms);
+				conn_close(p, c, why);
+			}
+			break;
+		}
+	}
+}
+
+static void dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events)
+{
+	unsigned kind = tag & 3;
+	uint32_t slot = (uint32_t)(tag >> 2) & 0x3fffffffu, gen = (uint32_t)(tag >> 32);
+	if (kind == TAG_LISTENER) {
+		if (slot < p->nls && p->ls[slot] && p->ls[slot]->gen == gen)
+			on_accept(p, p->ls[slot]);
+		return;
+	}
+	if (slot >= p->nconns)
+		return;
+	struct conn *c = &p->conns[slot];
+	if (!c->used || c->gen != gen)
+		return; /* closed earlier in this batch */
+	bool client = kind == TAG_CLIENT;
+	switch (c->state) {
+	case ST_HEADER:
+		if (client)
+			on_header_data(p, c);
+		break;
+	case ST_RESOLVE:
+		if (client && events & (EPOLLHUP | EPOLLERR))
+			conn_close(p, c, NULL);
+		break;
+	case ST_CONNECT:
+		if (!client)
+			connected(p, c);
+		else if (events & (EPOLLHUP | EPOLLERR))
+			conn_close(p, c, NULL);
+		break;
+	case ST_RELAY:
+		relay(p, c, client, events);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------ commands */
+
+static int do_add(struct agentd_proxy *p, struct cmd *m)
+{
+	struct netpolicy np;
+	if (netpolicy_build(m->allow, &np, m->err) < 0)
+		return -1;
+	size_t slot = p->nls;
+	for (size_t i = 0; i < p->nls; i++)
+		if (!p->ls[i]) {
+			slot = i;
+			break;
+		}
+	if (slot == p->nls) {
+		size_t n = p->nls ? p->nls * 2 : 16;
+		p->ls = xrealloc(p->ls, n * sizeof(*p->ls));
+		p->ls_gen = xrealloc(p->ls_gen, n * sizeof(*p->ls_gen));
+		memset(p->ls + p->nls, 0, (n - p->nls) * sizeof(*p->ls));
+		memset(p->ls_gen + p->nls, 0, (n - p->nls) * sizeof(*p->ls_gen));
+		p->nls = n;
+	}
+	struct listener *l = xcalloc(1, sizeof(*l));
+	l->slot = (uint32_t)slot;
+	l->gen = ++p->ls_gen[slot];
+	l->fd = m->fd;
+	l->np = np;
+	snprintf(l->id, sizeof(l->id), "%s", m->id);
+	fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
+	struct epoll_event ev = {.events = p->listeners_paused ? 0 : EPOLLIN,
+				 .data.u64 = TAG(TAG_LISTENER, slot, l->gen)};
+	if (epoll_ctl(p->ep, EPOLL_CTL_ADD, l->fd, &ev) < 0) {
+		netpolicy_free(&l->np);
+		free(l);
+		return agentd_error_errno(m->err, errno, "proxy: watch the listener");
+	}
+	p->ls[slot] = l;
+	m->fd = -1;
+	return 0;
+}
+
+static void remove_listener(struct agentd_proxy *p, struct listener *l, const char *why)
+{
+	for (size_t i = 0; i < p->nconns; i++)
+		if (p->conns[i].used && p->conns[i].l == l)
+			conn_close(p, &p->conns[i], why);
+	epoll_ctl(p->ep, EPOLL_CTL_DEL, l->fd, NULL);
+	close(l->fd);
+	netpolicy_free(&l->np);
+	p->ls[l->slot] = NULL;
+	free(l);
+}
+
+static void do_remove(struct agentd_proxy *p, const char *id)
+{
+	for (size_t i = 0; i < p->nls; i++)
+		if (p->ls[i] && strcmp(p->ls[i]->id, id) == 0)
+			remove_listener(p, p->ls[i], "sandbox removed");
+}
+
+static void run_commands(struct agentd_proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (struct cmd *m = p->cmds; m; m = m->next) {
+		if (m->op == CMD_ADD)
+			m->result = do_add(p, m);
+		else if (m->op == CMD_REMOVE)
+			do_remove(p, m->id);
+		else
+			p->stopping = true;
+		m->done = true;
+	}
+	p->cmds = NULL;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void on_wake(struct agentd_proxy *p)
+{
+	uint64_t v;
+	if (read(p->wake, &v, sizeof(v)) < 0) {
+		/* spurious: nothing counted */
+	}
+	run_commands(p);
+	struct resolve_result rs[16];
+	size_t n;
+	while ((n = resolver_take(p->res, rs, ARRAY_SIZE(rs))) > 0)
+		for (size_t i = 0; i < n; i++)
+			on_resolved(p, &rs[i]);
+}
+
+static void *proxy_main(void *arg)
+{
+	struct agentd_proxy *p = arg;
+	struct epoll_event evs[256];
+	uint64_t next_tick = now_ms_monotonic() + TICK_MS;
+	while (!p->stopping) {
+		int n = epoll_wait(p->ep, evs, ARRAY_SIZE(evs), TICK_MS);
+		for (int i = 0; i < n; i++) {
+			if ((evs[i].data.u64 & 3) == TAG_WAKE)
+				on_wake(p);
+			else
+				dispatch(p, evs[i].data.u64, evs[i].events);
+		}
+		uint64_t now = now_ms_monotonic();
+		if (now >= next_tick) {
+			sweep(p, now);
+			next_tick = now + TICK_MS;
+		}
+	}
+	for (size_t i = 0; i < p->nls; i++)
+		if (p->ls[i])
+			remove_listener(p, p->ls[i], "proxy stopped");
+	return NULL;
+}
+
+/* ------------------------------------------------------------ public API */
+
+static void post(struct agentd_proxy *p, struct cmd *m)
+{
+	pthread_mutex_lock(&p->lock);
+	m->next = p->cmds;
+	p->cmds = m;
+	uint64_t one = 1;
+	if (write(p->wake, &one, sizeof(one)) < 0) {
+		/* saturated counter: the loop is awake anyway */
+	}
+	while (!m->done)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void raise_nofile(rlim_t want)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *err)
+{
+	struct agentd_proxy *p = xcalloc(1, sizeof(*p));
+	if (cfg)
+		p->cfg = *cfg;
+	agentd_proxy_config *c = &p->cfg;
+	if (!c->max_connections)
+		c->max_connections = 1024;
+	if (c->max_connections > (1u << 20))
+		c->max_connections = 1u << 20;
+	if (!c->buffer_bytes)
+		c->buffer_bytes = 64 << 10;
+	if (c->buffer_bytes < 32 << 10)
+		c->buffer_bytes = 32 << 10; /* a request header and its rewrite must fit */
+	if (!c->header_timeout_ms)
+		c->header_timeout_ms = 10000;
+	if (!c->connect_timeout_ms)
+		c->connect_timeout_ms = 10000;
+	if (!c->idle_timeout_ms)
+		c->idle_timeout_ms = 300000;
+	if (!c->on_log)
+		c->on_log = log_line;
+	p->ep = p->wake = -1;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->nconns = c->max_connections;
+	p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+	p->free_slots = xcalloc(p->nconns, sizeof(*p->free_slots));
+	for (size_t i = 0; i < p->nconns; i++) {
+		p->conns[i].cfd = p->conns[i].ufd = -1;
+		p->free_slots[p->nfree++] = (uint32_t)(p->nconns - 1 - i);
+	}
+	raise_nofile(2 * (rlim_t)p->nconns + 256);
+	p->ep = epoll_create1(EPOLL_CLOEXEC);
+	p->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p->ep < 0 || p->wake < 0) {
+		agentd_error_errno(err, errno, "proxy: epoll");
+		goto fail;
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_WAKE};
+	if (epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake, &ev) < 0) {
+		agentd_error_errno(err, errno, "proxy: epoll");
+		goto fail;
+	}
+	p->res = resolver_start(c->resolver_threads, p->wake, err);
+	if (!p->res)
+		goto fail;
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int e = pthread_create(&p->thread, NULL, proxy_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e) {
+		agentd_error_errno(err, e, "proxy: start the thread");
+		goto fail;
+	}
+	return p;
+fail:
+	resolver_stop(p->res);
+	if (p->ep >= 0)
+		close(p->ep);
+	if (p->wake >= 0)
+		close(p->wake);
+	free(p->conns);
+	free(p->free_slots);
+	free(p);
+	return NULL;
+}
+
+int agentd_proxy_add_sandbox(agentd_proxy *p, int listen_fd, const char *sandbox_id,
+			     const agentd_strv *allow, agentd_error *err)
+{
+	struct cmd m = {.op = CMD_ADD, .fd = listen_fd, .id = sandbox_id, .allow = allow,
+			.err = err};
+	post(p, &m);
+	if (m.fd >= 0)
+		close(m.fd);
+	return m.result;
+}
+
+void agentd_proxy_remove_sandbox(agentd_proxy *p, const char *sandbox_id)
+{
+	struct cmd m = {.op = CMD_REMOVE, .id = sandbox_id};
+	post(p, &m);
+}
+
+void agentd_proxy_stop(agentd_proxy *p)
+{
+	if (!p)
+		return;
+	struct cmd m = {.op = CMD_STOP};
+	post(p, &m);
+	pthread_join(p->thread, NULL);
+	resolver_stop(p->res);
+	close(p->ep);
+	close(p->wake);
+	/* every connection belonged to a listener: all closed by the thread */
+	free(p->conns);
+	free(p->free_slots);
+	free(p->ls);
+	free(p->ls_gen);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
