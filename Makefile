@@ -48,6 +48,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-policy
 	$(FUZZ_BUILD)/fuzz/fuzz_policy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		-dict=fuzz/policy.dict $(FUZZ_BUILD)/corpus-policy fuzz/corpus/policy
+	mkdir -p $(FUZZ_BUILD)/corpus-proxy
+	$(FUZZ_BUILD)/fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-proxy fuzz/corpus/proxy
 
 check: unit asan integration security fuzz
 

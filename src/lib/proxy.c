@@ -220,6 +220,11 @@ static void conn_deny(struct agentd_proxy *p, struct conn *c, int status, const 
 		    send(c->cfd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			/* the client is gone: nothing to tell */
 		}
+		/* Unread bytes would turn close() into a reset that can discard the answer
+		 * before the client reads it: end our side, drain what is queued (bounded). */
+		shutdown(c->cfd, SHUT_WR);
+		for (int i = 0; i < 4 && recv(c->cfd, msg, sizeof(msg), MSG_DONTWAIT) > 0; i++)
+			;
 	}
 	if (c->ufd >= 0) {
 		close(c->ufd);
