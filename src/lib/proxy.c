@@ -116,6 +116,7 @@ void proxy_conn_close(struct agentd_proxy *p, struct conn *c, const char *how)
 		close(c->ufd);
 	free(c->up.p);
 	free(c->down.p);
+	c->l->nconns--;
 	uint32_t gen = c->gen + 1;
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
@@ -173,6 +174,7 @@ static void fmt_addr(struct conn *c, const struct resolved_addr *a)
 }
 
 static void start_connect(struct agentd_proxy *p, struct conn *c);
+static void check_sni(struct agentd_proxy *p, struct conn *c);
 
 static void connect_next_or_fail(struct agentd_proxy *p, struct conn *c, int e)
 {
@@ -278,7 +280,15 @@ static void connected(struct agentd_proxy *p, struct conn *c)
 		c->up.len = n + rest;
 	}
 	c->state = ST_RELAY;
-	c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
+	/* until the ClientHello is judged, the header's clock still runs */
+	c->deadline = now_ms_monotonic() +
+		      (c->sni_pending ? p->cfg.header_timeout_ms : p->cfg.idle_timeout_ms);
+	if (c->sni_pending && c->up.len) {
+		uint32_t gen = c->gen;
+		check_sni(p, c); /* an eager client sent it with the CONNECT */
+		if (!c->used || c->gen != gen)
+			return;
+	}
 	update_interest(p, c);
 }
 
@@ -412,14 +422,32 @@ static int fill(struct agentd_proxy *p, struct buf *b, int fd)
 	return 1;
 }
 
+/* The new bytes buf[old..len) end the header, or hold what the parser refuses at once (a
+ * bare LF, a NUL): only then is it worth parsing. */
+static bool header_may_be_done(const uint8_t *buf, size_t old, size_t len)
+{
+	size_t from = old > 3 ? old - 3 : 0;
+	if (memmem(buf + from, len - from, "\r\n\r\n", 4))
+		return true;
+	for (size_t i = old; i < len; i++)
+		if (buf[i] == '\0' || (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r')))
+			return true;
+	return false;
+}
+
 static void on_header_data(struct agentd_proxy *p, struct conn *c)
 {
+	size_t old = c->up.len;
 	int r = fill(p, &c->up, c->cfd);
 	if (r == 0 || r == -1) {
 		proxy_conn_close(p, c, NULL);
 		return;
 	}
 	if (r == 2)
+		return;
+	/* Parse once the blank line is in: re-parsing on every byte of a header sent a byte
+	 * at a time would cost the square of its length. */
+	if (c->up.len < HTTP_MAX_HEADER && !header_may_be_done(c->up.p, old, c->up.len))
 		return;
 	const char *why = NULL;
 	int pr = http_parse_request(c->up.p, c->up.len, &c->req, &why);
@@ -471,7 +499,8 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 			}
 		}
 	}
-	c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
+	if (!c->sni_pending)
+		c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
 	/* half-close travels once the pending bytes are through */
 	if (c->ceof && c->up.len == c->up.off && !c->ushut && !c->sni_pending) {
 		shutdown(c->ufd, SHUT_WR);
@@ -517,9 +546,12 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 				pause_listeners(p, true);
 			return;
 		}
-		if (!p->nfree) {
+		if (!p->nfree || l->nconns >= p->cfg.max_per_sandbox) {
+			/* one sandbox must not take every slot from the others */
 			struct conn tmp = {.l = l, .cfd = fd, .ufd = -1, .t0 = now_ms_monotonic()};
-			emit(p, &tmp, AGENTD_NETLOG_DENIED, "too many connections through the proxy");
+			emit(p, &tmp, AGENTD_NETLOG_DENIED,
+			     p->nfree ? "too many connections from this sandbox"
+				      : "too many connections through the proxy");
 			close(fd);
 			continue;
 		}
@@ -528,6 +560,7 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 		c->used = true;
 		c->state = ST_HEADER;
 		c->l = l;
+		l->nconns++;
 		c->cfd = fd;
 		c->ufd = -1;
 		c->up.p = xmalloc(p->cfg.buffer_bytes);

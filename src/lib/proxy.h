@@ -19,6 +19,7 @@ struct listener {
 	int fd;
 	char id[40];
 	struct netpolicy np;
+	uint32_t nconns;		/* open connections from this sandbox */
 };
 
 struct buf {

@@ -158,6 +158,10 @@ agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *e
 		c->max_connections = 1024;
 	if (c->max_connections > (1u << 20))
 		c->max_connections = 1u << 20;
+	if (!c->max_per_sandbox)
+		c->max_per_sandbox = 256;
+	if (c->max_per_sandbox > c->max_connections)
+		c->max_per_sandbox = c->max_connections;
 	if (!c->buffer_bytes)
 		c->buffer_bytes = 256 << 10;
 	if (c->buffer_bytes < 32 << 10)

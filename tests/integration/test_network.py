@@ -299,6 +299,60 @@ def test_tls_sni_must_match_the_connect_target(outside):
     assert 'TLS SNI "evil.test" does not match the CONNECT target' in log, log
 
 
+def test_client_hello_sent_with_the_connect_is_checked_too(outside):
+    """Eager clients send the ClientHello right behind the CONNECT, before the 200."""
+    out, log = sandbox_py(CLIENT + textwrap.dedent("""
+        def eager(sni):
+            ctx = ssl.create_default_context(cafile=%r)
+            ctx.check_hostname = False
+            inc, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, outb, server_hostname=sni)
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
+            s.sendall(b"CONNECT outside.test:8443 HTTP/1.1\\r\\n\\r\\n" + outb.read())
+            head = b""
+            while b"\\r\\n\\r\\n" not in head:
+                chunk = s.recv(1)
+                if not chunk:
+                    raise ConnectionError("closed before the CONNECT answer")
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200"), head
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    s.sendall(outb.read())
+                    data = s.recv(65536)
+                    if not data:
+                        raise ConnectionError("closed during the handshake")
+                    inc.write(data)
+            s.sendall(outb.read())
+            tls.write(b"GET /eager HTTP/1.1\\r\\nHost: outside.test\\r\\n\\r\\n")
+            s.sendall(outb.read())
+            got = b""
+            while b"/eager" not in got:
+                try:
+                    got += tls.read(4096)
+                except ssl.SSLWantReadError:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    inc.write(data)
+            return got.decode().splitlines()[-1]
+        report("match", lambda: eager("outside.test"))
+        report("mismatch", lambda: eager("evil.test"))
+    """ % outside["cert"]), allow=["outside.test:8443"], hosts=outside["hosts"],
+        ro=[outside["dir"]])
+    r = lines(out)
+    assert r.get("match") == "OK outside 8443 /eager", (out["stdout"], out["stderr"], log)
+    assert r["mismatch"].startswith("ERR"), r
+    assert 'TLS SNI "evil.test" does not match the CONNECT target' in log, log
+
+
 def test_network_none_has_loopback_and_nothing_else(loopback):
     allowed, _ = loopback
     name = "agentd-net-%d" % os.getpid()
