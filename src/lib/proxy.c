@@ -73,7 +73,15 @@ static void set_interest(struct agentd_proxy *p, struct conn *c, int fd, int kin
 
 static size_t room(const struct agentd_proxy *p, const struct buf *b)
 {
-	return p->cfg.buffer_bytes - b->len;
+	/* the pipe takes over once the memory part is drained (see fill_splice) */
+	if (b->pipe[0] >= 0 && b->len == b->off)
+		return b->pipe_cap - b->plen;
+	return PROXY_MEM_BUF - b->len;
+}
+
+static bool pending(const struct buf *b)
+{
+	return b->len > b->off || b->plen;
 }
 
 /* Interest follows the buffers: read a side only while the buffer towards the other has
@@ -89,16 +97,16 @@ static void update_interest(struct agentd_proxy *p, struct conn *c)
 		break;
 	case ST_CONNECT:
 		uw = EPOLLOUT;
-		cw = c->down.len > c->down.off ? EPOLLOUT : 0;
+		cw = pending(&c->down) ? EPOLLOUT : 0;
 		break;
 	case ST_RELAY:
 		if (!c->ceof && room(p, &c->up))
 			cw |= EPOLLIN;
-		if (c->down.len > c->down.off)
+		if (pending(&c->down))
 			cw |= EPOLLOUT;
 		if (!c->ueof && room(p, &c->down))
 			uw |= EPOLLIN;
-		if (c->up.len > c->up.off && !c->sni_pending)
+		if (pending(&c->up) && !c->sni_pending)
 			uw |= EPOLLOUT;
 		break;
 	}
@@ -116,6 +124,12 @@ void proxy_conn_close(struct agentd_proxy *p, struct conn *c, const char *how)
 		close(c->ufd);
 	free(c->up.p);
 	free(c->down.p);
+	for (int i = 0; i < 2; i++) {
+		if (c->up.pipe[i] >= 0)
+			close(c->up.pipe[i]);
+		if (c->down.pipe[i] >= 0)
+			close(c->down.pipe[i]);
+	}
 	c->l->nconns--;
 	uint32_t gen = c->gen + 1;
 	memset(c, 0, sizeof(*c));
@@ -258,7 +272,7 @@ static void connected(struct agentd_proxy *p, struct conn *c)
 	char why[200];
 	snprintf(why, sizeof(why), "listed by \"%s\"", c->by->text);
 	emit(p, c, AGENTD_NETLOG_ALLOWED, why);
-	c->down.p = xmalloc(p->cfg.buffer_bytes);
+	c->down.p = xmalloc(PROXY_MEM_BUF);
 	if (c->req.is_connect) {
 		/* bytes after the header (an eager ClientHello) stay queued in up */
 		memmove(c->up.p, c->up.p + c->req.header_len, c->up.len - c->req.header_len);
@@ -266,10 +280,10 @@ static void connected(struct agentd_proxy *p, struct conn *c)
 		c->sni_pending = !c->req.host_is_addr;
 		queue_down(p, c, "HTTP/1.1 200 Connection established\r\n\r\n");
 	} else {
-		uint8_t *out = xmalloc(p->cfg.buffer_bytes);
-		size_t n = http_rewrite_request(c->up.p, &c->req, out, p->cfg.buffer_bytes);
+		uint8_t *out = xmalloc(PROXY_MEM_BUF);
+		size_t n = http_rewrite_request(c->up.p, &c->req, out, PROXY_MEM_BUF);
 		size_t rest = c->up.len - c->req.header_len;
-		if (n == 0 || rest > p->cfg.buffer_bytes - n) {
+		if (n == 0 || rest > PROXY_MEM_BUF - n) {
 			free(out);
 			conn_deny(p, c, 400, "request does not fit the buffer once rewritten");
 			return;
@@ -399,13 +413,24 @@ static bool flush(struct buf *b, int fd, uint64_t *count)
 		*count += (uint64_t)w;
 	}
 	b->off = b->len = 0;
+	while (b->plen) {
+		ssize_t w = splice(b->pipe[0], NULL, fd, NULL, b->plen,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN;
+		}
+		b->plen -= (size_t)w;
+		*count += (uint64_t)w;
+	}
 	return true;
 }
 
 /* Read from fd into b; 1 data, 0 EOF, -1 error, 2 would block. */
 static int fill(struct agentd_proxy *p, struct buf *b, int fd)
 {
-	if (b->off && b->len == p->cfg.buffer_bytes) {
+	if (b->off && b->len == PROXY_MEM_BUF) {
 		memmove(b->p, b->p + b->off, b->len - b->off);
 		b->len -= b->off;
 		b->off = 0;
@@ -419,6 +444,41 @@ static int fill(struct agentd_proxy *p, struct buf *b, int fd)
 	if (n == 0)
 		return 0;
 	b->len += (size_t)n;
+	return 1;
+}
+
+/* Read from fd into b's pipe (zero copy) when nothing waits in its memory buffer, so the
+ * order of bytes is kept; the caller wants memory when it must look at the bytes.
+ * 1 data, 0 EOF, -1 error, 2 would block or no room. */
+static int fill_splice(struct agentd_proxy *p, struct buf *b, int fd)
+{
+	if (b->pipe[0] < 0) {
+		if (pipe2(b->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+			b->pipe[0] = b->pipe[1] = -1;
+			b->no_splice = true;
+			return fill(p, b, fd);
+		}
+		/* Pages are taken as data comes, so a large pipe costs only what is in
+		 * flight; the kernel may give less (unprivileged pipe limits). */
+		int sz = fcntl(b->pipe[1], F_SETPIPE_SZ, (int)p->cfg.buffer_bytes);
+		if (sz < 0)
+			sz = fcntl(b->pipe[1], F_GETPIPE_SZ);
+		b->pipe_cap = sz > 0 ? (size_t)sz : 65536;
+	}
+	size_t space = b->pipe_cap - b->plen;
+	if (!space)
+		return 2;
+	ssize_t n = splice(fd, NULL, b->pipe[1], NULL, space, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n < 0) {
+		if (errno == EINVAL) {
+			b->no_splice = true;
+			return fill(p, b, fd);
+		}
+		return errno == EAGAIN || errno == EINTR ? 2 : -1;
+	}
+	if (n == 0)
+		return 0;
+	b->plen += (size_t)n;
 	return 1;
 }
 
@@ -478,7 +538,9 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 		return;
 	}
 	if ((events & EPOLLIN) && !*eof) {
-		int r = fill(p, in, src);
+		bool inspect = from_client && c->sni_pending;
+		int r = inspect || in->no_splice || in->len > in->off ? fill(p, in, src)
+								     : fill_splice(p, in, src);
 		if (r == -1) {
 			proxy_conn_close(p, c, from_client ? "sandbox side reset" : "target reset");
 			return;
@@ -502,11 +564,11 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 	if (!c->sni_pending)
 		c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
 	/* half-close travels once the pending bytes are through */
-	if (c->ceof && c->up.len == c->up.off && !c->ushut && !c->sni_pending) {
+	if (c->ceof && !pending(&c->up) && !c->ushut && !c->sni_pending) {
 		shutdown(c->ufd, SHUT_WR);
 		c->ushut = true;
 	}
-	if (c->ueof && c->down.len == c->down.off && !c->cshut) {
+	if (c->ueof && !pending(&c->down) && !c->cshut) {
 		shutdown(c->cfd, SHUT_WR);
 		c->cshut = true;
 	}
@@ -563,7 +625,8 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 		l->nconns++;
 		c->cfd = fd;
 		c->ufd = -1;
-		c->up.p = xmalloc(p->cfg.buffer_bytes);
+		c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+		c->up.p = xmalloc(PROXY_MEM_BUF);
 		c->t0 = now_ms_monotonic();
 		c->deadline = c->t0 + p->cfg.header_timeout_ms;
 		p->used_conns++;

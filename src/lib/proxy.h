@@ -11,6 +11,9 @@
 enum { TAG_WAKE = 0, TAG_LISTENER = 1, TAG_CLIENT = 2, TAG_UPSTREAM = 3 };
 #define TAG(kind, slot, gen) ((uint64_t)(gen) << 32 | (uint64_t)(slot) << 2 | (kind))
 #define TICK_MS 250
+/* Memory part of each direction: a request header and its rewrite, or a ClientHello record,
+ * fit; bulk data goes through the pipe (cfg.buffer_bytes). */
+#define PROXY_MEM_BUF (64u << 10)
 
 enum conn_state { ST_HEADER, ST_RESOLVE, ST_CONNECT, ST_RELAY };
 
@@ -22,9 +25,15 @@ struct listener {
 	uint32_t nconns;		/* open connections from this sandbox */
 };
 
+/* One direction's pending bytes: first those in the memory buffer (headers, a ClientHello
+ * under inspection), then those in the pipe that splice() moves without copying. */
 struct buf {
 	uint8_t *p;
 	size_t off, len;		/* pending bytes are p[off..len) */
+	int pipe[2];			/* -1 until the first splice */
+	size_t plen;			/* bytes in the pipe */
+	size_t pipe_cap;
+	bool no_splice;			/* splice refused (EINVAL): memory only */
 };
 
 struct conn {

@@ -163,9 +163,9 @@ agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *e
 	if (c->max_per_sandbox > c->max_connections)
 		c->max_per_sandbox = c->max_connections;
 	if (!c->buffer_bytes)
-		c->buffer_bytes = 256 << 10;
-	if (c->buffer_bytes < 32 << 10)
-		c->buffer_bytes = 32 << 10; /* a request header and its rewrite must fit */
+		c->buffer_bytes = 1 << 20;
+	if (c->buffer_bytes < 64 << 10)
+		c->buffer_bytes = 64 << 10;
 	if (!c->header_timeout_ms)
 		c->header_timeout_ms = 10000;
 	if (!c->connect_timeout_ms)
@@ -184,7 +184,7 @@ agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *e
 		p->conns[i].cfd = p->conns[i].ufd = -1;
 		p->free_slots[p->nfree++] = (uint32_t)(p->nconns - 1 - i);
 	}
-	raise_nofile(2 * (rlim_t)p->nconns + 256);
+	raise_nofile(6 * (rlim_t)p->nconns + 256); /* two sockets, two pipes */
 	p->ep = epoll_create1(EPOLL_CLOEXEC);
 	p->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (p->ep < 0 || p->wake < 0) {
