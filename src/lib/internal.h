@@ -452,7 +452,9 @@ struct resolve_result {
 struct resolver;
 /* notify_fd (an eventfd) gets a write for each finished lookup. */
 struct resolver *resolver_start(unsigned threads, int notify_fd, agentd_error *err);
-void resolver_submit(struct resolver *r, uint64_t tag, const char *host);
+/* -1 when RESOLVER_MAX_QUEUED lookups already wait. */
+#define RESOLVER_MAX_QUEUED 1024
+int resolver_submit(struct resolver *r, uint64_t tag, const char *host);
 size_t resolver_take(struct resolver *r, struct resolve_result *out, size_t max);
 void resolver_stop(struct resolver *r);	/* joins the workers */
 

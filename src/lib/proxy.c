@@ -369,9 +369,13 @@ static void decide(struct agentd_proxy *p, struct conn *c)
 		conn_deny(p, c, 403, "not in the allowlist");
 		return;
 	}
+	if (resolver_submit(p->res, (uint64_t)c->gen << 32 | (uint32_t)(c - p->conns),
+			    c->req.host) < 0) {
+		conn_deny(p, c, 503, "too many name lookups waiting");
+		return;
+	}
 	c->state = ST_RESOLVE;
 	update_interest(p, c);
-	resolver_submit(p->res, (uint64_t)c->gen << 32 | (uint32_t)(c - p->conns), c->req.host);
 }
 
 static void check_sni(struct agentd_proxy *p, struct conn *c)

@@ -21,6 +21,7 @@ struct resolver {
 	pthread_cond_t cond;
 	struct job *todo, **todo_tail;
 	struct job *done;
+	size_t queued;			/* jobs in todo */
 	bool stopping;
 	int notify_fd;
 	size_t nthreads;
@@ -68,6 +69,7 @@ static void *worker(void *arg)
 			break;
 		struct job *j = r->todo;
 		r->todo = j->next;
+		r->queued--;
 		if (!r->todo)
 			r->todo_tail = &r->todo;
 		pthread_mutex_unlock(&r->lock);
@@ -112,16 +114,24 @@ struct resolver *resolver_start(unsigned threads, int notify_fd, agentd_error *e
 	return r;
 }
 
-void resolver_submit(struct resolver *r, uint64_t tag, const char *host)
+int resolver_submit(struct resolver *r, uint64_t tag, const char *host)
 {
+	pthread_mutex_lock(&r->lock);
+	/* Lookups of connections that timed out stay queued: slow DNS must not let them pile
+	 * up without end. */
+	if (r->queued >= RESOLVER_MAX_QUEUED) {
+		pthread_mutex_unlock(&r->lock);
+		return -1;
+	}
 	struct job *j = xcalloc(1, sizeof(*j));
 	j->res.tag = tag;
 	snprintf(j->host, sizeof(j->host), "%s", host);
-	pthread_mutex_lock(&r->lock);
+	r->queued++;
 	*r->todo_tail = j;
 	r->todo_tail = &j->next;
 	pthread_cond_signal(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+	return 0;
 }
 
 size_t resolver_take(struct resolver *r, struct resolve_result *out, size_t max)
