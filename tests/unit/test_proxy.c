@@ -105,6 +105,8 @@ struct origin {
 	uint16_t port;
 	pthread_t thread;
 	char last[4096];
+	size_t bulk;			/* > 0: answer with this many body bytes */
+	size_t sent;			/* body bytes written so far (atomic) */
 };
 
 static void *origin_main(void *arg)
@@ -122,6 +124,18 @@ static void *origin_main(void *arg)
 			n += (size_t)r;
 		}
 		o->last[n] = '\0';
+		if (o->bulk) {
+			static char chunk[65536];
+			for (size_t left = o->bulk; left;) {
+				ssize_t w = write(c, chunk, left < sizeof(chunk) ? left : sizeof(chunk));
+				if (w <= 0)
+					break;
+				left -= (size_t)w;
+				__atomic_add_fetch(&o->sent, (size_t)w, __ATOMIC_SEQ_CST);
+			}
+			close(c);
+			continue;
+		}
 		const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 		if (write(c, resp, strlen(resp)) < 0) {
 			/* the proxy went away: the test will say so */
@@ -150,12 +164,14 @@ struct fixture {
 	struct origin origin;
 };
 
-static void start(struct fixture *f, const char *host, uint32_t header_timeout_ms)
+static void start_cfg(struct fixture *f, const char *host, agentd_proxy_config cfg,
+		      size_t bulk)
 {
 	memset(f, 0, sizeof(*f));
 	nevents = 0;
+	f->origin.bulk = bulk;
 	origin_start(&f->origin);
-	agentd_proxy_config cfg = {.on_log = capture, .header_timeout_ms = header_timeout_ms};
+	cfg.on_log = capture;
 	agentd_error err = {0};
 	f->px = agentd_proxy_start(&cfg, &err);
 	assert_non_null(f->px);
@@ -166,6 +182,12 @@ static void start(struct fixture *f, const char *host, uint32_t header_timeout_m
 	int lfd = listen_loopback(&f->lport);
 	assert_int_equal(agentd_proxy_add_sandbox(f->px, lfd, "sb-test", &allow, &err), 0);
 	strv_free(&allow);
+}
+
+static void start(struct fixture *f, const char *host, uint32_t header_timeout_ms)
+{
+	agentd_proxy_config cfg = {.header_timeout_ms = header_timeout_ms};
+	start_cfg(f, host, cfg, 0);
 }
 
 static void stop(struct fixture *f)
@@ -267,6 +289,66 @@ static void slow_header_times_out(void **state __attribute__((unused)))
 	stop(&f);
 }
 
+static void a_slow_reader_holds_back_the_origin(void **state __attribute__((unused)))
+{
+	struct fixture f;
+	const size_t total = 64u << 20;
+	agentd_proxy_config cfg = {0};
+	start_cfg(&f, "127.0.0.1", cfg, total);
+	char req[128];
+	snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/bulk HTTP/1.1\r\n\r\n",
+		 f.origin.port);
+	int c = connect_loopback(f.lport);
+	assert_int_equal(write(c, req, strlen(req)), (ssize_t)strlen(req));
+	/* not reading: the origin must stall once the socket buffers and the proxy's 1 MiB
+	 * are full, far before all 64 MiB */
+	size_t before = 0, now;
+	for (int i = 0; i < 50; i++) {
+		usleep(20000);
+		now = __atomic_load_n(&f.origin.sent, __ATOMIC_SEQ_CST);
+		if (now && now == before)
+			break;
+		before = now;
+	}
+	now = __atomic_load_n(&f.origin.sent, __ATOMIC_SEQ_CST);
+	assert_true(now > 0 && now < total / 2);
+	/* and every byte arrives once the reader reads */
+	static char buf[1 << 20];
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = read(c, buf, sizeof(buf));
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(c);
+	assert_int_equal(got, total);
+	stop(&f);
+}
+
+static void one_sandbox_cannot_take_every_connection(void **state __attribute__((unused)))
+{
+	struct fixture f;
+	agentd_proxy_config cfg = {.max_connections = 8, .max_per_sandbox = 2};
+	start_cfg(&f, "127.0.0.1", cfg, 0);
+	int a = connect_loopback(f.lport), b = connect_loopback(f.lport);
+	int c = connect_loopback(f.lport);
+	char buf[16];
+	/* the third is accepted and closed at once: EOF without a byte */
+	struct pollfd pc = {.fd = c, .events = POLLIN};
+	assert_int_equal(poll(&pc, 1, 2000), 1);
+	assert_int_equal(read(c, buf, sizeof(buf)), 0);
+	struct pollfd pa = {.fd = a, .events = POLLIN};
+	assert_int_equal(poll(&pa, 1, 100), 0); /* the first two stay open */
+	assert_int_equal(wait_events(1), 1);
+	assert_int_equal(events[0].event, AGENTD_NETLOG_DENIED);
+	assert_string_equal(events[0].reason, "too many connections from this sandbox");
+	close(a);
+	close(b);
+	close(c);
+	stop(&f);
+}
+
 static void removed_sandbox_listener_is_closed(void **state __attribute__((unused)))
 {
 	struct fixture f;
@@ -303,6 +385,8 @@ int main(void)
 		cmocka_unit_test(unlisted_targets_get_403_with_the_reason),
 		cmocka_unit_test(listed_name_resolving_to_loopback_is_refused),
 		cmocka_unit_test(slow_header_times_out),
+		cmocka_unit_test(a_slow_reader_holds_back_the_origin),
+		cmocka_unit_test(one_sandbox_cannot_take_every_connection),
 		cmocka_unit_test(removed_sandbox_listener_is_closed),
 		cmocka_unit_test(bad_allowlist_is_refused_and_fd_closed),
 	};
