@@ -57,6 +57,19 @@ static void fuzz_sni(const uint8_t *data, size_t size)
 	}
 }
 
+static void fuzz_socks(const uint8_t *data, size_t size)
+{
+	size_t used = 0;
+	const char *why = NULL;
+	if (socks5_parse_greeting(data, size, &used, &why) == HTTP_PARSE_DONE)
+		check(used <= size, "greeting length");
+	struct http_request req;
+	if (socks5_parse_request(data, size, &req, &why) == HTTP_PARSE_DONE) {
+		check(req.header_len <= size && req.port != 0 && req.host[0], "request");
+		check(req.host_is_addr || net_valid_hostname(req.host, strlen(req.host)), "host");
+	}
+}
+
 static void fuzz_entry(const uint8_t *data, size_t size)
 {
 	char s[600];
@@ -77,15 +90,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	/* the first byte picks the parser, so one corpus covers them all */
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		fuzz_request(data + 1, size - 1);
 		break;
 	case 1:
 		fuzz_sni(data + 1, size - 1);
 		break;
-	default:
+	case 2:
 		fuzz_entry(data + 1, size - 1);
+		break;
+	default:
+		fuzz_socks(data + 1, size - 1);
 		break;
 	}
 	return 0;

@@ -344,8 +344,8 @@ int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err);
  * Network mode "allowlist": the sandbox keeps its own network namespace, where a listening
  * socket on 127.0.0.1:AGENTD_PROXY_PORT is its only way out. The socket is created inside the
  * sandbox and its fd held by the proxy, so every connection accepted on it belongs to that
- * sandbox and is judged by that sandbox's allowlist. The proxy speaks HTTP CONNECT and
- * absolute-URI HTTP proxying, resolves names itself, refuses loopback, private, link-local,
+ * sandbox and is judged by that sandbox's allowlist. The proxy speaks HTTP CONNECT,
+ * absolute-URI HTTP proxying and SOCKS5 CONNECT, resolves names itself, refuses loopback, private, link-local,
  * metadata and multicast addresses unless the policy lists the address, checks a CONNECT's
  * TLS SNI against its target, and logs every decision. One proxy (one thread, epoll) serves
  * any number of sandboxes. */

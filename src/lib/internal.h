@@ -436,6 +436,12 @@ enum { TLS_SNI_FOUND = 1, TLS_SNI_ABSENT = 0, TLS_NOT_TLS = -1, TLS_INCOMPLETE =
 #define TLS_MAX_HELLO_RECORD (16384 + 5)
 /* The server_name of the ClientHello that starts buf (one TLS record), lower case. */
 int tls_client_hello_sni(const uint8_t *buf, size_t len, char *sni, size_t sni_cap);
+/* SOCKS5 (RFC 1928) without authentication, CONNECT only; the same MORE/DONE/BAD results.
+ * The greeting: *used = its length; DONE only when "no authentication" is offered. */
+int socks5_parse_greeting(const uint8_t *buf, size_t len, size_t *used, const char **why);
+/* The request: req as for an HTTP CONNECT (method "SOCKS5"), header_len its length. */
+int socks5_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
+			 const char **why);
 
 /* ---------------------------------------------------------------- proxy_resolve.c
  * getaddrinfo on worker threads; results are picked up by the proxy's loop. */

@@ -153,7 +153,15 @@ static void conn_deny(struct agentd_proxy *p, struct conn *c, int status, const 
 		if (statuses[i].code == status)
 			text = statuses[i].text;
 	emit(p, c, AGENTD_NETLOG_DENIED, reason);
-	if (c->state != ST_RELAY) {
+	if (c->socks == 3) {
+		/* the SOCKS5 greeting was refused with its own reply */
+	} else if (c->socks && c->state != ST_RELAY) {
+		/* RFC 1928 replies: 2 not allowed by ruleset, 4 host unreachable, 1 failure */
+		uint8_t rep[10] = {5, status == 403 ? 2 : status >= 502 ? 4 : 1, 0, 1};
+		if (send(c->cfd, rep, sizeof(rep), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* the client is gone: nothing to tell */
+		}
+	} else if (c->state != ST_RELAY) {
 		char body[512], msg[1024];
 		int bn = snprintf(body, sizeof(body), "agentd egress proxy: %s %s:%u denied: %s\n",
 				  c->req.method[0] ? c->req.method : "request",
@@ -278,7 +286,14 @@ static void connected(struct agentd_proxy *p, struct conn *c)
 		memmove(c->up.p, c->up.p + c->req.header_len, c->up.len - c->req.header_len);
 		c->up.len -= c->req.header_len;
 		c->sni_pending = !c->req.host_is_addr;
-		queue_down(p, c, "HTTP/1.1 200 Connection established\r\n\r\n");
+		if (c->socks) {
+			/* succeeded; the bound address is nothing the sandbox needs to know */
+			static const uint8_t ok[10] = {5, 0, 0, 1};
+			memcpy(c->down.p, ok, sizeof(ok));
+			c->down.len = sizeof(ok);
+		} else {
+			queue_down(p, c, "HTTP/1.1 200 Connection established\r\n\r\n");
+		}
 	} else {
 		uint8_t *out = xmalloc(PROXY_MEM_BUF);
 		size_t n = http_rewrite_request(c->up.p, &c->req, out, PROXY_MEM_BUF);
@@ -499,6 +514,37 @@ static bool header_may_be_done(const uint8_t *buf, size_t old, size_t len)
 	return false;
 }
 
+/* SOCKS5: answer the greeting (no authentication), then read the CONNECT request; the
+ * request then goes the way of an HTTP CONNECT. */
+static int on_socks_data(struct conn *c, const char **why)
+{
+	if (!c->socks) {
+		size_t used = 0;
+		int r = socks5_parse_greeting(c->up.p, c->up.len, &used, why);
+		if (r == HTTP_PARSE_BAD) {
+			static const uint8_t no_method[2] = {5, 0xff};
+			if (send(c->cfd, no_method, 2, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+				/* gone */
+			}
+			c->socks = 3;
+		}
+		if (r != HTTP_PARSE_DONE)
+			return r;
+		static const uint8_t no_auth[2] = {5, 0};
+		if (send(c->cfd, no_auth, 2, MSG_DONTWAIT | MSG_NOSIGNAL) != 2) {
+			*why = "SOCKS5 client does not take the method reply";
+			return HTTP_PARSE_BAD;
+		}
+		memmove(c->up.p, c->up.p + used, c->up.len - used);
+		c->up.len -= used;
+		c->socks = 1;
+	}
+	int r = socks5_parse_request(c->up.p, c->up.len, &c->req, why);
+	if (r == HTTP_PARSE_DONE)
+		c->socks = 2;
+	return r;
+}
+
 static void on_header_data(struct agentd_proxy *p, struct conn *c)
 {
 	size_t old = c->up.len;
@@ -509,12 +555,17 @@ static void on_header_data(struct agentd_proxy *p, struct conn *c)
 	}
 	if (r == 2)
 		return;
-	/* Parse once the blank line is in: re-parsing on every byte of a header sent a byte
-	 * at a time would cost the square of its length. */
-	if (c->up.len < HTTP_MAX_HEADER && !header_may_be_done(c->up.p, old, c->up.len))
-		return;
 	const char *why = NULL;
-	int pr = http_parse_request(c->up.p, c->up.len, &c->req, &why);
+	int pr;
+	if (c->socks || c->up.p[0] == 5) {
+		pr = on_socks_data(c, &why);
+	} else {
+		/* Parse once the blank line is in: re-parsing on every byte of a header sent a
+		 * byte at a time would cost the square of its length. */
+		if (c->up.len < HTTP_MAX_HEADER && !header_may_be_done(c->up.p, old, c->up.len))
+			return;
+		pr = http_parse_request(c->up.p, c->up.len, &c->req, &why);
+	}
 	if (pr == HTTP_PARSE_MORE)
 		return;
 	if (pr == HTTP_PARSE_BAD) {

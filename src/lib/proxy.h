@@ -47,6 +47,8 @@ struct conn {
 	bool ceof, ueof;		/* read side reached EOF */
 	bool cshut, ushut;		/* we shut down our write side towards it */
 	bool sni_pending;		/* CONNECT to a name: the ClientHello is checked first */
+	uint8_t socks;			/* 0 HTTP; SOCKS5: 1 greeting answered, 2 request read,
+					 * 3 greeting refused */
 	struct http_request req;
 	const struct np_entry *by;	/* entry that allowed it */
 	const struct np_entry *by_name;

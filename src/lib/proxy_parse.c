@@ -364,3 +364,86 @@ int tls_client_hello_sni(const uint8_t *buf, size_t len, char *sni, size_t sni_c
 	}
 	return found;
 }
+
+/* ------------------------------------------------------------ SOCKS5 */
+
+int socks5_parse_greeting(const uint8_t *buf, size_t len, size_t *used, const char **why)
+{
+	if (len < 2)
+		return HTTP_PARSE_MORE;
+	if (buf[0] != 5 || buf[1] == 0) {
+		*why = "malformed SOCKS5 greeting";
+		return HTTP_PARSE_BAD;
+	}
+	size_t n = 2 + (size_t)buf[1];
+	if (len < n)
+		return HTTP_PARSE_MORE;
+	*used = n;
+	if (!memchr(buf + 2, 0x00, buf[1])) {
+		*why = "SOCKS5 client offers no method without authentication";
+		return HTTP_PARSE_BAD;
+	}
+	return HTTP_PARSE_DONE;
+}
+
+int socks5_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
+			 const char **why)
+{
+	memset(req, 0, sizeof(*req));
+	if (len < 5)
+		return HTTP_PARSE_MORE;
+	if (buf[0] != 5 || buf[2] != 0) {
+		*why = "malformed SOCKS5 request";
+		return HTTP_PARSE_BAD;
+	}
+	if (buf[1] != 1) {
+		*why = "only the SOCKS5 CONNECT command is supported";
+		return HTTP_PARSE_BAD;
+	}
+	size_t alen;
+	switch (buf[3]) {
+	case 1:
+		alen = 4;
+		break;
+	case 4:
+		alen = 16;
+		break;
+	case 3:
+		alen = 1 + (size_t)buf[4];
+		break;
+	default:
+		*why = "unknown SOCKS5 address type";
+		return HTTP_PARSE_BAD;
+	}
+	size_t total = 4 + alen + 2;
+	if (len < total)
+		return HTTP_PARSE_MORE;
+	strcpy(req->method, "SOCKS5");
+	req->is_connect = true;
+	req->header_len = total;
+	req->port = (uint16_t)(buf[4 + alen] << 8 | buf[5 + alen]);
+	if (req->port == 0) {
+		*why = "invalid port";
+		return HTTP_PARSE_BAD;
+	}
+	if (buf[3] == 3) {
+		/* a name, or an address written as text: both as a CONNECT authority would be */
+		size_t n = buf[4];
+		if (n == 0 || memchr(buf + 5, '\0', n)) {
+			*why = "invalid host name";
+			return HTTP_PARSE_BAD;
+		}
+		uint16_t port = req->port;
+		const char *r = net_parse_authority((const char *)buf + 5, n, port, req);
+		if (r || req->port != port) {
+			*why = r ? r : "invalid host name";
+			return HTTP_PARSE_BAD;
+		}
+		return HTTP_PARSE_DONE;
+	}
+	req->host_is_addr = true;
+	req->af = buf[3] == 1 ? AF_INET : AF_INET6;
+	memcpy(req->addr, buf + 4, alen);
+	inet_ntop(req->af, req->addr, req->host, sizeof(req->host));
+	return HTTP_PARSE_DONE;
+}

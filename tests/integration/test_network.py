@@ -281,6 +281,41 @@ def test_address_entries_and_internal_ranges(outside, loopback):
            "DENIED CONNECT [::ffff:127.0.0.1]" in log, log
 
 
+def test_socks5_clients_get_the_same_rules(outside):
+    out, log = sandbox_py(CLIENT + textwrap.dedent("""
+        import struct
+        def socks(host, port):
+            s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
+            s.sendall(b"\\x05\\x01\\x00")
+            assert s.recv(2) == b"\\x05\\x00"
+            try:
+                addr = b"\\x01" + socket.inet_aton(host)
+            except OSError:
+                addr = bytes([3, len(host)]) + host.encode()
+            s.sendall(b"\\x05\\x01\\x00" + addr + struct.pack(">H", port))
+            rep = s.recv(10)
+            if rep[1] != 0:
+                return "reply %d" % rep[1]
+            s.sendall(b"GET /socks HTTP/1.0\\r\\n\\r\\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode().splitlines()[-1]
+        report("name", lambda: socks("outside.test", 8080))
+        report("port", lambda: socks("outside.test", 8081))
+        report("metadata", lambda: socks("169.254.169.254", 80))
+    """), allow=["outside.test:8080"], hosts=outside["hosts"])
+    r = lines(out)
+    assert r["name"] == "OK outside 8080 /socks", (r, log)
+    assert r["port"] == "OK reply 2", r  # "connection not allowed by ruleset"
+    assert r["metadata"] == "OK reply 2", r
+    assert "allowed SOCKS5 outside.test:8080 (%s)" % OUTSIDE in log
+    assert "DENIED SOCKS5 169.254.169.254:80" in log
+
+
 def test_tls_sni_must_match_the_connect_target(outside):
     out, log = sandbox_py(CLIENT + textwrap.dedent("""
         def fronted():

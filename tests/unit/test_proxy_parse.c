@@ -119,6 +119,47 @@ static void malformed_requests(void **state __attribute__((unused)))
 	assert_string_equal(why, "request header too large");
 }
 
+static void socks5_greetings_and_requests(void **state __attribute__((unused)))
+{
+	size_t used = 0;
+	const char *why = NULL;
+	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05", 1, &used, &why),
+			 HTTP_PARSE_MORE);
+	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x02\x02", 3, &used, &why),
+			 HTTP_PARSE_MORE);
+	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x02\x02\x00", 4, &used,
+					       &why),
+			 HTTP_PARSE_DONE);
+	assert_int_equal(used, 4);
+	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x01\x02", 3, &used, &why),
+			 HTTP_PARSE_BAD);
+	assert_string_equal(why, "SOCKS5 client offers no method without authentication");
+
+	struct http_request req;
+	const uint8_t name[] = {5, 1, 0, 3, 8, 'p', 'y', 'p', 'i', '.', 'o', 'r', 'g', 1, 0xbb};
+	assert_int_equal(socks5_parse_request(name, sizeof(name) - 1, &req, &why),
+			 HTTP_PARSE_MORE);
+	assert_int_equal(socks5_parse_request(name, sizeof(name), &req, &why), HTTP_PARSE_DONE);
+	assert_string_equal(req.host, "pypi.org");
+	assert_int_equal(req.port, 443);
+	assert_true(req.is_connect);
+	assert_false(req.host_is_addr);
+	assert_int_equal(req.header_len, sizeof(name));
+	const uint8_t v4[] = {5, 1, 0, 1, 169, 254, 169, 254, 0, 80};
+	assert_int_equal(socks5_parse_request(v4, sizeof(v4), &req, &why), HTTP_PARSE_DONE);
+	assert_true(req.host_is_addr);
+	assert_string_equal(req.host, "169.254.169.254");
+	const uint8_t bind[] = {5, 2, 0, 1, 1, 2, 3, 4, 0, 80};
+	assert_int_equal(socks5_parse_request(bind, sizeof(bind), &req, &why), HTTP_PARSE_BAD);
+	assert_string_equal(why, "only the SOCKS5 CONNECT command is supported");
+	const uint8_t smuggle[] = {5, 1, 0, 3, 8, 'a', '.', 'c', 'o', ':', '4', '4', '3', 0, 80};
+	assert_int_equal(socks5_parse_request(smuggle, sizeof(smuggle), &req, &why),
+			 HTTP_PARSE_BAD);
+	const uint8_t zero_port[] = {5, 1, 0, 1, 1, 2, 3, 4, 0, 0};
+	assert_int_equal(socks5_parse_request(zero_port, sizeof(zero_port), &req, &why),
+			 HTTP_PARSE_BAD);
+}
+
 /* ------------------------------------------------------------ TLS */
 
 static size_t put16(uint8_t *p, size_t v)
@@ -237,6 +278,7 @@ int main(void)
 		cmocka_unit_test(connect_requests),
 		cmocka_unit_test(absolute_uri_requests),
 		cmocka_unit_test(malformed_requests),
+		cmocka_unit_test(socks5_greetings_and_requests),
 		cmocka_unit_test(sni_is_extracted),
 		cmocka_unit_test(malformed_hellos_are_refused),
 	};
