@@ -52,7 +52,7 @@ static void fuzz_sni(const uint8_t *data, size_t size)
 		size_t rec = 5 + ((size_t)data[3] << 8 | data[4]);
 		char again[256];
 		check(rec > size || tls_client_hello_sni(data, rec - 1, again, sizeof(again)) ==
-					    TLS_INCOMPLETE,
+					TLS_INCOMPLETE,
 		      "a truncated record is incomplete");
 	}
 }

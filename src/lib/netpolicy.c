@@ -94,8 +94,8 @@ static const char *parse_cidr(const char *s, size_t n, int af, struct np_entry *
 	if (inet_pton(af, a, e->addr) != 1)
 		return bad_addr;
 	if (slash && !np_number(slash + 1, n - alen - 1, 0, max, &prefix))
-		return af == AF_INET ? "invalid prefix length (0..32)" :
-				       "invalid prefix length (0..128)";
+		return af == AF_INET ? "invalid prefix length (0..32)"
+				     : "invalid prefix length (0..128)";
 	e->kind = NP_CIDR;
 	e->af = af;
 	e->prefix = prefix;
@@ -107,7 +107,7 @@ static const char *parse_cidr(const char *s, size_t n, int af, struct np_entry *
 	}
 	/* host bits are ignored, as by every router: 10.1.2.3/8 is 10.0.0.0/8 */
 	for (unsigned bit = e->prefix; bit < (e->af == AF_INET ? 32u : 128u); bit++)
-		e->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+		e->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
 	return NULL;
 }
 
@@ -188,7 +188,8 @@ const char *netpolicy_entry_parse(const char *s, struct np_entry *e)
 		return "invalid host name";
 	}
 	for (size_t i = 0; i < hlen; i++)
-		e->name[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+		e->name[i] =
+		    (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
 	e->name[hlen] = '\0';
 	return NULL;
 }
@@ -203,8 +204,8 @@ int netpolicy_build(const agentd_strv *allow, struct netpolicy *np, agentd_error
 			char q[128];
 			spec_quote(q, sizeof(q), allow->v[i]);
 			netpolicy_free(np);
-			return agentd_error_set(err, EINVAL, "network.allow[%zu]: invalid entry %s: %s",
-						i, q, r);
+			return agentd_error_set(
+			    err, EINVAL, "network.allow[%zu]: invalid entry %s: %s", i, q, r);
 		}
 		snprintf(np->v[i].text, sizeof(np->v[i].text), "%s", allow->v[i]);
 		np->n++;
@@ -287,19 +288,19 @@ struct v4_range {
 
 /* Most specific first: 169.254.169.254 is metadata before it is link-local. */
 static const struct v4_range v4_ranges[] = {
-	{0xa9fea9feu, 32, NET_ADDR_METADATA},	 /* 169.254.169.254 (AWS, GCP, Azure...) */
-	{0x64640c8du, 32, NET_ADDR_METADATA},	 /* 100.100.100.200 (Alibaba metadata) */
-	{0x00000000u, 8, NET_ADDR_UNSPECIFIED},	 /* 0.0.0.0/8 "this network" */
-	{0x0a000000u, 8, NET_ADDR_PRIVATE},	 /* 10/8 */
-	{0x64400000u, 10, NET_ADDR_PRIVATE},	 /* 100.64/10 carrier-grade NAT */
-	{0x7f000000u, 8, NET_ADDR_LOOPBACK},	 /* 127/8 */
-	{0xa9fe0000u, 16, NET_ADDR_LINK_LOCAL},	 /* 169.254/16 */
-	{0xac100000u, 12, NET_ADDR_PRIVATE},	 /* 172.16/12 */
-	{0xc0000000u, 24, NET_ADDR_RESERVED},	 /* 192.0.0/24 IETF protocol assignments */
-	{0xc0a80000u, 16, NET_ADDR_PRIVATE},	 /* 192.168/16 */
-	{0xc6120000u, 15, NET_ADDR_PRIVATE},	 /* 198.18/15 benchmarking, often internal */
-	{0xe0000000u, 4, NET_ADDR_MULTICAST},	 /* 224/4 */
-	{0xf0000000u, 4, NET_ADDR_RESERVED},	 /* 240/4 and the broadcast address */
+    {0xa9fea9feu, 32, NET_ADDR_METADATA},   /* 169.254.169.254 (AWS, GCP, Azure...) */
+    {0x646464c8u, 32, NET_ADDR_METADATA},   /* 100.100.100.200 (Alibaba metadata) */
+    {0x00000000u, 8, NET_ADDR_UNSPECIFIED}, /* 0.0.0.0/8 "this network" */
+    {0x0a000000u, 8, NET_ADDR_PRIVATE},	    /* 10/8 */
+    {0x64400000u, 10, NET_ADDR_PRIVATE},    /* 100.64/10 carrier-grade NAT */
+    {0x7f000000u, 8, NET_ADDR_LOOPBACK},    /* 127/8 */
+    {0xa9fe0000u, 16, NET_ADDR_LINK_LOCAL}, /* 169.254/16 */
+    {0xac100000u, 12, NET_ADDR_PRIVATE},    /* 172.16/12 */
+    {0xc0000000u, 24, NET_ADDR_RESERVED},   /* 192.0.0/24 IETF protocol assignments */
+    {0xc0a80000u, 16, NET_ADDR_PRIVATE},    /* 192.168/16 */
+    {0xc6120000u, 15, NET_ADDR_PRIVATE},    /* 198.18/15 benchmarking, often internal */
+    {0xe0000000u, 4, NET_ADDR_MULTICAST},   /* 224/4 */
+    {0xf0000000u, 4, NET_ADDR_RESERVED},    /* 240/4 and the broadcast address */
 };
 
 static enum net_addr_class classify_v4(const uint8_t *a)
@@ -323,8 +324,9 @@ enum net_addr_class net_addr_classify(int af, const uint8_t *addr_in)
 
 	static const uint8_t zero[16] = {0};
 	if (memcmp(a, zero, 15) == 0)
-		return a[15] == 1 ? NET_ADDR_LOOPBACK : a[15] == 0 ? NET_ADDR_UNSPECIFIED
-								    : NET_ADDR_RESERVED;
+		return a[15] == 1   ? NET_ADDR_LOOPBACK
+		       : a[15] == 0 ? NET_ADDR_UNSPECIFIED
+				    : NET_ADDR_RESERVED;
 	/* Forms that carry an IPv4 address reach whatever that address is: NAT64
 	 * 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, IPv4-compatible ::/96. */
 	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
@@ -342,33 +344,29 @@ enum net_addr_class net_addr_classify(int af, const uint8_t *addr_in)
 	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
 		return NET_ADDR_LINK_LOCAL;
 	if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
-		return NET_ADDR_PRIVATE;	/* fec0::/10 site-local (deprecated) */
+		return NET_ADDR_PRIVATE; /* fec0::/10 site-local (deprecated) */
 	if ((a[0] & 0xfe) == 0xfc)
-		return NET_ADDR_PRIVATE;	/* fc00::/7 unique local (fd00:ec2::254 too) */
+		return NET_ADDR_PRIVATE; /* fc00::/7 unique local (fd00:ec2::254 too) */
 	if (a[0] == 0x01 && a[1] == 0 && memcmp(a + 2, zero, 6) == 0)
-		return NET_ADDR_RESERVED;	/* 100::/64 discard */
+		return NET_ADDR_RESERVED; /* 100::/64 discard */
 	return NET_ADDR_PUBLIC;
 }
 
 const char *net_addr_class_name(enum net_addr_class c)
 {
 	static const char *const names[] = {
-		[NET_ADDR_PUBLIC] = "public",
-		[NET_ADDR_LOOPBACK] = "loopback",
-		[NET_ADDR_PRIVATE] = "private",
-		[NET_ADDR_LINK_LOCAL] = "link-local",
-		[NET_ADDR_METADATA] = "cloud metadata",
-		[NET_ADDR_MULTICAST] = "multicast",
-		[NET_ADDR_UNSPECIFIED] = "unspecified",
-		[NET_ADDR_RESERVED] = "reserved",
+	    [NET_ADDR_PUBLIC] = "public",	    [NET_ADDR_LOOPBACK] = "loopback",
+	    [NET_ADDR_PRIVATE] = "private",	    [NET_ADDR_LINK_LOCAL] = "link-local",
+	    [NET_ADDR_METADATA] = "cloud metadata", [NET_ADDR_MULTICAST] = "multicast",
+	    [NET_ADDR_UNSPECIFIED] = "unspecified", [NET_ADDR_RESERVED] = "reserved",
 	};
 	return (unsigned)c < ARRAY_SIZE(names) ? names[c] : "unknown";
 }
 
 /* ------------------------------------------------------------ decisions */
 
-int netpolicy_decide_literal(const struct netpolicy *np, int af, const uint8_t *addr,
-			     uint16_t port, const struct np_entry **by, char *why, size_t why_len)
+int netpolicy_decide_literal(const struct netpolicy *np, int af, const uint8_t *addr, uint16_t port,
+			     const struct np_entry **by, char *why, size_t why_len)
 {
 	*by = netpolicy_match_addr(np, af, addr, port);
 	if (*by)

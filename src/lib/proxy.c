@@ -41,28 +41,27 @@ void proxy_log_line(void *ud, const agentd_netlog *ev)
 			ev->reason);
 }
 
-static void emit(struct agentd_proxy *p, struct conn *c, agentd_netlog_event e,
-		 const char *reason)
+static void emit(struct agentd_proxy *p, struct conn *c, agentd_netlog_event e, const char *reason)
 {
 	agentd_netlog ev = {
-		.event = e,
-		.sandbox_id = c->l->id,
-		.method = c->req.method,
-		.host = c->req.host,
-		.port = c->req.port,
-		.address = c->addr,
-		.reason = reason ? reason : "",
-		.bytes_up = c->bytes_up,
-		.bytes_down = c->bytes_down,
-		.duration_ms = now_ms_monotonic() - c->t0,
+	    .event = e,
+	    .sandbox_id = c->l->id,
+	    .method = c->req.method,
+	    .host = c->req.host,
+	    .port = c->req.port,
+	    .address = c->addr,
+	    .reason = reason ? reason : "",
+	    .bytes_up = c->bytes_up,
+	    .bytes_down = c->bytes_down,
+	    .duration_ms = now_ms_monotonic() - c->t0,
 	};
 	p->cfg.on_log(p->cfg.log_userdata, &ev);
 }
 
 /* ------------------------------------------------------------ connections */
 
-static void set_interest(struct agentd_proxy *p, struct conn *c, int fd, int kind,
-			 uint32_t *cur, uint32_t want)
+static void set_interest(struct agentd_proxy *p, struct conn *c, int fd, int kind, uint32_t *cur,
+			 uint32_t want)
 {
 	if (fd < 0 || *cur == want)
 		return;
@@ -145,9 +144,9 @@ static void conn_deny(struct agentd_proxy *p, struct conn *c, int status, const 
 	static const struct {
 		int code;
 		const char *text;
-	} statuses[] = {{400, "Bad Request"},	 {403, "Forbidden"}, {408, "Request Timeout"},
-			{502, "Bad Gateway"},	 {503, "Service Unavailable"},
-			{504, "Gateway Timeout"}};
+	} statuses[] = {{400, "Bad Request"},	      {403, "Forbidden"},
+			{408, "Request Timeout"},     {502, "Bad Gateway"},
+			{503, "Service Unavailable"}, {504, "Gateway Timeout"}};
 	const char *text = "Forbidden";
 	for (size_t i = 0; i < ARRAY_SIZE(statuses); i++)
 		if (statuses[i].code == status)
@@ -168,10 +167,11 @@ static void conn_deny(struct agentd_proxy *p, struct conn *c, int status, const 
 				  c->req.host[0] ? c->req.host : "?", c->req.port, reason);
 		if (bn < 0 || (size_t)bn >= sizeof(body))
 			bn = (int)strlen(body);
-		int n = snprintf(msg, sizeof(msg),
-				 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-				 "Content-Length: %d\r\n\r\n%s",
-				 status, text, bn, body);
+		int n =
+		    snprintf(msg, sizeof(msg),
+			     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+			     "Content-Length: %d\r\n\r\n%s",
+			     status, text, bn, body);
 		if (n > 0 && (size_t)n < sizeof(msg) &&
 		    send(c->cfd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			/* the client is gone: nothing to tell */
@@ -396,8 +396,7 @@ static void decide(struct agentd_proxy *p, struct conn *c)
 static void check_sni(struct agentd_proxy *p, struct conn *c)
 {
 	char sni[256];
-	int r = tls_client_hello_sni(c->up.p + c->up.off, c->up.len - c->up.off, sni,
-				     sizeof(sni));
+	int r = tls_client_hello_sni(c->up.p + c->up.off, c->up.len - c->up.off, sni, sizeof(sni));
 	if (r == TLS_INCOMPLETE) {
 		if (room(p, &c->up) == 0)
 			conn_deny(p, c, 400, "TLS ClientHello larger than the buffer");
@@ -409,8 +408,7 @@ static void check_sni(struct agentd_proxy *p, struct conn *c)
 	}
 	if (r == TLS_SNI_FOUND && strcasecmp(sni, c->req.host) != 0) {
 		char why[600];
-		snprintf(why, sizeof(why), "TLS SNI \"%s\" does not match the CONNECT target",
-			 sni);
+		snprintf(why, sizeof(why), "TLS SNI \"%s\" does not match the CONNECT target", sni);
 		conn_deny(p, c, 403, why);
 		return;
 	}
@@ -433,8 +431,8 @@ static bool flush(struct buf *b, int fd, uint64_t *count)
 	}
 	b->off = b->len = 0;
 	while (b->plen) {
-		ssize_t w = splice(b->pipe[0], NULL, fd, NULL, b->plen,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		ssize_t w =
+		    splice(b->pipe[0], NULL, fd, NULL, b->plen, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -595,7 +593,7 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 	if ((events & EPOLLIN) && !*eof) {
 		bool inspect = from_client && c->sni_pending;
 		int r = inspect || in->no_splice || in->len > in->off ? fill(p, in, src)
-								     : fill_splice(p, in, src);
+								      : fill_splice(p, in, src);
 		if (r == -1) {
 			proxy_conn_close(p, c, from_client ? "sandbox side reset" : "target reset");
 			return;
@@ -611,7 +609,8 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 		/* forward at once: saves a round through epoll on the hot path */
 		if (!(from_client && c->sni_pending)) {
 			if (!flush(in, dst, in_count)) {
-				proxy_conn_close(p, c, from_client ? "target reset" : "sandbox side reset");
+				proxy_conn_close(
+				    p, c, from_client ? "target reset" : "sandbox side reset");
 				return;
 			}
 		}
@@ -659,7 +658,8 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			/* out of fds: stop accepting until the next tick instead of spinning */
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				pause_listeners(p, true);
 			return;
 		}
@@ -687,7 +687,8 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 		p->used_conns++;
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG(TAG_CLIENT, slot, c->gen)};
+		struct epoll_event ev = {.events = EPOLLIN,
+					 .data.u64 = TAG(TAG_CLIENT, slot, c->gen)};
 		c->cev = EPOLLIN;
 		if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 			proxy_conn_close(p, c, NULL);
@@ -719,7 +720,8 @@ void proxy_sweep(struct agentd_proxy *p, uint64_t now)
 			if (c->sni_pending) {
 				conn_deny(p, c, 408, "TLS ClientHello not complete in time");
 			} else {
-				snprintf(why, sizeof(why), "idle for %u ms", p->cfg.idle_timeout_ms);
+				snprintf(why, sizeof(why), "idle for %u ms",
+					 p->cfg.idle_timeout_ms);
 				proxy_conn_close(p, c, why);
 			}
 			break;
@@ -762,4 +764,3 @@ void proxy_dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events)
 		break;
 	}
 }
-

@@ -22,18 +22,18 @@ struct listener {
 	int fd;
 	char id[40];
 	struct netpolicy np;
-	uint32_t nconns;		/* open connections from this sandbox */
+	uint32_t nconns; /* open connections from this sandbox */
 };
 
 /* One direction's pending bytes: first those in the memory buffer (headers, a ClientHello
  * under inspection), then those in the pipe that splice() moves without copying. */
 struct buf {
 	uint8_t *p;
-	size_t off, len;		/* pending bytes are p[off..len) */
-	int pipe[2];			/* -1 until the first splice */
-	size_t plen;			/* bytes in the pipe */
+	size_t off, len; /* pending bytes are p[off..len) */
+	int pipe[2];	 /* -1 until the first splice */
+	size_t plen;	 /* bytes in the pipe */
 	size_t pipe_cap;
-	bool no_splice;			/* splice refused (EINVAL): memory only */
+	bool no_splice; /* splice refused (EINVAL): memory only */
 };
 
 struct conn {
@@ -42,15 +42,15 @@ struct conn {
 	enum conn_state state;
 	struct listener *l;
 	int cfd, ufd;
-	uint32_t cev, uev;		/* epoll interest currently registered */
-	struct buf up, down;		/* client → upstream, upstream → client */
-	bool ceof, ueof;		/* read side reached EOF */
-	bool cshut, ushut;		/* we shut down our write side towards it */
-	bool sni_pending;		/* CONNECT to a name: the ClientHello is checked first */
-	uint8_t socks;			/* 0 HTTP; SOCKS5: 1 greeting answered, 2 request read,
-					 * 3 greeting refused */
+	uint32_t cev, uev;   /* epoll interest currently registered */
+	struct buf up, down; /* client → upstream, upstream → client */
+	bool ceof, ueof;     /* read side reached EOF */
+	bool cshut, ushut;   /* we shut down our write side towards it */
+	bool sni_pending;    /* CONNECT to a name: the ClientHello is checked first */
+	uint8_t socks;	     /* 0 HTTP; SOCKS5: 1 greeting answered, 2 request read,
+			      * 3 greeting refused */
 	struct http_request req;
-	const struct np_entry *by;	/* entry that allowed it */
+	const struct np_entry *by; /* entry that allowed it */
 	const struct np_entry *by_name;
 	struct resolved_addr addrs[8];
 	size_t naddrs, next_addr;
@@ -82,8 +82,8 @@ struct agentd_proxy {
 	size_t nconns, used_conns;
 	uint32_t *free_slots;
 	size_t nfree;
-	struct listener **ls;		/* by slot; NULL = free */
-	uint32_t *ls_gen;		/* per slot, survives the listener (stale events) */
+	struct listener **ls; /* by slot; NULL = free */
+	uint32_t *ls_gen;     /* per slot, survives the listener (stale events) */
 	size_t nls;
 	bool listeners_paused;
 	bool stopping;

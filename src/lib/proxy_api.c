@@ -224,8 +224,8 @@ fail:
 int agentd_proxy_add_sandbox(agentd_proxy *p, int listen_fd, const char *sandbox_id,
 			     const agentd_strv *allow, agentd_error *err)
 {
-	struct cmd m = {.op = CMD_ADD, .fd = listen_fd, .id = sandbox_id, .allow = allow,
-			.err = err};
+	struct cmd m = {
+	    .op = CMD_ADD, .fd = listen_fd, .id = sandbox_id, .allow = allow, .err = err};
 	post(p, &m);
 	if (m.fd >= 0)
 		close(m.fd);

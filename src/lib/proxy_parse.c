@@ -125,8 +125,7 @@ static const char *parse_absolute_uri(const uint8_t *buf, size_t off, size_t n,
 	return NULL;
 }
 
-int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
-		       const char **why)
+int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req, const char **why)
 {
 	bool bad = false;
 	memset(req, 0, sizeof(*req));
@@ -162,9 +161,8 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
 	}
 	req->version_off = i + 1;
 	req->is_connect = strcmp(req->method, "CONNECT") == 0;
-	const char *r = req->is_connect
-			    ? net_parse_authority((const char *)buf + t0, tlen, 0, req)
-			    : parse_absolute_uri(buf, t0, tlen, req);
+	const char *r = req->is_connect ? net_parse_authority((const char *)buf + t0, tlen, 0, req)
+					: parse_absolute_uri(buf, t0, tlen, req);
 	if (r) {
 		*why = r;
 		return HTTP_PARSE_BAD;
@@ -213,16 +211,20 @@ static bool header_is(const uint8_t *line, size_t n, const char *name)
 size_t http_rewrite_request(const uint8_t *buf, const struct http_request *req, uint8_t *out,
 			    size_t out_cap)
 {
-	static const char *const hop[] = {"connection", "proxy-connection", "keep-alive",
-					  "proxy-authorization", "proxy-authenticate", "te",
+	static const char *const hop[] = {"connection",
+					  "proxy-connection",
+					  "keep-alive",
+					  "proxy-authorization",
+					  "proxy-authenticate",
+					  "te",
 					  "upgrade"};
 	size_t o = 0;
-#define PUT(p, n)                                     \
-	do {                                          \
-		if ((n) > out_cap - o)                \
-			return 0;                     \
-		memcpy(out + o, (p), (n));            \
-		o += (n);                             \
+#define PUT(p, n)                                                                                  \
+	do {                                                                                       \
+		if ((n) > out_cap - o)                                                             \
+			return 0;                                                                  \
+		memcpy(out + o, (p), (n));                                                         \
+		o += (n);                                                                          \
 	} while (0)
 	PUT(req->method, strlen(req->method));
 	PUT(" ", 1);
@@ -308,7 +310,8 @@ static int parse_server_name(struct rd ext, char *sni, size_t cap)
 			return TLS_MALFORMED;
 		if (type != 0)
 			continue;
-		if (name.n == 0 || name.n >= cap || !net_valid_hostname((const char *)name.p, name.n))
+		if (name.n == 0 || name.n >= cap ||
+		    !net_valid_hostname((const char *)name.p, name.n))
 			return TLS_MALFORMED;
 		for (size_t i = 0; i < name.n; i++)
 			sni[i] = lower((char)name.p[i]);
@@ -322,7 +325,7 @@ int tls_client_hello_sni(const uint8_t *buf, size_t len, char *sni, size_t sni_c
 {
 	if (len == 0)
 		return TLS_INCOMPLETE;
-	if (buf[0] != 0x16)	/* handshake record */
+	if (buf[0] != 0x16) /* handshake record */
 		return TLS_NOT_TLS;
 	if (len < 5)
 		return TLS_INCOMPLETE;
@@ -333,7 +336,7 @@ int tls_client_hello_sni(const uint8_t *buf, size_t len, char *sni, size_t sni_c
 		return TLS_INCOMPLETE;
 	struct rd rec = {buf + 5, rec_len}, hello, sid, suites, comp, exts;
 	unsigned type, ver;
-	if (!u8(&rec, &type) || type != 1 || rec.n < 3)	/* ClientHello */
+	if (!u8(&rec, &type) || type != 1 || rec.n < 3) /* ClientHello */
 		return TLS_MALFORMED;
 	size_t hs_len = (size_t)rec.p[0] << 16 | (size_t)rec.p[1] << 8 | rec.p[2];
 	take(&rec, 3, NULL);
@@ -345,7 +348,7 @@ int tls_client_hello_sni(const uint8_t *buf, size_t len, char *sni, size_t sni_c
 	    suites.n % 2 || !vec8(&hello, &comp) || comp.n < 1)
 		return TLS_MALFORMED;
 	if (hello.n == 0)
-		return TLS_SNI_ABSENT;	/* no extensions at all */
+		return TLS_SNI_ABSENT; /* no extensions at all */
 	if (!vec16(&hello, &exts) || hello.n != 0)
 		return TLS_MALFORMED;
 	int found = TLS_SNI_ABSENT;
@@ -356,7 +359,7 @@ int tls_client_hello_sni(const uint8_t *buf, size_t len, char *sni, size_t sni_c
 			return TLS_MALFORMED;
 		if (etype != 0)
 			continue;
-		if (found != TLS_SNI_ABSENT)	/* two server_name extensions */
+		if (found != TLS_SNI_ABSENT) /* two server_name extensions */
 			return TLS_MALFORMED;
 		found = parse_server_name(data, sni, sni_cap);
 		if (found == TLS_MALFORMED)
@@ -386,8 +389,7 @@ int socks5_parse_greeting(const uint8_t *buf, size_t len, size_t *used, const ch
 	return HTTP_PARSE_DONE;
 }
 
-int socks5_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
-			 const char **why)
+int socks5_parse_request(const uint8_t *buf, size_t len, struct http_request *req, const char **why)
 {
 	memset(req, 0, sizeof(*req));
 	if (len < 5)

@@ -21,7 +21,7 @@ struct resolver {
 	pthread_cond_t cond;
 	struct job *todo, **todo_tail;
 	struct job *done;
-	size_t queued;			/* jobs in todo */
+	size_t queued; /* jobs in todo */
 	bool stopping;
 	int notify_fd;
 	size_t nthreads;

@@ -71,8 +71,8 @@ static void build_names_the_bad_entry(void **state __attribute__((unused)))
 	struct netpolicy np;
 	agentd_error err = {0};
 	assert_int_equal(netpolicy_build(&sv, &np, &err), -1);
-	assert_string_equal(err.msg,
-			    "network.allow[2]: invalid entry \"foo:99999\": invalid port (1..65535)");
+	assert_string_equal(
+	    err.msg, "network.allow[2]: invalid entry \"foo:99999\": invalid port (1..65535)");
 	strv_free(&sv);
 }
 
@@ -82,7 +82,7 @@ static void names_match_exactly_or_below_a_suffix(void **state __attribute__((un
 	struct netpolicy np = build(e, 3);
 	assert_non_null(netpolicy_match_name(&np, "api.example.com", 443));
 	assert_non_null(netpolicy_match_name(&np, "API.Example.com.", 443)); /* case, root dot */
-	assert_null(netpolicy_match_name(&np, "api.example.com", 80));	  /* port is part of it */
+	assert_null(netpolicy_match_name(&np, "api.example.com", 80)); /* port is part of it */
 	assert_null(netpolicy_match_name(&np, "x.api.example.com", 443));
 	assert_null(netpolicy_match_name(&np, "example.com", 443));
 	assert_non_null(netpolicy_match_name(&np, "codeload.github.com", 443));
@@ -142,6 +142,8 @@ static void address_classes(void **state __attribute__((unused)))
 	assert_int_equal(cls("fd00:ec2::254"), NET_ADDR_PRIVATE);
 	assert_int_equal(cls("::ffff:192.168.0.1"), NET_ADDR_PRIVATE);
 	assert_int_equal(cls("169.254.169.254"), NET_ADDR_METADATA);
+	assert_int_equal(cls("100.100.100.200"), NET_ADDR_METADATA);
+	assert_int_equal(cls("100.100.100.201"), NET_ADDR_PRIVATE); /* still in 100.64/10 */
 	assert_int_equal(cls("::ffff:169.254.169.254"), NET_ADDR_METADATA);
 	assert_int_equal(cls("169.254.1.1"), NET_ADDR_LINK_LOCAL);
 	assert_int_equal(cls("fe80::1"), NET_ADDR_LINK_LOCAL);
@@ -168,8 +170,8 @@ static void listed_names_never_reach_internal_addresses(void **state __attribute
 	int af = addr_of("127.0.0.1", a);
 	assert_non_null(by_name);
 	/* DNS rebinding: the name is listed, the address it gives is loopback */
-	assert_int_equal(netpolicy_decide_resolved(&np, by_name, af, a, 8080, &by, why,
-						   sizeof(why)), 0);
+	assert_int_equal(
+	    netpolicy_decide_resolved(&np, by_name, af, a, 8080, &by, why, sizeof(why)), 0);
 	assert_string_equal(why, "resolves to loopback address 127.0.0.1, refused unless the "
 				 "address itself is listed");
 	/* ... unless the policy lists that address (and port) itself */
@@ -215,13 +217,13 @@ static void literal_targets_need_an_address_entry(void **state __attribute__((un
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(entries_parse_into_kinds),
-		cmocka_unit_test(build_names_the_bad_entry),
-		cmocka_unit_test(names_match_exactly_or_below_a_suffix),
-		cmocka_unit_test(addresses_match_ranges_and_ports),
-		cmocka_unit_test(address_classes),
-		cmocka_unit_test(listed_names_never_reach_internal_addresses),
-		cmocka_unit_test(literal_targets_need_an_address_entry),
+	    cmocka_unit_test(entries_parse_into_kinds),
+	    cmocka_unit_test(build_names_the_bad_entry),
+	    cmocka_unit_test(names_match_exactly_or_below_a_suffix),
+	    cmocka_unit_test(addresses_match_ranges_and_ports),
+	    cmocka_unit_test(address_classes),
+	    cmocka_unit_test(listed_names_never_reach_internal_addresses),
+	    cmocka_unit_test(literal_targets_need_an_address_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

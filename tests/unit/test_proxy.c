@@ -73,7 +73,8 @@ static int listen_loopback(uint16_t *port)
 static int connect_loopback(uint16_t port)
 {
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (connect(s, (struct sockaddr *)&in, sizeof(in)) < 0) {
 		close(s);
@@ -105,8 +106,8 @@ struct origin {
 	uint16_t port;
 	pthread_t thread;
 	char last[4096];
-	size_t bulk;			/* > 0: answer with this many body bytes */
-	size_t sent;			/* body bytes written so far (atomic) */
+	size_t bulk; /* > 0: answer with this many body bytes */
+	size_t sent; /* body bytes written so far (atomic) */
 };
 
 static void *origin_main(void *arg)
@@ -127,7 +128,8 @@ static void *origin_main(void *arg)
 		if (o->bulk) {
 			static char chunk[65536];
 			for (size_t left = o->bulk; left;) {
-				ssize_t w = write(c, chunk, left < sizeof(chunk) ? left : sizeof(chunk));
+				ssize_t w =
+				    write(c, chunk, left < sizeof(chunk) ? left : sizeof(chunk));
 				if (w <= 0)
 					break;
 				left -= (size_t)w;
@@ -164,8 +166,7 @@ struct fixture {
 	struct origin origin;
 };
 
-static void start_cfg(struct fixture *f, const char *host, agentd_proxy_config cfg,
-		      size_t bulk)
+static void start_cfg(struct fixture *f, const char *host, agentd_proxy_config cfg, size_t bulk)
 {
 	memset(f, 0, sizeof(*f));
 	nevents = 0;
@@ -207,11 +208,11 @@ static size_t request(struct fixture *f, const char *req, char *resp, size_t cap
 }
 
 /* A request naming the origin's port (fmt has one %u). */
-#define REQUEST_ORIGIN(f, fmt, resp)                                      \
-	do {                                                              \
-		char req_[512];                                           \
-		snprintf(req_, sizeof(req_), fmt, (f).origin.port);       \
-		request(&(f), req_, resp, sizeof(resp));                  \
+#define REQUEST_ORIGIN(f, fmt, resp)                                                               \
+	do {                                                                                       \
+		char req_[512];                                                                    \
+		snprintf(req_, sizeof(req_), fmt, (f).origin.port);                                \
+		request(&(f), req_, resp, sizeof(resp));                                           \
 	} while (0)
 
 /* ------------------------------------------------------------ tests */
@@ -221,8 +222,10 @@ static void allowed_request_is_rewritten_relayed_and_logged(void **state __attri
 	struct fixture f;
 	char resp[4096];
 	start(&f, "127.0.0.1", 0);
-	REQUEST_ORIGIN(f, "GET http://127.0.0.1:%u/x?y HTTP/1.1\r\nProxy-Connection: keep-alive\r\n"
-			  "Host: a\r\n\r\n", resp);
+	REQUEST_ORIGIN(f,
+		       "GET http://127.0.0.1:%u/x?y HTTP/1.1\r\nProxy-Connection: keep-alive\r\n"
+		       "Host: a\r\n\r\n",
+		       resp);
 	assert_non_null(strstr(resp, "HTTP/1.1 200 OK"));
 	assert_non_null(strstr(resp, "\r\n\r\nok"));
 	assert_int_equal(wait_events(2), 2);
@@ -296,8 +299,7 @@ static void a_slow_reader_holds_back_the_origin(void **state __attribute__((unus
 	agentd_proxy_config cfg = {0};
 	start_cfg(&f, "127.0.0.1", cfg, total);
 	char req[128];
-	snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/bulk HTTP/1.1\r\n\r\n",
-		 f.origin.port);
+	snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/bulk HTTP/1.1\r\n\r\n", f.origin.port);
 	int c = connect_loopback(f.lport);
 	assert_int_equal(write(c, req, strlen(req)), (ssize_t)strlen(req));
 	/* not reading: the origin must stall once the socket buffers and the proxy's 1 MiB
@@ -371,8 +373,8 @@ static void bad_allowlist_is_refused_and_fd_closed(void **state __attribute__((u
 	uint16_t port;
 	int lfd = listen_loopback(&port);
 	assert_int_equal(agentd_proxy_add_sandbox(px, lfd, "x", &allow, &err), -1);
-	assert_string_equal(err.msg,
-			    "network.allow[0]: invalid entry \"foo:99999\": invalid port (1..65535)");
+	assert_string_equal(
+	    err.msg, "network.allow[0]: invalid entry \"foo:99999\": invalid port (1..65535)");
 	assert_int_equal(connect_loopback(port), -1); /* taken over, so closed */
 	strv_free(&allow);
 	agentd_proxy_stop(px);
@@ -381,14 +383,14 @@ static void bad_allowlist_is_refused_and_fd_closed(void **state __attribute__((u
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(allowed_request_is_rewritten_relayed_and_logged),
-		cmocka_unit_test(unlisted_targets_get_403_with_the_reason),
-		cmocka_unit_test(listed_name_resolving_to_loopback_is_refused),
-		cmocka_unit_test(slow_header_times_out),
-		cmocka_unit_test(a_slow_reader_holds_back_the_origin),
-		cmocka_unit_test(one_sandbox_cannot_take_every_connection),
-		cmocka_unit_test(removed_sandbox_listener_is_closed),
-		cmocka_unit_test(bad_allowlist_is_refused_and_fd_closed),
+	    cmocka_unit_test(allowed_request_is_rewritten_relayed_and_logged),
+	    cmocka_unit_test(unlisted_targets_get_403_with_the_reason),
+	    cmocka_unit_test(listed_name_resolving_to_loopback_is_refused),
+	    cmocka_unit_test(slow_header_times_out),
+	    cmocka_unit_test(a_slow_reader_holds_back_the_origin),
+	    cmocka_unit_test(one_sandbox_cannot_take_every_connection),
+	    cmocka_unit_test(removed_sandbox_listener_is_closed),
+	    cmocka_unit_test(bad_allowlist_is_refused_and_fd_closed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -127,8 +127,7 @@ static void socks5_greetings_and_requests(void **state __attribute__((unused)))
 			 HTTP_PARSE_MORE);
 	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x02\x02", 3, &used, &why),
 			 HTTP_PARSE_MORE);
-	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x02\x02\x00", 4, &used,
-					       &why),
+	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x02\x02\x00", 4, &used, &why),
 			 HTTP_PARSE_DONE);
 	assert_int_equal(used, 4);
 	assert_int_equal(socks5_parse_greeting((const uint8_t *)"\x05\x01\x02", 3, &used, &why),
@@ -137,8 +136,7 @@ static void socks5_greetings_and_requests(void **state __attribute__((unused)))
 
 	struct http_request req;
 	const uint8_t name[] = {5, 1, 0, 3, 8, 'p', 'y', 'p', 'i', '.', 'o', 'r', 'g', 1, 0xbb};
-	assert_int_equal(socks5_parse_request(name, sizeof(name) - 1, &req, &why),
-			 HTTP_PARSE_MORE);
+	assert_int_equal(socks5_parse_request(name, sizeof(name) - 1, &req, &why), HTTP_PARSE_MORE);
 	assert_int_equal(socks5_parse_request(name, sizeof(name), &req, &why), HTTP_PARSE_DONE);
 	assert_string_equal(req.host, "pypi.org");
 	assert_int_equal(req.port, 443);
@@ -232,9 +230,9 @@ static void sni_is_extracted(void **state __attribute__((unused)))
 		assert_int_equal(tls_client_hello_sni(hello, k, sni, sizeof(sni)), TLS_INCOMPLETE);
 	n = client_hello(hello, NULL);
 	assert_int_equal(tls_client_hello_sni(hello, n, sni, sizeof(sni)), TLS_SNI_ABSENT);
-	assert_int_equal(tls_client_hello_sni((const uint8_t *)"GET / HTTP/1.1\r\n", 16, sni,
-					      sizeof(sni)),
-			 TLS_NOT_TLS);
+	assert_int_equal(
+	    tls_client_hello_sni((const uint8_t *)"GET / HTTP/1.1\r\n", 16, sni, sizeof(sni)),
+	    TLS_NOT_TLS);
 }
 
 static void malformed_hellos_are_refused(void **state __attribute__((unused)))
@@ -275,12 +273,9 @@ static void malformed_hellos_are_refused(void **state __attribute__((unused)))
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(connect_requests),
-		cmocka_unit_test(absolute_uri_requests),
-		cmocka_unit_test(malformed_requests),
-		cmocka_unit_test(socks5_greetings_and_requests),
-		cmocka_unit_test(sni_is_extracted),
-		cmocka_unit_test(malformed_hellos_are_refused),
+	    cmocka_unit_test(connect_requests),	  cmocka_unit_test(absolute_uri_requests),
+	    cmocka_unit_test(malformed_requests), cmocka_unit_test(socks5_greetings_and_requests),
+	    cmocka_unit_test(sni_is_extracted),	  cmocka_unit_test(malformed_hellos_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
