@@ -303,26 +303,37 @@ static const struct v4_range v4_ranges[] = {
     {0xf0000000u, 4, NET_ADDR_RESERVED},    /* 240/4 and the broadcast address */
 };
 
-static enum net_addr_class classify_v4(const uint8_t *a)
+/* The class of an IPv4 address and, in *bits, the prefix length of the range that gave it. */
+static enum net_addr_class classify_v4(const uint8_t *a, unsigned *bits)
 {
 	uint32_t v = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3];
 	for (size_t i = 0; i < ARRAY_SIZE(v4_ranges); i++) {
 		uint32_t mask = v4_ranges[i].bits ? ~0u << (32 - v4_ranges[i].bits) : 0;
-		if ((v & mask) == v4_ranges[i].net)
+		if ((v & mask) == v4_ranges[i].net) {
+			*bits = v4_ranges[i].bits;
 			return v4_ranges[i].cls;
+		}
 	}
+	*bits = 0;
 	return NET_ADDR_PUBLIC;
 }
 
-enum net_addr_class net_addr_classify(int af, const uint8_t *addr_in)
+/* An IPv4 address carried at bit offset `at` of an IPv6 one: its class, its range shifted. */
+static enum net_addr_class classify_embedded(const uint8_t *v4, unsigned at, unsigned *bits,
+					     enum net_addr_class if_public)
 {
-	uint8_t a[16] = {0};
-	memcpy(a, addr_in, af == AF_INET ? 4 : 16);
-	normalise_addr(&af, a);
-	if (af == AF_INET)
-		return classify_v4(a);
+	enum net_addr_class c = classify_v4(v4, bits);
+	*bits = c == NET_ADDR_PUBLIC ? (if_public == NET_ADDR_PUBLIC ? 0 : at) : at + *bits;
+	return c == NET_ADDR_PUBLIC ? if_public : c;
+}
 
+/* addr already normalised (IPv4-mapped is IPv4). */
+static enum net_addr_class classify(int af, const uint8_t *a, unsigned *bits)
+{
+	if (af == AF_INET)
+		return classify_v4(a, bits);
 	static const uint8_t zero[16] = {0};
+	*bits = 128;
 	if (memcmp(a, zero, 15) == 0)
 		return a[15] == 1   ? NET_ADDR_LOOPBACK
 		       : a[15] == 0 ? NET_ADDR_UNSPECIFIED
@@ -332,24 +343,67 @@ enum net_addr_class net_addr_classify(int af, const uint8_t *addr_in)
 	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
 	static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
 	if (memcmp(a, nat64, 12) == 0 || memcmp(a, nat64_local, 6) == 0)
-		return classify_v4(a + 12) == NET_ADDR_PUBLIC ? NET_ADDR_PUBLIC
-							      : classify_v4(a + 12);
+		return classify_embedded(a + 12, 96, bits, NET_ADDR_PUBLIC);
 	if (a[0] == 0x20 && a[1] == 0x02)
-		return classify_v4(a + 2);
+		return classify_embedded(a + 2, 16, bits, NET_ADDR_PUBLIC);
 	if (memcmp(a, zero, 12) == 0)
-		return classify_v4(a + 12) == NET_ADDR_PUBLIC ? NET_ADDR_RESERVED
-							      : classify_v4(a + 12);
-	if (a[0] == 0xff)
-		return NET_ADDR_MULTICAST;
-	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
-		return NET_ADDR_LINK_LOCAL;
-	if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
-		return NET_ADDR_PRIVATE; /* fec0::/10 site-local (deprecated) */
-	if ((a[0] & 0xfe) == 0xfc)
+		return classify_embedded(a + 12, 96, bits, NET_ADDR_RESERVED);
+	static const struct {
+		uint8_t b0, mask1, b1;
+		unsigned bits;
+		enum net_addr_class cls;
+	} v6_ranges[] = {
+	    {0xff, 0x00, 0x00, 8, NET_ADDR_MULTICAST},
+	    {0xfe, 0xc0, 0x80, 10, NET_ADDR_LINK_LOCAL},
+	    {0xfe, 0xc0, 0xc0, 10, NET_ADDR_PRIVATE}, /* fec0::/10 site-local (deprecated) */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(v6_ranges); i++)
+		if (a[0] == v6_ranges[i].b0 && (a[1] & v6_ranges[i].mask1) == v6_ranges[i].b1) {
+			*bits = v6_ranges[i].bits;
+			return v6_ranges[i].cls;
+		}
+	if ((a[0] & 0xfe) == 0xfc) {
+		*bits = 7;
 		return NET_ADDR_PRIVATE; /* fc00::/7 unique local (fd00:ec2::254 too) */
-	if (a[0] == 0x01 && a[1] == 0 && memcmp(a + 2, zero, 6) == 0)
+	}
+	if (a[0] == 0x01 && a[1] == 0 && memcmp(a + 2, zero, 6) == 0) {
+		*bits = 64;
 		return NET_ADDR_RESERVED; /* 100::/64 discard */
+	}
+	*bits = 0;
 	return NET_ADDR_PUBLIC;
+}
+
+enum net_addr_class net_addr_classify(int af, const uint8_t *addr_in)
+{
+	uint8_t a[16] = {0};
+	unsigned bits;
+	memcpy(a, addr_in, af == AF_INET ? 4 : 16);
+	normalise_addr(&af, a);
+	return classify(af, a, &bits);
+}
+
+/* The CIDR entry that lists addr as specifically as its class asks: any entry for a public
+ * address; for another, an entry no wider than the range that makes it internal — so
+ * "0.0.0.0/0" is the internet, not also the loopback or the metadata service, while
+ * "10.0.0.0/8" or "127.0.0.1:8080" name what they allow. */
+static const struct np_entry *listed(const struct netpolicy *np, int af, const uint8_t *addr_in,
+				     uint16_t port, enum net_addr_class *cls)
+{
+	uint8_t a[16] = {0};
+	unsigned bits;
+	memcpy(a, addr_in, af == AF_INET ? 4 : 16);
+	normalise_addr(&af, a);
+	*cls = classify(af, a, &bits);
+	for (size_t i = 0; i < np->n; i++) {
+		const struct np_entry *e = &np->v[i];
+		if (e->kind != NP_CIDR || e->af != af || (e->port && e->port != port))
+			continue;
+		if (prefix_equal(a, e->addr, e->prefix) &&
+		    (*cls == NET_ADDR_PUBLIC || e->prefix >= bits))
+			return e;
+	}
+	return NULL;
 }
 
 const char *net_addr_class_name(enum net_addr_class c)
@@ -368,10 +422,10 @@ const char *net_addr_class_name(enum net_addr_class c)
 int netpolicy_decide_literal(const struct netpolicy *np, int af, const uint8_t *addr, uint16_t port,
 			     const struct np_entry **by, char *why, size_t why_len)
 {
-	*by = netpolicy_match_addr(np, af, addr, port);
+	enum net_addr_class c;
+	*by = listed(np, af, addr, port, &c);
 	if (*by)
 		return 1;
-	enum net_addr_class c = net_addr_classify(af, addr);
 	if (c == NET_ADDR_PUBLIC)
 		snprintf(why, why_len, "address not in the allowlist");
 	else
@@ -384,10 +438,10 @@ int netpolicy_decide_resolved(const struct netpolicy *np, const struct np_entry 
 			      char *why, size_t why_len)
 {
 	/* An address listed as such is allowed whatever its class: the policy named it. */
-	*by = netpolicy_match_addr(np, af, addr, port);
+	enum net_addr_class c;
+	*by = listed(np, af, addr, port, &c);
 	if (*by)
 		return 1;
-	enum net_addr_class c = net_addr_classify(af, addr);
 	if (by_name && c == NET_ADDR_PUBLIC) {
 		*by = by_name;
 		return 1;

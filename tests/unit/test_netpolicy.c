@@ -214,6 +214,44 @@ static void literal_targets_need_an_address_entry(void **state __attribute__((un
 	netpolicy_free(&np);
 }
 
+static void wide_ranges_do_not_list_internal_addresses(void **state __attribute__((unused)))
+{
+	static const char *const e[] = {"0.0.0.0/0", "::/0", "169.254.0.0/16", "10.0.0.0/8:22",
+					"fd00::/8"};
+	struct netpolicy np = build(e, 5);
+	const struct np_entry *by;
+	char why[200];
+	uint8_t a[16];
+	static const struct {
+		const char *addr;
+		uint16_t port;
+		int allowed;
+	} cases[] = {
+	    {"8.8.8.8", 443, 1},      /* 0.0.0.0/0 is the internet */
+	    {"2606:4700::1", 443, 1}, /* so is ::/0 */
+	    {"127.0.0.1", 80, 0},     /* ... but not the loopback */
+	    {"::1", 80, 0},
+	    {"::ffff:127.0.0.1", 80, 0},
+	    {"10.9.9.9", 80, 0},	/* nor a private range it was not told about */
+	    {"10.9.9.9", 22, 1},	/* which "10.0.0.0/8:22" does name */
+	    {"169.254.1.1", 80, 1},	/* link-local, listed as such */
+	    {"169.254.169.254", 80, 0}, /* the metadata service needs its own entry */
+	    {"fd00::5", 80, 1},		/* fd00::/8 is narrower than fc00::/7 */
+	    {"64:ff9b::7f00:1", 80, 0}, /* NAT64 of the loopback */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		int af = addr_of(cases[i].addr, a);
+		int r = netpolicy_decide_literal(&np, af, a, cases[i].port, &by, why, sizeof(why));
+		if (r != cases[i].allowed)
+			fail_msg("%s:%u: expected %d, got %d (%s)", cases[i].addr, cases[i].port,
+				 cases[i].allowed, r, why);
+		r = netpolicy_decide_resolved(&np, NULL, af, a, cases[i].port, &by, why,
+					      sizeof(why));
+		assert_int_equal(r, cases[i].allowed);
+	}
+	netpolicy_free(&np);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +262,7 @@ int main(void)
 	    cmocka_unit_test(address_classes),
 	    cmocka_unit_test(listed_names_never_reach_internal_addresses),
 	    cmocka_unit_test(literal_targets_need_an_address_entry),
+	    cmocka_unit_test(wide_ranges_do_not_list_internal_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
