@@ -428,6 +428,31 @@ def test_network_none_has_loopback_and_nothing_else(loopback):
     assert r["env"] == "OK None", r
 
 
+def test_sandboxes_cannot_reach_each_other():
+    """Each sandbox's loopback is its own: a server in one is not there for another."""
+    server = subprocess.Popen(
+        [AGENTD, "run", "--net", "allow:127.0.0.1:1", "--", PY, "-c", textwrap.dedent("""
+            import socket, select
+            s = socket.socket()
+            s.bind(("127.0.0.1", 4444))
+            s.listen(8)
+            print("READY", flush=True)
+            r, _, _ = select.select([s], [], [], 3)
+            print("CONNECTED" if r else "NOBODY", flush=True)
+        """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout.readline().strip() == b"READY"
+        out, _ = sandbox_py(CLIENT + 'report("peer", lambda: direct("127.0.0.1", 4444))\n',
+                            allow=["127.0.0.1:1"])
+        r = lines(out)
+        assert r["peer"].startswith("ERR ConnectionRefusedError"), r
+        assert server.stdout.readline().strip() == b"NOBODY"
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+
+
 def test_network_mode_errors_name_the_problem():
     r = agentd("run", "--net", "allow:a.com:443,foo:99999", "--", "/bin/true")
     assert r.rc == 125
