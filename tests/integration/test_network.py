@@ -447,10 +447,12 @@ def test_sandboxes_cannot_reach_each_other():
         r = lines(out)
         assert r["peer"].startswith("ERR ConnectionRefusedError"), r
         assert server.stdout.readline().strip() == b"NOBODY"
+        # let it destroy its sandbox itself: a kill would leave that to the janitor, later
+        assert server.wait(timeout=30) == 0
     finally:
         if server.poll() is None:
             server.kill()
-        server.wait()
+            server.wait()
 
 
 def test_network_mode_errors_name_the_problem():
