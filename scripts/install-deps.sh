@@ -13,6 +13,7 @@ PKGS=(
   clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes
   python3 python3-pytest                         # integration tests
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
+  openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
 )
 

@@ -60,6 +60,10 @@ static void print_caps(const agentd_backend_caps *c)
 	printf("  resource limits       %s\n", c->resource_limits ? "yes" : "no");
 	printf("  persistent sandboxes  %s\n", c->persistent_sandboxes ? "yes" : "no");
 	printf("  snapshots             %s\n", c->snapshots ? "yes" : "no");
+	printf("  features             ");
+	for (size_t i = 0; i < c->platform_features.n; i++)
+		printf(" %s", c->platform_features.v[i]);
+	printf("\n");
 	for (size_t i = 0; i < c->warnings.n; i++)
 		printf("  warning: %s\n", c->warnings.v[i]);
 }

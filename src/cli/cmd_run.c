@@ -121,6 +121,16 @@ int cmd_run(int argc, char **argv)
 	int rc = EXIT_AGENTD;
 	uint8_t *in = NULL;
 	size_t in_len = 0;
+	/* allowlist: this run's own egress proxy, for as long as the run (log on stderr) */
+	agentd_proxy *proxy = NULL;
+	if (spec.network.mode == AGENTD_NET_ALLOWLIST) {
+		proxy = agentd_proxy_start(NULL, &err);
+		if (!proxy) {
+			cli_error("run: %s", err.msg);
+			goto out;
+		}
+		agentd_backend_set_proxy(backend, proxy);
+	}
 	if (want_stdin) {
 		in = cli_read_fd(0, &in_len);
 		if (!in) {
@@ -164,6 +174,7 @@ int cmd_run(int argc, char **argv)
 out:
 	free(in);
 	agentd_backend_free(backend);
+	agentd_proxy_stop(proxy);
 	agentd_spec_free(&spec);
 	return rc;
 }

@@ -10,6 +10,8 @@ struct agentd_backend_internal {
 	agentd_sandbox *head;
 	uint32_t active;
 	time_t last_created;
+	agentd_proxy *proxy;		/* egress proxy of allowlist sandboxes */
+	agentd_proxy *own_proxy;	/* started here: stopped with the backend */
 };
 
 const char *agentd_default_work_root(void)
@@ -189,12 +191,31 @@ void agentd_backend_free(agentd_backend *b)
 	if (!b)
 		return;
 	agentd_backend_destroy_all(b, NULL);
+	agentd_proxy_stop(b->internal->own_proxy);
 	if (b->ops->free_backend)
 		b->ops->free_backend(b);
 	pthread_mutex_destroy(&b->internal->lock);
 	free(b->internal);
 	free(b->work_root);
 	free(b);
+}
+
+void agentd_backend_set_proxy(agentd_backend *b, agentd_proxy *p)
+{
+	/* sandboxes attached to a proxy started here keep it until the backend is freed */
+	pthread_mutex_lock(&b->internal->lock);
+	b->internal->proxy = p ? p : b->internal->own_proxy;
+	pthread_mutex_unlock(&b->internal->lock);
+}
+
+agentd_proxy *backend_egress_proxy(agentd_backend *b, agentd_error *err)
+{
+	pthread_mutex_lock(&b->internal->lock);
+	if (!b->internal->proxy)
+		b->internal->proxy = b->internal->own_proxy = agentd_proxy_start(NULL, err);
+	agentd_proxy *p = b->internal->proxy;
+	pthread_mutex_unlock(&b->internal->lock);
+	return p;
 }
 
 static int unsupported(agentd_sandbox *sb, const char *what, agentd_error *err)
@@ -249,8 +270,11 @@ int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_
 	static const agentd_exec_ctx no_ctx;
 	if (!ctx)
 		ctx = &no_ctx;
-	if (b->internal->run_once)
-		return b->internal->run_once(b, spec, cmd, ctx, out, sandbox_id, err);
+	if (b->internal->run_once) {
+		int r = b->internal->run_once(b, spec, cmd, ctx, out, sandbox_id, err);
+		if (r != 1)
+			return r;
+	}
 	agentd_sandbox *sb = NULL;
 	if (agentd_backend_create_sandbox(b, spec, &sb, err) < 0)
 		return -1;

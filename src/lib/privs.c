@@ -22,6 +22,23 @@ static int drop_bounding_set(void)
 	return 0;
 }
 
+int privs_set_ids(uid_t uid, gid_t gid, bool drop_groups)
+{
+	/* Raw syscalls, not glibc's wrappers: a child cloned with clone3 from a multithreaded
+	 * process (the daemon, the egress proxy's threads) still has glibc's list of its
+	 * parent's threads, and setresuid() would wait forever for them to follow the change
+	 * (nptl setxid broadcast). The kernel call changes this thread, the only one here. */
+	if (drop_groups && syscall(SYS_setgroups, 0, NULL) < 0)
+		return -errno;
+	if (syscall(SYS_setresgid, gid, gid, gid) < 0)
+		return -errno;
+	/* Without PR_SET_KEEPCAPS, moving every uid away from 0 clears the permitted and
+	 * effective sets. */
+	if (syscall(SYS_setresuid, uid, uid, uid) < 0)
+		return -errno;
+	return 0;
+}
+
 static int clear_capabilities(void)
 {
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
@@ -52,14 +69,9 @@ int privs_apply(const struct privs_plan *p)
 			return -errno;
 	}
 	if (p->switch_user) {
-		if (sys_setgroups0() < 0)
-			return -errno;
-		if (sys_setresgid(p->gid, p->gid, p->gid) < 0)
-			return -errno;
-		/* Without PR_SET_KEEPCAPS, moving every uid away from 0 clears the permitted
-		 * and effective sets. */
-		if (sys_setresuid(p->uid, p->uid, p->uid) < 0)
-			return -errno;
+		int r = privs_set_ids(p->uid, p->gid, true);
+		if (r < 0)
+			return r;
 	}
 	if (p->drop_caps || p->switch_user) {
 		int r = clear_capabilities();

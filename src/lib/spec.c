@@ -392,130 +392,6 @@ static const char *path_reason(const char *p)
 	return NULL;
 }
 
-static bool all_digits(const char *s, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!a_digit(s[i]))
-			return false;
-	return true;
-}
-
-static bool number_in(const char *s, size_t n, unsigned lo, unsigned hi)
-{
-	/* at most 5 digits keeps the value in range of unsigned without overflow checks */
-	if (!all_digits(s, n) || n > 5)
-		return false;
-	unsigned v = 0;
-	for (size_t i = 0; i < n; i++)
-		v = v * 10 + (unsigned)(s[i] - '0');
-	return v >= lo && v <= hi;
-}
-
-/* RFC 1123 host name: letter/digit/hyphen labels of 1..63 bytes, 253 bytes in all, and a
- * last label that is not all digits (so a mistyped IPv4 address is not taken as a name). */
-static bool valid_hostname(const char *s, size_t n)
-{
-	if (n == 0 || n > 253)
-		return false;
-	size_t start = 0;
-	bool last_numeric = false;
-	for (size_t i = 0; i <= n; i++) {
-		if (i < n && s[i] != '.') {
-			char c = s[i];
-			if (!a_alnum(c) && c != '-')
-				return false;
-			continue;
-		}
-		size_t len = i - start;
-		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		last_numeric = all_digits(s + start, len);
-		start = i + 1;
-	}
-	return !last_numeric;
-}
-
-/* addr[/prefix] for family af; s is not NUL-terminated. */
-static const char *addr_reason(const char *s, size_t n, int af)
-{
-	char a[INET6_ADDRSTRLEN + 1];
-	unsigned char bin[16];
-	const char *slash = memchr(s, '/', n);
-	size_t alen = slash ? (size_t)(slash - s) : n;
-
-	if (alen == 0 || alen >= sizeof(a))
-		return af == AF_INET ? "invalid IPv4 address" : "invalid IPv6 address";
-	memcpy(a, s, alen);
-	a[alen] = '\0';
-	if (inet_pton(af, a, bin) != 1)
-		return af == AF_INET ? "invalid IPv4 address" : "invalid IPv6 address";
-	if (slash && !number_in(slash + 1, n - alen - 1, 0, af == AF_INET ? 32 : 128))
-		return af == AF_INET ? "invalid prefix length (0..32)" :
-				       "invalid prefix length (0..128)";
-	return NULL;
-}
-
-static const char *port_reason(const char *s, size_t n)
-{
-	return number_in(s, n, 1, 65535) ? NULL : "invalid port (1..65535)";
-}
-
-/* Network allow entry syntax (SPEC §1/§6): "host:port", "*.domain:port", an IPv4 address or
- * CIDR with an optional ":port", an IPv6 address or CIDR bare ("fd00::/8") or bracketed with
- * an optional port ("[::1]:443", "[fd00::/8]:443"). NULL when valid. */
-static const char *net_allow_reason(const char *e)
-{
-	size_t n = strlen(e);
-	const char *r;
-
-	if (n == 0)
-		return "empty";
-	if (n > 512)
-		return "too long";
-	if (!str_utf8(e))
-		return "expected UTF-8";
-	if (e[0] == '[') {
-		const char *close = strchr(e, ']');
-		if (!close)
-			return "missing ']'";
-		r = addr_reason(e + 1, (size_t)(close - e - 1), AF_INET6);
-		if (r)
-			return r;
-		if (close[1] == '\0')
-			return NULL;
-		if (close[1] != ':')
-			return "expected ':port' after ']'";
-		return port_reason(close + 2, strlen(close + 2));
-	}
-
-	size_t colons = 0;
-	for (const char *c = e; *c; c++)
-		colons += *c == ':';
-	if (colons >= 2) {
-		/* "::1:443" is a valid address: a port needs the brackets */
-		r = addr_reason(e, n, AF_INET6);
-		if (r && strcmp(r, "invalid IPv6 address") == 0)
-			return "invalid IPv6 address (with a port, write [addr]:port)";
-		return r;
-	}
-
-	const char *colon = strchr(e, ':');
-	size_t hlen = colon ? (size_t)(colon - e) : n;
-	if (colon && (r = port_reason(colon + 1, strlen(colon + 1))))
-		return r;
-	if (memchr(e, '/', hlen))
-		return addr_reason(e, hlen, AF_INET);
-	if (!addr_reason(e, hlen, AF_INET))
-		return NULL;
-	if (!colon)
-		return "expected host:port, *.domain:port or CIDR[:port]";
-	if (hlen >= 2 && e[0] == '*' && e[1] == '.')
-		return valid_hostname(e + 2, hlen - 2) ? NULL : "invalid domain after \"*.\"";
-	return valid_hostname(e, hlen) ? NULL : "invalid host name";
-}
-
 static int fail_path(agentd_error *err, const char *path, const char *reason)
 {
 	return agentd_error_set(err, EINVAL, "%s: %s", path, reason);
@@ -574,11 +450,18 @@ int agentd_spec_validate(const agentd_spec *spec, agentd_error *err)
 	if (!agentd_net_mode_name(spec->network.mode))
 		return fail_path(err, "network.mode",
 				 "expected one of \"none\", \"allowlist\", \"host\"");
+	/* Sharing the host's network namespace is no isolation at all: only the profile that
+	 * says so may ask for it. */
+	if (spec->network.mode == AGENTD_NET_HOST && spec->profile != AGENTD_PROFILE_PERMISSIVE)
+		return fail_path(err, "network.mode",
+				 "\"host\" shares the host's network and needs profile "
+				 "\"permissive\"; use \"allowlist\" for controlled egress");
 	if (spec->network.allow.n && spec->network.mode != AGENTD_NET_ALLOWLIST)
 		return fail_path(err, "network.allow", "only valid with mode \"allowlist\"");
 	for (size_t i = 0; i < spec->network.allow.n; i++) {
 		const char *e = spec->network.allow.v[i];
-		const char *r = e ? net_allow_reason(e) : "missing";
+		/* netpolicy.c owns the entry syntax: the proxy parses what was validated here */
+		const char *r = e ? netpolicy_entry_parse(e, NULL) : "missing";
 		if (r) {
 			spec_quote(q, sizeof(q), e);
 			return agentd_error_set(err, EINVAL, "network.allow[%zu]: invalid entry %s: %s",

@@ -429,11 +429,26 @@ static void network_allow_refuses_malformed_entries(void **state __attribute__((
 	}
 }
 
+static void network_host_only_with_permissive_profile(void **state __attribute__((unused)))
+{
+	const char *m = "network.mode: \"host\" shares the host's network and needs profile "
+			"\"permissive\"; use \"allowlist\" for controlled egress";
+	parse_fails("{'network': {'mode': 'host'}}", m);
+	parse_fails("{'profile': 'standard', 'network': {'mode': 'host'}}", m);
+	/* the key order does not matter: validation sees the whole policy */
+	agentd_spec s;
+	agentd_spec_init(&s, AGENTD_PROFILE_STRICT);
+	parse_ok("{'network': {'mode': 'host'}, 'profile': 'permissive'}", &s);
+	assert_int_equal(s.network.mode, AGENTD_NET_HOST);
+	agentd_spec_free(&s);
+}
+
 static void network_allow_only_with_allowlist_mode(void **state __attribute__((unused)))
 {
 	const char *m = "network.allow: only valid with mode \"allowlist\"";
 	parse_fails("{'network': {'mode': 'none', 'allow': ['a.com:443']}}", m);
-	parse_fails("{'network': {'mode': 'host', 'allow': ['a.com:443']}}", m);
+	parse_fails("{'profile': 'permissive', 'network': {'mode': 'host', 'allow': ['a.com:443']}}",
+		    m);
 	/* strict's mode is none: a list alone does not switch it */
 	parse_fails("{'network': {'allow': ['a.com:443']}}", m);
 	parse_fails("{'profile': 'permissive', 'network': {'allow': ['a.com:443']}}", m);
@@ -441,7 +456,7 @@ static void network_allow_only_with_allowlist_mode(void **state __attribute__((u
 	/* an empty list is no allowance at all, so any mode takes it */
 	agentd_spec s;
 	agentd_spec_init(&s, AGENTD_PROFILE_STRICT);
-	parse_ok("{'network': {'mode': 'host', 'allow': []}}", &s);
+	parse_ok("{'profile': 'permissive', 'network': {'mode': 'host', 'allow': []}}", &s);
 	assert_int_equal(s.network.mode, AGENTD_NET_HOST);
 	/* standard is already allowlist: the list alone is enough */
 	parse_ok("{'profile': 'standard', 'network': {'allow': ['a.com:443']}}", &s);
@@ -975,6 +990,7 @@ int main(void)
 		cmocka_unit_test(network_allow_accepts_every_documented_form),
 		cmocka_unit_test(network_allow_refuses_malformed_entries),
 		cmocka_unit_test(network_allow_only_with_allowlist_mode),
+		cmocka_unit_test(network_host_only_with_permissive_profile),
 		cmocka_unit_test(network_type_errors),
 		cmocka_unit_test(environment_names_are_posix_not_loader_vars),
 		cmocka_unit_test(labels_take_any_string_pairs),

@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #define NOBODY 65534
 /* The sandbox's only user: commands run as uid/gid 1000 inside, the only id mapped, so
@@ -37,8 +39,10 @@
 #define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
-enum { OP_EXEC = 1, OP_KILL = 2 };
+enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */ };
 struct ctl_msg {
 	uint32_t op;
 	uint32_t pad;
@@ -71,6 +75,7 @@ struct init_args {
 	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
 	bool net_none;
 	bool net_prebuilt;	/* cloned inside a namespace netns.c made */
+	bool net_allowlist;		/* create the egress proxy's listener, send it on ctl */
 	const char *ll_ro[4];
 	const char *ll_rw[64];
 	const char *rw_check[64];	/* policy paths the sandbox's user must be able to write */
@@ -94,6 +99,7 @@ struct ctr {
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
+	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
 };
 
 /* ------------------------------------------------------------- init (child) side */
@@ -101,6 +107,42 @@ struct ctr {
 static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 {
 	child_fail(fd, 125, r < 0 ? -r : r, what);
+}
+
+/* The egress proxy's socket: a listener on 127.0.0.1:AGENTD_PROXY_PORT in this network
+ * namespace (a socket's namespace is fixed when it is created), handed to the host over
+ * the control socket. The init keeps no copy, so nothing inside can accept on it. */
+static int send_proxy_listener(int ctl)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(AGENTD_PROXY_PORT),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int r = 0;
+	if (bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0) {
+		r = -errno;
+		close(s);
+		return r;
+	}
+	struct ctl_msg m = {.op = OP_PROXY_FD};
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &s, sizeof(int));
+	if (sendmsg(ctl, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+		r = -errno;
+	close(s);
+	return r;
 }
 
 /* Move fd to exactly `to` (no collision with the others: they were moved high first). */
@@ -413,12 +455,8 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	/* 1. Become the sandbox's user before touching anything: until now our kernel uid is
 	 * still the caller's. Uid 0 is not mapped in this namespace, so this is not a move
 	 * away from its root and the namespace capabilities stay until step 5 drops them. */
-	if (sys_setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
-		init_fail(setup, errno, "setresgid in the user namespace");
-	if (a->set_groups && sys_setgroups0() < 0)
-		init_fail(setup, errno, "drop supplementary groups");
-	if (sys_setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
-		init_fail(setup, errno, "setresuid in the user namespace");
+	if ((r = privs_set_ids(AGENT_ID, AGENT_ID, a->set_groups)) < 0)
+		init_fail(setup, r, "set the sandbox's uid/gid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
 	/* /proc/1/cmdline inside would show agentd's own command line (flags, paths). */
@@ -447,8 +485,11 @@ static __attribute__((noreturn)) void init_main(void *arg)
 	if (sethostname("agentd", 6) < 0)
 		init_fail(setup, errno, "sethostname");
 	/* A namespace made by netns.c already has lo up (and is not ours to change). */
-	if (a->net_none && !a->net_prebuilt && (r = netns_loopback_up()) < 0)
+	if ((a->net_none || a->net_allowlist) && !a->net_prebuilt &&
+	    (r = netns_loopback_up()) < 0)
 		init_fail(setup, r, "bring up lo");
+	if (a->net_allowlist && (r = send_proxy_listener(a->ctl)) < 0)
+		init_fail(setup, r, "egress proxy listener on 127.0.0.1:" STR(AGENTD_PROXY_PORT));
 	/* On cgroup v1 the host moves us into the sandbox's cgroup while we set up the root
 	 * (it makes the cgroup meanwhile): nothing else runs before we are in it. */
 	if (a->go_fd >= 0) {
@@ -567,12 +608,38 @@ static void ctr_stop_init(struct ctr *c)
 	}
 }
 
+/* The init sent its listener before it said ready: it is queued on the control socket. */
+static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
+			const agentd_strv *allow, agentd_error *err)
+{
+	struct ctl_msg m;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf)};
+	ssize_t n = recvmsg(c->ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	struct cmsghdr *cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (!cm || m.op != OP_PROXY_FD || cm->cmsg_level != SOL_SOCKET ||
+	    cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+		return agentd_error_set(err, EPROTO, "sandbox init: no egress proxy listener");
+	int fd;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (agentd_proxy_add_sandbox(proxy, fd, id, allow, err) < 0)
+		return agentd_error_prefix(err, "egress proxy");
+	c->proxy = proxy;
+	return 0;
+}
+
 static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 {
 	if (!c)
 		return;
 	if (c->workdir_fd >= 0)
 		close(c->workdir_fd);
+	if (c->proxy)
+		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
 	if (c->cg) {
 		cgroup_destroy(c->cg);
@@ -607,6 +674,7 @@ struct ctr_prep {
 	int killp[2];		/* one-shot: the host's kill request to the init */
 	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
 	bool late_cgroup;	/* the cgroup is made and joined after the clone */
+	agentd_proxy *proxy;	/* allowlist: the backend's egress proxy */
 };
 
 static void ctr_prep_free(struct ctr_prep *p)
@@ -655,10 +723,8 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	p->nm.fd = -1;
 	for (int i = 0; i < 2; i++)
 		p->sp[i] = p->setup[i] = p->killp[i] = p->go[i] = -1;
-	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
-		return agentd_error_set(err, ENOTSUP,
-					"network.mode \"allowlist\" needs the egress proxy, which is "
-					"not available yet; use \"none\" or \"host\"");
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST && !(p->proxy = backend_egress_proxy(b, err)))
+		return agentd_error_prefix(err, "egress proxy");
 	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, &container_sandbox_ops, err);
 	if (!sb)
 		return -1;
@@ -698,7 +764,8 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 		.sandbox_uid = AGENT_ID,
 		.sandbox_gid = AGENT_ID,
 		.hostname = "agentd",
-		.network_none = spec->network.mode == AGENTD_NET_NONE,
+		/* allowlist too: names resolve through the proxy, never by raw DNS */
+		.network_none = spec->network.mode != AGENTD_NET_HOST,
 	};
 	if (mount_plan_build(spec, &mo, &p->mp, err) < 0) {
 		agentd_error_prefix(err, "root filesystem");
@@ -737,6 +804,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	ia->go_wr = p->go[1];
 	ia->set_groups = !c->unprivileged;
 	ia->net_none = spec->network.mode == AGENTD_NET_NONE;
+	ia->net_allowlist = spec->network.mode == AGENTD_NET_ALLOWLIST;
 	ia->ll_ro[0] = "/";
 	size_t nrw = 0;
 	push_rw(ia, &nrw, spec->workdir);
@@ -873,6 +941,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		agentd_error_set(err, ECHILD, "sandbox init died during setup");
 		goto fail;
 	}
+	if (p.proxy && attach_proxy(c, p.proxy, sb->id, &spec->network.allow, err) < 0)
+		goto fail;
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
 	ctr_prep_free(&p);
 	/* Nothing has run inside yet: this fd is the real workdir, and the files API resolves
@@ -983,6 +1053,27 @@ static const struct exec_launcher container_launcher = {
 	.kill = launch_kill,
 };
 
+/* The command's environment; under allowlist every client is pointed at the proxy, the
+ * only way out. */
+static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
+{
+	const struct ctr *c = sb->priv;
+	agentd_kvv extra = {0};
+	if (c->proxy) {
+		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+						   "http_proxy", "https_proxy", "all_proxy"};
+		for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+			kvv_set(&extra, vars[i], "http://127.0.0.1:" STR(AGENTD_PROXY_PORT));
+		kvv_set(&extra, "NO_PROXY", "");
+		kvv_set(&extra, "no_proxy", "");
+	}
+	for (size_t i = 0; i < cmd->env.n; i++)
+		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
+	char **envp = env_build(&sb->spec, &extra, sb->spec.workdir, "/tmp");
+	kvv_free(&extra);
+	return envp;
+}
+
 /* The exec engine's request for cmd in sb (envp built by the caller). */
 static exec_request ctr_request(const agentd_sandbox *sb, const agentd_command *cmd,
 				const agentd_exec_ctx *ctx, char **envp)
@@ -1016,7 +1107,7 @@ static int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 	pthread_mutex_unlock(&c->lock);
 	if (suspended)
 		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
-	char **envp = env_build(&sb->spec, &cmd->env, sb->spec.workdir, "/tmp");
+	char **envp = ctr_envp(sb, cmd);
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
 	struct launch_ctx lc = {.c = c, .argv = cmd->argv, .envp = envp, .cwd = req.cwd};
 	req.launcher = &container_launcher;
@@ -1067,14 +1158,18 @@ static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd
 			const agentd_exec_ctx *ctx, agentd_exec_output *out, char id[40],
 			agentd_error *err)
 {
+	/* allowlist: the init hands the proxy its listener over the control socket of a
+	 * persistent sandbox (create + exec + destroy) */
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
+		return 1;
 	struct ctr_prep p;
 	agentd_sandbox *sb;
 	if (ctr_prepare(b, spec, true, &sb, &p, err) < 0)
 		return agentd_error_prefix(err, "create sandbox (container)");
 	snprintf(id, 40, "%s", sb->id);
-	char **envp = env_build(&sb->spec, &cmd->env, sb->spec.workdir, "/tmp");
+	char **envp = ctr_envp(sb, cmd);
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
-	/* Private copies: the init blanks the process's own argument area (hide_cmdline),
+	/* Private copies: the init blanks the process's own argument area (proc_set_cmdline),
 	 * where a caller's argv may live (agentd run's does). */
 	agentd_strv argv = {0};
 	for (char *const *a = cmd->argv; *a; a++)
@@ -1390,6 +1485,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 			 p->reasons[0] ? p->reasons : "missing on this kernel");
 		return 0;
 	}
+	strv_push(&caps->platform_features, "egress-proxy");
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");

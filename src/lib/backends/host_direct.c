@@ -10,6 +10,8 @@ static int hd_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	strv_push(&caps->warnings, "host-direct: no kernel isolation; the command sees the host "
 				   "filesystem and network with the sandbox's uid (policy guards "
 				   "only)");
+	strv_push(&caps->warnings, "network mode \"allowlist\" unavailable: host-direct has no "
+				   "network namespace to make the egress proxy the only way out");
 	return 0;
 }
 

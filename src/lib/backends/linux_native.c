@@ -27,6 +27,9 @@ static int ln_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 					   "to the host are not scoped");
 	strv_push(&caps->warnings, "linux-native: no PID namespace; host processes are visible "
 				   "in /proc");
+	strv_push(&caps->warnings, "network mode \"allowlist\" unavailable: no network namespace, "
+				   "and Landlock TCP rules allow a port on every host, so the egress "
+				   "proxy could not be the only way out (use container)");
 	return 0;
 }
 

@@ -130,10 +130,15 @@ static int check_process_backend_spec(const agentd_spec *spec, const char *backe
 				"bind_mounts[%zu]: %s has no mount namespace, so target must equal "
 				"source (%s); use the container backend to remap paths",
 				i, backend, spec->bind_mounts[i].source);
+	/* Without a network namespace nothing could make the proxy the only way out:
+	 * Landlock's TCP rules name ports, not addresses (allowing the proxy's port would
+	 * allow that port on every host), UDP is not covered, and connections to a proxy on
+	 * the host's loopback would not say which sandbox they come from. */
 	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
 		return agentd_error_set(err, ENOTSUP,
-					"network.mode \"allowlist\" needs the egress proxy, which "
-					"backend %s does not provide; use \"none\" or \"host\"",
+					"network.mode \"allowlist\" cannot be enforced by backend %s "
+					"(no network namespace for the egress proxy to be the only "
+					"way out); use the container backend, or \"none\"",
 					backend);
 	return 0;
 }
@@ -415,6 +420,8 @@ void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)
 					   "rlimits only (no memory or process-count limit)");
 	for (int i = AGENTD_PROFILE_STRICT; i <= AGENTD_PROFILE_PERMISSIVE; i++)
 		strv_push(&caps->available_profiles, agentd_profile_name((agentd_profile)i));
+	strv_push(&caps->warnings, "network mode \"host\" (profile permissive only) shares the "
+				   "host's network: no network isolation");
 	char buf[64];
 	if (p->landlock_abi) {
 		snprintf(buf, sizeof(buf), "landlock-abi-%d", p->landlock_abi);
