@@ -418,3 +418,19 @@ def test_serve_options_and_leftover_sweep():
         with pytest.raises(RuntimeError):
             b.start()
         b.cleanup()
+
+
+def test_a_limit_kill_leaves_the_sandbox_usable(d):
+    sid = d.create(spec={"limits": {"max_memory_bytes": 64 << 20, "max_processes": 16}})
+    r = d.exec(sid, ["/usr/bin/python3", "-c", "b = bytearray(400 << 20); print(len(b))"])
+    assert r.status == 200 and r.json["resource_limited"] and r.json["limit_hit"] == "memory", r
+    r = d.exec(sid, ["/bin/sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait"],
+               timeout_ms=3000)
+    assert r.json["limit_hit"] == "pids" or r.json["exit_code"] != 0, r
+    # the command's tree was killed, the sandbox (its init) was not
+    assert d.get(f"/v1/sandboxes/{sid}").json["state"] == "ready"
+    assert d.exec(sid, ["/bin/echo", "still here"]).json["stdout"] == "still here\n"
+    m = d.get("/v1/metrics").body.decode()
+    limit = [l for l in m.splitlines() if l.startswith('agentd_execs_total{result="limit"}')]
+    assert limit and float(limit[0].split()[-1]) >= 1, m
+    d.delete(f"/v1/sandboxes/{sid}")
