@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from daemon_util import Daemon, UnixHTTPConnection, wait_until
+from daemon_util import Daemon, UnixHTTPConnection, pids_with, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +137,31 @@ def test_streaming_delivers_a_chunk_before_the_command_ends(d):
     d.delete(f"/v1/sandboxes/{sid}")
 
 
-def test_stream_client_gone_cancels_the_exec(d):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_goes_away_cancels_its_exec(d, stream):
     sid = d.create()
     conn = UnixHTTPConnection(d.socket)
-    marker = "agentd-stream-cancel-%d" % os.getpid()
+    marker = "agentd-client-gone-%d-%d" % (os.getpid(), stream)
     conn.request("POST", f"/v1/sandboxes/{sid}/exec", body=json.dumps(
-        {"argv": ["/bin/sh", "-c", f"echo go; exec sleep 60 # {marker}"], "stream": True}))
-    r = conn.getresponse()
-    assert json.loads(r.readline())["data"] == "go\n"
+        {"argv": ["/usr/bin/python3", "-c", "print('go', flush=True); "
+                  "import time; time.sleep(60)", marker], "stream": stream}))
+    if stream:
+        r = conn.getresponse()
+        assert json.loads(r.readline())["data"] == "go\n"
+    else:
+        assert wait_until(lambda: pids_with(marker), timeout=10)
+    t0 = time.monotonic()
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
-    # the exec ends (killed) and the sandbox goes back to ready
+    # the command is killed at once (not at its 120 s timeout); the sandbox is ready again
+    assert wait_until(lambda: not pids_with(marker), timeout=10), pids_with(marker)
+    assert time.monotonic() - t0 < 5
     assert wait_until(lambda: d.get(f"/v1/sandboxes/{sid}").json["running_execs"] == 0,
-                      timeout=15), d.get(f"/v1/sandboxes/{sid}")
+                      timeout=10), d.get(f"/v1/sandboxes/{sid}")
+    assert d.exec(sid, ["/bin/echo", "ok"]).json["stdout"] == "ok\n"
+    rec = [a for a in d.get("/v1/audit").json["records"]
+           if a["sandbox_id"] == sid and a["action"] == "exec"][0]
+    assert rec["argv"][-1] == marker and rec["result"] == "exit 137", rec
     d.delete(f"/v1/sandboxes/{sid}")
 
 
