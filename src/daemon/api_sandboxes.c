@@ -27,7 +27,7 @@ void api_health(struct daemon *d, struct api_request *r, const struct client *c,
 			     "started_ms", (json_int_t)d->started_ms, "active_sandboxes", (int)live,
 			     "max_sandboxes", (int)d->cfg.max_sandboxes, "utilization",
 			     (double)live / (double)d->cfg.max_sandboxes, "default_backend",
-			     d->cfg.default_backend, "draining", draining));
+			     d->default_backend, "draining", draining));
 }
 
 static json_t *backend_json(struct daemon *d, const char *name)

@@ -474,6 +474,15 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 		lt.token = token;
 		lt.token_len = strlen(token);
 	}
+	/* Probe the platform and resolve the default backend while we are single-threaded:
+	 * the probe forks test children, and a first request should not pay for it. */
+	agentd_probe_platform();
+	agentd_backend *defb = daemon_backend(d, NULL, err);
+	if (!defb) {
+		agentd_error_prefix(err, "--backend %s", cfg->default_backend);
+		goto out;
+	}
+	d->default_backend = agentd_backend_name(defb);
 	if ((ufd = unix_listen(cfg->socket_path, cfg->socket_group, err)) < 0)
 		goto out;
 
@@ -501,10 +510,10 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 			goto out;
 		}
 	}
-	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s "
+	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
 		     "max_sandboxes=%u pid=%d",
-	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", cfg->max_sandboxes,
-	     (int)getpid());
+	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", d->default_backend,
+	     cfg->max_sandboxes, (int)getpid());
 	int sig = 0;
 	sigwait(&stop, &sig);
 	dlog("info", "msg=\"draining\" signal=%d", sig);

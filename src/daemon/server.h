@@ -90,6 +90,7 @@ struct daemon {
 	unsigned in_flight;
 	struct metrics m;
 	int64_t started_ms;
+	const char *default_backend;	/* what --backend (auto) resolved to */
 };
 
 struct client {
