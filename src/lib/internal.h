@@ -366,6 +366,12 @@ int sandbox_dir_create(const char *work_root, const char *id, uid_t uid, gid_t g
 		       char **dir_out, agentd_error *err);
 void sandbox_dir_remove(const char *work_root, const char *id);
 
+/* ---------------------------------------------------------------- sandbox_files.c */
+/* The workdir_fd op of a backend that holds its workdir fd: a CLOEXEC dup of fd, and the
+ * fs ids (uid/gid, (uid_t)-1 = leave) files made there get. */
+int sandbox_workdir_dup(int fd, uid_t uid, gid_t gid, uid_t *uid_out, gid_t *gid_out,
+			agentd_error *err);
+
 /* ---------------------------------------------------------------- registry.c */
 void registry_ensure_builtins(void);
 /* built-in factories */

@@ -1099,12 +1099,7 @@ out:
 static int ctr_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
 {
 	struct ctr *c = sb->priv;
-	int fd = fcntl(c->workdir_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0)
-		return agentd_error_errno(err, errno, "dup the workdir fd");
-	*uid = c->host_uid;
-	*gid = c->host_gid;
-	return fd;
+	return sandbox_workdir_dup(c->workdir_fd, c->host_uid, c->host_gid, uid, gid, err);
 }
 
 static int ctr_destroy(agentd_sandbox *sb, agentd_error *err)
