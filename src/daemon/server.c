@@ -243,8 +243,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	agentd_error err = {0};
 	int status = api_request_parse(method, url, &q, (const uint8_t *)cx->body, cx->len, &r,
 				       &err);
-	if (status)
+	if (status) {
+		dlog("info", "msg=request method=%.16s path=\"%.200s\" status=%d error=\"%.200s\"",
+		     method, url, status, err.msg);
 		return send_error(d, conn, status, "%s", err.msg);
+	}
 	struct client c;
 	identify(ls, conn, &c);
 	pthread_mutex_lock(&d->lock);
@@ -260,8 +263,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	handlers[r.route](d, &r, &c, &rp);
 	if (!rp.status)
 		reply_error(&rp, 500, "no answer");
-	dlog(rp.status >= 500 ? "error" : "info", "msg=request method=%s path=%s status=%d uid=%lld",
-	     method, url, rp.status, (long long)c.uid);
+	dlog(rp.status >= 500 ? "error" : "info",
+	     "msg=request method=%s path=\"%.200s\" status=%d uid=%lld", method, url, rp.status,
+	     (long long)c.uid);
 	api_request_free(&r);
 	enum MHD_Result res = send_reply(d, conn, &rp);
 	if (!draining) {
