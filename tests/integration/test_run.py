@@ -90,13 +90,16 @@ class TestEnvironment:
 class TestTimeoutsAndSurvivors:
     def test_timeout_kills_tree_exit_124(self, backend):
         t0 = time.monotonic()
-        r = run(backend, "/bin/sh", "-c", "sleep 1000 & sleep 1000; echo never",
+        # a duration of our own (sleep takes fractions), so that a concurrent run of these
+        # tests from another checkout is not mistaken for a survivor
+        nap = "1000.%d" % os.getpid()
+        r = run(backend, "/bin/sh", "-c", f"sleep {nap} & sleep {nap}; echo never",
                 opts=["--timeout", "500ms"])
         assert time.monotonic() - t0 < 10
         assert r.rc == 124, r
         assert r.json["timed_out"] is True
         assert r.json["exit_code"] == 124
-        out = subprocess.run(["pgrep", "-f", "^sleep 1000$"], capture_output=True)
+        out = subprocess.run(["pgrep", "-f", f"^sleep {nap}$"], capture_output=True)
         assert out.stdout == b"", "a process of the timed-out command survived"
 
     def test_daemonized_process_does_not_outlive_command(self, backend, hostdir):
