@@ -74,6 +74,9 @@ bool utf8_valid(const uint8_t *s, size_t len);
 /* Read a whole small file into a NUL-terminated buffer (max bytes); NULL + errno. */
 char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
 int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
+/* In a forked child: replace what /proc/self/cmdline shows (agentd's own command line, which
+ * may carry a sandboxed command's argv) with name. */
+void proc_hide_cmdline(const char *name);
 
 /* ---------------------------------------------------------------- spec.c
  * One table of the resource limits, shared by the validator, the JSON parser and emitter,

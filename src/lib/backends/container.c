@@ -107,39 +107,6 @@ static int loopback_up(void)
 	return r;
 }
 
-/* /proc/1/cmdline inside would show agentd's own command line (flags, paths): blank our
- * copy of the argument area (fields 48-49 of /proc/self/stat; this is our CoW memory). */
-static void hide_cmdline(void)
-{
-	char buf[1024];
-	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return;
-	unsigned long start = 0, end = 0;
-	int field = 2;
-	for (p++; *p && field < 49; p++) {
-		if (*p != ' ')
-			continue;
-		field++;
-		if (field == 48)
-			start = strtoul(p + 1, NULL, 10);
-		else if (field == 49)
-			end = strtoul(p + 1, NULL, 10);
-	}
-	if (start && end > start && end - start < (1UL << 21)) {
-		memset((void *)start, 0, end - start);
-		memcpy((void *)start, "init", end - start > 5 ? 5 : 0);
-	}
-}
-
 /* Move fd to exactly `to` (no collision with the others: they were moved high first). */
 static int place_fd(int fd, int to)
 {
@@ -402,7 +369,8 @@ static __attribute__((noreturn)) void init_main(void *arg)
 		init_fail(setup, errno, "setresuid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
-	hide_cmdline();
+	/* /proc/1/cmdline inside would show agentd's own command line (flags, paths) */
+	proc_hide_cmdline("init");
 	/* The credential change cleared any parent-death signal: set it now. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		init_fail(setup, errno, "PR_SET_PDEATHSIG");
