@@ -27,7 +27,7 @@ void api_health(struct daemon *d, struct api_request *r, const struct client *c,
 			     "started_ms", (json_int_t)d->started_ms, "active_sandboxes", (int)live,
 			     "max_sandboxes", (int)d->cfg.max_sandboxes, "utilization",
 			     (double)live / (double)d->cfg.max_sandboxes, "default_backend",
-			     d->cfg.default_backend, "draining", draining));
+			     d->default_backend, "draining", draining));
 }
 
 static json_t *backend_json(struct daemon *d, const char *name)
@@ -80,29 +80,38 @@ void api_backends(struct daemon *d, struct api_request *r, const struct client *
 	reply_json(out, 200, json_pack("{s:o}", "backends", a));
 }
 
-static void create(struct daemon *d, struct api_request *r, const struct client *c,
-		   struct reply *out)
+struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,
+			     bool session, const char *action, struct reply *out)
 {
 	agentd_spec defaults;
 	if (!r->has_spec)
 		agentd_spec_init(&defaults, AGENTD_PROFILE_STRICT);
-	const agentd_spec *spec = r->has_spec ? &r->spec : &defaults;
 	agentd_error err = {0};
 	int status;
 	uint64_t t0 = mono_ms();
-	struct live *l = live_create(d, r->backend, spec, r->name, false, &status, &err);
+	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults,
+				     session ? NULL : r->name, session, &status, &err);
 	if (!r->has_spec)
 		agentd_spec_free(&defaults);
 	if (!l) {
-		audit(d, c, "create", NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
+		audit(d, c, action, NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
 		reply_agentd_error(out, status, &err);
-		return;
+		return NULL;
 	}
-	audit(d, c, "create", l->id, NULL, l->digest, l->backend, "ok", mono_ms() - t0);
-	dlog("info", "msg=\"sandbox created\" sandbox=%s backend=%s uid=%lld", l->id, l->backend,
-	     (long long)c->uid);
-	reply_json(out, 201, live_to_json(d, l));
-	live_put(d, l);
+	audit(d, c, action, l->id, NULL, l->digest, l->backend, "ok", mono_ms() - t0);
+	dlog("info", "msg=\"sandbox created\" sandbox=%s backend=%s uid=%lld session=%d", l->id,
+	     l->backend, (long long)c->uid, session);
+	return l;
+}
+
+static void create(struct daemon *d, struct api_request *r, const struct client *c,
+		   struct reply *out)
+{
+	struct live *l = api_create_live(d, r, c, false, "create", out);
+	if (l) {
+		reply_json(out, 201, live_to_json(d, l));
+		live_put(d, l);
+	}
 }
 
 static void list(struct daemon *d, struct reply *out)

@@ -21,21 +21,10 @@ static void random_hex(char out[API_ID_LEN + 1])
 static void create(struct daemon *d, struct api_request *r, const struct client *c,
 		   struct reply *out)
 {
-	agentd_spec defaults;
-	if (!r->has_spec)
-		agentd_spec_init(&defaults, AGENTD_PROFILE_STRICT);
-	agentd_error err = {0};
-	int status;
-	uint64_t t0 = mono_ms();
-	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults, NULL, true,
-				     &status, &err);
-	if (!r->has_spec)
-		agentd_spec_free(&defaults);
-	if (!l) {
-		audit(d, c, "session_create", NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
-		reply_agentd_error(out, status, &err);
+	struct live *l = api_create_live(d, r, c, true, "session_create", out);
+	if (!l)
 		return;
-	}
+	agentd_error err = {0};
 	char sid[API_ID_LEN + 1];
 	random_hex(sid);
 	if (state_session_insert(d->st, sid, r->agent, l->id, &err) < 0) {
@@ -43,7 +32,6 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 		reply_agentd_error(out, 500, &err);
 		return;
 	}
-	audit(d, c, "session_create", l->id, NULL, l->digest, l->backend, sid, mono_ms() - t0);
 	reply_json(out, 201, json_pack("{s:s, s:s, s:s, s:s, s:s}", "agent_id", r->agent,
 				       "session_id", sid, "status", "ready", "sandbox_id", l->id,
 				       "backend", l->backend));

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -345,10 +346,28 @@ void live_destroy_all(struct daemon *d, const char *reason)
 	}
 }
 
-int exec_slot_init(struct exec_slot *slot)
+/* The exec engine cancels when its cancel fd turns readable. Ours is an epoll set of the
+ * cancel pipe (destroy, a streaming reader) and the client's socket, registered for a
+ * hang-up only (EPOLLRDHUP; a pipelined next request is not one): a client that goes away
+ * stops its command instead of leaving it to run until its timeout. */
+int exec_slot_init(struct exec_slot *slot, int client_fd)
 {
 	memset(slot, 0, sizeof(*slot));
-	return pipe2(slot->cancel, O_CLOEXEC | O_NONBLOCK);
+	slot->watch = -1;
+	if (pipe2(slot->cancel, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	slot->watch = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN};
+	if (slot->watch < 0 || epoll_ctl(slot->watch, EPOLL_CTL_ADD, slot->cancel[0], &ev) < 0) {
+		exec_slot_close(slot);
+		return -1;
+	}
+	struct epoll_event hup = {.events = EPOLLRDHUP};
+	if (client_fd >= 0 && epoll_ctl(slot->watch, EPOLL_CTL_ADD, client_fd, &hup) < 0) {
+		exec_slot_close(slot);
+		return -1;
+	}
+	return 0;
 }
 
 void exec_slot_cancel(struct exec_slot *slot)
@@ -361,9 +380,12 @@ void exec_slot_cancel(struct exec_slot *slot)
 
 void exec_slot_close(struct exec_slot *slot)
 {
-	close(slot->cancel[0]);
-	close(slot->cancel[1]);
-	slot->cancel[0] = slot->cancel[1] = -1;
+	for (int i = 0; i < 2; i++)
+		if (slot->cancel[i] >= 0)
+			close(slot->cancel[i]);
+	if (slot->watch >= 0)
+		close(slot->watch);
+	slot->cancel[0] = slot->cancel[1] = slot->watch = -1;
 }
 
 uint64_t mono_ms(void)
@@ -380,7 +402,7 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	memset(out, 0, sizeof(*out));
 	struct exec_slot own;
 	if (!slot) {
-		if (exec_slot_init(&own) < 0) {
+		if (exec_slot_init(&own, c ? c->fd : -1) < 0) {
 			agentd_error_set(err, errno, "exec: pipe: %s", strerror(errno));
 			return 500;
 		}
@@ -410,7 +432,7 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	agentd_exec_ctx ctx = {
 		.on_output = on_output,
 		.userdata = userdata,
-		.cancel_fd = slot->cancel[0],
+		.cancel_fd = slot->watch,
 	};
 	uint64_t t0 = mono_ms();
 	int r = agentd_sandbox_exec(l->sb, cmd, &ctx, out, err);

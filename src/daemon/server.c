@@ -243,8 +243,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	agentd_error err = {0};
 	int status = api_request_parse(method, url, &q, (const uint8_t *)cx->body, cx->len, &r,
 				       &err);
-	if (status)
+	if (status) {
+		dlog("info", "msg=request method=%.16s path=\"%.200s\" status=%d error=\"%.200s\"",
+		     method, url, status, err.msg);
 		return send_error(d, conn, status, "%s", err.msg);
+	}
 	struct client c;
 	identify(ls, conn, &c);
 	pthread_mutex_lock(&d->lock);
@@ -260,8 +263,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	handlers[r.route](d, &r, &c, &rp);
 	if (!rp.status)
 		reply_error(&rp, 500, "no answer");
-	dlog(rp.status >= 500 ? "error" : "info", "msg=request method=%s path=%s status=%d uid=%lld",
-	     method, url, rp.status, (long long)c.uid);
+	dlog(rp.status >= 500 ? "error" : "info",
+	     "msg=request method=%s path=\"%.200s\" status=%d uid=%lld", method, url, rp.status,
+	     (long long)c.uid);
 	api_request_free(&r);
 	enum MHD_Result res = send_reply(d, conn, &rp);
 	if (!draining) {
@@ -474,6 +478,15 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 		lt.token = token;
 		lt.token_len = strlen(token);
 	}
+	/* Probe the platform and resolve the default backend while we are single-threaded:
+	 * the probe forks test children, and a first request should not pay for it. */
+	agentd_probe_platform();
+	agentd_backend *defb = daemon_backend(d, NULL, err);
+	if (!defb) {
+		agentd_error_prefix(err, "--backend %s", cfg->default_backend);
+		goto out;
+	}
+	d->default_backend = agentd_backend_name(defb);
 	if ((ufd = unix_listen(cfg->socket_path, cfg->socket_group, err)) < 0)
 		goto out;
 
@@ -501,10 +514,10 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 			goto out;
 		}
 	}
-	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s "
+	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
 		     "max_sandboxes=%u pid=%d",
-	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", cfg->max_sandboxes,
-	     (int)getpid());
+	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", d->default_backend,
+	     cfg->max_sandboxes, (int)getpid());
 	int sig = 0;
 	sigwait(&stop, &sig);
 	dlog("info", "msg=\"draining\" signal=%d", sig);

@@ -38,7 +38,9 @@ enum sb_state {
 const char *sb_state_name(enum sb_state s);
 
 struct exec_slot {
-	int cancel[2];			/* a byte in [1] cancels the exec reading [0] */
+	int cancel[2];			/* a byte in [1] cancels the exec */
+	int watch;			/* epoll of cancel[0] and the client's hang-up: the
+					 * exec's cancel fd */
 	struct exec_slot *next;
 };
 
@@ -88,6 +90,7 @@ struct daemon {
 	unsigned in_flight;
 	struct metrics m;
 	int64_t started_ms;
+	const char *default_backend;	/* what --backend (auto) resolved to */
 };
 
 struct client {
@@ -134,8 +137,8 @@ void live_destroy_all(struct daemon *d, const char *reason);
 int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	      const agentd_command *cmd, agentd_output_cb on_output, void *userdata,
 	      struct exec_slot *slot, agentd_exec_output *out, agentd_error *err);
-/* The cancel pipe of one exec (slot NULL in live_exec: a private one). */
-int exec_slot_init(struct exec_slot *slot);
+/* The cancel fd of one exec (slot NULL in live_exec: a private one watching c->fd). */
+int exec_slot_init(struct exec_slot *slot, int client_fd);
 void exec_slot_cancel(struct exec_slot *slot);
 void exec_slot_close(struct exec_slot *slot);
 json_t *live_to_json(struct daemon *d, struct live *l);
@@ -161,6 +164,10 @@ void api_sandboxes(struct daemon *, struct api_request *, const struct client *,
 void api_exec(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_files(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_sessions(struct daemon *, struct api_request *, const struct client *, struct reply *);
+/* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
+ * when none was given), audited as action; NULL with the error reply already set. */
+struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,
+			     bool session, const char *action, struct reply *out);
 /* A chunked NDJSON response fed by the exec's output callback (server.c). */
 void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
 			  struct api_request *r, int conn_fd);

@@ -5,8 +5,6 @@
 #include "server.h"
 
 #include <microhttpd.h>
-#include <poll.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +21,6 @@ struct stream {
 	size_t len, off;
 	bool done;
 	bool started;			/* the exec thread runs (release joins it) */
-	int conn_fd;			/* the client's socket: watched for a hang-up */
 };
 
 static void push_line(struct stream *s, json_t *line)
@@ -98,32 +95,14 @@ static void *run(void *arg)
 	return NULL;
 }
 
-/* The peer closed its end: nothing will read the rest. */
-static bool client_gone(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	return fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct stream *s = cls;
 	pthread_mutex_lock(&s->mu);
-	/* libmicrohttpd only notices a vanished client when it writes: while the command is
-	 * quiet, look at the socket every 200 ms, so a client that went away cancels it. */
-	while (s->off == s->len && !s->done) {
-		struct timespec t;
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_nsec += 200 * 1000000L;
-		if (t.tv_nsec >= 1000000000L) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000L;
-		}
-		if (pthread_cond_timedwait(&s->cv, &s->mu, &t) != 0 && client_gone(s->conn_fd)) {
-			pthread_mutex_unlock(&s->mu);
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		}
-	}
+	/* libmicrohttpd only notices a vanished client when it writes; the exec's cancel fd
+	 * watches the socket (exec_slot_init), so a quiet command still ends and wakes us. */
+	while (s->off == s->len && !s->done)
+		pthread_cond_wait(&s->cv, &s->mu);
 	if (s->off == s->len) {
 		pthread_mutex_unlock(&s->mu);
 		return MHD_CONTENT_READER_END_OF_STREAM;
@@ -163,7 +142,6 @@ void *stream_response_new(struct daemon *d, struct live *l, const struct client 
 			  struct api_request *r, int conn_fd)
 {
 	struct stream *s = calloc(1, sizeof(*s));
-	s->conn_fd = conn_fd;
 	s->d = d;
 	s->l = l;
 	s->c = *c;
@@ -171,7 +149,7 @@ void *stream_response_new(struct daemon *d, struct live *l, const struct client 
 	memset(r, 0, sizeof(*r)); /* the stream owns what the request held */
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	if (exec_slot_init(&s->slot) < 0)
+	if (exec_slot_init(&s->slot, conn_fd) < 0)
 		goto fail;
 	struct MHD_Response *resp =
 		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, s, release);

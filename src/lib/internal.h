@@ -70,15 +70,16 @@ const char *kvv_get(const agentd_kvv *kv, const char *key);
 void kvv_free(agentd_kvv *kv);
 void kvv_copy(agentd_kvv *dst, const agentd_kvv *src);
 uint64_t now_ms_monotonic(void);
-/* Replace this process's /proc/self/cmdline with name (the rest blanked): a forked child
- * that outlives or hides from its parent must not show the parent's arguments. */
-void proc_set_cmdline(const char *name);
+
 void random_id(char out[40]);		/* 32 lowercase hex chars from getrandom() */
 char *base64_encode(const uint8_t *data, size_t len);
 bool utf8_valid(const uint8_t *s, size_t len);
 /* Read a whole small file into a NUL-terminated buffer (max bytes); NULL + errno. */
 char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
 int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
+/* In a forked child: replace what /proc/self/cmdline shows (agentd's own command line, which
+ * may carry a sandboxed command's argv) with name. */
+void proc_hide_cmdline(const char *name);
 
 /* ---------------------------------------------------------------- spec.c
  * One table of the resource limits, shared by the validator, the JSON parser and emitter,
@@ -504,6 +505,12 @@ void resolver_stop(struct resolver *r);	/* joins the workers */
 /* ---------------------------------------------------------------- backend.c (proxy) */
 /* The proxy allowlist sandboxes of b attach to: the one set, else one started now. */
 agentd_proxy *backend_egress_proxy(agentd_backend *b, agentd_error *err);
+
+/* ---------------------------------------------------------------- sandbox_files.c */
+/* The workdir_fd op of a backend that holds its workdir fd: a CLOEXEC dup of fd, and the
+ * fs ids (uid/gid, (uid_t)-1 = leave) files made there get. */
+int sandbox_workdir_dup(int fd, uid_t uid, gid_t gid, uid_t *uid_out, gid_t *gid_out,
+			agentd_error *err);
 
 /* ---------------------------------------------------------------- registry.c */
 void registry_ensure_builtins(void);

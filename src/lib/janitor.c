@@ -40,9 +40,9 @@ static __attribute__((noreturn)) void janitor_main(int rfd)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_NAME, "agentd-janitor", 0, 0, 0);
-	/* Not the owner's arguments (a command line, --env values) for as long as we outlive
-	 * it. */
-	proc_set_cmdline("agentd-janitor");
+	/* Our copy of the owner's argv would name its sandboxed command: a process that only
+	 * cleans up must not look like one of its survivors. */
+	proc_hide_cmdline("agentd-janitor");
 	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (nul >= 0) {
 		dup2(nul, 0);

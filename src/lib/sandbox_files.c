@@ -116,6 +116,17 @@ int agentd_sandbox_open_file(agentd_sandbox *sb, const char *path, bool write,
 	return fd;
 }
 
+int sandbox_workdir_dup(int fd, uid_t uid, gid_t gid, uid_t *uid_out, gid_t *gid_out,
+			agentd_error *err)
+{
+	int r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r < 0)
+		return agentd_error_errno(err, errno, "dup the workdir fd");
+	*uid_out = uid;
+	*gid_out = gid;
+	return r;
+}
+
 void agentd_cleanup_stale_sandbox(const char *work_root, const char *id)
 {
 	if (work_root && id && *id && !strchr(id, '/') && strcmp(id, ".") && strcmp(id, ".."))

@@ -315,10 +315,11 @@ int write_file_at(int dirfd, const char *path, const char *data)
 	return 0;
 }
 
-void proc_set_cmdline(const char *name)
+/* Blank this process's copy of the argument area (fields 48-49 of /proc/self/stat: after a
+ * fork it is our own copy-on-write memory, the parent keeps its argv) and put name there.
+ * Syscalls only: safe in a child cloned from a multithreaded process. */
+void proc_hide_cmdline(const char *name)
 {
-	/* The argument area is fields 48-49 of /proc/self/stat; after a fork it is our own
-	 * copy-on-write memory. No malloc: callers are forked children. */
 	char buf[1024];
 	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -342,10 +343,9 @@ void proc_set_cmdline(const char *name)
 		else if (field == 49)
 			end = strtoul(p + 1, NULL, 10);
 	}
+	size_t len = strlen(name) + 1;
 	if (start && end > start && end - start < (1UL << 21)) {
-		size_t len = strlen(name) + 1;
 		memset((void *)start, 0, end - start);
-		if (len <= end - start)
-			memcpy((void *)start, name, len);
+		memcpy((void *)start, name, end - start > len ? len : 0);
 	}
 }

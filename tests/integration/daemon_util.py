@@ -106,6 +106,22 @@ class Daemon:
                     raise
         raise AssertionError("unreachable")
 
+    def announce(self, method, path, length):
+        """Send only the head of a request announcing a body of length bytes (as curl does
+        with Expect: 100-continue) and return the daemon's answer head."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(self.socket)
+            s.sendall(b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                      b"Expect: 100-continue\r\n\r\n" % (method.encode(), path.encode(), length))
+            s.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)   # the daemon closes after an early answer
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
     def get(self, path):
         return self.request("GET", path)
 

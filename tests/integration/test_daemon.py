@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from daemon_util import Daemon, UnixHTTPConnection, wait_until
+from daemon_util import Daemon, UnixHTTPConnection, pids_with, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +137,31 @@ def test_streaming_delivers_a_chunk_before_the_command_ends(d):
     d.delete(f"/v1/sandboxes/{sid}")
 
 
-def test_stream_client_gone_cancels_the_exec(d):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_goes_away_cancels_its_exec(d, stream):
     sid = d.create()
     conn = UnixHTTPConnection(d.socket)
-    marker = "agentd-stream-cancel-%d" % os.getpid()
+    marker = "agentd-client-gone-%d-%d" % (os.getpid(), stream)
     conn.request("POST", f"/v1/sandboxes/{sid}/exec", body=json.dumps(
-        {"argv": ["/bin/sh", "-c", f"echo go; exec sleep 60 # {marker}"], "stream": True}))
-    r = conn.getresponse()
-    assert json.loads(r.readline())["data"] == "go\n"
+        {"argv": ["/usr/bin/python3", "-c", "print('go', flush=True); "
+                  "import time; time.sleep(60)", marker], "stream": stream}))
+    if stream:
+        r = conn.getresponse()
+        assert json.loads(r.readline())["data"] == "go\n"
+    else:
+        assert wait_until(lambda: pids_with(marker), timeout=10)
+    t0 = time.monotonic()
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
-    # the exec ends (killed) and the sandbox goes back to ready
+    # the command is killed at once (not at its 120 s timeout); the sandbox is ready again
+    assert wait_until(lambda: not pids_with(marker), timeout=10), pids_with(marker)
+    assert time.monotonic() - t0 < 5
     assert wait_until(lambda: d.get(f"/v1/sandboxes/{sid}").json["running_execs"] == 0,
-                      timeout=15), d.get(f"/v1/sandboxes/{sid}")
+                      timeout=10), d.get(f"/v1/sandboxes/{sid}")
+    assert d.exec(sid, ["/bin/echo", "ok"]).json["stdout"] == "ok\n"
+    rec = [a for a in d.get("/v1/audit").json["records"]
+           if a["sandbox_id"] == sid and a["action"] == "exec"][0]
+    assert rec["argv"][-1] == marker and rec["result"] == "exit 137", rec
     d.delete(f"/v1/sandboxes/{sid}")
 
 
@@ -209,14 +221,8 @@ def test_bad_requests(d):
 def test_huge_bodies_are_413(d):
     before = live_ids(d)
     # announced too large: answered before the body is read (curl waits on Expect: 100-continue)
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(d.socket)
-        s.sendall(b"POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-                  b"Expect: 100-continue\r\n\r\n" % (17 << 20))
-        s.settimeout(10)
-        head = s.recv(4096)
-    assert head.startswith(b"HTTP/1.1 413"), head
-    assert b'"too_large"' in head or b"Content-Length" in head
+    head = d.announce("POST", "/v1/sandboxes", 17 << 20)
+    assert head.startswith(b"HTTP/1.1 413") and b'"too_large"' in head, head
     # without a Content-Length (chunked upload) too
     conn = UnixHTTPConnection(d.socket)
 
@@ -418,3 +424,19 @@ def test_serve_options_and_leftover_sweep():
         with pytest.raises(RuntimeError):
             b.start()
         b.cleanup()
+
+
+def test_a_limit_kill_leaves_the_sandbox_usable(d):
+    sid = d.create(spec={"limits": {"max_memory_bytes": 64 << 20, "max_processes": 16}})
+    r = d.exec(sid, ["/usr/bin/python3", "-c", "b = bytearray(400 << 20); print(len(b))"])
+    assert r.status == 200 and r.json["resource_limited"] and r.json["limit_hit"] == "memory", r
+    r = d.exec(sid, ["/bin/sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait"],
+               timeout_ms=3000)
+    assert r.json["limit_hit"] == "pids" or r.json["exit_code"] != 0, r
+    # the command's tree was killed, the sandbox (its init) was not
+    assert d.get(f"/v1/sandboxes/{sid}").json["state"] == "ready"
+    assert d.exec(sid, ["/bin/echo", "still here"]).json["stdout"] == "still here\n"
+    m = d.get("/v1/metrics").body.decode()
+    limit = [l for l in m.splitlines() if l.startswith('agentd_execs_total{result="limit"}')]
+    assert limit and float(limit[0].split()[-1]) >= 1, m
+    d.delete(f"/v1/sandboxes/{sid}")

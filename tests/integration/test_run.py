@@ -90,13 +90,16 @@ class TestEnvironment:
 class TestTimeoutsAndSurvivors:
     def test_timeout_kills_tree_exit_124(self, backend):
         t0 = time.monotonic()
-        r = run(backend, "/bin/sh", "-c", "sleep 1000 & sleep 1000; echo never",
+        # a duration of our own (sleep takes fractions), so that a concurrent run of these
+        # tests from another checkout is not mistaken for a survivor
+        nap = "1000.%d" % os.getpid()
+        r = run(backend, "/bin/sh", "-c", f"sleep {nap} & sleep {nap}; echo never",
                 opts=["--timeout", "500ms"])
         assert time.monotonic() - t0 < 10
         assert r.rc == 124, r
         assert r.json["timed_out"] is True
         assert r.json["exit_code"] == 124
-        out = subprocess.run(["pgrep", "-f", "^sleep 1000$"], capture_output=True)
+        out = subprocess.run(["pgrep", "-f", f"^sleep {nap}$"], capture_output=True)
         assert out.stdout == b"", "a process of the timed-out command survived"
 
     def test_daemonized_process_does_not_outlive_command(self, backend, hostdir):
@@ -241,15 +244,21 @@ def _agentd_cgroups():
 
 
 def test_no_sandbox_dirs_or_cgroups_left():
+    """The sandboxes of these runs (known by the sandbox_id they report; other agentd
+    processes on the host may come and go meanwhile) leave no dir and no cgroup."""
     root = "/var/lib/agentd/sandboxes"
-    before = set(os.listdir(root)) if os.path.isdir(root) else set()
-    cg_before = _agentd_cgroups()
-    run("linux-native", "/bin/true")
-    run("linux-native", "/bin/sh", "-c", "sleep 5", opts=["--timeout", "200ms"])
-    run("container", "/bin/true")
-    after = set(os.listdir(root)) if os.path.isdir(root) else set()
-    assert after <= before
-    assert _agentd_cgroups() <= cg_before
+    ids = []
+    for r in (run("linux-native", "/bin/true"),
+              run("linux-native", "/bin/sh", "-c", "sleep 5", opts=["--timeout", "200ms"]),
+              run("container", "/bin/true"),
+              run("container", "/bin/sh", "-c", "sleep 5", opts=["--timeout", "200ms"])):
+        assert r.json and len(r.json["sandbox_id"]) == 32, r
+        ids.append(r.json["sandbox_id"])
+    for sid in ids:
+        assert not os.path.exists(os.path.join(root, sid))
+        for ctrl in ("memory", "pids", "freezer", "unified"):
+            assert not os.path.exists(f"/sys/fs/cgroup/{ctrl}/agentd/{sid}"), (ctrl, sid)
+            assert not os.path.exists(f"/sys/fs/cgroup/agentd/{sid}"), sid
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)

@@ -630,9 +630,13 @@ static void test_gc(void **state)
 			close(p[0]);
 			if (cgroup_attach_self(b) != 0)
 				_exit(1);
+			/* as execve would (CLOEXEC): a forked child keeps the flocks otherwise.
+			 * Before telling the parent, or gc may still find "dead" locked by us. */
+			if (p[1] > 3)
+				close_range(3, (unsigned)p[1] - 1, 0);
+			close_range((unsigned)p[1] + 1, ~0u, 0);
 			write_full(p[1], "x", 1);
-			/* as execve would (CLOEXEC): a forked child keeps the flocks otherwise */
-			close_range(3, ~0u, 0);
+			close(p[1]);
 			for (;;)
 				pause();
 		}

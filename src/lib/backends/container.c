@@ -459,8 +459,8 @@ static __attribute__((noreturn)) void init_main(void *arg)
 		init_fail(setup, r, "set the sandbox's uid/gid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
 	prctl(PR_SET_NAME, "init", 0, 0, 0);
-	/* /proc/1/cmdline inside would show agentd's own command line (flags, paths). */
-	proc_set_cmdline("init");
+	/* /proc/1/cmdline inside would show agentd's own command line (flags, paths) */
+	proc_hide_cmdline("init");
 	/* The credential change cleared any parent-death signal: set it now. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		init_fail(setup, errno, "PR_SET_PDEATHSIG");
@@ -1169,7 +1169,7 @@ static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd
 	snprintf(id, 40, "%s", sb->id);
 	char **envp = ctr_envp(sb, cmd);
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
-	/* Private copies: the init blanks the process's own argument area (proc_set_cmdline),
+	/* Private copies: the init blanks the process's own argument area (proc_hide_cmdline),
 	 * where a caller's argv may live (agentd run's does). */
 	agentd_strv argv = {0};
 	for (char *const *a = cmd->argv; *a; a++)
@@ -1438,12 +1438,7 @@ out:
 static int ctr_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
 {
 	struct ctr *c = sb->priv;
-	int fd = fcntl(c->workdir_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0)
-		return agentd_error_errno(err, errno, "dup the workdir fd");
-	*uid = c->host_uid;
-	*gid = c->host_gid;
-	return fd;
+	return sandbox_workdir_dup(c->workdir_fd, c->host_uid, c->host_gid, uid, gid, err);
 }
 
 static int ctr_destroy(agentd_sandbox *sb, agentd_error *err)

@@ -382,12 +382,8 @@ static int psb_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 static int psb_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
 {
 	struct psb *p = sb->priv;
-	int fd = fcntl(p->workdir_fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0)
-		return agentd_error_errno(err, errno, "dup the workdir fd");
-	*uid = p->privs.switch_user ? p->privs.uid : (uid_t)-1;
-	*gid = p->privs.switch_user ? p->privs.gid : (gid_t)-1;
-	return fd;
+	return sandbox_workdir_dup(p->workdir_fd, p->privs.switch_user ? p->privs.uid : (uid_t)-1,
+				   p->privs.switch_user ? p->privs.gid : (gid_t)-1, uid, gid, err);
 }
 
 static int psb_destroy(agentd_sandbox *sb, agentd_error *err)
