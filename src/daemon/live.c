@@ -56,6 +56,7 @@ agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error 
 			b = NULL;
 		}
 		if (b) {
+			agentd_backend_set_proxy(b, d->proxy);
 			snprintf(d->backends[d->n_backends].name, 64, "%s", canon);
 			d->backends[d->n_backends++].b = b;
 		}

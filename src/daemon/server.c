@@ -481,6 +481,9 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	/* Probe the platform and resolve the default backend while we are single-threaded:
 	 * the probe forks test children, and a first request should not pay for it. */
 	agentd_probe_platform();
+	/* One egress proxy for every allowlist sandbox of this daemon, logged to the audit. */
+	if (!(d->netaudit = netaudit_start(d, &d->proxy, err)))
+		goto out;
 	agentd_backend *defb = daemon_backend(d, NULL, err);
 	if (!defb) {
 		agentd_error_prefix(err, "--backend %s", cfg->default_backend);
@@ -564,6 +567,8 @@ out:
 	live_creator_stop();
 	for (size_t i = 0; i < d->n_backends; i++)
 		agentd_backend_free(d->backends[i].b);
+	agentd_proxy_stop(d->proxy);	/* after the backends: no sandbox uses it any more */
+	netaudit_stop(d->netaudit);	/* the proxy's last records are written */
 	state_close(d->st);
 	if (lock_fd >= 0)
 		close(lock_fd);

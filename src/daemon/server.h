@@ -91,6 +91,8 @@ struct daemon {
 	struct metrics m;
 	int64_t started_ms;
 	const char *default_backend;	/* what --backend (auto) resolved to */
+	agentd_proxy *proxy;		/* the egress proxy of every allowlist sandbox */
+	struct netaudit *netaudit;	/* its decisions into the audit log */
 };
 
 struct client {
@@ -144,6 +146,12 @@ void exec_slot_close(struct exec_slot *slot);
 json_t *live_to_json(struct daemon *d, struct live *l);
 
 /* ------------------------------------------------------------------ audit.c */
+/* netaudit.c: start the daemon's egress proxy, whose every decision is appended to the
+ * audit log (action "network") by a writer thread; stop after the proxy is stopped. */
+struct netaudit;
+struct netaudit *netaudit_start(struct daemon *d, agentd_proxy **proxy, agentd_error *err);
+void netaudit_stop(struct netaudit *na);
+
 void audit(struct daemon *d, const struct client *c, const char *action, const char *sandbox_id,
 	   char *const *argv, const char *digest, const char *backend, const char *result,
 	   uint64_t duration_ms);

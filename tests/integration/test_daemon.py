@@ -440,3 +440,49 @@ def test_a_limit_kill_leaves_the_sandbox_usable(d):
     limit = [l for l in m.splitlines() if l.startswith('agentd_execs_total{result="limit"}')]
     assert limit and float(limit[0].split()[-1]) >= 1, m
     d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_egress_proxy_decisions_are_in_the_audit(d):
+    """An allowlist sandbox of the daemon goes out through the daemon's one egress proxy,
+    and every decision (allowed, denied, closed with bytes) is an audit record."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    try:
+        last = (d.get("/v1/audit").json["records"] or [{"seq": 0}])[-1]["seq"]
+        sid = d.create(spec={"profile": "standard",
+                             "network": {"mode": "allowlist", "allow": [f"127.0.0.1:{port}"]}})
+        code = ("import urllib.request, sys\n"
+                "for p in sys.argv[1:]:\n"
+                "    try:\n"
+                "        print(p, urllib.request.urlopen('http://127.0.0.1:%s/' % p, timeout=10).status)\n"
+                "    except Exception as e:\n"
+                "        print(p, 'refused', getattr(e, 'code', e))\n")
+        r = d.exec(sid, ["/usr/bin/python3", "-c", code, str(port), str(port + 1)])
+        assert r.status == 200, r
+        lines = r.json["stdout"].splitlines()
+        assert lines[0] == f"{port} 200", r.json
+        assert lines[1].startswith(f"{port + 1} refused 403"), r.json
+        d.delete(f"/v1/sandboxes/{sid}")
+
+        def net_records():
+            recs = d.get(f"/v1/audit?since={last}").json["records"]
+            return [x for x in recs if x["sandbox_id"] == sid and x["action"] == "network"]
+        assert wait_until(lambda: {"allowed", "denied", "closed"} <= {x["result"] for x in
+                                                                    net_records()}), net_records()
+        recs = net_records()
+        allowed = [x for x in recs if x["result"] == "allowed"][0]
+        denied = [x for x in recs if x["result"] == "denied"][0]
+        closed = [x for x in recs if x["result"] == "closed"][0]
+        assert allowed["argv"]["port"] == port and allowed["argv"]["host"] == "127.0.0.1"
+        assert denied["argv"]["port"] == port + 1 and denied["argv"]["reason"]
+        assert closed["argv"]["bytes_down"] > 0
+    finally:
+        srv.shutdown()
