@@ -109,6 +109,25 @@ static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 	child_fail(fd, 125, r < 0 ? -r : r, what);
 }
 
+/* One control message with nfds (<= 5) fds attached; 0 or -1 + errno. No malloc: the init
+ * sends on it too. */
+static int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds)
+{
+	char cbuf[CMSG_SPACE(5 * sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cbuf,
+			    .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int))};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
+}
+
 /* The egress proxy's socket: a listener on 127.0.0.1:AGENTD_PROXY_PORT in this network
  * namespace (a socket's namespace is fixed when it is created), handed to the host over
  * the control socket. The init keeps no copy, so nothing inside can accept on it. */
@@ -127,19 +146,7 @@ static int send_proxy_listener(int ctl)
 		return r;
 	}
 	struct ctl_msg m = {.op = OP_PROXY_FD};
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &s, sizeof(int));
-	if (sendmsg(ctl, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+	if (ctl_send(ctl, &m, &s, 1) < 0)
 		r = -errno;
 	close(s);
 	return r;
@@ -1022,19 +1029,7 @@ static int launch_start(void *arg, const int fds[4], uint64_t *handle, agentd_er
 	pthread_mutex_unlock(&c->lock);
 	struct ctl_msg m = {.op = OP_EXEC, .id = *handle};
 	int sendfds[5] = {fds[0], fds[1], fds[2], fds[3], mfd};
-	char cbuf[CMSG_SPACE(sizeof(sendfds))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(sendfds));
-	memcpy(CMSG_DATA(cm), sendfds, sizeof(sendfds));
-	if (sendmsg(c->ctl, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+	if (ctl_send(c->ctl, &m, sendfds, 5) < 0)
 		return agentd_error_errno(err, errno, "the sandbox is not running");
 	return 0;
 }
