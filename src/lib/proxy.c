@@ -573,6 +573,8 @@ static void on_header_data(struct agentd_proxy *p, struct conn *c)
 	decide(p, c);
 }
 
+#define RELAY_ROUNDS 16
+
 static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint32_t events)
 {
 	int src = from_client ? c->cfd : c->ufd, dst = from_client ? c->ufd : c->cfd;
@@ -590,7 +592,9 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 		proxy_conn_close(p, c, from_client ? "sandbox side reset" : "target reset");
 		return;
 	}
-	if ((events & EPOLLIN) && !*eof) {
+	/* While the source has data and the destination takes it all, keep relaying: a bulk
+	 * transfer then costs one epoll round per burst, not one per chunk. */
+	for (int round = 0; round < RELAY_ROUNDS && (events & EPOLLIN) && !*eof; round++) {
 		bool inspect = from_client && c->sni_pending;
 		int r = inspect || in->no_splice || in->len > in->off ? fill(p, in, src)
 								      : fill_splice(p, in, src);
@@ -607,13 +611,14 @@ static void relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint
 				return;
 		}
 		/* forward at once: saves a round through epoll on the hot path */
-		if (!(from_client && c->sni_pending)) {
-			if (!flush(in, dst, in_count)) {
-				proxy_conn_close(
-				    p, c, from_client ? "target reset" : "sandbox side reset");
-				return;
-			}
+		if (from_client && c->sni_pending)
+			break;
+		if (!flush(in, dst, in_count)) {
+			proxy_conn_close(p, c, from_client ? "target reset" : "sandbox side reset");
+			return;
 		}
+		if (pending(in) || r != 1)
+			break; /* the destination is full, or the source is dry or ended */
 	}
 	if (!c->sni_pending)
 		c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
