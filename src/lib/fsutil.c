@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -26,28 +27,46 @@ int mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-static int rm_rf_children(int dfd, dev_t dev, int depth)
+/* A tree's depth is the sandbox's to choose; an fd per level would run out (EMFILE) and
+ * leave the rest behind. Below RM_FLATTEN_DEPTH, directories are moved up to the top of
+ * the tree being removed (same filesystem: a rename) and taken from there in a later
+ * pass, so at most RM_FLATTEN_DEPTH directories are open at once whatever the depth. */
+#define RM_FLATTEN_DEPTH 64
+
+static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *moved)
 {
-	if (depth > 4096)
-		return -ELOOP;
 	DIR *d = fdopendir(dfd);
 	if (!d) {
 		int e = errno;
 		close(dfd);
 		return -e;
 	}
-	int ret = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		struct stat st;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
+	int ret;
+	unsigned pass_moved;
+	do {
+		ret = 0;
+		pass_moved = 0;
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			struct stat st;
+			if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			if (!S_ISDIR(st.st_mode)) {
+				if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
+					ret = -errno;
+				continue;
+			}
 			if (st.st_dev != dev) {
 				ret = -EXDEV; /* a mount inside: leave it to its owner */
 				continue;
+			}
+			if (depth >= RM_FLATTEN_DEPTH) {
+				char up[64];
+				snprintf(up, sizeof(up), ".agentd-rm-%d-%u", (int)getpid(), (*moved)++);
+				if (renameat(dirfd(d), de->d_name, topfd, up) == 0)
+					continue; /* the top level's next pass takes it */
 			}
 			int cfd = openat(dirfd(d), de->d_name,
 					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -57,17 +76,33 @@ static int rm_rf_children(int dfd, dev_t dev, int depth)
 			}
 			/* A sandbox may have left a directory without permissions for us. */
 			fchmod(cfd, 0700);
-			int r = rm_rf_children(cfd, dev, depth + 1);
+			unsigned before = *moved;
+			int r = rm_rf_children(cfd, dev, depth + 1, topfd, moved);
+			pass_moved += *moved - before;
 			if (r < 0)
 				ret = r;
 			if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
 				ret = -errno;
-		} else if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
-			ret = -errno;
 		}
-	}
+		/* The top level again while anything was moved up to it. */
+		if (depth == 0 && pass_moved)
+			rewinddir(d);
+	} while (depth == 0 && pass_moved);
 	closedir(d);
 	return ret;
+}
+
+static int rm_rf_tree(int dfd, dev_t dev)
+{
+	unsigned moved = 0;
+	int top = dup(dfd);
+	if (top < 0) {
+		close(dfd);
+		return -errno;
+	}
+	int r = rm_rf_children(dfd, dev, 0, top, &moved);
+	close(top);
+	return r;
 }
 
 int rm_rf_at(int dirfd_, const char *name)
@@ -81,7 +116,7 @@ int rm_rf_at(int dirfd_, const char *name)
 	if (fd < 0)
 		return -errno;
 	fchmod(fd, 0700);
-	int r = rm_rf_children(fd, st.st_dev, 0);
+	int r = rm_rf_tree(fd, st.st_dev);
 	if (unlinkat(dirfd_, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
 		r = -errno;
 	return r;
@@ -102,13 +137,20 @@ int rm_rf(const char *path)
 	return rm_rf_at(pfd, slash + 1);
 }
 
+#define COPY_BUF 65536
+#define COPY_ENTRY_COST 4096	/* every entry counts against the budget: inodes are not free */
+#define COPY_MAX_DEPTH 256
+
 /* Copy the entries of src into dst, fd-relative, never following a symlink (symlinks are
  * copied as symlinks, special files skipped). Files get uid/gid (-1: leave) and their mode
- * without set-id bits. *budget caps the bytes copied: a tree written by a sandbox is
- * hostile and its sizes are not trusted. */
-static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budget, int depth)
+ * without set-id bits. *budget caps the bytes copied, and each entry costs
+ * COPY_ENTRY_COST of it: a tree written by a sandbox is hostile and its sizes are not
+ * trusted. The recursion's frames are small (buf is the caller's, one for the whole copy):
+ * its depth is the sandbox's to choose, up to COPY_MAX_DEPTH, on a thread's stack. */
+static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budget, int depth,
+			 char *buf)
 {
-	if (depth > 256)
+	if (depth > COPY_MAX_DEPTH)
 		return -ELOOP;
 	int sfd = dup(src);
 	if (sfd < 0)
@@ -120,7 +162,6 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 	}
 	int ret = 0;
 	struct dirent *de;
-	char buf[65536];
 	while (ret == 0 && (de = readdir(d))) {
 		const char *n = de->d_name;
 		if (!strcmp(n, ".") || !strcmp(n, ".."))
@@ -128,6 +169,11 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 		struct stat st;
 		if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
+		if (*budget < COPY_ENTRY_COST) {
+			ret = -EFBIG;
+			break;
+		}
+		*budget -= COPY_ENTRY_COST;
 		mode_t mode = st.st_mode & 0777;
 		if (S_ISDIR(st.st_mode)) {
 			if (mkdirat(dst, n, 0700) < 0 && errno != EEXIST) {
@@ -137,7 +183,7 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 			int cs = openat(src, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			int cd = openat(dst, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (cs >= 0 && cd >= 0)
-				ret = copy_children(cs, cd, uid, gid, budget, depth + 1);
+				ret = copy_children(cs, cd, uid, gid, budget, depth + 1, buf);
 			else
 				ret = -errno;
 			if (cd >= 0) {
@@ -149,8 +195,8 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 			if (cs >= 0)
 				close(cs);
 		} else if (S_ISLNK(st.st_mode)) {
-			char target[4096];
-			ssize_t l = readlinkat(src, n, target, sizeof(target) - 1);
+			char *target = buf; /* free between files */
+			ssize_t l = readlinkat(src, n, target, PATH_MAX);
 			if (l < 0)
 				continue;
 			target[l] = '\0';
@@ -180,7 +226,7 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 				break;
 			}
 			for (;;) {
-				ssize_t r = read(in, buf, sizeof(buf));
+				ssize_t r = read(in, buf, COPY_BUF);
 				if (r <= 0) {
 					if (r < 0)
 						ret = -errno;
@@ -215,7 +261,12 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 
 int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *budget)
 {
-	return copy_children(src_dirfd, dst_dirfd, uid, gid, budget, 0);
+	char *buf = malloc(COPY_BUF);
+	if (!buf)
+		return -ENOMEM;
+	int r = copy_children(src_dirfd, dst_dirfd, uid, gid, budget, 0, buf);
+	free(buf);
+	return r;
 }
 
 /* Remove everything inside dirfd (not dirfd itself). */
@@ -229,5 +280,5 @@ int empty_dir_at(int dirfd_)
 		close(fd);
 		return -errno;
 	}
-	return rm_rf_children(fd, st.st_dev, 0);
+	return rm_rf_tree(fd, st.st_dev);
 }

@@ -100,6 +100,28 @@ def test_snapshot_restore(d):
     d.delete(f"/v1/sandboxes/{other}")
 
 
+@pytest.mark.parametrize("depth,ok", [(200, True), (400, False)])
+def test_snapshot_of_a_deep_tree_does_not_take_the_daemon_down(d, depth, ok):
+    """The sandbox chooses the depth of what a snapshot walks: a tree within the limit is
+    copied and restored, a deeper one is a clear error, and the daemon lives on."""
+    sid = d.create()
+    mk = f"cd /tmp && for i in $(seq {depth}); do mkdir d && cd d; done && echo deep > f"
+    assert d.exec(sid, ["/bin/sh", "-c", mk]).json["exit_code"] == 0
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "deep"})
+    assert d.get("/v1/health").status == 200
+    if ok:
+        assert r.status == 201, r
+        d.exec(sid, ["/bin/sh", "-c", "rm -rf /tmp/d"])
+        assert d.post(f"/v1/sandboxes/{sid}/restore",
+                      {"snapshot_id": r.json["snapshot_id"]}).status == 200
+        path = "/tmp/" + "/".join(["d"] * depth) + "/f"
+        assert d.exec(sid, ["/bin/cat", path]).json["stdout"] == "deep\n"
+    else:
+        assert 400 <= r.status < 600 and r.error.get("message"), r
+    assert d.get("/v1/health").status == 200
+    d.delete(f"/v1/sandboxes/{sid}")
+
+
 def test_exec_options(d):
     sid = d.create(spec={"environment": {"FROM_SPEC": "s"}})
     r = d.exec(sid, ["/bin/sh", "-c", 'cat; echo "$FROM_SPEC $EXTRA"; pwd'],

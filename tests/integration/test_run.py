@@ -1,6 +1,7 @@
 """`agentd run`: exit codes, environment, timeouts, output caps, stdin, JSON output,
 resource limits and no survivors, on every process backend."""
 import base64
+import json
 import os
 import subprocess
 import tempfile
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ALL_BACKENDS, PROBE, PROBE_DIR, agentd, hostdir, pid_alive, probe, run  # noqa: F401
+from conftest import AGENTD, ALL_BACKENDS, PROBE, PROBE_DIR, agentd, hostdir, pid_alive, probe, run  # noqa: F401
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
@@ -293,3 +294,26 @@ def test_sigkill_of_owner_leaves_nothing(backend):
     root = "/var/lib/agentd/sandboxes"
     if os.path.isdir(root):
         assert [e for e in os.listdir(root) if e in {x for d in live.values() for x in d}] == []
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_a_deep_tree_is_removed_with_few_fds(backend):
+    """The sandbox chooses how deep its workspace goes: 3000 levels, removed on destroy by
+    an agentd limited to 1024 fds (one fd per level would run out and leave the rest)."""
+    import resource
+
+    def low_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    code = ("import os\n"
+            "for i in range(3000):\n"
+            "    os.mkdir('d'); os.chdir('d')\n"
+            "open('f', 'w').write('x')\n"
+            "print('deep')\n")
+    p = subprocess.run([AGENTD, "run", "--json", "--backend", backend, "--",
+                        "/usr/bin/python3", "-c", code], capture_output=True, timeout=120,
+                       preexec_fn=low_fds, env={"PATH": "/usr/bin:/bin"})
+    out = json.loads(p.stdout)
+    assert out["stdout"] == "deep\n", out
+    sid = out["sandbox_id"]
+    assert not os.path.exists(os.path.join("/var/lib/agentd/sandboxes", sid))
