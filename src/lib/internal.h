@@ -423,6 +423,9 @@ const char *netpolicy_entry_parse(const char *s, struct np_entry *e);
 bool net_valid_hostname(const char *s, size_t n);	/* RFC 1123, last label not numeric */
 int netpolicy_build(const agentd_strv *allow, struct netpolicy *np, agentd_error *err);
 void netpolicy_free(struct netpolicy *np);
+/* Whether an address/CIDR entry allows port (then an unlisted name may be resolved, to test
+ * its addresses against the ranges; otherwise resolving it would only leak it to DNS). */
+bool netpolicy_cidr_for_port(const struct netpolicy *np, uint16_t port);
 /* The NAME/SUFFIX entry allowing host:port, or NULL. */
 const struct np_entry *netpolicy_match_name(const struct netpolicy *np, const char *host,
 					    uint16_t port);

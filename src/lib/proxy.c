@@ -378,9 +378,9 @@ static void decide(struct agentd_proxy *p, struct conn *c)
 		return;
 	}
 	c->by_name = netpolicy_match_name(np, c->req.host, c->req.port);
-	/* An unlisted name is looked up only when a listed range could contain it: the
-	 * lookup itself would otherwise carry data out through DNS. */
-	if (!c->by_name && !np->has_cidr) {
+	/* An unlisted name is looked up only when a listed range, for this port, could
+	 * contain it: the lookup itself would otherwise carry data out through DNS. */
+	if (!c->by_name && !netpolicy_cidr_for_port(np, c->req.port)) {
 		conn_deny(p, c, 403, "not in the allowlist");
 		return;
 	}
@@ -404,6 +404,12 @@ static void check_sni(struct agentd_proxy *p, struct conn *c)
 	}
 	if (r == TLS_MALFORMED) {
 		conn_deny(p, c, 400, "malformed TLS ClientHello");
+		return;
+	}
+	/* A TLS client that names nothing to a named target: what it reaches behind a
+	 * shared frontend is not what the policy judged. */
+	if (r == TLS_SNI_ABSENT && !c->req.host_is_addr) {
+		conn_deny(p, c, 403, "TLS ClientHello without SNI for a CONNECT to a name");
 		return;
 	}
 	if (r == TLS_SNI_FOUND && strcasecmp(sni, c->req.host) != 0) {

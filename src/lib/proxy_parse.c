@@ -211,7 +211,10 @@ static bool header_is(const uint8_t *line, size_t n, const char *name)
 size_t http_rewrite_request(const uint8_t *buf, const struct http_request *req, uint8_t *out,
 			    size_t out_cap)
 {
-	static const char *const hop[] = {"connection",
+	/* host: the origin gets the target the proxy judged and connected to, never a name of
+	 * the sandbox's choosing (a shared frontend would route by it: domain fronting) */
+	static const char *const hop[] = {"host",
+					  "connection",
 					  "proxy-connection",
 					  "keep-alive",
 					  "proxy-authorization",
@@ -234,6 +237,15 @@ size_t http_rewrite_request(const uint8_t *buf, const struct http_request *req, 
 	PUT(" ", 1);
 	PUT(buf + req->version_off, 8);
 	PUT("\r\n", 2);
+	char host[300];
+	bool v6 = req->host_is_addr && req->af == AF_INET6;
+	int hl = req->port == 80 ? snprintf(host, sizeof(host), "Host: %s%s%s\r\n", v6 ? "[" : "",
+					    req->host, v6 ? "]" : "")
+				 : snprintf(host, sizeof(host), "Host: %s%s%s:%u\r\n", v6 ? "[" : "",
+					    req->host, v6 ? "]" : "", (unsigned)req->port);
+	if (hl < 0 || (size_t)hl >= sizeof(host))
+		return 0;
+	PUT(host, (size_t)hl);
 	for (size_t off = req->headers_off; off + 2 < req->header_len;) {
 		const uint8_t *nl = memchr(buf + off, '\n', req->header_len - off);
 		size_t next = nl ? (size_t)(nl - buf) + 1 : req->header_len;

@@ -318,20 +318,23 @@ def test_socks5_clients_get_the_same_rules(outside):
 
 def test_tls_sni_must_match_the_connect_target(outside):
     out, log = sandbox_py(CLIENT + textwrap.dedent("""
-        def fronted():
+        def fronted(sni):
             s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
             s.sendall(b"CONNECT outside.test:8443 HTTP/1.1\\r\\n\\r\\n")
             assert s.recv(4096).startswith(b"HTTP/1.1 200")
             ctx = ssl.create_default_context(cafile=%r)
             ctx.check_hostname = False
-            t = ctx.wrap_socket(s, server_hostname="evil.test")
+            t = ctx.wrap_socket(s, server_hostname=sni)
             return t.version()
-        report("fronted", fronted)
+        report("fronted", lambda: fronted("evil.test"))
+        report("nosni", lambda: fronted(None))
     """ % outside["cert"]), allow=["outside.test:8443"], hosts=outside["hosts"],
         ro=[outside["dir"]])
     r = lines(out)
     assert r["fronted"].startswith("ERR"), r
+    assert r["nosni"].startswith("ERR"), r
     assert 'TLS SNI "evil.test" does not match the CONNECT target' in log, log
+    assert "TLS ClientHello without SNI for a CONNECT to a name" in log, log
 
 
 def test_client_hello_sent_with_the_connect_is_checked_too(outside):

@@ -70,7 +70,8 @@ static void absolute_uri_requests(void **state __attribute__((unused)))
 	assert_int_equal(req.port, 8080);
 	uint8_t out[1024];
 	size_t n = http_rewrite_request((const uint8_t *)s, &req, out, sizeof(out));
-	const char *want = "GET /a/b?q=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n"
+	/* the client's Host ("x") is replaced by the target the proxy judged */
+	const char *want = "GET /a/b?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: */*\r\n"
 			   "Connection: close\r\n\r\n";
 	assert_int_equal(n, strlen(want));
 	assert_memory_equal(out, want, n);
@@ -82,7 +83,14 @@ static void absolute_uri_requests(void **state __attribute__((unused)))
 	assert_int_equal(req.port, 80);
 	n = http_rewrite_request((const uint8_t *)"HEAD http://Example.com HTTP/1.0\r\n\r\n", &req,
 				 out, sizeof(out));
-	assert_memory_equal(out, "HEAD / HTTP/1.0\r\n", 17);
+	assert_memory_equal(out, "HEAD / HTTP/1.0\r\nHost: example.com\r\n", 36);
+	/* fronting: a second Host, any case, is dropped too; IPv6 targets get brackets */
+	const char *two = "GET http://[::1]:81/ HTTP/1.1\r\nHOST: admin\r\nhost: b\r\n\r\n";
+	assert_int_equal(parse(two, &req, &why), HTTP_PARSE_DONE);
+	n = http_rewrite_request((const uint8_t *)two, &req, out, sizeof(out));
+	const char *want2 = "GET / HTTP/1.1\r\nHost: [::1]:81\r\nConnection: close\r\n\r\n";
+	assert_int_equal(n, strlen(want2));
+	assert_memory_equal(out, want2, n);
 
 	bad("GET https://example.com/ HTTP/1.1\r\n\r\n", "https:// URIs need CONNECT");
 	bad("GET / HTTP/1.1\r\n\r\n", "not a proxy request (origin-form target)");
