@@ -508,3 +508,18 @@ def test_egress_proxy_decisions_are_in_the_audit(d):
         assert closed["argv"]["bytes_down"] > 0
     finally:
         srv.shutdown()
+
+
+def test_exec_timeout_kills_what_the_command_setsid_away(d):
+    """A timed-out exec of a persistent sandbox takes its whole tree, setsid'd descendants
+    included: the limit cannot be escaped by leaving the exec's session."""
+    sid = d.create()
+    token = "777.%d" % (os.getpid() % 100000)
+    r = d.exec(sid, ["/bin/sh", "-c", f"setsid sh -c 'exec sleep {token}' & exec sleep 100"],
+               timeout_ms=1000)
+    assert r.status == 200 and r.json["timed_out"] and r.json["exit_code"] == 124, r
+    assert wait_until(lambda: not pids_with(token), timeout=1), \
+        pids_with(token)
+    # the sandbox itself lives on and serves the next exec
+    assert d.exec(sid, ["/bin/echo", "still"]).json["stdout"] == "still\n"
+    d.delete(f"/v1/sandboxes/{sid}")

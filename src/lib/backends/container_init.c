@@ -298,10 +298,16 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 		}
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
+		/* A timeout or cancel kills the exec's whole tree. Its session is what it can
+		 * be told apart by; when it is the only exec running, everything but PID 1 is
+		 * its tree (setsid'd and daemonized descendants included), so all of it goes. */
 		if (n == sizeof(m) && m.op == OP_KILL)
 			for (size_t i = 0; i < nrun; i++)
-				if (run[i].id == m.id)
+				if (run[i].id == m.id) {
 					kill(-run[i].pid, SIGKILL);
+					if (nrun == 1)
+						kill(-1, SIGKILL);
+				}
 	}
 }
 
