@@ -451,7 +451,12 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	for (int i = 0; a->once && i < 3; i++)
 		if (place_fd(io[i], INIT_ONCE_FD + i) < 0)
 			init_fail(setup, errno, "move fds");
-	fds_close_from(a->once ? INIT_ONCE_FD + 3 : INIT_SETUP_FD + 1);
+	/* Everything else goes; a one-shot init's stdio sits above the Landlock slot, which
+	 * is closed too until the ruleset takes it (an inherited fd must not linger there). */
+	if ((r = fds_close_from(a->once ? INIT_ONCE_FD + 3 : INIT_SETUP_FD + 1)) < 0)
+		init_fail(setup, r, "close inherited fds");
+	if (a->once)
+		close(INIT_LANDLOCK_FD);
 
 	/* 4. Landlock as defence in depth, built here because the tmpfs mounts exist only in
 	 * this namespace: everything visible is read-only except the writable scratch. */
