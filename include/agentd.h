@@ -416,7 +416,8 @@ typedef struct agentd_proxy_config {
 	uint32_t max_connections;	/* 0 = 1024 (two fds each); more are refused */
 	uint32_t max_per_sandbox;	/* 0 = 256: one sandbox cannot starve the others */
 	uint32_t buffer_bytes;		/* in flight per direction and connection (a pipe that
-					 * splice() fills, pages taken as needed), 0 = 1 MiB */
+					 * splice() fills, pages taken as needed), 0 = 256 KiB:
+					 * what a slow reader can pin in the host's memory */
 	uint32_t header_timeout_ms;	/* request header (and ClientHello) within, 0 = 10 s */
 	uint32_t connect_timeout_ms;	/* name resolution + TCP connect, 0 = 10 s */
 	uint32_t idle_timeout_ms;	/* no byte either way, 0 = 300 s */

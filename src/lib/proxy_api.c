@@ -163,7 +163,7 @@ agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *e
 	if (c->max_per_sandbox > c->max_connections)
 		c->max_per_sandbox = c->max_connections;
 	if (!c->buffer_bytes)
-		c->buffer_bytes = 1 << 20;
+		c->buffer_bytes = 256 << 10;
 	if (c->buffer_bytes < 64 << 10)
 		c->buffer_bytes = 64 << 10;
 	if (!c->header_timeout_ms)
