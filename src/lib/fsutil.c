@@ -152,6 +152,8 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 {
 	if (depth > COPY_MAX_DEPTH)
 		return -ELOOP;
+	if (!buf)
+		return -EINVAL;
 	int sfd = dup(src);
 	if (sfd < 0)
 		return -errno;

@@ -317,3 +317,11 @@ def test_a_deep_tree_is_removed_with_few_fds(backend):
     assert out["stdout"] == "deep\n", out
     sid = out["sandbox_id"]
     assert not os.path.exists(os.path.join("/var/lib/agentd/sandboxes", sid))
+
+
+def test_container_commands_are_the_oom_killers_first_choice():
+    """A memory limit must kill the command, not the sandbox's PID 1 (a copy of agentd)."""
+    r = run("container", "/bin/sh", "-c", "cat /proc/self/oom_score_adj /proc/1/oom_score_adj")
+    assert r.rc == 0, r
+    mine, init = r.json["stdout"].split()
+    assert int(mine) == 1000 and int(init) < 1000, r.json

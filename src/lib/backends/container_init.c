@@ -117,6 +117,21 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 		_exit(125);
 	if (dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "set up stdio");
+	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
+	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
+	 * a score needs no privilege, but /proc/self of a non-dumpable process is root's: it
+	 * is dumpable for these few calls only, and with Landlock nothing of the sandbox
+	 * (a younger domain) may open its memory meanwhile. */
+	if (init_has_landlock && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0) {
+		int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+		if (oom >= 0) {
+			if (write(oom, "1000", 4) != 4) {
+				/* a kernel without it: the default scores apply */
+			}
+			close(oom);
+		}
+	}
 	int r = rlimits_apply(a->rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
