@@ -331,6 +331,10 @@ agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 
 const char *agentd_backend_name(const agentd_backend *b);
 int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
+/* A persistent sandbox lives as long as its creator: a container's init gets SIGKILL when
+ * the *thread* that created it exits (PR_SET_PDEATHSIG follows the thread), and the janitor
+ * then removes what is left. A multithreaded program creates sandboxes from a thread that
+ * lives as long as they should (agentd serve uses one creator thread). */
 int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
 				  agentd_sandbox **out, agentd_error *err);
 /* Sandbox ids of live sandboxes (malloc'd array of malloc'd strings). */
