@@ -32,7 +32,7 @@
 
 /* ------------------------------------------------------------------ child side */
 
-void child_fail(int errfd, int exit_code, int errnum, const char *what)
+void child_report_fail(int errfd, int exit_code, int errnum, const char *what)
 {
 	struct child_report rep;
 	memset(&rep, 0, sizeof(rep));
@@ -46,6 +46,11 @@ void child_fail(int errfd, int exit_code, int errnum, const char *what)
 	if (write(errfd, &rep, sizeof(rep)) < 0) {
 		/* nothing left to tell anyone */
 	}
+}
+
+void child_fail(int errfd, int exit_code, int errnum, const char *what)
+{
+	child_report_fail(errfd, exit_code, errnum, what);
 	_exit(exit_code);
 }
 

@@ -302,7 +302,9 @@ struct child_report {
 	struct rusage ru;		/* EXIT: the command's resource usage */
 	char what[256];			/* "landlock_restrict_self", "execve /bin/foo", ... */
 };
-/* child: report a setup failure on the error pipe and _exit(exit_code). */
+/* child: report a setup failure on the error pipe and _exit(exit_code); the report alone
+ * (no exit) for a process that goes on, the container's init. */
+void child_report_fail(int errfd, int exit_code, int errnum, const char *what);
 __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, const char *what);
 /* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. */
 int child_execvpe(char *const argv[], char *const envp[]);

@@ -90,20 +90,6 @@ static void write_exit_report(int fd, int status, const struct rusage *ru)
 	}
 }
 
-static void report_fail_fd(int fd, int code, int errnum, const char *what)
-{
-	struct child_report rep;
-	memset(&rep, 0, sizeof(rep));
-	rep.kind = REPORT_FAIL;
-	rep.exit_code = code;
-	rep.errnum = errnum;
-	size_t n = strlen(what);
-	memcpy(rep.what, what, n < sizeof(rep.what) - 1 ? n : sizeof(rep.what) - 1);
-	if (write(fd, &rep, sizeof(rep)) < 0) {
-		/* nothing to do */
-	}
-}
-
 /* The command's process, forked by init: its own session, stdio, rlimits, Landlock, then
  * execve. The seccomp filter, no_new_privs and the empty capability sets are inherited. */
 static __attribute__((noreturn)) void command_child(const struct init_args *a, int fds[4],
@@ -163,16 +149,16 @@ static int start_exec(const struct init_args *a, struct running *run, size_t *nr
 	void *map = MAP_FAILED, *ptrs = MAP_FAILED;
 	size_t ptrs_len = 0;
 	if (*nrun == MAX_EXECS) {
-		report_fail_fd(fds[3], 125, EBUSY, "too many concurrent execs in this sandbox");
+		child_report_fail(fds[3], 125, EBUSY, "too many concurrent execs in this sandbox");
 		goto out;
 	}
 	if (fstat(fds[4], &st) < 0 || st.st_size < 8 || st.st_size > MAX_PAYLOAD) {
-		report_fail_fd(fds[3], 125, EINVAL, "bad exec request");
+		child_report_fail(fds[3], 125, EINVAL, "bad exec request");
 		goto out;
 	}
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fds[4], 0);
 	if (map == MAP_FAILED) {
-		report_fail_fd(fds[3], 125, errno, "map exec request");
+		child_report_fail(fds[3], 125, errno, "map exec request");
 		goto out;
 	}
 	const char *p = map, *end = p + st.st_size;
@@ -181,13 +167,13 @@ static int start_exec(const struct init_args *a, struct running *run, size_t *nr
 	memcpy(&envc, p + 4, 4);
 	p += 8;
 	if (argc < 1 || argc > 1u << 20 || envc > 1u << 20 || end[-1] != '\0') {
-		report_fail_fd(fds[3], 125, EINVAL, "bad exec request");
+		child_report_fail(fds[3], 125, EINVAL, "bad exec request");
 		goto out;
 	}
 	ptrs_len = ((size_t)argc + envc + 2) * sizeof(char *);
 	ptrs = mmap(NULL, ptrs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ptrs == MAP_FAILED) {
-		report_fail_fd(fds[3], 125, errno, "map exec request");
+		child_report_fail(fds[3], 125, errno, "map exec request");
 		goto out;
 	}
 	char **argv = ptrs, **envp = argv + argc + 1;
@@ -195,7 +181,7 @@ static int start_exec(const struct init_args *a, struct running *run, size_t *nr
 	p += strlen(p) + 1;
 	for (uint32_t i = 0; i < argc + envc; i++) {
 		if (p >= end) {
-			report_fail_fd(fds[3], 125, EINVAL, "bad exec request");
+			child_report_fail(fds[3], 125, EINVAL, "bad exec request");
 			goto out;
 		}
 		if (i < argc)
@@ -211,7 +197,7 @@ static int start_exec(const struct init_args *a, struct running *run, size_t *nr
 	if (pid == 0)
 		command_child(a, fds, argv, envp, cwd);
 	if (pid < 0) {
-		report_fail_fd(fds[3], 125, errno, "fork");
+		child_report_fail(fds[3], 125, errno, "fork");
 		goto out;
 	}
 	run[*nrun].id = id;
@@ -251,15 +237,30 @@ static void reap(struct running *run, size_t *nrun)
 	}
 }
 
-static __attribute__((noreturn)) void init_loop(const struct init_args *a)
+/* SIGCHLD as a readable fd (blocked first, so no exit is missed); -1 + errno. */
+static int sigchld_fd(void)
 {
-	struct running run[MAX_EXECS];
-	size_t nrun = 0;
 	sigset_t chld;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
-	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	return signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+/* sfd is readable: take the signals, then every exit there is. */
+static void reap_signalled(int sfd, struct running *run, size_t *nrun)
+{
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof(si)) > 0)
+		;
+	reap(run, nrun);
+}
+
+static __attribute__((noreturn)) void init_loop(const struct init_args *a)
+{
+	struct running run[MAX_EXECS];
+	size_t nrun = 0;
+	int sfd = sigchld_fd();
 	if (sfd < 0)
 		_exit(125);
 	for (;;) {
@@ -270,12 +271,8 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 				continue;
 			_exit(125);
 		}
-		if (pfd[1].revents) {
-			struct signalfd_siginfo si;
-			while (read(sfd, &si, sizeof(si)) > 0)
-				;
-			reap(run, &nrun);
-		}
+		if (pfd[1].revents)
+			reap_signalled(sfd, run, &nrun);
 		if (!pfd[0].revents)
 			continue;
 		struct ctl_msg m;
@@ -332,11 +329,7 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
  * its status is still reported. Nothing inside can reach the pipe: it is the host's. */
 static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 {
-	sigset_t chld;
-	sigemptyset(&chld);
-	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, NULL);
-	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	int sfd = sigchld_fd();
 	if (sfd < 0)
 		init_fail(INIT_SETUP_FD, errno, "signalfd");
 	int fds[4] = {INIT_ONCE_FD, INIT_ONCE_FD + 1, INIT_ONCE_FD + 2, INIT_SETUP_FD};
@@ -348,6 +341,8 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 		init_fail(INIT_SETUP_FD, errno, "fork");
 	for (int i = 0; i < 3; i++)
 		close(fds[i]);
+	struct running run = {.id = 1, .pid = pid, .report = INIT_SETUP_FD};
+	size_t nrun = 1;
 	bool killed = false;
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = INIT_CTL_FD, .events = killed ? 0 : POLLIN},
@@ -364,19 +359,9 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 		}
 		if (!pfd[1].revents)
 			continue;
-		struct signalfd_siginfo si;
-		while (read(sfd, &si, sizeof(si)) > 0)
-			;
-		for (;;) {
-			int status;
-			struct rusage ru;
-			pid_t p = wait4(-1, &status, WNOHANG, &ru);
-			if (p <= 0)
-				break;
-			if (p != pid)
-				continue;
+		reap_signalled(sfd, &run, &nrun); /* the command's status is reported here */
+		if (nrun == 0) {
 			kill(-1, SIGKILL); /* everything else in the namespace */
-			write_exit_report(INIT_SETUP_FD, status, &ru);
 			_exit(0);
 		}
 	}
