@@ -265,16 +265,17 @@ int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_
 	sandbox_id[0] = '\0';
 	if (check_command(cmd, err) < 0)
 		return -1;
-	if (agentd_spec_validate(spec, err) < 0)
-		return agentd_error_prefix(err, "invalid spec");
 	static const agentd_exec_ctx no_ctx;
 	if (!ctx)
 		ctx = &no_ctx;
 	if (b->internal->run_once) {
+		if (agentd_spec_validate(spec, err) < 0)
+			return agentd_error_prefix(err, "invalid spec");
 		int r = b->internal->run_once(b, spec, cmd, ctx, out, sandbox_id, err);
 		if (r != 1)
 			return r;
 	}
+	/* create validates the spec */
 	agentd_sandbox *sb = NULL;
 	if (agentd_backend_create_sandbox(b, spec, &sb, err) < 0)
 		return -1;
