@@ -256,14 +256,9 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 		reply_json(out, 200, live_to_json(d, l));
 		break;
 	case ROUTE_SANDBOX_DELETE: {
-		char id[API_ID_LEN + 1], backend[64], digest[65];
+		char id[API_ID_LEN + 1];
 		snprintf(id, sizeof(id), "%s", l->id);
-		snprintf(backend, sizeof(backend), "%s", l->backend);
-		snprintf(digest, sizeof(digest), "%s", l->digest);
-		uint64_t t0 = mono_ms();
-		int rc = live_destroy(d, l, "deleted", &err);
-		audit(d, c, "destroy", id, NULL, digest, backend, rc < 0 ? err.msg : "ok",
-		      mono_ms() - t0);
+		int rc = live_destroy_audited(d, l, c, "destroy", "deleted", &err);
 		if (rc < 0)
 			reply_agentd_error(out, 0, &err);
 		else

@@ -115,13 +115,7 @@ void api_sessions(struct daemon *d, struct api_request *r, const struct client *
 		return;
 	}
 	agentd_error err = {0};
-	char digest[65], backend[64];
-	snprintf(digest, sizeof(digest), "%s", l->digest);
-	snprintf(backend, sizeof(backend), "%s", l->backend);
-	uint64_t t0 = mono_ms();
-	int rc = live_destroy(d, l, "session deleted", &err);
-	audit(d, c, "session_destroy", sbid, NULL, digest, backend, rc < 0 ? err.msg : "ok",
-	      mono_ms() - t0);
+	int rc = live_destroy_audited(d, l, c, "session_destroy", "session deleted", &err);
 	if (rc < 0) {
 		reply_agentd_error(out, 0, &err);
 		return;

@@ -389,6 +389,20 @@ void exec_slot_close(struct exec_slot *slot)
 	slot->cancel[0] = slot->cancel[1] = slot->watch = -1;
 }
 
+int live_destroy_audited(struct daemon *d, struct live *l, const struct client *c,
+			 const char *action, const char *reason, agentd_error *err)
+{
+	/* the destroy may free l: what the record names is copied first */
+	char id[API_ID_LEN + 1], backend[64], digest[65];
+	snprintf(id, sizeof(id), "%s", l->id);
+	snprintf(backend, sizeof(backend), "%s", l->backend);
+	snprintf(digest, sizeof(digest), "%s", l->digest);
+	uint64_t t0 = mono_ms();
+	int rc = live_destroy(d, l, reason, err);
+	audit(d, c, action, id, NULL, digest, backend, rc < 0 ? err->msg : "ok", mono_ms() - t0);
+	return rc;
+}
+
 uint64_t mono_ms(void)
 {
 	struct timespec ts;

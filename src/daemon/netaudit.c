@@ -52,17 +52,12 @@ static void on_netlog(void *userdata, const agentd_netlog *ev)
 			      "bytes_down", (json_int_t)ev->bytes_down);
 	char *detail = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
+	struct netrec *r = detail ? calloc(1, sizeof(*r)) : NULL;
 	pthread_mutex_lock(&na->lock);
-	if (na->queued >= NETAUDIT_MAX_QUEUED || !detail) {
+	if (!r || na->queued >= NETAUDIT_MAX_QUEUED) {
 		na->dropped++;
 		pthread_mutex_unlock(&na->lock);
-		free(detail);
-		return;
-	}
-	struct netrec *r = calloc(1, sizeof(*r));
-	if (!r) {
-		na->dropped++;
-		pthread_mutex_unlock(&na->lock);
+		free(r);
 		free(detail);
 		return;
 	}

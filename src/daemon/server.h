@@ -134,6 +134,9 @@ enum sb_state live_state(const struct live *l);	/* with d->lock held */
  * users, destroys through the library, records the final state. */
 int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_error *err);
 void live_destroy_all(struct daemon *d, const char *reason);
+/* live_destroy with its audit record (action, client, duration, result). */
+int live_destroy_audited(struct daemon *d, struct live *l, const struct client *c,
+			 const char *action, const char *reason, agentd_error *err);
 /* Run cmd in l: 409 unless ready/executing; records metrics and the audit record.
  * Returns 0 (out filled) or an HTTP status with err. */
 int live_exec(struct daemon *d, struct live *l, const struct client *c,
