@@ -3,7 +3,7 @@
  * to a plain fork+exec+wait of /bin/true measured in the same run.
  * usage: daemon_client SOCKET SANDBOX_ID EXECS CLIENTS
  * prints: plain_p50_us, p50_us, p99_us and execs/s for CLIENTS concurrent clients. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <pthread.h>
 #include <spawn.h>

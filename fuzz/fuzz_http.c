@@ -1,7 +1,7 @@
 /* fuzz_http.c: libFuzzer target for the daemon's request path — what the HTTP handler calls
  * with the method, URL, query and body of every request (routing + strict body validation,
  * including the nested policy parser). Input: METHOD\nPATH\nQUERY-PATH\nBODY. */
-#include "daemon.h"
+#include "daemon/http/http.h"
 
 #include <stdlib.h>
 #include <string.h>

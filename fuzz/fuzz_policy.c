@@ -1,7 +1,7 @@
 /* fuzz_policy.c: libFuzzer target for the policy parsers (JSON policy, and the size/duration
  * syntax of the same policy's CLI flags): no input may crash, leak or hang them, every error is
  * one line of UTF-8, and every policy accepted survives emit → parse unchanged. */
-#include "internal.h"
+#include "lib/core/core.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,9 +34,9 @@ static void fuzz_units(const uint8_t *data, size_t size)
 		return;
 	memcpy(s, data, size);
 	s[size] = '\0';
-	if (agentd_parse_size(s, &v, &err) < 0)
+	if (parse_size(s, &v, &err) < 0)
 		check_message(&err);
-	if (agentd_parse_duration_ms(s, &v, &err) < 0)
+	if (parse_duration_ms(s, &v, &err) < 0)
 		check_message(&err);
 }
 

@@ -1,7 +1,7 @@
 /* fuzz_proxy.c: libFuzzer target for what a sandbox sends its egress proxy — the proxy
  * request parser and its rewrite, the TLS SNI extractor, and allowlist entries: no input
  * may crash or read out of bounds, and what is accepted must be self-consistent. */
-#include "internal.h"
+#include "lib/core/core.h"
 
 #include <sys/socket.h>
 

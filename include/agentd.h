@@ -16,6 +16,9 @@ extern "C" {
 
 #define AGENTD_VERSION "0.1.0"
 
+/* A sandbox id: 32 lowercase hex characters and the NUL, with room to spare. */
+#define AGENTD_ID_LEN 40
+
 /* ---------------------------------------------------------------- errors
  * Every fallible call takes an agentd_error * (may be NULL) and returns a negative value
  * (or NULL) on failure. Each layer prefixes its context, so the user reads
@@ -124,16 +127,6 @@ int agentd_policy_load_file(const char *path, agentd_spec *spec, agentd_error *e
 /* Emits the full spec as JSON (every key); malloc'd, NUL-terminated. parse(emit(s)) == s. */
 char *agentd_policy_to_json(const agentd_spec *spec);
 
-/* "512M", "1GiB", "1048576", "10k" → bytes (binary multiples). */
-int agentd_parse_size(const char *s, uint64_t *out, agentd_error *err);
-/* "500ms", "2s", "1m", "1h", "1.5s", "250" (seconds) → milliseconds. */
-int agentd_parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
-
-/* RFC 4648 base64, how the JSON outputs and the daemon API carry bytes that are not UTF-8.
- * encode: malloc'd, NUL-terminated. decode is strict (padding required, no whitespace,
- * nothing after the padding): 0 with *out malloc'd, or -1. */
-char *agentd_base64_encode(const uint8_t *data, size_t len);
-int agentd_base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 
 /* --------------------------------------------------------------- exec */
 typedef struct agentd_command {
@@ -224,7 +217,7 @@ bool agentd_caps_fully_isolated(const agentd_backend_caps *c);
 bool agentd_caps_soft_isolation(const agentd_backend_caps *c);
 
 typedef struct agentd_sandbox_caps {
-	char sandbox_id[40];
+	char sandbox_id[AGENTD_ID_LEN];
 	char backend[64];
 	agentd_profile profile;
 	bool can_write_filesystem;
@@ -253,59 +246,15 @@ void agentd_backend_health_free(agentd_backend_health *h);
 typedef struct agentd_backend agentd_backend;
 typedef struct agentd_sandbox agentd_sandbox;
 
-/* What a backend implements. Third-party backends (and .so plugins) fill these. */
-typedef struct agentd_sandbox_ops {
-	int (*exec)(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
-		    agentd_exec_output *out, agentd_error *err);
-	bool (*is_alive)(agentd_sandbox *sb);
-	int (*suspend)(agentd_sandbox *sb, agentd_error *err);		/* NULL = unsupported */
-	int (*resume)(agentd_sandbox *sb, agentd_error *err);
-	int (*snapshot)(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
-	int (*restore)(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
-	int (*usage)(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
-	/* Release every resource (processes, mounts, cgroup, files). The core frees *sb. */
-	int (*destroy)(agentd_sandbox *sb, agentd_error *err);
-	/* Files API: a new fd (the caller closes it) of the sandbox's workdir as it was when
-	 * the sandbox was created, before any sandboxed code ran, and the host ids files made
-	 * there must get. The core resolves every path beneath it (agentd_sandbox_open_file);
-	 * a backend never opens a sandbox-controlled path itself. NULL = unsupported. */
-	int (*workdir_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
-} agentd_sandbox_ops;
-
-typedef struct agentd_backend_ops {
-	const char *name;		/* canonical name */
-	int (*probe)(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
-	/* Build a sandbox for spec: allocate with agentd_sandbox_alloc(), set ops/priv. */
-	int (*create_sandbox)(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
-			      agentd_error *err);
-	void (*free_backend)(agentd_backend *b);	/* backend-private teardown, may be NULL */
-} agentd_backend_ops;
-
-struct agentd_backend {
-	const agentd_backend_ops *ops;
-	char *work_root;		/* per-backend state directory */
-	void *priv;
-	struct agentd_backend_internal *internal;	/* core bookkeeping (sandbox list) */
-};
-
-struct agentd_sandbox {
-	const agentd_sandbox_ops *ops;
-	agentd_backend *backend;
-	char id[40];
-	agentd_spec spec;
-	agentd_sandbox_caps caps;
-	time_t created_at;
-	void *priv;
-	agentd_sandbox *next;		/* core list linkage */
-};
-
-/* Backend factory as the registry stores it. */
-typedef int (*agentd_backend_factory)(const char *work_root, agentd_backend **out,
-				      agentd_error *err);
+/* Backends are written against agentd-backend.h (the ops, the allocators, the ABI
+ * version plugins are checked against); users only hold these handles. */
+const char *agentd_sandbox_id(const agentd_sandbox *sb);
+const agentd_spec *agentd_sandbox_spec(const agentd_sandbox *sb);
+const agentd_sandbox_caps *agentd_sandbox_get_caps(const agentd_sandbox *sb);
+agentd_backend *agentd_sandbox_backend(const agentd_sandbox *sb);
+const char *agentd_backend_work_root(const agentd_backend *b);
 
 /* Registry (seed 001). Names are normalised: trimmed, lower-case, '_' ≡ '-'. */
-int agentd_register_backend(const char *canonical, const char *const *aliases,
-			    agentd_backend_factory factory, agentd_error *err);
 /* Canonical name for name/alias, or NULL. Returned string lives as long as the registry. */
 const char *agentd_canonical_backend_name(const char *name);
 /* Canonical names in registration order; *n set. Array owned by the registry. */
@@ -317,17 +266,14 @@ int agentd_create_backend(const char *name, const char *work_root, agentd_backen
 /* Highest score wins (ties: registration order); host-direct when nothing probes;
  * warn (may be NULL) receives the reason when falling back. */
 agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *warn);
-/* dlopen every *.so in dir; each must export `int agentd_plugin_init(void)` that calls
+/* dlopen every *.so in dir; each must be built against agentd-backend.h, export
+ * AGENTD_PLUGIN_ABI (checked before anything of it runs: a plugin built for another ABI
+ * version is refused, naming both) and `int agentd_plugin_init(void)` that calls
  * agentd_register_backend(). Returns the number loaded or -1. */
 int agentd_load_plugins(const char *dir, agentd_error *err);
 /* Default work root: $AGENTD_WORK_ROOT, else /var/lib/agentd (root) or
  * $XDG_RUNTIME_DIR/agentd, else /tmp/agentd-$UID. Returned string is static. */
 const char *agentd_default_work_root(void);
-
-/* Helpers for backend authors. */
-agentd_backend *agentd_backend_alloc(const agentd_backend_ops *ops, const char *work_root);
-agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
-				     const agentd_sandbox_ops *ops, agentd_error *err);
 
 const char *agentd_backend_name(const agentd_backend *b);
 int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
@@ -351,7 +297,7 @@ int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
  * transient sandbox's id. 0 when the command ran (its result in out), -1 + err if not. */
 int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
 		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
-		       char sandbox_id[40], agentd_error *err);
+		       char sandbox_id[AGENTD_ID_LEN], agentd_error *err);
 bool agentd_sandbox_is_alive(agentd_sandbox *sb);
 int agentd_sandbox_suspend(agentd_sandbox *sb, agentd_error *err);
 int agentd_sandbox_resume(agentd_sandbox *sb, agentd_error *err);
@@ -381,66 +327,8 @@ const char *agentd_sandbox_path_relative(const agentd_spec *spec, const char *pa
  * cgroup no live process holds. Idempotent; nothing held by a running sandbox is touched. */
 void agentd_cleanup_stale_sandbox(const char *work_root, const char *id);
 
-/* --------------------------------------------------------- egress proxy
- * Network mode "allowlist": the sandbox keeps its own network namespace, where a listening
- * socket on 127.0.0.1:AGENTD_PROXY_PORT is its only way out. The socket is created inside the
- * sandbox and its fd held by the proxy, so every connection accepted on it belongs to that
- * sandbox and is judged by that sandbox's allowlist. The proxy speaks HTTP CONNECT,
- * absolute-URI HTTP proxying and SOCKS5 CONNECT, resolves names itself, refuses loopback, private, link-local,
- * metadata and multicast addresses unless the policy lists the address, checks a CONNECT's
- * TLS SNI against its target, and logs every decision. One proxy (one thread, epoll) serves
- * any number of sandboxes. */
-#define AGENTD_PROXY_PORT 3128
-
+/* --------------------------------------------------------- egress proxy (agentd-proxy.h) */
 typedef struct agentd_proxy agentd_proxy;
-
-typedef enum agentd_netlog_event {
-	AGENTD_NETLOG_ALLOWED = 1,	/* connecting to the target (reason: the allowlist entry) */
-	AGENTD_NETLOG_DENIED,		/* refused (reason: why); the sandbox got 403/400/502 */
-	AGENTD_NETLOG_CLOSED,		/* an allowed connection ended (reason: how) */
-} agentd_netlog_event;
-
-typedef struct agentd_netlog {
-	agentd_netlog_event event;
-	const char *sandbox_id;
-	const char *method;		/* "CONNECT", "GET"...; "" when no request was parsed */
-	const char *host;		/* target as the sandbox asked for it; "" when unknown */
-	uint16_t port;
-	const char *address;		/* the address connected to (or refused), "" when none */
-	const char *reason;
-	uint64_t bytes_up;		/* sandbox → target, payload only */
-	uint64_t bytes_down;		/* target → sandbox */
-	uint64_t duration_ms;		/* since the sandbox connected to the proxy */
-} agentd_netlog;
-/* Called on the proxy thread for each event: must be quick and must not block (queue the
- * record for an audit log); the strings live only for the call. */
-typedef void (*agentd_netlog_cb)(void *userdata, const agentd_netlog *ev);
-
-typedef struct agentd_proxy_config {
-	uint32_t max_connections;	/* 0 = 1024 (two fds each); more are refused */
-	uint32_t max_per_sandbox;	/* 0 = 256: one sandbox cannot starve the others */
-	uint32_t buffer_bytes;		/* in flight per direction and connection (a pipe that
-					 * splice() fills, pages taken as needed), 0 = 256 KiB:
-					 * what a slow reader can pin in the host's memory */
-	uint32_t header_timeout_ms;	/* request header (and ClientHello) within, 0 = 10 s */
-	uint32_t connect_timeout_ms;	/* name resolution + TCP connect, 0 = 10 s */
-	uint32_t idle_timeout_ms;	/* no byte either way, 0 = 300 s */
-	uint32_t resolver_threads;	/* getaddrinfo workers, 0 = 4 */
-	agentd_netlog_cb on_log;	/* NULL = one line per event on stderr */
-	void *log_userdata;
-} agentd_proxy_config;
-
-/* Start the proxy thread (cfg may be NULL for the defaults). Raises this process's
- * RLIMIT_NOFILE soft limit towards the hard one to fit max_connections. */
-agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *err);
-/* Serve a sandbox: listen_fd (a listening TCP socket, taken over: closed by the proxy) with
- * the allowlist (entries as in agentd_network.allow, validated here). */
-int agentd_proxy_add_sandbox(agentd_proxy *p, int listen_fd, const char *sandbox_id,
-			     const agentd_strv *allow, agentd_error *err);
-/* Close the sandbox's listener and every connection it has open; returns once done. */
-void agentd_proxy_remove_sandbox(agentd_proxy *p, const char *sandbox_id);
-/* Close everything and join the thread. Safe on NULL. */
-void agentd_proxy_stop(agentd_proxy *p);
 /* The proxy a backend attaches its allowlist sandboxes to (not owned: stop it after the
  * backend is freed). Without one, the backend starts its own on first need (stderr log)
  * and stops it in agentd_backend_free. */

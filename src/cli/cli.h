@@ -3,12 +3,11 @@
 #ifndef AGENTD_CLI_H
 #define AGENTD_CLI_H
 
-#include "agentd.h"
+#include "common/common.h"
+#include "agentd-proxy.h"
 
 #include <getopt.h>
 #include <stdio.h>
-
-#define EXIT_AGENTD 125
 
 /* Options every policy-taking verb accepts; values are ≥ 0x100 to stay clear of short
  * options. */
@@ -62,13 +61,7 @@ int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_e
 int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_error *err);
 const char *policy_flags_help(void);
 
-/* io.c: a whole fd into a malloc'd, NUL-terminated buffer (NULL + errno); all of p to fd
- * (0 or -1). */
-uint8_t *cli_read_fd(int fd, size_t *len);
-int cli_write_all(int fd, const void *p, size_t n);
 
-/* "agentd: <msg>" on stderr. */
-void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* client.c: the daemon API over its unix socket. */
 #include <jansson.h>
@@ -83,9 +76,6 @@ struct http_response {
 	size_t len;
 	size_t line_off;		/* on_line bookkeeping */
 };
-/* --socket, else $AGENTD_SOCKET, else /run/agentd/agentd.sock (root) or
- * $XDG_RUNTIME_DIR/agentd.sock. */
-const char *client_socket_path(const char *flag);
 int client_connect(const char *path, struct client_conn *c, agentd_error *err);
 void client_close(struct client_conn *c);
 /* One request on a kept-alive connection; on_line (may be NULL) gets each body line as it

@@ -1,7 +1,7 @@
 /* client.c: the CLI's side of the daemon API — a small HTTP/1.1 client over the unix socket
  * (we control both ends: Content-Length requests, Content-Length or chunked responses),
  * keep-alive, and NDJSON lines delivered as they arrive for streaming execs. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -10,20 +10,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-const char *client_socket_path(const char *flag)
-{
-	static char buf[512];
-	if (flag && *flag)
-		return flag;
-	const char *env = getenv("AGENTD_SOCKET");
-	if (env && *env)
-		return env;
-	if (geteuid() == 0)
-		return "/run/agentd/agentd.sock";
-	const char *x = getenv("XDG_RUNTIME_DIR");
-	snprintf(buf, sizeof(buf), "%s/agentd.sock", x && *x ? x : "/tmp");
-	return buf;
-}
 
 int client_connect(const char *path, struct client_conn *c, agentd_error *err)
 {
@@ -117,8 +103,8 @@ int client_request(struct client_conn *c, const char *method, const char *path,
 			 ctype ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return agentd_error_set(err, E2BIG, "request path too long");
-	if (cli_write_all(c->fd, head, (size_t)n) < 0 ||
-	    (len && cli_write_all(c->fd, body, len) < 0))
+	if (write_all(c->fd, head, (size_t)n) < 0 ||
+	    (len && write_all(c->fd, body, len) < 0))
 		return agentd_error_set(err, errno, "send to the daemon: %s", strerror(errno));
 	ssize_t e = line_end(c);
 	if (e < 0 || sscanf(c->buf + c->off, "HTTP/1.%*d %d", &resp->status) != 1)
@@ -202,7 +188,7 @@ json_t *client_call(const char *sock, const char *method, const char *path, json
 int client_report_error(const char *verb, int status, json_t *j)
 {
 	const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-	cli_error("%s: %s (HTTP %d)", verb, msg ? msg : "failed", status);
+	print_error("%s: %s (HTTP %d)", verb, msg ? msg : "failed", status);
 	return EXIT_AGENTD;
 }
 

@@ -1,6 +1,6 @@
 /* cmd_backends.c: `agentd backends` — registered backends in registration order with
  * their aliases, availability on this host and auto-detection score. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -24,7 +24,7 @@ int cmd_backends(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		cli_error("backends: unexpected argument '%s'", argv[optind]);
+		print_error("backends: unexpected argument '%s'", argv[optind]);
 		return EXIT_AGENTD;
 	}
 

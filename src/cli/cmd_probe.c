@@ -1,6 +1,6 @@
 /* cmd_probe.c: `agentd probe` — what this kernel really offers (from real attempts) and,
  * per backend, which isolation it provides here and what is degraded. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -101,14 +101,14 @@ int cmd_probe(int argc, char **argv)
 			return EXIT_AGENTD;
 	}
 	if (optind < argc) {
-		cli_error("probe: unexpected argument '%s'", argv[optind]);
+		print_error("probe: unexpected argument '%s'", argv[optind]);
 		return EXIT_AGENTD;
 	}
 	if (only && !agentd_canonical_backend_name(only)) {
 		agentd_error err = {0};
 		agentd_backend *b = NULL;
 		agentd_create_backend(only, NULL, &b, &err);
-		cli_error("%s", err.msg);
+		print_error("%s", err.msg);
 		return EXIT_AGENTD;
 	}
 	if (security)

@@ -1,6 +1,6 @@
 /* cmd_run.c: `agentd run` — one command in a one-shot sandbox: policy flags → spec →
  * backend → sandbox → exec (streamed to our stdout/stderr, or one JSON object) → destroy. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +27,7 @@ static void on_signal(int sig)
 static void stream_out(void *ud, agentd_stream s, const uint8_t *data, size_t len)
 {
 	/* a reader that went away: keep running, keep capturing */
-	(void)cli_write_all(s == AGENTD_STREAM_STDOUT ? 1 : 2, data, len);
+	(void)write_all(s == AGENTD_STREAM_STDOUT ? 1 : 2, data, len);
 }
 
 static void run_usage(FILE *f)
@@ -77,20 +77,20 @@ int cmd_run(int argc, char **argv)
 			return EXIT_AGENTD;
 		default:
 			if (policy_flags_add(&pf, c, optarg, &err) < 0) {
-				cli_error("run: %s", err.msg);
+				print_error("run: %s", err.msg);
 				return EXIT_AGENTD;
 			}
 		}
 	}
 	if (optind >= argc) {
-		cli_error("run: no command given (agentd run [options] -- PROG ARGS...)");
+		print_error("run: no command given (agentd run [options] -- PROG ARGS...)");
 		return EXIT_AGENTD;
 	}
 	char **cmd_argv = argv + optind;
 
 	agentd_spec spec;
 	if (policy_flags_build(&pf, &spec, &err) < 0) {
-		cli_error("%s", err.msg);
+		print_error("%s", err.msg);
 		return EXIT_AGENTD;
 	}
 
@@ -99,14 +99,14 @@ int cmd_run(int argc, char **argv)
 		agentd_error warn = {0};
 		backend = agentd_detect_best_backend(NULL, &warn);
 		if (warn.msg[0])
-			cli_error("warning: %s", warn.msg);
+			print_error("warning: %s", warn.msg);
 	} else if (agentd_create_backend(backend_name, NULL, &backend, &err) < 0) {
-		cli_error("%s", err.msg);
+		print_error("%s", err.msg);
 		agentd_spec_free(&spec);
 		return EXIT_AGENTD;
 	}
 	if (!backend) {
-		cli_error("no backend available");
+		print_error("no backend available");
 		agentd_spec_free(&spec);
 		return EXIT_AGENTD;
 	}
@@ -126,15 +126,15 @@ int cmd_run(int argc, char **argv)
 	if (spec.network.mode == AGENTD_NET_ALLOWLIST) {
 		proxy = agentd_proxy_start(NULL, &err);
 		if (!proxy) {
-			cli_error("run: %s", err.msg);
+			print_error("run: %s", err.msg);
 			goto out;
 		}
 		agentd_backend_set_proxy(backend, proxy);
 	}
 	if (want_stdin) {
-		in = cli_read_fd(0, &in_len);
+		in = read_fd_all(0, &in_len);
 		if (!in) {
-			cli_error("run: read stdin: %s", strerror(errno));
+			print_error("run: read stdin: %s", strerror(errno));
 			goto out;
 		}
 	}
@@ -150,7 +150,7 @@ int cmd_run(int argc, char **argv)
 	agentd_exec_output o;
 	char sandbox_id[40];
 	if (agentd_backend_run(backend, &spec, &cmd, &ctx, &o, sandbox_id, &err) < 0) {
-		cli_error("%s", err.msg);
+		print_error("%s", err.msg);
 		agentd_exec_output_free(&o);
 		goto out;
 	}
@@ -160,13 +160,13 @@ int cmd_run(int argc, char **argv)
 		free(s);
 	} else {
 		if (o.timed_out)
-			cli_error("timed out after %llu ms; the command and everything it started "
+			print_error("timed out after %llu ms; the command and everything it started "
 				  "were killed",
 				  (unsigned long long)o.duration_ms);
 		if (o.limit_hit != AGENTD_LIMIT_NONE && o.limit_hit != AGENTD_LIMIT_OUTPUT)
-			cli_error("%s limit hit", agentd_limit_kind_name(o.limit_hit));
+			print_error("%s limit hit", agentd_limit_kind_name(o.limit_hit));
 		if (o.output_truncated)
-			cli_error("output truncated at %llu bytes (max_output_bytes)",
+			print_error("output truncated at %llu bytes (max_output_bytes)",
 				  (unsigned long long)spec.limits.max_output_bytes);
 	}
 	rc = got_signal ? 128 + got_signal : o.exit_code;

@@ -1,7 +1,7 @@
 /* cmd_sandbox.c: `agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|
  * restore|cp` — thin clients of the daemon API (SPEC §4/§5); exec passes the command's exit
  * code through and streams with --stream. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -94,7 +94,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			} else if (!policy && c == OPT_ENV) {
 				const char *eq = strchr(optarg, '=');
 				if (!eq || eq == optarg) {
-					cli_error("--env: expected K=V, got '%s'", optarg);
+					print_error("--env: expected K=V, got '%s'", optarg);
 					return -1;
 				}
 				o->env.v = realloc(o->env.v, (o->env.n + 1) * sizeof(agentd_kv));
@@ -102,10 +102,10 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 				o->env.v[o->env.n].value = strdup(eq + 1);
 				o->env.n++;
 			} else if (!policy) {
-				cli_error("policy options are only for `sandbox create`");
+				print_error("policy options are only for `sandbox create`");
 				return -1;
 			} else if (policy_flags_add(&o->pf, c, optarg, &err) < 0) {
-				cli_error("%s", err.msg[0] ? err.msg : "bad option");
+				print_error("%s", err.msg[0] ? err.msg : "bad option");
 				return -1;
 			} else {
 				o->policy_used = true;
@@ -139,13 +139,13 @@ json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err)
 static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 {
 	if (i != argc) {
-		cli_error("sandbox create: unexpected argument '%s'", argv[i]);
+		print_error("sandbox create: unexpected argument '%s'", argv[i]);
 		return EXIT_AGENTD;
 	}
 	agentd_error err = {0};
 	json_t *spec = policy_flags_json(&o->pf, &err);
 	if (!spec) {
-		cli_error("%s", err.msg);
+		print_error("%s", err.msg);
 		return EXIT_AGENTD;
 	}
 	json_t *body = json_pack("{s:o}", "spec", spec);
@@ -157,7 +157,7 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 	json_t *j = client_call(o->socket, "POST", "/v1/sandboxes", body, &status, &err);
 	json_decref(body);
 	if (!j) {
-		cli_error("sandbox create: %s", err.msg);
+		print_error("sandbox create: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 	int rc = status == 201 ? 0 : client_report_error("sandbox create", status, j);
@@ -175,13 +175,13 @@ void write_decoded(int fd, json_t *data, const char *encoding)
 	size_t n = json_string_length(data);
 	uint8_t *buf = NULL;
 	if (encoding && !strcmp(encoding, "base64")) {
-		if (agentd_base64_decode(s, n, &buf, &n) < 0) {
-			cli_error("the daemon sent bad base64");
+		if (base64_decode(s, n, &buf, &n) < 0) {
+			print_error("the daemon sent bad base64");
 			return;
 		}
 		s = (const char *)buf;
 	}
-	(void)cli_write_all(fd, s, n); /* a closed stdout is the reader's choice */
+	(void)write_all(fd, s, n); /* a closed stdout is the reader's choice */
 	free(buf);
 }
 
@@ -208,7 +208,7 @@ static void on_line(void *ud, const char *line, size_t len)
 	if (ex) {
 		st->exit_code = (int)json_integer_value(json_object_get(ex, "exit_code"));
 	} else if (er) {
-		cli_error("sandbox exec: %s", json_string_value(json_object_get(er, "message")));
+		print_error("sandbox exec: %s", json_string_value(json_object_get(er, "message")));
 		st->exit_code = EXIT_AGENTD;
 	} else if (!st->json) {
 		const char *name = json_string_value(json_object_get(j, "stream"));
@@ -221,14 +221,14 @@ static void on_line(void *ud, const char *line, size_t len)
 static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 {
 	if (i >= argc || !argv[i][0]) {
-		cli_error("sandbox exec: expected ID -- PROG ARGS...");
+		print_error("sandbox exec: expected ID -- PROG ARGS...");
 		return EXIT_AGENTD;
 	}
 	const char *id = argv[i++];
 	if (i < argc && !strcmp(argv[i], "--"))
 		i++;
 	if (i >= argc) {
-		cli_error("sandbox exec: no command given");
+		print_error("sandbox exec: no command given");
 		return EXIT_AGENTD;
 	}
 	agentd_error err = {0};
@@ -246,16 +246,16 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 		json_object_set_new(body, "workdir", json_string(o->workdir));
 	if (o->timeout) {
 		uint64_t ms;
-		if (agentd_parse_duration_ms(o->timeout, &ms, &err) < 0) {
-			cli_error("--timeout: %s", err.msg);
+		if (parse_duration_ms(o->timeout, &ms, &err) < 0) {
+			print_error("--timeout: %s", err.msg);
 			return EXIT_AGENTD;
 		}
 		json_object_set_new(body, "timeout_ms", json_integer((json_int_t)ms));
 	}
 	if (o->want_stdin) {
 		size_t n;
-		uint8_t *in = cli_read_fd(0, &n);
-		char *enc = agentd_base64_encode(in, n);
+		uint8_t *in = read_fd_all(0, &n);
+		char *enc = base64_encode(in, n);
 		json_object_set_new(body, "stdin", json_string(enc));
 		free(enc);
 		free(in);
@@ -269,7 +269,7 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 	struct client_conn c;
 	if (client_connect(o->socket, &c, &err) < 0) {
 		free(b);
-		cli_error("sandbox exec: %s", err.msg);
+		print_error("sandbox exec: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 	struct stream_state st = {.exit_code = EXIT_AGENTD, .json = o->json};
@@ -279,7 +279,7 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 	free(b);
 	client_close(&c);
 	if (r < 0) {
-		cli_error("sandbox exec: %s", err.msg);
+		print_error("sandbox exec: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 	json_t *j = resp.status != 200 || !o->stream ? json_loadb(resp.body ? resp.body : "",
@@ -299,7 +299,7 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 		write_decoded(2, json_object_get(j, "stderr"),
 			      json_string_value(json_object_get(j, "stderr_encoding")));
 		if (json_is_true(json_object_get(j, "timed_out")))
-			cli_error("timed out; the command and everything it started were killed");
+			print_error("timed out; the command and everything it started were killed");
 		rc = (int)json_integer_value(json_object_get(j, "exit_code"));
 	}
 	json_decref(j);
@@ -313,7 +313,7 @@ static int do_ls(struct sbx_opts *o)
 	int status = 0;
 	json_t *j = client_call(o->socket, "GET", "/v1/sandboxes", NULL, &status, &err);
 	if (!j) {
-		cli_error("sandbox ls: %s", err.msg);
+		print_error("sandbox ls: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 	if (status != 200)
@@ -345,7 +345,7 @@ static int simple(struct sbx_opts *o, const char *verb, const char *method, cons
 	json_t *j = client_call(o->socket, method, path, body, &status, &err);
 	json_decref(body);
 	if (!j) {
-		cli_error("sandbox %s: %s", verb, err.msg);
+		print_error("sandbox %s: %s", verb, err.msg);
 		return EXIT_AGENTD;
 	}
 	int rc = status == ok ? 0 : client_report_error(verb, status, j);
@@ -377,7 +377,7 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 	const char *rpath;
 	bool from = split_remote(src, id, &rpath);
 	if (!from && !split_remote(dst, id, &rpath)) {
-		cli_error("sandbox cp: one of SRC and DST must be ID:PATH");
+		print_error("sandbox cp: one of SRC and DST must be ID:PATH");
 		return EXIT_AGENTD;
 	}
 	char *q = url_escape(rpath);
@@ -389,7 +389,7 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 	struct client_conn c;
 	if (client_connect(o->socket, &c, &err) < 0) {
 		free(path);
-		cli_error("sandbox cp: %s", err.msg);
+		print_error("sandbox cp: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 	uint8_t *data = NULL;
@@ -397,12 +397,12 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 	if (!from) {
 		int fd = strcmp(src, "-") ? open(src, O_RDONLY | O_CLOEXEC) : 0;
 		if (fd < 0) {
-			cli_error("sandbox cp: %s: %s", src, strerror(errno));
+			print_error("sandbox cp: %s: %s", src, strerror(errno));
 			free(path);
 			client_close(&c);
 			return EXIT_AGENTD;
 		}
-		data = cli_read_fd(fd, &len);
+		data = read_fd_all(fd, &len);
 		if (fd)
 			close(fd);
 	}
@@ -414,7 +414,7 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 	free(path);
 	client_close(&c);
 	if (r < 0) {
-		cli_error("sandbox cp: %s", err.msg);
+		print_error("sandbox cp: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 	int rc = 0;
@@ -426,11 +426,11 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 		int fd = strcmp(dst, "-") ? open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
 					  : 1;
 		if (fd < 0) {
-			cli_error("sandbox cp: %s: %s", dst, strerror(errno));
+			print_error("sandbox cp: %s: %s", dst, strerror(errno));
 			rc = EXIT_AGENTD;
 		} else {
-			if (cli_write_all(fd, resp.body, resp.len) < 0) {
-				cli_error("sandbox cp: write %s: %s", dst, strerror(errno));
+			if (write_all(fd, resp.body, resp.len) < 0) {
+				print_error("sandbox cp: write %s: %s", dst, strerror(errno));
 				rc = EXIT_AGENTD;
 			}
 			if (fd != 1)
@@ -457,7 +457,7 @@ int cmd_sandbox(int argc, char **argv)
 	}
 	argc--;
 	argv++;
-	o.socket = client_socket_path(o.socket);
+	o.socket = socket_path_default(o.socket);
 	if (!strcmp(sub, "create"))
 		return do_create(&o, argc, argv, i);
 	if (!strcmp(sub, "exec"))
@@ -466,19 +466,19 @@ int cmd_sandbox(int argc, char **argv)
 		return do_ls(&o);
 	if (!strcmp(sub, "cp")) {
 		if (argc - i != 2) {
-			cli_error("sandbox cp: expected SRC DST");
+			print_error("sandbox cp: expected SRC DST");
 			return EXIT_AGENTD;
 		}
 		return do_cp(&o, argv[i], argv[i + 1]);
 	}
 	if (i >= argc) {
-		cli_error("sandbox %s: expected a sandbox id", sub);
+		print_error("sandbox %s: expected a sandbox id", sub);
 		return EXIT_AGENTD;
 	}
 	char path[160];
 	const char *id = argv[i];
 	if (strlen(id) > 64) {
-		cli_error("sandbox %s: bad id", sub);
+		print_error("sandbox %s: bad id", sub);
 		return EXIT_AGENTD;
 	}
 	if (!strcmp(sub, "rm")) {
@@ -506,7 +506,7 @@ int cmd_sandbox(int argc, char **argv)
 		if (strcmp(sub, table[k].sub))
 			continue;
 		if (argc - i != 1 + table[k].nargs) {
-			cli_error("sandbox %s: expected ID%s", sub,
+			print_error("sandbox %s: expected ID%s", sub,
 				  table[k].nargs ? (k == 4 ? " NAME" : " SNAPSHOT") : "");
 			return EXIT_AGENTD;
 		}
@@ -518,6 +518,6 @@ int cmd_sandbox(int argc, char **argv)
 			body = json_pack("{s:s}", "snapshot_id", argv[i + 1]);
 		return simple(&o, sub, table[k].method, path, body, table[k].ok, table[k].print);
 	}
-	cli_error("sandbox: unknown command '%s' (try: agentd sandbox --help)", sub);
+	print_error("sandbox: unknown command '%s' (try: agentd sandbox --help)", sub);
 	return EXIT_AGENTD;
 }

@@ -1,6 +1,6 @@
 /* cmd_serve_load.c: `agentd serve` loads the daemon (agentd-serve.so: HTTP server, SQLite
  * state) for that verb only, so the other verbs never load libmicrohttpd and GnuTLS. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -49,12 +49,12 @@ int cmd_serve(int argc, char **argv)
 	char tried[2 * PATH_MAX + 64];
 	void *h = load_serve_module(tried, sizeof(tried));
 	if (!h) {
-		cli_error("serve: cannot load the daemon module %s (%s)", SERVE_MODULE, tried);
+		print_error("serve: cannot load the daemon module %s (%s)", SERVE_MODULE, tried);
 		return EXIT_AGENTD;
 	}
 	int (*serve_main)(int, char **) = (int (*)(int, char **))dlsym(h, "agentd_serve_main");
 	if (!serve_main) {
-		cli_error("serve: %s has no agentd_serve_main: %s", SERVE_MODULE, dlerror());
+		print_error("serve: %s has no agentd_serve_main: %s", SERVE_MODULE, dlerror());
 		return EXIT_AGENTD;
 	}
 	return serve_main(argc, argv);

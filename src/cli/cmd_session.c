@@ -1,7 +1,7 @@
 /* cmd_session.c: `agentd session create AGENT | exec AGENT SESSION CODE | rm AGENT SESSION`
  * — the agent session model of the daemon API; exec prints the code's output and passes its
  * exit code through. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -54,13 +54,13 @@ int cmd_session(int argc, char **argv)
 		case '?': session_usage(stderr); return EXIT_AGENTD;
 		default:
 			if (strcmp(sub, "create") || policy_flags_add(&pf, c, optarg, &err) < 0) {
-				cli_error("session %s: %s", sub,
+				print_error("session %s: %s", sub,
 					  err.msg[0] ? err.msg : "policy options are for create");
 				return EXIT_AGENTD;
 			}
 		}
 	}
-	sock = client_socket_path(sock);
+	sock = socket_path_default(sock);
 	int npos = argc - optind;
 	char **pos = argv + optind;
 	char path[256];
@@ -71,7 +71,7 @@ int cmd_session(int argc, char **argv)
 	if (!strcmp(sub, "create") && npos == 1) {
 		json_t *spec = policy_flags_json(&pf, &err);
 		if (!spec) {
-			cli_error("%s", err.msg);
+			print_error("%s", err.msg);
 			return EXIT_AGENTD;
 		}
 		body = json_pack("{s:o}", "config", spec);
@@ -84,9 +84,9 @@ int cmd_session(int argc, char **argv)
 		char *buf = NULL;
 		if (!strcmp(code, "-")) {
 			size_t n;
-			buf = (char *)cli_read_fd(0, &n);
+			buf = (char *)read_fd_all(0, &n);
 			if (!buf || strlen(buf) != n) {
-				cli_error("session exec: read the code from stdin: %s",
+				print_error("session exec: read the code from stdin: %s",
 					  buf ? "contains a NUL byte" : strerror(errno));
 				free(buf);
 				return EXIT_AGENTD;
@@ -96,7 +96,7 @@ int cmd_session(int argc, char **argv)
 		body = json_pack("{s:s}", "code", code);
 		free(buf);
 		if (!body) {
-			cli_error("session exec: the code is not UTF-8 text");
+			print_error("session exec: the code is not UTF-8 text");
 			return EXIT_AGENTD;
 		}
 		if (lang)
@@ -113,7 +113,7 @@ int cmd_session(int argc, char **argv)
 	j = client_call(sock, method, path, body, &status, &err);
 	json_decref(body);
 	if (!j) {
-		cli_error("session %s: %s", sub, err.msg);
+		print_error("session %s: %s", sub, err.msg);
 		return EXIT_AGENTD;
 	}
 	int rc = 0;

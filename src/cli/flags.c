@@ -1,22 +1,12 @@
 /* flags.c: the policy flags of `agentd run` (and of every verb that creates a sandbox),
  * mapped onto the same spec the JSON policy builds, with the same validation. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-void cli_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("agentd: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 const char *policy_flags_help(void)
 {
@@ -142,21 +132,21 @@ static int apply_flag(agentd_spec *spec, int opt, const char *val, agentd_error 
 	case OPT_NET:
 		return parse_net(val, &spec->network, err);
 	case OPT_MEMORY:
-		if (agentd_parse_size(val, &l->max_memory_bytes, err) < 0)
+		if (parse_size(val, &l->max_memory_bytes, err) < 0)
 			return agentd_error_prefix(err, "--memory");
 		return 0;
 	case OPT_CPU_TIME:
-		if (agentd_parse_duration_ms(val, &l->max_cpu_time_ms, err) < 0)
+		if (parse_duration_ms(val, &l->max_cpu_time_ms, err) < 0)
 			return agentd_error_prefix(err, "--cpu-time");
 		return 0;
 	case OPT_TIMEOUT:
-		if (agentd_parse_duration_ms(val, &l->max_wall_time_ms, err) < 0)
+		if (parse_duration_ms(val, &l->max_wall_time_ms, err) < 0)
 			return agentd_error_prefix(err, "--timeout");
 		return 0;
 	case OPT_PIDS:
 		return parse_u32("--pids", val, &l->max_processes, err);
 	case OPT_MAX_OUTPUT:
-		if (agentd_parse_size(val, &l->max_output_bytes, err) < 0)
+		if (parse_size(val, &l->max_output_bytes, err) < 0)
 			return agentd_error_prefix(err, "--max-output");
 		return 0;
 	case OPT_ENV: {

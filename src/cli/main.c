@@ -1,6 +1,6 @@
 /* main.c: the agentd binary — dispatches to one file per verb; the library does the work.
  * Plugins ($AGENTD_PLUGIN_DIR or the default dir) are loaded before any verb runs. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -37,7 +37,7 @@ static void load_plugins(void)
 	}
 	agentd_error err = {0};
 	if (agentd_load_plugins(dir, &err) < 0)
-		cli_error("warning: %s", err.msg);
+		print_error("warning: %s", err.msg);
 }
 
 int main(int argc, char **argv)
@@ -73,6 +73,6 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))
 			return verbs[i].fn(argc - 1, argv + 1);
-	cli_error("unknown command '%s' (try: agentd --help)", verb);
+	print_error("unknown command '%s' (try: agentd --help)", verb);
 	return EXIT_AGENTD;
 }

@@ -3,7 +3,7 @@
  * inside a strict sandbox of each backend through the public API, printed as a table of
  * what each backend blocks. The names match the suite's expectation table
  * (tests/security/secsuite.py), which checks that both agree. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -496,7 +496,7 @@ static int run_backend(const char *name, const char *probe, const struct sec_env
 	for (size_t i = 0; i < N_ATTACKS; i++)
 		run_attack(sb, probe, e, &attacks[i], &cells[i]);
 	if (agentd_sandbox_destroy(sb, &err) < 0)
-		cli_error("warning: %s: destroy: %s", name, err.msg);
+		print_error("warning: %s: destroy: %s", name, err.msg);
 	agentd_spec_free(&spec);
 	agentd_backend_free(b);
 	return 0;
@@ -536,7 +536,7 @@ int security_probe(const char *only, bool json)
 			free(s);
 			json_decref(root);
 		}
-		cli_error("probe --security: %s", msg);
+		print_error("probe --security: %s", msg);
 		return 0;
 	}
 
@@ -546,7 +546,7 @@ int security_probe(const char *only, bool json)
 	struct sec_env env;
 	agentd_error err = {0};
 	if (env_setup(&env, &err) < 0) {
-		cli_error("probe --security: %s", err.msg);
+		print_error("probe --security: %s", err.msg);
 		return EXIT_AGENTD;
 	}
 
@@ -571,7 +571,7 @@ int security_probe(const char *only, bool json)
 	}
 	env_cleanup(&env);
 	if (nc == 0) {
-		cli_error("probe --security: no available backend to probe%s%s",
+		print_error("probe --security: no available backend to probe%s%s",
 			  only ? " named " : "", only ? only : "");
 		json_decref(sec);
 		json_decref(unavail);

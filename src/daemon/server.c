@@ -1,7 +1,7 @@
 /* server.c: `agentd serve` — HTTP/1.1 over a unix socket (and optionally loopback TCP with
  * a bearer token) through libmicrohttpd, a thread per connection; request bodies bounded;
  * startup reconciliation with the state of a previous run; drain on SIGTERM/SIGINT. */
-#include "server.h"
+#include "daemon/daemon.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -32,50 +32,6 @@ struct conn_ctx {
 	size_t len, cap, limit;
 	bool too_large;
 };
-
-void reply_json(struct reply *out, int status, json_t *j)
-{
-	if (out->json)
-		json_decref(out->json);
-	out->status = status;
-	out->json = j ? j : json_pack("{s:{s:s, s:s}}", "error", "code", "internal", "message",
-				      "cannot encode the answer");
-}
-
-__attribute__((format(printf, 3, 0))) static int vreply_error(struct reply *out, int status,
-							    const char *fmt, va_list ap)
-{
-	char msg[AGENTD_ERROR_MAX];
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	json_t *m = json_string(msg);
-	if (!m) {
-		/* not UTF-8 (a client's bytes quoted back): keep it printable ASCII */
-		for (char *c = msg; *c; c++)
-			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-				*c = '?';
-		m = json_string(msg);
-	}
-	reply_json(out, status,
-		   json_pack("{s:{s:s, s:o}}", "error", "code", api_status_code(status), "message",
-			     m));
-	return -1;
-}
-
-int reply_error(struct reply *out, int status, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vreply_error(out, status, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-int reply_agentd_error(struct reply *out, int status, const agentd_error *err)
-{
-	if (status <= 0)
-		status = api_status_from_errno(err->code);
-	return reply_error(out, status, "%s", err->msg[0] ? err->msg : "failed");
-}
 
 static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_HEALTH] = api_health,

@@ -1,6 +1,6 @@
 /* test_plugin.c: a third-party backend built as a .so, loaded by agentd_load_plugins() in
  * test_registry: it registers itself from agentd_plugin_init(). */
-#include "agentd.h"
+#include "agentd-backend.h"
 
 #include <string.h>
 
@@ -34,6 +34,8 @@ static int tp_factory(const char *work_root, agentd_backend **out, agentd_error 
 	*out = agentd_backend_alloc(&tp_ops, work_root);
 	return 0;
 }
+
+AGENTD_PLUGIN_ABI;
 
 int agentd_plugin_init(void);
 int agentd_plugin_init(void)

@@ -1,6 +1,6 @@
 /* test_cgroup.c: cgroup.c against the real kernel (root only; skipped otherwise): limits in
  * the files, attach, kill of escaped descendants, freeze, usage, OOM and pids events, gc. */
-#include "internal.h"
+#include "lib/core/core.h"
 
 #include <fcntl.h>
 #include <glob.h>

@@ -200,7 +200,7 @@ static void snapshot_does_not_follow_planted_symlinks(void **state)
 	assert_int_equal(agentd_sandbox_snapshot(sb, "links", &snap, &err), 0);
 	char path[512];
 	struct stat st;
-	snprintf(path, sizeof(path), "%s/%s/%s/workdir/s1", backend->work_root, sb->id, snap);
+	snprintf(path, sizeof(path), "%s/%s/%s/workdir/s1", agentd_backend_work_root(backend), agentd_sandbox_id(sb), snap);
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISLNK(st.st_mode));
 	free(snap);
@@ -223,7 +223,7 @@ static void destroy_leaves_nothing(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
 	char id[40];
-	snprintf(id, sizeof(id), "%s", sb->id);
+	snprintf(id, sizeof(id), "%s", agentd_sandbox_id(sb));
 	assert_int_equal(sh(sb, "sleep 100 >/dev/null 2>&1 </dev/null & setsid sleep 100 & true", NULL, 0),
 			 0);
 	assert_true(cgroup_exists(id));
@@ -235,7 +235,7 @@ static void destroy_leaves_nothing(void **state)
 	assert_false(cgroup_exists(id));
 	char path[512];
 	struct stat st;
-	snprintf(path, sizeof(path), "%s/%s", backend->work_root, id);
+	snprintf(path, sizeof(path), "%s/%s", agentd_backend_work_root(backend), id);
 	assert_int_equal(stat(path, &st), -1);
 	agentd_strv ids;
 	agentd_backend_list(backend, &ids, NULL);
@@ -296,7 +296,7 @@ static void health_counts_sandboxes(void **state)
 	assert_int_equal(h.active_sandboxes, 2);
 	assert_true(h.last_sandbox_created > 0);
 	agentd_backend_health_free(&h);
-	assert_ptr_equal(agentd_backend_get(backend, a->id), a);
+	assert_ptr_equal(agentd_backend_get(backend, agentd_sandbox_id(a)), a);
 	assert_int_equal(agentd_backend_destroy_all(backend, &err), 0);
 	assert_int_equal(agentd_backend_health_check(backend, &h, &err), 0);
 	assert_int_equal(h.active_sandboxes, 0);

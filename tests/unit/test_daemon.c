@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "daemon/http/http.h"
 
 static void sha256_matches_the_fips_vectors(void **state __attribute__((unused)))
 {

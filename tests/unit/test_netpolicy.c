@@ -10,7 +10,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 static struct netpolicy build(const char *const *entries, size_t n)
 {

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 static uint8_t *dup_bytes(const void *p, size_t n)
 {

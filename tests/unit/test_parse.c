@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 #define KiB 1024ULL
 #define MiB (1024 * KiB)
@@ -17,7 +17,7 @@ static void size_is_at(const char *s, uint64_t want, const char *file, int line)
 {
 	uint64_t v = 12345;
 	agentd_error err = { 0 };
-	int r = agentd_parse_size(s, &v, &err);
+	int r = parse_size(s, &v, &err);
 	if (r < 0)
 		print_message("\"%s\": %s\n", s, err.msg);
 	_assert_int_equal(r, 0, file, line);
@@ -30,7 +30,7 @@ static void size_fails_at(const char *s, const char *msg, const char *file, int 
 {
 	uint64_t v = 12345;
 	agentd_error err = { 0 };
-	_assert_int_equal(agentd_parse_size(s, &v, &err), -1, file, line);
+	_assert_int_equal(parse_size(s, &v, &err), -1, file, line);
 	_assert_int_equal(err.code, EINVAL, file, line);
 	_assert_string_equal(err.msg, msg, file, line);
 	_assert_int_equal(v, 12345, file, line);
@@ -41,7 +41,7 @@ static void duration_is_at(const char *s, uint64_t want, const char *file, int l
 {
 	uint64_t v = 12345;
 	agentd_error err = { 0 };
-	int r = agentd_parse_duration_ms(s, &v, &err);
+	int r = parse_duration_ms(s, &v, &err);
 	if (r < 0)
 		print_message("\"%s\": %s\n", s, err.msg);
 	_assert_int_equal(r, 0, file, line);
@@ -53,7 +53,7 @@ static void duration_fails_at(const char *s, const char *msg, const char *file, 
 {
 	uint64_t v = 12345;
 	agentd_error err = { 0 };
-	_assert_int_equal(agentd_parse_duration_ms(s, &v, &err), -1, file, line);
+	_assert_int_equal(parse_duration_ms(s, &v, &err), -1, file, line);
 	_assert_int_equal(err.code, EINVAL, file, line);
 	_assert_string_equal(err.msg, msg, file, line);
 	_assert_int_equal(v, 12345, file, line);

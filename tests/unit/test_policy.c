@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <limits.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 /* Policies are written with ' for " so that the tests stay readable. */
 static char *q(const char *s)

@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 /* ------------------------------------------------------------ log capture */
 

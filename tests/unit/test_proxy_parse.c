@@ -9,7 +9,7 @@
 
 #include <sys/socket.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 static int parse(const char *s, struct http_request *req, const char **why)
 {

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "agentd.h"
+#include "agentd-backend.h"
 
 static void canonical_of(const char *alias, const char *want)
 {

@@ -1,7 +1,7 @@
 /* test_seccomp.c: the default profile's build-time BPF (seccomp_default_bpf.h, copied by
  * seccomp_prepare) is byte-identical to what libseccomp compiles from seccomp.c's rules now,
  * for each variant, so the two can never drift apart; and the copy installs and acts. */
-#include "internal.h"
+#include "lib/core/core.h"
 
 #include <linux/filter.h>
 #include <sched.h>

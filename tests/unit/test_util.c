@@ -8,7 +8,7 @@
 
 #include <fcntl.h>
 
-#include "internal.h"
+#include "lib/core/core.h"
 
 static void strv_push_copies_and_keeps_a_null_terminator(void **state __attribute__((unused)))
 {
@@ -212,6 +212,40 @@ static void read_file_at_honours_a_small_cap(void **state __attribute__((unused)
 	assert_int_equal(e, EFBIG);
 }
 
+/* A message too long for agentd_error loses its middle, never its root cause at the end. */
+static void long_error_messages_keep_the_root_cause(void **state __attribute__((unused)))
+{
+	agentd_error err = {0};
+	agentd_error_errno(&err, ENOSPC, "write %s", "/x");
+	char ctx[700];
+	memset(ctx, 'a', sizeof(ctx) - 1);
+	ctx[sizeof(ctx) - 1] = '\0';
+	agentd_error_prefix(&err, "copy %s", ctx);
+	agentd_error_prefix(&err, "create sandbox: %s", ctx);
+	size_t n = strlen(err.msg);
+	assert_true(n < AGENTD_ERROR_MAX);
+	assert_true(n > AGENTD_ERROR_MAX - 16);
+	assert_int_equal(strncmp(err.msg, "create sandbox: aaa", 19), 0);
+	const char *cause = "write /x: No space left on device";
+	assert_string_equal(err.msg + n - strlen(cause), cause);
+	assert_non_null(strstr(err.msg, " [...] "));
+	assert_int_equal(err.code, ENOSPC);
+	assert_true(utf8_valid((const uint8_t *)err.msg, n));
+
+	/* cuts fall between UTF-8 sequences */
+	char wide[1600] = "";
+	for (size_t i = 0; i + 3 < sizeof(wide); i += 2)
+		strcat(wide, "\xc3\xa9");
+	agentd_error_set(&err, EINVAL, "%s%s", wide, ": root cause");
+	assert_true(utf8_valid((const uint8_t *)err.msg, strlen(err.msg)));
+	assert_non_null(strstr(err.msg, ": root cause"));
+
+	/* what fits is left alone */
+	agentd_error_set(&err, EINVAL, "short");
+	agentd_error_prefix(&err, "ctx");
+	assert_string_equal(err.msg, "ctx: short");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +258,7 @@ int main(void)
 		cmocka_unit_test(xasprintf_formats),
 		cmocka_unit_test(small_files_round_trip_and_respect_the_cap),
 		cmocka_unit_test(read_file_at_honours_a_small_cap),
+		cmocka_unit_test(long_error_messages_keep_the_root_cause),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* host_direct.c: the host-direct backend — no kernel isolation, only policy guards:
  * environment cleared, rlimits, timeouts, output caps, no capabilities, cgroup limits. */
-#include "internal.h"
+#include "lib/backends/backends.h"
 
 static int hd_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err)
 {

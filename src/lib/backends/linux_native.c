@@ -1,6 +1,6 @@
 /* linux_native.c: the linux-native backend — Landlock filesystem (and TCP, signal,
  * abstract-socket) rules + seccomp-bpf + rlimits + cgroup limits, no mount namespace. */
-#include "internal.h"
+#include "lib/backends/backends.h"
 
 static int ln_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err)
 {

@@ -1,7 +1,7 @@
 /* process.c: sandboxes whose isolation is applied to each command as it starts — a private
  * dir and a cgroup that persist across execs, jail steps per exec. Shared by host-direct
  * (policy guards only) and linux-native (Landlock + seccomp). */
-#include "internal.h"
+#include "lib/backends/backends.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -280,6 +280,15 @@ fail:
 	return -1;
 }
 
+/* exec_request.child_setup: the jail steps, and the report to the parent if one fails. */
+static void process_child_setup(void *plan, int errfd)
+{
+	char what[600];
+	int r = jail_apply(plan, what, sizeof(what));
+	if (r < 0)
+		child_fail(errfd, 125, -r, what);
+}
+
 static int psb_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
 		    agentd_exec_output *out, agentd_error *err)
 {
@@ -309,7 +318,7 @@ static int psb_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 		.max_output_bytes = sb->spec.limits.max_output_bytes,
 		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
 		.cg = p->cg,
-		.child_setup = jail_child_apply,
+		.child_setup = process_child_setup,
 		.child_arg = &plan,
 		.on_output = ctx->on_output,
 		.userdata = ctx->userdata,

@@ -1,0 +1,74 @@
+/* agentd-backend.h: the interface a backend implements, for the built-in ones and for
+ * third-party backends built as .so plugins (agentd_load_plugins). A backend fills the ops
+ * tables below, allocates its objects with the two allocators and keeps its own state
+ * behind the priv pointers; the core owns everything else (lists, ids, the public API). */
+#ifndef AGENTD_BACKEND_H
+#define AGENTD_BACKEND_H
+
+#include "agentd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Raised whenever an ops table, an allocator or an accessor below changes shape. A plugin
+ * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
+#define AGENTD_BACKEND_ABI_VERSION 2u
+
+/* In exactly one file of a plugin: the ABI version it was built against. */
+#define AGENTD_PLUGIN_ABI \
+	const unsigned agentd_plugin_abi_version = AGENTD_BACKEND_ABI_VERSION
+
+/* What a backend implements. Third-party backends (and .so plugins) fill these. */
+typedef struct agentd_sandbox_ops {
+	int (*exec)(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
+		    agentd_exec_output *out, agentd_error *err);
+	bool (*is_alive)(agentd_sandbox *sb);
+	int (*suspend)(agentd_sandbox *sb, agentd_error *err);		/* NULL = unsupported */
+	int (*resume)(agentd_sandbox *sb, agentd_error *err);
+	int (*snapshot)(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
+	int (*restore)(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+	int (*usage)(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
+	/* Release every resource (processes, mounts, cgroup, files). The core frees *sb. */
+	int (*destroy)(agentd_sandbox *sb, agentd_error *err);
+	/* Files API: a new fd (the caller closes it) of the sandbox's workdir as it was when
+	 * the sandbox was created, before any sandboxed code ran, and the host ids files made
+	 * there must get. The core resolves every path beneath it (agentd_sandbox_open_file);
+	 * a backend never opens a sandbox-controlled path itself. NULL = unsupported. */
+	int (*workdir_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
+} agentd_sandbox_ops;
+
+typedef struct agentd_backend_ops {
+	const char *name;		/* canonical name */
+	int (*probe)(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
+	/* Build a sandbox for spec: allocate with agentd_sandbox_alloc(), set ops/priv. */
+	int (*create_sandbox)(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
+			      agentd_error *err);
+	void (*free_backend)(agentd_backend *b);	/* backend-private teardown, may be NULL */
+} agentd_backend_ops;
+
+/* Backend factory as the registry stores it. */
+typedef int (*agentd_backend_factory)(const char *work_root, agentd_backend **out,
+				      agentd_error *err);
+
+int agentd_register_backend(const char *canonical, const char *const *aliases,
+			    agentd_backend_factory factory, agentd_error *err);
+
+/* Helpers for backend authors. */
+agentd_backend *agentd_backend_alloc(const agentd_backend_ops *ops, const char *work_root);
+agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
+				     const agentd_sandbox_ops *ops, agentd_error *err);
+
+/* The backend's and the sandbox's private state (NULL until set). */
+void *agentd_backend_priv(const agentd_backend *b);
+void agentd_backend_set_priv(agentd_backend *b, void *priv);
+void *agentd_sandbox_priv(const agentd_sandbox *sb);
+void agentd_sandbox_set_priv(agentd_sandbox *sb, void *priv);
+/* What the sandbox reports of itself (agentd_sandbox_get_caps), for create to fill in:
+ * readable/writable paths, network, the syscall filter. */
+agentd_sandbox_caps *agentd_sandbox_caps_mut(agentd_sandbox *sb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,142 @@
+/* common.h: the private helpers of every layer (systemd's src/basic idea): linked into the
+ * library, the CLI and the daemon alike. Nothing here knows about sandboxes: allocation,
+ * string vectors, errors, clocks, ids, base64, UTF-8, quoting, parsers, byte I/O, and
+ * fd-relative file trees. Kernel compat lives in kernel.h. */
+#ifndef AGENTD_COMMON_H
+#define AGENTD_COMMON_H
+
+#include "agentd.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------- cleanup helpers */
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int e = errno;
+		close(*fd);
+		errno = e;
+	}
+}
+static inline void fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+static inline int take_fd(int *fd)
+{
+	int r = *fd;
+	*fd = -1;
+	return r;
+}
+static inline void *take_ptr_(void **p)
+{
+	void *r = *p;
+	*p = NULL;
+	return r;
+}
+#define take_ptr(p) take_ptr_((void **)&(p))
+
+/* Exit status of a verb when agentd itself failed (not the command): docker run's 125. */
+#define EXIT_AGENTD 125
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ASCII classes, not <ctype.h>: a policy must not mean something else under another locale. */
+static inline bool a_digit(char c) { return c >= '0' && c <= '9'; }
+static inline bool a_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static inline bool a_alnum(char c) { return a_alpha(c) || a_digit(c); }
+static inline char a_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
+/* ---------------------------------------------------------------- error.c */
+/* agentd_error_set with ": strerror(errnum)" appended and code = errnum. */
+int agentd_error_errno(agentd_error *err, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "agentd: message" on stderr: what every verb prints before it exits non-zero. */
+void print_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---------------------------------------------------------------- alloc.c */
+void *xmalloc(size_t n);		/* abort on OOM */
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---------------------------------------------------------------- strv.c */
+void strv_push(agentd_strv *sv, const char *s);	/* copies s */
+void strv_free(agentd_strv *sv);
+void strv_copy(agentd_strv *dst, const agentd_strv *src);
+bool strv_contains(const agentd_strv *sv, const char *s);
+void kvv_set(agentd_kvv *kv, const char *key, const char *value);	/* replace or append */
+const char *kvv_get(const agentd_kvv *kv, const char *key);
+void kvv_free(agentd_kvv *kv);
+void kvv_copy(agentd_kvv *dst, const agentd_kvv *src);
+
+/* ---------------------------------------------------------------- clock.c */
+uint64_t now_ms_monotonic(void);
+void random_id(char out[AGENTD_ID_LEN]);	/* 32 lowercase hex chars from getrandom() */
+
+/* ---------------------------------------------------------------- base64.c, utf8.c */
+char *base64_encode(const uint8_t *data, size_t len);	/* malloc'd, NUL-terminated */
+/* 0 and a malloc'd *out, or -1 on bad input (length, alphabet, padding). */
+int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
+bool utf8_valid(const uint8_t *s, size_t len);
+
+/* ---------------------------------------------------------------- quote.c */
+/* Quote s for an error message: "..." with \xNN escapes, cut after ~64 bytes. */
+void quote_text(char *buf, size_t size, const char *s);
+/* JSON path of key under prefix: "prefix.key", or prefix["odd key"] when key is not an
+ * identifier (prefix may be "" for the root). */
+void json_path_key(char *buf, size_t size, const char *prefix, const char *key);
+
+/* ---------------------------------------------------------------- parse.c */
+/* "512M", "1.5GiB", "1048576" (bytes; k/m/g/t are powers of 1024). */
+int parse_size(const char *s, uint64_t *out, agentd_error *err);
+/* "30s", "1.5m", "250ms", "2h" -> milliseconds ("30" alone is seconds). */
+int parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
+
+/* ---------------------------------------------------------------- io.c */
+/* Read a whole small file into a NUL-terminated buffer (max bytes); NULL + errno. */
+char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
+int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
+/* A whole fd into a malloc'd, NUL-terminated buffer (NULL + errno). */
+uint8_t *read_fd_all(int fd, size_t *len);
+int write_all(int fd, const void *p, size_t n);	/* 0 or -1 + errno */
+
+/* ---------------------------------------------------------------- proc.c */
+/* In a forked child: replace what /proc/self/cmdline shows (agentd's own command line, which
+ * may carry a sandboxed command's argv) with name. */
+void proc_hide_cmdline(const char *name);
+
+/* ---------------------------------------------------------------- paths.c */
+/* The daemon's socket: flag, else $AGENTD_SOCKET, else /run/agentd/agentd.sock (root) or
+ * $XDG_RUNTIME_DIR/agentd.sock. The same rule for `agentd serve` and every client. */
+const char *socket_path_default(const char *flag);
+
+/* ---------------------------------------------------------------- fsutil.c
+ * Host-side file work on directories a sandbox may have written into: fd-relative,
+ * never following symlinks. */
+/* mkdir -p with mode. */
+int mkdir_p(const char *path, mode_t mode);
+/* Remove dirfd/name recursively without following any symlink or crossing mounts. */
+int rm_rf_at(int dirfd, const char *name);
+int rm_rf(const char *path);
+/* Copy the tree under src_dirfd into dst_dirfd without following symlinks; files chowned
+ * to uid/gid ((uid_t)-1 = leave), set-id bits dropped, at most *budget bytes. */
+int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *budget);
+/* Remove everything inside the directory (fd-relative, no symlink followed). */
+int empty_dir_at(int dirfd);
+
+#endif

@@ -1,0 +1,345 @@
+/* api_sandboxes.c: /v1/health, /v1/backends and the sandbox lifecycle endpoints —
+ * create, list, inspect, destroy, suspend, resume, snapshot, restore, usage, exec. */
+#include "daemon/api/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *strv_json(const agentd_strv *sv)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < sv->n; i++)
+		json_array_append_new(a, json_string(sv->v[i]));
+	return a;
+}
+
+void api_health(struct daemon *d, struct api_request *r, const struct client *c,
+		struct reply *out)
+{
+	pthread_mutex_lock(&d->lock);
+	unsigned live = d->n_live;
+	bool draining = d->draining;
+	pthread_mutex_unlock(&d->lock);
+	reply_json(out, 200,
+		   json_pack("{s:s, s:s, s:I, s:i, s:i, s:f, s:s, s:b}", "status",
+			     draining ? "draining" : "ok", "version", AGENTD_VERSION,
+			     "started_ms", (json_int_t)d->started_ms, "active_sandboxes", (int)live,
+			     "max_sandboxes", (int)d->cfg.max_sandboxes, "utilization",
+			     (double)live / (double)d->cfg.max_sandboxes, "default_backend",
+			     d->default_backend, "draining", draining));
+}
+
+static json_t *backend_json(struct daemon *d, const char *name)
+{
+	agentd_error err = {0};
+	agentd_backend *b = daemon_backend(d, name, &err);
+	agentd_backend_caps caps;
+	memset(&caps, 0, sizeof(caps));
+	json_t *aliases = json_array();
+	const char *const *al = agentd_backend_aliases(name);
+	for (size_t k = 0; al && al[k]; k++)
+		json_array_append_new(aliases, json_string(al[k]));
+	if (!b || agentd_backend_probe(b, &caps, &err) < 0)
+		return json_pack("{s:s, s:o, s:b, s:s}", "name", name, "aliases", aliases,
+				 "available", 0, "reason", err.msg);
+	json_t *o = json_pack(
+		"{s:s, s:o, s:b, s:i, s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:i}, s:o, s:o, s:o}",
+		"name", name, "aliases", aliases, "available", caps.available, "score",
+		(int)agentd_backend_score(&caps), "capabilities", "filesystem_isolation",
+		caps.filesystem_isolation, "network_isolation", caps.network_isolation,
+		"process_isolation", caps.process_isolation, "resource_limits", caps.resource_limits,
+		"syscall_filtering", caps.syscall_filtering, "persistent_sandboxes",
+		caps.persistent_sandboxes, "snapshots", caps.snapshots, "max_concurrent_sandboxes",
+		(int)caps.max_concurrent_sandboxes, "profiles", strv_json(&caps.available_profiles),
+		"platform_features", strv_json(&caps.platform_features), "warnings",
+		strv_json(&caps.warnings));
+	if (!caps.available)
+		json_object_set_new(o, "reason", json_string(caps.unavailable_reason));
+	agentd_backend_caps_free(&caps);
+	return o;
+}
+
+void api_backends(struct daemon *d, struct api_request *r, const struct client *c,
+		  struct reply *out)
+{
+	if (r->route == ROUTE_BACKEND) {
+		const char *canon = agentd_canonical_backend_name(r->param);
+		if (!canon) {
+			reply_error(out, 404, "no backend named %s", r->param);
+			return;
+		}
+		reply_json(out, 200, backend_json(d, canon));
+		return;
+	}
+	size_t n;
+	const char *const *names = agentd_available_backends(&n);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, backend_json(d, names[i]));
+	reply_json(out, 200, json_pack("{s:o}", "backends", a));
+}
+
+struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,
+			     bool session, const char *action, struct reply *out)
+{
+	agentd_spec defaults;
+	if (!r->has_spec)
+		agentd_spec_init(&defaults, AGENTD_PROFILE_STRICT);
+	agentd_error err = {0};
+	int status;
+	uint64_t t0 = mono_ms();
+	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults,
+				     session ? NULL : r->name, session, &status, &err);
+	if (!r->has_spec)
+		agentd_spec_free(&defaults);
+	if (!l) {
+		audit(d, c, action, NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
+		reply_agentd_error(out, status, &err);
+		return NULL;
+	}
+	audit(d, c, action, l->id, NULL, l->digest, l->backend, "ok", mono_ms() - t0);
+	dlog("info", "msg=\"sandbox created\" sandbox=%s backend=%s uid=%lld session=%d", l->id,
+	     l->backend, (long long)c->uid, session);
+	return l;
+}
+
+static void create(struct daemon *d, struct api_request *r, const struct client *c,
+		   struct reply *out)
+{
+	struct live *l = api_create_live(d, r, c, false, "create", out);
+	if (l) {
+		reply_json(out, 201, live_to_json(d, l));
+		live_put(d, l);
+	}
+}
+
+static void list(struct daemon *d, struct reply *out)
+{
+	json_t *a = json_array();
+	pthread_mutex_lock(&d->lock);
+	unsigned n = 0;
+	for (struct live *l = d->head; l; l = l->next)
+		n++;
+	struct live **ls = calloc(n + 1, sizeof(*ls));
+	n = 0;
+	for (struct live *l = d->head; l; l = l->next)
+		if (l->sb && l->state != SB_DESTROYING) {
+			l->refs++;
+			ls[n++] = l;
+		}
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned i = 0; i < n; i++) {
+		json_t *o = live_to_json(d, ls[i]);
+		json_object_del(o, "spec");
+		json_array_append_new(a, o);
+		live_put(d, ls[i]);
+	}
+	free(ls);
+	reply_json(out, 200, json_pack("{s:o}", "sandboxes", a));
+}
+
+static void usage(struct daemon *d, struct live *l, struct reply *out)
+{
+	agentd_usage u;
+	agentd_error err = {0};
+	if (agentd_sandbox_usage(l->sb, &u, &err) < 0) {
+		reply_agentd_error(out, 0, &err);
+		return;
+	}
+	reply_json(out, 200,
+		   json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "id", l->id, "peak_memory_bytes",
+			     (json_int_t)u.peak_memory_bytes, "cpu_time_ms",
+			     (json_int_t)u.cpu_time_ms, "wall_time_ms", (json_int_t)u.wall_time_ms,
+			     "bytes_written", (json_int_t)u.bytes_written, "bytes_read",
+			     (json_int_t)u.bytes_read));
+}
+
+/* suspend and resume move between ready and suspended, nothing else. */
+static void freeze(struct daemon *d, struct live *l, bool suspend, struct reply *out)
+{
+	pthread_mutex_lock(&d->lock);
+	enum sb_state s = l->state;
+	pthread_mutex_unlock(&d->lock);
+	if (s != (suspend ? SB_READY : SB_SUSPENDED)) {
+		reply_error(out, 409, "sandbox %s is %s", l->id, sb_state_name(s));
+		return;
+	}
+	agentd_error err = {0};
+	int r = suspend ? agentd_sandbox_suspend(l->sb, &err) : agentd_sandbox_resume(l->sb, &err);
+	if (r < 0) {
+		reply_agentd_error(out, 0, &err);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	if (l->state == s)
+		l->state = suspend ? SB_SUSPENDED : SB_READY;
+	pthread_mutex_unlock(&d->lock);
+	state_sandbox_set_state(d->st, l->id, suspend ? "suspended" : "ready", NULL, NULL);
+	reply_json(out, 200, live_to_json(d, l));
+}
+
+static void snapshot(struct daemon *d, struct live *l, struct api_request *r,
+		     const struct client *c, struct reply *out)
+{
+	agentd_error err = {0};
+	char *sid = NULL;
+	uint64_t t0 = mono_ms();
+	if (agentd_sandbox_snapshot(l->sb, r->snapshot_name, &sid, &err) < 0) {
+		audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, err.msg, mono_ms() - t0);
+		reply_agentd_error(out, 0, &err);
+		return;
+	}
+	if (state_snapshot_insert(d->st, sid, l->id, r->snapshot_name, &err) < 0) {
+		free(sid);
+		reply_agentd_error(out, 500, &err);
+		return;
+	}
+	audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, sid, mono_ms() - t0);
+	reply_json(out, 201, json_pack("{s:s, s:s, s:s}", "snapshot_id", sid, "name",
+				       r->snapshot_name, "sandbox_id", l->id));
+	free(sid);
+}
+
+static void restore(struct daemon *d, struct live *l, struct api_request *r,
+		    const struct client *c, struct reply *out)
+{
+	if (!state_snapshot_of(d->st, r->snapshot_id, l->id)) {
+		reply_error(out, 404, "no snapshot %s of sandbox %s", r->snapshot_id, l->id);
+		return;
+	}
+	agentd_error err = {0};
+	uint64_t t0 = mono_ms();
+	if (agentd_sandbox_restore(l->sb, r->snapshot_id, &err) < 0) {
+		audit(d, c, "restore", l->id, NULL, l->digest, l->backend, err.msg, mono_ms() - t0);
+		reply_agentd_error(out, 0, &err);
+		return;
+	}
+	audit(d, c, "restore", l->id, NULL, l->digest, l->backend, r->snapshot_id,
+	      mono_ms() - t0);
+	reply_json(out, 200, json_pack("{s:s, s:s}", "sandbox_id", l->id, "snapshot_id",
+				       r->snapshot_id));
+}
+
+void api_sandboxes(struct daemon *d, struct api_request *r, const struct client *c,
+		   struct reply *out)
+{
+	if (r->route == ROUTE_SANDBOX_CREATE) {
+		create(d, r, c, out);
+		return;
+	}
+	if (r->route == ROUTE_SANDBOX_LIST) {
+		list(d, out);
+		return;
+	}
+	struct live *l = live_get(d, r->id);
+	if (!l) {
+		/* Gone sandboxes stay inspectable: their final state and why. */
+		json_t *row = r->route == ROUTE_SANDBOX_GET ? state_sandbox_get(d->st, r->id) : NULL;
+		if (row) {
+			reply_json(out, 200, row);
+			return;
+		}
+		json_t *old = state_sandbox_get(d->st, r->id);
+		if (old) {
+			reply_error(out, 409, "sandbox %s is %s", r->id,
+				    json_string_value(json_object_get(old, "state")));
+			json_decref(old);
+			return;
+		}
+		reply_error(out, 404, "no sandbox %s", r->id);
+		return;
+	}
+	agentd_error err = {0};
+	switch (r->route) {
+	case ROUTE_SANDBOX_GET:
+		reply_json(out, 200, live_to_json(d, l));
+		break;
+	case ROUTE_SANDBOX_DELETE: {
+		char id[API_ID_LEN + 1];
+		snprintf(id, sizeof(id), "%s", l->id);
+		int rc = live_destroy_audited(d, l, c, "destroy", "deleted", &err);
+		if (rc < 0)
+			reply_agentd_error(out, 0, &err);
+		else
+			reply_json(out, 200, json_pack("{s:s, s:s}", "id", id, "state", "destroyed"));
+		return; /* the reference went with the sandbox */
+	}
+	case ROUTE_SANDBOX_SUSPEND:
+	case ROUTE_SANDBOX_RESUME:
+		freeze(d, l, r->route == ROUTE_SANDBOX_SUSPEND, out);
+		break;
+	case ROUTE_SANDBOX_SNAPSHOT:
+		snapshot(d, l, r, c, out);
+		break;
+	case ROUTE_SANDBOX_RESTORE:
+		restore(d, l, r, c, out);
+		break;
+	case ROUTE_SANDBOX_USAGE:
+		usage(d, l, out);
+		break;
+	default:
+		reply_error(out, 500, "route %s not handled", api_route_name(r->route));
+	}
+	live_put(d, l);
+}
+
+void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
+	      struct reply *out)
+{
+	struct live *l = live_get(d, r->id);
+	if (!l) {
+		json_t *old = state_sandbox_get(d->st, r->id);
+		if (old)
+			reply_error(out, 409, "sandbox %s is %s", r->id,
+				    json_string_value(json_object_get(old, "state")));
+		else
+			reply_error(out, 404, "no sandbox %s", r->id);
+		json_decref(old);
+		return;
+	}
+	if (r->stream) {
+		/* A wrong state is known now: a plain 409 before any chunk. Past this point
+		 * the stream owns the reference. */
+		pthread_mutex_lock(&d->lock);
+		enum sb_state s = live_state(l);
+		pthread_mutex_unlock(&d->lock);
+		if (s != SB_READY && s != SB_EXECUTING) {
+			reply_error(out, 409, "sandbox %s is %s", l->id, sb_state_name(s));
+			live_put(d, l);
+			return;
+		}
+		out->mhd_response = stream_response_new(d, l, c, r, c->fd);
+		if (!out->mhd_response) {
+			live_put(d, l);
+			reply_error(out, 500, "cannot start the stream");
+			return;
+		}
+		out->status = 200;
+		return;
+	}
+	agentd_command cmd = {
+		.argv = r->argv,
+		.env = r->env,
+		.workdir = r->workdir,
+		.stdin_data = r->has_stdin ? r->stdin_data : NULL,
+		.stdin_len = r->stdin_len,
+		.timeout_ms = r->timeout_ms,
+	};
+	static const uint8_t empty;
+	if (r->has_stdin && !cmd.stdin_data)
+		cmd.stdin_data = &empty;
+	agentd_exec_output o;
+	agentd_error err = {0};
+	int status = live_exec(d, l, c, &cmd, NULL, NULL, NULL, &o, &err);
+	if (status) {
+		reply_agentd_error(out, status, &err);
+	} else {
+		char *s = agentd_exec_output_to_json(&o, l->backend, l->id);
+		json_t *j = json_loads(s, 0, NULL);
+		free(s);
+		reply_json(out, 200, j);
+	}
+	agentd_exec_output_free(&o);
+	live_put(d, l);
+}

@@ -1,0 +1,123 @@
+/* http.h: the daemon's request layer (src/daemon/http/): routing and strict body
+ * validation (request.c, pure and fuzzed), the reply a handler fills and its error helpers
+ * (http.c), the log line (log.c). libmicrohttpd stays in server.c. Includes store/. */
+#ifndef AGENTD_HTTP_H
+#define AGENTD_HTTP_H
+
+#include "daemon/store/store.h"
+
+/* ------------------------------------------------------------------ request.c
+ * Method + path + query + body → a typed, validated request, or an HTTP status (400 bad
+ * input incl. unknown fields, 404 no such route, 405 wrong method, 413 too large) with a
+ * message. No I/O, no global state: this is what fuzz/fuzz_http.c drives. */
+enum api_route {
+	ROUTE_HEALTH,
+	ROUTE_METRICS,
+	ROUTE_BACKENDS,
+	ROUTE_BACKEND,
+	ROUTE_SANDBOX_CREATE,
+	ROUTE_SANDBOX_LIST,
+	ROUTE_SANDBOX_GET,
+	ROUTE_SANDBOX_DELETE,
+	ROUTE_SANDBOX_EXEC,
+	ROUTE_SANDBOX_SUSPEND,
+	ROUTE_SANDBOX_RESUME,
+	ROUTE_SANDBOX_SNAPSHOT,
+	ROUTE_SANDBOX_RESTORE,
+	ROUTE_SANDBOX_USAGE,
+	ROUTE_FILE_PUT,
+	ROUTE_FILE_GET,
+	ROUTE_SESSION_CREATE,
+	ROUTE_SESSION_EXEC,
+	ROUTE_SESSION_DELETE,
+	ROUTE_AUDIT,
+	ROUTE__COUNT,
+};
+
+enum api_language { LANG_SH, LANG_PYTHON, LANG_NODE };
+
+#define API_AGENT_MAX 64	/* agent ids: [A-Za-z0-9._-]{1,64} */
+#define API_NAME_MAX 64		/* sandbox names, backend names */
+#define API_MAX_BODY (16u << 20)	/* JSON bodies; file bodies have their own limit */
+
+struct api_query {
+	const char *path;		/* ?path= of the files API */
+	const char *since;		/* ?since= of the audit log */
+};
+
+struct api_request {
+	enum api_route route;
+	char id[API_ID_LEN + 1];	/* {id} */
+	char agent[API_AGENT_MAX + 1];	/* {agent} */
+	char session[API_ID_LEN + 1];	/* {sid} */
+	char param[API_NAME_MAX + 1];	/* {name} of /v1/backends/{name} */
+	/* POST /v1/sandboxes, POST .../sessions */
+	char *backend;
+	char *name;
+	bool has_spec;
+	agentd_spec spec;
+	/* POST .../exec */
+	char **argv;			/* NULL-terminated */
+	agentd_kvv env;
+	char *workdir;
+	uint8_t *stdin_data;
+	size_t stdin_len;
+	bool has_stdin;
+	uint64_t timeout_ms;
+	bool stream;
+	/* snapshots */
+	char *snapshot_name;
+	char *snapshot_id;
+	/* sessions */
+	char *code;
+	enum api_language language;
+	/* files */
+	char *file_path;
+	const uint8_t *raw;		/* PUT body (not JSON), borrowed */
+	size_t raw_len;
+	/* audit */
+	int64_t since_seq;		/* records with seq > since_seq */
+	int64_t since_ms;		/* and ts_ms >= since_ms */
+};
+
+/* 0 on success (free with api_request_free), else the HTTP status; err names the field. */
+int api_request_parse(const char *method, const char *path, const struct api_query *q,
+		      const uint8_t *body, size_t len, struct api_request *r, agentd_error *err);
+void api_request_free(struct api_request *r);
+const char *api_route_name(enum api_route r);
+const char *api_language_name(enum api_language l);
+/* "bad_request", "not_found", ... for an HTTP status. */
+const char *api_status_code(int status);
+/* HTTP status for an errno carried up in an agentd_error. */
+int api_status_from_errno(int e);
+bool api_valid_id(const char *s);
+
+struct client {
+	int64_t uid;			/* SO_PEERCRED; -1 over TCP */
+	int fd;				/* the connection's socket */
+	char desc[96];
+};
+
+/* What a handler answers: JSON (json), raw bytes (raw, malloc'd) or a response it built
+ * itself (streaming). status 0 = not set. */
+struct reply {
+	int status;
+	json_t *json;
+	char *raw;
+	size_t raw_len;
+	const char *content_type;
+	void *mhd_response;		/* struct MHD_Response * */
+};
+void reply_json(struct reply *out, int status, json_t *j);	/* takes j */
+int vreply_error(struct reply *out, int status, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+int reply_error(struct reply *out, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* status from err->code (errno) unless status > 0. */
+int reply_agentd_error(struct reply *out, int status, const agentd_error *err);
+
+/* ------------------------------------------------------------------ log.c */
+/* One logfmt line on stderr: ts=... level=... msg="..." plus "key=value" pairs. */
+void dlog(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

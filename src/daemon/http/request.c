@@ -1,0 +1,482 @@
+/* request.c: routing and strict validation of API requests — the whole path from method,
+ * URL and body bytes to a typed request, with no I/O, so the fuzzer drives exactly what the
+ * HTTP handler calls. Unknown fields, wrong types and bad ids are 400s naming the field. */
+#include "daemon/http/http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct route_def {
+	enum api_route route;
+	const char *method;
+	const char *pattern;		/* "/v1/sandboxes/{id}/exec" */
+	bool json_body;			/* a JSON object body is allowed (else none) */
+};
+
+static const struct route_def routes[] = {
+	{ROUTE_HEALTH, "GET", "/v1/health", false},
+	{ROUTE_METRICS, "GET", "/v1/metrics", false},
+	{ROUTE_BACKENDS, "GET", "/v1/backends", false},
+	{ROUTE_BACKEND, "GET", "/v1/backends/{name}", false},
+	{ROUTE_SANDBOX_CREATE, "POST", "/v1/sandboxes", true},
+	{ROUTE_SANDBOX_LIST, "GET", "/v1/sandboxes", false},
+	{ROUTE_SANDBOX_GET, "GET", "/v1/sandboxes/{id}", false},
+	{ROUTE_SANDBOX_DELETE, "DELETE", "/v1/sandboxes/{id}", false},
+	{ROUTE_SANDBOX_EXEC, "POST", "/v1/sandboxes/{id}/exec", true},
+	{ROUTE_SANDBOX_SUSPEND, "POST", "/v1/sandboxes/{id}/suspend", true},
+	{ROUTE_SANDBOX_RESUME, "POST", "/v1/sandboxes/{id}/resume", true},
+	{ROUTE_SANDBOX_SNAPSHOT, "POST", "/v1/sandboxes/{id}/snapshots", true},
+	{ROUTE_SANDBOX_RESTORE, "POST", "/v1/sandboxes/{id}/restore", true},
+	{ROUTE_SANDBOX_USAGE, "GET", "/v1/sandboxes/{id}/usage", false},
+	{ROUTE_FILE_PUT, "PUT", "/v1/sandboxes/{id}/files", false},
+	{ROUTE_FILE_GET, "GET", "/v1/sandboxes/{id}/files", false},
+	{ROUTE_SESSION_CREATE, "POST", "/v1/agents/{agent}/sessions", true},
+	{ROUTE_SESSION_EXEC, "POST", "/v1/agents/{agent}/sessions/{sid}/executions", true},
+	{ROUTE_SESSION_DELETE, "DELETE", "/v1/agents/{agent}/sessions/{sid}", false},
+	{ROUTE_AUDIT, "GET", "/v1/audit", false},
+};
+
+/* The body fields each route accepts; anything else is an unknown field. */
+struct field {
+	const char *name;
+	json_type type;			/* JSON_TRUE stands for a boolean */
+	bool required;
+};
+#define MAX_FIELDS 8
+static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
+	[ROUTE_SANDBOX_CREATE] = {{"backend", JSON_STRING, false},
+				  {"spec", JSON_OBJECT, false},
+				  {"name", JSON_STRING, false}},
+	[ROUTE_SANDBOX_EXEC] = {{"argv", JSON_ARRAY, true},
+				{"env", JSON_OBJECT, false},
+				{"workdir", JSON_STRING, false},
+				{"stdin", JSON_STRING, false},
+				{"timeout_ms", JSON_INTEGER, false},
+				{"stream", JSON_TRUE, false}},
+	[ROUTE_SANDBOX_SNAPSHOT] = {{"name", JSON_STRING, true}},
+	[ROUTE_SANDBOX_RESTORE] = {{"snapshot_id", JSON_STRING, true}},
+	[ROUTE_SESSION_CREATE] = {{"config", JSON_OBJECT, false}, {"backend", JSON_STRING, false}},
+	[ROUTE_SESSION_EXEC] = {{"code", JSON_STRING, true}, {"language", JSON_STRING, false}},
+};
+
+const char *api_route_name(enum api_route r)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if (routes[i].route == r)
+			return routes[i].pattern;
+	return "?";
+}
+
+const char *api_language_name(enum api_language l)
+{
+	return l == LANG_PYTHON ? "python" : l == LANG_NODE ? "node" : "sh";
+}
+
+const char *api_status_code(int status)
+{
+	switch (status) {
+	case 400: return "bad_request";
+	case 401: return "unauthorized";
+	case 404: return "not_found";
+	case 405: return "method_not_allowed";
+	case 409: return "conflict";
+	case 413: return "too_large";
+	case 429: return "over_capacity";
+	case 501: return "not_supported";
+	case 503: return "unavailable";
+	default: return status >= 500 ? "internal" : "error";
+	}
+}
+
+int api_status_from_errno(int e)
+{
+	switch (e) {
+	case EINVAL: case ELOOP: case ENAMETOOLONG: case EISDIR: case ENOTDIR: case EACCES:
+	case EPERM: case EROFS:
+		return 400;
+	case ENOENT: case ESRCH:
+		return 404;
+	case EBUSY: case EALREADY: case EEXIST:
+		return 409;
+	case E2BIG: case EFBIG: case ENOSPC: case EDQUOT:
+		return 413;
+	case EAGAIN:
+		return 429;
+	case ENOTSUP:
+		return 501;
+	default:
+		return 500;
+	}
+}
+
+bool api_valid_id(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')) || n >= API_ID_LEN)
+			return false;
+	return n == API_ID_LEN;
+}
+
+static bool valid_name(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return s[0] != '.';
+}
+
+/* Match path against pattern segment by segment; captures go into r. 1 = match. */
+static int match(const char *pattern, const char *path, struct api_request *r,
+		 agentd_error *err, int *bad)
+{
+	const char *p = pattern, *u = path;
+	while (*p && *u) {
+		if (*p != '/' || *u != '/')
+			return 0;
+		p++;
+		u++;
+		const char *pe = strchrnul(p, '/'), *ue = strchrnul(u, '/');
+		size_t plen = (size_t)(pe - p), ulen = (size_t)(ue - u);
+		if (*p == '{') {
+			char *dst = NULL;
+			size_t max = 0;
+			bool ok;
+			const char *what = "";
+			if (!strncmp(p, "{id}", plen) || !strncmp(p, "{sid}", plen)) {
+				dst = p[1] == 'i' ? r->id : r->session;
+				max = API_ID_LEN;
+				char tmp[API_ID_LEN + 2] = "";
+				if (ulen <= API_ID_LEN)
+					memcpy(tmp, u, ulen);
+				ok = ulen == API_ID_LEN && api_valid_id(tmp);
+				what = p[1] == 'i' ? "sandbox id" : "session id";
+			} else if (!strncmp(p, "{agent}", plen)) {
+				dst = r->agent;
+				max = API_AGENT_MAX;
+				ok = valid_name(u, ulen, max);
+				what = "agent id";
+			} else {
+				dst = r->param;
+				max = API_NAME_MAX;
+				ok = valid_name(u, ulen, max);
+				what = "name";
+			}
+			if (!ok) {
+				/* The route is right, the id is not: a 400 naming it, not a 404. */
+				*bad = 1;
+				agentd_error_set(err, EINVAL, "bad %s '%.*s'", what,
+						 (int)(ulen > 80 ? 80 : ulen), u);
+				return 0;
+			}
+			memcpy(dst, u, ulen);
+			dst[ulen] = '\0';
+		} else if (plen != ulen || strncmp(p, u, plen) != 0) {
+			return 0;
+		}
+		p = pe;
+		u = ue;
+	}
+	return !*p && !*u;
+}
+
+static char *dup_string(json_t *v, const char *field, size_t max, agentd_error *err)
+{
+	size_t n = json_string_length(v);
+	const char *s = json_string_value(v);
+	if (memchr(s, '\0', n)) {
+		agentd_error_set(err, EINVAL, "%s: contains a NUL byte", field);
+		return NULL;
+	}
+	if (max && n > max) {
+		agentd_error_set(err, EINVAL, "%s: longer than %zu bytes", field, max);
+		return NULL;
+	}
+	return strdup(s);
+}
+
+static int parse_spec(json_t *obj, const char *field, agentd_spec *spec, agentd_error *err)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+	if (!s)
+		return agentd_error_set(err, ENOMEM, "%s: cannot re-encode", field);
+	int r = agentd_policy_parse(s, strlen(s), spec, err);
+	free(s);
+	return r < 0 ? agentd_error_prefix(err, "%s", field) : 0;
+}
+
+static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
+{
+	json_t *argv = json_object_get(b, "argv"), *v;
+	size_t n = json_array_size(argv), i;
+	if (n == 0 || n > 4096)
+		return agentd_error_set(err, EINVAL, "argv: expected 1 to 4096 strings");
+	r->argv = calloc(n + 1, sizeof(char *));
+	json_array_foreach(argv, i, v) {
+		char f[32];
+		snprintf(f, sizeof(f), "argv[%zu]", i);
+		if (!json_is_string(v))
+			return agentd_error_set(err, EINVAL, "%s: expected string", f);
+		if (!(r->argv[i] = dup_string(v, f, 0, err)))
+			return -1;
+	}
+	if (!r->argv[0][0])
+		return agentd_error_set(err, EINVAL, "argv[0]: empty");
+	const char *k;
+	json_object_foreach(json_object_get(b, "env"), k, v) {
+		if (!json_is_string(v))
+			return agentd_error_set(err, EINVAL, "env.%s: expected string", k);
+		if (!*k || strchr(k, '='))
+			return agentd_error_set(err, EINVAL, "env: bad variable name '%s'", k);
+		char f[64];
+		snprintf(f, sizeof(f), "env.%.50s", k);
+		char *val = dup_string(v, f, 0, err);
+		if (!val)
+			return -1;
+		r->env.v = realloc(r->env.v, (r->env.n + 1) * sizeof(agentd_kv));
+		r->env.v[r->env.n].key = strdup(k);
+		r->env.v[r->env.n].value = val;
+		r->env.n++;
+	}
+	if ((v = json_object_get(b, "workdir"))) {
+		if (!(r->workdir = dup_string(v, "workdir", 4096, err)))
+			return -1;
+		if (r->workdir[0] != '/')
+			return agentd_error_set(err, EINVAL, "workdir: expected an absolute path");
+	}
+	if ((v = json_object_get(b, "stdin"))) {
+		if (base64_decode(json_string_value(v), json_string_length(v),
+					 &r->stdin_data, &r->stdin_len) < 0)
+			return agentd_error_set(err, EINVAL, "stdin: expected base64");
+		r->has_stdin = true;
+	}
+	if ((v = json_object_get(b, "timeout_ms"))) {
+		json_int_t t = json_integer_value(v);
+		if (t < 1)
+			return agentd_error_set(err, EINVAL, "timeout_ms: expected integer >= 1");
+		r->timeout_ms = (uint64_t)t;
+	}
+	r->stream = json_is_true(json_object_get(b, "stream"));
+	return 0;
+}
+
+static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
+{
+	json_t *v;
+	switch (r->route) {
+	case ROUTE_SANDBOX_CREATE:
+	case ROUTE_SESSION_CREATE:
+		if ((v = json_object_get(b, "backend"))) {
+			if (!(r->backend = dup_string(v, "backend", API_NAME_MAX, err)))
+				return -1;
+			if (!valid_name(r->backend, strlen(r->backend), API_NAME_MAX))
+				return agentd_error_set(err, EINVAL, "backend: bad name");
+		}
+		if ((v = json_object_get(b, "name"))) {
+			if (!(r->name = dup_string(v, "name", API_NAME_MAX, err)))
+				return -1;
+			if (!valid_name(r->name, strlen(r->name), API_NAME_MAX))
+				return agentd_error_set(err, EINVAL,
+							"name: expected [A-Za-z0-9._-]{1,64}");
+		}
+		v = json_object_get(b, r->route == ROUTE_SESSION_CREATE ? "config" : "spec");
+		if (v) {
+			if (parse_spec(v, r->route == ROUTE_SESSION_CREATE ? "config" : "spec",
+				       &r->spec, err) < 0)
+				return -1;
+			r->has_spec = true;
+		}
+		return 0;
+	case ROUTE_SANDBOX_EXEC:
+		return parse_exec(b, r, err);
+	case ROUTE_SANDBOX_SNAPSHOT:
+		if (!(r->snapshot_name = dup_string(json_object_get(b, "name"), "name", 128, err)))
+			return -1;
+		if (!*r->snapshot_name)
+			return agentd_error_set(err, EINVAL, "name: empty");
+		return 0;
+	case ROUTE_SANDBOX_RESTORE:
+		if (!(r->snapshot_id = dup_string(json_object_get(b, "snapshot_id"),
+						  "snapshot_id", API_ID_LEN, err)))
+			return -1;
+		if (!api_valid_id(r->snapshot_id))
+			return agentd_error_set(err, EINVAL, "snapshot_id: expected 32 hex digits");
+		return 0;
+	case ROUTE_SESSION_EXEC: {
+		if (!(r->code = dup_string(json_object_get(b, "code"), "code", 0, err)))
+			return -1;
+		const char *l = json_string_value(json_object_get(b, "language"));
+		if (!l || !strcmp(l, "python"))
+			r->language = LANG_PYTHON;
+		else if (!strcmp(l, "sh"))
+			r->language = LANG_SH;
+		else if (!strcmp(l, "node"))
+			r->language = LANG_NODE;
+		else
+			return agentd_error_set(err, EINVAL,
+						"language: expected sh, python or node");
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* Every key known, every type right, every required key present. */
+static int check_fields(enum api_route route, json_t *b, agentd_error *err)
+{
+	const struct field *fs = route_fields[route];
+	const char *k;
+	json_t *v;
+	json_object_foreach(b, k, v) {
+		const struct field *f = NULL;
+		for (int i = 0; i < MAX_FIELDS && fs[i].name; i++)
+			if (!strcmp(fs[i].name, k))
+				f = &fs[i];
+		if (!f)
+			return agentd_error_set(err, EINVAL, "unknown field '%.64s'", k);
+		bool ok = f->type == JSON_TRUE ? json_is_boolean(v) : json_typeof(v) == f->type;
+		if (!ok) {
+			static const char *const names[] = {
+				[JSON_OBJECT] = "object", [JSON_ARRAY] = "array",
+				[JSON_STRING] = "string", [JSON_INTEGER] = "integer",
+				[JSON_TRUE] = "boolean"};
+			return agentd_error_set(err, EINVAL, "%s: expected %s", k, names[f->type]);
+		}
+	}
+	for (int i = 0; i < MAX_FIELDS && fs[i].name; i++)
+		if (fs[i].required && !json_object_get(b, fs[i].name))
+			return agentd_error_set(err, EINVAL, "%s: required", fs[i].name);
+	return 0;
+}
+
+static int parse_since(const char *s, struct api_request *r, agentd_error *err)
+{
+	r->since_seq = 0;
+	r->since_ms = 0;
+	if (!s || !*s)
+		return 0;
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (!*end && !errno && v >= 0 && *s != '-' && *s != '+') {
+		r->since_seq = v;
+		return 0;
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end || (*end && strcmp(end, "Z") != 0))
+		return agentd_error_set(err, EINVAL,
+					"since: expected a record seq or YYYY-MM-DDTHH:MM:SSZ");
+	r->since_ms = (int64_t)timegm(&tm) * 1000;
+	return 0;
+}
+
+int api_request_parse(const char *method, const char *path, const struct api_query *q,
+		      const uint8_t *body, size_t len, struct api_request *r, agentd_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	const struct route_def *rd = NULL;
+	bool path_known = false;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		int bad = 0;
+		struct api_request tmp;
+		memset(&tmp, 0, sizeof(tmp));
+		if (!match(routes[i].pattern, path, &tmp, err, &bad)) {
+			if (bad)
+				return 400;
+			continue;
+		}
+		path_known = true;
+		if (strcmp(routes[i].method, method) == 0) {
+			rd = &routes[i];
+			*r = tmp;
+			break;
+		}
+	}
+	if (!rd) {
+		if (path_known) {
+			agentd_error_set(err, EINVAL, "method %.16s not allowed on %.200s", method,
+					 path);
+			return 405;
+		}
+		agentd_error_set(err, ENOENT, "no such endpoint %.200s", path);
+		return 404;
+	}
+	r->route = rd->route;
+	if (rd->route == ROUTE_FILE_PUT || rd->route == ROUTE_FILE_GET) {
+		if (!q || !q->path || !*q->path) {
+			agentd_error_set(err, EINVAL, "query parameter 'path' is required");
+			return 400;
+		}
+		if (strlen(q->path) > 4096) {
+			agentd_error_set(err, EINVAL, "path: longer than 4096 bytes");
+			return 400;
+		}
+		r->file_path = strdup(q->path);
+		r->raw = body;
+		r->raw_len = len;
+		return 0;
+	}
+	if (rd->route == ROUTE_AUDIT && parse_since(q ? q->since : NULL, r, err) < 0)
+		return 400;
+	if (len == 0)
+		return check_fields(rd->route, NULL, err) < 0 ? 400 : 0;
+	if (!rd->json_body) {
+		agentd_error_set(err, EINVAL, "%s %s takes no body", method, rd->pattern);
+		return 400;
+	}
+	if (len > API_MAX_BODY) {
+		agentd_error_set(err, E2BIG, "body larger than %u bytes", API_MAX_BODY);
+		return 413;
+	}
+	json_error_t je;
+	json_t *b = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
+	if (!b) {
+		agentd_error_set(err, EINVAL, "malformed JSON body: %s (line %d column %d)", je.text,
+				 je.line, je.column);
+		return 400;
+	}
+	int status = 0;
+	if (!json_is_object(b)) {
+		agentd_error_set(err, EINVAL, "body: expected a JSON object");
+		status = 400;
+	} else if (check_fields(rd->route, b, err) < 0 || parse_body(r, b, err) < 0) {
+		status = err && err->code == E2BIG ? 413 : 400;
+	}
+	json_decref(b);
+	if (status)
+		api_request_free(r);
+	return status;
+}
+
+void api_request_free(struct api_request *r)
+{
+	free(r->backend);
+	free(r->name);
+	if (r->has_spec)
+		agentd_spec_free(&r->spec);
+	if (r->argv)
+		for (char **a = r->argv; *a; a++)
+			free(*a);
+	free(r->argv);
+	for (size_t i = 0; i < r->env.n; i++) {
+		free(r->env.v[i].key);
+		free(r->env.v[i].value);
+	}
+	free(r->env.v);
+	free(r->workdir);
+	free(r->stdin_data);
+	free(r->snapshot_name);
+	free(r->snapshot_id);
+	free(r->code);
+	free(r->file_path);
+	memset(r, 0, sizeof(*r));
+}

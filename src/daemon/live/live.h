@@ -1,0 +1,149 @@
+/* live.h: the running daemon (src/daemon/live/): its configuration, the table of live
+ * sandboxes with their lifecycle states, the counters metrics read, execs and their
+ * cancellation, streamed output, and the audit writers. Includes http/ and store/. */
+#ifndef AGENTD_LIVE_H
+#define AGENTD_LIVE_H
+
+#include "daemon/http/http.h"
+#include "agentd-proxy.h"
+
+#include <sys/types.h>
+
+struct server_cfg {
+	const char *socket_path;
+	const char *socket_group;	/* group owning the socket (clients that are not root) */
+	const char *state_dir;
+	const char *listen;		/* "127.0.0.1:PORT" or NULL */
+	const char *token_file;		/* required with listen */
+	const char *default_backend;	/* "auto" unless given */
+	unsigned max_sandboxes;
+	size_t max_file_bytes;
+	bool sync_full;
+	unsigned drain_ms;
+};
+
+/* SPEC lifecycle. "executing" is ready with at least one exec running; "enforced" is a
+ * sandbox whose own processes were killed by a limit (memory, pids) and that cannot run
+ * anything more; it can only be destroyed. */
+enum sb_state {
+	SB_PROVISIONING,
+	SB_READY,
+	SB_EXECUTING,
+	SB_SUSPENDED,
+	SB_DESTROYING,
+	SB_DESTROYED,
+	SB_FAILED,
+	SB_ENFORCED,
+	SB__COUNT,
+};
+const char *sb_state_name(enum sb_state s);
+
+struct exec_slot {
+	int cancel[2];			/* a byte in [1] cancels the exec */
+	int watch;			/* epoll of cancel[0] and the client's hang-up: the
+					 * exec's cancel fd */
+	struct exec_slot *next;
+};
+
+struct live {
+	char id[API_ID_LEN + 1];
+	char *name;
+	char backend[64];
+	char digest[65];		/* sha256 of the canonical policy JSON */
+	agentd_sandbox *sb;		/* NULL while provisioning */
+	enum sb_state state;		/* never SB_EXECUTING: derived from execs */
+	unsigned refs;			/* handlers using it; destroy waits for 1 */
+	unsigned execs;
+	struct exec_slot *slots;	/* running execs, cancelled by destroy */
+	bool session;
+	int64_t created_ms;
+	struct live *next;
+};
+
+/* Concurrent execs per sandbox (the container init's table); more is a 429. */
+#define LIVE_MAX_EXECS 64
+
+#define LATENCY_BUCKETS 14
+enum exec_result { EXEC_OK, EXEC_NONZERO, EXEC_TIMEOUT, EXEC_LIMIT, EXEC_ERROR, EXEC__COUNT };
+struct metrics {
+	uint64_t execs[EXEC__COUNT];
+	uint64_t latency_le[LATENCY_BUCKETS];	/* cumulative counts per bucket */
+	uint64_t latency_count;
+	double latency_sum_s;
+	uint64_t created, destroyed, create_failed;
+	uint64_t requests, errors_4xx, errors_5xx;
+};
+
+struct daemon {
+	struct server_cfg cfg;
+	char *work_root;		/* <state_dir>/sandboxes */
+	struct state *st;
+	pthread_mutex_t lock;		/* the live table, backends, metrics */
+	pthread_cond_t cond;
+	struct live *head;
+	unsigned n_live;		/* provisioning..enforced, i.e. counted for capacity */
+	struct {
+		char name[64];
+		agentd_backend *b;
+	} backends[16];
+	size_t n_backends;
+	bool draining;
+	unsigned in_flight;
+	struct metrics m;
+	int64_t started_ms;
+	const char *default_backend;	/* what --backend (auto) resolved to */
+	agentd_proxy *proxy;		/* the egress proxy of every allowlist sandbox */
+	struct netaudit *netaudit;	/* its decisions into the audit log */
+};
+
+/* ------------------------------------------------------------------ live.c */
+uint64_t mono_ms(void);		/* CLOCK_MONOTONIC, for durations */
+int live_creator_start(void);	/* the thread that creates every sandbox; 0 or -errno */
+void live_creator_stop(void);
+agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err);
+/* Create a sandbox (capacity 429, bad spec 400); returns a referenced live or NULL with
+ * *status set. */
+struct live *live_create(struct daemon *d, const char *backend, const agentd_spec *spec,
+			 const char *name, bool session, int *status, agentd_error *err);
+/* Referenced live sandbox (not destroying/destroyed) or NULL. */
+struct live *live_get(struct daemon *d, const char *id);
+void live_put(struct daemon *d, struct live *l);
+enum sb_state live_state(const struct live *l);	/* with d->lock held */
+/* Destroy l (the caller's reference is consumed): cancels its execs, waits for the other
+ * users, destroys through the library, records the final state. */
+int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_error *err);
+void live_destroy_all(struct daemon *d, const char *reason);
+/* live_destroy with its audit record (action, client, duration, result). */
+int live_destroy_audited(struct daemon *d, struct live *l, const struct client *c,
+			 const char *action, const char *reason, agentd_error *err);
+/* Run cmd in l: 409 unless ready/executing; records metrics and the audit record.
+ * Returns 0 (out filled) or an HTTP status with err. */
+int live_exec(struct daemon *d, struct live *l, const struct client *c,
+	      const agentd_command *cmd, agentd_output_cb on_output, void *userdata,
+	      struct exec_slot *slot, agentd_exec_output *out, agentd_error *err);
+/* The cancel fd of one exec (slot NULL in live_exec: a private one watching c->fd). */
+int exec_slot_init(struct exec_slot *slot, int client_fd);
+void exec_slot_cancel(struct exec_slot *slot);
+void exec_slot_close(struct exec_slot *slot);
+json_t *live_to_json(struct daemon *d, struct live *l);
+
+/* ------------------------------------------------------------------ audit.c, netaudit.c */
+/* netaudit.c: start the daemon's egress proxy, whose every decision is appended to the
+ * audit log (action "network") by a writer thread; stop after the proxy is stopped. */
+struct netaudit;
+struct netaudit *netaudit_start(struct daemon *d, agentd_proxy **proxy, agentd_error *err);
+void netaudit_stop(struct netaudit *na);
+
+void audit(struct daemon *d, const struct client *c, const char *action, const char *sandbox_id,
+	   char *const *argv, const char *digest, const char *backend, const char *result,
+	   uint64_t duration_ms);
+
+/* Upper bounds (seconds) of the exec latency histogram's buckets. */
+extern const double live_latency_bucket_s[LATENCY_BUCKETS];
+/* The counters of one finished exec (d->lock held). */
+void live_count_exec(struct daemon *d, const agentd_exec_output *o, bool failed);
+/* A chunked NDJSON response fed by the exec's output callback (stream.c). */
+void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
+			  struct api_request *r, int conn_fd);
+
+#endif

@@ -1,0 +1,144 @@
+/* serve.c: `agentd serve` — flags onto the daemon's configuration; the daemon itself
+ * is src/daemon/. */
+#include "daemon/daemon.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void serve_usage(FILE *f)
+{
+	fprintf(f, "usage: agentd serve [--socket PATH] [--socket-group G] [--state-dir DIR] [--backend NAME]\n"
+		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
+		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n\n"
+		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
+		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
+		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
+		   "  --state-dir DIR      SQLite state and sandbox dirs (default /var/lib/agentd as\n"
+		   "                       root, else $XDG_RUNTIME_DIR/agentd)\n"
+		   "  --backend NAME       default backend for sandboxes (default auto)\n"
+		   "  --max-sandboxes N    concurrent sandboxes before 429 (default 64)\n"
+		   "  --max-file-size SIZE files API limit (default 64M)\n"
+		   "  --sync full          fsync every state commit (survives power loss)\n"
+		   "  --drain DUR          on SIGTERM, wait this long for running requests (5s)\n"
+		   "  --listen ADDR:PORT   also serve TCP; every request needs the bearer token\n"
+		   "  --token-file F       the token (first line, at least 16 bytes)\n");
+}
+
+static const char *default_state_dir(void)
+{
+	static char buf[512];
+	if (geteuid() == 0)
+		return "/var/lib/agentd";
+	const char *x = getenv("XDG_RUNTIME_DIR");
+	if (x && *x == '/')
+		snprintf(buf, sizeof(buf), "%s/agentd", x);
+	else
+		snprintf(buf, sizeof(buf), "/tmp/agentd-%u", (unsigned)geteuid());
+	return buf;
+}
+
+/* Entry point of the serve module (cmd_serve_load.c loads it). */
+int agentd_serve_main(int argc, char **argv);
+
+__attribute__((visibility("default"))) int agentd_serve_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"socket-group", required_argument, NULL, 'g'},
+		{"state-dir", required_argument, NULL, 'd'},
+		{"backend", required_argument, NULL, 'b'},
+		{"max-sandboxes", required_argument, NULL, 'm'},
+		{"max-file-size", required_argument, NULL, 'f'},
+		{"sync", required_argument, NULL, 'y'},
+		{"drain", required_argument, NULL, 'D'},
+		{"listen", required_argument, NULL, 'l'},
+		{"token-file", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct server_cfg cfg = {
+		.socket_path = socket_path_default(NULL),
+		.state_dir = default_state_dir(),
+		.default_backend = "auto",
+		.max_sandboxes = 64,
+		.max_file_bytes = 64u << 20,
+		.drain_ms = 5000,
+	};
+	agentd_error err = {0};
+	uint64_t v;
+	char *end;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			cfg.socket_path = optarg;
+			break;
+		case 'g':
+			cfg.socket_group = optarg;
+			break;
+		case 'd':
+			cfg.state_dir = optarg;
+			break;
+		case 'b':
+			if (strcmp(optarg, "auto") && !agentd_canonical_backend_name(optarg)) {
+				print_error("serve: --backend: unknown backend '%s'", optarg);
+				return EXIT_AGENTD;
+			}
+			cfg.default_backend = optarg;
+			break;
+		case 'm':
+			v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || v == 0 || v > 100000) {
+				print_error("serve: --max-sandboxes: expected 1..100000, got '%s'", optarg);
+				return EXIT_AGENTD;
+			}
+			cfg.max_sandboxes = (unsigned)v;
+			break;
+		case 'f':
+			if (parse_size(optarg, &v, &err) < 0 || v == 0 || v > (1ull << 32)) {
+				print_error("serve: --max-file-size: %s", err.msg[0] ? err.msg : "1..4G");
+				return EXIT_AGENTD;
+			}
+			cfg.max_file_bytes = (size_t)v;
+			break;
+		case 'y':
+			if (strcmp(optarg, "full") && strcmp(optarg, "normal")) {
+				print_error("serve: --sync: expected full or normal");
+				return EXIT_AGENTD;
+			}
+			cfg.sync_full = !strcmp(optarg, "full");
+			break;
+		case 'D':
+			if (parse_duration_ms(optarg, &v, &err) < 0) {
+				print_error("serve: --drain: %s", err.msg);
+				return EXIT_AGENTD;
+			}
+			cfg.drain_ms = (unsigned)v;
+			break;
+		case 'l':
+			cfg.listen = optarg;
+			break;
+		case 't':
+			cfg.token_file = optarg;
+			break;
+		case 'h':
+			serve_usage(stdout);
+			return 0;
+		default:
+			serve_usage(stderr);
+			return EXIT_AGENTD;
+		}
+	}
+	if (optind < argc) {
+		print_error("serve: unexpected argument '%s'", argv[optind]);
+		return EXIT_AGENTD;
+	}
+	if (agentd_serve(&cfg, &err) < 0) {
+		print_error("serve: %s", err.msg);
+		return EXIT_AGENTD;
+	}
+	return 0;
+}

@@ -1,0 +1,75 @@
+/* store.h: what `agentd serve` keeps on disk (src/daemon/store/): the SQLite state —
+ * sandboxes, sessions, snapshots, executions and the audit log — and the sha256 of
+ * policies. Pure: no HTTP, no live sandboxes. Includes common/ only. */
+#ifndef AGENTD_STORE_H
+#define AGENTD_STORE_H
+
+#include "common/common.h"
+
+#include <jansson.h>
+#include <pthread.h>
+
+#define API_ID_LEN 32		/* sandbox, session, snapshot ids: 32 lowercase hex */
+
+/* ------------------------------------------------------------------ sha256.c */
+void sha256(const void *data, size_t len, uint8_t out[32]);
+void sha256_hex(const void *data, size_t len, char out[65]);
+
+/* ------------------------------------------------------------------ state.c
+ * SQLite under the state dir: WAL, schema versioned by PRAGMA user_version, one
+ * connection serialised by a mutex. Every write is committed before the call returns. */
+struct state;
+extern const int state_schema_latest;
+/* Migration i takes the schema from version i to i + 1 (exposed for the migration tests). */
+extern const char *const state_migrations[];
+/* sync_full: PRAGMA synchronous=FULL (survives power loss), else NORMAL (survives a crash
+ * of the daemon, which is what WAL NORMAL guarantees). */
+int state_open(const char *path, bool sync_full, struct state **out, agentd_error *err);
+void state_close(struct state *st);
+int state_schema_version(struct state *st);
+
+int state_sandbox_insert(struct state *st, const char *id, const char *name,
+			 const char *backend, const char *spec_json, const char *digest,
+			 const char *state, bool session, agentd_error *err);
+int state_sandbox_set_state(struct state *st, const char *id, const char *state,
+			    const char *reason, agentd_error *err);
+/* The row as JSON {id, name, backend, state, reason, created_ms, ...}, or NULL. */
+json_t *state_sandbox_get(struct state *st, const char *id);
+/* Rows left live by a previous daemon: each is marked failed ("lost at daemon restart"),
+ * its sessions failed and its snapshots dropped, then lost(arg, id) is called. */
+int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), void *arg,
+		    agentd_error *err);
+
+int state_snapshot_insert(struct state *st, const char *id, const char *sandbox_id,
+			  const char *name, agentd_error *err);
+bool state_snapshot_of(struct state *st, const char *id, const char *sandbox_id);
+
+int state_session_insert(struct state *st, const char *id, const char *agent,
+			 const char *sandbox_id, agentd_error *err);
+/* 0 + sandbox_id/status, or -1 when agent has no such session. */
+int state_session_get(struct state *st, const char *agent, const char *id,
+		      char sandbox_id[API_ID_LEN + 1], char status[16]);
+int state_session_set_status(struct state *st, const char *id, const char *status);
+int state_session_set_status_by_sandbox(struct state *st, const char *sandbox_id,
+					const char *status);
+int state_execution_insert(struct state *st, const char *id, const char *session_id,
+			   const char *language, const char *status, int exit_code,
+			   uint64_t duration_ms, agentd_error *err);
+
+struct audit_record {
+	int64_t uid;			/* peer uid on the unix socket, -1 over TCP */
+	const char *client;		/* "unix:pid=N" or "tcp:ADDR" */
+	const char *action;		/* create, exec, destroy, ... */
+	const char *sandbox_id;
+	const char *argv_json;		/* JSON array or NULL */
+	const char *policy_digest;
+	const char *backend;
+	const char *result;		/* "ok", "exit 3", "error: ..." */
+	uint64_t duration_ms;
+};
+int state_audit_append(struct state *st, const struct audit_record *a, agentd_error *err);
+/* Records with seq > since_seq and ts_ms >= since_ms, oldest first, at most limit. */
+json_t *state_audit_list(struct state *st, int64_t since_seq, int64_t since_ms, int limit,
+			 agentd_error *err);
+
+#endif

@@ -1,0 +1,83 @@
+/* backends.h: what the built-in backends share (src/lib/backends/): the backend and sandbox
+ * objects behind the public handles, the one-shot fast path, the egress proxy a backend's
+ * allowlist sandboxes attach to, the process backends (host-direct, linux-native) and the
+ * factories the registry calls. The container backend has its own folder below. Includes
+ * engine/, net/ and what they include. */
+#ifndef AGENTD_BACKENDS_H
+#define AGENTD_BACKENDS_H
+
+#include "lib/engine/engine.h"
+#include "lib/net/net.h"
+#include "agentd-backend.h"
+
+#include <pthread.h>
+
+/* ---------------------------------------------------------------- base.c
+ * The objects behind the public handles (opaque to users; plugins use accessors). */
+/* A built-in backend's one-shot path for agentd_backend_run: set up, run cmd and tear
+ * down in one pass (the sandbox is never listed). Plugins keep create + exec + destroy,
+ * and so does a spec the fast path does not serve (it returns 1). */
+typedef int (*backend_run_once_fn)(agentd_backend *b, const agentd_spec *spec,
+				   const agentd_command *cmd, const agentd_exec_ctx *ctx,
+				   agentd_exec_output *out, char id[AGENTD_ID_LEN], agentd_error *err);
+struct agentd_backend_internal {
+	backend_run_once_fn run_once;	/* a built-in backend's one-pass one-shot, or NULL */
+	pthread_mutex_t lock;
+	agentd_sandbox *head;
+	uint32_t active;
+	time_t last_created;
+	agentd_proxy *proxy;		/* egress proxy of allowlist sandboxes */
+	agentd_proxy *own_proxy;	/* started here: stopped with the backend */
+};
+
+struct agentd_backend {
+	const agentd_backend_ops *ops;
+	char *work_root;		/* per-backend state directory */
+	void *priv;
+	struct agentd_backend_internal *internal;	/* core bookkeeping (sandbox list) */
+};
+
+struct agentd_sandbox {
+	const agentd_sandbox_ops *ops;
+	agentd_backend *backend;
+	char id[AGENTD_ID_LEN];
+	agentd_spec spec;
+	agentd_sandbox_caps caps;
+	time_t created_at;
+	void *priv;
+	agentd_sandbox *next;		/* core list linkage */
+};
+
+void sandbox_free_(agentd_sandbox *sb);	/* spec, caps, the object: what destroy leaves */
+
+
+/* ---------------------------------------------------------------- base.c: the one-shot hook */
+void backend_set_run_once(agentd_backend *b, backend_run_once_fn fn);
+
+/* ---------------------------------------------------------------- base.c: the egress proxy */
+/* The proxy allowlist sandboxes of b attach to: the one set, else one started now. */
+agentd_proxy *backend_egress_proxy(agentd_backend *b, agentd_error *err);
+
+/* ---------------------------------------------------------------- factories (registry.c) */
+int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+int linux_native_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+int container_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
+extern const agentd_sandbox_ops container_sandbox_ops;
+
+/* ---------------------------------------------------------------- backends/process.c
+ * Sandboxes whose isolation is applied to each command as it starts (no long-lived
+ * init): a private dir and a cgroup that persist across execs. host-direct and
+ * linux-native differ only in these options. */
+struct process_sandbox_opts {
+	bool landlock;			/* Landlock filesystem rules (+ TCP, scopes) */
+	bool seccomp;			/* the spec's seccomp profile */
+	bool require_cgroup;		/* fail create when cgroups are unusable */
+};
+int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
+			   const struct process_sandbox_opts *o, const agentd_sandbox_ops *ops,
+			   agentd_sandbox **out, agentd_error *err);
+extern const agentd_sandbox_ops process_sandbox_ops;
+/* Probe fields common to the process backends. */
+void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p);
+
+#endif

@@ -1,0 +1,109 @@
+/* container.h: what the container backend's host side (container.c), its init
+ * (container_init.c) and its snapshots (container_snapshot.c) share. Private to them. */
+#ifndef AGENTD_CONTAINER_H
+#define AGENTD_CONTAINER_H
+
+#include "lib/backends/backends.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/fsuid.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#define NOBODY 65534
+/* The sandbox's only user: commands run as uid/gid 1000 inside, the only id mapped, so
+ * there is no root inside at all (files of the host's root show as nobody). */
+#define AGENT_ID 1000
+#define MAX_EXECS 64
+#define MAX_PAYLOAD (8u << 20)	/* argv + env + cwd of one exec */
+#define INIT_CTL_FD 3
+#define INIT_SETUP_FD 4
+#define INIT_LANDLOCK_FD 5
+#define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
+#define CHILD_REPORT_FD 3
+#define DESTROY_WAIT_MS 2000
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */ };
+struct ctl_msg {
+	uint32_t op;
+	uint32_t pad;
+	uint64_t id;
+};
+
+/* One-shot mode: the one command the init runs right after its setup, and the host's
+ * channels for it (inherited at clone time). */
+struct init_once {
+	char *const *argv;
+	char *const *envp;
+	const char *cwd;
+	int fds[4];			/* stdin, stdout, stderr, report (exec.c's pipes) */
+	int kill_fd;			/* read end: a byte (or EOF) = kill the command */
+};
+
+/* What the init needs, prepared by the parent before the clone (the child only reads). */
+struct init_args {
+	const struct init_once *once;	/* NULL: a persistent sandbox, served over ctl */
+	struct mount_plan *mp;
+	const struct seccomp_prog *sc;
+	const struct rlimit_set *rl;
+	int ctl;			/* child end of the control socketpair */
+	int setup;			/* write end of the setup report pipe */
+	int go_fd;			/* >= 0: wait for a byte here (the cgroup is joined) before
+					 * anything but the root filesystem is set up */
+	int go_wr;			/* its write end, the host's: closed here */
+	bool set_groups;		/* root: drop supplementary groups inside */
+	uid_t host_uid;			/* for messages */
+	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
+	bool net_none;
+	bool net_prebuilt;	/* cloned inside a namespace netns.c made */
+	bool net_allowlist;		/* create the egress proxy's listener, send it on ctl */
+	const char *ll_ro[4];
+	const char *ll_rw[64];
+	const char *rw_check[64];	/* policy paths the sandbox's user must be able to write */
+};
+
+struct ctr {
+	int ctl;
+	pid_t init_pid;
+	int init_pidfd;
+	struct cgroup *cg;
+	uid_t host_uid;
+	gid_t host_gid;
+	bool unprivileged;
+	struct rlimit_set rl;
+	pthread_mutex_t lock;
+	bool suspended;
+	uint64_t next_id;
+	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
+	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
+					 * sandboxed code ran (files API) */
+	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
+};
+
+/* container_init.c: the init, cloned by the host (spawn_process child_fn). */
+__attribute__((noreturn)) void container_init_main(void *arg);
+/* One control message with nfds (<= 5) fds attached; 0 or -1 + errno. No malloc. */
+int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds);
+
+/* container_snapshot.c */
+int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
+int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
+int ctr_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+
+#endif

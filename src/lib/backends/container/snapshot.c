@@ -1,0 +1,200 @@
+/* container_snapshot.c: snapshot and restore of a container sandbox's writable state,
+ * and the host's way into its root (open_in_sandbox). */
+#include "lib/backends/container/container.h"
+
+/* ------------------------------------------------------------- snapshots
+ * The writable state is the scratch tmpfs behind the workdir and /tmp, inside the
+ * sandbox's mount namespace. The host reaches it through the init's root, resolved with
+ * RESOLVE_IN_ROOT and no symlinks, and copies fd-relative without following anything,
+ * while the sandbox is frozen. */
+
+struct open_how_v0 {
+	uint64_t flags, mode, resolve;
+};
+
+int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/%d/root", c->init_pid);
+	_cleanup_close_ int root = open(proc, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return agentd_error_errno(err, errno, "open the sandbox root");
+	/* The pid is ours only while the init lives: check after the open. */
+	if (syscall(SYS_pidfd_send_signal, c->init_pidfd, 0, NULL, 0) < 0)
+		return agentd_error_set(err, ESRCH, "the sandbox is not running");
+	while (*path == '/')
+		path++;
+	struct open_how_v0 how = {
+		.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof(how));
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "open /%s in the sandbox", path);
+	return fd;
+}
+
+static bool valid_snapshot_id(const char *id)
+{
+	size_t n = strlen(id);
+	if (n != 32)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* The scratch tmpfs belongs to the sandbox's user namespace: only ids mapped there can own
+ * files in it, and the snapshot must not be readable by anything the sandbox is not. So the
+ * copy runs with this thread's filesystem ids set to the sandbox's host ids (per-thread,
+ * undone after). */
+struct fsids {
+	uid_t uid;
+	gid_t gid;
+};
+
+static struct fsids become_sandbox_fs(const struct ctr *c)
+{
+	struct fsids old = {(uid_t)setfsuid(geteuid()), (gid_t)setfsgid(getegid())};
+	setfsgid(c->host_gid);
+	setfsuid(c->host_uid);
+	return old;
+}
+
+static void restore_fs(struct fsids old)
+{
+	setfsuid(old.uid);
+	setfsgid(old.gid);
+}
+
+/* Freeze for a consistent copy unless the caller already suspended the sandbox. */
+static int hold(struct ctr *c, bool *froze, agentd_error *err)
+{
+	*froze = false;
+	if (c->suspended)
+		return 0;
+	if (cgroup_freeze(c->cg, true, err) < 0)
+		return -1;
+	*froze = true;
+	return 0;
+}
+
+static const char *const state_dirs[2] = {"workdir", "tmp"};
+
+int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
+			agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	char id[40];
+	random_id(id);
+	pthread_mutex_lock(&c->lock);
+	int ret = -1;
+	bool froze = false;
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int dfd = -1;
+	if (!c->snap_dir) {
+		if (mkdir_p(sb->backend->work_root, 0711) < 0 ||
+		    ((c->snap_dir = xasprintf("%s/%s", sb->backend->work_root, sb->id)),
+		     mkdir(c->snap_dir, 0700) < 0 && errno != EEXIST)) {
+			agentd_error_errno(err, errno, "create snapshot dir");
+			free(c->snap_dir);
+			c->snap_dir = NULL;
+			goto out;
+		}
+		janitor_watch_dir(c->snap_dir);
+	}
+	dir = xasprintf("%s/%s", c->snap_dir, id);
+	if (mkdir(dir, 0700) < 0 || chown(dir, c->host_uid, c->host_gid) < 0) {
+		agentd_error_errno(err, errno, "create %s", dir);
+		goto out;
+	}
+	if (hold(c, &froze, err) < 0)
+		goto out;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		agentd_error_errno(err, errno, "open %s", dir);
+		goto out;
+	}
+	if (name && *name) {
+		/* The name is informational: the id is what restore takes. */
+		int fd = openat(dfd, "name", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			if (write(fd, name, strlen(name)) < 0) {
+				/* nothing to do */
+			}
+			close(fd);
+		}
+	}
+	uint64_t budget = sb->spec.limits.max_write_bytes + (1 << 20);
+	const char *paths[2] = {sb->spec.workdir, "/tmp"};
+	for (int i = 0; i < 2; i++) {
+		_cleanup_close_ int src = open_in_sandbox(c, paths[i], err);
+		if (src < 0)
+			goto out;
+		struct fsids old = become_sandbox_fs(c);
+		int r = mkdirat(dfd, state_dirs[i], 0700) < 0 ? -errno : 0;
+		_cleanup_close_ int dst =
+			r ? -1 : openat(dfd, state_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (!r)
+			r = dst < 0 ? -errno
+				    : copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
+		restore_fs(old);
+		if (r < 0) {
+			agentd_error_errno(err, -r, "snapshot %s", paths[i]);
+			goto out;
+		}
+	}
+	*snapshot_id = xstrdup(id);
+	ret = 0;
+out:
+	if (froze)
+		cgroup_freeze(c->cg, false, NULL);
+	if (ret < 0 && dir)
+		rm_rf(dir);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int ctr_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	if (!valid_snapshot_id(snapshot_id))
+		return agentd_error_set(err, EINVAL, "snapshot id %s: expected 32 hex digits",
+					snapshot_id);
+	pthread_mutex_lock(&c->lock);
+	int ret = -1;
+	bool froze = false;
+	_cleanup_free_ char *dir = c->snap_dir ? xasprintf("%s/%s", c->snap_dir, snapshot_id)
+					       : NULL;
+	_cleanup_close_ int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (dfd < 0) {
+		agentd_error_set(err, ENOENT, "no snapshot %s in sandbox %s", snapshot_id, sb->id);
+		goto out;
+	}
+	if (hold(c, &froze, err) < 0)
+		goto out;
+	uint64_t budget = sb->spec.limits.max_write_bytes + (1 << 20);
+	const char *paths[2] = {sb->spec.workdir, "/tmp"};
+	for (int i = 0; i < 2; i++) {
+		_cleanup_close_ int dst = open_in_sandbox(c, paths[i], err);
+		if (dst < 0)
+			goto out;
+		_cleanup_close_ int src = openat(dfd, state_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct fsids old = become_sandbox_fs(c);
+		int r = src < 0 ? -errno : empty_dir_at(dst);
+		if (r == 0)
+			r = copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
+		restore_fs(old);
+		if (r < 0) {
+			agentd_error_errno(err, -r, "restore %s", paths[i]);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	if (froze)
+		cgroup_freeze(c->cg, false, NULL);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}

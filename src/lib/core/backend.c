@@ -1,0 +1,253 @@
+/* backend.c: the public API over backends and sandboxes — the list of live sandboxes,
+ * health, and the wrappers that validate input and turn a missing operation into a clear
+ * "unsupported". The objects themselves are built in backends/base.c. */
+#include "lib/core/core.h"
+
+#include <pthread.h>
+
+const char *agentd_default_work_root(void)
+{
+	static char buf[512];
+	const char *env = getenv("AGENTD_WORK_ROOT");
+	if (env && *env == '/')
+		return env;
+	if (geteuid() == 0)
+		return "/var/lib/agentd/sandboxes";
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (xdg && *xdg == '/')
+		snprintf(buf, sizeof(buf), "%s/agentd/sandboxes", xdg);
+	else
+		snprintf(buf, sizeof(buf), "/tmp/agentd-%u/sandboxes", (unsigned)geteuid());
+	return buf;
+}
+
+const char *agentd_backend_name(const agentd_backend *b)
+{
+	return b->ops->name;
+}
+
+int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err)
+{
+	memset(caps, 0, sizeof(*caps));
+	snprintf(caps->name, sizeof(caps->name), "%s", b->ops->name);
+	if (b->ops->probe(b, caps, err) < 0)
+		return agentd_error_prefix(err, "probe %s", b->ops->name);
+	return 0;
+}
+
+int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
+				  agentd_sandbox **out, agentd_error *err)
+{
+	if (agentd_spec_validate(spec, err) < 0)
+		return agentd_error_prefix(err, "invalid spec");
+	agentd_sandbox *sb = NULL;
+	if (b->ops->create_sandbox(b, spec, &sb, err) < 0)
+		return agentd_error_prefix(err, "create sandbox (%s)", b->ops->name);
+	struct agentd_backend_internal *in = b->internal;
+	pthread_mutex_lock(&in->lock);
+	sb->next = in->head;
+	in->head = sb;
+	in->active++;
+	in->last_created = time(NULL);
+	pthread_mutex_unlock(&in->lock);
+	*out = sb;
+	return 0;
+}
+
+int agentd_backend_list(agentd_backend *b, agentd_strv *ids, agentd_error *err)
+{
+	memset(ids, 0, sizeof(*ids));
+	pthread_mutex_lock(&b->internal->lock);
+	for (agentd_sandbox *s = b->internal->head; s; s = s->next)
+		strv_push(ids, s->id);
+	pthread_mutex_unlock(&b->internal->lock);
+	return 0;
+}
+
+agentd_sandbox *agentd_backend_get(agentd_backend *b, const char *id)
+{
+	agentd_sandbox *r = NULL;
+	pthread_mutex_lock(&b->internal->lock);
+	for (agentd_sandbox *s = b->internal->head; s; s = s->next)
+		if (strcmp(s->id, id) == 0)
+			r = s;
+	pthread_mutex_unlock(&b->internal->lock);
+	return r;
+}
+
+static bool unlink_sandbox(agentd_sandbox *sb)
+{
+	struct agentd_backend_internal *in = sb->backend->internal;
+	bool found = false;
+	pthread_mutex_lock(&in->lock);
+	for (agentd_sandbox **pp = &in->head; *pp; pp = &(*pp)->next) {
+		if (*pp == sb) {
+			*pp = sb->next;
+			in->active--;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&in->lock);
+	return found;
+}
+
+int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err)
+{
+	unlink_sandbox(sb);
+	int r = sb->ops->destroy ? sb->ops->destroy(sb, err) : 0;
+	if (r < 0)
+		agentd_error_prefix(err, "destroy sandbox %s", sb->id);
+	sandbox_free_(sb);
+	return r;
+}
+
+int agentd_backend_destroy_all(agentd_backend *b, agentd_error *err)
+{
+	int ret = 0;
+	for (;;) {
+		pthread_mutex_lock(&b->internal->lock);
+		agentd_sandbox *sb = b->internal->head;
+		pthread_mutex_unlock(&b->internal->lock);
+		if (!sb)
+			break;
+		if (agentd_sandbox_destroy(sb, err) < 0)
+			ret = -1;
+	}
+	return ret;
+}
+
+int agentd_backend_health_check(agentd_backend *b, agentd_backend_health *h, agentd_error *err)
+{
+	memset(h, 0, sizeof(*h));
+	agentd_backend_caps caps;
+	agentd_error perr = {0};
+	bool ok = agentd_backend_probe(b, &caps, &perr) == 0 && caps.available;
+	pthread_mutex_lock(&b->internal->lock);
+	h->active_sandboxes = b->internal->active;
+	h->last_sandbox_created = b->internal->last_created;
+	pthread_mutex_unlock(&b->internal->lock);
+	h->healthy = ok;
+	if (ok) {
+		if (caps.max_concurrent_sandboxes)
+			h->resource_utilization =
+				(float)h->active_sandboxes / (float)caps.max_concurrent_sandboxes;
+		strv_copy(&h->warnings, &caps.warnings);
+	} else {
+		strv_push(&h->warnings, perr.msg[0] ? perr.msg : caps.unavailable_reason);
+	}
+	agentd_backend_caps_free(&caps);
+	return 0;
+}
+
+void agentd_backend_free(agentd_backend *b)
+{
+	if (!b)
+		return;
+	agentd_backend_destroy_all(b, NULL);
+	agentd_proxy_stop(b->internal->own_proxy);
+	if (b->ops->free_backend)
+		b->ops->free_backend(b);
+	pthread_mutex_destroy(&b->internal->lock);
+	free(b->internal);
+	free(b->work_root);
+	free(b);
+}
+
+static int unsupported(agentd_sandbox *sb, const char *what, agentd_error *err)
+{
+	return agentd_error_set(err, ENOTSUP, "%s is not supported by backend %s", what,
+				sb->backend->ops->name);
+}
+
+static int check_command(const agentd_command *cmd, agentd_error *err)
+{
+	if (!cmd || !cmd->argv || !cmd->argv[0] || !cmd->argv[0][0])
+		return agentd_error_set(err, EINVAL, "exec: empty command");
+	for (size_t i = 0; i < cmd->env.n; i++) {
+		const char *why = env_name_forbidden(cmd->env.v[i].key);
+		if (why)
+			return agentd_error_set(err, EINVAL, "exec: env %s: %s", cmd->env.v[i].key,
+						why);
+	}
+	if (cmd->workdir && cmd->workdir[0] != '/')
+		return agentd_error_set(err, EINVAL, "exec: workdir %s: expected absolute path",
+					cmd->workdir);
+	return 0;
+}
+
+int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
+			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->exit_code = 125;
+	if (check_command(cmd, err) < 0)
+		return -1;
+	static const agentd_exec_ctx no_ctx;
+	return sb->ops->exec(sb, cmd, ctx ? ctx : &no_ctx, out, err);
+}
+
+int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
+		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
+		       char sandbox_id[40], agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->exit_code = 125;
+	sandbox_id[0] = '\0';
+	if (check_command(cmd, err) < 0)
+		return -1;
+	static const agentd_exec_ctx no_ctx;
+	if (!ctx)
+		ctx = &no_ctx;
+	if (b->internal->run_once) {
+		if (agentd_spec_validate(spec, err) < 0)
+			return agentd_error_prefix(err, "invalid spec");
+		int r = b->internal->run_once(b, spec, cmd, ctx, out, sandbox_id, err);
+		if (r != 1)
+			return r;
+	}
+	/* create validates the spec */
+	agentd_sandbox *sb = NULL;
+	if (agentd_backend_create_sandbox(b, spec, &sb, err) < 0)
+		return -1;
+	snprintf(sandbox_id, 40, "%s", sb->id);
+	int r = agentd_sandbox_exec(sb, cmd, ctx, out, err);
+	agentd_error derr = {0};
+	if (agentd_sandbox_destroy(sb, r < 0 ? &derr : err) < 0 && r == 0)
+		r = -1;
+	return r;
+}
+
+bool agentd_sandbox_is_alive(agentd_sandbox *sb)
+{
+	return sb->ops->is_alive ? sb->ops->is_alive(sb) : false;
+}
+
+int agentd_sandbox_suspend(agentd_sandbox *sb, agentd_error *err)
+{
+	return sb->ops->suspend ? sb->ops->suspend(sb, err) : unsupported(sb, "suspend", err);
+}
+
+int agentd_sandbox_resume(agentd_sandbox *sb, agentd_error *err)
+{
+	return sb->ops->resume ? sb->ops->resume(sb, err) : unsupported(sb, "resume", err);
+}
+
+int agentd_sandbox_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
+			    agentd_error *err)
+{
+	return sb->ops->snapshot ? sb->ops->snapshot(sb, name, snapshot_id, err)
+				 : unsupported(sb, "snapshot", err);
+}
+
+int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err)
+{
+	return sb->ops->restore ? sb->ops->restore(sb, snapshot_id, err)
+				: unsupported(sb, "restore", err);
+}
+
+int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
+{
+	memset(u, 0, sizeof(*u));
+	return sb->ops->usage ? sb->ops->usage(sb, u, err) : unsupported(sb, "usage", err);
+}

@@ -1,0 +1,291 @@
+/* registry.c: backend names → factories (seed 001): canonical names and aliases,
+ * normalisation, registration order, collisions, plugins, and auto-detection by score. */
+#include "lib/core/core.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <pthread.h>
+
+#define MAX_BACKENDS 32
+#define MAX_ALIASES 16
+#define NAME_MAX_LEN 63
+
+struct entry {
+	char *canonical;
+	char *aliases[MAX_ALIASES + 1]; /* NULL-terminated, normalised */
+	agentd_backend_factory factory;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct entry entries[MAX_BACKENDS];
+static const char *names[MAX_BACKENDS + 1];
+static size_t n_entries;
+
+/* trim, lower-case, '_' ≡ '-'. Returns false for an empty or oversized result. */
+static bool normalize(const char *in, char out[NAME_MAX_LEN + 1])
+{
+	if (!in)
+		return false;
+	while (isspace((unsigned char)*in))
+		in++;
+	size_t len = strlen(in);
+	while (len && isspace((unsigned char)in[len - 1]))
+		len--;
+	if (!len || len > NAME_MAX_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = (char)tolower((unsigned char)in[i]);
+		out[i] = c == '_' ? '-' : c;
+	}
+	out[len] = '\0';
+	return true;
+}
+
+/* Canonical name owning a normalised key, or NULL. Caller holds reg_lock. */
+static struct entry *lookup_locked(const char *key)
+{
+	for (size_t i = 0; i < n_entries; i++) {
+		if (strcmp(entries[i].canonical, key) == 0)
+			return &entries[i];
+		for (char **a = entries[i].aliases; *a; a++)
+			if (strcmp(*a, key) == 0)
+				return &entries[i];
+	}
+	return NULL;
+}
+
+static int register_locked(const char *canonical, const char *const *aliases,
+			   agentd_backend_factory factory, agentd_error *err)
+{
+	char canon[NAME_MAX_LEN + 1];
+	if (!normalize(canonical, canon))
+		return agentd_error_set(err, EINVAL, "backend canonical name cannot be empty");
+	if (!factory)
+		return agentd_error_set(err, EINVAL, "backend %s: no factory", canon);
+	struct entry *e = lookup_locked(canon);
+	if (e) {
+		if (strcmp(e->canonical, canon) == 0)
+			return agentd_error_set(err, EEXIST, "backend '%s' is already registered",
+						canon);
+		return agentd_error_set(err, EEXIST,
+					"backend alias '%s' is already registered for '%s'", canon,
+					e->canonical);
+	}
+	if (n_entries == MAX_BACKENDS)
+		return agentd_error_set(err, ENOSPC, "too many backends (max %d)", MAX_BACKENDS);
+
+	char norm[MAX_ALIASES][NAME_MAX_LEN + 1];
+	size_t n = 0;
+	for (size_t i = 0; aliases && aliases[i]; i++) {
+		char a[NAME_MAX_LEN + 1];
+		if (!normalize(aliases[i], a))
+			continue; /* empty aliases are ignored, as in seed 001 */
+		if (strcmp(a, canon) == 0)
+			continue;
+		bool dup = false;
+		for (size_t k = 0; k < n; k++)
+			dup |= strcmp(norm[k], a) == 0;
+		if (dup)
+			continue;
+		if ((e = lookup_locked(a)))
+			return agentd_error_set(err, EEXIST,
+						"backend alias '%s' is already registered for '%s'",
+						a, e->canonical);
+		if (n == MAX_ALIASES)
+			return agentd_error_set(err, E2BIG, "backend %s: too many aliases", canon);
+		strcpy(norm[n++], a);
+	}
+	e = &entries[n_entries];
+	memset(e, 0, sizeof(*e));
+	e->canonical = xstrdup(canon);
+	for (size_t i = 0; i < n; i++)
+		e->aliases[i] = xstrdup(norm[i]);
+	e->factory = factory;
+	names[n_entries++] = e->canonical;
+	names[n_entries] = NULL;
+	return 0;
+}
+
+static void register_builtins(void)
+{
+	static const char *const host_direct[] = {"none", "host", "workstation", NULL};
+	static const char *const linux_native[] = {"linux", "native", "landlock", NULL};
+	register_locked("host-direct", host_direct, host_direct_backend_new, NULL);
+	register_locked("linux-native", linux_native, linux_native_backend_new, NULL);
+	static const char *const container[] = {"namespace", "mount-ns", "bwrap", NULL};
+	register_locked("container", container, container_backend_new, NULL);
+}
+
+static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;
+static void builtins_init(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	register_builtins();
+	pthread_mutex_unlock(&reg_lock);
+}
+
+void registry_ensure_builtins(void)
+{
+	pthread_once(&builtins_once, builtins_init);
+}
+
+int agentd_register_backend(const char *canonical, const char *const *aliases,
+			    agentd_backend_factory factory, agentd_error *err)
+{
+	registry_ensure_builtins();
+	pthread_mutex_lock(&reg_lock);
+	int r = register_locked(canonical, aliases, factory, err);
+	pthread_mutex_unlock(&reg_lock);
+	return r;
+}
+
+const char *agentd_canonical_backend_name(const char *name)
+{
+	registry_ensure_builtins();
+	char key[NAME_MAX_LEN + 1];
+	if (!normalize(name, key))
+		return NULL;
+	pthread_mutex_lock(&reg_lock);
+	struct entry *e = lookup_locked(key);
+	pthread_mutex_unlock(&reg_lock);
+	return e ? e->canonical : NULL;
+}
+
+const char *const *agentd_available_backends(size_t *n)
+{
+	registry_ensure_builtins();
+	pthread_mutex_lock(&reg_lock);
+	if (n)
+		*n = n_entries;
+	pthread_mutex_unlock(&reg_lock);
+	return names;
+}
+
+const char *const *agentd_backend_aliases(const char *canonical)
+{
+	registry_ensure_builtins();
+	char key[NAME_MAX_LEN + 1];
+	if (!normalize(canonical, key))
+		return NULL;
+	pthread_mutex_lock(&reg_lock);
+	struct entry *e = lookup_locked(key);
+	pthread_mutex_unlock(&reg_lock);
+	return e ? (const char *const *)e->aliases : NULL;
+}
+
+int agentd_create_backend(const char *name, const char *work_root, agentd_backend **out,
+			  agentd_error *err)
+{
+	registry_ensure_builtins();
+	char key[NAME_MAX_LEN + 1];
+	agentd_backend_factory factory = NULL;
+	const char *canonical = NULL;
+	pthread_mutex_lock(&reg_lock);
+	struct entry *e = normalize(name, key) ? lookup_locked(key) : NULL;
+	if (e) {
+		factory = e->factory;
+		canonical = e->canonical;
+	}
+	char avail[512] = "";
+	for (size_t i = 0; !e && i < n_entries; i++) {
+		size_t l = strlen(avail);
+		snprintf(avail + l, sizeof(avail) - l, "%s%s", i ? ", " : "", entries[i].canonical);
+	}
+	pthread_mutex_unlock(&reg_lock);
+	if (!factory)
+		return agentd_error_set(err, ENOENT,
+					"unknown isolation backend '%s'; available backends: %s",
+					name ? name : "", avail);
+	if (factory(work_root ? work_root : agentd_default_work_root(), out, err) < 0)
+		return agentd_error_prefix(err, "initialize isolation backend '%s'", canonical);
+	return 0;
+}
+
+agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *warn)
+{
+	size_t n;
+	const char *const *all = agentd_available_backends(&n);
+	agentd_backend *best = NULL;
+	unsigned best_score = 0;
+	for (size_t i = 0; i < n; i++) {
+		agentd_backend *b = NULL;
+		if (agentd_create_backend(all[i], work_root, &b, NULL) < 0)
+			continue;
+		agentd_backend_caps caps;
+		if (agentd_backend_probe(b, &caps, NULL) < 0 || !caps.available) {
+			agentd_backend_caps_free(&caps);
+			agentd_backend_free(b);
+			continue;
+		}
+		unsigned score = agentd_backend_score(&caps);
+		agentd_backend_caps_free(&caps);
+		if (!best || score > best_score) {
+			agentd_backend_free(best);
+			best = b;
+			best_score = score;
+		} else {
+			agentd_backend_free(b);
+		}
+	}
+	if (best)
+		return best;
+	agentd_error_set(warn, ENODEV,
+			 "no isolation backend is usable on this host; falling back to host-direct "
+			 "(no kernel isolation)");
+	agentd_backend *b = NULL;
+	host_direct_backend_new(work_root ? work_root : agentd_default_work_root(), &b, NULL);
+	return b;
+}
+
+int agentd_load_plugins(const char *dir, agentd_error *err)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return agentd_error_errno(err, errno, "plugin dir %s", dir);
+	int loaded = 0, ret = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+			continue;
+		_cleanup_free_ char *path = xasprintf("%s/%s", dir, de->d_name);
+		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (!h) {
+			ret = agentd_error_set(err, ENOEXEC, "plugin %s: %s", path, dlerror());
+			continue;
+		}
+		const unsigned *abi = dlsym(h, "agentd_plugin_abi_version");
+		if (!abi || *abi != AGENTD_BACKEND_ABI_VERSION) {
+			if (abi)
+				ret = agentd_error_set(err, ENOEXEC,
+						       "plugin %s: built for backend ABI version %u, "
+						       "this agentd has version %u: rebuild it against "
+						       "this agentd-backend.h", path, *abi,
+						       AGENTD_BACKEND_ABI_VERSION);
+			else
+				ret = agentd_error_set(err, ENOEXEC,
+						       "plugin %s: no AGENTD_PLUGIN_ABI (backend ABI "
+						       "version unknown; this agentd has version %u)",
+						       path, AGENTD_BACKEND_ABI_VERSION);
+			dlclose(h);
+			continue;
+		}
+		int (*init)(void) = (int (*)(void))dlsym(h, "agentd_plugin_init");
+		if (!init) {
+			ret = agentd_error_set(err, ENOEXEC,
+					       "plugin %s: no agentd_plugin_init symbol", path);
+			dlclose(h);
+			continue;
+		}
+		if (init() < 0) {
+			ret = agentd_error_set(err, EINVAL, "plugin %s: agentd_plugin_init failed",
+					       path);
+			dlclose(h);
+			continue;
+		}
+		loaded++; /* the handle stays open: the plugin's factory lives in it */
+	}
+	closedir(d);
+	return ret < 0 ? ret : loaded;
+}

@@ -1,0 +1,262 @@
+/* jail.h: the kernel mechanisms that confine a process, one file each (src/lib/jail/):
+ * rlimits, environment, seccomp, Landlock, network namespace, cgroups, ids and capabilities,
+ * fds, the container's mounts, and the pipeline that applies them in order. Each has a
+ * parent-side X_prepare (may allocate, may fail with a message) and a child-side X_apply
+ * (async-signal-safe, raw syscalls only). Includes only common/. */
+#ifndef AGENTD_JAIL_H
+#define AGENTD_JAIL_H
+
+#include "common/common.h"
+#include "common/kernel.h"
+
+#include <pthread.h>
+#include <sys/resource.h>
+
+
+/* ---------------------------------------------------------------- rlimit.c */
+#define RLIMIT_SET_MAX 8
+struct rlimit_set {
+	int n;
+	int resource[RLIMIT_SET_MAX];
+	struct rlimit value[RLIMIT_SET_MAX];
+};
+/* RLIMIT_CPU (ceil s, hard = soft+1), RLIMIT_NOFILE, RLIMIT_FSIZE (max_write_bytes),
+ * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
+void rlimits_from_limits(const agentd_limits *l, struct rlimit_set *out);
+int rlimits_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
+
+/* ---------------------------------------------------------------- env.c */
+/* The environment a command sees: host env cleared, then PATH, HOME, TMPDIR, LANG (sane
+ * values), then spec->environment, then cmd->env. NULL-terminated, malloc'd. */
+char **env_build(const agentd_spec *spec, const agentd_kvv *extra, const char *home,
+		 const char *tmpdir);
+void env_free(char **envp);
+/* Names that may never be set by policy (LD_PRELOAD, LD_LIBRARY_PATH...)? returns reason */
+const char *env_name_forbidden(const char *name);
+
+/* ---------------------------------------------------------------- seccomp.c */
+struct seccomp_prog {
+	void *filter;			/* struct sock_filter[], malloc'd */
+	unsigned short len;
+	bool active;			/* false: profile "none" */
+	/* JSON profile + deny_inet_sockets: the socket rules as a second, stacked filter
+	 * (NULL otherwise); seccomp_apply installs both. */
+	void *net_filter;
+	unsigned short net_len;
+};
+struct seccomp_opts {
+	const char *profile;		/* "default", "none", or path to OCI/Docker JSON */
+	bool deny_inet_sockets;		/* no AF_INET/AF_INET6/AF_PACKET/AF_NETLINK sockets
+					 * (backends without a network namespace, net none) */
+	bool allow_namespaces;		/* container init needs unshare/mount before its own filter */
+};
+/* Compile in the parent (libseccomp, exported to BPF). The default profile is a copy of a
+ * program compiled at build time (seccomp_default_bpf.h); JSON profiles are compiled here. */
+int seccomp_prepare(const struct seccomp_opts *o, struct seccomp_prog *out, agentd_error *err);
+/* The default profile for o's deny_inet_sockets/allow_namespaces, compiled now with
+ * libseccomp (*filter malloc'd): what seccomp_gen writes into seccomp_default_bpf.h, and
+ * what the tests compare the build-time copy with. */
+int seccomp_compile_default(const struct seccomp_opts *o, void **filter, unsigned short *len,
+			    agentd_error *err);
+/* child: install with no_new_privs already set; 0 or -errno */
+int seccomp_apply(const struct seccomp_prog *p);
+void seccomp_prog_free(struct seccomp_prog *p);
+/* Informational categories the default profile blocks (for sandbox caps). */
+extern const char *const seccomp_blocked_categories[];
+/* Probe: a filter really installs in a forked child. */
+bool seccomp_probe(void);
+
+/* ---------------------------------------------------------------- landlock.c */
+struct landlock_rules {
+	agentd_strv ro;			/* read + execute, files or dirs */
+	agentd_strv rw;			/* read + write + execute + create/remove */
+	bool deny_tcp;			/* handle TCP bind/connect (ABI >= 4) with no port allowed */
+	bool scope_signals;		/* ABI >= 6: LANDLOCK_SCOPE_SIGNAL */
+	bool scope_abstract_unix;	/* ABI >= 6: LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET */
+};
+/* Best ABI (0 if unavailable). */
+int landlock_abi(void);
+/* Create the ruleset fd; paths that do not exist are skipped (ro) or an error (rw).
+ * Degradations (old ABI) are appended to warnings. */
+int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_strv *warnings,
+		     agentd_error *err);
+int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errno */
+/* child, no malloc: ro paths get read+execute, rw paths everything (NULL-terminated
+ * lists, missing paths skipped); TCP denied and signals/abstract sockets scoped when the
+ * ABI has them. Returns the ruleset fd or -errno. */
+int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_tcp,
+			   bool scopes);
+/* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
+ * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
+void landlock_system_ro_paths(agentd_strv *out);
+
+/* ---------------------------------------------------------------- netns.c */
+/* An empty network namespace (lo up) made by a second thread, as root only: start it,
+ * build the rest of the sandbox, then finish (the namespace's fd, or -1 + err) or cancel.
+ * The init is cloned from inside it with netns_enter_for_clone/netns_leave_after_clone. */
+struct netns_maker {
+	pthread_t thread;
+	int fd;
+	int err;
+	bool started;
+};
+int netns_make_start(struct netns_maker *m);	/* 0, or -1 when not available */
+int netns_make_finish(struct netns_maker *m, agentd_error *err);
+void netns_make_cancel(struct netns_maker *m);
+int netns_enter_for_clone(int netfd, int *saved);	/* 0 or -1 + errno */
+void netns_leave_after_clone(int saved);
+int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
+
+/* ---------------------------------------------------------------- cgroup.c */
+struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
+struct cgroup_events {
+	uint64_t oom_kills;		/* v2 memory.events oom_kill, v1 memory.oom_control oom_kill */
+	uint64_t pids_max_hits;		/* pids.events max */
+};
+/* Create agentd/<name> under each needed hierarchy, apply limits (memory + no swap,
+ * pids.max, cpu weight/quota). NULL + err when cgroups are unusable. */
+struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_error *err);
+/* child: join (writes "0" to pre-opened cgroup.procs fds); 0 or -errno */
+int cgroup_attach_self(const struct cgroup *cg);
+int cgroup_attach_pid(const struct cgroup *cg, pid_t pid);
+/* true when new cgroups span v1 hierarchies, which have no CLONE_INTO_CGROUP: a child is
+ * moved in by a write anyway, so it may be cloned first and the cgroup made meanwhile. */
+bool cgroup_join_after_clone(void);
+/* v2 only: fd of the cgroup dir for clone3(CLONE_INTO_CGROUP), else -1. On a hybrid host
+ * this is the unified (tracking) cgroup: the child must still cgroup_attach_self() to join
+ * the v1 hierarchies that carry the limits. */
+int cgroup_dir_fd(const struct cgroup *cg);
+/* true when CLONE_INTO_CGROUP(cgroup_dir_fd) alone puts a child in every hierarchy (pure
+ * v2), so the child may skip cgroup_attach_self. */
+bool cgroup_clone_into_complete(const struct cgroup *cg);
+/* Reattach to an existing agentd/<name> (daemon restart); limits are left as they are.
+ * NULL + err when it does not exist. */
+struct cgroup *cgroup_open(const char *name, agentd_error *err);
+/* SIGKILL every process in the cgroup (v2 cgroup.kill, else freeze + kill + thaw), wait
+ * until empty (bounded). */
+int cgroup_kill_all(struct cgroup *cg);
+bool cgroup_is_populated(const struct cgroup *cg);
+int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err);
+int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
+int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
+/* Kill all, rmdir everywhere, free. Safe on NULL. */
+void cgroup_destroy(struct cgroup *cg);
+/* Fill platform cgroup fields (version, hybrid, controllers, writable). */
+void cgroup_probe(agentd_platform *p);
+/* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
+ * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
+void cgroup_gc(void);
+/* Tests only: forget the detected layout; v1_only ignores a hybrid host's unified
+ * hierarchy, legacy_kill kills through the freezer even where cgroup.kill exists. Call
+ * with no struct cgroup alive. */
+void cgroup_test_mode(bool v1_only, bool legacy_kill);
+
+/* ---------------------------------------------------------------- privs.c */
+struct privs_plan {
+	bool switch_user;		/* setgroups(0)+setresgid+setresuid to uid/gid */
+	uid_t uid;
+	gid_t gid;
+	bool drop_caps;			/* clear bounding, ambient, inheritable, permitted, effective */
+};
+int privs_apply(const struct privs_plan *p);	/* child: 0 or -errno */
+/* child: setgroups(0) (when drop_groups) + setresgid + setresuid as raw syscalls, safe in a
+ * clone3 child of a multithreaded process. 0 or -errno. */
+int privs_set_ids(uid_t uid, gid_t gid, bool drop_groups);
+int privs_no_new_privs(void);			/* child */
+
+/* ---------------------------------------------------------------- fds.c */
+/* child: close every fd >= lowfd (close_range, /proc/self/fd fallback). */
+int fds_close_from(int lowfd);
+
+/* ---------------------------------------------------------------- jail.c
+ * The jail pipeline shared by host-direct and linux-native (nsjail contain.cc style). */
+struct jail_plan {
+	struct rlimit_set rlimits;
+	struct privs_plan privs;
+	int landlock_fd;		/* -1 = no Landlock */
+	struct seccomp_prog seccomp;
+	agentd_strv rw_check;		/* paths that must be writable after the uid switch */
+};
+void jail_plan_init(struct jail_plan *p);
+void jail_plan_free(struct jail_plan *p);
+/* child: the process backends' steps in order (rlimits, ids, writable-path check,
+ * no_new_privs, Landlock, seccomp). 0, or -errno with the failed step in what. */
+int jail_apply(const struct jail_plan *p, char *what, size_t what_len);
+/* uid/gid commands run as when agentd is root (spec run_as or 65534). */
+void jail_run_identity(const agentd_spec *spec, struct privs_plan *out);
+
+/* ---------------------------------------------------------------- mounts.c
+ * The container's fresh root, bubblewrap style: mount_plan_build turns a spec into an
+ * ordered list of small operations (parent: may allocate, validates, names the bad path);
+ * mount_plan_execute replays them in the child with syscalls only and pivots into the
+ * result. Data first, then one loop that acts on it. */
+enum mount_op_kind {
+	MOUNT_OP_PRIVATE,	/* make target and everything below it MS_PRIVATE */
+	MOUNT_OP_TMPFS,		/* tmpfs at target: flags (MS_*), data = options */
+	MOUNT_OP_DIR,		/* mkdir (mode), then chown to uid/gid unless (uid_t)-1 */
+	MOUNT_OP_FILE,		/* create with data/data_len (empty: a mount point) */
+	MOUNT_OP_SYMLINK,	/* target -> data */
+	MOUNT_OP_BIND,		/* recursive bind source -> target, then attr_set */
+	MOUNT_OP_DEV_NODE,	/* bind a host character device onto an empty file */
+	MOUNT_OP_PROC,		/* a fresh proc (the caller's pid namespace) */
+	MOUNT_OP_DEVPTS,	/* a new devpts instance, data = options */
+	MOUNT_OP_MASK_FILE,	/* /dev/null over a file */
+	MOUNT_OP_MASK_DIR,	/* an empty read-only tmpfs over a directory */
+	MOUNT_OP_SET_ATTR,	/* mount_setattr(target, attr_set), recursive with MOUNT_OPF_RECURSIVE */
+	MOUNT_OP_ENTER,		/* chdir into the new root: later targets are relative to it */
+	MOUNT_OP_PIVOT,		/* pivot_root(".", "."), detach the old root, chdir("/") */
+};
+#define MOUNT_OPF_SOURCE_IN_ROOT 0x1	/* source is a path in the new root, not on the host */
+#define MOUNT_OPF_RECURSIVE 0x2		/* SET_ATTR applies to the whole tree */
+#define MOUNT_OPF_OPTIONAL 0x4		/* a missing target is skipped (/proc masks) */
+#define MOUNT_OPF_RESOLVE 0x8		/* the target lies in a host tree: resolve it in the new
+					 * root without following symlinks (openat2) */
+struct mount_op {
+	enum mount_op_kind kind;
+	unsigned opflags;		/* MOUNT_OPF_* */
+	char *source;			/* host path (BIND, DEV_NODE, MASK_FILE) */
+	char *target;			/* absolute; in the new root once ENTER has run */
+	char *data;			/* FILE content, SYMLINK target, mount options */
+	size_t data_len;
+	unsigned long flags;		/* MS_* of TMPFS, PROC, DEVPTS, MASK_DIR */
+	uint64_t attr_set;		/* MOUNT_ATTR_* of BIND, DEV_NODE, MASK_FILE, SET_ATTR */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+};
+struct mount_plan {
+	struct mount_op *ops;
+	size_t n, cap;
+	char *base;			/* host dir the scratch tmpfs covers in the private namespace */
+	char *cache;			/* prepared /etc and /dev (NULL: built in the scratch) */
+	char *warning;			/* why the cache was not used (for a log), or NULL */
+};
+struct mount_plan_opts {
+	uid_t sandbox_uid;		/* owner of the workdir: ids INSIDE the namespace, mapped */
+	gid_t sandbox_gid;
+	const char *hostname;		/* /etc/hostname, /etc/hosts; NULL = "agentd" */
+	bool network_none;		/* resolv.conf says "nameserver 127.0.0.1"; else the host's */
+	/* Host directory (root-owned, created 0711) where the parent keeps read-only copies
+	 * of the allowlisted /etc files and a /dev skeleton, one variant per fingerprint of
+	 * their sources: a sandbox then binds /etc and /dev whole instead of building them
+	 * entry by entry (about 40 fewer mounts). NULL = build both in the scratch. */
+	const char *cache_dir;
+	const char *base_dir;		/* NULL = the first of /tmp, /mnt, ... clear of every source */
+};
+/* Parent side: validate the spec's paths and build the ordered operations. Errors name
+ * the JSON path and the host path ("bind_mounts[1].target: /proc/x: would shadow /proc"). */
+int mount_plan_build(const agentd_spec *spec, const struct mount_plan_opts *o,
+		     struct mount_plan *plan, agentd_error *err);
+void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built plan */
+/* Child side (no malloc, no stdio): in a fresh mount namespace, with CAP_SYS_ADMIN in the
+ * user namespace owning it, id maps written (the workdir is chowned), in the pid namespace
+ * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure
+ * returns -errno with the failing operation in what ("bind /usr"). */
+int mount_plan_execute(const struct mount_plan *plan, char *what, size_t what_len);
+/* One line per operation (tests, debugging). */
+void mount_plan_describe(const struct mount_plan *plan, FILE *out);
+/* Tests only: execute as on a kernel before 5.12 (no mount_setattr, open_tree, openat2),
+ * i.e. through MS_REMOUNT with the flags a mount already has. */
+void mount_plan_test_legacy(bool on);
+
+#endif

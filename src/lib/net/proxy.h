@@ -1,0 +1,99 @@
+/* proxy.h: what the egress proxy's files share — the connection table, listeners and the
+ * command queue of one agentd_proxy. Private to proxy.c and proxy_api.c. */
+#ifndef AGENTD_NET_PROXY_H
+#define AGENTD_NET_PROXY_H
+
+#include "lib/net/net.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+
+enum { TAG_WAKE = 0, TAG_LISTENER = 1, TAG_CLIENT = 2, TAG_UPSTREAM = 3 };
+#define TAG(kind, slot, gen) ((uint64_t)(gen) << 32 | (uint64_t)(slot) << 2 | (kind))
+#define TICK_MS 250
+/* Memory part of each direction: a request header and its rewrite, or a ClientHello record,
+ * fit; bulk data goes through the pipe (cfg.buffer_bytes). */
+#define PROXY_MEM_BUF (64u << 10)
+
+enum conn_state { ST_HEADER, ST_RESOLVE, ST_CONNECT, ST_RELAY };
+
+struct listener {
+	uint32_t slot, gen;
+	int fd;
+	char id[40];
+	struct netpolicy np;
+	uint32_t nconns; /* open connections from this sandbox */
+};
+
+/* One direction's pending bytes: first those in the memory buffer (headers, a ClientHello
+ * under inspection), then those in the pipe that splice() moves without copying. */
+struct buf {
+	uint8_t *p;
+	size_t off, len; /* pending bytes are p[off..len) */
+	int pipe[2];	 /* -1 until the first splice */
+	size_t plen;	 /* bytes in the pipe */
+	size_t pipe_cap;
+	bool no_splice; /* splice refused (EINVAL): memory only */
+};
+
+struct conn {
+	bool used;
+	uint32_t gen;
+	enum conn_state state;
+	struct listener *l;
+	int cfd, ufd;
+	uint32_t cev, uev;   /* epoll interest currently registered */
+	struct buf up, down; /* client → upstream, upstream → client */
+	bool ceof, ueof;     /* read side reached EOF */
+	bool cshut, ushut;   /* we shut down our write side towards it */
+	bool sni_pending;    /* CONNECT to a name: the ClientHello is checked first */
+	uint8_t socks;	     /* 0 HTTP; SOCKS5: 1 greeting answered, 2 request read,
+			      * 3 greeting refused */
+	struct http_request req;
+	const struct np_entry *by; /* entry that allowed it */
+	const struct np_entry *by_name;
+	struct resolved_addr addrs[8];
+	size_t naddrs, next_addr;
+	char addr[INET6_ADDRSTRLEN];
+	uint64_t t0, deadline;
+	uint64_t bytes_up, bytes_down;
+};
+
+struct cmd {
+	enum { CMD_ADD, CMD_REMOVE, CMD_STOP } op;
+	int fd;
+	const char *id;
+	const agentd_strv *allow;
+	agentd_error *err;
+	int result;
+	bool done;
+	struct cmd *next;
+};
+
+struct agentd_proxy {
+	agentd_proxy_config cfg;
+	int ep, wake;
+	pthread_t thread;
+	struct resolver *res;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct cmd *cmds;
+	struct conn *conns;
+	size_t nconns, used_conns;
+	uint32_t *free_slots;
+	size_t nfree;
+	struct listener **ls; /* by slot; NULL = free */
+	uint32_t *ls_gen;     /* per slot, survives the listener (stale events) */
+	size_t nls;
+	bool listeners_paused;
+	bool stopping;
+};
+
+/* proxy.c, called by the loop in proxy_api.c */
+void proxy_log_line(void *ud, const agentd_netlog *ev);
+void proxy_conn_close(struct agentd_proxy *p, struct conn *c, const char *how);
+void proxy_on_resolved(struct agentd_proxy *p, const struct resolve_result *r);
+void proxy_sweep(struct agentd_proxy *p, uint64_t now);
+void proxy_dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events);
+
+#endif
