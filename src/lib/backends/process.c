@@ -191,8 +191,8 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 	p->workdir_fd = -1;
 	pthread_mutex_init(&p->exec_lock, NULL);
 	pthread_mutex_init(&p->state_lock, NULL);
-	jail_run_identity(spec, &p->privs);
-	rlimits_from_limits(&spec->limits, &p->rlimits);
+	privs_prepare(spec, &p->privs);
+	rlimit_prepare(&spec->limits, &p->rlimits);
 	agentd_strv warnings = {0};
 
 	uid_t uid = p->privs.switch_user ? p->privs.uid : geteuid();
@@ -294,7 +294,7 @@ static int psb_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 {
 	struct psb *p = sb->priv;
 	_cleanup_free_ char *cwd = cmd->workdir ? map_path(p, cmd->workdir) : xstrdup(p->workdir);
-	char **envp = env_build(&sb->spec, &cmd->env, p->workdir, p->tmp);
+	char **envp = env_prepare(&sb->spec, &cmd->env, p->workdir, p->tmp);
 
 	struct jail_plan plan;
 	jail_plan_init(&plan);

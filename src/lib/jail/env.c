@@ -22,7 +22,7 @@ const char *env_name_forbidden(const char *name)
 	return NULL;
 }
 
-char **env_build(const agentd_spec *spec, const agentd_kvv *extra, const char *home,
+char **env_prepare(const agentd_spec *spec, const agentd_kvv *extra, const char *home,
 		 const char *tmpdir)
 {
 	agentd_kvv kv = {0};

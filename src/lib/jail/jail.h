@@ -22,13 +22,13 @@ struct rlimit_set {
 };
 /* RLIMIT_CPU (ceil s, hard = soft+1), RLIMIT_NOFILE, RLIMIT_FSIZE (max_write_bytes),
  * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
-void rlimits_from_limits(const agentd_limits *l, struct rlimit_set *out);
-int rlimits_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
+void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out);
+int rlimit_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
 
 /* ---------------------------------------------------------------- env.c */
 /* The environment a command sees: host env cleared, then PATH, HOME, TMPDIR, LANG (sane
  * values), then spec->environment, then cmd->env. NULL-terminated, malloc'd. */
-char **env_build(const agentd_spec *spec, const agentd_kvv *extra, const char *home,
+char **env_prepare(const agentd_spec *spec, const agentd_kvv *extra, const char *home,
 		 const char *tmpdir);
 void env_free(char **envp);
 /* Names that may never be set by policy (LD_PRELOAD, LD_LIBRARY_PATH...)? returns reason */
@@ -158,6 +158,9 @@ struct privs_plan {
 	gid_t gid;
 	bool drop_caps;			/* clear bounding, ambient, inheritable, permitted, effective */
 };
+/* parent: uid/gid commands run as when agentd is root (spec run_as or 65534), every
+ * capability dropped. */
+void privs_prepare(const agentd_spec *spec, struct privs_plan *out);
 int privs_apply(const struct privs_plan *p);	/* child: 0 or -errno */
 /* child: setgroups(0) (when drop_groups) + setresgid + setresuid as raw syscalls, safe in a
  * clone3 child of a multithreaded process. 0 or -errno. */
@@ -182,8 +185,6 @@ void jail_plan_free(struct jail_plan *p);
 /* child: the process backends' steps in order (rlimits, ids, writable-path check,
  * no_new_privs, Landlock, seccomp). 0, or -errno with the failed step in what. */
 int jail_apply(const struct jail_plan *p, char *what, size_t what_len);
-/* uid/gid commands run as when agentd is root (spec run_as or 65534). */
-void jail_run_identity(const agentd_spec *spec, struct privs_plan *out);
 
 /* ---------------------------------------------------------------- mounts.c
  * The container's fresh root, bubblewrap style: mount_plan_build turns a spec into an

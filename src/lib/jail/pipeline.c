@@ -1,8 +1,6 @@
-/* jail.c: the containment pipeline of the process backends (host-direct, linux-native),
+/* pipeline.c: the containment pipeline of the process backends (host-direct, linux-native),
  * in the order it runs in the child. Each step lives in its own file; any failure aborts. */
 #include "lib/jail/jail.h"
-
-#define NOBODY 65534
 
 void jail_plan_init(struct jail_plan *p)
 {
@@ -19,20 +17,6 @@ void jail_plan_free(struct jail_plan *p)
 	strv_free(&p->rw_check);
 }
 
-void jail_run_identity(const agentd_spec *spec, struct privs_plan *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->drop_caps = true;
-	if (geteuid() != 0)
-		return; /* already unprivileged: keep the caller's identity */
-	if (spec->run_as_uid == 0)
-		return; /* uid 0, but with every capability dropped (privs_apply) */
-	out->switch_user = true;
-	out->uid = spec->run_as_uid > 0 ? (uid_t)spec->run_as_uid : NOBODY;
-	out->gid = spec->run_as_gid >= 0 ? (gid_t)spec->run_as_gid
-					 : (spec->run_as_uid > 0 ? (gid_t)spec->run_as_uid : NOBODY);
-}
-
 /* Fail step what with -r; returns r. */
 static int step_fail(int r, const char *what, char *out, size_t out_len)
 {
@@ -45,7 +29,7 @@ int jail_apply(const struct jail_plan *p, char *what, size_t what_len)
 	int r;
 
 	/* 1. rlimits first: lowering needs no privilege, raising would. */
-	if ((r = rlimits_apply(&p->rlimits)) < 0)
+	if ((r = rlimit_apply(&p->rlimits)) < 0)
 		return step_fail(r, "setrlimit", what, what_len);
 	/* 2. identity: bounding set dropped while still root, then the uid switch. */
 	if ((r = privs_apply(&p->privs)) < 0)

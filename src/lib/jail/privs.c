@@ -8,6 +8,22 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#define NOBODY 65534
+
+void privs_prepare(const agentd_spec *spec, struct privs_plan *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->drop_caps = true;
+	if (geteuid() != 0)
+		return; /* already unprivileged: keep the caller's identity */
+	if (spec->run_as_uid == 0)
+		return; /* uid 0, but with every capability dropped (privs_apply) */
+	out->switch_user = true;
+	out->uid = spec->run_as_uid > 0 ? (uid_t)spec->run_as_uid : NOBODY;
+	out->gid = spec->run_as_gid >= 0 ? (gid_t)spec->run_as_gid
+					 : (spec->run_as_uid > 0 ? (gid_t)spec->run_as_uid : NOBODY);
+}
+
 static int drop_bounding_set(void)
 {
 	for (int cap = 0; cap <= 63; cap++) {

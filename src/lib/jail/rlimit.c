@@ -10,7 +10,7 @@ static void add(struct rlimit_set *rs, int resource, rlim_t soft, rlim_t hard)
 	rs->n++;
 }
 
-void rlimits_from_limits(const agentd_limits *l, struct rlimit_set *out)
+void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (l->max_cpu_time_ms) {
@@ -31,7 +31,7 @@ void rlimits_from_limits(const agentd_limits *l, struct rlimit_set *out)
 	add(out, RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024);
 }
 
-int rlimits_apply(const struct rlimit_set *rs)
+int rlimit_apply(const struct rlimit_set *rs)
 {
 	for (int i = 0; i < rs->n; i++)
 		if (setrlimit((__rlimit_resource_t)rs->resource[i], &rs->value[i]) < 0)

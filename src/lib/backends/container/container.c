@@ -195,7 +195,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 						   : (spec->run_as_uid > 0 ? (gid_t)spec->run_as_uid
 									   : NOBODY);
 	}
-	rlimits_from_limits(&spec->limits, &c->rl);
+	rlimit_prepare(&spec->limits, &c->rl);
 
 	/* Prepared /etc and /dev skeletons shared by every sandbox (mounts.c), next to the
 	 * work root: <dir of work root>/rootfs-cache. */
@@ -502,7 +502,7 @@ static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 	}
 	for (size_t i = 0; i < cmd->env.n; i++)
 		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
-	char **envp = env_build(&sb->spec, &extra, sb->spec.workdir, "/tmp");
+	char **envp = env_prepare(&sb->spec, &extra, sb->spec.workdir, "/tmp");
 	kvv_free(&extra);
 	return envp;
 }

@@ -118,7 +118,7 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 			close(oom);
 		}
 	}
-	int r = rlimits_apply(a->rl);
+	int r = rlimit_apply(a->rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
 	if (init_has_landlock) {
