@@ -37,7 +37,8 @@ static void run_usage(FILE *f)
 		"ARGS...\n\n"
 		"  --backend NAME   backend name or alias, or auto (default: auto)\n"
 		"  --json           print one JSON object with the result instead of streaming\n"
-		"  -i, --stdin      pass agentd's stdin to the command (default: /dev/null)\n\n%s",
+		"  -i, --stdin      pass agentd's stdin to the command (default: /dev/null)\n"
+		"  --trace-timing   print where the time went, phase by phase, on stderr\n\n%s",
 		policy_flags_help());
 }
 
@@ -48,6 +49,7 @@ int cmd_run(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"stdin", no_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},
+		{"trace-timing", no_argument, NULL, 'T'},
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
@@ -72,6 +74,8 @@ int cmd_run(int argc, char **argv)
 		case 'h':
 			run_usage(stdout);
 			return 0;
+		case 'T':
+			break;	/* enabled by main(), before anything it times */
 		case '?':
 			run_usage(stderr);
 			return EXIT_AGENTD;
@@ -93,6 +97,7 @@ int cmd_run(int argc, char **argv)
 		print_error("%s", err.msg);
 		return EXIT_AGENTD;
 	}
+	trace_mark("policy built");
 
 	agentd_backend *backend = NULL;
 	if (!strcasecmp(backend_name, "auto")) {
@@ -111,6 +116,7 @@ int cmd_run(int argc, char **argv)
 		return EXIT_AGENTD;
 	}
 
+	trace_mark("backend ready");
 	if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
 		struct sigaction sa = {.sa_handler = on_signal};
 		sigaction(SIGINT, &sa, NULL);
@@ -148,7 +154,7 @@ int cmd_run(int argc, char **argv)
 		.cancel_fd = cancel_pipe[0] > 0 ? cancel_pipe[0] : 0,
 	};
 	agentd_exec_output o;
-	char sandbox_id[40];
+	char sandbox_id[AGENTD_ID_LEN];
 	if (agentd_backend_run(backend, &spec, &cmd, &ctx, &o, sandbox_id, &err) < 0) {
 		print_error("%s", err.msg);
 		agentd_exec_output_free(&o);
@@ -176,5 +182,9 @@ out:
 	agentd_backend_free(backend);
 	agentd_proxy_stop(proxy);
 	agentd_spec_free(&spec);
+	if (trace_enabled()) {
+		trace_mark("done");
+		trace_print(stderr);
+	}
 	return rc;
 }

@@ -45,6 +45,11 @@ int main(int argc, char **argv)
 	/* Writes to a closed pipe are reported as EPIPE, never kill agentd; the exec
 	 * engine restores the default for commands. */
 	signal(SIGPIPE, SIG_IGN);
+	/* `run --trace-timing` times the run from here (cmd_run prints it). */
+	if (argc > 2 && !strcmp(argv[1], "run"))
+		for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+			if (!strcmp(argv[i], "--trace-timing") && trace_enable() == 0)
+				trace_mark("main");
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_AGENTD;

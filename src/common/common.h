@@ -125,6 +125,14 @@ void proc_hide_cmdline(const char *name);
  * $XDG_RUNTIME_DIR/agentd.sock. The same rule for `agentd serve` and every client. */
 const char *socket_path_default(const char *flag);
 
+/* ---------------------------------------------------------------- trace.c
+ * Phase timing of one run (--trace-timing): marks from this process, its threads and its
+ * clones (async-signal-safe, no malloc), printed sorted by time. No-ops until enabled. */
+int trace_enable(void);			/* 0 or -errno */
+bool trace_enabled(void);
+void trace_mark(const char *name);	/* name: a string literal */
+void trace_print(FILE *f);
+
 /* ---------------------------------------------------------------- fsutil.c
  * Host-side file work on directories a sandbox may have written into: fd-relative,
  * never following symlinks. */

@@ -8,11 +8,14 @@
 #include "lib/host/host.h"
 #include "lib/jail/jail.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 
 
-/* ---------------------------------------------------------------- exec.c
- * The one spawn path every backend uses. */
+/* ---------------------------------------------------------------- child.c
+ * The report protocol: a child that cannot start its command writes one child_report on
+ * its report pipe (CLOEXEC: a successful execve closes it, which says "started"); whoever
+ * reaps the command (we, or a sandbox's init) writes a REPORT_EXIT with its status. */
 enum { REPORT_FAIL = 0, REPORT_EXIT = 1 };
 struct child_report {
 	int kind;			/* REPORT_FAIL: setup/exec failed; REPORT_EXIT: status */
@@ -26,6 +29,8 @@ struct child_report {
  * (no exit) for a process that goes on, the container's init. */
 void child_report_fail(int errfd, int exit_code, int errnum, const char *what);
 __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, const char *what);
+/* The exit report of a command we reaped (a sandbox's init for its commands). */
+void child_report_exit(int fd, int status, const struct rusage *ru);
 /* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. */
 int child_execvpe(char *const argv[], char *const envp[]);
 /* child: exit code for a failed child_execvpe (127 not found, 126 otherwise). */
@@ -36,28 +41,33 @@ uint64_t ignored_signals(void);
  * are reset by execve), which is what a command expects. */
 void child_reset_signals(uint64_t ignored);
 
-/* A process started with clone3 (fork semantics, optional namespaces, straight into a
- * cgroup). With after_clone set, the child first waits until the parent hook (e.g. uid
- * maps) has run; child_fn must not return. */
+/* ---------------------------------------------------------------- spawn.c
+ * A process started with clone3 (fork semantics, optional namespaces, straight into a
+ * cgroup on v2). With hold, the child waits until spawn_release (after the parent wrote
+ * its uid maps, say) and aborts on spawn_abort; child_fn must not return. */
 struct spawn_opts {
 	uint64_t clone_flags;		/* CLONE_NEW* */
 	struct cgroup *cg;		/* joined before child_fn runs; may be NULL */
-	int (*after_clone)(void *arg, pid_t pid, agentd_error *err);
-	void *after_arg;
+	bool hold;			/* wait for spawn_release before child_fn */
 	void (*child_fn)(void *arg);
 	void *child_arg;
 };
-pid_t spawn_process(const struct spawn_opts *o, int *pidfd, agentd_error *err);
-
-/* How a command is started when it is not a direct child (e.g. forked by a sandbox's
- * init). Exit is then signalled by EOF on the report pipe, after a REPORT_EXIT. */
-struct exec_launcher {
-	/* Start with these fds (in, out, err, report write end); 0 or -1 + err. */
-	int (*start)(void *arg, const int fds[4], uint64_t *handle, agentd_error *err);
-	/* Kill the command's tree (timeout, cancel). */
-	void (*kill)(void *arg, uint64_t handle);
+struct spawned {
+	pid_t pid;
+	int pidfd;			/* CLOEXEC, above the fds a child dup2s onto */
+	int hold_fd;			/* with hold: the release pipe's write end, else -1 */
 };
+int spawn_process(const struct spawn_opts *o, struct spawned *sp, agentd_error *err);
+int spawn_release(struct spawned *sp, agentd_error *err);	/* the child goes on */
+/* Kill a held or running child, reap it, close its fds. */
+void spawn_abort(struct spawned *sp);
 
+/* ---------------------------------------------------------------- job.c, verdict.c
+ * One command's run, in three steps a backend calls in order: open (pipes, counters),
+ * started (the command runs: our child, or a sandbox init's), wait (one epoll loop feeds
+ * stdin, captures output under the cap, enforces the timeout and cancel, kills what the
+ * command left, then the verdict: exit, signal, usage, which limit). exec_run does the
+ * three for a direct child. */
 typedef struct exec_request {
 	char *const *argv;
 	char *const *envp;
@@ -69,23 +79,69 @@ typedef struct exec_request {
 	uint64_t max_output_bytes;
 	uint64_t cpu_limit_ms;		/* for limit attribution (SIGXCPU/SIGKILL) */
 	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
-	/* Or: the launcher makes the cgroup during start() (a fresh one, counters at zero)
-	 * and stores it here. */
-	struct cgroup *const *cg_late;
-	/* Jail steps: run in the child after setsid and dup of stdio, before execve.
+	/* exec_run: jail steps in the child after setsid and dup of stdio, before execve.
 	 * errfd is the error pipe (CLOEXEC) at fd 3; must call child_fail on error. */
 	void (*child_setup)(void *arg, int errfd);
 	void *child_arg;
-	const struct exec_launcher *launcher;	/* NULL = spawn directly */
-	void *launcher_arg;
+	/* A command that is not our child (a sandbox init's): how to kill its tree on a
+	 * timeout or cancel. Its end is EOF on the report pipe, after a REPORT_EXIT. */
+	void (*kill)(void *arg);
+	void *kill_arg;
 	agentd_output_cb on_output;
 	void *userdata;
 	int cancel_fd;			/* > 0: readable = kill the tree and stop */
 } exec_request;
-/* Spawn, feed stdin, capture stdout/stderr with one epoll loop, enforce timeout and output
- * cap, kill everything the command started once it ends, fill out. Returns 0 when the
- * command ran (whatever its exit code, 126/127 included) and -1 when agentd itself failed
- * (err set, out->exit_code = 125). */
+
+struct exec_reports {
+	bool have_fail, have_exit;
+	struct child_report fail, exit;
+	size_t partial;
+	struct child_report buf;
+};
+
+struct exec_job {
+	const exec_request *req;
+	agentd_exec_output *out;
+	uint64_t start_ms;
+	int in[2], stdout_p[2], stderr_p[2], rep[2];
+	int devnull;
+	/* The command's stdin, stdout, stderr and report write end, from open to started. */
+	int child_fds[4];
+	pid_t pid;			/* our child, or -1 */
+	int pidfd;
+	struct cgroup *cg;		/* the command's cgroup, read for usage and limits */
+	struct cgroup_events ev0;	/* its counters before the command */
+	agentd_usage cu0;
+	uint64_t total;			/* output bytes kept */
+	bool loop_failed;
+	struct exec_reports rs;
+};
+/* Pipes and the cgroup's counters before the command; 0 or -1 + err. */
+int exec_job_open(struct exec_job *j, const exec_request *req, agentd_exec_output *out,
+		  agentd_error *err);
+/* The command runs: pid/pidfd when it is our child (else -1), cg its cgroup when the
+ * caller made it after open (a fresh one: counters from zero), else NULL for req->cg. */
+void exec_job_started(struct exec_job *j, pid_t pid, int pidfd, struct cgroup *cg);
+/* Run the loop and the verdict, close everything. 0 when the command ran (whatever its
+ * exit code, 126/127 included), -1 when agentd failed (err set, exit_code 125). */
+int exec_job_wait(struct exec_job *j, agentd_error *err);
+/* A note on the command's stderr (counted in the output cap), e.g. why it did not start. */
+void exec_job_stderr_note(struct exec_job *j, const char *msg, size_t n);
+/* A job that never started (the caller's start failed): close it, keep err. */
+void exec_job_close(struct exec_job *j);
+/* verdict.c: out from the reaped status, usage, reports and cgroup counters. */
+int exec_verdict(struct exec_job *j, const siginfo_t *si, const struct rusage *ru,
+		 bool timed_out, agentd_error *err);
+
+/* exec.c: spawn req's command directly (clone3, jail steps in the child) and run it. */
 int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err);
+
+/* ---------------------------------------------------------------- sweep.c
+ * Without a cgroup, what a command leaves behind is found as orphans reparented to us (a
+ * child subreaper): the sweep kills them, except the main processes of running execs and
+ * the janitor. */
+void sweep_keep(pid_t pid);
+void sweep_forget(pid_t pid);
+int sweep_orphans(void);		/* kills and reaps; returns how many */
 
 #endif

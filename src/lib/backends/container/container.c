@@ -10,9 +10,8 @@
 
 /* ------------------------------------------------------------- host side */
 
-static int write_id_maps(void *arg, pid_t pid, agentd_error *err)
+static int write_id_maps(const struct ctr *c, pid_t pid, agentd_error *err)
 {
-	const struct ctr *c = arg;
 	char path[64], map[64];
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", pid);
 	snprintf(map, sizeof(map), "%u %u 1\n", AGENT_ID, (unsigned)c->host_uid);
@@ -59,19 +58,13 @@ static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
 			const agentd_strv *allow, agentd_error *err)
 {
 	struct ctl_msg m;
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf)};
-	ssize_t n = recvmsg(c->ctl, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	struct cmsghdr *cm = n == (ssize_t)sizeof(m) ? CMSG_FIRSTHDR(&mh) : NULL;
-	if (!cm || m.op != OP_PROXY_FD || cm->cmsg_level != SOL_SOCKET ||
-	    cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int)))
+	int fds[CTL_MAX_FDS], nfds;
+	ssize_t n = ctl_recv(c->ctl, &m, fds, &nfds, MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(m) || m.op != OP_PROXY_FD || nfds != 1) {
+		ctl_close_fds(fds);
 		return agentd_error_set(err, EPROTO, "sandbox init: no egress proxy listener");
-	int fd;
-	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	}
+	int fd = fds[0];
 	if (agentd_proxy_add_sandbox(proxy, fd, id, allow, err) < 0)
 		return agentd_error_prefix(err, "egress proxy");
 	c->proxy = proxy;
@@ -155,6 +148,7 @@ static int ctr_make_cgroup(agentd_sandbox *sb, agentd_error *err)
 	if (!c->cg)
 		return agentd_error_prefix(err, "cgroup");
 	janitor_watch_cgroup(sb->id);
+	trace_mark("cgroup made");
 	return 0;
 }
 
@@ -216,11 +210,13 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 		agentd_error_prefix(err, "root filesystem");
 		goto fail;
 	}
+	trace_mark("mount plan built");
 	struct seccomp_opts so = {.profile = spec->seccomp_profile};
 	if (seccomp_prepare(&so, &p->sc, err) < 0) {
 		agentd_error_prefix(err, "seccomp");
 		goto fail;
 	}
+	trace_mark("seccomp ready");
 	/* v1 has no CLONE_INTO_CGROUP: the init is moved in after the clone anyway, so the
 	 * cgroup is made while it sets up its root (ctr_spawn_init). */
 	p->late_cgroup = cgroup_join_after_clone();
@@ -296,6 +292,7 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 	int netfd = -1, saved_net = -1;
 	if (p->nm.started && (netfd = netns_make_finish(&p->nm, err)) < 0)
 		return agentd_error_prefix(err, "network");
+	trace_mark("network namespace ready");
 	if (netfd >= 0) {
 		if (netns_enter_for_clone(netfd, &saved_net) < 0) {
 			agentd_error_errno(err, errno, "network: join the sandbox's namespace");
@@ -309,8 +306,7 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 	struct spawn_opts sop = {
 		.clone_flags = flags,
 		.cg = c->cg,
-		.after_clone = write_id_maps,
-		.after_arg = c,
+		.hold = true,	/* until its uid and gid maps are written */
 		.child_fn = container_init_main,
 		.child_arg = &p->ia,
 	};
@@ -318,7 +314,16 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 		sop.cg = NULL;
 		sop.clone_flags &= ~(uint64_t)CLONE_NEWCGROUP; /* the init unshares it once moved */
 	}
-	c->init_pid = spawn_process(&sop, &c->init_pidfd, err);
+	struct spawned sp;
+	int r = spawn_process(&sop, &sp, err);
+	trace_mark("init cloned");
+	if (r == 0 && (write_id_maps(c, sp.pid, err) < 0 || spawn_release(&sp, err) < 0)) {
+		spawn_abort(&sp);
+		r = -1;
+	}
+	trace_mark("id maps written");
+	c->init_pid = sp.pid;
+	c->init_pidfd = sp.pidfd;
 	if (netfd >= 0) {
 		netns_leave_after_clone(saved_net);
 		close(netfd); /* the init holds the namespace now */
@@ -327,11 +332,10 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 		close(p->go[0]);
 		p->go[0] = -1;
 	}
-	if (c->init_pid < 0)
+	if (r < 0)
 		return agentd_error_prefix(err, "start the sandbox init");
 	if (p->late_cgroup) {
 		/* The init builds its root meanwhile; it goes on once it is in the cgroup. */
-		int r;
 		if (ctr_make_cgroup(sb, err) < 0)
 			goto kill;
 		/* An init that failed its setup (a read-write path it cannot write...) is gone
@@ -346,6 +350,7 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 			goto kill;
 		}
 	}
+	trace_mark("init released");
 	return 0;
 kill:
 	syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
@@ -422,69 +427,36 @@ fail:
 	return -1;
 }
 
-/* The launcher of exec.c: hand the command to our init. */
-struct launch_ctx {
+/* Kill one exec's tree (timeout, cancel): the init does it. */
+struct exec_kill {
 	struct ctr *c;
-	char *const *argv;
-	char *const *envp;
-	const char *cwd;
+	uint64_t id;
 };
 
-static int launch_start(void *arg, const int fds[4], uint64_t *handle, agentd_error *err)
+static void ctr_kill_exec(void *arg)
 {
-	struct launch_ctx *l = arg;
-	struct ctr *c = l->c;
-	_cleanup_close_ int mfd = memfd_create("agentd-exec", MFD_CLOEXEC);
-	if (mfd < 0)
-		return agentd_error_errno(err, errno, "memfd_create");
-	uint32_t argc = 0, envc = 0;
-	size_t len = 8 + strlen(l->cwd) + 1;
-	for (; l->argv[argc]; argc++)
-		len += strlen(l->argv[argc]) + 1;
-	for (; l->envp[envc]; envc++)
-		len += strlen(l->envp[envc]) + 1;
-	if (len > MAX_PAYLOAD)
-		return agentd_error_set(err, E2BIG, "argument list too long (%zu bytes)", len);
-	_cleanup_free_ char *buf = xmalloc(len);
-	char *p = buf;
-	memcpy(p, &argc, 4);
-	memcpy(p + 4, &envc, 4);
-	p += 8;
-	p = stpcpy(p, l->cwd) + 1;
-	for (uint32_t i = 0; i < argc; i++)
-		p = stpcpy(p, l->argv[i]) + 1;
-	for (uint32_t i = 0; i < envc; i++)
-		p = stpcpy(p, l->envp[i]) + 1;
-	for (size_t off = 0; off < len;) {
-		ssize_t w = write(mfd, buf + off, len - off);
-		if (w < 0)
-			return agentd_error_errno(err, errno, "write exec request");
-		off += (size_t)w;
-	}
-
-	pthread_mutex_lock(&c->lock);
-	*handle = ++c->next_id;
-	pthread_mutex_unlock(&c->lock);
-	struct ctl_msg m = {.op = OP_EXEC, .id = *handle};
-	int sendfds[5] = {fds[0], fds[1], fds[2], fds[3], mfd};
-	if (ctl_send(c->ctl, &m, sendfds, 5) < 0)
-		return agentd_error_errno(err, errno, "the sandbox is not running");
-	return 0;
-}
-
-static void launch_kill(void *arg, uint64_t handle)
-{
-	struct launch_ctx *l = arg;
-	struct ctl_msg m = {.op = OP_KILL, .id = handle};
-	if (send(l->c->ctl, &m, sizeof(m), MSG_NOSIGNAL) < 0) {
+	const struct exec_kill *k = arg;
+	struct ctl_msg m = {.op = OP_KILL, .id = k->id};
+	if (send(k->c->ctl, &m, sizeof(m), MSG_NOSIGNAL) < 0) {
 		/* init gone: its pid namespace took the command with it */
 	}
 }
 
-static const struct exec_launcher container_launcher = {
-	.start = launch_start,
-	.kill = launch_kill,
-};
+/* Hand the command of job j to the init: its fds and the payload. */
+static int ctr_send_exec(struct ctr *c, const struct exec_job *j, uint64_t id,
+			 agentd_error *err)
+{
+	const exec_request *req = j->req;
+	_cleanup_close_ int mfd = exec_payload_encode(req->argv, req->envp, req->cwd, err);
+	if (mfd < 0)
+		return -1;
+	struct ctl_msg m = {.op = OP_EXEC, .id = id};
+	int fds[CTL_MAX_FDS] = {j->child_fds[0], j->child_fds[1], j->child_fds[2],
+				j->child_fds[3], mfd};
+	if (ctl_send(c->ctl, &m, fds, CTL_MAX_FDS) < 0)
+		return agentd_error_errno(err, errno, "the sandbox is not running");
+	return 0;
+}
 
 /* The command's environment; under allowlist every client is pointed at the proxy, the
  * only way out. */
@@ -542,54 +514,39 @@ static int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
 	char **envp = ctr_envp(sb, cmd);
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
-	struct launch_ctx lc = {.c = c, .argv = cmd->argv, .envp = envp, .cwd = req.cwd};
-	req.launcher = &container_launcher;
-	req.launcher_arg = &lc;
-	int r = exec_run(&req, out, err);
+	pthread_mutex_lock(&c->lock);
+	struct exec_kill k = {.c = c, .id = ++c->next_id};
+	pthread_mutex_unlock(&c->lock);
+	req.kill = ctr_kill_exec;
+	req.kill_arg = &k;
+	struct exec_job j;
+	int r = exec_job_open(&j, &req, out, err);
+	if (r == 0 && (r = ctr_send_exec(c, &j, k.id, err)) < 0)
+		exec_job_close(&j);
+	if (r == 0) {
+		exec_job_started(&j, -1, -1, NULL);
+		r = exec_job_wait(&j, err);
+	}
 	env_free(envp);
 	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
 }
 
 /* ------------------------------------------------------------- one-shot
  * `agentd run`: the command goes to the init at clone time, so the sandbox is set up,
- * runs it and ends in one pass: no readiness handshake, no exec request over the control
- * socket, no wake-up to end it. The exec engine's launcher is the clone itself. */
-struct once_launch {
-	agentd_sandbox *sb;
-	struct ctr_prep *p;
-};
-
-static int once_start(void *arg, const int fds[4], uint64_t *handle, agentd_error *err)
+ * runs it and ends in one pass: prepare, open the job, clone the init with the job's fds,
+ * wait. No readiness handshake, no exec request over a control socket, no wake-up to end
+ * it. A timeout or cancel writes to the kill pipe, which only the host holds. */
+static void once_kill(void *arg)
 {
-	struct once_launch *l = arg;
-	struct ctr_prep *p = l->p;
-	memcpy(p->once.fds, fds, sizeof(p->once.fds));
-	p->once.kill_fd = p->killp[0];
-	p->ia.once = &p->once;
-	p->ia.setup = fds[3];	/* setup failures are the command's failure report */
-	*handle = 1;
-	int r = ctr_spawn_init(l->sb, p, err);
-	close(p->killp[0]);
-	p->killp[0] = -1;
-	return r;
-}
-
-static void once_kill(void *arg, uint64_t handle)
-{
-	struct once_launch *l = arg;
-	if (l->p->killp[1] >= 0 && write(l->p->killp[1], "k", 1) < 0) {
+	const int *killfd = arg;
+	if (*killfd >= 0 && write(*killfd, "k", 1) < 0) {
 		/* the init is gone, and its command with it */
 	}
 }
 
-static const struct exec_launcher once_launcher = {
-	.start = once_start,
-	.kill = once_kill,
-};
-
 static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
-			const agentd_exec_ctx *ctx, agentd_exec_output *out, char id[40],
-			agentd_error *err)
+			const agentd_exec_ctx *ctx, agentd_exec_output *out,
+			char id[AGENTD_ID_LEN], agentd_error *err)
 {
 	/* allowlist: the init hands the proxy its listener over the control socket of a
 	 * persistent sandbox (create + exec + destroy) */
@@ -599,28 +556,42 @@ static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd
 	agentd_sandbox *sb;
 	if (ctr_prepare(b, spec, true, &sb, &p, err) < 0)
 		return agentd_error_prefix(err, "create sandbox (container)");
-	snprintf(id, 40, "%s", sb->id);
+	trace_mark("sandbox prepared");
+	struct ctr *c = sb->priv;
+	snprintf(id, AGENTD_ID_LEN, "%s", sb->id);
 	char **envp = ctr_envp(sb, cmd);
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
+	req.kill = once_kill;
+	req.kill_arg = &p.killp[1];
 	/* Private copies: the init blanks the process's own argument area (proc_hide_cmdline),
 	 * where a caller's argv may live (agentd run's does). */
 	agentd_strv argv = {0};
 	for (char *const *a = cmd->argv; *a; a++)
 		strv_push(&argv, *a);
 	_cleanup_free_ char *cwd = xstrdup(req.cwd);
-	p.once.argv = argv.v;
-	p.once.envp = envp;
-	p.once.cwd = cwd;
-	struct once_launch l = {.sb = sb, .p = &p};
-	if (p.late_cgroup)
-		req.cg_late = &((struct ctr *)sb->priv)->cg;
-	req.launcher = &once_launcher;
-	req.launcher_arg = &l;
-	int r = exec_run(&req, out, err);
+	struct exec_job j;
+	int r = exec_job_open(&j, &req, out, err);
+	if (r == 0) {
+		p.once = (struct init_once){.argv = argv.v, .envp = envp, .cwd = cwd,
+					    .kill_fd = p.killp[0]};
+		memcpy(p.once.fds, j.child_fds, sizeof(p.once.fds));
+		p.ia.once = &p.once;
+		p.ia.setup = j.child_fds[3];	/* setup failures are the command's report */
+		r = ctr_spawn_init(sb, &p, err);
+		close(p.killp[0]);
+		p.killp[0] = -1;
+		if (r < 0) {
+			exec_job_close(&j);
+		} else {
+			exec_job_started(&j, -1, -1, c->cg);
+			r = exec_job_wait(&j, err);
+		}
+	}
 	strv_free(&argv);
 	env_free(envp);
 	ctr_prep_free(&p);	/* the kill pipe: an init still running ends now */
 	ctr_sandbox_free(sb);
+	trace_mark("sandbox freed");
 	return r < 0 ? agentd_error_prefix(err, "run in sandbox (container)") : 0;
 }
 

@@ -1,5 +1,5 @@
-/* container.h: what the container backend's host side (container.c), its init
- * (container_init.c) and its snapshots (container_snapshot.c) share. Private to them. */
+/* container.h: what the container backend's host side (container.c), its init (init.c),
+ * their control protocol (ctl.c) and its snapshots (snapshot.c) share. Private to them. */
 #ifndef AGENTD_CONTAINER_H
 #define AGENTD_CONTAINER_H
 
@@ -96,10 +96,31 @@ struct ctr {
 	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
 };
 
-/* container_init.c: the init, cloned by the host (spawn_process child_fn). */
+/* init.c: the init, cloned by the host (spawn_process child_fn). */
 __attribute__((noreturn)) void container_init_main(void *arg);
-/* One control message with nfds (<= 5) fds attached; 0 or -1 + errno. No malloc. */
+
+/* ctl.c: the control protocol, both halves (the init's without malloc). */
+#define CTL_MAX_FDS 5	/* an exec: stdin, stdout, stderr, report, payload */
+/* One message with nfds (1..CTL_MAX_FDS) fds attached; 0 or -1 + errno. */
 int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds);
+/* One message and its fds (CLOEXEC; *nfds counts all sent, those past CTL_MAX_FDS are
+ * closed, the rest are in fds, -1 filled): recvmsg's result (sizeof(*m) when whole, 0 at
+ * EOF, -1 + errno). */
+ssize_t ctl_recv(int sock, struct ctl_msg *m, int fds[CTL_MAX_FDS], int *nfds, int flags);
+void ctl_close_fds(int fds[CTL_MAX_FDS]);
+/* host: argv, envp and cwd of an exec in a memfd (returned), or -1 + err. */
+int exec_payload_encode(char *const *argv, char *const *envp, const char *cwd,
+			agentd_error *err);
+/* init: the payload mapped and split into pointer arrays, without malloc; 0, or -errno
+ * with *why. Release in any case. */
+struct exec_payload {
+	void *map, *ptrs;
+	size_t map_len, ptrs_len;
+	char **argv, **envp;
+	const char *cwd;
+};
+int exec_payload_decode(int fd, struct exec_payload *pl, const char **why);
+void exec_payload_release(struct exec_payload *pl);
 
 /* container_snapshot.c */
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);

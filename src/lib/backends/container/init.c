@@ -1,4 +1,4 @@
-/* container_init.c: the container's init (PID 1) — its setup in order (ids, root, fds,
+/* init.c: the container's init (PID 1) — its setup in order (ids, root, fds,
  * Landlock, privileges, seccomp), then the exec server of a persistent sandbox or the one
  * command of a one-shot run. It is a clone3 child of agentd that never execs and may have
  * been cloned from a multithreaded daemon: syscalls only, no malloc, no stdio. */
@@ -12,29 +12,6 @@ static bool init_has_landlock;
 static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 {
 	child_fail(fd, 125, r < 0 ? -r : r, what);
-}
-
-/* One control message with nfds (<= 5) fds attached; 0 or -1 + errno. No malloc: the init
- * sends on it too. */
-int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds)
-{
-	char cbuf[CMSG_SPACE(5 * sizeof(int))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int))};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	if (!cm || nfds < 1 || nfds > 5) {
-		errno = EINVAL;
-		return -1;
-	}
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
 }
 
 /* The egress proxy's socket: a listener on 127.0.0.1:AGENTD_PROXY_PORT in this network
@@ -77,18 +54,6 @@ struct running {
 	pid_t pid;
 	int report;
 };
-
-static void write_exit_report(int fd, int status, const struct rusage *ru)
-{
-	struct child_report rep;
-	memset(&rep, 0, sizeof(rep));
-	rep.kind = REPORT_EXIT;
-	rep.status = status;
-	rep.ru = *ru;
-	if (write(fd, &rep, sizeof(rep)) < 0) {
-		/* the host stopped listening: nothing to do */
-	}
-}
 
 /* The command's process, forked by init: its own session, stdio, rlimits, Landlock, then
  * execve. The seccomp filter, no_new_privs and the empty capability sets are inherited. */
@@ -135,67 +100,32 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 		snprintf(what, sizeof(what), "chdir %s", cwd);
 		child_fail(CHILD_REPORT_FD, 125, errno, what);
 	}
+	trace_mark("command: execve");
 	r = child_execvpe(argv, envp);
 	child_fail(CHILD_REPORT_FD, exec_failure_code(r), -r, argv[0]);
 }
 
-/* Payload layout (memfd): u32 argc, u32 envc, then cwd, argv[], envp[] as NUL-terminated
- * strings. Parsed into pointer arrays in an anonymous mapping (no malloc here). */
-static int start_exec(const struct init_args *a, struct running *run, size_t *nrun, uint64_t id,
-		      int fds[5])
+/* Start the command of an exec request: fds are its stdin, stdout, stderr, report pipe
+ * and payload (all closed here; the report pipe is kept until the command ends). */
+static void start_exec(const struct init_args *a, struct running *run, size_t *nrun,
+		       uint64_t id, int fds[CTL_MAX_FDS])
 {
-	int ret = 0;
-	struct stat st;
-	void *map = MAP_FAILED, *ptrs = MAP_FAILED;
-	size_t ptrs_len = 0;
+	struct exec_payload pl;
+	const char *why;
+	int r;
 	if (*nrun == MAX_EXECS) {
 		child_report_fail(fds[3], 125, EBUSY, "too many concurrent execs in this sandbox");
 		goto out;
 	}
-	if (fstat(fds[4], &st) < 0 || st.st_size < 8 || st.st_size > MAX_PAYLOAD) {
-		child_report_fail(fds[3], 125, EINVAL, "bad exec request");
+	if ((r = exec_payload_decode(fds[4], &pl, &why)) < 0) {
+		child_report_fail(fds[3], 125, -r, why);
+		exec_payload_release(&pl);
 		goto out;
 	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fds[4], 0);
-	if (map == MAP_FAILED) {
-		child_report_fail(fds[3], 125, errno, "map exec request");
-		goto out;
-	}
-	const char *p = map, *end = p + st.st_size;
-	uint32_t argc, envc;
-	memcpy(&argc, p, 4);
-	memcpy(&envc, p + 4, 4);
-	p += 8;
-	if (argc < 1 || argc > 1u << 20 || envc > 1u << 20 || end[-1] != '\0') {
-		child_report_fail(fds[3], 125, EINVAL, "bad exec request");
-		goto out;
-	}
-	ptrs_len = ((size_t)argc + envc + 2) * sizeof(char *);
-	ptrs = mmap(NULL, ptrs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (ptrs == MAP_FAILED) {
-		child_report_fail(fds[3], 125, errno, "map exec request");
-		goto out;
-	}
-	char **argv = ptrs, **envp = argv + argc + 1;
-	const char *cwd = p;
-	p += strlen(p) + 1;
-	for (uint32_t i = 0; i < argc + envc; i++) {
-		if (p >= end) {
-			child_report_fail(fds[3], 125, EINVAL, "bad exec request");
-			goto out;
-		}
-		if (i < argc)
-			argv[i] = (char *)p;
-		else
-			envp[i - argc] = (char *)p;
-		p += strlen(p) + 1;
-	}
-	argv[argc] = NULL;
-	envp[envc] = NULL;
-
 	pid_t pid = fork();
 	if (pid == 0)
-		command_child(a, fds, argv, envp, cwd);
+		command_child(a, fds, pl.argv, pl.envp, pl.cwd);
+	exec_payload_release(&pl);
 	if (pid < 0) {
 		child_report_fail(fds[3], 125, errno, "fork");
 		goto out;
@@ -206,14 +136,7 @@ static int start_exec(const struct init_args *a, struct running *run, size_t *nr
 	fds[3] = -1; /* kept until the command ends */
 	(*nrun)++;
 out:
-	if (ptrs != MAP_FAILED)
-		munmap(ptrs, ptrs_len);
-	if (map != MAP_FAILED)
-		munmap(map, (size_t)st.st_size);
-	for (int i = 0; i < 5; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	return ret;
+	ctl_close_fds(fds);
 }
 
 static void reap(struct running *run, size_t *nrun)
@@ -229,7 +152,7 @@ static void reap(struct running *run, size_t *nrun)
 				continue;
 			/* The command is over: so is everything it started in its session. */
 			kill(-p, SIGKILL);
-			write_exit_report(run[i].report, status, &ru);
+			child_report_exit(run[i].report, status, &ru);
 			close(run[i].report);
 			run[i] = run[--*nrun];
 			break;
@@ -276,40 +199,19 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 		if (!pfd[0].revents)
 			continue;
 		struct ctl_msg m;
-		char cbuf[CMSG_SPACE(5 * sizeof(int))];
-		struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-		struct msghdr mh = {.msg_iov = &iov,
-				    .msg_iovlen = 1,
-				    .msg_control = cbuf,
-				    .msg_controllen = sizeof(cbuf)};
-		ssize_t n = recvmsg(INIT_CTL_FD, &mh, MSG_CMSG_CLOEXEC);
+		int fds[CTL_MAX_FDS], nfds;
+		ssize_t n = ctl_recv(INIT_CTL_FD, &m, fds, &nfds, 0);
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;
 			/* The owner is gone or destroyed us: the sandbox ends with PID 1. */
 			_exit(0);
 		}
-		int fds[5] = {-1, -1, -1, -1, -1};
-		int nfds = 0;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			int cnt = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < cnt; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-				if (nfds < 5)
-					fds[nfds++] = fd;
-				else
-					close(fd);
-			}
-		}
-		if (n == sizeof(m) && m.op == OP_EXEC && nfds == 5) {
+		if (n == sizeof(m) && m.op == OP_EXEC && nfds == CTL_MAX_FDS) {
 			start_exec(a, run, &nrun, m.id, fds);
 			continue;
 		}
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+		ctl_close_fds(fds);
 		/* A timeout or cancel kills the exec's whole tree. Its session is what it can
 		 * be told apart by; when it is the only exec running, everything but PID 1 is
 		 * its tree (setsid'd and daemonized descendants included), so all of it goes. */
@@ -333,6 +235,7 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	if (sfd < 0)
 		init_fail(INIT_SETUP_FD, errno, "signalfd");
 	int fds[4] = {INIT_ONCE_FD, INIT_ONCE_FD + 1, INIT_ONCE_FD + 2, INIT_SETUP_FD};
+	trace_mark("init: fork command");
 	pid_t pid = fork();
 	if (pid == 0)
 		command_child(a, fds, (char **)a->once->argv, (char **)a->once->envp,
@@ -377,6 +280,7 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	/* 1. Become the sandbox's user before touching anything: until now our kernel uid is
 	 * still the caller's. Uid 0 is not mapped in this namespace, so this is not a move
 	 * away from its root and the namespace capabilities stay until step 5 drops them. */
+	trace_mark("init: started");
 	if ((r = privs_set_ids(AGENT_ID, AGENT_ID, a->set_groups)) < 0)
 		init_fail(setup, r, "set the sandbox's uid/gid in the user namespace");
 	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
@@ -396,6 +300,7 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	r = mount_plan_execute(a->mp, what, sizeof(what));
 	if (r < 0)
 		init_fail(setup, r, what[0] ? what : "set up the root filesystem");
+	trace_mark("init: root mounted");
 	for (size_t i = 0; a->rw_check[i]; i++) {
 		if (access(a->rw_check[i], W_OK) == 0)
 			continue;
@@ -427,6 +332,7 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 		/* The cgroup namespace is rooted where we are now, the sandbox's cgroup. */
 		if (unshare(CLONE_NEWCGROUP) < 0)
 			init_fail(setup, errno, "unshare the cgroup namespace");
+		trace_mark("init: in its cgroup");
 	}
 
 	/* 3. stdio of PID 1 is /dev/null; its fds get fixed numbers, the rest is closed. */
@@ -458,6 +364,7 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	if (a->once)
 		close(INIT_LANDLOCK_FD);
 
+	trace_mark("init: fds placed");
 	/* 4. Landlock as defence in depth, built here because the tmpfs mounts exist only in
 	 * this namespace: everything visible is read-only except the writable scratch. */
 	int ll = landlock_ruleset_child(a->ll_ro, a->ll_rw, a->net_none, true);
@@ -481,6 +388,7 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	if (a->sc->active && (r = seccomp_apply(a->sc)) < 0)
 		init_fail(setup, r, "seccomp");
 
+	trace_mark("init: sealed");
 	/* 6. Ready: closing the setup pipe without a report says so; a one-shot init runs
 	 * its command instead. */
 	if (a->once)

@@ -1,0 +1,111 @@
+/* child.c: the child side of the report protocol, and what every command's child does
+ * before its execve whoever forked it: signals reset, a PATH search without malloc. All of
+ * it runs after a fork or clone of a possibly multithreaded process: async-signal-safe. */
+#include "lib/engine/engine.h"
+
+#include <fcntl.h>
+#include <signal.h>
+
+void child_report_fail(int errfd, int exit_code, int errnum, const char *what)
+{
+	struct child_report rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.kind = REPORT_FAIL;
+	rep.exit_code = exit_code;
+	rep.errnum = errnum;
+	size_t n = strlen(what);
+	if (n >= sizeof(rep.what))
+		n = sizeof(rep.what) - 1;
+	memcpy(rep.what, what, n);
+	if (write(errfd, &rep, sizeof(rep)) < 0) {
+		/* nothing left to tell anyone */
+	}
+}
+
+void child_fail(int errfd, int exit_code, int errnum, const char *what)
+{
+	child_report_fail(errfd, exit_code, errnum, what);
+	_exit(exit_code);
+}
+
+void child_report_exit(int fd, int status, const struct rusage *ru)
+{
+	struct child_report rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.kind = REPORT_EXIT;
+	rep.status = status;
+	rep.ru = *ru;
+	if (write(fd, &rep, sizeof(rep)) < 0) {
+		/* the host stopped listening: nothing to do */
+	}
+}
+
+int exec_failure_code(int neg_errno)
+{
+	return neg_errno == -ENOENT || neg_errno == -ENOTDIR ? 127 : 126;
+}
+
+/* Signals this process ignores (SigIgn of /proc/self/status): the only dispositions that
+ * survive execve, handlers are reset by the kernel. Read in the parent, before the fork. */
+uint64_t ignored_signals(void)
+{
+	_cleanup_free_ char *st = read_file_at(AT_FDCWD, "/proc/self/status", 1 << 16, NULL);
+	const char *p = st ? strstr(st, "\nSigIgn:") : NULL;
+	if (!p)
+		return ~0ULL; /* unknown: reset them all */
+	return strtoull(p + 9, NULL, 16);
+}
+
+void child_reset_signals(uint64_t ignored)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < _NSIG && s <= 64; s++) {
+		if (s == SIGKILL || s == SIGSTOP || !(ignored & (1ULL << (s - 1))))
+			continue;
+		struct sigaction sa = {.sa_handler = SIG_DFL};
+		sigaction(s, &sa, NULL);
+	}
+}
+
+/* execve with a PATH search over the command's own PATH; no malloc (we are post-fork).
+ * Like execvp: EACCES is remembered, ENOENT keeps searching. */
+int child_execvpe(char *const argv[], char *const envp[])
+{
+	const char *file = argv[0];
+	if (strchr(file, '/')) {
+		execve(file, argv, envp);
+		return -errno;
+	}
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	for (char *const *e = envp; *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	size_t flen = strlen(file);
+	int saved = ENOENT;
+	char buf[4096];
+	for (const char *p = path;; p++) {
+		const char *end = strchrnul(p, ':');
+		size_t dlen = (size_t)(end - p);
+		if (dlen + 1 + flen + 1 <= sizeof(buf)) {
+			if (dlen) {
+				memcpy(buf, p, dlen);
+				buf[dlen] = '/';
+				memcpy(buf + dlen + 1, file, flen + 1);
+			} else {
+				memcpy(buf, file, flen + 1);
+			}
+			execve(buf, argv, envp);
+			if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
+				saved = errno;
+			else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP &&
+				 errno != ENAMETOOLONG)
+				return -errno;
+		}
+		if (!*end)
+			break;
+		p = end;
+	}
+	return -saved;
+}

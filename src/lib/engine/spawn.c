@@ -1,0 +1,157 @@
+/* spawn.c: start a process with clone3 — a pidfd from the start, new namespaces, straight
+ * into a v2 cgroup — or fork + pidfd_open where clone3 is missing. A held child waits on a
+ * pipe until the parent has done what must come first (uid maps) and releases it. */
+#include "lib/engine/engine.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+/* Parent-side fds are moved above this so dup2 onto 0..3 in a child never collides. */
+#define HIGH_FD 10
+
+struct clone_args_v2 {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+		set_tid, set_tid_size, cgroup;
+};
+
+static __attribute__((noreturn)) void spawned_child(const struct spawn_opts *o, int holdfd,
+						     bool into_cgroup)
+{
+	if (holdfd >= 0) {
+		/* Wait for the release: EOF without a byte = abort. */
+		char c;
+		ssize_t n;
+		do
+			n = read(holdfd, &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			_exit(125);
+		close(holdfd);
+	}
+	/* On pure v2, clone3(CLONE_INTO_CGROUP) already placed us; v1 hierarchies (and a
+	 * fork fallback) need an explicit join before anything else runs. */
+	if (o->cg && !(into_cgroup && cgroup_clone_into_complete(o->cg))) {
+		if (cgroup_attach_self(o->cg) < 0)
+			_exit(125);
+	}
+	o->child_fn(o->child_arg);
+	_exit(125);
+}
+
+/* clone3, or 0 with *pid -1 when this kernel has none (then the caller forks). */
+static int try_clone3(const struct spawn_opts *o, int hold[2], int *pidfd, pid_t *pid,
+		      agentd_error *err)
+{
+	static int clone3_works = -1; /* -1 unknown, 0 no, 1 yes; racy reads are benign */
+	*pid = -1;
+	if (clone3_works == 0 && !o->clone_flags)
+		return 0;
+	int cgfd = o->cg ? cgroup_dir_fd(o->cg) : -1;
+	struct clone_args_v2 args;
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PIDFD | o->clone_flags;
+	args.pidfd = (uint64_t)(uintptr_t)pidfd;
+	args.exit_signal = SIGCHLD;
+	if (cgfd >= 0) {
+		args.flags |= CLONE_INTO_CGROUP;
+		args.cgroup = (uint64_t)cgfd;
+	}
+	long r = syscall(SYS_clone3, &args, sizeof(args));
+	if (r == 0) {
+		if (hold[1] >= 0)
+			close(hold[1]);
+		spawned_child(o, hold[0], cgfd >= 0);
+	}
+	if (r > 0) {
+		clone3_works = 1;
+		*pid = (pid_t)r;
+		return 0;
+	}
+	if (o->clone_flags || (errno != ENOSYS && errno != E2BIG))
+		return agentd_error_errno(err, errno, "clone3");
+	clone3_works = 0;
+	return 0;
+}
+
+static int fork_pidfd(const struct spawn_opts *o, int hold[2], int *pidfd, pid_t *pid,
+		      agentd_error *err)
+{
+	*pid = fork();
+	if (*pid == 0) {
+		if (hold[1] >= 0)
+			close(hold[1]);
+		spawned_child(o, hold[0], false);
+	}
+	if (*pid < 0)
+		return agentd_error_errno(err, errno, "fork");
+	*pidfd = (int)syscall(SYS_pidfd_open, *pid, 0);
+	if (*pidfd < 0) {
+		agentd_error_errno(err, errno, "pidfd_open");
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+		*pid = -1;
+		return -1;
+	}
+	return 0;
+}
+
+int spawn_process(const struct spawn_opts *o, struct spawned *sp, agentd_error *err)
+{
+	int hold[2] = {-1, -1};
+	sp->pid = -1;
+	sp->pidfd = -1;
+	sp->hold_fd = -1;
+	if (o->hold && pipe2(hold, O_CLOEXEC) < 0)
+		return agentd_error_errno(err, errno, "pipe");
+	int r = try_clone3(o, hold, &sp->pidfd, &sp->pid, err);
+	if (r == 0 && sp->pid < 0)
+		r = fork_pidfd(o, hold, &sp->pidfd, &sp->pid, err);
+	if (hold[0] >= 0)
+		close(hold[0]);
+	if (r < 0) {
+		if (hold[1] >= 0)
+			close(hold[1]);
+		return -1;
+	}
+	if (sp->pidfd < HIGH_FD) {
+		int hi = fcntl(sp->pidfd, F_DUPFD_CLOEXEC, HIGH_FD);
+		if (hi >= 0) {
+			close(sp->pidfd);
+			sp->pidfd = hi;
+		}
+	}
+	sp->hold_fd = hold[1];
+	return 0;
+}
+
+int spawn_release(struct spawned *sp, agentd_error *err)
+{
+	if (sp->hold_fd < 0)
+		return 0;
+	ssize_t n = write(sp->hold_fd, "g", 1);
+	int e = errno;
+	close(sp->hold_fd);
+	sp->hold_fd = -1;
+	if (n != 1)
+		return agentd_error_errno(err, e, "release the child");
+	return 0;
+}
+
+void spawn_abort(struct spawned *sp)
+{
+	if (sp->pid > 0)
+		kill(sp->pid, SIGKILL);
+	if (sp->hold_fd >= 0) {
+		close(sp->hold_fd); /* EOF: a held child aborts */
+		sp->hold_fd = -1;
+	}
+	if (sp->pidfd >= 0) {
+		siginfo_t si;
+		waitid((idtype_t)P_PIDFD, (id_t)sp->pidfd, &si, WEXITED);
+		close(sp->pidfd);
+		sp->pidfd = -1;
+	}
+	sp->pid = -1;
+}
