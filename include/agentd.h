@@ -87,7 +87,7 @@ typedef struct agentd_network {
 	agentd_strv allow;	/* "host:port", "*.domain:port", "CIDR[:port]" */
 } agentd_network;
 
-/* The validated, typed sandbox spec (SPEC §1). Owns all its strings. */
+/* The validated, typed sandbox spec (docs/policy.md). Owns all its strings. */
 typedef struct agentd_spec {
 	agentd_profile profile;
 	char *workdir;			/* path inside the sandbox, absolute */
@@ -106,7 +106,7 @@ typedef struct agentd_spec {
 	int64_t run_as_gid;
 } agentd_spec;
 
-/* Fill *spec with the profile's defaults (SPEC §1 / seed ResourceLimits::default). */
+/* Fill *spec with the profile's defaults (docs/policy.md#keys). */
 void agentd_spec_init(agentd_spec *spec, agentd_profile profile);
 /* Re-apply a profile's presets (limits, network) keeping the other keys. */
 void agentd_spec_set_profile(agentd_spec *spec, agentd_profile profile);
@@ -175,7 +175,7 @@ typedef enum agentd_limit_kind {
 const char *agentd_limit_kind_name(agentd_limit_kind k); /* "memory"... or NULL for NONE */
 
 typedef struct agentd_exec_output {
-	int exit_code;			/* SPEC §4: 124 timeout, 125 agentd, 126, 127, 128+N */
+	int exit_code;			/* docs/exit-codes.md: 124..127, 128+N */
 	int term_signal;		/* signal that ended the main process, 0 if it exited */
 	uint8_t *out;			/* stdout bytes (malloc'd, may be NULL when empty) */
 	size_t out_len;
@@ -189,7 +189,7 @@ typedef struct agentd_exec_output {
 	agentd_usage usage;
 } agentd_exec_output;
 void agentd_exec_output_free(agentd_exec_output *o);
-/* SPEC §4 JSON object (stdout/stderr base64 when not UTF-8). malloc'd. */
+/* docs/exit-codes.md#json-output object (stdout/stderr base64 when not UTF-8). malloc'd. */
 char *agentd_exec_output_to_json(const agentd_exec_output *o, const char *backend,
 				 const char *sandbox_id);
 
@@ -211,7 +211,7 @@ typedef struct agentd_backend_caps {
 	char unavailable_reason[256];
 } agentd_backend_caps;
 void agentd_backend_caps_free(agentd_backend_caps *c);
-/* Seed 001 score: filesystem 4, process 2, network 2, syscall filter 2, limits 1. */
+/* docs/backends.md#score: filesystem 4, process 2, network 2, syscall filter 2, limits 1. */
 unsigned agentd_backend_score(const agentd_backend_caps *c);
 bool agentd_caps_fully_isolated(const agentd_backend_caps *c);
 bool agentd_caps_soft_isolation(const agentd_backend_caps *c);
@@ -254,7 +254,7 @@ const agentd_sandbox_caps *agentd_sandbox_get_caps(const agentd_sandbox *sb);
 agentd_backend *agentd_sandbox_backend(const agentd_sandbox *sb);
 const char *agentd_backend_work_root(const agentd_backend *b);
 
-/* Registry (seed 001). Names are normalised: trimmed, lower-case, '_' ≡ '-'. */
+/* Registry (docs/backends.md#registry). Names are normalised: trimmed, lower-case, '_' ≡ '-'. */
 /* Canonical name for name/alias, or NULL. Returned string lives as long as the registry. */
 const char *agentd_canonical_backend_name(const char *name);
 /* Canonical names in registration order; *n set. Array owned by the registry. */

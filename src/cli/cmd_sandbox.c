@@ -1,6 +1,6 @@
 /* cmd_sandbox.c: `agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|
- * restore|cp` — thin clients of the daemon API (SPEC §4/§5); exec passes the command's exit
- * code through and streams with --stream. */
+ * restore|cp` — thin clients of the daemon API (docs/cli.md, docs/api.md); exec passes the
+ * command's exit code through and streams with --stream. */
 #include "cli/cli.h"
 
 #include <errno.h>

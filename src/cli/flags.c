@@ -11,7 +11,7 @@
 const char *policy_flags_help(void)
 {
 	return "policy options (applied after --policy; flags win):\n"
-	       "  --policy FILE         JSON policy (SPEC §1)\n"
+	       "  --policy FILE         JSON policy (docs/policy.md)\n"
 	       "  --profile P           strict | standard | permissive\n"
 	       "  --ro PATH             host path visible read-only (repeatable)\n"
 	       "  --rw PATH             host path visible read-write (repeatable)\n"

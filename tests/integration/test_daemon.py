@@ -1,4 +1,4 @@
-"""`agentd serve` through its HTTP API (SPEC §5): every endpoint against a real daemon on a
+"""`agentd serve` through its HTTP API (docs/api.md): every endpoint against a real daemon on a
 temporary socket and state dir, lifecycle states and their 409s, strict input validation
 (each bad request is a 4xx that changes nothing), sessions, audit and metrics."""
 import base64

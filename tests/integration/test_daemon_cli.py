@@ -1,4 +1,4 @@
-"""The client commands of SPEC §4 (`agentd sandbox ...`, `agentd session ...`) against a real
+"""The client commands of docs/cli.md (`agentd sandbox ...`, `agentd session ...`) against a real
 daemon found through $AGENTD_SOCKET or --socket: ids printed, exit codes passed through,
 --json and --stream output, cp in both directions."""
 import json

@@ -77,7 +77,7 @@ def _table(hd=BLOCKED, ln=BLOCKED, ct=BLOCKED):
     return {"container": ct, "linux-native": ln, "host-direct": hd}
 
 
-# attack name -> {backend: Expect}. container: everything blocked (SPEC §7).
+# attack name -> {backend: Expect}. container: everything blocked (docs/README.md#targets).
 EXPECT = {
     # --- filesystem
     "read-host-secret": _table(hd=allowed(HD_FS)),

@@ -1,5 +1,6 @@
-/* test_output.c: the SPEC §4 JSON form of an exec output (text or base64 streams, null
- * limit_hit, optional term_signal) and the seed 001 capability score and predicates. */
+/* test_output.c: the JSON form of an exec output (docs/exit-codes.md#json-output: text or
+ * base64 streams, null limit_hit, optional term_signal) and the capability score and
+ * predicates (docs/backends.md#score). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -88,7 +89,7 @@ static void text_output_has_every_spec_field(void **state __attribute__((unused)
 	assert_int_equal(num(u, "wall_time_ms"), 42);
 	assert_int_equal(num(u, "bytes_written"), 100);
 	assert_int_equal(num(u, "bytes_read"), 200);
-	assert_int_equal(json_object_size(j), 11);	/* SPEC §4 keys, no term_signal */
+	assert_int_equal(json_object_size(j), 11);	/* docs/exit-codes.md, no term_signal */
 
 	agentd_exec_output_free(&o);
 	assert_null(o.out);

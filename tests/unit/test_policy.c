@@ -1,4 +1,4 @@
-/* test_policy.c: the JSON policy contract (SPEC §1 + "run_as"): what is accepted, the exact
+/* test_policy.c: the JSON policy contract (docs/policy.md): what is accepted, the exact
  * error for what is not, profile presets, the emitter round trip, spec validate/copy. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,6 @@
-/* test_registry.c: the backend registry as seed 001 specifies it — aliases, normalisation,
- * registration order, collisions, unknown names, plugins, and detection by score. */
+/* test_registry.c: the backend registry as docs/backends.md#registry specifies it —
+ * aliases, normalisation, registration order, collisions, unknown names, plugins, and
+ * detection by score. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,7 +73,7 @@ static int custom_factory(const char *work_root, agentd_backend **out, agentd_er
 {
 	static const char *const none[] = {NULL};
 	(void)none;
-	/* a custom provider may wrap a built-in one, as seed 001's test does */
+	/* a custom provider may wrap a built-in one (a plugin adding policy to host-direct) */
 	return agentd_create_backend("host-direct", work_root, out, err);
 }
 

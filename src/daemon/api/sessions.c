@@ -1,5 +1,5 @@
-/* api_sessions.c: the agent session model (seed 002) — a session is a sandbox of its own;
- * each execution writes the code to a file in the session's workdir (from inside the
+/* api_sessions.c: the agent session model (docs/api.md#sessions) — a session is a sandbox
+ * of its own; each execution writes the code to a file in the session's workdir (from inside the
  * sandbox, by the sandbox's own shell: the host touches no sandbox path) and runs it with
  * the language's interpreter, so files persist between executions. */
 #include "daemon/api/api.h"

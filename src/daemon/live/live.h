@@ -22,7 +22,7 @@ struct server_cfg {
 	unsigned drain_ms;
 };
 
-/* SPEC lifecycle. "executing" is ready with at least one exec running; "enforced" is a
+/* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a
  * sandbox whose own processes were killed by a limit (memory, pids) and that cannot run
  * anything more; it can only be destroyed. */
 enum sb_state {

@@ -1,5 +1,6 @@
-/* output.c: exec results and capability records: freeing them, the SPEC §4 JSON form of an
- * exec output, and the seed 001 backend score and isolation predicates. */
+/* output.c: exec results and capability records: freeing them, the JSON form of an exec
+ * output (docs/exit-codes.md#json-output), and the backend score and isolation predicates
+ * (docs/backends.md#score). */
 #include "lib/core/core.h"
 
 #include <jansson.h>
@@ -107,7 +108,7 @@ void agentd_backend_health_free(agentd_backend_health *h)
 	strv_free(&h->warnings);
 }
 
-/* Seed 001 backend_score: filesystem isolation matters most, limits least. */
+/* docs/backends.md#score: filesystem isolation matters most, limits least. */
 unsigned agentd_backend_score(const agentd_backend_caps *c)
 {
 	unsigned score = 0;
@@ -124,14 +125,14 @@ unsigned agentd_backend_score(const agentd_backend_caps *c)
 	return score;
 }
 
-/* Seed 000: resource limits are not isolation, so they do not count here. */
+/* docs/backends.md#score: resource limits are not isolation, so they do not count here. */
 bool agentd_caps_fully_isolated(const agentd_backend_caps *c)
 {
 	return c->filesystem_isolation && c->network_isolation && c->process_isolation &&
 	       c->syscall_filtering;
 }
 
-/* Seed 000: nothing the kernel enforces on files or syscalls, only policy guards. */
+/* docs/backends.md#score: nothing the kernel enforces on files or syscalls, only policy guards. */
 bool agentd_caps_soft_isolation(const agentd_backend_caps *c)
 {
 	return !c->filesystem_isolation && !c->syscall_filtering;

@@ -1,5 +1,6 @@
-/* policy.c: the JSON policy (SPEC §1 plus "run_as"): a strict parser whose every error names
- * the JSON path, a size-capped file loader, and the emitter that writes the full spec back. */
+/* policy.c: the JSON policy (docs/policy.md, "run_as" included): a strict parser whose
+ * every error names the JSON path, a size-capped file loader, and the emitter that writes
+ * the full spec back. */
 #include "lib/core/core.h"
 
 #include <fcntl.h>

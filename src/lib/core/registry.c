@@ -1,4 +1,4 @@
-/* registry.c: backend names → factories (seed 001): canonical names and aliases,
+/* registry.c: backend names → factories (docs/backends.md#registry): canonical names and aliases,
  * normalisation, registration order, collisions, plugins, and auto-detection by score. */
 #include "lib/core/core.h"
 
@@ -80,7 +80,7 @@ static int register_locked(const char *canonical, const char *const *aliases,
 	for (size_t i = 0; aliases && aliases[i]; i++) {
 		char a[NAME_MAX_LEN + 1];
 		if (!normalize(aliases[i], a))
-			continue; /* empty aliases are ignored, as in seed 001 */
+			continue; /* empty aliases are ignored: no lookup can name them */
 		if (strcmp(a, canon) == 0)
 			continue;
 		bool dup = false;

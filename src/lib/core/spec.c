@@ -8,7 +8,7 @@
 
 /* ------------------------------------------------------------ presets */
 
-/* Seed 000 ResourceLimits::default, plus a quota of two CPUs. */
+/* strict and standard (docs/policy.md#keys): moderate limits for one agent task, two CPUs. */
 static const agentd_limits default_limits = {
 	.max_memory_bytes = 512ULL << 20,
 	.max_cpu_time_ms = 60000,
@@ -40,7 +40,7 @@ static const agentd_limits permissive_limits = {
 	{ .name = #n, .offset = offsetof(agentd_limits, n), .is_u32 = true, .min = lo,       \
 	  .max = hi, .expect = msg }
 
-/* JSON key order of the emitter: SPEC §1 table order. */
+/* JSON key order of the emitter: the docs/policy.md#keys table order. */
 const struct spec_limit_field spec_limit_fields[] = {
 	LIMIT_U64(max_memory_bytes, 1048576, "expected integer >= 1048576"),
 	LIMIT_U64(max_cpu_time_ms, 1, "expected integer >= 1"),
