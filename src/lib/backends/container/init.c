@@ -105,6 +105,42 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 	child_fail(CHILD_REPORT_FD, exec_failure_code(r), -r, argv[0]);
 }
 
+struct command_start {
+	const struct init_args *a;
+	int *fds;
+	char **argv, **envp;
+	const char *cwd;
+};
+
+static int command_entry(void *arg)
+{
+	const struct command_start *cs = arg;
+	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd);
+}
+
+/* The command's process, as posix_spawn makes one: clone(CLONE_VM | CLONE_VFORK) on a
+ * stack of the init's, so the init's page tables (a copy of agentd's) are not copied for
+ * a process that execs at once; the init sleeps until the command has exec'd or failed.
+ * The command only writes its own stack before execve (and the oom_score_adj of a vfork
+ * child is its own). fork() where no stack could be mapped. */
+static pid_t start_command(const struct init_args *a, int *fds, char **argv, char **envp,
+			   const char *cwd)
+{
+	enum { STACK = 256 << 10 };
+	static void *stack = MAP_FAILED;
+	if (stack == MAP_FAILED)
+		stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED) {
+		pid_t pid = fork();
+		if (pid == 0)
+			command_child(a, fds, argv, envp, cwd);
+		return pid;
+	}
+	struct command_start cs = {.a = a, .fds = fds, .argv = argv, .envp = envp, .cwd = cwd};
+	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &cs);
+}
+
 /* Start the command of an exec request: fds are its stdin, stdout, stderr, report pipe
  * and payload (all closed here; the report pipe is kept until the command ends). */
 static void start_exec(const struct init_args *a, struct running *run, size_t *nrun,
@@ -122,9 +158,7 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		exec_payload_release(&pl);
 		goto out;
 	}
-	pid_t pid = fork();
-	if (pid == 0)
-		command_child(a, fds, pl.argv, pl.envp, pl.cwd);
+	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd);
 	exec_payload_release(&pl);
 	if (pid < 0) {
 		child_report_fail(fds[3], 125, errno, "fork");
@@ -235,11 +269,9 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	if (sfd < 0)
 		init_fail(INIT_SETUP_FD, errno, "signalfd");
 	int fds[4] = {INIT_ONCE_FD, INIT_ONCE_FD + 1, INIT_ONCE_FD + 2, INIT_SETUP_FD};
-	trace_mark("init: fork command");
-	pid_t pid = fork();
-	if (pid == 0)
-		command_child(a, fds, (char **)a->once->argv, (char **)a->once->envp,
-			      a->once->cwd);
+	trace_mark("init: start command");
+	pid_t pid = start_command(a, fds, (char **)a->once->argv, (char **)a->once->envp,
+				  a->once->cwd);
 	if (pid < 0)
 		init_fail(INIT_SETUP_FD, errno, "fork");
 	for (int i = 0; i < 3; i++)
