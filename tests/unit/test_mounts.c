@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 /* The child side may not allocate: interpose the allocator and fail loudly if it is
- * entered while mount_plan_execute runs (sanitizer builds have their own allocator). */
+ * entered while mount_plan_apply runs (sanitizer builds have their own allocator). */
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t m);
@@ -28,7 +28,7 @@ extern void *__libc_realloc(void *p, size_t n);
 static volatile int malloc_forbidden;
 static void no_malloc_here(void)
 {
-	static const char m[] = "allocation inside mount_plan_execute\n";
+	static const char m[] = "allocation inside mount_plan_apply\n";
 	if (write(2, m, sizeof(m) - 1) < 0) {
 		/* dying anyway */
 	}
@@ -135,15 +135,15 @@ static void build_ok(const agentd_spec *spec, const struct mount_plan_opts *o,
 		     struct mount_plan *plan)
 {
 	agentd_error err = {0};
-	if (mount_plan_build(spec, o, plan, &err) < 0)
-		fail_msg("mount_plan_build: %s", err.msg);
+	if (mount_plan_prepare(spec, o, plan, &err) < 0)
+		fail_msg("mount_plan_prepare: %s", err.msg);
 }
 
 static void build_fails(const agentd_spec *spec, const char *want1, const char *want2)
 {
 	struct mount_plan plan;
 	agentd_error err = {0};
-	int r = mount_plan_build(spec, &default_opts, &plan, &err);
+	int r = mount_plan_prepare(spec, &default_opts, &plan, &err);
 	mount_plan_free(&plan);
 	if (r == 0)
 		fail_msg("build succeeded, want an error with '%s'", want1);
@@ -608,11 +608,11 @@ static __attribute__((noreturn)) void pid1(const struct mount_plan *plan, int ou
 	char what[256];
 	double t0 = now_us();
 	FORBID_MALLOC(1);
-	int ret = mount_plan_execute(plan, what, sizeof(what));
+	int ret = mount_plan_apply(plan, what, sizeof(what));
 	FORBID_MALLOC(0);
 	r.exec_us = now_us() - t0;
 	if (ret < 0)
-		probe_fail(&r, "mount_plan_execute: %s: %s", what, strerror(-ret));
+		probe_fail(&r, "mount_plan_apply: %s: %s", what, strerror(-ret));
 	else if (probe)
 		probe_inside(&r, with_binds);
 	if (write(out, &r, sizeof(r)) != sizeof(r))
@@ -783,7 +783,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Informational (quality bars are measured by bench/, not by unit tests). */
-static void execute_timing(void **state)
+static void apply_timing(void **state)
 {
 	need_root();
 	enum { RUNS = 21 };
@@ -797,7 +797,7 @@ static void execute_timing(void **state)
 		struct mount_plan plan;
 		double t[RUNS], b0 = now_us();
 		build_probe_plan(&plan, modes[m].cache, false);
-		double build_us = now_us() - b0;
+		double prepare_us = now_us() - b0;
 		for (int i = 0; i < RUNS; i++) {
 			struct probe_result r =
 			    run_in_namespaces(&plan, modes[m].userns, false, false);
@@ -807,9 +807,9 @@ static void execute_timing(void **state)
 		}
 		qsort(t, RUNS, sizeof(double), cmp_double);
 		print_message(
-		    "mount_plan_execute (%s, %zu ops): median %.0f us, min %.0f, max %.0f; "
-		    "mount_plan_build %.0f us\n",
-		    modes[m].name, plan.n, t[RUNS / 2], t[0], t[RUNS - 1], build_us);
+		    "mount_plan_apply (%s, %zu ops): median %.0f us, min %.0f, max %.0f; "
+		    "mount_plan_prepare %.0f us\n",
+		    modes[m].name, plan.n, t[RUNS / 2], t[0], t[RUNS - 1], prepare_us);
 		mount_plan_free(&plan);
 	}
 }
@@ -826,7 +826,7 @@ int main(void)
 	    cmocka_unit_test(user_namespace_without_cache),
 	    cmocka_unit_test(user_namespace_without_mount_setattr),
 	    cmocka_unit_test(symlink_at_a_nested_mount_point_fails_closed),
-	    cmocka_unit_test(execute_timing),
+	    cmocka_unit_test(apply_timing),
 	};
 	return cmocka_run_group_tests_name("mounts", tests, group_setup, group_teardown);
 }

@@ -212,7 +212,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 		/* allowlist too: names resolve through the proxy, never by raw DNS */
 		.network_none = spec->network.mode != AGENTD_NET_HOST,
 	};
-	if (mount_plan_build(spec, &mo, &p->mp, err) < 0) {
+	if (mount_plan_prepare(spec, &mo, &p->mp, err) < 0) {
 		agentd_error_prefix(err, "root filesystem");
 		goto fail;
 	}

@@ -393,7 +393,7 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	/* 2. The fresh root (mounts.c): tmpfs root, read-only runtime, filtered /etc, proc,
 	 * minimal dev, scratch for workdir and /tmp, pivot_root. */
 	what[0] = '\0';
-	r = mount_plan_execute(a->mp, what, sizeof(what));
+	r = mount_plan_apply(a->mp, what, sizeof(what));
 	if (r < 0)
 		init_fail(setup, r, what[0] ? what : "set up the root filesystem");
 	for (size_t i = 0; a->rw_check[i]; i++) {

@@ -268,7 +268,7 @@ void mount_plan_test_legacy(bool on)
 	legacy_api = on;
 }
 
-int mount_plan_execute(const struct mount_plan *plan, char *what, size_t what_len)
+int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 {
 	struct run r = {
 	    .root_fd = -1,
@@ -301,7 +301,7 @@ int mount_plan_execute(const struct mount_plan *plan, char *what, size_t what_le
 enum tree { TREE_NONE, TREE_OWN, TREE_HOST, TREE_FIXED };
 
 /* Scratch binds get their source (a directory of the scratch tmpfs) once the base is
- * chosen; the flag never leaves mount_plan_build. */
+ * chosen; the flag never leaves mount_plan_prepare. */
 #define OPF_SCRATCH_SOURCE 0x80000000u
 
 struct entry {
@@ -1262,8 +1262,8 @@ static void push_prologue(struct mount_plan *p, const struct mount_plan_opts *o,
 	plan_push(p, MOUNT_OP_ENTER, root);
 }
 
-int mount_plan_build(const agentd_spec *spec, const struct mount_plan_opts *o,
-		     struct mount_plan *plan, agentd_error *err)
+int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
+		       struct mount_plan *plan, agentd_error *err)
 {
 	memset(plan, 0, sizeof(*plan));
 	struct builder b = {.err = err};
