@@ -221,7 +221,7 @@ pid_t spawn_process(const struct spawn_opts *o, int *pidfd, agentd_error *err)
 			args.flags |= CLONE_INTO_CGROUP;
 			args.cgroup = (uint64_t)cgfd;
 		}
-		long r = syscall(SYS_clone3, &args, sizeof(args));
+		long r = sys_clone3(&args, sizeof(args));
 		if (r == 0) {
 			if (sync[1] >= 0)
 				close(sync[1]);
@@ -248,7 +248,7 @@ pid_t spawn_process(const struct spawn_opts *o, int *pidfd, agentd_error *err)
 			agentd_error_errno(err, errno, "fork");
 			goto out;
 		}
-		*pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		*pidfd = sys_pidfd_open(pid, 0);
 		if (*pidfd < 0) {
 			agentd_error_errno(err, errno, "pidfd_open");
 			kill(pid, SIGKILL);

@@ -348,7 +348,7 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 	}
 	return 0;
 kill:
-	syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
+	sys_pidfd_send_signal(c->init_pidfd, SIGKILL);
 	return -1;
 }
 

@@ -12,15 +12,6 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 
-/* Kernel ABI that Debian 12's headers may lack (syscall numbers >= 424 are shared by every
- * architecture but alpha). */
-struct mnt_attr_v0 {
-	uint64_t attr_set, attr_clr, propagation, userns_fd;
-};
-struct open_how_v0 {
-	uint64_t flags, mode, resolve;
-};
-
 #define ATTR_RO (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 #define ATTR_RW (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 
@@ -110,9 +101,7 @@ static int set_attr(struct run *r, const char *path, bool recursive, uint64_t at
 	if (!attr)
 		return 0;
 	if (!r->no_setattr) {
-		struct mnt_attr_v0 ma = {.attr_set = attr};
-		if (syscall(__NR_mount_setattr, AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, &ma,
-			    sizeof(ma)) == 0)
+		if (sys_mount_setattr(AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, attr) == 0)
 			return 0;
 		if (errno != ENOSYS)
 			return -errno;
@@ -135,35 +124,31 @@ static int bind_resolved(struct run *r, const struct mount_op *op, const char *s
 {
 	if (r->root_fd < 0 && (r->root_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
-	struct open_how_v0 how = {
-	    .flags = O_PATH | O_CLOEXEC, /* with O_NOFOLLOW a final symlink would be opened */
-	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	int dst = (int)syscall(__NR_openat2, r->root_fd, in_root(r, op->target), &how, sizeof(how));
+	/* no O_NOFOLLOW: with it a final symlink would be opened, not refused */
+	int dst = openat_beneath(r->root_fd, in_root(r, op->target), O_PATH | O_CLOEXEC, 0,
+				 RESOLVE_NO_SYMLINKS);
 	if (dst < 0) {
 		if (errno == ENOSYS)
 			r->no_openat2 = true;
 		return -errno;
 	}
 	int ret = 0;
-	int tree = (int)syscall(__NR_open_tree, AT_FDCWD, src,
-				OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
+	int tree = sys_open_tree(AT_FDCWD, src,
+				 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
 	if (tree < 0) {
 		ret = -errno;
 		if (ret == -ENOSYS)
 			r->no_new_api = true;
 		goto out;
 	}
-	struct mnt_attr_v0 ma = {.attr_set = attr};
-	if (attr && syscall(__NR_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
-			    sizeof(ma)) < 0) {
+	if (attr && sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attr) < 0) {
 		ret = -errno;
 		if (ret == -ENOSYS)
 			r->no_new_api = true; /* 5.2-5.11: the plain path and MS_REMOUNT */
 		goto out;
 	}
-	if (syscall(__NR_move_mount, tree, "", dst, "",
-		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+	unsigned empty = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+	if (sys_move_mount(tree, "", dst, "", empty) < 0)
 		ret = -errno;
 out:
 	if (tree >= 0)
