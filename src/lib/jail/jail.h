@@ -256,8 +256,5 @@ void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built
 int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len);
 /* One line per operation (tests, debugging). */
 void mount_plan_describe(const struct mount_plan *plan, FILE *out);
-/* Tests only: execute as on a kernel before 5.12 (no mount_setattr, open_tree, openat2),
- * i.e. through MS_REMOUNT with the flags a mount already has. */
-void mount_plan_test_legacy(bool on);
 
 #endif

@@ -148,8 +148,11 @@ static int bind_resolved(struct run *r, const struct mount_op *op, const char *s
 		goto out;
 	}
 	unsigned empty = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
-	if (sys_move_mount(tree, "", dst, "", empty) < 0)
+	if (sys_move_mount(tree, "", dst, "", empty) < 0) {
 		ret = -errno;
+		if (ret == -ENOSYS)
+			r->no_new_api = true;
+	}
 out:
 	if (tree >= 0)
 		close(tree);
@@ -246,21 +249,9 @@ static int run_op(struct run *r, const struct mount_op *op)
 	return ret;
 }
 
-static bool legacy_api;
-
-void mount_plan_test_legacy(bool on)
-{
-	legacy_api = on;
-}
-
 int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 {
-	struct run r = {
-	    .root_fd = -1,
-	    .no_setattr = legacy_api,
-	    .no_new_api = legacy_api,
-	    .no_openat2 = legacy_api,
-	};
+	struct run r = {.root_fd = -1}; /* each call found missing (ENOSYS) is not retried */
 	mode_t old_umask = umask(0); /* modes in the plan are exact (01777 for /tmp) */
 	int ret = 0;
 	if (what && what_len)
