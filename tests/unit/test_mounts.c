@@ -1,6 +1,7 @@
-/* test_mounts.c: mounts.c. What a spec's plan holds (operations, their order, validation
- * errors naming the path), and as root the real thing: a child in new mount+pid (and user)
- * namespaces replays the plan without allocating and probes its new root from inside. */
+/* test_mounts.c: the mount plan (jail/mounts/). What a spec's plan holds (operations, their
+ * order, validation errors naming the path), and as root the real thing: a child in new
+ * mount+pid (and user) namespaces replays the plan without allocating and probes its new
+ * root from inside, also on a kernel without the new mount API (seccomp makes one). */
 #include "lib/core/core.h"
 
 #include <dirent.h>

@@ -197,7 +197,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	}
 	rlimit_prepare(&spec->limits, &c->rl);
 
-	/* Prepared /etc and /dev skeletons shared by every sandbox (mounts.c), next to the
+	/* Prepared /etc and /dev skeletons shared by every sandbox (mounts/cache.c), next to the
 	 * work root: <dir of work root>/rootfs-cache. */
 	const char *slash = strrchr(b->work_root, '/');
 	_cleanup_free_ char *cache =
