@@ -7,18 +7,15 @@
 
 #include <fcntl.h>
 #include <linux/types.h>
+#include <linux/openat2.h> /* struct open_how, RESOLVE_*: uapi since 5.6, in Debian 12 */
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <linux/landlock.h>
 
-#ifndef RESOLVE_IN_ROOT
-#define RESOLVE_NO_XDEV 0x01
-#define RESOLVE_NO_MAGICLINKS 0x02
-#define RESOLVE_NO_SYMLINKS 0x04
-#define RESOLVE_IN_ROOT 0x10
-#endif
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
@@ -102,5 +99,69 @@
 #ifndef AF_ALG
 #define AF_ALG 38
 #endif
+
+/* ---------------------------------------------------------------- raw wrappers
+ * syscall(2) only, no libc state: safe in a clone3 child of a multithreaded daemon. The
+ * sys_ prefix keeps them apart from glibc's declarations of the same calls. Each returns
+ * what the syscall does (-1 and errno on failure). */
+
+static inline int sys_pidfd_open(pid_t pid, unsigned flags)
+{
+	return (int)syscall(SYS_pidfd_open, pid, flags);
+}
+
+static inline int sys_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/* args: struct clone_args of the caller's size (CLONE_INTO_CGROUP needs v2). */
+static inline long sys_clone3(void *args, size_t size)
+{
+	return syscall(SYS_clone3, args, size);
+}
+
+/* Adds attr_set to the mount(s) at dfd/path; mount_setattr never clears here. */
+static inline int sys_mount_setattr(int dfd, const char *path, unsigned flags, uint64_t attr_set)
+{
+	struct {
+		uint64_t attr_set, attr_clr, propagation, userns_fd;
+	} ma = {.attr_set = attr_set}; /* struct mount_attr, version 0 */
+	return (int)syscall(__NR_mount_setattr, dfd, path, flags, &ma, sizeof(ma));
+}
+
+static inline int sys_open_tree(int dfd, const char *path, unsigned flags)
+{
+	return (int)syscall(__NR_open_tree, dfd, path, flags);
+}
+
+static inline int sys_move_mount(int from_dfd, const char *from, int to_dfd, const char *to,
+				 unsigned flags)
+{
+	return (int)syscall(__NR_move_mount, from_dfd, from, to_dfd, to, flags);
+}
+
+/* attr: struct landlock_ruleset_attr of the size the ABI knows (newer fields cut off). */
+static inline int sys_landlock_create_ruleset(const void *attr, size_t size, uint32_t flags)
+{
+	return (int)syscall(__NR_landlock_create_ruleset, attr, size, flags);
+}
+
+static inline int sys_landlock_add_rule(int ruleset, enum landlock_rule_type type, const void *attr)
+{
+	return (int)syscall(__NR_landlock_add_rule, ruleset, type, attr, 0);
+}
+
+static inline int sys_landlock_restrict_self(int ruleset)
+{
+	return (int)syscall(__NR_landlock_restrict_self, ruleset, 0);
+}
+
+/* open(2) of path beneath dirfd as if dirfd were the root (crun's safe_openat): ".." and
+ * absolute symlinks stay inside, magic links (/proc/self/fd/...) are refused, and
+ * extra_resolve adds RESOLVE_* (RESOLVE_NO_SYMLINKS...). No fallback: -1 with ENOSYS
+ * before Linux 5.6, for the caller to fall back or fail closed. Async-signal-safe. */
+int openat_beneath(int dirfd, const char *path, uint64_t flags, uint64_t mode,
+		   uint64_t extra_resolve);
 
 #endif

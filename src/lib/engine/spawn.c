@@ -58,7 +58,7 @@ static int try_clone3(const struct spawn_opts *o, int hold[2], int *pidfd, pid_t
 		args.flags |= CLONE_INTO_CGROUP;
 		args.cgroup = (uint64_t)cgfd;
 	}
-	long r = syscall(SYS_clone3, &args, sizeof(args));
+	long r = sys_clone3(&args, sizeof(args));
 	if (r == 0) {
 		if (hold[1] >= 0)
 			close(hold[1]);
@@ -86,7 +86,7 @@ static int fork_pidfd(const struct spawn_opts *o, int hold[2], int *pidfd, pid_t
 	}
 	if (*pid < 0)
 		return agentd_error_errno(err, errno, "fork");
-	*pidfd = (int)syscall(SYS_pidfd_open, *pid, 0);
+	*pidfd = sys_pidfd_open(*pid, 0);
 	if (*pidfd < 0) {
 		agentd_error_errno(err, errno, "pidfd_open");
 		kill(*pid, SIGKILL);

@@ -10,10 +10,6 @@
 
 #define FILES_PATH_MAX 4096
 
-struct files_open_how {
-	uint64_t flags, mode, resolve;
-};
-
 const char *agentd_sandbox_path_relative(const agentd_spec *spec, const char *path,
 					 agentd_error *err)
 {
@@ -59,12 +55,8 @@ int workdir_open_file(int dir, const char *rel, bool write, uid_t uid, gid_t gid
 {
 	/* O_NONBLOCK: a FIFO planted by the sandbox must not block us; O_NOCTTY: nor a tty
 	 * become ours. Only regular files are used (checked on the opened fd). */
-	struct files_open_how how = {
-		.flags = (write ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY) | O_NOFOLLOW |
-			 O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
-		.mode = write ? 0644 : 0,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-	};
+	uint64_t flags = (write ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY) | O_NOFOLLOW |
+			 O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	/* The sandbox's fs ids for the open (per thread; root's fs capabilities drop with
 	 * them): the host then reads or writes no more than the sandbox could itself, and the
 	 * files it creates belong to the sandbox. */
@@ -75,7 +67,7 @@ int workdir_open_file(int dir, const char *rel, bool write, uid_t uid, gid_t gid
 		old_gid = (gid_t)setfsgid(gid);
 		old_uid = (uid_t)setfsuid(uid);
 	}
-	int fd = (int)syscall(SYS_openat2, dir, rel, &how, sizeof(how));
+	int fd = openat_beneath(dir, rel, flags, write ? 0644 : 0, 0);
 	int e = errno;
 	if (switch_ids) {
 		setfsuid(old_uid);
@@ -85,6 +77,8 @@ int workdir_open_file(int dir, const char *rel, bool write, uid_t uid, gid_t gid
 		if (e == ELOOP)
 			return agentd_error_set(err, ELOOP, "%s: a symbolic link (not followed)",
 						path);
+		if (e == ENOSYS) /* no safe way to resolve beneath the workdir: refuse */
+			return agentd_error_set(err, ENOSYS, "%s: needs openat2 (Linux 5.6)", path);
 		if (e == ENXIO || e == EXDEV)
 			e = EINVAL;
 		return agentd_error_errno(err, e, "%s", path);

@@ -186,10 +186,10 @@ void jail_plan_free(struct jail_plan *p);
  * no_new_privs, Landlock, seccomp). 0, or -errno with the failed step in what. */
 int jail_apply(const struct jail_plan *p, char *what, size_t what_len);
 
-/* ---------------------------------------------------------------- mounts.c
- * The container's fresh root, bubblewrap style: mount_plan_build turns a spec into an
+/* ---------------------------------------------------------------- mounts/
+ * The container's fresh root, bubblewrap style: mount_plan_prepare turns a spec into an
  * ordered list of small operations (parent: may allocate, validates, names the bad path);
- * mount_plan_execute replays them in the child with syscalls only and pivots into the
+ * mount_plan_apply replays them in the child with syscalls only and pivots into the
  * result. Data first, then one loop that acts on it. */
 enum mount_op_kind {
 	MOUNT_OP_PRIVATE,	/* make target and everything below it MS_PRIVATE */
@@ -246,18 +246,15 @@ struct mount_plan_opts {
 };
 /* Parent side: validate the spec's paths and build the ordered operations. Errors name
  * the JSON path and the host path ("bind_mounts[1].target: /proc/x: would shadow /proc"). */
-int mount_plan_build(const agentd_spec *spec, const struct mount_plan_opts *o,
-		     struct mount_plan *plan, agentd_error *err);
+int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
+		       struct mount_plan *plan, agentd_error *err);
 void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built plan */
 /* Child side (no malloc, no stdio): in a fresh mount namespace, with CAP_SYS_ADMIN in the
  * user namespace owning it, id maps written (the workdir is chowned), in the pid namespace
  * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure
  * returns -errno with the failing operation in what ("bind /usr"). */
-int mount_plan_execute(const struct mount_plan *plan, char *what, size_t what_len);
+int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len);
 /* One line per operation (tests, debugging). */
 void mount_plan_describe(const struct mount_plan *plan, FILE *out);
-/* Tests only: execute as on a kernel before 5.12 (no mount_setattr, open_tree, openat2),
- * i.e. through MS_REMOUNT with the flags a mount already has. */
-void mount_plan_test_legacy(bool on);
 
 #endif

@@ -49,7 +49,7 @@ static uint64_t fs_rights_for_abi(int abi)
  * at boot, e.g. missing from lsm=). */
 static int abi_query(int *errnum)
 {
-	long r = syscall(__NR_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	long r = sys_landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	if (r < 0) {
 		*errnum = errno;
 		return 0;
@@ -101,7 +101,7 @@ static int add_path_rule(int ruleset, const char *path, uint64_t want, uint64_t 
 	if (!S_ISDIR(st.st_mode))
 		access &= FS_FILE_RIGHTS;
 	struct landlock_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
-	if (syscall(__NR_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
+	if (sys_landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb) < 0)
 		return agentd_error_errno(err, errno, "add rule %s", path);
 	return 0;
 }
@@ -167,7 +167,7 @@ int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_str
 					       : "abstract unix sockets");
 	}
 
-	_cleanup_close_ int fd = (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);
+	_cleanup_close_ int fd = sys_landlock_create_ruleset(&attr, attr_size, 0);
 	if (fd < 0)
 		return agentd_error_errno(err, errno, "create ruleset (ABI %d)", abi);
 	for (size_t i = 0; i < r->ro.n; i++)
@@ -188,7 +188,7 @@ int landlock_apply(int ruleset_fd)
 {
 	if (ruleset_fd < 0)
 		return -EBADF;
-	long r = syscall(__NR_landlock_restrict_self, ruleset_fd, 0);
+	long r = sys_landlock_restrict_self(ruleset_fd);
 	int e = errno;
 	close(ruleset_fd);
 	return r < 0 ? -e : 0;
@@ -336,7 +336,7 @@ int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool de
 		attr.scoped = LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
 		attr_size = sizeof(attr);
 	}
-	int rs = (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);
+	int rs = sys_landlock_create_ruleset(&attr, attr_size, 0);
 	if (rs < 0)
 		return -errno;
 	for (int pass = 0; pass < 2; pass++) {
@@ -352,8 +352,7 @@ int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool de
 				access &= FS_FILE_RIGHTS;
 			struct landlock_path_beneath_attr pb = {.allowed_access = access,
 								.parent_fd = fd};
-			long r = syscall(__NR_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb,
-					 0);
+			long r = sys_landlock_add_rule(rs, LANDLOCK_RULE_PATH_BENEATH, &pb);
 			int e = errno;
 			close(fd);
 			if (r < 0) {

@@ -119,7 +119,7 @@ static void probe_kvm(agentd_platform *p)
 
 static void probe_pidfd(agentd_platform *p)
 {
-	int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	int fd = sys_pidfd_open(getpid(), 0);
 
 	if (fd < 0) {
 		reason(p, "pidfd: pidfd_open: %s", strerror(errno));
@@ -139,7 +139,7 @@ static void probe_clone3(agentd_platform *p)
 		.pidfd = (uint64_t)(uintptr_t)&pidfd,
 		.exit_signal = SIGCHLD,
 	};
-	long pid = syscall(SYS_clone3, &args, sizeof(args));
+	long pid = sys_clone3(&args, sizeof(args));
 
 	if (pid < 0) {
 		reason(p, "clone3: %s", strerror(errno));

@@ -191,7 +191,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	}
 	rlimit_prepare(&spec->limits, &c->rl);
 
-	/* Prepared /etc and /dev skeletons shared by every sandbox (mounts.c), next to the
+	/* Prepared /etc and /dev skeletons shared by every sandbox (mounts/cache.c), next to the
 	 * work root: <dir of work root>/rootfs-cache. */
 	const char *slash = strrchr(b->work_root, '/');
 	_cleanup_free_ char *cache =
@@ -206,7 +206,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 		/* allowlist too: names resolve through the proxy, never by raw DNS */
 		.network_none = spec->network.mode != AGENTD_NET_HOST,
 	};
-	if (mount_plan_build(spec, &mo, &p->mp, err) < 0) {
+	if (mount_plan_prepare(spec, &mo, &p->mp, err) < 0) {
 		agentd_error_prefix(err, "root filesystem");
 		goto fail;
 	}
@@ -353,7 +353,7 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 	trace_mark("init released");
 	return 0;
 kill:
-	syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
+	sys_pidfd_send_signal(c->init_pidfd, SIGKILL);
 	return -1;
 }
 

@@ -326,10 +326,10 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 		init_fail(setup, errno, "setsid");
 	child_reset_signals(a->ignored);
 
-	/* 2. The fresh root (mounts.c): tmpfs root, read-only runtime, filtered /etc, proc,
+	/* 2. The fresh root (mounts/apply.c): tmpfs root, read-only runtime, filtered /etc, proc,
 	 * minimal dev, scratch for workdir and /tmp, pivot_root. */
 	what[0] = '\0';
-	r = mount_plan_execute(a->mp, what, sizeof(what));
+	r = mount_plan_apply(a->mp, what, sizeof(what));
 	if (r < 0)
 		init_fail(setup, r, what[0] ? what : "set up the root filesystem");
 	trace_mark("init: root mounted");

@@ -8,10 +8,6 @@
  * RESOLVE_IN_ROOT and no symlinks, and copies fd-relative without following anything,
  * while the sandbox is frozen. */
 
-struct open_how_v0 {
-	uint64_t flags, mode, resolve;
-};
-
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err)
 {
 	char proc[64];
@@ -20,15 +16,15 @@ int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err)
 	if (root < 0)
 		return agentd_error_errno(err, errno, "open the sandbox root");
 	/* The pid is ours only while the init lives: check after the open. */
-	if (syscall(SYS_pidfd_send_signal, c->init_pidfd, 0, NULL, 0) < 0)
+	if (sys_pidfd_send_signal(c->init_pidfd, 0) < 0)
 		return agentd_error_set(err, ESRCH, "the sandbox is not running");
 	while (*path == '/')
 		path++;
-	struct open_how_v0 how = {
-		.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
-	};
-	int fd = (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof(how));
+	int fd = openat_beneath(root, *path ? path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+				RESOLVE_NO_SYMLINKS);
+	if (fd < 0 && errno == ENOSYS) /* no safe way into a hostile root: refuse */
+		return agentd_error_set(err, ENOSYS,
+					"open /%s in the sandbox: needs openat2 (Linux 5.6)", path);
 	if (fd < 0)
 		return agentd_error_errno(err, errno, "open /%s in the sandbox", path);
 	return fd;

@@ -1029,7 +1029,7 @@ static void kill_checked(const char *dir, const struct pidv *pv)
 	bool have_pidfd = true;
 
 	for (size_t i = 0; i < pv->n; i++) {
-		fds[i] = (int)syscall(SYS_pidfd_open, pv->v[i], 0);
+		fds[i] = sys_pidfd_open(pv->v[i], 0);
 		if (fds[i] < 0 && errno == ENOSYS)
 			have_pidfd = false;
 	}
@@ -1040,7 +1040,7 @@ static void kill_checked(const char *dir, const struct pidv *pv)
 	for (size_t i = 0; i < pv->n; i++) {
 		if (again.n && bsearch(&pv->v[i], again.v, again.n, sizeof(pid_t), pid_cmp)) {
 			if (fds[i] >= 0)
-				syscall(SYS_pidfd_send_signal, fds[i], SIGKILL, NULL, 0);
+				sys_pidfd_send_signal(fds[i], SIGKILL);
 			else if (!have_pidfd)
 				kill(pv->v[i], SIGKILL);	/* kernel < 5.3: best effort */
 		}

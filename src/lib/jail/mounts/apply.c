@@ -1,0 +1,214 @@
+/* apply.c: the child side of the mount plan (mount_plan_apply), replayed after clone with
+ * syscalls and the stack only. Everything the operations need was computed by the parent. */
+#include "lib/jail/mounts/mounts_internal.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+struct run {
+	bool entered;	 /* targets are relative to the new root, our cwd */
+	bool no_setattr; /* kernel < 5.12: MS_REMOUNT with the existing flags instead */
+	bool no_new_api; /* kernel < 5.2 (open_tree/move_mount) */
+	bool no_openat2; /* kernel < 5.6 */
+	int root_fd;	 /* O_PATH of the new root, opened on first need */
+};
+
+static const char *in_root(const struct run *r, const char *path)
+{
+	if (!r->entered)
+		return path;
+	while (*path == '/')
+		path++;
+	return *path ? path : ".";
+}
+
+static void describe_failure(char *what, size_t len, const struct mount_op *op)
+{
+	if (!what || !len)
+		return;
+	const char *parts[3] = {mount_op_verb(op->kind), " ", op->target};
+	size_t n = 0;
+	for (int i = 0; i < 3; i++)
+		for (const char *s = parts[i]; s && *s && n + 1 < len; s++)
+			what[n++] = *s;
+	what[n] = '\0';
+}
+
+/* Add attributes to the mount at path: mount_setattr, or where the kernel lacks it (ENOSYS,
+ * before 5.12) the MS_REMOUNT of legacy.c. */
+static int set_attr(struct run *r, const char *path, bool recursive, uint64_t attr)
+{
+	if (!attr)
+		return 0;
+	if (!r->no_setattr) {
+		if (sys_mount_setattr(AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, attr) == 0)
+			return 0;
+		if (errno != ENOSYS)
+			return -errno;
+		r->no_setattr = true;
+	}
+	return remount_attr(path, attr);
+}
+
+/* A target inside a host tree (a nested bind of the policy's) could meet a symlink planted
+ * there by an earlier sandbox: resolve it inside the new root with no symlinks at all, and
+ * attach a clone that already carries its attributes. -ENOSYS: use plain paths. */
+static int bind_resolved(struct run *r, const struct mount_op *op, const char *src,
+			 unsigned long rec, uint64_t attr)
+{
+	if (r->root_fd < 0 && (r->root_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	/* no O_NOFOLLOW: with it a final symlink would be opened, not refused */
+	int dst = openat_beneath(r->root_fd, in_root(r, op->target), O_PATH | O_CLOEXEC, 0,
+				 RESOLVE_NO_SYMLINKS);
+	if (dst < 0) {
+		if (errno == ENOSYS)
+			r->no_openat2 = true;
+		return -errno;
+	}
+	int ret = 0;
+	int tree = sys_open_tree(AT_FDCWD, src,
+				 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
+	if (tree < 0) {
+		ret = -errno;
+		if (ret == -ENOSYS)
+			r->no_new_api = true;
+		goto out;
+	}
+	if (attr && sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attr) < 0) {
+		ret = -errno;
+		if (ret == -ENOSYS)
+			r->no_new_api = true; /* 5.2-5.11: the plain path and MS_REMOUNT */
+		goto out;
+	}
+	unsigned empty = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
+	if (sys_move_mount(tree, "", dst, "", empty) < 0) {
+		ret = -errno;
+		if (ret == -ENOSYS)
+			r->no_new_api = true;
+	}
+out:
+	if (tree >= 0)
+		close(tree);
+	close(dst);
+	return ret;
+}
+
+/* Binds are mount(MS_BIND) + mount_setattr on the new path: two syscalls where
+ * open_tree/mount_setattr/move_mount/close take four. Nothing else can see this namespace
+ * before the pivot, so attributes that arrive a moment later expose nothing. */
+static int do_bind(struct run *r, const struct mount_op *op, unsigned long rec, uint64_t attr)
+{
+	const char *src =
+	    (op->opflags & MOUNT_OPF_SOURCE_IN_ROOT) ? in_root(r, op->source) : op->source;
+	if ((op->opflags & MOUNT_OPF_RESOLVE) && !r->no_new_api && !r->no_openat2) {
+		int ret = bind_resolved(r, op, src, rec, attr);
+		if (ret != -ENOSYS)
+			return ret;
+	}
+	const char *dst = in_root(r, op->target);
+	if (mount(src, dst, NULL, MS_BIND | rec, NULL) < 0)
+		return -errno;
+	return set_attr(r, dst, rec != 0, attr);
+}
+
+static int make_file(const char *t, const struct mount_op *op)
+{
+	if (!op->data_len)
+		return mknodat(AT_FDCWD, t, S_IFREG | op->mode, 0) < 0 ? -errno : 0;
+	int fd =
+	    openat(AT_FDCWD, t, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+	if (fd < 0)
+		return -errno;
+	int w = write_all(fd, op->data, op->data_len) < 0 ? -errno : 0;
+	close(fd);
+	return w;
+}
+
+/* pivot_root(".", "."): the old root ends up on top of the new one and is then detached
+ * whole, with every host mount under it (bubblewrap, crun). */
+static int pivot(struct run *r)
+{
+	if (r->root_fd >= 0) {
+		close(r->root_fd);
+		r->root_fd = -1;
+	}
+	if (syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		return -errno;
+	return 0;
+}
+
+static int run_op(struct run *r, const struct mount_op *op)
+{
+	const char *t = in_root(r, op->target);
+	int ret = 0;
+	switch (op->kind) {
+	case MOUNT_OP_PRIVATE:
+		/* Nothing we mount may propagate back to the host, nor host mounts into us. */
+		ret = mount(NULL, t, NULL, MS_REC | MS_PRIVATE, NULL);
+		break;
+	case MOUNT_OP_TMPFS:
+	case MOUNT_OP_MASK_DIR:
+		ret = mount("tmpfs", t, "tmpfs", op->flags, op->data);
+		break;
+	case MOUNT_OP_DIR:
+		ret = mkdir(t, op->mode);
+		if (ret == 0 && op->uid != (uid_t)-1)
+			ret = fchownat(AT_FDCWD, t, op->uid, op->gid, AT_SYMLINK_NOFOLLOW);
+		break;
+	case MOUNT_OP_FILE:
+		return make_file(t, op);
+	case MOUNT_OP_SYMLINK:
+		ret = symlink(op->data, t);
+		break;
+	case MOUNT_OP_BIND:
+	case MOUNT_OP_DEV_NODE:
+	case MOUNT_OP_MASK_FILE:
+		ret = do_bind(r, op, op->kind == MOUNT_OP_BIND ? MS_REC : 0, op->attr_set);
+		return ret == -ENOENT && (op->opflags & MOUNT_OPF_OPTIONAL) ? 0 : ret;
+	case MOUNT_OP_PROC:
+		/* Needs a process of the pid namespace the proc is for, and the host's /proc
+		 * still fully visible (the kernel's mnt_already_visible rule): before pivot. */
+		ret = mount("proc", t, "proc", op->flags, NULL);
+		break;
+	case MOUNT_OP_DEVPTS:
+		ret = mount("devpts", t, "devpts", op->flags, op->data);
+		break;
+	case MOUNT_OP_SET_ATTR:
+		return set_attr(r, t, op->opflags & MOUNT_OPF_RECURSIVE, op->attr_set);
+	case MOUNT_OP_ENTER:
+		ret = chdir(op->target);
+		r->entered = ret == 0;
+		break;
+	case MOUNT_OP_PIVOT:
+		return pivot(r);
+	}
+	if (ret < 0) {
+		ret = -errno;
+		if (ret == -ENOENT && (op->opflags & MOUNT_OPF_OPTIONAL))
+			ret = 0;
+	}
+	return ret;
+}
+
+int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
+{
+	struct run r = {.root_fd = -1}; /* each call found missing (ENOSYS) is not retried */
+	mode_t old_umask = umask(0);	/* modes in the plan are exact (01777 for /tmp) */
+	int ret = 0;
+	if (what && what_len)
+		what[0] = '\0';
+	for (size_t i = 0; i < plan->n; i++) {
+		ret = run_op(&r, &plan->ops[i]);
+		if (ret < 0) {
+			describe_failure(what, what_len, &plan->ops[i]);
+			break;
+		}
+	}
+	if (r.root_fd >= 0)
+		close(r.root_fd);
+	umask(old_umask);
+	return ret;
+}

@@ -1,0 +1,349 @@
+/* plan.c: the parent side of the mount plan: mount_plan_prepare (checks, entries, order,
+ * prologue), the operations and paths the plan files share, free and describe. */
+#include "lib/jail/mounts/mounts_internal.h"
+
+#include <limits.h>
+#include <sys/mount.h>
+
+const char *mount_op_verb(enum mount_op_kind k)
+{
+	static const char *const verbs[] = {
+	    [MOUNT_OP_PRIVATE] = "make-private",
+	    [MOUNT_OP_TMPFS] = "tmpfs",
+	    [MOUNT_OP_DIR] = "mkdir",
+	    [MOUNT_OP_FILE] = "create",
+	    [MOUNT_OP_SYMLINK] = "symlink",
+	    [MOUNT_OP_BIND] = "bind",
+	    [MOUNT_OP_DEV_NODE] = "bind-dev",
+	    [MOUNT_OP_PROC] = "proc",
+	    [MOUNT_OP_DEVPTS] = "devpts",
+	    [MOUNT_OP_MASK_FILE] = "mask",
+	    [MOUNT_OP_MASK_DIR] = "mask-dir",
+	    [MOUNT_OP_SET_ATTR] = "setattr",
+	    [MOUNT_OP_ENTER] = "enter",
+	    [MOUNT_OP_PIVOT] = "pivot_root",
+	};
+	return (size_t)k < ARRAY_SIZE(verbs) && verbs[k] ? verbs[k] : "?";
+}
+
+static void op_free(struct mount_op *op)
+{
+	free(op->source);
+	free(op->target);
+	free(op->data);
+}
+
+struct mount_op *plan_push(struct mount_plan *p, enum mount_op_kind k, const char *target)
+{
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 64;
+		p->ops = xrealloc(p->ops, p->cap * sizeof(*p->ops));
+	}
+	struct mount_op *op = &p->ops[p->n++];
+	memset(op, 0, sizeof(*op));
+	op->kind = k;
+	op->target = xstrdup(target);
+	op->uid = (uid_t)-1;
+	op->gid = (gid_t)-1;
+	return op;
+}
+
+void op_set_data(struct mount_op *op, const char *data, size_t len)
+{
+	op->data = xmalloc(len + 1);
+	memcpy(op->data, data, len);
+	op->data[len] = '\0';
+	op->data_len = len;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+/* Canonical spelling of an absolute path: no "//", "." or trailing "/". ".." is refused: a
+ * policy must not depend on how a path resolves. */
+bool path_normalize(const char *in, char *out, size_t size)
+{
+	if (!in || in[0] != '/')
+		return false;
+	size_t n = 0;
+	for (const char *p = in; *p;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		const char *end = strchrnul(p, '/');
+		size_t len = (size_t)(end - p);
+		if (len == 2 && p[0] == '.' && p[1] == '.')
+			return false;
+		if (!(len == 1 && p[0] == '.')) {
+			if (n + len + 2 > size)
+				return false;
+			out[n++] = '/';
+			memcpy(out + n, p, len);
+			n += len;
+		}
+		p = end;
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	return true;
+}
+
+bool path_within(const char *p, const char *dir) /* p is dir or below it */
+{
+	if (strcmp(dir, "/") == 0)
+		return true;
+	size_t n = strlen(dir);
+	return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+bool path_below(const char *p, const char *dir)
+{
+	return strcmp(p, dir) != 0 && path_within(p, dir);
+}
+
+size_t path_depth(const char *p)
+{
+	size_t d = 0;
+	for (; *p; p++)
+		d += *p == '/';
+	return p[-1] == '/' ? 0 : d; /* "/" is 0 */
+}
+
+/* ---------------------------------------------------------------- build */
+
+static void plan_append(struct mount_plan *dst, struct mount_plan *src)
+{
+	for (size_t i = 0; i < src->n; i++) {
+		struct mount_op *op = plan_push(dst, src->ops[i].kind, "");
+		free(op->target);
+		*op = src->ops[i];
+	}
+	free(src->ops);
+	memset(src, 0, sizeof(*src));
+}
+
+static int check_hostname(const char *h, agentd_error *err)
+{
+	size_t n = h ? strlen(h) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(h[i] == '-' || h[i] == '.' || (h[i] >= '0' && h[i] <= '9') ||
+		      ((h[i] | 0x20) >= 'a' && (h[i] | 0x20) <= 'z')))
+			n = 0;
+	return n && n <= 64
+		   ? 0
+		   : agentd_error_set(err, EINVAL, "hostname: expected 1-64 of [A-Za-z0-9.-]");
+}
+
+/* The prologue: rprivate, the scratch tmpfs on the base with the new root, the workdir,
+ * /tmp and /dev/shm as its directories, and the root bound onto itself (pivot_root wants
+ * a mount). The body then works relative to the new root. */
+static void push_prologue(struct mount_plan *p, const struct mount_plan_opts *o,
+			  const agentd_limits *l, size_t reserve_bytes, size_t reserve_inodes)
+{
+	_cleanup_free_ char *root = xasprintf("%s/root", p->base);
+	uint64_t size = ((l->max_write_bytes + 4095) & ~4095ULL) + reserve_bytes;
+	uint64_t inodes = l->max_write_bytes / 4096;
+	inodes = (inodes < 16384 ? 16384 : inodes) + reserve_inodes;
+	plan_push(p, MOUNT_OP_PRIVATE, "/");
+	struct mount_op *op = plan_push(p, MOUNT_OP_TMPFS, p->base);
+	op->flags = MS_NOSUID | MS_NODEV;
+	op->data = xasprintf("size=%llu,nr_inodes=%llu,mode=0755",
+			     (unsigned long long)(size ? size : 4096), (unsigned long long)inodes);
+	op->data_len = strlen(op->data);
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} dirs[] = {{"root", 0755}, {"workdir", 0755}, {"tmp", 01777}, {"shm", 01777}};
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		_cleanup_free_ char *d = xasprintf("%s/%s", p->base, dirs[i].name);
+		op = plan_push(p, MOUNT_OP_DIR, d);
+		op->mode = dirs[i].mode;
+		if (i == 1 && (o->sandbox_uid || o->sandbox_gid)) {
+			op->uid = o->sandbox_uid;
+			op->gid = o->sandbox_gid;
+		}
+	}
+	op = plan_push(p, MOUNT_OP_BIND, root);
+	op->source = xstrdup(root);
+	plan_push(p, MOUNT_OP_ENTER, root);
+}
+
+/* The request's workdir (canonical, into wd), hostname and cache dir, checked first. */
+static int check_request(const agentd_spec *spec, const struct mount_plan_opts *o, char *wd,
+			 size_t wd_size, agentd_error *err)
+{
+	const char *want_wd = spec->workdir ? spec->workdir : "/workspace";
+	if (!path_normalize(want_wd, wd, wd_size))
+		return agentd_error_set(
+		    err, EINVAL, "workdir: %s: expected an absolute path without \"..\"", want_wd);
+	if (strcmp(wd, "/") == 0 || path_within(wd, "/proc") || path_within(wd, "/dev"))
+		return agentd_error_set(err, EINVAL, "workdir: %s: would shadow %s", wd,
+					strcmp(wd, "/") == 0	   ? "the root"
+					: path_within(wd, "/proc") ? "/proc"
+								   : "/dev");
+	if (check_hostname(o->hostname ? o->hostname : "agentd", err) < 0)
+		return -1;
+	if (o->cache_dir && o->cache_dir[0] != '/')
+		return agentd_error_set(err, EINVAL, "cache dir %s: expected an absolute path",
+					o->cache_dir);
+	return 0;
+}
+
+/* The system's entries: /usr..., /etc and /dev (bound from the cache where possible),
+ * /proc, the scratch directories. plan->cache and ->warning say what came of the cache. */
+static void add_system(struct builder *b, const struct mount_plan_opts *o, const char *wd,
+		       struct mount_plan *plan)
+{
+	/* A mount point under /etc or /dev must be created: then that tree is built in the
+	 * scratch, not bound from the cache. */
+	bool user_in_etc = path_below(wd, "/etc"), user_in_dev = false;
+	for (size_t i = 0; i < b->n; i++) {
+		user_in_etc |= path_below(b->v[i].op.target, "/etc");
+		user_in_dev |= path_below(b->v[i].op.target, "/dev");
+	}
+	agentd_strv sys = {0};
+	struct etc_set etc = {0};
+	char *variant = NULL;
+	landlock_system_ro_paths(&sys);
+	add_runtime(b, &sys);
+	etc_collect(b, wd, o, &sys, &etc);
+	if (o->cache_dir && !(user_in_etc && user_in_dev)) {
+		char why[512];
+		/* No cache (read-only work root...): the same tree, built per sandbox. */
+		if (!(variant = cache_variant(o->cache_dir, &etc, why, sizeof(why))))
+			plan->warning = xasprintf("cache %s; /etc and /dev built per sandbox", why);
+	}
+	add_etc(b, &etc, user_in_etc ? NULL : variant);
+	add_dev(b, user_in_dev ? NULL : variant);
+	add_proc(b);
+	add_scratch(b, wd);
+	plan->cache = variant;
+	strv_free(&sys);
+	etc_set_free(&etc);
+}
+
+/* A policy's bind replaces the system entries at or below its target (the scratch ones only
+ * at an equal target). */
+static void drop_replaced(struct builder *b)
+{
+	for (size_t u = 0; u < b->n; u++) {
+		if (!b->v[u].user)
+			continue;
+		for (size_t s = 0; s < b->n; s++)
+			if (!b->v[s].user &&
+			    (b->v[s].scratch ? strcmp(b->v[s].op.target, b->v[u].op.target) == 0
+					     : path_within(b->v[s].op.target, b->v[u].op.target)))
+				b->v[s].dropped = true;
+	}
+}
+
+/* Scratch binds get their directory of the scratch on base; what the body creates lives in
+ * the scratch's root, outside the sandbox's quota: reserve room for it. */
+static void place_scratch(struct mount_plan *body, const char *base, size_t *reserve_bytes,
+			  size_t *reserve_inodes)
+{
+	for (size_t i = 0; i < body->n; i++) {
+		struct mount_op *op = &body->ops[i];
+		if (op->opflags & OPF_SCRATCH_SOURCE) {
+			char *name = op->source;
+			op->source = xasprintf("%s/%s", base, name);
+			op->opflags &= ~OPF_SCRATCH_SOURCE;
+			free(name);
+		}
+		if (op->kind == MOUNT_OP_DIR || op->kind == MOUNT_OP_FILE ||
+		    op->kind == MOUNT_OP_SYMLINK)
+			(*reserve_inodes)++;
+		if (op->kind == MOUNT_OP_FILE) /* in the scratch's root: not the sandbox's quota */
+			*reserve_bytes += (op->data_len + 4095) & ~(size_t)4095;
+	}
+}
+
+static void builder_free(struct builder *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		op_free(&b->v[i].op);
+	free(b->v);
+	mount_plan_free(&b->body);
+	strv_free(&b->made);
+	strv_free(&b->runtime);
+}
+
+int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
+		       struct mount_plan *plan, agentd_error *err)
+{
+	memset(plan, 0, sizeof(*plan));
+	struct builder b = {.err = err};
+	char wd[PATH_MAX];
+	int ret = -1;
+	/* The policy's binds first: they decide which system entries they replace. */
+	if (check_request(spec, o, wd, sizeof(wd), err) < 0 || add_user_binds(&b, spec) < 0)
+		goto out;
+	add_system(&b, o, wd, plan);
+	drop_replaced(&b);
+	if (emit_all(&b) < 0 || !(plan->base = choose_base(&b.body, o->base_dir, err)))
+		goto out;
+	size_t reserve_bytes = 0, reserve_inodes = 16;
+	place_scratch(&b.body, plan->base, &reserve_bytes, &reserve_inodes);
+	push_prologue(plan, o, &spec->limits, reserve_bytes, reserve_inodes);
+	plan_append(plan, &b.body);
+	plan_push(plan, MOUNT_OP_PIVOT, "/");
+	plan_push(plan, MOUNT_OP_SET_ATTR, "/")->attr_set = ATTR_RO;
+	ret = 0;
+out:
+	builder_free(&b);
+	if (ret < 0)
+		mount_plan_free(plan);
+	return ret;
+}
+
+void mount_plan_free(struct mount_plan *plan)
+{
+	if (!plan)
+		return;
+	for (size_t i = 0; i < plan->n; i++)
+		op_free(&plan->ops[i]);
+	free(plan->ops);
+	free(plan->base);
+	free(plan->cache);
+	free(plan->warning);
+	memset(plan, 0, sizeof(*plan));
+}
+
+void mount_plan_describe(const struct mount_plan *plan, FILE *out)
+{
+	static const struct {
+		uint64_t bit;
+		const char *name;
+	} attrs[] = {{MOUNT_ATTR_RDONLY, "ro"},
+		     {MOUNT_ATTR_NOSUID, "nosuid"},
+		     {MOUNT_ATTR_NODEV, "nodev"},
+		     {MOUNT_ATTR_NOEXEC, "noexec"}};
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct mount_op *op = &plan->ops[i];
+		fprintf(out, "%-12s %s", mount_op_verb(op->kind), op->target);
+		if (op->source)
+			fprintf(out, " <- %s%s",
+				op->opflags & MOUNT_OPF_SOURCE_IN_ROOT ? "(root)" : "", op->source);
+		if (op->kind == MOUNT_OP_SYMLINK)
+			fprintf(out, " -> %s", op->data);
+		else if (op->kind == MOUNT_OP_FILE)
+			fprintf(out, " (%zu bytes, %04o)", op->data_len, (unsigned)op->mode);
+		else if (op->kind == MOUNT_OP_DIR)
+			fprintf(out, " (%04o)", (unsigned)op->mode);
+		else if (op->data)
+			fprintf(out, " [%s]", op->data);
+		for (size_t a = 0; a < ARRAY_SIZE(attrs); a++)
+			if (op->attr_set & attrs[a].bit)
+				fprintf(out, "%s%s",
+					a == 0 || !(op->attr_set & (attrs[a].bit - 1)) ? " +" : ",",
+					attrs[a].name);
+		if (op->opflags & MOUNT_OPF_RESOLVE)
+			fputs(" (resolved in root)", out);
+		if (op->opflags & MOUNT_OPF_OPTIONAL)
+			fputs(" (optional)", out);
+		if (op->opflags & MOUNT_OPF_RECURSIVE)
+			fputs(" (recursive)", out);
+		fputc('\n', out);
+	}
+}
