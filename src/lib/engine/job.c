@@ -5,6 +5,8 @@
 #include "lib/engine/engine.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -49,6 +51,28 @@ static void close_pair(int p[2])
 {
 	close_fd(&p[0]);
 	close_fd(&p[1]);
+}
+
+/* write() to the command's stdin: a command that exits without reading it all must not
+ * kill its caller with SIGPIPE (a library cannot count on the process ignoring it). The
+ * signal is blocked around the write and a SIGPIPE the write raised is consumed. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t n)
+{
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pending);
+	bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	ssize_t w = write(fd, buf, n);
+	int e = errno;
+	if (w < 0 && e == EPIPE && !was_pending) {
+		struct timespec zero = {0, 0};
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return w;
 }
 
 static void set_nonblock(int fd)
@@ -143,6 +167,10 @@ static void kill_tree(struct exec_job *j)
 			j->req->kill(j->req->kill_arg);
 		return;
 	}
+	/* The main process itself first: killed early (cancel already readable, a timeout of
+	 * a few ms), it may not have made its process group yet (setsid) nor joined the cgroup
+	 * (v1: attached by the child). Not reaped yet, so the pid is still its own. */
+	kill(j->pid, SIGKILL);
 	if (j->cg) {
 		/* The common case: the command left nothing behind. One read instead of a
 		 * kill and a wait. */
@@ -277,7 +305,8 @@ static void on_stdin(struct loop *l)
 {
 	struct exec_job *j = l->j;
 	const exec_request *req = j->req;
-	ssize_t w = write(j->in[1], req->stdin_data + l->in_off, req->stdin_len - l->in_off);
+	ssize_t w = write_nosigpipe(j->in[1], req->stdin_data + l->in_off,
+				    req->stdin_len - l->in_off);
 	if (w > 0)
 		l->in_off += (size_t)w;
 	if ((w < 0 && errno != EAGAIN && errno != EINTR) || l->in_off == req->stdin_len) {

@@ -295,6 +295,7 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 		if (!pfd[1].revents)
 			continue;
 		reap_signalled(sfd, &run, &nrun); /* the command's status is reported here */
+		trace_mark("init: command reaped");
 		if (nrun == 0) {
 			kill(-1, SIGKILL); /* everything else in the namespace */
 			_exit(0);
