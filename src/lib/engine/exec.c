@@ -435,6 +435,28 @@ static void close_pair(int p[2])
 		}
 }
 
+/* write() to the command's stdin: a command that exits without reading it all must not
+ * kill its caller with SIGPIPE (a library cannot count on the process ignoring it). The
+ * signal is blocked around the write and a SIGPIPE the write raised is consumed. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t n)
+{
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pending);
+	bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	ssize_t w = write(fd, buf, n);
+	int e = errno;
+	if (w < 0 && e == EPIPE && !was_pending) {
+		struct timespec zero = {0, 0};
+		sigtimedwait(&pipe_set, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return w;
+}
+
 static void set_nonblock(int fd)
 {
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -670,8 +692,8 @@ int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err
 				break;
 			}
 			case TAG_IN: {
-				ssize_t w = write(pin[1], req->stdin_data + in_off,
-						  req->stdin_len - in_off);
+				ssize_t w = write_nosigpipe(pin[1], req->stdin_data + in_off,
+							    req->stdin_len - in_off);
 				if (w > 0)
 					in_off += (size_t)w;
 				if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
