@@ -368,6 +368,11 @@ static void kill_tree(const exec_request *req, pid_t pid, uint64_t handle)
 		req->launcher->kill(req->launcher_arg, handle);
 		return;
 	}
+	/* The main process itself first: killed early (cancel already readable, a timeout
+	 * of a few ms), it may not have made its process group yet (setsid) nor joined the
+	 * cgroup (v1: attached by the child). Not reaped yet, so the pid is still its own. */
+	if (pid > 0)
+		kill(pid, SIGKILL);
 	if (req->cg) {
 		/* The common case: the command left nothing behind. One read instead of a
 		 * kill and a wait. */
