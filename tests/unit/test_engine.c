@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -390,6 +391,10 @@ static void orphans_reaped_after_exit(void **state __attribute__((unused)))
 	assert_escaped_then_gone(&w);
 	assert_no_zombies();
 	run_free(&r);
+	/* Without a cgroup, exec_run made us the subreaper the orphans come back to. */
+	int sub = 0;
+	assert_int_equal(prctl(PR_GET_CHILD_SUBREAPER, &sub, 0, 0, 0), 0);
+	assert_int_equal(sub, 1);
 
 	/* Double fork: the grandchild is reparented to us while the command still runs. */
 	char *dbl[] = {"sh", "-c", "(" ESCAPER "&); sleep 0.3; exit 4", NULL};

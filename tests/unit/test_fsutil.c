@@ -479,6 +479,13 @@ static void mkdir_p_modes(void **state __attribute__((unused)))
 	put("file", "x", 0644);
 	snprintf(p, sizeof(p), "%s/file/sub", base);
 	assert_int_equal(mkdir_p(p, 0755), -ENOTDIR);
+	/* ... and so is a file where the directory should be. */
+	snprintf(p, sizeof(p), "%s/file", base);
+	assert_int_equal(mkdir_p(p, 0755), -ENOTDIR);
+	/* A symlink to a directory is a directory (mkdir -p). */
+	link_("a/b", "link_to_dir");
+	snprintf(p, sizeof(p), "%s/link_to_dir", base);
+	assert_int_equal(mkdir_p(p, 0755), 0);
 
 	/* Too long for its buffer. */
 	char *lng = xmalloc(5000);
