@@ -22,8 +22,16 @@ int mkdir_p(const char *path, mode_t mode)
 			return -errno;
 		*p = '/';
 	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
+	if (mkdir(buf, mode) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+		/* mkdir -p: what is there must be a directory (or a symlink to one). */
+		struct stat st;
+		if (stat(buf, &st) < 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+	}
 	return 0;
 }
 
@@ -33,6 +41,17 @@ int mkdir_p(const char *path, mode_t mode)
  * pass, so at most RM_FLATTEN_DEPTH directories are open at once whatever the depth. */
 #define RM_FLATTEN_DEPTH 64
 
+/* A directory that is the root of a mount: a bind mount of a directory of the same
+ * filesystem has the same st_dev as its parent, so st_dev alone does not see it. */
+static bool fd_is_mount_root(int fd)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &sx) < 0)
+		return false;
+	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *moved)
 {
 	DIR *d = fdopendir(dfd);
@@ -41,6 +60,9 @@ static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *mo
 		close(dfd);
 		return -e;
 	}
+	/* dfd may be a dup of the caller's fd (empty_dir_at), sharing its offset: start
+	 * from the first entry whatever was read through it before. */
+	rewinddir(d);
 	int ret;
 	unsigned pass_moved;
 	do {
@@ -72,6 +94,11 @@ static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *mo
 					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (cfd < 0) {
 				ret = -errno;
+				continue;
+			}
+			if (fd_is_mount_root(cfd)) {
+				close(cfd);
+				ret = -EXDEV;
 				continue;
 			}
 			/* A sandbox may have left a directory without permissions for us. */
@@ -162,6 +189,7 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 		close(sfd);
 		return -errno;
 	}
+	rewinddir(d); /* the dup shares the caller's offset: from the first entry */
 	int ret = 0;
 	struct dirent *de;
 	while (ret == 0 && (de = readdir(d))) {
