@@ -11,7 +11,7 @@ uint64_t now_ms_monotonic(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void random_id(char out[40])
+void random_id(char out[AGENTD_ID_LEN])
 {
 	uint8_t b[16];
 	size_t got = 0;

@@ -222,7 +222,7 @@ static void usage_is_reported(void **state)
 static void destroy_leaves_nothing(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
-	char id[40];
+	char id[AGENTD_ID_LEN];
 	snprintf(id, sizeof(id), "%s", agentd_sandbox_id(sb));
 	assert_int_equal(sh(sb, "sleep 100 >/dev/null 2>&1 </dev/null & setsid sleep 100 & true", NULL, 0),
 			 0);

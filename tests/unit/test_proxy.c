@@ -20,7 +20,7 @@
 
 struct logged {
 	agentd_netlog_event event;
-	char host[256], reason[256], id[40];
+	char host[256], reason[256], id[AGENTD_ID_LEN];
 	uint64_t up, down;
 };
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;

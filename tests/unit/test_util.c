@@ -141,7 +141,7 @@ static void utf8_refuses_overlong_surrogates_and_truncation(void **state __attri
 
 static void random_id_is_32_lowercase_hex_and_unique(void **state __attribute__((unused)))
 {
-	char a[40], b[40];
+	char a[AGENTD_ID_LEN], b[AGENTD_ID_LEN];
 	memset(a, 'X', sizeof(a));
 	random_id(a);
 	random_id(b);

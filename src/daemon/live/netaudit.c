@@ -15,7 +15,7 @@
 struct netrec {
 	struct netrec *next;
 	int event;
-	char sandbox_id[40];
+	char sandbox_id[AGENTD_ID_LEN];
 	char *detail_json;		/* method, target, address, reason, bytes */
 	uint64_t duration_ms;
 };

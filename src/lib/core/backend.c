@@ -189,7 +189,7 @@ int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 
 int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
 		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
-		       char sandbox_id[40], agentd_error *err)
+		       char sandbox_id[AGENTD_ID_LEN], agentd_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	out->exit_code = 125;
@@ -210,7 +210,7 @@ int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_
 	agentd_sandbox *sb = NULL;
 	if (agentd_backend_create_sandbox(b, spec, &sb, err) < 0)
 		return -1;
-	snprintf(sandbox_id, 40, "%s", sb->id);
+	snprintf(sandbox_id, AGENTD_ID_LEN, "%s", sb->id);
 	int r = agentd_sandbox_exec(sb, cmd, ctx, out, err);
 	agentd_error derr = {0};
 	if (agentd_sandbox_destroy(sb, r < 0 ? &derr : err) < 0 && r == 0)

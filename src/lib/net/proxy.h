@@ -20,7 +20,7 @@ enum conn_state { ST_HEADER, ST_RESOLVE, ST_CONNECT, ST_RELAY };
 struct listener {
 	uint32_t slot, gen;
 	int fd;
-	char id[40];
+	char id[AGENTD_ID_LEN];
 	struct netpolicy np;
 	uint32_t nconns; /* open connections from this sandbox */
 };

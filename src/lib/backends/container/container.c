@@ -80,9 +80,11 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 	if (c->proxy)
 		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
+	trace_mark("init exited");
 	if (c->cg) {
 		cgroup_destroy(c->cg);
 		janitor_forget_cgroup(id);
+		trace_mark("cgroup removed");
 	}
 	if (c->snap_dir) {
 		sandbox_dir_remove(b->work_root, id);

@@ -82,7 +82,7 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			agentd_error *err)
 {
 	struct ctr *c = sb->priv;
-	char id[40];
+	char id[AGENTD_ID_LEN];
 	random_id(id);
 	pthread_mutex_lock(&c->lock);
 	int ret = -1;

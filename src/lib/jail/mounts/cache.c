@@ -197,7 +197,7 @@ char *cache_variant(const char *cache_dir, const struct etc_set *s, char *why, s
 		r = -errno;
 	if (r == 0)
 		cache_sweep(cache_dir);
-	char id[40];
+	char id[AGENTD_ID_LEN];
 	random_id(id);
 	_cleanup_free_ char *tmp = xasprintf("%s/.tmp-%s", cache_dir, id);
 	if (r == 0 && mkdir(tmp, 0700) < 0)
