@@ -1,5 +1,6 @@
 /* test_plugin.c: a third-party backend built as a .so, loaded by agentd_load_plugins() in
- * test_registry: it registers itself from agentd_plugin_init(). */
+ * test_registry: it registers itself from agentd_plugin_init(). Built twice more, once for
+ * another backend ABI version and once with none, which the loader must refuse. */
 #include "agentd-backend.h"
 
 #include <string.h>
@@ -22,8 +23,12 @@ static int tp_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 	return agentd_error_set(err, 95, "test-plugin creates no sandboxes");
 }
 
+#ifndef TEST_PLUGIN_NAME
+#define TEST_PLUGIN_NAME "test-plugin"
+#endif
+
 static const agentd_backend_ops tp_ops = {
-	.name = "test-plugin",
+	.name = TEST_PLUGIN_NAME,
 	.probe = tp_probe,
 	.create_sandbox = tp_create,
 };
@@ -35,11 +40,20 @@ static int tp_factory(const char *work_root, agentd_backend **out, agentd_error 
 	return 0;
 }
 
+#if defined(TEST_PLUGIN_OTHER_ABI)
+/* Built as if against another agentd-backend.h: the loader must refuse it. */
+const unsigned agentd_plugin_abi_version = AGENTD_BACKEND_ABI_VERSION + 7;
+#elif !defined(TEST_PLUGIN_NO_ABI)
 AGENTD_PLUGIN_ABI;
+#endif
 
 int agentd_plugin_init(void);
 int agentd_plugin_init(void)
 {
+#ifdef TEST_PLUGIN_NAME_SET
+	return agentd_register_backend(TEST_PLUGIN_NAME, NULL, tp_factory, NULL);
+#else
 	static const char *const aliases[] = {"tp_alias", NULL};
 	return agentd_register_backend("test-plugin", aliases, tp_factory, NULL);
+#endif
 }

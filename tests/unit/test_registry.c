@@ -13,6 +13,9 @@
 
 #include "agentd-backend.h"
 
+#include <errno.h>
+#include <stdio.h>
+
 static void canonical_of(const char *alias, const char *want)
 {
 	const char *got = agentd_canonical_backend_name(alias);
@@ -168,6 +171,29 @@ static void test_plugin_loading(void **state)
 	assert_non_null(strstr(err.msg, "/nonexistent-agentd-plugins"));
 }
 
+/* A plugin built for another backend ABI, or without saying which, is refused before its
+ * init runs: the message names both versions, and nothing is registered. */
+static void test_plugin_abi_refused(void **state)
+{
+	const char *other = getenv("AGENTD_TEST_PLUGIN_DIR_OTHER_ABI");
+	const char *none = getenv("AGENTD_TEST_PLUGIN_DIR_NO_ABI");
+	if (!other || !none)
+		skip();
+	agentd_error err = {0};
+	assert_int_equal(agentd_load_plugins(other, &err), -1);
+	assert_int_equal(err.code, ENOEXEC);
+	char want[160];
+	snprintf(want, sizeof(want), "built for backend ABI version %u, this agentd has version %u",
+		 AGENTD_BACKEND_ABI_VERSION + 7, AGENTD_BACKEND_ABI_VERSION);
+	assert_non_null(strstr(err.msg, want));
+	assert_null(agentd_canonical_backend_name("test-plugin-other-abi"));
+
+	agentd_error_clear(&err);
+	assert_int_equal(agentd_load_plugins(none, &err), -1);
+	assert_non_null(strstr(err.msg, "no AGENTD_PLUGIN_ABI"));
+	assert_null(agentd_canonical_backend_name("test-plugin-no-abi"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +205,7 @@ int main(void)
 		cmocka_unit_test(test_collisions_rejected),
 		cmocka_unit_test(test_detect_best_backend),
 		cmocka_unit_test(test_plugin_loading),
+		cmocka_unit_test(test_plugin_abi_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

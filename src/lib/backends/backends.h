@@ -58,6 +58,16 @@ void backend_set_run_once(agentd_backend *b, backend_run_once_fn fn);
 /* The proxy allowlist sandboxes of b attach to: the one set, else one started now. */
 agentd_proxy *backend_egress_proxy(agentd_backend *b, agentd_error *err);
 
+/* ---------------------------------------------------------------- shared.c */
+/* The engine's request for cmd in sb: the wall timeout (the command's own when shorter than
+ * the sandbox's), output cap, CPU limit for attribution, stdin, callbacks. */
+exec_request backend_exec_request(const agentd_sandbox *sb, const agentd_command *cmd,
+				  const agentd_exec_ctx *ctx, char **envp, const char *cwd,
+				  struct cgroup *cg);
+/* The capabilities every backend reports alike: writable, network and its destinations,
+ * the syscall filter's categories, persistent. Paths are the backend's to fill. */
+void backend_caps_fill(agentd_sandbox *sb, bool has_network, bool filtered);
+
 /* ---------------------------------------------------------------- factories (registry.c) */
 int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 int linux_native_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);

@@ -259,14 +259,8 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 			goto fail;
 		}
 	}
-	sb->caps.can_write_filesystem = true;
-	sb->caps.has_network = spec->network.mode != AGENTD_NET_NONE || !o->seccomp;
-	strv_copy(&sb->caps.allowed_destinations, &spec->network.allow);
-	sb->caps.syscall_filter_active = p->seccomp.active;
-	if (p->seccomp.active)
-		for (const char *const *c = seccomp_blocked_categories; *c; c++)
-			strv_push(&sb->caps.blocked_syscall_categories, *c);
-	sb->caps.is_persistent = true;
+	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE || !o->seccomp,
+			  p->seccomp.active);
 	strv_free(&warnings);
 	sb->priv = p;
 	*out = sb;
@@ -304,26 +298,9 @@ static int psb_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 	plan.seccomp = p->seccomp;
 	plan.rw_check = p->rw_check;
 
-	uint64_t timeout = sb->spec.limits.max_wall_time_ms;
-	if (cmd->timeout_ms && (!timeout || cmd->timeout_ms < timeout))
-		timeout = cmd->timeout_ms;
-	exec_request req = {
-		.argv = cmd->argv,
-		.envp = envp,
-		.cwd = cwd,
-		.stdin_data = cmd->stdin_data,
-		.stdin_len = cmd->stdin_len,
-		.stdin_null = !cmd->stdin_data,
-		.timeout_ms = timeout,
-		.max_output_bytes = sb->spec.limits.max_output_bytes,
-		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
-		.cg = p->cg,
-		.child_setup = process_child_setup,
-		.child_arg = &plan,
-		.on_output = ctx->on_output,
-		.userdata = ctx->userdata,
-		.cancel_fd = ctx->cancel_fd,
-	};
+	exec_request req = backend_exec_request(sb, cmd, ctx, envp, cwd, p->cg);
+	req.child_setup = process_child_setup;
+	req.child_arg = &plan;
 	pthread_mutex_lock(&p->exec_lock);
 	int r = exec_run(&req, out, err);
 	pthread_mutex_unlock(&p->exec_lock);

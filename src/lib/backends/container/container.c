@@ -405,7 +405,7 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 
-	sb->caps.can_write_filesystem = true;
+	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE, filtered);
 	landlock_system_ro_paths(&sb->caps.readable_paths);
 	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
 		strv_push(&sb->caps.readable_paths, spec->allowed_paths_ro.v[i]);
@@ -413,13 +413,6 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	strv_push(&sb->caps.writable_paths, "/tmp");
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
 		strv_push(&sb->caps.writable_paths, spec->allowed_paths_rw.v[i]);
-	sb->caps.has_network = spec->network.mode != AGENTD_NET_NONE;
-	strv_copy(&sb->caps.allowed_destinations, &spec->network.allow);
-	sb->caps.syscall_filter_active = filtered;
-	if (sb->caps.syscall_filter_active)
-		for (const char *const *cat = seccomp_blocked_categories; *cat; cat++)
-			strv_push(&sb->caps.blocked_syscall_categories, *cat);
-	sb->caps.is_persistent = true;
 	*out = sb;
 	return 0;
 
@@ -485,24 +478,9 @@ static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 static exec_request ctr_request(const agentd_sandbox *sb, const agentd_command *cmd,
 				const agentd_exec_ctx *ctx, char **envp)
 {
-	uint64_t timeout = sb->spec.limits.max_wall_time_ms;
-	if (cmd->timeout_ms && (!timeout || cmd->timeout_ms < timeout))
-		timeout = cmd->timeout_ms;
-	return (exec_request){
-		.argv = cmd->argv,
-		.envp = envp,
-		.cwd = cmd->workdir ? cmd->workdir : sb->spec.workdir,
-		.stdin_data = cmd->stdin_data,
-		.stdin_len = cmd->stdin_len,
-		.stdin_null = !cmd->stdin_data,
-		.timeout_ms = timeout,
-		.max_output_bytes = sb->spec.limits.max_output_bytes,
-		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
-		.cg = ((struct ctr *)sb->priv)->cg,
-		.on_output = ctx->on_output,
-		.userdata = ctx->userdata,
-		.cancel_fd = ctx->cancel_fd,
-	};
+	return backend_exec_request(sb, cmd, ctx, envp,
+				    cmd->workdir ? cmd->workdir : sb->spec.workdir,
+				    ((struct ctr *)sb->priv)->cg);
 }
 
 static int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
