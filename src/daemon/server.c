@@ -109,14 +109,7 @@ send_error(struct daemon *d, struct MHD_Connection *conn, int status, const char
 static bool authorized(const struct listener *ls, struct MHD_Connection *conn)
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-	if (!h || strncmp(h, "Bearer ", 7) != 0)
-		return false;
-	const char *t = h + 7;
-	size_t n = strlen(t);
-	unsigned char diff = n != ls->token_len;
-	for (size_t i = 0; i < ls->token_len; i++)
-		diff |= (unsigned char)(ls->token[i] ^ (i < n ? t[i] : 0));
-	return diff == 0;
+	return http_bearer_ok(h, ls->token, ls->token_len);
 }
 
 static void identify(const struct listener *ls, struct MHD_Connection *conn, struct client *c)

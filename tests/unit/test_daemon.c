@@ -455,9 +455,26 @@ static void the_audit_log_is_append_only(void **state __attribute__((unused)))
 	rm_db(p);
 }
 
+/* The TCP listener's bearer check: exact token only, whatever its length. */
+static void bearer_token_exact(void **state)
+{
+	const char *tok = "0123456789abcdef";
+	assert_true(http_bearer_ok("Bearer 0123456789abcdef", tok, 16));
+	assert_false(http_bearer_ok(NULL, tok, 16));
+	assert_false(http_bearer_ok("", tok, 16));
+	assert_false(http_bearer_ok("Bearer ", tok, 16));
+	assert_false(http_bearer_ok("bearer 0123456789abcdef", tok, 16));
+	assert_false(http_bearer_ok("Basic 0123456789abcdef", tok, 16));
+	assert_false(http_bearer_ok("Bearer 0123456789abcde", tok, 16));
+	assert_false(http_bearer_ok("Bearer 0123456789abcdeff", tok, 16));
+	assert_false(http_bearer_ok("Bearer 0123456789abcdeF", tok, 16));
+	assert_false(http_bearer_ok("Bearer x0123456789abcdef", tok, 16));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bearer_token_exact),
 		cmocka_unit_test(sha256_matches_the_fips_vectors),
 		cmocka_unit_test(every_endpoint_routes),
 		cmocka_unit_test(wrong_routes_methods_and_ids),

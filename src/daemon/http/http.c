@@ -1,5 +1,5 @@
 /* http.c: the reply a handler fills — JSON, or an error as {"error": {code, message}} with
- * the status a client can act on. */
+ * the status a client can act on — and the bearer-token check of the TCP listener. */
 #include "daemon/http/http.h"
 
 #include <stdarg.h>
@@ -45,4 +45,17 @@ int reply_agentd_error(struct reply *out, int status, const agentd_error *err)
 	if (status <= 0)
 		status = api_status_from_errno(err->code);
 	return reply_error(out, status, "%s", err->msg[0] ? err->msg : "failed");
+}
+
+bool http_bearer_ok(const char *header, const char *token, size_t token_len)
+{
+	if (!header || strncmp(header, "Bearer ", 7) != 0)
+		return false;
+	const char *t = header + 7;
+	size_t n = strlen(t);
+	/* In constant time for the token's length: the timing says nothing of its bytes. */
+	unsigned char diff = n != token_len;
+	for (size_t i = 0; i < token_len; i++)
+		diff |= (unsigned char)(token[i] ^ (i < n ? t[i] : 0));
+	return diff == 0;
 }

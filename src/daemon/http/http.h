@@ -113,6 +113,8 @@ int vreply_error(struct reply *out, int status, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 int reply_error(struct reply *out, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The TCP listener's auth: header is "Bearer <token>" (NULL: none sent). */
+bool http_bearer_ok(const char *header, const char *token, size_t token_len);
 /* status from err->code (errno) unless status > 0. */
 int reply_agentd_error(struct reply *out, int status, const agentd_error *err);
 
