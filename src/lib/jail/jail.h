@@ -107,7 +107,7 @@ int netns_enter_for_clone(int netfd, int *saved);	/* 0 or -1 + errno */
 void netns_leave_after_clone(int saved);
 int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
 
-/* ---------------------------------------------------------------- cgroup.c */
+/* ---------------------------------------------------------------- cgroup/ */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
 struct cgroup_events {
 	uint64_t oom_kills;		/* v2 memory.events oom_kill, v1 memory.oom_control oom_kill */
