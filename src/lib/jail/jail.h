@@ -146,10 +146,6 @@ void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
  * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
-/* Tests only: forget the detected layout; v1_only ignores a hybrid host's unified
- * hierarchy, legacy_kill kills through the freezer even where cgroup.kill exists. Call
- * with no struct cgroup alive. */
-void cgroup_test_mode(bool v1_only, bool legacy_kill);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {

@@ -42,7 +42,6 @@ struct cg_layout {
 	int v2;			/* index of the cgroup2 hierarchy, -1 */
 	int v1of[C_COUNT];	/* index of the v1 hierarchy carrying a controller, -1 */
 	bool v2_kill, v2_freeze;	/* cgroup.kill (>= 5.14), cgroup.freeze (>= 5.2) */
-	bool test_v1_only, test_legacy_kill;
 };
 extern struct cg_layout cg_layout;
 

@@ -249,8 +249,7 @@ int cgroup_kill_all(struct cgroup *cg)
 	if (!cg)
 		return -EINVAL;
 	uint64_t deadline = now_ms_monotonic() + CG_WAIT_MS;
-	if (cg->v2_kill && !cg_layout.test_legacy_kill &&
-	    cg_write(cg->d[cg->v2].path, "cgroup.kill", "1") == 0) {
+	if (cg->v2_kill && cg_write(cg->d[cg->v2].path, "cgroup.kill", "1") == 0) {
 		/* The kernel kills every member and whatever they fork meanwhile. */
 		r = wait_empty(cg, deadline);
 	} else {

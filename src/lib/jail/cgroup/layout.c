@@ -35,15 +35,6 @@ static bool under_cgroup_fs(const char *mnt)
 	return strncmp(mnt, CG_FS_ROOT, strlen(CG_FS_ROOT)) == 0;
 }
 
-static void hier_free(struct hier *h)
-{
-	free(h->mount);
-	free(h->mroot);
-	free(h->dev);
-	free(h->base);
-	memset(h, 0, sizeof(*h));
-}
-
 /* Rank of a cgroup2 mount: /sys/fs/cgroup (pure v2) beats .../unified (hybrid) beats any
  * other place. */
 static int v2_rank(const char *mnt)
@@ -62,8 +53,6 @@ static void layout_add(char *const *f, int sep, bool v2)
 	unsigned ctrls = 0;
 
 	if (v2) {
-		if (cg_layout.test_v1_only)
-			return;
 		if (cg_layout.v2 >= 0) {
 			if (v2_rank(mnt) <= v2_rank(cg_layout.h[cg_layout.v2].mount))
 				return;
@@ -323,7 +312,7 @@ bool cgroup_join_after_clone(void)
 {
 	pthread_mutex_lock(&cg_layout.lock);
 	cg_layout_detect();
-	bool v1 = cg_layout.test_v1_only || cg_layout_has_v1();
+	bool v1 = cg_layout_has_v1();
 	pthread_mutex_unlock(&cg_layout.lock);
 	return v1;
 }
@@ -431,19 +420,4 @@ void cgroup_probe(agentd_platform *p)
 	}
 	probe_report(p, &o, cg);
 	cgroup_destroy(cg);
-}
-
-/* ---------------------------------------------------------------- tests */
-
-void cgroup_test_mode(bool v1_only, bool legacy_kill)
-{
-	pthread_mutex_lock(&cg_layout.lock);
-	for (int i = 0; i < cg_layout.n; i++)
-		hier_free(&cg_layout.h[i]);
-	cg_layout.n = 0;
-	cg_layout.v2 = -1;
-	cg_layout.detected = false;
-	cg_layout.test_v1_only = v1_only;
-	cg_layout.test_legacy_kill = legacy_kill;
-	pthread_mutex_unlock(&cg_layout.lock);
 }
