@@ -107,6 +107,11 @@ int netns_enter_for_clone(int netfd, int *saved);	/* 0 or -1 + errno */
 void netns_leave_after_clone(int saved);
 int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
 
+/* ---------------------------------------------------------------- platform.c */
+/* Append "; <message>" to p->reasons (what a probe found missing); cut when full. */
+void platform_reason(agentd_platform *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------------- cgroup/ */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
 struct cgroup_events {

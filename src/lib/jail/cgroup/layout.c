@@ -3,7 +3,6 @@
 #include "lib/jail/cgroup/cgroup_internal.h"
 
 #include <fcntl.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 
 const char *const cg_v1_ctrl[C_COUNT] = { "memory", "pids", "cpu", "cpuacct", "freezer",
@@ -319,24 +318,6 @@ bool cgroup_join_after_clone(void)
 
 /* ---------------------------------------------------------------- probe */
 
-static void add_reason(agentd_platform *p, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void add_reason(agentd_platform *p, const char *fmt, ...)
-{
-	size_t len = strlen(p->reasons);
-	va_list ap;
-
-	if (len + 3 >= sizeof(p->reasons))
-		return;
-	if (len) {
-		memcpy(p->reasons + len, "; ", 3);
-		len += 2;
-	}
-	va_start(ap, fmt);
-	vsnprintf(p->reasons + len, sizeof(p->reasons) - len, fmt, ap);
-	va_end(ap);
-}
-
 /* What the layout offers, read under the lock: the probe then tries it for real. */
 struct offer {
 	int version;		/* 1 when any v1 hierarchy is used (hybrid too), 2, or 0 */
@@ -380,7 +361,7 @@ static void probe_report(agentd_platform *p, const struct offer *o, const struct
 	p->cgroup_freezer = cg->of[C_FREEZER] >= 0;
 	for (int c = 0; c < C_COUNT; c++)
 		if (what[c] && cg->of[c] < 0)
-			add_reason(p, "cgroup: %s controller unavailable", what[c]);
+			platform_reason(p, "cgroup: %s controller unavailable", what[c]);
 }
 
 void cgroup_probe(agentd_platform *p)
@@ -394,7 +375,7 @@ void cgroup_probe(agentd_platform *p)
 	p->cgroup_memory = p->cgroup_pids = p->cgroup_cpu = false;
 	p->cgroup_cpuacct = p->cgroup_freezer = p->cgroup_writable = false;
 	if (o.version == 0) {
-		add_reason(p, "cgroup: no cgroup filesystem mounted");
+		platform_reason(p, "cgroup: no cgroup filesystem mounted");
 		return;
 	}
 
@@ -414,8 +395,8 @@ void cgroup_probe(agentd_platform *p)
 	agentd_error err = { 0 };
 	struct cgroup *cg = cgroup_create(name, &l, &err);
 	if (!cg) {
-		add_reason(p, "cgroup v%d%s at %s not usable: %s", o.version,
-			   o.hybrid ? " (hybrid)" : "", o.where, err.msg);
+		platform_reason(p, "cgroup v%d%s at %s not usable: %s", o.version,
+				o.hybrid ? " (hybrid)" : "", o.where, err.msg);
 		return;
 	}
 	probe_report(p, &o, cg);
