@@ -1,15 +1,18 @@
-/* test_cgroup.c: cgroup.c against the real kernel (root only; skipped otherwise): limits in
- * the files, attach, kill of escaped descendants, freeze, usage, OOM and pids events, gc. */
+/* test_cgroup.c: cgroup/ against the real kernel (root only; skipped otherwise): limits in
+ * the files, attach, kill of escaped descendants, freeze, usage, OOM and pids events, gc.
+ * Tests of another host (v1 only, no cgroup.kill) run in a re-executed child made so. */
 #include "lib/core/core.h"
 
 #include <fcntl.h>
 #include <glob.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -429,7 +432,24 @@ static void test_attach(void **state)
 	assert_int_equal(count_dirs(name), 0);
 }
 
-static void kill_escapees(const char *what)
+/* Make the cgroup's cgroup.kill read-only in our (private) mount namespace, as on a kernel
+ * without it (< 5.14) cgroup_kill_all must then freeze, kill and thaw. Returns the file to
+ * unmount, NULL when there is none (v1 only: the freezer path runs anyway). */
+static char *mask_cgroup_kill(const char *name)
+{
+	char *file = xasprintf("/sys/fs/cgroup/%sagentd/%s/cgroup.kill",
+			       plat.cgroup_hybrid ? "unified/" : "", name);
+	if (access(file, F_OK) != 0) {
+		free(file);
+		return NULL;
+	}
+	assert_int_equal(mount(file, file, NULL, MS_BIND, NULL), 0);
+	assert_int_equal(mount(NULL, file, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0);
+	assert_int_equal(write_file_at(AT_FDCWD, file, "1"), -EROFS);
+	return file;
+}
+
+static void kill_escapees(const char *what, bool no_cgroup_kill)
 {
 	_cleanup_free_ char *name = name_for(what);
 	agentd_limits l = { .max_memory_bytes = 64u << 20, .max_processes = 16 };
@@ -437,6 +457,7 @@ static void kill_escapees(const char *what)
 	struct cgroup *cg = cgroup_create(name, &l, &err);
 	if (!cg)
 		fail_msg("%s", err.msg);
+	_cleanup_free_ char *masked = no_cgroup_kill ? mask_cgroup_kill(name) : NULL;
 	int rfd;
 	pid_t pid = spawn_in(cg, child_escape, &rfd), pids[3];
 	read_full(rfd, pids, sizeof(pids));
@@ -449,6 +470,8 @@ static void kill_escapees(const char *what)
 	for (int i = 0; i < 3; i++)
 		assert_true(wait_gone(pids[i]));
 	close(rfd);
+	if (masked)
+		assert_int_equal(umount2(masked, 0), 0);
 	cgroup_destroy(cg);
 	assert_int_equal(count_dirs(name), 0);
 }
@@ -456,15 +479,7 @@ static void kill_escapees(const char *what)
 static void test_kill_all_escaped(void **state)
 {
 	need_root();
-	kill_escapees("kill");
-}
-
-static void test_kill_all_legacy(void **state)
-{
-	need_root();
-	cgroup_test_mode(false, true);
-	kill_escapees("killfz");
-	cgroup_test_mode(false, false);
+	kill_escapees("kill", false);
 }
 
 static void freeze_thaw(const char *what)
@@ -698,10 +713,70 @@ static void *create_many(void *arg)
 	return NULL;
 }
 
+/* ---------------------------------------------------------------- another host, in a child */
+
+/* The layout is detected once per process, so a test of another host runs in a child that
+ * makes the environment so and re-executes this binary: its first cgroup call detects
+ * afresh, through the same code as on such a host, with no switch in the product. */
+static void run_child(const char *mode, bool hide_unified)
+{
+	fflush(NULL);		/* or the child's copy of our output comes out first */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* Our own mounts, private before anything is unmounted: a shared / would carry
+		 * the umount to the host. */
+		if (unshare(CLONE_NEWNS) < 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(80);
+		char fd_arg[16] = "-1";
+		if (hide_unified) {
+			/* Kept open across exec so the child can still see the real unified
+			 * hierarchy; mountinfo, which the detection reads, no longer lists it. */
+			int ufd = open("/sys/fs/cgroup/unified", O_PATH | O_DIRECTORY);
+			if (ufd < 0 || umount2("/sys/fs/cgroup/unified", MNT_DETACH) < 0)
+				_exit(81);
+			snprintf(fd_arg, sizeof(fd_arg), "%d", ufd);
+		}
+		execl("/proc/self/exe", "test_cgroup", mode, fd_arg, (char *)NULL);
+		_exit(82);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("child '%s' failed (status 0x%x)", mode, status);
+}
+
+static void test_kill_all_legacy(void **state)
+{
+	need_root();
+	run_child("no-cgroup-kill", false);
+}
+
 static void test_concurrent_creates(void **state)
 {
 	need_root();
-	cgroup_test_mode(false, false);		/* the first creates race on setup too */
+	run_child("fresh", false);	/* the first creates race on setup too */
+}
+
+static void test_v1_only_paths(void **state)
+{
+	need_root();
+	if (!plat.cgroup_hybrid)
+		skip();
+	run_child("v1-only", true);	/* pure v1 with the v1 freezer */
+}
+
+/* In the "no-cgroup-kill" child: the kill loop (freeze, kill, thaw) where cgroup.kill is
+ * there but cannot be used. */
+static void child_kill_through_freezer(void **state)
+{
+	kill_escapees("killfz", true);
+}
+
+/* In the "fresh" child: the first cgroup calls of a process, from four threads at once. */
+static void child_concurrent_creates(void **state)
+{
 	pthread_t t[4];
 	struct worker w[4] = { { 0 } };
 	for (int i = 0; i < 4; i++) {
@@ -715,25 +790,49 @@ static void test_concurrent_creates(void **state)
 	}
 }
 
-static void test_v1_only_paths(void **state)
+static int unified_fd = -1;	/* the hidden unified hierarchy, in the "v1-only" child */
+
+/* In the "v1-only" child: the host looks like v1 only, and nothing goes to unified. */
+static void child_v1_only_paths(void **state)
 {
-	need_root();
-	if (!plat.cgroup_hybrid)
-		skip();
-	/* Pretend the unified hierarchy is not there: pure v1 with the v1 freezer. */
-	cgroup_test_mode(true, false);
+	assert_int_equal(plat.cgroup_version, 1);
+	assert_false(plat.cgroup_hybrid);
+	assert_true(plat.cgroup_freezer);
 	_cleanup_free_ char *name = name_for("v1only");
-	_cleanup_free_ char *uni = xasprintf("/sys/fs/cgroup/unified/agentd/%s", name);
+	_cleanup_free_ char *uni = xasprintf("agentd/%s", name);
 	agentd_error err = { 0 };
 	struct cgroup *cg = cgroup_create(name, NULL, &err);
 	if (!cg)
 		fail_msg("%s", err.msg);
-	assert_int_equal(access(uni, F_OK), -1);
+	assert_true(count_dirs(name) > 0);
+	assert_int_equal(faccessat(unified_fd, uni, F_OK, 0), -1);
 	assert_int_equal(cgroup_dir_fd(cg), -1);
 	cgroup_destroy(cg);
 	freeze_thaw("v1fz");
-	kill_escapees("v1kill");
-	cgroup_test_mode(false, false);
+	kill_escapees("v1kill", false);
+}
+
+static int child_main(const char *mode, const char *fd_arg)
+{
+	/* orphans of the kill tests come back to us to be reaped */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	usable = true;		/* the parent checked */
+	unified_fd = atoi(fd_arg);
+	if (strcmp(mode, "fresh") == 0) {
+		const struct CMUnitTest t[] = { cmocka_unit_test(child_concurrent_creates) };
+		return cmocka_run_group_tests_name("fresh process", t, NULL, NULL);
+	}
+	cgroup_probe(&plat);
+	if (strcmp(mode, "v1-only") == 0) {
+		const struct CMUnitTest t[] = { cmocka_unit_test(child_v1_only_paths) };
+		return cmocka_run_group_tests_name("v1-only host", t, NULL, NULL);
+	}
+	if (strcmp(mode, "no-cgroup-kill") == 0) {
+		const struct CMUnitTest t[] = { cmocka_unit_test(child_kill_through_freezer) };
+		return cmocka_run_group_tests_name("no cgroup.kill", t, NULL, NULL);
+	}
+	fprintf(stderr, "test_cgroup: unknown mode '%s'\n", mode);
+	return 2;
 }
 
 static void test_probe(void **state)
@@ -766,8 +865,10 @@ static int teardown_parents(void **state)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3)
+		return child_main(argv[1], argv[2]);
 	if (geteuid() == 0) {
 		/* orphans of the kill tests come back to us to be reaped */
 		prctl(PR_SET_CHILD_SUBREAPER, 1);

@@ -107,7 +107,12 @@ int netns_enter_for_clone(int netfd, int *saved);	/* 0 or -1 + errno */
 void netns_leave_after_clone(int saved);
 int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
 
-/* ---------------------------------------------------------------- cgroup.c */
+/* ---------------------------------------------------------------- platform.c */
+/* Append "; <message>" to p->reasons (what a probe found missing); cut when full. */
+void platform_reason(agentd_platform *p, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------- cgroup/ */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
 struct cgroup_events {
 	uint64_t oom_kills;		/* v2 memory.events oom_kill, v1 memory.oom_control oom_kill */
@@ -146,10 +151,6 @@ void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
  * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
-/* Tests only: forget the detected layout; v1_only ignores a hybrid host's unified
- * hierarchy, legacy_kill kills through the freezer even where cgroup.kill exists. Call
- * with no struct cgroup alive. */
-void cgroup_test_mode(bool v1_only, bool legacy_kill);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {

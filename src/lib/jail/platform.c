@@ -1,4 +1,4 @@
-/* probe.c: agentd_probe_platform(), what this kernel really allows, found by attempts made
+/* platform.c: agentd_probe_platform(), what this kernel really allows, found by attempts made
  * once per process (Landlock, seccomp, cgroups, user namespaces, KVM, pidfd, clone3). */
 #include "lib/jail/jail.h"
 
@@ -17,8 +17,7 @@
 static agentd_platform platform;
 static pthread_once_t platform_once = PTHREAD_ONCE_INIT;
 
-static void reason(agentd_platform *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reason(agentd_platform *p, const char *fmt, ...)
+void platform_reason(agentd_platform *p, const char *fmt, ...)
 {
 	size_t len = strlen(p->reasons);
 	va_list ap;
@@ -55,12 +54,12 @@ static void probe_userns(agentd_platform *p)
 
 	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)geteuid());
 	if (pipe2(fds, O_CLOEXEC) < 0) {
-		reason(p, "userns: pipe: %s", strerror(errno));
+		platform_reason(p, "userns: pipe: %s", strerror(errno));
 		return;
 	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		reason(p, "userns: fork: %s", strerror(errno));
+		platform_reason(p, "userns: fork: %s", strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
 		return;
@@ -96,7 +95,7 @@ static void probe_userns(agentd_platform *p)
 	static const char *const step[] = { "", "unshare(CLONE_NEWUSER)", "write uid_map",
 					    "child" };
 	int s = rep[0] >= 1 && rep[0] <= 3 ? rep[0] : 3;
-	reason(p, "userns: %s: %s", step[s], strerror(rep[1]));
+	platform_reason(p, "userns: %s: %s", step[s], strerror(rep[1]));
 }
 
 static void probe_kvm(agentd_platform *p)
@@ -104,16 +103,16 @@ static void probe_kvm(agentd_platform *p)
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {
-		reason(p, "kvm: /dev/kvm: %s", strerror(errno));
+		platform_reason(p, "kvm: /dev/kvm: %s", strerror(errno));
 		return;
 	}
 	int v = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (v == KVM_API_VERSION)
 		p->kvm = true;
 	else if (v < 0)
-		reason(p, "kvm: KVM_GET_API_VERSION: %s", strerror(errno));
+		platform_reason(p, "kvm: KVM_GET_API_VERSION: %s", strerror(errno));
 	else
-		reason(p, "kvm: API version %d, want %d", v, KVM_API_VERSION);
+		platform_reason(p, "kvm: API version %d, want %d", v, KVM_API_VERSION);
 	close(fd);
 }
 
@@ -122,7 +121,7 @@ static void probe_pidfd(agentd_platform *p)
 	int fd = sys_pidfd_open(getpid(), 0);
 
 	if (fd < 0) {
-		reason(p, "pidfd: pidfd_open: %s", strerror(errno));
+		platform_reason(p, "pidfd: pidfd_open: %s", strerror(errno));
 		return;
 	}
 	p->pidfd = true;
@@ -142,7 +141,7 @@ static void probe_clone3(agentd_platform *p)
 	long pid = sys_clone3(&args, sizeof(args));
 
 	if (pid < 0) {
-		reason(p, "clone3: %s", strerror(errno));
+		platform_reason(p, "clone3: %s", strerror(errno));
 		return;
 	}
 	if (pid == 0)
@@ -151,7 +150,7 @@ static void probe_clone3(agentd_platform *p)
 	if (pidfd >= 0 && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		p->clone3 = true;
 	else
-		reason(p, "clone3: child with CLONE_PIDFD did not run as expected");
+		platform_reason(p, "clone3: child with CLONE_PIDFD did not run as expected");
 	if (pidfd >= 0)
 		close(pidfd);
 }
@@ -167,11 +166,12 @@ static void probe_all(void)
 	p->landlock_abi = landlock_abi();
 	if (p->landlock_abi <= 0) {
 		p->landlock_abi = 0;
-		reason(p, "landlock: unavailable (kernel without Landlock, or not in lsm=)");
+		platform_reason(p, "landlock: unavailable (kernel without Landlock, or not in "
+				"lsm=)");
 	}
 	p->seccomp_filter = seccomp_probe();
 	if (!p->seccomp_filter)
-		reason(p, "seccomp: a filter could not be installed in a child");
+		platform_reason(p, "seccomp: a filter could not be installed in a child");
 	cgroup_probe(p);
 	probe_userns(p);
 	probe_kvm(p);
