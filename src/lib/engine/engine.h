@@ -35,11 +35,6 @@ void child_report_exit(int fd, int status, const struct rusage *ru);
 int child_execvpe(char *const argv[], char *const envp[]);
 /* child: exit code for a failed child_execvpe (127 not found, 126 otherwise). */
 int exec_failure_code(int neg_errno);
-/* parent: the signals this process ignores (a bit per signal, bit 0 = signal 1). */
-uint64_t ignored_signals(void);
-/* child: empty the signal mask and reset the ignored signals to their defaults (handlers
- * are reset by execve), which is what a command expects. */
-void child_reset_signals(uint64_t ignored);
 
 /* ---------------------------------------------------------------- spawn.c
  * A process started with clone3 (fork semantics, optional namespaces, straight into a

@@ -21,7 +21,7 @@ static __attribute__((noreturn)) void child_main(void *arg)
 	const int *f = dc->fds;
 
 	/* Signal state is inherited across execve: give the command the defaults. */
-	child_reset_signals(dc->ignored);
+	signals_reset(dc->ignored);
 
 	if (dup3(f[3], CHILD_ERRFD, O_CLOEXEC) < 0)
 		_exit(125);

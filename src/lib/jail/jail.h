@@ -106,6 +106,10 @@ void netns_make_cancel(struct netns_maker *m);
 int netns_enter_for_clone(int netfd, int *saved);	/* 0 or -1 + errno */
 void netns_leave_after_clone(int saved);
 int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
+/* A TCP listener on 127.0.0.1:port in the caller's network namespace (a socket's namespace
+ * is fixed when it is made), sent with msg over sock and not kept: nothing in the
+ * namespace can accept on it. 0 or -errno; no malloc. */
+int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len);
 
 /* ---------------------------------------------------------------- platform.c */
 /* Append "; <message>" to p->reasons (what a probe found missing); cut when full. */
@@ -168,12 +172,33 @@ int privs_apply(const struct privs_plan *p);	/* child: 0 or -errno */
 int privs_set_ids(uid_t uid, gid_t gid, bool drop_groups);
 int privs_no_new_privs(void);			/* child */
 
+/* ---------------------------------------------------------------- signals.c */
+/* parent: the signals this process ignores (a bit per signal, bit 0 = signal 1). */
+uint64_t ignored_signals(void);
+/* child: empty the signal mask and reset the ignored signals to their defaults (handlers
+ * are reset by execve), which is what a command expects. */
+void signals_reset(uint64_t ignored);
+
 /* ---------------------------------------------------------------- fds.c */
 /* child: close every fd >= lowfd (close_range, /proc/self/fd fallback). */
 int fds_close_from(int lowfd);
+/* One message with nfds (1..FDS_SEND_MAX) fds attached (SCM_RIGHTS, no SIGPIPE); 0 or -1 +
+ * errno. No malloc. */
+#define FDS_SEND_MAX 5
+int fds_send(int sock, const void *msg, size_t len, const int *fds, int nfds);
+/* child: stdio to /dev/null, each mv[i].fd to exactly mv[i].to (CLOEXEC), every other fd
+ * from 3 up closed. *moved_report (may be NULL), an fd among mv, follows its move. 0 or
+ * -errno. */
+#define FDS_PLACE_MAX 6
+struct fd_move {
+	int fd, to;
+};
+int fds_place(const struct fd_move *mv, int n, int close_from, int *moved_report);
 
-/* ---------------------------------------------------------------- jail.c
- * The jail pipeline shared by host-direct and linux-native (nsjail contain.cc style). */
+/* ---------------------------------------------------------------- pipeline.c
+ * The two ordered step lists, side by side (nsjail's containProc): the process backends'
+ * child before its execve (jail_apply) and the container's init, PID 1 of its namespaces,
+ * before it serves (jail_init_apply). Each fails with -errno and the failed step in what. */
 struct jail_plan {
 	struct rlimit_set rlimits;
 	struct privs_plan privs;
@@ -186,6 +211,44 @@ void jail_plan_free(struct jail_plan *p);
 /* child: the process backends' steps in order (rlimits, ids, writable-path check,
  * no_new_privs, Landlock, seccomp). 0, or -errno with the failed step in what. */
 int jail_apply(const struct jail_plan *p, char *what, size_t what_len);
+
+/* The container init's confinement, prepared by the host before the clone (the init only
+ * reads it). */
+struct jail_init_plan {
+	uid_t uid;
+	gid_t gid;			/* its ids in the user namespace (the only ones mapped) */
+	bool set_groups;		/* root: drop supplementary groups inside */
+	uid_t host_uid;			/* for messages */
+	const char *name;		/* what /proc shows of it ("init") */
+	uint64_t ignored;		/* signals the owner ignores, reset */
+	const struct mount_plan *mp;
+	const char *const *rw_check;	/* policy paths its user must be able to write */
+	const char *hostname;
+	bool loopback;			/* bring lo up (a network namespace of its own) */
+	int listener_sock;		/* >= 0: hand a TCP listener on 127.0.0.1:listener_port */
+	uint16_t listener_port;		/* to the host over this socket, with listener_msg */
+	const void *listener_msg;
+	size_t listener_msg_len;
+	int placed_fd;			/* >= 0: wait for a byte (the host moved it into every
+					 * cgroup), then a cgroup namespace of its own */
+	int placed_wr;			/* the host's end: closed here */
+	int report_fd;			/* where failures are reported; among place[] */
+	struct fd_move place[FDS_PLACE_MAX];	/* fds it keeps, at fixed numbers */
+	int nplace;
+	int close_from;			/* every other fd from 3 up is closed */
+	const char *const *ll_ro;	/* Landlock: read-only and writable paths */
+	const char *const *ll_rw;
+	bool ll_deny_tcp;
+	int ll_slot;			/* the ruleset's fd number, for its commands */
+	const struct seccomp_prog *sc;
+};
+struct jail_init_state {
+	int report_fd;			/* where it is now */
+	bool landlock;			/* the ruleset is in ll_slot */
+};
+/* 0; or -errno with what (empty: the host gave up and reports why itself). */
+int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, char *what,
+		    size_t what_len);
 
 /* ---------------------------------------------------------------- mounts/
  * The container's fresh root, bubblewrap style: mount_plan_prepare turns a spec into an

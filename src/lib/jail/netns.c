@@ -20,6 +20,8 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 int netns_loopback_up(void)
 {
@@ -37,6 +39,22 @@ int netns_loopback_up(void)
 		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
 			r = -errno;
 	}
+	close(s);
+	return r;
+}
+
+int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int r = 0;
+	if (bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0 ||
+	    fds_send(sock, msg, len, &s, 1) < 0)
+		r = -errno;
 	close(s);
 	return r;
 }

@@ -1,6 +1,13 @@
-/* pipeline.c: the containment pipeline of the process backends (host-direct, linux-native),
- * in the order it runs in the child. Each step lives in its own file; any failure aborts. */
+/* pipeline.c: the two ordered step lists, side by side (nsjail's containProc): the child of
+ * a process backend (host-direct, linux-native) before its execve, and the container's
+ * init, PID 1 of its namespaces, before it serves. Each step is one mechanism of this
+ * folder; the first that fails stops the list and names itself. Both run after a clone of
+ * a possibly multithreaded process: syscalls only, no malloc. */
 #include "lib/jail/jail.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
 
 void jail_plan_init(struct jail_plan *p)
 {
@@ -23,6 +30,8 @@ static int step_fail(int r, const char *what, char *out, size_t out_len)
 	snprintf(out, out_len, "%s", what);
 	return r;
 }
+
+/* ------------------------------------------------------------ process backends */
 
 int jail_apply(const struct jail_plan *p, char *what, size_t what_len)
 {
@@ -54,5 +63,138 @@ int jail_apply(const struct jail_plan *p, char *what, size_t what_len)
 	/* 6. seccomp last: it may forbid what the steps above needed. */
 	if (p->seccomp.active && (r = seccomp_apply(&p->seccomp)) < 0)
 		return step_fail(r, "seccomp", what, what_len);
+	return 0;
+}
+
+/* ------------------------------------------------------------ the container's init */
+
+static int writable_or_fail(const char *const *paths, uid_t host_uid, char *what, size_t len)
+{
+	for (size_t i = 0; paths[i]; i++) {
+		if (access(paths[i], W_OK) == 0)
+			continue;
+		int r = -errno;
+		snprintf(what, len,
+			 "read-write path %s is not writable by the sandbox's user (host uid %u)",
+			 paths[i], (unsigned)host_uid);
+		return r;
+	}
+	return 0;
+}
+
+/* Wait until the host has moved us into every cgroup hierarchy, then root a cgroup
+ * namespace there. 1 when the host gave up (it reports why). */
+static int wait_placed(const struct jail_init_plan *p)
+{
+	close(p->placed_wr);
+	char go;
+	ssize_t n;
+	do
+		n = read(p->placed_fd, &go, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		return 1;
+	close(p->placed_fd);
+	return unshare(CLONE_NEWCGROUP) < 0 ? -errno : 0;
+}
+
+/* Everything visible read-only but the writable scratch, in the ruleset's fixed slot. */
+static int landlock_slot(const struct jail_init_plan *p, struct jail_init_state *st)
+{
+	int ll = landlock_ruleset_child(p->ll_ro, p->ll_rw, p->ll_deny_tcp, true);
+	if (ll == -EOPNOTSUPP || ll == -ENOSYS)
+		return 0;	/* no Landlock here: seccomp and the namespaces still hold */
+	if (ll < 0)
+		return ll;
+	if (ll != p->ll_slot) {
+		if (dup3(ll, p->ll_slot, O_CLOEXEC) < 0)
+			return -errno;
+		close(ll);
+	}
+	st->landlock = true;
+	return 0;
+}
+
+/* PID 1 gives up everything before it serves: not dumpable, no capabilities (in any user
+ * namespace), no new privileges, the seccomp filter. Its commands inherit all of it. */
+static int seal(const struct jail_init_plan *p, const char **step)
+{
+	int r;
+	struct privs_plan pp = {.drop_caps = true};
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return *step = "PR_SET_DUMPABLE", -errno;
+	if ((r = privs_apply(&pp)) < 0)
+		return *step = "drop capabilities", r;
+	if ((r = privs_no_new_privs()) < 0)
+		return *step = "PR_SET_NO_NEW_PRIVS", r;
+	if (p->sc->active && (r = seccomp_apply(p->sc)) < 0)
+		return *step = "seccomp", r;
+	return 0;
+}
+
+int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, char *what,
+		    size_t what_len)
+{
+	int r;
+	const char *step = NULL;
+	st->report_fd = p->report_fd;
+	st->landlock = false;
+	what[0] = '\0';
+
+	/* 1. Its ids in the user namespace before touching anything: until now its kernel uid
+	 * is the caller's. Uid 0 is not mapped, so this is no move away from root and the
+	 * namespace's capabilities stay until the seal drops them. */
+	trace_mark("init: started");
+	if ((r = privs_set_ids(p->uid, p->gid, p->set_groups)) < 0)
+		return step_fail(r, "set the sandbox's uid/gid in the user namespace", what,
+				 what_len);
+	/* 2. Not agentd's name or arguments (/proc/1/cmdline would show agentd's command
+	 * line); the parent-death signal the credential change cleared; its own session;
+	 * the signal dispositions a command expects. */
+	prctl(PR_SET_NAME, p->name, 0, 0, 0);
+	proc_hide_cmdline(p->name);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		return step_fail(-errno, "PR_SET_PDEATHSIG", what, what_len);
+	if (setsid() < 0)
+		return step_fail(-errno, "setsid", what, what_len);
+	signals_reset(p->ignored);
+	/* 3. The fresh root (mounts/apply.c): tmpfs root, read-only runtime, filtered /etc,
+	 * proc, minimal dev, scratch for workdir and /tmp, pivot_root. */
+	if ((r = mount_plan_apply(p->mp, what, what_len)) < 0)
+		return what[0] ? r : step_fail(r, "set up the root filesystem", what, what_len);
+	trace_mark("init: root mounted");
+	/* 4. Paths the policy wants writable must be, for the sandbox's user. */
+	if ((r = writable_or_fail(p->rw_check, p->host_uid, what, what_len)) < 0)
+		return r;
+	if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0)
+		return step_fail(-errno, "sethostname", what, what_len);
+	/* 5. The network: lo up in a namespace of its own (one made by netns.c has it, and
+	 * is not ours to change), the egress proxy's listener handed to the host. */
+	if (p->loopback && (r = netns_loopback_up()) < 0)
+		return step_fail(r, "bring up lo", what, what_len);
+	if (p->listener_sock >= 0 &&
+	    (r = netns_listener_send(p->listener_sock, p->listener_port, p->listener_msg,
+				     p->listener_msg_len)) < 0)
+		return step_fail(r, "egress proxy listener on 127.0.0.1", what, what_len);
+	/* 6. The cgroup: on v1 the host moves us in while we set up the root (it makes the
+	 * cgroup meanwhile): nothing else runs before we are in it. */
+	if (p->placed_fd >= 0) {
+		if ((r = wait_placed(p)) != 0)
+			return r > 0 ? -ECANCELED : step_fail(r, "unshare the cgroup namespace",
+								what, what_len);
+		trace_mark("init: in its cgroup");
+	}
+	/* 7. fds at fixed numbers, stdio /dev/null, everything else closed. */
+	if ((r = fds_place(p->place, p->nplace, p->close_from, &st->report_fd)) < 0)
+		return step_fail(r, "place fds", what, what_len);
+	trace_mark("init: fds placed");
+	/* 8. Landlock as defence in depth, built here because the tmpfs mounts exist only in
+	 * this namespace (commands restrict themselves with it). */
+	if ((r = landlock_slot(p, st)) < 0)
+		return step_fail(r, "landlock ruleset", what, what_len);
+	/* 9. Sealed. */
+	if ((r = seal(p, &step)) < 0)
+		return step_fail(r, step, what, what_len);
+	trace_mark("init: sealed");
 	return 0;
 }

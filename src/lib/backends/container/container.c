@@ -154,6 +154,57 @@ static int ctr_make_cgroup(agentd_sandbox *sb, agentd_error *err)
 	return 0;
 }
 
+/* The init's confinement (jail/pipeline.c): its ids, root, network, cgroup wait, fds at
+ * fixed numbers, Landlock paths and seccomp program. A persistent sandbox's init keeps its
+ * control socket and setup pipe. */
+static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec *spec)
+{
+	struct init_args *ia = &p->ia;
+	struct jail_init_plan *jp = &ia->jail;
+	bool allowlist = spec->network.mode == AGENTD_NET_ALLOWLIST;
+	*jp = (struct jail_init_plan){
+		.uid = AGENT_ID,
+		.gid = AGENT_ID,
+		.set_groups = !c->unprivileged,
+		.host_uid = c->host_uid,
+		.name = "init",
+		.ignored = ignored_signals(),
+		.mp = &p->mp,
+		.rw_check = ia->rw_check,
+		.hostname = "agentd",
+		.loopback = spec->network.mode == AGENTD_NET_NONE || allowlist,
+		.listener_sock = allowlist ? p->sp[1] : -1,
+		.listener_port = AGENTD_PROXY_PORT,
+		.listener_msg = &ia->listener_msg,
+		.listener_msg_len = sizeof(ia->listener_msg),
+		.placed_fd = p->go[0],
+		.placed_wr = p->go[1],
+		.report_fd = p->setup[1],
+		.place = {{p->setup[1], INIT_SETUP_FD}, {p->sp[1], INIT_CTL_FD}},
+		.nplace = 2,
+		.close_from = INIT_SETUP_FD + 1,
+		.ll_ro = ia->ll_ro,
+		.ll_rw = ia->ll_rw,
+		.ll_deny_tcp = spec->network.mode == AGENTD_NET_NONE,
+		.ll_slot = INIT_LANDLOCK_FD,
+		.sc = &p->sc,
+	};
+	ia->listener_msg = (struct ctl_msg){.op = OP_PROXY_FD};
+}
+
+/* One-shot: setup failures are the command's failure report; the kill pipe takes the
+ * control socket's place and the command's stdio follows the Landlock slot. */
+static void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd)
+{
+	jp->report_fd = cmd_fds[3];
+	jp->place[0] = (struct fd_move){cmd_fds[3], INIT_SETUP_FD};
+	jp->place[1] = (struct fd_move){kill_fd, INIT_CTL_FD};
+	for (int i = 0; i < 3; i++)
+		jp->place[2 + i] = (struct fd_move){cmd_fds[i], INIT_ONCE_FD + i};
+	jp->nplace = 5;
+	jp->close_from = INIT_ONCE_FD + 3;
+}
+
 /* The sandbox, its plan, seccomp program, cgroup and channels; the network namespace is
  * being made meanwhile. once: a one-shot sandbox (its init runs one command given at
  * clone time, then ends), else a persistent one served over a socketpair. */
@@ -238,16 +289,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	}
 
 	struct init_args *ia = &p->ia;
-	ia->mp = &p->mp;
-	ia->sc = &p->sc;
 	ia->rl = &c->rl;
-	ia->ctl = p->sp[1];
-	ia->setup = p->setup[1];
-	ia->go_fd = p->go[0];
-	ia->go_wr = p->go[1];
-	ia->set_groups = !c->unprivileged;
-	ia->net_none = spec->network.mode == AGENTD_NET_NONE;
-	ia->net_allowlist = spec->network.mode == AGENTD_NET_ALLOWLIST;
 	ia->ll_ro[0] = "/";
 	size_t nrw = 0;
 	push_rw(ia, &nrw, spec->workdir);
@@ -274,8 +316,7 @@ static int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once,
 	}
 	ia->ll_rw[nrw] = NULL;
 	ia->rw_check[ncheck] = NULL;
-	ia->host_uid = c->host_uid;
-	ia->ignored = ignored_signals();
+	init_plan(p, c, spec);
 	*out = sb;
 	return 0;
 
@@ -301,7 +342,7 @@ static int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *
 			close(netfd);
 			return -1;
 		}
-		p->ia.net_prebuilt = true;
+		p->ia.jail.loopback = false; /* netns.c's has lo up, and is not the init's */
 	} else if (sb->spec.network.mode != AGENTD_NET_HOST) {
 		flags |= CLONE_NEWNET;
 	}
@@ -552,11 +593,9 @@ static int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd
 	struct exec_job j;
 	int r = exec_job_open(&j, &req, out, err);
 	if (r == 0) {
-		p.once = (struct init_once){.argv = argv.v, .envp = envp, .cwd = cwd,
-					    .kill_fd = p.killp[0]};
-		memcpy(p.once.fds, j.child_fds, sizeof(p.once.fds));
+		p.once = (struct init_once){.argv = argv.v, .envp = envp, .cwd = cwd};
 		p.ia.once = &p.once;
-		p.ia.setup = j.child_fds[3];	/* setup failures are the command's report */
+		init_plan_once(&p.ia.jail, j.child_fds, p.killp[0]);
 		r = ctr_spawn_init(sb, &p, err);
 		close(p.killp[0]);
 		p.killp[0] = -1;

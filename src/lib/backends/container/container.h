@@ -46,36 +46,23 @@ struct ctl_msg {
 	uint64_t id;
 };
 
-/* One-shot mode: the one command the init runs right after its setup, and the host's
- * channels for it (inherited at clone time). */
+/* One-shot mode: the one command the init runs right after its setup (its stdio, report
+ * pipe and the kill pipe are at fixed fds: init_plan_once in container.c). */
 struct init_once {
 	char *const *argv;
 	char *const *envp;
 	const char *cwd;
-	int fds[4];			/* stdin, stdout, stderr, report (exec.c's pipes) */
-	int kill_fd;			/* read end: a byte (or EOF) = kill the command */
 };
 
 /* What the init needs, prepared by the parent before the clone (the child only reads). */
 struct init_args {
+	struct jail_init_plan jail;	/* its confinement; what follows is its storage */
 	const struct init_once *once;	/* NULL: a persistent sandbox, served over ctl */
-	struct mount_plan *mp;
-	const struct seccomp_prog *sc;
-	const struct rlimit_set *rl;
-	int ctl;			/* child end of the control socketpair */
-	int setup;			/* write end of the setup report pipe */
-	int go_fd;			/* >= 0: wait for a byte here (the cgroup is joined) before
-					 * anything but the root filesystem is set up */
-	int go_wr;			/* its write end, the host's: closed here */
-	bool set_groups;		/* root: drop supplementary groups inside */
-	uid_t host_uid;			/* for messages */
-	uint64_t ignored;		/* signals the owner ignores (reset in the init) */
-	bool net_none;
-	bool net_prebuilt;	/* cloned inside a namespace netns.c made */
-	bool net_allowlist;		/* create the egress proxy's listener, send it on ctl */
+	const struct rlimit_set *rl;	/* its commands' */
+	struct ctl_msg listener_msg;	/* OP_PROXY_FD, with the egress listener */
 	const char *ll_ro[4];
 	const char *ll_rw[64];
-	const char *rw_check[64];	/* policy paths the sandbox's user must be able to write */
+	const char *rw_check[64];
 };
 
 struct ctr {

@@ -1,6 +1,6 @@
-/* init.c: the container's init (PID 1) — its setup in order (ids, root, fds,
- * Landlock, privileges, seccomp), then the exec server of a persistent sandbox or the one
- * command of a one-shot run. It is a clone3 child of agentd that never execs and may have
+/* init.c: the container's init (PID 1) — its confinement (jail_init_apply, in
+ * jail/pipeline.c), then the exec server of a persistent sandbox or the one command of a
+ * one-shot run. It is a clone3 child of agentd that never execs and may have
  * been cloned from a multithreaded daemon: syscalls only, no malloc, no stdio. */
 #include "lib/backends/container/container.h"
 
@@ -12,41 +12,6 @@ static bool init_has_landlock;
 static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 {
 	child_fail(fd, 125, r < 0 ? -r : r, what);
-}
-
-/* The egress proxy's socket: a listener on 127.0.0.1:AGENTD_PROXY_PORT in this network
- * namespace (a socket's namespace is fixed when it is created), handed to the host over
- * the control socket. The init keeps no copy, so nothing inside can accept on it. */
-static int send_proxy_listener(int ctl)
-{
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	struct sockaddr_in in = {.sin_family = AF_INET,
-				 .sin_port = htons(AGENTD_PROXY_PORT),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int r = 0;
-	if (bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0) {
-		r = -errno;
-		close(s);
-		return r;
-	}
-	struct ctl_msg m = {.op = OP_PROXY_FD};
-	if (ctl_send(ctl, &m, &s, 1) < 0)
-		r = -errno;
-	close(s);
-	return r;
-}
-
-/* Move fd to exactly `to` (no collision with the others: they were moved high first). */
-static int place_fd(int fd, int to)
-{
-	if (fd == to)
-		return 0;
-	if (dup3(fd, to, O_CLOEXEC) < 0)
-		return -errno;
-	close(fd);
-	return 0;
 }
 
 struct running {
@@ -61,7 +26,7 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 						     char **argv, char **envp, const char *cwd)
 {
 	/* The init ignores no signal and only blocks SIGCHLD (for its signalfd). */
-	child_reset_signals(0);
+	signals_reset(0);
 	if (setsid() < 0)
 		_exit(125);
 	if (dup3(fds[3], CHILD_REPORT_FD, O_CLOEXEC) < 0)
@@ -306,126 +271,20 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 __attribute__((noreturn)) void container_init_main(void *arg)
 {
 	const struct init_args *a = arg;
-	int setup = a->setup;
-	int r;
+	struct jail_init_state st;
 	char what[256];
 
-	/* 1. Become the sandbox's user before touching anything: until now our kernel uid is
-	 * still the caller's. Uid 0 is not mapped in this namespace, so this is not a move
-	 * away from its root and the namespace capabilities stay until step 5 drops them. */
-	trace_mark("init: started");
-	if ((r = privs_set_ids(AGENT_ID, AGENT_ID, a->set_groups)) < 0)
-		init_fail(setup, r, "set the sandbox's uid/gid in the user namespace");
-	/* Not agentd's name or arguments: nothing inside should learn what holds it. */
-	prctl(PR_SET_NAME, "init", 0, 0, 0);
-	/* /proc/1/cmdline inside would show agentd's own command line (flags, paths) */
-	proc_hide_cmdline("init");
-	/* The credential change cleared any parent-death signal: set it now. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		init_fail(setup, errno, "PR_SET_PDEATHSIG");
-	if (setsid() < 0)
-		init_fail(setup, errno, "setsid");
-	child_reset_signals(a->ignored);
-
-	/* 2. The fresh root (mounts/apply.c): tmpfs root, read-only runtime, filtered /etc, proc,
-	 * minimal dev, scratch for workdir and /tmp, pivot_root. */
-	what[0] = '\0';
-	r = mount_plan_apply(a->mp, what, sizeof(what));
+	/* Its confinement, in order (jail/pipeline.c, beside the process backends' list). */
+	int r = jail_init_apply(&a->jail, &st, what, sizeof(what));
+	if (r == -ECANCELED && !what[0])
+		_exit(125); /* the host gave up: it reports why */
 	if (r < 0)
-		init_fail(setup, r, what[0] ? what : "set up the root filesystem");
-	trace_mark("init: root mounted");
-	for (size_t i = 0; a->rw_check[i]; i++) {
-		if (access(a->rw_check[i], W_OK) == 0)
-			continue;
-		snprintf(what, sizeof(what),
-			 "read-write path %s is not writable by the sandbox's user (host uid %u)",
-			 a->rw_check[i], (unsigned)a->host_uid);
-		init_fail(setup, errno, what);
-	}
-	if (sethostname("agentd", 6) < 0)
-		init_fail(setup, errno, "sethostname");
-	/* A namespace made by netns.c already has lo up (and is not ours to change). */
-	if ((a->net_none || a->net_allowlist) && !a->net_prebuilt &&
-	    (r = netns_loopback_up()) < 0)
-		init_fail(setup, r, "bring up lo");
-	if (a->net_allowlist && (r = send_proxy_listener(a->ctl)) < 0)
-		init_fail(setup, r, "egress proxy listener on 127.0.0.1:" STR(AGENTD_PROXY_PORT));
-	/* On cgroup v1 the host moves us into the sandbox's cgroup while we set up the root
-	 * (it makes the cgroup meanwhile): nothing else runs before we are in it. */
-	if (a->go_fd >= 0) {
-		close(a->go_wr);
-		char go;
-		ssize_t n;
-		do
-			n = read(a->go_fd, &go, 1);
-		while (n < 0 && errno == EINTR);
-		if (n != 1)
-			_exit(125); /* the host gave up: it reports why */
-		close(a->go_fd);
-		/* The cgroup namespace is rooted where we are now, the sandbox's cgroup. */
-		if (unshare(CLONE_NEWCGROUP) < 0)
-			init_fail(setup, errno, "unshare the cgroup namespace");
-		trace_mark("init: in its cgroup");
-	}
-
-	/* 3. stdio of PID 1 is /dev/null; its fds get fixed numbers, the rest is closed. */
-	int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (nullfd < 0 || dup2(nullfd, 0) < 0 || dup2(nullfd, 1) < 0 || dup2(nullfd, 2) < 0)
-		init_fail(setup, errno, "open /dev/null");
-	if (nullfd > 2)
-		close(nullfd);
-	/* One-shot: the kill pipe takes the control socket's place and the command's stdio
-	 * follows the Landlock fd; setup reports go to the command's report pipe. */
-	int ctl = fcntl(a->once ? a->once->kill_fd : a->ctl, F_DUPFD_CLOEXEC, 100);
-	int su = fcntl(setup, F_DUPFD_CLOEXEC, 100);
-	int io[3] = {-1, -1, -1};
-	for (int i = 0; a->once && i < 3; i++)
-		if ((io[i] = fcntl(a->once->fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
-			init_fail(setup, errno, "move fds");
-	if (ctl < 0 || su < 0)
-		init_fail(setup, errno, "move fds");
-	if (place_fd(ctl, INIT_CTL_FD) < 0 || place_fd(su, INIT_SETUP_FD) < 0)
-		init_fail(setup, errno, "move fds");
-	setup = INIT_SETUP_FD;
-	for (int i = 0; a->once && i < 3; i++)
-		if (place_fd(io[i], INIT_ONCE_FD + i) < 0)
-			init_fail(setup, errno, "move fds");
-	/* Everything else goes; a one-shot init's stdio sits above the Landlock slot, which
-	 * is closed too until the ruleset takes it (an inherited fd must not linger there). */
-	if ((r = fds_close_from(a->once ? INIT_ONCE_FD + 3 : INIT_SETUP_FD + 1)) < 0)
-		init_fail(setup, r, "close inherited fds");
-	if (a->once)
-		close(INIT_LANDLOCK_FD);
-
-	trace_mark("init: fds placed");
-	/* 4. Landlock as defence in depth, built here because the tmpfs mounts exist only in
-	 * this namespace: everything visible is read-only except the writable scratch. */
-	int ll = landlock_ruleset_child(a->ll_ro, a->ll_rw, a->net_none, true);
-	if (ll >= 0) {
-		if (place_fd(ll, INIT_LANDLOCK_FD) < 0)
-			init_fail(setup, errno, "move landlock fd");
-		init_has_landlock = true;
-	} else if (ll != -EOPNOTSUPP && ll != -ENOSYS) {
-		init_fail(setup, ll, "landlock ruleset");
-	}
-
-	/* 5. PID 1 gives up everything before it serves: no capabilities (in any user
-	 * namespace), no new privileges, not dumpable, the seccomp filter. Commands inherit. */
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-		init_fail(setup, errno, "PR_SET_DUMPABLE");
-	struct privs_plan pp = {.drop_caps = true};
-	if ((r = privs_apply(&pp)) < 0)
-		init_fail(setup, r, "drop capabilities");
-	if ((r = privs_no_new_privs()) < 0)
-		init_fail(setup, r, "PR_SET_NO_NEW_PRIVS");
-	if (a->sc->active && (r = seccomp_apply(a->sc)) < 0)
-		init_fail(setup, r, "seccomp");
-
-	trace_mark("init: sealed");
-	/* 6. Ready: closing the setup pipe without a report says so; a one-shot init runs
-	 * its command instead. */
+		init_fail(st.report_fd, r, what);
+	init_has_landlock = st.landlock;
+	/* Ready: closing the setup pipe without a report says so; a one-shot init runs its
+	 * command instead. */
 	if (a->once)
 		init_run_once(a);
-	close(setup);
+	close(INIT_SETUP_FD);
 	init_loop(a);
 }
