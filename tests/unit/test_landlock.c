@@ -21,43 +21,8 @@
 
 #include <cmocka.h>
 
-/* landlock_ruleset_child may not allocate: interpose the allocator and fail loudly if it is
- * entered while the child builds its ruleset (sanitizer builds have their own allocator). */
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-static volatile int malloc_forbidden;
-static void no_malloc_here(void)
-{
-	static const char m[] = "allocation inside landlock_ruleset_child\n";
-	if (write(2, m, sizeof(m) - 1) < 0) {
-		/* dying anyway */
-	}
-	_exit(99);
-}
-void *malloc(size_t n)
-{
-	if (malloc_forbidden)
-		no_malloc_here();
-	return __libc_malloc(n);
-}
-void *calloc(size_t n, size_t m)
-{
-	if (malloc_forbidden)
-		no_malloc_here();
-	return __libc_calloc(n, m);
-}
-void *realloc(void *p, size_t n)
-{
-	if (malloc_forbidden)
-		no_malloc_here();
-	return __libc_realloc(p, n);
-}
-#define FORBID_MALLOC(on) (malloc_forbidden = (on))
-#else
-#define FORBID_MALLOC(on) ((void)0)
-#endif
+#define FORBID_MALLOC_WHAT "landlock_ruleset_child"
+#include "forbid_malloc.h"
 
 static char base[64];
 static char ro_dir[96], rw_dir[96], out_dir[96], ro_file[96];

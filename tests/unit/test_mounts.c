@@ -21,43 +21,8 @@
 #include <cmocka.h>
 #include <seccomp.h>
 
-/* The child side may not allocate: interpose the allocator and fail loudly if it is
- * entered while mount_plan_apply runs (sanitizer builds have their own allocator). */
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t m);
-extern void *__libc_realloc(void *p, size_t n);
-static volatile int malloc_forbidden;
-static void no_malloc_here(void)
-{
-	static const char m[] = "allocation inside mount_plan_apply\n";
-	if (write(2, m, sizeof(m) - 1) < 0) {
-		/* dying anyway */
-	}
-	_exit(99);
-}
-void *malloc(size_t n)
-{
-	if (malloc_forbidden)
-		no_malloc_here();
-	return __libc_malloc(n);
-}
-void *calloc(size_t n, size_t m)
-{
-	if (malloc_forbidden)
-		no_malloc_here();
-	return __libc_calloc(n, m);
-}
-void *realloc(void *p, size_t n)
-{
-	if (malloc_forbidden)
-		no_malloc_here();
-	return __libc_realloc(p, n);
-}
-#define FORBID_MALLOC(on) (malloc_forbidden = (on))
-#else
-#define FORBID_MALLOC(on) ((void)0)
-#endif
+#define FORBID_MALLOC_WHAT "mount_plan_apply"
+#include "forbid_malloc.h"
 
 static char tmp_root[64]; /* host dirs the tests bind (0755: a user namespace traverses) */
 

@@ -87,7 +87,7 @@ struct ctr {
 __attribute__((noreturn)) void container_init_main(void *arg);
 
 /* ctl.c: the control protocol, both halves (the init's without malloc). */
-#define CTL_MAX_FDS 5	/* an exec: stdin, stdout, stderr, report, payload */
+#define CTL_MAX_FDS FDS_SEND_MAX	/* an exec: stdin, stdout, stderr, report, payload */
 /* One message with nfds (1..CTL_MAX_FDS) fds attached; 0 or -1 + errno. */
 int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds);
 /* One message and its fds (CLOEXEC; *nfds counts all sent, those past CTL_MAX_FDS are

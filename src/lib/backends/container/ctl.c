@@ -6,23 +6,7 @@
 
 int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(CTL_MAX_FDS * sizeof(int))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cbuf,
-			    .msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int))};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	if (!cm || nfds < 1 || nfds > CTL_MAX_FDS) {
-		errno = EINVAL;
-		return -1;
-	}
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-	memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(*m) ? 0 : -1;
+	return fds_send(sock, m, sizeof(*m), fds, nfds);
 }
 
 ssize_t ctl_recv(int sock, struct ctl_msg *m, int fds[CTL_MAX_FDS], int *nfds, int flags)
