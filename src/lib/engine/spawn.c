@@ -19,6 +19,7 @@ struct clone_args_v2 {
 static __attribute__((noreturn)) void spawned_child(const struct spawn_opts *o, int holdfd,
 						     bool into_cgroup)
 {
+	trace_mark("child running");
 	if (holdfd >= 0) {
 		/* Wait for the release: EOF without a byte = abort. */
 		char c;
@@ -29,6 +30,7 @@ static __attribute__((noreturn)) void spawned_child(const struct spawn_opts *o, 
 		if (n != 1)
 			_exit(125);
 		close(holdfd);
+		trace_mark("child released");
 	}
 	/* On pure v2, clone3(CLONE_INTO_CGROUP) already placed us; v1 hierarchies (and a
 	 * fork fallback) need an explicit join before anything else runs. */
