@@ -1,5 +1,6 @@
-/* container.h: what the container backend's host side (container.c), its init (init.c),
- * their control protocol (ctl.c) and its snapshots (snapshot.c) share. Private to them. */
+/* container.h: what the container backend's files share: its lifecycle (container.c), the
+ * start of its init (start.c), commands (run.c), the init itself (init.c), their control
+ * protocol (ctl.c) and snapshots (snapshot.c). Private to them. */
 #ifndef AGENTD_CONTAINER_H
 #define AGENTD_CONTAINER_H
 
@@ -82,6 +83,37 @@ struct ctr {
 					 * sandboxed code ran (files API) */
 	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
 };
+
+/* Everything a sandbox needs before its init is cloned, built by ctr_prepare. */
+struct ctr_prep {
+	struct mount_plan mp;
+	struct seccomp_prog sc;
+	struct netns_maker nm;
+	struct init_args ia;
+	struct init_once once;
+	int sp[2];		/* control socketpair (persistent sandboxes) */
+	int setup[2];		/* setup report pipe (persistent sandboxes) */
+	int killp[2];		/* one-shot: the host's kill request to the init */
+	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
+	bool late_cgroup;	/* the cgroup is made and joined after the clone */
+	agentd_proxy *proxy;	/* allowlist: the backend's egress proxy */
+};
+/* start.c */
+int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sandbox **out,
+		struct ctr_prep *p, agentd_error *err);
+void ctr_prep_free(struct ctr_prep *p);
+void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd);
+int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
+
+/* container.c: the sandbox object with its ctr, freed */
+void ctr_sandbox_free(agentd_sandbox *sb);
+
+/* run.c */
+int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
+	     agentd_exec_output *out, agentd_error *err);
+int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
+		 const agentd_exec_ctx *ctx, agentd_exec_output *out, char id[AGENTD_ID_LEN],
+		 agentd_error *err);
 
 /* init.c: the init, cloned by the host (spawn_process child_fn). */
 __attribute__((noreturn)) void container_init_main(void *arg);

@@ -1,0 +1,155 @@
+/* run.c: commands in a container sandbox — an exec handed to a persistent sandbox's init
+ * over its control socket, and the one-shot run whose command goes to the init at clone
+ * time. Both are exec_job runs (engine/job.c) of a command that is the init's child. */
+#include "lib/backends/container/container.h"
+
+/* Kill one exec's tree (timeout, cancel): the init does it. */
+struct exec_kill {
+	struct ctr *c;
+	uint64_t id;
+};
+
+static void ctr_kill_exec(void *arg)
+{
+	const struct exec_kill *k = arg;
+	struct ctl_msg m = {.op = OP_KILL, .id = k->id};
+	if (send(k->c->ctl, &m, sizeof(m), MSG_NOSIGNAL) < 0) {
+		/* init gone: its pid namespace took the command with it */
+	}
+}
+
+/* Hand the command of job j to the init: its fds and the payload. */
+static int ctr_send_exec(struct ctr *c, const struct exec_job *j, uint64_t id,
+			 agentd_error *err)
+{
+	const exec_request *req = j->req;
+	_cleanup_close_ int mfd = exec_payload_encode(req->argv, req->envp, req->cwd, err);
+	if (mfd < 0)
+		return -1;
+	struct ctl_msg m = {.op = OP_EXEC, .id = id};
+	int fds[CTL_MAX_FDS] = {j->child_fds[0], j->child_fds[1], j->child_fds[2],
+				j->child_fds[3], mfd};
+	if (ctl_send(c->ctl, &m, fds, CTL_MAX_FDS) < 0)
+		return agentd_error_errno(err, errno, "the sandbox is not running");
+	return 0;
+}
+
+/* The command's environment; under allowlist every client is pointed at the proxy, the
+ * only way out. */
+static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
+{
+	const struct ctr *c = sb->priv;
+	agentd_kvv extra = {0};
+	if (c->proxy) {
+		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+						   "http_proxy", "https_proxy", "all_proxy"};
+		for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+			kvv_set(&extra, vars[i], "http://127.0.0.1:" STR(AGENTD_PROXY_PORT));
+		kvv_set(&extra, "NO_PROXY", "");
+		kvv_set(&extra, "no_proxy", "");
+	}
+	for (size_t i = 0; i < cmd->env.n; i++)
+		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
+	char **envp = env_prepare(&sb->spec, &extra, sb->spec.workdir, "/tmp");
+	kvv_free(&extra);
+	return envp;
+}
+
+/* The exec engine's request for cmd in sb (envp built by the caller). */
+static exec_request ctr_request(const agentd_sandbox *sb, const agentd_command *cmd,
+				const agentd_exec_ctx *ctx, char **envp)
+{
+	return backend_exec_request(sb, cmd, ctx, envp,
+				    cmd->workdir ? cmd->workdir : sb->spec.workdir,
+				    ((struct ctr *)sb->priv)->cg);
+}
+
+int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
+		    agentd_exec_output *out, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	pthread_mutex_lock(&c->lock);
+	bool suspended = c->suspended;
+	pthread_mutex_unlock(&c->lock);
+	if (suspended)
+		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
+	char **envp = ctr_envp(sb, cmd);
+	exec_request req = ctr_request(sb, cmd, ctx, envp);
+	pthread_mutex_lock(&c->lock);
+	struct exec_kill k = {.c = c, .id = ++c->next_id};
+	pthread_mutex_unlock(&c->lock);
+	req.kill = ctr_kill_exec;
+	req.kill_arg = &k;
+	struct exec_job j;
+	int r = exec_job_open(&j, &req, out, err);
+	if (r == 0 && (r = ctr_send_exec(c, &j, k.id, err)) < 0)
+		exec_job_close(&j);
+	if (r == 0) {
+		exec_job_started(&j, -1, -1, NULL);
+		r = exec_job_wait(&j, err);
+	}
+	env_free(envp);
+	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
+}
+
+/* ------------------------------------------------------------- one-shot
+ * `agentd run`: the command goes to the init at clone time, so the sandbox is set up,
+ * runs it and ends in one pass: prepare, open the job, clone the init with the job's fds,
+ * wait. No readiness handshake, no exec request over a control socket, no wake-up to end
+ * it. A timeout or cancel writes to the kill pipe, which only the host holds. */
+static void once_kill(void *arg)
+{
+	const int *killfd = arg;
+	if (*killfd >= 0 && write(*killfd, "k", 1) < 0) {
+		/* the init is gone, and its command with it */
+	}
+}
+
+int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
+			const agentd_exec_ctx *ctx, agentd_exec_output *out,
+			char id[AGENTD_ID_LEN], agentd_error *err)
+{
+	/* allowlist: the init hands the proxy its listener over the control socket of a
+	 * persistent sandbox (create + exec + destroy) */
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST)
+		return 1;
+	struct ctr_prep p;
+	agentd_sandbox *sb;
+	if (ctr_prepare(b, spec, true, &sb, &p, err) < 0)
+		return agentd_error_prefix(err, "create sandbox (container)");
+	trace_mark("sandbox prepared");
+	struct ctr *c = sb->priv;
+	snprintf(id, AGENTD_ID_LEN, "%s", sb->id);
+	char **envp = ctr_envp(sb, cmd);
+	exec_request req = ctr_request(sb, cmd, ctx, envp);
+	req.kill = once_kill;
+	req.kill_arg = &p.killp[1];
+	/* Private copies: the init blanks the process's own argument area (proc_hide_cmdline),
+	 * where a caller's argv may live (agentd run's does). */
+	agentd_strv argv = {0};
+	for (char *const *a = cmd->argv; *a; a++)
+		strv_push(&argv, *a);
+	_cleanup_free_ char *cwd = xstrdup(req.cwd);
+	struct exec_job j;
+	int r = exec_job_open(&j, &req, out, err);
+	if (r == 0) {
+		p.once = (struct init_once){.argv = argv.v, .envp = envp, .cwd = cwd};
+		p.ia.once = &p.once;
+		init_plan_once(&p.ia.jail, j.child_fds, p.killp[0]);
+		r = ctr_spawn_init(sb, &p, err);
+		close(p.killp[0]);
+		p.killp[0] = -1;
+		if (r < 0) {
+			exec_job_close(&j);
+		} else {
+			exec_job_started(&j, -1, -1, c->cg);
+			r = exec_job_wait(&j, err);
+		}
+	}
+	strv_free(&argv);
+	env_free(envp);
+	ctr_prep_free(&p);	/* the kill pipe: an init still running ends now */
+	ctr_sandbox_free(sb);
+	trace_mark("sandbox freed");
+	return r < 0 ? agentd_error_prefix(err, "run in sandbox (container)") : 0;
+}
