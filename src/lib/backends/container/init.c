@@ -87,15 +87,17 @@ static int command_entry(void *arg)
  * stack of the init's, so the init's page tables (a copy of agentd's) are not copied for
  * a process that execs at once; the init sleeps until the command has exec'd or failed.
  * The command only writes its own stack before execve (and the oom_score_adj of a vfork
- * child is its own). fork() where no stack could be mapped. */
+ * child is its own). fork() where no stack could be mapped, and in sanitizer builds. */
 static pid_t start_command(const struct init_args *a, int *fds, char **argv, char **envp,
 			   const char *cwd)
 {
 	enum { STACK = 256 << 10 };
 	static void *stack = MAP_FAILED;
+#ifndef __SANITIZE_ADDRESS__	/* its runtime cannot follow a child that shares our memory */
 	if (stack == MAP_FAILED)
 		stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+#endif
 	if (stack == MAP_FAILED) {
 		pid_t pid = fork();
 		if (pid == 0)
