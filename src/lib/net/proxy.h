@@ -96,4 +96,16 @@ void proxy_on_resolved(struct agentd_proxy *p, const struct resolve_result *r);
 void proxy_sweep(struct agentd_proxy *p, uint64_t now);
 void proxy_dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events);
 
+/* Shared by proxy.c, proxy_connect.c and proxy_relay.c. */
+void proxy_emit(struct agentd_proxy *p, struct conn *c, agentd_netlog_event e, const char *reason);
+void proxy_update_interest(struct agentd_proxy *p, struct conn *c);
+void proxy_conn_deny(struct agentd_proxy *p, struct conn *c, int status, const char *reason);
+size_t proxy_room(const struct agentd_proxy *p, const struct buf *b);
+bool proxy_pending(const struct buf *b);
+void proxy_decide(struct agentd_proxy *p, struct conn *c);
+void proxy_check_sni(struct agentd_proxy *p, struct conn *c);
+void proxy_connected(struct agentd_proxy *p, struct conn *c);	/* the target accepted */
+void proxy_on_header_data(struct agentd_proxy *p, struct conn *c);
+void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint32_t events);
+
 #endif

@@ -1,0 +1,250 @@
+/* proxy_connect.c: the egress proxy's decision on a parsed request (allowlist, resolution,
+ * address classes), the connection to the target, and the TLS SNI check of a CONNECT. */
+#include "lib/net/net.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "lib/net/proxy.h"
+
+
+static void proxy_start_connect(struct agentd_proxy *p, struct conn *c);
+
+static void fmt_addr(struct conn *c, const struct resolved_addr *a)
+{
+	inet_ntop(a->af, a->addr, c->addr, sizeof(c->addr));
+}
+
+
+static void connect_next_or_fail(struct agentd_proxy *p, struct conn *c, int e)
+{
+	if (c->ufd >= 0) {
+		epoll_ctl(p->ep, EPOLL_CTL_DEL, c->ufd, NULL);
+		close(c->ufd);
+		c->ufd = -1;
+		c->uev = 0;
+	}
+	if (c->next_addr < c->naddrs) {
+		proxy_start_connect(p, c);
+		return;
+	}
+	char why[160];
+	snprintf(why, sizeof(why), "connect %s: %s", c->addr, strerror(e));
+	proxy_conn_deny(p, c, 502, why);
+}
+
+static void proxy_start_connect(struct agentd_proxy *p, struct conn *c)
+{
+	const struct resolved_addr *a = &c->addrs[c->next_addr++];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	if (a->af == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		in->sin_family = AF_INET;
+		in->sin_port = htons(c->req.port);
+		memcpy(&in->sin_addr, a->addr, 4);
+		sl = sizeof(*in);
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(c->req.port);
+		memcpy(&in6->sin6_addr, a->addr, 16);
+		sl = sizeof(*in6);
+	}
+	fmt_addr(c, a);
+	c->state = ST_CONNECT;
+	c->ufd = socket(a->af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (c->ufd < 0) {
+		connect_next_or_fail(p, c, errno);
+		return;
+	}
+	int one = 1;
+	setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->ufd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+		connect_next_or_fail(p, c, errno);
+		return;
+	}
+	struct epoll_event ev = {.events = EPOLLOUT,
+				 .data.u64 = TAG(TAG_UPSTREAM, c - p->conns, c->gen)};
+	if (epoll_ctl(p->ep, EPOLL_CTL_ADD, c->ufd, &ev) < 0) {
+		connect_next_or_fail(p, c, errno);
+		return;
+	}
+	c->uev = EPOLLOUT;
+	proxy_update_interest(p, c);
+}
+
+static void proxy_queue_down(struct agentd_proxy *p, struct conn *c, const char *s)
+{
+	size_t n = strlen(s);
+	if (n <= proxy_room(p, &c->down)) {
+		memcpy(c->down.p + c->down.len, s, n);
+		c->down.len += n;
+	}
+}
+
+/* Upstream connected: answer a CONNECT, or send the rewritten request line and headers. */
+void proxy_connected(struct agentd_proxy *p, struct conn *c)
+{
+	int e = 0;
+	socklen_t el = sizeof(e);
+	if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &e, &el) < 0)
+		e = errno;
+	if (e) {
+		connect_next_or_fail(p, c, e);
+		return;
+	}
+	char why[200];
+	snprintf(why, sizeof(why), "listed by \"%s\"", c->by->text);
+	proxy_emit(p, c, AGENTD_NETLOG_ALLOWED, why);
+	c->down.p = xmalloc(PROXY_MEM_BUF);
+	if (c->req.is_connect) {
+		/* bytes after the header (an eager ClientHello) stay queued in up */
+		memmove(c->up.p, c->up.p + c->req.header_len, c->up.len - c->req.header_len);
+		c->up.len -= c->req.header_len;
+		c->sni_pending = !c->req.host_is_addr;
+		if (c->socks) {
+			/* succeeded; the bound address is nothing the sandbox needs to know */
+			static const uint8_t ok[10] = {5, 0, 0, 1};
+			memcpy(c->down.p, ok, sizeof(ok));
+			c->down.len = sizeof(ok);
+		} else {
+			proxy_queue_down(p, c, "HTTP/1.1 200 Connection established\r\n\r\n");
+		}
+	} else {
+		uint8_t *out = xmalloc(PROXY_MEM_BUF);
+		size_t n = http_rewrite_request(c->up.p, &c->req, out, PROXY_MEM_BUF);
+		size_t rest = c->up.len - c->req.header_len;
+		if (n == 0 || rest > PROXY_MEM_BUF - n) {
+			free(out);
+			proxy_conn_deny(p, c, 400, "request does not fit the buffer once rewritten");
+			return;
+		}
+		memcpy(out + n, c->up.p + c->req.header_len, rest);
+		free(c->up.p);
+		c->up.p = out;
+		c->up.len = n + rest;
+	}
+	c->state = ST_RELAY;
+	/* until the ClientHello is judged, the header's clock still runs */
+	c->deadline = now_ms_monotonic() +
+		      (c->sni_pending ? p->cfg.header_timeout_ms : p->cfg.idle_timeout_ms);
+	if (c->sni_pending && c->up.len) {
+		uint32_t gen = c->gen;
+		proxy_check_sni(p, c); /* an eager client sent it with the CONNECT */
+		if (!c->used || c->gen != gen)
+			return;
+	}
+	proxy_update_interest(p, c);
+}
+
+void proxy_on_resolved(struct agentd_proxy *p, const struct resolve_result *r)
+{
+	uint32_t slot = (uint32_t)(r->tag & 0xffffffffu), gen = (uint32_t)(r->tag >> 32);
+	if (slot >= p->nconns)
+		return;
+	struct conn *c = &p->conns[slot];
+	if (!c->used || c->gen != gen || c->state != ST_RESOLVE)
+		return; /* closed (timeout, removal) while the lookup ran */
+	if (r->error) {
+		char why[200];
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", c->req.host,
+			 gai_strerror(r->error));
+		proxy_conn_deny(p, c, 502, why);
+		return;
+	}
+	char why[200] = "no address";
+	const struct np_entry *by = NULL;
+	for (size_t i = 0; i < r->n; i++) {
+		char w[200];
+		if (netpolicy_decide_resolved(&c->l->np, c->by_name, r->a[i].af, r->a[i].addr,
+					      c->req.port, &by, w, sizeof(w))) {
+			if (!c->naddrs)
+				c->by = by;
+			c->addrs[c->naddrs++] = r->a[i];
+		} else if (!c->naddrs) {
+			memcpy(why, w, sizeof(why));
+			fmt_addr(c, &r->a[i]);
+		}
+	}
+	if (!c->naddrs) {
+		proxy_conn_deny(p, c, 403, why);
+		return;
+	}
+	proxy_start_connect(p, c);
+}
+
+/* The request header is complete: judge it. */
+void proxy_decide(struct agentd_proxy *p, struct conn *c)
+{
+	const struct netpolicy *np = &c->l->np;
+	char why[200];
+	c->deadline = now_ms_monotonic() + p->cfg.connect_timeout_ms;
+	if (c->req.host_is_addr) {
+		struct resolved_addr a = {.af = c->req.af};
+		memcpy(a.addr, c->req.addr, 16);
+		fmt_addr(c, &a);
+		if (!netpolicy_decide_literal(np, a.af, a.addr, c->req.port, &c->by, why,
+					      sizeof(why))) {
+			proxy_conn_deny(p, c, 403, why);
+			return;
+		}
+		c->addrs[0] = a;
+		c->naddrs = 1;
+		proxy_start_connect(p, c);
+		return;
+	}
+	c->by_name = netpolicy_match_name(np, c->req.host, c->req.port);
+	/* An unlisted name is looked up only when a listed range, for this port, could
+	 * contain it: the lookup itself would otherwise carry data out through DNS. */
+	if (!c->by_name && !netpolicy_cidr_for_port(np, c->req.port)) {
+		proxy_conn_deny(p, c, 403, "not in the allowlist");
+		return;
+	}
+	if (resolver_submit(p->res, (uint64_t)c->gen << 32 | (uint32_t)(c - p->conns),
+			    c->req.host) < 0) {
+		proxy_conn_deny(p, c, 503, "too many name lookups waiting");
+		return;
+	}
+	c->state = ST_RESOLVE;
+	proxy_update_interest(p, c);
+}
+
+void proxy_check_sni(struct agentd_proxy *p, struct conn *c)
+{
+	char sni[256];
+	int r = tls_client_hello_sni(c->up.p + c->up.off, c->up.len - c->up.off, sni, sizeof(sni));
+	if (r == TLS_INCOMPLETE) {
+		if (proxy_room(p, &c->up) == 0)
+			proxy_conn_deny(p, c, 400, "TLS ClientHello larger than the buffer");
+		return;
+	}
+	if (r == TLS_MALFORMED) {
+		proxy_conn_deny(p, c, 400, "malformed TLS ClientHello");
+		return;
+	}
+	/* A TLS client that names nothing to a named target: what it reaches behind a
+	 * shared frontend is not what the policy judged. */
+	if (r == TLS_SNI_ABSENT && !c->req.host_is_addr) {
+		proxy_conn_deny(p, c, 403, "TLS ClientHello without SNI for a CONNECT to a name");
+		return;
+	}
+	if (r == TLS_SNI_FOUND && strcasecmp(sni, c->req.host) != 0) {
+		char why[600];
+		snprintf(why, sizeof(why), "TLS SNI \"%s\" does not match the CONNECT target", sni);
+		proxy_conn_deny(p, c, 403, why);
+		return;
+	}
+	c->sni_pending = false;
+	proxy_update_interest(p, c);
+}
