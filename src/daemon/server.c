@@ -382,110 +382,57 @@ static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct so
 				MHD_OPTION_END);
 }
 
-int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
+/* The state dir, held by one daemon at a time (an flock on its lock file), its sandboxes'
+ * dir and the SQLite state, reconciled with what a previous daemon left. */
+static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 {
-	struct daemon *d = calloc(1, sizeof(*d));
-	d->cfg = *cfg;
-	pthread_mutex_init(&d->lock, NULL);
-	pthread_cond_init(&d->cond, NULL);
-	d->started_ms = (int64_t)time(NULL) * 1000;
-	int ret = -1, lock_fd = -1, ufd = -1;
-	struct MHD_Daemon *mu = NULL, *mt = NULL;
-	struct listener lu = {.d = d}, lt = {.d = d, .tcp = true};
-	char *token = NULL, *db = NULL;
-
-	if (mkdir(cfg->state_dir, 0711) < 0 && errno != EEXIST) {
-		agentd_error_set(err, errno, "state dir %s: %s", cfg->state_dir, strerror(errno));
-		goto out;
-	}
-	char *lockp = NULL;
-	if (asprintf(&lockp, "%s/lock", cfg->state_dir) < 0)
-		abort();
-	lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	free(lockp);
-	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		agentd_error_set(err, EBUSY, "state dir %s: in use by another agentd serve",
-				 cfg->state_dir);
-		goto out;
-	}
-	if (asprintf(&d->work_root, "%s/sandboxes", cfg->state_dir) < 0 ||
-	    asprintf(&db, "%s/agentd.db", cfg->state_dir) < 0)
-		abort();
-	if (mkdir(d->work_root, 0711) < 0 && errno != EEXIST) {
-		agentd_error_set(err, errno, "%s: %s", d->work_root, strerror(errno));
-		goto out;
-	}
+	const struct server_cfg *cfg = &d->cfg;
+	if (mkdir(cfg->state_dir, 0711) < 0 && errno != EEXIST)
+		return agentd_error_set(err, errno, "state dir %s: %s", cfg->state_dir,
+					strerror(errno));
+	_cleanup_free_ char *lockp = xasprintf("%s/lock", cfg->state_dir);
+	*lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return agentd_error_set(err, EBUSY, "state dir %s: in use by another agentd serve",
+					cfg->state_dir);
+	d->work_root = xasprintf("%s/sandboxes", cfg->state_dir);
+	if (mkdir(d->work_root, 0711) < 0 && errno != EEXIST)
+		return agentd_error_set(err, errno, "%s: %s", d->work_root, strerror(errno));
+	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
 	if (state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
-		goto out;
-	if (cfg->listen) {
-		if (!cfg->token_file) {
-			agentd_error_set(err, EINVAL, "--listen needs --token-file");
-			goto out;
-		}
-		if (read_token(cfg->token_file, &token, err) < 0)
-			goto out;
-		lt.token = token;
-		lt.token_len = strlen(token);
-	}
-	/* Probe the platform and resolve the default backend while we are single-threaded:
-	 * the probe forks test children, and a first request should not pay for it. */
+		return -1;
+	return 0;
+}
+
+/* What serving needs before the first request: the platform probed and the default
+ * backend resolved while we are single-threaded (the probe forks test children), the
+ * egress proxy of every allowlist sandbox, logged to the audit. */
+static int prepare_backends(struct daemon *d, agentd_error *err)
+{
 	agentd_probe_platform();
-	/* One egress proxy for every allowlist sandbox of this daemon, logged to the audit. */
 	if (!(d->netaudit = netaudit_start(d, &d->proxy, err)))
-		goto out;
+		return -1;
 	agentd_backend *defb = daemon_backend(d, NULL, err);
-	if (!defb) {
-		agentd_error_prefix(err, "--backend %s", cfg->default_backend);
-		goto out;
-	}
+	if (!defb)
+		return agentd_error_prefix(err, "--backend %s", d->cfg.default_backend);
 	d->default_backend = agentd_backend_name(defb);
-	if ((ufd = unix_listen(cfg->socket_path, cfg->socket_group, err)) < 0)
-		goto out;
+	return 0;
+}
 
-	/* Only this thread takes the stop signals; every other thread inherits the mask. */
-	sigset_t stop;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
-	if (live_creator_start() < 0) {
-		agentd_error_set(err, EAGAIN, "start the sandbox creator thread");
-		goto out;
-	}
-	if (!(mu = start_mhd(&lu, ufd, NULL))) {
-		agentd_error_set(err, EIO, "start the HTTP server on %s", cfg->socket_path);
-		goto out;
-	}
-	ufd = -1; /* libmicrohttpd owns it */
-	if (cfg->listen) {
-		struct sockaddr_in sin;
-		if (parse_listen(cfg->listen, &sin, err) < 0)
-			goto out;
-		if (!(mt = start_mhd(&lt, -1, &sin))) {
-			agentd_error_set(err, EADDRINUSE, "listen on %s", cfg->listen);
-			goto out;
-		}
-	}
-	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
-		     "max_sandboxes=%u pid=%d",
-	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", d->default_backend,
-	     cfg->max_sandboxes, (int)getpid());
-	int sig = 0;
-	sigwait(&stop, &sig);
-	dlog("info", "msg=\"draining\" signal=%d", sig);
-
-	/* Drain: stop accepting, let running requests finish (bounded), then cancel what is
-	 * left and destroy every sandbox. */
+/* Stop accepting, let running requests finish (bounded by --drain), then cancel what is
+ * left and destroy every sandbox. */
+static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt)
+{
 	MHD_socket lfd = MHD_quiesce_daemon(mu);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	if (mt && (lfd = MHD_quiesce_daemon(mt)) != MHD_INVALID_SOCKET)
 		close(lfd);
-	unlink(cfg->socket_path);
+	unlink(d->cfg.socket_path);
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += cfg->drain_ms / 1000;
-	until.tv_nsec += (long)(cfg->drain_ms % 1000) * 1000000L;
+	until.tv_sec += d->cfg.drain_ms / 1000;
+	until.tv_nsec += (long)(d->cfg.drain_ms % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
@@ -499,6 +446,73 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	if (left)
 		dlog("warn", "msg=\"cancelling requests still running\" count=%u", left);
 	live_destroy_all(d, "daemon stopped");
+}
+
+/* The HTTP servers: the unix socket (taken over from ufd), and TCP with --listen. */
+static int start_servers(struct daemon *d, struct listener *lu, struct listener *lt, int *ufd,
+			 struct MHD_Daemon **mu, struct MHD_Daemon **mt, agentd_error *err)
+{
+	const struct server_cfg *cfg = &d->cfg;
+	if (!(*mu = start_mhd(lu, *ufd, NULL)))
+		return agentd_error_set(err, EIO, "start the HTTP server on %s", cfg->socket_path);
+	*ufd = -1; /* libmicrohttpd owns it */
+	if (!cfg->listen)
+		return 0;
+	struct sockaddr_in sin;
+	if (parse_listen(cfg->listen, &sin, err) < 0)
+		return -1;
+	if (!(*mt = start_mhd(lt, -1, &sin)))
+		return agentd_error_set(err, EADDRINUSE, "listen on %s", cfg->listen);
+	return 0;
+}
+
+int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
+{
+	struct daemon *d = xcalloc(1, sizeof(*d));
+	d->cfg = *cfg;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	d->started_ms = (int64_t)time(NULL) * 1000;
+	int ret = -1, lock_fd = -1, ufd = -1;
+	struct MHD_Daemon *mu = NULL, *mt = NULL;
+	struct listener lu = {.d = d}, lt = {.d = d, .tcp = true};
+	char *token = NULL;
+
+	if (open_state(d, &lock_fd, err) < 0)
+		goto out;
+	if (cfg->listen) {
+		if (!cfg->token_file) {
+			agentd_error_set(err, EINVAL, "--listen needs --token-file");
+			goto out;
+		}
+		if (read_token(cfg->token_file, &token, err) < 0)
+			goto out;
+		lt.token = token;
+		lt.token_len = strlen(token);
+	}
+	if (prepare_backends(d, err) < 0 ||
+	    (ufd = unix_listen(cfg->socket_path, cfg->socket_group, err)) < 0)
+		goto out;
+	/* Only this thread takes the stop signals; every other thread inherits the mask. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	if (live_creator_start() < 0) {
+		agentd_error_set(err, EAGAIN, "start the sandbox creator thread");
+		goto out;
+	}
+	if (start_servers(d, &lu, &lt, &ufd, &mu, &mt, err) < 0)
+		goto out;
+	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
+		     "max_sandboxes=%u pid=%d",
+	     cfg->socket_path, cfg->state_dir, cfg->listen ? cfg->listen : "-", d->default_backend,
+	     cfg->max_sandboxes, (int)getpid());
+	int sig = 0;
+	sigwait(&stop, &sig);
+	dlog("info", "msg=\"draining\" signal=%d", sig);
+	drain(d, mu, mt);
 	ret = 0;
 out:
 	if (mt)
@@ -524,7 +538,6 @@ out:
 	if (ret == 0)
 		dlog("info", "msg=\"stopped\"");
 	free(token);
-	free(db);
 	free(d->work_root);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
