@@ -33,7 +33,7 @@ static void stream_out(void *ud, agentd_stream s, const uint8_t *data, size_t le
 static void run_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: agentd run [--backend NAME|auto] [policy options] [--json] [-i] -- PROG "
+		"usage: agentd run [--backend NAME|auto] [policy options] [--json] [-i] [--trace-timing] -- PROG "
 		"ARGS...\n\n"
 		"  --backend NAME   backend name or alias, or auto (default: auto)\n"
 		"  --json           print one JSON object with the result instead of streaming\n"
@@ -42,7 +42,15 @@ static void run_usage(FILE *f)
 		policy_flags_help());
 }
 
-int cmd_run(int argc, char **argv)
+struct run_args {
+	struct policy_flags pf;
+	const char *backend;
+	bool json, want_stdin;
+	char **argv;		/* the command */
+};
+
+/* Flags; 0, 1 when --help was answered, or -1 after an error message. */
+static int parse_run_args(int argc, char **argv, struct run_args *ra)
 {
 	static const struct option opts[] = {
 		{"backend", required_argument, NULL, 'b'},
@@ -53,69 +61,104 @@ int cmd_run(int argc, char **argv)
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
-	struct policy_flags pf;
-	memset(&pf, 0, sizeof(pf));
-	const char *backend_name = "auto";
-	bool json = false, want_stdin = false;
+	memset(ra, 0, sizeof(*ra));
+	ra->backend = "auto";
 	agentd_error err = {0};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+b:jih", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			backend_name = optarg;
+			ra->backend = optarg;
 			break;
 		case 'j':
-			json = true;
+			ra->json = true;
 			break;
 		case 'i':
-			want_stdin = true;
+			ra->want_stdin = true;
 			break;
 		case 'h':
 			run_usage(stdout);
-			return 0;
+			return 1;
 		case 'T':
 			break;	/* enabled by main(), before anything it times */
 		case '?':
 			run_usage(stderr);
-			return EXIT_AGENTD;
+			return -1;
 		default:
-			if (policy_flags_add(&pf, c, optarg, &err) < 0) {
+			if (policy_flags_add(&ra->pf, c, optarg, &err) < 0) {
 				print_error("run: %s", err.msg);
-				return EXIT_AGENTD;
+				return -1;
 			}
 		}
 	}
 	if (optind >= argc) {
 		print_error("run: no command given (agentd run [options] -- PROG ARGS...)");
-		return EXIT_AGENTD;
+		return -1;
 	}
-	char **cmd_argv = argv + optind;
+	ra->argv = argv + optind;
+	return 0;
+}
 
-	agentd_spec spec;
-	if (policy_flags_build(&pf, &spec, &err) < 0) {
-		print_error("%s", err.msg);
-		return EXIT_AGENTD;
-	}
-	trace_mark("policy built");
-
+/* The backend by name, or the best one here for auto; NULL after an error message. */
+static agentd_backend *pick_backend(const char *name)
+{
 	agentd_backend *backend = NULL;
-	if (!strcasecmp(backend_name, "auto")) {
+	agentd_error err = {0};
+	if (!strcasecmp(name, "auto")) {
 		agentd_error warn = {0};
 		backend = agentd_detect_best_backend(NULL, &warn);
 		if (warn.msg[0])
 			print_error("warning: %s", warn.msg);
-	} else if (agentd_create_backend(backend_name, NULL, &backend, &err) < 0) {
+	} else if (agentd_create_backend(name, NULL, &backend, &err) < 0) {
 		print_error("%s", err.msg);
-		agentd_spec_free(&spec);
-		return EXIT_AGENTD;
+		return NULL;
 	}
-	if (!backend) {
+	if (!backend)
 		print_error("no backend available");
+	return backend;
+}
+
+/* Streamed output was written as it came; what remains to say goes to stderr, or the
+ * whole result as one JSON object. */
+static void report_result(const agentd_exec_output *o, bool json, const agentd_backend *b,
+			  const char *sandbox_id, const agentd_spec *spec)
+{
+	if (json) {
+		char *s = agentd_exec_output_to_json(o, agentd_backend_name(b), sandbox_id);
+		puts(s);
+		free(s);
+		return;
+	}
+	if (o->timed_out)
+		print_error("timed out after %llu ms; the command and everything it started "
+			    "were killed",
+			    (unsigned long long)o->duration_ms);
+	if (o->limit_hit != AGENTD_LIMIT_NONE && o->limit_hit != AGENTD_LIMIT_OUTPUT)
+		print_error("%s limit hit", agentd_limit_kind_name(o->limit_hit));
+	if (o->output_truncated)
+		print_error("output truncated at %llu bytes (max_output_bytes)",
+			    (unsigned long long)spec->limits.max_output_bytes);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_args ra;
+	int pr = parse_run_args(argc, argv, &ra);
+	if (pr != 0)
+		return pr > 0 ? 0 : EXIT_AGENTD;
+	agentd_spec spec;
+	agentd_error err = {0};
+	if (policy_flags_build(&ra.pf, &spec, &err) < 0) {
+		print_error("%s", err.msg);
+		return EXIT_AGENTD;
+	}
+	trace_mark("policy built");
+	agentd_backend *backend = pick_backend(ra.backend);
+	if (!backend) {
 		agentd_spec_free(&spec);
 		return EXIT_AGENTD;
 	}
-
 	trace_mark("backend ready");
 	if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
 		struct sigaction sa = {.sa_handler = on_signal};
@@ -137,20 +180,13 @@ int cmd_run(int argc, char **argv)
 		}
 		agentd_backend_set_proxy(backend, proxy);
 	}
-	if (want_stdin) {
-		in = read_fd_all(0, &in_len);
-		if (!in) {
-			print_error("run: read stdin: %s", strerror(errno));
-			goto out;
-		}
+	if (ra.want_stdin && !(in = read_fd_all(0, &in_len))) {
+		print_error("run: read stdin: %s", strerror(errno));
+		goto out;
 	}
-	agentd_command cmd = {
-		.argv = cmd_argv,
-		.stdin_data = in,
-		.stdin_len = in_len,
-	};
+	agentd_command cmd = {.argv = ra.argv, .stdin_data = in, .stdin_len = in_len};
 	agentd_exec_ctx ctx = {
-		.on_output = json ? NULL : stream_out,
+		.on_output = ra.json ? NULL : stream_out,
 		.cancel_fd = cancel_pipe[0] > 0 ? cancel_pipe[0] : 0,
 	};
 	agentd_exec_output o;
@@ -160,21 +196,7 @@ int cmd_run(int argc, char **argv)
 		agentd_exec_output_free(&o);
 		goto out;
 	}
-	if (json) {
-		char *s = agentd_exec_output_to_json(&o, agentd_backend_name(backend), sandbox_id);
-		puts(s);
-		free(s);
-	} else {
-		if (o.timed_out)
-			print_error("timed out after %llu ms; the command and everything it started "
-				  "were killed",
-				  (unsigned long long)o.duration_ms);
-		if (o.limit_hit != AGENTD_LIMIT_NONE && o.limit_hit != AGENTD_LIMIT_OUTPUT)
-			print_error("%s limit hit", agentd_limit_kind_name(o.limit_hit));
-		if (o.output_truncated)
-			print_error("output truncated at %llu bytes (max_output_bytes)",
-				  (unsigned long long)spec.limits.max_output_bytes);
-	}
+	report_result(&o, ra.json, backend, sandbox_id, &spec);
 	rc = got_signal ? 128 + got_signal : o.exit_code;
 	agentd_exec_output_free(&o);
 out:
