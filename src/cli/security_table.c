@@ -4,6 +4,7 @@
  * what each backend blocks. The names match the suite's expectation table
  * (tests/security/secsuite.py), which checks that both agree. */
 #include "cli/cli.h"
+#include "cli/security.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -128,232 +129,7 @@ struct sec_cell {
 	char detail[256]; /* sbxprobe's line, or the error */
 };
 
-/* The host side of the attacks: what they aim at, set up before and removed after. */
-struct sec_env {
-	char tmp[64];
-	char token[17];
-	char pid[16];
-	char agentd[PATH_MAX];
-	char home[PATH_MAX];
-	char blockdev[300];
-	char port[8];
-	char abstract[64];
-	char fd[12];
-	char comm_hex[40];
-	char old_comm[17];
-	int tcp_fd, abstract_fd, unix_fd, leaked_fd;
-};
 
-/* ------------------------------------------------------------ sbxprobe */
-
-static bool executable(const char *p)
-{
-	return access(p, X_OK) == 0;
-}
-
-/* $AGENTD_SBXPROBE, else tests/sbxprobe next to the binary (a build tree), else
- * <prefix>/libexec/agentd/sbxprobe for an installed <prefix>/bin/agentd. */
-/* out: PATH_MAX bytes (realpath). */
-static bool find_sbxprobe(char *out, char *looked, size_t ln)
-{
-	const char *env = getenv("AGENTD_SBXPROBE");
-	if (env && *env) {
-		snprintf(looked, ln, "$AGENTD_SBXPROBE=%s", env);
-		return executable(env) && realpath(env, out);
-	}
-	char exe[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (len < 0) {
-		snprintf(looked, ln, "/proc/self/exe unreadable: %s", strerror(errno));
-		return false;
-	}
-	exe[len] = '\0';
-	char *slash = strrchr(exe, '/');
-	*slash = '\0';
-	char a[PATH_MAX + 32], b[PATH_MAX + 48];
-	snprintf(a, sizeof(a), "%s/tests/sbxprobe", exe);
-	snprintf(b, sizeof(b), "%s/../libexec/agentd/sbxprobe", exe);
-	snprintf(looked, ln, "%s, %s", a, b);
-	const char *found = executable(a) ? a : executable(b) ? b : NULL;
-	return found && realpath(found, out);
-}
-
-/* ---------------------------------------------------------- host setup */
-
-static void put_file(const char *dir, const char *name, const char *data, mode_t mode)
-{
-	char p[128];
-	snprintf(p, sizeof(p), "%s/%s", dir, name);
-	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (fd < 0)
-		return;
-	if (write(fd, data, strlen(data)) < 0) {
-		/* the attack then reads an empty file: same verdict */
-	}
-	fchmod(fd, mode); /* past the umask */
-	close(fd);
-}
-
-static int listen_unix(const char *path, bool abstract)
-{
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	size_t n = strlen(path);
-	if (n + 2 > sizeof(un.sun_path))
-		return -1;
-	memcpy(un.sun_path + abstract, path, n);
-	socklen_t len =
-	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + abstract + n + !abstract);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (bind(fd, (struct sockaddr *)&un, len) < 0 || listen(fd, 8) < 0) {
-		close(fd);
-		return -1;
-	}
-	if (!abstract)
-		chmod(path, 0777);
-	return fd;
-}
-
-static void first_block_device(char *out, size_t n)
-{
-	out[0] = '\0';
-	DIR *d = opendir("/sys/class/block");
-	if (!d)
-		return;
-	struct dirent *de;
-	char loop[300] = "";
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char dev[300];
-		snprintf(dev, sizeof(dev), "/dev/%.250s", de->d_name);
-		if (access(dev, F_OK) < 0)
-			continue;
-		bool virt = !strncmp(de->d_name, "loop", 4) || !strncmp(de->d_name, "ram", 3) ||
-			    !strncmp(de->d_name, "zram", 4);
-		if (!virt && (!out[0] || strcmp(dev, out) < 0))
-			snprintf(out, n, "%s", dev);
-		else if (virt && !loop[0])
-			snprintf(loop, sizeof(loop), "%s", dev);
-	}
-	closedir(d);
-	if (!out[0])
-		snprintf(out, n, "%s", loop);
-}
-
-static int env_setup(struct sec_env *e, agentd_error *err)
-{
-	memset(e, 0, sizeof(*e));
-	e->tcp_fd = e->abstract_fd = e->unix_fd = e->leaked_fd = -1;
-	unsigned char rnd[8] = {0};
-	int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (rfd < 0 || read(rfd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
-		for (size_t i = 0; i < sizeof(rnd); i++)
-			rnd[i] = (unsigned char)(getpid() >> (i % 4 * 8)) ^ (unsigned char)i;
-	}
-	if (rfd >= 0)
-		close(rfd);
-	for (size_t i = 0; i < sizeof(rnd); i++)
-		snprintf(e->token + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(e->pid, sizeof(e->pid), "%d", (int)getpid());
-
-	snprintf(e->tmp, sizeof(e->tmp), "/var/tmp/agentd-probe-XXXXXX");
-	if (!mkdtemp(e->tmp)) {
-		snprintf(e->tmp, sizeof(e->tmp), "/tmp/agentd-probe-XXXXXX");
-		if (!mkdtemp(e->tmp))
-			return agentd_error_set(err, errno,
-						"create a host directory for the "
-						"attacks: %s",
-						strerror(errno));
-	}
-	chmod(e->tmp, 0777);
-	put_file(e->tmp, "secret", "AGENTD-PROBE-SECRET\n", 0644);
-	put_file(e->tmp, "writable", "AGENTD-PROBE-ORIGINAL\n", 0666);
-	char sock[128];
-	snprintf(sock, sizeof(sock), "%s/host.sock", e->tmp);
-	e->unix_fd = listen_unix(sock, false);
-
-	snprintf(e->abstract, sizeof(e->abstract), "agentd-probe-%s", e->token);
-	e->abstract_fd = listen_unix(e->abstract, true);
-
-	e->tcp_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t il = sizeof(in);
-	if (e->tcp_fd >= 0 && bind(e->tcp_fd, (struct sockaddr *)&in, sizeof(in)) == 0 &&
-	    listen(e->tcp_fd, 8) == 0 && getsockname(e->tcp_fd, (struct sockaddr *)&in, &il) == 0)
-		snprintf(e->port, sizeof(e->port), "%u", ntohs(in.sin_port));
-	else
-		snprintf(e->port, sizeof(e->port), "1"); /* nothing listens: the verdict stays */
-
-	/* Deliberately without O_CLOEXEC: the exec engine must close it. */
-	e->leaked_fd = open(e->tmp, O_RDONLY | O_DIRECTORY);
-	snprintf(e->fd, sizeof(e->fd), "%d", e->leaked_fd);
-
-	ssize_t n = readlink("/proc/self/exe", e->agentd, sizeof(e->agentd) - 1);
-	e->agentd[n > 0 ? n : 0] = '\0';
-	const char *home = getenv("HOME");
-	struct passwd *pw = home && *home ? NULL : getpwuid(geteuid());
-	snprintf(e->home, sizeof(e->home), "%s", home && *home ? home : pw ? pw->pw_dir : "/root");
-	first_block_device(e->blockdev, sizeof(e->blockdev));
-
-	/* A name no other process has, for the sandbox to look for in /proc. */
-	prctl(PR_GET_NAME, e->old_comm, 0, 0, 0);
-	char comm[16];
-	snprintf(comm, sizeof(comm), "agentd-%.8s", e->token);
-	prctl(PR_SET_NAME, comm, 0, 0, 0);
-	for (size_t i = 0; comm[i] && 2 * i + 2 < sizeof(e->comm_hex); i++)
-		snprintf(e->comm_hex + 2 * i, 3, "%02x", (unsigned char)comm[i]);
-	return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-static void env_cleanup(struct sec_env *e)
-{
-	int fds[] = {e->tcp_fd, e->abstract_fd, e->unix_fd, e->leaked_fd};
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (e->tmp[0])
-		nftw(e->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	if (e->old_comm[0])
-		prctl(PR_SET_NAME, e->old_comm, 0, 0, 0);
-}
-
-static void expand(const struct sec_env *e, const char *tpl, char *out, size_t n)
-{
-	static const char *const keys[] = {"{tmp}",  "{token}",	   "{pid}",  "{agentd}",
-					   "{home}", "{blockdev}", "{port}", "{abstract}",
-					   "{fd}",   "{comm}"};
-	const char *vals[] = {e->tmp,	   e->token, e->pid,	  e->agentd, e->home,
-			      e->blockdev, e->port,  e->abstract, e->fd,     e->comm_hex};
-	size_t o = 0;
-	while (*tpl && o + 1 < n) {
-		size_t k = 0;
-		for (; k < sizeof(keys) / sizeof(keys[0]); k++)
-			if (!strncmp(tpl, keys[k], strlen(keys[k])))
-				break;
-		if (k < sizeof(keys) / sizeof(keys[0])) {
-			o += (size_t)snprintf(out + o, n - o, "%s", vals[k]);
-			if (o >= n)
-				o = n - 1;
-			tpl += strlen(keys[k]);
-		} else {
-			out[o++] = *tpl++;
-		}
-	}
-	out[o] = '\0';
-}
 
 /* ------------------------------------------------------------ running */
 
@@ -518,28 +294,94 @@ static const char *cell_word(const struct sec_cell *c)
 	}
 }
 
+/* No probe helper: nothing to run inside, said as such (an empty table in JSON). */
+static int no_probe_helper(const char *looked, bool json)
+{
+	char msg[2 * PATH_MAX + 224];
+	snprintf(msg, sizeof(msg),
+		 "sbxprobe not found (looked at %s; set AGENTD_SBXPROBE to the probe helper "
+		 "built as tests/sbxprobe): no security table",
+		 looked);
+	if (json) {
+		json_t *root = json_pack("{s:o, s:s}", "security", json_object(), "skipped", msg);
+		char *s = json_dumps(root, JSON_INDENT(2));
+		puts(s);
+		free(s);
+		json_decref(root);
+	}
+	print_error("probe --security: %s", msg);
+	return 0;
+}
+
+/* security: the verdicts; details: sbxprobe's line (or the error) for each. */
+static void print_json(const char *const *cols, size_t nc, const struct sec_cell *cells,
+		       const char *probe, json_t *unavail)
+{
+	json_t *sec = json_object(), *details = json_object();
+	for (size_t c = 0; c < nc; c++) {
+		json_t *col = json_object(), *dcol = json_object();
+		for (size_t a = 0; a < N_ATTACKS; a++) {
+			const struct sec_cell *cell = &cells[c * N_ATTACKS + a];
+			if (cell->res == SEC_SKIPPED)
+				continue;
+			char v[300];
+			snprintf(v, sizeof(v), "%s",
+				 cell->res == SEC_BLOCKED   ? "blocked"
+				 : cell->res == SEC_ALLOWED ? "allowed"
+							    : "");
+			if (cell->res == SEC_ERROR)
+				snprintf(v, sizeof(v), "error: %s", cell->detail);
+			json_object_set_new(col, attacks[a].name, json_string(v));
+			json_object_set_new(dcol, attacks[a].name, json_string(cell->detail));
+		}
+		json_object_set_new(sec, cols[c], col);
+		json_object_set_new(details, cols[c], dcol);
+	}
+	json_t *root = json_pack("{s:o, s:o, s:s}", "security", sec, "details", details,
+				 "sbxprobe", probe);
+	if (json_object_size(unavail))
+		json_object_set(root, "unavailable", unavail);
+	char *s = json_dumps(root, JSON_INDENT(2));
+	puts(s);
+	free(s);
+	json_decref(root);
+}
+
+/* An attack a row, a backend a column, then each backend's count and what got through. */
+static void print_table(const char *const *cols, size_t nc, const struct sec_cell *cells)
+{
+	printf("\n%-26s %-11s", "attack", "category");
+	for (size_t c = 0; c < nc; c++)
+		printf("  %-13s", cols[c]);
+	printf("\n");
+	for (size_t a = 0; a < N_ATTACKS; a++) {
+		printf("%-26s %-11s", attacks[a].name, attacks[a].category);
+		for (size_t c = 0; c < nc; c++)
+			printf("  %-13s", cell_word(&cells[c * N_ATTACKS + a]));
+		printf("\n");
+	}
+	printf("\n");
+	for (size_t c = 0; c < nc; c++) {
+		size_t blocked = 0, total = 0;
+		for (size_t a = 0; a < N_ATTACKS; a++) {
+			const struct sec_cell *cell = &cells[c * N_ATTACKS + a];
+			total += cell->res != SEC_SKIPPED;
+			blocked += cell->res == SEC_BLOCKED;
+		}
+		printf("%s: %zu of %zu blocked\n", cols[c], blocked, total);
+		for (size_t a = 0; a < N_ATTACKS; a++) {
+			const struct sec_cell *cell = &cells[c * N_ATTACKS + a];
+			if (cell->res == SEC_ALLOWED || cell->res == SEC_ERROR)
+				printf("  %-24s %s\n", attacks[a].name, cell->detail);
+		}
+	}
+}
+
 int security_probe(const char *only, bool json)
 {
 	char probe[PATH_MAX], looked[2 * PATH_MAX + 64];
-	if (!find_sbxprobe(probe, looked, sizeof(looked))) {
-		char msg[sizeof(looked) + 160];
-		snprintf(
-		    msg, sizeof(msg),
-		    "sbxprobe not found (looked at %s; set AGENTD_SBXPROBE to the probe helper "
-		    "built as tests/sbxprobe): no security table",
-		    looked);
-		if (json) {
-			json_t *root =
-			    json_pack("{s:o, s:s}", "security", json_object(), "skipped", msg);
-			char *s = json_dumps(root, JSON_INDENT(2));
-			puts(s);
-			free(s);
-			json_decref(root);
-		}
-		print_error("probe --security: %s", msg);
-		return 0;
-	}
-
+	if (!find_sbxprobe(probe, looked, sizeof(looked)))
+		return no_probe_helper(looked, json);
 	size_t nb;
 	const char *const *names = agentd_available_backends(&nb);
 	const char *want = only ? agentd_canonical_backend_name(only) : NULL;
@@ -549,10 +391,9 @@ int security_probe(const char *only, bool json)
 		print_error("probe --security: %s", err.msg);
 		return EXIT_AGENTD;
 	}
-
-	const char **cols = calloc(nb, sizeof(*cols));
-	struct sec_cell *cells = calloc(nb * N_ATTACKS, sizeof(*cells));
-	json_t *sec = json_object(), *unavail = json_object();
+	const char **cols = xcalloc(nb, sizeof(*cols));
+	struct sec_cell *cells = xcalloc(nb * N_ATTACKS, sizeof(*cells));
+	json_t *unavail = json_object();
 	size_t nc = 0;
 	if (!json)
 		printf("security: what each backend blocks (strict policy; probe %s)\n", probe);
@@ -570,77 +411,18 @@ int security_probe(const char *only, bool json)
 		cols[nc++] = names[i];
 	}
 	env_cleanup(&env);
+	int rc = 0;
 	if (nc == 0) {
 		print_error("probe --security: no available backend to probe%s%s",
-			  only ? " named " : "", only ? only : "");
-		json_decref(sec);
-		json_decref(unavail);
-		free(cols);
-		free(cells);
-		return EXIT_AGENTD;
-	}
-
-	if (json) {
-		json_t *details = json_object();
-		for (size_t c = 0; c < nc; c++) {
-			json_t *col = json_object(), *dcol = json_object();
-			for (size_t a = 0; a < N_ATTACKS; a++) {
-				const struct sec_cell *cell = &cells[c * N_ATTACKS + a];
-				if (cell->res == SEC_SKIPPED)
-					continue;
-				char v[300];
-				snprintf(v, sizeof(v), "%s",
-					 cell->res == SEC_BLOCKED   ? "blocked"
-					 : cell->res == SEC_ALLOWED ? "allowed"
-								    : "");
-				if (cell->res == SEC_ERROR)
-					snprintf(v, sizeof(v), "error: %s", cell->detail);
-				json_object_set_new(col, attacks[a].name, json_string(v));
-				json_object_set_new(dcol, attacks[a].name,
-						    json_string(cell->detail));
-			}
-			json_object_set_new(sec, cols[c], col);
-			json_object_set_new(details, cols[c], dcol);
-		}
-		/* security: the verdicts; details: sbxprobe's line (or the error) for each */
-		json_t *root = json_pack("{s:o, s:o, s:s}", "security", sec, "details", details,
-					 "sbxprobe", probe);
-		if (json_object_size(unavail))
-			json_object_set(root, "unavailable", unavail);
-		char *s = json_dumps(root, JSON_INDENT(2));
-		puts(s);
-		free(s);
-		json_decref(root);
+			    only ? " named " : "", only ? only : "");
+		rc = EXIT_AGENTD;
+	} else if (json) {
+		print_json(cols, nc, cells, probe, unavail);
 	} else {
-		json_decref(sec);
-		printf("\n%-26s %-11s", "attack", "category");
-		for (size_t c = 0; c < nc; c++)
-			printf("  %-13s", cols[c]);
-		printf("\n");
-		for (size_t a = 0; a < N_ATTACKS; a++) {
-			printf("%-26s %-11s", attacks[a].name, attacks[a].category);
-			for (size_t c = 0; c < nc; c++)
-				printf("  %-13s", cell_word(&cells[c * N_ATTACKS + a]));
-			printf("\n");
-		}
-		printf("\n");
-		for (size_t c = 0; c < nc; c++) {
-			size_t blocked = 0, total = 0;
-			for (size_t a = 0; a < N_ATTACKS; a++) {
-				const struct sec_cell *cell = &cells[c * N_ATTACKS + a];
-				total += cell->res != SEC_SKIPPED;
-				blocked += cell->res == SEC_BLOCKED;
-			}
-			printf("%s: %zu of %zu blocked\n", cols[c], blocked, total);
-			for (size_t a = 0; a < N_ATTACKS; a++) {
-				const struct sec_cell *cell = &cells[c * N_ATTACKS + a];
-				if (cell->res == SEC_ALLOWED || cell->res == SEC_ERROR)
-					printf("  %-24s %s\n", attacks[a].name, cell->detail);
-			}
-		}
+		print_table(cols, nc, cells);
 	}
 	json_decref(unavail);
 	free(cols);
 	free(cells);
-	return 0;
+	return rc;
 }
