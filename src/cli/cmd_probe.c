@@ -68,77 +68,30 @@ static void print_caps(const agentd_backend_caps *c)
 		printf("  warning: %s\n", c->warnings.v[i]);
 }
 
-int cmd_probe(int argc, char **argv)
+static void print_platform(const agentd_platform *p)
 {
-	bool json = false, security = false;
-	const char *only = NULL;
-	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-					     {"backend", required_argument, NULL, 'b'},
-					     {"security", no_argument, NULL, 's'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+jb:sh", opts, NULL)) != -1) {
-		if (c == 'j')
-			json = true;
-		else if (c == 'b')
-			only = optarg;
-		else if (c == 's')
-			security = true;
-		else if (c == 'h') {
-			printf("usage: agentd probe [--backend NAME] [--security] [--json]\n\n"
-			       "  --security  run the security suite's attacks (those the probe "
-			       "helper sbxprobe\n"
-			       "              judges alone) in a strict sandbox of each backend and "
-			       "print what\n"
-			       "              each one blocks; sbxprobe is found at "
-			       "$AGENTD_SBXPROBE, else\n"
-			       "              <dir of agentd>/tests/sbxprobe (build tree), else\n"
-			       "              <dir of agentd>/../libexec/agentd/sbxprobe\n");
-			return 0;
-		} else
-			return EXIT_AGENTD;
-	}
-	if (optind < argc) {
-		print_error("probe: unexpected argument '%s'", argv[optind]);
-		return EXIT_AGENTD;
-	}
-	if (only && !agentd_canonical_backend_name(only)) {
-		agentd_error err = {0};
-		agentd_backend *b = NULL;
-		agentd_create_backend(only, NULL, &b, &err);
-		print_error("%s", err.msg);
-		return EXIT_AGENTD;
-	}
-	if (security)
-		return security_probe(only, json);
+	printf("kernel %s\n", p->kernel);
+	printf("  landlock        %s", p->landlock_abi ? "ABI " : "unavailable");
+	if (p->landlock_abi)
+		printf("%d", p->landlock_abi);
+	printf("\n  seccomp filter  %s\n", p->seccomp_filter ? "yes" : "no");
+	printf("  cgroup          %s%s%s (memory %s, pids %s, cpu %s, freezer %s)\n",
+	       p->cgroup_version == 2 ? "v2" : p->cgroup_version == 1 ? "v1" : "none",
+	       p->cgroup_hybrid ? " hybrid" : "", p->cgroup_writable ? "" : " read-only",
+	       p->cgroup_memory ? "yes" : "no", p->cgroup_pids ? "yes" : "no",
+	       p->cgroup_cpu ? "yes" : "no", p->cgroup_freezer ? "yes" : "no");
+	printf("  user namespaces %s\n", p->user_namespaces ? "yes" : "no");
+	printf("  kvm             %s\n", p->kvm ? "yes" : "no");
+	printf("  pidfd %s, clone3 %s\n", p->pidfd ? "yes" : "no", p->clone3 ? "yes" : "no");
+	if (p->reasons[0])
+		printf("  unavailable: %s\n", p->reasons);
+}
 
-	const agentd_platform *p = agentd_probe_platform();
-	json_t *root = json_object(), *arr = json_array();
-	if (json) {
-		json_object_set_new(root, "platform", platform_json(p));
-	} else {
-		printf("kernel %s\n", p->kernel);
-		printf("  landlock        %s", p->landlock_abi ? "ABI " : "unavailable");
-		if (p->landlock_abi)
-			printf("%d", p->landlock_abi);
-		printf("\n  seccomp filter  %s\n", p->seccomp_filter ? "yes" : "no");
-		printf("  cgroup          %s%s%s (memory %s, pids %s, cpu %s, freezer %s)\n",
-		       p->cgroup_version == 2 ? "v2" : p->cgroup_version == 1 ? "v1" : "none",
-		       p->cgroup_hybrid ? " hybrid" : "", p->cgroup_writable ? "" : " read-only",
-		       p->cgroup_memory ? "yes" : "no", p->cgroup_pids ? "yes" : "no",
-		       p->cgroup_cpu ? "yes" : "no", p->cgroup_freezer ? "yes" : "no");
-		printf("  user namespaces %s\n", p->user_namespaces ? "yes" : "no");
-		printf("  kvm             %s\n", p->kvm ? "yes" : "no");
-		printf("  pidfd %s, clone3 %s\n", p->pidfd ? "yes" : "no", p->clone3 ? "yes" : "no");
-		if (p->reasons[0])
-			printf("  unavailable: %s\n", p->reasons);
-	}
-
+/* Each backend's capabilities (want: one only), printed or appended to arr. */
+static void probe_backends(const char *want, bool json, json_t *arr)
+{
 	size_t n;
 	const char *const *names = agentd_available_backends(&n);
-	const char *want = only ? agentd_canonical_backend_name(only) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		if (want && strcmp(want, names[i]) != 0)
 			continue;
@@ -160,34 +113,93 @@ int cmd_probe(int argc, char **argv)
 		agentd_backend_caps_free(&caps);
 		agentd_backend_free(b);
 	}
+}
+
+/* --json, --backend, --security; 0, 1 when --help was answered, -1 on a bad flag. */
+static int parse_probe_args(int argc, char **argv, bool *json, bool *security,
+			    const char **only)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+					     {"backend", required_argument, NULL, 'b'},
+					     {"security", no_argument, NULL, 's'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+jb:sh", opts, NULL)) != -1) {
+		if (c == 'j')
+			*json = true;
+		else if (c == 'b')
+			*only = optarg;
+		else if (c == 's')
+			*security = true;
+		else if (c == 'h') {
+			printf("usage: agentd probe [--backend NAME] [--security] [--json]\n\n"
+			       "  --security  run the security suite's attacks (those the probe "
+			       "helper sbxprobe\n"
+			       "              judges alone) in a strict sandbox of each backend and "
+			       "print what\n"
+			       "              each one blocks; sbxprobe is found at "
+			       "$AGENTD_SBXPROBE, else\n"
+			       "              <dir of agentd>/tests/sbxprobe (build tree), else\n"
+			       "              <dir of agentd>/../libexec/agentd/sbxprobe\n");
+			return 1;
+		} else
+			return -1;
+	}
+	if (optind < argc) {
+		print_error("probe: unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_probe(int argc, char **argv)
+{
+	bool json = false, security = false;
+	const char *only = NULL;
+	int pr = parse_probe_args(argc, argv, &json, &security, &only);
+	if (pr != 0)
+		return pr > 0 ? 0 : EXIT_AGENTD;
+	if (only && !agentd_canonical_backend_name(only)) {
+		agentd_error err = {0};
+		agentd_backend *b = NULL;
+		agentd_create_backend(only, NULL, &b, &err);
+		print_error("%s", err.msg);
+		return EXIT_AGENTD;
+	}
+	if (security)
+		return security_probe(only, json);
+
+	const agentd_platform *p = agentd_probe_platform();
+	const char *want = only ? agentd_canonical_backend_name(only) : NULL;
+	json_t *arr = json_array();
+	if (!json)
+		print_platform(p);
+	probe_backends(want, json, arr);
+	agentd_error warn = {0};
+	agentd_backend *best = want ? NULL : agentd_detect_best_backend(NULL, &warn);
 	if (json) {
-		json_object_set_new(root, "backends", arr);
-		if (!want) {
-			agentd_error warn = {0};
-			agentd_backend *best = agentd_detect_best_backend(NULL, &warn);
+		json_t *root = json_pack("{s:o, s:o}", "platform", platform_json(p), "backends", arr);
+		if (!want)
 			json_object_set_new(root, "auto",
 					    json_string(best ? agentd_backend_name(best) : ""));
-			agentd_backend_free(best);
-		}
 		char *s = json_dumps(root, JSON_INDENT(2));
 		puts(s);
 		free(s);
-	} else {
-		json_decref(arr);
-		if (!want) {
-			agentd_error warn = {0};
-			agentd_backend *best = agentd_detect_best_backend(NULL, &warn);
-			printf("\nauto selects: %s\n", best ? agentd_backend_name(best) : "(none)");
-			if (warn.msg[0])
-				printf("  warning: %s\n", warn.msg);
-			agentd_backend_free(best);
-		}
-		/* What each backend really blocks, tried from inside (fast: well under 1 s). */
-		printf("\n");
-		fflush(stdout);
 		json_decref(root);
-		return security_probe(only, false);
+		agentd_backend_free(best);
+		return 0;
 	}
-	json_decref(root);
-	return 0;
+	json_decref(arr);
+	if (!want) {
+		printf("\nauto selects: %s\n", best ? agentd_backend_name(best) : "(none)");
+		if (warn.msg[0])
+			printf("  warning: %s\n", warn.msg);
+	}
+	agentd_backend_free(best);
+	/* What each backend really blocks, tried from inside (fast: well under 1 s). */
+	printf("\n");
+	fflush(stdout);
+	return security_probe(only, false);
 }
