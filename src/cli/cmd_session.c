@@ -17,7 +17,16 @@ static void session_usage(FILE *f)
 		policy_flags_help());
 }
 
-int cmd_session(int argc, char **argv)
+struct session_args {
+	const char *sub, *sock, *backend, *lang;
+	bool json;
+	struct policy_flags pf;
+	int npos;
+	char **pos;
+};
+
+/* The verb's flags (they may follow the positional arguments); 0, 1 after --help, -1. */
+static int parse_session_args(int argc, char **argv, struct session_args *sa)
 {
 	enum { O_SOCKET = 0x200, O_JSON, O_BACKEND, O_LANG };
 	static const struct option opts[] = {
@@ -29,113 +38,145 @@ int cmd_session(int argc, char **argv)
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		session_usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_AGENTD : 0;
-	}
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	const char *sock = NULL, *backend = NULL, *lang = NULL;
-	bool json = false;
-	struct policy_flags pf;
-	memset(&pf, 0, sizeof(pf));
 	agentd_error err = {0};
 	int c;
 	optind = 1;
 	/* no "+": options may follow the positional arguments */
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case O_SOCKET: sock = optarg; break;
-		case O_JSON: json = true; break;
-		case O_BACKEND: backend = optarg; break;
-		case O_LANG: lang = optarg; break;
-		case 'h': session_usage(stdout); return 0;
-		case '?': session_usage(stderr); return EXIT_AGENTD;
+		case O_SOCKET: sa->sock = optarg; break;
+		case O_JSON: sa->json = true; break;
+		case O_BACKEND: sa->backend = optarg; break;
+		case O_LANG: sa->lang = optarg; break;
+		case 'h': session_usage(stdout); return 1;
+		case '?': session_usage(stderr); return -1;
 		default:
-			if (strcmp(sub, "create") || policy_flags_add(&pf, c, optarg, &err) < 0) {
-				print_error("session %s: %s", sub,
-					  err.msg[0] ? err.msg : "policy options are for create");
-				return EXIT_AGENTD;
+			if (strcmp(sa->sub, "create") || policy_flags_add(&sa->pf, c, optarg, &err) < 0) {
+				print_error("session %s: %s", sa->sub,
+					    err.msg[0] ? err.msg : "policy options are for create");
+				return -1;
 			}
 		}
 	}
-	sock = socket_path_default(sock);
-	int npos = argc - optind;
-	char **pos = argv + optind;
-	char path[256];
-	int status = 0;
-	json_t *body = NULL, *j = NULL;
-	const char *method = "POST";
-	int ok = 200;
-	if (!strcmp(sub, "create") && npos == 1) {
-		json_t *spec = policy_flags_json(&pf, &err);
+	sa->sock = socket_path_default(sa->sock);
+	sa->npos = argc - optind;
+	sa->pos = argv + optind;
+	return 0;
+}
+
+/* The code of an exec: as given, or stdin for "-"; a body {code, language}, or NULL. */
+static json_t *exec_body(const struct session_args *sa)
+{
+	const char *code = sa->pos[2];
+	char *buf = NULL;
+	if (!strcmp(code, "-")) {
+		size_t n;
+		buf = (char *)read_fd_all(0, &n);
+		if (!buf || strlen(buf) != n) {
+			print_error("session exec: read the code from stdin: %s",
+				    buf ? "contains a NUL byte" : strerror(errno));
+			free(buf);
+			return NULL;
+		}
+		code = buf;
+	}
+	json_t *body = json_pack("{s:s}", "code", code);
+	free(buf);
+	if (!body) {
+		print_error("session exec: the code is not UTF-8 text");
+		return NULL;
+	}
+	if (sa->lang)
+		json_object_set_new(body, "language", json_string(sa->lang));
+	return body;
+}
+
+/* The request of the subcommand: method, path, body and the status that means success;
+ * -1 after a message (bad arguments, bad code). */
+static int session_request(const struct session_args *sa, const char **method, char *path,
+			   size_t plen, json_t **body, int *ok)
+{
+	agentd_error err = {0};
+	*method = "POST";
+	*ok = 200;
+	*body = NULL;
+	if (!strcmp(sa->sub, "create") && sa->npos == 1) {
+		json_t *spec = policy_flags_json(&sa->pf, &err);
 		if (!spec) {
 			print_error("%s", err.msg);
-			return EXIT_AGENTD;
+			return -1;
 		}
-		body = json_pack("{s:o}", "config", spec);
-		if (backend)
-			json_object_set_new(body, "backend", json_string(backend));
-		snprintf(path, sizeof(path), "/v1/agents/%.64s/sessions", pos[0]);
-		ok = 201;
-	} else if (!strcmp(sub, "exec") && npos == 3) {
-		const char *code = pos[2];
-		char *buf = NULL;
-		if (!strcmp(code, "-")) {
-			size_t n;
-			buf = (char *)read_fd_all(0, &n);
-			if (!buf || strlen(buf) != n) {
-				print_error("session exec: read the code from stdin: %s",
-					  buf ? "contains a NUL byte" : strerror(errno));
-				free(buf);
-				return EXIT_AGENTD;
-			}
-			code = buf;
-		}
-		body = json_pack("{s:s}", "code", code);
-		free(buf);
-		if (!body) {
-			print_error("session exec: the code is not UTF-8 text");
-			return EXIT_AGENTD;
-		}
-		if (lang)
-			json_object_set_new(body, "language", json_string(lang));
-		snprintf(path, sizeof(path), "/v1/agents/%.64s/sessions/%.40s/executions", pos[0],
-			 pos[1]);
-	} else if (!strcmp(sub, "rm") && npos == 2) {
-		method = "DELETE";
-		snprintf(path, sizeof(path), "/v1/agents/%.64s/sessions/%.40s", pos[0], pos[1]);
+		*body = json_pack("{s:o}", "config", spec);
+		if (sa->backend)
+			json_object_set_new(*body, "backend", json_string(sa->backend));
+		snprintf(path, plen, "/v1/agents/%.64s/sessions", sa->pos[0]);
+		*ok = 201;
+	} else if (!strcmp(sa->sub, "exec") && sa->npos == 3) {
+		if (!(*body = exec_body(sa)))
+			return -1;
+		snprintf(path, plen, "/v1/agents/%.64s/sessions/%.40s/executions", sa->pos[0],
+			 sa->pos[1]);
+	} else if (!strcmp(sa->sub, "rm") && sa->npos == 2) {
+		*method = "DELETE";
+		snprintf(path, plen, "/v1/agents/%.64s/sessions/%.40s", sa->pos[0], sa->pos[1]);
 	} else {
 		session_usage(stderr);
-		return EXIT_AGENTD;
+		return -1;
 	}
-	j = client_call(sock, method, path, body, &status, &err);
-	json_decref(body);
-	if (!j) {
-		print_error("session %s: %s", sub, err.msg);
-		return EXIT_AGENTD;
-	}
-	int rc = 0;
-	if (status != ok) {
-		rc = client_report_error(sub, status, j);
-	} else if (json) {
+	return 0;
+}
+
+/* A successful answer: JSON, the session id, or the execution's output and exit code. */
+static int session_output(const struct session_args *sa, json_t *j)
+{
+	if (sa->json) {
 		char *s = json_dumps(j, JSON_INDENT(2));
 		puts(s);
 		free(s);
-		if (!strcmp(sub, "exec"))
-			rc = (int)json_integer_value(
+		if (!strcmp(sa->sub, "exec"))
+			return (int)json_integer_value(
 				json_object_get(json_object_get(j, "result"), "exit_code"));
-	} else if (!strcmp(sub, "create")) {
+		return 0;
+	}
+	if (!strcmp(sa->sub, "create")) {
 		puts(json_string_value(json_object_get(j, "session_id")));
-	} else if (!strcmp(sub, "exec")) {
+	} else if (!strcmp(sa->sub, "exec")) {
 		json_t *res = json_object_get(j, "result");
 		write_decoded(1, json_object_get(res, "stdout"),
 			      json_string_value(json_object_get(res, "stdout_encoding")));
 		write_decoded(2, json_object_get(res, "stderr"),
 			      json_string_value(json_object_get(res, "stderr_encoding")));
-		rc = (int)json_integer_value(json_object_get(res, "exit_code"));
+		return (int)json_integer_value(json_object_get(res, "exit_code"));
 	}
+	return 0;
+}
+
+int cmd_session(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		session_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_AGENTD : 0;
+	}
+	struct session_args sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sub = argv[1];
+	int pr = parse_session_args(argc - 1, argv + 1, &sa);
+	if (pr != 0)
+		return pr > 0 ? 0 : EXIT_AGENTD;
+	const char *method;
+	char path[256];
+	json_t *body;
+	int ok, status = 0;
+	if (session_request(&sa, &method, path, sizeof(path), &body, &ok) < 0)
+		return EXIT_AGENTD;
+	agentd_error err = {0};
+	json_t *j = client_call(sa.sock, method, path, body, &status, &err);
+	json_decref(body);
+	if (!j) {
+		print_error("session %s: %s", sa.sub, err.msg);
+		return EXIT_AGENTD;
+	}
+	int rc = status != ok ? client_report_error(sa.sub, status, j) : session_output(&sa, j);
 	json_decref(j);
 	return rc;
 }
