@@ -48,7 +48,9 @@ struct agentd_sandbox {
 	agentd_sandbox *next;		/* core list linkage */
 };
 
-void sandbox_free_(agentd_sandbox *sb);	/* spec, caps, the object: what destroy leaves */
+/* The object of agentd_sandbox_alloc, its spec and caps (not what the backend keeps in priv:
+ * that is its destroy's, or its failed create's). */
+void backend_sandbox_free(agentd_sandbox *sb);
 
 
 /* ---------------------------------------------------------------- base.c: the one-shot hook */

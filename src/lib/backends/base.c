@@ -34,7 +34,7 @@ agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 	return sb;
 }
 
-void sandbox_free_(agentd_sandbox *sb)
+void backend_sandbox_free(agentd_sandbox *sb)
 {
 	agentd_spec_free(&sb->spec);
 	agentd_sandbox_caps_free(&sb->caps);

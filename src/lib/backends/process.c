@@ -268,9 +268,7 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 fail:
 	strv_free(&warnings);
 	psb_free(p, b, sb->id);
-	agentd_spec_free(&sb->spec);
-	agentd_sandbox_caps_free(&sb->caps);
-	free(sb);
+	backend_sandbox_free(sb);
 	return -1;
 }
 

@@ -98,7 +98,7 @@ int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err)
 	int r = sb->ops->destroy ? sb->ops->destroy(sb, err) : 0;
 	if (r < 0)
 		agentd_error_prefix(err, "destroy sandbox %s", sb->id);
-	sandbox_free_(sb);
+	backend_sandbox_free(sb);
 	return r;
 }
 

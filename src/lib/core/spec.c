@@ -1,5 +1,6 @@
 /* spec.c: the typed sandbox spec: profile presets, copy/free, semantic validation (paths,
- * limits, network allow entries, environment names) and the size/duration parsers. */
+ * limits, network allow entries, environment names). The size and duration parsers are
+ * common/parse.c's. */
 #include "lib/core/core.h"
 
 #include <arpa/inet.h>

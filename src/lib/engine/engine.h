@@ -36,6 +36,10 @@ int child_execvpe(char *const argv[], char *const envp[]);
 /* child: exit code for a failed child_execvpe (127 not found, 126 otherwise). */
 int exec_failure_code(int neg_errno);
 
+/* Our fds a child inherits are kept at or above this (pipes, pidfds), so its dup2 onto
+ * 0..3 never overwrites one it still needs. */
+#define ENGINE_HIGH_FD 10
+
 /* ---------------------------------------------------------------- spawn.c
  * A process started with clone3 (fork semantics, optional namespaces, straight into a
  * cgroup on v2). With hold, the child waits until spawn_release (after the parent wrote

@@ -13,8 +13,6 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 
-/* Parent-side fds are moved above this so dup2 onto 0..3 in the child never collides. */
-#define HIGH_FD 10
 /* After the main process ends and its tree is killed, how long to keep draining pipes
  * that something outside our control still holds open. */
 #define DRAIN_GRACE_MS 2000
@@ -23,9 +21,9 @@ enum { TAG_OUT = 1, TAG_ERR, TAG_IN, TAG_PID, TAG_TIMER, TAG_REPORT, TAG_CANCEL 
 
 static int move_high(int fd)
 {
-	if (fd < 0 || fd >= HIGH_FD)
+	if (fd < 0 || fd >= ENGINE_HIGH_FD)
 		return fd;
-	int n = fcntl(fd, F_DUPFD_CLOEXEC, HIGH_FD);
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, ENGINE_HIGH_FD);
 	close(fd);
 	return n;
 }

@@ -8,9 +8,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-/* Parent-side fds are moved above this so dup2 onto 0..3 in a child never collides. */
-#define HIGH_FD 10
-
 struct clone_args_v2 {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
 		set_tid, set_tid_size, cgroup;
@@ -117,8 +114,8 @@ int spawn_process(const struct spawn_opts *o, struct spawned *sp, agentd_error *
 			close(hold[1]);
 		return -1;
 	}
-	if (sp->pidfd < HIGH_FD) {
-		int hi = fcntl(sp->pidfd, F_DUPFD_CLOEXEC, HIGH_FD);
+	if (sp->pidfd < ENGINE_HIGH_FD) {
+		int hi = fcntl(sp->pidfd, F_DUPFD_CLOEXEC, ENGINE_HIGH_FD);
 		if (hi >= 0) {
 			close(sp->pidfd);
 			sp->pidfd = hi;

@@ -77,9 +77,7 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 void ctr_sandbox_free(agentd_sandbox *sb)
 {
 	ctr_free(sb->priv, sb->backend, sb->id);
-	agentd_spec_free(&sb->spec);
-	agentd_sandbox_caps_free(&sb->caps);
-	free(sb);
+	backend_sandbox_free(sb);
 }
 
 static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
