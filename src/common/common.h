@@ -93,6 +93,13 @@ char *base64_encode(const uint8_t *data, size_t len);	/* malloc'd, NUL-terminate
 /* 0 and a malloc'd *out, or -1 on bad input (length, alphabet, padding). */
 int base64_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 bool utf8_valid(const uint8_t *s, size_t len);
+/* The character at s (len >= 1): its length with *cp set; 0 when s[0..len) is a valid
+ * but incomplete start of one (more bytes may complete it); -1 when s[0] starts no valid
+ * character. */
+int utf8_next(const uint8_t *s, size_t len, uint32_t *cp);
+/* How many trailing bytes of s (0..3) are the valid, incomplete start of a character: what
+ * a reader of a stream holds back until the next chunk. */
+size_t utf8_incomplete_tail(const uint8_t *s, size_t len);
 
 /* ---------------------------------------------------------------- quote.c */
 /* Quote s for an error message: "..." with \xNN escapes, cut after ~64 bytes. */

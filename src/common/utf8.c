@@ -39,3 +39,50 @@ bool utf8_valid(const uint8_t *s, size_t len)
 	}
 	return true;
 }
+
+/* The range of the second byte after lead byte c (RFC 3629's table), so that a prefix is
+ * judged as early as the whole: no overlongs (E0 80, F0 80), surrogates (ED A0) or code
+ * points past U+10FFFF (F4 90). */
+static void second_byte_range(uint8_t c, uint8_t *lo, uint8_t *hi)
+{
+	*lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+	*hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+}
+
+int utf8_next(const uint8_t *s, size_t len, uint32_t *cp)
+{
+	uint8_t c = s[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+		   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+	if (!n)
+		return -1;
+	uint8_t lo, hi;
+	second_byte_range(c, &lo, &hi);
+	uint32_t v = c & (0x7F >> n);
+	for (size_t k = 1; k < n; k++) {
+		if (k == len)
+			return 0;
+		uint8_t b = s[k];
+		if (k == 1 ? b < lo || b > hi : (b & 0xC0) != 0x80)
+			return -1;
+		v = v << 6 | (b & 0x3F);
+	}
+	*cp = v;
+	return (int)n;
+}
+
+size_t utf8_incomplete_tail(const uint8_t *s, size_t len)
+{
+	uint32_t cp;
+	for (size_t k = 1; k <= 3 && k <= len; k++) {
+		uint8_t c = s[len - k];
+		if ((c & 0xC0) == 0x80)
+			continue; /* a continuation byte: its lead is further back */
+		return c >= 0xC2 && utf8_next(s + len - k, k, &cp) == 0 ? k : 0;
+	}
+	return 0;
+}

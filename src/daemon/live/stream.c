@@ -21,6 +21,10 @@ struct stream {
 	size_t len, off;
 	bool done;
 	bool started;			/* the exec thread runs (release joins it) */
+	struct held_tail {
+		uint8_t b[4];
+		size_t n;
+	} held[2];			/* stdout, stderr: an incomplete UTF-8 character */
 };
 
 static void push_line(struct stream *s, json_t *line)
@@ -40,21 +44,43 @@ static void push_line(struct stream *s, json_t *line)
 	free(txt);
 }
 
-/* A chunk may end inside a UTF-8 sequence or be binary: then it goes as base64. */
-static void on_output(void *ud, agentd_stream st, const uint8_t *data, size_t len)
+static void push_chunk(struct stream *s, agentd_stream st, const uint8_t *data, size_t len)
 {
-	struct stream *s = ud;
 	const char *name = st == AGENTD_STREAM_STDOUT ? "stdout" : "stderr";
-	json_t *text = json_stringn((const char *)data, len);
-	if (text && !memchr(data, '\0', len)) {
+	json_t *text = memchr(data, '\0', len) ? NULL : json_stringn((const char *)data, len);
+	if (text) {
 		push_line(s, json_pack("{s:s, s:o}", "stream", name, "data", text));
 		return;
 	}
-	json_decref(text);
 	char *enc = base64_encode(data, len);
 	push_line(s, json_pack("{s:s, s:s, s:s}", "stream", name, "data", enc, "encoding",
 			       "base64"));
 	free(enc);
+}
+
+/* A chunk that ends inside a UTF-8 character keeps that character's start for the next
+ * chunk of its stream, so text stays text; binary output goes as base64. */
+static void on_output(void *ud, agentd_stream st, const uint8_t *data, size_t len)
+{
+	struct stream *s = ud;
+	struct held_tail *h = &s->held[st == AGENTD_STREAM_STDOUT ? 0 : 1];
+	_cleanup_free_ uint8_t *buf = xmalloc(h->n + len);
+	memcpy(buf, h->b, h->n);
+	memcpy(buf + h->n, data, len);
+	len += h->n;
+	h->n = utf8_incomplete_tail(buf, len);
+	memcpy(h->b, buf + len - h->n, h->n);
+	if (len > h->n)
+		push_chunk(s, st, buf, len - h->n);
+}
+
+/* The command ended inside a character: what was held is not text. */
+static void flush_held(struct stream *s)
+{
+	for (int i = 0; i < 2; i++)
+		if (s->held[i].n)
+			push_chunk(s, i ? AGENTD_STREAM_STDERR : AGENTD_STREAM_STDOUT, s->held[i].b,
+				   s->held[i].n);
 }
 
 static void *run(void *arg)
@@ -72,6 +98,7 @@ static void *run(void *arg)
 	agentd_exec_output o;
 	agentd_error err = {0};
 	int status = live_exec(s->d, s->l, &s->c, &cmd, on_output, s, &s->slot, &o, &err);
+	flush_held(s);
 	if (status) {
 		push_line(s, json_pack("{s:{s:s, s:s}}", "error", "code", api_status_code(status),
 				       "message", err.msg));

@@ -91,6 +91,25 @@ typedef struct exec_request {
 	int cancel_fd;			/* > 0: readable = kill the tree and stop */
 } exec_request;
 
+/* capture.c: one stream's output under max_output_bytes: the first half kept in the
+ * output's buffer, the bytes after it in a ring of the second half's size; finish joins
+ * them, with "[... N bytes omitted ...]" between when the stream was longer than max. */
+struct capture {
+	uint64_t max, seen;
+	uint64_t head_cap, tail_cap;
+	uint8_t *ring;
+	size_t ring_pos;
+};
+void capture_init(struct capture *c, uint64_t max);
+/* Keep what the cap allows of buf; *live is how much of buf a live reader gets now. */
+void capture_add(struct capture *c, uint8_t **out, size_t *out_len, const uint8_t *buf,
+		 size_t n, size_t *live);
+/* The final output (head, marker, tail cut on UTF-8 boundaries); live readers get the tail
+ * they have not seen, after a marker. Frees the ring. */
+void capture_finish(struct capture *c, uint8_t **out, size_t *out_len, agentd_stream s,
+		    agentd_output_cb on_output, void *ud);
+void capture_free(struct capture *c);
+
 struct exec_reports {
 	bool have_fail, have_exit;
 	struct child_report fail, exit;
@@ -111,7 +130,7 @@ struct exec_job {
 	struct cgroup *cg;		/* the command's cgroup, read for usage and limits */
 	struct cgroup_events ev0;	/* its counters before the command */
 	agentd_usage cu0;
-	uint64_t total;			/* output bytes kept */
+	struct capture cap[2];		/* stdout, stderr */
 	bool loop_failed;
 	struct exec_reports rs;
 };

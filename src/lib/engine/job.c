@@ -118,6 +118,8 @@ int exec_job_open(struct exec_job *j, const exec_request *req, agentd_exec_outpu
 		cgroup_read_usage(req->cg, &j->cu0);
 	}
 	j->cg = req->cg;
+	capture_init(&j->cap[0], req->max_output_bytes);
+	capture_init(&j->cap[1], req->max_output_bytes);
 	return 0;
 fail:
 	exec_job_close(j);
@@ -152,6 +154,8 @@ void exec_job_close(struct exec_job *j)
 	close_pair(j->rep);
 	close_fd(&j->devnull);
 	close_fd(&j->pidfd);
+	capture_free(&j->cap[0]);
+	capture_free(&j->cap[1]);
 	if (!j->out->duration_ms)
 		j->out->duration_ms = now_ms_monotonic() - j->start_ms;
 }
@@ -184,22 +188,25 @@ static void kill_tree(struct exec_job *j)
 static void capture_chunk(struct exec_job *j, agentd_stream s, const uint8_t *buf, size_t n)
 {
 	agentd_exec_output *out = j->out;
-	uint64_t max = j->req->max_output_bytes;
-	uint64_t room = max > j->total ? max - j->total : 0;
-	size_t keep = n < room ? n : (size_t)room;
-	if (keep < n)
+	bool is_out = s == AGENTD_STREAM_STDOUT;
+	struct capture *c = &j->cap[is_out ? 0 : 1];
+	size_t live;
+	capture_add(c, is_out ? &out->out : &out->err, is_out ? &out->out_len : &out->err_len,
+		    buf, n, &live);
+	if (c->seen > c->max)
 		out->output_truncated = true;
-	if (!keep)
-		return;
-	uint8_t **dst = s == AGENTD_STREAM_STDOUT ? &out->out : &out->err;
-	size_t *len = s == AGENTD_STREAM_STDOUT ? &out->out_len : &out->err_len;
-	*dst = xrealloc(*dst, *len + keep + 1);
-	memcpy(*dst + *len, buf, keep);
-	*len += keep;
-	(*dst)[*len] = '\0';
-	j->total += keep;
-	if (j->req->on_output)
-		j->req->on_output(j->req->userdata, s, buf, keep);
+	if (live && j->req->on_output)
+		j->req->on_output(j->req->userdata, s, buf, live);
+}
+
+/* The kept head and tail of each stream become the output. */
+static void capture_done(struct exec_job *j)
+{
+	agentd_exec_output *out = j->out;
+	capture_finish(&j->cap[0], &out->out, &out->out_len, AGENTD_STREAM_STDOUT,
+		       j->req->on_output, j->req->userdata);
+	capture_finish(&j->cap[1], &out->err, &out->err_len, AGENTD_STREAM_STDERR,
+		       j->req->on_output, j->req->userdata);
 }
 
 void exec_job_stderr_note(struct exec_job *j, const char *msg, size_t n)
@@ -408,6 +415,7 @@ int exec_job_wait(struct exec_job *j, agentd_error *err)
 	if (j->rep[0] >= 0)
 		read_reports(j->rep[0], &j->rs); /* written just before the exit notification */
 	int r = exec_verdict(j, &si, &ru, l.timed_out, err);
+	capture_done(j);
 	exec_job_close(j);
 	return r;
 }
