@@ -7,6 +7,7 @@
 #include "agentd-proxy.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 
 /* Options every policy-taking verb accepts; values are ≥ 0x100 to stay clear of short
@@ -63,8 +64,25 @@ const char *policy_flags_help(void);
 
 
 
+/* term.c: a sandbox's output for one of our fds. On a terminal (and without --raw) control
+ * characters but \n, \t and \r\n are written as \xNN, C1 and bidi controls as \uNNNN,
+ * bytes that are not UTF-8 as \xNN; a character or \r split across writes is held until
+ * the next write or the flush. Elsewhere the bytes go through unchanged. */
+struct term_out {
+	int fd;
+	bool escape;
+	uint8_t held[4];
+	size_t n_held;
+};
+void term_out_init(struct term_out *t, int fd, bool raw);
+void term_out_write(struct term_out *t, const uint8_t *data, size_t len);
+void term_out_flush(struct term_out *t);
+/* JSON for stdout: on a terminal every non-ASCII character as \uNNNN (C1 controls are not
+ * escaped by JSON itself); the extra json_dumps flags, and a compact document printed so. */
+int term_json_flags(void);
+void term_puts_json(const char *compact);
+
 /* client.c: the daemon API over its unix socket. */
-#include <jansson.h>
 struct client_conn {
 	int fd;
 	char *buf;
@@ -92,8 +110,10 @@ int client_report_error(const char *verb, int status, json_t *j);
 char *url_escape(const char *s);	/* for query values; malloc'd */
 /* cmd_sandbox.c, shared with cmd_session.c */
 json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
-/* Write a JSON string to fd, base64-decoded when encoding is "base64". */
-void write_decoded(int fd, json_t *data, const char *encoding);
+/* Write a JSON string to t, base64-decoded when encoding is "base64". */
+void write_decoded(struct term_out *t, json_t *data, const char *encoding);
+/* An exec output object's stdout and stderr to ours (escaped for a terminal unless raw). */
+void write_exec_output(json_t *res, bool raw);
 
 int cmd_serve(int argc, char **argv);
 int cmd_sandbox(int argc, char **argv);

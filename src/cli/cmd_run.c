@@ -24,20 +24,22 @@ static void on_signal(int sig)
 	}
 }
 
+/* stdout and stderr as they come, escaped for a terminal (term.c) */
 static void stream_out(void *ud, agentd_stream s, const uint8_t *data, size_t len)
 {
-	/* a reader that went away: keep running, keep capturing */
-	(void)write_all(s == AGENTD_STREAM_STDOUT ? 1 : 2, data, len);
+	struct term_out *t = ud;
+	term_out_write(&t[s == AGENTD_STREAM_STDOUT ? 0 : 1], data, len);
 }
 
 static void run_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: agentd run [--backend NAME|auto] [policy options] [--json] [-i] [--trace-timing] -- PROG "
+		"usage: agentd run [--backend NAME|auto] [policy options] [--json] [-i] [--raw] [--trace-timing] -- PROG "
 		"ARGS...\n\n"
 		"  --backend NAME   backend name or alias, or auto (default: auto)\n"
 		"  --json           print one JSON object with the result instead of streaming\n"
 		"  -i, --stdin      pass agentd's stdin to the command (default: /dev/null)\n"
+		"  --raw            write the command's output to a terminal unescaped\n"
 		"  --trace-timing   print where the time went, phase by phase, on stderr\n\n%s",
 		policy_flags_help());
 }
@@ -45,7 +47,7 @@ static void run_usage(FILE *f)
 struct run_args {
 	struct policy_flags pf;
 	const char *backend;
-	bool json, want_stdin;
+	bool json, want_stdin, raw;
 	char **argv;		/* the command */
 };
 
@@ -58,6 +60,7 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 		{"stdin", no_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},
 		{"trace-timing", no_argument, NULL, 'T'},
+		{"raw", no_argument, NULL, 'R'},
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
@@ -82,6 +85,9 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 			return 1;
 		case 'T':
 			break;	/* enabled by main(), before anything it times */
+		case 'R':
+			ra->raw = true;
+			break;
 		case '?':
 			run_usage(stderr);
 			return -1;
@@ -126,7 +132,7 @@ static void report_result(const agentd_exec_output *o, bool json, const agentd_b
 {
 	if (json) {
 		char *s = agentd_exec_output_to_json(o, agentd_backend_name(b), sandbox_id);
-		puts(s);
+		term_puts_json(s);
 		free(s);
 		return;
 	}
@@ -185,13 +191,20 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	agentd_command cmd = {.argv = ra.argv, .stdin_data = in, .stdin_len = in_len};
+	struct term_out term[2];
+	term_out_init(&term[0], 1, ra.raw);
+	term_out_init(&term[1], 2, ra.raw);
 	agentd_exec_ctx ctx = {
 		.on_output = ra.json ? NULL : stream_out,
+		.userdata = term,
 		.cancel_fd = cancel_pipe[0] > 0 ? cancel_pipe[0] : 0,
 	};
 	agentd_exec_output o;
 	char sandbox_id[AGENTD_ID_LEN];
-	if (agentd_backend_run(backend, &spec, &cmd, &ctx, &o, sandbox_id, &err) < 0) {
+	int run_r = agentd_backend_run(backend, &spec, &cmd, &ctx, &o, sandbox_id, &err);
+	term_out_flush(&term[0]);
+	term_out_flush(&term[1]);
+	if (run_r < 0) {
 		print_error("%s", err.msg);
 		agentd_exec_output_free(&o);
 		goto out;

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 enum { OPT_SOCKET = 0x200, OPT_JSON, OPT_NAME, OPT_BACKEND, OPT_STREAM, OPT_STDIN, OPT_XENV,
-       OPT_XWORKDIR, OPT_XTIMEOUT };
+       OPT_XWORKDIR, OPT_XTIMEOUT, OPT_RAW };
 
 struct sbx_opts {
 	const char *socket;
@@ -19,6 +19,7 @@ struct sbx_opts {
 	const char *backend;
 	bool stream;
 	bool want_stdin;
+	bool raw;
 	const char *timeout;
 	const char *workdir;
 	agentd_kvv env;
@@ -31,7 +32,7 @@ static void sandbox_usage(FILE *f)
 	fprintf(f,
 		"usage: agentd sandbox COMMAND [--socket PATH] [--json] ...\n\n"
 		"  create [--backend B] [--name N] [policy options]   prints the id\n"
-		"  exec [--stream] [--stdin] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
+		"  exec [--stream] [--stdin] [--raw] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
 		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
@@ -50,6 +51,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 		{"backend", required_argument, NULL, OPT_BACKEND},
 		{"stream", no_argument, NULL, OPT_STREAM},
 		{"stdin", no_argument, NULL, OPT_STDIN},
+		{"raw", no_argument, NULL, OPT_RAW},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
@@ -75,6 +77,9 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			break;
 		case OPT_STREAM:
 			o->stream = true;
+			break;
+		case OPT_RAW:
+			o->raw = true;
 			break;
 		case 'i':
 		case OPT_STDIN:
@@ -117,7 +122,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 
 static int print_json(json_t *j)
 {
-	char *s = json_dumps(j, JSON_INDENT(2));
+	char *s = json_dumps(j, JSON_INDENT(2) | term_json_flags());
 	puts(s);
 	free(s);
 	return 0;
@@ -167,7 +172,7 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 	return rc;
 }
 
-void write_decoded(int fd, json_t *data, const char *encoding)
+void write_decoded(struct term_out *t, json_t *data, const char *encoding)
 {
 	const char *s = json_string_value(data);
 	if (!s)
@@ -181,14 +186,27 @@ void write_decoded(int fd, json_t *data, const char *encoding)
 		}
 		s = (const char *)buf;
 	}
-	(void)write_all(fd, s, n); /* a closed stdout is the reader's choice */
+	term_out_write(t, (const uint8_t *)s, n);
 	free(buf);
+}
+
+void write_exec_output(json_t *res, bool raw)
+{
+	struct term_out t[2];
+	term_out_init(&t[0], 1, raw);
+	term_out_init(&t[1], 2, raw);
+	write_decoded(&t[0], json_object_get(res, "stdout"),
+		      json_string_value(json_object_get(res, "stdout_encoding")));
+	write_decoded(&t[1], json_object_get(res, "stderr"),
+		      json_string_value(json_object_get(res, "stderr_encoding")));
+	term_out_flush(&t[0]);
+	term_out_flush(&t[1]);
 }
 
 struct stream_state {
 	int exit_code;
 	bool json;
-	json_t *lines;
+	struct term_out term[2];	/* stdout, stderr */
 };
 
 static void on_line(void *ud, const char *line, size_t len)
@@ -198,7 +216,7 @@ static void on_line(void *ud, const char *line, size_t len)
 	if (!j)
 		return;
 	if (st->json) {
-		char *s = json_dumps(j, JSON_COMPACT);
+		char *s = json_dumps(j, JSON_COMPACT | term_json_flags());
 		puts(s);
 		fflush(stdout);
 		free(s);
@@ -212,7 +230,8 @@ static void on_line(void *ud, const char *line, size_t len)
 		st->exit_code = EXIT_AGENTD;
 	} else if (!st->json) {
 		const char *name = json_string_value(json_object_get(j, "stream"));
-		write_decoded(name && !strcmp(name, "stderr") ? 2 : 1, json_object_get(j, "data"),
+		write_decoded(&st->term[name && !strcmp(name, "stderr") ? 1 : 0],
+			      json_object_get(j, "data"),
 			      json_string_value(json_object_get(j, "encoding")));
 	}
 	json_decref(j);
@@ -273,6 +292,8 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 		return EXIT_AGENTD;
 	}
 	struct stream_state st = {.exit_code = EXIT_AGENTD, .json = o->json};
+	term_out_init(&st.term[0], 1, o->raw);
+	term_out_init(&st.term[1], 2, o->raw);
 	struct http_response resp;
 	int r = client_request(&c, "POST", path, "application/json", b, strlen(b), &resp,
 			       o->stream ? on_line : NULL, &st, &err);
@@ -294,14 +315,13 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 		print_json(j);
 		rc = (int)json_integer_value(json_object_get(j, "exit_code"));
 	} else {
-		write_decoded(1, json_object_get(j, "stdout"),
-			      json_string_value(json_object_get(j, "stdout_encoding")));
-		write_decoded(2, json_object_get(j, "stderr"),
-			      json_string_value(json_object_get(j, "stderr_encoding")));
+		write_exec_output(j, o->raw);
 		if (json_is_true(json_object_get(j, "timed_out")))
 			print_error("timed out; the command and everything it started were killed");
 		rc = (int)json_integer_value(json_object_get(j, "exit_code"));
 	}
+	term_out_flush(&st.term[0]);
+	term_out_flush(&st.term[1]);
 	json_decref(j);
 	http_response_free(&resp);
 	return rc;

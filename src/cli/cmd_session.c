@@ -12,14 +12,15 @@ static void session_usage(FILE *f)
 {
 	fprintf(f, "usage: agentd session COMMAND [--socket PATH] [--json] ...\n\n"
 		   "  create AGENT [--backend B] [policy options]       prints the session id\n"
-		   "  exec AGENT SESSION CODE [--language sh|python|node]  CODE - reads stdin\n"
+		   "  exec AGENT SESSION CODE [--language sh|python|node] [--raw]\n"
+		   "                                    CODE - reads stdin\n"
 		   "  rm AGENT SESSION\n\n%s",
 		policy_flags_help());
 }
 
 struct session_args {
 	const char *sub, *sock, *backend, *lang;
-	bool json;
+	bool json, raw;
 	struct policy_flags pf;
 	int npos;
 	char **pos;
@@ -28,12 +29,13 @@ struct session_args {
 /* The verb's flags (they may follow the positional arguments); 0, 1 after --help, -1. */
 static int parse_session_args(int argc, char **argv, struct session_args *sa)
 {
-	enum { O_SOCKET = 0x200, O_JSON, O_BACKEND, O_LANG };
+	enum { O_SOCKET = 0x200, O_JSON, O_BACKEND, O_LANG, O_RAW };
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, O_SOCKET},
 		{"json", no_argument, NULL, O_JSON},
 		{"backend", required_argument, NULL, O_BACKEND},
 		{"language", required_argument, NULL, O_LANG},
+		{"raw", no_argument, NULL, O_RAW},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
@@ -48,6 +50,7 @@ static int parse_session_args(int argc, char **argv, struct session_args *sa)
 		case O_JSON: sa->json = true; break;
 		case O_BACKEND: sa->backend = optarg; break;
 		case O_LANG: sa->lang = optarg; break;
+		case O_RAW: sa->raw = true; break;
 		case 'h': session_usage(stdout); return 1;
 		case '?': session_usage(stderr); return -1;
 		default:
@@ -130,7 +133,7 @@ static int session_request(const struct session_args *sa, const char **method, c
 static int session_output(const struct session_args *sa, json_t *j)
 {
 	if (sa->json) {
-		char *s = json_dumps(j, JSON_INDENT(2));
+		char *s = json_dumps(j, JSON_INDENT(2) | term_json_flags());
 		puts(s);
 		free(s);
 		if (!strcmp(sa->sub, "exec"))
@@ -142,10 +145,7 @@ static int session_output(const struct session_args *sa, json_t *j)
 		puts(json_string_value(json_object_get(j, "session_id")));
 	} else if (!strcmp(sa->sub, "exec")) {
 		json_t *res = json_object_get(j, "result");
-		write_decoded(1, json_object_get(res, "stdout"),
-			      json_string_value(json_object_get(res, "stdout_encoding")));
-		write_decoded(2, json_object_get(res, "stderr"),
-			      json_string_value(json_object_get(res, "stderr_encoding")));
+		write_exec_output(res, sa->raw);
 		return (int)json_integer_value(json_object_get(res, "exit_code"));
 	}
 	return 0;
