@@ -114,6 +114,8 @@ void agentd_spec_free(agentd_spec *spec);
 int agentd_spec_copy(agentd_spec *dst, const agentd_spec *src, agentd_error *err);
 /* Semantic checks shared by the JSON parser and CLI flags (absolute paths, ranges...). */
 int agentd_spec_validate(const agentd_spec *spec, agentd_error *err);
+/* The accepted range of limits.KEY (e.g. "max_memory_bytes"): 0, or -1 for an unknown key. */
+int agentd_limit_range(const char *key, uint64_t *min, uint64_t *max);
 
 const char *agentd_profile_name(agentd_profile p);
 int agentd_profile_from_name(const char *name, agentd_profile *out); /* 0 or -1 */

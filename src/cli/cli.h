@@ -61,6 +61,9 @@ int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_e
 /* Build the spec: profile → policy file → --profile → each flag in order → validate. */
 int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_error *err);
 const char *policy_flags_help(void);
+/* getopt_long (opterr 0, optstring starting with ':') returned '?' or ':': one line naming
+ * the option and the verb's --help; returns -1. */
+int cli_bad_option(const char *verb, int c, char *const *argv);
 
 
 

@@ -13,13 +13,15 @@ int cmd_backends(int argc, char **argv)
 					     {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+jh", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:jh", opts, NULL)) != -1) {
 		if (c == 'j') {
 			json = true;
 		} else if (c == 'h') {
 			printf("usage: agentd backends [--json]\n");
 			return 0;
 		} else {
+			cli_bad_option("backends", c, argv);
 			return EXIT_AGENTD;
 		}
 	}

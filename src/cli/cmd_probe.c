@@ -126,7 +126,8 @@ static int parse_probe_args(int argc, char **argv, bool *json, bool *security,
 					     {NULL, 0, NULL, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+jb:sh", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:jb:sh", opts, NULL)) != -1) {
 		if (c == 'j')
 			*json = true;
 		else if (c == 'b')
@@ -145,7 +146,7 @@ static int parse_probe_args(int argc, char **argv, bool *json, bool *security,
 			       "              <dir of agentd>/../libexec/agentd/sbxprobe\n");
 			return 1;
 		} else
-			return -1;
+			return cli_bad_option("probe", c, argv);
 	}
 	if (optind < argc) {
 		print_error("probe: unexpected argument '%s'", argv[optind]);

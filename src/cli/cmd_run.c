@@ -69,7 +69,8 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 	agentd_error err = {0};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+b:jih", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:b:jih", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			ra->backend = optarg;
@@ -89,8 +90,8 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 			ra->raw = true;
 			break;
 		case '?':
-			run_usage(stderr);
-			return -1;
+		case ':':
+			return cli_bad_option("run", c, argv);
 		default:
 			if (policy_flags_add(&ra->pf, c, optarg, &err) < 0) {
 				print_error("run: %s", err.msg);
@@ -99,7 +100,8 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 		}
 	}
 	if (optind >= argc) {
-		print_error("run: no command given (agentd run [options] -- PROG ARGS...)");
+		print_error("run: no command given: agentd run [options] -- PROG ARGS... (see agentd "
+			    "run --help)");
 		return -1;
 	}
 	ra->argv = argv + optind;

@@ -59,9 +59,10 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 	agentd_error err = {0};
 	int c;
 	optind = 1;
+	opterr = 0;
 	/* exec stops at its ID (the command's own options follow); the others take options
 	 * anywhere. */
-	while ((c = getopt_long(argc, argv, in_order ? "+hi" : "hi", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, in_order ? "+:hi" : ":hi", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SOCKET:
 			o->socket = optarg;
@@ -89,7 +90,8 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			sandbox_usage(stdout);
 			exit(0);
 		case '?':
-			return -1;
+		case ':':
+			return cli_bad_option("sandbox", c, argv);
 		default:
 			/* exec reuses --timeout, --env and --workdir for the one command */
 			if (!policy && c == OPT_TIMEOUT) {
@@ -107,7 +109,9 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 				o->env.v[o->env.n].value = strdup(eq + 1);
 				o->env.n++;
 			} else if (!policy) {
-				print_error("policy options are only for `sandbox create`");
+				print_error("sandbox %s: policy options are only for `sandbox create` "
+					    "(see agentd sandbox --help)",
+					    argv[0]);
 				return -1;
 			} else if (policy_flags_add(&o->pf, c, optarg, &err) < 0) {
 				print_error("%s", err.msg[0] ? err.msg : "bad option");
@@ -239,15 +243,19 @@ static void on_line(void *ud, const char *line, size_t len)
 
 static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 {
-	if (i >= argc || !argv[i][0]) {
-		print_error("sandbox exec: expected ID -- PROG ARGS...");
+	/* getopt stops at "--" too: then what follows it is the command, not the ID */
+	if (i >= argc || !argv[i][0] || !strcmp(argv[i - 1], "--")) {
+		print_error("sandbox exec: the sandbox ID is missing: agentd sandbox exec [options] "
+			    "ID -- PROG ARGS... (see agentd sandbox --help)");
 		return EXIT_AGENTD;
 	}
 	const char *id = argv[i++];
 	if (i < argc && !strcmp(argv[i], "--"))
 		i++;
 	if (i >= argc) {
-		print_error("sandbox exec: no command given");
+		print_error("sandbox exec: no command given after the ID %s: agentd sandbox exec "
+			    "[options] ID -- PROG ARGS...",
+			    id);
 		return EXIT_AGENTD;
 	}
 	agentd_error err = {0};
@@ -468,13 +476,21 @@ int cmd_sandbox(int argc, char **argv)
 		return argc < 2 ? EXIT_AGENTD : 0;
 	}
 	const char *sub = argv[1];
+	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
+					   "usage",  "suspend", "resume",  "rm",      "snapshot",
+					   "restore", "cp"};
+	size_t s = 0;
+	while (s < ARRAY_SIZE(subs) && strcmp(sub, subs[s]))
+		s++;
+	if (s == ARRAY_SIZE(subs)) {
+		print_error("sandbox: unknown command '%s' (see agentd sandbox --help)", sub);
+		return EXIT_AGENTD;
+	}
 	struct sbx_opts o;
 	memset(&o, 0, sizeof(o));
 	int i = parse_opts(argc - 1, argv + 1, !strcmp(sub, "create"), !strcmp(sub, "exec"), &o);
-	if (i < 0) {
-		sandbox_usage(stderr);
+	if (i < 0)
 		return EXIT_AGENTD;
-	}
 	argc--;
 	argv++;
 	o.socket = socket_path_default(o.socket);
@@ -486,13 +502,13 @@ int cmd_sandbox(int argc, char **argv)
 		return do_ls(&o);
 	if (!strcmp(sub, "cp")) {
 		if (argc - i != 2) {
-			print_error("sandbox cp: expected SRC DST");
+			print_error("sandbox cp: expected SRC DST (see agentd sandbox --help)");
 			return EXIT_AGENTD;
 		}
 		return do_cp(&o, argv[i], argv[i + 1]);
 	}
 	if (i >= argc) {
-		print_error("sandbox %s: expected a sandbox id", sub);
+		print_error("sandbox %s: the sandbox ID is missing (see agentd sandbox --help)", sub);
 		return EXIT_AGENTD;
 	}
 	char path[160];
@@ -526,8 +542,8 @@ int cmd_sandbox(int argc, char **argv)
 		if (strcmp(sub, table[k].sub))
 			continue;
 		if (argc - i != 1 + table[k].nargs) {
-			print_error("sandbox %s: expected ID%s", sub,
-				  table[k].nargs ? (k == 4 ? " NAME" : " SNAPSHOT") : "");
+			print_error("sandbox %s: expected ID%s (see agentd sandbox --help)", sub,
+				    table[k].nargs ? (k == 4 ? " NAME" : " SNAPSHOT") : "");
 			return EXIT_AGENTD;
 		}
 		snprintf(path, sizeof(path), "/v1/sandboxes/%.64s%s", id, table[k].suffix);
@@ -538,6 +554,5 @@ int cmd_sandbox(int argc, char **argv)
 			body = json_pack("{s:s}", "snapshot_id", argv[i + 1]);
 		return simple(&o, sub, table[k].method, path, body, table[k].ok, table[k].print);
 	}
-	print_error("sandbox: unknown command '%s' (try: agentd sandbox --help)", sub);
-	return EXIT_AGENTD;
+	return EXIT_AGENTD; /* not reached: sub is one of subs */
 }

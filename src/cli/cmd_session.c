@@ -43,8 +43,9 @@ static int parse_session_args(int argc, char **argv, struct session_args *sa)
 	agentd_error err = {0};
 	int c;
 	optind = 1;
+	opterr = 0;
 	/* no "+": options may follow the positional arguments */
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_SOCKET: sa->sock = optarg; break;
 		case O_JSON: sa->json = true; break;
@@ -52,11 +53,13 @@ static int parse_session_args(int argc, char **argv, struct session_args *sa)
 		case O_LANG: sa->lang = optarg; break;
 		case O_RAW: sa->raw = true; break;
 		case 'h': session_usage(stdout); return 1;
-		case '?': session_usage(stderr); return -1;
+		case '?': case ':': return cli_bad_option("session", c, argv);
 		default:
 			if (strcmp(sa->sub, "create") || policy_flags_add(&sa->pf, c, optarg, &err) < 0) {
 				print_error("session %s: %s", sa->sub,
-					    err.msg[0] ? err.msg : "policy options are for create");
+					    err.msg[0] ? err.msg
+						       : "policy options are only for `session create` "
+							 "(see agentd session --help)");
 				return -1;
 			}
 		}
@@ -94,6 +97,32 @@ static json_t *exec_body(const struct session_args *sa)
 	return body;
 }
 
+/* One line on what is wrong with the subcommand or its arguments; -1. */
+static int session_args_error(const struct session_args *sa)
+{
+	static const struct {
+		const char *sub, *args;
+		int n;
+	} subs[] = {{"create", "AGENT", 1}, {"exec", "AGENT SESSION CODE", 3},
+		    {"rm", "AGENT SESSION", 2}};
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
+		if (strcmp(sa->sub, subs[i].sub))
+			continue;
+		static const char *const names[] = {"AGENT", "SESSION", "CODE"};
+		if (sa->npos < subs[i].n)
+			print_error("session %s: %s is missing: agentd session %s %s (see agentd "
+				    "session --help)",
+				    sa->sub, names[sa->npos], sa->sub, subs[i].args);
+		else
+			print_error("session %s: unexpected argument '%s' (see agentd session "
+				    "--help)",
+				    sa->sub, sa->pos[subs[i].n]);
+		return -1;
+	}
+	print_error("session: unknown command '%s' (see agentd session --help)", sa->sub);
+	return -1;
+}
+
 /* The request of the subcommand: method, path, body and the status that means success;
  * -1 after a message (bad arguments, bad code). */
 static int session_request(const struct session_args *sa, const char **method, char *path,
@@ -123,8 +152,7 @@ static int session_request(const struct session_args *sa, const char **method, c
 		*method = "DELETE";
 		snprintf(path, plen, "/v1/agents/%.64s/sessions/%.40s", sa->pos[0], sa->pos[1]);
 	} else {
-		session_usage(stderr);
-		return -1;
+		return session_args_error(sa);
 	}
 	return 0;
 }

@@ -8,6 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+int cli_bad_option(const char *verb, int c, char *const *argv)
+{
+	char opt[64];
+	const char *arg = argv[optind - 1];
+	if (optopt > 0 && optopt < 0x100 && strncmp(arg, "--", 2) != 0)
+		snprintf(opt, sizeof(opt), "-%c", optopt);
+	else
+		snprintf(opt, sizeof(opt), "%.*s", (int)strcspn(arg, "="), arg);
+	print_error("%s: %s %s (see agentd %s --help)", verb,
+		    c == ':' ? "a value is missing after" : "unknown option", opt, verb);
+	return -1;
+}
+
 const char *policy_flags_help(void)
 {
 	return "policy options (applied after --policy; flags win):\n"
@@ -119,6 +132,72 @@ static int parse_net(const char *s, agentd_network *net, agentd_error *err)
 	return 0;
 }
 
+/* The limit flags: how each value is written and which limits key it sets. */
+enum flag_unit { UNIT_BYTES, UNIT_MS, UNIT_COUNT };
+static const struct limit_flag {
+	int opt;
+	const char *flag, *key;
+	enum flag_unit unit;
+} limit_flags[] = {
+	{OPT_MEMORY, "--memory", "max_memory_bytes", UNIT_BYTES},
+	{OPT_CPU_TIME, "--cpu-time", "max_cpu_time_ms", UNIT_MS},
+	{OPT_TIMEOUT, "--timeout", "max_wall_time_ms", UNIT_MS},
+	{OPT_PIDS, "--pids", "max_processes", UNIT_COUNT},
+	{OPT_MAX_OUTPUT, "--max-output", "max_output_bytes", UNIT_BYTES},
+};
+
+/* A limit as its flag takes it: 1M, 1500ms, 64 (the largest exact unit). */
+static void format_limit(char *buf, size_t n, uint64_t v, enum flag_unit unit)
+{
+	static const struct {
+		uint64_t scale;
+		const char *suffix;
+	} bytes[] = {{1ULL << 40, "T"}, {1ULL << 30, "G"}, {1ULL << 20, "M"}, {1ULL << 10, "K"}},
+	  ms[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+	const __typeof__(bytes[0]) *t = unit == UNIT_BYTES ? bytes : ms;
+	for (size_t i = 0; unit != UNIT_COUNT && v && i < ARRAY_SIZE(bytes); i++)
+		if (v % t[i].scale == 0) {
+			snprintf(buf, n, "%llu%s", (unsigned long long)(v / t[i].scale), t[i].suffix);
+			return;
+		}
+	snprintf(buf, n, "%llu%s", (unsigned long long)v,
+		 unit == UNIT_BYTES ? " bytes" : unit == UNIT_MS ? "ms" : "");
+}
+
+/* Parse a limit flag and check it against the library's range, so that the error names
+ * the flag and speaks its units: "--memory: 10 bytes is below 1M". */
+static int apply_limit_flag(agentd_limits *l, int opt, const char *val, agentd_error *err)
+{
+	const struct limit_flag *f = limit_flags;
+	while (f->opt != opt)
+		f++;
+	uint64_t v = 0, lo = 0, hi = UINT64_MAX;
+	uint32_t v32 = 0;
+	int r = f->unit == UNIT_BYTES ? parse_size(val, &v, err)
+		: f->unit == UNIT_MS  ? parse_duration_ms(val, &v, err)
+				      : parse_u32(f->flag, val, &v32, err);
+	if (r < 0)
+		return f->unit == UNIT_COUNT ? -1 : agentd_error_prefix(err, "%s", f->flag);
+	if (f->unit == UNIT_COUNT)
+		v = v32;
+	agentd_limit_range(f->key, &lo, &hi);
+	if (v < lo || v > hi) {
+		char got[32], bound[32];
+		format_limit(got, sizeof(got), v, f->unit);
+		format_limit(bound, sizeof(bound), v < lo ? lo : hi, f->unit);
+		return agentd_error_set(err, EINVAL, "%s: %s is %s %s", f->flag, got,
+					v < lo ? "below" : "above", bound);
+	}
+	switch (opt) {
+	case OPT_MEMORY: l->max_memory_bytes = v; break;
+	case OPT_CPU_TIME: l->max_cpu_time_ms = v; break;
+	case OPT_TIMEOUT: l->max_wall_time_ms = v; break;
+	case OPT_PIDS: l->max_processes = (uint32_t)v; break;
+	default: l->max_output_bytes = v; break;
+	}
+	return 0;
+}
+
 static int apply_flag(agentd_spec *spec, int opt, const char *val, agentd_error *err)
 {
 	agentd_limits *l = &spec->limits;
@@ -132,23 +211,11 @@ static int apply_flag(agentd_spec *spec, int opt, const char *val, agentd_error 
 	case OPT_NET:
 		return parse_net(val, &spec->network, err);
 	case OPT_MEMORY:
-		if (parse_size(val, &l->max_memory_bytes, err) < 0)
-			return agentd_error_prefix(err, "--memory");
-		return 0;
 	case OPT_CPU_TIME:
-		if (parse_duration_ms(val, &l->max_cpu_time_ms, err) < 0)
-			return agentd_error_prefix(err, "--cpu-time");
-		return 0;
 	case OPT_TIMEOUT:
-		if (parse_duration_ms(val, &l->max_wall_time_ms, err) < 0)
-			return agentd_error_prefix(err, "--timeout");
-		return 0;
 	case OPT_PIDS:
-		return parse_u32("--pids", val, &l->max_processes, err);
 	case OPT_MAX_OUTPUT:
-		if (parse_size(val, &l->max_output_bytes, err) < 0)
-			return agentd_error_prefix(err, "--max-output");
-		return 0;
+		return apply_limit_flag(l, opt, val, err);
 	case OPT_ENV: {
 		const char *eq = strchr(val, '=');
 		if (!eq || eq == val)
@@ -189,6 +256,52 @@ static int apply_flag(agentd_spec *spec, int opt, const char *val, agentd_error 
 	return agentd_error_set(err, EINVAL, "unknown policy option");
 }
 
+/* Did flag opt set the key the validation error msg starts with (after key)? */
+static bool flag_set_key(const struct policy_flags *pf, int opt, const char *rest,
+			 size_t base_count)
+{
+	size_t idx = 0, n = 0;
+	for (int i = 0; i < pf->n; i++) {
+		if (pf->items[i].opt != opt)
+			continue;
+		if (opt == OPT_ENV) { /* environment.K: a --env K=V */
+			const char *v = pf->items[i].val;
+			size_t k = strcspn(v, "=");
+			if (rest[0] == '.' && !strncmp(rest + 1, v, k) && rest[1 + k] == ':')
+				return true;
+			continue;
+		}
+		n++;
+	}
+	if (opt == OPT_RO || opt == OPT_RW) /* appended after the policy file's entries */
+		return sscanf(rest, "[%zu]", &idx) == 1 && idx >= base_count && n;
+	return n > 0;
+}
+
+/* A validation error about a key a flag set says which flag: "--workdir: workdir: ...". */
+static void name_flag_in_error(const struct policy_flags *pf, size_t base_ro, size_t base_rw,
+			       agentd_error *err)
+{
+	static const struct {
+		int opt;
+		const char *flag, *key;
+	} keyed[] = {
+		{OPT_WORKDIR, "--workdir", "workdir"}, {OPT_SECCOMP, "--seccomp", "seccomp_profile"},
+		{OPT_RO, "--ro", "allowed_paths_ro"},  {OPT_RW, "--rw", "allowed_paths_rw"},
+		{OPT_NET, "--net", "network"},	       {OPT_ENV, "--env", "environment"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(keyed); i++) {
+		size_t k = strlen(keyed[i].key);
+		const char *rest = err->msg + k;
+		if (strncmp(err->msg, keyed[i].key, k) || !strchr(".[:", *rest) || !*rest)
+			continue;
+		size_t base = keyed[i].opt == OPT_RO ? base_ro : base_rw;
+		if (flag_set_key(pf, keyed[i].opt, rest, base))
+			agentd_error_prefix(err, "%s", keyed[i].flag);
+		return;
+	}
+}
+
 int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_error *err)
 {
 	agentd_profile prof = AGENTD_PROFILE_STRICT;
@@ -203,11 +316,14 @@ int policy_flags_build(const struct policy_flags *pf, agentd_spec *spec, agentd_
 		if (pf->profile)
 			agentd_spec_set_profile(spec, prof);
 	}
+	size_t base_ro = spec->allowed_paths_ro.n, base_rw = spec->allowed_paths_rw.n;
 	for (int i = 0; i < pf->n; i++)
 		if (apply_flag(spec, pf->items[i].opt, pf->items[i].val, err) < 0)
 			goto fail;
-	if (agentd_spec_validate(spec, err) < 0)
+	if (agentd_spec_validate(spec, err) < 0) {
+		name_flag_in_error(pf, base_ro, base_rw, err);
 		goto fail;
+	}
 	return 0;
 fail:
 	agentd_spec_free(spec);

@@ -105,11 +105,14 @@ send_error(struct daemon *d, struct MHD_Connection *conn, int status, const char
 	return send_reply(d, conn, &rp);
 }
 
-/* Bearer token, compared in constant time over the expected length. */
-static bool authorized(const struct listener *ls, struct MHD_Connection *conn)
+/* Bearer token, compared in constant time over the expected length: NULL when it is
+ * right, else why not (none given, or a wrong one). */
+static const char *unauthorized(const struct listener *ls, struct MHD_Connection *conn)
 {
 	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-	return http_bearer_ok(h, ls->token, ls->token_len);
+	if (http_bearer_ok(h, ls->token, ls->token_len))
+		return NULL;
+	return h ? "invalid token" : "a bearer token is required";
 }
 
 static void identify(const struct listener *ls, struct MHD_Connection *conn, struct client *c)
@@ -153,8 +156,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (!cx) {
 		cx = calloc(1, sizeof(*cx));
 		*con_cls = cx;
-		if (ls->tcp && !authorized(ls, conn))
-			return send_error(d, conn, 401, "a bearer token is required");
+		const char *why = ls->tcp ? unauthorized(ls, conn) : NULL;
+		if (why)
+			return send_error(d, conn, 401, "%s", why);
 		cx->limit = !strcmp(method, "PUT") ? d->cfg.max_file_bytes : API_MAX_BODY;
 		const char *cl =
 			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");

@@ -44,14 +44,17 @@ static json_t *backend_json(struct daemon *d, const char *name)
 		return json_pack("{s:s, s:o, s:b, s:s}", "name", name, "aliases", aliases,
 				 "available", 0, "reason", err.msg);
 	json_t *o = json_pack(
-		"{s:s, s:o, s:b, s:i, s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:i}, s:o, s:o, s:o}",
+		"{s:s, s:o, s:b, s:i, s:{s:b, s:b, s:b, s:b, s:b, s:b, s:b, s:o}, s:o, s:o, s:o}",
 		"name", name, "aliases", aliases, "available", caps.available, "score",
 		(int)agentd_backend_score(&caps), "capabilities", "filesystem_isolation",
 		caps.filesystem_isolation, "network_isolation", caps.network_isolation,
 		"process_isolation", caps.process_isolation, "resource_limits", caps.resource_limits,
 		"syscall_filtering", caps.syscall_filtering, "persistent_sandboxes",
 		caps.persistent_sandboxes, "snapshots", caps.snapshots, "max_concurrent_sandboxes",
-		(int)caps.max_concurrent_sandboxes, "profiles", strv_json(&caps.available_profiles),
+		/* 0 means no limit of the backend's own: null, as in `agentd probe --json` */
+		caps.max_concurrent_sandboxes ? json_integer(caps.max_concurrent_sandboxes)
+					      : json_null(),
+		"profiles", strv_json(&caps.available_profiles),
 		"platform_features", strv_json(&caps.platform_features), "warnings",
 		strv_json(&caps.warnings));
 	if (!caps.available)
@@ -242,7 +245,10 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 		}
 		json_t *old = state_sandbox_get(d->st, r->id);
 		if (old) {
-			reply_error(out, 409, "sandbox %s is %s", r->id,
+			/* a DELETE of a gone sandbox finds nothing to delete: 404, as for an
+			 * unknown one (a retried DELETE must not look like a conflict) */
+			reply_error(out, r->route == ROUTE_SANDBOX_DELETE ? 404 : 409,
+				    "sandbox %s is %s", r->id,
 				    json_string_value(json_object_get(old, "state")));
 			json_decref(old);
 			return;

@@ -106,7 +106,9 @@ void api_sessions(struct daemon *d, struct api_request *r, const struct client *
 	}
 	struct live *l = live_get(d, sbid);
 	if (!l) {
-		reply_error(out, 409, "session %s is %s", r->session, status);
+		/* a second DELETE finds nothing to delete: 404, like the sandbox's */
+		reply_error(out, r->route == ROUTE_SESSION_DELETE ? 404 : 409, "session %s is %s",
+			    r->session, status);
 		return;
 	}
 	if (r->route == ROUTE_SESSION_EXEC) {

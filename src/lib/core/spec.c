@@ -56,6 +56,17 @@ const struct spec_limit_field spec_limit_fields[] = {
 };
 const size_t spec_limit_fields_n = ARRAY_SIZE(spec_limit_fields);
 
+int agentd_limit_range(const char *key, uint64_t *min, uint64_t *max)
+{
+	for (size_t i = 0; i < spec_limit_fields_n; i++)
+		if (!strcmp(spec_limit_fields[i].name, key)) {
+			*min = spec_limit_fields[i].min;
+			*max = spec_limit_fields[i].max;
+			return 0;
+		}
+	return -1;
+}
+
 uint64_t spec_limit_get(const agentd_limits *l, const struct spec_limit_field *f)
 {
 	const char *p = (const char *)l + f->offset;

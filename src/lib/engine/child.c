@@ -28,6 +28,26 @@ void child_fail(int errfd, int exit_code, int errnum, const char *what)
 	_exit(exit_code);
 }
 
+void child_enter_workdir(int errfd, const char *cwd)
+{
+	if (chdir(cwd) == 0)
+		return;
+	struct child_report rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.kind = REPORT_FAIL;
+	rep.exit_code = 125;
+	rep.errnum = errno;
+	rep.bad_workdir = true;
+	size_t n = strlen(cwd);
+	if (n >= sizeof(rep.what))
+		n = sizeof(rep.what) - 1;
+	memcpy(rep.what, cwd, n);
+	if (write(errfd, &rep, sizeof(rep)) < 0) {
+		/* nothing left to tell anyone */
+	}
+	_exit(125);
+}
+
 void child_report_exit(int fd, int status, const struct rusage *ru)
 {
 	struct child_report rep;

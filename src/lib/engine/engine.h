@@ -23,12 +23,16 @@ struct child_report {
 	int errnum;
 	int status;			/* EXIT: wait status of the command */
 	struct rusage ru;		/* EXIT: the command's resource usage */
+	bool bad_workdir;		/* FAIL: the caller's workdir cannot be entered */
 	char what[256];			/* "landlock_restrict_self", "execve /bin/foo", ... */
 };
 /* child: report a setup failure on the error pipe and _exit(exit_code); the report alone
  * (no exit) for a process that goes on, the container's init. */
 void child_report_fail(int errfd, int exit_code, int errnum, const char *what);
 __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, const char *what);
+/* child: chdir to the command's workdir, or report that it cannot be entered (a 400 of the
+ * caller's, not a failure of agentd's) and _exit. */
+void child_enter_workdir(int errfd, const char *cwd);
 /* The exit report of a command we reaped (a sandbox's init for its commands). */
 void child_report_exit(int fd, int status, const struct rusage *ru);
 /* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. */

@@ -43,11 +43,8 @@ static __attribute__((noreturn)) void child_main(void *arg)
 	if (r < 0)
 		child_fail(CHILD_ERRFD, 125, -r, "close inherited fds");
 
-	if (req->cwd && chdir(req->cwd) < 0) {
-		char what[300];
-		snprintf(what, sizeof(what), "chdir %s", req->cwd);
-		child_fail(CHILD_ERRFD, 125, errno, what);
-	}
+	if (req->cwd)
+		child_enter_workdir(CHILD_ERRFD, req->cwd);
 
 	trace_mark("command execve");
 	r = child_execvpe(req->argv, req->envp);

@@ -46,6 +46,9 @@ static int report_failure(struct exec_job *j, agentd_error *err)
 {
 	const struct child_report *rep = &j->rs.fail;
 	j->out->exit_code = rep->exit_code;
+	if (rep->bad_workdir)
+		return agentd_error_set(err, EINVAL, "workdir %s: %s", rep->what,
+					strerror(rep->errnum));
 	if (rep->exit_code != 126 && rep->exit_code != 127)
 		return agentd_error_set(err, rep->errnum, "sandbox setup: %s: %s", rep->what,
 					strerror(rep->errnum));

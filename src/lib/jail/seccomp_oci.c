@@ -386,8 +386,9 @@ int seccomp_oci_prepare(const char *path, const struct seccomp_opts *o, struct s
 {
 	size_t len;
 	_cleanup_free_ char *text = read_file_at(AT_FDCWD, path, PROFILE_MAX_BYTES, &len);
-	if (!text)
-		return agentd_error_errno(err, errno, "profile %s", path);
+	if (!text) /* the policy's path: a caller's mistake (EINVAL), named as the key */
+		return agentd_error_set(err, EINVAL, "seccomp_profile %s: %s", path,
+					strerror(errno));
 	json_error_t jerr;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)

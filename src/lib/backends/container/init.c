@@ -60,11 +60,7 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 	r = fds_close_from(CHILD_REPORT_FD + 1);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
-	if (chdir(cwd) < 0) {
-		char what[300];
-		snprintf(what, sizeof(what), "chdir %s", cwd);
-		child_fail(CHILD_REPORT_FD, 125, errno, what);
-	}
+	child_enter_workdir(CHILD_REPORT_FD, cwd);
 	trace_mark("command: execve");
 	r = child_execvpe(argv, envp);
 	child_fail(CHILD_REPORT_FD, exec_failure_code(r), -r, argv[0]);

@@ -219,8 +219,9 @@ static int add_user(struct builder *b, const char *label, bool same, const char 
 					path_within(t, "/proc") ? "/proc" : "/dev");
 	_cleanup_free_ char *real = realpath(source, NULL);
 	struct stat st;
+	/* the caller's path: its absence is the caller's mistake (EINVAL: a 400), not ours */
 	if (!real || stat(real, &st) < 0)
-		return agentd_error_errno(b->err, errno, "%s: %s", sl, source);
+		return agentd_error_set(b->err, EINVAL, "%s: %s: %s", sl, source, strerror(errno));
 	if (path_within(real, "/proc"))
 		return agentd_error_set(b->err, EINVAL, "%s: %s: the host's /proc is not bound", sl,
 					source);
