@@ -65,13 +65,27 @@ int exec_failure_code(int neg_errno)
 	return neg_errno == -ENOENT || neg_errno == -ENOTDIR ? 127 : 126;
 }
 
+/* execve of one candidate; ENOENT from a file that is there means its interpreter (#! line
+ * or ELF dynamic loader) is missing: remember the file for the report. */
+static void exec_one(const char *file, char *const argv[], char *const envp[], char *found,
+		     size_t found_size)
+{
+	execve(file, argv, envp);
+	int e = errno;
+	if (e == ENOENT && !found[0] && faccessat(AT_FDCWD, file, F_OK, AT_EACCESS) == 0 &&
+	    strlen(file) < found_size)
+		memcpy(found, file, strlen(file) + 1);
+	errno = e;
+}
+
 /* execve with a PATH search over the command's own PATH; no malloc (we are post-fork).
  * Like execvp: EACCES is remembered, ENOENT keeps searching. */
-int child_execvpe(char *const argv[], char *const envp[])
+int child_execvpe(char *const argv[], char *const envp[], char *found, size_t found_size)
 {
 	const char *file = argv[0];
+	found[0] = '\0';
 	if (strchr(file, '/')) {
-		execve(file, argv, envp);
+		exec_one(file, argv, envp, found, found_size);
 		return -errno;
 	}
 	const char *path = "/usr/local/bin:/usr/bin:/bin";
@@ -92,7 +106,7 @@ int child_execvpe(char *const argv[], char *const envp[])
 			} else {
 				memcpy(buf, file, flen + 1);
 			}
-			execve(buf, argv, envp);
+			exec_one(buf, argv, envp, found, found_size);
 			if (errno == EACCES || errno == ENOEXEC || errno == EPERM)
 				saved = errno;
 			else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP &&
@@ -104,4 +118,37 @@ int child_execvpe(char *const argv[], char *const envp[])
 		p = end;
 	}
 	return -saved;
+}
+
+/* What a "#!" line names as the interpreter of found (read here, inside the sandbox, with
+ * the command's own rights: the host never opens a file of the sandbox's): "FILE:
+ * interpreter INTERP", or "FILE: dynamic loader (ELF interpreter)" without one. */
+static void describe_missing_interpreter(const char *found, char *what, size_t size)
+{
+	char head[256];
+	ssize_t n = -1;
+	int fd = open(found, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd >= 0) {
+		n = read(fd, head, sizeof(head) - 1);
+		close(fd);
+	}
+	if (n > 2 && head[0] == '#' && head[1] == '!') {
+		head[n] = '\0';
+		char *p = head + 2;
+		p += strspn(p, " \t");
+		p[strcspn(p, " \t\r\n")] = '\0';
+		snprintf(what, size, "%s: interpreter %s (its #! line)", found, p);
+	} else {
+		snprintf(what, size, "%s: its dynamic loader (ELF interpreter)", found);
+	}
+}
+
+void child_fail_exec(int errfd, int neg_errno, const char *argv0, const char *found)
+{
+	char what[sizeof(((struct child_report *)0)->what)];
+	if (neg_errno == -ENOENT && found[0])
+		describe_missing_interpreter(found, what, sizeof(what));
+	else
+		snprintf(what, sizeof(what), "%s", argv0);
+	child_fail(errfd, exec_failure_code(neg_errno), -neg_errno, what);
 }

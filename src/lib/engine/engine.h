@@ -8,6 +8,7 @@
 #include "lib/host/host.h"
 #include "lib/jail/jail.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -35,8 +36,12 @@ __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, 
 void child_enter_workdir(int errfd, const char *cwd);
 /* The exit report of a command we reaped (a sandbox's init for its commands). */
 void child_report_exit(int fd, int status, const struct rusage *ru);
-/* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. */
-int child_execvpe(char *const argv[], char *const envp[]);
+/* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. found (of
+ * found_size) gets the file that exists but failed with ENOENT (a missing interpreter). */
+int child_execvpe(char *const argv[], char *const envp[], char *found, size_t found_size);
+/* child: report a failed child_execvpe (naming a missing interpreter) and _exit. */
+__attribute__((noreturn)) void child_fail_exec(int errfd, int neg_errno, const char *argv0,
+					       const char *found);
 /* child: exit code for a failed child_execvpe (127 not found, 126 otherwise). */
 int exec_failure_code(int neg_errno);
 

@@ -47,10 +47,9 @@ static __attribute__((noreturn)) void child_main(void *arg)
 		child_enter_workdir(CHILD_ERRFD, req->cwd);
 
 	trace_mark("command execve");
-	r = child_execvpe(req->argv, req->envp);
-	char what[300];
-	snprintf(what, sizeof(what), "%s", req->argv[0]);
-	child_fail(CHILD_ERRFD, exec_failure_code(r), -r, what);
+	char found[PATH_MAX];
+	r = child_execvpe(req->argv, req->envp, found, sizeof(found));
+	child_fail_exec(CHILD_ERRFD, r, req->argv[0], found);
 }
 
 int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err)

@@ -3,6 +3,7 @@
  * constrained it. */
 #include "lib/engine/engine.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 
 static void add_usage_from_rusage(agentd_usage *u, const struct rusage *ru)
@@ -40,6 +41,21 @@ static void add_usage_from_cgroup(const struct exec_job *j, agentd_usage *u)
 		u->bytes_read = cu.bytes_read - cu0->bytes_read;
 }
 
+/* The command the sandbox does not have is a host file (a path of the caller's, looked up
+ * without following any symlink, so that a link a sandbox planted in a shared directory
+ * says nothing about the host). */
+static bool on_host_only(const char *path)
+{
+	if (path[0] != '/')
+		return false;
+	_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return false;
+	_cleanup_close_ int fd = openat_beneath(root, path + 1, O_PATH | O_CLOEXEC, 0,
+						RESOLVE_NO_SYMLINKS);
+	return fd >= 0;
+}
+
 /* A command that could not be started is a result (126/127, with the reason on its
  * stderr); a setup that failed is agentd's failure. */
 static int report_failure(struct exec_job *j, agentd_error *err)
@@ -52,8 +68,18 @@ static int report_failure(struct exec_job *j, agentd_error *err)
 	if (rep->exit_code != 126 && rep->exit_code != 127)
 		return agentd_error_set(err, rep->errnum, "sandbox setup: %s: %s", rep->what,
 					strerror(rep->errnum));
-	char msg[512];
-	int n = snprintf(msg, sizeof(msg), "agentd: %s: %s\n", rep->what, strerror(rep->errnum));
+	char msg[1024];
+	int n;
+	const char *argv0 = j->req->argv[0];
+	if (rep->errnum == ENOENT && !strcmp(rep->what, argv0) && on_host_only(argv0))
+		n = snprintf(msg, sizeof(msg),
+			     "agentd: %s: not found in the sandbox, but it exists on the host: "
+			     "make it visible with --ro %s (or --rw; allowed_paths_ro in a "
+			     "policy)\n",
+			     argv0, argv0);
+	else
+		n = snprintf(msg, sizeof(msg), "agentd: %s: %s\n", rep->what,
+			     strerror(rep->errnum));
 	if (n > 0)
 		exec_job_stderr_note(j, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 	return 0;

@@ -62,8 +62,9 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
 	child_enter_workdir(CHILD_REPORT_FD, cwd);
 	trace_mark("command: execve");
-	r = child_execvpe(argv, envp);
-	child_fail(CHILD_REPORT_FD, exec_failure_code(r), -r, argv[0]);
+	char found[PATH_MAX];
+	r = child_execvpe(argv, envp, found, sizeof(found));
+	child_fail_exec(CHILD_REPORT_FD, r, argv[0], found);
 }
 
 struct command_start {
