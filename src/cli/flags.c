@@ -161,7 +161,7 @@ static void format_limit(char *buf, size_t n, uint64_t v, enum flag_unit unit)
 			return;
 		}
 	snprintf(buf, n, "%llu%s", (unsigned long long)v,
-		 unit == UNIT_BYTES ? " bytes" : unit == UNIT_MS ? "ms" : "");
+		 unit == UNIT_BYTES ? (v == 1 ? " byte" : " bytes") : unit == UNIT_MS ? "ms" : "");
 }
 
 /* Parse a limit flag and check it against the library's range, so that the error names

@@ -112,6 +112,6 @@ def test_socket_resolution_and_errors(d, tmp_path):
                        env={"PATH": "/usr/bin:/bin", "AGENTD_SOCKET": str(tmp_path / "none")})
     assert p.returncode == 125 and b"is `agentd serve` running" in p.stderr
     p = d.cli("sandbox", "create", "--memory", "1")
-    assert p.returncode == 125 and b"max_memory_bytes" in p.stderr
+    assert p.returncode == 125 and b"--memory: 1 byte is below 1M" in p.stderr
     p = d.cli("sandbox", "frobnicate", "x")
     assert p.returncode == 125

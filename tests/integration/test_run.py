@@ -117,23 +117,31 @@ class TestTimeoutsAndSurvivors:
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 class TestOutput:
-    def test_output_cap_truncates_and_flags(self, backend):
+    def test_output_cap_keeps_head_and_tail_and_flags(self, backend):
         r = run(backend, PROBE, "output", "100000", opts=["--max-output", "1000"])
         assert r.rc == 0, r
-        assert len(r.json["stdout"]) == 1000
+        marker = "\n[... 99000 bytes omitted ...]\n"
+        assert len(r.json["stdout"]) == 1000 + len(marker) and marker in r.json["stdout"], r
         assert r.json["output_truncated"] is True
         assert r.json["limit_hit"] == "output"
 
-    def test_stdout_and_stderr_share_the_cap(self, backend):
+    def test_stdout_and_stderr_each_have_the_cap(self, backend):
         r = run(backend, "/bin/sh", "-c", "head -c 600 /dev/zero | tr '\\0' a; "
                 "head -c 600 /dev/zero | tr '\\0' b >&2", opts=["--max-output", "1000"])
-        assert len(r.json["stdout"]) + len(r.json["stderr"]) == 1000
+        assert (r.json["stdout"], r.json["stderr"]) == ("a" * 600, "b" * 600), r
+        assert r.json["output_truncated"] is False
+        r = run(backend, "/bin/sh", "-c", "head -c 1200 /dev/zero | tr '\\0' a; "
+                "head -c 1200 /dev/zero | tr '\\0' b >&2", opts=["--max-output", "1000"])
+        marker = "\n[... 200 bytes omitted ...]\n"
+        assert r.json["stdout"] == "a" * 500 + marker + "a" * 500, r
+        assert r.json["stderr"] == "b" * 500 + marker + "b" * 500, r
         assert r.json["output_truncated"] is True
 
     def test_large_output_is_drained_not_deadlocked(self, backend):
         r = run(backend, PROBE, "output", str(8 << 20), opts=["--max-output", "1M"])
         assert r.rc == 0, r
-        assert len(r.json["stdout"]) == 1 << 20
+        marker = "\n[... %d bytes omitted ...]\n" % ((8 << 20) - (1 << 20))
+        assert len(r.json["stdout"]) == (1 << 20) + len(marker)
 
     def test_stdin_bytes(self, backend):
         data = bytes(range(256)) * 100

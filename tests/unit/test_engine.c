@@ -269,23 +269,28 @@ static void output_cap(void **state __attribute__((unused)))
 	run(&r);
 	assert_int_equal(r.rc, 0);
 	assert_int_equal(r.out.exit_code, 0);
-	assert_int_equal(r.out.out_len, 1000);
+	/* the first and the last 500 bytes, the marker between */
+	static const char marker[] = "\n[... 99000 bytes omitted ...]\n";
+	assert_int_equal(r.out.out_len, 1000 + strlen(marker));
+	assert_memory_equal(r.out.out + 500, marker, strlen(marker));
 	assert_true(r.out.output_truncated);
 	assert_int_equal(r.out.limit_hit, AGENTD_LIMIT_OUTPUT);
 	assert_true(r.out.resource_limited);
-	assert_int_equal(c.out, 1000); /* the callback sees what is kept, no more */
+	/* the callback sees the first 1000 bytes live, then a marker and the last 500 */
+	assert_int_equal(c.out, 1000 + strlen("\n[... 98500 bytes omitted ...]\n") + 500);
 	run_free(&r);
 
-	/* The cap is on both streams together. */
+	/* The cap is per stream: each keeps its head and its tail. */
 	char *both[] = {"sh", "-c", "printf 0123456789; printf abcdefghij >&2", NULL};
 	memset(&c, 0, sizeof(c));
 	req_init(&r, both);
-	r.req.max_output_bytes = 15;
+	r.req.max_output_bytes = 6;
 	r.req.on_output = count_cb;
 	r.req.userdata = &c;
 	run(&r);
-	assert_int_equal(r.out.out_len + r.out.err_len, 15);
-	assert_int_equal(c.out + c.err, 15);
+	assert_string_equal((char *)r.out.out, "012\n[... 4 bytes omitted ...]\n789");
+	assert_string_equal((char *)r.out.err, "abc\n[... 4 bytes omitted ...]\nhij");
+	assert_int_equal(c.out, 6 + 3 + strlen("\n[... 1 byte omitted ...]\n"));
 	assert_true(r.out.output_truncated);
 	assert_int_equal(r.out.limit_hit, AGENTD_LIMIT_OUTPUT);
 	run_free(&r);

@@ -77,8 +77,8 @@ static size_t tail_skip(const uint8_t *t, size_t n)
 
 static size_t marker_text(char m[80], uint64_t omitted)
 {
-	return (size_t)snprintf(m, 80, "\n[... %llu bytes omitted ...]\n",
-				(unsigned long long)omitted);
+	return (size_t)snprintf(m, 80, "\n[... %llu byte%s omitted ...]\n",
+				(unsigned long long)omitted, omitted == 1 ? "" : "s");
 }
 
 static void append_marker(uint8_t **out, size_t *len, uint64_t omitted)
