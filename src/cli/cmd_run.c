@@ -145,7 +145,8 @@ static void report_result(const agentd_exec_output *o, bool json, const agentd_b
 	if (o->limit_hit != AGENTD_LIMIT_NONE && o->limit_hit != AGENTD_LIMIT_OUTPUT)
 		print_error("%s limit hit", agentd_limit_kind_name(o->limit_hit));
 	if (o->output_truncated)
-		print_error("output truncated at %llu bytes (max_output_bytes)",
+		print_error("output over %llu bytes on a stream (max_output_bytes): its middle "
+			    "was dropped, the head and the tail kept",
 			    (unsigned long long)spec->limits.max_output_bytes);
 }
 

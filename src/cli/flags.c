@@ -33,7 +33,7 @@ const char *policy_flags_help(void)
 	       "  --cpu-time DUR        CPU time limit, e.g. 10s\n"
 	       "  --timeout DUR         wall-clock limit per command, e.g. 30s, 500ms\n"
 	       "  --pids N              maximum number of processes\n"
-	       "  --max-output SIZE     stdout+stderr captured, the rest dropped\n"
+	       "  --max-output SIZE     per stream: the head and the tail kept, the middle dropped\n"
 	       "  --env K=V             environment variable (repeatable)\n"
 	       "  --workdir DIR         working directory inside the sandbox\n"
 	       "  --seccomp PROFILE     default | none | PATH to an OCI seccomp JSON\n"

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,6 +30,8 @@
 #define SEC_WORKDIR_FD 2u
 /* Skip when the host has no block device. */
 #define SEC_NEEDS_BLOCKDEV 4u
+/* Judged by the host: does the output survive the CLI's terminal rendering (term.c)? */
+#define SEC_TERM_OUTPUT 8u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -104,6 +107,7 @@ static const struct sec_attack attacks[] = {
 	{ "cgroup-escape", "kernel", {"cgroup-escape"}, NULL, 0 },
 	{ "cgroup-view", "kernel", {"cgroup-view"}, NULL, 0 },
 	{ "tiocsti", "kernel", {"tiocsti"}, NULL, 0 },
+	{ "terminal-escapes", "output", {"term-escapes"}, NULL, SEC_TERM_OUTPUT },
 	{ "loopback-tcp", "network", {"connect-tcp", "127.0.0.1", "{port}"}, NULL, 0 },
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },
@@ -164,6 +168,30 @@ static const char *verdict_line(const agentd_exec_output *o, size_t *len)
 	return best;
 }
 
+/* What `agentd run` would show on a terminal for this output: an ESC or BEL that survives
+ * is an escape sequence the sandbox plays on the caller's terminal. */
+static void judge_terminal_output(const agentd_exec_output *o, struct sec_cell *c)
+{
+	int fd = memfd_create("agentd-term", MFD_CLOEXEC);
+	if (fd < 0) {
+		cell_set(c, SEC_ERROR, "memfd_create: %s", strerror(errno));
+		return;
+	}
+	struct term_out t;
+	term_out_init(&t, fd, false);
+	t.escape = true; /* as on a terminal */
+	term_out_write(&t, o->out, o->out_len);
+	term_out_flush(&t);
+	char shown[512];
+	ssize_t n = pread(fd, shown, sizeof(shown) - 1, 0);
+	close(fd);
+	shown[n > 0 ? n : 0] = '\0';
+	if (n > 0 && !strpbrk(shown, "\033\a"))
+		cell_set(c, SEC_BLOCKED, "shown escaped: %.*s", (int)strcspn(shown, "\n"), shown);
+	else
+		cell_set(c, SEC_ALLOWED, "escape sequences reach the terminal");
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c)
 {
@@ -214,6 +242,8 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	} else {
 		cell_set(c, line[0] == 'A' ? SEC_ALLOWED : SEC_BLOCKED, "%.*s", (int)len, line);
 	}
+	if ((a->flags & SEC_TERM_OUTPUT) && c->res == SEC_ALLOWED)
+		judge_terminal_output(&o, c);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

@@ -1222,6 +1222,17 @@ CMD(cmd_tiocsti)
 	return 1;
 }
 
+/* Escape sequences for the caller's terminal: OSC 52 (set the clipboard), clear the screen,
+ * retitle the window. Only the host can judge whether they reach a terminal: agentd's
+ * `probe --security` and the suite look at what the CLI makes of this output. */
+CMD(cmd_term_escapes)
+{
+	static const char seq[] = "\033]52;c;YWdlbnRk\a\033[2J\033]0;pwned\a\n";
+	if (write(STDOUT_FILENO, seq, sizeof(seq) - 1) < 0)
+		return error("write stdout");
+	return allowed("wrote OSC 52, CSI 2J and OSC 0 to stdout");
+}
+
 CMD(cmd_tioclinux)
 {
 	char sub = 7; /* TIOCL_GETSHIFTSTATE: read-only */
@@ -1758,6 +1769,7 @@ static const struct command commands[] = {
 	{ "io-uring", "", 0, 0, cmd_io_uring },
 	{ "tiocsti", "", 0, 0, cmd_tiocsti },
 	{ "tioclinux", "", 0, 0, cmd_tioclinux },
+	{ "term-escapes", "", 0, 0, cmd_term_escapes },
 	{ "kill", "PID SIG", 2, 0, cmd_kill },
 	{ "sethostname", "NAME", 1, 0, cmd_sethostname },
 	{ "netdev-config", "", 0, 0, cmd_netdev_config },

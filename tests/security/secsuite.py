@@ -139,6 +139,8 @@ EXPECT = {
     "cgroup-escape": _all_blocked(),
     "cgroup-view": _table(hd=allowed(NO_CGNS), ln=allowed(NO_CGNS)),
     "tiocsti": _all_blocked(),
+    # --- output (judged on the host: what the CLI shows on a terminal)
+    "terminal-escapes": _all_blocked(),
     # --- network
     "loopback-tcp": _table(hd=allowed(HD_NET)),
     "abstract-unix": _table(hd=allowed(HD_NET)),

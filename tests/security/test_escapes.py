@@ -139,3 +139,27 @@ def test_tiocsti_into_callers_terminal(backend):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_escape_sequences_do_not_reach_the_callers_terminal(backend):
+    """The command writes OSC 52 (clipboard), CSI 2J (clear) and OSC 0 (title) to its
+    stdout; `agentd run` on a terminal must show them, not play them."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(AGENTD, [AGENTD, "run", "--backend", backend, "--ro", PROBE_DIR, "--timeout",
+                          RUN_TIMEOUT, "--", PROBE, "term-escapes"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: agentd is gone
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    os.waitpid(pid, 0)
+    assert b"wrote OSC 52" in out, out              # the command ran
+    played = [s for s in (b"\x1b", b"\x07") if s in out]
+    verdict = "ALLOWED" if played else "BLOCKED"
+    check("terminal-escapes", backend, verdict, f"the terminal received {out[:120]!r}")
