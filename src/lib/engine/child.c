@@ -6,13 +6,15 @@
 #include <fcntl.h>
 #include <signal.h>
 
-void child_report_fail(int errfd, int exit_code, int errnum, const char *what)
+static void report_fail(int errfd, int exit_code, int errnum, const char *what,
+			bool bad_workdir)
 {
 	struct child_report rep;
 	memset(&rep, 0, sizeof(rep));
 	rep.kind = REPORT_FAIL;
 	rep.exit_code = exit_code;
 	rep.errnum = errnum;
+	rep.bad_workdir = bad_workdir;
 	size_t n = strlen(what);
 	if (n >= sizeof(rep.what))
 		n = sizeof(rep.what) - 1;
@@ -20,6 +22,11 @@ void child_report_fail(int errfd, int exit_code, int errnum, const char *what)
 	if (write(errfd, &rep, sizeof(rep)) < 0) {
 		/* nothing left to tell anyone */
 	}
+}
+
+void child_report_fail(int errfd, int exit_code, int errnum, const char *what)
+{
+	report_fail(errfd, exit_code, errnum, what, false);
 }
 
 void child_fail(int errfd, int exit_code, int errnum, const char *what)
@@ -32,19 +39,7 @@ void child_enter_workdir(int errfd, const char *cwd)
 {
 	if (chdir(cwd) == 0)
 		return;
-	struct child_report rep;
-	memset(&rep, 0, sizeof(rep));
-	rep.kind = REPORT_FAIL;
-	rep.exit_code = 125;
-	rep.errnum = errno;
-	rep.bad_workdir = true;
-	size_t n = strlen(cwd);
-	if (n >= sizeof(rep.what))
-		n = sizeof(rep.what) - 1;
-	memcpy(rep.what, cwd, n);
-	if (write(errfd, &rep, sizeof(rep)) < 0) {
-		/* nothing left to tell anyone */
-	}
+	report_fail(errfd, 125, errno, cwd, true);
 	_exit(125);
 }
 
