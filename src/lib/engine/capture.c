@@ -28,6 +28,17 @@ static void ring_last(const struct capture *c, size_t n, uint8_t *dst)
 	memcpy(dst + first, c->ring, n - first);
 }
 
+/* Append n bytes to a NUL-terminated output buffer (left as it is for n == 0). */
+static void append(uint8_t **out, size_t *len, const void *p, size_t n)
+{
+	if (!n)
+		return;
+	*out = xrealloc(*out, *len + n + 1);
+	memcpy(*out + *len, p, n);
+	*len += n;
+	(*out)[*len] = '\0';
+}
+
 void capture_init(struct capture *c, uint64_t max)
 {
 	memset(c, 0, sizeof(*c));
@@ -51,12 +62,7 @@ void capture_add(struct capture *c, uint8_t **out, size_t *out_len, const uint8_
 	*live = before >= c->max ? 0 : c->max - before < n ? (size_t)(c->max - before) : n;
 	size_t head = before >= c->head_cap ? 0
 		      : c->head_cap - before < n ? (size_t)(c->head_cap - before) : n;
-	if (head) {
-		*out = xrealloc(*out, *out_len + head + 1);
-		memcpy(*out + *out_len, buf, head);
-		*out_len += head;
-		(*out)[*out_len] = '\0';
-	}
+	append(out, out_len, buf, head);
 	if (n > head && c->tail_cap) {
 		if (!c->ring)
 			c->ring = xmalloc(c->tail_cap);
@@ -81,16 +87,6 @@ static size_t marker_text(char m[80], uint64_t omitted)
 				(unsigned long long)omitted, omitted == 1 ? "" : "s");
 }
 
-static void append_marker(uint8_t **out, size_t *len, uint64_t omitted)
-{
-	char m[80];
-	size_t n = marker_text(m, omitted);
-	*out = xrealloc(*out, *len + (size_t)n + 1);
-	memcpy(*out + *len, m, n);
-	*len += n;
-	(*out)[*len] = '\0';
-}
-
 void capture_finish(struct capture *c, uint8_t **out, size_t *out_len, agentd_stream s,
 		    agentd_output_cb on_output, void *ud)
 {
@@ -101,11 +97,7 @@ void capture_finish(struct capture *c, uint8_t **out, size_t *out_len, agentd_st
 		ring_last(c, held, tail);
 	capture_free(c);
 	if (c->seen <= c->max) {
-		/* nothing dropped: the ring holds the rest, in order */
-		*out = xrealloc(*out, *out_len + held + 1);
-		memcpy(*out + *out_len, tail, held);
-		*out_len += held;
-		(*out)[*out_len] = '\0';
+		append(out, out_len, tail, held); /* nothing dropped: the rest, in order */
 		return;
 	}
 	if (on_output) {
@@ -124,9 +116,8 @@ void capture_finish(struct capture *c, uint8_t **out, size_t *out_len, agentd_st
 		return; /* 0 captures nothing, not even a marker */
 	*out_len -= utf8_incomplete_tail(*out, *out_len);
 	size_t skip = tail_skip(tail, held);
-	append_marker(out, out_len, c->seen - *out_len - (held - skip));
-	*out = xrealloc(*out, *out_len + held - skip + 1);
-	memcpy(*out + *out_len, tail + skip, held - skip);
-	*out_len += held - skip;
-	(*out)[*out_len] = '\0';
+	char m[80];
+	size_t mn = marker_text(m, c->seen - *out_len - (held - skip));
+	append(out, out_len, m, mn);
+	append(out, out_len, tail + skip, held - skip);
 }
