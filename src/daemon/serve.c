@@ -71,7 +71,8 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 	char *end;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	opterr = 0; /* one line of ours instead of getopt's and the whole usage */
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			cfg.socket_path = optarg;
@@ -127,9 +128,13 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		case 'h':
 			serve_usage(stdout);
 			return 0;
-		default:
-			serve_usage(stderr);
+		default: {
+			const char *arg = argv[optind - 1];
+			print_error("serve: %s %.*s (see agentd serve --help)",
+				    c == ':' ? "a value is missing after" : "unknown option",
+				    (int)strcspn(arg, "="), arg);
 			return EXIT_AGENTD;
+		}
 		}
 	}
 	if (optind < argc) {

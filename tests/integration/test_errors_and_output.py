@@ -330,3 +330,13 @@ def test_a_missing_interpreter_is_named(hostdir, backend):
     r = agentd("run", "--backend", backend, "--ro", str(tmp_path), "--env",
                f"PATH={tmp_path}", "--", "x.sh")
     assert r.rc == 127 and b"interpreter /nonexistent/interp" in r.stderr, r
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["serve", "--bogus"], "serve: unknown option --bogus (see agentd serve --help)"),
+    (["serve", "--socket"], "serve: a value is missing after --socket"),
+    (["backends", "--x"], "backends: unknown option --x (see agentd backends --help)"),
+    (["probe", "--backend"], "probe: a value is missing after --backend"),
+])
+def test_every_verb_answers_a_bad_option_in_one_line(args, msg):
+    one_line(agentd(*args).proc, "agentd: " + msg)
