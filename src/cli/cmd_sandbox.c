@@ -36,8 +36,9 @@ static void sandbox_usage(FILE *f)
 		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
-		"  cp SRC DST            one side is ID:PATH (PATH relative to the workdir), the\n"
-		"                        other a host file or - for stdin/stdout\n\n%s",
+		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
+		"                        other a host file or - for stdin/stdout (escaped on a\n"
+		"                        terminal unless --raw)\n\n%s",
 		policy_flags_help());
 }
 
@@ -456,13 +457,18 @@ static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 		if (fd < 0) {
 			print_error("sandbox cp: %s: %s", dst, strerror(errno));
 			rc = EXIT_AGENTD;
+		} else if (fd == 1) {
+			/* the sandbox's file on our stdout: escaped if that is a terminal */
+			struct term_out t;
+			term_out_init(&t, 1, o->raw);
+			term_out_write(&t, (const uint8_t *)resp.body, resp.len);
+			term_out_flush(&t);
 		} else {
 			if (write_all(fd, resp.body, resp.len) < 0) {
 				print_error("sandbox cp: write %s: %s", dst, strerror(errno));
 				rc = EXIT_AGENTD;
 			}
-			if (fd != 1)
-				close(fd);
+			close(fd);
 		}
 	}
 	http_response_free(&resp);

@@ -109,6 +109,14 @@ def test_client_verbs_escape_on_a_terminal(d):
         assert_verbatim(out)
     p = d.cli("sandbox", "exec", sid, "--", *SHELL_PRINTF)
     assert p.stdout.startswith(b"\x1b]52;c;aGk=\x07"), p
+    # a file of the sandbox's, copied to stdout
+    d.exec(sid, ["/bin/sh", "-c", f"printf '{HOSTILE}' > hostile.txt"])
+    rc, out = on_pty([AGENTD, "sandbox", "cp", f"{sid}:hostile.txt", "-"], env)
+    assert rc == 0, out
+    assert_escaped(out)
+    rc, out = on_pty([AGENTD, "sandbox", "cp", "--raw", f"{sid}:hostile.txt", "-"], env)
+    assert_verbatim(out)
+    assert d.cli("sandbox", "cp", f"{sid}:hostile.txt", "-").stdout.startswith(b"\x1b]52")
     sess = subprocess.run([AGENTD, "session", "create", "a1"], env=env, capture_output=True)
     sess = sess.stdout.decode().strip()
     code = f"printf '{HOSTILE}'"
