@@ -1,6 +1,8 @@
 """Limits of persistent sandboxes through `agentd serve`: the CPU budget
 (limits.max_cpu_time_ms) belongs to the sandbox and is spent by all its execs together,
 on every backend."""
+import json
+
 import pytest
 
 from conftest import ALL_BACKENDS, PROBE, PROBE_DIR
@@ -74,5 +76,36 @@ def test_bytes_written_of_a_persistent_sandbox(d):
         assert 2 << 20 <= r.json["resource_usage"]["bytes_written"] < 3 << 20, r
         u = d.get(f"/v1/sandboxes/{sid}/usage").json
         assert 5 << 20 <= u["bytes_written"] < 6 << 20, u
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_write_limit_is_reported_on_the_exec_that_filled_the_scratch(d):
+    """max_write_bytes 4 MiB: the exec that fills the container's scratch gets limit_hit
+    write; the next one, which writes nothing, does not, though the scratch is still full."""
+    sid = d.create(backend="container", spec={"limits": {"max_write_bytes": 4 << 20}})
+    try:
+        fill = "for i in 1 2 3 4 5 6; do dd if=/dev/zero of=f$i bs=1M count=1 2>/dev/null; done"
+        r = d.exec(sid, ["/bin/sh", "-c", fill])
+        assert r.json["limit_hit"] == "write" and r.json["resource_limited"] is True, r
+        assert r.json["resource_usage"]["bytes_written"] == 4 << 20, r
+        r = d.exec(sid, ["/bin/echo", "hi"])
+        assert r.json["stdout"] == "hi\n" and r.json["limit_hit"] is None, r
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_a_spent_budget_is_streamed_as_the_exec_result(d):
+    sid = d.create(backend="host-direct", spec={"limits": {"max_cpu_time_ms": 100},
+                                                "allowed_paths_ro": [PROBE_DIR]})
+    try:
+        r = d.exec(sid, [PROBE, "burn", "2"])
+        assert r.json["limit_hit"] == "cpu", r
+        r = d.post(f"/v1/sandboxes/{sid}/exec", {"argv": ["/bin/true"], "stream": True})
+        lines = [json.loads(x) for x in r.body.splitlines() if x.strip()]
+        assert lines[-1]["exit"]["exit_code"] == 126, lines
+        assert lines[-1]["exit"]["limit_hit"] == "cpu", lines
+        err = "".join(x["data"] for x in lines if x.get("stream") == "stderr")
+        assert "CPU budget is spent" in err, lines
     finally:
         d.delete(f"/v1/sandboxes/{sid}")

@@ -180,7 +180,8 @@ static int check_command(const agentd_command *cmd, agentd_error *err)
 /* The CPU budget (max_cpu_time_ms) is the sandbox's, not each command's: once its usage
  * reaches it, a command is not started. That is a result, not a failure: 126 (could not
  * be executed), limit_hit "cpu", the reason on stderr. true when out says so. */
-static bool cpu_budget_spent(agentd_sandbox *sb, agentd_exec_output *out)
+static bool cpu_budget_spent(agentd_sandbox *sb, const agentd_exec_ctx *ctx,
+			     agentd_exec_output *out)
 {
 	uint64_t limit = sb->spec.limits.max_cpu_time_ms;
 	agentd_usage u;
@@ -192,6 +193,8 @@ static bool cpu_budget_spent(agentd_sandbox *sb, agentd_exec_output *out)
 			      u.cpu_time_ms, limit);
 	out->err = (uint8_t *)msg;
 	out->err_len = strlen(msg);
+	if (ctx && ctx->on_output)
+		ctx->on_output(ctx->userdata, AGENTD_STREAM_STDERR, out->err, out->err_len);
 	out->exit_code = 126;
 	out->limit_hit = AGENTD_LIMIT_CPU;
 	out->resource_limited = true;
@@ -205,7 +208,7 @@ int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 	out->exit_code = 125;
 	if (check_command(cmd, err) < 0)
 		return -1;
-	if (cpu_budget_spent(sb, out))
+	if (cpu_budget_spent(sb, ctx, out))
 		return 0;
 	static const agentd_exec_ctx no_ctx;
 	return sb->ops->exec(sb, cmd, ctx ? ctx : &no_ctx, out, err);

@@ -117,7 +117,8 @@ struct exec_watch {
 	bool cpu_spent;			/* the budget ran out: the loop killed the tree */
 	uint64_t next_ms;		/* monotonic time of the next look, 0 = never */
 	bool scratch_known;		/* scratch0 was read (else the scratch is new: 0) */
-	bool scratch_full;		/* seen without a free block or inode */
+	bool scratch_room;		/* seen with room during this command */
+	bool scratch_full;		/* then seen without a free block or inode */
 	uint64_t scratch0;		/* the sandbox's bytes on its scratch before */
 };
 

@@ -55,11 +55,21 @@ static bool scratch_read(const struct exec_job *j, struct scratch_state *st)
 	return true;
 }
 
+/* Full counts once this command had room: a scratch an earlier exec left full is not
+ * this one's limit. */
+static void scratch_note(struct exec_job *j, const struct scratch_state *st)
+{
+	if (!st->full)
+		j->w.scratch_room = true;
+	else if (j->w.scratch_room)
+		j->w.scratch_full = true;
+}
+
 static void scratch_look(struct exec_job *j)
 {
 	struct scratch_state st;
-	if (scratch_read(j, &st) && st.full)
-		j->w.scratch_full = true;
+	if (scratch_read(j, &st))
+		scratch_note(j, &st);
 }
 
 static uint64_t cpu_next_ms(const struct exec_job *j, uint64_t spent)
@@ -88,9 +98,11 @@ void watch_start(struct exec_job *j, bool fresh)
 	j->w.cpu = j->req->cpu_limit_ms && cgroup_spent(j->cg, &spent);
 	/* A sandbox made for this command has an empty scratch (what agentd put there is not
 	 * the sandbox's); reading it now could count what the command already wrote. */
+	j->w.scratch_room = fresh;
 	if (!fresh && scratch_read(j, &st)) {
 		j->w.scratch_known = true;
 		j->w.scratch0 = st.bytes;
+		scratch_note(j, &st);
 	}
 	schedule(j, j->w.cpu ? cpu_next_ms(j, spent) : 0);
 }
@@ -123,8 +135,7 @@ void watch_finish(struct exec_job *j)
 	struct scratch_state st;
 	if (!scratch_read(j, &st))
 		return;
-	if (st.full)
-		j->w.scratch_full = true;
+	scratch_note(j, &st);
 	uint64_t before = j->w.scratch_known ? j->w.scratch0 : 0;
 	if (st.bytes > before)
 		j->out->usage.bytes_written += st.bytes - before;

@@ -191,6 +191,11 @@ static int ctr_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 	pthread_mutex_lock(&c->lock);
 	if (c->bytes_written > u->bytes_written)
 		u->bytes_written = c->bytes_written;
+	/* Without the cgroup's CPU accounting, the execs' own (concurrent execs' shares of a
+	 * cgroup's would overlap). */
+	uint64_t cg_cpu;
+	if (cgroup_cpu_ms(c->cg, &cg_cpu) < 0)
+		u->cpu_time_ms = c->cpu_ms;
 	pthread_mutex_unlock(&c->lock);
 	u->wall_time_ms = (uint64_t)(time(NULL) - sb->created_at) * 1000;
 	return 0;

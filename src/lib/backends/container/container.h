@@ -86,6 +86,8 @@ struct ctr {
 	int scratch_fd;			/* the sandbox's root, on its scratch tmpfs (fstatfs:
 					 * bytes written, write limit), or -1 */
 	uint64_t bytes_written;		/* of all its execs */
+	uint64_t cpu_ms;		/* of all its execs (rusage): the budget's account
+					 * where the cgroup has no CPU accounting */
 	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
 };
 

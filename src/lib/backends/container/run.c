@@ -120,6 +120,9 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	pthread_mutex_unlock(&c->lock);
 	req.kill = ctr_kill_exec;
 	req.kill_arg = &k;
+	pthread_mutex_lock(&c->lock);
+	req.cpu_spent_ms = c->cpu_ms;
+	pthread_mutex_unlock(&c->lock);
 	struct exec_job j;
 	int r = exec_job_open(&j, &req, out, err);
 	if (r == 0 && (r = ctr_send_exec(c, &j, k.id, err)) < 0)
@@ -131,6 +134,7 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	if (r == 0) {
 		pthread_mutex_lock(&c->lock);
 		c->bytes_written += out->usage.bytes_written;
+		c->cpu_ms += out->usage.cpu_time_ms;
 		pthread_mutex_unlock(&c->lock);
 	}
 	env_free(envp);
