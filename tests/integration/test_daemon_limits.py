@@ -2,6 +2,8 @@
 (limits.max_cpu_time_ms) belongs to the sandbox and is spent by all its execs together,
 on every backend."""
 import json
+import threading
+import time
 
 import pytest
 
@@ -107,5 +109,31 @@ def test_a_spent_budget_is_streamed_as_the_exec_result(d):
         assert lines[-1]["exit"]["limit_hit"] == "cpu", lines
         err = "".join(x["data"] for x in lines if x.get("stream") == "stderr")
         assert "CPU budget is spent" in err, lines
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_a_spent_budget_stops_what_earlier_execs_left_running(d):
+    """An exec leaves a CPU burner in the background of a container sandbox (2 s budget),
+    another exec sleeps meanwhile (so the one that spends the budget is not alone, and its
+    kill is not the whole sandbox's): when the budget runs out the background burner stops
+    too, and the sandbox's CPU use stops growing."""
+    sid = d.create(backend="container", spec={"limits": {"max_cpu_time_ms": 2000},
+                                              "allowed_paths_ro": [PROBE_DIR]})
+    try:
+        r = d.exec(sid, ["/bin/sh", "-c", f"setsid {PROBE} burn 30 >/dev/null 2>&1 & sleep 0.3"])
+        assert r.json["exit_code"] == 0, r
+        sleep = {"argv": ["/bin/sleep", "8"], "timeout_ms": 20000}
+        t = threading.Thread(target=lambda: d.post(f"/v1/sandboxes/{sid}/exec", sleep,
+                                                   new_conn=True))
+        t.start()
+        r = d.exec(sid, [PROBE, "burn", "30"], timeout_ms=20000)
+        assert r.json["limit_hit"] == "cpu", r
+        time.sleep(0.3)
+        before = d.get(f"/v1/sandboxes/{sid}/usage").json["cpu_time_ms"]
+        time.sleep(1.5)
+        after = d.get(f"/v1/sandboxes/{sid}/usage").json["cpu_time_ms"]
+        assert after - before < 100, (before, after)
+        t.join(30)
     finally:
         d.delete(f"/v1/sandboxes/{sid}")

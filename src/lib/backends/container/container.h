@@ -43,6 +43,7 @@
 /* OP_SCRATCH_FD: a one-shot init's root (on the scratch tmpfs), sent before its command
  * starts, so the host can fstatfs the scratch even after the namespace is gone. */
 enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */, OP_SCRATCH_FD = 4 };
+#define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
 	uint32_t op;
 	uint32_t cpu_s;		/* OP_EXEC: the command's RLIMIT_CPU (s), 0 = the sandbox's */

@@ -223,8 +223,11 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 		ctl_close_fds(fds);
 		/* A timeout or cancel kills the exec's whole tree. Its session is what it can
 		 * be told apart by; when it is the only exec running, everything but PID 1 is
-		 * its tree (setsid'd and daemonized descendants included), so all of it goes. */
-		if (n == sizeof(m) && m.op == OP_KILL)
+		 * its tree (setsid'd and daemonized descendants included), so all of it goes.
+		 * CTL_KILL_ALL (a spent CPU budget) is everything but PID 1 in any case. */
+		if (n == sizeof(m) && m.op == OP_KILL && m.id == CTL_KILL_ALL)
+			kill(-1, SIGKILL);
+		else if (n == sizeof(m) && m.op == OP_KILL)
 			for (size_t i = 0; i < nrun; i++)
 				if (run[i].id == m.id) {
 					kill(-run[i].pid, SIGKILL);

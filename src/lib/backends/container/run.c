@@ -137,6 +137,12 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 		c->cpu_ms += out->usage.cpu_time_ms;
 		pthread_mutex_unlock(&c->lock);
 	}
+	/* The budget is the sandbox's: once spent, what earlier execs left running in the
+	 * background stops too (the init stays, for the files API and destroy). */
+	if (r == 0 && out->limit_hit == AGENTD_LIMIT_CPU) {
+		struct exec_kill all = {.c = c, .id = CTL_KILL_ALL};
+		ctr_kill_exec(&all);
+	}
 	env_free(envp);
 	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
 }
