@@ -158,9 +158,9 @@ int exec_verdict(struct exec_job *j, const siginfo_t *si, const struct rusage *r
 		 bool timed_out, agentd_error *err);
 
 /* watch.c: the sandbox's CPU budget and scratch, looked at by the loop. */
-/* CPU the sandbox behind req has spent (its cgroup's accounting, else req->cpu_spent_ms)
- * and what remains of req->cpu_limit_ms (at least 1 ms: a spent budget is refused before
- * an exec starts, agentd_sandbox_exec). For RLIMIT_CPU, the per-process backstop. */
+/* What remains of req->cpu_limit_ms after what the sandbox spent (its cgroup's accounting,
+ * else req->cpu_spent_ms); at least 1 ms: a spent budget is refused before an exec starts
+ * (agentd_sandbox_exec). For RLIMIT_CPU, the per-process backstop. */
 uint64_t exec_cpu_remaining_ms(const exec_request *req);
 /* At the start; fresh: the sandbox was made for this command (its scratch starts empty). */
 void watch_start(struct exec_job *j, bool fresh);

@@ -117,12 +117,10 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
 	pthread_mutex_lock(&c->lock);
 	struct exec_kill k = {.c = c, .id = ++c->next_id};
+	req.cpu_spent_ms = c->cpu_ms;
 	pthread_mutex_unlock(&c->lock);
 	req.kill = ctr_kill_exec;
 	req.kill_arg = &k;
-	pthread_mutex_lock(&c->lock);
-	req.cpu_spent_ms = c->cpu_ms;
-	pthread_mutex_unlock(&c->lock);
 	struct exec_job j;
 	int r = exec_job_open(&j, &req, out, err);
 	if (r == 0 && (r = ctr_send_exec(c, &j, k.id, err)) < 0)
