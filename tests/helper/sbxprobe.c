@@ -4,7 +4,7 @@
  * Attempts print exactly one line on stdout, "ALLOWED <detail>" or "BLOCKED <ERRNO|reason>
  * <detail>", and exit 0 if the attempt succeeded (for an attack: an escape), 1 if it was
  * refused, 2 on usage or unexpected errors ("ERROR ..."). Utilities (ids, env, hostname,
- * sleep, spin, output, cat-stdin, exit, kill-self) print their natural output.
+ * sleep, spin, burn, output, cat-stdin, exit, kill-self) print their natural output.
  *
  * Attempts that probe a privilege without wanting its effect (reboot, swapon, init-module,
  * pivot-root...) pass arguments the kernel rejects only after its permission check: EPERM
@@ -1645,6 +1645,45 @@ CMD(cmd_spin)
 	return 0;
 }
 
+/* SECONDS of CPU time (not wall time: on a loaded machine spin gets less), in each of
+ * PROCS processes (default 1: this one; more: forked children, this one waits). */
+static void burn_cpu(double secs)
+{
+	unsigned long x = 0;
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+		if ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 >= secs)
+			return;
+		for (int i = 0; i < 100000; i++)
+			__asm__ volatile("" : "+r"(x) : "r"((unsigned long)i));
+	}
+}
+
+CMD(cmd_burn)
+{
+	double secs = strtod(argv[1], NULL);
+	long procs = argc > 2 ? strtol(argv[2], NULL, 10) : 1;
+	if (procs <= 1) {
+		burn_cpu(secs);
+		say("burned %s", argv[1]);
+		return 0;
+	}
+	for (long i = 0; i < procs; i++) {
+		pid_t p = fork();
+		if (p < 0)
+			return blocked_errno("fork");
+		if (p == 0) {
+			burn_cpu(secs);
+			_exit(0);
+		}
+	}
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	say("burned %s in %ld processes", argv[1], procs);
+	return 0;
+}
+
 CMD(cmd_output)
 {
 	uint64_t n;
@@ -1798,6 +1837,7 @@ static const struct command commands[] = {
 	{ "daemonize", "SECONDS PIDFILE (marker: PIDFILE.marker)", 2, 0, cmd_daemonize },
 	{ "sleep", "SECONDS", 1, 0, cmd_sleep },
 	{ "spin", "SECONDS", 1, 0, cmd_spin },
+	{ "burn", "SECONDS [PROCS]", 1, 0, cmd_burn },
 	{ "output", "BYTES [out|err]", 1, 0, cmd_output },
 	{ "cat-stdin", "", 0, 0, cmd_cat_stdin },
 	{ "exit", "CODE", 1, 0, cmd_exit },

@@ -204,6 +204,16 @@ class TestLimits:
         assert r.json["limit_hit"] == "cpu"
         assert r.json["timed_out"] is False
 
+    def test_bytes_written_counts_what_the_command_wrote_to_files(self, backend):
+        """5 MiB into the workdir and 1 MiB into TMPDIR, nothing on stdout: measured by the
+        host (the container's scratch tmpfs by fstatfs, disk writes by the kernel's
+        per-process accounting), never by what the command says."""
+        r = run(backend, "/bin/sh", "-c", 'dd if=/dev/zero of=f bs=1M count=5 2>/dev/null && '
+                'dd if=/dev/zero of="$TMPDIR/g" bs=1M count=1 2>/dev/null')
+        assert r.rc == 0, r
+        written = r.json["resource_usage"]["bytes_written"]
+        assert 6 << 20 <= written < 7 << 20, r
+
     def test_no_capabilities_and_unprivileged(self, backend):
         r, verdict, line = probe(backend, "caps")
         assert verdict == "BLOCKED", line

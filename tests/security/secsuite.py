@@ -168,6 +168,7 @@ EXPECT = {
     "fork-bomb": _all_blocked(),
     "shell-fork-bomb": _all_blocked(),
     "mem-bomb": _all_blocked(),
+    "cpu-burn-processes": _all_blocked(),
     "disk-fill": _all_blocked(),
     "disk-fill-files": _table(hd=allowed(PROC_DISK), ln=allowed(PROC_DISK)),
 }

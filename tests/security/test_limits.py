@@ -1,10 +1,12 @@
 """Resource exhaustion, only ever inside a sandbox with low limits (--pids 32, --memory 64M,
-max_write_bytes 8 MiB): the attack must be stopped, the run must end within its timeout,
+max_write_bytes 8 MiB, --cpu-time 1s): the attack must be stopped, the run must end within its timeout,
 nothing may survive it, and the host must stay responsive right after."""
 import json
 import os
 
-from .secsuite import check, host_true_ms, probe, proc_matching, run
+import pytest
+
+from .secsuite import PROBE, check, host_true_ms, probe, proc_matching, run
 
 # fork+exec of /bin/true on the host right after a bomb; normally ~1 ms. Generous: the
 # machine is shared and small.
@@ -69,3 +71,34 @@ def test_disk_fill_many_files(backend, hostdir):
                              opts=["--policy", pol, "--timeout", f"{TIMEOUT_S}s"])
     check("disk-fill-files", backend, verdict, line)
     assert_host_fine(r, "disk-fill (many files)")
+
+
+def test_cpu_budget_is_shared_by_every_process(backend):
+    """Four children each burning 3 s of CPU against --cpu-time 1s: the budget is the
+    sandbox's, so the tree is killed after about 1 s of CPU in all, not 1 s per process."""
+    r = run(backend, PROBE, "burn", "3", "4",
+            opts=["--cpu-time", "1s", "--timeout", f"{TIMEOUT_S}s"])
+    assert r.json is not None, r
+    cpu = r.json["resource_usage"]["cpu_time_ms"]
+    # 1 s of budget, looked at every 10 ms near its end: far below 4 x 1 s
+    check("cpu-burn-processes", backend, "BLOCKED" if cpu < 1800 else "ALLOWED",
+          f"{cpu} ms of CPU in all, limit_hit {r.json['limit_hit']}")
+    assert r.json["limit_hit"] == "cpu" and r.json["resource_limited"] is True, r
+    assert r.json["timed_out"] is False, r
+    assert_host_fine(r, "cpu burn in 4 processes")
+
+
+def test_filling_the_scratch_is_the_write_limit(backend, hostdir):
+    """16 MiB in four files against max_write_bytes 8 MiB: no file reaches RLIMIT_FSIZE,
+    the container's scratch tmpfs fills up, and the host (fstatfs) reports the write limit
+    and what was written, whatever the command prints."""
+    if backend != "container":
+        pytest.skip("no scratch filesystem on the process backends: max_write_bytes is a "
+                    "per-file RLIMIT_FSIZE there (docs/policy.md)")
+    pol = _write_policy(hostdir)
+    r, verdict, line = probe(backend, "disk-fill", "fill", str(16 << 20), "4",
+                             opts=["--policy", pol, "--timeout", f"{TIMEOUT_S}s"])
+    assert verdict == "BLOCKED" and "ENOSPC" in line, line
+    assert r.json["limit_hit"] == "write" and r.json["resource_limited"] is True, r
+    written = r.json["resource_usage"]["bytes_written"]
+    assert (8 << 20) - (64 << 10) <= written <= 8 << 20, r

@@ -150,12 +150,16 @@ static void usage(struct daemon *d, struct live *l, struct reply *out)
 		reply_agentd_error(out, 0, &err);
 		return;
 	}
+	/* The CPU budget is the sandbox's: what is left of it for its next commands. */
+	uint64_t budget = agentd_sandbox_spec(l->sb)->limits.max_cpu_time_ms;
+	uint64_t left = budget > u.cpu_time_ms ? budget - u.cpu_time_ms : 0;
 	reply_json(out, 200,
-		   json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "id", l->id, "peak_memory_bytes",
-			     (json_int_t)u.peak_memory_bytes, "cpu_time_ms",
-			     (json_int_t)u.cpu_time_ms, "wall_time_ms", (json_int_t)u.wall_time_ms,
-			     "bytes_written", (json_int_t)u.bytes_written, "bytes_read",
-			     (json_int_t)u.bytes_read));
+		   json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id", l->id,
+			     "peak_memory_bytes", (json_int_t)u.peak_memory_bytes, "cpu_time_ms",
+			     (json_int_t)u.cpu_time_ms, "cpu_time_limit_ms", (json_int_t)budget,
+			     "cpu_time_remaining_ms", (json_int_t)left, "wall_time_ms",
+			     (json_int_t)u.wall_time_ms, "bytes_written",
+			     (json_int_t)u.bytes_written, "bytes_read", (json_int_t)u.bytes_read));
 }
 
 /* suspend and resume move between ready and suspended, nothing else. */

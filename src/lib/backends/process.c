@@ -300,6 +300,12 @@ static int psb_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 	req.child_setup = process_child_setup;
 	req.child_arg = &plan;
 	pthread_mutex_lock(&p->exec_lock);
+	pthread_mutex_lock(&p->state_lock);
+	req.cpu_spent_ms = p->total.cpu_time_ms;
+	pthread_mutex_unlock(&p->state_lock);
+	/* Each process may use what remains of the sandbox's budget, no more. */
+	if (req.cpu_limit_ms)
+		rlimit_set_cpu(&plan.rlimits, exec_cpu_remaining_ms(&req));
 	int r = exec_run(&req, out, err);
 	pthread_mutex_unlock(&p->exec_lock);
 	env_free(envp);

@@ -21,6 +21,7 @@ exec_request backend_exec_request(const agentd_sandbox *sb, const agentd_command
 		.timeout_ms = timeout,
 		.max_output_bytes = sb->spec.limits.max_output_bytes,
 		.cpu_limit_ms = sb->spec.limits.max_cpu_time_ms,
+		.write_quota = sb->spec.limits.max_write_bytes,
 		.cg = cg,
 		.on_output = ctx->on_output,
 		.userdata = ctx->userdata,

@@ -3,6 +3,7 @@
  * "unsupported". The objects themselves are built in backends/base.c. */
 #include "lib/core/core.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 
 const char *agentd_default_work_root(void)
@@ -176,6 +177,30 @@ static int check_command(const agentd_command *cmd, agentd_error *err)
 	return 0;
 }
 
+/* The CPU budget (max_cpu_time_ms) is the sandbox's, not each command's: once its usage
+ * reaches it, a command is not started. That is a result, not a failure: 126 (could not
+ * be executed), limit_hit "cpu", the reason on stderr. true when out says so. */
+static bool cpu_budget_spent(agentd_sandbox *sb, const agentd_exec_ctx *ctx,
+			     agentd_exec_output *out)
+{
+	uint64_t limit = sb->spec.limits.max_cpu_time_ms;
+	agentd_usage u;
+	agentd_error uerr = {0};
+	if (!limit || agentd_sandbox_usage(sb, &u, &uerr) < 0 || u.cpu_time_ms < limit)
+		return false;
+	char *msg = xasprintf("agentd: the sandbox's CPU budget is spent: %" PRIu64
+			      " ms used of limits.max_cpu_time_ms %" PRIu64 "\n",
+			      u.cpu_time_ms, limit);
+	out->err = (uint8_t *)msg;
+	out->err_len = strlen(msg);
+	if (ctx && ctx->on_output)
+		ctx->on_output(ctx->userdata, AGENTD_STREAM_STDERR, out->err, out->err_len);
+	out->exit_code = 126;
+	out->limit_hit = AGENTD_LIMIT_CPU;
+	out->resource_limited = true;
+	return true;
+}
+
 int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err)
 {
@@ -183,6 +208,8 @@ int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 	out->exit_code = 125;
 	if (check_command(cmd, err) < 0)
 		return -1;
+	if (cpu_budget_spent(sb, ctx, out))
+		return 0;
 	static const agentd_exec_ctx no_ctx;
 	return sb->ops->exec(sb, cmd, ctx ? ctx : &no_ctx, out, err);
 }

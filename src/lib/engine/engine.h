@@ -85,8 +85,21 @@ typedef struct exec_request {
 	bool stdin_null;		/* stdin from /dev/null */
 	uint64_t timeout_ms;		/* 0 = none */
 	uint64_t max_output_bytes;
-	uint64_t cpu_limit_ms;		/* for limit attribution (SIGXCPU/SIGKILL) */
+	/* The sandbox's CPU budget (max_cpu_time_ms, 0 = none), spent by all its commands
+	 * together: while the command runs, the loop reads the cgroup's CPU accounting and
+	 * kills the tree when the budget is gone. cpu_spent_ms is what the sandbox spent
+	 * before, used only where the cgroup does not account CPU (then RLIMIT_CPU per
+	 * process is the only bound). */
+	uint64_t cpu_limit_ms;
+	uint64_t cpu_spent_ms;
 	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
+	/* The sandbox's writable scratch filesystem (a tmpfs with write_quota bytes for the
+	 * sandbox beside agentd's own files), read with fstatfs for bytes_written and the
+	 * write limit: scratch_fd returns a borrowed fd on it, or -1 while it is not known
+	 * yet (a one-shot sandbox's arrives once its init is set up). NULL: no scratch. */
+	int (*scratch_fd)(void *arg);
+	void *scratch_arg;
+	uint64_t write_quota;
 	/* exec_run: jail steps in the child after setsid and dup of stdio, before execve.
 	 * errfd is the error pipe (CLOEXEC) at fd 3; must call child_fail on error. */
 	void (*child_setup)(void *arg, int errfd);
@@ -126,6 +139,17 @@ struct exec_reports {
 	struct child_report buf;
 };
 
+/* What the loop watches while the command runs (watch.c). */
+struct exec_watch {
+	bool cpu;			/* a budget, and a cgroup that accounts CPU */
+	bool cpu_spent;			/* the budget ran out: the loop killed the tree */
+	uint64_t next_ms;		/* monotonic time of the next look, 0 = never */
+	bool scratch_known;		/* scratch0 was read (else the scratch is new: 0) */
+	bool scratch_room;		/* seen with room during this command */
+	bool scratch_full;		/* then seen without a free block or inode */
+	uint64_t scratch0;		/* the sandbox's bytes on its scratch before */
+};
+
 struct exec_job {
 	const exec_request *req;
 	agentd_exec_output *out;
@@ -142,6 +166,7 @@ struct exec_job {
 	struct capture cap[2];		/* stdout, stderr */
 	bool loop_failed;
 	struct exec_reports rs;
+	struct exec_watch w;
 };
 /* Pipes and the cgroup's counters before the command; 0 or -1 + err. */
 int exec_job_open(struct exec_job *j, const exec_request *req, agentd_exec_output *out,
@@ -159,6 +184,20 @@ void exec_job_close(struct exec_job *j);
 /* verdict.c: out from the reaped status, usage, reports and cgroup counters. */
 int exec_verdict(struct exec_job *j, const siginfo_t *si, const struct rusage *ru,
 		 bool timed_out, agentd_error *err);
+
+/* watch.c: the sandbox's CPU budget and scratch, looked at by the loop. */
+/* What remains of req->cpu_limit_ms after what the sandbox spent (its cgroup's accounting,
+ * else req->cpu_spent_ms); at least 1 ms: a spent budget is refused before an exec starts
+ * (agentd_sandbox_exec). For RLIMIT_CPU, the per-process backstop. */
+uint64_t exec_cpu_remaining_ms(const exec_request *req);
+/* At the start; fresh: the sandbox was made for this command (its scratch starts empty). */
+void watch_start(struct exec_job *j, bool fresh);
+/* ms until the next look (for epoll_wait), -1 = none. */
+int watch_wait_ms(const struct exec_job *j);
+/* Look if it is time: true when the CPU budget is spent and the tree must be killed. */
+bool watch_due(struct exec_job *j);
+/* After the command: the scratch's growth into out->usage.bytes_written, the full flag. */
+void watch_finish(struct exec_job *j);
 
 /* exec.c: spawn req's command directly (clone3, jail steps in the child) and run it. */
 int exec_run(const exec_request *req, agentd_exec_output *out, agentd_error *err);

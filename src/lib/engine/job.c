@@ -130,12 +130,14 @@ void exec_job_started(struct exec_job *j, pid_t pid, int pidfd, struct cgroup *c
 {
 	j->pid = pid;
 	j->pidfd = pidfd;
-	if (cg && cg != j->cg) {
+	bool fresh = cg && cg != j->cg;
+	if (fresh) {
 		/* made for this command: its counters start at zero */
 		j->cg = cg;
 		memset(&j->ev0, 0, sizeof(j->ev0));
 		memset(&j->cu0, 0, sizeof(j->cu0));
 	}
+	watch_start(j, fresh);
 	/* The child's ends belong to the child now. */
 	close_fd(&j->in[0]);
 	close_fd(&j->devnull);
@@ -358,7 +360,7 @@ static bool on_event(struct loop *l, uint32_t tag)
 static int loop_run(struct loop *l, agentd_error *err)
 {
 	while (l->open_streams > 0 || !l->exited) {
-		int wait_ms = -1;
+		int wait_ms = watch_wait_ms(l->j);
 		if (l->exited) {
 			uint64_t now = now_ms_monotonic();
 			if (now >= l->drain_deadline)
@@ -372,6 +374,9 @@ static int loop_run(struct loop *l, agentd_error *err)
 				continue;
 			return agentd_error_errno(err, errno, "epoll_wait");
 		}
+		/* The sandbox's CPU budget is spent by all its processes together. */
+		if (!l->exited && watch_due(l->j))
+			kill_tree(l->j);
 		for (int i = 0; i < n; i++) {
 			if (!on_event(l, evs[i].data.u32) || l->exited)
 				continue;

@@ -85,6 +85,16 @@ static int report_failure(struct exec_job *j, agentd_error *err)
 	return 0;
 }
 
+/* What the sandbox has spent of its CPU budget, this command included: its cgroup's
+ * accounting, else the sandbox's earlier commands and this one's rusage. */
+static uint64_t sandbox_cpu_ms(const struct exec_job *j)
+{
+	uint64_t ms;
+	if (j->cg && cgroup_cpu_ms(j->cg, &ms) == 0)
+		return ms;
+	return j->req->cpu_spent_ms + j->out->usage.cpu_time_ms;
+}
+
 /* Which limit, if any, ended or constrained the command. */
 static agentd_limit_kind limit_hit(const struct exec_job *j)
 {
@@ -94,11 +104,11 @@ static agentd_limit_kind limit_hit(const struct exec_job *j)
 		cgroup_read_events(j->cg, &cev);
 	if (cev.oom_kills > j->ev0.oom_kills)
 		return AGENTD_LIMIT_MEMORY;
-	if (out->term_signal == SIGXCPU ||
-	    (out->term_signal == SIGKILL && j->req->cpu_limit_ms &&
-	     out->usage.cpu_time_ms + 50 >= j->req->cpu_limit_ms && !out->timed_out))
+	if (j->w.cpu_spent || out->term_signal == SIGXCPU ||
+	    (out->term_signal == SIGKILL && j->req->cpu_limit_ms && !out->timed_out &&
+	     sandbox_cpu_ms(j) + 50 >= j->req->cpu_limit_ms))
 		return AGENTD_LIMIT_CPU;
-	if (out->term_signal == SIGXFSZ)
+	if (out->term_signal == SIGXFSZ || j->w.scratch_full)
 		return AGENTD_LIMIT_WRITE;
 	if (cev.pids_max_hits > j->ev0.pids_max_hits)
 		return AGENTD_LIMIT_PIDS;
@@ -125,6 +135,7 @@ int exec_verdict(struct exec_job *j, const siginfo_t *si_in, const struct rusage
 	}
 	add_usage_from_rusage(&out->usage, &ru);
 	add_usage_from_cgroup(j, &out->usage);
+	watch_finish(j);
 
 	if (j->rs.have_fail)
 		return report_failure(j, err);

@@ -23,6 +23,9 @@ struct rlimit_set {
 /* RLIMIT_CPU (ceil s, hard = soft+1), RLIMIT_NOFILE, RLIMIT_FSIZE (max_write_bytes),
  * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
 void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out);
+/* RLIMIT_CPU of rs set (or added) to cpu_ms, rounded up to whole seconds: the per-process
+ * backstop of a sandbox's CPU budget is what remains of it. No malloc (an init's child). */
+void rlimit_set_cpu(struct rlimit_set *rs, uint64_t cpu_ms);
 int rlimit_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
 
 /* ---------------------------------------------------------------- env.c */
@@ -147,6 +150,9 @@ int cgroup_kill_all(struct cgroup *cg);
 bool cgroup_is_populated(const struct cgroup *cg);
 int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err);
 int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
+/* CPU time of everything the cgroup ever held (v2 cpu.stat usage_usec, v1 cpuacct.usage),
+ * in ms: 0, or -ENOTSUP without CPU accounting. */
+int cgroup_cpu_ms(const struct cgroup *cg, uint64_t *ms);
 int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
 /* Kill all, rmdir everywhere, free. Safe on NULL. */
 void cgroup_destroy(struct cgroup *cg);

@@ -10,15 +10,28 @@ static void add(struct rlimit_set *rs, int resource, rlim_t soft, rlim_t hard)
 	rs->n++;
 }
 
+void rlimit_set_cpu(struct rlimit_set *rs, uint64_t cpu_ms)
+{
+	/* RLIMIT_CPU is in whole seconds: round up so a limit is never shorter than asked;
+	 * the hard limit one second later turns SIGXCPU into SIGKILL. */
+	rlim_t s = (rlim_t)((cpu_ms + 999) / 1000);
+	if (s == 0)
+		s = 1;	/* the kernel reads 0 as 1 anyway */
+	for (int i = 0; i < rs->n; i++)
+		if (rs->resource[i] == RLIMIT_CPU) {
+			rs->value[i].rlim_cur = s;
+			rs->value[i].rlim_max = s + 1;
+			return;
+		}
+	if (rs->n < RLIMIT_SET_MAX)
+		add(rs, RLIMIT_CPU, s, s + 1);
+}
+
 void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (l->max_cpu_time_ms) {
-		/* RLIMIT_CPU is in whole seconds: round up so a limit is never shorter than
-		 * asked; the hard limit one second later turns SIGXCPU into SIGKILL. */
-		rlim_t s = (rlim_t)((l->max_cpu_time_ms + 999) / 1000);
-		add(out, RLIMIT_CPU, s, s + 1);
-	}
+	if (l->max_cpu_time_ms)
+		rlimit_set_cpu(out, l->max_cpu_time_ms);
 	if (l->max_open_files)
 		add(out, RLIMIT_NOFILE, l->max_open_files, l->max_open_files);
 	/* max_write_bytes caps any single file a command writes (the tmpfs size caps the

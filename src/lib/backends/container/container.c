@@ -56,6 +56,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		return;
 	if (c->workdir_fd >= 0)
 		close(c->workdir_fd);
+	if (c->scratch_fd >= 0)
+		close(c->scratch_fd);
 	if (c->proxy)
 		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
@@ -125,6 +127,12 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		agentd_error_prefix(err, "workdir");
 		goto fail;
 	}
+	/* The root is a directory of the scratch tmpfs: what the host measures writes by. */
+	c->scratch_fd = open_in_sandbox(c, "/", err);
+	if (c->scratch_fd < 0) {
+		agentd_error_prefix(err, "root");
+		goto fail;
+	}
 
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE, filtered);
 	landlock_system_ro_paths(&sb->caps.readable_paths);
@@ -180,6 +188,15 @@ static int ctr_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 	int r = cgroup_read_usage(c->cg, u);
 	if (r < 0)
 		return agentd_error_errno(err, -r, "read cgroup usage");
+	pthread_mutex_lock(&c->lock);
+	if (c->bytes_written > u->bytes_written)
+		u->bytes_written = c->bytes_written;
+	/* Without the cgroup's CPU accounting, the execs' own (concurrent execs' shares of a
+	 * cgroup's would overlap). */
+	uint64_t cg_cpu;
+	if (cgroup_cpu_ms(c->cg, &cg_cpu) < 0)
+		u->cpu_time_ms = c->cpu_ms;
+	pthread_mutex_unlock(&c->lock);
 	u->wall_time_ms = (uint64_t)(time(NULL) - sb->created_at) * 1000;
 	return 0;
 }

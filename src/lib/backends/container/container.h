@@ -40,10 +40,13 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */ };
+/* OP_SCRATCH_FD: a one-shot init's root (on the scratch tmpfs), sent before its command
+ * starts, so the host can fstatfs the scratch even after the namespace is gone. */
+enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */, OP_SCRATCH_FD = 4 };
+#define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
 	uint32_t op;
-	uint32_t pad;
+	uint32_t cpu_s;		/* OP_EXEC: the command's RLIMIT_CPU (s), 0 = the sandbox's */
 	uint64_t id;
 };
 
@@ -81,6 +84,11 @@ struct ctr {
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
+	int scratch_fd;			/* the sandbox's root, on its scratch tmpfs (fstatfs:
+					 * bytes written, write limit), or -1 */
+	uint64_t bytes_written;		/* of all its execs */
+	uint64_t cpu_ms;		/* of all its execs (rusage): the budget's account
+					 * where the cgroup has no CPU accounting */
 	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
 };
 
@@ -93,7 +101,8 @@ struct ctr_prep {
 	struct init_once once;
 	int sp[2];		/* control socketpair (persistent sandboxes) */
 	int setup[2];		/* setup report pipe (persistent sandboxes) */
-	int killp[2];		/* one-shot: the host's kill request to the init */
+	int killp[2];		/* one-shot: the host's kill request to the init, and the
+				 * init's root to the host (OP_SCRATCH_FD) */
 	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
 	bool late_cgroup;	/* the cgroup is made and joined after the clone */
 	agentd_proxy *proxy;	/* allowlist: the backend's egress proxy */

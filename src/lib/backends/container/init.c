@@ -23,7 +23,8 @@ struct running {
 /* The command's process, forked by init: its own session, stdio, rlimits, Landlock, then
  * execve. The seccomp filter, no_new_privs and the empty capability sets are inherited. */
 static __attribute__((noreturn)) void command_child(const struct init_args *a, int fds[4],
-						     char **argv, char **envp, const char *cwd)
+						     char **argv, char **envp, const char *cwd,
+						     uint32_t cpu_s)
 {
 	/* The init ignores no signal and only blocks SIGCHLD (for its signalfd). */
 	signals_reset(0);
@@ -48,7 +49,12 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 			close(oom);
 		}
 	}
-	int r = rlimit_apply(a->rl);
+	/* Its own copy (it shares the init's memory until execve): RLIMIT_CPU is what remains
+	 * of the sandbox's budget. */
+	struct rlimit_set rl = *a->rl;
+	if (cpu_s)
+		rlimit_set_cpu(&rl, (uint64_t)cpu_s * 1000);
+	int r = rlimit_apply(&rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
 	if (init_has_landlock) {
@@ -72,12 +78,13 @@ struct command_start {
 	int *fds;
 	char **argv, **envp;
 	const char *cwd;
+	uint32_t cpu_s;
 };
 
 static int command_entry(void *arg)
 {
 	const struct command_start *cs = arg;
-	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd);
+	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd, cs->cpu_s);
 }
 
 /* The command's process, as posix_spawn makes one: clone(CLONE_VM | CLONE_VFORK) on a
@@ -86,7 +93,7 @@ static int command_entry(void *arg)
  * The command only writes its own stack before execve (and the oom_score_adj of a vfork
  * child is its own). fork() where no stack could be mapped, and in sanitizer builds. */
 static pid_t start_command(const struct init_args *a, int *fds, char **argv, char **envp,
-			   const char *cwd)
+			   const char *cwd, uint32_t cpu_s)
 {
 	enum { STACK = 256 << 10 };
 	static void *stack = MAP_FAILED;
@@ -98,17 +105,18 @@ static pid_t start_command(const struct init_args *a, int *fds, char **argv, cha
 	if (stack == MAP_FAILED) {
 		pid_t pid = fork();
 		if (pid == 0)
-			command_child(a, fds, argv, envp, cwd);
+			command_child(a, fds, argv, envp, cwd, cpu_s);
 		return pid;
 	}
-	struct command_start cs = {.a = a, .fds = fds, .argv = argv, .envp = envp, .cwd = cwd};
+	struct command_start cs = {.a = a, .fds = fds, .argv = argv, .envp = envp, .cwd = cwd,
+				   .cpu_s = cpu_s};
 	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &cs);
 }
 
 /* Start the command of an exec request: fds are its stdin, stdout, stderr, report pipe
  * and payload (all closed here; the report pipe is kept until the command ends). */
 static void start_exec(const struct init_args *a, struct running *run, size_t *nrun,
-		       uint64_t id, int fds[CTL_MAX_FDS])
+		       const struct ctl_msg *m, int fds[CTL_MAX_FDS])
 {
 	struct exec_payload pl;
 	const char *why;
@@ -122,13 +130,13 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		exec_payload_release(&pl);
 		goto out;
 	}
-	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd);
+	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd, m->cpu_s);
 	exec_payload_release(&pl);
 	if (pid < 0) {
 		child_report_fail(fds[3], 125, errno, "fork");
 		goto out;
 	}
-	run[*nrun].id = id;
+	run[*nrun].id = m->id;
 	run[*nrun].pid = pid;
 	run[*nrun].report = fds[3];
 	fds[3] = -1; /* kept until the command ends */
@@ -206,14 +214,17 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 			_exit(0);
 		}
 		if (n == sizeof(m) && m.op == OP_EXEC && nfds == CTL_MAX_FDS) {
-			start_exec(a, run, &nrun, m.id, fds);
+			start_exec(a, run, &nrun, &m, fds);
 			continue;
 		}
 		ctl_close_fds(fds);
 		/* A timeout or cancel kills the exec's whole tree. Its session is what it can
 		 * be told apart by; when it is the only exec running, everything but PID 1 is
-		 * its tree (setsid'd and daemonized descendants included), so all of it goes. */
-		if (n == sizeof(m) && m.op == OP_KILL)
+		 * its tree (setsid'd and daemonized descendants included), so all of it goes.
+		 * CTL_KILL_ALL (a spent CPU budget) is everything but PID 1 in any case. */
+		if (n == sizeof(m) && m.op == OP_KILL && m.id == CTL_KILL_ALL)
+			kill(-1, SIGKILL);
+		else if (n == sizeof(m) && m.op == OP_KILL)
 			for (size_t i = 0; i < nrun; i++)
 				if (run[i].id == m.id) {
 					kill(-run[i].pid, SIGKILL);
@@ -233,9 +244,19 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	if (sfd < 0)
 		init_fail(INIT_SETUP_FD, errno, "signalfd");
 	int fds[4] = {INIT_ONCE_FD, INIT_ONCE_FD + 1, INIT_ONCE_FD + 2, INIT_SETUP_FD};
+	/* The root, on the scratch tmpfs, to the host before the command runs: the host
+	 * measures what the command writes by it, even after this namespace is gone. */
+	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root >= 0) {
+		struct ctl_msg m = {.op = OP_SCRATCH_FD};
+		if (ctl_send(INIT_CTL_FD, &m, &root, 1) < 0) {
+			/* the host is gone: the kill socket's EOF ends us below */
+		}
+		close(root);
+	}
 	trace_mark("init: start command");
 	pid_t pid = start_command(a, fds, (char **)a->once->argv, (char **)a->once->envp,
-				  a->once->cwd);
+				  a->once->cwd, 0);
 	if (pid < 0)
 		init_fail(INIT_SETUP_FD, errno, "fork");
 	for (int i = 0; i < 3; i++)

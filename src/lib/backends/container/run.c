@@ -27,6 +27,11 @@ static int ctr_send_exec(struct ctr *c, const struct exec_job *j, uint64_t id,
 	if (mfd < 0)
 		return -1;
 	struct ctl_msg m = {.op = OP_EXEC, .id = id};
+	/* Each process may use what remains of the sandbox's CPU budget, no more. */
+	if (req->cpu_limit_ms) {
+		uint64_t s = (exec_cpu_remaining_ms(req) + 999) / 1000;
+		m.cpu_s = s < UINT32_MAX ? (uint32_t)s : 0;
+	}
 	int fds[CTL_MAX_FDS] = {j->child_fds[0], j->child_fds[1], j->child_fds[2],
 				j->child_fds[3], mfd};
 	if (ctl_send(c->ctl, &m, fds, CTL_MAX_FDS) < 0)
@@ -55,13 +60,48 @@ static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 	return envp;
 }
 
+/* The sandbox's scratch for the engine's measurements: a persistent sandbox's root fd,
+ * opened at create; a one-shot init's, taken off the kill socket once it was sent. */
+static int ctr_scratch_fd(void *arg)
+{
+	return ((struct ctr *)arg)->scratch_fd;
+}
+
+struct once_scratch {
+	struct ctr *c;
+	int sock;
+};
+
+static int once_scratch_fd(void *arg)
+{
+	struct once_scratch *o = arg;
+	struct ctl_msg m;
+	int fds[CTL_MAX_FDS], nfds;
+	if (o->c->scratch_fd >= 0 || o->sock < 0)
+		return o->c->scratch_fd;
+	ssize_t n = ctl_recv(o->sock, &m, fds, &nfds, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return -1; /* the init has not got that far yet */
+	if (n == (ssize_t)sizeof(m) && m.op == OP_SCRATCH_FD && nfds == 1) {
+		o->c->scratch_fd = fds[0];
+		fds[0] = -1;
+	}
+	ctl_close_fds(fds);
+	o->sock = -1; /* its one message was read, or will never come */
+	return o->c->scratch_fd;
+}
+
 /* The exec engine's request for cmd in sb (envp built by the caller). */
 static exec_request ctr_request(const agentd_sandbox *sb, const agentd_command *cmd,
 				const agentd_exec_ctx *ctx, char **envp)
 {
-	return backend_exec_request(sb, cmd, ctx, envp,
-				    cmd->workdir ? cmd->workdir : sb->spec.workdir,
-				    ((struct ctr *)sb->priv)->cg);
+	struct ctr *c = sb->priv;
+	exec_request req = backend_exec_request(sb, cmd, ctx, envp,
+						cmd->workdir ? cmd->workdir : sb->spec.workdir,
+						c->cg);
+	req.scratch_fd = ctr_scratch_fd;
+	req.scratch_arg = c;
+	return req;
 }
 
 int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
@@ -77,6 +117,7 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
 	pthread_mutex_lock(&c->lock);
 	struct exec_kill k = {.c = c, .id = ++c->next_id};
+	req.cpu_spent_ms = c->cpu_ms;
 	pthread_mutex_unlock(&c->lock);
 	req.kill = ctr_kill_exec;
 	req.kill_arg = &k;
@@ -87,6 +128,18 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	if (r == 0) {
 		exec_job_started(&j, -1, -1, NULL);
 		r = exec_job_wait(&j, err);
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&c->lock);
+		c->bytes_written += out->usage.bytes_written;
+		c->cpu_ms += out->usage.cpu_time_ms;
+		pthread_mutex_unlock(&c->lock);
+	}
+	/* The budget is the sandbox's: once spent, what earlier execs left running in the
+	 * background stops too (the init stays, for the files API and destroy). */
+	if (r == 0 && out->limit_hit == AGENTD_LIMIT_CPU) {
+		struct exec_kill all = {.c = c, .id = CTL_KILL_ALL};
+		ctr_kill_exec(&all);
 	}
 	env_free(envp);
 	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
@@ -100,7 +153,7 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 static void once_kill(void *arg)
 {
 	const int *killfd = arg;
-	if (*killfd >= 0 && write(*killfd, "k", 1) < 0) {
+	if (*killfd >= 0 && send(*killfd, "k", 1, MSG_NOSIGNAL) < 0) {
 		/* the init is gone, and its command with it */
 	}
 }
@@ -124,6 +177,9 @@ int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_comman
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
 	req.kill = once_kill;
 	req.kill_arg = &p.killp[1];
+	struct once_scratch scratch = {.c = c, .sock = p.killp[1]};
+	req.scratch_fd = once_scratch_fd;
+	req.scratch_arg = &scratch;
 	/* Private copies: the init blanks the process's own argument area (proc_hide_cmdline),
 	 * where a caller's argv may live (agentd run's does). */
 	agentd_strv argv = {0};

@@ -121,6 +121,7 @@ static struct ctr *ctr_new(const agentd_spec *spec)
 	c->ctl = -1;
 	c->init_pidfd = -1;
 	c->workdir_fd = -1;
+	c->scratch_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	c->unprivileged = geteuid() != 0;
 	if (c->unprivileged) {
@@ -164,7 +165,7 @@ static int plan_root(const agentd_backend *b, const agentd_spec *spec, struct mo
  * a setup pipe (persistent), and the cgroup release (v1). */
 static int open_channels(struct ctr_prep *p, bool once, agentd_error *err)
 {
-	if (once ? pipe2(p->killp, O_CLOEXEC) < 0
+	if (once ? socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p->killp) < 0
 		 : socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p->sp) < 0 ||
 			   pipe2(p->setup, O_CLOEXEC) < 0)
 		return agentd_error_errno(err, errno, "socketpair");

@@ -302,6 +302,22 @@ static void io_bytes(const struct cg_dir *d, agentd_usage *u)
 	u->bytes_written = wr;
 }
 
+int cgroup_cpu_ms(const struct cgroup *cg, uint64_t *ms)
+{
+	uint64_t v;
+
+	if (!cg || cg->of[C_CPUACCT] < 0)
+		return -ENOTSUP;
+	const struct cg_dir *d = &cg->d[cg->of[C_CPUACCT]];
+	if (!d->v2 && read_u64(d->path, "cpuacct.usage", &v))
+		*ms = v / 1000000;
+	else if (d->v2 && read_key(d->path, "cpu.stat", "usage_usec", &v))
+		*ms = v / 1000;
+	else
+		return -ENOTSUP;
+	return 0;
+}
+
 int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u)
 {
 	uint64_t v;
@@ -318,13 +334,8 @@ int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u)
 			u->peak_memory_bytes = v;
 		}
 	}
-	if (cg->of[C_CPUACCT] >= 0) {
-		const struct cg_dir *d = &cg->d[cg->of[C_CPUACCT]];
-		if (!d->v2 && read_u64(d->path, "cpuacct.usage", &v))
-			u->cpu_time_ms = v / 1000000;
-		else if (d->v2 && read_key(d->path, "cpu.stat", "usage_usec", &v))
-			u->cpu_time_ms = v / 1000;
-	}
+	if (cgroup_cpu_ms(cg, &v) == 0)
+		u->cpu_time_ms = v;
 	if (cg->of[C_IO] >= 0)
 		io_bytes(&cg->d[cg->of[C_IO]], u);
 	return 0;
