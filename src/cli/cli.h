@@ -96,6 +96,9 @@ json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
 void write_decoded(int fd, json_t *data, const char *encoding);
 
 int cmd_serve(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+/* A symbol of the daemon module (cmd_serve_load.c); NULL after a message. */
+void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);

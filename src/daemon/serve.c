@@ -11,7 +11,8 @@ static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: agentd serve [--socket PATH] [--socket-group G] [--state-dir DIR] [--backend NAME]\n"
 		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
-		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n\n"
+		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
+		   "                    [--state-max-bytes SIZE]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -21,6 +22,8 @@ static void serve_usage(FILE *f)
 		   "  --max-sandboxes N    concurrent sandboxes before 429 (default 64)\n"
 		   "  --max-file-size SIZE files API limit (default 64M)\n"
 		   "  --sync full          fsync every state commit (survives power loss)\n"
+		   "  --state-max-bytes SIZE  budget of the state database (default 1G): past it\n"
+		   "                       the oldest sealed audit segments are pruned, seals kept\n"
 		   "  --drain DUR          on SIGTERM, wait this long for running requests (5s)\n"
 		   "  --listen ADDR:PORT   also serve TCP; every request needs the bearer token\n"
 		   "  --token-file F       the token (first line, at least 16 bytes)\n");
@@ -39,6 +42,26 @@ static const char *default_state_dir(void)
 	return buf;
 }
 
+/* `agentd audit verify --state-dir DIR` (src/cli/cmd_audit.c): the chain of the state
+ * database recomputed on a read-only connection (a daemon may be running on it); the
+ * report as JSON text, or NULL with msg. */
+char *agentd_audit_verify_dir(const char *state_dir, char *msg, size_t len);
+
+__attribute__((visibility("default"))) char *agentd_audit_verify_dir(const char *state_dir,
+								     char *msg, size_t len)
+{
+	agentd_error err = {0};
+	_cleanup_free_ char *db = xasprintf("%s/agentd.db", state_dir);
+	json_t *report = state_audit_verify(db, &err);
+	if (!report) {
+		snprintf(msg, len, "%s", err.msg);
+		return NULL;
+	}
+	char *s = json_dumps(report, JSON_COMPACT);
+	json_decref(report);
+	return s;
+}
+
 /* Entry point of the serve module (cmd_serve_load.c loads it). */
 int agentd_serve_main(int argc, char **argv);
 
@@ -55,6 +78,7 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		{"drain", required_argument, NULL, 'D'},
 		{"listen", required_argument, NULL, 'l'},
 		{"token-file", required_argument, NULL, 't'},
+		{"state-max-bytes", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -65,6 +89,7 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		.max_sandboxes = 64,
 		.max_file_bytes = 64u << 20,
 		.drain_ms = 5000,
+		.state_max_bytes = 1ull << 30,
 	};
 	agentd_error err = {0};
 	uint64_t v;
@@ -123,6 +148,14 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 			break;
 		case 't':
 			cfg.token_file = optarg;
+			break;
+		case 'B':
+			if (parse_size(optarg, &v, &err) < 0 || v < (1u << 20)) {
+				print_error("serve: --state-max-bytes: %s",
+					    err.msg[0] ? err.msg : "at least 1M");
+				return EXIT_AGENTD;
+			}
+			cfg.state_max_bytes = v;
 			break;
 		case 'h':
 			serve_usage(stdout);

@@ -54,6 +54,7 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_SESSION_EXEC] = api_sessions,
 	[ROUTE_SESSION_DELETE] = api_sessions,
 	[ROUTE_AUDIT] = api_audit,
+	[ROUTE_AUDIT_VERIFY] = api_audit_verify,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
@@ -382,6 +383,12 @@ static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct so
 				MHD_OPTION_END);
 }
 
+/* Seals (with the hashes to keep elsewhere, as the chain's anchor), prunes, problems. */
+static void log_audit_event(void *arg, const char *msg)
+{
+	dlog("info", "msg=\"%s\"", msg);
+}
+
 /* The state dir, held by one daemon at a time (an flock on its lock file), its sandboxes'
  * dir and the SQLite state, reconciled with what a previous daemon left. */
 static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
@@ -401,6 +408,7 @@ static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
 	if (state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
 		return -1;
+	state_audit_set_budget(d->st, cfg->state_max_bytes, log_audit_event, NULL);
 	return 0;
 }
 

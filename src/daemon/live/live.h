@@ -20,6 +20,7 @@ struct server_cfg {
 	size_t max_file_bytes;
 	bool sync_full;
 	unsigned drain_ms;
+	uint64_t state_max_bytes;	/* the state database's budget (audit retention) */
 };
 
 /* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a
