@@ -71,6 +71,12 @@ int cmd_audit(int argc, char **argv)
 	};
 	const char *state_dir = NULL, *sock = NULL;
 	bool as_json = false;
+	if (argc < 2 || strcmp(argv[1], "verify")) {
+		audit_usage(argc > 1 && !strcmp(argv[1], "--help") ? stdout : stderr);
+		return argc > 1 && !strcmp(argv[1], "--help") ? 0 : EXIT_AGENTD;
+	}
+	argc--;
+	argv++;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -92,8 +98,7 @@ int cmd_audit(int argc, char **argv)
 			return EXIT_AGENTD;
 		}
 	}
-	/* the subcommand may come before or after the options */
-	if (argc - optind != 1 || strcmp(argv[optind], "verify")) {
+	if (optind < argc) {
 		audit_usage(stderr);
 		return EXIT_AGENTD;
 	}
