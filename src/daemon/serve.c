@@ -12,7 +12,8 @@ static void serve_usage(FILE *f)
 	fprintf(f, "usage: agentd serve [--socket PATH] [--socket-group G] [--state-dir DIR] [--backend NAME]\n"
 		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
-		   "                    [--state-max-bytes SIZE]\n\n"
+		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
+		   "                    [--max-connections N] [--max-peer-connections N]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -26,7 +27,13 @@ static void serve_usage(FILE *f)
 		   "                       the oldest sealed audit segments are pruned, seals kept\n"
 		   "  --drain DUR          on SIGTERM, wait this long for running requests (5s)\n"
 		   "  --listen ADDR:PORT   also serve TCP; every request needs the bearer token\n"
-		   "  --token-file F       the token (first line, at least 16 bytes)\n");
+		   "  --token-file F       the token (first line, at least 16 bytes)\n"
+		   "  --header-timeout DUR a connection's first request head (with the token over\n"
+		   "                       TCP) within this, else 408 and closed (default 5s)\n"
+		   "  --max-connections N  per listener (default 1024); at most half wait for a\n"
+		   "                       request head, the oldest shut first: room for clients\n"
+		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; 32 of\n"
+		   "                       them waiting for a request head)\n");
 }
 
 static const char *default_state_dir(void)
@@ -79,6 +86,9 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		{"listen", required_argument, NULL, 'l'},
 		{"token-file", required_argument, NULL, 't'},
 		{"state-max-bytes", required_argument, NULL, 'B'},
+		{"header-timeout", required_argument, NULL, 'H'},
+		{"max-connections", required_argument, NULL, 'C'},
+		{"max-peer-connections", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -90,6 +100,9 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		.max_file_bytes = 64u << 20,
 		.drain_ms = 5000,
 		.state_max_bytes = 1ull << 30,
+		.header_timeout_ms = 5000,
+		.max_connections = 1024,
+		.max_peer_connections = 128,
 	};
 	agentd_error err = {0};
 	uint64_t v;
@@ -156,6 +169,25 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 				return EXIT_AGENTD;
 			}
 			cfg.state_max_bytes = v;
+			break;
+		case 'H':
+			if (parse_duration_ms(optarg, &v, &err) < 0 || v < 100 || v > 600000) {
+				print_error("serve: --header-timeout: %s",
+					    err.msg[0] ? err.msg : "expected 100ms..10m");
+				return EXIT_AGENTD;
+			}
+			cfg.header_timeout_ms = (unsigned)v;
+			break;
+		case 'C':
+		case 'P':
+			v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || v < 2 || v > 65536) {
+				print_error("serve: --%s: expected 2..65536, got '%s'",
+					    c == 'C' ? "max-connections" : "max-peer-connections",
+					    optarg);
+				return EXIT_AGENTD;
+			}
+			*(c == 'C' ? &cfg.max_connections : &cfg.max_peer_connections) = (unsigned)v;
 			break;
 		case 'h':
 			serve_usage(stdout);

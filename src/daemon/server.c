@@ -25,6 +25,7 @@ struct listener {
 	bool tcp;
 	const char *token;
 	size_t token_len;
+	struct peers *peers;
 };
 
 struct conn_ctx {
@@ -79,8 +80,11 @@ static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
 				MHD_add_response_header(resp, "Content-Type", rp->content_type);
 		}
 	}
-	if (rp->status == 401)
+	if (rp->status == 401) {
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+		/* a connection without the token is not kept: it stays unadmitted until closed */
+		MHD_add_response_header(resp, "Connection", "close");
+	}
 	enum MHD_Result r = MHD_queue_response(conn, (unsigned)rp->status, resp);
 	MHD_destroy_response(resp);
 	json_decref(rp->json);
@@ -152,10 +156,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	struct daemon *d = ls->d;
 	struct conn_ctx *cx = *con_cls;
 	if (!cx) {
+		/* the request head is complete: a connection that was shut meanwhile (evicted,
+		 * timed out) goes, one with the token (or on the unix socket) is admitted */
+		const union MHD_ConnectionInfo *sc =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		struct peer_conn *pc = sc ? sc->socket_context : NULL;
 		cx = calloc(1, sizeof(*cx));
 		*con_cls = cx;
 		if (ls->tcp && !authorized(ls, conn))
 			return send_error(d, conn, 401, "a bearer token is required");
+		if (!peers_admit(ls->peers, pc))
+			return MHD_NO;
 		cx->limit = !strcmp(method, "PUT") ? d->cfg.max_file_bytes : API_MAX_BODY;
 		const char *cl =
 			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -236,6 +247,25 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		free(cx);
 		*con_cls = NULL;
 	}
+}
+
+/* Every connection is counted by its listener's admission (peers.c) from accept to close. */
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			      enum MHD_ConnectionNotificationCode code)
+{
+	struct listener *ls = cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		peers_closed(ls->peers, *socket_context);
+		*socket_context = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *fdi =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ai =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (fdi)
+		*socket_context = peers_connected(ls->peers, fdi->connect_fd,
+						  ai ? ai->client_addr : NULL);
 }
 
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -366,21 +396,44 @@ static int reconcile(struct daemon *d, agentd_error *err)
 	return 0;
 }
 
-static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct sockaddr_in *sin)
+/* libmicrohttpd's own limit leaves room for connections peers.c shut that are still
+ * closing; peers.c's is the one that holds. The timeout is the idle one (keep-alive, a
+ * stalled client); the header timeout is peers.c's. */
+static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct sockaddr_in *sin,
+				    agentd_error *err)
 {
+	const struct server_cfg *cfg = &ls->d->cfg;
+	struct peers_cfg pc = {
+		.tcp = ls->tcp,
+		.header_timeout_ms = cfg->header_timeout_ms,
+		.max_connections = cfg->max_connections,
+		.max_per_peer = cfg->max_peer_connections,
+		.max_waiting_per_peer = cfg->max_peer_connections < 32 ? cfg->max_peer_connections
+								       : 32,
+	};
+	if (!(ls->peers = peers_new(&pc, err)))
+		return NULL;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned limit = cfg->max_connections + cfg->max_connections / 2 + 64;
+	struct MHD_Daemon *m;
 	if (fd >= 0)
-		return MHD_start_daemon(flags, 0, NULL, NULL, handle, ls,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-					MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-					completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 1024,
-					MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
-	return MHD_start_daemon(flags, ntohs(sin->sin_port), NULL, NULL, handle, ls,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sin,
-				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-				MHD_OPTION_CONNECTION_LIMIT, 256, MHD_OPTION_CONNECTION_TIMEOUT, 600,
-				MHD_OPTION_END);
+		m = MHD_start_daemon(flags, 0, NULL, NULL, handle, ls, MHD_OPTION_EXTERNAL_LOGGER,
+				     mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION, notify_connection, ls,
+				     MHD_OPTION_CONNECTION_LIMIT, limit,
+				     MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
+	else
+		m = MHD_start_daemon(flags, ntohs(sin->sin_port), NULL, NULL, handle, ls,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+				     sin, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION, notify_connection, ls,
+				     MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_CONNECTION_LIMIT,
+				     limit, MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
+	if (!m)
+		agentd_error_set(err, EADDRINUSE, "start the HTTP server");
+	return m;
 }
 
 /* Seals (with the hashes to keep elsewhere, as the chain's anchor), prunes, problems. */
@@ -461,16 +514,16 @@ static int start_servers(struct daemon *d, struct listener *lu, struct listener 
 			 struct MHD_Daemon **mu, struct MHD_Daemon **mt, agentd_error *err)
 {
 	const struct server_cfg *cfg = &d->cfg;
-	if (!(*mu = start_mhd(lu, *ufd, NULL)))
-		return agentd_error_set(err, EIO, "start the HTTP server on %s", cfg->socket_path);
+	if (!(*mu = start_mhd(lu, *ufd, NULL, err)))
+		return agentd_error_prefix(err, "%s", cfg->socket_path);
 	*ufd = -1; /* libmicrohttpd owns it */
 	if (!cfg->listen)
 		return 0;
 	struct sockaddr_in sin;
 	if (parse_listen(cfg->listen, &sin, err) < 0)
 		return -1;
-	if (!(*mt = start_mhd(lt, -1, &sin)))
-		return agentd_error_set(err, EADDRINUSE, "listen on %s", cfg->listen);
+	if (!(*mt = start_mhd(lt, -1, &sin, err)))
+		return agentd_error_prefix(err, "listen on %s", cfg->listen);
 	return 0;
 }
 
@@ -525,12 +578,14 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 out:
 	if (mt)
 		MHD_stop_daemon(mt);
+	peers_free(lt.peers);
 	if (mu) {
 		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
 		live_destroy_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
+	peers_free(lu.peers);
 	if (ufd >= 0) {
 		close(ufd);
 		unlink(cfg->socket_path);
