@@ -336,7 +336,9 @@ static void a_version_1_database_is_migrated_with_its_rows(void **state __attrib
 	char *v1;
 	assert_true(asprintf(&v1, "%s PRAGMA user_version = 1;"
 				  "INSERT INTO sandboxes VALUES('" ID "', 'old', 'container', '{}', 'd',"
-				  " 'ready', NULL, 1, 1);",
+				  " 'ready', NULL, 1, 1);"
+				  "INSERT INTO audit(ts_ms, client_uid, client, action, result)"
+				  " VALUES(1, 0, 'unix:old', 'create', 'ok');",
 			     state_migrations[0]) > 0);
 	assert_int_equal(sql_exec(p, v1), SQLITE_OK);
 	free(v1);
@@ -350,7 +352,14 @@ static void a_version_1_database_is_migrated_with_its_rows(void **state __attrib
 	assert_string_equal(json_string_value(json_object_get(row, "name")), "old");
 	assert_int_equal(json_integer_value(json_object_get(row, "session")), 0); /* v2 column */
 	json_decref(row);
+	/* v3: the old record is chained, and the chain goes on from it */
+	struct audit_record a = {.uid = 0, .client = "unix:new", .action = "exec", .result = "ok"};
+	assert_int_equal(state_audit_append(st, &a, &err), 0);
 	state_close(st);
+	json_t *r = state_audit_verify(p, &err);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(json_integer_value(json_object_get(r, "records")), 2);
+	json_decref(r);
 	rm_db(p);
 }
 
