@@ -36,13 +36,6 @@ struct peers {
 	pthread_t reaper;
 };
 
-static uint64_t now_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Answer (best effort, never blocking) and shut the socket: the connection's own thread sees
  * the end and closes it. */
 static void shut(struct peers *p, struct peer_conn *c, int status, const char *msg)
@@ -124,7 +117,7 @@ struct peer_conn *peers_connected(struct peers *p, int fd, const struct sockaddr
 	struct peer_conn *c = xcalloc(1, sizeof(*c));
 	c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	c->peer = peer_of(p, fd, addr);
-	c->accepted_ms = now_mono_ms();
+	c->accepted_ms = now_ms_monotonic();
 	pthread_mutex_lock(&p->lock);
 	c->prev = p->tail;
 	if (p->tail)
@@ -216,15 +209,9 @@ static void *reaper_main(void *arg)
 	struct peers *p = arg;
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += 200 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = monotonic_after_ms(200);
 		pthread_cond_timedwait(&p->cond, &p->lock, &until);
-		uint64_t now = now_mono_ms();
+		uint64_t now = now_ms_monotonic();
 		for (struct peer_conn *c = p->head; c; c = c->next) {
 			if (c->accepted_ms + p->cfg.header_timeout_ms > now)
 				break; /* accept order: the rest are younger */
@@ -253,11 +240,7 @@ struct peers *peers_new(const struct peers_cfg *cfg, agentd_error *err)
 	p->cfg = *cfg;
 	p->what = cfg->tcp ? "tcp" : "unix socket";
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&p->cond);
 	if (pthread_create(&p->reaper, NULL, reaper_main, p) != 0) {
 		agentd_error_set(err, EAGAIN, "start the connection reaper thread");
 		pthread_mutex_destroy(&p->lock);

@@ -28,6 +28,12 @@ struct netrec {
 	uint64_t duration_ms;
 };
 
+/* When the events counted in a record happened, and a few of them. */
+struct tally {
+	int64_t first_ms, last_ms;
+	json_t *samples;		/* up to NETAUDIT_SAMPLES details */
+};
+
 /* Repeats of one decision of one sandbox for one target within the current interval. */
 struct agg {
 	struct agg *next;
@@ -35,8 +41,7 @@ struct agg {
 	char sandbox_id[AGENTD_ID_LEN];
 	int event;
 	uint64_t count, bytes_up, bytes_down;
-	int64_t first_ms, last_ms;
-	json_t *samples;		/* up to NETAUDIT_SAMPLES details */
+	struct tally tally;
 	bool active;			/* seen this interval (else dropped at its end) */
 };
 
@@ -46,8 +51,7 @@ struct budget {
 	char sandbox_id[AGENTD_ID_LEN];
 	unsigned records;
 	uint64_t over[4];		/* by event */
-	int64_t first_ms, last_ms;
-	json_t *samples;
+	struct tally tally;
 };
 
 struct netaudit {
@@ -146,13 +150,23 @@ static void append_json(struct netaudit *na, const char *sandbox_id, const char 
 	free(s);
 }
 
-static void add_sample(json_t **samples, const char *detail_json)
+static void tally_add(struct tally *t, int64_t now, const char *detail_json)
 {
-	if (!*samples)
-		*samples = json_array();
+	if (!t->first_ms)
+		t->first_ms = now;
+	t->last_ms = now;
+	if (!t->samples)
+		t->samples = json_array();
 	json_t *d;
-	if (json_array_size(*samples) < NETAUDIT_SAMPLES && (d = json_loads(detail_json, 0, NULL)))
-		json_array_append_new(*samples, d);
+	if (json_array_size(t->samples) < NETAUDIT_SAMPLES &&
+	    (d = json_loads(detail_json, 0, NULL)))
+		json_array_append_new(t->samples, d);
+}
+
+static void tally_reset(struct tally *t)
+{
+	json_decref(t->samples);
+	memset(t, 0, sizeof(*t));
 }
 
 static char *agg_key(const struct netrec *r, json_t *detail)
@@ -200,19 +214,13 @@ static void account(struct netaudit *na, struct netrec *r)
 		g->count++;
 		g->bytes_up += (uint64_t)json_integer_value(json_object_get(detail, "bytes_up"));
 		g->bytes_down += (uint64_t)json_integer_value(json_object_get(detail, "bytes_down"));
-		if (!g->first_ms)
-			g->first_ms = t;
-		g->last_ms = t;
-		add_sample(&g->samples, r->detail_json);
+		tally_add(&g->tally, t, r->detail_json);
 		free(key);
 	} else {
 		struct budget *bg = budget_of(na, r->sandbox_id);
 		if (bg->records >= NETAUDIT_NEW_PER_INTERVAL) {
 			bg->over[r->event & 3]++;
-			if (!bg->first_ms)
-				bg->first_ms = t;
-			bg->last_ms = t;
-			add_sample(&bg->samples, r->detail_json);
+			tally_add(&bg->tally, t, r->detail_json);
 			free(key);
 		} else {
 			bg->records++;
@@ -239,7 +247,7 @@ static void flush(struct netaudit *na)
 		while (*pp) {
 			struct agg *g = *pp;
 			if (g->count) {
-				json_t *first = json_array_get(g->samples, 0);
+				json_t *first = json_array_get(g->tally.samples, 0);
 				append_json(na, g->sandbox_id, event_name(g->event),
 					    json_pack("{s:O?, s:O?, s:O?, s:I, s:I, s:O}",
 						      "host", json_object_get(first, "host"),
@@ -247,13 +255,11 @@ static void flush(struct netaudit *na)
 						      "reason", json_object_get(first, "reason"),
 						      "bytes_up", (json_int_t)g->bytes_up,
 						      "bytes_down", (json_int_t)g->bytes_down,
-						      "samples", g->samples),
-					    g->count, g->first_ms, g->last_ms);
+						      "samples", g->tally.samples),
+					    g->count, g->tally.first_ms, g->tally.last_ms);
 			}
-			json_decref(g->samples);
-			g->samples = NULL;
+			tally_reset(&g->tally);
 			g->count = g->bytes_up = g->bytes_down = 0;
-			g->first_ms = g->last_ms = 0;
 			if (g->active) {
 				g->active = false;
 				pp = &g->next;
@@ -278,10 +284,10 @@ static void flush(struct netaudit *na)
 					      "allowed", (json_int_t)b->over[AGENTD_NETLOG_ALLOWED],
 					      "denied", (json_int_t)b->over[AGENTD_NETLOG_DENIED],
 					      "closed", (json_int_t)b->over[AGENTD_NETLOG_CLOSED],
-					      "samples", b->samples ? b->samples : json_array()),
-				    n, b->first_ms, b->last_ms);
+					      "samples", b->tally.samples),
+				    n, b->tally.first_ms, b->tally.last_ms);
 		}
-		json_decref(b->samples);
+		tally_reset(&b->tally);
 		free(b);
 	}
 }
@@ -293,15 +299,7 @@ static void *writer_main(void *arg)
 	na->next_flush_ms = mono_ms() + NETAUDIT_INTERVAL_MS;
 	for (;;) {
 		while (!na->head && !na->stop && mono_ms() < na->next_flush_ms) {
-			struct timespec until;
-			clock_gettime(CLOCK_MONOTONIC, &until);
-			uint64_t wait = na->next_flush_ms - mono_ms();
-			until.tv_sec += (time_t)(wait / 1000);
-			until.tv_nsec += (long)(wait % 1000) * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			struct timespec until = monotonic_after_ms(na->next_flush_ms - mono_ms());
 			pthread_cond_timedwait(&na->cond, &na->lock, &until);
 		}
 		struct netrec *batch = na->head;
@@ -351,11 +349,7 @@ struct netaudit *netaudit_start(struct daemon *d, agentd_proxy **proxy, agentd_e
 	na->d = d;
 	na->tail = &na->head;
 	pthread_mutex_init(&na->lock, NULL);
-	pthread_condattr_t ca; /* the writer's interval is timed on CLOCK_MONOTONIC */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&na->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&na->cond); /* the writer's interval */
 	if (pthread_create(&na->thread, NULL, writer_main, na) != 0) {
 		agentd_error_set(err, EAGAIN, "egress proxy audit: start the writer thread");
 		free(na);
