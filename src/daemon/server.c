@@ -311,7 +311,8 @@ static int unix_listen(const char *path, const char *group, agentd_error *err)
 	mode_t old = umask(0117);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 256) < 0) {
+	/* a deep backlog: a flood of connects (peers.c sheds them) does not refuse the next one */
+	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 1024) < 0) {
 		int e = errno;
 		close(fd);
 		return agentd_error_set(err, e, "listen on %s: %s", path, strerror(e));
