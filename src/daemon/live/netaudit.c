@@ -3,8 +3,9 @@
  * copy; a writer thread appends the records. A sandbox triggers these at will, so what it
  * can write is bounded: the first decision for a (sandbox, decision, target, reason) is a
  * record at once, its repeats within an interval one aggregate record (count, first and
- * last time, samples); past NETAUDIT_NEW_PER_INTERVAL first decisions in an interval a
- * sandbox's further new targets are counted into one "suppressed" record. The queue is
+ * last time, samples); past NETAUDIT_NEW_PER_INTERVAL first decisions in an interval, or
+ * NETAUDIT_KEYS_PER_SANDBOX targets aggregated at once, a sandbox's further new targets are
+ * counted into one "suppressed" record per interval. The queue is
  * bounded too: past NETAUDIT_MAX_QUEUED a decision is counted into a "dropped" record. */
 #include "daemon/live/live.h"
 
@@ -17,6 +18,7 @@
 #define NETAUDIT_MAX_QUEUED 65536
 #define NETAUDIT_INTERVAL_MS 10000
 #define NETAUDIT_NEW_PER_INTERVAL 32	/* first-decision records per sandbox and interval */
+#define NETAUDIT_KEYS_PER_SANDBOX 64	/* targets aggregated at once per sandbox */
 #define NETAUDIT_SAMPLES 3
 #define NETAUDIT_BUCKETS 1024
 
@@ -37,6 +39,7 @@ struct tally {
 /* Repeats of one decision of one sandbox for one target within the current interval. */
 struct agg {
 	struct agg *next;
+	struct budget *owner;
 	char *key;			/* sandbox, event, host, port, reason */
 	char sandbox_id[AGENTD_ID_LEN];
 	int event;
@@ -45,11 +48,13 @@ struct agg {
 	bool active;			/* seen this interval (else dropped at its end) */
 };
 
-/* A sandbox's first-decision records this interval, and what went over. */
+/* A sandbox's first-decision records this interval, its aggregated targets, and what went
+ * over either bound. */
 struct budget {
 	struct budget *next;
 	char sandbox_id[AGENTD_ID_LEN];
 	unsigned records;
+	unsigned keys;
 	uint64_t over[4];		/* by event */
 	struct tally tally;
 };
@@ -218,16 +223,18 @@ static void account(struct netaudit *na, struct netrec *r)
 		free(key);
 	} else {
 		struct budget *bg = budget_of(na, r->sandbox_id);
-		if (bg->records >= NETAUDIT_NEW_PER_INTERVAL) {
+		if (bg->records >= NETAUDIT_NEW_PER_INTERVAL || bg->keys >= NETAUDIT_KEYS_PER_SANDBOX) {
 			bg->over[r->event & 3]++;
 			tally_add(&bg->tally, t, r->detail_json);
 			free(key);
 		} else {
 			bg->records++;
+			bg->keys++;
 			append(na, r->sandbox_id, event_name(r->event), r->detail_json,
 			       r->duration_ms, 1, 0, 0);
 			g = xcalloc(1, sizeof(*g));
 			g->key = key;
+			g->owner = bg;
 			g->event = r->event;
 			g->active = true;
 			snprintf(g->sandbox_id, sizeof(g->sandbox_id), "%s", r->sandbox_id);
@@ -266,19 +273,19 @@ static void flush(struct netaudit *na)
 				continue;
 			}
 			*pp = g->next;
+			g->owner->keys--;
 			free(g->key);
 			free(g);
 		}
 	}
-	while (na->budgets) {
-		struct budget *b = na->budgets;
-		na->budgets = b->next;
+	for (struct budget **pb = &na->budgets; *pb;) {
+		struct budget *b = *pb;
 		uint64_t n = b->over[1] + b->over[2] + b->over[3];
 		if (n) {
 			char reason[128];
-			snprintf(reason, sizeof(reason), "more than %d new targets in %d s: counted,"
-				 " not recorded one by one", NETAUDIT_NEW_PER_INTERVAL,
-				 NETAUDIT_INTERVAL_MS / 1000);
+			snprintf(reason, sizeof(reason), "more than %d new targets in %d s or %d at"
+				 " once: counted, not recorded one by one", NETAUDIT_NEW_PER_INTERVAL,
+				 NETAUDIT_INTERVAL_MS / 1000, NETAUDIT_KEYS_PER_SANDBOX);
 			append_json(na, b->sandbox_id, "suppressed",
 				    json_pack("{s:s, s:I, s:I, s:I, s:O}", "reason", reason,
 					      "allowed", (json_int_t)b->over[AGENTD_NETLOG_ALLOWED],
@@ -288,6 +295,13 @@ static void flush(struct netaudit *na)
 				    n, b->tally.first_ms, b->tally.last_ms);
 		}
 		tally_reset(&b->tally);
+		b->records = 0;
+		memset(b->over, 0, sizeof(b->over));
+		if (b->keys) {
+			pb = &b->next;
+			continue;
+		}
+		*pb = b->next;
 		free(b);
 	}
 }
@@ -333,8 +347,7 @@ static void *writer_main(void *arg)
 			break;
 	}
 	pthread_mutex_unlock(&na->lock);
-	/* the last flush wrote every aggregate: two more mark them idle, then free them */
-	flush(na);
+	/* the last flush wrote every aggregate and marked them idle: this one frees them */
 	flush(na);
 	return NULL;
 }
