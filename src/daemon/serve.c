@@ -32,8 +32,8 @@ static void serve_usage(FILE *f)
 		   "                       TCP) within this, else 408 and closed (default 5s)\n"
 		   "  --max-connections N  per listener (default 1024); at most half wait for a\n"
 		   "                       request head, the oldest shut first: room for clients\n"
-		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; 32 of\n"
-		   "                       them waiting for a request head)\n");
+		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; half\n"
+		   "                       of them may wait for a request head)\n");
 }
 
 static const char *default_state_dir(void)

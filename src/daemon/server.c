@@ -409,8 +409,8 @@ static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct so
 		.header_timeout_ms = cfg->header_timeout_ms,
 		.max_connections = cfg->max_connections,
 		.max_per_peer = cfg->max_peer_connections,
-		.max_waiting_per_peer = cfg->max_peer_connections < 32 ? cfg->max_peer_connections
-								       : 32,
+		/* half, as overall: a burst of one client's connects is not shed as a flood */
+		.max_waiting_per_peer = cfg->max_peer_connections / 2,
 	};
 	if (!(ls->peers = peers_new(&pc, err)))
 		return NULL;
