@@ -268,12 +268,33 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
 						  ai ? ai->client_addr : NULL);
 }
 
+/* libmicrohttpd's messages, at most 20 per 10 s: each connection a flood opens and the
+ * admission shuts would be one ("Connection socket is closed when reading request"). */
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static uint64_t window_ms, logged, suppressed;
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	dlog("warn", "msg=\"http: %s\"", msg);
+	uint64_t now = now_ms_monotonic(), dropped = 0;
+	pthread_mutex_lock(&lock);
+	if (now - window_ms >= 10000) {
+		dropped = suppressed;
+		window_ms = now;
+		logged = suppressed = 0;
+	}
+	bool log = logged < 20;
+	if (log)
+		logged++;
+	else
+		suppressed++;
+	pthread_mutex_unlock(&lock);
+	if (dropped)
+		dlog("warn", "msg=\"http: %llu more messages not logged\"",
+		     (unsigned long long)dropped);
+	if (log)
+		dlog("warn", "msg=\"http: %s\"", msg);
 }
 
 /* The unix socket, created by us (mode 0660) and handed to libmicrohttpd. A socket file left
@@ -312,7 +333,7 @@ static int unix_listen(const char *path, const char *group, agentd_error *err)
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	/* a deep backlog: a flood of connects (peers.c sheds them) does not refuse the next one */
-	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 1024) < 0) {
+	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
 		int e = errno;
 		close(fd);
 		return agentd_error_set(err, e, "listen on %s: %s", path, strerror(e));
@@ -430,7 +451,7 @@ static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct so
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
 				     sin, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 				     MHD_OPTION_NOTIFY_CONNECTION, notify_connection, ls,
-				     MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_CONNECTION_LIMIT,
+				     MHD_OPTION_LISTEN_BACKLOG_SIZE, SOMAXCONN, MHD_OPTION_CONNECTION_LIMIT,
 				     limit, MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
 	if (!m)
 		agentd_error_set(err, EADDRINUSE, "start the HTTP server");
