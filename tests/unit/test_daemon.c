@@ -572,6 +572,19 @@ static void retention_prunes_sealed_segments_and_the_chain_still_verifies(void *
 	/* the rows of a pruned segment are the only ones that can be deleted */
 	assert_int_not_equal(sql_exec(p, "DELETE FROM audit"), SQLITE_OK);
 	assert_int_not_equal(sql_exec(p, "DELETE FROM audit_seals"), SQLITE_OK);
+	/* a kept segment marked pruned (and emptied) after the pruned ones is named */
+	char *sql;
+	assert_true(asprintf(&sql, "DROP TRIGGER audit_no_delete; UPDATE audit_seals SET"
+				   " pruned_ms = 1 WHERE segment = %d; DELETE FROM audit WHERE seq"
+				   " BETWEEN (SELECT first_seq FROM audit_seals WHERE segment = %d) AND"
+				   " (SELECT last_seq FROM audit_seals WHERE segment = %d)",
+			     pruned + 2, pruned + 2, pruned + 2) > 0);
+	assert_int_equal(sql_exec(p, sql), SQLITE_OK);
+	free(sql);
+	r = state_audit_verify(p, &err);
+	assert_false(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(report_int(json_object_get(r, "error"), "segment"), pruned + 2);
+	json_decref(r);
 	/* a pruned seal whose recorded head is changed breaks the seal chain */
 	assert_int_equal(sql_exec(p, "DROP TRIGGER audit_seals_no_update; UPDATE audit_seals SET"
 				     " rows = rows + 1 WHERE segment = 1"), SQLITE_OK);

@@ -554,6 +554,11 @@ static int verify_seals(struct verify *v, int64_t *next_seq)
 			   first != *next_seq) {
 			r = -1;
 			broken(v, 0, seg, "the seal of segment %" PRId64 " was changed", seg);
+		} else if (sqlite3_column_type(s, 11) != SQLITE_NULL && pruned_last != seg - 1) {
+			/* retention prunes the oldest first: a gap is a segment emptied by hand */
+			r = -1;
+			broken(v, 0, seg, "segment %" PRId64 " is marked pruned after the kept"
+			       " segment %" PRId64 ": retention prunes only the oldest", seg, seg - 1);
 		} else if (sqlite3_column_type(s, 11) != SQLITE_NULL) {
 			if (!pruned_first)
 				pruned_first = seg;
