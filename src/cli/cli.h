@@ -119,6 +119,9 @@ void write_decoded(struct term_out *t, json_t *data, const char *encoding);
 void write_exec_output(json_t *res, bool raw);
 
 int cmd_serve(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+/* A symbol of the daemon module (cmd_serve_load.c); NULL after a message. */
+void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);

@@ -1,5 +1,6 @@
 /* cmd_serve_load.c: `agentd serve` loads the daemon (agentd-serve.so: HTTP server, SQLite
- * state) for that verb only, so the other verbs never load libmicrohttpd and GnuTLS. */
+ * state) for that verb only, so the other verbs never load libmicrohttpd and GnuTLS;
+ * `agentd audit verify --state-dir` loads it for the SQLite state. */
 #include "cli/cli.h"
 
 #include <dlfcn.h>
@@ -44,18 +45,23 @@ static void *load_serve_module(char *tried, size_t len)
 	return NULL;
 }
 
-int cmd_serve(int argc, char **argv)
+void *serve_module_symbol(const char *verb, const char *name)
 {
 	char tried[2 * PATH_MAX + 64];
 	void *h = load_serve_module(tried, sizeof(tried));
 	if (!h) {
-		print_error("serve: cannot load the daemon module %s (%s)", SERVE_MODULE, tried);
-		return EXIT_AGENTD;
+		print_error("%s: cannot load the daemon module %s (%s)", verb, SERVE_MODULE, tried);
+		return NULL;
 	}
-	int (*serve_main)(int, char **) = (int (*)(int, char **))dlsym(h, "agentd_serve_main");
-	if (!serve_main) {
-		print_error("serve: %s has no agentd_serve_main: %s", SERVE_MODULE, dlerror());
-		return EXIT_AGENTD;
-	}
-	return serve_main(argc, argv);
+	void *sym = dlsym(h, name);
+	if (!sym)
+		print_error("%s: %s has no %s: %s", verb, SERVE_MODULE, name, dlerror());
+	return sym;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	int (*serve_main)(int, char **) =
+		(int (*)(int, char **))serve_module_symbol("serve", "agentd_serve_main");
+	return serve_main ? serve_main(argc, argv) : EXIT_AGENTD;
 }

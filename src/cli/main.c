@@ -20,6 +20,7 @@ static void usage(FILE *f)
 		   "  agentd serve [--socket PATH] [--state-dir DIR] [--listen ADDR:PORT --token-file F]\n"
 		   "  agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|restore|cp ...\n"
 		   "  agentd session create AGENT | exec AGENT SESSION CODE | rm AGENT SESSION\n"
+		   "  agentd audit verify [--state-dir DIR] [--json]\n"
 		   "  agentd version\n\n"
 		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"
 		   "executable, 127 not found, 128+N killed by signal N.\n",
@@ -72,6 +73,7 @@ int main(int argc, char **argv)
 		{"probe", cmd_probe},
 		{"run", cmd_run},
 		{"serve", cmd_serve},
+		{"audit", cmd_audit},
 		{"sandbox", cmd_sandbox},
 		{"session", cmd_session},
 	};

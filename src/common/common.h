@@ -8,12 +8,14 @@
 #include "agentd.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------- cleanup helpers */
@@ -86,6 +88,10 @@ void kvv_copy(agentd_kvv *dst, const agentd_kvv *src);
 
 /* ---------------------------------------------------------------- clock.c */
 uint64_t now_ms_monotonic(void);
+/* A condition variable whose timed waits are on CLOCK_MONOTONIC, and the deadline ms from
+ * now to give them. */
+void cond_init_monotonic(pthread_cond_t *c);
+struct timespec monotonic_after_ms(uint64_t ms);
 void random_id(char out[AGENTD_ID_LEN]);	/* 32 lowercase hex chars from getrandom() */
 
 /* ---------------------------------------------------------------- base64.c, utf8.c */

@@ -8,4 +8,26 @@
 
 int agentd_serve(const struct server_cfg *cfg, agentd_error *err);
 
+/* ------------------------------------------------------------------ peers.c
+ * Admission of one listener's connections (server.c calls these from libmicrohttpd's
+ * connection notifications and from the first call of each request). */
+struct peers_cfg {
+	bool tcp;			/* peers are IPv4 addresses, else uids (SO_PEERCRED) */
+	unsigned header_timeout_ms;	/* accept to a complete (authorized) request head */
+	unsigned max_connections;	/* half of them at most waiting for a request head */
+	unsigned max_per_peer;
+	unsigned max_waiting_per_peer;
+};
+struct peers;
+struct sockaddr;
+struct peer_conn;
+struct peers *peers_new(const struct peers_cfg *cfg, agentd_error *err);
+void peers_free(struct peers *p);
+/* A new connection (fd valid for the call): counted, and room made or refused (answered
+ * 503 and shut); the handle goes to peers_closed. */
+struct peer_conn *peers_connected(struct peers *p, int fd, const struct sockaddr *addr);
+/* Its request head is complete (over TCP: with the token); false if it was shut meanwhile. */
+bool peers_admit(struct peers *p, struct peer_conn *c);
+void peers_closed(struct peers *p, struct peer_conn *c);
+
 #endif

@@ -11,7 +11,9 @@ static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: agentd serve [--socket PATH] [--socket-group G] [--state-dir DIR] [--backend NAME]\n"
 		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
-		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n\n"
+		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
+		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
+		   "                    [--max-connections N] [--max-peer-connections N]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -21,9 +23,17 @@ static void serve_usage(FILE *f)
 		   "  --max-sandboxes N    concurrent sandboxes before 429 (default 64)\n"
 		   "  --max-file-size SIZE files API limit (default 64M)\n"
 		   "  --sync full          fsync every state commit (survives power loss)\n"
+		   "  --state-max-bytes SIZE  budget of the state database (default 1G): past it\n"
+		   "                       the oldest sealed audit segments are pruned, seals kept\n"
 		   "  --drain DUR          on SIGTERM, wait this long for running requests (5s)\n"
 		   "  --listen ADDR:PORT   also serve TCP; every request needs the bearer token\n"
-		   "  --token-file F       the token (first line, at least 16 bytes)\n");
+		   "  --token-file F       the token (first line, at least 16 bytes)\n"
+		   "  --header-timeout DUR a connection's first request head (with the token over\n"
+		   "                       TCP) within this, else 408 and closed (default 5s)\n"
+		   "  --max-connections N  per listener (default 1024); at most half wait for a\n"
+		   "                       request head, the oldest shut first: room for clients\n"
+		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; half\n"
+		   "                       of them may wait for a request head)\n");
 }
 
 static const char *default_state_dir(void)
@@ -37,6 +47,26 @@ static const char *default_state_dir(void)
 	else
 		snprintf(buf, sizeof(buf), "/tmp/agentd-%u", (unsigned)geteuid());
 	return buf;
+}
+
+/* `agentd audit verify --state-dir DIR` (src/cli/cmd_audit.c): the chain of the state
+ * database recomputed on a read-only connection (a daemon may be running on it); the
+ * report as JSON text, or NULL with msg. */
+char *agentd_audit_verify_dir(const char *state_dir, char *msg, size_t len);
+
+__attribute__((visibility("default"))) char *agentd_audit_verify_dir(const char *state_dir,
+								     char *msg, size_t len)
+{
+	agentd_error err = {0};
+	_cleanup_free_ char *db = xasprintf("%s/agentd.db", state_dir);
+	json_t *report = state_audit_verify(db, &err);
+	if (!report) {
+		snprintf(msg, len, "%s", err.msg);
+		return NULL;
+	}
+	char *s = json_dumps(report, JSON_COMPACT);
+	json_decref(report);
+	return s;
 }
 
 /* Entry point of the serve module (cmd_serve_load.c loads it). */
@@ -55,6 +85,10 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		{"drain", required_argument, NULL, 'D'},
 		{"listen", required_argument, NULL, 'l'},
 		{"token-file", required_argument, NULL, 't'},
+		{"state-max-bytes", required_argument, NULL, 'B'},
+		{"header-timeout", required_argument, NULL, 'H'},
+		{"max-connections", required_argument, NULL, 'C'},
+		{"max-peer-connections", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -65,6 +99,10 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		.max_sandboxes = 64,
 		.max_file_bytes = 64u << 20,
 		.drain_ms = 5000,
+		.state_max_bytes = 1ull << 30,
+		.header_timeout_ms = 5000,
+		.max_connections = 1024,
+		.max_peer_connections = 128,
 	};
 	agentd_error err = {0};
 	uint64_t v;
@@ -124,6 +162,33 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 			break;
 		case 't':
 			cfg.token_file = optarg;
+			break;
+		case 'B':
+			if (parse_size(optarg, &v, &err) < 0 || v < (1u << 20)) {
+				print_error("serve: --state-max-bytes: %s",
+					    err.msg[0] ? err.msg : "at least 1M");
+				return EXIT_AGENTD;
+			}
+			cfg.state_max_bytes = v;
+			break;
+		case 'H':
+			if (parse_duration_ms(optarg, &v, &err) < 0 || v < 100 || v > 600000) {
+				print_error("serve: --header-timeout: %s",
+					    err.msg[0] ? err.msg : "expected 100ms..10m");
+				return EXIT_AGENTD;
+			}
+			cfg.header_timeout_ms = (unsigned)v;
+			break;
+		case 'C':
+		case 'P':
+			v = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || v < 2 || v > 65536) {
+				print_error("serve: --%s: expected 2..65536, got '%s'",
+					    c == 'C' ? "max-connections" : "max-peer-connections",
+					    optarg);
+				return EXIT_AGENTD;
+			}
+			*(c == 'C' ? &cfg.max_connections : &cfg.max_peer_connections) = (unsigned)v;
 			break;
 		case 'h':
 			serve_usage(stdout);

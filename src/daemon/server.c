@@ -25,6 +25,7 @@ struct listener {
 	bool tcp;
 	const char *token;
 	size_t token_len;
+	struct peers *peers;
 };
 
 struct conn_ctx {
@@ -54,6 +55,7 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_SESSION_EXEC] = api_sessions,
 	[ROUTE_SESSION_DELETE] = api_sessions,
 	[ROUTE_AUDIT] = api_audit,
+	[ROUTE_AUDIT_VERIFY] = api_audit_verify,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
@@ -78,8 +80,11 @@ static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
 				MHD_add_response_header(resp, "Content-Type", rp->content_type);
 		}
 	}
-	if (rp->status == 401)
+	if (rp->status == 401) {
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+		/* a connection without the token is not kept: it stays unadmitted until closed */
+		MHD_add_response_header(resp, "Connection", "close");
+	}
 	enum MHD_Result r = MHD_queue_response(conn, (unsigned)rp->status, resp);
 	MHD_destroy_response(resp);
 	json_decref(rp->json);
@@ -154,11 +159,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	struct daemon *d = ls->d;
 	struct conn_ctx *cx = *con_cls;
 	if (!cx) {
+		/* the request head is complete: a connection that was shut meanwhile (evicted,
+		 * timed out) goes, one with the token (or on the unix socket) is admitted */
+		const union MHD_ConnectionInfo *sc =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		struct peer_conn *pc = sc ? sc->socket_context : NULL;
 		cx = calloc(1, sizeof(*cx));
 		*con_cls = cx;
 		const char *why = ls->tcp ? unauthorized(ls, conn) : NULL;
 		if (why)
 			return send_error(d, conn, 401, "%s", why);
+		if (!peers_admit(ls->peers, pc))
+			return MHD_NO;
 		cx->limit = !strcmp(method, "PUT") ? d->cfg.max_file_bytes : API_MAX_BODY;
 		const char *cl =
 			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -241,12 +253,52 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
+/* Every connection is counted by its listener's admission (peers.c) from accept to close. */
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			      enum MHD_ConnectionNotificationCode code)
+{
+	struct listener *ls = cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		peers_closed(ls->peers, *socket_context);
+		*socket_context = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *fdi =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ai =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (fdi)
+		*socket_context = peers_connected(ls->peers, fdi->connect_fd,
+						  ai ? ai->client_addr : NULL);
+}
+
+/* libmicrohttpd's messages, at most 20 per 10 s: each connection a flood opens and the
+ * admission shuts would be one ("Connection socket is closed when reading request"). */
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static uint64_t window_ms, logged, suppressed;
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	dlog("warn", "msg=\"http: %s\"", msg);
+	uint64_t now = now_ms_monotonic(), dropped = 0;
+	pthread_mutex_lock(&lock);
+	if (now - window_ms >= 10000) {
+		dropped = suppressed;
+		window_ms = now;
+		logged = suppressed = 0;
+	}
+	bool log = logged < 20;
+	if (log)
+		logged++;
+	else
+		suppressed++;
+	pthread_mutex_unlock(&lock);
+	if (dropped)
+		dlog("warn", "msg=\"http: %llu more messages not logged\"",
+		     (unsigned long long)dropped);
+	if (log)
+		dlog("warn", "msg=\"http: %s\"", msg);
 }
 
 /* The unix socket, created by us (mode 0660) and handed to libmicrohttpd. A socket file left
@@ -284,7 +336,8 @@ static int unix_listen(const char *path, const char *group, agentd_error *err)
 	mode_t old = umask(0117);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, 256) < 0) {
+	/* a deep backlog: a flood of connects (peers.c sheds them) does not refuse the next one */
+	if (r < 0 || chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
 		int e = errno;
 		close(fd);
 		return agentd_error_set(err, e, "listen on %s: %s", path, strerror(e));
@@ -369,21 +422,50 @@ static int reconcile(struct daemon *d, agentd_error *err)
 	return 0;
 }
 
-static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct sockaddr_in *sin)
+/* libmicrohttpd's own limit leaves room for connections peers.c shut that are still
+ * closing; peers.c's is the one that holds. The timeout is the idle one (keep-alive, a
+ * stalled client); the header timeout is peers.c's. */
+static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct sockaddr_in *sin,
+				    agentd_error *err)
 {
+	const struct server_cfg *cfg = &ls->d->cfg;
+	struct peers_cfg pc = {
+		.tcp = ls->tcp,
+		.header_timeout_ms = cfg->header_timeout_ms,
+		.max_connections = cfg->max_connections,
+		.max_per_peer = cfg->max_peer_connections,
+		/* half, as overall: a burst of one client's connects is not shed as a flood */
+		.max_waiting_per_peer = cfg->max_peer_connections / 2,
+	};
+	if (!(ls->peers = peers_new(&pc, err)))
+		return NULL;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	unsigned limit = cfg->max_connections + cfg->max_connections / 2 + 64;
+	struct MHD_Daemon *m;
 	if (fd >= 0)
-		return MHD_start_daemon(flags, 0, NULL, NULL, handle, ls,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-					MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-					completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 1024,
-					MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
-	return MHD_start_daemon(flags, ntohs(sin->sin_port), NULL, NULL, handle, ls,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, sin,
-				MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-				MHD_OPTION_CONNECTION_LIMIT, 256, MHD_OPTION_CONNECTION_TIMEOUT, 600,
-				MHD_OPTION_END);
+		m = MHD_start_daemon(flags, 0, NULL, NULL, handle, ls, MHD_OPTION_EXTERNAL_LOGGER,
+				     mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+				     MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION, notify_connection, ls,
+				     MHD_OPTION_CONNECTION_LIMIT, limit,
+				     MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
+	else
+		m = MHD_start_daemon(flags, ntohs(sin->sin_port), NULL, NULL, handle, ls,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+				     sin, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION, notify_connection, ls,
+				     MHD_OPTION_LISTEN_BACKLOG_SIZE, SOMAXCONN, MHD_OPTION_CONNECTION_LIMIT,
+				     limit, MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
+	if (!m)
+		agentd_error_set(err, EADDRINUSE, "start the HTTP server");
+	return m;
+}
+
+/* Seals (with the hashes to keep elsewhere, as the chain's anchor), prunes, problems. */
+static void log_audit_event(void *arg, const char *msg)
+{
+	dlog("info", "msg=\"%s\"", msg);
 }
 
 /* The state dir, held by one daemon at a time (an flock on its lock file), its sandboxes'
@@ -405,6 +487,7 @@ static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
 	if (state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
 		return -1;
+	state_audit_set_budget(d->st, cfg->state_max_bytes, log_audit_event, NULL);
 	return 0;
 }
 
@@ -457,16 +540,16 @@ static int start_servers(struct daemon *d, struct listener *lu, struct listener 
 			 struct MHD_Daemon **mu, struct MHD_Daemon **mt, agentd_error *err)
 {
 	const struct server_cfg *cfg = &d->cfg;
-	if (!(*mu = start_mhd(lu, *ufd, NULL)))
-		return agentd_error_set(err, EIO, "start the HTTP server on %s", cfg->socket_path);
+	if (!(*mu = start_mhd(lu, *ufd, NULL, err)))
+		return agentd_error_prefix(err, "%s", cfg->socket_path);
 	*ufd = -1; /* libmicrohttpd owns it */
 	if (!cfg->listen)
 		return 0;
 	struct sockaddr_in sin;
 	if (parse_listen(cfg->listen, &sin, err) < 0)
 		return -1;
-	if (!(*mt = start_mhd(lt, -1, &sin)))
-		return agentd_error_set(err, EADDRINUSE, "listen on %s", cfg->listen);
+	if (!(*mt = start_mhd(lt, -1, &sin, err)))
+		return agentd_error_prefix(err, "listen on %s", cfg->listen);
 	return 0;
 }
 
@@ -521,12 +604,14 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 out:
 	if (mt)
 		MHD_stop_daemon(mt);
+	peers_free(lt.peers);
 	if (mu) {
 		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
 		live_destroy_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
+	peers_free(lu.peers);
 	if (ufd >= 0) {
 		close(ufd);
 		unlink(cfg->socket_path);

@@ -86,6 +86,7 @@ static void every_endpoint_routes(void **state __attribute__((unused)))
 		 ROUTE_SESSION_EXEC},
 		{"DELETE", "/v1/agents/a/sessions/" ID, NULL, ROUTE_SESSION_DELETE},
 		{"GET", "/v1/audit", NULL, ROUTE_AUDIT},
+		{"GET", "/v1/audit/verify", NULL, ROUTE_AUDIT_VERIFY},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct api_request r;
@@ -335,7 +336,9 @@ static void a_version_1_database_is_migrated_with_its_rows(void **state __attrib
 	char *v1;
 	assert_true(asprintf(&v1, "%s PRAGMA user_version = 1;"
 				  "INSERT INTO sandboxes VALUES('" ID "', 'old', 'container', '{}', 'd',"
-				  " 'ready', NULL, 1, 1);",
+				  " 'ready', NULL, 1, 1);"
+				  "INSERT INTO audit(ts_ms, client_uid, client, action, result)"
+				  " VALUES(1, 0, 'unix:old', 'create', 'ok');",
 			     state_migrations[0]) > 0);
 	assert_int_equal(sql_exec(p, v1), SQLITE_OK);
 	free(v1);
@@ -349,7 +352,14 @@ static void a_version_1_database_is_migrated_with_its_rows(void **state __attrib
 	assert_string_equal(json_string_value(json_object_get(row, "name")), "old");
 	assert_int_equal(json_integer_value(json_object_get(row, "session")), 0); /* v2 column */
 	json_decref(row);
+	/* v3: the old record is chained, and the chain goes on from it */
+	struct audit_record a = {.uid = 0, .client = "unix:new", .action = "exec", .result = "ok"};
+	assert_int_equal(state_audit_append(st, &a, &err), 0);
 	state_close(st);
+	json_t *r = state_audit_verify(p, &err);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(json_integer_value(json_object_get(r, "records")), 2);
+	json_decref(r);
 	rm_db(p);
 }
 
@@ -455,6 +465,136 @@ static void the_audit_log_is_append_only(void **state __attribute__((unused)))
 	rm_db(p);
 }
 
+static void append_exec(struct state *st, int i, size_t argv_len)
+{
+	char *arg = malloc(argv_len + 1);
+	memset(arg, 'a' + i % 26, argv_len);
+	arg[argv_len] = '\0';
+	char *argv;
+	assert_true(asprintf(&argv, "[\"/bin/echo\", \"%s\"]", arg) > 0);
+	struct audit_record a = {.uid = 0, .client = "unix:test", .action = "exec",
+				 .sandbox_id = ID, .argv_json = argv, .policy_digest = "d",
+				 .backend = "container", .result = "exit 0", .duration_ms = 1};
+	agentd_error err = {0};
+	assert_int_equal(state_audit_append(st, &a, &err), 0);
+	free(argv);
+	free(arg);
+}
+
+static json_int_t report_int(json_t *r, const char *k)
+{
+	return json_integer_value(json_object_get(r, k));
+}
+
+/* Each record hashes its content and its predecessor's hash: verify names the first record
+ * whose content changed, even when the tamperer also rewrote that record's hash. */
+static void a_changed_audit_record_is_named_by_verify(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	struct state *st;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	for (int i = 0; i < 20; i++)
+		append_exec(st, i, 10);
+	state_close(st);
+	json_t *r = state_audit_verify(p, &err);
+	assert_non_null(r);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(report_int(r, "records"), 20);
+	assert_int_equal(report_int(r, "head_seq"), 20);
+	json_decref(r);
+	assert_int_equal(sql_exec(p, "DROP TRIGGER audit_no_update;"
+				     "UPDATE audit SET result = 'exit 1' WHERE seq = 7"), SQLITE_OK);
+	r = state_audit_verify(p, &err);
+	assert_false(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(report_int(json_object_get(r, "error"), "seq"), 7);
+	json_decref(r);
+	/* the hash rewritten too: still row 7 (its hash is not the chain's) */
+	assert_int_equal(sql_exec(p, "DROP TRIGGER audit_hash_once; UPDATE audit SET hash ="
+				     " (SELECT hash FROM audit WHERE seq = 8) WHERE seq = 7"),
+			 SQLITE_OK);
+	r = state_audit_verify(p, &err);
+	assert_int_equal(report_int(json_object_get(r, "error"), "seq"), 7);
+	json_decref(r);
+	/* a deleted record is named as missing */
+	assert_int_equal(sql_exec(p, "UPDATE audit SET result = 'exit 0', hash = NULL WHERE"
+				     " seq = 7"), SQLITE_OK);
+	assert_int_equal(state_open(p, false, &st, &err), 0); /* re-chains a NULL hash only */
+	state_close(st);
+	r = state_audit_verify(p, &err);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	assert_int_equal(sql_exec(p, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE"
+				     " seq = 12"), SQLITE_OK);
+	r = state_audit_verify(p, &err);
+	assert_int_equal(report_int(json_object_get(r, "error"), "seq"), 12);
+	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(r, "error"),
+								 "message")), "missing"));
+	json_decref(r);
+	rm_db(p);
+}
+
+static void count_event(void *arg, const char *msg)
+{
+	if (strstr(msg, "pruned"))
+		(*(int *)arg)++;
+}
+
+/* Over its budget the database loses its oldest sealed segments' records, keeps their
+ * seals, stays near the budget, and what is kept still verifies; a changed seal fails. */
+static void retention_prunes_sealed_segments_and_the_chain_still_verifies(void **state
+									  __attribute__((unused)))
+{
+	char *p = tmp_db();
+	struct state *st;
+	agentd_error err = {0};
+	int pruned = 0;
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	state_audit_set_budget(st, 1 << 20, count_event, &pruned);
+	for (int i = 0; i < 1500; i++) /* ~3 MiB of records into a 1 MiB budget */
+		append_exec(st, i, 2000);
+	state_close(st);
+	assert_true(pruned > 0);
+	int used = sql_int(p, "SELECT (SELECT page_count FROM pragma_page_count) -"
+			      " (SELECT freelist_count FROM pragma_freelist_count)") *
+		   sql_int(p, "PRAGMA page_size");
+	assert_true(used <= 1 << 20);
+	assert_true(sql_int(p, "SELECT count(*) FROM audit") < 1500);
+	assert_int_equal(sql_int(p, "SELECT count(*) FROM audit_seals WHERE pruned_ms IS NOT NULL"),
+			 pruned);
+	json_t *r = state_audit_verify(p, &err);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(r, "pruned"), 0)), 1);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(r, "pruned"), 1)),
+			 pruned);
+	assert_int_equal(report_int(r, "head_seq"), 1500);
+	json_decref(r);
+	/* the rows of a pruned segment are the only ones that can be deleted */
+	assert_int_not_equal(sql_exec(p, "DELETE FROM audit"), SQLITE_OK);
+	assert_int_not_equal(sql_exec(p, "DELETE FROM audit_seals"), SQLITE_OK);
+	/* a kept segment marked pruned (and emptied) after the pruned ones is named */
+	char *sql;
+	assert_true(asprintf(&sql, "DROP TRIGGER audit_no_delete; UPDATE audit_seals SET"
+				   " pruned_ms = 1 WHERE segment = %d; DELETE FROM audit WHERE seq"
+				   " BETWEEN (SELECT first_seq FROM audit_seals WHERE segment = %d) AND"
+				   " (SELECT last_seq FROM audit_seals WHERE segment = %d)",
+			     pruned + 2, pruned + 2, pruned + 2) > 0);
+	assert_int_equal(sql_exec(p, sql), SQLITE_OK);
+	free(sql);
+	r = state_audit_verify(p, &err);
+	assert_false(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(report_int(json_object_get(r, "error"), "segment"), pruned + 2);
+	json_decref(r);
+	/* a pruned seal whose recorded head is changed breaks the seal chain */
+	assert_int_equal(sql_exec(p, "DROP TRIGGER audit_seals_no_update; UPDATE audit_seals SET"
+				     " rows = rows + 1 WHERE segment = 1"), SQLITE_OK);
+	r = state_audit_verify(p, &err);
+	assert_false(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(report_int(json_object_get(r, "error"), "segment"), 1);
+	json_decref(r);
+	rm_db(p);
+}
+
 /* The TCP listener's bearer check: exact token only, whatever its length. */
 static void bearer_token_exact(void **state)
 {
@@ -487,6 +627,8 @@ int main(void)
 		cmocka_unit_test(a_failed_migration_leaves_the_old_version),
 		cmocka_unit_test(reconcile_fails_live_rows_once),
 		cmocka_unit_test(the_audit_log_is_append_only),
+		cmocka_unit_test(a_changed_audit_record_is_named_by_verify),
+		cmocka_unit_test(retention_prunes_sealed_segments_and_the_chain_still_verifies),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

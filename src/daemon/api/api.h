@@ -21,6 +21,8 @@ struct live *api_create_live(struct daemon *d, struct api_request *r, const stru
 
 void api_audit(struct daemon *d, struct api_request *r, const struct client *c,
 	       struct reply *out);
+void api_audit_verify(struct daemon *d, struct api_request *r, const struct client *c,
+		      struct reply *out);
 void api_metrics(struct daemon *d, struct api_request *r, const struct client *c,
 		 struct reply *out);
 

@@ -35,6 +35,7 @@ static const struct route_def routes[] = {
 	{ROUTE_SESSION_EXEC, "POST", "/v1/agents/{agent}/sessions/{sid}/executions", true},
 	{ROUTE_SESSION_DELETE, "DELETE", "/v1/agents/{agent}/sessions/{sid}", false},
 	{ROUTE_AUDIT, "GET", "/v1/audit", false},
+	{ROUTE_AUDIT_VERIFY, "GET", "/v1/audit/verify", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */

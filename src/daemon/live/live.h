@@ -20,6 +20,10 @@ struct server_cfg {
 	size_t max_file_bytes;
 	bool sync_full;
 	unsigned drain_ms;
+	uint64_t state_max_bytes;	/* the state database's budget (audit retention) */
+	unsigned header_timeout_ms;	/* a connection's first request head within */
+	unsigned max_connections;	/* per listener */
+	unsigned max_peer_connections;	/* per uid (unix socket) or IP (TCP) */
 };
 
 /* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a

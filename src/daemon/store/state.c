@@ -14,6 +14,7 @@
 struct state {
 	sqlite3 *db;
 	pthread_mutex_t lock;
+	struct audit_chain *audit;	/* store/audit.c */
 };
 
 /* Migration i brings the schema from version i to i + 1. Never edit a released one: add. */
@@ -40,6 +41,35 @@ const char *const state_migrations[] = {
 	"ALTER TABLE sandboxes ADD COLUMN session INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX audit_ts ON audit(ts_ms);"
 	"CREATE INDEX sandboxes_state ON sandboxes(state);",
+	/* 3: the audit's hash chain (each row's sha256 over the previous one's), aggregate rows
+	 * (count, first_ms, last_ms) and sealed segments, whose rows retention may delete
+	 * while the seal stays (store/audit.c) */
+	"ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;"
+	"ALTER TABLE audit ADD COLUMN first_ms INTEGER;"
+	"ALTER TABLE audit ADD COLUMN last_ms INTEGER;"
+	"ALTER TABLE audit ADD COLUMN hash TEXT;"
+	"CREATE TABLE audit_seals(segment INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,"
+	"  last_seq INTEGER NOT NULL, rows INTEGER NOT NULL, bytes INTEGER NOT NULL,"
+	"  first_ms INTEGER, last_ms INTEGER, head TEXT NOT NULL, prev TEXT NOT NULL,"
+	"  hash TEXT NOT NULL, sealed_ms INTEGER NOT NULL, pruned_ms INTEGER);"
+	"DROP TRIGGER audit_no_update;"
+	"DROP TRIGGER audit_no_delete;"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE OF seq, ts_ms, client_uid, client, action,"
+	"  sandbox_id, argv, policy_digest, backend, result, duration_ms, count, first_ms, last_ms"
+	"  ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_hash_once BEFORE UPDATE OF hash ON audit WHEN OLD.hash IS NOT NULL"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit WHEN NOT EXISTS (SELECT 1 FROM"
+	"  audit_seals WHERE OLD.seq BETWEEN first_seq AND last_seq AND pruned_ms IS NOT NULL)"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_seals_no_delete BEFORE DELETE ON audit_seals"
+	"  BEGIN SELECT RAISE(ABORT, 'audit seals are kept'); END;"
+	"CREATE TRIGGER audit_seals_no_update BEFORE UPDATE OF segment, first_seq, last_seq, rows,"
+	"  bytes, first_ms, last_ms, head, prev, hash, sealed_ms ON audit_seals"
+	"  BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END;"
+	"CREATE TRIGGER audit_seals_prune_once BEFORE UPDATE OF pruned_ms ON audit_seals"
+	"  WHEN OLD.pruned_ms IS NOT NULL"
+	"  BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END;",
 };
 const int state_schema_latest = (int)(sizeof(state_migrations) / sizeof(state_migrations[0]));
 
@@ -119,7 +149,8 @@ int state_open(const char *path, bool sync_full, struct state **out, agentd_erro
 	if (exec_sql(st, "PRAGMA journal_mode=WAL", err) < 0 ||
 	    exec_sql(st, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
 		     err) < 0 ||
-	    exec_sql(st, "PRAGMA foreign_keys=ON", err) < 0 || migrate(st, err) < 0) {
+	    exec_sql(st, "PRAGMA foreign_keys=ON", err) < 0 || migrate(st, err) < 0 ||
+	    audit_chain_open(st, err) < 0) {
 		agentd_error_prefix(err, "%s", path);
 		state_close(st);
 		return -1;
@@ -132,6 +163,7 @@ void state_close(struct state *st)
 {
 	if (!st)
 		return;
+	audit_chain_close(st);
 	sqlite3_close(st->db);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
@@ -348,15 +380,21 @@ int state_execution_insert(struct state *st, const char *id, const char *session
 		     (int64_t)duration_ms, now_ms());
 }
 
-int state_audit_append(struct state *st, const struct audit_record *a, agentd_error *err)
+/* store/audit.c works on the same connection under the same lock. */
+sqlite3 *state_lock_db(struct state *st)
 {
-	return WRITE(st, err, "append audit record",
-		     "INSERT INTO audit(ts_ms, client_uid, client, action, sandbox_id, argv,"
-		     " policy_digest, backend, result, duration_ms)"
-		     " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		     "iisssssssi", now_ms(), a->uid, a->client, a->action, a->sandbox_id,
-		     a->argv_json, a->policy_digest, a->backend, a->result,
-		     (int64_t)a->duration_ms);
+	pthread_mutex_lock(&st->lock);
+	return st->db;
+}
+
+void state_unlock_db(struct state *st)
+{
+	pthread_mutex_unlock(&st->lock);
+}
+
+struct audit_chain **state_audit_chain(struct state *st)
+{
+	return &st->audit;
 }
 
 json_t *state_audit_list(struct state *st, int64_t since_seq, int64_t since_ms, int limit,
@@ -365,7 +403,8 @@ json_t *state_audit_list(struct state *st, int64_t since_seq, int64_t since_ms, 
 	pthread_mutex_lock(&st->lock);
 	sqlite3_stmt *s = prep(st,
 			       "SELECT seq, ts_ms, client_uid, client, action, sandbox_id, argv,"
-			       " policy_digest, backend, result, duration_ms FROM audit"
+			       " policy_digest, backend, result, duration_ms, count, first_ms,"
+			       " last_ms, hash FROM audit"
 			       " WHERE seq > ? AND ts_ms >= ? ORDER BY seq LIMIT ?",
 			       "iii", since_seq, since_ms, (int64_t)limit);
 	json_t *a = s ? rows(s, 0) : NULL;

@@ -56,20 +56,48 @@ int state_execution_insert(struct state *st, const char *id, const char *session
 			   const char *language, const char *status, int exit_code,
 			   uint64_t duration_ms, agentd_error *err);
 
+/* store/audit.c uses state.c's connection under its lock. */
+typedef struct sqlite3 sqlite3;
+sqlite3 *state_lock_db(struct state *st);
+void state_unlock_db(struct state *st);
+struct audit_chain;
+struct audit_chain **state_audit_chain(struct state *st);
+
+/* ------------------------------------------------------------------ audit.c
+ * The audit log: append-only rows, each carrying the sha256 of its content chained to the
+ * previous row's hash. Rows are grouped into segments; a full segment is sealed (its row
+ * range, size and last hash, chained to the previous seal's hash). Retention deletes the
+ * rows of the oldest sealed segments when the database is over its budget and keeps their
+ * seals, so the chain of what is kept still verifies. */
 struct audit_record {
 	int64_t uid;			/* peer uid on the unix socket, -1 over TCP */
 	const char *client;		/* "unix:pid=N" or "tcp:ADDR" */
 	const char *action;		/* create, exec, destroy, ... */
 	const char *sandbox_id;
-	const char *argv_json;		/* JSON array or NULL */
+	const char *argv_json;		/* JSON array (or object) or NULL */
 	const char *policy_digest;
 	const char *backend;
 	const char *result;		/* "ok", "exit 3", "error: ..." */
 	uint64_t duration_ms;
+	uint64_t count;			/* events this row stands for; 0 = 1 */
+	int64_t first_ms, last_ms;	/* of an aggregate row; 0 = none */
 };
+/* Called by state_open/state_close: hashes rows older versions left unchained, loads the
+ * chain's head. */
+int audit_chain_open(struct state *st, agentd_error *err);
+void audit_chain_close(struct state *st);
+/* The budget of the whole database in bytes (0: none): segments are sealed every
+ * budget/16 bytes of records, and the oldest sealed ones pruned past it. on_event (may be
+ * NULL) gets a line for each seal (with its hashes, to keep elsewhere), prune and problem. */
+void state_audit_set_budget(struct state *st, uint64_t max_bytes,
+			    void (*on_event)(void *arg, const char *msg), void *arg);
 int state_audit_append(struct state *st, const struct audit_record *a, agentd_error *err);
 /* Records with seq > since_seq and ts_ms >= since_ms, oldest first, at most limit. */
 json_t *state_audit_list(struct state *st, int64_t since_seq, int64_t since_ms, int limit,
 			 agentd_error *err);
+/* Recompute the chain of the database at db_path on a read-only connection of its own:
+ * {"ok", "segments", "pruned": [first, last] | null, "records", "first_seq", "head_seq",
+ * "head", "error": {"seq"?, "segment"?, "message"}?}. NULL with err when it cannot be read. */
+json_t *state_audit_verify(const char *db_path, agentd_error *err);
 
 #endif
