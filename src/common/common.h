@@ -136,7 +136,7 @@ void trace_print(FILE *f);
 /* ---------------------------------------------------------------- fsutil.c
  * Host-side file work on directories a sandbox may have written into: fd-relative,
  * never following symlinks. */
-/* mkdir -p with mode. */
+/* mkdir -p; the dirs it makes get mode (the parents 0755) whatever the umask. */
 int mkdir_p(const char *path, mode_t mode);
 /* Remove dirfd/name recursively without following any symlink or crossing mounts. */
 int rm_rf_at(int dirfd, const char *name);

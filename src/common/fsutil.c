@@ -18,11 +18,20 @@ int mkdir_p(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		/* The dirs made here get their mode whatever the umask: under UMask=0077 a
+		 * parent made 0700 would shut out the sandboxes' uids that must traverse it. */
+		if (mkdir(buf, 0755) < 0) {
+			if (errno != EEXIST)
+				return -errno;
+		} else if (chmod(buf, 0755) < 0) {
 			return -errno;
+		}
 		*p = '/';
 	}
-	if (mkdir(buf, mode) < 0) {
+	if (mkdir(buf, mode) == 0) {
+		if (chmod(buf, mode) < 0)
+			return -errno;
+	} else {
 		if (errno != EEXIST)
 			return -errno;
 		/* mkdir -p: what is there must be a directory (or a symlink to one). */
