@@ -37,11 +37,13 @@ def all_bytes_under(top):
 
 
 @pytest.mark.parametrize("backend", ["linux-native", "container"])
-def test_state_files_are_0600_and_env_values_stay_out_of_db_and_log(backend):
+@pytest.mark.parametrize("umask", [0, 0o077])
+def test_state_files_are_0600_and_env_values_stay_out_of_db_and_log(backend, umask):
     """umask 0 would make SQLite's files 0644/0666: any local user would read the API keys
-    a sandbox was given back from agentd.db."""
+    a sandbox was given back from agentd.db. Under the unit's UMask=0077 the sandboxes
+    still reach their dirs."""
     key = "sk-" + secrets.token_hex(16)
-    dm = start_with_umask(Daemon(), 0)
+    dm = start_with_umask(Daemon(), umask)
     try:
         spec = {"environment": {"OPENAI_API_KEY": key}}
         sid = dm.create(backend=backend, spec=spec)
