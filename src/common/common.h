@@ -142,8 +142,11 @@ int mkdir_p(const char *path, mode_t mode);
 int rm_rf_at(int dirfd, const char *name);
 int rm_rf(const char *path);
 /* Copy the tree under src_dirfd into dst_dirfd without following symlinks; files chowned
- * to uid/gid ((uid_t)-1 = leave), set-id bits dropped, at most *budget bytes. */
+ * to uid/gid ((uid_t)-1 = leave), set-id bits dropped, holes kept (and zero blocks made
+ * holes); at most *budget bytes of data blocks and entries (-EFBIG past it). */
 int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *budget);
+/* The disk space (st_blocks * 512) of dirfd and everything under it, symlinks not followed. */
+int tree_allocated_at(int dirfd, uint64_t *bytes);
 /* Remove everything inside the directory (fd-relative, no symlink followed). */
 int empty_dir_at(int dirfd);
 
