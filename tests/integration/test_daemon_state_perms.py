@@ -127,3 +127,32 @@ def test_a_symlink_in_place_of_the_database_is_refused():
         assert not os.path.exists(target)
     finally:
         dm.cleanup()
+
+
+def host_mountinfo():
+    with open("/proc/self/mountinfo") as f:
+        return f.read()
+
+
+def test_container_mountinfo_shows_no_state_dir_path():
+    """A sandbox's /etc and /dev are binds from the rootfs cache; on the host's disk their
+    source would read <state dir>/rootfs-cache/... in the sandbox's mountinfo."""
+    dm = Daemon().start()
+    try:
+        if "container" not in {b["name"] for b in dm.get("/v1/backends").json["backends"]
+                               if b.get("available")}:
+            pytest.skip("the container backend is not available here")
+        sid = dm.create(backend="container")
+        r = dm.exec(sid, ["/bin/cat", "/proc/self/mountinfo"])
+        assert r.status == 200 and r.json["exit_code"] == 0, r
+        inside = r.json["stdout"]
+        assert " /etc " in inside and " /dev " in inside, inside
+        for leak in (dm.state_dir, dm.dir, "/agentd-daemon-", "rootfs-cache", sid):
+            assert leak not in inside, f"{leak!r} in the sandbox's mountinfo:\n{inside}"
+        assert "rootfs cache stays on disk" not in dm.read_log()
+        # the cache's tmpfs is the daemon's own: never in the host's mount table
+        assert dm.state_dir not in host_mountinfo()
+        dm.delete(f"/v1/sandboxes/{sid}")
+    finally:
+        dm.cleanup()
+    assert dm.state_dir not in host_mountinfo()

@@ -3,6 +3,8 @@
 #include "daemon/store/store.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,4 +88,25 @@ int statedir_create_file(const char *dir, const char *name, agentd_error *err)
 	if (fd < 0)
 		return agentd_error_errno(err, errno, "create %s", path);
 	return secure_fd(fd, path, false, 0600, NULL, err);
+}
+
+/* A sandbox's /etc and /dev are read-only binds from the rootfs cache (mounts/cache.c,
+ * <state dir>/rootfs-cache), and /proc/self/mountinfo shows a bind's source as its path
+ * within its filesystem: on the host's disk that is the state dir's path. So the cache is
+ * a tmpfs of the daemon's own mount namespace, where it shows as "/<fingerprint>/etc".
+ * The namespace is a slave of the host's (host mounts still reach the daemon, its own
+ * never leave) and ends with the daemon, crash or not: nothing to clean up. */
+int statedir_private_cache(const char *dir, agentd_error *err)
+{
+	_cleanup_free_ char *cache = xasprintf("%s/rootfs-cache", dir);
+	if (mkdir(cache, 0711) < 0 && errno != EEXIST)
+		return agentd_error_errno(err, errno, "create %s", cache);
+	if (unshare(CLONE_NEWNS) < 0)
+		return agentd_error_errno(err, errno, "a mount namespace of its own");
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return agentd_error_errno(err, errno, "make the mount namespace a slave");
+	if (mount("tmpfs", cache, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "mode=0711,size=64m,nr_inodes=16384") < 0)
+		return agentd_error_errno(err, errno, "mount a tmpfs on %s", cache);
+	return 0;
 }
