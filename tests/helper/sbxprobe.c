@@ -745,7 +745,7 @@ CMD(cmd_sysv_shm_attach)
 	void *p = shmat((int)id, NULL, SHM_RDONLY);
 	if (p == (void *)-1)
 		return blocked_errno(d);
-	snprintf(d, sizeof(d), "shmat(%ld) read '%c'", id, *(volatile char *)p);
+	snprintf(d, sizeof(d), "shmat(%ld), read byte 0x%02x", id, *(volatile unsigned char *)p);
 	shmdt(p);
 	return allowed(d);
 }
