@@ -94,3 +94,28 @@ def test_netlink_route_stays_usable(backend_name):
     opts = net_opts("host") if backend_name == "linux-native" else ()
     r, verdict, line = probe(backend_name, "netlink-bind", "0", "0", opts=opts)
     assert verdict == "ALLOWED", line
+
+
+@pytest.fixture
+def allow_all_profile(tmp_path):
+    """An OCI seccomp profile that allows everything, including socket() and shmget()."""
+    p = tmp_path / "allow-all.json"
+    p.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": ['
+                 '{"names": ["socket", "shmget", "shmat"], "action": "SCMP_ACT_ALLOW"}]}')
+    os.chmod(tmp_path, 0o755)
+    os.chmod(p, 0o644)
+    return str(p)
+
+
+def test_a_json_profile_keeps_the_backend_floor(backend, allow_all_profile, host_segment):
+    """What the backend's confinement needs (no host uevents; no host SysV IPC without an
+    IPC namespace) is a filter of its own next to a user's profile, whatever it allows."""
+    if backend == "host-direct":
+        pytest.skip("host-direct installs no filter, a profile's or agentd's")
+    opts = ("--profile", "permissive", "--net", "host", "--seccomp", allow_all_profile)
+    r, verdict, line = probe(backend, "netlink-bind", "15", "1", opts=opts)
+    if verdict == "REFUSED":
+        pytest.skip(f"{backend} does not run with --net host here: {line}")
+    check("netlink-uevent", backend, verdict, line)
+    r, verdict, line = probe(backend, "sysv-shm-attach", str(host_segment), opts=opts)
+    check("sysv-shm-host", backend, verdict, line)

@@ -242,6 +242,25 @@ int sc_deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err)
 	return unix_only ? 0 : deny_netlink_protocols(ctx, err);
 }
 
+static int add_group(scmp_filter_ctx ctx, const struct deny_group *grp, agentd_error *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(grp->names) && grp->names[i]; i++)
+		if (sc_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), grp->names[i], 0, NULL, err) < 0)
+			return -1;
+	return 0;
+}
+
+int sc_backend_floor(scmp_filter_ctx ctx, const struct seccomp_opts *o, agentd_error *err)
+{
+	if (o->deny_inet_sockets ? sc_deny_sockets(ctx, true, err) < 0
+				 : deny_netlink_protocols(ctx, err) < 0)
+		return -1;
+	for (size_t g = 0; o->deny_sysv_ipc && g < ARRAY_SIZE(deny_groups); g++)
+		if ((deny_groups[g].flags & SYSV_IPC_ONLY) && add_group(ctx, &deny_groups[g], err) < 0)
+			return -1;
+	return 0;
+}
+
 static bool category_listed(const char *category)
 {
 	for (size_t i = 0; seccomp_blocked_categories[i]; i++)
@@ -261,9 +280,8 @@ static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agen
 		if (((grp->flags & NS_ONLY) && o->allow_namespaces) ||
 		    ((grp->flags & SYSV_IPC_ONLY) && !o->deny_sysv_ipc))
 			continue;
-		for (size_t i = 0; i < ARRAY_SIZE(grp->names) && grp->names[i]; i++)
-			if (sc_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), grp->names[i], 0, NULL, err) < 0)
-				return -1;
+		if (add_group(ctx, grp, err) < 0)
+			return -1;
 	}
 	if (!o->allow_namespaces && deny_clone_namespaces(ctx, err) < 0)
 		return -1;
