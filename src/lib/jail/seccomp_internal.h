@@ -11,7 +11,8 @@
 /* Add a rule for a syscall by name; a name this architecture does not have is skipped. */
 int sc_rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
 		const struct scmp_arg_cmp *cmp, agentd_error *err);
-/* socket/socketpair: every family but AF_UNIX when unix_only, else AF_VSOCK and AF_ALG. */
+/* socket/socketpair: every family but AF_UNIX when unix_only, else AF_VSOCK, AF_ALG and
+ * netlink but NETLINK_ROUTE. */
 int sc_deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err);
 /* What a backend needs refused whatever the profile, as a filter of its own next to a JSON
  * profile: sockets but AF_UNIX with deny_inet_sockets, else netlink but NETLINK_ROUTE;
