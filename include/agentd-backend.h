@@ -13,7 +13,7 @@ extern "C" {
 
 /* Raised whenever an ops table, an allocator or an accessor below changes shape. A plugin
  * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
-#define AGENTD_BACKEND_ABI_VERSION 2u
+#define AGENTD_BACKEND_ABI_VERSION 3u /* 3: agentd_limits.max_snapshot_bytes */
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \

@@ -80,6 +80,7 @@ typedef struct agentd_limits {
 	uint64_t max_write_bytes;	/* scratch size / RLIMIT_FSIZE */
 	uint32_t cpu_weight;		/* 1..10000 */
 	uint32_t cpu_quota_pct;		/* % of one CPU */
+	uint64_t max_snapshot_bytes;	/* host disk (allocated) of all its snapshots */
 } agentd_limits;
 
 typedef struct agentd_network {

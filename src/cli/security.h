@@ -20,7 +20,8 @@ struct sec_env {
 	char fd[12];
 	char comm_hex[40];
 	char old_comm[17];
-	int tcp_fd, abstract_fd, unix_fd, leaked_fd;
+	char shmid[16];
+	int tcp_fd, abstract_fd, unix_fd, leaked_fd, shm_id;
 };
 
 /* The probe helper sbxprobe: $AGENTD_SBXPROBE, else next to agentd or in the build tree;

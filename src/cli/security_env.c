@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -122,7 +123,7 @@ static void first_block_device(char *out, size_t n)
 int env_setup(struct sec_env *e, agentd_error *err)
 {
 	memset(e, 0, sizeof(*e));
-	e->tcp_fd = e->abstract_fd = e->unix_fd = e->leaked_fd = -1;
+	e->tcp_fd = e->abstract_fd = e->unix_fd = e->leaked_fd = e->shm_id = -1;
 	unsigned char rnd[8] = {0};
 	int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 	if (rfd < 0 || read(rfd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
@@ -162,6 +163,11 @@ int env_setup(struct sec_env *e, agentd_error *err)
 		snprintf(e->port, sizeof(e->port), "%u", ntohs(in.sin_port));
 	else
 		snprintf(e->port, sizeof(e->port), "1"); /* nothing listens: the verdict stays */
+
+	/* A host SysV shared memory segment any uid may read (0644), as a careless host
+	 * program leaves one: only an IPC namespace or the filter keeps a sandbox out. */
+	e->shm_id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0644);
+	snprintf(e->shmid, sizeof(e->shmid), "%d", e->shm_id);
 
 	/* Deliberately without O_CLOEXEC: the exec engine must close it. */
 	e->leaked_fd = open(e->tmp, O_RDONLY | O_DIRECTORY);
@@ -203,6 +209,8 @@ void env_cleanup(struct sec_env *e)
 			close(fds[i]);
 	if (e->tmp[0])
 		nftw(e->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (e->shm_id >= 0)
+		shmctl(e->shm_id, IPC_RMID, NULL);
 	if (e->old_comm[0])
 		prctl(PR_SET_NAME, e->old_comm, 0, 0, 0);
 }
@@ -211,9 +219,9 @@ void expand(const struct sec_env *e, const char *tpl, char *out, size_t n)
 {
 	static const char *const keys[] = {"{tmp}",  "{token}",	   "{pid}",  "{agentd}",
 					   "{home}", "{blockdev}", "{port}", "{abstract}",
-					   "{fd}",   "{comm}"};
-	const char *vals[] = {e->tmp,	   e->token, e->pid,	  e->agentd, e->home,
-			      e->blockdev, e->port,  e->abstract, e->fd,     e->comm_hex};
+					   "{fd}",   "{comm}",	   "{shmid}"};
+	const char *vals[] = {e->tmp,	   e->token, e->pid,	  e->agentd, e->home,   e->blockdev,
+			      e->port,	   e->abstract, e->fd,	  e->comm_hex, e->shmid};
 	size_t o = 0;
 	while (*tpl && o + 1 < n) {
 		size_t k = 0;

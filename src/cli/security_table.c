@@ -38,7 +38,7 @@
  * run; {pid} agentd's pid; {agentd} agentd's binary; {home} the caller's home; {blockdev}
  * a block device; {port} a TCP listener on 127.0.0.1; {abstract} an abstract unix socket
  * name; {fd} a host directory fd left open without CLOEXEC; {comm} agentd's (temporary)
- * unique process name, hex-encoded. */
+ * unique process name, hex-encoded; {shmid} a host SysV shared memory segment (0644). */
 struct sec_attack {
 	const char *name;
 	const char *category;
@@ -108,6 +108,8 @@ static const struct sec_attack attacks[] = {
 	{ "cgroup-view", "kernel", {"cgroup-view"}, NULL, 0 },
 	{ "tiocsti", "kernel", {"tiocsti"}, NULL, 0 },
 	{ "terminal-escapes", "output", {"term-escapes"}, NULL, SEC_TERM_OUTPUT },
+	{ "sysv-shm-host", "kernel", {"sysv-shm-attach", "{shmid}"}, NULL, 0 },
+	{ "netlink-uevent", "kernel", {"netlink-bind", "15", "1"}, NULL, 0 },
 	{ "loopback-tcp", "network", {"connect-tcp", "127.0.0.1", "{port}"}, NULL, 0 },
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },

@@ -149,14 +149,17 @@ void trace_print(FILE *f);
 /* ---------------------------------------------------------------- fsutil.c
  * Host-side file work on directories a sandbox may have written into: fd-relative,
  * never following symlinks. */
-/* mkdir -p with mode. */
+/* mkdir -p; the dirs it makes get mode (the parents 0755) whatever the umask. */
 int mkdir_p(const char *path, mode_t mode);
 /* Remove dirfd/name recursively without following any symlink or crossing mounts. */
 int rm_rf_at(int dirfd, const char *name);
 int rm_rf(const char *path);
 /* Copy the tree under src_dirfd into dst_dirfd without following symlinks; files chowned
- * to uid/gid ((uid_t)-1 = leave), set-id bits dropped, at most *budget bytes. */
+ * to uid/gid ((uid_t)-1 = leave), set-id bits dropped, holes kept (and zero blocks made
+ * holes); at most *budget bytes of data blocks and entries (-EFBIG past it). */
 int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *budget);
+/* The disk space (st_blocks * 512) of dirfd and everything under it, symlinks not followed. */
+int tree_allocated_at(int dirfd, uint64_t *bytes);
 /* Remove everything inside the directory (fd-relative, no symlink followed). */
 int empty_dir_at(int dirfd);
 

@@ -18,11 +18,20 @@ int mkdir_p(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		/* The dirs made here get their mode whatever the umask: under UMask=0077 a
+		 * parent made 0700 would shut out the sandboxes' uids that must traverse it. */
+		if (mkdir(buf, 0755) < 0) {
+			if (errno != EEXIST)
+				return -errno;
+		} else if (chmod(buf, 0755) < 0) {
 			return -errno;
+		}
 		*p = '/';
 	}
-	if (mkdir(buf, mode) < 0) {
+	if (mkdir(buf, mode) == 0) {
+		if (chmod(buf, mode) < 0)
+			return -errno;
+	} else {
 		if (errno != EEXIST)
 			return -errno;
 		/* mkdir -p: what is there must be a directory (or a symlink to one). */
@@ -168,10 +177,76 @@ int rm_rf(const char *path)
 #define COPY_ENTRY_COST 4096	/* every entry counts against the budget: inodes are not free */
 #define COPY_MAX_DEPTH 256
 
+#define COPY_BLOCK 4096	/* the unit a hole is kept or made in, and data is charged in */
+
+static bool all_zero(const char *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Write buf[0, n) at off, leaving out its all-zero COPY_BLOCKs (holes in the new file);
+ * each block written costs COPY_BLOCK of *budget. */
+static int write_nonzero(int out, const char *buf, size_t n, off_t off, uint64_t *budget)
+{
+	for (size_t b = 0; b < n;) {
+		size_t len = n - b < COPY_BLOCK ? n - b : COPY_BLOCK;
+		if (all_zero(buf + b, len)) {
+			b += len;
+			continue;
+		}
+		if (*budget < COPY_BLOCK)
+			return -EFBIG;
+		*budget -= COPY_BLOCK;
+		for (size_t w = 0; w < len;) {
+			ssize_t r = pwrite(out, buf + b + w, len - w, off + (off_t)(b + w));
+			if (r < 0)
+				return -errno;
+			w += (size_t)r;
+		}
+		b += len;
+	}
+	return 0;
+}
+
+/* in's first size bytes into the new, empty file out, holes kept as holes: only the data
+ * extents SEEK_DATA/SEEK_HOLE report are read, and zero blocks in them are not written
+ * either, so a sparse file costs the host what it cost the sandbox. size is the caller's
+ * fstat; a file that shrinks meanwhile ends early, one that grows is cut at size. */
+static int copy_file_sparse(int in, int out, off_t size, uint64_t *budget, char *buf)
+{
+	for (off_t pos = 0; pos < size;) {
+		off_t data = lseek(in, pos, SEEK_DATA), hole;
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole from pos on */
+		if (data < 0 && errno != EINVAL)
+			return -errno;
+		if (data < 0) /* no SEEK_DATA on this filesystem: all of it is data */
+			data = pos, hole = size;
+		else if ((hole = lseek(in, data, SEEK_HOLE)) < 0)
+			return -errno;
+		if (hole > size)
+			hole = size;
+		for (off_t off = data; off < hole;) {
+			size_t want = hole - off < COPY_BUF ? (size_t)(hole - off) : COPY_BUF;
+			ssize_t r = pread(in, buf, want, off);
+			if (r < 0)
+				return -errno;
+			if (r == 0)
+				return ftruncate(out, off) < 0 ? -errno : 0;
+			int w = write_nonzero(out, buf, (size_t)r, off, budget);
+			if (w < 0)
+				return w;
+			off += r;
+		}
+		pos = hole;
+	}
+	return ftruncate(out, size) < 0 ? -errno : 0;
+}
+
 /* Copy the entries of src into dst, fd-relative, never following a symlink (symlinks are
  * copied as symlinks, special files skipped). Files get uid/gid (-1: leave) and their mode
- * without set-id bits. *budget caps the bytes copied, and each entry costs
- * COPY_ENTRY_COST of it: a tree written by a sandbox is hostile and its sizes are not
+ * without set-id bits, regular files sparse (copy_file_sparse). *budget caps the data
+ * blocks written, and each entry costs COPY_ENTRY_COST of it: a tree written by a sandbox is hostile and its sizes are not
  * trusted. The recursion's frames are small (buf is the caller's, one for the whole copy):
  * its depth is the sandbox's to choose, up to COPY_MAX_DEPTH, on a thread's stack. */
 static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budget, int depth,
@@ -255,29 +330,7 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 				close(in);
 				break;
 			}
-			for (;;) {
-				ssize_t r = read(in, buf, COPY_BUF);
-				if (r <= 0) {
-					if (r < 0)
-						ret = -errno;
-					break;
-				}
-				if ((uint64_t)r > *budget) {
-					ret = -EFBIG;
-					break;
-				}
-				*budget -= (uint64_t)r;
-				for (ssize_t off = 0; off < r;) {
-					ssize_t w = write(out, buf + off, (size_t)(r - off));
-					if (w < 0) {
-						ret = -errno;
-						break;
-					}
-					off += w;
-				}
-				if (ret)
-					break;
-			}
+			ret = copy_file_sparse(in, out, ist.st_size, budget, buf);
 			if (uid != (uid_t)-1 && fchown(out, uid, gid) < 0 && !ret)
 				ret = -errno;
 			fchmod(out, mode);
@@ -297,6 +350,49 @@ int copy_tree_at(int src_dirfd, int dst_dirfd, uid_t uid, gid_t gid, uint64_t *b
 	int r = copy_children(src_dirfd, dst_dirfd, uid, gid, budget, 0, buf);
 	free(buf);
 	return r;
+}
+
+/* What the entries under dirfd occupy on disk (st_blocks), recursively, without following
+ * a symlink or going deeper than COPY_MAX_DEPTH. */
+static int allocated_children(int dirfd_, uint64_t *bytes, int depth)
+{
+	if (depth > COPY_MAX_DEPTH)
+		return -ELOOP;
+	int fd = openat(dirfd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return -e;
+	}
+	int ret = 0;
+	struct dirent *de;
+	while (ret == 0 && (de = readdir(d))) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		*bytes += (uint64_t)st.st_blocks * 512;
+		if (!S_ISDIR(st.st_mode))
+			continue;
+		int sub = openat(dirfd(d), de->d_name,
+				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		ret = sub < 0 ? -errno : allocated_children(sub, bytes, depth + 1);
+		if (sub >= 0)
+			close(sub);
+	}
+	closedir(d);
+	return ret;
+}
+
+int tree_allocated_at(int dirfd_, uint64_t *bytes)
+{
+	struct stat st;
+	if (fstat(dirfd_, &st) < 0)
+		return -errno;
+	*bytes = (uint64_t)st.st_blocks * 512;
+	return allocated_children(dirfd_, bytes, 0);
 }
 
 /* Remove everything inside dirfd (not dirfd itself). */

@@ -473,19 +473,31 @@ static void log_audit_event(void *arg, const char *msg)
 static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 {
 	const struct server_cfg *cfg = &d->cfg;
-	if (mkdir(cfg->state_dir, 0711) < 0 && errno != EEXIST)
-		return agentd_error_set(err, errno, "state dir %s: %s", cfg->state_dir,
-					strerror(errno));
+	agentd_strv fixed = {0};
+	int r = statedir_secure(cfg->state_dir, &fixed, err);
+	for (size_t i = 0; i < fixed.n; i++)
+		dlog("warn", "msg=\"state dir: mode fixed\" what=\"%s\"", fixed.v[i]);
+	strv_free(&fixed);
+	if (r < 0)
+		return -1;
 	_cleanup_free_ char *lockp = xasprintf("%s/lock", cfg->state_dir);
-	*lock_fd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	*lock_fd = open(lockp, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (*lock_fd < 0 || flock(*lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return agentd_error_set(err, EBUSY, "state dir %s: in use by another agentd serve",
 					cfg->state_dir);
 	d->work_root = xasprintf("%s/sandboxes", cfg->state_dir);
 	if (mkdir(d->work_root, 0711) < 0 && errno != EEXIST)
 		return agentd_error_set(err, errno, "%s: %s", d->work_root, strerror(errno));
+	if (chmod(d->work_root, 0711) < 0) /* whatever the umask */
+		return agentd_error_set(err, errno, "chmod %s: %s", d->work_root, strerror(errno));
+	agentd_error nserr = {0};
+	if (statedir_private_cache(cfg->state_dir, &nserr) < 0)
+		dlog("warn", "msg=\"rootfs cache stays on disk: sandboxes see the state dir's path "
+			     "in /proc/self/mountinfo\" error=\"%s\"",
+		     nserr.msg);
 	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
-	if (state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
+	if (statedir_create_file(cfg->state_dir, "agentd.db", err) < 0 ||
+	    state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
 		return -1;
 	state_audit_set_budget(d->st, cfg->state_max_bytes, log_audit_event, NULL);
 	return 0;

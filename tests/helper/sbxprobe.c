@@ -21,6 +21,7 @@
 #include <linux/bpf.h>
 #include <linux/io_uring.h>
 #include <linux/keyctl.h>
+#include <linux/netlink.h>
 #include <linux/perf_event.h>
 #include <linux/sched.h>
 #include <linux/userfaultfd.h>
@@ -36,6 +37,10 @@
 #include <string.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/socket.h>
@@ -706,6 +711,64 @@ CMD(cmd_socket)
 		return blocked_errno(d);
 	close(fd);
 	return allowed(d);
+}
+
+/* A netlink socket of PROTOCOL bound to multicast GROUPS: NETLINK_KOBJECT_UEVENT (15)
+ * group 1 receives the host's device events where the kernel broadcasts them. */
+CMD(cmd_netlink_bind)
+{
+	long proto, groups;
+	if (!parse_long(argv[1], &proto) || !parse_long(argv[2], &groups))
+		return error("usage: netlink-bind PROTOCOL GROUPS");
+	char d[128];
+	snprintf(d, sizeof(d), "socket(AF_NETLINK, SOCK_DGRAM, %ld) bound to groups %ld", proto,
+		 groups);
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, (int)proto);
+	if (fd < 0)
+		return blocked_errno(d);
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = (uint32_t)groups};
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r < 0 ? blocked_errno(d) : allowed(d);
+}
+
+/* Attach the SysV shared memory segment ID (made on the host) and read its first byte. */
+CMD(cmd_sysv_shm_attach)
+{
+	long id;
+	if (!parse_long(argv[1], &id))
+		return error("usage: sysv-shm-attach ID");
+	char d[128];
+	snprintf(d, sizeof(d), "shmat(%ld)", id);
+	void *p = shmat((int)id, NULL, SHM_RDONLY);
+	if (p == (void *)-1)
+		return blocked_errno(d);
+	snprintf(d, sizeof(d), "shmat(%ld), read byte 0x%02x", id, *(volatile unsigned char *)p);
+	shmdt(p);
+	return allowed(d);
+}
+
+/* Create a SysV object (shm, sem or msg) under KEY and leave it: it would outlive the
+ * sandbox on a host without an IPC namespace. */
+CMD(cmd_sysv_create)
+{
+	long key;
+	if (!parse_long(argv[2], &key))
+		return error("usage: sysv-create shm|sem|msg KEY");
+	char d[128];
+	snprintf(d, sizeof(d), "%sget(0x%lx, IPC_CREAT)", argv[1], key);
+	int r;
+	if (!strcmp(argv[1], "shm"))
+		r = shmget((key_t)key, 4096, IPC_CREAT | 0600);
+	else if (!strcmp(argv[1], "sem"))
+		r = semget((key_t)key, 1, IPC_CREAT | 0600);
+	else if (!strcmp(argv[1], "msg"))
+		r = msgget((key_t)key, IPC_CREAT | 0600);
+	else
+		return error("usage: sysv-create shm|sem|msg KEY");
+	return r < 0 ? blocked_errno(d) : allowed(d);
 }
 
 /* ---------------------------------------------------------------- processes */
@@ -1778,6 +1841,9 @@ static const struct command commands[] = {
 	{ "connect-unix", "PATH", 1, 0, cmd_connect_unix },
 	{ "connect-abstract", "NAME", 1, 0, cmd_connect_abstract },
 	{ "socket", "FAMILY [TYPE]", 1, 0, cmd_socket },
+	{ "netlink-bind", "PROTOCOL GROUPS", 2, 0, cmd_netlink_bind },
+	{ "sysv-shm-attach", "ID", 1, 0, cmd_sysv_shm_attach },
+	{ "sysv-create", "shm|sem|msg KEY", 2, 0, cmd_sysv_create },
 	{ "ptrace", "PID", 1, 0, cmd_ptrace },
 	{ "ptrace-traceme", "", 0, IN_CHILD, cmd_ptrace_traceme },
 	{ "process-vm-readv", "PID", 1, 0, cmd_process_vm_readv },

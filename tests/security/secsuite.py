@@ -65,6 +65,9 @@ HD_SIBLINGS = ("host-direct sandboxes all run as uid 65534 in the host's PID nam
 PROC_DISK = ("no disk quota on the process backends: max_write_bytes is RLIMIT_FSIZE, a "
              "per-file limit, and the workspace is a directory on the host's filesystem")
 
+HD_SYSV = ("host-direct has no syscall filter and no IPC namespace: a host SysV segment "
+           "is attached when its mode lets uid 65534 in, and objects it creates outlive it")
+HD_NETLINK = HD_SYS + " (the host's network namespace: uevents, sock_diag)"
 NO_CGNS = ("no cgroup namespace without namespaces: /proc/self/cgroup names the sandbox's "
            "cgroup in the host's tree (agentd/<id>, no other host detail)")
 
@@ -139,6 +142,10 @@ EXPECT = {
     "cgroup-escape": _all_blocked(),
     "cgroup-view": _table(hd=allowed(NO_CGNS), ln=allowed(NO_CGNS)),
     "tiocsti": _all_blocked(),
+    "sysv-shm-host": _table(hd=allowed(HD_SYSV)),
+    "sysv-ipc-leftover": _table(hd=allowed(HD_SYSV)),
+    "netlink-uevent": _table(hd=allowed(HD_NETLINK)),
+    "netlink-sock-diag": _table(hd=allowed(HD_NETLINK)),
     # --- output (judged on the host: what the CLI shows on a terminal)
     "terminal-escapes": _all_blocked(),
     # --- network

@@ -366,6 +366,47 @@ static void copy_never_writes_through_dst_symlinks(void **state __attribute__((u
 	assert_int_equal(st.st_mode & 07777, 0644);
 }
 
+/* A sparse file is copied as one: its holes stay holes (and zero blocks become holes), the
+ * content is equal, and only the data blocks count against the budget. */
+static void copy_keeps_holes(void **state __attribute__((unused)))
+{
+	enum { MIB = 1 << 20 };
+	dir("sparse", 0755);
+	dir("sparse_copy", 0755);
+	{
+		_cleanup_close_ int s = open_dir("sparse");
+		_cleanup_close_ int f = openat(s, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		assert_true(f >= 0);
+		static const char head[] = "head", tail[] = "tail";
+		static char zeros[3 * 4096];
+		assert_int_equal(pwrite(f, head, 4, 0), 4);
+		assert_int_equal(pwrite(f, zeros, sizeof(zeros), 4096), (ssize_t)sizeof(zeros));
+		assert_int_equal(pwrite(f, tail, 4, 100 * MIB), 4);
+	}
+	_cleanup_close_ int s = open_dir("sparse");
+	_cleanup_close_ int d = open_dir("sparse_copy");
+	uint64_t budget = 4096 + 2 * 4096; /* the entry and the two data blocks */
+	assert_int_equal(copy_tree_at(s, d, (uid_t)-1, (gid_t)-1, &budget), 0);
+	assert_int_equal(budget, 0);
+	struct stat st;
+	assert_int_equal(fstatat(d, "f", &st, 0), 0);
+	assert_int_equal(st.st_size, 100 * MIB + 4);
+	assert_true((uint64_t)st.st_blocks * 512 < MIB);
+	_cleanup_close_ int a = openat(s, "f", O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int b = openat(d, "f", O_RDONLY | O_CLOEXEC);
+	static char x[1 << 16], y[1 << 16];
+	for (off_t off = 0; off < st.st_size; off += (off_t)sizeof(x)) {
+		ssize_t n = pread(a, x, sizeof(x), off);
+		assert_true(n > 0);
+		assert_int_equal(pread(b, y, sizeof(y), off), n);
+		assert_memory_equal(x, y, (size_t)n);
+	}
+	assert_int_equal(lseek(b, 4096, SEEK_DATA), 100 * MIB / 4096 * 4096);
+	uint64_t alloc = 0;
+	assert_int_equal(tree_allocated_at(d, &alloc), 0);
+	assert_true(alloc < MIB);
+}
+
 static void copy_respects_budget(void **state __attribute__((unused)))
 {
 	enum { ENTRY = 4096 };	/* COPY_ENTRY_COST */
@@ -378,8 +419,8 @@ static void copy_respects_budget(void **state __attribute__((unused)))
 	dir("short", 0755);
 	_cleanup_close_ int s = open_dir("src");
 
-	/* Exactly enough: one entry plus its bytes. */
-	uint64_t budget = ENTRY + 10000;
+	/* Exactly enough: one entry plus its data blocks (4096 bytes each, 3 for 10000). */
+	uint64_t budget = ENTRY + 3 * 4096;
 	{
 		_cleanup_close_ int d = open_dir("ok");
 		assert_int_equal(copy_tree_at(s, d, (uid_t)-1, (gid_t)-1, &budget), 0);
@@ -387,13 +428,13 @@ static void copy_respects_budget(void **state __attribute__((unused)))
 		assert_content("ok/big", big);
 	}
 	/* One byte short: refused, and never more than the budget written. */
-	budget = ENTRY + 9999;
+	budget = ENTRY + 3 * 4096 - 1;
 	{
 		_cleanup_close_ int d = open_dir("short");
 		assert_int_equal(copy_tree_at(s, d, (uid_t)-1, (gid_t)-1, &budget), -EFBIG);
 		struct stat st;
 		if (fstatat(basefd, "short/big", &st, 0) == 0)
-			assert_true(st.st_size <= 9999);
+			assert_true(st.st_size <= 2 * 4096);
 	}
 
 	/* Entries cost even when empty: 3 empty files need 3 entries. */
@@ -456,7 +497,9 @@ static void empty_dir_keeps_the_dir(void **state __attribute__((unused)))
 
 static void mkdir_p_modes(void **state __attribute__((unused)))
 {
-	mode_t old = umask(0);
+	/* whatever the umask (UMask=0077 in the unit): a parent left 0700 would shut out the
+	 * sandboxes' uids that traverse it */
+	mode_t old = umask(0077);
 	char p[256];
 	snprintf(p, sizeof(p), "%s/a/b/c", base);
 	assert_int_equal(mkdir_p(p, 0711), 0);
@@ -655,6 +698,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(copy_never_follows_and_drops_setid, setup, teardown),
 		cmocka_unit_test_setup_teardown(copy_never_writes_through_dst_symlinks, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(copy_keeps_holes, setup, teardown),
 		cmocka_unit_test_setup_teardown(copy_respects_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(empty_dir_keeps_the_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(mkdir_p_modes, setup, teardown),

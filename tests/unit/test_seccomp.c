@@ -8,7 +8,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <linux/netlink.h>
+#include <sys/ipc.h>
 #include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,14 +20,13 @@
 
 static struct seccomp_opts variant(unsigned v)
 {
-	return (struct seccomp_opts){
-	    .profile = "default", .deny_inet_sockets = v & 1, .allow_namespaces = v & 2};
+	return seccomp_variant_opts(v);
 }
 
 static void prepared_default_is_byte_identical_to_a_runtime_compile(void **state
 								    __attribute__((unused)))
 {
-	for (unsigned v = 0; v < 4; v++) {
+	for (unsigned v = 0; v < SECCOMP_DEFAULT_VARIANTS; v++) {
 		struct seccomp_opts o = variant(v);
 		struct seccomp_prog p;
 		agentd_error err = {0};
@@ -37,10 +39,10 @@ static void prepared_default_is_byte_identical_to_a_runtime_compile(void **state
 		if (seccomp_compile_default(&o, &filter, &len, &err) < 0)
 			fail_msg("variant %u: %s", v, err.msg);
 		if (p.len != len || memcmp(p.filter, filter, len * sizeof(struct sock_filter)))
-			fail_msg("variant %u (deny_inet_sockets=%u allow_namespaces=%u): the prepared "
-				 "program (%u insns) differs from libseccomp's (%u insns): rebuild "
-				 "seccomp_default_bpf.h",
-				 v, v & 1, v >> 1, p.len, len);
+			fail_msg("variant %u (deny_inet_sockets=%u allow_namespaces=%u "
+				 "deny_sysv_ipc=%u): the prepared program (%u insns) differs from "
+				 "libseccomp's (%u insns): rebuild seccomp_default_bpf.h",
+				 v, v & 1, (v >> 1) & 1, v >> 2, p.len, len);
 		assert_ptr_not_equal(p.filter, filter);	/* a copy the caller owns */
 		free(filter);
 		seccomp_prog_free(&p);
@@ -51,17 +53,17 @@ static void prepared_default_is_byte_identical_to_a_runtime_compile(void **state
  * even if a variant's options stopped mattering. */
 static void variants_are_distinct(void **state __attribute__((unused)))
 {
-	struct seccomp_prog p[4];
-	for (unsigned v = 0; v < 4; v++) {
+	struct seccomp_prog p[SECCOMP_DEFAULT_VARIANTS];
+	for (unsigned v = 0; v < SECCOMP_DEFAULT_VARIANTS; v++) {
 		struct seccomp_opts o = variant(v);
 		assert_int_equal(seccomp_prepare(&o, &p[v], NULL), 0);
 	}
-	for (unsigned a = 0; a < 4; a++)
-		for (unsigned b = a + 1; b < 4; b++)
+	for (unsigned a = 0; a < SECCOMP_DEFAULT_VARIANTS; a++)
+		for (unsigned b = a + 1; b < SECCOMP_DEFAULT_VARIANTS; b++)
 			assert_true(p[a].len != p[b].len ||
 				    memcmp(p[a].filter, p[b].filter,
 					   p[a].len * sizeof(struct sock_filter)));
-	for (unsigned v = 0; v < 4; v++)
+	for (unsigned v = 0; v < SECCOMP_DEFAULT_VARIANTS; v++)
 		seccomp_prog_free(&p[v]);
 }
 
@@ -75,7 +77,7 @@ static void none_is_inactive_and_unset_is_default(void **state __attribute__((un
 	assert_int_equal(seccomp_apply(&p), 0);
 	seccomp_prog_free(&p);
 
-	for (unsigned v = 0; v < 4; v++) {
+	for (unsigned v = 0; v < SECCOMP_DEFAULT_VARIANTS; v++) {
 		struct seccomp_opts dflt = variant(v);
 		o = dflt;
 		o.profile = v & 1 ? NULL : "";
@@ -116,6 +118,24 @@ static int child_checks(unsigned v)
 	r = syscall(__NR_clone3, NULL, 0);
 	if (!(r == -1 && errno == ENOSYS))
 		return 6;
+	/* SysV IPC: refused only where asked (the process backends have no IPC namespace). */
+	errno = 0;
+	r = syscall(__NR_shmget, IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	if (r >= 0)
+		syscall(__NR_shmctl, r, IPC_RMID, NULL);
+	if (o.deny_sysv_ipc ? !(r == -1 && errno == EPERM) : r < 0)
+		return 8;
+	/* Netlink: route stays (getaddrinfo reads it), uevents and the rest are refused. */
+	r = syscall(__NR_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+	if (r >= 0)
+		close((int)r);
+	if (!(r == -1 && errno == (o.deny_inet_sockets ? EAFNOSUPPORT : EPERM)))
+		return 9;
+	r = syscall(__NR_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (r >= 0)
+		close((int)r);
+	if (o.deny_inet_sockets ? !(r == -1 && errno == EAFNOSUPPORT) : r < 0)
+		return 12;
 #if defined(__x86_64__)
 	r = syscall(470, 0, 0, 0, 0, 0); /* past the newest syscall the filter knows */
 	if (!(r == -1 && errno == ENOSYS))
@@ -128,7 +148,7 @@ static void prepared_default_installs_and_acts(void **state __attribute__((unuse
 {
 	if (!seccomp_probe())
 		skip();
-	for (unsigned v = 0; v < 4; v++) {
+	for (unsigned v = 0; v < SECCOMP_DEFAULT_VARIANTS; v++) {
 		pid_t pid = fork();
 		assert_true(pid >= 0);
 		if (pid == 0)

@@ -164,6 +164,21 @@ static void live_free(struct live *l)
 	free(l);
 }
 
+/* The policy as the sandboxes table keeps it: the environment's values (API keys, tokens)
+ * replaced, its names kept. The row outlives the sandbox and nothing reads the values
+ * back (sandboxes do not survive a restart); the digest is of the whole policy. */
+static char *policy_json_for_state(const char *json)
+{
+	json_t *root = json_loads(json, 0, NULL);
+	json_t *env = json_object_get(root, "environment");
+	const char *k;
+	json_t *v;
+	json_object_foreach(env, k, v) json_object_set_new(env, k, json_string("(redacted)"));
+	char *out = root ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(root);
+	return out ? out : strdup("{}");
+}
+
 struct live *live_create(struct daemon *d, const char *backend_name, const agentd_spec *spec,
 			 const char *name, bool session, int *status, agentd_error *err)
 {
@@ -217,8 +232,10 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
 		l->sb = sb;
 		/* Recorded before anyone learns the id: a crash from here on finds the row. */
-		r = state_sandbox_insert(d->st, l->id, name, l->backend, json, l->digest, "ready",
-					 session, err);
+		char *stored = policy_json_for_state(json);
+		r = state_sandbox_insert(d->st, l->id, name, l->backend, stored, l->digest,
+					 "ready", session, err);
+		free(stored);
 		if (r < 0)
 			*status = 500;
 	} else {

@@ -15,6 +15,19 @@
 void sha256(const void *data, size_t len, uint8_t out[32]);
 void sha256_hex(const void *data, size_t len, char out[65]);
 
+/* ------------------------------------------------------------------ statedir.c
+ * The state dir (created 0711 if missing) and what agentd keeps at its top must be owned by
+ * the daemon's uid: else refused. A mode other than the expected one (0711 for the dirs,
+ * 0600 for the lock and the database files) is set right and named in *fixed. */
+int statedir_secure(const char *dir, agentd_strv *fixed, agentd_error *err);
+/* dir/name as an empty file of mode 0600 whatever the umask (SQLite gives its -wal and
+ * -shm the database file's mode), or the existing file if it is ours; never a symlink. */
+int statedir_create_file(const char *dir, const char *name, agentd_error *err);
+/* Move the calling process (single-threaded: before any thread) into a mount namespace of
+ * its own, a slave of the host's, with a tmpfs on dir/rootfs-cache, so that the sandboxes'
+ * /proc/self/mountinfo does not show the state dir's path. */
+int statedir_private_cache(const char *dir, agentd_error *err);
+
 /* ------------------------------------------------------------------ state.c
  * SQLite under the state dir: WAL, schema versioned by PRAGMA user_version, one
  * connection serialised by a mutex. Every write is committed before the call returns. */

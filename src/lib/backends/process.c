@@ -253,6 +253,7 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 		struct seccomp_opts so = {
 			.profile = spec->seccomp_profile,
 			.deny_inet_sockets = spec->network.mode == AGENTD_NET_NONE,
+			.deny_sysv_ipc = true, /* no IPC namespace: SysV IPC is the host's */
 		};
 		if (seccomp_prepare(&so, &p->seccomp, err) < 0) {
 			agentd_error_prefix(err, "seccomp");
@@ -261,6 +262,8 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 	}
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE || !o->seccomp,
 			  p->seccomp.active);
+	if (p->seccomp.active)
+		strv_push(&sb->caps.blocked_syscall_categories, SECCOMP_SYSV_IPC_CATEGORY);
 	strv_free(&warnings);
 	sb->priv = p;
 	*out = sb;

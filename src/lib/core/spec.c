@@ -20,6 +20,7 @@ static const agentd_limits default_limits = {
 	.max_write_bytes = 100ULL << 20,
 	.cpu_weight = 100,
 	.cpu_quota_pct = 200,
+	.max_snapshot_bytes = 512ULL << 20,
 };
 
 static const agentd_limits permissive_limits = {
@@ -32,6 +33,7 @@ static const agentd_limits permissive_limits = {
 	.max_write_bytes = 1ULL << 30,
 	.cpu_weight = 100,
 	.cpu_quota_pct = 400,
+	.max_snapshot_bytes = 4ULL << 30,
 };
 
 #define LIMIT_U64(n, lo, msg)                                                                \
@@ -53,6 +55,7 @@ const struct spec_limit_field spec_limit_fields[] = {
 	LIMIT_U64(max_write_bytes, 0, "expected integer >= 0"),
 	LIMIT_U32(cpu_weight, 1, 10000, "expected integer in 1..10000"),
 	LIMIT_U32(cpu_quota_pct, 1, 100000, "expected integer in 1..100000"),
+	LIMIT_U64(max_snapshot_bytes, 0, "expected integer >= 0"),
 };
 const size_t spec_limit_fields_n = ARRAY_SIZE(spec_limit_fields);
 

@@ -52,11 +52,27 @@ struct seccomp_opts {
 	bool deny_inet_sockets;		/* no AF_INET/AF_INET6/AF_PACKET/AF_NETLINK sockets
 					 * (backends without a network namespace, net none) */
 	bool allow_namespaces;		/* container init needs unshare/mount before its own filter */
+	bool deny_sysv_ipc;		/* no SysV IPC (backends without an IPC namespace) */
 };
+/* The default profile's variants: one program per combination of the three bools. */
+#define SECCOMP_DEFAULT_VARIANTS 8
+static inline unsigned seccomp_variant(const struct seccomp_opts *o)
+{
+	return (o->deny_inet_sockets ? 1u : 0) | (o->allow_namespaces ? 2u : 0) |
+	       (o->deny_sysv_ipc ? 4u : 0);
+}
+static inline struct seccomp_opts seccomp_variant_opts(unsigned v)
+{
+	return (struct seccomp_opts){.profile = "default", .deny_inet_sockets = v & 1,
+				     .allow_namespaces = v & 2, .deny_sysv_ipc = v & 4};
+}
+/* The category the sysv-ipc rules are reported under (not in seccomp_blocked_categories:
+ * only the backends that set deny_sysv_ipc have them). */
+#define SECCOMP_SYSV_IPC_CATEGORY "sysv-ipc"
 /* Compile in the parent (libseccomp, exported to BPF). The default profile is a copy of a
  * program compiled at build time (seccomp_default_bpf.h); JSON profiles are compiled here. */
 int seccomp_prepare(const struct seccomp_opts *o, struct seccomp_prog *out, agentd_error *err);
-/* The default profile for o's deny_inet_sockets/allow_namespaces, compiled now with
+/* The default profile for o's variant (seccomp_variant), compiled now with
  * libseccomp (*filter malloc'd): what seccomp_gen writes into seccomp_default_bpf.h, and
  * what the tests compare the build-time copy with. */
 int seccomp_compile_default(const struct seccomp_opts *o, void **filter, unsigned short *len,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <stddef.h>
@@ -87,7 +88,8 @@ int sc_rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned
  * container without capabilities, plus io_uring, TIOCSTI/TIOCLINUX, AF_ALG, device nodes and
  * the new mount API. Plain EPERM: the answer a capability check would have given. */
 
-#define NS_ONLY (1u << 0) /* left out with opts->allow_namespaces */
+#define NS_ONLY (1u << 0)	  /* left out with opts->allow_namespaces */
+#define SYSV_IPC_ONLY (1u << 1) /* only with opts->deny_sysv_ipc */
 
 struct deny_group {
 	const char *category;
@@ -133,6 +135,12 @@ static const struct deny_group deny_groups[] = {
 	{ "fanotify", 0, { "fanotify_init" } },
 	{ "lsm", 0, { "lsm_set_self_attr" } },
 	{ "hostname", 0, { "sethostname", "setdomainname" } },
+	/* Without an IPC namespace SysV IPC is the host's: a sandbox could attach a host
+	 * process's shared memory (its mode is the only check) and leave segments,
+	 * semaphores and queues behind that outlive it. The container has its own. */
+	{ SECCOMP_SYSV_IPC_CATEGORY, SYSV_IPC_ONLY,
+	  { "shmget", "shmat", "shmctl", "shmdt", "semget", "semop", "semtimedop", "semctl",
+	    "msgget", "msgsnd", "msgrcv", "msgctl", "ipc" } },
 	{ "obsolete", 0,
 	  { "uselib", "ustat", "sysfs", "_sysctl", "nfsservctl", "lookup_dcookie", "vm86",
 	    "vm86old" } },
@@ -146,8 +154,8 @@ const char *const seccomp_blocked_categories[] = {
 	"namespaces", "mount", "kernel-modules", "kexec", "reboot", "swap", "ptrace", "bpf",
 	"perf", "keyring", "io_uring", "userfaultfd", "clock", "raw-io", "tty-injection",
 	"syslog", "accounting", "quota", "file-handles", "numa", "fanotify", "lsm", "hostname",
-	"obsolete", "personality", "device-nodes", "vsock-alg-sockets", "foreign-abi",
-	"future-syscalls", NULL,
+	"obsolete", "personality", "device-nodes", "vsock-alg-sockets", "netlink-host-info",
+	"foreign-abi", "future-syscalls", NULL,
 };
 /* clang-format on */
 
@@ -195,6 +203,21 @@ static int deny_personality(scmp_filter_ctx ctx, agentd_error *err)
 	return 0;
 }
 
+/* Netlink beyond NETLINK_ROUTE (which getaddrinfo's AI_ADDRCONFIG and `ip` read) tells a
+ * sandbox what it has no business with: KOBJECT_UEVENT broadcasts the host's device
+ * events into every network namespace its user namespace owns (the host's, for a netns
+ * agentd made as root), SOCK_DIAG lists the sockets of a shared network namespace with
+ * their inodes and unix paths, AUDIT, CONNECTOR (process events), NETFILTER, XFRM,
+ * GENERIC (taskstats, every genl family) are host subsystems. An allow-list of one
+ * protocol: a family the kernel adds later stays refused. The protocol is an int to the
+ * kernel but compared on 64 bits: garbage in the upper half is refused (fail closed). */
+static int deny_netlink_protocols(scmp_filter_ctx ctx, agentd_error *err)
+{
+	struct scmp_arg_cmp c[2] = {A_MASKED_EQ(0, 0xffffffff, AF_NETLINK),
+				    SCMP_CMP(2, SCMP_CMP_NE, NETLINK_ROUTE, 0)};
+	return sc_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), "socket", 2, c, err);
+}
+
 /* Sockets: AF_VSOCK reaches the hypervisor, AF_ALG is kernel crypto attack surface. With
  * deny_inet only AF_UNIX remains; EAFNOSUPPORT is what a kernel without the family says, so
  * libraries take their "no network" paths. The comparison is on all 64 bits, so garbage in
@@ -216,6 +239,25 @@ int sc_deny_sockets(scmp_filter_ctx ctx, bool unix_only, agentd_error *err)
 				return -1;
 		}
 	}
+	return unix_only ? 0 : deny_netlink_protocols(ctx, err);
+}
+
+static int add_group(scmp_filter_ctx ctx, const struct deny_group *grp, agentd_error *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(grp->names) && grp->names[i]; i++)
+		if (sc_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), grp->names[i], 0, NULL, err) < 0)
+			return -1;
+	return 0;
+}
+
+int sc_backend_floor(scmp_filter_ctx ctx, const struct seccomp_opts *o, agentd_error *err)
+{
+	if (o->deny_inet_sockets ? sc_deny_sockets(ctx, true, err) < 0
+				 : deny_netlink_protocols(ctx, err) < 0)
+		return -1;
+	for (size_t g = 0; o->deny_sysv_ipc && g < ARRAY_SIZE(deny_groups); g++)
+		if ((deny_groups[g].flags & SYSV_IPC_ONLY) && add_group(ctx, &deny_groups[g], err) < 0)
+			return -1;
 	return 0;
 }
 
@@ -232,14 +274,14 @@ static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agen
 	for (size_t g = 0; g < ARRAY_SIZE(deny_groups); g++) {
 		const struct deny_group *grp = &deny_groups[g];
 		/* What `agentd probe` reports must be what the filter does. */
-		if (!category_listed(grp->category))
+		if (!category_listed(grp->category) && !(grp->flags & SYSV_IPC_ONLY))
 			return agentd_error_set(err, EINVAL, "category %s not reported",
 						grp->category);
-		if ((grp->flags & NS_ONLY) && o->allow_namespaces)
+		if (((grp->flags & NS_ONLY) && o->allow_namespaces) ||
+		    ((grp->flags & SYSV_IPC_ONLY) && !o->deny_sysv_ipc))
 			continue;
-		for (size_t i = 0; i < ARRAY_SIZE(grp->names) && grp->names[i]; i++)
-			if (sc_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), grp->names[i], 0, NULL, err) < 0)
-				return -1;
+		if (add_group(ctx, grp, err) < 0)
+			return -1;
 	}
 	if (!o->allow_namespaces && deny_clone_namespaces(ctx, err) < 0)
 		return -1;
@@ -362,7 +404,7 @@ static void *memdup(const void *p, size_t n)
 }
 
 #ifdef AGENTD_SECCOMP_PREBUILT
-/* The four programs, compiled at build time by seccomp_gen (src/lib/jail/seccomp_gen.c) from the
+/* The eight programs, compiled at build time by seccomp_gen (src/lib/jail/seccomp_gen.c) from the
  * tables above with seccomp_compile_default(): `agentd run` is one process per command and
  * would otherwise pay ~0.4 ms of libseccomp per run. tests/unit/test_seccomp.c checks they
  * are byte-identical to what libseccomp compiles at run time. */
@@ -374,8 +416,7 @@ static void *memdup(const void *p, size_t n)
 static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *out,
 			   agentd_error *err)
 {
-	const struct seccomp_default_bpf *b =
-	    &seccomp_default_bpf[(o->deny_inet_sockets ? 1 : 0) | (o->allow_namespaces ? 2 : 0)];
+	const struct seccomp_default_bpf *b = &seccomp_default_bpf[seccomp_variant(o)];
 	out->filter = memdup(b->insns, b->len * sizeof(struct sock_filter));
 	out->len = b->len;
 	out->active = true;
@@ -387,14 +428,13 @@ struct cached_prog {
 	void *filter;
 	unsigned short len;
 };
-static struct cached_prog default_cache[4]; /* [deny_inet | allow_namespaces << 1] */
+static struct cached_prog default_cache[SECCOMP_DEFAULT_VARIANTS]; /* [seccomp_variant] */
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *out,
 			   agentd_error *err)
 {
-	struct cached_prog *c =
-	    &default_cache[(o->deny_inet_sockets ? 1 : 0) | (o->allow_namespaces ? 2 : 0)];
+	struct cached_prog *c = &default_cache[seccomp_variant(o)];
 	int r = 0;
 	pthread_mutex_lock(&cache_lock);
 	if (!c->filter)

@@ -1,5 +1,6 @@
-/* seccomp_gen.c: build-time generator of seccomp_default_bpf.h, the default profile's four
- * BPF programs (deny_inet_sockets x allow_namespaces) as struct sock_filter arrays. It links
+/* seccomp_gen.c: build-time generator of seccomp_default_bpf.h, the default profile's eight
+ * BPF programs (deny_inet_sockets x allow_namespaces x deny_sysv_ipc) as struct sock_filter
+ * arrays. It links
  * seccomp.c itself (without AGENTD_SECCOMP_PREBUILT; seccomp_oci.c too, for the linker), so
  * the rules live in one place; meson runs it and captures stdout. tests/unit/test_seccomp.c
  * checks the output against a compilation at run time. */
@@ -22,8 +23,8 @@ int main(void)
 	       " * libseccomp %u.%u.%u. Do not edit. */\n"
 	       "#define SECCOMP_DEFAULT_BPF_ARCH 0x%08xu\n\n",
 	       v->major, v->minor, v->micro, seccomp_arch_native());
-	for (unsigned i = 0; i < 4; i++) {
-		struct seccomp_opts o = {.deny_inet_sockets = i & 1, .allow_namespaces = i & 2};
+	for (unsigned i = 0; i < SECCOMP_DEFAULT_VARIANTS; i++) {
+		struct seccomp_opts o = seccomp_variant_opts(i);
 		void *filter;
 		unsigned short len;
 		agentd_error err = {0};
@@ -32,20 +33,20 @@ int main(void)
 			return 1;
 		}
 		const struct sock_filter *f = filter;
-		printf("/* deny_inet_sockets=%u allow_namespaces=%u */\n"
+		printf("/* deny_inet_sockets=%u allow_namespaces=%u deny_sysv_ipc=%u */\n"
 		       "static const struct sock_filter seccomp_default_bpf_%u[%u] = {\n",
-		       i & 1, i >> 1, i, len);
+		       i & 1, (i >> 1) & 1, i >> 2, i, len);
 		for (unsigned k = 0; k < len; k++)
 			printf("\t{0x%04x, %u, %u, 0x%08x},\n", f[k].code, f[k].jt, f[k].jf, f[k].k);
 		printf("};\n\n");
 		free(filter);
 	}
-	printf("/* [deny_inet_sockets | allow_namespaces << 1] */\n"
+	printf("/* [seccomp_variant(opts)] */\n"
 	       "static const struct seccomp_default_bpf {\n"
 	       "\tconst struct sock_filter *insns;\n"
 	       "\tunsigned short len;\n"
-	       "} seccomp_default_bpf[4] = {\n");
-	for (unsigned i = 0; i < 4; i++)
+	       "} seccomp_default_bpf[%u] = {\n", SECCOMP_DEFAULT_VARIANTS);
+	for (unsigned i = 0; i < SECCOMP_DEFAULT_VARIANTS; i++)
 		printf("\t{seccomp_default_bpf_%u, ARRAY_SIZE(seccomp_default_bpf_%u)},\n", i, i);
 	printf("};\n");
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -378,9 +378,10 @@ static int parse_profile(json_t *root, scmp_filter_ctx *out, agentd_error *err)
 	return 0;
 }
 
-/* With deny_inet_sockets the socket rules go into a second filter: merged into a user's
- * profile they could be swallowed by its own unconditional rule for socket(). The kernel
- * runs both filters and takes the stricter answer. */
+/* What the backend needs refused whatever the profile (sc_backend_floor: sockets, netlink,
+ * SysV IPC) goes into a second filter: merged into a user's profile its rules could be
+ * swallowed by the profile's own unconditional rule for socket(). The kernel runs both
+ * filters and takes the stricter answer. */
 int seccomp_oci_prepare(const char *path, const struct seccomp_opts *o, struct seccomp_prog *out,
 			agentd_error *err)
 {
@@ -400,9 +401,9 @@ int seccomp_oci_prepare(const char *path, const struct seccomp_opts *o, struct s
 	int r = parse_profile(root, &ctx, err);
 	if (r == 0)
 		r = sc_filter_export(ctx, &out->filter, &out->len, err);
-	if (r == 0 && o->deny_inet_sockets) {
+	if (r == 0) {
 		net = sc_filter_new(SCMP_ACT_ALLOW, err);
-		r = net ? sc_deny_sockets(net, true, err) : -1;
+		r = net ? sc_backend_floor(net, o, err) : -1;
 		if (r == 0)
 			r = sc_filter_export(net, &out->net_filter, &out->net_len, err);
 	}

@@ -82,6 +82,7 @@ struct ctr {
 	bool suspended;
 	uint64_t next_id;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
+	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
 	int scratch_fd;			/* the sandbox's root, on its scratch tmpfs (fstatfs:

@@ -78,6 +78,43 @@ static int hold(struct ctr *c, bool *froze, agentd_error *err)
 
 static const char *const state_dirs[2] = {"workdir", "tmp"};
 
+/* A snapshot's copy may write at most what is left of the sandbox's snapshot quota
+ * (limits.max_snapshot_bytes, host disk allocated by all its snapshots), and no more
+ * than its scratch can hold (max_write_bytes, plus 1 MiB of entries). */
+static uint64_t snapshot_budget(const agentd_sandbox *sb, const struct ctr *c)
+{
+	const agentd_limits *l = &sb->spec.limits;
+	uint64_t left = l->max_snapshot_bytes > c->snap_bytes ? l->max_snapshot_bytes - c->snap_bytes
+							      : 0;
+	uint64_t scratch = l->max_write_bytes + (1 << 20);
+	return left < scratch ? left : scratch;
+}
+
+static int over_quota(const agentd_sandbox *sb, const struct ctr *c, uint64_t more,
+		      agentd_error *err)
+{
+	return agentd_error_set(err, EDQUOT,
+				"snapshot refused: the sandbox's snapshots would occupy more "
+				"than limits.max_snapshot_bytes (%llu bytes of host disk; %llu in "
+				"use by its earlier snapshots%s)",
+				(unsigned long long)sb->spec.limits.max_snapshot_bytes,
+				(unsigned long long)c->snap_bytes,
+				more ? ", this one needs more than is left" : "");
+}
+
+/* The snapshot just written, measured: charged to the quota, or refused if over it. */
+static int charge_snapshot(const agentd_sandbox *sb, struct ctr *c, int dfd, agentd_error *err)
+{
+	uint64_t bytes = 0;
+	int r = tree_allocated_at(dfd, &bytes);
+	if (r < 0)
+		return agentd_error_errno(err, -r, "measure the snapshot");
+	if (bytes > sb->spec.limits.max_snapshot_bytes - c->snap_bytes)
+		return over_quota(sb, c, bytes, err);
+	c->snap_bytes += bytes;
+	return 0;
+}
+
 int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			agentd_error *err)
 {
@@ -89,6 +126,12 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 	bool froze = false;
 	_cleanup_free_ char *dir = NULL;
 	_cleanup_close_ int dfd = -1;
+	uint64_t budget = snapshot_budget(sb, c);
+	bool budget_is_quota = budget < sb->spec.limits.max_write_bytes + (1 << 20);
+	if (budget == 0) {
+		over_quota(sb, c, 0, err);
+		goto out;
+	}
 	if (!c->snap_dir) {
 		if (mkdir_p(sb->backend->work_root, 0711) < 0 ||
 		    ((c->snap_dir = xasprintf("%s/%s", sb->backend->work_root, sb->id)),
@@ -122,7 +165,6 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			close(fd);
 		}
 	}
-	uint64_t budget = sb->spec.limits.max_write_bytes + (1 << 20);
 	const char *paths[2] = {sb->spec.workdir, "/tmp"};
 	for (int i = 0; i < 2; i++) {
 		_cleanup_close_ int src = open_in_sandbox(c, paths[i], err);
@@ -136,11 +178,17 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			r = dst < 0 ? -errno
 				    : copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
 		restore_fs(old);
+		if (r == -EFBIG && budget_is_quota) {
+			over_quota(sb, c, 1, err);
+			goto out;
+		}
 		if (r < 0) {
 			agentd_error_errno(err, -r, "snapshot %s", paths[i]);
 			goto out;
 		}
 	}
+	if (charge_snapshot(sb, c, dfd, err) < 0)
+		goto out;
 	*snapshot_id = xstrdup(id);
 	ret = 0;
 out:
