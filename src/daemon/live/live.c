@@ -80,6 +80,7 @@ enum sb_state live_state(const struct live *l)
 struct create_job {
 	agentd_backend *b;
 	const agentd_spec *spec;
+	const agentd_create_opts *opts;
 	agentd_sandbox *sb;
 	agentd_error *err;
 	int r;
@@ -104,7 +105,7 @@ static void *creator_main(void *arg)
 		struct create_job *j = creator_queue;
 		creator_queue = j->next;
 		pthread_mutex_unlock(&creator_lock);
-		j->r = agentd_backend_create_sandbox(j->b, j->spec, &j->sb, j->err);
+		j->r = agentd_backend_create_sandbox_opts(j->b, j->spec, j->opts, &j->sb, j->err);
 		pthread_mutex_lock(&creator_lock);
 		j->done = true;
 		pthread_cond_broadcast(&creator_cond);
@@ -137,10 +138,10 @@ void live_creator_stop(void)
 		pthread_join(creator_thread, NULL);
 }
 
-static int create_in_creator(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **sb,
-			     agentd_error *err)
+static int create_in_creator(agentd_backend *b, const agentd_spec *spec,
+			     const agentd_create_opts *opts, agentd_sandbox **sb, agentd_error *err)
 {
-	struct create_job j = {.b = b, .spec = spec, .err = err};
+	struct create_job j = {.b = b, .spec = spec, .opts = opts, .err = err};
 	pthread_mutex_lock(&creator_lock);
 	if (!creator_running) {
 		pthread_mutex_unlock(&creator_lock);
@@ -165,9 +166,16 @@ static void live_free(struct live *l)
 }
 
 struct live *live_create(struct daemon *d, const char *backend_name, const agentd_spec *spec,
-			 const char *name, bool session, int *status, agentd_error *err)
+			 const agentd_create_opts *opts, const char *name, bool session,
+			 int *status, agentd_error *err)
 {
 	*status = 400;
+	/* auto is chosen per spec: the best backend that enforces it (docs/backends.md#score) */
+	if (!backend_name)
+		backend_name = d->cfg.default_backend;
+	if (!strcasecmp(backend_name, "auto") &&
+	    agentd_select_backend(spec, opts, &backend_name, err) < 0)
+		return NULL;
 	agentd_backend *b = daemon_backend(d, backend_name, err);
 	if (!b)
 		return NULL;
@@ -212,7 +220,7 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	pthread_mutex_unlock(&d->lock);
 
 	agentd_sandbox *sb = NULL;
-	int r = create_in_creator(b, spec, &sb, err);
+	int r = create_in_creator(b, spec, opts, &sb, err);
 	if (r == 0) {
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
 		l->sb = sb;
@@ -505,11 +513,15 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 	char *sj = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
 	spec = json_loads(sj, 0, NULL);
 	free(sj);
-	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o}", "id", l->id,
+	json_t *unenforced = json_array();
+	for (size_t i = 0; i < c->unenforced.n; i++)
+		json_array_append_new(unenforced, json_string(c->unenforced.v[i]));
+	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id", l->id,
 			 "name", l->name, "backend", l->backend, "state", sb_state_name(s),
 			 "created_ms", (json_int_t)l->created_ms, "running_execs",
 			 (json_int_t)execs, "session", l->session, "policy_digest", l->digest,
-			 "capabilities", caps, "spec", spec ? spec : json_null());
+			 "capabilities", caps, "unenforced", unenforced, "spec",
+			 spec ? spec : json_null());
 }
 
 /* The exec counters GET /v1/metrics reads (api/metrics.c). */

@@ -125,6 +125,8 @@ struct cgroup_events {
 /* Create agentd/<name> under each needed hierarchy, apply limits (memory + no swap,
  * pids.max, cpu weight/quota). NULL + err when cgroups are unusable. */
 struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_error *err);
+/* Does l ask for a limit only a cgroup enforces (memory, pids, cpu weight/quota)? */
+bool cgroup_limits_needed(const agentd_limits *l);
 /* child: join (writes "0" to pre-opened cgroup.procs fds); 0 or -errno */
 int cgroup_attach_self(const struct cgroup *cg);
 int cgroup_attach_pid(const struct cgroup *cg, pid_t pid);
