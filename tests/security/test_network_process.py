@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from .secsuite import (AGENTD, PROBE, PROBE_DIR, check, expectation, pid_alive, probe,
+from .secsuite import (AGENTD, PROBE, PROBE_DIR, check, degraded, expectation, pid_alive, probe,
                        proc_matching)
 
 
@@ -98,7 +98,8 @@ def test_other_sandbox(backend, token):
     workspace: this sandbox must not signal it, trace it or read that file."""
     mark = f"5.{int(token[:6], 16)}"
     sib = subprocess.Popen(
-        [AGENTD, "run", "--backend", backend, "--ro", PROBE_DIR, "--timeout", "20s", "--",
+        [AGENTD, "run", "--backend", backend, *degraded(backend), "--ro", PROBE_DIR,
+         "--timeout", "20s", "--",
          "/bin/sh", "-c", f'echo SIBLING-SECRET > sibling.txt && exec "$0" sleep {mark}',
          PROBE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={"PATH": "/usr/bin:/bin"})
