@@ -123,3 +123,19 @@ def test_other_sandbox(backend, token):
     finally:
         sib.kill()
         sib.wait()
+
+
+def test_network_none_holds_without_the_syscall_filter(backend):
+    """--seccomp none drops agentd's syscall deny-list, not network "none": on linux-native
+    (no network namespace) the socket rules stay, as the only filter; an inet datagram socket,
+    which Landlock does not cover, is refused. host-direct lists network_none as unenforced."""
+    if backend == "host-direct":
+        r, _, _ = probe(backend, "socket", "inet", "dgram", opts=["--seccomp", "none"])
+        assert any(u.startswith("network_none:") for u in r.json["unenforced"]), r
+        return
+    r, verdict, line = probe(backend, "socket", "inet", "dgram", opts=["--seccomp", "none"])
+    assert r.json["unenforced"] == [], r
+    if backend == "container":
+        assert verdict == "ALLOWED", line   # its own empty namespace: nothing to reach
+        return
+    assert verdict == "BLOCKED" and "EAFNOSUPPORT" in line, line

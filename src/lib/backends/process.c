@@ -258,7 +258,7 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 		}
 	}
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE || !o->seccomp,
-			  p->seccomp.active);
+			  p->seccomp.filter != NULL);
 	strv_free(&warnings);
 	sb->priv = p;
 	*out = sb;

@@ -38,9 +38,9 @@ const char *env_name_forbidden(const char *name);
 struct seccomp_prog {
 	void *filter;			/* struct sock_filter[], malloc'd */
 	unsigned short len;
-	bool active;			/* false: profile "none" */
-	/* JSON profile + deny_inet_sockets: the socket rules as a second, stacked filter
-	 * (NULL otherwise); seccomp_apply installs both. */
+	bool active;			/* false: profile "none" (and no socket rules) */
+	/* deny_inet_sockets with a JSON profile: the socket rules as a second, stacked filter;
+	 * with profile "none": the only one (filter NULL). seccomp_apply installs both. */
 	void *net_filter;
 	unsigned short net_len;
 };
