@@ -133,7 +133,8 @@ static void item_asked(const agentd_spec *s, agentd_policy_item i, char *buf, si
 
 static const char *reason_of(const agentd_backend_caps *c, unsigned i)
 {
-	return c->unenforceable_reason[i][0] ? c->unenforceable_reason[i] : "not enforced here";
+	return c->unenforceable_reason[i][0] ? c->unenforceable_reason[i]
+					     : "the backend does not say it enforces it";
 }
 
 /* "memory limit 512M, process limit 64: <reason>; network "none": <reason>": the items
