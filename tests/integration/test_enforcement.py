@@ -7,28 +7,19 @@ The unprivileged cases run agentd as uid 65534 from a cgroup that user cannot wr
 delegation), the state of a normal user on a host without systemd's Delegate=yes."""
 import json
 import os
-import subprocess
 
 import pytest
 
 from conftest import agentd
 from daemon_util import Daemon
-from test_unprivileged import NOBODY, userdir  # noqa: F401  (the fixture)
+from test_unprivileged import NOBODY, run_as_nobody, userdir  # noqa: F401  (the fixture)
 
 BIG = "x = bytearray(100 * 1024 * 1024); print(len(x))"
 
 
 def as_nobody(userdir, *args):
     """agentd ARGS as uid 65534, left in the caller's (root's) cgroup: nothing delegated."""
-    def drop():
-        os.setgroups([])
-        os.setresgid(NOBODY, NOBODY, NOBODY)
-        os.setresuid(NOBODY, NOBODY, NOBODY)
-
-    env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": os.path.join(userdir, "run"),
-           "HOME": userdir}
-    return subprocess.run([os.path.join(userdir, "agentd"), *args], capture_output=True,
-                          env=env, cwd=userdir, preexec_fn=drop, timeout=60)
+    return run_as_nobody(userdir, None, *args)
 
 
 @pytest.fixture
