@@ -31,7 +31,8 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One backend instance per canonical name, created on first use; "auto" resolves once. */
+/* One backend instance per canonical name, created on first use. "auto" resolves once, policy
+ * blind, for what health reports; a create with auto chooses per spec (live_create). */
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err)
 {
 	if (!name)

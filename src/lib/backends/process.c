@@ -442,8 +442,9 @@ void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)
 	caps->snapshots = false;
 	caps->resource_limits = p->cgroup_writable && p->cgroup_memory && p->cgroup_pids;
 	if (!caps->resource_limits)
-		strv_push(&caps->warnings, "no writable cgroup with memory+pids controllers: "
-					   "rlimits only (no memory or process-count limit)");
+		strv_push(&caps->warnings, "no writable cgroup with memory+pids controllers: a "
+					   "memory or process limit cannot be enforced (refused unless "
+					   "--allow-degraded)");
 	for (int i = AGENTD_PROFILE_STRICT; i <= AGENTD_PROFILE_PERMISSIVE; i++)
 		strv_push(&caps->available_profiles, agentd_profile_name((agentd_profile)i));
 	strv_push(&caps->warnings, "network mode \"host\" (profile permissive only) shares the "
