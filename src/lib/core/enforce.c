@@ -172,6 +172,16 @@ static void list_missing(const agentd_backend_caps *c, uint32_t missing, agentd_
 		}
 }
 
+/* The items of missing no degradation can do without. */
+static uint32_t hard_items(uint32_t missing)
+{
+	uint32_t hard = 0;
+	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++)
+		if ((missing & AGENTD_ITEM_BIT(i)) && !items[i].degradable)
+			hard |= AGENTD_ITEM_BIT(i);
+	return hard;
+}
+
 int enforce_plan(agentd_backend *b, const agentd_spec *spec, const agentd_create_opts *opts,
 		 agentd_spec *relaxed, agentd_strv *unenforced, agentd_error *err)
 {
@@ -180,10 +190,7 @@ int enforce_plan(agentd_backend *b, const agentd_spec *spec, const agentd_create
 	if (agentd_backend_probe(b, &caps, err) < 0)
 		return -1;
 	uint32_t missing = agentd_spec_items(spec) & ~caps.enforceable;
-	uint32_t hard = 0;
-	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++)
-		if ((missing & AGENTD_ITEM_BIT(i)) && !items[i].degradable)
-			hard |= AGENTD_ITEM_BIT(i);
+	uint32_t hard = hard_items(missing);
 	if (hard || (missing && !(opts && opts->allow_degraded))) {
 		char what[AGENTD_ERROR_MAX];
 		describe_missing(spec, &caps, hard ? hard : missing, what, sizeof(what));
@@ -219,10 +226,7 @@ int agentd_backend_unenforced(agentd_backend *b, const agentd_spec *spec, agentd
 bool enforce_can_run(const agentd_backend_caps *caps, const agentd_spec *spec, bool degrade)
 {
 	uint32_t missing = agentd_spec_items(spec) & ~caps->enforceable;
-	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++)
-		if ((missing & AGENTD_ITEM_BIT(i)) && !items[i].degradable)
-			return false;
-	return !missing || degrade;
+	return !missing || (degrade && !hard_items(missing));
 }
 
 void enforce_item_names(const agentd_backend_caps *caps, const agentd_spec *spec, char *buf,
