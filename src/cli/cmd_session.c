@@ -131,6 +131,8 @@ static int session_request(const struct session_args *sa, const char **method, c
 /* A successful answer: JSON, the session id, or the execution's output and exit code. */
 static int session_output(const struct session_args *sa, json_t *j)
 {
+	if (!strcmp(sa->sub, "create"))
+		warn_unenforced_json(j);
 	if (sa->json) {
 		char *s = json_dumps(j, JSON_INDENT(2));
 		puts(s);

@@ -152,6 +152,7 @@ def test_daemon_refuses_what_a_named_backend_cannot_enforce(d):
     assert r.status == 400, r
     r = d.post("/v1/agents/a1/sessions", {"backend": "host-direct", "allow_degraded": True})
     assert r.status == 201, r
+    assert [u.split(":", 1)[0] for u in r.json["unenforced"]] == items, r
     d.delete(f"/v1/agents/a1/sessions/{r.json['session_id']}")
 
 
@@ -175,6 +176,12 @@ def test_cli_sandbox_create_refuses_or_warns(d):
     assert r.returncode == 0, r
     assert b"warning: not enforced (--allow-degraded): network_none:" in r.stderr, r
     d.cli("sandbox", "rm", r.stdout.decode().strip())
+    r = d.cli("session", "create", "a2", "--backend", "host-direct")
+    assert r.returncode == 125 and b"cannot enforce filesystem" in r.stderr, r
+    r = d.cli("session", "create", "a2", "--backend", "host-direct", "--allow-degraded")
+    assert r.returncode == 0, r
+    assert b"warning: not enforced (--allow-degraded): filesystem:" in r.stderr, r
+    d.cli("session", "rm", "a2", r.stdout.decode().strip())
 
 
 def test_exec_timeout_above_the_wall_limit_is_refused(d):

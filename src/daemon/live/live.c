@@ -498,6 +498,15 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	return 0;
 }
 
+json_t *live_unenforced_json(const struct live *l)
+{
+	const agentd_sandbox_caps *c = agentd_sandbox_get_caps(l->sb);
+	json_t *a = json_array();
+	for (size_t i = 0; i < c->unenforced.n; i++)
+		json_array_append_new(a, json_string(c->unenforced.v[i]));
+	return a;
+}
+
 json_t *live_to_json(struct daemon *d, struct live *l)
 {
 	pthread_mutex_lock(&d->lock);
@@ -514,14 +523,11 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 	char *sj = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
 	spec = json_loads(sj, 0, NULL);
 	free(sj);
-	json_t *unenforced = json_array();
-	for (size_t i = 0; i < c->unenforced.n; i++)
-		json_array_append_new(unenforced, json_string(c->unenforced.v[i]));
 	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id", l->id,
 			 "name", l->name, "backend", l->backend, "state", sb_state_name(s),
 			 "created_ms", (json_int_t)l->created_ms, "running_execs",
 			 (json_int_t)execs, "session", l->session, "policy_digest", l->digest,
-			 "capabilities", caps, "unenforced", unenforced, "spec",
+			 "capabilities", caps, "unenforced", live_unenforced_json(l), "spec",
 			 spec ? spec : json_null());
 }
 

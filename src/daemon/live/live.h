@@ -127,6 +127,8 @@ int exec_slot_init(struct exec_slot *slot, int client_fd);
 void exec_slot_cancel(struct exec_slot *slot);
 void exec_slot_close(struct exec_slot *slot);
 json_t *live_to_json(struct daemon *d, struct live *l);
+/* What the sandbox runs without ("item: reason" strings; [] when everything is enforced). */
+json_t *live_unenforced_json(const struct live *l);
 
 /* ------------------------------------------------------------------ audit.c, netaudit.c */
 /* netaudit.c: start the daemon's egress proxy, whose every decision is appended to the
