@@ -11,7 +11,7 @@ import os
 import pytest
 
 from conftest import agentd
-from daemon_util import Daemon
+from test_daemon import d  # noqa: F401  (the daemon fixture)
 from test_unprivileged import NOBODY, run_as_nobody, userdir  # noqa: F401  (the fixture)
 
 BIG = "x = bytearray(100 * 1024 * 1024); print(len(x))"
@@ -118,13 +118,6 @@ def test_host_direct_is_refused_unless_degraded():
     assert [u.split(":", 1)[0] for u in r.json["unenforced"]] == ["filesystem", "network_none"]
     r = agentd("run", "--backend", "linux-native", "--json", "--", "/bin/true")
     assert r.rc == 0 and r.json["unenforced"] == [], r
-
-
-@pytest.fixture(scope="module")
-def d():
-    dm = Daemon().start()
-    yield dm
-    dm.cleanup()
 
 
 def test_daemon_refuses_what_a_named_backend_cannot_enforce(d):
