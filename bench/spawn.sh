@@ -12,7 +12,7 @@ trap 'rm -rf "$OUT"' EXIT
 
 cmds=(
   "/bin/true"
-  "$AGENTD run --backend host-direct -- /bin/true"
+  "$AGENTD run --backend host-direct --allow-degraded -- /bin/true"
   "$AGENTD run --backend linux-native -- /bin/true"
   "$AGENTD run --backend container -- /bin/true"
 )

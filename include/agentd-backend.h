@@ -13,7 +13,7 @@ extern "C" {
 
 /* Raised whenever an ops table, an allocator or an accessor below changes shape. A plugin
  * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
-#define AGENTD_BACKEND_ABI_VERSION 3u /* 3: agentd_limits.max_snapshot_bytes */
+#define AGENTD_BACKEND_ABI_VERSION 3u /* 3: agentd_limits.max_snapshot_bytes, enforcement items */
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -67,6 +67,12 @@ void agentd_sandbox_set_priv(agentd_sandbox *sb, void *priv);
 /* What the sandbox reports of itself (agentd_sandbox_get_caps), for create to fill in:
  * readable/writable paths, network, the syscall filter. */
 agentd_sandbox_caps *agentd_sandbox_caps_mut(agentd_sandbox *sb);
+
+/* For probe: item is enforced on this host, or is not, and why (what would make it so).
+ * An item never marked enforceable is not: a probe states each one it enforces. */
+void agentd_caps_enforce(agentd_backend_caps *caps, agentd_policy_item item);
+void agentd_caps_cannot_enforce(agentd_backend_caps *caps, agentd_policy_item item,
+				const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus
 }

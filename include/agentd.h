@@ -138,7 +138,7 @@ typedef struct agentd_command {
 	const char *workdir;		/* NULL = spec workdir */
 	const uint8_t *stdin_data;	/* NULL = /dev/null */
 	size_t stdin_len;
-	uint64_t timeout_ms;		/* 0 = spec limit; never above it */
+	uint64_t timeout_ms;		/* 0 = spec limit; above it: EINVAL (docs/policy.md) */
 } agentd_command;
 
 typedef enum agentd_stream {
@@ -190,11 +190,42 @@ typedef struct agentd_exec_output {
 	agentd_limit_kind limit_hit;
 	bool output_truncated;
 	agentd_usage usage;
+	agentd_strv unenforced;		/* policy items the sandbox runs without, "item: reason" */
 } agentd_exec_output;
 void agentd_exec_output_free(agentd_exec_output *o);
 /* docs/exit-codes.md#json-output object (stdout/stderr base64 when not UTF-8). malloc'd. */
 char *agentd_exec_output_to_json(const agentd_exec_output *o, const char *backend,
 				 const char *sandbox_id);
+
+/* ------------------------------------------------------- enforcement
+ * The policy items a spec can ask for and a backend may be unable to enforce on a host
+ * (docs/policy.md#enforcement). None is ever dropped silently: auto skips a backend that
+ * cannot enforce a spec; a create on one fails (ENOTSUP) naming the items and why, unless
+ * the caller allows degradation (agentd_create_opts), and then the sandbox and every exec
+ * result list them as "unenforced". */
+typedef enum agentd_policy_item {
+	AGENTD_ITEM_MEMORY = 0,		/* limits.max_memory_bytes */
+	AGENTD_ITEM_PIDS,		/* limits.max_processes */
+	AGENTD_ITEM_CPU,		/* limits.cpu_weight other than 100, limits.cpu_quota_pct */
+	AGENTD_ITEM_CPU_TIME,		/* limits.max_cpu_time_ms */
+	AGENTD_ITEM_WALL_TIME,		/* limits.max_wall_time_ms */
+	AGENTD_ITEM_OPEN_FILES,		/* limits.max_open_files */
+	AGENTD_ITEM_OUTPUT,		/* limits.max_output_bytes */
+	AGENTD_ITEM_WRITE,		/* limits.max_write_bytes other than 0 */
+	AGENTD_ITEM_FILESYSTEM,		/* only the runtime, the workspace and the allowed paths */
+	AGENTD_ITEM_BIND_MOUNTS,	/* bind_mounts whose target is not their source */
+	AGENTD_ITEM_NETWORK_NONE,	/* network.mode "none" */
+	AGENTD_ITEM_NETWORK_ALLOWLIST,	/* network.mode "allowlist" */
+	AGENTD_ITEM_RUN_AS,		/* run_as other than the caller's own ids */
+	AGENTD_ITEM_SECCOMP,		/* seccomp_profile other than "none" */
+	AGENTD_ITEM_COUNT,
+} agentd_policy_item;
+#define AGENTD_ITEM_BIT(i) (1u << (i))
+/* "memory", "pids", "cpu", "cpu_time", "wall_time", "open_files", "output", "write",
+ * "filesystem", "bind_mounts", "network_none", "network_allowlist", "run_as", "seccomp". */
+const char *agentd_policy_item_name(agentd_policy_item i);
+/* The items spec asks for, as AGENTD_ITEM_BIT()s. */
+uint32_t agentd_spec_items(const agentd_spec *spec);
 
 /* ------------------------------------------------------- capabilities */
 typedef struct agentd_backend_caps {
@@ -212,6 +243,8 @@ typedef struct agentd_backend_caps {
 	agentd_strv warnings;			/* degraded features, with reasons */
 	bool available;				/* usable on this host */
 	char unavailable_reason[256];
+	uint32_t enforceable;			/* AGENTD_ITEM_BIT()s enforced on this host */
+	char unenforceable_reason[AGENTD_ITEM_COUNT][256];	/* why not, per other item */
 } agentd_backend_caps;
 void agentd_backend_caps_free(agentd_backend_caps *c);
 /* docs/backends.md#score: filesystem 4, process 2, network 2, syscall filter 2, limits 1. */
@@ -233,6 +266,7 @@ typedef struct agentd_sandbox_caps {
 	agentd_strv blocked_syscall_categories;
 	bool is_persistent;
 	time_t created_at;
+	agentd_strv unenforced;		/* items of its spec it runs without, "item: reason" */
 } agentd_sandbox_caps;
 void agentd_sandbox_caps_free(agentd_sandbox_caps *c);
 
@@ -267,8 +301,20 @@ const char *const *agentd_backend_aliases(const char *canonical);
 int agentd_create_backend(const char *name, const char *work_root, agentd_backend **out,
 			  agentd_error *err);
 /* Highest score wins (ties: registration order); host-direct when nothing probes;
- * warn (may be NULL) receives the reason when falling back. */
+ * warn (may be NULL) receives the reason when falling back. Spec-blind: a program that
+ * creates sandboxes picks with agentd_select_backend. */
 agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *warn);
+
+/* What a create accepts beyond the spec. NULL = all zero. */
+typedef struct agentd_create_opts {
+	bool allow_degraded;	/* run without the items the backend cannot enforce (listed) */
+} agentd_create_opts;
+/* auto for spec (docs/backends.md#score): the highest-scoring available backend that
+ * enforces every item spec asks for; when none does and opts allow degradation, the
+ * highest-scoring one that can still run it. *canonical is owned by the registry. Else -1
+ * and err (ENOTSUP) says per backend what it cannot enforce. */
+int agentd_select_backend(const agentd_spec *spec, const agentd_create_opts *opts,
+			  const char **canonical, agentd_error *err);
 /* dlopen every *.so in dir; each must be built against agentd-backend.h, export
  * AGENTD_PLUGIN_ABI (checked before anything of it runs: a plugin built for another ABI
  * version is refused, naming both) and `int agentd_plugin_init(void)` that calls
@@ -280,12 +326,21 @@ const char *agentd_default_work_root(void);
 
 const char *agentd_backend_name(const agentd_backend *b);
 int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
+/* The items spec asks for that b cannot enforce here, "item: reason" each (none: empty). */
+int agentd_backend_unenforced(agentd_backend *b, const agentd_spec *spec, agentd_strv *out,
+			      agentd_error *err);
 /* A persistent sandbox lives as long as its creator: a container's init gets SIGKILL when
  * the *thread* that created it exits (PR_SET_PDEATHSIG follows the thread), and the janitor
  * then removes what is left. A multithreaded program creates sandboxes from a thread that
  * lives as long as they should (agentd serve uses one creator thread). */
+/* An item of spec that b cannot enforce fails the create (ENOTSUP, naming each item and
+ * why) unless opts->allow_degraded; the sandbox then runs without it and lists it in its
+ * caps' unenforced. The plain form is the _opts form with NULL opts. */
 int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
 				  agentd_sandbox **out, agentd_error *err);
+int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spec,
+				       const agentd_create_opts *opts, agentd_sandbox **out,
+				       agentd_error *err);
 /* Sandbox ids of live sandboxes (malloc'd array of malloc'd strings). */
 int agentd_backend_list(agentd_backend *b, agentd_strv *ids, agentd_error *err);
 agentd_sandbox *agentd_backend_get(agentd_backend *b, const char *id);
@@ -293,14 +348,23 @@ int agentd_backend_destroy_all(agentd_backend *b, agentd_error *err);
 int agentd_backend_health_check(agentd_backend *b, agentd_backend_health *h, agentd_error *err);
 void agentd_backend_free(agentd_backend *b);	/* destroy_all, then free */
 
+/* out->unenforced lists what the sandbox runs without (its caps' unenforced). */
 int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err);
+/* What agentd_sandbox_exec checks before it runs anything: EINVAL for an empty argv, a
+ * forbidden env name, a relative workdir, a timeout_ms above limits.max_wall_time_ms. */
+int agentd_sandbox_check_command(const agentd_sandbox *sb, const agentd_command *cmd,
+				 agentd_error *err);
 /* One-shot: a sandbox for spec, cmd run in it, the sandbox destroyed — in one pass where
  * the backend has one (container), else create + exec + destroy. sandbox_id receives the
  * transient sandbox's id. 0 when the command ran (its result in out), -1 + err if not. */
 int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
 		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
 		       char sandbox_id[AGENTD_ID_LEN], agentd_error *err);
+int agentd_backend_run_opts(agentd_backend *b, const agentd_spec *spec,
+			    const agentd_create_opts *opts, const agentd_command *cmd,
+			    const agentd_exec_ctx *ctx, agentd_exec_output *out,
+			    char sandbox_id[AGENTD_ID_LEN], agentd_error *err);
 bool agentd_sandbox_is_alive(agentd_sandbox *sb);
 int agentd_sandbox_suspend(agentd_sandbox *sb, agentd_error *err);
 int agentd_sandbox_resume(agentd_sandbox *sb, agentd_error *err);
@@ -351,6 +415,7 @@ typedef struct agentd_platform {
 	bool clone3;
 	char kernel[128];
 	char reasons[1024];		/* why things are unavailable, "; "-separated */
+	char cgroup_reason[256];	/* why no cgroup could be made, or a controller is missing */
 } agentd_platform;
 /* Real attempts, cached after the first call. */
 const agentd_platform *agentd_probe_platform(void);

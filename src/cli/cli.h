@@ -27,6 +27,7 @@ enum {
 	OPT_WORKDIR,
 	OPT_SECCOMP,
 	OPT_USER,
+	OPT_ALLOW_DEGRADED,
 	OPT_POLICY_LAST,
 };
 
@@ -43,12 +44,14 @@ enum {
 		{"env", required_argument, NULL, OPT_ENV},                                       \
 		{"workdir", required_argument, NULL, OPT_WORKDIR},                               \
 		{"seccomp", required_argument, NULL, OPT_SECCOMP},                               \
-		{"user", required_argument, NULL, OPT_USER}
+		{"user", required_argument, NULL, OPT_USER},                                     \
+		{"allow-degraded", no_argument, NULL, OPT_ALLOW_DEGRADED}
 
 /* Flags collected in order, applied after the policy file so that flags win. */
 struct policy_flags {
 	const char *policy_file;
 	const char *profile;
+	bool allow_degraded;		/* run without what the backend cannot enforce (listed) */
 	struct {
 		int opt;
 		const char *val;
@@ -113,6 +116,8 @@ int client_report_error(const char *verb, int status, json_t *j);
 char *url_escape(const char *s);	/* for query values; malloc'd */
 /* cmd_sandbox.c, shared with cmd_session.c */
 json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
+/* Every "unenforced" entry of a daemon's answer as a warning line on stderr. */
+void warn_unenforced_json(json_t *answer);
 /* Write a JSON string to t, base64-decoded when encoding is "base64". */
 void write_decoded(struct term_out *t, json_t *data, const char *encoding);
 /* An exec output object's stdout and stderr to ours (escaped for a terminal unless raw). */

@@ -42,6 +42,17 @@ static json_t *caps_json(const agentd_backend_caps *c)
 							: json_null());
 	if (!c->available)
 		json_object_set_new(o, "reason", json_string(c->unavailable_reason));
+	/* docs/policy.md#enforcement: each policy item, enforced here or not and why */
+	json_t *yes = json_array(), *no = json_object();
+	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++) {
+		const char *name = agentd_policy_item_name((agentd_policy_item)i);
+		if (c->enforceable & AGENTD_ITEM_BIT(i))
+			json_array_append_new(yes, json_string(name));
+		else
+			json_object_set_new(no, name, json_string(c->unenforceable_reason[i]));
+	}
+	json_object_set_new(o, "enforces", yes);
+	json_object_set_new(o, "cannot_enforce", no);
 	return o;
 }
 
@@ -66,6 +77,16 @@ static void print_caps(const agentd_backend_caps *c)
 	printf("\n");
 	for (size_t i = 0; i < c->warnings.n; i++)
 		printf("  warning: %s\n", c->warnings.v[i]);
+	printf("  enforces             ");
+	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++)
+		if (c->enforceable & AGENTD_ITEM_BIT(i))
+			printf(" %s", agentd_policy_item_name((agentd_policy_item)i));
+	printf("\n");
+	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++)
+		if (!(c->enforceable & AGENTD_ITEM_BIT(i)))
+			printf("  cannot enforce %s: %s\n",
+			       agentd_policy_item_name((agentd_policy_item)i),
+			       c->unenforceable_reason[i]);
 }
 
 static void print_platform(const agentd_platform *p)
@@ -178,27 +199,30 @@ int cmd_probe(int argc, char **argv)
 	if (!json)
 		print_platform(p);
 	probe_backends(want, json, arr);
-	agentd_error warn = {0};
-	agentd_backend *best = want ? NULL : agentd_detect_best_backend(NULL, &warn);
+	/* what `agentd run` without policy flags would pick: the strict profile enforced */
+	agentd_spec strict;
+	agentd_spec_init(&strict, AGENTD_PROFILE_STRICT);
+	const char *best = NULL;
+	agentd_error why = {0};
+	if (!want)
+		agentd_select_backend(&strict, NULL, &best, &why);
+	agentd_spec_free(&strict);
 	if (json) {
 		json_t *root = json_pack("{s:o, s:o}", "platform", platform_json(p), "backends", arr);
 		if (!want)
-			json_object_set_new(root, "auto",
-					    json_string(best ? agentd_backend_name(best) : ""));
+			json_object_set_new(root, "auto", best ? json_string(best) : json_null());
 		char *s = json_dumps(root, JSON_INDENT(2));
 		puts(s);
 		free(s);
 		json_decref(root);
-		agentd_backend_free(best);
 		return 0;
 	}
 	json_decref(arr);
 	if (!want) {
-		printf("\nauto selects: %s\n", best ? agentd_backend_name(best) : "(none)");
-		if (warn.msg[0])
-			printf("  warning: %s\n", warn.msg);
+		printf("\nauto selects (strict profile): %s\n", best ? best : "(none)");
+		if (why.msg[0])
+			printf("  %s\n", why.msg);
 	}
-	agentd_backend_free(best);
 	/* What each backend really blocks, tried from inside (fast: well under 1 s). */
 	printf("\n");
 	fflush(stdout);

@@ -36,7 +36,8 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"usage: agentd run [--backend NAME|auto] [policy options] [--json] [-i] [--raw] [--trace-timing] -- PROG "
 		"ARGS...\n\n"
-		"  --backend NAME   backend name or alias, or auto (default: auto)\n"
+		"  --backend NAME   backend name or alias, or auto (default: auto: the best\n"
+		"                   backend here that enforces the whole policy)\n"
 		"  --json           print one JSON object with the result instead of streaming\n"
 		"  -i, --stdin      pass agentd's stdin to the command (default: /dev/null)\n"
 		"  --raw            write the command's output to a terminal unescaped\n"
@@ -108,22 +109,21 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 	return 0;
 }
 
-/* The backend by name, or the best one here for auto; NULL after an error message. */
-static agentd_backend *pick_backend(const char *name)
+/* The backend by name, or for auto the best one here that enforces spec (or, degraded,
+ * runs it); NULL after an error message. */
+static agentd_backend *pick_backend(const char *name, const agentd_spec *spec,
+				    const agentd_create_opts *opts)
 {
 	agentd_backend *backend = NULL;
 	agentd_error err = {0};
-	if (!strcasecmp(name, "auto")) {
-		agentd_error warn = {0};
-		backend = agentd_detect_best_backend(NULL, &warn);
-		if (warn.msg[0])
-			print_error("warning: %s", warn.msg);
-	} else if (agentd_create_backend(name, NULL, &backend, &err) < 0) {
+	if (!strcasecmp(name, "auto") && agentd_select_backend(spec, opts, &name, &err) < 0) {
 		print_error("%s", err.msg);
 		return NULL;
 	}
-	if (!backend)
-		print_error("no backend available");
+	if (agentd_create_backend(name, NULL, &backend, &err) < 0) {
+		print_error("%s", err.msg);
+		return NULL;
+	}
 	return backend;
 }
 
@@ -132,6 +132,8 @@ static agentd_backend *pick_backend(const char *name)
 static void report_result(const agentd_exec_output *o, bool json, const agentd_backend *b,
 			  const char *sandbox_id, const agentd_spec *spec)
 {
+	for (size_t i = 0; i < o->unenforced.n; i++)
+		print_error("warning: not enforced (--allow-degraded): %s", o->unenforced.v[i]);
 	if (json) {
 		char *s = agentd_exec_output_to_json(o, agentd_backend_name(b), sandbox_id);
 		term_puts_json(s);
@@ -163,7 +165,8 @@ int cmd_run(int argc, char **argv)
 		return EXIT_AGENTD;
 	}
 	trace_mark("policy built");
-	agentd_backend *backend = pick_backend(ra.backend);
+	agentd_create_opts copts = {.allow_degraded = ra.pf.allow_degraded};
+	agentd_backend *backend = pick_backend(ra.backend, &spec, &copts);
 	if (!backend) {
 		agentd_spec_free(&spec);
 		return EXIT_AGENTD;
@@ -204,7 +207,7 @@ int cmd_run(int argc, char **argv)
 	};
 	agentd_exec_output o;
 	char sandbox_id[AGENTD_ID_LEN];
-	int run_r = agentd_backend_run(backend, &spec, &cmd, &ctx, &o, sandbox_id, &err);
+	int run_r = agentd_backend_run_opts(backend, &spec, &copts, &cmd, &ctx, &o, sandbox_id, &err);
 	term_out_flush(&term[0]);
 	term_out_flush(&term[1]);
 	if (run_r < 0) {

@@ -163,6 +163,8 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 		json_object_set_new(body, "backend", json_string(o->backend));
 	if (o->name)
 		json_object_set_new(body, "name", json_string(o->name));
+	if (o->pf.allow_degraded)
+		json_object_set_new(body, "allow_degraded", json_true());
 	int status = 0;
 	json_t *j = client_call(o->socket, "POST", "/v1/sandboxes", body, &status, &err);
 	json_decref(body);
@@ -172,9 +174,19 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 	}
 	int rc = status == 201 ? 0 : client_report_error("sandbox create", status, j);
 	if (!rc)
+		warn_unenforced_json(j);
+	if (!rc)
 		o->json ? print_json(j) : puts(json_string_value(json_object_get(j, "id")));
 	json_decref(j);
 	return rc;
+}
+
+void warn_unenforced_json(json_t *answer)
+{
+	json_t *v;
+	size_t i;
+	json_array_foreach(json_object_get(answer, "unenforced"), i, v)
+		print_error("warning: not enforced (--allow-degraded): %s", json_string_value(v));
 }
 
 void write_decoded(struct term_out *t, json_t *data, const char *encoding)

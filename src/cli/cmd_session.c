@@ -141,6 +141,8 @@ static int session_request(const struct session_args *sa, const char **method, c
 		*body = json_pack("{s:o}", "config", spec);
 		if (sa->backend)
 			json_object_set_new(*body, "backend", json_string(sa->backend));
+		if (sa->pf.allow_degraded)
+			json_object_set_new(*body, "allow_degraded", json_true());
 		snprintf(path, plen, "/v1/agents/%.64s/sessions", sa->pos[0]);
 		*ok = 201;
 	} else if (!strcmp(sa->sub, "exec") && sa->npos == 3) {
@@ -160,6 +162,8 @@ static int session_request(const struct session_args *sa, const char **method, c
 /* A successful answer: JSON, the session id, or the execution's output and exit code. */
 static int session_output(const struct session_args *sa, json_t *j)
 {
+	if (!strcmp(sa->sub, "create"))
+		warn_unenforced_json(j);
 	if (sa->json) {
 		char *s = json_dumps(j, JSON_INDENT(2) | term_json_flags());
 		puts(s);

@@ -38,7 +38,10 @@ const char *policy_flags_help(void)
 	       "  --workdir DIR         working directory inside the sandbox\n"
 	       "  --seccomp PROFILE     default | none | PATH to an OCI seccomp JSON\n"
 	       "  --user UID[:GID]      identity of the command when agentd is root\n"
-	       "                        (default 65534:65534; 0 = root without capabilities)\n";
+	       "                        (default 65534:65534; 0 = root without capabilities)\n"
+	       "  --allow-degraded      run even when the backend cannot enforce part of the\n"
+	       "                        policy (say, no cgroup for --memory); what is not\n"
+	       "                        enforced is listed on stderr and in \"unenforced\"\n";
 }
 
 int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_error *err)
@@ -51,6 +54,10 @@ int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_e
 	}
 	if (opt == OPT_PROFILE) {
 		pf->profile = val;
+		return 0;
+	}
+	if (opt == OPT_ALLOW_DEGRADED) {
+		pf->allow_degraded = true;
 		return 0;
 	}
 	if (pf->n == (int)(sizeof(pf->items) / sizeof(pf->items[0])))

@@ -42,9 +42,15 @@ def agentd(*args, input=None, timeout=60, env=None, pass_fds=()):
     return Result(p)
 
 
+def degraded(backend):
+    """host-direct enforces no filesystem, network or syscall wall: agentd runs it only when
+    told to run without them (docs/policy.md#enforcement)."""
+    return ["--allow-degraded"] if backend == "host-direct" else []
+
+
 def run(backend, *cmd, opts=(), input=None, json_out=True, **kw):
     """agentd run --backend B [opts] -- cmd..., with the probe helper's dir readable."""
-    args = ["run", "--backend", backend, "--ro", PROBE_DIR]
+    args = ["run", "--backend", backend, *degraded(backend), "--ro", PROBE_DIR]
     if json_out:
         args.append("--json")
     if input is not None:

@@ -434,7 +434,7 @@ def test_serve_options_and_leftover_sweep():
         dm.start()
         assert not os.path.exists(stray), "leftover sandbox dir not swept at start"
         assert "removed a leftover sandbox dir" in dm.read_log()
-        r = dm.post("/v1/sandboxes", {})
+        r = dm.post("/v1/sandboxes", {"allow_degraded": True})
         assert r.status == 201 and r.json["backend"] == "host-direct", r
         assert dm.get("/v1/health").json["default_backend"] == "host-direct"
         dm.delete(f"/v1/sandboxes/{r.json['id']}")

@@ -467,7 +467,8 @@ def test_network_mode_errors_name_the_problem():
     for backend in ("linux-native", "host-direct"):
         r = agentd("run", "--backend", backend, "--net", "allow:a.com:443", "--", "/bin/true")
         assert r.rc == 125, r
-        assert b'"allowlist" cannot be enforced by backend ' + backend.encode() in r.stderr, r
+        assert (b'backend ' + backend.encode() + b' cannot enforce network "allowlist": ' +
+                backend.encode() + b' has no network namespace') in r.stderr, r
     r = agentd("probe", "--backend", "linux-native")
     assert b'network mode "allowlist" unavailable' in r.stdout, r
     r = agentd("probe", "--backend", "container")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import AGENTD, ALL_BACKENDS, PROBE, PROBE_DIR, agentd, hostdir, pid_alive, probe, run  # noqa: F401
+from conftest import AGENTD, ALL_BACKENDS, PROBE, PROBE_DIR, agentd, degraded, hostdir, pid_alive, probe, run  # noqa: F401
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
@@ -168,7 +168,7 @@ class TestOutput:
 
     def test_streaming_delivers_before_exit(self, backend):
         p = subprocess.Popen([os.path.join(PROBE_DIR, "..", "agentd"), "run", "--backend",
-                              backend, "--", "/bin/sh", "-c", "echo first; sleep 3; echo second"],
+                              backend, *degraded(backend), "--", "/bin/sh", "-c", "echo first; sleep 3; echo second"],
                              stdout=subprocess.PIPE)
         t0 = time.monotonic()
         first = p.stdout.readline()
@@ -286,7 +286,7 @@ def test_sigkill_of_owner_leaves_nothing(backend):
     marker = "agentd-owner-kill-%d" % os.getpid()
     _agentd_cgroup_names_before = {e for _, e in _agentd_cgroups()}
     p = subprocess.Popen([os.path.join(PROBE_DIR, "..", "agentd"), "run", "--backend", backend,
-                          "--", "/usr/bin/python3", "-c", "import time; time.sleep(60)",
+                          *degraded(backend), "--", "/usr/bin/python3", "-c", "import time; time.sleep(60)",
                           marker],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 5
@@ -328,7 +328,7 @@ def test_a_deep_tree_is_removed_with_few_fds(backend):
             "    os.mkdir('d'); os.chdir('d')\n"
             "open('f', 'w').write('x')\n"
             "print('deep')\n")
-    p = subprocess.run([AGENTD, "run", "--json", "--backend", backend, "--",
+    p = subprocess.run([AGENTD, "run", "--json", "--backend", backend, *degraded(backend), "--",
                         "/usr/bin/python3", "-c", code], capture_output=True, timeout=120,
                        preexec_fn=low_fds, env={"PATH": "/usr/bin:/bin"})
     out = json.loads(p.stdout)

@@ -85,8 +85,9 @@ def userdir():
 
 
 def run_as_nobody(userdir, delegated, *args):
-    """agentd ARGS as uid 65534, started inside the delegated cgroups."""
-    procs = [os.path.join(d, "cgroup.procs") for d in delegated.values()]
+    """agentd ARGS as uid 65534, started inside the delegated cgroups (None: left in the
+    caller's cgroup, which that user cannot write)."""
+    procs = [os.path.join(d, "cgroup.procs") for d in (delegated or {}).values()]
 
     def enter():
         for p in procs:

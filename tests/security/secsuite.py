@@ -218,9 +218,16 @@ def agentd(*args, input=None, timeout=60, env=None, pass_fds=(), cwd=None, **pop
     return Result(p, time.monotonic() - t0)
 
 
+def degraded(backend):
+    """host-direct enforces no filesystem, network or syscall wall: agentd runs it only when
+    told to run without them (docs/policy.md#enforcement)."""
+    return ["--allow-degraded"] if backend == "host-direct" else []
+
+
 def run(backend, *cmd, opts=(), **kw):
     """agentd run --backend B --json (the probe's directory read-only) [opts] -- cmd..."""
-    args = ["run", "--backend", backend, "--json", "--ro", PROBE_DIR, "--timeout",
+    args = ["run", "--backend", backend, *degraded(backend), "--json", "--ro", PROBE_DIR,
+            "--timeout",
             RUN_TIMEOUT, *opts, "--", *cmd]
     return agentd(*args, **kw)
 

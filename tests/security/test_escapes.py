@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from .secsuite import (AGENTD, PROBE, PROBE_DIR, RUN_TIMEOUT, Result, check, probe, run,
-                       verdict_of)
+from .secsuite import (AGENTD, PROBE, PROBE_DIR, RUN_TIMEOUT, Result, check, degraded, probe,
+                       run, verdict_of)
 
 
 def test_leaked_fds_not_visible(backend, hostdir):
@@ -34,8 +34,8 @@ def test_leaked_fds_not_visible(backend, hostdir):
 def _run_with_fd(backend, fdnum, path, *cmd, opts=()):
     """agentd run with `path` open (a directory, no CLOEXEC) as fd `fdnum` in agentd's own
     process: a shell opens it and execs agentd, so no fd of pytest is disturbed."""
-    args = ["run", "--backend", backend, "--json", "--ro", PROBE_DIR, "--timeout",
-            RUN_TIMEOUT, *opts, "--", PROBE, *cmd]
+    args = ["run", "--backend", backend, *degraded(backend), "--json", "--ro", PROBE_DIR,
+            "--timeout", RUN_TIMEOUT, *opts, "--", PROBE, *cmd]
     t0 = time.monotonic()
     p = subprocess.run(["/bin/sh", "-c", f'exec "$0" "$@" {fdnum}<"$AGENTD_SEC_DIR"',
                         AGENTD, *args], capture_output=True, timeout=60,

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from .secsuite import (AGENTD, PROBE, PROBE_DIR, check, expectation, pid_alive, probe,
+from .secsuite import (AGENTD, PROBE, PROBE_DIR, check, degraded, expectation, pid_alive, probe,
                        proc_matching)
 
 
@@ -98,7 +98,8 @@ def test_other_sandbox(backend, token):
     workspace: this sandbox must not signal it, trace it or read that file."""
     mark = f"5.{int(token[:6], 16)}"
     sib = subprocess.Popen(
-        [AGENTD, "run", "--backend", backend, "--ro", PROBE_DIR, "--timeout", "20s", "--",
+        [AGENTD, "run", "--backend", backend, *degraded(backend), "--ro", PROBE_DIR,
+         "--timeout", "20s", "--",
          "/bin/sh", "-c", f'echo SIBLING-SECRET > sibling.txt && exec "$0" sleep {mark}',
          PROBE], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={"PATH": "/usr/bin:/bin"})
@@ -122,3 +123,19 @@ def test_other_sandbox(backend, token):
     finally:
         sib.kill()
         sib.wait()
+
+
+def test_network_none_holds_without_the_syscall_filter(backend):
+    """--seccomp none drops agentd's syscall deny-list, not network "none": on linux-native
+    (no network namespace) the socket rules stay, as the only filter; an inet datagram socket,
+    which Landlock does not cover, is refused. host-direct lists network_none as unenforced."""
+    if backend == "host-direct":
+        r, _, _ = probe(backend, "socket", "inet", "dgram", opts=["--seccomp", "none"])
+        assert any(u.startswith("network_none:") for u in r.json["unenforced"]), r
+        return
+    r, verdict, line = probe(backend, "socket", "inet", "dgram", opts=["--seccomp", "none"])
+    assert r.json["unenforced"] == [], r
+    if backend == "container":
+        assert verdict == "ALLOWED", line   # its own empty namespace: nothing to reach
+        return
+    assert verdict == "BLOCKED" and "EAFNOSUPPORT" in line, line

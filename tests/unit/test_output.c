@@ -80,6 +80,9 @@ static void text_output_has_every_spec_field(void **state __attribute__((unused)
 	assert_string_equal(str(j, "backend"), "container");
 	assert_string_equal(str(j, "sandbox_id"), "0123456789abcdef0123456789abcdef");
 	assert_null(json_object_get(j, "term_signal"));	/* only when a signal ended it */
+	/* always present: empty when the sandbox enforces every item of its policy */
+	assert_true(json_is_array(json_object_get(j, "unenforced")));
+	assert_int_equal(json_array_size(json_object_get(j, "unenforced")), 0);
 
 	json_t *u = json_object_get(j, "resource_usage");
 	assert_true(json_is_object(u));
@@ -89,7 +92,7 @@ static void text_output_has_every_spec_field(void **state __attribute__((unused)
 	assert_int_equal(num(u, "wall_time_ms"), 42);
 	assert_int_equal(num(u, "bytes_written"), 100);
 	assert_int_equal(num(u, "bytes_read"), 200);
-	assert_int_equal(json_object_size(j), 11);	/* docs/exit-codes.md, no term_signal */
+	assert_int_equal(json_object_size(j), 12);	/* docs/exit-codes.md, no term_signal */
 
 	agentd_exec_output_free(&o);
 	assert_null(o.out);

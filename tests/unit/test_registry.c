@@ -148,6 +148,41 @@ static void test_detect_best_backend(void **state)
 	agentd_backend_free(best);
 }
 
+/* What a spec asks for (docs/policy.md#enforcement): the profiles' limits always; the
+ * network, seccomp and run_as items only when set; a bind mount only when remapped. */
+static void test_spec_items(void **state)
+{
+	agentd_spec s;
+	agentd_spec_init(&s, AGENTD_PROFILE_STRICT);
+	uint32_t m = agentd_spec_items(&s);
+	static const agentd_policy_item strict[] = {
+		AGENTD_ITEM_MEMORY, AGENTD_ITEM_PIDS, AGENTD_ITEM_CPU, AGENTD_ITEM_FILESYSTEM,
+		AGENTD_ITEM_NETWORK_NONE, AGENTD_ITEM_SECCOMP, AGENTD_ITEM_WALL_TIME,
+	};
+	for (size_t i = 0; i < sizeof(strict) / sizeof(strict[0]); i++)
+		assert_true(m & AGENTD_ITEM_BIT(strict[i]));
+	assert_false(m & AGENTD_ITEM_BIT(AGENTD_ITEM_RUN_AS));
+	assert_false(m & AGENTD_ITEM_BIT(AGENTD_ITEM_BIND_MOUNTS));
+	assert_false(m & AGENTD_ITEM_BIT(AGENTD_ITEM_NETWORK_ALLOWLIST));
+	free(s.seccomp_profile);
+	s.seccomp_profile = strdup("none");
+	s.network.mode = AGENTD_NET_ALLOWLIST;
+	s.run_as_uid = s.run_as_gid = (int64_t)getegid() + 1;
+	s.limits.cpu_quota_pct = 0;
+	m = agentd_spec_items(&s);
+	assert_false(m & AGENTD_ITEM_BIT(AGENTD_ITEM_SECCOMP));
+	assert_false(m & AGENTD_ITEM_BIT(AGENTD_ITEM_NETWORK_NONE));
+	assert_false(m & AGENTD_ITEM_BIT(AGENTD_ITEM_CPU));	/* weight 100, no quota */
+	assert_true(m & AGENTD_ITEM_BIT(AGENTD_ITEM_NETWORK_ALLOWLIST));
+	assert_true(m & AGENTD_ITEM_BIT(AGENTD_ITEM_RUN_AS));
+	s.run_as_uid = geteuid();
+	s.run_as_gid = getegid();
+	assert_false(agentd_spec_items(&s) & AGENTD_ITEM_BIT(AGENTD_ITEM_RUN_AS));
+	agentd_spec_free(&s);
+	assert_string_equal(agentd_policy_item_name(AGENTD_ITEM_NETWORK_NONE), "network_none");
+	assert_null(agentd_policy_item_name(AGENTD_ITEM_COUNT));
+}
+
 static void test_plugin_loading(void **state)
 {
 	const char *dir = getenv("AGENTD_TEST_PLUGIN_DIR");
@@ -164,6 +199,30 @@ static void test_plugin_loading(void **state)
 	assert_int_equal(agentd_backend_probe(b, &caps, &err), 0);
 	assert_true(caps.available);
 	agentd_backend_caps_free(&caps);
+
+	/* It states no policy item it enforces: a create is refused before it is called,
+	 * naming the items; allowed to degrade, the create reaches the plugin. */
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	agentd_sandbox *sb = NULL;
+	assert_int_equal(agentd_backend_create_sandbox(b, &spec, &sb, &err), -1);
+	assert_int_equal(err.code, ENOTSUP);
+	assert_non_null(strstr(err.msg, "backend test-plugin cannot enforce memory limit 512M, "
+					"process limit 64"));
+	assert_non_null(strstr(err.msg, "the backend does not say it enforces it"));
+	assert_null(strstr(err.msg, "creates no sandboxes"));
+	agentd_strv un;
+	assert_int_equal(agentd_backend_unenforced(b, &spec, &un, &err), 0);
+	assert_true(un.n >= 3);
+	assert_non_null(strstr(un.v[0], "memory: "));
+	for (size_t i = 0; i < un.n; i++)
+		free(un.v[i]);
+	free(un.v);
+	agentd_create_opts degrade = {.allow_degraded = true};
+	agentd_error_clear(&err);
+	assert_int_equal(agentd_backend_create_sandbox_opts(b, &spec, &degrade, &sb, &err), -1);
+	assert_non_null(strstr(err.msg, "creates no sandboxes"));
+	agentd_spec_free(&spec);
 	agentd_backend_free(b);
 
 	agentd_error_clear(&err);
@@ -204,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_register_custom_provider),
 		cmocka_unit_test(test_collisions_rejected),
 		cmocka_unit_test(test_detect_best_backend),
+		cmocka_unit_test(test_spec_items),
 		cmocka_unit_test(test_plugin_loading),
 		cmocka_unit_test(test_plugin_abi_refused),
 	};

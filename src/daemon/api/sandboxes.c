@@ -92,7 +92,8 @@ struct live *api_create_live(struct daemon *d, struct api_request *r, const stru
 	agentd_error err = {0};
 	int status;
 	uint64_t t0 = mono_ms();
-	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults,
+	agentd_create_opts opts = {.allow_degraded = r->allow_degraded};
+	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults, &opts,
 				     session ? NULL : r->name, session, &status, &err);
 	if (!r->has_spec)
 		agentd_spec_free(&defaults);
@@ -306,6 +307,14 @@ void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 		else
 			reply_error(out, 404, "no sandbox %s", r->id);
 		json_decref(old);
+		return;
+	}
+	agentd_error cerr = {0};
+	agentd_command check = {.argv = r->argv, .env = r->env, .workdir = r->workdir,
+				.timeout_ms = r->timeout_ms};
+	if (agentd_sandbox_check_command(l->sb, &check, &cerr) < 0) {
+		reply_agentd_error(out, 400, &cerr);
+		live_put(d, l);
 		return;
 	}
 	if (r->stream) {

@@ -32,9 +32,9 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 		reply_agentd_error(out, 500, &err);
 		return;
 	}
-	reply_json(out, 201, json_pack("{s:s, s:s, s:s, s:s, s:s}", "agent_id", r->agent,
+	reply_json(out, 201, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "agent_id", r->agent,
 				       "session_id", sid, "status", "ready", "sandbox_id", l->id,
-				       "backend", l->backend));
+				       "backend", l->backend, "unenforced", live_unenforced_json(l)));
 	live_put(d, l);
 }
 

@@ -57,6 +57,7 @@ struct api_request {
 	char *name;
 	bool has_spec;
 	agentd_spec spec;
+	bool allow_degraded;		/* run without what the backend cannot enforce */
 	/* POST .../exec */
 	char **argv;			/* NULL-terminated */
 	agentd_kvv env;

@@ -48,7 +48,8 @@ struct field {
 static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 	[ROUTE_SANDBOX_CREATE] = {{"backend", JSON_STRING, false},
 				  {"spec", JSON_OBJECT, false},
-				  {"name", JSON_STRING, false}},
+				  {"name", JSON_STRING, false},
+				  {"allow_degraded", JSON_TRUE, false}},
 	[ROUTE_SANDBOX_EXEC] = {{"argv", JSON_ARRAY, true},
 				{"env", JSON_OBJECT, false},
 				{"workdir", JSON_STRING, false},
@@ -57,7 +58,9 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				{"stream", JSON_TRUE, false}},
 	[ROUTE_SANDBOX_SNAPSHOT] = {{"name", JSON_STRING, true}},
 	[ROUTE_SANDBOX_RESTORE] = {{"snapshot_id", JSON_STRING, true}},
-	[ROUTE_SESSION_CREATE] = {{"config", JSON_OBJECT, false}, {"backend", JSON_STRING, false}},
+	[ROUTE_SESSION_CREATE] = {{"config", JSON_OBJECT, false},
+				  {"backend", JSON_STRING, false},
+				  {"allow_degraded", JSON_TRUE, false}},
 	[ROUTE_SESSION_EXEC] = {{"code", JSON_STRING, true}, {"language", JSON_STRING, false}},
 };
 
@@ -286,6 +289,7 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 				return agentd_error_set(err, EINVAL,
 							"name: expected [A-Za-z0-9._-]{1,64}");
 		}
+		r->allow_degraded = json_is_true(json_object_get(b, "allow_degraded"));
 		v = json_object_get(b, r->route == ROUTE_SESSION_CREATE ? "config" : "spec");
 		if (v) {
 			if (parse_spec(v, r->route == ROUTE_SESSION_CREATE ? "config" : "spec",

@@ -31,7 +31,8 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One backend instance per canonical name, created on first use; "auto" resolves once. */
+/* One backend instance per canonical name, created on first use. "auto" resolves once, policy
+ * blind, for what health reports; a create with auto chooses per spec (live_create). */
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err)
 {
 	if (!name)
@@ -80,6 +81,7 @@ enum sb_state live_state(const struct live *l)
 struct create_job {
 	agentd_backend *b;
 	const agentd_spec *spec;
+	const agentd_create_opts *opts;
 	agentd_sandbox *sb;
 	agentd_error *err;
 	int r;
@@ -104,7 +106,7 @@ static void *creator_main(void *arg)
 		struct create_job *j = creator_queue;
 		creator_queue = j->next;
 		pthread_mutex_unlock(&creator_lock);
-		j->r = agentd_backend_create_sandbox(j->b, j->spec, &j->sb, j->err);
+		j->r = agentd_backend_create_sandbox_opts(j->b, j->spec, j->opts, &j->sb, j->err);
 		pthread_mutex_lock(&creator_lock);
 		j->done = true;
 		pthread_cond_broadcast(&creator_cond);
@@ -137,10 +139,10 @@ void live_creator_stop(void)
 		pthread_join(creator_thread, NULL);
 }
 
-static int create_in_creator(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **sb,
-			     agentd_error *err)
+static int create_in_creator(agentd_backend *b, const agentd_spec *spec,
+			     const agentd_create_opts *opts, agentd_sandbox **sb, agentd_error *err)
 {
-	struct create_job j = {.b = b, .spec = spec, .err = err};
+	struct create_job j = {.b = b, .spec = spec, .opts = opts, .err = err};
 	pthread_mutex_lock(&creator_lock);
 	if (!creator_running) {
 		pthread_mutex_unlock(&creator_lock);
@@ -180,9 +182,16 @@ static char *policy_json_for_state(const char *json)
 }
 
 struct live *live_create(struct daemon *d, const char *backend_name, const agentd_spec *spec,
-			 const char *name, bool session, int *status, agentd_error *err)
+			 const agentd_create_opts *opts, const char *name, bool session,
+			 int *status, agentd_error *err)
 {
 	*status = 400;
+	/* auto is chosen per spec: the best backend that enforces it (docs/backends.md#score) */
+	if (!backend_name)
+		backend_name = d->cfg.default_backend;
+	if (!strcasecmp(backend_name, "auto") &&
+	    agentd_select_backend(spec, opts, &backend_name, err) < 0)
+		return NULL;
 	agentd_backend *b = daemon_backend(d, backend_name, err);
 	if (!b)
 		return NULL;
@@ -227,7 +236,7 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	pthread_mutex_unlock(&d->lock);
 
 	agentd_sandbox *sb = NULL;
-	int r = create_in_creator(b, spec, &sb, err);
+	int r = create_in_creator(b, spec, opts, &sb, err);
 	if (r == 0) {
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
 		l->sb = sb;
@@ -506,6 +515,15 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	return 0;
 }
 
+json_t *live_unenforced_json(const struct live *l)
+{
+	const agentd_sandbox_caps *c = agentd_sandbox_get_caps(l->sb);
+	json_t *a = json_array();
+	for (size_t i = 0; i < c->unenforced.n; i++)
+		json_array_append_new(a, json_string(c->unenforced.v[i]));
+	return a;
+}
+
 json_t *live_to_json(struct daemon *d, struct live *l)
 {
 	pthread_mutex_lock(&d->lock);
@@ -522,11 +540,12 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 	char *sj = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
 	spec = json_loads(sj, 0, NULL);
 	free(sj);
-	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o}", "id", l->id,
+	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id", l->id,
 			 "name", l->name, "backend", l->backend, "state", sb_state_name(s),
 			 "created_ms", (json_int_t)l->created_ms, "running_execs",
 			 (json_int_t)execs, "session", l->session, "policy_digest", l->digest,
-			 "capabilities", caps, "spec", spec ? spec : json_null());
+			 "capabilities", caps, "unenforced", live_unenforced_json(l), "spec",
+			 spec ? spec : json_null());
 }
 
 /* The exec counters GET /v1/metrics reads (api/metrics.c). */

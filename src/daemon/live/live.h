@@ -105,10 +105,11 @@ uint64_t mono_ms(void);		/* CLOCK_MONOTONIC, for durations */
 int live_creator_start(void);	/* the thread that creates every sandbox; 0 or -errno */
 void live_creator_stop(void);
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err);
-/* Create a sandbox (capacity 429, bad spec 400); returns a referenced live or NULL with
- * *status set. */
+/* Create a sandbox (capacity 429, bad spec or a policy item the backend cannot enforce
+ * without opts->allow_degraded 400); returns a referenced live or NULL with *status set. */
 struct live *live_create(struct daemon *d, const char *backend, const agentd_spec *spec,
-			 const char *name, bool session, int *status, agentd_error *err);
+			 const agentd_create_opts *opts, const char *name, bool session,
+			 int *status, agentd_error *err);
 /* Referenced live sandbox (not destroying/destroyed) or NULL. */
 struct live *live_get(struct daemon *d, const char *id);
 void live_put(struct daemon *d, struct live *l);
@@ -130,6 +131,8 @@ int exec_slot_init(struct exec_slot *slot, int client_fd);
 void exec_slot_cancel(struct exec_slot *slot);
 void exec_slot_close(struct exec_slot *slot);
 json_t *live_to_json(struct daemon *d, struct live *l);
+/* What the sandbox runs without ("item: reason" strings; [] when everything is enforced). */
+json_t *live_unenforced_json(const struct live *l);
 
 /* ------------------------------------------------------------------ audit.c, netaudit.c */
 /* netaudit.c: start the daemon's egress proxy, whose every decision is appended to the

@@ -83,13 +83,15 @@ extern const agentd_sandbox_ops container_sandbox_ops;
 struct process_sandbox_opts {
 	bool landlock;			/* Landlock filesystem rules (+ TCP, scopes) */
 	bool seccomp;			/* the spec's seccomp profile */
-	bool require_cgroup;		/* fail create when cgroups are unusable */
 };
 int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 			   const struct process_sandbox_opts *o, const agentd_sandbox_ops *ops,
 			   agentd_sandbox **out, agentd_error *err);
 extern const agentd_sandbox_ops process_sandbox_ops;
-/* Probe fields common to the process backends. */
+/* Probe fields common to every built-in backend: features, warnings, and the policy items
+ * they enforce alike (cgroup limits, rlimits, wall time, output, run_as when root). */
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p);
+/* The items no backend without mount and network namespaces can provide. */
+void process_probe_items(agentd_backend_caps *caps, const char *backend);
 
 #endif

@@ -3,6 +3,7 @@
 #include "lib/backends/backends.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 
 agentd_backend *agentd_backend_alloc(const agentd_backend_ops *ops, const char *work_root)
 {
@@ -59,6 +60,27 @@ const agentd_sandbox_caps *agentd_sandbox_get_caps(const agentd_sandbox *sb)
 agentd_sandbox_caps *agentd_sandbox_caps_mut(agentd_sandbox *sb)
 {
 	return &sb->caps;
+}
+
+void agentd_caps_enforce(agentd_backend_caps *caps, agentd_policy_item item)
+{
+	if ((unsigned)item >= AGENTD_ITEM_COUNT)
+		return;
+	caps->enforceable |= AGENTD_ITEM_BIT(item);
+	caps->unenforceable_reason[item][0] = '\0';
+}
+
+void agentd_caps_cannot_enforce(agentd_backend_caps *caps, agentd_policy_item item,
+				const char *fmt, ...)
+{
+	if ((unsigned)item >= AGENTD_ITEM_COUNT)
+		return;
+	caps->enforceable &= ~AGENTD_ITEM_BIT(item);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(caps->unenforceable_reason[item], sizeof(caps->unenforceable_reason[item]), fmt,
+		  ap);
+	va_end(ap);
 }
 
 agentd_backend *agentd_sandbox_backend(const agentd_sandbox *sb)

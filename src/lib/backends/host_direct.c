@@ -7,6 +7,15 @@ static int hd_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	const agentd_platform *p = agentd_probe_platform();
 	caps->available = true;
 	process_probe_common(caps, p);
+	process_probe_items(caps, "host-direct");
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_FILESYSTEM,
+				   "host-direct has no kernel isolation: the command sees the host's "
+				   "files with its uid's permissions (use linux-native or container)");
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_NONE,
+				   "host-direct shares the host's network (use linux-native or "
+				   "container)");
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_SECCOMP,
+				   "host-direct installs no syscall filter");
 	strv_push(&caps->warnings, "host-direct: no kernel isolation; the command sees the host "
 				   "filesystem and network with the sandbox's uid (policy guards "
 				   "only)");

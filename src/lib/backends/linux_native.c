@@ -6,6 +6,19 @@ static int ln_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 {
 	const agentd_platform *p = agentd_probe_platform();
 	process_probe_common(caps, p);
+	process_probe_items(caps, "linux-native");
+	if (p->landlock_abi >= 1)
+		agentd_caps_enforce(caps, AGENTD_ITEM_FILESYSTEM);
+	else
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_FILESYSTEM, "no Landlock on this kernel");
+	if (p->seccomp_filter) {
+		agentd_caps_enforce(caps, AGENTD_ITEM_SECCOMP);
+		agentd_caps_enforce(caps, AGENTD_ITEM_NETWORK_NONE);
+	} else {
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_SECCOMP, "no seccomp filter here");
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_NONE,
+					   "no seccomp filter to refuse inet sockets");
+	}
 	caps->filesystem_isolation = p->landlock_abi >= 1;
 	caps->syscall_filtering = p->seccomp_filter;
 	/* network none: seccomp allows only AF_UNIX sockets, Landlock (ABI >= 6) closes

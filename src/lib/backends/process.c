@@ -230,18 +230,16 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 		goto fail;
 	}
 
-	agentd_error cgerr = {0};
-	p->cg = cgroup_create(sb->id, &spec->limits, &cgerr);
+	/* A cgroup limit the backend was given is enforced or the create fails: the ones it
+	 * cannot enforce here were taken out before (core/enforce.c), and listed. */
+	p->cg = cgroup_create(sb->id, &spec->limits, err);
 	if (p->cg)
 		janitor_watch_cgroup(sb->id);
-	if (!p->cg) {
-		if (o->require_cgroup) {
-			*err = cgerr;
-			agentd_error_prefix(err, "cgroup");
-			goto fail;
-		}
-		strv_push(&warnings, "resource limits: no cgroup (rlimits only)");
+	else if (cgroup_limits_needed(&spec->limits)) {
+		agentd_error_prefix(err, "cgroup");
+		goto fail;
 	}
+	agentd_error_clear(err);
 
 	if (o->landlock && build_landlock(p, spec, &sb->caps, &warnings, err) < 0)
 		goto fail;
@@ -261,8 +259,8 @@ int process_sandbox_create(agentd_backend *b, const agentd_spec *spec,
 		}
 	}
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE || !o->seccomp,
-			  p->seccomp.active);
-	if (p->seccomp.active)
+			  p->seccomp.filter != NULL);
+	if (p->seccomp.filter)
 		strv_push(&sb->caps.blocked_syscall_categories, SECCOMP_SYSV_IPC_CATEGORY);
 	strv_free(&warnings);
 	sb->priv = p;
@@ -399,14 +397,63 @@ const agentd_sandbox_ops process_sandbox_ops = {
 	.workdir_fd = psb_workdir_fd,
 };
 
+/* The cgroup items: a limit needs a cgroup agentd may write, with that controller. */
+static void probe_cgroup_item(agentd_backend_caps *caps, const agentd_platform *p,
+			      agentd_policy_item item, bool controller, const char *name)
+{
+	if (p->cgroup_writable && controller)
+		agentd_caps_enforce(caps, item);
+	else if (p->cgroup_writable)
+		agentd_caps_cannot_enforce(caps, item, "the cgroup agentd may write has no %s "
+					   "controller; delegate it (docs/backends.md#unprivileged-use): "
+					   "%s", name, p->cgroup_reason);
+	else
+		agentd_caps_cannot_enforce(caps, item, "no writable cgroup; run as root or in a "
+					   "delegated cgroup (docs/backends.md#unprivileged-use): %s",
+					   p->cgroup_reason[0] ? p->cgroup_reason : "none usable");
+}
+
+/* What every built-in backend enforces alike: cgroup limits, rlimits, the engine's wall
+ * timer and output cap, the identity when root. The isolation items are each backend's. */
+static void probe_common_items(agentd_backend_caps *caps, const agentd_platform *p)
+{
+	probe_cgroup_item(caps, p, AGENTD_ITEM_MEMORY, p->cgroup_memory, "memory");
+	probe_cgroup_item(caps, p, AGENTD_ITEM_PIDS, p->cgroup_pids, "pids");
+	probe_cgroup_item(caps, p, AGENTD_ITEM_CPU, p->cgroup_cpu, "cpu");
+	static const agentd_policy_item always[] = {
+		AGENTD_ITEM_CPU_TIME, AGENTD_ITEM_WALL_TIME, AGENTD_ITEM_OPEN_FILES,
+		AGENTD_ITEM_OUTPUT,   AGENTD_ITEM_WRITE,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(always); i++)
+		agentd_caps_enforce(caps, always[i]);
+	if (geteuid() == 0)
+		agentd_caps_enforce(caps, AGENTD_ITEM_RUN_AS);
+	else
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_RUN_AS,
+					   "agentd is not root: commands keep its uid %u, gid %u",
+					   (unsigned)geteuid(), (unsigned)getegid());
+}
+
+void process_probe_items(agentd_backend_caps *caps, const char *backend)
+{
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
+				   "%s has no mount namespace: a bind mount's target must equal its "
+				   "source (use the container backend)", backend);
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST,
+				   "%s has no network namespace for the egress proxy to be the only "
+				   "way out (use the container backend, or \"none\")", backend);
+}
+
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)
 {
+	probe_common_items(caps, p);
 	caps->persistent_sandboxes = true;
 	caps->snapshots = false;
 	caps->resource_limits = p->cgroup_writable && p->cgroup_memory && p->cgroup_pids;
 	if (!caps->resource_limits)
-		strv_push(&caps->warnings, "no writable cgroup with memory+pids controllers: "
-					   "rlimits only (no memory or process-count limit)");
+		strv_push(&caps->warnings, "no writable cgroup with memory+pids controllers: a "
+					   "memory or process limit cannot be enforced (refused unless "
+					   "--allow-degraded)");
 	for (int i = AGENTD_PROFILE_STRICT; i <= AGENTD_PROFILE_PERMISSIVE; i++)
 		strv_push(&caps->available_profiles, agentd_profile_name((agentd_profile)i));
 	strv_push(&caps->warnings, "network mode \"host\" (profile permissive only) shares the "

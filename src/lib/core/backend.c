@@ -36,14 +36,16 @@ int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_er
 	return 0;
 }
 
-int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
-				  agentd_sandbox **out, agentd_error *err)
+/* Hand the relaxed spec to the backend and list the sandbox; it keeps *unenforced. */
+static int create_planned(agentd_backend *b, const agentd_spec *relaxed, agentd_strv *unenforced,
+			  agentd_sandbox **out, agentd_error *err)
 {
-	if (agentd_spec_validate(spec, err) < 0)
-		return agentd_error_prefix(err, "invalid spec");
 	agentd_sandbox *sb = NULL;
-	if (b->ops->create_sandbox(b, spec, &sb, err) < 0)
+	if (b->ops->create_sandbox(b, relaxed, &sb, err) < 0)
 		return agentd_error_prefix(err, "create sandbox (%s)", b->ops->name);
+	strv_free(&sb->caps.unenforced);
+	sb->caps.unenforced = *unenforced;
+	memset(unenforced, 0, sizeof(*unenforced));
 	struct agentd_backend_internal *in = b->internal;
 	pthread_mutex_lock(&in->lock);
 	sb->next = in->head;
@@ -53,6 +55,35 @@ int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
 	pthread_mutex_unlock(&in->lock);
 	*out = sb;
 	return 0;
+}
+
+/* Validate spec and hold it against what b enforces here (enforce.c). */
+static int plan_spec(agentd_backend *b, const agentd_spec *spec, const agentd_create_opts *opts,
+		     agentd_spec *relaxed, agentd_strv *unenforced, agentd_error *err)
+{
+	if (agentd_spec_validate(spec, err) < 0)
+		return agentd_error_prefix(err, "invalid spec");
+	return enforce_plan(b, spec, opts, relaxed, unenforced, err);
+}
+
+int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spec,
+				       const agentd_create_opts *opts, agentd_sandbox **out,
+				       agentd_error *err)
+{
+	agentd_spec relaxed;
+	agentd_strv unenforced;
+	if (plan_spec(b, spec, opts, &relaxed, &unenforced, err) < 0)
+		return -1;
+	int r = create_planned(b, &relaxed, &unenforced, out, err);
+	strv_free(&unenforced);
+	agentd_spec_free(&relaxed);
+	return r;
+}
+
+int agentd_backend_create_sandbox(agentd_backend *b, const agentd_spec *spec,
+				  agentd_sandbox **out, agentd_error *err)
+{
+	return agentd_backend_create_sandbox_opts(b, spec, NULL, out, err);
 }
 
 int agentd_backend_list(agentd_backend *b, agentd_strv *ids, agentd_error *err)
@@ -161,7 +192,9 @@ static int unsupported(agentd_sandbox *sb, const char *what, agentd_error *err)
 				sb->backend->ops->name);
 }
 
-static int check_command(const agentd_command *cmd, agentd_error *err)
+/* The command as given, against the spec it runs under: a timeout above the sandbox's wall
+ * limit would be cut to it, so it is refused instead of being silently shortened. */
+static int check_command(const agentd_spec *spec, const agentd_command *cmd, agentd_error *err)
 {
 	if (!cmd || !cmd->argv || !cmd->argv[0] || !cmd->argv[0][0])
 		return agentd_error_set(err, EINVAL, "exec: empty command");
@@ -174,6 +207,13 @@ static int check_command(const agentd_command *cmd, agentd_error *err)
 	if (cmd->workdir && cmd->workdir[0] != '/')
 		return agentd_error_set(err, EINVAL, "exec: workdir %s: expected absolute path",
 					cmd->workdir);
+	uint64_t wall = spec->limits.max_wall_time_ms;
+	if (wall && cmd->timeout_ms > wall)
+		return agentd_error_set(err, EINVAL,
+					"exec: timeout_ms %llu is above the sandbox's wall-time limit "
+					"(limits.max_wall_time_ms = %llu): ask for at most that, or "
+					"create the sandbox with a higher limit",
+					(unsigned long long)cmd->timeout_ms, (unsigned long long)wall);
 	return 0;
 }
 
@@ -201,48 +241,71 @@ static bool cpu_budget_spent(agentd_sandbox *sb, const agentd_exec_ctx *ctx,
 	return true;
 }
 
+int agentd_sandbox_check_command(const agentd_sandbox *sb, const agentd_command *cmd,
+				 agentd_error *err)
+{
+	return check_command(&sb->spec, cmd, err);
+}
+
 int agentd_sandbox_exec(agentd_sandbox *sb, const agentd_command *cmd,
 			const agentd_exec_ctx *ctx, agentd_exec_output *out, agentd_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	out->exit_code = 125;
-	if (check_command(cmd, err) < 0)
+	if (check_command(&sb->spec, cmd, err) < 0)
 		return -1;
-	if (cpu_budget_spent(sb, ctx, out))
-		return 0;
 	static const agentd_exec_ctx no_ctx;
-	return sb->ops->exec(sb, cmd, ctx ? ctx : &no_ctx, out, err);
+	int r = cpu_budget_spent(sb, ctx, out) ? 0
+						: sb->ops->exec(sb, cmd, ctx ? ctx : &no_ctx, out, err);
+	strv_free(&out->unenforced);
+	strv_copy(&out->unenforced, &sb->caps.unenforced);
+	return r;
+}
+
+int agentd_backend_run_opts(agentd_backend *b, const agentd_spec *spec,
+			    const agentd_create_opts *opts, const agentd_command *cmd,
+			    const agentd_exec_ctx *ctx, agentd_exec_output *out,
+			    char sandbox_id[AGENTD_ID_LEN], agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	out->exit_code = 125;
+	sandbox_id[0] = '\0';
+	if (check_command(spec, cmd, err) < 0)
+		return -1;
+	static const agentd_exec_ctx no_ctx;
+	if (!ctx)
+		ctx = &no_ctx;
+	agentd_spec relaxed;
+	agentd_strv unenforced;
+	if (plan_spec(b, spec, opts, &relaxed, &unenforced, err) < 0)
+		return -1;
+	int r = 1;
+	if (b->internal->run_once)
+		r = b->internal->run_once(b, &relaxed, cmd, ctx, out, sandbox_id, err);
+	if (r == 1) {
+		agentd_sandbox *sb = NULL;
+		r = create_planned(b, &relaxed, &unenforced, &sb, err);
+		if (r == 0) {
+			snprintf(sandbox_id, AGENTD_ID_LEN, "%s", sb->id);
+			r = agentd_sandbox_exec(sb, cmd, ctx, out, err);
+			agentd_error derr = {0};
+			if (agentd_sandbox_destroy(sb, r < 0 ? &derr : err) < 0 && r == 0)
+				r = -1;
+		}
+	} else if (r == 0) {
+		out->unenforced = unenforced;
+		memset(&unenforced, 0, sizeof(unenforced));
+	}
+	strv_free(&unenforced);
+	agentd_spec_free(&relaxed);
+	return r;
 }
 
 int agentd_backend_run(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
 		       const agentd_exec_ctx *ctx, agentd_exec_output *out,
 		       char sandbox_id[AGENTD_ID_LEN], agentd_error *err)
 {
-	memset(out, 0, sizeof(*out));
-	out->exit_code = 125;
-	sandbox_id[0] = '\0';
-	if (check_command(cmd, err) < 0)
-		return -1;
-	static const agentd_exec_ctx no_ctx;
-	if (!ctx)
-		ctx = &no_ctx;
-	if (b->internal->run_once) {
-		if (agentd_spec_validate(spec, err) < 0)
-			return agentd_error_prefix(err, "invalid spec");
-		int r = b->internal->run_once(b, spec, cmd, ctx, out, sandbox_id, err);
-		if (r != 1)
-			return r;
-	}
-	/* create validates the spec */
-	agentd_sandbox *sb = NULL;
-	if (agentd_backend_create_sandbox(b, spec, &sb, err) < 0)
-		return -1;
-	snprintf(sandbox_id, AGENTD_ID_LEN, "%s", sb->id);
-	int r = agentd_sandbox_exec(sb, cmd, ctx, out, err);
-	agentd_error derr = {0};
-	if (agentd_sandbox_destroy(sb, r < 0 ? &derr : err) < 0 && r == 0)
-		r = -1;
-	return r;
+	return agentd_backend_run_opts(b, spec, NULL, cmd, ctx, out, sandbox_id, err);
 }
 
 bool agentd_sandbox_is_alive(agentd_sandbox *sb)

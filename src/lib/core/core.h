@@ -25,6 +25,21 @@ void spec_limit_set(agentd_limits *l, const struct spec_limit_field *f, uint64_t
 /* Deep equality; environment and labels compare as maps. */
 bool spec_equal(const agentd_spec *a, const agentd_spec *b);
 
+/* ---------------------------------------------------------------- enforce.c */
+/* The probe of b against spec: -1 + err (ENOTSUP) naming each item b cannot enforce and why,
+ * unless opts allow degradation and each such item can be done without; then *relaxed is
+ * spec without them (what the backend is given) and *unenforced lists "item: reason". */
+int enforce_plan(agentd_backend *b, const agentd_spec *spec, const agentd_create_opts *opts,
+		 agentd_spec *relaxed, agentd_strv *unenforced, agentd_error *err);
+/* Could a backend with caps run spec (degrade: without the items it cannot enforce)? */
+bool enforce_can_run(const agentd_backend_caps *caps, const agentd_spec *spec, bool degrade);
+/* "memory limit 512M: <reason>; ..." for the items of spec caps does not enforce. */
+void enforce_describe(const agentd_backend_caps *caps, const agentd_spec *spec, char *buf,
+		      size_t n);
+/* The same by item name only: "memory pids cpu". */
+void enforce_item_names(const agentd_backend_caps *caps, const agentd_spec *spec, char *buf,
+			size_t n);
+
 /* ---------------------------------------------------------------- registry.c */
 void registry_ensure_builtins(void);
 

@@ -11,6 +11,7 @@ void agentd_exec_output_free(agentd_exec_output *o)
 		return;
 	free(o->out);
 	free(o->err);
+	strv_free(&o->unenforced);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -66,6 +67,10 @@ char *agentd_exec_output_to_json(const agentd_exec_output *o, const char *backen
 	ok &= json_object_set_new(root, "resource_limited", json_boolean(o->resource_limited)) == 0;
 	ok &= json_object_set_new(root, "limit_hit", str_or_null(limit)) == 0;
 	ok &= json_object_set_new(root, "output_truncated", json_boolean(o->output_truncated)) == 0;
+	json_t *un = json_array();
+	for (size_t i = 0; i < o->unenforced.n; i++)
+		ok &= json_array_append_new(un, str_or_null(o->unenforced.v[i])) == 0;
+	ok &= json_object_set_new(root, "unenforced", un) == 0;
 
 	json_t *u = json_object();
 	ok &= json_object_set_new(u, "peak_memory_bytes", u64_json(o->usage.peak_memory_bytes)) == 0;
@@ -99,6 +104,7 @@ void agentd_sandbox_caps_free(agentd_sandbox_caps *c)
 	strv_free(&c->writable_paths);
 	strv_free(&c->allowed_destinations);
 	strv_free(&c->blocked_syscall_categories);
+	strv_free(&c->unenforced);
 }
 
 void agentd_backend_health_free(agentd_backend_health *h)

@@ -238,6 +238,72 @@ agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *
 	return b;
 }
 
+/* One pass of auto for spec: the best available backend that can run it (degrade: without
+ * what it cannot enforce). Else why says what stood in the way: in full for the best of the
+ * backends that could not, by item name for the others. */
+static const char *select_pass(const agentd_spec *spec, bool degrade, char *why, size_t n)
+{
+	size_t count;
+	const char *const *all = agentd_available_backends(&count);
+	const char *best = NULL, *near = NULL;
+	unsigned best_score = 0, near_score = 0;
+	char near_why[AGENTD_ERROR_MAX] = "", others[AGENTD_ERROR_MAX] = "";
+	size_t olen = 0;
+	for (size_t i = 0; i < count; i++) {
+		agentd_backend *b = NULL;
+		agentd_backend_caps caps;
+		if (agentd_create_backend(all[i], NULL, &b, NULL) < 0 ||
+		    agentd_backend_probe(b, &caps, NULL) < 0) {
+			agentd_backend_free(b);
+			continue;
+		}
+		unsigned score = agentd_backend_score(&caps);
+		char what[256] = "";
+		if (!caps.available) {
+			snprintf(what, sizeof(what), "unavailable");
+		} else if (enforce_can_run(&caps, spec, degrade)) {
+			if (!best || score > best_score) {
+				best = all[i];
+				best_score = score;
+			}
+		} else {
+			enforce_item_names(&caps, spec, what, sizeof(what));
+			if (!near || score > near_score) {
+				near = all[i];
+				near_score = score;
+				enforce_describe(&caps, spec, near_why, sizeof(near_why));
+			}
+		}
+		if (what[0] && olen < sizeof(others))
+			olen += (size_t)snprintf(others + olen, sizeof(others) - olen, "%s%s: %s",
+						 olen ? ", " : "", all[i], what);
+		agentd_backend_caps_free(&caps);
+		agentd_backend_free(b);
+	}
+	if (near)
+		snprintf(why, n, "%s cannot enforce %s (backends here: %s)", near, near_why, others);
+	else
+		snprintf(why, n, "no backend is available here (%s)", others);
+	return best;
+}
+
+int agentd_select_backend(const agentd_spec *spec, const agentd_create_opts *opts,
+			  const char **canonical, agentd_error *err)
+{
+	char why[AGENTD_ERROR_MAX];
+	bool degrade = opts && opts->allow_degraded;
+	*canonical = select_pass(spec, false, why, sizeof(why));
+	if (!*canonical && degrade)
+		*canonical = select_pass(spec, true, why, sizeof(why));
+	if (*canonical)
+		return 0;
+	return agentd_error_set(err, ENOTSUP, "auto: no backend enforces this policy here: %s%s",
+				why,
+				degrade ? ""
+					: "; pass --allow-degraded (API: \"allow_degraded\": true) "
+					  "to run anyway, without what is not enforced");
+}
+
 int agentd_load_plugins(const char *dir, agentd_error *err)
 {
 	DIR *d = opendir(dir);

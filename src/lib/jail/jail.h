@@ -41,9 +41,9 @@ const char *env_name_forbidden(const char *name);
 struct seccomp_prog {
 	void *filter;			/* struct sock_filter[], malloc'd */
 	unsigned short len;
-	bool active;			/* false: profile "none" */
-	/* JSON profile + deny_inet_sockets: the socket rules as a second, stacked filter
-	 * (NULL otherwise); seccomp_apply installs both. */
+	bool active;			/* false: profile "none" (and no socket rules) */
+	/* deny_inet_sockets with a JSON profile: the socket rules as a second, stacked filter;
+	 * with profile "none": the only one (filter NULL). seccomp_apply installs both. */
 	void *net_filter;
 	unsigned short net_len;
 };
@@ -144,6 +144,8 @@ struct cgroup_events {
 /* Create agentd/<name> under each needed hierarchy, apply limits (memory + no swap,
  * pids.max, cpu weight/quota). NULL + err when cgroups are unusable. */
 struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_error *err);
+/* Does l ask for a limit only a cgroup enforces (memory, pids, cpu weight/quota)? */
+bool cgroup_limits_needed(const agentd_limits *l);
 /* child: join (writes "0" to pre-opened cgroup.procs fds); 0 or -errno */
 int cgroup_attach_self(const struct cgroup *cg);
 int cgroup_attach_pid(const struct cgroup *cg, pid_t pid);

@@ -451,12 +451,29 @@ static int prepare_default(const struct seccomp_opts *o, struct seccomp_prog *ou
 
 /* ------------------------------------------------------------------ public */
 
+/* Profile "none" under network "none" without a network namespace: no syscall filter, but
+ * the socket rules still, as the only filter (net_filter), or the network mode would be
+ * dropped with the profile. */
+static int prepare_sockets_only(struct seccomp_prog *out, agentd_error *err)
+{
+	pthread_mutex_lock(&sc_compile_lock);
+	scmp_filter_ctx net = sc_filter_new(SCMP_ACT_ALLOW, err);
+	int r = net ? sc_deny_sockets(net, true, err) : -1;
+	if (r == 0)
+		r = sc_filter_export(net, &out->net_filter, &out->net_len, err);
+	if (net)
+		seccomp_release(net);
+	pthread_mutex_unlock(&sc_compile_lock);
+	out->active = r == 0;
+	return r;
+}
+
 int seccomp_prepare(const struct seccomp_opts *o, struct seccomp_prog *out, agentd_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	const char *profile = o->profile && *o->profile ? o->profile : "default";
 	if (!strcmp(profile, "none"))
-		return 0;
+		return o->deny_inet_sockets ? prepare_sockets_only(out, err) : 0;
 	if (!strcmp(profile, "default"))
 		return prepare_default(o, out, err);
 	return seccomp_oci_prepare(profile, o, out, err);
@@ -475,9 +492,9 @@ int seccomp_apply(const struct seccomp_prog *p)
 {
 	if (!p->active)
 		return 0;
-	if (!p->filter || !p->len)
+	if ((!p->filter || !p->len) && (!p->net_filter || !p->net_len))
 		return -EINVAL; /* an active, empty filter is a bug: fail closed */
-	int r = install(p->filter, p->len);
+	int r = p->filter ? install(p->filter, p->len) : 0;
 	if (r == 0 && p->net_filter)
 		r = install(p->net_filter, p->net_len);
 	return r;

@@ -232,6 +232,19 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 {
 	const agentd_platform *p = agentd_probe_platform();
 	process_probe_common(caps, p);
+	static const agentd_policy_item isolation[] = {
+		AGENTD_ITEM_FILESYSTEM, AGENTD_ITEM_BIND_MOUNTS, AGENTD_ITEM_NETWORK_NONE,
+		AGENTD_ITEM_NETWORK_ALLOWLIST,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(isolation); i++)
+		if (p->user_namespaces)
+			agentd_caps_enforce(caps, isolation[i]);
+		else
+			agentd_caps_cannot_enforce(caps, isolation[i], "no user namespaces here");
+	if (p->seccomp_filter)
+		agentd_caps_enforce(caps, AGENTD_ITEM_SECCOMP);
+	else
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_SECCOMP, "no seccomp filter here");
 	caps->filesystem_isolation = p->user_namespaces;
 	caps->process_isolation = p->user_namespaces;
 	caps->network_isolation = p->user_namespaces;

@@ -36,6 +36,11 @@ static unsigned needed_mask(const agentd_limits *l)
 	return m;
 }
 
+bool cgroup_limits_needed(const agentd_limits *l)
+{
+	return needed_mask(l) != 0;
+}
+
 static void cg_free(struct cgroup *cg, bool remove)
 {
 	if (!cg)

@@ -360,8 +360,12 @@ static void probe_report(agentd_platform *p, const struct offer *o, const struct
 	p->cgroup_cpuacct = cg->of[C_CPUACCT] >= 0;
 	p->cgroup_freezer = cg->of[C_FREEZER] >= 0;
 	for (int c = 0; c < C_COUNT; c++)
-		if (what[c] && cg->of[c] < 0)
+		if (what[c] && cg->of[c] < 0) {
 			platform_reason(p, "cgroup: %s controller unavailable", what[c]);
+			size_t n = strlen(p->cgroup_reason);
+			snprintf(p->cgroup_reason + n, sizeof(p->cgroup_reason) - n, "%s%s",
+				 n ? ", " : "the cgroup has no controller ", what[c]);
+		}
 }
 
 void cgroup_probe(agentd_platform *p)
@@ -375,7 +379,8 @@ void cgroup_probe(agentd_platform *p)
 	p->cgroup_memory = p->cgroup_pids = p->cgroup_cpu = false;
 	p->cgroup_cpuacct = p->cgroup_freezer = p->cgroup_writable = false;
 	if (o.version == 0) {
-		platform_reason(p, "cgroup: no cgroup filesystem mounted");
+		snprintf(p->cgroup_reason, sizeof(p->cgroup_reason), "no cgroup filesystem mounted");
+		platform_reason(p, "cgroup: %s", p->cgroup_reason);
 		return;
 	}
 
@@ -395,8 +400,9 @@ void cgroup_probe(agentd_platform *p)
 	agentd_error err = { 0 };
 	struct cgroup *cg = cgroup_create(name, &l, &err);
 	if (!cg) {
-		platform_reason(p, "cgroup v%d%s at %s not usable: %s", o.version,
-				o.hybrid ? " (hybrid)" : "", o.where, err.msg);
+		snprintf(p->cgroup_reason, sizeof(p->cgroup_reason), "cgroup v%d%s at %s not usable: %s",
+			 o.version, o.hybrid ? " (hybrid)" : "", o.where, err.msg);
+		platform_reason(p, "%s", p->cgroup_reason);
 		return;
 	}
 	probe_report(p, &o, cg);
