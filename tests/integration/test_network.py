@@ -76,6 +76,8 @@ import http.server, ssl, sys, threading
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = ("outside %d %s\n" % (self.server.server_port, self.path)).encode()
+        if self.path == "/host":
+            body = ("host %s\n" % self.headers.get("Host")).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -389,6 +391,54 @@ def test_client_hello_sent_with_the_connect_is_checked_too(outside):
     assert r.get("match") == "OK outside 8443 /eager", (out["stdout"], out["stderr"], log)
     assert r["mismatch"].startswith("ERR"), r
     assert 'TLS SNI "evil.test" does not match the CONNECT target' in log, log
+
+
+def test_plain_http_through_a_tunnel_reaches_only_the_judged_name(outside):
+    """After CONNECT (or SOCKS5) to a listed name, an HTTP request inside the tunnel reaches
+    the origin with Host set to that name: behind a shared frontend another Host would reach
+    another tenant. Protocols that are neither TLS nor HTTP go through as they are."""
+    out, log = sandbox_py(CLIENT + textwrap.dedent("""
+        import struct
+        def tunnel(data, socks=False):
+            s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
+            if socks:
+                s.sendall(b"\\x05\\x01\\x00")
+                assert s.recv(2) == b"\\x05\\x00"
+                name = b"outside.test"
+                s.sendall(b"\\x05\\x01\\x00\\x03" + bytes([len(name)]) + name +
+                          struct.pack(">H", 8080))
+                assert s.recv(10)[1] == 0
+            else:
+                s.sendall(b"CONNECT outside.test:8080 HTTP/1.1\\r\\n\\r\\n")
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.sendall(data)
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            return [l.strip() for l in got.decode().splitlines()
+                    if l.startswith(("host", "HTTP")) or "Error code" in l]
+        fronted = b"GET /host HTTP/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"
+        report("fronted", lambda: tunnel(fronted))
+        report("socks", lambda: tunnel(fronted, socks=True))
+        report("pipelined", lambda: tunnel(b"GET /host HTTP/1.1\\r\\nHost: outside.test:8080"
+                                           b"\\r\\n\\r\\n" + fronted))
+        report("absolute", lambda: tunnel(b"GET http://evil.example/host HTTP/1.1\\r\\n\\r\\n"))
+        report("lowercase", lambda: tunnel(b"GET /host http/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"))
+        report("other", lambda: tunnel(b"SSH-2.0-probe\\r\\n"))
+    """), allow=["outside.test:8080"], hosts=outside["hosts"])
+    r = lines(out)
+    assert r["fronted"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    assert r["socks"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    # one request per tunnel: the origin reads no request after the first
+    assert r["pipelined"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    assert r["absolute"] == "OK []", r  # refused, nothing reached the origin
+    assert r["lowercase"] == "OK []", r
+    assert "HTTP request in a tunnel to a name: only origin-form targets" in log, log
+    # not HTTP: relayed, and the origin (an HTTP server) answers it with its own error
+    assert r["other"].startswith("OK ['<p>Error code: 400</p>'"), r
 
 
 def test_network_none_has_loopback_and_nothing_else(loopback):
