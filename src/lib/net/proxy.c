@@ -95,6 +95,9 @@ void proxy_update_interest(struct agentd_proxy *p, struct conn *c)
 		cw = EPOLLIN;
 		break;
 	case ST_RESOLVE:
+		/* a client that ends its side while its target is looked up has left (or
+		 * half-closed before any answer): its lookup is dropped, not made for nobody */
+		cw = EPOLLRDHUP;
 		break;
 	case ST_CONNECT:
 		uw = EPOLLOUT;
@@ -342,7 +345,7 @@ void proxy_dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events)
 			proxy_on_header_data(p, c);
 		break;
 	case ST_RESOLVE:
-		if (client && events & (EPOLLHUP | EPOLLERR))
+		if (client && events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
 			proxy_conn_close(p, c, NULL);
 		break;
 	case ST_CONNECT:
