@@ -14,10 +14,11 @@ extern "C" {
  * socket on 127.0.0.1:AGENTD_PROXY_PORT is its only way out. The socket is created inside the
  * sandbox and its fd held by the proxy, so every connection accepted on it belongs to that
  * sandbox and is judged by that sandbox's allowlist. The proxy speaks HTTP CONNECT,
- * absolute-URI HTTP proxying and SOCKS5 CONNECT, resolves names itself, refuses loopback, private, link-local,
- * metadata and multicast addresses unless the policy lists the address, checks a CONNECT's
- * TLS SNI against its target, and logs every decision. One proxy (one thread, epoll) serves
- * any number of sandboxes. */
+ * absolute-URI HTTP proxying and SOCKS5 CONNECT, resolves only listed names itself, refuses
+ * loopback, private, link-local, metadata and multicast addresses unless the policy lists the
+ * address, checks the first bytes of a tunnel to a name (TLS: the SNI must be the name;
+ * HTTP/1.x: Host is set to it), and logs every decision. One proxy (one thread, epoll) serves
+ * any number of sandboxes, each with a guaranteed share of connections and of name lookups. */
 #define AGENTD_PROXY_PORT 3128
 
 typedef enum agentd_netlog_event {
