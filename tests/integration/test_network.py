@@ -193,6 +193,13 @@ def direct(host, port):
     s = socket.create_connection((host, port), timeout=5)
     s.close()
     return "connected"
+def read_all(s):
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 '''
 
 
@@ -299,13 +306,7 @@ def test_socks5_clients_get_the_same_rules(outside):
             if rep[1] != 0:
                 return "reply %d" % rep[1]
             s.sendall(b"GET /socks HTTP/1.0\\r\\n\\r\\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return data.decode().splitlines()[-1]
+            return read_all(s).decode().splitlines()[-1]
         report("name", lambda: socks("outside.test", 8080))
         report("port", lambda: socks("outside.test", 8081))
         report("metadata", lambda: socks("169.254.169.254", 80))
@@ -412,13 +413,7 @@ def test_plain_http_through_a_tunnel_reaches_only_the_judged_name(outside):
                 s.sendall(b"CONNECT outside.test:8080 HTTP/1.1\\r\\n\\r\\n")
                 assert s.recv(4096).startswith(b"HTTP/1.1 200")
             s.sendall(data)
-            got = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-            return [l.strip() for l in got.decode().splitlines()
+            return [l.strip() for l in read_all(s).decode().splitlines()
                     if l.startswith(("host", "HTTP")) or "Error code" in l]
         fronted = b"GET /host HTTP/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"
         report("fronted", lambda: tunnel(fronted))
