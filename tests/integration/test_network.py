@@ -399,10 +399,14 @@ def test_plain_http_through_a_tunnel_reaches_only_the_judged_name(outside):
     the origin with Host set to that name: behind a shared frontend another Host would reach
     another tenant. Protocols that are neither TLS nor HTTP go through as they are."""
     out, log = sandbox_py(CLIENT + textwrap.dedent("""
-        import struct
-        def tunnel(data, socks=False):
+        import struct, time
+        def tunnel(data, socks=False, eager=False, trickle=False):
             s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
-            if socks:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if eager:  # the request in the same send as the CONNECT
+                s.sendall(b"CONNECT outside.test:8080 HTTP/1.1\\r\\n\\r\\n" + data)
+                data = b""
+            elif socks:
                 s.sendall(b"\\x05\\x01\\x00")
                 assert s.recv(2) == b"\\x05\\x00"
                 name = b"outside.test"
@@ -412,12 +416,17 @@ def test_plain_http_through_a_tunnel_reaches_only_the_judged_name(outside):
             else:
                 s.sendall(b"CONNECT outside.test:8080 HTTP/1.1\\r\\n\\r\\n")
                 assert s.recv(4096).startswith(b"HTTP/1.1 200")
-            s.sendall(data)
+            for i in range(len(data)) if trickle else ():
+                s.send(data[i:i + 1])
+                time.sleep(0.002)
+            s.sendall(b"" if trickle else data)
             return [l.strip() for l in read_all(s).decode().splitlines()
                     if l.startswith(("host", "HTTP")) or "Error code" in l]
         fronted = b"GET /host HTTP/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"
         report("fronted", lambda: tunnel(fronted))
         report("socks", lambda: tunnel(fronted, socks=True))
+        report("eager", lambda: tunnel(fronted, eager=True))
+        report("trickle", lambda: tunnel(fronted, trickle=True))
         report("pipelined", lambda: tunnel(b"GET /host HTTP/1.1\\r\\nHost: outside.test:8080"
                                            b"\\r\\n\\r\\n" + fronted))
         report("absolute", lambda: tunnel(b"GET http://evil.example/host HTTP/1.1\\r\\n\\r\\n"))
@@ -427,6 +436,9 @@ def test_plain_http_through_a_tunnel_reaches_only_the_judged_name(outside):
     r = lines(out)
     assert r["fronted"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
     assert r["socks"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    assert r["eager"] == "OK ['HTTP/1.1 200 Connection established', 'HTTP/1.0 200 OK', " \
+                         "'host outside.test:8080']", (r, log)
+    assert r["trickle"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
     # one request per tunnel: the origin reads no request after the first
     assert r["pipelined"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
     assert r["absolute"] == "OK []", r  # refused, nothing reached the origin

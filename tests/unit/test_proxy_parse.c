@@ -289,9 +289,10 @@ static void tunnel_first_bytes_are_classified(void **state __attribute__((unused
 	assert_int_equal(classify("\x16\x03\x01"), TUNNEL_TLS);
 	assert_int_equal(classify("GET / HTTP/1.1\r\n"), TUNNEL_HTTP);
 	assert_int_equal(classify("GET / HTTP/1.1"), TUNNEL_HTTP); /* the version is enough */
+	/* empty lines before a request line, which servers skip: HTTP (then refused) */
 	assert_int_equal(classify("\r\n\r\nget /x http/1.0\r\n"), TUNNEL_HTTP);
+	assert_int_equal(classify("\n"), TUNNEL_HTTP);
 	assert_int_equal(classify("GET /"), TUNNEL_MORE); /* the version may still come */
-	assert_int_equal(classify("\r\n"), TUNNEL_MORE);
 	/* other protocols: SSH's banner, git's first packet (a NUL before any LF), a binary
 	 * start (PostgreSQL's length), HTTP/0.9 (no headers, so no Host) */
 	assert_int_equal(classify("SSH-2.0-OpenSSH_9.6\r\n"), TUNNEL_OTHER);

@@ -61,6 +61,7 @@ struct conn {
 	bool inspect_pending; /* tunnel to a name: its first bytes are judged before any goes
 			       * out (a ClientHello, an HTTP request, or neither) */
 	bool lookup_pending; /* the resolver has its name (ST_RESOLVE) */
+	bool first_line_done; /* inspect_pending: an LF or NUL has come */
 	uint8_t socks;	     /* 0 HTTP; SOCKS5: 1 greeting answered, 2 request read,
 			      * 3 greeting refused */
 	struct http_request req;

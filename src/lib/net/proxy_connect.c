@@ -135,6 +135,8 @@ void proxy_connected(struct agentd_proxy *p, struct conn *c)
 		memmove(c->up.p, c->up.p + c->req.header_len, c->up.len - c->req.header_len);
 		c->up.len -= c->req.header_len;
 		c->inspect_pending = !c->req.host_is_addr;
+		c->first_line_done =
+		    memchr(c->up.p, '\n', c->up.len) || memchr(c->up.p, '\0', c->up.len);
 		if (c->socks) {
 			/* succeeded; the bound address is nothing the sandbox needs to know */
 			static const uint8_t ok[10] = {5, 0, 0, 1};

@@ -245,23 +245,21 @@ int tunnel_classify(const uint8_t *buf, size_t len)
 		return TUNNEL_MORE;
 	if (buf[0] == 0x16)
 		return TUNNEL_TLS;
-	/* servers skip empty lines before a request line (RFC 9112 §2.2) */
-	size_t i = 0;
-	while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
-		i++;
-	if (i == len)
-		return TUNNEL_MORE;
+	/* servers skip empty lines before a request line (RFC 9112 §2.2): taken as HTTP, whose
+	 * strict parser then refuses them */
+	if (buf[0] == '\r' || buf[0] == '\n')
+		return TUNNEL_HTTP;
 	/* every method is a token: a stream starting otherwise is no HTTP request */
-	if (!is_tchar(buf[i]))
+	if (!is_tchar(buf[0]))
 		return TUNNEL_OTHER;
 	/* The first line decides: with an HTTP version in it, it is an HTTP/1.x request and
 	 * carries headers (Host among them); without one it is HTTP/0.9 at most, which has
 	 * none. It ends at LF, or at a NUL, which no server takes in a request line (git's
 	 * protocol sends one before any LF). */
-	size_t e = i;
+	size_t e = 0;
 	while (e < len && buf[e] != '\n' && buf[e] != '\0')
 		e++;
-	if (has_http_version(buf + i, e - i))
+	if (has_http_version(buf, e))
 		return TUNNEL_HTTP;
 	return e < len ? TUNNEL_OTHER : TUNNEL_MORE;
 }
