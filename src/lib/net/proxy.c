@@ -224,6 +224,8 @@ static const char *slot_refused(const struct agentd_proxy *p, const struct liste
 	size_t share = p->cfg.max_connections / (p->nlisteners ? p->nlisteners : 1);
 	if (share > PROXY_GUARANTEED_CONNS)
 		share = PROXY_GUARANTEED_CONNS;
+	if (share > p->cfg.max_per_sandbox)
+		share = p->cfg.max_per_sandbox;
 	if (l->nconns < share)
 		return NULL;
 	size_t reserved = 0;
