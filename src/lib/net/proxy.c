@@ -291,7 +291,7 @@ void proxy_sweep(struct agentd_proxy *p, uint64_t now)
 		struct conn *c = &p->conns[i];
 		if (!c->used || now < c->deadline)
 			continue;
-		char why[128];
+		char why[320]; /* a host name (253) fits */
 		switch (c->state) {
 		case ST_HEADER:
 			if (c->up.len || c->socks)
