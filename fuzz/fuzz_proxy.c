@@ -1,5 +1,6 @@
 /* fuzz_proxy.c: libFuzzer target for what a sandbox sends its egress proxy — the proxy
- * request parser and its rewrite, the TLS SNI extractor, and allowlist entries: no input
+ * request parser and its rewrite, what goes through a tunnel (its classification and the
+ * HTTP request parser there), the TLS SNI extractor, and allowlist entries: no input
  * may crash or read out of bounds, and what is accepted must be self-consistent. */
 #include "lib/core/core.h"
 
@@ -36,6 +37,30 @@ static void fuzz_request(const uint8_t *data, size_t size)
 	check(n > 0, "a parsed header fits its rewrite");
 	/* the rewrite is itself a complete request (origin-form, so not a proxy request) */
 	check(n >= 4 && memcmp(out + n - 4, "\r\n\r\n", 4) == 0, "rewrite ends the header");
+}
+
+/* The same bytes as the first ones through a tunnel to a name. */
+static void fuzz_tunnel(const uint8_t *data, size_t size)
+{
+	int c = tunnel_classify(data, size);
+	check(c >= TUNNEL_MORE && c <= TUNNEL_OTHER, "class");
+	check(c != TUNNEL_TLS || data[0] == 0x16, "TLS starts with a handshake record");
+	struct http_request req;
+	const char *why = NULL;
+	int r = http_parse_tunnel_request(data, size, &req, &why);
+	if (r == HTTP_PARSE_BAD)
+		check(why && *why, "BAD without a reason");
+	if (r != HTTP_PARSE_DONE)
+		return;
+	check(c == TUNNEL_HTTP, "a parsed request is classified as HTTP");
+	check(req.path_off + req.path_len <= req.header_len && data[req.path_off] == '/',
+	      "origin-form path within the header");
+	strcpy(req.host, "judged.example");
+	req.port = 8080;
+	static uint8_t out[HTTP_MAX_HEADER + 64];
+	size_t n = http_rewrite_request(data, &req, out, sizeof(out));
+	static const char host[] = "\r\nHost: judged.example:8080\r\n";
+	check(n > 0 && memmem(out, n, host, sizeof(host) - 1), "the rewrite carries the judged Host");
 }
 
 static void fuzz_sni(const uint8_t *data, size_t size)
@@ -93,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (data[0] % 4) {
 	case 0:
 		fuzz_request(data + 1, size - 1);
+		fuzz_tunnel(data + 1, size - 1);
 		break;
 	case 1:
 		fuzz_sni(data + 1, size - 1);

@@ -14,10 +14,11 @@ extern "C" {
  * socket on 127.0.0.1:AGENTD_PROXY_PORT is its only way out. The socket is created inside the
  * sandbox and its fd held by the proxy, so every connection accepted on it belongs to that
  * sandbox and is judged by that sandbox's allowlist. The proxy speaks HTTP CONNECT,
- * absolute-URI HTTP proxying and SOCKS5 CONNECT, resolves names itself, refuses loopback, private, link-local,
- * metadata and multicast addresses unless the policy lists the address, checks a CONNECT's
- * TLS SNI against its target, and logs every decision. One proxy (one thread, epoll) serves
- * any number of sandboxes. */
+ * absolute-URI HTTP proxying and SOCKS5 CONNECT, resolves only listed names itself, refuses
+ * loopback, private, link-local, metadata and multicast addresses unless the policy lists the
+ * address, checks the first bytes of a tunnel to a name (TLS: the SNI must be the name;
+ * HTTP/1.x: Host is set to it), and logs every decision. One proxy (one thread, epoll) serves
+ * any number of sandboxes, each with a guaranteed share of connections and of name lookups. */
 #define AGENTD_PROXY_PORT 3128
 
 typedef enum agentd_netlog_event {
@@ -44,16 +45,22 @@ typedef void (*agentd_netlog_cb)(void *userdata, const agentd_netlog *ev);
 
 typedef struct agentd_proxy_config {
 	uint32_t max_connections;	/* 0 = 1024 (two fds each); more are refused */
-	uint32_t max_per_sandbox;	/* 0 = 256: one sandbox cannot starve the others */
+	uint32_t max_per_sandbox;	/* 0 = 256; besides, each sandbox is guaranteed
+					 * min(16, max_connections / sandboxes): others take
+					 * a connection only while that many stay free for it */
 	uint32_t buffer_bytes;		/* in flight per direction and connection (a pipe that
 					 * splice() fills, pages taken as needed), 0 = 256 KiB:
 					 * what a slow reader can pin in the host's memory */
 	uint32_t header_timeout_ms;	/* request header (and ClientHello) within, 0 = 10 s */
-	uint32_t connect_timeout_ms;	/* name resolution + TCP connect, 0 = 10 s */
+	uint32_t connect_timeout_ms;	/* TCP connect, 0 = 10 s */
 	uint32_t idle_timeout_ms;	/* no byte either way, 0 = 300 s */
-	uint32_t resolver_threads;	/* getaddrinfo workers, 0 = 4 */
+	uint32_t resolver_threads;	/* getaddrinfo workers, started as needed, 0 = 64 */
 	agentd_netlog_cb on_log;	/* NULL = one line per event on stderr */
 	void *log_userdata;
+	uint32_t silent_timeout_ms;	/* a connection's first byte within, 0 = 5 s */
+	uint32_t lookup_timeout_ms;	/* a name's answer within, 0 = 5 s */
+	uint32_t max_lookups_per_sandbox; /* name lookups in flight, 0 = 4; more wait in the
+					 * sandbox's own queue, sandboxes are served in turn */
 } agentd_proxy_config;
 
 /* Start the proxy thread (cfg may be NULL for the defaults). Raises this process's

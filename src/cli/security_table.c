@@ -32,6 +32,9 @@
 #define SEC_NEEDS_BLOCKDEV 4u
 /* Judged by the host: does the output survive the CLI's terminal rendering (term.c)? */
 #define SEC_TERM_OUTPUT 8u
+/* Run in a second sandbox, network mode allowlist listing only 127.0.0.1:{port} (attacks on
+ * the egress proxy); a backend that refuses allowlist blocks them. */
+#define SEC_ALLOWLIST 16u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -114,6 +117,8 @@ static const struct sec_attack attacks[] = {
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },
 	{ "egress", "network", {"connect-egress", "192.0.2.1", "80", "1500"}, NULL, 0 },
+	{ "proxy-dns-exfil", "network", {"proxy-resolve", "exfil-{token}.invalid", "{port}"}, NULL,
+	  SEC_ALLOWLIST },
 	{ "raw-socket", "network", {"socket", "raw"}, NULL, 0 },
 	{ "packet-socket", "network", {"socket", "packet"}, NULL, 0 },
 	{ "vsock-socket", "network", {"socket", "vsock"}, NULL, 0 },
@@ -261,6 +266,40 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	agentd_exec_output_free(&o);
 }
 
+/* The attacks on the egress proxy, in an allowlist sandbox listing one address. */
+static void run_allowlist_attacks(agentd_backend *b, const char *dir, const char *probe,
+				  const struct sec_env *e, struct sec_cell *cells)
+{
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	spec.allowed_paths_ro.v = calloc(2, sizeof(char *));
+	spec.allowed_paths_ro.v[0] = strdup(dir);
+	spec.allowed_paths_ro.n = 1;
+	spec.limits.max_wall_time_ms = 15000;
+	char entry[64];
+	snprintf(entry, sizeof(entry), "127.0.0.1:%s", e->port);
+	spec.network.mode = AGENTD_NET_ALLOWLIST;
+	spec.network.allow.v = calloc(2, sizeof(char *));
+	spec.network.allow.v[0] = strdup(entry);
+	spec.network.allow.n = 1;
+	agentd_sandbox *sb = NULL;
+	agentd_error err = {0};
+	int r = agentd_backend_create_sandbox(b, &spec, &sb, &err);
+	for (size_t i = 0; i < N_ATTACKS; i++) {
+		if (!(attacks[i].flags & SEC_ALLOWLIST))
+			continue;
+		if (r == 0)
+			run_attack(sb, probe, e, &attacks[i], &cells[i]);
+		else if (err.code == ENOTSUP) /* no allowlist here: nothing to attack */
+			cell_set(&cells[i], SEC_BLOCKED, "refused: %s", err.msg);
+		else
+			cell_set(&cells[i], SEC_ERROR, "create allowlist sandbox: %s", err.msg);
+	}
+	if (r == 0 && agentd_sandbox_destroy(sb, &err) < 0)
+		print_error("warning: destroy: %s", err.msg);
+	agentd_spec_free(&spec);
+}
+
 /* One strict sandbox per backend, every attack exec'd in it. Returns 0, or -1 with
  * *why set when the backend cannot run sandboxes here. */
 static int run_backend(const char *name, const char *probe, const struct sec_env *e,
@@ -304,9 +343,11 @@ static int run_backend(const char *name, const char *probe, const struct sec_env
 		return -1;
 	}
 	for (size_t i = 0; i < N_ATTACKS; i++)
-		run_attack(sb, probe, e, &attacks[i], &cells[i]);
+		if (!(attacks[i].flags & SEC_ALLOWLIST))
+			run_attack(sb, probe, e, &attacks[i], &cells[i]);
 	if (agentd_sandbox_destroy(sb, &err) < 0)
 		print_error("warning: %s: destroy: %s", name, err.msg);
+	run_allowlist_attacks(b, dir, probe, e, cells);
 	agentd_spec_free(&spec);
 	agentd_backend_free(b);
 	return 0;

@@ -562,6 +562,65 @@ CMD(cmd_connect_udp)
 	return connect_inet(argv, SOCK_DGRAM, "udp send");
 }
 
+/* The egress proxy's answer head (and body, up to its end) to req; "" when none. */
+static void proxy_ask(int fd, const char *req, char *buf, size_t cap)
+{
+	size_t got = 0;
+	buf[0] = '\0';
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		return;
+	for (ssize_t r; got < cap - 1 && (r = read(fd, buf + got, cap - 1 - got)) > 0;) {
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (!strncmp(buf, "HTTP/1.1 200", 12) && strstr(buf, "\r\n\r\n"))
+			break; /* a tunnel: nothing more comes */
+	}
+}
+
+/* DNS exfiltration through the egress proxy: ask it (127.0.0.1:3128 in an allowlist
+ * sandbox) for NAME:PORT, a name its list does not hold. ALLOWED when the proxy looked the
+ * name up (it answers that it cannot resolve it, or what it resolves to): the lookup alone
+ * carries the name out. BLOCKED when it refuses before any lookup, or there is no proxy. */
+CMD(cmd_proxy_resolve)
+{
+	char d[320], req[320], buf[2048];
+	snprintf(d, sizeof(d), "egress proxy asked for unlisted %s:%s", argv[1], argv[2]);
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(3128),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return blocked_errno(d);
+	struct timeval tv = {.tv_sec = 15};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&in, sizeof(in)) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return blocked_errno(d);
+	}
+	snprintf(req, sizeof(req), "CONNECT %s:%s HTTP/1.1\r\n\r\n", argv[1], argv[2]);
+	proxy_ask(fd, req, buf, sizeof(buf));
+	close(fd);
+	char *body = strstr(buf, "\r\n\r\n");
+	const char *why = body ? body + 4 : buf;
+	char m[sizeof(d) + 200];
+	snprintf(m, sizeof(m), "%s: %.190s", d, why);
+	for (char *c = m; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
+	if (strstr(why, "cannot resolve") || strstr(why, "resolves to") ||
+	    strstr(why, "not in a listed range") || strstr(why, "no answer for") ||
+	    !strncmp(buf, "HTTP/1.1 200", 12))
+		return allowed(m);
+	if (!strncmp(buf, "HTTP/1.1 403", 12)) {
+		say("BLOCKED %s", m);
+		return 1;
+	}
+	return error(buf[0] ? m : "the proxy closed without an answer");
+}
+
 /* Egress with a verdict that means "the sandbox refused": blocked only when socket() or
  * connect() is refused locally (EPERM, EACCES, EAFNOSUPPORT, ENETUNREACH). A refusal from
  * the other end (ECONNREFUSED), an ICMP error or a timeout mean the packets left. */
@@ -1837,6 +1896,7 @@ static const struct command commands[] = {
 	{ "connect-tcp", "HOST PORT", 2, 0, cmd_connect_tcp },
 	{ "connect-udp", "HOST PORT", 2, 0, cmd_connect_udp },
 	{ "connect-egress", "HOST PORT TIMEOUT_MS", 3, 0, cmd_connect_egress },
+	{ "proxy-resolve", "NAME PORT", 2, 0, cmd_proxy_resolve },
 	{ "bind-tcp", "PORT", 1, 0, cmd_bind_tcp },
 	{ "connect-unix", "PATH", 1, 0, cmd_connect_unix },
 	{ "connect-abstract", "NAME", 1, 0, cmd_connect_abstract },

@@ -48,7 +48,8 @@ class Resp:
 
 
 class Daemon:
-    def __init__(self, *extra, state_dir=None):
+    def __init__(self, *extra, state_dir=None, prefix=()):
+        self.prefix = list(prefix)  # a command the daemon runs under (nsenter, unshare...)
         self.dir = tempfile.mkdtemp(prefix="agentd-daemon-", dir="/var/tmp")
         os.chmod(self.dir, 0o711)
         self.socket = os.path.join(self.dir, "agentd.sock")
@@ -64,7 +65,7 @@ class Daemon:
             self.conn = None
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [AGENTD, "serve", "--socket", self.socket, "--state-dir", self.state_dir,
+            [*self.prefix, AGENTD, "serve", "--socket", self.socket, "--state-dir", self.state_dir,
              "--drain", "1s", *self.extra],
             stdout=self.log, stderr=self.log, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         deadline = time.monotonic() + 10

@@ -76,6 +76,8 @@ import http.server, ssl, sys, threading
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = ("outside %d %s\n" % (self.server.server_port, self.path)).encode()
+        if self.path == "/host":
+            body = ("host %s\n" % self.headers.get("Host")).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -191,6 +193,13 @@ def direct(host, port):
     s = socket.create_connection((host, port), timeout=5)
     s.close()
     return "connected"
+def read_all(s):
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 '''
 
 
@@ -297,13 +306,7 @@ def test_socks5_clients_get_the_same_rules(outside):
             if rep[1] != 0:
                 return "reply %d" % rep[1]
             s.sendall(b"GET /socks HTTP/1.0\\r\\n\\r\\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return data.decode().splitlines()[-1]
+            return read_all(s).decode().splitlines()[-1]
         report("name", lambda: socks("outside.test", 8080))
         report("port", lambda: socks("outside.test", 8081))
         report("metadata", lambda: socks("169.254.169.254", 80))
@@ -389,6 +392,60 @@ def test_client_hello_sent_with_the_connect_is_checked_too(outside):
     assert r.get("match") == "OK outside 8443 /eager", (out["stdout"], out["stderr"], log)
     assert r["mismatch"].startswith("ERR"), r
     assert 'TLS SNI "evil.test" does not match the CONNECT target' in log, log
+
+
+def test_plain_http_through_a_tunnel_reaches_only_the_judged_name(outside):
+    """After CONNECT (or SOCKS5) to a listed name, an HTTP request inside the tunnel reaches
+    the origin with Host set to that name: behind a shared frontend another Host would reach
+    another tenant. Protocols that are neither TLS nor HTTP go through as they are."""
+    out, log = sandbox_py(CLIENT + textwrap.dedent("""
+        import struct, time
+        def tunnel(data, socks=False, eager=False, trickle=False):
+            s = socket.create_connection(("127.0.0.1", 3128), timeout=20)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if eager:  # the request in the same send as the CONNECT
+                s.sendall(b"CONNECT outside.test:8080 HTTP/1.1\\r\\n\\r\\n" + data)
+                data = b""
+            elif socks:
+                s.sendall(b"\\x05\\x01\\x00")
+                assert s.recv(2) == b"\\x05\\x00"
+                name = b"outside.test"
+                s.sendall(b"\\x05\\x01\\x00\\x03" + bytes([len(name)]) + name +
+                          struct.pack(">H", 8080))
+                assert s.recv(10)[1] == 0
+            else:
+                s.sendall(b"CONNECT outside.test:8080 HTTP/1.1\\r\\n\\r\\n")
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            for i in range(len(data)) if trickle else ():
+                s.send(data[i:i + 1])
+                time.sleep(0.002)
+            s.sendall(b"" if trickle else data)
+            return [l.strip() for l in read_all(s).decode().splitlines()
+                    if l.startswith(("host", "HTTP")) or "Error code" in l]
+        fronted = b"GET /host HTTP/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"
+        report("fronted", lambda: tunnel(fronted))
+        report("socks", lambda: tunnel(fronted, socks=True))
+        report("eager", lambda: tunnel(fronted, eager=True))
+        report("trickle", lambda: tunnel(fronted, trickle=True))
+        report("pipelined", lambda: tunnel(b"GET /host HTTP/1.1\\r\\nHost: outside.test:8080"
+                                           b"\\r\\n\\r\\n" + fronted))
+        report("absolute", lambda: tunnel(b"GET http://evil.example/host HTTP/1.1\\r\\n\\r\\n"))
+        report("lowercase", lambda: tunnel(b"GET /host http/1.1\\r\\nHost: evil.example\\r\\n\\r\\n"))
+        report("other", lambda: tunnel(b"SSH-2.0-probe\\r\\n"))
+    """), allow=["outside.test:8080"], hosts=outside["hosts"])
+    r = lines(out)
+    assert r["fronted"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    assert r["socks"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    assert r["eager"] == "OK ['HTTP/1.1 200 Connection established', 'HTTP/1.0 200 OK', " \
+                         "'host outside.test:8080']", (r, log)
+    assert r["trickle"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    # one request per tunnel: the origin reads no request after the first
+    assert r["pipelined"] == "OK ['HTTP/1.0 200 OK', 'host outside.test:8080']", (r, log)
+    assert r["absolute"] == "OK []", r  # refused, nothing reached the origin
+    assert r["lowercase"] == "OK []", r
+    assert "HTTP request in a tunnel to a name: only origin-form targets" in log, log
+    # not HTTP: relayed, and the origin (an HTTP server) answers it with its own error
+    assert r["other"].startswith("OK ['<p>Error code: 400</p>'"), r
 
 
 def test_network_none_has_loopback_and_nothing_else(loopback):

@@ -153,6 +153,9 @@ EXPECT = {
     "abstract-unix": _table(hd=allowed(HD_NET)),
     "named-unix": _table(hd=allowed(HD_FS), ln=allowed(LN_UNIX)),
     "egress": _table(hd=either(HD_NET + " (blocked only if the host itself has no route)")),
+    # allowlist listing one address: the proxy must not resolve a name the sandbox makes up
+    # (DNS exfiltration); backends without a netns refuse allowlist, which blocks it
+    "proxy-dns-exfil": _all_blocked(),
     "raw-socket": _all_blocked(),
     "packet-socket": _all_blocked(),
     "vsock-socket": _table(hd=either(HD_SYS + " (AF_VSOCK if the kernel has it)")),

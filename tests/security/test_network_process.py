@@ -19,6 +19,15 @@ def test_loopback_tcp_listener(backend, tcp_listener):
     check("loopback-tcp", backend, verdict, line)
 
 
+def test_proxy_dns_exfiltration(backend, tcp_listener, token):
+    """An allowlist of one address: the egress proxy must refuse a made-up name before
+    looking it up (the lookup alone carries the name to a DNS server)."""
+    port = str(tcp_listener.port)
+    _, verdict, line = probe(backend, "proxy-resolve", f"exfil-{token}.invalid", port,
+                             opts=["--net", f"allow:127.0.0.1:{port}"])
+    check("proxy-dns-exfil", backend, verdict, line, refused_ok=True)
+
+
 def test_abstract_unix_socket(backend, token):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(f"\0agentd-sec-{token}")

@@ -278,12 +278,64 @@ static void malformed_hellos_are_refused(void **state __attribute__((unused)))
 	}
 }
 
+static int classify(const char *s)
+{
+	return tunnel_classify((const uint8_t *)s, strlen(s));
+}
+
+static void tunnel_first_bytes_are_classified(void **state __attribute__((unused)))
+{
+	assert_int_equal(classify(""), TUNNEL_MORE);
+	assert_int_equal(classify("\x16\x03\x01"), TUNNEL_TLS);
+	assert_int_equal(classify("GET / HTTP/1.1\r\n"), TUNNEL_HTTP);
+	assert_int_equal(classify("GET / HTTP/1.1"), TUNNEL_HTTP); /* the version is enough */
+	/* empty lines before a request line, which servers skip: HTTP (then refused) */
+	assert_int_equal(classify("\r\n\r\nget /x http/1.0\r\n"), TUNNEL_HTTP);
+	assert_int_equal(classify("\n"), TUNNEL_HTTP);
+	assert_int_equal(classify("GET /"), TUNNEL_MORE); /* the version may still come */
+	/* other protocols: SSH's banner, git's first packet (a NUL before any LF), a binary
+	 * start (PostgreSQL's length), HTTP/0.9 (no headers, so no Host) */
+	assert_int_equal(classify("SSH-2.0-OpenSSH_9.6\r\n"), TUNNEL_OTHER);
+	assert_int_equal(tunnel_classify((const uint8_t *)"0032git-upload-pack /r\0host=x\0", 31),
+			 TUNNEL_OTHER);
+	assert_int_equal(tunnel_classify((const uint8_t *)"\0\0\0\x08\x04\xd2\x16\x2f", 8),
+			 TUNNEL_OTHER);
+	assert_int_equal(classify("GET /\r\n"), TUNNEL_OTHER);
+}
+
+static void requests_inside_a_tunnel_are_origin_form(void **state __attribute__((unused)))
+{
+	struct http_request req;
+	const char *why = NULL;
+	const char *s = "GET /a?b HTTP/1.1\r\nHost: evil.example\r\nConnection: keep-alive\r\n\r\n"
+			"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+	assert_int_equal(http_parse_tunnel_request((const uint8_t *)s, strlen(s), &req, &why),
+			 HTTP_PARSE_DONE);
+	strcpy(req.host, "judged.example");
+	req.port = 8080;
+	uint8_t out[512];
+	size_t n = http_rewrite_request((const uint8_t *)s, &req, out, sizeof(out));
+	out[n] = '\0';
+	assert_string_equal((char *)out, "GET /a?b HTTP/1.1\r\nHost: judged.example:8080\r\n"
+					 "Connection: close\r\n\r\n");
+	const char *refused[] = {"GET http://evil.example/ HTTP/1.1\r\n\r\n",
+				 "CONNECT evil.example:443 HTTP/1.1\r\n\r\n",
+				 "OPTIONS * HTTP/1.1\r\n\r\n", "GET / http/1.1\r\n\r\n",
+				 "GET / HTTP/1.1\nHost: evil.example\n\n"};
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+		assert_int_equal(http_parse_tunnel_request((const uint8_t *)refused[i],
+							   strlen(refused[i]), &req, &why),
+				 HTTP_PARSE_BAD);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(connect_requests),	  cmocka_unit_test(absolute_uri_requests),
 	    cmocka_unit_test(malformed_requests), cmocka_unit_test(socks5_greetings_and_requests),
 	    cmocka_unit_test(sni_is_extracted),	  cmocka_unit_test(malformed_hellos_are_refused),
+	    cmocka_unit_test(tunnel_first_bytes_are_classified),
+	    cmocka_unit_test(requests_inside_a_tunnel_are_origin_form),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,7 @@ struct np_entry {
 struct netpolicy {
 	struct np_entry *v;
 	size_t n;
-	bool has_cidr;			/* unlisted names are resolved only to test them against a range */
+	bool has_cidr;			/* some entry is an address or a range */
 };
 enum net_addr_class {
 	NET_ADDR_PUBLIC = 0,
@@ -44,9 +44,12 @@ const char *netpolicy_entry_parse(const char *s, struct np_entry *e);
 bool net_valid_hostname(const char *s, size_t n);	/* RFC 1123, last label not numeric */
 int netpolicy_build(const agentd_strv *allow, struct netpolicy *np, agentd_error *err);
 void netpolicy_free(struct netpolicy *np);
-/* Whether an address/CIDR entry allows port (then an unlisted name may be resolved, to test
- * its addresses against the ranges; otherwise resolving it would only leak it to DNS). */
-bool netpolicy_cidr_for_port(const struct netpolicy *np, uint16_t port);
+/* Whether a /0 entry (0.0.0.0/0, ::/0) allows port: the sandbox then reaches every public
+ * address on it anyway, so looking up an unlisted name opens no channel it lacks. Any
+ * narrower entry does not make names resolvable: the lookup alone would carry the name out
+ * through DNS (an entry "127.0.0.1:8081" must not let the sandbox make the host resolve
+ * "secret.attacker.example"). */
+bool netpolicy_every_address_for_port(const struct netpolicy *np, uint16_t port);
 /* The NAME/SUFFIX entry allowing host:port, or NULL. */
 const struct np_entry *netpolicy_match_name(const struct netpolicy *np, const char *host,
 					    uint16_t port);
@@ -86,6 +89,16 @@ enum { HTTP_PARSE_MORE = 0, HTTP_PARSE_DONE = 1, HTTP_PARSE_BAD = -1 };
  * BAD: *why says what is wrong. */
 int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
 		       const char **why);
+/* The same for a request sent inside a tunnel (CONNECT, SOCKS5): origin-form target only;
+ * the host and port in req are left unset. */
+int http_parse_tunnel_request(const uint8_t *buf, size_t len, struct http_request *req,
+			      const char **why);
+/* What the first bytes a sandbox sends through a tunnel to a name are: a TLS ClientHello
+ * (its SNI is checked), an HTTP/1.x request (parsed, its Host pinned) or another protocol
+ * (relayed as it is: neither TLS nor HTTP/1.x, it carries no name a shared frontend routes
+ * by); MORE: not known yet. */
+enum { TUNNEL_MORE = 0, TUNNEL_TLS, TUNNEL_HTTP, TUNNEL_OTHER };
+int tunnel_classify(const uint8_t *buf, size_t len);
 /* The request as the origin server gets it: origin-form target, hop-by-hop and Proxy-*
  * headers removed, "Connection: close". Returns the length written, 0 when out is too small. */
 size_t http_rewrite_request(const uint8_t *buf, const struct http_request *req, uint8_t *out,
@@ -106,7 +119,8 @@ int socks5_parse_request(const uint8_t *buf, size_t len, struct http_request *re
 			 const char **why);
 
 /* ---------------------------------------------------------------- proxy_resolve.c
- * getaddrinfo on worker threads; results are picked up by the proxy's loop. */
+ * getaddrinfo on worker threads, a queue per owner (a sandbox) served in turn; results are
+ * picked up by the proxy's loop. */
 struct resolved_addr {
 	int af;
 	uint8_t addr[16];
@@ -118,11 +132,15 @@ struct resolve_result {
 	struct resolved_addr a[8];
 };
 struct resolver;
-/* notify_fd (an eventfd) gets a write for each finished lookup. */
-struct resolver *resolver_start(unsigned threads, int notify_fd, agentd_error *err);
-/* -1 when RESOLVER_MAX_QUEUED lookups already wait. */
-#define RESOLVER_MAX_QUEUED 1024
-int resolver_submit(struct resolver *r, uint64_t tag, const char *host);
+/* Workers are started as lookups need them, up to max_threads (0 = 64); an owner has at most
+ * per_owner (0 = 4) lookups in flight, the rest wait in its queue. notify_fd (an eventfd)
+ * gets a write for each finished lookup. */
+struct resolver *resolver_start(unsigned max_threads, unsigned per_owner, int notify_fd,
+				agentd_error *err);
+void resolver_submit(struct resolver *r, uint64_t owner, uint64_t tag, const char *host);
+/* The lookup is no longer wanted: dropped if it still waits (a running one cannot be stopped;
+ * its answer comes back and is ignored, and until then it counts against its owner). */
+void resolver_cancel(struct resolver *r, uint64_t owner, uint64_t tag);
 size_t resolver_take(struct resolver *r, struct resolve_result *out, size_t max);
 void resolver_stop(struct resolver *r);	/* joins the workers */
 

@@ -457,10 +457,11 @@ int netpolicy_decide_resolved(const struct netpolicy *np, const struct np_entry 
 	return 0;
 }
 
-bool netpolicy_cidr_for_port(const struct netpolicy *np, uint16_t port)
+bool netpolicy_every_address_for_port(const struct netpolicy *np, uint16_t port)
 {
 	for (size_t i = 0; i < np->n; i++)
-		if (np->v[i].kind == NP_CIDR && (np->v[i].port == 0 || np->v[i].port == port))
+		if (np->v[i].kind == NP_CIDR && np->v[i].prefix == 0 &&
+		    (np->v[i].port == 0 || np->v[i].port == port))
 			return true;
 	return false;
 }

@@ -95,6 +95,9 @@ void proxy_update_interest(struct agentd_proxy *p, struct conn *c)
 		cw = EPOLLIN;
 		break;
 	case ST_RESOLVE:
+		/* a client that ends its side while its target is looked up has left (or
+		 * half-closed before any answer): its lookup is dropped, not made for nobody */
+		cw = EPOLLRDHUP;
 		break;
 	case ST_CONNECT:
 		uw = EPOLLOUT;
@@ -107,7 +110,7 @@ void proxy_update_interest(struct agentd_proxy *p, struct conn *c)
 			cw |= EPOLLOUT;
 		if (!c->ueof && proxy_room(p, &c->down))
 			uw |= EPOLLIN;
-		if (proxy_pending(&c->up) && !c->sni_pending)
+		if (proxy_pending(&c->up) && !c->inspect_pending)
 			uw |= EPOLLOUT;
 		break;
 	}
@@ -119,6 +122,8 @@ void proxy_conn_close(struct agentd_proxy *p, struct conn *c, const char *how)
 {
 	if (c->state == ST_RELAY)
 		proxy_emit(p, c, AGENTD_NETLOG_CLOSED, how);
+	if (c->lookup_pending) /* nobody waits for it: not worth a worker */
+		resolver_cancel(p->res, listener_key(c->l), conn_tag(p, c));
 	if (c->cfd >= 0)
 		close(c->cfd);
 	if (c->ufd >= 0)
@@ -207,6 +212,33 @@ static void pause_listeners(struct agentd_proxy *p, bool paused)
 	p->listeners_paused = paused;
 }
 
+/* Why l may not open one more connection, or NULL. Each sandbox is guaranteed a share of
+ * the table: another takes a slot beyond its own share only while the free ones still cover
+ * every other sandbox's unused share (four busy sandboxes cannot take all 1024). */
+static const char *slot_refused(const struct agentd_proxy *p, const struct listener *l)
+{
+	if (l->nconns >= p->cfg.max_per_sandbox)
+		return "too many connections from this sandbox";
+	if (!p->nfree)
+		return "too many connections through the proxy";
+	size_t share = p->cfg.max_connections / (p->nlisteners ? p->nlisteners : 1);
+	if (share > PROXY_GUARANTEED_CONNS)
+		share = PROXY_GUARANTEED_CONNS;
+	if (share > p->cfg.max_per_sandbox)
+		share = p->cfg.max_per_sandbox;
+	if (l->nconns < share)
+		return NULL;
+	size_t reserved = 0;
+	for (size_t i = 0; i < p->nls; i++) {
+		const struct listener *o = p->ls[i];
+		if (o && o != l && o->nconns < share)
+			reserved += share - o->nconns;
+	}
+	return p->nfree > reserved ? NULL
+				   : "too many connections from this sandbox (the rest is other "
+				     "sandboxes' share)";
+}
+
 static void on_accept(struct agentd_proxy *p, struct listener *l)
 {
 	for (int i = 0; i < 64; i++) {
@@ -218,12 +250,10 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 				pause_listeners(p, true);
 			return;
 		}
-		if (!p->nfree || l->nconns >= p->cfg.max_per_sandbox) {
-			/* one sandbox must not take every slot from the others */
+		const char *full = slot_refused(p, l);
+		if (full) {
 			struct conn tmp = {.l = l, .cfd = fd, .ufd = -1, .t0 = now_ms_monotonic()};
-			proxy_emit(p, &tmp, AGENTD_NETLOG_DENIED,
-			     p->nfree ? "too many connections from this sandbox"
-				      : "too many connections through the proxy");
+			proxy_emit(p, &tmp, AGENTD_NETLOG_DENIED, full);
 			close(fd);
 			continue;
 		}
@@ -238,7 +268,10 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 		c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
 		c->up.p = xmalloc(PROXY_MEM_BUF);
 		c->t0 = now_ms_monotonic();
-		c->deadline = c->t0 + p->cfg.header_timeout_ms;
+		/* a connection holding a slot must use it soon */
+		c->deadline = c->t0 + (p->cfg.silent_timeout_ms < p->cfg.header_timeout_ms
+					   ? p->cfg.silent_timeout_ms
+					   : p->cfg.header_timeout_ms);
 		p->used_conns++;
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -258,22 +291,31 @@ void proxy_sweep(struct agentd_proxy *p, uint64_t now)
 		struct conn *c = &p->conns[i];
 		if (!c->used || now < c->deadline)
 			continue;
-		char why[128];
+		char why[320]; /* a host name (253) fits */
 		switch (c->state) {
 		case ST_HEADER:
-			snprintf(why, sizeof(why), "request header not complete within %u ms",
-				 p->cfg.header_timeout_ms);
+			if (c->up.len || c->socks)
+				snprintf(why, sizeof(why), "request header not complete within %u ms",
+					 p->cfg.header_timeout_ms);
+			else
+				snprintf(why, sizeof(why), "sent nothing within %u ms",
+					 p->cfg.silent_timeout_ms);
 			proxy_conn_deny(p, c, 408, why);
 			break;
 		case ST_RESOLVE:
+			snprintf(why, sizeof(why), "no answer for %s within %u ms", c->req.host,
+				 p->cfg.lookup_timeout_ms);
+			proxy_conn_deny(p, c, 504, why);
+			break;
 		case ST_CONNECT:
 			snprintf(why, sizeof(why), "no connection to the target within %u ms",
 				 p->cfg.connect_timeout_ms);
 			proxy_conn_deny(p, c, 504, why);
 			break;
 		case ST_RELAY:
-			if (c->sni_pending) {
-				proxy_conn_deny(p, c, 408, "TLS ClientHello not complete in time");
+			if (c->inspect_pending) {
+				proxy_conn_deny(p, c, 408,
+						"first bytes of the tunnel not complete in time");
 			} else {
 				snprintf(why, sizeof(why), "idle for %u ms",
 					 p->cfg.idle_timeout_ms);
@@ -305,7 +347,7 @@ void proxy_dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events)
 			proxy_on_header_data(p, c);
 		break;
 	case ST_RESOLVE:
-		if (client && events & (EPOLLHUP | EPOLLERR))
+		if (client && events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
 			proxy_conn_close(p, c, NULL);
 		break;
 	case ST_CONNECT:

@@ -11,6 +11,9 @@
 enum { TAG_WAKE = 0, TAG_LISTENER = 1, TAG_CLIENT = 2, TAG_UPSTREAM = 3 };
 #define TAG(kind, slot, gen) ((uint64_t)(gen) << 32 | (uint64_t)(slot) << 2 | (kind))
 #define TICK_MS 250
+/* Connections each sandbox is sure to get, however busy the others are (fewer when the
+ * table cannot hold that many for every sandbox). */
+#define PROXY_GUARANTEED_CONNS 16
 /* Memory part of each direction: a request header and its rewrite, or a ClientHello record,
  * fit; bulk data goes through the pipe (cfg.buffer_bytes). */
 #define PROXY_MEM_BUF (64u << 10)
@@ -24,6 +27,15 @@ struct listener {
 	struct netpolicy np;
 	uint32_t nconns; /* open connections from this sandbox */
 };
+
+/* A connection as the resolver knows it: slot and generation. */
+#define conn_tag(p, c) ((uint64_t)(c)->gen << 32 | (uint32_t)((c) - (p)->conns))
+
+/* The resolver's name for a listener's lookups (its owner): unique while it lives. */
+static inline uint64_t listener_key(const struct listener *l)
+{
+	return (uint64_t)l->slot << 32 | l->gen;
+}
 
 /* One direction's pending bytes: first those in the memory buffer (headers, a ClientHello
  * under inspection), then those in the pipe that splice() moves without copying. */
@@ -46,7 +58,10 @@ struct conn {
 	struct buf up, down; /* client → upstream, upstream → client */
 	bool ceof, ueof;     /* read side reached EOF */
 	bool cshut, ushut;   /* we shut down our write side towards it */
-	bool sni_pending;    /* CONNECT to a name: the ClientHello is checked first */
+	bool inspect_pending; /* tunnel to a name: its first bytes are judged before any goes
+			       * out (a ClientHello, an HTTP request, or neither) */
+	bool lookup_pending; /* the resolver has its name (ST_RESOLVE) */
+	bool first_line_done; /* inspect_pending: an LF or NUL has come */
 	uint8_t socks;	     /* 0 HTTP; SOCKS5: 1 greeting answered, 2 request read,
 			      * 3 greeting refused */
 	struct http_request req;
@@ -85,6 +100,7 @@ struct agentd_proxy {
 	struct listener **ls; /* by slot; NULL = free */
 	uint32_t *ls_gen;     /* per slot, survives the listener (stale events) */
 	size_t nls;
+	size_t nlisteners; /* live ones: the sandboxes served */
 	bool listeners_paused;
 	bool stopping;
 };
@@ -103,7 +119,7 @@ void proxy_conn_deny(struct agentd_proxy *p, struct conn *c, int status, const c
 size_t proxy_room(const struct agentd_proxy *p, const struct buf *b);
 bool proxy_pending(const struct buf *b);
 void proxy_decide(struct agentd_proxy *p, struct conn *c);
-void proxy_check_sni(struct agentd_proxy *p, struct conn *c);
+void proxy_inspect_tunnel(struct agentd_proxy *p, struct conn *c);
 void proxy_connected(struct agentd_proxy *p, struct conn *c);	/* the target accepted */
 void proxy_on_header_data(struct agentd_proxy *p, struct conn *c);
 void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint32_t events);

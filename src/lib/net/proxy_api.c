@@ -45,6 +45,7 @@ static int do_add(struct agentd_proxy *p, struct cmd *m)
 		return agentd_error_errno(m->err, errno, "proxy: watch the listener");
 	}
 	p->ls[slot] = l;
+	p->nlisteners++;
 	m->fd = -1;
 	return 0;
 }
@@ -58,6 +59,7 @@ static void remove_listener(struct agentd_proxy *p, struct listener *l, const ch
 	close(l->fd);
 	netpolicy_free(&l->np);
 	p->ls[l->slot] = NULL;
+	p->nlisteners--;
 	free(l);
 }
 
@@ -173,6 +175,10 @@ agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *e
 		c->connect_timeout_ms = 10000;
 	if (!c->idle_timeout_ms)
 		c->idle_timeout_ms = 300000;
+	if (!c->silent_timeout_ms)
+		c->silent_timeout_ms = 5000;
+	if (!c->lookup_timeout_ms)
+		c->lookup_timeout_ms = 5000;
 	if (!c->on_log)
 		c->on_log = proxy_log_line;
 	p->ep = p->wake = -1;
@@ -197,7 +203,7 @@ agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *e
 		agentd_error_errno(err, errno, "proxy: epoll");
 		goto fail;
 	}
-	p->res = resolver_start(c->resolver_threads, p->wake, err);
+	p->res = resolver_start(c->resolver_threads, c->max_lookups_per_sandbox, p->wake, err);
 	if (!p->res)
 		goto fail;
 	sigset_t all, old;

@@ -93,6 +93,28 @@ static void proxy_queue_down(struct agentd_proxy *p, struct conn *c, const char 
 	}
 }
 
+/* The request header at the start of c->up's pending bytes, parsed into req (whose host and
+ * port are the judged target), replaced by its rewrite for the origin; the bytes after it
+ * follow unchanged. False when it does not fit. */
+static bool rewrite_pending_request(struct conn *c, const struct http_request *req)
+{
+	const uint8_t *head = c->up.p + c->up.off;
+	size_t have = c->up.len - c->up.off;
+	uint8_t *out = xmalloc(PROXY_MEM_BUF);
+	size_t n = http_rewrite_request(head, req, out, PROXY_MEM_BUF);
+	size_t rest = have - req->header_len;
+	if (n == 0 || rest > PROXY_MEM_BUF - n) {
+		free(out);
+		return false;
+	}
+	memcpy(out + n, head + req->header_len, rest);
+	free(c->up.p);
+	c->up.p = out;
+	c->up.off = 0;
+	c->up.len = n + rest;
+	return true;
+}
+
 /* Upstream connected: answer a CONNECT, or send the rewritten request line and headers. */
 void proxy_connected(struct agentd_proxy *p, struct conn *c)
 {
@@ -112,7 +134,9 @@ void proxy_connected(struct agentd_proxy *p, struct conn *c)
 		/* bytes after the header (an eager ClientHello) stay queued in up */
 		memmove(c->up.p, c->up.p + c->req.header_len, c->up.len - c->req.header_len);
 		c->up.len -= c->req.header_len;
-		c->sni_pending = !c->req.host_is_addr;
+		c->inspect_pending = !c->req.host_is_addr;
+		c->first_line_done =
+		    memchr(c->up.p, '\n', c->up.len) || memchr(c->up.p, '\0', c->up.len);
 		if (c->socks) {
 			/* succeeded; the bound address is nothing the sandbox needs to know */
 			static const uint8_t ok[10] = {5, 0, 0, 1};
@@ -121,27 +145,17 @@ void proxy_connected(struct agentd_proxy *p, struct conn *c)
 		} else {
 			proxy_queue_down(p, c, "HTTP/1.1 200 Connection established\r\n\r\n");
 		}
-	} else {
-		uint8_t *out = xmalloc(PROXY_MEM_BUF);
-		size_t n = http_rewrite_request(c->up.p, &c->req, out, PROXY_MEM_BUF);
-		size_t rest = c->up.len - c->req.header_len;
-		if (n == 0 || rest > PROXY_MEM_BUF - n) {
-			free(out);
-			proxy_conn_deny(p, c, 400, "request does not fit the buffer once rewritten");
-			return;
-		}
-		memcpy(out + n, c->up.p + c->req.header_len, rest);
-		free(c->up.p);
-		c->up.p = out;
-		c->up.len = n + rest;
+	} else if (!rewrite_pending_request(c, &c->req)) {
+		proxy_conn_deny(p, c, 400, "request does not fit the buffer once rewritten");
+		return;
 	}
 	c->state = ST_RELAY;
 	/* until the ClientHello is judged, the header's clock still runs */
 	c->deadline = now_ms_monotonic() +
-		      (c->sni_pending ? p->cfg.header_timeout_ms : p->cfg.idle_timeout_ms);
-	if (c->sni_pending && c->up.len) {
+		      (c->inspect_pending ? p->cfg.header_timeout_ms : p->cfg.idle_timeout_ms);
+	if (c->inspect_pending && c->up.len) {
 		uint32_t gen = c->gen;
-		proxy_check_sni(p, c); /* an eager client sent it with the CONNECT */
+		proxy_inspect_tunnel(p, c); /* an eager client sent it with the CONNECT */
 		if (!c->used || c->gen != gen)
 			return;
 	}
@@ -156,6 +170,8 @@ void proxy_on_resolved(struct agentd_proxy *p, const struct resolve_result *r)
 	struct conn *c = &p->conns[slot];
 	if (!c->used || c->gen != gen || c->state != ST_RESOLVE)
 		return; /* closed (timeout, removal) while the lookup ran */
+	c->lookup_pending = false;
+	c->deadline = now_ms_monotonic() + p->cfg.connect_timeout_ms;
 	if (r->error) {
 		char why[200];
 		snprintf(why, sizeof(why), "cannot resolve %s: %s", c->req.host,
@@ -205,22 +221,20 @@ void proxy_decide(struct agentd_proxy *p, struct conn *c)
 		return;
 	}
 	c->by_name = netpolicy_match_name(np, c->req.host, c->req.port);
-	/* An unlisted name is looked up only when a listed range, for this port, could
-	 * contain it: the lookup itself would otherwise carry data out through DNS. */
-	if (!c->by_name && !netpolicy_cidr_for_port(np, c->req.port)) {
+	/* Only a listed name is looked up (or any, when every address is listed for the
+	 * port): the lookup itself would otherwise carry data out through DNS. */
+	if (!c->by_name && !netpolicy_every_address_for_port(np, c->req.port)) {
 		proxy_conn_deny(p, c, 403, "not in the allowlist");
 		return;
 	}
-	if (resolver_submit(p->res, (uint64_t)c->gen << 32 | (uint32_t)(c - p->conns),
-			    c->req.host) < 0) {
-		proxy_conn_deny(p, c, 503, "too many name lookups waiting");
-		return;
-	}
+	resolver_submit(p->res, listener_key(c->l), conn_tag(p, c), c->req.host);
+	c->lookup_pending = true;
+	c->deadline = now_ms_monotonic() + p->cfg.lookup_timeout_ms;
 	c->state = ST_RESOLVE;
 	proxy_update_interest(p, c);
 }
 
-void proxy_check_sni(struct agentd_proxy *p, struct conn *c)
+static void check_sni(struct agentd_proxy *p, struct conn *c)
 {
 	char sni[256];
 	int r = tls_client_hello_sni(c->up.p + c->up.off, c->up.len - c->up.off, sni, sizeof(sni));
@@ -245,6 +259,59 @@ void proxy_check_sni(struct agentd_proxy *p, struct conn *c)
 		proxy_conn_deny(p, c, 403, why);
 		return;
 	}
-	c->sni_pending = false;
+	c->inspect_pending = false;
 	proxy_update_interest(p, c);
+}
+
+/* A plain-HTTP request through a tunnel to a name: the rule of absolute-URI proxying applies
+ * (Host is the judged target, whatever the sandbox wrote; the connection closes after the
+ * answer, so no later request on it is read by the server). Behind a shared frontend (a CDN)
+ * another Host would reach another tenant. */
+static void pin_tunnel_request(struct agentd_proxy *p, struct conn *c)
+{
+	struct http_request treq;
+	const char *why = NULL;
+	int r = http_parse_tunnel_request(c->up.p + c->up.off, c->up.len - c->up.off, &treq, &why);
+	if (r == HTTP_PARSE_MORE) {
+		if (proxy_room(p, &c->up) == 0)
+			proxy_conn_deny(p, c, 400, "HTTP request in the tunnel larger than the buffer");
+		return;
+	}
+	if (r == HTTP_PARSE_BAD) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "HTTP request in a tunnel to a name: %s", why);
+		proxy_conn_deny(p, c, 403, msg);
+		return;
+	}
+	memcpy(treq.host, c->req.host, sizeof(treq.host));
+	treq.port = c->req.port;
+	treq.host_is_addr = false;
+	if (!rewrite_pending_request(c, &treq)) {
+		proxy_conn_deny(p, c, 400, "HTTP request in the tunnel does not fit once rewritten");
+		return;
+	}
+	c->inspect_pending = false;
+	proxy_update_interest(p, c);
+}
+
+/* The first bytes through a tunnel to a name, before any goes out. */
+void proxy_inspect_tunnel(struct agentd_proxy *p, struct conn *c)
+{
+	switch (tunnel_classify(c->up.p + c->up.off, c->up.len - c->up.off)) {
+	case TUNNEL_MORE:
+		if (proxy_room(p, &c->up) == 0)
+			proxy_conn_deny(p, c, 400, "first line of the tunnel larger than the buffer");
+		return;
+	case TUNNEL_HTTP:
+		pin_tunnel_request(p, c);
+		return;
+	case TUNNEL_OTHER:
+		/* neither TLS nor HTTP/1.x (SSH, git, a database): no name to check */
+		c->inspect_pending = false;
+		proxy_update_interest(p, c);
+		return;
+	default:
+		check_sni(p, c);
+		return;
+	}
 }

@@ -125,7 +125,23 @@ static const char *parse_absolute_uri(const uint8_t *buf, size_t off, size_t n,
 	return NULL;
 }
 
-int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req, const char **why)
+/* The target of a request inside a tunnel: origin-form only ("/path?query"). An
+ * absolute-form target would name a host the server must prefer to Host (RFC 9112 §3.2.2),
+ * and asterisk-form (OPTIONS *) is not worth the exception. */
+static const char *parse_origin_form(const uint8_t *buf, size_t off, size_t n,
+				     struct http_request *req)
+{
+	if (buf[off] != '/')
+		return "only origin-form targets (\"/path\") inside a tunnel";
+	if (memchr(buf + off, '#', n))
+		return "fragment in the request target";
+	req->path_off = off;
+	req->path_len = n;
+	return NULL;
+}
+
+static int parse_request(const uint8_t *buf, size_t len, struct http_request *req,
+			 const char **why, bool in_tunnel)
 {
 	bool bad = false;
 	memset(req, 0, sizeof(*req));
@@ -161,8 +177,9 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
 	}
 	req->version_off = i + 1;
 	req->is_connect = strcmp(req->method, "CONNECT") == 0;
-	const char *r = req->is_connect ? net_parse_authority((const char *)buf + t0, tlen, 0, req)
-					: parse_absolute_uri(buf, t0, tlen, req);
+	const char *r = in_tunnel	   ? parse_origin_form(buf, t0, tlen, req)
+			: req->is_connect ? net_parse_authority((const char *)buf + t0, tlen, 0, req)
+					  : parse_absolute_uri(buf, t0, tlen, req);
 	if (r) {
 		*why = r;
 		return HTTP_PARSE_BAD;
@@ -200,6 +217,51 @@ int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req,
 			}
 		off = next;
 	}
+}
+
+int http_parse_request(const uint8_t *buf, size_t len, struct http_request *req, const char **why)
+{
+	return parse_request(buf, len, req, why, false);
+}
+
+int http_parse_tunnel_request(const uint8_t *buf, size_t len, struct http_request *req,
+			      const char **why)
+{
+	return parse_request(buf, len, req, why, true);
+}
+
+/* "HTTP/" anywhere in buf[0..n), in any case: lenient servers accept "http/1.1". */
+static bool has_http_version(const uint8_t *buf, size_t n)
+{
+	for (size_t i = 0; i + 5 <= n; i++)
+		if (strncasecmp((const char *)buf + i, "HTTP/", 5) == 0)
+			return true;
+	return false;
+}
+
+int tunnel_classify(const uint8_t *buf, size_t len)
+{
+	if (len == 0)
+		return TUNNEL_MORE;
+	if (buf[0] == 0x16)
+		return TUNNEL_TLS;
+	/* servers skip empty lines before a request line (RFC 9112 §2.2): taken as HTTP, whose
+	 * strict parser then refuses them */
+	if (buf[0] == '\r' || buf[0] == '\n')
+		return TUNNEL_HTTP;
+	/* every method is a token: a stream starting otherwise is no HTTP request */
+	if (!is_tchar(buf[0]))
+		return TUNNEL_OTHER;
+	/* The first line decides: with an HTTP version in it, it is an HTTP/1.x request and
+	 * carries headers (Host among them); without one it is HTTP/0.9 at most, which has
+	 * none. It ends at LF, or at a NUL, which no server takes in a request line (git's
+	 * protocol sends one before any LF). */
+	size_t e = 0;
+	while (e < len && buf[e] != '\n' && buf[e] != '\0')
+		e++;
+	if (has_http_version(buf, e))
+		return TUNNEL_HTTP;
+	return e < len ? TUNNEL_OTHER : TUNNEL_MORE;
 }
 
 static bool header_is(const uint8_t *line, size_t n, const char *name)

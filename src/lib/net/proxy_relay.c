@@ -114,6 +114,25 @@ static bool header_may_be_done(const uint8_t *buf, size_t old, size_t len)
 	return false;
 }
 
+/* Whether the bytes a tunnel's client sent since old can change how its first bytes are
+ * judged (the first byte, the end of the first line, the end of an HTTP header, a full
+ * buffer): judging again on every byte of a line sent a byte at a time would cost the
+ * square of its length. */
+static bool tunnel_may_be_judged(const struct agentd_proxy *p, struct conn *c, size_t old)
+{
+	const uint8_t *s = c->up.p + c->up.off;
+	size_t n = c->up.len - c->up.off;
+	old -= c->up.off;
+	if (n == old)
+		return false;
+	bool line_was_done = c->first_line_done;
+	for (size_t i = old; i < n && !c->first_line_done; i++)
+		c->first_line_done = s[i] == '\n' || s[i] == '\0';
+	if (old == 0 || s[0] == 0x16 || proxy_room(p, &c->up) == 0)
+		return true; /* a ClientHello's completeness is known from its record header */
+	return line_was_done ? header_may_be_done(s, old, n) : c->first_line_done;
+}
+
 /* SOCKS5: answer the greeting (no authentication), then read the CONNECT request; the
  * request then goes the way of an HTTP CONNECT. */
 static int on_socks_data(struct conn *c, const char **why)
@@ -155,6 +174,8 @@ void proxy_on_header_data(struct agentd_proxy *p, struct conn *c)
 	}
 	if (r == 2)
 		return;
+	if (!old) /* the first bytes: the header's own clock from now */
+		c->deadline = c->t0 + p->cfg.header_timeout_ms;
 	const char *why = NULL;
 	int pr;
 	if (c->socks || c->up.p[0] == 5) {
@@ -197,7 +218,8 @@ void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint3
 	/* While the source has data and the destination takes it all, keep relaying: a bulk
 	 * transfer then costs one epoll round per burst, not one per chunk. */
 	for (int round = 0; round < RELAY_ROUNDS && (events & EPOLLIN) && !*eof; round++) {
-		bool inspect = from_client && c->sni_pending;
+		bool inspect = from_client && c->inspect_pending;
+		size_t before = in->len;
 		int r = inspect || in->no_splice || in->len > in->off ? fill(p, in, src)
 								      : fill_splice(p, in, src);
 		if (r == -1) {
@@ -206,14 +228,14 @@ void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint3
 		}
 		if (r == 0)
 			*eof = true;
-		if (from_client && c->sni_pending) {
+		if (from_client && c->inspect_pending && tunnel_may_be_judged(p, c, before)) {
 			uint32_t gen = c->gen;
-			proxy_check_sni(p, c);
+			proxy_inspect_tunnel(p, c);
 			if (!c->used || c->gen != gen)
 				return;
 		}
 		/* forward at once: saves a round through epoll on the hot path */
-		if (from_client && c->sni_pending)
+		if (from_client && c->inspect_pending)
 			break;
 		if (!flush(in, dst, in_count)) {
 			proxy_conn_close(p, c, from_client ? "target reset" : "sandbox side reset");
@@ -222,10 +244,10 @@ void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint3
 		if (proxy_pending(in) || r != 1)
 			break; /* the destination is full, or the source is dry or ended */
 	}
-	if (!c->sni_pending)
+	if (!c->inspect_pending)
 		c->deadline = now_ms_monotonic() + p->cfg.idle_timeout_ms;
 	/* half-close travels once the pending bytes are through */
-	if (c->ceof && !proxy_pending(&c->up) && !c->ushut && !c->sni_pending) {
+	if (c->ceof && !proxy_pending(&c->up) && !c->ushut && !c->inspect_pending) {
 		shutdown(c->ufd, SHUT_WR);
 		c->ushut = true;
 	}
@@ -237,8 +259,8 @@ void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint3
 		proxy_conn_close(p, c, NULL);
 		return;
 	}
-	if (c->sni_pending && c->ceof) {
-		proxy_conn_deny(p, c, 400, "closed before the TLS ClientHello was complete");
+	if (c->inspect_pending && c->ceof) {
+		proxy_conn_deny(p, c, 400, "closed before the first bytes of the tunnel could be judged");
 		return;
 	}
 	proxy_update_interest(p, c);
