@@ -18,6 +18,31 @@ void janitor_forget_dir(const char *path);
 /* The janitor's pid (a child of ours the orphan sweep leaves alone), 0 before it starts. */
 pid_t janitor_pid(void);
 
+/* ---------------------------------------------------------------- host_ids.c
+ * Each container sandbox's own host uid/gid, leased from a subordinate range (the
+ * /etc/subuid and /etc/subgid entries of user "agentd", else the default below) and
+ * reusable only after its sandbox's cleanup. */
+#define HOST_IDS_DEFAULT_BASE 1073741824u	/* 2^30, far above login and system ids */
+#define HOST_IDS_DEFAULT_COUNT 65536u
+#define HOST_IDS_DIR "/run/agentd/ids"		/* one lease file per uid, root's, 0700 */
+struct host_id_range {
+	uid_t uid_base;
+	gid_t gid_base;
+	uint32_t count;
+	bool from_subid;	/* the entries of "agentd" in /etc/subuid and /etc/subgid */
+};
+struct host_ids {
+	uid_t uid;
+	gid_t gid;
+	int lease_fd;	/* the slot's locked lease file, -1 when none is held */
+};
+void host_ids_range(struct host_id_range *r);
+/* Lease a free uid/gid pair for the sandbox id (root only); 0, or -1 + err when every id
+ * is held. */
+int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err);
+/* After the sandbox's cleanup (no process of it left, its cgroup removed). Safe twice. */
+void host_ids_release(struct host_ids *ids);
+
 /* ---------------------------------------------------------------- sandbox_dir.c */
 /* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */
 int sandbox_dir_create(const char *work_root, const char *id, uid_t uid, gid_t gid,

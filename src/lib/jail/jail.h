@@ -14,7 +14,7 @@
 
 
 /* ---------------------------------------------------------------- rlimit.c */
-#define RLIMIT_SET_MAX 8
+#define RLIMIT_SET_MAX 12
 struct rlimit_set {
 	int n;
 	int resource[RLIMIT_SET_MAX];
@@ -24,6 +24,19 @@ struct rlimit_set {
  * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
 void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out);
 int rlimit_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
+/* A sandbox with a host uid of its own (container): the budgets the kernel counts per user
+ * (and charges up to its user namespace's owner) get a per-sandbox cap: pending signals,
+ * POSIX message queue bytes. */
+#define SANDBOX_SIGPENDING 4096
+#define SANDBOX_MSGQUEUE (800 * 1024)
+void rlimit_per_user(struct rlimit_set *rs);
+/* In the sandbox's user namespace, with its capabilities: lower /proc/sys/user's counts
+ * for it (inotify instances and watches, namespaces of each type). 0, or -errno with
+ * *failed the knob. No malloc. */
+#define SANDBOX_INOTIFY_INSTANCES 64
+#define SANDBOX_INOTIFY_WATCHES 16384
+#define SANDBOX_NAMESPACES 64
+int userns_limits_lower(const char **failed);
 
 /* ---------------------------------------------------------------- env.c */
 /* The environment a command sees: host env cleared, then PATH, HOME, TMPDIR, LANG (sane
@@ -148,6 +161,8 @@ bool cgroup_is_populated(const struct cgroup *cg);
 int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err);
 int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
 int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
+/* Free without touching the cgroup (one cgroup_open only looked at). Safe on NULL. */
+void cgroup_close(struct cgroup *cg);
 /* Kill all, rmdir everywhere, free. Safe on NULL. */
 void cgroup_destroy(struct cgroup *cg);
 /* Fill platform cgroup fields (version, hybrid, controllers, writable). */

@@ -69,6 +69,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		sandbox_dir_remove(b->work_root, id);
 		janitor_forget_dir(c->snap_dir);
 	}
+	/* Nothing of the sandbox is left: its host ids may go to another. */
+	host_ids_release(&c->ids);
 	free(c->snap_dir);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

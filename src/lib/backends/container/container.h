@@ -25,9 +25,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#define NOBODY 65534
 /* The sandbox's only user: commands run as uid/gid 1000 inside, the only id mapped, so
- * there is no root inside at all (files of the host's root show as nobody). */
+ * there is no root inside at all (files of the host's root show as nobody). run_as uid 0
+ * makes it uid/gid 0 instead: root of the sandbox's own user namespace only, still mapped
+ * to the sandbox's unprivileged host id, with no capability left once the init sealed. */
 #define AGENT_ID 1000
 #define MAX_EXECS 64
 #define MAX_PAYLOAD (8u << 20)	/* argv + env + cwd of one exec */
@@ -73,6 +74,8 @@ struct ctr {
 	struct cgroup *cg;
 	uid_t host_uid;
 	gid_t host_gid;
+	uid_t inner_id;			/* its uid and gid inside: AGENT_ID, or 0 (run_as 0) */
+	struct host_ids ids;		/* the leased host_uid/host_gid (lib/host/host_ids.c) */
 	bool unprivileged;
 	struct rlimit_set rl;
 	pthread_mutex_t lock;

@@ -394,6 +394,11 @@ struct cgroup *cgroup_open(const char *name, agentd_error *err)
 	return cg_make(name, NULL, false, err);
 }
 
+void cgroup_close(struct cgroup *cg)
+{
+	cg_free(cg, false);
+}
+
 void cgroup_destroy(struct cgroup *cg)
 {
 	if (!cg)

@@ -1,0 +1,147 @@
+/* host_ids.c: the host uid/gid of each container sandbox, one of a subordinate range (like
+ * the /etc/subuid ranges newuidmap hands out), so that no two sandboxes share the per-user
+ * kernel budgets (pending signals, message queues, inotify instances, pipe pages) and none
+ * charges host root's.
+ *
+ * The range: the /etc/subuid and /etc/subgid entries of user "agentd" when present, else
+ * HOST_IDS_DEFAULT_BASE and HOST_IDS_DEFAULT_COUNT. A slot is leased by a lock on
+ * HOST_IDS_DIR/<uid> (root's, 0700): a flock held by the sandbox's owner (released by the
+ * kernel if it dies) and, in the file, the sandbox's id until its cleanup is done. A slot
+ * whose file still names a sandbox with a cgroup (an owner killed before its cleanup: its
+ * processes may live on until the janitor or the stale-sandbox GC removes the cgroup) is
+ * skipped, so an id is reused only once nothing of its last sandbox is left. Race-free
+ * across threads and processes (the daemon and one-shot runs at once): flock is the only
+ * arbiter. */
+#include "lib/host/host.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+/* Read the first "agentd:START:COUNT" of a subordinate id file; false when none. */
+static bool subid_entry(const char *path, unsigned long *start, unsigned long *count)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	char line[256];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long s, n;
+		char end;
+		if (sscanf(line, "agentd:%lu:%lu%c", &s, &n, &end) >= 2 && n > 0 &&
+		    s > 0 && s + n - 1 < (unsigned long)UINT32_MAX) {
+			*start = s;
+			*count = n;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+void host_ids_range(struct host_id_range *r)
+{
+	unsigned long us = HOST_IDS_DEFAULT_BASE, uc = HOST_IDS_DEFAULT_COUNT;
+	unsigned long gs = HOST_IDS_DEFAULT_BASE, gc = HOST_IDS_DEFAULT_COUNT;
+	bool has_u = subid_entry("/etc/subuid", &us, &uc);
+	bool has_g = subid_entry("/etc/subgid", &gs, &gc);
+	r->uid_base = (uid_t)us;
+	r->gid_base = (gid_t)gs;
+	r->count = (uint32_t)(uc < gc ? uc : gc);
+	r->from_subid = has_u && has_g;
+	if (has_u != has_g) {
+		/* one without the other: both default, rather than a mix */
+		r->uid_base = r->gid_base = HOST_IDS_DEFAULT_BASE;
+		r->count = HOST_IDS_DEFAULT_COUNT;
+	}
+}
+
+/* The lease dir, root's and 0700 (made on first use). */
+static int lease_dir(agentd_error *err)
+{
+	int r = mkdir_p(HOST_IDS_DIR, 0700);
+	if (r < 0)
+		return agentd_error_errno(err, -r, "create %s", HOST_IDS_DIR);
+	int fd = open(HOST_IDS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "open %s", HOST_IDS_DIR);
+	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 077)) {
+		close(fd);
+		return agentd_error_set(err, EPERM,
+					"%s must be a directory of root's with mode 0700",
+					HOST_IDS_DIR);
+	}
+	return fd;
+}
+
+/* The slot's file, locked, when it is free: its last sandbox (named in it) is cleaned up. */
+static int try_slot(int dir, uid_t uid)
+{
+	char name[16], prev[AGENTD_ID_LEN + 1];
+	snprintf(name, sizeof(name), "%u", (unsigned)uid);
+	int fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return -1;
+	}
+	ssize_t n = pread(fd, prev, sizeof(prev) - 1, 0);
+	if (n > 0) {
+		prev[n] = '\0';
+		struct cgroup *cg = cgroup_open(prev, NULL);
+		if (cg) {
+			/* Its owner died before the cleanup: processes may remain. */
+			cgroup_close(cg);
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err)
+{
+	struct host_id_range r;
+	out->lease_fd = -1;
+	host_ids_range(&r);
+	_cleanup_close_ int dir = lease_dir(err);
+	if (dir < 0)
+		return -1;
+	/* The lowest free slot: the lease files are as many as sandboxes ever ran at once. */
+	for (uint32_t slot = 0; slot < r.count; slot++) {
+		int fd = try_slot(dir, r.uid_base + slot);
+		if (fd < 0)
+			continue;
+		if (ftruncate(fd, 0) < 0 || pwrite(fd, sandbox_id, strlen(sandbox_id), 0) < 0) {
+			int e = errno;
+			close(fd);
+			return agentd_error_errno(err, e, "record the lease of host uid %u",
+						  (unsigned)(r.uid_base + slot));
+		}
+		out->uid = r.uid_base + slot;
+		out->gid = r.gid_base + slot;
+		out->lease_fd = fd;
+		return 0;
+	}
+	return agentd_error_set(err, EAGAIN,
+				"no free host uid in the sandbox range %u..%u (%u sandboxes "
+				"or leftovers of killed ones hold them all; see %s)",
+				(unsigned)r.uid_base, (unsigned)(r.uid_base + r.count - 1),
+				(unsigned)r.count, HOST_IDS_DIR);
+}
+
+void host_ids_release(struct host_ids *ids)
+{
+	if (ids->lease_fd < 0)
+		return;
+	/* Cleaned up: the file names no sandbox, the lock goes with the fd. */
+	if (ftruncate(ids->lease_fd, 0) < 0) {
+		/* kept naming it: the slot is free once its cgroup is gone, which it is */
+	}
+	close(ids->lease_fd);
+	ids->lease_fd = -1;
+}
