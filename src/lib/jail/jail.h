@@ -310,6 +310,9 @@ struct mount_plan {
 	char *base;			/* host dir the scratch tmpfs covers in the private namespace */
 	char *cache;			/* prepared /etc and /dev (NULL: built in the scratch) */
 	char *warning;			/* why the cache was not used (for a log), or NULL */
+	/* Per op, a detached clone (open_tree) of its host source made by the privileged
+	 * side, or -1 (mount_plan_open_sources); NULL when none was opened. */
+	int *source_fds;
 };
 struct mount_plan_opts {
 	uid_t sandbox_uid;		/* owner of the workdir: ids INSIDE the namespace, mapped */
@@ -328,6 +331,13 @@ struct mount_plan_opts {
 int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 		       struct mount_plan *plan, agentd_error *err);
 void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built plan */
+/* Parent side, with the privileges of the caller (before the clone): every host source of
+ * a bind as a detached mount tree (open_tree(OPEN_TREE_CLONE)), attached by the child with
+ * move_mount, so the sandbox's own uid never has to traverse the host path to it (a state
+ * dir below a 0700 directory). Where the kernel or the caller cannot (ENOSYS, EPERM when
+ * unprivileged) the child binds by path as before; a source that cannot be opened is left
+ * to the child, whose error names the mount. */
+void mount_plan_open_sources(struct mount_plan *plan);
 /* Child side (no malloc, no stdio): in a fresh mount namespace, with CAP_SYS_ADMIN in the
  * user namespace owning it, id maps written (the workdir is chowned), in the pid namespace
  * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure

@@ -170,6 +170,8 @@ static int plan_root(const agentd_backend *b, const agentd_spec *spec, struct mo
 	};
 	if (mount_plan_prepare(spec, &mo, mp, err) < 0)
 		return agentd_error_prefix(err, "root filesystem");
+	/* Opened here, with our privileges: the sandbox's uid need not reach them. */
+	mount_plan_open_sources(mp);
 	return 0;
 }
 

@@ -297,10 +297,40 @@ out:
 	return ret;
 }
 
+static bool host_source(const struct mount_plan *plan, const struct mount_op *op)
+{
+	return (op->kind == MOUNT_OP_BIND || op->kind == MOUNT_OP_DEV_NODE ||
+		op->kind == MOUNT_OP_MASK_FILE) &&
+	       op->source && !(op->opflags & MOUNT_OPF_SOURCE_IN_ROOT) &&
+	       !(plan->base && path_within(op->source, plan->base));
+}
+
+void mount_plan_open_sources(struct mount_plan *plan)
+{
+	plan->source_fds = xmalloc(plan->n * sizeof(int) + 1);
+	for (size_t i = 0; i < plan->n; i++)
+		plan->source_fds[i] = -1;
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct mount_op *op = &plan->ops[i];
+		if (!host_source(plan, op))
+			continue;
+		unsigned rec = op->kind == MOUNT_OP_BIND ? AT_RECURSIVE : 0;
+		int fd = sys_open_tree(AT_FDCWD, op->source,
+				       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+		if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+			return; /* by path, all of them */
+		plan->source_fds[i] = fd;
+	}
+}
+
 void mount_plan_free(struct mount_plan *plan)
 {
 	if (!plan)
 		return;
+	for (size_t i = 0; plan->source_fds && i < plan->n; i++)
+		if (plan->source_fds[i] >= 0)
+			close(plan->source_fds[i]);
+	free(plan->source_fds);
 	for (size_t i = 0; i < plan->n; i++)
 		op_free(&plan->ops[i]);
 	free(plan->ops);
