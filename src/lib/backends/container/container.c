@@ -50,12 +50,27 @@ static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
 	return 0;
 }
 
+/* The init's root, sent after the listener and before it said ready: queued. */
+static int recv_root(struct ctr *c, agentd_error *err)
+{
+	struct ctl_msg m;
+	int fds[CTL_MAX_FDS], nfds;
+	ssize_t n = ctl_recv(c->ctl, &m, fds, &nfds, MSG_DONTWAIT);
+	if (n != (ssize_t)sizeof(m) || m.op != OP_ROOT_FD || nfds != 1) {
+		ctl_close_fds(fds);
+		return agentd_error_set(err, EPROTO, "sandbox init: no root directory sent");
+	}
+	return fds[0];
+}
+
 static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 {
 	if (!c)
 		return;
 	if (c->workdir_fd >= 0)
 		close(c->workdir_fd);
+	if (c->root_fd >= 0)
+		close(c->root_fd);
 	if (c->proxy)
 		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
@@ -117,6 +132,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	if (p.proxy && attach_proxy(c, p.proxy, sb->id, &spec->network.allow, err) < 0)
+		goto fail;
+	if ((c->root_fd = recv_root(c, err)) < 0)
 		goto fail;
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
 	ctr_prep_free(&p);

@@ -41,7 +41,12 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */ };
+enum {
+	OP_EXEC = 1,
+	OP_KILL = 2,
+	OP_PROXY_FD = 3,	/* init → host: the egress proxy's listener */
+	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
+};
 struct ctl_msg {
 	uint32_t op;
 	uint32_t pad;
@@ -82,6 +87,9 @@ struct ctr {
 	bool suspended;
 	uint64_t next_id;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
+	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
+					 * way in, also when it may not open /proc/<init>/root
+					 * (an unprivileged owner of a non-dumpable init) */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
 	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
