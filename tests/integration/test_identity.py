@@ -1,0 +1,194 @@
+"""Who a container sandbox is on the host: its own uid/gid leased from the subordinate range
+(/run/agentd/ids), freed after its cleanup and not before; a daemon whose state dir is below
+a directory those uids cannot search; the daemon run as a normal user with a delegated
+cgroup; and a server error's log line that says why."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import urllib.parse
+
+import pytest
+
+from conftest import BUILD
+from daemon_util import CGROUP_DIRS, Daemon, wait_until
+from test_unprivileged import NOBODY, delegated, userdir  # noqa: F401 (fixtures)
+
+IDS_DIR = "/run/agentd/ids"
+ID_BASE = 1 << 30
+
+
+def host_uid(d, sid):
+    """The host uid the sandbox's user maps to (its uid_map, seen from inside)."""
+    r = d.exec(sid, ["/bin/cat", "/proc/self/uid_map"])
+    assert r.status == 200 and r.json["exit_code"] == 0, r
+    return int(r.json["stdout"].split()[1])
+
+
+def files_path(sid, p):
+    return f"/v1/sandboxes/{sid}/files?path=" + urllib.parse.quote(p, safe="")
+
+
+def exercise(d):
+    """Create, exec, the files API, snapshot and restore, destroy: each must succeed."""
+    sid = d.create()
+    r = d.exec(sid, ["/bin/sh", "-c", "id -u; echo one > state.txt"])
+    assert r.status == 200 and r.json["exit_code"] == 0 and r.json["stdout"] == "1000\n", r
+    r = d.request("PUT", files_path(sid, "/workspace/up.txt"), raw=b"uploaded\n")
+    assert r.status == 200, r
+    r = d.get(files_path(sid, "/workspace/state.txt"))
+    assert r.status == 200 and r.body == b"one\n", r
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "s"})
+    assert r.status == 201, r
+    snap = r.json["snapshot_id"]
+    assert d.exec(sid, ["/bin/sh", "-c", "echo two > state.txt"]).json["exit_code"] == 0
+    r = d.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap})
+    assert r.status == 200, r
+    r = d.exec(sid, ["/bin/cat", "state.txt", "up.txt"])
+    assert r.json["stdout"] == "one\nuploaded\n", r
+    assert d.delete(f"/v1/sandboxes/{sid}").status == 200
+
+
+def test_state_dir_below_a_directory_sandboxes_cannot_search():
+    """mktemp -d is 0700: the mount sources are opened by the daemon and handed over."""
+    top = tempfile.mkdtemp(prefix="agentd-0700-", dir="/var/tmp")
+    assert os.stat(top).st_mode & 0o777 == 0o700
+    d = Daemon(state_dir=os.path.join(top, "state"))
+    try:
+        d.start()
+        exercise(d)
+        # a one-shot run below it too
+        r = subprocess.run([os.path.join(BUILD, "agentd"), "run", "--backend", "container",
+                            "--", "/bin/cat", "/etc/hostname"], capture_output=True,
+                           timeout=60, env={"PATH": "/usr/bin:/bin",
+                                            "AGENTD_WORK_ROOT": os.path.join(top, "w", "s")})
+        assert r.returncode == 0 and r.stdout == b"agentd\n", r
+    finally:
+        d.cleanup()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_server_error_is_logged_with_its_reason():
+    closed = tempfile.mkdtemp(prefix="agentd-rootonly-", dir="/var/tmp")  # 0700, root's
+    d = Daemon()
+    try:
+        d.start()
+        r = d.post("/v1/sandboxes", {"backend": "container",
+                                     "spec": {"allowed_paths_rw": [closed]}})
+        assert r.status == 500, r
+        why = r.error["message"]
+        assert "not writable" in why, r
+        log = d.read_log()
+        line = [x for x in log.splitlines() if "status=500" in x]
+        assert line and why in line[-1], log
+    finally:
+        d.cleanup()
+        os.rmdir(closed)
+
+
+def lease_of(uid):
+    with open(os.path.join(IDS_DIR, str(uid))) as f:
+        return f.read()
+
+
+def cgroup_parents():
+    return [p for p in CGROUP_DIRS if os.path.isdir(p)]
+
+
+def test_a_uid_is_reused_only_after_its_sandbox_is_cleaned_up():
+    d = Daemon()
+    try:
+        d.start()
+        sid = d.create()
+        uid = host_uid(d, sid)
+        assert uid >= ID_BASE and lease_of(uid) == sid
+        # A second one at the same time never gets it.
+        other = d.create()
+        assert host_uid(d, other) != uid
+        d.delete(f"/v1/sandboxes/{other}")
+        # The owner is killed: until the janitor removed the sandbox's cgroup (its processes
+        # die with it) the lease still names it and the uid is not handed out.
+        d.stop(signal.SIGKILL)
+        assert lease_of(uid) == sid
+        assert wait_until(lambda: not any(os.path.isdir(os.path.join(p, sid))
+                                   for p in cgroup_parents()), 20)
+        d.start()
+        again = d.create()
+        assert host_uid(d, again) == uid, "the freed uid (the lowest) is leased again"
+        assert lease_of(uid) == again
+        d.delete(f"/v1/sandboxes/{again}")
+        assert lease_of(uid) == ""
+    finally:
+        d.cleanup()
+
+
+def test_a_lease_naming_a_live_cgroup_is_not_reused():
+    """A killed owner's sandbox whose cgroup is still there (processes may remain): its
+    uid stays out of use until the cgroup is gone."""
+    d = Daemon()
+    fake = "f" * 32
+    made = []
+    try:
+        d.start()
+        sid = d.create()
+        uid = host_uid(d, sid)
+        d.delete(f"/v1/sandboxes/{sid}")
+        assert lease_of(uid) == ""
+        # uid is the lowest free one now: pretend a dead owner's sandbox still holds it
+        for p in cgroup_parents():
+            os.mkdir(os.path.join(p, fake))
+            made.append(os.path.join(p, fake))
+        with open(os.path.join(IDS_DIR, str(uid)), "w") as f:
+            f.write(fake)
+        sid = d.create()
+        assert host_uid(d, sid) != uid
+        d.delete(f"/v1/sandboxes/{sid}")
+        for m in made:
+            os.rmdir(m)
+        made = []
+        sid = d.create()
+        assert host_uid(d, sid) == uid
+        d.delete(f"/v1/sandboxes/{sid}")
+    finally:
+        for m in made:
+            os.rmdir(m)
+        d.cleanup()
+
+
+def serve_as_nobody(userdir, delegated):  # noqa: F811
+    procs = [os.path.join(x, "cgroup.procs") for x in delegated.values()]
+
+    def enter():
+        for p in procs:
+            with open(p, "w") as f:
+                f.write("0")
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, NOBODY)
+        os.setresuid(NOBODY, NOBODY, NOBODY)
+
+    shutil.copy(os.path.join(BUILD, "agentd-serve.so"), userdir)
+    run = os.path.join(userdir, "run")
+    d = Daemon(state_dir=os.path.join(run, "state"))
+    d.socket = os.path.join(run, "agentd.sock")
+    d.log = open(d.log_path, "ab")
+    d.proc = subprocess.Popen(
+        [os.path.join(userdir, "agentd"), "serve", "--socket", d.socket, "--state-dir",
+         d.state_dir, "--drain", "1s"], stdout=d.log, stderr=d.log, cwd=userdir,
+        env={"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": run, "HOME": userdir},
+        preexec_fn=enter)
+    assert wait_until(lambda: os.path.exists(d.socket) or d.proc.poll() is not None, 20)
+    assert d.proc.poll() is None, d.read_log()
+    return d
+
+
+def test_unprivileged_daemon_serves_container_sandboxes(userdir, delegated):  # noqa: F811
+    d = serve_as_nobody(userdir, delegated)
+    try:
+        exercise(d)
+        sid = d.create()
+        assert host_uid(d, sid) == NOBODY   # the daemon's own uid: it has no range
+        assert d.delete(f"/v1/sandboxes/{sid}").status == 200
+        assert "status=500" not in d.read_log()
+    finally:
+        d.cleanup()
