@@ -104,6 +104,7 @@ static const struct sec_attack attacks[] = {
 	{ "cgroup-escape", "kernel", {"cgroup-escape"}, NULL, 0 },
 	{ "cgroup-view", "kernel", {"cgroup-view"}, NULL, 0 },
 	{ "tiocsti", "kernel", {"tiocsti"}, NULL, 0 },
+	{ "budget-charged-to-host", "resources", {"budget-owner"}, NULL, 0 },
 	{ "loopback-tcp", "network", {"connect-tcp", "127.0.0.1", "{port}"}, NULL, 0 },
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .secsuite import AGENTD, available_backends
+from .secsuite import AGENTD, available_backends, check, probe
 
 IDS_DIR = "/run/agentd/ids"
 
@@ -148,6 +148,14 @@ def test_exhausting_budgets_leaves_root_and_other_sandboxes_alone(container):
             if hog.poll() is None:
                 hog.kill()
             shutil.rmtree(d, ignore_errors=True)
+
+
+def test_budgets_are_charged_to_the_sandbox_not_host_root(backend):
+    """From inside: the owner of the sandbox's user namespace (whose budgets its use is
+    charged to) is its own user, never a user outside it (the row of agentd probe
+    --security)."""
+    r, verdict, line = probe(backend, "budget-owner")
+    check("budget-charged-to-host", backend, verdict, line)
 
 
 def test_budgets_are_capped_in_the_sandbox(container):
