@@ -25,7 +25,9 @@ const char *policy_flags_help(void)
 	       "  --workdir DIR         working directory inside the sandbox\n"
 	       "  --seccomp PROFILE     default | none | PATH to an OCI seccomp JSON\n"
 	       "  --user UID[:GID]      identity of the command when agentd is root\n"
-	       "                        (default 65534:65534; 0 = root without capabilities)\n";
+	       "                        (default 65534:65534; 0 = root without capabilities;\n"
+	       "                        container: the sandbox's own leased host uid, 0 = uid 0\n"
+	       "                        of its own user namespace only)\n";
 }
 
 int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_error *err)
