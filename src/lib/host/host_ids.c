@@ -77,28 +77,32 @@ static int lease_dir(agentd_error *err)
 	return fd;
 }
 
+/* The sandbox the lease file fd names still has a cgroup: an owner killed before its
+ * cleanup, or a cleanup that could not empty it. Processes of its uid may remain. */
+static bool leftover(int fd)
+{
+	char prev[AGENTD_ID_LEN + 1];
+	ssize_t n = pread(fd, prev, sizeof(prev) - 1, 0);
+	if (n <= 0)
+		return false;
+	prev[n] = '\0';
+	struct cgroup *cg = cgroup_open(prev, NULL);
+	bool found = cg != NULL;
+	cgroup_close(cg);
+	return found;
+}
+
 /* The slot's file, locked, when it is free: its last sandbox (named in it) is cleaned up. */
 static int try_slot(int dir, uid_t uid)
 {
-	char name[16], prev[AGENTD_ID_LEN + 1];
+	char name[16];
 	snprintf(name, sizeof(name), "%u", (unsigned)uid);
 	int fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || leftover(fd)) {
 		close(fd);
 		return -1;
-	}
-	ssize_t n = pread(fd, prev, sizeof(prev) - 1, 0);
-	if (n > 0) {
-		prev[n] = '\0';
-		struct cgroup *cg = cgroup_open(prev, NULL);
-		if (cg) {
-			/* Its owner died before the cleanup: processes may remain. */
-			cgroup_close(cg);
-			close(fd);
-			return -1;
-		}
 	}
 	return fd;
 }
@@ -138,9 +142,11 @@ void host_ids_release(struct host_ids *ids)
 {
 	if (ids->lease_fd < 0)
 		return;
-	/* Cleaned up: the file names no sandbox, the lock goes with the fd. */
-	if (ftruncate(ids->lease_fd, 0) < 0) {
-		/* kept naming it: the slot is free once its cgroup is gone, which it is */
+	/* Cleaned up: the file names no sandbox, the lock goes with the fd. A sandbox whose
+	 * cgroup is still there keeps its name in it, so the uid stays out of use until the
+	 * stale-sandbox sweep has removed the cgroup. */
+	if (!leftover(ids->lease_fd) && ftruncate(ids->lease_fd, 0) < 0) {
+		/* kept naming it: free once its cgroup is gone, which it is */
 	}
 	close(ids->lease_fd);
 	ids->lease_fd = -1;
