@@ -444,7 +444,8 @@ CMD(cmd_budget_owner)
 		return error("NS_GET_OWNER_UID");
 	close(fd);
 	if (owner == getuid()) {
-		say("BLOCKED our user namespace is owned by our own user (uid %u)", (unsigned)owner);
+		say("BLOCKED our user namespace is owned by our own user (uid %u)",
+		    (unsigned)owner);
 		return 1;
 	}
 	char why[160];

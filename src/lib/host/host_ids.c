@@ -30,8 +30,8 @@ static bool subid_entry(const char *path, unsigned long *start, unsigned long *c
 	while (!found && fgets(line, sizeof(line), f)) {
 		unsigned long s, n;
 		char end;
-		if (sscanf(line, "agentd:%lu:%lu%c", &s, &n, &end) >= 2 && n > 0 &&
-		    s > 0 && s + n - 1 < (unsigned long)UINT32_MAX) {
+		if (sscanf(line, "agentd:%lu:%lu%c", &s, &n, &end) >= 2 && n > 0 && s > 0 &&
+		    s + n - 1 < (unsigned long)UINT32_MAX) {
 			*start = s;
 			*count = n;
 			found = true;
@@ -70,9 +70,8 @@ static int lease_dir(agentd_error *err)
 		return agentd_error_errno(err, errno, "open %s", HOST_IDS_DIR);
 	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 077)) {
 		close(fd);
-		return agentd_error_set(err, EPERM,
-					"%s must be a directory of root's with mode 0700",
-					HOST_IDS_DIR);
+		return agentd_error_set(
+		    err, EPERM, "%s must be a directory of root's with mode 0700", HOST_IDS_DIR);
 	}
 	return fd;
 }

@@ -58,15 +58,15 @@ int userns_limits_lower(const char **failed)
 		const char *path;
 		const char *value;
 	} knobs[] = {
-		{"/proc/sys/user/max_inotify_instances", STR(SANDBOX_INOTIFY_INSTANCES)},
-		{"/proc/sys/user/max_inotify_watches", STR(SANDBOX_INOTIFY_WATCHES)},
-		{"/proc/sys/user/max_user_namespaces", STR(SANDBOX_NAMESPACES)},
-		{"/proc/sys/user/max_mnt_namespaces", STR(SANDBOX_NAMESPACES)},
-		{"/proc/sys/user/max_pid_namespaces", STR(SANDBOX_NAMESPACES)},
-		{"/proc/sys/user/max_net_namespaces", STR(SANDBOX_NAMESPACES)},
-		{"/proc/sys/user/max_ipc_namespaces", STR(SANDBOX_NAMESPACES)},
-		{"/proc/sys/user/max_uts_namespaces", STR(SANDBOX_NAMESPACES)},
-		{"/proc/sys/user/max_cgroup_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_inotify_instances", STR(SANDBOX_INOTIFY_INSTANCES)},
+	    {"/proc/sys/user/max_inotify_watches", STR(SANDBOX_INOTIFY_WATCHES)},
+	    {"/proc/sys/user/max_user_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_mnt_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_pid_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_net_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_ipc_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_uts_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_cgroup_namespaces", STR(SANDBOX_NAMESPACES)},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(knobs); i++) {
 		int r = write_file_at(AT_FDCWD, knobs[i].path, knobs[i].value);

@@ -73,8 +73,7 @@ static int target_fd(struct run *r, const struct mount_op *op)
 
 /* Attach a detached tree (taken: closed here) at the op's target, carrying its attributes
  * already. Without mount_setattr (5.2-5.11) they follow by MS_REMOUNT once it is there. */
-static int attach_tree(struct run *r, const struct mount_op *op, int tree, bool rec,
-		       uint64_t attr)
+static int attach_tree(struct run *r, const struct mount_op *op, int tree, bool rec, uint64_t attr)
 {
 	int ret = 0, dst = -1;
 	bool late_attr = false;
@@ -192,10 +191,9 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 	case MOUNT_OP_BIND:
 	case MOUNT_OP_DEV_NODE:
 	case MOUNT_OP_MASK_FILE:
-		ret = src_fd >= 0 ? attach_tree(r, op, src_fd, op->kind == MOUNT_OP_BIND,
-						 op->attr_set)
-				  : do_bind(r, op, op->kind == MOUNT_OP_BIND ? MS_REC : 0,
-					    op->attr_set);
+		ret = src_fd >= 0
+			  ? attach_tree(r, op, src_fd, op->kind == MOUNT_OP_BIND, op->attr_set)
+			  : do_bind(r, op, op->kind == MOUNT_OP_BIND ? MS_REC : 0, op->attr_set);
 		return ret == -ENOENT && (op->opflags & MOUNT_OPF_OPTIONAL) ? 0 : ret;
 	case MOUNT_OP_PROC:
 		/* Needs a process of the pid namespace the proc is for, and the host's /proc

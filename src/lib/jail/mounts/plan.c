@@ -315,8 +315,8 @@ void mount_plan_open_sources(struct mount_plan *plan)
 		if (!host_source(plan, op))
 			continue;
 		unsigned rec = op->kind == MOUNT_OP_BIND ? AT_RECURSIVE : 0;
-		int fd = sys_open_tree(AT_FDCWD, op->source,
-				       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
+		int fd =
+		    sys_open_tree(AT_FDCWD, op->source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec);
 		if (fd < 0 && (errno == ENOSYS || errno == EPERM))
 			return; /* by path, all of them */
 		plan->source_fds[i] = fd;
