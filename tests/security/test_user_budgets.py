@@ -94,6 +94,26 @@ print(json.dumps(res))
 
 OK = {"sigqueue": 0, "timer_create": 0, "inotify_init": 0, "pipe_resize": 0}
 
+# Host root only: glibc's setresuid() signals every thread to follow (an RT signal each);
+# with root's pending-signal budget gone, a thread stayed at uid 0.
+SETXID_THREADS = r"""
+import os, threading
+go = threading.Event()
+threads = [threading.Thread(target=go.wait) for _ in range(4)]
+for t in threads:
+    t.start()
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+uids = set()
+for tid in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{tid}/status") as f:
+        uids.add(int(f.read().split("\nUid:")[1].split()[0]))
+go.set()
+for t in threads:
+    t.join()
+print(sorted(uids))
+"""
+
 
 @pytest.fixture
 def container():
@@ -135,6 +155,9 @@ def test_exhausting_budgets_leaves_root_and_other_sandboxes_alone(container):
         # Host root, while the hog holds all of it.
         host = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, timeout=30)
         assert json.loads(host.stdout) == OK, (host, took)
+        setxid = subprocess.run([sys.executable, "-c", SETXID_THREADS], capture_output=True,
+                                timeout=30)
+        assert setxid.stdout.split() == [b"[65534]"], (setxid, took)
         # A second sandbox, likewise.
         other = _run("--json", "--", "python3", "-c", CHECK)
         assert other.returncode == 0, other
