@@ -13,7 +13,7 @@ import pytest
 
 from conftest import BUILD
 from daemon_util import CGROUP_DIRS, Daemon, wait_until
-from test_unprivileged import NOBODY, delegated, userdir  # noqa: F401 (fixtures)
+from test_unprivileged import NOBODY, as_nobody_in, delegated, userdir  # noqa: F401
 
 IDS_DIR = "/run/agentd/ids"
 ID_BASE = 1 << 30
@@ -157,16 +157,6 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
 
 
 def serve_as_nobody(userdir, delegated):  # noqa: F811
-    procs = [os.path.join(x, "cgroup.procs") for x in delegated.values()]
-
-    def enter():
-        for p in procs:
-            with open(p, "w") as f:
-                f.write("0")
-        os.setgroups([])
-        os.setresgid(NOBODY, NOBODY, NOBODY)
-        os.setresuid(NOBODY, NOBODY, NOBODY)
-
     shutil.copy(os.path.join(BUILD, "agentd-serve.so"), userdir)
     run = os.path.join(userdir, "run")
     d = Daemon(state_dir=os.path.join(run, "state"))
@@ -176,7 +166,7 @@ def serve_as_nobody(userdir, delegated):  # noqa: F811
         [os.path.join(userdir, "agentd"), "serve", "--socket", d.socket, "--state-dir",
          d.state_dir, "--drain", "1s"], stdout=d.log, stderr=d.log, cwd=userdir,
         env={"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": run, "HOME": userdir},
-        preexec_fn=enter)
+        preexec_fn=as_nobody_in(delegated))
     assert wait_until(lambda: os.path.exists(d.socket) or d.proc.poll() is not None, 20)
     assert d.proc.poll() is None, d.read_log()
     return d
