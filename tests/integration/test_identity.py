@@ -88,8 +88,12 @@ def test_a_server_error_is_logged_with_its_reason():
 
 
 def lease_of(uid):
-    with open(os.path.join(IDS_DIR, str(uid))) as f:
-        return f.read()
+    """The sandbox a uid's lease names; "" when free (the file is removed at cleanup)."""
+    try:
+        with open(os.path.join(IDS_DIR, str(uid))) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def cgroup_parents():

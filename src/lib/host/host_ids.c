@@ -6,7 +6,8 @@
  * The range: the /etc/subuid and /etc/subgid entries of user "agentd" when present, else
  * HOST_IDS_DEFAULT_BASE and HOST_IDS_DEFAULT_COUNT. A slot is leased by a lock on
  * HOST_IDS_DIR/<uid> (root's, 0700): a flock held by the sandbox's owner (released by the
- * kernel if it dies) and, in the file, the sandbox's id until its cleanup is done. A slot
+ * kernel if it dies) and, in the file, the sandbox's id until its cleanup is done, when
+ * the file is removed. A slot
  * whose file still names a sandbox with a cgroup (an owner killed before its cleanup: its
  * processes may live on until the janitor or the stale-sandbox GC removes the cgroup) is
  * skipped, so an id is reused only once nothing of its last sandbox is left. Race-free
@@ -99,7 +100,11 @@ static int try_slot(int dir, uid_t uid)
 	int fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || leftover(fd)) {
+	/* Locked, and still the file at that name (not one a release unlinked meanwhile). */
+	struct stat held, named;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &held) < 0 ||
+	    fstatat(dir, name, &named, AT_SYMLINK_NOFOLLOW) < 0 || held.st_ino != named.st_ino ||
+	    held.st_dev != named.st_dev || leftover(fd)) {
 		close(fd);
 		return -1;
 	}
@@ -141,11 +146,16 @@ void host_ids_release(struct host_ids *ids)
 {
 	if (ids->lease_fd < 0)
 		return;
-	/* Cleaned up: the file names no sandbox, the lock goes with the fd. A sandbox whose
-	 * cgroup is still there keeps its name in it, so the uid stays out of use until the
-	 * stale-sandbox sweep has removed the cgroup. */
-	if (!leftover(ids->lease_fd) && ftruncate(ids->lease_fd, 0) < 0) {
-		/* kept naming it: free once its cgroup is gone, which it is */
+	/* Cleaned up: the file goes (unlinked while still locked: a leaser that opened it
+	 * meanwhile sees it is no longer the one at that name), the lock with the fd. A
+	 * sandbox whose cgroup is still there keeps its name in it, so the uid stays out of
+	 * use until the stale-sandbox sweep has removed the cgroup. */
+	if (!leftover(ids->lease_fd)) {
+		char path[sizeof(HOST_IDS_DIR) + 16];
+		snprintf(path, sizeof(path), "%s/%u", HOST_IDS_DIR, (unsigned)ids->uid);
+		if (unlink(path) < 0 && ftruncate(ids->lease_fd, 0) < 0) {
+			/* kept naming it: free once its cgroup is gone, which it is */
+		}
 	}
 	close(ids->lease_fd);
 	ids->lease_fd = -1;
