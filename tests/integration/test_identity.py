@@ -186,3 +186,23 @@ def test_unprivileged_daemon_serves_container_sandboxes(userdir, delegated):  # 
         assert "status=500" not in d.read_log()
     finally:
         d.cleanup()
+
+
+def test_a_policy_path_is_reached_only_as_far_as_the_sandbox_user_could():
+    """agentd opens the policy's bind sources with the sandbox's ids, not its own: a path
+    below a directory that uid cannot search is refused, as a bind by path would be (a
+    symlink another sandbox planted on the way gets no further than that sandbox could)."""
+    top = tempfile.mkdtemp(prefix="agentd-0700-", dir="/var/tmp")
+    try:
+        sub = os.path.join(top, "sub")
+        os.mkdir(sub, 0o755)
+        with open(os.path.join(sub, "f"), "w") as f:
+            f.write("behind a 0700 dir\n")
+        r = subprocess.run([os.path.join(BUILD, "agentd"), "run", "--backend", "container",
+                            "--ro", sub, "--", "/bin/cat", os.path.join(sub, "f")],
+                           capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert r.returncode == 125, r
+        assert f"bind {sub}: Permission denied".encode() in r.stderr, r
+        assert b"behind" not in r.stdout
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -291,6 +291,8 @@ enum mount_op_kind {
 #define MOUNT_OPF_OPTIONAL 0x4		/* a missing target is skipped (/proc masks) */
 #define MOUNT_OPF_RESOLVE 0x8		/* the target lies in a host tree: resolve it in the new
 					 * root without following symlinks (openat2) */
+#define MOUNT_OPF_POLICY 0x10		/* the source is the policy's (it may lie in a tree a
+					 * sandbox can write): reached as the sandbox's user */
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */
@@ -333,11 +335,14 @@ int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built plan */
 /* Parent side, with the privileges of the caller (before the clone): every host source of
  * a bind as a detached mount tree (open_tree(OPEN_TREE_CLONE)), attached by the child with
- * move_mount, so the sandbox's own uid never has to traverse the host path to it (a state
- * dir below a 0700 directory). Where the kernel or the caller cannot (ENOSYS, EPERM when
- * unprivileged) the child binds by path as before; a source that cannot be opened is left
- * to the child, whose error names the mount. */
-void mount_plan_open_sources(struct mount_plan *plan);
+ * move_mount, so the sandbox's own uid never has to traverse the host path to agentd's own
+ * sources (the cached /etc in a state dir below a 0700 directory). The policy's sources
+ * are reached with this thread's filesystem ids set to the sandbox's host uid/gid and no
+ * supplementary groups: no further than the sandbox's user could, through whatever a
+ * sandbox may have planted on the way. Where the kernel or the caller cannot (ENOSYS,
+ * EPERM when unprivileged) the child binds by path as before; a source that cannot be
+ * opened is left to the child, whose error names the mount. */
+void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid);
 /* Child side (no malloc, no stdio): in a fresh mount namespace, with CAP_SYS_ADMIN in the
  * user namespace owning it, id maps written (the workdir is chowned), in the pid namespace
  * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure

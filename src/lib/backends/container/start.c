@@ -153,8 +153,8 @@ static int lease_ids(struct ctr *c, const agentd_sandbox *sb, agentd_error *err)
 
 /* The root filesystem's plan, with the prepared /etc and /dev skeletons every sandbox
  * shares (mounts/cache.c) next to the work root: <dir of work root>/rootfs-cache. */
-static int plan_root(const agentd_backend *b, const agentd_spec *spec, struct mount_plan *mp,
-		     agentd_error *err)
+static int plan_root(const agentd_backend *b, const agentd_spec *spec, const struct ctr *c,
+		     struct mount_plan *mp, agentd_error *err)
 {
 	const char *slash = strrchr(b->work_root, '/');
 	_cleanup_free_ char *cache =
@@ -171,8 +171,8 @@ static int plan_root(const agentd_backend *b, const agentd_spec *spec, struct mo
 	};
 	if (mount_plan_prepare(spec, &mo, mp, err) < 0)
 		return agentd_error_prefix(err, "root filesystem");
-	/* Opened here, with our privileges: the sandbox's uid need not reach them. */
-	mount_plan_open_sources(mp);
+	/* Opened here: the sandbox's uid need not reach agentd's own sources. */
+	mount_plan_open_sources(mp, c->host_uid, c->host_gid);
 	return 0;
 }
 
@@ -244,7 +244,7 @@ int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sa
 	sb->priv = c;
 	if (lease_ids(c, sb, err) < 0)
 		goto fail;
-	if (plan_root(b, spec, &p->mp, err) < 0)
+	if (plan_root(b, spec, c, &p->mp, err) < 0)
 		goto fail;
 	trace_mark("mount plan built");
 	struct seccomp_opts so = {.profile = spec->seccomp_profile};
