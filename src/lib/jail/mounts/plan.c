@@ -339,8 +339,8 @@ void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid)
 		unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
 				 (op->kind == MOUNT_OP_BIND ? AT_RECURSIVE : 0);
 		int fd = op->opflags & MOUNT_OPF_POLICY
-				 ? open_tree_as(op->source, flags, uid, gid)
-				 : sys_open_tree(AT_FDCWD, op->source, flags);
+			     ? open_tree_as(op->source, flags, uid, gid)
+			     : sys_open_tree(AT_FDCWD, op->source, flags);
 		if (fd < 0 && (errno == ENOSYS || errno == EPERM))
 			return; /* by path, all of them */
 		plan->source_fds[i] = fd;
