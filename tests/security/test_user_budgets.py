@@ -94,6 +94,16 @@ print(json.dumps(res))
 
 OK = {"sigqueue": 0, "timer_create": 0, "inotify_init": 0, "pipe_resize": 0}
 
+# Host root only: a POSIX message queue of the default size (RLIMIT_MSGQUEUE is per user).
+MQ_OPEN = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+name = b"/agentd-budget-check-%d" % os.getpid()
+q = libc.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, None)
+print(0 if q >= 0 else ctypes.get_errno())
+libc.mq_unlink(name)
+"""
+
 # Host root only: glibc's setresuid() signals every thread to follow (an RT signal each);
 # with root's pending-signal budget gone, a thread stayed at uid 0.
 SETXID_THREADS = r"""
@@ -158,6 +168,10 @@ def test_exhausting_budgets_leaves_root_and_other_sandboxes_alone(container):
         setxid = subprocess.run([sys.executable, "-c", SETXID_THREADS], capture_output=True,
                                 timeout=30)
         assert setxid.stdout.split() == [b"[65534]"], (setxid, took)
+        # Message queues: the hog's were refused (Landlock) or stopped at its own cap.
+        assert took["mqueue"][1] in (13, 24), took                       # EACCES/EMFILE
+        mq = subprocess.run([sys.executable, "-c", MQ_OPEN], capture_output=True, timeout=30)
+        assert mq.stdout.strip() == b"0", (mq, took)
         # A second sandbox, likewise.
         other = _run("--json", "--", "python3", "-c", CHECK)
         assert other.returncode == 0, other
