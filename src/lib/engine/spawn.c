@@ -45,8 +45,9 @@ static __attribute__((noreturn)) void spawned_child(const struct spawn_opts *o, 
 /* The calling thread's effective uid/gid become the namespace owner's for the clone:
  * clone3(CLONE_NEWUSER) makes the new namespace's owner the caller's euid. Raw syscalls
  * change this thread only (glibc's wrappers would signal every thread of a daemon), and
- * SECBIT_NO_SETUID_FIXUP keeps its capabilities meanwhile (the cgroup and the maps still
- * need them). The child's namespace resets the securebits and gives it a fresh set. */
+ * SECBIT_NO_SETUID_FIXUP keeps its capabilities meanwhile (CLONE_INTO_CGROUP checks them).
+ * The child's new namespace resets its securebits and gives it a full set there; until
+ * its maps are written its kernel ids are the owner's and root's (real, saved). */
 struct owner_switch {
 	bool on;
 	int bits;
