@@ -70,8 +70,8 @@ int userns_limits_lower(const char **failed)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(knobs); i++) {
 		int r = write_file_at(AT_FDCWD, knobs[i].path, knobs[i].value);
-		if (r == -ENOENT && i >= 2)
-			continue; /* a kernel without that namespace type */
+		if (r == -ENOENT)
+			continue; /* a kernel without inotify or that namespace type */
 		if (r < 0) {
 			*failed = knobs[i].path;
 			return r;
