@@ -9,8 +9,6 @@ import subprocess
 import tempfile
 import urllib.parse
 
-import pytest
-
 from conftest import BUILD
 from daemon_util import CGROUP_DIRS, Daemon, wait_until
 from test_unprivileged import NOBODY, as_nobody_in, delegated, userdir  # noqa: F401
@@ -171,7 +169,15 @@ def serve_as_nobody(userdir, delegated):  # noqa: F811
          d.state_dir, "--drain", "1s"], stdout=d.log, stderr=d.log, cwd=userdir,
         env={"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": run, "HOME": userdir},
         preexec_fn=as_nobody_in(delegated))
-    assert wait_until(lambda: os.path.exists(d.socket) or d.proc.poll() is not None, 20)
+
+    def up():
+        if d.proc.poll() is not None:
+            return True
+        try:
+            return d.request("GET", "/v1/health", new_conn=True).status == 200
+        except OSError:
+            return False
+    assert wait_until(up, 20)
     assert d.proc.poll() is None, d.read_log()
     return d
 
