@@ -21,7 +21,8 @@ struct rlimit_set {
 	struct rlimit value[RLIMIT_SET_MAX];
 };
 /* RLIMIT_CPU (ceil s, hard = soft+1), RLIMIT_NOFILE, RLIMIT_FSIZE (max_write_bytes),
- * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
+ * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per uid: shared by the process backends'
+ * sandboxes): pids come from the cgroup, whose events name the limit that was hit. */
 void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out);
 int rlimit_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
 /* A sandbox with a host uid of its own (container): the budgets the kernel counts per user
