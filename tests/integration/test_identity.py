@@ -109,12 +109,12 @@ def test_a_uid_is_reused_only_after_its_sandbox_is_cleaned_up():
         other = d.create()
         assert host_uid(d, other) != uid
         d.delete(f"/v1/sandboxes/{other}")
-        # The owner is killed: until the janitor removed the sandbox's cgroup (its processes
-        # die with it) the lease still names it and the uid is not handed out.
+        # The owner is killed: the janitor removes the sandbox's cgroup (its processes die
+        # with it), then its lease file, which named it until then.
         d.stop(signal.SIGKILL)
-        assert lease_of(uid) == sid
         assert wait_until(lambda: not any(os.path.isdir(os.path.join(p, sid))
-                                   for p in cgroup_parents()), 20)
+                                          for p in cgroup_parents()), 20)
+        assert wait_until(lambda: lease_of(uid) == "", 20), "the janitor left the lease"
         d.start()
         again = d.create()
         assert host_uid(d, again) == uid, "the freed uid (the lowest) is leased again"

@@ -13,6 +13,9 @@
  * destroyed by a separate process when the owner goes away without forgetting them. */
 void janitor_watch_cgroup(const char *name);
 void janitor_forget_cgroup(const char *name);
+struct host_ids;
+void janitor_watch_ids(const struct host_ids *ids, const char *sandbox_id);
+void janitor_forget_ids(const struct host_ids *ids, const char *sandbox_id);
 void janitor_watch_dir(const char *path);
 void janitor_forget_dir(const char *path);
 /* The janitor's pid (a child of ours the orphan sweep leaves alone), 0 before it starts. */
@@ -42,6 +45,9 @@ void host_ids_range(struct host_id_range *r);
 int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err);
 /* After the sandbox's cleanup (no process of it left, its cgroup removed). Safe twice. */
 void host_ids_release(struct host_ids *ids);
+/* The janitor, after a killed owner's cleanup: remove uid's lease file if it still names
+ * sandbox_id, nobody holds it and the sandbox's cgroup is gone. */
+void host_ids_reap(uid_t uid, const char *sandbox_id);
 
 /* ---------------------------------------------------------------- sandbox_dir.c */
 /* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */

@@ -92,19 +92,30 @@ static bool leftover(int fd)
 	return found;
 }
 
-/* The slot's file, locked, when it is free: its last sandbox (named in it) is cleaned up. */
-static int try_slot(int dir, uid_t uid)
+/* The slot's file (created with O_CREAT in flags), locked and still the file at that name
+ * (not one a release unlinked meanwhile); -1 when another holds it. */
+static int lock_slot(int dir, uid_t uid, int flags)
 {
 	char name[16];
 	snprintf(name, sizeof(name), "%u", (unsigned)uid);
-	int fd = openat(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = openat(dir, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | flags, 0600);
 	if (fd < 0)
 		return -1;
-	/* Locked, and still the file at that name (not one a release unlinked meanwhile). */
 	struct stat held, named;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &held) < 0 ||
 	    fstatat(dir, name, &named, AT_SYMLINK_NOFOLLOW) < 0 || held.st_ino != named.st_ino ||
-	    held.st_dev != named.st_dev || leftover(fd)) {
+	    held.st_dev != named.st_dev) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The slot's file, locked, when it is free: its last sandbox (named in it) is cleaned up. */
+static int try_slot(int dir, uid_t uid)
+{
+	int fd = lock_slot(dir, uid, O_CREAT);
+	if (fd >= 0 && leftover(fd)) {
 		close(fd);
 		return -1;
 	}
@@ -159,4 +170,23 @@ void host_ids_release(struct host_ids *ids)
 	}
 	close(ids->lease_fd);
 	ids->lease_fd = -1;
+}
+
+void host_ids_reap(uid_t uid, const char *sandbox_id)
+{
+	_cleanup_close_ int dir =
+	    open(HOST_IDS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir < 0)
+		return;
+	_cleanup_close_ int fd = lock_slot(dir, uid, 0);
+	char named[AGENTD_ID_LEN + 1];
+	ssize_t n = fd >= 0 ? pread(fd, named, sizeof(named) - 1, 0) : -1;
+	if (n <= 0)
+		return;
+	named[n] = '\0';
+	if (strcmp(named, sandbox_id) != 0 || leftover(fd))
+		return; /* leased again meanwhile, or its cgroup outlived the cleanup */
+	char name[16];
+	snprintf(name, sizeof(name), "%u", (unsigned)uid);
+	unlinkat(dir, name, 0);
 }

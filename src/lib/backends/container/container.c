@@ -81,7 +81,10 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		janitor_forget_dir(c->snap_dir);
 	}
 	/* Nothing of the sandbox is left: its host ids may go to another. */
-	host_ids_release(&c->ids);
+	if (c->ids.lease_fd >= 0) {
+		host_ids_release(&c->ids);
+		janitor_forget_ids(&c->ids, id);
+	}
 	free(c->snap_dir);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

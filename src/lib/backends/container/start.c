@@ -148,6 +148,7 @@ static int lease_ids(struct ctr *c, const agentd_sandbox *sb, agentd_error *err)
 		return agentd_error_prefix(err, "sandbox host uid");
 	c->host_uid = c->ids.uid;
 	c->host_gid = c->ids.gid;
+	janitor_watch_ids(&c->ids, sb->id);
 	return 0;
 }
 
