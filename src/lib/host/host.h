@@ -46,8 +46,9 @@ int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *e
 /* After the sandbox's cleanup (no process of it left, its cgroup removed). Safe twice. */
 void host_ids_release(struct host_ids *ids);
 /* The janitor, after a killed owner's cleanup: remove uid's lease file if it still names
- * sandbox_id, nobody holds it and the sandbox's cgroup is gone. */
-void host_ids_reap(uid_t uid, const char *sandbox_id);
+ * sandbox_id, nobody holds it and the sandbox's cgroup is gone. 0 when done or not ours
+ * to do (gone, leased again, held), 1 while the sandbox's cgroup is still there. */
+int host_ids_reap(uid_t uid, const char *sandbox_id);
 
 /* ---------------------------------------------------------------- sandbox_dir.c */
 /* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */

@@ -77,15 +77,21 @@ static int lease_dir(agentd_error *err)
 	return fd;
 }
 
+/* The sandbox id the lease file fd names, in out ("" when none). */
+static void named_in(int fd, char out[AGENTD_ID_LEN + 1])
+{
+	ssize_t n = fd >= 0 ? pread(fd, out, AGENTD_ID_LEN, 0) : -1;
+	out[n > 0 ? n : 0] = '\0';
+}
+
 /* The sandbox the lease file fd names still has a cgroup: an owner killed before its
  * cleanup, or a cleanup that could not empty it. Processes of its uid may remain. */
 static bool leftover(int fd)
 {
 	char prev[AGENTD_ID_LEN + 1];
-	ssize_t n = pread(fd, prev, sizeof(prev) - 1, 0);
-	if (n <= 0)
+	named_in(fd, prev);
+	if (!prev[0])
 		return false;
-	prev[n] = '\0';
 	struct cgroup *cg = cgroup_open(prev, NULL);
 	bool found = cg != NULL;
 	cgroup_close(cg);
@@ -172,21 +178,27 @@ void host_ids_release(struct host_ids *ids)
 	ids->lease_fd = -1;
 }
 
-void host_ids_reap(uid_t uid, const char *sandbox_id)
+int host_ids_reap(uid_t uid, const char *sandbox_id)
 {
+	char name[16], named[AGENTD_ID_LEN + 1];
+	snprintf(name, sizeof(name), "%u", (unsigned)uid);
 	_cleanup_close_ int dir =
 	    open(HOST_IDS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dir < 0)
-		return;
+		return 0;
 	_cleanup_close_ int fd = lock_slot(dir, uid, 0);
-	char named[AGENTD_ID_LEN + 1];
-	ssize_t n = fd >= 0 ? pread(fd, named, sizeof(named) - 1, 0) : -1;
-	if (n <= 0)
-		return;
-	named[n] = '\0';
-	if (strcmp(named, sandbox_id) != 0 || leftover(fd))
-		return; /* leased again meanwhile, or its cgroup outlived the cleanup */
-	char name[16];
-	snprintf(name, sizeof(name), "%u", (unsigned)uid);
+	if (fd < 0) {
+		/* Held: by a leaser (it renames it) or a copy of the dead owner's that is about
+		 * to close; try again while it still names the sandbox. */
+		_cleanup_close_ int peek = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		named_in(peek, named);
+		return strcmp(named, sandbox_id) == 0;
+	}
+	named_in(fd, named);
+	if (strcmp(named, sandbox_id) != 0)
+		return 0; /* leased again meanwhile */
+	if (leftover(fd))
+		return 1;
 	unlinkat(dir, name, 0);
+	return 0;
 }

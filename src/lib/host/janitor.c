@@ -31,10 +31,25 @@ static void janitor_cleanup(char **items, size_t n)
 			rm_rf(items[i] + 1);
 		}
 	}
-	for (size_t i = 0; i < n; i++) {
-		char *id;
-		if (items[i] && items[i][0] == 'I' && (id = strchr(items[i], ':')))
-			host_ids_reap((uid_t)strtoul(items[i] + 1, NULL, 10), id + 1);
+	/* A cgroup still emptying (its processes take a moment to die on a loaded host)
+	 * holds its lease back: retried for a while, the cgroup's removal with it. */
+	for (int round = 0; round < 50; round++) {
+		bool pending = false;
+		for (size_t i = 0; i < n; i++) {
+			char *id;
+			if (!items[i] || items[i][0] != 'I' || !(id = strchr(items[i], ':')))
+				continue;
+			if (host_ids_reap((uid_t)strtoul(items[i] + 1, NULL, 10), id + 1) == 0) {
+				free(items[i]);
+				items[i] = NULL;
+				continue;
+			}
+			cgroup_destroy(cgroup_open(id + 1, NULL));
+			pending = true;
+		}
+		if (!pending)
+			break;
+		usleep(200 * 1000);
 	}
 }
 
