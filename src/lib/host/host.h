@@ -43,8 +43,9 @@ void host_ids_range(struct host_id_range *r);
 /* Lease a free uid/gid pair for the sandbox id (root only); 0, or -1 + err when every id
  * is held. */
 int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err);
-/* After the sandbox's cleanup (no process of it left, its cgroup removed). Safe twice. */
-void host_ids_release(struct host_ids *ids);
+/* After the sandbox's cleanup; cleaned: its cgroup is gone (no process of it is left),
+ * else the lease file keeps naming it so the uid waits for the sweep. Safe twice. */
+void host_ids_release(struct host_ids *ids, bool cleaned);
 /* The janitor, after a killed owner's cleanup: remove uid's lease file if it still names
  * sandbox_id, nobody holds it and the sandbox's cgroup is gone. 0 when done or not ours
  * to do (gone, leased again, held), 1 while the sandbox's cgroup is still there. */

@@ -159,7 +159,7 @@ int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *e
 				(unsigned)r.count, HOST_IDS_DIR);
 }
 
-void host_ids_release(struct host_ids *ids)
+void host_ids_release(struct host_ids *ids, bool cleaned)
 {
 	if (ids->lease_fd < 0)
 		return;
@@ -167,7 +167,7 @@ void host_ids_release(struct host_ids *ids)
 	 * meanwhile sees it is no longer the one at that name), the lock with the fd. A
 	 * sandbox whose cgroup is still there keeps its name in it, so the uid stays out of
 	 * use until the stale-sandbox sweep has removed the cgroup. */
-	if (!leftover(ids->lease_fd)) {
+	if (cleaned) {
 		char path[sizeof(HOST_IDS_DIR) + 16];
 		snprintf(path, sizeof(path), "%s/%u", HOST_IDS_DIR, (unsigned)ids->uid);
 		if (unlink(path) < 0 && ftruncate(ids->lease_fd, 0) < 0) {

@@ -164,8 +164,9 @@ int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
 int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
 /* Free without touching the cgroup (one cgroup_open only looked at). Safe on NULL. */
 void cgroup_close(struct cgroup *cg);
-/* Kill all, rmdir everywhere, free. Safe on NULL. */
-void cgroup_destroy(struct cgroup *cg);
+/* Kill all, rmdir everywhere, free. Safe on NULL. 0 when every dir is gone (nothing of
+ * it can run any more), else -errno (EBUSY: processes remained). */
+int cgroup_destroy(struct cgroup *cg);
 /* Fill platform cgroup fields (version, hybrid, controllers, writable). */
 void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by

@@ -71,8 +71,9 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
 	trace_mark("init exited");
+	bool cleaned = true; /* without a cgroup the init, if any, was reaped above */
 	if (c->cg) {
-		cgroup_destroy(c->cg);
+		cleaned = cgroup_destroy(c->cg) == 0;
 		janitor_forget_cgroup(id);
 		trace_mark("cgroup removed");
 	}
@@ -82,7 +83,7 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 	}
 	/* Nothing of the sandbox is left: its host ids may go to another. */
 	if (c->ids.lease_fd >= 0) {
-		host_ids_release(&c->ids);
+		host_ids_release(&c->ids, cleaned);
 		janitor_forget_ids(&c->ids, id);
 	}
 	free(c->snap_dir);

@@ -36,22 +36,26 @@ static unsigned needed_mask(const agentd_limits *l)
 	return m;
 }
 
-static void cg_free(struct cgroup *cg, bool remove)
+/* 0, or the first failed rmdir's -errno (remove). */
+static int cg_free(struct cgroup *cg, bool remove)
 {
+	int r = 0;
 	if (!cg)
-		return;
+		return 0;
 	/* Non-primary dirs first: d[0] carries the lock gc honours. */
 	for (int i = cg->n - 1; i >= 0; i--) {
 		struct cg_dir *d = &cg->d[i];
 		if (d->procs_fd >= 0)
 			close(d->procs_fd);
-		if (remove && d->path)
-			cg_rmdir_tree(d->path, 0);
+		int e = remove && d->path ? cg_rmdir_tree(d->path, 0) : 0;
+		if (e < 0 && r == 0)
+			r = e;
 		free(d->path);
 	}
 	if (cg->dir_fd >= 0)
 		close(cg->dir_fd);
 	free(cg);
+	return r;
 }
 
 static int set_one(struct cgroup *cg, int c, const char *file, const char *val, bool optional,
@@ -399,11 +403,11 @@ void cgroup_close(struct cgroup *cg)
 	cg_free(cg, false);
 }
 
-void cgroup_destroy(struct cgroup *cg)
+int cgroup_destroy(struct cgroup *cg)
 {
 	if (!cg)
-		return;
+		return 0;
 	cgroup_kill_all(cg);
-	cg_free(cg, true);
+	return cg_free(cg, true);
 }
 
