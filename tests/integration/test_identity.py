@@ -85,11 +85,14 @@ def test_a_server_error_is_logged_with_its_reason():
         os.rmdir(closed)
 
 
+LEASE_XATTR = "trusted.agentd.sandbox"
+
+
 def lease_of(uid):
-    """The sandbox a uid's lease names; "" when free (the file is removed at cleanup)."""
+    """The sandbox a uid's lease names (its xattr); "" when free (the file is removed at
+    cleanup)."""
     try:
-        with open(os.path.join(IDS_DIR, str(uid))) as f:
-            return f.read()
+        return os.getxattr(os.path.join(IDS_DIR, str(uid)), LEASE_XATTR).decode()
     except FileNotFoundError:
         return ""
 
@@ -141,8 +144,9 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
         for p in cgroup_parents():
             os.mkdir(os.path.join(p, fake))
             made.append(os.path.join(p, fake))
-        with open(os.path.join(IDS_DIR, str(uid)), "w") as f:
-            f.write(fake)
+        lease = os.path.join(IDS_DIR, str(uid))
+        open(lease, "w").close()
+        os.setxattr(lease, LEASE_XATTR, fake.encode())
         sid = d.create()
         assert host_uid(d, sid) != uid
         d.delete(f"/v1/sandboxes/{sid}")

@@ -233,11 +233,8 @@ def test_concurrent_sandboxes_get_distinct_uids_released_after(container):
                 break
             time.sleep(0.05)
         assert len(uids) >= 4, uids
-        held = set()
-        for u in uids:
-            with open(os.path.join(IDS_DIR, str(u))) as f:
-                if f.read():
-                    held.add(u)
+        held = {u for u in uids
+                if os.getxattr(os.path.join(IDS_DIR, str(u)), "trusted.agentd.sandbox")}
         assert held == uids, (held, uids)
     finally:
         for p in procs:

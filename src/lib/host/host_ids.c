@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 /* Read the first "agentd:START:COUNT" of a subordinate id file; false when none. */
 static bool subid_entry(const char *path, unsigned long *start, unsigned long *count)
@@ -77,10 +78,27 @@ static int lease_dir(agentd_error *err)
 	return fd;
 }
 
+/* A lease file names its sandbox in an xattr: data would give the file a page of tmpfs,
+ * whose release made every destroy ~0.5 ms slower. The file's content where the
+ * filesystem has no trusted xattrs. */
+#define LEASE_XATTR "trusted.agentd.sandbox"
+
+static int name_in(int fd, const char *sandbox_id)
+{
+	size_t len = strlen(sandbox_id);
+	if (fsetxattr(fd, LEASE_XATTR, sandbox_id, len, 0) == 0)
+		return 0;
+	if (errno != ENOTSUP)
+		return -1;
+	return ftruncate(fd, 0) < 0 || pwrite(fd, sandbox_id, len, 0) < 0 ? -1 : 0;
+}
+
 /* The sandbox id the lease file fd names, in out ("" when none). */
 static void named_in(int fd, char out[AGENTD_ID_LEN + 1])
 {
-	ssize_t n = fd >= 0 ? pread(fd, out, AGENTD_ID_LEN, 0) : -1;
+	ssize_t n = fd >= 0 ? fgetxattr(fd, LEASE_XATTR, out, AGENTD_ID_LEN) : -1;
+	if (n < 0 && fd >= 0 && errno == ENOTSUP)
+		n = pread(fd, out, AGENTD_ID_LEN, 0);
 	out[n > 0 ? n : 0] = '\0';
 }
 
@@ -141,7 +159,7 @@ int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *e
 		int fd = try_slot(dir, r.uid_base + slot);
 		if (fd < 0)
 			continue;
-		if (ftruncate(fd, 0) < 0 || pwrite(fd, sandbox_id, strlen(sandbox_id), 0) < 0) {
+		if (name_in(fd, sandbox_id) < 0) {
 			int e = errno;
 			close(fd);
 			return agentd_error_errno(err, e, "record the lease of host uid %u",
@@ -170,7 +188,7 @@ void host_ids_release(struct host_ids *ids, bool cleaned)
 	if (cleaned) {
 		char path[sizeof(HOST_IDS_DIR) + 16];
 		snprintf(path, sizeof(path), "%s/%u", HOST_IDS_DIR, (unsigned)ids->uid);
-		if (unlink(path) < 0 && ftruncate(ids->lease_fd, 0) < 0) {
+		if (unlink(path) < 0 && name_in(ids->lease_fd, "") < 0) {
 			/* kept naming it: free once its cgroup is gone, which it is */
 		}
 	}

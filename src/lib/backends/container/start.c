@@ -56,6 +56,11 @@ static int ctr_make_cgroup(agentd_sandbox *sb, agentd_error *err)
 	if (!c->cg)
 		return agentd_error_prefix(err, "cgroup");
 	janitor_watch_cgroup(sb->id);
+	/* Here, not at the lease: the janitor's fork is in this step already (made earlier,
+	 * it would copy a process whose netns thread is busy). Before the cgroup exists a
+	 * killed owner leaves a lease naming a sandbox without one, which is free anyway. */
+	if (c->ids.lease_fd >= 0)
+		janitor_watch_ids(&c->ids, sb->id);
 	trace_mark("cgroup made");
 	return 0;
 }
@@ -148,7 +153,6 @@ static int lease_ids(struct ctr *c, const agentd_sandbox *sb, agentd_error *err)
 		return agentd_error_prefix(err, "sandbox host uid");
 	c->host_uid = c->ids.uid;
 	c->host_gid = c->ids.gid;
-	janitor_watch_ids(&c->ids, sb->id);
 	return 0;
 }
 
