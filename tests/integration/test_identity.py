@@ -97,6 +97,18 @@ def lease_of(uid):
         return ""
 
 
+def lease_up_to(d, uid):
+    """Create sandboxes (kept) until one gets a host uid >= uid: ids are leased lowest
+    free first, so that one is uid exactly when uid is free. (sandboxes, its uid)."""
+    sids = []
+    for _ in range(16):
+        sids.append(d.create())
+        got = host_uid(d, sids[-1])
+        if got >= uid:
+            return sids, got
+    raise AssertionError(f"16 sandboxes and none at or above {uid}")
+
+
 def cgroup_parents():
     return [p for p in CGROUP_DIRS if os.path.isdir(p)]
 
@@ -119,10 +131,11 @@ def test_a_uid_is_reused_only_after_its_sandbox_is_cleaned_up():
                                           for p in cgroup_parents()), 20)
         assert wait_until(lambda: lease_of(uid) == "", 20), "the janitor left the lease"
         d.start()
-        again = d.create()
-        assert host_uid(d, again) == uid, "the freed uid (the lowest) is leased again"
-        assert lease_of(uid) == again
-        d.delete(f"/v1/sandboxes/{again}")
+        sids, got = lease_up_to(d, uid)
+        assert got == uid, "the freed uid is leased again"
+        assert lease_of(uid) == sids[-1]
+        for x in sids:
+            d.delete(f"/v1/sandboxes/{x}")
         assert lease_of(uid) == ""
     finally:
         d.cleanup()
@@ -147,15 +160,17 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
         lease = os.path.join(IDS_DIR, str(uid))
         open(lease, "w").close()
         os.setxattr(lease, LEASE_XATTR, fake.encode())
-        sid = d.create()
-        assert host_uid(d, sid) != uid
-        d.delete(f"/v1/sandboxes/{sid}")
+        sids, got = lease_up_to(d, uid)
+        assert got > uid, "a uid whose last sandbox's cgroup remains was leased"
+        for x in sids:
+            d.delete(f"/v1/sandboxes/{x}")
         for m in made:
             os.rmdir(m)
         made = []
-        sid = d.create()
-        assert host_uid(d, sid) == uid
-        d.delete(f"/v1/sandboxes/{sid}")
+        sids, got = lease_up_to(d, uid)
+        assert got == uid, "free again once the cgroup is gone"
+        for x in sids:
+            d.delete(f"/v1/sandboxes/{x}")
     finally:
         for m in made:
             os.rmdir(m)
