@@ -38,7 +38,9 @@ const char *policy_flags_help(void)
 	       "  --workdir DIR         working directory inside the sandbox\n"
 	       "  --seccomp PROFILE     default | none | PATH to an OCI seccomp JSON\n"
 	       "  --user UID[:GID]      identity of the command when agentd is root\n"
-	       "                        (default 65534:65534; 0 = root without capabilities)\n"
+	       "                        (default 65534:65534; 0 = root without capabilities;\n"
+	       "                        container: the sandbox's own leased host uid, 0 = uid 0\n"
+	       "                        of its own user namespace only)\n"
 	       "  --allow-degraded      run even when the backend cannot enforce part of the\n"
 	       "                        policy (say, no cgroup for --memory); what is not\n"
 	       "                        enforced is listed on stderr and in \"unenforced\"\n";

@@ -113,6 +113,7 @@ static const struct sec_attack attacks[] = {
 	{ "terminal-escapes", "output", {"term-escapes"}, NULL, SEC_TERM_OUTPUT },
 	{ "sysv-shm-host", "kernel", {"sysv-shm-attach", "{shmid}"}, NULL, 0 },
 	{ "netlink-uevent", "kernel", {"netlink-bind", "15", "1"}, NULL, 0 },
+	{ "budget-charged-to-host", "resources", {"budget-owner"}, NULL, 0 },
 	{ "loopback-tcp", "network", {"connect-tcp", "127.0.0.1", "{port}"}, NULL, 0 },
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },

@@ -228,9 +228,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	handlers[r.route](d, &r, &c, &rp);
 	if (!rp.status)
 		reply_error(&rp, 500, "no answer");
+	/* A server error's log line says why, not only that it happened. */
+	json_t *why = rp.status >= 500 ? json_object_get(json_object_get(rp.json, "error"),
+							  "message")
+				       : NULL;
+	if (!json_is_string(why))
+		why = NULL;
 	dlog(rp.status >= 500 ? "error" : "info",
-	     "msg=request method=%s path=\"%.200s\" status=%d uid=%lld", method, url, rp.status,
-	     (long long)c.uid);
+	     "msg=request method=%s path=\"%.200s\" status=%d uid=%lld%s%.400s%s", method, url,
+	     rp.status, (long long)c.uid, why ? " error=\"" : "",
+	     why ? json_string_value(why) : "", why ? "\"" : "");
 	api_request_free(&r);
 	enum MHD_Result res = send_reply(d, conn, &rp);
 	if (!draining) {

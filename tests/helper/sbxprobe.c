@@ -22,6 +22,7 @@
 #include <linux/io_uring.h>
 #include <linux/keyctl.h>
 #include <linux/netlink.h>
+#include <linux/nsfs.h>
 #include <linux/perf_event.h>
 #include <linux/sched.h>
 #include <linux/userfaultfd.h>
@@ -419,6 +420,45 @@ CMD(cmd_kallsyms)
 	fclose(f);
 	say("BLOCKED zeroed /proc/kallsyms addresses are hidden");
 	return 1;
+}
+
+/* Whose per-user kernel budgets (pending signals and timers, inotify instances, message
+ * queues) ours are charged to: the kernel charges a user namespace's use up to the
+ * namespace's owner. ALLOWED when that owner is a user outside the sandbox, not mapped in
+ * it (host root, when root made the namespace): exhausting a budget here starves it.
+ * BLOCKED when the owner is the sandbox's own user, or in the host's namespace when we are
+ * not root (then only our own uid's budgets are used). */
+CMD(cmd_budget_owner)
+{
+	char map[128] = "";
+	FILE *f = fopen("/proc/self/uid_map", "re");
+	if (!f || !fgets(map, sizeof(map), f))
+		return error("read /proc/self/uid_map");
+	fclose(f);
+	unsigned in, out, count;
+	if (sscanf(map, "%u %u %u", &in, &out, &count) == 3 && in == 0 && out == 0 &&
+	    count == 4294967295u) {
+		if (getuid() == 0)
+			return allowed("uid 0 of the host's user namespace: root's own budgets");
+		say("BLOCKED host user namespace, charged to our uid %u only", (unsigned)getuid());
+		return 1;
+	}
+	int fd = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC);
+	uid_t owner;
+	if (fd < 0 || ioctl(fd, NS_GET_OWNER_UID, &owner) < 0)
+		return error("NS_GET_OWNER_UID");
+	close(fd);
+	if (owner == getuid()) {
+		say("BLOCKED our user namespace is owned by our own user (uid %u)",
+		    (unsigned)owner);
+		return 1;
+	}
+	char why[160];
+	snprintf(why, sizeof(why),
+		 "our user namespace is owned by uid %u, not us (%u): a user outside the sandbox "
+		 "is charged for what we queue",
+		 (unsigned)owner, (unsigned)getuid());
+	return allowed(why);
 }
 
 static int open_write(const char *path)
@@ -1947,6 +1987,7 @@ static const struct command commands[] = {
 	{ "sysrq", "", 0, 0, cmd_sysrq },
 	{ "write-proc-sys", "[PATH]", 0, 0, cmd_write_proc_sys },
 	{ "kallsyms", "", 0, 0, cmd_kallsyms },
+	{ "budget-owner", "", 0, 0, cmd_budget_owner },
 	{ "cgroup-escape", "", 0, IN_CHILD, cmd_cgroup_escape },
 	{ "cgroup-view", "", 0, 0, cmd_cgroup_view },
 	{ "personality", "VALUE", 1, IN_CHILD, cmd_personality },

@@ -84,9 +84,9 @@ def userdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def run_as_nobody(userdir, delegated, *args):
-    """agentd ARGS as uid 65534, started inside the delegated cgroups (None: left in the
-    caller's cgroup, which that user cannot write)."""
+def as_nobody_in(delegated):
+    """A preexec_fn: join the delegated cgroups (None: stay in the caller's cgroup, which
+    that user cannot write), then become uid/gid 65534."""
     procs = [os.path.join(d, "cgroup.procs") for d in (delegated or {}).values()]
 
     def enter():
@@ -96,11 +96,16 @@ def run_as_nobody(userdir, delegated, *args):
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
+    return enter
 
+
+def run_as_nobody(userdir, delegated, *args):
+    """agentd ARGS as uid 65534, started inside the delegated cgroups."""
     env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": os.path.join(userdir, "run"),
            "HOME": userdir}
     return subprocess.run([os.path.join(userdir, "agentd"), *args], capture_output=True,
-                          env=env, cwd=userdir, preexec_fn=enter, timeout=60)
+                          env=env, cwd=userdir, preexec_fn=as_nobody_in(delegated),
+                          timeout=60)
 
 
 def test_container_runs_unprivileged_with_a_delegated_cgroup(userdir, delegated, hostdir):

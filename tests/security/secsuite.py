@@ -181,6 +181,8 @@ EXPECT = {
     "cpu-burn-processes": _all_blocked(),
     "disk-fill": _all_blocked(),
     "disk-fill-files": _table(hd=allowed(PROC_DISK), ln=allowed(PROC_DISK)),
+    # whose per-user budgets (signals, inotify, mqueues) a sandbox's use is charged to
+    "budget-charged-to-host": _all_blocked(),
 }
 
 

@@ -55,6 +55,12 @@ int exec_failure_code(int neg_errno);
  * its uid maps, say) and aborts on spawn_abort; child_fn must not return. */
 struct spawn_opts {
 	uint64_t clone_flags;		/* CLONE_NEW* */
+	/* With CLONE_NEWUSER and nonzero: the new user namespace's owner, the effective ids
+	 * the calling thread (alone) clones with. The namespace's per-user budgets (pending
+	 * signals, message queues, inotify...) are then charged to this uid, not the
+	 * caller's (root's). */
+	uid_t ns_owner_uid;
+	gid_t ns_owner_gid;
 	struct cgroup *cg;		/* joined before child_fn runs; may be NULL */
 	bool hold;			/* wait for spawn_release before child_fn */
 	void (*child_fn)(void *arg);

@@ -5,7 +5,10 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <linux/securebits.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 struct clone_args_v2 {
@@ -39,6 +42,51 @@ static __attribute__((noreturn)) void spawned_child(const struct spawn_opts *o, 
 	_exit(125);
 }
 
+/* The calling thread's effective uid/gid become the namespace owner's for the clone:
+ * clone3(CLONE_NEWUSER) makes the new namespace's owner the caller's euid. Raw syscalls
+ * change this thread only (glibc's wrappers would signal every thread of a daemon), and
+ * SECBIT_NO_SETUID_FIXUP keeps its capabilities meanwhile (CLONE_INTO_CGROUP checks them).
+ * The child's new namespace resets its securebits and gives it a full set there; until
+ * its maps are written its kernel ids are the owner's and root's (real, saved). */
+struct owner_switch {
+	bool on;
+	int bits;
+	gid_t egid;
+};
+
+static int owner_enter(const struct spawn_opts *o, struct owner_switch *os)
+{
+	os->on = false;
+	if (!o->ns_owner_uid || !(o->clone_flags & CLONE_NEWUSER) || geteuid() != 0)
+		return 0; /* unprivileged: the namespace is the caller's anyway */
+	os->bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+	os->egid = getegid();
+	if (os->bits < 0 ||
+	    prctl(PR_SET_SECUREBITS, (unsigned long)os->bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(SYS_setresgid, -1, o->ns_owner_gid, -1) < 0 ||
+	    syscall(SYS_setresuid, -1, o->ns_owner_uid, -1) < 0) {
+		int e = errno;
+		syscall(SYS_setresgid, -1, os->egid, -1);
+		prctl(PR_SET_SECUREBITS, (unsigned long)os->bits, 0, 0, 0);
+		return -e;
+	}
+	os->on = true;
+	return 0;
+}
+
+static void owner_leave(struct owner_switch *os)
+{
+	if (!os->on)
+		return;
+	/* The saved uid is still 0: coming back cannot fail short of a kernel bug, and a
+	 * thread left with another identity must not go on. */
+	if (syscall(SYS_setresuid, -1, 0, -1) < 0 || syscall(SYS_setresgid, -1, os->egid, -1) < 0 ||
+	    prctl(PR_SET_SECUREBITS, (unsigned long)os->bits, 0, 0, 0) < 0)
+		abort();
+	os->on = false;
+}
+
 /* clone3, or 0 with *pid -1 when this kernel has none (then the caller forks). */
 static int try_clone3(const struct spawn_opts *o, int hold[2], int *pidfd, pid_t *pid,
 		      agentd_error *err)
@@ -57,12 +105,20 @@ static int try_clone3(const struct spawn_opts *o, int hold[2], int *pidfd, pid_t
 		args.flags |= CLONE_INTO_CGROUP;
 		args.cgroup = (uint64_t)cgfd;
 	}
+	struct owner_switch os;
+	int e = owner_enter(o, &os);
+	if (e < 0)
+		return agentd_error_errno(err, -e, "become the user namespace's owner (uid %u)",
+					  (unsigned)o->ns_owner_uid);
 	long r = sys_clone3(&args, sizeof(args));
 	if (r == 0) {
 		if (hold[1] >= 0)
 			close(hold[1]);
 		spawned_child(o, hold[0], cgfd >= 0);
 	}
+	e = errno;
+	owner_leave(&os);
+	errno = e;
 	if (r > 0) {
 		clone3_works = 1;
 		*pid = (pid_t)r;

@@ -13,10 +13,43 @@
  * destroyed by a separate process when the owner goes away without forgetting them. */
 void janitor_watch_cgroup(const char *name);
 void janitor_forget_cgroup(const char *name);
+struct host_ids;
+void janitor_watch_ids(const struct host_ids *ids, const char *sandbox_id);
+void janitor_forget_ids(const struct host_ids *ids, const char *sandbox_id);
 void janitor_watch_dir(const char *path);
 void janitor_forget_dir(const char *path);
 /* The janitor's pid (a child of ours the orphan sweep leaves alone), 0 before it starts. */
 pid_t janitor_pid(void);
+
+/* ---------------------------------------------------------------- host_ids.c
+ * Each container sandbox's own host uid/gid, leased from a subordinate range (the
+ * /etc/subuid and /etc/subgid entries of user "agentd", else the default below) and
+ * reusable only after its sandbox's cleanup. */
+#define HOST_IDS_DEFAULT_BASE 1073741824u	/* 2^30, far above login and system ids */
+#define HOST_IDS_DEFAULT_COUNT 65536u
+#define HOST_IDS_DIR "/run/agentd/ids"		/* one lease file per uid, root's, 0700 */
+struct host_id_range {
+	uid_t uid_base;
+	gid_t gid_base;
+	uint32_t count;
+	bool from_subid;	/* the entries of "agentd" in /etc/subuid and /etc/subgid */
+};
+struct host_ids {
+	uid_t uid;
+	gid_t gid;
+	int lease_fd;	/* the slot's locked lease file, -1 when none is held */
+};
+void host_ids_range(struct host_id_range *r);
+/* Lease a free uid/gid pair for the sandbox id (root only); 0, or -1 + err when every id
+ * is held. */
+int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err);
+/* After the sandbox's cleanup; cleaned: its cgroup is gone (no process of it is left),
+ * else the lease file keeps naming it so the uid waits for the sweep. Safe twice. */
+void host_ids_release(struct host_ids *ids, bool cleaned);
+/* The janitor, after a killed owner's cleanup: remove uid's lease file if it still names
+ * sandbox_id, nobody holds it and the sandbox's cgroup is gone. 0 when done or not ours
+ * to do (gone, leased again, held), 1 while the sandbox's cgroup is still there. */
+int host_ids_reap(uid_t uid, const char *sandbox_id);
 
 /* ---------------------------------------------------------------- sandbox_dir.c */
 /* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */

@@ -17,7 +17,8 @@ static int jfd = -1;		/* write end, owner side */
 static bool jfailed;
 static pid_t jpid;		/* the janitor, our child until we exit */
 
-/* Entries: "C<name>" a cgroup, "D<path>" a directory; '+' adds, '-' forgets. */
+/* Entries: "C<name>" a cgroup, "D<path>" a directory, "I<uid>:<sandbox id>" a host id
+ * lease; '+' adds, '-' forgets. Leases go last: each only once its sandbox's cgroup is. */
 static void janitor_cleanup(char **items, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -29,6 +30,26 @@ static void janitor_cleanup(char **items, size_t n)
 		} else if (items[i][0] == 'D') {
 			rm_rf(items[i] + 1);
 		}
+	}
+	/* A cgroup still emptying (its processes take a moment to die on a loaded host)
+	 * holds its lease back: retried for a while, the cgroup's removal with it. */
+	for (int round = 0; round < 50; round++) {
+		bool pending = false;
+		for (size_t i = 0; i < n; i++) {
+			char *id;
+			if (!items[i] || items[i][0] != 'I' || !(id = strchr(items[i], ':')))
+				continue;
+			if (host_ids_reap((uid_t)strtoul(items[i] + 1, NULL, 10), id + 1) == 0) {
+				free(items[i]);
+				items[i] = NULL;
+				continue;
+			}
+			cgroup_destroy(cgroup_open(id + 1, NULL));
+			pending = true;
+		}
+		if (!pending)
+			break;
+		usleep(200 * 1000);
 	}
 }
 
@@ -150,6 +171,20 @@ void janitor_watch_cgroup(const char *name)
 void janitor_forget_cgroup(const char *name)
 {
 	janitor_send('-', 'C', name);
+}
+
+void janitor_watch_ids(const struct host_ids *ids, const char *sandbox_id)
+{
+	char item[64];
+	snprintf(item, sizeof(item), "%u:%s", (unsigned)ids->uid, sandbox_id);
+	janitor_send('+', 'I', item);
+}
+
+void janitor_forget_ids(const struct host_ids *ids, const char *sandbox_id)
+{
+	char item[64];
+	snprintf(item, sizeof(item), "%u:%s", (unsigned)ids->uid, sandbox_id);
+	janitor_send('-', 'I', item);
 }
 
 void janitor_watch_dir(const char *path)

@@ -14,19 +14,33 @@
 
 
 /* ---------------------------------------------------------------- rlimit.c */
-#define RLIMIT_SET_MAX 8
+#define RLIMIT_SET_MAX 12
 struct rlimit_set {
 	int n;
 	int resource[RLIMIT_SET_MAX];
 	struct rlimit value[RLIMIT_SET_MAX];
 };
 /* RLIMIT_CPU (ceil s, hard = soft+1), RLIMIT_NOFILE, RLIMIT_FSIZE (max_write_bytes),
- * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per-uid, shared): pids come from the cgroup. */
+ * RLIMIT_CORE 0; RLIMIT_NPROC is not used (per uid: shared by the process backends'
+ * sandboxes): pids come from the cgroup, whose events name the limit that was hit. */
 void rlimit_prepare(const agentd_limits *l, struct rlimit_set *out);
 /* RLIMIT_CPU of rs set (or added) to cpu_ms, rounded up to whole seconds: the per-process
  * backstop of a sandbox's CPU budget is what remains of it. No malloc (an init's child). */
 void rlimit_set_cpu(struct rlimit_set *rs, uint64_t cpu_ms);
 int rlimit_apply(const struct rlimit_set *rs);	/* child: 0 or -errno */
+/* A sandbox with a host uid of its own (container): the budgets the kernel counts per user
+ * (and charges up to its user namespace's owner) get a per-sandbox cap: pending signals,
+ * POSIX message queue bytes. */
+#define SANDBOX_SIGPENDING 4096
+#define SANDBOX_MSGQUEUE (800 * 1024)
+void rlimit_per_user(struct rlimit_set *rs);
+/* In the sandbox's user namespace, with its capabilities: lower /proc/sys/user's counts
+ * for it (inotify instances and watches, namespaces of each type). 0, or -errno with
+ * *failed the knob. No malloc. */
+#define SANDBOX_INOTIFY_INSTANCES 64
+#define SANDBOX_INOTIFY_WATCHES 16384
+#define SANDBOX_NAMESPACES 64
+int userns_limits_lower(const char **failed);
 
 /* ---------------------------------------------------------------- env.c */
 /* The environment a command sees: host env cleared, then PATH, HOME, TMPDIR, LANG (sane
@@ -172,8 +186,11 @@ int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
  * in ms: 0, or -ENOTSUP without CPU accounting. */
 int cgroup_cpu_ms(const struct cgroup *cg, uint64_t *ms);
 int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev);
-/* Kill all, rmdir everywhere, free. Safe on NULL. */
-void cgroup_destroy(struct cgroup *cg);
+/* Free without touching the cgroup (one cgroup_open only looked at). Safe on NULL. */
+void cgroup_close(struct cgroup *cg);
+/* Kill all, rmdir everywhere, free. Safe on NULL. 0 when every dir is gone (nothing of
+ * it can run any more), else -errno (EBUSY: processes remained). */
+int cgroup_destroy(struct cgroup *cg);
 /* Fill platform cgroup fields (version, hybrid, controllers, writable). */
 void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
@@ -300,6 +317,8 @@ enum mount_op_kind {
 #define MOUNT_OPF_OPTIONAL 0x4		/* a missing target is skipped (/proc masks) */
 #define MOUNT_OPF_RESOLVE 0x8		/* the target lies in a host tree: resolve it in the new
 					 * root without following symlinks (openat2) */
+#define MOUNT_OPF_POLICY 0x10		/* the source is the policy's (it may lie in a tree a
+					 * sandbox can write): reached as the sandbox's user */
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */
@@ -319,6 +338,9 @@ struct mount_plan {
 	char *base;			/* host dir the scratch tmpfs covers in the private namespace */
 	char *cache;			/* prepared /etc and /dev (NULL: built in the scratch) */
 	char *warning;			/* why the cache was not used (for a log), or NULL */
+	/* Per op, a detached clone (open_tree) of its host source made by the privileged
+	 * side, or -1 (mount_plan_open_sources); NULL when none was opened. */
+	int *source_fds;
 };
 struct mount_plan_opts {
 	uid_t sandbox_uid;		/* owner of the workdir: ids INSIDE the namespace, mapped */
@@ -337,6 +359,16 @@ struct mount_plan_opts {
 int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 		       struct mount_plan *plan, agentd_error *err);
 void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built plan */
+/* Parent side, with the privileges of the caller (before the clone): every host source of
+ * a bind as a detached mount tree (open_tree(OPEN_TREE_CLONE)), attached by the child with
+ * move_mount, so the sandbox's own uid never has to traverse the host path to agentd's own
+ * sources (the cached /etc in a state dir below a 0700 directory). The policy's sources
+ * are reached with this thread's filesystem ids set to the sandbox's host uid/gid and no
+ * supplementary groups: no further than the sandbox's user could, through whatever a
+ * sandbox may have planted on the way. Where the kernel or the caller cannot (ENOSYS,
+ * EPERM when unprivileged) the child binds by path as before; a source that cannot be
+ * opened is left to the child, whose error names the mount. */
+void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid);
 /* Child side (no malloc, no stdio): in a fresh mount namespace, with CAP_SYS_ADMIN in the
  * user namespace owning it, id maps written (the workdir is chowned), in the pid namespace
  * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure

@@ -148,6 +148,13 @@ int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, 
 	if ((r = privs_set_ids(p->uid, p->gid, p->set_groups)) < 0)
 		return step_fail(r, "set the sandbox's uid/gid in the user namespace", what,
 				 what_len);
+	/* 1b. Its user namespace's own caps on the per-user counts (inotify, namespaces),
+	 * written with the namespace's capabilities while the host's /proc is still here. */
+	const char *knob = NULL;
+	if ((r = userns_limits_lower(&knob)) < 0) {
+		snprintf(what, what_len, "lower %s in the sandbox's user namespace", knob);
+		return r;
+	}
 	/* 2. Not agentd's name or arguments (/proc/1/cmdline would show agentd's command
 	 * line); the parent-death signal the credential change cleared; its own session;
 	 * the signal dispositions a command expects. */

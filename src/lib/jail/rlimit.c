@@ -1,6 +1,13 @@
 /* rlimit.c: the per-process resource limits every backend applies to a command.
- * Computed in the parent from the spec's limits, applied in the child before execve. */
+ * Computed in the parent from the spec's limits, applied in the child before execve. And
+ * the per-user budgets of a sandbox that has a host uid and user namespace of its own:
+ * rlimits counted per user, and the per-namespace counts of /proc/sys/user. */
 #include "lib/jail/jail.h"
+
+#include <fcntl.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static void add(struct rlimit_set *rs, int resource, rlim_t soft, rlim_t hard)
 {
@@ -49,5 +56,39 @@ int rlimit_apply(const struct rlimit_set *rs)
 	for (int i = 0; i < rs->n; i++)
 		if (setrlimit((__rlimit_resource_t)rs->resource[i], &rs->value[i]) < 0)
 			return -errno;
+	return 0;
+}
+
+void rlimit_per_user(struct rlimit_set *rs)
+{
+	add(rs, RLIMIT_SIGPENDING, SANDBOX_SIGPENDING, SANDBOX_SIGPENDING);
+	add(rs, RLIMIT_MSGQUEUE, SANDBOX_MSGQUEUE, SANDBOX_MSGQUEUE);
+}
+
+int userns_limits_lower(const char **failed)
+{
+	static const struct {
+		const char *path;
+		const char *value;
+	} knobs[] = {
+	    {"/proc/sys/user/max_inotify_instances", STR(SANDBOX_INOTIFY_INSTANCES)},
+	    {"/proc/sys/user/max_inotify_watches", STR(SANDBOX_INOTIFY_WATCHES)},
+	    {"/proc/sys/user/max_user_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_mnt_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_pid_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_net_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_ipc_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_uts_namespaces", STR(SANDBOX_NAMESPACES)},
+	    {"/proc/sys/user/max_cgroup_namespaces", STR(SANDBOX_NAMESPACES)},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(knobs); i++) {
+		int r = write_file_at(AT_FDCWD, knobs[i].path, knobs[i].value);
+		if (r == -ENOENT)
+			continue; /* a kernel without inotify or that namespace type */
+		if (r < 0) {
+			*failed = knobs[i].path;
+			return r;
+		}
+	}
 	return 0;
 }

@@ -32,18 +32,27 @@ static void ctr_stop_init(struct ctr *c)
 	}
 }
 
-/* The init sent its listener before it said ready: it is queued on the control socket. */
-static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
-			const agentd_strv *allow, agentd_error *err)
+/* An fd the init sent before it said ready (queued on the control socket): the message
+ * op with exactly one fd, what names it in the error. */
+static int recv_init_fd(struct ctr *c, uint32_t op, const char *what, agentd_error *err)
 {
 	struct ctl_msg m;
 	int fds[CTL_MAX_FDS], nfds;
 	ssize_t n = ctl_recv(c->ctl, &m, fds, &nfds, MSG_DONTWAIT);
-	if (n != (ssize_t)sizeof(m) || m.op != OP_PROXY_FD || nfds != 1) {
+	if (n != (ssize_t)sizeof(m) || m.op != op || nfds != 1) {
 		ctl_close_fds(fds);
-		return agentd_error_set(err, EPROTO, "sandbox init: no egress proxy listener");
+		return agentd_error_set(err, EPROTO, "sandbox init: no %s", what);
 	}
-	int fd = fds[0];
+	return fds[0];
+}
+
+/* Its egress listener, sent first. */
+static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
+			const agentd_strv *allow, agentd_error *err)
+{
+	int fd = recv_init_fd(c, OP_PROXY_FD, "egress proxy listener", err);
+	if (fd < 0)
+		return -1;
 	if (agentd_proxy_add_sandbox(proxy, fd, id, allow, err) < 0)
 		return agentd_error_prefix(err, "egress proxy");
 	c->proxy = proxy;
@@ -58,18 +67,26 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		close(c->workdir_fd);
 	if (c->scratch_fd >= 0)
 		close(c->scratch_fd);
+	if (c->root_fd >= 0)
+		close(c->root_fd);
 	if (c->proxy)
 		agentd_proxy_remove_sandbox(c->proxy, id);
 	ctr_stop_init(c);
 	trace_mark("init exited");
+	bool cleaned = true; /* without a cgroup the init, if any, was reaped above */
 	if (c->cg) {
-		cgroup_destroy(c->cg);
+		cleaned = cgroup_destroy(c->cg) == 0;
 		janitor_forget_cgroup(id);
 		trace_mark("cgroup removed");
 	}
 	if (c->snap_dir) {
 		sandbox_dir_remove(b->work_root, id);
 		janitor_forget_dir(c->snap_dir);
+	}
+	/* Nothing of the sandbox is left: its host ids may go to another. */
+	if (c->ids.lease_fd >= 0) {
+		host_ids_release(&c->ids, cleaned);
+		janitor_forget_ids(&c->ids, id);
 	}
 	free(c->snap_dir);
 	pthread_mutex_destroy(&c->lock);
@@ -117,6 +134,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	if (p.proxy && attach_proxy(c, p.proxy, sb->id, &spec->network.allow, err) < 0)
+		goto fail;
+	if ((c->root_fd = recv_init_fd(c, OP_ROOT_FD, "root directory", err)) < 0)
 		goto fail;
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
 	ctr_prep_free(&p);

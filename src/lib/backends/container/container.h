@@ -25,9 +25,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#define NOBODY 65534
 /* The sandbox's only user: commands run as uid/gid 1000 inside, the only id mapped, so
- * there is no root inside at all (files of the host's root show as nobody). */
+ * there is no root inside at all (files of the host's root show as nobody). run_as uid 0
+ * makes it uid/gid 0 instead: root of the sandbox's own user namespace only, still mapped
+ * to the sandbox's unprivileged host id, with no capability left once the init sealed. */
 #define AGENT_ID 1000
 #define MAX_EXECS 64
 #define MAX_PAYLOAD (8u << 20)	/* argv + env + cwd of one exec */
@@ -42,7 +43,13 @@
 
 /* OP_SCRATCH_FD: a one-shot init's root (on the scratch tmpfs), sent before its command
  * starts, so the host can fstatfs the scratch even after the namespace is gone. */
-enum { OP_EXEC = 1, OP_KILL = 2, OP_PROXY_FD = 3 /* init → host */, OP_SCRATCH_FD = 4 };
+enum {
+	OP_EXEC = 1,
+	OP_KILL = 2,
+	OP_PROXY_FD = 3,	/* init → host: the egress proxy's listener */
+	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
+	OP_SCRATCH_FD = 5,	/* one-shot init → host: its root, before the command */
+};
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
 	uint32_t op;
@@ -76,6 +83,8 @@ struct ctr {
 	struct cgroup *cg;
 	uid_t host_uid;
 	gid_t host_gid;
+	uid_t inner_id;			/* its uid and gid inside: AGENT_ID, or 0 (run_as 0) */
+	struct host_ids ids;		/* the leased host_uid/host_gid (lib/host/host_ids.c) */
 	bool unprivileged;
 	struct rlimit_set rl;
 	pthread_mutex_t lock;
@@ -83,6 +92,9 @@ struct ctr {
 	uint64_t next_id;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
+	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
+					 * way in, also when it may not open /proc/<init>/root
+					 * (an unprivileged owner of a non-dumpable init) */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
 	int scratch_fd;			/* the sandbox's root, on its scratch tmpfs (fstatfs:

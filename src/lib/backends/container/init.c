@@ -305,6 +305,12 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	 * command instead. */
 	if (a->once)
 		init_run_once(a);
+	/* The host's way into our root, before it hears we are ready. */
+	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct ctl_msg m = {.op = OP_ROOT_FD};
+	if (root < 0 || ctl_send(INIT_CTL_FD, &m, &root, 1) < 0)
+		init_fail(INIT_SETUP_FD, errno, "send the sandbox root to the host");
+	close(root);
 	close(INIT_SETUP_FD);
 	init_loop(a);
 }

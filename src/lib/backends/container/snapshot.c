@@ -1,21 +1,20 @@
 /* container_snapshot.c: snapshot and restore of a container sandbox's writable state,
- * and the host's way into its root (open_in_sandbox). */
+ * and the host's way into its root (open_in_sandbox, from the root fd its init sent). */
 #include "lib/backends/container/container.h"
 
 /* ------------------------------------------------------------- snapshots
  * The writable state is the scratch tmpfs behind the workdir and /tmp, inside the
- * sandbox's mount namespace. The host reaches it through the init's root, resolved with
+ * sandbox's mount namespace. The host reaches it through the init's root fd, resolved with
  * RESOLVE_IN_ROOT and no symlinks, and copies fd-relative without following anything,
  * while the sandbox is frozen. */
 
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err)
 {
-	char proc[64];
-	snprintf(proc, sizeof(proc), "/proc/%d/root", c->init_pid);
-	_cleanup_close_ int root = open(proc, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* The root its init sent (not /proc/<pid>/root: an unprivileged owner may not open
+	 * that of a non-dumpable process). */
+	int root = c->root_fd;
 	if (root < 0)
-		return agentd_error_errno(err, errno, "open the sandbox root");
-	/* The pid is ours only while the init lives: check after the open. */
+		return agentd_error_set(err, ESRCH, "the sandbox root is not known");
 	if (sys_pidfd_send_signal(c->init_pidfd, 0) < 0)
 		return agentd_error_set(err, ESRCH, "the sandbox is not running");
 	while (*path == '/')

@@ -7,7 +7,7 @@ static int write_id_maps(const struct ctr *c, pid_t pid, agentd_error *err)
 {
 	char path[64], map[64];
 	snprintf(path, sizeof(path), "/proc/%d/uid_map", pid);
-	snprintf(map, sizeof(map), "%u %u 1\n", AGENT_ID, (unsigned)c->host_uid);
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)c->inner_id, (unsigned)c->host_uid);
 	int r = write_file_at(AT_FDCWD, path, map);
 	if (r < 0)
 		return agentd_error_errno(err, -r, "write uid_map");
@@ -19,7 +19,7 @@ static int write_id_maps(const struct ctr *c, pid_t pid, agentd_error *err)
 			return agentd_error_errno(err, -r, "write setgroups");
 	}
 	snprintf(path, sizeof(path), "/proc/%d/gid_map", pid);
-	snprintf(map, sizeof(map), "%u %u 1\n", AGENT_ID, (unsigned)c->host_gid);
+	snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)c->inner_id, (unsigned)c->host_gid);
 	if ((r = write_file_at(AT_FDCWD, path, map)) < 0)
 		return agentd_error_errno(err, -r, "write gid_map");
 	return 0;
@@ -56,6 +56,11 @@ static int ctr_make_cgroup(agentd_sandbox *sb, agentd_error *err)
 	if (!c->cg)
 		return agentd_error_prefix(err, "cgroup");
 	janitor_watch_cgroup(sb->id);
+	/* Here, not at the lease: the janitor's fork is in this step already (made earlier,
+	 * it would copy a process whose netns thread is busy). Before the cgroup exists a
+	 * killed owner leaves a lease naming a sandbox without one, which is free anyway. */
+	if (c->ids.lease_fd >= 0)
+		janitor_watch_ids(&c->ids, sb->id);
 	trace_mark("cgroup made");
 	return 0;
 }
@@ -69,8 +74,8 @@ static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec
 	struct jail_init_plan *jp = &ia->jail;
 	bool allowlist = spec->network.mode == AGENTD_NET_ALLOWLIST;
 	*jp = (struct jail_init_plan){
-		.uid = AGENT_ID,
-		.gid = AGENT_ID,
+		.uid = c->inner_id,
+		.gid = c->inner_id,
 		.set_groups = !c->unprivileged,
 		.host_uid = c->host_uid,
 		.name = "init",
@@ -111,10 +116,9 @@ void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd
 	jp->close_from = INIT_ONCE_FD + 3;
 }
 
-/* The sandbox, its plan, seccomp program, cgroup and channels; the network namespace is
- * being made meanwhile. once: a one-shot sandbox (its init runs one command given at
- * clone time, then ends), else a persistent one served over a socketpair. */
-/* The host side's state of a new sandbox: its ids on the host and its commands' rlimits. */
+/* The host side's state of a new sandbox: its ids on the host and inside, and its
+ * commands' rlimits. As root, the sandbox's host uid/gid is a leased one of its own
+ * (host_ids.c) unless run_as names one; unprivileged, it is the caller's. */
 static struct ctr *ctr_new(const agentd_spec *spec)
 {
 	struct ctr *c = xcalloc(1, sizeof(*c));
@@ -122,26 +126,41 @@ static struct ctr *ctr_new(const agentd_spec *spec)
 	c->init_pidfd = -1;
 	c->workdir_fd = -1;
 	c->scratch_fd = -1;
+	c->root_fd = -1;
+	c->ids.lease_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	c->unprivileged = geteuid() != 0;
+	c->inner_id = spec->run_as_uid == 0 ? 0 : AGENT_ID;
 	if (c->unprivileged) {
 		c->host_uid = geteuid();
 		c->host_gid = getegid();
-	} else {
-		/* Never host root inside: the sandbox's user is an unprivileged host id. */
-		c->host_uid = spec->run_as_uid > 0 ? (uid_t)spec->run_as_uid : NOBODY;
+	} else if (spec->run_as_uid > 0) {
+		/* The caller's choice of host id: sandboxes that share it share its budgets. */
+		c->host_uid = (uid_t)spec->run_as_uid;
 		c->host_gid = spec->run_as_gid > 0 ? (gid_t)spec->run_as_gid
-						   : (spec->run_as_uid > 0 ? (gid_t)spec->run_as_uid
-									   : NOBODY);
+						   : (gid_t)spec->run_as_uid;
 	}
 	rlimit_prepare(&spec->limits, &c->rl);
+	rlimit_per_user(&c->rl);
 	return c;
+}
+
+/* Root without run_as (or run_as 0): the sandbox's own host ids, leased for its life. */
+static int lease_ids(struct ctr *c, const agentd_sandbox *sb, agentd_error *err)
+{
+	if (c->unprivileged || c->host_uid)
+		return 0;
+	if (host_ids_lease(sb->id, &c->ids, err) < 0)
+		return agentd_error_prefix(err, "sandbox host uid");
+	c->host_uid = c->ids.uid;
+	c->host_gid = c->ids.gid;
+	return 0;
 }
 
 /* The root filesystem's plan, with the prepared /etc and /dev skeletons every sandbox
  * shares (mounts/cache.c) next to the work root: <dir of work root>/rootfs-cache. */
-static int plan_root(const agentd_backend *b, const agentd_spec *spec, struct mount_plan *mp,
-		     agentd_error *err)
+static int plan_root(const agentd_backend *b, const agentd_spec *spec, const struct ctr *c,
+		     struct mount_plan *mp, agentd_error *err)
 {
 	const char *slash = strrchr(b->work_root, '/');
 	_cleanup_free_ char *cache =
@@ -150,14 +169,16 @@ static int plan_root(const agentd_backend *b, const agentd_spec *spec, struct mo
 			: xasprintf("%s/rootfs-cache", b->work_root);
 	struct mount_plan_opts mo = {
 		.cache_dir = cache,
-		.sandbox_uid = AGENT_ID,
-		.sandbox_gid = AGENT_ID,
+		.sandbox_uid = spec->run_as_uid == 0 ? 0 : AGENT_ID,
+		.sandbox_gid = spec->run_as_uid == 0 ? 0 : AGENT_ID,
 		.hostname = "agentd",
 		/* allowlist too: names resolve through the proxy, never by raw DNS */
 		.network_none = spec->network.mode != AGENTD_NET_HOST,
 	};
 	if (mount_plan_prepare(spec, &mo, mp, err) < 0)
 		return agentd_error_prefix(err, "root filesystem");
+	/* Opened here: the sandbox's uid need not reach agentd's own sources. */
+	mount_plan_open_sources(mp, c->host_uid, c->host_gid);
 	return 0;
 }
 
@@ -205,6 +226,9 @@ static void init_paths(struct init_args *ia, const agentd_spec *spec)
 	ia->rw_check[ncheck] = NULL;
 }
 
+/* The sandbox, its plan, seccomp program, cgroup and channels; the network namespace is
+ * being made meanwhile. once: a one-shot sandbox (its init runs one command given at
+ * clone time, then ends), else a persistent one served over a socketpair. */
 int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sandbox **out,
 		struct ctr_prep *p, agentd_error *err)
 {
@@ -224,7 +248,9 @@ int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sa
 	}
 	struct ctr *c = ctr_new(spec);
 	sb->priv = c;
-	if (plan_root(b, spec, &p->mp, err) < 0)
+	if (lease_ids(c, sb, err) < 0)
+		goto fail;
+	if (plan_root(b, spec, c, &p->mp, err) < 0)
 		goto fail;
 	trace_mark("mount plan built");
 	struct seccomp_opts so = {.profile = spec->seccomp_profile};
@@ -272,6 +298,10 @@ int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err)
 	}
 	struct spawn_opts sop = {
 		.clone_flags = flags,
+		/* Its user namespace is the sandbox uid's, not root's: what it queues,
+		 * watches or locks is charged to that uid alone. */
+		.ns_owner_uid = c->host_uid,
+		.ns_owner_gid = c->host_gid,
 		.cg = c->cg,
 		.hold = true,	/* until its uid and gid maps are written */
 		.child_fn = container_init_main,

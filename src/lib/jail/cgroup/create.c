@@ -41,22 +41,26 @@ bool cgroup_limits_needed(const agentd_limits *l)
 	return needed_mask(l) != 0;
 }
 
-static void cg_free(struct cgroup *cg, bool remove)
+
+static int cg_free(struct cgroup *cg, bool remove)
 {
+	int r = 0;
 	if (!cg)
-		return;
+		return 0;
 	/* Non-primary dirs first: d[0] carries the lock gc honours. */
 	for (int i = cg->n - 1; i >= 0; i--) {
 		struct cg_dir *d = &cg->d[i];
 		if (d->procs_fd >= 0)
 			close(d->procs_fd);
-		if (remove && d->path)
-			cg_rmdir_tree(d->path, 0);
+		int e = remove && d->path ? cg_rmdir_tree(d->path, 0) : 0;
+		if (e < 0 && r == 0)
+			r = e;
 		free(d->path);
 	}
 	if (cg->dir_fd >= 0)
 		close(cg->dir_fd);
 	free(cg);
+	return r;
 }
 
 static int set_one(struct cgroup *cg, int c, const char *file, const char *val, bool optional,
@@ -399,11 +403,16 @@ struct cgroup *cgroup_open(const char *name, agentd_error *err)
 	return cg_make(name, NULL, false, err);
 }
 
-void cgroup_destroy(struct cgroup *cg)
+void cgroup_close(struct cgroup *cg)
+{
+	cg_free(cg, false);
+}
+
+int cgroup_destroy(struct cgroup *cg)
 {
 	if (!cg)
-		return;
+		return 0;
 	cgroup_kill_all(cg);
-	cg_free(cg, true);
+	return cg_free(cg, true);
 }
 

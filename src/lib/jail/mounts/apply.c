@@ -52,47 +52,71 @@ static int set_attr(struct run *r, const char *path, bool recursive, uint64_t at
 	return remount_attr(path, attr);
 }
 
-/* A target inside a host tree (a nested bind of the policy's) could meet a symlink planted
- * there by an earlier sandbox: resolve it inside the new root with no symlinks at all, and
- * attach a clone that already carries its attributes. -ENOSYS: use plain paths. */
-static int bind_resolved(struct run *r, const struct mount_op *op, const char *src,
-			 unsigned long rec, uint64_t attr)
+/* The target's fd: inside a host tree (a nested bind of the policy's) it could meet a
+ * symlink planted there by an earlier sandbox, so it is resolved inside the new root with
+ * no symlinks at all; else the plain path. -errno. */
+static int target_fd(struct run *r, const struct mount_op *op)
 {
+	const char *t = in_root(r, op->target);
+	if (!(op->opflags & MOUNT_OPF_RESOLVE) || r->no_openat2) {
+		int fd = open(t, O_PATH | O_CLOEXEC);
+		return fd < 0 ? -errno : fd;
+	}
 	if (r->root_fd < 0 && (r->root_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
 	/* no O_NOFOLLOW: with it a final symlink would be opened, not refused */
-	int dst = openat_beneath(r->root_fd, in_root(r, op->target), O_PATH | O_CLOEXEC, 0,
-				 RESOLVE_NO_SYMLINKS);
-	if (dst < 0) {
-		if (errno == ENOSYS)
-			r->no_openat2 = true;
-		return -errno;
+	int dst = openat_beneath(r->root_fd, t, O_PATH | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS);
+	if (dst < 0 && errno == ENOSYS)
+		r->no_openat2 = true;
+	return dst < 0 ? -errno : dst;
+}
+
+/* Attach a detached tree (taken: closed here) at the op's target, carrying its attributes
+ * already. Without mount_setattr (5.2-5.11) they follow by MS_REMOUNT once it is there. */
+static int attach_tree(struct run *r, const struct mount_op *op, int tree, bool rec, uint64_t attr)
+{
+	int ret = 0, dst = -1;
+	bool late_attr = false;
+	if (attr && !r->no_setattr &&
+	    sys_mount_setattr(tree, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), attr) < 0) {
+		if (errno != ENOSYS) {
+			ret = -errno;
+			goto out;
+		}
+		r->no_setattr = true;
 	}
-	int ret = 0;
-	int tree = sys_open_tree(AT_FDCWD, src,
-				 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
-	if (tree < 0) {
-		ret = -errno;
-		if (ret == -ENOSYS)
-			r->no_new_api = true;
-		goto out;
-	}
-	if (attr && sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attr) < 0) {
-		ret = -errno;
-		if (ret == -ENOSYS)
-			r->no_new_api = true; /* 5.2-5.11: the plain path and MS_REMOUNT */
+	late_attr = attr && r->no_setattr;
+	if ((dst = target_fd(r, op)) < 0) {
+		ret = dst;
 		goto out;
 	}
 	unsigned empty = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH;
-	if (sys_move_mount(tree, "", dst, "", empty) < 0) {
+	if (sys_move_mount(tree, "", dst, "", empty) < 0)
 		ret = -errno;
-		if (ret == -ENOSYS)
-			r->no_new_api = true;
-	}
+	else if (late_attr)
+		ret = set_attr(r, in_root(r, op->target), rec, attr);
 out:
-	if (tree >= 0)
-		close(tree);
-	close(dst);
+	close(tree);
+	if (dst >= 0)
+		close(dst);
+	return ret;
+}
+
+/* A target inside a host tree: a clone of the source that already carries its attributes,
+ * attached beneath the new root without following symlinks. -ENOSYS: use plain paths. */
+static int bind_resolved(struct run *r, const struct mount_op *op, const char *src,
+			 unsigned long rec, uint64_t attr)
+{
+	int tree = sys_open_tree(AT_FDCWD, src,
+				 OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0));
+	if (tree < 0) {
+		if (errno == ENOSYS)
+			r->no_new_api = true;
+		return -errno;
+	}
+	int ret = attach_tree(r, op, tree, rec != 0, attr);
+	if (ret == -ENOSYS)
+		r->no_new_api = true;
 	return ret;
 }
 
@@ -140,7 +164,8 @@ static int pivot(struct run *r)
 	return 0;
 }
 
-static int run_op(struct run *r, const struct mount_op *op)
+/* src_fd: the source as a detached tree the host opened (mount_plan_open_sources), or -1. */
+static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 {
 	const char *t = in_root(r, op->target);
 	int ret = 0;
@@ -166,7 +191,9 @@ static int run_op(struct run *r, const struct mount_op *op)
 	case MOUNT_OP_BIND:
 	case MOUNT_OP_DEV_NODE:
 	case MOUNT_OP_MASK_FILE:
-		ret = do_bind(r, op, op->kind == MOUNT_OP_BIND ? MS_REC : 0, op->attr_set);
+		ret = src_fd >= 0
+			  ? attach_tree(r, op, src_fd, op->kind == MOUNT_OP_BIND, op->attr_set)
+			  : do_bind(r, op, op->kind == MOUNT_OP_BIND ? MS_REC : 0, op->attr_set);
 		return ret == -ENOENT && (op->opflags & MOUNT_OPF_OPTIONAL) ? 0 : ret;
 	case MOUNT_OP_PROC:
 		/* Needs a process of the pid namespace the proc is for, and the host's /proc
@@ -201,7 +228,8 @@ int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 	if (what && what_len)
 		what[0] = '\0';
 	for (size_t i = 0; i < plan->n; i++) {
-		ret = run_op(&r, &plan->ops[i]);
+		/* our copy of the host's fd: its op closes it */
+		ret = run_op(&r, &plan->ops[i], plan->source_fds ? plan->source_fds[i] : -1);
 		if (ret < 0) {
 			describe_failure(what, what_len, &plan->ops[i]);
 			break;

@@ -3,7 +3,9 @@
 #include "lib/jail/mounts/mounts_internal.h"
 
 #include <limits.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 
 const char *mount_op_verb(enum mount_op_kind k)
 {
@@ -297,10 +299,62 @@ out:
 	return ret;
 }
 
+static bool host_source(const struct mount_plan *plan, const struct mount_op *op)
+{
+	return (op->kind == MOUNT_OP_BIND || op->kind == MOUNT_OP_DEV_NODE ||
+		op->kind == MOUNT_OP_MASK_FILE) &&
+	       op->source && !(op->opflags & MOUNT_OPF_SOURCE_IN_ROOT) &&
+	       !(plan->base && path_within(op->source, plan->base));
+}
+
+/* The policy's source as the sandbox's user: this thread's fs ids and groups only (raw
+ * setgroups: glibc's would change every thread), restored after. */
+static int open_tree_as(const char *src, unsigned flags, uid_t uid, gid_t gid)
+{
+	gid_t groups[64];
+	int ng = getgroups(ARRAY_SIZE(groups), groups);
+	if (ng < 0 || syscall(SYS_setgroups, 0, NULL) < 0)
+		return -1;
+	uid_t old_uid = (uid_t)setfsuid(uid);
+	gid_t old_gid = (gid_t)setfsgid(gid);
+	int fd = sys_open_tree(AT_FDCWD, src, flags);
+	int e = errno;
+	setfsuid(old_uid);
+	setfsgid(old_gid);
+	if (syscall(SYS_setgroups, ng, groups) < 0)
+		abort(); /* this thread must not go on without its groups */
+	errno = e;
+	return fd;
+}
+
+void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid)
+{
+	plan->source_fds = xmalloc(plan->n * sizeof(int) + 1);
+	for (size_t i = 0; i < plan->n; i++)
+		plan->source_fds[i] = -1;
+	for (size_t i = 0; i < plan->n; i++) {
+		const struct mount_op *op = &plan->ops[i];
+		if (!host_source(plan, op))
+			continue;
+		unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+				 (op->kind == MOUNT_OP_BIND ? AT_RECURSIVE : 0);
+		int fd = op->opflags & MOUNT_OPF_POLICY
+			     ? open_tree_as(op->source, flags, uid, gid)
+			     : sys_open_tree(AT_FDCWD, op->source, flags);
+		if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+			return; /* by path, all of them */
+		plan->source_fds[i] = fd;
+	}
+}
+
 void mount_plan_free(struct mount_plan *plan)
 {
 	if (!plan)
 		return;
+	for (size_t i = 0; plan->source_fds && i < plan->n; i++)
+		if (plan->source_fds[i] >= 0)
+			close(plan->source_fds[i]);
+	free(plan->source_fds);
 	for (size_t i = 0; i < plan->n; i++)
 		op_free(&plan->ops[i]);
 	free(plan->ops);

@@ -247,6 +247,7 @@ static int add_user(struct builder *b, const char *label, bool same, const char 
 		e->tree = e->dir ? TREE_HOST : TREE_NONE;
 	}
 	e->user = true;
+	e->op.opflags |= MOUNT_OPF_POLICY;
 	snprintf(e->label, sizeof(e->label), "%s", tl);
 	return 0;
 }
