@@ -146,8 +146,8 @@ def test_escape_sequences_do_not_reach_the_callers_terminal(backend):
     stdout; `agentd run` on a terminal must show them, not play them."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(AGENTD, [AGENTD, "run", "--backend", backend, "--ro", PROBE_DIR, "--timeout",
-                          RUN_TIMEOUT, "--", PROBE, "term-escapes"])
+        os.execv(AGENTD, [AGENTD, "run", "--backend", backend, *degraded(backend), "--ro",
+                          PROBE_DIR, "--timeout", RUN_TIMEOUT, "--", PROBE, "term-escapes"])
     out = b""
     while True:
         try:
