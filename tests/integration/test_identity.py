@@ -147,16 +147,21 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
     d = Daemon()
     fake = "f" * 32
     made = []
+    holder = None
     try:
         d.start()
         sid = d.create()
         uid = host_uid(d, sid)
         d.delete(f"/v1/sandboxes/{sid}")
         assert lease_of(uid) == ""
-        # uid is the lowest free one now: pretend a dead owner's sandbox still holds it
+        # uid is the lowest free one now: pretend a dead owner's sandbox still holds it,
+        # a process still in its cgroup (an empty one is any agentd's to collect)
+        holder = subprocess.Popen(["sleep", "600"])
         for p in cgroup_parents():
             os.mkdir(os.path.join(p, fake))
             made.append(os.path.join(p, fake))
+            with open(os.path.join(p, fake, "cgroup.procs"), "w") as f:
+                f.write(str(holder.pid))
         lease = os.path.join(IDS_DIR, str(uid))
         open(lease, "w").close()
         os.setxattr(lease, LEASE_XATTR, fake.encode())
@@ -164,6 +169,8 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
         assert got > uid, "a uid whose last sandbox's cgroup remains was leased"
         for x in sids:
             d.delete(f"/v1/sandboxes/{x}")
+        holder.kill()
+        holder.wait()
         for m in made:
             os.rmdir(m)
         made = []
@@ -172,8 +179,12 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
         for x in sids:
             d.delete(f"/v1/sandboxes/{x}")
     finally:
+        if holder:
+            holder.kill()
+            holder.wait()
         for m in made:
-            os.rmdir(m)
+            if os.path.isdir(m):
+                os.rmdir(m)
         d.cleanup()
 
 
