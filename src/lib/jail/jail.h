@@ -149,6 +149,17 @@ int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len);
 void platform_reason(agentd_platform *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* fn(arg) in a child that shares our memory while we wait (clone CLONE_VM | CLONE_VFORK,
+ * as posix_spawn does), so no page table is copied: most of what a fork costs, several ms
+ * under a paravirtualised MMU. ns_flags adds namespaces for the child (CLONE_NEWUSER). fn
+ * makes only async-signal-safe calls and reports through memory it shares with us. Returns
+ * the child's wait status, or -errno when it could not start. Sanitizer builds fork (their
+ * runtime cannot follow such a child); fn then reports through a jail_shared_page. */
+int jail_light_child(int (*fn)(void *), void *arg, int ns_flags);
+/* One zeroed page shared with children, fork or not; NULL on failure. */
+void *jail_shared_page(void);
+void jail_shared_page_free(void *page);
+
 /* ---------------------------------------------------------------- cgroup/ */
 struct cgroup;	/* one interface over v1 (incl. hybrid) and v2 */
 struct cgroup_events {

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -33,69 +34,43 @@ void platform_reason(agentd_platform *p, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Reap pid, retrying EINTR; the exit status, or -1. */
-static int reap(pid_t pid)
-{
-	int st;
+/* Both steps of a user namespace must work: its creation and the map of ourselves to root
+ * in it (AppArmor's restrict_unprivileged_userns lets the first succeed and fails the
+ * map). The child is made in a new user namespace and writes its own uid_map. */
+struct userns_probe {
+	char map[64];
+	int err;	/* of the map's write, 0 when it worked */
+};
 
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return st;
+static int userns_child(void *arg)
+{
+	struct userns_probe *u = arg;
+	size_t len = strlen(u->map);
+	int fd = open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
+	u->err = 0;
+	if (fd < 0 || write(fd, u->map, len) != (ssize_t)len)
+		u->err = errno ? errno : EIO;
+	return u->err ? 1 : 0;
 }
 
-/* A child unshares a user namespace and maps itself to root in it: both steps must work
- * (AppArmor's restrict_unprivileged_userns lets unshare succeed and fails the map). The
- * child reports {step, errno} on a pipe; it only makes raw syscalls. */
 static void probe_userns(agentd_platform *p)
 {
-	char map[64];
-	int fds[2];
-
-	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)geteuid());
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		platform_reason(p, "userns: pipe: %s", strerror(errno));
+	struct userns_probe *u = jail_shared_page();
+	if (!u) {
+		platform_reason(p, "userns: mmap: %s", strerror(errno));
 		return;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		platform_reason(p, "userns: fork: %s", strerror(errno));
-		close(fds[0]);
-		close(fds[1]);
-		return;
-	}
-	if (pid == 0) {
-		int rep[2] = { 0, 0 };
-		if (unshare(CLONE_NEWUSER) < 0) {
-			rep[0] = 1;
-			rep[1] = errno;
-		} else {
-			int fd = open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
-			if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t)strlen(map)) {
-				rep[0] = 2;
-				rep[1] = errno;
-			}
-		}
-		if (write(fds[1], rep, sizeof(rep)) != sizeof(rep))
-			_exit(2);
-		_exit(rep[0] ? 1 : 0);
-	}
-	close(fds[1]);
-	int rep[2] = { 3, EPIPE };
-	ssize_t n;
-	do
-		n = read(fds[0], rep, sizeof(rep));
-	while (n < 0 && errno == EINTR);
-	close(fds[0]);
-	int st = reap(pid);
-	if (n == sizeof(rep) && rep[0] == 0 && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+	snprintf(u->map, sizeof(u->map), "0 %u 1\n", (unsigned)geteuid());
+	u->err = EPIPE;
+	int st = jail_light_child(userns_child, u, CLONE_NEWUSER);
+	if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		p->user_namespaces = true;
-		return;
-	}
-	static const char *const step[] = { "", "unshare(CLONE_NEWUSER)", "write uid_map",
-					    "child" };
-	int s = rep[0] >= 1 && rep[0] <= 3 ? rep[0] : 3;
-	platform_reason(p, "userns: %s: %s", step[s], strerror(rep[1]));
+	else if (st < 0 || (WIFEXITED(st) && WEXITSTATUS(st) == 126))
+		platform_reason(p, "userns: clone(CLONE_NEWUSER): %s",
+				strerror(st < 0 ? -st : EPERM));
+	else
+		platform_reason(p, "userns: write uid_map: %s", strerror(u->err));
+	jail_shared_page_free(u);
 }
 
 static void probe_kvm(agentd_platform *p)
@@ -128,31 +103,16 @@ static void probe_pidfd(agentd_platform *p)
 	close(fd);
 }
 
-/* Fork semantics (no CLONE_VM, no stack): the child is a copy that exits at once. Seccomp
- * profiles of container runtimes answer ENOSYS here on purpose, so glibc falls back. */
+/* clone3 with a size below its first version is EINVAL from a kernel that has it: no child
+ * is made. Seccomp profiles of container runtimes answer ENOSYS on purpose, so glibc falls
+ * back; so do kernels before 5.3 (CLONE_PIDFD came with clone3). */
 static void probe_clone3(agentd_platform *p)
 {
-	int pidfd = -1;
-	struct clone_args args = {
-		.flags = CLONE_PIDFD,
-		.pidfd = (uint64_t)(uintptr_t)&pidfd,
-		.exit_signal = SIGCHLD,
-	};
-	long pid = sys_clone3(&args, sizeof(args));
-
-	if (pid < 0) {
-		platform_reason(p, "clone3: %s", strerror(errno));
-		return;
-	}
-	if (pid == 0)
-		_exit(0);
-	int st = reap((pid_t)pid);
-	if (pidfd >= 0 && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	long r = sys_clone3(NULL, 0);
+	if (r < 0 && errno == EINVAL)
 		p->clone3 = true;
 	else
-		platform_reason(p, "clone3: child with CLONE_PIDFD did not run as expected");
-	if (pidfd >= 0)
-		close(pidfd);
+		platform_reason(p, "clone3: %s", r < 0 ? strerror(errno) : "accepted a bad size");
 }
 
 static void probe_all(void)
@@ -177,6 +137,7 @@ static void probe_all(void)
 	probe_kvm(p);
 	probe_pidfd(p);
 	probe_clone3(p);
+	trace_mark("platform probed");
 }
 
 const agentd_platform *agentd_probe_platform(void)
