@@ -223,6 +223,19 @@ def test_no_backend_limit_is_null(d):
             assert b["capabilities"]["max_concurrent_sandboxes"] is None, b
 
 
+def test_backends_say_what_they_enforce(d):
+    """The daemon's backend objects list the policy items enforced here and why not the
+    others, as `agentd probe --json` does."""
+    bs = {b["name"]: b for b in d.get("/v1/backends").json["backends"]}
+    hd = bs["host-direct"]
+    assert "filesystem" in hd["cannot_enforce"] and hd["cannot_enforce"]["filesystem"], hd
+    assert "filesystem" not in hd["enforces"], hd
+    ctr = bs["container"]
+    if ctr["available"]:
+        assert {"filesystem", "network_none", "seccomp"} <= set(ctr["enforces"]), ctr
+        assert not set(ctr["enforces"]) & set(ctr["cannot_enforce"]), ctr
+
+
 def test_a_wrong_bearer_token_is_named():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -59,6 +59,19 @@ static json_t *backend_json(struct daemon *d, const char *name)
 		strv_json(&caps.warnings));
 	if (!caps.available)
 		json_object_set_new(o, "reason", json_string(caps.unavailable_reason));
+	/* docs/policy.md#enforcement: the policy items enforced here, and why not the others
+	 * (as `agentd probe --json` lists them) */
+	json_t *enforces = json_array(), *cannot = json_object();
+	for (unsigned i = 0; i < AGENTD_ITEM_COUNT; i++) {
+		const char *item = agentd_policy_item_name((agentd_policy_item)i);
+		bool yes = caps.enforceable & AGENTD_ITEM_BIT(i);
+		if (yes)
+			json_array_append_new(enforces, json_string(item));
+		else
+			json_object_set_new(cannot, item, json_string(caps.unenforceable_reason[i]));
+	}
+	json_object_set_new(o, "enforces", enforces);
+	json_object_set_new(o, "cannot_enforce", cannot);
 	agentd_backend_caps_free(&caps);
 	return o;
 }
