@@ -271,6 +271,23 @@ static void builder_free(struct builder *b)
 	strv_free(&b->runtime);
 }
 
+/* The workdir is made as a directory: it cannot be, or be below, a file or a symlink of the
+ * sandbox's root (/etc/passwd, /etc/mtab): the caller's mistake, said before any clone. */
+static int check_workdir_place(const struct builder *b, const char *wd, agentd_error *err)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct entry *e = &b->v[i];
+		bool file = e->op.kind == MOUNT_OP_FILE || e->op.kind == MOUNT_OP_SYMLINK ||
+			    (e->mount && !e->dir);
+		if (!e->dropped && !e->scratch && file && path_within(wd, e->op.target))
+			return agentd_error_set(err, EINVAL,
+						"workdir: %s: %s is a file in the sandbox, not a "
+						"directory",
+						wd, e->op.target);
+	}
+	return 0;
+}
+
 int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 		       struct mount_plan *plan, agentd_error *err)
 {
@@ -283,6 +300,8 @@ int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 		goto out;
 	add_system(&b, o, wd, plan);
 	drop_replaced(&b);
+	if (check_workdir_place(&b, wd, err) < 0)
+		goto out;
 	if (emit_all(&b) < 0 || !(plan->base = choose_base(&b.body, o->base_dir, err)))
 		goto out;
 	size_t reserve_bytes = 0, reserve_inodes = 16;
