@@ -16,6 +16,7 @@ SCRIPT = r"""
 cat /proc/self/mountinfo; echo ===; cat /proc/1/mountinfo; echo ===
 if (echo x >> /etc/passwd) 2>/dev/null; then echo etc-passwd-writable; fi
 if mkdir /etc/x 2>/dev/null; then echo etc-mkdir-ok; fi
+if chmod 666 /etc/passwd 2>/dev/null; then echo etc-chmod-ok; fi
 if (: > /dev/agentd-x) 2>/dev/null; then echo dev-create-ok; fi
 test -e /etc/shadow && echo shadow-visible
 echo hi > /dev/null && head -c 4 /dev/zero | od -An -tx1 | tr -d ' \n' && echo
@@ -40,12 +41,13 @@ def _check(out, leaks):
     points = {line.split()[4]: line.split()[3] for line in self_mi.splitlines()}
     assert "/etc" not in points and "/dev" not in points, self_mi
     lines = rest.splitlines()
-    for bad in ("etc-passwd-writable", "etc-mkdir-ok", "dev-create-ok", "shadow-visible"):
+    for bad in ("etc-passwd-writable", "etc-mkdir-ok", "etc-chmod-ok", "dev-create-ok",
+                "shadow-visible"):
         assert bad not in lines, rest
     assert "00000000" in lines and "passwd-ok" in lines and "ldcache-ok" in lines, rest
 
 
-def test_one_shot_root_mountinfo_names_no_state_dir(tmp_path):
+def test_one_shot_root_mountinfo_names_no_state_dir():
     """As root, with a work root of the test's own (its cache beside it) and the default."""
     _available()
     state = tempfile.mkdtemp(prefix="agentd-sec-state-", dir="/var/tmp")
