@@ -21,6 +21,7 @@ struct sec_env {
 	char comm_hex[40];
 	char old_comm[17];
 	char shmid[16];
+	char state[PATH_MAX];
 	int tcp_fd, abstract_fd, unix_fd, leaked_fd, shm_id;
 };
 

@@ -179,6 +179,10 @@ int env_setup(struct sec_env *e, agentd_error *err)
 	struct passwd *pw = home && *home ? NULL : getpwuid(geteuid());
 	snprintf(e->home, sizeof(e->home), "%s", home && *home ? home : pw ? pw->pw_dir : "/root");
 	first_block_device(e->blockdev, sizeof(e->blockdev));
+	snprintf(e->state, sizeof(e->state), "%s", agentd_default_work_root());
+	char *slash = strrchr(e->state, '/');
+	if (slash && slash != e->state)
+		*slash = '\0'; /* the work root's parent: the rootfs cache's too */
 
 	/* A name no other process has, for the sandbox to look for in /proc. */
 	prctl(PR_GET_NAME, e->old_comm, 0, 0, 0);
@@ -217,11 +221,11 @@ void env_cleanup(struct sec_env *e)
 
 void expand(const struct sec_env *e, const char *tpl, char *out, size_t n)
 {
-	static const char *const keys[] = {"{tmp}",  "{token}",	   "{pid}",  "{agentd}",
-					   "{home}", "{blockdev}", "{port}", "{abstract}",
-					   "{fd}",   "{comm}",	   "{shmid}"};
-	const char *vals[] = {e->tmp,	   e->token, e->pid,	  e->agentd, e->home,   e->blockdev,
-			      e->port,	   e->abstract, e->fd,	  e->comm_hex, e->shmid};
+	static const char *const keys[] = {"{tmp}",  "{token}",	   "{pid}",   "{agentd}",
+					   "{home}", "{blockdev}", "{port}",  "{abstract}",
+					   "{fd}",   "{comm}",	   "{shmid}", "{state}"};
+	const char *vals[] = {e->tmp,  e->token,    e->pid, e->agentd,	 e->home,  e->blockdev,
+			      e->port, e->abstract, e->fd,  e->comm_hex, e->shmid, e->state};
 	size_t o = 0;
 	while (*tpl && o + 1 < n) {
 		size_t k = 0;

@@ -41,7 +41,8 @@
  * run; {pid} agentd's pid; {agentd} agentd's binary; {home} the caller's home; {blockdev}
  * a block device; {port} a TCP listener on 127.0.0.1; {abstract} an abstract unix socket
  * name; {fd} a host directory fd left open without CLOEXEC; {comm} agentd's (temporary)
- * unique process name, hex-encoded; {shmid} a host SysV shared memory segment (0644). */
+ * unique process name, hex-encoded; {shmid} a host SysV shared memory segment (0644);
+ * {state} the parent of the default work root (agentd's state dir, the rootfs cache's). */
 struct sec_attack {
 	const char *name;
 	const char *category;
@@ -74,6 +75,7 @@ static const struct sec_attack attacks[] = {
 	{ "symlink-read", "filesystem", {"via-symlink", "read", "{tmp}/secret"}, NULL, 0 },
 	{ "symlink-write", "filesystem", {"via-symlink", "write", "{tmp}/writable"}, NULL, 0 },
 	{ "leaked-fd", "filesystem", {"fds"}, NULL, 0 },
+	{ "mountinfo-state-dir", "filesystem", {"mountinfo-path", "{state}"}, NULL, 0 },
 	{ "leaked-fd-read", "filesystem", {"read", "/proc/self/fd/{fd}"}, NULL, 0 },
 	{ "workdir-proc-fd", "filesystem", {"read", "secret"}, NULL,
 	  SEC_WORKDIR_FD | SEC_REFUSAL_BLOCKS },

@@ -499,9 +499,7 @@ static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 		return agentd_error_set(err, errno, "chmod %s: %s", d->work_root, strerror(errno));
 	agentd_error nserr = {0};
 	if (statedir_private_cache(cfg->state_dir, &nserr) < 0)
-		dlog("warn", "msg=\"rootfs cache stays on disk: sandboxes see the state dir's path "
-			     "in /proc/self/mountinfo\" error=\"%s\"",
-		     nserr.msg);
+		dlog("warn", "msg=\"rootfs cache stays on disk\" error=\"%s\"", nserr.msg);
 	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
 	if (statedir_create_file(cfg->state_dir, "agentd.db", err) < 0 ||
 	    state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)

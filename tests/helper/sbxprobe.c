@@ -403,6 +403,26 @@ CMD(cmd_write_proc_sys)
 	return write_back(argc > 1 ? argv[1] : "/proc/sys/kernel/hostname", NULL);
 }
 
+/* Does the sandbox's mount table name PATH (agentd's state dir)? A bind's root within its
+ * filesystem is field 4 of /proc/self/mountinfo: a bind from below the state dir names it. */
+CMD(cmd_mountinfo_path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return blocked_errno("/proc/self/mountinfo");
+	char line[4096];
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, argv[1])) {
+			fclose(f);
+			line[strcspn(line, "\n")] = '\0';
+			return allowed(line);
+		}
+	}
+	fclose(f);
+	say("BLOCKED no mount names %s", argv[1]);
+	return 1;
+}
+
 CMD(cmd_kallsyms)
 {
 	FILE *f = fopen("/proc/kallsyms", "re");
@@ -1987,6 +2007,7 @@ static const struct command commands[] = {
 	{ "sysrq", "", 0, 0, cmd_sysrq },
 	{ "write-proc-sys", "[PATH]", 0, 0, cmd_write_proc_sys },
 	{ "kallsyms", "", 0, 0, cmd_kallsyms },
+	{ "mountinfo-path", "PATH", 1, 0, cmd_mountinfo_path },
 	{ "budget-owner", "", 0, 0, cmd_budget_owner },
 	{ "cgroup-escape", "", 0, IN_CHILD, cmd_cgroup_escape },
 	{ "cgroup-view", "", 0, 0, cmd_cgroup_view },

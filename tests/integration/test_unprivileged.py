@@ -134,3 +134,20 @@ def test_unprivileged_memory_limit_holds(userdir, delegated):
         left = [e for root, subdirs, _ in os.walk(d) for e in subdirs
                 if e not in ("agentd", "agentd-supervisor")]
         assert left == [], left
+
+
+def test_unprivileged_mountinfo_names_no_runtime_dir(userdir, delegated):
+    """/etc and /dev are the sandbox's tmpfs root's, not binds from the rootfs cache below
+    $XDG_RUNTIME_DIR (mountinfo's field 4 would name it); /etc stays read-only."""
+    run_dir = os.path.join(userdir, "run")
+    r = run_as_nobody(userdir, delegated, "run", "--backend", "container", "--json", "--",
+                      "/bin/sh", "-c", "cat /proc/self/mountinfo /proc/1/mountinfo; "
+                      "echo x >> /etc/passwd || echo etc-ro; test -e /etc/shadow || echo ok")
+    assert r.returncode == 0, r
+    out = json.loads(r.stdout)
+    lines = out["stdout"].splitlines()
+    assert lines[-2:] == ["etc-ro", "ok"], out
+    for leak in (userdir, "rootfs-cache", out["sandbox_id"]):
+        assert not [m for m in lines if leak in m], (leak, out["stdout"])
+    assert not [m for m in lines if m.split()[4:5] in (["/etc"], ["/dev"])], out["stdout"]
+    assert os.path.exists(os.path.join(run_dir, "agentd", "rootfs-cache"))

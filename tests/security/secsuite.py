@@ -57,6 +57,8 @@ NO_PIDNS = ("no PID namespace: host processes are visible in /proc (cmdline, sta
             "Landlock scoping still stops signals, ptrace and /proc/<pid>/{exe,root,environ}")
 LN_UNIX = ("Landlock (ABI <= 7) does not mediate connect() on a pathname unix socket: a "
            "host socket is reachable by path when its file permissions allow")
+NO_MNTNS = ("no mount namespace: the host's own mount table, which names the state dir only "
+            "if the host mounted something there")
 LN_PROCFS = ("Landlock grants /proc read-only as a whole; kernel pointers in /proc/kallsyms "
              "are hidden only by the host's kptr_restrict/perf_event_paranoid")
 HD_SIBLINGS = ("host-direct sandboxes all run as uid 65534 in the host's PID namespace: "
@@ -138,6 +140,7 @@ EXPECT = {
     "adjtimex": _all_blocked(),
     "write-proc-sys": _all_blocked(),
     "sysrq": _all_blocked(),
+    "mountinfo-state-dir": _table(hd=either(NO_MNTNS), ln=either(NO_MNTNS)),
     "kallsyms": _table(hd=either(HD_SYS + "; " + LN_PROCFS), ln=either(LN_PROCFS)),
     "cgroup-escape": _all_blocked(),
     "cgroup-view": _table(hd=allowed(NO_CGNS), ln=allowed(NO_CGNS)),

@@ -10,7 +10,7 @@ import pytest
 from .secsuite import AGENTD, EXPECT, HostState, check, first_block_device, probe
 
 # attack -> (sbxprobe argv, host paths that must not appear). Templates: {hostdir},
-# {token}, {agentd}, {blockdev}.
+# {token}, {agentd}, {blockdev}, {state} (the default state dir).
 SIMPLE = {
     # filesystem: secrets, system and home directories, /proc magic links, symlinks
     "read-host-secret": (["read", "{hostdir}/secret.txt"], []),
@@ -63,6 +63,7 @@ SIMPLE = {
     "kallsyms": (["kallsyms"], []),
     "cgroup-escape": (["cgroup-escape"], []),
     "cgroup-view": (["cgroup-view"], []),
+    "mountinfo-state-dir": (["mountinfo-path", "{state}"], []),
     # network (the outside: TEST-NET-1, nothing answers; refused, not timed out)
     "egress": (["connect-egress", "192.0.2.1", "80", "1500"], []),
     "netdev-config": (["netdev-config"], []),
@@ -82,7 +83,7 @@ assert set(SIMPLE) <= set(EXPECT), set(SIMPLE) - set(EXPECT)
 def test_attack(attack, backend, hostdir, token):
     argv, host_paths = SIMPLE[attack]
     ctx = {"hostdir": hostdir, "token": token, "agentd": os.path.realpath(AGENTD),
-           "blockdev": first_block_device()}
+           "blockdev": first_block_device(), "state": "/var/lib/agentd"}  # the suite is root
     if "{blockdev}" in " ".join(argv) and not ctx["blockdev"]:
         pytest.skip("no block device on this host")
     argv = [a.format(**ctx) for a in argv]

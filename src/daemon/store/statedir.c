@@ -90,10 +90,9 @@ int statedir_create_file(const char *dir, const char *name, agentd_error *err)
 	return secure_fd(fd, path, false, 0600, NULL, err);
 }
 
-/* A sandbox's /etc and /dev are read-only binds from the rootfs cache (mounts/cache.c,
- * <state dir>/rootfs-cache), and /proc/self/mountinfo shows a bind's source as its path
- * within its filesystem: on the host's disk that is the state dir's path. So the cache is
- * a tmpfs of the daemon's own mount namespace, where it shows as "/<fingerprint>/etc".
+/* The rootfs cache (mounts/cache.c, <state dir>/rootfs-cache: the /etc files sandboxes copy
+ * into their root) is a tmpfs of the daemon's own mount namespace: in memory, and gone with
+ * the daemon. (Sandboxes bind nothing from it: their mountinfo names no state dir path.)
  * The namespace is a slave of the host's (host mounts still reach the daemon, its own
  * never leave) and ends with the daemon, crash or not: nothing to clean up. */
 int statedir_private_cache(const char *dir, agentd_error *err)

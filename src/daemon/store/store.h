@@ -24,8 +24,8 @@ int statedir_secure(const char *dir, agentd_strv *fixed, agentd_error *err);
  * -shm the database file's mode), or the existing file if it is ours; never a symlink. */
 int statedir_create_file(const char *dir, const char *name, agentd_error *err);
 /* Move the calling process (single-threaded: before any thread) into a mount namespace of
- * its own, a slave of the host's, with a tmpfs on dir/rootfs-cache, so that the sandboxes'
- * /proc/self/mountinfo does not show the state dir's path. */
+ * its own, a slave of the host's, with a tmpfs on dir/rootfs-cache: the cache sandboxes copy
+ * /etc's files from lives in memory and goes with the daemon. */
 int statedir_private_cache(const char *dir, agentd_error *err);
 
 /* ------------------------------------------------------------------ state.c

@@ -312,6 +312,7 @@ enum mount_op_kind {
 	MOUNT_OP_TMPFS,		/* tmpfs at target: flags (MS_*), data = options */
 	MOUNT_OP_DIR,		/* mkdir (mode), then chown to uid/gid unless (uid_t)-1 */
 	MOUNT_OP_FILE,		/* create with data/data_len (empty: a mount point) */
+	MOUNT_OP_COPY,		/* create (mode) with data_len bytes of the pack source at offset */
 	MOUNT_OP_SYMLINK,	/* target -> data */
 	MOUNT_OP_BIND,		/* recursive bind source -> target, then attr_set */
 	MOUNT_OP_DEV_NODE,	/* bind a host character device onto an empty file */
@@ -333,10 +334,11 @@ enum mount_op_kind {
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */
-	char *source;			/* host path (BIND, DEV_NODE, MASK_FILE) */
+	char *source;			/* host path (BIND, DEV_NODE, MASK_FILE; COPY: the pack) */
 	char *target;			/* absolute; in the new root once ENTER has run */
 	char *data;			/* FILE content, SYMLINK target, mount options */
-	size_t data_len;
+	size_t data_len;		/* of data; COPY: of the content */
+	uint64_t offset;		/* COPY: where its content starts in the pack */
 	unsigned long flags;		/* MS_* of TMPFS, PROC, DEVPTS, MASK_DIR */
 	uint64_t attr_set;		/* MOUNT_ATTR_* of BIND, DEV_NODE, MASK_FILE, SET_ATTR */
 	mode_t mode;
@@ -347,21 +349,23 @@ struct mount_plan {
 	struct mount_op *ops;
 	size_t n, cap;
 	char *base;			/* host dir the scratch tmpfs covers in the private namespace */
-	char *cache;			/* prepared /etc and /dev (NULL: built in the scratch) */
+	char *cache;			/* the cache variant used (NULL: none) */
+	char *pack;			/* its etc.pack, the content of the COPY ops, or NULL */
 	char *warning;			/* why the cache was not used (for a log), or NULL */
 	/* Per op, a detached clone (open_tree) of its host source made by the privileged
 	 * side, or -1 (mount_plan_open_sources); NULL when none was opened. */
 	int *source_fds;
+	int pack_fd;			/* with source_fds: the pack, opened by the same, or -1 */
 };
 struct mount_plan_opts {
 	uid_t sandbox_uid;		/* owner of the workdir: ids INSIDE the namespace, mapped */
 	gid_t sandbox_gid;
 	const char *hostname;		/* /etc/hostname, /etc/hosts; NULL = "agentd" */
 	bool network_none;		/* resolv.conf says "nameserver 127.0.0.1"; else the host's */
-	/* Host directory (root-owned, created 0711) where the parent keeps read-only copies
-	 * of the allowlisted /etc files and a /dev skeleton, one variant per fingerprint of
-	 * their sources: a sandbox then binds /etc and /dev whole instead of building them
-	 * entry by entry (about 40 fewer mounts). NULL = build both in the scratch. */
+	/* Host directory (root-owned, created 0711) where the parent keeps the allowlisted
+	 * /etc files' content in one file (etc.pack), one variant per fingerprint of them:
+	 * the init copies each from there into its tmpfs root, so no mount shows a host path
+	 * of agentd's. NULL = each file a read-only bind of its host path instead. */
 	const char *cache_dir;
 	const char *base_dir;		/* NULL = the first of /tmp, /mnt, ... clear of every source */
 };
@@ -373,10 +377,10 @@ void mount_plan_free(struct mount_plan *plan);	/* safe on a zeroed or half-built
 /* Parent side, with the privileges of the caller (before the clone): every host source of
  * a bind as a detached mount tree (open_tree(OPEN_TREE_CLONE)), attached by the child with
  * move_mount, so the sandbox's own uid never has to traverse the host path to agentd's own
- * sources (the cached /etc in a state dir below a 0700 directory). The policy's sources
- * are reached with this thread's filesystem ids set to the sandbox's host uid/gid and no
- * supplementary groups: no further than the sandbox's user could, through whatever a
- * sandbox may have planted on the way. Where the kernel or the caller cannot (ENOSYS,
+ * sources (nor to the cache's pack, opened once: in a state dir below a 0700 directory).
+ * The policy's sources are reached with this thread's filesystem ids set to the sandbox's
+ * host uid/gid and no supplementary groups: no further than the sandbox's user could,
+ * through whatever a sandbox may have planted on the way. Where the kernel or the caller cannot (ENOSYS,
  * EPERM when unprivileged) the child binds by path as before; a source that cannot be
  * opened is left to the child, whose error names the mount. */
 void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid);

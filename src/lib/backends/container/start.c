@@ -157,8 +157,8 @@ static int lease_ids(struct ctr *c, const agentd_sandbox *sb, agentd_error *err)
 	return 0;
 }
 
-/* The root filesystem's plan, with the prepared /etc and /dev skeletons every sandbox
- * shares (mounts/cache.c) next to the work root: <dir of work root>/rootfs-cache. */
+/* The root filesystem's plan, with the /etc files every sandbox copies from one pack
+ * (mounts/cache.c) next to the work root: <dir of work root>/rootfs-cache. */
 static int plan_root(const agentd_backend *b, const agentd_spec *spec, const struct ctr *c,
 		     struct mount_plan *mp, agentd_error *err)
 {

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -13,6 +14,7 @@ struct run {
 	bool no_new_api; /* kernel < 5.2 (open_tree/move_mount) */
 	bool no_openat2; /* kernel < 5.6 */
 	int root_fd;	 /* O_PATH of the new root, opened on first need */
+	int pack_fd;	 /* the cache's pack: our copy of the parent's fd, or opened on need */
 };
 
 static const char *in_root(const struct run *r, const char *path)
@@ -138,6 +140,33 @@ static int do_bind(struct run *r, const struct mount_op *op, unsigned long rec, 
 	return set_attr(r, dst, rec != 0, attr);
 }
 
+/* An /etc file: its bytes of the cache's pack (the fd the parent opened, else opened here by
+ * path once, before the pivot, where the host's root is still ours), sent page cache to
+ * tmpfs with no buffer of ours. A pack shorter than planned fails. */
+static int copy_file(struct run *r, const char *t, const struct mount_op *op)
+{
+	if (r->pack_fd < 0 && (r->pack_fd = open(op->source, O_RDONLY | O_NOCTTY | O_CLOEXEC)) < 0)
+		return -errno;
+	int out =
+	    openat(AT_FDCWD, t, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, op->mode);
+	if (out < 0)
+		return -errno;
+	off_t off = (off_t)op->offset;
+	size_t left = op->data_len;
+	int ret = 0;
+	while (left > 0 && ret == 0) {
+		ssize_t n = sendfile(out, r->pack_fd, &off, left);
+		if (n < 0 && errno != EINTR)
+			ret = -errno;
+		else if (n == 0)
+			ret = -EIO;
+		else if (n > 0)
+			left -= (size_t)n;
+	}
+	close(out);
+	return ret;
+}
+
 static int make_file(const char *t, const struct mount_op *op)
 {
 	if (!op->data_len)
@@ -185,6 +214,8 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		break;
 	case MOUNT_OP_FILE:
 		return make_file(t, op);
+	case MOUNT_OP_COPY:
+		return copy_file(r, t, op);
 	case MOUNT_OP_SYMLINK:
 		ret = symlink(op->data, t);
 		break;
@@ -222,8 +253,9 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 
 int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 {
-	struct run r = {.root_fd = -1}; /* each call found missing (ENOSYS) is not retried */
-	mode_t old_umask = umask(0);	/* modes in the plan are exact (01777 for /tmp) */
+	/* each call found missing (ENOSYS) is not retried */
+	struct run r = {.root_fd = -1, .pack_fd = plan->source_fds ? plan->pack_fd : -1};
+	mode_t old_umask = umask(0); /* modes in the plan are exact (01777 for /tmp) */
 	int ret = 0;
 	if (what && what_len)
 		what[0] = '\0';
@@ -237,6 +269,8 @@ int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 	}
 	if (r.root_fd >= 0)
 		close(r.root_fd);
+	if (r.pack_fd >= 0)
+		close(r.pack_fd);
 	umask(old_umask);
 	return ret;
 }

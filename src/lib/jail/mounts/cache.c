@@ -1,20 +1,11 @@
-/* cache.c: the rootfs cache: prepared copies of the allowlisted /etc and a /dev skeleton in
- * a host directory, one variant per fingerprint of their sources, bound whole by sandboxes. */
+/* cache.c: the rootfs cache: the allowlisted /etc files' content in one file (etc.pack) in a
+ * host directory, one variant per fingerprint of their sources, copied from by sandboxes. */
 #include "lib/jail/mounts/mounts_internal.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
-
-/* The /dev skeleton: mount points for the device binds, devpts and shm, and the usual
- * symlinks. Read-only in the sandbox like everything that is not scratch. */
-const char *const dev_skel_nodes[6] = {"null", "zero", "full", "random", "urandom", "tty"};
-const char *const dev_skel_links[5][2] = {
-    {"ptmx", "pts/ptmx"},	   {"fd", "/proc/self/fd"},	  {"stdin", "/proc/self/fd/0"},
-    {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
-};
 
 static uint64_t fnv1a(const char *s, size_t n)
 {
@@ -28,24 +19,17 @@ static char *fingerprint(const struct etc_set *s)
 {
 	size_t len = 0, cap = 4096;
 	char *fp = xmalloc(cap);
-	len = (size_t)snprintf(fp, cap, "agentd-rootfs-cache 1\n");
+	len = (size_t)snprintf(fp, cap, "agentd-rootfs-cache 2\n");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct etc_item *it = &s->v[i];
 		const struct stat *st = &it->st;
-		_cleanup_free_ char *line = NULL;
-		if (it->kind == ETC_FILE)
-			line =
-			    xasprintf("F %s %s %o %lu %lu %lld %lld.%09ld %lld.%09ld\n", it->path,
-				      it->source, st->st_mode, (unsigned long)st->st_dev,
-				      (unsigned long)st->st_ino, (long long)st->st_size,
-				      (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
-				      (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
-		else if (it->kind == ETC_DIR)
-			line = xasprintf("D %s\n", it->path);
-		else if (it->kind == ETC_LINK)
-			line = xasprintf("L %s %s\n", it->path, it->data);
-		else
-			line = xasprintf("G %s %zu\n%s\n", it->path, strlen(it->data), it->data);
+		if (it->kind != ETC_FILE) /* the pack holds the files alone */
+			continue;
+		_cleanup_free_ char *line = xasprintf(
+		    "F %s %s %o %lu %lu %lld %lld.%09ld %lld.%09ld\n", it->path, it->source,
+		    st->st_mode, (unsigned long)st->st_dev, (unsigned long)st->st_ino,
+		    (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+		    (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
 		size_t n = strlen(line);
 		if (len + n + 1 > cap) {
 			cap = 2 * (len + n + 1);
@@ -55,13 +39,6 @@ static char *fingerprint(const struct etc_set *s)
 		len += n;
 	}
 	return fp;
-}
-
-static int mkdir_mode_at(int dfd, const char *name, mode_t mode)
-{
-	if (mkdirat(dfd, name, mode) < 0)
-		return -errno;
-	return fchmodat(dfd, name, mode, 0) < 0 ? -errno : 0; /* whatever the umask */
 }
 
 static int write_new_at(int dfd, const char *name, const char *data, size_t len, mode_t mode)
@@ -76,16 +53,15 @@ static int write_new_at(int dfd, const char *name, const char *data, size_t len,
 	return r;
 }
 
-static int copy_file_at(int dfd, const char *name, const char *src, mode_t mode)
+/* All of src, which must be as long as when it was fingerprinted (offsets in the pack
+ * follow from those sizes), appended to out. */
+static int append_file(int out, const char *src, off_t size)
 {
-	_cleanup_close_ int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int in = open(src, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (in < 0)
 		return -errno;
-	_cleanup_close_ int out =
-	    openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0)
-		return -errno;
 	char buf[65536];
+	off_t done = 0;
 	for (;;) {
 		ssize_t n = read(in, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
@@ -94,62 +70,27 @@ static int copy_file_at(int dfd, const char *name, const char *src, mode_t mode)
 			return -errno;
 		if (n == 0)
 			break;
-		if (write_all(out, buf, (size_t)n) < 0)
-			return -errno;
+		if ((done += n) > size || write_all(out, buf, (size_t)n) < 0)
+			return done > size ? -ESTALE : -errno;
 	}
-	return fchmod(out, mode & 0777) < 0 ? -errno : 0;
+	return done == size ? 0 : -ESTALE;
 }
 
-/* Create the parents of rel ("ssl/certs") under dfd. */
-static int mkparents_at(int dfd, const char *rel)
-{
-	char buf[PATH_MAX];
-	snprintf(buf, sizeof(buf), "%s", rel);
-	for (char *p = strchr(buf, '/'); p; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		int r = mkdir_mode_at(dfd, buf, 0755);
-		*p = '/';
-		if (r < 0 && r != -EEXIST)
-			return r;
-	}
-	return 0;
-}
-
+/* etc.pack: the set's files back to back, in its order; then the fingerprint. */
 static int cache_fill(int dfd, const struct etc_set *s, const char *fp)
 {
-	int r;
-	if ((r = mkdir_mode_at(dfd, "etc", 0755)) < 0 || (r = mkdir_mode_at(dfd, "dev", 0755)) < 0)
-		return r;
+	_cleanup_close_ int out =
+	    openat(dfd, "etc.pack", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (out < 0)
+		return -errno;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct etc_item *it = &s->v[i];
-		const char *rel = it->path + 1; /* "etc/..." */
-		if ((r = mkparents_at(dfd, rel)) < 0)
-			return r;
-		if (it->kind == ETC_FILE)
-			r = copy_file_at(dfd, rel, it->source, it->st.st_mode);
-		else if (it->kind == ETC_DIR)
-			r = mkdir_mode_at(dfd, rel, 0755); /* mount point */
-		else if (it->kind == ETC_LINK)
-			r = symlinkat(it->data, dfd, rel) < 0 ? -errno : 0;
-		else
-			r = write_new_at(dfd, rel, it->data, strlen(it->data), 0644);
+		int r = it->kind == ETC_FILE ? append_file(out, it->source, it->st.st_size) : 0;
 		if (r < 0)
 			return r;
 	}
-	char rel[64];
-	for (size_t i = 0; i < ARRAY_SIZE(dev_skel_nodes); i++) {
-		snprintf(rel, sizeof(rel), "dev/%s", dev_skel_nodes[i]);
-		if ((r = write_new_at(dfd, rel, "", 0, 0666)) < 0)
-			return r;
-	}
-	if ((r = mkdir_mode_at(dfd, "dev/pts", 0755)) < 0 ||
-	    (r = mkdir_mode_at(dfd, "dev/shm", 0755)) < 0)
-		return r;
-	for (size_t i = 0; i < ARRAY_SIZE(dev_skel_links); i++) {
-		snprintf(rel, sizeof(rel), "dev/%s", dev_skel_links[i][0]);
-		if (symlinkat(dev_skel_links[i][1], dfd, rel) < 0)
-			return -errno;
-	}
+	if (fchmod(out, 0644) < 0)
+		return -errno;
 	return write_new_at(dfd, "fingerprint", fp, strlen(fp), 0644);
 }
 
@@ -177,12 +118,11 @@ static bool variant_matches(const char *variant, const char *fp)
 	return have && strcmp(have, fp) == 0;
 }
 
-/* <cache>/<hash of the fingerprint>/{etc,dev}: built once in a temporary directory and
+/* <cache>/<hash of the fingerprint>/etc.pack: built once in a temporary directory and
  * renamed into place, so concurrent builders and crashes leave either nothing or a whole
- * tree. Files are copies (stat fingerprinted: a changed source gives a new variant);
- * directories stay live binds over the empty mount points. Variants are never removed
- * here: a running sandbox may have mounts on their mount points. NULL + reason on failure
- * (the caller builds /etc in the scratch instead). */
+ * variant. The sources are stat fingerprinted: a changed one gives a new variant. Variants
+ * are never removed here: a sandbox being set up may be reading one. NULL + reason on
+ * failure (the caller binds /etc's files instead). */
 char *cache_variant(const char *cache_dir, const struct etc_set *s, char *why, size_t wlen)
 {
 	_cleanup_free_ char *fp = fingerprint(s);

@@ -115,25 +115,28 @@ void etc_collect(struct builder *b, const char *wd, const struct mount_plan_opts
 	etc_generate(wd, o, out);
 }
 
-/* /etc: one read-only bind of the cached copy (plus live binds of the allowlisted
- * directories), or entry by entry in the scratch when there is no cache. */
-void add_etc(struct builder *b, const struct etc_set *s, const char *variant)
+/* /etc, a directory of the scratch root (read-only with it), so no mount shows a host path
+ * for it (mountinfo's field 4): the allowlisted files copied there by the init from the
+ * cache's pack (in the set's order, as cache_fill wrote it), else each a read-only bind of
+ * its host path; the allowlisted directories are read-only binds of theirs (public
+ * system paths). */
+void add_etc(struct builder *b, const struct etc_set *s, const char *pack)
 {
-	if (variant) {
-		_cleanup_free_ char *src = xasprintf("%s/etc", variant);
-		add_ro_bind(b, "/etc", src, true)->tree = TREE_FIXED;
-	}
+	uint64_t offset = 0;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct etc_item *it = &s->v[i];
-		if (it->kind == ETC_DIR)
-			add_ro_bind(b, it->path, it->source, true);
-		else if (variant)
-			continue;
-		else if (it->kind == ETC_FILE)
-			add_ro_bind(b, it->path, it->source, false);
-		else if (it->kind == ETC_LINK)
+		if (it->kind == ETC_DIR || (it->kind == ETC_FILE && !pack)) {
+			add_ro_bind(b, it->path, it->source, it->kind == ETC_DIR);
+		} else if (it->kind == ETC_FILE) {
+			struct entry *e = add_entry(b, MOUNT_OP_COPY, it->path, pack);
+			e->op.mode = it->st.st_mode & 0777;
+			e->op.offset = offset;
+			e->op.data_len = (size_t)it->st.st_size;
+			offset += (uint64_t)it->st.st_size;
+		} else if (it->kind == ETC_LINK) {
 			add_symlink(b, it->path, it->data);
-		else
-			add_file(b, it->path, it->data);
+		} else {
+			add_file(b, it->path, it->data, strlen(it->data));
+		}
 	}
 }

@@ -57,11 +57,11 @@ struct builder {
 struct entry *add_entry(struct builder *b, enum mount_op_kind k, const char *target,
 			const char *source);
 struct entry *add_symlink(struct builder *b, const char *target, const char *link);
-struct entry *add_file(struct builder *b, const char *target, const char *content);
+struct entry *add_file(struct builder *b, const char *target, const char *data, size_t len);
 struct entry *add_ro_bind(struct builder *b, const char *target, const char *source, bool dir);
 void add_runtime(struct builder *b, const agentd_strv *sys);
 void add_proc(struct builder *b);
-void add_dev(struct builder *b, const char *variant);
+void add_dev(struct builder *b);
 void add_scratch(struct builder *b, const char *workdir);
 int add_user_binds(struct builder *b, const agentd_spec *spec);
 
@@ -88,11 +88,9 @@ struct etc_set {
 void etc_collect(struct builder *b, const char *wd, const struct mount_plan_opts *o,
 		 const agentd_strv *sys, struct etc_set *out);
 void etc_set_free(struct etc_set *s);
-void add_etc(struct builder *b, const struct etc_set *s, const char *variant);
+void add_etc(struct builder *b, const struct etc_set *s, const char *pack);
 
-/* cache.c: the /dev skeleton (in the cache, or entry by entry without one) */
-extern const char *const dev_skel_nodes[6];
-extern const char *const dev_skel_links[5][2];
+/* cache.c */
 char *cache_variant(const char *cache_dir, const struct etc_set *s, char *why, size_t wlen);
 
 /* ---------------------------------------------------------------- legacy.c (child side) */

@@ -2,6 +2,7 @@
  * prologue), the operations and paths the plan files share, free and describe. */
 #include "lib/jail/mounts/mounts_internal.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <sys/fsuid.h>
 #include <sys/mount.h>
@@ -14,6 +15,7 @@ const char *mount_op_verb(enum mount_op_kind k)
 	    [MOUNT_OP_TMPFS] = "tmpfs",
 	    [MOUNT_OP_DIR] = "mkdir",
 	    [MOUNT_OP_FILE] = "create",
+	    [MOUNT_OP_COPY] = "copy",
 	    [MOUNT_OP_SYMLINK] = "symlink",
 	    [MOUNT_OP_BIND] = "bind",
 	    [MOUNT_OP_DEV_NODE] = "bind-dev",
@@ -192,32 +194,28 @@ static int check_request(const agentd_spec *spec, const struct mount_plan_opts *
 	return 0;
 }
 
-/* The system's entries: /usr..., /etc and /dev (bound from the cache where possible),
- * /proc, the scratch directories. plan->cache and ->warning say what came of the cache. */
+/* The system's entries: /usr..., /etc and /dev (directories of the scratch root, /etc's
+ * files copied from the cache's pack where there is one), /proc, the scratch directories.
+ * plan->cache, ->pack and ->warning say what came of the cache. */
 static void add_system(struct builder *b, const struct mount_plan_opts *o, const char *wd,
 		       struct mount_plan *plan)
 {
-	/* A mount point under /etc or /dev must be created: then that tree is built in the
-	 * scratch, not bound from the cache. */
-	bool user_in_etc = path_below(wd, "/etc"), user_in_dev = false;
-	for (size_t i = 0; i < b->n; i++) {
-		user_in_etc |= path_below(b->v[i].op.target, "/etc");
-		user_in_dev |= path_below(b->v[i].op.target, "/dev");
-	}
 	agentd_strv sys = {0};
 	struct etc_set etc = {0};
 	char *variant = NULL;
 	landlock_system_ro_paths(&sys);
 	add_runtime(b, &sys);
 	etc_collect(b, wd, o, &sys, &etc);
-	if (o->cache_dir && !(user_in_etc && user_in_dev)) {
+	if (o->cache_dir) {
 		char why[512];
-		/* No cache (read-only work root...): the same tree, built per sandbox. */
+		/* No cache (read-only work root...): the files bound one by one. */
 		if (!(variant = cache_variant(o->cache_dir, &etc, why, sizeof(why))))
-			plan->warning = xasprintf("cache %s; /etc and /dev built per sandbox", why);
+			plan->warning = xasprintf("cache %s; /etc's files bound one by one", why);
 	}
-	add_etc(b, &etc, user_in_etc ? NULL : variant);
-	add_dev(b, user_in_dev ? NULL : variant);
+	if (variant)
+		plan->pack = xasprintf("%s/etc.pack", variant);
+	add_etc(b, &etc, plan->pack);
+	add_dev(b);
 	add_proc(b);
 	add_scratch(b, wd);
 	plan->cache = variant;
@@ -254,9 +252,10 @@ static void place_scratch(struct mount_plan *body, const char *base, size_t *res
 			free(name);
 		}
 		if (op->kind == MOUNT_OP_DIR || op->kind == MOUNT_OP_FILE ||
-		    op->kind == MOUNT_OP_SYMLINK)
+		    op->kind == MOUNT_OP_COPY || op->kind == MOUNT_OP_SYMLINK)
 			(*reserve_inodes)++;
-		if (op->kind == MOUNT_OP_FILE) /* in the scratch's root: not the sandbox's quota */
+		/* in the scratch's root: not the sandbox's quota */
+		if (op->kind == MOUNT_OP_FILE || op->kind == MOUNT_OP_COPY)
 			*reserve_bytes += (op->data_len + 4095) & ~(size_t)4095;
 	}
 }
@@ -292,6 +291,7 @@ int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 		       struct mount_plan *plan, agentd_error *err)
 {
 	memset(plan, 0, sizeof(*plan));
+	plan->pack_fd = -1;
 	struct builder b = {.err = err};
 	char wd[PATH_MAX];
 	int ret = -1;
@@ -348,10 +348,12 @@ static int open_tree_as(const char *src, unsigned flags, uid_t uid, gid_t gid)
 
 void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid)
 {
+	bool trees = true;
 	plan->source_fds = xmalloc(plan->n * sizeof(int) + 1);
 	for (size_t i = 0; i < plan->n; i++)
 		plan->source_fds[i] = -1;
-	for (size_t i = 0; i < plan->n; i++) {
+	plan->pack_fd = plan->pack ? open(plan->pack, O_RDONLY | O_NOCTTY | O_CLOEXEC) : -1;
+	for (size_t i = 0; i < plan->n && trees; i++) {
 		const struct mount_op *op = &plan->ops[i];
 		if (!host_source(plan, op))
 			continue;
@@ -361,8 +363,9 @@ void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid)
 			     ? open_tree_as(op->source, flags, uid, gid)
 			     : sys_open_tree(AT_FDCWD, op->source, flags);
 		if (fd < 0 && (errno == ENOSYS || errno == EPERM))
-			return; /* by path, all of them */
-		plan->source_fds[i] = fd;
+			trees = false; /* binds by path, all of them */
+		else
+			plan->source_fds[i] = fd;
 	}
 }
 
@@ -373,12 +376,15 @@ void mount_plan_free(struct mount_plan *plan)
 	for (size_t i = 0; plan->source_fds && i < plan->n; i++)
 		if (plan->source_fds[i] >= 0)
 			close(plan->source_fds[i]);
+	if (plan->source_fds && plan->pack_fd >= 0)
+		close(plan->pack_fd);
 	free(plan->source_fds);
 	for (size_t i = 0; i < plan->n; i++)
 		op_free(&plan->ops[i]);
 	free(plan->ops);
 	free(plan->base);
 	free(plan->cache);
+	free(plan->pack);
 	free(plan->warning);
 	memset(plan, 0, sizeof(*plan));
 }
@@ -402,6 +408,9 @@ void mount_plan_describe(const struct mount_plan *plan, FILE *out)
 			fprintf(out, " -> %s", op->data);
 		else if (op->kind == MOUNT_OP_FILE)
 			fprintf(out, " (%zu bytes, %04o)", op->data_len, (unsigned)op->mode);
+		else if (op->kind == MOUNT_OP_COPY)
+			fprintf(out, " [%llu, +%zu] (%04o)", (unsigned long long)op->offset,
+				op->data_len, (unsigned)op->mode);
 		else if (op->kind == MOUNT_OP_DIR)
 			fprintf(out, " (%04o)", (unsigned)op->mode);
 		else if (op->data)

@@ -21,7 +21,8 @@ struct entry *add_entry(struct builder *b, enum mount_op_kind k, const char *tar
 	e->op.source = source ? xstrdup(source) : NULL;
 	e->op.uid = (uid_t)-1;
 	e->op.gid = (gid_t)-1;
-	e->mount = k != MOUNT_OP_DIR && k != MOUNT_OP_FILE && k != MOUNT_OP_SYMLINK;
+	e->mount =
+	    k != MOUNT_OP_DIR && k != MOUNT_OP_FILE && k != MOUNT_OP_COPY && k != MOUNT_OP_SYMLINK;
 	e->dir = true;
 	e->seq = b->n;
 	e->tree = k == MOUNT_OP_BIND ? TREE_HOST : k == MOUNT_OP_DIR ? TREE_OWN : TREE_NONE;
@@ -36,10 +37,10 @@ struct entry *add_symlink(struct builder *b, const char *target, const char *lin
 	return e;
 }
 
-struct entry *add_file(struct builder *b, const char *target, const char *content)
+struct entry *add_file(struct builder *b, const char *target, const char *data, size_t len)
 {
 	struct entry *e = add_entry(b, MOUNT_OP_FILE, target, NULL);
-	op_set_data(&e->op, content, strlen(content));
+	op_set_data(&e->op, data, len);
 	e->op.mode = 0644;
 	return e;
 }
@@ -147,20 +148,23 @@ void add_proc(struct builder *b)
 	}
 }
 
-void add_dev(struct builder *b, const char *variant)
+/* The devices bound from the host, and the usual symlinks. */
+static const char *const dev_skel_nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+static const char *const dev_skel_links[][2] = {
+    {"ptmx", "pts/ptmx"},	   {"fd", "/proc/self/fd"},	  {"stdin", "/proc/self/fd/0"},
+    {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+};
+
+/* /dev, a directory of the scratch root like /etc (read-only with it, so no mount shows a
+ * host path for it): the symlinks, the mount points of the device binds, devpts and
+ * /dev/shm. */
+void add_dev(struct builder *b)
 {
 	char p[64];
 	struct entry *e;
-	if (variant) {
-		_cleanup_free_ char *src = xasprintf("%s/dev", variant);
-		e = add_ro_bind(b, "/dev", src, true);
-		e->op.attr_set |= MOUNT_ATTR_NOEXEC;
-		e->tree = TREE_FIXED;
-	} else {
-		for (size_t i = 0; i < ARRAY_SIZE(dev_skel_links); i++) {
-			snprintf(p, sizeof(p), "/dev/%s", dev_skel_links[i][0]);
-			add_symlink(b, p, dev_skel_links[i][1]);
-		}
+	for (size_t i = 0; i < ARRAY_SIZE(dev_skel_links); i++) {
+		snprintf(p, sizeof(p), "/dev/%s", dev_skel_links[i][0]);
+		add_symlink(b, p, dev_skel_links[i][1]);
 	}
 	/* Binds of the host's devices (nodes made in a user namespace would not open: its
 	 * filesystems are SB_I_NODEV). No attributes: nosuid, noexec and ro mean nothing to a
