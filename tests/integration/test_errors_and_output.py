@@ -203,7 +203,7 @@ def test_client_mistakes_are_400_naming_the_field(d):
         assert r.status == 400 and field in r.error["message"], r
         assert "No such file or directory" in r.error["message"], r
     # a spec workdir that is a file of the sandbox's own root (a generated one, a copied one)
-    for wd in ("/etc/passwd", "/etc/hostname/x"):
+    for wd in ("/etc/passwd", "/etc/hostname/x", "/etc/services"):
         r = d.post("/v1/sandboxes", {"backend": "container", "spec": {"workdir": wd}})
         assert r.status == 400 and f"workdir: {wd}: " in r.error["message"], r
         assert "is a file in the sandbox, not a directory" in r.error["message"], r

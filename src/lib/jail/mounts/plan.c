@@ -276,8 +276,8 @@ static int check_workdir_place(const struct builder *b, const char *wd, agentd_e
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const struct entry *e = &b->v[i];
-		bool file = e->op.kind == MOUNT_OP_FILE || e->op.kind == MOUNT_OP_SYMLINK ||
-			    (e->mount && !e->dir);
+		bool file = e->op.kind == MOUNT_OP_FILE || e->op.kind == MOUNT_OP_COPY ||
+			    e->op.kind == MOUNT_OP_SYMLINK || (e->mount && !e->dir);
 		if (!e->dropped && !e->scratch && file && path_within(wd, e->op.target))
 			return agentd_error_set(err, EINVAL,
 						"workdir: %s: %s is a file in the sandbox, not a "
