@@ -404,7 +404,7 @@ void agentd_backend_set_proxy(agentd_backend *b, agentd_proxy *p);
 /* --------------------------------------------------------------- probe */
 typedef struct agentd_platform {
 	int landlock_abi;		/* 0 = unavailable */
-	bool seccomp_filter;		/* a filter was really installed in a child */
+	bool seccomp_filter;		/* seccomp filter mode is there and not refused */
 	int cgroup_version;		/* 0 none usable, 1 v1 (incl. hybrid), 2 unified */
 	bool cgroup_hybrid;
 	bool cgroup_memory, cgroup_pids, cgroup_cpu, cgroup_cpuacct, cgroup_freezer;
@@ -417,8 +417,11 @@ typedef struct agentd_platform {
 	char reasons[1024];		/* why things are unavailable, "; "-separated */
 	char cgroup_reason[256];	/* why no cgroup could be made, or a controller is missing */
 } agentd_platform;
-/* Real attempts, cached after the first call. */
+/* Real attempts, cached after the first call; a verdict of the last minute for the same
+ * euid, cgroup, boot and build is reused (/run/agentd or $XDG_RUNTIME_DIR/agentd). */
 const agentd_platform *agentd_probe_platform(void);
+/* Before the first agentd_probe_platform(): attempt everything anew (agentd probe). */
+void agentd_platform_no_cache(void);
 
 #ifdef __cplusplus
 }

@@ -183,6 +183,7 @@ int cmd_probe(int argc, char **argv)
 	int pr = parse_probe_args(argc, argv, &json, &security, &only);
 	if (pr != 0)
 		return pr > 0 ? 0 : EXIT_AGENTD;
+	agentd_platform_no_cache(); /* a diagnosis attempts everything now */
 	if (only && !agentd_canonical_backend_name(only)) {
 		agentd_error err = {0};
 		agentd_backend *b = NULL;

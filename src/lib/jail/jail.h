@@ -146,6 +146,10 @@ int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len);
 
 /* ---------------------------------------------------------------- platform.c */
 /* Append "; <message>" to p->reasons (what a probe found missing); cut when full. */
+/* platform_cache.c: a verdict of the last minute for this euid, cgroup, boot and build
+ * (*key_out: the key to store under, malloc'd); store writes one. */
+bool platform_cache_load(agentd_platform *p, char **key_out);
+void platform_cache_store(const agentd_platform *p, const char *key);
 void platform_reason(agentd_platform *p, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

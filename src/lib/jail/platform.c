@@ -1,5 +1,6 @@
 /* platform.c: agentd_probe_platform(), what this kernel really allows, found by attempts made
- * once per process (Landlock, seccomp, cgroups, user namespaces, KVM, pidfd, clone3). */
+ * once per process (Landlock, seccomp, cgroups, user namespaces, KVM, pidfd, clone3), or
+ * reused from a recent process of the same user in the same cgroup (platform_cache.c). */
 #include "lib/jail/jail.h"
 
 #include <fcntl.h>
@@ -119,6 +120,12 @@ static void probe_all(void)
 {
 	agentd_platform *p = &platform;
 	struct utsname u;
+	_cleanup_free_ char *key = NULL;
+
+	if (platform_cache_load(p, &key)) {
+		trace_mark("platform probed (cached)");
+		return;
+	}
 
 	if (uname(&u) == 0)
 		snprintf(p->kernel, sizeof(p->kernel), "%s", u.release);
@@ -131,12 +138,13 @@ static void probe_all(void)
 	}
 	p->seccomp_filter = seccomp_probe();
 	if (!p->seccomp_filter)
-		platform_reason(p, "seccomp: a filter could not be installed in a child");
+		platform_reason(p, "seccomp: no filter mode (seccomp(2) refused or not built in)");
 	cgroup_probe(p);
 	probe_userns(p);
 	probe_kvm(p);
 	probe_pidfd(p);
 	probe_clone3(p);
+	platform_cache_store(p, key);
 	trace_mark("platform probed");
 }
 
