@@ -2,6 +2,7 @@
 (/run/agentd/ids), freed after its cleanup and not before; a daemon whose state dir is below
 a directory those uids cannot search; the daemon run as a normal user with a delegated
 cgroup; and a server error's log line that says why."""
+import glob
 import os
 import shutil
 import signal
@@ -109,8 +110,21 @@ def lease_up_to(d, uid):
     raise AssertionError(f"16 sandboxes and none at or above {uid}")
 
 
-def cgroup_parents():
-    return [p for p in CGROUP_DIRS if os.path.isdir(p)]
+def cgroup_parents(sid=None):
+    """The agentd/ dirs of every hierarchy now (CGROUP_DIRS was globbed when the session
+    started, before agentd had set some of them up), or those holding sandbox sid's cgroup
+    (real dirs: a hierarchy mounted at two names, cpu and cpuacct, counts once)."""
+    found = glob.glob("/sys/fs/cgroup/*/agentd") + (
+        ["/sys/fs/cgroup/agentd"] if os.path.isdir("/sys/fs/cgroup/agentd") else [])
+    out, seen = [], set()
+    for p in sorted(set(found) | set(CGROUP_DIRS)):
+        if not os.path.isdir(p) or (sid and not os.path.isdir(os.path.join(p, sid))):
+            continue
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            out.append(p)
+    return out
 
 
 def test_a_uid_is_reused_only_after_its_sandbox_is_cleaned_up():
@@ -152,12 +166,14 @@ def test_a_lease_naming_a_live_cgroup_is_not_reused():
         d.start()
         sid = d.create()
         uid = host_uid(d, sid)
+        parents = cgroup_parents(sid)   # the hierarchies a sandbox's cgroup spans
+        assert parents
         d.delete(f"/v1/sandboxes/{sid}")
         assert lease_of(uid) == ""
         # uid is the lowest free one now: pretend a dead owner's sandbox still holds it,
         # a process still in its cgroup (an empty one is any agentd's to collect)
         holder = subprocess.Popen(["sleep", "600"])
-        for p in cgroup_parents():
+        for p in parents:
             os.mkdir(os.path.join(p, fake))
             made.append(os.path.join(p, fake))
             with open(os.path.join(p, fake, "cgroup.procs"), "w") as f:
