@@ -65,8 +65,6 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		return;
 	if (c->workdir_fd >= 0)
 		close(c->workdir_fd);
-	if (c->scratch_fd >= 0)
-		close(c->scratch_fd);
 	if (c->root_fd >= 0)
 		close(c->root_fd);
 	if (c->proxy)
@@ -144,12 +142,6 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	c->workdir_fd = open_in_sandbox(c, spec->workdir, err);
 	if (c->workdir_fd < 0) {
 		agentd_error_prefix(err, "workdir");
-		goto fail;
-	}
-	/* The root is a directory of the scratch tmpfs: what the host measures writes by. */
-	c->scratch_fd = open_in_sandbox(c, "/", err);
-	if (c->scratch_fd < 0) {
-		agentd_error_prefix(err, "root");
 		goto fail;
 	}
 

@@ -41,14 +41,14 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-/* OP_SCRATCH_FD: a one-shot init's root (on the scratch tmpfs), sent before its command
- * starts, so the host can fstatfs the scratch even after the namespace is gone. */
+/* OP_ROOT_FD: the init's root (O_PATH, on the scratch tmpfs) once it is set up; a one-shot
+ * init sends it over the kill socket before its command starts, so the host can fstatfs
+ * the scratch even after the namespace is gone. */
 enum {
 	OP_EXEC = 1,
 	OP_KILL = 2,
 	OP_PROXY_FD = 3,	/* init → host: the egress proxy's listener */
 	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
-	OP_SCRATCH_FD = 5,	/* one-shot init → host: its root, before the command */
 };
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
@@ -94,11 +94,11 @@ struct ctr {
 	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
 	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
 					 * way in, also when it may not open /proc/<init>/root
-					 * (an unprivileged owner of a non-dumpable init) */
+					 * (an unprivileged owner of a non-dumpable init), and,
+					 * on the scratch tmpfs, what fstatfs measures writes by
+					 * (bytes written, the write limit); -1 until sent */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
-	int scratch_fd;			/* the sandbox's root, on its scratch tmpfs (fstatfs:
-					 * bytes written, write limit), or -1 */
 	uint64_t bytes_written;		/* of all its execs */
 	uint64_t cpu_ms;		/* of all its execs (rusage): the budget's account
 					 * where the cgroup has no CPU accounting */
@@ -115,7 +115,7 @@ struct ctr_prep {
 	int sp[2];		/* control socketpair (persistent sandboxes) */
 	int setup[2];		/* setup report pipe (persistent sandboxes) */
 	int killp[2];		/* one-shot: the host's kill request to the init, and the
-				 * init's root to the host (OP_SCRATCH_FD) */
+				 * init's root to the host (OP_ROOT_FD) */
 	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
 	bool late_cgroup;	/* the cgroup is made and joined after the clone */
 	agentd_proxy *proxy;	/* allowlist: the backend's egress proxy */

@@ -234,6 +234,20 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 	}
 }
 
+/* Our root (O_PATH, on the scratch tmpfs) to the host, OP_ROOT_FD on the control socket
+ * (a one-shot init's kill socket): 0, or -1 + errno. */
+static int send_root(void)
+{
+	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct ctl_msg m = {.op = OP_ROOT_FD};
+	int r = root < 0 ? -1 : ctl_send(INIT_CTL_FD, &m, &root, 1);
+	int e = errno;
+	if (root >= 0)
+		close(root);
+	errno = e;
+	return r < 0 ? -1 : 0;
+}
+
 /* One-shot PID 1: fork the command, reap, and when the command ends report its status
  * and end the sandbox (PID 1's exit kills everything left in the namespace). A byte or EOF
  * on the kill pipe (timeout, cancel, owner gone) kills the command's session first, so
@@ -244,16 +258,10 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	if (sfd < 0)
 		init_fail(INIT_SETUP_FD, errno, "signalfd");
 	int fds[4] = {INIT_ONCE_FD, INIT_ONCE_FD + 1, INIT_ONCE_FD + 2, INIT_SETUP_FD};
-	/* The root, on the scratch tmpfs, to the host before the command runs: the host
-	 * measures what the command writes by it, even after this namespace is gone. */
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (root >= 0) {
-		struct ctl_msg m = {.op = OP_SCRATCH_FD};
-		if (ctl_send(INIT_CTL_FD, &m, &root, 1) < 0) {
-			/* the host is gone: the kill socket's EOF ends us below */
-		}
-		close(root);
-	}
+	/* The root to the host before the command runs: the host measures what the command
+	 * writes by it, even after this namespace is gone. Not sent: the host is gone (the
+	 * kill socket's EOF ends us below), or it goes without the measurement. */
+	(void)send_root();
 	trace_mark("init: start command");
 	pid_t pid = start_command(a, fds, (char **)a->once->argv, (char **)a->once->envp,
 				  a->once->cwd, 0);
@@ -306,11 +314,8 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	if (a->once)
 		init_run_once(a);
 	/* The host's way into our root, before it hears we are ready. */
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	struct ctl_msg m = {.op = OP_ROOT_FD};
-	if (root < 0 || ctl_send(INIT_CTL_FD, &m, &root, 1) < 0)
+	if (send_root() < 0)
 		init_fail(INIT_SETUP_FD, errno, "send the sandbox root to the host");
-	close(root);
 	close(INIT_SETUP_FD);
 	init_loop(a);
 }

@@ -60,11 +60,12 @@ static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 	return envp;
 }
 
-/* The sandbox's scratch for the engine's measurements: a persistent sandbox's root fd,
- * opened at create; a one-shot init's, taken off the kill socket once it was sent. */
+/* The sandbox's scratch for the engine's measurements: its root fd, which a persistent
+ * sandbox's init sent before create returned; a one-shot init's is taken off the kill
+ * socket once it was sent. */
 static int ctr_scratch_fd(void *arg)
 {
-	return ((struct ctr *)arg)->scratch_fd;
+	return ((struct ctr *)arg)->root_fd;
 }
 
 struct once_scratch {
@@ -77,18 +78,18 @@ static int once_scratch_fd(void *arg)
 	struct once_scratch *o = arg;
 	struct ctl_msg m;
 	int fds[CTL_MAX_FDS], nfds;
-	if (o->c->scratch_fd >= 0 || o->sock < 0)
-		return o->c->scratch_fd;
+	if (o->c->root_fd >= 0 || o->sock < 0)
+		return o->c->root_fd;
 	ssize_t n = ctl_recv(o->sock, &m, fds, &nfds, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return -1; /* the init has not got that far yet */
-	if (n == (ssize_t)sizeof(m) && m.op == OP_SCRATCH_FD && nfds == 1) {
-		o->c->scratch_fd = fds[0];
+	if (n == (ssize_t)sizeof(m) && m.op == OP_ROOT_FD && nfds == 1) {
+		o->c->root_fd = fds[0];
 		fds[0] = -1;
 	}
 	ctl_close_fds(fds);
 	o->sock = -1; /* its one message was read, or will never come */
-	return o->c->scratch_fd;
+	return o->c->root_fd;
 }
 
 /* The exec engine's request for cmd in sb (envp built by the caller). */

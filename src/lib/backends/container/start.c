@@ -125,7 +125,6 @@ static struct ctr *ctr_new(const agentd_spec *spec)
 	c->ctl = -1;
 	c->init_pidfd = -1;
 	c->workdir_fd = -1;
-	c->scratch_fd = -1;
 	c->root_fd = -1;
 	c->ids.lease_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
