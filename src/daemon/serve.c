@@ -72,7 +72,22 @@ __attribute__((visibility("default"))) char *agentd_audit_verify_dir(const char 
 /* Entry point of the serve module (cmd_serve_load.c loads it). */
 int agentd_serve_main(int argc, char **argv);
 
-__attribute__((visibility("default"))) int agentd_serve_main(int argc, char **argv)
+/* "--FLAG N" with lo <= N <= hi: 0, or -1 after a message. */
+static int opt_uint(const char *flag, const char *val, unsigned lo, unsigned hi, unsigned *out)
+{
+	char *end;
+	uint64_t v = strtoull(val, &end, 10);
+	if (*end || !*val || v < lo || v > hi) {
+		print_error("serve: --%s: expected %u..%u, got '%s'", flag, lo, hi, val);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* The command line into *cfg (its defaults set): 0, 1 when --help was printed, -1 after a
+ * message. */
+static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 {
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},
@@ -92,6 +107,106 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	agentd_error err = {0};
+	uint64_t v;
+	int c;
+	optind = 1;
+	opterr = 0; /* one line of ours instead of getopt's and the whole usage */
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			cfg->socket_path = optarg;
+			break;
+		case 'g':
+			cfg->socket_group = optarg;
+			break;
+		case 'd':
+			cfg->state_dir = optarg;
+			break;
+		case 'b':
+			if (strcmp(optarg, "auto") && !agentd_canonical_backend_name(optarg)) {
+				print_error("serve: --backend: unknown backend '%s'", optarg);
+				return -1;
+			}
+			cfg->default_backend = optarg;
+			break;
+		case 'm':
+			if (opt_uint("max-sandboxes", optarg, 1, 100000, &cfg->max_sandboxes) < 0)
+				return -1;
+			break;
+		case 'f':
+			if (parse_size(optarg, &v, &err) < 0 || v == 0 || v > (1ull << 32)) {
+				print_error("serve: --max-file-size: %s", err.msg[0] ? err.msg : "1..4G");
+				return -1;
+			}
+			cfg->max_file_bytes = (size_t)v;
+			break;
+		case 'y':
+			if (strcmp(optarg, "full") && strcmp(optarg, "normal")) {
+				print_error("serve: --sync: expected full or normal");
+				return -1;
+			}
+			cfg->sync_full = !strcmp(optarg, "full");
+			break;
+		case 'D':
+			if (parse_duration_ms(optarg, &v, &err) < 0) {
+				print_error("serve: --drain: %s", err.msg);
+				return -1;
+			}
+			cfg->drain_ms = (unsigned)v;
+			break;
+		case 'l':
+			cfg->listen = optarg;
+			break;
+		case 't':
+			cfg->token_file = optarg;
+			break;
+		case 'B':
+			if (parse_size(optarg, &v, &err) < 0 || v < (1u << 20)) {
+				print_error("serve: --state-max-bytes: %s",
+					    err.msg[0] ? err.msg : "at least 1M");
+				return -1;
+			}
+			cfg->state_max_bytes = v;
+			break;
+		case 'H':
+			if (parse_duration_ms(optarg, &v, &err) < 0 || v < 100 || v > 600000) {
+				print_error("serve: --header-timeout: %s",
+					    err.msg[0] ? err.msg : "expected 100ms..10m");
+				return -1;
+			}
+			cfg->header_timeout_ms = (unsigned)v;
+			break;
+		case 'C':
+			if (opt_uint("max-connections", optarg, 2, 65536, &cfg->max_connections) < 0)
+				return -1;
+			break;
+		case 'P':
+			if (opt_uint("max-peer-connections", optarg, 2, 65536,
+				     &cfg->max_peer_connections) < 0)
+				return -1;
+			break;
+		case 'h':
+			serve_usage(stdout);
+			return 1;
+		default: {
+			const char *arg = argv[optind - 1];
+			print_error("serve: %s %.*s (see agentd serve --help)",
+				    c == ':' ? "a value is missing after" : "unknown option",
+				    (int)strcspn(arg, "="), arg);
+			return -1;
+		}
+		}
+	}
+	if (optind < argc) {
+		print_error("serve: unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+__attribute__((visibility("default"))) int agentd_serve_main(int argc, char **argv)
+{
 	struct server_cfg cfg = {
 		.socket_path = socket_path_default(NULL),
 		.state_dir = default_state_dir(),
@@ -104,108 +219,10 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		.max_connections = 1024,
 		.max_peer_connections = 128,
 	};
+	int pr = parse_serve_args(argc, argv, &cfg);
+	if (pr != 0)
+		return pr > 0 ? 0 : EXIT_AGENTD;
 	agentd_error err = {0};
-	uint64_t v;
-	char *end;
-	int c;
-	optind = 1;
-	opterr = 0; /* one line of ours instead of getopt's and the whole usage */
-	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			cfg.socket_path = optarg;
-			break;
-		case 'g':
-			cfg.socket_group = optarg;
-			break;
-		case 'd':
-			cfg.state_dir = optarg;
-			break;
-		case 'b':
-			if (strcmp(optarg, "auto") && !agentd_canonical_backend_name(optarg)) {
-				print_error("serve: --backend: unknown backend '%s'", optarg);
-				return EXIT_AGENTD;
-			}
-			cfg.default_backend = optarg;
-			break;
-		case 'm':
-			v = strtoull(optarg, &end, 10);
-			if (*end || !*optarg || v == 0 || v > 100000) {
-				print_error("serve: --max-sandboxes: expected 1..100000, got '%s'", optarg);
-				return EXIT_AGENTD;
-			}
-			cfg.max_sandboxes = (unsigned)v;
-			break;
-		case 'f':
-			if (parse_size(optarg, &v, &err) < 0 || v == 0 || v > (1ull << 32)) {
-				print_error("serve: --max-file-size: %s", err.msg[0] ? err.msg : "1..4G");
-				return EXIT_AGENTD;
-			}
-			cfg.max_file_bytes = (size_t)v;
-			break;
-		case 'y':
-			if (strcmp(optarg, "full") && strcmp(optarg, "normal")) {
-				print_error("serve: --sync: expected full or normal");
-				return EXIT_AGENTD;
-			}
-			cfg.sync_full = !strcmp(optarg, "full");
-			break;
-		case 'D':
-			if (parse_duration_ms(optarg, &v, &err) < 0) {
-				print_error("serve: --drain: %s", err.msg);
-				return EXIT_AGENTD;
-			}
-			cfg.drain_ms = (unsigned)v;
-			break;
-		case 'l':
-			cfg.listen = optarg;
-			break;
-		case 't':
-			cfg.token_file = optarg;
-			break;
-		case 'B':
-			if (parse_size(optarg, &v, &err) < 0 || v < (1u << 20)) {
-				print_error("serve: --state-max-bytes: %s",
-					    err.msg[0] ? err.msg : "at least 1M");
-				return EXIT_AGENTD;
-			}
-			cfg.state_max_bytes = v;
-			break;
-		case 'H':
-			if (parse_duration_ms(optarg, &v, &err) < 0 || v < 100 || v > 600000) {
-				print_error("serve: --header-timeout: %s",
-					    err.msg[0] ? err.msg : "expected 100ms..10m");
-				return EXIT_AGENTD;
-			}
-			cfg.header_timeout_ms = (unsigned)v;
-			break;
-		case 'C':
-		case 'P':
-			v = strtoull(optarg, &end, 10);
-			if (*end || !*optarg || v < 2 || v > 65536) {
-				print_error("serve: --%s: expected 2..65536, got '%s'",
-					    c == 'C' ? "max-connections" : "max-peer-connections",
-					    optarg);
-				return EXIT_AGENTD;
-			}
-			*(c == 'C' ? &cfg.max_connections : &cfg.max_peer_connections) = (unsigned)v;
-			break;
-		case 'h':
-			serve_usage(stdout);
-			return 0;
-		default: {
-			const char *arg = argv[optind - 1];
-			print_error("serve: %s %.*s (see agentd serve --help)",
-				    c == ':' ? "a value is missing after" : "unknown option",
-				    (int)strcspn(arg, "="), arg);
-			return EXIT_AGENTD;
-		}
-		}
-	}
-	if (optind < argc) {
-		print_error("serve: unexpected argument '%s'", argv[optind]);
-		return EXIT_AGENTD;
-	}
 	if (agentd_serve(&cfg, &err) < 0) {
 		print_error("serve: %s", err.msg);
 		return EXIT_AGENTD;
