@@ -509,8 +509,8 @@ static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 }
 
 /* What serving needs before the first request: the platform probed and the default
- * backend resolved while we are single-threaded (the probe forks test children), the
- * egress proxy of every allowlist sandbox, logged to the audit. */
+ * backend resolved while we are single-threaded (the probe makes a child in a user
+ * namespace), the egress proxy of every allowlist sandbox, logged to the audit. */
 static int prepare_backends(struct daemon *d, agentd_error *err)
 {
 	agentd_probe_platform();
