@@ -375,6 +375,69 @@ int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 /* Destroys and frees sb (unlinks it from its backend). */
 int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err);
 
+/* ------------------------------------------------------------ processes
+ * A process that outlives the call that started it: a dev server, a database, a shell on a
+ * terminal, the interpreter of a code context (docs/api.md#processes). The caller holds its
+ * stdio and learns of its end from a pollable fd. Each process, like each exec, is its own
+ * kill unit (its own child cgroup of the sandbox's where the host has cgroups, v1 or v2;
+ * else its process group and session), so ending one never touches another, while the
+ * sandbox's limits (memory, pids, cpu) hold for all of them together. A foreground exec's
+ * tree still dies with it; the sandbox's processes do not. */
+typedef struct agentd_process agentd_process;
+
+typedef struct agentd_process_opts {
+	bool tty;			/* a pseudo-terminal as its stdin, stdout and stderr */
+	unsigned short rows, cols;	/* the terminal's size (0: 24 x 80) */
+	bool stdin_pipe;		/* without tty: stdin is a pipe the caller writes
+					 * (else /dev/null) */
+} agentd_process_opts;
+
+typedef struct agentd_process_status {
+	bool running;
+	int exit_code;			/* once ended: docs/exit-codes.md (128+N for signal N) */
+	int term_signal;		/* the signal that ended it, 0 if it exited */
+	agentd_limit_kind limit_hit;	/* a sandbox limit killed it (memory, pids, cpu) */
+	int64_t started_at_ms;		/* wall clock, ms since the epoch */
+	int64_t ended_at_ms;		/* 0 while it runs */
+} agentd_process_status;
+
+/* Start cmd (argv, env, workdir; stdin_data and timeout_ms must be unset: EINVAL) in the
+ * background; returns at once. -1 + err: ENOTSUP where the backend has no background
+ * processes (probe says why), EBUSY when the sandbox is suspended or runs its maximum of
+ * processes, the exec errors of agentd_sandbox_check_command, 127/126-style failures to
+ * start as ENOENT/EACCES naming the program. */
+int agentd_sandbox_spawn(agentd_sandbox *sb, const agentd_command *cmd,
+			 const agentd_process_opts *opts, agentd_process **out,
+			 agentd_error *err);
+/* Its pid in the sandbox's own pid namespace (what ps inside shows). */
+int64_t agentd_process_pid(const agentd_process *p);
+/* Its stdio, borrowed (the process owns them; non-blocking, CLOEXEC): stdin is the write end
+ * (-1 unless stdin_pipe or tty), stdout and stderr the read ends. With tty, stdin and stdout
+ * are the terminal's master and stderr is -1. */
+int agentd_process_stdin_fd(const agentd_process *p);
+int agentd_process_stdout_fd(const agentd_process *p);
+int agentd_process_stderr_fd(const agentd_process *p);
+/* Close its stdin: it reads EOF (with tty: the terminal's EOF character is sent). */
+void agentd_process_close_stdin(agentd_process *p);
+/* Readable (POLLIN) once the process ended; agentd_process_get_status then says how. */
+int agentd_process_wait_fd(const agentd_process *p);
+/* Its state now; never blocks. */
+int agentd_process_get_status(agentd_process *p, agentd_process_status *st,
+			      agentd_error *err);
+/* Signal sig (1..64, else EINVAL) to its main process; ESRCH once it ended. */
+int agentd_process_signal(agentd_process *p, int sig, agentd_error *err);
+/* SIGKILL to its whole tree (setsid'd and daemonized descendants included) and to nothing
+ * else in the sandbox. Idempotent. */
+int agentd_process_kill(agentd_process *p, agentd_error *err);
+/* The terminal's new size (EINVAL without tty). */
+int agentd_process_resize(agentd_process *p, unsigned rows, unsigned cols,
+			  agentd_error *err);
+/* What its tree used so far: cpu time, peak memory where its cgroup accounts it, wall time. */
+int agentd_process_usage(agentd_process *p, agentd_usage *u, agentd_error *err);
+/* Kill its tree if it still runs, release its unit and fds, free. Free every handle of a
+ * sandbox before agentd_sandbox_destroy (which kills whatever still runs in it). */
+void agentd_process_free(agentd_process *p);
+
 /* Files of a sandbox, from the host side. Everything inside is hostile: path is relative
  * to the workdir (or absolute under the spec's workdir), without "..", "." or empty
  * components (EINVAL otherwise); it is resolved beneath the workdir fd the backend held
