@@ -311,3 +311,38 @@ def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(d, sid):
         assert word in r.error["message"], r
     assert listing() == before
     assert proc(d, sid, p)["state"] == "running"
+
+
+def test_cli_spawn_ps_logs_stdin_kill(d, sid):
+    r = d.cli("sandbox", "spawn", sid, "--", "/bin/sh", "-c", "echo hi; echo oops >&2; "
+              "exec /bin/sleep 3081")
+    assert r.returncode == 0, r
+    pid = int(r.stdout)
+    ps = d.cli("sandbox", "ps", sid)
+    assert ps.returncode == 0 and str(pid).encode() in ps.stdout and b"running" in ps.stdout, ps
+    assert b"/bin/sh -c echo hi" in ps.stdout
+    js = json.loads(d.cli("sandbox", "ps", "--json", sid).stdout)
+    assert [p["pid"] for p in js] == [pid]
+    logs = d.cli("sandbox", "logs", sid, str(pid))
+    assert logs.returncode == 0 and logs.stdout == b"hi\n" and logs.stderr == b"oops\n", logs
+    logs = d.cli("sandbox", "logs", "--stderr", "--offset", "1", sid, str(pid))
+    assert logs.stdout == b"" and logs.stderr == b"ops\n", logs
+
+    r = d.cli("sandbox", "spawn", "--stdin", sid, "--", "/bin/cat")
+    cat = int(r.stdout)
+    r = d.cli("sandbox", "stdin", "--close", sid, str(cat), input=b"from the host\n")
+    assert r.returncode == 0, r
+    logs = d.cli("sandbox", "logs", "--follow", sid, str(cat))
+    assert logs.returncode == 0 and logs.stdout == b"from the host\n", logs
+
+    r = d.cli("sandbox", "kill", "--signal", "BOGUS", sid, str(pid))
+    assert r.returncode == 125 and b"signal" in r.stderr, r
+    assert d.cli("sandbox", "kill", "--signal", "TERM", sid, str(pid)).returncode == 0
+    assert wait_until(lambda: proc(d, sid, pid)["signal"] == "SIGTERM")
+    logs = d.cli("sandbox", "logs", "--follow", "--stdout", sid, str(pid))
+    assert logs.returncode == 143 and logs.stdout == b"hi\n", logs
+    assert d.cli("sandbox", "kill", sid, str(pid)).returncode == 0
+    r = d.cli("sandbox", "logs", sid, str(pid))
+    assert r.returncode == 125 and b"no process" in r.stderr, r
+    r = d.cli("sandbox", "spawn", sid)
+    assert r.returncode == 125 and b"no command" in r.stderr, r
