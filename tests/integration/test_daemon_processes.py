@@ -346,3 +346,20 @@ def test_cli_spawn_ps_logs_stdin_kill(d, sid):
     assert r.returncode == 125 and b"no process" in r.stderr, r
     r = d.cli("sandbox", "spawn", sid)
     assert r.returncode == 125 and b"no command" in r.stderr, r
+
+
+def test_a_process_on_a_terminal(d, sid):
+    r = d.post(f"/v1/sandboxes/{sid}/processes",
+               {"argv": ["/bin/sh"], "tty": True, "rows": 30, "cols": 100})
+    assert r.status == 201 and r.json["tty"] and r.json["stdin"], r
+    assert "stderr" not in r.json["output"]
+    p = r.json["pid"]
+    w = d.post(f"/v1/sandboxes/{sid}/processes/{p}/stdin",
+               {"data": "stty size; tty; exit 5\n"})
+    assert w.status == 200, w
+    lines = output_lines(d, sid, p, "?follow=1")
+    out = data_of(lines)
+    assert b"30 100" in out and b"/dev/pts/" in out, out
+    assert lines[-1]["exit"]["exit_code"] == 5
+    r = d.get(f"/v1/sandboxes/{sid}/processes/{p}/output?stream=stderr")
+    assert r.status == 400 and "stream" in r.error["message"], r
