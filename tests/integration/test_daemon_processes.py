@@ -152,6 +152,8 @@ def test_two_readers_follow_from_an_offset(d, sid):
                        "i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.05; done"])
     expected = b"".join(b"line%d\n" % i for i in range(40))
     results = [None, None]
+    # an offset past what was written is refused: start once it is there
+    assert wait_until(lambda: proc(d, sid, p)["output"]["stdout"]["total_bytes"] >= 6)
 
     def follow(k):
         results[k] = output_lines(d, sid, p, "?offset=6&follow=1&stream=stdout")
