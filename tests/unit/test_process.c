@@ -365,6 +365,30 @@ static void a_fork_bomb_hits_pids_and_the_others_run_on(void **state)
 	agentd_sandbox_destroy(sb, NULL);
 }
 
+static void an_oom_kill_is_the_hog_s_alone(void **state)
+{
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	agentd_limits l = spec.limits;
+	agentd_spec_free(&spec);
+	l.max_memory_bytes = 64 << 20;
+	agentd_sandbox *sb = new_sandbox_with(&l);
+	agentd_process *other = spawn_sh(sb, "echo ready; exec sleep 100", NULL);
+	char buf[64];
+	assert_true(read_until(agentd_process_stdout_fd(other), "ready\n", buf, sizeof(buf)));
+	agentd_process *hog = spawn_sh(sb, "x=$(head -c 200000000 /dev/zero | tr '\\0' a); "
+					   "echo survived", NULL);
+	agentd_process_status st = wait_end(hog);
+	assert_int_equal(st.limit_hit, AGENTD_LIMIT_MEMORY);
+	assert_true(running(other));
+	agentd_process_status ost;
+	assert_int_equal(agentd_process_get_status(other, &ost, NULL), 0);
+	assert_int_equal(ost.limit_hit, AGENTD_LIMIT_NONE);
+	agentd_process_free(hog);
+	agentd_process_free(other);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
 static void usage_is_per_process(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
@@ -588,6 +612,7 @@ int main(void)
 		cmocka_unit_test(an_exec_takes_its_tree_but_not_the_processes),
 		cmocka_unit_test(a_process_tree_ends_with_its_main_process),
 		cmocka_unit_test(a_fork_bomb_hits_pids_and_the_others_run_on),
+		cmocka_unit_test(an_oom_kill_is_the_hog_s_alone),
 		cmocka_unit_test(usage_is_per_process),
 		cmocka_unit_test(suspend_stops_a_background_loop_and_snapshot_works),
 		cmocka_unit_test(destroy_leaves_no_process_and_no_unit),
