@@ -108,6 +108,7 @@ def test_kill_takes_the_process_tree_and_nothing_else(d, sid):
     assert wait_until(lambda: sleeping(3021) and sleeping(3022))
     r = d.delete(f"/v1/sandboxes/{sid}/processes/{a}")
     assert r.status == 200 and r.json["state"] == "killed" and r.json["signal"] == "SIGKILL", r
+    assert r.json["ended_by"] == "killed" and r.json["usage"]["wall_time_ms"] > 0, r
     assert wait_until(lambda: not sleeping(3021) and not sleeping(3022)), \
         "a setsid'd child of the killed process survived"
     assert sleeping(3023)
@@ -252,6 +253,7 @@ def test_destroy_ends_every_process_and_its_followers(d):
     assert d.delete(f"/v1/sandboxes/{s}").status == 200
     t.join(30)
     assert got and got[-1]["exit"]["ended_by"] == "sandbox destroyed", got
+    assert got[-1]["exit"]["usage"]["wall_time_ms"] > 0, got
     assert wait_until(lambda: not sleeping(3051))
     assert d.get(f"/v1/sandboxes/{s}/processes").status == 409
 
