@@ -367,3 +367,19 @@ def test_a_process_on_a_terminal(d, sid):
     assert lines[-1]["exit"]["exit_code"] == 5
     r = d.get(f"/v1/sandboxes/{sid}/processes/{p}/output?stream=stderr")
     assert r.status == 400 and "stream" in r.error["message"], r
+
+
+def test_a_sandbox_keeps_at_most_32_processes(d, sid):
+    done = spawn(d, sid, ["/bin/true"])
+    assert wait_until(lambda: proc(d, sid, done)["state"] == "exited")
+    running = [spawn(d, sid, ["/bin/sleep", "3091"]) for _ in range(31)]
+    # full: the ended one is forgotten to make room for a new one
+    extra = spawn(d, sid, ["/bin/sleep", "3091"])
+    assert d.get(f"/v1/sandboxes/{sid}/processes/{done}").status == 404
+    r = d.post(f"/v1/sandboxes/{sid}/processes", {"argv": ["/bin/true"]})
+    assert r.status == 429 and "32" in r.error["message"], r
+    listed = d.get(f"/v1/sandboxes/{sid}/processes").json
+    assert len(listed["processes"]) == listed["max_processes"] == 32
+    assert d.delete(f"/v1/sandboxes/{sid}/processes/{extra}").status == 200
+    assert spawn(d, sid, ["/bin/true"]) > 0
+    assert all(proc(d, sid, p)["state"] == "running" for p in running)
