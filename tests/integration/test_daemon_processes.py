@@ -240,6 +240,11 @@ def test_suspend_really_stops_a_background_loop(d, sid):
     assert d.post(f"/v1/sandboxes/{sid}/resume").status == 200
     assert wait_until(lambda: total() > frozen + 20)
     assert proc(d, sid, p)["state"] == "running"
+    # and snapshotted while it runs
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "with-a-process"})
+    assert r.status == 201, r
+    seen = total()
+    assert wait_until(lambda: total() > seen + 20)
 
 
 def test_destroy_ends_every_process_and_its_followers(d):
