@@ -344,13 +344,15 @@ void procs_pump_stop(void)
 	pump.ep = pump.wake = -1;
 }
 
-/* Register p's stdout, stderr and end; the pump holds a reference. */
+/* Register p's stdout, stderr and end; the pump holds a reference. On failure p is
+ * detached already (its release has nothing of the pump's to undo). */
 static int pump_attach(struct proc *p, agentd_error *err)
 {
 	int fds[3] = {agentd_process_stdout_fd(p->h), agentd_process_stderr_fd(p->h),
 		      agentd_process_wait_fd(p->h)};
 	pthread_mutex_lock(&pump.mu);
 	if (pump_start(err) < 0) {
+		p->detached = true;
 		pthread_mutex_unlock(&pump.mu);
 		return -1;
 	}
@@ -367,6 +369,7 @@ static int pump_attach(struct proc *p, agentd_error *err)
 			int e = errno;
 			for (int k = 0; k < i; k++)
 				src_unregister(&p->src[k]);
+			p->detached = true;
 			pthread_mutex_unlock(&pump.mu);
 			proc_put(p);
 			return agentd_error_set(err, e, "watch the process's output: %s",
