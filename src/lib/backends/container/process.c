@@ -19,6 +19,7 @@ struct ctr_proc {
 	uint64_t id;
 	struct cgroup *unit;	/* its kill unit (a child of the sandbox's cgroup), or NULL */
 	struct cgroup_events ev0;	/* the unit's counters at the start (a unit is reused) */
+	bool started;			/* the init said so (REPORT_START) */
 	agentd_usage cu0;
 	bool tty;
 	int in, out, err, rep;	/* ours: stdin (or the master), stdout, stderr, report */
@@ -321,7 +322,7 @@ static void proc_release(struct ctr_proc *p)
 		/* a free while it runs, or a failed spawn: its tree goes first */
 		if (cgroup_is_populated(p->unit))
 			cgroup_kill_all(p->unit);
-		ctr_unit_put(p->c, p->unit);
+		ctr_unit_put(p->c, p->unit, p->started);
 	}
 	close_fd(&p->in);
 	if (!p->tty)
@@ -393,8 +394,8 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 		r = send_spawn(p, sb, cmd, opts->tty, child, err);
 	for (int i = 0; i < 4; i++)
 		close_fd(&child[i]);
-	if (r == 0)
-		r = wait_started(p, cmd->argv[0], &pid, err);
+	if (r == 0 && (r = wait_started(p, cmd->argv[0], &pid, err)) == 0)
+		p->started = true;
 	if (r < 0) {
 		proc_release(p); /* kills what its unit holds */
 		return -1;
