@@ -389,6 +389,27 @@ static void an_oom_kill_is_the_hog_s_alone(void **state)
 	agentd_sandbox_destroy(sb, NULL);
 }
 
+static void a_spent_cpu_budget_stops_the_processes_too(void **state)
+{
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	agentd_limits l = spec.limits;
+	agentd_spec_free(&spec);
+	l.max_cpu_time_ms = 1500;
+	agentd_sandbox *sb = new_sandbox_with(&l);
+	agentd_process *burner = spawn_sh(sb, "while :; do :; done", NULL);
+	char *argv[] = {"/bin/sh", "-c", "while :; do :; done", NULL};
+	agentd_command cmd = {.argv = argv, .timeout_ms = 60000};
+	agentd_exec_output o;
+	assert_int_equal(agentd_sandbox_exec(sb, &cmd, NULL, &o, NULL), 0);
+	assert_int_equal(o.limit_hit, AGENTD_LIMIT_CPU);
+	agentd_exec_output_free(&o);
+	agentd_process_status st = wait_end(burner);
+	assert_int_equal(st.limit_hit, AGENTD_LIMIT_CPU);
+	agentd_process_free(burner);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
 static void usage_is_per_process(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
@@ -613,6 +634,7 @@ int main(void)
 		cmocka_unit_test(a_process_tree_ends_with_its_main_process),
 		cmocka_unit_test(a_fork_bomb_hits_pids_and_the_others_run_on),
 		cmocka_unit_test(an_oom_kill_is_the_hog_s_alone),
+		cmocka_unit_test(a_spent_cpu_budget_stops_the_processes_too),
 		cmocka_unit_test(usage_is_per_process),
 		cmocka_unit_test(suspend_stops_a_background_loop_and_snapshot_works),
 		cmocka_unit_test(destroy_leaves_no_process_and_no_unit),
