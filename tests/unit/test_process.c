@@ -499,6 +499,20 @@ static void destroy_leaves_no_process_and_no_unit(void **state)
 	assert_true(readable(agentd_process_wait_fd(p), WAIT_MS));
 }
 
+static void the_command_holds_only_its_stdio(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	/* not its unit's cgroup.procs, its report pipe nor the request: 0, 1, 2 and the
+	 * directory ls reads */
+	agentd_process *p = spawn_sh(sb, "exec ls /proc/self/fd", NULL);
+	char buf[256];
+	assert_true(read_until(agentd_process_stdout_fd(p), "3\n", buf, sizeof(buf)));
+	assert_int_equal(wait_end(p).exit_code, 0);
+	assert_string_equal(buf, "0\n1\n2\n3\n");
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
 static void a_missing_program_is_an_error_naming_it(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
@@ -638,6 +652,7 @@ int main(void)
 		cmocka_unit_test(usage_is_per_process),
 		cmocka_unit_test(suspend_stops_a_background_loop_and_snapshot_works),
 		cmocka_unit_test(destroy_leaves_no_process_and_no_unit),
+		cmocka_unit_test(the_command_holds_only_its_stdio),
 		cmocka_unit_test(a_missing_program_is_an_error_naming_it),
 		cmocka_unit_test(bad_input_is_refused),
 		cmocka_unit_test(process_backends_answer_enotsup),
