@@ -18,52 +18,10 @@
 #include <cmocka.h>
 
 #include "agentd.h"
+#include "container_util.h"
 
 /* Generous: the machine may be loaded; nothing here is timed against these. */
 #define WAIT_MS 30000
-
-static agentd_backend *backend;
-
-static int setup(void **state)
-{
-	if (geteuid() != 0)
-		return 0;
-	agentd_error err = {0};
-	if (agentd_create_backend("container", NULL, &backend, &err) < 0) {
-		fprintf(stderr, "%s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	agentd_backend_free(backend);
-	return 0;
-}
-
-static agentd_sandbox *new_sandbox_with(const agentd_limits *limits)
-{
-	if (!backend)
-		skip();
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	if (limits)
-		spec.limits = *limits;
-	agentd_sandbox *sb = NULL;
-	agentd_error err = {0};
-	int r = agentd_backend_create_sandbox(backend, &spec, &sb, &err);
-	if (r < 0)
-		fprintf(stderr, "create: %s\n", err.msg);
-	assert_int_equal(r, 0);
-	agentd_spec_free(&spec);
-	return sb;
-}
-
-static agentd_sandbox *new_sandbox(void)
-{
-	return new_sandbox_with(NULL);
-}
 
 /* A process running sh -c SCRIPT. */
 static agentd_process *spawn_sh(agentd_sandbox *sb, const char *script,
@@ -79,33 +37,6 @@ static agentd_process *spawn_sh(agentd_sandbox *sb, const char *script,
 	assert_int_equal(r, 0);
 	assert_non_null(p);
 	return p;
-}
-
-/* An exec of sh -c SCRIPT (with timeout_ms); its exit code, stdout in out. */
-static int sh_exec(agentd_sandbox *sb, const char *script, uint64_t timeout_ms, char *out,
-		   size_t outlen)
-{
-	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
-	agentd_command cmd = {.argv = argv, .timeout_ms = timeout_ms};
-	agentd_exec_output o;
-	agentd_error err = {0};
-	int r = agentd_sandbox_exec(sb, &cmd, NULL, &o, &err);
-	if (r < 0)
-		fprintf(stderr, "exec: %s\n", err.msg);
-	assert_int_equal(r, 0);
-	if (out) {
-		size_t n = o.out_len < outlen - 1 ? o.out_len : outlen - 1;
-		memcpy(out, o.out ? (char *)o.out : "", n);
-		out[n] = '\0';
-	}
-	int code = o.exit_code;
-	agentd_exec_output_free(&o);
-	return code;
-}
-
-static int sh(agentd_sandbox *sb, const char *script, char *out, size_t outlen)
-{
-	return sh_exec(sb, script, 0, out, outlen);
 }
 
 static bool readable(int fd, int ms)
@@ -326,11 +257,7 @@ static void a_process_tree_ends_with_its_main_process(void **state)
 
 static void a_fork_bomb_hits_pids_and_the_others_run_on(void **state)
 {
-	agentd_limits l = {0};
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	l = spec.limits;
-	agentd_spec_free(&spec);
+	agentd_limits l = strict_limits();
 	l.max_processes = 32;
 	agentd_sandbox *sb = new_sandbox_with(&l);
 	agentd_process_opts o = {.stdin_pipe = true};
@@ -367,10 +294,7 @@ static void a_fork_bomb_hits_pids_and_the_others_run_on(void **state)
 
 static void an_oom_kill_is_the_hog_s_alone(void **state)
 {
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	agentd_limits l = spec.limits;
-	agentd_spec_free(&spec);
+	agentd_limits l = strict_limits();
 	l.max_memory_bytes = 64 << 20;
 	agentd_sandbox *sb = new_sandbox_with(&l);
 	agentd_process *other = spawn_sh(sb, "echo ready; exec sleep 100", NULL);
@@ -391,10 +315,7 @@ static void an_oom_kill_is_the_hog_s_alone(void **state)
 
 static void a_spent_cpu_budget_stops_the_processes_too(void **state)
 {
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	agentd_limits l = spec.limits;
-	agentd_spec_free(&spec);
+	agentd_limits l = strict_limits();
 	l.max_cpu_time_ms = 1500;
 	agentd_sandbox *sb = new_sandbox_with(&l);
 	agentd_process *burner = spawn_sh(sb, "while :; do :; done", NULL);
