@@ -534,6 +534,22 @@ static void tty_default_size_and_signals_from_the_keyboard(void **state)
 	agentd_sandbox_destroy(sb, NULL);
 }
 
+static void a_sandbox_has_at_most_64_terminals(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	char out[64];
+	/* its own devpts instance is bounded: the kernel's pool is every sandbox's */
+	assert_int_equal(sh(sb, "python3 -c \"import os\n"
+				"n = 0\n"
+				"try:\n"
+				"    while n < 200: os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY); n += 1\n"
+				"except OSError as e: print(n, e.errno)\"",
+			    out, sizeof(out)),
+			 0);
+	assert_string_equal(out, "64 28\n"); /* ENOSPC */
+	agentd_sandbox_destroy(sb, NULL);
+}
+
 static void process_backends_answer_enotsup(void **state)
 {
 	if (!backend)
@@ -576,6 +592,7 @@ int main(void)
 		cmocka_unit_test(the_command_holds_only_its_stdio),
 		cmocka_unit_test(a_missing_program_is_an_error_naming_it),
 		cmocka_unit_test(bad_input_is_refused),
+		cmocka_unit_test(a_sandbox_has_at_most_64_terminals),
 		cmocka_unit_test(process_backends_answer_enotsup),
 		cmocka_unit_test(tty_is_a_terminal_of_the_sandbox_with_its_size),
 		cmocka_unit_test(tty_default_size_and_signals_from_the_keyboard),

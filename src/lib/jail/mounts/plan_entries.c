@@ -178,7 +178,10 @@ void add_dev(struct builder *b)
 	}
 	e = add_entry(b, MOUNT_OP_DEVPTS, "/dev/pts", NULL);
 	e->op.flags = MS_NOSUID | MS_NOEXEC;
-	op_set_data(&e->op, "newinstance,ptmxmode=0666,mode=620", 34);
+	/* Its own instance: the host's terminals are not in it, and max (64) bounds the ptys
+	 * it takes from the kernel's pool (kernel.pty.max) that every sandbox shares. */
+	static const char pts_opts[] = "newinstance,ptmxmode=0666,mode=620,max=64";
+	op_set_data(&e->op, pts_opts, sizeof(pts_opts) - 1);
 	e->tree = TREE_FIXED;
 }
 
