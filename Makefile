@@ -59,6 +59,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-proxy
 	$(FUZZ_BUILD)/fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-proxy fuzz/corpus/proxy
+	mkdir -p $(FUZZ_BUILD)/corpus-ws
+	$(FUZZ_BUILD)/fuzz/fuzz_ws -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-ws fuzz/corpus/ws
 
 check: unit asan integration security fuzz
 
