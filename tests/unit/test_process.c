@@ -309,6 +309,54 @@ static void bad_input_is_refused(void **state)
 	agentd_sandbox_destroy(sb, NULL);
 }
 
+static void tty_is_a_terminal_of_the_sandbox_with_its_size(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	agentd_process_opts o = {.tty = true, .rows = 30, .cols = 100};
+	agentd_process *p = spawn_sh(sb, "test -t 0 && test -t 1 && test -t 2 && echo istty; "
+					 "echo ctty=$(ps -o tty= -p $$); stty size; "
+					 "read x; echo got=$x; stty size; cat; echo eof",
+				     &o);
+	int master = agentd_process_stdin_fd(p);
+	assert_true(master >= 0);
+	assert_int_equal(agentd_process_stdout_fd(p), master);
+	assert_int_equal(agentd_process_stderr_fd(p), -1);
+	char buf[1024];
+	/* its controlling terminal, of the sandbox's own devpts (the first pty there) */
+	assert_true(read_until(master, "30 100", buf, sizeof(buf)));
+	assert_non_null(strstr(buf, "istty"));
+	assert_non_null(strstr(buf, "ctty=pts/0"));
+	agentd_error err = {0};
+	assert_int_equal(agentd_process_resize(p, 40, 120, &err), 0);
+	assert_int_equal(write(master, "hi\n", 3), 3);
+	assert_true(read_until(master, "40 120", buf, sizeof(buf)));
+	assert_non_null(strstr(buf, "got=hi"));
+	/* close_stdin sends the terminal's EOF character: cat ends, the master stays */
+	agentd_process_close_stdin(p);
+	assert_int_equal(agentd_process_stdin_fd(p), master);
+	assert_true(read_until(master, "eof", buf, sizeof(buf)));
+	assert_int_equal(wait_end(p).exit_code, 0);
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void tty_default_size_and_signals_from_the_keyboard(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	agentd_process_opts o = {.tty = true};
+	agentd_process *p = spawn_sh(sb, "stty size; echo ready; exec sleep 100", &o);
+	int master = agentd_process_stdin_fd(p);
+	char buf[1024];
+	assert_true(read_until(master, "ready", buf, sizeof(buf)));
+	assert_non_null(strstr(buf, "24 80"));
+	/* ^C at the terminal is SIGINT to its foreground process group */
+	assert_int_equal(write(master, "\003", 1), 1);
+	agentd_process_status st = wait_end(p);
+	assert_int_equal(st.term_signal, SIGINT);
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
 static void process_backends_answer_enotsup(void **state)
 {
 	if (!backend)
@@ -343,6 +391,8 @@ int main(void)
 		cmocka_unit_test(a_missing_program_is_an_error_naming_it),
 		cmocka_unit_test(bad_input_is_refused),
 		cmocka_unit_test(process_backends_answer_enotsup),
+		cmocka_unit_test(tty_is_a_terminal_of_the_sandbox_with_its_size),
+		cmocka_unit_test(tty_default_size_and_signals_from_the_keyboard),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
