@@ -128,6 +128,8 @@ int cmd_audit(int argc, char **argv);
 /* A symbol of the daemon module (cmd_serve_load.c); NULL after a message. */
 void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
+/* cmd_process.c: sandbox spawn|ps|logs|kill|stdin (argv[0] is sub). */
+int cmd_process(const char *sub, int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);

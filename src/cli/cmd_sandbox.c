@@ -38,7 +38,8 @@ static void sandbox_usage(FILE *f)
 		"  restore ID SNAPSHOT\n"
 		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
 		"                        other a host file or - for stdin/stdout (escaped on a\n"
-		"                        terminal unless --raw)\n\n%s",
+		"                        terminal unless --raw)\n"
+		"  spawn|ps|logs|kill|stdin ...   background processes: agentd sandbox spawn --help\n\n%s",
 		policy_flags_help());
 }
 
@@ -496,7 +497,7 @@ int cmd_sandbox(int argc, char **argv)
 	const char *sub = argv[1];
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
-					   "restore", "cp"};
+					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin"};
 	size_t s = 0;
 	while (s < ARRAY_SIZE(subs) && strcmp(sub, subs[s]))
 		s++;
@@ -504,6 +505,8 @@ int cmd_sandbox(int argc, char **argv)
 		print_error("sandbox: unknown command '%s' (see agentd sandbox --help)", sub);
 		return EXIT_AGENTD;
 	}
+	if (s >= ARRAY_SIZE(subs) - 5)
+		return cmd_process(sub, argc - 1, argv + 1);
 	struct sbx_opts o;
 	memset(&o, 0, sizeof(o));
 	int i = parse_opts(argc - 1, argv + 1, !strcmp(sub, "create"), !strcmp(sub, "exec"), &o);

@@ -608,6 +608,10 @@ int procs_remove(struct daemon *d, struct live *l, struct proc *p, const struct 
 		 agentd_error *err)
 {
 	uint64_t t0 = mono_ms();
+	pthread_mutex_lock(&p->mu);
+	if (!p->done)
+		p->end_reason = "killed";
+	pthread_mutex_unlock(&p->mu);
 	pthread_mutex_lock(&p->h_mu);
 	int r = p->h ? agentd_process_kill(p->h, err) : 0;
 	pthread_mutex_unlock(&p->h_mu);
@@ -619,8 +623,6 @@ int procs_remove(struct daemon *d, struct live *l, struct proc *p, const struct 
 	pthread_mutex_lock(&p->mu);
 	while (!p->done && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
 		;
-	if (!p->done)
-		p->end_reason = "killed";
 	pthread_mutex_unlock(&p->mu);
 	if (!table_remove(l->procs, p)) {
 		return agentd_error_set(err, ESRCH, "process %lld: already removed",
