@@ -130,6 +130,11 @@ void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
 /* cmd_process.c: sandbox spawn|ps|logs|kill|stdin (argv[0] is sub). */
 int cmd_process(const char *sub, int argc, char **argv);
+/* cmd_attach.c: sandbox attach ID PID (argv[i], argv[i+1]), and exec -it's session: the
+ * command started on a terminal, attached, killed when we go; its exit code is ours. */
+int cmd_attach(const char *sock, int argc, char **argv, int i);
+int cmd_exec_tty(const char *sock, const char *id, char **argv, const agentd_kvv *env,
+		 const char *workdir);
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);

@@ -5,13 +5,14 @@ reads its exit message; and `tmux` drives `agentd sandbox exec -it` and `agentd 
 attach` as a person would (send-keys, capture-pane)."""
 import os
 import shutil
+import signal
 import subprocess
 import time
 
 import pytest
 
 from conftest import AGENTD
-from daemon_util import Daemon
+from daemon_util import Daemon, pids_with
 from wsclient import WS, WSError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the container backend runs as root")
@@ -55,11 +56,11 @@ def test_a_resize_reaches_the_program_as_its_window_size(daemon, sandbox):
     ws = attach(daemon, sandbox, pid)
     ws.send_input(b"stty size; echo size-$((1))-done\r")
     out = ws.read_until(b"size-1-done\r\n")
-    assert b"\r\n24 80\r\n" in out, out[-400:]
+    assert b"24 80\r\nsize-1-done" in out, out[-400:]
     ws.resize(40, 132)
     ws.send_input(b"stty size; echo resized-$((1))-done\r")
     out = ws.read_until(b"resized-1-done\r\n")
-    assert b"\r\n40 132\r\n" in out, out[-400:]
+    assert b"40 132\r\nresized-1-done" in out, out[-400:]
     ws.shut()
 
 
@@ -196,3 +197,133 @@ def test_attach_over_tcp_needs_the_token(tmp_path):
         ws.shut()
     finally:
         d.cleanup()
+
+
+# ------------------------------------------------------------------ tmux, as a person
+
+class Tmux:
+    """A private tmux server (its own socket) with one pane running bash, driven with
+    send-keys and read with capture-pane."""
+
+    def __init__(self, daemon, tmp_path):
+        self.name = f"agentd-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.dir = tmp_path
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AGENTD_SOCKET": daemon.socket,
+               "TERM": "xterm", "HOME": str(tmp_path), "PS1": "outer$ "}
+        subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", "new-session", "-d",
+                        "-s", "t", "-x", "100", "-y", "30",
+                        *[a for k in ("AGENTD_SOCKET", "TERM") for a in ("-e", f"{k}={env[k]}")],
+                        "bash --norc --noprofile"],
+                       env=env, check=True, timeout=30)
+        self.line("PS1='outer''$ '")
+        self.wait_for("outer$ ")
+
+    def keys(self, *keys):
+        subprocess.run(["tmux", "-L", self.name, "send-keys", "-t", "t", *keys], check=True,
+                       timeout=30)
+
+    def line(self, text):
+        self.keys("-l", text)
+        self.keys("Enter")
+
+    def screen(self):
+        return subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-J", "-S",
+                               "-200", "-t", "t"], capture_output=True, text=True,
+                              timeout=30).stdout
+
+    def wait_for(self, text, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.screen()
+            if text in s:
+                return s
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on the screen within {timeout}s:\n{self.screen()}")
+
+    def resize(self, cols, rows):
+        subprocess.run(["tmux", "-L", self.name, "resize-window", "-t", "t", "-x", str(cols),
+                        "-y", str(rows)], check=True, timeout=30)
+
+    def close(self):
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], timeout=30)
+
+
+@pytest.fixture
+def tmux(daemon, tmp_path):
+    if not shutil.which("tmux"):
+        pytest.skip("tmux is not installed (scripts/install-deps.sh installs it)")
+    t = Tmux(daemon, tmp_path)
+    yield t
+    t.close()
+
+
+def test_exec_it_in_tmux_is_a_shell_ctrl_c_reaches_the_program_and_exit_restores(
+        daemon, sandbox, tmux, tmp_path):
+    before, after = tmp_path / "stty.before", tmp_path / "stty.after"
+    tmux.line(f"stty -g > {before}; {AGENTD} sandbox exec -it {sandbox} -- /bin/bash --norc")
+    tmux.line("PS1='inner$ '")
+    tmux.wait_for("inner$ ")
+    tmux.line("echo inside-$((2+3)); tty; stty size; echo done-$((1+1))")
+    s = tmux.wait_for("done-2")
+    assert "inside-5" in s and "/dev/pts/" in s and "30 100" in s, s
+    # Ctrl-C: a byte for the program's terminal, whose line discipline interrupts sleep;
+    # agentd itself and the shell inside live on
+    tmux.line("sleep 100")
+    time.sleep(1)
+    tmux.keys("C-c")
+    tmux.line("echo alive-$?-$((1+1))")
+    tmux.wait_for("alive-130-2")   # sleep died of SIGINT (128+2)
+    tmux.resize(120, 40)
+    tmux.line("stty size")
+    tmux.wait_for("40 120")
+    tmux.line("exit 5")
+    tmux.wait_for("outer$ ")
+    tmux.line(f"echo rc=$?; stty -g > {after}; cmp {before} {after} && echo SAME-$((1+1)); "
+              "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo -e isig | sort | "
+              "tr '\\n' ,; echo END-$((1+1))")
+    s = tmux.wait_for("END-2")
+    assert "rc=5" in s and "SAME-2" in s, s
+    assert "echo,icanon,isig,END-2" in s, s   # cooked again: echo, line editing, ^C
+    # the foreground process is gone with its session, as an exec
+    r = daemon.get(f"/v1/sandboxes/{sandbox}/processes")
+    assert r.json["processes"] == [], r
+
+
+def test_attach_in_tmux_detach_keys_leave_the_process_running(daemon, sandbox, tmux, tmp_path):
+    pid = start_shell(daemon, sandbox, argv=["/bin/bash", "--norc"])
+    before, after = tmp_path / "g1", tmp_path / "g2"
+    tmux.line(f"stty -g > {before}; {AGENTD} sandbox attach {sandbox} {pid}")
+    time.sleep(1)
+    tmux.line("echo attached-$((3+4))")
+    tmux.wait_for("attached-7")
+    tmux.keys("C-p", "C-q")
+    tmux.wait_for("detached; process")
+    tmux.line(f"echo rc=$?; stty -g > {after}; cmp {before} {after} && echo SAME-$((1+1))")
+    tmux.wait_for("rc=0")
+    tmux.wait_for("SAME-2")
+    r = daemon.get(f"/v1/sandboxes/{sandbox}/processes/{pid}")
+    assert r.json["state"] == "running", r
+
+
+def test_sigterm_to_the_cli_restores_the_terminal(daemon, sandbox, tmux, tmp_path):
+    pid = start_shell(daemon, sandbox, argv=["/bin/bash", "--norc"])
+    before, after = tmp_path / "g1", tmp_path / "g2"
+    tmux.line(f"stty -g > {before}; {AGENTD} sandbox attach {sandbox} {pid}")
+    time.sleep(1)
+    tmux.line("echo attached-$((3+4))")
+    tmux.wait_for("attached-7")
+    cli = pids_with(f"attach\0{sandbox}\0")
+    assert len(cli) == 1, cli
+    os.kill(cli[0], signal.SIGTERM)
+    tmux.wait_for("outer$ ")
+    tmux.line(f"echo rc=$?; stty -g > {after}; cmp {before} {after} && echo SAME-$((1+1))")
+    tmux.wait_for("rc=143")
+    tmux.wait_for("SAME-2")
+
+
+def test_exec_it_without_a_terminal_says_so(daemon, sandbox):
+    r = daemon.cli("sandbox", "exec", "-it", sandbox, "--", "/bin/sh", input=b"")
+    assert r.returncode == 125, r
+    assert b"stdin is not a terminal" in r.stderr, r.stderr
+    # nothing was started
+    assert daemon.get(f"/v1/sandboxes/{sandbox}/processes").json["processes"] == []

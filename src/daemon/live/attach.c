@@ -3,7 +3,8 @@
  * upgrade handler): the process's output ring is followed through an eventfd and sent as
  * binary frames; the client's frames (everything checked by common/ws.c) become the
  * terminal's input and window size. The client going away detaches: the process lives on,
- * unless the attachment is a foreground one (exec -it), whose process dies with it. */
+ * unless the attachment is a foreground one (exec -it), whose process dies with it and is
+ * forgotten when the attachment ends. */
 #include "daemon/live/attach.h"
 #include "common/ws.h"
 
@@ -308,8 +309,9 @@ static void session_loop(struct attach *a, const char *extra, size_t extra_n)
 	}
 }
 
-/* The foreground attachment ended before its process: the process goes too (exec -it). */
-static void kill_foreground(struct attach *a)
+/* A foreground attachment ended: its process goes with it, killed if it still runs, and is
+ * forgotten as an exec is (exec -it). */
+static void remove_foreground(struct attach *a)
 {
 	struct live *l = live_get(a->d, a->sandbox_id);
 	if (!l)
@@ -341,8 +343,8 @@ static void session(void *cls, struct MHD_Connection *conn, void *con_cls, const
 	ws_reader_free(&a->rd);
 	free(a->pending);
 	a->pending = NULL;
-	if (!a->ended && a->foreground)
-		kill_foreground(a);
+	if (a->foreground)
+		remove_foreground(a);
 	audit(a->d, &a->c, "process_attach", a->sandbox_id, NULL, NULL, NULL, a->result,
 	      mono_ms() - a->t0);
 	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
