@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -76,6 +77,8 @@ static void winsize(unsigned *rows, unsigned *cols)
 
 /* ------------------------------------------------------------ the WebSocket */
 
+/* A frame to the daemon. One that cannot go (the daemon closed after the process ended)
+ * stops our input; what the daemon sent before its close is still read. */
 static int send_frame(struct session *s, enum ws_opcode op, const void *data, size_t len)
 {
 	uint8_t mask[4];
@@ -85,7 +88,17 @@ static int send_frame(struct session *s, enum ws_opcode op, const void *data, si
 	size_t h = ws_frame_header(buf, op, len, mask);
 	memcpy(buf + h, data, len);
 	ws_mask(buf + h, len, mask, 0);
-	return write_all(s->sock, buf, h + len);
+	for (size_t off = 0; off < h + len;) {
+		ssize_t w = send(s->sock, buf + off, h + len - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			s->stdin_open = false;
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	return 0;
 }
 
 static int send_resize(struct session *s)
@@ -243,13 +256,13 @@ static int read_keys(struct session *s)
 		s->stdin_open = false; /* the program reads on; its exit ends us */
 		return 0;
 	}
-	int r = on_keys(s, buf, (size_t)n);
-	if (r == 1) {
+	if (on_keys(s, buf, (size_t)n) == 1) {
 		uint8_t code[2] = {0x03, 0xE8};
 		send_frame(s, WS_OP_CLOSE, code, 2);
 		s->detached = true;
+		return 1;
 	}
-	return r;
+	return 0;
 }
 
 /* A signal of sigfd: SIGWINCH resizes, the others end the session. 1 to stop. */
@@ -258,8 +271,10 @@ static int on_signal(struct session *s, int sigfd)
 	struct signalfd_siginfo si;
 	if (read(sigfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
-	if (si.ssi_signo == SIGWINCH)
-		return send_resize(s) < 0 ? -1 : 0;
+	if (si.ssi_signo == SIGWINCH) {
+		send_resize(s);
+		return 0;
+	}
 	s->stop_signal = (int)si.ssi_signo;
 	return 1;
 }
@@ -321,10 +336,8 @@ static int run_session(const char *sock, const char *id, long long pid, bool for
 		print_error("attach: put the terminal in raw mode: %s", strerror(errno));
 		goto out;
 	}
-	if (send_resize(&s) < 0) /* the program gets our size, full-screen ones redraw */
-		snprintf(s.error, sizeof(s.error), "send to the daemon: %s", strerror(errno));
-	else
-		loop(&s, sigfd);
+	send_resize(&s); /* the program gets our size, full-screen ones redraw */
+	loop(&s, sigfd);
 	term_restore();
 	if (s.have_exit)
 		rc = s.exit.exit_code;

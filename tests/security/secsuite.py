@@ -145,6 +145,8 @@ EXPECT = {
     "cgroup-escape": _all_blocked(),
     "cgroup-view": _table(hd=allowed(NO_CGNS), ln=allowed(NO_CGNS)),
     "tiocsti": _all_blocked(),
+    # a program on a sandbox pty (processes with "tty": true; the process backends have none)
+    "pty-inject": _all_blocked(),
     "sysv-shm-host": _table(hd=allowed(HD_SYSV)),
     "sysv-ipc-leftover": _table(hd=allowed(HD_SYSV)),
     "netlink-uevent": _table(hd=allowed(HD_NETLINK)),
