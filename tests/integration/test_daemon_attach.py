@@ -327,3 +327,30 @@ def test_exec_it_without_a_terminal_says_so(daemon, sandbox):
     assert b"stdin is not a terminal" in r.stderr, r.stderr
     # nothing was started
     assert daemon.get(f"/v1/sandboxes/{sandbox}/processes").json["processes"] == []
+
+
+def test_destroying_the_sandbox_ends_its_attachments_with_the_exit(daemon):
+    sid = daemon.create("container")
+    pid = start_shell(daemon, sid)
+    ws = attach(daemon, sid, pid)
+    ws.send_input(b"echo up-$((1+1))\r")
+    ws.read_until(b"up-2")
+    assert daemon.delete(f"/v1/sandboxes/{sid}").status == 200
+    assert ws.read_to_close(timeout=30)[0] == 1000
+    assert ws.exit is not None and ws.exit["signal"] == 9, ws.exit
+
+
+def test_the_daemon_stops_with_attachments_open():
+    d = Daemon().start()
+    try:
+        sid = d.create("container")
+        pid = start_shell(d, sid)
+        ws = attach(d, sid, pid)
+        ws.send_input(b"echo up-$((1+1))\r")
+        ws.read_until(b"up-2")
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - t0 < 20
+        assert ws.read_to_close(timeout=5) is not None or ws.closed_by_server(timeout=1)
+    finally:
+        d.cleanup()
