@@ -218,7 +218,7 @@ static int data_frame(struct ws_reader *r, const struct frame_head *h, const uin
 	if (!h->fin)
 		return 0;
 	out->op = (enum ws_opcode)r->msg_op;
-	out->data = r->msg;
+	out->data = r->msg ? r->msg : r->ctl; /* never NULL, even when empty */
 	out->len = r->msg_len;
 	r->msg_op = 0;
 	r->msg_len = 0;
