@@ -176,6 +176,17 @@ static int handshake(struct session *s, const char *path)
 
 /* ------------------------------------------------------------ the session */
 
+/* The signals that end a session (or resize it), taken through a signalfd: blocked from
+ * before the process exists, so none kills us between its start and the attachment. */
+static void block_signals(sigset_t *set)
+{
+	static const int sigs[] = {SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT};
+	sigemptyset(set);
+	for (size_t k = 0; k < ARRAY_SIZE(sigs); k++)
+		sigaddset(set, sigs[k]);
+	sigprocmask(SIG_BLOCK, set, NULL);
+}
+
 /* Keys to the process; with detach keys, Ctrl-P Ctrl-Q detaches (a Ctrl-P followed by
  * anything else goes through with it). 1 when the user detached. */
 static int on_keys(struct session *s, const uint8_t *buf, size_t n)
@@ -321,11 +332,7 @@ static int run_session(const char *sock, const char *id, long long pid, bool for
 	}
 	s.sock = c.fd;
 	sigset_t set;
-	sigemptyset(&set);
-	static const int sigs[] = {SIGWINCH, SIGTERM, SIGHUP, SIGINT, SIGQUIT};
-	for (size_t k = 0; k < ARRAY_SIZE(sigs); k++)
-		sigaddset(&set, sigs[k]);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	block_signals(&set);
 	int sigfd = signalfd(-1, &set, SFD_CLOEXEC);
 	int rc = EXIT_AGENTD;
 	if (handshake(&s, path) < 0) {
@@ -401,6 +408,8 @@ int cmd_exec_tty(const char *sock, const char *id, char **argv, const agentd_kvv
 	}
 	unsigned rows, cols;
 	winsize(&rows, &cols);
+	sigset_t set;
+	block_signals(&set); /* a signal now ends the session once it runs, killing the process */
 	json_t *av = json_array(), *ev = json_object();
 	for (char **a = argv; *a; a++)
 		json_array_append_new(av, json_string(*a));

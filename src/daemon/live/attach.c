@@ -227,6 +227,23 @@ static int on_message(struct attach *a, const struct ws_message *m)
 	}
 }
 
+/* The messages buffered, acted on one at a time while the terminal takes its input (one
+ * it has not taken yet stops the rest); -1 ends the attachment. */
+static int next_messages(struct attach *a)
+{
+	struct ws_message m;
+	int k;
+	while (!a->pending_len && (k = ws_reader_next(&a->rd, &m)) != 0) {
+		if (k < 0) {
+			fail(a, a->rd.close_code, a->rd.why);
+			return -1;
+		}
+		if (on_message(a, &m) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* What the client sent, read and acted on; -1 ends the attachment. */
 static int read_client(struct attach *a)
 {
@@ -240,35 +257,14 @@ static int read_client(struct attach *a)
 		return -1;
 	}
 	ws_reader_commit(&a->rd, (size_t)n);
-	struct ws_message m;
-	int k;
-	/* one message at a time while the terminal takes its input */
-	while (!a->pending_len && (k = ws_reader_next(&a->rd, &m)) != 0) {
-		if (k < 0) {
-			fail(a, a->rd.close_code, a->rd.why);
-			return -1;
-		}
-		if (on_message(a, &m) < 0)
-			return -1;
-	}
-	return 0;
+	return next_messages(a);
 }
 
 /* Pending input first; then more messages already buffered (read_client stopped there). */
 static int drain_buffered(struct attach *a)
 {
 	push_input(a);
-	struct ws_message m;
-	int k;
-	while (!a->pending_len && (k = ws_reader_next(&a->rd, &m)) != 0) {
-		if (k < 0) {
-			fail(a, a->rd.close_code, a->rd.why);
-			return -1;
-		}
-		if (on_message(a, &m) < 0)
-			return -1;
-	}
-	return 0;
+	return next_messages(a);
 }
 
 static void session_loop(struct attach *a, const char *extra, size_t extra_n)
