@@ -33,6 +33,7 @@ struct session {
 	char error[256];		/* the daemon's error message, or ours */
 	int stop_signal;		/* SIGTERM/SIGHUP/... ended us */
 	bool detached;
+	struct term_filter filter;	/* its output to our terminal */
 };
 
 /* ------------------------------------------------------------ the local terminal */
@@ -42,8 +43,10 @@ static bool tio_saved;
 
 static void term_restore(void)
 {
+	/* TCSAFLUSH: what the terminal answered to the program's last queries and we did not
+	 * read is dropped, not typed into the shell we return to */
 	if (tio_saved)
-		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_tio);
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
 	tio_saved = false;
 }
 
@@ -216,7 +219,9 @@ static int on_daemon(struct session *s)
 	int k;
 	while ((k = ws_reader_next(&s->rd, &m)) == 1) {
 		if (m.op == WS_OP_BINARY) {
-			(void)write_all(STDOUT_FILENO, m.data, m.len); /* the program's screen */
+			_cleanup_free_ uint8_t *shown = xmalloc(m.len + 8);
+			size_t n = term_filter(&s->filter, m.data, m.len, shown);
+			(void)write_all(STDOUT_FILENO, shown, n); /* the program's screen */
 		} else if (m.op == WS_OP_TEXT) {
 			struct ws_control c;
 			const char *why;

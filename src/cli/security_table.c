@@ -117,6 +117,8 @@ static const struct sec_attack attacks[] = {
 	{ "cgroup-view", "kernel", {"cgroup-view"}, NULL, 0 },
 	{ "tiocsti", "kernel", {"tiocsti"}, NULL, 0 },
 	{ "pty-inject", "kernel", {"pty-inject"}, NULL, SEC_TTY | SEC_REFUSAL_BLOCKS },
+	{ "pty-clipboard", "output", {"term-escapes"}, NULL,
+	  SEC_TTY | SEC_TERM_OUTPUT | SEC_REFUSAL_BLOCKS },
 	{ "terminal-escapes", "output", {"term-escapes"}, NULL, SEC_TERM_OUTPUT },
 	{ "sysv-shm-host", "kernel", {"sysv-shm-attach", "{shmid}"}, NULL, 0 },
 	{ "netlink-uevent", "kernel", {"netlink-bind", "15", "1"}, NULL, 0 },
@@ -246,6 +248,22 @@ static int spawn_on_tty(agentd_sandbox *sb, const agentd_command *cmd, agentd_ex
 	return 0;
 }
 
+/* What `agentd sandbox attach` shows of a terminal's output (term_filter): escape
+ * sequences pass, as a full-screen program needs them; OSC 52, the host's clipboard, must
+ * not. */
+static void judge_attached_output(const agentd_exec_output *o, struct sec_cell *c)
+{
+	struct term_filter f = {0};
+	_cleanup_free_ uint8_t *shown = xmalloc(o->out_len + 8);
+	size_t n = term_filter(&f, o->out, o->out_len, shown);
+	if (memmem(shown, n, "\033]52", 4))
+		cell_set(c, SEC_ALLOWED, "OSC 52 reaches the attached terminal (the clipboard)");
+	else if (memmem(o->out, o->out_len, "\033]52", 4))
+		cell_set(c, SEC_BLOCKED, "OSC 52 dropped from the attached terminal's output");
+	else
+		cell_set(c, SEC_ERROR, "the probe wrote no OSC 52");
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c)
 {
@@ -298,7 +316,7 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		cell_set(c, line[0] == 'A' ? SEC_ALLOWED : SEC_BLOCKED, "%.*s", (int)len, line);
 	}
 	if ((a->flags & SEC_TERM_OUTPUT) && c->res == SEC_ALLOWED)
-		judge_terminal_output(&o, c);
+		(a->flags & SEC_TTY) ? judge_attached_output(&o, c) : judge_terminal_output(&o, c);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

@@ -153,6 +153,8 @@ EXPECT = {
     "netlink-sock-diag": _table(hd=allowed(HD_NETLINK)),
     # --- output (judged on the host: what the CLI shows on a terminal)
     "terminal-escapes": _all_blocked(),
+    # an attached terminal (sandbox attach, exec -it) shows escape sequences but OSC 52
+    "pty-clipboard": _all_blocked(),
     # --- network
     "loopback-tcp": _table(hd=allowed(HD_NET)),
     "abstract-unix": _table(hd=allowed(HD_NET)),

@@ -20,6 +20,7 @@ from .secsuite import AGENTD, PROBE, PROBE_DIR, check, verdict_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from daemon_util import Daemon  # noqa: E402
+from tmux_util import Tmux  # noqa: E402
 from wsclient import (OP_BINARY, OP_CONT, OP_PING, OP_TEXT, WS, frame)  # noqa: E402
 
 
@@ -122,6 +123,31 @@ def test_the_attached_terminal_is_not_passed_into_the_sandbox(daemon):
         links = [ln for ln in shown.splitlines() if ln.startswith("/dev/")]
         assert links == ["/dev/pts/0"] * 3, shown   # the sandbox's own devpts
     finally:
+        daemon.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_an_attached_program_cannot_set_the_host_clipboard(daemon, backend, tmp_path):
+    """A person runs `agentd sandbox exec -it` in tmux, which keeps what OSC 52 sets as a
+    paste buffer (set-clipboard on): the program's OSC 52 must not make one, while the
+    same sequence printed by the person's own shell does (the detector works)."""
+    sid = sandbox_of(daemon, backend)
+    t = Tmux(daemon.socket, tmp_path)
+    try:
+        t.tmux("set", "-g", "set-clipboard", "on")
+        t.line("printf '\\033]52;c;%s\\a' $(printf own | base64); echo own-$((1+1))")
+        t.wait_for("own-2")
+        assert "own" in t.tmux("show-buffer").stdout, "tmux keeps no OSC 52 buffer here"
+        t.tmux("delete-buffer")
+        t.line(f"{AGENTD} sandbox exec -it {sid} -- {PROBE} term-escapes; echo rc-$?-end")
+        s = t.wait_for("-end")
+        if "rc-125-end" in s and "no background processes" in s:
+            check("pty-clipboard", backend, "REFUSED", s[-300:], refused_ok=True)
+            return
+        buf = t.tmux("show-buffer")
+        verdict = "ALLOWED" if buf.returncode == 0 else "BLOCKED"
+        check("pty-clipboard", backend, verdict, f"tmux buffer: {buf.stdout!r} {buf.stderr!r}")
+    finally:
+        t.close()
         daemon.delete(f"/v1/sandboxes/{sid}")
 
 
