@@ -130,6 +130,9 @@ json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
 void warn_unenforced_json(json_t *answer);
 /* Write a JSON string to t, base64-decoded when encoding is "base64". */
 void write_decoded(struct term_out *t, json_t *data, const char *encoding);
+/* One NDJSON line of a streamed answer, parsed (NULL if it is not JSON); printed on our
+ * stdout first when echo (--json). */
+json_t *ndjson_line(const char *line, size_t len, bool echo);
 /* An exec output object's stdout and stderr to ours (escaped for a terminal unless raw). */
 void write_exec_output(json_t *res, bool raw);
 

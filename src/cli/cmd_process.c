@@ -264,15 +264,9 @@ struct logs_state {
 static void on_log_line(void *ud, const char *line, size_t len)
 {
 	struct logs_state *st = ud;
-	json_t *j = json_loadb(line, len, 0, NULL);
+	json_t *j = ndjson_line(line, len, st->json);
 	if (!j)
 		return;
-	if (st->json) {
-		char *s = json_dumps(j, JSON_COMPACT | term_json_flags());
-		puts(s);
-		fflush(stdout);
-		free(s);
-	}
 	const char *name = json_string_value(json_object_get(j, "stream"));
 	json_t *dropped = json_object_get(j, "dropped");
 	json_t *ex = json_object_get(j, "exit");

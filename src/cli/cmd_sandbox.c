@@ -234,18 +234,24 @@ struct stream_state {
 	struct term_out term[2];	/* stdout, stderr */
 };
 
-static void on_line(void *ud, const char *line, size_t len)
+json_t *ndjson_line(const char *line, size_t len, bool echo)
 {
-	struct stream_state *st = ud;
 	json_t *j = json_loadb(line, len, 0, NULL);
-	if (!j)
-		return;
-	if (st->json) {
+	if (j && echo) {
 		char *s = json_dumps(j, JSON_COMPACT | term_json_flags());
 		puts(s);
 		fflush(stdout);
 		free(s);
 	}
+	return j;
+}
+
+static void on_line(void *ud, const char *line, size_t len)
+{
+	struct stream_state *st = ud;
+	json_t *j = ndjson_line(line, len, st->json);
+	if (!j)
+		return;
 	json_t *ex = json_object_get(j, "exit");
 	json_t *er = json_object_get(j, "error");
 	if (ex) {

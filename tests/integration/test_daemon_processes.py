@@ -108,6 +108,7 @@ def test_kill_takes_the_process_tree_and_nothing_else(d, sid):
     assert wait_until(lambda: sleeping(3021) and sleeping(3022))
     r = d.delete(f"/v1/sandboxes/{sid}/processes/{a}")
     assert r.status == 200 and r.json["state"] == "killed" and r.json["signal"] == "SIGKILL", r
+    assert r.json["ended_by"] == "killed" and r.json["usage"]["wall_time_ms"] > 0, r
     assert wait_until(lambda: not sleeping(3021) and not sleeping(3022)), \
         "a setsid'd child of the killed process survived"
     assert sleeping(3023)
@@ -152,6 +153,8 @@ def test_two_readers_follow_from_an_offset(d, sid):
                        "i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.05; done"])
     expected = b"".join(b"line%d\n" % i for i in range(40))
     results = [None, None]
+    # an offset past what was written is refused: start once it is there
+    assert wait_until(lambda: proc(d, sid, p)["output"]["stdout"]["total_bytes"] >= 6)
 
     def follow(k):
         results[k] = output_lines(d, sid, p, "?offset=6&follow=1&stream=stdout")
@@ -237,6 +240,11 @@ def test_suspend_really_stops_a_background_loop(d, sid):
     assert d.post(f"/v1/sandboxes/{sid}/resume").status == 200
     assert wait_until(lambda: total() > frozen + 20)
     assert proc(d, sid, p)["state"] == "running"
+    # and snapshotted while it runs
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "with-a-process"})
+    assert r.status == 201, r
+    seen = total()
+    assert wait_until(lambda: total() > seen + 20)
 
 
 def test_destroy_ends_every_process_and_its_followers(d):
@@ -250,6 +258,7 @@ def test_destroy_ends_every_process_and_its_followers(d):
     assert d.delete(f"/v1/sandboxes/{s}").status == 200
     t.join(30)
     assert got and got[-1]["exit"]["ended_by"] == "sandbox destroyed", got
+    assert got[-1]["exit"]["usage"]["wall_time_ms"] > 0, got
     assert wait_until(lambda: not sleeping(3051))
     assert d.get(f"/v1/sandboxes/{s}/processes").status == 409
 
@@ -363,3 +372,19 @@ def test_a_process_on_a_terminal(d, sid):
     assert lines[-1]["exit"]["exit_code"] == 5
     r = d.get(f"/v1/sandboxes/{sid}/processes/{p}/output?stream=stderr")
     assert r.status == 400 and "stream" in r.error["message"], r
+
+
+def test_a_sandbox_keeps_at_most_32_processes(d, sid):
+    done = spawn(d, sid, ["/bin/true"])
+    assert wait_until(lambda: proc(d, sid, done)["state"] == "exited")
+    running = [spawn(d, sid, ["/bin/sleep", "3091"]) for _ in range(31)]
+    # full: the ended one is forgotten to make room for a new one
+    extra = spawn(d, sid, ["/bin/sleep", "3091"])
+    assert d.get(f"/v1/sandboxes/{sid}/processes/{done}").status == 404
+    r = d.post(f"/v1/sandboxes/{sid}/processes", {"argv": ["/bin/true"]})
+    assert r.status == 429 and "32" in r.error["message"], r
+    listed = d.get(f"/v1/sandboxes/{sid}/processes").json
+    assert len(listed["processes"]) == listed["max_processes"] == 32
+    assert d.delete(f"/v1/sandboxes/{sid}/processes/{extra}").status == 200
+    assert spawn(d, sid, ["/bin/true"]) > 0
+    assert all(proc(d, sid, p)["state"] == "running" for p in running)

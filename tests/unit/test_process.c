@@ -236,7 +236,8 @@ static void kill_takes_the_whole_tree_and_nothing_else(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
 	agentd_process *other = spawn_sh(sb, "echo ready; exec sleep 1000", NULL);
-	agentd_process *p = spawn_sh(sb, "sh -c 'exec sleep 999' </dev/null >/dev/null "
+	/* a grandchild in a session of its own, daemonized out of the process's group */
+	agentd_process *p = spawn_sh(sb, "setsid sh -c 'exec sleep 999' </dev/null >/dev/null "
 					 "2>&1 & echo ready; exec sleep 998", NULL);
 	char buf[256];
 	assert_true(read_until(agentd_process_stdout_fd(other), "ready\n", buf, sizeof(buf)));
@@ -255,6 +256,226 @@ static void kill_takes_the_whole_tree_and_nothing_else(void **state)
 	agentd_process_free(p);
 	agentd_process_free(other);
 	agentd_sandbox_destroy(sb, NULL);
+}
+
+/* The file at path of the sandbox's workdir, read from the host (files API). */
+static void read_file(agentd_sandbox *sb, const char *path, char *buf, size_t len)
+{
+	agentd_error err = {0};
+	int fd = agentd_sandbox_open_file(sb, path, false, &err);
+	if (fd < 0)
+		fprintf(stderr, "open %s: %s\n", path, err.msg);
+	assert_true(fd >= 0);
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	assert_true(n >= 0);
+	buf[n] = '\0';
+}
+
+/* agentd/<id>[/unit] exists in hierarchy hier. */
+static bool cgroup_dir_exists(const char *hier, const char *id, const char *unit)
+{
+	char path[256];
+	struct stat st;
+	snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/agentd/%s%s%s", hier, id,
+		 unit ? "/" : "", unit ? unit : "");
+	return stat(path, &st) == 0;
+}
+
+static void an_exec_takes_its_tree_but_not_the_processes(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	agentd_process *p = spawn_sh(sb, "echo ready; exec sleep 1000", NULL);
+	char buf[256];
+	assert_true(read_until(agentd_process_stdout_fd(p), "ready\n", buf, sizeof(buf)));
+	/* setsid, nohup and & : all of the exec's tree dies when it ends */
+	assert_int_equal(sh(sb, "setsid sleep 101 </dev/null >/dev/null 2>&1 & "
+				"nohup sleep 102 </dev/null >/dev/null 2>&1 & "
+				"sleep 103 </dev/null >/dev/null 2>&1 & "
+				"setsid sh -c 'sleep 104 & exec sleep 105' </dev/null >/dev/null 2>&1 & "
+				"sleep 0.3; echo started",
+			    buf, sizeof(buf)),
+			 0);
+	assert_string_equal(buf, "started\n");
+	assert_int_equal(count_in(sb, "sleep"), 1);
+	assert_true(running(p));
+	/* a timeout of an exec likewise */
+	assert_int_equal(sh_exec(sb, "setsid sleep 106 </dev/null >/dev/null 2>&1 & sleep 100",
+				 300, NULL, 0),
+			 124);
+	assert_int_equal(count_in(sb, "sleep"), 1);
+	assert_true(running(p));
+	/* and the process ends only when killed */
+	assert_int_equal(agentd_process_kill(p, NULL), 0);
+	assert_int_equal(wait_end(p).term_signal, SIGKILL);
+	assert_int_equal(count_in(sb, "sleep"), 0);
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void a_process_tree_ends_with_its_main_process(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	agentd_process *p = spawn_sh(sb, "setsid sleep 201 </dev/null >/dev/null 2>&1 & "
+					 "sleep 0.3; exit 4", NULL);
+	assert_int_equal(wait_end(p).exit_code, 4);
+	assert_int_equal(count_in(sb, "sleep"), 0);
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void a_fork_bomb_hits_pids_and_the_others_run_on(void **state)
+{
+	agentd_limits l = {0};
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	l = spec.limits;
+	agentd_spec_free(&spec);
+	l.max_processes = 32;
+	agentd_sandbox *sb = new_sandbox_with(&l);
+	agentd_process_opts o = {.stdin_pipe = true};
+	agentd_process *other = spawn_sh(sb, "while read x; do echo got $x; done", &o);
+	/* forks until the sandbox's pids limit refuses, then keeps trying; its own fork
+	 * failures are its unit's */
+	agentd_process *bomb = spawn_sh(sb, "while :; do sleep 30 & done", NULL);
+	agentd_process_status st;
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(agentd_process_get_status(bomb, &st, NULL), 0);
+		if (st.limit_hit == AGENTD_LIMIT_PIDS)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(st.limit_hit, AGENTD_LIMIT_PIDS);
+	char buf[256];
+	/* the other process still works (it needs no new process to answer) */
+	assert_int_equal(write(agentd_process_stdin_fd(other), "x\n", 2), 2);
+	assert_true(read_until(agentd_process_stdout_fd(other), "got x\n", buf, sizeof(buf)));
+	assert_int_equal(agentd_process_kill(bomb, NULL), 0);
+	st = wait_end(bomb);
+	assert_int_equal(st.limit_hit, AGENTD_LIMIT_PIDS);
+	assert_true(running(other));
+	agentd_process_status ost;
+	assert_int_equal(agentd_process_get_status(other, &ost, NULL), 0);
+	assert_int_equal(ost.limit_hit, AGENTD_LIMIT_NONE);
+	/* the bomb's tree is gone: an exec runs again */
+	assert_int_equal(sh(sb, "echo ok", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "ok\n");
+	agentd_process_free(bomb);
+	agentd_process_free(other);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void an_oom_kill_is_the_hog_s_alone(void **state)
+{
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	agentd_limits l = spec.limits;
+	agentd_spec_free(&spec);
+	l.max_memory_bytes = 64 << 20;
+	agentd_sandbox *sb = new_sandbox_with(&l);
+	agentd_process *other = spawn_sh(sb, "echo ready; exec sleep 100", NULL);
+	char buf[64];
+	assert_true(read_until(agentd_process_stdout_fd(other), "ready\n", buf, sizeof(buf)));
+	agentd_process *hog = spawn_sh(sb, "x=$(head -c 200000000 /dev/zero | tr '\\0' a); "
+					   "echo survived", NULL);
+	agentd_process_status st = wait_end(hog);
+	assert_int_equal(st.limit_hit, AGENTD_LIMIT_MEMORY);
+	assert_true(running(other));
+	agentd_process_status ost;
+	assert_int_equal(agentd_process_get_status(other, &ost, NULL), 0);
+	assert_int_equal(ost.limit_hit, AGENTD_LIMIT_NONE);
+	agentd_process_free(hog);
+	agentd_process_free(other);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void usage_is_per_process(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	agentd_process *idle = spawn_sh(sb, "exec sleep 100", NULL);
+	agentd_process *busy = spawn_sh(sb, "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; "
+					    "echo done; exec sleep 100", NULL);
+	char buf[64];
+	assert_true(read_until(agentd_process_stdout_fd(busy), "done\n", buf, sizeof(buf)));
+	agentd_usage ub, ui;
+	assert_int_equal(agentd_process_usage(busy, &ub, NULL), 0);
+	assert_int_equal(agentd_process_usage(idle, &ui, NULL), 0);
+	assert_true(ub.cpu_time_ms >= 50);
+	assert_true(ui.cpu_time_ms < ub.cpu_time_ms / 4);
+	assert_true(ub.peak_memory_bytes > 0);
+	assert_true(ub.wall_time_ms > 0);
+	agentd_process_free(busy);
+	agentd_process_free(idle);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void suspend_stops_a_background_loop_and_snapshot_works(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	agentd_process *p = spawn_sh(sb, "i=0; while :; do i=$((i+1)); echo $i > n.new; "
+					 "mv n.new n; sleep 0.05; done", NULL);
+	char a[32], b[32];
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(sh(sb, "cat n 2>/dev/null || echo 0", a, sizeof(a)), 0);
+		if (atoi(a) >= 3)
+			break;
+		usleep(100000);
+	}
+	assert_true(atoi(a) >= 3);
+	agentd_error err = {0};
+	char *snap = NULL;
+	assert_int_equal(agentd_sandbox_snapshot(sb, "running", &snap, &err), 0);
+	assert_true(running(p));
+	assert_int_equal(agentd_sandbox_suspend(sb, &err), 0);
+	/* spawn refuses while suspended, as exec does */
+	char *argv[] = {"/bin/true", NULL};
+	agentd_command cmd = {.argv = argv};
+	agentd_process *q = NULL;
+	assert_int_equal(agentd_sandbox_spawn(sb, &cmd, NULL, &q, &err), -1);
+	assert_int_equal(err.code, EBUSY);
+	/* read from the host while frozen: the counter does not move */
+	read_file(sb, "n", a, sizeof(a));
+	usleep(600000);
+	read_file(sb, "n", b, sizeof(b));
+	assert_true(atoi(a) >= 3);
+	assert_string_equal(a, b);
+	assert_true(running(p));
+	assert_int_equal(agentd_sandbox_resume(sb, &err), 0);
+	for (int i = 0; i < 100 && !strcmp(a, b); i++) {
+		usleep(100000);
+		assert_int_equal(sh(sb, "cat n", b, sizeof(b)), 0);
+	}
+	assert_string_not_equal(a, b);
+	free(snap);
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void destroy_leaves_no_process_and_no_unit(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	char id[AGENTD_ID_LEN];
+	snprintf(id, sizeof(id), "%s", agentd_sandbox_id(sb));
+	agentd_process *p = spawn_sh(sb, "setsid sleep 301 </dev/null >/dev/null 2>&1 & "
+					 "echo ready; exec sleep 300", NULL);
+	char buf[64];
+	assert_true(read_until(agentd_process_stdout_fd(p), "ready\n", buf, sizeof(buf)));
+	/* its own cgroup, a child of the sandbox's (the first unit made in it) */
+	assert_true(cgroup_dir_exists("unified", id, "u1") || cgroup_dir_exists("pids", id, "u1"));
+	agentd_process_free(p);
+	assert_int_equal(count_in(sb, "sleep"), 0);
+	/* one still running when the sandbox is destroyed, its handle never freed (as by a
+	 * caller that crashed) */
+	p = spawn_sh(sb, "setsid sleep 302 </dev/null >/dev/null 2>&1 & exec sleep 303", NULL);
+	for (int i = 0; i < 100 && count_in(sb, "sleep") < 2; i++)
+		usleep(100000);
+	assert_int_equal(count_in(sb, "sleep"), 2);
+	agentd_sandbox_destroy(sb, NULL);
+	const char *hier[] = {"unified", "pids", "memory", "cpuacct", "freezer"};
+	for (size_t i = 0; i < sizeof(hier) / sizeof(*hier); i++)
+		assert_false(cgroup_dir_exists(hier[i], id, NULL));
+	/* nothing of it runs on the host: its wait fd says it ended */
+	assert_true(readable(agentd_process_wait_fd(p), WAIT_MS));
 }
 
 static void a_missing_program_is_an_error_naming_it(void **state)
@@ -388,6 +609,13 @@ int main(void)
 		cmocka_unit_test(close_stdin_gives_eof_and_pid_is_the_sandboxes),
 		cmocka_unit_test(signal_reaches_the_main_process),
 		cmocka_unit_test(kill_takes_the_whole_tree_and_nothing_else),
+		cmocka_unit_test(an_exec_takes_its_tree_but_not_the_processes),
+		cmocka_unit_test(a_process_tree_ends_with_its_main_process),
+		cmocka_unit_test(a_fork_bomb_hits_pids_and_the_others_run_on),
+		cmocka_unit_test(an_oom_kill_is_the_hog_s_alone),
+		cmocka_unit_test(usage_is_per_process),
+		cmocka_unit_test(suspend_stops_a_background_loop_and_snapshot_works),
+		cmocka_unit_test(destroy_leaves_no_process_and_no_unit),
 		cmocka_unit_test(a_missing_program_is_an_error_naming_it),
 		cmocka_unit_test(bad_input_is_refused),
 		cmocka_unit_test(process_backends_answer_enotsup),

@@ -20,6 +20,9 @@ void api_attach(struct daemon *d, struct live *l, struct proc *p, struct api_req
 		const struct client *c, struct reply *out);
 void api_processes(struct daemon *, struct api_request *, const struct client *,
 		   struct reply *);
+/* The live sandbox id, referenced; else NULL with the reply set: 409 `sandbox ID is STATE`
+ * for one the state database knows (destroyed, failed), 404 for an unknown one. */
+struct live *api_live_or_reply(struct daemon *d, const char *id, struct reply *out);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */
 struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,

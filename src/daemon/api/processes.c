@@ -111,17 +111,9 @@ static void output(struct proc *p, struct api_request *r, const struct client *c
 void api_processes(struct daemon *d, struct api_request *r, const struct client *c,
 		   struct reply *out)
 {
-	struct live *l = live_get(d, r->id);
-	if (!l) {
-		json_t *old = state_sandbox_get(d->st, r->id);
-		if (old)
-			reply_error(out, 409, "sandbox %s is %s", r->id,
-				    json_string_value(json_object_get(old, "state")));
-		else
-			reply_error(out, 404, "no sandbox %s", r->id);
-		json_decref(old);
+	struct live *l = api_live_or_reply(d, r->id, out);
+	if (!l)
 		return;
-	}
 	if (r->route == ROUTE_PROCESS_CREATE) {
 		create(d, l, r, c, out);
 	} else if (r->route == ROUTE_PROCESS_LIST) {

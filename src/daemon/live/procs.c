@@ -40,6 +40,8 @@ struct proc {
 	/* h and what is done with it: h_mu (after pump.mu). NULL once released. */
 	pthread_mutex_t h_mu;
 	agentd_process *h;
+	agentd_usage usage;	/* what it used, as of its handle's release */
+	bool has_usage;
 	/* stdin writers, one at a time (before h_mu) */
 	pthread_mutex_t in_mu;
 	bool stdin_closed;
@@ -393,6 +395,9 @@ static void proc_release(struct proc *p, const char *reason)
 	pthread_mutex_lock(&p->in_mu);
 	pthread_mutex_lock(&p->h_mu);
 	agentd_process *h = p->h;
+	agentd_error err = {0};
+	if (h && agentd_process_usage(h, &p->usage, &err) == 0)
+		p->has_usage = true; /* kept for the exit line and GETs after */
 	p->h = NULL;
 	pthread_mutex_unlock(&p->h_mu);
 	pthread_mutex_unlock(&p->in_mu);
@@ -666,7 +671,9 @@ json_t *proc_to_json(struct proc *p)
 	memset(&u, 0, sizeof(u));
 	agentd_error err = {0};
 	pthread_mutex_lock(&p->h_mu);
-	bool has_usage = p->h && agentd_process_usage(p->h, &u, &err) == 0;
+	bool has_usage = p->h ? agentd_process_usage(p->h, &u, &err) == 0 : p->has_usage;
+	if (!p->h)
+		u = p->usage;
 	pthread_mutex_unlock(&p->h_mu);
 	json_t *argv = json_array();
 	for (char **a = p->argv; *a; a++) {
