@@ -222,8 +222,9 @@ def test_exec_it_in_tmux_is_a_shell_ctrl_c_reaches_the_program_and_exit_restores
     assert "inside-5" in s and "/dev/pts/" in s and "30 100" in s, s
     # Ctrl-C: a byte for the program's terminal, whose line discipline interrupts sleep;
     # agentd itself and the shell inside live on
-    tmux.line("sleep 100")
-    time.sleep(1)
+    tmux.line("echo sleeping-$((1)); sleep 100")
+    tmux.wait_for("sleeping-1")
+    time.sleep(0.5)
     tmux.keys("C-c")
     tmux.line("echo alive-$?-$((1+1))")
     tmux.wait_for("alive-130-2")   # sleep died of SIGINT (128+2)

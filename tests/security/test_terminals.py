@@ -138,11 +138,15 @@ def test_an_attached_program_cannot_set_the_host_clipboard(daemon, backend, tmp_
         t.wait_for("own-2")
         assert "own" in t.tmux("show-buffer").stdout, "tmux keeps no OSC 52 buffer here"
         t.tmux("delete-buffer")
-        t.line(f"{AGENTD} sandbox exec -it {sid} -- {PROBE} term-escapes; echo rc-$?-end")
-        s = t.wait_for("-end")
-        if "rc-125-end" in s and "no background processes" in s:
+        t.line(f"{AGENTD} sandbox exec -it {sid} -- {PROBE} term-escapes; echo rc-$?-en$((1))d")
+        s = t.wait_for("-en1d")
+        if "rc-125-en1d" in s and "no background processes" in s:
             check("pty-clipboard", backend, "REFUSED", s[-300:], refused_ok=True)
             return
+        # and split across writes (two frames), as a program may write it
+        t.line(f"{AGENTD} sandbox exec -it {sid} -- /bin/sh -c \"printf '\\033]5'; sleep 0.3; "
+               f"printf '2;c;c3BsaXQ=\\a'; echo split-\\$((1+1))\"")
+        t.wait_for("split-2")
         buf = t.tmux("show-buffer")
         verdict = "ALLOWED" if buf.returncode == 0 else "BLOCKED"
         check("pty-clipboard", backend, verdict, f"tmux buffer: {buf.stdout!r} {buf.stderr!r}")
