@@ -18,52 +18,10 @@
 #include <cmocka.h>
 
 #include "agentd.h"
+#include "container_util.h"
 
 /* Generous: the machine may be loaded; nothing here is timed against these. */
 #define WAIT_MS 30000
-
-static agentd_backend *backend;
-
-static int setup(void **state)
-{
-	if (geteuid() != 0)
-		return 0;
-	agentd_error err = {0};
-	if (agentd_create_backend("container", NULL, &backend, &err) < 0) {
-		fprintf(stderr, "%s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	agentd_backend_free(backend);
-	return 0;
-}
-
-static agentd_sandbox *new_sandbox_with(const agentd_limits *limits)
-{
-	if (!backend)
-		skip();
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	if (limits)
-		spec.limits = *limits;
-	agentd_sandbox *sb = NULL;
-	agentd_error err = {0};
-	int r = agentd_backend_create_sandbox(backend, &spec, &sb, &err);
-	if (r < 0)
-		fprintf(stderr, "create: %s\n", err.msg);
-	assert_int_equal(r, 0);
-	agentd_spec_free(&spec);
-	return sb;
-}
-
-static agentd_sandbox *new_sandbox(void)
-{
-	return new_sandbox_with(NULL);
-}
 
 /* A process running sh -c SCRIPT. */
 static agentd_process *spawn_sh(agentd_sandbox *sb, const char *script,
@@ -79,33 +37,6 @@ static agentd_process *spawn_sh(agentd_sandbox *sb, const char *script,
 	assert_int_equal(r, 0);
 	assert_non_null(p);
 	return p;
-}
-
-/* An exec of sh -c SCRIPT (with timeout_ms); its exit code, stdout in out. */
-static int sh_exec(agentd_sandbox *sb, const char *script, uint64_t timeout_ms, char *out,
-		   size_t outlen)
-{
-	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
-	agentd_command cmd = {.argv = argv, .timeout_ms = timeout_ms};
-	agentd_exec_output o;
-	agentd_error err = {0};
-	int r = agentd_sandbox_exec(sb, &cmd, NULL, &o, &err);
-	if (r < 0)
-		fprintf(stderr, "exec: %s\n", err.msg);
-	assert_int_equal(r, 0);
-	if (out) {
-		size_t n = o.out_len < outlen - 1 ? o.out_len : outlen - 1;
-		memcpy(out, o.out ? (char *)o.out : "", n);
-		out[n] = '\0';
-	}
-	int code = o.exit_code;
-	agentd_exec_output_free(&o);
-	return code;
-}
-
-static int sh(agentd_sandbox *sb, const char *script, char *out, size_t outlen)
-{
-	return sh_exec(sb, script, 0, out, outlen);
 }
 
 static bool readable(int fd, int ms)
@@ -326,11 +257,7 @@ static void a_process_tree_ends_with_its_main_process(void **state)
 
 static void a_fork_bomb_hits_pids_and_the_others_run_on(void **state)
 {
-	agentd_limits l = {0};
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	l = spec.limits;
-	agentd_spec_free(&spec);
+	agentd_limits l = strict_limits();
 	l.max_processes = 32;
 	agentd_sandbox *sb = new_sandbox_with(&l);
 	agentd_process_opts o = {.stdin_pipe = true};
@@ -367,10 +294,7 @@ static void a_fork_bomb_hits_pids_and_the_others_run_on(void **state)
 
 static void an_oom_kill_is_the_hog_s_alone(void **state)
 {
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	agentd_limits l = spec.limits;
-	agentd_spec_free(&spec);
+	agentd_limits l = strict_limits();
 	l.max_memory_bytes = 64 << 20;
 	agentd_sandbox *sb = new_sandbox_with(&l);
 	agentd_process *other = spawn_sh(sb, "echo ready; exec sleep 100", NULL);
@@ -386,6 +310,24 @@ static void an_oom_kill_is_the_hog_s_alone(void **state)
 	assert_int_equal(ost.limit_hit, AGENTD_LIMIT_NONE);
 	agentd_process_free(hog);
 	agentd_process_free(other);
+	agentd_sandbox_destroy(sb, NULL);
+}
+
+static void a_spent_cpu_budget_stops_the_processes_too(void **state)
+{
+	agentd_limits l = strict_limits();
+	l.max_cpu_time_ms = 1500;
+	agentd_sandbox *sb = new_sandbox_with(&l);
+	agentd_process *burner = spawn_sh(sb, "while :; do :; done", NULL);
+	char *argv[] = {"/bin/sh", "-c", "while :; do :; done", NULL};
+	agentd_command cmd = {.argv = argv, .timeout_ms = 60000};
+	agentd_exec_output o;
+	assert_int_equal(agentd_sandbox_exec(sb, &cmd, NULL, &o, NULL), 0);
+	assert_int_equal(o.limit_hit, AGENTD_LIMIT_CPU);
+	agentd_exec_output_free(&o);
+	agentd_process_status st = wait_end(burner);
+	assert_int_equal(st.limit_hit, AGENTD_LIMIT_CPU);
+	agentd_process_free(burner);
 	agentd_sandbox_destroy(sb, NULL);
 }
 
@@ -476,6 +418,20 @@ static void destroy_leaves_no_process_and_no_unit(void **state)
 		assert_false(cgroup_dir_exists(hier[i], id, NULL));
 	/* nothing of it runs on the host: its wait fd says it ended */
 	assert_true(readable(agentd_process_wait_fd(p), WAIT_MS));
+}
+
+static void the_command_holds_only_its_stdio(void **state)
+{
+	agentd_sandbox *sb = new_sandbox();
+	/* not its unit's cgroup.procs, its report pipe nor the request: 0, 1, 2 and the
+	 * directory ls reads */
+	agentd_process *p = spawn_sh(sb, "exec ls /proc/self/fd", NULL);
+	char buf[256];
+	assert_true(read_until(agentd_process_stdout_fd(p), "3\n", buf, sizeof(buf)));
+	assert_int_equal(wait_end(p).exit_code, 0);
+	assert_string_equal(buf, "0\n1\n2\n3\n");
+	agentd_process_free(p);
+	agentd_sandbox_destroy(sb, NULL);
 }
 
 static void a_missing_program_is_an_error_naming_it(void **state)
@@ -613,9 +569,11 @@ int main(void)
 		cmocka_unit_test(a_process_tree_ends_with_its_main_process),
 		cmocka_unit_test(a_fork_bomb_hits_pids_and_the_others_run_on),
 		cmocka_unit_test(an_oom_kill_is_the_hog_s_alone),
+		cmocka_unit_test(a_spent_cpu_budget_stops_the_processes_too),
 		cmocka_unit_test(usage_is_per_process),
 		cmocka_unit_test(suspend_stops_a_background_loop_and_snapshot_works),
 		cmocka_unit_test(destroy_leaves_no_process_and_no_unit),
+		cmocka_unit_test(the_command_holds_only_its_stdio),
 		cmocka_unit_test(a_missing_program_is_an_error_naming_it),
 		cmocka_unit_test(bad_input_is_refused),
 		cmocka_unit_test(process_backends_answer_enotsup),

@@ -148,9 +148,11 @@ void ctr_sandbox_free(agentd_sandbox *sb);
 /* run.c */
 char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd);
 /* A kill unit in c's cgroup for one command (an idle one, else a new one), or NULL + err;
- * back when the command ended (kept if it is empty, else destroyed). */
+ * back when the command ended: kept if it is empty and ended (reusable), else destroyed —
+ * a command the init may still start (a frozen init, a timed-out request) then finds its
+ * unit gone and fails to join it instead of joining another's. */
 struct cgroup *ctr_unit_get(struct ctr *c, agentd_error *err);
-void ctr_unit_put(struct ctr *c, struct cgroup *unit);
+void ctr_unit_put(struct ctr *c, struct cgroup *unit, bool reusable);
 /* OP_EXEC or OP_SPAWN m with the command's fds (stdin, stdout, stderr, report), its
  * payload and its unit's cgroup.procs fds. */
 int ctr_send_command(struct ctr *c, const struct ctl_msg *m, const int cmd_fds[4],

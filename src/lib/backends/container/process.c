@@ -19,6 +19,8 @@ struct ctr_proc {
 	uint64_t id;
 	struct cgroup *unit;	/* its kill unit (a child of the sandbox's cgroup), or NULL */
 	struct cgroup_events ev0;	/* the unit's counters at the start (a unit is reused) */
+	bool started;			/* the init said so (REPORT_START) */
+	uint64_t cpu_limit_ms;		/* the sandbox's CPU budget, 0 = none */
 	agentd_usage cu0;
 	bool tty;
 	int in, out, err, rep;	/* ours: stdin (or the master), stdout, stderr, report */
@@ -190,7 +192,11 @@ static agentd_limit_kind proc_limit_hit(const struct ctr_proc *p, int term_signa
 		cgroup_read_events(p->unit, &ev);
 	if (ev.oom_kills > p->ev0.oom_kills)
 		return AGENTD_LIMIT_MEMORY;
-	if (term_signal == SIGXCPU)
+	/* its RLIMIT_CPU, or the kill of everything when an exec found the budget spent */
+	uint64_t spent;
+	if (term_signal == SIGXCPU ||
+	    (term_signal == SIGKILL && p->cpu_limit_ms && p->c->cg &&
+	     cgroup_cpu_ms(p->c->cg, &spent) == 0 && spent + 50 >= p->cpu_limit_ms))
 		return AGENTD_LIMIT_CPU;
 	if (ev.pids_max_hits > p->ev0.pids_max_hits)
 		return AGENTD_LIMIT_PIDS;
@@ -321,7 +327,7 @@ static void proc_release(struct ctr_proc *p)
 		/* a free while it runs, or a failed spawn: its tree goes first */
 		if (cgroup_is_populated(p->unit))
 			cgroup_kill_all(p->unit);
-		ctr_unit_put(p->c, p->unit);
+		ctr_unit_put(p->c, p->unit, p->started);
 	}
 	close_fd(&p->in);
 	if (!p->tty)
@@ -357,6 +363,13 @@ static int send_spawn(struct ctr_proc *p, const agentd_sandbox *sb, const agentd
 {
 	char **envp = ctr_envp(sb, cmd);
 	struct ctl_msg m = {.op = OP_SPAWN, .id = p->id, .flags = tty ? SPAWN_TTY : 0};
+	/* Like an exec's command, it may use what remains of the sandbox's CPU budget (its
+	 * RLIMIT_CPU): the budget is watched while an exec runs, this bounds it meanwhile. */
+	uint64_t spent;
+	if (p->cpu_limit_ms && p->c->cg && cgroup_cpu_ms(p->c->cg, &spent) == 0) {
+		uint64_t left = p->cpu_limit_ms > spent ? p->cpu_limit_ms - spent : 1;
+		m.cpu_s = (uint32_t)((left + 999) / 1000);
+	}
 	int r = ctr_send_command(p->c, &m, child, cmd->argv, envp,
 				 cmd->workdir ? cmd->workdir : sb->spec.workdir, p->unit, err);
 	env_free(envp);
@@ -370,6 +383,7 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 	struct ctr_proc *p = xcalloc(1, sizeof(*p));
 	p->c = c;
 	p->tty = opts->tty;
+	p->cpu_limit_ms = sb->spec.limits.max_cpu_time_ms;
 	p->in = p->out = p->err = p->rep = -1;
 	pthread_mutex_init(&p->lock, NULL);
 	int child[4] = {-1, -1, -1, -1};
@@ -393,8 +407,8 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 		r = send_spawn(p, sb, cmd, opts->tty, child, err);
 	for (int i = 0; i < 4; i++)
 		close_fd(&child[i]);
-	if (r == 0)
-		r = wait_started(p, cmd->argv[0], &pid, err);
+	if (r == 0 && (r = wait_started(p, cmd->argv[0], &pid, err)) == 0)
+		p->started = true;
 	if (r < 0) {
 		proc_release(p); /* kills what its unit holds */
 		return -1;

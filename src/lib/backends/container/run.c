@@ -34,12 +34,12 @@ struct cgroup *ctr_unit_get(struct ctr *c, agentd_error *err)
 	return unit;
 }
 
-void ctr_unit_put(struct ctr *c, struct cgroup *unit)
+void ctr_unit_put(struct ctr *c, struct cgroup *unit, bool reusable)
 {
 	if (!unit)
 		return;
 	bool kept = false;
-	if (cgroup_unit_reset(unit) == 0) {
+	if (reusable && cgroup_unit_reset(unit) == 0) {
 		pthread_mutex_lock(&c->lock);
 		if ((kept = c->n_idle < UNIT_POOL))
 			c->idle_units[c->n_idle++] = unit;
@@ -169,9 +169,11 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	}
 	struct exec_job j;
 	int r = exec_job_open(&j, &req, out, err);
+	bool sent = false;
 	if (r == 0 && (r = ctr_send_exec(c, &j, k.id, err)) < 0)
 		exec_job_close(&j);
 	if (r == 0) {
+		sent = true;
 		exec_job_started(&j, -1, -1, NULL);
 		r = exec_job_wait(&j, err);
 	}
@@ -187,7 +189,7 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 		struct exec_kill all = {.c = c, .id = CTL_KILL_ALL};
 		ctr_kill_exec(&all);
 	}
-	ctr_unit_put(c, req.unit);
+	ctr_unit_put(c, req.unit, !sent || r == 0); /* r == 0: the init reaped it */
 	env_free(envp);
 	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
 }
