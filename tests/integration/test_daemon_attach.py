@@ -202,6 +202,14 @@ def test_attach_over_tcp_needs_the_token(tmp_path):
 
 # ------------------------------------------------------------------ tmux, as a person
 
+def wait_gone(cmdline_part, timeout=30):
+    """Until no process's command line holds cmdline_part (the CLI we ran has exited)."""
+    deadline = time.monotonic() + timeout
+    while pids_with(cmdline_part):
+        assert time.monotonic() < deadline, f"{cmdline_part!r} still runs"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def tmux(daemon, tmp_path):
     if not shutil.which("tmux"):
@@ -232,7 +240,7 @@ def test_exec_it_in_tmux_is_a_shell_ctrl_c_reaches_the_program_and_exit_restores
     tmux.line("stty size")
     tmux.wait_for("40 120")
     tmux.line("exit 5")
-    tmux.wait_for("outer$ ")
+    wait_gone(f"-it\0{sandbox}\0")   # agentd has left: the outer shell reads again
     tmux.line(f"echo rc=$?; stty -g > {after}; cmp {before} {after} && echo SAME-$((1+1)); "
               "stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e echo -e isig | sort | "
               "tr '\\n' ,; echo END-$((1+1))")
@@ -252,7 +260,7 @@ def test_attach_in_tmux_detach_keys_leave_the_process_running(daemon, sandbox, t
     tmux.line("echo attached-$((3+4))")
     tmux.wait_for("attached-7")
     tmux.keys("C-p", "C-q")
-    tmux.wait_for("detached; process")
+    tmux.wait_for("detached; process")   # printed after the terminal was restored
     tmux.line(f"echo rc=$?; stty -g > {after}; cmp {before} {after} && echo SAME-$((1+1))")
     tmux.wait_for("rc=0")
     tmux.wait_for("SAME-2")
@@ -260,7 +268,8 @@ def test_attach_in_tmux_detach_keys_leave_the_process_running(daemon, sandbox, t
     assert r.json["state"] == "running", r
 
 
-def test_sigterm_to_the_cli_restores_the_terminal(daemon, sandbox, tmux, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_cli_restores_the_terminal(daemon, sandbox, tmux, tmp_path, sig):
     pid = start_shell(daemon, sandbox, argv=["/bin/bash", "--norc"])
     before, after = tmp_path / "g1", tmp_path / "g2"
     tmux.line(f"stty -g > {before}; {AGENTD} sandbox attach {sandbox} {pid}")
@@ -269,10 +278,10 @@ def test_sigterm_to_the_cli_restores_the_terminal(daemon, sandbox, tmux, tmp_pat
     tmux.wait_for("attached-7")
     cli = pids_with(f"attach\0{sandbox}\0")
     assert len(cli) == 1, cli
-    os.kill(cli[0], signal.SIGTERM)
-    tmux.wait_for("outer$ ")
+    os.kill(cli[0], sig)
+    wait_gone(f"attach\0{sandbox}\0")
     tmux.line(f"echo rc=$?; stty -g > {after}; cmp {before} {after} && echo SAME-$((1+1))")
-    tmux.wait_for("rc=143")
+    tmux.wait_for(f"rc={128 + sig}")
     tmux.wait_for("SAME-2")
 
 

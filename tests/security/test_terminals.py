@@ -183,30 +183,34 @@ BAD_FRAMES = [
 ]
 
 
-def test_bad_frames_close_only_their_connection(daemon):
+@pytest.fixture
+def shell(daemon):
+    """A container sandbox running /bin/sh on a terminal: (sandbox id, pid)."""
     sid = sandbox_of(daemon, "container")
-    try:
-        r = start_tty(daemon, sid, ["/bin/sh"])
-        assert r.status == 201, r
-        pid = r.json["pid"]
-        good = WS(daemon.socket, sid, pid, query="offset=0")
-        for name, data, code in BAD_FRAMES:
-            ws = WS(daemon.socket, sid, pid)
-            ws.send_raw(data)
-            close = ws.read_to_close(timeout=20)
-            assert close and close[0] == code, f"{name}: closed with {close}, errors {ws.errors}"
-            assert ws.closed_by_server(), f"{name}: the connection stayed open"
-            ws.shut()
-        # the daemon, the process and the other attachment are all well; the refused
-        # resize changed nothing
-        assert daemon.get("/v1/health").status == 200
-        assert daemon.get(f"/v1/sandboxes/{sid}/processes/{pid}").json["state"] == "running"
-        good.send_input(b"stty size; echo still-$((40+2))\r")
-        out = good.read_until(b"still-42")
-        assert b"24 80\r\nstill-42" in out, out[-300:]
-        good.shut()
-    finally:
-        daemon.delete(f"/v1/sandboxes/{sid}")
+    r = start_tty(daemon, sid, ["/bin/sh"])
+    assert r.status == 201, r
+    yield sid, r.json["pid"]
+    daemon.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_bad_frames_close_only_their_connection(daemon, shell):
+    sid, pid = shell
+    good = WS(daemon.socket, sid, pid, query="offset=0")
+    for name, data, code in BAD_FRAMES:
+        ws = WS(daemon.socket, sid, pid)
+        ws.send_raw(data)
+        close = ws.read_to_close(timeout=20)
+        assert close and close[0] == code, f"{name}: closed with {close}, errors {ws.errors}"
+        assert ws.closed_by_server(), f"{name}: the connection stayed open"
+        ws.shut()
+    # the daemon, the process and the other attachment are all well; the refused resize
+    # changed nothing
+    assert daemon.get("/v1/health").status == 200
+    assert daemon.get(f"/v1/sandboxes/{sid}/processes/{pid}").json["state"] == "running"
+    good.send_input(b"stty size; echo still-$((40+2))\r")
+    out = good.read_until(b"still-42")
+    assert b"24 80\r\nstill-42" in out, out[-300:]
+    good.shut()
 
 
 def daemon_fds_and_threads(daemon):
@@ -214,36 +218,30 @@ def daemon_fds_and_threads(daemon):
     return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task"))
 
 
-def test_attachments_that_come_and_go_leave_no_fd_or_thread(daemon):
-    sid = sandbox_of(daemon, "container")
-    try:
-        r = start_tty(daemon, sid, ["/bin/sh"])
-        assert r.status == 201, r
-        pid = r.json["pid"]
-        warm = WS(daemon.socket, sid, pid)
-        warm.detach()
-        warm.read_to_close()
-        warm.shut()
-        time.sleep(0.5)
-        base_fds, base_threads = daemon_fds_and_threads(daemon)
-        for i in range(120):
-            ws = WS(daemon.socket, sid, pid)
-            if i % 3 == 0:
-                ws.detach()             # a clean close
-                ws.read_to_close()
-            elif i % 3 == 1:
-                ws.send_raw(frame(OP_BINARY, b"x", mask=False))   # a protocol error
-                ws.read_to_close()
-            ws.shut()                   # i % 3 == 2: the client just goes
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            fds, threads = daemon_fds_and_threads(daemon)
-            if fds <= base_fds and threads <= base_threads:
-                break
-            time.sleep(0.2)
-        assert fds <= base_fds and threads <= base_threads, \
-            f"after 120 attachments: {fds} fds (was {base_fds}), {threads} threads " \
-            f"(was {base_threads})"
-        assert daemon.get(f"/v1/sandboxes/{sid}/processes/{pid}").json["state"] == "running"
-    finally:
-        daemon.delete(f"/v1/sandboxes/{sid}")
+def test_attachments_that_come_and_go_leave_no_fd_or_thread(daemon, shell):
+    sid, pid = shell
+    warm = WS(daemon.socket, sid, pid)
+    warm.detach()
+    warm.read_to_close()
+    warm.shut()
+    time.sleep(0.5)
+    base_fds, base_threads = daemon_fds_and_threads(daemon)
+    for i in range(120):
+        ws = WS(daemon.socket, sid, pid)
+        if i % 3 == 0:
+            ws.detach()             # a clean close
+            ws.read_to_close()
+        elif i % 3 == 1:
+            ws.send_raw(frame(OP_BINARY, b"x", mask=False))   # a protocol error
+            ws.read_to_close()
+        ws.shut()                   # i % 3 == 2: the client just goes
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        fds, threads = daemon_fds_and_threads(daemon)
+        if fds <= base_fds and threads <= base_threads:
+            break
+        time.sleep(0.2)
+    assert fds <= base_fds and threads <= base_threads, \
+        f"after 120 attachments: {fds} fds (was {base_fds}), {threads} threads " \
+        f"(was {base_threads})"
+    assert daemon.get(f"/v1/sandboxes/{sid}/processes/{pid}").json["state"] == "running"
