@@ -11,24 +11,29 @@ class Tmux:
     send-keys and read with capture-pane."""
 
     def __init__(self, agentd_socket, tmp_path):
-        self.name = f"agentd-test-{os.getpid()}-{time.monotonic_ns()}"
+        # the server's socket in the test's own directory: nothing is left in /tmp/tmux-UID
+        self.sock = str(tmp_path / "tmux.sock")
         self.dir = tmp_path
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AGENTD_SOCKET": agentd_socket,
                "TERM": "xterm", "HOME": str(tmp_path), "PS1": "outer$ "}
-        subprocess.run(["tmux", "-L", self.name, "-f", "/dev/null", "new-session", "-d",
+        subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", "new-session", "-d",
                         "-s", "t", "-x", "100", "-y", "30",
                         *[a for k in ("AGENTD_SOCKET", "TERM") for a in ("-e", f"{k}={env[k]}")],
                         "bash --norc --noprofile"],
                        env=env, check=True, timeout=30)
-        self.line("PS1='outer''$ '")
-        self.wait_for("outer$ ")
+        try:
+            self.line("PS1='outer''$ '")
+            self.wait_for("outer$ ")
+        except BaseException:
+            self.close()
+            raise
 
     def tmux(self, *args):
-        return subprocess.run(["tmux", "-L", self.name, *args], capture_output=True,
+        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True,
                               text=True, timeout=30)
 
     def keys(self, *keys):
-        subprocess.run(["tmux", "-L", self.name, "send-keys", "-t", "t", *keys], check=True,
+        subprocess.run(["tmux", "-S", self.sock, "send-keys", "-t", "t", *keys], check=True,
                        timeout=30)
 
     def line(self, text):
@@ -36,7 +41,7 @@ class Tmux:
         self.keys("Enter")
 
     def screen(self):
-        return subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-J", "-S",
+        return subprocess.run(["tmux", "-S", self.sock, "capture-pane", "-p", "-J", "-S",
                                "-200", "-t", "t"], capture_output=True, text=True,
                               timeout=30).stdout
 
@@ -50,8 +55,11 @@ class Tmux:
         raise AssertionError(f"{text!r} not on the screen within {timeout}s:\n{self.screen()}")
 
     def resize(self, cols, rows):
-        subprocess.run(["tmux", "-L", self.name, "resize-window", "-t", "t", "-x", str(cols),
+        subprocess.run(["tmux", "-S", self.sock, "resize-window", "-t", "t", "-x", str(cols),
                         "-y", str(rows)], check=True, timeout=30)
 
     def close(self):
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], timeout=30)
+        subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True,
+                       timeout=30)
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
