@@ -38,7 +38,7 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
 		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py \
-		tests/integration/test_daemon_processes.py
+		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
@@ -60,6 +60,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-proxy
 	$(FUZZ_BUILD)/fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-proxy fuzz/corpus/proxy
+	mkdir -p $(FUZZ_BUILD)/corpus-ws
+	$(FUZZ_BUILD)/fuzz/fuzz_ws -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-ws fuzz/corpus/ws
 
 check: unit asan integration security fuzz
 

@@ -2,6 +2,7 @@
  * with the method, URL, query and body of every request (routing + strict body validation,
  * including the nested policy parser). Input: METHOD\nPATH\nQUERY-PATH\nBODY. */
 #include "daemon/http/http.h"
+#include "common/ws.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *path = take_line(&p, &n);
 	char *qpath = take_line(&p, &n);
 	const char *qv = *qpath ? qpath : NULL;
-	struct api_query q = {.path = qv, .since = qv, .offset = qv, .follow = qv, .stream = qv};
+	/* attach: a well-formed upgrade, whose key is the query line when it has a key's length
+	 * (else that line is ?foreground= and ?offset=) */
+	bool key = qv && strlen(qv) == 24;
+	struct api_query q = {.path = qv, .since = qv, .offset = key ? NULL : qv, .follow = qv,
+			      .stream = qv, .foreground = key ? NULL : qv, .upgrade = "websocket",
+			      .connection = "keep-alive, Upgrade", .ws_version = "13",
+			      .ws_key = key ? qv : "dGhlIHNhbXBsZSBub25jZQ=="};
 	struct api_request r;
 	agentd_error err = {0};
 	int status = api_request_parse(method, path, &q, p, n, &r, &err);
@@ -36,6 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r.route >= ROUTE__COUNT)
 			abort();
 		if (r.route == ROUTE_SANDBOX_EXEC && (!r.argv || !r.argv[0] || !r.argv[0][0]))
+			abort();
+		if (r.route == ROUTE_PROCESS_ATTACH && !ws_key_valid(r.ws_key))
 			abort();
 		if (r.id[0] && !api_valid_id(r.id))
 			abort();

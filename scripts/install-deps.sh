@@ -9,6 +9,8 @@ PKGS=(
   libjansson-dev                                 # policy / JSON output
   libmicrohttpd-dev                              # agentd serve: the HTTP/1.1 server
   libsqlite3-dev                                 # agentd serve: state and audit log
+  nettle-dev                                     # the WebSocket handshake's SHA-1 (attach)
+  tmux                                           # tests: a person's terminal (exec -it)
   libcmocka-dev                                  # unit tests
   clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes
   python3 python3-pytest                         # integration tests

@@ -88,6 +88,16 @@ void term_out_flush(struct term_out *t);
 int term_json_flags(void);
 void term_puts_json(const char *compact);
 
+/* An attached terminal's output (cmd_attach.c) goes through as the program wrote it — a
+ * shell or an editor draws with escape sequences — but for OSC 52, which would set the
+ * host's clipboard (a command you paste later): dropped, up to its BEL or ST, also when
+ * split across writes. out has room for n + 5 bytes; returns how many it holds. */
+struct term_filter {
+	int state;
+	size_t held;			/* bytes of "ESC ] 5 2 ;" matched and held back */
+};
+size_t term_filter(struct term_filter *f, const uint8_t *in, size_t n, uint8_t *out);
+
 /* client.c: the daemon API over its unix socket. */
 struct client_conn {
 	int fd;
@@ -133,6 +143,11 @@ void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
 /* cmd_process.c: sandbox spawn|ps|logs|kill|stdin (argv[0] is sub). */
 int cmd_process(const char *sub, int argc, char **argv);
+/* cmd_attach.c: sandbox attach ID PID (argv[i], argv[i+1]), and exec -it's session: the
+ * command started on a terminal, attached, killed when we go; its exit code is ours. */
+int cmd_attach(const char *sock, int argc, char **argv, int i);
+int cmd_exec_tty(const char *sock, const char *id, char **argv, const agentd_kvv *env,
+		 const char *workdir);
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);

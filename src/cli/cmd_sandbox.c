@@ -20,6 +20,7 @@ struct sbx_opts {
 	bool stream;
 	bool want_stdin;
 	bool raw;
+	bool tty;			/* exec -t: on a terminal, attached (cmd_attach.c) */
 	const char *timeout;
 	const char *workdir;
 	agentd_kvv env;
@@ -33,6 +34,9 @@ static void sandbox_usage(FILE *f)
 		"usage: agentd sandbox COMMAND [--socket PATH] [--json] ...\n\n"
 		"  create [--backend B] [--name N] [policy options]   prints the id\n"
 		"  exec [--stream] [--stdin] [--raw] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
+		"  exec -it [--env K=V] [--workdir D] ID -- PROG ARGS...   on a terminal, interactive\n"
+		"  attach ID PID         a terminal on a process started with a tty; Ctrl-P Ctrl-Q\n"
+		"                        detaches and leaves it running\n"
 		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
@@ -64,7 +68,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 	opterr = 0;
 	/* exec stops at its ID (the command's own options follow); the others take options
 	 * anywhere. */
-	while ((c = getopt_long(argc, argv, in_order ? "+:hi" : ":hi", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, in_order ? "+:hit" : ":hit", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_SOCKET:
 			o->socket = optarg;
@@ -83,6 +87,9 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			break;
 		case OPT_RAW:
 			o->raw = true;
+			break;
+		case 't':
+			o->tty = true;
 			break;
 		case 'i':
 		case OPT_STDIN:
@@ -277,6 +284,14 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 			    "[options] ID -- PROG ARGS...",
 			    id);
 		return EXIT_AGENTD;
+	}
+	if (o->tty) {
+		if (o->timeout || o->stream) {
+			print_error("sandbox exec -t: --timeout and --stream are not for a terminal "
+				    "session");
+			return EXIT_AGENTD;
+		}
+		return cmd_exec_tty(o->socket, id, argv + i, &o->env, o->workdir);
 	}
 	agentd_error err = {0};
 	json_t *av = json_array();
@@ -503,7 +518,7 @@ int cmd_sandbox(int argc, char **argv)
 	const char *sub = argv[1];
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
-					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin"};
+					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};
 	size_t s = 0;
 	while (s < ARRAY_SIZE(subs) && strcmp(sub, subs[s]))
 		s++;
@@ -511,7 +526,7 @@ int cmd_sandbox(int argc, char **argv)
 		print_error("sandbox: unknown command '%s' (see agentd sandbox --help)", sub);
 		return EXIT_AGENTD;
 	}
-	if (s >= ARRAY_SIZE(subs) - 5)
+	if (s >= ARRAY_SIZE(subs) - 6 && s < ARRAY_SIZE(subs) - 1)
 		return cmd_process(sub, argc - 1, argv + 1);
 	struct sbx_opts o;
 	memset(&o, 0, sizeof(o));
@@ -527,6 +542,8 @@ int cmd_sandbox(int argc, char **argv)
 		return do_exec(&o, argc, argv, i);
 	if (!strcmp(sub, "ls") || !strcmp(sub, "list"))
 		return do_ls(&o);
+	if (!strcmp(sub, "attach"))
+		return cmd_attach(o.socket, argc, argv, i);
 	if (!strcmp(sub, "cp")) {
 		if (argc - i != 2) {
 			print_error("sandbox cp: expected SRC DST (see agentd sandbox --help)");

@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -35,6 +36,9 @@
 /* Run in a second sandbox, network mode allowlist listing only 127.0.0.1:{port} (attacks on
  * the egress proxy); a backend that refuses allowlist blocks them. */
 #define SEC_ALLOWLIST 16u
+/* Run as a background process on a terminal (agentd_sandbox_spawn with a tty, what the
+ * daemon's attach serves); a backend without such processes refuses: nothing to attack. */
+#define SEC_TTY 32u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -112,6 +116,9 @@ static const struct sec_attack attacks[] = {
 	{ "cgroup-escape", "kernel", {"cgroup-escape"}, NULL, 0 },
 	{ "cgroup-view", "kernel", {"cgroup-view"}, NULL, 0 },
 	{ "tiocsti", "kernel", {"tiocsti"}, NULL, 0 },
+	{ "pty-inject", "kernel", {"pty-inject"}, NULL, SEC_TTY | SEC_REFUSAL_BLOCKS },
+	{ "pty-clipboard", "output", {"term-escapes"}, NULL,
+	  SEC_TTY | SEC_TERM_OUTPUT | SEC_REFUSAL_BLOCKS },
 	{ "terminal-escapes", "output", {"term-escapes"}, NULL, SEC_TERM_OUTPUT },
 	{ "sysv-shm-host", "kernel", {"sysv-shm-attach", "{shmid}"}, NULL, 0 },
 	{ "netlink-uevent", "kernel", {"netlink-bind", "15", "1"}, NULL, 0 },
@@ -202,6 +209,61 @@ static void judge_terminal_output(const agentd_exec_output *o, struct sec_cell *
 		cell_set(c, SEC_ALLOWED, "escape sequences reach the terminal");
 }
 
+/* cmd on a terminal of its own in sb: what it writes there, into o (its exit code too),
+ * within 10 s. -1 with err when it cannot start (ENOTSUP: no such processes here). */
+static int spawn_on_tty(agentd_sandbox *sb, const agentd_command *cmd, agentd_exec_output *o,
+			agentd_error *err)
+{
+	agentd_command bg = {.argv = cmd->argv};
+	agentd_process_opts opts = {.tty = true};
+	agentd_process *p = NULL;
+	if (agentd_sandbox_spawn(sb, &bg, &opts, &p, err) < 0)
+		return -1;
+	size_t cap = 0;
+	uint64_t deadline = now_ms_monotonic() + 10000;
+	for (;;) {
+		struct pollfd pf = {.fd = agentd_process_stdout_fd(p), .events = POLLIN};
+		uint64_t now = now_ms_monotonic();
+		if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0)
+			break;
+		uint8_t buf[4096];
+		ssize_t n = read(pf.fd, buf, sizeof(buf));
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		if (n <= 0) /* EIO: the terminal's last user is gone */
+			break;
+		if (o->out_len + (size_t)n > cap)
+			o->out = xrealloc(o->out, cap = o->out_len + 65536);
+		for (ssize_t i = 0; i < n; i++) /* the terminal's \r\n as lines */
+			if (buf[i] != '\r')
+				o->out[o->out_len++] = buf[i];
+	}
+	agentd_process_kill(p, err);
+	agentd_process_status st = {0};
+	struct pollfd wf = {.fd = agentd_process_wait_fd(p), .events = POLLIN};
+	poll(&wf, 1, 5000);
+	if (agentd_process_get_status(p, &st, err) == 0)
+		o->exit_code = st.exit_code;
+	agentd_process_free(p);
+	return 0;
+}
+
+/* What `agentd sandbox attach` shows of a terminal's output (term_filter): escape
+ * sequences pass, as a full-screen program needs them; OSC 52, the host's clipboard, must
+ * not. */
+static void judge_attached_output(const agentd_exec_output *o, struct sec_cell *c)
+{
+	struct term_filter f = {0};
+	_cleanup_free_ uint8_t *shown = xmalloc(o->out_len + 8);
+	size_t n = term_filter(&f, o->out, o->out_len, shown);
+	if (memmem(shown, n, "\033]52", 4))
+		cell_set(c, SEC_ALLOWED, "OSC 52 reaches the attached terminal (the clipboard)");
+	else if (memmem(o->out, o->out_len, "\033]52", 4))
+		cell_set(c, SEC_BLOCKED, "OSC 52 dropped from the attached terminal's output");
+	else
+		cell_set(c, SEC_ERROR, "the probe wrote no OSC 52");
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c)
 {
@@ -228,7 +290,8 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	agentd_exec_output o;
 	memset(&o, 0, sizeof(o));
 	agentd_error err = {0};
-	if (agentd_sandbox_exec(sb, &cmd, &ctx, &o, &err) < 0) {
+	if ((a->flags & SEC_TTY) ? spawn_on_tty(sb, &cmd, &o, &err) < 0
+				 : agentd_sandbox_exec(sb, &cmd, &ctx, &o, &err) < 0) {
 		if (a->flags & SEC_REFUSAL_BLOCKS)
 			cell_set(c, SEC_BLOCKED, "refused: %s", err.msg);
 		else
@@ -253,7 +316,7 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		cell_set(c, line[0] == 'A' ? SEC_ALLOWED : SEC_BLOCKED, "%.*s", (int)len, line);
 	}
 	if ((a->flags & SEC_TERM_OUTPUT) && c->res == SEC_ALLOWED)
-		judge_terminal_output(&o, c);
+		(a->flags & SEC_TTY) ? judge_attached_output(&o, c) : judge_terminal_output(&o, c);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

@@ -130,3 +130,47 @@ void term_puts_json(const char *compact)
 	free(s);
 	json_decref(j);
 }
+
+/* ------------------------------------------------------------ an attached terminal */
+
+enum { TF_TEXT, TF_ESC, TF_OSC, TF_DROP, TF_DROP_ESC };
+
+size_t term_filter(struct term_filter *f, const uint8_t *in, size_t n, uint8_t *out)
+{
+	static const char osc52[] = "\033]52;";
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = in[i];
+		switch (f->state) {
+		case TF_TEXT:
+		case TF_ESC:
+		case TF_OSC:
+			if (c == (uint8_t)osc52[f->held]) {
+				/* still a prefix of ESC ] 5 2 ; : held back */
+				f->state = ++f->held == sizeof(osc52) - 1 ? TF_DROP : TF_OSC;
+				if (f->state == TF_DROP)
+					f->held = 0;
+				continue;
+			}
+			/* not OSC 52: what was held goes out, and c is looked at afresh */
+			memcpy(out + k, osc52, f->held);
+			k += f->held;
+			f->held = 0;
+			f->state = TF_TEXT;
+			if (c == '\033') {
+				f->held = 1;
+				f->state = TF_ESC;
+			} else {
+				out[k++] = c;
+			}
+			break;
+		case TF_DROP: /* until its terminator, BEL or ST (ESC \) */
+			f->state = c == '\a' ? TF_TEXT : c == '\033' ? TF_DROP_ESC : TF_DROP;
+			break;
+		case TF_DROP_ESC:
+			f->state = c == '\\' ? TF_TEXT : c == '\033' ? TF_DROP_ESC : TF_DROP;
+			break;
+		}
+	}
+	return k;
+}

@@ -33,6 +33,8 @@ struct conn_ctx {
 	char *body;
 	size_t len, cap, limit;
 	bool too_large;
+	void *upgrade_ctx;		/* an attachment's, released at completion */
+	void (*upgrade_release)(void *ctx);
 };
 
 static const api_handler handlers[ROUTE__COUNT] = {
@@ -64,6 +66,7 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_PROCESS_SIGNAL] = api_processes,
 	[ROUTE_PROCESS_STDIN] = api_processes,
 	[ROUTE_PROCESS_OUTPUT] = api_processes,
+	[ROUTE_PROCESS_ATTACH] = api_processes,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
@@ -214,6 +217,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		.offset = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset"),
 		.follow = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "follow"),
 		.stream = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "stream"),
+		.foreground = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+							  "foreground"),
+		.upgrade = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade"),
+		.connection = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection"),
+		.ws_version = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							  "Sec-WebSocket-Version"),
+		.ws_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"),
 	};
 	struct api_request r;
 	agentd_error err = {0};
@@ -250,6 +260,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	     rp.status, (long long)c.uid, why ? " error=\"" : "",
 	     why ? json_string_value(why) : "", why ? "\"" : "");
 	api_request_free(&r);
+	cx->upgrade_ctx = rp.upgrade_ctx;
+	cx->upgrade_release = rp.upgrade_release;
 	enum MHD_Result res = send_reply(d, conn, &rp);
 	if (!draining) {
 		pthread_mutex_lock(&d->lock);
@@ -265,6 +277,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct conn_ctx *cx = *con_cls;
 	if (cx) {
+		if (cx->upgrade_release)
+			cx->upgrade_release(cx->upgrade_ctx);
 		free(cx->body);
 		free(cx);
 		*con_cls = NULL;
@@ -458,7 +472,10 @@ static struct MHD_Daemon *start_mhd(struct listener *ls, int fd, const struct so
 	if (!(ls->peers = peers_new(&pc, err)))
 		return NULL;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+			 MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+			 /* attach (WebSocket): the upgrade handler runs the session in the
+			  * connection's thread */
+			 MHD_ALLOW_UPGRADE;
 	unsigned limit = cfg->max_connections + cfg->max_connections / 2 + 64;
 	struct MHD_Daemon *m;
 	if (fd >= 0)

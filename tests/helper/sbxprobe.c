@@ -1423,6 +1423,64 @@ CMD(cmd_tioclinux)
 	return allowed("TIOCLINUX");
 }
 
+/* From a process on a terminal (a tty process of `agentd serve`, attached to a person's
+ * terminal): push input into any terminal — TIOCSTI and TIOCLINUX on its own, then every
+ * terminal it can open (/dev/tty, the console, virtual consoles, serial lines, every
+ * /dev/pts/N), each also written a marker the host can look for. ALLOWED when an injection
+ * works or a terminal outside the sandbox's own devpts instance opens. */
+static int pty_try(const char *path, const struct stat *own, int *reached, char *d, size_t dn)
+{
+	int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	(*reached)++;
+	char c = '\n';
+	struct stat st;
+	int r = 0;
+	if (ioctl(fd, TIOCSTI, &c) == 0) {
+		snprintf(d, dn, "TIOCSTI on %s", path);
+		r = 1;
+	} else if (fstat(fd, &st) == 0 && strcmp(path, "/dev/tty") &&
+		   (!S_ISCHR(st.st_mode) || st.st_dev != own->st_dev)) {
+		snprintf(d, dn, "opened %s, a terminal outside its own devpts", path);
+		r = 1;
+	}
+	if (write(fd, "AGENTD-PTY-MARK\n", 16) < 0) {
+		/* not writable: nothing reached */
+	}
+	close(fd);
+	return r;
+}
+
+CMD(cmd_pty_inject)
+{
+	struct stat own;
+	char d[256], path[64];
+	if (!isatty(STDIN_FILENO) || fstat(STDIN_FILENO, &own) < 0)
+		return error("stdin is not a terminal (run it as a tty process)");
+	char c = '\n', sub = 7; /* TIOCL_GETSHIFTSTATE: read-only */
+	if (ioctl(STDIN_FILENO, TIOCSTI, &c) == 0)
+		return allowed("TIOCSTI on its own terminal");
+	int e_sti = errno;
+	if (ioctl(STDIN_FILENO, TIOCLINUX, &sub) == 0)
+		return allowed("TIOCLINUX on its own terminal");
+	int e_linux = errno;
+	static const char *const fixed[] = {"/dev/tty", "/dev/console", "/dev/tty0", "/dev/tty1",
+					    "/dev/tty63", "/dev/ttyS0", "/dev/ptmx"};
+	int reached = 0;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (pty_try(fixed[i], &own, &reached, d, sizeof(d)))
+			return allowed(d);
+	for (int n = 0; n < 256; n++) {
+		snprintf(path, sizeof(path), "/dev/pts/%d", n);
+		if (pty_try(path, &own, &reached, d, sizeof(d)))
+			return allowed(d);
+	}
+	say("BLOCKED TIOCSTI %s, TIOCLINUX %s; %d terminals open, all its own devpts",
+	    errname(e_sti), errname(e_linux), reached);
+	return 1;
+}
+
 CMD(cmd_sethostname)
 {
 	if (sethostname(argv[1], strlen(argv[1])) < 0)
@@ -1997,6 +2055,7 @@ static const struct command commands[] = {
 	{ "io-uring", "", 0, 0, cmd_io_uring },
 	{ "tiocsti", "", 0, 0, cmd_tiocsti },
 	{ "tioclinux", "", 0, 0, cmd_tioclinux },
+	{ "pty-inject", "", 0, 0, cmd_pty_inject },
 	{ "term-escapes", "", 0, 0, cmd_term_escapes },
 	{ "kill", "PID SIG", 2, 0, cmd_kill },
 	{ "sethostname", "NAME", 1, 0, cmd_sethostname },

@@ -145,12 +145,16 @@ EXPECT = {
     "cgroup-escape": _all_blocked(),
     "cgroup-view": _table(hd=allowed(NO_CGNS), ln=allowed(NO_CGNS)),
     "tiocsti": _all_blocked(),
+    # a program on a sandbox pty (processes with "tty": true; the process backends have none)
+    "pty-inject": _all_blocked(),
     "sysv-shm-host": _table(hd=allowed(HD_SYSV)),
     "sysv-ipc-leftover": _table(hd=allowed(HD_SYSV)),
     "netlink-uevent": _table(hd=allowed(HD_NETLINK)),
     "netlink-sock-diag": _table(hd=allowed(HD_NETLINK)),
     # --- output (judged on the host: what the CLI shows on a terminal)
     "terminal-escapes": _all_blocked(),
+    # an attached terminal (sandbox attach, exec -it) shows escape sequences but OSC 52
+    "pty-clipboard": _all_blocked(),
     # --- network
     "loopback-tcp": _table(hd=allowed(HD_NET)),
     "abstract-unix": _table(hd=allowed(HD_NET)),

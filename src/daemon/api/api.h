@@ -14,6 +14,10 @@ void api_sandboxes(struct daemon *, struct api_request *, const struct client *,
 void api_exec(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_files(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_sessions(struct daemon *, struct api_request *, const struct client *, struct reply *);
+/* GET .../attach of process p (api_processes finds l and p): the WebSocket upgrade. */
+struct proc;
+void api_attach(struct daemon *d, struct live *l, struct proc *p, struct api_request *r,
+		const struct client *c, struct reply *out);
 void api_processes(struct daemon *, struct api_request *, const struct client *,
 		   struct reply *);
 /* The live sandbox id, referenced; else NULL with the reply set: 409 `sandbox ID is STATE`

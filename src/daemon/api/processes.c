@@ -142,6 +142,9 @@ void api_processes(struct daemon *d, struct api_request *r, const struct client 
 		case ROUTE_PROCESS_OUTPUT:
 			output(p, r, c, out);
 			break;
+		case ROUTE_PROCESS_ATTACH:
+			api_attach(d, l, p, r, c, out);
+			break;
 		default:
 			reply_error(out, 500, "route %s not handled", api_route_name(r->route));
 		}

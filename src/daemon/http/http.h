@@ -39,6 +39,7 @@ enum api_route {
 	ROUTE_PROCESS_SIGNAL,
 	ROUTE_PROCESS_STDIN,
 	ROUTE_PROCESS_OUTPUT,
+	ROUTE_PROCESS_ATTACH,
 	ROUTE__COUNT,
 };
 
@@ -54,6 +55,10 @@ struct api_query {
 	const char *offset;		/* ?offset=, ?follow=, ?stream= of a process's output */
 	const char *follow;
 	const char *stream;
+	/* GET .../attach: its query (?foreground=, and ?offset= as output's) and the headers
+	 * of the WebSocket upgrade */
+	const char *foreground;
+	const char *upgrade, *connection, *ws_version, *ws_key;
 };
 
 /* A process's output streams a request selects (?stream=). */
@@ -93,6 +98,10 @@ struct api_request {
 	uint64_t offset;		/* GET .../output */
 	bool follow;
 	enum api_streams streams;
+	/* GET .../attach */
+	bool has_offset;		/* ?offset= given (else: output from now on) */
+	bool foreground;		/* the process dies when the attachment ends */
+	char ws_key[25];		/* Sec-WebSocket-Key, checked */
 	/* snapshots */
 	char *snapshot_name;
 	char *snapshot_id;
@@ -139,6 +148,9 @@ struct reply {
 	size_t raw_len;
 	const char *content_type;
 	void *mhd_response;		/* struct MHD_Response * */
+	/* a 101 upgrade's session state: released when the request completes */
+	void *upgrade_ctx;
+	void (*upgrade_release)(void *ctx);
 };
 void reply_json(struct reply *out, int status, json_t *j);	/* takes j */
 int vreply_error(struct reply *out, int status, const char *fmt, va_list ap)

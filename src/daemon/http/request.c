@@ -2,10 +2,12 @@
  * URL and body bytes to a typed request, with no I/O, so the fuzzer drives exactly what the
  * HTTP handler calls. Unknown fields, wrong types and bad ids are 400s naming the field. */
 #include "daemon/http/http.h"
+#include "common/ws.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct route_def {
 	enum api_route route;
@@ -43,6 +45,7 @@ static const struct route_def routes[] = {
 	{ROUTE_PROCESS_SIGNAL, "POST", "/v1/sandboxes/{id}/processes/{pid}/signal", true},
 	{ROUTE_PROCESS_STDIN, "POST", "/v1/sandboxes/{id}/processes/{pid}/stdin", true},
 	{ROUTE_PROCESS_OUTPUT, "GET", "/v1/sandboxes/{id}/processes/{pid}/output", false},
+	{ROUTE_PROCESS_ATTACH, "GET", "/v1/sandboxes/{id}/processes/{pid}/attach", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -466,6 +469,48 @@ static int parse_output_query(const struct api_query *q, struct api_request *r,
 	return 0;
 }
 
+/* A comma-separated header value holds token (case-insensitive), as Connection: keep-alive,
+ * Upgrade does. */
+static bool has_token(const char *v, const char *token)
+{
+	size_t tl = strlen(token);
+	while (v && *v) {
+		v += strspn(v, " \t,");
+		size_t n = strcspn(v, ",");
+		size_t m = n;
+		while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+			m--;
+		if (m == tl && !strncasecmp(v, token, tl))
+			return true;
+		v += n;
+	}
+	return false;
+}
+
+/* GET .../attach: a WebSocket upgrade (RFC 6455 4.2.1) and its query. */
+static int parse_attach(const struct api_query *q, struct api_request *r, agentd_error *err)
+{
+	if (!q || !has_token(q->upgrade, "websocket") || !has_token(q->connection, "upgrade"))
+		return agentd_error_set(err, EINVAL, "attach is a WebSocket: expected the headers "
+					"Upgrade: websocket and Connection: Upgrade");
+	if (!q->ws_version || strcmp(q->ws_version, "13"))
+		return agentd_error_set(err, EINVAL, "Sec-WebSocket-Version: expected 13");
+	if (!ws_key_valid(q->ws_key))
+		return agentd_error_set(err, EINVAL,
+					"Sec-WebSocket-Key: expected base64 of 16 bytes");
+	snprintf(r->ws_key, sizeof(r->ws_key), "%s", q->ws_key);
+	const char *f = q->foreground;
+	if (f && *f) {
+		if (!strcmp(f, "1") || !strcmp(f, "true"))
+			r->foreground = true;
+		else if (strcmp(f, "0") && strcmp(f, "false"))
+			return agentd_error_set(err, EINVAL, "foreground: expected 1 or 0");
+	}
+	struct api_query oq = {.offset = q->offset};
+	r->has_offset = q->offset && *q->offset;
+	return parse_output_query(&oq, r, err);
+}
+
 static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 {
 	json_t *v;
@@ -637,6 +682,8 @@ int api_request_parse(const char *method, const char *path, const struct api_que
 	if (rd->route == ROUTE_AUDIT && parse_since(q ? q->since : NULL, r, err) < 0)
 		return 400;
 	if (rd->route == ROUTE_PROCESS_OUTPUT && parse_output_query(q, r, err) < 0)
+		return 400;
+	if (rd->route == ROUTE_PROCESS_ATTACH && parse_attach(q, r, err) < 0)
 		return 400;
 	if (len == 0) {
 		if (check_fields(rd->route, NULL, err) < 0)
