@@ -17,12 +17,13 @@
  * The report protocol: a child that cannot start its command writes one child_report on
  * its report pipe (CLOEXEC: a successful execve closes it, which says "started"); whoever
  * reaps the command (we, or a sandbox's init) writes a REPORT_EXIT with its status. */
-enum { REPORT_FAIL = 0, REPORT_EXIT = 1 };
+enum { REPORT_FAIL = 0, REPORT_EXIT = 1, REPORT_START = 2 };
 struct child_report {
 	int kind;			/* REPORT_FAIL: setup/exec failed; REPORT_EXIT: status */
 	int exit_code;			/* FAIL: what to report (125/126/127) */
 	int errnum;
-	int status;			/* EXIT: wait status of the command */
+	int status;			/* EXIT: wait status of the command; START (a
+					 * sandbox's background process): its pid there */
 	struct rusage ru;		/* EXIT: the command's resource usage */
 	bool bad_workdir;		/* FAIL: the caller's workdir cannot be entered */
 	char what[256];			/* "landlock_restrict_self", "execve /bin/foo", ... */
@@ -36,6 +37,8 @@ __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, 
 void child_enter_workdir(int errfd, const char *cwd);
 /* The exit report of a command we reaped (a sandbox's init for its commands). */
 void child_report_exit(int fd, int status, const struct rusage *ru);
+/* A sandbox's init: its background process started, with this pid. */
+void child_report_start(int fd, pid_t pid);
 /* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. found (of
  * found_size) gets the file that exists but failed with ENOENT (a missing interpreter). */
 int child_execvpe(char *const argv[], char *const envp[], char *found, size_t found_size);

@@ -65,6 +65,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		return;
 	if (c->workdir_fd >= 0)
 		close(c->workdir_fd);
+	if (c->pts_fd >= 0)
+		close(c->pts_fd);
 	if (c->root_fd >= 0)
 		close(c->root_fd);
 	if (c->proxy)
@@ -144,6 +146,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		agentd_error_prefix(err, "workdir");
 		goto fail;
 	}
+	/* Its devpts, for its terminals: a mount of its own, not the sandbox's to replace. */
+	c->pts_fd = open_in_sandbox(c, "/dev/pts", NULL);
 
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE, filtered);
 	landlock_system_ro_paths(&sb->caps.readable_paths);
@@ -235,6 +239,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.usage = ctr_usage,
 	.destroy = ctr_destroy,
 	.workdir_fd = ctr_workdir_fd,
+	.spawn = ctr_spawn,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -271,6 +276,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 		return 0;
 	}
 	strv_push(&caps->platform_features, "egress-proxy");
+	strv_push(&caps->platform_features, "processes");	/* background, with a tty */
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");

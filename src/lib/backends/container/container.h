@@ -49,12 +49,18 @@ enum {
 	OP_KILL = 2,
 	OP_PROXY_FD = 3,	/* init → host: the egress proxy's listener */
 	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
+	OP_SPAWN = 5,		/* a background process: OP_EXEC's fds, a REPORT_START back */
+	OP_SIGNAL = 6,		/* sig to the main process of exec or process id */
 };
+#define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
 	uint32_t op;
-	uint32_t cpu_s;		/* OP_EXEC: the command's RLIMIT_CPU (s), 0 = the sandbox's */
+	uint32_t cpu_s;		/* OP_EXEC, OP_SPAWN: the command's RLIMIT_CPU (s), 0 = the
+				 * sandbox's */
 	uint64_t id;
+	int32_t sig;		/* OP_SIGNAL */
+	uint32_t flags;		/* OP_SPAWN: SPAWN_* */
 };
 
 /* One-shot mode: the one command the init runs right after its setup (its stdio, report
@@ -99,6 +105,8 @@ struct ctr {
 					 * (bytes written, the write limit); -1 until sent */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
+	int pts_fd;			/* its own devpts instance (/dev/pts), opened then too:
+					 * where its processes' terminals come from; -1 without */
 	uint64_t bytes_written;		/* of all its execs */
 	uint64_t cpu_ms;		/* of all its execs (rusage): the budget's account
 					 * where the cgroup has no CPU accounting */
@@ -131,11 +139,16 @@ int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
 void ctr_sandbox_free(agentd_sandbox *sb);
 
 /* run.c */
+char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd);
 int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
 	     agentd_exec_output *out, agentd_error *err);
 int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
 		 const agentd_exec_ctx *ctx, agentd_exec_output *out, char id[AGENTD_ID_LEN],
 		 agentd_error *err);
+
+/* process.c: background processes */
+int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_process_opts *opts,
+	      agentd_process **out, agentd_error *err);
 
 /* init.c: the init, cloned by the host (spawn_process child_fn). */
 __attribute__((noreturn)) void container_init_main(void *arg);

@@ -18,13 +18,14 @@ struct running {
 	uint64_t id;
 	pid_t pid;
 	int report;
+	bool background;	/* a process (OP_SPAWN), not an exec */
 };
 
 /* The command's process, forked by init: its own session, stdio, rlimits, Landlock, then
  * execve. The seccomp filter, no_new_privs and the empty capability sets are inherited. */
 static __attribute__((noreturn)) void command_child(const struct init_args *a, int fds[4],
 						     char **argv, char **envp, const char *cwd,
-						     uint32_t cpu_s)
+						     uint32_t cpu_s, bool tty)
 {
 	/* The init ignores no signal and only blocks SIGCHLD (for its signalfd). */
 	signals_reset(0);
@@ -34,6 +35,10 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 		_exit(125);
 	if (dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "set up stdio");
+	/* Its terminal (the slave of a pty of the sandbox's own devpts) as its controlling
+	 * terminal: job control and ^C reach its foreground process group. */
+	if (tty && ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
 	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
 	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
 	 * a score needs no privilege, but /proc/self of a non-dumpable process is root's: it
@@ -79,12 +84,13 @@ struct command_start {
 	char **argv, **envp;
 	const char *cwd;
 	uint32_t cpu_s;
+	bool tty;
 };
 
 static int command_entry(void *arg)
 {
 	const struct command_start *cs = arg;
-	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd, cs->cpu_s);
+	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd, cs->cpu_s, cs->tty);
 }
 
 /* The command's process, as posix_spawn makes one: clone(CLONE_VM | CLONE_VFORK) on a
@@ -93,7 +99,7 @@ static int command_entry(void *arg)
  * The command only writes its own stack before execve (and the oom_score_adj of a vfork
  * child is its own). fork() where no stack could be mapped, and in sanitizer builds. */
 static pid_t start_command(const struct init_args *a, int *fds, char **argv, char **envp,
-			   const char *cwd, uint32_t cpu_s)
+			   const char *cwd, uint32_t cpu_s, bool tty)
 {
 	enum { STACK = 256 << 10 };
 	static void *stack = MAP_FAILED;
@@ -105,16 +111,18 @@ static pid_t start_command(const struct init_args *a, int *fds, char **argv, cha
 	if (stack == MAP_FAILED) {
 		pid_t pid = fork();
 		if (pid == 0)
-			command_child(a, fds, argv, envp, cwd, cpu_s);
+			command_child(a, fds, argv, envp, cwd, cpu_s, tty);
 		return pid;
 	}
 	struct command_start cs = {.a = a, .fds = fds, .argv = argv, .envp = envp, .cwd = cwd,
-				   .cpu_s = cpu_s};
+				   .cpu_s = cpu_s, .tty = tty};
 	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &cs);
 }
 
-/* Start the command of an exec request: fds are its stdin, stdout, stderr, report pipe
- * and payload (all closed here; the report pipe is kept until the command ends). */
+/* Start the command of an exec or spawn request: fds are its stdin, stdout, stderr, report
+ * pipe and payload (all closed here; the report pipe is kept until the command ends). A
+ * background process's pid goes back on its report pipe once it started (REPORT_START):
+ * with the command a vfork child, after its execve or its failure report. */
 static void start_exec(const struct init_args *a, struct running *run, size_t *nrun,
 		       const struct ctl_msg *m, int fds[CTL_MAX_FDS])
 {
@@ -122,7 +130,9 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 	const char *why;
 	int r;
 	if (*nrun == MAX_EXECS) {
-		child_report_fail(fds[3], 125, EBUSY, "too many concurrent execs in this sandbox");
+		child_report_fail(fds[3], 125, EBUSY,
+				  "too many execs and processes running in this sandbox (max "
+				  STR(MAX_EXECS) ")");
 		goto out;
 	}
 	if ((r = exec_payload_decode(fds[4], &pl, &why)) < 0) {
@@ -130,15 +140,20 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		exec_payload_release(&pl);
 		goto out;
 	}
-	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd, m->cpu_s);
+	bool background = m->op == OP_SPAWN;
+	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd, m->cpu_s,
+				  background && (m->flags & SPAWN_TTY));
 	exec_payload_release(&pl);
 	if (pid < 0) {
 		child_report_fail(fds[3], 125, errno, "fork");
 		goto out;
 	}
+	if (background)
+		child_report_start(fds[3], pid);
 	run[*nrun].id = m->id;
 	run[*nrun].pid = pid;
 	run[*nrun].report = fds[3];
+	run[*nrun].background = background;
 	fds[3] = -1; /* kept until the command ends */
 	(*nrun)++;
 out:
@@ -185,6 +200,37 @@ static void reap_signalled(int sfd, struct running *run, size_t *nrun)
 	reap(run, nrun);
 }
 
+/* OP_KILL, OP_SIGNAL. The main process is ours until we reap it: its pid cannot be
+ * another's meanwhile. */
+static void control(struct running *run, size_t nrun, const struct ctl_msg *m)
+{
+	/* CTL_KILL_ALL (a spent CPU budget) is everything but PID 1. */
+	if (m->op == OP_KILL && m->id == CTL_KILL_ALL) {
+		kill(-1, SIGKILL);
+		return;
+	}
+	bool background = false;
+	for (size_t i = 0; i < nrun; i++)
+		background |= run[i].background;
+	for (size_t i = 0; i < nrun; i++) {
+		if (run[i].id != m->id)
+			continue;
+		if (m->op == OP_SIGNAL) {
+			kill(run[i].pid, m->sig);
+			continue;
+		}
+		if (m->op != OP_KILL)
+			continue;
+		/* A timeout, cancel or kill takes the whole tree. Its session is what it can
+		 * be told apart by; when it is the only command running, everything but PID 1
+		 * is its tree (setsid'd and daemonized descendants included), so all of it
+		 * goes. */
+		kill(-run[i].pid, SIGKILL);
+		if (nrun == 1 && !background)
+			kill(-1, SIGKILL);
+	}
+}
+
 static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 {
 	struct running run[MAX_EXECS];
@@ -213,24 +259,14 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 			/* The owner is gone or destroyed us: the sandbox ends with PID 1. */
 			_exit(0);
 		}
-		if (n == sizeof(m) && m.op == OP_EXEC && nfds == CTL_MAX_FDS) {
+		if (n == sizeof(m) && (m.op == OP_EXEC || m.op == OP_SPAWN) &&
+		    nfds == CTL_MAX_FDS) {
 			start_exec(a, run, &nrun, &m, fds);
 			continue;
 		}
 		ctl_close_fds(fds);
-		/* A timeout or cancel kills the exec's whole tree. Its session is what it can
-		 * be told apart by; when it is the only exec running, everything but PID 1 is
-		 * its tree (setsid'd and daemonized descendants included), so all of it goes.
-		 * CTL_KILL_ALL (a spent CPU budget) is everything but PID 1 in any case. */
-		if (n == sizeof(m) && m.op == OP_KILL && m.id == CTL_KILL_ALL)
-			kill(-1, SIGKILL);
-		else if (n == sizeof(m) && m.op == OP_KILL)
-			for (size_t i = 0; i < nrun; i++)
-				if (run[i].id == m.id) {
-					kill(-run[i].pid, SIGKILL);
-					if (nrun == 1)
-						kill(-1, SIGKILL);
-				}
+		if (n == sizeof(m))
+			control(run, nrun, &m);
 	}
 }
 
@@ -264,7 +300,7 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	(void)send_root();
 	trace_mark("init: start command");
 	pid_t pid = start_command(a, fds, (char **)a->once->argv, (char **)a->once->envp,
-				  a->once->cwd, 0);
+				  a->once->cwd, 0, false);
 	if (pid < 0)
 		init_fail(INIT_SETUP_FD, errno, "fork");
 	for (int i = 0; i < 3; i++)
