@@ -56,6 +56,12 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_SESSION_DELETE] = api_sessions,
 	[ROUTE_AUDIT] = api_audit,
 	[ROUTE_AUDIT_VERIFY] = api_audit_verify,
+	[ROUTE_CONTEXT_CREATE] = api_contexts,
+	[ROUTE_CONTEXT_LIST] = api_contexts,
+	[ROUTE_CONTEXT_GET] = api_contexts,
+	[ROUTE_CONTEXT_DELETE] = api_contexts,
+	[ROUTE_CONTEXT_RUN] = api_contexts,
+	[ROUTE_SESSION_EXECUTIONS] = api_sessions,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,

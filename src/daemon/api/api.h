@@ -14,6 +14,11 @@ void api_sandboxes(struct daemon *, struct api_request *, const struct client *,
 void api_exec(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_files(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_sessions(struct daemon *, struct api_request *, const struct client *, struct reply *);
+void api_contexts(struct daemon *, struct api_request *, const struct client *, struct reply *);
+/* The streamed run of a cell (stream_work_fn): its events, then {"done": result}. */
+json_t *api_context_run_work(struct daemon *d, struct live *l, const struct client *c,
+			     struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
+			     void *emit_ud);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */
 struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,

@@ -333,6 +333,7 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 		}
 	pthread_mutex_unlock(&d->lock);
 
+	ctx_free_all(d, l); /* their processes before the sandbox */
 	agentd_error derr = {0};
 	int r = agentd_sandbox_destroy(l->sb, &derr);
 	const char *final = r < 0 ? "failed" : "destroyed";

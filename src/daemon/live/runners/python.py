@@ -81,6 +81,11 @@ def drain():
 threading.Thread(target=relay, daemon=True).start()
 
 os.environ.setdefault("MPLBACKEND", "Agg")   # figures render to PNG, never to a display
+# Debian's matplotlib reads /etc/matplotlibrc, which a sandbox's /etc does not carry.
+for rc in ("/etc/matplotlibrc", "/usr/share/matplotlib/mpl-data/matplotlibrc"):
+    if os.path.exists(rc):
+        os.environ.setdefault("MATPLOTLIBRC", rc)
+        break
 main = types.ModuleType("__main__")
 main.__dict__["__builtins__"] = builtins
 sys.modules["__main__"] = main

@@ -4,33 +4,6 @@
 # variables, functions and the working directory persist. This first process only forwards
 # the host's SIGINT to its process group: a shell runs its trap only once its foreground
 # command has ended, so the signal must reach the cell's commands themselves.
-if [ "$1" != kernel ]; then
-	exec 5<&0 # an async command's stdin would be /dev/null
-	# The kernel starts with SIGINT at its default (an async command of a shell without
-	# job control would ignore it, and so would every command of its cells).
-	if env --default-signal=INT true 2>/dev/null; then
-		env --default-signal=INT "$0" -c "$1" "$0" kernel <&5 5<&- &
-	else
-		"$0" -c "$1" "$0" kernel <&5 5<&- &
-	fi
-	_agentd_k=$!
-	exec 5<&- </dev/null
-	_agentd_forward() {
-		trap '' INT
-		kill -INT 0
-		trap _agentd_forward INT
-	}
-	trap _agentd_forward INT
-	while :; do
-		wait $_agentd_k
-		_agentd_rc=$?
-		kill -0 $_agentd_k 2>/dev/null || exit $_agentd_rc
-	done
-fi
-
-exec 3<&0 4>&1 </dev/null
-unset _agentd_k
-_agentd_dir=$(mktemp -d "${TMPDIR:-/tmp}/agentd-ctx.XXXXXX") || exit 1
 
 _agentd_frame() { # KIND ID FILE: one frame per 65536 bytes of FILE
 	exec 7<"$3"
@@ -67,6 +40,7 @@ _agentd_kernel() {
 			;;
 		run)
 			_agentd_intr=
+			printf %s "$_agentd_id" >"$_agentd_dir/cell"
 			eval "$_agentd_payload" >"$_agentd_dir/out" 2>"$_agentd_dir/err" </dev/null 3<&- 4>&-
 			_agentd_status=$?
 			for _agentd_v in $_agentd_restore; do
@@ -78,13 +52,49 @@ _agentd_kernel() {
 			_agentd_restore=
 			_agentd_frame out "$_agentd_id" "$_agentd_dir/out"
 			_agentd_frame err "$_agentd_id" "$_agentd_dir/err"
+			rm -f "$_agentd_dir/cell"
 			if [ -n "$_agentd_intr" ]; then _agentd_st=error; else _agentd_st=ok; fi
 			_agentd_send done "$_agentd_id" "{\"status\":\"$_agentd_st\",\"exit_code\":$_agentd_status}"
 			;;
 		esac
 	done
-	rm -rf "$_agentd_dir"
 }
 
-_agentd_send hello 0 "{\"language\":\"sh\",\"pid\":$$}"
+if [ "$1" != kernel ]; then
+	exec 4>&1 5<&0 </dev/null # an async command's stdin would be /dev/null
+	_agentd_dir=$(mktemp -d "${TMPDIR:-/tmp}/agentd-ctx.XXXXXX") || exit 1
+	# The kernel starts with SIGINT at its default (an async command of a shell without
+	# job control would ignore it, and so would every command of its cells).
+	if env --default-signal=INT true 2>/dev/null; then
+		env --default-signal=INT "$0" -c "$1" "$0" kernel "$_agentd_dir" <&5 5<&- &
+	else
+		"$0" -c "$1" "$0" kernel "$_agentd_dir" <&5 5<&- &
+	fi
+	_agentd_k=$!
+	exec 5<&-
+	_agentd_forward() {
+		trap '' INT
+		kill -INT 0
+		trap _agentd_forward INT
+	}
+	trap _agentd_forward INT
+	_agentd_send hello 0 "{\"language\":\"sh\",\"pid\":$$}"
+	while :; do
+		wait $_agentd_k
+		_agentd_rc=$?
+		kill -0 $_agentd_k 2>/dev/null || break
+	done
+	# The kernel exited (a cell ran `exit`): that cell's output and status go out.
+	if [ -f "$_agentd_dir/cell" ]; then
+		_agentd_id=$(cat "$_agentd_dir/cell")
+		_agentd_frame out "$_agentd_id" "$_agentd_dir/out"
+		_agentd_frame err "$_agentd_id" "$_agentd_dir/err"
+		_agentd_send done "$_agentd_id" "{\"status\":\"error\",\"exit_code\":$_agentd_rc}"
+	fi
+	rm -rf "$_agentd_dir"
+	exit $_agentd_rc
+fi
+
+exec 3<&0 4>&1 </dev/null
+_agentd_dir=$2
 _agentd_kernel
