@@ -158,7 +158,7 @@ void *stream_response_new(struct daemon *d, struct live *l, const struct client 
 /* ------------------------------------------------------------------ contexts.c
  * Stateful code contexts (docs/contexts.md): an interpreter started in the sandbox with
  * agentd's runner for its language, cells run in it one at a time over the framed
- * protocol (http/ctxproto.c). A context that breaks the protocol, or ignores the interrupt
+ * protocol (common/ctxproto.c). A context that breaks the protocol, or ignores the interrupt
  * of a timed-out cell, is killed; the daemon and the other contexts go on. */
 #define LIVE_MAX_CONTEXTS 8
 #define CTX_INTERRUPT_GRACE_MS 2000	/* SIGINT to kill, after a cell's timeout */

@@ -1,7 +1,7 @@
-/* ctxproto.c: the code-context protocol on the daemon's side (docs/contexts.md) — the
+/* ctxproto.c: the code-context protocol on the host's side (docs/contexts.md) — the
  * request encoder and the parser of what a runner sends, which is sandbox input: pure, no
  * I/O, fuzzed by fuzz/fuzz_ctxframe.c. */
-#include "daemon/http/http.h"
+#include "common/common.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,6 +27,7 @@ void ctx_parser_free(struct ctx_parser *p)
 {
 	free(p->buf);
 	p->buf = NULL;
+	p->cap = 0;
 }
 
 void ctx_encode(char **buf, size_t *len, const char *kind, uint32_t id, const void *payload,
@@ -89,9 +90,6 @@ static int parse_head(struct ctx_parser *p, agentd_error *err)
 	}
 	p->cur = (struct ctx_frame){.kind = (enum ctx_frame_kind)kind, .id = id, .len = len};
 	p->have = 0;
-	if (!p->skip) {
-		p->buf = xrealloc(p->buf, len ? len : 1);
-	}
 	p->in_payload = true;
 	return 0;
 }
@@ -100,7 +98,7 @@ static int finish(struct ctx_parser *p, ctx_frame_cb cb, void *ud, agentd_error 
 {
 	p->in_payload = false;
 	p->hlen = 0;
-	p->cur.data = p->skip ? NULL : p->buf;
+	p->cur.data = p->skip ? NULL : p->buf ? p->buf : (const uint8_t *)"";
 	return cb(ud, &p->cur, err);
 }
 
@@ -132,8 +130,17 @@ int ctx_parser_feed(struct ctx_parser *p, const uint8_t *data, size_t len, ctx_f
 			continue;
 		}
 		size_t take = p->cur.len - p->have < len ? p->cur.len - p->have : len;
-		if (!p->skip)
+		if (!p->skip) {
+			/* grown as bytes arrive, not to what a header claims */
+			if (p->have + take > p->cap) {
+				size_t cap = p->cap ? p->cap : 4096;
+				while (cap < p->have + take)
+					cap *= 2;
+				p->cap = cap < p->cur.len ? cap : p->cur.len;
+				p->buf = xrealloc(p->buf, p->cap);
+			}
 			memcpy(p->buf + p->have, data, take);
+		}
 		p->have += take;
 		data += take;
 		len -= take;
