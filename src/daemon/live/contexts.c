@@ -12,6 +12,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#define CTX_RESULTS_MAX (16u << 20)	/* a cell's results (figures...) in all */
+
 struct context {
 	char id[API_ID_LEN + 1];
 	enum api_language lang;
@@ -96,6 +98,7 @@ struct cell {
 	uint32_t id;
 	size_t budget;			/* output kept: the sandbox's max_output_bytes */
 	size_t kept;
+	size_t results_kept;		/* results: CTX_RESULTS_MAX in all */
 	bool truncated;
 	uint8_t *out[2];
 	size_t out_len[2];
@@ -159,12 +162,13 @@ static int on_frame(void *ud, const struct ctx_frame *f, agentd_error *err)
 		json_t *b = ctx_decode_bundle(f, err);
 		if (!b)
 			return -1;
-		if (!fits || json_array_size(cl->results) >= 64) {
+		if (cl->results_kept + f->len > CTX_RESULTS_MAX ||
+		    json_array_size(cl->results) >= 64) {
 			json_decref(b);
 			cl->truncated = true;
 			return 0;
 		}
-		cl->kept += f->len;
+		cl->results_kept += f->len;
 		json_array_append(cl->results, b);
 		if (cl->cb)
 			cl->cb(cl->ud, json_pack("{s:O}", "result", b));
@@ -211,6 +215,11 @@ static void describe_end(agentd_process *p, const struct diag *dg, char *out, si
 {
 	agentd_process_status st;
 	agentd_error e = {0};
+	/* its pipe closes a moment before its end is reported */
+	struct pollfd w = {.fd = agentd_process_wait_fd(p), .events = POLLIN};
+	if (poll(&w, 1, 1000) < 0) {
+		/* then its status says it runs */
+	}
 	if (agentd_process_get_status(p, &st, &e) == 0 && !st.running)
 		snprintf(out, n, "the interpreter exited (%s %d)%s%s",
 			 st.term_signal ? "signal" : "status",
