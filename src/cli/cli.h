@@ -129,6 +129,8 @@ int cmd_audit(int argc, char **argv);
 void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
 int cmd_session(int argc, char **argv);
+/* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
+int cmd_context(const char *sub, int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);

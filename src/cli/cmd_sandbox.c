@@ -36,6 +36,8 @@ static void sandbox_usage(FILE *f)
 		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
+		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
+		"                        code contexts (agentd sandbox context --help)\n"
 		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
 		"                        other a host file or - for stdin/stdout (escaped on a\n"
 		"                        terminal unless --raw)\n\n%s",
@@ -494,6 +496,9 @@ int cmd_sandbox(int argc, char **argv)
 		return argc < 2 ? EXIT_AGENTD : 0;
 	}
 	const char *sub = argv[1];
+	if (!strcmp(sub, "context") || !strcmp(sub, "contexts") || !strcmp(sub, "context-rm") ||
+	    !strcmp(sub, "run-code"))
+		return cmd_context(sub, argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp"};

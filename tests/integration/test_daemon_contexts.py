@@ -237,3 +237,28 @@ def test_session_executions_keep_variables_and_are_listed(d):
     assert r.status == 200 and len(r.json["executions"]) == 6, r
     assert [e["status"] for e in r.json["executions"]][:2] == ["completed", "completed"]
     d.delete(base)
+
+
+def test_the_cli_starts_runs_lists_and_removes_contexts(d, sb):
+    r = d.cli("sandbox", "context", sb, "--language", "python")
+    assert r.returncode == 0, r
+    cid = r.stdout.decode().strip()
+    assert len(cid) == 32
+    r = d.cli("sandbox", "run-code", sb, cid, "-c", "x = 41\nprint('hi')")
+    assert r.returncode == 0 and r.stdout == b"hi\n", r
+    r = d.cli("sandbox", "run-code", sb, cid, input=b"x + 1")
+    assert r.returncode == 0 and r.stdout == b"42\n", r
+    r = d.cli("sandbox", "run-code", sb, cid, "--stream", "-c", "print(1)\n1/0")
+    assert r.returncode == 1 and r.stdout == b"1\n", r
+    assert b"ZeroDivisionError" in r.stderr, r
+    r = d.cli("sandbox", "run-code", sb, cid, "--timeout", "300ms", "-c", "while True: pass")
+    assert r.returncode == 124, r
+    r = d.cli("sandbox", "run-code", sb, cid, "--json", "-c", "x")
+    assert r.returncode == 0 and json.loads(r.stdout)["result"]["text/plain"] == "41", r
+    r = d.cli("sandbox", "contexts", sb)
+    assert r.returncode == 0 and cid.encode() in r.stdout, r
+    r = d.cli("sandbox", "context", sb, "--language", "ruby")
+    assert r.returncode == 125 and b"language" in r.stderr, r
+    assert d.cli("sandbox", "context-rm", sb, cid).returncode == 0
+    r = d.cli("sandbox", "run-code", sb, cid, "-c", "1")
+    assert r.returncode == 125 and b"no context" in r.stderr, r
