@@ -13,14 +13,13 @@ static int on_frame(void *ud, const struct ctx_frame *f, agentd_error *err)
 	    f->kind != CTXF_ERROR)
 		abort(); /* a payload over the bound is never kept */
 	json_t *j = NULL;
-	bool ok, has;
-	int code;
+	struct ctx_done done;
 	switch (f->kind) {
 	case CTXF_RESULT: j = ctx_decode_bundle(f, err); break;
 	case CTXF_ERROR: j = ctx_decode_error(f, err); break;
 	case CTXF_HELLO: j = ctx_decode_hello(f, err); break;
 	case CTXF_DONE:
-		if (ctx_decode_done(f, &ok, &code, &has, err) == 0 && (code < 0 || code > 255))
+		if (ctx_decode_done(f, &done, err) == 0 && (done.exit_code < 0 || done.exit_code > 255))
 			abort();
 		break;
 	default: break;

@@ -206,12 +206,17 @@ const char *ctx_frame_kind_name(enum ctx_frame_kind k);
 void ctx_encode(char **buf, size_t *len, const char *kind, uint32_t id, const void *payload,
 		size_t plen);
 /* result: an object of MIME type -> string; error: {name, value, traceback} strings;
- * done: {status: "ok"|"error", exit_code?}; hello: {language, version?, pid?}. NULL/-1 +
+ * done: {status: "ok"|"error", exit_code?, exited?}; hello: {language, version?, pid?}. NULL/-1 +
  * err when the payload is not exactly that. */
 json_t *ctx_decode_bundle(const struct ctx_frame *f, agentd_error *err);
 json_t *ctx_decode_error(const struct ctx_frame *f, agentd_error *err);
-int ctx_decode_done(const struct ctx_frame *f, bool *ok, int *exit_code, bool *has_exit,
-		    agentd_error *err);
+struct ctx_done {
+	bool ok;			/* status "ok", else "error" */
+	bool has_exit;			/* exit_code given (shell cells) */
+	int exit_code;
+	bool exited;			/* the interpreter ends after this cell (a shell's exit) */
+};
+int ctx_decode_done(const struct ctx_frame *f, struct ctx_done *d, agentd_error *err);
 json_t *ctx_decode_hello(const struct ctx_frame *f, agentd_error *err);
 
 #endif

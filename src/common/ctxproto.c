@@ -222,24 +222,26 @@ json_t *ctx_decode_error(const struct ctx_frame *f, agentd_error *err)
 	return j;
 }
 
-int ctx_decode_done(const struct ctx_frame *f, bool *ok, int *exit_code, bool *has_exit,
-		    agentd_error *err)
+int ctx_decode_done(const struct ctx_frame *f, struct ctx_done *d, agentd_error *err)
 {
 	json_t *j = load_object(f, err);
 	if (!j)
 		return -1;
 	const char *st = json_string_value(json_object_get(j, "status"));
-	json_t *ec = json_object_get(j, "exit_code");
-	size_t want = 1 + (ec != NULL);
+	json_t *ec = json_object_get(j, "exit_code"), *ex = json_object_get(j, "exited");
+	size_t want = 1 + (ec != NULL) + (ex != NULL);
 	int r = 0;
 	if (!st || (strcmp(st, "ok") && strcmp(st, "error")) || json_object_size(j) != want ||
 	    (ec && (!json_is_integer(ec) || json_integer_value(ec) < 0 ||
-		    json_integer_value(ec) > 255))) {
-		r = agentd_error_set(err, EPROTO, "done frame: expected {status, exit_code?}");
+		    json_integer_value(ec) > 255)) ||
+	    (ex && !json_is_boolean(ex))) {
+		r = agentd_error_set(err, EPROTO,
+				     "done frame: expected {status, exit_code?, exited?}");
 	} else {
-		*ok = !strcmp(st, "ok");
-		*has_exit = ec != NULL;
-		*exit_code = ec ? (int)json_integer_value(ec) : 0;
+		d->ok = !strcmp(st, "ok");
+		d->has_exit = ec != NULL;
+		d->exit_code = ec ? (int)json_integer_value(ec) : 0;
+		d->exited = json_is_true(ex);
 	}
 	json_decref(j);
 	return r;

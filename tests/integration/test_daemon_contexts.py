@@ -262,3 +262,13 @@ def test_the_cli_starts_runs_lists_and_removes_contexts(d, sb):
     assert d.cli("sandbox", "context-rm", sb, cid).returncode == 0
     r = d.cli("sandbox", "run-code", sb, cid, "-c", "1")
     assert r.returncode == 125 and b"no context" in r.stderr, r
+
+
+def test_a_shell_cell_that_exits_ends_its_context_with_its_status(d, sb):
+    cid = context(d, sb, "sh")
+    out = run(d, sb, cid, "echo bye; exit 4")
+    assert out["stdout"] == "bye\n" and out["exit_code"] == 4, out
+    assert out["context_alive"] is False, out
+    r = d.get(f"/v1/sandboxes/{sb}/contexts/{cid}")
+    assert r.json["state"] == "gone" and "exited (exit 4)" in r.json["reason"], r
+    d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")

@@ -103,8 +103,8 @@ struct cell {
 	uint8_t *out[2];
 	size_t out_len[2];
 	json_t *results, *error;
-	bool done, ok, has_exit;
-	int exit_code;
+	bool done;
+	struct ctx_done end;
 	ctx_event_cb cb;
 	void *ud;
 };
@@ -186,7 +186,7 @@ static int on_frame(void *ud, const struct ctx_frame *f, agentd_error *err)
 		return 0;
 	}
 	case CTXF_DONE:
-		if (ctx_decode_done(f, &cl->ok, &cl->exit_code, &cl->has_exit, err) < 0)
+		if (ctx_decode_done(f, &cl->end, err) < 0)
 			return -1;
 		cl->done = true;
 		return 0;
@@ -322,7 +322,7 @@ static json_t *cell_json(struct context *c, struct cell *cl, enum run_end end, b
 	json_object_set_new(o, "cell", json_integer(cl->id));
 	const char *status = end == END_KILLED ? "killed"
 			     : interrupted	   ? "timeout"
-			     : cl->ok		   ? "ok"
+			     : cl->end.ok	   ? "ok"
 						   : "error";
 	json_object_set_new(o, "status", json_string(status));
 	static const char *const names[] = {"stdout", "stderr"};
@@ -346,8 +346,8 @@ static json_t *cell_json(struct context *c, struct cell *cl, enum run_end end, b
 					      why, "traceback", ""));
 	else
 		json_object_set(o, "error", cl->error ? cl->error : json_null());
-	if (cl->has_exit)
-		json_object_set_new(o, "exit_code", json_integer(cl->exit_code));
+	if (cl->end.has_exit)
+		json_object_set_new(o, "exit_code", json_integer(cl->end.exit_code));
 	json_object_set_new(o, "duration_ms", json_integer((json_int_t)dt));
 	json_object_set_new(o, "timed_out", json_boolean(interrupted));
 	json_object_set_new(o, "output_truncated", json_boolean(cl->truncated));
@@ -438,15 +438,13 @@ int ctx_run(struct daemon *d, struct live *l, const char *cid, const struct ctx_
 	if (end == END_KILLED) {
 		dlog("warn", "msg=\"context killed\" sandbox=%s context=%s reason=\"%s\"", l->id,
 		     c->id, why);
-	} else if (cl.has_exit) {
-		/* a shell whose cell ran `exit` ends after its done frame */
-		agentd_process_status st;
-		if (agentd_process_get_status(c->p, &st, NULL) == 0 && !st.running)
-			end = END_DONE, snprintf(why, sizeof(why), "the shell exited (exit %d)",
-						 cl.exit_code);
-		else if (usleep(20000) == 0 && agentd_process_get_status(c->p, &st, NULL) == 0 &&
-			 !st.running)
-			snprintf(why, sizeof(why), "the shell exited (exit %d)", cl.exit_code);
+	} else if (cl.end.exited) {
+		/* a shell whose cell ran `exit`: its runner ends after the done frame */
+		struct pollfd w = {.fd = agentd_process_wait_fd(c->p), .events = POLLIN};
+		if (poll(&w, 1, 2000) < 0) {
+			/* it is killed below either way */
+		}
+		snprintf(why, sizeof(why), "the shell exited (exit %d)", cl.end.exit_code);
 	}
 	pthread_mutex_lock(&d->lock);
 	if (end == END_KILLED || why[0])

@@ -89,7 +89,10 @@ if [ "$1" != kernel ]; then
 		_agentd_id=$(cat "$_agentd_dir/cell")
 		_agentd_frame out "$_agentd_id" "$_agentd_dir/out"
 		_agentd_frame err "$_agentd_id" "$_agentd_dir/err"
-		_agentd_send done "$_agentd_id" "{\"status\":\"error\",\"exit_code\":$_agentd_rc}"
+		_agentd_st=ok
+		[ "$_agentd_rc" -eq 0 ] || _agentd_st=error
+		_agentd_send done "$_agentd_id" \
+			"{\"status\":\"$_agentd_st\",\"exit_code\":$_agentd_rc,\"exited\":true}"
 	fi
 	rm -rf "$_agentd_dir"
 	exit $_agentd_rc
