@@ -127,15 +127,9 @@ static void print_error_obj(struct term_out *t, json_t *e)
 static void on_event(void *ud, const char *line, size_t len)
 {
 	struct run_state *st = ud;
-	json_t *j = json_loadb(line, len, 0, NULL);
+	json_t *j = ndjson_line(line, len, st->json);
 	if (!j)
 		return;
-	if (st->json) {
-		char *s = json_dumps(j, JSON_COMPACT | term_json_flags());
-		puts(s);
-		fflush(stdout);
-		free(s);
-	}
 	json_t *v;
 	if ((v = json_object_get(j, "done"))) {
 		st->rc = run_exit_code(v);
@@ -184,22 +178,13 @@ static int do_run(struct ctx_opts *o, const char *id, const char *cid)
 		json_object_set_new(body, "stream", json_true());
 	char path[160];
 	snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/contexts/%.40s/run", id, cid);
-	char *b = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	struct client_conn c;
-	if (client_connect(o->socket, &c, &err) < 0) {
-		free(b);
-		print_error("sandbox run-code: %s", err.msg);
-		return EXIT_AGENTD;
-	}
 	struct run_state st = {.json = o->json, .rc = EXIT_AGENTD};
 	term_out_init(&st.term[0], 1, o->raw);
 	term_out_init(&st.term[1], 2, o->raw);
 	struct http_response resp;
-	int r = client_request(&c, "POST", path, "application/json", b, strlen(b), &resp,
-			       o->stream ? on_event : NULL, &st, &err);
-	free(b);
-	client_close(&c);
+	int r = client_send(o->socket, "POST", path, body, &resp, o->stream ? on_event : NULL, &st,
+			    &err);
+	json_decref(body);
 	if (r < 0) {
 		print_error("sandbox run-code: %s", err.msg);
 		return EXIT_AGENTD;
@@ -231,35 +216,27 @@ static int do_run(struct ctx_opts *o, const char *id, const char *cid)
 	return rc;
 }
 
-static int call(struct ctx_opts *o, const char *verb, const char *method, const char *path,
-		json_t *body, int ok, const char *print_key)
+/* The contexts of a sandbox as a table (--json: the answer). */
+static int list(struct ctx_opts *o, const char *path)
 {
+	if (o->json)
+		return sandbox_call(o->socket, true, "contexts", "GET", path, NULL, 200, NULL);
 	agentd_error err = {0};
 	int status = 0;
-	json_t *j = client_call(o->socket, method, path, body, &status, &err);
-	json_decref(body);
+	json_t *j = client_call(o->socket, "GET", path, NULL, &status, &err), *v;
 	if (!j) {
-		print_error("sandbox %s: %s", verb, err.msg);
+		print_error("sandbox contexts: %s", err.msg);
 		return EXIT_AGENTD;
 	}
-	int rc = status == ok ? 0 : client_report_error(verb, status, j);
-	if (!rc && (o->json || !print_key)) {
-		char *s = json_dumps(j, JSON_INDENT(2) | term_json_flags());
-		puts(s);
-		free(s);
-	} else if (!rc && !strcmp(print_key, "contexts")) {
-		json_t *v;
-		size_t i;
+	int rc = status == 200 ? 0 : client_report_error("contexts", status, j);
+	size_t i;
+	if (!rc)
 		printf("%-32s  %-8s %-8s %s\n", "CONTEXT", "LANGUAGE", "STATE", "CELLS");
-		json_array_foreach(json_object_get(j, "contexts"), i, v)
-			printf("%-32s  %-8s %-8s %lld\n",
-			       json_string_value(json_object_get(v, "id")),
-			       json_string_value(json_object_get(v, "language")),
-			       json_string_value(json_object_get(v, "state")),
-			       (long long)json_integer_value(json_object_get(v, "cells")));
-	} else if (!rc) {
-		puts(json_string_value(json_object_get(j, print_key)));
-	}
+	json_array_foreach(rc ? NULL : json_object_get(j, "contexts"), i, v)
+		printf("%-32s  %-8s %-8s %lld\n", json_string_value(json_object_get(v, "id")),
+		       json_string_value(json_object_get(v, "language")),
+		       json_string_value(json_object_get(v, "state")),
+		       (long long)json_integer_value(json_object_get(v, "cells")));
 	json_decref(j);
 	return rc;
 }
@@ -294,13 +271,13 @@ int cmd_context(const char *sub, int argc, char **argv)
 		if (o.workdir)
 			json_object_set_new(body, "workdir", json_string(o.workdir));
 		snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/contexts", id);
-		rc = call(&o, "context", "POST", path, body, 201, "id");
+		rc = sandbox_call(o.socket, o.json, "context", "POST", path, body, 201, "id");
 	} else if (!strcmp(sub, "contexts")) {
 		snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/contexts", id);
-		rc = call(&o, "contexts", "GET", path, NULL, 200, "contexts");
+		rc = list(&o, path);
 	} else {
 		snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/contexts/%.40s", id, cid);
-		rc = call(&o, "context-rm", "DELETE", path, NULL, 200, "id");
+		rc = sandbox_call(o.socket, o.json, "context-rm", "DELETE", path, NULL, 200, "id");
 	}
 out:
 	json_decref(o.env);

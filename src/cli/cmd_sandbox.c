@@ -228,18 +228,24 @@ struct stream_state {
 	struct term_out term[2];	/* stdout, stderr */
 };
 
-static void on_line(void *ud, const char *line, size_t len)
+json_t *ndjson_line(const char *line, size_t len, bool echo)
 {
-	struct stream_state *st = ud;
 	json_t *j = json_loadb(line, len, 0, NULL);
-	if (!j)
-		return;
-	if (st->json) {
+	if (j && echo) {
 		char *s = json_dumps(j, JSON_COMPACT | term_json_flags());
 		puts(s);
 		fflush(stdout);
 		free(s);
 	}
+	return j;
+}
+
+static void on_line(void *ud, const char *line, size_t len)
+{
+	struct stream_state *st = ud;
+	json_t *j = ndjson_line(line, len, st->json);
+	if (!j)
+		return;
 	json_t *ex = json_object_get(j, "exit");
 	json_t *er = json_object_get(j, "error");
 	if (ex) {
@@ -306,22 +312,13 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 		json_object_set_new(body, "stream", json_true());
 	char path[128];
 	snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/exec", id);
-	char *b = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	struct client_conn c;
-	if (client_connect(o->socket, &c, &err) < 0) {
-		free(b);
-		print_error("sandbox exec: %s", err.msg);
-		return EXIT_AGENTD;
-	}
 	struct stream_state st = {.exit_code = EXIT_AGENTD, .json = o->json};
 	term_out_init(&st.term[0], 1, o->raw);
 	term_out_init(&st.term[1], 2, o->raw);
 	struct http_response resp;
-	int r = client_request(&c, "POST", path, "application/json", b, strlen(b), &resp,
-			       o->stream ? on_line : NULL, &st, &err);
-	free(b);
-	client_close(&c);
+	int r = client_send(o->socket, "POST", path, body, &resp, o->stream ? on_line : NULL, &st,
+			    &err);
+	json_decref(body);
 	if (r < 0) {
 		print_error("sandbox exec: %s", err.msg);
 		return EXIT_AGENTD;
@@ -401,6 +398,13 @@ static int simple(struct sbx_opts *o, const char *verb, const char *method, cons
 	}
 	json_decref(j);
 	return rc;
+}
+
+int sandbox_call(const char *socket, bool json, const char *verb, const char *method,
+		 const char *path, json_t *body, int ok, const char *print_key)
+{
+	struct sbx_opts o = {.socket = socket, .json = json};
+	return simple(&o, verb, method, path, body, ok, print_key);
 }
 
 static bool split_remote(const char *s, char id[33], const char **path)

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from daemon_util import Daemon, UnixHTTPConnection
+from daemon_util import Daemon, UnixHTTPConnection, context_create as context, \
+    context_run as run
 
 NODE = shutil.which("node") is not None
 
@@ -25,18 +26,6 @@ def sb(d):
     sid = d.create(spec={"limits": {"max_wall_time_ms": 60000}})
     yield sid
     d.delete(f"/v1/sandboxes/{sid}")
-
-
-def context(d, sb, language="python", **kw):
-    r = d.post(f"/v1/sandboxes/{sb}/contexts", dict(language=language, **kw))
-    assert r.status == 201, r
-    return r.json["id"]
-
-
-def run(d, sb, cid, code, **kw):
-    r = d.post(f"/v1/sandboxes/{sb}/contexts/{cid}/run", dict(code=code, **kw))
-    assert r.status == 200, r
-    return r.json
 
 
 def test_a_python_context_keeps_its_variables(d, sb):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from daemon_util import Daemon  # noqa: E402
+from daemon_util import Daemon, context_create as context, context_run as run  # noqa: E402
 
 # The runner's protocol fd and the running cell's id, as a hostile cell finds them.
 PROTO = "import os, sys\ng = sys._getframe(1).f_globals\nfd, cid = g['proto_out'], g['cell_id']\n"
@@ -34,18 +34,6 @@ def sb(d):
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
-def context(d, sb):
-    r = d.post(f"/v1/sandboxes/{sb}/contexts", {"language": "python"})
-    assert r.status == 201, r
-    return r.json["id"]
-
-
-def run(d, sb, cid, code, **kw):
-    r = d.post(f"/v1/sandboxes/{sb}/contexts/{cid}/run", dict(code=code, **kw))
-    assert r.status == 200, r
-    return r.json
 
 
 @pytest.fixture

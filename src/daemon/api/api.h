@@ -19,6 +19,12 @@ void api_contexts(struct daemon *, struct api_request *, const struct client *, 
 json_t *api_context_run_work(struct daemon *d, struct live *l, const struct client *c,
 			     struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
 			     void *emit_ud);
+/* The live sandbox id (referenced), or NULL with the reply set: 409 when it is gone, 404
+ * when it never was. */
+struct live *api_sandbox_live(struct daemon *d, const char *id, struct reply *out);
+/* A streamed answer whose work (NULL: r's exec) owns the reference to l from here on. */
+void api_reply_stream(struct daemon *d, struct live *l, const struct client *c,
+		      struct api_request *r, stream_work_fn work, struct reply *out);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */
 struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,

@@ -6,22 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The sandbox of the request, or NULL with the reply set (as exec does). */
-static struct live *sandbox_of(struct daemon *d, struct api_request *r, struct reply *out)
-{
-	struct live *l = live_get(d, r->id);
-	if (l)
-		return l;
-	json_t *old = state_sandbox_get(d->st, r->id);
-	if (old)
-		reply_error(out, 409, "sandbox %s is %s", r->id,
-			    json_string_value(json_object_get(old, "state")));
-	else
-		reply_error(out, 404, "no sandbox %s", r->id);
-	json_decref(old);
-	return NULL;
-}
-
 /* A cell's timeout is bounded by the sandbox's wall-time limit, as an exec's is. */
 static int check_timeout(struct live *l, uint64_t timeout_ms, agentd_error *err)
 {
@@ -81,14 +65,7 @@ static void run(struct daemon *d, struct live *l, struct api_request *r, const s
 			return;
 		}
 		live_get(d, l->id); /* the stream's own reference */
-		out->mhd_response =
-			stream_work_response_new(d, l, c, r, c->fd, api_context_run_work);
-		if (!out->mhd_response) {
-			live_put(d, l);
-			reply_error(out, 500, "cannot start the stream");
-			return;
-		}
-		out->status = 200;
+		api_reply_stream(d, l, c, r, api_context_run_work, out);
 		return;
 	}
 	struct exec_slot slot;
@@ -114,7 +91,7 @@ static void run(struct daemon *d, struct live *l, struct api_request *r, const s
 void api_contexts(struct daemon *d, struct api_request *r, const struct client *c,
 		  struct reply *out)
 {
-	struct live *l = sandbox_of(d, r, out);
+	struct live *l = api_sandbox_live(d, r->id, out);
 	if (!l)
 		return;
 	agentd_error err = {0};

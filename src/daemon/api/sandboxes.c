@@ -308,20 +308,39 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 	live_put(d, l);
 }
 
+struct live *api_sandbox_live(struct daemon *d, const char *id, struct reply *out)
+{
+	struct live *l = live_get(d, id);
+	if (l)
+		return l;
+	json_t *old = state_sandbox_get(d->st, id);
+	if (old)
+		reply_error(out, 409, "sandbox %s is %s", id,
+			    json_string_value(json_object_get(old, "state")));
+	else
+		reply_error(out, 404, "no sandbox %s", id);
+	json_decref(old);
+	return NULL;
+}
+
+void api_reply_stream(struct daemon *d, struct live *l, const struct client *c,
+		      struct api_request *r, stream_work_fn work, struct reply *out)
+{
+	out->mhd_response = stream_work_response_new(d, l, c, r, c->fd, work);
+	if (!out->mhd_response) {
+		live_put(d, l);
+		reply_error(out, 500, "cannot start the stream");
+		return;
+	}
+	out->status = 200;
+}
+
 void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 	      struct reply *out)
 {
-	struct live *l = live_get(d, r->id);
-	if (!l) {
-		json_t *old = state_sandbox_get(d->st, r->id);
-		if (old)
-			reply_error(out, 409, "sandbox %s is %s", r->id,
-				    json_string_value(json_object_get(old, "state")));
-		else
-			reply_error(out, 404, "no sandbox %s", r->id);
-		json_decref(old);
+	struct live *l = api_sandbox_live(d, r->id, out);
+	if (!l)
 		return;
-	}
 	agentd_error cerr = {0};
 	agentd_command check = {.argv = r->argv, .env = r->env, .workdir = r->workdir,
 				.timeout_ms = r->timeout_ms};
@@ -341,13 +360,7 @@ void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 			live_put(d, l);
 			return;
 		}
-		out->mhd_response = stream_response_new(d, l, c, r, c->fd);
-		if (!out->mhd_response) {
-			live_put(d, l);
-			reply_error(out, 500, "cannot start the stream");
-			return;
-		}
-		out->status = 200;
+		api_reply_stream(d, l, c, r, NULL, out);
 		return;
 	}
 	agentd_command cmd = {

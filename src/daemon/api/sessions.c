@@ -138,13 +138,7 @@ static void execute(struct daemon *d, struct live *l, struct api_request *r,
 	}
 	if (r->stream) {
 		live_get(d, l->id); /* the stream's own reference */
-		out->mhd_response = stream_work_response_new(d, l, c, r, c->fd, execute_streamed);
-		if (!out->mhd_response) {
-			live_put(d, l);
-			reply_error(out, 500, "cannot start the stream");
-			return;
-		}
-		out->status = 200;
+		api_reply_stream(d, l, c, r, execute_streamed, out);
 		return;
 	}
 	struct exec_slot slot;

@@ -151,10 +151,6 @@ void audit(struct daemon *d, const struct client *c, const char *action, const c
 extern const double live_latency_bucket_s[LATENCY_BUCKETS];
 /* The counters of one finished exec (d->lock held). */
 void live_count_exec(struct daemon *d, const agentd_exec_output *o, bool failed);
-/* A chunked NDJSON response fed by the exec's output callback (stream.c). */
-void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
-			  struct api_request *r, int conn_fd);
-
 /* ------------------------------------------------------------------ contexts.c
  * Stateful code contexts (docs/contexts.md): an interpreter started in the sandbox with
  * agentd's runner for its language, cells run in it one at a time over the framed
@@ -190,8 +186,8 @@ int ctx_session_context(struct daemon *d, struct live *l, enum api_language lang
 			char cid[API_ID_LEN + 1], agentd_error *err);
 /* Every context of l killed and freed: live_destroy, before the sandbox goes. */
 void ctx_free_all(struct daemon *d, struct live *l);
-/* A streamed response whose work runs on its own thread and emits NDJSON lines (stream.c);
- * work returns the last line. */
+/* A chunked NDJSON response (stream.c): work (NULL: r's exec, fed by its output callback)
+ * runs on its own thread, emits lines and returns the last one. */
 typedef json_t *(*stream_work_fn)(struct daemon *d, struct live *l, const struct client *c,
 				  struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
 				  void *emit_ud);

@@ -181,12 +181,6 @@ static void release(void *cls)
 	free(s);
 }
 
-void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
-			  struct api_request *r, int conn_fd)
-{
-	return stream_work_response_new(d, l, c, r, conn_fd, NULL);
-}
-
 void *stream_work_response_new(struct daemon *d, struct live *l, const struct client *c,
 			       struct api_request *r, int conn_fd, stream_work_fn work)
 {
