@@ -101,3 +101,22 @@ def test_the_interpreter_exiting_is_a_clear_error(d, sb, bystander):
     out = run(d, sb, cid, "import os\nos._exit(3)")
     assert out["status"] == "killed" and "exited (status 3)" in out["error"]["value"], out
     d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_runner_closing_its_stderr_does_not_spin_the_daemon(d, sb, bystander):
+    """The runner's stderr at EOF while a cell runs on: the daemon stops watching it
+    instead of polling a hung-up pipe in a loop."""
+    cid = context(d, sb)
+    before = cpu_seconds(d.proc.pid)
+    out = run(d, sb, cid, "import os, sys, time\nos.close(sys._getframe(1).f_globals['diag'])\n"
+                          "time.sleep(3)\n'slept'")
+    used = cpu_seconds(d.proc.pid) - before
+    assert out["result"]["text/plain"] == "'slept'", out
+    assert used < 1.0, f"the daemon used {used:.2f} s of CPU during a 3 s sleep"
+    d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")

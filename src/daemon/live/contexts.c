@@ -70,7 +70,8 @@ struct diag {
 	size_t n;
 };
 
-static void diag_read(int fd, struct diag *dg)
+/* false at EOF: the caller stops polling fd (a runner closes it: python's dup2 over fd 2). */
+static bool diag_read(int fd, struct diag *dg)
 {
 	char buf[4096];
 	ssize_t n;
@@ -90,6 +91,7 @@ static void diag_read(int fd, struct diag *dg)
 	for (size_t i = 0; i < dg->n; i++) /* one line in a JSON message */
 		if ((unsigned char)dg->tail[i] < 32 || dg->tail[i] == '"')
 			dg->tail[i] = ' ';
+	return n != 0;
 }
 
 /* ------------------------------------------------------------------ one cell */
@@ -246,6 +248,7 @@ static enum run_end pump_cell(struct daemon *d, struct live *l, struct context *
 	uint64_t t0 = mono_ms(), deadline = t0 + timeout_ms, kill_at = 0;
 	agentd_error perr = {0};
 	int watch = slot ? slot->watch : -1;
+	bool client_gone = false;
 	for (;;) {
 		struct pollfd fds[5] = {
 			{.fd = out, .events = POLLIN},
@@ -268,8 +271,8 @@ static enum run_end pump_cell(struct daemon *d, struct live *l, struct context *
 			else if (w < 0 && errno != EAGAIN && errno != EINTR)
 				sent = req_len; /* the runner is gone: its end says why */
 		}
-		if (fds[1].revents)
-			diag_read(errfd, &dg);
+		if (fds[1].revents && !diag_read(errfd, &dg))
+			errfd = -1;
 		if (fds[0].revents || fds[2].revents) {
 			int r = read_frames(out, pp, on_frame, cl, &perr);
 			if (r < 0) {
@@ -279,7 +282,8 @@ static enum run_end pump_cell(struct daemon *d, struct live *l, struct context *
 			if (cl->done)
 				return *interrupted ? END_TIMEOUT : END_DONE;
 			if (r > 0 || fds[2].revents) {
-				diag_read(errfd, &dg);
+				if (errfd >= 0)
+					diag_read(errfd, &dg);
 				describe_end(p, &dg, why, whyn);
 				return END_KILLED;
 			}
@@ -295,15 +299,23 @@ static enum run_end pump_cell(struct daemon *d, struct live *l, struct context *
 				snprintf(why, whyn, "deleted while its cell ran");
 				return END_KILLED;
 			}
-			if (!kill_at)
+			if (!kill_at) {
 				deadline = mono_ms();
+				client_gone = true;
+			}
 		}
 		now = mono_ms();
 		if (kill_at && now >= kill_at) {
+			char at[64];
+			if (client_gone)
+				snprintf(at, sizeof(at), "its client went away");
+			else
+				snprintf(at, sizeof(at), "its timeout of %llu ms",
+					 (unsigned long long)timeout_ms);
 			snprintf(why, whyn,
-				 "its cell ran past its timeout of %llu ms and did not stop within %d "
-				 "ms of SIGINT; the context was killed and its state is lost",
-				 (unsigned long long)timeout_ms, CTX_INTERRUPT_GRACE_MS);
+				 "its cell was interrupted at %s and did not stop within %d ms of "
+				 "SIGINT; the context was killed and its state is lost",
+				 at, CTX_INTERRUPT_GRACE_MS);
 			return END_KILLED;
 		}
 		if (!kill_at && now >= deadline) {
@@ -486,7 +498,7 @@ static int await_hello(agentd_process *p, json_t **hello, agentd_error *err)
 	ctx_parser_init(&pp, CTX_SMALL_MAX);
 	struct diag dg = {0};
 	uint64_t until = mono_ms() + 30000;
-	int r = -1;
+	int r = -1, errfd = agentd_process_stderr_fd(p);
 	*hello = NULL;
 	while (!*hello) {
 		uint64_t now = mono_ms();
@@ -495,12 +507,12 @@ static int await_hello(agentd_process *p, json_t **hello, agentd_error *err)
 			break;
 		}
 		struct pollfd fds[3] = {{.fd = agentd_process_stdout_fd(p), .events = POLLIN},
-					{.fd = agentd_process_stderr_fd(p), .events = POLLIN},
+					{.fd = errfd, .events = POLLIN},
 					{.fd = agentd_process_wait_fd(p), .events = POLLIN}};
 		if (poll(fds, 3, (int)(until - now)) < 0 && errno != EINTR)
 			break;
-		if (fds[1].revents)
-			diag_read(fds[1].fd, &dg);
+		if (fds[1].revents && !diag_read(fds[1].fd, &dg))
+			errfd = -1;
 		if (fds[0].revents || fds[2].revents) {
 			int rr = read_frames(fds[0].fd, &pp, on_hello, hello, err);
 			if (rr < 0)
@@ -509,7 +521,8 @@ static int await_hello(agentd_process *p, json_t **hello, agentd_error *err)
 				break;
 			if (rr > 0 || fds[2].revents) {
 				char why[300];
-				diag_read(fds[1].fd, &dg);
+				if (errfd >= 0)
+					diag_read(errfd, &dg);
 				describe_end(p, &dg, why, sizeof(why));
 				agentd_error_set(err, EINVAL, "%s", why);
 				break;

@@ -6,6 +6,7 @@ import ast, base64, builtins, io, json, linecache, os, signal, sys, threading, t
 MAX_CHUNK = 65536
 proto_in = os.dup(0)   # non-inheritable: the cell's children never see the protocol
 proto_out = os.dup(1)
+diag = os.dup(2)       # the runner's own complaints, for the host's error message
 lock = threading.Lock()
 cell_id = 0            # the running cell (0: none); output outside a cell is dropped
 
@@ -265,4 +266,8 @@ def serve():
             env = {}
 
 
-serve()
+try:
+    serve()
+except Exception:
+    os.write(diag, traceback.format_exc().encode()[-2000:])
+    sys.exit(1)
