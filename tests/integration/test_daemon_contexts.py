@@ -261,3 +261,31 @@ def test_a_shell_cell_that_exits_ends_its_context_with_its_status(d, sb):
     r = d.get(f"/v1/sandboxes/{sb}/contexts/{cid}")
     assert r.json["state"] == "gone" and "exited (exit 4)" in r.json["reason"], r
     d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
+
+
+def test_contexts_per_sandbox_are_bounded(d):
+    sid = d.create()
+    cids = [context(d, sid, "sh") for _ in range(8)]
+    r = d.post(f"/v1/sandboxes/{sid}/contexts", {"language": "sh"})
+    assert r.status == 429 and "8 contexts" in r.error["message"], r
+    assert d.delete(f"/v1/sandboxes/{sid}/contexts/{cids[0]}").status == 200
+    context(d, sid, "sh")     # room again
+    assert d.delete(f"/v1/sandboxes/{sid}").status == 200
+
+
+def test_a_session_execution_streams_its_events(d):
+    sess = d.post("/v1/agents/st/sessions", {}).json["session_id"]
+    base = f"/v1/agents/st/sessions/{sess}"
+    conn = UnixHTTPConnection(d.socket)
+    conn.request("POST", base + "/executions",
+                 body=json.dumps({"code": "print('a')\n6 * 7", "stream": True}))
+    r = conn.getresponse()
+    assert r.status == 200
+    lines = [json.loads(x) for x in r.read().decode().splitlines()]
+    conn.close()
+    assert {"stream": "stdout", "data": "a\n"} in lines, lines
+    done = lines[-1]["done"]
+    assert done["status"] == "completed" and done["result"]["value"] == {"text/plain": "42"}, lines
+    assert "stdout" not in done["result"], lines
+    assert len(d.get(base + "/executions").json["executions"]) == 1
+    d.delete(base)
