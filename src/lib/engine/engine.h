@@ -102,6 +102,10 @@ typedef struct exec_request {
 	uint64_t cpu_limit_ms;
 	uint64_t cpu_spent_ms;
 	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
+	/* The command's own kill unit (a child of cg, cgroup_create_child), or NULL: its
+	 * tree dies with it when it ends, times out or is cancelled, and its usage and limit
+	 * events are its own, not the sandbox's. The caller destroys it after the wait. */
+	struct cgroup *unit;
 	/* The sandbox's writable scratch filesystem (a tmpfs with write_quota bytes for the
 	 * sandbox beside agentd's own files), read with fstatfs for bytes_written and the
 	 * write limit: scratch_fd returns a borrowed fd on it, or -1 while it is not known
@@ -170,6 +174,7 @@ struct exec_job {
 	pid_t pid;			/* our child, or -1 */
 	int pidfd;
 	struct cgroup *cg;		/* the command's cgroup, read for usage and limits */
+	struct cgroup *unit;		/* req->unit: read instead of cg, fresh */
 	struct cgroup_events ev0;	/* its counters before the command */
 	agentd_usage cu0;
 	struct capture cap[2];		/* stdout, stderr */

@@ -74,6 +74,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 	ctr_stop_init(c);
 	trace_mark("init exited");
 	bool cleaned = true; /* without a cgroup the init, if any, was reaped above */
+	while (c->n_idle)
+		cgroup_destroy(c->idle_units[--c->n_idle]);
 	if (c->cg) {
 		cleaned = cgroup_destroy(c->cg) == 0;
 		janitor_forget_cgroup(id);

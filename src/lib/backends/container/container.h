@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <inttypes.h>
 #include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -38,6 +39,7 @@
 #define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
+#define UNIT_POOL 8		/* idle kill units kept per sandbox */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -96,6 +98,11 @@ struct ctr {
 	pthread_mutex_t lock;
 	bool suspended;
 	uint64_t next_id;
+	/* Kill units (cgroup_create_child) of ended commands, empty and ready for the next:
+	 * making one per command would cost its mkdirs and rmdirs on every exec's path. */
+	struct cgroup *idle_units[UNIT_POOL];
+	int n_idle;
+	uint64_t unit_seq;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
 	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
@@ -140,6 +147,17 @@ void ctr_sandbox_free(agentd_sandbox *sb);
 
 /* run.c */
 char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd);
+/* A kill unit in c's cgroup for one command (an idle one, else a new one), or NULL + err;
+ * back when the command ended: kept if it is empty and ended (reusable), else destroyed —
+ * a command the init may still start (a frozen init, a timed-out request) then finds its
+ * unit gone and fails to join it instead of joining another's. */
+struct cgroup *ctr_unit_get(struct ctr *c, agentd_error *err);
+void ctr_unit_put(struct ctr *c, struct cgroup *unit, bool reusable);
+/* OP_EXEC or OP_SPAWN m with the command's fds (stdin, stdout, stderr, report), its
+ * payload and its unit's cgroup.procs fds. */
+int ctr_send_command(struct ctr *c, const struct ctl_msg *m, const int cmd_fds[4],
+		     char *const *argv, char *const *envp, const char *cwd,
+		     const struct cgroup *unit, agentd_error *err);
 int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
 	     agentd_exec_output *out, agentd_error *err);
 int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
@@ -154,7 +172,11 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 __attribute__((noreturn)) void container_init_main(void *arg);
 
 /* ctl.c: the control protocol, both halves (the init's without malloc). */
-#define CTL_MAX_FDS FDS_SEND_MAX	/* an exec: stdin, stdout, stderr, report, payload */
+/* An exec or a process: stdin, stdout, stderr, report, payload, then the cgroup.procs fds
+ * of its kill unit (cgroup_procs_fds), which the command joins before it execs. */
+#define CTL_MAX_FDS FDS_SEND_MAX
+#define CTL_CMD_FDS 5
+#define CTL_UNIT_FDS (CTL_MAX_FDS - CTL_CMD_FDS)
 /* One message with nfds (1..CTL_MAX_FDS) fds attached; 0 or -1 + errno. */
 int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds);
 /* One message and its fds (CLOEXEC; *nfds counts all sent, those past CTL_MAX_FDS are

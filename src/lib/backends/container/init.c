@@ -18,26 +18,41 @@ struct running {
 	uint64_t id;
 	pid_t pid;
 	int report;
-	bool background;	/* a process (OP_SPAWN), not an exec */
+};
+
+/* What the command's process is started with (the init's memory: it only reads). */
+struct command_start {
+	const struct init_args *a;
+	int *fds;		/* CTL_CMD_FDS, then nunit of its kill unit's cgroup.procs */
+	int nunit;
+	char **argv, **envp;
+	const char *cwd;
+	uint32_t cpu_s;
+	bool tty;
 };
 
 /* The command's process, forked by init: its own session, stdio, rlimits, Landlock, then
  * execve. The seccomp filter, no_new_privs and the empty capability sets are inherited. */
-static __attribute__((noreturn)) void command_child(const struct init_args *a, int fds[4],
-						     char **argv, char **envp, const char *cwd,
-						     uint32_t cpu_s, bool tty)
+static __attribute__((noreturn)) void command_child(const struct command_start *cs)
 {
+	const struct init_args *a = cs->a;
+	int *fds = cs->fds;
 	/* The init ignores no signal and only blocks SIGCHLD (for its signalfd). */
 	signals_reset(0);
 	if (setsid() < 0)
 		_exit(125);
 	if (dup3(fds[3], CHILD_REPORT_FD, O_CLOEXEC) < 0)
 		_exit(125);
+	/* Its own kill unit, before it runs anything: all it starts is born there. The fds
+	 * are the host's (opened by root outside); the command never holds them. */
+	for (int i = 0; i < cs->nunit; i++)
+		if (write(fds[CTL_CMD_FDS + i], "0", 1) != 1)
+			child_fail(CHILD_REPORT_FD, 125, errno, "join its cgroup");
 	if (dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "set up stdio");
 	/* Its terminal (the slave of a pty of the sandbox's own devpts) as its controlling
 	 * terminal: job control and ^C reach its foreground process group. */
-	if (tty && ioctl(0, TIOCSCTTY, 0) < 0)
+	if (cs->tty && ioctl(0, TIOCSCTTY, 0) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
 	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
 	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
@@ -57,8 +72,8 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 	/* Its own copy (it shares the init's memory until execve): RLIMIT_CPU is what remains
 	 * of the sandbox's budget. */
 	struct rlimit_set rl = *a->rl;
-	if (cpu_s)
-		rlimit_set_cpu(&rl, (uint64_t)cpu_s * 1000);
+	if (cs->cpu_s)
+		rlimit_set_cpu(&rl, (uint64_t)cs->cpu_s * 1000);
 	int r = rlimit_apply(&rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
@@ -71,26 +86,17 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 	r = fds_close_from(CHILD_REPORT_FD + 1);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
-	child_enter_workdir(CHILD_REPORT_FD, cwd);
+	child_enter_workdir(CHILD_REPORT_FD, cs->cwd);
 	trace_mark("command: execve");
 	char found[PATH_MAX];
-	r = child_execvpe(argv, envp, found, sizeof(found));
-	child_fail_exec(CHILD_REPORT_FD, r, argv[0], found);
+	r = child_execvpe(cs->argv, cs->envp, found, sizeof(found));
+	child_fail_exec(CHILD_REPORT_FD, r, cs->argv[0], found);
 }
 
-struct command_start {
-	const struct init_args *a;
-	int *fds;
-	char **argv, **envp;
-	const char *cwd;
-	uint32_t cpu_s;
-	bool tty;
-};
 
 static int command_entry(void *arg)
 {
-	const struct command_start *cs = arg;
-	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd, cs->cpu_s, cs->tty);
+	command_child(arg);
 }
 
 /* The command's process, as posix_spawn makes one: clone(CLONE_VM | CLONE_VFORK) on a
@@ -98,8 +104,7 @@ static int command_entry(void *arg)
  * a process that execs at once; the init sleeps until the command has exec'd or failed.
  * The command only writes its own stack before execve (and the oom_score_adj of a vfork
  * child is its own). fork() where no stack could be mapped, and in sanitizer builds. */
-static pid_t start_command(const struct init_args *a, int *fds, char **argv, char **envp,
-			   const char *cwd, uint32_t cpu_s, bool tty)
+static pid_t start_command(const struct command_start *cs)
 {
 	enum { STACK = 256 << 10 };
 	static void *stack = MAP_FAILED;
@@ -111,12 +116,11 @@ static pid_t start_command(const struct init_args *a, int *fds, char **argv, cha
 	if (stack == MAP_FAILED) {
 		pid_t pid = fork();
 		if (pid == 0)
-			command_child(a, fds, argv, envp, cwd, cpu_s, tty);
+			command_child(cs);
 		return pid;
 	}
-	struct command_start cs = {.a = a, .fds = fds, .argv = argv, .envp = envp, .cwd = cwd,
-				   .cpu_s = cpu_s, .tty = tty};
-	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &cs);
+	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
+		     (void *)cs);
 }
 
 /* Start the command of an exec or spawn request: fds are its stdin, stdout, stderr, report
@@ -124,7 +128,7 @@ static pid_t start_command(const struct init_args *a, int *fds, char **argv, cha
  * background process's pid goes back on its report pipe once it started (REPORT_START):
  * with the command a vfork child, after its execve or its failure report. */
 static void start_exec(const struct init_args *a, struct running *run, size_t *nrun,
-		       const struct ctl_msg *m, int fds[CTL_MAX_FDS])
+		       const struct ctl_msg *m, int fds[CTL_MAX_FDS], int nfds)
 {
 	struct exec_payload pl;
 	const char *why;
@@ -141,8 +145,10 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		goto out;
 	}
 	bool background = m->op == OP_SPAWN;
-	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd, m->cpu_s,
-				  background && (m->flags & SPAWN_TTY));
+	struct command_start cs = {.a = a, .fds = fds, .nunit = nfds - CTL_CMD_FDS,
+				   .argv = pl.argv, .envp = pl.envp, .cwd = pl.cwd,
+				   .cpu_s = m->cpu_s, .tty = background && (m->flags & SPAWN_TTY)};
+	pid_t pid = start_command(&cs);
 	exec_payload_release(&pl);
 	if (pid < 0) {
 		child_report_fail(fds[3], 125, errno, "fork");
@@ -153,7 +159,6 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 	run[*nrun].id = m->id;
 	run[*nrun].pid = pid;
 	run[*nrun].report = fds[3];
-	run[*nrun].background = background;
 	fds[3] = -1; /* kept until the command ends */
 	(*nrun)++;
 out:
@@ -209,9 +214,6 @@ static void control(struct running *run, size_t nrun, const struct ctl_msg *m)
 		kill(-1, SIGKILL);
 		return;
 	}
-	bool background = false;
-	for (size_t i = 0; i < nrun; i++)
-		background |= run[i].background;
 	for (size_t i = 0; i < nrun; i++) {
 		if (run[i].id != m->id)
 			continue;
@@ -221,13 +223,9 @@ static void control(struct running *run, size_t nrun, const struct ctl_msg *m)
 		}
 		if (m->op != OP_KILL)
 			continue;
-		/* A timeout, cancel or kill takes the whole tree. Its session is what it can
-		 * be told apart by; when it is the only command running, everything but PID 1
-		 * is its tree (setsid'd and daemonized descendants included), so all of it
-		 * goes. */
+		/* A timeout, cancel or kill: its process group here; the host kills the rest
+		 * of its tree by its cgroup (its kill unit), which nothing else is in. */
 		kill(-run[i].pid, SIGKILL);
-		if (nrun == 1 && !background)
-			kill(-1, SIGKILL);
 	}
 }
 
@@ -260,8 +258,8 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 			_exit(0);
 		}
 		if (n == sizeof(m) && (m.op == OP_EXEC || m.op == OP_SPAWN) &&
-		    nfds == CTL_MAX_FDS) {
-			start_exec(a, run, &nrun, &m, fds);
+		    nfds >= CTL_CMD_FDS && nfds <= CTL_MAX_FDS) {
+			start_exec(a, run, &nrun, &m, fds, nfds);
 			continue;
 		}
 		ctl_close_fds(fds);
@@ -299,8 +297,9 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	 * kill socket's EOF ends us below), or it goes without the measurement. */
 	(void)send_root();
 	trace_mark("init: start command");
-	pid_t pid = start_command(a, fds, (char **)a->once->argv, (char **)a->once->envp,
-				  a->once->cwd, 0, false);
+	struct command_start cs = {.a = a, .fds = fds, .argv = (char **)a->once->argv,
+				   .envp = (char **)a->once->envp, .cwd = a->once->cwd};
+	pid_t pid = start_command(&cs);
 	if (pid < 0)
 		init_fail(INIT_SETUP_FD, errno, "fork");
 	for (int i = 0; i < 3; i++)

@@ -10,7 +10,6 @@
  * its controlling terminal there. */
 #include "lib/backends/container/container.h"
 
-#include <inttypes.h>
 #include <termios.h>
 
 #define SPAWN_WAIT_MS 10000	/* the init answers at once; a frozen or dying one does not */
@@ -18,6 +17,11 @@
 struct ctr_proc {
 	struct ctr *c;
 	uint64_t id;
+	struct cgroup *unit;	/* its kill unit (a child of the sandbox's cgroup), or NULL */
+	struct cgroup_events ev0;	/* the unit's counters at the start (a unit is reused) */
+	bool started;			/* the init said so (REPORT_START) */
+	uint64_t cpu_limit_ms;		/* the sandbox's CPU budget, 0 = none */
+	agentd_usage cu0;
 	bool tty;
 	int in, out, err, rep;	/* ours: stdin (or the master), stdout, stderr, report */
 	pthread_mutex_t lock;	/* the reports and what they say */
@@ -173,7 +177,30 @@ static void poll_reports(struct ctr_proc *p)
 		}
 		p->ended = true;
 		p->ended_at_ms = wall_ms();
+		/* Its tree ends with it, as an exec's does (the init killed its process
+		 * group; what left the group is still in its unit). */
+		if (p->unit && cgroup_is_populated(p->unit))
+			cgroup_kill_all(p->unit);
 	}
+}
+
+/* Which sandbox limit killed or constrained it: its unit's events since it started. */
+static agentd_limit_kind proc_limit_hit(const struct ctr_proc *p, int term_signal)
+{
+	struct cgroup_events ev = {0};
+	if (p->unit)
+		cgroup_read_events(p->unit, &ev);
+	if (ev.oom_kills > p->ev0.oom_kills)
+		return AGENTD_LIMIT_MEMORY;
+	/* its RLIMIT_CPU, or the kill of everything when an exec found the budget spent */
+	uint64_t spent;
+	if (term_signal == SIGXCPU ||
+	    (term_signal == SIGKILL && p->cpu_limit_ms && p->c->cg &&
+	     cgroup_cpu_ms(p->c->cg, &spent) == 0 && spent + 50 >= p->cpu_limit_ms))
+		return AGENTD_LIMIT_CPU;
+	if (ev.pids_max_hits > p->ev0.pids_max_hits)
+		return AGENTD_LIMIT_PIDS;
+	return AGENTD_LIMIT_NONE;
 }
 
 static int proc_get_status(agentd_process *ap, agentd_process_status *st, agentd_error *err)
@@ -194,6 +221,7 @@ static int proc_get_status(agentd_process *ap, agentd_process_status *st, agentd
 			st->exit_code = 128 + st->term_signal;
 		}
 	}
+	st->limit_hit = proc_limit_hit(p, st->term_signal);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
@@ -224,12 +252,24 @@ static int proc_signal(agentd_process *ap, int sig, agentd_error *err)
 	return send_op(p, OP_SIGNAL, sig, err);
 }
 
+/* Its unit (its whole tree, setsid'd and daemonized descendants included, and nothing
+ * else), and its process group by the init where the host has no cgroup. */
+static int kill_unit(struct ctr_proc *p, agentd_error *err)
+{
+	if (p->unit) {
+		int r = cgroup_kill_all(p->unit);
+		if (r < 0)
+			return agentd_error_errno(err, -r, "kill its cgroup");
+	}
+	return send_op(p, OP_KILL, 0, p->unit ? NULL : err);
+}
+
 static int proc_kill(agentd_process *ap, agentd_error *err)
 {
 	struct ctr_proc *p = agentd_process_priv(ap);
 	if (proc_ended(p))
 		return 0;
-	return send_op(p, OP_KILL, 0, err);
+	return kill_unit(p, err);
 }
 
 static int proc_resize(agentd_process *ap, unsigned rows, unsigned cols, agentd_error *err)
@@ -247,7 +287,11 @@ static int proc_usage(agentd_process *ap, agentd_usage *u, agentd_error *err)
 	struct ctr_proc *p = agentd_process_priv(ap);
 	pthread_mutex_lock(&p->lock);
 	poll_reports(p);
-	if (p->have_exit) {
+	/* Its unit counts its whole tree; the exit report only the main process. */
+	if (p->unit && cgroup_read_usage(p->unit, u) == 0) {
+		u->cpu_time_ms -= p->cu0.cpu_time_ms;
+		u->bytes_read = u->bytes_written = 0; /* the sandbox's only (io) */
+	} else if (p->have_exit) {
 		const struct rusage *ru = &p->exit.ru;
 		u->cpu_time_ms = (uint64_t)ru->ru_utime.tv_sec * 1000 +
 				 (uint64_t)ru->ru_utime.tv_usec / 1000 +
@@ -279,6 +323,12 @@ static void proc_close_stdin(agentd_process *ap)
 
 static void proc_release(struct ctr_proc *p)
 {
+	if (p->unit) {
+		/* a free while it runs, or a failed spawn: its tree goes first */
+		if (cgroup_is_populated(p->unit))
+			cgroup_kill_all(p->unit);
+		ctr_unit_put(p->c, p->unit, p->started);
+	}
 	close_fd(&p->in);
 	if (!p->tty)
 		close_fd(&p->out);
@@ -293,7 +343,7 @@ static void proc_free(agentd_process *ap)
 {
 	struct ctr_proc *p = agentd_process_priv(ap);
 	if (!proc_ended(p))
-		send_op(p, OP_KILL, 0, NULL);
+		kill_unit(p, NULL);
 	proc_release(p);
 }
 
@@ -307,22 +357,23 @@ static const agentd_process_ops ctr_process_ops = {
 	.free = proc_free,
 };
 
-/* Hand the command to the init: its fds (child[]) and the payload. */
+/* Hand the command to the init: its fds (child[]), the payload, its unit. */
 static int send_spawn(struct ctr_proc *p, const agentd_sandbox *sb, const agentd_command *cmd,
 		      bool tty, int child[4], agentd_error *err)
 {
 	char **envp = ctr_envp(sb, cmd);
-	int mfd = exec_payload_encode(cmd->argv, envp,
-				      cmd->workdir ? cmd->workdir : sb->spec.workdir, err);
-	env_free(envp);
-	if (mfd < 0)
-		return -1;
 	struct ctl_msg m = {.op = OP_SPAWN, .id = p->id, .flags = tty ? SPAWN_TTY : 0};
-	int fds[CTL_MAX_FDS] = {child[0], child[1], child[2], child[3], mfd};
-	int r = ctl_send(p->c->ctl, &m, fds, CTL_MAX_FDS);
-	int e = errno;
-	close(mfd);
-	return r < 0 ? agentd_error_errno(err, e, "the sandbox is not running") : 0;
+	/* Like an exec's command, it may use what remains of the sandbox's CPU budget (its
+	 * RLIMIT_CPU): the budget is watched while an exec runs, this bounds it meanwhile. */
+	uint64_t spent;
+	if (p->cpu_limit_ms && p->c->cg && cgroup_cpu_ms(p->c->cg, &spent) == 0) {
+		uint64_t left = p->cpu_limit_ms > spent ? p->cpu_limit_ms - spent : 1;
+		m.cpu_s = (uint32_t)((left + 999) / 1000);
+	}
+	int r = ctr_send_command(p->c, &m, child, cmd->argv, envp,
+				 cmd->workdir ? cmd->workdir : sb->spec.workdir, p->unit, err);
+	env_free(envp);
+	return r;
 }
 
 int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_process_opts *opts,
@@ -332,6 +383,7 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 	struct ctr_proc *p = xcalloc(1, sizeof(*p));
 	p->c = c;
 	p->tty = opts->tty;
+	p->cpu_limit_ms = sb->spec.limits.max_cpu_time_ms;
 	p->in = p->out = p->err = p->rep = -1;
 	pthread_mutex_init(&p->lock, NULL);
 	int child[4] = {-1, -1, -1, -1};
@@ -341,6 +393,12 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 	p->id = ++c->next_id;
 	pthread_mutex_unlock(&c->lock);
 	int r = suspended ? agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id) : 0;
+	if (r == 0 && c->cg && !(p->unit = ctr_unit_get(c, err)))
+		r = -1;
+	if (p->unit) {
+		cgroup_read_events(p->unit, &p->ev0);
+		cgroup_read_usage(p->unit, &p->cu0);
+	}
 	if (r == 0)
 		r = open_stdio(p, opts, child, err);
 	p->started_at_ms = wall_ms();
@@ -349,12 +407,10 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 		r = send_spawn(p, sb, cmd, opts->tty, child, err);
 	for (int i = 0; i < 4; i++)
 		close_fd(&child[i]);
-	if (r == 0)
-		r = wait_started(p, cmd->argv[0], &pid, err);
+	if (r == 0 && (r = wait_started(p, cmd->argv[0], &pid, err)) == 0)
+		p->started = true;
 	if (r < 0) {
-		if (p->rep >= 0 && !proc_ended(p))
-			send_op(p, OP_KILL, 0, NULL);
-		proc_release(p);
+		proc_release(p); /* kills what its unit holds */
 		return -1;
 	}
 	*out = agentd_process_alloc(sb, &ctr_process_ops, p, opts->tty);
