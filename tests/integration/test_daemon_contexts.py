@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from daemon_util import Daemon, UnixHTTPConnection, context_create as context, \
-    context_run as run
+    context_run as run, pids_with
 
 NODE = shutil.which("node") is not None
 
@@ -289,3 +289,28 @@ def test_a_session_execution_streams_its_events(d):
     assert "stdout" not in done["result"], lines
     assert len(d.get(base + "/executions").json["executions"]) == 1
     d.delete(base)
+
+
+@pytest.mark.parametrize("how", ["delete", "destroy"])
+def test_what_a_cell_started_dies_with_its_context(d, how):
+    import secrets
+    import time
+    sid = d.create()
+    marker = f"{3000 + secrets.randbelow(1000)}.{secrets.randbelow(10**6)}"
+    cid = context(d, sid)
+    run(d, sid, cid, f"import subprocess\np = subprocess.Popen(['sleep', '{marker}'], "
+                     "start_new_session=True)")
+    deadline = time.monotonic() + 5
+    while not pids_with(f"sleep\0{marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids_with(f"sleep\0{marker}"), "the background process did not start"
+    if how == "delete":
+        assert d.delete(f"/v1/sandboxes/{sid}/contexts/{cid}").status == 200
+    else:
+        assert d.delete(f"/v1/sandboxes/{sid}").status == 200
+    deadline = time.monotonic() + 5
+    while pids_with(f"sleep\0{marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pids_with(f"sleep\0{marker}")
+    if how == "delete":
+        d.delete(f"/v1/sandboxes/{sid}")
