@@ -314,3 +314,13 @@ def test_what_a_cell_started_dies_with_its_context(d, how):
     assert not pids_with(f"sleep\0{marker}")
     if how == "delete":
         d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_a_figure_drawn_before_an_exception_still_comes_back(d, sb):
+    pytest.importorskip("matplotlib")
+    cid = context(d, sb)
+    out = run(d, sb, cid, "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nraise ValueError('x')")
+    assert out["error"]["name"] == "ValueError", out
+    assert [r for r in out["results"] if "image/png" in r], out["results"]
+    assert run(d, sb, cid, "len(plt.get_fignums())")["result"]["text/plain"] == "0"
+    d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")

@@ -234,6 +234,7 @@ def cell(ident, code, env):
         interruptible = False
         status = "error"
         try:
+            figures()   # what the cell drew before it raised, as a notebook shows it
             drain()
             send_json("error", ident, error_of(e))
         except KeyboardInterrupt:
