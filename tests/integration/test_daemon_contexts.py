@@ -324,3 +324,19 @@ def test_a_figure_drawn_before_an_exception_still_comes_back(d, sb):
     assert [r for r in out["results"] if "image/png" in r], out["results"]
     assert run(d, sb, cid, "len(plt.get_fignums())")["result"]["text/plain"] == "0"
     d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
+
+
+def test_output_that_is_not_utf8_comes_as_base64(d, sb):
+    cid = context(d, sb)
+    out = run(d, sb, cid, "import os\nos.write(1, b'\\xff\\x00ok')\nprint('h\\u00e9')")
+    assert out["stdout_encoding"] == "base64", out
+    assert base64.b64decode(out["stdout"]) == b"\xff\x00okh\xc3\xa9\n", out
+    d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
+
+
+@pytest.mark.skipif(not NODE, reason="no node")
+def test_a_node_cell_that_exits_ends_its_context_with_a_clear_error(d, sb):
+    cid = context(d, sb, "node")
+    out = run(d, sb, cid, "process.exit(5)")
+    assert out["status"] == "killed" and "exited (status 5)" in out["error"]["value"], out
+    d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")

@@ -66,7 +66,7 @@ function supervisor() {
   });
   kernel.on('exit', (code, sig) => {
     process.stderr.write(`agentd runner: the node kernel exited (${sig || code})\n`);
-    process.exit(code === null ? 1 : code || 1);
+    process.exit(code === null ? 1 : code);
   });
   process.on('SIGINT', () => kernel.kill('SIGINT'));
 
