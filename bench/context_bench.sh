@@ -8,14 +8,8 @@ set -euo pipefail
 BUILD=${1:-build}
 N=${2:-2000}
 M=${3:-100}
-AGENTD=$(readlink -f "$BUILD/agentd")
-DIR=$(mktemp -d /var/tmp/agentd-bench-XXXXXX)
-chmod 0711 "$DIR"
-SOCK="$DIR/agentd.sock"
-"$AGENTD" serve --socket "$SOCK" --state-dir "$DIR/state" 2>"$DIR/log" &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+. "$(dirname "$0")/serve.sh"
+serve_start "$BUILD"
 ID=$(AGENTD_SOCKET="$SOCK" "$AGENTD" sandbox create --backend container)
 CID=$(AGENTD_SOCKET="$SOCK" "$AGENTD" sandbox context "$ID" --language python)
 echo "sandbox $ID, python context $CID: $N cells, $M execs"
