@@ -340,3 +340,28 @@ def test_a_node_cell_that_exits_ends_its_context_with_a_clear_error(d, sb):
     out = run(d, sb, cid, "process.exit(5)")
     assert out["status"] == "killed" and "exited (status 5)" in out["error"]["value"], out
     d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
+
+
+def test_session_executions_of_one_language_take_turns(d):
+    import threading
+    sess = d.post("/v1/agents/turns/sessions", {}).json["session_id"]
+    base = f"/v1/agents/turns/sessions/{sess}"
+    d.post(base + "/executions", {"code": "n = 0"})
+    answers = []
+
+    def execute(code):
+        conn = UnixHTTPConnection(d.socket)
+        conn.request("POST", base + "/executions", body=json.dumps({"code": code}))
+        r = conn.getresponse()
+        answers.append((r.status, json.loads(r.read())))
+        conn.close()
+
+    ts = [threading.Thread(target=execute, args=("import time\nn += 1\ntime.sleep(0.3)",))
+          for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert [a[0] for a in answers] == [200, 200, 200], answers
+    assert d.post(base + "/executions", {"code": "print(n)"}).json["result"]["stdout"] == "3\n"
+    d.delete(base)

@@ -85,7 +85,7 @@ static json_t *execute_work(struct daemon *d, struct live *l, const struct clien
 	int status = ctx_session_context(d, l, r->language, cid, &err);
 	if (!status) {
 		struct ctx_run_req req = {.code = r->code, .env = &r->env,
-					  .timeout_ms = r->timeout_ms};
+					  .timeout_ms = r->timeout_ms, .queue = true};
 		status = ctx_run(d, l, cid, &req, slot, emit, emit_ud, &run, &err);
 	}
 	state_session_set_status(d->st, r->session, "ready");

@@ -395,9 +395,14 @@ int ctx_run(struct daemon *d, struct live *l, const char *cid, const struct ctx_
 {
 	pthread_mutex_lock(&d->lock);
 	struct context *c = find(l, cid);
+	/* a session's executions of one language take turns */
+	while (req->queue && c && c->busy && !c->doomed && l->state != SB_DESTROYING) {
+		pthread_cond_wait(&d->cond, &d->lock);
+		c = find(l, cid);
+	}
 	enum sb_state s = live_state(l);
 	int status = 0;
-	if (!c) {
+	if (!c || c->doomed) {
 		status = 404;
 		agentd_error_set(err, ENOENT, "sandbox %s has no context %s", l->id, cid);
 	} else if (c->gone[0]) {

@@ -163,6 +163,7 @@ struct ctx_run_req {
 	const char *code;
 	const agentd_kvv *env;
 	uint64_t timeout_ms;		/* 0: the sandbox's wall-time limit */
+	bool queue;			/* wait for a running cell to end (else 409) */
 };
 /* Events of a running cell (streaming): takes the object. */
 typedef void (*ctx_event_cb)(void *ud, json_t *event);
