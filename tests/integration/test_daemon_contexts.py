@@ -346,7 +346,6 @@ def test_session_executions_of_one_language_take_turns(d):
     import threading
     sess = d.post("/v1/agents/turns/sessions", {}).json["session_id"]
     base = f"/v1/agents/turns/sessions/{sess}"
-    d.post(base + "/executions", {"code": "n = 0"})
     answers = []
 
     def execute(code):
@@ -356,8 +355,9 @@ def test_session_executions_of_one_language_take_turns(d):
         answers.append((r.status, json.loads(r.read())))
         conn.close()
 
-    ts = [threading.Thread(target=execute, args=("import time\nn += 1\ntime.sleep(0.3)",))
-          for _ in range(3)]
+    # the first executions of a session start its context together: one context, not three
+    ts = [threading.Thread(target=execute, args=("import time\nn = globals().get('n', 0) + 1\n"
+                                                 "time.sleep(0.3)",)) for _ in range(3)]
     for t in ts:
         t.start()
     for t in ts:

@@ -686,8 +686,12 @@ void ctx_free_all(struct daemon *d, struct live *l)
 	}
 }
 
-int ctx_session_context(struct daemon *d, struct live *l, enum api_language lang,
-			char cid[API_ID_LEN + 1], agentd_error *err)
+/* Held while a session's context is found or started: concurrent first executions share
+ * one context, not one each. */
+static pthread_mutex_t session_start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int session_context(struct daemon *d, struct live *l, enum api_language lang,
+			   char cid[API_ID_LEN + 1], agentd_error *err)
 {
 	pthread_mutex_lock(&d->lock);
 	struct context *found = NULL, *stale = NULL;
@@ -716,4 +720,13 @@ int ctx_session_context(struct daemon *d, struct live *l, enum api_language lang
 	snprintf(cid, API_ID_LEN + 1, "%s", json_string_value(json_object_get(j, "id")));
 	json_decref(j);
 	return 0;
+}
+
+int ctx_session_context(struct daemon *d, struct live *l, enum api_language lang,
+			char cid[API_ID_LEN + 1], agentd_error *err)
+{
+	pthread_mutex_lock(&session_start_lock);
+	int r = session_context(d, l, lang, cid, err);
+	pthread_mutex_unlock(&session_start_lock);
+	return r;
 }
