@@ -57,6 +57,9 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-http
 	$(FUZZ_BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		-dict=fuzz/http.dict $(FUZZ_BUILD)/corpus-http fuzz/corpus/http
+	mkdir -p $(FUZZ_BUILD)/corpus-ctxframe
+	$(FUZZ_BUILD)/fuzz/fuzz_ctxframe -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-ctxframe fuzz/corpus/ctxframe
 	mkdir -p $(FUZZ_BUILD)/corpus-proxy
 	$(FUZZ_BUILD)/fuzz/fuzz_proxy -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-proxy fuzz/corpus/proxy

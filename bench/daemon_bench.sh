@@ -11,15 +11,9 @@ set -euo pipefail
 BUILD=${1:-build}
 N=${2:-2000}
 BACKEND=${3:-container}
-AGENTD=$(readlink -f "$BUILD/agentd")
 CLIENT=$(readlink -f "$BUILD/daemon_client")
-DIR=$(mktemp -d /var/tmp/agentd-bench-XXXXXX)
-chmod 0711 "$DIR"
-SOCK="$DIR/agentd.sock"
-"$AGENTD" serve --socket "$SOCK" --state-dir "$DIR/state" 2>"$DIR/log" &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+. "$(dirname "$0")/serve.sh"
+serve_start "$BUILD"
 ID=$(AGENTD_SOCKET="$SOCK" "$AGENTD" sandbox create --backend "$BACKEND")
 if [ "${4:-}" = processes ]; then
 	echo "sandbox $ID ($BACKEND), $N process starts"

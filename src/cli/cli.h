@@ -118,6 +118,13 @@ int client_request(struct client_conn *c, const char *method, const char *path,
 		   const char *ctype, const void *body, size_t len, struct http_response *resp,
 		   void (*on_line)(void *, const char *, size_t), void *ud, agentd_error *err);
 void http_response_free(struct http_response *r);
+/* Connect, send body (may be NULL; JSON), get the answer (lines to on_line), close. */
+int client_send(const char *sock, const char *method, const char *path, json_t *body,
+		struct http_response *resp, void (*on_line)(void *, const char *, size_t),
+		void *ud, agentd_error *err);
+/* An NDJSON line of a streamed answer, parsed (NULL if it is not JSON); printed first with
+ * --json (echo). */
+json_t *ndjson_line(const char *line, size_t len, bool echo);
 /* Connect, send body (may be NULL), parse the JSON answer. */
 json_t *client_call(const char *sock, const char *method, const char *path, json_t *body,
 		    int *status, agentd_error *err);
@@ -128,6 +135,10 @@ char *url_escape(const char *s);	/* for query values; malloc'd */
 json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
 /* Every "unenforced" entry of a daemon's answer as a warning line on stderr. */
 void warn_unenforced_json(json_t *answer);
+/* One call of a `sandbox` command: the answer (--json, or print_key NULL) or its print_key
+ * printed, a daemon error reported; the exit code. */
+int sandbox_call(const char *socket, bool json, const char *verb, const char *method,
+		 const char *path, json_t *body, int ok, const char *print_key);
 /* Write a JSON string to t, base64-decoded when encoding is "base64". */
 void write_decoded(struct term_out *t, json_t *data, const char *encoding);
 /* One NDJSON line of a streamed answer, parsed (NULL if it is not JSON); printed on our
@@ -149,6 +160,8 @@ int cmd_attach(const char *sock, int argc, char **argv, int i);
 int cmd_exec_tty(const char *sock, const char *id, char **argv, const agentd_kvv *env,
 		 const char *workdir);
 int cmd_session(int argc, char **argv);
+/* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
+int cmd_context(const char *sub, int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -161,19 +161,26 @@ void http_response_free(struct http_response *r)
 	memset(r, 0, sizeof(*r));
 }
 
-json_t *client_call(const char *sock, const char *method, const char *path, json_t *body,
-		    int *status, agentd_error *err)
+int client_send(const char *sock, const char *method, const char *path, json_t *body,
+		struct http_response *resp, void (*on_line)(void *, const char *, size_t),
+		void *ud, agentd_error *err)
 {
 	struct client_conn c;
 	if (client_connect(sock, &c, err) < 0)
-		return NULL;
+		return -1;
 	char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct http_response resp;
 	int r = client_request(&c, method, path, b ? "application/json" : NULL, b,
-			       b ? strlen(b) : 0, &resp, NULL, NULL, err);
+			       b ? strlen(b) : 0, resp, on_line, ud, err);
 	free(b);
 	client_close(&c);
-	if (r < 0)
+	return r;
+}
+
+json_t *client_call(const char *sock, const char *method, const char *path, json_t *body,
+		    int *status, agentd_error *err)
+{
+	struct http_response resp;
+	if (client_send(sock, method, path, body, &resp, NULL, NULL, err) < 0)
 		return NULL;
 	*status = resp.status;
 	json_error_t je;

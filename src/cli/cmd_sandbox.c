@@ -40,6 +40,8 @@ static void sandbox_usage(FILE *f)
 		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
+		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
+		"                        code contexts (agentd sandbox context --help)\n"
 		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
 		"                        other a host file or - for stdin/stdout (escaped on a\n"
 		"                        terminal unless --raw)\n"
@@ -326,22 +328,13 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 		json_object_set_new(body, "stream", json_true());
 	char path[128];
 	snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/exec", id);
-	char *b = json_dumps(body, JSON_COMPACT);
-	json_decref(body);
-	struct client_conn c;
-	if (client_connect(o->socket, &c, &err) < 0) {
-		free(b);
-		print_error("sandbox exec: %s", err.msg);
-		return EXIT_AGENTD;
-	}
 	struct stream_state st = {.exit_code = EXIT_AGENTD, .json = o->json};
 	term_out_init(&st.term[0], 1, o->raw);
 	term_out_init(&st.term[1], 2, o->raw);
 	struct http_response resp;
-	int r = client_request(&c, "POST", path, "application/json", b, strlen(b), &resp,
-			       o->stream ? on_line : NULL, &st, &err);
-	free(b);
-	client_close(&c);
+	int r = client_send(o->socket, "POST", path, body, &resp, o->stream ? on_line : NULL, &st,
+			    &err);
+	json_decref(body);
 	if (r < 0) {
 		print_error("sandbox exec: %s", err.msg);
 		return EXIT_AGENTD;
@@ -421,6 +414,13 @@ static int simple(struct sbx_opts *o, const char *verb, const char *method, cons
 	}
 	json_decref(j);
 	return rc;
+}
+
+int sandbox_call(const char *socket, bool json, const char *verb, const char *method,
+		 const char *path, json_t *body, int ok, const char *print_key)
+{
+	struct sbx_opts o = {.socket = socket, .json = json};
+	return simple(&o, verb, method, path, body, ok, print_key);
 }
 
 static bool split_remote(const char *s, char id[33], const char **path)
@@ -516,6 +516,9 @@ int cmd_sandbox(int argc, char **argv)
 		return argc < 2 ? EXIT_AGENTD : 0;
 	}
 	const char *sub = argv[1];
+	if (!strcmp(sub, "context") || !strcmp(sub, "contexts") || !strcmp(sub, "context-rm") ||
+	    !strcmp(sub, "run-code"))
+		return cmd_context(sub, argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};

@@ -12,7 +12,7 @@ static void session_usage(FILE *f)
 {
 	fprintf(f, "usage: agentd session COMMAND [--socket PATH] [--json] ...\n\n"
 		   "  create AGENT [--backend B] [policy options]       prints the session id\n"
-		   "  exec AGENT SESSION CODE [--language sh|python|node] [--raw]\n"
+		   "  exec AGENT SESSION CODE [--language python|node|sh|bash] [--raw]\n"
 		   "                                    CODE - reads stdin\n"
 		   "  rm AGENT SESSION\n\n%s",
 		policy_flags_help());

@@ -33,12 +33,15 @@
 #define SEC_NEEDS_BLOCKDEV 4u
 /* Judged by the host: does the output survive the CLI's terminal rendering (term.c)? */
 #define SEC_TERM_OUTPUT 8u
+/* Judged by the host: does the output, fed to the code-context frame parser
+ * (common/ctxproto.c), get refused before anything over its bounds is kept? */
+#define SEC_CTX_FRAMES 32u
 /* Run in a second sandbox, network mode allowlist listing only 127.0.0.1:{port} (attacks on
  * the egress proxy); a backend that refuses allowlist blocks them. */
 #define SEC_ALLOWLIST 16u
 /* Run as a background process on a terminal (agentd_sandbox_spawn with a tty, what the
  * daemon's attach serves); a backend without such processes refuses: nothing to attack. */
-#define SEC_TTY 32u
+#define SEC_TTY 64u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -120,6 +123,7 @@ static const struct sec_attack attacks[] = {
 	{ "pty-clipboard", "output", {"term-escapes"}, NULL,
 	  SEC_TTY | SEC_TERM_OUTPUT | SEC_REFUSAL_BLOCKS },
 	{ "terminal-escapes", "output", {"term-escapes"}, NULL, SEC_TERM_OUTPUT },
+	{ "context-frame-forgery", "output", {"ctx-forge"}, NULL, SEC_CTX_FRAMES },
 	{ "sysv-shm-host", "kernel", {"sysv-shm-attach", "{shmid}"}, NULL, 0 },
 	{ "netlink-uevent", "kernel", {"netlink-bind", "15", "1"}, NULL, 0 },
 	{ "budget-charged-to-host", "resources", {"budget-owner"}, NULL, 0 },
@@ -264,6 +268,28 @@ static void judge_attached_output(const agentd_exec_output *o, struct sec_cell *
 		cell_set(c, SEC_ERROR, "the probe wrote no OSC 52");
 }
 
+static int count_frame(void *ud, const struct ctx_frame *f, agentd_error *err)
+{
+	(*(unsigned *)ud)++;
+	return 0;
+}
+
+/* What a hostile cell writes onto its runner's protocol fd reaches this parser in the
+ * daemon: it must refuse the forged frames, never keep a payload past its bound. */
+static void judge_context_frames(const agentd_exec_output *o, struct sec_cell *c)
+{
+	struct ctx_parser p;
+	ctx_parser_init(&p, 64u << 10);
+	agentd_error err = {0};
+	unsigned frames = 0;
+	int r = ctx_parser_feed(&p, o->out, o->out_len, count_frame, &frames, &err);
+	ctx_parser_free(&p);
+	if (r < 0 && frames == 0)
+		cell_set(c, SEC_BLOCKED, "frames refused: %s", err.msg);
+	else
+		cell_set(c, SEC_ALLOWED, "the parser accepted %u forged frame(s)", frames);
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c)
 {
@@ -317,6 +343,8 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	}
 	if ((a->flags & SEC_TERM_OUTPUT) && c->res == SEC_ALLOWED)
 		(a->flags & SEC_TTY) ? judge_attached_output(&o, c) : judge_terminal_output(&o, c);
+	if ((a->flags & SEC_CTX_FRAMES) && c->res == SEC_ALLOWED)
+		judge_context_frames(&o, c);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

@@ -163,4 +163,60 @@ int tree_allocated_at(int dirfd, uint64_t *bytes);
 /* Remove everything inside the directory (fd-relative, no symlink followed). */
 int empty_dir_at(int dirfd);
 
+#include <jansson.h>
+
+/* ---------------------------------------------------------------- ctxproto.c
+ * The framed protocol between the daemon and a code context's runner (docs/contexts.md):
+ * encoder of the requests, strict parser of the frames, decoders of their JSON payloads.
+ * Every frame comes from inside a sandbox: headers, ids, lengths and payloads are bounded
+ * and validated; a violation is an error for the caller to end that one context with. The
+ * daemon speaks it (src/daemon/live/contexts.c); `agentd probe --security` feeds it what a
+ * sandbox forges. */
+enum ctx_frame_kind { CTXF_HELLO, CTXF_OUT, CTXF_ERR, CTXF_RESULT, CTXF_ERROR, CTXF_DONE };
+#define CTX_HEADER_MAX 40		/* "result 4294967295 4294967295\n" fits */
+#define CTX_SMALL_MAX (64u << 10)	/* hello, done: larger is a violation */
+#define CTX_ERROR_MAX (1u << 20)	/* an error's name, value and traceback */
+
+struct ctx_frame {
+	enum ctx_frame_kind kind;
+	uint32_t id;
+	const uint8_t *data;		/* the payload; NULL when skipped */
+	size_t len;			/* its length as declared */
+};
+
+struct ctx_parser {
+	size_t max_payload;		/* out, err, result payloads over it are skipped */
+	char head[CTX_HEADER_MAX + 1];
+	size_t hlen;
+	bool in_payload, skip;
+	struct ctx_frame cur;
+	uint8_t *buf;
+	size_t have, cap;
+};
+/* Called per complete frame; a negative return stops the parse with that error. */
+typedef int (*ctx_frame_cb)(void *ud, const struct ctx_frame *f, agentd_error *err);
+void ctx_parser_init(struct ctx_parser *p, size_t max_payload);
+void ctx_parser_free(struct ctx_parser *p);
+/* 0, or -1 + err on a malformed header, an unknown kind, a bad number or a small frame
+ * over its bound (the parser is then unusable). */
+int ctx_parser_feed(struct ctx_parser *p, const uint8_t *data, size_t len, ctx_frame_cb cb,
+		    void *ud, agentd_error *err);
+const char *ctx_frame_kind_name(enum ctx_frame_kind k);
+/* A request frame ("env", "run") appended to *buf (malloc'd, grown). */
+void ctx_encode(char **buf, size_t *len, const char *kind, uint32_t id, const void *payload,
+		size_t plen);
+/* result: an object of MIME type -> string; error: {name, value, traceback} strings;
+ * done: {status: "ok"|"error", exit_code?, exited?}; hello: {language, version?, pid?}. NULL/-1 +
+ * err when the payload is not exactly that. */
+json_t *ctx_decode_bundle(const struct ctx_frame *f, agentd_error *err);
+json_t *ctx_decode_error(const struct ctx_frame *f, agentd_error *err);
+struct ctx_done {
+	bool ok;			/* status "ok", else "error" */
+	bool has_exit;			/* exit_code given (shell cells) */
+	int exit_code;
+	bool exited;			/* the interpreter ends after this cell (a shell's exit) */
+};
+int ctx_decode_done(const struct ctx_frame *f, struct ctx_done *d, agentd_error *err);
+json_t *ctx_decode_hello(const struct ctx_frame *f, agentd_error *err);
+
 #endif

@@ -67,6 +67,12 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_PROCESS_STDIN] = api_processes,
 	[ROUTE_PROCESS_OUTPUT] = api_processes,
 	[ROUTE_PROCESS_ATTACH] = api_processes,
+	[ROUTE_CONTEXT_CREATE] = api_contexts,
+	[ROUTE_CONTEXT_LIST] = api_contexts,
+	[ROUTE_CONTEXT_GET] = api_contexts,
+	[ROUTE_CONTEXT_DELETE] = api_contexts,
+	[ROUTE_CONTEXT_RUN] = api_contexts,
+	[ROUTE_SESSION_EXECUTIONS] = api_sessions,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,

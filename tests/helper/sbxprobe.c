@@ -1415,6 +1415,22 @@ CMD(cmd_term_escapes)
 	return allowed("wrote OSC 52, CSI 2J and OSC 0 to stdout");
 }
 
+/* Frames of the code-context protocol forged on stdout, as a hostile cell writes them onto
+ * its runner's protocol fd: a done frame claiming 4 GiB, then a header without an end. Only
+ * the host can judge them: `probe --security` feeds them to its frame parser. */
+CMD(cmd_ctx_forge)
+{
+	static const char seq[] = "done 1 4294967295\n{\"status\":\"ok\"}";
+	if (write(STDOUT_FILENO, seq, sizeof(seq) - 1) < 0)
+		return error("write stdout");
+	for (int i = 0; i < 64; i++)
+		if (write(STDOUT_FILENO, "result 1 1", 10) < 0)
+			return error("write stdout");
+	if (write(STDOUT_FILENO, "\n", 1) < 0)
+		return error("write stdout");
+	return allowed("wrote a 4 GiB done frame and an endless frame header");
+}
+
 CMD(cmd_tioclinux)
 {
 	char sub = 7; /* TIOCL_GETSHIFTSTATE: read-only */
@@ -2057,6 +2073,7 @@ static const struct command commands[] = {
 	{ "tioclinux", "", 0, 0, cmd_tioclinux },
 	{ "pty-inject", "", 0, 0, cmd_pty_inject },
 	{ "term-escapes", "", 0, 0, cmd_term_escapes },
+	{ "ctx-forge", "", 0, 0, cmd_ctx_forge },
 	{ "kill", "PID SIG", 2, 0, cmd_kill },
 	{ "sethostname", "NAME", 1, 0, cmd_sethostname },
 	{ "netdev-config", "", 0, 0, cmd_netdev_config },

@@ -219,3 +219,17 @@ def wait_until(pred, timeout=10, step=0.05):
             return v
         time.sleep(step)
     return pred()
+
+
+def context_create(d, sid, language="python", **kw):
+    """A code context of sandbox sid (docs/contexts.md); its id."""
+    r = d.post(f"/v1/sandboxes/{sid}/contexts", dict(language=language, **kw))
+    assert r.status == 201, r
+    return r.json["id"]
+
+
+def context_run(d, sid, cid, code, **kw):
+    """A cell run in context cid; the run object."""
+    r = d.post(f"/v1/sandboxes/{sid}/contexts/{cid}/run", dict(code=code, **kw))
+    assert r.status == 200, r
+    return r.json

@@ -181,6 +181,8 @@ EXPECT = {
     "other-sandbox-signal": _table(hd=allowed(HD_SIBLINGS)),
     "other-sandbox-ptrace": _table(hd=allowed(HD_SIBLINGS)),
     "other-sandbox-workspace": _table(hd=allowed(HD_SIBLINGS)),
+    # --- code contexts: frames a hostile cell forges are refused by the daemon's parser
+    "context-frame-forgery": _all_blocked(),
     # --- resources
     "fork-bomb": _all_blocked(),
     "shell-fork-bomb": _all_blocked(),

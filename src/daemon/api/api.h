@@ -23,6 +23,14 @@ void api_processes(struct daemon *, struct api_request *, const struct client *,
 /* The live sandbox id, referenced; else NULL with the reply set: 409 `sandbox ID is STATE`
  * for one the state database knows (destroyed, failed), 404 for an unknown one. */
 struct live *api_live_or_reply(struct daemon *d, const char *id, struct reply *out);
+void api_contexts(struct daemon *, struct api_request *, const struct client *, struct reply *);
+/* The streamed run of a cell (stream_work_fn): its events, then {"done": result}. */
+json_t *api_context_run_work(struct daemon *d, struct live *l, const struct client *c,
+			     struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
+			     void *emit_ud);
+/* A streamed answer whose work (NULL: r's exec) owns the reference to l from here on. */
+void api_reply_stream(struct daemon *d, struct live *l, const struct client *c,
+		      struct api_request *r, stream_work_fn work, struct reply *out);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */
 struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,

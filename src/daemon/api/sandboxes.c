@@ -323,6 +323,18 @@ struct live *api_live_or_reply(struct daemon *d, const char *id, struct reply *o
 	return l;
 }
 
+void api_reply_stream(struct daemon *d, struct live *l, const struct client *c,
+		      struct api_request *r, stream_work_fn work, struct reply *out)
+{
+	out->mhd_response = stream_work_response_new(d, l, c, r, c->fd, work);
+	if (!out->mhd_response) {
+		live_put(d, l);
+		reply_error(out, 500, "cannot start the stream");
+		return;
+	}
+	out->status = 200;
+}
+
 void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 	      struct reply *out)
 {
@@ -348,13 +360,7 @@ void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 			live_put(d, l);
 			return;
 		}
-		out->mhd_response = stream_response_new(d, l, c, r, c->fd);
-		if (!out->mhd_response) {
-			live_put(d, l);
-			reply_error(out, 500, "cannot start the stream");
-			return;
-		}
-		out->status = 200;
+		api_reply_stream(d, l, c, r, NULL, out);
 		return;
 	}
 	agentd_command cmd = {

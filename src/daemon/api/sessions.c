@@ -1,7 +1,6 @@
 /* api_sessions.c: the agent session model (docs/api.md#sessions) — a session is a sandbox
- * of its own; each execution writes the code to a file in the session's workdir (from inside the
- * sandbox, by the sandbox's own shell: the host touches no sandbox path) and runs it with
- * the language's interpreter, so files persist between executions. */
+ * of its own; each execution runs in the session's code context of its language
+ * (live/contexts.c), so variables persist between executions as files do. */
 #include "daemon/api/api.h"
 
 #include <stdlib.h>
@@ -38,58 +37,125 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 	live_put(d, l);
 }
 
-/* The code goes in through stdin and is saved by the sandbox's own shell; the file name is
- * ours (the execution id), never the client's. */
+/* The SandboxResult of an execution from a context's run: the exec output's fields (an
+ * exit code as a script's: 0, 1 for an exception, 124 timed out, 137 killed), the error's
+ * traceback in stderr as the interpreter would have printed it, and the value. */
+static json_t *execution_result(json_t *run, struct live *l)
+{
+	const char *st = json_string_value(json_object_get(run, "status"));
+	json_t *err = json_object_get(run, "error");
+	bool timed_out = json_is_true(json_object_get(run, "timed_out"));
+	bool killed = !strcmp(st, "killed");
+	json_t *ec = json_object_get(run, "exit_code");
+	int code = timed_out ? 124 : killed ? 137 : ec ? (int)json_integer_value(ec)
+					   : !strcmp(st, "ok") ? 0 : 1;
+	json_t *res = json_deep_copy(run);
+	json_object_set_new(res, "exit_code", json_integer(code));
+	if (json_is_object(err) && !json_object_get(run, "stderr_encoding")) {
+		const char *tb = json_string_value(json_object_get(err, "traceback"));
+		if (!tb || !*tb)
+			tb = json_string_value(json_object_get(err, "value"));
+		char *joined = xasprintf("%s%s", json_string_value(json_object_get(run, "stderr")),
+					 tb ? tb : "");
+		json_object_set_new(res, "stderr", json_string(joined));
+		free(joined);
+	}
+	json_object_set(res, "value", json_object_get(run, "result"));
+	json_object_set_new(res, "success", json_boolean(code == 0 && !timed_out));
+	json_object_set_new(res, "killed", json_boolean(timed_out || killed));
+	json_object_set_new(res, "kill_reason", json_string(timed_out ? "timeout"
+							    : killed ? "killed" : ""));
+	json_object_set_new(res, "backend", json_string(l->backend));
+	json_object_set_new(res, "sandbox_id", json_string(l->id));
+	return res;
+}
+
+/* An execution runs in the session's context of its language (started on first use), so
+ * variables persist between executions as files do. */
+static json_t *execute_work(struct daemon *d, struct live *l, const struct client *c,
+			    struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
+			    void *emit_ud, int *http_status)
+{
+	char eid[API_ID_LEN + 1], cid[API_ID_LEN + 1];
+	random_hex(eid);
+	agentd_error err = {0};
+	json_t *run = NULL;
+	const char *lang = api_language_name(r->language);
+	state_session_set_status(d->st, r->session, "executing");
+	int status = ctx_session_context(d, l, r->language, cid, &err);
+	if (!status) {
+		struct ctx_run_req req = {.code = r->code, .env = &r->env,
+					  .timeout_ms = r->timeout_ms, .queue = true};
+		status = ctx_run(d, l, cid, &req, slot, emit, emit_ud, &run, &err);
+	}
+	state_session_set_status(d->st, r->session, "ready");
+	char *argv[] = {"session", (char *)lang, NULL};
+	audit(d, c, "exec", l->id, argv, l->digest, l->backend,
+	      status ? err.msg : json_string_value(json_object_get(run, "status")), 0);
+	if (status) {
+		state_execution_insert(d->st, eid, r->session, lang, "failed", -1, 0, NULL);
+		*http_status = status;
+		return json_pack("{s:{s:s, s:s}}", "error", "code", api_status_code(status),
+				 "message", err.msg);
+	}
+	json_t *res = execution_result(run, l);
+	json_decref(run);
+	bool ok = json_is_true(json_object_get(res, "success"));
+	const char *st = ok ? "completed" : "failed";
+	state_execution_insert(d->st, eid, r->session, lang, st,
+			       (int)json_integer_value(json_object_get(res, "exit_code")),
+			       (uint64_t)json_integer_value(json_object_get(res, "duration_ms")),
+			       NULL);
+	*http_status = 200;
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "execution_id", eid, "agent_id",
+			 r->agent, "session_id", r->session, "status", st, "language", lang,
+			 "result", res);
+}
+
+static json_t *execute_streamed(struct daemon *d, struct live *l, const struct client *c,
+				struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
+				void *emit_ud)
+{
+	int status;
+	json_t *o = execute_work(d, l, c, r, slot, emit, emit_ud, &status);
+	if (status != 200)
+		return o;
+	json_t *res = json_object_get(o, "result");
+	json_object_del(res, "stdout");
+	json_object_del(res, "stderr");
+	return json_pack("{s:o}", "done", o);
+}
+
 static void execute(struct daemon *d, struct live *l, struct api_request *r,
 		    const struct client *c, struct reply *out)
 {
-	static const char *const interp[] = {[LANG_SH] = "/bin/sh", [LANG_PYTHON] = "python3",
-					     [LANG_NODE] = "node"};
-	static const char *const ext[] = {[LANG_SH] = "sh", [LANG_PYTHON] = "py",
-					  [LANG_NODE] = "js"};
-	char eid[API_ID_LEN + 1];
-	random_hex(eid);
-	char script[256];
-	snprintf(script, sizeof(script),
-		 "mkdir -p .agentd && cat > .agentd/%s.%s && exec %s .agentd/%s.%s", eid,
-		 ext[r->language], interp[r->language], eid, ext[r->language]);
-	char *argv[] = {"/bin/sh", "-c", script, NULL};
-	agentd_command cmd = {
-		.argv = argv,
-		.stdin_data = (const uint8_t *)r->code,
-		.stdin_len = strlen(r->code),
-	};
-	agentd_exec_output o;
-	agentd_error err = {0};
-	state_session_set_status(d->st, r->session, "executing");
-	int status = live_exec(d, l, c, &cmd, NULL, NULL, NULL, &o, &err);
-	state_session_set_status(d->st, r->session, "ready");
-	if (status) {
-		state_execution_insert(d->st, eid, r->session, api_language_name(r->language),
-				       "failed", -1, 0, NULL);
-		reply_agentd_error(out, status, &err);
-		agentd_exec_output_free(&o);
+	uint64_t wall = agentd_sandbox_spec(l->sb)->limits.max_wall_time_ms;
+	if (r->timeout_ms && wall && r->timeout_ms > wall) {
+		reply_error(out, 400, "timeout_ms %llu is above the sandbox's wall-time limit "
+			    "(limits.max_wall_time_ms = %llu)", (unsigned long long)r->timeout_ms,
+			    (unsigned long long)wall);
 		return;
 	}
-	bool ok = o.exit_code == 0 && !o.timed_out;
-	const char *st = ok ? "completed" : "failed";
-	state_execution_insert(d->st, eid, r->session, api_language_name(r->language), st,
-			       o.exit_code, o.duration_ms, NULL);
-	char *s = agentd_exec_output_to_json(&o, l->backend, l->id);
-	json_t *res = json_loads(s, 0, NULL);
-	free(s);
-	/* The seed's SandboxResult fields next to ours. */
-	const char *kill_reason = o.timed_out ? "timeout"
-				  : o.limit_hit != AGENTD_LIMIT_NONE
-					  ? agentd_limit_kind_name(o.limit_hit)
-					  : "";
-	json_object_set_new(res, "success", json_boolean(ok));
-	json_object_set_new(res, "killed", json_boolean(o.timed_out || o.term_signal));
-	json_object_set_new(res, "kill_reason", json_string(kill_reason));
-	reply_json(out, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "execution_id", eid,
-				       "agent_id", r->agent, "session_id", r->session, "status", st,
-				       "language", api_language_name(r->language), "result", res));
-	agentd_exec_output_free(&o);
+	if (r->stream) {
+		live_get(d, l->id); /* the stream's own reference */
+		api_reply_stream(d, l, c, r, execute_streamed, out);
+		return;
+	}
+	struct exec_slot slot;
+	if (exec_slot_init(&slot, c->fd) < 0) {
+		reply_error(out, 500, "execution: pipe");
+		return;
+	}
+	int status;
+	json_t *o = execute_work(d, l, c, r, &slot, NULL, NULL, &status);
+	exec_slot_close(&slot);
+	if (status == 200) {
+		reply_json(out, 200, o);
+		return;
+	}
+	json_t *msg = json_object_get(json_object_get(o, "error"), "message");
+	reply_error(out, status, "%s", json_string_value(msg));
+	json_decref(o);
 }
 
 void api_sessions(struct daemon *d, struct api_request *r, const struct client *c,
@@ -104,6 +170,12 @@ void api_sessions(struct daemon *d, struct api_request *r, const struct client *
 		reply_error(out, 404, "agent %s has no session %s", r->agent, r->session);
 		return;
 	}
+	if (r->route == ROUTE_SESSION_EXECUTIONS) { /* also of a session that ended */
+		reply_json(out, 200, json_pack("{s:s, s:s, s:s, s:o}", "agent_id", r->agent,
+					       "session_id", r->session, "status", status,
+					       "executions", state_execution_list(d->st, r->session)));
+		return;
+	}
 	struct live *l = live_get(d, sbid);
 	if (!l) {
 		/* a second DELETE finds nothing to delete: 404, like the sandbox's */
@@ -116,6 +188,7 @@ void api_sessions(struct daemon *d, struct api_request *r, const struct client *
 		live_put(d, l);
 		return;
 	}
+
 	agentd_error err = {0};
 	int rc = live_destroy_audited(d, l, c, "session_destroy", "session deleted", &err);
 	if (rc < 0) {

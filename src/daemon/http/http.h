@@ -40,14 +40,21 @@ enum api_route {
 	ROUTE_PROCESS_STDIN,
 	ROUTE_PROCESS_OUTPUT,
 	ROUTE_PROCESS_ATTACH,
+	ROUTE_CONTEXT_CREATE,
+	ROUTE_CONTEXT_LIST,
+	ROUTE_CONTEXT_GET,
+	ROUTE_CONTEXT_DELETE,
+	ROUTE_CONTEXT_RUN,
+	ROUTE_SESSION_EXECUTIONS,
 	ROUTE__COUNT,
 };
 
-enum api_language { LANG_SH, LANG_PYTHON, LANG_NODE };
+enum api_language { LANG_SH, LANG_PYTHON, LANG_NODE, LANG_BASH };
 
 #define API_AGENT_MAX 64	/* agent ids: [A-Za-z0-9._-]{1,64} */
 #define API_NAME_MAX 64		/* sandbox names, backend names */
 #define API_MAX_BODY (16u << 20)	/* JSON bodies; file bodies have their own limit */
+#define API_CODE_MAX (1u << 20)		/* a cell's or an execution's code */
 
 struct api_query {
 	const char *path;		/* ?path= of the files API */
@@ -71,6 +78,7 @@ struct api_request {
 	char id[API_ID_LEN + 1];	/* {id} */
 	char agent[API_AGENT_MAX + 1];	/* {agent} */
 	char session[API_ID_LEN + 1];	/* {sid} */
+	char context[API_ID_LEN + 1];	/* {cid} */
 	char param[API_NAME_MAX + 1];	/* {name} of /v1/backends/{name} */
 	/* POST /v1/sandboxes, POST .../sessions */
 	char *backend;

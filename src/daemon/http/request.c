@@ -46,6 +46,12 @@ static const struct route_def routes[] = {
 	{ROUTE_PROCESS_STDIN, "POST", "/v1/sandboxes/{id}/processes/{pid}/stdin", true},
 	{ROUTE_PROCESS_OUTPUT, "GET", "/v1/sandboxes/{id}/processes/{pid}/output", false},
 	{ROUTE_PROCESS_ATTACH, "GET", "/v1/sandboxes/{id}/processes/{pid}/attach", false},
+	{ROUTE_CONTEXT_CREATE, "POST", "/v1/sandboxes/{id}/contexts", true},
+	{ROUTE_CONTEXT_LIST, "GET", "/v1/sandboxes/{id}/contexts", false},
+	{ROUTE_CONTEXT_GET, "GET", "/v1/sandboxes/{id}/contexts/{cid}", false},
+	{ROUTE_CONTEXT_DELETE, "DELETE", "/v1/sandboxes/{id}/contexts/{cid}", false},
+	{ROUTE_CONTEXT_RUN, "POST", "/v1/sandboxes/{id}/contexts/{cid}/run", true},
+	{ROUTE_SESSION_EXECUTIONS, "GET", "/v1/agents/{agent}/sessions/{sid}/executions", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -72,7 +78,18 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 	[ROUTE_SESSION_CREATE] = {{"config", JSON_OBJECT, false},
 				  {"backend", JSON_STRING, false},
 				  {"allow_degraded", JSON_TRUE, false}},
-	[ROUTE_SESSION_EXEC] = {{"code", JSON_STRING, true}, {"language", JSON_STRING, false}},
+	[ROUTE_SESSION_EXEC] = {{"code", JSON_STRING, true},
+				{"language", JSON_STRING, false},
+				{"timeout_ms", JSON_INTEGER, false},
+				{"env", JSON_OBJECT, false},
+				{"stream", JSON_TRUE, false}},
+	[ROUTE_CONTEXT_CREATE] = {{"language", JSON_STRING, true},
+				  {"env", JSON_OBJECT, false},
+				  {"workdir", JSON_STRING, false}},
+	[ROUTE_CONTEXT_RUN] = {{"code", JSON_STRING, true},
+			       {"timeout_ms", JSON_INTEGER, false},
+			       {"env", JSON_OBJECT, false},
+			       {"stream", JSON_TRUE, false}},
 	[ROUTE_PROCESS_CREATE] = {{"argv", JSON_ARRAY, true},
 				  {"env", JSON_OBJECT, false},
 				  {"workdir", JSON_STRING, false},
@@ -127,7 +144,7 @@ const char *api_route_name(enum api_route r)
 
 const char *api_language_name(enum api_language l)
 {
-	return l == LANG_PYTHON ? "python" : l == LANG_NODE ? "node" : "sh";
+	return l == LANG_PYTHON ? "python" : l == LANG_NODE ? "node" : l == LANG_BASH ? "bash" : "sh";
 }
 
 const char *api_status_code(int status)
@@ -206,14 +223,16 @@ static int match(const char *pattern, const char *path, struct api_request *r,
 			size_t max = 0;
 			bool ok;
 			const char *what = "";
-			if (!strncmp(p, "{id}", plen) || !strncmp(p, "{sid}", plen)) {
-				dst = p[1] == 'i' ? r->id : r->session;
+			if (!strncmp(p, "{id}", plen) || !strncmp(p, "{sid}", plen) ||
+			    !strncmp(p, "{cid}", plen)) {
+				dst = p[1] == 'i' ? r->id : p[1] == 's' ? r->session : r->context;
 				max = API_ID_LEN;
 				char tmp[API_ID_LEN + 2] = "";
 				if (ulen <= API_ID_LEN)
 					memcpy(tmp, u, ulen);
 				ok = ulen == API_ID_LEN && api_valid_id(tmp);
-				what = p[1] == 'i' ? "sandbox id" : "session id";
+				what = p[1] == 'i' ? "sandbox id" : p[1] == 's' ? "session id"
+								       : "context id";
 			} else if (!strncmp(p, "{pid}", plen)) {
 				char tmp[12] = "";
 				if (ulen <= 10)
@@ -285,6 +304,62 @@ static int parse_spec(json_t *obj, const char *field, agentd_spec *spec, agentd_
 	return r < 0 ? agentd_error_prefix(err, "%s", field) : 0;
 }
 
+static int parse_env(json_t *b, struct api_request *r, agentd_error *err)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(b, "env"), k, v) {
+		if (!json_is_string(v))
+			return agentd_error_set(err, EINVAL, "env.%s: expected string", k);
+		if (!*k || strchr(k, '='))
+			return agentd_error_set(err, EINVAL, "env: bad variable name '%s'", k);
+		char f[64];
+		snprintf(f, sizeof(f), "env.%.50s", k);
+		char *val = dup_string(v, f, 0, err);
+		if (!val)
+			return -1;
+		r->env.v = realloc(r->env.v, (r->env.n + 1) * sizeof(agentd_kv));
+		r->env.v[r->env.n].key = strdup(k);
+		r->env.v[r->env.n].value = val;
+		r->env.n++;
+	}
+	return 0;
+}
+
+static int parse_timeout(json_t *b, struct api_request *r, agentd_error *err)
+{
+	json_t *v = json_object_get(b, "timeout_ms");
+	if (v) {
+		json_int_t t = json_integer_value(v);
+		if (t < 1)
+			return agentd_error_set(err, EINVAL, "timeout_ms: expected integer >= 1");
+		r->timeout_ms = (uint64_t)t;
+	}
+	return 0;
+}
+
+static int parse_language(const char *l, enum api_language *out, agentd_error *err)
+{
+	static const enum api_language all[] = {LANG_PYTHON, LANG_NODE, LANG_SH, LANG_BASH};
+	for (size_t i = 0; l && i < sizeof(all) / sizeof(all[0]); i++)
+		if (!strcmp(l, api_language_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return agentd_error_set(err, EINVAL, "language: expected python, node, sh or bash");
+}
+
+/* A cell's code: a string without NUL, at most API_CODE_MAX bytes (413 past it). */
+static int parse_code(json_t *b, struct api_request *r, agentd_error *err)
+{
+	json_t *v = json_object_get(b, "code");
+	if (json_string_length(v) > API_CODE_MAX)
+		return agentd_error_set(err, E2BIG, "code: %zu bytes, over the limit of %u",
+					json_string_length(v), API_CODE_MAX);
+	return (r->code = dup_string(v, "code", 0, err)) ? 0 : -1;
+}
+
+
 /* argv, env and workdir of an exec or a process; max_bytes bounds argv's strings together
  * (0: only the body's size does). */
 static int parse_command(json_t *b, struct api_request *r, size_t max_bytes, agentd_error *err)
@@ -308,22 +383,8 @@ static int parse_command(json_t *b, struct api_request *r, size_t max_bytes, age
 	}
 	if (!r->argv[0][0])
 		return agentd_error_set(err, EINVAL, "argv[0]: empty");
-	const char *k;
-	json_object_foreach(json_object_get(b, "env"), k, v) {
-		if (!json_is_string(v))
-			return agentd_error_set(err, EINVAL, "env.%s: expected string", k);
-		if (!*k || strchr(k, '='))
-			return agentd_error_set(err, EINVAL, "env: bad variable name '%s'", k);
-		char f[64];
-		snprintf(f, sizeof(f), "env.%.50s", k);
-		char *val = dup_string(v, f, 0, err);
-		if (!val)
-			return -1;
-		r->env.v = realloc(r->env.v, (r->env.n + 1) * sizeof(agentd_kv));
-		r->env.v[r->env.n].key = strdup(k);
-		r->env.v[r->env.n].value = val;
-		r->env.n++;
-	}
+	if (parse_env(b, r, err) < 0)
+		return -1;
 	if ((v = json_object_get(b, "workdir"))) {
 		if (!(r->workdir = dup_string(v, "workdir", 4096, err)))
 			return -1;
@@ -344,12 +405,8 @@ static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
 			return agentd_error_set(err, EINVAL, "stdin: expected base64");
 		r->has_stdin = true;
 	}
-	if ((v = json_object_get(b, "timeout_ms"))) {
-		json_int_t t = json_integer_value(v);
-		if (t < 1)
-			return agentd_error_set(err, EINVAL, "timeout_ms: expected integer >= 1");
-		r->timeout_ms = (uint64_t)t;
-	}
+	if (parse_timeout(b, r, err) < 0)
+		return -1;
 	r->stream = json_is_true(json_object_get(b, "stream"));
 	return 0;
 }
@@ -560,21 +617,29 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 		if (!api_valid_id(r->snapshot_id))
 			return agentd_error_set(err, EINVAL, "snapshot_id: expected 32 hex digits");
 		return 0;
-	case ROUTE_SESSION_EXEC: {
-		if (!(r->code = dup_string(json_object_get(b, "code"), "code", 0, err)))
-			return -1;
+	case ROUTE_SESSION_EXEC:
+	case ROUTE_CONTEXT_RUN: {
 		const char *l = json_string_value(json_object_get(b, "language"));
-		if (!l || !strcmp(l, "python"))
-			r->language = LANG_PYTHON;
-		else if (!strcmp(l, "sh"))
-			r->language = LANG_SH;
-		else if (!strcmp(l, "node"))
-			r->language = LANG_NODE;
-		else
-			return agentd_error_set(err, EINVAL,
-						"language: expected sh, python or node");
+		r->language = LANG_PYTHON;
+		if (parse_code(b, r, err) < 0 || (l && parse_language(l, &r->language, err) < 0) ||
+		    parse_env(b, r, err) < 0 || parse_timeout(b, r, err) < 0)
+			return -1;
+		r->stream = json_is_true(json_object_get(b, "stream"));
 		return 0;
 	}
+	case ROUTE_CONTEXT_CREATE:
+		if (parse_language(json_string_value(json_object_get(b, "language")),
+				   &r->language, err) < 0 ||
+		    parse_env(b, r, err) < 0)
+			return -1;
+		if ((v = json_object_get(b, "workdir"))) {
+			if (!(r->workdir = dup_string(v, "workdir", 4096, err)))
+				return -1;
+			if (r->workdir[0] != '/')
+				return agentd_error_set(err, EINVAL,
+							"workdir: expected an absolute path");
+		}
+		return 0;
 	default:
 		return 0;
 	}

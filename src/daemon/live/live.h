@@ -62,6 +62,8 @@ struct live {
 	bool session;
 	int64_t created_ms;
 	struct proc_table *procs;	/* its background processes (procs.h); NULL: none yet */
+	struct context *contexts;	/* its code contexts (contexts.c) */
+	unsigned n_contexts;
 	struct live *next;
 };
 
@@ -153,8 +155,48 @@ void live_count_exec(struct daemon *d, const agentd_exec_output *o, bool failed)
 /* One output line of a stream: {"stream", "data"} with data as text, or base64 with
  * "encoding" when it is not UTF-8 (stream.c). */
 json_t *stream_chunk_json(agentd_stream st, const uint8_t *data, size_t len);
-/* A chunked NDJSON response fed by the exec's output callback (stream.c). */
-void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
-			  struct api_request *r, int conn_fd);
+/* ------------------------------------------------------------------ contexts.c
+ * Stateful code contexts (docs/contexts.md): an interpreter started in the sandbox with
+ * agentd's runner for its language, cells run in it one at a time over the framed
+ * protocol (common/ctxproto.c). A context that breaks the protocol, or ignores the interrupt
+ * of a timed-out cell, is killed; the daemon and the other contexts go on. */
+#define LIVE_MAX_CONTEXTS 8
+#define CTX_INTERRUPT_GRACE_MS 2000	/* SIGINT to kill, after a cell's timeout */
+struct context;
+struct ctx_run_req {
+	const char *code;
+	const agentd_kvv *env;
+	uint64_t timeout_ms;		/* 0: the sandbox's wall-time limit */
+	bool queue;			/* wait for a running cell to end (else 409) */
+};
+/* Events of a running cell (streaming): takes the object. */
+typedef void (*ctx_event_cb)(void *ud, json_t *event);
+/* The runners, embedded at build time (ctx_runners.c, from live/runners/). */
+extern const char ctx_runner_python[], ctx_runner_node[], ctx_runner_sh[];
+/* 0 + *out (the context's JSON), or an HTTP status with err. for_session marks the one
+ * context per language of a session. */
+int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const agentd_kvv *env,
+	       const char *workdir, bool for_session, json_t **out, agentd_error *err);
+/* Run a cell: 0 + *out (the run's JSON), or an HTTP status with err when it could not
+ * start (404 no such context, 409 gone or busy, 400). slot: cancelled by destroy or the
+ * client going away. */
+int ctx_run(struct daemon *d, struct live *l, const char *cid, const struct ctx_run_req *req,
+	    struct exec_slot *slot, ctx_event_cb cb, void *ud, json_t **out, agentd_error *err);
+json_t *ctx_list_json(struct daemon *d, struct live *l);
+int ctx_get_json(struct daemon *d, struct live *l, const char *cid, json_t **out,
+		 agentd_error *err);
+int ctx_delete(struct daemon *d, struct live *l, const char *cid, agentd_error *err);
+/* The live context of a session for lang, started on first use (or after it ended). */
+int ctx_session_context(struct daemon *d, struct live *l, enum api_language lang,
+			char cid[API_ID_LEN + 1], agentd_error *err);
+/* Every context of l killed and freed: live_destroy, before the sandbox goes. */
+void ctx_free_all(struct daemon *d, struct live *l);
+/* A chunked NDJSON response (stream.c): work (NULL: r's exec, fed by its output callback)
+ * runs on its own thread, emits lines and returns the last one. */
+typedef json_t *(*stream_work_fn)(struct daemon *d, struct live *l, const struct client *c,
+				  struct api_request *r, struct exec_slot *slot, ctx_event_cb emit,
+				  void *emit_ud);
+void *stream_work_response_new(struct daemon *d, struct live *l, const struct client *c,
+			       struct api_request *r, int conn_fd, stream_work_fn work);
 
 #endif

@@ -1,5 +1,5 @@
 /* stream.c: exec with "stream": true — a chunked NDJSON response fed by the exec's output
- * callback. The exec runs in its own thread and appends lines to a queue; libmicrohttpd's
+ * callback (or by the events of other work: a context's cell). The exec runs in its own thread and appends lines to a queue; libmicrohttpd's
  * connection thread blocks in the reader until a line or the end arrives. A client that
  * goes away cancels the exec (its tree is killed). */
 #include "daemon/live/live.h"
@@ -14,6 +14,7 @@ struct stream {
 	struct client c;
 	struct api_request r;		/* moved from the handler: argv, env, stdin... */
 	struct exec_slot slot;
+	stream_work_fn work;		/* else an exec */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -87,10 +88,29 @@ static void flush_held(struct stream *s)
 				   s->held[i].n);
 }
 
+static void emit_line(void *ud, json_t *line)
+{
+	push_line(ud, line);
+}
+
+static void finish(struct stream *s)
+{
+	live_put(s->d, s->l);
+	pthread_mutex_lock(&s->mu);
+	s->done = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
 static void *run(void *arg)
 {
 	struct stream *s = arg;
 	static const uint8_t empty;
+	if (s->work) {
+		push_line(s, s->work(s->d, s->l, &s->c, &s->r, &s->slot, emit_line, s));
+		finish(s);
+		return NULL;
+	}
 	agentd_command cmd = {
 		.argv = s->r.argv,
 		.env = s->r.env,
@@ -118,11 +138,7 @@ static void *run(void *arg)
 		push_line(s, json_pack("{s:o}", "exit", res));
 	}
 	agentd_exec_output_free(&o);
-	live_put(s->d, s->l);
-	pthread_mutex_lock(&s->mu);
-	s->done = true;
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	finish(s);
 	return NULL;
 }
 
@@ -169,10 +185,11 @@ static void release(void *cls)
 	free(s);
 }
 
-void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
-			  struct api_request *r, int conn_fd)
+void *stream_work_response_new(struct daemon *d, struct live *l, const struct client *c,
+			       struct api_request *r, int conn_fd, stream_work_fn work)
 {
 	struct stream *s = calloc(1, sizeof(*s));
+	s->work = work;
 	s->d = d;
 	s->l = l;
 	s->c = *c;

@@ -380,6 +380,19 @@ int state_execution_insert(struct state *st, const char *id, const char *session
 		     (int64_t)duration_ms, now_ms());
 }
 
+json_t *state_execution_list(struct state *st, const char *session_id)
+{
+	pthread_mutex_lock(&st->lock);
+	sqlite3_stmt *s = prep(st,
+			       "SELECT id AS execution_id, language, status, exit_code, duration_ms,"
+			       " created_ms FROM executions WHERE session_id = ? ORDER BY rowid",
+			       "s", session_id);
+	json_t *a = s ? rows(s, 0) : NULL;
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return a ? a : json_array();
+}
+
 /* store/audit.c works on the same connection under the same lock. */
 sqlite3 *state_lock_db(struct state *st)
 {

@@ -68,6 +68,9 @@ int state_session_set_status_by_sandbox(struct state *st, const char *sandbox_id
 int state_execution_insert(struct state *st, const char *id, const char *session_id,
 			   const char *language, const char *status, int exit_code,
 			   uint64_t duration_ms, agentd_error *err);
+/* A session's executions, oldest first: [{execution_id, language, status, exit_code,
+ * duration_ms, created_ms}]. */
+json_t *state_execution_list(struct state *st, const char *session_id);
 
 /* store/audit.c uses state.c's connection under its lock. */
 typedef struct sqlite3 sqlite3;
