@@ -13,7 +13,8 @@ extern "C" {
 
 /* Raised whenever an ops table, an allocator or an accessor below changes shape. A plugin
  * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
-#define AGENTD_BACKEND_ABI_VERSION 3u /* 3: agentd_limits.max_snapshot_bytes, enforcement items */
+#define AGENTD_BACKEND_ABI_VERSION 4u /* 3: agentd_limits.max_snapshot_bytes, enforcement items;
+					    * 4: agentd_sandbox_ops.connect (ports, at the end) */
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -36,6 +37,10 @@ typedef struct agentd_sandbox_ops {
 	 * there must get. The core resolves every path beneath it (agentd_sandbox_open_file);
 	 * a backend never opens a sandbox-controlled path itself. NULL = unsupported. */
 	int (*workdir_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
+	/* agentd_sandbox_connect: a TCP socket made in the sandbox's network namespace,
+	 * connected or connecting to 127.0.0.1:port there (port > 0, checked by the core).
+	 * NULL = no network namespace of its own (ENOTSUP). */
+	int (*connect)(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 } agentd_sandbox_ops;
 
 typedef struct agentd_backend_ops {

@@ -235,6 +235,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.usage = ctr_usage,
 	.destroy = ctr_destroy,
 	.workdir_fd = ctr_workdir_fd,
+	.connect = ctr_connect,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -271,6 +272,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 		return 0;
 	}
 	strv_push(&caps->platform_features, "egress-proxy");
+	strv_push(&caps->platform_features, "port-forwarding");
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");

@@ -49,6 +49,9 @@ enum {
 	OP_KILL = 2,
 	OP_PROXY_FD = 3,	/* init → host: the egress proxy's listener */
 	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
+	OP_SOCKET = 5,		/* host → init, with a reply socket: a TCP socket of the
+				 * sandbox's network namespace comes back on it (connect.c),
+				 * or no fd and the errno in id */
 };
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
@@ -162,6 +165,9 @@ struct exec_payload {
 };
 int exec_payload_decode(int fd, struct exec_payload *pl, const char **why);
 void exec_payload_release(struct exec_payload *pl);
+
+/* connect.c */
+int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 
 /* container_snapshot.c */
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
