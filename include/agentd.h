@@ -443,9 +443,9 @@ void agentd_process_free(agentd_process *p);
  * untouched: the socket belongs to its namespace, so it reaches nothing outside it, and
  * nothing inside gains a way out. Returns a non-blocking CLOEXEC socket, connected or still
  * connecting (poll POLLOUT, then SO_ERROR), or -1 + err: ECONNREFUSED when nothing listens
- * there (or later, from SO_ERROR), EINVAL for port 0, ENOTSUP where the backend has no
- * network namespace of its own (the process backends: probe says so), EBUSY while the
- * sandbox is suspended. Safe from any thread, concurrently with execs; not after
+ * there (or later, from SO_ERROR), ENOTSUP where the backend has no network namespace of
+ * its own (the process backends: probe says so), EBUSY while the sandbox is suspended.
+ * Port 0 only asks: 0 where the backend can connect (nothing is made), else ENOTSUP. Safe from any thread, concurrently with execs; not after
  * agentd_sandbox_destroy. */
 int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 

@@ -128,6 +128,7 @@ int cmd_audit(int argc, char **argv);
 /* A symbol of the daemon module (cmd_serve_load.c); NULL after a message. */
 void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
+int cmd_sandbox_port(int argc, char **argv);	/* sandbox port|ports */
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);
 int cmd_probe(int argc, char **argv);

@@ -56,6 +56,9 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_SESSION_DELETE] = api_sessions,
 	[ROUTE_AUDIT] = api_audit,
 	[ROUTE_AUDIT_VERIFY] = api_audit_verify,
+	[ROUTE_PORT_OPEN] = api_ports,
+	[ROUTE_PORT_LIST] = api_ports,
+	[ROUTE_PORT_CLOSE] = api_ports,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,

@@ -14,6 +14,7 @@ void api_sandboxes(struct daemon *, struct api_request *, const struct client *,
 void api_exec(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_files(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_sessions(struct daemon *, struct api_request *, const struct client *, struct reply *);
+void api_ports(struct daemon *, struct api_request *, const struct client *, struct reply *);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */
 struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,

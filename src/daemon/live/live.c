@@ -333,6 +333,7 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 		}
 	pthread_mutex_unlock(&d->lock);
 
+	ports_close_all(d, l, reason); /* their relays connect into l->sb: before it goes */
 	agentd_error derr = {0};
 	int r = agentd_sandbox_destroy(l->sb, &derr);
 	const char *final = r < 0 ? "failed" : "destroyed";
