@@ -1,0 +1,265 @@
+"""Forwarded ports (POST/GET/DELETE /v1/sandboxes/{id}/ports, `agentd sandbox port`) against
+a real `agentd serve`: a server listening inside a container sandbox answers on the host's
+127.0.0.1 (or a unix socket), one connection carries many round trips, the listener and
+every relay go with DELETE and with the sandbox, and bad input is a 4xx naming `port`."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from daemon_util import Daemon, wait_until
+
+ECHO = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
+import threading
+def serve(c):
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        c.sendall(b)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+@pytest.fixture(scope="module")
+def d():
+    dm = Daemon().start()
+    yield dm
+    dm.cleanup()
+
+
+def background(d, sid, argv):
+    """A foreground exec kept running by a thread (it ends with the sandbox, or at the
+    policy's wall-time limit, 120 s)."""
+    t = threading.Thread(target=lambda: d.request(
+        "POST", f"/v1/sandboxes/{sid}/exec", {"argv": argv},
+        new_conn=True), daemon=True)
+    t.start()
+    return t
+
+
+def forward(d, sid, port, **kw):
+    r = d.post(f"/v1/sandboxes/{sid}/ports", {"port": port, **kw})
+    assert r.status == 201, r
+    return r.json
+
+
+def connect_when_served(addr, family=socket.AF_INET, timeout=30):
+    """A connection through the forward once the server inside answers an echo."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(family)
+        s.settimeout(10)
+        try:
+            s.connect(addr)
+            s.sendall(b"ping")
+            if s.recv(4) == b"ping":
+                return s
+        except OSError:
+            pass
+        s.close()
+        assert time.monotonic() < deadline, "the server inside never answered"
+        time.sleep(0.2)
+
+
+def http_get(url, unix=None):
+    args = ["curl", "-sS", "--max-time", "10"] + (["--unix-socket", unix] if unix else []) + [url]
+    return subprocess.run(args, capture_output=True, timeout=30)
+
+
+def daemon_fds(d):
+    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+
+def daemon_threads(d):
+    return len(os.listdir(f"/proc/{d.proc.pid}/task"))
+
+
+@pytest.fixture
+def sbx(d):
+    sid = d.create()    # the default policy: network "none"
+    yield sid
+    d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_curl_from_the_host_gets_the_page_served_inside(d, sbx):
+    r = d.exec(sbx, ["/bin/sh", "-c", "echo hello-from-inside > index.html"])
+    assert r.status == 200 and r.json["exit_code"] == 0, r
+    background(d, sbx, ["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"])
+    fwd = forward(d, sbx, 8000)
+    assert fwd["host"] == "127.0.0.1" and fwd["port"] == 8000, fwd
+    assert fwd["address"] == f"127.0.0.1:{fwd['host_port']}", fwd
+    url = f"http://127.0.0.1:{fwd['host_port']}/index.html"
+    got = wait_until(lambda: http_get(url).stdout == b"hello-from-inside\n", timeout=30)
+    assert got, http_get(url)
+    listed = d.get(f"/v1/sandboxes/{sbx}/ports")
+    assert listed.status == 200 and [p["port"] for p in listed.json["ports"]] == [8000], listed
+    assert listed.json["ports"][0]["accepted"] >= 1, listed
+    # the same port on a unix socket instead, under the state dir
+    assert d.delete(f"/v1/sandboxes/{sbx}/ports/8000").status == 200
+    ufwd = forward(d, sbx, 8000, unix=True)
+    assert ufwd["path"].startswith(os.path.join(d.state_dir, "ports") + "/"), ufwd
+    assert oct(os.stat(ufwd["path"]).st_mode & 0o777) == "0o660"
+    out = http_get("http://sandbox/index.html", unix=ufwd["path"])
+    assert out.stdout == b"hello-from-inside\n", out
+
+
+def test_one_long_lived_connection_carries_many_round_trips(d, sbx):
+    background(d, sbx, ["python3", "-c", ECHO, "9000"])
+    fwd = forward(d, sbx, 9000)
+    s = connect_when_served(("127.0.0.1", fwd["host_port"]))
+    with s:
+        for i in range(300):
+            msg = (b"%d:" % i) * (1 + i % 50)
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                chunk = s.recv(65536)
+                assert chunk, f"closed after {i} round trips"
+                got += chunk
+            assert got == msg
+        # a message larger than what the relay holds in flight: backpressure, not loss
+        big = os.urandom(8 << 20)
+        received = bytearray()
+
+        def reader():
+            while len(received) < len(big):
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    return
+                received.extend(chunk)
+        t = threading.Thread(target=reader)
+        t.start()
+        s.sendall(big)
+        t.join(60)
+        assert bytes(received) == big
+        # a half-close goes through: the server sees EOF and closes its end
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(10) == b""
+
+
+def test_listener_is_gone_after_delete_and_destroy_without_leaks(d):
+    sid = d.create()
+    fds0, threads0 = daemon_fds(d), daemon_threads(d)
+    background(d, sid, ["python3", "-c", ECHO, "9000"])
+    fwd = forward(d, sid, 9000)
+    ufwd = forward(d, sid, 9001, unix=True)
+    held = [connect_when_served(("127.0.0.1", fwd["host_port"])) for _ in range(3)]
+    assert d.delete(f"/v1/sandboxes/{sid}/ports/9000").status == 200
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=5)
+    for s in held:   # its connections went with it
+        try:
+            assert s.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
+    assert [p["port"] for p in d.get(f"/v1/sandboxes/{sid}/ports").json["ports"]] == [9001]
+    again = forward(d, sid, 9000)
+    held = [connect_when_served(("127.0.0.1", again["host_port"])) for _ in range(2)]
+    assert d.delete(f"/v1/sandboxes/{sid}").status == 200
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", again["host_port"]), timeout=5)
+    assert not os.path.exists(ufwd["path"])
+    for s in held:
+        s.close()
+    # everything the forwards held (listeners, relays, pipes, threads) is released
+    assert wait_until(lambda: daemon_fds(d) <= fds0 and daemon_threads(d) <= threads0,
+                      timeout=20), (daemon_fds(d), fds0, daemon_threads(d), threads0)
+    assert d.get(f"/v1/sandboxes/{sid}/ports").status == 404
+
+
+def test_a_port_nobody_listens_on_closes_the_connection_at_once(d, sbx):
+    fwd = forward(d, sbx, 9999)
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=10) as s:
+        try:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert s.recv(100) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+    assert time.monotonic() - t0 < 8
+    assert d.get("/v1/health").status == 200
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"port": 0}, "port: expected 1 to 65535"),
+    ({"port": 65536}, "port: expected 1 to 65535"),
+    ({"port": -1}, "port: expected 1 to 65535"),
+    ({"port": "8000"}, "port: expected integer"),
+    ({}, "port: required"),
+    ({"port": 8000, "unix": "yes"}, "unix: expected boolean"),
+    ({"port": 8000, "host": "0.0.0.0"}, "unknown field 'host'"),
+])
+def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(d, sbx, body, fragment):
+    r = d.post(f"/v1/sandboxes/{sbx}/ports", body)
+    assert r.status == 400 and fragment in r.error["message"], r
+    assert d.get(f"/v1/sandboxes/{sbx}/ports").json["ports"] == []
+
+
+def test_conflicts_and_unknowns(d, sbx):
+    forward(d, sbx, 8000)
+    r = d.post(f"/v1/sandboxes/{sbx}/ports", {"port": 8000})
+    assert r.status == 409 and "8000" in r.error["message"], r
+    r = d.delete(f"/v1/sandboxes/{sbx}/ports/8001")
+    assert r.status == 404 and "8001" in r.error["message"], r
+    for bad in ("0", "65536", "abc", "80a"):
+        r = d.delete(f"/v1/sandboxes/{sbx}/ports/{bad}")
+        assert r.status == 400 and "port" in r.error["message"], r
+    r = d.post("/v1/sandboxes/" + "0" * 32 + "/ports", {"port": 8000})
+    assert r.status == 404, r
+    assert len(d.get(f"/v1/sandboxes/{sbx}/ports").json["ports"]) == 1
+
+
+@pytest.mark.parametrize("backend", ["linux-native", "host-direct"])
+def test_process_backends_answer_501_and_say_why(d, backend):
+    sid = d.create(backend=backend)
+    try:
+        r = d.post(f"/v1/sandboxes/{sid}/ports", {"port": 8000})
+        assert r.status == 501 and "network namespace" in r.error["message"], r
+        assert d.get(f"/v1/sandboxes/{sid}/ports").json["ports"] == []
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
+    b = d.get(f"/v1/backends/{backend}").json
+    assert any("no port forwarding" in w for w in b["warnings"]), b
+    assert "port-forwarding" in d.get("/v1/backends/container").json["platform_features"]
+
+
+def test_each_open_and_close_is_an_audit_record(d, sbx):
+    fwd = forward(d, sbx, 7000)
+    d.delete(f"/v1/sandboxes/{sbx}/ports/7000")
+    recs = [r for r in d.get("/v1/audit").json["records"]
+            if r["sandbox_id"] == sbx and r["action"].startswith("port_")]
+    assert [(r["action"], r["argv"], r["result"]) for r in recs] == [
+        ("port_open", ["7000", fwd["address"]], "ok"),
+        ("port_close", ["7000", fwd["address"]], "ok")], recs
+
+
+def test_cli_port_ports_and_close(d, sbx):
+    background(d, sbx, ["python3", "-c", ECHO, "9000"])
+    r = d.cli("sandbox", "port", sbx, "9000")
+    assert r.returncode == 0, r
+    host, port = r.stdout.decode().strip().split(":")
+    assert host == "127.0.0.1"
+    connect_when_served((host, int(port))).close()
+    r = d.cli("sandbox", "ports", sbx)
+    assert r.returncode == 0 and f"127.0.0.1:{port}" in r.stdout.decode(), r
+    r = d.cli("sandbox", "ports", "--json", sbx)
+    assert r.returncode == 0 and '"port": 9000' in r.stdout.decode(), r
+    r = d.cli("sandbox", "port", "--unix", sbx, "9001")
+    assert r.returncode == 0 and r.stdout.decode().strip().endswith(f"{sbx}-9001.sock"), r
+    assert d.cli("sandbox", "port", "--close", sbx, "9000").returncode == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+    r = d.cli("sandbox", "port", sbx, "70000")
+    assert r.returncode == 125 and b"PORT 1 to 65535" in r.stderr, r
+    r = d.cli("sandbox", "port", "--close", sbx, "9000")
+    assert r.returncode == 125 and b"not forwarded" in r.stderr and b"HTTP 404" in r.stderr, r
