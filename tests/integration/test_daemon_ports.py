@@ -11,6 +11,7 @@ import time
 import pytest
 
 from daemon_util import Daemon, wait_until
+from test_unprivileged import NOBODY, delegated, userdir  # noqa: F401 (fixtures)
 
 ECHO = """
 import socket, sys
@@ -263,3 +264,28 @@ def test_cli_port_ports_and_close(d, sbx):
     assert r.returncode == 125 and b"PORT 1 to 65535" in r.stderr, r
     r = d.cli("sandbox", "port", "--close", sbx, "9000")
     assert r.returncode == 125 and b"not forwarded" in r.stderr and b"HTTP 404" in r.stderr, r
+
+
+def test_an_unprivileged_daemon_forwards_ports_too(userdir, delegated):
+    """The way in is made by the sandbox's init (an unprivileged agentd may not setns into a
+    network namespace): a daemon run as uid 65534 in a delegated cgroup forwards as well."""
+    procs = " ".join(os.path.join(d, "cgroup.procs") for d in delegated.values())
+    prefix = ["/bin/sh", "-c", f'for p in {procs}; do echo $$ > $p; done; exec "$@"', "sh",
+              "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+              "env", f"XDG_RUNTIME_DIR={userdir}/run", f"HOME={userdir}"]
+    dm = Daemon(prefix=prefix)
+    os.chown(dm.dir, NOBODY, NOBODY)
+    try:
+        dm.start()
+        with open(f"/proc/{dm.proc.pid}/status") as f:
+            uids = next(l.split()[1:] for l in f if l.startswith("Uid:"))
+        assert uids == [str(NOBODY)] * 4, uids
+        sid = dm.create()
+        background(dm, sid, ["python3", "-c", ECHO, "9000"])
+        fwd = forward(dm, sid, 9000)
+        with connect_when_served(("127.0.0.1", fwd["host_port"])) as s:
+            s.sendall(b"unprivileged")
+            assert s.recv(64) == b"unprivileged"
+        assert dm.delete(f"/v1/sandboxes/{sid}").status == 200
+    finally:
+        dm.cleanup()
