@@ -38,6 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (r.id[0] && !api_valid_id(r.id))
 			abort();
+		if ((r.route == ROUTE_PORT_OPEN || r.route == ROUTE_PORT_CLOSE) && r.port == 0)
+			abort(); /* a forwarded port is 1..65535 */
 		if (r.has_spec) {
 			char *json = agentd_policy_to_json(&r.spec);
 			agentd_spec again;
