@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from daemon_util import Daemon, wait_until
+from daemon_util import Daemon, echo_connection, exec_in_background, forward_port, wait_until
 from test_unprivileged import NOBODY, delegated, userdir  # noqa: F401 (fixtures)
 
 ECHO = """
@@ -37,40 +37,6 @@ def d():
     dm.cleanup()
 
 
-def background(d, sid, argv):
-    """A foreground exec kept running by a thread (it ends with the sandbox, or at the
-    policy's wall-time limit, 120 s)."""
-    t = threading.Thread(target=lambda: d.request(
-        "POST", f"/v1/sandboxes/{sid}/exec", {"argv": argv},
-        new_conn=True), daemon=True)
-    t.start()
-    return t
-
-
-def forward(d, sid, port, **kw):
-    r = d.post(f"/v1/sandboxes/{sid}/ports", {"port": port, **kw})
-    assert r.status == 201, r
-    return r.json
-
-
-def connect_when_served(addr, family=socket.AF_INET, timeout=30):
-    """A connection through the forward once the server inside answers an echo."""
-    deadline = time.monotonic() + timeout
-    while True:
-        s = socket.socket(family)
-        s.settimeout(10)
-        try:
-            s.connect(addr)
-            s.sendall(b"ping")
-            if s.recv(4) == b"ping":
-                return s
-        except OSError:
-            pass
-        s.close()
-        assert time.monotonic() < deadline, "the server inside never answered"
-        time.sleep(0.2)
-
-
 def http_get(url, unix=None):
     args = ["curl", "-sS", "--max-time", "10"] + (["--unix-socket", unix] if unix else []) + [url]
     return subprocess.run(args, capture_output=True, timeout=30)
@@ -94,8 +60,8 @@ def sbx(d):
 def test_curl_from_the_host_gets_the_page_served_inside(d, sbx):
     r = d.exec(sbx, ["/bin/sh", "-c", "echo hello-from-inside > index.html"])
     assert r.status == 200 and r.json["exit_code"] == 0, r
-    background(d, sbx, ["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"])
-    fwd = forward(d, sbx, 8000)
+    exec_in_background(d, sbx, ["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"])
+    fwd = forward_port(d, sbx, 8000)
     assert fwd["host"] == "127.0.0.1" and fwd["port"] == 8000, fwd
     assert fwd["address"] == f"127.0.0.1:{fwd['host_port']}", fwd
     url = f"http://127.0.0.1:{fwd['host_port']}/index.html"
@@ -106,7 +72,7 @@ def test_curl_from_the_host_gets_the_page_served_inside(d, sbx):
     assert listed.json["ports"][0]["accepted"] >= 1, listed
     # the same port on a unix socket instead, under the state dir
     assert d.delete(f"/v1/sandboxes/{sbx}/ports/8000").status == 200
-    ufwd = forward(d, sbx, 8000, unix=True)
+    ufwd = forward_port(d, sbx, 8000, unix=True)
     assert ufwd["path"].startswith(os.path.join(d.state_dir, "ports") + "/"), ufwd
     assert oct(os.stat(ufwd["path"]).st_mode & 0o777) == "0o660"
     out = http_get("http://sandbox/index.html", unix=ufwd["path"])
@@ -114,9 +80,9 @@ def test_curl_from_the_host_gets_the_page_served_inside(d, sbx):
 
 
 def test_one_long_lived_connection_carries_many_round_trips(d, sbx):
-    background(d, sbx, ["python3", "-c", ECHO, "9000"])
-    fwd = forward(d, sbx, 9000)
-    s = connect_when_served(("127.0.0.1", fwd["host_port"]))
+    exec_in_background(d, sbx, ["python3", "-c", ECHO, "9000"])
+    fwd = forward_port(d, sbx, 9000)
+    s = echo_connection(("127.0.0.1", fwd["host_port"]))
     with s:
         for i in range(300):
             msg = (b"%d:" % i) * (1 + i % 50)
@@ -150,10 +116,10 @@ def test_one_long_lived_connection_carries_many_round_trips(d, sbx):
 def test_listener_is_gone_after_delete_and_destroy_without_leaks(d):
     sid = d.create()
     fds0, threads0 = daemon_fds(d), daemon_threads(d)
-    background(d, sid, ["python3", "-c", ECHO, "9000"])
-    fwd = forward(d, sid, 9000)
-    ufwd = forward(d, sid, 9001, unix=True)
-    held = [connect_when_served(("127.0.0.1", fwd["host_port"])) for _ in range(3)]
+    exec_in_background(d, sid, ["python3", "-c", ECHO, "9000"])
+    fwd = forward_port(d, sid, 9000)
+    ufwd = forward_port(d, sid, 9001, unix=True)
+    held = [echo_connection(("127.0.0.1", fwd["host_port"])) for _ in range(3)]
     assert d.delete(f"/v1/sandboxes/{sid}/ports/9000").status == 200
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=5)
@@ -164,8 +130,8 @@ def test_listener_is_gone_after_delete_and_destroy_without_leaks(d):
             pass
         s.close()
     assert [p["port"] for p in d.get(f"/v1/sandboxes/{sid}/ports").json["ports"]] == [9001]
-    again = forward(d, sid, 9000)
-    held = [connect_when_served(("127.0.0.1", again["host_port"])) for _ in range(2)]
+    again = forward_port(d, sid, 9000)
+    held = [echo_connection(("127.0.0.1", again["host_port"])) for _ in range(2)]
     assert d.delete(f"/v1/sandboxes/{sid}").status == 200
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", again["host_port"]), timeout=5)
@@ -179,7 +145,7 @@ def test_listener_is_gone_after_delete_and_destroy_without_leaks(d):
 
 
 def test_a_port_nobody_listens_on_closes_the_connection_at_once(d, sbx):
-    fwd = forward(d, sbx, 9999)
+    fwd = forward_port(d, sbx, 9999)
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=10) as s:
         try:
@@ -207,7 +173,7 @@ def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(d, sbx, body, f
 
 
 def test_conflicts_and_unknowns(d, sbx):
-    forward(d, sbx, 8000)
+    forward_port(d, sbx, 8000)
     r = d.post(f"/v1/sandboxes/{sbx}/ports", {"port": 8000})
     assert r.status == 409 and "8000" in r.error["message"], r
     r = d.delete(f"/v1/sandboxes/{sbx}/ports/8001")
@@ -235,7 +201,7 @@ def test_process_backends_answer_501_and_say_why(d, backend):
 
 
 def test_each_open_and_close_is_an_audit_record(d, sbx):
-    fwd = forward(d, sbx, 7000)
+    fwd = forward_port(d, sbx, 7000)
     d.delete(f"/v1/sandboxes/{sbx}/ports/7000")
     recs = [r for r in d.get("/v1/audit").json["records"]
             if r["sandbox_id"] == sbx and r["action"].startswith("port_")]
@@ -245,12 +211,12 @@ def test_each_open_and_close_is_an_audit_record(d, sbx):
 
 
 def test_cli_port_ports_and_close(d, sbx):
-    background(d, sbx, ["python3", "-c", ECHO, "9000"])
+    exec_in_background(d, sbx, ["python3", "-c", ECHO, "9000"])
     r = d.cli("sandbox", "port", sbx, "9000")
     assert r.returncode == 0, r
     host, port = r.stdout.decode().strip().split(":")
     assert host == "127.0.0.1"
-    connect_when_served((host, int(port))).close()
+    echo_connection((host, int(port))).close()
     r = d.cli("sandbox", "ports", sbx)
     assert r.returncode == 0 and f"127.0.0.1:{port}" in r.stdout.decode(), r
     r = d.cli("sandbox", "ports", "--json", sbx)
@@ -281,9 +247,9 @@ def test_an_unprivileged_daemon_forwards_ports_too(userdir, delegated):
             uids = next(l.split()[1:] for l in f if l.startswith("Uid:"))
         assert uids == [str(NOBODY)] * 4, uids
         sid = dm.create()
-        background(dm, sid, ["python3", "-c", ECHO, "9000"])
-        fwd = forward(dm, sid, 9000)
-        with connect_when_served(("127.0.0.1", fwd["host_port"])) as s:
+        exec_in_background(dm, sid, ["python3", "-c", ECHO, "9000"])
+        fwd = forward_port(dm, sid, 9000)
+        with echo_connection(("127.0.0.1", fwd["host_port"])) as s:
             s.sendall(b"unprivileged")
             assert s.recv(64) == b"unprivileged"
         assert dm.delete(f"/v1/sandboxes/{sid}").status == 200

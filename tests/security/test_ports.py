@@ -6,13 +6,13 @@ sandbox's forward; a sandbox that never reads leaves the daemon's memory flat.""
 import os
 import socket
 import sys
-import threading
 import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from daemon_util import Daemon, wait_until  # noqa: E402
+from daemon_util import (  # noqa: E402
+    Daemon, echo_connection, exec_in_background, forward_port, wait_until)
 
 PORT_MAX_CONNS = 64     # live.h
 
@@ -67,35 +67,6 @@ def d():
     dm.cleanup()
 
 
-def background(d, sid, argv):
-    threading.Thread(target=lambda: d.request(
-        "POST", f"/v1/sandboxes/{sid}/exec", {"argv": argv}, new_conn=True),
-        daemon=True).start()
-
-
-def forward(d, sid, port, **kw):
-    r = d.post(f"/v1/sandboxes/{sid}/ports", {"port": port, **kw})
-    assert r.status == 201, r
-    return r.json
-
-
-def echo_connection(port, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        s = socket.socket()
-        s.settimeout(10)
-        try:
-            s.connect(("127.0.0.1", port))
-            s.sendall(b"ping")
-            if s.recv(4) == b"ping":
-                return s
-        except OSError:
-            pass
-        s.close()
-        assert time.monotonic() < deadline, "the server inside never answered"
-        time.sleep(0.2)
-
-
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
@@ -107,10 +78,10 @@ def test_a_forwarded_port_lets_the_sandbox_reach_nothing_on_the_host(d, tcp_list
     spec = {"network": {"mode": "allowlist", "allow": ["127.0.0.1:1"]}} if net != "none" else None
     sid = d.create(spec=spec) if spec else d.create()
     try:
-        background(d, sid, ["python3", "-c", ECHO, "9000"])
-        fwd = forward(d, sid, 9000)
-        ufwd = forward(d, sid, 9001, unix=True)
-        held = echo_connection(fwd["host_port"])   # a live connection in through the forward
+        exec_in_background(d, sid, ["python3", "-c", ECHO, "9000"])
+        fwd = forward_port(d, sid, 9000)
+        ufwd = forward_port(d, sid, 9001, unix=True)
+        held = echo_connection(("127.0.0.1", fwd["host_port"]))   # a live way in, open
         # the host side listens on loopback only
         lst = [l.split() for l in open("/proc/net/tcp").read().splitlines()[1:]]
         mine = [l for l in lst if int(l[1].split(":")[1], 16) == fwd["host_port"] and l[3] == "0A"]
@@ -133,11 +104,12 @@ def test_a_forwarded_port_lets_the_sandbox_reach_nothing_on_the_host(d, tcp_list
 def test_a_connection_flood_stops_at_the_bound_and_other_sandboxes_keep_working(d):
     a, b = d.create(), d.create()
     try:
-        background(d, a, ["python3", "-c", ECHO, "9000"])
-        background(d, b, ["python3", "-c", ECHO, "9000"])
-        fa, fb = forward(d, a, 9000), forward(d, b, 9000)
-        second = forward(d, a, 9001)   # the bound is the sandbox's, over all its ports
-        flood = [echo_connection(fa["host_port"]) for _ in range(PORT_MAX_CONNS)]
+        exec_in_background(d, a, ["python3", "-c", ECHO, "9000"])
+        exec_in_background(d, b, ["python3", "-c", ECHO, "9000"])
+        fa, fb = forward_port(d, a, 9000), forward_port(d, b, 9000)
+        second = forward_port(d, a, 9001)   # the bound is the sandbox's, over all its ports
+        flood = [echo_connection(("127.0.0.1", fa["host_port"]))
+                 for _ in range(PORT_MAX_CONNS)]
         for port in (fa["host_port"], second["host_port"]):
             try:    # accepted and reset at once
                 with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -145,7 +117,8 @@ def test_a_connection_flood_stops_at_the_bound_and_other_sandboxes_keep_working(
                     assert s.recv(4) == b"", "a connection past the bound was relayed"
             except (ConnectionResetError, BrokenPipeError):
                 pass
-        with echo_connection(fb["host_port"]) as other:    # the other sandbox is untouched
+        # the other sandbox is untouched
+        with echo_connection(("127.0.0.1", fb["host_port"])) as other:
             other.sendall(b"pong")
             assert other.recv(4) == b"pong"
         listed = {p["port"]: p for p in d.get(f"/v1/sandboxes/{a}/ports").json["ports"]}
@@ -156,7 +129,7 @@ def test_a_connection_flood_stops_at_the_bound_and_other_sandboxes_keep_working(
         # room again once connections close
         assert wait_until(lambda: sum(p["connections"] for p in d.get(
             f"/v1/sandboxes/{a}/ports").json["ports"]) <= PORT_MAX_CONNS - 4, timeout=10)
-        echo_connection(fa["host_port"]).close()
+        echo_connection(("127.0.0.1", fa["host_port"])).close()
         for s in flood[4:]:
             s.close()
     finally:
@@ -167,8 +140,8 @@ def test_a_connection_flood_stops_at_the_bound_and_other_sandboxes_keep_working(
 def test_a_sandbox_that_never_reads_leaves_the_daemon_memory_flat(d):
     sid = d.create()
     try:
-        background(d, sid, ["python3", "-c", DEAF, "9000"])
-        fwd = forward(d, sid, 9000)
+        exec_in_background(d, sid, ["python3", "-c", DEAF, "9000"])
+        fwd = forward_port(d, sid, 9000)
         # wait for the server: a connection that is not reset at once
         def up():
             with socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=5) as s:

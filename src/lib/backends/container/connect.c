@@ -63,11 +63,8 @@ static bool is_tcp_socket(int fd)
 int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
 {
 	struct ctr *c = sb->priv;
-	pthread_mutex_lock(&c->lock);
-	bool suspended = c->suspended;
-	pthread_mutex_unlock(&c->lock);
-	if (suspended)
-		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
+	if (ctr_refuse_suspended(sb, err) < 0)
+		return -1;
 	int rp[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rp) < 0)
 		return agentd_error_errno(err, errno, "socketpair");

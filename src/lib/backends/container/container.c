@@ -183,6 +183,15 @@ static int ctr_freeze(agentd_sandbox *sb, bool frozen, agentd_error *err)
 	return r;
 }
 
+int ctr_refuse_suspended(agentd_sandbox *sb, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	pthread_mutex_lock(&c->lock);
+	bool suspended = c->suspended;
+	pthread_mutex_unlock(&c->lock);
+	return suspended ? agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id) : 0;
+}
+
 static int ctr_suspend(agentd_sandbox *sb, agentd_error *err)
 {
 	return ctr_freeze(sb, true, err);

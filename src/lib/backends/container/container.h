@@ -132,6 +132,8 @@ int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
 
 /* container.c: the sandbox object with its ctr, freed */
 void ctr_sandbox_free(agentd_sandbox *sb);
+/* EBUSY while sb is suspended (its init is frozen: nothing new starts), else 0. */
+int ctr_refuse_suspended(agentd_sandbox *sb, agentd_error *err);
 
 /* run.c */
 int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
