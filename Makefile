@@ -37,7 +37,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
-		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py
+		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py \
+		tests/integration/test_daemon_processes.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration

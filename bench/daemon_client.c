@@ -1,8 +1,10 @@
 /* daemon_client.c: exec of /bin/true in a running sandbox through `agentd serve`, client
  * included (HTTP over the unix socket, one kept-alive connection per client thread), next
  * to a plain fork+exec+wait of /bin/true measured in the same run.
- * usage: daemon_client SOCKET SANDBOX_ID EXECS CLIENTS
- * prints: plain_p50_us, p50_us, p99_us and execs/s for CLIENTS concurrent clients. */
+ * usage: daemon_client SOCKET SANDBOX_ID EXECS CLIENTS [processes]
+ * prints: plain_p50_us, p50_us, p99_us and execs/s for CLIENTS concurrent clients; with
+ * "processes", the start of a background /bin/true (POST .../processes: answered once it
+ * runs) measured the same way, with the ratios (bench/process_bench.sh). */
 #include "cli/cli.h"
 
 #include <pthread.h>
@@ -30,6 +32,8 @@ static int cmp(const void *a, const void *b)
 
 struct worker {
 	const char *sock, *path;
+	const char *body, *expect;	/* request body, a string its answer holds */
+	int status;			/* the answer's status */
 	int n;
 	double *lat;
 	int failures;
@@ -45,14 +49,13 @@ static void *run(void *arg)
 		w->failures = w->n;
 		return NULL;
 	}
-	static const char body[] = "{\"argv\":[\"/bin/true\"]}";
 	for (int i = 0; i < w->n; i++) {
 		struct http_response r;
 		double t0 = now_us();
-		int rc = client_request(&c, "POST", w->path, "application/json", body,
-					sizeof(body) - 1, &r, NULL, NULL, &err);
+		int rc = client_request(&c, "POST", w->path, "application/json", w->body,
+					strlen(w->body), &r, NULL, NULL, &err);
 		w->lat[i] = now_us() - t0;
-		if (rc < 0 || r.status != 200 || !strstr(r.body, "\"exit_code\":0"))
+		if (rc < 0 || r.status != w->status || !strstr(r.body, w->expect))
 			w->failures++;
 		http_response_free(&r);
 	}
@@ -81,14 +84,20 @@ static double plain_median(int n)
 	return m;
 }
 
-static void measure(const char *sock, const char *path, int n, int clients, const char *label)
+static const char true_argv[] = "{\"argv\":[\"/bin/true\"]}";
+
+/* The p50 of n requests by each of clients threads (exec of /bin/true unless proc). */
+static double measure_what(const char *sock, const char *path, int n, int clients,
+			   const char *label, bool proc)
 {
 	pthread_t th[64];
 	struct worker w[64];
 	double *all = calloc((size_t)n * (size_t)clients, sizeof(double));
 	double t0 = now_us();
 	for (int i = 0; i < clients; i++) {
-		w[i] = (struct worker){.sock = sock, .path = path, .n = n, .lat = all + (size_t)i * n};
+		w[i] = (struct worker){.sock = sock, .path = path, .n = n, .lat = all + (size_t)i * n,
+				       .body = true_argv, .status = proc ? 201 : 200,
+				       .expect = proc ? "\"pid\":" : "\"exit_code\":0"};
 		pthread_create(&th[i], NULL, run, &w[i]);
 	}
 	int failures = 0;
@@ -102,13 +111,41 @@ static void measure(const char *sock, const char *path, int n, int clients, cons
 	printf("%s clients=%d execs=%zu p50_us=%.0f p99_us=%.0f execs_per_s=%.0f failures=%d\n",
 	       label, clients, total, all[total / 2], all[total * 99 / 100], (double)total / secs,
 	       failures);
+	double p50 = all[total / 2];
 	free(all);
+	return p50;
+}
+
+static void measure(const char *sock, const char *path, int n, int clients, const char *label)
+{
+	measure_what(sock, path, n, clients, label, false);
+}
+
+/* Process start, exec and plain fork+exec, interleaved in one run. */
+static int processes(const char *sock, const char *id, int n)
+{
+	char exec_path[128], proc_path[128];
+	snprintf(exec_path, sizeof(exec_path), "/v1/sandboxes/%.40s/exec", id);
+	snprintf(proc_path, sizeof(proc_path), "/v1/sandboxes/%.40s/processes", id);
+	measure_what(sock, proc_path, n / 10, 1, "warmup", true);
+	double plain = plain_median(n);
+	double start = measure_what(sock, proc_path, n, 1, "process-start", true);
+	double exec = measure_what(sock, exec_path, n, 1, "exec", false);
+	double start2 = measure_what(sock, proc_path, n, 1, "process-start", true);
+	double plain2 = plain_median(n);
+	start = (start + start2) / 2;
+	plain = (plain + plain2) / 2;
+	printf("plain fork+exec+wait /bin/true: p50_us=%.0f\n", plain);
+	printf("ratio process start / exec of /bin/true (medians): %.2fx\n", start / exec);
+	printf("ratio process start / plain fork+exec (medians): %.2fx\n", start / plain);
+	printf("ratio exec / plain fork+exec (medians): %.2fx\n", exec / plain);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: daemon_client SOCKET SANDBOX_ID EXECS CLIENTS\n");
+	if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "processes"))) {
+		fprintf(stderr, "usage: daemon_client SOCKET SANDBOX_ID EXECS CLIENTS [processes]\n");
 		return 2;
 	}
 	const char *sock = argv[1];
@@ -117,6 +154,8 @@ int main(int argc, char **argv)
 	int n = atoi(argv[3]), clients = atoi(argv[4]);
 	if (n < 10 || clients < 1 || clients > 64)
 		return 2;
+	if (argc == 6)
+		return processes(sock, argv[2], n);
 	measure(sock, path, n / 10, 1, "warmup");
 	/* plain and daemon interleaved in the same run */
 	double plain = plain_median(n);

@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *method = take_line(&p, &n);
 	char *path = take_line(&p, &n);
 	char *qpath = take_line(&p, &n);
-	struct api_query q = {.path = *qpath ? qpath : NULL, .since = *qpath ? qpath : NULL};
+	const char *qv = *qpath ? qpath : NULL;
+	struct api_query q = {.path = qv, .since = qv, .offset = qv, .follow = qv, .stream = qv};
 	struct api_request r;
 	agentd_error err = {0};
 	int status = api_request_parse(method, path, &q, p, n, &r, &err);
@@ -37,6 +38,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r.route == ROUTE_SANDBOX_EXEC && (!r.argv || !r.argv[0] || !r.argv[0][0]))
 			abort();
 		if (r.id[0] && !api_valid_id(r.id))
+			abort();
+		if (r.route >= ROUTE_PROCESS_GET && r.route <= ROUTE_PROCESS_OUTPUT && r.pid < 1)
+			abort();
+		if (r.route == ROUTE_PROCESS_SIGNAL && (r.signal < 1 || r.signal > 64))
 			abort();
 		if ((r.route == ROUTE_PORT_OPEN || r.route == ROUTE_PORT_CLOSE) && r.port == 0)
 			abort(); /* a forwarded port is 1..65535 */

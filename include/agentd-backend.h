@@ -13,8 +13,10 @@ extern "C" {
 
 /* Raised whenever an ops table, an allocator or an accessor below changes shape. A plugin
  * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
-#define AGENTD_BACKEND_ABI_VERSION 4u /* 3: agentd_limits.max_snapshot_bytes, enforcement items;
-					    * 4: agentd_sandbox_ops.connect (ports, at the end) */
+/* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
+ * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
+ * agentd_sandbox_ops.connect (ports, at the end) */
+#define AGENTD_BACKEND_ABI_VERSION 4u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -37,11 +39,31 @@ typedef struct agentd_sandbox_ops {
 	 * there must get. The core resolves every path beneath it (agentd_sandbox_open_file);
 	 * a backend never opens a sandbox-controlled path itself. NULL = unsupported. */
 	int (*workdir_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
+	/* Background processes (agentd_sandbox_spawn): cmd and opts are validated by the
+	 * core (stdin_data and timeout_ms unset). Allocate *out with agentd_process_alloc.
+	 * NULL = unsupported (the probe says why). */
+	int (*spawn)(agentd_sandbox *sb, const agentd_command *cmd,
+		     const agentd_process_opts *opts, agentd_process **out, agentd_error *err);
 	/* agentd_sandbox_connect: a TCP socket made in the sandbox's network namespace,
 	 * connected or connecting to 127.0.0.1:port there (port > 0, checked by the core).
 	 * NULL = no network namespace of its own (ENOTSUP). */
 	int (*connect)(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 } agentd_sandbox_ops;
+
+/* What a backend's background process implements; the core validates the arguments
+ * (signal range, tty for resize) and answers the fd and pid accessors. */
+typedef struct agentd_process_ops {
+	int (*get_status)(agentd_process *p, agentd_process_status *st, agentd_error *err);
+	int (*signal)(agentd_process *p, int sig, agentd_error *err);	/* its main process */
+	int (*kill)(agentd_process *p, agentd_error *err);		/* its whole tree */
+	int (*resize)(agentd_process *p, unsigned rows, unsigned cols, agentd_error *err);
+	int (*usage)(agentd_process *p, agentd_usage *u, agentd_error *err);
+	/* Its stdin reads EOF; the stdin fd set with agentd_process_set_fds is closed. */
+	void (*close_stdin)(agentd_process *p);
+	/* Kill the tree if it runs, release the unit, close every fd, free priv. The core
+	 * frees the handle. */
+	void (*free)(agentd_process *p);
+} agentd_process_ops;
 
 typedef struct agentd_backend_ops {
 	const char *name;		/* canonical name */
@@ -63,6 +85,14 @@ int agentd_register_backend(const char *canonical, const char *const *aliases,
 agentd_backend *agentd_backend_alloc(const agentd_backend_ops *ops, const char *work_root);
 agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 				     const agentd_sandbox_ops *ops, agentd_error *err);
+
+/* A background process of sb (for spawn), with the backend's state; its pid in the sandbox,
+ * stdio and wait fd (owned by the backend, closed by its free) set once it started. */
+agentd_process *agentd_process_alloc(agentd_sandbox *sb, const agentd_process_ops *ops,
+				     void *priv, bool tty);
+void agentd_process_set_fds(agentd_process *p, int64_t pid, int stdin_fd, int stdout_fd,
+			    int stderr_fd, int wait_fd);
+void *agentd_process_priv(const agentd_process *p);
 
 /* The backend's and the sandbox's private state (NULL until set). */
 void *agentd_backend_priv(const agentd_backend *b);

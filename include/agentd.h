@@ -81,6 +81,7 @@ typedef struct agentd_limits {
 	uint32_t cpu_weight;		/* 1..10000 */
 	uint32_t cpu_quota_pct;		/* % of one CPU */
 	uint64_t max_snapshot_bytes;	/* host disk (allocated) of all its snapshots */
+	uint64_t max_process_output_bytes; /* kept per stream of a background process */
 } agentd_limits;
 
 typedef struct agentd_network {

@@ -120,6 +120,9 @@ json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
 void warn_unenforced_json(json_t *answer);
 /* Write a JSON string to t, base64-decoded when encoding is "base64". */
 void write_decoded(struct term_out *t, json_t *data, const char *encoding);
+/* One NDJSON line of a streamed answer, parsed (NULL if it is not JSON); printed on our
+ * stdout first when echo (--json). */
+json_t *ndjson_line(const char *line, size_t len, bool echo);
 /* An exec output object's stdout and stderr to ours (escaped for a terminal unless raw). */
 void write_exec_output(json_t *res, bool raw);
 
@@ -128,6 +131,8 @@ int cmd_audit(int argc, char **argv);
 /* A symbol of the daemon module (cmd_serve_load.c); NULL after a message. */
 void *serve_module_symbol(const char *verb, const char *name);
 int cmd_sandbox(int argc, char **argv);
+/* cmd_process.c: sandbox spawn|ps|logs|kill|stdin (argv[0] is sub). */
+int cmd_process(const char *sub, int argc, char **argv);
 int cmd_sandbox_port(int argc, char **argv);	/* sandbox port|ports */
 int cmd_session(int argc, char **argv);
 int cmd_backends(int argc, char **argv);

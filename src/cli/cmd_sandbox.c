@@ -39,6 +39,7 @@ static void sandbox_usage(FILE *f)
 		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
 		"                        other a host file or - for stdin/stdout (escaped on a\n"
 		"                        terminal unless --raw)\n"
+		"  spawn|ps|logs|kill|stdin ...   background processes: agentd sandbox spawn --help\n"
 		"  port [--unix] ID PORT   forward the sandbox's PORT to the host: prints the address\n"
 		"  port --close ID PORT | ports ID\n\n%s",
 		policy_flags_help());
@@ -228,18 +229,24 @@ struct stream_state {
 	struct term_out term[2];	/* stdout, stderr */
 };
 
-static void on_line(void *ud, const char *line, size_t len)
+json_t *ndjson_line(const char *line, size_t len, bool echo)
 {
-	struct stream_state *st = ud;
 	json_t *j = json_loadb(line, len, 0, NULL);
-	if (!j)
-		return;
-	if (st->json) {
+	if (j && echo) {
 		char *s = json_dumps(j, JSON_COMPACT | term_json_flags());
 		puts(s);
 		fflush(stdout);
 		free(s);
 	}
+	return j;
+}
+
+static void on_line(void *ud, const char *line, size_t len)
+{
+	struct stream_state *st = ud;
+	json_t *j = ndjson_line(line, len, st->json);
+	if (!j)
+		return;
 	json_t *ex = json_object_get(j, "exit");
 	json_t *er = json_object_get(j, "error");
 	if (ex) {
@@ -500,7 +507,7 @@ int cmd_sandbox(int argc, char **argv)
 		return cmd_sandbox_port(argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
-					   "restore", "cp"};
+					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin"};
 	size_t s = 0;
 	while (s < ARRAY_SIZE(subs) && strcmp(sub, subs[s]))
 		s++;
@@ -508,6 +515,8 @@ int cmd_sandbox(int argc, char **argv)
 		print_error("sandbox: unknown command '%s' (see agentd sandbox --help)", sub);
 		return EXIT_AGENTD;
 	}
+	if (s >= ARRAY_SIZE(subs) - 5)
+		return cmd_process(sub, argc - 1, argv + 1);
 	struct sbx_opts o;
 	memset(&o, 0, sizeof(o));
 	int i = parse_opts(argc - 1, argv + 1, !strcmp(sub, "create"), !strcmp(sub, "exec"), &o);

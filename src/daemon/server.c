@@ -2,6 +2,7 @@
  * a bearer token) through libmicrohttpd, a thread per connection; request bodies bounded;
  * startup reconciliation with the state of a previous run; drain on SIGTERM/SIGINT. */
 #include "daemon/daemon.h"
+#include "daemon/live/procs.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -56,6 +57,13 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_SESSION_DELETE] = api_sessions,
 	[ROUTE_AUDIT] = api_audit,
 	[ROUTE_AUDIT_VERIFY] = api_audit_verify,
+	[ROUTE_PROCESS_CREATE] = api_processes,
+	[ROUTE_PROCESS_LIST] = api_processes,
+	[ROUTE_PROCESS_GET] = api_processes,
+	[ROUTE_PROCESS_DELETE] = api_processes,
+	[ROUTE_PROCESS_SIGNAL] = api_processes,
+	[ROUTE_PROCESS_STDIN] = api_processes,
+	[ROUTE_PROCESS_OUTPUT] = api_processes,
 	[ROUTE_PORT_OPEN] = api_ports,
 	[ROUTE_PORT_LIST] = api_ports,
 	[ROUTE_PORT_CLOSE] = api_ports,
@@ -206,6 +214,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	struct api_query q = {
 		.path = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "path"),
 		.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
+		.offset = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset"),
+		.follow = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "follow"),
+		.stream = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "stream"),
 	};
 	struct api_request r;
 	agentd_error err = {0};
@@ -637,6 +648,7 @@ out:
 		unlink(cfg->socket_path);
 	}
 	live_creator_stop();
+	procs_pump_stop();	/* after every sandbox: no process is left to read */
 	for (size_t i = 0; i < d->n_backends; i++)
 		agentd_backend_free(d->backends[i].b);
 	agentd_proxy_stop(d->proxy);	/* after the backends: no sandbox uses it any more */

@@ -114,10 +114,11 @@ def test_a_spent_budget_is_streamed_as_the_exec_result(d):
 
 
 def test_a_spent_budget_stops_what_earlier_execs_left_running(d):
-    """An exec leaves a CPU burner in the background of a container sandbox (2 s budget),
-    another exec sleeps meanwhile (so the one that spends the budget is not alone, and its
-    kill is not the whole sandbox's): when the budget runs out the background burner stops
-    too, and the sandbox's CPU use stops growing."""
+    """An exec tries to leave a CPU burner in the background of a container sandbox (2 s
+    budget; it is its own kill unit, so the burner dies with it), another exec sleeps
+    meanwhile (so the one that spends the budget is not alone, and its kill is not the whole
+    sandbox's): when the budget runs out everything stops, and the sandbox's CPU use stops
+    growing. Background processes under a spent budget: test_process.c."""
     sid = d.create(backend="container", spec={"limits": {"max_cpu_time_ms": 2000},
                                               "allowed_paths_ro": [PROBE_DIR]})
     try:

@@ -79,6 +79,28 @@ def test_curl_from_the_host_gets_the_page_served_inside(d, sbx):
     assert out.stdout == b"hello-from-inside\n", out
 
 
+def test_a_background_process_server_answers_curl_from_the_host_until_destroy(d):
+    """The issue's own test: `python3 -m http.server 8000` started as a background process
+    in one call, a port forwarded in the next, curl from the host gets its page; the
+    listener is gone after destroy."""
+    sid = d.create()
+    r = d.exec(sid, ["/bin/sh", "-c", "echo served-by-a-process > index.html"])
+    assert r.status == 200 and r.json["exit_code"] == 0, r
+    r = d.post(f"/v1/sandboxes/{sid}/processes",
+               {"argv": ["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"]})
+    assert r.status == 201, r
+    fwd = forward_port(d, sid, 8000)
+    url = f"http://127.0.0.1:{fwd['host_port']}/index.html"
+    assert wait_until(lambda: http_get(url).stdout == b"served-by-a-process\n", timeout=30), \
+        http_get(url)
+    # the exec that wrote the page is long over; the server and its forward live on
+    assert d.exec(sid, ["/bin/true"]).json["exit_code"] == 0
+    assert http_get(url).stdout == b"served-by-a-process\n"
+    assert d.delete(f"/v1/sandboxes/{sid}").status == 200
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=5)
+
+
 def test_one_long_lived_connection_carries_many_round_trips(d, sbx):
     exec_in_background(d, sbx, ["python3", "-c", ECHO, "9000"])
     fwd = forward_port(d, sbx, 9000)

@@ -17,65 +17,7 @@
 #include <cmocka.h>
 
 #include "agentd.h"
-
-static agentd_backend *backend;
-
-static int setup(void **state)
-{
-	if (geteuid() != 0)
-		return 0;
-	agentd_error err = {0};
-	if (agentd_create_backend("container", NULL, &backend, &err) < 0) {
-		fprintf(stderr, "%s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	agentd_backend_free(backend);
-	return 0;
-}
-
-static agentd_sandbox *new_sandbox(void)
-{
-	if (!backend)
-		skip();
-	agentd_spec spec;
-	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
-	agentd_sandbox *sb = NULL;
-	agentd_error err = {0};
-	int r = agentd_backend_create_sandbox(backend, &spec, &sb, &err);
-	if (r < 0)
-		fprintf(stderr, "create: %s\n", err.msg);
-	assert_int_equal(r, 0);
-	agentd_spec_free(&spec);
-	return sb;
-}
-
-/* Run sh -c SCRIPT; returns the exit code, stdout copied to out (NUL-terminated). */
-static int sh(agentd_sandbox *sb, const char *script, char *out, size_t outlen)
-{
-	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
-	agentd_command cmd = {.argv = argv};
-	agentd_exec_output o;
-	agentd_error err = {0};
-	int r = agentd_sandbox_exec(sb, &cmd, NULL, &o, &err);
-	if (r < 0) {
-		fprintf(stderr, "exec: %s\n", err.msg);
-		agentd_exec_output_free(&o);
-		return -1;
-	}
-	if (out) {
-		size_t n = o.out_len < outlen - 1 ? o.out_len : outlen - 1;
-		memcpy(out, o.out ? (char *)o.out : "", n);
-		out[n] = '\0';
-	}
-	int code = o.exit_code;
-	agentd_exec_output_free(&o);
-	return code;
-}
+#include "container_util.h"
 
 static bool cgroup_exists(const char *id)
 {

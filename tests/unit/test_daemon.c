@@ -252,6 +252,147 @@ static void exec_body_is_typed(void **state __attribute__((unused)))
 	assert_int_equal(api_request_parse("GET", "/v1/audit", &q, NULL, 0, &r, &err), 400);
 }
 
+static int parse_q(const char *method, const char *path, const struct api_query *q,
+		   const char *body, struct api_request *r, agentd_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	return api_request_parse(method, path, q, (const uint8_t *)body, body ? strlen(body) : 0,
+				 r, err);
+}
+
+#define PROCS "/v1/sandboxes/" ID "/processes"
+
+static void process_requests_are_typed(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("POST", PROCS, "{\"argv\":[\"/bin/sh\"],\"tty\":true,"
+			       "\"rows\":30,\"cols\":100,\"env\":{\"A\":\"1\"}}", &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_PROCESS_CREATE);
+	assert_true(r.tty);
+	assert_false(r.keep_stdin);
+	assert_int_equal(r.rows, 30);
+	assert_int_equal(r.cols, 100);
+	assert_string_equal(r.argv[0], "/bin/sh");
+	api_request_free(&r);
+	assert_int_equal(parse("GET", PROCS, NULL, &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_PROCESS_LIST);
+	assert_int_equal(parse("DELETE", PROCS "/2147483647", NULL, &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_PROCESS_DELETE);
+	assert_int_equal(r.pid, 2147483647);
+
+	/* signals: names with or without SIG, numbers as integers or strings */
+	static const struct {
+		const char *body;
+		int sig;
+	} sigs[] = {{"{\"signal\":\"TERM\"}", 15}, {"{\"signal\":\"SIGKILL\"}", 9},
+		    {"{\"signal\":\"HUP\"}", 1},  {"{\"signal\":2}", 2},
+		    {"{\"signal\":\"64\"}", 64},   {"{\"signal\":\"WINCH\"}", 28}};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		assert_int_equal(parse("POST", PROCS "/7/signal", sigs[i].body, &r, &err), 0);
+		assert_int_equal(r.signal, sigs[i].sig);
+		assert_int_equal(r.pid, 7);
+	}
+	assert_string_equal(api_signal_name(15), "TERM");
+	assert_null(api_signal_name(40));
+
+	assert_int_equal(parse("POST", PROCS "/7/stdin", "{\"data\":\"w\\u00f6rld\\n\"}", &r, &err),
+			 0);
+	assert_int_equal(r.stdin_len, 7); /* text goes as its UTF-8 bytes */
+	assert_memory_equal(r.stdin_data, "w\xc3\xb6rld\n", 7);
+	assert_false(r.close_stdin);
+	api_request_free(&r);
+	assert_int_equal(parse("POST", PROCS "/7/stdin",
+			       "{\"data\":\"aGk=\",\"encoding\":\"base64\",\"close\":true}", &r,
+			       &err), 0);
+	assert_memory_equal(r.stdin_data, "hi", 2);
+	assert_true(r.close_stdin);
+	api_request_free(&r);
+	assert_int_equal(parse("POST", PROCS "/7/stdin", "{\"close\":true}", &r, &err), 0);
+	assert_false(r.has_stdin);
+	api_request_free(&r);
+
+	struct api_query q = {.offset = "12", .follow = "1", .stream = "stderr"};
+	assert_int_equal(parse_q("GET", PROCS "/7/output", &q, NULL, &r, &err), 0);
+	assert_int_equal(r.offset, 12);
+	assert_true(r.follow);
+	assert_int_equal(r.streams, API_STREAMS_STDERR);
+	struct api_query none = {0};
+	assert_int_equal(parse_q("GET", PROCS "/7/output", &none, NULL, &r, &err), 0);
+	assert_int_equal(r.offset, 0);
+	assert_false(r.follow);
+	assert_int_equal(r.streams, API_STREAMS_BOTH);
+}
+
+static void bad_process_requests_name_the_field(void **state __attribute__((unused)))
+{
+	static const struct {
+		const char *method, *path, *body, *msg;
+	} cases[] = {
+		{"GET", PROCS "/0", NULL, "bad pid '0'"},
+		{"GET", PROCS "/01", NULL, "bad pid '01'"},
+		{"GET", PROCS "/2147483648", NULL, "bad pid '2147483648'"},
+		{"GET", PROCS "/-1", NULL, "bad pid '-1'"},
+		{"GET", PROCS "/1x", NULL, "bad pid '1x'"},
+		{"POST", PROCS, "{\"argv\":[]}", "argv: expected 1 to 4096 strings"},
+		{"POST", PROCS, "{}", "argv: required"},
+		{"POST", PROCS, "{\"argv\":[\"x\"],\"rows\":3}", "rows: only with \"tty\": true"},
+		{"POST", PROCS, "{\"argv\":[\"x\"],\"tty\":true,\"cols\":4097}",
+		 "cols: expected integer in 1..4096"},
+		{"POST", PROCS, "{\"argv\":[\"x\"],\"stdin\":\"aGk=\"}", "stdin: expected boolean"},
+		{"POST", PROCS, "{\"argv\":[\"x\"],\"timeout_ms\":5}", "unknown field 'timeout_ms'"},
+		{"POST", PROCS "/7/signal", "{\"signal\":\"TERMX\"}", "signal: unknown signal"},
+		{"POST", PROCS "/7/signal", "{\"signal\":0}", "signal: unknown signal"},
+		{"POST", PROCS "/7/signal", "{\"signal\":\"0\"}", "signal: unknown signal"},
+		{"POST", PROCS "/7/signal", "{\"signal\":65}", "signal: unknown signal"},
+		{"POST", PROCS "/7/signal", "{\"signal\":true}", "signal: expected a name or a number"},
+		{"POST", PROCS "/7/signal", NULL, "signal: required"},
+		{"POST", PROCS "/7/stdin", NULL, "data: required"},
+		{"POST", PROCS "/7/stdin", "{}", "data: required"},
+		{"POST", PROCS "/7/stdin", "{\"data\":\"x\",\"encoding\":\"hex\"}", "encoding: expected"},
+		{"POST", PROCS "/7/stdin", "{\"encoding\":\"base64\",\"close\":true}",
+		 "encoding: without data"},
+		{"POST", PROCS "/7/stdin", "{\"data\":\"@@\",\"encoding\":\"base64\"}",
+		 "data: expected base64"},
+		{"GET", PROCS "/7/output", "{}", "takes no body"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct api_request r;
+		agentd_error err;
+		int st = parse(cases[i].method, cases[i].path, cases[i].body, &r, &err);
+		if (st != 400 || !strstr(err.msg, cases[i].msg))
+			fail_msg("%s %s %s: %d '%s', expected 400 '%s'", cases[i].method,
+				 cases[i].path, cases[i].body ? cases[i].body : "", st, err.msg,
+				 cases[i].msg);
+	}
+	static const struct {
+		const char *offset, *follow, *stream, *msg;
+	} queries[] = {
+		{"-1", NULL, NULL, "offset: expected"},   {"1x", NULL, NULL, "offset: expected"},
+		{"99999999999999999999999", NULL, NULL, "offset: expected"},
+		{NULL, "yes", NULL, "follow: expected"}, {NULL, NULL, "all", "stream: expected"},
+	};
+	for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+		struct api_query q = {.offset = queries[i].offset, .follow = queries[i].follow,
+				      .stream = queries[i].stream};
+		struct api_request r;
+		agentd_error err;
+		assert_int_equal(parse_q("GET", PROCS "/7/output", &q, NULL, &r, &err), 400);
+		assert_non_null(strstr(err.msg, queries[i].msg));
+	}
+	/* argv past 256 KiB in all */
+	size_t n = (256u << 10) + 64;
+	char *body = malloc(n + 64);
+	int k = snprintf(body, n + 64, "{\"argv\":[\"/bin/echo\",\"");
+	memset(body + k, 'x', n);
+	strcpy(body + k + n, "\"]}");
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("POST", PROCS, body, &r, &err), 400);
+	assert_non_null(strstr(err.msg, "argv: longer than 262144 bytes in all"));
+	free(body);
+}
+
 static void status_mapping(void **state __attribute__((unused)))
 {
 	assert_int_equal(api_status_from_errno(EINVAL), 400);
@@ -619,6 +760,8 @@ int main(void)
 		cmocka_unit_test(every_endpoint_routes),
 		cmocka_unit_test(wrong_routes_methods_and_ids),
 		cmocka_unit_test(bodies_are_validated_strictly),
+		cmocka_unit_test(process_requests_are_typed),
+		cmocka_unit_test(bad_process_requests_name_the_field),
 		cmocka_unit_test(exec_body_is_typed),
 		cmocka_unit_test(status_mapping),
 		cmocka_unit_test(fresh_state_has_the_latest_schema_in_wal),

@@ -545,6 +545,7 @@ static void limits_accept_their_bounds_and_refuse_beyond(void **state __attribut
 		{ "cpu_weight", 1, 10000, "expected integer in 1..10000" },
 		{ "cpu_quota_pct", 1, 100000, "expected integer in 1..100000" },
 		{ "max_snapshot_bytes", 0, -1, "expected integer >= 0" },
+		{ "max_process_output_bytes", 0, 67108864, "expected integer in 0..67108864" },
 	};
 	char policy[256], msg[256];
 	agentd_spec s;

@@ -14,6 +14,11 @@ void api_sandboxes(struct daemon *, struct api_request *, const struct client *,
 void api_exec(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_files(struct daemon *, struct api_request *, const struct client *, struct reply *);
 void api_sessions(struct daemon *, struct api_request *, const struct client *, struct reply *);
+void api_processes(struct daemon *, struct api_request *, const struct client *,
+		   struct reply *);
+/* The live sandbox id, referenced; else NULL with the reply set: 409 `sandbox ID is STATE`
+ * for one the state database knows (destroyed, failed), 404 for an unknown one. */
+struct live *api_live_or_reply(struct daemon *d, const char *id, struct reply *out);
 void api_ports(struct daemon *, struct api_request *, const struct client *, struct reply *);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */

@@ -308,20 +308,27 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 	live_put(d, l);
 }
 
+struct live *api_live_or_reply(struct daemon *d, const char *id, struct reply *out)
+{
+	struct live *l = live_get(d, id);
+	if (!l) {
+		json_t *old = state_sandbox_get(d->st, id);
+		if (old)
+			reply_error(out, 409, "sandbox %s is %s", id,
+				    json_string_value(json_object_get(old, "state")));
+		else
+			reply_error(out, 404, "no sandbox %s", id);
+		json_decref(old);
+	}
+	return l;
+}
+
 void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 	      struct reply *out)
 {
-	struct live *l = live_get(d, r->id);
-	if (!l) {
-		json_t *old = state_sandbox_get(d->st, r->id);
-		if (old)
-			reply_error(out, 409, "sandbox %s is %s", r->id,
-				    json_string_value(json_object_get(old, "state")));
-		else
-			reply_error(out, 404, "no sandbox %s", r->id);
-		json_decref(old);
+	struct live *l = api_live_or_reply(d, r->id, out);
+	if (!l)
 		return;
-	}
 	agentd_error cerr = {0};
 	agentd_command check = {.argv = r->argv, .env = r->env, .workdir = r->workdir,
 				.timeout_ms = r->timeout_ms};

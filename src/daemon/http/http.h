@@ -32,6 +32,13 @@ enum api_route {
 	ROUTE_SESSION_DELETE,
 	ROUTE_AUDIT,
 	ROUTE_AUDIT_VERIFY,
+	ROUTE_PROCESS_CREATE,
+	ROUTE_PROCESS_LIST,
+	ROUTE_PROCESS_GET,
+	ROUTE_PROCESS_DELETE,
+	ROUTE_PROCESS_SIGNAL,
+	ROUTE_PROCESS_STDIN,
+	ROUTE_PROCESS_OUTPUT,
 	ROUTE_PORT_OPEN,
 	ROUTE_PORT_LIST,
 	ROUTE_PORT_CLOSE,
@@ -47,7 +54,15 @@ enum api_language { LANG_SH, LANG_PYTHON, LANG_NODE };
 struct api_query {
 	const char *path;		/* ?path= of the files API */
 	const char *since;		/* ?since= of the audit log */
+	const char *offset;		/* ?offset=, ?follow=, ?stream= of a process's output */
+	const char *follow;
+	const char *stream;
 };
+
+/* A process's output streams a request selects (?stream=). */
+enum api_streams { API_STREAMS_BOTH, API_STREAMS_STDOUT, API_STREAMS_STDERR };
+#define API_ARGV_MAX_BYTES (256u << 10)	/* a process's argv, all strings together */
+#define API_TTY_MAX 4096		/* rows, cols */
 
 struct api_request {
 	enum api_route route;
@@ -70,6 +85,17 @@ struct api_request {
 	bool has_stdin;
 	uint64_t timeout_ms;
 	bool stream;
+	/* POST .../processes (argv, env, workdir as exec) */
+	bool tty;
+	unsigned rows, cols;		/* 0: the default size */
+	bool keep_stdin;		/* "stdin": true, a pipe the caller writes */
+	/* .../processes/{pid}... */
+	int64_t pid;
+	int signal;			/* POST .../signal: 1..64 */
+	bool close_stdin;		/* POST .../stdin: stdin_data, has_stdin, and this */
+	uint64_t offset;		/* GET .../output */
+	bool follow;
+	enum api_streams streams;
 	/* snapshots */
 	char *snapshot_name;
 	char *snapshot_id;
@@ -99,6 +125,10 @@ const char *api_status_code(int status);
 /* HTTP status for an errno carried up in an agentd_error. */
 int api_status_from_errno(int e);
 bool api_valid_id(const char *s);
+/* A signal by name ("TERM", "SIGTERM") or number ("15"): 1..64, or -1. */
+int api_signal_parse(const char *s);
+/* "TERM" for 15; NULL when it has no name here. */
+const char *api_signal_name(int sig);
 
 struct client {
 	int64_t uid;			/* SO_PEERCRED; -1 over TCP */

@@ -36,6 +36,13 @@ static const struct route_def routes[] = {
 	{ROUTE_SESSION_DELETE, "DELETE", "/v1/agents/{agent}/sessions/{sid}", false},
 	{ROUTE_AUDIT, "GET", "/v1/audit", false},
 	{ROUTE_AUDIT_VERIFY, "GET", "/v1/audit/verify", false},
+	{ROUTE_PROCESS_CREATE, "POST", "/v1/sandboxes/{id}/processes", true},
+	{ROUTE_PROCESS_LIST, "GET", "/v1/sandboxes/{id}/processes", false},
+	{ROUTE_PROCESS_GET, "GET", "/v1/sandboxes/{id}/processes/{pid}", false},
+	{ROUTE_PROCESS_DELETE, "DELETE", "/v1/sandboxes/{id}/processes/{pid}", false},
+	{ROUTE_PROCESS_SIGNAL, "POST", "/v1/sandboxes/{id}/processes/{pid}/signal", true},
+	{ROUTE_PROCESS_STDIN, "POST", "/v1/sandboxes/{id}/processes/{pid}/stdin", true},
+	{ROUTE_PROCESS_OUTPUT, "GET", "/v1/sandboxes/{id}/processes/{pid}/output", false},
 	{ROUTE_PORT_OPEN, "POST", "/v1/sandboxes/{id}/ports", true},
 	{ROUTE_PORT_LIST, "GET", "/v1/sandboxes/{id}/ports", false},
 	{ROUTE_PORT_CLOSE, "DELETE", "/v1/sandboxes/{id}/ports/{port}", false},
@@ -44,7 +51,8 @@ static const struct route_def routes[] = {
 /* The body fields each route accepts; anything else is an unknown field. */
 struct field {
 	const char *name;
-	json_type type;			/* JSON_TRUE stands for a boolean */
+	json_type type;			/* JSON_TRUE stands for a boolean, JSON_NULL for
+					 * a type the route's parser checks */
 	bool required;
 };
 #define MAX_FIELDS 8
@@ -65,8 +73,50 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				  {"backend", JSON_STRING, false},
 				  {"allow_degraded", JSON_TRUE, false}},
 	[ROUTE_SESSION_EXEC] = {{"code", JSON_STRING, true}, {"language", JSON_STRING, false}},
+	[ROUTE_PROCESS_CREATE] = {{"argv", JSON_ARRAY, true},
+				  {"env", JSON_OBJECT, false},
+				  {"workdir", JSON_STRING, false},
+				  {"tty", JSON_TRUE, false},
+				  {"rows", JSON_INTEGER, false},
+				  {"cols", JSON_INTEGER, false},
+				  {"stdin", JSON_TRUE, false}},
+	[ROUTE_PROCESS_SIGNAL] = {{"signal", JSON_NULL, true}},
+	[ROUTE_PROCESS_STDIN] = {{"data", JSON_STRING, false},
+				 {"encoding", JSON_STRING, false},
+				 {"close", JSON_TRUE, false}},
 	[ROUTE_PORT_OPEN] = {{"port", JSON_INTEGER, true}, {"unix", JSON_TRUE, false}},
 };
+
+/* Linux's standard signals; 32..64 are real-time ones, by number only. */
+static const char *const signal_names[32] = {
+	[1] = "HUP",   [2] = "INT",	[3] = "QUIT",	 [4] = "ILL",	  [5] = "TRAP",
+	[6] = "ABRT",  [7] = "BUS",	[8] = "FPE",	 [9] = "KILL",	  [10] = "USR1",
+	[11] = "SEGV", [12] = "USR2",	[13] = "PIPE",	 [14] = "ALRM",	  [15] = "TERM",
+	[16] = "STKFLT", [17] = "CHLD", [18] = "CONT",	 [19] = "STOP",	  [20] = "TSTP",
+	[21] = "TTIN", [22] = "TTOU",	[23] = "URG",	 [24] = "XCPU",	  [25] = "XFSZ",
+	[26] = "VTALRM", [27] = "PROF", [28] = "WINCH", [29] = "IO",	  [30] = "PWR",
+	[31] = "SYS",
+};
+
+const char *api_signal_name(int sig)
+{
+	return sig > 0 && sig < 32 ? signal_names[sig] : NULL;
+}
+
+int api_signal_parse(const char *s)
+{
+	if (*s >= '1' && *s <= '9' && strlen(s) <= 2) {
+		char *end;
+		long v = strtol(s, &end, 10);
+		return !*end && v >= 1 && v <= 64 ? (int)v : -1;
+	}
+	if (!strncmp(s, "SIG", 3))
+		s += 3;
+	for (int i = 1; i < 32; i++)
+		if (!strcmp(s, signal_names[i]))
+			return i;
+	return -1;
+}
 
 const char *api_route_name(enum api_route r)
 {
@@ -165,6 +215,23 @@ static int match(const char *pattern, const char *path, struct api_request *r,
 					memcpy(tmp, u, ulen);
 				ok = ulen == API_ID_LEN && api_valid_id(tmp);
 				what = p[1] == 'i' ? "sandbox id" : "session id";
+			} else if (!strncmp(p, "{pid}", plen)) {
+				char tmp[12] = "";
+				if (ulen <= 10)
+					memcpy(tmp, u, ulen);
+				char *end = tmp;
+				long long v = ulen && tmp[0] != '0' ? strtoll(tmp, &end, 10) : 0;
+				ok = ulen <= 10 && v >= 1 && v <= INT32_MAX && !*end;
+				if (!ok) {
+					*bad = 1;
+					agentd_error_set(err, EINVAL, "bad pid '%.*s'",
+							 (int)(ulen > 80 ? 80 : ulen), u);
+					return 0;
+				}
+				r->pid = v;
+				p = pe;
+				u = ue;
+				continue;
 			} else if (!strncmp(p, "{port}", plen)) {
 				/* digits only, 1..65535: the sandbox's port, not a name */
 				unsigned v = 0;
@@ -232,10 +299,12 @@ static int parse_spec(json_t *obj, const char *field, agentd_spec *spec, agentd_
 	return r < 0 ? agentd_error_prefix(err, "%s", field) : 0;
 }
 
-static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
+/* argv, env and workdir of an exec or a process; max_bytes bounds argv's strings together
+ * (0: only the body's size does). */
+static int parse_command(json_t *b, struct api_request *r, size_t max_bytes, agentd_error *err)
 {
 	json_t *argv = json_object_get(b, "argv"), *v;
-	size_t n = json_array_size(argv), i;
+	size_t n = json_array_size(argv), i, total = 0;
 	if (n == 0 || n > 4096)
 		return agentd_error_set(err, EINVAL, "argv: expected 1 to 4096 strings");
 	r->argv = calloc(n + 1, sizeof(char *));
@@ -246,6 +315,10 @@ static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
 			return agentd_error_set(err, EINVAL, "%s: expected string", f);
 		if (!(r->argv[i] = dup_string(v, f, 0, err)))
 			return -1;
+		total += json_string_length(v) + 1;
+		if (max_bytes && total > max_bytes)
+			return agentd_error_set(err, EINVAL, "argv: longer than %zu bytes in all",
+						max_bytes);
 	}
 	if (!r->argv[0][0])
 		return agentd_error_set(err, EINVAL, "argv[0]: empty");
@@ -271,6 +344,14 @@ static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
 		if (r->workdir[0] != '/')
 			return agentd_error_set(err, EINVAL, "workdir: expected an absolute path");
 	}
+	return 0;
+}
+
+static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
+{
+	json_t *v;
+	if (parse_command(b, r, 0, err) < 0)
+		return -1;
 	if ((v = json_object_get(b, "stdin"))) {
 		if (base64_decode(json_string_value(v), json_string_length(v),
 					 &r->stdin_data, &r->stdin_len) < 0)
@@ -284,6 +365,121 @@ static int parse_exec(json_t *b, struct api_request *r, agentd_error *err)
 		r->timeout_ms = (uint64_t)t;
 	}
 	r->stream = json_is_true(json_object_get(b, "stream"));
+	return 0;
+}
+
+static bool wants_tty(json_t *b)
+{
+	return json_is_true(json_object_get(b, "tty"));
+}
+
+static int parse_tty_size(json_t *b, const char *field, unsigned *out, agentd_error *err)
+{
+	json_t *v = json_object_get(b, field);
+	if (!v)
+		return 0;
+	json_int_t n = json_integer_value(v);
+	if (n < 1 || n > API_TTY_MAX)
+		return agentd_error_set(err, EINVAL, "%s: expected integer in 1..%u", field,
+					API_TTY_MAX);
+	if (!wants_tty(b))
+		return agentd_error_set(err, EINVAL, "%s: only with \"tty\": true", field);
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int parse_process(json_t *b, struct api_request *r, agentd_error *err)
+{
+	if (parse_command(b, r, API_ARGV_MAX_BYTES, err) < 0)
+		return -1;
+	r->tty = wants_tty(b);
+	r->keep_stdin = json_is_true(json_object_get(b, "stdin"));
+	if (parse_tty_size(b, "rows", &r->rows, err) < 0 ||
+	    parse_tty_size(b, "cols", &r->cols, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int parse_signal(json_t *b, struct api_request *r, agentd_error *err)
+{
+	json_t *v = json_object_get(b, "signal");
+	if (json_is_integer(v)) {
+		json_int_t n = json_integer_value(v);
+		r->signal = n >= 1 && n <= 64 ? (int)n : -1;
+	} else if (json_is_string(v) && !memchr(json_string_value(v), '\0', json_string_length(v))) {
+		r->signal = api_signal_parse(json_string_value(v));
+	} else {
+		return agentd_error_set(err, EINVAL, "signal: expected a name or a number");
+	}
+	if (r->signal < 0) {
+		char q[96];
+		quote_text(q, sizeof(q), json_is_string(v) ? json_string_value(v) : "?");
+		return agentd_error_set(err, EINVAL,
+					"signal: unknown signal %s (expected a name such as "
+					"TERM or a number in 1..64)",
+					json_is_string(v) ? q : "number");
+	}
+	return 0;
+}
+
+static int parse_stdin_write(json_t *b, struct api_request *r, agentd_error *err)
+{
+	json_t *data = json_object_get(b, "data");
+	const char *enc = json_string_value(json_object_get(b, "encoding"));
+	r->close_stdin = json_is_true(json_object_get(b, "close"));
+	if (!data && !r->close_stdin)
+		return agentd_error_set(err, EINVAL, "data: required (or \"close\": true)");
+	if (enc && strcmp(enc, "base64"))
+		return agentd_error_set(err, EINVAL,
+					"encoding: expected \"base64\" (or none: text)");
+	if (enc && !data)
+		return agentd_error_set(err, EINVAL, "encoding: without data");
+	if (!data)
+		return 0;
+	const char *s = json_string_value(data);
+	size_t n = json_string_length(data);
+	r->has_stdin = true;
+	if (enc) {
+		if (base64_decode(s, n, &r->stdin_data, &r->stdin_len) < 0)
+			return agentd_error_set(err, EINVAL, "data: expected base64");
+		return 0;
+	}
+	r->stdin_data = malloc(n ? n : 1);
+	memcpy(r->stdin_data, s, n);
+	r->stdin_len = n;
+	return 0;
+}
+
+/* ?offset=N&follow=1&stream=stdout|stderr|both of GET .../output */
+static int parse_output_query(const struct api_query *q, struct api_request *r,
+			      agentd_error *err)
+{
+	const char *o = q ? q->offset : NULL, *f = q ? q->follow : NULL,
+		   *s = q ? q->stream : NULL;
+	if (o && *o) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(o, &end, 10);
+		if (*end || errno || *o < '0' || *o > '9' || strlen(o) > 20)
+			return agentd_error_set(err, EINVAL,
+						"offset: expected a byte offset (integer >= 0)");
+		r->offset = v;
+	}
+	if (f && *f) {
+		if (!strcmp(f, "1") || !strcmp(f, "true"))
+			r->follow = true;
+		else if (strcmp(f, "0") && strcmp(f, "false"))
+			return agentd_error_set(err, EINVAL, "follow: expected 1 or 0");
+	}
+	if (s && *s) {
+		if (!strcmp(s, "stdout"))
+			r->streams = API_STREAMS_STDOUT;
+		else if (!strcmp(s, "stderr"))
+			r->streams = API_STREAMS_STDERR;
+		else if (strcmp(s, "both"))
+			return agentd_error_set(err, EINVAL,
+						"stream: expected stdout, stderr or both");
+	}
 	return 0;
 }
 
@@ -317,6 +513,12 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 		return 0;
 	case ROUTE_SANDBOX_EXEC:
 		return parse_exec(b, r, err);
+	case ROUTE_PROCESS_CREATE:
+		return parse_process(b, r, err);
+	case ROUTE_PROCESS_SIGNAL:
+		return parse_signal(b, r, err);
+	case ROUTE_PROCESS_STDIN:
+		return parse_stdin_write(b, r, err);
 	case ROUTE_SANDBOX_SNAPSHOT:
 		if (!(r->snapshot_name = dup_string(json_object_get(b, "name"), "name", 128, err)))
 			return -1;
@@ -371,7 +573,9 @@ static int check_fields(enum api_route route, json_t *b, agentd_error *err)
 				f = &fs[i];
 		if (!f)
 			return agentd_error_set(err, EINVAL, "unknown field '%.64s'", k);
-		bool ok = f->type == JSON_TRUE ? json_is_boolean(v) : json_typeof(v) == f->type;
+		bool ok = f->type == JSON_TRUE	 ? json_is_boolean(v)
+			  : f->type == JSON_NULL ? true
+						 : json_typeof(v) == f->type;
 		if (!ok) {
 			static const char *const names[] = {
 				[JSON_OBJECT] = "object", [JSON_ARRAY] = "array",
@@ -457,8 +661,17 @@ int api_request_parse(const char *method, const char *path, const struct api_que
 	}
 	if (rd->route == ROUTE_AUDIT && parse_since(q ? q->since : NULL, r, err) < 0)
 		return 400;
-	if (len == 0)
-		return check_fields(rd->route, NULL, err) < 0 ? 400 : 0;
+	if (rd->route == ROUTE_PROCESS_OUTPUT && parse_output_query(q, r, err) < 0)
+		return 400;
+	if (len == 0) {
+		if (check_fields(rd->route, NULL, err) < 0)
+			return 400;
+		if (rd->route == ROUTE_PROCESS_STDIN) {
+			agentd_error_set(err, EINVAL, "data: required (or \"close\": true)");
+			return 400;
+		}
+		return 0;
+	}
 	if (!rd->json_body) {
 		agentd_error_set(err, EINVAL, "%s %s takes no body", method, rd->pattern);
 		return 400;

@@ -1,7 +1,7 @@
 /* live.c: the daemon's live sandboxes — creation under the capacity limit, references held
  * by handlers, lifecycle states, execs that destroy can cancel, and the final state written
  * to the state database. */
-#include "daemon/live/live.h"
+#include "daemon/live/procs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -333,6 +333,8 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 		}
 	pthread_mutex_unlock(&d->lock);
 
+	/* every process handle is freed (its tree killed) before the sandbox goes */
+	procs_table_free(l);
 	ports_close_all(d, l, reason); /* their relays connect into l->sb: before it goes */
 	agentd_error derr = {0};
 	int r = agentd_sandbox_destroy(l->sb, &derr);

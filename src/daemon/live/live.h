@@ -61,6 +61,7 @@ struct live {
 	struct exec_slot *slots;	/* running execs, cancelled by destroy */
 	bool session;
 	int64_t created_ms;
+	struct proc_table *procs;	/* its background processes (procs.h); NULL: none yet */
 	struct live_ports *ports;	/* its forwarded ports (ports.c), NULL until one */
 	struct live *next;
 };
@@ -167,6 +168,9 @@ void audit(struct daemon *d, const struct client *c, const char *action, const c
 extern const double live_latency_bucket_s[LATENCY_BUCKETS];
 /* The counters of one finished exec (d->lock held). */
 void live_count_exec(struct daemon *d, const agentd_exec_output *o, bool failed);
+/* One output line of a stream: {"stream", "data"} with data as text, or base64 with
+ * "encoding" when it is not UTF-8 (stream.c). */
+json_t *stream_chunk_json(agentd_stream st, const uint8_t *data, size_t len);
 /* A chunked NDJSON response fed by the exec's output callback (stream.c). */
 void *stream_response_new(struct daemon *d, struct live *l, const struct client *c,
 			  struct api_request *r, int conn_fd);

@@ -44,18 +44,22 @@ static void push_line(struct stream *s, json_t *line)
 	free(txt);
 }
 
-static void push_chunk(struct stream *s, agentd_stream st, const uint8_t *data, size_t len)
+json_t *stream_chunk_json(agentd_stream st, const uint8_t *data, size_t len)
 {
 	const char *name = st == AGENTD_STREAM_STDOUT ? "stdout" : "stderr";
 	json_t *text = memchr(data, '\0', len) ? NULL : json_stringn((const char *)data, len);
-	if (text) {
-		push_line(s, json_pack("{s:s, s:o}", "stream", name, "data", text));
-		return;
-	}
+	if (text)
+		return json_pack("{s:s, s:o}", "stream", name, "data", text);
 	char *enc = base64_encode(data, len);
-	push_line(s, json_pack("{s:s, s:s, s:s}", "stream", name, "data", enc, "encoding",
-			       "base64"));
+	json_t *line = json_pack("{s:s, s:s, s:s}", "stream", name, "data", enc, "encoding",
+				 "base64");
 	free(enc);
+	return line;
+}
+
+static void push_chunk(struct stream *s, agentd_stream st, const uint8_t *data, size_t len)
+{
+	push_line(s, stream_chunk_json(st, data, len));
 }
 
 /* A chunk that ends inside a UTF-8 character keeps that character's start for the next

@@ -48,6 +48,17 @@ struct agentd_sandbox {
 	agentd_sandbox *next;		/* core list linkage */
 };
 
+/* A background process (agentd_sandbox_spawn): the backend's ops and state, and what the
+ * core answers itself. */
+struct agentd_process {
+	const agentd_process_ops *ops;
+	agentd_sandbox *sb;
+	void *priv;
+	bool tty;
+	int64_t pid;
+	int fds[4];			/* stdin, stdout, stderr, wait: the backend's */
+};
+
 /* The object of agentd_sandbox_alloc, its spec and caps (not what the backend keeps in priv:
  * that is its destroy's, or its failed create's). */
 void backend_sandbox_free(agentd_sandbox *sb);

@@ -113,6 +113,35 @@ void agentd_sandbox_set_priv(agentd_sandbox *sb, void *priv)
 	sb->priv = priv;
 }
 
+agentd_process *agentd_process_alloc(agentd_sandbox *sb, const agentd_process_ops *ops,
+				     void *priv, bool tty)
+{
+	agentd_process *p = xcalloc(1, sizeof(*p));
+	p->ops = ops;
+	p->sb = sb;
+	p->priv = priv;
+	p->tty = tty;
+	p->pid = -1;
+	for (int i = 0; i < 4; i++)
+		p->fds[i] = -1;
+	return p;
+}
+
+void agentd_process_set_fds(agentd_process *p, int64_t pid, int stdin_fd, int stdout_fd,
+			    int stderr_fd, int wait_fd)
+{
+	p->pid = pid;
+	p->fds[0] = stdin_fd;
+	p->fds[1] = stdout_fd;
+	p->fds[2] = stderr_fd;
+	p->fds[3] = wait_fd;
+}
+
+void *agentd_process_priv(const agentd_process *p)
+{
+	return p->priv;
+}
+
 void backend_set_run_once(agentd_backend *b, backend_run_once_fn fn)
 {
 	b->internal->run_once = fn;

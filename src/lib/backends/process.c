@@ -447,6 +447,11 @@ void process_probe_items(agentd_backend_caps *caps, const char *backend)
 	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST,
 				   "%s has no network namespace for the egress proxy to be the only "
 				   "way out (use the container backend, or \"none\")", backend);
+	char why[200];
+	snprintf(why, sizeof(why), "%s has no background processes or terminals (spawn: "
+		 "ENOTSUP): no init of the sandbox's for them to outlive their exec in (use "
+		 "the container backend)", backend);
+	strv_push(&caps->warnings, why);
 }
 
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)

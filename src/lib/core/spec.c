@@ -21,6 +21,7 @@ static const agentd_limits default_limits = {
 	.cpu_weight = 100,
 	.cpu_quota_pct = 200,
 	.max_snapshot_bytes = 512ULL << 20,
+	.max_process_output_bytes = 1ULL << 20,
 };
 
 static const agentd_limits permissive_limits = {
@@ -34,6 +35,7 @@ static const agentd_limits permissive_limits = {
 	.cpu_weight = 100,
 	.cpu_quota_pct = 400,
 	.max_snapshot_bytes = 4ULL << 30,
+	.max_process_output_bytes = 1ULL << 20,
 };
 
 #define LIMIT_U64(n, lo, msg)                                                                \
@@ -56,6 +58,10 @@ const struct spec_limit_field spec_limit_fields[] = {
 	LIMIT_U32(cpu_weight, 1, 10000, "expected integer in 1..10000"),
 	LIMIT_U32(cpu_quota_pct, 1, 100000, "expected integer in 1..100000"),
 	LIMIT_U64(max_snapshot_bytes, 0, "expected integer >= 0"),
+	/* host memory: at most 2 streams x 32 processes of it per sandbox (docs/policy.md) */
+	{.name = "max_process_output_bytes",
+	 .offset = offsetof(agentd_limits, max_process_output_bytes), .is_u32 = false, .min = 0,
+	 .max = 64ULL << 20, .expect = "expected integer in 0..67108864"},
 };
 const size_t spec_limit_fields_n = ARRAY_SIZE(spec_limit_fields);
 

@@ -55,6 +55,17 @@ void child_report_exit(int fd, int status, const struct rusage *ru)
 	}
 }
 
+void child_report_start(int fd, pid_t pid)
+{
+	struct child_report rep;
+	memset(&rep, 0, sizeof(rep));
+	rep.kind = REPORT_START;
+	rep.status = pid;
+	if (write(fd, &rep, sizeof(rep)) < 0) {
+		/* the host stopped listening: it kills the process */
+	}
+}
+
 int exec_failure_code(int neg_errno)
 {
 	return neg_errno == -ENOENT || neg_errno == -ENOTDIR ? 127 : 126;

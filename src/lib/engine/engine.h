@@ -17,12 +17,13 @@
  * The report protocol: a child that cannot start its command writes one child_report on
  * its report pipe (CLOEXEC: a successful execve closes it, which says "started"); whoever
  * reaps the command (we, or a sandbox's init) writes a REPORT_EXIT with its status. */
-enum { REPORT_FAIL = 0, REPORT_EXIT = 1 };
+enum { REPORT_FAIL = 0, REPORT_EXIT = 1, REPORT_START = 2 };
 struct child_report {
 	int kind;			/* REPORT_FAIL: setup/exec failed; REPORT_EXIT: status */
 	int exit_code;			/* FAIL: what to report (125/126/127) */
 	int errnum;
-	int status;			/* EXIT: wait status of the command */
+	int status;			/* EXIT: wait status of the command; START (a
+					 * sandbox's background process): its pid there */
 	struct rusage ru;		/* EXIT: the command's resource usage */
 	bool bad_workdir;		/* FAIL: the caller's workdir cannot be entered */
 	char what[256];			/* "landlock_restrict_self", "execve /bin/foo", ... */
@@ -36,6 +37,8 @@ __attribute__((noreturn)) void child_fail(int errfd, int exit_code, int errnum, 
 void child_enter_workdir(int errfd, const char *cwd);
 /* The exit report of a command we reaped (a sandbox's init for its commands). */
 void child_report_exit(int fd, int status, const struct rusage *ru);
+/* A sandbox's init: its background process started, with this pid. */
+void child_report_start(int fd, pid_t pid);
 /* child: execve with a PATH search over envp's PATH, no malloc; returns -errno. found (of
  * found_size) gets the file that exists but failed with ENOENT (a missing interpreter). */
 int child_execvpe(char *const argv[], char *const envp[], char *found, size_t found_size);
@@ -99,6 +102,10 @@ typedef struct exec_request {
 	uint64_t cpu_limit_ms;
 	uint64_t cpu_spent_ms;
 	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
+	/* The command's own kill unit (a child of cg, cgroup_create_child), or NULL: its
+	 * tree dies with it when it ends, times out or is cancelled, and its usage and limit
+	 * events are its own, not the sandbox's. The caller destroys it after the wait. */
+	struct cgroup *unit;
 	/* The sandbox's writable scratch filesystem (a tmpfs with write_quota bytes for the
 	 * sandbox beside agentd's own files), read with fstatfs for bytes_written and the
 	 * write limit: scratch_fd returns a borrowed fd on it, or -1 while it is not known
@@ -167,6 +174,7 @@ struct exec_job {
 	pid_t pid;			/* our child, or -1 */
 	int pidfd;
 	struct cgroup *cg;		/* the command's cgroup, read for usage and limits */
+	struct cgroup *unit;		/* req->unit: read instead of cg, fresh */
 	struct cgroup_events ev0;	/* its counters before the command */
 	agentd_usage cu0;
 	struct capture cap[2];		/* stdout, stderr */

@@ -112,10 +112,14 @@ int exec_job_open(struct exec_job *j, const exec_request *req, agentd_exec_outpu
 	j->child_fds[1] = j->stdout_p[1];
 	j->child_fds[2] = j->stderr_p[1];
 	j->child_fds[3] = j->rep[1];
-	/* A persistent sandbox's cgroup counts every exec: report this one's share. */
-	if (req->cg) {
-		cgroup_read_events(req->cg, &j->ev0);
-		cgroup_read_usage(req->cg, &j->cu0);
+	/* A persistent sandbox's cgroup counts every exec: report this one's share, of its
+	 * own unit where it has one (which counted the commands before it that used it;
+	 * events of a hierarchy the unit is not in are the sandbox's). */
+	j->unit = req->unit;
+	struct cgroup *acct = req->unit ? req->unit : req->cg;
+	if (acct) {
+		cgroup_read_events(acct, &j->ev0);
+		cgroup_read_usage(acct, &j->cu0);
 	}
 	j->cg = req->cg;
 	capture_init(&j->cap[0], req->max_output_bytes);
@@ -164,8 +168,16 @@ void exec_job_close(struct exec_job *j)
 
 /* Kill the command's whole tree: its init's way, its cgroup, or its process group and
  * the orphans it left us. */
+static void kill_unit(struct exec_job *j)
+{
+	/* Its own cgroup holds its tree and nothing else. */
+	if (j->unit && cgroup_is_populated(j->unit))
+		cgroup_kill_all(j->unit);
+}
+
 static void kill_tree(struct exec_job *j)
 {
+	kill_unit(j);
 	if (j->pid <= 0) {
 		if (j->req->kill)
 			j->req->kill(j->req->kill_arg);
@@ -383,9 +395,11 @@ static int loop_run(struct loop *l, agentd_error *err)
 			l->exited = true;
 			trace_mark("command ended");
 			/* The command is over: so is everything it started (an init that
-			 * reaps its commands has already done it). */
+			 * reaps its commands killed its process group). */
 			if (l->j->pid > 0)
 				kill_tree(l->j);
+			else
+				kill_unit(l->j);
 			l->drain_deadline = now_ms_monotonic() + DRAIN_GRACE_MS;
 		}
 	}

@@ -26,7 +26,8 @@ static void add_usage_from_cgroup(const struct exec_job *j, agentd_usage *u)
 {
 	agentd_usage cu = {0};
 	const agentd_usage *cu0 = &j->cu0;
-	if (!j->cg || cgroup_read_usage(j->cg, &cu) < 0)
+	const struct cgroup *acct = j->unit ? j->unit : j->cg;
+	if (!acct || cgroup_read_usage(acct, &cu) < 0)
 		return;
 	/* The cgroup's peak is the sandbox's lifetime peak: it speaks for this exec only if
 	 * this exec raised it. */
@@ -100,8 +101,8 @@ static agentd_limit_kind limit_hit(const struct exec_job *j)
 {
 	const agentd_exec_output *out = j->out;
 	struct cgroup_events cev = {0};
-	if (j->cg)
-		cgroup_read_events(j->cg, &cev);
+	if (j->unit || j->cg)
+		cgroup_read_events(j->unit ? j->unit : j->cg, &cev);
 	if (cev.oom_kills > j->ev0.oom_kills)
 		return AGENTD_LIMIT_MEMORY;
 	if (j->w.cpu_spent || out->term_signal == SIGXCPU ||

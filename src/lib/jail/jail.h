@@ -191,6 +191,20 @@ int cgroup_dir_fd(const struct cgroup *cg);
 /* true when CLONE_INTO_CGROUP(cgroup_dir_fd) alone puts a child in every hierarchy (pure
  * v2), so the child may skip cgroup_attach_self. */
 bool cgroup_clone_into_complete(const struct cgroup *cg);
+/* A kill unit: the child cgroup name of parent (a sandbox's), for one exec or background
+ * process, in the hierarchies its kill (cgroup2 cgroup.kill, else the v1 freezer), its
+ * accounting (cpu, peak memory) and its limit events (memory, pids) need; the sandbox's
+ * limits, on parent, hold for all its units together. Events of a controller the unit is
+ * not in (a v2 controller not delegated to children) are parent's. The command joins with
+ * cgroup_attach_self on the fds of cgroup_procs_fds; cgroup_destroy kills and removes it.
+ * parent must outlive it. NULL + err. */
+struct cgroup *cgroup_create_child(const struct cgroup *parent, const char *name,
+				   agentd_error *err);
+/* Make an ended unit ready for another command: 0 when it is empty (its peak memory reset;
+ * its cpu and event counters go on, read against a baseline), -EBUSY while it is not. */
+int cgroup_unit_reset(struct cgroup *cg);
+/* Its cgroup.procs fds (O_WRONLY, borrowed), at most max: how many. */
+int cgroup_procs_fds(const struct cgroup *cg, int *fds, int max);
 /* Reattach to an existing agentd/<name> (daemon restart); limits are left as they are.
  * NULL + err when it does not exist. */
 struct cgroup *cgroup_open(const char *name, agentd_error *err);
@@ -243,7 +257,7 @@ void signals_reset(uint64_t ignored);
 int fds_close_from(int lowfd);
 /* One message with nfds (1..FDS_SEND_MAX) fds attached (SCM_RIGHTS, no SIGPIPE); 0 or -1 +
  * errno. No malloc. */
-#define FDS_SEND_MAX 5
+#define FDS_SEND_MAX 10
 int fds_send(int sock, const void *msg, size_t len, const int *fds, int nfds);
 /* child: stdio to /dev/null, each mv[i].fd to exactly mv[i].to (CLOEXEC), every other fd
  * from 3 up closed. *moved_report (may be NULL), an fd among mv, follows its move. 0 or

@@ -65,6 +65,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		return;
 	if (c->workdir_fd >= 0)
 		close(c->workdir_fd);
+	if (c->pts_fd >= 0)
+		close(c->pts_fd);
 	if (c->root_fd >= 0)
 		close(c->root_fd);
 	if (c->proxy)
@@ -72,6 +74,8 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 	ctr_stop_init(c);
 	trace_mark("init exited");
 	bool cleaned = true; /* without a cgroup the init, if any, was reaped above */
+	while (c->n_idle)
+		cgroup_destroy(c->idle_units[--c->n_idle]);
 	if (c->cg) {
 		cleaned = cgroup_destroy(c->cg) == 0;
 		janitor_forget_cgroup(id);
@@ -144,6 +148,8 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		agentd_error_prefix(err, "workdir");
 		goto fail;
 	}
+	/* Its devpts, for its terminals: a mount of its own, not the sandbox's to replace. */
+	c->pts_fd = open_in_sandbox(c, "/dev/pts", NULL);
 
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE, filtered);
 	landlock_system_ro_paths(&sb->caps.readable_paths);
@@ -244,6 +250,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.usage = ctr_usage,
 	.destroy = ctr_destroy,
 	.workdir_fd = ctr_workdir_fd,
+	.spawn = ctr_spawn,
 	.connect = ctr_connect,
 };
 
@@ -281,6 +288,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 		return 0;
 	}
 	strv_push(&caps->platform_features, "egress-proxy");
+	strv_push(&caps->platform_features, "processes");	/* background, with a tty */
 	strv_push(&caps->platform_features, "port-forwarding");
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "

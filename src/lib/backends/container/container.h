@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <inttypes.h>
 #include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -38,6 +39,7 @@
 #define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
+#define UNIT_POOL 8		/* idle kill units kept per sandbox */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -49,15 +51,21 @@ enum {
 	OP_KILL = 2,
 	OP_PROXY_FD = 3,	/* init → host: the egress proxy's listener */
 	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
-	OP_SOCKET = 5,		/* host → init, with a reply socket: a TCP socket of the
+	OP_SPAWN = 5,		/* a background process: OP_EXEC's fds, a REPORT_START back */
+	OP_SIGNAL = 6,		/* sig to the main process of exec or process id */
+	OP_SOCKET = 7,		/* host → init, with a reply socket: a TCP socket of the
 				 * sandbox's network namespace comes back on it (connect.c),
 				 * or no fd and the errno in id */
 };
+#define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
 	uint32_t op;
-	uint32_t cpu_s;		/* OP_EXEC: the command's RLIMIT_CPU (s), 0 = the sandbox's */
+	uint32_t cpu_s;		/* OP_EXEC, OP_SPAWN: the command's RLIMIT_CPU (s), 0 = the
+				 * sandbox's */
 	uint64_t id;
+	int32_t sig;		/* OP_SIGNAL */
+	uint32_t flags;		/* OP_SPAWN: SPAWN_* */
 };
 
 /* One-shot mode: the one command the init runs right after its setup (its stdio, report
@@ -93,6 +101,11 @@ struct ctr {
 	pthread_mutex_t lock;
 	bool suspended;
 	uint64_t next_id;
+	/* Kill units (cgroup_create_child) of ended commands, empty and ready for the next:
+	 * making one per command would cost its mkdirs and rmdirs on every exec's path. */
+	struct cgroup *idle_units[UNIT_POOL];
+	int n_idle;
+	uint64_t unit_seq;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
 	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
@@ -102,6 +115,8 @@ struct ctr {
 					 * (bytes written, the write limit); -1 until sent */
 	int workdir_fd;			/* the workdir in the sandbox's root, opened before any
 					 * sandboxed code ran (files API) */
+	int pts_fd;			/* its own devpts instance (/dev/pts), opened then too:
+					 * where its processes' terminals come from; -1 without */
 	uint64_t bytes_written;		/* of all its execs */
 	uint64_t cpu_ms;		/* of all its execs (rusage): the budget's account
 					 * where the cgroup has no CPU accounting */
@@ -136,17 +151,37 @@ void ctr_sandbox_free(agentd_sandbox *sb);
 int ctr_refuse_suspended(agentd_sandbox *sb, agentd_error *err);
 
 /* run.c */
+char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd);
+/* A kill unit in c's cgroup for one command (an idle one, else a new one), or NULL + err;
+ * back when the command ended: kept if it is empty and ended (reusable), else destroyed —
+ * a command the init may still start (a frozen init, a timed-out request) then finds its
+ * unit gone and fails to join it instead of joining another's. */
+struct cgroup *ctr_unit_get(struct ctr *c, agentd_error *err);
+void ctr_unit_put(struct ctr *c, struct cgroup *unit, bool reusable);
+/* OP_EXEC or OP_SPAWN m with the command's fds (stdin, stdout, stderr, report), its
+ * payload and its unit's cgroup.procs fds. */
+int ctr_send_command(struct ctr *c, const struct ctl_msg *m, const int cmd_fds[4],
+		     char *const *argv, char *const *envp, const char *cwd,
+		     const struct cgroup *unit, agentd_error *err);
 int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
 	     agentd_exec_output *out, agentd_error *err);
 int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_command *cmd,
 		 const agentd_exec_ctx *ctx, agentd_exec_output *out, char id[AGENTD_ID_LEN],
 		 agentd_error *err);
 
+/* process.c: background processes */
+int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_process_opts *opts,
+	      agentd_process **out, agentd_error *err);
+
 /* init.c: the init, cloned by the host (spawn_process child_fn). */
 __attribute__((noreturn)) void container_init_main(void *arg);
 
 /* ctl.c: the control protocol, both halves (the init's without malloc). */
-#define CTL_MAX_FDS FDS_SEND_MAX	/* an exec: stdin, stdout, stderr, report, payload */
+/* An exec or a process: stdin, stdout, stderr, report, payload, then the cgroup.procs fds
+ * of its kill unit (cgroup_procs_fds), which the command joins before it execs. */
+#define CTL_MAX_FDS FDS_SEND_MAX
+#define CTL_CMD_FDS 5
+#define CTL_UNIT_FDS (CTL_MAX_FDS - CTL_CMD_FDS)
 /* One message with nfds (1..CTL_MAX_FDS) fds attached; 0 or -1 + errno. */
 int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds);
 /* One message and its fds (CLOEXEC; *nfds counts all sent, those past CTL_MAX_FDS are

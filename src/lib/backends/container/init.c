@@ -20,20 +20,40 @@ struct running {
 	int report;
 };
 
+/* What the command's process is started with (the init's memory: it only reads). */
+struct command_start {
+	const struct init_args *a;
+	int *fds;		/* CTL_CMD_FDS, then nunit of its kill unit's cgroup.procs */
+	int nunit;
+	char **argv, **envp;
+	const char *cwd;
+	uint32_t cpu_s;
+	bool tty;
+};
+
 /* The command's process, forked by init: its own session, stdio, rlimits, Landlock, then
  * execve. The seccomp filter, no_new_privs and the empty capability sets are inherited. */
-static __attribute__((noreturn)) void command_child(const struct init_args *a, int fds[4],
-						     char **argv, char **envp, const char *cwd,
-						     uint32_t cpu_s)
+static __attribute__((noreturn)) void command_child(const struct command_start *cs)
 {
+	const struct init_args *a = cs->a;
+	int *fds = cs->fds;
 	/* The init ignores no signal and only blocks SIGCHLD (for its signalfd). */
 	signals_reset(0);
 	if (setsid() < 0)
 		_exit(125);
 	if (dup3(fds[3], CHILD_REPORT_FD, O_CLOEXEC) < 0)
 		_exit(125);
+	/* Its own kill unit, before it runs anything: all it starts is born there. The fds
+	 * are the host's (opened by root outside); the command never holds them. */
+	for (int i = 0; i < cs->nunit; i++)
+		if (write(fds[CTL_CMD_FDS + i], "0", 1) != 1)
+			child_fail(CHILD_REPORT_FD, 125, errno, "join its cgroup");
 	if (dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[2], 2) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "set up stdio");
+	/* Its terminal (the slave of a pty of the sandbox's own devpts) as its controlling
+	 * terminal: job control and ^C reach its foreground process group. */
+	if (cs->tty && ioctl(0, TIOCSCTTY, 0) < 0)
+		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
 	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
 	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
 	 * a score needs no privilege, but /proc/self of a non-dumpable process is root's: it
@@ -52,8 +72,8 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 	/* Its own copy (it shares the init's memory until execve): RLIMIT_CPU is what remains
 	 * of the sandbox's budget. */
 	struct rlimit_set rl = *a->rl;
-	if (cpu_s)
-		rlimit_set_cpu(&rl, (uint64_t)cpu_s * 1000);
+	if (cs->cpu_s)
+		rlimit_set_cpu(&rl, (uint64_t)cs->cpu_s * 1000);
 	int r = rlimit_apply(&rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
@@ -66,25 +86,17 @@ static __attribute__((noreturn)) void command_child(const struct init_args *a, i
 	r = fds_close_from(CHILD_REPORT_FD + 1);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
-	child_enter_workdir(CHILD_REPORT_FD, cwd);
+	child_enter_workdir(CHILD_REPORT_FD, cs->cwd);
 	trace_mark("command: execve");
 	char found[PATH_MAX];
-	r = child_execvpe(argv, envp, found, sizeof(found));
-	child_fail_exec(CHILD_REPORT_FD, r, argv[0], found);
+	r = child_execvpe(cs->argv, cs->envp, found, sizeof(found));
+	child_fail_exec(CHILD_REPORT_FD, r, cs->argv[0], found);
 }
 
-struct command_start {
-	const struct init_args *a;
-	int *fds;
-	char **argv, **envp;
-	const char *cwd;
-	uint32_t cpu_s;
-};
 
 static int command_entry(void *arg)
 {
-	const struct command_start *cs = arg;
-	command_child(cs->a, cs->fds, cs->argv, cs->envp, cs->cwd, cs->cpu_s);
+	command_child(arg);
 }
 
 /* The command's process, as posix_spawn makes one: clone(CLONE_VM | CLONE_VFORK) on a
@@ -92,8 +104,7 @@ static int command_entry(void *arg)
  * a process that execs at once; the init sleeps until the command has exec'd or failed.
  * The command only writes its own stack before execve (and the oom_score_adj of a vfork
  * child is its own). fork() where no stack could be mapped, and in sanitizer builds. */
-static pid_t start_command(const struct init_args *a, int *fds, char **argv, char **envp,
-			   const char *cwd, uint32_t cpu_s)
+static pid_t start_command(const struct command_start *cs)
 {
 	enum { STACK = 256 << 10 };
 	static void *stack = MAP_FAILED;
@@ -105,24 +116,27 @@ static pid_t start_command(const struct init_args *a, int *fds, char **argv, cha
 	if (stack == MAP_FAILED) {
 		pid_t pid = fork();
 		if (pid == 0)
-			command_child(a, fds, argv, envp, cwd, cpu_s);
+			command_child(cs);
 		return pid;
 	}
-	struct command_start cs = {.a = a, .fds = fds, .argv = argv, .envp = envp, .cwd = cwd,
-				   .cpu_s = cpu_s};
-	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &cs);
+	return clone(command_entry, (char *)stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD,
+		     (void *)cs);
 }
 
-/* Start the command of an exec request: fds are its stdin, stdout, stderr, report pipe
- * and payload (all closed here; the report pipe is kept until the command ends). */
+/* Start the command of an exec or spawn request: fds are its stdin, stdout, stderr, report
+ * pipe and payload (all closed here; the report pipe is kept until the command ends). A
+ * background process's pid goes back on its report pipe once it started (REPORT_START):
+ * with the command a vfork child, after its execve or its failure report. */
 static void start_exec(const struct init_args *a, struct running *run, size_t *nrun,
-		       const struct ctl_msg *m, int fds[CTL_MAX_FDS])
+		       const struct ctl_msg *m, int fds[CTL_MAX_FDS], int nfds)
 {
 	struct exec_payload pl;
 	const char *why;
 	int r;
 	if (*nrun == MAX_EXECS) {
-		child_report_fail(fds[3], 125, EBUSY, "too many concurrent execs in this sandbox");
+		child_report_fail(fds[3], 125, EBUSY,
+				  "too many execs and processes running in this sandbox (max "
+				  STR(MAX_EXECS) ")");
 		goto out;
 	}
 	if ((r = exec_payload_decode(fds[4], &pl, &why)) < 0) {
@@ -130,12 +144,18 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		exec_payload_release(&pl);
 		goto out;
 	}
-	pid_t pid = start_command(a, fds, pl.argv, pl.envp, pl.cwd, m->cpu_s);
+	bool background = m->op == OP_SPAWN;
+	struct command_start cs = {.a = a, .fds = fds, .nunit = nfds - CTL_CMD_FDS,
+				   .argv = pl.argv, .envp = pl.envp, .cwd = pl.cwd,
+				   .cpu_s = m->cpu_s, .tty = background && (m->flags & SPAWN_TTY)};
+	pid_t pid = start_command(&cs);
 	exec_payload_release(&pl);
 	if (pid < 0) {
 		child_report_fail(fds[3], 125, errno, "fork");
 		goto out;
 	}
+	if (background)
+		child_report_start(fds[3], pid);
 	run[*nrun].id = m->id;
 	run[*nrun].pid = pid;
 	run[*nrun].report = fds[3];
@@ -185,6 +205,30 @@ static void reap_signalled(int sfd, struct running *run, size_t *nrun)
 	reap(run, nrun);
 }
 
+/* OP_KILL, OP_SIGNAL. The main process is ours until we reap it: its pid cannot be
+ * another's meanwhile. */
+static void control(struct running *run, size_t nrun, const struct ctl_msg *m)
+{
+	/* CTL_KILL_ALL (a spent CPU budget) is everything but PID 1. */
+	if (m->op == OP_KILL && m->id == CTL_KILL_ALL) {
+		kill(-1, SIGKILL);
+		return;
+	}
+	for (size_t i = 0; i < nrun; i++) {
+		if (run[i].id != m->id)
+			continue;
+		if (m->op == OP_SIGNAL) {
+			kill(run[i].pid, m->sig);
+			continue;
+		}
+		if (m->op != OP_KILL)
+			continue;
+		/* A timeout, cancel or kill: its process group here; the host kills the rest
+		 * of its tree by its cgroup (its kill unit), which nothing else is in. */
+		kill(-run[i].pid, SIGKILL);
+	}
+}
+
 /* OP_SOCKET: a TCP socket of our network namespace for the host's port forward, made and
  * handed over on reply and not kept; the host connects it (connect.c). On failure (the
  * seccomp profile refuses sockets, no memory) the errno goes back instead. The reply
@@ -229,8 +273,9 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 			/* The owner is gone or destroyed us: the sandbox ends with PID 1. */
 			_exit(0);
 		}
-		if (n == sizeof(m) && m.op == OP_EXEC && nfds == CTL_MAX_FDS) {
-			start_exec(a, run, &nrun, &m, fds);
+		if (n == sizeof(m) && (m.op == OP_EXEC || m.op == OP_SPAWN) &&
+		    nfds >= CTL_CMD_FDS && nfds <= CTL_MAX_FDS) {
+			start_exec(a, run, &nrun, &m, fds, nfds);
 			continue;
 		}
 		if (n == sizeof(m) && m.op == OP_SOCKET && nfds == 1) {
@@ -239,19 +284,8 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 			continue;
 		}
 		ctl_close_fds(fds);
-		/* A timeout or cancel kills the exec's whole tree. Its session is what it can
-		 * be told apart by; when it is the only exec running, everything but PID 1 is
-		 * its tree (setsid'd and daemonized descendants included), so all of it goes.
-		 * CTL_KILL_ALL (a spent CPU budget) is everything but PID 1 in any case. */
-		if (n == sizeof(m) && m.op == OP_KILL && m.id == CTL_KILL_ALL)
-			kill(-1, SIGKILL);
-		else if (n == sizeof(m) && m.op == OP_KILL)
-			for (size_t i = 0; i < nrun; i++)
-				if (run[i].id == m.id) {
-					kill(-run[i].pid, SIGKILL);
-					if (nrun == 1)
-						kill(-1, SIGKILL);
-				}
+		if (n == sizeof(m))
+			control(run, nrun, &m);
 	}
 }
 
@@ -284,8 +318,9 @@ static __attribute__((noreturn)) void init_run_once(const struct init_args *a)
 	 * kill socket's EOF ends us below), or it goes without the measurement. */
 	(void)send_root();
 	trace_mark("init: start command");
-	pid_t pid = start_command(a, fds, (char **)a->once->argv, (char **)a->once->envp,
-				  a->once->cwd, 0);
+	struct command_start cs = {.a = a, .fds = fds, .argv = (char **)a->once->argv,
+				   .envp = (char **)a->once->envp, .cwd = a->once->cwd};
+	pid_t pid = start_command(&cs);
 	if (pid < 0)
 		init_fail(INIT_SETUP_FD, errno, "fork");
 	for (int i = 0; i < 3; i++)

@@ -18,30 +18,69 @@ static void ctr_kill_exec(void *arg)
 	}
 }
 
-/* Hand the command of job j to the init: its fds and the payload. */
+struct cgroup *ctr_unit_get(struct ctr *c, agentd_error *err)
+{
+	pthread_mutex_lock(&c->lock);
+	struct cgroup *unit = c->n_idle ? c->idle_units[--c->n_idle] : NULL;
+	uint64_t seq = ++c->unit_seq;
+	pthread_mutex_unlock(&c->lock);
+	if (unit)
+		return unit;
+	char name[32];
+	snprintf(name, sizeof(name), "u%" PRIu64, seq);
+	unit = cgroup_create_child(c->cg, name, err);
+	if (!unit)
+		agentd_error_prefix(err, "its own cgroup");
+	return unit;
+}
+
+void ctr_unit_put(struct ctr *c, struct cgroup *unit, bool reusable)
+{
+	if (!unit)
+		return;
+	bool kept = false;
+	if (reusable && cgroup_unit_reset(unit) == 0) {
+		pthread_mutex_lock(&c->lock);
+		if ((kept = c->n_idle < UNIT_POOL))
+			c->idle_units[c->n_idle++] = unit;
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (!kept)
+		cgroup_destroy(unit);
+}
+
+int ctr_send_command(struct ctr *c, const struct ctl_msg *m, const int cmd_fds[4],
+		     char *const *argv, char *const *envp, const char *cwd,
+		     const struct cgroup *unit, agentd_error *err)
+{
+	_cleanup_close_ int mfd = exec_payload_encode(argv, envp, cwd, err);
+	if (mfd < 0)
+		return -1;
+	int fds[CTL_MAX_FDS] = {cmd_fds[0], cmd_fds[1], cmd_fds[2], cmd_fds[3], mfd};
+	int n = CTL_CMD_FDS + (unit ? cgroup_procs_fds(unit, fds + CTL_CMD_FDS, CTL_UNIT_FDS) : 0);
+	if (ctl_send(c->ctl, m, fds, n) < 0)
+		return agentd_error_errno(err, errno, "the sandbox is not running");
+	return 0;
+}
+
+/* Hand the command of job j to the init. */
 static int ctr_send_exec(struct ctr *c, const struct exec_job *j, uint64_t id,
 			 agentd_error *err)
 {
 	const exec_request *req = j->req;
-	_cleanup_close_ int mfd = exec_payload_encode(req->argv, req->envp, req->cwd, err);
-	if (mfd < 0)
-		return -1;
 	struct ctl_msg m = {.op = OP_EXEC, .id = id};
 	/* Each process may use what remains of the sandbox's CPU budget, no more. */
 	if (req->cpu_limit_ms) {
 		uint64_t s = (exec_cpu_remaining_ms(req) + 999) / 1000;
 		m.cpu_s = s < UINT32_MAX ? (uint32_t)s : 0;
 	}
-	int fds[CTL_MAX_FDS] = {j->child_fds[0], j->child_fds[1], j->child_fds[2],
-				j->child_fds[3], mfd};
-	if (ctl_send(c->ctl, &m, fds, CTL_MAX_FDS) < 0)
-		return agentd_error_errno(err, errno, "the sandbox is not running");
-	return 0;
+	return ctr_send_command(c, &m, j->child_fds, req->argv, req->envp, req->cwd, req->unit,
+				err);
 }
 
 /* The command's environment; under allowlist every client is pointed at the proxy, the
  * only way out. */
-static char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
+char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 {
 	const struct ctr *c = sb->priv;
 	agentd_kvv extra = {0};
@@ -119,11 +158,19 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 	pthread_mutex_unlock(&c->lock);
 	req.kill = ctr_kill_exec;
 	req.kill_arg = &k;
+	/* Its own kill unit: its whole tree dies with it, and nothing else does. */
+	req.unit = c->cg ? ctr_unit_get(c, err) : NULL;
+	if (c->cg && !req.unit) {
+		env_free(envp);
+		return agentd_error_prefix(err, "exec %s", cmd->argv[0]);
+	}
 	struct exec_job j;
 	int r = exec_job_open(&j, &req, out, err);
+	bool sent = false;
 	if (r == 0 && (r = ctr_send_exec(c, &j, k.id, err)) < 0)
 		exec_job_close(&j);
 	if (r == 0) {
+		sent = true;
 		exec_job_started(&j, -1, -1, NULL);
 		r = exec_job_wait(&j, err);
 	}
@@ -139,6 +186,7 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 		struct exec_kill all = {.c = c, .id = CTL_KILL_ALL};
 		ctr_kill_exec(&all);
 	}
+	ctr_unit_put(c, req.unit, !sent || r == 0); /* r == 0: the init reaped it */
 	env_free(envp);
 	return r < 0 ? agentd_error_prefix(err, "exec %s", cmd->argv[0]) : 0;
 }

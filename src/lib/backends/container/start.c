@@ -126,6 +126,7 @@ static struct ctr *ctr_new(const agentd_spec *spec)
 	c->init_pidfd = -1;
 	c->workdir_fd = -1;
 	c->root_fd = -1;
+	c->pts_fd = -1;
 	c->ids.lease_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	c->unprivileged = geteuid() != 0;

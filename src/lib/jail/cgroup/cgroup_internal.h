@@ -61,6 +61,7 @@ struct cgroup {
 	int dir_fd;		/* d[0] opened, LOCK_SH held for our lifetime so cgroup_gc of
 				 * any agentd process leaves us alone; CLONE_INTO_CGROUP fd */
 	bool v2_kill, v2_freeze;
+	const struct cgroup *parent;	/* a kill unit's sandbox cgroup, else NULL */
 };
 
 /* layout.c; the first three with cg_layout.lock held */

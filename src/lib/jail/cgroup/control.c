@@ -263,6 +263,16 @@ int cgroup_kill_all(struct cgroup *cg)
 	return r;
 }
 
+int cgroup_unit_reset(struct cgroup *cg)
+{
+	if (cgroup_is_populated(cg))
+		return -EBUSY;
+	/* v1 resets the peak to the current usage; a unit is never in v2's memory */
+	if (cg->of[C_MEMORY] >= 0 && !cg->d[cg->of[C_MEMORY]].v2)
+		return cg_write(cg->d[cg->of[C_MEMORY]].path, "memory.max_usage_in_bytes", "0");
+	return 0;
+}
+
 /* ---------------------------------------------------------------- usage, events */
 
 static void io_bytes(const struct cg_dir *d, agentd_usage *u)
@@ -341,6 +351,15 @@ int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u)
 	return 0;
 }
 
+/* The dir serving controller c: the cgroup's, else (a kill unit not in that hierarchy)
+ * its sandbox's. */
+static const struct cg_dir *ctrl_dir(const struct cgroup *cg, int c)
+{
+	if (cg->of[c] < 0 && cg->parent)
+		cg = cg->parent;
+	return cg->of[c] >= 0 ? &cg->d[cg->of[c]] : NULL;
+}
+
 int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev)
 {
 	uint64_t v;
@@ -348,14 +367,14 @@ int cgroup_read_events(const struct cgroup *cg, struct cgroup_events *ev)
 	if (!cg || !ev)
 		return -EINVAL;
 	memset(ev, 0, sizeof(*ev));
-	if (cg->of[C_MEMORY] >= 0) {
-		const struct cg_dir *d = &cg->d[cg->of[C_MEMORY]];
-		const char *f = d->v2 ? "memory.events" : "memory.oom_control";
-		if (read_key(d->path, f, "oom_kill", &v))
-			ev->oom_kills = v;
-	}
-	if (cg->of[C_PIDS] >= 0 &&
-	    read_key(cg->d[cg->of[C_PIDS]].path, "pids.events", "max", &v))
+	const struct cg_dir *d = ctrl_dir(cg, C_MEMORY);
+	if (d && read_key(d->path, d->v2 ? "memory.events" : "memory.oom_control", "oom_kill", &v))
+		ev->oom_kills = v;
+	/* v1 counts a refused fork in the forking task's cgroup (a unit's own), v2 in the
+	 * one whose limit was hit and its ancestors (>= 6.12; before, the forking task's
+	 * nearest with the controller: the sandbox's, as units are not in it on v2). */
+	d = ctrl_dir(cg, C_PIDS);
+	if (d && read_key(d->path, "pids.events", "max", &v))
 		ev->pids_max_hits = v;
 	return 0;
 }

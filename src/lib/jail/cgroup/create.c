@@ -416,3 +416,83 @@ int cgroup_destroy(struct cgroup *cg)
 	return cg_free(cg, true);
 }
 
+
+/* ---------------------------------------------------------------- kill units */
+
+/* Which of parent's dirs a unit is made in: cgroup2 (kill, tracking, cpu.stat; no
+ * controller is delegated below a sandbox, whose init stays in it, so nothing else is
+ * there), and the v1 hierarchies of its accounting and events, plus the v1 freezer where
+ * it is the only way to stop a tree that forks while it is killed. */
+static bool unit_wants(const struct cgroup *parent, int i, int *of)
+{
+	static const int v1[] = {C_CPUACCT, C_MEMORY, C_PIDS, C_FREEZER};
+	bool want = parent->d[i].v2;
+	for (size_t k = 0; k < ARRAY_SIZE(v1); k++) {
+		int c = v1[k];
+		if (parent->of[c] != i || (c == C_FREEZER && parent->v2_kill))
+			continue;
+		if (!parent->d[i].v2 || c == C_CPUACCT || (c == C_FREEZER && parent->v2_freeze)) {
+			of[c] = i;
+			want = true;
+		}
+	}
+	return want;
+}
+
+struct cgroup *cgroup_create_child(const struct cgroup *parent, const char *name,
+				   agentd_error *err)
+{
+	if (!cg_name_valid(name)) {
+		agentd_error_set(err, EINVAL, "cgroup: invalid unit name '%s'", name);
+		return NULL;
+	}
+	struct cgroup *cg = xcalloc(1, sizeof(*cg));
+	snprintf(cg->name, sizeof(cg->name), "%s", name);
+	cg->dir_fd = -1;
+	cg->v2 = -1;
+	cg->v2_kill = parent->v2_kill;
+	cg->v2_freeze = parent->v2_freeze;
+	cg->parent = parent;
+	int of[C_COUNT];
+	for (int c = 0; c < C_COUNT; c++)
+		of[c] = cg->of[c] = -1;
+	for (int i = 0; i < parent->n; i++) {
+		if (!unit_wants(parent, i, of))
+			continue;
+		struct cg_dir *d = &cg->d[cg->n];
+		d->procs_fd = -1;
+		d->v2 = parent->d[i].v2;
+		d->path = cg_path(parent->d[i].path, name);
+		for (int c = 0; c < C_COUNT; c++)
+			if (of[c] == i)
+				cg->of[c] = cg->n;
+		if (d->v2)
+			cg->v2 = cg->n;
+		cg->n++;
+		if (mkdir(d->path, 0755) < 0) {
+			agentd_error_errno(err, errno, "cgroup: mkdir %s", d->path);
+			goto fail;
+		}
+		d->created = true;
+		_cleanup_free_ char *procs = cg_path(d->path, "cgroup.procs");
+		d->procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
+		if (d->procs_fd < 0) {
+			agentd_error_errno(err, errno, "cgroup: open %s", procs);
+			goto fail;
+		}
+	}
+	if (cg->n > 0)
+		return cg;
+	agentd_error_set(err, ENOTSUP, "cgroup: no hierarchy for a kill unit");
+fail:
+	cg_undo(cg);
+	return NULL;
+}
+
+int cgroup_procs_fds(const struct cgroup *cg, int *fds, int max)
+{
+	int n = 0;
+	for (int i = 0; i < cg->n && n < max; i++)
+		fds[n++] = cg->d[i].procs_fd;
+	return n;
+}

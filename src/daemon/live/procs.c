@@ -1,0 +1,876 @@
+/* procs.c: the background processes of the live sandboxes — a table per sandbox, the output
+ * of each in a bounded ring per stream, and one epoll thread (the pump) that reads every
+ * process's stdout, stderr and end, so a process costs no thread and never unbounded memory. */
+#include "daemon/live/procs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The last max bytes of a stream; byte o (start <= o < end) is at buf[o % cap]. The buffer
+ * grows on demand up to max, so a quiet process holds little. */
+struct ring {
+	uint8_t *buf;
+	size_t cap, max;
+	uint64_t start, end;
+	bool eof;
+};
+
+enum { SRC_STDOUT, SRC_STDERR, SRC_WAIT };
+
+/* What an epoll event points at: one fd of one process. */
+struct pump_src {
+	struct proc *p;
+	int which;
+	int fd;			/* -1: not (or no longer) registered */
+};
+
+struct proc {
+	unsigned refs;		/* atomic */
+	int64_t pid;
+	char **argv;
+	bool tty, has_stdin;
+	/* h and what is done with it: h_mu (after pump.mu). NULL once released. */
+	pthread_mutex_t h_mu;
+	agentd_process *h;
+	agentd_usage usage;	/* what it used, as of its handle's release */
+	bool has_usage;
+	/* stdin writers, one at a time (before h_mu) */
+	pthread_mutex_t in_mu;
+	bool stdin_closed;
+	/* output and state: mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;	/* done */
+	struct ring out[2];
+	bool done;		/* ended, and what it had written then is in the rings */
+	agentd_process_status st;
+	const char *end_reason;	/* why the daemon ended it: NULL, "killed", "sandbox destroyed" */
+	int subs[PROC_MAX_SUBSCRIBERS];
+	size_t n_subs;
+	/* the pump's (pump.mu) */
+	struct pump_src src[3];
+	bool detached;
+	struct proc *grave_next;
+};
+
+struct proc_table {
+	pthread_mutex_t mu;
+	struct proc *v[PROCS_MAX];	/* oldest first */
+	size_t n;
+};
+
+/* ---------------------------------------------------------------- ring */
+
+static void ring_copy_out(const struct ring *r, uint64_t o, uint8_t *dst, size_t n)
+{
+	while (n) {
+		size_t at = (size_t)(o % r->cap), k = r->cap - at < n ? r->cap - at : n;
+		memcpy(dst, r->buf + at, k);
+		dst += k;
+		o += k;
+		n -= k;
+	}
+}
+
+static void ring_copy_in(struct ring *r, uint64_t o, const uint8_t *src, size_t n)
+{
+	while (n) {
+		size_t at = (size_t)(o % r->cap), k = r->cap - at < n ? r->cap - at : n;
+		memcpy(r->buf + at, src, k);
+		src += k;
+		o += k;
+		n -= k;
+	}
+}
+
+static void ring_grow(struct ring *r, size_t need)
+{
+	size_t cap = r->cap ? r->cap : 16384;
+	while (cap < need)
+		cap *= 2;
+	if (cap > r->max)
+		cap = r->max;
+	if (cap <= r->cap)
+		return;
+	struct ring nr = {.buf = xmalloc(cap), .cap = cap};
+	size_t kept = (size_t)(r->end - r->start);
+	if (kept) {
+		uint8_t *tmp = xmalloc(kept);
+		ring_copy_out(r, r->start, tmp, kept);
+		ring_copy_in(&nr, r->start, tmp, kept);
+		free(tmp);
+	}
+	free(r->buf);
+	r->buf = nr.buf;
+	r->cap = cap;
+}
+
+/* Keep data, dropping the oldest bytes past max. */
+static void ring_append(struct ring *r, const uint8_t *data, size_t n)
+{
+	if (!r->max) {
+		r->end += n;
+		r->start = r->end;
+		return;
+	}
+	if (n > r->max) {
+		r->end += n - r->max;
+		r->start = r->end;
+		data += n - r->max;
+		n = r->max;
+	}
+	size_t kept = (size_t)(r->end - r->start);
+	if (kept + n > r->cap)
+		ring_grow(r, kept + n);
+	if (kept + n > r->cap)
+		r->start = r->end + n - r->cap;
+	ring_copy_in(r, r->end, data, n);
+	r->end += n;
+}
+
+/* ---------------------------------------------------------------- references */
+
+static void proc_free(struct proc *p)
+{
+	for (int i = 0; i < 2; i++)
+		free(p->out[i].buf);
+	for (char **a = p->argv; a && *a; a++)
+		free(*a);
+	free(p->argv);
+	pthread_mutex_destroy(&p->mu);
+	pthread_mutex_destroy(&p->h_mu);
+	pthread_mutex_destroy(&p->in_mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+void proc_get(struct proc *p)
+{
+	__atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+}
+
+void proc_put(struct proc *p)
+{
+	if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		proc_free(p);
+}
+
+int64_t proc_pid(const struct proc *p)
+{
+	return p->pid;
+}
+
+bool proc_is_tty(const struct proc *p)
+{
+	return p->tty;
+}
+
+/* Wake every follower (p->mu held). */
+static void notify(struct proc *p)
+{
+	uint64_t one = 1;
+	for (size_t i = 0; i < p->n_subs; i++)
+		if (write(p->subs[i], &one, sizeof(one)) < 0) {
+			/* full: it has a wake-up pending already */
+		}
+	pthread_cond_broadcast(&p->cv);
+}
+
+/* ---------------------------------------------------------------- the pump */
+
+static struct {
+	pthread_mutex_t mu;
+	int ep, wake;
+	pthread_t thread;
+	bool running;
+	struct proc *grave;	/* detached, put after the batch that may still name them */
+} pump = {.mu = PTHREAD_MUTEX_INITIALIZER, .ep = -1, .wake = -1};
+
+static void src_unregister(struct pump_src *s)
+{
+	if (s->fd >= 0)
+		epoll_ctl(pump.ep, EPOLL_CTL_DEL, s->fd, NULL);
+	s->fd = -1;
+}
+
+/* Read what one stream has now, up to a budget (the others get their turn; the epoll is
+ * level-triggered). EOF, or EIO of a terminal whose last holder closed it, ends it. */
+static void pump_read(struct proc *p, int which, size_t budget)
+{
+	static uint8_t buf[65536]; /* the pump's only: pump.mu held */
+	struct pump_src *s = &p->src[which];
+	while (s->fd >= 0 && budget) {
+		ssize_t n = read(s->fd, buf, sizeof(buf) < budget ? sizeof(buf) : budget);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		pthread_mutex_lock(&p->mu);
+		if (n > 0)
+			ring_append(&p->out[which], buf, (size_t)n);
+		else
+			p->out[which].eof = true;
+		notify(p);
+		pthread_mutex_unlock(&p->mu);
+		if (n <= 0) {
+			src_unregister(s);
+			return;
+		}
+		budget -= (size_t)n;
+	}
+}
+
+/* It ended: what it wrote until then goes into the rings first, so a follower's exit line
+ * comes after all of it. A descendant that keeps writing is read on, bounded per round. */
+static void pump_end(struct proc *p)
+{
+	for (int i = 0; i < 2; i++)
+		pump_read(p, i, 2 * (p->out[i].max + 65536));
+	agentd_process_status st;
+	agentd_error err = {0};
+	pthread_mutex_lock(&p->h_mu);
+	int r = p->h ? agentd_process_get_status(p->h, &st, &err) : -1;
+	pthread_mutex_unlock(&p->h_mu);
+	if (r == 0 && st.running)
+		return; /* not yet (level-triggered: it comes back) */
+	src_unregister(&p->src[SRC_WAIT]);
+	pthread_mutex_lock(&p->mu);
+	if (r == 0)
+		p->st = st;
+	else
+		p->st.running = false;
+	if (!p->st.ended_at_ms)
+		p->st.ended_at_ms = (int64_t)time(NULL) * 1000;
+	p->done = true;
+	notify(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *pump_main(void *arg)
+{
+	struct epoll_event evs[64];
+	for (;;) {
+		int n = epoll_wait(pump.ep, evs, 64, -1);
+		if (n < 0 && errno != EINTR)
+			break;
+		pthread_mutex_lock(&pump.mu);
+		bool stop = !pump.running;
+		for (int i = 0; i < n && !stop; i++) {
+			struct pump_src *s = evs[i].data.ptr;
+			if (!s) {
+				uint64_t v;
+				if (read(pump.wake, &v, sizeof(v)) < 0) {
+					/* spurious */
+				}
+				continue;
+			}
+			if (s->p->detached || s->fd < 0)
+				continue;
+			if (s->which == SRC_WAIT)
+				pump_end(s->p);
+			else
+				pump_read(s->p, s->which, 262144);
+		}
+		while (pump.grave) {
+			struct proc *p = pump.grave;
+			pump.grave = p->grave_next;
+			proc_put(p);
+		}
+		pthread_mutex_unlock(&pump.mu);
+		if (stop)
+			break;
+	}
+	return NULL;
+}
+
+/* pump.mu held */
+static int pump_start(agentd_error *err)
+{
+	if (pump.running)
+		return 0;
+	pump.ep = epoll_create1(EPOLL_CLOEXEC);
+	pump.wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	if (pump.ep < 0 || pump.wake < 0 || epoll_ctl(pump.ep, EPOLL_CTL_ADD, pump.wake, &ev) < 0)
+		goto fail;
+	pump.running = true;
+	if (pthread_create(&pump.thread, NULL, pump_main, NULL) != 0) {
+		pump.running = false;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (pump.ep >= 0)
+		close(pump.ep);
+	if (pump.wake >= 0)
+		close(pump.wake);
+	pump.ep = pump.wake = -1;
+	return agentd_error_set(err, EAGAIN, "start the process output thread");
+}
+
+static void pump_wake(void)
+{
+	uint64_t one = 1;
+	if (write(pump.wake, &one, sizeof(one)) < 0) {
+		/* a wake-up is pending */
+	}
+}
+
+void procs_pump_stop(void)
+{
+	pthread_mutex_lock(&pump.mu);
+	bool running = pump.running;
+	pump.running = false;
+	if (running)
+		pump_wake();
+	pthread_mutex_unlock(&pump.mu);
+	if (!running)
+		return;
+	pthread_join(pump.thread, NULL);
+	while (pump.grave) {
+		struct proc *p = pump.grave;
+		pump.grave = p->grave_next;
+		proc_put(p);
+	}
+	close(pump.ep);
+	close(pump.wake);
+	pump.ep = pump.wake = -1;
+}
+
+/* Register p's stdout, stderr and end; the pump holds a reference. On failure p is
+ * detached already (its release has nothing of the pump's to undo). */
+static int pump_attach(struct proc *p, agentd_error *err)
+{
+	int fds[3] = {agentd_process_stdout_fd(p->h), agentd_process_stderr_fd(p->h),
+		      agentd_process_wait_fd(p->h)};
+	pthread_mutex_lock(&pump.mu);
+	if (pump_start(err) < 0) {
+		p->detached = true;
+		pthread_mutex_unlock(&pump.mu);
+		return -1;
+	}
+	proc_get(p);
+	for (int i = 0; i < 3; i++) {
+		p->src[i] = (struct pump_src){.p = p, .which = i, .fd = -1};
+		if (fds[i] < 0) {
+			if (i < 2)
+				p->out[i].eof = true;
+			continue;
+		}
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->src[i]};
+		if (epoll_ctl(pump.ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+			int e = errno;
+			for (int k = 0; k < i; k++)
+				src_unregister(&p->src[k]);
+			p->detached = true;
+			pthread_mutex_unlock(&pump.mu);
+			proc_put(p);
+			return agentd_error_set(err, e, "watch the process's output: %s",
+						strerror(e));
+		}
+		p->src[i].fd = fds[i];
+	}
+	pthread_mutex_unlock(&pump.mu);
+	return 0;
+}
+
+/* Unregister p and free its handle (which kills its tree if it still runs). Followers are
+ * told the end: the sandbox ended it (reason) if it had not ended by itself. */
+static void proc_release(struct proc *p, const char *reason)
+{
+	pthread_mutex_lock(&pump.mu);
+	if (!p->detached) {
+		for (int i = 0; i < 3; i++)
+			src_unregister(&p->src[i]);
+		p->detached = true;
+		p->grave_next = pump.grave;
+		pump.grave = p; /* the pump's reference, put after its current batch */
+		pump_wake();
+	}
+	pthread_mutex_unlock(&pump.mu);
+	pthread_mutex_lock(&p->in_mu);
+	pthread_mutex_lock(&p->h_mu);
+	agentd_process *h = p->h;
+	agentd_error err = {0};
+	if (h && agentd_process_usage(h, &p->usage, &err) == 0)
+		p->has_usage = true; /* kept for the exit line and GETs after */
+	p->h = NULL;
+	pthread_mutex_unlock(&p->h_mu);
+	pthread_mutex_unlock(&p->in_mu);
+	if (h)
+		agentd_process_free(h);
+	pthread_mutex_lock(&p->mu);
+	if (!p->done) {
+		p->done = true;
+		p->st.running = false;
+		p->st.term_signal = SIGKILL;
+		p->st.exit_code = 128 + SIGKILL;
+		p->st.ended_at_ms = (int64_t)time(NULL) * 1000;
+		p->end_reason = reason;
+	}
+	for (int i = 0; i < 2; i++)
+		p->out[i].eof = true;
+	notify(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static struct proc_table *table_of(struct daemon *d, struct live *l)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!l->procs) {
+		l->procs = xcalloc(1, sizeof(*l->procs));
+		pthread_mutex_init(&l->procs->mu, NULL);
+	}
+	struct proc_table *t = l->procs;
+	pthread_mutex_unlock(&d->lock);
+	return t;
+}
+
+/* t->mu held: room for one more, forgetting the oldest ended process if need be. */
+static int table_make_room(struct proc_table *t, agentd_error *err)
+{
+	if (t->n < PROCS_MAX)
+		return 0;
+	for (size_t i = 0; i < t->n; i++) {
+		struct proc *p = t->v[i];
+		pthread_mutex_lock(&p->mu);
+		bool done = p->done;
+		pthread_mutex_unlock(&p->mu);
+		if (!done)
+			continue;
+		memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(t->v[0]));
+		t->n--;
+		proc_release(p, NULL);
+		proc_put(p);
+		return 0;
+	}
+	return agentd_error_set(err, EAGAIN, "the sandbox runs %d processes, its maximum",
+				PROCS_MAX);
+}
+
+static char **argv_copy(char *const *v)
+{
+	size_t n = 0;
+	while (v[n])
+		n++;
+	char **c = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		c[i] = xstrdup(v[i]);
+	return c;
+}
+
+static struct proc *proc_new(agentd_process *h, const agentd_command *cmd,
+			     const agentd_process_opts *o, uint64_t ring_max)
+{
+	struct proc *p = xcalloc(1, sizeof(*p));
+	p->refs = 1;
+	p->h = h;
+	p->pid = agentd_process_pid(h);
+	p->argv = argv_copy(cmd->argv);
+	p->tty = o->tty;
+	p->has_stdin = agentd_process_stdin_fd(h) >= 0;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->h_mu, NULL);
+	pthread_mutex_init(&p->in_mu, NULL);
+	cond_init_monotonic(&p->cv);
+	for (int i = 0; i < 2; i++)
+		p->out[i].max = (size_t)ring_max;
+	agentd_error err = {0};
+	if (agentd_process_get_status(h, &p->st, &err) < 0 || !p->st.started_at_ms) {
+		p->st.running = true;
+		p->st.started_at_ms = (int64_t)time(NULL) * 1000;
+	}
+	p->st.running = true; /* its end is the pump's to learn, after its output */
+	return p;
+}
+
+static int spawn_status(int e)
+{
+	switch (e) {
+	case ENOTSUP: return 501;
+	case EBUSY: return 409;
+	case EAGAIN: return 429;
+	case ENOENT: case EACCES: case EINVAL: case E2BIG: case ENAMETOOLONG: return 400;
+	default: return api_status_from_errno(e);
+	}
+}
+
+int procs_spawn(struct daemon *d, struct live *l, const struct client *c,
+		const agentd_command *cmd, const agentd_process_opts *opts, struct proc **out,
+		agentd_error *err)
+{
+	pthread_mutex_lock(&d->lock);
+	enum sb_state s = live_state(l);
+	pthread_mutex_unlock(&d->lock);
+	if (s != SB_READY && s != SB_EXECUTING) {
+		agentd_error_set(err, EBUSY, "sandbox %s is %s", l->id, sb_state_name(s));
+		return 409;
+	}
+	struct proc_table *t = table_of(d, l);
+	uint64_t t0 = mono_ms();
+	pthread_mutex_lock(&t->mu);
+	if (table_make_room(t, err) < 0) {
+		pthread_mutex_unlock(&t->mu);
+		return 429;
+	}
+	agentd_process *h = NULL;
+	int status = 0;
+	if (agentd_sandbox_spawn(l->sb, cmd, opts, &h, err) < 0) {
+		status = spawn_status(err->code);
+		pthread_mutex_unlock(&t->mu);
+		audit(d, c, "process_start", l->id, cmd->argv, l->digest, l->backend, err->msg,
+		      mono_ms() - t0);
+		return status;
+	}
+	uint64_t ring = agentd_sandbox_spec(l->sb)->limits.max_process_output_bytes;
+	struct proc *p = proc_new(h, cmd, opts, ring);
+	if (pump_attach(p, err) < 0) {
+		pthread_mutex_unlock(&t->mu);
+		proc_release(p, "killed");
+		proc_put(p);
+		return 500;
+	}
+	t->v[t->n++] = p;
+	proc_get(p);
+	pthread_mutex_unlock(&t->mu);
+	char result[48];
+	snprintf(result, sizeof(result), "pid %lld", (long long)p->pid);
+	audit(d, c, "process_start", l->id, cmd->argv, l->digest, l->backend, result,
+	      mono_ms() - t0);
+	dlog("info", "msg=\"process started\" sandbox=%s pid=%lld tty=%d", l->id,
+	     (long long)p->pid, opts->tty);
+	*out = p;
+	return 0;
+}
+
+struct proc *procs_find(struct live *l, int64_t pid)
+{
+	struct proc_table *t = l->procs;
+	if (!t)
+		return NULL;
+	struct proc *found = NULL;
+	pthread_mutex_lock(&t->mu);
+	/* the newest first: a pid the sandbox reused names its latest process */
+	for (size_t i = t->n; i-- > 0 && !found;)
+		if (t->v[i]->pid == pid) {
+			found = t->v[i];
+			proc_get(found);
+		}
+	pthread_mutex_unlock(&t->mu);
+	return found;
+}
+
+size_t procs_list(struct live *l, struct proc ***out)
+{
+	struct proc_table *t = l->procs;
+	*out = NULL;
+	if (!t)
+		return 0;
+	pthread_mutex_lock(&t->mu);
+	size_t n = t->n;
+	*out = xcalloc(n ? n : 1, sizeof(struct proc *));
+	for (size_t i = 0; i < n; i++) {
+		(*out)[i] = t->v[i];
+		proc_get(t->v[i]);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
+static bool table_remove(struct proc_table *t, struct proc *p)
+{
+	bool found = false;
+	pthread_mutex_lock(&t->mu);
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i] == p) {
+			memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(t->v[0]));
+			t->n--;
+			found = true;
+			break;
+		}
+	pthread_mutex_unlock(&t->mu);
+	return found;
+}
+
+/* How it ended, for an audit record or a log line (p->mu held). */
+static void describe_end(const struct proc *p, char *buf, size_t size)
+{
+	const char *sig = api_signal_name(p->st.term_signal);
+	if (p->st.term_signal)
+		snprintf(buf, size, "pid %lld: signal %s%s", (long long)p->pid, sig ? "SIG" : "",
+			 sig ? sig : "?");
+	else
+		snprintf(buf, size, "pid %lld: exit %d", (long long)p->pid, p->st.exit_code);
+}
+
+int procs_remove(struct daemon *d, struct live *l, struct proc *p, const struct client *c,
+		 agentd_error *err)
+{
+	uint64_t t0 = mono_ms();
+	pthread_mutex_lock(&p->mu);
+	if (!p->done)
+		p->end_reason = "killed";
+	pthread_mutex_unlock(&p->mu);
+	pthread_mutex_lock(&p->h_mu);
+	int r = p->h ? agentd_process_kill(p->h, err) : 0;
+	pthread_mutex_unlock(&p->h_mu);
+	if (r < 0)
+		return -1;
+	/* its end as the pump learns it (exit status, output drained), bounded: a tree the
+	 * kernel has not reaped yet (a frozen v1 cgroup) is forgotten all the same */
+	struct timespec until = monotonic_after_ms(5000);
+	pthread_mutex_lock(&p->mu);
+	while (!p->done && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+		;
+	pthread_mutex_unlock(&p->mu);
+	if (!table_remove(l->procs, p)) {
+		return agentd_error_set(err, ESRCH, "process %lld: already removed",
+					(long long)p->pid);
+	}
+	proc_release(p, "killed");
+	proc_put(p); /* the table's */
+	char result[96];
+	pthread_mutex_lock(&p->mu);
+	describe_end(p, result, sizeof(result));
+	pthread_mutex_unlock(&p->mu);
+	audit(d, c, "process_kill", l->id, p->argv, l->digest, l->backend, result, mono_ms() - t0);
+	return 0;
+}
+
+void procs_table_free(struct live *l)
+{
+	struct proc_table *t = l->procs;
+	if (!t)
+		return;
+	l->procs = NULL;
+	for (size_t i = 0; i < t->n; i++) {
+		proc_release(t->v[i], "sandbox destroyed");
+		proc_put(t->v[i]);
+	}
+	pthread_mutex_destroy(&t->mu);
+	free(t);
+}
+
+/* ---------------------------------------------------------------- one process */
+
+static json_t *stream_json(const struct ring *r)
+{
+	return json_pack("{s:I, s:I, s:I}", "kept_bytes", (json_int_t)(r->end - r->start),
+			 "kept_from", (json_int_t)r->start, "total_bytes", (json_int_t)r->end);
+}
+
+json_t *proc_to_json(struct proc *p)
+{
+	agentd_usage u;
+	memset(&u, 0, sizeof(u));
+	agentd_error err = {0};
+	pthread_mutex_lock(&p->h_mu);
+	bool has_usage = p->h ? agentd_process_usage(p->h, &u, &err) == 0 : p->has_usage;
+	if (!p->h)
+		u = p->usage;
+	pthread_mutex_unlock(&p->h_mu);
+	json_t *argv = json_array();
+	for (char **a = p->argv; *a; a++) {
+		json_t *s = json_string(*a);
+		json_array_append_new(argv, s ? s : json_string("<not utf-8>"));
+	}
+	pthread_mutex_lock(&p->mu);
+	const char *state = !p->done ? "running" : p->st.term_signal ? "killed" : "exited";
+	json_t *o = json_pack("{s:I, s:o, s:b, s:b, s:s, s:I}", "pid", (json_int_t)p->pid,
+			      "argv", argv, "tty", p->tty, "stdin", p->has_stdin && !p->stdin_closed,
+			      "state", state, "started_at", (json_int_t)p->st.started_at_ms);
+	json_object_set_new(o, "ended_at",
+			    p->done ? json_integer(p->st.ended_at_ms) : json_null());
+	json_object_set_new(o, "exit_code", p->done ? json_integer(p->st.exit_code) : json_null());
+	const char *sig = p->done ? api_signal_name(p->st.term_signal) : NULL;
+	json_object_set_new(o, "signal",
+			    p->done && p->st.term_signal
+				    ? (sig ? json_sprintf("SIG%s", sig)
+					   : json_sprintf("%d", p->st.term_signal))
+				    : json_null());
+	json_object_set_new(o, "limit_hit",
+			    p->done && p->st.limit_hit != AGENTD_LIMIT_NONE
+				    ? json_string(agentd_limit_kind_name(p->st.limit_hit))
+				    : json_null());
+	json_object_set_new(o, "ended_by", p->end_reason ? json_string(p->end_reason)
+							 : json_null());
+	json_t *outj = json_pack("{s:o}", "stdout", stream_json(&p->out[0]));
+	if (!p->tty)
+		json_object_set_new(outj, "stderr", stream_json(&p->out[1]));
+	json_object_set_new(outj, "max_bytes_per_stream", json_integer((json_int_t)p->out[0].max));
+	json_object_set_new(o, "output", outj);
+	pthread_mutex_unlock(&p->mu);
+	json_object_set_new(o, "usage",
+			    has_usage ? json_pack("{s:I, s:I, s:I}", "cpu_time_ms",
+						  (json_int_t)u.cpu_time_ms, "peak_memory_bytes",
+						  (json_int_t)u.peak_memory_bytes, "wall_time_ms",
+						  (json_int_t)u.wall_time_ms)
+				      : json_null());
+	return o;
+}
+
+int proc_signal(struct proc *p, int sig, agentd_error *err)
+{
+	pthread_mutex_lock(&p->h_mu);
+	int r = p->h ? agentd_process_signal(p->h, sig, err)
+		     : agentd_error_set(err, ESRCH, "process %lld has ended", (long long)p->pid);
+	pthread_mutex_unlock(&p->h_mu);
+	return r;
+}
+
+int proc_resize(struct proc *p, unsigned rows, unsigned cols, agentd_error *err)
+{
+	if (!p->tty)
+		return agentd_error_set(err, EINVAL, "process %lld has no terminal",
+					(long long)p->pid);
+	pthread_mutex_lock(&p->h_mu);
+	int r = p->h ? agentd_process_resize(p->h, rows, cols, err)
+		     : agentd_error_set(err, ESRCH, "process %lld has ended", (long long)p->pid);
+	pthread_mutex_unlock(&p->h_mu);
+	return r;
+}
+
+/* A dup of its stdin (h_mu held only for that): a write that waits does not hold up the
+ * pump or a kill, and the fd stays ours if the handle is released meanwhile. */
+static int stdin_dup(struct proc *p, agentd_error *err)
+{
+	pthread_mutex_lock(&p->h_mu);
+	int fd = p->h && !p->stdin_closed ? agentd_process_stdin_fd(p->h) : -1;
+	if (fd >= 0)
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	pthread_mutex_unlock(&p->h_mu);
+	if (fd < 0)
+		agentd_error_set(err, EPIPE, "process %lld: %s", (long long)p->pid,
+				 !p->has_stdin	  ? "it has no stdin (start it with \"stdin\": true)"
+				 : p->stdin_closed ? "its stdin is closed"
+						   : "it has ended");
+	return fd;
+}
+
+static int write_waiting(int fd, const uint8_t *data, size_t len, unsigned timeout_ms,
+			 size_t *written)
+{
+	uint64_t deadline = mono_ms() + timeout_ms;
+	while (*written < len) {
+		ssize_t n = write(fd, data + *written, len - *written);
+		if (n > 0) {
+			*written += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		uint64_t now = mono_ms();
+		if (now >= deadline)
+			return -EAGAIN;
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		poll(&pfd, 1, (int)(deadline - now > 1000 ? 1000 : deadline - now));
+	}
+	return 0;
+}
+
+int proc_write_stdin(struct proc *p, const uint8_t *data, size_t len, bool close_after,
+		     unsigned timeout_ms, size_t *written, agentd_error *err)
+{
+	*written = 0;
+	pthread_mutex_lock(&p->in_mu);
+	int r = 0;
+	if (len) {
+		int fd = stdin_dup(p, err);
+		if (fd < 0) {
+			pthread_mutex_unlock(&p->in_mu);
+			return -1;
+		}
+		r = write_waiting(fd, data, len, timeout_ms, written);
+		close(fd);
+		if (r == -EAGAIN)
+			agentd_error_set(err, EAGAIN,
+					 "process %lld does not read its stdin: %zu of %zu bytes "
+					 "written",
+					 (long long)p->pid, *written, len);
+		else if (r < 0)
+			agentd_error_set(err, EPIPE, "process %lld: stdin: %s", (long long)p->pid,
+					 strerror(-r));
+	}
+	if (r == 0 && close_after) {
+		pthread_mutex_lock(&p->h_mu);
+		if (p->h && !p->stdin_closed && p->has_stdin)
+			agentd_process_close_stdin(p->h);
+		else if (!p->has_stdin)
+			r = agentd_error_set(err, EPIPE, "process %lld has no stdin",
+					     (long long)p->pid);
+		pthread_mutex_lock(&p->mu);
+		p->stdin_closed = true;
+		pthread_mutex_unlock(&p->mu);
+		pthread_mutex_unlock(&p->h_mu);
+	}
+	pthread_mutex_unlock(&p->in_mu);
+	return r < 0 ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- output */
+
+int proc_read(struct proc *p, enum proc_stream s, uint64_t offset, uint8_t *buf, size_t max,
+	      struct proc_read *rd)
+{
+	memset(rd, 0, sizeof(*rd));
+	pthread_mutex_lock(&p->mu);
+	const struct ring *r = &p->out[s];
+	rd->end = r->end;
+	if (offset > r->end) {
+		pthread_mutex_unlock(&p->mu);
+		errno = ERANGE;
+		return -1;
+	}
+	rd->offset = offset < r->start ? r->start : offset;
+	size_t avail = (size_t)(r->end - rd->offset);
+	rd->n = avail < max ? avail : max;
+	if (rd->n)
+		ring_copy_out(r, rd->offset, buf, rd->n);
+	rd->ended = p->done && rd->offset + rd->n == r->end;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+void proc_output_span(struct proc *p, enum proc_stream s, uint64_t *kept_from, uint64_t *end)
+{
+	pthread_mutex_lock(&p->mu);
+	*kept_from = p->out[s].start;
+	*end = p->out[s].end;
+	pthread_mutex_unlock(&p->mu);
+}
+
+int proc_subscribe(struct proc *p, int efd)
+{
+	pthread_mutex_lock(&p->mu);
+	int r = 0;
+	if (p->n_subs == PROC_MAX_SUBSCRIBERS) {
+		errno = EAGAIN;
+		r = -1;
+	} else {
+		p->subs[p->n_subs++] = efd;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+void proc_unsubscribe(struct proc *p, int efd)
+{
+	pthread_mutex_lock(&p->mu);
+	for (size_t i = 0; i < p->n_subs; i++)
+		if (p->subs[i] == efd) {
+			p->subs[i] = p->subs[--p->n_subs];
+			break;
+		}
+	pthread_mutex_unlock(&p->mu);
+}
