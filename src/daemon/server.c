@@ -440,6 +440,7 @@ static int reconcile(struct daemon *d, agentd_error *err)
 	if (dir)
 		closedir(dir);
 	agentd_cleanup_stale_sandbox(NULL, NULL);
+	ports_remove_stale(d);
 	return 0;
 }
 

@@ -277,3 +277,24 @@ def test_an_unprivileged_daemon_forwards_ports_too(userdir, delegated):
         assert dm.delete(f"/v1/sandboxes/{sid}").status == 200
     finally:
         dm.cleanup()
+
+
+def test_a_crashed_daemon_leaves_no_forward_behind():
+    """SIGKILL: the kernel closes its listeners; the unix sockets' files go at the next
+    start, as the rest of what the previous run left."""
+    dm = Daemon()
+    try:
+        dm.start()
+        sid = dm.create()
+        tcp = forward_port(dm, sid, 8000)
+        unix = forward_port(dm, sid, 8001, unix=True)
+        dm.proc.kill()
+        dm.proc.wait()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", tcp["host_port"]), timeout=5)
+        assert os.path.exists(unix["path"])     # nobody is left to remove it
+        dm.start()
+        assert not os.path.exists(unix["path"])
+        assert os.stat(os.path.dirname(unix["path"])).st_mode & 0o777 == 0o711
+    finally:
+        dm.cleanup()

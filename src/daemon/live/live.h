@@ -150,6 +150,8 @@ json_t *ports_list_json(struct daemon *d, struct live *l);
 /* 0, or 404 with err when port is not forwarded. */
 int ports_close(struct daemon *d, struct live *l, const struct client *c, uint16_t port,
 		agentd_error *err);
+/* At start: the unix sockets of forwards a previous run left (it crashed). */
+void ports_remove_stale(struct daemon *d);
 /* Every port of l closed (its destroy: nobody else holds l). */
 void ports_close_all(struct daemon *d, struct live *l, const char *reason);
 

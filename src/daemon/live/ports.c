@@ -12,6 +12,7 @@
 #include "daemon/live/live.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -333,6 +334,26 @@ static int listen_unix(struct daemon *d, struct port_fwd *pf, const char *id,
 	}
 	snprintf(pf->address, sizeof(pf->address), "%s", pf->path);
 	return fd;
+}
+
+void ports_remove_stale(struct daemon *d)
+{
+	_cleanup_free_ char *path = xasprintf("%s/ports", d->cfg.state_dir);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!dir && dfd >= 0)
+		close(dfd);
+	struct dirent *e;
+	while (dir && (e = readdir(dir))) {
+		char id[API_ID_LEN + 1];
+		snprintf(id, sizeof(id), "%s", e->d_name);
+		struct stat st;
+		if (api_valid_id(id) && e->d_name[API_ID_LEN] == '-' &&
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode))
+			unlinkat(dfd, e->d_name, 0);
+	}
+	if (dir)
+		closedir(dir);
 }
 
 static json_t *port_json(struct port_fwd *pf)
