@@ -2,7 +2,9 @@
 a real `agentd serve`: a server listening inside a container sandbox answers on the host's
 127.0.0.1 (or a unix socket), one connection carries many round trips, the listener and
 every relay go with DELETE and with the sandbox, and bad input is a 4xx naming `port`."""
+import glob
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -298,3 +300,45 @@ def test_a_crashed_daemon_leaves_no_forward_behind():
         assert os.stat(os.path.dirname(unix["path"])).st_mode & 0o777 == 0o711
     finally:
         dm.cleanup()
+
+
+def test_a_sandbox_whose_init_died_refuses_on_its_ports(d):
+    """Failure, not destroy: everything in the sandbox (its init too) is killed from outside;
+    its forwards stop listening at the next connection and say so, a new one is a 409."""
+    sid = d.create()
+    exec_in_background(d, sid, ["python3", "-c", ECHO, "9000"])
+    fwd = forward_port(d, sid, 9000)
+    echo_connection(("127.0.0.1", fwd["host_port"])).close()
+    procs = [p for h in ("pids", "unified", "memory")
+             for p in glob.glob(f"/sys/fs/cgroup/{h}/agentd/{sid}/**/cgroup.procs",
+                                recursive=True)]
+    assert procs
+    for _ in range(3):
+        for path in procs:
+            try:
+                pids = open(path).read().split()
+            except FileNotFoundError:   # a kill unit removed meanwhile
+                continue
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
+
+    def refused():
+        try:
+            with socket.create_connection(("127.0.0.1", fwd["host_port"]), timeout=5) as s:
+                s.sendall(b"x")
+                s.recv(1)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        return False
+    assert wait_until(refused, timeout=20)
+    port = d.get(f"/v1/sandboxes/{sid}/ports").json["ports"][0]
+    assert port["state"] == "closed", port
+    r = d.post(f"/v1/sandboxes/{sid}/ports", {"port": 9001})
+    assert r.status == 409 and "nothing runs in it" in r.error["message"], r
+    assert d.delete(f"/v1/sandboxes/{sid}").status in (200, 500)

@@ -58,6 +58,7 @@ struct port_fwd {
 	pthread_t thread;
 	int64_t opened_ms;
 	uint64_t accepted, refused;	/* under set->lock */
+	bool closed;			/* the sandbox died: listening no more */
 	unsigned conns;
 	struct fwd_conn *head, *dead;	/* the relay thread's */
 	struct port_fwd *next;
@@ -193,6 +194,17 @@ static int make_pipe(int p[2], size_t *cap)
 	return 0;
 }
 
+/* The sandbox is gone (its init died: a limit, a failure): refuse from now on, as its
+ * destroy will; the fds go then. */
+static void port_stop_listening(struct port_fwd *pf)
+{
+	epoll_ctl(pf->ep, EPOLL_CTL_DEL, pf->listener, NULL);
+	shutdown(pf->listener, SHUT_RDWR); /* a listener shut down refuses what comes */
+	pthread_mutex_lock(&pf->set->lock);
+	pf->closed = true;
+	pthread_mutex_unlock(&pf->set->lock);
+}
+
 /* A client accepted (counted): its way into the sandbox, or closed. */
 static void conn_start(struct port_fwd *pf, int client)
 {
@@ -211,10 +223,12 @@ static void conn_start(struct port_fwd *pf, int client)
 	c->fd[1] = agentd_sandbox_connect(pf->sb, pf->port, &err);
 	if (c->fd[1] < 0 || make_pipe(c->pipe[0], &c->cap[0]) < 0 ||
 	    make_pipe(c->pipe[1], &c->cap[1]) < 0) {
-		if (err.code && err.code != ECONNREFUSED)
+		if (err.code && err.code != ECONNREFUSED && err.code != EBUSY)
 			dlog("warn", "msg=\"port forward: no way in\" port=%u error=\"%s\"",
 			     (unsigned)pf->port, err.msg);
 		conn_free(pf, c);
+		if (err.code && err.code != ECONNREFUSED && !agentd_sandbox_is_alive(pf->sb))
+			port_stop_listening(pf);
 		return;
 	}
 	/* edge-triggered, once for its life: no interest to re-arm as pipes fill and drain */
@@ -358,8 +372,9 @@ void ports_remove_stale(struct daemon *d)
 
 static json_t *port_json(struct port_fwd *pf)
 {
-	json_t *o = json_pack("{s:i, s:s, s:I, s:i, s:I, s:I}", "port", (int)pf->port, "address",
-			      pf->address, "opened_ms", (json_int_t)pf->opened_ms, "connections",
+	json_t *o = json_pack("{s:i, s:s, s:s, s:I, s:i, s:I, s:I}", "port", (int)pf->port,
+			      "address", pf->address, "state", pf->closed ? "closed" : "open",
+			      "opened_ms", (json_int_t)pf->opened_ms, "connections",
 			      (int)pf->conns, "accepted", (json_int_t)pf->accepted, "refused",
 			      (json_int_t)pf->refused);
 	if (pf->path) {
@@ -446,6 +461,12 @@ int ports_open(struct daemon *d, struct live *l, const struct client *c, uint16_
 	/* a backend without a way in says so before anything is opened */
 	if (agentd_sandbox_connect(l->sb, 0, err) < 0)
 		return err->code == ENOTSUP ? 501 : 500;
+	pthread_mutex_lock(&d->lock);
+	enum sb_state st = live_state(l);
+	pthread_mutex_unlock(&d->lock);
+	if (st == SB_FAILED || st == SB_ENFORCED || !agentd_sandbox_is_alive(l->sb))
+		return agentd_error_set(err, EBUSY, "sandbox %s is %s: nothing runs in it",
+					l->id, st == SB_ENFORCED ? "enforced" : "failed"), 409;
 	struct live_ports *set = ports_of(d, l);
 	pthread_mutex_lock(&set->lock);
 	int status = 0;
