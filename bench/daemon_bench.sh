@@ -3,7 +3,10 @@
 # `agentd serve` (client included, keep-alive), against a plain fork+exec of /bin/true in the
 # same run; then p50/p99 and execs/s with 8 concurrent clients (median at most 2x:
 # docs/README.md#targets).
-# usage: bench/daemon_bench.sh [BUILD_DIR] [EXECS] [BACKEND]
+# With a fourth argument "processes": the start of a background process (POST .../processes
+# of /bin/true, answered 201 once it runs) against an exec of /bin/true and a plain
+# fork+exec in the same run, with the ratios of the medians (container only).
+# usage: bench/daemon_bench.sh [BUILD_DIR] [EXECS] [BACKEND] [processes]
 set -euo pipefail
 BUILD=${1:-build}
 N=${2:-2000}
@@ -18,6 +21,11 @@ PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 ID=$(AGENTD_SOCKET="$SOCK" "$AGENTD" sandbox create --backend "$BACKEND")
+if [ "${4:-}" = processes ]; then
+	echo "sandbox $ID ($BACKEND), $N process starts"
+	"$CLIENT" "$SOCK" "$ID" "$N" 1 processes
+	exit 0
+fi
 echo "sandbox $ID ($BACKEND), $N execs"
 "$CLIENT" "$SOCK" "$ID" "$N" 8 | tee "$DIR/out"
 /usr/bin/python3 - "$DIR/out" <<'PY'

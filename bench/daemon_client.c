@@ -4,7 +4,7 @@
  * usage: daemon_client SOCKET SANDBOX_ID EXECS CLIENTS [processes]
  * prints: plain_p50_us, p50_us, p99_us and execs/s for CLIENTS concurrent clients; with
  * "processes", the start of a background /bin/true (POST .../processes: answered once it
- * runs) measured the same way, with the ratios (bench/process_bench.sh). */
+ * runs) measured the same way, with the ratios (bench/daemon_bench.sh ... processes). */
 #include "cli/cli.h"
 
 #include <pthread.h>

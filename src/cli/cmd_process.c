@@ -330,28 +330,30 @@ static int do_logs(struct proc_opts *o, int argc, char **argv, int i)
 	return rc;
 }
 
+/* kill and stdin: one call, whose answer is printed with --json. */
+static int call_and_print(const struct proc_opts *o, const char *sub, const char *method,
+			  const char *path, json_t *body)
+{
+	int rc;
+	json_t *j = call(o, sub, method, path, body, 200, &rc);
+	if (j && o->json)
+		print_json(j);
+	json_decref(j);
+	return rc;
+}
+
 static int do_kill(struct proc_opts *o, int argc, char **argv, int i)
 {
 	char path[200];
 	if (ids("kill", argc, argv, i, true, path, sizeof(path)) < 0)
 		return EXIT_AGENTD;
-	int rc;
-	json_t *j;
-	if (o->signal) {
-		char *end;
-		long n = strtol(o->signal, &end, 10);
-		json_t *sig = *o->signal && !*end ? json_integer(n) : json_string(o->signal);
-		strncat(path, "/signal", sizeof(path) - strlen(path) - 1);
-		j = call(o, "kill", "POST", path, json_pack("{s:o}", "signal", sig), 200, &rc);
-	} else {
-		j = call(o, "kill", "DELETE", path, NULL, 200, &rc);
-	}
-	if (!j)
-		return rc;
-	if (o->json)
-		print_json(j);
-	json_decref(j);
-	return 0;
+	if (!o->signal)
+		return call_and_print(o, "kill", "DELETE", path, NULL);
+	char *end;
+	long n = strtol(o->signal, &end, 10);
+	json_t *sig = *o->signal && !*end ? json_integer(n) : json_string(o->signal);
+	strncat(path, "/signal", sizeof(path) - strlen(path) - 1);
+	return call_and_print(o, "kill", "POST", path, json_pack("{s:o}", "signal", sig));
 }
 
 static int do_stdin(struct proc_opts *o, int argc, char **argv, int i)
@@ -367,14 +369,7 @@ static int do_stdin(struct proc_opts *o, int argc, char **argv, int i)
 	json_t *body = json_pack("{s:s, s:s, s:b}", "data", enc, "encoding", "base64", "close",
 				 o->close);
 	free(enc);
-	int rc;
-	json_t *j = call(o, "stdin", "POST", path, body, 200, &rc);
-	if (!j)
-		return rc;
-	if (o->json)
-		print_json(j);
-	json_decref(j);
-	return 0;
+	return call_and_print(o, "stdin", "POST", path, body);
 }
 
 int cmd_process(const char *sub, int argc, char **argv)

@@ -1485,19 +1485,22 @@ static bool read_small(const char *path, char *buf, size_t size)
  * are already in, e.g. the root of a cgroup namespace, moves nothing). */
 CMD(cmd_cgroup_view)
 {
-	/* A cgroup namespace rooted at the sandbox's cgroup shows "/" in every hierarchy;
-	 * anything else names the host's cgroup tree. */
+	/* A cgroup namespace rooted at the sandbox's cgroup shows "/" in every hierarchy, or
+	 * "/<unit>" where the command is in its kill unit, a child of that root; a path
+	 * outside the root starts with "/..", and without a namespace it is the host's
+	 * (<parent>/agentd/<sandbox>..., two components at least). */
 	char buf[4096] = "";
 	if (!read_small("/proc/self/cgroup", buf, sizeof(buf)))
 		return blocked_errno("read /proc/self/cgroup");
 	for (char *save, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-		if (c2 && strcmp(c2 + 1, "/") != 0) {
+		const char *path = c2 ? c2 + 1 : "/";
+		if (path[0] != '/' || strchr(path + 1, '/') || strncmp(path, "/..", 3) == 0) {
 			say("ALLOWED host cgroup path visible: %s", l);
 			return 0;
 		}
 	}
-	say("BLOCKED every hierarchy shows /");
+	say("BLOCKED every hierarchy shows / or the command's own unit");
 	return 1;
 }
 

@@ -166,3 +166,45 @@ def test_a_process_output_and_argv_cannot_drive_the_host_terminal(d):
         assert rb"\x1b]52;c;aGk=\x07\u202eevil" in out, out
     finally:
         d.delete(f"/v1/sandboxes/{sid}")
+
+
+def threads(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int([l for l in f if l.startswith("Threads:")][0].split()[1])
+
+
+def test_followers_that_go_away_leave_nothing_behind(d):
+    """A quiet process, 20 followers that connect and vanish: the daemon's threads and the
+    process's reader slots come back (a reader is woken by its client's hang-up, not by the
+    next output), and the process runs on."""
+    import socket
+    sid = d.create()
+    try:
+        p = spawn(d, sid, ["/bin/sleep", "4041"])
+        time.sleep(0.3)
+        before = threads(d.proc.pid)
+        socks = []
+        for _ in range(20):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(d.socket)
+            s.sendall(f"GET /v1/sandboxes/{sid}/processes/{p}/output?follow=1 HTTP/1.1\r\n"
+                      f"Host: x\r\n\r\n".encode())
+            socks.append(s)
+        assert wait_until(lambda: threads(d.proc.pid) >= before + 20), threads(d.proc.pid)
+        for s in socks:
+            s.close()
+        assert wait_until(lambda: threads(d.proc.pid) <= before, timeout=10), \
+            f"{threads(d.proc.pid)} threads, {before} before"
+        assert proc(d, sid, p)["state"] == "running"
+        # more followers, one after the other, than a process has reader slots (64): each
+        # one's slot came back when it went
+        for _ in range(70):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(d.socket)
+                s.sendall(f"GET /v1/sandboxes/{sid}/processes/{p}/output?follow=1 HTTP/1.1"
+                          f"\r\nHost: x\r\n\r\n".encode())
+                head = s.recv(4096)
+                assert head.startswith(b"HTTP/1.1 200"), head
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
