@@ -165,7 +165,8 @@ def test_listener_is_gone_after_delete_and_destroy_without_leaks(d):
     # everything the forwards held (listeners, relays, pipes, threads) is released
     assert wait_until(lambda: daemon_fds(d) <= fds0 and daemon_threads(d) <= threads0,
                       timeout=20), (daemon_fds(d), fds0, daemon_threads(d), threads0)
-    assert d.get(f"/v1/sandboxes/{sid}/ports").status == 404
+    r = d.get(f"/v1/sandboxes/{sid}/ports")
+    assert r.status == 409 and "destroyed" in r.error["message"], r
 
 
 def test_a_port_nobody_listens_on_closes_the_connection_at_once(d, sbx):

@@ -5,17 +5,9 @@
 void api_ports(struct daemon *d, struct api_request *r, const struct client *c,
 	       struct reply *out)
 {
-	struct live *l = live_get(d, r->id);
-	if (!l) {
-		json_t *old = state_sandbox_get(d->st, r->id);
-		if (old)
-			reply_error(out, 404, "sandbox %s is %s: it has no ports", r->id,
-				    json_string_value(json_object_get(old, "state")));
-		else
-			reply_error(out, 404, "no sandbox %s", r->id);
-		json_decref(old);
+	struct live *l = api_live_or_reply(d, r->id, out); /* 404 unknown, 409 gone */
+	if (!l)
 		return;
-	}
 	agentd_error err = {0};
 	json_t *j = NULL;
 	int status;
