@@ -45,14 +45,19 @@ static int call(const char *verb, const char *socket, const char *method, const 
 	return 0;
 }
 
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | term_json_flags());
+	puts(s);
+	free(s);
+}
+
 static int print_ports(json_t *j, bool as_json)
 {
 	json_t *ports = json_object_get(j, "ports"), *p;
 	size_t i;
 	if (as_json) {
-		char *s = json_dumps(ports, JSON_INDENT(2) | term_json_flags());
-		puts(s);
-		free(s);
+		print_json(ports);
 		return 0;
 	}
 	printf("%-6s  %-40s  %s\n", "PORT", "ADDRESS", "CONNECTIONS");
@@ -116,13 +121,10 @@ int cmd_sandbox_port(int argc, char **argv)
 		if (unix_sock)
 			json_object_set_new(body, "unix", json_true());
 		if (!(rc = call(verb, socket, "POST", path, body, 201, &j))) {
-			if (as_json) {
-				char *s = json_dumps(j, JSON_INDENT(2) | term_json_flags());
-				puts(s);
-				free(s);
-			} else {
+			if (as_json)
+				print_json(j);
+			else
 				puts(json_string_value(json_object_get(j, "address")));
-			}
 		}
 	}
 	json_decref(j);
