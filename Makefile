@@ -38,7 +38,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
 		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py \
-		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py
+		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py \
+		tests/integration/test_daemon_ports.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration

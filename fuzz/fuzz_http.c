@@ -52,6 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (r.route == ROUTE_PROCESS_SIGNAL && (r.signal < 1 || r.signal > 64))
 			abort();
+		if ((r.route == ROUTE_PORT_OPEN || r.route == ROUTE_PORT_CLOSE) && r.port == 0)
+			abort(); /* a forwarded port is 1..65535 */
 		if (r.has_spec) {
 			char *json = agentd_policy_to_json(&r.spec);
 			agentd_spec again;

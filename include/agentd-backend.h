@@ -14,7 +14,8 @@ extern "C" {
 /* Raised whenever an ops table, an allocator or an accessor below changes shape. A plugin
  * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
- * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) */
+ * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
+ * agentd_sandbox_ops.connect (ports, at the end) */
 #define AGENTD_BACKEND_ABI_VERSION 4u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
@@ -43,6 +44,10 @@ typedef struct agentd_sandbox_ops {
 	 * NULL = unsupported (the probe says why). */
 	int (*spawn)(agentd_sandbox *sb, const agentd_command *cmd,
 		     const agentd_process_opts *opts, agentd_process **out, agentd_error *err);
+	/* agentd_sandbox_connect: a TCP socket made in the sandbox's network namespace,
+	 * connected or connecting to 127.0.0.1:port there (port > 0, checked by the core).
+	 * NULL = no network namespace of its own (ENOTSUP). */
+	int (*connect)(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments

@@ -439,6 +439,17 @@ int agentd_process_usage(agentd_process *p, agentd_usage *u, agentd_error *err);
  * sandbox before agentd_sandbox_destroy (which kills whatever still runs in it). */
 void agentd_process_free(agentd_process *p);
 
+/* A TCP connection to 127.0.0.1:port inside the sandbox's own network namespace, what a
+ * host-side port forward relays to (docs/api.md#ports). The sandbox's network policy is
+ * untouched: the socket belongs to its namespace, so it reaches nothing outside it, and
+ * nothing inside gains a way out. Returns a non-blocking CLOEXEC socket, connected or still
+ * connecting (poll POLLOUT, then SO_ERROR), or -1 + err: ECONNREFUSED when nothing listens
+ * there (or later, from SO_ERROR), ENOTSUP where the backend has no network namespace of
+ * its own (the process backends: probe says so), EBUSY while the sandbox is suspended.
+ * Port 0 only asks: 0 where the backend can connect (nothing is made), else ENOTSUP. Safe from any thread, concurrently with execs; not after
+ * agentd_sandbox_destroy. */
+int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
+
 /* Files of a sandbox, from the host side. Everything inside is hostile: path is relative
  * to the workdir (or absolute under the spec's workdir), without "..", "." or empty
  * components (EINVAL otherwise); it is resolved beneath the workdir fd the backend held

@@ -1,6 +1,6 @@
 /* cmd_sandbox.c: `agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|
- * restore|cp` — thin clients of the daemon API (docs/cli.md, docs/api.md); exec passes the
- * command's exit code through and streams with --stream. */
+ * restore|cp` (port, ports: cmd_sandbox_port.c) — thin clients of the daemon API (docs/cli.md,
+ * docs/api.md); exec passes the command's exit code through and streams with --stream. */
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -45,7 +45,9 @@ static void sandbox_usage(FILE *f)
 		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
 		"                        other a host file or - for stdin/stdout (escaped on a\n"
 		"                        terminal unless --raw)\n"
-		"  spawn|ps|logs|kill|stdin ...   background processes: agentd sandbox spawn --help\n\n%s",
+		"  spawn|ps|logs|kill|stdin ...   background processes: agentd sandbox spawn --help\n"
+		"  port [--unix] ID PORT   forward the sandbox's PORT to the host: prints the address\n"
+		"  port --close ID PORT | ports ID\n\n%s",
 		policy_flags_help());
 }
 
@@ -519,6 +521,8 @@ int cmd_sandbox(int argc, char **argv)
 	if (!strcmp(sub, "context") || !strcmp(sub, "contexts") || !strcmp(sub, "context-rm") ||
 	    !strcmp(sub, "run-code"))
 		return cmd_context(sub, argc - 1, argv + 1);
+	if (!strcmp(sub, "port") || !strcmp(sub, "ports"))
+		return cmd_sandbox_port(argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};

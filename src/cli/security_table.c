@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -42,6 +43,11 @@
 /* Run as a background process on a terminal (agentd_sandbox_spawn with a tty, what the
  * daemon's attach serves); a backend without such processes refuses: nothing to attack. */
 #define SEC_TTY 64u
+/* Judged by the host, nothing runs inside: the way in of a forwarded port
+ * (agentd_sandbox_connect) at the port of the host's loopback listener {port} must land in
+ * the sandbox's own network namespace, where nothing listens (refused), never on the host's
+ * listener; a backend without a way in (ENOTSUP) forwards nothing. */
+#define SEC_WAY_IN 128u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -131,6 +137,7 @@ static const struct sec_attack attacks[] = {
 	{ "abstract-unix", "network", {"connect-abstract", "{abstract}"}, NULL, 0 },
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },
 	{ "egress", "network", {"connect-egress", "192.0.2.1", "80", "1500"}, NULL, 0 },
+	{ "port-forward-to-host", "network", {"{port}"}, NULL, SEC_WAY_IN },
 	{ "proxy-dns-exfil", "network", {"proxy-resolve", "exfil-{token}.invalid", "{port}"}, NULL,
 	  SEC_ALLOWLIST },
 	{ "raw-socket", "network", {"socket", "raw"}, NULL, 0 },
@@ -290,9 +297,36 @@ static void judge_context_frames(const agentd_exec_output *o, struct sec_cell *c
 		cell_set(c, SEC_ALLOWED, "the parser accepted %u forged frame(s)", frames);
 }
 
+/* SEC_WAY_IN: where a connection into the sandbox at port lands. */
+static void judge_way_in(agentd_sandbox *sb, const char *port, struct sec_cell *c)
+{
+	agentd_error err = {0};
+	int fd = agentd_sandbox_connect(sb, (uint16_t)atoi(port), &err);
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int so = 0;
+	socklen_t len = sizeof(so);
+	if (fd >= 0 && (poll(&p, 1, 5000) != 1 ||
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len) < 0))
+		so = ETIMEDOUT;
+	if (fd >= 0)
+		close(fd);
+	if (fd < 0 && err.code == ENOTSUP)
+		cell_set(c, SEC_BLOCKED, "no way in: %s", err.msg);
+	else if ((fd < 0 && err.code == ECONNREFUSED) || so == ECONNREFUSED)
+		cell_set(c, SEC_BLOCKED, "refused in the sandbox's own network namespace");
+	else if (fd >= 0 && !so)
+		cell_set(c, SEC_ALLOWED, "the way in reached the host's listener on port %s", port);
+	else
+		cell_set(c, SEC_ERROR, "%s", fd < 0 ? err.msg : strerror(so));
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c)
 {
+	if (a->flags & SEC_WAY_IN) {
+		judge_way_in(sb, e->port, c);
+		return;
+	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {
 		cell_set(c, SEC_SKIPPED, "no block device on this host");
 		return;

@@ -73,6 +73,9 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_CONTEXT_DELETE] = api_contexts,
 	[ROUTE_CONTEXT_RUN] = api_contexts,
 	[ROUTE_SESSION_EXECUTIONS] = api_sessions,
+	[ROUTE_PORT_OPEN] = api_ports,
+	[ROUTE_PORT_LIST] = api_ports,
+	[ROUTE_PORT_CLOSE] = api_ports,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
@@ -457,6 +460,7 @@ static int reconcile(struct daemon *d, agentd_error *err)
 	if (dir)
 		closedir(dir);
 	agentd_cleanup_stale_sandbox(NULL, NULL);
+	ports_remove_stale(d);
 	return 0;
 }
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from conftest import AGENTD
@@ -233,3 +234,38 @@ def context_run(d, sid, cid, code, **kw):
     r = d.post(f"/v1/sandboxes/{sid}/contexts/{cid}/run", dict(code=code, **kw))
     assert r.status == 200, r
     return r.json
+
+
+def exec_in_background(d, sid, argv):
+    """A foreground exec kept running by a thread on a connection of its own (it ends with
+    the sandbox, or at the policy's wall-time limit): a server for the next calls."""
+    t = threading.Thread(target=lambda: d.request(
+        "POST", f"/v1/sandboxes/{sid}/exec", {"argv": argv}, new_conn=True), daemon=True)
+    t.start()
+    return t
+
+
+def forward_port(d, sid, port, **kw):
+    """POST .../ports, asserted; the port object."""
+    r = d.post(f"/v1/sandboxes/{sid}/ports", {"port": port, **kw})
+    assert r.status == 201, r
+    return r.json
+
+
+def echo_connection(addr, family=socket.AF_INET, timeout=30):
+    """A connection through a forward once the echo server inside answers (until then the
+    forward resets: nothing listens yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(family)
+        s.settimeout(10)
+        try:
+            s.connect(addr)
+            s.sendall(b"ping")
+            if s.recv(4) == b"ping":
+                return s
+        except OSError:
+            pass
+        s.close()
+        assert time.monotonic() < deadline, "the server inside never answered"
+        time.sleep(0.2)

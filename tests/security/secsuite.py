@@ -159,6 +159,9 @@ EXPECT = {
     "loopback-tcp": _table(hd=allowed(HD_NET)),
     "abstract-unix": _table(hd=allowed(HD_NET)),
     "named-unix": _table(hd=allowed(HD_FS), ln=allowed(LN_UNIX)),
+    # judged by the host: a forwarded port's way in lands in the sandbox, not on the host
+    # (the process backends have no way in at all: refused)
+    "port-forward-to-host": _all_blocked(),
     "egress": _table(hd=either(HD_NET + " (blocked only if the host itself has no route)")),
     # allowlist listing one address: the proxy must not resolve a name the sandbox makes up
     # (DNS exfiltration); backends without a netns refuse allowlist, which blocks it

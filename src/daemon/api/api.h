@@ -31,6 +31,7 @@ json_t *api_context_run_work(struct daemon *d, struct live *l, const struct clie
 /* A streamed answer whose work (NULL: r's exec) owns the reference to l from here on. */
 void api_reply_stream(struct daemon *d, struct live *l, const struct client *c,
 		      struct api_request *r, stream_work_fn work, struct reply *out);
+void api_ports(struct daemon *, struct api_request *, const struct client *, struct reply *);
 /* Create the sandbox of a POST /v1/sandboxes or /v1/agents/.../sessions (default spec
  * when none was given), audited as action; NULL with the error reply already set. */
 struct live *api_create_live(struct daemon *d, struct api_request *r, const struct client *c,

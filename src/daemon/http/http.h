@@ -46,6 +46,9 @@ enum api_route {
 	ROUTE_CONTEXT_DELETE,
 	ROUTE_CONTEXT_RUN,
 	ROUTE_SESSION_EXECUTIONS,
+	ROUTE_PORT_OPEN,
+	ROUTE_PORT_LIST,
+	ROUTE_PORT_CLOSE,
 	ROUTE__COUNT,
 };
 
@@ -120,6 +123,9 @@ struct api_request {
 	char *file_path;
 	const uint8_t *raw;		/* PUT body (not JSON), borrowed */
 	size_t raw_len;
+	/* ports: POST .../ports, DELETE .../ports/{port} */
+	uint16_t port;			/* the sandbox's port, 1..65535 */
+	bool port_unix;			/* a unix socket instead of 127.0.0.1 */
 	/* audit */
 	int64_t since_seq;		/* records with seq > since_seq */
 	int64_t since_ms;		/* and ts_ms >= since_ms */

@@ -52,6 +52,9 @@ static const struct route_def routes[] = {
 	{ROUTE_CONTEXT_DELETE, "DELETE", "/v1/sandboxes/{id}/contexts/{cid}", false},
 	{ROUTE_CONTEXT_RUN, "POST", "/v1/sandboxes/{id}/contexts/{cid}/run", true},
 	{ROUTE_SESSION_EXECUTIONS, "GET", "/v1/agents/{agent}/sessions/{sid}/executions", false},
+	{ROUTE_PORT_OPEN, "POST", "/v1/sandboxes/{id}/ports", true},
+	{ROUTE_PORT_LIST, "GET", "/v1/sandboxes/{id}/ports", false},
+	{ROUTE_PORT_CLOSE, "DELETE", "/v1/sandboxes/{id}/ports/{port}", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -101,6 +104,7 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 	[ROUTE_PROCESS_STDIN] = {{"data", JSON_STRING, false},
 				 {"encoding", JSON_STRING, false},
 				 {"close", JSON_TRUE, false}},
+	[ROUTE_PORT_OPEN] = {{"port", JSON_INTEGER, true}, {"unix", JSON_TRUE, false}},
 };
 
 /* Linux's standard signals; 32..64 are real-time ones, by number only. */
@@ -250,6 +254,17 @@ static int match(const char *pattern, const char *path, struct api_request *r,
 				p = pe;
 				u = ue;
 				continue;
+			} else if (!strncmp(p, "{port}", plen)) {
+				/* digits only, 1..65535: the sandbox's port, not a name */
+				unsigned v = 0;
+				ok = ulen >= 1 && ulen <= 5;
+				for (size_t i = 0; ok && i < ulen; i++) {
+					ok = u[i] >= '0' && u[i] <= '9';
+					v = v * 10 + (unsigned)(u[i] - '0');
+				}
+				ok = ok && v >= 1 && v <= 65535;
+				r->port = (uint16_t)v;
+				what = "port";
 			} else if (!strncmp(p, "{agent}", plen)) {
 				dst = r->agent;
 				max = API_AGENT_MAX;
@@ -268,8 +283,10 @@ static int match(const char *pattern, const char *path, struct api_request *r,
 						 (int)(ulen > 80 ? 80 : ulen), u);
 				return 0;
 			}
-			memcpy(dst, u, ulen);
-			dst[ulen] = '\0';
+			if (dst) {
+				memcpy(dst, u, ulen);
+				dst[ulen] = '\0';
+			}
 		} else if (plen != ulen || strncmp(p, u, plen) != 0) {
 			return 0;
 		}
@@ -640,6 +657,14 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 							"workdir: expected an absolute path");
 		}
 		return 0;
+	case ROUTE_PORT_OPEN: {
+		json_int_t port = json_integer_value(json_object_get(b, "port"));
+		if (port < 1 || port > 65535)
+			return agentd_error_set(err, EINVAL, "port: expected 1 to 65535");
+		r->port = (uint16_t)port;
+		r->port_unix = json_is_true(json_object_get(b, "unix"));
+		return 0;
+	}
 	default:
 		return 0;
 	}

@@ -336,6 +336,7 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 	/* every process handle is freed (its tree killed) before the sandbox goes */
 	procs_table_free(l);
 	ctx_free_all(d, l); /* their processes before the sandbox */
+	ports_close_all(d, l, reason); /* their relays connect into l->sb: before it goes */
 	agentd_error derr = {0};
 	int r = agentd_sandbox_destroy(l->sb, &derr);
 	const char *final = r < 0 ? "failed" : "destroyed";

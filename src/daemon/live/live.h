@@ -64,6 +64,7 @@ struct live {
 	struct proc_table *procs;	/* its background processes (procs.h); NULL: none yet */
 	struct context *contexts;	/* its code contexts (contexts.c) */
 	unsigned n_contexts;
+	struct live_ports *ports;	/* its forwarded ports (ports.c), NULL until one */
 	struct live *next;
 };
 
@@ -136,6 +137,25 @@ void exec_slot_close(struct exec_slot *slot);
 json_t *live_to_json(struct daemon *d, struct live *l);
 /* What the sandbox runs without ("item: reason" strings; [] when everything is enforced). */
 json_t *live_unenforced_json(const struct live *l);
+
+/* ------------------------------------------------------------------ ports.c
+ * A sandbox's forwarded ports: a host listener each (127.0.0.1, a port the host picks, or
+ * a unix socket under the state dir) relaying every connection into the sandbox at port.
+ * The caller holds a reference on l. Each open and close is an audit record. */
+#define PORTS_MAX 16		/* forwarded ports per sandbox; more is a 429 */
+#define PORT_MAX_CONNS 64	/* connections per sandbox over all its ports; more are reset */
+/* 0 and *out (the port's JSON), or an HTTP status with err: 409 forwarded already, 429 too
+ * many, 501 a backend without a way in. */
+int ports_open(struct daemon *d, struct live *l, const struct client *c, uint16_t port,
+	       bool unix_sock, json_t **out, agentd_error *err);
+json_t *ports_list_json(struct daemon *d, struct live *l);
+/* 0, or 404 with err when port is not forwarded. */
+int ports_close(struct daemon *d, struct live *l, const struct client *c, uint16_t port,
+		agentd_error *err);
+/* At start: the unix sockets of forwards a previous run left (it crashed). */
+void ports_remove_stale(struct daemon *d);
+/* Every port of l closed (its destroy: nobody else holds l). */
+void ports_close_all(struct daemon *d, struct live *l, const char *reason);
 
 /* ------------------------------------------------------------------ audit.c, netaudit.c */
 /* netaudit.c: start the daemon's egress proxy, whose every decision is appended to the

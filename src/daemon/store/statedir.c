@@ -21,7 +21,7 @@ static const struct state_entry state_entries[] = {
 	{"lock", false, 0600},		{"agentd.db", false, 0600},
 	{"agentd.db-wal", false, 0600}, {"agentd.db-shm", false, 0600},
 	{"agentd.db-journal", false, 0600}, {"sandboxes", true, 0711},
-	{"rootfs-cache", true, 0711},
+	{"rootfs-cache", true, 0711}, {"ports", true, 0711},
 };
 
 /* fd's owner must be ours (another uid could swap or read what we write), its type what we

@@ -436,6 +436,11 @@ static void probe_common_items(agentd_backend_caps *caps, const agentd_platform 
 
 void process_probe_items(agentd_backend_caps *caps, const char *backend)
 {
+	char no_ports[160];
+	snprintf(no_ports, sizeof(no_ports), "%s: no port forwarding (ports API 501): its "
+		 "commands have no network namespace of their own to forward into (use "
+		 "container)", backend);
+	strv_push(&caps->warnings, no_ports);
 	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
 				   "%s has no mount namespace: a bind mount's target must equal its "
 				   "source (use the container backend)", backend);

@@ -336,6 +336,16 @@ int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_e
 				: unsupported(sb, "restore", err);
 }
 
+int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
+{
+	if (!sb->ops->connect)
+		return agentd_error_set(err, ENOTSUP,
+					"ports are not supported by backend %s: its commands have "
+					"no network namespace of their own to forward into (use "
+					"the container backend)", sb->backend->ops->name);
+	return port ? sb->ops->connect(sb, port, err) : 0;
+}
+
 int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 {
 	memset(u, 0, sizeof(*u));

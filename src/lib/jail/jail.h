@@ -115,9 +115,9 @@ int landlock_prepare(const struct landlock_rules *r, int *ruleset_fd, agentd_str
 		     agentd_error *err);
 int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errno */
 /* child, no malloc: ro paths get read+execute, rw paths everything (NULL-terminated
- * lists, missing paths skipped); TCP denied and signals/abstract sockets scoped when the
- * ABI has them. Returns the ruleset fd or -errno. */
-int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_tcp,
+ * lists, missing paths skipped); TCP connect denied (deny_connect) and signals/abstract
+ * sockets scoped when the ABI has them. Returns the ruleset fd or -errno. */
+int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_connect,
 			   bool scopes);
 /* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
@@ -143,6 +143,9 @@ int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
  * is fixed when it is made), sent with msg over sock and not kept: nothing in the
  * namespace can accept on it. 0 or -errno; no malloc. */
 int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len);
+/* An unbound TCP socket of the caller's network namespace, sent with msg over sock and not
+ * kept (the host's way in at a port: it connects it). 0 or -errno; no malloc. */
+int netns_socket_send(int sock, const void *msg, size_t len);
 
 /* ---------------------------------------------------------------- platform.c */
 /* Append "; <message>" to p->reasons (what a probe found missing); cut when full. */
@@ -308,7 +311,7 @@ struct jail_init_plan {
 	int close_from;			/* every other fd from 3 up is closed */
 	const char *const *ll_ro;	/* Landlock: read-only and writable paths */
 	const char *const *ll_rw;
-	bool ll_deny_tcp;
+	bool ll_deny_connect;		/* TCP connect (the namespace is empty: bind stays) */
 	int ll_slot;			/* the ruleset's fd number, for its commands */
 	const struct seccomp_prog *sc;
 };

@@ -318,7 +318,7 @@ void landlock_system_ro_paths(agentd_strv *out)
 
 /* Child side, no malloc: a ruleset built inside a sandbox's own mount namespace (the
  * container's tmpfs mounts exist only there). Missing paths are skipped. */
-int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_tcp,
+int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_connect,
 			   bool scopes)
 {
 	int errnum;
@@ -327,9 +327,11 @@ int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool de
 		return -(errnum ? errnum : EOPNOTSUPP);
 	struct ll_ruleset_attr attr = {.handled_access_fs = fs_rights_for_abi(abi)};
 	size_t attr_size = offsetof(struct ll_ruleset_attr, handled_access_net);
-	if (abi >= 4 && deny_tcp) {
-		attr.handled_access_net =
-			LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+	/* Connect only: the container's network namespace is its own and empty, so a
+	 * listener there is reachable from nowhere but the host's port forward (the host
+	 * connects the socket, agentd_sandbox_connect), which is no way out for the sandbox. */
+	if (abi >= 4 && deny_connect) {
+		attr.handled_access_net = LANDLOCK_ACCESS_NET_CONNECT_TCP;
 		attr_size = offsetof(struct ll_ruleset_attr, scoped);
 	}
 	if (abi >= 6 && scopes) {

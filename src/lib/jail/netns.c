@@ -59,6 +59,16 @@ int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len)
 	return r;
 }
 
+int netns_socket_send(int sock, const void *msg, size_t len)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (s < 0)
+		return -errno;
+	int r = fds_send(sock, msg, len, &s, 1) < 0 ? -errno : 0;
+	close(s);
+	return r;
+}
+
 /* Network namespaces are per task: unshare() here moves only this thread, which then
  * exits; the fd it opened keeps the namespace alive. */
 static void *maker_main(void *arg)

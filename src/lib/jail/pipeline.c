@@ -101,7 +101,7 @@ static int wait_placed(const struct jail_init_plan *p)
 /* Everything visible read-only but the writable scratch, in the ruleset's fixed slot. */
 static int landlock_slot(const struct jail_init_plan *p, struct jail_init_state *st)
 {
-	int ll = landlock_ruleset_child(p->ll_ro, p->ll_rw, p->ll_deny_tcp, true);
+	int ll = landlock_ruleset_child(p->ll_ro, p->ll_rw, p->ll_deny_connect, true);
 	if (ll == -EOPNOTSUPP || ll == -ENOSYS)
 		return 0;	/* no Landlock here: seccomp and the namespaces still hold */
 	if (ll < 0)

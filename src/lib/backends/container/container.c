@@ -189,6 +189,15 @@ static int ctr_freeze(agentd_sandbox *sb, bool frozen, agentd_error *err)
 	return r;
 }
 
+int ctr_refuse_suspended(agentd_sandbox *sb, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	pthread_mutex_lock(&c->lock);
+	bool suspended = c->suspended;
+	pthread_mutex_unlock(&c->lock);
+	return suspended ? agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id) : 0;
+}
+
 static int ctr_suspend(agentd_sandbox *sb, agentd_error *err)
 {
 	return ctr_freeze(sb, true, err);
@@ -242,6 +251,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.destroy = ctr_destroy,
 	.workdir_fd = ctr_workdir_fd,
 	.spawn = ctr_spawn,
+	.connect = ctr_connect,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -279,6 +289,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 	}
 	strv_push(&caps->platform_features, "egress-proxy");
 	strv_push(&caps->platform_features, "processes");	/* background, with a tty */
+	strv_push(&caps->platform_features, "port-forwarding");
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");

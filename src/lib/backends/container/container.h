@@ -53,6 +53,9 @@ enum {
 	OP_ROOT_FD = 4,		/* init → host: its root (O_PATH), once set up */
 	OP_SPAWN = 5,		/* a background process: OP_EXEC's fds, a REPORT_START back */
 	OP_SIGNAL = 6,		/* sig to the main process of exec or process id */
+	OP_SOCKET = 7,		/* host → init, with a reply socket: a TCP socket of the
+				 * sandbox's network namespace comes back on it (connect.c),
+				 * or no fd and the errno in id */
 };
 #define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
@@ -144,6 +147,8 @@ int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
 
 /* container.c: the sandbox object with its ctr, freed */
 void ctr_sandbox_free(agentd_sandbox *sb);
+/* EBUSY while sb is suspended (its init is frozen: nothing new starts), else 0. */
+int ctr_refuse_suspended(agentd_sandbox *sb, agentd_error *err);
 
 /* run.c */
 char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd);
@@ -197,6 +202,9 @@ struct exec_payload {
 };
 int exec_payload_decode(int fd, struct exec_payload *pl, const char **why);
 void exec_payload_release(struct exec_payload *pl);
+
+/* connect.c */
+int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 
 /* container_snapshot.c */
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);

@@ -229,6 +229,22 @@ static void control(struct running *run, size_t nrun, const struct ctl_msg *m)
 	}
 }
 
+/* OP_SOCKET: a TCP socket of our network namespace for the host's port forward, made and
+ * handed over on reply and not kept; the host connects it (connect.c). On failure (the
+ * seccomp profile refuses sockets, no memory) the errno goes back instead. The reply
+ * socket is the host's fresh one: this send does not block. */
+static void send_socket(int reply)
+{
+	struct ctl_msg m = {.op = OP_SOCKET};
+	int r = netns_socket_send(reply, &m, sizeof(m));
+	if (r < 0) {
+		m.id = (uint64_t)-r;
+		if (send(reply, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* the host gave up waiting */
+		}
+	}
+}
+
 static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 {
 	struct running run[MAX_EXECS];
@@ -260,6 +276,11 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 		if (n == sizeof(m) && (m.op == OP_EXEC || m.op == OP_SPAWN) &&
 		    nfds >= CTL_CMD_FDS && nfds <= CTL_MAX_FDS) {
 			start_exec(a, run, &nrun, &m, fds, nfds);
+			continue;
+		}
+		if (n == sizeof(m) && m.op == OP_SOCKET && nfds == 1) {
+			send_socket(fds[0]);
+			ctl_close_fds(fds);
 			continue;
 		}
 		ctl_close_fds(fds);

@@ -148,11 +148,8 @@ int ctr_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ct
 		    agentd_exec_output *out, agentd_error *err)
 {
 	struct ctr *c = sb->priv;
-	pthread_mutex_lock(&c->lock);
-	bool suspended = c->suspended;
-	pthread_mutex_unlock(&c->lock);
-	if (suspended)
-		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
+	if (ctr_refuse_suspended(sb, err) < 0)
+		return -1;
 	char **envp = ctr_envp(sb, cmd);
 	exec_request req = ctr_request(sb, cmd, ctx, envp);
 	pthread_mutex_lock(&c->lock);

@@ -96,7 +96,7 @@ static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec
 		.close_from = INIT_SETUP_FD + 1,
 		.ll_ro = ia->ll_ro,
 		.ll_rw = ia->ll_rw,
-		.ll_deny_tcp = spec->network.mode == AGENTD_NET_NONE,
+		.ll_deny_connect = spec->network.mode == AGENTD_NET_NONE,
 		.ll_slot = INIT_LANDLOCK_FD,
 		.sc = &p->sc,
 	};
