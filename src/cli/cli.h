@@ -67,6 +67,8 @@ const char *policy_flags_help(void);
 /* getopt_long (opterr 0, optstring starting with ':') returned '?' or ':': one line naming
  * the option and the verb's --help; returns -1. */
 int cli_bad_option(const char *verb, int c, char *const *argv);
+/* --env K=V into env (a JSON object of the request); -1 with the message printed. */
+int cli_env_opt(json_t *env, const char *arg);
 
 
 

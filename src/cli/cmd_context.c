@@ -59,17 +59,10 @@ static int parse(int argc, char **argv, struct ctx_opts *o)
 		case OPT_WORKDIR_C: o->workdir = optarg; break;
 		case OPT_RAW: o->raw = true; break;
 		case 'c': o->code = optarg; break;
-		case OPT_ENV_C: {
-			const char *eq = strchr(optarg, '=');
-			if (!eq || eq == optarg) {
-				print_error("--env: expected K=V, got '%s'", optarg);
+		case OPT_ENV_C:
+			if (cli_env_opt(o->env, optarg) < 0)
 				return -1;
-			}
-			char *k = strndup(optarg, (size_t)(eq - optarg));
-			json_object_set_new(o->env, k, json_string(eq + 1));
-			free(k);
 			break;
-		}
 		case 'h':
 			context_usage(stdout);
 			exit(0);

@@ -69,17 +69,10 @@ static int parse(int argc, char **argv, bool in_order, struct proc_opts *o)
 		case P_RAW: o->raw = true; break;
 		case P_SIGNAL: o->signal = optarg; break;
 		case P_CLOSE: o->close = true; break;
-		case P_ENV: {
-			const char *eq = strchr(optarg, '=');
-			if (!eq || eq == optarg) {
-				print_error("--env: expected K=V, got '%s'", optarg);
+		case P_ENV:
+			if (cli_env_opt(o->env, optarg) < 0)
 				return -1;
-			}
-			char *k = strndup(optarg, (size_t)(eq - optarg));
-			json_object_set_new(o->env, k, json_string(eq + 1));
-			free(k);
 			break;
-		}
 		case 'h':
 			process_usage(stdout);
 			exit(0);

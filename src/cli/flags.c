@@ -21,6 +21,19 @@ int cli_bad_option(const char *verb, int c, char *const *argv)
 	return -1;
 }
 
+int cli_env_opt(json_t *env, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	if (!eq || eq == arg) {
+		print_error("--env: expected K=V, got '%s'", arg);
+		return -1;
+	}
+	char *k = strndup(arg, (size_t)(eq - arg));
+	json_object_set_new(env, k, json_string(eq + 1));
+	free(k);
+	return 0;
+}
+
 const char *policy_flags_help(void)
 {
 	return "policy options (applied after --policy; flags win):\n"
