@@ -9,14 +9,8 @@ set -euo pipefail
 BUILD=${1:-build}
 BYTES=${2:-1073741824}
 ROUNDS=${3:-3}
-AGENTD=$(readlink -f "$BUILD/agentd")
-DIR=$(mktemp -d /var/tmp/agentd-bench-XXXXXX)
-chmod 0711 "$DIR"
-SOCK="$DIR/agentd.sock"
-"$AGENTD" serve --socket "$SOCK" --state-dir "$DIR/state" 2>"$DIR/log" &
-PID=$!
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+. "$(dirname "$0")/serve.sh"
+serve_start "$BUILD"
 export AGENTD_SOCKET="$SOCK"
 ID=$("$AGENTD" sandbox create --backend container)
 # The sink: accept, read to EOF, answer the byte count, for as many connections as come.
@@ -34,10 +28,8 @@ while True:
         n += k
     c.sendall(b"%d\n" % n); c.close()
 '
-# inside: a foreground exec that lives as long as the bench (cancelled when the daemon stops)
-curl -s --unix-socket "$SOCK" -X POST "http://agentd/v1/sandboxes/$ID/exec" \
-	-d "$(/usr/bin/python3 -c 'import json,sys; print(json.dumps({"argv": ["python3", "-c", sys.argv[1], "8000"]}))' "$SINK")" \
-	>"$DIR/sink.out" &
+# inside: a background process of the sandbox
+"$AGENTD" sandbox spawn "$ID" -- python3 -c "$SINK" 8000 >/dev/null
 PORT=$("$AGENTD" sandbox port "$ID" 8000)
 PORT=${PORT##*:}
 /usr/bin/python3 - "$PORT" "$BYTES" "$ROUNDS" "$SINK" <<'PY'
