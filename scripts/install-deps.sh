@@ -15,6 +15,7 @@ PKGS=(
   clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes
   python3 python3-pytest                         # integration tests
   python3-matplotlib                             # code-context tests: a plot as PNG
+  nodejs                                         # code-context tests: node contexts
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
