@@ -12,6 +12,13 @@ uint64_t now_ms_monotonic(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+int64_t now_ms_realtime(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void cond_init_monotonic(pthread_cond_t *c)
 {
 	pthread_condattr_t ca;

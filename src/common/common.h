@@ -88,6 +88,8 @@ void kvv_copy(agentd_kvv *dst, const agentd_kvv *src);
 
 /* ---------------------------------------------------------------- clock.c */
 uint64_t now_ms_monotonic(void);
+/* Wall clock, ms since the epoch (timestamps shown to people). */
+int64_t now_ms_realtime(void);
 /* A condition variable whose timed waits are on CLOCK_MONOTONIC, and the deadline ms from
  * now to give them. */
 void cond_init_monotonic(pthread_cond_t *c);

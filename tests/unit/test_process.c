@@ -1,6 +1,7 @@
 /* test_process.c: background processes of container sandboxes through the public API —
  * stdio, status, signals, each process and exec its own kill unit, the sandbox's limits over
  * all of them, suspend, terminals, and bad input. Root only (real sandboxes). */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -393,6 +394,29 @@ static void suspend_stops_a_background_loop_and_snapshot_works(void **state)
 	agentd_sandbox_destroy(sb, NULL);
 }
 
+/* A process of the host whose command line starts with cmd (NULs between arguments). */
+static bool host_runs(const char *cmd)
+{
+	size_t n = strlen(cmd) + 1 + strlen(cmd + strlen(cmd) + 1);
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+	while (d && !found && (e = readdir(d))) {
+		char path[64], buf[256];
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		FILE *f = fopen(path, "re");
+		size_t got = f ? fread(buf, 1, sizeof(buf), f) : 0;
+		if (f)
+			fclose(f);
+		found = got >= n && !memcmp(buf, cmd, n);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
 static void destroy_leaves_no_process_and_no_unit(void **state)
 {
 	agentd_sandbox *sb = new_sandbox();
@@ -416,8 +440,20 @@ static void destroy_leaves_no_process_and_no_unit(void **state)
 	const char *hier[] = {"unified", "pids", "memory", "cpuacct", "freezer"};
 	for (size_t i = 0; i < sizeof(hier) / sizeof(*hier); i++)
 		assert_false(cgroup_dir_exists(hier[i], id, NULL));
-	/* nothing of it runs on the host: its wait fd says it ended */
-	assert_true(readable(agentd_process_wait_fd(p), WAIT_MS));
+	/* nothing of it runs on the host, and the handle outlives the sandbox: it reports
+	 * the end (killed by the destroy) until it is freed */
+	assert_false(host_runs("sleep\0" "302") || host_runs("sleep\0" "303"));
+	agentd_process_status st;
+	assert_int_equal(agentd_process_get_status(p, &st, NULL), 0);
+	assert_false(st.running);
+	assert_int_equal(st.term_signal, SIGKILL);
+	assert_true(st.ended_at_ms > 0);
+	agentd_error err = {0};
+	assert_int_equal(agentd_process_signal(p, SIGTERM, &err), -1);
+	assert_int_equal(err.code, ESRCH);
+	assert_int_equal(agentd_process_kill(p, NULL), 0);
+	assert_int_equal(agentd_process_wait_fd(p), -1);
+	agentd_process_free(p);
 }
 
 static void the_command_holds_only_its_stdio(void **state)

@@ -24,13 +24,6 @@ const char *sb_state_name(enum sb_state s)
 	return s < SB__COUNT ? state_names[s] : "?";
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One backend instance per canonical name, created on first use. "auto" resolves once, policy
  * blind, for what health reports; a create with auto chooses per spec (live_create). */
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err)
@@ -203,7 +196,7 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	l->session = session;
 	l->state = SB_PROVISIONING;
 	l->refs = 1;
-	l->created_ms = wall_ms();
+	l->created_ms = now_ms_realtime();
 
 	pthread_mutex_lock(&d->lock);
 	if (d->draining) {

@@ -115,13 +115,6 @@ static void on_netlog(void *userdata, const agentd_netlog *ev)
 	pthread_mutex_unlock(&na->lock);
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void append(struct netaudit *na, const char *sandbox_id, const char *result,
 		   const char *detail_json, uint64_t duration_ms, uint64_t count, int64_t first_ms,
 		   int64_t last_ms)
@@ -207,7 +200,7 @@ static struct budget *budget_of(struct netaudit *na, const char *sandbox_id)
  * sandbox's budget lasts, else it is counted as suppressed. */
 static void account(struct netaudit *na, struct netrec *r)
 {
-	int64_t t = wall_ms();
+	int64_t t = now_ms_realtime();
 	json_t *detail = json_loads(r->detail_json, 0, NULL);
 	char *key = agg_key(r, detail);
 	unsigned b = key_bucket(key);
@@ -329,7 +322,7 @@ static void *writer_main(void *arg)
 			     (unsigned long long)dropped);
 			append_json(na, NULL, "dropped",
 				    json_pack("{s:s}", "reason", "the audit queue was full"), dropped,
-				    wall_ms(), wall_ms());
+				    now_ms_realtime(), now_ms_realtime());
 		}
 		while (batch) {
 			struct netrec *r = batch;

@@ -46,6 +46,8 @@ struct agentd_sandbox {
 	time_t created_at;
 	void *priv;
 	agentd_sandbox *next;		/* core list linkage */
+	pthread_mutex_t procs_lock;	/* procs */
+	agentd_process *procs;		/* its process handles not freed yet */
 };
 
 /* A background process (agentd_sandbox_spawn): the backend's ops and state, and what the
@@ -57,7 +59,15 @@ struct agentd_process {
 	bool tty;
 	int64_t pid;
 	int fds[4];			/* stdin, stdout, stderr, wait: the backend's */
+	agentd_process *next, *prev;	/* in sb->procs while attached */
+	/* Its sandbox was destroyed before the handle was freed: the backend's part is gone
+	 * (its tree killed, its fds closed), the handle only reports that it ended. */
+	bool orphaned;
+	int64_t orphaned_at_ms;
 };
+/* core/process.c: every handle of sb still open released (its tree killed), each left to
+ * report the end until its owner frees it; the first step of a destroy. */
+void process_orphan_all(agentd_sandbox *sb);
 
 /* The object of agentd_sandbox_alloc, its spec and caps (not what the backend keeps in priv:
  * that is its destroy's, or its failed create's). */

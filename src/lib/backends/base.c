@@ -25,6 +25,7 @@ agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 	}
 	sb->ops = ops;
 	sb->backend = b;
+	pthread_mutex_init(&sb->procs_lock, NULL);
 	random_id(sb->id);
 	sb->created_at = time(NULL);
 	snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", sb->id);
@@ -39,6 +40,7 @@ void backend_sandbox_free(agentd_sandbox *sb)
 {
 	agentd_spec_free(&sb->spec);
 	agentd_sandbox_caps_free(&sb->caps);
+	pthread_mutex_destroy(&sb->procs_lock);
 	free(sb);
 }
 
@@ -124,6 +126,12 @@ agentd_process *agentd_process_alloc(agentd_sandbox *sb, const agentd_process_op
 	p->pid = -1;
 	for (int i = 0; i < 4; i++)
 		p->fds[i] = -1;
+	pthread_mutex_lock(&sb->procs_lock);
+	p->next = sb->procs;
+	if (sb->procs)
+		sb->procs->prev = p;
+	sb->procs = p;
+	pthread_mutex_unlock(&sb->procs_lock);
 	return p;
 }
 

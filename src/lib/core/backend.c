@@ -127,6 +127,7 @@ static bool unlink_sandbox(agentd_sandbox *sb)
 int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err)
 {
 	unlink_sandbox(sb);
+	process_orphan_all(sb);
 	int r = sb->ops->destroy ? sb->ops->destroy(sb, err) : 0;
 	if (r < 0)
 		agentd_error_prefix(err, "destroy sandbox %s", sb->id);

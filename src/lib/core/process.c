@@ -32,6 +32,41 @@ int agentd_sandbox_spawn(agentd_sandbox *sb, const agentd_command *cmd,
 	return 0;
 }
 
+/* What an orphaned handle answers to everything but its status and free. */
+static int orphaned(agentd_error *err)
+{
+	return agentd_error_set(err, ESRCH, "the process ended with its sandbox (destroyed)");
+}
+
+/* Off sb's list (with its lock held). */
+static void process_unlink(agentd_process *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		p->sb->procs = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	p->next = p->prev = NULL;
+}
+
+void process_orphan_all(agentd_sandbox *sb)
+{
+	pthread_mutex_lock(&sb->procs_lock);
+	while (sb->procs) {
+		agentd_process *p = sb->procs;
+		process_unlink(p);
+		p->ops->free(p);
+		p->orphaned = true;
+		p->orphaned_at_ms = now_ms_realtime();
+		p->priv = NULL;
+		p->sb = NULL;
+		for (int i = 0; i < 4; i++)
+			p->fds[i] = -1;
+	}
+	pthread_mutex_unlock(&sb->procs_lock);
+}
+
 int64_t agentd_process_pid(const agentd_process *p)
 {
 	return p->pid;
@@ -59,7 +94,7 @@ int agentd_process_wait_fd(const agentd_process *p)
 
 void agentd_process_close_stdin(agentd_process *p)
 {
-	if (p->fds[0] < 0)
+	if (p->orphaned || p->fds[0] < 0)
 		return;
 	p->ops->close_stdin(p);
 	/* With a tty the master stays (it is stdout too): only the EOF character went. */
@@ -70,6 +105,12 @@ void agentd_process_close_stdin(agentd_process *p)
 int agentd_process_get_status(agentd_process *p, agentd_process_status *st, agentd_error *err)
 {
 	memset(st, 0, sizeof(*st));
+	if (p->orphaned) { /* killed by the destroy */
+		st->term_signal = SIGKILL;
+		st->exit_code = 128 + SIGKILL;
+		st->ended_at_ms = p->orphaned_at_ms;
+		return 0;
+	}
 	return p->ops->get_status(p, st, err);
 }
 
@@ -77,12 +118,12 @@ int agentd_process_signal(agentd_process *p, int sig, agentd_error *err)
 {
 	if (sig < 1 || sig > 64)
 		return agentd_error_set(err, EINVAL, "signal %d: expected 1..64", sig);
-	return p->ops->signal(p, sig, err);
+	return p->orphaned ? orphaned(err) : p->ops->signal(p, sig, err);
 }
 
 int agentd_process_kill(agentd_process *p, agentd_error *err)
 {
-	return p->ops->kill(p, err);
+	return p->orphaned ? 0 : p->ops->kill(p, err); /* idempotent: its tree is gone */
 }
 
 int agentd_process_resize(agentd_process *p, unsigned rows, unsigned cols, agentd_error *err)
@@ -92,19 +133,25 @@ int agentd_process_resize(agentd_process *p, unsigned rows, unsigned cols, agent
 	if (rows < 1 || rows > USHRT_MAX || cols < 1 || cols > USHRT_MAX)
 		return agentd_error_set(err, EINVAL, "resize: %ux%u: expected rows and cols in "
 					"1..65535", rows, cols);
-	return p->ops->resize(p, rows, cols, err);
+	return p->orphaned ? orphaned(err) : p->ops->resize(p, rows, cols, err);
 }
 
 int agentd_process_usage(agentd_process *p, agentd_usage *u, agentd_error *err)
 {
 	memset(u, 0, sizeof(*u));
-	return p->ops->usage(p, u, err);
+	return p->orphaned ? orphaned(err) : p->ops->usage(p, u, err);
 }
 
 void agentd_process_free(agentd_process *p)
 {
 	if (!p)
 		return;
-	p->ops->free(p);
+	if (!p->orphaned) {
+		agentd_sandbox *sb = p->sb;
+		pthread_mutex_lock(&sb->procs_lock);
+		process_unlink(p);
+		pthread_mutex_unlock(&sb->procs_lock);
+		p->ops->free(p);
+	}
 	free(p);
 }

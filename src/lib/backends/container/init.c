@@ -103,7 +103,10 @@ static int command_entry(void *arg)
  * stack of the init's, so the init's page tables (a copy of agentd's) are not copied for
  * a process that execs at once; the init sleeps until the command has exec'd or failed.
  * The command only writes its own stack before execve (and the oom_score_adj of a vfork
- * child is its own). fork() where no stack could be mapped, and in sanitizer builds. */
+ * child is its own). Where no stack could be mapped, and in sanitizer builds, a copy of
+ * the init (fork semantics) with CLONE_VFORK all the same: the init still wakes only once
+ * the command exec'd or reported its failure, which a background process's start report
+ * must follow (a missing program is the spawn's error, not a later exit 127). */
 static pid_t start_command(const struct command_start *cs)
 {
 	enum { STACK = 256 << 10 };
@@ -114,7 +117,7 @@ static pid_t start_command(const struct command_start *cs)
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 #endif
 	if (stack == MAP_FAILED) {
-		pid_t pid = fork();
+		pid_t pid = (pid_t)syscall(SYS_clone, CLONE_VFORK | SIGCHLD, 0, NULL, NULL, 0);
 		if (pid == 0)
 			command_child(cs);
 		return pid;

@@ -32,13 +32,6 @@ struct ctr_proc {
 	uint64_t start_mono;
 };
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_fd(int *fd)
 {
 	if (*fd >= 0) {
@@ -176,7 +169,7 @@ static void poll_reports(struct ctr_proc *p)
 			p->have_exit = true;
 		}
 		p->ended = true;
-		p->ended_at_ms = wall_ms();
+		p->ended_at_ms = now_ms_realtime();
 		/* Its tree ends with it, as an exec's does (the init killed its process
 		 * group; what left the group is still in its unit). */
 		if (p->unit && cgroup_is_populated(p->unit))
@@ -401,7 +394,7 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 	}
 	if (r == 0)
 		r = open_stdio(p, opts, child, err);
-	p->started_at_ms = wall_ms();
+	p->started_at_ms = now_ms_realtime();
 	p->start_mono = now_ms_monotonic();
 	if (r == 0)
 		r = send_spawn(p, sb, cmd, opts->tty, child, err);
