@@ -435,8 +435,10 @@ int agentd_process_resize(agentd_process *p, unsigned rows, unsigned cols,
 			  agentd_error *err);
 /* What its tree used so far: cpu time, peak memory where its cgroup accounts it, wall time. */
 int agentd_process_usage(agentd_process *p, agentd_usage *u, agentd_error *err);
-/* Kill its tree if it still runs, release its unit and fds, free. Free every handle of a
- * sandbox before agentd_sandbox_destroy (which kills whatever still runs in it). */
+/* Kill its tree if it still runs, release its unit and fds, free. A handle outlives its
+ * sandbox: agentd_sandbox_destroy kills and releases every process whose handle is still
+ * open, and such a handle then only reports the end (get_status: killed, SIGKILL; signal,
+ * resize and usage: ESRCH; kill: 0; its fds -1) until it is freed. */
 void agentd_process_free(agentd_process *p);
 
 /* A TCP connection to 127.0.0.1:port inside the sandbox's own network namespace, what a
