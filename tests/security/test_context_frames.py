@@ -157,3 +157,25 @@ def test_a_streamed_cell_flooding_events_leaves_the_daemon_flat(d, sb, bystander
     assert grown < 48 * 1024, f"the daemon grew by {grown} KiB"
     assert run(d, sb, cid, "1 + 1")["result"]["text/plain"] == "2"   # the context lives
     d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
+
+
+@pytest.mark.parametrize("forgery", [
+    # an unknown kind: a quote, an escape sequence (OSC 52, the clipboard) in the header
+    "k = b'x\"\\x1b]52;c;Zm9yZ2Vk\\x07 admin=1'\nos.write(fd, k + b' %d 2\\n{}' % cid)",
+    # a result's MIME type: a newline and a whole forged log line in a JSON key
+    "e = b'{\"a\\\\n' + b'ts=2020-01-01T00:00:00.000Z level=info msg=\\\\\"forged\\\\\"\": \"1\"}'\n"
+    "os.write(fd, b'result %d %d\\n' % (cid, len(e)) + e)",
+])
+def test_a_forged_frame_cannot_write_the_daemons_log(d, sb, bystander, forgery):
+    """The reason a context was killed quotes the offending bytes, and goes to the daemon's
+    log and to terminals: it shows them as printable ASCII, never a line, field or escape
+    sequence of the sandbox's making."""
+    cid = context(d, sb)
+    out = run(d, sb, cid, PROTO + forgery + "\nimport time; time.sleep(1)", timeout_ms=20000)
+    assert out["status"] == "killed" and "broke the protocol" in out["error"]["value"], out
+    reason = out["error"]["value"]
+    assert all(32 <= ord(ch) < 127 and ch not in '"\\' for ch in reason.split(": ", 1)[1]), reason
+    bad = [line for line in d.read_log().splitlines()
+           if "\x1b" in line or line.startswith("ts=2020") or "admin=1" in line]
+    assert not bad, bad
+    d.delete(f"/v1/sandboxes/{sb}/contexts/{cid}")
