@@ -41,6 +41,20 @@ void ctx_encode(char **buf, size_t *len, const char *kind, uint32_t id, const vo
 	*len += (size_t)h + plen;
 }
 
+/* Sandbox bytes quoted in an error message, which reaches the daemon's log and terminals:
+ * printable ASCII but for quotes and backslashes, '?' for the rest (no forged log line,
+ * field or escape sequence). */
+static const char *shown(char *dst, size_t size, const char *s, size_t len)
+{
+	size_t i;
+	for (i = 0; i < len && i + 1 < size; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		dst[i] = ch >= 32 && ch < 127 && ch != '"' && ch != '\\' ? (char)ch : '?';
+	}
+	dst[i] = '\0';
+	return dst;
+}
+
 /* A decimal without sign, leading zero or overflow of 32 bits. */
 static bool parse_u32(const char *s, size_t n, uint32_t *out)
 {
@@ -70,8 +84,10 @@ static int parse_head(struct ctx_parser *p, agentd_error *err)
 	for (int k = 0; k <= CTXF_DONE; k++)
 		if (strlen(kind_names[k]) == klen && !memcmp(kind_names[k], h, klen))
 			kind = k;
+	char k[CTX_HEADER_MAX + 1];
 	if (kind < 0)
-		return agentd_error_set(err, EPROTO, "unknown frame kind '%.*s'", (int)klen, h);
+		return agentd_error_set(err, EPROTO, "unknown frame kind '%s'",
+					shown(k, sizeof(k), h, klen));
 	uint32_t id, len;
 	if (!parse_u32(sp1 + 1, (size_t)(sp2 - sp1 - 1), &id) ||
 	    !parse_u32(sp2 + 1, p->hlen - (size_t)(sp2 + 1 - h), &len))
@@ -195,8 +211,10 @@ json_t *ctx_decode_bundle(const struct ctx_frame *f, agentd_error *err)
 	}
 	json_object_foreach(j, k, v) {
 		if (!mime_ok(k) || !json_is_string(v)) {
+			char q[101];
+			agentd_error_set(err, EPROTO, "result frame: bad entry '%s'",
+					 shown(q, sizeof(q), k, strlen(k)));
 			json_decref(j);
-			agentd_error_set(err, EPROTO, "result frame: bad entry '%.100s'", k);
 			return NULL;
 		}
 	}

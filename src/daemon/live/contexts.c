@@ -137,6 +137,8 @@ static int on_frame(void *ud, const struct ctx_frame *f, agentd_error *err)
 	case CTXF_OUT:
 	case CTXF_ERR: {
 		int i = f->kind == CTXF_ERR;
+		if (f->data && !f->len)
+			return 0; /* nothing to keep or stream (a flood of them is no event each) */
 		if (!fits) {
 			cl->truncated = true;
 			return 0;
@@ -183,8 +185,14 @@ static int on_frame(void *ud, const struct ctx_frame *f, agentd_error *err)
 			return -1;
 		json_decref(cl->error);
 		cl->error = e;
-		if (cl->cb)
+		/* the last one is kept; those streamed count with the results, or a cell
+		 * repeating them would queue its events without bound for a slow reader */
+		if (cl->cb && cl->results_kept + f->len > CTX_RESULTS_MAX) {
+			cl->truncated = true;
+		} else if (cl->cb) {
+			cl->results_kept += f->len;
 			cl->cb(cl->ud, json_pack("{s:O}", "error", e));
+		}
 		return 0;
 	}
 	case CTXF_DONE:
