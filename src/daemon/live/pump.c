@@ -134,30 +134,56 @@ static void pump_read(struct proc *p, int which, size_t budget)
 	}
 }
 
-/* It ended: what it wrote until then goes into the rings first, so a follower's exit line
- * comes after all of it. A descendant that keeps writing is read on, bounded per round. */
-static void pump_end(struct proc *p)
+/* How it ended, once its status says so: its handle's get_status also kills what is left of
+ * its tree (its unit), which may take a while (a unit slow to empty); not on the pump. */
+static void proc_settle(struct proc *p)
 {
-	for (int i = 0; i < 2; i++)
-		pump_read(p, i, 2 * (p->out[i].max + 65536));
 	agentd_process_status st;
 	agentd_error err = {0};
-	pthread_mutex_lock(&p->h_mu);
-	int r = p->h ? agentd_process_get_status(p->h, &st, &err) : -1;
-	pthread_mutex_unlock(&p->h_mu);
-	if (r == 0 && st.running)
-		return; /* not yet (level-triggered: it comes back) */
-	src_unregister(&p->src[SRC_WAIT]);
+	int r;
+	for (;;) {
+		pthread_mutex_lock(&p->h_mu);
+		r = p->h ? agentd_process_get_status(p->h, &st, &err) : -1;
+		pthread_mutex_unlock(&p->h_mu);
+		if (r != 0 || !st.running)
+			break;
+		usleep(10000); /* its exit report is on its way */
+	}
 	pthread_mutex_lock(&p->mu);
 	if (r == 0)
 		p->st = st;
 	else
 		p->st.running = false;
 	if (!p->st.ended_at_ms)
-		p->st.ended_at_ms = (int64_t)time(NULL) * 1000;
+		p->st.ended_at_ms = now_ms_realtime();
 	p->done = true;
 	proc_notify(p);
 	pthread_mutex_unlock(&p->mu);
+}
+
+static void *settle_main(void *arg)
+{
+	proc_settle(arg);
+	proc_put(arg);
+	return NULL;
+}
+
+/* It ended: what it wrote until then goes into the rings first, so a follower's exit line
+ * comes after all of it (a descendant that keeps writing is read on, bounded per round);
+ * then the rest on a thread of its own, so one process slow to settle stalls no other. */
+static void pump_end(struct proc *p)
+{
+	for (int i = 0; i < 2; i++)
+		pump_read(p, i, 2 * (p->out[i].max + 65536));
+	src_unregister(&p->src[SRC_WAIT]);
+	proc_get(p);
+	pthread_attr_t a;
+	pthread_t t;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, settle_main, p) != 0)
+		settle_main(p); /* no thread to spare: here, then */
+	pthread_attr_destroy(&a);
 }
 
 static void *pump_main(void *arg)
