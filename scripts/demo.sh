@@ -57,13 +57,26 @@ import json; s = json.load(open("state.json")); print("read back: answer =", s["
 echo "-- copy it out with agentd sandbox cp"
 "$AGENTD" sandbox cp "$ID:state.json" "$DEMO_DIR/state.json"
 echo "host copy: $(cat "$DEMO_DIR/state.json")"
+echo "-- a code context keeps its variables between cells"
+if CID=$("$AGENTD" sandbox context "$ID" --language python 2>"$DEMO_DIR/context.err"); then
+  "$AGENTD" sandbox run-code "$ID" "$CID" -c 'x = 41'
+  "$AGENTD" sandbox run-code "$ID" "$CID" -c 'print("x + 1 =", x + 1)'
+  echo "-- a server started in the background answers the host through a forwarded port"
+  "$AGENTD" sandbox spawn "$ID" -- /usr/bin/python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null
+  ADDR=$("$AGENTD" sandbox port "$ID" 8000)
+  echo "   GET http://$ADDR/state.json (served inside the sandbox):"
+  for _ in $(seq 100); do curl -sf "http://$ADDR/state.json" && break; sleep 0.1; done; echo
+  "$AGENTD" sandbox ps "$ID"
+else
+  echo "   not on this sandbox's backend: $(cat "$DEMO_DIR/context.err")"
+fi
 "$AGENTD" sandbox ls
 "$AGENTD" sandbox rm "$ID" >/dev/null
 echo "removed $ID; the audit log has:"
 curl -s --unix-socket "$AGENTD_SOCKET" "http://agentd/v1/audit" | /usr/bin/python3 -c '
 import json, sys
 for r in json.load(sys.stdin)["records"]:
-    print("  #%(seq)s uid=%(client_uid)s %(action)-8s %(result)-10s" % r, r["argv"] or "")'
+    print("  #%(seq)s uid=%(client_uid)s %(action)-14s %(result)-10s" % r, r["argv"] or "")'
 stop_daemon
 trap - EXIT
 echo "daemon stopped"
