@@ -41,7 +41,7 @@ struct timespec monotonic_after_ms(uint64_t ms)
 	return ts;
 }
 
-void random_id(char out[AGENTD_ID_LEN])
+void random_id(char out[33])
 {
 	uint8_t b[16];
 	size_t got = 0;

@@ -94,7 +94,8 @@ int64_t now_ms_realtime(void);
  * now to give them. */
 void cond_init_monotonic(pthread_cond_t *c);
 struct timespec monotonic_after_ms(uint64_t ms);
-void random_id(char out[AGENTD_ID_LEN]);	/* 32 lowercase hex chars from getrandom() */
+/* 32 lowercase hex chars from getrandom() and the NUL (sandbox, session, context ids) */
+void random_id(char out[33]);
 
 /* ---------------------------------------------------------------- base64.c, utf8.c */
 char *base64_encode(const uint8_t *data, size_t len);	/* malloc'd, NUL-terminated */

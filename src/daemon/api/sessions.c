@@ -6,17 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void random_hex(char out[API_ID_LEN + 1])
-{
-	uint8_t b[16];
-	FILE *f = fopen("/dev/urandom", "re");
-	if (!f || fread(b, 1, sizeof(b), f) != sizeof(b))
-		abort();
-	fclose(f);
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 static void create(struct daemon *d, struct api_request *r, const struct client *c,
 		   struct reply *out)
 {
@@ -25,7 +14,7 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 		return;
 	agentd_error err = {0};
 	char sid[API_ID_LEN + 1];
-	random_hex(sid);
+	random_id(sid);
 	if (state_session_insert(d->st, sid, r->agent, l->id, &err) < 0) {
 		live_destroy(d, l, "session not recorded", NULL);
 		reply_agentd_error(out, 500, &err);
@@ -77,7 +66,7 @@ static json_t *execute_work(struct daemon *d, struct live *l, const struct clien
 			    void *emit_ud, int *http_status)
 {
 	char eid[API_ID_LEN + 1], cid[API_ID_LEN + 1];
-	random_hex(eid);
+	random_id(eid);
 	agentd_error err = {0};
 	json_t *run = NULL;
 	const char *lang = api_language_name(r->language);

@@ -9,7 +9,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #define CTX_RESULTS_MAX (16u << 20)	/* a cell's results (figures...) in all */
@@ -27,22 +26,6 @@ struct context {
 	struct exec_slot *run;		/* the running cell's */
 	struct context *next;
 };
-
-static void new_id(char out[API_ID_LEN + 1])
-{
-	uint8_t b[16];
-	if (getrandom(b, sizeof(b), 0) != sizeof(b))
-		abort();
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
-static int64_t wall_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* d->lock held */
 static struct context *find(struct live *l, const char *cid)
@@ -601,11 +584,11 @@ int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const a
 		return status;
 	}
 	struct context *c = xcalloc(1, sizeof(*c));
-	new_id(c->id);
+	random_id(c->id);
 	c->lang = lang;
 	c->p = p;
 	c->session = for_session;
-	c->created_ms = wall_now_ms();
+	c->created_ms = now_ms_realtime();
 	c->pid = agentd_process_pid(p);
 	snprintf(c->version, sizeof(c->version), "%s",
 		 json_string_value(json_object_get(hello, "version"))

@@ -70,13 +70,6 @@ struct live_ports {
 	unsigned n, conns;		/* ports, connections of all of them */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ relay */
 
 /* Close c and count it out; its memory goes after the current batch of events, which may
@@ -436,7 +429,7 @@ static struct port_fwd *port_start(struct daemon *d, struct live *l, uint16_t po
 	struct port_fwd *pf = calloc(1, sizeof(*pf));
 	pf->sb = l->sb;
 	pf->port = port;
-	pf->opened_ms = now_ms();
+	pf->opened_ms = now_ms_realtime();
 	pf->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pf->ep = epoll_create1(EPOLL_CLOEXEC);
 	pf->listener = unix_sock ? listen_unix(d, pf, l->id, err) : listen_tcp(pf, err);

@@ -132,13 +132,6 @@ static struct val vcol(sqlite3_stmt *s, int i)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int sql_fail(sqlite3 *db, agentd_error *err, const char *what)
 {
 	return agentd_error_set(err, EIO, "audit: %s: %s", what, sqlite3_errmsg(db));
@@ -190,7 +183,7 @@ static int seal(sqlite3 *db, struct audit_chain *ch, agentd_error *err)
 {
 	if (ch->last_seq == ch->sealed_seq)
 		return 0;
-	int64_t seg = ch->segment + 1, first = ch->sealed_seq + 1, t = now_ms();
+	int64_t seg = ch->segment + 1, first = ch->sealed_seq + 1, t = now_ms_realtime();
 	char head[65], prev[65], hh[65];
 	hex(ch->last_hash, head);
 	hex(ch->seal_hash, prev);
@@ -272,7 +265,7 @@ static int prune_oldest(sqlite3 *db, struct audit_chain *ch, agentd_error *err)
 	snprintf(sql, sizeof(sql),
 		 "BEGIN IMMEDIATE; UPDATE audit_seals SET pruned_ms = %" PRId64 " WHERE segment ="
 		 " %" PRId64 "; DELETE FROM audit WHERE seq BETWEEN %" PRId64 " AND %" PRId64 ";"
-		 " COMMIT;", now_ms(), seg, first, last);
+		 " COMMIT;", now_ms_realtime(), seg, first, last);
 	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		sql_fail(db, err, "prune");
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -303,8 +296,8 @@ static void maintain(sqlite3 *db, struct audit_chain *ch)
 		used = used_bytes(db);
 	if (r < 0)
 		notify(ch, "%s", err.msg);
-	else if (used > (int64_t)ch->budget && now_ms() - ch->warned_ms > 60000) {
-		ch->warned_ms = now_ms();
+	else if (used > (int64_t)ch->budget && now_ms_realtime() - ch->warned_ms > 60000) {
+		ch->warned_ms = now_ms_realtime();
 		notify(ch, "the state database uses %" PRId64 " bytes, over its budget of %" PRIu64
 			   ", with no sealed audit segment left to prune", used, ch->budget);
 	}
@@ -330,7 +323,7 @@ int state_audit_append(struct state *st, const struct audit_record *a, agentd_er
 	sqlite3 *db = state_lock_db(st);
 	struct audit_chain *ch = *state_audit_chain(st);
 	struct val v[AUDIT_NCOLS] = {
-		vint(ch->last_seq + 1), vint(now_ms()), vint(a->uid), vtext(a->client),
+		vint(ch->last_seq + 1), vint(now_ms_realtime()), vint(a->uid), vtext(a->client),
 		vtext(a->action), vtext(a->sandbox_id), vtext(a->argv_json),
 		vtext(a->policy_digest), vtext(a->backend), vtext(a->result),
 		vint((int64_t)a->duration_ms), vint(a->count ? (int64_t)a->count : 1),

@@ -73,13 +73,6 @@ const char *const state_migrations[] = {
 };
 const int state_schema_latest = (int)(sizeof(state_migrations) / sizeof(state_migrations[0]));
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int db_fail(struct state *st, agentd_error *err, const char *what)
 {
 	return agentd_error_set(err, EIO, "state: %s: %s", what, sqlite3_errmsg(st->db));
@@ -206,7 +199,7 @@ int state_sandbox_insert(struct state *st, const char *id, const char *name,
 			 const char *backend, const char *spec_json, const char *digest,
 			 const char *state, bool session, agentd_error *err)
 {
-	int64_t t = now_ms();
+	int64_t t = now_ms_realtime();
 	return WRITE(st, err, "insert sandbox",
 		     "INSERT INTO sandboxes(id, name, backend, spec, policy_digest, state,"
 		     " created_ms, updated_ms, session) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -219,7 +212,7 @@ int state_sandbox_set_state(struct state *st, const char *id, const char *state,
 {
 	return WRITE(st, err, "update sandbox",
 		     "UPDATE sandboxes SET state = ?, reason = ?, updated_ms = ? WHERE id = ?",
-		     "ssis", state, reason, now_ms(), id);
+		     "ssis", state, reason, now_ms_realtime(), id);
 }
 
 static json_t *column_json(sqlite3_stmt *s, int i)
@@ -283,7 +276,7 @@ int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), v
 	sqlite3_finalize(s);
 	int r = ids ? 0 : db_fail(st, err, "list sandboxes");
 	if (!r) {
-		int64_t t = now_ms();
+		int64_t t = now_ms_realtime();
 		char sql[512];
 		snprintf(sql, sizeof(sql),
 			 "BEGIN IMMEDIATE;"
@@ -315,7 +308,7 @@ int state_snapshot_insert(struct state *st, const char *id, const char *sandbox_
 {
 	return WRITE(st, err, "insert snapshot",
 		     "INSERT INTO snapshots(id, sandbox_id, name, created_ms) VALUES(?, ?, ?, ?)",
-		     "sssi", id, sandbox_id, name, now_ms());
+		     "sssi", id, sandbox_id, name, now_ms_realtime());
 }
 
 bool state_snapshot_of(struct state *st, const char *id, const char *sandbox_id)
@@ -335,7 +328,7 @@ int state_session_insert(struct state *st, const char *id, const char *agent,
 	return WRITE(st, err, "insert session",
 		     "INSERT INTO sessions(id, agent, sandbox_id, status, created_ms)"
 		     " VALUES(?, ?, ?, 'ready', ?)",
-		     "sssi", id, agent, sandbox_id, now_ms());
+		     "sssi", id, agent, sandbox_id, now_ms_realtime());
 }
 
 int state_session_get(struct state *st, const char *agent, const char *id,
@@ -377,7 +370,7 @@ int state_execution_insert(struct state *st, const char *id, const char *session
 		     "INSERT INTO executions(id, session_id, language, status, exit_code,"
 		     " duration_ms, created_ms) VALUES(?, ?, ?, ?, ?, ?, ?)",
 		     "ssssiii", id, session_id, language, status, (int64_t)exit_code,
-		     (int64_t)duration_ms, now_ms());
+		     (int64_t)duration_ms, now_ms_realtime());
 }
 
 json_t *state_execution_list(struct state *st, const char *session_id)
