@@ -130,6 +130,10 @@ int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno
 /* A whole fd into a malloc'd, NUL-terminated buffer (NULL + errno). */
 uint8_t *read_fd_all(int fd, size_t *len);
 int write_all(int fd, const void *p, size_t n);	/* 0 or -1 + errno */
+/* A non-blocking CLOEXEC pipe to splice through, of want bytes where the kernel allows
+ * (its pages are taken as data comes, so a large pipe costs only what is in flight; an
+ * unprivileged user's pipe budget may give less): *cap is what it holds. 0 or -1 + errno. */
+int pipe_for_splice(int p[2], size_t want, size_t *cap);
 
 /* ---------------------------------------------------------------- proc.c */
 /* In a forked child: replace what /proc/self/cmdline shows (agentd's own command line, which

@@ -102,3 +102,14 @@ int write_all(int fd, const void *p, size_t n)
 	}
 	return 0;
 }
+
+int pipe_for_splice(int p[2], size_t want, size_t *cap)
+{
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -1;
+	int sz = fcntl(p[1], F_SETPIPE_SZ, (int)want);
+	if (sz < 0)
+		sz = fcntl(p[1], F_GETPIPE_SZ);
+	*cap = sz > 0 ? (size_t)sz : 65536;
+	return 0;
+}

@@ -174,19 +174,6 @@ static void conn_event(struct port_fwd *pf, struct fwd_end *e, uint32_t events)
 		conn_free(pf, c);
 }
 
-static int make_pipe(int p[2], size_t *cap)
-{
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
-		return -1;
-	/* pages are taken as data comes: a large pipe costs only what is in flight; the
-	 * kernel may give less (an unprivileged user's pipe budget) */
-	int sz = fcntl(p[1], F_SETPIPE_SZ, (int)PORT_PIPE_BYTES);
-	if (sz < 0)
-		sz = fcntl(p[1], F_GETPIPE_SZ);
-	*cap = sz > 0 ? (size_t)sz : 65536;
-	return 0;
-}
-
 /* The sandbox is gone (its init died: a limit, a failure): refuse from now on, as its
  * destroy will; the fds go then. */
 static void port_stop_listening(struct port_fwd *pf)
@@ -214,8 +201,8 @@ static void conn_start(struct port_fwd *pf, int client)
 		pf->head->prev = c;
 	pf->head = c;
 	c->fd[1] = agentd_sandbox_connect(pf->sb, pf->port, &err);
-	if (c->fd[1] < 0 || make_pipe(c->pipe[0], &c->cap[0]) < 0 ||
-	    make_pipe(c->pipe[1], &c->cap[1]) < 0) {
+	if (c->fd[1] < 0 || pipe_for_splice(c->pipe[0], PORT_PIPE_BYTES, &c->cap[0]) < 0 ||
+	    pipe_for_splice(c->pipe[1], PORT_PIPE_BYTES, &c->cap[1]) < 0) {
 		if (err.code && err.code != ECONNREFUSED && err.code != EBUSY)
 			dlog("warn", "msg=\"port forward: no way in\" port=%u error=\"%s\"",
 			     (unsigned)pf->port, err.msg);

@@ -71,18 +71,10 @@ static int fill(struct agentd_proxy *p, struct buf *b, int fd)
  * 1 data, 0 EOF, -1 error, 2 would block or no room. */
 static int fill_splice(struct agentd_proxy *p, struct buf *b, int fd)
 {
-	if (b->pipe[0] < 0) {
-		if (pipe2(b->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-			b->pipe[0] = b->pipe[1] = -1;
-			b->no_splice = true;
-			return fill(p, b, fd);
-		}
-		/* Pages are taken as data comes, so a large pipe costs only what is in
-		 * flight; the kernel may give less (unprivileged pipe limits). */
-		int sz = fcntl(b->pipe[1], F_SETPIPE_SZ, (int)p->cfg.buffer_bytes);
-		if (sz < 0)
-			sz = fcntl(b->pipe[1], F_GETPIPE_SZ);
-		b->pipe_cap = sz > 0 ? (size_t)sz : 65536;
+	if (b->pipe[0] < 0 && pipe_for_splice(b->pipe, p->cfg.buffer_bytes, &b->pipe_cap) < 0) {
+		b->pipe[0] = b->pipe[1] = -1;
+		b->no_splice = true;
+		return fill(p, b, fd);
 	}
 	size_t space = b->pipe_cap - b->plen;
 	if (!space)
