@@ -15,8 +15,9 @@ extern "C" {
  * records the version it was built with (AGENTD_PLUGIN_ABI); the loader refuses any other. */
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
- * agentd_sandbox_ops.connect (ports, at the end) */
-#define AGENTD_BACKEND_ABI_VERSION 4u
+ * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
+ * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt) */
+#define AGENTD_BACKEND_ABI_VERSION 5u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -48,6 +49,10 @@ typedef struct agentd_sandbox_ops {
 	 * connected or connecting to 127.0.0.1:port there (port > 0, checked by the core).
 	 * NULL = no network namespace of its own (ENOTSUP). */
 	int (*connect)(agentd_sandbox *sb, uint16_t port, agentd_error *err);
+	/* agentd_sandbox_persist: the endpoint under dir, *token filled. NULL = ENOTSUP. */
+	int (*persist)(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err);
+	/* agentd_sandbox_adopted (of a sandbox the backend's adopt made). */
+	int (*adopted)(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments
@@ -72,6 +77,10 @@ typedef struct agentd_backend_ops {
 	int (*create_sandbox)(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
 			      agentd_error *err);
 	void (*free_backend)(agentd_backend *b);	/* backend-private teardown, may be NULL */
+	/* agentd_backend_adopt: the sandbox id (allocated with that id) back from token.
+	 * NULL = no durable sandboxes (ENOTSUP). */
+	int (*adopt)(agentd_backend *b, const agentd_spec *spec, const char *id,
+		     const char *token, agentd_sandbox **out, agentd_error *err);
 } agentd_backend_ops;
 
 /* Backend factory as the registry stores it. */

@@ -330,10 +330,12 @@ int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_er
 /* The items spec asks for that b cannot enforce here, "item: reason" each (none: empty). */
 int agentd_backend_unenforced(agentd_backend *b, const agentd_spec *spec, agentd_strv *out,
 			      agentd_error *err);
-/* A persistent sandbox lives as long as its creator: a container's init gets SIGKILL when
- * the *thread* that created it exits (PR_SET_PDEATHSIG follows the thread), and the janitor
- * then removes what is left. A multithreaded program creates sandboxes from a thread that
- * lives as long as they should (agentd serve uses one creator thread). */
+/* Ownership (docs/backends.md#ownership): a sandbox belongs to the *process* that created
+ * it, not to a thread: any thread may use or destroy it, and the creating thread's exit
+ * changes nothing. It ends at agentd_sandbox_destroy, or when that process exits or dies
+ * (the janitor then removes what is left), unless agentd_sandbox_persist made it durable:
+ * a durable sandbox outlives its process until a later one adopts it
+ * (agentd_backend_adopt) and destroys it. */
 /* An item of spec that b cannot enforce fails the create (ENOTSUP, naming each item and
  * why) unless opts->allow_degraded; the sandbox then runs without it and lists it in its
  * caps' unenforced. The plain form is the _opts form with NULL opts. */
@@ -440,6 +442,51 @@ int agentd_process_usage(agentd_process *p, agentd_usage *u, agentd_error *err);
  * open, and such a handle then only reports the end (get_status: killed, SIGKILL; signal,
  * resize and usage: ESRCH; kill: 0; its fds -1) until it is freed. */
 void agentd_process_free(agentd_process *p);
+
+/* ------------------------------------------------------------ durable sandboxes
+ * A durable sandbox outlives the process that created it (a daemon's restart, an upgrade
+ * to a new binary, kill -9): its init keeps a control endpoint (a unix socket, 0600, under
+ * a directory of the caller's) that a later process reconnects to. While nobody is
+ * connected, its background processes keep running (their output waits in their pipes,
+ * whose host ends the init keeps) and a foreground exec is killed (its client is gone):
+ * the adopter learns of each, once.
+ *
+ * Make sb durable. dir: a directory only the caller can write (0700), where the endpoint
+ * is made. *token (malloc'd, printable, NUL-terminated) is what agentd_backend_adopt needs,
+ * a secret among it: keep it where only the caller can read it (agentd serve: its state
+ * database). ENOTSUP where the backend cannot (the process backends: probe says why).
+ * Destroy removes the endpoint too. */
+int agentd_sandbox_persist(agentd_sandbox *sb, const char *dir, char **token,
+			   agentd_error *err);
+/* Reconnect to the durable sandbox id of backend b (spec: the one it was created with,
+ * token: agentd_sandbox_persist's). Nothing from the endpoint is trusted before it proves to
+ * be that sandbox's init: the token's secret, its pid and start time (not a reused pid), its
+ * cgroup. -1 + err: ESRCH when its init is gone (agentd_cleanup_stale_sandbox then removes
+ * what is left), EPERM when the proof fails (a planted socket, a reused pid: nothing it
+ * sent is used), EPROTO/EINVAL for a token or an init this build cannot speak to. The new
+ * sandbox is durable as before and suspended if it was. */
+int agentd_backend_adopt(agentd_backend *b, const agentd_spec *spec, const char *id,
+			 const char *token, agentd_sandbox **out, agentd_error *err);
+/* A foreground exec an adopted sandbox's init killed because its owner went away. */
+typedef struct agentd_lost_exec {
+	char **argv;			/* as it was started (NULL-terminated) */
+	int exit_code;			/* docs/exit-codes.md (137 when killed) */
+	int64_t started_at_ms, ended_at_ms;
+} agentd_lost_exec;
+typedef struct agentd_adoption {
+	agentd_process **processes;	/* background processes, running or ended while
+					 * away (the caller frees each with
+					 * agentd_process_free) */
+	size_t n_processes;
+	agentd_lost_exec *execs;
+	size_t n_execs;
+} agentd_adoption;
+/* What ran across the gap, handed over once (a second call returns nothing). */
+int agentd_sandbox_adopted(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err);
+/* Frees the exec list and the array (not the processes, which the caller now owns). */
+void agentd_adoption_free(agentd_adoption *a);
+/* Whether sb is durable (agentd_sandbox_persist succeeded or it was adopted). */
+bool agentd_sandbox_is_durable(const agentd_sandbox *sb);
 
 /* A TCP connection to 127.0.0.1:port inside the sandbox's own network namespace, what a
  * host-side port forward relays to (docs/api.md#ports). The sandbox's network policy is
