@@ -16,7 +16,8 @@ extern "C" {
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
  * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
- * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt) */
+ * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt) and live network
+ * policy (agentd_sandbox_ops.set_network) */
 #define AGENTD_BACKEND_ABI_VERSION 5u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
@@ -53,6 +54,9 @@ typedef struct agentd_sandbox_ops {
 	int (*persist)(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err);
 	/* agentd_sandbox_adopted (of a sandbox the backend's adopt made). */
 	int (*adopted)(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err);
+	/* issue 12: names. agentd_sandbox_set_network (net checked by the core: none or
+	 * allowlist, the sandbox's current mode one of those). NULL = ENOTSUP. */
+	int (*set_network)(agentd_sandbox *sb, const agentd_network *net, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments

@@ -72,6 +72,13 @@ int agentd_proxy_add_sandbox(agentd_proxy *p, int listen_fd, const char *sandbox
 			     const agentd_strv *allow, agentd_error *err);
 /* Close the sandbox's listener and every connection it has open; returns once done. */
 void agentd_proxy_remove_sandbox(agentd_proxy *p, const char *sandbox_id);
+/* issue 12: names. Replace the sandbox's allowlist (validated as at add; on error nothing
+ * changes). Every connection of the sandbox is judged again by the new list at once, as a
+ * new one would be, and closed when it no longer passes (logged as closed or denied:
+ * "no longer allowed"); requests still being read are judged by the new list. ENOENT for a
+ * sandbox the proxy does not serve. Returns once done. */
+int agentd_proxy_set_allowlist(agentd_proxy *p, const char *sandbox_id, const agentd_strv *allow,
+			       agentd_error *err);
 /* Close everything and join the thread. Safe on NULL. */
 void agentd_proxy_stop(agentd_proxy *p);
 #ifdef __cplusplus

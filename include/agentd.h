@@ -488,6 +488,19 @@ void agentd_adoption_free(agentd_adoption *a);
 /* Whether sb is durable (agentd_sandbox_persist succeeded or it was adopted). */
 bool agentd_sandbox_is_durable(const agentd_sandbox *sb);
 
+/* issue 12: names. Live network policy (docs/policy.md#live-network): switch a running
+ * sandbox between "none" and "allowlist", or replace its allowlist (net->allow, entries as
+ * in agentd_network; net->mode "host" and a sandbox of mode "host" are EINVAL: that mode is
+ * the host's namespace, nothing to switch). Narrowing closes at once every connection
+ * through the egress proxy the new policy does not allow; commands started from now on
+ * follow the new mode; a command started before a widening keeps its stricter rule (it
+ * stays unable to connect). On success agentd_sandbox_spec(sb)->network and the caps'
+ * has_network and allowed_destinations show the new policy: the caller serialises this
+ * call with its readers of those. ENOTSUP where the backend cannot (the process backends:
+ * probe says why), EBUSY while suspended. */
+int agentd_sandbox_set_network(agentd_sandbox *sb, const agentd_network *net,
+			       agentd_error *err);
+
 /* A TCP connection to 127.0.0.1:port inside the sandbox's own network namespace, what a
  * host-side port forward relays to (docs/api.md#ports). The sandbox's network policy is
  * untouched: the socket belongs to its namespace, so it reaches nothing outside it, and

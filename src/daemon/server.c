@@ -76,7 +76,25 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_PORT_OPEN] = api_ports,
 	[ROUTE_PORT_LIST] = api_ports,
 	[ROUTE_PORT_CLOSE] = api_ports,
+	/* issue 12: names */
+	[ROUTE_SANDBOX_NETWORK] = api_sandboxes,
 };
+
+/* Every query argument, in order (one past API_QUERY_MAX_ARGS is kept: the parser refuses
+ * that many). The strings are libmicrohttpd's, alive for the request. */
+struct query_args {
+	struct api_query_arg v[API_QUERY_MAX_ARGS + 1];
+	size_t n;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct query_args *qa = cls;
+	if (qa->n < API_QUERY_MAX_ARGS + 1)
+		qa->v[qa->n++] = (struct api_query_arg){key, value};
+	return MHD_YES;
+}
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
 				  struct reply *rp)
@@ -220,7 +238,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (cx->too_large)
 		return send_error(d, conn, 413, "body over the limit of %zu bytes", cx->limit);
 
+	struct query_args qa = {.n = 0};
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qa);
 	struct api_query q = {
+		.args = qa.v,
+		.nargs = qa.n,
 		.path = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "path"),
 		.since = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "since"),
 		.offset = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset"),

@@ -57,6 +57,100 @@ static int parse(const char *method, const char *path, const char *body, struct 
 
 #define ID "0123456789abcdef0123456789abcdef"
 
+/* issue 12: names */
+static void a_sandbox_is_addressed_by_id_or_name(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("GET", "/v1/sandboxes/web-1.a_b", NULL, &r, &err), 0);
+	assert_string_equal(r.id, "web-1.a_b");
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/exec", "{\"argv\":[\"x\"]}", &r,
+			       &err), 0);
+	assert_string_equal(r.id, ID);
+	api_request_free(&r);
+	/* 32 hex digits that are no id (upper case) are no name either */
+	assert_int_equal(parse("GET", "/v1/sandboxes/0123456789ABCDEF0123456789ABCDEF", NULL, &r,
+			       &err), 400);
+	assert_non_null(strstr(err.msg, "sandbox id or name"));
+	/* and a sandbox may not take such a name */
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"name\":\"" ID "\"}", &r, &err),
+			 400);
+	assert_non_null(strstr(err.msg, "read as a sandbox id"));
+	assert_int_equal(parse("POST", "/v1/sandboxes",
+			       "{\"name\":\"0123456789ABCDEF0123456789abcdeF\"}", &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"name\":\"" ID "0\"}", &r, &err),
+			 0);
+	api_request_free(&r);
+}
+
+static void unknown_query_parameters_are_refused_by_name(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err = {0};
+	struct api_query_arg bad[] = {{"path", "f"}, {"recursive", "1"}};
+	struct api_query q = {.path = "f", .args = bad, .nargs = 2};
+	assert_int_equal(api_request_parse("GET", "/v1/sandboxes/" ID "/files", &q, NULL, 0, &r,
+					   &err), 400);
+	assert_non_null(strstr(err.msg, "unknown query parameter \"recursive\""));
+	struct api_query_arg none[] = {{"x", NULL}};
+	q = (struct api_query){.args = none, .nargs = 1};
+	assert_int_equal(api_request_parse("GET", "/v1/health", &q, NULL, 0, &r, &err), 400);
+	assert_non_null(strstr(err.msg, "takes none"));
+	/* the list's filters: labels ANDed, in order, the others once each */
+	struct api_query_arg f[] = {{"label", "team=a"}, {"label", "team=b"}, {"state", "ready"},
+				    {"backend", "container"}, {"name", "n"}};
+	q = (struct api_query){.args = f, .nargs = 5};
+	assert_int_equal(api_request_parse("GET", "/v1/sandboxes", &q, NULL, 0, &r, &err), 0);
+	assert_int_equal(r.label_filter.n, 2);
+	assert_string_equal(r.label_filter.v[1].value, "b");
+	assert_string_equal(r.state_filter, "ready");
+	assert_string_equal(r.name_filter, "n");
+	api_request_free(&r);
+	static const struct api_query_arg bads[][2] = {
+		{{"label", "team"}, {"state", "ready"}},
+		{{"label", "=a"}, {"state", "ready"}},
+		{{"state", "ready"}, {"state", "failed"}},
+		{{"state", ""}, {"name", "x"}},
+	};
+	for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
+		q = (struct api_query){.args = bads[i], .nargs = 2};
+		if (api_request_parse("GET", "/v1/sandboxes", &q, NULL, 0, &r, &err) != 400)
+			fail_msg("case %zu parsed", i);
+	}
+}
+
+static void network_patches_parse_as_the_policy_network(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	const char *path = "/v1/sandboxes/web/network";
+	assert_int_equal(parse("PATCH", path, "{\"mode\":\"allowlist\",\"allow\":"
+			       "[\"example.com:443\"]}", &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_SANDBOX_NETWORK);
+	assert_int_equal(r.network.mode, AGENTD_NET_ALLOWLIST);
+	assert_int_equal(r.network.allow.n, 1);
+	api_request_free(&r);
+	assert_int_equal(parse("PATCH", path, "{\"mode\":\"none\"}", &r, &err), 0);
+	assert_int_equal(r.network.mode, AGENTD_NET_NONE);
+	api_request_free(&r);
+	static const struct {
+		const char *body, *msg;
+	} bad[] = {
+		{"{\"mode\":\"host\"}", "cannot be switched to \"host\""},
+		{"{}", "mode: required"},
+		{"{\"mode\":\"none\",\"allow\":[\"a.com:1\"]}", "allow: only valid"},
+		{"{\"mode\":\"allowlist\",\"allow\":[\"no port\"]}", "allow[0]"},
+		{"{\"mode\":\"sometimes\"}", "mode"},
+		{"{\"mode\":\"none\",\"force\":true}", "unknown field"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int st = parse("PATCH", path, bad[i].body, &r, &err);
+		if (st != 400 || !strstr(err.msg, bad[i].msg))
+			fail_msg("%s: got %d (%s)", bad[i].body, st, err.msg);
+	}
+}
+
 static void every_endpoint_routes(void **state __attribute__((unused)))
 {
 	static const struct {
@@ -130,8 +224,8 @@ static void wrong_routes_methods_and_ids(void **state __attribute__((unused)))
 		{"PUT", "/v1/sandboxes", 405},
 		{"PATCH", "/v1/sandboxes/" ID, 405},
 		{"GET", "/v1/sandboxes/" ID "/exec", 405},
-		{"GET", "/v1/sandboxes/short", 400},
-		{"GET", "/v1/sandboxes/" ID "0", 400},
+		{"GET", "/v1/sandboxes/a b", 400},
+		{"GET", "/v1/sandboxes/" ID ID "0", 400},	/* past a name's 64 bytes */
 		{"GET", "/v1/sandboxes/0123456789ABCDEF0123456789abcdef", 400},
 		{"GET", "/v1/sandboxes/..", 400},
 		{"GET", "/v1/sandboxes/", 400},
@@ -767,6 +861,9 @@ int main(void)
 		cmocka_unit_test(fresh_state_has_the_latest_schema_in_wal),
 		cmocka_unit_test(a_version_1_database_is_migrated_with_its_rows),
 		cmocka_unit_test(a_newer_schema_is_refused),
+		cmocka_unit_test(a_sandbox_is_addressed_by_id_or_name),
+		cmocka_unit_test(unknown_query_parameters_are_refused_by_name),
+		cmocka_unit_test(network_patches_parse_as_the_policy_network),
 		cmocka_unit_test(a_failed_migration_leaves_the_old_version),
 		cmocka_unit_test(reconcile_fails_live_rows_once),
 		cmocka_unit_test(the_audit_log_is_append_only),

@@ -131,8 +131,56 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 	}
 }
 
-static void list(struct daemon *d, struct reply *out)
+/* issue 12: names. The sandbox's JSON passes GET /v1/sandboxes's filters: every label
+ * filter (AND), the state, the backend, the name. */
+static bool list_matches(const struct api_request *r, json_t *o)
 {
+	json_t *labels = json_object_get(o, "labels");
+	for (size_t i = 0; i < r->label_filter.n; i++) {
+		const char *v = json_string_value(json_object_get(labels, r->label_filter.v[i].key));
+		if (!v || strcmp(v, r->label_filter.v[i].value))
+			return false;
+	}
+	static const char *const keys[] = {"state", "backend", "name"};
+	const char *want[] = {r->state_filter, r->backend_filter, r->name_filter};
+	for (size_t i = 0; i < 3; i++) {
+		const char *v = json_string_value(json_object_get(o, keys[i]));
+		if (want[i] && (!v || strcmp(v, want[i])))
+			return false;
+	}
+	return true;
+}
+
+/* A filter naming no state or backend there is: 400, not an empty list. */
+static bool list_filters_valid(struct api_request *r, struct reply *out)
+{
+	if (r->state_filter) {
+		int s = 0;
+		while (s < SB__COUNT && strcmp(sb_state_name((enum sb_state)s), r->state_filter))
+			s++;
+		if (s == SB__COUNT) {
+			reply_error(out, 400, "state: unknown state '%s' (expected provisioning, ready, "
+				    "executing, suspended, destroying, destroyed, failed or enforced)",
+				    r->state_filter);
+			return false;
+		}
+	}
+	if (r->backend_filter) {
+		const char *canon = agentd_canonical_backend_name(r->backend_filter);
+		if (!canon) {
+			reply_error(out, 400, "backend: unknown backend '%s'", r->backend_filter);
+			return false;
+		}
+		free(r->backend_filter); /* an alias filters as its backend */
+		r->backend_filter = strdup(canon);
+	}
+	return true;
+}
+
+static void list(struct daemon *d, struct api_request *r, struct reply *out)
+{
+	if (!list_filters_valid(r, out))
+		return;
 	json_t *a = json_array();
 	pthread_mutex_lock(&d->lock);
 	unsigned n = 0;
@@ -149,7 +197,10 @@ static void list(struct daemon *d, struct reply *out)
 	for (unsigned i = 0; i < n; i++) {
 		json_t *o = live_to_json(d, ls[i]);
 		json_object_del(o, "spec");
-		json_array_append_new(a, o);
+		if (list_matches(r, o))
+			json_array_append_new(a, o);
+		else
+			json_decref(o);
 		live_put(d, ls[i]);
 	}
 	free(ls);
@@ -250,7 +301,7 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 		return;
 	}
 	if (r->route == ROUTE_SANDBOX_LIST) {
-		list(d, out);
+		list(d, r, out);
 		return;
 	}
 	struct live *l = live_get(d, r->id);
@@ -302,6 +353,16 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 	case ROUTE_SANDBOX_USAGE:
 		usage(d, l, out);
 		break;
+	/* issue 12: names */
+	case ROUTE_SANDBOX_NETWORK: {
+		json_t *j = NULL;
+		int status = live_set_network(d, l, c, &r->network, &j, &err);
+		if (status)
+			reply_agentd_error(out, status, &err);
+		else
+			reply_json(out, 200, j);
+		break;
+	}
 	default:
 		reply_error(out, 500, "route %s not handled", api_route_name(r->route));
 	}

@@ -49,6 +49,8 @@ enum api_route {
 	ROUTE_PORT_OPEN,
 	ROUTE_PORT_LIST,
 	ROUTE_PORT_CLOSE,
+	/* issue 12: names */
+	ROUTE_SANDBOX_NETWORK,
 	ROUTE__COUNT,
 };
 
@@ -69,7 +71,18 @@ struct api_query {
 	 * of the WebSocket upgrade */
 	const char *foreground;
 	const char *upgrade, *connection, *ws_version, *ws_key;
+	/* issue 12: names */
+	/* Every query argument as sent, in order ({key, value} pairs, value NULL for a bare
+	 * "?key"): a parameter the route does not take is a 400 naming it, as an unknown JSON
+	 * field is, and repeated ones (?label=) are all seen. */
+	const struct api_query_arg *args;
+	size_t nargs;
 };
+struct api_query_arg {
+	const char *key, *value;
+};
+#define API_QUERY_MAX_ARGS 64	/* more in one URL is a 400 */
+#define API_LABEL_FILTERS_MAX 16
 
 /* A process's output streams a request selects (?stream=). */
 enum api_streams { API_STREAMS_BOTH, API_STREAMS_STDOUT, API_STREAMS_STDERR };
@@ -78,7 +91,7 @@ enum api_streams { API_STREAMS_BOTH, API_STREAMS_STDOUT, API_STREAMS_STDERR };
 
 struct api_request {
 	enum api_route route;
-	char id[API_ID_LEN + 1];	/* {id} */
+	char id[API_NAME_MAX + 1];	/* {id}: a sandbox id, or its unique name */
 	char agent[API_AGENT_MAX + 1];	/* {agent} */
 	char session[API_ID_LEN + 1];	/* {sid} */
 	char context[API_ID_LEN + 1];	/* {cid} */
@@ -129,6 +142,14 @@ struct api_request {
 	/* audit */
 	int64_t since_seq;		/* records with seq > since_seq */
 	int64_t since_ms;		/* and ts_ms >= since_ms */
+	/* issue 12: names */
+	/* GET /v1/sandboxes?label=K=V&state=S&backend=B&name=N: labels ANDed; state and
+	 * backend are checked by the handler (400 for an unknown one) */
+	agentd_kvv label_filter;
+	char *state_filter, *backend_filter, *name_filter;
+	/* PATCH .../network */
+	bool has_network;
+	agentd_network network;
 };
 
 /* 0 on success (free with api_request_free), else the HTTP status; err names the field. */
@@ -142,6 +163,9 @@ const char *api_status_code(int status);
 /* HTTP status for an errno carried up in an agentd_error. */
 int api_status_from_errno(int e);
 bool api_valid_id(const char *s);
+/* issue 12: names. A name a sandbox may not take: 32 hex digits in any case, which a path
+ * segment would read as an id. */
+bool api_name_reserved(const char *s, size_t len);
 /* A signal by name ("TERM", "SIGTERM") or number ("15"): 1..64, or -1. */
 int api_signal_parse(const char *s);
 /* "TERM" for 15; NULL when it has no name here. */

@@ -55,6 +55,8 @@ static const struct route_def routes[] = {
 	{ROUTE_PORT_OPEN, "POST", "/v1/sandboxes/{id}/ports", true},
 	{ROUTE_PORT_LIST, "GET", "/v1/sandboxes/{id}/ports", false},
 	{ROUTE_PORT_CLOSE, "DELETE", "/v1/sandboxes/{id}/ports/{port}", false},
+	/* issue 12: names */
+	{ROUTE_SANDBOX_NETWORK, "PATCH", "/v1/sandboxes/{id}/network", true},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -105,6 +107,20 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				 {"encoding", JSON_STRING, false},
 				 {"close", JSON_TRUE, false}},
 	[ROUTE_PORT_OPEN] = {{"port", JSON_INTEGER, true}, {"unix", JSON_TRUE, false}},
+	/* issue 12: names */
+	[ROUTE_SANDBOX_NETWORK] = {{"mode", JSON_STRING, true}, {"allow", JSON_ARRAY, false}},
+};
+
+/* The query parameters each route takes; any other is a 400 naming it. */
+#define MAX_QUERY 6
+static const char *const route_query[ROUTE__COUNT][MAX_QUERY] = {
+	[ROUTE_FILE_PUT] = {"path"},
+	[ROUTE_FILE_GET] = {"path"},
+	[ROUTE_AUDIT] = {"since"},
+	[ROUTE_PROCESS_OUTPUT] = {"offset", "follow", "stream"},
+	[ROUTE_PROCESS_ATTACH] = {"offset", "foreground"},
+	/* issue 12: names */
+	[ROUTE_SANDBOX_LIST] = {"label", "state", "backend", "name"},
 };
 
 /* Linux's standard signals; 32..64 are real-time ones, by number only. */
@@ -190,11 +206,15 @@ int api_status_from_errno(int e)
 
 bool api_valid_id(const char *s)
 {
+	return state_is_id(s);
+}
+
+bool api_name_reserved(const char *s, size_t len)
+{
 	size_t n = 0;
-	for (; s[n]; n++)
-		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')) || n >= API_ID_LEN)
-			return false;
-	return n == API_ID_LEN;
+	while (n < len && strchr("0123456789abcdefABCDEF", s[n]) && s[n])
+		n++;
+	return len == API_ID_LEN && n == len;
 }
 
 static bool valid_name(const char *s, size_t len, size_t max)
@@ -227,16 +247,24 @@ static int match(const char *pattern, const char *path, struct api_request *r,
 			size_t max = 0;
 			bool ok;
 			const char *what = "";
-			if (!strncmp(p, "{id}", plen) || !strncmp(p, "{sid}", plen) ||
-			    !strncmp(p, "{cid}", plen)) {
-				dst = p[1] == 'i' ? r->id : p[1] == 's' ? r->session : r->context;
+			if (!strncmp(p, "{id}", plen)) {
+				/* an id, or a name (which is never 32 hex digits) */
+				dst = r->id;
+				max = API_NAME_MAX;
+				char tmp[API_ID_LEN + 2] = "";
+				if (ulen <= API_ID_LEN)
+					memcpy(tmp, u, ulen);
+				ok = api_valid_id(tmp) || (valid_name(u, ulen, max) &&
+							   !api_name_reserved(u, ulen));
+				what = "sandbox id or name";
+			} else if (!strncmp(p, "{sid}", plen) || !strncmp(p, "{cid}", plen)) {
+				dst = p[1] == 's' ? r->session : r->context;
 				max = API_ID_LEN;
 				char tmp[API_ID_LEN + 2] = "";
 				if (ulen <= API_ID_LEN)
 					memcpy(tmp, u, ulen);
 				ok = ulen == API_ID_LEN && api_valid_id(tmp);
-				what = p[1] == 'i' ? "sandbox id" : p[1] == 's' ? "session id"
-								       : "context id";
+				what = p[1] == 's' ? "session id" : "context id";
 			} else if (!strncmp(p, "{pid}", plen)) {
 				char tmp[12] = "";
 				if (ulen <= 10)
@@ -585,6 +613,38 @@ static int parse_attach(const struct api_query *q, struct api_request *r, agentd
 	return parse_output_query(&oq, r, err);
 }
 
+/* PATCH .../network: {"mode": "none" | "allowlist", "allow": [...]}, checked as the
+ * policy's network object is (entries, allow only with allowlist); "host" is no mode a
+ * live sandbox can be switched to. */
+static int parse_network(json_t *b, struct api_request *r, agentd_error *err)
+{
+	const char *mode = json_string_value(json_object_get(b, "mode"));
+	if (!strcmp(mode, "host"))
+		return agentd_error_set(err, EINVAL,
+					"mode: a live sandbox cannot be switched to \"host\" (it "
+					"would leave its network namespace): expected \"none\" or "
+					"\"allowlist\"");
+	json_t *policy = json_pack("{s:O}", "network", b);
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	char *s = json_dumps(policy, JSON_COMPACT);
+	json_decref(policy);
+	int rc = agentd_policy_parse(s, strlen(s), &spec, err);
+	free(s);
+	if (rc == 0) {
+		r->network = spec.network;
+		memset(&spec.network, 0, sizeof(spec.network));
+		r->has_network = true;
+	} else {
+		/* "network.mode: ..." names the field as the body has it */
+		const char *m = strncmp(err->msg, "network.", 8) ? NULL : err->msg + 8;
+		if (m)
+			memmove(err->msg, m, strlen(m) + 1);
+	}
+	agentd_spec_free(&spec);
+	return rc;
+}
+
 static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 {
 	json_t *v;
@@ -603,6 +663,10 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 			if (!valid_name(r->name, strlen(r->name), API_NAME_MAX))
 				return agentd_error_set(err, EINVAL,
 							"name: expected [A-Za-z0-9._-]{1,64}");
+			if (api_name_reserved(r->name, strlen(r->name)))
+				return agentd_error_set(err, EINVAL,
+							"name: 32 hex digits would read as a "
+							"sandbox id; choose another name");
 		}
 		r->allow_degraded = json_is_true(json_object_get(b, "allow_degraded"));
 		v = json_object_get(b, r->route == ROUTE_SESSION_CREATE ? "config" : "spec");
@@ -657,6 +721,8 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 							"workdir: expected an absolute path");
 		}
 		return 0;
+	case ROUTE_SANDBOX_NETWORK:
+		return parse_network(b, r, err);
 	case ROUTE_PORT_OPEN: {
 		json_int_t port = json_integer_value(json_object_get(b, "port"));
 		if (port < 1 || port > 65535)
@@ -668,6 +734,57 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 	default:
 		return 0;
 	}
+}
+
+/* The query: every parameter one the route takes (a 400 naming the first that is not,
+ * as an unknown JSON field is); GET /v1/sandboxes's filters. */
+static int parse_query(enum api_route route, const struct api_query *q, struct api_request *r,
+		       agentd_error *err)
+{
+	if (!q)
+		return 0;
+	if (q->nargs > API_QUERY_MAX_ARGS)
+		return agentd_error_set(err, EINVAL, "more than %d query parameters",
+					API_QUERY_MAX_ARGS);
+	for (size_t i = 0; i < q->nargs; i++) {
+		const char *k = q->args[i].key, *v = q->args[i].value ? q->args[i].value : "";
+		bool known = false;
+		for (int j = 0; j < MAX_QUERY && route_query[route][j]; j++)
+			known |= !strcmp(route_query[route][j], k);
+		if (!known) {
+			char qk[96];
+			quote_text(qk, sizeof(qk), k);
+			return agentd_error_set(err, EINVAL, "unknown query parameter %s%s", qk,
+						route_query[route][0] ? "" : " (this route takes none)");
+		}
+		if (route != ROUTE_SANDBOX_LIST)
+			continue;
+		if (!strcmp(k, "label")) {
+			const char *eq = strchr(v, '=');
+			if (!eq || eq == v || strlen(v) > 512)
+				return agentd_error_set(err, EINVAL,
+							"label: expected KEY=VALUE (e.g. label=team=a)");
+			if (r->label_filter.n == API_LABEL_FILTERS_MAX)
+				return agentd_error_set(err, EINVAL, "label: at most %d filters",
+							API_LABEL_FILTERS_MAX);
+			/* appended, not set: label=team=a&label=team=b is an AND too */
+			agentd_kvv *f = &r->label_filter;
+			f->v = realloc(f->v, (f->n + 1) * sizeof(*f->v));
+			f->v[f->n].key = strndup(v, (size_t)(eq - v));
+			f->v[f->n++].value = strdup(eq + 1);
+			continue;
+		}
+		char **dst = !strcmp(k, "state")     ? &r->state_filter
+			     : !strcmp(k, "backend") ? &r->backend_filter
+						     : &r->name_filter;
+		if (!*v || strlen(v) > API_NAME_MAX)
+			return agentd_error_set(err, EINVAL, "%s: expected a value of 1 to %d bytes",
+						k, API_NAME_MAX);
+		if (*dst)
+			return agentd_error_set(err, EINVAL, "%s: given twice", k);
+		*dst = strdup(v);
+	}
+	return 0;
 }
 
 /* Every key known, every type right, every required key present. */
@@ -723,8 +840,8 @@ static int parse_since(const char *s, struct api_request *r, agentd_error *err)
 	return 0;
 }
 
-int api_request_parse(const char *method, const char *path, const struct api_query *q,
-		      const uint8_t *body, size_t len, struct api_request *r, agentd_error *err)
+static int parse_request(const char *method, const char *path, const struct api_query *q,
+			 const uint8_t *body, size_t len, struct api_request *r, agentd_error *err)
 {
 	memset(r, 0, sizeof(*r));
 	const struct route_def *rd = NULL;
@@ -755,6 +872,8 @@ int api_request_parse(const char *method, const char *path, const struct api_que
 		return 404;
 	}
 	r->route = rd->route;
+	if (parse_query(rd->route, q, r, err) < 0)
+		return 400;
 	if (rd->route == ROUTE_FILE_PUT || rd->route == ROUTE_FILE_GET) {
 		if (!q || !q->path || !*q->path) {
 			agentd_error_set(err, EINVAL, "query parameter 'path' is required");
@@ -812,6 +931,15 @@ int api_request_parse(const char *method, const char *path, const struct api_que
 	return status;
 }
 
+int api_request_parse(const char *method, const char *path, const struct api_query *q,
+		      const uint8_t *body, size_t len, struct api_request *r, agentd_error *err)
+{
+	int status = parse_request(method, path, q, body, len, r, err);
+	if (status)
+		api_request_free(r); /* whatever a failed step had filled */
+	return status;
+}
+
 void api_request_free(struct api_request *r)
 {
 	free(r->backend);
@@ -833,5 +961,11 @@ void api_request_free(struct api_request *r)
 	free(r->snapshot_id);
 	free(r->code);
 	free(r->file_path);
+	/* issue 12: names */
+	kvv_free(&r->label_filter);
+	free(r->state_filter);
+	free(r->backend_filter);
+	free(r->name_filter);
+	strv_free(&r->network.allow);
 	memset(r, 0, sizeof(*r));
 }

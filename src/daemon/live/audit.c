@@ -9,16 +9,23 @@ void audit(struct daemon *d, const struct client *c, const char *action, const c
 	   char *const *argv, const char *digest, const char *backend, const char *result,
 	   uint64_t duration_ms)
 {
-	char *argv_json = NULL;
+	json_t *a = NULL;
 	if (argv) {
-		json_t *a = json_array();
+		a = json_array();
 		for (char *const *p = argv; *p; p++) {
 			json_t *arg = json_string(*p);
 			json_array_append_new(a, arg ? arg : json_string("<not utf-8>"));
 		}
-		argv_json = json_dumps(a, JSON_COMPACT);
-		json_decref(a);
 	}
+	audit_detail(d, c, action, sandbox_id, a, digest, backend, result, duration_ms);
+	json_decref(a);
+}
+
+void audit_detail(struct daemon *d, const struct client *c, const char *action,
+		  const char *sandbox_id, json_t *detail, const char *digest, const char *backend,
+		  const char *result, uint64_t duration_ms)
+{
+	char *argv_json = detail ? json_dumps(detail, JSON_COMPACT) : NULL;
 	struct audit_record rec = {
 		.uid = c ? c->uid : -1,
 		.client = c ? c->desc : "daemon",

@@ -155,6 +155,7 @@ static int create_in_creator(agentd_backend *b, const agentd_spec *spec,
 
 static void live_free(struct live *l)
 {
+	pthread_mutex_destroy(&l->net_lock);
 	free(l->name);
 	free(l);
 }
@@ -162,7 +163,7 @@ static void live_free(struct live *l)
 /* The policy as the sandboxes table keeps it: the environment's values (API keys, tokens)
  * replaced, its names kept. The row outlives the sandbox and nothing reads the values
  * back (sandboxes do not survive a restart); the digest is of the whole policy. */
-static char *policy_json_for_state(const char *json)
+char *live_policy_json_for_state(const char *json)
 {
 	json_t *root = json_loads(json, 0, NULL);
 	json_t *env = json_object_get(root, "environment");
@@ -197,6 +198,7 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	l->state = SB_PROVISIONING;
 	l->refs = 1;
 	l->created_ms = now_ms_realtime();
+	pthread_mutex_init(&l->net_lock, NULL);
 
 	pthread_mutex_lock(&d->lock);
 	if (d->draining) {
@@ -234,7 +236,7 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
 		l->sb = sb;
 		/* Recorded before anyone learns the id: a crash from here on finds the row. */
-		char *stored = policy_json_for_state(json);
+		char *stored = live_policy_json_for_state(json);
 		r = state_sandbox_insert(d->st, l->id, name, l->backend, stored, l->digest,
 					 "ready", session, err);
 		free(stored);
@@ -282,11 +284,18 @@ fail:
 	return NULL;
 }
 
-struct live *live_get(struct daemon *d, const char *id)
+/* l is the sandbox ref names: its id, else its unique name (never 32 hex digits). */
+static bool live_is(const struct live *l, const char *ref, bool by_id)
 {
+	return l->sb && (by_id ? !strcmp(l->id, ref) : l->name && !strcmp(l->name, ref));
+}
+
+struct live *live_get(struct daemon *d, const char *ref)
+{
+	bool by_id = api_valid_id(ref);
 	pthread_mutex_lock(&d->lock);
 	struct live *l = d->head;
-	while (l && (!l->sb || strcmp(l->id, id)))
+	while (l && !live_is(l, ref, by_id))
 		l = l->next;
 	if (l && l->state != SB_DESTROYING)
 		l->refs++;
@@ -527,6 +536,7 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 	enum sb_state s = live_state(l);
 	unsigned execs = l->execs;
 	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&l->net_lock); /* a network change rewrites spec and caps */
 	const agentd_sandbox_caps *c = agentd_sandbox_get_caps(l->sb);
 	json_t *caps = json_pack("{s:b, s:b, s:b, s:b, s:s}", "can_write_filesystem",
 				 c->can_write_filesystem, "has_network", c->has_network,
@@ -535,14 +545,20 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 				 agentd_profile_name(c->profile));
 	json_t *spec = NULL;
 	char *sj = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
+	pthread_mutex_unlock(&l->net_lock);
 	spec = json_loads(sj, 0, NULL);
 	free(sj);
-	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id", l->id,
-			 "name", l->name, "backend", l->backend, "state", sb_state_name(s),
-			 "created_ms", (json_int_t)l->created_ms, "running_execs",
-			 (json_int_t)execs, "session", l->session, "policy_digest", l->digest,
-			 "capabilities", caps, "unenforced", live_unenforced_json(l), "spec",
-			 spec ? spec : json_null());
+	/* issue 12: names. Its labels (what a list filters by) and current network policy at
+	 * the top, as a list (which leaves the spec out) shows them too. */
+	json_t *labels = json_object_get(spec, "labels"), *net = json_object_get(spec, "network");
+	labels = labels ? json_incref(labels) : json_object();
+	net = net ? json_incref(net) : json_null();
+	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o, s:o, s:o}",
+			 "id", l->id, "name", l->name, "backend", l->backend, "state",
+			 sb_state_name(s), "created_ms", (json_int_t)l->created_ms,
+			 "running_execs", (json_int_t)execs, "session", l->session,
+			 "policy_digest", l->digest, "capabilities", caps, "unenforced",
+			 live_unenforced_json(l), "labels", labels, "network", net, "spec", spec ? spec : json_null());
 }
 
 /* The exec counters GET /v1/metrics reads (api/metrics.c). */

@@ -65,6 +65,9 @@ struct live {
 	struct context *contexts;	/* its code contexts (contexts.c) */
 	unsigned n_contexts;
 	struct live_ports *ports;	/* its forwarded ports (ports.c), NULL until one */
+	/* issue 12: names */
+	pthread_mutex_t net_lock;	/* a network change (network.c) against the readers of
+					 * its spec's network and caps (live_to_json) */
 	struct live *next;
 };
 
@@ -114,8 +117,8 @@ agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error 
 struct live *live_create(struct daemon *d, const char *backend, const agentd_spec *spec,
 			 const agentd_create_opts *opts, const char *name, bool session,
 			 int *status, agentd_error *err);
-/* Referenced live sandbox (not destroying/destroyed) or NULL. */
-struct live *live_get(struct daemon *d, const char *id);
+/* Referenced live sandbox (not destroying/destroyed) or NULL; ref is its id or its name. */
+struct live *live_get(struct daemon *d, const char *ref);
 void live_put(struct daemon *d, struct live *l);
 enum sb_state live_state(const struct live *l);	/* with d->lock held */
 /* Destroy l (the caller's reference is consumed): cancels its execs, waits for the other
@@ -137,6 +140,17 @@ void exec_slot_close(struct exec_slot *slot);
 json_t *live_to_json(struct daemon *d, struct live *l);
 /* What the sandbox runs without ("item: reason" strings; [] when everything is enforced). */
 json_t *live_unenforced_json(const struct live *l);
+
+/* ------------------------------------------------------------------ network.c
+ * issue 12: names. PATCH .../network: switch a live sandbox between "none" and
+ * "allowlist" and replace its allowlist through the library (connections the new policy
+ * does not allow are closed), audited (action "network", old and new policy), the stored
+ * policy and its digest updated. 0 + *out (the sandbox's JSON), or an HTTP status with
+ * err: 409 from or to "host", or not ready; 501 a backend that cannot. */
+int live_set_network(struct daemon *d, struct live *l, const struct client *c,
+		     const agentd_network *net, json_t **out, agentd_error *err);
+/* live.c: the policy JSON as the sandboxes table keeps it (environment values redacted). */
+char *live_policy_json_for_state(const char *json);
 
 /* ------------------------------------------------------------------ ports.c
  * A sandbox's forwarded ports: a host listener each (127.0.0.1, a port the host picks, or
@@ -167,6 +181,10 @@ void netaudit_stop(struct netaudit *na);
 void audit(struct daemon *d, const struct client *c, const char *action, const char *sandbox_id,
 	   char *const *argv, const char *digest, const char *backend, const char *result,
 	   uint64_t duration_ms);
+/* issue 12: names. The same with a JSON object in the record's argv (detail, borrowed). */
+void audit_detail(struct daemon *d, const struct client *c, const char *action,
+		  const char *sandbox_id, json_t *detail, const char *digest, const char *backend,
+		  const char *result, uint64_t duration_ms);
 
 /* Upper bounds (seconds) of the exec latency histogram's buckets. */
 extern const double live_latency_bucket_s[LATENCY_BUCKETS];

@@ -250,19 +250,38 @@ static json_t *rows(sqlite3_stmt *s, int limit)
 	return a;
 }
 
-json_t *state_sandbox_get(struct state *st, const char *id)
+bool state_is_id(const char *s)
+{
+	return strlen(s) == API_ID_LEN && strspn(s, "0123456789abcdef") == API_ID_LEN;
+}
+
+json_t *state_sandbox_get(struct state *st, const char *ref)
 {
 	pthread_mutex_lock(&st->lock);
+	/* a name is unique among live sandboxes only: the latest sandbox that had it */
 	sqlite3_stmt *s = prep(st,
-			       "SELECT id, name, backend, spec, policy_digest, state, reason,"
-			       " created_ms, updated_ms, session FROM sandboxes WHERE id = ?",
-			       "s", id);
+			       state_is_id(ref)
+				       ? "SELECT id, name, backend, spec, policy_digest, state,"
+					 " reason, created_ms, updated_ms, session FROM sandboxes"
+					 " WHERE id = ?"
+				       : "SELECT id, name, backend, spec, policy_digest, state,"
+					 " reason, created_ms, updated_ms, session FROM sandboxes"
+					 " WHERE name = ? ORDER BY created_ms DESC, rowid DESC",
+			       "s", ref);
 	json_t *a = s ? rows(s, 1) : NULL;
 	sqlite3_finalize(s);
 	pthread_mutex_unlock(&st->lock);
 	json_t *o = json_array_size(a) ? json_incref(json_array_get(a, 0)) : NULL;
 	json_decref(a);
 	return o;
+}
+
+int state_sandbox_set_policy(struct state *st, const char *id, const char *spec_json,
+			     const char *digest, agentd_error *err)
+{
+	return WRITE(st, err, "update sandbox policy",
+		     "UPDATE sandboxes SET spec = ?, policy_digest = ?, updated_ms = ? WHERE id = ?",
+		     "ssis", spec_json, digest, now_ms_realtime(), id);
 }
 
 int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), void *arg,

@@ -46,8 +46,15 @@ int state_sandbox_insert(struct state *st, const char *id, const char *name,
 			 const char *state, bool session, agentd_error *err);
 int state_sandbox_set_state(struct state *st, const char *id, const char *state,
 			    const char *reason, agentd_error *err);
-/* The row as JSON {id, name, backend, state, reason, created_ms, ...}, or NULL. */
-json_t *state_sandbox_get(struct state *st, const char *id);
+/* The row as JSON {id, name, backend, state, reason, created_ms, ...}, or NULL. ref: the
+ * sandbox's id, or a name (the latest sandbox of that name). */
+json_t *state_sandbox_get(struct state *st, const char *ref);
+/* issue 12: names */
+/* s is a sandbox (or session, snapshot) id: 32 lowercase hex digits. */
+bool state_is_id(const char *s);
+/* Its policy changed while it ran (PATCH .../network): the row's spec and digest. */
+int state_sandbox_set_policy(struct state *st, const char *id, const char *spec_json,
+			     const char *digest, agentd_error *err);
 /* Rows left live by a previous daemon: each is marked failed ("lost at daemon restart"),
  * its sessions failed and its snapshots dropped, then lost(arg, id) is called. */
 int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), void *arg,

@@ -452,6 +452,11 @@ void process_probe_items(agentd_backend_caps *caps, const char *backend)
 		 "ENOTSUP): no init of the sandbox's for them to outlive their exec in (use "
 		 "the container backend)", backend);
 	strv_push(&caps->warnings, why);
+	/* issue 12: names */
+	snprintf(why, sizeof(why), "%s: no live network switching (PATCH .../network 501): its "
+		 "commands have no network namespace whose only way out the egress proxy could "
+		 "become (use container)", backend);
+	strv_push(&caps->warnings, why);
 }
 
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)

@@ -347,6 +347,39 @@ int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
 	return port ? sb->ops->connect(sb, port, err) : 0;
 }
 
+/* issue 12: names */
+int agentd_sandbox_set_network(agentd_sandbox *sb, const agentd_network *net, agentd_error *err)
+{
+	if (!sb->ops->set_network)
+		return agentd_error_set(err, ENOTSUP,
+					"live network switching is not supported by backend %s: its "
+					"commands have no network namespace of their own whose only "
+					"way out the egress proxy could become (use the container "
+					"backend)", sb->backend->ops->name);
+	if (net->mode == AGENTD_NET_HOST || sb->spec.network.mode == AGENTD_NET_HOST)
+		return agentd_error_set(err, EINVAL,
+					"network mode \"host\" is the host's own network: a sandbox "
+					"cannot be switched to or from it (only between \"none\" and "
+					"\"allowlist\")");
+	if (net->mode != AGENTD_NET_ALLOWLIST && net->allow.n)
+		return agentd_error_set(err, EINVAL, "network.allow: only valid with mode "
+						     "\"allowlist\"");
+	for (size_t i = 0; i < net->allow.n; i++) {
+		const char *why = netpolicy_entry_parse(net->allow.v[i], NULL);
+		if (why)
+			return agentd_error_set(err, EINVAL, "network.allow[%zu]: %s", i, why);
+	}
+	if (sb->ops->set_network(sb, net, err) < 0)
+		return -1;
+	strv_free(&sb->spec.network.allow);
+	strv_copy(&sb->spec.network.allow, &net->allow);
+	sb->spec.network.mode = net->mode;
+	sb->caps.has_network = net->mode != AGENTD_NET_NONE;
+	strv_free(&sb->caps.allowed_destinations);
+	strv_copy(&sb->caps.allowed_destinations, &net->allow);
+	return 0;
+}
+
 int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 {
 	memset(u, 0, sizeof(*u));

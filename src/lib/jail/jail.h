@@ -119,6 +119,10 @@ int landlock_apply(int ruleset_fd);	/* child: landlock_restrict_self; 0 or -errn
  * sockets scoped when the ABI has them. Returns the ruleset fd or -errno. */
 int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_connect,
 			   bool scopes);
+/* issue 12: names. child, no malloc: a ruleset that handles TCP connect only and allows
+ * none, a layer on top of the filesystem one (network "none" of a sandbox whose network
+ * can be switched). The ruleset fd, or -EOPNOTSUPP below ABI 4 (no network rules). */
+int landlock_connect_ruleset_child(void);
 /* The read-only system runtime every sandbox sees (/usr, /lib*, /bin, /sbin, and /etc
  * entry by entry from an allowlist — never shadow, gshadow, sudoers, ssh keys...). */
 void landlock_system_ro_paths(agentd_strv *out);
@@ -314,10 +318,15 @@ struct jail_init_plan {
 	bool ll_deny_connect;		/* TCP connect (the namespace is empty: bind stays) */
 	int ll_slot;			/* the ruleset's fd number, for its commands */
 	const struct seccomp_prog *sc;
+	/* issue 12: names */
+	int ll_net_slot;		/* >= 0: landlock_connect_ruleset_child's there too (a
+					 * network that can be switched: ll_deny_connect is
+					 * then off, commands of mode "none" add this layer) */
 };
 struct jail_init_state {
 	int report_fd;			/* where it is now */
 	bool landlock;			/* the ruleset is in ll_slot */
+	bool landlock_net;		/* issue 12: the connect ruleset is in ll_net_slot */
 };
 /* 0; or -errno with what (empty: the host gave up and reports why itself). */
 int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, char *what,

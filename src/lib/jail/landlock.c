@@ -318,6 +318,17 @@ void landlock_system_ro_paths(agentd_strv *out)
 
 /* Child side, no malloc: a ruleset built inside a sandbox's own mount namespace (the
  * container's tmpfs mounts exist only there). Missing paths are skipped. */
+int landlock_connect_ruleset_child(void)
+{
+	int errnum;
+	int abi = abi_query(&errnum);
+	if (abi < 4)
+		return abi < 0 ? -(errnum ? errnum : EOPNOTSUPP) : -EOPNOTSUPP;
+	struct ll_ruleset_attr attr = {.handled_access_net = LANDLOCK_ACCESS_NET_CONNECT_TCP};
+	int rs = sys_landlock_create_ruleset(&attr, offsetof(struct ll_ruleset_attr, scoped), 0);
+	return rs < 0 ? -errno : rs;
+}
+
 int landlock_ruleset_child(const char *const *ro, const char *const *rw, bool deny_connect,
 			   bool scopes)
 {

@@ -51,8 +51,12 @@ int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len)
 	struct sockaddr_in in = {.sin_family = AF_INET,
 				 .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int r = 0;
-	if (bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0 ||
+	/* A listener made again after a switch to none (issue 12) binds past the connections
+	 * the proxy closed, in TIME_WAIT; one a process of the sandbox listens on still
+	 * refuses it (EADDRINUSE). */
+	int one = 1, r = 0;
+	if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0 ||
 	    fds_send(sock, msg, len, &s, 1) < 0)
 		r = -errno;
 	close(s);

@@ -112,6 +112,22 @@ static int landlock_slot(const struct jail_init_plan *p, struct jail_init_state 
 		close(ll);
 	}
 	st->landlock = true;
+	/* issue 12: the connect layer of a network that can be switched. Built now, as the
+	 * filesystem one is: no sandboxed code has run yet. Without network rules (ABI < 4)
+	 * the empty namespace alone keeps "none" closed, as it does for any sandbox there. */
+	if (p->ll_net_slot < 0)
+		return 0;
+	ll = landlock_connect_ruleset_child();
+	if (ll == -EOPNOTSUPP)
+		return 0;
+	if (ll < 0)
+		return ll;
+	if (ll != p->ll_net_slot) {
+		if (dup3(ll, p->ll_net_slot, O_CLOEXEC) < 0)
+			return -errno;
+		close(ll);
+	}
+	st->landlock_net = true;
 	return 0;
 }
 
@@ -139,6 +155,7 @@ int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, 
 	const char *step = NULL;
 	st->report_fd = p->report_fd;
 	st->landlock = false;
+	st->landlock_net = false;
 	what[0] = '\0';
 
 	/* 1. Its ids in the user namespace before touching anything: until now its kernel uid

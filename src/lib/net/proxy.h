@@ -75,7 +75,7 @@ struct conn {
 };
 
 struct cmd {
-	enum { CMD_ADD, CMD_REMOVE, CMD_STOP } op;
+	enum { CMD_ADD, CMD_REMOVE, CMD_STOP, CMD_SET } op;	/* CMD_SET: issue 12 */
 	int fd;
 	const char *id;
 	const agentd_strv *allow;
@@ -123,5 +123,8 @@ void proxy_inspect_tunnel(struct agentd_proxy *p, struct conn *c);
 void proxy_connected(struct agentd_proxy *p, struct conn *c);	/* the target accepted */
 void proxy_on_header_data(struct agentd_proxy *p, struct conn *c);
 void proxy_relay(struct agentd_proxy *p, struct conn *c, bool from_client, uint32_t events);
+/* issue 12: names. c (of a listener whose allowlist is being replaced by np) judged again:
+ * true, with its entries pointing into np, when np still allows what it was allowed. */
+bool proxy_rejudge(const struct netpolicy *np, struct conn *c);
 
 #endif

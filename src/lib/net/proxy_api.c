@@ -70,6 +70,32 @@ static void do_remove(struct agentd_proxy *p, const char *id)
 			remove_listener(p, p->ls[i], "sandbox removed");
 }
 
+/* issue 12: a new allowlist for a served sandbox; its connections judged again by it. */
+static int do_set(struct agentd_proxy *p, struct cmd *m)
+{
+	struct listener *l = NULL;
+	for (size_t i = 0; i < p->nls && !l; i++)
+		if (p->ls[i] && strcmp(p->ls[i]->id, m->id) == 0)
+			l = p->ls[i];
+	if (!l)
+		return agentd_error_set(m->err, ENOENT, "proxy: sandbox %s is not served", m->id);
+	struct netpolicy np;
+	if (netpolicy_build(m->allow, &np, m->err) < 0)
+		return -1;
+	for (size_t i = 0; i < p->nconns; i++) {
+		struct conn *c = &p->conns[i];
+		if (!c->used || c->l != l || proxy_rejudge(&np, c))
+			continue;
+		if (c->state == ST_RELAY)
+			proxy_conn_close(p, c, "no longer allowed: the allowlist changed");
+		else
+			proxy_conn_deny(p, c, 403, "no longer allowed: the allowlist changed");
+	}
+	netpolicy_free(&l->np);
+	l->np = np;
+	return 0;
+}
+
 static void run_commands(struct agentd_proxy *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -78,6 +104,8 @@ static void run_commands(struct agentd_proxy *p)
 			m->result = do_add(p, m);
 		else if (m->op == CMD_REMOVE)
 			do_remove(p, m->id);
+		else if (m->op == CMD_SET)
+			m->result = do_set(p, m);
 		else
 			p->stopping = true;
 		m->done = true;
@@ -243,6 +271,14 @@ void agentd_proxy_remove_sandbox(agentd_proxy *p, const char *sandbox_id)
 {
 	struct cmd m = {.op = CMD_REMOVE, .id = sandbox_id};
 	post(p, &m);
+}
+
+int agentd_proxy_set_allowlist(agentd_proxy *p, const char *sandbox_id, const agentd_strv *allow,
+			       agentd_error *err)
+{
+	struct cmd m = {.op = CMD_SET, .fd = -1, .id = sandbox_id, .allow = allow, .err = err};
+	post(p, &m);
+	return m.result;
 }
 
 void agentd_proxy_stop(agentd_proxy *p)

@@ -200,6 +200,47 @@ void proxy_on_resolved(struct agentd_proxy *p, const struct resolve_result *r)
 	proxy_start_connect(p, c);
 }
 
+/* issue 12: names. A header still being read is judged later, by whatever list is the
+ * listener's then; a target that was judged is judged again: its name (or address), then
+ * the address it is connected or connecting to and those left to try. */
+bool proxy_rejudge(const struct netpolicy *np, struct conn *c)
+{
+	const struct np_entry *by = NULL, *by_name = NULL;
+	char why[200];
+	if (c->state == ST_HEADER)
+		return true;
+	if (c->req.host_is_addr) {
+		if (!netpolicy_decide_literal(np, c->req.af, c->req.addr, c->req.port, &by, why,
+					      sizeof(why)))
+			return false;
+		c->by = by;
+		return true;
+	}
+	by_name = netpolicy_match_name(np, c->req.host, c->req.port);
+	if (!by_name && !netpolicy_every_address_for_port(np, c->req.port))
+		return false;
+	/* the one in use (connecting or connected), then the ones left: those the new list
+	 * refuses are dropped */
+	size_t first = c->state == ST_RESOLVE || !c->next_addr ? c->next_addr : c->next_addr - 1;
+	size_t kept = first;
+	for (size_t i = first; i < c->naddrs; i++) {
+		const struct np_entry *e = NULL;
+		if (netpolicy_decide_resolved(np, by_name, c->addrs[i].af, c->addrs[i].addr,
+					      c->req.port, &e, why, sizeof(why))) {
+			if (!by)
+				by = e;
+			c->addrs[kept++] = c->addrs[i];
+		} else if (i == first && c->state != ST_RESOLVE) {
+			return false; /* the address in use */
+		}
+	}
+	c->naddrs = kept;
+	c->by_name = by_name;
+	if (by)
+		c->by = by;
+	return c->state == ST_RESOLVE || by;
+}
+
 /* The request header is complete: judge it. */
 void proxy_decide(struct agentd_proxy *p, struct conn *c)
 {

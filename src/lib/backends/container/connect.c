@@ -20,8 +20,9 @@
 /* An init answers at once unless its cgroup is frozen or starved of CPU by its sandbox. */
 #define CONNECT_WAIT_MS 5000
 
-/* The socket the init sent back on reply, or -1 + err. */
-static int recv_socket(agentd_sandbox *sb, int reply, agentd_error *err)
+/* The init's answer to op on reply: the fd it sent (want_fd) or 0, or -1 + err. */
+static int recv_answer(agentd_sandbox *sb, int reply, uint32_t op, bool want_fd,
+		       agentd_error *err)
 {
 	struct pollfd p = {.fd = reply, .events = POLLIN};
 	int r;
@@ -37,15 +38,34 @@ static int recv_socket(agentd_sandbox *sb, int reply, agentd_error *err)
 	int fd = fds[0];
 	fds[0] = -1;
 	ctl_close_fds(fds);
-	if (n == (ssize_t)sizeof(m) && m.op == OP_SOCKET && nfds == 1 && fd >= 0)
+	if (n == (ssize_t)sizeof(m) && m.op == op && want_fd && nfds == 1 && fd >= 0)
 		return fd;
 	if (fd >= 0)
 		close(fd);
-	if (n == (ssize_t)sizeof(m) && m.op == OP_SOCKET && nfds == 0 && m.id > 0 &&
-	    m.id < 4096)
-		return agentd_error_errno(err, (int)m.id, "sandbox %s: a socket in its network "
-							  "namespace", sb->id);
-	return agentd_error_set(err, EPROTO, "sandbox %s: its init sent no socket", sb->id);
+	if (n == (ssize_t)sizeof(m) && m.op == op && nfds == 0 && !want_fd && m.id == 0)
+		return 0;
+	if (n == (ssize_t)sizeof(m) && m.op == op && nfds == 0 && m.id > 0 && m.id < 4096)
+		return agentd_error_errno(err, (int)m.id, "sandbox %s: its init", sb->id);
+	return agentd_error_set(err, EPROTO, "sandbox %s: its init sent no %s", sb->id,
+				want_fd ? "socket" : "answer");
+}
+
+int ctr_ask_init(agentd_sandbox *sb, const struct ctl_msg *m, bool want_fd, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	int rp[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rp) < 0)
+		return agentd_error_errno(err, errno, "socketpair");
+	int r = ctl_send(c->ctl, m, &rp[1], 1);
+	int e = errno;
+	close(rp[1]);
+	if (r < 0) {
+		close(rp[0]);
+		return agentd_error_errno(err, e, "sandbox %s is not running", sb->id);
+	}
+	int fd = recv_answer(sb, rp[0], m->op, want_fd, err);
+	close(rp[0]);
+	return fd;
 }
 
 /* fd is a TCP socket of the AF_INET family: what the init was asked for, nothing else. */
@@ -62,24 +82,12 @@ static bool is_tcp_socket(int fd)
 
 int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
 {
-	struct ctr *c = sb->priv;
 	if (ctr_refuse_suspended(sb, err) < 0)
 		return -1;
-	int rp[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rp) < 0)
-		return agentd_error_errno(err, errno, "socketpair");
 	struct ctl_msg m = {.op = OP_SOCKET};
-	int r = ctl_send(c->ctl, &m, &rp[1], 1);
-	int e = errno;
-	close(rp[1]);
-	if (r < 0) {
-		close(rp[0]);
-		return agentd_error_errno(err, e, "sandbox %s is not running", sb->id);
-	}
-	int fd = recv_socket(sb, rp[0], err);
-	close(rp[0]);
+	int fd = ctr_ask_init(sb, &m, true, err);
 	if (fd < 0)
-		return -1;
+		return agentd_error_prefix(err, "a socket in its network namespace");
 	if (!is_tcp_socket(fd)) {
 		close(fd);
 		return agentd_error_set(err, EPROTO, "sandbox %s: its init sent something other "
@@ -92,7 +100,7 @@ int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
 	    (connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0 && errno != EINPROGRESS)) {
-		e = errno;
+		int e = errno;
 		close(fd);
 		return agentd_error_errno(err, e, "sandbox %s: connect to 127.0.0.1:%u inside",
 					  sb->id, (unsigned)port);

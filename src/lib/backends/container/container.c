@@ -252,6 +252,8 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.workdir_fd = ctr_workdir_fd,
 	.spawn = ctr_spawn,
 	.connect = ctr_connect,
+	/* issue 12: names */
+	.set_network = ctr_set_network,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -290,6 +292,8 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 	strv_push(&caps->platform_features, "egress-proxy");
 	strv_push(&caps->platform_features, "processes");	/* background, with a tty */
 	strv_push(&caps->platform_features, "port-forwarding");
+	/* issue 12: PATCH .../network, agentd_sandbox_set_network */
+	strv_push(&caps->platform_features, "network-switching");
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");

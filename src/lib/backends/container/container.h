@@ -37,6 +37,7 @@
 #define INIT_SETUP_FD 4
 #define INIT_LANDLOCK_FD 5
 #define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
+#define INIT_LANDLOCK_NET_FD 6	/* persistent: the connect layer of network "none" */
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
 #define UNIT_POOL 8		/* idle kill units kept per sandbox */
@@ -56,7 +57,14 @@ enum {
 	OP_SOCKET = 7,		/* host → init, with a reply socket: a TCP socket of the
 				 * sandbox's network namespace comes back on it (connect.c),
 				 * or no fd and the errno in id */
+	/* issue 12: names */
+	OP_NETWORK = 10,	/* host → init, with a reply socket: the network mode of the
+				 * commands started from now on (flags: NET_MODE_*); for
+				 * allowlist a new egress listener comes back on it, for none
+				 * an empty reply; or no fd and the errno in id */
 };
+#define NET_MODE_NONE 0u
+#define NET_MODE_ALLOWLIST 1u
 #define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
 struct ctl_msg {
@@ -85,6 +93,7 @@ struct init_args {
 	const char *ll_ro[4];
 	const char *ll_rw[64];
 	const char *rw_check[64];
+	bool net_none;			/* issue 12: its network starts as "none" */
 };
 
 struct ctr {
@@ -205,6 +214,14 @@ void exec_payload_release(struct exec_payload *pl);
 
 /* connect.c */
 int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
+/* issue 12: names. m to the init with a reply socket, and its answer of the same op: the
+ * fd it sent (want_fd), else 0; or -1 + err (the errno the init sent back, or why none
+ * came). */
+int ctr_ask_init(agentd_sandbox *sb, const struct ctl_msg *m, bool want_fd, agentd_error *err);
+
+/* network.c: issue 12. Switch a live sandbox between "none" and "allowlist", or replace
+ * its allowlist (agentd_sandbox_set_network). */
+int ctr_set_network(agentd_sandbox *sb, const agentd_network *net, agentd_error *err);
 
 /* container_snapshot.c */
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);

@@ -6,6 +6,10 @@
 
 /* Set in the init only (commands inherit the memory): the Landlock ruleset exists. */
 static bool init_has_landlock;
+/* issue 12: the connect layer exists (a network that can be switched), and whether the
+ * commands started from now on are of network "none" (they add it) (OP_NETWORK). */
+static bool init_has_landlock_net;
+static bool init_net_none;
 
 /* ------------------------------------------------------------- init (child) side */
 
@@ -82,6 +86,14 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 		if (ll < 0 || (r = landlock_apply(ll)) < 0)
 			child_fail(CHILD_REPORT_FD, 125, ll < 0 ? errno : -r,
 				   "landlock_restrict_self");
+	}
+	/* Network "none" now: no TCP connect, a layer the command keeps for its life (a later
+	 * switch to allowlist does not lift it). */
+	if (init_has_landlock_net && init_net_none) {
+		int ll = dup(INIT_LANDLOCK_NET_FD);
+		if (ll < 0 || (r = landlock_apply(ll)) < 0)
+			child_fail(CHILD_REPORT_FD, 125, ll < 0 ? errno : -r,
+				   "landlock_restrict_self (network none)");
 	}
 	r = fds_close_from(CHILD_REPORT_FD + 1);
 	if (r < 0)
@@ -248,6 +260,29 @@ static void send_socket(int reply)
 	}
 }
 
+/* OP_NETWORK: commands started from now on are of network m->flags. For allowlist, a new
+ * egress listener on 127.0.0.1:AGENTD_PROXY_PORT goes back on reply (the proxy serves it
+ * from then on; nothing here keeps it); a port some process of the sandbox took meanwhile
+ * fails the switch (EADDRINUSE, the mode unchanged). For none, an empty answer: the host
+ * closed the listener already. */
+static void switch_network(int reply, const struct ctl_msg *req)
+{
+	struct ctl_msg m = {.op = OP_NETWORK};
+	int r = 0;
+	if (req->flags == NET_MODE_ALLOWLIST)
+		r = netns_listener_send(reply, AGENTD_PROXY_PORT, &m, sizeof(m));
+	else if (req->flags != NET_MODE_NONE)
+		r = -EINVAL;
+	if (r == 0)
+		init_net_none = req->flags == NET_MODE_NONE;
+	if (r < 0 || req->flags == NET_MODE_NONE) {
+		m.id = (uint64_t)(r < 0 ? -r : 0);
+		if (send(reply, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* the host gave up waiting */
+		}
+	}
+}
+
 static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 {
 	struct running run[MAX_EXECS];
@@ -283,6 +318,11 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 		}
 		if (n == sizeof(m) && m.op == OP_SOCKET && nfds == 1) {
 			send_socket(fds[0]);
+			ctl_close_fds(fds);
+			continue;
+		}
+		if (n == sizeof(m) && m.op == OP_NETWORK && nfds == 1) {
+			switch_network(fds[0], &m);
 			ctl_close_fds(fds);
 			continue;
 		}
@@ -368,6 +408,8 @@ __attribute__((noreturn)) void container_init_main(void *arg)
 	if (r < 0)
 		init_fail(st.report_fd, r, what);
 	init_has_landlock = st.landlock;
+	init_has_landlock_net = st.landlock_net;
+	init_net_none = a->net_none;
 	/* Ready: closing the setup pipe without a report says so; a one-shot init runs its
 	 * command instead. */
 	if (a->once)

@@ -68,11 +68,15 @@ static int ctr_make_cgroup(agentd_sandbox *sb, agentd_error *err)
 /* The init's confinement (jail/pipeline.c): its ids, root, network, cgroup wait, fds at
  * fixed numbers, Landlock paths and seccomp program. A persistent sandbox's init keeps its
  * control socket and setup pipe. */
-static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec *spec)
+static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec *spec,
+		      bool once)
 {
 	struct init_args *ia = &p->ia;
 	struct jail_init_plan *jp = &ia->jail;
 	bool allowlist = spec->network.mode == AGENTD_NET_ALLOWLIST;
+	/* issue 12: a persistent sandbox's network can be switched between none and
+	 * allowlist (ctr_set_network): its commands' connect rule is a layer of its own */
+	bool switchable = !once && spec->network.mode != AGENTD_NET_HOST;
 	*jp = (struct jail_init_plan){
 		.uid = c->inner_id,
 		.gid = c->inner_id,
@@ -96,10 +100,12 @@ static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec
 		.close_from = INIT_SETUP_FD + 1,
 		.ll_ro = ia->ll_ro,
 		.ll_rw = ia->ll_rw,
-		.ll_deny_connect = spec->network.mode == AGENTD_NET_NONE,
+		.ll_deny_connect = !switchable && spec->network.mode == AGENTD_NET_NONE,
 		.ll_slot = INIT_LANDLOCK_FD,
 		.sc = &p->sc,
+		.ll_net_slot = switchable ? INIT_LANDLOCK_NET_FD : -1,
 	};
+	ia->net_none = spec->network.mode == AGENTD_NET_NONE;
 	ia->listener_msg = (struct ctl_msg){.op = OP_PROXY_FD};
 }
 
@@ -266,7 +272,7 @@ int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sa
 		goto fail;
 	p->ia.rl = &c->rl;
 	init_paths(&p->ia, spec);
-	init_plan(p, c, spec);
+	init_plan(p, c, spec, once);
 	*out = sb;
 	return 0;
 
