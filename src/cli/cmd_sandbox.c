@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 enum { OPT_SOCKET = 0x200, OPT_JSON, OPT_NAME, OPT_BACKEND, OPT_STREAM, OPT_STDIN, OPT_XENV,
-       OPT_XWORKDIR, OPT_XTIMEOUT, OPT_RAW };
+       OPT_XWORKDIR, OPT_XTIMEOUT, OPT_RAW,
+       /* issue 12: names */
+       OPT_LABEL, OPT_STATE };
 
 struct sbx_opts {
 	const char *socket;
@@ -26,6 +28,9 @@ struct sbx_opts {
 	agentd_kvv env;
 	struct policy_flags pf;
 	bool policy_used;
+	/* issue 12: names. ls's filters (--name and --backend filter too) */
+	agentd_strv labels;
+	const char *state;
 };
 
 static void sandbox_usage(FILE *f)
@@ -37,7 +42,13 @@ static void sandbox_usage(FILE *f)
 		"  exec -it [--env K=V] [--workdir D] ID -- PROG ARGS...   on a terminal, interactive\n"
 		"  attach ID PID         a terminal on a process started with a tty; Ctrl-P Ctrl-Q\n"
 		"                        detaches and leaves it running\n"
-		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
+		"  ls [--label K=V]... [--state S] [--backend B] [--name N]   the live ones that\n"
+		"                        match every filter given\n"
+		"  inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
+		"  network ID --none | --allow HOST:PORT...   switch a live container sandbox's\n"
+		"                        network (open connections the new policy does not allow\n"
+		"                        are closed)\n"
+		"  (ID: a sandbox's id or its name)\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
 		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
@@ -62,6 +73,8 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 		{"stream", no_argument, NULL, OPT_STREAM},
 		{"stdin", no_argument, NULL, OPT_STDIN},
 		{"raw", no_argument, NULL, OPT_RAW},
+		{"label", required_argument, NULL, OPT_LABEL},
+		{"state", required_argument, NULL, OPT_STATE},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
@@ -91,6 +104,12 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			break;
 		case OPT_RAW:
 			o->raw = true;
+			break;
+		case OPT_LABEL:
+			strv_push(&o->labels, optarg);
+			break;
+		case OPT_STATE:
+			o->state = optarg;
 			break;
 		case 't':
 			o->tty = true;
@@ -329,7 +348,7 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 	if (o->stream)
 		json_object_set_new(body, "stream", json_true());
 	char path[128];
-	snprintf(path, sizeof(path), "/v1/sandboxes/%.40s/exec", id);
+	snprintf(path, sizeof(path), "/v1/sandboxes/%.64s/exec", id);
 	struct stream_state st = {.exit_code = EXIT_AGENTD, .json = o->json};
 	term_out_init(&st.term[0], 1, o->raw);
 	term_out_init(&st.term[1], 2, o->raw);
@@ -365,11 +384,37 @@ static int do_exec(struct sbx_opts *o, int argc, char **argv, int i)
 	return rc;
 }
 
+/* GET /v1/sandboxes with ls's filters as its query (malloc'd). */
+static char *ls_path(const struct sbx_opts *o)
+{
+	const char *keys[] = {"state", "backend", "name"};
+	const char *vals[] = {o->state, o->backend, o->name};
+	size_t n = strlen("/v1/sandboxes") + 1;
+	char *path = strdup("/v1/sandboxes");
+	char sep = '?';
+	for (size_t i = 0; i < o->labels.n + 3; i++) {
+		const char *k = i < o->labels.n ? "label" : keys[i - o->labels.n];
+		const char *v = i < o->labels.n ? o->labels.v[i] : vals[i - o->labels.n];
+		if (!v)
+			continue;
+		char *q = url_escape(v);
+		n += strlen(k) + strlen(q) + 2;
+		path = realloc(path, n);
+		size_t len = strlen(path);
+		snprintf(path + len, n - len, "%c%s=%s", sep, k, q);
+		sep = '&';
+		free(q);
+	}
+	return path;
+}
+
 static int do_ls(struct sbx_opts *o)
 {
 	agentd_error err = {0};
 	int status = 0;
-	json_t *j = client_call(o->socket, "GET", "/v1/sandboxes", NULL, &status, &err);
+	char *path = ls_path(o);
+	json_t *j = client_call(o->socket, "GET", path, NULL, &status, &err);
+	free(path);
 	if (!j) {
 		print_error("sandbox ls: %s", err.msg);
 		return EXIT_AGENTD;
@@ -425,20 +470,23 @@ int sandbox_call(const char *socket, bool json, const char *verb, const char *me
 	return simple(&o, verb, method, path, body, ok, print_key);
 }
 
-static bool split_remote(const char *s, char id[33], const char **path)
+/* ID:PATH, where ID is an id or a name ([A-Za-z0-9._-], at most 64 bytes). */
+static bool split_remote(const char *s, char id[65], const char **path)
 {
 	const char *colon = strchr(s, ':');
-	if (!colon || colon - s != 32)
+	size_t n = colon ? (size_t)(colon - s) : 0;
+	if (!n || n > 64 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "0123456789._-") < n)
 		return false;
-	memcpy(id, s, 32);
-	id[32] = '\0';
+	memcpy(id, s, n);
+	id[n] = '\0';
 	*path = colon + 1;
 	return true;
 }
 
 static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
 {
-	char id[33];
+	char id[65];
 	const char *rpath;
 	bool from = split_remote(src, id, &rpath);
 	if (!from && !split_remote(dst, id, &rpath)) {
@@ -523,6 +571,9 @@ int cmd_sandbox(int argc, char **argv)
 		return cmd_context(sub, argc - 1, argv + 1);
 	if (!strcmp(sub, "port") || !strcmp(sub, "ports"))
 		return cmd_sandbox_port(argc - 1, argv + 1);
+	/* issue 12: names */
+	if (!strcmp(sub, "network"))
+		return cmd_sandbox_network(argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};
