@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,10 @@
  * the sandbox's own network namespace, where nothing listens (refused), never on the host's
  * listener; a backend without a way in (ENOTSUP) forwards nothing. */
 #define SEC_WAY_IN 128u
+/* issue 12: names. Run as a background process in the allowlist sandbox; once it prints
+ * "tunnel open" the host takes {port} off the list (agentd_sandbox_set_network) and sends
+ * it SIGUSR1, then puts the list back. */
+#define SEC_NARROWED 2048u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -150,6 +155,9 @@ static const struct sec_attack attacks[] = {
 	{ "process-vm-readv-agentd", "processes", {"process-vm-readv", "{pid}"}, NULL, 0 },
 	{ "ptrace-pid1", "processes", {"ptrace", "1"}, NULL, 0 },
 	{ "process-vm-readv-pid1", "processes", {"process-vm-readv", "1"}, NULL, 0 },
+	/* issue 12: names */
+	{ "proxy-narrowed-live", "network", {"proxy-narrowed", "127.0.0.1", "{port}"}, NULL,
+	  SEC_ALLOWLIST | SEC_NARROWED },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -222,16 +230,30 @@ static void judge_terminal_output(const agentd_exec_output *o, struct sec_cell *
 
 /* cmd on a terminal of its own in sb: what it writes there, into o (its exit code too),
  * within 10 s. -1 with err when it cannot start (ENOTSUP: no such processes here). */
-static int spawn_on_tty(agentd_sandbox *sb, const agentd_command *cmd, agentd_exec_output *o,
-			agentd_error *err)
+/* SEC_NARROWED: the process holds its tunnel; {port} goes off the list and it is told. */
+static void narrow_live(agentd_sandbox *sb, agentd_process *p)
+{
+	agentd_network now = {.mode = AGENTD_NET_ALLOWLIST};
+	strv_push(&now.allow, "127.0.0.1:1");
+	agentd_error err = {0};
+	if (agentd_sandbox_set_network(sb, &now, &err) == 0)
+		agentd_process_signal(p, SIGUSR1, &err);
+	strv_free(&now.allow);
+}
+
+/* A background process (on a terminal when tty) and its output, killed after 10 s or at
+ * its end; at_mark runs once when the output holds "tunnel open" (SEC_NARROWED). */
+static int spawn_collect(agentd_sandbox *sb, const agentd_command *cmd, bool tty,
+			 void (*at_mark)(agentd_sandbox *sb, agentd_process *p),
+			 agentd_exec_output *o, agentd_error *err)
 {
 	agentd_command bg = {.argv = cmd->argv};
-	agentd_process_opts opts = {.tty = true};
+	agentd_process_opts opts = {.tty = tty};
 	agentd_process *p = NULL;
 	if (agentd_sandbox_spawn(sb, &bg, &opts, &p, err) < 0)
 		return -1;
 	size_t cap = 0;
-	uint64_t deadline = now_ms_monotonic() + 10000;
+	uint64_t deadline = now_ms_monotonic() + (at_mark ? 30000 : 10000);
 	for (;;) {
 		struct pollfd pf = {.fd = agentd_process_stdout_fd(p), .events = POLLIN};
 		uint64_t now = now_ms_monotonic();
@@ -248,6 +270,10 @@ static int spawn_on_tty(agentd_sandbox *sb, const agentd_command *cmd, agentd_ex
 		for (ssize_t i = 0; i < n; i++) /* the terminal's \r\n as lines */
 			if (buf[i] != '\r')
 				o->out[o->out_len++] = buf[i];
+		if (at_mark && memmem(o->out, o->out_len, "tunnel open\n", 12)) {
+			at_mark(sb, p);
+			at_mark = NULL;
+		}
 	}
 	agentd_process_kill(p, err);
 	agentd_process_status st = {0};
@@ -350,8 +376,18 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	agentd_exec_output o;
 	memset(&o, 0, sizeof(o));
 	agentd_error err = {0};
-	if ((a->flags & SEC_TTY) ? spawn_on_tty(sb, &cmd, &o, &err) < 0
-				 : agentd_sandbox_exec(sb, &cmd, &ctx, &o, &err) < 0) {
+	bool bg = a->flags & (SEC_TTY | SEC_NARROWED);
+	agentd_network was = {.mode = agentd_sandbox_spec(sb)->network.mode};
+	strv_copy(&was.allow, &agentd_sandbox_spec(sb)->network.allow);
+	int r = bg ? spawn_collect(sb, &cmd, a->flags & SEC_TTY,
+			       a->flags & SEC_NARROWED ? narrow_live : NULL, &o, &err)
+		   : agentd_sandbox_exec(sb, &cmd, &ctx, &o, &err);
+	/* SEC_NARROWED: the list as it was, for what runs next in this sandbox */
+	agentd_error rerr = {0};
+	if ((a->flags & SEC_NARROWED) && r == 0 && agentd_sandbox_set_network(sb, &was, &rerr) < 0)
+		print_error("warning: put the allowlist back: %s", rerr.msg);
+	strv_free(&was.allow);
+	if (r < 0) {
 		if (a->flags & SEC_REFUSAL_BLOCKS)
 			cell_set(c, SEC_BLOCKED, "refused: %s", err.msg);
 		else

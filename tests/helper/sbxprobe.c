@@ -681,6 +681,61 @@ CMD(cmd_proxy_resolve)
 	return error(buf[0] ? m : "the proxy closed without an answer");
 }
 
+/* issue 12: names. A network narrowed live: a tunnel through the egress proxy to
+ * HOST:PORT (listed), "tunnel open", then wait for SIGUSR1 (sent by the host once it took
+ * HOST:PORT off the list). ALLOWED when the tunnel stays open, or a new one is granted;
+ * BLOCKED when the tunnel was closed and a new CONNECT is refused. */
+static int proxy_socket(void)
+{
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(3128),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = {.tv_sec = 15};
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(fd, (struct sockaddr *)&in, sizeof(in)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+CMD(cmd_proxy_narrowed)
+{
+	char req[320], buf[2048];
+	snprintf(req, sizeof(req), "CONNECT %s:%s HTTP/1.1\r\n\r\n", argv[1], argv[2]);
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	int tunnel = proxy_socket();
+	if (tunnel < 0)
+		return error("no egress proxy before the narrowing");
+	proxy_ask(tunnel, req, buf, sizeof(buf));
+	if (strncmp(buf, "HTTP/1.1 200", 12))
+		return error("the tunnel was not granted before the narrowing");
+	say("tunnel open");
+	struct timespec wait = {.tv_sec = 20};
+	if (sigtimedwait(&usr1, NULL, &wait) < 0)
+		return error("no narrowing (SIGUSR1) within 20 s");
+	struct pollfd p = {.fd = tunnel, .events = POLLIN | POLLRDHUP};
+	char c;
+	if (poll(&p, 1, 3000) == 0 || recv(tunnel, &c, 1, MSG_DONTWAIT) > 0)
+		return allowed("the tunnel opened before the narrowing stays open");
+	close(tunnel);
+	int fd = proxy_socket();
+	if (fd < 0)
+		return blocked_errno("tunnel closed at the narrowing; no proxy for a new one");
+	proxy_ask(fd, req, buf, sizeof(buf));
+	close(fd);
+	if (!strncmp(buf, "HTTP/1.1 200", 12))
+		return allowed("a new tunnel to the host taken off the list was granted");
+	buf[strcspn(buf, "\r\n")] = '\0';
+	say("BLOCKED tunnel closed at the narrowing; a new one refused (%.80s)", buf);
+	return 1;
+}
+
 /* Egress with a verdict that means "the sandbox refused": blocked only when socket() or
  * connect() is refused locally (EPERM, EACCES, EAFNOSUPPORT, ENETUNREACH). A refusal from
  * the other end (ECONNREFUSED), an ICMP error or a timeout mean the packets left. */
@@ -2034,6 +2089,8 @@ static const struct command commands[] = {
 	{ "connect-udp", "HOST PORT", 2, 0, cmd_connect_udp },
 	{ "connect-egress", "HOST PORT TIMEOUT_MS", 3, 0, cmd_connect_egress },
 	{ "proxy-resolve", "NAME PORT", 2, 0, cmd_proxy_resolve },
+	/* issue 12: names */
+	{ "proxy-narrowed", "HOST PORT", 2, 0, cmd_proxy_narrowed },
 	{ "bind-tcp", "PORT", 1, 0, cmd_bind_tcp },
 	{ "connect-unix", "PATH", 1, 0, cmd_connect_unix },
 	{ "connect-abstract", "NAME", 1, 0, cmd_connect_abstract },

@@ -166,6 +166,9 @@ EXPECT = {
     # allowlist listing one address: the proxy must not resolve a name the sandbox makes up
     # (DNS exfiltration); backends without a netns refuse allowlist, which blocks it
     "proxy-dns-exfil": _all_blocked(),
+    # issue 12: names. The same allowlist narrowed live while a process holds a tunnel: the
+    # tunnel is closed and a new one refused (backends without allowlist refuse it at once)
+    "proxy-narrowed-live": _all_blocked(),
     "raw-socket": _all_blocked(),
     "packet-socket": _all_blocked(),
     "vsock-socket": _table(hd=either(HD_SYS + " (AF_VSOCK if the kernel has it)")),
