@@ -40,6 +40,11 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py \
 		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py \
 		tests/integration/test_daemon_ports.py
+	# issue 12: names
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_daemon_names.py \
+		tests/integration/test_daemon_network_patch.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration

@@ -1,6 +1,7 @@
 /* fuzz_http.c: libFuzzer target for the daemon's request path — what the HTTP handler calls
  * with the method, URL, query and body of every request (routing + strict body validation,
- * including the nested policy parser). Input: METHOD\nPATH\nQUERY-PATH\nBODY. */
+ * including the nested policy parser). Input: METHOD\nPATH\nQUERY-PATH\nBODY; a query
+ * line "?k=v&k&..." is split into the whole argument list instead. */
 #include "daemon/http/http.h"
 #include "common/ws.h"
 
@@ -19,6 +20,23 @@ static char *take_line(const uint8_t **p, size_t *n)
 	return s;
 }
 
+/* "k=v&k2&..." split in place into args (at most max; the rest is dropped). */
+static size_t split_query(char *s, struct api_query_arg *args, size_t max)
+{
+	size_t n = 0;
+	for (char *tok = s; tok && n < max;) {
+		char *amp = strchr(tok, '&');
+		if (amp)
+			*amp = '\0';
+		char *eq = strchr(tok, '=');
+		if (eq)
+			*eq = '\0';
+		args[n++] = (struct api_query_arg){tok, eq ? eq + 1 : NULL};
+		tok = amp ? amp + 1 : NULL;
+	}
+	return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -35,6 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			      .stream = qv, .foreground = key ? NULL : qv, .upgrade = "websocket",
 			      .connection = "keep-alive, Upgrade", .ws_version = "13",
 			      .ws_key = key ? qv : "dGhlIHNhbXBsZSBub25jZQ=="};
+	/* a query line "?k=v&..." is the argument list (else the values above, as sent by
+	 * the routes' clients, and no other argument) */
+	char *qs = strdup(qpath);
+	struct api_query_arg args[API_QUERY_MAX_ARGS + 2];
+	q.args = args;
+	q.nargs = qs[0] == '?' ? split_query(qs + 1, args, API_QUERY_MAX_ARGS + 2) : 0;
 	struct api_request r;
 	agentd_error err = {0};
 	int status = api_request_parse(method, path, &q, p, n, &r, &err);
@@ -46,7 +70,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (r.route == ROUTE_PROCESS_ATTACH && !ws_key_valid(r.ws_key))
 			abort();
-		if (r.id[0] && !api_valid_id(r.id))
+		/* {id}: an id, or a name that can never read as one */
+		if (r.id[0] && !api_valid_id(r.id) &&
+		    (api_name_reserved(r.id, strlen(r.id)) || strlen(r.id) > API_NAME_MAX ||
+		     strspn(r.id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+			     strlen(r.id) || r.id[0] == '.'))
+			abort();
+		if (r.name && api_name_reserved(r.name, strlen(r.name)))
+			abort();
+		if (r.label_filter.n > API_LABEL_FILTERS_MAX)
+			abort();
+		if (r.route == ROUTE_SANDBOX_NETWORK &&
+		    (!r.has_network || r.network.mode == AGENTD_NET_HOST ||
+		     (r.network.mode != AGENTD_NET_ALLOWLIST && r.network.allow.n)))
 			abort();
 		if (r.route >= ROUTE_PROCESS_GET && r.route <= ROUTE_PROCESS_OUTPUT && r.pid < 1)
 			abort();
@@ -70,5 +106,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(method);
 	free(path);
 	free(qpath);
+	free(qs);
 	return 0;
 }
