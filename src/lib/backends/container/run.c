@@ -82,9 +82,12 @@ static int ctr_send_exec(struct ctr *c, const struct exec_job *j, uint64_t id,
  * only way out. */
 char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 {
-	const struct ctr *c = sb->priv;
+	struct ctr *c = sb->priv;
 	agentd_kvv extra = {0};
-	if (c->proxy) {
+	pthread_mutex_lock(&c->lock); /* a live network switch sets it (network.c) */
+	bool proxied = c->proxy != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (proxied) {
 		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
 						   "http_proxy", "https_proxy", "all_proxy"};
 		for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
