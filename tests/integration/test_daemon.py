@@ -222,7 +222,9 @@ def test_bad_requests(d):
         ("POST", f"/v1/sandboxes/{sid}/exec", b'{"argv": ["a\\u0000b"]}', 400),
         ("POST", f"/v1/sandboxes/{sid}/snapshots", b'{}', 400),
         ("POST", f"/v1/sandboxes/{sid}/restore", b'{"snapshot_id": "xyz"}', 400),
-        ("POST", "/v1/sandboxes/NOT-AN-ID/exec", b'{"argv": ["a"]}', 400),
+        ("POST", "/v1/sandboxes/NOT-AN-ID!/exec", b'{"argv": ["a"]}', 400),
+        # a name (issue 12): no sandbox has it
+        ("POST", "/v1/sandboxes/NOT-AN-ID/exec", b'{"argv": ["a"]}', 404),
         ("GET", "/v1/sandboxes/" + "A" * 32, None, 400),
         ("GET", "/v1/sandboxes/../../etc", None, 400),
         ("GET", "/v1/health", b"body", 400),
