@@ -415,6 +415,7 @@ static int do_ls(struct sbx_opts *o)
 	char *path = ls_path(o);
 	json_t *j = client_call(o->socket, "GET", path, NULL, &status, &err);
 	free(path);
+	strv_free(&o->labels);
 	if (!j) {
 		print_error("sandbox ls: %s", err.msg);
 		return EXIT_AGENTD;

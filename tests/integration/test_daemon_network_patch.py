@@ -39,6 +39,7 @@ print(head.split(b"\r\n")[0].decode(), flush=True)
 if mode == "once":
     sys.exit(0)
 s.settimeout(None)
+s.sendall(head.split(b"\r\n\r\n", 1)[1])   # what the target sent right after the answer
 while True:
     try:
         b = s.recv(65536)
@@ -77,13 +78,16 @@ class EchoTarget:
 
     def round_trip(self, c, data=b"ping"):
         c.settimeout(20)
-        c.sendall(data)
         got = b""
-        while len(got) < len(data):
-            b = c.recv(len(data) - len(got))
-            if not b:
-                return False
-            got += b
+        try:
+            c.sendall(data)
+            while len(got) < len(data):
+                b = c.recv(len(data) - len(got))
+                if not b:
+                    return False
+                got += b
+        except OSError:
+            return False
         return got == data
 
     @staticmethod
