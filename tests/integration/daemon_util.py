@@ -269,3 +269,49 @@ def echo_connection(addr, family=socket.AF_INET, timeout=30):
         s.close()
         assert time.monotonic() < deadline, "the server inside never answered"
         time.sleep(0.2)
+
+
+class LoopbackTarget:
+    """A "host" for the egress proxy to reach: a listener on a loopback address of the host
+    (127.0.0.2...), each accepted connection kept in conns (echoed back by a thread of its
+    own when echo)."""
+
+    def __init__(self, addr, echo=False):
+        self.sock = socket.socket()
+        self.sock.bind((addr, 0))
+        self.sock.listen(64)
+        self.addr, self.port = addr, self.sock.getsockname()[1]
+        self.echo = echo
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def entry(self):
+        """The allowlist entry of exactly this target."""
+        return f"{self.addr}:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.echo:
+                threading.Thread(target=self._echo, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _echo(c):
+        while True:
+            try:
+                b = c.recv(65536)
+                if not b:
+                    return
+                c.sendall(b)
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()

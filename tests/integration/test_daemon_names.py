@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from daemon_util import Daemon, forward_port, wait_until
+from daemon_util import Daemon, forward_port
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ and the new policy. The "hosts" are echo servers of this module on the host's lo
 (127.0.0.2 and 127.0.0.3), nothing beyond the machine."""
 import json
 import socket
-import threading
 import time
 
 import pytest
 
-from daemon_util import Daemon, wait_until
+from daemon_util import Daemon, LoopbackTarget, wait_until
 
 # Inside the sandbox: a tunnel through the proxy to HOST:PORT, its answer line printed, then
 # every byte the target sends echoed back until the tunnel ends ("ended"). MODE "once": exit
@@ -52,29 +51,9 @@ print("ended", flush=True)
 """
 
 
-class EchoTarget:
-    """A target host: a listener on one loopback address whose accepted connections the test
-    drives (the sandbox's holder echoes what it is sent)."""
-
-    def __init__(self, addr):
-        self.sock = socket.socket()
-        self.sock.bind((addr, 0))
-        self.sock.listen(16)
-        self.addr, self.port = addr, self.sock.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-
-    @property
-    def entry(self):
-        return f"{self.addr}:{self.port}"
+class EchoTarget(LoopbackTarget):
+    """A target host whose accepted connections the test drives (the sandbox's holder
+    echoes what it is sent)."""
 
     def round_trip(self, c, data=b"ping"):
         c.settimeout(20)
@@ -101,11 +80,6 @@ class EchoTarget:
             return True
         finally:
             c.setblocking(True)
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,11 @@ import struct
 import sys
 import tempfile
 import threading
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from daemon_util import Daemon, wait_until  # noqa: E402
+from daemon_util import Daemon, LoopbackTarget, wait_until  # noqa: E402
 
 DNS_ADDR = "127.0.0.9"
 KEPT, REMOVED = "127.0.0.2", "127.0.0.3"
@@ -85,37 +84,6 @@ def direct():
 attempt("direct", direct)
 print("done", flush=True)
 """
-
-
-class Echo:
-    def __init__(self, addr):
-        self.sock = socket.socket()
-        self.sock.bind((addr, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _echo(c):
-        with c:
-            while True:
-                try:
-                    b = c.recv(65536)
-                    if not b:
-                        return
-                    c.sendall(b)
-                except OSError:
-                    return
 
 
 class Dns:
@@ -197,9 +165,9 @@ def results(text):
 
 def test_an_earlier_process_reaches_the_removed_host_by_no_route(env):
     d, dns, name = env["daemon"], env["dns"], env["name"]
-    kept, removed = Echo(KEPT), Echo(REMOVED)
+    kept, removed = LoopbackTarget(KEPT, echo=True), LoopbackTarget(REMOVED, echo=True)
     token = secrets.token_hex(4)
-    allow = [f"{KEPT}:{kept.port}", f"{name}:{removed.port}", f"{REMOVED}:{removed.port}"]
+    allow = [kept.entry, f"{name}:{removed.port}", removed.entry]
     sid = d.create(spec={"network": {"mode": "allowlist", "allow": allow}})
     try:
         r = d.post(f"/v1/sandboxes/{sid}/processes", {"argv": [
@@ -214,10 +182,10 @@ def test_an_earlier_process_reaches_the_removed_host_by_no_route(env):
                                          "HTTP/1.1 200 Connection established OPEN OPEN"), out
         assert name in dns.queries, dns.queries
         r = d.request("PATCH", f"/v1/sandboxes/{sid}/network",
-                      {"mode": "allowlist", "allow": [f"{KEPT}:{kept.port}"]})
+                      {"mode": "allowlist", "allow": [kept.entry]})
         assert r.status == 200, r
         looked_up = len(dns.queries)
-        accepted = removed.accepted
+        accepted = len(removed.conns)
         assert d.exec(sid, ["/bin/touch", "/tmp/go"]).json["exit_code"] == 0
         assert wait_until(lambda: "done" in process_output(d, sid, pid), timeout=90), \
             process_output(d, sid, pid)
@@ -229,7 +197,7 @@ def test_an_earlier_process_reaches_the_removed_host_by_no_route(env):
         assert got["socks-by-name"].startswith("refused"), got
         assert got["direct"].startswith("ERR"), got
         # no new connection reached the removed host, no name left the host
-        assert removed.accepted == accepted, got
+        assert len(removed.conns) == accepted, got
         assert dns.queries[looked_up:] == [], dns.queries
         denied = [x for x in d.get("/v1/audit").json["records"]
                   if x["sandbox_id"] == sid and x["result"] == "denied"]
@@ -237,5 +205,5 @@ def test_an_earlier_process_reaches_the_removed_host_by_no_route(env):
                    for x in denied), denied
     finally:
         d.delete(f"/v1/sandboxes/{sid}")
-        kept.sock.close()
-        removed.sock.close()
+        kept.close()
+        removed.close()

@@ -68,6 +68,17 @@ enum sb_state live_state(const struct live *l)
 	return l->state;
 }
 
+int live_require_ready(struct daemon *d, struct live *l, agentd_error *err)
+{
+	pthread_mutex_lock(&d->lock);
+	enum sb_state s = live_state(l);
+	pthread_mutex_unlock(&d->lock);
+	if (s == SB_READY || s == SB_EXECUTING)
+		return 0;
+	agentd_error_set(err, EBUSY, "sandbox %s is %s", l->id, sb_state_name(s));
+	return 409;
+}
+
 /* Sandboxes are created by one long-lived thread. A container's init is bound to the thread
  * that cloned it (PR_SET_PDEATHSIG fires when that *thread* exits), and connection threads
  * end with their connection; this one lives as long as the daemon. */

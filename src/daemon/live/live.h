@@ -121,6 +121,8 @@ struct live *live_create(struct daemon *d, const char *backend, const agentd_spe
 struct live *live_get(struct daemon *d, const char *ref);
 void live_put(struct daemon *d, struct live *l);
 enum sb_state live_state(const struct live *l);	/* with d->lock held */
+/* issue 12: 0 when l is ready or executing, else 409 with err `sandbox ID is STATE`. */
+int live_require_ready(struct daemon *d, struct live *l, agentd_error *err);
 /* Destroy l (the caller's reference is consumed): cancels its execs, waits for the other
  * users, destroys through the library, records the final state. */
 int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_error *err);

@@ -41,13 +41,9 @@ static void store_policy(struct daemon *d, struct live *l)
 int live_set_network(struct daemon *d, struct live *l, const struct client *c,
 		     const agentd_network *net, json_t **out, agentd_error *err)
 {
-	pthread_mutex_lock(&d->lock);
-	enum sb_state s = live_state(l);
-	pthread_mutex_unlock(&d->lock);
-	if (s != SB_READY && s != SB_EXECUTING) {
-		agentd_error_set(err, EBUSY, "sandbox %s is %s", l->id, sb_state_name(s));
-		return 409;
-	}
+	int status = live_require_ready(d, l, err);
+	if (status)
+		return status;
 	pthread_mutex_lock(&l->net_lock);
 	const agentd_spec *spec = agentd_sandbox_spec(l->sb);
 	if (spec->network.mode == AGENTD_NET_HOST) {

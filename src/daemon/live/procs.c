@@ -173,13 +173,9 @@ int procs_spawn(struct daemon *d, struct live *l, const struct client *c,
 		const agentd_command *cmd, const agentd_process_opts *opts, struct proc **out,
 		agentd_error *err)
 {
-	pthread_mutex_lock(&d->lock);
-	enum sb_state s = live_state(l);
-	pthread_mutex_unlock(&d->lock);
-	if (s != SB_READY && s != SB_EXECUTING) {
-		agentd_error_set(err, EBUSY, "sandbox %s is %s", l->id, sb_state_name(s));
-		return 409;
-	}
+	int status = live_require_ready(d, l, err);
+	if (status)
+		return status;
 	struct proc_table *t = table_of(d, l);
 	uint64_t t0 = mono_ms();
 	pthread_mutex_lock(&t->mu);
@@ -188,7 +184,6 @@ int procs_spawn(struct daemon *d, struct live *l, const struct client *c,
 		return 429;
 	}
 	agentd_process *h = NULL;
-	int status = 0;
 	if (agentd_sandbox_spawn(l->sb, cmd, opts, &h, err) < 0) {
 		status = spawn_status(err->code);
 		pthread_mutex_unlock(&t->mu);
