@@ -98,37 +98,39 @@ static int wait_placed(const struct jail_init_plan *p)
 	return unshare(CLONE_NEWCGROUP) < 0 ? -errno : 0;
 }
 
-/* Everything visible read-only but the writable scratch, in the ruleset's fixed slot. */
-static int landlock_slot(const struct jail_init_plan *p, struct jail_init_state *st)
+/* A ruleset (or landlock_*_child's -errno) at its fixed slot: 1 placed, 0 no Landlock
+ * (or no network rules) here, -errno. */
+static int place_ruleset(int ll, int slot)
 {
-	int ll = landlock_ruleset_child(p->ll_ro, p->ll_rw, p->ll_deny_connect, true);
 	if (ll == -EOPNOTSUPP || ll == -ENOSYS)
-		return 0;	/* no Landlock here: seccomp and the namespaces still hold */
+		return 0;
 	if (ll < 0)
 		return ll;
-	if (ll != p->ll_slot) {
-		if (dup3(ll, p->ll_slot, O_CLOEXEC) < 0)
+	if (ll != slot) {
+		if (dup3(ll, slot, O_CLOEXEC) < 0)
 			return -errno;
 		close(ll);
 	}
+	return 1;
+}
+
+/* Everything visible read-only but the writable scratch, in the ruleset's fixed slot. No
+ * Landlock here: seccomp and the namespaces still hold. */
+static int landlock_slot(const struct jail_init_plan *p, struct jail_init_state *st)
+{
+	int r = place_ruleset(landlock_ruleset_child(p->ll_ro, p->ll_rw, p->ll_deny_connect, true),
+			      p->ll_slot);
+	if (r <= 0)
+		return r;
 	st->landlock = true;
 	/* issue 12: the connect layer of a network that can be switched. Built now, as the
 	 * filesystem one is: no sandboxed code has run yet. Without network rules (ABI < 4)
 	 * the empty namespace alone keeps "none" closed, as it does for any sandbox there. */
 	if (p->ll_net_slot < 0)
 		return 0;
-	ll = landlock_connect_ruleset_child();
-	if (ll == -EOPNOTSUPP)
-		return 0;
-	if (ll < 0)
-		return ll;
-	if (ll != p->ll_net_slot) {
-		if (dup3(ll, p->ll_net_slot, O_CLOEXEC) < 0)
-			return -errno;
-		close(ll);
-	}
-	st->landlock_net = true;
-	return 0;
+	r = place_ruleset(landlock_connect_ruleset_child(), p->ll_net_slot);
+	st->landlock_net = r > 0;
+	return r < 0 ? r : 0;
 }
 
 /* PID 1 gives up everything before it serves: not dumpable, no capabilities (in any user
