@@ -441,27 +441,46 @@ static void lost_sandbox(void *arg, const char *id)
 	dlog("warn", "msg=\"sandbox lost at daemon restart\" sandbox=%s", id);
 }
 
-/* What a previous run left: rows still live are failed (their sandboxes died with that
- * process), and whatever is on disk under our work root is removed. */
+/* What a previous run left: rows still live that are not durable are failed (their
+ * sandboxes died with that process), and the unix sockets of its forwarded ports go (an
+ * adopted sandbox's are made anew). The durable ones are adopted once the backends are
+ * ready (adopt_and_sweep). */
 static int reconcile(struct daemon *d, agentd_error *err)
 {
 	if (state_reconcile(d->st, lost_sandbox, d, err) < 0)
 		return -1;
+	ports_remove_stale(d);
+	return 0;
+}
+
+static bool is_live(struct daemon *d, const char *id)
+{
+	pthread_mutex_lock(&d->lock);
+	struct live *l = d->head;
+	while (l && strcmp(l->id, id))
+		l = l->next;
+	pthread_mutex_unlock(&d->lock);
+	return l != NULL;
+}
+
+/* Every durable sandbox adopted (or failed), then whatever is on disk under our work root
+ * that no live sandbox owns is removed, and the cgroups nothing holds. */
+static void adopt_and_sweep(struct daemon *d)
+{
+	live_adopt_all(d);
 	int dfd = open(d->work_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return 0;
-	DIR *dir = fdopendir(dfd);
+	DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
 	struct dirent *e;
 	while (dir && (e = readdir(dir)))
-		if (api_valid_id(e->d_name)) {
+		if (api_valid_id(e->d_name) && !is_live(d, e->d_name)) {
 			agentd_cleanup_stale_sandbox(d->work_root, e->d_name);
 			dlog("warn", "msg=\"removed a leftover sandbox dir\" sandbox=%s", e->d_name);
 		}
 	if (dir)
 		closedir(dir);
+	else if (dfd >= 0)
+		close(dfd);
 	agentd_cleanup_stale_sandbox(NULL, NULL);
-	ports_remove_stale(d);
-	return 0;
 }
 
 /* libmicrohttpd's own limit leaves room for connections peers.c shut that are still
@@ -558,11 +577,13 @@ static int prepare_backends(struct daemon *d, agentd_error *err)
 	if (!defb)
 		return agentd_error_prefix(err, "--backend %s", d->cfg.default_backend);
 	d->default_backend = agentd_backend_name(defb);
+	adopt_and_sweep(d);
 	return 0;
 }
 
 /* Stop accepting, let running requests finish (bounded by --drain), then cancel what is
- * left and destroy every sandbox. */
+ * left (its result says why) and destroy every sandbox that is not durable (every one with
+ * --destroy-on-exit); the durable ones are left running for the next daemon. */
 static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt)
 {
 	MHD_socket lfd = MHD_quiesce_daemon(mu);
@@ -587,7 +608,8 @@ static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt
 	pthread_mutex_unlock(&d->lock);
 	if (left)
 		dlog("warn", "msg=\"cancelling requests still running\" count=%u", left);
-	live_destroy_all(d, "daemon stopped");
+	live_cancel_execs(d, "daemon shutting down");
+	live_stop_all(d, "daemon stopped");
 }
 
 /* The HTTP servers: the unix socket (taken over from ufd), and TCP with --listen. */
@@ -663,7 +685,7 @@ out:
 	if (mu) {
 		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
-		live_destroy_all(d, "daemon stopped");
+		live_stop_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
 	peers_free(lu.peers);

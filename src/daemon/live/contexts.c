@@ -531,6 +531,16 @@ static int await_hello(agentd_process *p, json_t **hello, agentd_error *err)
 	return r;
 }
 
+/* issue 12: durable-daemon: what a later daemon needs to take c back (adopt.c) */
+static void ctx_keep(struct daemon *d, struct live *l, const struct context *c)
+{
+	live_item_put(d, l, "context", c->id,
+		      json_pack("{s:s, s:i, s:I, s:I, s:b, s:s}", "id", c->id, "language",
+				(int)c->lang, "pid", (json_int_t)c->pid, "created_ms",
+				(json_int_t)c->created_ms, "session", c->session, "version",
+				c->version));
+}
+
 int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const agentd_kvv *env,
 	       const char *workdir, bool for_session, json_t **out, agentd_error *err)
 {
@@ -601,8 +611,49 @@ int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const a
 	if (out)
 		*out = ctx_json(l, c);
 	pthread_mutex_unlock(&d->lock);
+	ctx_keep(d, l, c);
 	dlog("info", "msg=\"context started\" sandbox=%s context=%s language=%s", l->id, c->id,
 	     api_language_name(lang));
+	return 0;
+}
+
+/* issue 12: durable-daemon: a context of an adopted sandbox back on its interpreter, which
+ * kept its variables. A cell cut short by the restart may have left frames in its pipe:
+ * they are read and dropped, and the cells go on numbered past the stored ones. */
+int ctx_adopt(struct daemon *d, struct live *l, agentd_process *h, json_t *item)
+{
+	const char *id = json_string_value(json_object_get(item, "id"));
+	enum api_language lang = (enum api_language)json_integer_value(json_object_get(item,
+										      "language"));
+	if (!id || !api_valid_id(id) || (lang != LANG_PYTHON && lang != LANG_NODE &&
+					  lang != LANG_BASH && lang != LANG_SH)) {
+		agentd_process_kill(h, NULL);
+		agentd_process_free(h);
+		return -1;
+	}
+	uint8_t junk[4096];
+	int out = agentd_process_stdout_fd(h);
+	struct pollfd pfd = {.fd = out, .events = POLLIN};
+	while (out >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) &&
+	       read(out, junk, sizeof(junk)) > 0)
+		;
+	struct context *c = xcalloc(1, sizeof(*c));
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	c->lang = lang;
+	c->p = h;
+	c->pid = agentd_process_pid(h);
+	c->created_ms = json_integer_value(json_object_get(item, "created_ms"));
+	c->session = json_is_true(json_object_get(item, "session"));
+	c->cells = 1000000; /* past any id of a frame left from before */
+	snprintf(c->version, sizeof(c->version), "%s",
+		 json_string_value(json_object_get(item, "version"))
+			 ? json_string_value(json_object_get(item, "version"))
+			 : "");
+	pthread_mutex_lock(&d->lock);
+	c->next = l->contexts;
+	l->contexts = c;
+	l->n_contexts++;
+	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
 
@@ -657,6 +708,7 @@ int ctx_delete(struct daemon *d, struct live *l, const char *cid, agentd_error *
 		pthread_cond_wait(&d->cond, &d->lock);
 	unlink_ctx(l, c);
 	pthread_mutex_unlock(&d->lock);
+	live_item_del(d, l, "context", c->id);
 	end_context(c, "deleted");
 	free(c);
 	return 0;
@@ -699,6 +751,7 @@ static int session_context(struct daemon *d, struct live *l, enum api_language l
 		snprintf(cid, API_ID_LEN + 1, "%s", found->id);
 	pthread_mutex_unlock(&d->lock);
 	if (stale) {
+		live_item_del(d, l, "context", stale->id);
 		end_context(stale, "replaced");
 		free(stale);
 	}

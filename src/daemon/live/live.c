@@ -160,8 +160,8 @@ static void live_free(struct live *l)
 }
 
 /* The policy as the sandboxes table keeps it: the environment's values (API keys, tokens)
- * replaced, its names kept. The row outlives the sandbox and nothing reads the values
- * back (sandboxes do not survive a restart); the digest is of the whole policy. */
+ * replaced, its names kept. The row outlives the sandbox; the digest is of the whole
+ * policy. A durable sandbox's whole policy is kept apart while it lives (adopt.c). */
 static char *policy_json_for_state(const char *json)
 {
 	json_t *root = json_loads(json, 0, NULL);
@@ -229,6 +229,7 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	pthread_mutex_unlock(&d->lock);
 
 	agentd_sandbox *sb = NULL;
+	bool inserted = false;
 	int r = create_in_creator(b, spec, opts, &sb, err);
 	if (r == 0) {
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
@@ -238,6 +239,10 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 		r = state_sandbox_insert(d->st, l->id, name, l->backend, stored, l->digest,
 					 "ready", session, err);
 		free(stored);
+		inserted = r == 0;
+		/* durable before anyone learns the id: a restart from here on adopts it */
+		if (r == 0)
+			r = live_make_durable(d, l, json, err);
 		if (r < 0)
 			*status = 500;
 	} else {
@@ -268,9 +273,11 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	if (r < 0) {
 		if (l->sb) {
 			agentd_sandbox_destroy(l->sb, NULL);
-			if (*status != 500)
-				state_sandbox_set_state(d->st, l->id, "destroyed", "daemon stopped",
-							NULL);
+			live_forget_durable(d, l);
+			if (inserted)
+				state_sandbox_set_state(d->st, l->id, *status != 500 ? "destroyed"
+							: "failed", *status != 500 ? "daemon stopped"
+							: err->msg, NULL);
 		}
 		live_free(l);
 		return NULL;
@@ -315,8 +322,11 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 	}
 	enum sb_state was = l->state;
 	l->state = SB_DESTROYING;
-	for (struct exec_slot *s = l->slots; s; s = s->next)
+	for (struct exec_slot *s = l->slots; s; s = s->next) {
+		if (!s->cancel_reason)
+			s->cancel_reason = "sandbox destroyed";
 		exec_slot_cancel(s);
+	}
 	while (l->refs > 1)
 		pthread_cond_wait(&d->cond, &d->lock);
 	for (struct live **pp = &d->head; *pp; pp = &(*pp)->next)
@@ -335,6 +345,7 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 	const char *final = r < 0 ? "failed" : "destroyed";
 	state_sandbox_set_state(d->st, l->id, final,
 				r < 0 ? derr.msg : (was == SB_ENFORCED ? "enforced" : reason), NULL);
+	live_forget_durable(d, l);
 	if (l->session)
 		state_session_set_status_by_sandbox(d->st, l->id, final);
 	pthread_mutex_lock(&d->lock);
@@ -491,11 +502,12 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	else if (r < 0 && l->state == SB_READY && !agentd_sandbox_is_alive(l->sb))
 		l->state = SB_FAILED;
 	pthread_mutex_unlock(&d->lock);
-	if (slot == &own)
-		exec_slot_close(&own);
 
 	char result[160];
-	if (r < 0)
+	if (r == 0 && slot->cancel_reason)
+		snprintf(result, sizeof(result), "cancelled (exit %d), reason: %s", out->exit_code,
+			 slot->cancel_reason);
+	else if (r < 0)
 		snprintf(result, sizeof(result), "error: %.140s", err->msg);
 	else if (out->timed_out)
 		snprintf(result, sizeof(result), "timeout (exit %d)", out->exit_code);
@@ -505,6 +517,8 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	else
 		snprintf(result, sizeof(result), "exit %d", out->exit_code);
 	audit(d, c, "exec", l->id, cmd->argv, l->digest, l->backend, result, dt);
+	if (slot == &own)
+		exec_slot_close(&own);
 	if (r < 0)
 		return api_status_from_errno(err->code) == 400 ? 400
 		       : err->code == EBUSY			 ? 409
@@ -537,12 +551,15 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 	char *sj = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
 	spec = json_loads(sj, 0, NULL);
 	free(sj);
-	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id", l->id,
-			 "name", l->name, "backend", l->backend, "state", sb_state_name(s),
-			 "created_ms", (json_int_t)l->created_ms, "running_execs",
-			 (json_int_t)execs, "session", l->session, "policy_digest", l->digest,
-			 "capabilities", caps, "unenforced", live_unenforced_json(l), "spec",
-			 spec ? spec : json_null());
+	json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id",
+			      l->id, "name", l->name, "backend", l->backend, "state",
+			      sb_state_name(s), "created_ms", (json_int_t)l->created_ms,
+			      "running_execs", (json_int_t)execs, "session", l->session,
+			      "policy_digest", l->digest, "capabilities", caps, "unenforced",
+			      live_unenforced_json(l), "spec", spec ? spec : json_null());
+	/* issue 12: durable-daemon: whether it outlives a daemon restart */
+	json_object_set_new(o, "durable", json_boolean(l->durable));
+	return o;
 }
 
 /* The exec counters GET /v1/metrics reads (api/metrics.c). */
