@@ -47,6 +47,8 @@ static void endpoint_dir_remove(struct daemon *d, const char *id)
 int live_make_durable(struct daemon *d, struct live *l, const char *policy_json,
 		      agentd_error *err)
 {
+	if (d->cfg.destroy_on_exit)
+		return 0; /* it ends with the daemon, as it always did, even in a crash */
 	_cleanup_free_ char *dir = endpoint_dir(d, l->id, true, err);
 	if (!dir)
 		return -1;
