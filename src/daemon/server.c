@@ -695,7 +695,9 @@ out:
 	}
 	live_creator_stop();
 	procs_pump_stop();	/* after every sandbox: no process is left to read */
-	for (size_t i = 0; i < d->n_backends; i++)
+	/* a backend's free destroys its sandboxes: not those left for the next daemon (the
+	 * process's exit releases what they hold of ours) */
+	for (size_t i = 0; i < d->n_backends && !d->left_running; i++)
 		agentd_backend_free(d->backends[i].b);
 	agentd_proxy_stop(d->proxy);	/* after the backends: no sandbox uses it any more */
 	netaudit_stop(d->netaudit);	/* the proxy's last records are written */

@@ -25,7 +25,7 @@ def d():
 
 def sandbox_with_a_process(d, marker):
     sid = d.create()
-    r = d.post(f"/v1/sandboxes/{sid}/processes", {"argv": ["/bin/sleep", "600", marker]})
+    r = d.post(f"/v1/sandboxes/{sid}/processes", {"argv": ["/usr/bin/python3", "-c", "import time; time.sleep(600)", marker]})
     assert r.status == 201, r
     assert wait_until(lambda: pids_with(marker))
     return sid
@@ -49,7 +49,11 @@ def plant(path, answer):
     """A listener of ours where the sandbox's endpoint was: each connection gets answer."""
     os.unlink(path)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    s.bind(path)
+    dfd = os.open(os.path.dirname(path), os.O_PATH)   # the path is over sun_path's 108
+    try:
+        s.bind(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+    finally:
+        os.close(dfd)
     s.listen(8)
 
     def serve():

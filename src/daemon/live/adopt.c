@@ -341,6 +341,7 @@ void live_stop_all(struct daemon *d, const char *reason)
 				break;
 			}
 		d->n_live--;
+		d->left_running++;
 		pthread_mutex_unlock(&d->lock);
 		ports_release_all(d, l);
 		dlog("info", "msg=\"sandbox left running\" sandbox=%s", l->id);

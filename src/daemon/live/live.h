@@ -108,6 +108,8 @@ struct daemon {
 	const char *default_backend;	/* what --backend (auto) resolved to */
 	agentd_proxy *proxy;		/* the egress proxy of every allowlist sandbox */
 	struct netaudit *netaudit;	/* its decisions into the audit log */
+	/* issue 12: durable-daemon */
+	unsigned left_running;		/* durable sandboxes left for the next daemon */
 };
 
 /* ------------------------------------------------------------------ live.c */
