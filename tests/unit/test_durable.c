@@ -1,0 +1,433 @@
+/* test_durable.c: who a container sandbox belongs to (its creating process, not a thread),
+ * and durable sandboxes through the public API — persist, the owner exits or is killed, a
+ * new process adopts: files, background processes and their output, execs lost meanwhile,
+ * a new exec, a destroy that leaves nothing. Root only (real sandboxes). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agentd.h"
+#include "container_util.h"
+
+#define WAIT_MS 30000
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A 0700 directory for endpoints, removed (with what is left in it) at the end. */
+static char *endpoint_dir(void)
+{
+	char *d = strdup("/tmp/agentd-durable-XXXXXX");
+	assert_non_null(mkdtemp(d));
+	return d;
+}
+
+static void remove_dir(char *d)
+{
+	DIR *dir = opendir(d);
+	struct dirent *e;
+	while (dir && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p[512];
+		snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
+		unlink(p);
+	}
+	if (dir)
+		closedir(dir);
+	rmdir(d);
+	free(d);
+}
+
+static int dir_entries(const char *d)
+{
+	int n = 0;
+	DIR *dir = opendir(d);
+	struct dirent *e;
+	while (dir && (e = readdir(dir)))
+		n += e->d_name[0] != '.';
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+/* The sandbox's cgroup exists in some hierarchy (v1 or v2). */
+static bool cgroup_left(const char *id)
+{
+	static const char *const bases[] = {"/sys/fs/cgroup/agentd", "/sys/fs/cgroup/unified/agentd",
+					    "/sys/fs/cgroup/memory/agentd", "/sys/fs/cgroup/pids/agentd",
+					    "/sys/fs/cgroup/freezer/agentd", "/sys/fs/cgroup/cpu/agentd"};
+	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		char p[256];
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/%s", bases[i], id);
+		if (stat(p, &st) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A lease file of /run/agentd/ids names the sandbox (its host uid not released). */
+static bool lease_left(const char *id)
+{
+	DIR *dir = opendir("/run/agentd/ids");
+	struct dirent *e;
+	bool found = false;
+	while (dir && (e = readdir(dir)) && !found) {
+		char p[512], v[64] = "";
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "/run/agentd/ids/%s", e->d_name);
+		ssize_t n = getxattr(p, "trusted.agentd.sandbox", v, sizeof(v) - 1);
+		if (n < 0) {
+			int fd = open(p, O_RDONLY | O_CLOEXEC);
+			n = fd >= 0 ? read(fd, v, sizeof(v) - 1) : -1;
+			if (fd >= 0)
+				close(fd);
+		}
+		v[n > 0 ? n : 0] = '\0';
+		found = strcmp(v, id) == 0;
+	}
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+/* Until nothing of sandbox id is left (its cgroup, its lease) or WAIT_MS. */
+static bool gone_in_time(const char *id)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (now_ms() < deadline) {
+		if (!cgroup_left(id) && !lease_left(id))
+			return true;
+		usleep(50 * 1000);
+	}
+	fprintf(stderr, "sandbox %s: cgroup %s, lease %s\n", id, cgroup_left(id) ? "left" : "gone",
+		lease_left(id) ? "left" : "gone");
+	return false;
+}
+
+static agentd_spec strict_spec(void)
+{
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	return spec;
+}
+
+struct owner_result {
+	char id[AGENTD_ID_LEN];
+	char token[1024];
+	int64_t proc_pid;
+};
+
+static void *exec_forever(void *arg)
+{
+	agentd_sandbox *sb = arg;
+	char *argv[] = {"/bin/sleep", "100", NULL};
+	agentd_command cmd = {.argv = argv};
+	agentd_exec_output o;
+	agentd_sandbox_exec(sb, &cmd, NULL, &o, NULL);
+	return NULL;
+}
+
+/* The owner, a fresh process (this program run as "owner DIR MODE", the library's state its
+ * own): create a sandbox, persist it under DIR ("-": not durable), write a file, start a
+ * process that writes a line every 0.2 s and an exec that sleeps; report on fd 3, then
+ * _exit without a destroy (MODE "exit") or wait for the parent's SIGKILL ("kill9"). */
+static int owner_main(const char *dir, const char *mode)
+{
+	agentd_backend *b = NULL;
+	agentd_error err = {0};
+	agentd_spec spec = strict_spec();
+	agentd_sandbox *sb = NULL;
+	struct owner_result r = {0};
+	char *tok = NULL;
+	if (agentd_create_backend("container", NULL, &b, &err) < 0 ||
+	    agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
+	    (strcmp(dir, "-") != 0 && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
+		fprintf(stderr, "owner: %s\n", err.msg);
+		return 1;
+	}
+	char out[64];
+	if (sh_exec(sb, "echo kept > /workspace/file", 0, out, sizeof(out)) != 0)
+		return 2;
+	char *argv[] = {"/bin/sh", "-c",
+			"i=0; while :; do i=$((i+1)); echo line$i; sleep 0.2; done", NULL};
+	agentd_command cmd = {.argv = argv};
+	agentd_process *proc = NULL;
+	if (agentd_sandbox_spawn(sb, &cmd, NULL, &proc, &err) < 0) {
+		fprintf(stderr, "owner: %s\n", err.msg);
+		return 3;
+	}
+	pthread_t t;
+	pthread_create(&t, NULL, exec_forever, sb);
+	usleep(500 * 1000); /* the exec runs */
+	snprintf(r.id, sizeof(r.id), "%s", agentd_sandbox_id(sb));
+	snprintf(r.token, sizeof(r.token), "%s", tok ? tok : "");
+	r.proc_pid = agentd_process_pid(proc);
+	if (write(3, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		return 4;
+	if (strcmp(mode, "kill9") == 0)
+		pause();
+	_exit(0); /* no destroy */
+}
+
+/* Run the owner (dir NULL: not durable) until it reported, then let it exit or kill it. */
+static void owner_run(const char *dir, struct owner_result *res, bool kill9)
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 3);
+		execl("/proc/self/exe", "test_durable", "owner", dir ? dir : "-",
+		      kill9 ? "kill9" : "exit", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	ssize_t n = read(p[0], res, sizeof(*res));
+	close(p[0]);
+	assert_int_equal(n, (ssize_t)sizeof(*res));
+	if (kill9)
+		kill(pid, SIGKILL);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
+/* ------------------------------------------------------------- ownership */
+
+static void *create_on_thread(void *arg)
+{
+	*(agentd_sandbox **)arg = new_sandbox();
+	return NULL;
+}
+
+/* The creating thread exits: the sandbox is the process's, and serves another thread. */
+static void a_sandbox_outlives_the_thread_that_created_it(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	agentd_sandbox *sb = NULL;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, create_on_thread, &sb), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_non_null(sb);
+	usleep(300 * 1000); /* what a parent-death signal would have done, it has done by now */
+	assert_true(agentd_sandbox_is_alive(sb));
+	char out[64];
+	assert_int_equal(sh_exec(sb, "echo alive", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "alive\n");
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+}
+
+/* Its owner process exits without a destroy: a sandbox that is not durable ends with it
+ * and leaves nothing (cgroup, host uid lease). */
+static void a_sandbox_ends_with_its_owner_process(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	struct owner_result r;
+	owner_run(NULL, &r, false);
+	assert_true(r.id[0]);
+	assert_true(gone_in_time(r.id));
+}
+
+/* ------------------------------------------------------------- durable */
+
+/* Read what fd has until it holds want or WAIT_MS passed. */
+static bool read_until(int fd, const char *want, char *buf, size_t len)
+{
+	size_t got = 0;
+	uint64_t deadline = now_ms() + WAIT_MS;
+	buf[0] = '\0';
+	while (now_ms() < deadline && !strstr(buf, want)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + got, len - 1 - got);
+		if (n <= 0)
+			continue;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if (got == len - 1)
+			got = 0;
+	}
+	return strstr(buf, want) != NULL;
+}
+
+static agentd_sandbox *adopt(const struct owner_result *r, int *errnum)
+{
+	agentd_spec spec = strict_spec();
+	agentd_sandbox *sb = NULL;
+	agentd_error err = {0};
+	int rc = agentd_backend_adopt(backend, &spec, r->id, r->token, &sb, &err);
+	agentd_spec_free(&spec);
+	if (rc < 0) {
+		fprintf(stderr, "adopt: %s\n", err.msg);
+		*errnum = err.code;
+		return NULL;
+	}
+	*errnum = 0;
+	return sb;
+}
+
+/* What ran across the gap comes back; a new exec works; destroy leaves nothing. */
+static void check_adopted(const struct owner_result *r, const char *dir)
+{
+	int e;
+	uint64_t t0 = now_ms();
+	agentd_sandbox *sb = adopt(r, &e);
+	assert_non_null(sb);
+	fprintf(stderr, "adopt took %llu ms\n", (unsigned long long)(now_ms() - t0));
+	assert_true(agentd_sandbox_is_durable(sb));
+	char out[256];
+	assert_int_equal(sh_exec(sb, "cat /workspace/file", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "kept\n");
+
+	agentd_adoption a;
+	assert_int_equal(agentd_sandbox_adopted(sb, &a, NULL), 0);
+	assert_int_equal(a.n_processes, 1);
+	assert_int_equal(a.n_execs, 1);
+	assert_string_equal(a.execs[0].argv[0], "/bin/sleep");
+	assert_string_equal(a.execs[0].argv[1], "100");
+	assert_int_equal(a.execs[0].exit_code, 137);
+	assert_true(a.execs[0].ended_at_ms >= a.execs[0].started_at_ms);
+	agentd_process *proc = a.processes[0];
+	assert_int_equal(agentd_process_pid(proc), r->proc_pid);
+	agentd_process_status st;
+	assert_int_equal(agentd_process_get_status(proc, &st, NULL), 0);
+	assert_true(st.running);
+	/* the lines it wrote while nobody read, and it goes on */
+	assert_true(read_until(agentd_process_stdout_fd(proc), "line1\n", out, sizeof(out)));
+	assert_true(read_until(agentd_process_stdout_fd(proc), "\n", out, sizeof(out)));
+	agentd_adoption_free(&a);
+	/* handed over once */
+	assert_int_equal(agentd_sandbox_adopted(sb, &a, NULL), 0);
+	assert_int_equal(a.n_processes + a.n_execs, 0);
+
+	assert_int_equal(sh_exec(sb, "echo new", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "new\n");
+	assert_int_equal(agentd_process_kill(proc, NULL), 0);
+	agentd_process_free(proc);
+	char id[AGENTD_ID_LEN];
+	snprintf(id, sizeof(id), "%s", r->id);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(id));
+	assert_int_equal(dir_entries(dir), 0); /* the endpoint went too */
+}
+
+static void a_durable_sandbox_outlives_its_owner_process(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	usleep(600 * 1000); /* output piles up while nobody reads */
+	assert_true(cgroup_left(r.id));
+	check_adopted(&r, dir);
+	remove_dir(dir);
+}
+
+static void a_durable_sandbox_outlives_a_kill_9_of_its_owner(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, true);
+	usleep(600 * 1000);
+	check_adopted(&r, dir);
+	remove_dir(dir);
+}
+
+/* Its init killed while nobody owned it: ESRCH, and the stale cleanup leaves nothing. */
+static void a_durable_sandbox_whose_init_died_is_gone(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	int pid;
+	assert_int_equal(sscanf(r.token, "v1:%d:", &pid), 1);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	usleep(300 * 1000);
+	int e;
+	assert_null(adopt(&r, &e));
+	assert_int_equal(e, ESRCH);
+	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+/* The process backends cannot: ENOTSUP with the reason. */
+static void process_backends_have_no_durable_sandboxes(void **state)
+{
+	(void)state;
+	agentd_backend *b = NULL;
+	agentd_error err = {0};
+	assert_int_equal(agentd_create_backend("host-direct", NULL, &b, &err), 0);
+	agentd_spec spec = strict_spec();
+	agentd_sandbox *sb = NULL;
+	agentd_create_opts opts = {.allow_degraded = true};
+	int r = agentd_backend_create_sandbox_opts(b, &spec, &opts, &sb, &err);
+	if (r < 0)
+		fprintf(stderr, "create: %s\n", err.msg);
+	assert_int_equal(r, 0);
+	char *tok = NULL;
+	assert_int_equal(agentd_sandbox_persist(sb, "/tmp", &tok, &err), -1);
+	assert_int_equal(err.code, ENOTSUP);
+	assert_non_null(strstr(err.msg, "container backend"));
+	assert_false(agentd_sandbox_is_durable(sb));
+	agentd_sandbox *other = NULL;
+	assert_int_equal(agentd_backend_adopt(b, &spec, "0123456789abcdef0123456789abcdef",
+					      "v1:x", &other, &err), -1);
+	assert_int_equal(err.code, ENOTSUP);
+	agentd_spec_free(&spec);
+	agentd_backend_free(b);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "owner") == 0)
+		return owner_main(argv[2], argv[3]);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(a_sandbox_outlives_the_thread_that_created_it),
+		cmocka_unit_test(a_sandbox_ends_with_its_owner_process),
+		cmocka_unit_test(a_durable_sandbox_outlives_its_owner_process),
+		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
+		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
+		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
