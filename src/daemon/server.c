@@ -663,10 +663,6 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
-	if (live_creator_start() < 0) {
-		agentd_error_set(err, EAGAIN, "start the sandbox creator thread");
-		goto out;
-	}
 	if (start_servers(d, &lu, &lt, &ufd, &mu, &mt, err) < 0)
 		goto out;
 	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
@@ -693,7 +689,6 @@ out:
 		close(ufd);
 		unlink(cfg->socket_path);
 	}
-	live_creator_stop();
 	procs_pump_stop();	/* after every sandbox: no process is left to read */
 	/* a backend's free destroys its sandboxes: not those left for the next daemon (the
 	 * process's exit releases what they hold of ours) */

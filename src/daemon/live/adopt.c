@@ -139,8 +139,8 @@ static void audit_lost_execs(struct daemon *d, struct live *l, const agentd_adop
 	}
 }
 
-/* The stored item of kind whose data's pid is pid (NULL: none). */
-static json_t *item_of_pid(json_t *items, const char *kind, int64_t pid)
+/* The stored item of kind whose data's field (a pid) is pid (NULL: none). */
+static json_t *item_of_pid(json_t *items, const char *kind, const char *field, int64_t pid)
 {
 	size_t i;
 	json_t *o;
@@ -148,7 +148,7 @@ static json_t *item_of_pid(json_t *items, const char *kind, int64_t pid)
 	{
 		json_t *data = json_object_get(o, "data");
 		if (!strcmp(str(o, "kind"), kind) &&
-		    json_integer_value(json_object_get(data, "pid")) == pid)
+		    json_integer_value(json_object_get(data, field)) == pid)
 			return o;
 	}
 	return NULL;
@@ -164,14 +164,16 @@ static void restore_items(struct daemon *d, struct live *l, agentd_adoption *ad,
 	for (size_t i = 0; i < ad->n_processes; i++) {
 		agentd_process *h = ad->processes[i];
 		int64_t pid = agentd_process_pid(h);
-		json_t *it = item_of_pid(items, "process", pid);
+		json_t *it = item_of_pid(items, "process", "pid", pid);
 		int r = -1;
 		if (it) {
 			r = procs_adopt(d, l, h, json_object_get(it, "data"));
 			*n_procs += r == 0;
-		} else if ((it = item_of_pid(items, "context", pid))) {
+		} else if ((it = item_of_pid(items, "context", "pid", pid))) {
 			r = ctx_adopt(d, l, h, json_object_get(it, "data"));
 			*n_ctx += r == 0;
+		} else if (item_of_pid(items, "context", "feed_pid", pid)) {
+			agentd_process_free(h); /* a context's feeder: it ended with its pipe */
 		} else {
 			dlog("warn", "msg=\"adopted process unknown: killed\" sandbox=%s pid=%lld",
 			     l->id, (long long)pid);

@@ -68,91 +68,6 @@ enum sb_state live_state(const struct live *l)
 	return l->state;
 }
 
-/* Sandboxes are created by one long-lived thread. A container's init is bound to the thread
- * that cloned it (PR_SET_PDEATHSIG fires when that *thread* exits), and connection threads
- * end with their connection; this one lives as long as the daemon. */
-struct create_job {
-	agentd_backend *b;
-	const agentd_spec *spec;
-	const agentd_create_opts *opts;
-	agentd_sandbox *sb;
-	agentd_error *err;
-	int r;
-	bool done;
-	struct create_job *next;
-};
-
-static pthread_mutex_t creator_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t creator_cond = PTHREAD_COND_INITIALIZER;
-static struct create_job *creator_queue;
-static bool creator_running, creator_stop;
-static pthread_t creator_thread;
-
-static void *creator_main(void *arg)
-{
-	pthread_mutex_lock(&creator_lock);
-	for (;;) {
-		while (!creator_queue && !creator_stop)
-			pthread_cond_wait(&creator_cond, &creator_lock);
-		if (!creator_queue)
-			break;
-		struct create_job *j = creator_queue;
-		creator_queue = j->next;
-		pthread_mutex_unlock(&creator_lock);
-		j->r = agentd_backend_create_sandbox_opts(j->b, j->spec, j->opts, &j->sb, j->err);
-		pthread_mutex_lock(&creator_lock);
-		j->done = true;
-		pthread_cond_broadcast(&creator_cond);
-	}
-	pthread_mutex_unlock(&creator_lock);
-	return NULL;
-}
-
-int live_creator_start(void)
-{
-	pthread_mutex_lock(&creator_lock);
-	int r = 0;
-	creator_stop = false;
-	if (!creator_running && (r = -pthread_create(&creator_thread, NULL, creator_main, NULL)) == 0)
-		creator_running = true;
-	pthread_mutex_unlock(&creator_lock);
-	return r;
-}
-
-/* After every sandbox is destroyed: the thread's exit would kill any init left. */
-void live_creator_stop(void)
-{
-	pthread_mutex_lock(&creator_lock);
-	bool running = creator_running;
-	creator_stop = true;
-	creator_running = false;
-	pthread_cond_broadcast(&creator_cond);
-	pthread_mutex_unlock(&creator_lock);
-	if (running)
-		pthread_join(creator_thread, NULL);
-}
-
-static int create_in_creator(agentd_backend *b, const agentd_spec *spec,
-			     const agentd_create_opts *opts, agentd_sandbox **sb, agentd_error *err)
-{
-	struct create_job j = {.b = b, .spec = spec, .opts = opts, .err = err};
-	pthread_mutex_lock(&creator_lock);
-	if (!creator_running) {
-		pthread_mutex_unlock(&creator_lock);
-		return agentd_error_set(err, ESHUTDOWN, "the daemon is shutting down");
-	}
-	struct create_job **pp = &creator_queue;
-	while (*pp)
-		pp = &(*pp)->next;
-	*pp = &j;
-	pthread_cond_broadcast(&creator_cond);
-	while (!j.done)
-		pthread_cond_wait(&creator_cond, &creator_lock);
-	pthread_mutex_unlock(&creator_lock);
-	*sb = j.sb;
-	return j.r;
-}
-
 static void live_free(struct live *l)
 {
 	free(l->name);
@@ -230,7 +145,9 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 
 	agentd_sandbox *sb = NULL;
 	bool inserted = false;
-	int r = create_in_creator(b, spec, opts, &sb, err);
+	/* any thread may create: a sandbox belongs to the daemon's process, not to the
+	 * connection's thread that created it (agentd.h, ownership) */
+	int r = agentd_backend_create_sandbox_opts(b, spec, opts, &sb, err);
 	if (r == 0) {
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
 		l->sb = sb;

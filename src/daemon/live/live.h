@@ -114,8 +114,6 @@ struct daemon {
 
 /* ------------------------------------------------------------------ live.c */
 uint64_t mono_ms(void);		/* CLOCK_MONOTONIC, for durations */
-int live_creator_start(void);	/* the thread that creates every sandbox; 0 or -errno */
-void live_creator_stop(void);
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err);
 /* Create a sandbox (capacity 429, bad spec or a policy item the backend cannot enforce
  * without opts->allow_degraded 400); returns a referenced live or NULL with *status set. */
