@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -27,6 +28,8 @@
 
 #include "agentd.h"
 #include "container_util.h"
+/* The wire format of the init's endpoint: what a planted socket forges. */
+#include "lib/backends/container/container.h"
 
 #define WAIT_MS 30000
 
@@ -417,6 +420,246 @@ static void process_backends_have_no_durable_sandboxes(void **state)
 	agentd_backend_free(b);
 }
 
+/* ------------------------------------------------------------- attacks on the re-adoption
+ * (tests/security/test_durable_adopt.py runs these by name). Each owner persists and exits;
+ * what then answers at the endpoint, or what the token says, is the attacker's. */
+
+struct fake_init {
+	int listener;
+	struct durable_hello h;
+	int fds[2], nfds;
+};
+
+/* A planted endpoint: accept one host and send it the forged hello. */
+static void *fake_init_main(void *arg)
+{
+	struct fake_init *f = arg;
+	int s = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+	if (s >= 0) {
+		fds_send(s, &f->h, sizeof(f->h), f->fds, f->nfds);
+		usleep(500 * 1000);
+		close(s);
+	}
+	return NULL;
+}
+
+static void parse_secret(const char *token, uint8_t out[DURABLE_SECRET_LEN])
+{
+	const char *p = token;
+	for (int i = 0; i < 8; i++)
+		p = strchr(p, ':') + 1; /* v1:PID:START:UID:GID:INNER:LEASED:CGROUP: */
+	for (int i = 0; i < DURABLE_SECRET_LEN; i++) {
+		unsigned v;
+		sscanf(p + 2 * i, "%2x", &v);
+		out[i] = (uint8_t)v;
+	}
+}
+
+static pid_t token_pid(const char *token)
+{
+	int pid = 0;
+	sscanf(token, "v1:%d:", &pid);
+	return pid;
+}
+
+/* The endpoint's path in the token. */
+static const char *token_path(const char *token)
+{
+	return strchr(token, '/');
+}
+
+/* Adopt with the real endpoint moved away and a planted one in its place, which sends the
+ * real init's pidfd and a pipe (as the root fd): refused with EPERM, and the pipe closed
+ * (nothing it sent kept). know_secret: the planted one knows the secret (a leaked token). */
+static void planted_endpoint_is_refused(bool know_secret)
+{
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	const char *path = token_path(r.token);
+	char moved[512];
+	snprintf(moved, sizeof(moved), "%s.real", path);
+	assert_int_equal(rename(path, moved), 0);
+	struct fake_init f = {.h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO,
+				    .kept = 1u << KEPT_PIDFD | 1u << KEPT_ROOT}};
+	if (know_secret)
+		parse_secret(r.token, f.h.secret);
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	f.fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
+	assert_true(f.fds[0] >= 0);
+	f.fds[1] = pp[1];
+	f.nfds = 2;
+	f.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(f.listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f.listener, 1), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fake_init_main, &f), 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	pthread_join(t, NULL);
+	close(f.fds[0]);
+	close(pp[1]);
+	close(f.listener);
+	if (sb)
+		agentd_sandbox_destroy(sb, NULL);
+	assert_null(sb);
+	assert_int_equal(e, EPERM);
+	/* every copy of the pipe's write end is closed: the refused adopt kept none */
+	struct pollfd p = {.fd = pp[0], .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	char c;
+	assert_int_equal(read(pp[0], &c, 1), 0);
+	close(pp[0]);
+	/* the sandbox it could not prove was killed; the stale cleanup leaves nothing */
+	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+static void attack_planted_endpoint_without_the_secret_is_refused(void **state)
+{
+	(void)state;
+	planted_endpoint_is_refused(false);
+}
+
+static void attack_planted_endpoint_with_a_leaked_secret_is_refused(void **state)
+{
+	(void)state;
+	planted_endpoint_is_refused(true);
+}
+
+/* The real init answers, but the token was edited: EPERM. */
+static void edited_token_is_refused(const char *token)
+{
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	struct owner_result forged = r;
+	int pid;
+	unsigned long long start;
+	char rest[1024];
+	assert_int_equal(sscanf(r.token, "v1:%d:%llu:%1023s", &pid, &start, rest), 3);
+	if (!strcmp(token, "reused"))
+		snprintf(forged.token, sizeof(forged.token), "v1:%d:%llu:%s", pid, start + 1, rest);
+	else {
+		/* another live process, with its own start time */
+		pid_t other = fork();
+		if (other == 0) {
+			pause();
+			_exit(0);
+		}
+		char path[64], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%d/stat", other);
+		usleep(100 * 1000);
+		FILE *fp = fopen(path, "re");
+		assert_non_null(fp);
+		assert_non_null(fgets(buf, sizeof(buf), fp));
+		fclose(fp);
+		char *q = strrchr(buf, ')') + 2;
+		for (int i = 3; i < 22; i++)
+			q = strchr(q, ' ') + 1;
+		snprintf(forged.token, sizeof(forged.token), "v1:%d:%llu:%s", other,
+			 strtoull(q, NULL, 10), rest);
+		int e;
+		agentd_sandbox *sb = adopt(&forged, &e);
+		kill(other, SIGKILL);
+		waitpid(other, NULL, 0);
+		if (sb)
+			agentd_sandbox_destroy(sb, NULL);
+		assert_null(sb);
+		assert_int_equal(e, EPERM);
+		agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+		assert_true(gone_in_time(r.id));
+		remove_dir(dir);
+		return;
+	}
+	int e;
+	agentd_sandbox *sb = adopt(&forged, &e);
+	if (sb)
+		agentd_sandbox_destroy(sb, NULL);
+	assert_null(sb);
+	assert_int_equal(e, EPERM);
+	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+static void attack_reused_pid_is_refused(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	edited_token_is_refused("reused");
+}
+
+static void attack_forged_pid_is_refused(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	edited_token_is_refused("forged");
+}
+
+/* A process in the sandbox's pid namespace (this test's grandchild, setns'd into it, so it
+ * can even see the endpoint) connects: the init hangs up without a word. The real adopt
+ * then works, and a command inside cannot see the endpoint at all. */
+static void attack_sandbox_process_cannot_become_its_host(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	const char *path = token_path(r.token);
+	pid_t child = fork();
+	if (child == 0) {
+		int pidfd = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
+		if (pidfd < 0 || setns(pidfd, CLONE_NEWPID) < 0)
+			_exit(2);
+		pid_t g = fork();
+		if (g == 0) {
+			int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+			struct sockaddr_un sa = {.sun_family = AF_UNIX};
+			snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+			if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+				_exit(0); /* not even connected */
+			char buf[256];
+			struct pollfd p = {.fd = s, .events = POLLIN};
+			if (poll(&p, 1, 10000) != 1)
+				_exit(3);
+			_exit(recv(s, buf, sizeof(buf), 0) > 0 ? 1 : 0); /* 1: it was answered */
+		}
+		int st;
+		waitpid(g, &st, 0);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 4);
+	}
+	int st;
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	assert_non_null(sb);
+	char cmd[600], out[64];
+	snprintf(cmd, sizeof(cmd), "test -e '%s' && echo visible || echo hidden", path);
+	assert_int_equal(sh_exec(sb, cmd, 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "hidden\n");
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "owner") == 0)
@@ -428,6 +671,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
 		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
 		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
+		cmocka_unit_test(attack_planted_endpoint_without_the_secret_is_refused),
+		cmocka_unit_test(attack_planted_endpoint_with_a_leaked_secret_is_refused),
+		cmocka_unit_test(attack_reused_pid_is_refused),
+		cmocka_unit_test(attack_forged_pid_is_refused),
+		cmocka_unit_test(attack_sandbox_process_cannot_become_its_host),
 	};
+	/* one test by name (tests/security/test_durable_adopt.py) */
+	if (getenv("AGENTD_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("AGENTD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -570,6 +570,9 @@ static int build_ctr(agentd_sandbox *sb, const struct durable_token *t, struct h
 int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const char *token,
 	      agentd_sandbox **out, agentd_error *err)
 {
+	agentd_error scratch = {0};
+	if (!err)
+		err = &scratch; /* its code decides what becomes of the sandbox */
 	struct durable_token t;
 	if (parse_token(token, &t, err) < 0)
 		return -1;
@@ -616,7 +619,12 @@ int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const 
 	free(h);
 	if (s >= 0)
 		close(s);
-	if (frozen && cg)
+	/* Not proven (EPERM), or its init is gone (ESRCH): it is ended, by the cgroup our
+	 * token names (never by a pid the endpoint gave), so nothing unproven runs on;
+	 * agentd_cleanup_stale_sandbox removes the rest. */
+	if (r < 0 && cg && (err->code == EPERM || err->code == ESRCH))
+		cgroup_kill_all(cg);
+	else if (frozen && cg)
 		cgroup_freeze(cg, true, NULL);
 	else if (frozen && sb && sb->priv)
 		cgroup_freeze(((struct ctr *)sb->priv)->cg, true, NULL);
