@@ -168,9 +168,10 @@ static int owner_main(const char *dir, const char *mode)
 	agentd_sandbox *sb = NULL;
 	struct owner_result r = {0};
 	char *tok = NULL;
+	bool suspend = strcmp(mode, "suspend") == 0; /* suspended, then persisted */
 	if (agentd_create_backend("container", NULL, &b, &err) < 0 ||
 	    agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
-	    (strcmp(dir, "-") != 0 && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
+	    (strcmp(dir, "-") != 0 && !suspend && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
 		fprintf(stderr, "owner: %s\n", err.msg);
 		return 1;
 	}
@@ -188,6 +189,11 @@ static int owner_main(const char *dir, const char *mode)
 	pthread_t t;
 	pthread_create(&t, NULL, exec_forever, sb);
 	usleep(500 * 1000); /* the exec runs */
+	if (suspend && (agentd_sandbox_suspend(sb, &err) < 0 ||
+			agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
+		fprintf(stderr, "owner: %s\n", err.msg);
+		return 5;
+	}
 	snprintf(r.id, sizeof(r.id), "%s", agentd_sandbox_id(sb));
 	snprintf(r.token, sizeof(r.token), "%s", tok ? tok : "");
 	r.proc_pid = agentd_process_pid(proc);
@@ -372,6 +378,46 @@ static void a_durable_sandbox_outlives_a_kill_9_of_its_owner(void **state)
 	remove_dir(dir);
 }
 
+/* Persisted while suspended: adopted suspended (nothing starts), and it resumes. */
+static void a_suspended_durable_sandbox_is_adopted_suspended(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 3);
+		execl("/proc/self/exe", "test_durable", "owner", dir, "suspend", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &r, sizeof(r)), (ssize_t)sizeof(r));
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	assert_non_null(sb);
+	char out[64];
+	assert_int_equal(sh_exec(sb, "true", 0, out, sizeof(out)), -1); /* EBUSY: suspended */
+	assert_int_equal(agentd_sandbox_resume(sb, NULL), 0);
+	assert_int_equal(sh_exec(sb, "cat /workspace/file", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "kept\n");
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	assert_int_equal(a.n_execs, 1);
+	assert_int_equal(a.execs[0].exit_code, 137);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
 /* Its init killed while nobody owned it: ESRCH, and the stale cleanup leaves nothing. */
 static void a_durable_sandbox_whose_init_died_is_gone(void **state)
 {
@@ -416,6 +462,22 @@ static void process_backends_have_no_durable_sandboxes(void **state)
 	assert_int_equal(agentd_backend_adopt(b, &spec, "0123456789abcdef0123456789abcdef",
 					      "v1:x", &other, &err), -1);
 	assert_int_equal(err.code, ENOTSUP);
+	/* probe says so: a warning here, the platform feature "durable" for container */
+	agentd_backend_caps caps;
+	assert_int_equal(agentd_backend_probe(b, &caps, &err), 0);
+	bool said = false;
+	for (size_t i = 0; i < caps.warnings.n; i++)
+		said |= strstr(caps.warnings.v[i], "not durable") != NULL;
+	assert_true(said);
+	agentd_backend_caps_free(&caps);
+	if (backend) {
+		assert_int_equal(agentd_backend_probe(backend, &caps, &err), 0);
+		bool durable = false;
+		for (size_t i = 0; i < caps.platform_features.n; i++)
+			durable |= strcmp(caps.platform_features.v[i], "durable") == 0;
+		assert_true(durable);
+		agentd_backend_caps_free(&caps);
+	}
 	agentd_spec_free(&spec);
 	agentd_backend_free(b);
 }
@@ -669,6 +731,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_sandbox_ends_with_its_owner_process),
 		cmocka_unit_test(a_durable_sandbox_outlives_its_owner_process),
 		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
+		cmocka_unit_test(a_suspended_durable_sandbox_is_adopted_suspended),
 		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
 		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
 		cmocka_unit_test(attack_planted_endpoint_without_the_secret_is_refused),
