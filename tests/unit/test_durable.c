@@ -722,8 +722,81 @@ static void attack_sandbox_process_cannot_become_its_host(void **state)
 	remove_dir(dir);
 }
 
+/* bench/adopt.sh: n sandboxes persisted by an owner that exits, then adopted one after
+ * the other; prints the time per adopt (not a test: nothing is asserted on timing). */
+static int owner_many(const char *dir, int n)
+{
+	agentd_backend *b = NULL;
+	agentd_error err = {0};
+	if (agentd_create_backend("container", NULL, &b, &err) < 0)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		agentd_spec spec = strict_spec();
+		agentd_sandbox *sb = NULL;
+		struct owner_result r = {0};
+		char *tok = NULL;
+		if (agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
+		    agentd_sandbox_persist(sb, dir, &tok, &err) < 0) {
+			fprintf(stderr, "owner: %s\n", err.msg);
+			return 1;
+		}
+		snprintf(r.id, sizeof(r.id), "%s", agentd_sandbox_id(sb));
+		snprintf(r.token, sizeof(r.token), "%s", tok);
+		if (write(3, &r, sizeof(r)) != (ssize_t)sizeof(r))
+			return 1;
+	}
+	_exit(0);
+}
+
+static int bench_main(int n)
+{
+	if (setup(NULL) < 0 || !backend)
+		return 1;
+	char *dir = endpoint_dir();
+	int p[2];
+	if (pipe(p) < 0)
+		return 1;
+	char num[16];
+	snprintf(num, sizeof(num), "%d", n);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 3);
+		execl("/proc/self/exe", "test_durable", "owner-many", dir, num, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct owner_result *r = calloc((size_t)n, sizeof(*r));
+	int got = 0;
+	while (got < n && read(p[0], &r[got], sizeof(*r)) == (ssize_t)sizeof(*r))
+		got++;
+	waitpid(pid, NULL, 0);
+	agentd_sandbox **sbs = calloc((size_t)n, sizeof(*sbs));
+	uint64_t t0 = now_ms();
+	int ok = 0;
+	for (int i = 0; i < got; i++) {
+		int e;
+		if ((sbs[i] = adopt(&r[i], &e)))
+			ok++;
+	}
+	uint64_t dt = now_ms() - t0;
+	printf("adopted %d of %d sandboxes in %llu ms (%.2f ms each)\n", ok, n,
+	       (unsigned long long)dt, ok ? (double)dt / ok : 0.0);
+	for (int i = 0; i < got; i++)
+		if (sbs[i])
+			agentd_sandbox_destroy(sbs[i], NULL);
+	free(sbs);
+	free(r);
+	remove_dir(dir);
+	teardown(NULL);
+	return ok == n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "owner-many") == 0)
+		return owner_many(argv[2], atoi(argv[3]));
+	if (argc == 3 && strcmp(argv[1], "bench") == 0)
+		return bench_main(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "owner") == 0)
 		return owner_main(argv[2], argv[3]);
 	const struct CMUnitTest tests[] = {
