@@ -595,6 +595,52 @@ static void attack_planted_endpoint_with_a_leaked_secret_is_refused(void **state
 	planted_endpoint_is_refused(true);
 }
 
+/* An init of a newer protocol than this build's (a downgrade): EPROTO, and the sandbox is
+ * left as it was (a build that knows it adopts it). */
+static void an_init_of_a_newer_protocol_is_left_alone(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	const char *path = token_path(r.token);
+	char moved[512];
+	snprintf(moved, sizeof(moved), "%s.real", path);
+	assert_int_equal(rename(path, moved), 0);
+	struct fake_init f = {.h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO + 1,
+				    .kept = 1u << KEPT_PIDFD}};
+	f.fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
+	f.nfds = 1;
+	f.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(f.listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f.listener, 1), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fake_init_main, &f), 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	pthread_join(t, NULL);
+	close(f.fds[0]);
+	close(f.listener);
+	assert_null(sb);
+	assert_int_equal(e, EPROTO);
+	/* untouched: back at its place, it is adopted */
+	assert_int_equal(rename(moved, path), 0);
+	sb = adopt(&r, &e);
+	assert_non_null(sb);
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
 /* The real init answers, but the token was edited: EPERM. */
 static void edited_token_is_refused(const char *token)
 {
@@ -812,6 +858,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(attack_reused_pid_is_refused),
 		cmocka_unit_test(attack_forged_pid_is_refused),
 		cmocka_unit_test(attack_sandbox_process_cannot_become_its_host),
+		cmocka_unit_test(an_init_of_a_newer_protocol_is_left_alone),
 	};
 	/* one test by name (tests/security/test_durable_adopt.py) */
 	if (getenv("AGENTD_TEST_FILTER"))
