@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -27,6 +28,8 @@
 
 #include "agentd.h"
 #include "container_util.h"
+/* The wire format of the init's endpoint: what a planted socket forges. */
+#include "lib/backends/container/container.h"
 
 #define WAIT_MS 30000
 
@@ -165,9 +168,10 @@ static int owner_main(const char *dir, const char *mode)
 	agentd_sandbox *sb = NULL;
 	struct owner_result r = {0};
 	char *tok = NULL;
+	bool suspend = strcmp(mode, "suspend") == 0; /* suspended, then persisted */
 	if (agentd_create_backend("container", NULL, &b, &err) < 0 ||
 	    agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
-	    (strcmp(dir, "-") != 0 && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
+	    (strcmp(dir, "-") != 0 && !suspend && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
 		fprintf(stderr, "owner: %s\n", err.msg);
 		return 1;
 	}
@@ -185,6 +189,11 @@ static int owner_main(const char *dir, const char *mode)
 	pthread_t t;
 	pthread_create(&t, NULL, exec_forever, sb);
 	usleep(500 * 1000); /* the exec runs */
+	if (suspend && (agentd_sandbox_suspend(sb, &err) < 0 ||
+			agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
+		fprintf(stderr, "owner: %s\n", err.msg);
+		return 5;
+	}
 	snprintf(r.id, sizeof(r.id), "%s", agentd_sandbox_id(sb));
 	snprintf(r.token, sizeof(r.token), "%s", tok ? tok : "");
 	r.proc_pid = agentd_process_pid(proc);
@@ -369,6 +378,46 @@ static void a_durable_sandbox_outlives_a_kill_9_of_its_owner(void **state)
 	remove_dir(dir);
 }
 
+/* Persisted while suspended: adopted suspended (nothing starts), and it resumes. */
+static void a_suspended_durable_sandbox_is_adopted_suspended(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 3);
+		execl("/proc/self/exe", "test_durable", "owner", dir, "suspend", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &r, sizeof(r)), (ssize_t)sizeof(r));
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	assert_non_null(sb);
+	char out[64];
+	assert_int_equal(sh_exec(sb, "true", 0, out, sizeof(out)), -1); /* EBUSY: suspended */
+	assert_int_equal(agentd_sandbox_resume(sb, NULL), 0);
+	assert_int_equal(sh_exec(sb, "cat /workspace/file", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "kept\n");
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	assert_int_equal(a.n_execs, 1);
+	assert_int_equal(a.execs[0].exit_code, 137);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
 /* Its init killed while nobody owned it: ESRCH, and the stale cleanup leaves nothing. */
 static void a_durable_sandbox_whose_init_died_is_gone(void **state)
 {
@@ -413,12 +462,387 @@ static void process_backends_have_no_durable_sandboxes(void **state)
 	assert_int_equal(agentd_backend_adopt(b, &spec, "0123456789abcdef0123456789abcdef",
 					      "v1:x", &other, &err), -1);
 	assert_int_equal(err.code, ENOTSUP);
+	/* probe says so: a warning here, the platform feature "durable" for container */
+	agentd_backend_caps caps;
+	assert_int_equal(agentd_backend_probe(b, &caps, &err), 0);
+	bool said = false;
+	for (size_t i = 0; i < caps.warnings.n; i++)
+		said |= strstr(caps.warnings.v[i], "not durable") != NULL;
+	assert_true(said);
+	agentd_backend_caps_free(&caps);
+	if (backend) {
+		assert_int_equal(agentd_backend_probe(backend, &caps, &err), 0);
+		bool durable = false;
+		for (size_t i = 0; i < caps.platform_features.n; i++)
+			durable |= strcmp(caps.platform_features.v[i], "durable") == 0;
+		assert_true(durable);
+		agentd_backend_caps_free(&caps);
+	}
 	agentd_spec_free(&spec);
 	agentd_backend_free(b);
 }
 
+/* ------------------------------------------------------------- attacks on the re-adoption
+ * (tests/security/test_durable_adopt.py runs these by name). Each owner persists and exits;
+ * what then answers at the endpoint, or what the token says, is the attacker's. */
+
+struct fake_init {
+	int listener;
+	struct durable_hello h;
+	int fds[2], nfds;
+};
+
+/* A planted endpoint: accept one host and send it the forged hello. */
+static void *fake_init_main(void *arg)
+{
+	struct fake_init *f = arg;
+	int s = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+	if (s >= 0) {
+		fds_send(s, &f->h, sizeof(f->h), f->fds, f->nfds);
+		usleep(500 * 1000);
+		close(s);
+	}
+	return NULL;
+}
+
+static void parse_secret(const char *token, uint8_t out[DURABLE_SECRET_LEN])
+{
+	const char *p = token;
+	for (int i = 0; i < 8; i++)
+		p = strchr(p, ':') + 1; /* v1:PID:START:UID:GID:INNER:LEASED:CGROUP: */
+	for (int i = 0; i < DURABLE_SECRET_LEN; i++) {
+		unsigned v;
+		sscanf(p + 2 * i, "%2x", &v);
+		out[i] = (uint8_t)v;
+	}
+}
+
+static pid_t token_pid(const char *token)
+{
+	int pid = 0;
+	sscanf(token, "v1:%d:", &pid);
+	return pid;
+}
+
+/* The endpoint's path in the token. */
+static const char *token_path(const char *token)
+{
+	return strchr(token, '/');
+}
+
+/* Adopt with the real endpoint moved away and a planted one in its place, which sends the
+ * real init's pidfd and a pipe (as the root fd): refused with EPERM, and the pipe closed
+ * (nothing it sent kept). know_secret: the planted one knows the secret (a leaked token). */
+static void planted_endpoint_is_refused(bool know_secret)
+{
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	const char *path = token_path(r.token);
+	char moved[512];
+	snprintf(moved, sizeof(moved), "%s.real", path);
+	assert_int_equal(rename(path, moved), 0);
+	struct fake_init f = {.h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO,
+				    .kept = 1u << KEPT_PIDFD | 1u << KEPT_ROOT}};
+	if (know_secret)
+		parse_secret(r.token, f.h.secret);
+	int pp[2];
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	f.fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
+	assert_true(f.fds[0] >= 0);
+	f.fds[1] = pp[1];
+	f.nfds = 2;
+	f.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(f.listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f.listener, 1), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fake_init_main, &f), 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	pthread_join(t, NULL);
+	close(f.fds[0]);
+	close(pp[1]);
+	close(f.listener);
+	if (sb)
+		agentd_sandbox_destroy(sb, NULL);
+	assert_null(sb);
+	assert_int_equal(e, EPERM);
+	/* every copy of the pipe's write end is closed: the refused adopt kept none */
+	struct pollfd p = {.fd = pp[0], .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	char c;
+	assert_int_equal(read(pp[0], &c, 1), 0);
+	close(pp[0]);
+	/* the sandbox it could not prove was killed; the stale cleanup leaves nothing */
+	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+static void attack_planted_endpoint_without_the_secret_is_refused(void **state)
+{
+	(void)state;
+	planted_endpoint_is_refused(false);
+}
+
+static void attack_planted_endpoint_with_a_leaked_secret_is_refused(void **state)
+{
+	(void)state;
+	planted_endpoint_is_refused(true);
+}
+
+/* An init of a newer protocol than this build's (a downgrade): EPROTO, and the sandbox is
+ * left as it was (a build that knows it adopts it). */
+static void an_init_of_a_newer_protocol_is_left_alone(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	const char *path = token_path(r.token);
+	char moved[512];
+	snprintf(moved, sizeof(moved), "%s.real", path);
+	assert_int_equal(rename(path, moved), 0);
+	struct fake_init f = {.h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO + 1,
+				    .kept = 1u << KEPT_PIDFD}};
+	f.fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
+	f.nfds = 1;
+	f.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(bind(f.listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f.listener, 1), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, fake_init_main, &f), 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	pthread_join(t, NULL);
+	close(f.fds[0]);
+	close(f.listener);
+	assert_null(sb);
+	assert_int_equal(e, EPROTO);
+	/* untouched: back at its place, it is adopted */
+	assert_int_equal(rename(moved, path), 0);
+	sb = adopt(&r, &e);
+	assert_non_null(sb);
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+/* The real init answers, but the token was edited: EPERM. */
+static void edited_token_is_refused(const char *token)
+{
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	struct owner_result forged = r;
+	int pid;
+	unsigned long long start;
+	char rest[1024];
+	assert_int_equal(sscanf(r.token, "v1:%d:%llu:%1023s", &pid, &start, rest), 3);
+	if (!strcmp(token, "reused"))
+		snprintf(forged.token, sizeof(forged.token), "v1:%d:%llu:%s", pid, start + 1, rest);
+	else {
+		/* another live process, with its own start time */
+		pid_t other = fork();
+		if (other == 0) {
+			pause();
+			_exit(0);
+		}
+		char path[64], buf[1024];
+		snprintf(path, sizeof(path), "/proc/%d/stat", other);
+		usleep(100 * 1000);
+		FILE *fp = fopen(path, "re");
+		assert_non_null(fp);
+		assert_non_null(fgets(buf, sizeof(buf), fp));
+		fclose(fp);
+		char *q = strrchr(buf, ')') + 2;
+		for (int i = 3; i < 22; i++)
+			q = strchr(q, ' ') + 1;
+		snprintf(forged.token, sizeof(forged.token), "v1:%d:%llu:%s", other,
+			 strtoull(q, NULL, 10), rest);
+		int e;
+		agentd_sandbox *sb = adopt(&forged, &e);
+		kill(other, SIGKILL);
+		waitpid(other, NULL, 0);
+		if (sb)
+			agentd_sandbox_destroy(sb, NULL);
+		assert_null(sb);
+		assert_int_equal(e, EPERM);
+		agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+		assert_true(gone_in_time(r.id));
+		remove_dir(dir);
+		return;
+	}
+	int e;
+	agentd_sandbox *sb = adopt(&forged, &e);
+	if (sb)
+		agentd_sandbox_destroy(sb, NULL);
+	assert_null(sb);
+	assert_int_equal(e, EPERM);
+	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+static void attack_reused_pid_is_refused(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	edited_token_is_refused("reused");
+}
+
+static void attack_forged_pid_is_refused(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	edited_token_is_refused("forged");
+}
+
+/* A process in the sandbox's pid namespace (this test's grandchild, setns'd into it, so it
+ * can even see the endpoint) connects: the init hangs up without a word. The real adopt
+ * then works, and a command inside cannot see the endpoint at all. */
+static void attack_sandbox_process_cannot_become_its_host(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	struct owner_result r;
+	owner_run(dir, &r, false);
+	const char *path = token_path(r.token);
+	pid_t child = fork();
+	if (child == 0) {
+		int pidfd = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
+		if (pidfd < 0 || setns(pidfd, CLONE_NEWPID) < 0)
+			_exit(2);
+		pid_t g = fork();
+		if (g == 0) {
+			int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+			struct sockaddr_un sa = {.sun_family = AF_UNIX};
+			snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+			if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+				_exit(0); /* not even connected */
+			char buf[256];
+			struct pollfd p = {.fd = s, .events = POLLIN};
+			if (poll(&p, 1, 10000) != 1)
+				_exit(3);
+			_exit(recv(s, buf, sizeof(buf), 0) > 0 ? 1 : 0); /* 1: it was answered */
+		}
+		int st;
+		waitpid(g, &st, 0);
+		_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 4);
+	}
+	int st;
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	int e;
+	agentd_sandbox *sb = adopt(&r, &e);
+	assert_non_null(sb);
+	char cmd[600], out[64];
+	snprintf(cmd, sizeof(cmd), "test -e '%s' && echo visible || echo hidden", path);
+	assert_int_equal(sh_exec(sb, cmd, 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "hidden\n");
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r.id));
+	remove_dir(dir);
+}
+
+/* bench/adopt.sh: n sandboxes persisted by an owner that exits, then adopted one after
+ * the other; prints the time per adopt (not a test: nothing is asserted on timing). */
+static int owner_many(const char *dir, int n)
+{
+	agentd_backend *b = NULL;
+	agentd_error err = {0};
+	if (agentd_create_backend("container", NULL, &b, &err) < 0)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		agentd_spec spec = strict_spec();
+		agentd_sandbox *sb = NULL;
+		struct owner_result r = {0};
+		char *tok = NULL;
+		if (agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
+		    agentd_sandbox_persist(sb, dir, &tok, &err) < 0) {
+			fprintf(stderr, "owner: %s\n", err.msg);
+			return 1;
+		}
+		snprintf(r.id, sizeof(r.id), "%s", agentd_sandbox_id(sb));
+		snprintf(r.token, sizeof(r.token), "%s", tok);
+		if (write(3, &r, sizeof(r)) != (ssize_t)sizeof(r))
+			return 1;
+	}
+	_exit(0);
+}
+
+static int bench_main(int n)
+{
+	if (setup(NULL) < 0 || !backend)
+		return 1;
+	char *dir = endpoint_dir();
+	int p[2];
+	if (pipe(p) < 0)
+		return 1;
+	char num[16];
+	snprintf(num, sizeof(num), "%d", n);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 3);
+		execl("/proc/self/exe", "test_durable", "owner-many", dir, num, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct owner_result *r = calloc((size_t)n, sizeof(*r));
+	int got = 0;
+	while (got < n && read(p[0], &r[got], sizeof(*r)) == (ssize_t)sizeof(*r))
+		got++;
+	waitpid(pid, NULL, 0);
+	agentd_sandbox **sbs = calloc((size_t)n, sizeof(*sbs));
+	uint64_t t0 = now_ms();
+	int ok = 0;
+	for (int i = 0; i < got; i++) {
+		int e;
+		if ((sbs[i] = adopt(&r[i], &e)))
+			ok++;
+	}
+	uint64_t dt = now_ms() - t0;
+	printf("adopted %d of %d sandboxes in %llu ms (%.2f ms each)\n", ok, n,
+	       (unsigned long long)dt, ok ? (double)dt / ok : 0.0);
+	for (int i = 0; i < got; i++)
+		if (sbs[i])
+			agentd_sandbox_destroy(sbs[i], NULL);
+	free(sbs);
+	free(r);
+	remove_dir(dir);
+	teardown(NULL);
+	return ok == n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "owner-many") == 0)
+		return owner_many(argv[2], atoi(argv[3]));
+	if (argc == 3 && strcmp(argv[1], "bench") == 0)
+		return bench_main(atoi(argv[2]));
 	if (argc == 4 && strcmp(argv[1], "owner") == 0)
 		return owner_main(argv[2], argv[3]);
 	const struct CMUnitTest tests[] = {
@@ -426,8 +850,18 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_sandbox_ends_with_its_owner_process),
 		cmocka_unit_test(a_durable_sandbox_outlives_its_owner_process),
 		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
+		cmocka_unit_test(a_suspended_durable_sandbox_is_adopted_suspended),
 		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
 		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
+		cmocka_unit_test(attack_planted_endpoint_without_the_secret_is_refused),
+		cmocka_unit_test(attack_planted_endpoint_with_a_leaked_secret_is_refused),
+		cmocka_unit_test(attack_reused_pid_is_refused),
+		cmocka_unit_test(attack_forged_pid_is_refused),
+		cmocka_unit_test(attack_sandbox_process_cannot_become_its_host),
+		cmocka_unit_test(an_init_of_a_newer_protocol_is_left_alone),
 	};
+	/* one test by name (tests/security/test_durable_adopt.py) */
+	if (getenv("AGENTD_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("AGENTD_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -227,15 +227,10 @@ static int keep_processes(agentd_sandbox *sb, agentd_error *err)
 	return r;
 }
 
-int ctr_persist(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err)
+static int persist_thawed(agentd_sandbox *sb, const char *dir, char **token,
+			  agentd_error *err)
 {
 	struct ctr *c = sb->priv;
-	if (c->durable) {
-		*token = xstrdup(c->token);
-		return 0;
-	}
-	if (ctr_refuse_suspended(sb, err) < 0)
-		return agentd_error_prefix(err, "persist (resume it first)");
 	unsigned long long start;
 	if (proc_start_time(c->init_pid, &start) < 0)
 		return agentd_error_set(err, ESRCH, "persist: the sandbox init is gone");
@@ -259,6 +254,27 @@ int ctr_persist(agentd_sandbox *sb, const char *dir, char **token, agentd_error 
 	janitor_release(c, sb->id);
 	*token = xstrdup(c->token);
 	return 0;
+}
+
+int ctr_persist(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	/* Not with c->lock held: keep_processes takes the process list's lock, which a destroy
+	 * holds while a process's release takes c->lock. */
+	pthread_mutex_lock(&c->lock);
+	bool suspended = c->suspended;
+	pthread_mutex_unlock(&c->lock);
+	if (c->durable) {
+		*token = xstrdup(c->token);
+		return 0;
+	}
+	/* A suspended sandbox's init answers once thawed, and is frozen again. */
+	if (suspended && cgroup_freeze(c->cg, false, err) < 0)
+		return agentd_error_prefix(err, "persist: thaw");
+	int r = persist_thawed(sb, dir, token, err);
+	if (suspended)
+		cgroup_freeze(c->cg, true, NULL);
+	return r;
 }
 
 void ctr_durable_release(struct ctr *c)
@@ -570,6 +586,9 @@ static int build_ctr(agentd_sandbox *sb, const struct durable_token *t, struct h
 int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const char *token,
 	      agentd_sandbox **out, agentd_error *err)
 {
+	agentd_error scratch = {0};
+	if (!err)
+		err = &scratch; /* its code decides what becomes of the sandbox */
 	struct durable_token t;
 	if (parse_token(token, &t, err) < 0)
 		return -1;
@@ -616,7 +635,12 @@ int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const 
 	free(h);
 	if (s >= 0)
 		close(s);
-	if (frozen && cg)
+	/* Not proven (EPERM), or its init is gone (ESRCH): it is ended, by the cgroup our
+	 * token names (never by a pid the endpoint gave), so nothing unproven runs on;
+	 * agentd_cleanup_stale_sandbox removes the rest. */
+	if (r < 0 && cg && (err->code == EPERM || err->code == ESRCH))
+		cgroup_kill_all(cg);
+	else if (frozen && cg)
 		cgroup_freeze(cg, true, NULL);
 	else if (frozen && sb && sb->priv)
 		cgroup_freeze(((struct ctr *)sb->priv)->cg, true, NULL);
