@@ -453,18 +453,18 @@ static int reconcile(struct daemon *d, agentd_error *err)
 	return 0;
 }
 
-static bool is_live(struct daemon *d, const char *id)
+/* Whether id's row is still live: adopted, or left for a later daemon (adopt.c). */
+static bool is_kept(struct daemon *d, const char *id)
 {
-	pthread_mutex_lock(&d->lock);
-	struct live *l = d->head;
-	while (l && strcmp(l->id, id))
-		l = l->next;
-	pthread_mutex_unlock(&d->lock);
-	return l != NULL;
+	json_t *row = state_sandbox_get(d->st, id);
+	const char *s = json_string_value(json_object_get(row, "state"));
+	bool kept = s && strcmp(s, "destroyed") && strcmp(s, "failed");
+	json_decref(row);
+	return kept;
 }
 
 /* Every durable sandbox adopted (or failed), then whatever is on disk under our work root
- * that no live sandbox owns is removed, and the cgroups nothing holds. */
+ * that no live row owns is removed, and the cgroups nothing holds. */
 static void adopt_and_sweep(struct daemon *d)
 {
 	live_adopt_all(d);
@@ -472,7 +472,7 @@ static void adopt_and_sweep(struct daemon *d)
 	DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
 	struct dirent *e;
 	while (dir && (e = readdir(dir)))
-		if (api_valid_id(e->d_name) && !is_live(d, e->d_name)) {
+		if (api_valid_id(e->d_name) && !is_kept(d, e->d_name)) {
 			agentd_cleanup_stale_sandbox(d->work_root, e->d_name);
 			dlog("warn", "msg=\"removed a leftover sandbox dir\" sandbox=%s", e->d_name);
 		}

@@ -254,3 +254,32 @@ def test_the_drain_reports_the_execs_it_cancelled(durable):
     assert not pids_with(marker)
     # the sandbox itself outlived the drain
     assert d.get(f"/v1/sandboxes/{sid}").json["state"] == "ready"
+
+
+def test_a_sandbox_this_build_cannot_speak_to_is_left_for_a_later_daemon(durable):
+    """A token of another version (as a downgrade would meet): neither adopted nor failed,
+    nothing of it removed; a daemon that can speak to it adopts it later."""
+    import sqlite3
+    d = durable()
+    marker = "agentd-later-%d" % os.getpid()
+    sid = d.create()
+    d.post(f"/v1/sandboxes/{sid}/processes",
+           {"argv": ["/usr/bin/python3", "-c", "import time; time.sleep(600)", marker]})
+    assert wait_until(lambda: pids_with(marker))
+    d.stop()
+    db = sqlite3.connect(os.path.join(d.state_dir, "agentd.db"))
+    (token,) = db.execute("SELECT durable_token FROM sandboxes WHERE id = ?", (sid,)).fetchone()
+    db.execute("UPDATE sandboxes SET durable_token = ? WHERE id = ?", ("v9" + token[2:], sid))
+    db.commit()
+    d.start()
+    r = d.get(f"/v1/sandboxes/{sid}")
+    assert r.json["state"] == "ready" and "not adopted" in r.json["reason"], r
+    assert d.exec(sid, ["/bin/true"]).status == 409   # known, not live
+    assert pids_with(marker) and sid in agentd_cgroups()
+    d.stop()
+    db.execute("UPDATE sandboxes SET durable_token = ? WHERE id = ?", (token, sid))
+    db.commit()
+    db.close()
+    d.start()
+    assert d.exec(sid, ["/bin/echo", "back"]).json["stdout"] == "back\n"
+    assert d.get(f"/v1/sandboxes/{sid}/processes").json["processes"][0]["state"] == "running"

@@ -124,6 +124,20 @@ static void adopt_failed(struct daemon *d, const struct row *w, const agentd_err
 	     w->id, reason);
 }
 
+/* It did not answer as this build can adopt (a newer protocol, still owned by a live
+ * process, a policy this build cannot parse): the library leaves it as it is, and so do we —
+ * its row, token and dirs stay for a later daemon, which tries again; the reason says why. */
+static void adopt_deferred(struct daemon *d, const struct row *w, const agentd_error *err,
+			   uint64_t dt)
+{
+	char reason[320];
+	snprintf(reason, sizeof(reason), "not adopted at daemon restart (left as it is): %.250s",
+		 err->msg);
+	state_sandbox_set_state(d->st, w->id, w->state, reason, NULL);
+	audit(d, NULL, "adopt", w->id, NULL, w->digest, w->backend, reason, dt);
+	dlog("error", "msg=\"sandbox not adopted\" sandbox=%s reason=\"%s\"", w->id, reason);
+}
+
 /* The foreground execs its init killed while nobody was connected: one record each. */
 static void audit_lost_execs(struct daemon *d, struct live *l, const agentd_adoption *ad)
 {
@@ -214,9 +228,10 @@ static void adopt_one(struct daemon *d, const struct row *w)
 	}
 	agentd_spec_free(&spec);
 	if (!sb) {
-		if (!err.code)
-			err.code = EINVAL;
-		adopt_failed(d, w, &err, mono_ms() - t0);
+		if (err.code == ESRCH || err.code == EPERM)
+			adopt_failed(d, w, &err, mono_ms() - t0);
+		else
+			adopt_deferred(d, w, &err, mono_ms() - t0);
 		return;
 	}
 	struct live *l = xcalloc(1, sizeof(*l));
