@@ -235,6 +235,27 @@ def pids_with(marker):
     return found
 
 
+def kill_sandbox_from_outside(sid, rounds=3):
+    """Every process of sandbox sid (its init too) SIGKILLed from the host, found through
+    its cgroups' member lists: a sandbox that dies without its daemon."""
+    procs = [p for h in ("pids", "unified", "memory")
+             for p in glob.glob(f"/sys/fs/cgroup/{h}/agentd/{sid}/**/cgroup.procs",
+                                recursive=True)]
+    assert procs
+    for _ in range(rounds):
+        for path in procs:
+            try:
+                pids = open(path).read().split()
+            except FileNotFoundError:   # a kill unit removed meanwhile
+                continue
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
+
+
 def mountinfo():
     with open("/proc/self/mountinfo") as f:
         return {" ".join(l.split()[3:5]) for l in f}

@@ -7,29 +7,15 @@ old behaviour; DELETE and the drain say what they did to an exec they cut short.
 import json
 import os
 import signal
-import socket
 import threading
 import time
 
 import pytest
 
 from daemon_util import (Daemon, UnixHTTPConnection, agentd_cgroups, context_create,
-                         context_run, echo_connection, forward_port, pids_with, wait_until)
-
-ECHO = """
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
-def serve(c):
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        c.sendall(b)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
+                         context_run, echo_connection, forward_port, kill_sandbox_from_outside,
+                         pids_with, wait_until)
+from test_daemon_ports import ECHO
 
 TICKER = "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done"
 
@@ -125,26 +111,6 @@ def test_a_restart_keeps_the_sandbox_and_what_runs_in_it(durable, sig):
     assert not os.path.exists(os.path.join(d.state_dir, "durable", sid))
 
 
-def kill_cgroup(sid):
-    """Every process of the sandbox killed from outside, through its cgroup's members."""
-    import glob
-    procs = [p for p in glob.glob(f"/sys/fs/cgroup/**/agentd/{sid}/**/cgroup.procs",
-                                  recursive=True)]
-    assert procs
-    for _ in range(5):
-        for path in procs:
-            try:
-                pids = open(path).read().split()
-            except FileNotFoundError:
-                continue
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.1)
-
-
 def test_a_sandbox_whose_init_died_while_down_is_failed_and_leaves_nothing(durable):
     d = durable()
     marker = "agentd-gone-%d" % os.getpid()
@@ -153,7 +119,7 @@ def test_a_sandbox_whose_init_died_while_down_is_failed_and_leaves_nothing(durab
     d.post(f"/v1/sandboxes/{sid}/processes", {"argv": ["/usr/bin/python3", "-c", "import time; time.sleep(600)", marker]})
     assert wait_until(lambda: pids_with(marker))
     d.stop()
-    kill_cgroup(sid)
+    kill_sandbox_from_outside(sid, rounds=5)
     assert wait_until(lambda: not pids_with(marker))
     d.start()
     r = d.get(f"/v1/sandboxes/{sid}")

@@ -572,16 +572,23 @@ int ports_close(struct daemon *d, struct live *l, const struct client *c, uint16
 	return 0;
 }
 
-void ports_close_all(struct daemon *d, struct live *l, const char *reason)
+/* Every port of set unlinked, as a list. */
+static struct port_fwd *ports_take_all(struct live_ports *set)
 {
-	struct live_ports *set = l->ports;
-	if (!set)
-		return;
 	pthread_mutex_lock(&set->lock);
 	struct port_fwd *pf = set->head;
 	set->head = NULL;
 	set->n = 0;
 	pthread_mutex_unlock(&set->lock);
+	return pf;
+}
+
+void ports_close_all(struct daemon *d, struct live *l, const char *reason)
+{
+	struct live_ports *set = l->ports;
+	if (!set)
+		return;
+	struct port_fwd *pf = ports_take_all(set);
 	while (pf) {
 		struct port_fwd *next = pf->next;
 		char address[sizeof(pf->address)];
@@ -624,17 +631,9 @@ int ports_reopen(struct daemon *d, struct live *l, json_t *item)
 
 void ports_release_all(struct daemon *d, struct live *l)
 {
-	struct live_ports *set = l->ports;
-	if (!set)
-		return;
-	pthread_mutex_lock(&set->lock);
-	struct port_fwd *pf = set->head;
-	set->head = NULL;
-	set->n = 0;
-	pthread_mutex_unlock(&set->lock);
-	while (pf) {
-		struct port_fwd *next = pf->next;
+	for (struct port_fwd *pf = l->ports ? ports_take_all(l->ports) : NULL, *next; pf;
+	     pf = next) {
+		next = pf->next;
 		port_free(pf);
-		pf = next;
 	}
 }
