@@ -70,10 +70,9 @@ int live_make_durable(struct daemon *d, struct live *l, const char *policy_json,
 
 void live_forget_durable(struct daemon *d, struct live *l)
 {
-	if (!l->durable)
-		return;
-	state_durable_clear(d->st, l->id);
-	endpoint_dir_remove(d, l->id);
+	if (l->durable)
+		state_durable_clear(d->st, l->id);
+	endpoint_dir_remove(d, l->id); /* also one a failed persist left */
 }
 
 void live_item_put(struct daemon *d, struct live *l, const char *kind, const char *key,
