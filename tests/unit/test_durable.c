@@ -149,7 +149,8 @@ struct owner_result {
 static void *exec_forever(void *arg)
 {
 	agentd_sandbox *sb = arg;
-	char *argv[] = {"/bin/sleep", "100", NULL};
+	/* with a descendant outside its process group: its kill unit holds it */
+	char *argv[] = {"/bin/sh", "-c", "setsid sleep 300 & exec sleep 100", NULL};
 	agentd_command cmd = {.argv = argv};
 	agentd_exec_output o;
 	agentd_sandbox_exec(sb, &cmd, NULL, &o, NULL);
@@ -179,7 +180,8 @@ static int owner_main(const char *dir, const char *mode)
 	if (sh_exec(sb, "echo kept > /workspace/file", 0, out, sizeof(out)) != 0)
 		return 2;
 	char *argv[] = {"/bin/sh", "-c",
-			"i=0; while :; do i=$((i+1)); echo line$i; sleep 0.2; done", NULL};
+			"setsid sleep 400 & i=0; while :; do i=$((i+1)); echo line$i; sleep 0.2; "
+			"done", NULL};
 	agentd_command cmd = {.argv = argv};
 	agentd_process *proc = NULL;
 	if (agentd_sandbox_spawn(sb, &cmd, NULL, &proc, &err) < 0) {
@@ -306,6 +308,24 @@ static agentd_sandbox *adopt(const struct owner_result *r, int *errnum)
 	return sb;
 }
 
+/* Until the sandbox runs want processes whose command line is cmd (WAIT_MS at most). */
+static bool procs_in_sandbox(agentd_sandbox *sb, const char *cmd, int want)
+{
+	char script[512], out[64];
+	snprintf(script, sizeof(script),
+		 "n=0; for f in /proc/[0-9]*/cmdline; do "
+		 "[ \"$(tr '\\0' ' ' < $f 2>/dev/null)\" = '%s ' ] && n=$((n+1)); done; echo $n",
+		 cmd);
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (now_ms() < deadline) {
+		if (sh_exec(sb, script, 0, out, sizeof(out)) == 0 && atoi(out) == want)
+			return true;
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "%s: %s running, want %d\n", cmd, out, want);
+	return false;
+}
+
 /* What ran across the gap comes back; a new exec works; destroy leaves nothing. */
 static void check_adopted(const struct owner_result *r, const char *dir)
 {
@@ -323,8 +343,8 @@ static void check_adopted(const struct owner_result *r, const char *dir)
 	assert_int_equal(agentd_sandbox_adopted(sb, &a, NULL), 0);
 	assert_int_equal(a.n_processes, 1);
 	assert_int_equal(a.n_execs, 1);
-	assert_string_equal(a.execs[0].argv[0], "/bin/sleep");
-	assert_string_equal(a.execs[0].argv[1], "100");
+	assert_string_equal(a.execs[0].argv[0], "/bin/sh");
+	assert_non_null(strstr(a.execs[0].argv[2], "sleep 100"));
 	assert_int_equal(a.execs[0].exit_code, 137);
 	assert_true(a.execs[0].ended_at_ms >= a.execs[0].started_at_ms);
 	agentd_process *proc = a.processes[0];
@@ -342,7 +362,12 @@ static void check_adopted(const struct owner_result *r, const char *dir)
 
 	assert_int_equal(sh_exec(sb, "echo new", 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "new\n");
+	/* the lost exec's whole tree is gone (its unit killed); the process's is there */
+	assert_true(procs_in_sandbox(sb, "sleep 300", 0));
+	assert_true(procs_in_sandbox(sb, "sleep 400", 1));
 	assert_int_equal(agentd_process_kill(proc, NULL), 0);
+	/* its kill unit known again: its setsid'd descendant dies with it */
+	assert_true(procs_in_sandbox(sb, "sleep 400", 0));
 	agentd_process_free(proc);
 	char id[AGENTD_ID_LEN];
 	snprintf(id, sizeof(id), "%s", r->id);

@@ -96,6 +96,7 @@ struct durable_entry {
 	uint32_t flags;		/* ENTRY_* */
 	uint32_t keep;		/* KEEP_* mask of the fds attached */
 	int64_t started_ms, ended_ms;
+	uint64_t unit;		/* its kill unit u<unit>, 0 = none (OP_EXEC's, OP_SPAWN's sig) */
 };
 #define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
@@ -104,7 +105,8 @@ struct ctl_msg {
 	uint32_t cpu_s;		/* OP_EXEC, OP_SPAWN: the command's RLIMIT_CPU (s), 0 = the
 				 * sandbox's */
 	uint64_t id;
-	int32_t sig;		/* OP_SIGNAL */
+	int32_t sig;		/* OP_SIGNAL; OP_EXEC, OP_SPAWN: its kill unit's number (u<n>),
+				 * kept for a later host of a durable sandbox, 0 = none */
 	uint32_t flags;		/* OP_SPAWN: SPAWN_* */
 };
 

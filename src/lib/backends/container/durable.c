@@ -499,6 +499,19 @@ static char **payload_argv(int fd)
 	return argv.v;
 }
 
+/* A lost exec's tree dies with it, as an exec's always does: what left its process group
+ * (the init killed that) is still in its unit. */
+static void kill_unit_of(struct ctr *c, uint64_t n)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "u%" PRIu64, n);
+	struct cgroup *unit = n && c->cg ? cgroup_open_child(c->cg, name, NULL) : NULL;
+	if (!unit)
+		return;
+	cgroup_kill_all(unit);
+	cgroup_destroy(unit);
+}
+
 /* Its commands: background processes as handles on the fds the init kept, the execs it
  * killed as lost. The lost ones are forgotten by the init at once (handed over here). */
 static void take_entries(agentd_sandbox *sb, struct hello *h)
@@ -527,6 +540,7 @@ static void take_entries(agentd_sandbox *sb, struct hello *h)
 		for (int k = 0; k < KEEP_N; k++)
 			if (fds[k] >= 0)
 				close(fds[k]);
+		kill_unit_of(c, e->unit);
 		struct ctl_msg m = {.op = OP_FORGET, .id = e->id};
 		if (send(c->ctl, &m, sizeof(m), MSG_NOSIGNAL) < 0) {
 			/* the init is gone: so is its table */

@@ -28,6 +28,7 @@ struct running {
 	int payload;		/* an exec's request (its argv, for a lost exec) */
 	int keep[KEEP_N - 1];	/* the host's ends of a process's stdio and report */
 	int64_t started_ms, ended_ms;
+	uint32_t unit;		/* its kill unit's number, for a later host */
 };
 
 /* The durable state (OP_DURABLE): set once, read by the loop. */
@@ -208,7 +209,7 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		child_report_start(fds[3], pid);
 	struct running *e = &run[*nrun];
 	*e = (struct running){.id = m->id, .pid = pid, .report = fds[3], .payload = -1,
-			      .started_ms = realtime_ms()};
+			      .started_ms = realtime_ms(), .unit = (uint32_t)m->sig};
 	for (int k = 0; k < KEEP_N - 1; k++)
 		e->keep[k] = -1;
 	e->flags = background ? ENTRY_BACKGROUND | (cs.tty ? ENTRY_TTY : 0) : 0;
@@ -419,7 +420,7 @@ static int send_hello(int s, struct running *run, size_t nrun)
 		const struct running *e = &run[i];
 		struct durable_entry de = {.id = e->id, .pid = e->pid, .status = e->status,
 					   .flags = e->flags, .started_ms = e->started_ms,
-					   .ended_ms = e->ended_ms};
+					   .ended_ms = e->ended_ms, .unit = e->unit};
 		/* A lost exec being killed: it ends as SIGKILL made it. */
 		if (e->lost && e->pid) {
 			de.flags |= ENTRY_ENDED;
