@@ -443,6 +443,44 @@ static void a_suspended_durable_sandbox_is_adopted_suspended(void **state)
 	remove_dir(dir);
 }
 
+/* A durable init keeps ended processes until their handles are freed, but never at the
+ * cost of new commands: 80 ended and still held, and a spawn and an exec still start. */
+static void ended_processes_kept_for_the_host_do_not_block_new_commands(void **state)
+{
+	(void)state;
+	agentd_sandbox *sb = new_sandbox();
+	char *dir = endpoint_dir();
+	char *tok = NULL;
+	agentd_error err = {0};
+	assert_int_equal(agentd_sandbox_persist(sb, dir, &tok, &err), 0);
+	free(tok);
+	enum { N = 80 };
+	agentd_process *ps[N];
+	char *argv[] = {"/bin/true", NULL};
+	agentd_command cmd = {.argv = argv};
+	for (int i = 0; i < N; i++) {
+		int r = agentd_sandbox_spawn(sb, &cmd, NULL, &ps[i], &err);
+		if (r < 0)
+			fprintf(stderr, "spawn %d: %s\n", i, err.msg);
+		assert_int_equal(r, 0);
+		struct pollfd p = {.fd = agentd_process_wait_fd(ps[i]), .events = POLLIN};
+		agentd_process_status st = {.running = true};
+		uint64_t deadline = now_ms() + WAIT_MS;
+		while (st.running && now_ms() < deadline) {
+			poll(&p, 1, 100);
+			agentd_process_get_status(ps[i], &st, NULL);
+		}
+		assert_false(st.running);
+	}
+	char out[64];
+	assert_int_equal(sh_exec(sb, "echo still", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "still\n");
+	for (int i = 0; i < N; i++)
+		agentd_process_free(ps[i]);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	remove_dir(dir);
+}
+
 /* Its init killed while nobody owned it: ESRCH, and the stale cleanup leaves nothing. */
 static void a_durable_sandbox_whose_init_died_is_gone(void **state)
 {
@@ -877,6 +915,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
 		cmocka_unit_test(a_suspended_durable_sandbox_is_adopted_suspended),
 		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
+		cmocka_unit_test(ended_processes_kept_for_the_host_do_not_block_new_commands),
 		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
 		cmocka_unit_test(attack_planted_endpoint_without_the_secret_is_refused),
 		cmocka_unit_test(attack_planted_endpoint_with_a_leaked_secret_is_refused),

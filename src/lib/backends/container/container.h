@@ -32,6 +32,9 @@
  * to the sandbox's unprivileged host id, with no capability left once the init sealed. */
 #define AGENT_ID 1000
 #define MAX_EXECS 64
+/* A durable init's table: MAX_EXECS running, and as many ended ones its host has not
+ * forgotten yet (the oldest ended one goes first when it is full). */
+#define MAX_ENTRIES (2 * MAX_EXECS)
 #define MAX_PAYLOAD (8u << 20)	/* argv + env + cwd of one exec */
 #define INIT_CTL_FD 3
 #define INIT_SETUP_FD 4

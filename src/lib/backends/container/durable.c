@@ -322,8 +322,8 @@ static int parse_token(const char *token, struct durable_token *t, agentd_error 
 struct hello {
 	struct durable_hello h;
 	int kept[KEPT_N];
-	struct durable_entry e[MAX_EXECS];
-	int efds[MAX_EXECS][KEEP_N];
+	struct durable_entry e[MAX_ENTRIES];
+	int efds[MAX_ENTRIES][KEEP_N];
 	size_t n;
 };
 
@@ -423,9 +423,9 @@ static int prove(int s, const struct hello *h, const struct durable_token *t,
 
 static int recv_entries(int s, struct hello *h, agentd_error *err)
 {
-	if (h->h.n_entries > MAX_EXECS)
+	if (h->h.n_entries > MAX_ENTRIES)
 		return agentd_error_set(err, EPROTO, "adopt: %u commands (at most %d)",
-					h->h.n_entries, MAX_EXECS);
+					h->h.n_entries, MAX_ENTRIES);
 	for (uint32_t i = 0; i < h->h.n_entries; i++) {
 		int fds[CTL_MAX_FDS], nfds;
 		struct durable_entry *e = &h->e[h->n];

@@ -100,6 +100,13 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	 * terminal: job control and ^C reach its foreground process group. */
 	if (cs->tty && ioctl(0, TIOCSCTTY, 0) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
+	/* The init's other fds (a durable one keeps hundreds for its host) go before its
+	 * RLIMIT_NOFILE applies: the Landlock ruleset's dup and the workdir need free slots
+	 * below it. The fd table is the command's own copy (no CLONE_FILES). */
+	int r = fds_close_from(INIT_LANDLOCK_FD + 1);
+	if (r < 0)
+		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
+	close(INIT_SETUP_FD);
 	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
 	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
 	 * a score needs no privilege, but /proc/self of a non-dumpable process is root's: it
@@ -120,7 +127,7 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	struct rlimit_set rl = *a->rl;
 	if (cs->cpu_s)
 		rlimit_set_cpu(&rl, (uint64_t)cs->cpu_s * 1000);
-	int r = rlimit_apply(&rl);
+	r = rlimit_apply(&rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
 	if (init_has_landlock) {
@@ -172,6 +179,24 @@ static pid_t start_command(const struct command_start *cs)
 		     (void *)cs);
 }
 
+/* Room for one more command: fewer than MAX_EXECS running, and a free slot, made by
+ * dropping the oldest ended entry its host has not forgotten yet if need be. */
+static bool make_room(struct running *run, size_t *nrun)
+{
+	size_t running = 0, oldest = *nrun;
+	for (size_t i = 0; i < *nrun; i++) {
+		if (run[i].pid)
+			running++;
+		else if (oldest == *nrun || run[i].ended_ms < run[oldest].ended_ms)
+			oldest = i;
+	}
+	if (running >= MAX_EXECS)
+		return false;
+	if (*nrun == MAX_ENTRIES)
+		drop_entry(run, nrun, oldest);
+	return true;
+}
+
 /* Start the command of an exec or spawn request: fds are its stdin, stdout, stderr, report
  * pipe and payload (all closed here; the report pipe is kept until the command ends). A
  * background process's pid goes back on its report pipe once it started (REPORT_START):
@@ -182,7 +207,7 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 	struct exec_payload pl;
 	const char *why;
 	int r;
-	if (*nrun == MAX_EXECS) {
+	if (!make_room(run, nrun)) {
 		child_report_fail(fds[3], 125, EBUSY,
 				  "too many execs and processes running in this sandbox (max "
 				  STR(MAX_EXECS) ")");
@@ -478,7 +503,7 @@ static void wait_for_host(int sfd, struct running *run, size_t *nrun)
 
 static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 {
-	struct running run[MAX_EXECS];
+	struct running run[MAX_ENTRIES];
 	size_t nrun = 0;
 	int sfd = sigchld_fd();
 	if (sfd < 0)
