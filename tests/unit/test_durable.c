@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -140,6 +142,34 @@ static agentd_spec strict_spec(void)
 	return spec;
 }
 
+/* The directory of this program (and of sbxprobe, the static probe of the suites). */
+static const char *build_tests_dir(void)
+{
+	static char dir[512];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+	dir[n > 0 ? n : 0] = '\0';
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	return dir;
+}
+
+/* Network allowlist of one loopback port, this program's dir readable (sbxprobe). */
+static agentd_spec allowlist_spec(int port)
+{
+	agentd_spec spec = strict_spec();
+	char entry[64];
+	snprintf(entry, sizeof(entry), "127.0.0.1:%d", port);
+	spec.network.mode = AGENTD_NET_ALLOWLIST;
+	spec.network.allow.v = calloc(2, sizeof(char *));
+	spec.network.allow.v[0] = strdup(entry);
+	spec.network.allow.n = 1;
+	spec.allowed_paths_ro.v = calloc(2, sizeof(char *));
+	spec.allowed_paths_ro.v[0] = strdup(build_tests_dir());
+	spec.allowed_paths_ro.n = 1;
+	return spec;
+}
+
 struct owner_result {
 	char id[AGENTD_ID_LEN];
 	char token[1024];
@@ -170,6 +200,10 @@ static int owner_main(const char *dir, const char *mode)
 	struct owner_result r = {0};
 	char *tok = NULL;
 	bool suspend = strcmp(mode, "suspend") == 0; /* suspended, then persisted */
+	if (strncmp(mode, "allow", 5) == 0) { /* allowlist of 127.0.0.1:<port> */
+		agentd_spec_free(&spec);
+		spec = allowlist_spec(atoi(mode + 5));
+	}
 	if (agentd_create_backend("container", NULL, &b, &err) < 0 ||
 	    agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
 	    (strcmp(dir, "-") != 0 && !suspend && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
@@ -206,17 +240,25 @@ static int owner_main(const char *dir, const char *mode)
 	_exit(0); /* no destroy */
 }
 
+static void owner_run_mode(const char *dir, struct owner_result *res, const char *mode);
+
 /* Run the owner (dir NULL: not durable) until it reported, then let it exit or kill it. */
 static void owner_run(const char *dir, struct owner_result *res, bool kill9)
 {
+	owner_run_mode(dir, res, kill9 ? "kill9" : "exit");
+}
+
+static void owner_run_mode(const char *dir, struct owner_result *res, const char *mode)
+{
+	bool kill9 = strcmp(mode, "kill9") == 0;
 	int p[2];
 	assert_int_equal(pipe(p), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		dup2(p[1], 3);
-		execl("/proc/self/exe", "test_durable", "owner", dir ? dir : "-",
-		      kill9 ? "kill9" : "exit", (char *)NULL);
+		execl("/proc/self/exe", "test_durable", "owner", dir ? dir : "-", mode,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -400,6 +442,55 @@ static void a_durable_sandbox_outlives_a_kill_9_of_its_owner(void **state)
 	owner_run(dir, &r, true);
 	usleep(600 * 1000);
 	check_adopted(&r, dir);
+	remove_dir(dir);
+}
+
+/* An allowlist sandbox's way out, its egress proxy, serves it again once adopted: the
+ * listener its init kept is attached to this process's proxy. */
+static void an_adopted_allowlist_sandbox_keeps_its_egress_proxy(void **state)
+{
+	(void)state;
+	if (!backend)
+		skip();
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(in);
+	assert_int_equal(bind(l, (struct sockaddr *)&in, sizeof(in)), 0);
+	assert_int_equal(listen(l, 16), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&in, &len), 0);
+	int port = ntohs(in.sin_port);
+	char *dir = endpoint_dir();
+	char mode[32];
+	snprintf(mode, sizeof(mode), "allow%d", port);
+	struct owner_result r;
+	owner_run_mode(dir, &r, mode);
+	agentd_spec spec = allowlist_spec(port);
+	agentd_sandbox *sb = NULL;
+	agentd_error err = {0};
+	int rc = agentd_backend_adopt(backend, &spec, r.id, r.token, &sb, &err);
+	if (rc < 0)
+		fprintf(stderr, "adopt: %s\n", err.msg);
+	assert_int_equal(rc, 0);
+	char probe[600], portstr[16];
+	snprintf(probe, sizeof(probe), "%s/sbxprobe", build_tests_dir());
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	char *argv[] = {probe, "proxy-resolve", "127.0.0.1", portstr, NULL};
+	agentd_command cmd = {.argv = argv, .timeout_ms = 20000};
+	agentd_exec_output o;
+	assert_int_equal(agentd_sandbox_exec(sb, &cmd, NULL, &o, &err), 0);
+	fprintf(stderr, "%.*s", (int)o.out_len, (const char *)o.out);
+	assert_non_null(o.out);
+	assert_non_null(strstr((const char *)o.out, "ALLOWED"));
+	agentd_exec_output_free(&o);
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	agentd_spec_free(&spec);
+	close(l);
+	assert_true(gone_in_time(r.id));
 	remove_dir(dir);
 }
 
@@ -914,6 +1005,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_durable_sandbox_outlives_its_owner_process),
 		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
 		cmocka_unit_test(a_suspended_durable_sandbox_is_adopted_suspended),
+		cmocka_unit_test(an_adopted_allowlist_sandbox_keeps_its_egress_proxy),
 		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
 		cmocka_unit_test(ended_processes_kept_for_the_host_do_not_block_new_commands),
 		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
