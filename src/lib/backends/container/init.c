@@ -334,6 +334,20 @@ static void send_socket(int reply)
 	}
 }
 
+/* Until fd is readable (true) or a command ended (reaped here: false). */
+static bool wait_readable(int fd, int sfd, struct running *run, size_t *nrun)
+{
+	struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	if (poll(pfd, 2, -1) < 0) {
+		if (errno == EINTR)
+			return false;
+		_exit(125);
+	}
+	if (pfd[1].revents)
+		reap_signalled(sfd, run, nrun);
+	return pfd[0].revents != 0;
+}
+
 /* ------------------------------------------------------------- durable */
 
 /* OP_DURABLE PERSIST: the endpoint, the secret and the fds a later host needs; from now on
@@ -471,16 +485,7 @@ static void wait_for_host(int sfd, struct running *run, size_t *nrun)
 {
 	close(INIT_CTL_FD);
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = dur.listener, .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			_exit(125);
-		}
-		if (pfd[1].revents)
-			reap_signalled(sfd, run, nrun);
-		if (!pfd[0].revents)
+		if (!wait_readable(dur.listener, sfd, run, nrun))
 			continue;
 		int s = accept4(dur.listener, NULL, NULL, SOCK_CLOEXEC);
 		if (s < 0)
@@ -509,16 +514,7 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 	if (sfd < 0)
 		_exit(125);
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = INIT_CTL_FD, .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			_exit(125);
-		}
-		if (pfd[1].revents)
-			reap_signalled(sfd, run, &nrun);
-		if (!pfd[0].revents)
+		if (!wait_readable(INIT_CTL_FD, sfd, run, &nrun))
 			continue;
 		struct ctl_msg m;
 		int fds[CTL_MAX_FDS], nfds;
