@@ -625,11 +625,9 @@ int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const 
 	int r = s < 0 ? -1 : recv_hello(s, h, err);
 	if (r == 0 && (r = prove(s, h, &t, cg, err)) == 0)
 		r = recv_entries(s, h, err);
-	if (r == 0 && !(sb = agentd_sandbox_alloc(b, spec, &container_sandbox_ops, err)))
+	if (r == 0 && !(sb = agentd_sandbox_alloc_id(b, spec, &container_sandbox_ops, id, err)))
 		r = -1;
 	if (r == 0) {
-		snprintf(sb->id, sizeof(sb->id), "%s", id);
-		snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", id);
 		r = build_ctr(sb, &t, h, cg, s, err);
 		cg = NULL;
 		s = -1;
