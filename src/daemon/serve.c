@@ -13,7 +13,8 @@ static void serve_usage(FILE *f)
 		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
 		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
-		   "                    [--max-connections N] [--max-peer-connections N]\n\n"
+		   "                    [--max-connections N] [--max-peer-connections N]\n"
+		   "                    [--destroy-on-exit]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -33,7 +34,10 @@ static void serve_usage(FILE *f)
 		   "  --max-connections N  per listener (default 1024); at most half wait for a\n"
 		   "                       request head, the oldest shut first: room for clients\n"
 		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; half\n"
-		   "                       of them may wait for a request head)\n");
+		   "                       of them may wait for a request head)\n"
+		   "  --destroy-on-exit    destroy every sandbox when the daemon stops; by default\n"
+		   "                       container sandboxes outlive it and the next daemon\n"
+		   "                       adopts them (docs/api.md#restarts)\n");
 }
 
 static const char *default_state_dir(void)
@@ -105,6 +109,8 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		{"max-connections", required_argument, NULL, 'C'},
 		{"max-peer-connections", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
+		/* issue 12: durable-daemon */
+		{"destroy-on-exit", no_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0},
 	};
 	agentd_error err = {0};
@@ -185,6 +191,9 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 			if (opt_uint("max-peer-connections", optarg, 2, 65536,
 				     &cfg->max_peer_connections) < 0)
 				return -1;
+			break;
+		case 'X':
+			cfg->destroy_on_exit = true;
 			break;
 		case 'h':
 			serve_usage(stdout);

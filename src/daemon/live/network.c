@@ -25,13 +25,15 @@ static int status_of(int e)
 }
 
 /* The row keeps the policy the sandbox runs under now (its digest stays the one it was
- * created with: what its records before the change name). */
+ * created with: what its records before the change name), and a durable sandbox's whole
+ * policy too: an adopter re-attaches its proxy by the current network, not the first. */
 static void store_policy(struct daemon *d, struct live *l)
 {
 	char *json = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
 	char *stored = live_policy_json_for_state(json);
 	agentd_error err = {0};
-	if (state_sandbox_set_policy(d->st, l->id, stored, l->digest, &err) < 0)
+	if (state_sandbox_set_policy(d->st, l->id, stored, l->digest, &err) < 0 ||
+	    (l->durable && state_durable_set_spec(d->st, l->id, json, &err) < 0))
 		dlog("error", "msg=\"sandbox policy not stored\" sandbox=%s error=\"%s\"", l->id,
 		     err.msg);
 	free(stored);
