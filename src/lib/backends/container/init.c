@@ -105,9 +105,10 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	if (cs->tty && ioctl(0, TIOCSCTTY, 0) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
 	/* The init's other fds (a durable one keeps hundreds for its host) go before its
-	 * RLIMIT_NOFILE applies: the Landlock ruleset's dup and the workdir need free slots
+	 * RLIMIT_NOFILE applies: the Landlock rulesets' dups and the workdir need free slots
 	 * below it. The fd table is the command's own copy (no CLONE_FILES). */
-	int r = fds_close_from(INIT_LANDLOCK_FD + 1);
+	_Static_assert(INIT_LANDLOCK_NET_FD > INIT_LANDLOCK_FD, "the rulesets' slots come last");
+	int r = fds_close_from(INIT_LANDLOCK_NET_FD + 1);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
 	close(INIT_SETUP_FD);
