@@ -147,6 +147,9 @@ int netns_loopback_up(void);	/* in the caller's namespace; 0 or -errno */
  * is fixed when it is made), sent with msg over sock and not kept: nothing in the
  * namespace can accept on it. 0 or -errno; no malloc. */
 int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len);
+/* The same, and the listener kept in *keep when sent (a durable init's copy for its next
+ * host), unless keep is NULL. */
+int netns_listener_send_keep(int sock, uint16_t port, const void *msg, size_t len, int *keep);
 /* An unbound TCP socket of the caller's network namespace, sent with msg over sock and not
  * kept (the host's way in at a port: it connects it). 0 or -errno; no malloc. */
 int netns_socket_send(int sock, const void *msg, size_t len);

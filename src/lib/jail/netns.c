@@ -45,6 +45,11 @@ int netns_loopback_up(void)
 
 int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len)
 {
+	return netns_listener_send_keep(sock, port, msg, len, NULL);
+}
+
+int netns_listener_send_keep(int sock, uint16_t port, const void *msg, size_t len, int *keep)
+{
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return -errno;
@@ -59,7 +64,10 @@ int netns_listener_send(int sock, uint16_t port, const void *msg, size_t len)
 	    bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0 ||
 	    fds_send(sock, msg, len, &s, 1) < 0)
 		r = -errno;
-	close(s);
+	if (r == 0 && keep)
+		*keep = s;
+	else
+		close(s);
 	return r;
 }
 

@@ -349,19 +349,32 @@ static void send_socket(int reply)
 
 /* OP_NETWORK: commands started from now on are of network m->flags. For allowlist, a new
  * egress listener on 127.0.0.1:AGENTD_PROXY_PORT goes back on reply (the proxy serves it
- * from then on; nothing here keeps it); a port some process of the sandbox took meanwhile
+ * from then on; a durable init keeps a copy for its next host); a port some process of the sandbox took meanwhile
  * fails the switch (EADDRINUSE, the mode unchanged). For none, an empty answer: the host
  * closed the listener already. */
 static void switch_network(int reply, const struct ctl_msg *req)
 {
 	struct ctl_msg m = {.op = OP_NETWORK};
-	int r = 0;
+	int r = 0, kept = -1;
 	if (req->flags == NET_MODE_ALLOWLIST)
-		r = netns_listener_send(reply, AGENTD_PROXY_PORT, &m, sizeof(m));
+		r = netns_listener_send_keep(reply, AGENTD_PROXY_PORT, &m, sizeof(m),
+					     dur.on ? &kept : NULL);
 	else if (req->flags != NET_MODE_NONE)
 		r = -EINVAL;
-	if (r == 0)
+	if (r == 0) {
 		init_net_none = req->flags == NET_MODE_NONE;
+		/* A durable init hands its next host the listener of its network now (none:
+		 * none, the port free again). */
+		if (dur.on) {
+			if (dur.fds[KEPT_PROXY] >= 0)
+				close(dur.fds[KEPT_PROXY]);
+			dur.fds[KEPT_PROXY] = kept;
+			if (kept >= 0)
+				dur.kept |= 1u << KEPT_PROXY;
+			else
+				dur.kept &= ~(1u << KEPT_PROXY);
+		}
+	}
 	if (r < 0 || req->flags == NET_MODE_NONE) {
 		m.id = (uint64_t)(r < 0 ? -r : 0);
 		if (send(reply, &m, sizeof(m), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
