@@ -16,8 +16,9 @@ extern "C" {
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
  * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
- * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt) */
-#define AGENTD_BACKEND_ABI_VERSION 5u
+ * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt); 6: the files API's
+ * agentd_sandbox_ops.root_fd (issue 12: files) */
+#define AGENTD_BACKEND_ABI_VERSION 6u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -53,6 +54,10 @@ typedef struct agentd_sandbox_ops {
 	int (*persist)(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err);
 	/* agentd_sandbox_adopted (of a sandbox the backend's adopt made). */
 	int (*adopted)(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err);
+	/* issue 12: files. As workdir_fd, for the sandbox's root ("/" as its processes see
+	 * it, held from before any sandboxed code ran; O_PATH will do): the files API resolves
+	 * absolute paths outside the workdir beneath it. NULL = only the workdir is reachable. */
+	int (*root_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments
