@@ -599,6 +599,13 @@ agentd_tar_reader *agentd_sandbox_tar_open(agentd_sandbox *sb, const char *path,
 /* Up to n bytes of the archive into buf: > 0, 0 at its end, -1 + err. */
 ssize_t agentd_tar_read(agentd_tar_reader *tr, void *buf, size_t n, agentd_error *err);
 void agentd_tar_reader_free(agentd_tar_reader *tr);
+/* The same two on a directory of the caller's (the host side of `agentd sandbox cp`): dir is
+ * the caller's fd (not taken), the caller's own ids apply. An archive from a sandbox is as
+ * hostile here: the same checks, nothing made through a symlink. */
+int agentd_tar_extract_dir(int dir, const void *tar, size_t len, const agentd_tar_limits *lim,
+			   agentd_tar_stats *st, agentd_error *err);
+agentd_tar_reader *agentd_tar_open_dir(int dir, const agentd_tar_limits *lim,
+				       agentd_error *err);
 
 /* A watch of the directory path and every directory beneath it (inotify), its inotify
  * instance and watches made with the sandbox's host uid as the effective one (charged to it,

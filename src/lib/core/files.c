@@ -119,6 +119,8 @@ int agentd_sandbox_open_path(agentd_sandbox *sb, const char *path, unsigned flag
 			     agentd_error *err)
 {
 	bool write = flags & AGENTD_OPEN_WRITE;
+	if (path && *path && path[strlen(path) - 1] == '/')
+		return agentd_error_set(err, EINVAL, "path %s: names a directory", path);
 	struct resolved r;
 	if (resolve(sb, path, write, &r, err) < 0)
 		return -1;
@@ -250,6 +252,20 @@ int agentd_sandbox_tar_extract(agentd_sandbox *sb, const char *path, const void 
 	return rc < 0 ? agentd_error_prefix(err, "extract into %s", path) : 0;
 }
 
+int agentd_tar_extract_dir(int dir, const void *tar, size_t len, const agentd_tar_limits *lim,
+			   agentd_tar_stats *st, agentd_error *err)
+{
+	struct tarx_policy p;
+	tar_policy(lim, &p);
+	struct tarx_stats ts = {0};
+	int rc = tarx_extract(dir, tar, len, &p, &ts, err);
+	if (st) {
+		st->entries = ts.entries;
+		st->bytes = ts.bytes;
+	}
+	return rc;
+}
+
 struct agentd_tar_reader {
 	struct tarx_writer *w;
 	uid_t uid;
@@ -276,6 +292,26 @@ agentd_tar_reader *agentd_sandbox_tar_open(agentd_sandbox *sb, const char *path,
 		tr->gid = r.fs.gid;
 	}
 	resolved_close(&r);
+	return tr;
+}
+
+agentd_tar_reader *agentd_tar_open_dir(int dir, const agentd_tar_limits *lim,
+				       agentd_error *err)
+{
+	struct tarx_policy p;
+	tar_policy(lim, &p);
+	int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		agentd_error_errno(err, errno, "open directory");
+		return NULL;
+	}
+	struct tarx_writer *w = tarx_writer_new(fd, &p, err);
+	if (!w)
+		return NULL;
+	agentd_tar_reader *tr = calloc(1, sizeof(*tr));
+	tr->w = w;
+	tr->uid = (uid_t)-1;
+	tr->gid = (gid_t)-1;
 	return tr;
 }
 
