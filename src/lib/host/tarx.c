@@ -256,10 +256,12 @@ static int open_parent(struct extract *x, const char *rel, agentd_error *err)
 		}
 		fd = cur;
 	}
+	if (fd < 0 && (errno == ELOOP || errno == ENOTDIR))
+		return agentd_error_set(err, ENOTDIR,
+					"%s: a symbolic link (never followed) or not a directory",
+					rel);
 	if (fd < 0)
-		return agentd_error_errno(err, errno == ELOOP ? ENOTDIR : errno,
-					  "%s: not a directory (or a symlink, not followed)",
-					  rel);
+		return agentd_error_errno(err, errno, "%s", rel);
 	snprintf(x->parent_path, sizeof(x->parent_path), "%s", rel);
 	return x->parent = fd;
 }
