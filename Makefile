@@ -67,6 +67,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-ws
 	$(FUZZ_BUILD)/fuzz/fuzz_ws -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-ws fuzz/corpus/ws
+	# issue 12: files
+	mkdir -p $(FUZZ_BUILD)/corpus-tarx
+	$(FUZZ_BUILD)/fuzz/fuzz_tarx -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-tarx fuzz/corpus/tarx
 
 check: unit asan integration security fuzz
 

@@ -3,8 +3,7 @@
  * directory and never through a symlink, so a hostile archive or tree cannot reach out. */
 #include "lib/host/host.h"
 
-#include <archive.h>
-#include <archive_entry.h>
+#include "lib/host/tarx_la.h"
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -13,6 +12,14 @@
 
 #define TARX_PATH_MAX 4096
 #define TARX_MAX_DEPTH 256
+
+/* libarchive, loaded by the first caller (tarx_la.c): set before any other use here. */
+static const struct tarx_la *LA;
+
+static int la_ready(agentd_error *err)
+{
+	return (LA = tarx_la(err)) ? 0 : -1;
+}
 
 /* ------------------------------------------------------------------ paths */
 
@@ -126,10 +133,10 @@ static void pathset_free(struct pathset *ps)
 
 static struct archive *open_reader(const void *tar, size_t len)
 {
-	struct archive *a = archive_read_new();
-	archive_read_support_format_tar(a);
-	if (archive_read_open_memory(a, tar, len) != ARCHIVE_OK) {
-		archive_read_free(a);
+	struct archive *a = LA->archive_read_new();
+	LA->archive_read_support_format_tar(a);
+	if (LA->archive_read_open_memory(a, tar, len) != ARCHIVE_OK) {
+		LA->archive_read_free(a);
 		return NULL;
 	}
 	return a;
@@ -139,10 +146,10 @@ static struct archive *open_reader(const void *tar, size_t len)
 static int check_entry(struct archive_entry *e, const char *name, const struct tarx_policy *p,
 		       struct pathset *files, struct tarx_stats *st, agentd_error *err)
 {
-	const char *hl = archive_entry_hardlink(e);
-	mode_t type = archive_entry_filetype(e);
+	const char *hl = LA->archive_entry_hardlink(e);
+	mode_t type = LA->archive_entry_filetype(e);
 	char q[96];
-	quote_text(q, sizeof(q), archive_entry_pathname(e));
+	quote_text(q, sizeof(q), LA->archive_entry_pathname(e));
 	if (hl) {
 		char t[TARX_PATH_MAX + 1];
 		if (norm_path(hl, t) < 0 || !pathset_has(files, t))
@@ -157,7 +164,7 @@ static int check_entry(struct archive_entry *e, const char *name, const struct t
 	case AE_IFDIR:
 		return 0;
 	case AE_IFREG: {
-		int64_t size = archive_entry_size(e);
+		int64_t size = LA->archive_entry_size(e);
 		if (size < 0 || (uint64_t)size > p->max_bytes - st->bytes)
 			return agentd_error_set(err, E2BIG,
 						"%s: the archive's files are over the limit of "
@@ -167,7 +174,7 @@ static int check_entry(struct archive_entry *e, const char *name, const struct t
 		return 0;
 	}
 	case AE_IFLNK: {
-		const char *target = archive_entry_symlink(e);
+		const char *target = LA->archive_entry_symlink(e);
 		if (!target || strlen(target) > TARX_PATH_MAX)
 			return agentd_error_set(err, EINVAL, "%s: a symlink without a target", q);
 		if (!p->symlinks_any_target && !target_beneath(name, target))
@@ -186,21 +193,23 @@ int tarx_check(const void *tar, size_t len, const struct tarx_policy *p,
 	       struct tarx_stats *st, agentd_error *err)
 {
 	memset(st, 0, sizeof(*st));
+	if (la_ready(err) < 0)
+		return -1;
 	struct archive *a = open_reader(tar, len);
 	if (!a)
 		return agentd_error_set(err, EINVAL, "not a tar archive");
 	struct pathset files = {0};
 	struct archive_entry *e;
 	int r = 0, h;
-	while ((h = archive_read_next_header(a, &e)) == ARCHIVE_OK || h == ARCHIVE_WARN) {
+	while ((h = LA->archive_read_next_header(a, &e)) == ARCHIVE_OK || h == ARCHIVE_WARN) {
 		if (++st->entries > p->max_entries) {
 			r = agentd_error_set(err, E2BIG, "more than %llu entries",
 					     (unsigned long long)p->max_entries);
 			break;
 		}
 		char name[TARX_PATH_MAX + 1], q[96];
-		if (norm_path(archive_entry_pathname(e), name) < 0) {
-			quote_text(q, sizeof(q), archive_entry_pathname(e));
+		if (norm_path(LA->archive_entry_pathname(e), name) < 0) {
+			quote_text(q, sizeof(q), LA->archive_entry_pathname(e));
 			r = agentd_error_set(err, EINVAL,
 					     "%s: an absolute path or a \"..\" component", q);
 			break;
@@ -210,9 +219,9 @@ int tarx_check(const void *tar, size_t len, const struct tarx_policy *p,
 	}
 	if (r == 0 && h != ARCHIVE_EOF)
 		r = agentd_error_set(err, EINVAL, "not a valid tar archive: %s",
-				     archive_error_string(a) ? archive_error_string(a) : "?");
+				     LA->archive_error_string(a) ? LA->archive_error_string(a) : "?");
 	pathset_free(&files);
-	archive_read_free(a);
+	LA->archive_read_free(a);
 	return r;
 }
 
@@ -304,7 +313,7 @@ static int write_file(struct extract *x, int pfd, const char *leaf, struct archi
 	size_t size;
 	la_int64_t off;
 	int r;
-	while ((r = archive_read_data_block(x->a, &buf, &size, &off)) == ARCHIVE_OK) {
+	while ((r = LA->archive_read_data_block(x->a, &buf, &size, &off)) == ARCHIVE_OK) {
 		if (size > x->p->max_bytes - x->st->bytes)
 			return agentd_error_set(err, E2BIG, "%s: over the limit of %llu bytes",
 						name, (unsigned long long)x->p->max_bytes);
@@ -319,12 +328,12 @@ static int write_file(struct extract *x, int pfd, const char *leaf, struct archi
 		}
 	}
 	if (r != ARCHIVE_EOF)
-		return agentd_error_set(err, EINVAL, "%s: %s", name, archive_error_string(x->a));
-	if (ftruncate(fd, archive_entry_size(e)) < 0 ||
-	    fchmod(fd, archive_entry_perm(e) & 0777) < 0)
+		return agentd_error_set(err, EINVAL, "%s: %s", name, LA->archive_error_string(x->a));
+	if (ftruncate(fd, LA->archive_entry_size(e)) < 0 ||
+	    fchmod(fd, LA->archive_entry_perm(e) & 0777) < 0)
 		return agentd_error_errno(err, errno, "%s", name);
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT},
-				 {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+				 {LA->archive_entry_mtime(e), LA->archive_entry_mtime_nsec(e)}};
 	futimens(fd, ts);
 	return 0;
 }
@@ -341,9 +350,9 @@ static int make_dir(struct extract *x, int pfd, const char *leaf, struct archive
 		return agentd_error_errno(err, errno, "mkdir %s", name);
 	x->dirs = realloc(x->dirs, (x->n_dirs + 1) * sizeof(*x->dirs));
 	x->dirs[x->n_dirs].path = strdup(name);
-	x->dirs[x->n_dirs].mode = archive_entry_perm(e) & 0777;
+	x->dirs[x->n_dirs].mode = LA->archive_entry_perm(e) & 0777;
 	x->dirs[x->n_dirs].mtime =
-		(struct timespec){archive_entry_mtime(e), archive_entry_mtime_nsec(e)};
+		(struct timespec){LA->archive_entry_mtime(e), LA->archive_entry_mtime_nsec(e)};
 	x->n_dirs++;
 	return 0;
 }
@@ -353,9 +362,9 @@ static int make_link(struct extract *x, int pfd, const char *leaf, struct archiv
 {
 	if (clear_leaf(pfd, leaf, false, name, err) < 0)
 		return -1;
-	const char *hl = archive_entry_hardlink(e);
+	const char *hl = LA->archive_entry_hardlink(e);
 	if (!hl) {
-		if (symlinkat(archive_entry_symlink(e), pfd, leaf) < 0)
+		if (symlinkat(LA->archive_entry_symlink(e), pfd, leaf) < 0)
 			return agentd_error_errno(err, errno, "symlink %s", name);
 		return 0;
 	}
@@ -383,17 +392,17 @@ static int make_link(struct extract *x, int pfd, const char *leaf, struct archiv
 static int extract_entry(struct extract *x, struct archive_entry *e, agentd_error *err)
 {
 	char name[TARX_PATH_MAX + 1];
-	if (norm_path(archive_entry_pathname(e), name) < 0)
+	if (norm_path(LA->archive_entry_pathname(e), name) < 0)
 		return agentd_error_set(err, EINVAL, "an absolute path or a \"..\" component");
 	const char *leaf;
 	int pfd = split(x, name, &leaf, err);
 	if (pfd < 0)
 		return -1;
-	if (archive_entry_hardlink(e) || archive_entry_filetype(e) == AE_IFLNK)
+	if (LA->archive_entry_hardlink(e) || LA->archive_entry_filetype(e) == AE_IFLNK)
 		return make_link(x, pfd, leaf, e, name, err);
-	if (archive_entry_filetype(e) == AE_IFDIR)
+	if (LA->archive_entry_filetype(e) == AE_IFDIR)
 		return make_dir(x, pfd, leaf, e, name, err);
-	if (archive_entry_filetype(e) == AE_IFREG)
+	if (LA->archive_entry_filetype(e) == AE_IFREG)
 		return write_file(x, pfd, leaf, e, name, err);
 	return agentd_error_set(err, EINVAL, "%s: not extracted (a device, fifo or socket)", name);
 }
@@ -429,7 +438,7 @@ int tarx_extract(int dir, const void *tar, size_t len, const struct tarx_policy 
 	st->entries = st->bytes = 0;
 	struct archive_entry *e;
 	int r = 0, h;
-	while ((h = archive_read_next_header(x.a, &e)) == ARCHIVE_OK || h == ARCHIVE_WARN) {
+	while ((h = LA->archive_read_next_header(x.a, &e)) == ARCHIVE_OK || h == ARCHIVE_WARN) {
 		/* The check bounded the entries; the archive is the same bytes, but count. */
 		if (++st->entries > entries) {
 			r = agentd_error_set(err, E2BIG, "more entries than checked");
@@ -439,11 +448,11 @@ int tarx_extract(int dir, const void *tar, size_t len, const struct tarx_policy 
 			break;
 	}
 	if (r == 0 && h != ARCHIVE_EOF)
-		r = agentd_error_set(err, EINVAL, "%s", archive_error_string(x.a));
+		r = agentd_error_set(err, EINVAL, "%s", LA->archive_error_string(x.a));
 	finish_dirs(&x);
 	if (x.parent >= 0)
 		close(x.parent);
-	archive_read_free(x.a);
+	LA->archive_read_free(x.a);
 	return r;
 }
 
@@ -510,18 +519,18 @@ static int put_header(struct tarx_writer *w, const char *name, const struct stat
 	if (++w->st.entries > w->p.max_entries)
 		return agentd_error_set(err, E2BIG, "more than %llu entries",
 					(unsigned long long)w->p.max_entries);
-	struct archive_entry *e = archive_entry_new();
-	archive_entry_set_pathname(e, name);
-	archive_entry_set_filetype(e, st->st_mode & S_IFMT);
-	archive_entry_set_perm(e, st->st_mode & 07777);
-	archive_entry_set_size(e, S_ISREG(st->st_mode) ? st->st_size : 0);
-	archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	struct archive_entry *e = LA->archive_entry_new();
+	LA->archive_entry_set_pathname(e, name);
+	LA->archive_entry_set_filetype(e, st->st_mode & S_IFMT);
+	LA->archive_entry_set_perm(e, st->st_mode & 07777);
+	LA->archive_entry_set_size(e, S_ISREG(st->st_mode) ? st->st_size : 0);
+	LA->archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
 	if (target)
-		archive_entry_set_symlink(e, target);
-	int r = archive_write_header(w->a, e);
-	archive_entry_free(e);
+		LA->archive_entry_set_symlink(e, target);
+	int r = LA->archive_write_header(w->a, e);
+	LA->archive_entry_free(e);
 	if (r < ARCHIVE_WARN)
-		return agentd_error_set(err, EIO, "%s: %s", name, archive_error_string(w->a));
+		return agentd_error_set(err, EIO, "%s: %s", name, LA->archive_error_string(w->a));
 	return 0;
 }
 
@@ -595,14 +604,14 @@ static int copy_piece(struct tarx_writer *w, agentd_error *err)
 		return 0;
 	if (n < 0)
 		return agentd_error_errno(err, errno, "read");
-	if (n > 0 && archive_write_data(w->a, buf, (size_t)n) < 0)
-		return agentd_error_set(err, EIO, "%s", archive_error_string(w->a));
+	if (n > 0 && LA->archive_write_data(w->a, buf, (size_t)n) < 0)
+		return agentd_error_set(err, EIO, "%s", LA->archive_error_string(w->a));
 	w->remaining -= (uint64_t)n;
 	if (n == 0 || w->remaining == 0) {
 		close(w->file);
 		w->file = -1;
-		if (archive_write_finish_entry(w->a) < ARCHIVE_WARN)
-			return agentd_error_set(err, EIO, "%s", archive_error_string(w->a));
+		if (LA->archive_write_finish_entry(w->a) < ARCHIVE_WARN)
+			return agentd_error_set(err, EIO, "%s", LA->archive_error_string(w->a));
 	}
 	return 0;
 }
@@ -612,8 +621,8 @@ static int step(struct tarx_writer *w, agentd_error *err)
 	if (w->file >= 0)
 		return copy_piece(w, err);
 	if (w->depth == 0) {
-		if (archive_write_close(w->a) != ARCHIVE_OK)
-			return agentd_error_set(err, EIO, "%s", archive_error_string(w->a));
+		if (LA->archive_write_close(w->a) != ARCHIVE_OK)
+			return agentd_error_set(err, EIO, "%s", LA->archive_error_string(w->a));
 		w->done = true;
 		return 0;
 	}
@@ -635,14 +644,18 @@ static int step(struct tarx_writer *w, agentd_error *err)
 
 struct tarx_writer *tarx_writer_new(int dir, const struct tarx_policy *p, agentd_error *err)
 {
+	if (la_ready(err) < 0) {
+		close(dir);
+		return NULL;
+	}
 	struct tarx_writer *w = calloc(1, sizeof(*w));
 	w->p = *p;
 	w->file = -1;
-	w->a = archive_write_new();
-	archive_write_set_format_pax_restricted(w->a);
-	archive_write_set_bytes_in_last_block(w->a, 1);
-	if (archive_write_open2(w->a, w, NULL, writer_cb, NULL, NULL) != ARCHIVE_OK) {
-		agentd_error_set(err, EIO, "tar: %s", archive_error_string(w->a));
+	w->a = LA->archive_write_new();
+	LA->archive_write_set_format_pax_restricted(w->a);
+	LA->archive_write_set_bytes_in_last_block(w->a, 1);
+	if (LA->archive_write_open2(w->a, w, NULL, writer_cb, NULL, NULL) != ARCHIVE_OK) {
+		agentd_error_set(err, EIO, "tar: %s", LA->archive_error_string(w->a));
 		close(dir);
 		tarx_writer_free(w);
 		return NULL;
@@ -678,7 +691,7 @@ void tarx_writer_free(struct tarx_writer *w)
 		closedir(w->stack[w->depth].d);
 		free(w->stack[w->depth].prefix);
 	}
-	archive_write_free(w->a);
+	LA->archive_write_free(w->a);
 	free(w->buf);
 	free(w);
 }
