@@ -135,7 +135,8 @@ static struct archive *open_reader(const void *tar, size_t len)
 {
 	struct archive *a = LA->archive_read_new();
 	LA->archive_read_support_format_tar(a);
-	if (LA->archive_read_open_memory(a, tar, len) != ARCHIVE_OK) {
+	/* 1 MiB pieces rather than the default 10 KiB: a tenth of the writes for big files. */
+	if (LA->archive_read_open_memory2(a, tar, len, 1u << 20) != ARCHIVE_OK) {
 		LA->archive_read_free(a);
 		return NULL;
 	}

@@ -31,7 +31,7 @@
 	X(archive_read_free) \
 	X(archive_read_new) \
 	X(archive_read_next_header) \
-	X(archive_read_open_memory) \
+	X(archive_read_open_memory2) \
 	X(archive_read_support_format_tar) \
 	X(archive_write_close) \
 	X(archive_write_data) \
