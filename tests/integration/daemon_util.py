@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import urllib.parse
 import time
 
 from conftest import AGENTD
@@ -269,3 +270,23 @@ def echo_connection(addr, family=socket.AF_INET, timeout=30):
         s.close()
         assert time.monotonic() < deadline, "the server inside never answered"
         time.sleep(0.2)
+
+
+# issue 12: files
+def files_url(sid, what, path, extra=""):
+    """/v1/sandboxes/SID/files<what>?path=PATH<extra>, the path quoted."""
+    return (f"/v1/sandboxes/{sid}/files{what}?path=" + urllib.parse.quote(path, safe="") +
+            extra)
+
+
+def put_tar(d, sid, path, data):
+    """PUT a tar archive into the directory path of sandbox sid."""
+    return d.request("PUT", files_url(sid, "/tar", path), raw=data,
+                     headers={"Content-Type": "application/x-tar"})
+
+
+def sh_stdout(d, sid, script):
+    """stdout of /bin/sh -c script in sid, the exec asserted to have run."""
+    r = d.exec(sid, ["/bin/sh", "-c", script])
+    assert r.status == 200, r
+    return r.json["stdout"]

@@ -10,11 +10,11 @@ import stat
 import subprocess
 import tarfile
 import time
-import urllib.parse
 
 import pytest
 
-from daemon_util import Daemon, wait_until
+from daemon_util import (
+    Daemon, files_url as url, put_tar, sh_stdout as sh, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +31,6 @@ def sid(d):
     d.delete(f"/v1/sandboxes/{s}")
 
 
-def url(sid, what, path, extra=""):
-    return (f"/v1/sandboxes/{sid}/files{what}?path=" + urllib.parse.quote(path, safe="") +
-            extra)
-
-
-def sh(d, sid, script):
-    r = d.exec(sid, ["/bin/sh", "-c", script])
-    assert r.status == 200, r
-    return r.json["stdout"]
 
 
 def tar_bytes(entries):
@@ -63,10 +54,6 @@ def tar_bytes(entries):
             t.addfile(ti)
     return bio.getvalue()
 
-
-def put_tar(d, sid, path, data):
-    return d.request("PUT", url(sid, "/tar", path), raw=data,
-                     headers={"Content-Type": "application/x-tar"})
 
 
 def members(body):

@@ -10,12 +10,12 @@ import os
 import sys
 import tarfile
 import time
-import urllib.parse
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from daemon_util import Daemon, exec_in_background  # noqa: E402
+from daemon_util import (  # noqa: E402
+    Daemon, exec_in_background, files_url as url, put_tar, sh_stdout as sh)
 
 BACKENDS = ["linux-native", "container"]
 
@@ -34,15 +34,6 @@ def sid(request, d):
     d.delete(f"/v1/sandboxes/{s}")
 
 
-def url(sid, what, path, extra=""):
-    return (f"/v1/sandboxes/{sid}/files{what}?path=" + urllib.parse.quote(path, safe="") +
-            extra)
-
-
-def sh(d, sid, script):
-    r = d.exec(sid, ["/bin/sh", "-c", script])
-    assert r.status == 200, r
-    return r.json["stdout"]
 
 
 def entry(t, name, kind="file", data=b"x", mode=0o644, link=""):
@@ -67,10 +58,6 @@ def archive(*entries):
             entry(t, *e) if isinstance(e, tuple) else entry(t, **e)
     return bio.getvalue()
 
-
-def put_tar(d, sid, path, data):
-    return d.request("PUT", url(sid, "/tar", path), raw=data,
-                     headers={"Content-Type": "application/x-tar"})
 
 
 def host_snapshot(hostdir):
