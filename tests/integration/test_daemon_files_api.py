@@ -228,7 +228,23 @@ def open_watch(d, sid, path):
                 f.readline()
             line, self.buf = self.buf.split(b"\n", 1)
             return line + b"\n"
-    return s, Chunked()
+
+    class Conn:
+        def close(self):    # the socket closes only with its file object
+            f.close()
+            s.close()
+    return Conn(), Chunked()
+
+
+def inotify_fds(d):
+    """The daemon's open inotify instances."""
+    n = 0
+    for fd in os.listdir(f"/proc/{d.proc.pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{d.proc.pid}/fd/{fd}") == "anon_inode:inotify"
+        except OSError:
+            pass
+    return n
 
 
 def test_watch_reports_create_modify_delete_and_ends_with_destroy(d):
@@ -259,6 +275,8 @@ def test_watch_reports_create_modify_delete_and_ends_with_destroy(d):
     # destroy ends the stream (a last "end" line, then the end of the response)
     rest = read_events(w, 100, timeout=30)
     assert rest and rest[-1] == {"event": "end", "reason": "the sandbox was destroyed"}, rest
+    # and its inotify instance went with it, before the destroy answered
+    assert inotify_fds(d) == 0
     sock.close()
 
 
@@ -266,10 +284,14 @@ def test_watches_are_bounded_and_released_by_clients_going_away(d, sid):
     socks = [open_watch(d, sid, ".") for _ in range(8)]
     r = d.get(url(sid, "/watch", "."))
     assert r.status == 429 and "too many watches" in r.error["message"], r
+    assert inotify_fds(d) == 8
     for s, _ in socks:
         s.close()
     # each watch ends when its client goes (its inotify instance with it)
-    wait_until(lambda: d.get(url(sid, "/watch", "/tmp")).status != 429, timeout=30)
+    assert wait_until(lambda: inotify_fds(d) == 0, timeout=30)
+    s, w = open_watch(d, sid, "/tmp")
+    assert read_events(w, 1) == [{"event": "watching", "path": "/tmp"}]
+    s.close()
 
 
 def cp(d, *args, input=None):
