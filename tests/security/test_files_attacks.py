@@ -5,6 +5,7 @@ symlink while the host lists, deletes, renames, chmods and downloads, and chmod 
 setuid. Nothing may ever be read or written outside the sandbox; a refused archive leaves
 nothing. linux-native has its workdir on the host (an escape would land in hostdir); the
 container resolves inside its own root."""
+import http.client
 import io
 import os
 import sys
@@ -183,8 +184,12 @@ def test_a_sandbox_swapping_a_dir_and_a_symlink_never_moves_the_host_outside(d, 
     deadline = time.monotonic() + 10
     ops = 0
     while time.monotonic() < deadline:
+        try:    # a download the race cut short ends without its last chunk: no answer
+            tar = d.request("GET", url(sid, "/tar", "d"), new_conn=True)
+        except http.client.IncompleteRead:
+            tar = None
         for r in (d.get(url(sid, "/list", "d")), d.get(url(sid, "/stat", "d/secret.txt")),
-                  d.get(url(sid, "/tar", "d")), d.get(url(sid, "", "d/secret.txt"))):
+                  d.get(url(sid, "", "d/secret.txt"))) + ((tar,) if tar else ()):
             if r.status == 200:     # an error names the path asked for, not what is there
                 seen.append(r.body)
         d.post(f"/v1/sandboxes/{sid}/files/chmod", {"path": "d/secret.txt", "mode": "777"})

@@ -535,6 +535,13 @@ static int put_header(struct tarx_writer *w, const char *name, const struct stat
 	return 0;
 }
 
+/* What the walk found is no longer there as it was (removed, or swapped for a symlink or
+ * another type by a sandbox that keeps running): left out, as if listed a moment later. */
+static bool gone(int e)
+{
+	return e == ENOENT || e == ELOOP || e == ENOTDIR;
+}
+
 /* One entry of the walk. */
 static int walk_entry(struct tarx_writer *w, struct tarx_level *lv, const char *dname,
 		      agentd_error *err)
@@ -556,6 +563,8 @@ static int walk_entry(struct tarx_writer *w, struct tarx_level *lv, const char *
 	}
 	if (S_ISDIR(st.st_mode)) {
 		int fd = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 && gone(errno))
+			return 0;
 		if (fd < 0)
 			return agentd_error_errno(err, errno, "%s", name);
 		if (pseudo_fs(fd) || fstat(fd, &st) < 0) {
@@ -572,6 +581,8 @@ static int walk_entry(struct tarx_writer *w, struct tarx_level *lv, const char *
 	if (!S_ISREG(st.st_mode))
 		return 0; /* fifos, sockets, devices: left out */
 	int fd = openat(dfd, dname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && gone(errno))
+		return 0;
 	if (fd < 0)
 		return agentd_error_errno(err, errno, "%s", name);
 	/* What was opened, not what was named: it may have been swapped since the fstatat. */
