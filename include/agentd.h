@@ -504,8 +504,9 @@ int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
  * where the sandbox writes — or reads, to read; see the files API below), without "..",
  * "." or empty components (EINVAL otherwise); it is resolved beneath the workdir (or root)
  * fd the backend held from creation (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so a
- * symlink planted inside can only point back inside), the last component is never a symlink (ELOOP), only
- * regular files open (EINVAL), and the open runs with the sandbox's filesystem ids, so the
+ * symlink planted inside can only point back inside), the last component is never a
+ * symlink (ELOOP), only regular files open (EINVAL), and the open runs with the sandbox's
+ * filesystem ids, so the
  * host reads and writes no more than the sandbox itself could. write: O_WRONLY|O_CREAT|
  * O_TRUNC (mode 0644), else O_RDONLY. Returns the fd or -1 + err. */
 int agentd_sandbox_open_file(agentd_sandbox *sb, const char *path, bool write,
