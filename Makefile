@@ -39,7 +39,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
 		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py \
 		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py \
-		tests/integration/test_daemon_ports.py
+		tests/integration/test_daemon_ports.py \
+		tests/integration/test_daemon_files_api.py # issue 12: files
 	# issue 12: names
 	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -72,6 +73,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-ws
 	$(FUZZ_BUILD)/fuzz/fuzz_ws -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-ws fuzz/corpus/ws
+	# issue 12: files
+	mkdir -p $(FUZZ_BUILD)/corpus-tarx
+	$(FUZZ_BUILD)/fuzz/fuzz_tarx -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-tarx fuzz/corpus/tarx
 
 check: unit asan integration security fuzz
 

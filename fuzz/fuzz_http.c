@@ -52,7 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct api_query q = {.path = qv, .since = qv, .offset = key ? NULL : qv, .follow = qv,
 			      .stream = qv, .foreground = key ? NULL : qv, .upgrade = "websocket",
 			      .connection = "keep-alive, Upgrade", .ws_version = "13",
-			      .ws_key = key ? qv : "dGhlIHNhbXBsZSBub25jZQ=="};
+			      .ws_key = key ? qv : "dGhlIHNhbXBsZSBub25jZQ==",
+			      /* issue 12: files */
+			      .parents = qv && *qv == '1' ? "1" : NULL,
+			      .recursive = qv && *qv == '1' ? "1" : NULL,
+			      .content_type = qv && *qv == 'a' ? qv : NULL};
 	/* a query line "?k=v&..." is the argument list (else the values above, as sent by
 	 * the routes' clients, and no other argument) */
 	char *qs = strdup(qpath);
@@ -90,6 +94,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if ((r.route == ROUTE_PORT_OPEN || r.route == ROUTE_PORT_CLOSE) && r.port == 0)
 			abort(); /* a forwarded port is 1..65535 */
+		/* issue 12: files */
+		if (r.route >= ROUTE_FILE_LIST && r.route <= ROUTE_FILE_WATCH &&
+		    (!r.file_path || !r.file_path[0]))
+			abort();
+		if (r.route == ROUTE_FILE_CHMOD && r.file_mode > 0777)
+			abort(); /* never setuid, setgid, sticky */
+		if (r.route == ROUTE_FILE_RENAME && (!r.file_to || !r.file_to[0]))
+			abort();
 		if (r.has_spec) {
 			char *json = agentd_policy_to_json(&r.spec);
 			agentd_spec again;

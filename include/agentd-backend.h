@@ -16,9 +16,9 @@ extern "C" {
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
  * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
- * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt) and live network
- * policy (agentd_sandbox_ops.set_network) */
-#define AGENTD_BACKEND_ABI_VERSION 5u
+ * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt), live network
+ * policy (agentd_sandbox_ops.set_network) and the files API's agentd_sandbox_ops.root_fd */
+#define AGENTD_BACKEND_ABI_VERSION 6u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -57,6 +57,10 @@ typedef struct agentd_sandbox_ops {
 	/* issue 12: names. agentd_sandbox_set_network (net checked by the core: none or
 	 * allowlist, the sandbox's current mode one of those). NULL = ENOTSUP. */
 	int (*set_network)(agentd_sandbox *sb, const agentd_network *net, agentd_error *err);
+	/* issue 12: files. As workdir_fd, for the sandbox's root ("/" as its processes see
+	 * it, held from before any sandboxed code ran; O_PATH will do): the files API resolves
+	 * absolute paths outside the workdir beneath it. NULL = only the workdir is reachable. */
+	int (*root_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments

@@ -516,11 +516,13 @@ int agentd_sandbox_set_network(agentd_sandbox *sb, const agentd_network *net,
 int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 
 /* Files of a sandbox, from the host side. Everything inside is hostile: path is relative
- * to the workdir (or absolute under the spec's workdir), without "..", "." or empty
- * components (EINVAL otherwise); it is resolved beneath the workdir fd the backend held
- * from creation (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so a symlink planted
- * inside can only point back inside), the last component is never a symlink (ELOOP), only
- * regular files open (EINVAL), and the open runs with the sandbox's filesystem ids, so the
+ * to the workdir (or absolute: under the spec's workdir, or on a backend with a root fd op
+ * where the sandbox writes — or reads, to read; see the files API below), without "..",
+ * "." or empty components (EINVAL otherwise); it is resolved beneath the workdir (or root)
+ * fd the backend held from creation (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, so a
+ * symlink planted inside can only point back inside), the last component is never a
+ * symlink (ELOOP), only regular files open (EINVAL), and the open runs with the sandbox's
+ * filesystem ids, so the
  * host reads and writes no more than the sandbox itself could. write: O_WRONLY|O_CREAT|
  * O_TRUNC (mode 0644), else O_RDONLY. Returns the fd or -1 + err. */
 int agentd_sandbox_open_file(agentd_sandbox *sb, const char *path, bool write,
@@ -529,6 +531,131 @@ int agentd_sandbox_open_file(agentd_sandbox *sb, const char *path, bool write,
  * path), or NULL + err (EINVAL) naming why it is refused. */
 const char *agentd_sandbox_path_relative(const agentd_spec *spec, const char *path,
 					 agentd_error *err);
+/* issue 12: files — the full files API (docs/api.md#files). Every call below takes a path
+ * as agentd_sandbox_open_file does (relative to the workdir, or absolute under it), and on a
+ * backend with a root fd op (the container) also an absolute path anywhere the sandbox can
+ * write (its caps' writable_paths: the workdir, /tmp, --rw paths) or, for the calls that only
+ * read, read (readable_paths). Such a path is resolved beneath the sandbox's own root fd held
+ * from before any sandboxed code ran (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: a symlink on
+ * the way can only lead back inside), its last component is never followed, /proc and /sys
+ * are refused, and every call runs with the sandbox's filesystem ids: the host does no more
+ * than the sandbox itself could. Without a root fd op an absolute path outside the workdir
+ * is ENOTSUP (naming why). "." (or the workdir's own path) names the workdir. */
+typedef enum agentd_file_type {
+	AGENTD_FILE_REGULAR,
+	AGENTD_FILE_DIRECTORY,
+	AGENTD_FILE_SYMLINK,
+	AGENTD_FILE_OTHER,		/* fifo, socket, device */
+} agentd_file_type;
+/* "file", "dir", "symlink", "other" */
+const char *agentd_file_type_name(agentd_file_type t);
+typedef struct agentd_file_stat {
+	char *name;			/* its last component ("." for the workdir) */
+	agentd_file_type type;
+	uint64_t size;
+	uint32_t mode;			/* permission bits (& 07777) */
+	int64_t mtime_ms;
+	char *link_target;		/* a symlink's target as text, never followed, else NULL */
+} agentd_file_stat;
+void agentd_file_stat_free(agentd_file_stat *st);
+/* Stat path itself (a symlink is reported, not followed). */
+int agentd_sandbox_stat(agentd_sandbox *sb, const char *path, agentd_file_stat *out,
+			agentd_error *err);
+/* The entries of directory path (not "." nor ".."), at most max (*truncated when there were
+ * more); *out is an array of *n, free each with agentd_file_stat_free and the array. */
+int agentd_sandbox_list(agentd_sandbox *sb, const char *path, size_t max,
+			agentd_file_stat **out, size_t *n, bool *truncated, agentd_error *err);
+/* mkdir path (0755): with parents, every missing parent too, and an existing directory is
+ * no error (mkdir -p). */
+int agentd_sandbox_mkdir(agentd_sandbox *sb, const char *path, bool parents, agentd_error *err);
+/* Remove a file, a symlink (not what it points to) or an empty directory; recursive: a
+ * whole tree, fd-relative, never through a symlink nor across a mount (EXDEV then). */
+int agentd_sandbox_remove(agentd_sandbox *sb, const char *path, bool recursive,
+			  agentd_error *err);
+/* rename(2) from to to; noreplace: EEXIST rather than replace what is there. */
+int agentd_sandbox_rename(agentd_sandbox *sb, const char *from, const char *to,
+			  bool noreplace, agentd_error *err);
+/* chmod to mode, which only permission bits may be in (0777: never setuid, setgid or
+ * sticky, EINVAL); a symlink is refused (ELOOP). */
+int agentd_sandbox_chmod(agentd_sandbox *sb, const char *path, uint32_t mode,
+			 agentd_error *err);
+#define AGENTD_OPEN_WRITE 1u	/* O_WRONLY|O_CREAT|O_TRUNC (0644) rather than O_RDONLY */
+#define AGENTD_OPEN_PARENTS 2u	/* with WRITE: make the missing parent directories first */
+/* agentd_sandbox_open_file with flags, and the paths above. */
+int agentd_sandbox_open_path(agentd_sandbox *sb, const char *path, unsigned flags,
+			     agentd_error *err);
+
+/* Directories as tar streams (ustar/pax). Bounds: the archive's entries and the bytes of its
+ * files' data; 0 takes the default (AGENTD_TAR_MAX_*). */
+#define AGENTD_TAR_MAX_ENTRIES 100000u
+#define AGENTD_TAR_MAX_BYTES (1ull << 30)
+typedef struct agentd_tar_limits {
+	uint64_t max_entries;
+	uint64_t max_bytes;
+} agentd_tar_limits;
+typedef struct agentd_tar_stats {
+	uint64_t entries;
+	uint64_t bytes;
+} agentd_tar_stats;
+/* Extract the tar archive tar[0, len) into the directory path (made, with parents, if
+ * missing). Checked whole before anything is written (E2BIG past a bound, EINVAL for an
+ * absolute path, a ".." component, a device node, fifo or socket, a hard link to anything
+ * but a regular file of the archive's destination, a symlink whose target is absolute or
+ * leaves the destination): a refused archive leaves nothing. Then every entry is made
+ * fd-relative beneath the destination, never through a symlink (RESOLVE_NO_SYMLINKS, also
+ * those the archive itself or the sandbox made), mode & 0777, owned by the sandbox; an error
+ * then (disk full, a sandbox racing the extraction) leaves what was made before it. */
+int agentd_sandbox_tar_extract(agentd_sandbox *sb, const char *path, const void *tar,
+			       size_t len, const agentd_tar_limits *lim, agentd_tar_stats *st,
+			       agentd_error *err);
+/* A tar stream of the directory path, read in pieces (a download needs no buffer of the
+ * whole): directories, regular files and symlinks (as links), fifos, sockets and devices
+ * left out; walked fd-relative without following anything. Past a bound the stream fails. */
+typedef struct agentd_tar_reader agentd_tar_reader;
+agentd_tar_reader *agentd_sandbox_tar_open(agentd_sandbox *sb, const char *path,
+					   const agentd_tar_limits *lim, agentd_error *err);
+/* Up to n bytes of the archive into buf: > 0, 0 at its end, -1 + err. */
+ssize_t agentd_tar_read(agentd_tar_reader *tr, void *buf, size_t n, agentd_error *err);
+void agentd_tar_reader_free(agentd_tar_reader *tr);
+/* The same two on a directory of the caller's (the host side of `agentd sandbox cp`): dir is
+ * the caller's fd (not taken), the caller's own ids apply. An archive from a sandbox is as
+ * hostile here: the same checks, nothing made through a symlink. */
+int agentd_tar_extract_dir(int dir, const void *tar, size_t len, const agentd_tar_limits *lim,
+			   agentd_tar_stats *st, agentd_error *err);
+agentd_tar_reader *agentd_tar_open_dir(int dir, const agentd_tar_limits *lim,
+				       agentd_error *err);
+
+/* A watch of the directory path and every directory beneath it (inotify), its inotify
+ * instance and watches made with the sandbox's host uid as the effective one (charged to it,
+ * and only what it may read is watched). At most max_dirs directories (0: 1024): E2BIG past
+ * them at the start, an "overflow" event later. Not bound to sb once made: it holds no more
+ * than its own fds; free it when the sandbox goes. */
+typedef struct agentd_watch agentd_watch;
+typedef enum agentd_watch_kind {
+	AGENTD_WATCH_CREATE,
+	AGENTD_WATCH_MODIFY,
+	AGENTD_WATCH_DELETE,
+	AGENTD_WATCH_MOVE_FROM,		/* a rename's old name ... */
+	AGENTD_WATCH_MOVE_TO,		/* ... and its new one (the same cookie) */
+	AGENTD_WATCH_OVERFLOW,		/* events were lost (a queue or a bound): the watch ends */
+} agentd_watch_kind;
+typedef struct agentd_watch_event {
+	agentd_watch_kind kind;
+	agentd_file_type type;		/* AGENTD_FILE_DIRECTORY or _REGULAR (anything else) */
+	uint32_t cookie;		/* pairs MOVE_FROM with MOVE_TO */
+	char path[4097];		/* relative to the watched directory */
+} agentd_watch_event;
+/* "create", "modify", "delete", "move", "move", "overflow" */
+const char *agentd_watch_kind_name(agentd_watch_kind k);
+agentd_watch *agentd_sandbox_watch(agentd_sandbox *sb, const char *path, unsigned max_dirs,
+				   agentd_error *err);
+/* Readable (poll POLLIN) when events may be there. */
+int agentd_watch_fd(const agentd_watch *w);
+/* The next event: 1 (*ev filled), 0 none now, -1 + err. After an OVERFLOW, or once the
+ * watched directory itself is gone (a DELETE of "."), only 0. */
+int agentd_watch_next(agentd_watch *w, agentd_watch_event *ev, agentd_error *err);
+void agentd_watch_free(agentd_watch *w);
+
 /* After the owner of sandbox id died without destroying it (a daemon crash): remove what
  * its janitor may not have reached yet — the sandbox dir under work_root and every agentd
  * cgroup no live process holds. Idempotent; nothing held by a running sandbox is touched. */

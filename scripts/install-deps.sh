@@ -10,6 +10,7 @@ PKGS=(
   libmicrohttpd-dev                              # agentd serve: the HTTP/1.1 server
   libsqlite3-dev                                 # agentd serve: state and audit log
   nettle-dev                                     # the WebSocket handshake's SHA-1 (attach)
+  libarchive-dev                                 # files API: the tar format (dlopen'ed)
   tmux                                           # tests: a person's terminal (exec -it)
   libcmocka-dev                                  # unit tests
   clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes

@@ -164,6 +164,8 @@ int cmd_exec_tty(const char *sock, const char *id, char **argv, const agentd_kvv
 int cmd_sandbox_port(int argc, char **argv);	/* sandbox port|ports */
 /* issue 12: names */
 int cmd_sandbox_network(int argc, char **argv);	/* sandbox network */
+/* issue 12: files — sandbox cp (cmd_sandbox_cp.c) */
+int sandbox_cp(const char *socket, bool raw, const char *src, const char *dst);
 int cmd_session(int argc, char **argv);
 /* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
 int cmd_context(const char *sub, int argc, char **argv);

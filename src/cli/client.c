@@ -103,13 +103,20 @@ int client_request(struct client_conn *c, const char *method, const char *path,
 			 ctype ? "\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return agentd_error_set(err, E2BIG, "request path too long");
-	if (write_all(c->fd, head, (size_t)n) < 0 ||
-	    (len && write_all(c->fd, body, len) < 0))
-		return agentd_error_set(err, errno, "send to the daemon: %s", strerror(errno));
+	/* The daemon may answer before it read the whole body (413 past its limit, a bad
+	 * path) and close: the send then fails (EPIPE), but its answer is there to read, and
+	 * it, not "Broken pipe", is what the user must see. */
+	int send_errno = 0;
+	if (write_all(c->fd, head, (size_t)n) < 0 || (len && write_all(c->fd, body, len) < 0))
+		send_errno = errno;
 	ssize_t e = line_end(c);
-	if (e < 0 || sscanf(c->buf + c->off, "HTTP/1.%*d %d", &resp->status) != 1)
+	if (e < 0 || sscanf(c->buf + c->off, "HTTP/1.%*d %d", &resp->status) != 1) {
+		if (send_errno)
+			return agentd_error_set(err, send_errno, "send to the daemon: %s",
+						strerror(send_errno));
 		return agentd_error_set(err, EPROTO, "the daemon closed the connection or sent no "
 					"HTTP status");
+	}
 	c->off = (size_t)e + 2;
 	long long clen = -1;
 	bool chunked = false;

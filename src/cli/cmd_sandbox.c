@@ -53,9 +53,11 @@ static void sandbox_usage(FILE *f)
 		"  restore ID SNAPSHOT\n"
 		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
 		"                        code contexts (agentd sandbox context --help)\n"
-		"  cp [--raw] SRC DST    one side is ID:PATH (PATH relative to the workdir), the\n"
-		"                        other a host file or - for stdin/stdout (escaped on a\n"
-		"                        terminal unless --raw)\n"
+		"  cp [--raw] SRC DST    as docker cp: one side is ID:PATH (relative to the workdir,\n"
+		"                        or absolute where the sandbox writes), the other a host\n"
+		"                        path; directories copy recursively, into a directory DST\n"
+		"                        under their own name; - is a tar stream on stdin/stdout (a\n"
+		"                        file's bytes to stdout, escaped on a terminal unless --raw)\n"
 		"  spawn|ps|logs|kill|stdin ...   background processes: agentd sandbox spawn --help\n"
 		"  port [--unix] ID PORT   forward the sandbox's PORT to the host: prints the address\n"
 		"  port --close ID PORT | ports ID\n\n%s",
@@ -471,95 +473,6 @@ int sandbox_call(const char *socket, bool json, const char *verb, const char *me
 	return simple(&o, verb, method, path, body, ok, print_key);
 }
 
-/* ID:PATH, where ID is an id or a name ([A-Za-z0-9._-], at most 64 bytes). */
-static bool split_remote(const char *s, char id[65], const char **path)
-{
-	const char *colon = strchr(s, ':');
-	size_t n = colon ? (size_t)(colon - s) : 0;
-	if (!n || n > 64 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "0123456789._-") < n)
-		return false;
-	memcpy(id, s, n);
-	id[n] = '\0';
-	*path = colon + 1;
-	return true;
-}
-
-static int do_cp(struct sbx_opts *o, const char *src, const char *dst)
-{
-	char id[65];
-	const char *rpath;
-	bool from = split_remote(src, id, &rpath);
-	if (!from && !split_remote(dst, id, &rpath)) {
-		print_error("sandbox cp: one of SRC and DST must be ID:PATH");
-		return EXIT_AGENTD;
-	}
-	char *q = url_escape(rpath);
-	char *path = NULL;
-	if (asprintf(&path, "/v1/sandboxes/%s/files?path=%s", id, q) < 0)
-		abort();
-	free(q);
-	agentd_error err = {0};
-	struct client_conn c;
-	if (client_connect(o->socket, &c, &err) < 0) {
-		free(path);
-		print_error("sandbox cp: %s", err.msg);
-		return EXIT_AGENTD;
-	}
-	uint8_t *data = NULL;
-	size_t len = 0;
-	if (!from) {
-		int fd = strcmp(src, "-") ? open(src, O_RDONLY | O_CLOEXEC) : 0;
-		if (fd < 0) {
-			print_error("sandbox cp: %s: %s", src, strerror(errno));
-			free(path);
-			client_close(&c);
-			return EXIT_AGENTD;
-		}
-		data = read_fd_all(fd, &len);
-		if (fd)
-			close(fd);
-	}
-	struct http_response resp;
-	int r = client_request(&c, from ? "GET" : "PUT", path,
-			       from ? NULL : "application/octet-stream", data, len, &resp, NULL,
-			       NULL, &err);
-	free(data);
-	free(path);
-	client_close(&c);
-	if (r < 0) {
-		print_error("sandbox cp: %s", err.msg);
-		return EXIT_AGENTD;
-	}
-	int rc = 0;
-	if (resp.status != 200) {
-		json_t *j = json_loadb(resp.body ? resp.body : "", resp.len, 0, NULL);
-		rc = client_report_error("sandbox cp", resp.status, j);
-		json_decref(j);
-	} else if (from) {
-		int fd = strcmp(dst, "-") ? open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-					  : 1;
-		if (fd < 0) {
-			print_error("sandbox cp: %s: %s", dst, strerror(errno));
-			rc = EXIT_AGENTD;
-		} else if (fd == 1) {
-			/* the sandbox's file on our stdout: escaped if that is a terminal */
-			struct term_out t;
-			term_out_init(&t, 1, o->raw);
-			term_out_write(&t, (const uint8_t *)resp.body, resp.len);
-			term_out_flush(&t);
-		} else {
-			if (write_all(fd, resp.body, resp.len) < 0) {
-				print_error("sandbox cp: write %s: %s", dst, strerror(errno));
-				rc = EXIT_AGENTD;
-			}
-			close(fd);
-		}
-	}
-	http_response_free(&resp);
-	return rc;
-}
-
 int cmd_sandbox(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -608,7 +521,7 @@ int cmd_sandbox(int argc, char **argv)
 			print_error("sandbox cp: expected SRC DST (see agentd sandbox --help)");
 			return EXIT_AGENTD;
 		}
-		return do_cp(&o, argv[i], argv[i + 1]);
+		return sandbox_cp(o.socket, o.raw, argv[i], argv[i + 1]);
 	}
 	if (i >= argc) {
 		print_error("sandbox %s: the sandbox ID is missing (see agentd sandbox --help)", sub);

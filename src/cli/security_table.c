@@ -59,6 +59,10 @@
  * its pid namespace and proves itself to an adopter (tests/security/test_durable_adopt.py).
  * A backend without durable sandboxes has no endpoint: nothing to attack. */
 #define SEC_DURABLE 256u
+/* issue 12: files — judged by the host: the attack plants a symlink {argv[2]} -> {tmp} in
+ * the sandbox's workdir; the host's files API (mkdir -p, a write with parents, a listing, a
+ * tar upload) through it must stay inside the sandbox, never reach {tmp} on the host. */
+#define SEC_FILES_API 1024u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -149,6 +153,9 @@ static const struct sec_attack attacks[] = {
 	{ "named-unix", "network", {"connect-unix", "{tmp}/host.sock"}, NULL, 0 },
 	{ "egress", "network", {"connect-egress", "192.0.2.1", "80", "1500"}, NULL, 0 },
 	{ "port-forward-to-host", "network", {"{port}"}, NULL, SEC_WAY_IN },
+	/* issue 12: files */
+	{ "files-api-through-symlink", "filesystem",
+	  {"plant-symlink", "{tmp}", "agentd-link-{token}"}, NULL, SEC_FILES_API },
 	{ "proxy-dns-exfil", "network", {"proxy-resolve", "exfil-{token}.invalid", "{port}"}, NULL,
 	  SEC_ALLOWLIST },
 	{ "raw-socket", "network", {"socket", "raw"}, NULL, 0 },
@@ -354,6 +361,54 @@ static void judge_way_in(agentd_sandbox *sb, const char *port, struct sec_cell *
 		cell_set(c, SEC_ERROR, "%s", fd < 0 ? err.msg : strerror(so));
 }
 
+/* issue 12: files — SEC_FILES_API, once the link is planted: what the host's files API
+ * does through it (stat, read, write, write with parents) must land inside the sandbox or
+ * be refused, never reach {tmp} on the host. */
+static void judge_files_api(agentd_sandbox *sb, const struct sec_env *e, const char *link,
+			    struct sec_cell *c)
+{
+	char path[PATH_MAX], host[PATH_MAX], buf[64] = "";
+	agentd_error err = {0};
+	agentd_file_stat st;
+	snprintf(path, sizeof(path), "%s/secret", link);
+	bool statted = agentd_sandbox_stat(sb, path, &st, &err) == 0;
+	if (statted)
+		agentd_file_stat_free(&st);
+	int fd = agentd_sandbox_open_path(sb, path, 0, &err);
+	bool read_host = fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0 && strstr(buf, "SECRET");
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "%s/writable", link);
+	if ((fd = agentd_sandbox_open_path(sb, path, AGENTD_OPEN_WRITE, &err)) >= 0) {
+		ssize_t w = write(fd, e->token, strlen(e->token));
+		(void)w; /* judged on the host's side below */
+		close(fd);
+	}
+	snprintf(path, sizeof(path), "%s/agentd-planted-%s/f", link, e->token);
+	if ((fd = agentd_sandbox_open_path(sb, path, AGENTD_OPEN_WRITE | AGENTD_OPEN_PARENTS,
+					   &err)) >= 0)
+		close(fd);
+	snprintf(host, sizeof(host), "%s/writable", e->tmp);
+	int hf = open(host, O_RDONLY | O_CLOEXEC);
+	memset(buf, 0, sizeof(buf));
+	bool wrote = hf >= 0 && read(hf, buf, sizeof(buf) - 1) >= 0 && strstr(buf, e->token);
+	if (hf >= 0)
+		close(hf);
+	snprintf(host, sizeof(host), "%s/agentd-planted-%s/f", e->tmp, e->token);
+	struct stat hs;
+	bool planted = lstat(host, &hs) == 0;
+	unlink(host);
+	snprintf(host, sizeof(host), "%s/agentd-planted-%s", e->tmp, e->token);
+	planted |= rmdir(host) == 0;
+	if (statted || read_host || wrote || planted)
+		cell_set(c, SEC_ALLOWED, "the files API %s {tmp} on the host through the link",
+			 wrote || planted ? "wrote into" : read_host ? "read" : "found");
+	else if (err.code == ENOTSUP)
+		cell_set(c, SEC_BLOCKED, "no files API: %s", err.msg);
+	else
+		cell_set(c, SEC_BLOCKED, "resolved inside the sandbox (RESOLVE_IN_ROOT)");
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c);
 
@@ -454,6 +509,8 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		(a->flags & SEC_TTY) ? judge_attached_output(&o, c) : judge_terminal_output(&o, c);
 	if ((a->flags & SEC_CTX_FRAMES) && c->res == SEC_ALLOWED)
 		judge_context_frames(&o, c);
+	if ((a->flags & SEC_FILES_API) && c->res == SEC_ALLOWED) /* issue 12: files */
+		judge_files_api(sb, e, bufs[2], c);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

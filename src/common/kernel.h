@@ -159,7 +159,8 @@ static inline int sys_landlock_restrict_self(int ruleset)
 
 /* open(2) of path beneath dirfd as if dirfd were the root (crun's safe_openat): ".." and
  * absolute symlinks stay inside, magic links (/proc/self/fd/...) are refused, and
- * extra_resolve adds RESOLVE_* (RESOLVE_NO_SYMLINKS...). No fallback: -1 with ENOSYS
+ * extra_resolve adds RESOLVE_* (RESOLVE_NO_SYMLINKS...); the kernel's EAGAIN (a ".." met
+ * a concurrent rename or mount) is retried, bounded. No fallback: -1 with ENOSYS
  * before Linux 5.6, for the caller to fall back or fail closed. Async-signal-safe. */
 int openat_beneath(int dirfd, const char *path, uint64_t flags, uint64_t mode,
 		   uint64_t extra_resolve);

@@ -78,6 +78,16 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_PORT_CLOSE] = api_ports,
 	/* issue 12: names */
 	[ROUTE_SANDBOX_NETWORK] = api_sandboxes,
+	/* issue 12: files */
+	[ROUTE_FILE_LIST] = api_files,
+	[ROUTE_FILE_STAT] = api_files,
+	[ROUTE_FILE_MKDIR] = api_files,
+	[ROUTE_FILE_DELETE] = api_files,
+	[ROUTE_FILE_RENAME] = api_files,
+	[ROUTE_FILE_CHMOD] = api_files,
+	[ROUTE_FILE_TAR_PUT] = api_files,
+	[ROUTE_FILE_TAR_GET] = api_files,
+	[ROUTE_FILE_WATCH] = api_files,
 };
 
 /* Every query argument, in order (one past API_QUERY_MAX_ARGS is kept: the parser refuses
@@ -255,6 +265,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		.ws_version = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							  "Sec-WebSocket-Version"),
 		.ws_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key"),
+		/* issue 12: files */
+		.parents = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "parents"),
+		.recursive = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "recursive"),
+		.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
 	};
 	struct api_request r;
 	agentd_error err = {0};

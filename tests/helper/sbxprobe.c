@@ -237,6 +237,15 @@ CMD(cmd_via_symlink)
 	return r;
 }
 
+/* issue 12: files — a symlink NAME -> TARGET left in the cwd for the host's files API to
+ * meet (the security table's files-api rows judge what the host then does). */
+CMD(cmd_plant_symlink)
+{
+	if (symlink(argv[1], argv[2]) < 0)
+		return error("symlink: cannot plant the link in the cwd");
+	return allowed("planted");
+}
+
 CMD(cmd_mkdir)
 {
 	if (mkdir(argv[1], 0755) < 0)
@@ -2084,6 +2093,8 @@ static const struct command commands[] = {
 	{ "listdir", "PATH", 1, 0, cmd_listdir },
 	{ "readlink", "PATH", 1, 0, cmd_readlink },
 	{ "via-symlink", "read|write TARGET", 2, 0, cmd_via_symlink },
+	/* issue 12: files */
+	{ "plant-symlink", "TARGET NAME", 2, 0, cmd_plant_symlink },
 	{ "open-write", "PATH", 1, 0, cmd_open_write },
 	{ "connect-tcp", "HOST PORT", 2, 0, cmd_connect_tcp },
 	{ "connect-udp", "HOST PORT", 2, 0, cmd_connect_udp },

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import urllib.parse
 import time
 
 from conftest import AGENTD
@@ -364,3 +365,21 @@ class LoopbackTarget:
         self.sock.close()
         for c in self.conns:
             c.close()
+# issue 12: files
+def files_url(sid, what, path, extra=""):
+    """/v1/sandboxes/SID/files<what>?path=PATH<extra>, the path quoted."""
+    return (f"/v1/sandboxes/{sid}/files{what}?path=" + urllib.parse.quote(path, safe="") +
+            extra)
+
+
+def put_tar(d, sid, path, data):
+    """PUT a tar archive into the directory path of sandbox sid."""
+    return d.request("PUT", files_url(sid, "/tar", path), raw=data,
+                     headers={"Content-Type": "application/x-tar"})
+
+
+def sh_stdout(d, sid, script):
+    """stdout of /bin/sh -c script in sid, the exec asserted to have run."""
+    r = d.exec(sid, ["/bin/sh", "-c", script])
+    assert r.status == 200, r
+    return r.json["stdout"]

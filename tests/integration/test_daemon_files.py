@@ -55,7 +55,7 @@ def test_roundtrip_and_files_persist_between_execs(d, sbx):
     assert d.request("PUT", fpath(sbx, "nodir/x"), raw=b"x").status == 404
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/../../x", "..", ".", "a/./b", "a//b", "/etc/passwd",
+@pytest.mark.parametrize("bad", ["../x", "a/../../x", "..", ".", "a/./b", "a//b",
                                  "/workspace-other/x", "/", "", "dir/"])
 def test_escaping_paths_are_400(d, bad):
     sid = d.create()
@@ -64,6 +64,23 @@ def test_escaping_paths_are_400(d, bad):
             r = d.request(method, fpath(sid, bad), raw=b"x" if method == "PUT" else None)
             assert r.status == 400, (method, bad, r)
             assert r.error["code"] == "bad_request"
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_absolute_paths_are_the_sandboxs_own_and_written_only_where_it_writes(d):
+    """/etc/passwd is the sandbox's (its root, not the host's) and read-only to the API as to
+    the sandbox; /tmp is writable (docs/api.md#files)."""
+    sid = d.create()
+    try:
+        r = d.get(fpath(sid, "/etc/passwd"))
+        assert r.status == 200 and b"agent:" in r.body, r
+        with open("/etc/passwd", "rb") as f:
+            assert r.body != f.read()
+        r = d.request("PUT", fpath(sid, "/etc/passwd"), raw=b"x")
+        assert r.status == 400 and "may write" in r.error["message"], r
+        assert d.request("PUT", fpath(sid, "/tmp/t"), raw=b"t").status == 200
+        assert sh(d, sid, "cat /tmp/t")["stdout"] == "t"
     finally:
         d.delete(f"/v1/sandboxes/{sid}")
 

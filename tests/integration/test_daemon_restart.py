@@ -262,3 +262,30 @@ def test_a_session_keeps_its_variables_across_a_restart(durable):
     assert r.status == 200 and r.json["result"]["stdout"] == "42\n", r
     assert [e["status"] for e in d.get(base + "/executions").json["executions"]] == \
         ["completed", "completed"]
+
+
+# issue 12: a live network switch (test_daemon_network_patch.py) and a restart
+from test_daemon_network_patch import EchoTarget, allowlist, patch, through_proxy  # noqa: E402
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_a_switched_network_survives_a_daemon_restart(sig):
+    """The policy a PATCH set is the one a restarted daemon adopts the sandbox with: widened
+    from none, its egress listener comes back (the init kept the new one); narrowed to none,
+    nothing is left listening."""
+    a = EchoTarget("127.0.0.2")
+    dm = Daemon(durable=True).start()
+    try:
+        wide = dm.create()              # none, widened live
+        narrow = dm.create(spec=allowlist(a))   # allowlist, narrowed live
+        assert patch(dm, wide, {"mode": "allowlist", "allow": [a.entry]}).status == 200
+        assert patch(dm, narrow, {"mode": "none"}).status == 200
+        dm.restart(sig)
+        for sid in (wide, narrow):
+            g = dm.get(f"/v1/sandboxes/{sid}")
+            assert g.status == 200 and g.json["state"] == "ready", g
+        assert dm.get(f"/v1/sandboxes/{wide}").json["network"]["mode"] == "allowlist"
+        assert through_proxy(dm, wide, a) == "HTTP/1.1 200 Connection established"
+        assert dm.get(f"/v1/sandboxes/{narrow}").json["network"]["mode"] == "none"
+        assert through_proxy(dm, narrow, a).startswith("no-proxy")
+    finally:
+        dm.cleanup()
+        a.close()

@@ -165,6 +165,9 @@ EXPECT = {
     # issue 12: durable-lib. A durable sandbox's command reaching its own init's endpoint
     # (the process backends have none: nothing to reach)
     "durable-endpoint": _all_blocked(),
+    # issue 12: files — judged by the host: its files API meets a symlink the sandbox planted
+    # to a host directory and stays inside the sandbox (RESOLVE_IN_ROOT)
+    "files-api-through-symlink": _all_blocked(),
     "egress": _table(hd=either(HD_NET + " (blocked only if the host itself has no route)")),
     # allowlist listing one address: the proxy must not resolve a name the sandbox makes up
     # (DNS exfiltration); backends without a netns refuse allowlist, which blocks it

@@ -51,6 +51,16 @@ enum api_route {
 	ROUTE_PORT_CLOSE,
 	/* issue 12: names */
 	ROUTE_SANDBOX_NETWORK,
+	/* issue 12: files */
+	ROUTE_FILE_LIST,
+	ROUTE_FILE_STAT,
+	ROUTE_FILE_MKDIR,
+	ROUTE_FILE_DELETE,
+	ROUTE_FILE_RENAME,
+	ROUTE_FILE_CHMOD,
+	ROUTE_FILE_TAR_PUT,
+	ROUTE_FILE_TAR_GET,
+	ROUTE_FILE_WATCH,
 	ROUTE__COUNT,
 };
 
@@ -77,6 +87,8 @@ struct api_query {
 	 * field is, and repeated ones (?label=) are all seen. */
 	const struct api_query_arg *args;
 	size_t nargs;
+	/* issue 12: files — ?parents=, ?recursive= and the body's Content-Type */
+	const char *parents, *recursive, *content_type;
 };
 struct api_query_arg {
 	const char *key, *value;
@@ -139,6 +151,13 @@ struct api_request {
 	/* ports: POST .../ports, DELETE .../ports/{port} */
 	uint16_t port;			/* the sandbox's port, 1..65535 */
 	bool port_unix;			/* a unix socket instead of 127.0.0.1 */
+	/* issue 12: files — the rest of the files API (file_path is its path, or rename's
+	 * "from") */
+	char *file_to;			/* rename's "to" */
+	uint32_t file_mode;		/* chmod: 0..0777 */
+	bool file_parents;		/* PUT ?parents=1, mkdir "parents" */
+	bool file_recursive;		/* DELETE ?recursive=1 */
+	bool file_noreplace;		/* rename "noreplace" */
 	/* audit */
 	int64_t since_seq;		/* records with seq > since_seq */
 	int64_t since_ms;		/* and ts_ms >= since_ms */

@@ -57,6 +57,16 @@ static const struct route_def routes[] = {
 	{ROUTE_PORT_CLOSE, "DELETE", "/v1/sandboxes/{id}/ports/{port}", false},
 	/* issue 12: names */
 	{ROUTE_SANDBOX_NETWORK, "PATCH", "/v1/sandboxes/{id}/network", true},
+	/* issue 12: files */
+	{ROUTE_FILE_LIST, "GET", "/v1/sandboxes/{id}/files/list", false},
+	{ROUTE_FILE_STAT, "GET", "/v1/sandboxes/{id}/files/stat", false},
+	{ROUTE_FILE_MKDIR, "POST", "/v1/sandboxes/{id}/files/mkdir", true},
+	{ROUTE_FILE_DELETE, "DELETE", "/v1/sandboxes/{id}/files", false},
+	{ROUTE_FILE_RENAME, "POST", "/v1/sandboxes/{id}/files/rename", true},
+	{ROUTE_FILE_CHMOD, "POST", "/v1/sandboxes/{id}/files/chmod", true},
+	{ROUTE_FILE_TAR_PUT, "PUT", "/v1/sandboxes/{id}/files/tar", false},
+	{ROUTE_FILE_TAR_GET, "GET", "/v1/sandboxes/{id}/files/tar", false},
+	{ROUTE_FILE_WATCH, "GET", "/v1/sandboxes/{id}/files/watch", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -108,19 +118,31 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				 {"close", JSON_TRUE, false}},
 	[ROUTE_PORT_OPEN] = {{"port", JSON_INTEGER, true}, {"unix", JSON_TRUE, false}},
 	/* issue 12: names */
-	[ROUTE_SANDBOX_NETWORK] = {{"mode", JSON_STRING, true}, {"allow", JSON_ARRAY, false}},
+	[ROUTE_SANDBOX_NETWORK] = {{"mode", JSON_STRING, true}, {"allow", JSON_ARRAY, false}},	/* issue 12: files */
+	[ROUTE_FILE_MKDIR] = {{"path", JSON_STRING, true}, {"parents", JSON_TRUE, false}},
+	[ROUTE_FILE_RENAME] = {{"from", JSON_STRING, true},
+			       {"to", JSON_STRING, true},
+			       {"noreplace", JSON_TRUE, false}},
+	[ROUTE_FILE_CHMOD] = {{"path", JSON_STRING, true}, {"mode", JSON_NULL, true}},
 };
 
 /* The query parameters each route takes; any other is a 400 naming it. */
 #define MAX_QUERY 6
 static const char *const route_query[ROUTE__COUNT][MAX_QUERY] = {
-	[ROUTE_FILE_PUT] = {"path"},
 	[ROUTE_FILE_GET] = {"path"},
 	[ROUTE_AUDIT] = {"since"},
 	[ROUTE_PROCESS_OUTPUT] = {"offset", "follow", "stream"},
 	[ROUTE_PROCESS_ATTACH] = {"offset", "foreground"},
 	/* issue 12: names */
 	[ROUTE_SANDBOX_LIST] = {"label", "state", "backend", "name"},
+	/* issue 12: files */
+	[ROUTE_FILE_PUT] = {"path", "parents"},
+	[ROUTE_FILE_LIST] = {"path"},
+	[ROUTE_FILE_STAT] = {"path"},
+	[ROUTE_FILE_DELETE] = {"path", "recursive"},
+	[ROUTE_FILE_TAR_PUT] = {"path"},
+	[ROUTE_FILE_TAR_GET] = {"path"},
+	[ROUTE_FILE_WATCH] = {"path"},
 };
 
 /* Linux's standard signals; 32..64 are real-time ones, by number only. */
@@ -176,6 +198,7 @@ const char *api_status_code(int status)
 	case 405: return "method_not_allowed";
 	case 409: return "conflict";
 	case 413: return "too_large";
+	case 415: return "unsupported_media_type"; /* issue 12: files */
 	case 429: return "over_capacity";
 	case 501: return "not_supported";
 	case 503: return "unavailable";
@@ -192,7 +215,10 @@ int api_status_from_errno(int e)
 	case ENOENT: case ESRCH:
 		return 404;
 	case EBUSY: case EALREADY: case EEXIST:
+	case ENOTEMPTY: /* issue 12: files */
 		return 409;
+	case EXDEV: /* issue 12: files (a rename across filesystems) */
+		return 400;
 	case E2BIG: case EFBIG: case ENOSPC: case EDQUOT:
 		return 413;
 	case EAGAIN:
@@ -645,6 +671,80 @@ static int parse_network(json_t *b, struct api_request *r, agentd_error *err)
 	return rc;
 }
 
+/* issue 12: files — a path of the files API: a string of 1..4096 bytes without NUL. */
+static char *dup_file_path(json_t *v, const char *field, agentd_error *err)
+{
+	char *s = dup_string(v, field, 4096, err);
+	if (s && !*s) {
+		free(s);
+		agentd_error_set(err, EINVAL, "%s: empty", field);
+		return NULL;
+	}
+	return s;
+}
+
+/* chmod's mode: an integer or an octal string ("755"), permission bits only. */
+static int parse_file_mode(json_t *v, uint32_t *out, agentd_error *err)
+{
+	long long m = -1;
+	if (json_is_integer(v)) {
+		m = json_integer_value(v);
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		char *end;
+		errno = 0;
+		m = strtoll(s, &end, 8);
+		if (!*s || *end || errno || *s == '-' || *s == '+' || strlen(s) > 6)
+			m = -1;
+	}
+	if (m < 0 || m > 07777)
+		return agentd_error_set(err, EINVAL,
+					"mode: expected permission bits, e.g. \"755\" or 493");
+	if (m & ~0777)
+		return agentd_error_set(err, EINVAL,
+					"mode: %#llo has setuid, setgid or sticky bits (only 0777 "
+					"may be set)", m);
+	*out = (uint32_t)m;
+	return 0;
+}
+
+static int parse_file_body(json_t *b, struct api_request *r, agentd_error *err)
+{
+	if (r->route == ROUTE_FILE_RENAME) {
+		if (!(r->file_path = dup_file_path(json_object_get(b, "from"), "from", err)) ||
+		    !(r->file_to = dup_file_path(json_object_get(b, "to"), "to", err)))
+			return -1;
+		r->file_noreplace = json_is_true(json_object_get(b, "noreplace"));
+		return 0;
+	}
+	if (!(r->file_path = dup_file_path(json_object_get(b, "path"), "path", err)))
+		return -1;
+	r->file_parents = json_is_true(json_object_get(b, "parents"));
+	if (r->route == ROUTE_FILE_CHMOD)
+		return parse_file_mode(json_object_get(b, "mode"), &r->file_mode, err);
+	return 0;
+}
+
+/* A boolean query parameter: absent, 1/true or 0/false. */
+static int query_bool(const char *v, const char *name, bool *out, agentd_error *err)
+{
+	if (!v || !*v)
+		return 0;
+	if (!strcmp(v, "1") || !strcmp(v, "true"))
+		*out = true;
+	else if (strcmp(v, "0") && strcmp(v, "false"))
+		return agentd_error_set(err, EINVAL, "%s: expected 1 or 0", name);
+	return 0;
+}
+
+static bool file_query_route(enum api_route route)
+{
+	return route == ROUTE_FILE_PUT || route == ROUTE_FILE_GET || route == ROUTE_FILE_LIST ||
+	       route == ROUTE_FILE_STAT || route == ROUTE_FILE_DELETE ||
+	       route == ROUTE_FILE_TAR_PUT || route == ROUTE_FILE_TAR_GET ||
+	       route == ROUTE_FILE_WATCH;
+}
+
 static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 {
 	json_t *v;
@@ -731,6 +831,11 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 		r->port_unix = json_is_true(json_object_get(b, "unix"));
 		return 0;
 	}
+	/* issue 12: files */
+	case ROUTE_FILE_MKDIR:
+	case ROUTE_FILE_RENAME:
+	case ROUTE_FILE_CHMOD:
+		return parse_file_body(b, r, err);
 	default:
 		return 0;
 	}
@@ -874,13 +979,32 @@ static int parse_request(const char *method, const char *path, const struct api_
 	r->route = rd->route;
 	if (parse_query(rd->route, q, r, err) < 0)
 		return 400;
-	if (rd->route == ROUTE_FILE_PUT || rd->route == ROUTE_FILE_GET) {
+	if (file_query_route(rd->route)) {
 		if (!q || !q->path || !*q->path) {
 			agentd_error_set(err, EINVAL, "query parameter 'path' is required");
 			return 400;
 		}
 		if (strlen(q->path) > 4096) {
 			agentd_error_set(err, EINVAL, "path: longer than 4096 bytes");
+			return 400;
+		}
+		if (query_bool(q->parents, "parents", &r->file_parents, err) < 0 ||
+		    query_bool(q->recursive, "recursive", &r->file_recursive, err) < 0)
+			return 400;
+		if ((q->parents && rd->route != ROUTE_FILE_PUT) ||
+		    (q->recursive && rd->route != ROUTE_FILE_DELETE)) {
+			agentd_error_set(err, EINVAL, "%s: not a parameter of %s %s",
+					 q->parents ? "parents" : "recursive", method, rd->pattern);
+			return 400;
+		}
+		if (rd->route == ROUTE_FILE_TAR_PUT &&
+		    (!q->content_type || strncasecmp(q->content_type, "application/x-tar", 17) ||
+		     (q->content_type[17] && q->content_type[17] != ';'))) {
+			agentd_error_set(err, EINVAL, "Content-Type: expected application/x-tar");
+			return 415;
+		}
+		if (len && rd->route != ROUTE_FILE_PUT && rd->route != ROUTE_FILE_TAR_PUT) {
+			agentd_error_set(err, EINVAL, "%s %s takes no body", method, rd->pattern);
 			return 400;
 		}
 		r->file_path = strdup(q->path);
@@ -967,5 +1091,6 @@ void api_request_free(struct api_request *r)
 	free(r->backend_filter);
 	free(r->name_filter);
 	strv_free(&r->network.allow);
+	free(r->file_to); /* issue 12: files */
 	memset(r, 0, sizeof(*r));
 }

@@ -277,6 +277,7 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 	procs_table_free(l);
 	ctx_free_all(d, l); /* their processes before the sandbox */
 	ports_close_all(d, l, reason); /* their relays connect into l->sb: before it goes */
+	files_watch_end_all(d, l->id); /* issue 12: files */
 	agentd_error derr = {0};
 	int r = agentd_sandbox_destroy(l->sb, &derr);
 	const char *final = r < 0 ? "failed" : "destroyed";

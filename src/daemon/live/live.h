@@ -113,6 +113,9 @@ struct daemon {
 	struct netaudit *netaudit;	/* its decisions into the audit log */
 	/* issue 12: durable-daemon */
 	unsigned left_running;		/* durable sandboxes left for the next daemon */
+	/* issue 12: files */
+	struct file_watch *watches;	/* the files API's open watches (filestream.c) */
+	unsigned n_watches;
 };
 
 /* ------------------------------------------------------------------ live.c */
@@ -178,6 +181,22 @@ int ports_close(struct daemon *d, struct live *l, const struct client *c, uint16
 void ports_remove_stale(struct daemon *d);
 /* Every port of l closed (its destroy: nobody else holds l). */
 void ports_close_all(struct daemon *d, struct live *l, const char *reason);
+
+/* issue 12: files ------------------------------------------------------ filestream.c */
+#define FILES_WATCH_MAX 64		/* open watches in all; more is a 429 */
+#define FILES_WATCH_PER_SANDBOX 8
+#define FILES_WATCH_DIRS 1024		/* directories one watch covers */
+#define FILES_WATCH_BUFFER (1u << 20)	/* lines a slow client has not read: past it, the
+					 * watch overflows and ends */
+/* A streamed tar answer (an MHD response) pulling from tr (taken), NULL when none could
+ * be made (tr freed). */
+void *files_tar_response(agentd_tar_reader *tr);
+/* A watch of path in l as an NDJSON stream (*resp, an MHD response), ended by the client
+ * (client_fd) or files_watch_end_all; -1 + err (EAGAIN: over a bound). */
+int files_watch_open(struct daemon *d, struct live *l, const char *path, int client_fd,
+		     void **resp, agentd_error *err);
+/* End every watch of the sandbox, and wait until they let go of it. */
+void files_watch_end_all(struct daemon *d, const char *sandbox_id);
 
 /* ------------------------------------------------------------------ audit.c, netaudit.c */
 /* netaudit.c: start the daemon's egress proxy, whose every decision is appended to the

@@ -70,4 +70,86 @@ int workdir_open_file(int dir, const char *rel, bool write, uid_t uid, gid_t gid
 int sandbox_workdir_dup(int fd, uid_t uid, gid_t gid, uid_t *uid_out, gid_t *gid_out,
 			agentd_error *err);
 
+/* issue 12: files ------------------------------------------------ sandbox_fs.c
+ * A path of the files API as the core resolved it: rel (checked: no "..", "." or empty
+ * components; "." = base itself) beneath base (the workdir or root fd the backend held from
+ * creation), acted on with fs ids uid/gid ((uid_t)-1: ours); path names it in errors. */
+struct sbfs {
+	int base;
+	const char *rel;
+	const char *path;
+	uid_t uid;
+	gid_t gid;
+};
+/* The calling thread's supplementary groups, dropped and given back (this thread only). */
+#define GROUPS_SAVE_MAX 64
+struct groups_save {
+	int n;
+	gid_t list[GROUPS_SAVE_MAX];
+};
+void groups_drop(struct groups_save *g);
+void groups_restore(const struct groups_save *g);
+/* The calling thread's fs ids switched to uid/gid (as root only; -1: left) and back, its
+ * supplementary groups dropped meanwhile. */
+struct fsid_save {
+	bool on;
+	uid_t uid;
+	gid_t gid;
+	struct groups_save groups;
+};
+struct fsid_save fsids_enter(uid_t uid, gid_t gid);
+void fsids_leave(struct fsid_save old);
+/* rel's directory beneath base (RESOLVE_IN_ROOT | NO_MAGICLINKS), /proc and /sys refused. */
+int sbfs_open_dir(const struct sbfs *fs, const char *rel, uint64_t flags, agentd_error *err);
+/* The parent of fs->rel (an O_PATH fd) and its last component, which nothing here follows. */
+struct sbfs_target {
+	int parent;
+	char leaf[256];
+};
+int sbfs_target(const struct sbfs *fs, struct sbfs_target *t, agentd_error *err);
+int sbfs_stat(const struct sbfs *fs, agentd_file_stat *out, agentd_error *err);
+int sbfs_list(const struct sbfs *fs, size_t max, agentd_file_stat **out, size_t *n,
+	      bool *truncated, agentd_error *err);
+int sbfs_mkdir(const struct sbfs *fs, bool parents, agentd_error *err);
+int sbfs_make_parents(const struct sbfs *fs, agentd_error *err);	/* of fs->rel */
+int sbfs_remove(const struct sbfs *fs, bool recursive, agentd_error *err);
+int sbfs_rename(const struct sbfs *from, const struct sbfs *to, bool noreplace,
+		agentd_error *err);
+int sbfs_chmod(const struct sbfs *fs, uint32_t mode, agentd_error *err);
+
+/* issue 12: files ------------------------------------------------ sandbox_watch.c
+ * agentd_watch beneath the directory fd dir (taken), inotify made and watches added with
+ * uid/gid as the effective ids (raw setresuid/setresgid: this thread only, then back). */
+agentd_watch *sandbox_watch_new(int dir, uid_t uid, gid_t gid, unsigned max_dirs,
+				agentd_error *err);
+
+/* issue 12: files ------------------------------------------------ tarx.c
+ * Tar archives into and out of a directory fd, with every path handled here, fd-relative:
+ * libarchive only parses and writes the format. Reused by image import (docker save, OCI
+ * layers), hence the policy knobs. */
+struct tarx_policy {
+	uint64_t max_entries;		/* entries of the archive */
+	uint64_t max_bytes;		/* its regular files' data together */
+	bool symlinks_any_target;	/* else: a relative target that stays beneath the
+					 * destination, nothing absolute */
+	/* Devices, fifos and sockets are always refused; modes always & 0777; owners never
+	 * applied (what is made belongs to the caller's fs ids). */
+};
+struct tarx_stats {
+	uint64_t entries, bytes;
+};
+/* Check the archive tar[0, len) whole against p (nothing written), then extract it beneath
+ * dir, never through a symlink. 0, or -1 + err (E2BIG past a bound, EINVAL refused). */
+int tarx_extract(int dir, const void *tar, size_t len, const struct tarx_policy *p,
+		 struct tarx_stats *st, agentd_error *err);
+/* Only the check (fuzz/fuzz_tarx.c drives both halves). */
+int tarx_check(const void *tar, size_t len, const struct tarx_policy *p,
+	       struct tarx_stats *st, agentd_error *err);
+/* A tar stream of the directory dir (taken), pulled in pieces. */
+struct tarx_writer;
+struct tarx_writer *tarx_writer_new(int dir, const struct tarx_policy *p, agentd_error *err);
+/* > 0 bytes in buf, 0 at the end, -1 + err. */
+ssize_t tarx_writer_read(struct tarx_writer *w, void *buf, size_t n, agentd_error *err);
+void tarx_writer_free(struct tarx_writer *w);
+
 #endif

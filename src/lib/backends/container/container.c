@@ -268,6 +268,15 @@ static int ctr_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_err
 	return sandbox_workdir_dup(c->workdir_fd, c->host_uid, c->host_gid, uid, gid, err);
 }
 
+/* issue 12: files */
+static int ctr_root_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct ctr *c = sb->priv;
+	if (c->root_fd < 0)
+		return agentd_error_set(err, ESRCH, "the sandbox root is not known");
+	return sandbox_workdir_dup(c->root_fd, c->host_uid, c->host_gid, uid, gid, err);
+}
+
 static int ctr_destroy(agentd_sandbox *sb, agentd_error *err)
 {
 	ctr_free(sb->priv, sb->backend, sb->id);
@@ -291,6 +300,8 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.set_network = ctr_set_network,
 	.persist = ctr_persist,
 	.adopted = ctr_adopted,
+	/* issue 12: files */
+	.root_fd = ctr_root_fd,
 };
 
 /* ------------------------------------------------------------- backend */
