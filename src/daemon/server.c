@@ -76,6 +76,8 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_PORT_OPEN] = api_ports,
 	[ROUTE_PORT_LIST] = api_ports,
 	[ROUTE_PORT_CLOSE] = api_ports,
+	/* issue 12: ttl */
+	[ROUTE_SANDBOX_TIMEOUT] = api_sandbox_timeout,
 };
 
 static enum MHD_Result send_reply(struct daemon *d, struct MHD_Connection *conn,
@@ -255,6 +257,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return send_error(d, conn, 503, "the daemon is shutting down");
 	}
 	struct reply rp = {0};
+	expiry_note_request(d, method, &r); /* issue 12: ttl */
 	handlers[r.route](d, &r, &c, &rp);
 	if (!rp.status)
 		reply_error(&rp, 500, "no answer");
@@ -587,6 +590,7 @@ static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt
 	pthread_mutex_unlock(&d->lock);
 	if (left)
 		dlog("warn", "msg=\"cancelling requests still running\" count=%u", left);
+	expiry_stop(d); /* issue 12: before the destroys, the last activities written */
 	live_destroy_all(d, "daemon stopped");
 }
 
@@ -645,6 +649,8 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 		agentd_error_set(err, EAGAIN, "start the sandbox creator thread");
 		goto out;
 	}
+	if (expiry_start(d, err) < 0) /* issue 12: ttl */
+		goto out;
 	if (start_servers(d, &lu, &lt, &ufd, &mu, &mt, err) < 0)
 		goto out;
 	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
@@ -663,6 +669,7 @@ out:
 	if (mu) {
 		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
+		expiry_stop(d);
 		live_destroy_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
@@ -671,6 +678,7 @@ out:
 		close(ufd);
 		unlink(cfg->socket_path);
 	}
+	expiry_stop(d);
 	live_creator_stop();
 	procs_pump_stop();	/* after every sandbox: no process is left to read */
 	for (size_t i = 0; i < d->n_backends; i++)

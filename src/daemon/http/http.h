@@ -49,6 +49,8 @@ enum api_route {
 	ROUTE_PORT_OPEN,
 	ROUTE_PORT_LIST,
 	ROUTE_PORT_CLOSE,
+	/* issue 12: ttl */
+	ROUTE_SANDBOX_TIMEOUT,
 	ROUTE__COUNT,
 };
 
@@ -129,7 +131,13 @@ struct api_request {
 	/* audit */
 	int64_t since_seq;		/* records with seq > since_seq */
 	int64_t since_ms;		/* and ts_ms >= since_ms */
+	/* issue 12: ttl */
+	/* POST /v1/sandboxes, POST .../timeout: each only when has_* (0 is none) */
+	bool has_ttl, has_idle, has_on_expire;
+	uint64_t ttl_ms, idle_timeout_ms;
+	bool on_expire_suspend;
 };
+#define API_MAX_TIMEOUT_MS (10ull * 366 * 86400 * 1000)	/* ttl_ms, idle_timeout_ms */
 
 /* 0 on success (free with api_request_free), else the HTTP status; err names the field. */
 int api_request_parse(const char *method, const char *path, const struct api_query *q,
