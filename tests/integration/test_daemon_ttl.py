@@ -12,6 +12,7 @@ import pytest
 
 from daemon_util import Daemon, echo_connection, forward_port, wait_until
 from test_daemon_ports import ECHO
+from wsclient import WS
 
 WAIT = 30       # seconds a poll waits for an expiry that is due in 1-2 s
 
@@ -199,6 +200,20 @@ def test_bytes_through_a_forwarded_port_are_activity(d):
             time.sleep(0.5)
         assert state(d, sid)["state"] == "ready"
     wait_state(d, sid, "destroyed")
+
+
+def test_typing_through_an_attachment_is_activity_a_silent_one_is_not(d):
+    sid = create(d, idle_timeout_ms=2000)["id"]
+    r = d.post(f"/v1/sandboxes/{sid}/processes", {"argv": ["/bin/sh"], "tty": True})
+    assert r.status == 201, r
+    ws = WS(d.socket, sid, r.json["pid"], query="offset=0")
+    for i in range(8):
+        ws.send_input(b"echo typed-%d\r" % i)
+        ws.read_until(b"typed-%d\r\n" % i)
+        time.sleep(0.6)
+    assert state(d, sid)["state"] == "ready"          # ~5 s of typing, a 2 s idle timeout
+    wait_state(d, sid, "destroyed")                   # still attached, but silent
+    ws.shut()
 
 
 def test_timeout_route_shortens_extends_and_clears(d):
