@@ -142,6 +142,19 @@ int expiry_update(struct daemon *d, struct live *l, const struct api_request *r,
 	return 0;
 }
 
+void expiry_load(struct daemon *d, struct live *l)
+{
+	struct state_expiry e;
+	if (state_sandbox_get_expiry(d->st, l->id, &e) < 0)
+		return;
+	if (!e.last_activity_ms) /* a row without one: its idle clock starts now */
+		e.last_activity_ms = now_ms_realtime();
+	pthread_mutex_lock(&d->lock);
+	l->expiry = e;
+	atomic_store(&l->last_activity_ms, e.last_activity_ms);
+	pthread_mutex_unlock(&d->lock);
+}
+
 void expiry_resumed(struct daemon *d, struct live *l)
 {
 	pthread_mutex_lock(&d->lock);
@@ -254,8 +267,13 @@ static int expire_suspend(struct daemon *d, struct live *l, bool idle, bool *alr
 	pthread_mutex_lock(&d->lock);
 	*already = l->state == SB_SUSPENDED;
 	pthread_mutex_unlock(&d->lock);
-	if (!*already && live_freeze(d, l, true, err) != 0)
-		return -1;
+	if (!*already && live_freeze(d, l, true, err) != 0) {
+		pthread_mutex_lock(&d->lock);
+		*already = l->state == SB_SUSPENDED; /* a client's suspend came first */
+		pthread_mutex_unlock(&d->lock);
+		if (!*already)
+			return -1;
+	}
 	pthread_mutex_lock(&d->lock);
 	if (!idle)
 		l->expiry.expires_at_ms = 0; /* spent: it starts again at the next resume */

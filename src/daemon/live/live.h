@@ -249,6 +249,9 @@ int expiry_attach(struct daemon *d, struct live *l, const struct state_expiry *e
 /* POST .../timeout: 0, or an HTTP status with err. */
 int expiry_update(struct daemon *d, struct live *l, const struct api_request *r,
 		  agentd_error *err);
+/* An adopted sandbox (a daemon restart) takes its stored timeouts: a deadline that passed
+ * while no daemon ran expires at the expiry thread's first pass. */
+void expiry_load(struct daemon *d, struct live *l);
 /* l was resumed: its idle clock restarts, a ttl spent by a suspend starts again. */
 void expiry_resumed(struct daemon *d, struct live *l);
 /* ttl_ms, expires_at_ms, idle_timeout_ms, idle_deadline_ms, last_activity_ms, on_expire. */
