@@ -14,6 +14,7 @@ static void serve_usage(FILE *f)
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
 		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
 		   "                    [--max-connections N] [--max-peer-connections N]\n"
+		   "                    [--destroy-on-exit]\n"
 		   "                    [--default-ttl DUR] [--max-ttl DUR] [--default-idle DUR]\n"
 		   "                    [--max-idle DUR]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
@@ -36,6 +37,9 @@ static void serve_usage(FILE *f)
 		   "                       request head, the oldest shut first: room for clients\n"
 		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; half\n"
 		   "                       of them may wait for a request head)\n"
+		   "  --destroy-on-exit    destroy every sandbox when the daemon stops; by default\n"
+		   "                       container sandboxes outlive it and the next daemon\n"
+		   "                       adopts them (docs/api.md#restarts)\n"
 		   "  --default-ttl DUR    a sandbox's lifetime when its create asks none\n"
 		   "  --max-ttl DUR        the longest ttl_ms a client may ask (a longer one, or\n"
 		   "                       none, is a 400); the default when --default-ttl is not\n"
@@ -145,6 +149,8 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		{"max-connections", required_argument, NULL, 'C'},
 		{"max-peer-connections", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
+		/* issue 12: durable-daemon */
+		{"destroy-on-exit", no_argument, NULL, 'X'},
 		/* issue 12: ttl */
 		{"default-ttl", required_argument, NULL, 0x100},
 		{"max-ttl", required_argument, NULL, 0x101},
@@ -230,6 +236,9 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 			if (opt_uint("max-peer-connections", optarg, 2, 65536,
 				     &cfg->max_peer_connections) < 0)
 				return -1;
+			break;
+		case 'X':
+			cfg->destroy_on_exit = true;
 			break;
 		case 'h':
 			serve_usage(stdout);

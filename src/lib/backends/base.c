@@ -172,3 +172,22 @@ agentd_proxy *backend_egress_proxy(agentd_backend *b, agentd_error *err)
 	pthread_mutex_unlock(&b->internal->lock);
 	return p;
 }
+
+void agentd_adoption_free(agentd_adoption *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n_execs; i++) {
+		for (char **v = a->execs[i].argv; v && *v; v++)
+			free(*v);
+		free(a->execs[i].argv);
+	}
+	free(a->execs);
+	free(a->processes);
+	memset(a, 0, sizeof(*a));
+}
+
+bool agentd_sandbox_is_durable(const agentd_sandbox *sb)
+{
+	return sb->durable;
+}

@@ -140,7 +140,8 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			c->snap_dir = NULL;
 			goto out;
 		}
-		janitor_watch_dir(c->snap_dir);
+		if (!c->durable) /* a durable sandbox's outlives us, as the sandbox does */
+			janitor_watch_dir(c->snap_dir);
 	}
 	dir = xasprintf("%s/%s", c->snap_dir, id);
 	if (mkdir(dir, 0700) < 0 || chown(dir, c->host_uid, c->host_gid) < 0) {
