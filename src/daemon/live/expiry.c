@@ -266,18 +266,17 @@ static int expire_suspend(struct daemon *d, struct live *l, bool idle, bool *alr
 {
 	pthread_mutex_lock(&d->lock);
 	*already = l->state == SB_SUSPENDED;
+	if (!idle)
+		l->expiry.expires_at_ms = 0; /* spent (before anyone sees it suspended): it
+					      * starts again at the next resume */
 	pthread_mutex_unlock(&d->lock);
 	if (!*already && live_freeze(d, l, true, err) != 0) {
 		pthread_mutex_lock(&d->lock);
 		*already = l->state == SB_SUSPENDED; /* a client's suspend came first */
 		pthread_mutex_unlock(&d->lock);
 		if (!*already)
-			return -1;
+			return -1; /* destroyed: the deadline stays passed */
 	}
-	pthread_mutex_lock(&d->lock);
-	if (!idle)
-		l->expiry.expires_at_ms = 0; /* spent: it starts again at the next resume */
-	pthread_mutex_unlock(&d->lock);
 	save(d, l);
 	return 0;
 }
