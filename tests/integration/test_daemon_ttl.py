@@ -5,6 +5,7 @@ does not, POST .../timeout extends, shortens and clears, the daemon's --default-
 --max-ttl bound what clients ask, and every expiry is an audit record and a metric.
 Timeouts are short (1-2 s); the polls that wait for them are generous (a loaded machine)."""
 import os
+import signal
 import tempfile
 import time
 
@@ -43,9 +44,14 @@ def wait_state(d, sid, want, timeout=WAIT):
     return state(d, sid)
 
 
-def expire_records(d, sid):
-    recs = d.get("/v1/audit").json["records"]
-    return [r["result"] for r in recs if r["action"] == "expire" and r["sandbox_id"] == sid]
+def expire_records(d, sid, want=0):
+    """The results of sid's expire records, once there are want of them (the record is
+    written when the destroy or suspend is done, just after the state shows it)."""
+    def results():
+        recs = d.get("/v1/audit").json["records"]
+        return [r["result"] for r in recs if r["action"] == "expire" and r["sandbox_id"] == sid]
+    wait_until(lambda: len(results()) >= want, timeout=10)
+    return results()
 
 
 def expired_metric(d, reason, action):
@@ -80,7 +86,7 @@ def test_ttl_destroys_at_its_deadline(d):
     gone = wait_state(d, sid, "destroyed")
     assert time.monotonic() - t0 >= 1.4
     assert gone["reason"] == "ttl expired", gone
-    assert expire_records(d, sid) == ["destroy: ttl expired"]
+    assert expire_records(d, sid, 1) == ["destroy: ttl expired"]
     assert expired_metric(d, "ttl", "destroy") == n + 1
     assert d.exec(sid, ["/bin/true"]).status == 409
 
@@ -91,7 +97,7 @@ def test_ttl_suspends_and_a_resume_starts_it_again(d):
     assert d.exec(sid, ["/bin/sh", "-c", "echo kept > f"]).json["exit_code"] == 0
     s = wait_state(d, sid, "suspended")
     assert s["ttl_ms"] == 1500 and s["expires_at_ms"] is None, s     # spent
-    assert expire_records(d, sid) == ["suspend: ttl expired"]
+    assert expire_records(d, sid, 1) == ["suspend: ttl expired"]
     assert expired_metric(d, "ttl", "suspend") == n + 1
     time.sleep(0.5)
     assert state(d, sid)["state"] == "suspended"     # a spent ttl does not fire again
@@ -100,7 +106,7 @@ def test_ttl_suspends_and_a_resume_starts_it_again(d):
     assert r.json["expires_at_ms"] >= int(time.time() * 1000) + 1000, r.json
     assert d.exec(sid, ["/bin/cat", "f"]).json["stdout"] == "kept\n"
     wait_state(d, sid, "suspended")                  # the new period ends as the first
-    assert len(expire_records(d, sid)) == 2
+    assert len(expire_records(d, sid, 2)) == 2
     d.delete(f"/v1/sandboxes/{sid}")
 
 
@@ -109,7 +115,7 @@ def test_idle_destroys(d):
     sid = create(d, idle_timeout_ms=1500)["id"]
     gone = wait_state(d, sid, "destroyed")
     assert gone["reason"] == "idle timeout", gone
-    assert expire_records(d, sid) == ["destroy: idle timeout"]
+    assert expire_records(d, sid, 1) == ["destroy: idle timeout"]
     assert expired_metric(d, "idle", "destroy") == n + 1
 
 
@@ -118,16 +124,16 @@ def test_idle_suspends_not_again_while_suspended_and_resume_restarts_the_clock(d
     sid = create(d, idle_timeout_ms=1500, on_expire="suspend")["id"]
     s = wait_state(d, sid, "suspended")
     assert s["idle_deadline_ms"] is None, s
-    assert expired_metric(d, "idle", "suspend") == n + 1
     time.sleep(2.5)
-    assert expire_records(d, sid) == ["suspend: idle timeout"]      # once
+    assert expire_records(d, sid, 1) == ["suspend: idle timeout"]      # once
+    assert expired_metric(d, "idle", "suspend") == n + 1
     r = d.post(f"/v1/sandboxes/{sid}/resume")
     assert r.status == 200, r
     now = int(time.time() * 1000)
     assert now <= r.json["idle_deadline_ms"] <= now + 1600, r.json
     assert d.exec(sid, ["/bin/true"]).json["exit_code"] == 0
     wait_state(d, sid, "suspended")
-    assert expire_records(d, sid) == ["suspend: idle timeout"] * 2
+    assert expire_records(d, sid, 2) == ["suspend: idle timeout"] * 2
     d.delete(f"/v1/sandboxes/{sid}")
 
 
@@ -334,3 +340,80 @@ def test_suspend_is_refused_at_create_where_the_backend_cannot_suspend():
     finally:
         dm.cleanup()
         os.system(f"rm -rf {userdir}")
+
+
+# ------------------------------------------------------------------ across a daemon restart
+# Durable sandboxes (docs/api.md#restarts) keep their deadlines: they are stored, and the
+# next daemon acts on them after adopting the sandbox, at once for one that passed while no
+# daemon ran.
+
+@pytest.fixture
+def durable():
+    made = []
+
+    def make(*a):
+        dm = Daemon(*a, durable=True)
+        made.append(dm)
+        return dm.start()
+    yield make
+    for dm in made:
+        dm.cleanup()
+
+
+@pytest.mark.parametrize("on_expire,final", [("destroy", "destroyed"), ("suspend", "suspended")])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_a_ttl_expires_after_a_restart(durable, sig, on_expire, final):
+    d = durable()
+    s = create(d, ttl_ms=6000, on_expire=on_expire)
+    d.restart(sig)
+    after = state(d, s["id"])
+    assert after["state"] == "ready", after
+    assert after["expires_at_ms"] == s["expires_at_ms"], after
+    gone = wait_state(d, s["id"], final)
+    assert int(time.time() * 1000) >= s["expires_at_ms"]
+    assert expire_records(d, s["id"], 1) == [f"{on_expire}: ttl expired"]
+
+
+@pytest.mark.parametrize("on_expire,final", [("destroy", "destroyed"), ("suspend", "suspended")])
+def test_an_idle_timeout_expires_after_a_restart(durable, on_expire, final):
+    d = durable()
+    sid = create(d, idle_timeout_ms=6000, on_expire=on_expire)["id"]
+    d.restart()
+    assert state(d, sid)["idle_timeout_ms"] == 6000
+    wait_state(d, sid, final)
+    assert expire_records(d, sid, 1) == [f"{on_expire}: idle timeout"]
+
+
+@pytest.mark.parametrize("on_expire,final", [("destroy", "destroyed"), ("suspend", "suspended")])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_a_deadline_passed_while_no_daemon_ran_expires_right_after_adoption(durable, sig,
+                                                                             on_expire, final):
+    d = durable()
+    s = create(d, ttl_ms=1500, on_expire=on_expire)
+    assert d.exec(s["id"], ["/bin/sh", "-c", "echo kept > f"]).json["exit_code"] == 0
+    d.stop(sig)
+    time.sleep(2.5)                                   # the deadline passes meanwhile
+    d.start()
+    gone = wait_state(d, s["id"], final, timeout=10)
+    if final == "destroyed":
+        assert gone["reason"] == "ttl expired", gone
+    else:
+        r = d.post(f"/v1/sandboxes/{s['id']}/resume")
+        assert r.status == 200, r
+        assert d.exec(s["id"], ["/bin/cat", "f"]).json["stdout"] == "kept\n"
+    assert expire_records(d, s["id"], 1) == [f"{on_expire}: ttl expired"]
+    assert expired_metric(d, "ttl", on_expire) == 1
+
+
+def test_the_last_activity_is_stored_at_a_stop(durable):
+    """Activity is written lazily, but a stop writes what is left: the next daemon's idle
+    clock runs from the last exec, not from the creation."""
+    d = durable()
+    sid = create(d, idle_timeout_ms=600000)["id"]
+    time.sleep(1)
+    assert d.exec(sid, ["/bin/true"]).status == 200
+    before = state(d, sid)
+    d.restart()
+    after = state(d, sid)
+    assert after["last_activity_ms"] == before["last_activity_ms"], (before, after)
+    assert after["idle_deadline_ms"] == before["idle_deadline_ms"], (before, after)
