@@ -5,6 +5,7 @@ does not, POST .../timeout extends, shortens and clears, the daemon's --default-
 --max-ttl bound what clients ask, and every expiry is an audit record and a metric.
 Timeouts are short (1-2 s); the polls that wait for them are generous (a loaded machine)."""
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from daemon_util import Daemon, echo_connection, forward_port, wait_until
 from test_daemon_ports import ECHO
+from test_daemon_restart import durable  # noqa: F401 (fixture: a daemon whose sandboxes outlive it)
 from wsclient import WS
 
 WAIT = 30       # seconds a poll waits for an expiry that is due in 1-2 s
@@ -339,26 +341,13 @@ def test_suspend_is_refused_at_create_where_the_backend_cannot_suspend():
         assert state(dm, sid)["on_expire"] == "destroy"
     finally:
         dm.cleanup()
-        os.system(f"rm -rf {userdir}")
+        shutil.rmtree(userdir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ across a daemon restart
 # Durable sandboxes (docs/api.md#restarts) keep their deadlines: they are stored, and the
 # next daemon acts on them after adopting the sandbox, at once for one that passed while no
 # daemon ran.
-
-@pytest.fixture
-def durable():
-    made = []
-
-    def make(*a):
-        dm = Daemon(*a, durable=True)
-        made.append(dm)
-        return dm.start()
-    yield make
-    for dm in made:
-        dm.cleanup()
-
 
 @pytest.mark.parametrize("on_expire,final", [("destroy", "destroyed"), ("suspend", "suspended")])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
