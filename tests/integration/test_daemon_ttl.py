@@ -2,7 +2,8 @@
 each ends in a destroy or a suspend at its deadline, activity (an exec, a files call, a cell,
 bytes through a forwarded port) postpones an idle expiry while a background process alone
 does not, POST .../timeout extends, shortens and clears, the daemon's --default-ttl and
---max-ttl bound what clients ask, and every expiry is an audit record and a metric.
+--max-ttl bound what clients ask, and every expiry is an audit record and a metric; across
+a daemon restart deadlines hold, and one passed while no daemon ran expires at adoption.
 Timeouts are short (1-2 s); the polls that wait for them are generous (a loaded machine)."""
 import os
 import shutil
