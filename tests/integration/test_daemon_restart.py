@@ -249,3 +249,16 @@ def test_a_sandbox_this_build_cannot_speak_to_is_left_for_a_later_daemon(durable
     d.start()
     assert d.exec(sid, ["/bin/echo", "back"]).json["stdout"] == "back\n"
     assert d.get(f"/v1/sandboxes/{sid}/processes").json["processes"][0]["state"] == "running"
+
+
+def test_a_session_keeps_its_variables_across_a_restart(durable):
+    d = durable()
+    sess = d.post("/v1/agents/ag/sessions", {}).json["session_id"]
+    base = f"/v1/agents/ag/sessions/{sess}"
+    assert d.post(base + "/executions", {"code": "x = 41"}).json["status"] == "completed"
+    d.kill9()
+    d.start()
+    r = d.post(base + "/executions", {"code": "print(x + 1)"})
+    assert r.status == 200 and r.json["result"]["stdout"] == "42\n", r
+    assert [e["status"] for e in d.get(base + "/executions").json["executions"]] == \
+        ["completed", "completed"]

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -140,6 +142,34 @@ static agentd_spec strict_spec(void)
 	return spec;
 }
 
+/* The directory of this program (and of sbxprobe, the static probe of the suites). */
+static const char *build_tests_dir(void)
+{
+	static char dir[512];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+	dir[n > 0 ? n : 0] = '\0';
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	return dir;
+}
+
+/* Network allowlist of one loopback port, this program's dir readable (sbxprobe). */
+static agentd_spec allowlist_spec(int port)
+{
+	agentd_spec spec = strict_spec();
+	char entry[64];
+	snprintf(entry, sizeof(entry), "127.0.0.1:%d", port);
+	spec.network.mode = AGENTD_NET_ALLOWLIST;
+	spec.network.allow.v = calloc(2, sizeof(char *));
+	spec.network.allow.v[0] = strdup(entry);
+	spec.network.allow.n = 1;
+	spec.allowed_paths_ro.v = calloc(2, sizeof(char *));
+	spec.allowed_paths_ro.v[0] = strdup(build_tests_dir());
+	spec.allowed_paths_ro.n = 1;
+	return spec;
+}
+
 struct owner_result {
 	char id[AGENTD_ID_LEN];
 	char token[1024];
@@ -149,7 +179,8 @@ struct owner_result {
 static void *exec_forever(void *arg)
 {
 	agentd_sandbox *sb = arg;
-	char *argv[] = {"/bin/sleep", "100", NULL};
+	/* with a descendant outside its process group: its kill unit holds it */
+	char *argv[] = {"/bin/sh", "-c", "setsid sleep 300 & exec sleep 100", NULL};
 	agentd_command cmd = {.argv = argv};
 	agentd_exec_output o;
 	agentd_sandbox_exec(sb, &cmd, NULL, &o, NULL);
@@ -169,6 +200,10 @@ static int owner_main(const char *dir, const char *mode)
 	struct owner_result r = {0};
 	char *tok = NULL;
 	bool suspend = strcmp(mode, "suspend") == 0; /* suspended, then persisted */
+	if (strncmp(mode, "allow", 5) == 0) { /* allowlist of 127.0.0.1:<port> */
+		agentd_spec_free(&spec);
+		spec = allowlist_spec(atoi(mode + 5));
+	}
 	if (agentd_create_backend("container", NULL, &b, &err) < 0 ||
 	    agentd_backend_create_sandbox(b, &spec, &sb, &err) < 0 ||
 	    (strcmp(dir, "-") != 0 && !suspend && agentd_sandbox_persist(sb, dir, &tok, &err) < 0)) {
@@ -179,7 +214,8 @@ static int owner_main(const char *dir, const char *mode)
 	if (sh_exec(sb, "echo kept > /workspace/file", 0, out, sizeof(out)) != 0)
 		return 2;
 	char *argv[] = {"/bin/sh", "-c",
-			"i=0; while :; do i=$((i+1)); echo line$i; sleep 0.2; done", NULL};
+			"setsid sleep 400 & i=0; while :; do i=$((i+1)); echo line$i; sleep 0.2; "
+			"done", NULL};
 	agentd_command cmd = {.argv = argv};
 	agentd_process *proc = NULL;
 	if (agentd_sandbox_spawn(sb, &cmd, NULL, &proc, &err) < 0) {
@@ -204,17 +240,25 @@ static int owner_main(const char *dir, const char *mode)
 	_exit(0); /* no destroy */
 }
 
+static void owner_run_mode(const char *dir, struct owner_result *res, const char *mode);
+
 /* Run the owner (dir NULL: not durable) until it reported, then let it exit or kill it. */
 static void owner_run(const char *dir, struct owner_result *res, bool kill9)
 {
+	owner_run_mode(dir, res, kill9 ? "kill9" : "exit");
+}
+
+static void owner_run_mode(const char *dir, struct owner_result *res, const char *mode)
+{
+	bool kill9 = strcmp(mode, "kill9") == 0;
 	int p[2];
 	assert_int_equal(pipe(p), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		dup2(p[1], 3);
-		execl("/proc/self/exe", "test_durable", "owner", dir ? dir : "-",
-		      kill9 ? "kill9" : "exit", (char *)NULL);
+		execl("/proc/self/exe", "test_durable", "owner", dir ? dir : "-", mode,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -225,6 +269,16 @@ static void owner_run(const char *dir, struct owner_result *res, bool kill9)
 		kill(pid, SIGKILL);
 	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
+/* A durable sandbox its owner left (mode: owner_main's), in a fresh endpoint dir. */
+static char *left_by_owner(struct owner_result *r, const char *mode)
+{
+	if (!backend)
+		skip();
+	char *dir = endpoint_dir();
+	owner_run_mode(dir, r, mode);
+	return dir;
 }
 
 /* ------------------------------------------------------------- ownership */
@@ -290,20 +344,81 @@ static bool read_until(int fd, const char *want, char *buf, size_t len)
 	return strstr(buf, want) != NULL;
 }
 
-static agentd_sandbox *adopt(const struct owner_result *r, int *errnum)
+/* Adopt r with spec (NULL: the strict profile's, as the owner made it); NULL + *errnum. */
+static agentd_sandbox *adopt_as(const struct owner_result *r, const agentd_spec *spec,
+				int *errnum)
 {
-	agentd_spec spec = strict_spec();
+	agentd_spec strict = strict_spec();
 	agentd_sandbox *sb = NULL;
 	agentd_error err = {0};
-	int rc = agentd_backend_adopt(backend, &spec, r->id, r->token, &sb, &err);
-	agentd_spec_free(&spec);
-	if (rc < 0) {
+	int rc = agentd_backend_adopt(backend, spec ? spec : &strict, r->id, r->token, &sb, &err);
+	agentd_spec_free(&strict);
+	if (rc < 0)
 		fprintf(stderr, "adopt: %s\n", err.msg);
-		*errnum = err.code;
-		return NULL;
+	*errnum = rc < 0 ? err.code : 0;
+	return rc < 0 ? NULL : sb;
+}
+
+static agentd_sandbox *adopt(const struct owner_result *r, int *errnum)
+{
+	return adopt_as(r, NULL, errnum);
+}
+
+/* Adopt r: refused with want; then the sandbox (killed for EPERM and ESRCH) leaves nothing
+ * behind once the stale cleanup ran. */
+static void assert_refused(const struct owner_result *r, int want, char *dir)
+{
+	int e;
+	agentd_sandbox *sb = adopt(r, &e);
+	if (sb)
+		agentd_sandbox_destroy(sb, NULL);
+	assert_null(sb);
+	assert_int_equal(e, want);
+	if (want != EPERM && want != ESRCH)
+		return;
+	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r->id);
+	assert_true(gone_in_time(r->id));
+	remove_dir(dir);
+}
+
+/* Hand sb's processes back, destroy: nothing is left. */
+static void destroy_adopted(agentd_sandbox *sb, const struct owner_result *r, char *dir)
+{
+	agentd_adoption a;
+	agentd_sandbox_adopted(sb, &a, NULL);
+	for (size_t i = 0; i < a.n_processes; i++)
+		agentd_process_free(a.processes[i]);
+	agentd_adoption_free(&a);
+	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
+	assert_true(gone_in_time(r->id));
+	remove_dir(dir);
+}
+
+/* Adopt r (it must work), then destroy_adopted. */
+static void adopt_and_destroy(const struct owner_result *r, char *dir)
+{
+	int e;
+	agentd_sandbox *sb = adopt(r, &e);
+	assert_non_null(sb);
+	destroy_adopted(sb, r, dir);
+}
+
+/* Until the sandbox runs want processes whose command line is cmd (WAIT_MS at most). */
+static bool procs_in_sandbox(agentd_sandbox *sb, const char *cmd, int want)
+{
+	char script[512], out[64];
+	snprintf(script, sizeof(script),
+		 "n=0; for f in /proc/[0-9]*/cmdline; do "
+		 "[ \"$(tr '\\0' ' ' < $f 2>/dev/null)\" = '%s ' ] && n=$((n+1)); done; echo $n",
+		 cmd);
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (now_ms() < deadline) {
+		if (sh_exec(sb, script, 0, out, sizeof(out)) == 0 && atoi(out) == want)
+			return true;
+		usleep(100 * 1000);
 	}
-	*errnum = 0;
-	return sb;
+	fprintf(stderr, "%s: %s running, want %d\n", cmd, out, want);
+	return false;
 }
 
 /* What ran across the gap comes back; a new exec works; destroy leaves nothing. */
@@ -323,8 +438,8 @@ static void check_adopted(const struct owner_result *r, const char *dir)
 	assert_int_equal(agentd_sandbox_adopted(sb, &a, NULL), 0);
 	assert_int_equal(a.n_processes, 1);
 	assert_int_equal(a.n_execs, 1);
-	assert_string_equal(a.execs[0].argv[0], "/bin/sleep");
-	assert_string_equal(a.execs[0].argv[1], "100");
+	assert_string_equal(a.execs[0].argv[0], "/bin/sh");
+	assert_non_null(strstr(a.execs[0].argv[2], "sleep 100"));
 	assert_int_equal(a.execs[0].exit_code, 137);
 	assert_true(a.execs[0].ended_at_ms >= a.execs[0].started_at_ms);
 	agentd_process *proc = a.processes[0];
@@ -342,7 +457,12 @@ static void check_adopted(const struct owner_result *r, const char *dir)
 
 	assert_int_equal(sh_exec(sb, "echo new", 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "new\n");
+	/* the lost exec's whole tree is gone (its unit killed); the process's is there */
+	assert_true(procs_in_sandbox(sb, "sleep 300", 0));
+	assert_true(procs_in_sandbox(sb, "sleep 400", 1));
 	assert_int_equal(agentd_process_kill(proc, NULL), 0);
+	/* its kill unit known again: its setsid'd descendant dies with it */
+	assert_true(procs_in_sandbox(sb, "sleep 400", 0));
 	agentd_process_free(proc);
 	char id[AGENTD_ID_LEN];
 	snprintf(id, sizeof(id), "%s", r->id);
@@ -351,53 +471,74 @@ static void check_adopted(const struct owner_result *r, const char *dir)
 	assert_int_equal(dir_entries(dir), 0); /* the endpoint went too */
 }
 
-static void a_durable_sandbox_outlives_its_owner_process(void **state)
+/* The owner exits (mode "exit") or is killed ("kill9"); a new process adopts. */
+static void outlives_its_owner(const char *mode)
 {
-	(void)state;
-	if (!backend)
-		skip();
-	char *dir = endpoint_dir();
 	struct owner_result r;
-	owner_run(dir, &r, false);
+	char *dir = left_by_owner(&r, mode);
 	usleep(600 * 1000); /* output piles up while nobody reads */
 	assert_true(cgroup_left(r.id));
 	check_adopted(&r, dir);
 	remove_dir(dir);
 }
 
+static void a_durable_sandbox_outlives_its_owner_process(void **state)
+{
+	(void)state;
+	outlives_its_owner("exit");
+}
+
 static void a_durable_sandbox_outlives_a_kill_9_of_its_owner(void **state)
+{
+	(void)state;
+	outlives_its_owner("kill9");
+}
+
+/* An allowlist sandbox's way out, its egress proxy, serves it again once adopted: the
+ * listener its init kept is attached to this process's proxy. */
+static void an_adopted_allowlist_sandbox_keeps_its_egress_proxy(void **state)
 {
 	(void)state;
 	if (!backend)
 		skip();
-	char *dir = endpoint_dir();
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(in);
+	assert_int_equal(bind(l, (struct sockaddr *)&in, sizeof(in)), 0);
+	assert_int_equal(listen(l, 16), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&in, &len), 0);
+	int port = ntohs(in.sin_port);
+	char mode[32];
+	snprintf(mode, sizeof(mode), "allow%d", port);
 	struct owner_result r;
-	owner_run(dir, &r, true);
-	usleep(600 * 1000);
-	check_adopted(&r, dir);
-	remove_dir(dir);
+	char *dir = left_by_owner(&r, mode);
+	agentd_spec spec = allowlist_spec(port);
+	int e;
+	agentd_sandbox *sb = adopt_as(&r, &spec, &e);
+	assert_non_null(sb);
+	agentd_error err = {0};
+	char probe[600], portstr[16];
+	snprintf(probe, sizeof(probe), "%s/sbxprobe", build_tests_dir());
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	char *argv[] = {probe, "proxy-resolve", "127.0.0.1", portstr, NULL};
+	agentd_command cmd = {.argv = argv, .timeout_ms = 20000};
+	agentd_exec_output o;
+	assert_int_equal(agentd_sandbox_exec(sb, &cmd, NULL, &o, &err), 0);
+	fprintf(stderr, "%.*s", (int)o.out_len, (const char *)o.out);
+	assert_non_null(o.out);
+	assert_non_null(strstr((const char *)o.out, "ALLOWED"));
+	agentd_exec_output_free(&o);
+	agentd_spec_free(&spec);
+	close(l);
+	destroy_adopted(sb, &r, dir);
 }
 
 /* Persisted while suspended: adopted suspended (nothing starts), and it resumes. */
 static void a_suspended_durable_sandbox_is_adopted_suspended(void **state)
 {
 	(void)state;
-	if (!backend)
-		skip();
-	char *dir = endpoint_dir();
 	struct owner_result r;
-	int p[2];
-	assert_int_equal(pipe(p), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(p[1], 3);
-		execl("/proc/self/exe", "test_durable", "owner", dir, "suspend", (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	assert_int_equal(read(p[0], &r, sizeof(r)), (ssize_t)sizeof(r));
-	close(p[0]);
-	waitpid(pid, NULL, 0);
+	char *dir = left_by_owner(&r, "suspend");
 	int e;
 	agentd_sandbox *sb = adopt(&r, &e);
 	assert_non_null(sb);
@@ -406,15 +547,44 @@ static void a_suspended_durable_sandbox_is_adopted_suspended(void **state)
 	assert_int_equal(agentd_sandbox_resume(sb, NULL), 0);
 	assert_int_equal(sh_exec(sb, "cat /workspace/file", 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "kept\n");
-	agentd_adoption a;
-	agentd_sandbox_adopted(sb, &a, NULL);
-	assert_int_equal(a.n_execs, 1);
-	assert_int_equal(a.execs[0].exit_code, 137);
-	for (size_t i = 0; i < a.n_processes; i++)
-		agentd_process_free(a.processes[i]);
-	agentd_adoption_free(&a);
+	destroy_adopted(sb, &r, dir);
+}
+
+/* A durable init keeps ended processes until their handles are freed, but never at the
+ * cost of new commands: 80 ended and still held, and a spawn and an exec still start. */
+static void ended_processes_kept_for_the_host_do_not_block_new_commands(void **state)
+{
+	(void)state;
+	agentd_sandbox *sb = new_sandbox();
+	char *dir = endpoint_dir();
+	char *tok = NULL;
+	agentd_error err = {0};
+	assert_int_equal(agentd_sandbox_persist(sb, dir, &tok, &err), 0);
+	free(tok);
+	enum { N = 80 };
+	agentd_process *ps[N];
+	char *argv[] = {"/bin/true", NULL};
+	agentd_command cmd = {.argv = argv};
+	for (int i = 0; i < N; i++) {
+		int r = agentd_sandbox_spawn(sb, &cmd, NULL, &ps[i], &err);
+		if (r < 0)
+			fprintf(stderr, "spawn %d: %s\n", i, err.msg);
+		assert_int_equal(r, 0);
+		struct pollfd p = {.fd = agentd_process_wait_fd(ps[i]), .events = POLLIN};
+		agentd_process_status st = {.running = true};
+		uint64_t deadline = now_ms() + WAIT_MS;
+		while (st.running && now_ms() < deadline) {
+			poll(&p, 1, 100);
+			agentd_process_get_status(ps[i], &st, NULL);
+		}
+		assert_false(st.running);
+	}
+	char out[64];
+	assert_int_equal(sh_exec(sb, "echo still", 0, out, sizeof(out)), 0);
+	assert_string_equal(out, "still\n");
+	for (int i = 0; i < N; i++)
+		agentd_process_free(ps[i]);
 	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
-	assert_true(gone_in_time(r.id));
 	remove_dir(dir);
 }
 
@@ -422,21 +592,13 @@ static void a_suspended_durable_sandbox_is_adopted_suspended(void **state)
 static void a_durable_sandbox_whose_init_died_is_gone(void **state)
 {
 	(void)state;
-	if (!backend)
-		skip();
-	char *dir = endpoint_dir();
 	struct owner_result r;
-	owner_run(dir, &r, false);
+	char *dir = left_by_owner(&r, "exit");
 	int pid;
 	assert_int_equal(sscanf(r.token, "v1:%d:", &pid), 1);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	usleep(300 * 1000);
-	int e;
-	assert_null(adopt(&r, &e));
-	assert_int_equal(e, ESRCH);
-	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
-	assert_true(gone_in_time(r.id));
-	remove_dir(dir);
+	assert_refused(&r, ESRCH, dir);
 }
 
 /* The process backends cannot: ENOTSUP with the reason. */
@@ -486,13 +648,16 @@ static void process_backends_have_no_durable_sandboxes(void **state)
  * (tests/security/test_durable_adopt.py runs these by name). Each owner persists and exits;
  * what then answers at the endpoint, or what the token says, is the attacker's. */
 
+/* A planted endpoint at the token's path (the real one moved to path.real): it accepts one
+ * host and sends it the forged hello h with fds. */
 struct fake_init {
+	char path[512], moved[520];
 	int listener;
 	struct durable_hello h;
 	int fds[2], nfds;
+	pthread_t thread;
 };
 
-/* A planted endpoint: accept one host and send it the forged hello. */
 static void *fake_init_main(void *arg)
 {
 	struct fake_init *f = arg;
@@ -503,18 +668,6 @@ static void *fake_init_main(void *arg)
 		close(s);
 	}
 	return NULL;
-}
-
-static void parse_secret(const char *token, uint8_t out[DURABLE_SECRET_LEN])
-{
-	const char *p = token;
-	for (int i = 0; i < 8; i++)
-		p = strchr(p, ':') + 1; /* v1:PID:START:UID:GID:INNER:LEASED:CGROUP: */
-	for (int i = 0; i < DURABLE_SECRET_LEN; i++) {
-		unsigned v;
-		sscanf(p + 2 * i, "%2x", &v);
-		out[i] = (uint8_t)v;
-	}
 }
 
 static pid_t token_pid(const char *token)
@@ -530,53 +683,67 @@ static const char *token_path(const char *token)
 	return strchr(token, '/');
 }
 
-/* Adopt with the real endpoint moved away and a planted one in its place, which sends the
- * real init's pidfd and a pipe (as the root fd): refused with EPERM, and the pipe closed
- * (nothing it sent kept). know_secret: the planted one knows the secret (a leaked token). */
+/* The hello (version, kept mask) sent with the real init's pidfd (and extra, if >= 0). */
+static void plant_endpoint(struct fake_init *f, const struct owner_result *r, uint32_t version,
+			   uint32_t kept, int extra)
+{
+	snprintf(f->path, sizeof(f->path), "%s", token_path(r->token));
+	snprintf(f->moved, sizeof(f->moved), "%s.real", f->path);
+	assert_int_equal(rename(f->path, f->moved), 0);
+	f->h = (struct durable_hello){.magic = DURABLE_MAGIC, .version = version, .kept = kept};
+	f->fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r->token), 0);
+	assert_true(f->fds[0] >= 0);
+	f->fds[1] = extra;
+	f->nfds = extra >= 0 ? 2 : 1;
+	f->listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
+	assert_int_equal(bind(f->listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f->listener, 1), 0);
+	assert_int_equal(pthread_create(&f->thread, NULL, fake_init_main, f), 0);
+}
+
+static void unplant_endpoint(struct fake_init *f)
+{
+	pthread_join(f->thread, NULL);
+	close(f->fds[0]);
+	close(f->listener);
+}
+
+/* Adopt with a planted endpoint, which sends the real init's pidfd and a pipe (as the root
+ * fd): refused with EPERM, and the pipe closed (nothing it sent kept). know_secret: it
+ * knows the secret (a leaked token). */
 static void planted_endpoint_is_refused(bool know_secret)
 {
-	if (!backend)
-		skip();
-	char *dir = endpoint_dir();
 	struct owner_result r;
-	owner_run(dir, &r, false);
-	const char *path = token_path(r.token);
-	char moved[512];
-	snprintf(moved, sizeof(moved), "%s.real", path);
-	assert_int_equal(rename(path, moved), 0);
-	struct fake_init f = {.h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO,
-				    .kept = 1u << KEPT_PIDFD | 1u << KEPT_ROOT}};
-	if (know_secret)
-		parse_secret(r.token, f.h.secret);
+	char *dir = left_by_owner(&r, "exit");
 	int pp[2];
 	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
-	f.fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
-	assert_true(f.fds[0] >= 0);
-	f.fds[1] = pp[1];
-	f.nfds = 2;
-	f.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	assert_int_equal(bind(f.listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(f.listener, 1), 0);
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, fake_init_main, &f), 0);
+	struct fake_init f;
+	plant_endpoint(&f, &r, DURABLE_PROTO, 1u << KEPT_PIDFD | 1u << KEPT_ROOT, pp[1]);
+	if (know_secret) {
+		/* ...:SECRET:/path */
+		const char *p = token_path(r.token) - 1 - 2 * DURABLE_SECRET_LEN;
+		for (int i = 0; i < DURABLE_SECRET_LEN; i++) {
+			unsigned v;
+			sscanf(p + 2 * i, "%2x", &v);
+			f.h.secret[i] = (uint8_t)v;
+		}
+	}
 	int e;
 	agentd_sandbox *sb = adopt(&r, &e);
-	pthread_join(t, NULL);
-	close(f.fds[0]);
+	unplant_endpoint(&f);
 	close(pp[1]);
-	close(f.listener);
+	/* every copy of the pipe's write end is closed: the refused adopt kept none */
+	struct pollfd p = {.fd = pp[0], .events = POLLIN};
+	char c;
+	bool closed = poll(&p, 1, 5000) == 1 && read(pp[0], &c, 1) == 0;
+	close(pp[0]);
 	if (sb)
 		agentd_sandbox_destroy(sb, NULL);
 	assert_null(sb);
 	assert_int_equal(e, EPERM);
-	/* every copy of the pipe's write end is closed: the refused adopt kept none */
-	struct pollfd p = {.fd = pp[0], .events = POLLIN};
-	assert_int_equal(poll(&p, 1, 5000), 1);
-	char c;
-	assert_int_equal(read(pp[0], &c, 1), 0);
-	close(pp[0]);
+	assert_true(closed);
 	/* the sandbox it could not prove was killed; the stale cleanup leaves nothing */
 	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
 	assert_true(gone_in_time(r.id));
@@ -600,117 +767,72 @@ static void attack_planted_endpoint_with_a_leaked_secret_is_refused(void **state
 static void an_init_of_a_newer_protocol_is_left_alone(void **state)
 {
 	(void)state;
-	if (!backend)
-		skip();
-	char *dir = endpoint_dir();
 	struct owner_result r;
-	owner_run(dir, &r, false);
-	const char *path = token_path(r.token);
-	char moved[512];
-	snprintf(moved, sizeof(moved), "%s.real", path);
-	assert_int_equal(rename(path, moved), 0);
-	struct fake_init f = {.h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO + 1,
-				    .kept = 1u << KEPT_PIDFD}};
-	f.fds[0] = (int)syscall(SYS_pidfd_open, token_pid(r.token), 0);
-	f.nfds = 1;
-	f.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	assert_int_equal(bind(f.listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(f.listener, 1), 0);
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, fake_init_main, &f), 0);
-	int e;
-	agentd_sandbox *sb = adopt(&r, &e);
-	pthread_join(t, NULL);
-	close(f.fds[0]);
-	close(f.listener);
-	assert_null(sb);
-	assert_int_equal(e, EPROTO);
-	/* untouched: back at its place, it is adopted */
-	assert_int_equal(rename(moved, path), 0);
-	sb = adopt(&r, &e);
-	assert_non_null(sb);
-	agentd_adoption a;
-	agentd_sandbox_adopted(sb, &a, NULL);
-	for (size_t i = 0; i < a.n_processes; i++)
-		agentd_process_free(a.processes[i]);
-	agentd_adoption_free(&a);
-	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
-	assert_true(gone_in_time(r.id));
-	remove_dir(dir);
+	char *dir = left_by_owner(&r, "exit");
+	struct fake_init f;
+	plant_endpoint(&f, &r, DURABLE_PROTO + 1, 1u << KEPT_PIDFD, -1);
+	assert_refused(&r, EPROTO, dir);
+	unplant_endpoint(&f);
+	assert_int_equal(rename(f.moved, f.path), 0); /* back at its place: adopted */
+	adopt_and_destroy(&r, dir);
 }
 
-/* The real init answers, but the token was edited: EPERM. */
-static void edited_token_is_refused(const char *token)
+/* The start time (field 22 of /proc/pid/stat) of pid. */
+static unsigned long long start_time(pid_t pid)
 {
-	char *dir = endpoint_dir();
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *fp = fopen(path, "re");
+	assert_non_null(fp);
+	assert_non_null(fgets(buf, sizeof(buf), fp));
+	fclose(fp);
+	char *q = strrchr(buf, ')') + 2;
+	for (int i = 3; i < 22; i++)
+		q = strchr(q, ' ') + 1;
+	return strtoull(q, NULL, 10);
+}
+
+/* The real init answers, but the token names another pid (a live process of ours: forged)
+ * or the init's pid with another start time (reused): EPERM. */
+static void edited_token_is_refused(bool forged)
+{
 	struct owner_result r;
-	owner_run(dir, &r, false);
-	struct owner_result forged = r;
+	char *dir = left_by_owner(&r, "exit");
+	struct owner_result bad = r;
 	int pid;
 	unsigned long long start;
 	char rest[1024];
 	assert_int_equal(sscanf(r.token, "v1:%d:%llu:%1023s", &pid, &start, rest), 3);
-	if (!strcmp(token, "reused"))
-		snprintf(forged.token, sizeof(forged.token), "v1:%d:%llu:%s", pid, start + 1, rest);
-	else {
-		/* another live process, with its own start time */
-		pid_t other = fork();
-		if (other == 0) {
-			pause();
-			_exit(0);
-		}
-		char path[64], buf[1024];
-		snprintf(path, sizeof(path), "/proc/%d/stat", other);
+	pid_t other = forged ? fork() : -1;
+	if (other == 0) {
+		pause();
+		_exit(0);
+	}
+	if (forged) {
 		usleep(100 * 1000);
-		FILE *fp = fopen(path, "re");
-		assert_non_null(fp);
-		assert_non_null(fgets(buf, sizeof(buf), fp));
-		fclose(fp);
-		char *q = strrchr(buf, ')') + 2;
-		for (int i = 3; i < 22; i++)
-			q = strchr(q, ' ') + 1;
-		snprintf(forged.token, sizeof(forged.token), "v1:%d:%llu:%s", other,
-			 strtoull(q, NULL, 10), rest);
-		int e;
-		agentd_sandbox *sb = adopt(&forged, &e);
+		pid = other;
+		start = start_time(other);
+	} else {
+		start++;
+	}
+	snprintf(bad.token, sizeof(bad.token), "v1:%d:%llu:%s", pid, start, rest);
+	assert_refused(&bad, EPERM, dir);
+	if (forged) {
 		kill(other, SIGKILL);
 		waitpid(other, NULL, 0);
-		if (sb)
-			agentd_sandbox_destroy(sb, NULL);
-		assert_null(sb);
-		assert_int_equal(e, EPERM);
-		agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
-		assert_true(gone_in_time(r.id));
-		remove_dir(dir);
-		return;
 	}
-	int e;
-	agentd_sandbox *sb = adopt(&forged, &e);
-	if (sb)
-		agentd_sandbox_destroy(sb, NULL);
-	assert_null(sb);
-	assert_int_equal(e, EPERM);
-	agentd_cleanup_stale_sandbox(agentd_backend_work_root(backend), r.id);
-	assert_true(gone_in_time(r.id));
-	remove_dir(dir);
 }
 
 static void attack_reused_pid_is_refused(void **state)
 {
 	(void)state;
-	if (!backend)
-		skip();
-	edited_token_is_refused("reused");
+	edited_token_is_refused(false);
 }
 
 static void attack_forged_pid_is_refused(void **state)
 {
 	(void)state;
-	if (!backend)
-		skip();
-	edited_token_is_refused("forged");
+	edited_token_is_refused(true);
 }
 
 /* A process in the sandbox's pid namespace (this test's grandchild, setns'd into it, so it
@@ -719,11 +841,8 @@ static void attack_forged_pid_is_refused(void **state)
 static void attack_sandbox_process_cannot_become_its_host(void **state)
 {
 	(void)state;
-	if (!backend)
-		skip();
-	char *dir = endpoint_dir();
 	struct owner_result r;
-	owner_run(dir, &r, false);
+	char *dir = left_by_owner(&r, "exit");
 	const char *path = token_path(r.token);
 	pid_t child = fork();
 	if (child == 0) {
@@ -758,14 +877,7 @@ static void attack_sandbox_process_cannot_become_its_host(void **state)
 	snprintf(cmd, sizeof(cmd), "test -e '%s' && echo visible || echo hidden", path);
 	assert_int_equal(sh_exec(sb, cmd, 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "hidden\n");
-	agentd_adoption a;
-	agentd_sandbox_adopted(sb, &a, NULL);
-	for (size_t i = 0; i < a.n_processes; i++)
-		agentd_process_free(a.processes[i]);
-	agentd_adoption_free(&a);
-	assert_int_equal(agentd_sandbox_destroy(sb, NULL), 0);
-	assert_true(gone_in_time(r.id));
-	remove_dir(dir);
+	destroy_adopted(sb, &r, dir);
 }
 
 /* bench/adopt.sh: n sandboxes persisted by an owner that exits, then adopted one after
@@ -851,7 +963,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(a_durable_sandbox_outlives_its_owner_process),
 		cmocka_unit_test(a_durable_sandbox_outlives_a_kill_9_of_its_owner),
 		cmocka_unit_test(a_suspended_durable_sandbox_is_adopted_suspended),
+		cmocka_unit_test(an_adopted_allowlist_sandbox_keeps_its_egress_proxy),
 		cmocka_unit_test(a_durable_sandbox_whose_init_died_is_gone),
+		cmocka_unit_test(ended_processes_kept_for_the_host_do_not_block_new_commands),
 		cmocka_unit_test(process_backends_have_no_durable_sandboxes),
 		cmocka_unit_test(attack_planted_endpoint_without_the_secret_is_refused),
 		cmocka_unit_test(attack_planted_endpoint_with_a_leaked_secret_is_refused),

@@ -44,8 +44,7 @@ static void endpoint_dir_remove(struct daemon *d, const char *id)
 	rmdir(dir);
 }
 
-int live_make_durable(struct daemon *d, struct live *l, const char *policy_json,
-		      agentd_error *err)
+int live_make_durable(struct daemon *d, struct live *l, const char *policy_json, agentd_error *err)
 {
 	if (d->cfg.destroy_on_exit)
 		return 0; /* it ends with the daemon, as it always did, even in a crash */
@@ -70,10 +69,9 @@ int live_make_durable(struct daemon *d, struct live *l, const char *policy_json,
 
 void live_forget_durable(struct daemon *d, struct live *l)
 {
-	if (!l->durable)
-		return;
-	state_durable_clear(d->st, l->id);
-	endpoint_dir_remove(d, l->id);
+	if (l->durable)
+		state_durable_clear(d->st, l->id);
+	endpoint_dir_remove(d, l->id); /* also one a failed persist left */
 }
 
 void live_item_put(struct daemon *d, struct live *l, const char *kind, const char *key,
@@ -103,16 +101,17 @@ static const char *str(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-/* It cannot come back: failed with why, its sessions too, and whatever it left removed —
- * its dir, its cgroup (agentd_cleanup_stale_sandbox, through the cgroup: never a pid the
- * endpoint gave), its endpoint. A failed proof is a security event. */
+/* It cannot come back (ESRCH: its init died; EPERM: the proof failed, and the library
+ * killed it through the cgroup its token names, never by a pid the endpoint gave): failed
+ * with why, its sessions too, and whatever it left removed (its dir and cgroup through
+ * agentd_cleanup_stale_sandbox, its endpoint). A failed proof is a security event. */
 static void adopt_failed(struct daemon *d, const struct row *w, const agentd_error *err,
 			 uint64_t dt)
 {
 	bool attack = err->code == EPERM;
 	char reason[320];
-	snprintf(reason, sizeof(reason), "%s at daemon restart: %.250s",
-		 attack ? "refused" : err->code == ESRCH ? "gone" : "not adopted", err->msg);
+	snprintf(reason, sizeof(reason), "%s at daemon restart: %.250s", attack ? "refused" : "gone",
+		 err->msg);
 	state_sandbox_set_state(d->st, w->id, "failed", reason, NULL);
 	state_session_set_status_by_sandbox(d->st, w->id, "failed");
 	state_durable_clear(d->st, w->id);
@@ -148,8 +147,8 @@ static void audit_lost_execs(struct daemon *d, struct live *l, const agentd_adop
 			 x->exit_code);
 		audit(d, NULL, "exec", l->id, x->argv, l->digest, l->backend, result,
 		      x->ended_at_ms > x->started_at_ms
-			      ? (uint64_t)(x->ended_at_ms - x->started_at_ms)
-			      : 0);
+			  ? (uint64_t)(x->ended_at_ms - x->started_at_ms)
+			  : 0);
 	}
 }
 
@@ -171,8 +170,8 @@ static json_t *item_of_pid(json_t *items, const char *kind, const char *field, i
 /* Each process handed over goes back where it was: a background process into the process
  * table, an interpreter under its context; one nothing names is killed. Items left
  * without a process (it ended and was reaped while away) are dropped. */
-static void restore_items(struct daemon *d, struct live *l, agentd_adoption *ad,
-			  unsigned *n_procs, unsigned *n_ctx, unsigned *n_ports)
+static void restore_items(struct daemon *d, struct live *l, agentd_adoption *ad, unsigned *n_procs,
+			  unsigned *n_ctx, unsigned *n_ports)
 {
 	json_t *items = state_items(d->st, l->id);
 	for (size_t i = 0; i < ad->n_processes; i++) {
@@ -254,7 +253,8 @@ static void adopt_one(struct daemon *d, const struct row *w)
 	agentd_adoption ad = {0};
 	unsigned np = 0, nc = 0, nport = 0;
 	if (agentd_sandbox_adopted(sb, &ad, &err) < 0) {
-		dlog("warn", "msg=\"what ran across the restart is unknown\" sandbox=%s error=\"%s\"",
+		dlog("warn",
+		     "msg=\"what ran across the restart is unknown\" sandbox=%s error=\"%s\"",
 		     l->id, err.msg);
 	} else {
 		audit_lost_execs(d, l, &ad);
@@ -283,15 +283,15 @@ void live_adopt_all(struct daemon *d)
 	json_array_foreach(rows, i, o)
 	{
 		struct row w = {
-			.id = str(o, "id"),
-			.name = str(o, "name"),
-			.backend = str(o, "backend"),
-			.state = str(o, "state"),
-			.digest = str(o, "policy_digest"),
-			.token = str(o, "durable_token"),
-			.spec = str(o, "durable_spec"),
-			.session = json_integer_value(json_object_get(o, "session")) != 0,
-			.created_ms = json_integer_value(json_object_get(o, "created_ms")),
+		    .id = str(o, "id"),
+		    .name = str(o, "name"),
+		    .backend = str(o, "backend"),
+		    .state = str(o, "state"),
+		    .digest = str(o, "policy_digest"),
+		    .token = str(o, "durable_token"),
+		    .spec = str(o, "durable_spec"),
+		    .session = json_integer_value(json_object_get(o, "session")) != 0,
+		    .created_ms = json_integer_value(json_object_get(o, "created_ms")),
 		};
 		if (w.id && api_valid_id(w.id) && w.backend && w.token)
 			adopt_one(d, &w);
@@ -330,8 +330,8 @@ static struct live *next_to_stop(struct daemon *d, bool durable)
 {
 	pthread_mutex_lock(&d->lock);
 	struct live *l = d->head;
-	while (l && (l->state == SB_DESTROYING || l->state == SB_PROVISIONING ||
-		     l->durable != durable))
+	while (l &&
+	       (l->state == SB_DESTROYING || l->state == SB_PROVISIONING || l->durable != durable))
 		l = l->next;
 	if (l)
 		l->refs++;

@@ -34,8 +34,8 @@ static int run(struct state *st, agentd_error *err, const char *sql, int n, ...)
 	return r;
 }
 
-int state_durable_set(struct state *st, const char *id, const char *token,
-		      const char *spec_json, agentd_error *err)
+int state_durable_set(struct state *st, const char *id, const char *token, const char *spec_json,
+		      agentd_error *err)
 {
 	return run(st, err, "UPDATE sandboxes SET durable_token = ?, durable_spec = ? WHERE id = ?",
 		   3, token, spec_json, id);
@@ -45,8 +45,10 @@ int state_durable_clear(struct state *st, const char *id)
 {
 	int r = run(st, NULL, "DELETE FROM durable_items WHERE sandbox_id = ?", 1, id);
 	return run(st, NULL,
-		   "UPDATE sandboxes SET durable_token = NULL, durable_spec = NULL WHERE id = ?",
-		   1, id) < 0 ? -1 : r;
+		   "UPDATE sandboxes SET durable_token = NULL, durable_spec = NULL WHERE id = ?", 1,
+		   id) < 0
+		   ? -1
+		   : r;
 }
 
 int state_item_put(struct state *st, const char *id, const char *kind, const char *key,
@@ -63,8 +65,9 @@ int state_item_put(struct state *st, const char *id, const char *kind, const cha
 
 int state_item_del(struct state *st, const char *id, const char *kind, const char *key)
 {
-	return run(st, NULL, "DELETE FROM durable_items WHERE sandbox_id = ? AND kind = ? AND key = ?",
-		   3, id, kind, key);
+	return run(st, NULL,
+		   "DELETE FROM durable_items WHERE sandbox_id = ? AND kind = ? AND key = ?", 3, id,
+		   kind, key);
 }
 
 /* Every row of sql (one text argument or none) as an object by column name. */
@@ -80,13 +83,14 @@ static json_t *select_rows(struct state *st, const char *sql, const char *arg)
 		while (sqlite3_step(s) == SQLITE_ROW) {
 			json_t *o = json_object();
 			for (int i = 0; i < sqlite3_column_count(s); i++) {
-				json_t *v = sqlite3_column_type(s, i) == SQLITE_INTEGER
-						    ? json_integer(sqlite3_column_int64(s, i))
-						    : sqlite3_column_type(s, i) == SQLITE_NULL
-							      ? json_null()
-							      : json_string((const char *)
-										    sqlite3_column_text(s, i));
-				json_object_set_new(o, sqlite3_column_name(s, i), v ? v : json_null());
+				json_t *v =
+				    sqlite3_column_type(s, i) == SQLITE_INTEGER
+					? json_integer(sqlite3_column_int64(s, i))
+				    : sqlite3_column_type(s, i) == SQLITE_NULL
+					? json_null()
+					: json_string((const char *)sqlite3_column_text(s, i));
+				json_object_set_new(o, sqlite3_column_name(s, i),
+						    v ? v : json_null());
 			}
 			json_array_append_new(a, o);
 		}
@@ -98,11 +102,12 @@ static json_t *select_rows(struct state *st, const char *sql, const char *arg)
 
 json_t *state_durable_list(struct state *st, agentd_error *err)
 {
-	json_t *a = select_rows(st,
-				"SELECT id, name, backend, state, session, created_ms, policy_digest,"
-				" durable_token, durable_spec FROM sandboxes WHERE durable_token IS"
-				" NOT NULL AND state NOT IN ('destroyed', 'failed') ORDER BY created_ms",
-				NULL);
+	json_t *a =
+	    select_rows(st,
+			"SELECT id, name, backend, state, session, created_ms, policy_digest,"
+			" durable_token, durable_spec FROM sandboxes WHERE durable_token IS"
+			" NOT NULL AND state NOT IN ('destroyed', 'failed') ORDER BY created_ms",
+			NULL);
 	if (!a)
 		agentd_error_set(err, EIO, "state: list the durable sandboxes");
 	return a;

@@ -36,6 +36,18 @@ agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 	return sb;
 }
 
+agentd_sandbox *agentd_sandbox_alloc_id(agentd_backend *b, const agentd_spec *spec,
+					const agentd_sandbox_ops *ops, const char *id,
+					agentd_error *err)
+{
+	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, ops, err);
+	if (sb) {
+		snprintf(sb->id, sizeof(sb->id), "%s", id);
+		snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", id);
+	}
+	return sb;
+}
+
 void backend_sandbox_free(agentd_sandbox *sb)
 {
 	agentd_spec_free(&sb->spec);

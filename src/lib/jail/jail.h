@@ -200,6 +200,12 @@ bool cgroup_clone_into_complete(const struct cgroup *cg);
  * parent must outlive it. NULL + err. */
 struct cgroup *cgroup_create_child(const struct cgroup *parent, const char *name,
 				   agentd_error *err);
+/* An existing kill unit name of parent (made by an earlier owner of a durable sandbox),
+ * as cgroup_create_child's; NULL + err when it is not there. */
+struct cgroup *cgroup_open_child(const struct cgroup *parent, const char *name,
+				 agentd_error *err);
+/* Its name (a kill unit's "u<n>", a sandbox's id). */
+const char *cgroup_name(const struct cgroup *cg);
 /* Make an ended unit ready for another command: 0 when it is empty (its peak memory reset;
  * its cpu and event counters go on, read against a baseline), -EBUSY while it is not. */
 int cgroup_unit_reset(struct cgroup *cg);

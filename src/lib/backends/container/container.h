@@ -32,6 +32,9 @@
  * to the sandbox's unprivileged host id, with no capability left once the init sealed. */
 #define AGENT_ID 1000
 #define MAX_EXECS 64
+/* A durable init's table: MAX_EXECS running, and as many ended ones its host has not
+ * forgotten yet (the oldest ended one goes first when it is full). */
+#define MAX_ENTRIES (2 * MAX_EXECS)
 #define MAX_PAYLOAD (8u << 20)	/* argv + env + cwd of one exec */
 #define INIT_CTL_FD 3
 #define INIT_SETUP_FD 4
@@ -96,6 +99,7 @@ struct durable_entry {
 	uint32_t flags;		/* ENTRY_* */
 	uint32_t keep;		/* KEEP_* mask of the fds attached */
 	int64_t started_ms, ended_ms;
+	uint64_t unit;		/* its kill unit u<unit>, 0 = none (OP_EXEC's, OP_SPAWN's sig) */
 };
 #define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
@@ -104,7 +108,8 @@ struct ctl_msg {
 	uint32_t cpu_s;		/* OP_EXEC, OP_SPAWN: the command's RLIMIT_CPU (s), 0 = the
 				 * sandbox's */
 	uint64_t id;
-	int32_t sig;		/* OP_SIGNAL */
+	int32_t sig;		/* OP_SIGNAL; OP_EXEC, OP_SPAWN: its kill unit's number (u<n>),
+				 * kept for a later host of a durable sandbox, 0 = none */
 	uint32_t flags;		/* OP_SPAWN: SPAWN_* */
 };
 

@@ -322,8 +322,8 @@ static int parse_token(const char *token, struct durable_token *t, agentd_error 
 struct hello {
 	struct durable_hello h;
 	int kept[KEPT_N];
-	struct durable_entry e[MAX_EXECS];
-	int efds[MAX_EXECS][KEEP_N];
+	struct durable_entry e[MAX_ENTRIES];
+	int efds[MAX_ENTRIES][KEEP_N];
 	size_t n;
 };
 
@@ -423,9 +423,9 @@ static int prove(int s, const struct hello *h, const struct durable_token *t,
 
 static int recv_entries(int s, struct hello *h, agentd_error *err)
 {
-	if (h->h.n_entries > MAX_EXECS)
+	if (h->h.n_entries > MAX_ENTRIES)
 		return agentd_error_set(err, EPROTO, "adopt: %u commands (at most %d)",
-					h->h.n_entries, MAX_EXECS);
+					h->h.n_entries, MAX_ENTRIES);
 	for (uint32_t i = 0; i < h->h.n_entries; i++) {
 		int fds[CTL_MAX_FDS], nfds;
 		struct durable_entry *e = &h->e[h->n];
@@ -499,6 +499,19 @@ static char **payload_argv(int fd)
 	return argv.v;
 }
 
+/* A lost exec's tree dies with it, as an exec's always does: what left its process group
+ * (the init killed that) is still in its unit. */
+static void kill_unit_of(struct ctr *c, uint64_t n)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "u%" PRIu64, n);
+	struct cgroup *unit = n && c->cg ? cgroup_open_child(c->cg, name, NULL) : NULL;
+	if (!unit)
+		return;
+	cgroup_kill_all(unit);
+	cgroup_destroy(unit);
+}
+
 /* Its commands: background processes as handles on the fds the init kept, the execs it
  * killed as lost. The lost ones are forgotten by the init at once (handed over here). */
 static void take_entries(agentd_sandbox *sb, struct hello *h)
@@ -527,6 +540,7 @@ static void take_entries(agentd_sandbox *sb, struct hello *h)
 		for (int k = 0; k < KEEP_N; k++)
 			if (fds[k] >= 0)
 				close(fds[k]);
+		kill_unit_of(c, e->unit);
 		struct ctl_msg m = {.op = OP_FORGET, .id = e->id};
 		if (send(c->ctl, &m, sizeof(m), MSG_NOSIGNAL) < 0) {
 			/* the init is gone: so is its table */
@@ -611,11 +625,9 @@ int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const 
 	int r = s < 0 ? -1 : recv_hello(s, h, err);
 	if (r == 0 && (r = prove(s, h, &t, cg, err)) == 0)
 		r = recv_entries(s, h, err);
-	if (r == 0 && !(sb = agentd_sandbox_alloc(b, spec, &container_sandbox_ops, err)))
+	if (r == 0 && !(sb = agentd_sandbox_alloc_id(b, spec, &container_sandbox_ops, id, err)))
 		r = -1;
 	if (r == 0) {
-		snprintf(sb->id, sizeof(sb->id), "%s", id);
-		snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", id);
 		r = build_ctr(sb, &t, h, cg, s, err);
 		cg = NULL;
 		s = -1;

@@ -28,6 +28,7 @@ struct running {
 	int payload;		/* an exec's request (its argv, for a lost exec) */
 	int keep[KEEP_N - 1];	/* the host's ends of a process's stdio and report */
 	int64_t started_ms, ended_ms;
+	uint32_t unit;		/* its kill unit's number, for a later host */
 };
 
 /* The durable state (OP_DURABLE): set once, read by the loop. */
@@ -99,6 +100,13 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	 * terminal: job control and ^C reach its foreground process group. */
 	if (cs->tty && ioctl(0, TIOCSCTTY, 0) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
+	/* The init's other fds (a durable one keeps hundreds for its host) go before its
+	 * RLIMIT_NOFILE applies: the Landlock ruleset's dup and the workdir need free slots
+	 * below it. The fd table is the command's own copy (no CLONE_FILES). */
+	int r = fds_close_from(INIT_LANDLOCK_FD + 1);
+	if (r < 0)
+		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
+	close(INIT_SETUP_FD);
 	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
 	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
 	 * a score needs no privilege, but /proc/self of a non-dumpable process is root's: it
@@ -119,7 +127,7 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	struct rlimit_set rl = *a->rl;
 	if (cs->cpu_s)
 		rlimit_set_cpu(&rl, (uint64_t)cs->cpu_s * 1000);
-	int r = rlimit_apply(&rl);
+	r = rlimit_apply(&rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
 	if (init_has_landlock) {
@@ -171,6 +179,24 @@ static pid_t start_command(const struct command_start *cs)
 		     (void *)cs);
 }
 
+/* Room for one more command: fewer than MAX_EXECS running, and a free slot, made by
+ * dropping the oldest ended entry its host has not forgotten yet if need be. */
+static bool make_room(struct running *run, size_t *nrun)
+{
+	size_t running = 0, oldest = *nrun;
+	for (size_t i = 0; i < *nrun; i++) {
+		if (run[i].pid)
+			running++;
+		else if (oldest == *nrun || run[i].ended_ms < run[oldest].ended_ms)
+			oldest = i;
+	}
+	if (running >= MAX_EXECS)
+		return false;
+	if (*nrun == MAX_ENTRIES)
+		drop_entry(run, nrun, oldest);
+	return true;
+}
+
 /* Start the command of an exec or spawn request: fds are its stdin, stdout, stderr, report
  * pipe and payload (all closed here; the report pipe is kept until the command ends). A
  * background process's pid goes back on its report pipe once it started (REPORT_START):
@@ -181,7 +207,7 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 	struct exec_payload pl;
 	const char *why;
 	int r;
-	if (*nrun == MAX_EXECS) {
+	if (!make_room(run, nrun)) {
 		child_report_fail(fds[3], 125, EBUSY,
 				  "too many execs and processes running in this sandbox (max "
 				  STR(MAX_EXECS) ")");
@@ -208,7 +234,7 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		child_report_start(fds[3], pid);
 	struct running *e = &run[*nrun];
 	*e = (struct running){.id = m->id, .pid = pid, .report = fds[3], .payload = -1,
-			      .started_ms = realtime_ms()};
+			      .started_ms = realtime_ms(), .unit = (uint32_t)m->sig};
 	for (int k = 0; k < KEEP_N - 1; k++)
 		e->keep[k] = -1;
 	e->flags = background ? ENTRY_BACKGROUND | (cs.tty ? ENTRY_TTY : 0) : 0;
@@ -306,6 +332,20 @@ static void send_socket(int reply)
 			/* the host gave up waiting */
 		}
 	}
+}
+
+/* Until fd is readable (true) or a command ended (reaped here: false). */
+static bool wait_readable(int fd, int sfd, struct running *run, size_t *nrun)
+{
+	struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	if (poll(pfd, 2, -1) < 0) {
+		if (errno == EINTR)
+			return false;
+		_exit(125);
+	}
+	if (pfd[1].revents)
+		reap_signalled(sfd, run, nrun);
+	return pfd[0].revents != 0;
 }
 
 /* ------------------------------------------------------------- durable */
@@ -419,7 +459,7 @@ static int send_hello(int s, struct running *run, size_t nrun)
 		const struct running *e = &run[i];
 		struct durable_entry de = {.id = e->id, .pid = e->pid, .status = e->status,
 					   .flags = e->flags, .started_ms = e->started_ms,
-					   .ended_ms = e->ended_ms};
+					   .ended_ms = e->ended_ms, .unit = e->unit};
 		/* A lost exec being killed: it ends as SIGKILL made it. */
 		if (e->lost && e->pid) {
 			de.flags |= ENTRY_ENDED;
@@ -445,16 +485,7 @@ static void wait_for_host(int sfd, struct running *run, size_t *nrun)
 {
 	close(INIT_CTL_FD);
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = dur.listener, .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			_exit(125);
-		}
-		if (pfd[1].revents)
-			reap_signalled(sfd, run, nrun);
-		if (!pfd[0].revents)
+		if (!wait_readable(dur.listener, sfd, run, nrun))
 			continue;
 		int s = accept4(dur.listener, NULL, NULL, SOCK_CLOEXEC);
 		if (s < 0)
@@ -477,22 +508,13 @@ static void wait_for_host(int sfd, struct running *run, size_t *nrun)
 
 static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 {
-	struct running run[MAX_EXECS];
+	struct running run[MAX_ENTRIES];
 	size_t nrun = 0;
 	int sfd = sigchld_fd();
 	if (sfd < 0)
 		_exit(125);
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = INIT_CTL_FD, .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			_exit(125);
-		}
-		if (pfd[1].revents)
-			reap_signalled(sfd, run, &nrun);
-		if (!pfd[0].revents)
+		if (!wait_readable(INIT_CTL_FD, sfd, run, &nrun))
 			continue;
 		struct ctl_msg m;
 		int fds[CTL_MAX_FDS], nfds;

@@ -471,8 +471,14 @@ agentd_process *ctr_proc_adopt(agentd_sandbox *sb, const struct durable_entry *e
 	int64_t age = now_ms_realtime() - e->started_ms;
 	uint64_t mono = now_ms_monotonic();
 	p->start_mono = age > 0 && (uint64_t)age < mono ? mono - (uint64_t)age : mono;
-	/* No unit of its own known here: its kill goes through the init (its process
-	 * group), and its sandbox's cgroup at destroy. */
+	/* Its kill unit, as the init remembered it (else its kill goes through the init: its
+	 * process group). Its counters from now on: what it did before is not known here. */
+	if (e->unit && p->c->cg) {
+		char name[32];
+		snprintf(name, sizeof(name), "u%" PRIu64, e->unit);
+		if ((p->unit = cgroup_open_child(p->c->cg, name, NULL)))
+			cgroup_read_events(p->unit, &p->ev0);
+	}
 	agentd_process *ap = agentd_process_alloc(sb, &ctr_process_ops, p, p->tty);
 	agentd_process_set_fds(ap, e->pid, p->in, p->out, p->err, p->rep);
 	return ap;

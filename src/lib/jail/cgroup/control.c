@@ -167,15 +167,13 @@ bool cgroup_has_pid(const struct cgroup *cg, pid_t pid)
 {
 	if (!cg || cg->n == 0)
 		return false;
-	_cleanup_free_ char *t = cg_read(cg->d[0].path, "cgroup.procs");
-	for (char *s = t, *end; s && *s; s = end) {
-		long p = strtol(s, &end, 10);
-		if (end == s)
-			break;
-		if (p == pid)
-			return true;
-	}
-	return false;
+	struct pidv pv = { 0 };
+	cg_collect_pids(cg->d[0].path, &pv, 16); /* at the depth bound: its own members only */
+	bool found = false;
+	for (size_t i = 0; i < pv.n; i++)
+		found |= pv.v[i] == pid;
+	free(pv.v);
+	return found;
 }
 
 int cgroup_children(const struct cgroup *cg, agentd_strv *names)
