@@ -166,6 +166,16 @@ int cmd_sandbox_port(int argc, char **argv);	/* sandbox port|ports */
 int cmd_sandbox_network(int argc, char **argv);	/* sandbox network */
 /* issue 12: files — sandbox cp (cmd_sandbox_cp.c) */
 int sandbox_cp(const char *socket, bool raw, const char *src, const char *dst);
+/* issue 12: ttl. cmd_sandbox_timeout.c: `sandbox timeout` (argv[0] "timeout"), and the
+ * --ttl, --idle, --on-expire flags it shares with `sandbox create`. */
+enum { OPT_TTL = 0x300, OPT_IDLE, OPT_ON_EXPIRE };
+#define EXPIRY_LONG_OPTIONS                                                                      \
+	{"ttl", required_argument, NULL, OPT_TTL}, {"idle", required_argument, NULL, OPT_IDLE},  \
+		{"on-expire", required_argument, NULL, OPT_ON_EXPIRE}
+int cmd_sandbox_timeout(int argc, char **argv);
+/* The flags' values (NULL: not given) as ttl_ms, idle_timeout_ms, on_expire of body; -1
+ * after a message. */
+int expiry_flags_add(json_t *body, const char *ttl, const char *idle, const char *on_expire);
 int cmd_session(int argc, char **argv);
 /* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
 int cmd_context(const char *sub, int argc, char **argv);

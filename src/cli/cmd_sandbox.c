@@ -31,13 +31,15 @@ struct sbx_opts {
 	/* issue 12: names. ls's filters (--name and --backend filter too) */
 	agentd_strv labels;
 	const char *state;
+	const char *ttl, *idle, *on_expire;	/* issue 12: ttl (create) */
 };
 
 static void sandbox_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: agentd sandbox COMMAND [--socket PATH] [--json] ...\n\n"
-		"  create [--backend B] [--name N] [policy options]   prints the id\n"
+		"  create [--backend B] [--name N] [--ttl DUR] [--idle DUR] [--on-expire A]\n"
+		"         [policy options]   prints the id; ttl, idle: agentd sandbox timeout --help\n"
 		"  exec [--stream] [--stdin] [--raw] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
 		"  exec -it [--env K=V] [--workdir D] ID -- PROG ARGS...   on a terminal, interactive\n"
 		"  attach ID PID         a terminal on a process started with a tty; Ctrl-P Ctrl-Q\n"
@@ -51,6 +53,7 @@ static void sandbox_usage(FILE *f)
 		"  (ID: a sandbox's id or its name)\n"
 		"  snapshot ID NAME      prints the snapshot id\n"
 		"  restore ID SNAPSHOT\n"
+		"  timeout ID [--ttl DUR] [--idle DUR] [--on-expire destroy|suspend]\n"
 		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
 		"                        code contexts (agentd sandbox context --help)\n"
 		"  cp [--raw] SRC DST    as docker cp: one side is ID:PATH (relative to the workdir,\n"
@@ -79,6 +82,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 		{"state", required_argument, NULL, OPT_STATE},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
+		EXPIRY_LONG_OPTIONS, /* issue 12: ttl */
 		{NULL, 0, NULL, 0},
 	};
 	agentd_error err = {0};
@@ -119,6 +123,17 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 		case 'i':
 		case OPT_STDIN:
 			o->want_stdin = true;
+			break;
+		case OPT_TTL: /* issue 12: ttl */
+		case OPT_IDLE:
+		case OPT_ON_EXPIRE:
+			if (!policy) {
+				print_error("sandbox %s: --%s is for `sandbox create` and `sandbox "
+					    "timeout`", argv[0], c == OPT_TTL ? "ttl" : c == OPT_IDLE
+					    ? "idle" : "on-expire");
+				return -1;
+			}
+			*(c == OPT_TTL ? &o->ttl : c == OPT_IDLE ? &o->idle : &o->on_expire) = optarg;
 			break;
 		case 'h':
 			sandbox_usage(stdout);
@@ -198,6 +213,10 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 		json_object_set_new(body, "name", json_string(o->name));
 	if (o->pf.allow_degraded)
 		json_object_set_new(body, "allow_degraded", json_true());
+	if (expiry_flags_add(body, o->ttl, o->idle, o->on_expire) < 0) { /* issue 12: ttl */
+		json_decref(body);
+		return EXIT_AGENTD;
+	}
 	int status = 0;
 	json_t *j = client_call(o->socket, "POST", "/v1/sandboxes", body, &status, &err);
 	json_decref(body);
@@ -488,6 +507,8 @@ int cmd_sandbox(int argc, char **argv)
 	/* issue 12: names */
 	if (!strcmp(sub, "network"))
 		return cmd_sandbox_network(argc - 1, argv + 1);
+	if (!strcmp(sub, "timeout")) /* issue 12: ttl */
+		return cmd_sandbox_timeout(argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};

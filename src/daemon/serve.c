@@ -14,7 +14,9 @@ static void serve_usage(FILE *f)
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
 		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
 		   "                    [--max-connections N] [--max-peer-connections N]\n"
-		   "                    [--destroy-on-exit]\n\n"
+		   "                    [--destroy-on-exit]\n"
+		   "                    [--default-ttl DUR] [--max-ttl DUR] [--default-idle DUR]\n"
+		   "                    [--max-idle DUR]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -37,7 +39,12 @@ static void serve_usage(FILE *f)
 		   "                       of them may wait for a request head)\n"
 		   "  --destroy-on-exit    destroy every sandbox when the daemon stops; by default\n"
 		   "                       container sandboxes outlive it and the next daemon\n"
-		   "                       adopts them (docs/api.md#restarts)\n");
+		   "                       adopts them (docs/api.md#restarts)\n"
+		   "  --default-ttl DUR    a sandbox's lifetime when its create asks none\n"
+		   "  --max-ttl DUR        the longest ttl_ms a client may ask (a longer one, or\n"
+		   "                       none, is a 400); the default when --default-ttl is not\n"
+		   "  --default-idle DUR   a sandbox's idle timeout when its create asks none\n"
+		   "  --max-idle DUR       the longest idle_timeout_ms, as --max-ttl\n");
 }
 
 static const char *default_state_dir(void)
@@ -89,6 +96,39 @@ static int opt_uint(const char *flag, const char *val, unsigned lo, unsigned hi,
 	return 0;
 }
 
+/* issue 12: ttl. --default-ttl, --max-ttl, --default-idle, --max-idle DUR (c is 0x100..). */
+static int opt_timeout(const struct option *opts, int c, const char *val, struct server_cfg *cfg)
+{
+	uint64_t *const dst[] = {&cfg->default_ttl_ms, &cfg->max_ttl_ms, &cfg->default_idle_ms,
+				 &cfg->max_idle_ms};
+	const char *flag = "";
+	for (const struct option *o = opts; o->name; o++)
+		if (o->val == c)
+			flag = o->name;
+	agentd_error err = {0};
+	uint64_t v;
+	if (parse_duration_ms(val, &v, &err) < 0 || v == 0 || v > API_MAX_TIMEOUT_MS) {
+		print_error("serve: --%s: %s", flag, err.msg[0] ? err.msg : "expected 1ms..10y");
+		return -1;
+	}
+	*dst[c - 0x100] = v;
+	return 0;
+}
+
+/* A default above its max would make every create that asks nothing a 400. */
+static int check_timeouts(const struct server_cfg *cfg)
+{
+	if (cfg->max_ttl_ms && cfg->default_ttl_ms > cfg->max_ttl_ms) {
+		print_error("serve: --default-ttl is above --max-ttl");
+		return -1;
+	}
+	if (cfg->max_idle_ms && cfg->default_idle_ms > cfg->max_idle_ms) {
+		print_error("serve: --default-idle is above --max-idle");
+		return -1;
+	}
+	return 0;
+}
+
 /* The command line into *cfg (its defaults set): 0, 1 when --help was printed, -1 after a
  * message. */
 static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
@@ -111,6 +151,11 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		{"help", no_argument, NULL, 'h'},
 		/* issue 12: durable-daemon */
 		{"destroy-on-exit", no_argument, NULL, 'X'},
+		/* issue 12: ttl */
+		{"default-ttl", required_argument, NULL, 0x100},
+		{"max-ttl", required_argument, NULL, 0x101},
+		{"default-idle", required_argument, NULL, 0x102},
+		{"max-idle", required_argument, NULL, 0x103},
 		{NULL, 0, NULL, 0},
 	};
 	agentd_error err = {0};
@@ -198,6 +243,13 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		case 'h':
 			serve_usage(stdout);
 			return 1;
+		case 0x100: /* issue 12: ttl */
+		case 0x101:
+		case 0x102:
+		case 0x103:
+			if (opt_timeout(opts, c, optarg, cfg) < 0)
+				return -1;
+			break;
 		default: {
 			const char *arg = argv[optind - 1];
 			print_error("serve: %s %.*s (see agentd serve --help)",
@@ -211,7 +263,7 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		print_error("serve: unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
-	return 0;
+	return check_timeouts(cfg);
 }
 
 __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **argv)

@@ -88,6 +88,8 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_FILE_TAR_PUT] = api_files,
 	[ROUTE_FILE_TAR_GET] = api_files,
 	[ROUTE_FILE_WATCH] = api_files,
+	/* issue 12: ttl */
+	[ROUTE_SANDBOX_TIMEOUT] = api_sandbox_timeout,
 };
 
 /* Every query argument, in order (one past API_QUERY_MAX_ARGS is kept: the parser refuses
@@ -291,6 +293,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return send_error(d, conn, 503, "the daemon is shutting down");
 	}
 	struct reply rp = {0};
+	expiry_note_request(d, method, &r); /* issue 12: ttl */
 	handlers[r.route](d, &r, &c, &rp);
 	if (!rp.status)
 		reply_error(&rp, 500, "no answer");
@@ -644,6 +647,7 @@ static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt
 	pthread_mutex_unlock(&d->lock);
 	if (left)
 		dlog("warn", "msg=\"cancelling requests still running\" count=%u", left);
+	expiry_stop(d); /* issue 12: before the stops, the last activities written */
 	live_cancel_execs(d, "daemon shutting down");
 	live_stop_all(d, "daemon stopped");
 }
@@ -699,6 +703,8 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	if (expiry_start(d, err) < 0) /* issue 12: ttl */
+		goto out;
 	if (start_servers(d, &lu, &lt, &ufd, &mu, &mt, err) < 0)
 		goto out;
 	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
@@ -717,6 +723,7 @@ out:
 	if (mu) {
 		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
+		expiry_stop(d);
 		live_stop_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
@@ -725,6 +732,7 @@ out:
 		close(ufd);
 		unlink(cfg->socket_path);
 	}
+	expiry_stop(d);
 	procs_pump_stop();	/* after every sandbox: no process is left to read */
 	/* a backend's free destroys its sandboxes: not those left for the next daemon (the
 	 * process's exit releases what they hold of ours) */

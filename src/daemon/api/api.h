@@ -43,5 +43,8 @@ void api_audit_verify(struct daemon *d, struct api_request *r, const struct clie
 		      struct reply *out);
 void api_metrics(struct daemon *d, struct api_request *r, const struct client *c,
 		 struct reply *out);
+/* issue 12: ttl */
+void api_sandbox_timeout(struct daemon *d, struct api_request *r, const struct client *c,
+			 struct reply *out);
 
 #endif

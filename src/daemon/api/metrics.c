@@ -68,6 +68,15 @@ void api_metrics(struct daemon *d, struct api_request *r, const struct client *c
 		(unsigned long long)m.latency_count, m.latency_sum_s,
 		(unsigned long long)m.latency_count, (unsigned long long)m.requests,
 		(unsigned long long)m.errors_4xx, (unsigned long long)m.errors_5xx);
+	/* issue 12: ttl */
+	fprintf(b.f, "# HELP agentd_sandboxes_expired_total Sandboxes whose ttl or idle timeout "
+		     "ended, by what was done.\n"
+		     "# TYPE agentd_sandboxes_expired_total counter\n");
+	for (int idle = 0; idle < 2; idle++)
+		for (int susp = 0; susp < 2; susp++)
+			fprintf(b.f, "agentd_sandboxes_expired_total{reason=\"%s\",action=\"%s\"} "
+				     "%llu\n", idle ? "idle" : "ttl", susp ? "suspend" : "destroy",
+				(unsigned long long)m.expired[idle][susp]);
 	fclose(b.f);
 	out->status = 200;
 	out->raw = b.p;

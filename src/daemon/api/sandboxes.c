@@ -106,8 +106,16 @@ struct live *api_create_live(struct daemon *d, struct api_request *r, const stru
 	int status;
 	uint64_t t0 = mono_ms();
 	agentd_create_opts opts = {.allow_degraded = r->allow_degraded};
-	struct live *l = live_create(d, r->backend, r->has_spec ? &r->spec : &defaults, &opts,
-				     session ? NULL : r->name, session, &status, &err);
+	struct state_expiry ex; /* issue 12: ttl (bounds first: nothing is made for a 400) */
+	struct live *l = (status = expiry_resolve(d, r, &ex, &err))
+				 ? NULL
+				 : live_create(d, r->backend, r->has_spec ? &r->spec : &defaults,
+					       &opts, session ? NULL : r->name, session, &status,
+					       &err);
+	if (l && (status = expiry_attach(d, l, &ex, &err))) {
+		live_destroy(d, l, "create refused", NULL);
+		l = NULL;
+	}
 	if (!r->has_spec)
 		agentd_spec_free(&defaults);
 	if (!l) {
@@ -230,25 +238,12 @@ static void usage(struct daemon *d, struct live *l, struct reply *out)
 /* suspend and resume move between ready and suspended, nothing else. */
 static void freeze(struct daemon *d, struct live *l, bool suspend, struct reply *out)
 {
-	pthread_mutex_lock(&d->lock);
-	enum sb_state s = l->state;
-	pthread_mutex_unlock(&d->lock);
-	if (s != (suspend ? SB_READY : SB_SUSPENDED)) {
-		reply_error(out, 409, "sandbox %s is %s", l->id, sb_state_name(s));
-		return;
-	}
 	agentd_error err = {0};
-	int r = suspend ? agentd_sandbox_suspend(l->sb, &err) : agentd_sandbox_resume(l->sb, &err);
-	if (r < 0) {
-		reply_agentd_error(out, 0, &err);
-		return;
-	}
-	pthread_mutex_lock(&d->lock);
-	if (l->state == s)
-		l->state = suspend ? SB_SUSPENDED : SB_READY;
-	pthread_mutex_unlock(&d->lock);
-	state_sandbox_set_state(d->st, l->id, suspend ? "suspended" : "ready", NULL, NULL);
-	reply_json(out, 200, live_to_json(d, l));
+	int status = live_freeze(d, l, suspend, &err);
+	if (status)
+		reply_agentd_error(out, status, &err);
+	else
+		reply_json(out, 200, live_to_json(d, l));
 }
 
 static void snapshot(struct daemon *d, struct live *l, struct api_request *r,

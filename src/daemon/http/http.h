@@ -61,6 +61,8 @@ enum api_route {
 	ROUTE_FILE_TAR_PUT,
 	ROUTE_FILE_TAR_GET,
 	ROUTE_FILE_WATCH,
+	/* issue 12: ttl */
+	ROUTE_SANDBOX_TIMEOUT,
 	ROUTE__COUNT,
 };
 
@@ -169,7 +171,13 @@ struct api_request {
 	/* PATCH .../network */
 	bool has_network;
 	agentd_network network;
+	/* issue 12: ttl */
+	/* POST /v1/sandboxes, POST .../timeout: each only when has_* (0 is none) */
+	bool has_ttl, has_idle, has_on_expire;
+	uint64_t ttl_ms, idle_timeout_ms;
+	bool on_expire_suspend;
 };
+#define API_MAX_TIMEOUT_MS (10ull * 366 * 86400 * 1000)	/* ttl_ms, idle_timeout_ms */
 
 /* 0 on success (free with api_request_free), else the HTTP status; err names the field. */
 int api_request_parse(const char *method, const char *path, const struct api_query *q,

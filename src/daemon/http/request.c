@@ -67,6 +67,8 @@ static const struct route_def routes[] = {
 	{ROUTE_FILE_TAR_PUT, "PUT", "/v1/sandboxes/{id}/files/tar", false},
 	{ROUTE_FILE_TAR_GET, "GET", "/v1/sandboxes/{id}/files/tar", false},
 	{ROUTE_FILE_WATCH, "GET", "/v1/sandboxes/{id}/files/watch", false},
+	/* issue 12: ttl */
+	{ROUTE_SANDBOX_TIMEOUT, "POST", "/v1/sandboxes/{id}/timeout", true},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -76,12 +78,16 @@ struct field {
 					 * a type the route's parser checks */
 	bool required;
 };
-#define MAX_FIELDS 8
+#define MAX_FIELDS 12
 static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 	[ROUTE_SANDBOX_CREATE] = {{"backend", JSON_STRING, false},
 				  {"spec", JSON_OBJECT, false},
 				  {"name", JSON_STRING, false},
-				  {"allow_degraded", JSON_TRUE, false}},
+				  {"allow_degraded", JSON_TRUE, false},
+				  /* issue 12: ttl */
+				  {"ttl_ms", JSON_INTEGER, false},
+				  {"idle_timeout_ms", JSON_INTEGER, false},
+				  {"on_expire", JSON_STRING, false}},
 	[ROUTE_SANDBOX_EXEC] = {{"argv", JSON_ARRAY, true},
 				{"env", JSON_OBJECT, false},
 				{"workdir", JSON_STRING, false},
@@ -118,12 +124,17 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				 {"close", JSON_TRUE, false}},
 	[ROUTE_PORT_OPEN] = {{"port", JSON_INTEGER, true}, {"unix", JSON_TRUE, false}},
 	/* issue 12: names */
-	[ROUTE_SANDBOX_NETWORK] = {{"mode", JSON_STRING, true}, {"allow", JSON_ARRAY, false}},	/* issue 12: files */
+	[ROUTE_SANDBOX_NETWORK] = {{"mode", JSON_STRING, true}, {"allow", JSON_ARRAY, false}},
+	/* issue 12: files */
 	[ROUTE_FILE_MKDIR] = {{"path", JSON_STRING, true}, {"parents", JSON_TRUE, false}},
 	[ROUTE_FILE_RENAME] = {{"from", JSON_STRING, true},
 			       {"to", JSON_STRING, true},
 			       {"noreplace", JSON_TRUE, false}},
 	[ROUTE_FILE_CHMOD] = {{"path", JSON_STRING, true}, {"mode", JSON_NULL, true}},
+	/* issue 12: ttl */
+	[ROUTE_SANDBOX_TIMEOUT] = {{"ttl_ms", JSON_INTEGER, false},
+				   {"idle_timeout_ms", JSON_INTEGER, false},
+				   {"on_expire", JSON_STRING, false}},
 };
 
 /* The query parameters each route takes; any other is a 400 naming it. */
@@ -745,6 +756,39 @@ static bool file_query_route(enum api_route route)
 	       route == ROUTE_FILE_WATCH;
 }
 
+/* issue 12: ttl */
+static int parse_duration_field(json_t *b, const char *field, bool *has, uint64_t *out,
+				agentd_error *err)
+{
+	json_t *v = json_object_get(b, field);
+	if (!v)
+		return 0;
+	json_int_t n = json_integer_value(v);
+	if (n < 0 || (uint64_t)n > API_MAX_TIMEOUT_MS)
+		return agentd_error_set(err, EINVAL, "%s: expected milliseconds in 0..%llu (0: none)",
+					field, (unsigned long long)API_MAX_TIMEOUT_MS);
+	*has = true;
+	*out = (uint64_t)n;
+	return 0;
+}
+
+/* ttl_ms, idle_timeout_ms and on_expire of a create or a POST .../timeout. */
+static int parse_expiry(json_t *b, struct api_request *r, agentd_error *err)
+{
+	if (parse_duration_field(b, "ttl_ms", &r->has_ttl, &r->ttl_ms, err) < 0 ||
+	    parse_duration_field(b, "idle_timeout_ms", &r->has_idle, &r->idle_timeout_ms, err) < 0)
+		return -1;
+	json_t *v = json_object_get(b, "on_expire");
+	if (!v)
+		return 0;
+	const char *s = json_string_value(v);
+	if (strcmp(s, "destroy") && strcmp(s, "suspend"))
+		return agentd_error_set(err, EINVAL, "on_expire: expected \"destroy\" or \"suspend\"");
+	r->has_on_expire = true;
+	r->on_expire_suspend = !strcmp(s, "suspend");
+	return 0;
+}
+
 static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 {
 	json_t *v;
@@ -776,7 +820,7 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 				return -1;
 			r->has_spec = true;
 		}
-		return 0;
+		return parse_expiry(b, r, err);
 	case ROUTE_SANDBOX_EXEC:
 		return parse_exec(b, r, err);
 	case ROUTE_PROCESS_CREATE:
@@ -836,6 +880,14 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 	case ROUTE_FILE_RENAME:
 	case ROUTE_FILE_CHMOD:
 		return parse_file_body(b, r, err);
+	/* issue 12: ttl */
+	case ROUTE_SANDBOX_TIMEOUT:
+		if (parse_expiry(b, r, err) < 0)
+			return -1;
+		if (!r->has_ttl && !r->has_idle && !r->has_on_expire)
+			return agentd_error_set(err, EINVAL,
+						"expected ttl_ms, idle_timeout_ms or on_expire");
+		return 0;
 	default:
 		return 0;
 	}
@@ -1023,6 +1075,11 @@ static int parse_request(const char *method, const char *path, const struct api_
 			return 400;
 		if (rd->route == ROUTE_PROCESS_STDIN) {
 			agentd_error_set(err, EINVAL, "data: required (or \"close\": true)");
+			return 400;
+		}
+		/* issue 12: ttl */
+		if (rd->route == ROUTE_SANDBOX_TIMEOUT) {
+			agentd_error_set(err, EINVAL, "expected ttl_ms, idle_timeout_ms or on_expire");
 			return 400;
 		}
 		return 0;

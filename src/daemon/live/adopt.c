@@ -243,6 +243,7 @@ static void adopt_one(struct daemon *d, const struct row *w)
 	l->sb = sb;
 	l->durable = true;
 	l->state = w->state && !strcmp(w->state, "suspended") ? SB_SUSPENDED : SB_READY;
+	expiry_load(d, l); /* issue 12: ttl: its deadlines, a passed one acted on at once */
 	pthread_mutex_lock(&d->lock);
 	l->next = d->head;
 	d->head = l;

@@ -204,6 +204,8 @@ static int on_control(struct attach *a, const struct ws_message *m)
 /* One message from the client; -1 ends the attachment. */
 static int on_message(struct attach *a, const struct ws_message *m)
 {
+	if (m->op == WS_OP_BINARY || m->op == WS_OP_TEXT)
+		live_touch_id(a->d, a->sandbox_id); /* issue 12: typing is activity */
 	switch (m->op) {
 	case WS_OP_BINARY:
 		if (!m->len)

@@ -467,11 +467,7 @@ int ctx_run(struct daemon *d, struct live *l, const char *cid, const struct ctx_
 	c->busy = false;
 	c->run = NULL;
 	if (slot)
-		for (struct exec_slot **pp2 = &l->slots; *pp2; pp2 = &(*pp2)->next)
-			if (*pp2 == slot) {
-				*pp2 = slot->next;
-				break;
-			}
+		live_slot_remove(d, l, slot);
 	pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&d->lock);
 	free(cl.out[0]);

@@ -351,6 +351,40 @@ void exec_slot_cancel(struct exec_slot *slot)
 	}
 }
 
+/* issue 12: ttl */
+void live_slot_remove(struct daemon *d, struct live *l, struct exec_slot *slot)
+{
+	for (struct exec_slot **pp = &l->slots; *pp; pp = &(*pp)->next)
+		if (*pp == slot) {
+			*pp = slot->next;
+			break;
+		}
+	live_touch(l);
+	if (!l->slots)
+		expiry_kick_locked(d); /* its idle clock runs again */
+}
+
+int live_freeze(struct daemon *d, struct live *l, bool suspend, agentd_error *err)
+{
+	pthread_mutex_lock(&d->lock);
+	enum sb_state s = l->state;
+	pthread_mutex_unlock(&d->lock);
+	if (s != (suspend ? SB_READY : SB_SUSPENDED))
+		return agentd_error_set(err, EBUSY, "sandbox %s is %s", l->id, sb_state_name(s)),
+		       409;
+	int r = suspend ? agentd_sandbox_suspend(l->sb, err) : agentd_sandbox_resume(l->sb, err);
+	if (r < 0)
+		return api_status_from_errno(err->code);
+	pthread_mutex_lock(&d->lock);
+	if (l->state == s)
+		l->state = suspend ? SB_SUSPENDED : SB_READY;
+	pthread_mutex_unlock(&d->lock);
+	state_sandbox_set_state(d->st, l->id, suspend ? "suspended" : "ready", NULL, NULL);
+	if (!suspend)
+		expiry_resumed(d, l);
+	return 0;
+}
+
 void exec_slot_close(struct exec_slot *slot)
 {
 	for (int i = 0; i < 2; i++)
@@ -426,11 +460,7 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	uint64_t dt = mono_ms() - t0;
 
 	pthread_mutex_lock(&d->lock);
-	for (struct exec_slot **pp = &l->slots; *pp; pp = &(*pp)->next)
-		if (*pp == slot) {
-			*pp = slot->next;
-			break;
-		}
+	live_slot_remove(d, l, slot);
 	l->execs--;
 	live_count_exec(d, out, r < 0);
 	/* A limit that took the sandbox's own processes (its init) leaves it unusable. */
@@ -504,6 +534,7 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 			 live_unenforced_json(l), "labels", labels, "network", net, "spec", spec ? spec : json_null());
 	/* issue 12: durable-daemon: whether it outlives a daemon restart */
 	json_object_set_new(o, "durable", json_boolean(l->durable));
+	expiry_to_json(d, l, o); /* issue 12: ttl */
 	return o;
 }
 

@@ -26,6 +26,9 @@ struct server_cfg {
 	unsigned max_peer_connections;	/* per uid (unix socket) or IP (TCP) */
 	/* issue 12: durable-daemon */
 	bool destroy_on_exit;		/* --destroy-on-exit: durable sandboxes end with us */
+	/* issue 12: ttl */
+	uint64_t default_ttl_ms, max_ttl_ms;	/* 0: none (the max is also the default) */
+	uint64_t default_idle_ms, max_idle_ms;
 };
 
 /* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a
@@ -75,6 +78,11 @@ struct live {
 	struct live *next;
 	/* issue 12: durable-daemon */
 	bool durable;			/* persisted: outlives the daemon (adopt.c) */
+	/* issue 12: ttl */
+	struct state_expiry expiry;	/* d->lock (expiry.c); its last_activity_ms is what
+					 * the database has */
+	_Atomic int64_t last_activity_ms;	/* live_touch, without a lock */
+	bool expiring;			/* the expiry thread acts on it */
 };
 
 /* Concurrent execs per sandbox (the container init's table); more is a 429. */
@@ -89,6 +97,8 @@ struct metrics {
 	double latency_sum_s;
 	uint64_t created, destroyed, create_failed;
 	uint64_t requests, errors_4xx, errors_5xx;
+	/* issue 12: ttl */
+	uint64_t expired[2][2];		/* [idle?][suspended?] */
 };
 
 struct daemon {
@@ -116,6 +126,10 @@ struct daemon {
 	/* issue 12: files */
 	struct file_watch *watches;	/* the files API's open watches (filestream.c) */
 	unsigned n_watches;
+	/* issue 12: ttl */
+	pthread_cond_t expiry_cond;	/* with lock: a deadline moved earlier, or stop */
+	pthread_t expiry_thread;
+	bool expiry_running, expiry_stop, expiry_kicked;
 };
 
 /* ------------------------------------------------------------------ live.c */
@@ -301,5 +315,43 @@ int ctx_adopt(struct daemon *d, struct live *l, agentd_process *h, json_t *item)
 int ports_reopen(struct daemon *d, struct live *l, json_t *item);
 /* ports.c: the listeners of l closed at stop, its items kept for the next daemon. */
 void ports_release_all(struct daemon *d, struct live *l);
+/* ------------------------------------------------------------------ expiry.c
+ * issue 12: ttl. A sandbox's ttl (a lifetime) and idle timeout (no activity), each ending
+ * in a destroy or a suspend (docs/api.md#timeouts), run by one thread sleeping until the
+ * nearest deadline; deadlines are stored, the last activity lazily (EXPIRY_SAVE_MS). */
+#define EXPIRY_SAVE_MS 5000
+/* The settings a create asks (r's ttl fields; daemon defaults for what it does not): 0, or
+ * 400 with err naming the bound it is over. */
+int expiry_resolve(struct daemon *d, const struct api_request *r, struct state_expiry *out,
+		   agentd_error *err);
+/* The new sandbox l takes them (stored): 0, or 400 when it is to be suspended and cannot
+ * be (tried on it: fail closed), 500 when they cannot be stored. */
+int expiry_attach(struct daemon *d, struct live *l, const struct state_expiry *e,
+		  agentd_error *err);
+/* POST .../timeout: 0, or an HTTP status with err. */
+int expiry_update(struct daemon *d, struct live *l, const struct api_request *r,
+		  agentd_error *err);
+/* An adopted sandbox (a daemon restart) takes its stored timeouts: a deadline that passed
+ * while no daemon ran expires at the expiry thread's first pass. */
+void expiry_load(struct daemon *d, struct live *l);
+/* l was resumed: its idle clock restarts, a ttl spent by a suspend starts again. */
+void expiry_resumed(struct daemon *d, struct live *l);
+/* ttl_ms, expires_at_ms, idle_timeout_ms, idle_deadline_ms, last_activity_ms, on_expire. */
+void expiry_to_json(struct daemon *d, struct live *l, json_t *o);
+/* Activity: now, without a lock (an exec, a cell, a relayed byte, an API call). */
+void live_touch(struct live *l);
+void live_touch_id(struct daemon *d, const char *id);
+/* A request: activity on its sandbox unless it only looks (a GET other than a download
+ * or an attach). */
+void expiry_note_request(struct daemon *d, const char *method, const struct api_request *r);
+/* An exec or a cell ended (d->lock held): its slot unlinked, the idle clock restarted. */
+void live_slot_remove(struct daemon *d, struct live *l, struct exec_slot *slot);
+/* Suspend (ready → suspended) or resume (suspended → ready) l, stored: 0, or an HTTP status
+ * with err (409 in another state). */
+int live_freeze(struct daemon *d, struct live *l, bool suspend, agentd_error *err);
+void expiry_kick_locked(struct daemon *d);
+int expiry_start(struct daemon *d, agentd_error *err);
+/* The thread stopped, every sandbox's last activity written. */
+void expiry_stop(struct daemon *d);
 
 #endif

@@ -68,6 +68,7 @@ struct live_ports {
 	pthread_mutex_t lock;
 	struct port_fwd *head;
 	unsigned n, conns;		/* ports, connections of all of them */
+	struct live *owner;		/* issue 12: its bytes are activity (live_touch) */
 };
 
 /* ------------------------------------------------------------------ relay */
@@ -168,6 +169,7 @@ static void conn_event(struct port_fwd *pf, struct fwd_end *e, uint32_t events)
 		c->connecting = false;
 		events |= EPOLLIN | EPOLLERR; /* both ways, whatever came meanwhile */
 	}
+	live_touch(pf->set->owner); /* issue 12: bytes relayed are activity */
 	bool in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
 	bool out = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
 	if ((in && pump(c, s) < 0) || (out && pump(c, !s) < 0) || (c->shut[0] && c->shut[1]))
@@ -414,6 +416,7 @@ static struct live_ports *ports_of(struct daemon *d, struct live *l)
 	if (!l->ports) {
 		l->ports = calloc(1, sizeof(*l->ports));
 		pthread_mutex_init(&l->ports->lock, NULL);
+		l->ports->owner = l;
 	}
 	struct live_ports *set = l->ports;
 	pthread_mutex_unlock(&d->lock);

@@ -79,6 +79,14 @@ const char *const state_migrations[] = {
 	"CREATE TABLE durable_items(sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
 	"  kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,"
 	"  PRIMARY KEY(sandbox_id, kind, key));",
+	/* issue 12: ttl */
+	/* 5: a sandbox's ttl and idle timeout (live/expiry.c): its ttl's length and deadline,
+	 * its idle timeout, what expiry does, and its last activity (written lazily) */
+	"ALTER TABLE sandboxes ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN expires_at_ms INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN idle_timeout_ms INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN on_expire TEXT NOT NULL DEFAULT 'destroy';"
+	"ALTER TABLE sandboxes ADD COLUMN last_activity_ms INTEGER NOT NULL DEFAULT 0;",
 };
 const int state_schema_latest = (int)(sizeof(state_migrations) / sizeof(state_migrations[0]));
 
@@ -222,6 +230,45 @@ int state_sandbox_set_state(struct state *st, const char *id, const char *state,
 	return WRITE(st, err, "update sandbox",
 		     "UPDATE sandboxes SET state = ?, reason = ?, updated_ms = ? WHERE id = ?",
 		     "ssis", state, reason, now_ms_realtime(), id);
+}
+
+/* issue 12: ttl */
+int state_sandbox_set_expiry(struct state *st, const char *id, const struct state_expiry *e,
+			     agentd_error *err)
+{
+	return WRITE(st, err, "update sandbox expiry",
+		     "UPDATE sandboxes SET ttl_ms = ?, expires_at_ms = ?, idle_timeout_ms = ?,"
+		     " on_expire = ?, last_activity_ms = ? WHERE id = ?",
+		     "iiisis", (int64_t)e->ttl_ms, e->expires_at_ms, (int64_t)e->idle_timeout_ms,
+		     e->on_expire_suspend ? "suspend" : "destroy", e->last_activity_ms, id);
+}
+
+int state_sandbox_set_activity(struct state *st, const char *id, int64_t last_activity_ms)
+{
+	return WRITE(st, NULL, "update sandbox activity",
+		     "UPDATE sandboxes SET last_activity_ms = ? WHERE id = ?", "is",
+		     last_activity_ms, id);
+}
+
+int state_sandbox_get_expiry(struct state *st, const char *id, struct state_expiry *e)
+{
+	pthread_mutex_lock(&st->lock);
+	sqlite3_stmt *s = prep(st,
+			       "SELECT ttl_ms, expires_at_ms, idle_timeout_ms, on_expire,"
+			       " last_activity_ms FROM sandboxes WHERE id = ?",
+			       "s", id);
+	int r = -1;
+	if (s && sqlite3_step(s) == SQLITE_ROW) {
+		e->ttl_ms = (uint64_t)sqlite3_column_int64(s, 0);
+		e->expires_at_ms = sqlite3_column_int64(s, 1);
+		e->idle_timeout_ms = (uint64_t)sqlite3_column_int64(s, 2);
+		e->on_expire_suspend = !strcmp((const char *)sqlite3_column_text(s, 3), "suspend");
+		e->last_activity_ms = sqlite3_column_int64(s, 4);
+		r = 0;
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return r;
 }
 
 static json_t *column_json(sqlite3_stmt *s, int i)

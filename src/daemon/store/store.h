@@ -103,6 +103,20 @@ int state_item_put(struct state *st, const char *id, const char *kind, const cha
 int state_item_del(struct state *st, const char *id, const char *kind, const char *key);
 /* The items of sandbox id: [{kind, key, data}] (data parsed), oldest first. */
 json_t *state_items(struct state *st, const char *id);
+/* issue 12: ttl */
+/* A sandbox's ttl and idle timeout as stored (live/expiry.c): 0 is none for each. */
+struct state_expiry {
+	uint64_t ttl_ms;		/* the ttl's length */
+	int64_t expires_at_ms;		/* its deadline (wall clock); 0: none, or spent */
+	uint64_t idle_timeout_ms;
+	bool on_expire_suspend;		/* else destroy */
+	int64_t last_activity_ms;	/* written lazily: at most a few seconds old */
+};
+int state_sandbox_set_expiry(struct state *st, const char *id, const struct state_expiry *e,
+			     agentd_error *err);
+int state_sandbox_set_activity(struct state *st, const char *id, int64_t last_activity_ms);
+/* 0 + *e, or -1 when there is no such row. */
+int state_sandbox_get_expiry(struct state *st, const char *id, struct state_expiry *e);
 
 /* store/audit.c uses state.c's connection under its lock. */
 typedef struct sqlite3 sqlite3;
