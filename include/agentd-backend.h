@@ -16,8 +16,9 @@ extern "C" {
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
  * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
- * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt) */
-#define AGENTD_BACKEND_ABI_VERSION 5u
+ * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt); 6: snapshots the
+ * caller stores (agentd_sandbox_ops.snapshot_to and .restore_from, at the end) */
+#define AGENTD_BACKEND_ABI_VERSION 6u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \
@@ -53,6 +54,12 @@ typedef struct agentd_sandbox_ops {
 	int (*persist)(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err);
 	/* agentd_sandbox_adopted (of a sandbox the backend's adopt made). */
 	int (*adopted)(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err);
+	/* issue 12: snapshots */
+	/* agentd_sandbox_snapshot_to / _restore_from (dir_fd: the caller's directory).
+	 * NULL = unsupported. */
+	int (*snapshot_to)(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
+			   agentd_error *err);
+	int (*restore_from)(agentd_sandbox *sb, int dir_fd, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments

@@ -13,7 +13,8 @@ static void serve_usage(FILE *f)
 		   "                    [--max-sandboxes N] [--max-file-size SIZE] [--sync full]\n"
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
 		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
-		   "                    [--max-connections N] [--max-peer-connections N]\n\n"
+		   "                    [--max-connections N] [--max-peer-connections N]\n"
+		   "                    [--max-snapshot-bytes SIZE]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -33,7 +34,9 @@ static void serve_usage(FILE *f)
 		   "  --max-connections N  per listener (default 1024); at most half wait for a\n"
 		   "                       request head, the oldest shut first: room for clients\n"
 		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; half\n"
-		   "                       of them may wait for a request head)\n");
+		   "                       of them may wait for a request head)\n"
+		   "  --max-snapshot-bytes SIZE  host disk of all snapshots together (default 8G):\n"
+		   "                       past it a snapshot is refused (507)\n");
 }
 
 static const char *default_state_dir(void)
@@ -104,6 +107,8 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		{"header-timeout", required_argument, NULL, 'H'},
 		{"max-connections", required_argument, NULL, 'C'},
 		{"max-peer-connections", required_argument, NULL, 'P'},
+		/* issue 12: snapshots */
+		{"max-snapshot-bytes", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -186,6 +191,13 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 				     &cfg->max_peer_connections) < 0)
 				return -1;
 			break;
+		case 'S':
+			if (parse_size(optarg, &v, &err) < 0) {
+				print_error("serve: --max-snapshot-bytes: %s", err.msg);
+				return -1;
+			}
+			cfg->max_snapshot_bytes = v;
+			break;
 		case 'h':
 			serve_usage(stdout);
 			return 1;
@@ -218,6 +230,7 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		.header_timeout_ms = 5000,
 		.max_connections = 1024,
 		.max_peer_connections = 128,
+		.max_snapshot_bytes = 8ull << 30,
 	};
 	int pr = parse_serve_args(argc, argv, &cfg);
 	if (pr != 0)

@@ -107,7 +107,7 @@ def test_snapshot_of_a_deep_tree_does_not_take_the_daemon_down(d, depth, ok):
     sid = d.create()
     mk = f"cd /tmp && for i in $(seq {depth}); do mkdir d && cd d; done && echo deep > f"
     assert d.exec(sid, ["/bin/sh", "-c", mk]).json["exit_code"] == 0
-    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "deep"})
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": f"deep-{depth}"})
     assert d.get("/v1/health").status == 200
     if ok:
         assert r.status == 201, r

@@ -50,7 +50,7 @@ def test_sparse_file_snapshots_as_holes_and_restores_as_one(d):
         assert size == 100 * MIB + 4 and blocks * unit < MIB, before
         r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "sparse"})
         assert r.status == 201, r
-        snap_dir = os.path.join(d.state_dir, "sandboxes", sid, r.json["snapshot_id"])
+        snap_dir = os.path.join(d.state_dir, "snapshots", r.json["snapshot_id"])
         host = os.path.join(snap_dir, "workdir", "sparse")
         assert os.stat(host).st_size == 100 * MIB + 4
         assert allocated(snap_dir) < MIB, f"the snapshot takes {allocated(snap_dir)} bytes"
@@ -72,7 +72,7 @@ def test_snapshots_are_charged_to_the_sandbox_quota(d):
         sh(d, sid, "head -c 1048576 /dev/urandom > data")
         first = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "one"})
         assert first.status == 201, first
-        snaps = os.path.join(d.state_dir, "sandboxes", sid)
+        snaps = os.path.join(d.state_dir, "snapshots")
         kept = set(os.listdir(snaps))
         # the second would take the total past 1.5 MiB: refused, with the limit named
         second = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "two"})
@@ -91,9 +91,10 @@ def test_snapshots_are_charged_to_the_sandbox_quota(d):
 def test_zero_quota_refuses_snapshots(d):
     sid = d.create(spec={"limits": {"max_snapshot_bytes": 0}})
     try:
+        snaps = os.path.join(d.state_dir, "snapshots")
+        before = set(os.listdir(snaps))
         r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "none"})
         assert r.status == 413 and "max_snapshot_bytes" in r.error["message"], r
-        snaps = os.path.join(d.state_dir, "sandboxes", sid)
-        assert not os.path.isdir(snaps) or not os.listdir(snaps)
+        assert set(os.listdir(snaps)) == before
     finally:
         d.delete(f"/v1/sandboxes/{sid}")

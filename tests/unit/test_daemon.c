@@ -555,8 +555,15 @@ static void reconcile_fails_live_rows_once(void **state __attribute__((unused)))
 					      &err), 0);
 	assert_int_equal(state_sandbox_set_state(st, gone, "destroyed", "deleted", &err), 0);
 	assert_int_equal(state_session_insert(st, ID, "agent", live, &err), 0);
-	assert_int_equal(state_snapshot_insert(st, "cccccccccccccccccccccccccccccccc", live, "s",
-					       &err), 0);
+	struct snapshot_row snap = {.id = "cccccccccccccccccccccccccccccccc", .sandbox_id = live,
+				    .name = "s", .backend = "container", .workdir = "/workspace",
+				    .size_bytes = 4096};
+	assert_int_equal(state_snapshot_insert(st, &snap, &err), 0);
+	/* names are unique */
+	struct snapshot_row twin = snap;
+	twin.id = "dddddddddddddddddddddddddddddddd";
+	assert_int_equal(state_snapshot_insert(st, &twin, &err), -1);
+	assert_int_equal(err.code, EEXIST);
 	lost_count = 0;
 	assert_int_equal(state_reconcile(st, on_lost, (void *)live, &err), 0);
 	assert_int_equal(lost_count, 1);
@@ -572,7 +579,13 @@ static void reconcile_fails_live_rows_once(void **state __attribute__((unused)))
 	assert_int_equal(state_session_get(st, "agent", ID, sb, status), 0);
 	assert_string_equal(status, "failed");
 	assert_int_equal(state_session_get(st, "other", ID, sb, status), -1);
-	assert_false(state_snapshot_of(st, "cccccccccccccccccccccccccccccccc", live));
+	/* snapshots outlive their sandbox (templates): kept, found by id and by name */
+	json_t *kept = state_snapshot_find(st, "s");
+	assert_non_null(kept);
+	assert_string_equal(json_string_value(json_object_get(kept, "id")), snap.id);
+	assert_int_equal(json_integer_value(json_object_get(kept, "size_bytes")), 4096);
+	json_decref(kept);
+	assert_int_equal(state_snapshot_bytes(st, live), 4096);
 	assert_int_equal(state_reconcile(st, on_lost, (void *)live, &err), 0);
 	assert_int_equal(lost_count, 1); /* nothing left to reconcile */
 	state_close(st);

@@ -49,6 +49,12 @@ enum api_route {
 	ROUTE_PORT_OPEN,
 	ROUTE_PORT_LIST,
 	ROUTE_PORT_CLOSE,
+	/* issue 12: snapshots */
+	ROUTE_SANDBOX_SNAPSHOTS,	/* GET /v1/sandboxes/{id}/snapshots */
+	ROUTE_SANDBOX_SNAPSHOT_DELETE,
+	ROUTE_SNAPSHOT_LIST,
+	ROUTE_SNAPSHOT_GET,
+	ROUTE_SNAPSHOT_DELETE,
 	ROUTE__COUNT,
 };
 
@@ -114,8 +120,8 @@ struct api_request {
 	bool foreground;		/* the process dies when the attachment ends */
 	char ws_key[25];		/* Sec-WebSocket-Key, checked */
 	/* snapshots */
-	char *snapshot_name;
-	char *snapshot_id;
+	char *snapshot_name;		/* NULL: none */
+	char *snapshot_id;		/* its id or name */
 	/* sessions */
 	char *code;
 	enum api_language language;
@@ -129,6 +135,9 @@ struct api_request {
 	/* audit */
 	int64_t since_seq;		/* records with seq > since_seq */
 	int64_t since_ms;		/* and ts_ms >= since_ms */
+	/* issue 12: snapshots */
+	char snapshot_ref[API_NAME_MAX + 1];	/* {snap}: a snapshot's id or unique name */
+	char *from_snapshot;		/* POST /v1/sandboxes: its id or name */
 };
 
 /* 0 on success (free with api_request_free), else the HTTP status; err names the field. */
@@ -142,6 +151,8 @@ const char *api_status_code(int status);
 /* HTTP status for an errno carried up in an agentd_error. */
 int api_status_from_errno(int e);
 bool api_valid_id(const char *s);
+/* issue 12: snapshots. A snapshot's name: [A-Za-z0-9._-]{1,64}, not an id's 32 hex digits. */
+bool api_valid_snapshot_name(const char *s);
 /* A signal by name ("TERM", "SIGTERM") or number ("15"): 1..64, or -1. */
 int api_signal_parse(const char *s);
 /* "TERM" for 15; NULL when it has no name here. */

@@ -24,6 +24,8 @@ struct server_cfg {
 	unsigned header_timeout_ms;	/* a connection's first request head within */
 	unsigned max_connections;	/* per listener */
 	unsigned max_peer_connections;	/* per uid (unix socket) or IP (TCP) */
+	/* issue 12: snapshots */
+	uint64_t max_snapshot_bytes;	/* host disk of all durable snapshots together */
 };
 
 /* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a

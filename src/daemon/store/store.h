@@ -49,13 +49,24 @@ int state_sandbox_set_state(struct state *st, const char *id, const char *state,
 /* The row as JSON {id, name, backend, state, reason, created_ms, ...}, or NULL. */
 json_t *state_sandbox_get(struct state *st, const char *id);
 /* Rows left live by a previous daemon: each is marked failed ("lost at daemon restart"),
- * its sessions failed and its snapshots dropped, then lost(arg, id) is called. */
+ * its sessions failed (its snapshots stay: they outlive it), then lost(arg, id) is called. */
 int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), void *arg,
 		    agentd_error *err);
 
-int state_snapshot_insert(struct state *st, const char *id, const char *sandbox_id,
-			  const char *name, agentd_error *err);
-bool state_snapshot_of(struct state *st, const char *id, const char *sandbox_id);
+/* issue 12: snapshots. A durable snapshot's row; its files are the daemon's
+ * (<state>/snapshots/<id>). The name (NULL: none) is unique: EEXIST. */
+struct snapshot_row {
+	const char *id, *sandbox_id, *name, *backend, *workdir;
+	uint64_t size_bytes;	/* host disk allocated */
+};
+int state_snapshot_insert(struct state *st, const struct snapshot_row *row, agentd_error *err);
+/* {id, name, sandbox_id, backend, workdir, size_bytes, created_ms} by id or name, or NULL. */
+json_t *state_snapshot_find(struct state *st, const char *id_or_name);
+/* Those of sandbox_id (NULL: all), oldest first. */
+json_t *state_snapshot_list(struct state *st, const char *sandbox_id);
+/* What those of sandbox_id (NULL: all) occupy. */
+uint64_t state_snapshot_bytes(struct state *st, const char *sandbox_id);
+int state_snapshot_delete(struct state *st, const char *id, agentd_error *err);
 
 int state_session_insert(struct state *st, const char *id, const char *agent,
 			 const char *sandbox_id, agentd_error *err);

@@ -66,6 +66,17 @@ static int plan_spec(agentd_backend *b, const agentd_spec *spec, const agentd_cr
 	return enforce_plan(b, spec, opts, relaxed, unenforced, err);
 }
 
+/* A new sandbox's writable state from a snapshot of the caller's (agentd_create_opts). */
+static int seed_from_snapshot(agentd_sandbox *sb, const char *dir, agentd_error *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "from snapshot %s", dir);
+	int r = agentd_sandbox_restore_from(sb, fd, err);
+	close(fd);
+	return r < 0 ? agentd_error_prefix(err, "from snapshot") : 0;
+}
+
 int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spec,
 				       const agentd_create_opts *opts, agentd_sandbox **out,
 				       agentd_error *err)
@@ -77,6 +88,11 @@ int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spe
 	int r = create_planned(b, &relaxed, &unenforced, out, err);
 	strv_free(&unenforced);
 	agentd_spec_free(&relaxed);
+	if (r == 0 && opts && opts->from_snapshot && seed_from_snapshot(*out, opts->from_snapshot, err) < 0) {
+		agentd_sandbox_destroy(*out, NULL);
+		*out = NULL;
+		return -1;
+	}
 	return r;
 }
 
@@ -335,6 +351,19 @@ int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_e
 {
 	return sb->ops->restore ? sb->ops->restore(sb, snapshot_id, err)
 				: unsupported(sb, "restore", err);
+}
+
+int agentd_sandbox_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes,
+			       uint64_t *bytes, agentd_error *err)
+{
+	return sb->ops->snapshot_to ? sb->ops->snapshot_to(sb, dir_fd, max_bytes, bytes, err)
+				    : unsupported(sb, "snapshot", err);
+}
+
+int agentd_sandbox_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err)
+{
+	return sb->ops->restore_from ? sb->ops->restore_from(sb, dir_fd, err)
+				     : unsupported(sb, "restore", err);
 }
 
 int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)

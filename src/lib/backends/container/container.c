@@ -252,6 +252,9 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.workdir_fd = ctr_workdir_fd,
 	.spawn = ctr_spawn,
 	.connect = ctr_connect,
+	/* issue 12: snapshots */
+	.snapshot_to = ctr_snapshot_to,
+	.restore_from = ctr_restore_from,
 };
 
 /* ------------------------------------------------------------- backend */

@@ -210,5 +210,8 @@ int ctr_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err);
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
 int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
 int ctr_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+int ctr_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
+		    agentd_error *err);
+int ctr_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
 
 #endif

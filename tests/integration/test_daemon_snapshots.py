@@ -1,0 +1,264 @@
+"""Durable snapshots (docs/api.md#snapshots): stored under the daemon's state dir, listed,
+named (unique), deleted, bounded by a daemon-wide budget, outliving their sandbox and the
+daemon itself, and seeding new sandboxes (from_snapshot) that go on independently."""
+import os
+import signal
+import uuid
+
+import pytest
+
+from daemon_util import Daemon
+
+MIB = 1 << 20
+
+
+def container_or_skip(dm):
+    if "container" not in {b["name"] for b in dm.get("/v1/backends").json["backends"]
+                           if b.get("available")}:
+        dm.cleanup()
+        pytest.skip("the container backend is not available here")
+
+
+@pytest.fixture(scope="module")
+def d():
+    dm = Daemon().start()
+    container_or_skip(dm)
+    yield dm
+    dm.cleanup()
+
+
+def sh(d, sid, script):
+    r = d.exec(sid, ["/bin/sh", "-c", script])
+    assert r.status == 200 and r.json["exit_code"] == 0, r
+    return r.json["stdout"]
+
+
+def uniq(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def snapshot(d, sid, name=None):
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": name} if name else {})
+    assert r.status == 201, r
+    return r.json
+
+
+def allocated(top):
+    total = os.lstat(top).st_blocks * 512
+    for root, dirs, files in os.walk(top):
+        for n in dirs + files:
+            total += os.lstat(os.path.join(root, n)).st_blocks * 512
+    return total
+
+
+def test_snapshots_are_listed_named_found_and_deleted(d):
+    sid = d.create()
+    sh(d, sid, "echo hello > a.txt && echo tmp > /tmp/t")
+    name = uniq("base")
+    snap = snapshot(d, sid, name)
+    assert snap["name"] == name and snap["sandbox_id"] == sid and snap["workdir"] == "/workspace"
+    assert snap["size_bytes"] > 0 and snap["created_ms"] > 0 and snap["backend"] == "container"
+    sdir = os.path.join(d.state_dir, "snapshots", snap["id"])
+    assert os.stat(sdir).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.dirname(sdir)).st_mode & 0o777 == 0o700
+    # a name is unique: a second snapshot under it is a conflict, and leaves nothing
+    before = set(os.listdir(os.path.dirname(sdir)))
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": name})
+    assert r.status == 409 and name in r.error["message"], r
+    assert set(os.listdir(os.path.dirname(sdir))) == before
+    # a name that looks like an id is refused: ids and names must not collide
+    assert d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "a" * 32}).status == 400
+    unnamed = snapshot(d, sid)
+    assert unnamed["name"] is None
+
+    mine = d.get(f"/v1/sandboxes/{sid}/snapshots").json
+    assert [s["id"] for s in mine["snapshots"]] == [snap["id"], unnamed["id"]]
+    assert mine["total_bytes"] == snap["size_bytes"] + unnamed["size_bytes"]
+    everyone = d.get("/v1/snapshots").json
+    assert {snap["id"], unnamed["id"]} <= {s["id"] for s in everyone["snapshots"]}
+    assert everyone["max_snapshot_bytes"] == 8 << 30
+    assert d.get(f"/v1/snapshots/{name}").json["id"] == snap["id"]
+    assert d.get(f"/v1/snapshots/{snap['id']}").json["name"] == name
+
+    # the name works where the id does: restore
+    sh(d, sid, "rm a.txt /tmp/t")
+    assert d.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": name}).status == 200
+    assert sh(d, sid, "cat a.txt /tmp/t") == "hello\ntmp\n"
+
+    # delete by name under the sandbox, by id at the top; then both are gone
+    other = d.create()
+    assert d.delete(f"/v1/sandboxes/{other}/snapshots/{name}").status == 404
+    r = d.delete(f"/v1/sandboxes/{sid}/snapshots/{name}")
+    assert r.status == 200 and r.json == {"id": snap["id"], "deleted": True}, r
+    assert not os.path.exists(sdir)
+    assert d.get(f"/v1/snapshots/{name}").status == 404
+    assert d.delete(f"/v1/snapshots/{name}").status == 404
+    assert d.delete(f"/v1/snapshots/{unnamed['id']}").status == 200
+    assert d.get(f"/v1/sandboxes/{sid}/snapshots").json == {"snapshots": [], "total_bytes": 0}
+    # the name is free again
+    assert snapshot(d, sid, name)["name"] == name
+    d.delete(f"/v1/snapshots/{name}")
+    d.delete(f"/v1/sandboxes/{sid}")
+    d.delete(f"/v1/sandboxes/{other}")
+
+
+def test_forks_start_from_the_snapshot_and_go_on_independently(d):
+    src = d.create()
+    sh(d, src, "echo base > f && mkdir -p sub && echo deep > sub/g && echo t > /tmp/t")
+    name = uniq("tpl")
+    snap = snapshot(d, src, name)
+    r = d.post("/v1/sandboxes", {"from_snapshot": name})
+    assert r.status == 201 and r.json["from_snapshot"] == name, r
+    a = r.json["id"]
+    b = d.create(from_snapshot=snap["id"], spec={"limits": {"max_memory_bytes": 256 * MIB}})
+    for fork in (a, b):
+        assert sh(d, fork, "cat f sub/g /tmp/t; id -u") == "base\ndeep\nt\n1000\n"
+    # a write in one is seen neither in the other nor in the source, nor the other way
+    sh(d, a, "echo a > f && echo only-a > new")
+    sh(d, src, "echo src > f")
+    assert sh(d, b, "cat f; ls") == "base\nf\nsub\n"
+    assert sh(d, src, "cat f; ls") == "src\nf\nsub\n"
+    assert sh(d, a, "cat f new") == "a\nonly-a\n"
+    # the fork owns its files: it may change and remove what came from the snapshot
+    sh(d, b, "chmod 600 f && rm -r sub && echo b >> f")
+    assert sh(d, b, "cat f") == "base\nb\n"
+    for s in (src, a, b):
+        d.delete(f"/v1/sandboxes/{s}")
+    d.delete(f"/v1/snapshots/{name}")
+
+
+def test_a_snapshot_outlives_its_sandbox_and_seeds_a_new_one(d):
+    src = d.create()
+    sh(d, src, "echo kept > k")
+    snap = snapshot(d, src, uniq("template"))
+    assert d.delete(f"/v1/sandboxes/{src}").status == 200
+    # still listed under its (destroyed) sandbox and at the top, files still there
+    assert [s["id"] for s in d.get(f"/v1/sandboxes/{src}/snapshots").json["snapshots"]] == \
+        [snap["id"]]
+    assert os.path.isdir(os.path.join(d.state_dir, "snapshots", snap["id"]))
+    fork = d.create(from_snapshot=snap["name"])
+    assert sh(d, fork, "cat k") == "kept\n"
+    d.delete(f"/v1/sandboxes/{fork}")
+    d.delete(f"/v1/snapshots/{snap['id']}")
+
+
+def test_a_fork_must_use_the_snapshots_workdir(d):
+    src = d.create(spec={"workdir": "/work"})
+    snap = snapshot(d, src, uniq("wd"))
+    r = d.post("/v1/sandboxes", {"from_snapshot": snap["id"], "backend": "container"})
+    assert r.status == 400, r
+    assert "/work" in r.error["message"] and "/workspace" in r.error["message"], r
+    r = d.post("/v1/sandboxes", {"from_snapshot": snap["id"], "spec": {"workdir": "/work"}})
+    assert r.status == 201, r
+    d.delete(f"/v1/sandboxes/{r.json['id']}")
+    r = d.post("/v1/sandboxes", {"from_snapshot": snap["id"], "backend": "host-direct",
+                                 "spec": {"workdir": "/work"}, "allow_degraded": True})
+    assert r.status == 400 and "backend" in r.error["message"], r
+    assert d.post("/v1/sandboxes", {"from_snapshot": uniq("nothing")}).status == 404
+    assert d.post("/v1/sandboxes", {"from_snapshot": "../x"}).status == 400
+    d.delete(f"/v1/sandboxes/{src}")
+    d.delete(f"/v1/snapshots/{snap['id']}")
+
+
+def scratch_used(d, sid):
+    """Bytes in use on the sandbox's scratch tmpfs (its workdir and /tmp): its memory."""
+    return int(sh(d, sid, "df -B1 --output=used /workspace | tail -1").strip())
+
+
+def test_ten_forks_keep_one_copy_on_disk(d):
+    """Ten forks of a 20 MiB snapshot: the host disk holds the snapshot once, whatever the
+    number of forks; each fork's scratch (tmpfs, memory) holds its own copy (the sharing
+    the overlay would give is not used: docs/api.md#snapshots says why)."""
+    src = d.create(spec={"limits": {"max_write_bytes": 64 * MIB}})
+    sh(d, src, "head -c 20971520 /dev/urandom > blob")
+    snap = snapshot(d, src, uniq("ten"))
+    sdir = os.path.join(d.state_dir, "snapshots", snap["id"])
+    on_disk = allocated(sdir)
+    assert 20 * MIB <= on_disk < 21 * MIB and snap["size_bytes"] == on_disk
+    forks = [d.create(from_snapshot=snap["id"], spec={"limits": {"max_write_bytes": 64 * MIB}})
+             for _ in range(10)]
+    try:
+        assert allocated(sdir) == on_disk  # forking wrote nothing more to the disk
+        digest = sh(d, src, "sha256sum < blob")
+        for f in forks:
+            assert sh(d, f, "sha256sum < blob") == digest
+            assert scratch_used(d, f) >= 20 * MIB  # copy: each fork's own 20 MiB
+        # nothing of the forks lives on the host disk under the state dir
+        sandboxes = os.path.join(d.state_dir, "sandboxes")
+        assert allocated(sandboxes) < MIB
+    finally:
+        for f in forks:
+            d.delete(f"/v1/sandboxes/{f}")
+        d.delete(f"/v1/sandboxes/{src}")
+        d.delete(f"/v1/snapshots/{snap['id']}")
+
+
+def test_the_daemon_budget_bounds_all_snapshots():
+    dm = Daemon("--max-snapshot-bytes", "3M").start()
+    container_or_skip(dm)
+    try:
+        sid = dm.create()
+        sh(dm, sid, "head -c 2097152 /dev/urandom > data")
+        first = snapshot(dm, sid, "first")
+        r = dm.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "second"})
+        assert r.status == 507, r
+        assert "--max-snapshot-bytes" in r.error["message"], r
+        assert r.error["code"] == "insufficient_storage", r
+        assert os.listdir(os.path.join(dm.state_dir, "snapshots")) == [first["id"]]
+        # the budget is the daemon's, not the sandbox's: another sandbox is refused too
+        other = dm.create()
+        sh(dm, other, "head -c 2097152 /dev/urandom > data")
+        assert dm.post(f"/v1/sandboxes/{other}/snapshots", {}).status == 507
+        # deleting gives the room back
+        assert dm.delete(f"/v1/snapshots/{first['id']}").status == 200
+        assert dm.post(f"/v1/sandboxes/{other}/snapshots", {}).status == 201
+    finally:
+        dm.cleanup()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_snapshot_survives_a_daemon_restart_and_still_seeds(sig):
+    first = Daemon().start()
+    container_or_skip(first)
+    second = None
+    try:
+        sid = first.create()
+        sh(first, sid, "echo survived > s && echo t > /tmp/t")
+        snap = snapshot(first, sid, "restart")
+        first.stop(sig)
+        second = Daemon(state_dir=first.state_dir).start()
+        assert second.get("/v1/snapshots/restart").json["id"] == snap["id"]
+        assert second.get(f"/v1/sandboxes/{sid}/snapshots").json["snapshots"][0]["size_bytes"] \
+            == snap["size_bytes"]
+        fork = second.create(from_snapshot="restart")
+        assert sh(second, fork, "cat s /tmp/t") == "survived\nt\n"
+        assert second.delete(f"/v1/snapshots/{snap['id']}").status == 200
+    finally:
+        if second:
+            second.cleanup()
+        first.cleanup()
+
+
+def test_an_unfinished_snapshot_is_removed_at_start():
+    """Files without a row (a crash in the middle of a snapshot) go at the next start; a
+    row whose files are gone is dropped."""
+    first = Daemon().start()
+    container_or_skip(first)
+    second = None
+    try:
+        sid = first.create()
+        kept = snapshot(first, sid, "kept")
+        lost = snapshot(first, sid, "lost")
+        first.stop(signal.SIGKILL)
+        snaps = os.path.join(first.state_dir, "snapshots")
+        half = os.path.join(snaps, "0" * 32)
+        os.makedirs(os.path.join(half, "workdir"))
+        import shutil
+        shutil.rmtree(os.path.join(snaps, lost["id"]))
+        second = Daemon(state_dir=first.state_dir).start()
+        assert sorted(os.listdir(snaps)) == [kept["id"]]
+        assert [s["id"] for s in second.get("/v1/snapshots").json["snapshots"]] == [kept["id"]]
+    finally:
+        if second:
+            second.cleanup()
+        first.cleanup()
