@@ -17,7 +17,8 @@ extern "C" {
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
  * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
  * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt); 6: snapshots the
- * caller stores (agentd_sandbox_ops.snapshot_to and .restore_from, at the end) */
+ * caller stores (agentd_sandbox_ops.snapshot_to and .restore_from, at the end),
+ * agentd_backend_ops.create_sandbox_from, agentd_sandbox_caps.from_snapshot */
 #define AGENTD_BACKEND_ABI_VERSION 6u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
@@ -88,6 +89,12 @@ typedef struct agentd_backend_ops {
 	 * NULL = no durable sandboxes (ENOTSUP). */
 	int (*adopt)(agentd_backend *b, const agentd_spec *spec, const char *id,
 		     const char *token, agentd_sandbox **out, agentd_error *err);
+	/* issue 12: snapshots */
+	/* create_sandbox whose workdir and /tmp start as the snapshot in seed_fd
+	 * (agentd_create_opts.from_snapshot): shared where the backend can, else copied; it
+	 * sets caps.from_snapshot to say which. NULL: the core creates, then restores. */
+	int (*create_sandbox_from)(agentd_backend *b, const agentd_spec *spec, int seed_fd,
+				   agentd_sandbox **out, agentd_error *err);
 } agentd_backend_ops;
 
 /* Backend factory as the registry stores it. */

@@ -268,6 +268,11 @@ typedef struct agentd_sandbox_caps {
 	bool is_persistent;
 	time_t created_at;
 	agentd_strv unenforced;		/* items of its spec it runs without, "item: reason" */
+	/* issue 12: snapshots. Made from a snapshot (agentd_create_opts.from_snapshot):
+	 * "overlay" (its workdir and /tmp are overlays whose read-only lower layers are the
+	 * snapshot's files, shared by every sandbox made from it: the snapshot's directory
+	 * must stay until they are all destroyed) or "copy"; NULL otherwise. Static. */
+	const char *from_snapshot;
 } agentd_sandbox_caps;
 void agentd_sandbox_caps_free(agentd_sandbox_caps *c);
 
@@ -311,8 +316,11 @@ typedef struct agentd_create_opts {
 	bool allow_degraded;	/* run without the items the backend cannot enforce (listed) */
 	/* issue 12: snapshots */
 	/* A directory agentd_sandbox_snapshot_to filled (the caller's, trusted): the new
-	 * sandbox's workdir and /tmp start as copies of it (agentd_sandbox_restore_from before
-	 * anything runs in it); a failure to restore fails the create. NULL = none. */
+	 * sandbox's workdir and /tmp start as it, before anything runs in it. The container
+	 * backend as root shares its files (overlays, read-only lower layers idmapped to the
+	 * new sandbox's ids: keep the directory while the sandbox lives); elsewhere they are
+	 * copied in (agentd_sandbox_restore_from). caps.from_snapshot says which. A failure
+	 * fails the create. NULL = none. */
 	const char *from_snapshot;
 } agentd_create_opts;
 /* auto for spec (docs/backends.md#score): the highest-scoring available backend that

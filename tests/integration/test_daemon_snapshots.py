@@ -165,32 +165,73 @@ def scratch_used(d, sid):
     return int(sh(d, sid, "df -B1 --output=used /workspace | tail -1").strip())
 
 
-def test_ten_forks_keep_one_copy_on_disk(d):
+def test_ten_forks_share_the_snapshot(d):
     """Ten forks of a 20 MiB snapshot: the host disk holds the snapshot once, whatever the
-    number of forks; each fork's scratch (tmpfs, memory) holds its own copy (the sharing
-    the overlay would give is not used: docs/api.md#snapshots says why)."""
+    number of forks. As root the forks share its files (overlays on the snapshot, idmapped
+    to each fork's ids): their scratch (tmpfs, memory) holds only what each changes; else
+    each holds its own copy."""
     src = d.create(spec={"limits": {"max_write_bytes": 64 * MIB}})
     sh(d, src, "head -c 20971520 /dev/urandom > blob")
     snap = snapshot(d, src, uniq("ten"))
     sdir = os.path.join(d.state_dir, "snapshots", snap["id"])
     on_disk = allocated(sdir)
     assert 20 * MIB <= on_disk < 21 * MIB and snap["size_bytes"] == on_disk
-    forks = [d.create(from_snapshot=snap["id"], spec={"limits": {"max_write_bytes": 64 * MIB}})
-             for _ in range(10)]
+    forks, modes = [], set()
     try:
+        for _ in range(10):
+            r = d.post("/v1/sandboxes", {"from_snapshot": snap["id"],
+                                         "spec": {"limits": {"max_write_bytes": 64 * MIB}}})
+            assert r.status == 201, r
+            forks.append(r.json["id"])
+            modes.add(r.json["from_snapshot_mode"])
+        assert modes == {"overlay" if os.geteuid() == 0 else "copy"}, modes
         assert allocated(sdir) == on_disk  # forking wrote nothing more to the disk
         digest = sh(d, src, "sha256sum < blob")
         for f in forks:
             assert sh(d, f, "sha256sum < blob") == digest
-            assert scratch_used(d, f) >= 20 * MIB  # copy: each fork's own 20 MiB
+            if modes == {"overlay"}:
+                assert scratch_used(d, f) < MIB  # shared: nothing of the blob is its own
+            else:
+                assert scratch_used(d, f) >= 20 * MIB  # copy: each fork's own 20 MiB
         # nothing of the forks lives on the host disk under the state dir
-        sandboxes = os.path.join(d.state_dir, "sandboxes")
-        assert allocated(sandboxes) < MIB
+        assert allocated(os.path.join(d.state_dir, "sandboxes")) < MIB
+        # a fork that changes the blob gets its own copy of it, the others keep theirs
+        sh(d, forks[0], "echo x >> blob")
+        assert sh(d, forks[0], "sha256sum < blob") != digest
+        assert sh(d, forks[1], "sha256sum < blob") == digest
+        if modes == {"overlay"}:
+            assert scratch_used(d, forks[0]) >= 20 * MIB
+            # the snapshot holds their files: not deleted under them
+            r = d.delete(f"/v1/snapshots/{snap['id']}")
+            assert r.status == 409 and "destroy them first" in r.error["message"], r
     finally:
         for f in forks:
             d.delete(f"/v1/sandboxes/{f}")
         d.delete(f"/v1/sandboxes/{src}")
-        d.delete(f"/v1/snapshots/{snap['id']}")
+    assert d.delete(f"/v1/snapshots/{snap['id']}").status == 200
+    assert not os.path.exists(sdir)
+
+
+def test_a_fork_snapshots_restores_and_forks_again(d):
+    """A fork's overlay is an ordinary writable tree for every operation."""
+    src = d.create()
+    sh(d, src, "echo 1 > gen && echo keep > /tmp/k")
+    first = snapshot(d, src, uniq("gen1"))
+    fork = d.create(from_snapshot=first["id"])
+    sh(d, fork, "echo 2 > gen && rm /tmp/k")
+    second = snapshot(d, fork, uniq("gen2"))
+    sh(d, fork, "echo 3 > gen")
+    assert d.post(f"/v1/sandboxes/{fork}/restore", {"snapshot_id": second["id"]}).status == 200
+    assert sh(d, fork, "cat gen; ls /tmp") == "2\n"
+    grandchild = d.create(from_snapshot=second["name"])
+    assert sh(d, grandchild, "cat gen; ls /tmp") == "2\n"
+    # the files API sees the fork's tree
+    r = d.request("GET", f"/v1/sandboxes/{grandchild}/files?path=gen")
+    assert r.status == 200 and r.body == b"2\n", r
+    for s in (grandchild, fork, src):
+        d.delete(f"/v1/sandboxes/{s}")
+    for sn in (second, first):
+        assert d.delete(f"/v1/snapshots/{sn['id']}").status == 200
 
 
 def test_the_daemon_budget_bounds_all_snapshots():
@@ -225,6 +266,7 @@ def test_a_snapshot_survives_a_daemon_restart_and_still_seeds(sig):
         sid = first.create()
         sh(first, sid, "echo survived > s && echo t > /tmp/t")
         snap = snapshot(first, sid, "restart")
+        first.create(from_snapshot="restart")  # a fork the restart takes away
         first.stop(sig)
         second = Daemon(state_dir=first.state_dir).start()
         assert second.get("/v1/snapshots/restart").json["id"] == snap["id"]
@@ -232,6 +274,7 @@ def test_a_snapshot_survives_a_daemon_restart_and_still_seeds(sig):
             == snap["size_bytes"]
         fork = second.create(from_snapshot="restart")
         assert sh(second, fork, "cat s /tmp/t") == "survived\nt\n"
+        assert second.delete(f"/v1/sandboxes/{fork}").status == 200
         assert second.delete(f"/v1/snapshots/{snap['id']}").status == 200
     finally:
         if second:

@@ -59,5 +59,8 @@ void api_snapshot_restore(struct daemon *d, struct live *l, struct api_request *
 char *api_snapshot_seed(struct daemon *d, struct api_request *r, const agentd_spec *spec,
 			struct reply *out);
 void api_snapshot_seed_done(char *dir);
+/* After the create, before api_snapshot_seed_done: an overlay's snapshot is recorded as
+ * in use by l (it is not deleted before l is destroyed). */
+void api_snapshot_seeded(struct daemon *d, struct live *l, struct api_request *r);
 
 #endif

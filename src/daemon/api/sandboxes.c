@@ -117,6 +117,8 @@ struct live *api_create_live(struct daemon *d, struct api_request *r, const stru
 	opts.from_snapshot = seed;
 	struct live *l = live_create(d, r->backend, spec, &opts, session ? NULL : r->name,
 				     session, &status, &err);
+	if (l && seed)
+		api_snapshot_seeded(d, l, r);
 	api_snapshot_seed_done(seed);
 	if (!r->has_spec)
 		agentd_spec_free(&defaults);
@@ -137,8 +139,11 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 	struct live *l = api_create_live(d, r, c, false, "create", out);
 	if (l) {
 		json_t *o = live_to_json(d, l);
-		if (r->from_snapshot) /* issue 12: snapshots */
+		if (r->from_snapshot) { /* issue 12: snapshots: shared (overlay) or copied */
+			const char *mode = agentd_sandbox_get_caps(l->sb)->from_snapshot;
 			json_object_set_new(o, "from_snapshot", json_string(r->from_snapshot));
+			json_object_set_new(o, "from_snapshot_mode", json_string(mode ? mode : "copy"));
+		}
 		reply_json(out, 201, o);
 		live_put(d, l);
 	}

@@ -210,6 +210,16 @@ void api_snapshot_restore(struct daemon *d, struct live *l, struct api_request *
 	json_decref(row);
 }
 
+void api_snapshot_seeded(struct daemon *d, struct live *l, struct api_request *r)
+{
+	const char *mode = agentd_sandbox_get_caps(l->sb)->from_snapshot;
+	json_t *row = mode && !strcmp(mode, "overlay") ? state_snapshot_find(d->st, r->from_snapshot)
+						       : NULL;
+	if (row)
+		state_sandbox_set_from_snapshot(d->st, l->id, row_str(row, "id"), NULL);
+	json_decref(row);
+}
+
 char *api_snapshot_seed(struct daemon *d, struct api_request *r, const agentd_spec *spec,
 			struct reply *out)
 {
@@ -253,6 +263,17 @@ static void delete(struct daemon *d, struct api_request *r, const struct client 
 	json_t *row = find_or_reply(d, r->snapshot_ref, of, out);
 	agentd_error err = {0};
 	int rc = -1;
+	json_t *users = row ? state_snapshot_users(d->st, row_str(row, "id")) : NULL;
+	if (json_array_size(users)) {
+		/* their files are overlays on it: it goes once they are destroyed */
+		reply_error(out, 409, "snapshot %s holds the files of %zu sandbox(es) made from "
+			    "it (%s...): destroy them first", row_str(row, "id"),
+			    json_array_size(users),
+			    row_str(json_array_get(users, 0), "id"));
+		json_decref(row);
+		row = NULL;
+	}
+	json_decref(users);
 	if (row) {
 		_cleanup_close_ int root = open_snap_root(d);
 		int gone = root < 0 ? -errno : rm_rf_at(root, row_str(row, "id"));

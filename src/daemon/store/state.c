@@ -72,9 +72,10 @@ const char *const state_migrations[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END;",
 	/* issue 12: snapshots */
 	/* 4: durable snapshots (<state>/snapshots/<id>, outliving their sandbox): their size,
-	 * backend and workdir, names unique. Earlier rows named copies that died with their
-	 * sandbox: dropped. */
+	 * backend and workdir, names unique; the snapshot a sandbox's files are overlaid on.
+	 * Earlier rows named copies that died with their sandbox: dropped. */
 	"DELETE FROM snapshots;"
+	"ALTER TABLE sandboxes ADD COLUMN from_snapshot TEXT;"
 	"ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE snapshots ADD COLUMN backend TEXT;"
 	"ALTER TABLE snapshots ADD COLUMN workdir TEXT;"
@@ -372,6 +373,21 @@ uint64_t state_snapshot_bytes(struct state *st, const char *sandbox_id)
 	sqlite3_finalize(s);
 	pthread_mutex_unlock(&st->lock);
 	return n;
+}
+
+int state_sandbox_set_from_snapshot(struct state *st, const char *id, const char *snapshot_id,
+				    agentd_error *err)
+{
+	return WRITE(st, err, "update sandbox", "UPDATE sandboxes SET from_snapshot = ? WHERE id = ?",
+		     "ss", snapshot_id, id);
+}
+
+json_t *state_snapshot_users(struct state *st, const char *snapshot_id)
+{
+	return snapshot_query(st,
+			      "SELECT id FROM sandboxes WHERE from_snapshot = ? AND state NOT IN"
+			      " ('destroyed', 'failed') ORDER BY created_ms",
+			      "s", snapshot_id);
 }
 
 int state_snapshot_delete(struct state *st, const char *id, agentd_error *err)

@@ -67,6 +67,11 @@ json_t *state_snapshot_list(struct state *st, const char *sandbox_id);
 /* What those of sandbox_id (NULL: all) occupy. */
 uint64_t state_snapshot_bytes(struct state *st, const char *sandbox_id);
 int state_snapshot_delete(struct state *st, const char *id, agentd_error *err);
+/* Sandbox id's files are overlaid on snapshot_id's (which must stay while it lives). */
+int state_sandbox_set_from_snapshot(struct state *st, const char *id, const char *snapshot_id,
+				    agentd_error *err);
+/* [{id}] of the sandboxes not destroyed or failed whose files are overlaid on it. */
+json_t *state_snapshot_users(struct state *st, const char *snapshot_id);
 
 int state_session_insert(struct state *st, const char *id, const char *agent,
 			 const char *sandbox_id, agentd_error *err);

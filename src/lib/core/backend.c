@@ -38,10 +38,13 @@ int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_er
 
 /* Hand the relaxed spec to the backend and list the sandbox; it keeps *unenforced. */
 static int create_planned(agentd_backend *b, const agentd_spec *relaxed, agentd_strv *unenforced,
-			  agentd_sandbox **out, agentd_error *err)
+			  int seed_fd, agentd_sandbox **out, agentd_error *err)
 {
 	agentd_sandbox *sb = NULL;
-	if (b->ops->create_sandbox(b, relaxed, &sb, err) < 0)
+	int r = seed_fd >= 0 && b->ops->create_sandbox_from
+			? b->ops->create_sandbox_from(b, relaxed, seed_fd, &sb, err)
+			: b->ops->create_sandbox(b, relaxed, &sb, err);
+	if (r < 0)
 		return agentd_error_prefix(err, "create sandbox (%s)", b->ops->name);
 	strv_free(&sb->caps.unenforced);
 	sb->caps.unenforced = *unenforced;
@@ -66,17 +69,6 @@ static int plan_spec(agentd_backend *b, const agentd_spec *spec, const agentd_cr
 	return enforce_plan(b, spec, opts, relaxed, unenforced, err);
 }
 
-/* A new sandbox's writable state from a snapshot of the caller's (agentd_create_opts). */
-static int seed_from_snapshot(agentd_sandbox *sb, const char *dir, agentd_error *err)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return agentd_error_errno(err, errno, "from snapshot %s", dir);
-	int r = agentd_sandbox_restore_from(sb, fd, err);
-	close(fd);
-	return r < 0 ? agentd_error_prefix(err, "from snapshot") : 0;
-}
-
 int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spec,
 				       const agentd_create_opts *opts, agentd_sandbox **out,
 				       agentd_error *err)
@@ -85,14 +77,31 @@ int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spe
 	agentd_strv unenforced;
 	if (plan_spec(b, spec, opts, &relaxed, &unenforced, err) < 0)
 		return -1;
-	int r = create_planned(b, &relaxed, &unenforced, out, err);
-	strv_free(&unenforced);
-	agentd_spec_free(&relaxed);
-	if (r == 0 && opts && opts->from_snapshot && seed_from_snapshot(*out, opts->from_snapshot, err) < 0) {
-		agentd_sandbox_destroy(*out, NULL);
-		*out = NULL;
+	/* A snapshot to start from (agentd_create_opts): the backend shares or copies it, or,
+	 * without a way of its own, it is copied in once the sandbox is made. */
+	int seed = -1;
+	if (opts && opts->from_snapshot &&
+	    (seed = open(opts->from_snapshot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		agentd_error_errno(err, errno, "from snapshot %s", opts->from_snapshot);
+		strv_free(&unenforced);
+		agentd_spec_free(&relaxed);
 		return -1;
 	}
+	int r = create_planned(b, &relaxed, &unenforced, seed, out, err);
+	strv_free(&unenforced);
+	agentd_spec_free(&relaxed);
+	if (r == 0 && seed >= 0 && !b->ops->create_sandbox_from) {
+		if (agentd_sandbox_restore_from(*out, seed, err) < 0) {
+			agentd_error_prefix(err, "from snapshot");
+			agentd_sandbox_destroy(*out, NULL);
+			*out = NULL;
+			r = -1;
+		} else {
+			(*out)->caps.from_snapshot = "copy";
+		}
+	}
+	if (seed >= 0)
+		close(seed);
 	return r;
 }
 
@@ -301,7 +310,7 @@ int agentd_backend_run_opts(agentd_backend *b, const agentd_spec *spec,
 		r = b->internal->run_once(b, &relaxed, cmd, ctx, out, sandbox_id, err);
 	if (r == 1) {
 		agentd_sandbox *sb = NULL;
-		r = create_planned(b, &relaxed, &unenforced, &sb, err);
+		r = create_planned(b, &relaxed, &unenforced, -1, &sb, err);
 		if (r == 0) {
 			snprintf(sandbox_id, AGENTD_ID_LEN, "%s", sb->id);
 			r = agentd_sandbox_exec(sb, cmd, ctx, out, err);

@@ -137,10 +137,14 @@ struct ctr_prep {
 	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
 	bool late_cgroup;	/* the cgroup is made and joined after the clone */
 	agentd_proxy *proxy;	/* allowlist: the backend's egress proxy */
+	/* issue 12: snapshots */
+	bool overlay;		/* its workdir and /tmp are overlays on a snapshot's files */
 };
-/* start.c */
-int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sandbox **out,
-		struct ctr_prep *p, agentd_error *err);
+/* start.c. seed_fd: a snapshot (agentd_sandbox_snapshot_to) whose files the workdir and
+ * /tmp start from, shared as overlays' lower layers where the host allows it (p->overlay
+ * then: root, idmapped mounts), or -1. */
+int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, int seed_fd,
+		agentd_sandbox **out, struct ctr_prep *p, agentd_error *err);
 void ctr_prep_free(struct ctr_prep *p);
 void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd);
 int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
