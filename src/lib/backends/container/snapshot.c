@@ -274,10 +274,20 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 		return agentd_error_errno(err, errno, "create %s", dir);
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	uint64_t bytes = 0;
-	if (dfd < 0 || (name && *name && write_file_at(dfd, "name", name) < 0)) {
-		agentd_error_errno(err, errno, "write %s", dir);
+	if (dfd < 0) {
+		agentd_error_errno(err, errno, "open %s", dir);
 		rm_rf(dir);
 		return -1;
+	}
+	if (name && *name) {
+		/* The name is informational: the id is what restore takes. */
+		_cleanup_close_ int fd =
+			openat(dfd, "name", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || write_all(fd, name, strlen(name)) < 0) {
+			agentd_error_errno(err, errno, "write %s/name", dir);
+			rm_rf(dir);
+			return -1;
+		}
 	}
 	if (ctr_snapshot_to(sb, dfd, left, &bytes, err) < 0) {
 		if (err && err->code == EDQUOT)
