@@ -162,6 +162,8 @@ int cmd_attach(const char *sock, int argc, char **argv, int i);
 int cmd_exec_tty(const char *sock, const char *id, char **argv, const agentd_kvv *env,
 		 const char *workdir);
 int cmd_sandbox_port(int argc, char **argv);	/* sandbox port|ports */
+/* issue 12: snapshots */
+int cmd_snapshot(int argc, char **argv);	/* sandbox snapshot ls|rm */
 int cmd_session(int argc, char **argv);
 /* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
 int cmd_context(const char *sub, int argc, char **argv);

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 enum { OPT_SOCKET = 0x200, OPT_JSON, OPT_NAME, OPT_BACKEND, OPT_STREAM, OPT_STDIN, OPT_XENV,
-       OPT_XWORKDIR, OPT_XTIMEOUT, OPT_RAW };
+       OPT_XWORKDIR, OPT_XTIMEOUT, OPT_RAW,
+       /* issue 12: snapshots */
+       OPT_FROM_SNAPSHOT };
 
 struct sbx_opts {
 	const char *socket;
@@ -26,19 +28,23 @@ struct sbx_opts {
 	agentd_kvv env;
 	struct policy_flags pf;
 	bool policy_used;
+	const char *from_snapshot;	/* issue 12: snapshots */
 };
 
 static void sandbox_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: agentd sandbox COMMAND [--socket PATH] [--json] ...\n\n"
-		"  create [--backend B] [--name N] [policy options]   prints the id\n"
+		"  create [--backend B] [--name N] [--from-snapshot S] [policy options]   prints\n"
+		"                        the id; --from-snapshot: its workdir and /tmp start as\n"
+		"                        snapshot S (id or name)\n"
 		"  exec [--stream] [--stdin] [--raw] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
 		"  exec -it [--env K=V] [--workdir D] ID -- PROG ARGS...   on a terminal, interactive\n"
 		"  attach ID PID         a terminal on a process started with a tty; Ctrl-P Ctrl-Q\n"
 		"                        detaches and leaves it running\n"
 		"  ls | inspect ID | usage ID | suspend ID | resume ID | rm ID...\n"
-		"  snapshot ID NAME      prints the snapshot id\n"
+		"  snapshot ID [NAME]    prints the snapshot id (it outlives the sandbox)\n"
+		"  snapshot ls [ID] | snapshot rm SNAPSHOT...   list, delete (id or name)\n"
 		"  restore ID SNAPSHOT\n"
 		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
 		"                        code contexts (agentd sandbox context --help)\n"
@@ -62,6 +68,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 		{"stream", no_argument, NULL, OPT_STREAM},
 		{"stdin", no_argument, NULL, OPT_STDIN},
 		{"raw", no_argument, NULL, OPT_RAW},
+		{"from-snapshot", required_argument, NULL, OPT_FROM_SNAPSHOT},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
@@ -91,6 +98,9 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			break;
 		case OPT_RAW:
 			o->raw = true;
+			break;
+		case OPT_FROM_SNAPSHOT:
+			o->from_snapshot = optarg;
 			break;
 		case 't':
 			o->tty = true;
@@ -177,6 +187,8 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 		json_object_set_new(body, "name", json_string(o->name));
 	if (o->pf.allow_degraded)
 		json_object_set_new(body, "allow_degraded", json_true());
+	if (o->from_snapshot)
+		json_object_set_new(body, "from_snapshot", json_string(o->from_snapshot));
 	int status = 0;
 	json_t *j = client_call(o->socket, "POST", "/v1/sandboxes", body, &status, &err);
 	json_decref(body);
@@ -523,6 +535,8 @@ int cmd_sandbox(int argc, char **argv)
 		return cmd_context(sub, argc - 1, argv + 1);
 	if (!strcmp(sub, "port") || !strcmp(sub, "ports"))
 		return cmd_sandbox_port(argc - 1, argv + 1);
+	if (!strcmp(sub, "snapshot") && argc > 2 && (!strcmp(argv[2], "ls") || !strcmp(argv[2], "rm")))
+		return cmd_snapshot(argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};
@@ -592,7 +606,8 @@ int cmd_sandbox(int argc, char **argv)
 	for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++) {
 		if (strcmp(sub, table[k].sub))
 			continue;
-		if (argc - i != 1 + table[k].nargs) {
+		/* snapshot ID [NAME]: the name is optional */
+		if (argc - i != 1 + table[k].nargs && !(k == 4 && argc - i == 1)) {
 			print_error("sandbox %s: expected ID%s (see agentd sandbox --help)", sub,
 				    table[k].nargs ? (k == 4 ? " NAME" : " SNAPSHOT") : "");
 			return EXIT_AGENTD;
@@ -600,7 +615,7 @@ int cmd_sandbox(int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/sandboxes/%.64s%s", id, table[k].suffix);
 		json_t *body = NULL;
 		if (k == 4)
-			body = json_pack("{s:s}", "name", argv[i + 1]);
+			body = argc - i > 1 ? json_pack("{s:s}", "name", argv[i + 1]) : json_object();
 		else if (k == 5)
 			body = json_pack("{s:s}", "snapshot_id", argv[i + 1]);
 		return simple(&o, sub, table[k].method, path, body, table[k].ok, table[k].print);

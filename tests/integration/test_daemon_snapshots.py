@@ -305,3 +305,28 @@ def test_an_unfinished_snapshot_is_removed_at_start():
         if second:
             second.cleanup()
         first.cleanup()
+
+
+def test_the_cli_lists_forks_and_removes_snapshots(d):
+    def ok(p):
+        assert p.returncode == 0, p
+        return p.stdout.decode()
+    sid = d.create()
+    sh(d, sid, "echo cli > c")
+    name = uniq("cli")
+    snap = ok(d.cli("sandbox", "snapshot", sid, name)).strip()
+    assert len(snap) == 32
+    unnamed = ok(d.cli("sandbox", "snapshot", sid)).strip()
+    listed = ok(d.cli("sandbox", "snapshot", "ls", sid))
+    assert snap in listed and name in listed and unnamed in listed, listed
+    import json
+    assert snap in {s["id"] for s in json.loads(ok(d.cli("sandbox", "snapshot", "ls", "--json")))}
+    fork = ok(d.cli("sandbox", "create", "--from-snapshot", name)).strip()
+    assert sh(d, fork, "cat c") == "cli\n"
+    p = d.cli("sandbox", "create", "--from-snapshot", name, "--workdir", "/elsewhere")
+    assert p.returncode == 125 and b"400" in p.stderr and b"/elsewhere" in p.stderr, p
+    ok(d.cli("sandbox", "rm", fork))
+    assert ok(d.cli("sandbox", "snapshot", "rm", name, unnamed)).split() == [snap, unnamed]
+    p = d.cli("sandbox", "snapshot", "rm", name)
+    assert p.returncode == 125 and b"404" in p.stderr, p
+    d.delete(f"/v1/sandboxes/{sid}")
