@@ -322,6 +322,9 @@ typedef struct agentd_create_opts {
 	 * copied in (agentd_sandbox_restore_from). caps.from_snapshot says which. A failure
 	 * fails the create. NULL = none. */
 	const char *from_snapshot;
+	/* Copy it even where it could be shared: the sandbox then depends on the directory
+	 * no longer once created, at the cost of its scratch holding the whole copy. */
+	bool from_snapshot_copy;
 } agentd_create_opts;
 /* auto for spec (docs/backends.md#score): the highest-scoring available backend that
  * enforces every item spec asks for; when none does and opts allow degradation, the

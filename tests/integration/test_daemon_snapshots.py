@@ -330,3 +330,20 @@ def test_the_cli_lists_forks_and_removes_snapshots(d):
     p = d.cli("sandbox", "snapshot", "rm", name)
     assert p.returncode == 125 and b"404" in p.stderr, p
     d.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_a_copied_fork_does_not_hold_its_snapshot(d):
+    """from_snapshot_copy: the fork's scratch holds its own copy, so the snapshot may go
+    while it lives (a shared one may not: test_ten_forks_share_the_snapshot)."""
+    src = d.create()
+    sh(d, src, "head -c 2097152 /dev/urandom > blob")
+    snap = snapshot(d, src, uniq("copied"))
+    r = d.post("/v1/sandboxes", {"from_snapshot": snap["id"], "from_snapshot_copy": True})
+    assert r.status == 201 and r.json["from_snapshot_mode"] == "copy", r
+    fork = r.json["id"]
+    assert scratch_used(d, fork) >= 2 * MIB
+    assert d.delete(f"/v1/snapshots/{snap['id']}").status == 200
+    assert sh(d, fork, "sha256sum < blob") == sh(d, src, "sha256sum < blob")
+    assert d.post("/v1/sandboxes", {"from_snapshot_copy": True}).status == 400
+    for s in (fork, src):
+        d.delete(f"/v1/sandboxes/{s}")

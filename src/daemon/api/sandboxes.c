@@ -115,6 +115,7 @@ struct live *api_create_live(struct daemon *d, struct api_request *r, const stru
 		return NULL;
 	}
 	opts.from_snapshot = seed;
+	opts.from_snapshot_copy = r->from_snapshot_copy;
 	struct live *l = live_create(d, r->backend, spec, &opts, session ? NULL : r->name,
 				     session, &status, &err);
 	if (l && seed)

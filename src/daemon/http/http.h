@@ -138,6 +138,7 @@ struct api_request {
 	/* issue 12: snapshots */
 	char snapshot_ref[API_NAME_MAX + 1];	/* {snap}: a snapshot's id or unique name */
 	char *from_snapshot;		/* POST /v1/sandboxes: its id or name */
+	bool from_snapshot_copy;	/* copied even where it could be shared */
 };
 
 /* 0 on success (free with api_request_free), else the HTTP status; err names the field. */

@@ -77,7 +77,8 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				  {"name", JSON_STRING, false},
 				  {"allow_degraded", JSON_TRUE, false},
 				  /* issue 12: snapshots */
-				  {"from_snapshot", JSON_STRING, false}},
+				  {"from_snapshot", JSON_STRING, false},
+				  {"from_snapshot_copy", JSON_TRUE, false}},
 	[ROUTE_SANDBOX_EXEC] = {{"argv", JSON_ARRAY, true},
 				{"env", JSON_OBJECT, false},
 				{"workdir", JSON_STRING, false},
@@ -636,6 +637,9 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 				return agentd_error_set(err, EINVAL, "from_snapshot: expected a "
 							"snapshot's id or name");
 		}
+		r->from_snapshot_copy = json_is_true(json_object_get(b, "from_snapshot_copy"));
+		if (r->from_snapshot_copy && !r->from_snapshot)
+			return agentd_error_set(err, EINVAL, "from_snapshot_copy: needs from_snapshot");
 		v = json_object_get(b, r->route == ROUTE_SESSION_CREATE ? "config" : "spec");
 		if (v) {
 			if (parse_spec(v, r->route == ROUTE_SESSION_CREATE ? "config" : "spec",

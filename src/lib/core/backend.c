@@ -87,10 +87,11 @@ int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spe
 		agentd_spec_free(&relaxed);
 		return -1;
 	}
-	int r = create_planned(b, &relaxed, &unenforced, seed, out, err);
+	bool copy = seed >= 0 && (opts->from_snapshot_copy || !b->ops->create_sandbox_from);
+	int r = create_planned(b, &relaxed, &unenforced, copy ? -1 : seed, out, err);
 	strv_free(&unenforced);
 	agentd_spec_free(&relaxed);
-	if (r == 0 && seed >= 0 && !b->ops->create_sandbox_from) {
+	if (r == 0 && copy) {
 		if (agentd_sandbox_restore_from(*out, seed, err) < 0) {
 			agentd_error_prefix(err, "from snapshot");
 			agentd_sandbox_destroy(*out, NULL);
