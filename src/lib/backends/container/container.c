@@ -181,8 +181,16 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 static int ctr_create_from(agentd_backend *b, const agentd_spec *spec, int seed_fd,
 			   agentd_sandbox **out, agentd_error *err)
 {
-	if (ctr_create_seeded(b, spec, seed_fd, out, err) < 0)
-		return -1;
+	if (ctr_create_seeded(b, spec, seed_fd, out, err) < 0) {
+		/* A kernel without idmapped overlay layers (before 5.19) fails the overlay in
+		 * the init: the same sandbox again, copied. */
+		if (!err || !strstr(err->msg, "overlay "))
+			return -1;
+		agentd_error_clear(err);
+		if (ctr_create_seeded(b, spec, -1, out, err) < 0)
+			return -1;
+		(*out)->caps.from_snapshot = "copy";
+	}
 	if (strcmp((*out)->caps.from_snapshot, "copy") == 0 &&
 	    ctr_restore_from(*out, seed_fd, err) < 0) {
 		ctr_sandbox_free(*out);
