@@ -57,6 +57,37 @@ static int parse(const char *method, const char *path, const char *body, struct 
 
 #define ID "0123456789abcdef0123456789abcdef"
 
+/* issue 12: snapshots. Ids or names in {snap}, the restore body and from_snapshot; names
+ * never in an id's form, nothing that could leave a path segment. */
+static void snapshot_references_are_checked(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("GET", "/v1/snapshots/tpl", NULL, &r, &err), 0);
+	assert_string_equal(r.snapshot_ref, "tpl");
+	api_request_free(&r);
+	assert_int_equal(parse("GET", "/v1/snapshots/.hidden", NULL, &r, &err), 400);
+	assert_int_equal(parse("GET", "/v1/snapshots/" ID ID ID, NULL, &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"from_snapshot\":\"tpl\","
+			       "\"from_snapshot_copy\":true}", &r, &err), 0);
+	assert_string_equal(r.from_snapshot, "tpl");
+	assert_true(r.from_snapshot_copy);
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"from_snapshot\":\"../x\"}", &r,
+			       &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"from_snapshot_copy\":true}", &r,
+			       &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/snapshots", "{\"name\":\"" ID "\"}",
+			       &r, &err), 400);
+	assert_non_null(strstr(err.msg, "32 hex digits"));
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/snapshots", "{\"name\":\"a b\"}",
+			       &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/restore", "{\"snapshot_id\":\"tpl\"}",
+			       &r, &err), 0);
+	assert_string_equal(r.snapshot_id, "tpl");
+	api_request_free(&r);
+}
+
 static void every_endpoint_routes(void **state __attribute__((unused)))
 {
 	static const struct {
@@ -87,6 +118,14 @@ static void every_endpoint_routes(void **state __attribute__((unused)))
 		{"DELETE", "/v1/agents/a/sessions/" ID, NULL, ROUTE_SESSION_DELETE},
 		{"GET", "/v1/audit", NULL, ROUTE_AUDIT},
 		{"GET", "/v1/audit/verify", NULL, ROUTE_AUDIT_VERIFY},
+		/* issue 12: snapshots */
+		{"GET", "/v1/sandboxes/" ID "/snapshots", NULL, ROUTE_SANDBOX_SNAPSHOTS},
+		{"DELETE", "/v1/sandboxes/" ID "/snapshots/base-1", NULL,
+		 ROUTE_SANDBOX_SNAPSHOT_DELETE},
+		{"GET", "/v1/snapshots", NULL, ROUTE_SNAPSHOT_LIST},
+		{"GET", "/v1/snapshots/" ID, NULL, ROUTE_SNAPSHOT_GET},
+		{"DELETE", "/v1/snapshots/tpl.v2", NULL, ROUTE_SNAPSHOT_DELETE},
+		{"POST", "/v1/sandboxes/" ID "/snapshots", "{}", ROUTE_SANDBOX_SNAPSHOT},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct api_request r;
@@ -771,6 +810,7 @@ int main(void)
 		cmocka_unit_test(bearer_token_exact),
 		cmocka_unit_test(sha256_matches_the_fips_vectors),
 		cmocka_unit_test(every_endpoint_routes),
+		cmocka_unit_test(snapshot_references_are_checked),
 		cmocka_unit_test(wrong_routes_methods_and_ids),
 		cmocka_unit_test(bodies_are_validated_strictly),
 		cmocka_unit_test(process_requests_are_typed),
