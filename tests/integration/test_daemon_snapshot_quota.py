@@ -6,35 +6,16 @@ import os
 
 import pytest
 
-from daemon_util import Daemon
+from daemon_util import allocated, container_daemon, sh_ok as sh
 
 MIB = 1 << 20
 
 
 @pytest.fixture(scope="module")
 def d():
-    dm = Daemon().start()
-    if "container" not in {b["name"] for b in dm.get("/v1/backends").json["backends"]
-                           if b.get("available")}:
-        dm.cleanup()
-        pytest.skip("the container backend is not available here")
+    dm = container_daemon()
     yield dm
     dm.cleanup()
-
-
-def allocated(top):
-    """Host disk under top: st_blocks * 512 of every entry, as du counts it."""
-    total = os.lstat(top).st_blocks * 512
-    for root, dirs, files in os.walk(top):
-        for n in dirs + files:
-            total += os.lstat(os.path.join(root, n)).st_blocks * 512
-    return total
-
-
-def sh(d, sid, script):
-    r = d.exec(sid, ["/bin/sh", "-c", script])
-    assert r.status == 200 and r.json["exit_code"] == 0, r
-    return r.json["stdout"]
 
 
 # 100 MiB of hole between "head" and "tail", then the file's size, allocation and digest

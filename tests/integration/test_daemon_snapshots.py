@@ -7,30 +7,16 @@ import uuid
 
 import pytest
 
-from daemon_util import Daemon
+from daemon_util import Daemon, allocated, container_daemon, sh_ok as sh
 
 MIB = 1 << 20
 
 
-def container_or_skip(dm):
-    if "container" not in {b["name"] for b in dm.get("/v1/backends").json["backends"]
-                           if b.get("available")}:
-        dm.cleanup()
-        pytest.skip("the container backend is not available here")
-
-
 @pytest.fixture(scope="module")
 def d():
-    dm = Daemon().start()
-    container_or_skip(dm)
+    dm = container_daemon()
     yield dm
     dm.cleanup()
-
-
-def sh(d, sid, script):
-    r = d.exec(sid, ["/bin/sh", "-c", script])
-    assert r.status == 200 and r.json["exit_code"] == 0, r
-    return r.json["stdout"]
 
 
 def uniq(prefix):
@@ -41,14 +27,6 @@ def snapshot(d, sid, name=None):
     r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": name} if name else {})
     assert r.status == 201, r
     return r.json
-
-
-def allocated(top):
-    total = os.lstat(top).st_blocks * 512
-    for root, dirs, files in os.walk(top):
-        for n in dirs + files:
-            total += os.lstat(os.path.join(root, n)).st_blocks * 512
-    return total
 
 
 def test_snapshots_are_listed_named_found_and_deleted(d):
@@ -235,8 +213,7 @@ def test_a_fork_snapshots_restores_and_forks_again(d):
 
 
 def test_the_daemon_budget_bounds_all_snapshots():
-    dm = Daemon("--max-snapshot-bytes", "3M").start()
-    container_or_skip(dm)
+    dm = container_daemon("--max-snapshot-bytes", "3M")
     try:
         sid = dm.create()
         sh(dm, sid, "head -c 2097152 /dev/urandom > data")
@@ -259,8 +236,7 @@ def test_the_daemon_budget_bounds_all_snapshots():
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_snapshot_survives_a_daemon_restart_and_still_seeds(sig):
-    first = Daemon().start()
-    container_or_skip(first)
+    first = container_daemon()
     second = None
     try:
         sid = first.create()
@@ -285,8 +261,7 @@ def test_a_snapshot_survives_a_daemon_restart_and_still_seeds(sig):
 def test_an_unfinished_snapshot_is_removed_at_start():
     """Files without a row (a crash in the middle of a snapshot) go at the next start; a
     row whose files are gone is dropped."""
-    first = Daemon().start()
-    container_or_skip(first)
+    first = container_daemon()
     second = None
     try:
         sid = first.create()

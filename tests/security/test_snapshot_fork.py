@@ -9,7 +9,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from daemon_util import Daemon  # noqa: E402
+from daemon_util import container_daemon, sh_ok as sh  # noqa: E402
 
 PLANT = (
     "cp /bin/true su && chmod 6755 su && "          # a set-uid, set-gid copy of a program
@@ -29,19 +29,9 @@ CHECK = ("find . /tmp -xdev \\( -perm /6000 -o -type p -o -type c -o -type b "
 
 @pytest.fixture(scope="module")
 def d():
-    dm = Daemon().start()
-    if "container" not in {b["name"] for b in dm.get("/v1/backends").json["backends"]
-                           if b.get("available")}:
-        dm.cleanup()
-        pytest.skip("the container backend is not available here")
+    dm = container_daemon()
     yield dm
     dm.cleanup()
-
-
-def sh(d, sid, script):
-    r = d.exec(sid, ["/bin/sh", "-c", script])
-    assert r.status == 200 and r.json["exit_code"] == 0, r
-    return r.json["stdout"]
 
 
 def planted(d):
