@@ -39,7 +39,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		$(PYTEST) -q tests/integration/test_daemon.py tests/integration/test_daemon_files.py \
 		tests/integration/test_daemon_cli.py tests/integration/test_daemon_stress.py \
 		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py \
-		tests/integration/test_daemon_ports.py
+		tests/integration/test_daemon_ports.py \
+		tests/integration/test_daemon_snapshots.py  # issue 12: snapshots
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
