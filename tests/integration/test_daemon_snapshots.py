@@ -322,3 +322,29 @@ def test_a_copied_fork_does_not_hold_its_snapshot(d):
     assert d.post("/v1/sandboxes", {"from_snapshot_copy": True}).status == 400
     for s in (fork, src):
         d.delete(f"/v1/sandboxes/{s}")
+
+
+def test_a_shared_fork_holds_more_than_its_scratch_and_snapshots_it(d):
+    """A fork's scratch (max_write_bytes) bounds what it changes, not what it shares: a
+    fork with 8 MiB of scratch from a 20 MiB snapshot runs, and a snapshot of it holds the
+    whole tree."""
+    if os.geteuid() != 0:
+        pytest.skip("forks share their snapshot only where the daemon runs as root")
+    src = d.create(spec={"limits": {"max_write_bytes": 64 * MIB}})
+    sh(d, src, "head -c 20971520 /dev/urandom > blob")
+    snap = snapshot(d, src, uniq("big"))
+    r = d.post("/v1/sandboxes", {"from_snapshot": snap["id"],
+                                 "spec": {"limits": {"max_write_bytes": 8 * MIB}}})
+    assert r.status == 201 and r.json["from_snapshot_mode"] == "overlay", r
+    fork = r.json["id"]
+    sh(d, fork, "echo more > more")
+    again = snapshot(d, fork)
+    assert again["size_bytes"] >= 20 * MIB
+    grandchild = d.create(from_snapshot=again["id"],
+                          spec={"limits": {"max_write_bytes": 8 * MIB}})
+    assert sh(d, grandchild, "cat more; sha256sum < blob") == \
+        "more\n" + sh(d, src, "sha256sum < blob")
+    for s in (grandchild, fork, src):
+        d.delete(f"/v1/sandboxes/{s}")
+    for s in (again, snap):
+        assert d.delete(f"/v1/snapshots/{s['id']}").status == 200

@@ -162,6 +162,8 @@ static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int see
 		strv_push(&sb->caps.writable_paths, spec->allowed_paths_rw.v[i]);
 	if (seed_fd >= 0)
 		sb->caps.from_snapshot = p_overlay ? "overlay" : "copy";
+	if (p_overlay && tree_allocated_at(seed_fd, &c->seed_bytes) < 0)
+		c->seed_bytes = 0;
 	*out = sb;
 	return 0;
 

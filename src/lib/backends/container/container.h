@@ -108,6 +108,8 @@ struct ctr {
 	uint64_t unit_seq;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
+	uint64_t seed_bytes;		/* issue 12: what its overlays' lower layers hold (a
+					 * snapshot of it may copy that beyond max_write_bytes) */
 	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
 					 * way in, also when it may not open /proc/<init>/root
 					 * (an unprivileged owner of a non-dumpable init), and,

@@ -133,12 +133,14 @@ static int snap_side(const struct ctr *c, int dir_fd, const char *name, bool mak
 }
 
 /* What a snapshot may write: max_bytes, the sandbox's own max_snapshot_bytes, and no more
- * than its scratch can hold (max_write_bytes, plus 1 MiB of entries). */
+ * than its scratch can hold (max_write_bytes, plus 1 MiB of entries) over what the
+ * snapshot it was made from lends it (its overlays' lower layers). */
 static uint64_t copy_budget(const agentd_sandbox *sb, uint64_t max_bytes, bool *is_quota)
 {
 	const agentd_limits *l = &sb->spec.limits;
+	const struct ctr *c = sb->priv;
 	uint64_t quota = max_bytes < l->max_snapshot_bytes ? max_bytes : l->max_snapshot_bytes;
-	uint64_t scratch = l->max_write_bytes + (1 << 20);
+	uint64_t scratch = l->max_write_bytes + (1 << 20) + c->seed_bytes;
 	*is_quota = quota < scratch;
 	return *is_quota ? quota : scratch;
 }
