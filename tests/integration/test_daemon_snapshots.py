@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from daemon_util import Daemon, allocated, container_daemon, sh_ok as sh
+from test_unprivileged import NOBODY, delegated  # noqa: F401 (a fixture)
 
 MIB = 1 << 20
 
@@ -348,3 +349,31 @@ def test_a_shared_fork_holds_more_than_its_scratch_and_snapshots_it(d):
         d.delete(f"/v1/sandboxes/{s}")
     for s in (again, snap):
         assert d.delete(f"/v1/snapshots/{s['id']}").status == 200
+
+
+def test_an_unprivileged_daemon_makes_sandboxes_from_a_copy(delegated):
+    """Without root there is no idmapped mount: a sandbox from a snapshot starts from a copy
+    (every sandbox of an unprivileged daemon has the caller's ids, so the files are its
+    own), which still goes on independently of the snapshot."""
+    join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in delegated.values())
+    prefix = ["/bin/sh", "-c", f'{join}; exec setpriv --reuid={NOBODY} --regid={NOBODY} '
+              '--clear-groups -- "$@"', "sh"]
+    dm = Daemon(prefix=prefix)
+    os.chown(dm.dir, NOBODY, NOBODY)
+    dm.start()
+    try:
+        sid = dm.create()
+        sh(dm, sid, "echo mine > m")
+        snap = snapshot(dm, sid, "unpriv")
+        r = dm.post("/v1/sandboxes", {"from_snapshot": "unpriv"})
+        assert r.status == 201 and r.json["from_snapshot_mode"] == "copy", r
+        fork = r.json["id"]
+        assert sh(dm, fork, "cat m; echo fork >> m; id -u") == "mine\n1000\n"
+        # the daemon is nobody's: its state dir and what it made are
+        assert os.stat(os.path.join(dm.state_dir, "snapshots", snap["id"])).st_uid == NOBODY
+        assert sh(dm, sid, "cat m") == "mine\n"
+        assert dm.delete(f"/v1/snapshots/{snap['id']}").status == 200  # a copy holds none
+        for s in (fork, sid):
+            dm.delete(f"/v1/sandboxes/{s}")
+    finally:
+        dm.cleanup()
