@@ -258,7 +258,11 @@ void api_snapshot_seed_done(char *dir)
 static void delete(struct daemon *d, struct api_request *r, const struct client *c,
 		   struct reply *out)
 {
-	const char *of = r->route == ROUTE_SANDBOX_SNAPSHOT_DELETE ? r->id : NULL;
+	json_t *sb = r->route == ROUTE_SANDBOX_SNAPSHOT_DELETE ? state_sandbox_get(d->st, r->id)
+							       : NULL;
+	/* its row's id ({id} may be its name), or what was asked (then nothing matches) */
+	const char *of = sb ? json_string_value(json_object_get(sb, "id"))
+			    : r->route == ROUTE_SANDBOX_SNAPSHOT_DELETE ? r->id : NULL;
 	pthread_mutex_lock(&snap_lock);
 	json_t *row = find_or_reply(d, r->snapshot_ref, of, out);
 	agentd_error err = {0};
@@ -292,6 +296,7 @@ static void delete(struct daemon *d, struct api_request *r, const struct client 
 						       "deleted", 1));
 	}
 	json_decref(row);
+	json_decref(sb);
 }
 
 static json_t *list_json(json_t *rows)
@@ -309,16 +314,17 @@ void api_snapshots(struct daemon *d, struct api_request *r, const struct client 
 {
 	switch (r->route) {
 	case ROUTE_SANDBOX_SNAPSHOTS: {
+		/* its row's id: {id} may be its name */
 		json_t *sb = state_sandbox_get(d->st, r->id);
-		if (!sb) {
+		const char *id = json_string_value(json_object_get(sb, "id"));
+		if (!id)
 			reply_error(out, 404, "no sandbox %s", r->id);
-			return;
-		}
+		else
+			reply_json(out, 200,
+				   json_pack("{s:o, s:I}", "snapshots",
+					     list_json(state_snapshot_list(d->st, id)), "total_bytes",
+					     (json_int_t)state_snapshot_bytes(d->st, id)));
 		json_decref(sb);
-		reply_json(out, 200, json_pack("{s:o, s:I}", "snapshots",
-					       list_json(state_snapshot_list(d->st, r->id)),
-					       "total_bytes",
-					       (json_int_t)state_snapshot_bytes(d->st, r->id)));
 		return;
 	}
 	case ROUTE_SNAPSHOT_LIST:
