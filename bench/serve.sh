@@ -6,7 +6,7 @@ serve_start() {
 	DIR=$(mktemp -d /var/tmp/agentd-bench-XXXXXX)
 	chmod 0711 "$DIR"
 	SOCK="$DIR/agentd.sock"
-	"$AGENTD" serve --socket "$SOCK" --state-dir "$DIR/state" 2>"$DIR/log" &
+	"$AGENTD" serve --socket "$SOCK" --state-dir "$DIR/state" --destroy-on-exit 2>"$DIR/log" &
 	PID=$!
 	trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 	for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done

@@ -108,6 +108,10 @@ int agentd_register_backend(const char *canonical, const char *const *aliases,
 agentd_backend *agentd_backend_alloc(const agentd_backend_ops *ops, const char *work_root);
 agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 				     const agentd_sandbox_ops *ops, agentd_error *err);
+/* The same with the id of a sandbox that already exists (adopt). */
+agentd_sandbox *agentd_sandbox_alloc_id(agentd_backend *b, const agentd_spec *spec,
+					const agentd_sandbox_ops *ops, const char *id,
+					agentd_error *err);
 
 /* A background process of sb (for spawn), with the backend's state; its pid in the sandbox,
  * stdio and wait fd (owned by the backend, closed by its free) set once it started. */

@@ -499,10 +499,13 @@ int agentd_sandbox_persist(agentd_sandbox *sb, const char *dir, char **token,
 /* Reconnect to the durable sandbox id of backend b (spec: the one it was created with,
  * token: agentd_sandbox_persist's). Nothing from the endpoint is trusted before it proves to
  * be that sandbox's init: the token's secret, its pid and start time (not a reused pid), its
- * cgroup. -1 + err: ESRCH when its init is gone (agentd_cleanup_stale_sandbox then removes
- * what is left), EPERM when the proof fails (a planted socket, a reused pid: nothing it
- * sent is used), EPROTO/EINVAL for a token or an init this build cannot speak to. The new
- * sandbox is durable as before and suspended if it was. */
+ * cgroup, the peer that listens. -1 + err: ESRCH when its init is gone, EPERM when the proof
+ * fails (a planted socket, a reused pid: nothing it sent is used); in both cases what is
+ * left of the sandbox is killed by the cgroup the token names (never by a pid the endpoint
+ * gave) and agentd_cleanup_stale_sandbox then removes it. ETIMEDOUT when its init did not
+ * answer (another live process still owns it: untouched), EPROTO/EINVAL for a token or an
+ * init this build cannot speak to (untouched). The new sandbox is durable as before and
+ * suspended if it was. */
 int agentd_backend_adopt(agentd_backend *b, const agentd_spec *spec, const char *id,
 			 const char *token, agentd_sandbox **out, agentd_error *err);
 /* A foreground exec an adopted sandbox's init killed because its owner went away. */

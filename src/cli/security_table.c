@@ -48,6 +48,12 @@
  * the sandbox's own network namespace, where nothing listens (refused), never on the host's
  * listener; a backend without a way in (ENOTSUP) forwards nothing. */
 #define SEC_WAY_IN 128u
+/* issue 12: durable-lib. The sandbox is made durable first (its endpoint in a 0700 dir of
+ * {tmp}), then the command tries to reach its own init's endpoint, {endpoint}: what would
+ * make it its own host. The path is outside its root; and the init hangs up on any peer of
+ * its pid namespace and proves itself to an adopter (tests/security/test_durable_adopt.py).
+ * A backend without durable sandboxes has no endpoint: nothing to attack. */
+#define SEC_DURABLE 256u
 /* issue 12: snapshots. Judged by the host: what argv[0] (a /bin/sh script run inside) plants
  * in the workdir and /tmp is snapshotted (agentd_sandbox_snapshot_to) and a sandbox made
  * from the snapshot (agentd_create_opts.from_snapshot): neither the snapshot on the host nor
@@ -156,6 +162,8 @@ static const struct sec_attack attacks[] = {
 	{ "process-vm-readv-agentd", "processes", {"process-vm-readv", "{pid}"}, NULL, 0 },
 	{ "ptrace-pid1", "processes", {"ptrace", "1"}, NULL, 0 },
 	{ "process-vm-readv-pid1", "processes", {"process-vm-readv", "1"}, NULL, 0 },
+	/* issue 12: durable-lib */
+	{ "durable-endpoint", "processes", {"connect-unix", "{endpoint}"}, NULL, SEC_DURABLE },
 	/* issue 12: snapshots */
 	{ "snapshot-setid-fork", "filesystem",
 	  {"cp /bin/true su && chmod 6755 su && mkdir sgid && chmod 2775 sgid && echo x > a && "
@@ -411,8 +419,39 @@ static void judge_snapshot_fork(agentd_sandbox *sb, const struct sec_env *e,
 }
 
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
+		       const struct sec_attack *a, struct sec_cell *c);
+
+/* SEC_DURABLE: persist sb under {tmp}/durable, then the attack at its endpoint. */
+static void judge_durable_endpoint(agentd_sandbox *sb, const char *probe,
+				   const struct sec_env *e, const struct sec_attack *a,
+				   struct sec_cell *c)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/durable", e->tmp);
+	mkdir(dir, 0700);
+	agentd_error err = {0};
+	char *token = NULL;
+	if (agentd_sandbox_persist(sb, dir, &token, &err) < 0) {
+		if (err.code == ENOTSUP)
+			cell_set(c, SEC_BLOCKED, "no durable sandboxes: no endpoint to reach");
+		else
+			cell_set(c, SEC_ERROR, "%s", err.msg);
+		return;
+	}
+	free(token);
+	snprintf(path, sizeof(path), "%s/%s.sock", dir, agentd_sandbox_id(sb));
+	struct sec_attack at = {.name = a->name, .category = a->category,
+				.argv = {a->argv[0], path}};
+	run_attack(sb, probe, e, &at, c);
+}
+
+static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c)
 {
+	if (a->flags & SEC_DURABLE) {
+		judge_durable_endpoint(sb, probe, e, a, c);
+		return;
+	}
 	if (a->flags & SEC_WAY_IN) {
 		judge_way_in(sb, e->port, c);
 		return;

@@ -14,7 +14,7 @@ static void serve_usage(FILE *f)
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
 		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
 		   "                    [--max-connections N] [--max-peer-connections N]\n"
-		   "                    [--max-snapshot-bytes SIZE]\n\n"
+		   "                    [--destroy-on-exit] [--max-snapshot-bytes SIZE]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
 		   "                       /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
 		   "  --socket-group G     group of the socket (mode 0660): who may use the API\n"
@@ -35,6 +35,9 @@ static void serve_usage(FILE *f)
 		   "                       request head, the oldest shut first: room for clients\n"
 		   "  --max-peer-connections N  per uid on the socket, per IP over TCP (128; half\n"
 		   "                       of them may wait for a request head)\n"
+		   "  --destroy-on-exit    destroy every sandbox when the daemon stops; by default\n"
+		   "                       container sandboxes outlive it and the next daemon\n"
+		   "                       adopts them (docs/api.md#restarts)\n"
 		   "  --max-snapshot-bytes SIZE  host disk of all snapshots together (default 8G):\n"
 		   "                       past it a snapshot is refused (507)\n");
 }
@@ -110,6 +113,8 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		/* issue 12: snapshots */
 		{"max-snapshot-bytes", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
+		/* issue 12: durable-daemon */
+		{"destroy-on-exit", no_argument, NULL, 'X'},
 		{NULL, 0, NULL, 0},
 	};
 	agentd_error err = {0};
@@ -197,6 +202,9 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 				return -1;
 			}
 			cfg->max_snapshot_bytes = v;
+			break;
+		case 'X':
+			cfg->destroy_on_exit = true;
 			break;
 		case 'h':
 			serve_usage(stdout);

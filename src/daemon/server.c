@@ -447,27 +447,46 @@ static void lost_sandbox(void *arg, const char *id)
 	dlog("warn", "msg=\"sandbox lost at daemon restart\" sandbox=%s", id);
 }
 
-/* What a previous run left: rows still live are failed (their sandboxes died with that
- * process), and whatever is on disk under our work root is removed. */
+/* What a previous run left: rows still live that are not durable are failed (their
+ * sandboxes died with that process), and the unix sockets of its forwarded ports go (an
+ * adopted sandbox's are made anew). The durable ones are adopted once the backends are
+ * ready (adopt_and_sweep). */
 static int reconcile(struct daemon *d, agentd_error *err)
 {
 	if (state_reconcile(d->st, lost_sandbox, d, err) < 0)
 		return -1;
+	ports_remove_stale(d);
+	return 0;
+}
+
+/* Whether id's row is still live: adopted, or left for a later daemon (adopt.c). */
+static bool is_kept(struct daemon *d, const char *id)
+{
+	json_t *row = state_sandbox_get(d->st, id);
+	const char *s = json_string_value(json_object_get(row, "state"));
+	bool kept = s && strcmp(s, "destroyed") && strcmp(s, "failed");
+	json_decref(row);
+	return kept;
+}
+
+/* Every durable sandbox adopted (or failed), then whatever is on disk under our work root
+ * that no live row owns is removed, and the cgroups nothing holds. */
+static void adopt_and_sweep(struct daemon *d)
+{
+	live_adopt_all(d);
 	int dfd = open(d->work_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return 0;
-	DIR *dir = fdopendir(dfd);
+	DIR *dir = dfd < 0 ? NULL : fdopendir(dfd);
 	struct dirent *e;
 	while (dir && (e = readdir(dir)))
-		if (api_valid_id(e->d_name)) {
+		if (api_valid_id(e->d_name) && !is_kept(d, e->d_name)) {
 			agentd_cleanup_stale_sandbox(d->work_root, e->d_name);
 			dlog("warn", "msg=\"removed a leftover sandbox dir\" sandbox=%s", e->d_name);
 		}
 	if (dir)
 		closedir(dir);
+	else if (dfd >= 0)
+		close(dfd);
 	agentd_cleanup_stale_sandbox(NULL, NULL);
-	ports_remove_stale(d);
-	return 0;
 }
 
 /* libmicrohttpd's own limit leaves room for connections peers.c shut that are still
@@ -565,11 +584,13 @@ static int prepare_backends(struct daemon *d, agentd_error *err)
 	if (!defb)
 		return agentd_error_prefix(err, "--backend %s", d->cfg.default_backend);
 	d->default_backend = agentd_backend_name(defb);
+	adopt_and_sweep(d);
 	return 0;
 }
 
 /* Stop accepting, let running requests finish (bounded by --drain), then cancel what is
- * left and destroy every sandbox. */
+ * left (its result says why) and destroy every sandbox that is not durable (every one with
+ * --destroy-on-exit); the durable ones are left running for the next daemon. */
 static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt)
 {
 	MHD_socket lfd = MHD_quiesce_daemon(mu);
@@ -594,7 +615,8 @@ static void drain(struct daemon *d, struct MHD_Daemon *mu, struct MHD_Daemon *mt
 	pthread_mutex_unlock(&d->lock);
 	if (left)
 		dlog("warn", "msg=\"cancelling requests still running\" count=%u", left);
-	live_destroy_all(d, "daemon stopped");
+	live_cancel_execs(d, "daemon shutting down");
+	live_stop_all(d, "daemon stopped");
 }
 
 /* The HTTP servers: the unix socket (taken over from ufd), and TCP with --listen. */
@@ -648,10 +670,6 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
-	if (live_creator_start() < 0) {
-		agentd_error_set(err, EAGAIN, "start the sandbox creator thread");
-		goto out;
-	}
 	if (start_servers(d, &lu, &lt, &ufd, &mu, &mt, err) < 0)
 		goto out;
 	dlog("info", "msg=\"agentd serve ready\" socket=%s state_dir=%s listen=%s backend=%s "
@@ -670,7 +688,7 @@ out:
 	if (mu) {
 		/* after the last handler: nothing can add a sandbox any more */
 		MHD_stop_daemon(mu);
-		live_destroy_all(d, "daemon stopped");
+		live_stop_all(d, "daemon stopped");
 		unlink(cfg->socket_path);
 	}
 	peers_free(lu.peers);
@@ -678,9 +696,10 @@ out:
 		close(ufd);
 		unlink(cfg->socket_path);
 	}
-	live_creator_stop();
 	procs_pump_stop();	/* after every sandbox: no process is left to read */
-	for (size_t i = 0; i < d->n_backends; i++)
+	/* a backend's free destroys its sandboxes: not those left for the next daemon (the
+	 * process's exit releases what they hold of ours) */
+	for (size_t i = 0; i < d->n_backends && !d->left_running; i++)
 		agentd_backend_free(d->backends[i].b);
 	agentd_proxy_stop(d->proxy);	/* after the backends: no sandbox uses it any more */
 	netaudit_stop(d->netaudit);	/* the proxy's last records are written */

@@ -49,13 +49,16 @@ class Resp:
 
 
 class Daemon:
-    def __init__(self, *extra, state_dir=None, prefix=()):
+    def __init__(self, *extra, state_dir=None, prefix=(), durable=False):
         self.prefix = list(prefix)  # a command the daemon runs under (nsenter, unshare...)
         self.dir = tempfile.mkdtemp(prefix="agentd-daemon-", dir="/var/tmp")
         os.chmod(self.dir, 0o711)
         self.socket = os.path.join(self.dir, "agentd.sock")
         self.state_dir = state_dir or os.path.join(self.dir, "state")
-        self.extra = list(extra)
+        # Sandboxes outlive a daemon by default (docs/api.md#restarts); a test's daemon
+        # destroys them at exit unless the test is about that (durable=True).
+        self.durable = durable
+        self.extra = list(extra) + ([] if durable else ["--destroy-on-exit"])
         self.log_path = os.path.join(self.dir, "daemon.log")
         self.proc = None
         self.conn = None
@@ -168,7 +171,32 @@ class Daemon:
             self.log.close()
         return self.proc.returncode if self.proc else None
 
+    # issue 12: durable-daemon
+    def kill9(self):
+        """SIGKILL the daemon (a crash): what it ran in-flight is lost, its sandboxes stay."""
+        return self.stop(signal.SIGKILL)
+
+    def destroy_all(self):
+        """Every sandbox destroyed through a daemon (started again if it was stopped): a
+        durable daemon's test leaves none running."""
+        try:
+            if not self.proc or self.proc.poll() is not None:
+                self.start()
+            for sb in self.get("/v1/sandboxes").json["sandboxes"]:
+                self.delete(f"/v1/sandboxes/{sb['id']}")
+        except (OSError, RuntimeError):
+            pass
+
+    def restart(self, sig=signal.SIGTERM):
+        """Stop the daemon with sig and start a new one on the same state dir; the new one
+        answers once it adopted every durable sandbox."""
+        rc = self.stop(sig)
+        self.start()
+        return rc
+
     def cleanup(self):
+        if self.durable:
+            self.destroy_all()
         self.stop()
         log = self.read_log() if os.path.exists(self.log_path) else ""
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -205,6 +233,27 @@ def pids_with(marker):
         if marker.encode() in cmd and state != "Z":
             found.append(int(p))
     return found
+
+
+def kill_sandbox_from_outside(sid, rounds=3):
+    """Every process of sandbox sid (its init too) SIGKILLed from the host, found through
+    its cgroups' member lists: a sandbox that dies without its daemon."""
+    procs = [p for h in ("pids", "unified", "memory")
+             for p in glob.glob(f"/sys/fs/cgroup/{h}/agentd/{sid}/**/cgroup.procs",
+                                recursive=True)]
+    assert procs
+    for _ in range(rounds):
+        for path in procs:
+            try:
+                pids = open(path).read().split()
+            except FileNotFoundError:   # a kill unit removed meanwhile
+                continue
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
 
 
 def mountinfo():

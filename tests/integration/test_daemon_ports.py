@@ -2,9 +2,7 @@
 a real `agentd serve`: a server listening inside a container sandbox answers on the host's
 127.0.0.1 (or a unix socket), one connection carries many round trips, the listener and
 every relay go with DELETE and with the sandbox, and bad input is a 4xx naming `port`."""
-import glob
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -12,7 +10,8 @@ import time
 
 import pytest
 
-from daemon_util import Daemon, echo_connection, exec_in_background, forward_port, wait_until
+from daemon_util import (Daemon, echo_connection, exec_in_background, forward_port,
+                         kill_sandbox_from_outside, wait_until)
 from test_unprivileged import NOBODY, delegated, userdir  # noqa: F401 (fixtures)
 
 ECHO = """
@@ -310,22 +309,7 @@ def test_a_sandbox_whose_init_died_refuses_on_its_ports(d):
     exec_in_background(d, sid, ["python3", "-c", ECHO, "9000"])
     fwd = forward_port(d, sid, 9000)
     echo_connection(("127.0.0.1", fwd["host_port"])).close()
-    procs = [p for h in ("pids", "unified", "memory")
-             for p in glob.glob(f"/sys/fs/cgroup/{h}/agentd/{sid}/**/cgroup.procs",
-                                recursive=True)]
-    assert procs
-    for _ in range(3):
-        for path in procs:
-            try:
-                pids = open(path).read().split()
-            except FileNotFoundError:   # a kill unit removed meanwhile
-                continue
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.1)
+    kill_sandbox_from_outside(sid)
 
     def refused():
         try:

@@ -162,6 +162,9 @@ EXPECT = {
     # judged by the host: a forwarded port's way in lands in the sandbox, not on the host
     # (the process backends have no way in at all: refused)
     "port-forward-to-host": _all_blocked(),
+    # issue 12: durable-lib. A durable sandbox's command reaching its own init's endpoint
+    # (the process backends have none: nothing to reach)
+    "durable-endpoint": _all_blocked(),
     # issue 12: snapshots. Judged by the host: planted set-id files, fifos, device nodes and
     # hard links are neither stored in a snapshot nor restored into a sandbox made from it
     # (the process backends have no snapshots: nothing to restore)

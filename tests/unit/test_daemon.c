@@ -631,6 +631,56 @@ static void reconcile_fails_live_rows_once(void **state __attribute__((unused)))
 	rm_db(p);
 }
 
+/* issue 12: durable-daemon */
+static void reconcile_leaves_durable_rows_to_the_adoption(void **state __attribute__((unused)))
+{
+	char *p = tmp_db();
+	struct state *st;
+	agentd_error err = {0};
+	assert_int_equal(state_open(p, false, &st, &err), 0);
+	const char *durable = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	const char *snap = "cccccccccccccccccccccccccccccccc";
+	assert_int_equal(state_sandbox_insert(st, durable, NULL, "container", "{}", "d", "ready",
+					      true, &err), 0);
+	assert_int_equal(state_durable_set(st, durable, "v1:token", "{\"env\":1}", &err), 0);
+	assert_int_equal(state_session_insert(st, ID, "agent", durable, &err), 0);
+	struct snapshot_row row = {.id = snap, .sandbox_id = durable, .name = "s"};
+	assert_int_equal(state_snapshot_insert(st, &row, &err), 0);
+	json_t *data = json_pack("{s:i}", "pid", 7);
+	assert_int_equal(state_item_put(st, durable, "process", "7", data), 0);
+	json_decref(data);
+	lost_count = 0;
+	assert_int_equal(state_reconcile(st, on_lost, (void *)durable, &err), 0);
+	assert_int_equal(lost_count, 0);
+	json_t *rows = state_durable_list(st, &err);
+	assert_int_equal(json_array_size(rows), 1);
+	json_t *r0 = json_array_get(rows, 0);
+	assert_string_equal(json_string_value(json_object_get(r0, "durable_token")), "v1:token");
+	assert_string_equal(json_string_value(json_object_get(r0, "durable_spec")), "{\"env\":1}");
+	json_decref(rows);
+	char sb[API_ID_LEN + 1], status[16];
+	assert_int_equal(state_session_get(st, "agent", ID, sb, status), 0);
+	assert_string_equal(status, "ready");
+	json_t *kept = state_snapshot_find(st, snap);
+	assert_non_null(kept);
+	json_decref(kept);
+	json_t *items = state_items(st, durable);
+	assert_int_equal(json_array_size(items), 1);
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_object_get(json_array_get(items, 0), "data"), "pid")), 7);
+	json_decref(items);
+	/* its end clears the secret and what it ran */
+	assert_int_equal(state_durable_clear(st, durable), 0);
+	items = state_items(st, durable);
+	assert_int_equal(json_array_size(items), 0);
+	json_decref(items);
+	rows = state_durable_list(st, &err);
+	assert_int_equal(json_array_size(rows), 0);
+	json_decref(rows);
+	state_close(st);
+	rm_db(p);
+}
+
 static void the_audit_log_is_append_only(void **state __attribute__((unused)))
 {
 	char *p = tmp_db();
@@ -825,6 +875,8 @@ int main(void)
 		cmocka_unit_test(the_audit_log_is_append_only),
 		cmocka_unit_test(a_changed_audit_record_is_named_by_verify),
 		cmocka_unit_test(retention_prunes_sealed_segments_and_the_chain_still_verifies),
+		/* issue 12: durable-daemon */
+		cmocka_unit_test(reconcile_leaves_durable_rows_to_the_adoption),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

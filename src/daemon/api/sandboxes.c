@@ -353,15 +353,23 @@ void api_exec(struct daemon *d, struct api_request *r, const struct client *c,
 		cmd.stdin_data = &empty;
 	agentd_exec_output o;
 	agentd_error err = {0};
-	int status = live_exec(d, l, c, &cmd, NULL, NULL, NULL, &o, &err);
+	struct exec_slot slot; /* issue 12: durable-daemon: to learn why it was cancelled */
+	if (exec_slot_init(&slot, c->fd) < 0) {
+		reply_error(out, 500, "exec: pipe: %s", strerror(errno));
+		live_put(d, l);
+		return;
+	}
+	int status = live_exec(d, l, c, &cmd, NULL, NULL, &slot, &o, &err);
 	if (status) {
 		reply_agentd_error(out, status, &err);
 	} else {
 		char *s = agentd_exec_output_to_json(&o, l->backend, l->id);
 		json_t *j = json_loads(s, 0, NULL);
 		free(s);
+		live_exec_mark_cancelled(j, &slot);
 		reply_json(out, 200, j);
 	}
+	exec_slot_close(&slot);
 	agentd_exec_output_free(&o);
 	live_put(d, l);
 }

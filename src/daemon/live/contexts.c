@@ -17,6 +17,7 @@ struct context {
 	char id[API_ID_LEN + 1];
 	enum api_language lang;
 	agentd_process *p;		/* NULL once gone */
+	agentd_process *feed;		/* writes the cells into its FIFO (below); NULL: gone */
 	char version[64];
 	int64_t pid;
 	int64_t created_ms;
@@ -232,7 +233,7 @@ static enum run_end pump_cell(struct daemon *d, struct live *l, struct context *
 			      struct exec_slot *slot, bool *interrupted, char *why, size_t whyn)
 {
 	agentd_process *p = c->p;
-	int in = agentd_process_stdin_fd(p), out = agentd_process_stdout_fd(p),
+	int in = c->feed ? agentd_process_stdin_fd(c->feed) : -1, out = agentd_process_stdout_fd(p),
 	    errfd = agentd_process_stderr_fd(p), wfd = agentd_process_wait_fd(p);
 	struct diag dg = {0};
 	size_t sent = 0;
@@ -374,6 +375,11 @@ static size_t frame_bound(struct live *l)
 static void end_context(struct context *c, const char *why)
 {
 	snprintf(c->gone, sizeof(c->gone), "%s", why);
+	if (c->feed) {
+		agentd_process_kill(c->feed, NULL);
+		agentd_process_free(c->feed);
+		c->feed = NULL;
+	}
 	if (c->p) {
 		agentd_process_kill(c->p, NULL);
 		agentd_process_free(c->p);
@@ -531,6 +537,51 @@ static int await_hello(agentd_process *p, json_t **hello, agentd_error *err)
 	return r;
 }
 
+static int spawn_status(int e)
+{
+	return e == ENOTSUP ? 501 : e == EAGAIN ? 429 : e == EBUSY ? 409
+	       : e == ENOENT || e == EACCES || e == EINVAL ? 400 : 500;
+}
+
+/* issue 12: durable-daemon. The interpreter reads its cells from a FIFO of its sandbox,
+ * opened read-write before it starts (it never reads EOF), not from a pipe of ours: a pipe's
+ * host end would close with the daemon, ending the interpreter and its state. A feeder
+ * process (cat, its stdin a pipe of ours) writes the cells into the FIFO; a daemon after a
+ * restart starts a new one. /dev/shm: scratch, never in a snapshot a restore puts back.
+ * Everything about it is the sandbox's own: its code may write to the FIFO as it may type
+ * cells into its own interpreter. */
+#define CTX_LAUNCH "f=$1; shift; rm -f \"$f\" && mkfifo -m 600 \"$f\" && exec \"$@\" <>\"$f\""
+
+static char *ctx_fifo(const char *cid)
+{
+	return xasprintf("/dev/shm/.agentd-ctx-%s", cid);
+}
+
+static agentd_process *ctx_feeder(struct live *l, const char *cid, agentd_error *err)
+{
+	_cleanup_free_ char *fifo = ctx_fifo(cid);
+	char *argv[] = {"/bin/sh", "-c", "[ -p \"$0\" ] && exec cat >\"$0\"", fifo, NULL};
+	agentd_command cmd = {.argv = argv};
+	agentd_process_opts opts = {.stdin_pipe = true};
+	agentd_process *f = NULL;
+	if (agentd_sandbox_spawn(l->sb, &cmd, &opts, &f, err) < 0) {
+		agentd_error_prefix(err, "the context's feeder");
+		return NULL;
+	}
+	return f;
+}
+
+/* issue 12: durable-daemon: what a later daemon needs to take c back (adopt.c) */
+static void ctx_keep(struct daemon *d, struct live *l, const struct context *c)
+{
+	live_item_put(d, l, "context", c->id,
+		      json_pack("{s:s, s:i, s:I, s:I, s:I, s:b, s:s}", "id", c->id, "language",
+				(int)c->lang, "pid", (json_int_t)c->pid, "feed_pid",
+				(json_int_t)(c->feed ? agentd_process_pid(c->feed) : 0), "created_ms",
+				(json_int_t)c->created_ms, "session", c->session, "version",
+				c->version));
+}
+
 int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const agentd_kvv *env,
 	       const char *workdir, bool for_session, json_t **out, agentd_error *err)
 {
@@ -554,27 +605,32 @@ int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const a
 			  : lang == LANG_NODE ? ctx_runner_node
 					      : ctx_runner_sh;
 	const char *shell = lang == LANG_BASH ? "bash" : "/bin/sh";
-	char *argv_py[] = {"python3", "-c", (char *)src, NULL};
-	char *argv_node[] = {"node", "-e", (char *)src, NULL};
-	char *argv_sh[] = {(char *)shell, "-c", (char *)src, (char *)shell, (char *)src, NULL};
+	char cid[API_ID_LEN + 1];
+	random_id(cid);
+	_cleanup_free_ char *fifo = ctx_fifo(cid);
+	char *argv_py[] = {"/bin/sh", "-c", CTX_LAUNCH, "sh", fifo, "python3", "-c", (char *)src,
+			   NULL};
+	char *argv_node[] = {"/bin/sh", "-c", CTX_LAUNCH, "sh", fifo, "node", "-e", (char *)src,
+			     NULL};
+	char *argv_sh[] = {"/bin/sh", "-c", CTX_LAUNCH, "sh", fifo, (char *)shell, "-c",
+			   (char *)src, (char *)shell, (char *)src, NULL};
 	agentd_command cmd = {
 		.argv = lang == LANG_PYTHON ? argv_py : lang == LANG_NODE ? argv_node : argv_sh,
 		.workdir = workdir,
 	};
 	if (env)
 		cmd.env = *env;
-	agentd_process_opts opts = {.stdin_pipe = true};
-	agentd_process *p = NULL;
+	agentd_process_opts opts = {0};
+	agentd_process *p = NULL, *feed = NULL;
 	json_t *hello = NULL;
 	int status = 0;
 	if (agentd_sandbox_spawn(l->sb, &cmd, &opts, &p, err) < 0) {
-		status = err->code == ENOTSUP ? 501 : err->code == EAGAIN ? 429
-			 : err->code == EBUSY ? 409 : err->code == ENOENT || err->code == EACCES ||
-			   err->code == EINVAL ? 400 : 500;
-	} else if (await_hello(p, &hello, err) < 0) {
-		status = err->code == ETIMEDOUT ? 500 : 400;
+		status = spawn_status(err->code);
+	} else if (await_hello(p, &hello, err) < 0 || !(feed = ctx_feeder(l, cid, err))) {
+		status = err->code == ETIMEDOUT ? 500 : feed || hello ? spawn_status(err->code) : 400;
 		agentd_process_kill(p, NULL);
 		agentd_process_free(p);
+		json_decref(hello);
 	}
 	if (status) {
 		agentd_error_prefix(err, "context %s", api_language_name(lang));
@@ -584,9 +640,10 @@ int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const a
 		return status;
 	}
 	struct context *c = xcalloc(1, sizeof(*c));
-	random_id(c->id);
+	snprintf(c->id, sizeof(c->id), "%s", cid);
 	c->lang = lang;
 	c->p = p;
+	c->feed = feed;
 	c->session = for_session;
 	c->created_ms = now_ms_realtime();
 	c->pid = agentd_process_pid(p);
@@ -601,8 +658,59 @@ int ctx_create(struct daemon *d, struct live *l, enum api_language lang, const a
 	if (out)
 		*out = ctx_json(l, c);
 	pthread_mutex_unlock(&d->lock);
+	ctx_keep(d, l, c);
 	dlog("info", "msg=\"context started\" sandbox=%s context=%s language=%s", l->id, c->id,
 	     api_language_name(lang));
+	return 0;
+}
+
+/* issue 12: durable-daemon: a context of an adopted sandbox back on its interpreter, which
+ * kept its variables. A cell cut short by the restart may have left frames in its pipe:
+ * they are read and dropped, and the cells go on numbered past the stored ones. */
+int ctx_adopt(struct daemon *d, struct live *l, agentd_process *h, json_t *item)
+{
+	const char *id = json_string_value(json_object_get(item, "id"));
+	enum api_language lang = (enum api_language)json_integer_value(json_object_get(item,
+										      "language"));
+	if (!id || !api_valid_id(id) || (lang != LANG_PYTHON && lang != LANG_NODE &&
+					  lang != LANG_BASH && lang != LANG_SH)) {
+		agentd_process_kill(h, NULL);
+		agentd_process_free(h);
+		return -1;
+	}
+	uint8_t junk[4096];
+	int out = agentd_process_stdout_fd(h);
+	struct pollfd pfd = {.fd = out, .events = POLLIN};
+	while (out >= 0 && poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN) &&
+	       read(out, junk, sizeof(junk)) > 0)
+		;
+	agentd_error err = {0};
+	agentd_process *feed = ctx_feeder(l, id, &err);
+	if (!feed) {
+		dlog("warn", "msg=\"context not restored\" sandbox=%s context=%s error=\"%s\"",
+		     l->id, id, err.msg);
+		agentd_process_kill(h, NULL);
+		agentd_process_free(h);
+		return -1;
+	}
+	struct context *c = xcalloc(1, sizeof(*c));
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	c->lang = lang;
+	c->p = h;
+	c->feed = feed;
+	c->pid = agentd_process_pid(h);
+	c->created_ms = json_integer_value(json_object_get(item, "created_ms"));
+	c->session = json_is_true(json_object_get(item, "session"));
+	c->cells = 1000000; /* past any id of a frame left from before */
+	snprintf(c->version, sizeof(c->version), "%s",
+		 json_string_value(json_object_get(item, "version"))
+			 ? json_string_value(json_object_get(item, "version"))
+			 : "");
+	pthread_mutex_lock(&d->lock);
+	c->next = l->contexts;
+	l->contexts = c;
+	l->n_contexts++;
+	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
 
@@ -657,6 +765,7 @@ int ctx_delete(struct daemon *d, struct live *l, const char *cid, agentd_error *
 		pthread_cond_wait(&d->cond, &d->lock);
 	unlink_ctx(l, c);
 	pthread_mutex_unlock(&d->lock);
+	live_item_del(d, l, "context", c->id);
 	end_context(c, "deleted");
 	free(c);
 	return 0;
@@ -699,6 +808,7 @@ static int session_context(struct daemon *d, struct live *l, enum api_language l
 		snprintf(cid, API_ID_LEN + 1, "%s", found->id);
 	pthread_mutex_unlock(&d->lock);
 	if (stale) {
+		live_item_del(d, l, "context", stale->id);
 		end_context(stale, "replaced");
 		free(stale);
 	}

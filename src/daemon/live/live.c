@@ -68,91 +68,6 @@ enum sb_state live_state(const struct live *l)
 	return l->state;
 }
 
-/* Sandboxes are created by one long-lived thread. A container's init is bound to the thread
- * that cloned it (PR_SET_PDEATHSIG fires when that *thread* exits), and connection threads
- * end with their connection; this one lives as long as the daemon. */
-struct create_job {
-	agentd_backend *b;
-	const agentd_spec *spec;
-	const agentd_create_opts *opts;
-	agentd_sandbox *sb;
-	agentd_error *err;
-	int r;
-	bool done;
-	struct create_job *next;
-};
-
-static pthread_mutex_t creator_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t creator_cond = PTHREAD_COND_INITIALIZER;
-static struct create_job *creator_queue;
-static bool creator_running, creator_stop;
-static pthread_t creator_thread;
-
-static void *creator_main(void *arg)
-{
-	pthread_mutex_lock(&creator_lock);
-	for (;;) {
-		while (!creator_queue && !creator_stop)
-			pthread_cond_wait(&creator_cond, &creator_lock);
-		if (!creator_queue)
-			break;
-		struct create_job *j = creator_queue;
-		creator_queue = j->next;
-		pthread_mutex_unlock(&creator_lock);
-		j->r = agentd_backend_create_sandbox_opts(j->b, j->spec, j->opts, &j->sb, j->err);
-		pthread_mutex_lock(&creator_lock);
-		j->done = true;
-		pthread_cond_broadcast(&creator_cond);
-	}
-	pthread_mutex_unlock(&creator_lock);
-	return NULL;
-}
-
-int live_creator_start(void)
-{
-	pthread_mutex_lock(&creator_lock);
-	int r = 0;
-	creator_stop = false;
-	if (!creator_running && (r = -pthread_create(&creator_thread, NULL, creator_main, NULL)) == 0)
-		creator_running = true;
-	pthread_mutex_unlock(&creator_lock);
-	return r;
-}
-
-/* After every sandbox is destroyed: the thread's exit would kill any init left. */
-void live_creator_stop(void)
-{
-	pthread_mutex_lock(&creator_lock);
-	bool running = creator_running;
-	creator_stop = true;
-	creator_running = false;
-	pthread_cond_broadcast(&creator_cond);
-	pthread_mutex_unlock(&creator_lock);
-	if (running)
-		pthread_join(creator_thread, NULL);
-}
-
-static int create_in_creator(agentd_backend *b, const agentd_spec *spec,
-			     const agentd_create_opts *opts, agentd_sandbox **sb, agentd_error *err)
-{
-	struct create_job j = {.b = b, .spec = spec, .opts = opts, .err = err};
-	pthread_mutex_lock(&creator_lock);
-	if (!creator_running) {
-		pthread_mutex_unlock(&creator_lock);
-		return agentd_error_set(err, ESHUTDOWN, "the daemon is shutting down");
-	}
-	struct create_job **pp = &creator_queue;
-	while (*pp)
-		pp = &(*pp)->next;
-	*pp = &j;
-	pthread_cond_broadcast(&creator_cond);
-	while (!j.done)
-		pthread_cond_wait(&creator_cond, &creator_lock);
-	pthread_mutex_unlock(&creator_lock);
-	*sb = j.sb;
-	return j.r;
-}
-
 static void live_free(struct live *l)
 {
 	free(l->name);
@@ -160,8 +75,8 @@ static void live_free(struct live *l)
 }
 
 /* The policy as the sandboxes table keeps it: the environment's values (API keys, tokens)
- * replaced, its names kept. The row outlives the sandbox and nothing reads the values
- * back (sandboxes do not survive a restart); the digest is of the whole policy. */
+ * replaced, its names kept. The row outlives the sandbox; the digest is of the whole
+ * policy. A durable sandbox's whole policy is kept apart while it lives (adopt.c). */
 static char *policy_json_for_state(const char *json)
 {
 	json_t *root = json_loads(json, 0, NULL);
@@ -229,7 +144,10 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	pthread_mutex_unlock(&d->lock);
 
 	agentd_sandbox *sb = NULL;
-	int r = create_in_creator(b, spec, opts, &sb, err);
+	bool inserted = false;
+	/* any thread may create: a sandbox belongs to the daemon's process, not to the
+	 * connection's thread that created it (agentd.h, ownership) */
+	int r = agentd_backend_create_sandbox_opts(b, spec, opts, &sb, err);
 	if (r == 0) {
 		snprintf(l->id, sizeof(l->id), "%s", agentd_sandbox_id(sb));
 		l->sb = sb;
@@ -238,6 +156,10 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 		r = state_sandbox_insert(d->st, l->id, name, l->backend, stored, l->digest,
 					 "ready", session, err);
 		free(stored);
+		inserted = r == 0;
+		/* durable before anyone learns the id: a restart from here on adopts it */
+		if (r == 0)
+			r = live_make_durable(d, l, json, err);
 		if (r < 0)
 			*status = 500;
 	} else {
@@ -268,9 +190,11 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 	if (r < 0) {
 		if (l->sb) {
 			agentd_sandbox_destroy(l->sb, NULL);
-			if (*status != 500)
-				state_sandbox_set_state(d->st, l->id, "destroyed", "daemon stopped",
-							NULL);
+			live_forget_durable(d, l);
+			if (inserted)
+				state_sandbox_set_state(d->st, l->id, *status != 500 ? "destroyed"
+							: "failed", *status != 500 ? "daemon stopped"
+							: err->msg, NULL);
 		}
 		live_free(l);
 		return NULL;
@@ -315,8 +239,11 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 	}
 	enum sb_state was = l->state;
 	l->state = SB_DESTROYING;
-	for (struct exec_slot *s = l->slots; s; s = s->next)
+	for (struct exec_slot *s = l->slots; s; s = s->next) {
+		if (!s->cancel_reason)
+			s->cancel_reason = "sandbox destroyed";
 		exec_slot_cancel(s);
+	}
 	while (l->refs > 1)
 		pthread_cond_wait(&d->cond, &d->lock);
 	for (struct live **pp = &d->head; *pp; pp = &(*pp)->next)
@@ -335,6 +262,7 @@ int live_destroy(struct daemon *d, struct live *l, const char *reason, agentd_er
 	const char *final = r < 0 ? "failed" : "destroyed";
 	state_sandbox_set_state(d->st, l->id, final,
 				r < 0 ? derr.msg : (was == SB_ENFORCED ? "enforced" : reason), NULL);
+	live_forget_durable(d, l);
 	if (l->session)
 		state_session_set_status_by_sandbox(d->st, l->id, final);
 	pthread_mutex_lock(&d->lock);
@@ -491,11 +419,12 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	else if (r < 0 && l->state == SB_READY && !agentd_sandbox_is_alive(l->sb))
 		l->state = SB_FAILED;
 	pthread_mutex_unlock(&d->lock);
-	if (slot == &own)
-		exec_slot_close(&own);
 
 	char result[160];
-	if (r < 0)
+	if (r == 0 && slot->cancel_reason)
+		snprintf(result, sizeof(result), "cancelled (exit %d), reason: %s", out->exit_code,
+			 slot->cancel_reason);
+	else if (r < 0)
 		snprintf(result, sizeof(result), "error: %.140s", err->msg);
 	else if (out->timed_out)
 		snprintf(result, sizeof(result), "timeout (exit %d)", out->exit_code);
@@ -505,6 +434,8 @@ int live_exec(struct daemon *d, struct live *l, const struct client *c,
 	else
 		snprintf(result, sizeof(result), "exit %d", out->exit_code);
 	audit(d, c, "exec", l->id, cmd->argv, l->digest, l->backend, result, dt);
+	if (slot == &own)
+		exec_slot_close(&own);
 	if (r < 0)
 		return api_status_from_errno(err->code) == 400 ? 400
 		       : err->code == EBUSY			 ? 409
@@ -537,12 +468,15 @@ json_t *live_to_json(struct daemon *d, struct live *l)
 	char *sj = agentd_policy_to_json(agentd_sandbox_spec(l->sb));
 	spec = json_loads(sj, 0, NULL);
 	free(sj);
-	return json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id", l->id,
-			 "name", l->name, "backend", l->backend, "state", sb_state_name(s),
-			 "created_ms", (json_int_t)l->created_ms, "running_execs",
-			 (json_int_t)execs, "session", l->session, "policy_digest", l->digest,
-			 "capabilities", caps, "unenforced", live_unenforced_json(l), "spec",
-			 spec ? spec : json_null());
+	json_t *o = json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b, s:s, s:o, s:o, s:o}", "id",
+			      l->id, "name", l->name, "backend", l->backend, "state",
+			      sb_state_name(s), "created_ms", (json_int_t)l->created_ms,
+			      "running_execs", (json_int_t)execs, "session", l->session,
+			      "policy_digest", l->digest, "capabilities", caps, "unenforced",
+			      live_unenforced_json(l), "spec", spec ? spec : json_null());
+	/* issue 12: durable-daemon: whether it outlives a daemon restart */
+	json_object_set_new(o, "durable", json_boolean(l->durable));
+	return o;
 }
 
 /* The exec counters GET /v1/metrics reads (api/metrics.c). */

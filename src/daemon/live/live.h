@@ -24,6 +24,8 @@ struct server_cfg {
 	unsigned header_timeout_ms;	/* a connection's first request head within */
 	unsigned max_connections;	/* per listener */
 	unsigned max_peer_connections;	/* per uid (unix socket) or IP (TCP) */
+	/* issue 12: durable-daemon */
+	bool destroy_on_exit;		/* --destroy-on-exit: durable sandboxes end with us */
 	/* issue 12: snapshots */
 	uint64_t max_snapshot_bytes;	/* host disk of all durable snapshots together */
 };
@@ -49,6 +51,8 @@ struct exec_slot {
 	int watch;			/* epoll of cancel[0] and the client's hang-up: the
 					 * exec's cancel fd */
 	struct exec_slot *next;
+	/* issue 12: durable-daemon */
+	const char *cancel_reason;	/* why destroy or the drain cut it short (d->lock) */
 };
 
 struct live {
@@ -68,6 +72,8 @@ struct live {
 	unsigned n_contexts;
 	struct live_ports *ports;	/* its forwarded ports (ports.c), NULL until one */
 	struct live *next;
+	/* issue 12: durable-daemon */
+	bool durable;			/* persisted: outlives the daemon (adopt.c) */
 };
 
 /* Concurrent execs per sandbox (the container init's table); more is a 429. */
@@ -104,12 +110,12 @@ struct daemon {
 	const char *default_backend;	/* what --backend (auto) resolved to */
 	agentd_proxy *proxy;		/* the egress proxy of every allowlist sandbox */
 	struct netaudit *netaudit;	/* its decisions into the audit log */
+	/* issue 12: durable-daemon */
+	unsigned left_running;		/* durable sandboxes left for the next daemon */
 };
 
 /* ------------------------------------------------------------------ live.c */
 uint64_t mono_ms(void);		/* CLOCK_MONOTONIC, for durations */
-int live_creator_start(void);	/* the thread that creates every sandbox; 0 or -errno */
-void live_creator_stop(void);
 agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error *err);
 /* Create a sandbox (capacity 429, bad spec or a policy item the backend cannot enforce
  * without opts->allow_degraded 400); returns a referenced live or NULL with *status set. */
@@ -220,5 +226,43 @@ typedef json_t *(*stream_work_fn)(struct daemon *d, struct live *l, const struct
 				  void *emit_ud);
 void *stream_work_response_new(struct daemon *d, struct live *l, const struct client *c,
 			       struct api_request *r, int conn_fd, stream_work_fn work);
+
+/* issue 12: durable-daemon */
+/* ------------------------------------------------------------------ adopt.c
+ * Durable sandboxes (docs/api.md#restarts): made durable at create, left running when the
+ * daemon stops (unless --destroy-on-exit), adopted back by the next daemon at start with
+ * what ran in them (background processes, code contexts, forwarded ports). */
+/* After create (l->sb set, its row inserted): agentd_sandbox_persist under
+ * <state dir>/durable/<id>, the token and policy_json stored. A backend without durable
+ * sandboxes (ENOTSUP) leaves l->durable false: 0. -1 + err otherwise. */
+int live_make_durable(struct daemon *d, struct live *l, const char *policy_json,
+		      agentd_error *err);
+/* Its durable record (token, items, endpoint dir) gone: the sandbox ended. */
+void live_forget_durable(struct daemon *d, struct live *l);
+/* At start, before serving: every durable sandbox of the state database adopted into the
+ * live table, or marked failed with what it left removed (audited either way). */
+void live_adopt_all(struct daemon *d);
+/* Cancel every running exec of every sandbox, naming why (their results say so), and wait
+ * (bounded) until they have returned. */
+void live_cancel_execs(struct daemon *d, const char *reason);
+/* At stop: durable sandboxes are left running (their ports' listeners closed, nothing
+ * killed) unless --destroy-on-exit; every other one is destroyed. */
+void live_stop_all(struct daemon *d, const char *reason);
+/* The cancelled/reason fields of an exec's result when slot was cut short (no-op else). */
+void live_exec_mark_cancelled(json_t *result, const struct exec_slot *slot);
+/* procs.c: a process of an adopted sandbox back in its table (h taken), as stored. */
+int procs_adopt(struct daemon *d, struct live *l, agentd_process *h, json_t *item);
+/* procs.c / contexts.c / ports.c keep their durable items with these (no-op when l is not
+ * durable). */
+void live_item_put(struct daemon *d, struct live *l, const char *kind, const char *key,
+		   json_t *data);
+void live_item_del(struct daemon *d, struct live *l, const char *kind, const char *key);
+/* contexts.c: a context of an adopted sandbox back on its interpreter h (taken). */
+int ctx_adopt(struct daemon *d, struct live *l, agentd_process *h, json_t *item);
+/* ports.c: a forwarded port reopened after a restart on its host port or path if free,
+ * else a new one (audited). */
+int ports_reopen(struct daemon *d, struct live *l, json_t *item);
+/* ports.c: the listeners of l closed at stop, its items kept for the next daemon. */
+void ports_release_all(struct daemon *d, struct live *l);
 
 #endif

@@ -280,12 +280,22 @@ out:
 
 /* ------------------------------------------------------------------ listeners */
 
-static int listen_tcp(struct port_fwd *pf, agentd_error *err)
+/* want: the host port it had before a restart, taken again if free (0: any). */
+static int listen_tcp(struct port_fwd *pf, uint16_t want, agentd_error *err)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				.sin_port = htons(want)};
 	socklen_t len = sizeof(a);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	int one = 1;
+	bool bound = false;
+	if (fd >= 0 && want) {
+		/* a connection of the previous daemon's may linger in TIME_WAIT */
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		bound = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+		a.sin_port = 0; /* taken meanwhile: any other */
+	}
+	if (fd < 0 || (!bound && bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) ||
 	    listen(fd, SOMAXCONN) < 0 || getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
 		int e = errno;
 		if (fd >= 0)
@@ -411,7 +421,7 @@ static struct live_ports *ports_of(struct daemon *d, struct live *l)
 }
 
 static struct port_fwd *port_start(struct daemon *d, struct live *l, uint16_t port,
-				   bool unix_sock, agentd_error *err)
+				   bool unix_sock, uint16_t want, agentd_error *err)
 {
 	struct port_fwd *pf = calloc(1, sizeof(*pf));
 	pf->sb = l->sb;
@@ -419,7 +429,7 @@ static struct port_fwd *port_start(struct daemon *d, struct live *l, uint16_t po
 	pf->opened_ms = now_ms_realtime();
 	pf->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	pf->ep = epoll_create1(EPOLL_CLOEXEC);
-	pf->listener = unix_sock ? listen_unix(d, pf, l->id, err) : listen_tcp(pf, err);
+	pf->listener = unix_sock ? listen_unix(d, pf, l->id, err) : listen_tcp(pf, want, err);
 	struct epoll_event w = {.events = EPOLLIN, .data.ptr = &pf->wake};
 	struct epoll_event a = {.events = EPOLLIN, .data.ptr = &pf->listener};
 	if (pf->listener < 0 || pf->wake < 0 || pf->ep < 0 ||
@@ -433,10 +443,39 @@ static struct port_fwd *port_start(struct daemon *d, struct live *l, uint16_t po
 	return pf;
 }
 
+/* issue 12: durable-daemon: what a later daemon reopens (adopt.c) */
+static void port_keep(struct daemon *d, struct live *l, struct port_fwd *pf)
+{
+	char key[8];
+	snprintf(key, sizeof(key), "%u", (unsigned)pf->port);
+	live_item_put(d, l, "port", key,
+		      json_pack("{s:i, s:b, s:i, s:s}", "port", (int)pf->port, "unix", pf->path != NULL,
+				"host_port", (int)pf->host_port, "address", pf->address));
+}
+
+static void port_forget(struct daemon *d, struct live *l, uint16_t port)
+{
+	char key[8];
+	snprintf(key, sizeof(key), "%u", (unsigned)port);
+	live_item_del(d, l, "port", key);
+}
+
 /* ------------------------------------------------------------------ API */
+
+/* ports_open, and ports_reopen with want (the host port it had) and its own record. */
+static int port_open(struct daemon *d, struct live *l, const struct client *c, uint16_t port,
+		     bool unix_sock, uint16_t want, const char *result, json_t **out,
+		     agentd_error *err);
 
 int ports_open(struct daemon *d, struct live *l, const struct client *c, uint16_t port,
 	       bool unix_sock, json_t **out, agentd_error *err)
+{
+	return port_open(d, l, c, port, unix_sock, 0, "ok", out, err);
+}
+
+static int port_open(struct daemon *d, struct live *l, const struct client *c, uint16_t port,
+		     bool unix_sock, uint16_t want, const char *result, json_t **out,
+		     agentd_error *err)
 {
 	/* a backend without a way in says so before anything is opened */
 	if (agentd_sandbox_connect(l->sb, 0, err) < 0)
@@ -461,7 +500,7 @@ int ports_open(struct daemon *d, struct live *l, const struct client *c, uint16_
 					      "it may", l->id, PORTS_MAX);
 		status = 429;
 	}
-	struct port_fwd *pf = status ? NULL : port_start(d, l, port, unix_sock, err);
+	struct port_fwd *pf = status ? NULL : port_start(d, l, port, unix_sock, want, err);
 	if (!status && !pf)
 		status = 500;
 	if (pf) {
@@ -482,7 +521,9 @@ int ports_open(struct daemon *d, struct live *l, const struct client *c, uint16_
 		*out = port_json(pf);
 	}
 	pthread_mutex_unlock(&set->lock);
-	audit_port(d, c, l, "port_open", port, pf ? pf->address : NULL, pf ? "ok" : err->msg);
+	audit_port(d, c, l, "port_open", port, pf ? pf->address : NULL, pf ? result : err->msg);
+	if (pf)
+		port_keep(d, l, pf);
 	if (pf)
 		dlog("info", "msg=\"port forwarded\" sandbox=%s port=%u address=%s", l->id,
 		     (unsigned)port, pf->address);
@@ -525,9 +566,21 @@ int ports_close(struct daemon *d, struct live *l, const struct client *c, uint16
 					(unsigned)port, l->id), 404;
 	char address[sizeof(pf->address)];
 	snprintf(address, sizeof(address), "%s", pf->address);
+	port_forget(d, l, port);
 	port_free(pf);
 	audit_port(d, c, l, "port_close", port, address, "ok");
 	return 0;
+}
+
+/* Every port of set unlinked, as a list. */
+static struct port_fwd *ports_take_all(struct live_ports *set)
+{
+	pthread_mutex_lock(&set->lock);
+	struct port_fwd *pf = set->head;
+	set->head = NULL;
+	set->n = 0;
+	pthread_mutex_unlock(&set->lock);
+	return pf;
 }
 
 void ports_close_all(struct daemon *d, struct live *l, const char *reason)
@@ -535,11 +588,7 @@ void ports_close_all(struct daemon *d, struct live *l, const char *reason)
 	struct live_ports *set = l->ports;
 	if (!set)
 		return;
-	pthread_mutex_lock(&set->lock);
-	struct port_fwd *pf = set->head;
-	set->head = NULL;
-	set->n = 0;
-	pthread_mutex_unlock(&set->lock);
+	struct port_fwd *pf = ports_take_all(set);
 	while (pf) {
 		struct port_fwd *next = pf->next;
 		char address[sizeof(pf->address)];
@@ -552,4 +601,39 @@ void ports_close_all(struct daemon *d, struct live *l, const char *reason)
 	pthread_mutex_destroy(&set->lock);
 	free(set);
 	l->ports = NULL;
+}
+
+/* issue 12: durable-daemon */
+int ports_reopen(struct daemon *d, struct live *l, json_t *item)
+{
+	json_int_t port = json_integer_value(json_object_get(item, "port"));
+	json_int_t want = json_integer_value(json_object_get(item, "host_port"));
+	const char *was = json_string_value(json_object_get(item, "address"));
+	if (port <= 0 || port > 65535 || want < 0 || want > 65535)
+		return -1;
+	json_t *o = NULL;
+	agentd_error err = {0};
+	char result[200];
+	snprintf(result, sizeof(result), "reopened at daemon restart (was %.128s)",
+		 was ? was : "?");
+	int status = port_open(d, l, NULL, (uint16_t)port,
+			       json_is_true(json_object_get(item, "unix")), (uint16_t)want, result,
+			       &o, &err);
+	if (status) {
+		port_forget(d, l, (uint16_t)port);
+		dlog("warn", "msg=\"port not reopened\" sandbox=%s port=%lld error=\"%s\"", l->id,
+		     (long long)port, err.msg);
+		return -1;
+	}
+	json_decref(o);
+	return 0;
+}
+
+void ports_release_all(struct daemon *d, struct live *l)
+{
+	for (struct port_fwd *pf = l->ports ? ports_take_all(l->ports) : NULL, *next; pf;
+	     pf = next) {
+		next = pf->next;
+		port_free(pf);
+	}
 }

@@ -100,8 +100,32 @@ static struct proc_table *table_of(struct daemon *d, struct live *l)
 	return t;
 }
 
+/* issue 12: durable-daemon: what a later daemon needs to take p back (adopt.c) */
+static void proc_keep(struct daemon *d, struct live *l, struct proc *p)
+{
+	if (!l->durable)
+		return;
+	json_t *argv = json_array();
+	for (char **a = p->argv; *a; a++)
+		json_array_append_new(argv, json_string(*a) ? json_string(*a) : json_string("?"));
+	char key[24];
+	snprintf(key, sizeof(key), "%lld", (long long)p->pid);
+	live_item_put(d, l, "process", key,
+		      json_pack("{s:I, s:o, s:b, s:b, s:I}", "pid", (json_int_t)p->pid, "argv", argv,
+				"tty", p->tty, "stdin", p->has_stdin, "started_at",
+				(json_int_t)p->st.started_at_ms));
+}
+
+static void proc_forget(struct daemon *d, struct live *l, struct proc *p)
+{
+	char key[24];
+	snprintf(key, sizeof(key), "%lld", (long long)p->pid);
+	live_item_del(d, l, "process", key);
+}
+
 /* t->mu held: room for one more, forgetting the oldest ended process if need be. */
-static int table_make_room(struct proc_table *t, agentd_error *err)
+static int table_make_room(struct daemon *d, struct live *l, struct proc_table *t,
+			   agentd_error *err)
 {
 	if (t->n < PROCS_MAX)
 		return 0;
@@ -114,6 +138,7 @@ static int table_make_room(struct proc_table *t, agentd_error *err)
 			continue;
 		memmove(&t->v[i], &t->v[i + 1], (t->n - i - 1) * sizeof(t->v[0]));
 		t->n--;
+		proc_forget(d, l, p);
 		proc_release(p, NULL);
 		proc_put(p);
 		return 0;
@@ -183,7 +208,7 @@ int procs_spawn(struct daemon *d, struct live *l, const struct client *c,
 	struct proc_table *t = table_of(d, l);
 	uint64_t t0 = mono_ms();
 	pthread_mutex_lock(&t->mu);
-	if (table_make_room(t, err) < 0) {
+	if (table_make_room(d, l, t, err) < 0) {
 		pthread_mutex_unlock(&t->mu);
 		return 429;
 	}
@@ -207,6 +232,7 @@ int procs_spawn(struct daemon *d, struct live *l, const struct client *c,
 	t->v[t->n++] = p;
 	proc_get(p);
 	pthread_mutex_unlock(&t->mu);
+	proc_keep(d, l, p);
 	char result[48];
 	snprintf(result, sizeof(result), "pid %lld", (long long)p->pid);
 	audit(d, c, "process_start", l->id, cmd->argv, l->digest, l->backend, result,
@@ -301,6 +327,7 @@ int procs_remove(struct daemon *d, struct live *l, struct proc *p, const struct 
 		return agentd_error_set(err, ESRCH, "process %lld: already removed",
 					(long long)p->pid);
 	}
+	proc_forget(d, l, p);
 	proc_release(p, "killed");
 	proc_put(p); /* the table's */
 	char result[96];
@@ -323,6 +350,41 @@ void procs_table_free(struct live *l)
 	}
 	pthread_mutex_destroy(&t->mu);
 	free(t);
+}
+
+/* issue 12: durable-daemon: a process of an adopted sandbox back in its table, as stored
+ * (its argv, terminal, start); what it wrote while no daemon read waits in its pipe. */
+int procs_adopt(struct daemon *d, struct live *l, agentd_process *h, json_t *item)
+{
+	json_t *jargv = json_object_get(item, "argv");
+	size_t n = json_array_size(jargv);
+	char **argv = xcalloc(n + 2, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		argv[i] = (char *)(json_string_value(json_array_get(jargv, i))
+					   ? json_string_value(json_array_get(jargv, i))
+					   : "?");
+	if (!n)
+		argv[0] = "?";
+	agentd_command cmd = {.argv = argv};
+	agentd_process_opts o = {.tty = json_is_true(json_object_get(item, "tty"))};
+	uint64_t ring = agentd_sandbox_spec(l->sb)->limits.max_process_output_bytes;
+	struct proc *p = proc_new(h, &cmd, &o, ring);
+	free(argv);
+	json_t *started = json_object_get(item, "started_at");
+	if (json_is_integer(started) && json_integer_value(started) > 0)
+		p->st.started_at_ms = json_integer_value(started);
+	struct proc_table *t = table_of(d, l);
+	agentd_error err = {0};
+	pthread_mutex_lock(&t->mu);
+	if (t->n >= PROCS_MAX || pump_attach(p, &err) < 0) {
+		pthread_mutex_unlock(&t->mu);
+		proc_release(p, "killed");
+		proc_put(p);
+		return -1;
+	}
+	t->v[t->n++] = p;
+	pthread_mutex_unlock(&t->mu);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- one process */

@@ -135,6 +135,7 @@ static void *run(void *arg)
 		json_object_del(res, "stderr");
 		json_object_del(res, "stdout_encoding");
 		json_object_del(res, "stderr_encoding");
+		live_exec_mark_cancelled(res, &s->slot);
 		push_line(s, json_pack("{s:o}", "exit", res));
 	}
 	agentd_exec_output_free(&o);

@@ -70,8 +70,17 @@ const char *const state_migrations[] = {
 	"CREATE TRIGGER audit_seals_prune_once BEFORE UPDATE OF pruned_ms ON audit_seals"
 	"  WHEN OLD.pruned_ms IS NOT NULL"
 	"  BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END;",
+	/* issue 12: durable-daemon */
+	/* 4: durable sandboxes (store/durable.c): what a later daemon adopts one with (its
+	 * token, a secret, and its whole policy), and what it had running (processes,
+	 * contexts, ports), kept while it lives */
+	"ALTER TABLE sandboxes ADD COLUMN durable_token TEXT;"
+	"ALTER TABLE sandboxes ADD COLUMN durable_spec TEXT;"
+	"CREATE TABLE durable_items(sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),"
+	"  kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,"
+	"  PRIMARY KEY(sandbox_id, kind, key));",
 	/* issue 12: snapshots */
-	/* 4: durable snapshots (<state>/snapshots/<id>, outliving their sandbox): their size,
+	/* 5: durable snapshots (<state>/snapshots/<id>, outliving their sandbox): their size,
 	 * backend and workdir, names unique; the snapshot a sandbox's files are overlaid on.
 	 * Earlier rows named copies that died with their sandbox: dropped. */
 	"DELETE FROM snapshots;"
@@ -281,20 +290,24 @@ int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), v
 {
 	pthread_mutex_lock(&st->lock);
 	sqlite3_stmt *s = prep(st,
-			       "SELECT id FROM sandboxes WHERE state NOT IN ('destroyed', 'failed')",
+			       "SELECT id FROM sandboxes WHERE state NOT IN ('destroyed', 'failed')"
+			       " AND durable_token IS NULL",
 			       "");
 	json_t *ids = s ? rows(s, 0) : NULL;
 	sqlite3_finalize(s);
 	int r = ids ? 0 : db_fail(st, err, "list sandboxes");
 	if (!r) {
 		int64_t t = now_ms_realtime();
-		char sql[512];
+		char sql[1024];
+		/* durable rows (a token) are adopted instead (live/adopt.c) */
 		snprintf(sql, sizeof(sql),
 			 "BEGIN IMMEDIATE;"
 			 "UPDATE sessions SET status = 'failed' WHERE status NOT IN ('destroyed',"
-			 "  'failed');"
+			 "  'failed') AND sandbox_id IN (SELECT id FROM sandboxes WHERE state NOT IN"
+			 "  ('destroyed', 'failed') AND durable_token IS NULL);"
 			 "UPDATE sandboxes SET state = 'failed', reason = 'lost at daemon restart',"
-			 "  updated_ms = %lld WHERE state NOT IN ('destroyed', 'failed');"
+			 "  updated_ms = %lld WHERE state NOT IN ('destroyed', 'failed')"
+			 "  AND durable_token IS NULL;"
 			 "COMMIT;",
 			 (long long)t);
 		if (exec_sql(st, sql, err) < 0) {

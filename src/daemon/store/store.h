@@ -48,8 +48,9 @@ int state_sandbox_set_state(struct state *st, const char *id, const char *state,
 			    const char *reason, agentd_error *err);
 /* The row as JSON {id, name, backend, state, reason, created_ms, ...}, or NULL. */
 json_t *state_sandbox_get(struct state *st, const char *id);
-/* Rows left live by a previous daemon: each is marked failed ("lost at daemon restart"),
- * its sessions failed (its snapshots stay: they outlive it), then lost(arg, id) is called. */
+/* Rows left live by a previous daemon that are not durable (no token): each is marked
+ * failed ("lost at daemon restart"), its sessions failed (its snapshots stay: they outlive
+ * it), then lost(arg, id) is called. Durable rows are left to the adoption (live/adopt.c). */
 int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), void *arg,
 		    agentd_error *err);
 
@@ -87,6 +88,26 @@ int state_execution_insert(struct state *st, const char *id, const char *session
 /* A session's executions, oldest first: [{execution_id, language, status, exit_code,
  * duration_ms, created_ms}]. */
 json_t *state_execution_list(struct state *st, const char *session_id);
+
+/* issue 12: durable-daemon */
+/* ------------------------------------------------------------------ durable.c
+ * A durable sandbox's row carries its adoption token (a secret) and its whole policy
+ * (environment values included: the adopter needs them), and durable_items what it runs
+ * that a later daemon restores: kind "process" (key: its pid), "context" (key: its id),
+ * "port" (key: the sandbox port), data a JSON object of the caller's. All of it is cleared
+ * when the sandbox ends (state_durable_clear). */
+int state_durable_set(struct state *st, const char *id, const char *token,
+		      const char *spec_json, agentd_error *err);
+/* Token, policy and items gone (the sandbox ended, or its adoption failed). */
+int state_durable_clear(struct state *st, const char *id);
+/* The durable rows still live: [{id, name, backend, state, session, created_ms,
+ * policy_digest, durable_token, durable_spec}], oldest first; NULL + err. */
+json_t *state_durable_list(struct state *st, agentd_error *err);
+int state_item_put(struct state *st, const char *id, const char *kind, const char *key,
+		   json_t *data);
+int state_item_del(struct state *st, const char *id, const char *kind, const char *key);
+/* The items of sandbox id: [{kind, key, data}] (data parsed), oldest first. */
+json_t *state_items(struct state *st, const char *id);
 
 /* store/audit.c uses state.c's connection under its lock. */
 typedef struct sqlite3 sqlite3;

@@ -48,6 +48,7 @@ struct agentd_sandbox {
 	agentd_sandbox *next;		/* core list linkage */
 	pthread_mutex_t procs_lock;	/* procs */
 	agentd_process *procs;		/* its process handles not freed yet */
+	bool durable;			/* persisted or adopted (agentd_sandbox_is_durable) */
 };
 
 /* A background process (agentd_sandbox_spawn): the backend's ops and state, and what the

@@ -36,6 +36,18 @@ agentd_sandbox *agentd_sandbox_alloc(agentd_backend *b, const agentd_spec *spec,
 	return sb;
 }
 
+agentd_sandbox *agentd_sandbox_alloc_id(agentd_backend *b, const agentd_spec *spec,
+					const agentd_sandbox_ops *ops, const char *id,
+					agentd_error *err)
+{
+	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, ops, err);
+	if (sb) {
+		snprintf(sb->id, sizeof(sb->id), "%s", id);
+		snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", id);
+	}
+	return sb;
+}
+
 void backend_sandbox_free(agentd_sandbox *sb)
 {
 	agentd_spec_free(&sb->spec);
@@ -171,4 +183,23 @@ agentd_proxy *backend_egress_proxy(agentd_backend *b, agentd_error *err)
 	agentd_proxy *p = b->internal->proxy;
 	pthread_mutex_unlock(&b->internal->lock);
 	return p;
+}
+
+void agentd_adoption_free(agentd_adoption *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n_execs; i++) {
+		for (char **v = a->execs[i].argv; v && *v; v++)
+			free(*v);
+		free(a->execs[i].argv);
+	}
+	free(a->execs);
+	free(a->processes);
+	memset(a, 0, sizeof(*a));
+}
+
+bool agentd_sandbox_is_durable(const agentd_sandbox *sb)
+{
+	return sb->durable;
 }

@@ -452,6 +452,11 @@ void process_probe_items(agentd_backend_caps *caps, const char *backend)
 		 "ENOTSUP): no init of the sandbox's for them to outlive their exec in (use "
 		 "the container backend)", backend);
 	strv_push(&caps->warnings, why);
+	/* issue 12: durable-lib */
+	snprintf(why, sizeof(why), "%s: sandboxes are not durable (persist: ENOTSUP): they end "
+		 "with the process that made them, a daemon restart included: their commands "
+		 "are its children, no init of their own keeps them (use container)", backend);
+	strv_push(&caps->warnings, why);
 }
 
 void process_probe_common(agentd_backend_caps *caps, const agentd_platform *p)

@@ -36,6 +36,18 @@ int agentd_backend_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_er
 	return 0;
 }
 
+/* sb, built by its backend, on b's list. */
+static void list_sandbox(agentd_backend *b, agentd_sandbox *sb)
+{
+	struct agentd_backend_internal *in = b->internal;
+	pthread_mutex_lock(&in->lock);
+	sb->next = in->head;
+	in->head = sb;
+	in->active++;
+	in->last_created = time(NULL);
+	pthread_mutex_unlock(&in->lock);
+}
+
 /* Hand the relaxed spec to the backend and list the sandbox; it keeps *unenforced. */
 static int create_planned(agentd_backend *b, const agentd_spec *relaxed, agentd_strv *unenforced,
 			  int seed_fd, agentd_sandbox **out, agentd_error *err)
@@ -49,13 +61,7 @@ static int create_planned(agentd_backend *b, const agentd_spec *relaxed, agentd_
 	strv_free(&sb->caps.unenforced);
 	sb->caps.unenforced = *unenforced;
 	memset(unenforced, 0, sizeof(*unenforced));
-	struct agentd_backend_internal *in = b->internal;
-	pthread_mutex_lock(&in->lock);
-	sb->next = in->head;
-	in->head = sb;
-	in->active++;
-	in->last_created = time(NULL);
-	pthread_mutex_unlock(&in->lock);
+	list_sandbox(b, sb);
 	*out = sb;
 	return 0;
 }
@@ -390,4 +396,74 @@ int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 {
 	memset(u, 0, sizeof(*u));
 	return sb->ops->usage ? sb->ops->usage(sb, u, err) : unsupported(sb, "usage", err);
+}
+
+/* ------------------------------------------------------------ durable sandboxes */
+
+int agentd_sandbox_persist(agentd_sandbox *sb, const char *dir, char **token,
+			   agentd_error *err)
+{
+	*token = NULL;
+	if (!dir || dir[0] != '/')
+		return agentd_error_set(err, EINVAL, "persist: dir: expected an absolute path");
+	if (!sb->ops->persist)
+		return agentd_error_set(err, ENOTSUP,
+					"persist: sandboxes of backend %s cannot outlive their "
+					"owner: their commands are its children, with no init of "
+					"their own to keep them (use the container backend)",
+					sb->backend->ops->name);
+	if (sb->ops->persist(sb, dir, token, err) < 0)
+		return agentd_error_prefix(err, "sandbox %s", sb->id);
+	sb->durable = true;
+	return 0;
+}
+
+/* An id as agentd makes them (random_id): 32 lowercase hex digits. */
+static bool id_valid(const char *id)
+{
+	size_t n = 0;
+	for (; id[n]; n++)
+		if (!((id[n] >= '0' && id[n] <= '9') || (id[n] >= 'a' && id[n] <= 'f')))
+			return false;
+	return n == 32;
+}
+
+int agentd_backend_adopt(agentd_backend *b, const agentd_spec *spec, const char *id,
+			 const char *token, agentd_sandbox **out, agentd_error *err)
+{
+	*out = NULL;
+	if (!id || !id_valid(id) || !token)
+		return agentd_error_set(err, EINVAL, "adopt: expected a sandbox id and its token");
+	if (agentd_backend_get(b, id))
+		return agentd_error_set(err, EEXIST, "adopt: sandbox %s is already ours", id);
+	if (!b->ops->adopt)
+		return agentd_error_set(err, ENOTSUP, "adopt: backend %s has no durable sandboxes",
+					b->ops->name);
+	/* The spec as at create: what it could not enforce then it cannot now either. */
+	agentd_create_opts opts = {.allow_degraded = true};
+	agentd_spec relaxed;
+	agentd_strv unenforced;
+	if (plan_spec(b, spec, &opts, &relaxed, &unenforced, err) < 0)
+		return agentd_error_prefix(err, "adopt sandbox %s", id);
+	agentd_sandbox *sb = NULL;
+	int r = b->ops->adopt(b, &relaxed, id, token, &sb, err);
+	if (r == 0) {
+		strv_free(&sb->caps.unenforced);
+		sb->caps.unenforced = unenforced;
+		memset(&unenforced, 0, sizeof(unenforced));
+		sb->durable = true;
+		list_sandbox(b, sb);
+		*out = sb;
+	} else {
+		agentd_error_prefix(err, "adopt sandbox %s (%s)", id, b->ops->name);
+	}
+	strv_free(&unenforced);
+	agentd_spec_free(&relaxed);
+	return r;
+}
+
+int agentd_sandbox_adopted(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return sb->ops->adopted ? sb->ops->adopted(sb, out, err) : 0;
 }

@@ -50,6 +50,8 @@ void host_ids_release(struct host_ids *ids, bool cleaned);
  * sandbox_id, nobody holds it and the sandbox's cgroup is gone. 0 when done or not ours
  * to do (gone, leased again, held), 1 while the sandbox's cgroup is still there. */
 int host_ids_reap(uid_t uid, const char *sandbox_id);
+/* Every lease naming sandbox_id reaped as above (a stale sandbox whose uid is unknown). */
+void host_ids_reap_sandbox(const char *sandbox_id);
 
 /* ---------------------------------------------------------------- sandbox_dir.c */
 /* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */

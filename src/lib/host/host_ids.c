@@ -15,6 +15,7 @@
  * arbiter. */
 #include "lib/host/host.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -219,4 +220,18 @@ int host_ids_reap(uid_t uid, const char *sandbox_id)
 		return 1;
 	unlinkat(dir, name, 0);
 	return 0;
+}
+
+void host_ids_reap_sandbox(const char *sandbox_id)
+{
+	DIR *d = opendir(HOST_IDS_DIR);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char *end;
+		unsigned long uid = strtoul(e->d_name, &end, 10);
+		if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && !*end && uid < UINT32_MAX)
+			host_ids_reap((uid_t)uid, sandbox_id);
+	}
+	if (d)
+		closedir(d);
 }

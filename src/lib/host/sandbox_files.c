@@ -110,4 +110,7 @@ void agentd_cleanup_stale_sandbox(const char *work_root, const char *id)
 	if (work_root && id && *id && !strchr(id, '/') && strcmp(id, ".") && strcmp(id, ".."))
 		sandbox_dir_remove(work_root, id);
 	cgroup_gc();
+	/* its host uid, once its cgroup is gone (a durable sandbox's owner leaves no janitor) */
+	if (id && *id && !strchr(id, '/'))
+		host_ids_reap_sandbox(id);
 }

@@ -200,6 +200,12 @@ bool cgroup_clone_into_complete(const struct cgroup *cg);
  * parent must outlive it. NULL + err. */
 struct cgroup *cgroup_create_child(const struct cgroup *parent, const char *name,
 				   agentd_error *err);
+/* An existing kill unit name of parent (made by an earlier owner of a durable sandbox),
+ * as cgroup_create_child's; NULL + err when it is not there. */
+struct cgroup *cgroup_open_child(const struct cgroup *parent, const char *name,
+				 agentd_error *err);
+/* Its name (a kill unit's "u<n>", a sandbox's id). */
+const char *cgroup_name(const struct cgroup *cg);
 /* Make an ended unit ready for another command: 0 when it is empty (its peak memory reset;
  * its cpu and event counters go on, read against a baseline), -EBUSY while it is not. */
 int cgroup_unit_reset(struct cgroup *cg);
@@ -213,6 +219,12 @@ struct cgroup *cgroup_open(const char *name, agentd_error *err);
 int cgroup_kill_all(struct cgroup *cg);
 bool cgroup_is_populated(const struct cgroup *cg);
 int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err);
+/* Frozen (cgroup.freeze 1, or the v1 freezer not THAWED): a suspended sandbox's. */
+bool cgroup_is_frozen(const struct cgroup *cg);
+/* pid (of our namespace) is a member of cg itself (not of a child). */
+bool cgroup_has_pid(const struct cgroup *cg, pid_t pid);
+/* The names of cg's child cgroups (its kill units), pushed to names; 0 or -errno. */
+int cgroup_children(const struct cgroup *cg, agentd_strv *names);
 int cgroup_read_usage(const struct cgroup *cg, agentd_usage *u);
 /* CPU time of everything the cgroup ever held (v2 cpu.stat usage_usec, v1 cpuacct.usage),
  * in ms: 0, or -ENOTSUP without CPU accounting. */
@@ -293,6 +305,9 @@ struct jail_init_plan {
 	bool set_groups;		/* root: drop supplementary groups inside */
 	uid_t host_uid;			/* for messages */
 	const char *name;		/* what /proc shows of it ("init") */
+	bool pdeathsig;			/* SIGKILL when the cloning *thread* exits (a one-shot
+					 * run's); a persistent init ends on its control
+					 * socket's EOF instead: it belongs to a process */
 	uint64_t ignored;		/* signals the owner ignores, reset */
 	const struct mount_plan *mp;
 	const char *const *rw_check;	/* policy paths its user must be able to write */

@@ -156,11 +156,13 @@ int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, 
 		return r;
 	}
 	/* 2. Not agentd's name or arguments (/proc/1/cmdline would show agentd's command
-	 * line); the parent-death signal the credential change cleared; its own session;
-	 * the signal dispositions a command expects. */
+	 * line); a one-shot run's parent-death signal the credential change cleared (a
+	 * persistent init belongs to its owner *process*: the EOF of its control socket,
+	 * whose end every thread of the owner shares, ends it); its own session; the signal
+	 * dispositions a command expects. */
 	prctl(PR_SET_NAME, p->name, 0, 0, 0);
 	proc_hide_cmdline(p->name);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+	if (p->pdeathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		return step_fail(-errno, "PR_SET_PDEATHSIG", what, what_len);
 	if (setsid() < 0)
 		return step_fail(-errno, "setsid", what, what_len);

@@ -21,10 +21,18 @@ static void ctr_stop_init(struct ctr *c)
 		if (c->suspended && c->cg)
 			cgroup_freeze(c->cg, false, NULL);
 		struct pollfd p = {.fd = c->init_pidfd, .events = POLLIN};
-		if (poll(&p, 1, DESTROY_WAIT_MS) <= 0 && c->cg)
+		/* A durable init waits for its next host instead: killed by its cgroup (or its
+		 * pidfd: an adopted one is not our child, kill() by pid could hit a reused one) */
+		if (c->durable) {
+			if (!c->cg || cgroup_kill_all(c->cg) < 0)
+				sys_pidfd_send_signal(c->init_pidfd, SIGKILL);
+			poll(&p, 1, DESTROY_WAIT_MS);
+		} else if (poll(&p, 1, DESTROY_WAIT_MS) <= 0 && c->cg) {
 			cgroup_kill_all(c->cg);
-		else if (poll(&p, 1, 0) <= 0)
+		} else if (poll(&p, 1, 0) <= 0) {
 			kill(c->init_pid, SIGKILL);
+		}
+		/* ECHILD for an adopted init (not our child): its parent reaps it */
 		siginfo_t si;
 		waitid((idtype_t)P_PIDFD, (id_t)c->init_pidfd, &si, WEXITED);
 		close(c->init_pidfd);
@@ -53,10 +61,27 @@ static int attach_proxy(struct ctr *c, agentd_proxy *proxy, const char *id,
 	int fd = recv_init_fd(c, OP_PROXY_FD, "egress proxy listener", err);
 	if (fd < 0)
 		return -1;
+	/* A dup of it for a durable init to keep (durable.c): a later host serves it. */
+	c->proxy_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (agentd_proxy_add_sandbox(proxy, fd, id, allow, err) < 0)
 		return agentd_error_prefix(err, "egress proxy");
 	c->proxy = proxy;
 	return 0;
+}
+
+/* A failed adopt: our copies go, the init and all it holds stay for a later host. */
+static void ctr_release_only(struct ctr *c)
+{
+	int fds[] = {c->ctl, c->init_pidfd, c->ids.lease_fd};
+	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	c->ctl = c->init_pidfd = c->ids.lease_fd = -1;
+	cgroup_close(c->cg);
+	c->cg = NULL;
+	if (c->sock_dir >= 0)
+		close(c->sock_dir);
+	c->sock_dir = -1;
 }
 
 static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
@@ -69,9 +94,14 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		close(c->pts_fd);
 	if (c->root_fd >= 0)
 		close(c->root_fd);
+	if (c->proxy_fd >= 0)
+		close(c->proxy_fd);
 	if (c->proxy)
 		agentd_proxy_remove_sandbox(c->proxy, id);
+	if (c->release_only)
+		ctr_release_only(c);
 	ctr_stop_init(c);
+	ctr_durable_release(c);
 	trace_mark("init exited");
 	bool cleaned = true; /* without a cgroup the init, if any, was reaped above */
 	while (c->n_idle)
@@ -151,15 +181,7 @@ static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int see
 	}
 	/* Its devpts, for its terminals: a mount of its own, not the sandbox's to replace. */
 	c->pts_fd = open_in_sandbox(c, "/dev/pts", NULL);
-
-	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE, filtered);
-	landlock_system_ro_paths(&sb->caps.readable_paths);
-	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
-		strv_push(&sb->caps.readable_paths, spec->allowed_paths_ro.v[i]);
-	strv_push(&sb->caps.writable_paths, spec->workdir);
-	strv_push(&sb->caps.writable_paths, "/tmp");
-	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
-		strv_push(&sb->caps.writable_paths, spec->allowed_paths_rw.v[i]);
+	ctr_fill_caps(sb, filtered);
 	if (seed_fd >= 0)
 		sb->caps.from_snapshot = p_overlay ? "overlay" : "copy";
 	if (p_overlay && tree_allocated_at(seed_fd, &c->seed_bytes) < 0)
@@ -171,6 +193,19 @@ fail:
 	ctr_prep_free(&p);
 	ctr_sandbox_free(sb);
 	return -1;
+}
+
+void ctr_fill_caps(agentd_sandbox *sb, bool filtered)
+{
+	const agentd_spec *spec = &sb->spec;
+	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE, filtered);
+	landlock_system_ro_paths(&sb->caps.readable_paths);
+	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
+		strv_push(&sb->caps.readable_paths, spec->allowed_paths_ro.v[i]);
+	strv_push(&sb->caps.writable_paths, spec->workdir);
+	strv_push(&sb->caps.writable_paths, "/tmp");
+	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
+		strv_push(&sb->caps.writable_paths, spec->allowed_paths_rw.v[i]);
 }
 
 static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
@@ -289,6 +324,8 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	/* issue 12: snapshots */
 	.snapshot_to = ctr_snapshot_to,
 	.restore_from = ctr_restore_from,
+	.persist = ctr_persist,
+	.adopted = ctr_adopted,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -327,6 +364,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 	strv_push(&caps->platform_features, "egress-proxy");
 	strv_push(&caps->platform_features, "processes");	/* background, with a tty */
 	strv_push(&caps->platform_features, "port-forwarding");
+	strv_push(&caps->platform_features, "durable");	/* sandboxes outlive their owner */
 	if (p->landlock_abi < 1)
 		strv_push(&caps->warnings, "no Landlock: the mount namespace is the only "
 					   "filesystem wall (no defence in depth)");
@@ -339,6 +377,7 @@ static const agentd_backend_ops container_ops = {
 	.create_sandbox = ctr_create,
 	/* issue 12: snapshots */
 	.create_sandbox_from = ctr_create_from,
+	.adopt = ctr_adopt,
 };
 
 int container_backend_new(const char *work_root, agentd_backend **out, agentd_error *err)

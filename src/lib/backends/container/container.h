@@ -32,6 +32,9 @@
  * to the sandbox's unprivileged host id, with no capability left once the init sealed. */
 #define AGENT_ID 1000
 #define MAX_EXECS 64
+/* A durable init's table: MAX_EXECS running, and as many ended ones its host has not
+ * forgotten yet (the oldest ended one goes first when it is full). */
+#define MAX_ENTRIES (2 * MAX_EXECS)
 #define MAX_PAYLOAD (8u << 20)	/* argv + env + cwd of one exec */
 #define INIT_CTL_FD 3
 #define INIT_SETUP_FD 4
@@ -56,6 +59,47 @@ enum {
 	OP_SOCKET = 7,		/* host → init, with a reply socket: a TCP socket of the
 				 * sandbox's network namespace comes back on it (connect.c),
 				 * or no fd and the errno in id */
+	OP_DURABLE = 8,		/* host → init: fds it keeps for a later host (flags:
+				 * DURABLE_*, their mask in sig); a DURABLE_PERSIST is
+				 * answered on the control socket (id: 0 or the errno) */
+	OP_FORGET = 9,		/* host → init: the end of command id is known to the host:
+				 * its entry (kept fds, payload) may go */
+};
+/* OP_DURABLE forms. PERSIST: fds = the endpoint (a bound unix socket the init listens
+ * on), a memfd with the secret (DURABLE_SECRET_LEN bytes), then those of sig's KEPT_*
+ * mask in bit order. KEEP: fds of command id the host holds (sig: KEEP_* mask, in bit
+ * order), kept with its entry until it is forgotten. */
+#define DURABLE_PERSIST 1u
+#define DURABLE_KEEP 2u
+#define DURABLE_SECRET_LEN 32
+enum { KEPT_PIDFD, KEPT_ROOT, KEPT_WORKDIR, KEPT_PTS, KEPT_PROXY, KEPT_LEASE, KEPT_N };
+enum { KEEP_IN, KEEP_OUT, KEEP_ERR, KEEP_REP, KEEP_PAYLOAD, KEEP_N };
+
+/* The init's side of the durable protocol, on each connection it accepts (its endpoint):
+ * a durable_hello with the KEPT_* fds, then n_entries durable_entry messages, each with
+ * its KEEP_* fds; from then on that connection is its control socket (ops above).
+ * DURABLE_PROTO is the version of what the init speaks: it only grows compatibly (fields
+ * appended, new ops and flags a host may ignore), so a newer host adopts an older init. */
+#define DURABLE_PROTO 1u
+#define DURABLE_MAGIC 0x61647231u	/* "adr1" */
+struct durable_hello {
+	uint32_t magic, version;
+	uint32_t kept;		/* KEPT_* mask of the fds attached */
+	uint32_t n_entries;
+	uint64_t next_id;	/* the highest command id it was sent */
+	uint8_t secret[DURABLE_SECRET_LEN];
+};
+#define ENTRY_BACKGROUND 1u	/* OP_SPAWN's (else an OP_EXEC's, killed: its host is gone) */
+#define ENTRY_ENDED 2u		/* reaped: status and ended_ms are set */
+#define ENTRY_TTY 4u
+struct durable_entry {
+	uint64_t id;
+	int32_t pid;		/* in the sandbox */
+	int32_t status;		/* wait status, once ENTRY_ENDED */
+	uint32_t flags;		/* ENTRY_* */
+	uint32_t keep;		/* KEEP_* mask of the fds attached */
+	int64_t started_ms, ended_ms;
+	uint64_t unit;		/* its kill unit u<unit>, 0 = none (OP_EXEC's, OP_SPAWN's sig) */
 };
 #define SPAWN_TTY 1u	/* OP_SPAWN flags: stdio is a terminal's slave, made its ctty */
 #define CTL_KILL_ALL 0	/* OP_KILL's id for every process but the init (exec ids start at 1) */
@@ -64,7 +108,8 @@ struct ctl_msg {
 	uint32_t cpu_s;		/* OP_EXEC, OP_SPAWN: the command's RLIMIT_CPU (s), 0 = the
 				 * sandbox's */
 	uint64_t id;
-	int32_t sig;		/* OP_SIGNAL */
+	int32_t sig;		/* OP_SIGNAL; OP_EXEC, OP_SPAWN: its kill unit's number (u<n>),
+				 * kept for a later host of a durable sandbox, 0 = none */
 	uint32_t flags;		/* OP_SPAWN: SPAWN_* */
 };
 
@@ -123,6 +168,15 @@ struct ctr {
 	uint64_t cpu_ms;		/* of all its execs (rusage): the budget's account
 					 * where the cgroup has no CPU accounting */
 	agentd_proxy *proxy;		/* serving this sandbox's listener (allowlist) */
+	int proxy_fd;			/* a dup of that listener: the init keeps it for a
+					 * later host (durable.c); -1 without */
+	/* durable.c: agentd_sandbox_persist made it outlive its owner, or it was adopted */
+	bool durable;
+	char *token;			/* what agentd_backend_adopt needs */
+	int sock_dir;			/* O_PATH: where its endpoint is, to remove it */
+	char *sock_name;
+	struct ctr_adoption *adoption;	/* what ran across the gap, until handed over */
+	bool release_only;		/* a failed adopt's: its init is left as it was */
 };
 
 /* Everything a sandbox needs before its init is cloned, built by ctr_prepare. */
@@ -151,6 +205,9 @@ void ctr_prep_free(struct ctr_prep *p);
 void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd);
 int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
 
+/* The host side's state of a new sandbox (ids, rlimits), everything else closed. */
+struct ctr *ctr_new(const agentd_spec *spec);
+
 /* container.c: the sandbox object with its ctr, freed */
 void ctr_sandbox_free(agentd_sandbox *sb);
 /* EBUSY while sb is suspended (its init is frozen: nothing new starts), else 0. */
@@ -178,6 +235,21 @@ int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_comman
 /* process.c: background processes */
 int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_process_opts *opts,
 	      agentd_process **out, agentd_error *err);
+/* A durable sandbox's init keeps the host's ends of ap (OP_DURABLE KEEP): 0 or -1 + err. */
+int ctr_proc_keep(struct ctr *c, agentd_process *ap, agentd_error *err);
+/* A process of an adopted sandbox, on the fds its init kept (fds[KEEP_*], taken). */
+agentd_process *ctr_proc_adopt(agentd_sandbox *sb, const struct durable_entry *e,
+			       int fds[KEEP_N]);
+
+/* durable.c: agentd_sandbox_persist and agentd_backend_adopt for containers */
+int ctr_persist(agentd_sandbox *sb, const char *dir, char **token, agentd_error *err);
+int ctr_adopt(agentd_backend *b, const agentd_spec *spec, const char *id, const char *token,
+	      agentd_sandbox **out, agentd_error *err);
+int ctr_adopted(agentd_sandbox *sb, agentd_adoption *out, agentd_error *err);
+/* Fill sb's capabilities from its spec (create and adopt alike). */
+void ctr_fill_caps(agentd_sandbox *sb, bool filtered);
+/* Its init ends (durable: it no longer ends on our EOF), its endpoint is removed. */
+void ctr_durable_release(struct ctr *c);
 
 /* init.c: the init, cloned by the host (spawn_process child_fn). */
 __attribute__((noreturn)) void container_init_main(void *arg);
@@ -194,6 +266,12 @@ int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds);
  * closed, the rest are in fds, -1 filled): recvmsg's result (sizeof(*m) when whole, 0 at
  * EOF, -1 + errno). */
 ssize_t ctl_recv(int sock, struct ctl_msg *m, int fds[CTL_MAX_FDS], int *nfds, int flags);
+/* ctl_recv for a message of len bytes of any layout (the durable handshake). */
+ssize_t ctl_recv_any(int sock, void *buf, size_t len, int fds[CTL_MAX_FDS], int *nfds,
+		     int flags);
+/* fds[] (n slots) of the bits set in mask, in bit order, from got[] (ngot, at most what
+ * was received): 0, or -1 when they differ (all of got closed then). */
+int ctl_take_masked(uint32_t mask, int n, int fds[], int *got, int ngot);
 void ctl_close_fds(int fds[CTL_MAX_FDS]);
 /* host: argv, envp and cwd of an exec in a memfd (returned), or -1 + err. */
 int exec_payload_encode(char *const *argv, char *const *envp, const char *cwd,

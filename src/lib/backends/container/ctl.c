@@ -11,8 +11,37 @@ int ctl_send(int sock, const struct ctl_msg *m, const int *fds, int nfds)
 
 ssize_t ctl_recv(int sock, struct ctl_msg *m, int fds[CTL_MAX_FDS], int *nfds, int flags)
 {
+	return ctl_recv_any(sock, m, sizeof(*m), fds, nfds, flags);
+}
+
+int ctl_take_masked(uint32_t mask, int n, int fds[], int *got, int ngot)
+{
+	int want = 0;
+	for (int i = 0; i < n; i++)
+		want += (mask >> i) & 1;
+	for (int i = 0; i < n; i++)
+		fds[i] = -1;
+	if (want != ngot || (mask >> n)) {
+		for (int i = 0; i < ngot; i++)
+			if (got[i] >= 0) {
+				close(got[i]);
+				got[i] = -1;
+			}
+		return -1;
+	}
+	for (int i = 0, k = 0; i < n; i++)
+		if (mask & (1u << i)) {
+			fds[i] = got[k];
+			got[k++] = -1;
+		}
+	return 0;
+}
+
+ssize_t ctl_recv_any(int sock, void *buf, size_t len, int fds[CTL_MAX_FDS], int *nfds,
+		     int flags)
+{
 	char cbuf[CMSG_SPACE(CTL_MAX_FDS * sizeof(int))];
-	struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov,
 			    .msg_iovlen = 1,
 			    .msg_control = cbuf,

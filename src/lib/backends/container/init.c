@@ -14,11 +14,57 @@ static __attribute__((noreturn)) void init_fail(int fd, int r, const char *what)
 	child_fail(fd, 125, r < 0 ? -r : r, what);
 }
 
+/* A command the init started. A durable init keeps an ended one (its status, and what the
+ * host held of it) until the host forgets it: a process's end, or an exec lost with its
+ * host, is never lost in a crash. */
 struct running {
 	uint64_t id;
-	pid_t pid;
-	int report;
+	pid_t pid;		/* 0 once reaped */
+	int report;		/* its report pipe's write end, -1 once reaped */
+	uint32_t flags;		/* ENTRY_* */
+	bool lost;		/* an exec killed because its host went away */
+	bool forgotten;		/* the host forgot it: it goes once reaped */
+	int status;
+	int payload;		/* an exec's request (its argv, for a lost exec) */
+	int keep[KEEP_N - 1];	/* the host's ends of a process's stdio and report */
+	int64_t started_ms, ended_ms;
+	uint32_t unit;		/* its kill unit's number, for a later host */
 };
+
+/* The durable state (OP_DURABLE): set once, read by the loop. */
+static struct {
+	bool on;
+	int listener;			/* the endpoint a later host connects to */
+	uint8_t secret[DURABLE_SECRET_LEN];
+	uint32_t kept;			/* KEPT_* of fds[] */
+	int fds[KEPT_N];
+	uint64_t max_id;
+} dur;
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_slot(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* Entry i goes (its fds closed), the last takes its place. */
+static void drop_entry(struct running *run, size_t *nrun, size_t i)
+{
+	close_slot(&run[i].report);
+	close_slot(&run[i].payload);
+	for (int k = 0; k < KEEP_N - 1; k++)
+		close_slot(&run[i].keep[k]);
+	run[i] = run[--*nrun];
+}
 
 /* What the command's process is started with (the init's memory: it only reads). */
 struct command_start {
@@ -54,6 +100,13 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	 * terminal: job control and ^C reach its foreground process group. */
 	if (cs->tty && ioctl(0, TIOCSCTTY, 0) < 0)
 		child_fail(CHILD_REPORT_FD, 125, errno, "make the terminal its controlling tty");
+	/* The init's other fds (a durable one keeps hundreds for its host) go before its
+	 * RLIMIT_NOFILE applies: the Landlock ruleset's dup and the workdir need free slots
+	 * below it. The fd table is the command's own copy (no CLONE_FILES). */
+	int r = fds_close_from(INIT_LANDLOCK_FD + 1);
+	if (r < 0)
+		child_fail(CHILD_REPORT_FD, 125, -r, "close inherited fds");
+	close(INIT_SETUP_FD);
 	/* The OOM killer's first choice, so a memory limit kills the command and not PID 1
 	 * (a copy of a large process, a daemon, can be the bigger task of the cgroup). Raising
 	 * a score needs no privilege, but /proc/self of a non-dumpable process is root's: it
@@ -74,7 +127,7 @@ static __attribute__((noreturn)) void command_child(const struct command_start *
 	struct rlimit_set rl = *a->rl;
 	if (cs->cpu_s)
 		rlimit_set_cpu(&rl, (uint64_t)cs->cpu_s * 1000);
-	int r = rlimit_apply(&rl);
+	r = rlimit_apply(&rl);
 	if (r < 0)
 		child_fail(CHILD_REPORT_FD, 125, -r, "setrlimit");
 	if (init_has_landlock) {
@@ -126,6 +179,24 @@ static pid_t start_command(const struct command_start *cs)
 		     (void *)cs);
 }
 
+/* Room for one more command: fewer than MAX_EXECS running, and a free slot, made by
+ * dropping the oldest ended entry its host has not forgotten yet if need be. */
+static bool make_room(struct running *run, size_t *nrun)
+{
+	size_t running = 0, oldest = *nrun;
+	for (size_t i = 0; i < *nrun; i++) {
+		if (run[i].pid)
+			running++;
+		else if (oldest == *nrun || run[i].ended_ms < run[oldest].ended_ms)
+			oldest = i;
+	}
+	if (running >= MAX_EXECS)
+		return false;
+	if (*nrun == MAX_ENTRIES)
+		drop_entry(run, nrun, oldest);
+	return true;
+}
+
 /* Start the command of an exec or spawn request: fds are its stdin, stdout, stderr, report
  * pipe and payload (all closed here; the report pipe is kept until the command ends). A
  * background process's pid goes back on its report pipe once it started (REPORT_START):
@@ -136,7 +207,7 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 	struct exec_payload pl;
 	const char *why;
 	int r;
-	if (*nrun == MAX_EXECS) {
+	if (!make_room(run, nrun)) {
 		child_report_fail(fds[3], 125, EBUSY,
 				  "too many execs and processes running in this sandbox (max "
 				  STR(MAX_EXECS) ")");
@@ -148,6 +219,8 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 		goto out;
 	}
 	bool background = m->op == OP_SPAWN;
+	if (m->id > dur.max_id)
+		dur.max_id = m->id;
 	struct command_start cs = {.a = a, .fds = fds, .nunit = nfds - CTL_CMD_FDS,
 				   .argv = pl.argv, .envp = pl.envp, .cwd = pl.cwd,
 				   .cpu_s = m->cpu_s, .tty = background && (m->flags & SPAWN_TTY)};
@@ -159,9 +232,16 @@ static void start_exec(const struct init_args *a, struct running *run, size_t *n
 	}
 	if (background)
 		child_report_start(fds[3], pid);
-	run[*nrun].id = m->id;
-	run[*nrun].pid = pid;
-	run[*nrun].report = fds[3];
+	struct running *e = &run[*nrun];
+	*e = (struct running){.id = m->id, .pid = pid, .report = fds[3], .payload = -1,
+			      .started_ms = realtime_ms(), .unit = (uint32_t)m->sig};
+	for (int k = 0; k < KEEP_N - 1; k++)
+		e->keep[k] = -1;
+	e->flags = background ? ENTRY_BACKGROUND | (cs.tty ? ENTRY_TTY : 0) : 0;
+	if (!background) {
+		e->payload = fds[4]; /* its argv, should its host go away */
+		fds[4] = -1;
+	}
 	fds[3] = -1; /* kept until the command ends */
 	(*nrun)++;
 out:
@@ -177,13 +257,19 @@ static void reap(struct running *run, size_t *nrun)
 		if (p <= 0)
 			return;
 		for (size_t i = 0; i < *nrun; i++) {
-			if (run[i].pid != p)
+			struct running *e = &run[i];
+			if (e->pid != p)
 				continue;
 			/* The command is over: so is everything it started in its session. */
 			kill(-p, SIGKILL);
-			child_report_exit(run[i].report, status, &ru);
-			close(run[i].report);
-			run[i] = run[--*nrun];
+			child_report_exit(e->report, status, &ru);
+			close_slot(&e->report);
+			e->pid = 0;
+			e->status = status;
+			e->ended_ms = realtime_ms();
+			e->flags |= ENTRY_ENDED;
+			if (!dur.on || e->forgotten || !((e->flags & ENTRY_BACKGROUND) || e->lost))
+				drop_entry(run, nrun, i);
 			break;
 		}
 	}
@@ -218,7 +304,7 @@ static void control(struct running *run, size_t nrun, const struct ctl_msg *m)
 		return;
 	}
 	for (size_t i = 0; i < nrun; i++) {
-		if (run[i].id != m->id)
+		if (run[i].id != m->id || !run[i].pid)
 			continue;
 		if (m->op == OP_SIGNAL) {
 			kill(run[i].pid, m->sig);
@@ -248,24 +334,187 @@ static void send_socket(int reply)
 	}
 }
 
+/* Until fd is readable (true) or a command ended (reaped here: false). */
+static bool wait_readable(int fd, int sfd, struct running *run, size_t *nrun)
+{
+	struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	if (poll(pfd, 2, -1) < 0) {
+		if (errno == EINTR)
+			return false;
+		_exit(125);
+	}
+	if (pfd[1].revents)
+		reap_signalled(sfd, run, nrun);
+	return pfd[0].revents != 0;
+}
+
+/* ------------------------------------------------------------- durable */
+
+/* OP_DURABLE PERSIST: the endpoint, the secret and the fds a later host needs; from now on
+ * the host's EOF is not our end. The answer (0 or the errno) goes back at once. */
+static void durable_persist(const struct ctl_msg *m, int fds[CTL_MAX_FDS], int nfds)
+{
+	int kept[KEPT_N] = {-1, -1, -1, -1, -1, -1};
+	int r = 0;
+	if (dur.on)
+		r = EALREADY;
+	else if (nfds < 2 || nfds > CTL_MAX_FDS || ctl_take_masked((uint32_t)m->sig, KEPT_N, kept, fds + 2,
+					     nfds - 2) < 0 || !(m->sig & (1 << KEPT_PIDFD)))
+		r = EINVAL;
+	else if (pread(fds[1], dur.secret, sizeof(dur.secret), 0) != (ssize_t)sizeof(dur.secret))
+		r = EINVAL;
+	/* We listen, not the host: a connecting peer's SO_PEERCRED names us. */
+	else if (listen(fds[0], 8) < 0)
+		r = errno;
+	if (r == 0) {
+		dur.on = true;
+		dur.listener = fds[0];
+		fds[0] = -1;
+		dur.kept = (uint32_t)m->sig;
+		for (int i = 0; i < KEPT_N; i++)
+			dur.fds[i] = kept[i];
+	} else {
+		for (int i = 0; i < KEPT_N; i++)
+			close_slot(&kept[i]);
+	}
+	ctl_close_fds(fds);
+	struct ctl_msg ans = {.op = OP_DURABLE, .id = (uint64_t)r};
+	if (send(INIT_CTL_FD, &ans, sizeof(ans), MSG_NOSIGNAL) < 0) {
+		/* the host is gone: its EOF is next */
+	}
+}
+
+/* OP_DURABLE KEEP: what the host holds of command id, kept with its entry. */
+static void durable_keep(struct running *run, size_t nrun, const struct ctl_msg *m,
+			 int fds[CTL_MAX_FDS], int nfds)
+{
+	int keep[KEEP_N];
+	if (!dur.on || nfds > CTL_MAX_FDS || ctl_take_masked((uint32_t)m->sig & 0xf, KEEP_N, keep, fds, nfds) < 0)
+		return ctl_close_fds(fds);
+	for (size_t i = 0; i < nrun; i++) {
+		if (run[i].id != m->id || run[i].forgotten)
+			continue;
+		for (int k = 0; k < KEEP_N - 1; k++) {
+			close_slot(&run[i].keep[k]);
+			run[i].keep[k] = keep[k];
+			keep[k] = -1;
+		}
+	}
+	for (int k = 0; k < KEEP_N; k++)
+		close_slot(&keep[k]);
+}
+
+/* OP_FORGET: the host knows how id ended (or no longer cares): its entry goes. */
+static void forget(struct running *run, size_t *nrun, uint64_t id)
+{
+	for (size_t i = 0; i < *nrun; i++) {
+		if (run[i].id != id)
+			continue;
+		if (run[i].pid == 0) {
+			drop_entry(run, nrun, i);
+			return;
+		}
+		run[i].forgotten = true;
+		close_slot(&run[i].payload);
+		for (int k = 0; k < KEEP_N - 1; k++)
+			close_slot(&run[i].keep[k]);
+	}
+}
+
+/* The host went away from a durable sandbox: its foreground execs had only it to report
+ * to (killed, their end kept as lost); background processes run on. */
+static void host_gone(struct running *run, size_t nrun)
+{
+	for (size_t i = 0; i < nrun; i++) {
+		if ((run[i].flags & ENTRY_BACKGROUND) || run[i].pid == 0)
+			continue;
+		run[i].lost = true;
+		kill(-run[i].pid, SIGKILL);
+		kill(run[i].pid, SIGKILL);
+	}
+}
+
+static int send_masked(int sock, const void *msg, size_t len, uint32_t mask, const int *fds,
+		       int n)
+{
+	int out[CTL_MAX_FDS], k = 0;
+	for (int i = 0; i < n; i++)
+		if (mask & (1u << i))
+			out[k++] = fds[i];
+	return k ? fds_send(sock, msg, len, out, k)
+		 : (send(sock, msg, len, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1);
+}
+
+/* What a new host needs, on the connection s: our proof (secret, pidfd, ...), then every
+ * entry with what we kept of it. 0, or -1 (the host went away meanwhile). */
+static int send_hello(int s, struct running *run, size_t nrun)
+{
+	struct durable_hello h = {.magic = DURABLE_MAGIC, .version = DURABLE_PROTO,
+				  .kept = dur.kept, .n_entries = (uint32_t)nrun,
+				  .next_id = dur.max_id};
+	memcpy(h.secret, dur.secret, sizeof(h.secret));
+	if (send_masked(s, &h, sizeof(h), dur.kept, dur.fds, KEPT_N) < 0)
+		return -1;
+	for (size_t i = 0; i < nrun; i++) {
+		const struct running *e = &run[i];
+		struct durable_entry de = {.id = e->id, .pid = e->pid, .status = e->status,
+					   .flags = e->flags, .started_ms = e->started_ms,
+					   .ended_ms = e->ended_ms, .unit = e->unit};
+		/* A lost exec being killed: it ends as SIGKILL made it. */
+		if (e->lost && e->pid) {
+			de.flags |= ENTRY_ENDED;
+			de.status = SIGKILL;
+			de.ended_ms = realtime_ms();
+		}
+		int fds[KEEP_N];
+		for (int k = 0; k < KEEP_N - 1; k++)
+			if ((fds[k] = e->keep[k]) >= 0)
+				de.keep |= 1u << k;
+		if ((fds[KEEP_PAYLOAD] = e->payload) >= 0)
+			de.keep |= 1u << KEEP_PAYLOAD;
+		if (send_masked(s, &de, sizeof(de), de.keep, fds, KEEP_N) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Until a new host connects to our endpoint (reaping meanwhile): it becomes our control
+ * socket. Only a peer outside our pid namespace (its pid reads 0 here: the host's side)
+ * may: nothing of the sandbox can become its own host. */
+static void wait_for_host(int sfd, struct running *run, size_t *nrun)
+{
+	close(INIT_CTL_FD);
+	for (;;) {
+		if (!wait_readable(dur.listener, sfd, run, nrun))
+			continue;
+		int s = accept4(dur.listener, NULL, NULL, SOCK_CLOEXEC);
+		if (s < 0)
+			continue;
+		struct ucred uc;
+		socklen_t len = sizeof(uc);
+		struct timeval tv = {.tv_sec = 5};
+		if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 || uc.pid != 0 ||
+		    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+		    send_hello(s, run, *nrun) < 0 ||
+		    (s != INIT_CTL_FD && dup3(s, INIT_CTL_FD, O_CLOEXEC) < 0)) {
+			close(s);
+			continue;
+		}
+		if (s != INIT_CTL_FD) /* it may have got the number its predecessor left */
+			close(s);
+		return;
+	}
+}
+
 static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 {
-	struct running run[MAX_EXECS];
+	struct running run[MAX_ENTRIES];
 	size_t nrun = 0;
 	int sfd = sigchld_fd();
 	if (sfd < 0)
 		_exit(125);
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = INIT_CTL_FD, .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			_exit(125);
-		}
-		if (pfd[1].revents)
-			reap_signalled(sfd, run, &nrun);
-		if (!pfd[0].revents)
+		if (!wait_readable(INIT_CTL_FD, sfd, run, &nrun))
 			continue;
 		struct ctl_msg m;
 		int fds[CTL_MAX_FDS], nfds;
@@ -273,8 +522,26 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;
-			/* The owner is gone or destroyed us: the sandbox ends with PID 1. */
-			_exit(0);
+			/* The owner is gone or destroyed us: the sandbox ends with PID 1, unless
+			 * it is durable (a later host adopts it, or destroys it by its cgroup). */
+			if (!dur.on)
+				_exit(0);
+			host_gone(run, nrun);
+			wait_for_host(sfd, run, &nrun);
+			continue;
+		}
+		if (n == sizeof(m) && m.op == OP_DURABLE && m.flags == DURABLE_PERSIST) {
+			durable_persist(&m, fds, nfds);
+			continue;
+		}
+		if (n == sizeof(m) && m.op == OP_DURABLE && m.flags == DURABLE_KEEP) {
+			durable_keep(run, nrun, &m, fds, nfds);
+			continue;
+		}
+		if (n == sizeof(m) && m.op == OP_FORGET) {
+			ctl_close_fds(fds);
+			forget(run, &nrun, m.id);
+			continue;
 		}
 		if (n == sizeof(m) && (m.op == OP_EXEC || m.op == OP_SPAWN) &&
 		    nfds >= CTL_CMD_FDS && nfds <= CTL_MAX_FDS) {

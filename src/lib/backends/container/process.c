@@ -337,6 +337,9 @@ static void proc_free(agentd_process *ap)
 	struct ctr_proc *p = agentd_process_priv(ap);
 	if (!proc_ended(p))
 		kill_unit(p, NULL);
+	/* A durable init kept its entry (and our ends of it) for us: no longer needed. */
+	if (p->c->durable)
+		send_op(p, OP_FORGET, 0, NULL);
 	proc_release(p);
 }
 
@@ -408,5 +411,75 @@ int ctr_spawn(agentd_sandbox *sb, const agentd_command *cmd, const agentd_proces
 	}
 	*out = agentd_process_alloc(sb, &ctr_process_ops, p, opts->tty);
 	agentd_process_set_fds(*out, pid, p->in, p->out, p->err, p->rep);
+	if (c->durable && ctr_proc_keep(c, *out, err) < 0) {
+		agentd_process_free(*out);
+		*out = NULL;
+		return agentd_error_prefix(err, "durable sandbox");
+	}
 	return 0;
+}
+
+/* What it writes while no host reads waits in its pipes: as much of it as we may. */
+#define KEPT_PIPE_BYTES (1 << 20)
+
+int ctr_proc_keep(struct ctr *c, agentd_process *ap, agentd_error *err)
+{
+	struct ctr_proc *p = agentd_process_priv(ap);
+	/* Not a stdin pipe's write end: a copy in the init would keep the process from ever
+	 * reading EOF (a terminal's master is its stdout too). */
+	int mine[KEEP_N - 1] = {p->tty ? p->in : -1, p->tty ? -1 : p->out, p->err, p->rep};
+	int fds[KEEP_N];
+	int n = 0;
+	uint32_t mask = 0;
+	for (int k = 0; k < KEEP_N - 1; k++) {
+		if (mine[k] < 0)
+			continue;
+		if (k == KEEP_OUT || k == KEEP_ERR)
+			fcntl(mine[k], F_SETPIPE_SZ, KEPT_PIPE_BYTES); /* else the default */
+		mask |= 1u << k;
+		fds[n++] = mine[k];
+	}
+	struct ctl_msg m = {.op = OP_DURABLE, .flags = DURABLE_KEEP, .id = p->id,
+			    .sig = (int32_t)mask};
+	if (ctl_send(c->ctl, &m, fds, n) < 0)
+		return agentd_error_errno(err, errno, "the sandbox is not running");
+	return 0;
+}
+
+agentd_process *ctr_proc_adopt(agentd_sandbox *sb, const struct durable_entry *e,
+			       int fds[KEEP_N])
+{
+	struct ctr_proc *p = xcalloc(1, sizeof(*p));
+	p->c = sb->priv;
+	p->id = e->id;
+	p->started = true;
+	p->tty = e->flags & ENTRY_TTY;
+	p->cpu_limit_ms = sb->spec.limits.max_cpu_time_ms;
+	pthread_mutex_init(&p->lock, NULL);
+	p->in = take_fd(&fds[KEEP_IN]);
+	p->out = p->tty ? p->in : take_fd(&fds[KEEP_OUT]);
+	p->err = take_fd(&fds[KEEP_ERR]);
+	p->rep = take_fd(&fds[KEEP_REP]);
+	for (int k = 0; k < KEEP_N; k++)
+		if (fds[k] >= 0)
+			close(fds[k]);
+	int mine[] = {p->in, p->out, p->err, p->rep};
+	for (size_t i = 0; i < ARRAY_SIZE(mine); i++)
+		if (mine[i] >= 0)
+			set_nonblock(mine[i]);
+	p->started_at_ms = e->started_ms;
+	int64_t age = now_ms_realtime() - e->started_ms;
+	uint64_t mono = now_ms_monotonic();
+	p->start_mono = age > 0 && (uint64_t)age < mono ? mono - (uint64_t)age : mono;
+	/* Its kill unit, as the init remembered it (else its kill goes through the init: its
+	 * process group). Its counters from now on: what it did before is not known here. */
+	if (e->unit && p->c->cg) {
+		char name[32];
+		snprintf(name, sizeof(name), "u%" PRIu64, e->unit);
+		if ((p->unit = cgroup_open_child(p->c->cg, name, NULL)))
+			cgroup_read_events(p->unit, &p->ev0);
+	}
+	agentd_process *ap = agentd_process_alloc(sb, &ctr_process_ops, p, p->tty);
+	agentd_process_set_fds(ap, e->pid, p->in, p->out, p->err, p->rep);
+	return ap;
 }

@@ -56,6 +56,11 @@ int ctr_send_command(struct ctr *c, const struct ctl_msg *m, const int cmd_fds[4
 	_cleanup_close_ int mfd = exec_payload_encode(argv, envp, cwd, err);
 	if (mfd < 0)
 		return -1;
+	/* Its unit's number, which a durable init keeps for a later host. */
+	struct ctl_msg msg = *m;
+	const char *name = unit ? cgroup_name(unit) : "";
+	msg.sig = name[0] == 'u' ? (int32_t)strtol(name + 1, NULL, 10) : 0;
+	m = &msg;
 	int fds[CTL_MAX_FDS] = {cmd_fds[0], cmd_fds[1], cmd_fds[2], cmd_fds[3], mfd};
 	int n = CTL_CMD_FDS + (unit ? cgroup_procs_fds(unit, fds + CTL_CMD_FDS, CTL_UNIT_FDS) : 0);
 	if (ctl_send(c->ctl, m, fds, n) < 0)

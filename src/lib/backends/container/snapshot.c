@@ -268,7 +268,8 @@ int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			pthread_mutex_unlock(&c->lock);
 			return -1;
 		}
-		janitor_watch_dir(c->snap_dir);
+		if (!c->durable) /* a durable sandbox's outlives us, as the sandbox does */
+			janitor_watch_dir(c->snap_dir);
 	}
 	_cleanup_free_ char *dir = xasprintf("%s/%s", c->snap_dir, id);
 	pthread_mutex_unlock(&c->lock);

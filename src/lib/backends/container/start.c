@@ -108,6 +108,7 @@ static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec
 void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd)
 {
 	jp->report_fd = cmd_fds[3];
+	jp->pdeathsig = true;	/* it runs within the caller's call, on that thread */
 	jp->place[0] = (struct fd_move){cmd_fds[3], INIT_SETUP_FD};
 	jp->place[1] = (struct fd_move){kill_fd, INIT_CTL_FD};
 	for (int i = 0; i < 3; i++)
@@ -119,10 +120,12 @@ void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd
 /* The host side's state of a new sandbox: its ids on the host and inside, and its
  * commands' rlimits. As root, the sandbox's host uid/gid is a leased one of its own
  * (host_ids.c) unless run_as names one; unprivileged, it is the caller's. */
-static struct ctr *ctr_new(const agentd_spec *spec)
+struct ctr *ctr_new(const agentd_spec *spec)
 {
 	struct ctr *c = xcalloc(1, sizeof(*c));
 	c->ctl = -1;
+	c->proxy_fd = -1;
+	c->sock_dir = -1;
 	c->init_pidfd = -1;
 	c->workdir_fd = -1;
 	c->root_fd = -1;

@@ -2,6 +2,8 @@
  * member (cgroup.kill, else freezer + pidfds), and read its usage and events. */
 #include "lib/jail/cgroup/cgroup_internal.h"
 
+#include <dirent.h>
+
 #include <inttypes.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -150,7 +152,7 @@ static int freeze_raw(const struct cgroup *cg, bool frozen, unsigned wait_ms, co
 	}
 }
 
-static bool is_frozen(const struct cgroup *cg)
+bool cgroup_is_frozen(const struct cgroup *cg)
 {
 	int fi = cg->of[C_FREEZER];
 
@@ -159,6 +161,34 @@ static bool is_frozen(const struct cgroup *cg)
 	_cleanup_free_ char *s = cg_read(cg->d[fi].path, cg->d[fi].v2 ? "cgroup.freeze" :
 					 "freezer.state");
 	return s && (cg->d[fi].v2 ? s[0] == '1' : strncmp(s, "THAWED", 6) != 0);
+}
+
+bool cgroup_has_pid(const struct cgroup *cg, pid_t pid)
+{
+	if (!cg || cg->n == 0)
+		return false;
+	struct pidv pv = { 0 };
+	cg_collect_pids(cg->d[0].path, &pv, 16); /* at the depth bound: its own members only */
+	bool found = false;
+	for (size_t i = 0; i < pv.n; i++)
+		found |= pv.v[i] == pid;
+	free(pv.v);
+	return found;
+}
+
+int cgroup_children(const struct cgroup *cg, agentd_strv *names)
+{
+	if (!cg || cg->n == 0)
+		return -ENOENT;
+	DIR *d = opendir(cg->d[0].path);
+	if (!d)
+		return -errno;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_type == DT_DIR && e->d_name[0] != '.')
+			strv_push(names, e->d_name);
+	closedir(d);
+	return 0;
 }
 
 int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err)
@@ -256,7 +286,7 @@ int cgroup_kill_all(struct cgroup *cg)
 		r = kill_loop(cg, deadline);
 	}
 	/* Leave it empty and thawed: the next exec must not be born frozen. */
-	if (is_frozen(cg)) {
+	if (cgroup_is_frozen(cg)) {
 		const char *file;
 		freeze_raw(cg, false, 100, &file);
 	}

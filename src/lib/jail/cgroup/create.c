@@ -439,8 +439,29 @@ static bool unit_wants(const struct cgroup *parent, int i, int *of)
 	return want;
 }
 
+static struct cgroup *make_child(const struct cgroup *parent, const char *name, bool existing,
+				 agentd_error *err);
+
 struct cgroup *cgroup_create_child(const struct cgroup *parent, const char *name,
 				   agentd_error *err)
+{
+	return make_child(parent, name, false, err);
+}
+
+struct cgroup *cgroup_open_child(const struct cgroup *parent, const char *name,
+				 agentd_error *err)
+{
+	return make_child(parent, name, true, err);
+}
+
+const char *cgroup_name(const struct cgroup *cg)
+{
+	return cg->name;
+}
+
+/* A kill unit: made (mkdir), or one that exists (existing: made by an earlier owner). */
+static struct cgroup *make_child(const struct cgroup *parent, const char *name, bool existing,
+				 agentd_error *err)
 {
 	if (!cg_name_valid(name)) {
 		agentd_error_set(err, EINVAL, "cgroup: invalid unit name '%s'", name);
@@ -469,8 +490,9 @@ struct cgroup *cgroup_create_child(const struct cgroup *parent, const char *name
 		if (d->v2)
 			cg->v2 = cg->n;
 		cg->n++;
-		if (mkdir(d->path, 0755) < 0) {
-			agentd_error_errno(err, errno, "cgroup: mkdir %s", d->path);
+		if (existing ? access(d->path, F_OK) < 0 : mkdir(d->path, 0755) < 0) {
+			agentd_error_errno(err, errno, "cgroup: %s %s", existing ? "open" : "mkdir",
+					   d->path);
 			goto fail;
 		}
 		d->created = true;
