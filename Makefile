@@ -41,7 +41,8 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		tests/integration/test_daemon_processes.py tests/integration/test_daemon_attach.py \
 		tests/integration/test_daemon_ports.py \
 		tests/integration/test_daemon_files_api.py \
-		tests/integration/test_daemon_ttl.py # issue 12: files, ttl
+		tests/integration/test_daemon_ttl.py \
+		tests/integration/test_daemon_snapshots.py # issue 12: files, ttl, snapshots
 	# issue 12: names
 	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

@@ -16,8 +16,10 @@ extern "C" {
 /* 3: agentd_limits.max_snapshot_bytes, enforcement items; 4: background processes
  * (agentd_sandbox_ops.spawn, agentd_process_ops, the agentd_process allocator) and
  * agentd_sandbox_ops.connect (ports, at the end); 5: durable sandboxes
- * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt), live network
- * policy (agentd_sandbox_ops.set_network) and the files API's agentd_sandbox_ops.root_fd */
+ * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt); 6: live network
+ * policy (agentd_sandbox_ops.set_network), the files API's agentd_sandbox_ops.root_fd,
+ * snapshots the caller stores (agentd_sandbox_ops.snapshot_to and .restore_from),
+ * agentd_backend_ops.create_sandbox_from, agentd_sandbox_caps.from_snapshot */
 #define AGENTD_BACKEND_ABI_VERSION 6u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
@@ -61,6 +63,12 @@ typedef struct agentd_sandbox_ops {
 	 * it, held from before any sandboxed code ran; O_PATH will do): the files API resolves
 	 * absolute paths outside the workdir beneath it. NULL = only the workdir is reachable. */
 	int (*root_fd)(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err);
+	/* issue 12: snapshots */
+	/* agentd_sandbox_snapshot_to / _restore_from (dir_fd: the caller's directory).
+	 * NULL = unsupported. */
+	int (*snapshot_to)(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
+			   agentd_error *err);
+	int (*restore_from)(agentd_sandbox *sb, int dir_fd, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments
@@ -89,6 +97,12 @@ typedef struct agentd_backend_ops {
 	 * NULL = no durable sandboxes (ENOTSUP). */
 	int (*adopt)(agentd_backend *b, const agentd_spec *spec, const char *id,
 		     const char *token, agentd_sandbox **out, agentd_error *err);
+	/* issue 12: snapshots */
+	/* create_sandbox whose workdir and /tmp start as the snapshot in seed_fd
+	 * (agentd_create_opts.from_snapshot): shared where the backend can, else copied; it
+	 * sets caps.from_snapshot to say which. NULL: the core creates, then restores. */
+	int (*create_sandbox_from)(agentd_backend *b, const agentd_spec *spec, int seed_fd,
+				   agentd_sandbox **out, agentd_error *err);
 } agentd_backend_ops;
 
 /* Backend factory as the registry stores it. */

@@ -268,6 +268,11 @@ typedef struct agentd_sandbox_caps {
 	bool is_persistent;
 	time_t created_at;
 	agentd_strv unenforced;		/* items of its spec it runs without, "item: reason" */
+	/* issue 12: snapshots. Made from a snapshot (agentd_create_opts.from_snapshot):
+	 * "overlay" (its workdir and /tmp are overlays whose read-only lower layers are the
+	 * snapshot's files, shared by every sandbox made from it: the snapshot's directory
+	 * must stay until they are all destroyed) or "copy"; NULL otherwise. Static. */
+	const char *from_snapshot;
 } agentd_sandbox_caps;
 void agentd_sandbox_caps_free(agentd_sandbox_caps *c);
 
@@ -309,6 +314,17 @@ agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *
 /* What a create accepts beyond the spec. NULL = all zero. */
 typedef struct agentd_create_opts {
 	bool allow_degraded;	/* run without the items the backend cannot enforce (listed) */
+	/* issue 12: snapshots */
+	/* A directory agentd_sandbox_snapshot_to filled (the caller's, trusted): the new
+	 * sandbox's workdir and /tmp start as it, before anything runs in it. The container
+	 * backend as root shares its files (overlays, read-only lower layers idmapped to the
+	 * new sandbox's ids: keep the directory while the sandbox lives); elsewhere they are
+	 * copied in (agentd_sandbox_restore_from). caps.from_snapshot says which. A failure
+	 * fails the create. NULL = none. */
+	const char *from_snapshot;
+	/* Copy it even where it could be shared: the sandbox then depends on the directory
+	 * no longer once created, at the cost of its scratch holding the whole copy. */
+	bool from_snapshot_copy;
 } agentd_create_opts;
 /* auto for spec (docs/backends.md#score): the highest-scoring available backend that
  * enforces every item spec asks for; when none does and opts allow degradation, the
@@ -374,6 +390,28 @@ int agentd_sandbox_resume(agentd_sandbox *sb, agentd_error *err);
 int agentd_sandbox_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
 			    agentd_error *err);
 int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+/* The snapshots above are the library's: under <work_root>/<sandbox id>/<snapshot id>,
+ * charged to the sandbox's limits.max_snapshot_bytes, removed with the sandbox (its destroy,
+ * or the janitor when its owner dies). Snapshots that must outlive their sandbox (templates,
+ * forks: agentd serve's) are stored by the caller in a directory of its own:
+ *
+ * Copy sb's writable state (its workdir and /tmp) into dir_fd, an empty directory of the
+ * caller's (0700, on a disk only the caller reaches), while sb is held still (frozen unless
+ * suspended). Nothing is followed: the sandbox's tree is read beneath its root without
+ * symlinks, symlinks are stored as symlinks, special files (fifos, devices, sockets) are
+ * left out, set-id bits dropped, hard links stored as separate files. Where agentd runs as
+ * root, the files are stored with the ids they have inside (through a mount idmapped by
+ * sb's user namespace), so that any sandbox can be restored from them; else with the
+ * caller's ids. The copy may occupy at most max_bytes of host disk (allocated, the entries
+ * counted) and the spec's limits.max_snapshot_bytes: beyond either it fails EDQUOT and
+ * dir_fd is emptied. *bytes: what it occupies. */
+int agentd_sandbox_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes,
+			       uint64_t *bytes, agentd_error *err);
+/* Replace sb's workdir and /tmp with the snapshot in dir_fd (made by
+ * agentd_sandbox_snapshot_to of any sandbox with the same workdir path), with the same
+ * rules (nothing followed, no special files, no set-id bits, no hard links), written with
+ * sb's own ids and bounded by its limits.max_write_bytes. */
+int agentd_sandbox_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
 int agentd_sandbox_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err);
 /* Destroys and frees sb (unlinks it from its backend). */
 int agentd_sandbox_destroy(agentd_sandbox *sb, agentd_error *err);

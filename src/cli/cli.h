@@ -176,6 +176,8 @@ int cmd_sandbox_timeout(int argc, char **argv);
 /* The flags' values (NULL: not given) as ttl_ms, idle_timeout_ms, on_expire of body; -1
  * after a message. */
 int expiry_flags_add(json_t *body, const char *ttl, const char *idle, const char *on_expire);
+/* issue 12: snapshots */
+int cmd_snapshot(int argc, char **argv);	/* sandbox snapshot ls|rm */
 int cmd_session(int argc, char **argv);
 /* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
 int cmd_context(const char *sub, int argc, char **argv);

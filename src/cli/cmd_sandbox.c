@@ -12,7 +12,9 @@
 enum { OPT_SOCKET = 0x200, OPT_JSON, OPT_NAME, OPT_BACKEND, OPT_STREAM, OPT_STDIN, OPT_XENV,
        OPT_XWORKDIR, OPT_XTIMEOUT, OPT_RAW,
        /* issue 12: names */
-       OPT_LABEL, OPT_STATE };
+       OPT_LABEL, OPT_STATE,
+       /* issue 12: snapshots */
+       OPT_FROM_SNAPSHOT };
 
 struct sbx_opts {
 	const char *socket;
@@ -32,6 +34,7 @@ struct sbx_opts {
 	agentd_strv labels;
 	const char *state;
 	const char *ttl, *idle, *on_expire;	/* issue 12: ttl (create) */
+	const char *from_snapshot;	/* issue 12: snapshots */
 };
 
 static void sandbox_usage(FILE *f)
@@ -39,7 +42,9 @@ static void sandbox_usage(FILE *f)
 	fprintf(f,
 		"usage: agentd sandbox COMMAND [--socket PATH] [--json] ...\n\n"
 		"  create [--backend B] [--name N] [--ttl DUR] [--idle DUR] [--on-expire A]\n"
-		"         [policy options]   prints the id; ttl, idle: agentd sandbox timeout --help\n"
+		"         [--from-snapshot S] [policy options]   prints the id; ttl, idle: agentd\n"
+		"                        sandbox timeout --help; --from-snapshot: its workdir and\n"
+		"                        /tmp start as snapshot S (id or name)\n"
 		"  exec [--stream] [--stdin] [--raw] [--timeout DUR] [--env K=V] [--workdir D] ID -- PROG ARGS...\n"
 		"  exec -it [--env K=V] [--workdir D] ID -- PROG ARGS...   on a terminal, interactive\n"
 		"  attach ID PID         a terminal on a process started with a tty; Ctrl-P Ctrl-Q\n"
@@ -51,7 +56,8 @@ static void sandbox_usage(FILE *f)
 		"                        network (open connections the new policy does not allow\n"
 		"                        are closed)\n"
 		"  (ID: a sandbox's id or its name)\n"
-		"  snapshot ID NAME      prints the snapshot id\n"
+		"  snapshot ID [NAME]    prints the snapshot id (it outlives the sandbox)\n"
+		"  snapshot ls [ID] | snapshot rm SNAPSHOT...   list, delete (id or name)\n"
 		"  restore ID SNAPSHOT\n"
 		"  timeout ID [--ttl DUR] [--idle DUR] [--on-expire destroy|suspend]\n"
 		"  context ID --language L | contexts ID | context-rm ID CID | run-code ID CID\n"
@@ -80,6 +86,7 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 		{"raw", no_argument, NULL, OPT_RAW},
 		{"label", required_argument, NULL, OPT_LABEL},
 		{"state", required_argument, NULL, OPT_STATE},
+		{"from-snapshot", required_argument, NULL, OPT_FROM_SNAPSHOT},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
 		EXPIRY_LONG_OPTIONS, /* issue 12: ttl */
@@ -116,6 +123,9 @@ static int parse_opts(int argc, char **argv, bool policy, bool in_order, struct 
 			break;
 		case OPT_STATE:
 			o->state = optarg;
+			break;
+		case OPT_FROM_SNAPSHOT:
+			o->from_snapshot = optarg;
 			break;
 		case 't':
 			o->tty = true;
@@ -217,6 +227,8 @@ static int do_create(struct sbx_opts *o, int argc, char **argv, int i)
 		json_decref(body);
 		return EXIT_AGENTD;
 	}
+	if (o->from_snapshot)
+		json_object_set_new(body, "from_snapshot", json_string(o->from_snapshot));
 	int status = 0;
 	json_t *j = client_call(o->socket, "POST", "/v1/sandboxes", body, &status, &err);
 	json_decref(body);
@@ -509,6 +521,8 @@ int cmd_sandbox(int argc, char **argv)
 		return cmd_sandbox_network(argc - 1, argv + 1);
 	if (!strcmp(sub, "timeout")) /* issue 12: ttl */
 		return cmd_sandbox_timeout(argc - 1, argv + 1);
+	if (!strcmp(sub, "snapshot") && argc > 2 && (!strcmp(argv[2], "ls") || !strcmp(argv[2], "rm")))
+		return cmd_snapshot(argc - 1, argv + 1);
 	static const char *const subs[] = {"create", "exec",	 "ls",	    "list",    "inspect",
 					   "usage",  "suspend", "resume",  "rm",      "snapshot",
 					   "restore", "cp", "spawn", "ps", "logs", "kill", "stdin", "attach"};
@@ -578,7 +592,8 @@ int cmd_sandbox(int argc, char **argv)
 	for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++) {
 		if (strcmp(sub, table[k].sub))
 			continue;
-		if (argc - i != 1 + table[k].nargs) {
+		/* snapshot ID [NAME]: the name is optional */
+		if (argc - i != 1 + table[k].nargs && !(k == 4 && argc - i == 1)) {
 			print_error("sandbox %s: expected ID%s (see agentd sandbox --help)", sub,
 				    table[k].nargs ? (k == 4 ? " NAME" : " SNAPSHOT") : "");
 			return EXIT_AGENTD;
@@ -586,7 +601,7 @@ int cmd_sandbox(int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/sandboxes/%.64s%s", id, table[k].suffix);
 		json_t *body = NULL;
 		if (k == 4)
-			body = json_pack("{s:s}", "name", argv[i + 1]);
+			body = argc - i > 1 ? json_pack("{s:s}", "name", argv[i + 1]) : json_object();
 		else if (k == 5)
 			body = json_pack("{s:s}", "snapshot_id", argv[i + 1]);
 		return simple(&o, sub, table[k].method, path, body, table[k].ok, table[k].print);

@@ -63,6 +63,12 @@
  * the sandbox's workdir; the host's files API (mkdir -p, a write with parents, a listing, a
  * tar upload) through it must stay inside the sandbox, never reach {tmp} on the host. */
 #define SEC_FILES_API 1024u
+/* issue 12: snapshots. Judged by the host: what argv[0] (a /bin/sh script run inside) plants
+ * in the workdir and /tmp is snapshotted (agentd_sandbox_snapshot_to) and a sandbox made
+ * from the snapshot (agentd_create_opts.from_snapshot): neither the snapshot on the host nor
+ * that sandbox may hold a set-id file, a fifo, a device node or a hard link; a backend
+ * without snapshots has nothing to restore. */
+#define SEC_SNAPSHOT 512u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -173,6 +179,11 @@ static const struct sec_attack attacks[] = {
 	  SEC_ALLOWLIST | SEC_NARROWED },
 	/* issue 12: durable-lib */
 	{ "durable-endpoint", "processes", {"connect-unix", "{endpoint}"}, NULL, SEC_DURABLE },
+	/* issue 12: snapshots */
+	{ "snapshot-setid-fork", "filesystem",
+	  {"cp /bin/true su && chmod 6755 su && mkdir sgid && chmod 2775 sgid && echo x > a && "
+	   "ln a hard && mkfifo fifo && cp su /tmp/su && chmod 4755 /tmp/su"}, NULL,
+	  SEC_SNAPSHOT },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -409,6 +420,85 @@ static void judge_files_api(agentd_sandbox *sb, const struct sec_env *e, const c
 		cell_set(c, SEC_BLOCKED, "resolved inside the sandbox (RESOLVE_IN_ROOT)");
 }
 
+/* issue 12: snapshots. SEC_SNAPSHOT: the entries of a stored snapshot that must not be. */
+static unsigned snapshot_bad;
+static int count_bad_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	bool special = !S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) && !S_ISLNK(st->st_mode);
+	if ((st->st_mode & (S_ISUID | S_ISGID)) || special ||
+	    (!S_ISDIR(st->st_mode) && st->st_nlink > 1))
+		snapshot_bad++;
+	return 0;
+}
+
+/* A /bin/sh script in sb: 0 and its stdout (up to n), or -1 and why. */
+static int sh_in(agentd_sandbox *sb, const char *script, char *out, size_t n, agentd_error *err)
+{
+	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
+	agentd_command cmd = {.argv = argv, .timeout_ms = 10000};
+	agentd_exec_ctx ctx = {0};
+	agentd_exec_output o;
+	memset(&o, 0, sizeof(o));
+	if (agentd_sandbox_exec(sb, &cmd, &ctx, &o, err) < 0)
+		return -1;
+	int r = o.exit_code == 0 ? 0 : agentd_error_set(err, EIO, "exit %d", o.exit_code);
+	snprintf(out, n, "%.*s", (int)o.out_len, o.out ? (const char *)o.out : "");
+	agentd_exec_output_free(&o);
+	return r;
+}
+
+static void judge_snapshot_fork(agentd_sandbox *sb, const struct sec_env *e,
+				const struct sec_attack *a, struct sec_cell *c)
+{
+	static const char check[] =
+		"find . /tmp -xdev \\( -perm /6000 -o -type p -o -type c -o -type b -o \\( ! "
+		"-type d -links +1 \\) \\) -print; test -f su && test -f hard";
+	char dir[PATH_MAX], out[256];
+	agentd_error err = {0};
+	uint64_t bytes = 0;
+	snprintf(dir, sizeof(dir), "%s/snapshot-%s", e->tmp, agentd_sandbox_id(sb));
+	int fd = mkdir(dir, 0700) < 0 ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		cell_set(c, SEC_ERROR, "%s: %s", dir, strerror(errno));
+		return;
+	}
+	/* Nothing is planted where there are no snapshots (the process backends' /tmp may be
+	 * the host's): the empty sandbox's first. */
+	int r = agentd_sandbox_snapshot_to(sb, fd, 64u << 20, &bytes, &err);
+	if (r == 0)
+		r = sh_in(sb, a->argv[0], out, sizeof(out), &err) < 0
+			    ? agentd_error_prefix(&err, "plant")
+			    : empty_dir_at(fd) < 0 ? agentd_error_set(&err, EIO, "empty %s", dir)
+			    : agentd_sandbox_snapshot_to(sb, fd, 64u << 20, &bytes, &err);
+	close(fd);
+	if (r < 0) {
+		cell_set(c, err.code == ENOTSUP ? SEC_BLOCKED : SEC_ERROR, "snapshot: %s", err.msg);
+		return;
+	}
+	snapshot_bad = 0;
+	nftw(dir, count_bad_entry, 16, FTW_PHYS);
+	if (snapshot_bad) {
+		cell_set(c, SEC_ALLOWED, "the snapshot holds %u set-id, special or linked file(s)",
+			 snapshot_bad);
+		return;
+	}
+	agentd_create_opts opts = {.allow_degraded = true, .from_snapshot = dir};
+	agentd_sandbox *fork = NULL;
+	if (agentd_backend_create_sandbox_opts(agentd_sandbox_backend(sb), agentd_sandbox_spec(sb),
+					       &opts, &fork, &err) < 0) {
+		cell_set(c, SEC_ERROR, "from snapshot: %s", err.msg);
+		return;
+	}
+	if (sh_in(fork, check, out, sizeof(out), &err) < 0)
+		cell_set(c, SEC_ERROR, "check the new sandbox: %s", err.msg);
+	else if (out[0])
+		cell_set(c, SEC_ALLOWED, "the new sandbox holds %.160s", out);
+	else
+		cell_set(c, SEC_BLOCKED, "no set-id, special or linked file stored or restored (%s)",
+			 agentd_sandbox_get_caps(fork)->from_snapshot);
+	agentd_sandbox_destroy(fork, NULL);
+}
+
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c);
 
@@ -445,6 +535,10 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	}
 	if (a->flags & SEC_WAY_IN) {
 		judge_way_in(sb, e->port, c);
+		return;
+	}
+	if (a->flags & SEC_SNAPSHOT) {
+		judge_snapshot_fork(sb, e, a, c);
 		return;
 	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {

@@ -59,6 +59,9 @@
 #define MOUNT_ATTR_NODEV 0x00000004
 #define MOUNT_ATTR_NOEXEC 0x00000008
 #endif
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
@@ -128,6 +131,16 @@ static inline int sys_mount_setattr(int dfd, const char *path, unsigned flags, u
 		uint64_t attr_set, attr_clr, propagation, userns_fd;
 	} ma = {.attr_set = attr_set}; /* struct mount_attr, version 0 */
 	return (int)syscall(__NR_mount_setattr, dfd, path, flags, &ma, sizeof(ma));
+}
+
+/* Idmap the detached mount tree (open_tree OPEN_TREE_CLONE) through the user namespace
+ * userns_fd: an id k on disk shows as what userns maps k to (5.12). */
+static inline int sys_mount_setattr_idmap(int tree, int userns_fd)
+{
+	struct {
+		uint64_t attr_set, attr_clr, propagation, userns_fd;
+	} ma = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (uint64_t)userns_fd};
+	return (int)syscall(__NR_mount_setattr, tree, "", AT_EMPTY_PATH, &ma, sizeof(ma));
 }
 
 static inline int sys_open_tree(int dfd, const char *path, unsigned flags)

@@ -14,7 +14,7 @@ static void serve_usage(FILE *f)
 		   "                    [--drain DUR] [--listen 127.0.0.1:PORT --token-file F]\n"
 		   "                    [--state-max-bytes SIZE] [--header-timeout DUR]\n"
 		   "                    [--max-connections N] [--max-peer-connections N]\n"
-		   "                    [--destroy-on-exit]\n"
+		   "                    [--destroy-on-exit] [--max-snapshot-bytes SIZE]\n"
 		   "                    [--default-ttl DUR] [--max-ttl DUR] [--default-idle DUR]\n"
 		   "                    [--max-idle DUR]\n\n"
 		   "  --socket PATH        unix socket (default: $AGENTD_SOCKET, else\n"
@@ -44,7 +44,9 @@ static void serve_usage(FILE *f)
 		   "  --max-ttl DUR        the longest ttl_ms a client may ask (a longer one, or\n"
 		   "                       none, is a 400); the default when --default-ttl is not\n"
 		   "  --default-idle DUR   a sandbox's idle timeout when its create asks none\n"
-		   "  --max-idle DUR       the longest idle_timeout_ms, as --max-ttl\n");
+		   "  --max-idle DUR       the longest idle_timeout_ms, as --max-ttl\n"
+		   "  --max-snapshot-bytes SIZE  host disk of all snapshots together (default 8G):\n"
+		   "                       past it a snapshot is refused (507)\n");
 }
 
 static const char *default_state_dir(void)
@@ -148,6 +150,8 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		{"header-timeout", required_argument, NULL, 'H'},
 		{"max-connections", required_argument, NULL, 'C'},
 		{"max-peer-connections", required_argument, NULL, 'P'},
+		/* issue 12: snapshots */
+		{"max-snapshot-bytes", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		/* issue 12: durable-daemon */
 		{"destroy-on-exit", no_argument, NULL, 'X'},
@@ -237,6 +241,13 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 				     &cfg->max_peer_connections) < 0)
 				return -1;
 			break;
+		case 'S':
+			if (parse_size(optarg, &v, &err) < 0) {
+				print_error("serve: --max-snapshot-bytes: %s", err.msg);
+				return -1;
+			}
+			cfg->max_snapshot_bytes = v;
+			break;
 		case 'X':
 			cfg->destroy_on_exit = true;
 			break;
@@ -279,6 +290,7 @@ __attribute__((visibility("default"))) int agentd_serve_main(int argc, char **ar
 		.header_timeout_ms = 5000,
 		.max_connections = 1024,
 		.max_peer_connections = 128,
+		.max_snapshot_bytes = 8ull << 30,
 	};
 	int pr = parse_serve_args(argc, argv, &cfg);
 	if (pr != 0)

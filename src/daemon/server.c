@@ -90,6 +90,12 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_FILE_WATCH] = api_files,
 	/* issue 12: ttl */
 	[ROUTE_SANDBOX_TIMEOUT] = api_sandbox_timeout,
+	/* issue 12: snapshots */
+	[ROUTE_SANDBOX_SNAPSHOTS] = api_snapshots,
+	[ROUTE_SANDBOX_SNAPSHOT_DELETE] = api_snapshots,
+	[ROUTE_SNAPSHOT_LIST] = api_snapshots,
+	[ROUTE_SNAPSHOT_GET] = api_snapshots,
+	[ROUTE_SNAPSHOT_DELETE] = api_snapshots,
 };
 
 /* Every query argument, in order (one past API_QUERY_MAX_ARGS is kept: the parser refuses
@@ -598,7 +604,8 @@ static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 		dlog("warn", "msg=\"rootfs cache stays on disk\" error=\"%s\"", nserr.msg);
 	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
 	if (statedir_create_file(cfg->state_dir, "agentd.db", err) < 0 ||
-	    state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0)
+	    state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0 ||
+	    api_snapshots_open(d, err) < 0)
 		return -1;
 	state_audit_set_budget(d->st, cfg->state_max_bytes, log_audit_event, NULL);
 	return 0;

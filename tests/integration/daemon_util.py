@@ -383,3 +383,30 @@ def sh_stdout(d, sid, script):
     r = d.exec(sid, ["/bin/sh", "-c", script])
     assert r.status == 200, r
     return r.json["stdout"]
+# issue 12: snapshots
+def container_daemon(*extra, **kw):
+    """A started Daemon (extra: its options), or the test skipped (the daemon cleaned up)
+    when the container backend is not available here."""
+    import pytest
+    dm = Daemon(*extra, **kw).start()
+    if "container" not in {b["name"] for b in dm.get("/v1/backends").json["backends"]
+                           if b.get("available")}:
+        dm.cleanup()
+        pytest.skip("the container backend is not available here")
+    return dm
+
+
+def sh_ok(d, sid, script):
+    """A /bin/sh script run in sid that must exit 0: its stdout."""
+    r = d.exec(sid, ["/bin/sh", "-c", script])
+    assert r.status == 200 and r.json["exit_code"] == 0, r
+    return r.json["stdout"]
+
+
+def allocated(top):
+    """Host disk under top: st_blocks * 512 of every entry, as du counts it."""
+    total = os.lstat(top).st_blocks * 512
+    for root, dirs, files in os.walk(top):
+        for n in dirs + files:
+            total += os.lstat(os.path.join(root, n)).st_blocks * 512
+    return total

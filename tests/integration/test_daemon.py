@@ -107,7 +107,7 @@ def test_snapshot_of_a_deep_tree_does_not_take_the_daemon_down(d, depth, ok):
     sid = d.create()
     mk = f"cd /tmp && for i in $(seq {depth}); do mkdir d && cd d; done && echo deep > f"
     assert d.exec(sid, ["/bin/sh", "-c", mk]).json["exit_code"] == 0
-    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "deep"})
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": f"deep-{depth}"})
     assert d.get("/v1/health").status == 200
     if ok:
         assert r.status == 201, r
@@ -225,6 +225,10 @@ def test_bad_requests(d):
         ("POST", "/v1/sandboxes/NOT-AN-ID!/exec", b'{"argv": ["a"]}', 400),
         # a name (issue 12): no sandbox has it
         ("POST", "/v1/sandboxes/NOT-AN-ID/exec", b'{"argv": ["a"]}', 404),
+        ("POST", f"/v1/sandboxes/{sid}/snapshots", b'{"name": ""}', 400),
+        ("POST", f"/v1/sandboxes/{sid}/snapshots", b'{"name": "a/b"}', 400),
+        ("POST", f"/v1/sandboxes/{sid}/restore", b'{"snapshot_id": "../x"}', 400),
+        ("POST", "/v1/sandboxes/NOT-AN-ID/exec", b'{"argv": ["a"]}', 400),
         ("GET", "/v1/sandboxes/" + "A" * 32, None, 400),
         ("GET", "/v1/sandboxes/../../etc", None, 400),
         ("GET", "/v1/health", b"body", 400),

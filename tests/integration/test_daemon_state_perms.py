@@ -80,8 +80,10 @@ def test_state_files_are_0600_and_env_values_stay_out_of_db_and_log(backend, uma
 def test_loose_modes_are_fixed_at_start():
     dm = Daemon()
     os.makedirs(os.path.join(dm.state_dir, "sandboxes"))
+    os.makedirs(os.path.join(dm.state_dir, "snapshots"))
     os.chmod(dm.state_dir, 0o755)
     os.chmod(os.path.join(dm.state_dir, "sandboxes"), 0o777)
+    os.chmod(os.path.join(dm.state_dir, "snapshots"), 0o755)
     dm.start()
     dm.stop()
     for name in ("agentd.db", "lock"):   # as an older agentd left them
@@ -90,6 +92,7 @@ def test_loose_modes_are_fixed_at_start():
         start_with_umask(dm, 0)
         assert mode(dm.state_dir) == 0o711
         assert mode(os.path.join(dm.state_dir, "sandboxes")) == 0o711
+        assert mode(os.path.join(dm.state_dir, "snapshots")) == 0o700
         for name in ("agentd.db", "lock"):
             assert mode(os.path.join(dm.state_dir, name)) == 0o600
         assert "state dir: mode fixed" in dm.read_log()
@@ -158,3 +161,17 @@ def test_container_mountinfo_shows_no_state_dir_path():
     finally:
         dm.cleanup()
     assert dm.state_dir not in host_mountinfo()
+
+
+def test_a_snapshot_store_of_another_uid_is_refused():
+    """issue 12: snapshots. The store holds files with the sandboxes' ids: one another uid
+    owns could be swapped or read."""
+    dm = Daemon()
+    try:
+        os.makedirs(os.path.join(dm.state_dir, "snapshots"), mode=0o700)
+        os.chmod(dm.state_dir, 0o711)
+        os.chown(os.path.join(dm.state_dir, "snapshots"), 65534, 65534)
+        rc, err = refused(dm)
+        assert rc == 125 and "snapshots is owned by uid 65534" in err, err
+    finally:
+        dm.cleanup()

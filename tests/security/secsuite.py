@@ -168,6 +168,10 @@ EXPECT = {
     # issue 12: files — judged by the host: its files API meets a symlink the sandbox planted
     # to a host directory and stays inside the sandbox (RESOLVE_IN_ROOT)
     "files-api-through-symlink": _all_blocked(),
+    # issue 12: snapshots. Judged by the host: planted set-id files, fifos, device nodes and
+    # hard links are neither stored in a snapshot nor restored into a sandbox made from it
+    # (the process backends have no snapshots: nothing to restore)
+    "snapshot-setid-fork": _all_blocked(),
     "egress": _table(hd=either(HD_NET + " (blocked only if the host itself has no route)")),
     # allowlist listing one address: the proxy must not resolve a name the sandbox makes up
     # (DNS exfiltration); backends without a netns refuse allowlist, which blocks it

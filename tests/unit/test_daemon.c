@@ -151,6 +151,37 @@ static void network_patches_parse_as_the_policy_network(void **state __attribute
 	}
 }
 
+/* issue 12: snapshots. Ids or names in {snap}, the restore body and from_snapshot; names
+ * never in an id's form, nothing that could leave a path segment. */
+static void snapshot_references_are_checked(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("GET", "/v1/snapshots/tpl", NULL, &r, &err), 0);
+	assert_string_equal(r.snapshot_ref, "tpl");
+	api_request_free(&r);
+	assert_int_equal(parse("GET", "/v1/snapshots/.hidden", NULL, &r, &err), 400);
+	assert_int_equal(parse("GET", "/v1/snapshots/" ID ID ID, NULL, &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"from_snapshot\":\"tpl\","
+			       "\"from_snapshot_copy\":true}", &r, &err), 0);
+	assert_string_equal(r.from_snapshot, "tpl");
+	assert_true(r.from_snapshot_copy);
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"from_snapshot\":\"../x\"}", &r,
+			       &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes", "{\"from_snapshot_copy\":true}", &r,
+			       &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/snapshots", "{\"name\":\"" ID "\"}",
+			       &r, &err), 400);
+	assert_non_null(strstr(err.msg, "32 hex digits"));
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/snapshots", "{\"name\":\"a b\"}",
+			       &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/sandboxes/" ID "/restore", "{\"snapshot_id\":\"tpl\"}",
+			       &r, &err), 0);
+	assert_string_equal(r.snapshot_id, "tpl");
+	api_request_free(&r);
+}
+
 static void every_endpoint_routes(void **state __attribute__((unused)))
 {
 	static const struct {
@@ -181,6 +212,14 @@ static void every_endpoint_routes(void **state __attribute__((unused)))
 		{"DELETE", "/v1/agents/a/sessions/" ID, NULL, ROUTE_SESSION_DELETE},
 		{"GET", "/v1/audit", NULL, ROUTE_AUDIT},
 		{"GET", "/v1/audit/verify", NULL, ROUTE_AUDIT_VERIFY},
+		/* issue 12: snapshots */
+		{"GET", "/v1/sandboxes/" ID "/snapshots", NULL, ROUTE_SANDBOX_SNAPSHOTS},
+		{"DELETE", "/v1/sandboxes/" ID "/snapshots/base-1", NULL,
+		 ROUTE_SANDBOX_SNAPSHOT_DELETE},
+		{"GET", "/v1/snapshots", NULL, ROUTE_SNAPSHOT_LIST},
+		{"GET", "/v1/snapshots/" ID, NULL, ROUTE_SNAPSHOT_GET},
+		{"DELETE", "/v1/snapshots/tpl.v2", NULL, ROUTE_SNAPSHOT_DELETE},
+		{"POST", "/v1/sandboxes/" ID "/snapshots", "{}", ROUTE_SANDBOX_SNAPSHOT},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct api_request r;
@@ -649,8 +688,15 @@ static void reconcile_fails_live_rows_once(void **state __attribute__((unused)))
 					      &err), 0);
 	assert_int_equal(state_sandbox_set_state(st, gone, "destroyed", "deleted", &err), 0);
 	assert_int_equal(state_session_insert(st, ID, "agent", live, &err), 0);
-	assert_int_equal(state_snapshot_insert(st, "cccccccccccccccccccccccccccccccc", live, "s",
-					       &err), 0);
+	struct snapshot_row snap = {.id = "cccccccccccccccccccccccccccccccc", .sandbox_id = live,
+				    .name = "s", .backend = "container", .workdir = "/workspace",
+				    .size_bytes = 4096};
+	assert_int_equal(state_snapshot_insert(st, &snap, &err), 0);
+	/* names are unique */
+	struct snapshot_row twin = snap;
+	twin.id = "dddddddddddddddddddddddddddddddd";
+	assert_int_equal(state_snapshot_insert(st, &twin, &err), -1);
+	assert_int_equal(err.code, EEXIST);
 	lost_count = 0;
 	assert_int_equal(state_reconcile(st, on_lost, (void *)live, &err), 0);
 	assert_int_equal(lost_count, 1);
@@ -666,7 +712,13 @@ static void reconcile_fails_live_rows_once(void **state __attribute__((unused)))
 	assert_int_equal(state_session_get(st, "agent", ID, sb, status), 0);
 	assert_string_equal(status, "failed");
 	assert_int_equal(state_session_get(st, "other", ID, sb, status), -1);
-	assert_false(state_snapshot_of(st, "cccccccccccccccccccccccccccccccc", live));
+	/* snapshots outlive their sandbox (templates): kept, found by id and by name */
+	json_t *kept = state_snapshot_find(st, "s");
+	assert_non_null(kept);
+	assert_string_equal(json_string_value(json_object_get(kept, "id")), snap.id);
+	assert_int_equal(json_integer_value(json_object_get(kept, "size_bytes")), 4096);
+	json_decref(kept);
+	assert_int_equal(state_snapshot_bytes(st, live), 4096);
 	assert_int_equal(state_reconcile(st, on_lost, (void *)live, &err), 0);
 	assert_int_equal(lost_count, 1); /* nothing left to reconcile */
 	state_close(st);
@@ -686,7 +738,8 @@ static void reconcile_leaves_durable_rows_to_the_adoption(void **state __attribu
 					      true, &err), 0);
 	assert_int_equal(state_durable_set(st, durable, "v1:token", "{\"env\":1}", &err), 0);
 	assert_int_equal(state_session_insert(st, ID, "agent", durable, &err), 0);
-	assert_int_equal(state_snapshot_insert(st, snap, durable, "s", &err), 0);
+	struct snapshot_row row = {.id = snap, .sandbox_id = durable, .name = "s"};
+	assert_int_equal(state_snapshot_insert(st, &row, &err), 0);
 	json_t *data = json_pack("{s:i}", "pid", 7);
 	assert_int_equal(state_item_put(st, durable, "process", "7", data), 0);
 	json_decref(data);
@@ -702,7 +755,9 @@ static void reconcile_leaves_durable_rows_to_the_adoption(void **state __attribu
 	char sb[API_ID_LEN + 1], status[16];
 	assert_int_equal(state_session_get(st, "agent", ID, sb, status), 0);
 	assert_string_equal(status, "ready");
-	assert_true(state_snapshot_of(st, snap, durable));
+	json_t *kept = state_snapshot_find(st, snap);
+	assert_non_null(kept);
+	json_decref(kept);
 	json_t *items = state_items(st, durable);
 	assert_int_equal(json_array_size(items), 1);
 	assert_int_equal(json_integer_value(json_object_get(
@@ -899,6 +954,7 @@ int main(void)
 		cmocka_unit_test(bearer_token_exact),
 		cmocka_unit_test(sha256_matches_the_fips_vectors),
 		cmocka_unit_test(every_endpoint_routes),
+		cmocka_unit_test(snapshot_references_are_checked),
 		cmocka_unit_test(wrong_routes_methods_and_ids),
 		cmocka_unit_test(bodies_are_validated_strictly),
 		cmocka_unit_test(process_requests_are_typed),

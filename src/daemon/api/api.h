@@ -47,4 +47,23 @@ void api_metrics(struct daemon *d, struct api_request *r, const struct client *c
 void api_sandbox_timeout(struct daemon *d, struct api_request *r, const struct client *c,
 			 struct reply *out);
 
+/* issue 12: snapshots (api/snapshots.c). Durable snapshots under <state>/snapshots. */
+/* At start: the directory made (0700), what a crash left half-done removed. */
+int api_snapshots_open(struct daemon *d, agentd_error *err);
+void api_snapshots(struct daemon *, struct api_request *, const struct client *, struct reply *);
+/* POST .../snapshots, POST .../restore of l. */
+void api_snapshot_take(struct daemon *d, struct live *l, struct api_request *r,
+		       const struct client *c, struct reply *out);
+void api_snapshot_restore(struct daemon *d, struct live *l, struct api_request *r,
+			  const struct client *c, struct reply *out);
+/* from_snapshot of a create: the snapshot's directory (malloc'd) once its workdir and
+ * backend fit spec and r (r->backend set to its backend when none was asked), held until
+ * api_snapshot_seed_done; else NULL and the reply (404, 400) set. */
+char *api_snapshot_seed(struct daemon *d, struct api_request *r, const agentd_spec *spec,
+			struct reply *out);
+void api_snapshot_seed_done(char *dir);
+/* After the create, before api_snapshot_seed_done: an overlay's snapshot is recorded as
+ * in use by l (it is not deleted before l is destroyed). */
+void api_snapshot_seeded(struct daemon *d, struct live *l, struct api_request *r);
+
 #endif

@@ -106,12 +106,29 @@ struct live *api_create_live(struct daemon *d, struct api_request *r, const stru
 	int status;
 	uint64_t t0 = mono_ms();
 	agentd_create_opts opts = {.allow_degraded = r->allow_degraded};
+	const agentd_spec *spec = r->has_spec ? &r->spec : &defaults;
 	struct state_expiry ex; /* issue 12: ttl (bounds first: nothing is made for a 400) */
-	struct live *l = (status = expiry_resolve(d, r, &ex, &err))
-				 ? NULL
-				 : live_create(d, r->backend, r->has_spec ? &r->spec : &defaults,
-					       &opts, session ? NULL : r->name, session, &status,
-					       &err);
+	if ((status = expiry_resolve(d, r, &ex, &err))) {
+		if (!r->has_spec)
+			agentd_spec_free(&defaults);
+		audit(d, c, action, NULL, NULL, NULL, r->backend, err.msg, mono_ms() - t0);
+		reply_agentd_error(out, status, &err);
+		return NULL;
+	}
+	/* issue 12: snapshots */
+	char *seed = r->from_snapshot ? api_snapshot_seed(d, r, spec, out) : NULL;
+	if (r->from_snapshot && !seed) {
+		if (!r->has_spec)
+			agentd_spec_free(&defaults);
+		return NULL;
+	}
+	opts.from_snapshot = seed;
+	opts.from_snapshot_copy = r->from_snapshot_copy;
+	struct live *l = live_create(d, r->backend, spec, &opts, session ? NULL : r->name,
+				     session, &status, &err);
+	if (l && seed)
+		api_snapshot_seeded(d, l, r);
+	api_snapshot_seed_done(seed);
 	if (l && (status = expiry_attach(d, l, &ex, &err))) {
 		live_destroy(d, l, "create refused", NULL);
 		l = NULL;
@@ -134,7 +151,13 @@ static void create(struct daemon *d, struct api_request *r, const struct client 
 {
 	struct live *l = api_create_live(d, r, c, false, "create", out);
 	if (l) {
-		reply_json(out, 201, live_to_json(d, l));
+		json_t *o = live_to_json(d, l);
+		if (r->from_snapshot) { /* issue 12: snapshots: shared (overlay) or copied */
+			const char *mode = agentd_sandbox_get_caps(l->sb)->from_snapshot;
+			json_object_set_new(o, "from_snapshot", json_string(r->from_snapshot));
+			json_object_set_new(o, "from_snapshot_mode", json_string(mode ? mode : "copy"));
+		}
+		reply_json(out, 201, o);
 		live_put(d, l);
 	}
 }
@@ -246,48 +269,6 @@ static void freeze(struct daemon *d, struct live *l, bool suspend, struct reply 
 		reply_json(out, 200, live_to_json(d, l));
 }
 
-static void snapshot(struct daemon *d, struct live *l, struct api_request *r,
-		     const struct client *c, struct reply *out)
-{
-	agentd_error err = {0};
-	char *sid = NULL;
-	uint64_t t0 = mono_ms();
-	if (agentd_sandbox_snapshot(l->sb, r->snapshot_name, &sid, &err) < 0) {
-		audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, err.msg, mono_ms() - t0);
-		reply_agentd_error(out, 0, &err);
-		return;
-	}
-	if (state_snapshot_insert(d->st, sid, l->id, r->snapshot_name, &err) < 0) {
-		free(sid);
-		reply_agentd_error(out, 500, &err);
-		return;
-	}
-	audit(d, c, "snapshot", l->id, NULL, l->digest, l->backend, sid, mono_ms() - t0);
-	reply_json(out, 201, json_pack("{s:s, s:s, s:s}", "snapshot_id", sid, "name",
-				       r->snapshot_name, "sandbox_id", l->id));
-	free(sid);
-}
-
-static void restore(struct daemon *d, struct live *l, struct api_request *r,
-		    const struct client *c, struct reply *out)
-{
-	if (!state_snapshot_of(d->st, r->snapshot_id, l->id)) {
-		reply_error(out, 404, "no snapshot %s of sandbox %s", r->snapshot_id, l->id);
-		return;
-	}
-	agentd_error err = {0};
-	uint64_t t0 = mono_ms();
-	if (agentd_sandbox_restore(l->sb, r->snapshot_id, &err) < 0) {
-		audit(d, c, "restore", l->id, NULL, l->digest, l->backend, err.msg, mono_ms() - t0);
-		reply_agentd_error(out, 0, &err);
-		return;
-	}
-	audit(d, c, "restore", l->id, NULL, l->digest, l->backend, r->snapshot_id,
-	      mono_ms() - t0);
-	reply_json(out, 200, json_pack("{s:s, s:s}", "sandbox_id", l->id, "snapshot_id",
-				       r->snapshot_id));
-}
-
 void api_sandboxes(struct daemon *d, struct api_request *r, const struct client *c,
 		   struct reply *out)
 {
@@ -340,10 +321,10 @@ void api_sandboxes(struct daemon *d, struct api_request *r, const struct client 
 		freeze(d, l, r->route == ROUTE_SANDBOX_SUSPEND, out);
 		break;
 	case ROUTE_SANDBOX_SNAPSHOT:
-		snapshot(d, l, r, c, out);
+		api_snapshot_take(d, l, r, c, out);
 		break;
 	case ROUTE_SANDBOX_RESTORE:
-		restore(d, l, r, c, out);
+		api_snapshot_restore(d, l, r, c, out);
 		break;
 	case ROUTE_SANDBOX_USAGE:
 		usage(d, l, out);

@@ -63,6 +63,12 @@ enum api_route {
 	ROUTE_FILE_WATCH,
 	/* issue 12: ttl */
 	ROUTE_SANDBOX_TIMEOUT,
+	/* issue 12: snapshots */
+	ROUTE_SANDBOX_SNAPSHOTS,	/* GET /v1/sandboxes/{id}/snapshots */
+	ROUTE_SANDBOX_SNAPSHOT_DELETE,
+	ROUTE_SNAPSHOT_LIST,
+	ROUTE_SNAPSHOT_GET,
+	ROUTE_SNAPSHOT_DELETE,
 	ROUTE__COUNT,
 };
 
@@ -141,8 +147,8 @@ struct api_request {
 	bool foreground;		/* the process dies when the attachment ends */
 	char ws_key[25];		/* Sec-WebSocket-Key, checked */
 	/* snapshots */
-	char *snapshot_name;
-	char *snapshot_id;
+	char *snapshot_name;		/* NULL: none */
+	char *snapshot_id;		/* its id or name */
 	/* sessions */
 	char *code;
 	enum api_language language;
@@ -176,6 +182,10 @@ struct api_request {
 	bool has_ttl, has_idle, has_on_expire;
 	uint64_t ttl_ms, idle_timeout_ms;
 	bool on_expire_suspend;
+	/* issue 12: snapshots */
+	char snapshot_ref[API_NAME_MAX + 1];	/* {snap}: a snapshot's id or unique name */
+	char *from_snapshot;		/* POST /v1/sandboxes: its id or name */
+	bool from_snapshot_copy;	/* copied even where it could be shared */
 };
 #define API_MAX_TIMEOUT_MS (10ull * 366 * 86400 * 1000)	/* ttl_ms, idle_timeout_ms */
 
@@ -193,6 +203,8 @@ bool api_valid_id(const char *s);
 /* issue 12: names. A name a sandbox may not take: 32 hex digits in any case, which a path
  * segment would read as an id. */
 bool api_name_reserved(const char *s, size_t len);
+/* issue 12: snapshots. A snapshot's name: [A-Za-z0-9._-]{1,64}, not an id's 32 hex digits. */
+bool api_valid_snapshot_name(const char *s);
 /* A signal by name ("TERM", "SIGTERM") or number ("15"): 1..64, or -1. */
 int api_signal_parse(const char *s);
 /* "TERM" for 15; NULL when it has no name here. */

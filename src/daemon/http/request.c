@@ -69,6 +69,12 @@ static const struct route_def routes[] = {
 	{ROUTE_FILE_WATCH, "GET", "/v1/sandboxes/{id}/files/watch", false},
 	/* issue 12: ttl */
 	{ROUTE_SANDBOX_TIMEOUT, "POST", "/v1/sandboxes/{id}/timeout", true},
+	/* issue 12: snapshots */
+	{ROUTE_SANDBOX_SNAPSHOTS, "GET", "/v1/sandboxes/{id}/snapshots", false},
+	{ROUTE_SANDBOX_SNAPSHOT_DELETE, "DELETE", "/v1/sandboxes/{id}/snapshots/{snap}", false},
+	{ROUTE_SNAPSHOT_LIST, "GET", "/v1/snapshots", false},
+	{ROUTE_SNAPSHOT_GET, "GET", "/v1/snapshots/{snap}", false},
+	{ROUTE_SNAPSHOT_DELETE, "DELETE", "/v1/snapshots/{snap}", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -87,14 +93,17 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 				  /* issue 12: ttl */
 				  {"ttl_ms", JSON_INTEGER, false},
 				  {"idle_timeout_ms", JSON_INTEGER, false},
-				  {"on_expire", JSON_STRING, false}},
+				  {"on_expire", JSON_STRING, false},
+				  /* issue 12: snapshots */
+				  {"from_snapshot", JSON_STRING, false},
+				  {"from_snapshot_copy", JSON_TRUE, false}},
 	[ROUTE_SANDBOX_EXEC] = {{"argv", JSON_ARRAY, true},
 				{"env", JSON_OBJECT, false},
 				{"workdir", JSON_STRING, false},
 				{"stdin", JSON_STRING, false},
 				{"timeout_ms", JSON_INTEGER, false},
 				{"stream", JSON_TRUE, false}},
-	[ROUTE_SANDBOX_SNAPSHOT] = {{"name", JSON_STRING, true}},
+	[ROUTE_SANDBOX_SNAPSHOT] = {{"name", JSON_STRING, false}},
 	[ROUTE_SANDBOX_RESTORE] = {{"snapshot_id", JSON_STRING, true}},
 	[ROUTE_SESSION_CREATE] = {{"config", JSON_OBJECT, false},
 				  {"backend", JSON_STRING, false},
@@ -210,6 +219,7 @@ const char *api_status_code(int status)
 	case 409: return "conflict";
 	case 413: return "too_large";
 	case 415: return "unsupported_media_type"; /* issue 12: files */
+	case 507: return "insufficient_storage";
 	case 429: return "over_capacity";
 	case 501: return "not_supported";
 	case 503: return "unavailable";
@@ -265,6 +275,17 @@ static bool valid_name(const char *s, size_t len, size_t max)
 			return false;
 	}
 	return s[0] != '.';
+}
+
+bool api_valid_snapshot_name(const char *s)
+{
+	return valid_name(s, strlen(s), API_NAME_MAX) && !api_valid_id(s);
+}
+
+/* A snapshot's id or name ({snap}, a restore's snapshot_id, from_snapshot). */
+static bool valid_snapshot_ref(const char *s, size_t len)
+{
+	return valid_name(s, len, API_NAME_MAX);
 }
 
 /* Match path against pattern segment by segment; captures go into r. 1 = match. */
@@ -330,6 +351,10 @@ static int match(const char *pattern, const char *path, struct api_request *r,
 				ok = ok && v >= 1 && v <= 65535;
 				r->port = (uint16_t)v;
 				what = "port";
+			} else if (!strncmp(p, "{snap}", plen)) {
+				dst = r->snapshot_ref;
+				ok = valid_snapshot_ref(u, ulen);
+				what = "snapshot id or name";
 			} else if (!strncmp(p, "{agent}", plen)) {
 				dst = r->agent;
 				max = API_AGENT_MAX;
@@ -813,6 +838,16 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 							"sandbox id; choose another name");
 		}
 		r->allow_degraded = json_is_true(json_object_get(b, "allow_degraded"));
+		if ((v = json_object_get(b, "from_snapshot"))) {
+			if (!(r->from_snapshot = dup_string(v, "from_snapshot", API_NAME_MAX, err)))
+				return -1;
+			if (!valid_snapshot_ref(r->from_snapshot, strlen(r->from_snapshot)))
+				return agentd_error_set(err, EINVAL, "from_snapshot: expected a "
+							"snapshot's id or name");
+		}
+		r->from_snapshot_copy = json_is_true(json_object_get(b, "from_snapshot_copy"));
+		if (r->from_snapshot_copy && !r->from_snapshot)
+			return agentd_error_set(err, EINVAL, "from_snapshot_copy: needs from_snapshot");
 		v = json_object_get(b, r->route == ROUTE_SESSION_CREATE ? "config" : "spec");
 		if (v) {
 			if (parse_spec(v, r->route == ROUTE_SESSION_CREATE ? "config" : "spec",
@@ -830,17 +865,21 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 	case ROUTE_PROCESS_STDIN:
 		return parse_stdin_write(b, r, err);
 	case ROUTE_SANDBOX_SNAPSHOT:
-		if (!(r->snapshot_name = dup_string(json_object_get(b, "name"), "name", 128, err)))
+		if (!(v = json_object_get(b, "name")))
+			return 0;
+		if (!(r->snapshot_name = dup_string(v, "name", API_NAME_MAX, err)))
 			return -1;
-		if (!*r->snapshot_name)
-			return agentd_error_set(err, EINVAL, "name: empty");
+		if (!api_valid_snapshot_name(r->snapshot_name))
+			return agentd_error_set(err, EINVAL, "name: expected [A-Za-z0-9._-]{1,64}, "
+						"not 32 hex digits (an id's form)");
 		return 0;
 	case ROUTE_SANDBOX_RESTORE:
 		if (!(r->snapshot_id = dup_string(json_object_get(b, "snapshot_id"),
-						  "snapshot_id", API_ID_LEN, err)))
+						  "snapshot_id", API_NAME_MAX, err)))
 			return -1;
-		if (!api_valid_id(r->snapshot_id))
-			return agentd_error_set(err, EINVAL, "snapshot_id: expected 32 hex digits");
+		if (!valid_snapshot_ref(r->snapshot_id, strlen(r->snapshot_id)))
+			return agentd_error_set(err, EINVAL,
+						"snapshot_id: expected a snapshot's id or name");
 		return 0;
 	case ROUTE_SESSION_EXEC:
 	case ROUTE_CONTEXT_RUN: {
@@ -1140,6 +1179,7 @@ void api_request_free(struct api_request *r)
 	free(r->stdin_data);
 	free(r->snapshot_name);
 	free(r->snapshot_id);
+	free(r->from_snapshot);
 	free(r->code);
 	free(r->file_path);
 	/* issue 12: names */

@@ -29,6 +29,8 @@ struct server_cfg {
 	/* issue 12: ttl */
 	uint64_t default_ttl_ms, max_ttl_ms;	/* 0: none (the max is also the default) */
 	uint64_t default_idle_ms, max_idle_ms;
+	/* issue 12: snapshots */
+	uint64_t max_snapshot_bytes;	/* host disk of all durable snapshots together */
 };
 
 /* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a

@@ -87,6 +87,17 @@ const char *const state_migrations[] = {
 	"ALTER TABLE sandboxes ADD COLUMN idle_timeout_ms INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE sandboxes ADD COLUMN on_expire TEXT NOT NULL DEFAULT 'destroy';"
 	"ALTER TABLE sandboxes ADD COLUMN last_activity_ms INTEGER NOT NULL DEFAULT 0;",
+	/* issue 12: snapshots */
+	/* 6: durable snapshots (<state>/snapshots/<id>, outliving their sandbox): their size,
+	 * backend and workdir, names unique; the snapshot a sandbox's files are overlaid on.
+	 * Earlier rows named copies that died with their sandbox: dropped. */
+	"DELETE FROM snapshots;"
+	"ALTER TABLE sandboxes ADD COLUMN from_snapshot TEXT;"
+	"ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE snapshots ADD COLUMN backend TEXT;"
+	"ALTER TABLE snapshots ADD COLUMN workdir TEXT;"
+	"CREATE UNIQUE INDEX snapshots_name ON snapshots(name) WHERE name IS NOT NULL;"
+	"CREATE INDEX snapshots_sandbox ON snapshots(sandbox_id);",
 };
 const int state_schema_latest = (int)(sizeof(state_migrations) / sizeof(state_migrations[0]));
 
@@ -357,8 +368,6 @@ int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), v
 		/* durable rows (a token) are adopted instead (live/adopt.c) */
 		snprintf(sql, sizeof(sql),
 			 "BEGIN IMMEDIATE;"
-			 "DELETE FROM snapshots WHERE sandbox_id IN (SELECT id FROM sandboxes WHERE"
-			 "  state NOT IN ('destroyed', 'failed') AND durable_token IS NULL);"
 			 "UPDATE sessions SET status = 'failed' WHERE status NOT IN ('destroyed',"
 			 "  'failed') AND sandbox_id IN (SELECT id FROM sandboxes WHERE state NOT IN"
 			 "  ('destroyed', 'failed') AND durable_token IS NULL);"
@@ -382,23 +391,87 @@ int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), v
 	return r;
 }
 
-int state_snapshot_insert(struct state *st, const char *id, const char *sandbox_id,
-			  const char *name, agentd_error *err)
-{
-	return WRITE(st, err, "insert snapshot",
-		     "INSERT INTO snapshots(id, sandbox_id, name, created_ms) VALUES(?, ?, ?, ?)",
-		     "sssi", id, sandbox_id, name, now_ms_realtime());
-}
-
-bool state_snapshot_of(struct state *st, const char *id, const char *sandbox_id)
+int state_snapshot_insert(struct state *st, const struct snapshot_row *row, agentd_error *err)
 {
 	pthread_mutex_lock(&st->lock);
-	sqlite3_stmt *s = prep(st, "SELECT 1 FROM snapshots WHERE id = ? AND sandbox_id = ?",
-			       "ss", id, sandbox_id);
-	bool found = s && sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_stmt *s = prep(st,
+			       "INSERT INTO snapshots(id, sandbox_id, name, created_ms, size_bytes,"
+			       " backend, workdir) VALUES(?, ?, ?, ?, ?, ?, ?)",
+			       "sssiiss", row->id, row->sandbox_id, row->name, now_ms_realtime(),
+			       (int64_t)row->size_bytes, row->backend, row->workdir);
+	int rc = s ? sqlite3_step(s) : SQLITE_ERROR;
+	int r = rc == SQLITE_DONE ? 0
+		: rc == SQLITE_CONSTRAINT
+			? agentd_error_set(err, EEXIST, "a snapshot named %s exists", row->name)
+			: db_fail(st, err, "insert snapshot");
 	sqlite3_finalize(s);
 	pthread_mutex_unlock(&st->lock);
-	return found;
+	return r;
+}
+
+#define SNAPSHOT_COLUMNS                                                                   \
+	"SELECT id, name, sandbox_id, backend, workdir, size_bytes, created_ms FROM snapshots"
+
+static json_t *snapshot_query(struct state *st, const char *sql, const char *types,
+			      const char *arg)
+{
+	pthread_mutex_lock(&st->lock);
+	sqlite3_stmt *s = prep(st, sql, types, arg);
+	json_t *a = s ? rows(s, 0) : NULL;
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return a ? a : json_array();
+}
+
+json_t *state_snapshot_find(struct state *st, const char *id_or_name)
+{
+	json_t *a = snapshot_query(st, SNAPSHOT_COLUMNS " WHERE id = ?1 OR name = ?1", "s",
+				   id_or_name);
+	json_t *o = json_array_size(a) == 1 ? json_incref(json_array_get(a, 0)) : NULL;
+	json_decref(a);
+	return o;
+}
+
+json_t *state_snapshot_list(struct state *st, const char *sandbox_id)
+{
+	return sandbox_id ? snapshot_query(st, SNAPSHOT_COLUMNS " WHERE sandbox_id = ?"
+					       " ORDER BY created_ms, rowid", "s", sandbox_id)
+			  : snapshot_query(st, SNAPSHOT_COLUMNS " ORDER BY created_ms, rowid", "",
+					   NULL);
+}
+
+uint64_t state_snapshot_bytes(struct state *st, const char *sandbox_id)
+{
+	pthread_mutex_lock(&st->lock);
+	sqlite3_stmt *s =
+		sandbox_id ? prep(st, "SELECT total(size_bytes) FROM snapshots WHERE sandbox_id = ?",
+				  "s", sandbox_id)
+			   : prep(st, "SELECT total(size_bytes) FROM snapshots", "");
+	uint64_t n = s && sqlite3_step(s) == SQLITE_ROW ? (uint64_t)sqlite3_column_double(s, 0)
+							: 0;
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}
+
+int state_sandbox_set_from_snapshot(struct state *st, const char *id, const char *snapshot_id,
+				    agentd_error *err)
+{
+	return WRITE(st, err, "update sandbox", "UPDATE sandboxes SET from_snapshot = ? WHERE id = ?",
+		     "ss", snapshot_id, id);
+}
+
+json_t *state_snapshot_users(struct state *st, const char *snapshot_id)
+{
+	return snapshot_query(st,
+			      "SELECT id FROM sandboxes WHERE from_snapshot = ? AND state NOT IN"
+			      " ('destroyed', 'failed') ORDER BY created_ms",
+			      "s", snapshot_id);
+}
+
+int state_snapshot_delete(struct state *st, const char *id, agentd_error *err)
+{
+	return WRITE(st, err, "delete snapshot", "DELETE FROM snapshots WHERE id = ?", "s", id);
 }
 
 int state_session_insert(struct state *st, const char *id, const char *agent,

@@ -22,6 +22,8 @@ static const struct state_entry state_entries[] = {
 	{"agentd.db-wal", false, 0600}, {"agentd.db-shm", false, 0600},
 	{"agentd.db-journal", false, 0600}, {"sandboxes", true, 0711},
 	{"rootfs-cache", true, 0711}, {"ports", true, 0711},
+	/* issue 12: snapshots: the daemon's alone (files of the sandboxes' ids inside) */
+	{"snapshots", true, 0700},
 };
 
 /* fd's owner must be ours (another uid could swap or read what we write), its type what we

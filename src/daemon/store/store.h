@@ -56,14 +56,30 @@ bool state_is_id(const char *s);
 int state_sandbox_set_policy(struct state *st, const char *id, const char *spec_json,
 			     const char *digest, agentd_error *err);
 /* Rows left live by a previous daemon that are not durable (no token): each is marked
- * failed ("lost at daemon restart"), its sessions failed and its snapshots dropped, then
- * lost(arg, id) is called. Durable rows are left to the adoption (live/adopt.c). */
+ * failed ("lost at daemon restart"), its sessions failed (its snapshots stay: they outlive
+ * it), then lost(arg, id) is called. Durable rows are left to the adoption (live/adopt.c). */
 int state_reconcile(struct state *st, void (*lost)(void *arg, const char *id), void *arg,
 		    agentd_error *err);
 
-int state_snapshot_insert(struct state *st, const char *id, const char *sandbox_id,
-			  const char *name, agentd_error *err);
-bool state_snapshot_of(struct state *st, const char *id, const char *sandbox_id);
+/* issue 12: snapshots. A durable snapshot's row; its files are the daemon's
+ * (<state>/snapshots/<id>). The name (NULL: none) is unique: EEXIST. */
+struct snapshot_row {
+	const char *id, *sandbox_id, *name, *backend, *workdir;
+	uint64_t size_bytes;	/* host disk allocated */
+};
+int state_snapshot_insert(struct state *st, const struct snapshot_row *row, agentd_error *err);
+/* {id, name, sandbox_id, backend, workdir, size_bytes, created_ms} by id or name, or NULL. */
+json_t *state_snapshot_find(struct state *st, const char *id_or_name);
+/* Those of sandbox_id (NULL: all), oldest first. */
+json_t *state_snapshot_list(struct state *st, const char *sandbox_id);
+/* What those of sandbox_id (NULL: all) occupy. */
+uint64_t state_snapshot_bytes(struct state *st, const char *sandbox_id);
+int state_snapshot_delete(struct state *st, const char *id, agentd_error *err);
+/* Sandbox id's files are overlaid on snapshot_id's (which must stay while it lives). */
+int state_sandbox_set_from_snapshot(struct state *st, const char *id, const char *snapshot_id,
+				    agentd_error *err);
+/* [{id}] of the sandboxes not destroyed or failed whose files are overlaid on it. */
+json_t *state_snapshot_users(struct state *st, const char *snapshot_id);
 
 int state_session_insert(struct state *st, const char *id, const char *agent,
 			 const char *sandbox_id, agentd_error *err);

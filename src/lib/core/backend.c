@@ -50,10 +50,13 @@ static void list_sandbox(agentd_backend *b, agentd_sandbox *sb)
 
 /* Hand the relaxed spec to the backend and list the sandbox; it keeps *unenforced. */
 static int create_planned(agentd_backend *b, const agentd_spec *relaxed, agentd_strv *unenforced,
-			  agentd_sandbox **out, agentd_error *err)
+			  int seed_fd, agentd_sandbox **out, agentd_error *err)
 {
 	agentd_sandbox *sb = NULL;
-	if (b->ops->create_sandbox(b, relaxed, &sb, err) < 0)
+	int r = seed_fd >= 0 && b->ops->create_sandbox_from
+			? b->ops->create_sandbox_from(b, relaxed, seed_fd, &sb, err)
+			: b->ops->create_sandbox(b, relaxed, &sb, err);
+	if (r < 0)
 		return agentd_error_prefix(err, "create sandbox (%s)", b->ops->name);
 	strv_free(&sb->caps.unenforced);
 	sb->caps.unenforced = *unenforced;
@@ -80,9 +83,32 @@ int agentd_backend_create_sandbox_opts(agentd_backend *b, const agentd_spec *spe
 	agentd_strv unenforced;
 	if (plan_spec(b, spec, opts, &relaxed, &unenforced, err) < 0)
 		return -1;
-	int r = create_planned(b, &relaxed, &unenforced, out, err);
+	/* A snapshot to start from (agentd_create_opts): the backend shares or copies it, or,
+	 * without a way of its own, it is copied in once the sandbox is made. */
+	int seed = -1;
+	if (opts && opts->from_snapshot &&
+	    (seed = open(opts->from_snapshot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		agentd_error_errno(err, errno, "from snapshot %s", opts->from_snapshot);
+		strv_free(&unenforced);
+		agentd_spec_free(&relaxed);
+		return -1;
+	}
+	bool copy = seed >= 0 && (opts->from_snapshot_copy || !b->ops->create_sandbox_from);
+	int r = create_planned(b, &relaxed, &unenforced, copy ? -1 : seed, out, err);
 	strv_free(&unenforced);
 	agentd_spec_free(&relaxed);
+	if (r == 0 && copy) {
+		if (agentd_sandbox_restore_from(*out, seed, err) < 0) {
+			agentd_error_prefix(err, "from snapshot");
+			agentd_sandbox_destroy(*out, NULL);
+			*out = NULL;
+			r = -1;
+		} else {
+			(*out)->caps.from_snapshot = "copy";
+		}
+	}
+	if (seed >= 0)
+		close(seed);
 	return r;
 }
 
@@ -291,7 +317,7 @@ int agentd_backend_run_opts(agentd_backend *b, const agentd_spec *spec,
 		r = b->internal->run_once(b, &relaxed, cmd, ctx, out, sandbox_id, err);
 	if (r == 1) {
 		agentd_sandbox *sb = NULL;
-		r = create_planned(b, &relaxed, &unenforced, &sb, err);
+		r = create_planned(b, &relaxed, &unenforced, -1, &sb, err);
 		if (r == 0) {
 			snprintf(sandbox_id, AGENTD_ID_LEN, "%s", sb->id);
 			r = agentd_sandbox_exec(sb, cmd, ctx, out, err);
@@ -341,6 +367,19 @@ int agentd_sandbox_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_e
 {
 	return sb->ops->restore ? sb->ops->restore(sb, snapshot_id, err)
 				: unsupported(sb, "restore", err);
+}
+
+int agentd_sandbox_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes,
+			       uint64_t *bytes, agentd_error *err)
+{
+	return sb->ops->snapshot_to ? sb->ops->snapshot_to(sb, dir_fd, max_bytes, bytes, err)
+				    : unsupported(sb, "snapshot", err);
+}
+
+int agentd_sandbox_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err)
+{
+	return sb->ops->restore_from ? sb->ops->restore_from(sb, dir_fd, err)
+				     : unsupported(sb, "restore", err);
 }
 
 int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)

@@ -371,6 +371,9 @@ enum mount_op_kind {
 	MOUNT_OP_SET_ATTR,	/* mount_setattr(target, attr_set), recursive with MOUNT_OPF_RECURSIVE */
 	MOUNT_OP_ENTER,		/* chdir into the new root: later targets are relative to it */
 	MOUNT_OP_PIVOT,		/* pivot_root(".", "."), detach the old root, chdir("/") */
+	/* issue 12: snapshots */
+	MOUNT_OP_OVERLAY,	/* attach the lower tree (its source fd) at source, then an
+				 * overlay at target, data = its options */
 };
 #define MOUNT_OPF_SOURCE_IN_ROOT 0x1	/* source is a path in the new root, not on the host */
 #define MOUNT_OPF_RECURSIVE 0x2		/* SET_ATTR applies to the whole tree */
@@ -416,6 +419,9 @@ struct mount_plan_opts {
 	 * of agentd's. NULL = each file a read-only bind of its host path instead. */
 	const char *cache_dir;
 	const char *base_dir;		/* NULL = the first of /tmp, /mnt, ... clear of every source */
+	/* issue 12: snapshots. The scratch's workdir and tmp are overlays: their upper layers
+	 * on the scratch, their lower ones trees the caller gives (mount_plan_set_lowers). */
+	bool overlay_scratch;
 };
 /* Parent side: validate the spec's paths and build the ordered operations. Errors name
  * the JSON path and the host path ("bind_mounts[1].target: /proc/x: would shadow /proc"). */
@@ -439,5 +445,16 @@ void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid);
 int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len);
 /* One line per operation (tests, debugging). */
 void mount_plan_describe(const struct mount_plan *plan, FILE *out);
+/* issue 12: snapshots. With overlay_scratch, after mount_plan_open_sources: the detached
+ * trees (taken) the workdir's and tmp's overlays have as lower layers. */
+void mount_plan_set_lowers(struct mount_plan *plan, const int lowers[2]);
+
+/* ---------------------------------------------------------------- idmap.c (issue 12)
+ * A user namespace (fd, or -errno) mapping inner to host_uid/host_gid and nothing else,
+ * for idmapped mounts only (no process stays in it). Needs CAP_SETUID/CAP_SETGID. */
+int idmap_userns_new(uid_t inner, uid_t host_uid, gid_t host_gid);
+/* A detached clone of dir_fd/name's mount, idmapped by userns_fd, with MOUNT_ATTR_* attrs
+ * added: its files show with the ids userns maps their on-disk ids to. fd or -errno. */
+int idmap_tree(int dir_fd, const char *name, int userns_fd, uint64_t attrs);
 
 #endif

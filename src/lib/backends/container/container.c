@@ -131,12 +131,12 @@ void ctr_sandbox_free(agentd_sandbox *sb)
 	backend_sandbox_free(sb);
 }
 
-static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
-		      agentd_error *err)
+static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int seed_fd,
+			     agentd_sandbox **out, agentd_error *err)
 {
 	struct ctr_prep p;
 	agentd_sandbox *sb;
-	if (ctr_prepare(b, spec, false, &sb, &p, err) < 0)
+	if (ctr_prepare(b, spec, false, seed_fd, &sb, &p, err) < 0)
 		return -1;
 	struct ctr *c = sb->priv;
 	int r = ctr_spawn_init(sb, &p, err);
@@ -170,6 +170,7 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	if ((c->root_fd = recv_init_fd(c, OP_ROOT_FD, "root directory", err)) < 0)
 		goto fail;
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
+	bool p_overlay = p.overlay;
 	ctr_prep_free(&p);
 	/* Nothing has run inside yet: this fd is the real workdir, and the files API resolves
 	 * beneath it from now on, whatever the sandbox later renames or links. */
@@ -181,6 +182,10 @@ static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	/* Its devpts, for its terminals: a mount of its own, not the sandbox's to replace. */
 	c->pts_fd = open_in_sandbox(c, "/dev/pts", NULL);
 	ctr_fill_caps(sb, filtered);
+	if (seed_fd >= 0)
+		sb->caps.from_snapshot = p_overlay ? "overlay" : "copy";
+	if (p_overlay && tree_allocated_at(seed_fd, &c->seed_bytes) < 0)
+		c->seed_bytes = 0;
 	*out = sb;
 	return 0;
 
@@ -201,6 +206,35 @@ void ctr_fill_caps(agentd_sandbox *sb, bool filtered)
 	strv_push(&sb->caps.writable_paths, "/tmp");
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
 		strv_push(&sb->caps.writable_paths, spec->allowed_paths_rw.v[i]);
+}
+
+static int ctr_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
+		      agentd_error *err)
+{
+	return ctr_create_seeded(b, spec, -1, out, err);
+}
+
+/* issue 12: snapshots. Shared as overlays where the host allows, else a copy. */
+static int ctr_create_from(agentd_backend *b, const agentd_spec *spec, int seed_fd,
+			   agentd_sandbox **out, agentd_error *err)
+{
+	if (ctr_create_seeded(b, spec, seed_fd, out, err) < 0) {
+		/* A kernel without idmapped overlay layers (before 5.19) fails the overlay in
+		 * the init: the same sandbox again, copied. */
+		if (!err || !strstr(err->msg, "overlay "))
+			return -1;
+		agentd_error_clear(err);
+		if (ctr_create_seeded(b, spec, -1, out, err) < 0)
+			return -1;
+		(*out)->caps.from_snapshot = "copy";
+	}
+	if (strcmp((*out)->caps.from_snapshot, "copy") == 0 &&
+	    ctr_restore_from(*out, seed_fd, err) < 0) {
+		ctr_sandbox_free(*out);
+		*out = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 static bool ctr_is_alive(agentd_sandbox *sb)
@@ -298,6 +332,9 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.connect = ctr_connect,
 	/* issue 12: names */
 	.set_network = ctr_set_network,
+	/* issue 12: snapshots */
+	.snapshot_to = ctr_snapshot_to,
+	.restore_from = ctr_restore_from,
 	.persist = ctr_persist,
 	.adopted = ctr_adopted,
 	/* issue 12: files */
@@ -353,6 +390,8 @@ static const agentd_backend_ops container_ops = {
 	.name = "container",
 	.probe = ctr_probe,
 	.create_sandbox = ctr_create,
+	/* issue 12: snapshots */
+	.create_sandbox_from = ctr_create_from,
 	.adopt = ctr_adopt,
 };
 

@@ -162,6 +162,8 @@ struct ctr {
 	uint64_t unit_seq;
 	char *snap_dir;			/* <work_root>/<id>, created on the first snapshot */
 	uint64_t snap_bytes;		/* host disk its snapshots occupy (max_snapshot_bytes) */
+	uint64_t seed_bytes;		/* issue 12: what its overlays' lower layers hold (a
+					 * snapshot of it may copy that beyond max_write_bytes) */
 	int root_fd;			/* the sandbox's root (O_PATH), sent by its init: the host's
 					 * way in, also when it may not open /proc/<init>/root
 					 * (an unprivileged owner of a non-dumpable init), and,
@@ -200,10 +202,14 @@ struct ctr_prep {
 	int go[2];		/* cgroup v1: "joined" to the init, after the clone */
 	bool late_cgroup;	/* the cgroup is made and joined after the clone */
 	agentd_proxy *proxy;	/* allowlist: the backend's egress proxy */
+	/* issue 12: snapshots */
+	bool overlay;		/* its workdir and /tmp are overlays on a snapshot's files */
 };
-/* start.c */
-int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sandbox **out,
-		struct ctr_prep *p, agentd_error *err);
+/* start.c. seed_fd: a snapshot (agentd_sandbox_snapshot_to) whose files the workdir and
+ * /tmp start from, shared as overlays' lower layers where the host allows it (p->overlay
+ * then: root, idmapped mounts), or -1. */
+int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, int seed_fd,
+		agentd_sandbox **out, struct ctr_prep *p, agentd_error *err);
 void ctr_prep_free(struct ctr_prep *p);
 void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd);
 int ctr_spawn_init(agentd_sandbox *sb, struct ctr_prep *p, agentd_error *err);
@@ -305,5 +311,8 @@ int ctr_set_network(agentd_sandbox *sb, const agentd_network *net, agentd_error 
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
 int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
 int ctr_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+int ctr_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
+		    agentd_error *err);
+int ctr_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
 
 #endif

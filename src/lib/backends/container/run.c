@@ -222,7 +222,7 @@ int ctr_run_once(agentd_backend *b, const agentd_spec *spec, const agentd_comman
 		return 1;
 	struct ctr_prep p;
 	agentd_sandbox *sb;
-	if (ctr_prepare(b, spec, true, &sb, &p, err) < 0)
+	if (ctr_prepare(b, spec, true, -1, &sb, &p, err) < 0)
 		return agentd_error_prefix(err, "create sandbox (container)");
 	trace_mark("sandbox prepared");
 	struct ctr *c = sb->priv;

@@ -166,10 +166,34 @@ static int lease_ids(struct ctr *c, const agentd_sandbox *sb, agentd_error *err)
 	return 0;
 }
 
+/* issue 12: snapshots. The snapshot's workdir and tmp as read-only trees idmapped for the
+ * sandbox's ids (its files are stored with the ids they have inside: snapshot.c), the
+ * lower layers of its overlays. Root only: an unprivileged caller cannot idmap a mount (the
+ * new sandbox then starts from a copy). 0, or -1 and nothing open. */
+static int snapshot_lowers(const struct ctr *c, int seed_fd, int lowers[2])
+{
+	static const char *const names[2] = {"workdir", "tmp"};
+	if (c->unprivileged)
+		return -1;
+	int userns = idmap_userns_new(c->inner_id, c->host_uid, c->host_gid);
+	for (int i = 0; i < 2 && userns >= 0; i++)
+		lowers[i] = idmap_tree(seed_fd, names[i], userns,
+				       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	if (userns >= 0)
+		close(userns);
+	if (lowers[0] >= 0 && lowers[1] >= 0)
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (lowers[i] >= 0)
+			close(lowers[i]);
+	lowers[0] = lowers[1] = -1;
+	return -1;
+}
+
 /* The root filesystem's plan, with the /etc files every sandbox copies from one pack
  * (mounts/cache.c) next to the work root: <dir of work root>/rootfs-cache. */
 static int plan_root(const agentd_backend *b, const agentd_spec *spec, const struct ctr *c,
-		     struct mount_plan *mp, agentd_error *err)
+		     bool overlay, struct mount_plan *mp, agentd_error *err)
 {
 	const char *slash = strrchr(b->work_root, '/');
 	_cleanup_free_ char *cache =
@@ -183,6 +207,7 @@ static int plan_root(const agentd_backend *b, const agentd_spec *spec, const str
 		.hostname = "agentd",
 		/* allowlist too: names resolve through the proxy, never by raw DNS */
 		.network_none = spec->network.mode != AGENTD_NET_HOST,
+		.overlay_scratch = overlay,
 	};
 	if (mount_plan_prepare(spec, &mo, mp, err) < 0)
 		return agentd_error_prefix(err, "root filesystem");
@@ -238,8 +263,8 @@ static void init_paths(struct init_args *ia, const agentd_spec *spec)
 /* The sandbox, its plan, seccomp program, cgroup and channels; the network namespace is
  * being made meanwhile. once: a one-shot sandbox (its init runs one command given at
  * clone time, then ends), else a persistent one served over a socketpair. */
-int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sandbox **out,
-		struct ctr_prep *p, agentd_error *err)
+int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, int seed_fd,
+		agentd_sandbox **out, struct ctr_prep *p, agentd_error *err)
 {
 	memset(p, 0, sizeof(*p));
 	p->nm.fd = -1;
@@ -259,8 +284,16 @@ int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, agentd_sa
 	sb->priv = c;
 	if (lease_ids(c, sb, err) < 0)
 		goto fail;
-	if (plan_root(b, spec, c, &p->mp, err) < 0)
+	int lowers[2] = {-1, -1};
+	p->overlay = seed_fd >= 0 && snapshot_lowers(c, seed_fd, lowers) == 0;
+	if (plan_root(b, spec, c, p->overlay, &p->mp, err) < 0) {
+		for (int i = 0; i < 2; i++)
+			if (lowers[i] >= 0)
+				close(lowers[i]);
 		goto fail;
+	}
+	if (p->overlay)
+		mount_plan_set_lowers(&p->mp, lowers);
 	trace_mark("mount plan built");
 	struct seccomp_opts so = {.profile = spec->seccomp_profile};
 	if (seccomp_prepare(&so, &p->sc, err) < 0) {

@@ -242,6 +242,16 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		break;
 	case MOUNT_OP_PIVOT:
 		return pivot(r);
+	case MOUNT_OP_OVERLAY:
+		/* issue 12: snapshots. The lower tree (the host's, read-only, idmapped for us)
+		 * where the options name it, then the overlay on it. */
+		if (src_fd < 0)
+			return -EBADF;
+		ret = sys_move_mount(src_fd, "", AT_FDCWD, op->source, MOVE_MOUNT_F_EMPTY_PATH);
+		close(src_fd);
+		if (ret == 0)
+			ret = mount("overlay", t, "overlay", op->flags, op->data);
+		break;
 	}
 	if (ret < 0) {
 		ret = -errno;

@@ -19,6 +19,7 @@ const char *mount_op_verb(enum mount_op_kind k)
 	    [MOUNT_OP_SYMLINK] = "symlink",
 	    [MOUNT_OP_BIND] = "bind",
 	    [MOUNT_OP_DEV_NODE] = "bind-dev",
+	    [MOUNT_OP_OVERLAY] = "overlay",
 	    [MOUNT_OP_PROC] = "proc",
 	    [MOUNT_OP_DEVPTS] = "devpts",
 	    [MOUNT_OP_MASK_FILE] = "mask",
@@ -139,6 +140,47 @@ static int check_hostname(const char *h, agentd_error *err)
 		   : agentd_error_set(err, EINVAL, "hostname: expected 1-64 of [A-Za-z0-9.-]");
 }
 
+/* issue 12: snapshots. The workdir and tmp directories of the scratch as overlays: the
+ * lower layer a tree of the caller's attached at lo-NAME, the upper one up-NAME (with the
+ * mode and owner the plain directory has), overlayfs's work directory wk-NAME. user.*
+ * xattrs: the mount is made in the sandbox's user namespace. */
+static void push_overlays(struct mount_plan *p, const struct mount_plan_opts *o)
+{
+	static const struct {
+		const char *name;
+		mode_t mode;
+	} dirs[] = {{"workdir", 0755}, {"tmp", 01777}};
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		_cleanup_free_ char *lo = xasprintf("%s/lo-%s", p->base, dirs[i].name);
+		_cleanup_free_ char *up = xasprintf("%s/up-%s", p->base, dirs[i].name);
+		_cleanup_free_ char *wk = xasprintf("%s/wk-%s", p->base, dirs[i].name);
+		_cleanup_free_ char *at = xasprintf("%s/%s", p->base, dirs[i].name);
+		plan_push(p, MOUNT_OP_DIR, lo)->mode = 0700;
+		struct mount_op *op = plan_push(p, MOUNT_OP_DIR, up);
+		op->mode = dirs[i].mode;
+		if (i == 0 && (o->sandbox_uid || o->sandbox_gid)) {
+			op->uid = o->sandbox_uid;
+			op->gid = o->sandbox_gid;
+		}
+		plan_push(p, MOUNT_OP_DIR, wk)->mode = 0700;
+		op = plan_push(p, MOUNT_OP_OVERLAY, at);
+		op->source = xstrdup(lo);
+		op->flags = MS_NOSUID | MS_NODEV;
+		op->data = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr", lo, up, wk);
+		op->data_len = strlen(op->data);
+	}
+}
+
+void mount_plan_set_lowers(struct mount_plan *plan, const int lowers[2])
+{
+	size_t k = 0;
+	for (size_t i = 0; i < plan->n && k < 2; i++)
+		if (plan->ops[i].kind == MOUNT_OP_OVERLAY && plan->source_fds)
+			plan->source_fds[i] = lowers[k++];
+	for (; k < 2; k++)
+		close(lowers[k]);
+}
+
 /* The prologue: rprivate, the scratch tmpfs on the base with the new root, the workdir,
  * /tmp and /dev/shm as its directories, and the root bound onto itself (pivot_root wants
  * a mount). The body then works relative to the new root. */
@@ -168,6 +210,8 @@ static void push_prologue(struct mount_plan *p, const struct mount_plan_opts *o,
 			op->gid = o->sandbox_gid;
 		}
 	}
+	if (o->overlay_scratch)
+		push_overlays(p, o);
 	op = plan_push(p, MOUNT_OP_BIND, root);
 	op->source = xstrdup(root);
 	plan_push(p, MOUNT_OP_ENTER, root);
