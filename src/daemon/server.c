@@ -37,6 +37,11 @@ struct conn_ctx {
 	void (*upgrade_release)(void *ctx);
 };
 
+/* A daemon that left durable sandboxes running keeps their handles, its backends and table
+ * entries until the process exits (freeing a handle would kill what runs in it): held here,
+ * reachable to the end. */
+static struct daemon *volatile left_for_exit;
+
 static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_HEALTH] = api_health,
 	[ROUTE_METRICS] = api_metrics,
@@ -753,6 +758,10 @@ out:
 	if (ret == 0)
 		dlog("info", "msg=\"stopped\"");
 	free(token);
+	if (d->left_running) {
+		left_for_exit = d;
+		return ret;
+	}
 	free(d->work_root);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);

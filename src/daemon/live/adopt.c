@@ -360,6 +360,8 @@ void live_stop_all(struct daemon *d, const char *reason)
 			}
 		d->n_live--;
 		d->left_running++;
+		l->next = d->left;
+		d->left = l;
 		pthread_mutex_unlock(&d->lock);
 		ports_release_all(d, l);
 		dlog("info", "msg=\"sandbox left running\" sandbox=%s", l->id);

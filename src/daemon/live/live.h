@@ -125,6 +125,7 @@ struct daemon {
 	struct netaudit *netaudit;	/* its decisions into the audit log */
 	/* issue 12: durable-daemon */
 	unsigned left_running;		/* durable sandboxes left for the next daemon */
+	struct live *left;		/* them, their handles kept until the process exits */
 	/* issue 12: files */
 	struct file_watch *watches;	/* the files API's open watches (filestream.c) */
 	unsigned n_watches;
