@@ -294,6 +294,23 @@ def test_watches_are_bounded_and_released_by_clients_going_away(d, sid):
     s.close()
 
 
+def test_a_watch_walks_the_tree_with_the_sandboxs_ids_only(d):
+    """A directory the sandbox locked itself out of (mode 0) is not opened by the watch's
+    walk: the walk runs with the sandbox's fs ids to its end (each inotify_add_watch, made
+    as the sandbox's uid, once reset them to root's, and root opened what the sandbox
+    cannot, whose watch then failed the whole call)."""
+    s = d.create(backend="container")
+    try:
+        sh(d, s, "mkdir -p a locked/inner && chmod 0 locked")
+        sock, w = open_watch(d, s, ".")
+        assert read_events(w, 1) == [{"event": "watching", "path": "."}]
+        sh(d, s, "touch a/after")
+        assert read_events(w, 1) == [{"event": "create", "path": "a/after", "type": "file"}]
+        sock.close()
+    finally:
+        assert d.delete(f"/v1/sandboxes/{s}").status == 200
+
+
 def cp(d, *args, input=None):
     return d.cli("sandbox", "cp", *args, input=input)
 

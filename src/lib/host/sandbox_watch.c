@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/fsuid.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -39,11 +40,13 @@ struct agentd_watch {
 
 /* The effective ids of this thread only: glibc's setresuid would change every thread's,
  * the raw system call changes the caller's. Root keeps its real and saved uid 0, so the
- * way back (and its capabilities) stays open. */
+ * way back (and its capabilities) stays open. The fs ids follow the effective ones on
+ * each setresuid: those the caller had (the sandbox's, inside fsids_enter) come back
+ * after, or the rest of a walk would run as root. */
 struct eids {
 	bool on;
-	uid_t uid;
-	gid_t gid;
+	uid_t uid, fsuid;
+	gid_t gid, fsgid;
 	struct groups_save groups;
 };
 
@@ -52,6 +55,8 @@ static struct eids become(uid_t uid, gid_t gid)
 	struct eids old = {.on = geteuid() == 0 && uid != (uid_t)-1, .uid = geteuid(),
 			   .gid = getegid()};
 	if (old.on) {
+		old.fsuid = (uid_t)setfsuid((uid_t)-1);
+		old.fsgid = (gid_t)setfsgid((gid_t)-1);
 		groups_drop(&old.groups);
 		syscall(SYS_setresgid, -1, gid, -1);
 		syscall(SYS_setresuid, -1, uid, -1);
@@ -64,6 +69,8 @@ static void unbecome(struct eids old)
 	if (old.on) {
 		syscall(SYS_setresuid, -1, old.uid, -1);
 		syscall(SYS_setresgid, -1, old.gid, -1);
+		setfsgid(old.fsgid);
+		setfsuid(old.fsuid);
 		groups_restore(&old.groups);
 	}
 }
