@@ -311,6 +311,33 @@ def test_a_watch_walks_the_tree_with_the_sandboxs_ids_only(d):
         assert d.delete(f"/v1/sandboxes/{s}").status == 200
 
 
+def test_a_directory_moved_in_with_more_than_the_watch_reports_is_an_overflow(d):
+    """A directory of 5000 files renamed under the watch: its files are reported as created
+    up to a bound, and past it the client is told it missed some (an overflow and the
+    end), never handed a silently shorter list."""
+    s = d.create(backend="container")
+    try:
+        sh(d, s, "mkdir -p /tmp/w/a && cd /tmp/w/a && seq 5000 | xargs touch")
+        sock, w = open_watch(d, s, "/tmp/w")
+        assert read_events(w, 1) == [{"event": "watching", "path": "/tmp/w"}]
+        # one rename (in one directory: Landlock refuses a move across): the files of
+        # the directory under its new name are found by walking it
+        sh(d, s, "mv /tmp/w/a /tmp/w/big")
+        events = []
+        creates = 0     # (without the bound's overflow: 4096, then silence)
+        while creates < 5000 and not (events and events[-1]["event"] == "end"):
+            got = read_events(w, 1)
+            assert got, (creates, events[-3:])
+            events += got
+            creates += got[0]["event"] == "create" and got[0]["path"].startswith("big/")
+        assert (events[0]["event"], events[0]["direction"], events[0]["path"]) == \
+            ("move", "from", "a"), events[:3]
+        assert creates == 5000 or {"event": "overflow"} in events, (creates, events[-3:])
+        sock.close()
+    finally:
+        assert d.delete(f"/v1/sandboxes/{s}").status == 200
+
+
 def cp(d, *args, input=None):
     return d.cli("sandbox", "cp", *args, input=input)
 

@@ -33,6 +33,7 @@ struct agentd_watch {
 	size_t n_dirs;
 	agentd_watch_event *pending;	/* queued before the next inotify event */
 	size_t n_pending, pending_off;
+	bool pending_lost;		/* a create past WATCH_PENDING_MAX: an overflow */
 	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
 	size_t len, off;
 	bool ended;
@@ -111,8 +112,10 @@ static int add_watch(agentd_watch *w, int fd, const char *rel, agentd_error *err
 
 static void queue_create(agentd_watch *w, const char *rel, bool dir)
 {
-	if (w->n_pending >= WATCH_PENDING_MAX)
+	if (w->n_pending >= WATCH_PENDING_MAX) {
+		w->pending_lost = true;
 		return;
+	}
 	w->pending = realloc(w->pending, (w->n_pending + 1) * sizeof(*w->pending));
 	agentd_watch_event *ev = &w->pending[w->n_pending++];
 	memset(ev, 0, offsetof(agentd_watch_event, path));
@@ -217,7 +220,9 @@ static int follow_new_dir(agentd_watch *w, const char *rel)
 	agentd_error err = {0};
 	int r = fd < 0 ? 0 : watch_tree(w, fd, rel, 1, true, &err);
 	fsids_leave(fo);
-	return r < 0 && err.code == E2BIG ? -1 : 0;
+	/* More than the bound: the client learns it missed some (an overflow), never a
+	 * silently shorter list. */
+	return (r < 0 && err.code == E2BIG) || w->pending_lost ? -1 : 0;
 }
 
 /* One inotify event as ours: 1 (ev filled), 0 nothing to say, -1 overflow. */
