@@ -128,6 +128,9 @@ def test_absolute_paths_reach_tmp_and_are_resolved_in_the_sandboxs_root(d, sid):
     r = d.post(f"/v1/sandboxes/{sid}/files/mkdir", {"path": "/etc/x"})
     assert r.status == 400 and "may write" in r.error["message"], r
     assert d.get(url(sid, "/list", "/proc/self")).status == 400
+    # /proc itself too (a mount point whose parent is the root): its kernel view not listed
+    r = d.get(url(sid, "/list", "/proc"))
+    assert r.status == 400 and "refused" in r.error["message"], r
     # rename across filesystems is a clear 400
     r = d.post(f"/v1/sandboxes/{sid}/files/rename", {"from": "/tmp/x/y", "to": "y"})
     assert r.status == 400 and "same filesystem" in r.error["message"], r

@@ -152,6 +152,11 @@ static int open_listing(const struct sbfs *fs, agentd_error *err)
 	close(t.parent);
 	if (fd < 0)
 		return agentd_error_errno(err, e == ELOOP ? ENOTDIR : e, "%s", fs->path);
+	/* The mount point itself (its parent is not in /proc): refused as what is beneath. */
+	if (refused_fs(fd)) {
+		close(fd);
+		return agentd_error_set(err, EACCES, "%s: in /proc or /sys (refused)", fs->path);
+	}
 	return fd;
 }
 
