@@ -292,6 +292,8 @@ def test_watches_are_bounded_and_released_by_clients_going_away(d, sid):
         s.close()
     # each watch ends when its client goes (its inotify instance with it)
     assert wait_until(lambda: inotify_fds(d) == 0, timeout=30)
+    # and its place (counted until the server let go of the response, a moment later)
+    assert wait_until(lambda: d.get(url(sid, "/watch", "missing")).status == 404, timeout=30)
     s, w = open_watch(d, sid, "/tmp")
     assert read_events(w, 1) == [{"event": "watching", "path": "/tmp"}]
     s.close()
