@@ -128,6 +128,9 @@ def test_absolute_paths_reach_tmp_and_are_resolved_in_the_sandboxs_root(d, sid):
     r = d.post(f"/v1/sandboxes/{sid}/files/mkdir", {"path": "/etc/x"})
     assert r.status == 400 and "may write" in r.error["message"], r
     assert d.get(url(sid, "/list", "/proc/self")).status == 400
+    # /proc itself too (a mount point whose parent is the root): its kernel view not listed
+    r = d.get(url(sid, "/list", "/proc"))
+    assert r.status == 400 and "refused" in r.error["message"], r
     # rename across filesystems is a clear 400
     r = d.post(f"/v1/sandboxes/{sid}/files/rename", {"from": "/tmp/x/y", "to": "y"})
     assert r.status == 400 and "same filesystem" in r.error["message"], r
@@ -289,9 +292,47 @@ def test_watches_are_bounded_and_released_by_clients_going_away(d, sid):
         s.close()
     # each watch ends when its client goes (its inotify instance with it)
     assert wait_until(lambda: inotify_fds(d) == 0, timeout=30)
+    # and its place (counted until the server let go of the response, a moment later)
+    assert wait_until(lambda: d.get(url(sid, "/watch", "missing")).status == 404, timeout=30)
     s, w = open_watch(d, sid, "/tmp")
     assert read_events(w, 1) == [{"event": "watching", "path": "/tmp"}]
     s.close()
+
+
+def test_a_watch_walks_the_tree_with_the_sandboxs_ids_only(d, sid):
+    """A directory the sandbox locked itself out of (mode 0) is not opened by the watch's
+    walk: the walk runs with the sandbox's fs ids to its end (each inotify_add_watch, made
+    as the sandbox's uid, once reset them to root's, and root opened what the sandbox
+    cannot, whose watch then failed the whole call)."""
+    sh(d, sid, "mkdir -p a locked/inner && chmod 0 locked")
+    sock, w = open_watch(d, sid, ".")
+    assert read_events(w, 1) == [{"event": "watching", "path": "."}]
+    sh(d, sid, "touch a/after")
+    assert read_events(w, 1) == [{"event": "create", "path": "a/after", "type": "file"}]
+    sock.close()
+
+
+def test_a_directory_moved_in_with_more_than_the_watch_reports_is_an_overflow(d, sid):
+    """A directory of 5000 files renamed under the watch: its files are reported as created
+    up to a bound, and past it the client is told it missed some (an overflow and the
+    end), never handed a silently shorter list."""
+    sh(d, sid, "mkdir -p /tmp/w/a && cd /tmp/w/a && seq 5000 | xargs touch")
+    sock, w = open_watch(d, sid, "/tmp/w")
+    assert read_events(w, 1) == [{"event": "watching", "path": "/tmp/w"}]
+    # one rename (in one directory: Landlock refuses a move across): the files of
+    # the directory under its new name are found by walking it
+    sh(d, sid, "mv /tmp/w/a /tmp/w/big")
+    events = []
+    creates = 0     # (without the bound's overflow: 4096, then silence)
+    while creates < 5000 and not (events and events[-1]["event"] == "end"):
+        got = read_events(w, 1)
+        assert got, (creates, events[-3:])
+        events += got
+        creates += got[0]["event"] == "create" and got[0]["path"].startswith("big/")
+    assert (events[0]["event"], events[0]["direction"], events[0]["path"]) == \
+        ("move", "from", "a"), events[:3]
+    assert creates == 5000 or {"event": "overflow"} in events, (creates, events[-3:])
+    sock.close()
 
 
 def cp(d, *args, input=None):

@@ -184,6 +184,21 @@ def test_none_to_allowlist_lets_a_new_command_through(d, targets):
         d.delete(f"/v1/sandboxes/{sid}")
 
 
+def test_created_with_an_allowlist_cut_then_widened_again(d, targets):
+    """The listener of its create goes with the cut (nothing left listening on 3128
+    inside), so the widening's new one binds: not a 409 "address in use"."""
+    a = targets[0]
+    sid = d.create(spec=allowlist(a))
+    try:
+        assert through_proxy(d, sid, a) == "HTTP/1.1 200 Connection established"
+        assert patch(d, sid, {"mode": "none"}).status == 200
+        r = patch(d, sid, {"mode": "allowlist", "allow": [a.entry]})
+        assert r.status == 200, r
+        assert through_proxy(d, sid, a) == "HTTP/1.1 200 Connection established"
+    finally:
+        d.delete(f"/v1/sandboxes/{sid}")
+
+
 def test_a_replaced_allowlist_drops_only_what_it_no_longer_lists(d, targets):
     a, b = targets
     sid = d.create(spec=allowlist(a, b))

@@ -209,3 +209,33 @@ def test_a_sandbox_swapping_a_dir_and_a_symlink_never_moves_the_host_outside(d, 
     with open(os.path.join(hostdir, "secret.txt")) as f:
         assert f.read() == "TOP-SECRET\n"
     assert not os.path.exists("/stolen") and not os.path.exists("/pwned")
+
+
+def test_a_daemon_with_many_groups_reads_nothing_through_them():
+    """The daemon's supplementary groups are never the sandbox's: a file of one of them
+    (0640) in a sandbox's workdir is not read for it, neither by the single-file GET (whose
+    open switched the fs ids but kept root's groups) nor by the other calls with more
+    groups than were once saved (64: past that none was dropped)."""
+    groups = ",".join(str(g) for g in range(50000, 50070))
+    dm = Daemon(prefix=("setpriv", "--groups", groups, "--")).start()
+    try:
+        s = dm.create(backend="linux-native")
+        try:
+            sh(dm, s, "true")
+            path = os.path.join(dm.state_dir, "sandboxes", s, "workspace", "group.txt")
+            with open(path, "w") as f:
+                f.write("GROUP-SECRET\n")
+            os.chown(path, 0, 50001)
+            os.chmod(path, 0o640)
+            assert sh(dm, s, "cat group.txt 2>&1 || true") != "GROUP-SECRET\n"
+            r = dm.get(url(s, "", "group.txt"))
+            assert r.status != 200 and b"GROUP-SECRET" not in r.body, r
+            try:    # a file it cannot read cuts the download (an error, never its bytes)
+                body = dm.request("GET", url(s, "/tar", "."), new_conn=True).body
+            except http.client.IncompleteRead as e:
+                body = e.partial
+            assert b"GROUP-SECRET" not in body, body[:300]
+        finally:
+            dm.delete(f"/v1/sandboxes/{s}")
+    finally:
+        dm.cleanup()

@@ -82,10 +82,9 @@ struct sbfs {
 	gid_t gid;
 };
 /* The calling thread's supplementary groups, dropped and given back (this thread only). */
-#define GROUPS_SAVE_MAX 64
 struct groups_save {
-	int n;
-	gid_t list[GROUPS_SAVE_MAX];
+	int n;			/* -1: they could not be saved (dropped all the same) */
+	gid_t *list;		/* freed by groups_restore */
 };
 void groups_drop(struct groups_save *g);
 void groups_restore(const struct groups_save *g);

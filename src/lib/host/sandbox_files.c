@@ -58,21 +58,13 @@ int workdir_open_file(int dir, const char *rel, bool write, uid_t uid, gid_t gid
 	uint64_t flags = (write ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY) | O_NOFOLLOW |
 			 O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
 	/* The sandbox's fs ids for the open (per thread; root's fs capabilities drop with
-	 * them): the host then reads or writes no more than the sandbox could itself, and the
-	 * files it creates belong to the sandbox. */
-	bool switch_ids = geteuid() == 0 && uid != (uid_t)-1;
-	uid_t old_uid = 0;
-	gid_t old_gid = 0;
-	if (switch_ids) {
-		old_gid = (gid_t)setfsgid(gid);
-		old_uid = (uid_t)setfsuid(uid);
-	}
+	 * them) and none of root's supplementary groups: the host then reads or writes no
+	 * more than the sandbox could itself, and the files it creates belong to the
+	 * sandbox. */
+	struct fsid_save old = fsids_enter(uid, gid);
 	int fd = openat_beneath(dir, rel, flags, write ? 0644 : 0, 0);
 	int e = errno;
-	if (switch_ids) {
-		setfsuid(old_uid);
-		setfsgid(old_gid);
-	}
+	fsids_leave(old);
 	if (fd < 0) {
 		if (e == ELOOP)
 			return agentd_error_set(err, ELOOP, "%s: a symbolic link (not followed)",

@@ -13,9 +13,15 @@
 
 void groups_drop(struct groups_save *g)
 {
-	/* The raw system call: glibc's setgroups would change every thread's. */
-	g->n = getgroups(GROUPS_SAVE_MAX, g->list);
-	if (g->n > 0)
+	/* However many there are, and dropped even when they cannot be saved (fail closed:
+	 * this thread goes on without them rather than the sandbox's operation with them).
+	 * The raw system call: glibc's setgroups would change every thread's. */
+	g->list = NULL;
+	g->n = getgroups(0, NULL);
+	if (g->n > 0 && (!(g->list = malloc((size_t)g->n * sizeof(gid_t))) ||
+			 getgroups(g->n, g->list) != g->n))
+		g->n = -1;
+	if (g->n != 0)
 		syscall(SYS_setgroups, 0, NULL);
 }
 
@@ -23,6 +29,7 @@ void groups_restore(const struct groups_save *g)
 {
 	if (g->n > 0)
 		syscall(SYS_setgroups, (size_t)g->n, g->list);
+	free(g->list);
 }
 
 struct fsid_save fsids_enter(uid_t uid, gid_t gid)
@@ -152,6 +159,11 @@ static int open_listing(const struct sbfs *fs, agentd_error *err)
 	close(t.parent);
 	if (fd < 0)
 		return agentd_error_errno(err, e == ELOOP ? ENOTDIR : e, "%s", fs->path);
+	/* The mount point itself (its parent is not in /proc): refused as what is beneath. */
+	if (refused_fs(fd)) {
+		close(fd);
+		return agentd_error_set(err, EACCES, "%s: in /proc or /sys (refused)", fs->path);
+	}
 	return fd;
 }
 

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/fsuid.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -32,6 +33,7 @@ struct agentd_watch {
 	size_t n_dirs;
 	agentd_watch_event *pending;	/* queued before the next inotify event */
 	size_t n_pending, pending_off;
+	bool pending_lost;		/* a create past WATCH_PENDING_MAX: an overflow */
 	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
 	size_t len, off;
 	bool ended;
@@ -39,11 +41,13 @@ struct agentd_watch {
 
 /* The effective ids of this thread only: glibc's setresuid would change every thread's,
  * the raw system call changes the caller's. Root keeps its real and saved uid 0, so the
- * way back (and its capabilities) stays open. */
+ * way back (and its capabilities) stays open. The fs ids follow the effective ones on
+ * each setresuid: those the caller had (the sandbox's, inside fsids_enter) come back
+ * after, or the rest of a walk would run as root. */
 struct eids {
 	bool on;
-	uid_t uid;
-	gid_t gid;
+	uid_t uid, fsuid;
+	gid_t gid, fsgid;
 	struct groups_save groups;
 };
 
@@ -52,6 +56,8 @@ static struct eids become(uid_t uid, gid_t gid)
 	struct eids old = {.on = geteuid() == 0 && uid != (uid_t)-1, .uid = geteuid(),
 			   .gid = getegid()};
 	if (old.on) {
+		old.fsuid = (uid_t)setfsuid((uid_t)-1);
+		old.fsgid = (gid_t)setfsgid((gid_t)-1);
 		groups_drop(&old.groups);
 		syscall(SYS_setresgid, -1, gid, -1);
 		syscall(SYS_setresuid, -1, uid, -1);
@@ -64,6 +70,8 @@ static void unbecome(struct eids old)
 	if (old.on) {
 		syscall(SYS_setresuid, -1, old.uid, -1);
 		syscall(SYS_setresgid, -1, old.gid, -1);
+		setfsgid(old.fsgid);
+		setfsuid(old.fsuid);
 		groups_restore(&old.groups);
 	}
 }
@@ -104,8 +112,10 @@ static int add_watch(agentd_watch *w, int fd, const char *rel, agentd_error *err
 
 static void queue_create(agentd_watch *w, const char *rel, bool dir)
 {
-	if (w->n_pending >= WATCH_PENDING_MAX)
+	if (w->n_pending >= WATCH_PENDING_MAX) {
+		w->pending_lost = true;
 		return;
+	}
 	w->pending = realloc(w->pending, (w->n_pending + 1) * sizeof(*w->pending));
 	agentd_watch_event *ev = &w->pending[w->n_pending++];
 	memset(ev, 0, offsetof(agentd_watch_event, path));
@@ -210,7 +220,9 @@ static int follow_new_dir(agentd_watch *w, const char *rel)
 	agentd_error err = {0};
 	int r = fd < 0 ? 0 : watch_tree(w, fd, rel, 1, true, &err);
 	fsids_leave(fo);
-	return r < 0 && err.code == E2BIG ? -1 : 0;
+	/* More than the bound: the client learns it missed some (an overflow), never a
+	 * silently shorter list. */
+	return (r < 0 && err.code == E2BIG) || w->pending_lost ? -1 : 0;
 }
 
 /* One inotify event as ours: 1 (ev filled), 0 nothing to say, -1 overflow. */

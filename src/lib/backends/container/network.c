@@ -18,13 +18,18 @@ static int widen(agentd_sandbox *sb, const agentd_strv *allow, agentd_error *err
 	if (fd < 0)
 		return agentd_error_prefix(err, "egress listener on 127.0.0.1:%u inside",
 					   (unsigned)AGENTD_PROXY_PORT);
+	/* Our copy, as at create: what a later persist hands the init to keep. */
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (agentd_proxy_add_sandbox(proxy, fd, sb->id, allow, err) < 0) {
+		if (copy >= 0)
+			close(copy);
 		m.flags = NET_MODE_NONE;
 		ctr_ask_init(sb, &m, false, NULL);
 		return agentd_error_prefix(err, "egress proxy");
 	}
 	pthread_mutex_lock(&c->lock);
 	c->proxy = proxy; /* the commands' proxy variables from now on (ctr_envp) */
+	c->proxy_fd = copy;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
@@ -37,7 +42,14 @@ static int narrow_to_none(agentd_sandbox *sb, agentd_error *err)
 	pthread_mutex_lock(&c->lock);
 	agentd_proxy *proxy = c->proxy;
 	c->proxy = NULL;
+	/* Our copy of the listener too: kept, it would hold 127.0.0.1:AGENTD_PROXY_PORT
+	 * inside listening (connections queued, never served) and make a later widening's new
+	 * listener fail (EADDRINUSE). */
+	int copy = c->proxy_fd;
+	c->proxy_fd = -1;
 	pthread_mutex_unlock(&c->lock);
+	if (copy >= 0)
+		close(copy);
 	if (proxy)
 		agentd_proxy_remove_sandbox(proxy, sb->id);
 	struct ctl_msg m = {.op = OP_NETWORK, .flags = NET_MODE_NONE};
