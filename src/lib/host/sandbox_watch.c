@@ -32,7 +32,7 @@ struct agentd_watch {
 	struct wdir *dirs;
 	size_t n_dirs;
 	agentd_watch_event *pending;	/* queued before the next inotify event */
-	size_t n_pending, pending_off;
+	size_t n_pending, pending_off, cap_pending;
 	bool pending_lost;		/* a create past WATCH_PENDING_MAX: an overflow */
 	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
 	size_t len, off;
@@ -116,7 +116,12 @@ static void queue_create(agentd_watch *w, const char *rel, bool dir)
 		w->pending_lost = true;
 		return;
 	}
-	w->pending = realloc(w->pending, (w->n_pending + 1) * sizeof(*w->pending));
+	/* Grown by doubling: an event is 4 KiB (its path), and a walk of thousands of new
+	 * entries must not copy the queue once per entry. */
+	if (w->n_pending == w->cap_pending) {
+		w->cap_pending = w->cap_pending ? 2 * w->cap_pending : 64;
+		w->pending = xrealloc(w->pending, w->cap_pending * sizeof(*w->pending));
+	}
 	agentd_watch_event *ev = &w->pending[w->n_pending++];
 	memset(ev, 0, offsetof(agentd_watch_event, path));
 	ev->kind = AGENTD_WATCH_CREATE;
