@@ -35,14 +35,20 @@ echo "== agentd serve: the same, as a daemon an agent platform talks to over a u
 DEMO_DIR=$(mktemp -d /var/tmp/agentd-demo-XXXXXX)
 chmod 0711 "$DEMO_DIR"
 export AGENTD_SOCKET="$DEMO_DIR/agentd.sock"
-"$AGENTD" serve --state-dir "$DEMO_DIR/state" 2>"$DEMO_DIR/daemon.log" &
-DAEMON_PID=$!
+start_daemon() {
+  "$AGENTD" serve --state-dir "$DEMO_DIR/state" 2>>"$DEMO_DIR/daemon.log" &
+  DAEMON_PID=$!
+  for _ in $(seq 100); do [ -S "$AGENTD_SOCKET" ] && break; sleep 0.05; done
+}
+# Sandboxes outlive the daemon: on any failure the demo's sandbox goes first, then the
+# daemon and its state dir, so nothing is left running.
 stop_daemon() {
+  [ -n "${ID:-}" ] && "$AGENTD" sandbox rm "$ID" >/dev/null 2>&1
   kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
   rm -rf "$DEMO_DIR"
 }
 trap stop_daemon EXIT
-for _ in $(seq 100); do [ -S "$AGENTD_SOCKET" ] && break; sleep 0.05; done
+start_daemon
 curl -s --unix-socket "$AGENTD_SOCKET" http://agentd/v1/health; echo
 ID=$("$AGENTD" sandbox create --name demo --memory 256M)
 echo "sandbox created: $ID"
@@ -67,12 +73,20 @@ if CID=$("$AGENTD" sandbox context "$ID" --language python 2>"$DEMO_DIR/context.
   echo "   GET http://$ADDR/state.json (served inside the sandbox):"
   for _ in $(seq 100); do curl -sf "http://$ADDR/state.json" && break; sleep 0.1; done; echo
   "$AGENTD" sandbox ps "$ID"
+  echo "-- the daemon restarts (an upgrade, a crash): the sandbox lives on and is adopted"
+  kill "$DAEMON_PID" && wait "$DAEMON_PID" 2>/dev/null || true
+  start_daemon
+  "$AGENTD" sandbox run-code "$ID" "$CID" -c 'print("after the restart: x =", x)'
+  ADDR=$("$AGENTD" sandbox ports "$ID" | awk '$1 == 8000 {print $2}')
+  echo "   GET http://$ADDR/state.json, the same server:"
+  for _ in $(seq 100); do curl -sf "http://$ADDR/state.json" && break; sleep 0.1; done; echo
 else
   echo "   not on this sandbox's backend: $(cat "$DEMO_DIR/context.err")"
 fi
 "$AGENTD" sandbox ls
 "$AGENTD" sandbox rm "$ID" >/dev/null
 echo "removed $ID; the audit log has:"
+ID=
 curl -s --unix-socket "$AGENTD_SOCKET" "http://agentd/v1/audit" | /usr/bin/python3 -c '
 import json, sys
 for r in json.load(sys.stdin)["records"]:
