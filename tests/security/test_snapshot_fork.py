@@ -3,8 +3,10 @@ snapshot is hostile, and neither the snapshot stored on the host nor a restore n
 sandbox made from it (from_snapshot) may carry a set-id file, a device node, a fifo or a
 hard link, or follow a symlink the sandbox planted."""
 import os
+import shutil
 import stat
 import sys
+import tempfile
 
 import pytest
 
@@ -120,3 +122,52 @@ def test_a_fork_cannot_reach_the_snapshot_store(d):
     for s in (fork, sid):
         d.delete(f"/v1/sandboxes/{s}")
     d.delete(f"/v1/snapshots/{snap}")
+
+
+def test_a_fork_mounts_nothing_through_a_symlink_its_snapshot_planted(d, tmp_path):
+    """A fork's mount points beneath its workdir and /tmp are made after the snapshot's files
+    are there: a symlink the sandbox planted where a later policy mounts (here /tmp/evil ->
+    the host's /tmp, as the init sees it before its pivot) must not carry a mkdir or a mount
+    anywhere else — the fork fails with a clear error, and nothing appears on the host."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("host file\n")
+    name = f"agentd-planted-{os.getpid()}"
+    sid = d.create()
+    sh(d, sid, "ln -s /tmp /tmp/evil")
+    snap = d.post(f"/v1/sandboxes/{sid}/snapshots", {}).json["id"]
+    spec = {"bind_mounts": [{"source": str(src), "target": f"/tmp/evil/{name}",
+                             "readonly": True}]}
+    r = d.post("/v1/sandboxes", {"from_snapshot": snap, "spec": spec})
+    try:
+        assert not os.path.lexists(f"/tmp/{name}"), "the init made a directory on the host"
+        assert r.status != 201 and "Too many levels of symbolic links" in r.body.decode(), r
+    finally:
+        if r.status == 201:
+            d.delete(f"/v1/sandboxes/{r.json['id']}")
+        if os.path.lexists(f"/tmp/{name}"):
+            os.rmdir(f"/tmp/{name}")
+        d.delete(f"/v1/sandboxes/{sid}")
+        d.delete(f"/v1/snapshots/{snap}")
+
+
+def test_a_fork_takes_a_mount_point_its_snapshot_already_holds(d):
+    """A policy path beneath /tmp (a project checked out under /tmp, bound read-only) is a
+    mount point the source sandbox's /tmp held, so its snapshot holds the directory: the fork
+    takes it as its mount point (a real directory, not a symlink) and sees the host's files."""
+    src = tempfile.mkdtemp(prefix="agentd-proj-", dir="/tmp")
+    os.chmod(src, 0o755)    # the sandbox's user reads it, as a checkout's
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("host file\n")
+    os.chmod(os.path.join(src, "f"), 0o644)
+    spec = {"allowed_paths_ro": [src]}
+    try:
+        sid = d.create(spec=spec)
+        snap = d.post(f"/v1/sandboxes/{sid}/snapshots", {}).json["id"]
+        fork = d.create(spec=spec, from_snapshot=snap)
+        assert sh(d, fork, f"cat {src}/f") == "host file\n"
+        for s in (fork, sid):
+            d.delete(f"/v1/sandboxes/{s}")
+        d.delete(f"/v1/snapshots/{snap}")
+    finally:
+        shutil.rmtree(src)

@@ -2,6 +2,8 @@
  * syscalls and the stack only. Everything the operations need was computed by the parent. */
 #include "lib/jail/mounts/mounts_internal.h"
 
+#include <limits.h>
+
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/sendfile.h>
@@ -180,6 +182,64 @@ static int make_file(const char *t, const struct mount_op *op)
 	return w;
 }
 
+/* issue 12: snapshots. The parent of t (relative to the new root) resolved beneath it with
+ * no symlink at all, its last component in *base: for targets in a tree the sandbox filled
+ * (a scratch seeded by a snapshot). An O_PATH fd, or -errno. No malloc (the init). */
+static int parent_resolved(struct run *r, const char *t, const char **base)
+{
+	if (r->root_fd < 0 && (r->root_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	char parent[PATH_MAX];
+	const char *slash = strrchr(t, '/');
+	size_t n = slash ? (size_t)(slash - t) : 0;
+	if (n >= sizeof(parent))
+		return -ENAMETOOLONG;
+	memcpy(parent, t, n);
+	parent[n] = '\0';
+	*base = slash ? slash + 1 : t;
+	int fd = openat_beneath(r->root_fd, n ? parent : ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+				RESOLVE_NO_SYMLINKS);
+	return fd < 0 ? -errno : fd;
+}
+
+/* A mount point made beneath such a tree: never through a symlink, and one the tree holds
+ * already is taken only as what it must be (a directory, or a regular file), never as a
+ * symlink; a mount covers it next. */
+static int make_point_resolved(struct run *r, const char *t, const struct mount_op *op)
+{
+	const char *base;
+	int pfd = parent_resolved(r, t, &base);
+	if (pfd < 0)
+		return pfd;
+	bool dir = op->kind == MOUNT_OP_DIR;
+	int ret = 0;
+	if (dir)
+		ret = mkdirat(pfd, base, op->mode) < 0 ? -errno : 0;
+	else if (!op->data_len)
+		ret = mknodat(pfd, base, S_IFREG | op->mode, 0) < 0 ? -errno : 0;
+	else {
+		int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				op->mode);
+		ret = fd < 0 ? -errno : write_all(fd, op->data, op->data_len) < 0 ? -errno : 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	struct stat st;
+	if (ret == -EEXIST && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) {
+			close(pfd);
+			return 0;
+		}
+		if (S_ISLNK(st.st_mode))
+			ret = -ELOOP; /* a planted symlink: refused, as in a path */
+	}
+	if (ret == 0 && dir && op->uid != (uid_t)-1 &&
+	    fchownat(pfd, base, op->uid, op->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		ret = -errno;
+	close(pfd);
+	return ret;
+}
+
 /* pivot_root(".", "."): the old root ends up on top of the new one and is then detached
  * whole, with every host mount under it (bubblewrap, crun). */
 static int pivot(struct run *r)
@@ -208,11 +268,15 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		ret = mount("tmpfs", t, "tmpfs", op->flags, op->data);
 		break;
 	case MOUNT_OP_DIR:
+		if ((op->opflags & MOUNT_OPF_RESOLVE) && r->entered)
+			return make_point_resolved(r, t, op);
 		ret = mkdir(t, op->mode);
 		if (ret == 0 && op->uid != (uid_t)-1)
 			ret = fchownat(AT_FDCWD, t, op->uid, op->gid, AT_SYMLINK_NOFOLLOW);
 		break;
 	case MOUNT_OP_FILE:
+		if ((op->opflags & MOUNT_OPF_RESOLVE) && r->entered)
+			return make_point_resolved(r, t, op);
 		return make_file(t, op);
 	case MOUNT_OP_COPY:
 		return copy_file(r, t, op);

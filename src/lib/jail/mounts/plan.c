@@ -350,6 +350,14 @@ int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 		goto out;
 	size_t reserve_bytes = 0, reserve_inodes = 16;
 	place_scratch(&b.body, plan->base, &reserve_bytes, &reserve_inodes);
+	/* issue 12: snapshots. Seeded by a snapshot, the workdir and /tmp hold the sandbox's
+	 * files (hostile) before anything is mounted there: what the plan makes or mounts
+	 * beneath them is resolved in the new root with no symlink at all (apply.c). */
+	if (o->overlay_scratch)
+		for (size_t i = 0; i < b.body.n; i++)
+			if (path_within(b.body.ops[i].target, wd) ||
+			    path_within(b.body.ops[i].target, "/tmp"))
+				b.body.ops[i].opflags |= MOUNT_OPF_RESOLVE;
 	push_prologue(plan, o, &spec->limits, reserve_bytes, reserve_inodes);
 	plan_append(plan, &b.body);
 	plan_push(plan, MOUNT_OP_PIVOT, "/");
