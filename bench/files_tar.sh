@@ -43,7 +43,7 @@ tar -C "$OUT/tree" -cf "$OUT/tree.tar" .
 BYTES=$(stat -c %s "$OUT/tree.tar")
 
 SOCK="$OUT/agentd.sock"
-"$AGENTD" serve --socket "$SOCK" --state-dir "$OUT/state" --max-file-size $(( (BYTES >> 20) + 64 ))M \
+"$AGENTD" serve --socket "$SOCK" --state-dir "$OUT/state" --destroy-on-exit --max-file-size $(( (BYTES >> 20) + 64 ))M \
   >"$OUT/daemon.log" 2>&1 &
 DPID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done

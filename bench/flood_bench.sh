@@ -13,7 +13,7 @@ chmod 0711 "$DIR"
 PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/token"
 chmod 0600 "$DIR/token"
-"$AGENTD" serve --socket "$DIR/agentd.sock" --state-dir "$DIR/state" \
+"$AGENTD" serve --socket "$DIR/agentd.sock" --state-dir "$DIR/state" --destroy-on-exit \
 	--listen "127.0.0.1:$PORT" --token-file "$DIR/token" 2>"$DIR/log" &
 PID=$!
 FLOOD=

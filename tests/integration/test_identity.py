@@ -212,7 +212,7 @@ def serve_as_nobody(userdir, delegated):  # noqa: F811
     d.log = open(d.log_path, "ab")
     d.proc = subprocess.Popen(
         [os.path.join(userdir, "agentd"), "serve", "--socket", d.socket, "--state-dir",
-         d.state_dir, "--drain", "1s"], stdout=d.log, stderr=d.log, cwd=userdir,
+         d.state_dir, "--drain", "1s", "--destroy-on-exit"], stdout=d.log, stderr=d.log, cwd=userdir,
         env={"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": run, "HOME": userdir},
         preexec_fn=as_nobody_in(delegated))
 
