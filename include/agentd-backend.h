@@ -19,8 +19,9 @@ extern "C" {
  * (agentd_sandbox_ops.persist and .adopted, agentd_backend_ops.adopt); 6: live network
  * policy (agentd_sandbox_ops.set_network), the files API's agentd_sandbox_ops.root_fd,
  * snapshots the caller stores (agentd_sandbox_ops.snapshot_to and .restore_from),
- * agentd_backend_ops.create_sandbox_from, agentd_sandbox_caps.from_snapshot */
-#define AGENTD_BACKEND_ABI_VERSION 6u
+ * agentd_backend_ops.create_sandbox_from, agentd_sandbox_caps.from_snapshot; 7: images
+ * (agentd_spec.image and .writable_root, AGENTD_ITEM_IMAGE) */
+#define AGENTD_BACKEND_ABI_VERSION 7u
 
 /* In exactly one file of a plugin: the ABI version it was built against. */
 #define AGENTD_PLUGIN_ABI \

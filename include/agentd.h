@@ -106,6 +106,13 @@ typedef struct agentd_spec {
 	 * -1 = the default (65534:65534); 0 = stay uid 0 with every capability dropped. */
 	int64_t run_as_uid;
 	int64_t run_as_gid;
+	/* issue 13: images (docs/images.md). The sandbox's root filesystem: NULL = the host's
+	 * runtime (read-only binds of /usr, /bin, /lib...); else a reference into the image
+	 * store ("name", "name:tag", "sha256:<64 hex>" or a unique prefix of 12+ hex). */
+	char *image;
+	/* With image: a writable overlay over the whole root (its upper layer on the scratch,
+	 * bounded by limits.max_write_bytes) rather than a read-only root. */
+	bool writable_root;
 } agentd_spec;
 
 /* Fill *spec with the profile's defaults (docs/policy.md#keys). */
@@ -219,11 +226,13 @@ typedef enum agentd_policy_item {
 	AGENTD_ITEM_NETWORK_ALLOWLIST,	/* network.mode "allowlist" */
 	AGENTD_ITEM_RUN_AS,		/* run_as other than the caller's own ids */
 	AGENTD_ITEM_SECCOMP,		/* seccomp_profile other than "none" */
+	AGENTD_ITEM_IMAGE,		/* issue 13: image (a root filesystem of its own) */
 	AGENTD_ITEM_COUNT,
 } agentd_policy_item;
 #define AGENTD_ITEM_BIT(i) (1u << (i))
 /* "memory", "pids", "cpu", "cpu_time", "wall_time", "open_files", "output", "write",
- * "filesystem", "bind_mounts", "network_none", "network_allowlist", "run_as", "seccomp". */
+ * "filesystem", "bind_mounts", "network_none", "network_allowlist", "run_as", "seccomp",
+ * "image". */
 const char *agentd_policy_item_name(agentd_policy_item i);
 /* The items spec asks for, as AGENTD_ITEM_BIT()s. */
 uint32_t agentd_spec_items(const agentd_spec *spec);
@@ -705,6 +714,109 @@ typedef struct agentd_proxy agentd_proxy;
  * backend is freed). Without one, the backend starts its own on first need (stderr log)
  * and stops it in agentd_backend_free. */
 void agentd_backend_set_proxy(agentd_backend *b, agentd_proxy *p);
+
+/* ------------------------------------------------------------- images (issue 13)
+ * A content-addressed store of root filesystems under a state dir (docs/images.md):
+ *   DIR/blobs/sha256/<hex>        configs and manifests as imported (0400)
+ *   DIR/layers/<hex>/             one unpacked layer per diff id (sha256 of the
+ *                                 uncompressed layer tar), read-only, root-owned, 0700
+ *                                 parents; overlay whiteouts as 0/0 char devices, opaque
+ *                                 dirs with the user.overlay.opaque xattr (userxattr mounts)
+ *   DIR/images/<hex>.json         one record per image id: tags, layers, config, source
+ *   DIR/tmp/                      imports in progress (removed by prune and on failure)
+ * All of it is written by the host side only; no sandbox ever holds a writable view. An
+ * image id is the sha256 of its config JSON, "sha256:<64 hex>". Concurrent users (the CLI
+ * without a daemon, the daemon, a build) take locks (flock) on DIR/lock; a sandbox's use
+ * of an image is a shared flock on DIR/images/<hex>.use that rm and prune test. */
+#define AGENTD_IMAGE_ID_LEN 80
+typedef struct agentd_image_store agentd_image_store;
+/* Opens (creating 0700 dirs as needed) the store at dir. */
+int agentd_image_store_open(const char *dir, agentd_image_store **out, agentd_error *err);
+void agentd_image_store_free(agentd_image_store *s);
+const char *agentd_image_store_dir(const agentd_image_store *s);
+/* The store used when nobody names one: $AGENTD_IMAGE_DIR, else the default state dir's
+ * images/ (/var/lib/agentd/images as root, $XDG_RUNTIME_DIR/agentd/images, or
+ * /tmp/agentd-UID/images), the same dir `agentd serve` uses with its default --state-dir. */
+const char *agentd_default_image_dir(void);
+
+/* An image's defaults (its OCI config's Env, WorkingDir, User, Cmd, Entrypoint); the
+ * policy overrides each (docs/images.md#defaults). */
+typedef struct agentd_image_config {
+	agentd_strv env;		/* "KEY=VALUE" */
+	char *workdir;			/* NULL = none */
+	char *user;			/* as the image says: "uid[:gid]" or "name[:group]"; NULL */
+	agentd_strv cmd;
+	agentd_strv entrypoint;
+} agentd_image_config;
+
+typedef struct agentd_image_info {
+	char id[AGENTD_IMAGE_ID_LEN];	/* "sha256:<64 hex>" */
+	agentd_strv tags;		/* "name:tag", normalised (a bare name gets ":latest") */
+	agentd_strv layers;		/* diff ids "sha256:<hex>", bottom first */
+	uint64_t size_bytes;		/* unpacked, all its layers */
+	int64_t created;		/* unix seconds, when it entered the store */
+	char *source;			/* "docker-archive", "oci-layout", "rootfs", "build" */
+	agentd_image_config config;
+	bool in_use;			/* a sandbox holds it now */
+} agentd_image_info;
+void agentd_image_info_free(agentd_image_info *i);
+void agentd_image_config_free(agentd_image_config *c);
+
+/* Progress of a long call: one line per stage ("unpack layer 2/3: 12.0 MiB"). */
+typedef void (*agentd_progress_cb)(void *userdata, const char *line);
+
+typedef struct agentd_image_import_opts {
+	const char *tag;		/* tag to add (a rootfs tar has no name of its own: its
+					 * tag is required); NULL = the archive's own tags */
+	agentd_progress_cb progress;	/* NULL = quiet */
+	void *userdata;
+} agentd_image_import_opts;
+/* path: a docker/podman save tar, an OCI image layout (directory or tar), or a plain
+ * rootfs tar (optionally gzip/zstd/xz compressed). Every layer's digest is verified;
+ * hostile content (traversal, links out of the layer, device nodes, setuid/setgid bits,
+ * oversize or too many entries) is refused or neutralised as docs/images.md says, and a
+ * failed import leaves nothing behind. */
+int agentd_image_import(agentd_image_store *s, const char *path,
+			const agentd_image_import_opts *o, agentd_image_info *out, agentd_error *err);
+/* ref: "name", "name:tag", "sha256:<hex>" or a unique prefix of 12+ hex. ENOENT. */
+int agentd_image_inspect(agentd_image_store *s, const char *ref, agentd_image_info *out,
+			 agentd_error *err);
+int agentd_image_list(agentd_image_store *s, agentd_image_info **out, size_t *n,
+		      agentd_error *err);
+void agentd_image_list_free(agentd_image_info *v, size_t n);
+int agentd_image_tag(agentd_image_store *s, const char *ref, const char *tag, agentd_error *err);
+/* Removes the tag (ref names a tag and the image has others) or the image; EBUSY while a
+ * sandbox uses it unless force (its sandboxes keep their mounted layers). */
+int agentd_image_remove(agentd_image_store *s, const char *ref, bool force, agentd_error *err);
+/* Layers and blobs no image refers to, and leftovers of failed imports. */
+int agentd_image_prune(agentd_image_store *s, uint64_t *freed_bytes, agentd_error *err);
+/* A docker-archive tar of the image on fd (for `docker load` / `podman load`). */
+int agentd_image_export(agentd_image_store *s, const char *ref, int fd, agentd_error *err);
+/* A new image: the tree under dir_fd as one layer on top of base's layers (base NULL: the
+ * tree alone), with config (NULL: base's). What `agentd image build` stores. */
+int agentd_image_commit_dir(agentd_image_store *s, const char *base, int dir_fd,
+			    const agentd_image_config *config, const char *tag,
+			    agentd_image_info *out, agentd_error *err);
+
+/* What a backend mounts: the layers' directories, bottom first, as O_PATH|O_DIRECTORY
+ * fds, the image's defaults, and its use lock (held until agentd_image_lease_free, or for
+ * as long as a process the fd was passed to keeps it: a durable sandbox's init). */
+typedef struct agentd_image_lease {
+	char id[AGENTD_IMAGE_ID_LEN];
+	int *layer_fds;
+	size_t n_layers;
+	char **layer_paths;		/* host paths of the same (for OCI bundles, engines) */
+	agentd_image_config config;
+	int use_fd;			/* the shared flock on images/<hex>.use */
+} agentd_image_lease;
+int agentd_image_acquire(agentd_image_store *s, const char *ref, agentd_image_lease **out,
+			 agentd_error *err);
+void agentd_image_lease_free(agentd_image_lease *l);
+
+/* The store a backend resolves spec->image in (not owned; the daemon sets its state dir's).
+ * Without one, the backend opens agentd_default_image_dir() on first need. */
+void agentd_backend_set_image_store(agentd_backend *b, agentd_image_store *s);
+agentd_image_store *agentd_backend_image_store(agentd_backend *b, agentd_error *err);
 
 /* --------------------------------------------------------------- probe */
 typedef struct agentd_platform {

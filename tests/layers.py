@@ -4,7 +4,8 @@
 Each folder of src/ is a layer with one private header; a file may include the private
 headers of its own layer and of the layers below it, never above or sideways:
 
-    common <- jail, net <- host <- engine <- backends <- backends/container <- core
+    common <- jail, net <- host <- image <- engine <- backends <- backends/container,
+        backends/oci <- core
     common <- daemon/store <- daemon/http <- daemon/live <- daemon/api <- daemon
     common <- cli
 
@@ -27,10 +28,13 @@ BELOW = {
     "jail": ["common"],
     "net": ["common"],
     "host": ["common", "jail"],
-    "engine": ["common", "jail", "host"],
-    "backends": ["common", "jail", "net", "host", "engine"],
-    "container": ["common", "jail", "net", "host", "engine", "backends"],
-    "core": ["common", "jail", "net", "host", "engine", "backends", "container"],
+    "image": ["common", "jail", "host"],
+    "engine": ["common", "jail", "host", "image"],
+    "backends": ["common", "jail", "net", "host", "image", "engine"],
+    "container": ["common", "jail", "net", "host", "image", "engine", "backends"],
+    "oci": ["common", "jail", "net", "host", "image", "engine", "backends"],
+    "core": ["common", "jail", "net", "host", "image", "engine", "backends", "container",
+             "oci"],
     "store": ["common"],
     "http": ["common", "store"],
     "live": ["common", "store", "http"],
@@ -40,6 +44,8 @@ BELOW = {
 }
 FOLDERS = [  # longest prefix first
     ("src/lib/backends/container", "container"),
+    ("src/lib/backends/oci", "oci"),
+    ("src/lib/image", "image"),
     ("src/lib/backends", "backends"),
     ("src/lib/engine", "engine"),
     ("src/lib/host", "host"),

@@ -762,6 +762,28 @@ static void emit_then_parse_gives_the_same_spec(void **state __attribute__((unus
 	roundtrip("{'labels': {'\\u00e9\\t\\n': '\\\"\\\\', 'z': 'a', 'a': 'z'}}");
 	roundtrip("{'limits': {'max_memory_bytes': 9223372036854775807}}");
 	roundtrip("{'run_as': {'uid': 0, 'gid': 4294967294}}");
+	roundtrip("{'image': 'debian:bookworm', 'writable_root': true}");
+}
+
+/* issue 13: image is a reference the store resolves; writable_root needs one */
+static void image_keys_are_checked(void **state __attribute__((unused)))
+{
+	agentd_spec s;
+	agentd_spec_init(&s, AGENTD_PROFILE_STRICT);
+	parse_ok("{'image': 'registry.example/py-numpy:1.2', 'writable_root': true}", &s);
+	assert_string_equal(s.image, "registry.example/py-numpy:1.2");
+	assert_true(s.writable_root);
+	parse_ok("{'image': null}", &s);
+	assert_null(s.image);
+	assert_false(s.writable_root);
+	agentd_spec_free(&s);
+	parse_fails("{'image': 'Upper'}", "image: expected an image name, name:tag or sha256:<hex> (lower-case letters, digits and ._-/:@, at most 255)");
+	parse_fails("{'image': '../../etc'}", "image: expected an image name, name:tag or sha256:<hex> (lower-case letters, digits and ._-/:@, at most 255)");
+	parse_fails("{'image': ''}", "image: expected an image name, name:tag or sha256:<hex> (lower-case letters, digits and ._-/:@, at most 255)");
+	parse_fails("{'image': 3}", "image: expected string");
+	parse_fails("{'writable_root': 'yes'}", "writable_root: expected boolean");
+	parse_fails("{'writable_root': true}",
+		    "writable_root: needs an image (the host's runtime is never writable)");
 }
 
 static void emitter_writes_every_key_in_a_fixed_order(void **state __attribute__((unused)))
@@ -769,6 +791,7 @@ static void emitter_writes_every_key_in_a_fixed_order(void **state __attribute__
 	static const char *const keys[] = {
 		"profile", "workdir", "allowed_paths_ro", "allowed_paths_rw", "bind_mounts",
 		"network", "environment", "limits", "seccomp_profile", "labels", "run_as",
+		"image", "writable_root",
 	};
 	agentd_spec s;
 	agentd_spec_init(&s, AGENTD_PROFILE_STRICT);
@@ -1008,6 +1031,7 @@ int main(void)
 		cmocka_unit_test(parse_replaces_the_whole_spec),
 		cmocka_unit_test(emit_then_parse_gives_the_same_spec),
 		cmocka_unit_test(emitter_writes_every_key_in_a_fixed_order),
+		cmocka_unit_test(image_keys_are_checked),
 		cmocka_unit_test(emitter_refuses_what_json_cannot_hold),
 		cmocka_unit_test(load_file_reads_and_prefixes_errors_with_the_path),
 		cmocka_unit_test(set_profile_resets_limits_and_network_only),

@@ -432,6 +432,10 @@ static void probe_common_items(agentd_backend_caps *caps, const agentd_platform 
 		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_RUN_AS,
 					   "agentd is not root: commands keep its uid %u, gid %u",
 					   (unsigned)geteuid(), (unsigned)getegid());
+	/* issue 13: commands of a process backend see the host's own root */
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_IMAGE,
+				   "its commands run on the host's root filesystem (no mount "
+				   "namespace): an image needs the container or oci backend");
 }
 
 void process_probe_items(agentd_backend_caps *caps, const char *backend)

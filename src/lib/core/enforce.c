@@ -45,6 +45,7 @@ static const struct item_info items[AGENTD_ITEM_COUNT] = {
 	[AGENTD_ITEM_NETWORK_ALLOWLIST] = {"network_allowlist", false, NULL},
 	[AGENTD_ITEM_RUN_AS] = {"run_as", true, NULL},
 	[AGENTD_ITEM_SECCOMP] = {"seccomp", true, NULL},
+	[AGENTD_ITEM_IMAGE] = {"image", false, NULL},
 };
 
 const char *agentd_policy_item_name(agentd_policy_item i)
@@ -76,6 +77,7 @@ uint32_t agentd_spec_items(const agentd_spec *s)
 		 AGENTD_ITEM_RUN_AS},
 		{!s->seccomp_profile || strcmp(s->seccomp_profile, "none") != 0,
 		 AGENTD_ITEM_SECCOMP},
+		{s->image != NULL, AGENTD_ITEM_IMAGE},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(ask); i++)
 		if (ask[i].asked)
@@ -125,6 +127,9 @@ static void item_asked(const agentd_spec *s, agentd_policy_item i, char *buf, si
 	case AGENTD_ITEM_SECCOMP:
 		snprintf(buf, n, "seccomp profile \"%s\"",
 			 s->seccomp_profile ? s->seccomp_profile : "default");
+		return;
+	case AGENTD_ITEM_IMAGE:
+		snprintf(buf, n, "image \"%s\"", s->image ? s->image : "");
 		return;
 	default:
 		snprintf(buf, n, "%s", items[i].name);

@@ -230,6 +230,25 @@ static int p_seccomp(json_t *v, agentd_spec *s, agentd_error *err)
 	return 0;
 }
 
+/* issue 13: images. null is the host's runtime, so the emitter can write every key. */
+static int p_image(json_t *v, agentd_spec *s, agentd_error *err)
+{
+	const char *str = NULL;
+	if (!json_is_null(v) && get_string(v, "image", &str, err) < 0)
+		return -1;
+	free(s->image);
+	s->image = str ? xstrdup(str) : NULL;
+	return 0;
+}
+
+static int p_writable_root(json_t *v, agentd_spec *s, agentd_error *err)
+{
+	if (!json_is_boolean(v))
+		return fail(err, "writable_root", "expected boolean");
+	s->writable_root = json_is_true(v);
+	return 0;
+}
+
 /* null is the default identity, so the emitter can write every key. */
 static int p_run_as(json_t *v, agentd_spec *s, agentd_error *err)
 {
@@ -279,6 +298,9 @@ static const struct {
 	{ "seccomp_profile", p_seccomp },
 	{ "labels", p_labels },
 	{ "run_as", p_run_as },
+	/* issue 13 */
+	{ "image", p_image },
+	{ "writable_root", p_writable_root },
 };
 
 static int parse_root(json_t *root, agentd_spec *tmp, agentd_error *err)
@@ -453,6 +475,8 @@ char *agentd_policy_to_json(const agentd_spec *spec)
 		ok &= put(ra, "gid", json_integer(spec->run_as_gid));
 		ok &= put(root, "run_as", ra);
 	}
+	ok &= put(root, "image", str_or_null(spec->image));
+	ok &= put(root, "writable_root", json_boolean(spec->writable_root));
 
 	if (!ok)
 		return NULL;

@@ -4,6 +4,7 @@
 #include "lib/core/core.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
 
@@ -139,6 +140,7 @@ void agentd_spec_free(agentd_spec *spec)
 	strv_free(&spec->network.allow);
 	kvv_free(&spec->environment);
 	free(spec->seccomp_profile);
+	free(spec->image);
 	kvv_free(&spec->labels);
 	/* zeroed, so a second free (or a free after a failed parse) is harmless */
 	memset(spec, 0, sizeof(*spec));
@@ -168,6 +170,7 @@ int agentd_spec_copy(agentd_spec *dst, const agentd_spec *src, agentd_error *err
 	strv_copy(&dst->network.allow, &src->network.allow);
 	kvv_copy(&dst->environment, &src->environment);
 	dst->seccomp_profile = strdup_null(src->seccomp_profile);
+	dst->image = strdup_null(src->image);
 	kvv_copy(&dst->labels, &src->labels);
 	return 0;
 }
@@ -213,7 +216,8 @@ bool spec_equal(const agentd_spec *a, const agentd_spec *b)
 	    !strv_eq(&a->network.allow, &b->network.allow) ||
 	    !kvv_eq(&a->environment, &b->environment) ||
 	    !str_eq(a->seccomp_profile, b->seccomp_profile) || !kvv_eq(&a->labels, &b->labels) ||
-	    a->run_as_uid != b->run_as_uid || a->run_as_gid != b->run_as_gid)
+	    a->run_as_uid != b->run_as_uid || a->run_as_gid != b->run_as_gid ||
+	    !str_eq(a->image, b->image) || a->writable_root != b->writable_root)
 		return false;
 	for (size_t i = 0; i < a->n_bind_mounts; i++) {
 		const agentd_bind_mount *x = &a->bind_mounts[i], *y = &b->bind_mounts[i];
@@ -429,5 +433,19 @@ int agentd_spec_validate(const agentd_spec *spec, agentd_error *err)
 		return fail_path(err, "run_as.uid", "expected integer in 0..4294967294");
 	if (spec->run_as_gid < -1 || spec->run_as_gid > SPEC_ID_MAX)
 		return fail_path(err, "run_as.gid", "expected integer in 0..4294967294");
+
+	/* issue 13: a reference only: the store resolves it (docs/images.md#references) */
+	if (spec->image) {
+		size_t n = strlen(spec->image);
+		if (n == 0 || n > 255 ||
+		    strspn(spec->image, "abcdefghijklmnopqrstuvwxyz0123456789._-/:@") != n ||
+		    !isalnum((unsigned char)spec->image[0]))
+			return fail_path(err, "image",
+					 "expected an image name, name:tag or sha256:<hex> "
+					 "(lower-case letters, digits and ._-/:@, at most 255)");
+	}
+	if (spec->writable_root && !spec->image)
+		return fail_path(err, "writable_root", "needs an image (the host's runtime "
+				 "is never writable)");
 	return 0;
 }
