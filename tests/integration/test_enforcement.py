@@ -97,7 +97,8 @@ def test_probe_lists_per_backend_what_it_enforces(undelegated):
     assert {"filesystem", "network_none", "seccomp"} <= set(hd["cannot_enforce"]), hd
     assert "memory" in hd["enforces"], hd
     assert set(backends["linux-native"]["cannot_enforce"]) == {"bind_mounts",
-                                                               "network_allowlist"}
+                                                               "network_allowlist", "image"}
+    assert "no mount namespace" in backends["linux-native"]["cannot_enforce"]["image"]
     if backends["container"]["available"]:
         assert backends["container"]["cannot_enforce"] == {}, backends["container"]
         assert probe["auto"] == "container"
