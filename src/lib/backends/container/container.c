@@ -121,6 +121,7 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		janitor_forget_ids(&c->ids, id);
 	}
 	free(c->snap_dir);
+	agentd_image_lease_free(c->image); /* issue 13: after the init, which held it too */
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -356,6 +357,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 			agentd_caps_enforce(caps, isolation[i]);
 		else
 			agentd_caps_cannot_enforce(caps, isolation[i], "no user namespaces here");
+	ctr_image_probe(caps, p); /* issue 13: img-root */
 	if (p->seccomp_filter)
 		agentd_caps_enforce(caps, AGENTD_ITEM_SECCOMP);
 	else

@@ -93,6 +93,11 @@ void add_etc(struct builder *b, const struct etc_set *s, const char *pack);
 /* cache.c */
 char *cache_variant(const char *cache_dir, const struct etc_set *s, char *why, size_t wlen);
 
+/* image.c (issue 13): the image root's prologue, after the scratch's directories; takes
+ * the body's creations in the root's own tree into its skeleton. */
+void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
+		     struct mount_plan *body);
+
 /* ---------------------------------------------------------------- legacy.c (child side) */
 
 /* attr added to the mount at path by MS_REMOUNT with the flags it has (0 or -errno). */
