@@ -170,6 +170,13 @@ static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int see
 		goto fail;
 	if ((c->root_fd = recv_init_fd(c, OP_ROOT_FD, "root directory", err)) < 0)
 		goto fail;
+	/* issue 13: img-root. The init holds its image's use lock too (durable sandboxes). */
+	struct ctl_msg im = {.op = OP_IMAGE};
+	if (c->image && ctl_send(c->ctl, &im, &c->image->use_fd, 1) < 0) {
+		agentd_error_errno(err, errno, "image %s: hand its use lock to the init",
+				   c->image->id);
+		goto fail;
+	}
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
 	bool p_overlay = p.overlay;
 	ctr_prep_free(&p);

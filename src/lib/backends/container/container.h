@@ -65,6 +65,10 @@ enum {
 				 * commands started from now on (flags: NET_MODE_*); for
 				 * allowlist a new egress listener comes back on it, for none
 				 * an empty reply; or no fd and the errno in id */
+	/* issue 13: img-root */
+	OP_IMAGE = 11,		/* host → init: its image's use lock (a shared flock), kept for
+				 * the init's life: a durable sandbox keeps its image in use
+				 * while no host holds it */
 	OP_DURABLE = 8,		/* host → init: fds it keeps for a later host (flags:
 				 * DURABLE_*, their mask in sig); a DURABLE_PERSIST is
 				 * answered on the control socket (id: 0 or the errno) */
