@@ -69,6 +69,11 @@
  * that sandbox may hold a set-id file, a fifo, a device node or a hard link; a backend
  * without snapshots has nothing to restore. */
 #define SEC_SNAPSHOT 512u
+/* issue 13: img-root. Judged by the host: run in a sandbox of sb's spec whose root is an
+ * image made for the table (one layer holding "target"), writable_root; the command writes
+ * over /target, and the store's layer must not change (security_image.c). A backend that
+ * gives no image root has none to write to. */
+#define SEC_IMAGE 8192u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -184,6 +189,8 @@ static const struct sec_attack attacks[] = {
 	  {"cp /bin/true su && chmod 6755 su && mkdir sgid && chmod 2775 sgid && echo x > a && "
 	   "ln a hard && mkfifo fifo && cp su /tmp/su && chmod 4755 /tmp/su"}, NULL,
 	  SEC_SNAPSHOT },
+	/* issue 13: img-root */
+	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -539,6 +546,12 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	}
 	if (a->flags & SEC_SNAPSHOT) {
 		judge_snapshot_fork(sb, e, a, c);
+		return;
+	}
+	if (a->flags & SEC_IMAGE) { /* issue 13: img-root */
+		char detail[200];
+		int v = judge_image_layer_write(sb, probe, e, detail, sizeof(detail));
+		cell_set(c, v > 0 ? SEC_ALLOWED : v == 0 ? SEC_BLOCKED : SEC_ERROR, "%s", detail);
 		return;
 	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {
