@@ -238,3 +238,13 @@ def test_a_missing_image_is_a_404_in_the_api(durable_daemon):
     r = d.post("/v1/sandboxes", {"backend": "container", "spec": {"image": "no-such:1"}})
     assert r.status == 404 and "no-such" in r.error.get("message", ""), r
     assert d.get("/v1/sandboxes").json["sandboxes"] == []
+
+
+def test_a_failed_create_leaves_its_image_unused(durable_daemon):
+    # the image is leased, then the policy's bind fails the create: the daemon keeps no lock
+    d = durable_daemon()
+    r = d.post("/v1/sandboxes", {"backend": "container",
+                                 "spec": {"image": TAG, "allowed_paths_ro": ["/no/such/dir"]}})
+    assert r.status == 400, r
+    rm = agentd("image", "rm", TAG, env={"AGENTD_IMAGE_DIR": os.path.join(d.state_dir, "images")})
+    assert rm.rc == 0, rm
