@@ -12,13 +12,11 @@ command -v hyperfine >/dev/null || { echo "hyperfine missing: run scripts/instal
 command -v curl >/dev/null || { echo "curl missing: run scripts/install-deps.sh" >&2; exit 1; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/serve.sh"
-# one store for the daemon and the CLI's one-shot runs
-export AGENTD_IMAGE_DIR=$(mktemp -d /var/tmp/agentd-bench-images-XXXXXX)
 serve_start "$BUILD"
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR" "$AGENTD_IMAGE_DIR"' EXIT
+export AGENTD_IMAGE_DIR="$DIR/state/images"   # the daemon's store, and the CLI's runs'
 /usr/bin/python3 -c "import sys; sys.path.insert(0, '$HERE/../tests/integration'); \
 import image_util; image_util.write_oci_layout('$DIR/oci')"
-"$AGENTD" image import "$DIR/oci" >/dev/null
+"$AGENTD" image import --state-dir "$DIR/state" "$DIR/oci" >/dev/null
 TAG=agentd-test/busybox:two-layers
 API="--unix-socket $SOCK http://agentd/v1/sandboxes"
 cycle() { # one create and destroy, with the policy $1

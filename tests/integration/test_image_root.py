@@ -22,11 +22,17 @@ TAG = image_util.TAG
 SH = "/bin/sh"
 
 
+def image_cli(store, *args):
+    """agentd image ... on the store STATE/images (never a daemon's default socket)."""
+    assert os.path.basename(store) == "images", store
+    return agentd("image", args[0], "--state-dir", os.path.dirname(store), *args[1:])
+
+
 def import_image(store):
     src = tempfile.mkdtemp(prefix="agentd-img-src-", dir="/var/tmp")
     try:
         img = image_util.write_oci_layout(os.path.join(src, "oci"))
-        r = agentd("image", "import", img.path, env={"AGENTD_IMAGE_DIR": store})
+        r = image_cli(store, "import", img.path)
         assert r.rc == 0, r
         return img
     finally:
@@ -35,9 +41,9 @@ def import_image(store):
 
 @pytest.fixture(scope="module")
 def store():
-    d = tempfile.mkdtemp(prefix="agentd-img-store-", dir="/var/tmp")
-    img = import_image(d)
-    yield d, img
+    d = tempfile.mkdtemp(prefix="agentd-img-state-", dir="/var/tmp")
+    img = import_image(os.path.join(d, "images"))
+    yield os.path.join(d, "images"), img
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -197,7 +203,7 @@ def test_a_durable_image_sandbox_survives_a_daemon_restart(durable_daemon):
     assert r.status == 200 and r.json["stdout"] == (
         "kept\nw\n/home/user\nfrom-image\n" + image_util.LAYER2_MOTD.decode()), r
     # while it lives, its image is in use: rm refuses it
-    rm = agentd("image", "rm", TAG, env={"AGENTD_IMAGE_DIR": os.path.join(d.state_dir, "images")})
+    rm = image_cli(os.path.join(d.state_dir, "images"), "rm", TAG)
     assert rm.rc != 0, rm
     assert d.delete(f"/v1/sandboxes/{sid}").status == 200
 
@@ -246,5 +252,5 @@ def test_a_failed_create_leaves_its_image_unused(durable_daemon):
     r = d.post("/v1/sandboxes", {"backend": "container",
                                  "spec": {"image": TAG, "allowed_paths_ro": ["/no/such/dir"]}})
     assert r.status == 400, r
-    rm = agentd("image", "rm", TAG, env={"AGENTD_IMAGE_DIR": os.path.join(d.state_dir, "images")})
+    rm = image_cli(os.path.join(d.state_dir, "images"), "rm", TAG)
     assert rm.rc == 0, rm
