@@ -65,12 +65,7 @@ void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
 	for (size_t i = o->image_layers; i-- > 0;)
 		len += (size_t)snprintf(lower + len, cap - len, ":%s/%zu", lyr, i);
 	plan_push(p, MOUNT_OP_ENTER, sk);
-	for (size_t i = 0; i < skel.n; i++) {
-		struct mount_op *dst = plan_push(p, skel.ops[i].kind, "");
-		free(dst->target);
-		*dst = skel.ops[i];
-	}
-	free(skel.ops);
+	plan_append(p, &skel);
 	plan_push(p, MOUNT_OP_ENTER, "/"); /* targets absolute again */
 	_cleanup_free_ char *data = NULL;
 	if (o->writable_root) {
@@ -78,7 +73,7 @@ void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
 		_cleanup_free_ char *wk = xasprintf("%s/wk-root", p->base);
 		struct mount_op *op = plan_push(p, MOUNT_OP_DIR, up);
 		op->mode = 0755;
-		op->uid = o->sandbox_uid; /* the root's owner is its upper's: the image's root */
+		op->uid = o->sandbox_uid; /* the root directory shows its upper's owner */
 		op->gid = o->sandbox_gid;
 		push_dir(p, wk, 0700);
 		data = xasprintf("%s,upperdir=%s,workdir=%s,userxattr", lower, up, wk);

@@ -117,7 +117,7 @@ size_t path_depth(const char *p)
 
 /* ---------------------------------------------------------------- build */
 
-static void plan_append(struct mount_plan *dst, struct mount_plan *src)
+void plan_append(struct mount_plan *dst, struct mount_plan *src)
 {
 	for (size_t i = 0; i < src->n; i++) {
 		struct mount_op *op = plan_push(dst, src->ops[i].kind, "");
