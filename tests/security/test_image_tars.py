@@ -203,3 +203,12 @@ def test_a_layout_directory_with_a_symlink_out_cannot_be_read_through_it(work):
     assert p.returncode == 125, p
     assert b"index.json" in p.stderr
     assert os.listdir(store(work, "tmp")) == []
+
+
+def test_a_refusal_in_the_last_layer_leaves_none_of_the_earlier_ones(work):
+    """Layer one unpacks (into the import's tmp dir), layer two is refused: the import is
+    atomic, the store gets neither."""
+    bad = TarBuilder().dir("etc").file("../escape", b"x").bytes()
+    img = image_util.write_oci_tar(os.path.join(work, "two.tar"),
+                                   layers=[image_util.layer_one(), bad])
+    assert_refused(work, img.path, "layer 2/2")
