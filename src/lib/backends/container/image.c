@@ -38,8 +38,8 @@ static int passwd_uid(const agentd_image_lease *l, const char *name, unsigned lo
 			if (next)
 				*next++ = '\0';
 			char *f2 = strchr(line, ':'), *f3 = f2 ? strchr(f2 + 1, ':') : NULL;
-			if (f2 && (size_t)(f2 - line) == nlen && strncmp(line, name, nlen) == 0 && f3 &&
-			    isdigit((unsigned char)f3[1])) {
+			if (f2 && (size_t)(f2 - line) == nlen && strncmp(line, name, nlen) == 0 &&
+			    f3 && isdigit((unsigned char)f3[1])) {
 				char *end;
 				*uid = strtoul(f3 + 1, &end, 10);
 				return *end == ':' ? 0 : -1;
@@ -54,8 +54,7 @@ static int passwd_uid(const agentd_image_lease *l, const char *name, unsigned lo
 /* The image's User ("uid[:gid]" or "name[:group]") as the sandbox's one id inside: its
  * files (on disk with that uid) are then the sandbox user's. Only one id is mapped, so a
  * group differing from it is not kept. */
-static int image_user(const agentd_image_lease *l, const char *user, uid_t *out,
-		      agentd_error *err)
+static int image_user(const agentd_image_lease *l, const char *user, uid_t *out, agentd_error *err)
 {
 	_cleanup_free_ char *name = xstrdup(user);
 	char *colon = strchr(name, ':');
@@ -65,7 +64,8 @@ static int image_user(const agentd_image_lease *l, const char *user, uid_t *out,
 	char *end;
 	if (isdigit((unsigned char)name[0]))
 		uid = strtoul(name, &end, 10);
-	if (!name[0] || (isdigit((unsigned char)name[0]) ? *end != '\0' : passwd_uid(l, name, &uid) < 0))
+	if (!name[0] ||
+	    (isdigit((unsigned char)name[0]) ? *end != '\0' : passwd_uid(l, name, &uid) < 0))
 		return agentd_error_set(err, EINVAL,
 					"image %s: user \"%s\" is not a uid nor a name of its "
 					"/etc/passwd",

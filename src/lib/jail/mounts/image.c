@@ -7,8 +7,8 @@
 /* A mount of the body (not a directory, file or symlink it creates). */
 static bool op_mounts(const struct mount_op *op)
 {
-	return op->kind != MOUNT_OP_DIR && op->kind != MOUNT_OP_FILE &&
-	       op->kind != MOUNT_OP_COPY && op->kind != MOUNT_OP_SYMLINK;
+	return op->kind != MOUNT_OP_DIR && op->kind != MOUNT_OP_FILE && op->kind != MOUNT_OP_COPY &&
+	       op->kind != MOUNT_OP_SYMLINK;
 }
 
 /* The body's creations in the root's own tree (under no mount of the body) go to the
@@ -23,7 +23,8 @@ static void split_skeleton(struct mount_plan *body, struct mount_plan *skel)
 		struct mount_op *op = &body->ops[i];
 		bool in_mount = op_mounts(op);
 		for (size_t j = 0; j < i && !in_mount; j++)
-			in_mount = op_mounts(&body->ops[j]) && path_below(op->target, body->ops[j].target);
+			in_mount =
+			    op_mounts(&body->ops[j]) && path_below(op->target, body->ops[j].target);
 		if (in_mount) {
 			body->ops[kept++] = *op;
 			continue;
@@ -44,8 +45,7 @@ static void push_dir(struct mount_plan *p, const char *path, mode_t mode)
  * skeleton made in skel/, the overlay lowerdir=skel:lyr/N-1:...:lyr/0 (with up-root and
  * wk-root when writable) at root/, entered. user.* xattrs: the overlay is mounted in the
  * sandbox's user namespace, as the store writes opaque directories. */
-void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
-		     struct mount_plan *body)
+void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o, struct mount_plan *body)
 {
 	struct mount_plan skel = {0};
 	split_skeleton(body, &skel);
