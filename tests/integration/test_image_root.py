@@ -255,3 +255,12 @@ def test_a_failed_create_leaves_its_image_unused(durable_daemon):
     assert r.status == 400, r
     rm = image_cli(os.path.join(d.state_dir, "images"), "rm", TAG)
     assert rm.rc == 0, rm
+
+
+def test_sandbox_create_takes_image_and_writable_root_flags(durable_daemon):
+    d = durable_daemon()
+    r = d.cli("sandbox", "create", "--image", TAG, "--writable-root", "--json")
+    assert r.returncode == 0, r
+    sid = json.loads(r.stdout)["id"]
+    r = d.cli("sandbox", "exec", sid, "--", SH, "-c", "cat /etc/motd; touch /new && echo w")
+    assert r.returncode == 0 and r.stdout == image_util.LAYER2_MOTD + b"w\n", r
