@@ -34,4 +34,11 @@ void env_cleanup(struct sec_env *e);
 /* An attack's argv or host path with its {placeholders} filled in. */
 void expand(const struct sec_env *e, const char *tpl, char *out, size_t n);
 
+/* security_image.c (issue 13): sb's spec with a root from an image made in {tmp}/images
+ * (writable_root), where probe writes over a file of the image: 1 when the store's layer
+ * changed (ALLOWED), 0 when not or the backend gives no image root, -1 on error; detail
+ * says which. */
+int judge_image_layer_write(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
+			    char *detail, size_t n);
+
 #endif

@@ -177,7 +177,9 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 		if (r < 0)
 			*status = 500;
 	} else {
-		*status = err->code == EINVAL || err->code == ENOTSUP ? 400 : 500;
+		*status = err->code == EINVAL || err->code == ENOTSUP ? 400
+			  : err->code == ENOENT ? 404 /* issue 13: no such image */
+						: 500;
 	}
 	pthread_mutex_lock(&d->lock);
 	if (r == 0 && d->draining) {
