@@ -298,7 +298,7 @@ char *oci_config_json(const struct oci_config *cfg, char *const *init_argv, agen
 	json_t *lx = linux_json(cfg, err);
 	if (!lx)
 		return NULL;
-	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:o}", "ociVersion", "1.0.2",
+	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:o}", "ociVersion", "1.0.2-dev",
 				 "process",
 				 process_json(cfg, init_argv, cfg->env, "/", cfg->uid, cfg->gid), "root", "path",
 				 cfg->rootfs ? cfg->rootfs : "rootfs", "readonly", 1, "hostname",

@@ -58,6 +58,13 @@ static void last_line(const char *s, char *why, size_t n)
 	size_t start = len;
 	while (start && s[start - 1] != '\n')
 		start--;
+	/* a log line (time="..." level=error msg="..."): its message */
+	const char *msg = memmem(s + start, len - start, "msg=\"", 5);
+	if (msg) {
+		start = (size_t)(msg + 5 - s);
+		if (len > start && s[len - 1] == '"')
+			len--;
+	}
 	snprintf(why, n, "%.*s", (int)(len - start), s + start);
 }
 
