@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -68,8 +70,21 @@ static void last_line(const char *s, char *why, size_t n)
 	snprintf(why, n, "%.*s", (int)(len - start), s + start);
 }
 
-int oci_tool_run(char *const *argv, unsigned flags, char **out, char *why, size_t why_len,
-		 int timeout_ms, agentd_error *err)
+/* child: a mount namespace of its own with a fresh tmpfs at root, for a runtime's create:
+ * the container's root is then a tmpfs nobody else sees (its mountinfo names no host path
+ * of agentd's, the state dir least of all), and it goes with the container's namespace —
+ * no host mount to clean up, even after a crash. */
+static void private_tmpfs_root(const char *root)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0) {
+		dprintf(2, "private root tmpfs %s: %s\n", root, strerror(errno));
+		_exit(125);
+	}
+}
+
+static int tool_run(char *const *argv, unsigned flags, const char *tmpfs_root, char **out,
+		    char *why, size_t why_len, int timeout_ms, agentd_error *err)
 {
 	int po[2], pe[2];
 	if (pipe2(po, O_CLOEXEC) < 0)
@@ -87,6 +102,8 @@ int oci_tool_run(char *const *argv, unsigned flags, char **out, char *why, size_
 		    dup2(detach ? null : pe[1], 2) < 0)
 			_exit(125);
 		setsid();
+		if (tmpfs_root)
+			private_tmpfs_root(tmpfs_root);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -137,6 +154,12 @@ int oci_tool_run(char *const *argv, unsigned flags, char **out, char *why, size_
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+int oci_tool_run(char *const *argv, unsigned flags, char **out, char *why, size_t why_len,
+		 int timeout_ms, agentd_error *err)
+{
+	return tool_run(argv, flags, NULL, out, why, why_len, timeout_ms, err);
+}
+
 void oci_tool_version(const char *path, char *buf, size_t n)
 {
 	char *const argv[] = {(char *)path, "--version", NULL};
@@ -160,6 +183,9 @@ struct rt {
 /* A runtime command: TOOL --root STATE --log LOG VERB args..., its errors in err. */
 static int rt_run(struct rt *r, unsigned flags, const char *const *args, agentd_error *err)
 {
+	/* create and run: the container's root on a tmpfs of a private mount namespace */
+	bool makes_root = !strcmp(args[0], "create") || !strcmp(args[0], "run");
+	_cleanup_free_ char *root = makes_root ? xasprintf("%s/rootfs", r->bundle) : NULL;
 	agentd_strv v = {0};
 	strv_push(&v, r->tool);
 	const char *pre[] = {"--root", r->state, "--log", r->log};
@@ -170,7 +196,7 @@ static int rt_run(struct rt *r, unsigned flags, const char *const *args, agentd_
 	char **argv = xcalloc(v.n + 1, sizeof(char *));
 	memcpy(argv, v.v, v.n * sizeof(char *));
 	char why[512];
-	int st = oci_tool_run(argv, flags, NULL, why, sizeof(why), TOOL_TIMEOUT_MS, err);
+	int st = tool_run(argv, flags, root, NULL, why, sizeof(why), TOOL_TIMEOUT_MS, err);
 	free(argv);
 	if (st > 0) {
 		if (!why[0]) {
