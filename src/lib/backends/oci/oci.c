@@ -472,6 +472,7 @@ static int oci_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 		memcpy(hv, argv.v, argv.n * sizeof(char *));
 		req.argv = hv;
 		req.unit = unit;
+		req.budget_cg = c->cg;
 		req.cpu_spent_ms = spent;
 		req.scratch_fd = scratch_workdir;
 		req.scratch_arg = c;
