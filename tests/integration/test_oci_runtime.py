@@ -333,3 +333,21 @@ def test_failed_create_leaves_nothing(daemon):
     assert r.status >= 400, r
     assert leftovers() == before
     assert not [p for p in glob.glob(os.path.join(daemon.state_dir, "sandboxes", "*"))]
+
+
+def test_snapshot_and_restore_of_the_writable_state(daemon):
+    sid = daemon.create("runc")
+    assert daemon.exec(sid, ["sh", "-c", "echo one > w.txt; echo t1 > /tmp/t.txt; "
+                                         "mkdir -p d; echo deep > d/x"]).status == 200
+    r = daemon.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "first"})
+    assert r.status == 201, r
+    snap = r.json["id"]
+    daemon.exec(sid, ["sh", "-c", "echo two > w.txt; rm /tmp/t.txt; echo new > n.txt"])
+    r = daemon.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap})
+    assert r.status == 200, r
+    r = daemon.exec(sid, ["sh", "-c", "cat w.txt /tmp/t.txt d/x; ls"])
+    assert r.json["stdout"] == "one\nt1\ndeep\nd\nw.txt\n", r
+    # a new sandbox from the snapshot (the core creates, then restores)
+    r = daemon.post("/v1/sandboxes", {"backend": "runc", "from_snapshot": snap})
+    assert r.status == 201, r
+    assert daemon.exec(r.json["id"], ["cat", "w.txt"]).json["stdout"] == "one\n"

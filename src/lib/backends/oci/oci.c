@@ -571,6 +571,8 @@ static const agentd_sandbox_ops oci_sandbox_ops = {
 	.destroy = oci_destroy,
 	.workdir_fd = oci_workdir_fd,
 	.root_fd = oci_root_fd,
+	.snapshot_to = oci_snapshot_to,
+	.restore_from = oci_restore_from,
 };
 
 static void oci_free_backend(agentd_backend *b)

@@ -150,6 +150,12 @@ void oci_tool_version(const char *path, char *buf, size_t n);
  * path: true when found. */
 bool oci_tool_find(const char *name, char *path, size_t n);
 
+/* ---------------------------------------------------------------- snapshot.c
+ * The writable state (workdir, /tmp) into the caller's dir_fd and back. */
+int oci_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
+		    agentd_error *err);
+int oci_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
+
 /* ---------------------------------------------------------------- oci.c */
 int oci_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 
