@@ -55,7 +55,8 @@ def leftovers(sid=None):
                     c = f.read()
             except OSError:
                 continue
-            if b"tini-static\0-s\0--\0/bin/sleep\0infinity" in c:
+            if c.endswith(b"-s\0--\0/bin/sleep\0002147483647\0") or \
+                    c.endswith(b"-s\0--\0sleep\0002147483647\0"):
                 procs.append(int(d))
     return cg, procs
 
@@ -351,3 +352,36 @@ def test_snapshot_and_restore_of_the_writable_state(daemon):
     r = daemon.post("/v1/sandboxes", {"backend": "runc", "from_snapshot": snap})
     assert r.status == 201, r
     assert daemon.exec(r.json["id"], ["cat", "w.txt"]).json["stdout"] == "one\n"
+
+
+# ------------------------------------------------------------------ image root
+
+def test_image_root_with_its_layers_whiteouts_and_defaults(validator):
+    import image_util
+    d = "/var/tmp/oci-image-%d" % os.getpid()
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    try:
+        img = image_util.write_oci_tar(os.path.join(d, "img.tar"))
+        env = {"AGENTD_IMAGE_DIR": os.path.join(d, "images")}
+        r = agentd("image", "import", os.path.join(d, "img.tar"), "--state-dir", d, env=env)
+        assert r.rc == 0, r
+        checks = "; ".join(
+            [f"cat /{p}" for p in image_util.EXPECT_PRESENT] +
+            [f"test -e /{p} && echo PRESENT {p}" for p in image_util.EXPECT_ABSENT] +
+            ["id -u", "echo $IMAGE_VAR", "touch /etc/x 2>/dev/null && echo WROTE-ROOT",
+             "echo ok > /tmp/t && cat /tmp/t", "grep -c /var/tmp /proc/self/mountinfo"])
+        r = agentd("run", "--backend", "runc", "--json", "--policy", "/dev/stdin", "--",
+                   "/bin/sh", "-c", checks + "; true",
+                   input=json.dumps({"image": image_util.TAG}).encode(), env=env)
+        assert r.json is not None and r.json["exit_code"] == 0, r
+        out = r.json["stdout"]
+        for content in image_util.EXPECT_PRESENT.values():
+            assert content.decode() in out, r
+        assert "PRESENT" not in out and "WROTE-ROOT" not in out, r
+        lines = out.splitlines()
+        assert lines[-4:] == ["1000", "from-image", "ok", "0"], r
+        cg, procs = leftovers()
+        assert not cg and not procs
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

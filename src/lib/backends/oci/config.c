@@ -48,7 +48,32 @@ static void host_runtime_binds(struct oci_config *cfg)
 	strv_free(&sys);
 }
 
-int oci_config_build(const agentd_spec *spec, const char *id, const char *rootfs,
+void oci_image_env(const agentd_spec *spec, const agentd_image_lease *lease, agentd_kvv *kv)
+{
+	const agentd_image_config *ic = lease ? &lease->config : NULL;
+	for (size_t i = 0; ic && i < ic->env.n; i++) {
+		const char *eq = strchr(ic->env.v[i], '=');
+		if (!eq)
+			continue;
+		_cleanup_free_ char *k = xasprintf("%.*s", (int)(eq - ic->env.v[i]), ic->env.v[i]);
+		if (!kvv_get(&spec->environment, k))
+			kvv_set(kv, k, eq + 1);
+	}
+}
+
+/* The image's User when it is numeric ("uid[:gid]") and the spec sets none. */
+static void image_user(const agentd_spec *spec, const agentd_image_config *ic,
+		       struct oci_config *cfg)
+{
+	unsigned u, g;
+	int n = ic->user ? sscanf(ic->user, "%u:%u", &u, &g) : 0;
+	if (spec->run_as_uid >= 0 || n < 1)
+		return;
+	cfg->uid = u;
+	cfg->gid = n == 2 ? g : u;
+}
+
+int oci_config_build(const agentd_spec *spec, const char *id, const agentd_image_lease *lease,
 		     const char *netns_path, uint16_t proxy_port, struct oci_config *cfg,
 		     agentd_error *err)
 {
@@ -59,14 +84,25 @@ int oci_config_build(const agentd_spec *spec, const char *id, const char *rootfs
 	cfg->gid = spec->run_as_gid >= 0 ? (gid_t)spec->run_as_gid
 		   : spec->run_as_uid >= 0 ? (gid_t)spec->run_as_uid : OCI_UID_NOBODY;
 	cfg->workdir = xstrdup(spec->workdir);
-	cfg->env = env_prepare(spec, NULL, spec->workdir, "/tmp");
-	cfg->rootfs = rootfs ? xstrdup(rootfs) : NULL;
 	cfg->image_ref = spec->image ? xstrdup(spec->image) : NULL;
 	cfg->netns_path = netns_path ? xstrdup(netns_path) : NULL;
 	cfg->proxy_port = proxy_port;
 	cfg->limits = &spec->limits;
-	if (!rootfs)
+	agentd_kvv ienv = {0};
+	oci_image_env(spec, lease, &ienv);
+	cfg->env = env_prepare(spec, &ienv, spec->workdir, "/tmp");
+	kvv_free(&ienv);
+	if (lease) {
+		image_user(spec, &lease->config, cfg);
+		cfg->rootfs = xstrdup("rootfs/root");
+		cfg->layers = xcalloc(lease->n_layers + 1, sizeof(char *));
+		for (size_t i = 0; i < lease->n_layers; i++)
+			cfg->layers[i] = xstrdup(lease->layer_paths[i]);
+		cfg->n_layers = lease->n_layers;
+		mount_add(cfg, "/usr/bin/tini-static", OCI_IMAGE_INIT, true, 0);
+	} else {
 		host_runtime_binds(cfg);
+	}
 	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
 		mount_add(cfg, spec->allowed_paths_ro.v[i], spec->allowed_paths_ro.v[i], true, 0);
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
@@ -104,6 +140,9 @@ void oci_config_free(struct oci_config *cfg)
 	free(cfg->workdir);
 	env_free(cfg->env);
 	free(cfg->rootfs);
+	for (size_t i = 0; i < cfg->n_layers; i++)
+		free(cfg->layers[i]);
+	free(cfg->layers);
 	free(cfg->image_ref);
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
 		free(cfg->mounts[i].source);

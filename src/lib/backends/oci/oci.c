@@ -184,8 +184,7 @@ static int oci_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 					   chosen->name);
 	else
 		agentd_caps_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST);
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_IMAGE,
-				   "the oci backend runs on the host runtime's binds only");
+	agentd_caps_enforce(caps, AGENTD_ITEM_IMAGE);
 	caps->filesystem_isolation = true;
 	caps->process_isolation = true;
 	caps->network_isolation = true;
@@ -292,6 +291,19 @@ static int hold_root(struct oci_ctr *c, agentd_error *err)
 	return c->workdir_fd < 0 ? -1 : 0;
 }
 
+/* spec->image from the backend's store, held (its use lock) for the sandbox's life. An
+ * engine takes the reference to its own store instead. */
+static int acquire_image(agentd_backend *b, struct oci_ctr *c, const char *ref,
+			 agentd_error *err)
+{
+	if (c->drv->engine)
+		return 0;
+	agentd_image_store *s = agentd_backend_image_store(b, err);
+	if (!s || agentd_image_acquire(s, ref, &c->lease, err) < 0)
+		return agentd_error_prefix(err, "oci: image %s", ref);
+	return 0;
+}
+
 static void oci_ctr_free(struct oci_ctr *c, const char *id)
 {
 	if (!c)
@@ -313,8 +325,8 @@ static void oci_ctr_free(struct oci_ctr *c, const char *id)
 		janitor_forget_dir(c->dir);
 	}
 	oci_config_free(&c->cfg);
+	agentd_image_lease_free(c->lease);
 	free(c->dir);
-	free(c->snap_dir);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -334,9 +346,6 @@ static int oci_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	const struct oci_driver *drv = driver_pick(b, err);
 	if (!drv)
 		return -1;
-	if (spec->image)
-		return agentd_error_set(err, ENOTSUP,
-					"oci: images are not supported by this build's oci backend");
 	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, &oci_sandbox_ops, err);
 	if (!sb)
 		return -1;
@@ -344,6 +353,7 @@ static int oci_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	c->root_fd = c->workdir_fd = c->netns_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	sb->priv = c;
+	c->drv = drv;
 	_cleanup_free_ char *netns = NULL;
 	c->dir = xasprintf("%s/%s", b->work_root, sb->id);
 	if (mkdir_p(b->work_root, 0711) < 0 || mkdir(c->dir, 0700) < 0) {
@@ -353,11 +363,13 @@ static int oci_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	janitor_watch_dir(c->dir);
+	if (spec->image && acquire_image(b, c, spec->image, err) < 0)
+		goto fail;
 	if (make_netns(sb, c, &netns, err) < 0 ||
-	    oci_config_build(&sb->spec, sb->id, NULL, netns, AGENTD_PROXY_PORT, &c->cfg, err) < 0)
+	    oci_config_build(&sb->spec, sb->id, c->lease, netns, AGENTD_PROXY_PORT, &c->cfg,
+			     err) < 0)
 		goto fail;
 	janitor_watch_cgroup(c->cfg.cgroup_name);
-	c->drv = drv;
 	if (drv->create(c, err) < 0) {
 		agentd_error_prefix(err, "oci: %s", drv->name);
 		goto fail;
@@ -399,6 +411,7 @@ static char **oci_envp(const agentd_sandbox *sb, const struct oci_ctr *c,
 		       const agentd_command *cmd)
 {
 	agentd_kvv extra = {0};
+	oci_image_env(&sb->spec, c->lease, &extra);
 	if (c->proxy) {
 		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
 						   "http_proxy", "https_proxy", "all_proxy"};
@@ -420,19 +433,23 @@ static int scratch_workdir(void *arg)
 	return ((struct oci_ctr *)arg)->workdir_fd;
 }
 
-/* What the runtime says when it could not start the command (its own exit 255), as the
- * exit codes agentd promises (docs/exit-codes.md): 127 not found, 126 not executable. */
+/* What the runtime says when it could not start the command (its own exit 255 and
+ * `exec: "<argv0>": <why>`), as the exit codes agentd promises (docs/exit-codes.md): 127
+ * not found, 126 not executable, 125 any other failure of its own. */
 static void map_start_failure(agentd_exec_output *out)
 {
 	if (out->exit_code != 255 || !out->err)
 		return;
 	const char *e = (const char *)out->err;
 	size_t n = out->err_len;
-	if (!memmem(e, n, "exec failed", 11) && !memmem(e, n, "executable file not found", 25))
+	if (!memmem(e, n, "exec failed: ", 13))
 		return;
-	if (memmem(e, n, "not found", 9) || memmem(e, n, "no such file", 12))
+	static const char what[] = "start container process: exec: \"";
+	const char *x = memmem(e, n, what, sizeof(what) - 1);
+	if (x && (memmem(x, n - (size_t)(x - e), "not found", 9) ||
+		  memmem(x, n - (size_t)(x - e), "no such file", 12)))
 		out->exit_code = 127;
-	else if (memmem(e, n, "permission denied", 17))
+	else if (x && memmem(x, n - (size_t)(x - e), "permission denied", 17))
 		out->exit_code = 126;
 	else
 		out->exit_code = 125;

@@ -34,9 +34,12 @@ struct oci_config {
 	gid_t gid;
 	char *workdir;			/* the spec's */
 	char **env;			/* "K=V", NULL-terminated: the spec's environment */
-	/* The root: an image's rootfs (mounted by agentd) or NULL, the host runtime's
-	 * read-only binds (host_runtime_binds) in mounts. */
+	/* The root: NULL, the host runtime's read-only binds in mounts; else an image's
+	 * layers (host dirs, bottom first), stacked by an overlay a runtime driver mounts in
+	 * its create's private mount namespace (rootfs_layers). */
 	char *rootfs;
+	char **layers;
+	size_t n_layers;
 	char *image_ref;		/* spec->image for an engine's own store, or NULL */
 	struct oci_mount *mounts;	/* binds of the policy, host runtime, tmpfs /tmp, workdir */
 	size_t n_mounts;
@@ -49,11 +52,16 @@ struct oci_config {
 	/* agentd's seccomp profile (or the spec's JSON) as OCI JSON, NULL = "none" */
 	char *seccomp_json;
 };
-/* cfg from spec for sandbox id; rootfs (NULL: the host runtime) as mounted by the caller,
- * netns_path and proxy_port as made by the caller. 0 or -1 + err. */
-int oci_config_build(const agentd_spec *spec, const char *id, const char *rootfs,
+/* cfg from spec for sandbox id; lease: its image (NULL: the host runtime), whose config's
+ * Env, WorkingDir and User are defaults the spec overrides; netns_path and proxy_port as
+ * made by the caller. 0 or -1 + err. */
+int oci_config_build(const agentd_spec *spec, const char *id, const agentd_image_lease *lease,
 		     const char *netns_path, uint16_t proxy_port, struct oci_config *cfg,
 		     agentd_error *err);
+/* The image's Env entries the spec's environment does not set, into kv (defaults). */
+void oci_image_env(const agentd_spec *spec, const agentd_image_lease *lease, agentd_kvv *kv);
+/* Where a sandbox on an image has its init: the host's tini-static, bound read-only. */
+#define OCI_IMAGE_INIT "/.agentd-init"
 void oci_config_free(struct oci_config *cfg);
 /* The runtime-spec config.json of cfg (process: the long-lived init argv), malloc'd. */
 char *oci_config_json(const struct oci_config *cfg, char *const *init_argv, agentd_error *err);
@@ -78,8 +86,7 @@ struct oci_ctr {
 	bool suspended;
 	uint64_t next_exec;		/* kill unit numbers */
 	uint64_t cpu_ms;		/* of all its execs, where the cgroup cannot say */
-	char *snap_dir;			/* snapshots: <dir>/snapshots */
-	uint64_t snap_bytes;
+	agentd_image_lease *lease;	/* spec->image: held (its use lock) until destroy */
 };
 
 /* One command inside, as a driver turns it into a host command. */

@@ -14,7 +14,8 @@
 
 #define TOOL_OUT_MAX (64u << 10)
 #define TOOL_TIMEOUT_MS 30000
-#define PROBE_TIMEOUT_MS 15000
+/* busybox's sleep knows no "infinity": 68 years will do */
+#define SLEEP_FOREVER "2147483647"
 
 /* ------------------------------------------------------------- host tools */
 
@@ -73,18 +74,48 @@ static void last_line(const char *s, char *why, size_t n)
 /* child: a mount namespace of its own with a fresh tmpfs at root, for a runtime's create:
  * the container's root is then a tmpfs nobody else sees (its mountinfo names no host path
  * of agentd's, the state dir least of all), and it goes with the container's namespace —
- * no host mount to clean up, even after a crash. */
-static void private_tmpfs_root(const char *root)
+ * no host mount to clean up, even after a crash. With an image's layers (bottom first),
+ * root/ on it is their overlay: each layer bound to l<i> beside it and named relatively
+ * (the overlay's options in mountinfo say "l1:l0", not where the store is), its upper
+ * layer on the same tmpfs (where the runtime makes its mount points; read-only after). */
+struct private_root {
+	const char *dir;
+	char *const *layers;
+	size_t n_layers;
+};
+
+static __attribute__((noreturn)) void root_fail(const char *what)
 {
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0) {
-		dprintf(2, "private root tmpfs %s: %s\n", root, strerror(errno));
-		_exit(125);
-	}
+	dprintf(2, "private root: %s: %s\n", what, strerror(errno));
+	_exit(125);
 }
 
-static int tool_run(char *const *argv, unsigned flags, const char *tmpfs_root, char **out,
-		    char *why, size_t why_len, int timeout_ms, agentd_error *err)
+static void private_root(const struct private_root *pr)
+{
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", pr->dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755") < 0)
+		root_fail(pr->dir);
+	if (!pr->n_layers)
+		return;
+	if (chdir(pr->dir) < 0 || mkdir("u", 0755) < 0 || mkdir("w", 0700) < 0 ||
+	    mkdir("root", 0755) < 0)
+		root_fail("overlay dirs");
+	char opts[4096];
+	size_t len = (size_t)snprintf(opts, sizeof(opts), "lowerdir=");
+	for (size_t i = pr->n_layers; i-- > 0;) {
+		char l[32];
+		snprintf(l, sizeof(l), "l%zu", i);
+		if (mkdir(l, 0755) < 0 || mount(pr->layers[i], l, NULL, MS_BIND, NULL) < 0)
+			root_fail(pr->layers[i]);
+		len += (size_t)snprintf(opts + len, sizeof(opts) - len, "%s%s", l, i ? ":" : "");
+	}
+	snprintf(opts + len, sizeof(opts) - len, ",upperdir=u,workdir=w");
+	if (mount("overlay", "root", "overlay", MS_NOSUID | MS_NODEV, opts) < 0)
+		root_fail("overlay of the image's layers");
+}
+
+static int tool_run(char *const *argv, unsigned flags, const struct private_root *root,
+		    char **out, char *why, size_t why_len, int timeout_ms, agentd_error *err)
 {
 	int po[2], pe[2];
 	if (pipe2(po, O_CLOEXEC) < 0)
@@ -102,8 +133,8 @@ static int tool_run(char *const *argv, unsigned flags, const char *tmpfs_root, c
 		    dup2(detach ? null : pe[1], 2) < 0)
 			_exit(125);
 		setsid();
-		if (tmpfs_root)
-			private_tmpfs_root(tmpfs_root);
+		if (root)
+			private_root(root);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -173,6 +204,7 @@ void oci_tool_version(const char *path, char *buf, size_t n)
 /* ------------------------------------------------------------- the runtime */
 
 struct rt {
+	const struct oci_config *cfg;
 	char tool[256];		/* the runtime's binary */
 	char *state;		/* its --root: <dir>/state */
 	char *bundle;		/* <dir>/bundle */
@@ -185,7 +217,9 @@ static int rt_run(struct rt *r, unsigned flags, const char *const *args, agentd_
 {
 	/* create and run: the container's root on a tmpfs of a private mount namespace */
 	bool makes_root = !strcmp(args[0], "create") || !strcmp(args[0], "run");
-	_cleanup_free_ char *root = makes_root ? xasprintf("%s/rootfs", r->bundle) : NULL;
+	_cleanup_free_ char *dir = makes_root ? xasprintf("%s/rootfs", r->bundle) : NULL;
+	struct private_root root = {.dir = dir, .layers = r->cfg->layers,
+				    .n_layers = r->cfg->n_layers};
 	agentd_strv v = {0};
 	strv_push(&v, r->tool);
 	const char *pre[] = {"--root", r->state, "--log", r->log};
@@ -196,7 +230,8 @@ static int rt_run(struct rt *r, unsigned flags, const char *const *args, agentd_
 	char **argv = xcalloc(v.n + 1, sizeof(char *));
 	memcpy(argv, v.v, v.n * sizeof(char *));
 	char why[512];
-	int st = tool_run(argv, flags, root, NULL, why, sizeof(why), TOOL_TIMEOUT_MS, err);
+	int st = tool_run(argv, flags, dir ? &root : NULL, NULL, why, sizeof(why),
+			  TOOL_TIMEOUT_MS, err);
 	free(argv);
 	if (st > 0) {
 		if (!why[0]) {
@@ -211,18 +246,25 @@ static int rt_run(struct rt *r, unsigned flags, const char *const *args, agentd_
 	return st == 0 ? 0 : -1;
 }
 
-/* The init: tini as pid 1 (it reaps what commands orphan) over sleep forever. */
-static char **init_argv(void)
+/* The init: tini as pid 1 (it reaps what commands orphan) over sleep forever. On an
+ * image, the host's tini-static bound in, over the image's own sleep. */
+static char **init_argv(const struct oci_config *cfg)
 {
+	static char *const on_image[] = {OCI_IMAGE_INIT, "-s", "--", "sleep", SLEEP_FOREVER,
+					 NULL};
+	if (cfg->n_layers)
+		return (char **)on_image;
 	static char *const with_tini[] = {"/usr/bin/tini-static", "-s", "--", "/bin/sleep",
-					  "infinity", NULL};
-	static char *const bare[] = {"/bin/sleep", "infinity", NULL};
+					  SLEEP_FOREVER, NULL};
+	static char *const bare[] = {"/bin/sleep", SLEEP_FOREVER, NULL};
 	return (char **)(access(with_tini[0], X_OK) == 0 ? with_tini : bare);
 }
 
-static struct rt *rt_new(const struct oci_driver *d, const char *dir)
+static struct rt *rt_new(const struct oci_driver *d, const struct oci_config *cfg,
+			 const char *dir)
 {
 	struct rt *r = xcalloc(1, sizeof(*r));
+	r->cfg = cfg;
 	oci_tool_find(d->name, r->tool, sizeof(r->tool));
 	r->state = xasprintf("%s/state", dir);
 	r->bundle = xasprintf("%s/bundle", dir);
@@ -259,7 +301,11 @@ static int write_bundle(struct rt *r, const struct oci_config *cfg, char *const 
 			agentd_error *err)
 {
 	_cleanup_free_ char *rootfs = xasprintf("%s/rootfs", r->bundle);
-	if (mkdir(r->bundle, 0700) < 0 || mkdir(rootfs, 0755) < 0 || mkdir(r->state, 0700) < 0)
+	/* rootfs/root: the image's overlay in create's namespace; out here an empty dir all
+	 * the same (the runtime's exec starts its helper with the root path as its cwd) */
+	_cleanup_free_ char *root = xasprintf("%s/root", rootfs);
+	if (mkdir(r->bundle, 0700) < 0 || mkdir(rootfs, 0755) < 0 || mkdir(r->state, 0700) < 0 ||
+	    (cfg->n_layers && mkdir(root, 0755) < 0))
 		return agentd_error_errno(err, errno, "bundle %s", r->bundle);
 	_cleanup_free_ char *json = oci_config_json(cfg, argv, err);
 	if (!json)
@@ -270,9 +316,9 @@ static int write_bundle(struct rt *r, const struct oci_config *cfg, char *const 
 
 static int rt_create(struct oci_ctr *c, agentd_error *err)
 {
-	struct rt *r = rt_new(c->drv, c->dir);
+	struct rt *r = rt_new(c->drv, &c->cfg, c->dir);
 	c->drv_priv = r;
-	if (write_bundle(r, &c->cfg, init_argv(), err) < 0)
+	if (write_bundle(r, &c->cfg, init_argv(&c->cfg), err) < 0)
 		return -1;
 	_cleanup_free_ char *pidfile = xasprintf("%s/init.pid", c->dir);
 	const char *create[] = {"create", "--bundle", r->bundle, "--pid-file", pidfile,
@@ -381,7 +427,7 @@ static void rt_probe(const struct oci_driver *d, const char *work_root, struct o
 	agentd_error err = {0};
 	_cleanup_free_ char *sid = xasprintf("probe-%s-%s", d->name, id);
 	char *const argv[] = {"/bin/true", NULL};
-	struct rt *r = rt_new(d, dir);
+	struct rt *r = rt_new(d, &c.cfg, dir);
 	if (oci_config_build(&spec, sid, NULL, NULL, 0, &c.cfg, &err) == 0 &&
 	    write_bundle(r, &c.cfg, argv, &err) == 0) {
 		const char *run[] = {"run", "--bundle", r->bundle, c.cfg.name, NULL};
