@@ -10,14 +10,13 @@ import os
 import shutil
 import subprocess
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from conftest import AGENTD, BUILD, PROBE, PROBE_DIR, agentd, run
-from daemon_util import Daemon, wait_until
+from daemon_util import Daemon
+from test_network import loopback  # noqa: F401 (the fixture: two HTTP servers on lo)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -205,31 +204,8 @@ def test_network_none_has_only_loopback():
     assert out[1].startswith("refused"), r
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"hello from the host\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture(scope="module")
-def http_servers():
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _Handler) for _ in range(2)]
-    for s in servers:
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield [s.server_port for s in servers]
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
-def test_allowlist_goes_through_the_egress_proxy(http_servers):
-    allowed, other = http_servers
+def test_allowlist_goes_through_the_egress_proxy(loopback):
+    allowed, other = loopback
     r = oci(PY, "-c", textwrap.dedent("""
         import os, urllib.request
         print(os.environ.get("HTTP_PROXY"))
@@ -242,7 +218,7 @@ def test_allowlist_goes_through_the_egress_proxy(http_servers):
     """ % (allowed, other)), opts=["--net", "allow:127.0.0.1:%d" % allowed])
     out = r.json["stdout"].splitlines()
     assert out[0].startswith("http://127.0.0.1:"), r
-    assert out[1] == "hello from the host", r
+    assert out[1] == "loopback %d /" % allowed, r
     assert out[2].startswith("denied HTTPError 403"), r
 
 
@@ -298,10 +274,10 @@ def test_sandbox_lifecycle_exec_suspend_resume_destroy(daemon, validator):
     assert not glob.glob(os.path.join(daemon.dir, "**", sid), recursive=True)
 
 
-def test_every_generated_config_is_valid(daemon, validator, http_servers):
+def test_every_generated_config_is_valid(daemon, validator, loopback):
     specs = [
         {},
-        {"network": {"mode": "allowlist", "allow": ["127.0.0.1:%d" % http_servers[0]]}},
+        {"network": {"mode": "allowlist", "allow": ["127.0.0.1:%d" % loopback[0]]}},
         {"limits": {"max_memory_bytes": 64 << 20, "max_processes": 10, "cpu_quota_pct": 50,
                     "cpu_weight": 200, "max_open_files": 128}},
         {"allowed_paths_ro": [PROBE_DIR], "run_as": {"uid": 0, "gid": 0}},

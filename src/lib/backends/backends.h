@@ -94,6 +94,9 @@ exec_request backend_exec_request(const agentd_sandbox *sb, const agentd_command
 /* The capabilities every backend reports alike: writable, network and its destinations,
  * the syscall filter's categories, persistent. Paths are the backend's to fill. */
 void backend_caps_fill(agentd_sandbox *sb, bool has_network, bool filtered);
+/* issue 13: oci-runtime. Every client pointed at the egress proxy, the only way out of an
+ * allowlist sandbox: HTTP_PROXY and friends into extra. */
+void backend_proxy_env(agentd_kvv *extra);
 
 /* ---------------------------------------------------------------- factories (registry.c) */
 int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);

@@ -41,3 +41,16 @@ void backend_caps_fill(agentd_sandbox *sb, bool has_network, bool filtered)
 			strv_push(&c->blocked_syscall_categories, *cat);
 	c->is_persistent = true;
 }
+
+/* issue 13: oci-runtime (shared with the container backend) */
+void backend_proxy_env(agentd_kvv *extra)
+{
+	static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+					   "http_proxy", "https_proxy", "all_proxy"};
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", AGENTD_PROXY_PORT);
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+		kvv_set(extra, vars[i], url);
+	kvv_set(extra, "NO_PROXY", "");
+	kvv_set(extra, "no_proxy", "");
+}

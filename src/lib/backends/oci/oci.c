@@ -412,15 +412,8 @@ static char **oci_envp(const agentd_sandbox *sb, const struct oci_ctr *c,
 {
 	agentd_kvv extra = {0};
 	oci_image_env(&sb->spec, c->lease, &extra);
-	if (c->proxy) {
-		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-						   "http_proxy", "https_proxy", "all_proxy"};
-		_cleanup_free_ char *url = xasprintf("http://127.0.0.1:%d", AGENTD_PROXY_PORT);
-		for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
-			kvv_set(&extra, vars[i], url);
-		kvv_set(&extra, "NO_PROXY", "");
-		kvv_set(&extra, "no_proxy", "");
-	}
+	if (c->proxy)
+		backend_proxy_env(&extra);
 	for (size_t i = 0; i < cmd->env.n; i++)
 		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
 	char **envp = env_prepare(&sb->spec, &extra, sb->spec.workdir, "/tmp");

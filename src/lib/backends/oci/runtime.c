@@ -447,24 +447,12 @@ static void rt_probe(const struct oci_driver *d, const char *work_root, struct o
 	rm_rf(dir);
 }
 
-const struct oci_driver oci_runc_driver = {
-	.name = "runc",
-	.exec_in_unit = true,
-	.probe = rt_probe,
-	.create = rt_create,
-	.exec_argv = rt_exec_argv,
-	.pause = rt_pause,
-	.resume = rt_resume,
-	.destroy = rt_destroy,
-};
-
-const struct oci_driver oci_crun_driver = {
-	.name = "crun",
-	.exec_in_unit = true,
-	.probe = rt_probe,
-	.create = rt_create,
-	.exec_argv = rt_exec_argv,
-	.pause = rt_pause,
-	.resume = rt_resume,
-	.destroy = rt_destroy,
-};
+/* runc and crun take the same verbs and flags. */
+#define RUNTIME_DRIVER(tool)                                                                  \
+	{                                                                                     \
+		.name = tool, .exec_in_unit = true, .probe = rt_probe, .create = rt_create,   \
+		.exec_argv = rt_exec_argv, .pause = rt_pause, .resume = rt_resume,            \
+		.destroy = rt_destroy,                                                        \
+	}
+const struct oci_driver oci_runc_driver = RUNTIME_DRIVER("runc");
+const struct oci_driver oci_crun_driver = RUNTIME_DRIVER("crun");
