@@ -54,3 +54,15 @@ void backend_proxy_env(agentd_kvv *extra)
 	kvv_set(extra, "NO_PROXY", "");
 	kvv_set(extra, "no_proxy", "");
 }
+
+char **backend_envp(const agentd_sandbox *sb, agentd_kvv *extra, bool proxied,
+		    const agentd_command *cmd)
+{
+	if (proxied)
+		backend_proxy_env(extra);
+	for (size_t i = 0; i < cmd->env.n; i++)
+		kvv_set(extra, cmd->env.v[i].key, cmd->env.v[i].value);
+	char **envp = env_prepare(&sb->spec, extra, sb->spec.workdir, "/tmp");
+	kvv_free(extra);
+	return envp;
+}

@@ -412,13 +412,7 @@ static char **oci_envp(const agentd_sandbox *sb, const struct oci_ctr *c,
 {
 	agentd_kvv extra = {0};
 	oci_image_env(&sb->spec, c->lease, &extra);
-	if (c->proxy)
-		backend_proxy_env(&extra);
-	for (size_t i = 0; i < cmd->env.n; i++)
-		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
-	char **envp = env_prepare(&sb->spec, &extra, sb->spec.workdir, "/tmp");
-	kvv_free(&extra);
-	return envp;
+	return backend_envp(sb, &extra, c->proxy != NULL, cmd);
 }
 
 static int scratch_workdir(void *arg)

@@ -5,7 +5,6 @@
 #include "lib/backends/oci/oci.h"
 
 #include <fcntl.h>
-#include <sys/fsuid.h>
 #include <sys/stat.h>
 
 static const char *const state_dirs[2] = {"workdir", "tmp"};
@@ -21,26 +20,6 @@ static int open_state(struct oci_ctr *c, const char *path, agentd_error *err)
 	if (fd < 0)
 		return agentd_error_errno(err, errno, "open /%s in the sandbox", path);
 	return fd;
-}
-
-struct fsids {
-	uid_t uid;
-	gid_t gid;
-};
-
-/* Per thread: nothing the container's user could not read or write is. */
-static struct fsids become(const struct oci_ctr *c)
-{
-	struct fsids old = {(uid_t)setfsuid(geteuid()), (gid_t)setfsgid(getegid())};
-	setfsgid(c->cfg.gid);
-	setfsuid(c->cfg.uid);
-	return old;
-}
-
-static void unbecome(struct fsids old)
-{
-	setfsuid(old.uid);
-	setfsgid(old.gid);
 }
 
 /* Frozen for a consistent copy unless suspended already; c->lock held. */
@@ -75,12 +54,13 @@ static int copy(agentd_sandbox *sb, struct oci_ctr *c, int dir_fd, bool to, uint
 		_cleanup_close_ int snap = in < 0 ? -1 : side(c, dir_fd, state_dirs[i], to, err);
 		if (snap < 0)
 			return -1;
-		struct fsids old = become(c);
+		/* nothing the container's user could not read or write is */
+		struct fsid_save old = fsids_enter(c->cfg.uid, c->cfg.gid);
 		int r = to ? 0 : empty_dir_at(in);
 		if (r == 0)
 			r = to ? copy_tree_at(in, snap, (uid_t)-1, (gid_t)-1, &budget)
 			       : copy_tree_at(snap, in, (uid_t)-1, (gid_t)-1, &budget);
-		unbecome(old);
+		fsids_leave(old);
 		if (r == -EFBIG && to)
 			return agentd_error_set(err, EDQUOT,
 						"snapshot refused: it would occupy more than the "
