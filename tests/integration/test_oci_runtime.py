@@ -44,7 +44,8 @@ def oci(*cmd, opts=(), **kw):
 
 
 def leftovers(sid=None):
-    """What of oci sandboxes is on the host: cgroups, bundles, runc containers' inits."""
+    """What of oci sandboxes (of sid, else of any) is on the host: cgroups, and the inits
+    of runc containers (tini over sleep) in such a cgroup."""
     cg = glob.glob("/sys/fs/cgroup/*/agentd/oci-%s*" % (sid or ""))
     procs = []
     for d in os.listdir("/proc"):
@@ -52,10 +53,13 @@ def leftovers(sid=None):
             try:
                 with open(f"/proc/{d}/cmdline", "rb") as f:
                     c = f.read()
+                with open(f"/proc/{d}/cgroup") as f:
+                    cgroups = f.read()
             except OSError:
                 continue
-            if c.endswith(b"-s\0--\0/bin/sleep\0002147483647\0") or \
-                    c.endswith(b"-s\0--\0sleep\0002147483647\0"):
+            if (c.endswith(b"-s\0--\0/bin/sleep\0002147483647\0") or
+                    c.endswith(b"-s\0--\0sleep\0002147483647\0")) and \
+                    "/agentd/oci-%s" % (sid or "") in cgroups:
                 procs.append(int(d))
     return cg, procs
 
@@ -173,7 +177,7 @@ def test_wall_timeout_kills_the_exec_tree():
             opts=["--timeout", "2s"])
     assert r.json["exit_code"] == 124 and r.json["timed_out"], r
     assert r.json["duration_ms"] < 15000
-    cg, procs = leftovers()
+    cg, procs = leftovers(r.json["sandbox_id"])
     assert not procs and not cg, (cg, procs)
 
 
@@ -357,7 +361,7 @@ def test_image_root_with_its_layers_whiteouts_and_defaults(validator):
         assert "PRESENT" not in out and "WROTE-ROOT" not in out, r
         lines = out.splitlines()
         assert lines[-4:] == ["1000", "from-image", "ok", "0"], r
-        cg, procs = leftovers()
+        cg, procs = leftovers(r.json["sandbox_id"])
         assert not cg and not procs
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -206,8 +206,10 @@ static json_t *mounts_json(const struct oci_config *cfg)
 			json_array_append_new(m, mount_json(o->target, "tmpfs", "tmpfs", opts));
 			continue;
 		}
-		const char *opts[] = {"rbind", o->readonly ? "ro" : "rw", "nosuid", "nodev",
-				      NULL};
+		/* ro alone leaves a bind's submounts writable: rro makes the tree read-only */
+		const char *ro[] = {"rbind", "ro", "rro", "nosuid", "nodev", NULL};
+		const char *rw[] = {"rbind", "rw", "nosuid", "nodev", NULL};
+		const char *const *opts = o->readonly ? ro : rw;
 		json_array_append_new(m, mount_json(o->target, "bind", o->source, opts));
 	}
 	return m;

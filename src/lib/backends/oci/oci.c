@@ -6,6 +6,7 @@
 #include "lib/backends/oci/oci.h"
 
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -15,7 +16,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#define PROBE_CACHE_S 30	/* a driver's probe is a real attempt: kept this long */
+/* A driver's probe is a real attempt (a container run): a usable verdict is kept this long,
+ * a refusal (a daemon not started yet, say) less. */
+#define PROBE_CACHE_USABLE_S 600
+#define PROBE_CACHE_REFUSED_S 30
 
 /* The engine drivers live in engine.c; a tree built without it has runtimes only. */
 extern const struct oci_driver oci_podman_driver __attribute__((weak));
@@ -70,7 +74,8 @@ static void driver_probe(const struct oci_driver *d, const char *work_root, stru
 	for (size_t i = 0; i < ARRAY_SIZE(probe_cache) && !e; i++)
 		if (probe_cache[i].drv == d || !probe_cache[i].drv)
 			e = &probe_cache[i];
-	if (e && e->drv == d && now - e->at < PROBE_CACHE_S) {
+	if (e && e->drv == d &&
+	    now - e->at < (e->p.usable ? PROBE_CACHE_USABLE_S : PROBE_CACHE_REFUSED_S)) {
 		*out = e->p;
 		pthread_mutex_unlock(&probe_lock);
 		return;
@@ -291,6 +296,29 @@ static int hold_root(struct oci_ctr *c, agentd_error *err)
 	return c->workdir_fd < 0 ? -1 : 0;
 }
 
+/* The container's cgroup dirs in the hierarchies agentd does not use (cpuset, devices,
+ * name=systemd...), which only the runtime's delete removes: gone too, in case it could
+ * not (an init that died early, a runtime killed on its timeout). Empty dirs only: rmdir
+ * refuses a cgroup that still holds a process. */
+static void remove_runtime_cgroups(const char *name)
+{
+	_cleanup_free_ char *pattern = xasprintf("/sys/fs/cgroup/*/agentd/%s", name);
+	glob_t g;
+	if (glob(pattern, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		_cleanup_free_ char *units = xasprintf("%s/u*", g.gl_pathv[i]);
+		glob_t u;
+		if (glob(units, GLOB_NOSORT | GLOB_ONLYDIR, NULL, &u) == 0) {
+			for (size_t k = 0; k < u.gl_pathc; k++)
+				rmdir(u.gl_pathv[k]);
+			globfree(&u);
+		}
+		rmdir(g.gl_pathv[i]);
+	}
+	globfree(&g);
+}
+
 /* spec->image from the backend's store, held (its use lock) for the sandbox's life. An
  * engine takes the reference to its own store instead. */
 static int acquire_image(agentd_backend *b, struct oci_ctr *c, const char *ref,
@@ -314,6 +342,8 @@ static void oci_ctr_free(struct oci_ctr *c, const char *id)
 		cgroup_destroy(c->cg);	/* what the driver's delete left, if anything */
 		janitor_forget_cgroup(c->cfg.cgroup_name);
 	}
+	if (c->cfg.cgroup_name)
+		remove_runtime_cgroups(c->cfg.cgroup_name);
 	int fds[] = {c->root_fd, c->workdir_fd, c->netns_fd};
 	for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
 		if (fds[i] >= 0)
@@ -489,9 +519,13 @@ static int oci_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 			pthread_mutex_unlock(&c->lock);
 		}
 	}
-	if (r < 0 || (!unit && c->drv->exec_kill))
-		if (c->drv->exec_kill)
-			c->drv->exec_kill(c, &x);
+	/* a unit's tree dies with it; without one, the driver's way */
+	if (!unit && c->drv->exec_kill)
+		c->drv->exec_kill(c, &x);
+	if (x.file) {
+		unlink(x.file);
+		free(x.file);
+	}
 	strv_free(&argv);
 	strv_free(&x.unit_paths);
 	env_free(envp);

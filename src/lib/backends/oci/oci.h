@@ -101,6 +101,8 @@ struct oci_exec {
 	 * driver cannot place it (drv->exec_in_unit false). */
 	const struct cgroup *unit;
 	agentd_strv unit_paths;		/* "ctrl:u<n>" per hierarchy (runc exec --cgroup) */
+	char *file;			/* set by exec_argv: a file of ours the host command
+					 * reads (process.json), removed after it (malloc'd) */
 };
 
 /* config.c: x as the runtime-spec's process object (runc exec -p): the container's
@@ -128,7 +130,7 @@ struct oci_driver {
 	 * still calls destroy, which must leave nothing. */
 	int (*create)(struct oci_ctr *c, agentd_error *err);
 	/* The host command (argv pushed to out) that runs x inside c with its stdio ours. */
-	int (*exec_argv)(struct oci_ctr *c, const struct oci_exec *x, agentd_strv *out,
+	int (*exec_argv)(struct oci_ctr *c, struct oci_exec *x, agentd_strv *out,
 			 agentd_error *err);
 	/* Kill x's tree when the driver could not put it in a unit (may be NULL). */
 	void (*exec_kill)(struct oci_ctr *c, const struct oci_exec *x);

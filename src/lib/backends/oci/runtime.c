@@ -350,13 +350,14 @@ static char *write_process(struct oci_ctr *c, const struct oci_exec *x, agentd_e
 	return path;
 }
 
-static int rt_exec_argv(struct oci_ctr *c, const struct oci_exec *x, agentd_strv *out,
+static int rt_exec_argv(struct oci_ctr *c, struct oci_exec *x, agentd_strv *out,
 			agentd_error *err)
 {
 	struct rt *r = c->drv_priv;
-	_cleanup_free_ char *proc = write_process(c, x, err);
+	char *proc = write_process(c, x, err);
 	if (!proc)
 		return -1;
+	x->file = proc;
 	const char *pre[] = {r->tool, "--root", r->state, "--log", r->log, "exec"};
 	for (size_t i = 0; i < ARRAY_SIZE(pre); i++)
 		strv_push(out, pre[i]);
