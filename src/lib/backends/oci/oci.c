@@ -155,6 +155,9 @@ static int oci_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 	const struct oci_driver *chosen = NULL;
 	struct oci_probe chosen_p = {0};
 	for (size_t i = 0; i < n; i++) {
+		/* a named driver's sandboxes need no other's attempt (each is a container run) */
+		if (ob->named && v[i] != ob->named)
+			continue;
 		struct oci_probe p;
 		driver_probe(v[i], b->work_root, &p);
 		probe_report(caps, v[i], &p);
