@@ -81,6 +81,11 @@
  * over /target, and the store's layer must not change (security_image.c). A backend that
  * gives no image root has none to write to. */
 #define SEC_IMAGE 8192u
+/* issue 13: oci-runtime. Judged on the line: the sandbox's pid 1 (an OCI runtime's init,
+ * same uid as the commands) may be reachable, but its stdio must be /dev/null: a host pipe
+ * or file there (a runtime's create hands its own stdio to the init) is a way to write
+ * outside the sandbox, unbounded. */
+#define SEC_PID1_STDIO 16384u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -204,6 +209,8 @@ static const struct sec_attack attacks[] = {
 	   "tar cf ../evil2.tar su sgid"}, NULL, SEC_IMAGE_ARCHIVE },
 	/* issue 13: img-root */
 	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
+	/* issue 13: oci-runtime */
+	{ "pid1-stdio", "filesystem", {"readlink", "/proc/1/fd/1"}, NULL, SEC_PID1_STDIO },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -669,7 +676,9 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		print_error("warning: put the allowlist back: %s", rerr.msg);
 	strv_free(&was.allow);
 	if (r < 0) {
-		if (a->flags & SEC_REFUSAL_BLOCKS)
+		/* issue 13: oci-runtime. No background processes (ENOTSUP): no live tunnel
+		 * to narrow, nothing to attack. */
+		if ((a->flags & SEC_REFUSAL_BLOCKS) || (bg && err.code == ENOTSUP))
 			cell_set(c, SEC_BLOCKED, "refused: %s", err.msg);
 		else
 			cell_set(c, SEC_ERROR, "%s", err.msg);
@@ -698,6 +707,9 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		judge_context_frames(&o, c);
 	if ((a->flags & SEC_FILES_API) && c->res == SEC_ALLOWED) /* issue 12: files */
 		judge_files_api(sb, e, bufs[2], c);
+	/* issue 13: oci-runtime */
+	if ((a->flags & SEC_PID1_STDIO) && c->res == SEC_ALLOWED && strstr(c->detail, "-> /dev/null"))
+		cell_set(c, SEC_BLOCKED, "pid 1's stdio is /dev/null (%.200s)", c->detail);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

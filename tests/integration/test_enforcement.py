@@ -99,10 +99,7 @@ def test_probe_lists_per_backend_what_it_enforces(undelegated):
     # issue 13: an image root needs a mount namespace; the container gives one (as root)
     assert set(backends["linux-native"]["cannot_enforce"]) == {"bind_mounts",
                                                                "network_allowlist", "image"}
-<<<<<<< HEAD
     assert "no mount namespace" in backends["linux-native"]["cannot_enforce"]["image"]
-=======
->>>>>>> img-root
     if backends["container"]["available"]:
         assert backends["container"]["cannot_enforce"] == {}, backends["container"]
         assert probe["auto"] == "container"

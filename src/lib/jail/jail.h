@@ -98,6 +98,10 @@ void seccomp_prog_free(struct seccomp_prog *p);
 extern const char *const seccomp_blocked_categories[];
 /* Probe: a filter really installs in a forked child. */
 bool seccomp_probe(void);
+/* issue 13: oci-runtime. seccomp_oci_emit.c: the default profile for o as the OCI
+ * runtime-spec's linux.seccomp object (a jansson json_t *, the caller's), NULL + err. */
+struct json_t;
+struct json_t *seccomp_default_oci(const struct seccomp_opts *o, agentd_error *err);
 
 /* ---------------------------------------------------------------- landlock.c */
 struct landlock_rules {
@@ -247,6 +251,14 @@ void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
  * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
+/* issue 13: oci-runtime */
+/* cgroup_open of a cgroup an OCI runtime made (its cgroupsPath /agentd/<name>): on a hybrid
+ * host without the unified hierarchy, so its kill units are v1 ones a runtime can put an
+ * exec in. */
+struct cgroup *cgroup_open_runtime(const char *name, agentd_error *err);
+/* A kill unit of such a cgroup as `runc exec --cgroup` values: "ctrl:<name>" per v1
+ * controller, or "<name>" on cgroup v2; 0 or -ENOTSUP. */
+int cgroup_runtime_paths(const struct cgroup *unit, agentd_strv *out);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {
