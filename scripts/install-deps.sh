@@ -20,6 +20,9 @@ PKGS=(
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
+  # issue 13: oci-engine
+  podman runc docker.io containerd               # the oci backend's engines (podman --runtime runc, dockerd)
+  busybox-static                                 # oci engine tests: the rootfs of the image they import
 )
 
 missing=()

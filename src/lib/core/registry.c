@@ -107,6 +107,8 @@ static int register_locked(const char *canonical, const char *const *aliases,
 	return 0;
 }
 
+int tmp_docker_new(const char *work_root, agentd_backend **out, agentd_error *err);
+int tmp_podman_new(const char *work_root, agentd_backend **out, agentd_error *err);
 static void register_builtins(void)
 {
 	static const char *const host_direct[] = {"none", "host", "workstation", NULL};
@@ -115,7 +117,11 @@ static void register_builtins(void)
 	register_locked("linux-native", linux_native, linux_native_backend_new, NULL);
 	static const char *const container[] = {"namespace", "mount-ns", "bwrap", NULL};
 	register_locked("container", container, container_backend_new, NULL);
+	register_locked("docker", NULL, tmp_docker_new, NULL); /* TEMPORARY */
+	register_locked("podman", NULL, tmp_podman_new, NULL); /* TEMPORARY */
 }
+int tmp_docker_new(const char *work_root, agentd_backend **out, agentd_error *err);
+int tmp_podman_new(const char *work_root, agentd_backend **out, agentd_error *err);
 
 static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;
 static void builtins_init(void)

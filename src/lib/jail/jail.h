@@ -247,6 +247,14 @@ void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
  * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
+/* issue 13: oci-engine */
+/* SIGKILL every process of cg but keep (a container's init), frozen meanwhile so nothing
+ * forks past the kill; 0 once only keep is left, -ETIMEDOUT. */
+int cgroup_kill_all_but(struct cgroup *cg, pid_t keep);
+/* rmdir agentd/<name> (and its empty children) in every cgroup hierarchy mounted here,
+ * those agentd does not use too (a container engine's runtime makes the parent it is
+ * given in all of them). A dir that still holds processes stays. */
+void cgroup_remove_everywhere(const char *name);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {
