@@ -27,7 +27,7 @@ AGENTD = os.path.join(BUILD, "agentd")
 PROBE_DIR = os.path.join(BUILD, "tests")
 PROBE = os.path.join(PROBE_DIR, "sbxprobe")
 
-BACKENDS = ["container", "linux-native", "host-direct"]
+BACKENDS = ["container", "linux-native", "host-direct", "oci"]  # issue 13: oci-runtime
 # Every security run is bounded: an attack that hangs is a failure, never a stuck suite.
 RUN_TIMEOUT = "20s"
 
@@ -78,8 +78,8 @@ def _all_blocked():
     return {b: BLOCKED for b in BACKENDS}
 
 
-def _table(hd=BLOCKED, ln=BLOCKED, ct=BLOCKED):
-    return {"container": ct, "linux-native": ln, "host-direct": hd}
+def _table(hd=BLOCKED, ln=BLOCKED, ct=BLOCKED, oci=BLOCKED):
+    return {"container": ct, "linux-native": ln, "host-direct": hd, "oci": oci}
 
 
 # attack name -> {backend: Expect}. container: everything blocked (docs/README.md#targets).

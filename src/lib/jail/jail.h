@@ -98,6 +98,10 @@ void seccomp_prog_free(struct seccomp_prog *p);
 extern const char *const seccomp_blocked_categories[];
 /* Probe: a filter really installs in a forked child. */
 bool seccomp_probe(void);
+/* issue 13: oci-runtime. seccomp_oci_emit.c: the default profile for o as the OCI
+ * runtime-spec's linux.seccomp object (a jansson json_t *, the caller's), NULL + err. */
+struct json_t;
+struct json_t *seccomp_default_oci(const struct seccomp_opts *o, agentd_error *err);
 
 /* ---------------------------------------------------------------- landlock.c */
 struct landlock_rules {
@@ -247,14 +251,18 @@ void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
  * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
+/* issue 13: oci-runtime */
+/* cgroup_open of a cgroup an OCI runtime made (its cgroupsPath /agentd/<name>): on a hybrid
+ * host without the unified hierarchy, so its kill units are v1 ones a runtime can put an
+ * exec in. */
+struct cgroup *cgroup_open_runtime(const char *name, agentd_error *err);
+/* A kill unit of such a cgroup as `runc exec --cgroup` values: "ctrl:<name>" per v1
+ * controller, or "<name>" on cgroup v2; 0 or -ENOTSUP. */
+int cgroup_runtime_paths(const struct cgroup *unit, agentd_strv *out);
 /* issue 13: oci-engine */
 /* SIGKILL every process of cg but keep (a container's init), frozen meanwhile so nothing
  * forks past the kill; 0 once only keep is left, -ETIMEDOUT. */
 int cgroup_kill_all_but(struct cgroup *cg, pid_t keep);
-/* rmdir agentd/<name> (and its empty children) in every cgroup hierarchy mounted here,
- * those agentd does not use too (a container engine's runtime makes the parent it is
- * given in all of them). A dir that still holds processes stays. */
-void cgroup_remove_everywhere(const char *name);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {

@@ -82,31 +82,3 @@ void cgroup_gc(void)
 		free(bases[i]);
 }
 
-/* issue 13: oci-engine */
-void cgroup_remove_everywhere(const char *name)
-{
-	if (!cg_name_valid(name))
-		return;
-	_cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-	_cleanup_free_ char *line = NULL;
-	size_t cap = 0;
-	while (f && getline(&line, &cap, f) > 0) {
-		/* "id parent maj:min root mountpoint opts [optional...] - fstype ..." */
-		char root[PATH_MAX], mnt[PATH_MAX], fstype[32];
-		const char *sep = strstr(line, " - ");
-		if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", root, mnt) != 2 ||
-		    sscanf(sep + 3, "%31s", fstype) != 1)
-			continue;
-		/* only a hierarchy mounted at its root, without escaped characters */
-		if ((strcmp(fstype, "cgroup") && strcmp(fstype, "cgroup2")) ||
-		    strcmp(root, "/") || strchr(mnt, '\\'))
-			continue;
-		_cleanup_free_ char *base = cg_path(mnt, "agentd");
-		_cleanup_free_ char *dir = cg_path(base, name);
-		struct pidv pv = { 0 };
-		cg_collect_pids(dir, &pv, 0);
-		if (pv.n == 0)
-			cg_rmdir_tree(dir, 0);
-		free(pv.v);
-	}
-}
