@@ -53,6 +53,7 @@ struct engine {
 	agentd_strv global;		/* options before the subcommand */
 	pthread_mutex_t lock;
 	bool swept;			/* leftovers of dead owners removed */
+	char *listed;			/* podman: the probe's `ps` of agentd's containers */
 };
 
 /* A container's state beside oci.c's struct oci_ctr. */
@@ -406,28 +407,53 @@ static void eng_probe(const struct oci_driver *d, const char *work_root, struct 
 	}
 	p->found = true;
 	snprintf(p->path, sizeof(p->path), "%s", e->bin);
-	oci_tool_version(e->bin, p->version, sizeof(p->version));
 	if (geteuid() != 0) {
 		snprintf(p->reason, sizeof(p->reason), "agentd drives %s as root only", e->name);
 		return;
 	}
+	/* One call, each costs a few hundred ms. docker: `info` (its daemon answers, with its
+	 * version); podman has no daemon and its `info` spends seconds asking dpkg for package
+	 * versions: `ps` of agentd's containers opens its store and runtime config, and what it
+	 * lists is what the sweep of dead owners looks at. */
 	agentd_strv a = {0};
-	strv_push(&a, "info");
-	strv_push(&a, "--format");
-	strv_push(&a, e->kind == ENGINE_DOCKER ? "{{.ServerVersion}}" : "{{.Version.Version}}");
+	if (e->kind == ENGINE_DOCKER) {
+		strv_push(&a, "info");
+		strv_push(&a, "--format");
+		strv_push(&a, "{{.ServerVersion}}");
+	} else {
+		strv_push(&a, "ps");
+		strv_push(&a, "-a");
+		strv_push(&a, "-q");
+		strv_push(&a, "--no-trunc");
+		strv_push(&a, "--filter");
+		strv_push(&a, "label=" LABEL_OWNER);
+	}
 	agentd_error err = {0};
-	_cleanup_free_ char *out = NULL, *errs = NULL;
+	char *out = NULL;
+	_cleanup_free_ char *errs = NULL;
 	int r = cli_run(e, &a, NULL, &out, &errs, &err);
-	strv_free(&a);
-	if (r < 0) {
+	if (r < 0)
 		snprintf(p->reason, sizeof(p->reason), "%s", err.msg);
+	if (r > 0) {
+		first_line(errs);
+		snprintf(p->reason, sizeof(p->reason), "`%s %s` failed: %s", e->name, a.v[0],
+			 *errs ? errs : "no answer");
+	}
+	strv_free(&a);
+	if (r != 0) {
+		free(out);
 		return;
 	}
-	if (r != 0) {
-		first_line(errs);
-		snprintf(p->reason, sizeof(p->reason), "`%s info` failed: %s", e->name,
-			 *errs ? errs : "no answer");
-		return;
+	if (e->kind == ENGINE_DOCKER) {
+		first_line(out);
+		snprintf(p->version, sizeof(p->version), "dockerd %s", out);
+		free(out);
+	} else {
+		snprintf(p->version, sizeof(p->version), "podman");
+		pthread_mutex_lock(&e->lock);
+		free(e->listed);
+		e->listed = out;
+		pthread_mutex_unlock(&e->lock);
 	}
 	p->usable = true;
 	/* what it runs with here, said where the probe is read */
@@ -435,10 +461,10 @@ static void eng_probe(const struct oci_driver *d, const char *work_root, struct 
 	size_t n = strlen(p->version);
 	if (e->kind == ENGINE_PODMAN && (pl->cgroup_version != 2 || pl->cgroup_hybrid))
 		n += (size_t)snprintf(p->version + n, n < sizeof(p->version) ? sizeof(p->version) - n : 0,
-				      "; --runtime runc: crun refuses this cgroup v1 layout");
+				      "; --runtime runc (crun refuses cgroup v1)");
 	if (!have_sys_resource() && n < sizeof(p->version))
 		snprintf(p->version + n, sizeof(p->version) - n,
-			 "; explicit --ulimit nofile, nproc: no CAP_SYS_RESOURCE for its defaults");
+			 "; explicit --ulimit (no CAP_SYS_RESOURCE)");
 }
 
 /* ---------------------------------------------------------------- leftovers */
@@ -477,17 +503,24 @@ static void sweep_dead_owners(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 	if (done)
 		return;
+	pthread_mutex_lock(&e->lock);
+	_cleanup_free_ char *ids = e->listed;	/* the probe's, when it listed them */
+	e->listed = NULL;
+	pthread_mutex_unlock(&e->lock);
 	agentd_strv a = {0};
-	strv_push(&a, "ps");
-	strv_push(&a, "-a");
-	strv_push(&a, "-q");
-	strv_push(&a, "--no-trunc");
-	strv_push(&a, "--filter");
-	strv_push(&a, "label=" LABEL_OWNER);
-	_cleanup_free_ char *ids = NULL;
-	int r = cli_run(e, &a, NULL, &ids, NULL, NULL);
-	strv_free(&a);
-	if (r != 0 || !ids || !*ids)
+	if (!ids) {
+		strv_push(&a, "ps");
+		strv_push(&a, "-a");
+		strv_push(&a, "-q");
+		strv_push(&a, "--no-trunc");
+		strv_push(&a, "--filter");
+		strv_push(&a, "label=" LABEL_OWNER);
+		int r = cli_run(e, &a, NULL, &ids, NULL, NULL);
+		strv_free(&a);
+		if (r != 0)
+			return;
+	}
+	if (!ids || !*ids)
 		return;
 	/* the labels through inspect: docker's and podman's ps format them differently */
 	strv_push(&a, "inspect");
@@ -499,6 +532,7 @@ static void sweep_dead_owners(struct engine *e)
 	_cleanup_free_ char *out = NULL;
 	cli_run(e, &a, NULL, &out, NULL, NULL);
 	strv_free(&a);
+	save = NULL;
 	for (char *l = out ? strtok_r(out, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
 		char id[80], owner[64];
 		if (sscanf(l, "%79s %63s", id, owner) == 2 && !owner_alive(owner))
@@ -784,28 +818,13 @@ static void eng_destroy(struct oci_ctr *c)
 	c->drv_priv = NULL;
 }
 
-const struct oci_driver oci_podman_driver = {
-	.name = "podman",
-	.engine = true,
-	.probe = eng_probe,
-	.create = eng_create,
-	.exec_argv = eng_exec_argv,
-	.exec_kill = eng_exec_kill,
-	.exec_run = eng_exec_run,
-	.pause = eng_pause,
-	.resume = eng_resume,
-	.destroy = eng_destroy,
-};
-
-const struct oci_driver oci_docker_driver = {
-	.name = "docker",
-	.engine = true,
-	.probe = eng_probe,
-	.create = eng_create,
-	.exec_argv = eng_exec_argv,
-	.exec_kill = eng_exec_kill,
-	.exec_run = eng_exec_run,
-	.pause = eng_pause,
-	.resume = eng_resume,
-	.destroy = eng_destroy,
-};
+/* The two differ only in their engine's name (engine_of). */
+#define ENGINE_DRIVER(NAME)                                                                 \
+	{                                                                                   \
+		.name = NAME, .engine = true, .probe = eng_probe, .create = eng_create,     \
+		.exec_argv = eng_exec_argv, .exec_kill = eng_exec_kill,                     \
+		.exec_run = eng_exec_run, .pause = eng_pause, .resume = eng_resume,         \
+		.destroy = eng_destroy,                                                     \
+	}
+const struct oci_driver oci_podman_driver = ENGINE_DRIVER("podman");
+const struct oci_driver oci_docker_driver = ENGINE_DRIVER("docker");

@@ -151,6 +151,10 @@ static int oci_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 	struct oci_probe chosen_p = {0};
 	for (size_t i = 0; i < n; i++) {
 		struct oci_probe p;
+		/* issue 13: oci-engine. A named driver is the only one a sandbox can get: the
+		 * others' real attempts (podman, a runtime's container) cost seconds */
+		if (ob->named && v[i] != ob->named)
+			continue;
 		driver_probe(v[i], b->work_root, &p);
 		probe_report(caps, v[i], &p);
 		if (ob->named ? v[i] == ob->named : (!chosen && p.usable)) {
