@@ -559,8 +559,12 @@ static void run_args(const struct engine *e, const struct oci_ctr *c, const char
 	strv_push(a, "--cap-drop=ALL");
 	strv_push(a, "--security-opt=no-new-privileges");
 	strv_push(a, "--read-only");
-	if (e->kind == ENGINE_PODMAN)
+	if (e->kind == ENGINE_PODMAN) {
 		strv_push(a, "--read-only-tmpfs=false");	/* no unsized /run, /var/tmp */
+		/* its conmon stays in ours: an agentd/conmon it would make in every hierarchy
+		 * outlives the container */
+		strv_push(a, "--cgroups=no-conmon");
+	}
 	strv_push(a, "--network=none");
 	if (l->max_memory_bytes) {
 		oci_strv_pushf(a, "--memory=%" PRIu64, l->max_memory_bytes);
