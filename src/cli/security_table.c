@@ -69,6 +69,9 @@
  * that sandbox may hold a set-id file, a fifo, a device node or a hard link; a backend
  * without snapshots has nothing to restore. */
 #define SEC_SNAPSHOT 512u
+/* issue 13: oci-engine. Needs a container engine's API socket on the host ({enginesock}:
+ * $DOCKER_HOST's, /run/docker.sock, podman's, containerd's): skipped without one. */
+#define SEC_NEEDS_ENGINE_SOCK 32768u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -76,7 +79,8 @@
  * a block device; {port} a TCP listener on 127.0.0.1; {abstract} an abstract unix socket
  * name; {fd} a host directory fd left open without CLOEXEC; {comm} agentd's (temporary)
  * unique process name, hex-encoded; {shmid} a host SysV shared memory segment (0644);
- * {state} the parent of the default work root (agentd's state dir, the rootfs cache's). */
+ * {state} the parent of the default work root (agentd's state dir, the rootfs cache's);
+ * {enginesock} a container engine's API socket (issue 13: oci-engine). */
 struct sec_attack {
 	const char *name;
 	const char *category;
@@ -184,6 +188,10 @@ static const struct sec_attack attacks[] = {
 	  {"cp /bin/true su && chmod 6755 su && mkdir sgid && chmod 2775 sgid && echo x > a && "
 	   "ln a hard && mkfifo fifo && cp su /tmp/su && chmod 4755 /tmp/su"}, NULL,
 	  SEC_SNAPSHOT },
+	/* issue 13: oci-engine. The engine's API (docker.sock mounted in, the seed's classic
+	 * escape): whoever connects runs containers as root on the host. */
+	{ "engine-socket", "privileges", {"connect-unix", "{enginesock}"}, NULL,
+	  SEC_NEEDS_ENGINE_SOCK },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -543,6 +551,10 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {
 		cell_set(c, SEC_SKIPPED, "no block device on this host");
+		return;
+	}
+	if ((a->flags & SEC_NEEDS_ENGINE_SOCK) && !e->enginesock[0]) { /* issue 13: oci-engine */
+		cell_set(c, SEC_SKIPPED, "no container engine API socket on this host");
 		return;
 	}
 	char bufs[5][PATH_MAX];

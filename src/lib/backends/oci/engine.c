@@ -25,6 +25,8 @@ extern char **environ;
 
 /* What an engine CLI may print for one of our calls (ids, a version, an error). */
 #define CLI_OUT_MAX (1u << 20)
+/* How long one call (not an exec: the job loop bounds that) may take. */
+#define CLI_TIMEOUT_MS 60000
 #define LABEL_SANDBOX "agentd.sandbox"
 #define LABEL_OWNER "agentd.owner"
 /* podman's conmon, the runtime's parent, holds RLIMIT_NPROC at this */
@@ -256,15 +258,23 @@ static int cli_reap(struct spawned *sp, struct rusage *ru)
 	return 128 + si.si_status;
 }
 
-/* Read both pipes to EOF (each kept up to CLI_OUT_MAX). */
-static void cli_drain(int out_fd, int err_fd, char **out, char **errs)
+/* Read both pipes to EOF (each kept up to CLI_OUT_MAX) or until deadline (monotonic ms):
+ * false then. */
+static bool cli_drain(int out_fd, int err_fd, char **out, char **errs, uint64_t deadline)
 {
 	struct pollfd pf[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
 	char *buf[2] = {xcalloc(1, 1), xcalloc(1, 1)};
 	size_t len[2] = {0, 0};
 	int open_n = 2;
+	bool ok = true;
 	while (open_n > 0) {
-		if (poll(pf, 2, -1) < 0) {
+		uint64_t now = now_ms_monotonic();
+		if (now >= deadline) {
+			ok = false;
+			break;
+		}
+		int pr = poll(pf, 2, (int)(deadline - now));
+		if (pr < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -291,6 +301,7 @@ static void cli_drain(int out_fd, int err_fd, char **out, char **errs)
 	}
 	*out = buf[0];
 	*errs = buf[1];
+	return ok;
 }
 
 /* Its first line, trimmed: what an error message quotes of the CLI's stderr. */
@@ -327,9 +338,16 @@ static int cli_run(const struct engine *e, const agentd_strv *args, char *const 
 	close_fd(&pe[1]);
 	char *o = NULL, *ee = NULL;
 	if (r == 0) {
-		cli_drain(po[0], pe[0], &o, &ee);
+		/* an engine that does not answer (a daemon's socket that accepts and stays
+		 * silent) must not hold agentd */
+		bool done = cli_drain(po[0], pe[0], &o, &ee, now_ms_monotonic() + CLI_TIMEOUT_MS);
+		if (!done)
+			kill(sp.pid, SIGKILL);
 		struct rusage ru;
 		r = cli_reap(&sp, &ru);
+		if (!done)
+			r = agentd_error_set(err, ETIMEDOUT, "%s %s: no answer in %d s (killed)",
+					     e->name, args->v[0], CLI_TIMEOUT_MS / 1000);
 	}
 	close_fd(&po[0]);
 	close_fd(&pe[0]);
