@@ -34,7 +34,10 @@ def engine_socket():
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     yield s, path
-    s.shutdown(socket.SHUT_RDWR)
+    try:
+        s.shutdown(socket.SHUT_RDWR)  # wakes the accept
+    except OSError:
+        pass
     s.close()
     shutil.rmtree(d, ignore_errors=True)
 
@@ -48,9 +51,9 @@ def table(path):
 
 def test_engine_socket_is_out_of_every_sandboxs_reach(engine_socket):
     """root:root 0660, as docker.sock is (root:docker): the row is judged for every backend
-    and each one keeps the sandbox away from it; and with the socket open to every uid
-    (0666), host-direct, which has no filesystem wall, reaches it: the attack does connect
-    when nothing stops it, so "blocked" means blocked."""
+    and each one keeps the sandbox away from it (uid 65534; the namespaced backends do not
+    even see it). With the socket open to every uid (0666) the process backends reach it:
+    the attack does connect when nothing stops it, so blocked means blocked."""
     _, path = engine_socket
     os.chmod(path, 0o660)
     t = table(path)
@@ -60,9 +63,13 @@ def test_engine_socket_is_out_of_every_sandboxs_reach(engine_socket):
             (backend, col.get("engine-socket"), t["details"][backend].get("engine-socket"))
     os.chmod(path, 0o666)
     t = table(path)
-    if "host-direct" in t["security"]:
-        assert t["security"]["host-direct"]["engine-socket"] == "allowed", t["details"]["host-direct"]
-    for backend in ("container", "linux-native", "oci"):
+    # no filesystem wall covers connect(2) to a named socket on the process backends
+    # (Landlock has no right for it): a socket open to every uid is theirs to reach
+    for backend in ("host-direct", "linux-native"):
+        if backend in t["security"]:
+            assert t["security"][backend]["engine-socket"] == "allowed", \
+                (backend, t["details"][backend].get("engine-socket"))
+    for backend in ("container", "oci"):
         if backend in t["security"]:
             assert t["security"][backend]["engine-socket"] == "blocked", \
                 (backend, t["details"][backend].get("engine-socket"))
