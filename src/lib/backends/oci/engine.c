@@ -400,6 +400,15 @@ static void rm_force(const struct engine *e, const char *id)
 	strv_free(&a);
 }
 
+/* `ps` of every container agentd made (full ids). */
+static void ps_owned_args(agentd_strv *a)
+{
+	static const char *const args[] = {"ps", "-a", "-q", "--no-trunc", "--filter",
+					   "label=" LABEL_OWNER};
+	for (size_t i = 0; i < ARRAY_SIZE(args); i++)
+		strv_push(a, args[i]);
+}
+
 /* ---------------------------------------------------------------- probe */
 
 /* Does this process have CAP_SYS_RESOURCE (raising a hard rlimit)? */
@@ -439,12 +448,7 @@ static void eng_probe(const struct oci_driver *d, const char *work_root, struct 
 		strv_push(&a, "--format");
 		strv_push(&a, "{{.ServerVersion}}");
 	} else {
-		strv_push(&a, "ps");
-		strv_push(&a, "-a");
-		strv_push(&a, "-q");
-		strv_push(&a, "--no-trunc");
-		strv_push(&a, "--filter");
-		strv_push(&a, "label=" LABEL_OWNER);
+		ps_owned_args(&a);
 	}
 	agentd_error err = {0};
 	char *out = NULL;
@@ -527,12 +531,7 @@ static void sweep_dead_owners(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 	agentd_strv a = {0};
 	if (!ids) {
-		strv_push(&a, "ps");
-		strv_push(&a, "-a");
-		strv_push(&a, "-q");
-		strv_push(&a, "--no-trunc");
-		strv_push(&a, "--filter");
-		strv_push(&a, "label=" LABEL_OWNER);
+		ps_owned_args(&a);
 		int r = cli_run(e, &a, NULL, &ids, NULL, NULL);
 		strv_free(&a);
 		if (r != 0)
