@@ -25,6 +25,8 @@ PKGS=(
   runc crun tini                                 # oci backend: runtimes; tini-static: the init
   golang-go golang-github-opencontainers-runtime-tools-dev  # tests: the config.json validator
   golang-github-xeipuuv-gojsonschema-dev         # (runtime-spec schema, offline)
+  # issue 13: oci-engine
+  podman docker.io containerd                    # the oci backend's engines (podman --runtime runc, dockerd)
 )
 
 missing=()

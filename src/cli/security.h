@@ -22,6 +22,7 @@ struct sec_env {
 	char old_comm[17];
 	char shmid[16];
 	char state[PATH_MAX];
+	char enginesock[PATH_MAX];	/* issue 13: oci-engine: a container engine's API socket */
 	int tcp_fd, abstract_fd, unix_fd, leaked_fd, shm_id;
 };
 

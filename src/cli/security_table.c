@@ -86,6 +86,9 @@
  * or file there (a runtime's create hands its own stdio to the init) is a way to write
  * outside the sandbox, unbounded. */
 #define SEC_PID1_STDIO 16384u
+/* issue 13: oci-engine. Needs a container engine's API socket on the host ({enginesock}:
+ * $DOCKER_HOST's, /run/docker.sock, podman's, containerd's): skipped without one. */
+#define SEC_NEEDS_ENGINE_SOCK 32768u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -93,7 +96,8 @@
  * a block device; {port} a TCP listener on 127.0.0.1; {abstract} an abstract unix socket
  * name; {fd} a host directory fd left open without CLOEXEC; {comm} agentd's (temporary)
  * unique process name, hex-encoded; {shmid} a host SysV shared memory segment (0644);
- * {state} the parent of the default work root (agentd's state dir, the rootfs cache's). */
+ * {state} the parent of the default work root (agentd's state dir, the rootfs cache's);
+ * {enginesock} a container engine's API socket (issue 13: oci-engine). */
 struct sec_attack {
 	const char *name;
 	const char *category;
@@ -211,6 +215,10 @@ static const struct sec_attack attacks[] = {
 	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
 	/* issue 13: oci-runtime */
 	{ "pid1-stdio", "filesystem", {"readlink", "/proc/1/fd/1"}, NULL, SEC_PID1_STDIO },
+	/* issue 13: oci-engine. The engine's API (docker.sock mounted in, the seed's classic
+	 * escape): whoever connects runs containers as root on the host. */
+	{ "engine-socket", "privileges", {"connect-unix", "{enginesock}"}, NULL,
+	  SEC_NEEDS_ENGINE_SOCK },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -643,6 +651,10 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {
 		cell_set(c, SEC_SKIPPED, "no block device on this host");
+		return;
+	}
+	if ((a->flags & SEC_NEEDS_ENGINE_SOCK) && !e->enginesock[0]) { /* issue 13: oci-engine */
+		cell_set(c, SEC_SKIPPED, "no container engine API socket on this host");
 		return;
 	}
 	char bufs[5][PATH_MAX];

@@ -165,6 +165,8 @@ EXPECT = {
     # issue 12: durable-lib. A durable sandbox's command reaching its own init's endpoint
     # (the process backends have none: nothing to reach)
     "durable-endpoint": _all_blocked(),
+    # issue 13: oci-engine: the host's container engine API socket (root on the host)
+    "engine-socket": _all_blocked(),
     # issue 12: files — judged by the host: its files API meets a symlink the sandbox planted
     # to a host directory and stays inside the sandbox (RESOLVE_IN_ROOT)
     "files-api-through-symlink": _all_blocked(),

@@ -259,6 +259,10 @@ struct cgroup *cgroup_open_runtime(const char *name, agentd_error *err);
 /* A kill unit of such a cgroup as `runc exec --cgroup` values: "ctrl:<name>" per v1
  * controller, or "<name>" on cgroup v2; 0 or -ENOTSUP. */
 int cgroup_runtime_paths(const struct cgroup *unit, agentd_strv *out);
+/* issue 13: oci-engine */
+/* SIGKILL every process of cg but keep (a container's init), frozen meanwhile so nothing
+ * forks past the kill; 0 once only keep is left, -ETIMEDOUT. */
+int cgroup_kill_all_but(struct cgroup *cg, pid_t keep);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {

@@ -100,7 +100,7 @@ int oci_config_build(const agentd_spec *spec, const char *id, const agentd_image
 			cfg->layers[i] = xstrdup(lease->layer_paths[i]);
 		cfg->n_layers = lease->n_layers;
 		mount_add(cfg, "/usr/bin/tini-static", OCI_IMAGE_INIT, true, 0);
-	} else {
+	} else if (!spec->image) {	/* issue 13: oci-engine: an engine's image is the root */
 		host_runtime_binds(cfg);
 	}
 	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)

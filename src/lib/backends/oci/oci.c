@@ -21,28 +21,13 @@
 #define PROBE_CACHE_USABLE_S 600
 #define PROBE_CACHE_REFUSED_S 30
 
-/* The engine drivers live in engine.c; a tree built without it has runtimes only. */
-extern const struct oci_driver oci_podman_driver __attribute__((weak));
-extern const struct oci_driver oci_docker_driver __attribute__((weak));
-
-/* Probe order for plain "oci": runtimes first, then engines. */
-static const struct oci_driver *drivers[4];
-static size_t n_drivers;
-static pthread_once_t drivers_once = PTHREAD_ONCE_INIT;
-
-static void drivers_init(void)
-{
-	const struct oci_driver *cand[] = {&oci_runc_driver, &oci_crun_driver, &oci_podman_driver,
-					   &oci_docker_driver};
-	for (size_t i = 0; i < ARRAY_SIZE(cand); i++)
-		if (cand[i])
-			drivers[n_drivers++] = cand[i];
-}
+/* Probe order for plain "oci": runtimes first, then engines (engine.c). */
+static const struct oci_driver *const drivers[] = {&oci_runc_driver, &oci_crun_driver,
+						    &oci_podman_driver, &oci_docker_driver};
 
 static const struct oci_driver *const *all_drivers(size_t *n)
 {
-	pthread_once(&drivers_once, drivers_init);
-	*n = n_drivers;
+	*n = ARRAY_SIZE(drivers);
 	return drivers;
 }
 
@@ -159,6 +144,10 @@ static int oci_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 		if (ob->named && v[i] != ob->named)
 			continue;
 		struct oci_probe p;
+		/* issue 13: oci-engine. A named driver is the only one a sandbox can get: the
+		 * others' real attempts (podman, a runtime's container) cost seconds */
+		if (ob->named && v[i] != ob->named)
+			continue;
 		driver_probe(v[i], b->work_root, &p);
 		probe_report(caps, v[i], &p);
 		if (ob->named ? v[i] == ob->named : (!chosen && p.usable)) {
@@ -396,7 +385,8 @@ static int oci_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 		goto fail;
 	}
 	janitor_watch_dir(c->dir);
-	if (spec->image && acquire_image(b, c, spec->image, err) < 0)
+	/* an engine's image is in the engine's own store (issue 13: oci-engine) */
+	if (spec->image && !drv->engine && acquire_image(b, c, spec->image, err) < 0)
 		goto fail;
 	if (make_netns(sb, c, &netns, err) < 0 ||
 	    oci_config_build(&sb->spec, sb->id, c->lease, netns, AGENTD_PROXY_PORT, &c->cfg,
@@ -513,7 +503,8 @@ static int oci_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_
 		req.cpu_spent_ms = spent;
 		req.scratch_fd = scratch_workdir;
 		req.scratch_arg = c;
-		r = exec_run(&req, out, err);
+		r = c->drv->exec_run ? c->drv->exec_run(c, &x, &req, out, err)
+				     : exec_run(&req, out, err);
 		free(hv);
 		if (r == 0) {
 			map_start_failure(out);

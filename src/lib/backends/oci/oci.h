@@ -134,6 +134,11 @@ struct oci_driver {
 			 agentd_error *err);
 	/* Kill x's tree when the driver could not put it in a unit (may be NULL). */
 	void (*exec_kill)(struct oci_ctr *c, const struct oci_exec *x);
+	/* issue 13: oci-engine. Runs req (argv: exec_argv's) itself where the host command is
+	 * not the command (an engine's CLI): usage, limits and kills from c->cg. NULL:
+	 * exec_run. */
+	int (*exec_run)(struct oci_ctr *c, const struct oci_exec *x, exec_request *req,
+			agentd_exec_output *out, agentd_error *err);
 	int (*pause)(struct oci_ctr *c, agentd_error *err);
 	int (*resume)(struct oci_ctr *c, agentd_error *err);
 	/* Kill and delete: no process, state, cgroup or file of it left. Idempotent; safe on

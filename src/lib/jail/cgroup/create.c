@@ -362,7 +362,7 @@ static struct cgroup *cg_make(const char *name, const agentd_limits *l, bool cre
 {
 	if (!cg_name_valid(name)) {
 		agentd_error_set(err, EINVAL,
-				 "cgroup: invalid name '%s' (want [A-Za-z0-9_-]{1,64})",
+				 "cgroup: invalid name '%s' (want [A-Za-z0-9_-]{1,80})",
 				 name ? name : "(null)");
 		return NULL;
 	}
