@@ -365,3 +365,46 @@ def test_image_root_with_its_layers_whiteouts_and_defaults(validator):
         assert not cg and not procs
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_writable_root_is_an_upper_layer_bounded_by_max_write_bytes(validator):
+    """writable_root through runc: the overlay's upper layer on the private root's tmpfs,
+    sized max_write_bytes; the store's layers never change. (Before: the root stayed
+    read-only, the key silently ignored.)"""
+    import image_util
+    d = "/var/tmp/oci-wroot-%d" % os.getpid()
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    try:
+        image_util.write_oci_tar(os.path.join(d, "img.tar"))
+        env = {"AGENTD_IMAGE_DIR": os.path.join(d, "images")}
+        r = agentd("image", "import", os.path.join(d, "img.tar"), "--state-dir", d, env=env)
+        assert r.rc == 0, r
+        layers = os.path.join(d, "images", "layers")
+        before = sorted(os.path.join(p, f) for p, _, fs in os.walk(layers) for f in fs)
+        policy = {"image": image_util.TAG, "writable_root": True,
+                  "run_as": {"uid": 0, "gid": 0}, "limits": {"max_write_bytes": 8 << 20}}
+        r = agentd("run", "--backend", "runc", "--json", "--policy", "/dev/stdin", "--",
+                   "/bin/sh", "-c",
+                   "echo mine > /etc/x && cat /etc/x; "
+                   "head -c 33554432 /dev/zero > /big 2>/dev/null; echo big=$?; "
+                   "df -k / | tail -1",
+                   input=json.dumps(policy).encode(), env=env)
+        assert r.json is not None and r.json["exit_code"] == 0, r
+        out = r.json["stdout"].splitlines()
+        assert out[0] == "mine", r
+        assert out[1] == "big=1", r          # ENOSPC: 32 MiB does not fit in 8
+        assert int(out[2].split()[1]) <= 8192, r
+        after = sorted(os.path.join(p, f) for p, _, fs in os.walk(layers) for f in fs)
+        assert after == before, "the image's layers changed"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_an_engine_refuses_writable_root_it_cannot_bound():
+    r = agentd("run", "--backend", "podman", "--policy", "/dev/stdin", "--", "/bin/true",
+               input=json.dumps({"image": "anything", "writable_root": True}).encode())
+    if b"writable_root" not in r.stderr and r.rc == 125:
+        pytest.skip(f"podman driver unusable here: {r.stderr.decode()[-200:]}")
+    assert r.rc == 125, r
+    assert b"cannot be bounded by limits.max_write_bytes" in r.stderr, r

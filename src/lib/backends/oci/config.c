@@ -99,6 +99,8 @@ int oci_config_build(const agentd_spec *spec, const char *id, const agentd_image
 		for (size_t i = 0; i < lease->n_layers; i++)
 			cfg->layers[i] = xstrdup(lease->layer_paths[i]);
 		cfg->n_layers = lease->n_layers;
+		cfg->writable_root = spec->writable_root;
+		cfg->root_bytes = spec->limits.max_write_bytes;
 		mount_add(cfg, "/usr/bin/tini-static", OCI_IMAGE_INIT, true, 0);
 	} else if (!spec->image) {	/* issue 13: oci-engine: an engine's image is the root */
 		host_runtime_binds(cfg);
@@ -342,7 +344,8 @@ char *oci_config_json(const struct oci_config *cfg, char *const *init_argv, agen
 	json_t *root = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:o}", "ociVersion", "1.0.2-dev",
 				 "process",
 				 process_json(cfg, init_argv, cfg->env, "/", cfg->uid, cfg->gid), "root", "path",
-				 cfg->rootfs ? cfg->rootfs : "rootfs", "readonly", 1, "hostname",
+				 cfg->rootfs ? cfg->rootfs : "rootfs", "readonly", !cfg->writable_root,
+				 "hostname",
 				 "sandbox", "mounts", mounts_json(cfg), "linux", lx);
 	char *s = json_dumps(root, JSON_INDENT(1));
 	json_decref(root);

@@ -368,6 +368,13 @@ static int oci_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox
 	const struct oci_driver *drv = driver_pick(b, err);
 	if (!drv)
 		return -1;
+	/* an engine's container layer lies in the engine's storage, unbounded by
+	 * max_write_bytes: refused rather than left unbounded */
+	if (spec->writable_root && drv->engine)
+		return agentd_error_set(err, ENOTSUP,
+					"oci: %s: writable_root: the engine's container layer "
+					"cannot be bounded by limits.max_write_bytes (use the runc "
+					"driver or the container backend)", drv->name);
 	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, &oci_sandbox_ops, err);
 	if (!sb)
 		return -1;

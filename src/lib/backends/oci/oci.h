@@ -40,6 +40,10 @@ struct oci_config {
 	char *rootfs;
 	char **layers;
 	size_t n_layers;
+	/* writable_root: the overlay's upper layer (on the private root's tmpfs, sized
+	 * root_bytes) stays writable rather than the root being mounted read-only. */
+	bool writable_root;
+	uint64_t root_bytes;
 	char *image_ref;		/* spec->image for an engine's own store, or NULL */
 	struct oci_mount *mounts;	/* binds of the policy, host runtime, tmpfs /tmp, workdir */
 	size_t n_mounts;

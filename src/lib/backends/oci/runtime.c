@@ -82,6 +82,7 @@ struct private_root {
 	const char *dir;
 	char *const *layers;
 	size_t n_layers;
+	uint64_t bytes;		/* the tmpfs's size: writable_root's upper layer is on it */
 };
 
 static __attribute__((noreturn)) void root_fail(const char *what)
@@ -92,8 +93,11 @@ static __attribute__((noreturn)) void root_fail(const char *what)
 
 static void private_root(const struct private_root *pr)
 {
+	char topts[64];
+	snprintf(topts, sizeof(topts), "size=%llu,mode=0755",
+		 (unsigned long long)(pr->bytes > (4u << 20) ? pr->bytes : (4u << 20)));
 	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("tmpfs", pr->dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755") < 0)
+	    mount("tmpfs", pr->dir, "tmpfs", MS_NOSUID | MS_NODEV, topts) < 0)
 		root_fail(pr->dir);
 	if (!pr->n_layers)
 		return;
@@ -219,7 +223,8 @@ static int rt_run(struct rt *r, unsigned flags, const char *const *args, agentd_
 	bool makes_root = !strcmp(args[0], "create") || !strcmp(args[0], "run");
 	_cleanup_free_ char *dir = makes_root ? xasprintf("%s/rootfs", r->bundle) : NULL;
 	struct private_root root = {.dir = dir, .layers = r->cfg->layers,
-				    .n_layers = r->cfg->n_layers};
+				    .n_layers = r->cfg->n_layers,
+				    .bytes = r->cfg->writable_root ? r->cfg->root_bytes : 0};
 	agentd_strv v = {0};
 	strv_push(&v, r->tool);
 	const char *pre[] = {"--root", r->state, "--log", r->log};
