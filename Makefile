@@ -79,6 +79,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-tarx
 	$(FUZZ_BUILD)/fuzz/fuzz_tarx -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-tarx fuzz/corpus/tarx
+	# issue 13: img-store
+	mkdir -p $(FUZZ_BUILD)/corpus-image
+	$(FUZZ_BUILD)/fuzz/fuzz_image -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-image fuzz/corpus/image
 
 check: unit asan integration security fuzz
 

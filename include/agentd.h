@@ -818,6 +818,15 @@ void agentd_image_lease_free(agentd_image_lease *l);
 void agentd_backend_set_image_store(agentd_backend *b, agentd_image_store *s);
 agentd_image_store *agentd_backend_image_store(agentd_backend *b, agentd_error *err);
 
+/* issue 13: img-store. Bounds of each layer of an import (0: keep): its entries (default
+ * 65536) and its files' bytes (default 8 GiB); `agentd serve --image-max-entries/-bytes`. */
+void agentd_image_store_set_limits(agentd_image_store *s, uint64_t max_entries,
+				   uint64_t max_bytes);
+/* The info as the API and `agentd image inspect --json` show it (docs/api.md#images): a
+ * malloc'd JSON object text {"id", "tags", "layers", "size_bytes", "created", "source",
+ * "in_use", "config": {"env", "workdir", "user", "cmd", "entrypoint"}}. */
+char *agentd_image_info_json(const agentd_image_info *i);
+
 /* --------------------------------------------------------------- probe */
 typedef struct agentd_platform {
 	int landlock_abi;		/* 0 = unavailable */

@@ -9,8 +9,8 @@ PKGS=(
   libjansson-dev                                 # policy / JSON output
   libmicrohttpd-dev                              # agentd serve: the HTTP/1.1 server
   libsqlite3-dev                                 # agentd serve: state and audit log
-  nettle-dev                                     # the WebSocket handshake's SHA-1 (attach)
-  libarchive-dev                                 # files API: the tar format (dlopen'ed)
+  nettle-dev                                     # WebSocket SHA-1 (attach), image sha256
+  libarchive-dev                                 # files API, images: tar, gzip/zstd/xz (dlopen'ed)
   tmux                                           # tests: a person's terminal (exec -it)
   libcmocka-dev                                  # unit tests
   clang libclang-rt-14-dev                       # libFuzzer + sanitizer runtimes
@@ -20,6 +20,7 @@ PKGS=(
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
+  busybox-static                                 # image tests: the test images' rootfs
 )
 
 missing=()

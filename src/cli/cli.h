@@ -184,6 +184,7 @@ int expiry_flags_add(json_t *body, const char *ttl, const char *idle, const char
 /* issue 12: snapshots */
 int cmd_snapshot(int argc, char **argv);	/* sandbox snapshot ls|rm */
 int cmd_session(int argc, char **argv);
+int cmd_image(int argc, char **argv);	/* issue 13: img-store (cmd_image.c) */
 /* `agentd sandbox context|contexts|context-rm|run-code` (cmd_context.c); argv[0] is sub. */
 int cmd_context(const char *sub, int argc, char **argv);
 int cmd_backends(int argc, char **argv);

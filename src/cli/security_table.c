@@ -74,6 +74,13 @@
  * over /target, and the store's layer must not change (security_image.c). A backend that
  * gives no image root has none to write to. */
 #define SEC_IMAGE 8192u
+/* issue 13: img-store. Judged by the host: what argv[0] (a /bin/sh script run inside) packs
+ * as two root filesystem tars (evil1.tar: a symlink to {tmp}, then a file through it;
+ * evil2.tar: setuid and setgid entries) is imported as images into a store under {tmp}:
+ * the first must be refused with nothing written through the link, the second stored
+ * without its set-id bits. An image build stores what a sandbox made; an image archive
+ * may come from anywhere. */
+#define SEC_IMAGE_ARCHIVE 4096u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -191,6 +198,12 @@ static const struct sec_attack attacks[] = {
 	  SEC_SNAPSHOT },
 	/* issue 13: img-root */
 	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
+	/* issue 13: img-store */
+	{ "hostile-image-archive", "filesystem",
+	  {"rm -rf ia && mkdir ia && cd ia && cp /bin/true su && chmod 6755 su && mkdir sgid && "
+	   "chmod 2775 sgid && ln -s {tmp} escape && echo pwned > x && tar cf ../evil1.tar escape "
+	   "&& tar rf ../evil1.tar --transform 's,^x$,escape/agentd-img-{token},' x && "
+	   "tar cf ../evil2.tar su sgid"}, NULL, SEC_IMAGE_ARCHIVE },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -509,6 +522,69 @@ static void judge_snapshot_fork(agentd_sandbox *sb, const struct sec_env *e,
 static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
 		       const struct sec_attack *a, struct sec_cell *c);
 
+/* issue 13: img-store. SEC_IMAGE_ARCHIVE: set-id entries of an unpacked image store. */
+static unsigned image_setid;
+static int count_setid(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	image_setid += (st->st_mode & (S_ISUID | S_ISGID)) != 0;
+	return 0;
+}
+
+/* The sandbox's file rel imported as a rootfs image into store: 0, or -1 and err. */
+static int import_from(agentd_sandbox *sb, agentd_image_store *store, const char *rel,
+		       agentd_error *err)
+{
+	int fd = agentd_sandbox_open_path(sb, rel, 0, err);
+	if (fd < 0)
+		return agentd_error_prefix(err, "read %s", rel);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	agentd_image_import_opts o = {.tag = "hostile"};
+	agentd_image_info info;
+	int r = agentd_image_import(store, path, &o, &info, err);
+	if (r == 0)
+		agentd_image_info_free(&info);
+	close(fd);
+	return r;
+}
+
+static void judge_image_archive(agentd_sandbox *sb, const struct sec_env *e,
+				const struct sec_attack *a, struct sec_cell *c)
+{
+	char script[2048], out[256], dir[PATH_MAX], planted[PATH_MAX];
+	agentd_error err = {0}, err1 = {0};
+	expand(e, a->argv[0], script, sizeof(script));
+	if (sh_in(sb, script, out, sizeof(out), &err) < 0) {
+		cell_set(c, SEC_ERROR, "pack: %s", err.msg);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s/images-%s", e->tmp, agentd_sandbox_id(sb));
+	agentd_image_store *store;
+	if (agentd_image_store_open(dir, &store, &err) < 0) {
+		cell_set(c, SEC_ERROR, "%s", err.msg);
+		return;
+	}
+	bool refused = import_from(sb, store, "evil1.tar", &err1) < 0;
+	int r2 = import_from(sb, store, "evil2.tar", &err);
+	agentd_image_store_free(store);
+	snprintf(planted, sizeof(planted), "%s/agentd-img-%s", e->tmp, e->token);
+	struct stat st;
+	bool escaped = lstat(planted, &st) == 0;
+	unlink(planted);
+	image_setid = 0;
+	nftw(dir, count_setid, 16, FTW_PHYS);
+	if (escaped)
+		cell_set(c, SEC_ALLOWED, "the import wrote %s through the archive's symlink", planted);
+	else if (image_setid)
+		cell_set(c, SEC_ALLOWED, "%u set-id file(s) in the unpacked image", image_setid);
+	else if (r2 < 0)
+		cell_set(c, SEC_ERROR, "evil2.tar: %s", err.msg);
+	else
+		cell_set(c, SEC_BLOCKED, "%s; set-id bits stripped",
+			 refused ? err1.msg : "the link's file was not written");
+	rm_rf(dir);
+}
+
 /* SEC_DURABLE: persist sb under {tmp}/durable, then the attack at its endpoint. */
 static void judge_durable_endpoint(agentd_sandbox *sb, const char *probe,
 				   const struct sec_env *e, const struct sec_attack *a,
@@ -552,6 +628,10 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		char detail[200];
 		int v = judge_image_layer_write(sb, probe, e, detail, sizeof(detail));
 		cell_set(c, v > 0 ? SEC_ALLOWED : v == 0 ? SEC_BLOCKED : SEC_ERROR, "%s", detail);
+		return;
+	}
+	if (a->flags & SEC_IMAGE_ARCHIVE) { /* issue 13: img-store */
+		judge_image_archive(sb, e, a, c);
 		return;
 	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {

@@ -46,7 +46,11 @@ static void serve_usage(FILE *f)
 		   "  --default-idle DUR   a sandbox's idle timeout when its create asks none\n"
 		   "  --max-idle DUR       the longest idle_timeout_ms, as --max-ttl\n"
 		   "  --max-snapshot-bytes SIZE  host disk of all snapshots together (default 8G):\n"
-		   "                       past it a snapshot is refused (507)\n");
+		   "                       past it a snapshot is refused (507)\n"
+		   "  --image-max-entries N  entries of each layer an image import unpacks\n"
+		   "                       (default 65536)\n"
+		   "  --image-max-bytes SIZE  bytes of each layer's files (default 8G); an archive\n"
+		   "                       body may be 4 times that\n");
 }
 
 static const char *default_state_dir(void)
@@ -160,6 +164,9 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		{"max-ttl", required_argument, NULL, 0x101},
 		{"default-idle", required_argument, NULL, 0x102},
 		{"max-idle", required_argument, NULL, 0x103},
+		/* issue 13: img-store */
+		{"image-max-entries", required_argument, NULL, 0x130},
+		{"image-max-bytes", required_argument, NULL, 0x131},
 		{NULL, 0, NULL, 0},
 	};
 	agentd_error err = {0};
@@ -260,6 +267,22 @@ static int parse_serve_args(int argc, char **argv, struct server_cfg *cfg)
 		case 0x103:
 			if (opt_timeout(opts, c, optarg, cfg) < 0)
 				return -1;
+			break;
+		case 0x130: /* issue 13: img-store */
+			if (parse_size(optarg, &v, &err) < 0 || v == 0 || v > (1ull << 32)) {
+				print_error("serve: --image-max-entries: %s",
+					    err.msg[0] ? err.msg : "expected 1..4G");
+				return -1;
+			}
+			cfg->image_max_entries = v;
+			break;
+		case 0x131:
+			if (parse_size(optarg, &v, &err) < 0 || v == 0) {
+				print_error("serve: --image-max-bytes: %s",
+					    err.msg[0] ? err.msg : "expected a size > 0");
+				return -1;
+			}
+			cfg->image_max_bytes = v;
 			break;
 		default: {
 			const char *arg = argv[optind - 1];

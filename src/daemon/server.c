@@ -35,7 +35,40 @@ struct conn_ctx {
 	bool too_large;
 	void *upgrade_ctx;		/* an attachment's, released at completion */
 	void (*upgrade_release)(void *ctx);
+	/* issue 13: img-store — an image archive body, streamed to a file */
+	bool uploading;
+	int upload_fd;
+	int upload_errno;
 };
+
+/* issue 13: img-store. POST /v1/images/import with an archive (not JSON) body: the body
+ * goes to an unnamed file of the image store, bounded, instead of memory. */
+static int image_upload_begin(struct daemon *d, struct MHD_Connection *conn, const char *method,
+			      const char *url, struct conn_ctx *cx)
+{
+	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+	if (strcmp(method, "POST") || strcmp(url, "/v1/images/import") || !ct ||
+	    !strncasecmp(ct, "application/json", 16))
+		return 0;
+	cx->upload_fd = api_image_upload_file(d, &cx->limit);
+	if (cx->upload_fd < 0)
+		return -1;
+	cx->uploading = true;
+	return 0;
+}
+
+static void image_upload_chunk(struct conn_ctx *cx, const char *data, size_t n)
+{
+	if (cx->too_large || cx->upload_errno)
+		return;
+	if (cx->len + n > cx->limit) {
+		cx->too_large = true;
+		return;
+	}
+	if (write_all(cx->upload_fd, data, n) < 0)
+		cx->upload_errno = errno;
+	cx->len += n;
+}
 
 /* A daemon that left durable sandboxes running keeps their handles, its backends and table
  * entries until the process exits (freeing a handle would kill what runs in it): held here,
@@ -101,6 +134,13 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_SNAPSHOT_LIST] = api_snapshots,
 	[ROUTE_SNAPSHOT_GET] = api_snapshots,
 	[ROUTE_SNAPSHOT_DELETE] = api_snapshots,
+	/* issue 13: img-store */
+	[ROUTE_IMAGE_LIST] = api_images,
+	[ROUTE_IMAGE_IMPORT] = api_images,
+	[ROUTE_IMAGE_PRUNE] = api_images,
+	[ROUTE_IMAGE_TAG] = api_images,
+	[ROUTE_IMAGE_GET] = api_images,
+	[ROUTE_IMAGE_DELETE] = api_images,
 };
 
 /* Every query argument, in order (one past API_QUERY_MAX_ARGS is kept: the parser refuses
@@ -233,6 +273,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		if (!peers_admit(ls->peers, pc))
 			return MHD_NO;
 		cx->limit = !strcmp(method, "PUT") ? d->cfg.max_file_bytes : API_MAX_BODY;
+		if (image_upload_begin(d, conn, method, url, cx) < 0) /* issue 13: img-store */
+			return send_error(d, conn, 500, "image upload: %s", strerror(errno));
 		const char *cl =
 			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoull(cl, NULL, 10) > cx->limit)
@@ -243,6 +285,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
+		if (cx->uploading) { /* issue 13: img-store */
+			image_upload_chunk(cx, upload_data, n);
+			return MHD_YES;
+		}
 		if (cx->too_large || cx->len + n > cx->limit) {
 			cx->too_large = true;
 			free(cx->body);
@@ -260,6 +306,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	if (cx->too_large)
 		return send_error(d, conn, 413, "body over the limit of %zu bytes", cx->limit);
+	if (cx->upload_errno) /* issue 13: img-store */
+		return send_error(d, conn, cx->upload_errno == ENOSPC ? 507 : 500,
+				  "image upload: %s", strerror(cx->upload_errno));
 
 	struct query_args qa = {.n = 0};
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qa);
@@ -285,8 +334,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	};
 	struct api_request r;
 	agentd_error err = {0};
-	int status = api_request_parse(method, url, &q, (const uint8_t *)cx->body, cx->len, &r,
-				       &err);
+	int status = api_request_parse(method, url, &q, (const uint8_t *)cx->body,
+				       cx->uploading ? 0 : cx->len, &r, &err);
+	if (status == 0 && r.image_upload) { /* issue 13: img-store */
+		if (!cx->uploading) {
+			api_request_free(&r);
+			return send_error(d, conn, 400, "an image archive body needs a Content-Type "
+					  "of application/x-tar (gzip, zstd, x-xz, octet-stream)");
+		}
+		r.image_upload_fd = cx->upload_fd;
+	}
 	if (status) {
 		dlog("info", "msg=request method=%.16s path=\"%.200s\" status=%d error=\"%.200s\"",
 		     method, url, status, err.msg);
@@ -338,6 +395,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (cx) {
 		if (cx->upgrade_release)
 			cx->upgrade_release(cx->upgrade_ctx);
+		if (cx->uploading) /* issue 13: img-store */
+			close(cx->upload_fd);
 		free(cx->body);
 		free(cx);
 		*con_cls = NULL;
@@ -610,7 +669,7 @@ static int open_state(struct daemon *d, int *lock_fd, agentd_error *err)
 	_cleanup_free_ char *db = xasprintf("%s/agentd.db", cfg->state_dir);
 	if (statedir_create_file(cfg->state_dir, "agentd.db", err) < 0 ||
 	    state_open(db, cfg->sync_full, &d->st, err) < 0 || reconcile(d, err) < 0 ||
-	    api_snapshots_open(d, err) < 0)
+	    api_snapshots_open(d, err) < 0 || api_images_open(d, err) < 0)
 		return -1;
 	state_audit_set_budget(d->st, cfg->state_max_bytes, log_audit_event, NULL);
 	return 0;
@@ -751,6 +810,7 @@ out:
 	for (size_t i = 0; i < d->n_backends && !d->left_running; i++)
 		agentd_backend_free(d->backends[i].b);
 	agentd_proxy_stop(d->proxy);	/* after the backends: no sandbox uses it any more */
+	agentd_image_store_free(d->images); /* issue 13: img-store; after the backends too */
 	netaudit_stop(d->netaudit);	/* the proxy's last records are written */
 	state_close(d->st);
 	if (lock_fd >= 0)

@@ -66,4 +66,11 @@ void api_snapshot_seed_done(char *dir);
  * in use by l (it is not deleted before l is destroyed). */
 void api_snapshot_seeded(struct daemon *d, struct live *l, struct api_request *r);
 
+/* issue 13: img-store (api/images.c). The store <state>/images, opened at start (what a
+ * crash left of an import is prune's). */
+int api_images_open(struct daemon *d, agentd_error *err);
+void api_images(struct daemon *, struct api_request *, const struct client *, struct reply *);
+/* An unnamed file in the store's tmp dir for an archive body (its bound in *limit), or -1. */
+int api_image_upload_file(struct daemon *d, size_t *limit);
+
 #endif

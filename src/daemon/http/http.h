@@ -69,6 +69,13 @@ enum api_route {
 	ROUTE_SNAPSHOT_LIST,
 	ROUTE_SNAPSHOT_GET,
 	ROUTE_SNAPSHOT_DELETE,
+	/* issue 13: img-store */
+	ROUTE_IMAGE_LIST,		/* GET /v1/images */
+	ROUTE_IMAGE_IMPORT,		/* POST /v1/images/import */
+	ROUTE_IMAGE_PRUNE,		/* POST /v1/images/prune */
+	ROUTE_IMAGE_TAG,		/* POST /v1/images/{ref}/tag */
+	ROUTE_IMAGE_GET,		/* GET /v1/images/{ref} */
+	ROUTE_IMAGE_DELETE,		/* DELETE /v1/images/{ref} */
 	ROUTE__COUNT,
 };
 
@@ -78,6 +85,7 @@ enum api_language { LANG_SH, LANG_PYTHON, LANG_NODE, LANG_BASH };
 #define API_NAME_MAX 64		/* sandbox names, backend names */
 #define API_MAX_BODY (16u << 20)	/* JSON bodies; file bodies have their own limit */
 #define API_CODE_MAX (1u << 20)		/* a cell's or an execution's code */
+#define API_IMAGE_REF_MAX 255		/* issue 13: an image reference in a path */
 
 struct api_query {
 	const char *path;		/* ?path= of the files API */
@@ -186,6 +194,14 @@ struct api_request {
 	char snapshot_ref[API_NAME_MAX + 1];	/* {snap}: a snapshot's id or unique name */
 	char *from_snapshot;		/* POST /v1/sandboxes: its id or name */
 	bool from_snapshot_copy;	/* copied even where it could be shared */
+	/* issue 13: img-store */
+	char image_ref[API_IMAGE_REF_MAX + 1];	/* {ref}: the rest of the path (docs/api.md#images) */
+	char *image_path;		/* import: {"path"} on the daemon's host */
+	char *image_tag;		/* import's "tag" or ?tag=, tag's "tag" */
+	bool image_force;		/* DELETE ?force=true */
+	bool image_upload;		/* import: the archive is the body (server.c streams it
+					 * to image_upload_fd, which it sets) */
+	int image_upload_fd;
 };
 #define API_MAX_TIMEOUT_MS (10ull * 366 * 86400 * 1000)	/* ttl_ms, idle_timeout_ms */
 

@@ -75,6 +75,14 @@ static const struct route_def routes[] = {
 	{ROUTE_SNAPSHOT_LIST, "GET", "/v1/snapshots", false},
 	{ROUTE_SNAPSHOT_GET, "GET", "/v1/snapshots/{snap}", false},
 	{ROUTE_SNAPSHOT_DELETE, "DELETE", "/v1/snapshots/{snap}", false},
+	/* issue 13: img-store. {ref...} takes the rest of the path but the pattern's tail: a
+	 * reference's '/' may stay literal or be %2F (decoded first), ':' literal or %3A. */
+	{ROUTE_IMAGE_LIST, "GET", "/v1/images", false},
+	{ROUTE_IMAGE_IMPORT, "POST", "/v1/images/import", true},
+	{ROUTE_IMAGE_PRUNE, "POST", "/v1/images/prune", false},
+	{ROUTE_IMAGE_TAG, "POST", "/v1/images/{ref...}/tag", true},
+	{ROUTE_IMAGE_GET, "GET", "/v1/images/{ref...}", false},
+	{ROUTE_IMAGE_DELETE, "DELETE", "/v1/images/{ref...}", false},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -134,6 +142,9 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 	[ROUTE_PORT_OPEN] = {{"port", JSON_INTEGER, true}, {"unix", JSON_TRUE, false}},
 	/* issue 12: names */
 	[ROUTE_SANDBOX_NETWORK] = {{"mode", JSON_STRING, true}, {"allow", JSON_ARRAY, false}},
+	/* issue 13: img-store */
+	[ROUTE_IMAGE_IMPORT] = {{"path", JSON_STRING, true}, {"tag", JSON_STRING, false}},
+	[ROUTE_IMAGE_TAG] = {{"tag", JSON_STRING, true}},
 	/* issue 12: files */
 	[ROUTE_FILE_MKDIR] = {{"path", JSON_STRING, true}, {"parents", JSON_TRUE, false}},
 	[ROUTE_FILE_RENAME] = {{"from", JSON_STRING, true},
@@ -163,6 +174,9 @@ static const char *const route_query[ROUTE__COUNT][MAX_QUERY] = {
 	[ROUTE_FILE_TAR_PUT] = {"path"},
 	[ROUTE_FILE_TAR_GET] = {"path"},
 	[ROUTE_FILE_WATCH] = {"path"},
+	/* issue 13: img-store */
+	[ROUTE_IMAGE_IMPORT] = {"tag"},
+	[ROUTE_IMAGE_DELETE] = {"force"},
 };
 
 /* Linux's standard signals; 32..64 are real-time ones, by number only. */
@@ -288,12 +302,50 @@ static bool valid_snapshot_ref(const char *s, size_t len)
 	return valid_name(s, len, API_NAME_MAX);
 }
 
+/* issue 13: img-store. An image reference: the characters of a name[:tag] or a
+ * sha256:<hex> id, no empty, "." or ".." segment. */
+static bool valid_image_ref(const char *s, size_t len)
+{
+	if (len == 0 || len > API_IMAGE_REF_MAX || s[0] == '/' || s[len - 1] == '/')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!a_alnum(c) && !strchr("._-/:", c))
+			return false;
+		if (c == '/' && (s[i + 1] == '/' || s[i + 1] == '.'))
+			return false;
+	}
+	return s[0] != '.';
+}
+
+/* "{ref...}" at p: the rest of u but the pattern's literal tail. 1 match, 0 none. */
+static int match_rest(const char *p, const char *u, struct api_request *r, agentd_error *err,
+		      int *bad)
+{
+	const char *tail = p + strlen("{ref...}");
+	size_t ulen = strlen(u), tlen = strlen(tail);
+	if (ulen <= tlen || strcmp(u + ulen - tlen, tail))
+		return 0;
+	ulen -= tlen;
+	if (!valid_image_ref(u, ulen)) {
+		*bad = 1;
+		agentd_error_set(err, EINVAL, "bad image reference '%.*s'",
+				 (int)(ulen > 80 ? 80 : ulen), u);
+		return 0;
+	}
+	memcpy(r->image_ref, u, ulen);
+	r->image_ref[ulen] = '\0';
+	return 1;
+}
+
 /* Match path against pattern segment by segment; captures go into r. 1 = match. */
 static int match(const char *pattern, const char *path, struct api_request *r,
 		 agentd_error *err, int *bad)
 {
 	const char *p = pattern, *u = path;
 	while (*p && *u) {
+		if (p[0] == '/' && u[0] == '/' && !strncmp(p + 1, "{ref...}", 8))
+			return match_rest(p + 1, u + 1, r, err, bad);
 		if (*p != '/' || *u != '/')
 			return 0;
 		p++;
@@ -818,6 +870,19 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 {
 	json_t *v;
 	switch (r->route) {
+	/* issue 13: img-store */
+	case ROUTE_IMAGE_IMPORT:
+		if (!(r->image_path = dup_string(json_object_get(b, "path"), "path", 4096, err)))
+			return -1;
+		if (r->image_path[0] != '/')
+			return agentd_error_set(err, EINVAL, "path: expected an absolute path");
+		if ((v = json_object_get(b, "tag")) &&
+		    !(r->image_tag = dup_string(v, "tag", API_IMAGE_REF_MAX, err)))
+			return -1;
+		return 0;
+	case ROUTE_IMAGE_TAG:
+		return (r->image_tag = dup_string(json_object_get(b, "tag"), "tag",
+						  API_IMAGE_REF_MAX, err)) ? 0 : -1;
 	case ROUTE_SANDBOX_CREATE:
 	case ROUTE_SESSION_CREATE:
 		if ((v = json_object_get(b, "backend"))) {
@@ -1036,6 +1101,39 @@ static int parse_since(const char *s, struct api_request *r, agentd_error *err)
 	return 0;
 }
 
+/* issue 13: img-store. DELETE ?force=; an import whose body is the archive itself
+ * (Content-Type application/x-tar, application/gzip, application/zstd, application/x-xz or
+ * application/octet-stream: server.c streams it to a file, len is 0) takes ?tag=. */
+static int parse_image_query(enum api_route route, const struct api_query *q, size_t len,
+			     struct api_request *r, agentd_error *err)
+{
+	const char *force = NULL, *tag = NULL;
+	for (size_t i = 0; q && i < q->nargs; i++) {
+		if (!strcmp(q->args[i].key, "force"))
+			force = q->args[i].value ? q->args[i].value : "";
+		if (!strcmp(q->args[i].key, "tag"))
+			tag = q->args[i].value ? q->args[i].value : "";
+	}
+	if (route == ROUTE_IMAGE_DELETE)
+		return query_bool(force, "force", &r->image_force, err) < 0 ? 400 : 0;
+	const char *ct = q ? q->content_type : NULL;
+	static const char *const archive_types[] = {"application/x-tar", "application/gzip",
+		"application/zstd", "application/x-xz", "application/octet-stream"};
+	for (size_t i = 0; ct && i < sizeof(archive_types) / sizeof(archive_types[0]); i++) {
+		size_t n = strlen(archive_types[i]);
+		if (!strncasecmp(ct, archive_types[i], n) && (!ct[n] || ct[n] == ';'))
+			r->image_upload = true;
+	}
+	if (!r->image_upload && tag)
+		return agentd_error_set(err, EINVAL, "tag: a query parameter of an archive body "
+					"only (a JSON body says \"tag\")"), 400;
+	if (r->image_upload && len)
+		return agentd_error_set(err, EINVAL, "the archive body was not streamed"), 400;
+	if (r->image_upload && tag && !(r->image_tag = strndup(tag, API_IMAGE_REF_MAX)))
+		return 500;
+	return 0;
+}
+
 static int parse_request(const char *method, const char *path, const struct api_query *q,
 			 const uint8_t *body, size_t len, struct api_request *r, agentd_error *err)
 {
@@ -1109,6 +1207,14 @@ static int parse_request(const char *method, const char *path, const struct api_
 		return 400;
 	if (rd->route == ROUTE_PROCESS_ATTACH && parse_attach(q, r, err) < 0)
 		return 400;
+	/* issue 13: img-store */
+	if (rd->route == ROUTE_IMAGE_IMPORT || rd->route == ROUTE_IMAGE_DELETE) {
+		int st = parse_image_query(rd->route, q, len, r, err);
+		if (st)
+			return st;
+		if (r->image_upload)
+			return 0;
+	}
 	if (len == 0) {
 		if (check_fields(rd->route, NULL, err) < 0)
 			return 400;
@@ -1189,5 +1295,7 @@ void api_request_free(struct api_request *r)
 	free(r->name_filter);
 	strv_free(&r->network.allow);
 	free(r->file_to); /* issue 12: files */
+	free(r->image_path); /* issue 13: img-store */
+	free(r->image_tag);
 	memset(r, 0, sizeof(*r));
 }

@@ -51,6 +51,7 @@ agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error 
 		}
 		if (b) {
 			agentd_backend_set_proxy(b, d->proxy);
+			agentd_backend_set_image_store(b, d->images); /* issue 13: img-store */
 			snprintf(d->backends[d->n_backends].name, 64, "%s", canon);
 			d->backends[d->n_backends++].b = b;
 		}

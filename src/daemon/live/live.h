@@ -31,6 +31,8 @@ struct server_cfg {
 	uint64_t default_idle_ms, max_idle_ms;
 	/* issue 12: snapshots */
 	uint64_t max_snapshot_bytes;	/* host disk of all durable snapshots together */
+	/* issue 13: img-store */
+	uint64_t image_max_entries, image_max_bytes;	/* per layer of an import; 0: default */
 };
 
 /* docs/api.md#lifecycle. "executing" is ready with at least one exec running; "enforced" is a
@@ -133,6 +135,8 @@ struct daemon {
 	pthread_cond_t expiry_cond;	/* with lock: a deadline moved earlier, or stop */
 	pthread_t expiry_thread;
 	bool expiry_running, expiry_stop, expiry_kicked;
+	/* issue 13: img-store */
+	agentd_image_store *images;	/* <state>/images, set on every backend */
 };
 
 /* ------------------------------------------------------------------ live.c */

@@ -28,6 +28,9 @@ struct agentd_backend_internal {
 	time_t last_created;
 	agentd_proxy *proxy;		/* egress proxy of allowlist sandboxes */
 	agentd_proxy *own_proxy;	/* started here: stopped with the backend */
+	/* issue 13: img-store */
+	agentd_image_store *image_store;	/* where spec->image resolves (not owned) */
+	agentd_image_store *own_image_store;	/* the default one, opened here on first need */
 };
 
 struct agentd_backend {

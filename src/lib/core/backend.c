@@ -213,6 +213,7 @@ void agentd_backend_free(agentd_backend *b)
 	agentd_proxy_stop(b->internal->own_proxy);
 	if (b->ops->free_backend)
 		b->ops->free_backend(b);
+	agentd_image_store_free(b->internal->own_image_store);
 	pthread_mutex_destroy(&b->internal->lock);
 	free(b->internal);
 	free(b->work_root);
@@ -499,4 +500,27 @@ int agentd_sandbox_adopted(agentd_sandbox *sb, agentd_adoption *out, agentd_erro
 {
 	memset(out, 0, sizeof(*out));
 	return sb->ops->adopted ? sb->ops->adopted(sb, out, err) : 0;
+}
+
+/* issue 13: img-store ------------------------------------------------- the image store */
+
+void agentd_backend_set_image_store(agentd_backend *b, agentd_image_store *s)
+{
+	pthread_mutex_lock(&b->internal->lock);
+	b->internal->image_store = s;
+	pthread_mutex_unlock(&b->internal->lock);
+}
+
+agentd_image_store *agentd_backend_image_store(agentd_backend *b, agentd_error *err)
+{
+	pthread_mutex_lock(&b->internal->lock);
+	agentd_image_store *s = b->internal->image_store;
+	if (!s && !b->internal->own_image_store &&
+	    agentd_image_store_open(agentd_default_image_dir(), &b->internal->own_image_store,
+				    err) < 0)
+		agentd_error_prefix(err, "the default image store");
+	if (!s)
+		s = b->internal->own_image_store;
+	pthread_mutex_unlock(&b->internal->lock);
+	return s;
 }

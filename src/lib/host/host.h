@@ -132,7 +132,14 @@ struct tarx_policy {
 	bool symlinks_any_target;	/* else: a relative target that stays beneath the
 					 * destination, nothing absolute */
 	/* Devices, fifos and sockets are always refused; modes always & 0777; owners never
-	 * applied (what is made belongs to the caller's fs ids). */
+	 * applied (what is made belongs to the caller's fs ids), unless: */
+	/* issue 13: img-store — image layers (src/lib/image/layer.c) */
+	bool keep_owners;		/* the entries' numeric uid/gid applied (root extracting), and
+					 * written by the writer */
+	bool keep_sticky;		/* modes & 01777 (setuid/setgid still dropped) */
+	bool overlay_whiteouts;		/* ".wh.NAME" -> a 0/0 char device NAME, ".wh..wh..opq" ->
+					 * the opaque xattrs on its directory; the writer turns
+					 * them back */
 };
 struct tarx_stats {
 	uint64_t entries, bytes;
@@ -150,5 +157,10 @@ struct tarx_writer *tarx_writer_new(int dir, const struct tarx_policy *p, agentd
 /* > 0 bytes in buf, 0 at the end, -1 + err. */
 ssize_t tarx_writer_read(struct tarx_writer *w, void *buf, size_t n, agentd_error *err);
 void tarx_writer_free(struct tarx_writer *w);
+/* issue 13: img-store. The names of the archive's entries in order, headers only (nothing
+ * written): cb returns < 0 to stop with that value; -1 + err on a malformed archive or past
+ * max_entries. */
+int tarx_each_name(const void *tar, size_t len, uint64_t max_entries,
+		   int (*cb)(void *userdata, const char *name), void *userdata, agentd_error *err);
 
 #endif

@@ -9,6 +9,8 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 #define TARX_PATH_MAX 4096
 #define TARX_MAX_DEPTH 256
@@ -129,6 +131,35 @@ static void pathset_free(struct pathset *ps)
 	free(ps->slot);
 }
 
+/* An entry's mode bits as kept: setuid and setgid never, sticky when the policy says. */
+static mode_t kept_perm(const struct tarx_policy *p, mode_t m)
+{
+	return m & (p->keep_sticky ? 01777 : 0777);
+}
+
+/* ------------------------------------------------------------------ overlay whiteouts
+ * An image layer marks a deletion of a lower layer's NAME with an empty ".wh.NAME" and a
+ * directory that hides the lower layers' one with ".wh..wh..opq" (the OCI image spec);
+ * overlayfs wants a 0/0 character device and the opaque xattr instead. */
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+
+enum whiteout { WH_NONE, WH_FILE, WH_OPAQUE_DIR, WH_IGNORED };
+
+static enum whiteout whiteout_kind(const struct tarx_policy *p, const char *name)
+{
+	if (!p->overlay_whiteouts)
+		return WH_NONE;
+	const char *slash = strrchr(name, '/');
+	const char *leaf = slash ? slash + 1 : name;
+	if (strncmp(leaf, WH_PREFIX, strlen(WH_PREFIX)))
+		return WH_NONE;
+	if (!strcmp(leaf, WH_OPAQUE))
+		return WH_OPAQUE_DIR;
+	/* aufs' other ".wh..wh.*" (its hard-link dir, ".wh..wh.plnk") mean nothing here */
+	return strncmp(leaf, WH_PREFIX WH_PREFIX, 2 * strlen(WH_PREFIX)) ? WH_FILE : WH_IGNORED;
+}
+
 /* ------------------------------------------------------------------ the check */
 
 static struct archive *open_reader(const void *tar, size_t len)
@@ -161,6 +192,13 @@ static int check_entry(struct archive_entry *e, const char *name, const struct t
 	}
 	if (!*name && type != AE_IFDIR)
 		return agentd_error_set(err, EINVAL, "%s: names the destination itself", q);
+	if (whiteout_kind(p, name) != WH_NONE) {
+		const char *leaf = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+		if (type != AE_IFREG || !strcmp(leaf, WH_PREFIX) || !strcmp(leaf, WH_PREFIX ".") ||
+		    !strcmp(leaf, WH_PREFIX ".."))
+			return agentd_error_set(err, EINVAL, "%s: a malformed whiteout", q);
+		return 0;
+	}
 	switch (type) {
 	case AE_IFDIR:
 		return 0;
@@ -299,6 +337,20 @@ static int clear_leaf(int pfd, const char *leaf, bool dir, const char *name, age
 	return 0;
 }
 
+/* The entry's numeric owner on what was made at pfd/leaf (fd >= 0: that file), when the
+ * policy keeps owners; before its mode, as chown drops setuid bits anyway. */
+static int apply_owner(struct extract *x, int fd, int pfd, const char *leaf,
+		       struct archive_entry *e, const char *name, agentd_error *err)
+{
+	if (!x->p->keep_owners)
+		return 0;
+	uid_t uid = (uid_t)LA->archive_entry_uid(e);
+	gid_t gid = (gid_t)LA->archive_entry_gid(e);
+	int r = fd >= 0 ? fchown(fd, uid, gid)
+			: fchownat(pfd, leaf, uid, gid, AT_SYMLINK_NOFOLLOW);
+	return r < 0 ? agentd_error_errno(err, errno, "chown %s", name) : 0;
+}
+
 static int write_file(struct extract *x, int pfd, const char *leaf, struct archive_entry *e,
 		      const char *name, agentd_error *err)
 {
@@ -331,8 +383,9 @@ static int write_file(struct extract *x, int pfd, const char *leaf, struct archi
 	if (r != ARCHIVE_EOF)
 		return agentd_error_set(err, EINVAL, "%s: %s", name, LA->archive_error_string(x->a));
 	if (ftruncate(fd, LA->archive_entry_size(e)) < 0 ||
-	    fchmod(fd, LA->archive_entry_perm(e) & 0777) < 0)
-		return agentd_error_errno(err, errno, "%s", name);
+	    apply_owner(x, fd, pfd, leaf, e, name, err) < 0 ||
+	    fchmod(fd, kept_perm(x->p, LA->archive_entry_perm(e))) < 0)
+		return err->code ? -1 : agentd_error_errno(err, errno, "%s", name);
 	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT},
 				 {LA->archive_entry_mtime(e), LA->archive_entry_mtime_nsec(e)}};
 	futimens(fd, ts);
@@ -342,16 +395,23 @@ static int write_file(struct extract *x, int pfd, const char *leaf, struct archi
 static int make_dir(struct extract *x, int pfd, const char *leaf, struct archive_entry *e,
 		    const char *name, agentd_error *err)
 {
-	if (!*name)
+	if (!*name && !x->p->keep_owners)
 		return 0; /* "./": the destination keeps its own mode */
-	int r = clear_leaf(pfd, leaf, true, name, err);
-	if (r < 0)
+	if (!*name) {
+		/* an image layer's root: its owner and mode are the image's "/" */
+		leaf = ".";
+	} else {
+		int r = clear_leaf(pfd, leaf, true, name, err);
+		if (r < 0)
+			return -1;
+		if (r == 0 && mkdirat(pfd, leaf, 0700) < 0)
+			return agentd_error_errno(err, errno, "mkdir %s", name);
+	}
+	if (apply_owner(x, -1, pfd, leaf, e, name, err) < 0)
 		return -1;
-	if (r == 0 && mkdirat(pfd, leaf, 0700) < 0)
-		return agentd_error_errno(err, errno, "mkdir %s", name);
 	x->dirs = realloc(x->dirs, (x->n_dirs + 1) * sizeof(*x->dirs));
-	x->dirs[x->n_dirs].path = strdup(name);
-	x->dirs[x->n_dirs].mode = LA->archive_entry_perm(e) & 0777;
+	x->dirs[x->n_dirs].path = strdup(*name ? name : ".");
+	x->dirs[x->n_dirs].mode = kept_perm(x->p, LA->archive_entry_perm(e));
 	x->dirs[x->n_dirs].mtime =
 		(struct timespec){LA->archive_entry_mtime(e), LA->archive_entry_mtime_nsec(e)};
 	x->n_dirs++;
@@ -367,7 +427,7 @@ static int make_link(struct extract *x, int pfd, const char *leaf, struct archiv
 	if (!hl) {
 		if (symlinkat(LA->archive_entry_symlink(e), pfd, leaf) < 0)
 			return agentd_error_errno(err, errno, "symlink %s", name);
-		return 0;
+		return apply_owner(x, -1, pfd, leaf, e, name, err);
 	}
 	/* A hard link: to a regular file beneath the destination, found as everything else
 	 * (no symlink on the way), linked without following anything. */
@@ -390,6 +450,33 @@ static int make_link(struct extract *x, int pfd, const char *leaf, struct archiv
 	return 0;
 }
 
+/* A whiteout entry as overlayfs wants it (whiteout_kind). */
+static int make_whiteout(struct extract *x, int pfd, const char *leaf, enum whiteout kind,
+			 const char *name, agentd_error *err)
+{
+	if (kind == WH_IGNORED)
+		return 0;
+	if (kind == WH_FILE) {
+		const char *hidden = leaf + strlen(WH_PREFIX);
+		if (clear_leaf(pfd, hidden, false, name, err) < 0)
+			return -1;
+		if (mknodat(pfd, hidden, S_IFCHR | 0600, makedev(0, 0)) < 0)
+			return agentd_error_errno(err, errno, "whiteout %s", name);
+		return 0;
+	}
+	/* the parent directory itself, opened for reading (fsetxattr needs a real fd) */
+	_cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return agentd_error_errno(err, errno, "opaque %s", name);
+	/* user.*: overlays mounted with userxattr inside a user namespace (the container
+	 * backend); trusted.*: one mounted on the host */
+	if (fsetxattr(dfd, "user.overlay.opaque", "y", 1, 0) < 0 ||
+	    fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+		return agentd_error_errno(err, errno, "opaque %s: set the overlay xattr", name);
+	(void)x;
+	return 0;
+}
+
 static int extract_entry(struct extract *x, struct archive_entry *e, agentd_error *err)
 {
 	char name[TARX_PATH_MAX + 1];
@@ -399,6 +486,9 @@ static int extract_entry(struct extract *x, struct archive_entry *e, agentd_erro
 	int pfd = split(x, name, &leaf, err);
 	if (pfd < 0)
 		return -1;
+	enum whiteout wh = whiteout_kind(x->p, name);
+	if (wh != WH_NONE)
+		return make_whiteout(x, pfd, leaf, wh, name, err);
 	if (LA->archive_entry_hardlink(e) || LA->archive_entry_filetype(e) == AE_IFLNK)
 		return make_link(x, pfd, leaf, e, name, err);
 	if (LA->archive_entry_filetype(e) == AE_IFDIR)
@@ -526,6 +616,10 @@ static int put_header(struct tarx_writer *w, const char *name, const struct stat
 	LA->archive_entry_set_perm(e, st->st_mode & 07777);
 	LA->archive_entry_set_size(e, S_ISREG(st->st_mode) ? st->st_size : 0);
 	LA->archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+	if (w->p.keep_owners) {
+		LA->archive_entry_set_uid(e, st->st_uid);
+		LA->archive_entry_set_gid(e, st->st_gid);
+	}
 	if (target)
 		LA->archive_entry_set_symlink(e, target);
 	int r = LA->archive_write_header(w->a, e);
@@ -533,6 +627,33 @@ static int put_header(struct tarx_writer *w, const char *name, const struct stat
 	if (r < ARCHIVE_WARN)
 		return agentd_error_set(err, EIO, "%s: %s", name, LA->archive_error_string(w->a));
 	return 0;
+}
+
+/* An overlay whiteout (or opaque marker) written back as the image spec's empty
+ * ".wh.NAME" entry in the directory prefix ("" or "a/b/" or "a/b"). */
+static int put_whiteout(struct tarx_writer *w, const char *prefix, const char *name,
+			const struct stat *like, agentd_error *err)
+{
+	char path[TARX_PATH_MAX + 1];
+	size_t pl = strlen(prefix);
+	const char *sep = pl && prefix[pl - 1] != '/' ? "/" : "";
+	if ((size_t)snprintf(path, sizeof(path), "%s%s" WH_PREFIX "%s", prefix, sep, name) >=
+	    sizeof(path))
+		return agentd_error_set(err, ENAMETOOLONG, "%s...: a path too long", prefix);
+	struct stat st = *like;
+	st.st_mode = S_IFREG | 0600;
+	st.st_size = 0;
+	if (put_header(w, path, &st, NULL, err) < 0)
+		return -1;
+	if (LA->archive_write_finish_entry(w->a) < ARCHIVE_WARN)
+		return agentd_error_set(err, EIO, "%s", LA->archive_error_string(w->a));
+	return 0;
+}
+
+static bool opaque_dir(int fd)
+{
+	char v[2];
+	return fgetxattr(fd, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y';
 }
 
 /* What the walk found is no longer there as it was (removed, or swapped for a symlink or
@@ -561,6 +682,8 @@ static int walk_entry(struct tarx_writer *w, struct tarx_level *lv, const char *
 		target[n] = '\0';
 		return put_header(w, name, &st, target, err);
 	}
+	if (w->p.overlay_whiteouts && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0))
+		return put_whiteout(w, lv->prefix, dname, &st, err);
 	if (S_ISDIR(st.st_mode)) {
 		int fd = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 && gone(errno))
@@ -572,6 +695,12 @@ static int walk_entry(struct tarx_writer *w, struct tarx_level *lv, const char *
 			return 0;
 		}
 		if (put_header(w, name, &st, NULL, err) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (w->p.overlay_whiteouts && opaque_dir(fd) &&
+		    put_whiteout(w, name, WH_OPAQUE + strlen(WH_PREFIX), &st,
+				 err) < 0) {
 			close(fd);
 			return -1;
 		}
@@ -706,4 +835,35 @@ void tarx_writer_free(struct tarx_writer *w)
 	LA->archive_write_free(w->a);
 	free(w->buf);
 	free(w);
+}
+
+/* ------------------------------------------------------------------ names only */
+
+int tarx_each_name(const void *tar, size_t len, uint64_t max_entries,
+		   int (*cb)(void *userdata, const char *name), void *userdata, agentd_error *err)
+{
+	if (la_ready(err) < 0)
+		return -1;
+	struct archive *a = open_reader(tar, len);
+	if (!a)
+		return agentd_error_set(err, EINVAL, "not a tar archive");
+	struct archive_entry *e;
+	uint64_t n = 0;
+	int r = 0, h;
+	while ((h = LA->archive_read_next_header(a, &e)) == ARCHIVE_OK || h == ARCHIVE_WARN) {
+		if (++n > max_entries) {
+			r = agentd_error_set(err, E2BIG, "more than %llu entries",
+					     (unsigned long long)max_entries);
+			break;
+		}
+		char name[TARX_PATH_MAX + 1];
+		if (norm_path(LA->archive_entry_pathname(e), name) == 0 &&
+		    (r = cb(userdata, name)) < 0)
+			break;
+	}
+	if (r == 0 && h != ARCHIVE_EOF)
+		r = agentd_error_set(err, EINVAL, "not a valid tar archive: %s",
+				     LA->archive_error_string(a) ? LA->archive_error_string(a) : "?");
+	LA->archive_read_free(a);
+	return r;
 }

@@ -12,6 +12,7 @@
 #define TARX_LA_FUNCS(X) \
 	X(archive_entry_filetype) \
 	X(archive_entry_free) \
+	X(archive_entry_gid) \
 	X(archive_entry_hardlink) \
 	X(archive_entry_mtime) \
 	X(archive_entry_mtime_nsec) \
@@ -19,19 +20,27 @@
 	X(archive_entry_pathname) \
 	X(archive_entry_perm) \
 	X(archive_entry_set_filetype) \
+	X(archive_entry_set_gid) \
 	X(archive_entry_set_mtime) \
 	X(archive_entry_set_pathname) \
 	X(archive_entry_set_perm) \
 	X(archive_entry_set_size) \
 	X(archive_entry_set_symlink) \
+	X(archive_entry_set_uid) \
 	X(archive_entry_size) \
 	X(archive_entry_symlink) \
+	X(archive_entry_uid) \
 	X(archive_error_string) \
+	X(archive_read_data) \
 	X(archive_read_data_block) \
 	X(archive_read_free) \
 	X(archive_read_new) \
 	X(archive_read_next_header) \
 	X(archive_read_open_memory2) \
+	X(archive_read_support_filter_gzip) \
+	X(archive_read_support_filter_xz) \
+	X(archive_read_support_filter_zstd) \
+	X(archive_read_support_format_raw) \
 	X(archive_read_support_format_tar) \
 	X(archive_write_close) \
 	X(archive_write_data) \
@@ -40,6 +49,7 @@
 	X(archive_write_header) \
 	X(archive_write_new) \
 	X(archive_write_open2) \
+	X(archive_write_open_fd) \
 	X(archive_write_set_bytes_in_last_block) \
 	X(archive_write_set_format_pax_restricted) \
 
