@@ -747,6 +747,9 @@ typedef struct agentd_image_config {
 	char *user;			/* as the image says: "uid[:gid]" or "name[:group]"; NULL */
 	agentd_strv cmd;
 	agentd_strv entrypoint;
+	/* issue 13: img-build. The OCI config's "Labels" (a build stores its inputs' hash
+	 * as org.agentd.build.inputs: docs/images.md#building-templates). */
+	agentd_kvv labels;
 } agentd_image_config;
 
 typedef struct agentd_image_info {
