@@ -821,6 +821,12 @@ void agentd_image_lease_free(agentd_image_lease *l);
 void agentd_backend_set_image_store(agentd_backend *b, agentd_image_store *s);
 agentd_image_store *agentd_backend_image_store(agentd_backend *b, agentd_error *err);
 
+/* issue 13: img-build */
+/* The sandbox's writable-root overlay upper layer, as O_RDONLY|O_DIRECTORY fd on *dir_fd:
+ * its files seen with the ids they have inside the sandbox, deletions as overlay
+ * whiteouts. ENOTSUP for a sandbox without writable_root. (What a build commits.) */
+int agentd_sandbox_root_upper(agentd_sandbox *sb, int *dir_fd, agentd_error *err);
+
 /* issue 13: img-store. Bounds of each layer of an import (0: keep): its entries (default
  * 65536) and its files' bytes (default 8 GiB); `agentd serve --image-max-entries/-bytes`. */
 void agentd_image_store_set_limits(agentd_image_store *s, uint64_t max_entries,

@@ -80,6 +80,7 @@ void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
 		op->mode = 0755;
 		op->uid = o->sandbox_uid; /* the root's owner is its upper's: the image's root */
 		op->gid = o->sandbox_gid;
+		op->opflags |= MOUNT_OPF_KEEP; /* issue 13: img-build: what a build commits */
 		push_dir(p, wk, 0700);
 		data = xasprintf("%s,upperdir=%s,workdir=%s,userxattr", lower, up, wk);
 	} else {
