@@ -21,6 +21,7 @@ PKGS=(
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
   busybox-static                                 # image tests: the test images' rootfs
+  mmdebstrap                                     # issue 13: agentd image build --from debian:SUITE
 )
 
 missing=()
