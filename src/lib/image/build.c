@@ -12,6 +12,7 @@
 #define BUILD_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define BUILD_PROXY "http://127.0.0.1:3128/"	/* the egress proxy inside a sandbox */
 #define BUILD_TAIL 4096				/* a failed command's output in its error */
+#define BUILD_WORKDIR "/agentd-build"		/* the build sandbox's (its scratch, not the layer) */
 
 struct build {
 	agentd_image_store *s;
@@ -224,6 +225,10 @@ static int build_spec(struct build *bd, const char *base, agentd_spec *spec, age
 	agentd_spec_init(spec, AGENTD_PROFILE_PERMISSIVE);
 	spec->image = xstrdup(base);
 	spec->writable_root = true;
+	/* a workdir of the build's own, not the image's WorkingDir: the commands run in "/"
+	 * and the image keeps its defaults for the sandboxes made from it later */
+	free(spec->workdir);
+	spec->workdir = xstrdup(BUILD_WORKDIR);
 	spec->run_as_uid = 0;
 	spec->run_as_gid = 0;
 	spec->limits.max_write_bytes = 8ULL << 30;
