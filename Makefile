@@ -48,6 +48,11 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_daemon_names.py \
 		tests/integration/test_daemon_network_patch.py
+	# issue 13: img-store — image import's parsers and the /v1/images routes
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_image.py tests/integration/test_daemon_images.py \
+		tests/security/test_image_tars.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration

@@ -13,10 +13,10 @@ command -v curl >/dev/null || { echo "curl missing: run scripts/install-deps.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/serve.sh"
 serve_start "$BUILD"
-export AGENTD_IMAGE_DIR="$DIR/state/images"   # the daemon's store, and the CLI's here
+export AGENTD_IMAGE_DIR="$DIR/state/images"   # the daemon's store, and the CLI's runs'
 /usr/bin/python3 -c "import sys; sys.path.insert(0, '$HERE/../tests/integration'); \
 import image_util; image_util.write_oci_layout('$DIR/oci')"
-"$AGENTD" image import "$DIR/oci" >/dev/null
+"$AGENTD" image import --state-dir "$DIR/state" "$DIR/oci" >/dev/null
 TAG=agentd-test/busybox:two-layers
 API="--unix-socket $SOCK http://agentd/v1/sandboxes"
 cycle() { # one create and destroy, with the policy $1

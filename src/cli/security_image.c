@@ -21,10 +21,12 @@ static agentd_image_store *table_store(const struct sec_env *e, agentd_error *er
 	int fd = mkdir(tree, 0755) < 0 && errno != EEXIST
 			 ? -1
 			 : open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = fd < 0 ? agentd_error_errno(err, errno, "%s", tree)
-		       : write_file_at(fd, "target", target_text);
-	if (r < 0 && fd >= 0)
-		agentd_error_errno(err, -r, "%s/target", tree);
+	int tfd = fd < 0 ? -1 : openat(fd, "target", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int r = tfd < 0 || write_all(tfd, target_text, strlen(target_text)) < 0
+			? agentd_error_errno(err, errno, "%s/target", tree)
+			: 0;
+	if (tfd >= 0)
+		close(tfd);
 	agentd_image_info info = {0};
 	if (r == 0)
 		r = agentd_image_commit_dir(s, NULL, fd, NULL, TABLE_IMAGE, &info, err);

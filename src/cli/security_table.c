@@ -69,11 +69,6 @@
  * that sandbox may hold a set-id file, a fifo, a device node or a hard link; a backend
  * without snapshots has nothing to restore. */
 #define SEC_SNAPSHOT 512u
-/* issue 13: img-root. Judged by the host: run in a sandbox of sb's spec whose root is an
- * image made for the table (one layer holding "target"), writable_root; the command writes
- * over /target, and the store's layer must not change (security_image.c). A backend that
- * gives no image root has none to write to. */
-#define SEC_IMAGE 8192u
 /* issue 13: img-store. Judged by the host: what argv[0] (a /bin/sh script run inside) packs
  * as two root filesystem tars (evil1.tar: a symlink to {tmp}, then a file through it;
  * evil2.tar: setuid and setgid entries) is imported as images into a store under {tmp}:
@@ -81,6 +76,11 @@
  * without its set-id bits. An image build stores what a sandbox made; an image archive
  * may come from anywhere. */
 #define SEC_IMAGE_ARCHIVE 4096u
+/* issue 13: img-root. Judged by the host: run in a sandbox of sb's spec whose root is an
+ * image made for the table (one layer holding "target"), writable_root; the command writes
+ * over /target, and the store's layer must not change (security_image.c). A backend that
+ * gives no image root has none to write to. */
+#define SEC_IMAGE 8192u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -196,14 +196,14 @@ static const struct sec_attack attacks[] = {
 	  {"cp /bin/true su && chmod 6755 su && mkdir sgid && chmod 2775 sgid && echo x > a && "
 	   "ln a hard && mkfifo fifo && cp su /tmp/su && chmod 4755 /tmp/su"}, NULL,
 	  SEC_SNAPSHOT },
-	/* issue 13: img-root */
-	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
 	/* issue 13: img-store */
 	{ "hostile-image-archive", "filesystem",
 	  {"rm -rf ia && mkdir ia && cd ia && cp /bin/true su && chmod 6755 su && mkdir sgid && "
 	   "chmod 2775 sgid && ln -s {tmp} escape && echo pwned > x && tar cf ../evil1.tar escape "
 	   "&& tar rf ../evil1.tar --transform 's,^x$,escape/agentd-img-{token},' x && "
 	   "tar cf ../evil2.tar su sgid"}, NULL, SEC_IMAGE_ARCHIVE },
+	/* issue 13: img-root */
+	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -624,14 +624,14 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		judge_snapshot_fork(sb, e, a, c);
 		return;
 	}
+	if (a->flags & SEC_IMAGE_ARCHIVE) { /* issue 13: img-store */
+		judge_image_archive(sb, e, a, c);
+		return;
+	}
 	if (a->flags & SEC_IMAGE) { /* issue 13: img-root */
 		char detail[200];
 		int v = judge_image_layer_write(sb, probe, e, detail, sizeof(detail));
 		cell_set(c, v > 0 ? SEC_ALLOWED : v == 0 ? SEC_BLOCKED : SEC_ERROR, "%s", detail);
-		return;
-	}
-	if (a->flags & SEC_IMAGE_ARCHIVE) { /* issue 13: img-store */
-		judge_image_archive(sb, e, a, c);
 		return;
 	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {

@@ -207,3 +207,25 @@ def test_export_gives_a_docker_archive_that_imports_to_the_same_root(work):
     assert os.getxattr(os.path.join(l2, image_util.OPAQUE_DIR), "user.overlay.opaque") == b"y"
     l1 = os.path.join(other, "images", "layers", info["layers"][0].split(":")[1])
     assert os.lstat(os.path.join(l1, "home/user")).st_uid == 1000
+
+
+@pytest.mark.parametrize("tool", ["xz", "zstd"])
+def test_xz_and_zstd_compressed_archives_and_layers(work, tool):
+    """A compressed rootfs tar, and a compressed OCI tar."""
+    def squeeze(data):
+        return subprocess.run([tool, "-c"], input=data, capture_output=True, check=True).stdout
+    img = image_util.write_rootfs_tar(os.path.join(work, "r.tar"))
+    with open(img.path, "rb") as f:
+        plain = f.read()
+    packed = os.path.join(work, "r.tar." + tool)
+    with open(packed, "wb") as f:
+        f.write(squeeze(plain))
+    info = as_json(store(work), "import", packed, "--tag", "squeezed")
+    assert info["id"] == img.id and info["layers"] == img.diff_ids
+    # a whole OCI tar compressed, its layers plain
+    oci = image_util.write_oci_tar(os.path.join(work, "o.tar"), compress=False)
+    with open(oci.path, "rb") as f:
+        data = f.read()
+    with open(oci.path + "." + tool, "wb") as f:
+        f.write(squeeze(data))
+    assert as_json(store(work), "import", oci.path + "." + tool)["id"] == oci.id

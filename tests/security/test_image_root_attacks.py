@@ -41,13 +41,13 @@ def hostile_layer(host_dir, links):
 
 
 def make_image(tmp_path, host_dir, links):
-    store = str(tmp_path / "store")
+    store = str(tmp_path / "images")
     layer = hostile_layer(host_dir, links)
     cfg = image_util.image_config([image_util.sha256(layer)], user=None if links else "agent",
                                   workdir="/", env=["PATH=/bin"], cmd=["/bin/sh"])
     img = image_util.write_oci_layout(str(tmp_path / "oci"), tag=HOSTILE, layers=[layer],
                                       config=cfg)
-    r = agentd("image", "import", img.path, env={"AGENTD_IMAGE_DIR": store})
+    r = agentd("image", "import", "--state-dir", str(tmp_path), img.path)
     assert r.rc == 0, r
     return store
 

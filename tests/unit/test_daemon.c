@@ -182,6 +182,43 @@ static void snapshot_references_are_checked(void **state __attribute__((unused))
 	api_request_free(&r);
 }
 
+/* issue 13: img-store. An image reference is the rest of the path ('/' and ':' kept, as
+ * the server hands the decoded path over); POST .../tag takes it up to the last "/tag". */
+static void image_references_take_the_rest_of_the_path(void **state __attribute__((unused)))
+{
+	struct api_request r;
+	agentd_error err;
+	assert_int_equal(parse("GET", "/v1/images/reg:5000/team/app:v1", NULL, &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_IMAGE_GET);
+	assert_string_equal(r.image_ref, "reg:5000/team/app:v1");
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/images/a/tag/tag", "{\"tag\":\"b:2\"}", &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_IMAGE_TAG);
+	assert_string_equal(r.image_ref, "a/tag");
+	assert_string_equal(r.image_tag, "b:2");
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/images/import", "{\"path\":\"/x.tar\",\"tag\":\"t\"}",
+			       &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_IMAGE_IMPORT);
+	assert_string_equal(r.image_path, "/x.tar");
+	api_request_free(&r);
+	assert_int_equal(parse("POST", "/v1/images/prune", NULL, &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_IMAGE_PRUNE);
+	api_request_free(&r);
+	assert_int_equal(parse("DELETE", "/v1/images/sha256:0123456789ab", NULL, &r, &err), 0);
+	assert_int_equal(r.route, ROUTE_IMAGE_DELETE);
+	api_request_free(&r);
+	static const char *const bad[] = {"/v1/images/a/../b", "/v1/images/a//b", "/v1/images/.x",
+					  "/v1/images/a/", "/v1/images/a b", "/v1/images/a%2Fb"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse("GET", bad[i], NULL, &r, &err) != 400)
+			fail_msg("%s: not a 400", bad[i]);
+	assert_int_equal(parse("POST", "/v1/images/import", "{\"path\":\"rel.tar\"}", &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/images/import", NULL, &r, &err), 400);
+	assert_int_equal(parse("POST", "/v1/images/x/tag", "{}", &r, &err), 400);
+	assert_int_equal(parse("PUT", "/v1/images/x", NULL, &r, &err), 405);
+}
+
 static void every_endpoint_routes(void **state __attribute__((unused)))
 {
 	static const struct {
@@ -955,6 +992,7 @@ int main(void)
 		cmocka_unit_test(sha256_matches_the_fips_vectors),
 		cmocka_unit_test(every_endpoint_routes),
 		cmocka_unit_test(snapshot_references_are_checked),
+		cmocka_unit_test(image_references_take_the_rest_of_the_path), /* issue 13 */
 		cmocka_unit_test(wrong_routes_methods_and_ids),
 		cmocka_unit_test(bodies_are_validated_strictly),
 		cmocka_unit_test(process_requests_are_typed),

@@ -139,6 +139,7 @@ static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int see
 	agentd_sandbox *sb;
 	if (ctr_prepare(b, spec, false, seed_fd, &sb, &p, err) < 0)
 		return -1;
+	spec = &sb->spec; /* issue 13: with its image's defaults */
 	struct ctr *c = sb->priv;
 	int r = ctr_spawn_init(sb, &p, err);
 	close(p.sp[1]);

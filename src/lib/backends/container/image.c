@@ -104,8 +104,10 @@ int ctr_image_acquire(agentd_backend *b, agentd_sandbox *sb, struct ctr *c, agen
 					"idmapped mounts)",
 					spec->image);
 	agentd_image_store *store = agentd_backend_image_store(b, err);
-	if (!store || agentd_image_acquire(store, spec->image, &c->image, err) < 0)
+	if (!store)
 		return agentd_error_prefix(err, "image %s", spec->image);
+	if (agentd_image_acquire(store, spec->image, &c->image, err) < 0)
+		return -1; /* the store's message names the image */
 	const agentd_image_config *cfg = &c->image->config;
 	for (size_t i = 0; i < cfg->env.n; i++) {
 		const char *kv = cfg->env.v[i], *eq = strchr(kv, '=');

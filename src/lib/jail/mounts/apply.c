@@ -308,6 +308,12 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 	case MOUNT_OP_SET_ATTR:
 		return set_attr(r, t, op->opflags & MOUNT_OPF_RECURSIVE, op->attr_set);
 	case MOUNT_OP_ENTER:
+		/* issue 13: an image root enters its skeleton first: the root fd is the new
+		 * directory's, opened again on need */
+		if (r->root_fd >= 0) {
+			close(r->root_fd);
+			r->root_fd = -1;
+		}
 		ret = chdir(op->target);
 		r->entered = ret == 0;
 		break;
