@@ -142,15 +142,13 @@ static int write_archive(struct image_work *w, json_t *rec, json_t *config, stru
 
 int agentd_image_export(agentd_image_store *s, const char *ref, int fd, agentd_error *err)
 {
-	char hex[IMAGE_HEX_LEN + 1], path[IMAGE_HEX_LEN + 16];
+	char hex[IMAGE_HEX_LEN + 1] = "";
 	struct image_work w;
 	if (work_begin(s, &w, err) < 0)
 		return agentd_error_prefix(err, "export %s", ref);
-	int r = ref_resolve(s, ref, hex, NULL, err);
-	json_t *rec = r == 0 ? record_load(s, hex) : NULL;
-	snprintf(path, sizeof(path), "blobs/sha256/%s", hex);
-	_cleanup_free_ char *text = rec ? read_file_at(s->dfd, path, IMAGE_JSON_MAX, NULL) : NULL;
-	json_t *config = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *rec = record_of_ref(s, ref, hex, NULL, err);
+	int r = rec ? 0 : -1;
+	json_t *config = rec ? config_blob(s, hex) : NULL;
 	struct outer o = {.la = r == 0 ? tarx_la(err) : NULL};
 	if (r == 0 && (!config || !o.la))
 		r = o.la ? agentd_error_set(err, EIO, "image sha256:%.12s: its config is missing",
@@ -175,14 +173,6 @@ int agentd_image_export(agentd_image_store *s, const char *ref, int fd, agentd_e
 
 /* ------------------------------------------------------------------ commit a directory */
 
-static json_t *strv_array(const agentd_strv *v)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; i < v->n; i++)
-		json_array_append_new(a, json_string(v->v[i]));
-	return a;
-}
-
 /* base's config JSON (or a new one) with the defaults of c and the diff ids. */
 static json_t *config_for(json_t *base, const agentd_image_config *c, json_t *diff_ids)
 {
@@ -196,9 +186,9 @@ static json_t *config_for(json_t *base, const agentd_image_config *c, json_t *di
 	if (!cc)
 		json_object_set_new(cfg, "config", cc = json_object());
 	if (c) {
-		json_object_set_new(cc, "Env", strv_array(&c->env));
-		json_object_set_new(cc, "Cmd", strv_array(&c->cmd));
-		json_object_set_new(cc, "Entrypoint", strv_array(&c->entrypoint));
+		json_object_set_new(cc, "Env", strv_json(&c->env));
+		json_object_set_new(cc, "Cmd", strv_json(&c->cmd));
+		json_object_set_new(cc, "Entrypoint", strv_json(&c->entrypoint));
 		json_object_set_new(cc, "WorkingDir", json_string(c->workdir ? c->workdir : ""));
 		json_object_set_new(cc, "User", json_string(c->user ? c->user : ""));
 		/* issue 13: img-build */
@@ -232,12 +222,11 @@ int agentd_image_commit_dir(agentd_image_store *s, const char *base, int dir_fd,
 			strv_push(&n.tags, t);
 		free(t);
 	}
-	if (r == 0 && base && (r = ref_resolve(s, base, hex, NULL, err)) == 0) {
-		json_t *rec = record_load(s, hex);
-		char path[IMAGE_HEX_LEN + 16];
-		snprintf(path, sizeof(path), "blobs/sha256/%s", hex);
-		_cleanup_free_ char *text = read_file_at(s->dfd, path, IMAGE_JSON_MAX, NULL);
-		base_cfg = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *rec = r == 0 && base ? record_of_ref(s, base, hex, NULL, err) : NULL;
+	if (r == 0 && base && !rec)
+		r = -1;
+	if (rec) {
+		base_cfg = config_blob(s, hex);
 		json_array_extend(ids, json_object_get(rec, "layers"));
 		json_decref(rec);
 		if (!base_cfg)

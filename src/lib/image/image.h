@@ -53,6 +53,11 @@ int store_lock(agentd_image_store *s, const char *name, int op, agentd_error *er
 /* A new file dfd/name (O_EXCL) with data: 0 or -errno (nothing left behind). */
 int write_new_at(int dfd, const char *name, const char *data, size_t len, mode_t mode);
 json_t *record_load(agentd_image_store *s, const char *hex);
+/* ref resolved and its record loaded (ENOENT when it went meanwhile); NULL + err. */
+json_t *record_of_ref(agentd_image_store *s, const char *ref, char hex[IMAGE_HEX_LEN + 1],
+		      bool *by_tag, agentd_error *err);
+/* The strings as a JSON array. */
+json_t *strv_json(const agentd_strv *v);
 int record_save(agentd_image_store *s, const char *hex, json_t *rec, agentd_error *err);
 /* Every record (incl. those removed while in use); cb < 0 stops. */
 int records_each(agentd_image_store *s, int (*cb)(void *ud, const char *hex, json_t *rec),
@@ -65,6 +70,8 @@ int record_info(agentd_image_store *s, const char *hex, json_t *rec, agentd_imag
 /* ref -> the image's hex id; by_tag: ref named one of its tags. ENOENT, EINVAL. */
 int ref_resolve(agentd_image_store *s, const char *ref, char hex[IMAGE_HEX_LEN + 1],
 		bool *by_tag, agentd_error *err);
+/* The config blob of image id_hex parsed, or NULL. */
+json_t *config_blob(agentd_image_store *s, const char *id_hex);
 int config_load(agentd_image_store *s, const char *id_hex, agentd_image_config *out,
 		agentd_error *err);
 

@@ -70,11 +70,9 @@ int agentd_image_acquire(agentd_image_store *s, const char *ref, agentd_image_le
 	*out = NULL;
 	_cleanup_close_ int rl = store_lock(s, "records.lock", LOCK_EX, err);
 	char hex[IMAGE_HEX_LEN + 1];
-	if (rl < 0 || ref_resolve(s, ref, hex, NULL, err) < 0)
-		return -1;
-	json_t *rec = record_load(s, hex);
+	json_t *rec = rl < 0 ? NULL : record_of_ref(s, ref, hex, NULL, err);
 	if (!rec)
-		return agentd_error_set(err, ENOENT, "image sha256:%s: removed meanwhile", hex);
+		return -1;
 	agentd_image_lease *l = xcalloc(1, sizeof(*l));
 	snprintf(l->id, sizeof(l->id), "sha256:%s", hex);
 	l->use_fd = use_lock(s, hex, err);

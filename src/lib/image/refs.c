@@ -149,13 +149,18 @@ void config_defaults(json_t *config, agentd_image_config *out)
 			kvv_set(&out->labels, k, json_string_value(v));
 }
 
-int config_load(agentd_image_store *s, const char *id_hex, agentd_image_config *out,
-		agentd_error *err)
+json_t *config_blob(agentd_image_store *s, const char *id_hex)
 {
 	char path[IMAGE_HEX_LEN + 16];
 	snprintf(path, sizeof(path), "blobs/sha256/%s", id_hex);
 	_cleanup_free_ char *text = read_file_at(s->dfd, path, IMAGE_JSON_MAX, NULL);
-	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+	return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+int config_load(agentd_image_store *s, const char *id_hex, agentd_image_config *out,
+		agentd_error *err)
+{
+	json_t *j = config_blob(s, id_hex);
 	if (!j)
 		return agentd_error_set(err, EIO, "image sha256:%s: its config blob is missing or "
 					"unreadable", id_hex);
@@ -226,11 +231,9 @@ int agentd_image_inspect(agentd_image_store *s, const char *ref, agentd_image_in
 {
 	char hex[IMAGE_HEX_LEN + 1];
 	memset(out, 0, sizeof(*out));
-	if (ref_resolve(s, ref, hex, NULL, err) < 0)
-		return -1;
-	json_t *rec = record_load(s, hex);
+	json_t *rec = record_of_ref(s, ref, hex, NULL, err);
 	if (!rec)
-		return agentd_error_set(err, ENOENT, "image sha256:%s: removed meanwhile", hex);
+		return -1;
 	int r = record_info(s, hex, rec, out, err);
 	json_decref(rec);
 	return r;
@@ -295,11 +298,9 @@ int agentd_image_tag(agentd_image_store *s, const char *ref, const char *tag, ag
 		return -1;
 	_cleanup_close_ int rl = store_lock(s, "records.lock", LOCK_EX, err);
 	char hex[IMAGE_HEX_LEN + 1];
-	if (rl < 0 || ref_resolve(s, ref, hex, NULL, err) < 0)
-		return -1;
-	json_t *rec = record_load(s, hex);
+	json_t *rec = rl < 0 ? NULL : record_of_ref(s, ref, hex, NULL, err);
 	if (!rec)
-		return agentd_error_set(err, ENOENT, "image sha256:%s: removed meanwhile", hex);
+		return -1;
 	int r = record_move_tag(s, norm, hex, rec, err);
 	if (r == 0)
 		r = record_save(s, hex, rec, err);
@@ -333,11 +334,9 @@ int agentd_image_remove(agentd_image_store *s, const char *ref, bool force, agen
 	_cleanup_close_ int rl = store_lock(s, "records.lock", LOCK_EX, err);
 	char hex[IMAGE_HEX_LEN + 1];
 	bool by_tag;
-	if (rl < 0 || ref_resolve(s, ref, hex, &by_tag, err) < 0)
-		return -1;
-	json_t *rec = record_load(s, hex);
+	json_t *rec = rl < 0 ? NULL : record_of_ref(s, ref, hex, &by_tag, err);
 	if (!rec)
-		return agentd_error_set(err, ENOENT, "image sha256:%s: removed meanwhile", hex);
+		return -1;
 	int r;
 	json_t *tags = json_object_get(rec, "tags");
 	if (by_tag && json_array_size(tags) > 1) {
@@ -478,26 +477,18 @@ int agentd_image_prune(agentd_image_store *s, uint64_t *freed_bytes, agentd_erro
 
 /* ------------------------------------------------------------------ as JSON */
 
-static json_t *strv_array(const agentd_strv *v)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; i < v->n; i++)
-		json_array_append_new(a, json_string(v->v[i]));
-	return a;
-}
-
 char *agentd_image_info_json(const agentd_image_info *i)
 {
 	const agentd_image_config *c = &i->config;
 	json_t *j = json_pack("{s:s, s:o, s:o, s:I, s:I, s:s, s:b, s:{s:o, s:o, s:o, s:o, s:o}}",
-			      "id", i->id, "tags", strv_array(&i->tags), "layers",
-			      strv_array(&i->layers), "size_bytes", (json_int_t)i->size_bytes,
+			      "id", i->id, "tags", strv_json(&i->tags), "layers",
+			      strv_json(&i->layers), "size_bytes", (json_int_t)i->size_bytes,
 			      "created", (json_int_t)i->created, "source",
 			      i->source ? i->source : "", "in_use", i->in_use, "config", "env",
-			      strv_array(&c->env), "workdir",
+			      strv_json(&c->env), "workdir",
 			      c->workdir ? json_string(c->workdir) : json_null(), "user",
 			      c->user ? json_string(c->user) : json_null(), "cmd",
-			      strv_array(&c->cmd), "entrypoint", strv_array(&c->entrypoint));
+			      strv_json(&c->cmd), "entrypoint", strv_json(&c->entrypoint));
 	/* issue 13: img-build */
 	json_t *labels = json_object();
 	for (size_t k = 0; k < c->labels.n; k++)

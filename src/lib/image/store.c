@@ -153,6 +153,17 @@ json_t *record_load(agentd_image_store *s, const char *hex)
 	return text ? json_loads(text, 0, NULL) : NULL;
 }
 
+json_t *record_of_ref(agentd_image_store *s, const char *ref, char hex[IMAGE_HEX_LEN + 1],
+		      bool *by_tag, agentd_error *err)
+{
+	if (ref_resolve(s, ref, hex, by_tag, err) < 0)
+		return NULL;
+	json_t *rec = record_load(s, hex);
+	if (!rec)
+		agentd_error_set(err, ENOENT, "image sha256:%s: removed meanwhile", hex);
+	return rec;
+}
+
 int record_save(agentd_image_store *s, const char *hex, json_t *rec, agentd_error *err)
 {
 	char path[IMAGE_HEX_LEN + 16], tmp[IMAGE_HEX_LEN + 24];
@@ -293,7 +304,7 @@ static int layers_into_place(struct image_work *w, const agentd_strv *diff_ids,
 	return 0;
 }
 
-static json_t *strv_json(const agentd_strv *v)
+json_t *strv_json(const agentd_strv *v)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; i < v->n; i++)
