@@ -229,3 +229,24 @@ def test_xz_and_zstd_compressed_archives_and_layers(work, tool):
     with open(oci.path + "." + tool, "wb") as f:
         f.write(squeeze(data))
     assert as_json(store(work), "import", oci.path + "." + tool)["id"] == oci.id
+
+
+def test_an_unprivileged_user_imports_into_its_own_store(work):
+    """Rootless: the tar's owners cannot be applied (the files stay the caller's), the
+    opaque dir gets user.overlay.opaque only, whiteouts are still 0/0 devices (Linux 5.8+
+    lets anyone make those)."""
+    img = image_util.write_oci_tar(os.path.join(work, "a.tar"))
+    os.chmod(img.path, 0o644)
+    os.chown(work, 65534, 65534)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        AGENTD, "image", "import", img.path, "--state-dir", store(work),
+                        "--json"], capture_output=True, timeout=300,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                            "AGENTD_SOCKET": "/nonexistent.sock"})
+    assert p.returncode == 0, p
+    info = json.loads(p.stdout)
+    assert info["id"] == img.id
+    l1, l2 = (layer_dir(work, d) for d in img.diff_ids)
+    assert os.lstat(os.path.join(l1, "home/user")).st_uid == 65534
+    assert stat.S_ISCHR(os.lstat(os.path.join(l2, image_util.WHITEOUT)).st_mode)
+    assert os.getxattr(os.path.join(l2, image_util.OPAQUE_DIR), "user.overlay.opaque") == b"y"

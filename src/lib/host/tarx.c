@@ -348,6 +348,9 @@ static int apply_owner(struct extract *x, int fd, int pfd, const char *leaf,
 	gid_t gid = (gid_t)LA->archive_entry_gid(e);
 	int r = fd >= 0 ? fchown(fd, uid, gid)
 			: fchownat(pfd, leaf, uid, gid, AT_SYMLINK_NOFOLLOW);
+	/* not root (a rootless store): what is made stays the caller's */
+	if (r < 0 && errno == EPERM && geteuid() != 0)
+		return 0;
 	return r < 0 ? agentd_error_errno(err, errno, "chown %s", name) : 0;
 }
 
@@ -407,7 +410,7 @@ static int make_dir(struct extract *x, int pfd, const char *leaf, struct archive
 		if (r == 0 && mkdirat(pfd, leaf, 0700) < 0)
 			return agentd_error_errno(err, errno, "mkdir %s", name);
 	}
-	if (apply_owner(x, -1, pfd, leaf, e, name, err) < 0)
+	if (apply_owner(x, -1, pfd, leaf, e, *name ? name : "./", err) < 0)
 		return -1;
 	x->dirs = realloc(x->dirs, (x->n_dirs + 1) * sizeof(*x->dirs));
 	x->dirs[x->n_dirs].path = strdup(*name ? name : ".");
@@ -470,8 +473,11 @@ static int make_whiteout(struct extract *x, int pfd, const char *leaf, enum whit
 		return agentd_error_errno(err, errno, "opaque %s", name);
 	/* user.*: overlays mounted with userxattr inside a user namespace (the container
 	 * backend); trusted.*: one mounted on the host */
-	if (fsetxattr(dfd, "user.overlay.opaque", "y", 1, 0) < 0 ||
-	    fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0) < 0)
+	if (fsetxattr(dfd, "user.overlay.opaque", "y", 1, 0) < 0)
+		return agentd_error_errno(err, errno, "opaque %s: set the overlay xattr", name);
+	/* trusted.* needs CAP_SYS_ADMIN: a rootless store has the user.* one only */
+	if (fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0) < 0 &&
+	    (errno != EPERM || geteuid() == 0))
 		return agentd_error_errno(err, errno, "opaque %s: set the overlay xattr", name);
 	(void)x;
 	return 0;
@@ -653,7 +659,8 @@ static int put_whiteout(struct tarx_writer *w, const char *prefix, const char *n
 static bool opaque_dir(int fd)
 {
 	char v[2];
-	return fgetxattr(fd, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y';
+	return (fgetxattr(fd, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y') ||
+	       (fgetxattr(fd, "user.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y');
 }
 
 /* What the walk found is no longer there as it was (removed, or swapped for a symlink or
