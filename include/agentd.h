@@ -827,7 +827,8 @@ void agentd_image_store_set_limits(agentd_image_store *s, uint64_t max_entries,
 				   uint64_t max_bytes);
 /* The info as the API and `agentd image inspect --json` show it (docs/api.md#images): a
  * malloc'd JSON object text {"id", "tags", "layers", "size_bytes", "created", "source",
- * "in_use", "config": {"env", "workdir", "user", "cmd", "entrypoint"}}. */
+ * "in_use", "config": {"env", "workdir", "user", "cmd", "entrypoint", "labels" (issue 13:
+ * img-build; only when it has any)}}. */
 char *agentd_image_info_json(const agentd_image_info *i);
 
 /* issue 13: img-build. A template built from Debian packages (docs/images.md#building-

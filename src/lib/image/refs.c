@@ -489,11 +489,12 @@ char *agentd_image_info_json(const agentd_image_info *i)
 			      c->workdir ? json_string(c->workdir) : json_null(), "user",
 			      c->user ? json_string(c->user) : json_null(), "cmd",
 			      strv_json(&c->cmd), "entrypoint", strv_json(&c->entrypoint));
-	/* issue 13: img-build */
-	json_t *labels = json_object();
+	/* issue 13: img-build: its labels, when it has any */
+	json_t *labels = c->labels.n ? json_object() : NULL;
 	for (size_t k = 0; k < c->labels.n; k++)
 		json_object_set_new(labels, c->labels.v[k].key, json_string(c->labels.v[k].value));
-	json_object_set_new(json_object_get(j, "config"), "labels", labels);
+	if (labels)
+		json_object_set_new(json_object_get(j, "config"), "labels", labels);
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return s;
