@@ -13,7 +13,6 @@
 extern char **environ;
 
 #define APT_DIR "/etc/apt"
-#define OUTPUT_TAIL 4096	/* of a failed command's output, kept for its error */
 
 bool build_valid_package(const char *p)
 {
@@ -189,18 +188,19 @@ int build_host_mirror(const char *suite, char **url, agentd_error *err)
 }
 
 /* ------------------------------------------------------------------- mmdebstrap */
-static void tail_append(char *tail, size_t *len, const char *data, size_t n)
+void build_tail_append(char tail[BUILD_TAIL], size_t *len, const void *data, size_t n)
 {
-	if (n >= OUTPUT_TAIL) {
-		data += n - (OUTPUT_TAIL - 1);
-		n = OUTPUT_TAIL - 1;
+	const char *p = data;
+	if (n >= BUILD_TAIL) {
+		p += n - (BUILD_TAIL - 1);
+		n = BUILD_TAIL - 1;
 	}
-	if (*len + n >= OUTPUT_TAIL) {
-		size_t drop = *len + n - (OUTPUT_TAIL - 1);
+	if (*len + n >= BUILD_TAIL) {
+		size_t drop = *len + n - (BUILD_TAIL - 1);
 		memmove(tail, tail + drop, *len - drop);
 		*len -= drop;
 	}
-	memcpy(tail + *len, data, n);
+	memcpy(tail + *len, p, n);
 	*len += n;
 	tail[*len] = '\0';
 }
@@ -233,7 +233,7 @@ static int run_host_tool(char *const argv[], agentd_error *err)
 		return agentd_error_errno(err, rc, "run %s (install it: apt-get install %s)",
 					  argv[0], argv[0]);
 	}
-	char tail[OUTPUT_TAIL], buf[4096];
+	char tail[BUILD_TAIL], buf[4096];
 	size_t tlen = 0;
 	tail[0] = '\0';
 	for (ssize_t n; (n = read(p[0], buf, sizeof(buf))) != 0;) {
@@ -241,7 +241,7 @@ static int run_host_tool(char *const argv[], agentd_error *err)
 			continue;
 		if (n < 0)
 			break;
-		tail_append(tail, &tlen, buf, (size_t)n);
+		build_tail_append(tail, &tlen, buf, (size_t)n);
 	}
 	close(p[0]);
 	int st;

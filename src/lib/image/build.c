@@ -11,7 +11,6 @@
 
 #define BUILD_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define BUILD_PROXY "http://127.0.0.1:3128/"	/* the egress proxy inside a sandbox */
-#define BUILD_TAIL 4096				/* a failed command's output in its error */
 #define BUILD_WORKDIR "/agentd-build"		/* the build sandbox's (its scratch, not the layer) */
 
 struct build {
@@ -174,22 +173,6 @@ static int bootstrap(struct build *bd, const char *key, const char *tag, agentd_
 	return rc;
 }
 
-static void out_tail(char *tail, const uint8_t *p, size_t n)
-{
-	size_t have = strlen(tail);
-	if (n >= BUILD_TAIL - 1) {
-		p += n - (BUILD_TAIL - 1);
-		n = BUILD_TAIL - 1;
-	}
-	if (have + n >= BUILD_TAIL) {
-		size_t drop = have + n - (BUILD_TAIL - 1);
-		memmove(tail, tail + drop, have - drop + 1);
-		have -= drop;
-	}
-	memcpy(tail + have, p, n);
-	tail[have + n] = '\0';
-}
-
 /* One command in the build's sandbox as root: 0, or -1 with err naming it (what) and
  * ending with its output. */
 static int sandbox_run(agentd_sandbox *sb, const char *what, const char *script,
@@ -205,8 +188,9 @@ static int sandbox_run(agentd_sandbox *sb, const char *what, const char *script,
 	int rc = 0;
 	if (o.exit_code != 0) {
 		char tail[BUILD_TAIL] = "";
-		out_tail(tail, o.out ? o.out : (const uint8_t *)"", o.out_len);
-		out_tail(tail, o.err ? o.err : (const uint8_t *)"", o.err_len);
+		size_t len = 0;
+		build_tail_append(tail, &len, o.out ? o.out : (const uint8_t *)"", o.out_len);
+		build_tail_append(tail, &len, o.err ? o.err : (const uint8_t *)"", o.err_len);
 		const char *why = o.timed_out ? "timed out"
 				: o.limit_hit ? agentd_limit_kind_name(o.limit_hit) : NULL;
 		rc = agentd_error_set(err, EIO, "%s: exited with %d%s%s%s; its output:\n%s", what,

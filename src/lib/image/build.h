@@ -5,6 +5,9 @@
 
 #include "common/common.h"
 
+#define BUILD_TAIL 4096	/* the last bytes of a failed command's output, in its error */
+/* data appended to tail (*len bytes, NUL-terminated), keeping its last BUILD_TAIL - 1. */
+void build_tail_append(char tail[BUILD_TAIL], size_t *len, const void *data, size_t n);
 /* A Debian package name (optionally =VERSION or :ARCH), never an option. */
 bool build_valid_package(const char *p);
 bool build_valid_suite(const char *s);
