@@ -360,8 +360,10 @@ static int from_cache(struct build *bd, const char *id, agentd_image_info *out,
 static int build_run(struct build *bd, agentd_image_info *out, bool *cached,
 		     agentd_error *err)
 {
+	if (check_opts(bd, err) < 0)
+		return -1;
 	stage(bd, "resolve %s", bd->o->from);
-	if (check_opts(bd, err) < 0 || resolve(bd, err) < 0)
+	if (resolve(bd, err) < 0)
 		return -1;
 	char key[AGENTD_IMAGE_ID_LEN], id[AGENTD_IMAGE_ID_LEN];
 	inputs_hash(bd, bd->o->run.n, key);
