@@ -70,6 +70,8 @@ typedef struct agentd_sandbox_ops {
 	int (*snapshot_to)(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
 			   agentd_error *err);
 	int (*restore_from)(agentd_sandbox *sb, int dir_fd, agentd_error *err);
+	/* issue 13: img-build. agentd_sandbox_root_upper. NULL = unsupported. */
+	int (*root_upper)(agentd_sandbox *sb, int *dir_fd, agentd_error *err);
 } agentd_sandbox_ops;
 
 /* What a backend's background process implements; the core validates the arguments

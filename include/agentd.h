@@ -747,6 +747,9 @@ typedef struct agentd_image_config {
 	char *user;			/* as the image says: "uid[:gid]" or "name[:group]"; NULL */
 	agentd_strv cmd;
 	agentd_strv entrypoint;
+	/* issue 13: img-build. The OCI config's "Labels" (a build stores its inputs' hash
+	 * as org.agentd.build.inputs: docs/images.md#building-templates). */
+	agentd_kvv labels;
 } agentd_image_config;
 
 typedef struct agentd_image_info {
@@ -824,8 +827,40 @@ void agentd_image_store_set_limits(agentd_image_store *s, uint64_t max_entries,
 				   uint64_t max_bytes);
 /* The info as the API and `agentd image inspect --json` show it (docs/api.md#images): a
  * malloc'd JSON object text {"id", "tags", "layers", "size_bytes", "created", "source",
- * "in_use", "config": {"env", "workdir", "user", "cmd", "entrypoint"}}. */
+ * "in_use", "config": {"env", "workdir", "user", "cmd", "entrypoint", "labels" (issue 13:
+ * img-build; only when it has any)}}. */
 char *agentd_image_info_json(const agentd_image_info *i);
+
+/* issue 13: img-build. A template built from Debian packages (docs/images.md#building-
+ * templates). from "debian:SUITE": a root filesystem bootstrapped by mmdebstrap (variant
+ * minbase plus packages) through the host's apt sources (mirror overrides them), outside
+ * the host's root, docs and apt caches trimmed, stored as one layer. from an image ref:
+ * that image extended. Packages (on an image) and every run command (either way) run as
+ * root inside an agentd sandbox of backend b on the image with writable_root (never on
+ * the host; apt reaches the mirror only through the egress proxy, the sandbox's network
+ * allowing the mirror's host:port alone), and what they changed becomes a new layer. A
+ * command that fails fails the build (err names it and ends with its output) and leaves
+ * no image. The inputs' hash is stored as a label: a later build with the same inputs
+ * returns that image at once (tagged) unless no_cache. */
+#define AGENTD_IMAGE_BUILD_LABEL "org.agentd.build.inputs"
+typedef struct agentd_image_build_opts {
+	const char *from;		/* "debian:SUITE" or an image ref */
+	agentd_strv packages;		/* Debian package names */
+	agentd_strv run;		/* shell commands, in order (sh -c) */
+	const char *tag;		/* required */
+	const char *mirror;		/* http(s) URL; NULL: the host's apt sources' */
+	bool no_cache;
+	agentd_progress_cb progress;	/* one line per stage, with elapsed time; NULL = quiet */
+	void *userdata;
+} agentd_image_build_opts;
+/* *cached (may be NULL): the image came from the build cache. */
+int agentd_image_build(agentd_image_store *s, agentd_backend *b,
+		       const agentd_image_build_opts *o, agentd_image_info *out, bool *cached,
+		       agentd_error *err);
+/* The sandbox's writable-root overlay upper layer, as O_RDONLY|O_DIRECTORY fd on *dir_fd:
+ * its files seen with the ids they have inside the sandbox, deletions as overlay
+ * whiteouts. ENOTSUP for a sandbox without writable_root. (What a build commits.) */
+int agentd_sandbox_root_upper(agentd_sandbox *sb, int *dir_fd, agentd_error *err);
 
 /* --------------------------------------------------------------- probe */
 typedef struct agentd_platform {

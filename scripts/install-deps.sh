@@ -27,6 +27,7 @@ PKGS=(
   golang-github-xeipuuv-gojsonschema-dev         # (runtime-spec schema, offline)
   # issue 13: oci-engine
   podman docker.io containerd                    # the oci backend's engines (podman --runtime runc, dockerd)
+  mmdebstrap                                     # issue 13: agentd image build --from debian:SUITE
 )
 
 missing=()

@@ -195,4 +195,7 @@ int cmd_run(int argc, char **argv);
  * the backend named), as text or JSON. */
 int security_probe(const char *only, bool json);
 
+/* issue 13: img-build */
+int cmd_image_build(int argc, char **argv);	/* image build (argv[0] "build") */
+
 #endif

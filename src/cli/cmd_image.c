@@ -21,6 +21,7 @@ static void image_usage(FILE *f)
 		   "       agentd image prune\n"
 		   "       agentd image tag REF NAME[:TAG]\n"
 		   "       agentd image export REF [-o FILE]\n"
+		   "       agentd image build --from debian:SUITE|IMAGE --tag NAME ... (--help)\n"
 		   "  FILE: a docker/podman save tar, an OCI image layout (directory or tar) or a\n"
 		   "  root filesystem tar (gzip, zstd, xz too). REF: name[:tag], sha256:ID or 12+\n"
 		   "  hex digits of the id. Through the daemon when one answers, else on the store.\n"
@@ -293,6 +294,8 @@ int cmd_image(int argc, char **argv)
 		return argc < 2 ? EXIT_AGENTD : 0;
 	}
 	const char *verb = argv[1];
+	if (!strcmp(verb, "build")) /* issue 13: img-build (cmd_image_build.c) */
+		return cmd_image_build(argc - 1, argv + 1);
 	static const char *const verbs[] = {"import", "ls", "inspect", "rm", "prune", "tag",
 					    "export"};
 	static const int nargs[] = {1, 0, 1, 1, 0, 2, 1};

@@ -20,7 +20,7 @@ static void usage(FILE *f)
 		   "  agentd serve [--socket PATH] [--state-dir DIR] [--listen ADDR:PORT --token-file F]\n"
 		   "  agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|restore|cp ...\n"
 		   "  agentd session create AGENT | exec AGENT SESSION CODE | rm AGENT SESSION\n"
-		   "  agentd image import|ls|inspect|rm|prune|tag|export ...\n"
+		   "  agentd image import|ls|inspect|rm|prune|tag|export|build ...\n"
 		   "  agentd audit verify [--state-dir DIR] [--json]\n"
 		   "  agentd version\n\n"
 		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"

@@ -141,6 +141,8 @@ static const api_handler handlers[ROUTE__COUNT] = {
 	[ROUTE_IMAGE_TAG] = api_images,
 	[ROUTE_IMAGE_GET] = api_images,
 	[ROUTE_IMAGE_DELETE] = api_images,
+	/* issue 13: img-build */
+	[ROUTE_IMAGE_BUILD] = api_image_build,
 };
 
 /* Every query argument, in order (one past API_QUERY_MAX_ARGS is kept: the parser refuses

@@ -72,5 +72,9 @@ int api_images_open(struct daemon *d, agentd_error *err);
 void api_images(struct daemon *, struct api_request *, const struct client *, struct reply *);
 /* An unnamed file in the store's tmp dir for an archive body (its bound in *limit), or -1. */
 int api_image_upload_file(struct daemon *d, size_t *limit);
+/* issue 13: img-build. POST /v1/images/build: agentd_image_build streamed as NDJSON,
+ * {"progress": LINE} per stage, then {"image": {...}, "cached": B} or {"error": {...}}. */
+void api_image_build(struct daemon *d, struct api_request *r, const struct client *c,
+		     struct reply *out);
 
 #endif

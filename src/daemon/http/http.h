@@ -76,6 +76,8 @@ enum api_route {
 	ROUTE_IMAGE_TAG,		/* POST /v1/images/{ref}/tag */
 	ROUTE_IMAGE_GET,		/* GET /v1/images/{ref} */
 	ROUTE_IMAGE_DELETE,		/* DELETE /v1/images/{ref} */
+	/* issue 13: img-build */
+	ROUTE_IMAGE_BUILD,		/* POST /v1/images/build */
 	ROUTE__COUNT,
 };
 
@@ -202,6 +204,12 @@ struct api_request {
 	bool image_upload;		/* import: the archive is the body (server.c streams it
 					 * to image_upload_fd, which it sets) */
 	int image_upload_fd;
+	/* issue 13: img-build. POST /v1/images/build: agentd image build's options */
+	struct api_image_build {
+		char *from, *tag, *mirror, *backend;
+		agentd_strv packages, run;
+		bool no_cache;
+	} build;
 };
 #define API_MAX_TIMEOUT_MS (10ull * 366 * 86400 * 1000)	/* ttl_ms, idle_timeout_ms */
 

@@ -83,6 +83,8 @@ static const struct route_def routes[] = {
 	{ROUTE_IMAGE_TAG, "POST", "/v1/images/{ref...}/tag", true},
 	{ROUTE_IMAGE_GET, "GET", "/v1/images/{ref...}", false},
 	{ROUTE_IMAGE_DELETE, "DELETE", "/v1/images/{ref...}", false},
+	/* issue 13: img-build */
+	{ROUTE_IMAGE_BUILD, "POST", "/v1/images/build", true},
 };
 
 /* The body fields each route accepts; anything else is an unknown field. */
@@ -155,6 +157,14 @@ static const struct field route_fields[ROUTE__COUNT][MAX_FIELDS] = {
 	[ROUTE_SANDBOX_TIMEOUT] = {{"ttl_ms", JSON_INTEGER, false},
 				   {"idle_timeout_ms", JSON_INTEGER, false},
 				   {"on_expire", JSON_STRING, false}},
+	/* issue 13: img-build */
+	[ROUTE_IMAGE_BUILD] = {{"from", JSON_STRING, true},
+			       {"tag", JSON_STRING, true},
+			       {"packages", JSON_ARRAY, false},
+			       {"run", JSON_ARRAY, false},
+			       {"mirror", JSON_STRING, false},
+			       {"no_cache", JSON_TRUE, false},
+			       {"backend", JSON_STRING, false}},
 };
 
 /* The query parameters each route takes; any other is a 400 naming it. */
@@ -866,6 +876,46 @@ static int parse_expiry(json_t *b, struct api_request *r, agentd_error *err)
 	return 0;
 }
 
+/* issue 13: img-build. An array of strings (each at most max bytes, no NUL). */
+static int parse_strings(json_t *a, const char *field, size_t max, agentd_strv *out,
+			 agentd_error *err)
+{
+	size_t i;
+	json_t *v;
+	if (json_array_size(a) > 256)
+		return agentd_error_set(err, E2BIG, "%s: more than 256 entries", field);
+	json_array_foreach(a, i, v) {
+		char name[64];
+		snprintf(name, sizeof(name), "%s[%zu]", field, i);
+		if (!json_is_string(v))
+			return agentd_error_set(err, EINVAL, "%s: expected a string", name);
+		char *s = dup_string(v, name, max, err);
+		if (!s)
+			return -1;
+		strv_push(out, s);
+		free(s);
+	}
+	return 0;
+}
+
+static int parse_image_build(json_t *b, struct api_request *r, agentd_error *err)
+{
+	struct api_image_build *o = &r->build;
+	json_t *v;
+	if (!(o->from = dup_string(json_object_get(b, "from"), "from", API_NAME_MAX, err)) ||
+	    !(o->tag = dup_string(json_object_get(b, "tag"), "tag", API_NAME_MAX, err)))
+		return -1;
+	if ((v = json_object_get(b, "mirror")) && !(o->mirror = dup_string(v, "mirror", 1024, err)))
+		return -1;
+	if ((v = json_object_get(b, "backend")) &&
+	    !(o->backend = dup_string(v, "backend", API_NAME_MAX, err)))
+		return -1;
+	o->no_cache = json_is_true(json_object_get(b, "no_cache"));
+	if (parse_strings(json_object_get(b, "packages"), "packages", 256, &o->packages, err) < 0)
+		return -1;
+	return parse_strings(json_object_get(b, "run"), "run", 65536, &o->run, err);
+}
+
 static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 {
 	json_t *v;
@@ -992,6 +1042,9 @@ static int parse_body(struct api_request *r, json_t *b, agentd_error *err)
 			return agentd_error_set(err, EINVAL,
 						"expected ttl_ms, idle_timeout_ms or on_expire");
 		return 0;
+	/* issue 13: img-build */
+	case ROUTE_IMAGE_BUILD:
+		return parse_image_build(b, r, err);
 	default:
 		return 0;
 	}
@@ -1286,6 +1339,13 @@ void api_request_free(struct api_request *r)
 	free(r->snapshot_name);
 	free(r->snapshot_id);
 	free(r->from_snapshot);
+	/* issue 13: img-build */
+	free(r->build.from);
+	free(r->build.tag);
+	free(r->build.mirror);
+	free(r->build.backend);
+	strv_free(&r->build.packages);
+	strv_free(&r->build.run);
 	free(r->code);
 	free(r->file_path);
 	/* issue 12: names */

@@ -95,7 +95,8 @@ static void emit_line(void *ud, json_t *line)
 
 static void finish(struct stream *s)
 {
-	live_put(s->d, s->l);
+	if (s->l) /* issue 13: img-build: work of no sandbox (an image build) */
+		live_put(s->d, s->l);
 	pthread_mutex_lock(&s->mu);
 	s->done = true;
 	pthread_cond_signal(&s->cv);

@@ -383,6 +383,14 @@ int agentd_sandbox_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *er
 				     : unsupported(sb, "restore", err);
 }
 
+/* issue 13: img-build */
+int agentd_sandbox_root_upper(agentd_sandbox *sb, int *dir_fd, agentd_error *err)
+{
+	*dir_fd = -1;
+	return sb->ops->root_upper ? sb->ops->root_upper(sb, dir_fd, err)
+				   : unsupported(sb, "a writable root's upper layer", err);
+}
+
 int agentd_sandbox_connect(agentd_sandbox *sb, uint16_t port, agentd_error *err)
 {
 	if (!sb->ops->connect)

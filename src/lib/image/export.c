@@ -191,6 +191,12 @@ static json_t *config_for(json_t *base, const agentd_image_config *c, json_t *di
 		json_object_set_new(cc, "Entrypoint", strv_json(&c->entrypoint));
 		json_object_set_new(cc, "WorkingDir", json_string(c->workdir ? c->workdir : ""));
 		json_object_set_new(cc, "User", json_string(c->user ? c->user : ""));
+		/* issue 13: img-build */
+		json_t *labels = json_object();
+		for (size_t i = 0; i < c->labels.n; i++)
+			json_object_set_new(labels, c->labels.v[i].key,
+					    json_string(c->labels.v[i].value));
+		json_object_set_new(cc, "Labels", labels);
 	}
 	json_object_set_new(cfg, "rootfs", json_pack("{s:s, s:O}", "type", "layers", "diff_ids",
 						     diff_ids));

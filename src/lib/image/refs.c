@@ -141,6 +141,12 @@ void config_defaults(json_t *config, agentd_image_config *out)
 	const char *user = json_string_value(json_object_get(c, "User"));
 	out->workdir = wd && *wd ? xstrdup(wd) : NULL;
 	out->user = user && *user ? xstrdup(user) : NULL;
+	/* issue 13: img-build: the Labels whose values are strings */
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(c, "Labels"), k, v)
+		if (json_is_string(v))
+			kvv_set(&out->labels, k, json_string_value(v));
 }
 
 json_t *config_blob(agentd_image_store *s, const char *id_hex)
@@ -205,6 +211,7 @@ void agentd_image_config_free(agentd_image_config *c)
 	strv_free(&c->entrypoint);
 	free(c->workdir);
 	free(c->user);
+	kvv_free(&c->labels); /* issue 13: img-build */
 	memset(c, 0, sizeof(*c));
 }
 
@@ -482,6 +489,12 @@ char *agentd_image_info_json(const agentd_image_info *i)
 			      c->workdir ? json_string(c->workdir) : json_null(), "user",
 			      c->user ? json_string(c->user) : json_null(), "cmd",
 			      strv_json(&c->cmd), "entrypoint", strv_json(&c->entrypoint));
+	/* issue 13: img-build: its labels, when it has any */
+	json_t *labels = c->labels.n ? json_object() : NULL;
+	for (size_t k = 0; k < c->labels.n; k++)
+		json_object_set_new(labels, c->labels.v[k].key, json_string(c->labels.v[k].value));
+	if (labels)
+		json_object_set_new(json_object_get(j, "config"), "labels", labels);
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return s;

@@ -356,6 +356,10 @@ struct jail_init_plan {
 	int ll_net_slot;		/* >= 0: landlock_connect_ruleset_child's there too (a
 					 * network that can be switched: ll_deny_connect is
 					 * then off, commands of mode "none" add this layer) */
+	/* issue 13: img-build */
+	int keep_slot;			/* > 2: the mount plan's kept directory (an image root's
+					 * upper layer) stays open at this number (< close_from),
+					 * for the host to reach through /proc/PID/fd */
 };
 struct jail_init_state {
 	int report_fd;			/* where it is now */
@@ -401,6 +405,9 @@ enum mount_op_kind {
 /* issue 13: img-root */
 #define MOUNT_OPF_LAYER 0x20		/* BIND of an image layer: its source fd is the caller's
 					 * (mount_plan_set_layers); without one the plan fails */
+/* issue 13: img-build */
+#define MOUNT_OPF_KEEP 0x40		/* DIR: the applier keeps an O_PATH fd of it (an image
+					 * root's upper layer, for the host to commit) */
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */
@@ -468,6 +475,10 @@ void mount_plan_open_sources(struct mount_plan *plan, uid_t uid, gid_t gid);
  * /proc is for. Ends in the new root, cwd "/", root read-only, umask as it was. On failure
  * returns -errno with the failing operation in what ("bind /usr"). */
 int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len);
+/* issue 13: img-build. The same; *kept: the O_PATH fd of the plan's MOUNT_OPF_KEEP
+ * directory, else -1. */
+int mount_plan_apply_keep(const struct mount_plan *plan, char *what, size_t what_len,
+			  int *kept);
 /* One line per operation (tests, debugging). */
 void mount_plan_describe(const struct mount_plan *plan, FILE *out);
 /* issue 12: snapshots. With overlay_scratch, after mount_plan_open_sources: the detached

@@ -188,7 +188,8 @@ int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, 
 	signals_reset(p->ignored);
 	/* 3. The fresh root (mounts/apply.c): tmpfs root, read-only runtime, filtered /etc,
 	 * proc, minimal dev, scratch for workdir and /tmp, pivot_root. */
-	if ((r = mount_plan_apply(p->mp, what, what_len)) < 0)
+	int kept = -1; /* issue 13: img-build: an image root's upper layer, for the host */
+	if ((r = mount_plan_apply_keep(p->mp, what, what_len, &kept)) < 0)
 		return what[0] ? r : step_fail(r, "set up the root filesystem", what, what_len);
 	trace_mark("init: root mounted");
 	/* 4. Paths the policy wants writable must be, for the sandbox's user. */
@@ -213,7 +214,12 @@ int jail_init_apply(const struct jail_init_plan *p, struct jail_init_state *st, 
 		trace_mark("init: in its cgroup");
 	}
 	/* 7. fds at fixed numbers, stdio /dev/null, everything else closed. */
-	if ((r = fds_place(p->place, p->nplace, p->close_from, &st->report_fd)) < 0)
+	struct fd_move place[FDS_PLACE_MAX];
+	int nplace = p->nplace;
+	memcpy(place, p->place, sizeof(place));
+	if (kept >= 0 && p->keep_slot > 2 && nplace < FDS_PLACE_MAX)
+		place[nplace++] = (struct fd_move){kept, p->keep_slot};
+	if ((r = fds_place(place, nplace, p->close_from, &st->report_fd)) < 0)
 		return step_fail(r, "place fds", what, what_len);
 	trace_mark("init: fds placed");
 	/* 8. Landlock as defence in depth, built here because the tmpfs mounts exist only in

@@ -348,6 +348,7 @@ const agentd_sandbox_ops container_sandbox_ops = {
 	.adopted = ctr_adopted,
 	/* issue 12: files */
 	.root_fd = ctr_root_fd,
+	.root_upper = ctr_root_upper, /* issue 13: img-build */
 };
 
 /* ------------------------------------------------------------- backend */

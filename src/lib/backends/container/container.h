@@ -41,6 +41,10 @@
 #define INIT_LANDLOCK_FD 5
 #define INIT_ONCE_FD 6	/* one-shot: the command's stdin, stdout, stderr (6, 7, 8) */
 #define INIT_LANDLOCK_NET_FD 6	/* persistent: the connect layer of network "none" */
+/* issue 13: img-build. A persistent init with an image's writable root keeps the root's
+ * upper layer open here (O_PATH), for the host to commit (agentd_sandbox_root_upper); its
+ * commands never hold it (they close every fd above INIT_LANDLOCK_NET_FD). */
+#define INIT_UPPER_FD 7
 #define CHILD_REPORT_FD 3
 #define DESTROY_WAIT_MS 2000
 #define UNIT_POOL 8		/* idle kill units kept per sandbox */
@@ -326,6 +330,8 @@ void ctr_image_probe(agentd_backend_caps *caps, const agentd_platform *p);
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);
 int ctr_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id, agentd_error *err);
 int ctr_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+/* issue 13: img-build (upper.c): agentd_sandbox_root_upper. */
+int ctr_root_upper(agentd_sandbox *sb, int *dir_fd, agentd_error *err);
 int ctr_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
 		    agentd_error *err);
 int ctr_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);

@@ -77,6 +77,7 @@ static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec
 	/* issue 12: a persistent sandbox's network can be switched between none and
 	 * allowlist (ctr_set_network): its commands' connect rule is a layer of its own */
 	bool switchable = !once && spec->network.mode != AGENTD_NET_HOST;
+	bool keep_upper = !once && spec->image && spec->writable_root; /* issue 13: img-build */
 	*jp = (struct jail_init_plan){
 		.uid = c->inner_id,
 		.gid = c->inner_id,
@@ -97,7 +98,8 @@ static void init_plan(struct ctr_prep *p, const struct ctr *c, const agentd_spec
 		.report_fd = p->setup[1],
 		.place = {{p->setup[1], INIT_SETUP_FD}, {p->sp[1], INIT_CTL_FD}},
 		.nplace = 2,
-		.close_from = INIT_SETUP_FD + 1,
+		.close_from = keep_upper ? INIT_UPPER_FD + 1 : INIT_SETUP_FD + 1,
+		.keep_slot = keep_upper ? INIT_UPPER_FD : 0, /* issue 13: img-build */
 		.ll_ro = ia->ll_ro,
 		.ll_rw = ia->ll_rw,
 		.ll_deny_connect = !switchable && spec->network.mode == AGENTD_NET_NONE,
@@ -121,6 +123,7 @@ void init_plan_once(struct jail_init_plan *jp, const int cmd_fds[4], int kill_fd
 		jp->place[2 + i] = (struct fd_move){cmd_fds[i], INIT_ONCE_FD + i};
 	jp->nplace = 5;
 	jp->close_from = INIT_ONCE_FD + 3;
+	jp->keep_slot = 0; /* issue 13: img-build: a one-shot run commits nothing */
 }
 
 /* The host side's state of a new sandbox: its ids on the host and inside, and its

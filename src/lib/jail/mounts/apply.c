@@ -17,6 +17,7 @@ struct run {
 	bool no_openat2; /* kernel < 5.6 */
 	int root_fd;	 /* O_PATH of the new root, opened on first need */
 	int pack_fd;	 /* the cache's pack: our copy of the parent's fd, or opened on need */
+	int kept_fd;	 /* issue 13: img-build: the MOUNT_OPF_KEEP directory, O_PATH */
 };
 
 static const char *in_root(const struct run *r, const char *path)
@@ -273,6 +274,10 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		ret = mkdir(t, op->mode);
 		if (ret == 0 && op->uid != (uid_t)-1)
 			ret = fchownat(AT_FDCWD, t, op->uid, op->gid, AT_SYMLINK_NOFOLLOW);
+		/* issue 13: img-build. Made just now, by us, on our own tmpfs: nothing to race */
+		if (ret == 0 && (op->opflags & MOUNT_OPF_KEEP) && r->kept_fd < 0 &&
+		    (r->kept_fd = open(t, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			ret = -1;
 		break;
 	case MOUNT_OP_FILE:
 		if ((op->opflags & MOUNT_OPF_RESOLVE) && r->entered)
@@ -339,8 +344,19 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 
 int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 {
+	int kept;
+	int ret = mount_plan_apply_keep(plan, what, what_len, &kept);
+	if (kept >= 0)
+		close(kept);
+	return ret;
+}
+
+int mount_plan_apply_keep(const struct mount_plan *plan, char *what, size_t what_len,
+			  int *kept)
+{
 	/* each call found missing (ENOSYS) is not retried */
-	struct run r = {.root_fd = -1, .pack_fd = plan->source_fds ? plan->pack_fd : -1};
+	struct run r = {.root_fd = -1, .pack_fd = plan->source_fds ? plan->pack_fd : -1,
+			.kept_fd = -1};
 	mode_t old_umask = umask(0); /* modes in the plan are exact (01777 for /tmp) */
 	int ret = 0;
 	if (what && what_len)
@@ -357,6 +373,11 @@ int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
 		close(r.root_fd);
 	if (r.pack_fd >= 0)
 		close(r.pack_fd);
+	if (ret < 0 && r.kept_fd >= 0) {
+		close(r.kept_fd);
+		r.kept_fd = -1;
+	}
+	*kept = r.kept_fd;
 	umask(old_umask);
 	return ret;
 }

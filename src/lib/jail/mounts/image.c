@@ -75,6 +75,7 @@ void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o, stru
 		op->mode = 0755;
 		op->uid = o->sandbox_uid; /* the root directory shows its upper's owner */
 		op->gid = o->sandbox_gid;
+		op->opflags |= MOUNT_OPF_KEEP; /* issue 13: img-build: what a build commits */
 		push_dir(p, wk, 0700);
 		data = xasprintf("%s,upperdir=%s,workdir=%s,userxattr", lower, up, wk);
 	} else {
