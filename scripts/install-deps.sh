@@ -20,6 +20,8 @@ PKGS=(
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
+  # issue 14: sdk-py
+  python3-mypy python3-pip python3-setuptools    # Python SDK: mypy --strict, offline pip install
 )
 
 missing=()
