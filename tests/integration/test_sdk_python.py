@@ -305,6 +305,41 @@ def test_files(sb, tmp_path):
     assert "new.txt" in names
 
 
+def test_download_refuses_a_hostile_tar(tmp_path):
+    """What a sandbox made is unpacked as hostile: a name out of the directory is refused,
+    nothing is written through a symlink the archive made, a device is left out."""
+    import io
+    import tarfile
+    from agentd._stream import safe_extract
+
+    def tar_of(*members):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            for m, data in members:
+                t.addfile(m, io.BytesIO(data) if data is not None else None)
+        return buf.getvalue()
+
+    def member(name, kind=tarfile.REGTYPE, data=b"x", link=""):
+        m = tarfile.TarInfo(name)
+        m.type, m.linkname, m.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
+        return m, data if kind == tarfile.REGTYPE else None
+    dest = tmp_path / "dest"
+    with pytest.raises(agentd.ProtocolError):
+        safe_extract(tar_of(member("../evil")), str(dest))
+    assert not (tmp_path / "evil").exists()
+    os.mkdir(tmp_path / "outside")
+    with pytest.raises(agentd.ProtocolError):
+        safe_extract(tar_of(member("sub", tarfile.DIRTYPE), member("a", tarfile.SYMTYPE,
+                                                                    link="sub"),
+                            member("a/f")), str(dest))
+    assert not (dest / "sub" / "f").exists()
+    names = safe_extract(tar_of(member("up", tarfile.SYMTYPE, link="../outside"),
+                                member("up/f"), member("dev", tarfile.CHRTYPE),
+                                member("ok.txt")), str(tmp_path / "d2"))
+    assert sorted(names) == ["ok.txt", "up/f"] and not os.listdir(tmp_path / "outside")
+    assert not (tmp_path / "d2" / "dev").exists() and (tmp_path / "d2" / "up").is_dir()
+
+
 def test_files_watch(sb):
     sb.files.mkdir("w")
     events = sb.files.watch("w")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import errno
 import io
 import os
 import posixpath
@@ -160,6 +161,11 @@ def _walk_parent(root_fd: int, parts: list[str]) -> int:
             except FileNotFoundError:
                 os.mkdir(p, 0o755, dir_fd=fd)
                 nfd = os.open(p, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except (NotADirectoryError, OSError) as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise ProtocolError(f"tar entry beneath {'/'.join(parts)}: {p} is a symlink "
+                                    "or a file (never followed)") from None
             os.close(fd)
             fd = nfd
         return fd
