@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Generic, Iterator, Protocol, Sequence, TypeVar
 
 from .errors import ConnectionFailed, ProtocolError, Timeout, error_from_response
 
@@ -109,6 +109,7 @@ class ResponseParser:
         self.keep_alive = True
         self._state = "head"
         self._left = 0
+        self.got_bytes = False
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buf += data
@@ -117,6 +118,19 @@ class ResponseParser:
             if not self._step(out):
                 break
         return out
+
+    def feed_head(self, data: bytes) -> list[bytes]:
+        """feed() while the head is awaited: EOF there is a connection the daemon closed."""
+        if not data:
+            raise ConnectionFailed("the daemon closed the connection before answering")
+        self.got_bytes = True
+        return self.feed(data)
+
+    def may_retry(self, e: BaseException, reused: bool, attempt: int) -> bool:
+        """A request on a kept-alive connection the daemon had closed (nothing came back)
+        is sent again once on a new one."""
+        return (isinstance(e, ConnectionFailed) and reused and not self.got_bytes
+                and attempt == 0)
 
     def feed_eof(self) -> None:
         if self._state == "eof":
@@ -268,6 +282,98 @@ def decode_line(line: bytes) -> dict[str, Any]:
     return obj
 
 
+C = TypeVar("C", bound="_Closable")
+
+
+class _Closable(Protocol):
+    reused: bool
+
+    def close(self) -> None: ...
+
+
+class _Pool(Generic[C]):
+    """Idle kept-alive connections (at most 8) for the next request."""
+
+    def __init__(self) -> None:
+        self._idle: list[C] = []
+        self._lock = threading.Lock()
+
+    def _take(self) -> C | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def _release(self, conn: C) -> None:
+        conn.reused = True
+        with self._lock:
+            if len(self._idle) < 8:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _drain(self) -> list[C]:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        return idle
+
+
+class _Response(Generic[C]):
+    """What both transports' answers share: the head, the connection until the end (then
+    back to the pool when it can be reused), close() to drop it early."""
+
+    def __init__(self, pool: _Pool[C], conn: C, parser: "ResponseParser",
+                 first: list[bytes]) -> None:
+        self._pool = pool
+        self._conn: C | None = conn
+        self._p = parser
+        self._first = first
+        assert parser.head is not None
+        self.head: Head = parser.head
+
+    def _take_first(self) -> list[bytes]:
+        first, self._first = self._first, []
+        return [b for b in first if b]
+
+    def _feed(self, data: bytes) -> list[bytes]:
+        if not data:
+            self._p.feed_eof()
+            return []
+        return [b for b in self._p.feed(data) if b]
+
+    def _finish(self) -> None:
+        if self._conn is not None:
+            if self._p.keep_alive and not self._p.buf:
+                self._pool._release(self._conn)
+            else:
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def prepare(ep: Endpoint, method: str, path: str, query: Query | None, json_body: Any,
+            data: bytes | None, content_type: str | None) -> bytes:
+    body = encode_body(json_body, data)
+    if content_type is None and json_body is not None:
+        content_type = "application/json"
+    return build_request(ep, method, build_target(path, query), body, content_type)
+
+
+def lines_of(pending: bytearray, chunk: bytes) -> list[dict[str, Any]]:
+    return [decode_line(line) for line in split_lines(pending, chunk)]
+
+
+def rest_of(pending: bytearray) -> list[dict[str, Any]]:
+    return [decode_line(bytes(pending))] if pending.strip() else []
+
+
+def connect_error(ep: Endpoint, e: OSError) -> ConnectionFailed:
+    return ConnectionFailed(f"connect to the daemon at {ep.describe()}: {e.strerror or e} "
+                            "(is `agentd serve` running? AGENTD_SOCKET or socket=)")
+
+
 # ---------------------------------------------------------------- blocking transport
 
 class _Conn:
@@ -280,9 +386,7 @@ class _Conn:
             else:
                 self.sock = socket.create_connection((ep.host or "", ep.port), timeout)
         except OSError as e:
-            raise ConnectionFailed(
-                f"connect to the daemon at {ep.describe()}: {e.strerror or e} (is `agentd "
-                f"serve` running? AGENTD_SOCKET or socket=)") from None
+            raise connect_error(ep, e) from None
         self.reused = False
 
     def close(self) -> None:
@@ -292,33 +396,21 @@ class _Conn:
             pass
 
 
-class SyncResponse:
+class SyncResponse(_Response[_Conn]):
     """An answer being read: ``head``, then ``chunks()`` (or ``lines()``) until done.
     ``close()`` before the end drops the connection (the daemon cancels what it ran)."""
 
-    def __init__(self, transport: "SyncTransport", conn: _Conn, parser: ResponseParser,
+    def __init__(self, pool: _Pool[_Conn], conn: _Conn, parser: ResponseParser,
                  first: list[bytes], deadline: float | None) -> None:
-        self._t = transport
-        self._conn: _Conn | None = conn
-        self._p = parser
-        self._first = first
+        super().__init__(pool, conn, parser, first)
         self._deadline = deadline
-        assert parser.head is not None
-        self.head: Head = parser.head
 
     def chunks(self) -> Iterator[bytes]:
         try:
-            yield from (b for b in self._first if b)
-            self._first = []
+            yield from self._take_first()
             while not self._p.done:
                 assert self._conn is not None
-                data = _recv(self._conn, self._deadline)
-                if not data:
-                    self._p.feed_eof()
-                    break
-                for b in self._p.feed(data):
-                    if b:
-                        yield b
+                yield from self._feed(_recv(self._conn, self._deadline))
         except BaseException:
             self.close()
             raise
@@ -327,26 +419,11 @@ class SyncResponse:
     def lines(self) -> Iterator[dict[str, Any]]:
         pending = bytearray()
         for chunk in self.chunks():
-            for line in split_lines(pending, chunk):
-                yield decode_line(line)
-        if pending.strip():
-            yield decode_line(bytes(pending))
+            yield from lines_of(pending, chunk)
+        yield from rest_of(pending)
 
     def read(self) -> bytes:
         return b"".join(self.chunks())
-
-    def _finish(self) -> None:
-        if self._conn is not None:
-            if self._p.keep_alive and not self._p.buf:
-                self._t._release(self._conn)
-            else:
-                self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     def __enter__(self) -> "SyncResponse":
         return self
@@ -371,31 +448,14 @@ def _recv(conn: _Conn, deadline: float | None) -> bytes:
         raise ConnectionFailed(f"reading the daemon's answer: {e}") from None
 
 
-class SyncTransport:
+class SyncTransport(_Pool[_Conn]):
     def __init__(self, ep: Endpoint, timeout: float | None = 60.0) -> None:
+        super().__init__()
         self.ep = ep
         self.timeout = timeout
-        self._idle: list[_Conn] = []
-        self._lock = threading.Lock()
-
-    def _get(self) -> _Conn:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return _Conn(self.ep, self.timeout)
-
-    def _release(self, conn: _Conn) -> None:
-        conn.reused = True
-        with self._lock:
-            if len(self._idle) < 8:
-                self._idle.append(conn)
-                return
-        conn.close()
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for c in idle:
+        for c in self._drain():
             c.close()
 
     def open(self, method: str, path: str, query: Query | None = None, *,
@@ -404,38 +464,25 @@ class SyncTransport:
              stream: bool = False) -> SyncResponse:
         """Send a request and read its head. timeout: the client's deadline for the whole
         answer (default the transport's for plain calls, none for streams)."""
-        body = encode_body(json_body, data)
-        if content_type is None and json_body is not None:
-            content_type = "application/json"
-        req = build_request(self.ep, method, build_target(path, query), body, content_type)
+        req = prepare(self.ep, method, path, query, json_body, data, content_type)
         if timeout is None and not stream:
             timeout = self.timeout
         deadline = time.monotonic() + timeout if timeout is not None else None
         for attempt in range(2):
-            conn = self._get()
-            reused = conn.reused
+            conn = self._take() or _Conn(self.ep, self.timeout)
             parser = ResponseParser()
             first: list[bytes] = []
-            got = False
             try:
                 try:
                     conn.sock.sendall(req)
                 except OSError:
                     pass    # the daemon may answer before reading the body (413): read it
                 while parser.head is None:
-                    data_in = _recv(conn, deadline)
-                    if not data_in:
-                        raise ConnectionFailed("the daemon closed the connection before "
-                                               "answering")
-                    got = True
-                    first += parser.feed(data_in)
-            except ConnectionFailed:
+                    first += parser.feed_head(_recv(conn, deadline))
+            except BaseException as e:
                 conn.close()
-                if reused and not got and attempt == 0:
+                if parser.may_retry(e, conn.reused, attempt):
                     continue    # an idle keep-alive connection the daemon had closed
-                raise
-            except BaseException:
-                conn.close()
                 raise
             return SyncResponse(self, conn, parser, first, deadline)
         raise AssertionError("unreachable")
@@ -450,18 +497,12 @@ class SyncTransport:
         raise_for_status(r.head, body)
         return body
 
-    def json(self, method: str, path: str, query: Query | None = None, *,
-             json_body: Any = None, timeout: float | None = None) -> Any:
-        return parse_json(self.call(method, path, query, json_body=json_body,
-                                    timeout=timeout))
-
     def stream(self, method: str, path: str, query: Query | None = None, *,
                json_body: Any = None, timeout: float | None = None) -> SyncResponse:
         """A streamed answer, its status checked (an error status raised)."""
         r = self.open(method, path, query, json_body=json_body, timeout=timeout, stream=True)
         if r.head.status >= 400:
-            body = r.read()
-            raise_for_status(r.head, body)
+            raise_for_status(r.head, r.read())
         return r
 
 
@@ -481,43 +522,28 @@ class _AConn:
             else:
                 r, w = await asyncio.open_connection(ep.host, ep.port, limit=READ_SIZE)
         except OSError as e:
-            raise ConnectionFailed(
-                f"connect to the daemon at {ep.describe()}: {e.strerror or e} (is `agentd "
-                f"serve` running? AGENTD_SOCKET or socket=)") from None
+            raise connect_error(ep, e) from None
         return _AConn(r, w)
+
+    async def recv(self) -> bytes:
+        try:
+            return await self.reader.read(READ_SIZE)
+        except OSError as e:
+            raise ConnectionFailed(f"reading the daemon's answer: {e}") from None
 
     def close(self) -> None:
         self.writer.close()
 
 
-class AsyncResponse:
-    def __init__(self, transport: "AsyncTransport", conn: _AConn, parser: ResponseParser,
-                 first: list[bytes]) -> None:
-        self._t = transport
-        self._conn: _AConn | None = conn
-        self._p = parser
-        self._first = first
-        assert parser.head is not None
-        self.head: Head = parser.head
-
+class AsyncResponse(_Response[_AConn]):
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            for b in self._first:
-                if b:
-                    yield b
-            self._first = []
+            for b in self._take_first():
+                yield b
             while not self._p.done:
                 assert self._conn is not None
-                try:
-                    data = await self._conn.reader.read(READ_SIZE)
-                except OSError as e:
-                    raise ConnectionFailed(f"reading the daemon's answer: {e}") from None
-                if not data:
-                    self._p.feed_eof()
-                    break
-                for b in self._p.feed(data):
-                    if b:
-                        yield b
+                for b in self._feed(await self._conn.recv()):
+                    yield b
         except BaseException:
             self.close()
             raise
@@ -526,57 +552,37 @@ class AsyncResponse:
     async def lines(self) -> AsyncIterator[dict[str, Any]]:
         pending = bytearray()
         async for chunk in self.chunks():
-            for line in split_lines(pending, chunk):
-                yield decode_line(line)
-        if pending.strip():
-            yield decode_line(bytes(pending))
+            for line in lines_of(pending, chunk):
+                yield line
+        for line in rest_of(pending):
+            yield line
 
     async def read(self) -> bytes:
         return b"".join([b async for b in self.chunks()])
 
-    def _finish(self) -> None:
-        if self._conn is not None:
-            if self._p.keep_alive and not self._p.buf:
-                self._t._release(self._conn)
-            else:
-                self._conn.close()
-            self._conn = None
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-class AsyncTransport:
+class AsyncTransport(_Pool[_AConn]):
     def __init__(self, ep: Endpoint, timeout: float | None = 60.0) -> None:
+        super().__init__()
         self.ep = ep
         self.timeout = timeout
-        self._idle: list[_AConn] = []
-
-    def _release(self, conn: _AConn) -> None:
-        conn.reused = True
-        if len(self._idle) < 8:
-            self._idle.append(conn)
-        else:
-            conn.close()
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for c in idle:
+        for c in self._drain():
             c.close()
             try:
                 await c.writer.wait_closed()
             except OSError:
                 pass
 
-    async def _open(self, req: bytes) -> AsyncResponse:
+    async def open(self, method: str, path: str, query: Query | None = None, *,
+                   json_body: Any = None, data: bytes | None = None,
+                   content_type: str | None = None) -> AsyncResponse:
+        req = prepare(self.ep, method, path, query, json_body, data, content_type)
         for attempt in range(2):
-            conn = self._idle.pop() if self._idle else await _AConn.open(self.ep)
-            reused = conn.reused
+            conn = self._take() or await _AConn.open(self.ep)
             parser = ResponseParser()
             first: list[bytes] = []
-            got = False
             try:
                 try:
                     conn.writer.write(req)
@@ -584,34 +590,14 @@ class AsyncTransport:
                 except OSError:
                     pass
                 while parser.head is None:
-                    try:
-                        data_in = await conn.reader.read(READ_SIZE)
-                    except OSError as e:
-                        raise ConnectionFailed(f"reading the daemon's answer: {e}") from None
-                    if not data_in:
-                        raise ConnectionFailed("the daemon closed the connection before "
-                                               "answering")
-                    got = True
-                    first += parser.feed(data_in)
-            except ConnectionFailed:
+                    first += parser.feed_head(await conn.recv())
+            except BaseException as e:
                 conn.close()
-                if reused and not got and attempt == 0:
+                if parser.may_retry(e, conn.reused, attempt):
                     continue
-                raise
-            except BaseException:
-                conn.close()
                 raise
             return AsyncResponse(self, conn, parser, first)
         raise AssertionError("unreachable")
-
-    async def open(self, method: str, path: str, query: Query | None = None, *,
-                   json_body: Any = None, data: bytes | None = None,
-                   content_type: str | None = None) -> AsyncResponse:
-        body = encode_body(json_body, data)
-        if content_type is None and json_body is not None:
-            content_type = "application/json"
-        req = build_request(self.ep, method, build_target(path, query), body, content_type)
-        return await self._open(req)
 
     async def call(self, method: str, path: str, query: Query | None = None, *,
                    json_body: Any = None, data: bytes | None = None,
@@ -628,15 +614,9 @@ class AsyncTransport:
         except asyncio.TimeoutError:
             raise Timeout("the client's timeout passed: the call was cancelled") from None
 
-    async def json(self, method: str, path: str, query: Query | None = None, *,
-                   json_body: Any = None, timeout: float | None = None) -> Any:
-        return parse_json(await self.call(method, path, query, json_body=json_body,
-                                          timeout=timeout))
-
     async def stream(self, method: str, path: str, query: Query | None = None, *,
                      json_body: Any = None) -> AsyncResponse:
         r = await self.open(method, path, query, json_body=json_body)
         if r.head.status >= 400:
-            body = await r.read()
-            raise_for_status(r.head, body)
+            raise_for_status(r.head, await r.read())
         return r
