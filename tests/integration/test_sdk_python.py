@@ -241,6 +241,28 @@ def test_processes(sb):
     assert f.info.state == "exited"
 
 
+def test_process_attach_terminal(sb):
+    p = sb.processes.start(["/bin/sh"], tty=True, rows=30, cols=100)
+    with p.attach(offset=0) as att:
+        att.send("stty size; echo $((6*7))x\n")
+        assert b"42x" in att.read_until(b"42x")
+        att.resize(40, 120)
+        att.send("stty size\n")
+        assert b"40 120" in att.read_until(b"40 120")
+    assert sb.processes.get(p.pid).info.running     # a detach leaves it running
+    with p.attach() as att:
+        att.send("exit 7\n")
+        assert att.wait() == 7
+    assert sb.processes.get(p.pid).info.exit_code == 7
+    q = sb.processes.start(["/bin/sleep", "4247.25"], tty=True)
+    att = q.attach(foreground=True)
+    att.detach()     # a foreground attachment's end kills its process
+    assert wait_until(lambda: not pids_with("4247.25"), timeout=20)
+    with pytest.raises(agentd.BadRequest) as e:
+        sb.processes.start(["/bin/true"]).attach()
+    assert "no terminal" in e.value.message
+
+
 def test_contexts_and_run_code(sb):
     ctx = sb.contexts.create("python")
     assert ctx.info.language == "python" and ctx.info.state == "ready"

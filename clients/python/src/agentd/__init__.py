@@ -7,6 +7,7 @@
 Standard library only; ``agentd.aio`` has the same calls for asyncio, ``agentd.tools``
 exposes a sandbox to an LLM as function-calling tools."""
 from .aio import AsyncClient, AsyncSandbox
+from .attach import Attachment
 from .client import (Client, Context, Contexts, Files, Ports, Process, Processes, Sandbox,
                      Session)
 from .errors import (AgentdError, BadRequest, CommandFailed, Conflict, ConnectionFailed,
@@ -22,7 +23,7 @@ from .tools import SandboxTools, truncate
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncClient", "AsyncSandbox", "Client", "Context", "Contexts", "Files", "Ports",
+    "AsyncClient", "AsyncSandbox", "Attachment", "Client", "Context", "Contexts", "Files", "Ports",
     "Process", "Processes", "Sandbox", "Session", "AgentdError", "BadRequest",
     "CommandFailed", "Conflict", "ConnectionFailed", "LimitExceeded", "NotFound",
     "NotSupported", "ProtocolError", "ServerError", "Timeout", "Unauthorized", "Unavailable",

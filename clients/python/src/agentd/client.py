@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, List, Callable, Iterator, TypeVar
 
 from . import _ops as ops
-from ._http import Endpoint, SyncTransport, parse_json
+from ._http import Endpoint, SyncTransport, build_target, parse_json
+from .attach import Attachment
 from ._stream import (OutputStream, ProcessOutput, call_piece, pack_dir, safe_extract,
                       watch_event)
 from .errors import NotFound
@@ -386,6 +387,16 @@ class Process:
                     yield chunk
         if po.exit is not None:
             self.info = po.exit
+
+    def attach(self, *, offset: int | None = None, foreground: bool = False,
+               timeout: float | None = 60.0) -> Attachment:
+        """A terminal on this process (started with ``tty=True``): offset=0 replays the
+        output kept; foreground=True kills the process when the attachment ends."""
+        q = [("offset", str(offset))] if offset is not None else []
+        if foreground:
+            q.append(("foreground", "1"))
+        return Attachment(self._sb.client.endpoint,
+                          build_target(ops.proc(self._sb.id, self.pid, "/attach"), q), timeout)
 
     def read_output(self, stream: str = "stdout") -> str:
         """The text of one stream kept so far."""
