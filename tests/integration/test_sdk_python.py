@@ -495,6 +495,97 @@ def test_async_api(d):
     assert wait_until(lambda: not pids_with("4246.25"), timeout=20)
 
 
+def test_async_api_every_call(d, tmp_path):
+    """Each asyncio call once (the sync ones are tested one by one above)."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("up")
+
+    async def main():
+        async with AsyncClient(d.socket) as c:
+            assert "agentd_" in await c.metrics()
+            assert "container" in {b.name for b in await c.backends()}
+            assert (await c.backend("container")).available
+            pol = agentd.Policy("standard").network_allow("127.0.0.1:9").label(k="async")
+            async with await c.create(pol, backend="container", ttl=600) as sb:
+                assert [s.id for s in await c.list(labels={"k": "async"})] == [sb.id]
+                assert (await sb.refresh()).state == "ready"
+                assert (await sb.set_timeout(ttl=900)).ttl_ms == 900000
+                assert (await sb.set_network("none")).network["mode"] == "none"
+                assert (await sb.suspend()).state == "suspended"
+                with pytest.raises(agentd.Conflict):
+                    await sb.exec(["/bin/true"])
+                assert (await sb.resume()).state == "ready"
+                r = await sb.exec("cat; exit 4", stdin="in", timeout=30)
+                assert (r.exit_code, r.stdout) == (4, "in")
+                with pytest.raises(agentd.CommandFailed):
+                    await sb.exec("exit 1", check=True)
+                f = sb.files
+                await f.mkdir("a/b", parents=True)
+                await f.write("a/b/x.txt", b"xy")
+                assert (await f.stat("a/b/x.txt")).size == 2
+                await f.rename("a/b/x.txt", "a/y.txt", noreplace=True)
+                await f.chmod("a/y.txt", "600")
+                assert (await f.stat("a/y.txt")).mode == "0600"
+                assert await f.exists("a/y.txt") and not await f.exists("a/b/x.txt")
+                await f.remove("a", recursive=True)
+                assert (await f.upload_dir(str(src), "up"))["entries"] >= 2
+                names = await f.download_dir("up", str(tmp_path / "down"))
+                assert names and (tmp_path / "down" / "sub" / "f.txt").read_text() == "up"
+                events = f.watch("up")
+                assert (await events.__anext__()).event == "watching"
+                await f.write("up/new", "n")
+                assert (await events.__anext__()).path == "new"
+                await events.aclose()
+                p = await sb.processes.start(["/bin/sh", "-c", "read l; echo $l"], stdin=True)
+                assert await p.write_stdin("hi\n") == 3
+                await p.close_stdin()
+                assert (await p.wait(30)).exit_code == 0
+                assert [ch.text async for ch in p.output()] == ["hi\n"]
+                s = await sb.processes.start("sleep 600")
+                assert {x.pid for x in await sb.processes.list()} >= {p.pid, s.pid}
+                assert (await sb.processes.get(s.pid)).info.running
+                await s.signal("TERM")
+                assert (await s.wait(30)).signal == "SIGTERM"
+                k = await sb.processes.start("sleep 601")
+                assert (await k.kill()).ended_by == "killed"
+                ctx = await sb.contexts.create("python")
+                res = []
+                r = await ctx.run("print(1)\n2", on_stdout=res.append)
+                assert res == ["1\n"] and r.text == "2"
+                assert [x.id for x in await sb.contexts.list()] == [ctx.id]
+                assert (await sb.contexts.get(ctx.id)).info.cells == 1
+                await ctx.delete()
+                assert await sb.contexts.list() == []
+                srv = await sb.processes.start(["python3", "-m", "http.server", "8001",
+                                                "--bind", "127.0.0.1"])
+                port = await sb.ports.open(8001)
+                assert [x.port for x in await sb.ports.list()] == [8001] and port.host_port
+                await sb.ports.close(8001)
+                assert await sb.ports.list() == []
+                await srv.kill()
+                await f.write("s.txt", "v1")
+                snap = await sb.snapshot("async-snap")
+                assert [x.id for x in await sb.snapshots()] == [snap.id]
+                assert (await c.snapshot("async-snap")).id == snap.id
+                assert snap.id in {x.id for x in await c.snapshots()}
+                await f.write("s.txt", "v2")
+                await sb.restore(snap)
+                assert await f.read_text("s.txt") == "v1"
+                async with await sb.fork(copy=True) as child:
+                    assert await child.files.read_text("s.txt") == "v1"
+                await c.delete_snapshot(snap.id)
+                assert (await sb.usage()).cpu_time_ms >= 0
+            recs = await c.audit()
+            assert recs and (await c.audit(since=recs[-1].seq - 1))
+            assert (await c.audit_verify())["ok"] is True
+            async with await c.session("sdk-async-agent", backend="container") as sess:
+                await sess.execute("x = 41")
+                e = await sess.execute("print(x + 1)")
+                assert e.result.stdout == "42\n" and len(await sess.executions()) == 2
+    asyncio.run(main())
+
+
 def test_tools_helper(sb):
     from agentd.tools import SandboxTools, truncate
     tools = SandboxTools(sb, max_output=400)
