@@ -633,6 +633,20 @@ def test_tcp_with_bearer_token(tmp_path):
         dm.cleanup()
 
 
+def test_kept_alive_connection_closed_by_the_daemon_is_retried():
+    """The client keeps connections alive; one the daemon closed meanwhile (its idle
+    timeout, a restart) is replaced without the caller seeing an error."""
+    dm = Daemon().start()
+    try:
+        c = agentd.Client(dm.socket)
+        assert c.health().status == "ok"
+        dm.restart()
+        assert c.health().status == "ok"
+        c.close()
+    finally:
+        dm.cleanup()
+
+
 def test_mypy_strict():
     if subprocess.run([sys.executable, "-m", "mypy", "--version"],
                       capture_output=True).returncode != 0:
