@@ -1,0 +1,481 @@
+// sandbox.js: one sandbox of the daemon and what runs in it: execs, background
+// processes, code contexts, files, ports, snapshots (docs/api.md, docs/contexts.md).
+import {camelize, chunkBytes, ndjsonLines, outputEvents} from './streams.js';
+import {errorFromStream} from './errors.js';
+
+const enc = (s) => encodeURIComponent(s);
+
+function stdinBase64(stdin) {
+	if (stdin === undefined || stdin === null)
+		return undefined;
+	return Buffer.from(typeof stdin === 'string' ? Buffer.from(stdin, 'utf8') : stdin)
+		.toString('base64');
+}
+
+/** A captured stream of a result: text as sent, or base64 with `<name>_encoding`. */
+function capturedText(raw, name) {
+	if (raw[name] === undefined)
+		return undefined;
+	return raw[name + '_encoding'] === 'base64'
+		? new TextDecoder().decode(Buffer.from(raw[name], 'base64')) : raw[name];
+}
+
+/** An exec output object (docs/exit-codes.md#json-output), camelCase, stdout and stderr
+ * as text (bytes that are not UTF-8 as U+FFFD). */
+export function execResult(raw, stdout, stderr) {
+	const r = camelize(raw);
+	r.stdout = capturedText(raw, 'stdout') ?? stdout ?? '';
+	r.stderr = capturedText(raw, 'stderr') ?? stderr ?? '';
+	delete r.stdoutEncoding;
+	delete r.stderrEncoding;
+	r.cancelled = raw.cancelled ?? false;
+	r.limitHit = raw.limit_hit ?? null;
+	return r;
+}
+
+/** A context run (docs/contexts.md#api), camelCase, with `text` (the final result's
+ * text/plain), `value` (its MIME bundle) and `results` (every bundle: rich outputs). */
+export function runResult(raw, stdout, stderr) {
+	const r = camelize(raw);
+	r.stdout = capturedText(raw, 'stdout') ?? stdout ?? '';
+	r.stderr = capturedText(raw, 'stderr') ?? stderr ?? '';
+	delete r.stdoutEncoding;
+	delete r.stderrEncoding;
+	r.value = raw.result ?? null;
+	r.text = raw.result?.['text/plain'] ?? null;
+	r.results = raw.results ?? [];
+	r.error = raw.error ?? null;
+	return r;
+}
+
+/** Drains an output stream into callbacks; returns what its `exit` line finished. */
+async function drain(events, onStdout, onStderr) {
+	const out = [], err = [];
+	let exit = null;
+	for await (const ev of events) {
+		if (ev.type === 'stdout') {
+			out.push(ev.text);
+			if (onStdout && ev.text)
+				await onStdout(ev.text, ev.bytes);
+		} else if (ev.type === 'stderr') {
+			err.push(ev.text);
+			if (onStderr && ev.text)
+				await onStderr(ev.text, ev.bytes);
+		} else if (ev.type === 'exit') {
+			exit = ev.exit;
+		}
+	}
+	return {exit, stdout: out.join(''), stderr: err.join('')};
+}
+
+export class Sandbox {
+	constructor(client, info) {
+		this.client = client;
+		this.t = client.transport;
+		this.#set(info);
+		this.files = new Files(this);
+	}
+
+	#set(info) {
+		this.info = camelize(info);
+		this.id = info.id;
+		this.name = info.name ?? null;
+		this.state = info.state;
+		this.base = `/v1/sandboxes/${enc(info.id)}`;
+	}
+
+	async #json(method, sub, opts) {
+		return this.t.json(method, this.base + sub, opts);
+	}
+
+	/** Reads the sandbox again (GET /v1/sandboxes/{id}). */
+	async refresh() {
+		this.#set(await this.#json('GET', ''));
+		return this;
+	}
+
+	/** Destroys it: every process is killed, everything it left removed. */
+	async destroy() {
+		const r = await this.#json('DELETE', '');
+		this.state = r.state;
+		return camelize(r);
+	}
+
+	async suspend() {
+		this.#set(await this.#json('POST', '/suspend'));
+		return this;
+	}
+
+	async resume() {
+		this.#set(await this.#json('POST', '/resume'));
+		return this;
+	}
+
+	/** Its ttl, idle timeout and what they do (`destroy` or `suspend`). */
+	async setTimeout({ttlMs, idleTimeoutMs, onExpire} = {}) {
+		this.#set(await this.#json('POST', '/timeout', {json: {
+			ttl_ms: ttlMs, idle_timeout_ms: idleTimeoutMs, on_expire: onExpire}}));
+		return this;
+	}
+
+	/** Switches its network live: `none`, or `allowlist` with its entries. */
+	async setNetwork(mode, allow) {
+		this.#set(await this.#json('PATCH', '/network', {json: {mode, allow}}));
+		return this;
+	}
+
+	async usage() {
+		return camelize(await this.#json('GET', '/usage'));
+	}
+
+	#execBody(argv, o, stream) {
+		return {argv, env: o.env, workdir: o.workdir, stdin: stdinBase64(o.stdin),
+			timeout_ms: o.timeoutMs, stream: stream || undefined};
+	}
+
+	/** Runs argv and waits for its end. With onStdout/onStderr the output streams to them
+	 * as it comes (whole UTF-8 characters); aborting `signal` kills the command. Resolves
+	 * with the exec output whatever the exit code. */
+	async exec(argv, opts = {}) {
+		if (!opts.onStdout && !opts.onStderr) {
+			const raw = await this.#json('POST', '/exec',
+				{json: this.#execBody(argv, opts, false), signal: opts.signal});
+			return execResult(raw);
+		}
+		const d = await drain(this.execStream(argv, opts), opts.onStdout, opts.onStderr);
+		return {...d.exit, stdout: d.stdout, stderr: d.stderr};
+	}
+
+	/** Runs argv, its output as an async iterator of events: `{type: "stdout"|"stderr",
+	 * text, bytes}`, last `{type: "exit", exit}`. Leaving the loop early kills it. */
+	async *execStream(argv, opts = {}) {
+		const res = await this.t.open('POST', this.base + '/exec',
+			{json: this.#execBody(argv, opts, true), signal: opts.signal});
+		yield* outputEvents(res, (raw) => execResult(raw));
+	}
+
+	// processes -----------------------------------------------------------------------
+
+	/** Starts argv in the background (container backend); answers at once. */
+	async startProcess(argv, {env, workdir, tty, rows, cols, stdin} = {}) {
+		const info = await this.#json('POST', '/processes',
+			{json: {argv, env, workdir, tty, rows, cols, stdin}});
+		return new Process(this, info);
+	}
+
+	async listProcesses() {
+		const r = await this.#json('GET', '/processes');
+		return r.processes.map((p) => new Process(this, p));
+	}
+
+	async getProcess(pid) {
+		return new Process(this, await this.#json('GET', `/processes/${pid}`));
+	}
+
+	// contexts ------------------------------------------------------------------------
+
+	/** Starts an interpreter (`python`, `node`, `sh`, `bash`) that keeps its state. */
+	async createContext(language = 'python', {env, workdir} = {}) {
+		return new Context(this, await this.#json('POST', '/contexts',
+			{json: {language, env, workdir}}));
+	}
+
+	async listContexts() {
+		const r = await this.#json('GET', '/contexts');
+		return r.contexts.map((c) => new Context(this, c));
+	}
+
+	async getContext(cid) {
+		return new Context(this, await this.#json('GET', `/contexts/${cid}`));
+	}
+
+	/** Runs code in this sandbox's context of `language`, made on first use and kept. */
+	async runCode(code, {language = 'python', ...opts} = {}) {
+		this.contexts ??= new Map();
+		let ctx = this.contexts.get(language);
+		if (!ctx || ctx.state === 'gone') {
+			ctx = await this.createContext(language);
+			this.contexts.set(language, ctx);
+		}
+		const r = await ctx.runCode(code, opts);
+		if (!r.contextAlive)
+			ctx.state = 'gone';
+		return r;
+	}
+
+	// ports ---------------------------------------------------------------------------
+
+	/** Forwards the sandbox's TCP port to the host's 127.0.0.1 (or a unix socket). */
+	async openPort(port, {unix} = {}) {
+		return camelize(await this.#json('POST', '/ports', {json: {port, unix}}));
+	}
+
+	async listPorts() {
+		return camelize((await this.#json('GET', '/ports')).ports);
+	}
+
+	async closePort(port) {
+		return camelize(await this.#json('DELETE', `/ports/${port}`));
+	}
+
+	// snapshots -----------------------------------------------------------------------
+
+	async snapshot({name} = {}) {
+		return camelize(await this.#json('POST', '/snapshots', {json: {name}}));
+	}
+
+	async listSnapshots() {
+		return camelize((await this.#json('GET', '/snapshots')).snapshots);
+	}
+
+	/** Puts its workdir and /tmp back as the snapshot (an id or a name) had them. */
+	async restore(snapshot) {
+		return camelize(await this.#json('POST', '/restore',
+			{json: {snapshot_id: snapshot}}));
+	}
+
+	async deleteSnapshot(snapshot) {
+		return camelize(await this.#json('DELETE', `/snapshots/${enc(snapshot)}`));
+	}
+}
+
+export class Process {
+	constructor(sandbox, info) {
+		this.sandbox = sandbox;
+		this.pid = info.pid;
+		this.base = `${sandbox.base}/processes/${info.pid}`;
+		this.info = camelize(info);
+	}
+
+	get state() {
+		return this.info.state;
+	}
+
+	get exitCode() {
+		return this.info.exitCode;
+	}
+
+	async refresh() {
+		this.info = camelize(await this.sandbox.t.json('GET', this.base));
+		return this;
+	}
+
+	/** Sends a signal (`TERM`, `SIGINT`, 9...) to its main process. */
+	async signal(sig) {
+		this.info = camelize(await this.sandbox.t.json('POST', this.base + '/signal',
+			{json: {signal: sig}}));
+		return this;
+	}
+
+	/** Kills its whole tree, waits for its end and forgets it. */
+	async kill() {
+		this.info = camelize(await this.sandbox.t.json('DELETE', this.base));
+		return this;
+	}
+
+	/** Writes to its stdin (started with `stdin: true` or `tty: true`); `close` sends EOF. */
+	async write(data, {close} = {}) {
+		const body = typeof data === 'string' ? {data}
+			: {data: Buffer.from(data).toString('base64'), encoding: 'base64'};
+		return camelize(await this.sandbox.t.json('POST', this.base + '/stdin',
+			{json: {...body, close: close || undefined}}));
+	}
+
+	async closeStdin() {
+		return camelize(await this.sandbox.t.json('POST', this.base + '/stdin',
+			{json: {close: true}}));
+	}
+
+	/** Its output as events (see Sandbox.execStream, with each chunk's `offset`); with
+	 * `follow` until it ends. */
+	async *output({offset, follow, stream, signal} = {}) {
+		const res = await this.sandbox.t.open('GET', this.base + '/output',
+			{query: {offset, follow: follow ? 1 : undefined, stream}, signal});
+		yield* outputEvents(res, (raw) => {
+			this.info = camelize(raw);
+			return this.info;
+		});
+	}
+
+	/** Follows its output into callbacks until it ends; resolves with the ended process. */
+	async wait({onStdout, onStderr, signal} = {}) {
+		const d = await drain(this.output({follow: true, signal}), onStdout, onStderr);
+		return {...d.exit, stdout: d.stdout, stderr: d.stderr};
+	}
+}
+
+export class Context {
+	constructor(sandbox, info) {
+		this.sandbox = sandbox;
+		this.id = info.id;
+		this.language = info.language;
+		this.state = info.state;
+		this.base = `${sandbox.base}/contexts/${info.id}`;
+		this.info = camelize(info);
+	}
+
+	async refresh() {
+		const info = await this.sandbox.t.json('GET', this.base);
+		this.info = camelize(info);
+		this.state = info.state;
+		return this;
+	}
+
+	async delete() {
+		const r = await this.sandbox.t.json('DELETE', this.base);
+		this.state = 'gone';
+		return camelize(r);
+	}
+
+	/** Runs a cell; the interpreter keeps its state for the next. onStdout/onStderr/
+	 * onResult stream as the cell runs; aborting `signal` interrupts it. */
+	async runCode(code, {timeoutMs, env, onStdout, onStderr, onResult, signal} = {}) {
+		if (!onStdout && !onStderr && !onResult)
+			return runResult(await this.sandbox.t.json('POST', this.base + '/run',
+				{json: {code, timeout_ms: timeoutMs, env}, signal}));
+		const out = [], err = [];
+		let done = null;
+		for await (const ev of this.runCodeStream(code, {timeoutMs, env, signal})) {
+			if (ev.type === 'stdout') {
+				out.push(ev.text);
+				if (onStdout && ev.text)
+					await onStdout(ev.text, ev.bytes);
+			} else if (ev.type === 'stderr') {
+				err.push(ev.text);
+				if (onStderr && ev.text)
+					await onStderr(ev.text, ev.bytes);
+			} else if (ev.type === 'result') {
+				if (onResult)
+					await onResult(ev.result);
+			} else if (ev.type === 'done') {
+				done = ev.run;
+			}
+		}
+		return {...done, stdout: out.join(''), stderr: err.join('')};
+	}
+
+	/** A cell's events: `{type: "stdout"|"stderr", text, bytes}`, `{type: "result",
+	 * result}` (a MIME bundle), `{type: "error", error}`, last `{type: "done", run}`. */
+	async *runCodeStream(code, {timeoutMs, env, signal} = {}) {
+		const res = await this.sandbox.t.open('POST', this.base + '/run',
+			{json: {code, timeout_ms: timeoutMs, env, stream: true}, signal});
+		const decoders = new Map();
+		for await (const line of ndjsonLines(res)) {
+			if (line.stream) {
+				let d = decoders.get(line.stream);
+				if (!d)
+					decoders.set(line.stream, d = new TextDecoder());
+				const bytes = chunkBytes(line);
+				yield {type: line.stream, text: d.decode(bytes, {stream: true}), bytes};
+			} else if (line.result) {
+				yield {type: 'result', result: line.result};
+			} else if (line.done) {
+				for (const [stream, d] of decoders) {
+					const text = d.decode();
+					if (text)
+						yield {type: stream, text, bytes: new Uint8Array(0)};
+				}
+				this.state = line.done.context_alive ? 'ready' : 'gone';
+				yield {type: 'done', run: runResult(line.done)};
+			} else if (line.error && line.error.code !== undefined && !line.error.name) {
+				throw errorFromStream(line.error);
+			} else if (line.error) {
+				yield {type: 'error', error: line.error};
+			}
+		}
+	}
+}
+
+export class Files {
+	constructor(sandbox) {
+		this.sandbox = sandbox;
+		this.t = sandbox.t;
+		this.base = sandbox.base + '/files';
+	}
+
+	/** A file's bytes. */
+	async read(path, {signal} = {}) {
+		return (await this.t.request('GET', this.base, {query: {path}, signal})).body;
+	}
+
+	/** A file's text (UTF-8). */
+	async readText(path, opts) {
+		return new TextDecoder().decode(await this.read(path, opts));
+	}
+
+	/** Creates or truncates a file; `parents` makes the missing directories first. */
+	async write(path, data, {parents} = {}) {
+		return camelize(await this.t.json('PUT', this.base, {
+			query: {path, parents}, body: typeof data === 'string' ? Buffer.from(data) : data,
+			headers: {'content-type': 'application/octet-stream'}}));
+	}
+
+	/** A directory's entries (stat objects), `{path, entries, truncated}`. */
+	async list(path = '.') {
+		return camelize(await this.t.json('GET', this.base + '/list', {query: {path}}));
+	}
+
+	async stat(path) {
+		return camelize(await this.t.json('GET', this.base + '/stat', {query: {path}}));
+	}
+
+	async exists(path) {
+		try {
+			await this.stat(path);
+			return true;
+		} catch (e) {
+			if (e.status === 404)
+				return false;
+			throw e;
+		}
+	}
+
+	async mkdir(path, {parents} = {}) {
+		return camelize(await this.t.json('POST', this.base + '/mkdir',
+			{json: {path, parents}}));
+	}
+
+	/** Removes a file, a symlink or an empty directory; `recursive` a tree. */
+	async remove(path, {recursive} = {}) {
+		return camelize(await this.t.json('DELETE', this.base, {query: {path, recursive}}));
+	}
+
+	async rename(from, to, {noreplace} = {}) {
+		return camelize(await this.t.json('POST', this.base + '/rename',
+			{json: {from, to, noreplace}}));
+	}
+
+	/** Permission bits only: `"755"` or 0o755. */
+	async chmod(path, mode) {
+		return camelize(await this.t.json('POST', this.base + '/chmod', {json: {path, mode}}));
+	}
+
+	/** Unpacks a tar archive (bytes, or a readable stream) into directory `dir`. */
+	async uploadTar(dir, tar) {
+		return camelize(await this.t.json('PUT', this.base + '/tar', {
+			query: {path: dir}, body: tar, headers: {'content-type': 'application/x-tar'}}));
+	}
+
+	/** Directory `dir` as a tar archive (bytes). */
+	async downloadTar(dir, {signal} = {}) {
+		return (await this.t.request('GET', this.base + '/tar', {query: {path: dir}, signal}))
+			.body;
+	}
+
+	/** Directory `dir` as a tar stream (a node Readable, read as it comes). */
+	async downloadTarStream(dir, {signal} = {}) {
+		return this.t.open('GET', this.base + '/tar', {query: {path: dir}, signal});
+	}
+
+	/** Changes beneath `dir`, recursive: `{event: "watching"|"create"|"modify"|"delete"|
+	 * "move"|"overflow"|"end", path?, type?, ...}` until the loop is left, `signal` aborts
+	 * or the sandbox goes. */
+	async *watch(dir = '.', {signal} = {}) {
+		const res = await this.t.open('GET', this.base + '/watch', {query: {path: dir}, signal});
+		for await (const line of ndjsonLines(res)) {
+			if (line.error)
+				throw errorFromStream(line.error);
+			yield line;
+		}
+	}
+}
