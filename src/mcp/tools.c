@@ -399,7 +399,7 @@ static char *context_for(struct mcp_tools *t, struct mcp_call *c, const char *si
 	json_array_foreach(json_object_get(a.json, "contexts"), i, ctx) {
 		const char *st = arg_str(ctx, "state");
 		if (!strcmp(arg_str(ctx, "language") ?: "", language) && st && strcmp(st, "gone") &&
-		    json_is_null(json_object_get(ctx, "session"))) {
+		    !json_is_string(json_object_get(ctx, "session"))) {
 			cid = xstrdup(arg_str(ctx, "id"));
 			goto out;
 		}
