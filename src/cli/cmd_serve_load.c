@@ -71,3 +71,12 @@ int cmd_serve(int argc, char **argv)
 		(int (*)(int, char **))serve_module_symbol("serve", "agentd_serve_main");
 	return serve_main ? serve_main(argc, argv) : EXIT_AGENTD;
 }
+
+/* issue 14: mcp — `agentd mcp` lives in the serve module too (its HTTP transport is
+ * libmicrohttpd's, --embedded runs the daemon). */
+int cmd_mcp(int argc, char **argv)
+{
+	int (*mcp_main)(int, char **) =
+		(int (*)(int, char **))serve_module_symbol("mcp", "agentd_mcp_main");
+	return mcp_main ? mcp_main(argc, argv) : EXIT_AGENTD;
+}
