@@ -141,6 +141,49 @@ def test_installed_agentd_serve_finds_its_module(inst):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_installed_agentd_mcp(inst):
+    """`agentd mcp --embedded` from the install (its module found as serve's): an MCP session
+    over stdio that lists the tools, makes a sandbox and runs a command in it."""
+    proc = subprocess.Popen([inst.agentd, "mcp", "--embedded"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+    def call(mid, method, params=None):
+        msg = {"jsonrpc": "2.0", "method": method}
+        if mid is not None:
+            msg["id"] = mid
+        if params is not None:
+            msg["params"] = params
+        proc.stdin.write(json.dumps(msg) + "\n")
+        proc.stdin.flush()
+        if mid is None:
+            return None
+        while True:
+            line = proc.stdout.readline()
+            assert line, "agentd mcp ended: " + proc.stderr.read()
+            ans = json.loads(line)
+            if ans.get("id") == mid:
+                assert "result" in ans, ans
+                return ans["result"]
+
+    try:
+        init = call(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                      "clientInfo": {"name": "test_install", "version": "0"}})
+        assert init["serverInfo"]["name"] == "agentd"
+        call(None, "notifications/initialized")
+        names = [t["name"] for t in call(2, "tools/list")["tools"]]
+        assert {"sandbox_create", "exec", "run_code"} <= set(names), names
+        made = call(3, "tools/call", {"name": "sandbox_create", "arguments": {}})
+        assert not made.get("isError"), made
+        sid = made["structuredContent"]["sandbox_id"]
+        ran = call(4, "tools/call", {"name": "exec", "arguments": {
+            "sandbox_id": sid, "argv": ["/bin/echo", "from mcp"]}})
+        assert not ran.get("isError"), ran
+        assert ran["structuredContent"]["stdout"] == "from mcp\n", ran
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
 def test_a_program_links_against_the_installed_libagentd(inst, tmp_path):
     if shutil.which("pkg-config") is None or shutil.which("cc") is None:
         pytest.skip("pkg-config or cc is not installed")
