@@ -1,6 +1,6 @@
 // sandbox.js: one sandbox of the daemon and what runs in it: execs, background
 // processes, code contexts, files, ports, snapshots (docs/api.md, docs/contexts.md).
-import {camelize, chunkBytes, ndjsonLines, outputEvents} from './streams.js';
+import {StreamDecoder, camelize, chunkBytes, ndjsonLines, outputEvents} from './streams.js';
 import {errorFromStream} from './errors.js';
 
 const enc = (s) => encodeURIComponent(s);
@@ -48,24 +48,25 @@ export function runResult(raw, stdout, stderr) {
 	return r;
 }
 
-/** Drains an output stream into callbacks; returns what its `exit` line finished. */
-async function drain(events, onStdout, onStderr) {
+/** Drains a stream of output events into callbacks; returns the text of each stream and
+ * what its last event (`exit` of an exec or process, `done` of a cell) finished. */
+async function drain(events, {onStdout, onStderr, onResult} = {}) {
 	const out = [], err = [];
-	let exit = null;
+	let end = null;
 	for await (const ev of events) {
-		if (ev.type === 'stdout') {
-			out.push(ev.text);
-			if (onStdout && ev.text)
-				await onStdout(ev.text, ev.bytes);
-		} else if (ev.type === 'stderr') {
-			err.push(ev.text);
-			if (onStderr && ev.text)
-				await onStderr(ev.text, ev.bytes);
-		} else if (ev.type === 'exit') {
-			exit = ev.exit;
+		const [texts, cb] = ev.type === 'stdout' ? [out, onStdout]
+			: ev.type === 'stderr' ? [err, onStderr] : [null, null];
+		if (texts) {
+			texts.push(ev.text);
+			if (cb && ev.text)
+				await cb(ev.text, ev.bytes);
+		} else if (ev.type === 'result' && onResult) {
+			await onResult(ev.result);
+		} else if (ev.type === 'exit' || ev.type === 'done') {
+			end = ev.exit ?? ev.run;
 		}
 	}
-	return {exit, stdout: out.join(''), stderr: err.join('')};
+	return {...end, stdout: out.join(''), stderr: err.join('')};
 }
 
 export class Sandbox {
@@ -142,8 +143,7 @@ export class Sandbox {
 				{json: this.#execBody(argv, opts, false), signal: opts.signal});
 			return execResult(raw);
 		}
-		const d = await drain(this.execStream(argv, opts), opts.onStdout, opts.onStderr);
-		return {...d.exit, stdout: d.stdout, stderr: d.stderr};
+		return drain(this.execStream(argv, opts), opts);
 	}
 
 	/** Runs argv, its output as an async iterator of events: `{type: "stdout"|"stderr",
@@ -299,8 +299,7 @@ export class Process {
 
 	/** Follows its output into callbacks until it ends; resolves with the ended process. */
 	async wait({onStdout, onStderr, signal} = {}) {
-		const d = await drain(this.output({follow: true, signal}), onStdout, onStderr);
-		return {...d.exit, stdout: d.stdout, stderr: d.stderr};
+		return drain(this.output({follow: true, signal}), {onStdout, onStderr});
 	}
 }
 
@@ -333,25 +332,8 @@ export class Context {
 		if (!onStdout && !onStderr && !onResult)
 			return runResult(await this.sandbox.t.json('POST', this.base + '/run',
 				{json: {code, timeout_ms: timeoutMs, env}, signal}));
-		const out = [], err = [];
-		let done = null;
-		for await (const ev of this.runCodeStream(code, {timeoutMs, env, signal})) {
-			if (ev.type === 'stdout') {
-				out.push(ev.text);
-				if (onStdout && ev.text)
-					await onStdout(ev.text, ev.bytes);
-			} else if (ev.type === 'stderr') {
-				err.push(ev.text);
-				if (onStderr && ev.text)
-					await onStderr(ev.text, ev.bytes);
-			} else if (ev.type === 'result') {
-				if (onResult)
-					await onResult(ev.result);
-			} else if (ev.type === 'done') {
-				done = ev.run;
-			}
-		}
-		return {...done, stdout: out.join(''), stderr: err.join('')};
+		return drain(this.runCodeStream(code, {timeoutMs, env, signal}),
+			{onStdout, onStderr, onResult});
 	}
 
 	/** A cell's events: `{type: "stdout"|"stderr", text, bytes}`, `{type: "result",
@@ -359,22 +341,16 @@ export class Context {
 	async *runCodeStream(code, {timeoutMs, env, signal} = {}) {
 		const res = await this.sandbox.t.open('POST', this.base + '/run',
 			{json: {code, timeout_ms: timeoutMs, env, stream: true}, signal});
-		const decoders = new Map();
+		const dec = new StreamDecoder();
 		for await (const line of ndjsonLines(res)) {
 			if (line.stream) {
-				let d = decoders.get(line.stream);
-				if (!d)
-					decoders.set(line.stream, d = new TextDecoder());
 				const bytes = chunkBytes(line);
-				yield {type: line.stream, text: d.decode(bytes, {stream: true}), bytes};
+				yield {type: line.stream, text: dec.push(line.stream, bytes), bytes};
 			} else if (line.result) {
 				yield {type: 'result', result: line.result};
 			} else if (line.done) {
-				for (const [stream, d] of decoders) {
-					const text = d.decode();
-					if (text)
-						yield {type: stream, text, bytes: new Uint8Array(0)};
-				}
+				for (const [stream, text] of dec.flush())
+					yield {type: stream, text, bytes: new Uint8Array(0)};
 				this.state = line.done.context_alive ? 'ready' : 'gone';
 				yield {type: 'done', run: runResult(line.done)};
 			} else if (line.error && line.error.code !== undefined && !line.error.name) {
