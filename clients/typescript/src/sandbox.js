@@ -20,27 +20,29 @@ function capturedText(raw, name) {
 		? new TextDecoder().decode(Buffer.from(raw[name], 'base64')) : raw[name];
 }
 
-/** An exec output object (docs/exit-codes.md#json-output), camelCase, stdout and stderr
- * as text (bytes that are not UTF-8 as U+FFFD). */
-export function execResult(raw, stdout, stderr) {
+/** The daemon's result camelCased, stdout and stderr as text (bytes that are not UTF-8 as
+ * U+FFFD), or the streamed text when the result has none. */
+function withText(raw, stdout, stderr) {
 	const r = camelize(raw);
 	r.stdout = capturedText(raw, 'stdout') ?? stdout ?? '';
 	r.stderr = capturedText(raw, 'stderr') ?? stderr ?? '';
 	delete r.stdoutEncoding;
 	delete r.stderrEncoding;
+	return r;
+}
+
+/** An exec output object (docs/exit-codes.md#json-output). */
+export function execResult(raw, stdout, stderr) {
+	const r = withText(raw, stdout, stderr);
 	r.cancelled = raw.cancelled ?? false;
 	r.limitHit = raw.limit_hit ?? null;
 	return r;
 }
 
-/** A context run (docs/contexts.md#api), camelCase, with `text` (the final result's
- * text/plain), `value` (its MIME bundle) and `results` (every bundle: rich outputs). */
+/** A context run (docs/contexts.md#api), with `text` (the final result's text/plain),
+ * `value` (its MIME bundle) and `results` (every bundle: rich outputs). */
 export function runResult(raw, stdout, stderr) {
-	const r = camelize(raw);
-	r.stdout = capturedText(raw, 'stdout') ?? stdout ?? '';
-	r.stderr = capturedText(raw, 'stderr') ?? stderr ?? '';
-	delete r.stdoutEncoding;
-	delete r.stderrEncoding;
+	const r = withText(raw, stdout, stderr);
 	r.value = raw.result ?? null;
 	r.text = raw.result?.['text/plain'] ?? null;
 	r.results = raw.results ?? [];
