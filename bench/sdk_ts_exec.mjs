@@ -4,7 +4,7 @@ import {Client} from '../clients/typescript/src/index.js';
 
 const [sock, id, n] = [process.argv[2], process.argv[3], Number(process.argv[4] || 1000)];
 const client = new Client({socketPath: sock});
-const sb = await client.getSandbox(id);
+const sb = await client.get(id);
 for (let i = 0; i < 20; i++)
 	await sb.exec(['/bin/true']);
 const t = [];

@@ -128,7 +128,7 @@ def test_installed_agentd_serve_finds_its_module(inst):
             sdk = inst.at("datadir", "agentd", "clients", "typescript", "src", "index.js")
             script = (f"import {{Client}} from {json.dumps(sdk)};\n"
                       "const c = new Client();\n"
-                      f"const sb = await c.getSandbox({json.dumps(sb['id'])});\n"
+                      f"const sb = await c.get({json.dumps(sb['id'])});\n"
                       "process.stdout.write((await sb.exec(['/bin/echo', 'from the sdk'])).stdout);\n"
                       "c.close();\n")
             p = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True,

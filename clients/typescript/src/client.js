@@ -38,7 +38,7 @@ export class Client {
 	}
 
 	/** Creates a sandbox. `policy` is a Policy or its JSON object (absent: `strict`). */
-	async createSandbox({policy, backend, name, allowDegraded, ttlMs, idleTimeoutMs, onExpire,
+	async create({policy, backend, name, allowDegraded, ttlMs, idleTimeoutMs, onExpire,
 			     fromSnapshot, fromSnapshotCopy} = {}) {
 		const spec = policy instanceof Policy ? policy.toJSON() : policy;
 		const info = await this.transport.json('POST', '/v1/sandboxes', {json: {
@@ -49,29 +49,29 @@ export class Client {
 	}
 
 	/** A sandbox by id or name (a gone one: its stored row, `state` destroyed/failed). */
-	async getSandbox(idOrName) {
+	async get(idOrName) {
 		return new Sandbox(this, await this.transport.json('GET', `/v1/sandboxes/${enc(idOrName)}`));
 	}
 
 	/** The live sandboxes matching every filter given. */
-	async listSandboxes({labels, state, backend, name} = {}) {
+	async list({labels, state, backend, name} = {}) {
 		const label = labels ? Object.entries(labels).map(([k, v]) => `${k}=${v}`) : undefined;
 		const r = await this.transport.json('GET', '/v1/sandboxes',
 			{query: {label, state, backend, name}});
 		return r.sandboxes.map((s) => new Sandbox(this, s));
 	}
 
-	/** Every snapshot the daemon keeps: `{snapshots, totalBytes, maxSnapshotBytes}`. */
-	async listSnapshots() {
-		return camelize(await this.transport.json('GET', '/v1/snapshots'));
+	/** Every snapshot the daemon keeps. */
+	async snapshots() {
+		return camelize((await this.transport.json('GET', '/v1/snapshots')).snapshots);
 	}
 
-	async getSnapshot(snapshot) {
+	async snapshot(snapshot) {
 		return camelize(await this.transport.json('GET', `/v1/snapshots/${enc(snapshot)}`));
 	}
 
 	async deleteSnapshot(snapshot) {
-		return camelize(await this.transport.json('DELETE', `/v1/snapshots/${enc(snapshot)}`));
+		await this.transport.json('DELETE', `/v1/snapshots/${enc(snapshot?.id ?? snapshot)}`);
 	}
 
 	/** Audit records after a seq (a number) or from a time (`YYYY-MM-DDTHH:MM:SSZ`, a Date). */
@@ -86,8 +86,8 @@ export class Client {
 	}
 
 	/** An agent's session: a sandbox of its own whose executions keep their state. */
-	async createSession(agent, {config, backend, allowDegraded} = {}) {
-		const spec = config instanceof Policy ? config.toJSON() : config;
+	async session(agent, policy, {backend, allowDegraded} = {}) {
+		const spec = policy instanceof Policy ? policy.toJSON() : policy;
 		const info = await this.transport.json('POST', `/v1/agents/${enc(agent)}/sessions`,
 			{json: {config: spec, backend, allow_degraded: allowDegraded}});
 		return new Session(this, info);
@@ -111,10 +111,11 @@ export class Session {
 	}
 
 	async executions() {
-		return camelize(await this.client.transport.json('GET', this.base + '/executions'));
+		return camelize((await this.client.transport.json('GET', this.base + '/executions'))
+			.executions);
 	}
 
 	async destroy() {
-		return camelize(await this.client.transport.json('DELETE', this.base));
+		await this.client.transport.json('DELETE', this.base);
 	}
 }

@@ -35,11 +35,13 @@ export class BadRequestError extends AgentdError {}
 export class UnauthorizedError extends AgentdError {}
 export class NotFoundError extends AgentdError {}
 export class ConflictError extends AgentdError {}
-export class TooLargeError extends AgentdError {}
-export class OverCapacityError extends AgentdError {}
+/** A bound was hit: 413, 429, 507 (`limit` names it). */
+export class LimitExceededError extends AgentdError {}
+export class TooLargeError extends LimitExceededError {}
+export class OverCapacityError extends LimitExceededError {}
 export class NotSupportedError extends AgentdError {}
 export class UnavailableError extends AgentdError {}
-export class InsufficientStorageError extends AgentdError {}
+export class InsufficientStorageError extends LimitExceededError {}
 /** The daemon could not be reached, or the connection broke before an answer. */
 export class ConnectionError extends AgentdError {}
 

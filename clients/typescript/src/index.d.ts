@@ -69,11 +69,13 @@ export class BadRequestError extends AgentdError {}
 export class UnauthorizedError extends AgentdError {}
 export class NotFoundError extends AgentdError {}
 export class ConflictError extends AgentdError {}
-export class TooLargeError extends AgentdError {}
-export class OverCapacityError extends AgentdError {}
+/** A bound was hit: 413, 429, 507 (`limit` names it). */
+export class LimitExceededError extends AgentdError {}
+export class TooLargeError extends LimitExceededError {}
+export class OverCapacityError extends LimitExceededError {}
 export class NotSupportedError extends AgentdError {}
 export class UnavailableError extends AgentdError {}
-export class InsufficientStorageError extends AgentdError {}
+export class InsufficientStorageError extends LimitExceededError {}
 export class ConnectionError extends AgentdError {}
 
 export interface ResourceUsage {
@@ -192,40 +194,59 @@ export interface CreateSandboxOptions {
 	fromSnapshotCopy?: boolean;
 }
 
+/** An argv array, or a string: a /bin/sh -c line. */
+export type Command = string[] | string;
+
 export class Sandbox {
 	readonly id: string;
 	readonly name: string | null;
 	state: string;
 	info: SandboxInfo;
 	readonly files: Files;
+	readonly processes: Processes;
+	readonly contexts: Contexts;
+	readonly ports: Ports;
 	readonly client: Client;
 	refresh(): Promise<this>;
-	destroy(): Promise<{id: string; state: 'destroyed'}>;
+	/** Destroys it; one gone already is no error. */
+	destroy(): Promise<void>;
 	suspend(): Promise<this>;
 	resume(): Promise<this>;
 	setTimeout(opts: {ttlMs?: number; idleTimeoutMs?: number;
 		onExpire?: 'destroy' | 'suspend'}): Promise<this>;
 	setNetwork(mode: 'none' | 'allowlist', allow?: string[]): Promise<this>;
 	usage(): Promise<Usage>;
-	exec(argv: string[], opts?: ExecOptions): Promise<ExecResult>;
-	execStream(argv: string[], opts?: Omit<ExecOptions, 'onStdout' | 'onStderr'>):
+	exec(cmd: Command, opts?: ExecOptions): Promise<ExecResult>;
+	execStream(cmd: Command, opts?: Omit<ExecOptions, 'onStdout' | 'onStderr'>):
 		AsyncGenerator<OutputEvent<ExecResult>, void, undefined>;
-	startProcess(argv: string[], opts?: {env?: Record<string, string>; workdir?: string;
-		tty?: boolean; rows?: number; cols?: number; stdin?: boolean}): Promise<Process>;
-	listProcesses(): Promise<Process[]>;
-	getProcess(pid: number): Promise<Process>;
-	createContext(language?: Language, opts?: {env?: Record<string, string>;
-		workdir?: string}): Promise<Context>;
-	listContexts(): Promise<Context[]>;
-	getContext(id: string): Promise<Context>;
+	/** Runs code in this sandbox's context of `language`, made on first use and kept. */
 	runCode(code: string, opts?: RunOptions & {language?: Language}): Promise<RunResult>;
-	openPort(port: number, opts?: {unix?: boolean}): Promise<Port>;
-	listPorts(): Promise<Port[]>;
-	closePort(port: number): Promise<{sandboxId: string; port: number; state: 'closed'}>;
 	snapshot(opts?: {name?: string}): Promise<Snapshot>;
-	listSnapshots(): Promise<Snapshot[]>;
-	restore(snapshot: string): Promise<{sandboxId: string; snapshotId: string}>;
-	deleteSnapshot(snapshot: string): Promise<{id: string; deleted: boolean}>;
+	snapshots(): Promise<Snapshot[]>;
+	restore(snapshot: string | Snapshot): Promise<{sandboxId: string; snapshotId: string}>;
+	deleteSnapshot(snapshot: string | Snapshot): Promise<void>;
+	/** A new sandbox from a snapshot of this one taken now (its policy by default). */
+	fork(opts?: CreateSandboxOptions & {snapshotName?: string; copy?: boolean}): Promise<Sandbox>;
+}
+
+export class Processes {
+	start(cmd: Command, opts?: {env?: Record<string, string>; workdir?: string;
+		tty?: boolean; rows?: number; cols?: number; stdin?: boolean}): Promise<Process>;
+	list(): Promise<Process[]>;
+	get(pid: number): Promise<Process>;
+}
+
+export class Contexts {
+	create(language?: Language, opts?: {env?: Record<string, string>;
+		workdir?: string}): Promise<Context>;
+	list(): Promise<Context[]>;
+	get(id: string): Promise<Context>;
+}
+
+export class Ports {
+	open(port: number, opts?: {unix?: boolean}): Promise<Port>;
+	list(): Promise<Port[]>;
+	close(port: number): Promise<void>;
 }
 
 export interface ProcessInfo {
@@ -252,9 +273,11 @@ export class Process {
 	refresh(): Promise<this>;
 	signal(sig: string | number): Promise<this>;
 	kill(): Promise<this>;
-	write(data: Chunk, opts?: {close?: boolean}): Promise<{pid: number; written: number;
-		closed: boolean}>;
-	closeStdin(): Promise<{pid: number; written: number; closed: boolean}>;
+	/** Writes to its stdin; resolves with the bytes written. */
+	writeStdin(data: Chunk, opts?: {close?: boolean}): Promise<number>;
+	closeStdin(): Promise<void>;
+	/** What its ring keeps of one stream now, as text. */
+	readOutput(stream?: 'stdout' | 'stderr'): Promise<string>;
 	output(opts?: {offset?: number; follow?: boolean; stream?: 'stdout' | 'stderr' | 'both';
 		signal?: AbortSignal}): AsyncGenerator<OutputEvent<ProcessInfo>, void, undefined>;
 	wait(opts?: {onStdout?: OnOutput; onStderr?: OnOutput; signal?: AbortSignal}):
@@ -312,9 +335,9 @@ export class Context {
 	state: 'ready' | 'running' | 'gone';
 	info: {[key: string]: unknown};
 	refresh(): Promise<this>;
-	delete(): Promise<{id: string; state: 'deleted'}>;
-	runCode(code: string, opts?: RunOptions): Promise<RunResult>;
-	runCodeStream(code: string, opts?: {timeoutMs?: number; env?: Record<string, string>;
+	delete(): Promise<void>;
+	run(code: string, opts?: RunOptions): Promise<RunResult>;
+	runStream(code: string, opts?: {timeoutMs?: number; env?: Record<string, string>;
 		signal?: AbortSignal}): AsyncGenerator<RunEvent, void, undefined>;
 }
 
@@ -382,8 +405,8 @@ export class Session {
 	info: {[key: string]: unknown};
 	execute(code: string, opts?: {language?: Language; timeoutMs?: number;
 		env?: Record<string, string>}): Promise<{[key: string]: any}>;
-	executions(): Promise<{[key: string]: any}>;
-	destroy(): Promise<{agentId: string; sessionId: string; status: 'destroyed'}>;
+	executions(): Promise<Array<{[key: string]: any}>>;
+	destroy(): Promise<void>;
 }
 
 export class Client {
@@ -393,16 +416,15 @@ export class Client {
 	metrics(): Promise<string>;
 	backends(): Promise<Array<{name: string; available: boolean; [key: string]: unknown}>>;
 	backend(name: string): Promise<{name: string; available: boolean; [key: string]: unknown}>;
-	createSandbox(opts?: CreateSandboxOptions): Promise<Sandbox>;
-	getSandbox(idOrName: string): Promise<Sandbox>;
-	listSandboxes(filters?: {labels?: Record<string, string>; state?: string;
+	create(opts?: CreateSandboxOptions): Promise<Sandbox>;
+	get(idOrName: string): Promise<Sandbox>;
+	list(filters?: {labels?: Record<string, string>; state?: string;
 		backend?: string; name?: string}): Promise<Sandbox[]>;
-	listSnapshots(): Promise<{snapshots: Snapshot[]; totalBytes: number;
-		maxSnapshotBytes: number}>;
-	getSnapshot(snapshot: string): Promise<Snapshot>;
-	deleteSnapshot(snapshot: string): Promise<{id: string; deleted: boolean}>;
+	snapshots(): Promise<Snapshot[]>;
+	snapshot(snapshot: string): Promise<Snapshot>;
+	deleteSnapshot(snapshot: string | Snapshot): Promise<void>;
 	audit(opts?: {since?: number | string | Date}): Promise<AuditRecord[]>;
 	auditVerify(): Promise<{ok: boolean; records: number; [key: string]: unknown}>;
-	createSession(agent: string, opts?: {config?: Policy | {[key: string]: Json};
-		backend?: string; allowDegraded?: boolean}): Promise<Session>;
+	session(agent: string, policy?: Policy | {[key: string]: Json},
+		opts?: {backend?: string; allowDegraded?: boolean}): Promise<Session>;
 }

@@ -77,6 +77,10 @@ export class Sandbox {
 		this.t = client.transport;
 		this.#set(info);
 		this.files = new Files(this);
+		this.processes = new Processes(this);
+		this.contexts = new Contexts(this);
+		this.ports = new Ports(this);
+		this.defaultContexts = new Map();
 	}
 
 	#set(info) {
@@ -87,61 +91,67 @@ export class Sandbox {
 		this.base = `/v1/sandboxes/${enc(info.id)}`;
 	}
 
-	async #json(method, sub, opts) {
+	async json(method, sub, opts) {
 		return this.t.json(method, this.base + sub, opts);
 	}
 
 	/** Reads the sandbox again (GET /v1/sandboxes/{id}). */
 	async refresh() {
-		this.#set(await this.#json('GET', ''));
+		this.#set(await this.json('GET', ''));
 		return this;
 	}
 
-	/** Destroys it: every process is killed, everything it left removed. */
+	/** Destroys it: every process is killed, everything it left removed. One gone
+	 * already is no error. */
 	async destroy() {
-		const r = await this.#json('DELETE', '');
-		this.state = r.state;
-		return camelize(r);
+		try {
+			await this.json('DELETE', '');
+		} catch (e) {
+			if (e.status !== 404)
+				throw e;
+		}
+		this.state = 'destroyed';
 	}
 
 	async suspend() {
-		this.#set(await this.#json('POST', '/suspend'));
+		this.#set(await this.json('POST', '/suspend'));
 		return this;
 	}
 
 	async resume() {
-		this.#set(await this.#json('POST', '/resume'));
+		this.#set(await this.json('POST', '/resume'));
 		return this;
 	}
 
 	/** Its ttl, idle timeout and what they do (`destroy` or `suspend`). */
 	async setTimeout({ttlMs, idleTimeoutMs, onExpire} = {}) {
-		this.#set(await this.#json('POST', '/timeout', {json: {
+		this.#set(await this.json('POST', '/timeout', {json: {
 			ttl_ms: ttlMs, idle_timeout_ms: idleTimeoutMs, on_expire: onExpire}}));
 		return this;
 	}
 
 	/** Switches its network live: `none`, or `allowlist` with its entries. */
 	async setNetwork(mode, allow) {
-		this.#set(await this.#json('PATCH', '/network', {json: {mode, allow}}));
+		this.#set(await this.json('PATCH', '/network', {json: {mode, allow}}));
 		return this;
 	}
 
 	async usage() {
-		return camelize(await this.#json('GET', '/usage'));
+		return camelize(await this.json('GET', '/usage'));
 	}
 
-	#execBody(argv, o, stream) {
+	#execBody(cmd, o, stream) {
+		const argv = typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : cmd;
 		return {argv, env: o.env, workdir: o.workdir, stdin: stdinBase64(o.stdin),
 			timeout_ms: o.timeoutMs, stream: stream || undefined};
 	}
 
-	/** Runs argv and waits for its end. With onStdout/onStderr the output streams to them
+	/** Runs a command (an argv array, or a string: a /bin/sh -c line) to its end. With onStdout/onStderr the output streams to them
 	 * as it comes (whole UTF-8 characters); aborting `signal` kills the command. Resolves
 	 * with the exec output whatever the exit code. */
 	async exec(argv, opts = {}) {
 		if (!opts.onStdout && !opts.onStderr) {
-			const raw = await this.#json('POST', '/exec',
+			const raw = await this.json('POST', '/exec',
 				{json: this.#execBody(argv, opts, false), signal: opts.signal});
 			return execResult(raw);
 		}
@@ -156,88 +166,42 @@ export class Sandbox {
 		yield* outputEvents(res, (raw) => execResult(raw));
 	}
 
-	// processes -----------------------------------------------------------------------
-
-	/** Starts argv in the background (container backend); answers at once. */
-	async startProcess(argv, {env, workdir, tty, rows, cols, stdin} = {}) {
-		const info = await this.#json('POST', '/processes',
-			{json: {argv, env, workdir, tty, rows, cols, stdin}});
-		return new Process(this, info);
-	}
-
-	async listProcesses() {
-		const r = await this.#json('GET', '/processes');
-		return r.processes.map((p) => new Process(this, p));
-	}
-
-	async getProcess(pid) {
-		return new Process(this, await this.#json('GET', `/processes/${pid}`));
-	}
-
-	// contexts ------------------------------------------------------------------------
-
-	/** Starts an interpreter (`python`, `node`, `sh`, `bash`) that keeps its state. */
-	async createContext(language = 'python', {env, workdir} = {}) {
-		return new Context(this, await this.#json('POST', '/contexts',
-			{json: {language, env, workdir}}));
-	}
-
-	async listContexts() {
-		const r = await this.#json('GET', '/contexts');
-		return r.contexts.map((c) => new Context(this, c));
-	}
-
-	async getContext(cid) {
-		return new Context(this, await this.#json('GET', `/contexts/${cid}`));
-	}
-
 	/** Runs code in this sandbox's context of `language`, made on first use and kept. */
 	async runCode(code, {language = 'python', ...opts} = {}) {
-		this.contexts ??= new Map();
-		let ctx = this.contexts.get(language);
-		if (!ctx || ctx.state === 'gone') {
-			ctx = await this.createContext(language);
-			this.contexts.set(language, ctx);
+		let ctx = this.defaultContexts.get(language);
+		if (!ctx || (await ctx.refresh()).state === 'gone') {
+			ctx = await this.contexts.create(language);
+			this.defaultContexts.set(language, ctx);
 		}
-		const r = await ctx.runCode(code, opts);
-		if (!r.contextAlive)
-			ctx.state = 'gone';
-		return r;
-	}
-
-	// ports ---------------------------------------------------------------------------
-
-	/** Forwards the sandbox's TCP port to the host's 127.0.0.1 (or a unix socket). */
-	async openPort(port, {unix} = {}) {
-		return camelize(await this.#json('POST', '/ports', {json: {port, unix}}));
-	}
-
-	async listPorts() {
-		return camelize((await this.#json('GET', '/ports')).ports);
-	}
-
-	async closePort(port) {
-		return camelize(await this.#json('DELETE', `/ports/${port}`));
+		return ctx.run(code, opts);
 	}
 
 	// snapshots -----------------------------------------------------------------------
 
 	async snapshot({name} = {}) {
-		return camelize(await this.#json('POST', '/snapshots', {json: {name}}));
+		return camelize(await this.json('POST', '/snapshots', {json: {name}}));
 	}
 
-	async listSnapshots() {
-		return camelize((await this.#json('GET', '/snapshots')).snapshots);
+	async snapshots() {
+		return camelize((await this.json('GET', '/snapshots')).snapshots);
+	}
+
+	/** A new sandbox that starts from a snapshot of this one taken now (create's options
+	 * apply; its policy defaults to this one's). */
+	async fork({snapshotName, copy, ...create} = {}) {
+		const snap = await this.snapshot({name: snapshotName});
+		return this.client.create({policy: this.info.spec, ...create, fromSnapshot: snap.id,
+			fromSnapshotCopy: copy});
 	}
 
 	/** Puts its workdir and /tmp back as the snapshot (an id or a name) had them. */
 	async restore(snapshot) {
-		return camelize(await this.#json('POST', '/restore',
-			{json: {snapshot_id: snapshot}}));
+		return camelize(await this.json('POST', '/restore',
+			{json: {snapshot_id: snapshot?.id ?? snapshot}}));
 	}
 
 	async deleteSnapshot(snapshot) {
-		return camelize(await this.#json('DELETE', `/snapshots/${enc(snapshot)}`));
+		await this.json('DELETE', `/snapshots/${enc(snapshot?.id ?? snapshot)}`);
 	}
 }
 
@@ -276,16 +240,15 @@ export class Process {
 	}
 
 	/** Writes to its stdin (started with `stdin: true` or `tty: true`); `close` sends EOF. */
-	async write(data, {close} = {}) {
+	async writeStdin(data, {close} = {}) {
 		const body = typeof data === 'string' ? {data}
 			: {data: Buffer.from(data).toString('base64'), encoding: 'base64'};
-		return camelize(await this.sandbox.t.json('POST', this.base + '/stdin',
-			{json: {...body, close: close || undefined}}));
+		return (await this.sandbox.t.json('POST', this.base + '/stdin',
+			{json: {...body, close: close || undefined}})).written;
 	}
 
 	async closeStdin() {
-		return camelize(await this.sandbox.t.json('POST', this.base + '/stdin',
-			{json: {close: true}}));
+		await this.sandbox.t.json('POST', this.base + '/stdin', {json: {close: true}});
 	}
 
 	/** Its output as events (see Sandbox.execStream, with each chunk's `offset`); with
@@ -299,9 +262,80 @@ export class Process {
 		});
 	}
 
+	/** What its ring keeps of one stream now, as text. */
+	async readOutput(stream = 'stdout') {
+		const texts = [];
+		for await (const ev of this.output({stream}))
+			if (ev.type === stream)
+				texts.push(ev.text);
+		return texts.join('');
+	}
+
 	/** Follows its output into callbacks until it ends; resolves with the ended process. */
 	async wait({onStdout, onStderr, signal} = {}) {
 		return drain(this.output({follow: true, signal}), {onStdout, onStderr});
+	}
+}
+
+export class Processes {
+	constructor(sandbox) {
+		this.sandbox = sandbox;
+	}
+
+	/** Starts a command in the background (container backend); answers at once. */
+	async start(cmd, {env, workdir, tty, rows, cols, stdin} = {}) {
+		const argv = typeof cmd === 'string' ? ['/bin/sh', '-c', cmd] : cmd;
+		return new Process(this.sandbox, await this.sandbox.json('POST', '/processes',
+			{json: {argv, env, workdir, tty, rows, cols, stdin}}));
+	}
+
+	async list() {
+		const r = await this.sandbox.json('GET', '/processes');
+		return r.processes.map((p) => new Process(this.sandbox, p));
+	}
+
+	async get(pid) {
+		return new Process(this.sandbox, await this.sandbox.json('GET', `/processes/${pid}`));
+	}
+}
+
+export class Contexts {
+	constructor(sandbox) {
+		this.sandbox = sandbox;
+	}
+
+	/** Starts an interpreter (`python`, `node`, `sh`, `bash`) that keeps its state. */
+	async create(language = 'python', {env, workdir} = {}) {
+		return new Context(this.sandbox, await this.sandbox.json('POST', '/contexts',
+			{json: {language, env, workdir}}));
+	}
+
+	async list() {
+		const r = await this.sandbox.json('GET', '/contexts');
+		return r.contexts.map((c) => new Context(this.sandbox, c));
+	}
+
+	async get(cid) {
+		return new Context(this.sandbox, await this.sandbox.json('GET', `/contexts/${cid}`));
+	}
+}
+
+export class Ports {
+	constructor(sandbox) {
+		this.sandbox = sandbox;
+	}
+
+	/** Forwards the sandbox's TCP port to the host's 127.0.0.1 (or a unix socket). */
+	async open(port, {unix} = {}) {
+		return camelize(await this.sandbox.json('POST', '/ports', {json: {port, unix}}));
+	}
+
+	async list() {
+		return camelize((await this.sandbox.json('GET', '/ports')).ports);
+	}
+
+	async close(port) {
+		await this.sandbox.json('DELETE', `/ports/${port}`);
 	}
 }
 
@@ -323,24 +357,23 @@ export class Context {
 	}
 
 	async delete() {
-		const r = await this.sandbox.t.json('DELETE', this.base);
+		await this.sandbox.t.json('DELETE', this.base);
 		this.state = 'gone';
-		return camelize(r);
 	}
 
 	/** Runs a cell; the interpreter keeps its state for the next. onStdout/onStderr/
 	 * onResult stream as the cell runs; aborting `signal` interrupts it. */
-	async runCode(code, {timeoutMs, env, onStdout, onStderr, onResult, signal} = {}) {
+	async run(code, {timeoutMs, env, onStdout, onStderr, onResult, signal} = {}) {
 		if (!onStdout && !onStderr && !onResult)
 			return runResult(await this.sandbox.t.json('POST', this.base + '/run',
 				{json: {code, timeout_ms: timeoutMs, env}, signal}));
-		return drain(this.runCodeStream(code, {timeoutMs, env, signal}),
+		return drain(this.runStream(code, {timeoutMs, env, signal}),
 			{onStdout, onStderr, onResult});
 	}
 
 	/** A cell's events: `{type: "stdout"|"stderr", text, bytes}`, `{type: "result",
 	 * result}` (a MIME bundle), `{type: "error", error}`, last `{type: "done", run}`. */
-	async *runCodeStream(code, {timeoutMs, env, signal} = {}) {
+	async *runStream(code, {timeoutMs, env, signal} = {}) {
 		const res = await this.sandbox.t.open('POST', this.base + '/run',
 			{json: {code, timeout_ms: timeoutMs, env, stream: true}, signal});
 		const dec = new StreamDecoder();

@@ -8,7 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import {
 	Client, Policy, Sandbox, AgentdError, BadRequestError, NotFoundError, ConflictError,
-	TooLargeError, ConnectionError, defaultSocketPath,
+	TooLargeError, LimitExceededError, ConnectionError, defaultSocketPath,
 } from '../src/index.js';
 import {startDaemon} from './daemon.js';
 
@@ -16,7 +16,7 @@ let daemon, client;
 const made = [];
 
 async function sandbox(opts = {}) {
-	const sb = await client.createSandbox({backend: 'container', ...opts});
+	const sb = await client.create({backend: 'container', ...opts});
 	made.push(sb);
 	return sb;
 }
@@ -95,23 +95,25 @@ describe('sandboxes', () => {
 			assert.equal(sb.info.spec.limits.max_memory_bytes, 256 << 20);
 			assert.deepEqual(sb.info.labels, {team: 'sdk-ts', run: 'a=b'});
 			assert.equal(sb.info.ttlMs, 600000);
-			assert.equal((await client.getSandbox(sb.id)).name, 'ts-sdk-one');
-			assert.equal((await client.getSandbox('ts-sdk-one')).id, sb.id);
+			assert.equal((await client.get(sb.id)).name, 'ts-sdk-one');
+			assert.equal((await client.get('ts-sdk-one')).id, sb.id);
 			const r = await sb.exec(['sh', '-c', 'echo $GREETING']);
 			assert.equal(r.stdout, 'hello\n');
 
 			const other = await sandbox({policy: {labels: {team: 'other'}}});
-			const ids = async (f) => (await client.listSandboxes(f)).map((s) => s.id).sort();
+			const ids = async (f) => (await client.list(f)).map((s) => s.id).sort();
 			assert.deepEqual(await ids({labels: {team: 'sdk-ts'}}), [sb.id]);
 			assert.deepEqual(await ids({labels: {team: 'sdk-ts', run: 'a=b'}}), [sb.id]);
 			assert.deepEqual(await ids({labels: {team: 'nobody'}}), []);
 			assert.deepEqual(await ids({name: 'ts-sdk-one'}), [sb.id]);
 			assert.ok((await ids({state: 'ready', backend: 'container'})).includes(other.id));
 
-			assert.deepEqual(await other.destroy(), {id: other.id, state: 'destroyed'});
-			const gone = await client.getSandbox(other.id);
+			await other.destroy();
+			assert.equal(other.state, 'destroyed');
+			const gone = await client.get(other.id);
 			assert.equal(gone.state, 'destroyed');
-			await assert.rejects(other.destroy(), NotFoundError);
+			await other.destroy(); // gone already: no error
+			await assert.rejects(client.transport.json('DELETE', other.base), NotFoundError);
 			await assert.rejects(other.exec(['true']), (e) => e instanceof ConflictError &&
 				e.status === 409 && e.code === 'conflict' && /destroyed/.test(e.message));
 		});
@@ -152,6 +154,7 @@ describe('exec', () => {
 		assert.equal(r.limitHit, null);
 		assert.equal(r.sandboxId, sb.id);
 		assert.equal(typeof r.resourceUsage.peakMemoryBytes, 'number');
+		assert.equal((await sb.exec('echo $((6 * 7)) | tr 4 x')).stdout, 'x2\n');
 		const bin = await sb.exec(['cat'], {stdin: new Uint8Array([0xff, 0x41])});
 		assert.equal(bin.stdout, '\uFFFDA'); // sent base64, decoded with replacement
 	});
@@ -256,18 +259,19 @@ describe('exec', () => {
 
 describe('errors', () => {
 	test('status, code, message and limit', async () => {
-		await assert.rejects(client.getSandbox('0'.repeat(32)), (e) =>
+		await assert.rejects(client.get('0'.repeat(32)), (e) =>
 			e instanceof NotFoundError && e instanceof AgentdError && e instanceof Error &&
 			e.status === 404 && e.code === 'not_found' && e.message.includes('0'.repeat(32)) &&
 			e.limit === null);
-		await assert.rejects(client.createSandbox({policy: Policy.strict().memory(5)}), (e) =>
+		await assert.rejects(client.create({policy: Policy.strict().memory(5)}), (e) =>
 			e instanceof BadRequestError && e.status === 400 && e.code === 'bad_request' &&
 			/^spec: limits\.max_memory_bytes/.test(e.message));
 		await sandbox({name: 'ts-sdk-taken'});
-		await assert.rejects(client.createSandbox({name: 'ts-sdk-taken'}), (e) =>
+		await assert.rejects(client.create({name: 'ts-sdk-taken'}), (e) =>
 			e instanceof ConflictError && /a sandbox named ts-sdk-taken exists/.test(e.message));
 		const sb = await sandbox({policy: Policy.strict().snapshotBytes(0)});
 		await assert.rejects(sb.snapshot(), (e) => e instanceof TooLargeError &&
+			e instanceof LimitExceededError &&
 			e.status === 413 && e.code === 'too_large' && e.limit === 'limits.max_snapshot_bytes');
 		await assert.rejects(sb.files.write('big', new Uint8Array(2 << 20)), (e) =>
 			e instanceof TooLargeError && e.limit === '--max-file-size');
@@ -279,20 +283,20 @@ describe('processes', () => {
 	before(async () => { sb = await sandbox(); });
 
 	test('start, stdin, output, wait, list, get', async () => {
-		const p = await sb.startProcess(['sh', '-c', 'while read l; do echo "got $l"; done; exit 5'],
+		const p = await sb.processes.start(['sh', '-c', 'while read l; do echo "got $l"; done; exit 5'],
 			{stdin: true});
 		assert.equal(p.state, 'running');
 		assert.ok(p.pid > 0);
-		assert.deepEqual((await p.write('a€\n')), {pid: p.pid, written: 5, closed: false});
-		await p.write(Buffer.from('b\n'), {close: true});
+		assert.equal(await p.writeStdin('a€\n'), 5);
+		await p.writeStdin(Buffer.from('b\n'), {close: true});
 		const seen = [];
 		const ended = await p.wait({onStdout: (t) => { seen.push(t); }});
 		assert.equal(ended.exitCode, 5);
 		assert.equal(ended.state, 'exited');
 		assert.equal(ended.stdout, 'got a€\ngot b\n');
 		assert.equal(seen.join(''), 'got a€\ngot b\n');
-		assert.ok((await sb.listProcesses()).some((x) => x.pid === p.pid));
-		assert.equal((await sb.getProcess(p.pid)).exitCode, 5);
+		assert.ok((await sb.processes.list()).some((x) => x.pid === p.pid));
+		assert.equal((await sb.processes.get(p.pid)).exitCode, 5);
 		// output again from an offset inside "€": the daemon starts at that byte
 		const again = [];
 		for await (const ev of p.output({offset: 4, stream: 'stdout'}))
@@ -302,7 +306,7 @@ describe('processes', () => {
 	});
 
 	test('output as an async iterator with follow, signal, kill', async () => {
-		const p = await sb.startProcess(['sh', '-c', 'trap "echo term; exit 7" TERM; ' +
+		const p = await sb.processes.start(['sh', '-c', 'trap "echo term; exit 7" TERM; ' +
 			'echo ready; while :; do sleep 0.05; done']);
 		const it = p.output({follow: true});
 		const first = await it.next();
@@ -313,10 +317,14 @@ describe('processes', () => {
 			rest.push(ev);
 		assert.equal(rest.filter((e) => e.type === 'stdout').map((e) => e.text).join(''), 'term\n');
 		assert.equal(rest.at(-1).exit.exitCode, 7);
-		const q = await sb.startProcess(['sleep', '1000']);
+		const r = await sb.processes.start('echo out; echo err >&2');
+		await r.wait();
+		assert.equal(await r.readOutput(), 'out\n');
+		assert.equal(await r.readOutput('stderr'), 'err\n');
+		const q = await sb.processes.start(['sleep', '1000']);
 		await q.kill();
 		assert.equal(q.state, 'killed');
-		await assert.rejects(sb.getProcess(q.pid), NotFoundError);
+		await assert.rejects(sb.processes.get(q.pid), NotFoundError);
 		await assert.rejects(p.signal('KILL'), ConflictError);
 	});
 });
@@ -326,35 +334,37 @@ describe('contexts', () => {
 	before(async () => { sb = await sandbox(); });
 
 	test('runCode: text, value, error, rich outputs, state kept', async () => {
-		const ctx = await sb.createContext('python');
+		const ctx = await sb.contexts.create('python');
 		assert.equal(ctx.language, 'python');
-		const two = await ctx.runCode('x = 41\n1 + 1');
+		const two = await ctx.run('x = 41\n1 + 1');
 		assert.equal(two.status, 'ok');
 		assert.equal(two.text, '2');
 		assert.deepEqual(two.value, {'text/plain': '2'});
-		assert.equal((await ctx.runCode('print(x + 1)')).stdout, '42\n');
-		const err = await ctx.runCode('1/0');
+		assert.equal((await ctx.run('print(x + 1)')).stdout, '42\n');
+		const err = await ctx.run('1/0');
 		assert.equal(err.status, 'error');
 		assert.equal(err.error.name, 'ZeroDivisionError');
 		assert.match(err.error.traceback, /ZeroDivisionError/);
-		const rich = await ctx.runCode(
+		const rich = await ctx.run(
 			'class H:\n    def _repr_html_(self): return "<b>hi</b>"\n' +
 			'display(H())\nH()');
 		assert.equal(rich.results.length, 2);
 		assert.equal(rich.results[0]['text/html'], '<b>hi</b>');
 		assert.equal(rich.value['text/html'], '<b>hi</b>');
-		assert.equal((await sb.listContexts()).length, 1);
-		assert.equal((await sb.getContext(ctx.id)).id, ctx.id);
-		const timeout = await ctx.runCode('import time\ntime.sleep(30)', {timeoutMs: 300});
+		assert.equal((await sb.contexts.list()).length, 1);
+		assert.equal((await sb.contexts.get(ctx.id)).id, ctx.id);
+		const timeout = await ctx.run('import time\ntime.sleep(30)', {timeoutMs: 300});
 		assert.equal(timeout.status, 'timeout');
-		assert.equal((await ctx.runCode('x')).text, '41');
-		assert.deepEqual(await ctx.delete(), {id: ctx.id, state: 'deleted'});
+		assert.equal((await ctx.run('x')).text, '41');
+		await ctx.delete();
+		assert.equal(ctx.state, 'gone');
+		await assert.rejects(sb.contexts.get(ctx.id), NotFoundError);
 	});
 
 	test('streamed cells: output and results as they come; node; sandbox.runCode', async () => {
-		const ctx = await sb.createContext('python');
+		const ctx = await sb.contexts.create('python');
 		const outs = [], results = [];
-		const r = await ctx.runCode(
+		const r = await ctx.run(
 			'import sys\nsys.stdout.write("é"); sys.stdout.flush()\nprint("ü")\n' +
 			'display(3)\n"done"',
 			{onStdout: (t) => { outs.push(t); }, onResult: (b) => { results.push(b); }});
@@ -364,7 +374,7 @@ describe('contexts', () => {
 		assert.deepEqual(results.map((b) => b['text/plain']), ['3', "'done'"]);
 		assert.equal(r.text, "'done'");
 		const events = [];
-		for await (const ev of ctx.runCodeStream('raise ValueError("bad")'))
+		for await (const ev of ctx.runStream('raise ValueError("bad")'))
 			events.push(ev.type);
 		assert.deepEqual(events.filter((t) => t !== 'stderr'), ['error', 'done']);
 		const js = await sb.runCode('let a = [1, 2]; a.length + 40', {language: 'node'});
@@ -446,13 +456,13 @@ describe('files', () => {
 describe('ports and snapshots', () => {
 	test('open, list, use and close a port', async () => {
 		const sb = await sandbox();
-		const srv = await sb.startProcess(['python3', '-m', 'http.server', '8000',
+		const srv = await sb.processes.start(['python3', '-m', 'http.server', '8000',
 			'--bind', '127.0.0.1', '--directory', '/tmp']);
 		await sb.files.write('/tmp/hello.txt', 'hi from inside');
-		const port = await sb.openPort(8000);
+		const port = await sb.ports.open(8000);
 		assert.equal(port.port, 8000);
 		assert.equal(port.host, '127.0.0.1');
-		assert.deepEqual((await sb.listPorts()).map((p) => p.port), [8000]);
+		assert.deepEqual((await sb.ports.list()).map((p) => p.port), [8000]);
 		let body = null;
 		await until(async () => {
 			body = await new Promise((resolve) => {
@@ -465,7 +475,8 @@ describe('ports and snapshots', () => {
 			return body !== null;
 		});
 		assert.equal(body, 'hi from inside');
-		assert.equal((await sb.closePort(8000)).state, 'closed');
+		await sb.ports.close(8000);
+		assert.deepEqual(await sb.ports.list(), []);
 		await srv.kill();
 	});
 
@@ -475,31 +486,37 @@ describe('ports and snapshots', () => {
 		const snap = await sb.snapshot({name: 'ts-sdk-snap'});
 		assert.equal(snap.name, 'ts-sdk-snap');
 		assert.equal(snap.sandboxId, sb.id);
-		assert.deepEqual((await sb.listSnapshots()).map((s) => s.id), [snap.id]);
-		assert.ok((await client.listSnapshots()).snapshots.some((s) => s.id === snap.id));
-		assert.equal((await client.getSnapshot('ts-sdk-snap')).id, snap.id);
+		assert.deepEqual((await sb.snapshots()).map((s) => s.id), [snap.id]);
+		assert.ok((await client.snapshots()).some((s) => s.id === snap.id));
+		assert.equal((await client.snapshot('ts-sdk-snap')).id, snap.id);
 		await sb.files.write('state.txt', 'v2');
 		assert.deepEqual(await sb.restore('ts-sdk-snap'), {sandboxId: sb.id, snapshotId: snap.id});
 		assert.equal(await sb.files.readText('state.txt'), 'v1');
 		const copy = await sandbox({fromSnapshot: snap.id, fromSnapshotCopy: true});
 		assert.equal(copy.info.fromSnapshotMode, 'copy');
 		assert.equal(await copy.files.readText('state.txt'), 'v1');
-		assert.deepEqual(await sb.deleteSnapshot(snap.id), {id: snap.id, deleted: true});
-		await assert.rejects(client.getSnapshot(snap.id), NotFoundError);
+		await sb.deleteSnapshot(snap.id);
+		await assert.rejects(client.snapshot(snap.id), NotFoundError);
 		const s2 = await sb.snapshot();
-		assert.equal((await client.deleteSnapshot(s2.id)).deleted, true);
+		await client.deleteSnapshot(s2);
+		await assert.rejects(client.snapshot(s2.id), NotFoundError);
+		const forked = await sb.fork({snapshotName: 'ts-sdk-fork'});
+		made.push(forked);
+		assert.equal(await forked.files.readText('state.txt'), 'v1');
+		assert.equal(forked.info.fromSnapshot, (await client.snapshot('ts-sdk-fork')).id);
 	});
 });
 
 describe('audit and sessions', () => {
 	test('a session keeps state between executions', async () => {
-		const s = await client.createSession('ts-agent');
+		const s = await client.session('ts-agent');
 		assert.equal(s.agentId, 'ts-agent');
 		assert.equal((await s.execute('x = 20')).status, 'completed');
 		const r = await s.execute('print(x * 2 + 2)');
 		assert.equal(r.result.stdout, '42\n');
-		assert.equal((await s.executions()).executions.length, 2);
-		assert.equal((await s.destroy()).status, 'destroyed');
+		assert.equal((await s.executions()).length, 2);
+		await s.destroy();
+		await assert.rejects(s.execute('1'), AgentdError);
 	});
 
 	test('audit records and their verification', async () => {

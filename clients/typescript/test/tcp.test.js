@@ -40,10 +40,10 @@ test('TCP: the token is sent; a wrong one is an UnauthorizedError', async () => 
 	for (let i = 0; i < 100 && !h; i++)
 		h = await c.health().catch(() => new Promise((r) => setTimeout(() => r(null), 50)));
 	assert.equal(h.status, 'ok');
-	const sb = await c.createSandbox({backend: 'container'});
+	const sb = await c.create({backend: 'container'});
 	assert.equal((await sb.exec(['echo', 'tcp'])).stdout, 'tcp\n');
 	// --max-sandboxes 1: the second is a 429 naming the bound
-	await assert.rejects(c.createSandbox({backend: 'container'}), (e) =>
+	await assert.rejects(c.create({backend: 'container'}), (e) =>
 		e instanceof OverCapacityError && e.status === 429 && e.code === 'over_capacity' &&
 		e.limit === '--max-sandboxes');
 	await sb.destroy();

@@ -22,11 +22,11 @@ export async function everyCall(): Promise<void> {
 		.label('k', 'v').labels({x: 'y'}).readOnly('/opt').readWrite('/srv')
 		.bindMount('/a', '/b', {readonly: false}).seccomp('default').runAs(1000, 1000)
 		.workdir('/workspace').profile('strict').limit('max_processes', 8);
-	const sb: Sandbox = await client.createSandbox({policy, name: 'n', ttlMs: 1000,
+	const sb: Sandbox = await client.create({policy, name: 'n', ttlMs: 1000,
 		idleTimeoutMs: 1000, onExpire: 'suspend', allowDegraded: false, backend: 'container'});
-	await client.createSandbox({policy: Policy.from({profile: 'strict'}).toJSON()});
-	await client.getSandbox('n');
-	const list: Sandbox[] = await client.listSandboxes({labels: {k: 'v'}, state: 'ready'});
+	await client.create({policy: Policy.from({profile: 'strict'}).toJSON()});
+	await client.get('n');
+	const list: Sandbox[] = await client.list({labels: {k: 'v'}, state: 'ready'});
 	void list;
 	const r: ExecResult = await sb.exec(['ls'], {env: {A: 'b'}, workdir: '/tmp', stdin: 'x',
 		timeoutMs: 100, signal: AbortSignal.timeout(1000),
@@ -42,9 +42,10 @@ export async function everyCall(): Promise<void> {
 		else if (e.type === 'stdout' || e.type === 'stderr')
 			e.text.toUpperCase();
 	}
-	const p: Process = await sb.startProcess(['sleep', '1'], {stdin: true, tty: false});
-	await p.write('x');
-	await p.write(new Uint8Array([1]), {close: true});
+	const p: Process = await sb.processes.start(['sleep', '1'], {stdin: true, tty: false});
+	await p.writeStdin('x');
+	(await p.writeStdin(new Uint8Array([1]), {close: true})).toFixed();
+	await p.readOutput('stderr');
 	await p.closeStdin();
 	await p.signal('TERM');
 	await p.refresh();
@@ -53,22 +54,22 @@ export async function everyCall(): Promise<void> {
 	const ended = await p.wait({onStdout: () => {}});
 	ended.stdout.trim();
 	await p.kill();
-	await sb.listProcesses();
-	await sb.getProcess(p.pid);
-	const ctx: Context = await sb.createContext('python', {env: {}, workdir: '/tmp'});
-	const run: RunResult = await ctx.runCode('1+1', {timeoutMs: 100,
+	await sb.processes.list();
+	await sb.processes.get(p.pid);
+	const ctx: Context = await sb.contexts.create('python', {env: {}, workdir: '/tmp'});
+	const run: RunResult = await ctx.run('1+1', {timeoutMs: 100,
 		onResult: (b: MimeBundle) => { void b['text/plain']; }});
 	const text: string | null = run.text;
 	void text;
 	run.results.map((b) => b['image/png']);
 	run.error?.traceback.trim();
-	for await (const ev of ctx.runCodeStream('1'))
+	for await (const ev of ctx.runStream('1'))
 		if (ev.type === 'done')
 			ev.run.status.trim();
 	await ctx.refresh();
 	await ctx.delete();
-	await sb.listContexts();
-	await sb.getContext(ctx.id);
+	await sb.contexts.list();
+	await sb.contexts.get(ctx.id);
 	await sb.runCode('1', {language: 'node'});
 	const files: Files = sb.files;
 	await files.write('a', 'b', {parents: true});
@@ -88,18 +89,20 @@ export async function everyCall(): Promise<void> {
 		const w: WatchEvent = ev;
 		void w.path;
 	}
-	const port = await sb.openPort(8000, {unix: false});
+	const port = await sb.ports.open(8000, {unix: false});
 	port.hostPort?.toFixed();
-	await sb.listPorts();
-	await sb.closePort(8000);
+	await sb.ports.list();
+	await sb.ports.close(8000);
 	const snap = await sb.snapshot({name: 's'});
-	await sb.listSnapshots();
+	await sb.snapshots();
 	await sb.restore(snap.id);
-	await sb.deleteSnapshot(snap.id);
-	await client.listSnapshots();
-	await client.getSnapshot('s');
+	await sb.deleteSnapshot(snap);
+	await sb.fork({snapshotName: 'f', copy: true, name: 'forked'});
+	await sb.exec('echo hi');
+	(await client.snapshots()).map((x) => x.sizeBytes);
+	await client.snapshot('s');
 	await client.deleteSnapshot('s');
-	await client.createSandbox({fromSnapshot: 's', fromSnapshotCopy: true});
+	await client.create({fromSnapshot: 's', fromSnapshotCopy: true});
 	await sb.suspend();
 	await sb.resume();
 	await sb.setTimeout({ttlMs: 1});
@@ -110,12 +113,12 @@ export async function everyCall(): Promise<void> {
 	(await client.audit({since: new Date()})).map((a) => a.action);
 	await client.audit({since: 3});
 	(await client.auditVerify()).ok;
-	const s: Session = await client.createSession('agent', {config: Policy.strict()});
+	const s: Session = await client.session('agent', Policy.strict(), {backend: 'container'});
 	await s.execute('1', {language: 'python'});
 	await s.executions();
 	await s.destroy();
 	try {
-		await client.getSandbox('x');
+		await client.get('x');
 	} catch (e) {
 		if (e instanceof AgentdError) {
 			const n: number = e.status;
