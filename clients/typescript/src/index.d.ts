@@ -375,6 +375,12 @@ export class Files {
 	chmod(path: string, mode: string | number): Promise<{path: string}>;
 	uploadTar(dir: string, tar: Uint8Array | NodeJS.ReadableStream | AsyncIterable<Uint8Array>):
 		Promise<{path: string; entries: number; bytes: number}>;
+	/** A local directory's contents into `remoteDir`, as one tar. */
+	uploadDir(localDir: string, remoteDir: string):
+		Promise<{path: string; entries: number; bytes: number}>;
+	/** `remoteDir` into a local directory: the paths written. Never writes out of it nor
+	 * through a symlink; a link pointing out of it is refused. */
+	downloadDir(remoteDir: string, localDir: string): Promise<string[]>;
 	downloadTar(dir: string, opts?: {signal?: AbortSignal}): Promise<Uint8Array>;
 	downloadTarStream(dir: string, opts?: {signal?: AbortSignal}): Promise<IncomingMessage>;
 	watch(dir?: string, opts?: {signal?: AbortSignal}): AsyncGenerator<WatchEvent, void, undefined>;

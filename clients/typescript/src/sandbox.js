@@ -2,6 +2,7 @@
 // processes, code contexts, files, ports, snapshots (docs/api.md, docs/contexts.md).
 import {StreamDecoder, camelize, chunkBytes, ndjsonLines, outputEvents} from './streams.js';
 import {errorFromStream} from './errors.js';
+import {extractTar, tarOfDir} from './tar.js';
 
 const enc = (s) => encodeURIComponent(s);
 
@@ -465,6 +466,19 @@ export class Files {
 	async uploadTar(dir, tar) {
 		return camelize(await this.t.json('PUT', this.base + '/tar', {
 			query: {path: dir}, body: tar, headers: {'content-type': 'application/x-tar'}}));
+	}
+
+	/** Uploads a local directory's contents into `remoteDir` (one tar, checked whole by
+	 * the daemon before anything is written). */
+	async uploadDir(localDir, remoteDir) {
+		return this.uploadTar(remoteDir, tarOfDir(localDir));
+	}
+
+	/** Downloads `remoteDir` into a local directory; the paths written. What the sandbox
+	 * put there is not trusted: no name out of `localDir`, nothing written through a
+	 * symlink, no link pointing out of it. */
+	async downloadDir(remoteDir, localDir) {
+		return extractTar(Buffer.from(await this.downloadTar(remoteDir)), localDir);
 	}
 
 	/** Directory `dir` as a tar archive (bytes). */

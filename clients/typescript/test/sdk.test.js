@@ -433,6 +433,50 @@ describe('files', () => {
 			AgentdError);
 	});
 
+	test('uploadDir and downloadDir: a tree both ways, long names, links', async () => {
+		const src = fs.mkdtempSync(path.join(daemon.dir, 'up-'));
+		const long = 'd'.repeat(60) + '/' + 'e'.repeat(70);
+		fs.mkdirSync(path.join(src, long), {recursive: true});
+		fs.writeFileSync(path.join(src, long, 'deep.txt'), 'deep');
+		fs.mkdirSync(path.join(src, 'sub'));
+		fs.writeFileSync(path.join(src, 'sub', 'a.txt'), 'A'.repeat(1500));
+		fs.writeFileSync(path.join(src, 'ß.txt'), 'ß');
+		fs.symlinkSync('sub/a.txt', path.join(src, 'ln'));
+		const up = await sb.files.uploadDir(src, 'tree');
+		assert.ok(up.entries >= 7, JSON.stringify(up));
+		assert.equal(await sb.files.readText(`tree/${long}/deep.txt`), 'deep');
+		assert.equal(await sb.files.readText('tree/ß.txt'), 'ß');
+		assert.equal((await sb.files.stat('tree/ln')).linkTarget, 'sub/a.txt');
+		const dst = path.join(daemon.dir, 'down');
+		const got = await sb.files.downloadDir('tree', dst);
+		assert.ok(got.includes(`${long}/deep.txt`) && got.includes('ln'), got.join());
+		assert.equal(fs.readFileSync(path.join(dst, long, 'deep.txt'), 'utf8'), 'deep');
+		assert.equal(fs.readFileSync(path.join(dst, 'sub', 'a.txt'), 'utf8'), 'A'.repeat(1500));
+		assert.equal(fs.readFileSync(path.join(dst, 'ß.txt'), 'utf8'), 'ß');
+		assert.equal(fs.readlinkSync(path.join(dst, 'ln')), 'sub/a.txt');
+	});
+
+	test('downloadDir never writes through a symlink nor makes one out', async () => {
+		await sb.files.write('hostile/sub/a.txt', 'from the sandbox', {parents: true});
+		// a symlink already in the local directory where the archive has a directory
+		const outside = fs.mkdtempSync(path.join(daemon.dir, 'outside-'));
+		const dst = fs.mkdtempSync(path.join(daemon.dir, 'dst-'));
+		fs.symlinkSync(outside, path.join(dst, 'sub'));
+		await assert.rejects(sb.files.downloadDir('hostile', dst),
+			/sub is a symbolic link \(never followed\)/);
+		assert.deepEqual(fs.readdirSync(outside), []);
+		// ... and where it has a file
+		const dst2 = fs.mkdtempSync(path.join(daemon.dir, 'dst-'));
+		fs.mkdirSync(path.join(dst2, 'sub'));
+		fs.symlinkSync(path.join(outside, 'victim'), path.join(dst2, 'sub', 'a.txt'));
+		await assert.rejects(sb.files.downloadDir('hostile', dst2), /never written through/);
+		assert.deepEqual(fs.readdirSync(outside), []);
+		// a link the sandbox made that points out of the directory
+		await sb.exec(['ln', '-s', '/etc', 'hostile/escape']);
+		const dst3 = fs.mkdtempSync(path.join(daemon.dir, 'dst-'));
+		await assert.rejects(sb.files.downloadDir('hostile', dst3), /a link out of the directory/);
+	});
+
 	test('watch: changes as an async iterator, ended by the signal', async () => {
 		await sb.files.mkdir('w');
 		const ac = new AbortController();

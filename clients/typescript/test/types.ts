@@ -84,6 +84,8 @@ export async function everyCall(): Promise<void> {
 	await files.remove('d', {recursive: true});
 	await files.uploadTar('up', new Uint8Array(0));
 	await files.downloadTar('up');
+	await files.uploadDir('/tmp/x', 'up');
+	(await files.downloadDir('up', '/tmp/y')).map((x) => x.length);
 	(await files.downloadTarStream('up')).statusCode;
 	for await (const ev of files.watch('.', {signal: AbortSignal.timeout(10)})) {
 		const w: WatchEvent = ev;
