@@ -6,7 +6,7 @@
 function limitOf(status, message) {
 	if (status !== 413 && status !== 429 && status !== 507)
 		return null;
-	const m = /\blimits\.[a-z_]+|--max-[a-z-]+/.exec(message);
+	const m = /--max-[a-z-]+|\blimits\.[a-z_]+|\bmax_[a-z_]+/.exec(message);
 	if (m)
 		return m[0];
 	if (/\bover the limit of\b|\blarger than\b/.test(message))
@@ -42,11 +42,17 @@ export class OverCapacityError extends LimitExceededError {}
 export class NotSupportedError extends AgentdError {}
 export class UnavailableError extends AgentdError {}
 export class InsufficientStorageError extends LimitExceededError {}
+/** 408; a command or cell that timed out (`check: true`). */
+export class TimeoutError extends AgentdError {}
+/** A command that exited non-zero, or a cell that did not end ok (`check: true`);
+ * `result` is its result. */
+export class CommandFailedError extends AgentdError {}
 /** The daemon could not be reached, or the connection broke before an answer. */
 export class ConnectionError extends AgentdError {}
 
 const BY_STATUS = {
 	400: BadRequestError, 401: UnauthorizedError, 404: NotFoundError, 405: BadRequestError,
+	408: TimeoutError,
 	409: ConflictError, 413: TooLargeError, 415: BadRequestError, 429: OverCapacityError,
 	501: NotSupportedError, 503: UnavailableError, 507: InsufficientStorageError,
 };
@@ -81,4 +87,27 @@ export function errorFromResponse(status, body) {
 export function errorFromStream(e) {
 	const status = STATUS_OF_CODE[e?.code] ?? 500;
 	return errorFromResponse(status, {error: e});
+}
+
+/** `result` itself, or the error its end is (`check: true`): TimeoutError (timed out),
+ * LimitExceededError (a limit killed or cut it: `limit` is `memory`, `cpu`, `pids`,
+ * `write`, `output`), CommandFailedError (another non-zero exit, a cell not ok). */
+export function checked(result) {
+	let e = null;
+	const cell = result.status !== undefined;
+	if (result.timedOut)
+		e = new TimeoutError(0, 'timeout', `timed out after ${result.durationMs} ms` +
+			(cell ? '' : ` (exit ${result.exitCode})`));
+	else if (result.limitHit)
+		e = new LimitExceededError(0, 'limit', `limit hit: ${result.limitHit} (exit ` +
+			`${result.exitCode})`);
+	else if (cell ? result.status !== 'ok' : result.exitCode !== 0)
+		e = new CommandFailedError(0, 'failed', cell
+			? `cell ${result.status}: ${result.error?.name ?? ''}: ${result.error?.value ?? ''}`
+			: `exit ${result.exitCode}: ${result.stderr.slice(-500)}`);
+	if (!e)
+		return result;
+	e.limit = result.limitHit ?? null;
+	e.result = result;
+	throw e;
 }

@@ -70,13 +70,24 @@ export class UnauthorizedError extends AgentdError {}
 export class NotFoundError extends AgentdError {}
 export class ConflictError extends AgentdError {}
 /** A bound was hit: 413, 429, 507 (`limit` names it). */
-export class LimitExceededError extends AgentdError {}
+export class LimitExceededError extends AgentdError {
+	/** With `check: true`: the result a limit killed or cut. */
+	result?: ExecResult | RunResult;
+}
 export class TooLargeError extends LimitExceededError {}
 export class OverCapacityError extends LimitExceededError {}
 export class NotSupportedError extends AgentdError {}
 export class UnavailableError extends AgentdError {}
 export class InsufficientStorageError extends LimitExceededError {}
 export class ConnectionError extends AgentdError {}
+/** 408; a command or cell that timed out (`check: true`; `result` is its result). */
+export class TimeoutError extends AgentdError {
+	result?: ExecResult | RunResult;
+}
+/** A non-zero exit or a cell not ok (`check: true`); `result` is its result. */
+export class CommandFailedError extends AgentdError {
+	result?: ExecResult | RunResult;
+}
 
 export interface ResourceUsage {
 	peakMemoryBytes: number;
@@ -117,6 +128,9 @@ export interface ExecOptions {
 	onStderr?: OnOutput;
 	/** Aborting it kills the command (the connection closes). */
 	signal?: AbortSignal;
+	/** Throw for a timeout (TimeoutError), a limit (LimitExceededError, `limit`) or
+	 * another non-zero exit (CommandFailedError) instead of resolving. */
+	check?: boolean;
 }
 
 export type OutputEvent<Exit> =
@@ -320,6 +334,8 @@ export interface RunOptions {
 	onStderr?: OnOutput;
 	onResult?: (bundle: MimeBundle) => void | Promise<void>;
 	signal?: AbortSignal;
+	/** Throw TimeoutError / CommandFailedError when the cell does not end ok. */
+	check?: boolean;
 }
 
 export type RunEvent =

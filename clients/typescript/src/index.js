@@ -6,5 +6,5 @@ export {defaultSocketPath} from './transport.js';
 export {
 	AgentdError, BadRequestError, UnauthorizedError, NotFoundError, ConflictError,
 	LimitExceededError, TooLargeError, OverCapacityError, NotSupportedError, UnavailableError,
-	InsufficientStorageError, ConnectionError,
+	InsufficientStorageError, ConnectionError, TimeoutError, CommandFailedError,
 } from './errors.js';

@@ -1,7 +1,7 @@
 // sandbox.js: one sandbox of the daemon and what runs in it: execs, background
 // processes, code contexts, files, ports, snapshots (docs/api.md, docs/contexts.md).
 import {StreamDecoder, camelize, chunkBytes, ndjsonLines, outputEvents} from './streams.js';
-import {errorFromStream} from './errors.js';
+import {checked, errorFromStream} from './errors.js';
 import {extractTar, tarOfDir} from './tar.js';
 
 const enc = (s) => encodeURIComponent(s);
@@ -151,12 +151,13 @@ export class Sandbox {
 	 * as it comes (whole UTF-8 characters); aborting `signal` kills the command. Resolves
 	 * with the exec output whatever the exit code. */
 	async exec(argv, opts = {}) {
-		if (!opts.onStdout && !opts.onStderr) {
-			const raw = await this.json('POST', '/exec',
-				{json: this.#execBody(argv, opts, false), signal: opts.signal});
-			return execResult(raw);
-		}
-		return drain(this.execStream(argv, opts), opts);
+		let r;
+		if (!opts.onStdout && !opts.onStderr)
+			r = execResult(await this.json('POST', '/exec',
+				{json: this.#execBody(argv, opts, false), signal: opts.signal}));
+		else
+			r = await drain(this.execStream(argv, opts), opts);
+		return opts.check ? checked(r) : r;
 	}
 
 	/** Runs argv, its output as an async iterator of events: `{type: "stdout"|"stderr",
@@ -364,12 +365,15 @@ export class Context {
 
 	/** Runs a cell; the interpreter keeps its state for the next. onStdout/onStderr/
 	 * onResult stream as the cell runs; aborting `signal` interrupts it. */
-	async run(code, {timeoutMs, env, onStdout, onStderr, onResult, signal} = {}) {
+	async run(code, {timeoutMs, env, onStdout, onStderr, onResult, signal, check} = {}) {
+		let r;
 		if (!onStdout && !onStderr && !onResult)
-			return runResult(await this.sandbox.t.json('POST', this.base + '/run',
+			r = runResult(await this.sandbox.t.json('POST', this.base + '/run',
 				{json: {code, timeout_ms: timeoutMs, env}, signal}));
-		return drain(this.runStream(code, {timeoutMs, env, signal}),
-			{onStdout, onStderr, onResult});
+		else
+			r = await drain(this.runStream(code, {timeoutMs, env, signal}),
+				{onStdout, onStderr, onResult});
+		return check ? checked(r) : r;
 	}
 
 	/** A cell's events: `{type: "stdout"|"stderr", text, bytes}`, `{type: "result",

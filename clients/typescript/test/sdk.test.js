@@ -8,7 +8,8 @@ import http from 'node:http';
 import path from 'node:path';
 import {
 	Client, Policy, Sandbox, AgentdError, BadRequestError, NotFoundError, ConflictError,
-	TooLargeError, LimitExceededError, ConnectionError, defaultSocketPath,
+	TooLargeError, LimitExceededError, ConnectionError, TimeoutError, CommandFailedError,
+	defaultSocketPath,
 } from '../src/index.js';
 import {startDaemon} from './daemon.js';
 
@@ -167,6 +168,17 @@ describe('exec', () => {
 			.exec(['sh', '-c', 'head -c 5000 /dev/zero | tr "\\0" a']);
 		assert.equal(o.limitHit, 'output');
 		assert.equal(o.outputTruncated, true);
+		// check: true turns each end into its error, the limit named
+		await assert.rejects(sb.exec(['sleep', '30'], {timeoutMs: 200, check: true}), (e) =>
+			e instanceof TimeoutError && e.result.exitCode === 124);
+		const mem = await sandbox({policy: Policy.strict().memory(32 << 20)});
+		await assert.rejects(mem.exec(['python3', '-c', 'x = bytearray(200 << 20)'],
+			{check: true}), (e) => e instanceof LimitExceededError && e.limit === 'memory' &&
+			e.result.exitCode !== 0);
+		await assert.rejects(sb.exec('echo oops >&2; exit 4', {check: true}), (e) =>
+			e instanceof CommandFailedError && e.result.exitCode === 4 &&
+			e.message === 'exit 4: oops\n');
+		assert.equal((await sb.exec(['true'], {check: true})).exitCode, 0);
 	});
 
 	test('onStdout/onStderr: multi-byte characters split across chunks come out whole',
@@ -341,6 +353,8 @@ describe('contexts', () => {
 		assert.equal(two.text, '2');
 		assert.deepEqual(two.value, {'text/plain': '2'});
 		assert.equal((await ctx.run('print(x + 1)')).stdout, '42\n');
+		await assert.rejects(ctx.run('1/0', {check: true}), (e) =>
+			e instanceof CommandFailedError && /ZeroDivisionError/.test(e.message));
 		const err = await ctx.run('1/0');
 		assert.equal(err.status, 'error');
 		assert.equal(err.error.name, 'ZeroDivisionError');

@@ -29,7 +29,7 @@ export async function everyCall(): Promise<void> {
 	const list: Sandbox[] = await client.list({labels: {k: 'v'}, state: 'ready'});
 	void list;
 	const r: ExecResult = await sb.exec(['ls'], {env: {A: 'b'}, workdir: '/tmp', stdin: 'x',
-		timeoutMs: 100, signal: AbortSignal.timeout(1000),
+		timeoutMs: 100, signal: AbortSignal.timeout(1000), check: true,
 		onStdout: (text: string, bytes: Uint8Array) => { void text; void bytes; },
 		onStderr: async () => {}});
 	const code: number = r.exitCode;
