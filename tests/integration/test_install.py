@@ -58,6 +58,10 @@ def test_the_files_are_where_they_belong(inst):
     for f in ("package.json", "README.md", "src/index.js", "src/index.d.ts"):
         assert os.path.exists(os.path.join(ts, f)), f
     assert not os.path.exists(os.path.join(ts, "node_modules"))
+    # the Python client (branch sdk-py), where the tree has it: its sources, pip-installable
+    if os.path.isdir(os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python")):
+        py = inst.at("datadir", "agentd", "clients", "python")
+        assert os.path.exists(os.path.join(py, "pyproject.toml")), os.listdir(os.path.dirname(py))
     # nothing of the install is a dangling path into the build tree
     assert os.path.realpath(inst.agentd).startswith(inst.dest)
 
