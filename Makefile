@@ -1,13 +1,14 @@
 # Makefile: the two commands of the README, over Meson.
 #   make demo   install deps, build, run agent code in a sandbox on the embedded defaults
 #   make check  install deps, build (warnings as errors), run every test
+#   make install [PREFIX=/usr/local] [DESTDIR=]  build and install (meson install)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 PYTEST     := /usr/bin/python3 -m pytest
 
-.PHONY: all deps build demo check unit asan integration security fuzz bench clean
+.PHONY: all deps build demo check unit asan integration security fuzz bench clean install
 
 all: build
 
@@ -84,6 +85,14 @@ check: unit asan integration security fuzz
 
 bench: build
 	bash bench/spawn.sh $(BUILD)
+
+# issue 14: sdk-ts — the binary, its serve module, libagentd with headers and agentd.pc,
+# the systemd unit, the man page, the docs and the clients, under PREFIX (staged in DESTDIR)
+PREFIX ?= /usr/local
+install: deps $(BUILD)/build.ninja
+	meson configure $(BUILD) -Dprefix=$(PREFIX)
+	ninja -C $(BUILD)
+	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

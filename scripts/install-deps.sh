@@ -17,6 +17,7 @@ PKGS=(
   python3 python3-pytest                         # integration tests
   python3-matplotlib                             # code-context tests: a plot as PNG
   nodejs                                         # code-context tests: node contexts
+  npm                                            # tests: typescript for the TS SDK's type check (lockfile)
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing

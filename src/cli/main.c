@@ -21,6 +21,7 @@ static void usage(FILE *f)
 		   "  agentd sandbox create|exec|ls|inspect|usage|suspend|resume|rm|snapshot|restore|cp ...\n"
 		   "  agentd session create AGENT | exec AGENT SESSION CODE | rm AGENT SESSION\n"
 		   "  agentd audit verify [--state-dir DIR] [--json]\n"
+		   "  agentd mcp [--socket PATH | --embedded] [--listen ADDR:PORT --token-file F]\n"
 		   "  agentd version\n\n"
 		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"
 		   "executable, 127 not found, 128+N killed by signal N.\n",
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
 		{"audit", cmd_audit},
 		{"sandbox", cmd_sandbox},
 		{"session", cmd_session},
+		/* issue 14: mcp */
+		{"mcp", cmd_mcp},
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

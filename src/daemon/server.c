@@ -260,6 +260,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	if (cx->too_large)
 		return send_error(d, conn, 413, "body over the limit of %zu bytes", cx->limit);
+	/* issue 14: mcp — the MCP server's Streamable HTTP endpoint, after the daemon's auth */
+	if (!strcmp(url, "/mcp"))
+		return mcp_http_handle(conn, method, cx->body, cx->len, d->cfg.socket_path);
 
 	struct query_args qa = {.n = 0};
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qa);
@@ -446,7 +449,7 @@ static int unix_listen(const char *path, const char *group, agentd_error *err)
 	return fd;
 }
 
-static int read_token(const char *path, char **out, agentd_error *err)
+int read_token(const char *path, char **out, agentd_error *err)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -466,7 +469,7 @@ static int read_token(const char *path, char **out, agentd_error *err)
 	return 0;
 }
 
-static int parse_listen(const char *s, struct sockaddr_in *sin, agentd_error *err)
+int parse_listen(const char *s, struct sockaddr_in *sin, agentd_error *err)
 {
 	char host[64];
 	const char *colon = strrchr(s, ':');

@@ -1,0 +1,90 @@
+"""agentd mcp: raw JSON-RPC over stdio (negotiation, batches, bad JSON, bounds), and the
+official MCP TypeScript SDK client over both transports (tests/mcp, `npm ci` then
+`node --test`; skipped with a message only when npm is absent)."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BUILD
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENTD = os.path.join(BUILD, "agentd")
+
+
+def mcp_stdio(lines, timeout=120):
+    """Send lines to `agentd mcp --embedded`, close stdin; the replies, parsed."""
+    data = b"".join(l if isinstance(l, bytes) else l.encode() + b"\n" for l in lines)
+    out = subprocess.run([AGENTD, "mcp", "--embedded"], input=data, capture_output=True,
+                         timeout=timeout, check=True).stdout
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def init(version):
+    return json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+
+
+def test_the_version_is_negotiated_and_errors_are_json_rpc_errors():
+    r = mcp_stdio([init("2025-06-18"), "{bad json", '{"jsonrpc":"2.0","id":1,"method":"nope"}',
+                   '{"jsonrpc":"1.0","id":2,"method":"ping"}',
+                   '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nope"}}',
+                   '[{"jsonrpc":"2.0","id":4,"method":"ping"}]',
+                   '{"jsonrpc":"2.0","id":5,"method":"ping"}'])
+    by_id = {}
+    for m in r:
+        by_id.setdefault(json.dumps(m["id"]), []).append(m)
+    assert by_id["0"][0]["result"]["protocolVersion"] == "2025-06-18"
+    codes = sorted(m["error"]["code"] for m in by_id["null"])
+    assert codes == [-32700, -32600]  # bad JSON; a batch under 2025-06-18
+    assert by_id["1"][0]["error"]["code"] == -32601
+    assert by_id["2"][0]["error"]["code"] == -32600
+    assert by_id["3"][0]["error"]["code"] == -32602
+    assert by_id["5"][0]["result"] == {}
+    older = mcp_stdio([init("2025-03-26")])
+    assert older[0]["result"]["protocolVersion"] == "2025-03-26"
+    unknown = mcp_stdio([init("1999-01-01")])
+    assert unknown[0]["result"]["protocolVersion"] == "2025-06-18"
+
+
+def test_batches_are_answered_as_batches_under_2025_03_26():
+    r = mcp_stdio([init("2025-03-26"),
+                   '[{"jsonrpc":"2.0","id":1,"method":"ping"},'
+                   '{"jsonrpc":"2.0","method":"notifications/initialized"},'
+                   '{"jsonrpc":"2.0","id":2,"method":"tools/list"}, 5]',
+                   "[]", "[" + ",".join(['{"jsonrpc":"2.0","id":1,"method":"ping"}'] * 33) + "]"])
+    batch = r[1]
+    assert isinstance(batch, list) and [m["id"] for m in batch] == [1, 2, None]
+    assert len(batch[1]["result"]["tools"]) == 13 and batch[2]["error"]["code"] == -32600
+    assert r[2]["error"]["code"] == -32600 and "empty" in r[2]["error"]["message"]
+    assert r[3]["error"]["code"] == -32600 and "limit of 32" in r[3]["error"]["message"]
+
+
+def test_size_and_nesting_are_bounded():
+    deep = '{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + "[" * 40 + "]" * 40 + "}}"
+    huge = b'{"jsonrpc":"2.0","id":2,"method":"ping","params":{"a":"' + b"x" * (5 << 20) + b'"}}\n'
+    r = mcp_stdio([init("2025-06-18"), deep, huge, '{"jsonrpc":"2.0","id":3,"method":"ping"}'])
+    errors = [m["error"]["message"] for m in r if "error" in m]
+    assert any("nested deeper than 32" in e for e in errors)
+    assert any("over the limit of 4194304 bytes" in e for e in errors)
+    assert r[-1] == {"jsonrpc": "2.0", "id": 3, "result": {}}  # the server reads on
+
+
+def test_a_sessions_sandboxes_are_destroyed_when_it_ends(tmp_path):
+    r = mcp_stdio([init("2025-06-18"), json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "sandbox_create", "arguments": {}}})])
+    assert r[1]["result"]["isError"] is False
+    assert not [d for d in os.listdir("/tmp") if d.startswith("agentd-mcp-")]
+
+
+def test_the_official_typescript_sdk_client_over_both_transports():
+    if not shutil.which("npm"):
+        pytest.skip("npm is absent: the MCP TypeScript SDK tests (tests/mcp) need it")
+    d = os.path.join(ROOT, "tests", "mcp")
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=d, check=True, timeout=600)
+    env = dict(os.environ, AGENTD_BUILD=BUILD)
+    r = subprocess.run(["node", "--test"], cwd=d, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
