@@ -79,6 +79,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-tarx
 	$(FUZZ_BUILD)/fuzz/fuzz_tarx -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-tarx fuzz/corpus/tarx
+	# issue 14: mcp
+	mkdir -p $(FUZZ_BUILD)/corpus-jsonrpc
+	$(FUZZ_BUILD)/fuzz/fuzz_jsonrpc -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-jsonrpc fuzz/corpus/jsonrpc
 
 check: unit asan integration security fuzz
 

@@ -17,6 +17,18 @@ static json_t *rpc_error(json_t *id, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* the parser's message quotes the client's bytes: what is not UTF-8 becomes '?', or
+	 * the error could not be sent at all */
+	size_t n = strlen(msg);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		int l = utf8_next((const uint8_t *)msg + i, n - i, &cp);
+		if (l <= 0) {
+			msg[i++] = '?';
+			continue;
+		}
+		i += (size_t)l;
+	}
 	return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
 			 "error", "code", code, "message", msg);
 }

@@ -49,6 +49,15 @@ def test_the_version_is_negotiated_and_errors_are_json_rpc_errors():
     assert unknown[0]["result"]["protocolVersion"] == "2025-06-18"
 
 
+def test_a_parse_error_quoting_bytes_that_are_not_utf8_is_still_answered():
+    # jansson's message quotes the bad bytes; an error that is not UTF-8 could not be sent
+    with open(os.path.join(ROOT, "fuzz/corpus/jsonrpc/parse_error_not_utf8"), "rb") as f:
+        bad = f.read()  # found by fuzz/fuzz_jsonrpc.c
+    r = mcp_stdio([init("2025-06-18"), bad + b"\n", '{"jsonrpc":"2.0","id":1,"method":"ping"}'])
+    assert r[1]["error"]["code"] == -32700 and r[1]["id"] is None
+    assert r[2]["result"] == {}
+
+
 def test_batches_are_answered_as_batches_under_2025_03_26():
     r = mcp_stdio([init("2025-03-26"),
                    '[{"jsonrpc":"2.0","id":1,"method":"ping"},'
