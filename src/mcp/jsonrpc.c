@@ -94,7 +94,7 @@ json_t *mcp_parse(const char *buf, size_t len, json_t **reply)
 		return NULL;
 	}
 	json_error_t je;
-	json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!msg)
 		*reply = rpc_error(NULL, JSONRPC_PARSE_ERROR, "parse error: %s (line %d column %d)",
 				   je.text, je.line, je.column);
