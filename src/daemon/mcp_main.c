@@ -173,9 +173,10 @@ static void stdio_message(struct stdio_server *sv, const char *line, size_t len)
 	json_decref(msg);
 }
 
-/* Lines of stdin until EOF or a stop signal (stop_fd readable). */
-static void stdio_loop(struct stdio_server *sv, int stop_fd)
+/* Lines of stdin until EOF (false) or a stop signal (stop_fd readable: true). */
+static bool stdio_loop(struct stdio_server *sv, int stop_fd)
 {
+	bool stopped = false;
 	size_t cap = 65536, len = 0;
 	char *buf = xmalloc(cap);
 	bool overlong = false, eof = false;
@@ -187,8 +188,10 @@ static void stdio_loop(struct stdio_server *sv, int stop_fd)
 				continue;
 			break;
 		}
-		if (p[1].revents)
+		if (p[1].revents) {
+			stopped = true;
 			break;
+		}
 		if (len == cap)
 			buf = xrealloc(buf, cap *= 2);
 		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
@@ -223,6 +226,7 @@ static void stdio_loop(struct stdio_server *sv, int stop_fd)
 		}
 	}
 	free(buf);
+	return stopped;
 }
 
 static int stop_pipe[2] = {-1, -1};
@@ -252,10 +256,11 @@ static int run_stdio(const char *socket)
 	pthread_mutex_init(&sv.lock, NULL);
 	pthread_cond_init(&sv.idle, NULL);
 	mcp_session_init(&sv.session, &sv.ops, sv.tools.list);
-	stdio_loop(&sv, stop_pipe[0]);
-	/* the session ends: its calls are cancelled (their commands killed), then its
-	 * sandboxes go */
-	mcp_session_cancel_all(&sv.session);
+	/* At EOF the calls running finish and are answered (the client may read on); at a
+	 * stop signal they are cancelled (their commands killed). Then the session's
+	 * sandboxes go. */
+	if (stdio_loop(&sv, stop_pipe[0]))
+		mcp_session_cancel_all(&sv.session);
 	pthread_mutex_lock(&sv.lock);
 	while (sv.workers)
 		pthread_cond_wait(&sv.idle, &sv.lock);

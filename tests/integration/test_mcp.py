@@ -4,11 +4,14 @@ official MCP TypeScript SDK client over both transports (tests/mcp, `npm ci` the
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
 from conftest import BUILD
+from daemon_util import Daemon
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENTD = os.path.join(BUILD, "agentd")
@@ -81,10 +84,46 @@ def test_size_and_nesting_are_bounded():
     assert r[-1] == {"jsonrpc": "2.0", "id": 3, "result": {}}  # the server reads on
 
 
-def test_a_sessions_sandboxes_are_destroyed_when_it_ends(tmp_path):
-    r = mcp_stdio([init("2025-06-18"), json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                   "params": {"name": "sandbox_create", "arguments": {}}})])
-    assert r[1]["result"]["isError"] is False
+def call(i, tool, args):
+    return json.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                       "params": {"name": tool, "arguments": args}})
+
+
+@pytest.fixture
+def daemon():
+    dm = Daemon().start()
+    yield dm
+    dm.stop()
+
+
+def live_ids(dm):
+    return {s["id"] for s in dm.get("/v1/sandboxes").json["sandboxes"]}
+
+
+def test_a_sessions_sandboxes_are_destroyed_at_stdin_eof_unless_kept(daemon):
+    out = subprocess.run([AGENTD, "mcp", "--socket", daemon.socket], capture_output=True,
+                         input=(init("2025-06-18") + "\n" + call(1, "sandbox_create", {}) + "\n"
+                                + call(2, "sandbox_create", {"keep": True}) + "\n").encode(),
+                         timeout=120, check=True).stdout
+    r = {m["id"]: m for m in map(json.loads, out.splitlines())}
+    gone, kept = (r[i]["result"]["structuredContent"]["sandbox_id"] for i in (1, 2))
+    assert live_ids(daemon) == {kept}
+    assert gone not in live_ids(daemon)
+
+
+def test_a_sessions_sandboxes_are_destroyed_at_sigterm_and_its_command_killed(daemon):
+    p = subprocess.Popen([AGENTD, "mcp", "--socket", daemon.socket], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    p.stdin.write((init("2025-06-18") + "\n" + call(1, "sandbox_create", {}) + "\n").encode())
+    p.stdin.flush()
+    p.stdout.readline()
+    sid = json.loads(p.stdout.readline())["result"]["structuredContent"]["sandbox_id"]
+    p.stdin.write((call(2, "exec", {"sandbox_id": sid, "command": "sleep 300"}) + "\n").encode())
+    p.stdin.flush()
+    time.sleep(1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 0
+    assert sid not in live_ids(daemon)
     assert not [d for d in os.listdir("/tmp") if d.startswith("agentd-mcp-")]
 
 
