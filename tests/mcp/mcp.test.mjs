@@ -172,6 +172,30 @@ for (const [name, make] of Object.entries(transports)) {
       assert.match(bad.content[0].text, /read_file: .*No such file/);
     });
 
+    await t.test('a memory limit that kills a command is a tool error naming it', async () => {
+      const small = await client.callTool({ name: 'sandbox_create', arguments: { limits: { memory_mb: 64 } } });
+      const r = await client.callTool({ name: 'exec', arguments: {
+        sandbox_id: small.structuredContent.sandbox_id,
+        command: 'python3 -c "b = bytearray(512 << 20); print(len(b))"' } });
+      assert.equal(r.isError, true, JSON.stringify(r));
+      assert.match(r.content[0].text, /killed: memory limit 64 MiB/);
+      await client.callTool({ name: 'sandbox_destroy', arguments: { sandbox_id: small.structuredContent.sandbox_id } });
+    });
+
+    if (name.startsWith('HTTP')) {
+      await t.test('ending an HTTP session (DELETE) destroys its sandboxes', async () => {
+        const other = new Client({ name: 'agentd-test-2', version: '1.0.0' });
+        const transport = make();
+        await other.connect(transport);
+        const made = await other.callTool({ name: 'sandbox_create', arguments: {} });
+        const id = made.structuredContent.sandbox_id;
+        await transport.terminateSession();
+        await other.close();
+        const list = await client.callTool({ name: 'sandbox_list', arguments: {} });
+        assert.ok(!list.structuredContent.sandboxes.some((x) => x.id === id), 'destroyed');
+      });
+    }
+
     const d = await call('sandbox_destroy', {});
     assert.equal(d.state, 'destroyed');
   });
