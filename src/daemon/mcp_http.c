@@ -318,7 +318,6 @@ static enum MHD_Result handle_post(struct MHD_Connection *conn, const char *body
 			return mcp_reply_rpc_error(conn, 400, JSONRPC_INVALID_REQUEST,
 					       "Mcp-Session-Id header required (initialize first)");
 		}
-		sessions_sweep(false);
 		hs = session_new(socket);
 		if (!session_add(hs)) {
 			json_decref(msg);
@@ -353,6 +352,7 @@ enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method,
 	if (ver && strcmp(ver, "2025-06-18") && strcmp(ver, "2025-03-26"))
 		return mcp_reply_rpc_error(conn, 400, JSONRPC_INVALID_REQUEST,
 				       "unsupported MCP-Protocol-Version (2025-06-18, 2025-03-26)");
+	sessions_sweep(false); /* the idle ones expire */
 	if (!strcmp(method, "POST"))
 		return handle_post(conn, body, len, socket, sid);
 	if (!strcmp(method, "DELETE")) {

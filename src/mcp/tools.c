@@ -239,6 +239,32 @@ static char *output_text(const struct stream_acc *s, const char *tail)
 			 s->out[1] ? s->out[1] : "", s->len[0] || s->len[1] ? "\n" : "", tail);
 }
 
+/* POST a streamed exec or cell (path and body are taken): NULL with *final the last line's
+ * object under key ("exit", "done"), or the tool error. */
+static json_t *stream_post(struct mcp_tools *t, struct mcp_call *c, const char *verb,
+			   char *path, json_t *body, struct stream_acc *s, const char *key,
+			   json_t **final)
+{
+	struct api_answer a;
+	agentd_error err = {0};
+	int r = api_json(t, c, "POST", path, body, &a, on_stream_line, s, &err);
+	json_decref(body);
+	free(path);
+	json_t *res = NULL;
+	*final = json_object_get(s->last, key);
+	if (r < 0) {
+		res = transport_error(verb, c, &err);
+	} else if (a.status != 200) {
+		res = daemon_error(verb, &a);
+	} else if (!*final) {
+		const char *m = json_string_value(json_object_get(json_object_get(s->last, "error"),
+								  "message"));
+		res = mcp_tool_error("%s: %s", verb, m ? m : "the stream ended without a result");
+	}
+	answer_free(&a);
+	return res;
+}
+
 /* ------------------------------------------------------------------ the tools */
 
 static json_t *tool_sandbox_create(struct mcp_tools *t, struct mcp_call *c, json_t *args)
@@ -299,6 +325,24 @@ static json_t *tool_sandbox_create(struct mcp_tools *t, struct mcp_call *c, json
 	return res;
 }
 
+/* How an exec ended, as the last line of its text: "killed: memory limit 256 MiB (exit
+ * code 137)", "timed out after 5 s", "[exit code 3]". */
+static char *exec_tail(struct mcp_tools *t, const char *sid, json_t *exit, long long timeout)
+{
+	long long code = json_integer_value(json_object_get(exit, "exit_code"));
+	const char *hit = arg_str(exit, "limit_hit");
+	if (hit) {
+		_cleanup_free_ char *limit = limit_text(t, sid, hit);
+		return xasprintf("killed: %s (exit code %lld)", limit, code);
+	}
+	if (json_is_true(json_object_get(exit, "timed_out")))
+		return xasprintf("timed out after %g s",
+				 (timeout ? timeout
+					  : json_integer_value(json_object_get(exit, "duration_ms"))) /
+					 1000.0);
+	return xasprintf("[exit code %lld]", code);
+}
+
 static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 {
 	json_t *bad = NULL;
@@ -321,44 +365,15 @@ static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 		json_object_set_new(body, "stdin", json_string(b64));
 		free(b64);
 	}
-	char *path = path_of(sid, "/exec", NULL);
 	struct stream_acc s = {.call = c};
-	struct api_answer a;
-	agentd_error err = {0};
-	int r = api_json(t, c, "POST", path, body, &a, on_stream_line, &s, &err);
-	json_decref(body);
-	free(path);
-	json_t *res;
-	json_t *exit = json_object_get(s.last, "exit");
-	if (r < 0) {
-		res = transport_error("exec", c, &err);
-	} else if (a.status != 200) {
-		res = daemon_error("exec", &a);
-	} else if (!exit) {
-		const char *m = json_string_value(json_object_get(json_object_get(s.last, "error"),
-								  "message"));
-		res = mcp_tool_error("exec: %s", m ? m : "the stream ended without a result");
-	} else {
+	json_t *exit;
+	json_t *res = stream_post(t, c, "exec", path_of(sid, "/exec", NULL), body, &s, "exit",
+				  &exit);
+	if (!res) {
 		json_int_t code = json_integer_value(json_object_get(exit, "exit_code"));
 		const char *hit = arg_str(exit, "limit_hit");
 		bool timed_out = json_is_true(json_object_get(exit, "timed_out"));
-		char *tail;
-		if (hit)
-			tail = limit_text(t, sid, hit);
-		else if (timed_out)
-			tail = xasprintf("timed out after %g s", json_integer_value(json_object_get(
-						exit, "duration_ms")) / 1000.0);
-		else
-			tail = xasprintf("[exit code %lld]", (long long)code);
-		if (hit) {
-			char *k = xasprintf("killed: %s (exit code %lld)", tail, (long long)code);
-			free(tail);
-			tail = k;
-		}
-		if (timed_out && timeout) {
-			free(tail);
-			tail = xasprintf("timed out after %g s", timeout / 1000.0);
-		}
+		char *tail = exec_tail(t, sid, exit, timeout);
 		char *text = output_text(&s, tail);
 		if (hit || timed_out) {
 			res = mcp_tool_error("%s", text);
@@ -374,7 +389,6 @@ static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 		free(tail);
 	}
 	acc_free(&s);
-	answer_free(&a);
 	return res;
 }
 
@@ -475,25 +489,14 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 	json_t *body = json_pack("{s:s, s:b}", "code", code, "stream", 1);
 	if (timeout)
 		json_object_set_new(body, "timeout_ms", json_integer(timeout));
-	char *path = xasprintf("/v1/sandboxes/%s/contexts/%s/run", sid, cid);
 	struct stream_acc s = {.call = c};
-	struct api_answer a;
-	agentd_error err = {0};
-	int r = api_json(t, c, "POST", path, body, &a, on_stream_line, &s, &err);
-	json_decref(body);
-	free(path);
-	json_t *res, *run = json_object_get(s.last, "done");
-	if (r < 0) {
-		res = transport_error("run_code", c, &err);
-	} else if (a.status != 200) {
-		res = daemon_error("run_code", &a);
-	} else if (!run) {
-		const char *m = json_string_value(json_object_get(json_object_get(s.last, "error"),
-								  "message"));
-		res = mcp_tool_error("run_code: %s", m ? m : "the stream ended without a result");
-	} else if (strcmp(arg_str(run, "status") ?: "", "ok")) {
+	json_t *run;
+	json_t *res = stream_post(t, c, "run_code",
+				  xasprintf("/v1/sandboxes/%s/contexts/%s/run", sid, cid), body, &s,
+				  "done", &run);
+	if (!res && strcmp(arg_str(run, "status") ?: "", "ok")) {
 		res = cell_error(t, sid, &s, run, timeout);
-	} else {
+	} else if (!res) {
 		const char *value = arg_str(json_object_get(run, "result"), "text/plain");
 		char *text = output_text(&s, value ? value : "");
 		json_t *st = json_pack("{s:s, s:s, s:s, s:s?, s:n, s:I, s:s}", "status", "ok",
@@ -507,7 +510,6 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 		free(text);
 	}
 	acc_free(&s);
-	answer_free(&a);
 	return res;
 }
 
@@ -526,14 +528,38 @@ static json_t *plain_call(struct mcp_tools *t, struct mcp_call *c, const char *v
 	return res;
 }
 
+/* plain_call of the sandbox's route; takes body (may be NULL). */
+static json_t *sandbox_call(struct mcp_tools *t, struct mcp_call *c, const char *verb,
+			    const char *method, const char *sid, const char *route, json_t *body,
+			    int ok)
+{
+	_cleanup_free_ char *path = path_of(sid, route, NULL);
+	json_t *res = plain_call(t, c, verb, method, path, body, ok);
+	json_decref(body);
+	return res;
+}
+
+/* The sandbox_id and the required string argument key (described by what for the model):
+ * the id, or NULL with *bad set. */
+static const char *sandbox_and(json_t *args, const char *key, const char *what,
+			       const char **val, json_t **bad)
+{
+	const char *sid = sandbox_arg(args, bad);
+	*val = arg_str(args, key);
+	if (sid && !*val) {
+		*bad = mcp_tool_error("%s: required (%s)", key, what);
+		return NULL;
+	}
+	return sid;
+}
+
 static json_t *tool_read_file(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 {
 	json_t *bad = NULL;
-	const char *sid = sandbox_arg(args, &bad), *p = arg_str(args, "path");
+	const char *p;
+	const char *sid = sandbox_and(args, "path", "an absolute path in the sandbox", &p, &bad);
 	if (!sid)
 		return bad;
-	if (!p)
-		return mcp_tool_error("path: required (an absolute path in the sandbox)");
 	json_int_t max = json_integer_value(json_object_get(args, "max_bytes"));
 	if (max <= 0)
 		max = 1 << 20;
@@ -615,10 +641,7 @@ static json_t *tool_process_start(struct mcp_tools *t, struct mcp_call *c, json_
 		return bad;
 	json_t *body = json_pack("{s:o}", "argv", argv);
 	copy_env_workdir(args, body);
-	_cleanup_free_ char *path = path_of(sid, "/processes", NULL);
-	json_t *res = plain_call(t, c, "process_start", "POST", path, body, 201);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "process_start", "POST", sid, "/processes", body, 201);
 }
 
 static void on_output_line(void *ud, const char *line, size_t len)
@@ -707,11 +730,8 @@ static json_t *tool_port_open(struct mcp_tools *t, struct mcp_call *c, json_t *a
 		return bad;
 	if (!json_is_integer(port))
 		return mcp_tool_error("port: required (the TCP port the server listens on)");
-	json_t *body = json_pack("{s:O}", "port", port);
-	_cleanup_free_ char *path = path_of(sid, "/ports", NULL);
-	json_t *res = plain_call(t, c, "port_open", "POST", path, body, 201);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "port_open", "POST", sid, "/ports",
+			    json_pack("{s:O}", "port", port), 201);
 }
 
 static json_t *tool_snapshot(struct mcp_tools *t, struct mcp_call *c, json_t *args)
@@ -723,25 +743,19 @@ static json_t *tool_snapshot(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 	json_t *body = json_object();
 	if (arg_str(args, "name"))
 		json_object_set(body, "name", json_object_get(args, "name"));
-	_cleanup_free_ char *path = path_of(sid, "/snapshots", NULL);
-	json_t *res = plain_call(t, c, "snapshot", "POST", path, body, 201);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "snapshot", "POST", sid, "/snapshots", body, 201);
 }
 
 static json_t *tool_restore(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 {
 	json_t *bad = NULL;
-	const char *sid = sandbox_arg(args, &bad), *snap = arg_str(args, "snapshot_id");
+	const char *snap;
+	const char *sid = sandbox_and(args, "snapshot_id", "the id or name snapshot returned",
+				      &snap, &bad);
 	if (!sid)
 		return bad;
-	if (!snap)
-		return mcp_tool_error("snapshot_id: required (the id or name snapshot returned)");
-	json_t *body = json_pack("{s:s}", "snapshot_id", snap);
-	_cleanup_free_ char *path = path_of(sid, "/restore", NULL);
-	json_t *res = plain_call(t, c, "restore", "POST", path, body, 200);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "restore", "POST", sid, "/restore",
+			    json_pack("{s:s}", "snapshot_id", snap), 200);
 }
 
 static void forget_created(struct mcp_tools *t, const char *id)
@@ -763,8 +777,7 @@ static json_t *tool_sandbox_destroy(struct mcp_tools *t, struct mcp_call *c, jso
 	const char *sid = sandbox_arg(args, &bad);
 	if (!sid)
 		return bad;
-	_cleanup_free_ char *path = path_of(sid, "", NULL);
-	json_t *res = plain_call(t, c, "sandbox_destroy", "DELETE", path, NULL, 200);
+	json_t *res = sandbox_call(t, c, "sandbox_destroy", "DELETE", sid, "", NULL, 200);
 	const char *id = arg_str(json_object_get(res, "structuredContent"), "id");
 	if (id)
 		forget_created(t, id);
