@@ -172,6 +172,37 @@ static void acc_append(struct stream_acc *s, int which, const char *data, size_t
 	s->out[which][s->len[which]] = '\0';
 }
 
+/* A chunk the daemon sent as base64 (not UTF-8, or with a NUL), as text a model can read:
+ * what is not a character, and NUL, becomes U+FFFD. malloc'd, NUL-terminated, its length
+ * in *n; *bytes: how many bytes the chunk held. */
+static char *lossy_text(const char *b64, size_t *n, size_t *bytes)
+{
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	if (base64_decode(b64, strlen(b64), &raw, &len) < 0)
+		len = 0;
+	if (bytes)
+		*bytes = len;
+	char *out = xmalloc(len * 3 + 1), *o = out;
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		int l = utf8_next(raw + i, len - i, &cp);
+		if (l > 0 && cp != 0) {
+			memcpy(o, raw + i, (size_t)l);
+			o += l;
+			i += (size_t)l;
+		} else {
+			memcpy(o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i++;
+		}
+	}
+	*o = '\0';
+	*n = (size_t)(o - out);
+	free(raw);
+	return out;
+}
+
 static void on_stream_line(void *ud, const char *line, size_t len)
 {
 	struct stream_acc *s = ud;
@@ -180,15 +211,11 @@ static void on_stream_line(void *ud, const char *line, size_t len)
 	const char *data = json_string_value(json_object_get(j, "data"));
 	if (stream && data) {
 		int which = !strcmp(stream, "stderr");
-		if (arg_str(j, "encoding")) {
-			char note[64];
-			snprintf(note, sizeof(note), "[%zu bytes of binary output]",
-				 strlen(data) / 4 * 3);
-			acc_append(s, which, note, strlen(note));
-		} else {
-			acc_append(s, which, data, strlen(data));
-			mcp_progress(s->call, data);
-		}
+		size_t n = strlen(data);
+		char *text = arg_str(j, "encoding") ? lossy_text(data, &n, NULL) : NULL;
+		acc_append(s, which, text ? text : data, n);
+		mcp_progress(s->call, text ? text : data);
+		free(text);
 	} else if (json_object_get(j, "exit") || json_object_get(j, "done") ||
 		   json_object_get(j, "error")) {
 		json_decref(s->last);
@@ -651,17 +678,12 @@ static void on_output_line(void *ud, const char *line, size_t len)
 	const char *stream = arg_str(j, "stream"), *data = arg_str(j, "data");
 	if (stream && data) {
 		int which = !strcmp(stream, "stderr");
-		size_t n = json_string_length(json_object_get(j, "data"));
-		if (arg_str(j, "encoding")) {
-			char note[64];
-			n = n / 4 * 3;
-			snprintf(note, sizeof(note), "[%zu bytes of binary output]", n);
-			acc_append(s, which, note, strlen(note));
-		} else {
-			acc_append(s, which, data, n);
-		}
-		/* the next offset to ask, kept in the accumulator's last line */
-		json_int_t next = json_integer_value(json_object_get(j, "offset")) + (json_int_t)n;
+		size_t n = json_string_length(json_object_get(j, "data")), bytes = n;
+		char *text = arg_str(j, "encoding") ? lossy_text(data, &n, &bytes) : NULL;
+		acc_append(s, which, text ? text : data, n);
+		free(text);
+		/* the next offset to ask (in bytes of the stream), kept in the last line */
+		json_int_t next = json_integer_value(json_object_get(j, "offset")) + (json_int_t)bytes;
 		if (!s->last)
 			s->last = json_object();
 		json_object_set_new(s->last, which ? "stderr" : "stdout", json_integer(next));
