@@ -108,11 +108,11 @@ struct stdio_server {
 
 static void stdio_send(struct stdio_server *sv, json_t *msg)
 {
-	char *s = json_dumps(msg, JSON_COMPACT);
+	char *s = mcp_frame(msg);
 	if (!s)
 		return;
 	pthread_mutex_lock(&sv->out_lock);
-	if (write_all(STDOUT_FILENO, s, strlen(s)) < 0 || write_all(STDOUT_FILENO, "\n", 1) < 0)
+	if (write_all(STDOUT_FILENO, s, strlen(s)) < 0)
 		print_error("mcp: write to stdout: %s", strerror(errno));
 	pthread_mutex_unlock(&sv->out_lock);
 	free(s);

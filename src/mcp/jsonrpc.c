@@ -378,3 +378,16 @@ json_t *mcp_tool_result(json_t *structured, const char *text)
 	free(dump);
 	return r;
 }
+
+char *mcp_frame(const json_t *msg)
+{
+	/* ASCII only: U+2028 and U+2029, which some JSON readers take for line ends, and any
+	 * other character a sandbox printed travel as \uXXXX */
+	char *s = json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	s = xrealloc(s, n + 2);
+	memcpy(s + n, "\n", 2);
+	return s;
+}

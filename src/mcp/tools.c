@@ -183,22 +183,7 @@ static char *lossy_text(const char *b64, size_t *n, size_t *bytes)
 		len = 0;
 	if (bytes)
 		*bytes = len;
-	char *out = xmalloc(len * 3 + 1), *o = out;
-	for (size_t i = 0; i < len;) {
-		uint32_t cp;
-		int l = utf8_next(raw + i, len - i, &cp);
-		if (l > 0 && cp != 0) {
-			memcpy(o, raw + i, (size_t)l);
-			o += l;
-			i += (size_t)l;
-		} else {
-			memcpy(o, "\xEF\xBF\xBD", 3);
-			o += 3;
-			i++;
-		}
-	}
-	*o = '\0';
-	*n = (size_t)(o - out);
+	char *out = utf8_lossy(raw, len, n);
 	free(raw);
 	return out;
 }

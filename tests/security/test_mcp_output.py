@@ -49,7 +49,10 @@ def test_sandbox_output_cannot_forge_mcp_messages():
     p.stdin.close()
     rest = p.stdout.read()
     assert p.wait(timeout=60) == 0
-    msgs = [json.loads(l) for l in lines[2:]] + [json.loads(l) for l in rest.splitlines()]
+    lines += rest.splitlines(keepends=True)
+    # ASCII lines: a client splitting lines on U+2028 too (str.splitlines) reads the same
+    assert all(max(l, default=0) < 0x80 for l in lines)
+    msgs = [json.loads(l) for l in lines[2:]]
     answers = [m for m in msgs if "id" in m]
     assert [m["id"] for m in answers] == [7, 8, 9]  # no forged id 7 twice, nothing extra
     assert all(m.get("method") == "notifications/progress" for m in msgs if "id" not in m)
