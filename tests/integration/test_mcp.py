@@ -136,3 +136,53 @@ def test_the_official_typescript_sdk_client_over_both_transports():
     r = subprocess.run(["node", "--test"], cwd=d, env=env, capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+
+
+def test_streamable_http_sessions_headers_and_auth(daemon, tmp_path):
+    import http.client
+    import socket as sk
+    tok = tmp_path / "token"
+    tok.write_text("0123456789abcdef0123\n")
+    s = sk.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = subprocess.Popen([AGENTD, "mcp", "--socket", daemon.socket, "--listen",
+                          f"127.0.0.1:{port}", "--token-file", str(tok)], stderr=subprocess.DEVNULL)
+    try:
+        def post(body, headers=None, method="POST", auth=True):
+            for _ in range(100):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+                    if auth:
+                        h["Authorization"] = "Bearer 0123456789abcdef0123"
+                    h.update(headers or {})
+                    c.request(method, "/mcp", body=body, headers=h)
+                    r = c.getresponse()
+                    data = r.read()
+                    return r.status, dict(r.getheaders()), json.loads(data) if data else None
+                except ConnectionRefusedError:
+                    time.sleep(0.1)
+            raise AssertionError("agentd mcp --listen did not come up")
+
+        ping = '{"jsonrpc":"2.0","id":1,"method":"ping"}'
+        st, h, body = post(ping, auth=False)
+        assert st == 401 and h["WWW-Authenticate"] == "Bearer"
+        assert post(ping)[0] == 400  # no session: initialize first
+        st, h, body = post(init("2025-03-26"))
+        assert st == 200 and body["result"]["protocolVersion"] == "2025-03-26"
+        sid = {"Mcp-Session-Id": h["Mcp-Session-Id"], "MCP-Protocol-Version": "2025-03-26"}
+        assert post('{"jsonrpc":"2.0","method":"notifications/initialized"}', sid)[0] == 202
+        st, _, body = post("[" + ping + "," + ping.replace('"id":1', '"id":2') + "]", sid)
+        assert st == 200 and [m["id"] for m in body] == [1, 2]  # a batch under 2025-03-26
+        assert post(ping, {**sid, "MCP-Protocol-Version": "1999-01-01"})[0] == 400
+        assert post(ping, {"Mcp-Session-Id": "0" * 32})[0] == 404
+        assert post("", sid, method="GET")[0] == 405
+        st, _, body = post("{bad", sid)
+        assert st == 400 and body["error"]["code"] == -32700
+        assert post(None, sid, method="DELETE")[0] == 200
+        assert post(ping, sid)[0] == 404  # the session ended
+    finally:
+        p.terminate()
+        assert p.wait(timeout=60) == 0
