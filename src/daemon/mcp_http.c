@@ -101,11 +101,10 @@ static void session_release(struct http_session *hs);
 static void sse_free(void *cls)
 {
 	struct sse *s = cls;
+	/* under the stream's lock: the worker cannot end (and release the session) meanwhile */
 	pthread_mutex_lock(&s->lock);
 	s->gone = true;
-	bool done = s->done;
-	pthread_mutex_unlock(&s->lock);
-	if (!done) {
+	if (!s->done) {
 		pthread_mutex_lock(&s->hs->session.lock);
 		for (struct mcp_call *c = s->hs->session.calls; c; c = c->next)
 			if (c->transport == s) {
@@ -114,6 +113,7 @@ static void sse_free(void *cls)
 			}
 		pthread_mutex_unlock(&s->hs->session.lock);
 	}
+	pthread_mutex_unlock(&s->lock);
 	sse_unref(s);
 }
 
@@ -372,6 +372,11 @@ enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method,
 	return res;
 }
 
+void mcp_http_stop_all(void)
+{
+	sessions_sweep(true);
+}
+
 /* ------------------------------------------------------------------ agentd mcp --listen */
 
 struct listen_ctx {
@@ -466,7 +471,7 @@ int mcp_http_listen(const char *listen, const char *token_file, const char *sock
 	struct pollfd p = {.fd = stop_fd, .events = POLLIN};
 	while (poll(&p, 1, -1) < 0 && errno == EINTR)
 		;
-	sessions_sweep(true); /* the calls cancelled, the sessions' sandboxes destroyed */
+	mcp_http_stop_all();
 	MHD_stop_daemon(m);
 	free(lc.token);
 	return 0;

@@ -186,3 +186,24 @@ def test_streamable_http_sessions_headers_and_auth(daemon, tmp_path):
     finally:
         p.terminate()
         assert p.wait(timeout=60) == 0
+
+
+def test_serves_mcp_sessions_end_with_the_daemon_and_their_sandboxes_go():
+    # durable: the daemon would leave its sandboxes running for the next one; an MCP
+    # session's go with the session, which ends with the daemon
+    dm = Daemon(durable=True).start()
+    try:
+        h = {"Content-Type": "application/json", "Accept": "application/json"}
+        r = dm.request("POST", "/mcp", raw=init("2025-06-18").encode(), headers=h, new_conn=True)
+        assert r.status == 200, r
+        sid = r.headers["Mcp-Session-Id"]
+        r = dm.request("POST", "/mcp", raw=call(1, "sandbox_create", {"backend": "container", "keep": False}).encode(),
+                       headers={**h, "Mcp-Session-Id": sid}, new_conn=True)
+        made = r.json["result"]["structuredContent"]["sandbox_id"]
+        kept = dm.request("POST", "/mcp", raw=call(2, "sandbox_create", {"backend": "container", "keep": True}).encode(),
+                          headers={**h, "Mcp-Session-Id": sid}, new_conn=True).json["result"]["structuredContent"]["sandbox_id"]
+        dm.stop()
+        dm.start()
+        assert made not in live_ids(dm) and kept in live_ids(dm)
+    finally:
+        dm.cleanup()
