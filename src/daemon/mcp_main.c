@@ -18,14 +18,17 @@ int agentd_mcp_main(int argc, char **argv);
 
 static void mcp_usage(FILE *f)
 {
-	fprintf(f, "usage: agentd mcp [--socket PATH | --embedded] [--listen 127.0.0.1:PORT --token-file F]\n\n"
-		   "A Model Context Protocol server (docs/mcp.md). Without --listen it speaks\n"
-		   "newline-delimited JSON-RPC on stdin/stdout (an agent spawns it); with --listen,\n"
-		   "Streamable HTTP at http://ADDR:PORT/mcp with the bearer token of F.\n\n"
-		   "  --socket PATH   the daemon to drive (default: $AGENTD_SOCKET, else\n"
-		   "                  /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
-		   "  --embedded      run a daemon of our own on a private state dir (removed at exit)\n"
-		   "  --backend NAME  the embedded daemon's default backend (default auto)\n");
+	fprintf(
+	    f,
+	    "usage: agentd mcp [--socket PATH | --embedded] [--listen 127.0.0.1:PORT --token-file "
+	    "F]\n\n"
+	    "A Model Context Protocol server (docs/mcp.md). Without --listen it speaks\n"
+	    "newline-delimited JSON-RPC on stdin/stdout (an agent spawns it); with --listen,\n"
+	    "Streamable HTTP at http://ADDR:PORT/mcp with the bearer token of F.\n\n"
+	    "  --socket PATH   the daemon to drive (default: $AGENTD_SOCKET, else\n"
+	    "                  /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
+	    "  --embedded      run a daemon of our own on a private state dir (removed at exit)\n"
+	    "  --backend NAME  the embedded daemon's default backend (default auto)\n");
 }
 
 /* ------------------------------------------------------------------ embedded daemon */
@@ -60,8 +63,10 @@ static int embedded_start(struct embedded *e, const char *backend)
 		sigset_t none;
 		sigemptyset(&none);
 		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		char *argv[] = {"serve", "--socket", e->socket, "--state-dir", state,
-				"--destroy-on-exit", "--backend", (char *)(backend ?: "auto"), NULL};
+		char *argv[] = {
+		    "serve", "--socket",	  e->socket,   "--state-dir",
+		    state,   "--destroy-on-exit", "--backend", (char *)(backend ?: "auto"),
+		    NULL};
 		_exit(agentd_serve_main(8, argv));
 	}
 	for (int i = 0; i < 600; i++) { /* up to 60 s on a loaded machine */
@@ -74,7 +79,8 @@ static int embedded_start(struct embedded *e, const char *backend)
 			return 0;
 		if (waitpid(e->pid, NULL, WNOHANG) == e->pid) {
 			e->pid = 0;
-			print_error("mcp: --embedded: the daemon exited at start (its log is above)");
+			print_error(
+			    "mcp: --embedded: the daemon exited at start (its log is above)");
 			return -1;
 		}
 		usleep(100000);
@@ -250,8 +256,10 @@ static int run_stdio(const char *socket)
 		return EXIT_AGENTD;
 	}
 	sv.tools.transport = &sv;
-	sv.ops = (struct mcp_ops){.call_tool = mcp_tools_call, .notify = stdio_notify,
-				  .cancel = mcp_cancel_call, .ud = &sv.tools};
+	sv.ops = (struct mcp_ops){.call_tool = mcp_tools_call,
+				  .notify = stdio_notify,
+				  .cancel = mcp_cancel_call,
+				  .ud = &sv.tools};
 	pthread_mutex_init(&sv.out_lock, NULL);
 	pthread_mutex_init(&sv.lock, NULL);
 	pthread_cond_init(&sv.idle, NULL);
@@ -273,11 +281,13 @@ static int run_stdio(const char *socket)
 
 __attribute__((visibility("default"))) int agentd_mcp_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'}, {"embedded", no_argument, NULL, 'e'},
-		{"listen", required_argument, NULL, 'l'}, {"token-file", required_argument, NULL, 't'},
-		{"backend", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+					     {"embedded", no_argument, NULL, 'e'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"token-file", required_argument, NULL, 't'},
+					     {"backend", required_argument, NULL, 'b'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *socket = NULL, *listen = NULL, *token_file = NULL, *backend = NULL;
 	bool embedded = false;
 	int c;
@@ -285,12 +295,24 @@ __attribute__((visibility("default"))) int agentd_mcp_main(int argc, char **argv
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': socket = optarg; break;
-		case 'e': embedded = true; break;
-		case 'l': listen = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'b': backend = optarg; break;
-		case 'h': mcp_usage(stdout); return 0;
+		case 's':
+			socket = optarg;
+			break;
+		case 'e':
+			embedded = true;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'b':
+			backend = optarg;
+			break;
+		case 'h':
+			mcp_usage(stdout);
+			return 0;
 		default:
 			print_error("mcp: bad option '%s' (agentd mcp --help)", argv[optind - 1]);
 			return EXIT_AGENTD;
@@ -319,8 +341,7 @@ __attribute__((visibility("default"))) int agentd_mcp_main(int argc, char **argv
 	pthread_create(&th, NULL, signal_thread, &stop);
 	pthread_detach(th);
 	const char *sock = embedded ? e.socket : socket_path_default(socket);
-	int rc = listen ? mcp_http_listen(listen, token_file, sock, stop_pipe[0])
-			: run_stdio(sock);
+	int rc = listen ? mcp_http_listen(listen, token_file, sock, stop_pipe[0]) : run_stdio(sock);
 	embedded_stop(&e);
 	return rc;
 }

@@ -10,7 +10,7 @@
 
 struct api_answer {
 	int status;
-	json_t *json;			/* the body as JSON, or NULL */
+	json_t *json; /* the body as JSON, or NULL */
 	struct http_response raw;
 };
 
@@ -51,8 +51,8 @@ static int api(struct mcp_tools *t, struct mcp_call *c, const char *method, cons
 	return 0;
 }
 
-static int api_json(struct mcp_tools *t, struct mcp_call *c, const char *method,
-		    const char *path, json_t *body, struct api_answer *a,
+static int api_json(struct mcp_tools *t, struct mcp_call *c, const char *method, const char *path,
+		    json_t *body, struct api_answer *a,
 		    void (*on_line)(void *, const char *, size_t), void *ud, agentd_error *err)
 {
 	char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -67,8 +67,8 @@ static int api_json(struct mcp_tools *t, struct mcp_call *c, const char *method,
 /* The daemon's refusal as a tool error: "verb: message". */
 static json_t *daemon_error(const char *verb, const struct api_answer *a)
 {
-	const char *msg = json_string_value(json_object_get(json_object_get(a->json, "error"),
-							    "message"));
+	const char *msg =
+	    json_string_value(json_object_get(json_object_get(a->json, "error"), "message"));
 	return mcp_tool_error("%s: %s (HTTP %d)", verb, msg ? msg : "failed", a->status);
 }
 
@@ -116,8 +116,7 @@ static json_t *argv_arg(json_t *args, json_t **bad)
 	size_t i;
 	json_t *v;
 	bool ok = json_is_array(argv) && json_array_size(argv) > 0;
-	json_array_foreach(argv, i, v)
-		ok = ok && json_is_string(v);
+	json_array_foreach(argv, i, v) ok = ok && json_is_string(v);
 	if (!ok) {
 		*bad = mcp_tool_error("command (a shell line) or argv (an array of strings) is "
 				      "required");
@@ -159,9 +158,9 @@ static char *path_of(const char *sid, const char *route, const char *value)
 /* What a streamed exec or cell sent: its output so far, and its last line. */
 struct stream_acc {
 	struct mcp_call *call;
-	char *out[2];			/* stdout, stderr */
+	char *out[2]; /* stdout, stderr */
 	size_t len[2];
-	json_t *last;			/* {"exit": ...}, {"done": ...} or {"error": ...} */
+	json_t *last; /* {"exit": ...}, {"done": ...} or {"error": ...} */
 };
 
 static void acc_append(struct stream_acc *s, int which, const char *data, size_t n)
@@ -253,9 +252,8 @@ static char *output_text(const struct stream_acc *s, const char *tail)
 
 /* POST a streamed exec or cell (path and body are taken): NULL with *final the last line's
  * object under key ("exit", "done"), or the tool error. */
-static json_t *stream_post(struct mcp_tools *t, struct mcp_call *c, const char *verb,
-			   char *path, json_t *body, struct stream_acc *s, const char *key,
-			   json_t **final)
+static json_t *stream_post(struct mcp_tools *t, struct mcp_call *c, const char *verb, char *path,
+			   json_t *body, struct stream_acc *s, const char *key, json_t **final)
 {
 	struct api_answer a;
 	agentd_error err = {0};
@@ -269,8 +267,8 @@ static json_t *stream_post(struct mcp_tools *t, struct mcp_call *c, const char *
 	} else if (a.status != 200) {
 		res = daemon_error(verb, &a);
 	} else if (!*final) {
-		const char *m = json_string_value(json_object_get(json_object_get(s->last, "error"),
-								  "message"));
+		const char *m = json_string_value(
+		    json_object_get(json_object_get(s->last, "error"), "message"));
 		res = mcp_tool_error("%s: %s", verb, m ? m : "the stream ended without a result");
 	}
 	answer_free(&a);
@@ -348,10 +346,10 @@ static char *exec_tail(struct mcp_tools *t, const char *sid, json_t *exit, long 
 		return xasprintf("killed: %s (exit code %lld)", limit, code);
 	}
 	if (json_is_true(json_object_get(exit, "timed_out")))
-		return xasprintf("timed out after %g s",
-				 (timeout ? timeout
-					  : json_integer_value(json_object_get(exit, "duration_ms"))) /
-					 1000.0);
+		return xasprintf(
+		    "timed out after %g s",
+		    (timeout ? timeout : json_integer_value(json_object_get(exit, "duration_ms"))) /
+			1000.0);
 	return xasprintf("[exit code %lld]", code);
 }
 
@@ -379,8 +377,8 @@ static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 	}
 	struct stream_acc s = {.call = c};
 	json_t *exit;
-	json_t *res = stream_post(t, c, "exec", path_of(sid, "/exec", NULL), body, &s, "exit",
-				  &exit);
+	json_t *res =
+	    stream_post(t, c, "exec", path_of(sid, "/exec", NULL), body, &s, "exit", &exit);
 	if (!res) {
 		json_int_t code = json_integer_value(json_object_get(exit, "exit_code"));
 		const char *hit = arg_str(exit, "limit_hit");
@@ -390,11 +388,11 @@ static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 		if (hit || timed_out) {
 			res = mcp_tool_error("%s", text);
 		} else {
-			json_t *st = json_pack("{s:I, s:s, s:s, s:b, s:n, s:I}", "exit_code", code,
-					       "stdout", s.out[0] ? s.out[0] : "", "stderr",
-					       s.out[1] ? s.out[1] : "", "timed_out", 0,
-					       "limit_hit", "duration_ms",
-					       json_integer_value(json_object_get(exit, "duration_ms")));
+			json_t *st =
+			    json_pack("{s:I, s:s, s:s, s:b, s:n, s:I}", "exit_code", code, "stdout",
+				      s.out[0] ? s.out[0] : "", "stderr", s.out[1] ? s.out[1] : "",
+				      "timed_out", 0, "limit_hit", "duration_ms",
+				      json_integer_value(json_object_get(exit, "duration_ms")));
 			res = mcp_tool_result(st, text);
 		}
 		free(text);
@@ -422,7 +420,8 @@ static char *context_for(struct mcp_tools *t, struct mcp_call *c, const char *si
 	}
 	size_t i;
 	json_t *ctx;
-	json_array_foreach(json_object_get(a.json, "contexts"), i, ctx) {
+	json_array_foreach(json_object_get(a.json, "contexts"), i, ctx)
+	{
 		const char *st = arg_str(ctx, "state");
 		if (!strcmp(arg_str(ctx, "language") ?: "", language) && st && strcmp(st, "gone") &&
 		    !json_is_string(json_object_get(ctx, "session"))) {
@@ -458,19 +457,21 @@ static json_t *cell_error(struct mcp_tools *t, const char *sid, const struct str
 					   timeout / 1000.0)
 			       : xasprintf("timed out after %g s (the context keeps its state)",
 					   json_integer_value(json_object_get(run, "duration_ms")) /
-						   1000.0);
+					       1000.0);
 	} else if (!strcmp(status, "killed")) {
 		const char *why = arg_str(e, "value") ?: "";
-		const char *hit = strstr(why, "memory") ? "memory" : strstr(why, "pids") ? "pids" : NULL;
+		const char *hit = strstr(why, "memory") ? "memory"
+				  : strstr(why, "pids") ? "pids"
+							: NULL;
 		_cleanup_free_ char *lim = hit ? limit_text(t, sid, hit) : NULL;
 		tail = xasprintf("killed: %s%s%s (the context is gone: the next run_code starts a "
-				 "new one)", lim ? lim : why, lim && *why ? ": " : "",
-				 lim ? why : "");
+				 "new one)",
+				 lim ? lim : why, lim && *why ? ": " : "", lim ? why : "");
 	} else {
 		const char *tb = arg_str(e, "traceback");
 		tail = xasprintf("%s: %s%s%s", arg_str(e, "name") ?: "error",
-				 arg_str(e, "value") ?: "", tb && *tb && !strstr(s->out[1] ?: "", tb)
-								    ? "\n" : "",
+				 arg_str(e, "value") ?: "",
+				 tb && *tb && !strstr(s->out[1] ?: "", tb) ? "\n" : "",
 				 tb && !strstr(s->out[1] ?: "", tb) ? tb : "");
 	}
 	char *text = output_text(s, tail);
@@ -488,8 +489,8 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 	long long timeout = seconds_ms(args, "timeout_s");
 	if (!sid)
 		return bad;
-	if (!language || (strcmp(language, "python") && strcmp(language, "node") &&
-			  strcmp(language, "bash")))
+	if (!language ||
+	    (strcmp(language, "python") && strcmp(language, "node") && strcmp(language, "bash")))
 		return mcp_tool_error("language: expected python, node or bash");
 	if (!code)
 		return mcp_tool_error("code: required (the code to run, a string)");
@@ -503,9 +504,9 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 		json_object_set_new(body, "timeout_ms", json_integer(timeout));
 	struct stream_acc s = {.call = c};
 	json_t *run;
-	json_t *res = stream_post(t, c, "run_code",
-				  xasprintf("/v1/sandboxes/%s/contexts/%s/run", sid, cid), body, &s,
-				  "done", &run);
+	json_t *res =
+	    stream_post(t, c, "run_code", xasprintf("/v1/sandboxes/%s/contexts/%s/run", sid, cid),
+			body, &s, "done", &run);
 	if (!res && strcmp(arg_str(run, "status") ?: "", "ok")) {
 		res = cell_error(t, sid, &s, run, timeout);
 	} else if (!res) {
@@ -534,8 +535,8 @@ static json_t *plain_call(struct mcp_tools *t, struct mcp_call *c, const char *v
 	if (api_json(t, c, method, path, body, &a, NULL, NULL, &err) < 0)
 		return transport_error(verb, c, &err);
 	json_t *res = a.status == ok && json_is_object(a.json)
-			      ? mcp_tool_result(json_incref(a.json), NULL)
-			      : daemon_error(verb, &a);
+			  ? mcp_tool_result(json_incref(a.json), NULL)
+			  : daemon_error(verb, &a);
 	answer_free(&a);
 	return res;
 }
@@ -553,8 +554,8 @@ static json_t *sandbox_call(struct mcp_tools *t, struct mcp_call *c, const char 
 
 /* The sandbox_id and the required string argument key (described by what for the model):
  * the id, or NULL with *bad set. */
-static const char *sandbox_and(json_t *args, const char *key, const char *what,
-			       const char **val, json_t **bad)
+static const char *sandbox_and(json_t *args, const char *key, const char *what, const char **val,
+			       json_t **bad)
 {
 	const char *sid = sandbox_arg(args, bad);
 	*val = arg_str(args, key);
@@ -668,7 +669,8 @@ static void on_output_line(void *ud, const char *line, size_t len)
 		acc_append(s, which, text ? text : data, n);
 		free(text);
 		/* the next offset to ask (in bytes of the stream), kept in the last line */
-		json_int_t next = json_integer_value(json_object_get(j, "offset")) + (json_int_t)bytes;
+		json_int_t next =
+		    json_integer_value(json_object_get(j, "offset")) + (json_int_t)bytes;
 		if (!s->last)
 			s->last = json_object();
 		json_object_set_new(s->last, which ? "stderr" : "stdout", json_integer(next));
@@ -687,10 +689,10 @@ static json_t *tool_process_read(struct mcp_tools *t, struct mcp_call *c, json_t
 		return mcp_tool_error("pid: required (the pid process_start returned)");
 	long long pid = json_integer_value(pidj);
 	json_int_t offset = json_integer_value(json_object_get(args, "offset"));
-	char *path = xasprintf("/v1/sandboxes/%s/processes/%lld/output?offset=%lld&stream=%s", sid,
-			       pid, (long long)(offset > 0 ? offset : 0),
-			       !strcmp(stream, "stdout") || !strcmp(stream, "stderr") ? stream
-										      : "both");
+	char *path =
+	    xasprintf("/v1/sandboxes/%s/processes/%lld/output?offset=%lld&stream=%s", sid, pid,
+		      (long long)(offset > 0 ? offset : 0),
+		      !strcmp(stream, "stdout") || !strcmp(stream, "stderr") ? stream : "both");
 	struct stream_acc s = {.call = c};
 	struct api_answer a;
 	agentd_error err = {0};
@@ -709,14 +711,14 @@ static json_t *tool_process_read(struct mcp_tools *t, struct mcp_call *c, json_t
 		free(path);
 		json_t *ec = json_object_get(a.json, "exit_code");
 		json_int_t o = offset > 0 ? offset : 0;
-		json_t *st = json_pack("{s:I, s:s, s:O, s:s, s:s, s:I, s:I}", "pid", (json_int_t)pid,
-				       "state", arg_str(a.json, "state") ?: "unknown", "exit_code",
-				       json_is_integer(ec) ? ec : json_null(), "stdout",
-				       s.out[0] ?: "", "stderr", s.out[1] ?: "",
-				       "stdout_next_offset",
-				       json_integer_value(json_object_get(s.last, "stdout")) ?: o,
-				       "stderr_next_offset",
-				       json_integer_value(json_object_get(s.last, "stderr")) ?: o);
+		json_t *st =
+		    json_pack("{s:I, s:s, s:O, s:s, s:s, s:I, s:I}", "pid", (json_int_t)pid,
+			      "state", arg_str(a.json, "state") ?: "unknown", "exit_code",
+			      json_is_integer(ec) ? ec : json_null(), "stdout", s.out[0] ?: "",
+			      "stderr", s.out[1] ?: "", "stdout_next_offset",
+			      json_integer_value(json_object_get(s.last, "stdout")) ?: o,
+			      "stderr_next_offset",
+			      json_integer_value(json_object_get(s.last, "stderr")) ?: o);
 		char *tail = xasprintf("[process %lld: %s]", pid, arg_str(st, "state"));
 		char *text = output_text(&s, tail);
 		res = mcp_tool_result(st, text);
@@ -757,8 +759,8 @@ static json_t *tool_restore(struct mcp_tools *t, struct mcp_call *c, json_t *arg
 {
 	json_t *bad = NULL;
 	const char *snap;
-	const char *sid = sandbox_and(args, "snapshot_id", "the id or name snapshot returned",
-				      &snap, &bad);
+	const char *sid =
+	    sandbox_and(args, "snapshot_id", "the id or name snapshot returned", &snap, &bad);
 	if (!sid)
 		return bad;
 	return sandbox_call(t, c, "restore", "POST", sid, "/restore",
@@ -770,11 +772,11 @@ static void forget_created(struct mcp_tools *t, const char *id)
 	pthread_mutex_lock(&t->lock);
 	size_t i;
 	json_t *v;
-	json_array_foreach(t->created, i, v)
-		if (!strcmp(json_string_value(v), id)) {
-			json_array_remove(t->created, i);
-			break;
-		}
+	json_array_foreach(t->created, i, v) if (!strcmp(json_string_value(v), id))
+	{
+		json_array_remove(t->created, i);
+		break;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -801,12 +803,19 @@ static const struct {
 	const char *name;
 	json_t *(*fn)(struct mcp_tools *, struct mcp_call *, json_t *);
 } handlers[] = {
-	{"sandbox_create", tool_sandbox_create}, {"run_code", tool_run_code},
-	{"exec", tool_exec}, {"read_file", tool_read_file}, {"write_file", tool_write_file},
-	{"list_files", tool_list_files}, {"process_start", tool_process_start},
-	{"process_read", tool_process_read}, {"port_open", tool_port_open},
-	{"snapshot", tool_snapshot}, {"restore", tool_restore},
-	{"sandbox_destroy", tool_sandbox_destroy}, {"sandbox_list", tool_sandbox_list},
+    {"sandbox_create", tool_sandbox_create},
+    {"run_code", tool_run_code},
+    {"exec", tool_exec},
+    {"read_file", tool_read_file},
+    {"write_file", tool_write_file},
+    {"list_files", tool_list_files},
+    {"process_start", tool_process_start},
+    {"process_read", tool_process_read},
+    {"port_open", tool_port_open},
+    {"snapshot", tool_snapshot},
+    {"restore", tool_restore},
+    {"sandbox_destroy", tool_sandbox_destroy},
+    {"sandbox_list", tool_sandbox_list},
 };
 
 json_t *mcp_tools_call(struct mcp_call *c, const char *name, json_t *args, void *tools)
@@ -836,7 +845,8 @@ void mcp_tools_cleanup(struct mcp_tools *t)
 	pthread_mutex_unlock(&t->lock);
 	size_t i;
 	json_t *v;
-	json_array_foreach(ids, i, v) {
+	json_array_foreach(ids, i, v)
+	{
 		char *path = xasprintf("/v1/sandboxes/%s", json_string_value(v));
 		struct api_answer a;
 		agentd_error err = {0};
