@@ -39,6 +39,53 @@ struct embedded {
 	pid_t pid;
 };
 
+/* The embedded daemon, in a grandchild: its logs never reach the protocol's stdout. */
+static __attribute__((noreturn)) void run_daemon(const char *socket, const char *state,
+						 const char *backend, pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(EXIT_AGENTD);
+	dup2(STDERR_FILENO, STDOUT_FILENO);
+	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (nul >= 0)
+		dup2(nul, STDIN_FILENO);
+	sigset_t none;
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	char *argv[] = {"serve", "--socket", (char *)socket, "--state-dir", (char *)state,
+			"--destroy-on-exit", "--backend", (char *)(backend ?: "auto"), NULL};
+	_exit(agentd_serve_main(8, argv));
+}
+
+/* The child of agentd mcp between it and the daemon: it passes a stop signal on (also
+ * the one it gets when agentd mcp dies, -9 included), and once the daemon is gone (its
+ * mounts with it) removes the private dir, so that nothing is left. */
+static __attribute__((noreturn)) void supervise(const char *dir, const char *socket,
+						const char *state, const char *backend,
+						pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(rm_rf(dir) < 0);
+	sigset_t set; /* the stop signals are blocked already (agentd_mcp_main) */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pid_t me = getpid(), daemon = fork();
+	if (daemon == 0)
+		run_daemon(socket, state, backend, me);
+	int status = 0, sig;
+	while (daemon > 0 && waitpid(daemon, &status, WNOHANG) == 0)
+		if (sigwait(&set, &sig) == 0 && sig != SIGCHLD)
+			kill(daemon, SIGTERM);
+	rm_rf(dir);
+	_exit(daemon > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_AGENTD);
+}
+
 static int embedded_start(struct embedded *e, const char *backend)
 {
 	snprintf(e->dir, sizeof(e->dir), "/tmp/agentd-mcp-XXXXXX");
@@ -48,27 +95,14 @@ static int embedded_start(struct embedded *e, const char *backend)
 	}
 	e->socket = xasprintf("%s/agentd.sock", e->dir);
 	_cleanup_free_ char *state = xasprintf("%s/state", e->dir);
+	pid_t parent = getpid();
 	e->pid = fork();
 	if (e->pid < 0) {
 		print_error("mcp: --embedded: fork: %s", strerror(errno));
 		return -1;
 	}
-	if (e->pid == 0) {
-		/* the daemon goes with us, and its logs never reach the protocol's stdout */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(STDERR_FILENO, STDOUT_FILENO);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (nul >= 0)
-			dup2(nul, STDIN_FILENO);
-		sigset_t none;
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		char *argv[] = {
-		    "serve", "--socket",	  e->socket,   "--state-dir",
-		    state,   "--destroy-on-exit", "--backend", (char *)(backend ?: "auto"),
-		    NULL};
-		_exit(agentd_serve_main(8, argv));
-	}
+	if (e->pid == 0)
+		supervise(e->dir, e->socket, state, backend, parent);
 	for (int i = 0; i < 600; i++) { /* up to 60 s on a loaded machine */
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};

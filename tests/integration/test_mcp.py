@@ -124,7 +124,7 @@ def test_a_sessions_sandboxes_are_destroyed_at_sigterm_and_its_command_killed(da
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=60) == 0
     assert sid not in live_ids(daemon)
-    assert not [d for d in os.listdir("/tmp") if d.startswith("agentd-mcp-")]
+    assert not mcp_dirs()
 
 
 def test_the_official_typescript_sdk_client_over_both_transports():
@@ -207,3 +207,28 @@ def test_serves_mcp_sessions_end_with_the_daemon_and_their_sandboxes_go():
         assert made not in live_ids(dm) and kept in live_ids(dm)
     finally:
         dm.cleanup()
+
+
+def mcp_dirs():
+    return {d for d in os.listdir("/tmp") if d.startswith("agentd-mcp-")}
+
+
+def test_embedded_daemon_and_its_dir_go_when_agentd_mcp_is_killed():
+    before = mcp_dirs()
+    p = subprocess.Popen([AGENTD, "mcp", "--embedded"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p.stdin.write((init("2025-06-18") + "\n" + call(1, "sandbox_create", {}) + "\n").encode())
+    p.stdin.flush()
+    p.stdout.readline()
+    assert json.loads(p.stdout.readline())["result"]["isError"] is False
+    with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+        daemon_pid = int(f.read().split()[0])
+    (tmp,) = (os.path.join("/tmp", d) for d in mcp_dirs() - before)
+    p.kill()
+    p.wait()
+    for _ in range(300):
+        if not os.path.exists(f"/proc/{daemon_pid}") and not os.path.exists(tmp):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{daemon_pid}"), "the embedded daemon outlived agentd mcp"
+    assert not os.path.exists(tmp), f"{tmp} was left behind"
