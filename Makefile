@@ -49,6 +49,10 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_daemon_names.py \
 		tests/integration/test_daemon_network_patch.py
+	# issue 14: mcp — agentd mcp (dispatcher, stdio, HTTP) under the sanitizers
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_mcp.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
@@ -80,6 +84,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-tarx
 	$(FUZZ_BUILD)/fuzz/fuzz_tarx -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-tarx fuzz/corpus/tarx
+	# issue 14: mcp
+	mkdir -p $(FUZZ_BUILD)/corpus-jsonrpc
+	$(FUZZ_BUILD)/fuzz/fuzz_jsonrpc -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-jsonrpc fuzz/corpus/jsonrpc
 
 check: unit asan integration security fuzz
 

@@ -17,13 +17,17 @@ PKGS=(
   python3 python3-pytest                         # integration tests
   python3-matplotlib                             # code-context tests: a plot as PNG
   nodejs                                         # code-context tests: node contexts
-  npm                                            # tests: typescript for the TS SDK's type check (lockfile)
   iproute2 procps curl                           # tests: ip, ps; demo: curl --unix-socket
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
   # issue 14: sdk-py
   python3-mypy python3-pip python3-setuptools    # Python SDK: mypy --strict, offline pip install
 )
+
+# npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from
+# committed lockfiles): Debian's package only where no npm is on the PATH: nodesource's
+# nodejs bundles npm and conflicts with Debian's npm package.
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -37,6 +37,8 @@ void peers_closed(struct peers *p, struct peer_conn *c);
 enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method,
 				const char *body, size_t len, const char *socket);
 /* `agentd mcp --listen ADDR:PORT --token-file F`: until stop_fd is readable; exit code. */
+/* Every MCP session ends: its calls cancelled, its sandboxes destroyed (the server stops). */
+void mcp_http_stop_all(void);
 /* server.c's, shared with mcp_http.c: the --token-file's token, --listen's address. */
 struct sockaddr_in;
 int read_token(const char *path, char **out, agentd_error *err);

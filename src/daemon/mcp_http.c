@@ -18,7 +18,7 @@ struct http_session {
 	struct mcp_tools tools;
 	struct mcp_ops ops;
 	int64_t last_ms;
-	unsigned users;			/* requests using it now */
+	unsigned users; /* requests using it now */
 	bool ended;
 	struct http_session *next;
 };
@@ -101,11 +101,10 @@ static void session_release(struct http_session *hs);
 static void sse_free(void *cls)
 {
 	struct sse *s = cls;
+	/* under the stream's lock: the worker cannot end (and release the session) meanwhile */
 	pthread_mutex_lock(&s->lock);
 	s->gone = true;
-	bool done = s->done;
-	pthread_mutex_unlock(&s->lock);
-	if (!done) {
+	if (!s->done) {
 		pthread_mutex_lock(&s->hs->session.lock);
 		for (struct mcp_call *c = s->hs->session.calls; c; c = c->next)
 			if (c->transport == s) {
@@ -114,6 +113,7 @@ static void sse_free(void *cls)
 			}
 		pthread_mutex_unlock(&s->hs->session.lock);
 	}
+	pthread_mutex_unlock(&s->lock);
 	sse_unref(s);
 }
 
@@ -193,8 +193,10 @@ static struct http_session *session_new(const char *socket)
 	struct http_session *hs = xcalloc(1, sizeof(*hs));
 	agentd_error err = {0};
 	mcp_tools_init(&hs->tools, socket, &err);
-	hs->ops = (struct mcp_ops){.call_tool = mcp_tools_call, .notify = http_notify,
-				   .cancel = mcp_cancel_call, .ud = &hs->tools};
+	hs->ops = (struct mcp_ops){.call_tool = mcp_tools_call,
+				   .notify = http_notify,
+				   .cancel = mcp_cancel_call,
+				   .ud = &hs->tools};
 	mcp_session_init(&hs->session, &hs->ops, hs->tools.list);
 	random_id(hs->id);
 	hs->users = 1;
@@ -245,13 +247,12 @@ static void session_delete(struct http_session *hs)
 /* ------------------------------------------------------------------ requests */
 
 static enum MHD_Result mcp_reply_json(struct MHD_Connection *conn, int status, json_t *body,
-				  const char *session_id)
+				      const char *session_id)
 {
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	struct MHD_Response *r = MHD_create_response_from_buffer(s ? strlen(s) : 0, s ? s : "",
-								 s ? MHD_RESPMEM_MUST_FREE
-								   : MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    s ? strlen(s) : 0, s ? s : "", s ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (s)
 		MHD_add_response_header(r, "Content-Type", "application/json");
 	if (session_id)
@@ -262,11 +263,12 @@ static enum MHD_Result mcp_reply_json(struct MHD_Connection *conn, int status, j
 }
 
 static enum MHD_Result mcp_reply_rpc_error(struct MHD_Connection *conn, int status, int code,
-				       const char *msg)
+					   const char *msg)
 {
-	return mcp_reply_json(conn, status, json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0",
-						  "id", "error", "code", code, "message", msg),
-			  NULL);
+	return mcp_reply_json(conn, status,
+			      json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error",
+					"code", code, "message", msg),
+			      NULL);
 }
 
 static bool is_initialize(const json_t *msg)
@@ -289,11 +291,12 @@ static enum MHD_Result post_stream(struct MHD_Connection *conn, struct http_sess
 		s->refs = 1;
 		sse_unref(s);
 		session_release(hs);
-		return mcp_reply_rpc_error(conn, 503, JSONRPC_INTERNAL_ERROR, "no thread for the call");
+		return mcp_reply_rpc_error(conn, 503, JSONRPC_INTERNAL_ERROR,
+					   "no thread for the call");
 	}
 	pthread_detach(th);
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
-								   sse_read, s, sse_free);
+	struct MHD_Response *r =
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
 	MHD_add_response_header(r, "Content-Type", "text/event-stream");
 	MHD_add_response_header(r, "Cache-Control", "no-cache");
 	MHD_add_response_header(r, "Mcp-Session-Id", hs->id);
@@ -315,22 +318,23 @@ static enum MHD_Result handle_post(struct MHD_Connection *conn, const char *body
 	if (!sid) {
 		if (!is_initialize(msg)) {
 			json_decref(msg);
-			return mcp_reply_rpc_error(conn, 400, JSONRPC_INVALID_REQUEST,
-					       "Mcp-Session-Id header required (initialize first)");
+			return mcp_reply_rpc_error(
+			    conn, 400, JSONRPC_INVALID_REQUEST,
+			    "Mcp-Session-Id header required (initialize first)");
 		}
-		sessions_sweep(false);
 		hs = session_new(socket);
 		if (!session_add(hs)) {
 			json_decref(msg);
 			hs->ended = true;
 			session_release(hs);
 			return mcp_reply_rpc_error(conn, 503, JSONRPC_INTERNAL_ERROR,
-					       "too many MCP sessions");
+						   "too many MCP sessions");
 		}
 	} else if (!(hs = session_get(sid))) {
 		json_decref(msg);
-		return mcp_reply_rpc_error(conn, 404, JSONRPC_INVALID_REQUEST,
-				       "no such MCP session (it ended or expired): initialize again");
+		return mcp_reply_rpc_error(
+		    conn, 404, JSONRPC_INVALID_REQUEST,
+		    "no such MCP session (it ended or expired): initialize again");
 	}
 	if (sse_ok && mcp_message_blocks(msg))
 		return post_stream(conn, hs, msg);
@@ -344,22 +348,24 @@ static enum MHD_Result handle_post(struct MHD_Connection *conn, const char *body
 	return mcp_reply_json(conn, 200, reply, id);
 }
 
-enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method,
-				const char *body, size_t len, const char *socket)
+enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method, const char *body,
+				size_t len, const char *socket)
 {
 	const char *sid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Mcp-Session-Id");
-	const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						      "MCP-Protocol-Version");
+	const char *ver =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "MCP-Protocol-Version");
 	if (ver && strcmp(ver, "2025-06-18") && strcmp(ver, "2025-03-26"))
-		return mcp_reply_rpc_error(conn, 400, JSONRPC_INVALID_REQUEST,
-				       "unsupported MCP-Protocol-Version (2025-06-18, 2025-03-26)");
+		return mcp_reply_rpc_error(
+		    conn, 400, JSONRPC_INVALID_REQUEST,
+		    "unsupported MCP-Protocol-Version (2025-06-18, 2025-03-26)");
+	sessions_sweep(false); /* the idle ones expire */
 	if (!strcmp(method, "POST"))
 		return handle_post(conn, body, len, socket, sid);
 	if (!strcmp(method, "DELETE")) {
 		struct http_session *hs = sid ? session_get(sid) : NULL;
 		if (!hs)
 			return mcp_reply_rpc_error(conn, 404, JSONRPC_INVALID_REQUEST,
-					       "no such MCP session");
+						   "no such MCP session");
 		session_delete(hs);
 		session_release(hs);
 		return mcp_reply_json(conn, 200, NULL, NULL);
@@ -370,6 +376,11 @@ enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method,
 	enum MHD_Result res = MHD_queue_response(conn, 405, r);
 	MHD_destroy_response(r);
 	return res;
+}
+
+void mcp_http_stop_all(void)
+{
+	sessions_sweep(true);
 }
 
 /* ------------------------------------------------------------------ agentd mcp --listen */
@@ -414,8 +425,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				      auth ? "invalid token" : "a bearer token is required");
 		char *s = json_dumps(e, JSON_COMPACT);
 		json_decref(e);
-		struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s,
-									 MHD_RESPMEM_MUST_FREE);
+		struct MHD_Response *r =
+		    MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
 		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
 		MHD_add_response_header(r, "Content-Type", "application/json");
 		enum MHD_Result res = MHD_queue_response(conn, 401, r);
@@ -423,10 +434,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return res;
 	}
 	if (strcmp(url, "/mcp"))
-		return mcp_reply_rpc_error(conn, 404, JSONRPC_INVALID_REQUEST, "the endpoint is /mcp");
+		return mcp_reply_rpc_error(conn, 404, JSONRPC_INVALID_REQUEST,
+					   "the endpoint is /mcp");
 	if (b->too_large)
 		return mcp_reply_rpc_error(conn, 413, JSONRPC_INVALID_REQUEST,
-				       "message over the limit of 4194304 bytes");
+					   "message over the limit of 4194304 bytes");
 	return mcp_http_handle(conn, method, b->data, b->len, lc->socket);
 }
 
@@ -441,8 +453,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-int mcp_http_listen(const char *listen, const char *token_file, const char *socket,
-		    int stop_fd)
+int mcp_http_listen(const char *listen, const char *token_file, const char *socket, int stop_fd)
 {
 	struct listen_ctx lc = {.socket = socket};
 	struct sockaddr_in sin;
@@ -452,11 +463,11 @@ int mcp_http_listen(const char *listen, const char *token_file, const char *sock
 		return EXIT_AGENTD;
 	}
 	struct MHD_Daemon *m = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-			MHD_USE_ERROR_LOG,
-		ntohs(sin.sin_port), NULL, NULL, on_request, &lc, MHD_OPTION_SOCK_ADDR, &sin,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 256,
-		MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+		MHD_USE_ERROR_LOG,
+	    ntohs(sin.sin_port), NULL, NULL, on_request, &lc, MHD_OPTION_SOCK_ADDR, &sin,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 256,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 600, MHD_OPTION_END);
 	if (!m) {
 		print_error("mcp: listen on %s: %s", listen, strerror(errno));
 		free(lc.token);
@@ -466,7 +477,7 @@ int mcp_http_listen(const char *listen, const char *token_file, const char *sock
 	struct pollfd p = {.fd = stop_fd, .events = POLLIN};
 	while (poll(&p, 1, -1) < 0 && errno == EINTR)
 		;
-	sessions_sweep(true); /* the calls cancelled, the sessions' sandboxes destroyed */
+	mcp_http_stop_all();
 	MHD_stop_daemon(m);
 	free(lc.token);
 	return 0;

@@ -18,14 +18,17 @@ int agentd_mcp_main(int argc, char **argv);
 
 static void mcp_usage(FILE *f)
 {
-	fprintf(f, "usage: agentd mcp [--socket PATH | --embedded] [--listen 127.0.0.1:PORT --token-file F]\n\n"
-		   "A Model Context Protocol server (docs/mcp.md). Without --listen it speaks\n"
-		   "newline-delimited JSON-RPC on stdin/stdout (an agent spawns it); with --listen,\n"
-		   "Streamable HTTP at http://ADDR:PORT/mcp with the bearer token of F.\n\n"
-		   "  --socket PATH   the daemon to drive (default: $AGENTD_SOCKET, else\n"
-		   "                  /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
-		   "  --embedded      run a daemon of our own on a private state dir (removed at exit)\n"
-		   "  --backend NAME  the embedded daemon's default backend (default auto)\n");
+	fprintf(
+	    f,
+	    "usage: agentd mcp [--socket PATH | --embedded] [--listen 127.0.0.1:PORT --token-file "
+	    "F]\n\n"
+	    "A Model Context Protocol server (docs/mcp.md). Without --listen it speaks\n"
+	    "newline-delimited JSON-RPC on stdin/stdout (an agent spawns it); with --listen,\n"
+	    "Streamable HTTP at http://ADDR:PORT/mcp with the bearer token of F.\n\n"
+	    "  --socket PATH   the daemon to drive (default: $AGENTD_SOCKET, else\n"
+	    "                  /run/agentd/agentd.sock as root, $XDG_RUNTIME_DIR/agentd.sock)\n"
+	    "  --embedded      run a daemon of our own on a private state dir (removed at exit)\n"
+	    "  --backend NAME  the embedded daemon's default backend (default auto)\n");
 }
 
 /* ------------------------------------------------------------------ embedded daemon */
@@ -36,6 +39,53 @@ struct embedded {
 	pid_t pid;
 };
 
+/* The embedded daemon, in a grandchild: its logs never reach the protocol's stdout. */
+static __attribute__((noreturn)) void run_daemon(const char *socket, const char *state,
+						 const char *backend, pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(EXIT_AGENTD);
+	dup2(STDERR_FILENO, STDOUT_FILENO);
+	int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (nul >= 0)
+		dup2(nul, STDIN_FILENO);
+	sigset_t none;
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	char *argv[] = {"serve", "--socket", (char *)socket, "--state-dir", (char *)state,
+			"--destroy-on-exit", "--backend", (char *)(backend ?: "auto"), NULL};
+	_exit(agentd_serve_main(8, argv));
+}
+
+/* The child of agentd mcp between it and the daemon: it passes a stop signal on (also
+ * the one it gets when agentd mcp dies, -9 included), and once the daemon is gone (its
+ * mounts with it) removes the private dir, so that nothing is left. */
+static __attribute__((noreturn)) void supervise(const char *dir, const char *socket,
+						const char *state, const char *backend,
+						pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(rm_rf(dir) < 0);
+	sigset_t set; /* the stop signals are blocked already (agentd_mcp_main) */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pid_t me = getpid(), daemon = fork();
+	if (daemon == 0)
+		run_daemon(socket, state, backend, me);
+	int status = 0, sig;
+	while (daemon > 0 && waitpid(daemon, &status, WNOHANG) == 0)
+		if (sigwait(&set, &sig) == 0 && sig != SIGCHLD)
+			kill(daemon, SIGTERM);
+	rm_rf(dir);
+	_exit(daemon > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_AGENTD);
+}
+
 static int embedded_start(struct embedded *e, const char *backend)
 {
 	snprintf(e->dir, sizeof(e->dir), "/tmp/agentd-mcp-XXXXXX");
@@ -45,25 +95,14 @@ static int embedded_start(struct embedded *e, const char *backend)
 	}
 	e->socket = xasprintf("%s/agentd.sock", e->dir);
 	_cleanup_free_ char *state = xasprintf("%s/state", e->dir);
+	pid_t parent = getpid();
 	e->pid = fork();
 	if (e->pid < 0) {
 		print_error("mcp: --embedded: fork: %s", strerror(errno));
 		return -1;
 	}
-	if (e->pid == 0) {
-		/* the daemon goes with us, and its logs never reach the protocol's stdout */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(STDERR_FILENO, STDOUT_FILENO);
-		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (nul >= 0)
-			dup2(nul, STDIN_FILENO);
-		sigset_t none;
-		sigemptyset(&none);
-		pthread_sigmask(SIG_SETMASK, &none, NULL);
-		char *argv[] = {"serve", "--socket", e->socket, "--state-dir", state,
-				"--destroy-on-exit", "--backend", (char *)(backend ?: "auto"), NULL};
-		_exit(agentd_serve_main(8, argv));
-	}
+	if (e->pid == 0)
+		supervise(e->dir, e->socket, state, backend, parent);
 	for (int i = 0; i < 600; i++) { /* up to 60 s on a loaded machine */
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -74,7 +113,8 @@ static int embedded_start(struct embedded *e, const char *backend)
 			return 0;
 		if (waitpid(e->pid, NULL, WNOHANG) == e->pid) {
 			e->pid = 0;
-			print_error("mcp: --embedded: the daemon exited at start (its log is above)");
+			print_error(
+			    "mcp: --embedded: the daemon exited at start (its log is above)");
 			return -1;
 		}
 		usleep(100000);
@@ -108,11 +148,11 @@ struct stdio_server {
 
 static void stdio_send(struct stdio_server *sv, json_t *msg)
 {
-	char *s = json_dumps(msg, JSON_COMPACT);
+	char *s = mcp_frame(msg);
 	if (!s)
 		return;
 	pthread_mutex_lock(&sv->out_lock);
-	if (write_all(STDOUT_FILENO, s, strlen(s)) < 0 || write_all(STDOUT_FILENO, "\n", 1) < 0)
+	if (write_all(STDOUT_FILENO, s, strlen(s)) < 0)
 		print_error("mcp: write to stdout: %s", strerror(errno));
 	pthread_mutex_unlock(&sv->out_lock);
 	free(s);
@@ -173,9 +213,10 @@ static void stdio_message(struct stdio_server *sv, const char *line, size_t len)
 	json_decref(msg);
 }
 
-/* Lines of stdin until EOF or a stop signal (stop_fd readable). */
-static void stdio_loop(struct stdio_server *sv, int stop_fd)
+/* Lines of stdin until EOF (false) or a stop signal (stop_fd readable: true). */
+static bool stdio_loop(struct stdio_server *sv, int stop_fd)
 {
+	bool stopped = false;
 	size_t cap = 65536, len = 0;
 	char *buf = xmalloc(cap);
 	bool overlong = false, eof = false;
@@ -187,8 +228,10 @@ static void stdio_loop(struct stdio_server *sv, int stop_fd)
 				continue;
 			break;
 		}
-		if (p[1].revents)
+		if (p[1].revents) {
+			stopped = true;
 			break;
+		}
 		if (len == cap)
 			buf = xrealloc(buf, cap *= 2);
 		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
@@ -223,6 +266,7 @@ static void stdio_loop(struct stdio_server *sv, int stop_fd)
 		}
 	}
 	free(buf);
+	return stopped;
 }
 
 static int stop_pipe[2] = {-1, -1};
@@ -246,16 +290,19 @@ static int run_stdio(const char *socket)
 		return EXIT_AGENTD;
 	}
 	sv.tools.transport = &sv;
-	sv.ops = (struct mcp_ops){.call_tool = mcp_tools_call, .notify = stdio_notify,
-				  .cancel = mcp_cancel_call, .ud = &sv.tools};
+	sv.ops = (struct mcp_ops){.call_tool = mcp_tools_call,
+				  .notify = stdio_notify,
+				  .cancel = mcp_cancel_call,
+				  .ud = &sv.tools};
 	pthread_mutex_init(&sv.out_lock, NULL);
 	pthread_mutex_init(&sv.lock, NULL);
 	pthread_cond_init(&sv.idle, NULL);
 	mcp_session_init(&sv.session, &sv.ops, sv.tools.list);
-	stdio_loop(&sv, stop_pipe[0]);
-	/* the session ends: its calls are cancelled (their commands killed), then its
-	 * sandboxes go */
-	mcp_session_cancel_all(&sv.session);
+	/* At EOF the calls running finish and are answered (the client may read on); at a
+	 * stop signal they are cancelled (their commands killed). Then the session's
+	 * sandboxes go. */
+	if (stdio_loop(&sv, stop_pipe[0]))
+		mcp_session_cancel_all(&sv.session);
 	pthread_mutex_lock(&sv.lock);
 	while (sv.workers)
 		pthread_cond_wait(&sv.idle, &sv.lock);
@@ -268,11 +315,13 @@ static int run_stdio(const char *socket)
 
 __attribute__((visibility("default"))) int agentd_mcp_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'}, {"embedded", no_argument, NULL, 'e'},
-		{"listen", required_argument, NULL, 'l'}, {"token-file", required_argument, NULL, 't'},
-		{"backend", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+					     {"embedded", no_argument, NULL, 'e'},
+					     {"listen", required_argument, NULL, 'l'},
+					     {"token-file", required_argument, NULL, 't'},
+					     {"backend", required_argument, NULL, 'b'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
 	const char *socket = NULL, *listen = NULL, *token_file = NULL, *backend = NULL;
 	bool embedded = false;
 	int c;
@@ -280,12 +329,24 @@ __attribute__((visibility("default"))) int agentd_mcp_main(int argc, char **argv
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': socket = optarg; break;
-		case 'e': embedded = true; break;
-		case 'l': listen = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'b': backend = optarg; break;
-		case 'h': mcp_usage(stdout); return 0;
+		case 's':
+			socket = optarg;
+			break;
+		case 'e':
+			embedded = true;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'b':
+			backend = optarg;
+			break;
+		case 'h':
+			mcp_usage(stdout);
+			return 0;
 		default:
 			print_error("mcp: bad option '%s' (agentd mcp --help)", argv[optind - 1]);
 			return EXIT_AGENTD;
@@ -314,8 +375,7 @@ __attribute__((visibility("default"))) int agentd_mcp_main(int argc, char **argv
 	pthread_create(&th, NULL, signal_thread, &stop);
 	pthread_detach(th);
 	const char *sock = embedded ? e.socket : socket_path_default(socket);
-	int rc = listen ? mcp_http_listen(listen, token_file, sock, stop_pipe[0])
-			: run_stdio(sock);
+	int rc = listen ? mcp_http_listen(listen, token_file, sock, stop_pipe[0]) : run_stdio(sock);
 	embedded_stop(&e);
 	return rc;
 }

@@ -729,6 +729,7 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	int sig = 0;
 	sigwait(&stop, &sig);
 	dlog("info", "msg=\"draining\" signal=%d", sig);
+	mcp_http_stop_all(); /* issue 14: mcp — before the drain refuses their DELETEs */
 	drain(d, mu, mt);
 	ret = 0;
 out:

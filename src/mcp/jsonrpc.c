@@ -9,7 +9,7 @@
 static const char *const protocols[] = {"2025-06-18", "2025-03-26"};
 
 static json_t *rpc_error(json_t *id, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static json_t *rpc_error(json_t *id, int code, const char *fmt, ...)
 {
 	char msg[512];
@@ -17,6 +17,18 @@ static json_t *rpc_error(json_t *id, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* the parser's message quotes the client's bytes: what is not UTF-8 becomes '?', or
+	 * the error could not be sent at all */
+	size_t n = strlen(msg);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		int l = utf8_next((const uint8_t *)msg + i, n - i, &cp);
+		if (l <= 0) {
+			msg[i++] = '?';
+			continue;
+		}
+		i += (size_t)l;
+	}
 	return json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
 			 "error", "code", code, "message", msg);
 }
@@ -77,12 +89,13 @@ json_t *mcp_parse(const char *buf, size_t len, json_t **reply)
 		return NULL;
 	}
 	if (nesting(buf, len, MCP_MAX_DEPTH) > MCP_MAX_DEPTH) {
-		*reply = rpc_error(NULL, JSONRPC_INVALID_REQUEST,
-				   "message nested deeper than %u arrays or objects", MCP_MAX_DEPTH);
+		*reply =
+		    rpc_error(NULL, JSONRPC_INVALID_REQUEST,
+			      "message nested deeper than %u arrays or objects", MCP_MAX_DEPTH);
 		return NULL;
 	}
 	json_error_t je;
-	json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!msg)
 		*reply = rpc_error(NULL, JSONRPC_PARSE_ERROR, "parse error: %s (line %d column %d)",
 				   je.text, je.line, je.column);
@@ -101,9 +114,7 @@ bool mcp_message_blocks(const json_t *msg)
 		return is_call(msg);
 	size_t i;
 	const json_t *m;
-	json_array_foreach(msg, i, m)
-		if (is_call(m))
-			return true;
+	json_array_foreach(msg, i, m) if (is_call(m)) return true;
 	return false;
 }
 
@@ -111,7 +122,8 @@ static json_t *initialize(struct mcp_session *s, json_t *id, json_t *params)
 {
 	const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
 	if (!asked)
-		return rpc_error(id, JSONRPC_INVALID_PARAMS, "initialize: protocolVersion: expected "
+		return rpc_error(id, JSONRPC_INVALID_PARAMS,
+				 "initialize: protocolVersion: expected "
 				 "a string");
 	/* the client's version when we speak it, else our latest: the client decides */
 	const char *v = protocols[0];
@@ -123,18 +135,18 @@ static json_t *initialize(struct mcp_session *s, json_t *id, json_t *params)
 	json_decref(s->client_info);
 	s->client_info = json_incref(json_object_get(params, "clientInfo"));
 	pthread_mutex_unlock(&s->lock);
-	return rpc_result(id, json_pack(
-		"{s:s, s:{s:{s:b}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion", v,
-		"capabilities", "tools", "listChanged", 0, "serverInfo", "name", "agentd",
-		"title", "agentd sandboxes", "version", AGENTD_VERSION, "instructions",
-		"Run untrusted code in agentd sandboxes: sandbox_create first (it returns "
-		"sandbox_id), then run_code, exec, the file and process tools on that id; "
-		"sandbox_destroy when done (sandboxes this session created are destroyed when "
-		"it ends unless created with keep: true)."));
+	return rpc_result(
+	    id, json_pack(
+		    "{s:s, s:{s:{s:b}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion", v,
+		    "capabilities", "tools", "listChanged", 0, "serverInfo", "name", "agentd",
+		    "title", "agentd sandboxes", "version", AGENTD_VERSION, "instructions",
+		    "Run untrusted code in agentd sandboxes: sandbox_create first (it returns "
+		    "sandbox_id), then run_code, exec, the file and process tools on that id; "
+		    "sandbox_destroy when done (sandboxes this session created are destroyed when "
+		    "it ends unless created with keep: true)."));
 }
 
-static struct mcp_call *call_new(struct mcp_session *s, json_t *id, json_t *params,
-				 void *transport)
+static struct mcp_call *call_new(struct mcp_session *s, json_t *id, json_t *params, void *transport)
 {
 	struct mcp_call *c = xcalloc(1, sizeof(*c));
 	c->session = s;
@@ -161,9 +173,9 @@ static bool tool_known(const struct mcp_session *s, const char *name)
 {
 	size_t i;
 	const json_t *t;
-	json_array_foreach(s->tools, i, t)
-		if (!strcmp(json_string_value(json_object_get(t, "name")), name))
-			return true;
+	json_array_foreach(
+	    s->tools, i,
+	    t) if (!strcmp(json_string_value(json_object_get(t, "name")), name)) return true;
 	return false;
 }
 
@@ -174,17 +186,21 @@ static json_t *tools_call(struct mcp_session *s, json_t *id, json_t *params, voi
 	if (!name)
 		return rpc_error(id, JSONRPC_INVALID_PARAMS, "tools/call: name: expected a string");
 	if (args && !json_is_object(args))
-		return rpc_error(id, JSONRPC_INVALID_PARAMS, "tools/call: arguments: expected an "
+		return rpc_error(id, JSONRPC_INVALID_PARAMS,
+				 "tools/call: arguments: expected an "
 				 "object");
 	if (!tool_known(s, name))
-		return rpc_error(id, JSONRPC_INVALID_PARAMS, "unknown tool: %.100s (tools/list "
-				 "names them)", name);
+		return rpc_error(id, JSONRPC_INVALID_PARAMS,
+				 "unknown tool: %.100s (tools/list "
+				 "names them)",
+				 name);
 	pthread_mutex_lock(&s->lock);
 	if (s->n_calls >= s->max_calls) {
 		pthread_mutex_unlock(&s->lock);
 		return rpc_result(id, mcp_tool_error("busy: %u tool calls of this session are "
 						     "running already (the limit); wait for one "
-						     "to finish", s->max_calls));
+						     "to finish",
+						     s->max_calls));
 	}
 	struct mcp_call *c = call_new(s, id, params, transport);
 	c->next = s->calls;
@@ -263,8 +279,10 @@ static json_t *request(struct mcp_session *s, const char *method, json_t *id, js
 		return rpc_result(id, json_pack("{s:O}", "tools", (json_t *)s->tools));
 	if (!strcmp(method, "tools/call"))
 		return tools_call(s, id, params, transport);
-	return rpc_error(id, JSONRPC_METHOD_NOT_FOUND, "method not found: %.100s (agentd mcp "
-			 "serves initialize, ping, tools/list, tools/call)", method);
+	return rpc_error(id, JSONRPC_METHOD_NOT_FOUND,
+			 "method not found: %.100s (agentd mcp "
+			 "serves initialize, ping, tools/list, tools/call)",
+			 method);
 }
 
 static json_t *handle_one(struct mcp_session *s, json_t *m, void *transport)
@@ -273,7 +291,8 @@ static json_t *handle_one(struct mcp_session *s, json_t *m, void *transport)
 		return rpc_error(NULL, JSONRPC_INVALID_REQUEST, "a message must be a JSON object");
 	json_t *id = json_object_get(m, "id");
 	if (id && !json_is_string(id) && !json_is_integer(id))
-		return rpc_error(NULL, JSONRPC_INVALID_REQUEST, "id: expected a string or an "
+		return rpc_error(NULL, JSONRPC_INVALID_REQUEST,
+				 "id: expected a string or an "
 				 "integer");
 	const char *v = json_string_value(json_object_get(m, "jsonrpc"));
 	if (!v || strcmp(v, "2.0"))
@@ -304,23 +323,27 @@ json_t *mcp_dispatch(struct mcp_session *s, json_t *msg, void *transport)
 	memcpy(proto, s->protocol, sizeof(proto));
 	pthread_mutex_unlock(&s->lock);
 	if (!batches)
-		return rpc_error(NULL, JSONRPC_INVALID_REQUEST, "batches are not supported by "
+		return rpc_error(NULL, JSONRPC_INVALID_REQUEST,
+				 "batches are not supported by "
 				 "protocol version %s (only by 2025-03-26)",
 				 proto[0] ? proto : "(not initialized)");
 	if (json_array_size(msg) == 0)
 		return rpc_error(NULL, JSONRPC_INVALID_REQUEST, "empty batch");
 	if (json_array_size(msg) > MCP_MAX_BATCH)
-		return rpc_error(NULL, JSONRPC_INVALID_REQUEST, "batch of %zu messages is over the "
-				 "limit of %u", json_array_size(msg), MCP_MAX_BATCH);
+		return rpc_error(NULL, JSONRPC_INVALID_REQUEST,
+				 "batch of %zu messages is over the "
+				 "limit of %u",
+				 json_array_size(msg), MCP_MAX_BATCH);
 	json_t *replies = json_array();
 	size_t i;
 	json_t *m;
-	json_array_foreach(msg, i, m) {
+	json_array_foreach(msg, i, m)
+	{
 		const char *method = json_string_value(json_object_get(m, "method"));
 		json_t *r = method && !strcmp(method, "initialize")
-				    ? rpc_error(json_object_get(m, "id"), JSONRPC_INVALID_REQUEST,
-						"initialize cannot be part of a batch")
-				    : handle_one(s, m, transport);
+				? rpc_error(json_object_get(m, "id"), JSONRPC_INVALID_REQUEST,
+					    "initialize cannot be part of a batch")
+				: handle_one(s, m, transport);
 		if (r)
 			json_array_append_new(replies, r);
 	}
@@ -361,8 +384,23 @@ json_t *mcp_tool_result(json_t *structured, const char *text)
 {
 	char *dump = text ? NULL : json_dumps(structured, JSON_COMPACT | JSON_ENSURE_ASCII);
 	json_t *r = json_pack("{s:[{s:s, s:s}], s:o, s:b}", "content", "type", "text", "text",
-			      text ? text : dump ? dump : "", "structuredContent", structured,
-			      "isError", 0);
+			      text   ? text
+			      : dump ? dump
+				     : "",
+			      "structuredContent", structured, "isError", 0);
 	free(dump);
 	return r;
+}
+
+char *mcp_frame(const json_t *msg)
+{
+	/* ASCII only: U+2028 and U+2029, which some JSON readers take for line ends, and any
+	 * other character a sandbox printed travel as \uXXXX */
+	char *s = json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	s = xrealloc(s, n + 2);
+	memcpy(s + n, "\n", 2);
+	return s;
 }

@@ -78,6 +78,10 @@ json_t *mcp_dispatch(struct mcp_session *s, json_t *msg, void *transport);
 /* Cancel every call in flight (the session ends). */
 void mcp_session_cancel_all(struct mcp_session *s);
 
+/* A message as the stdio transport writes it: one line of compact JSON, every control
+ * character and line separator escaped, and its newline. malloc'd; NULL if msg cannot be
+ * encoded. */
+char *mcp_frame(const json_t *msg);
 /* A progress notification of c (no-op without a progress token). */
 void mcp_progress(struct mcp_call *c, const char *message);
 /* Tool results. */

@@ -10,7 +10,7 @@
 
 struct api_answer {
 	int status;
-	json_t *json;			/* the body as JSON, or NULL */
+	json_t *json; /* the body as JSON, or NULL */
 	struct http_response raw;
 };
 
@@ -51,8 +51,8 @@ static int api(struct mcp_tools *t, struct mcp_call *c, const char *method, cons
 	return 0;
 }
 
-static int api_json(struct mcp_tools *t, struct mcp_call *c, const char *method,
-		    const char *path, json_t *body, struct api_answer *a,
+static int api_json(struct mcp_tools *t, struct mcp_call *c, const char *method, const char *path,
+		    json_t *body, struct api_answer *a,
 		    void (*on_line)(void *, const char *, size_t), void *ud, agentd_error *err)
 {
 	char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -67,8 +67,8 @@ static int api_json(struct mcp_tools *t, struct mcp_call *c, const char *method,
 /* The daemon's refusal as a tool error: "verb: message". */
 static json_t *daemon_error(const char *verb, const struct api_answer *a)
 {
-	const char *msg = json_string_value(json_object_get(json_object_get(a->json, "error"),
-							    "message"));
+	const char *msg =
+	    json_string_value(json_object_get(json_object_get(a->json, "error"), "message"));
 	return mcp_tool_error("%s: %s (HTTP %d)", verb, msg ? msg : "failed", a->status);
 }
 
@@ -116,8 +116,7 @@ static json_t *argv_arg(json_t *args, json_t **bad)
 	size_t i;
 	json_t *v;
 	bool ok = json_is_array(argv) && json_array_size(argv) > 0;
-	json_array_foreach(argv, i, v)
-		ok = ok && json_is_string(v);
+	json_array_foreach(argv, i, v) ok = ok && json_is_string(v);
 	if (!ok) {
 		*bad = mcp_tool_error("command (a shell line) or argv (an array of strings) is "
 				      "required");
@@ -159,9 +158,9 @@ static char *path_of(const char *sid, const char *route, const char *value)
 /* What a streamed exec or cell sent: its output so far, and its last line. */
 struct stream_acc {
 	struct mcp_call *call;
-	char *out[2];			/* stdout, stderr */
+	char *out[2]; /* stdout, stderr */
 	size_t len[2];
-	json_t *last;			/* {"exit": ...}, {"done": ...} or {"error": ...} */
+	json_t *last; /* {"exit": ...}, {"done": ...} or {"error": ...} */
 };
 
 static void acc_append(struct stream_acc *s, int which, const char *data, size_t n)
@@ -172,6 +171,22 @@ static void acc_append(struct stream_acc *s, int which, const char *data, size_t
 	s->out[which][s->len[which]] = '\0';
 }
 
+/* A chunk the daemon sent as base64 (not UTF-8, or with a NUL), as text a model can read:
+ * what is not a character, and NUL, becomes U+FFFD. malloc'd, NUL-terminated, its length
+ * in *n; *bytes: how many bytes the chunk held. */
+static char *lossy_text(const char *b64, size_t *n, size_t *bytes)
+{
+	uint8_t *raw = NULL;
+	size_t len = 0;
+	if (base64_decode(b64, strlen(b64), &raw, &len) < 0)
+		len = 0;
+	if (bytes)
+		*bytes = len;
+	char *out = utf8_lossy(raw, len, n);
+	free(raw);
+	return out;
+}
+
 static void on_stream_line(void *ud, const char *line, size_t len)
 {
 	struct stream_acc *s = ud;
@@ -180,15 +195,11 @@ static void on_stream_line(void *ud, const char *line, size_t len)
 	const char *data = json_string_value(json_object_get(j, "data"));
 	if (stream && data) {
 		int which = !strcmp(stream, "stderr");
-		if (arg_str(j, "encoding")) {
-			char note[64];
-			snprintf(note, sizeof(note), "[%zu bytes of binary output]",
-				 strlen(data) / 4 * 3);
-			acc_append(s, which, note, strlen(note));
-		} else {
-			acc_append(s, which, data, strlen(data));
-			mcp_progress(s->call, data);
-		}
+		size_t n = strlen(data);
+		char *text = arg_str(j, "encoding") ? lossy_text(data, &n, NULL) : NULL;
+		acc_append(s, which, text ? text : data, n);
+		mcp_progress(s->call, text ? text : data);
+		free(text);
 	} else if (json_object_get(j, "exit") || json_object_get(j, "done") ||
 		   json_object_get(j, "error")) {
 		json_decref(s->last);
@@ -237,6 +248,31 @@ static char *output_text(const struct stream_acc *s, const char *tail)
 	return xasprintf("%s%s%s%s%s", s->out[0] ? s->out[0] : "",
 			 s->len[1] ? (s->len[0] ? "\n[stderr]\n" : "[stderr]\n") : "",
 			 s->out[1] ? s->out[1] : "", s->len[0] || s->len[1] ? "\n" : "", tail);
+}
+
+/* POST a streamed exec or cell (path and body are taken): NULL with *final the last line's
+ * object under key ("exit", "done"), or the tool error. */
+static json_t *stream_post(struct mcp_tools *t, struct mcp_call *c, const char *verb, char *path,
+			   json_t *body, struct stream_acc *s, const char *key, json_t **final)
+{
+	struct api_answer a;
+	agentd_error err = {0};
+	int r = api_json(t, c, "POST", path, body, &a, on_stream_line, s, &err);
+	json_decref(body);
+	free(path);
+	json_t *res = NULL;
+	*final = json_object_get(s->last, key);
+	if (r < 0) {
+		res = transport_error(verb, c, &err);
+	} else if (a.status != 200) {
+		res = daemon_error(verb, &a);
+	} else if (!*final) {
+		const char *m = json_string_value(
+		    json_object_get(json_object_get(s->last, "error"), "message"));
+		res = mcp_tool_error("%s: %s", verb, m ? m : "the stream ended without a result");
+	}
+	answer_free(&a);
+	return res;
 }
 
 /* ------------------------------------------------------------------ the tools */
@@ -299,6 +335,24 @@ static json_t *tool_sandbox_create(struct mcp_tools *t, struct mcp_call *c, json
 	return res;
 }
 
+/* How an exec ended, as the last line of its text: "killed: memory limit 256 MiB (exit
+ * code 137)", "timed out after 5 s", "[exit code 3]". */
+static char *exec_tail(struct mcp_tools *t, const char *sid, json_t *exit, long long timeout)
+{
+	long long code = json_integer_value(json_object_get(exit, "exit_code"));
+	const char *hit = arg_str(exit, "limit_hit");
+	if (hit) {
+		_cleanup_free_ char *limit = limit_text(t, sid, hit);
+		return xasprintf("killed: %s (exit code %lld)", limit, code);
+	}
+	if (json_is_true(json_object_get(exit, "timed_out")))
+		return xasprintf(
+		    "timed out after %g s",
+		    (timeout ? timeout : json_integer_value(json_object_get(exit, "duration_ms"))) /
+			1000.0);
+	return xasprintf("[exit code %lld]", code);
+}
+
 static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 {
 	json_t *bad = NULL;
@@ -321,60 +375,30 @@ static json_t *tool_exec(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 		json_object_set_new(body, "stdin", json_string(b64));
 		free(b64);
 	}
-	char *path = path_of(sid, "/exec", NULL);
 	struct stream_acc s = {.call = c};
-	struct api_answer a;
-	agentd_error err = {0};
-	int r = api_json(t, c, "POST", path, body, &a, on_stream_line, &s, &err);
-	json_decref(body);
-	free(path);
-	json_t *res;
-	json_t *exit = json_object_get(s.last, "exit");
-	if (r < 0) {
-		res = transport_error("exec", c, &err);
-	} else if (a.status != 200) {
-		res = daemon_error("exec", &a);
-	} else if (!exit) {
-		const char *m = json_string_value(json_object_get(json_object_get(s.last, "error"),
-								  "message"));
-		res = mcp_tool_error("exec: %s", m ? m : "the stream ended without a result");
-	} else {
+	json_t *exit;
+	json_t *res =
+	    stream_post(t, c, "exec", path_of(sid, "/exec", NULL), body, &s, "exit", &exit);
+	if (!res) {
 		json_int_t code = json_integer_value(json_object_get(exit, "exit_code"));
 		const char *hit = arg_str(exit, "limit_hit");
 		bool timed_out = json_is_true(json_object_get(exit, "timed_out"));
-		char *tail;
-		if (hit)
-			tail = limit_text(t, sid, hit);
-		else if (timed_out)
-			tail = xasprintf("timed out after %g s", json_integer_value(json_object_get(
-						exit, "duration_ms")) / 1000.0);
-		else
-			tail = xasprintf("[exit code %lld]", (long long)code);
-		if (hit) {
-			char *k = xasprintf("killed: %s (exit code %lld)", tail, (long long)code);
-			free(tail);
-			tail = k;
-		}
-		if (timed_out && timeout) {
-			free(tail);
-			tail = xasprintf("timed out after %g s", timeout / 1000.0);
-		}
+		char *tail = exec_tail(t, sid, exit, timeout);
 		char *text = output_text(&s, tail);
 		if (hit || timed_out) {
 			res = mcp_tool_error("%s", text);
 		} else {
-			json_t *st = json_pack("{s:I, s:s, s:s, s:b, s:n, s:I}", "exit_code", code,
-					       "stdout", s.out[0] ? s.out[0] : "", "stderr",
-					       s.out[1] ? s.out[1] : "", "timed_out", 0,
-					       "limit_hit", "duration_ms",
-					       json_integer_value(json_object_get(exit, "duration_ms")));
+			json_t *st =
+			    json_pack("{s:I, s:s, s:s, s:b, s:n, s:I}", "exit_code", code, "stdout",
+				      s.out[0] ? s.out[0] : "", "stderr", s.out[1] ? s.out[1] : "",
+				      "timed_out", 0, "limit_hit", "duration_ms",
+				      json_integer_value(json_object_get(exit, "duration_ms")));
 			res = mcp_tool_result(st, text);
 		}
 		free(text);
 		free(tail);
 	}
 	acc_free(&s);
-	answer_free(&a);
 	return res;
 }
 
@@ -396,7 +420,8 @@ static char *context_for(struct mcp_tools *t, struct mcp_call *c, const char *si
 	}
 	size_t i;
 	json_t *ctx;
-	json_array_foreach(json_object_get(a.json, "contexts"), i, ctx) {
+	json_array_foreach(json_object_get(a.json, "contexts"), i, ctx)
+	{
 		const char *st = arg_str(ctx, "state");
 		if (!strcmp(arg_str(ctx, "language") ?: "", language) && st && strcmp(st, "gone") &&
 		    !json_is_string(json_object_get(ctx, "session"))) {
@@ -432,19 +457,21 @@ static json_t *cell_error(struct mcp_tools *t, const char *sid, const struct str
 					   timeout / 1000.0)
 			       : xasprintf("timed out after %g s (the context keeps its state)",
 					   json_integer_value(json_object_get(run, "duration_ms")) /
-						   1000.0);
+					       1000.0);
 	} else if (!strcmp(status, "killed")) {
 		const char *why = arg_str(e, "value") ?: "";
-		const char *hit = strstr(why, "memory") ? "memory" : strstr(why, "pids") ? "pids" : NULL;
+		const char *hit = strstr(why, "memory") ? "memory"
+				  : strstr(why, "pids") ? "pids"
+							: NULL;
 		_cleanup_free_ char *lim = hit ? limit_text(t, sid, hit) : NULL;
 		tail = xasprintf("killed: %s%s%s (the context is gone: the next run_code starts a "
-				 "new one)", lim ? lim : why, lim && *why ? ": " : "",
-				 lim ? why : "");
+				 "new one)",
+				 lim ? lim : why, lim && *why ? ": " : "", lim ? why : "");
 	} else {
 		const char *tb = arg_str(e, "traceback");
 		tail = xasprintf("%s: %s%s%s", arg_str(e, "name") ?: "error",
-				 arg_str(e, "value") ?: "", tb && *tb && !strstr(s->out[1] ?: "", tb)
-								    ? "\n" : "",
+				 arg_str(e, "value") ?: "",
+				 tb && *tb && !strstr(s->out[1] ?: "", tb) ? "\n" : "",
 				 tb && !strstr(s->out[1] ?: "", tb) ? tb : "");
 	}
 	char *text = output_text(s, tail);
@@ -462,8 +489,8 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 	long long timeout = seconds_ms(args, "timeout_s");
 	if (!sid)
 		return bad;
-	if (!language || (strcmp(language, "python") && strcmp(language, "node") &&
-			  strcmp(language, "bash")))
+	if (!language ||
+	    (strcmp(language, "python") && strcmp(language, "node") && strcmp(language, "bash")))
 		return mcp_tool_error("language: expected python, node or bash");
 	if (!code)
 		return mcp_tool_error("code: required (the code to run, a string)");
@@ -475,25 +502,14 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 	json_t *body = json_pack("{s:s, s:b}", "code", code, "stream", 1);
 	if (timeout)
 		json_object_set_new(body, "timeout_ms", json_integer(timeout));
-	char *path = xasprintf("/v1/sandboxes/%s/contexts/%s/run", sid, cid);
 	struct stream_acc s = {.call = c};
-	struct api_answer a;
-	agentd_error err = {0};
-	int r = api_json(t, c, "POST", path, body, &a, on_stream_line, &s, &err);
-	json_decref(body);
-	free(path);
-	json_t *res, *run = json_object_get(s.last, "done");
-	if (r < 0) {
-		res = transport_error("run_code", c, &err);
-	} else if (a.status != 200) {
-		res = daemon_error("run_code", &a);
-	} else if (!run) {
-		const char *m = json_string_value(json_object_get(json_object_get(s.last, "error"),
-								  "message"));
-		res = mcp_tool_error("run_code: %s", m ? m : "the stream ended without a result");
-	} else if (strcmp(arg_str(run, "status") ?: "", "ok")) {
+	json_t *run;
+	json_t *res =
+	    stream_post(t, c, "run_code", xasprintf("/v1/sandboxes/%s/contexts/%s/run", sid, cid),
+			body, &s, "done", &run);
+	if (!res && strcmp(arg_str(run, "status") ?: "", "ok")) {
 		res = cell_error(t, sid, &s, run, timeout);
-	} else {
+	} else if (!res) {
 		const char *value = arg_str(json_object_get(run, "result"), "text/plain");
 		char *text = output_text(&s, value ? value : "");
 		json_t *st = json_pack("{s:s, s:s, s:s, s:s?, s:n, s:I, s:s}", "status", "ok",
@@ -507,7 +523,6 @@ static json_t *tool_run_code(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 		free(text);
 	}
 	acc_free(&s);
-	answer_free(&a);
 	return res;
 }
 
@@ -520,20 +535,44 @@ static json_t *plain_call(struct mcp_tools *t, struct mcp_call *c, const char *v
 	if (api_json(t, c, method, path, body, &a, NULL, NULL, &err) < 0)
 		return transport_error(verb, c, &err);
 	json_t *res = a.status == ok && json_is_object(a.json)
-			      ? mcp_tool_result(json_incref(a.json), NULL)
-			      : daemon_error(verb, &a);
+			  ? mcp_tool_result(json_incref(a.json), NULL)
+			  : daemon_error(verb, &a);
 	answer_free(&a);
 	return res;
+}
+
+/* plain_call of the sandbox's route; takes body (may be NULL). */
+static json_t *sandbox_call(struct mcp_tools *t, struct mcp_call *c, const char *verb,
+			    const char *method, const char *sid, const char *route, json_t *body,
+			    int ok)
+{
+	_cleanup_free_ char *path = path_of(sid, route, NULL);
+	json_t *res = plain_call(t, c, verb, method, path, body, ok);
+	json_decref(body);
+	return res;
+}
+
+/* The sandbox_id and the required string argument key (described by what for the model):
+ * the id, or NULL with *bad set. */
+static const char *sandbox_and(json_t *args, const char *key, const char *what, const char **val,
+			       json_t **bad)
+{
+	const char *sid = sandbox_arg(args, bad);
+	*val = arg_str(args, key);
+	if (sid && !*val) {
+		*bad = mcp_tool_error("%s: required (%s)", key, what);
+		return NULL;
+	}
+	return sid;
 }
 
 static json_t *tool_read_file(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 {
 	json_t *bad = NULL;
-	const char *sid = sandbox_arg(args, &bad), *p = arg_str(args, "path");
+	const char *p;
+	const char *sid = sandbox_and(args, "path", "an absolute path in the sandbox", &p, &bad);
 	if (!sid)
 		return bad;
-	if (!p)
-		return mcp_tool_error("path: required (an absolute path in the sandbox)");
 	json_int_t max = json_integer_value(json_object_get(args, "max_bytes"));
 	if (max <= 0)
 		max = 1 << 20;
@@ -615,10 +654,7 @@ static json_t *tool_process_start(struct mcp_tools *t, struct mcp_call *c, json_
 		return bad;
 	json_t *body = json_pack("{s:o}", "argv", argv);
 	copy_env_workdir(args, body);
-	_cleanup_free_ char *path = path_of(sid, "/processes", NULL);
-	json_t *res = plain_call(t, c, "process_start", "POST", path, body, 201);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "process_start", "POST", sid, "/processes", body, 201);
 }
 
 static void on_output_line(void *ud, const char *line, size_t len)
@@ -628,17 +664,13 @@ static void on_output_line(void *ud, const char *line, size_t len)
 	const char *stream = arg_str(j, "stream"), *data = arg_str(j, "data");
 	if (stream && data) {
 		int which = !strcmp(stream, "stderr");
-		size_t n = json_string_length(json_object_get(j, "data"));
-		if (arg_str(j, "encoding")) {
-			char note[64];
-			n = n / 4 * 3;
-			snprintf(note, sizeof(note), "[%zu bytes of binary output]", n);
-			acc_append(s, which, note, strlen(note));
-		} else {
-			acc_append(s, which, data, n);
-		}
-		/* the next offset to ask, kept in the accumulator's last line */
-		json_int_t next = json_integer_value(json_object_get(j, "offset")) + (json_int_t)n;
+		size_t n = json_string_length(json_object_get(j, "data")), bytes = n;
+		char *text = arg_str(j, "encoding") ? lossy_text(data, &n, &bytes) : NULL;
+		acc_append(s, which, text ? text : data, n);
+		free(text);
+		/* the next offset to ask (in bytes of the stream), kept in the last line */
+		json_int_t next =
+		    json_integer_value(json_object_get(j, "offset")) + (json_int_t)bytes;
 		if (!s->last)
 			s->last = json_object();
 		json_object_set_new(s->last, which ? "stderr" : "stdout", json_integer(next));
@@ -657,10 +689,10 @@ static json_t *tool_process_read(struct mcp_tools *t, struct mcp_call *c, json_t
 		return mcp_tool_error("pid: required (the pid process_start returned)");
 	long long pid = json_integer_value(pidj);
 	json_int_t offset = json_integer_value(json_object_get(args, "offset"));
-	char *path = xasprintf("/v1/sandboxes/%s/processes/%lld/output?offset=%lld&stream=%s", sid,
-			       pid, (long long)(offset > 0 ? offset : 0),
-			       !strcmp(stream, "stdout") || !strcmp(stream, "stderr") ? stream
-										      : "both");
+	char *path =
+	    xasprintf("/v1/sandboxes/%s/processes/%lld/output?offset=%lld&stream=%s", sid, pid,
+		      (long long)(offset > 0 ? offset : 0),
+		      !strcmp(stream, "stdout") || !strcmp(stream, "stderr") ? stream : "both");
 	struct stream_acc s = {.call = c};
 	struct api_answer a;
 	agentd_error err = {0};
@@ -679,14 +711,14 @@ static json_t *tool_process_read(struct mcp_tools *t, struct mcp_call *c, json_t
 		free(path);
 		json_t *ec = json_object_get(a.json, "exit_code");
 		json_int_t o = offset > 0 ? offset : 0;
-		json_t *st = json_pack("{s:I, s:s, s:O, s:s, s:s, s:I, s:I}", "pid", (json_int_t)pid,
-				       "state", arg_str(a.json, "state") ?: "unknown", "exit_code",
-				       json_is_integer(ec) ? ec : json_null(), "stdout",
-				       s.out[0] ?: "", "stderr", s.out[1] ?: "",
-				       "stdout_next_offset",
-				       json_integer_value(json_object_get(s.last, "stdout")) ?: o,
-				       "stderr_next_offset",
-				       json_integer_value(json_object_get(s.last, "stderr")) ?: o);
+		json_t *st =
+		    json_pack("{s:I, s:s, s:O, s:s, s:s, s:I, s:I}", "pid", (json_int_t)pid,
+			      "state", arg_str(a.json, "state") ?: "unknown", "exit_code",
+			      json_is_integer(ec) ? ec : json_null(), "stdout", s.out[0] ?: "",
+			      "stderr", s.out[1] ?: "", "stdout_next_offset",
+			      json_integer_value(json_object_get(s.last, "stdout")) ?: o,
+			      "stderr_next_offset",
+			      json_integer_value(json_object_get(s.last, "stderr")) ?: o);
 		char *tail = xasprintf("[process %lld: %s]", pid, arg_str(st, "state"));
 		char *text = output_text(&s, tail);
 		res = mcp_tool_result(st, text);
@@ -707,11 +739,8 @@ static json_t *tool_port_open(struct mcp_tools *t, struct mcp_call *c, json_t *a
 		return bad;
 	if (!json_is_integer(port))
 		return mcp_tool_error("port: required (the TCP port the server listens on)");
-	json_t *body = json_pack("{s:O}", "port", port);
-	_cleanup_free_ char *path = path_of(sid, "/ports", NULL);
-	json_t *res = plain_call(t, c, "port_open", "POST", path, body, 201);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "port_open", "POST", sid, "/ports",
+			    json_pack("{s:O}", "port", port), 201);
 }
 
 static json_t *tool_snapshot(struct mcp_tools *t, struct mcp_call *c, json_t *args)
@@ -723,25 +752,19 @@ static json_t *tool_snapshot(struct mcp_tools *t, struct mcp_call *c, json_t *ar
 	json_t *body = json_object();
 	if (arg_str(args, "name"))
 		json_object_set(body, "name", json_object_get(args, "name"));
-	_cleanup_free_ char *path = path_of(sid, "/snapshots", NULL);
-	json_t *res = plain_call(t, c, "snapshot", "POST", path, body, 201);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "snapshot", "POST", sid, "/snapshots", body, 201);
 }
 
 static json_t *tool_restore(struct mcp_tools *t, struct mcp_call *c, json_t *args)
 {
 	json_t *bad = NULL;
-	const char *sid = sandbox_arg(args, &bad), *snap = arg_str(args, "snapshot_id");
+	const char *snap;
+	const char *sid =
+	    sandbox_and(args, "snapshot_id", "the id or name snapshot returned", &snap, &bad);
 	if (!sid)
 		return bad;
-	if (!snap)
-		return mcp_tool_error("snapshot_id: required (the id or name snapshot returned)");
-	json_t *body = json_pack("{s:s}", "snapshot_id", snap);
-	_cleanup_free_ char *path = path_of(sid, "/restore", NULL);
-	json_t *res = plain_call(t, c, "restore", "POST", path, body, 200);
-	json_decref(body);
-	return res;
+	return sandbox_call(t, c, "restore", "POST", sid, "/restore",
+			    json_pack("{s:s}", "snapshot_id", snap), 200);
 }
 
 static void forget_created(struct mcp_tools *t, const char *id)
@@ -749,11 +772,11 @@ static void forget_created(struct mcp_tools *t, const char *id)
 	pthread_mutex_lock(&t->lock);
 	size_t i;
 	json_t *v;
-	json_array_foreach(t->created, i, v)
-		if (!strcmp(json_string_value(v), id)) {
-			json_array_remove(t->created, i);
-			break;
-		}
+	json_array_foreach(t->created, i, v) if (!strcmp(json_string_value(v), id))
+	{
+		json_array_remove(t->created, i);
+		break;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -763,8 +786,7 @@ static json_t *tool_sandbox_destroy(struct mcp_tools *t, struct mcp_call *c, jso
 	const char *sid = sandbox_arg(args, &bad);
 	if (!sid)
 		return bad;
-	_cleanup_free_ char *path = path_of(sid, "", NULL);
-	json_t *res = plain_call(t, c, "sandbox_destroy", "DELETE", path, NULL, 200);
+	json_t *res = sandbox_call(t, c, "sandbox_destroy", "DELETE", sid, "", NULL, 200);
 	const char *id = arg_str(json_object_get(res, "structuredContent"), "id");
 	if (id)
 		forget_created(t, id);
@@ -781,12 +803,19 @@ static const struct {
 	const char *name;
 	json_t *(*fn)(struct mcp_tools *, struct mcp_call *, json_t *);
 } handlers[] = {
-	{"sandbox_create", tool_sandbox_create}, {"run_code", tool_run_code},
-	{"exec", tool_exec}, {"read_file", tool_read_file}, {"write_file", tool_write_file},
-	{"list_files", tool_list_files}, {"process_start", tool_process_start},
-	{"process_read", tool_process_read}, {"port_open", tool_port_open},
-	{"snapshot", tool_snapshot}, {"restore", tool_restore},
-	{"sandbox_destroy", tool_sandbox_destroy}, {"sandbox_list", tool_sandbox_list},
+    {"sandbox_create", tool_sandbox_create},
+    {"run_code", tool_run_code},
+    {"exec", tool_exec},
+    {"read_file", tool_read_file},
+    {"write_file", tool_write_file},
+    {"list_files", tool_list_files},
+    {"process_start", tool_process_start},
+    {"process_read", tool_process_read},
+    {"port_open", tool_port_open},
+    {"snapshot", tool_snapshot},
+    {"restore", tool_restore},
+    {"sandbox_destroy", tool_sandbox_destroy},
+    {"sandbox_list", tool_sandbox_list},
 };
 
 json_t *mcp_tools_call(struct mcp_call *c, const char *name, json_t *args, void *tools)
@@ -816,7 +845,8 @@ void mcp_tools_cleanup(struct mcp_tools *t)
 	pthread_mutex_unlock(&t->lock);
 	size_t i;
 	json_t *v;
-	json_array_foreach(ids, i, v) {
+	json_array_foreach(ids, i, v)
+	{
 		char *path = xasprintf("/v1/sandboxes/%s", json_string_value(v));
 		struct api_answer a;
 		agentd_error err = {0};

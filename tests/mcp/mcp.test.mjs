@@ -148,23 +148,18 @@ for (const [name, make] of Object.entries(transports)) {
 
     await t.test('cancelling a call kills its command', async () => {
       const ac = new AbortController();
+      let started;
+      const progressed = new Promise((r) => { started = r; });
       const running = client.callTool({ name: 'exec', arguments: { sandbox_id: sid,
-        command: 'echo $$ > /tmp/long.pid; sleep 60; touch /tmp/finished' } }, undefined,
-      { signal: ac.signal, onprogress: () => {} });
-      for (let i = 0; i < 100; i++) {
-        const r = await client.callTool({ name: 'exec', arguments: { sandbox_id: sid, command: 'cat /tmp/long.pid' } });
-        if (r.structuredContent.exit_code === 0) break;
-        await sleep(100);
-      }
+        command: 'echo started; sleep 3; touch /tmp/finished' } }, undefined,
+      { signal: ac.signal, onprogress: started });
+      await progressed; // it runs
       ac.abort();
       await assert.rejects(running);
-      let alive = true;
-      for (let i = 0; i < 100 && alive; i++) {
-        const r = await call('exec', { command: 'kill -0 $(cat /tmp/long.pid) 2>/dev/null && echo alive || echo dead' });
-        alive = r.stdout === 'alive\n';
-        if (alive) await sleep(100);
-      }
-      assert.equal(alive, false, 'the cancelled command was killed');
+      await sleep(5000); // past the moment it would have finished
+      const r = await client.callTool({ name: 'exec', arguments: { sandbox_id: sid,
+        command: 'test -e /tmp/finished && echo finished || echo killed' } });
+      assert.equal(r.structuredContent.stdout, 'killed\n', 'the cancelled command was killed');
     });
 
     await t.test('a limit comes back as a tool error a model can read', async () => {
@@ -176,6 +171,30 @@ for (const [name, make] of Object.entries(transports)) {
       assert.equal(bad.isError, true);
       assert.match(bad.content[0].text, /read_file: .*No such file/);
     });
+
+    await t.test('a memory limit that kills a command is a tool error naming it', async () => {
+      const small = await client.callTool({ name: 'sandbox_create', arguments: { limits: { memory_mb: 64 } } });
+      const r = await client.callTool({ name: 'exec', arguments: {
+        sandbox_id: small.structuredContent.sandbox_id,
+        command: 'python3 -c "b = bytearray(512 << 20); print(len(b))"' } });
+      assert.equal(r.isError, true, JSON.stringify(r));
+      assert.match(r.content[0].text, /killed: memory limit 64 MiB/);
+      await client.callTool({ name: 'sandbox_destroy', arguments: { sandbox_id: small.structuredContent.sandbox_id } });
+    });
+
+    if (name.startsWith('HTTP')) {
+      await t.test('ending an HTTP session (DELETE) destroys its sandboxes', async () => {
+        const other = new Client({ name: 'agentd-test-2', version: '1.0.0' });
+        const transport = make();
+        await other.connect(transport);
+        const made = await other.callTool({ name: 'sandbox_create', arguments: {} });
+        const id = made.structuredContent.sandbox_id;
+        await transport.terminateSession();
+        await other.close();
+        const list = await client.callTool({ name: 'sandbox_list', arguments: {} });
+        assert.ok(!list.structuredContent.sandboxes.some((x) => x.id === id), 'destroyed');
+      });
+    }
 
     const d = await call('sandbox_destroy', {});
     assert.equal(d.state, 'destroyed');
