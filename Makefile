@@ -1,13 +1,14 @@
 # Makefile: the two commands of the README, over Meson.
 #   make demo   install deps, build, run agent code in a sandbox on the embedded defaults
 #   make check  install deps, build (warnings as errors), run every test
+#   make install [PREFIX=/usr/local] [DESTDIR=]  build and install (meson install)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 PYTEST     := /usr/bin/python3 -m pytest
 
-.PHONY: all deps build demo check unit asan integration security fuzz bench clean
+.PHONY: all deps build demo check unit asan integration security fuzz bench clean install
 
 all: build
 
@@ -53,6 +54,10 @@ asan: deps $(ASAN_BUILD)/build.ninja
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_image.py tests/integration/test_daemon_images.py \
 		tests/security/test_image_tars.py
+	# issue 14: mcp — agentd mcp (dispatcher, stdio, HTTP) under the sanitizers
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_mcp.py
 
 integration: build
 	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/integration
@@ -88,11 +93,23 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-image
 	$(FUZZ_BUILD)/fuzz/fuzz_image -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-image fuzz/corpus/image
+	# issue 14: mcp
+	mkdir -p $(FUZZ_BUILD)/corpus-jsonrpc
+	$(FUZZ_BUILD)/fuzz/fuzz_jsonrpc -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-jsonrpc fuzz/corpus/jsonrpc
 
 check: unit asan integration security fuzz
 
 bench: build
 	bash bench/spawn.sh $(BUILD)
+
+# issue 14: sdk-ts — the binary, its serve module, libagentd with headers and agentd.pc,
+# the systemd unit, the man page, the docs and the clients, under PREFIX (staged in DESTDIR)
+PREFIX ?= /usr/local
+install: deps $(BUILD)/build.ninja
+	meson configure $(BUILD) -Dprefix=$(PREFIX)
+	ninja -C $(BUILD)
+	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -28,7 +28,14 @@ PKGS=(
   # issue 13: oci-engine
   podman docker.io containerd                    # the oci backend's engines (podman --runtime runc, dockerd)
   mmdebstrap                                     # issue 13: agentd image build --from debian:SUITE
+  # issue 14: sdk-py
+  python3-mypy python3-pip python3-setuptools    # Python SDK: mypy --strict, offline pip install
 )
+
+# npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from
+# committed lockfiles): Debian's package only where no npm is on the PATH: nodesource's
+# nodejs bundles npm and conflicts with Debian's npm package.
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do

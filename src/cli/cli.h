@@ -5,6 +5,7 @@
 
 #include "common/common.h"
 #include "agentd-proxy.h"
+#include "common/uclient.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -105,26 +106,7 @@ struct term_filter {
 };
 size_t term_filter(struct term_filter *f, const uint8_t *in, size_t n, uint8_t *out);
 
-/* client.c: the daemon API over its unix socket. */
-struct client_conn {
-	int fd;
-	char *buf;
-	size_t len, off, cap;
-};
-struct http_response {
-	int status;
-	char *body;			/* NUL-terminated */
-	size_t len;
-	size_t line_off;		/* on_line bookkeeping */
-};
-int client_connect(const char *path, struct client_conn *c, agentd_error *err);
-void client_close(struct client_conn *c);
-/* One request on a kept-alive connection; on_line (may be NULL) gets each body line as it
- * arrives (NDJSON streaming). */
-int client_request(struct client_conn *c, const char *method, const char *path,
-		   const char *ctype, const void *body, size_t len, struct http_response *resp,
-		   void (*on_line)(void *, const char *, size_t), void *ud, agentd_error *err);
-void http_response_free(struct http_response *r);
+/* client.c: the daemon API over its unix socket (src/common/uclient.h: the client). */
 /* Connect, send body (may be NULL; JSON), get the answer (lines to on_line), close. */
 int client_send(const char *sock, const char *method, const char *path, json_t *body,
 		struct http_response *resp, void (*on_line)(void *, const char *, size_t),
@@ -137,7 +119,6 @@ json_t *client_call(const char *sock, const char *method, const char *path, json
 		    int *status, agentd_error *err);
 /* "agentd: VERB: message (HTTP n)"; returns EXIT_AGENTD. */
 int client_report_error(const char *verb, int status, json_t *j);
-char *url_escape(const char *s);	/* for query values; malloc'd */
 /* cmd_sandbox.c, shared with cmd_session.c */
 json_t *policy_flags_json(const struct policy_flags *pf, agentd_error *err);
 /* Every "unenforced" entry of a daemon's answer as a warning line on stderr. */
@@ -155,6 +136,7 @@ json_t *ndjson_line(const char *line, size_t len, bool echo);
 void write_exec_output(json_t *res, bool raw);
 
 int cmd_serve(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);	/* issue 14: mcp */
 int cmd_audit(int argc, char **argv);
 /* A symbol of the daemon module (cmd_serve_load.c); NULL after a message. */
 void *serve_module_symbol(const char *verb, const char *name);

@@ -10,22 +10,28 @@
 
 #define SERVE_MODULE "agentd-serve.so"
 
-/* Next to the binary (a build tree, or a self-contained install), else the install dir. */
+/* Next to the binary (a build tree), else where `meson install` put it relative to the
+ * binary (AGENTD_SERVE_MODULE_REL: from $bindir to $libdir/agentd, so that an install
+ * moved or staged under a DESTDIR finds its own module), else the configured install dir. */
 static void *load_serve_module(char *tried, size_t len)
 {
-	char exe[PATH_MAX];
+	char exe[PATH_MAX], rel[PATH_MAX + 64];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	const char *dirs[2] = {NULL, AGENTD_SERVE_MODULE_DIR};
+	const char *dirs[3] = {NULL, NULL, AGENTD_SERVE_MODULE_DIR};
 	if (n > 0) {
 		exe[n] = '\0';
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = '\0';
 			dirs[0] = exe;
+			if (AGENTD_SERVE_MODULE_REL[0]) {
+				snprintf(rel, sizeof(rel), "%s/%s", exe, AGENTD_SERVE_MODULE_REL);
+				dirs[1] = rel;
+			}
 		}
 	}
 	tried[0] = '\0';
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
 		if (!dirs[i])
 			continue;
 		char path[PATH_MAX + 32];
@@ -64,4 +70,13 @@ int cmd_serve(int argc, char **argv)
 	int (*serve_main)(int, char **) =
 		(int (*)(int, char **))serve_module_symbol("serve", "agentd_serve_main");
 	return serve_main ? serve_main(argc, argv) : EXIT_AGENTD;
+}
+
+/* issue 14: mcp — `agentd mcp` lives in the serve module too (its HTTP transport is
+ * libmicrohttpd's, --embedded runs the daemon). */
+int cmd_mcp(int argc, char **argv)
+{
+	int (*mcp_main)(int, char **) =
+		(int (*)(int, char **))serve_module_symbol("mcp", "agentd_mcp_main");
+	return mcp_main ? mcp_main(argc, argv) : EXIT_AGENTD;
 }

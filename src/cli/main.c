@@ -22,6 +22,7 @@ static void usage(FILE *f)
 		   "  agentd session create AGENT | exec AGENT SESSION CODE | rm AGENT SESSION\n"
 		   "  agentd image import|ls|inspect|rm|prune|tag|export|build ...\n"
 		   "  agentd audit verify [--state-dir DIR] [--json]\n"
+		   "  agentd mcp [--socket PATH | --embedded] [--listen ADDR:PORT --token-file F]\n"
 		   "  agentd version\n\n"
 		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"
 		   "executable, 127 not found, 128+N killed by signal N.\n",
@@ -79,6 +80,8 @@ int main(int argc, char **argv)
 		{"session", cmd_session},
 		/* issue 13: img-store */
 		{"image", cmd_image},
+		/* issue 14: mcp */
+		{"mcp", cmd_mcp},
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

@@ -5,6 +5,7 @@
  * (tests/security/secsuite.py), which checks that both agree. */
 #include "cli/cli.h"
 #include "cli/security.h"
+#include "mcp/mcp.h" /* issue 14: mcp */
 
 #include <dirent.h>
 #include <errno.h>
@@ -89,6 +90,10 @@
 /* issue 13: oci-engine. Needs a container engine's API socket on the host ({enginesock}:
  * $DOCKER_HOST's, /run/docker.sock, podman's, containerd's): skipped without one. */
 #define SEC_NEEDS_ENGINE_SOCK 32768u
+/* issue 14: mcp — judged by the host: the output framed as `agentd mcp` relays it (its text
+ * as UTF-8 with U+FFFD, in a tool result, mcp_frame's one line) must stay data inside that
+ * one message, whatever forged messages, line ends or bad bytes it holds. */
+#define SEC_MCP_OUTPUT 65536u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -219,6 +224,8 @@ static const struct sec_attack attacks[] = {
 	 * escape): whoever connects runs containers as root on the host. */
 	{ "engine-socket", "privileges", {"connect-unix", "{enginesock}"}, NULL,
 	  SEC_NEEDS_ENGINE_SOCK },
+	/* issue 14: mcp */
+	{ "mcp-message-forgery", "output", {"mcp-forge"}, NULL, SEC_MCP_OUTPUT },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -382,6 +389,32 @@ static void judge_context_frames(const agentd_exec_output *o, struct sec_cell *c
 		cell_set(c, SEC_BLOCKED, "frames refused: %s", err.msg);
 	else
 		cell_set(c, SEC_ALLOWED, "the parser accepted %u forged frame(s)", frames);
+}
+
+/* issue 14: mcp. SEC_MCP_OUTPUT: the output in agentd mcp's answer to an exec, on stdio. */
+static void judge_mcp_output(const agentd_exec_output *o, struct sec_cell *c)
+{
+	size_t n;
+	_cleanup_free_ char *text = utf8_lossy((const uint8_t *)o->out, o->out_len, &n);
+	json_t *msg = json_pack("{s:s, s:i, s:o}", "jsonrpc", "2.0", "id", 2, "result",
+				mcp_tool_result(json_pack("{s:s}", "stdout", text), text));
+	_cleanup_free_ char *line = msg ? mcp_frame(msg) : NULL;
+	json_decref(msg);
+	size_t len = line ? strlen(line) : 0;
+	json_t *back = len ? json_loadb(line, len - 1, 0, NULL) : NULL;
+	const char *out = json_string_value(json_object_get(
+		json_object_get(json_object_get(back, "result"), "structuredContent"), "stdout"));
+	/* one line, and ASCII: a reader that splits lines on U+2028 too (Python's splitlines)
+	 * reads the same one message */
+	bool one_line = len && memchr(line, '\n', len) == line + len - 1 && !memchr(line, '\r', len);
+	for (size_t i = 0; i < len; i++)
+		one_line = one_line && (unsigned char)line[i] < 0x80;
+	if (one_line && json_integer_value(json_object_get(back, "id")) == 2 && out &&
+	    !strcmp(out, text) && strstr(out, "\"jsonrpc\""))
+		cell_set(c, SEC_BLOCKED, "relayed as data in one message of one line (%zu bytes)", len);
+	else
+		cell_set(c, SEC_ALLOWED, "the output changed the framing: %.200s", line ? line : "");
+	json_decref(back);
 }
 
 /* SEC_WAY_IN: where a connection into the sandbox at port lands. */
@@ -722,6 +755,8 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 	/* issue 13: oci-runtime */
 	if ((a->flags & SEC_PID1_STDIO) && c->res == SEC_ALLOWED && strstr(c->detail, "-> /dev/null"))
 		cell_set(c, SEC_BLOCKED, "pid 1's stdio is /dev/null (%.200s)", c->detail);
+	if ((a->flags & SEC_MCP_OUTPUT) && c->res == SEC_ALLOWED) /* issue 14: mcp */
+		judge_mcp_output(&o, c);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

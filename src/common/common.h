@@ -109,6 +109,10 @@ int utf8_next(const uint8_t *s, size_t len, uint32_t *cp);
 /* How many trailing bytes of s (0..3) are the valid, incomplete start of a character: what
  * a reader of a stream holds back until the next chunk. */
 size_t utf8_incomplete_tail(const uint8_t *s, size_t len);
+/* issue 14: mcp — s as text for a reader that takes only UTF-8 (a model, through agentd
+ * mcp): each byte that starts no character, and NUL, becomes U+FFFD. malloc'd, terminated,
+ * its length in *out_len. */
+char *utf8_lossy(const uint8_t *s, size_t len, size_t *out_len);
 
 /* ---------------------------------------------------------------- quote.c */
 /* Quote s for an error message: "..." with \xNN escapes, cut after ~64 bytes. */

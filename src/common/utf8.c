@@ -86,3 +86,24 @@ size_t utf8_incomplete_tail(const uint8_t *s, size_t len)
 	}
 	return 0;
 }
+
+char *utf8_lossy(const uint8_t *s, size_t len, size_t *out_len)
+{
+	char *out = xmalloc(len * 3 + 1), *o = out;
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		int l = utf8_next(s + i, len - i, &cp);
+		if (l > 0 && cp != 0) {
+			memcpy(o, s + i, (size_t)l);
+			o += l;
+			i += (size_t)l;
+		} else {
+			memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD */
+			o += 3;
+			i++;
+		}
+	}
+	*o = '\0';
+	*out_len = (size_t)(o - out);
+	return out;
+}

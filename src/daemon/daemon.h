@@ -30,4 +30,20 @@ struct peer_conn *peers_connected(struct peers *p, int fd, const struct sockaddr
 bool peers_admit(struct peers *p, struct peer_conn *c);
 void peers_closed(struct peers *p, struct peer_conn *c);
 
+/* issue 14: mcp — `agentd mcp` (mcp_main.c) and its Streamable HTTP transport (mcp_http.c),
+ * also served by `agentd serve` at /mcp (the daemon's own auth before it). */
+#include "mcp/mcp.h"
+#include <microhttpd.h>
+enum MHD_Result mcp_http_handle(struct MHD_Connection *conn, const char *method,
+				const char *body, size_t len, const char *socket);
+/* `agentd mcp --listen ADDR:PORT --token-file F`: until stop_fd is readable; exit code. */
+/* Every MCP session ends: its calls cancelled, its sandboxes destroyed (the server stops). */
+void mcp_http_stop_all(void);
+/* server.c's, shared with mcp_http.c: the --token-file's token, --listen's address. */
+struct sockaddr_in;
+int read_token(const char *path, char **out, agentd_error *err);
+int parse_listen(const char *s, struct sockaddr_in *sin, agentd_error *err);
+int mcp_http_listen(const char *listen, const char *token_file, const char *socket,
+		    int stop_fd);
+
 #endif

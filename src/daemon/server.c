@@ -311,6 +311,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (cx->upload_errno) /* issue 13: img-store */
 		return send_error(d, conn, cx->upload_errno == ENOSPC ? 507 : 500,
 				  "image upload: %s", strerror(cx->upload_errno));
+	/* issue 14: mcp — the MCP server's Streamable HTTP endpoint, after the daemon's auth */
+	if (!strcmp(url, "/mcp"))
+		return mcp_http_handle(conn, method, cx->body, cx->len, d->cfg.socket_path);
 
 	struct query_args qa = {.n = 0};
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &qa);
@@ -507,7 +510,7 @@ static int unix_listen(const char *path, const char *group, agentd_error *err)
 	return fd;
 }
 
-static int read_token(const char *path, char **out, agentd_error *err)
+int read_token(const char *path, char **out, agentd_error *err)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -527,7 +530,7 @@ static int read_token(const char *path, char **out, agentd_error *err)
 	return 0;
 }
 
-static int parse_listen(const char *s, struct sockaddr_in *sin, agentd_error *err)
+int parse_listen(const char *s, struct sockaddr_in *sin, agentd_error *err)
 {
 	char host[64];
 	const char *colon = strrchr(s, ':');
@@ -787,6 +790,7 @@ int agentd_serve(const struct server_cfg *cfg, agentd_error *err)
 	int sig = 0;
 	sigwait(&stop, &sig);
 	dlog("info", "msg=\"draining\" signal=%d", sig);
+	mcp_http_stop_all(); /* issue 14: mcp — before the drain refuses their DELETEs */
 	drain(d, mu, mt);
 	ret = 0;
 out:

@@ -208,6 +208,8 @@ EXPECT = {
     "other-sandbox-workspace": _table(hd=allowed(HD_SIBLINGS)),
     # --- code contexts: frames a hostile cell forges are refused by the daemon's parser
     "context-frame-forgery": _all_blocked(),
+    # issue 14: mcp — what a command prints stays data inside agentd mcp's one message
+    "mcp-message-forgery": _all_blocked(),
     # --- resources
     "fork-bomb": _all_blocked(),
     "shell-fork-bomb": _all_blocked(),
