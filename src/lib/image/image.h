@@ -106,6 +106,14 @@ int layer_unpack(struct image_work *w, int fd, const char *blob_digest, const ch
  * sha256 of what was written in hex. A file that is not compressed: -1 + ENOMSG. */
 int layer_decompress(struct image_work *w, const void *data, size_t len, uint64_t max,
 		     char hex[IMAGE_HEX_LEN + 1], agentd_error *err);
+/* fd's bytes (a regular file someone else may still write: the caller's archive, a blob of
+ * its layout directory) copied into a new unlinked file of w, at most max bytes: what is
+ * verified and what is unpacked are then the same bytes, and a truncation cannot fault a
+ * mapping. The copy's fd, or -1 + err (E2BIG past max). */
+int private_copy(struct image_work *w, int fd, uint64_t max, const char *what,
+		 agentd_error *err);
+/* The bound on one layer's tar: its files' data plus headers (long names in pax ones). */
+uint64_t layer_tar_max(const agentd_image_store *s);
 /* data looks gzip, zstd or xz compressed. */
 bool layer_compressed(const void *data, size_t len);
 /* The size in bytes recorded for an unpacked layer (DIR/layers/<hex>.json). */

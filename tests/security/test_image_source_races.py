@@ -1,0 +1,112 @@
+"""An image archive someone else can still write while it is imported (docs/images.md#hardening):
+a path import of a file or an OCI layout directory in a sandbox's workdir, which the
+sandbox keeps writing. What the store verifies and what it unpacks must be the same bytes
+(else a layer is stored under the digest of content it does not hold, and every later
+image with that digest shares the attacker's files), and a truncation must not fault the
+importer (the daemon). The writer here is the test, standing in for the sandbox."""
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import pytest
+
+from .secsuite import AGENTD
+
+BIG = 512 << 20  # long enough to hash that the writer acts in the middle of it
+
+
+@pytest.fixture
+def work():
+    d = tempfile.mkdtemp(prefix="agentd-img-race-", dir="/var/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def header(name, size):
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mode = 0o644
+    return ti.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def rootfs_tar(path, flag):
+    """flag (one block) first, then BIG zero bytes (a hole on disk), then the end."""
+    with open(path, "wb") as f:
+        f.write(header("flag", len(flag)) + flag)
+        f.write(header("big", BIG))
+        f.seek(BIG, os.SEEK_CUR)
+        f.write(b"\0" * 1024)
+    return path
+
+
+def tar_digest(flag):
+    h = hashlib.sha256()
+    h.update(header("flag", len(flag)) + flag + header("big", BIG))
+    zero = b"\0" * (1 << 20)
+    for _ in range(BIG >> 20):
+        h.update(zero)
+    h.update(b"\0" * 1024)
+    return h.hexdigest()
+
+
+def start_import(work, path):
+    return subprocess.Popen([AGENTD, "image", "import", path, "--tag", "race:1", "--state-dir",
+                             os.path.join(work, "state")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                 "AGENTD_SOCKET": "/nonexistent.sock"})
+
+
+def wait_open(proc, path, timeout=120):
+    """Until the importer holds path open (mapped or copied from, either way reading it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % proc.pid):
+                try:
+                    if os.readlink("/proc/%d/fd/%s" % (proc.pid, fd)) == path:
+                        return True
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return False
+
+
+def test_content_changed_mid_import_is_never_stored_under_the_old_digest(work):
+    a, b = b"A" * 512, b"B" * 512
+    path = rootfs_tar(os.path.join(work, "rootfs.tar"), a)
+    proc = start_import(work, path)
+    if wait_open(proc, path):
+        time.sleep(0.03)  # the importer reads on; the flag's block is behind it
+        fd = os.open(path, os.O_WRONLY)
+        os.pwrite(fd, b, 512)
+        os.close(fd)
+    out, errout = proc.communicate(timeout=600)
+    assert proc.returncode == 0, errout
+    layers = [x for x in os.listdir(os.path.join(work, "state", "images", "layers"))
+              if not x.endswith(".json")]
+    assert len(layers) == 1
+    with open(os.path.join(work, "state", "images", "layers", layers[0], "flag"), "rb") as f:
+        held = f.read()
+    assert held in (a, b)
+    assert layers[0] == tar_digest(held), \
+        "the layer is stored under the digest of other content than it holds"
+
+
+def test_an_archive_truncated_mid_import_does_not_fault_the_importer(work):
+    path = rootfs_tar(os.path.join(work, "rootfs.tar"), b"A" * 512)
+    proc = start_import(work, path)
+    assert wait_open(proc, path), "the importer never opened the archive"
+    time.sleep(0.03)
+    os.truncate(path, 1024)
+    out, errout = proc.communicate(timeout=600)
+    assert proc.returncode >= 0, "the importer died of signal %d" % -proc.returncode
+    if proc.returncode != 0:  # refused as a truncated tar, or imported from before the cut
+        assert b"import" in errout, errout
+    assert os.listdir(os.path.join(work, "state", "images", "tmp")) == []
