@@ -212,3 +212,31 @@ def test_a_refusal_in_the_last_layer_leaves_none_of_the_earlier_ones(work):
     img = image_util.write_oci_tar(os.path.join(work, "two.tar"),
                                    layers=[image_util.layer_one(), bad])
     assert_refused(work, img.path, "layer 2/2")
+
+
+# issue 13: review13
+def test_more_than_128_layers_are_refused_before_any_is_unpacked(work):
+    """Each layer has its own bounds; an image of thousands of small ones would multiply
+    them (and overlayfs stacks at most 500 lower dirs anyway)."""
+    layers = [TarBuilder().file("f%d" % i, b"x").bytes() for i in range(129)]
+    img = image_util.write_oci_tar(os.path.join(work, "tall.tar"), layers=layers)
+    assert_refused(work, img.path, "the image has 129 layers, more than 128")
+
+
+def test_file_capabilities_and_other_xattrs_of_the_tar_are_not_carried(work):
+    """security.capability on a file would grant capabilities on exec inside a sandbox; a
+    pax header carries it (SCHILY.xattr.*), and tarx applies no xattr at all."""
+    t = TarBuilder().dir("bin")
+    ti = tarfile.TarInfo("bin/capped")
+    data = b"#!/bin/sh\n"
+    ti.size, ti.mode = len(data), 0o755
+    ti.pax_headers = {"SCHILY.xattr.security.capability":
+                      "\x01\x00\x00\x02\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff",
+                      "SCHILY.xattr.user.evil": "x",
+                      "SCHILY.acl.access": "user::rwx,user:0:rwx,group::r-x,mask::rwx,other::rwx"}
+    t.tar.addfile(ti, io.BytesIO(data))
+    p = run_import(work, oci_with_layer(work, t.bytes()))
+    assert p.returncode == 0, p
+    layers = os.listdir(store(work, "layers"))
+    d = store(work, "layers", [l for l in layers if not l.endswith(".json")][0])
+    assert os.listxattr(os.path.join(d, "bin/capped")) == []

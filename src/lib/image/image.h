@@ -13,6 +13,10 @@
 #define IMAGE_JSON_MAX (4u << 20)	/* manifests, indexes, configs, records */
 #define IMAGE_DEFAULT_MAX_ENTRIES 65536u
 #define IMAGE_DEFAULT_MAX_BYTES (8ull << 30)
+/* An image's layers together: at most this many, and this many times the bounds of one
+ * (a layer bound alone let N layers of zeros fill N times it). */
+#define IMAGE_MAX_LAYERS 128u
+#define IMAGE_TOTAL_FACTOR 4u
 
 struct agentd_image_store {
 	char *dir;
@@ -42,6 +46,7 @@ struct image_work {
 	char name[64];			/* under DIR/tmp */
 	int dfd;			/* DIR/tmp/<name>, O_RDONLY, flocked */
 	unsigned seq;			/* for the names of its files */
+	uint64_t entries, bytes;	/* of the layers it unpacked so far */
 };
 int work_begin(agentd_image_store *s, struct image_work *w, agentd_error *err);
 void work_end(struct image_work *w);	/* removes what is left under DIR/tmp */

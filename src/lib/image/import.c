@@ -138,6 +138,9 @@ static int take_config(struct import *im, char *raw, size_t len, size_t n_layers
 	int r = 0;
 	if (!json_is_object(c) || !json_is_array(ids))
 		r = agentd_error_set(err, EINVAL, "the image config has no rootfs.diff_ids");
+	else if (n_layers > IMAGE_MAX_LAYERS)
+		r = agentd_error_set(err, E2BIG, "the image has %zu layers, more than %u", n_layers,
+				     IMAGE_MAX_LAYERS);
 	else if (json_array_size(ids) != n_layers)
 		r = agentd_error_set(err, EINVAL, "the image config lists %zu diff_ids for %zu "
 				     "layers", json_array_size(ids), n_layers);

@@ -174,17 +174,31 @@ static int extract_layer(struct image_work *w, const void *map, size_t len, cons
 							    O_CLOEXEC);
 	if (dir < 0)
 		return agentd_error_errno(err, errno, "open %s", name);
+	/* one layer's bounds, or what the image's earlier layers left of their total */
+	uint64_t left_entries = IMAGE_TOTAL_FACTOR * w->s->max_entries - w->entries;
+	uint64_t left_bytes = IMAGE_TOTAL_FACTOR * w->s->max_bytes - w->bytes;
+	bool total = left_entries < w->s->max_entries || left_bytes < w->s->max_bytes;
 	struct tarx_policy p = {
-		.max_entries = w->s->max_entries,
-		.max_bytes = w->s->max_bytes,
+		.max_entries = total && left_entries < w->s->max_entries ? left_entries
+									  : w->s->max_entries,
+		.max_bytes = total && left_bytes < w->s->max_bytes ? left_bytes : w->s->max_bytes,
 		.symlinks_any_target = true,	/* they resolve in the sandbox's root only */
 		.keep_owners = true,
 		.keep_sticky = true,
 		.overlay_whiteouts = true,
 	};
 	struct tarx_stats st;
-	if (tarx_extract(dir, map, len, &p, &st, err) < 0)
+	if (tarx_extract(dir, map, len, &p, &st, err) < 0) {
+		if (total && err && err->code == E2BIG)
+			agentd_error_prefix(err, "the image's layers together are over %u times the "
+					    "bounds of one (%llu entries, %llu bytes)",
+					    IMAGE_TOTAL_FACTOR,
+					    (unsigned long long)w->s->max_entries,
+					    (unsigned long long)w->s->max_bytes);
 		return -1;
+	}
+	w->entries += st.entries;
+	w->bytes += st.bytes;
 	char meta[128];
 	snprintf(meta, sizeof(meta), "{\"size\": %llu, \"entries\": %llu}\n",
 		 (unsigned long long)st.bytes, (unsigned long long)st.entries);
