@@ -110,3 +110,37 @@ def test_an_archive_truncated_mid_import_does_not_fault_the_importer(work):
     if proc.returncode != 0:  # refused as a truncated tar, or imported from before the cut
         assert b"import" in errout, errout
     assert os.listdir(os.path.join(work, "state", "images", "tmp")) == []
+
+
+def test_a_path_through_a_sandboxs_proc_root_is_refused(work):
+    """A caller importing what a sandbox made as /proc/PID/root/workspace/img.tar: the
+    sandbox made img.tar an absolute symlink to a host file, which the daemon (root) would
+    follow on the host. Paths never go through a magic link."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "integration"))
+    from daemon_util import Daemon, exec_in_background, wait_until  # noqa: E402
+    from .secsuite import proc_matching
+    secret = os.path.join(work, "secret.tar")
+    with tarfile.open(secret, "w") as t:
+        ti = tarfile.TarInfo("secret")
+        ti.size = 11
+        import io
+        t.addfile(ti, io.BytesIO(b"host-secret"))
+    os.chmod(secret, 0o600)
+    d = Daemon().start()
+    try:
+        sid = d.create()
+        r = d.exec(sid, ["/bin/sh", "-c", "ln -s %s /workspace/img.tar" % secret])
+        assert r.status == 200 and r.json["exit_code"] == 0, r
+        token = "3131.%d" % os.getpid()
+        exec_in_background(d, sid, ["/bin/sleep", token])
+        wait_until(lambda: proc_matching(token), 30)
+        pid = proc_matching(token)[0]
+        r = d.post("/v1/images/import", {"path": "/proc/%d/root/workspace/img.tar" % pid,
+                                         "tag": "from-sandbox:1"})
+        assert r.status == 400, r
+        assert "magic link" in r.json["error"]["message"], r.json
+        assert d.get("/v1/images/from-sandbox:1").status == 404
+    finally:
+        d.cleanup()
