@@ -139,6 +139,11 @@ void agentd_sandbox_set_priv(agentd_sandbox *sb, void *priv);
  * readable/writable paths, network, the syscall filter. */
 agentd_sandbox_caps *agentd_sandbox_caps_mut(agentd_sandbox *sb);
 
+/* issue 13: oci-runtime. While the registry calls a factory: the name the caller asked for,
+ * normalised (an alias or the canonical name), so one backend can serve several tools;
+ * NULL outside a factory call. */
+const char *agentd_backend_requested_name(void);
+
 /* For probe: item is enforced on this host, or is not, and why (what would make it so).
  * An item never marked enforceable is not: a probe states each one it enforces. */
 void agentd_caps_enforce(agentd_backend_caps *caps, agentd_policy_item item);

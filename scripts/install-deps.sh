@@ -21,6 +21,12 @@ PKGS=(
   openssl util-linux                             # network tests: TLS certificate, unshare
   hyperfine bubblewrap                           # bench/ peers and timing
   busybox-static                                 # image tests: the test images' rootfs
+  # issue 13: oci-runtime
+  runc crun tini                                 # oci backend: runtimes; tini-static: the init
+  golang-go golang-github-opencontainers-runtime-tools-dev  # tests: the config.json validator
+  golang-github-xeipuuv-gojsonschema-dev         # (runtime-spec schema, offline)
+  # issue 13: oci-engine
+  podman docker.io containerd                    # the oci backend's engines (podman --runtime runc, dockerd)
 )
 
 missing=()

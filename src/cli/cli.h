@@ -28,6 +28,9 @@ enum {
 	OPT_SECCOMP,
 	OPT_USER,
 	OPT_ALLOW_DEGRADED,
+	/* issue 13: img-root */
+	OPT_IMAGE,
+	OPT_WRITABLE_ROOT,
 	OPT_POLICY_LAST,
 };
 
@@ -45,7 +48,9 @@ enum {
 		{"workdir", required_argument, NULL, OPT_WORKDIR},                               \
 		{"seccomp", required_argument, NULL, OPT_SECCOMP},                               \
 		{"user", required_argument, NULL, OPT_USER},                                     \
-		{"allow-degraded", no_argument, NULL, OPT_ALLOW_DEGRADED}
+		{"allow-degraded", no_argument, NULL, OPT_ALLOW_DEGRADED},                        \
+		{"image", required_argument, NULL, OPT_IMAGE},                                   \
+		{"writable-root", no_argument, NULL, OPT_WRITABLE_ROOT}
 
 /* Flags collected in order, applied after the policy file so that flags win. */
 struct policy_flags {

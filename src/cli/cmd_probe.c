@@ -109,7 +109,7 @@ static void print_platform(const agentd_platform *p)
 }
 
 /* Each backend's capabilities (want: one only), printed or appended to arr. */
-static void probe_backends(const char *want, bool json, json_t *arr)
+static void probe_backends(const char *want, const char *asked, bool json, json_t *arr)
 {
 	size_t n;
 	const char *const *names = agentd_available_backends(&n);
@@ -121,7 +121,8 @@ static void probe_backends(const char *want, bool json, json_t *arr)
 		agentd_backend_caps caps;
 		memset(&caps, 0, sizeof(caps));
 		snprintf(caps.name, sizeof(caps.name), "%s", names[i]);
-		if (agentd_create_backend(names[i], NULL, &b, &err) < 0 ||
+		/* issue 13: oci-runtime. The name asked for: an alias may pick a driver. */
+		if (agentd_create_backend(want ? asked : names[i], NULL, &b, &err) < 0 ||
 		    agentd_backend_probe(b, &caps, &err) < 0) {
 			caps.available = false;
 			memcpy(caps.unavailable_reason, err.msg, sizeof(caps.unavailable_reason));
@@ -199,7 +200,7 @@ int cmd_probe(int argc, char **argv)
 	json_t *arr = json_array();
 	if (!json)
 		print_platform(p);
-	probe_backends(want, json, arr);
+	probe_backends(want, only, json, arr);
 	/* what `agentd run` without policy flags would pick: the strict profile enforced */
 	agentd_spec strict;
 	agentd_spec_init(&strict, AGENTD_PROFILE_STRICT);

@@ -100,13 +100,35 @@ static int parse_run_args(int argc, char **argv, struct run_args *ra)
 			}
 		}
 	}
-	if (optind >= argc) {
-		print_error("run: no command given: agentd run [options] -- PROG ARGS... (see agentd "
-			    "run --help)");
-		return -1;
-	}
-	ra->argv = argv + optind;
+	/* issue 13: with an image, none: its Entrypoint and Cmd (image_command) */
+	ra->argv = optind < argc ? argv + optind : NULL;
 	return 0;
+}
+
+/* issue 13: img-root. The image's Entrypoint then Cmd, as `docker run IMAGE` does: a
+ * malloc'd argv (its strings the info's, kept in *info), or NULL after an error message. */
+static char **image_command(agentd_backend *b, const char *ref, agentd_image_info *info)
+{
+	agentd_error err = {0};
+	agentd_image_store *store = agentd_backend_image_store(b, &err);
+	if (!store || agentd_image_inspect(store, ref, info, &err) < 0) {
+		print_error("run: image %s: %s", ref, err.msg);
+		return NULL;
+	}
+	const agentd_strv *parts[2] = {&info->config.entrypoint, &info->config.cmd};
+	char **argv = calloc(parts[0]->n + parts[1]->n + 1, sizeof(char *));
+	size_t n = 0;
+	for (size_t p = 0; p < 2 && argv; p++)
+		for (size_t i = 0; i < parts[p]->n; i++)
+			argv[n++] = parts[p]->v[i];
+	if (!argv || n == 0) {
+		print_error("run: no command given, and image %s has no Entrypoint nor Cmd: "
+			    "agentd run --image %s -- PROG ARGS...",
+			    ref, ref);
+		free(argv);
+		return NULL;
+	}
+	return argv;
 }
 
 /* The backend by name, or for auto the best one here that enforces spec (or, degraded,
@@ -172,6 +194,20 @@ int cmd_run(int argc, char **argv)
 		return EXIT_AGENTD;
 	}
 	trace_mark("backend ready");
+	agentd_image_info image_info = {0};
+	char **image_argv = NULL;
+	if (!ra.argv && !spec.image) {
+		print_error("run: no command given: agentd run [options] -- PROG ARGS... (see agentd "
+			    "run --help)");
+		agentd_backend_free(backend);
+		agentd_spec_free(&spec);
+		return EXIT_AGENTD;
+	}
+	if (!ra.argv && !(ra.argv = image_argv = image_command(backend, spec.image, &image_info))) {
+		agentd_backend_free(backend);
+		agentd_spec_free(&spec);
+		return EXIT_AGENTD;
+	}
 	if (pipe2(cancel_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
 		struct sigaction sa = {.sa_handler = on_signal};
 		sigaction(SIGINT, &sa, NULL);
@@ -220,6 +256,8 @@ int cmd_run(int argc, char **argv)
 	agentd_exec_output_free(&o);
 out:
 	free(in);
+	free(image_argv);
+	agentd_image_info_free(&image_info);
 	agentd_backend_free(backend);
 	agentd_proxy_stop(proxy);
 	agentd_spec_free(&spec);

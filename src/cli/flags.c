@@ -56,7 +56,10 @@ const char *policy_flags_help(void)
 	       "                        of its own user namespace only)\n"
 	       "  --allow-degraded      run even when the backend cannot enforce part of the\n"
 	       "                        policy (say, no cgroup for --memory); what is not\n"
-	       "                        enforced is listed on stderr and in \"unenforced\"\n";
+	       "                        enforced is listed on stderr and in \"unenforced\"\n"
+	       "  --image REF           the sandbox's root is this image (docs/images.md)\n"
+	       "  --writable-root       with --image: a writable root, its writes bounded by\n"
+	       "                        max_write_bytes and gone with the sandbox\n";
 }
 
 int policy_flags_add(struct policy_flags *pf, int opt, const char *val, agentd_error *err)
@@ -274,6 +277,14 @@ static int apply_flag(agentd_spec *spec, int opt, const char *val, agentd_error 
 		spec->run_as_gid = gid >= 0 ? gid : uid;
 		return 0;
 	}
+	/* issue 13: img-root */
+	case OPT_IMAGE:
+		free(spec->image);
+		spec->image = strdup(val);
+		return 0;
+	case OPT_WRITABLE_ROOT:
+		spec->writable_root = true;
+		return 0;
 	}
 	return agentd_error_set(err, EINVAL, "unknown policy option");
 }
@@ -311,6 +322,7 @@ static void name_flag_in_error(const struct policy_flags *pf, size_t base_ro, si
 		{OPT_WORKDIR, "--workdir", "workdir"}, {OPT_SECCOMP, "--seccomp", "seccomp_profile"},
 		{OPT_RO, "--ro", "allowed_paths_ro"},  {OPT_RW, "--rw", "allowed_paths_rw"},
 		{OPT_NET, "--net", "network"},	       {OPT_ENV, "--env", "environment"},
+		{OPT_IMAGE, "--image", "image"}, {OPT_WRITABLE_ROOT, "--writable-root", "writable_root"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(keyed); i++) {
 		size_t k = strlen(keyed[i].key);

@@ -22,6 +22,7 @@ struct sec_env {
 	char old_comm[17];
 	char shmid[16];
 	char state[PATH_MAX];
+	char enginesock[PATH_MAX];	/* issue 13: oci-engine: a container engine's API socket */
 	int tcp_fd, abstract_fd, unix_fd, leaked_fd, shm_id;
 };
 
@@ -33,5 +34,12 @@ int env_setup(struct sec_env *e, agentd_error *err);
 void env_cleanup(struct sec_env *e);
 /* An attack's argv or host path with its {placeholders} filled in. */
 void expand(const struct sec_env *e, const char *tpl, char *out, size_t n);
+
+/* security_image.c (issue 13): sb's spec with a root from an image made in {tmp}/images
+ * (writable_root), where probe writes over a file of the image: 1 when the store's layer
+ * changed (ALLOWED), 0 when not or the backend gives no image root, -1 on error; detail
+ * says which. */
+int judge_image_layer_write(agentd_sandbox *sb, const char *probe, const struct sec_env *e,
+			    char *detail, size_t n);
 
 #endif

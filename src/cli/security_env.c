@@ -93,6 +93,29 @@ static int listen_unix(const char *path, bool abstract)
 	return fd;
 }
 
+/* issue 13: oci-engine. The host's container engine API socket (whoever reaches it is root
+ * on the host): $DOCKER_HOST's or $CONTAINER_HOST's unix path, else the usual places. */
+static void first_engine_socket(char *out, size_t n)
+{
+	static const char *const places[] = {"/run/docker.sock", "/var/run/docker.sock",
+					     "/run/podman/podman.sock",
+					     "/run/containerd/containerd.sock"};
+	const char *env[] = {getenv("DOCKER_HOST"), getenv("CONTAINER_HOST")};
+	struct stat st;
+	out[0] = '\0';
+	for (size_t i = 0; i < 2; i++)
+		if (env[i] && !strncmp(env[i], "unix://", 7) && stat(env[i] + 7, &st) == 0 &&
+		    S_ISSOCK(st.st_mode)) {
+			snprintf(out, n, "%s", env[i] + 7);
+			return;
+		}
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++)
+		if (stat(places[i], &st) == 0 && S_ISSOCK(st.st_mode)) {
+			snprintf(out, n, "%s", places[i]);
+			return;
+		}
+}
+
 static void first_block_device(char *out, size_t n)
 {
 	out[0] = '\0';
@@ -179,6 +202,7 @@ int env_setup(struct sec_env *e, agentd_error *err)
 	struct passwd *pw = home && *home ? NULL : getpwuid(geteuid());
 	snprintf(e->home, sizeof(e->home), "%s", home && *home ? home : pw ? pw->pw_dir : "/root");
 	first_block_device(e->blockdev, sizeof(e->blockdev));
+	first_engine_socket(e->enginesock, sizeof(e->enginesock));
 	snprintf(e->state, sizeof(e->state), "%s", agentd_default_work_root());
 	char *slash = strrchr(e->state, '/');
 	if (slash && slash != e->state)
@@ -223,9 +247,11 @@ void expand(const struct sec_env *e, const char *tpl, char *out, size_t n)
 {
 	static const char *const keys[] = {"{tmp}",  "{token}",	   "{pid}",   "{agentd}",
 					   "{home}", "{blockdev}", "{port}",  "{abstract}",
-					   "{fd}",   "{comm}",	   "{shmid}", "{state}"};
+					   "{fd}",   "{comm}",	   "{shmid}", "{state}",
+					   "{enginesock}"};
 	const char *vals[] = {e->tmp,  e->token,    e->pid, e->agentd,	 e->home,  e->blockdev,
-			      e->port, e->abstract, e->fd,  e->comm_hex, e->shmid, e->state};
+			      e->port, e->abstract, e->fd,  e->comm_hex, e->shmid, e->state,
+			      e->enginesock};
 	size_t o = 0;
 	while (*tpl && o + 1 < n) {
 		size_t k = 0;

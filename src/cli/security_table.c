@@ -76,6 +76,19 @@
  * without its set-id bits. An image build stores what a sandbox made; an image archive
  * may come from anywhere. */
 #define SEC_IMAGE_ARCHIVE 4096u
+/* issue 13: img-root. Judged by the host: run in a sandbox of sb's spec whose root is an
+ * image made for the table (one layer holding "target"), writable_root; the command writes
+ * over /target, and the store's layer must not change (security_image.c). A backend that
+ * gives no image root has none to write to. */
+#define SEC_IMAGE 8192u
+/* issue 13: oci-runtime. Judged on the line: the sandbox's pid 1 (an OCI runtime's init,
+ * same uid as the commands) may be reachable, but its stdio must be /dev/null: a host pipe
+ * or file there (a runtime's create hands its own stdio to the init) is a way to write
+ * outside the sandbox, unbounded. */
+#define SEC_PID1_STDIO 16384u
+/* issue 13: oci-engine. Needs a container engine's API socket on the host ({enginesock}:
+ * $DOCKER_HOST's, /run/docker.sock, podman's, containerd's): skipped without one. */
+#define SEC_NEEDS_ENGINE_SOCK 32768u
 
 /* Placeholders in argv and host_path: {tmp} a fresh 0777 host directory holding "secret"
  * (0644), "writable" (0666) and the unix socket "host.sock" (0777); {token} unique per
@@ -83,7 +96,8 @@
  * a block device; {port} a TCP listener on 127.0.0.1; {abstract} an abstract unix socket
  * name; {fd} a host directory fd left open without CLOEXEC; {comm} agentd's (temporary)
  * unique process name, hex-encoded; {shmid} a host SysV shared memory segment (0644);
- * {state} the parent of the default work root (agentd's state dir, the rootfs cache's). */
+ * {state} the parent of the default work root (agentd's state dir, the rootfs cache's);
+ * {enginesock} a container engine's API socket (issue 13: oci-engine). */
 struct sec_attack {
 	const char *name;
 	const char *category;
@@ -197,6 +211,14 @@ static const struct sec_attack attacks[] = {
 	   "chmod 2775 sgid && ln -s {tmp} escape && echo pwned > x && tar cf ../evil1.tar escape "
 	   "&& tar rf ../evil1.tar --transform 's,^x$,escape/agentd-img-{token},' x && "
 	   "tar cf ../evil2.tar su sgid"}, NULL, SEC_IMAGE_ARCHIVE },
+	/* issue 13: img-root */
+	{ "image-layer-write", "filesystem", {"write", "/target"}, NULL, SEC_IMAGE },
+	/* issue 13: oci-runtime */
+	{ "pid1-stdio", "filesystem", {"readlink", "/proc/1/fd/1"}, NULL, SEC_PID1_STDIO },
+	/* issue 13: oci-engine. The engine's API (docker.sock mounted in, the seed's classic
+	 * escape): whoever connects runs containers as root on the host. */
+	{ "engine-socket", "privileges", {"connect-unix", "{enginesock}"}, NULL,
+	  SEC_NEEDS_ENGINE_SOCK },
 };
 /* clang-format on */
 #define N_ATTACKS (sizeof(attacks) / sizeof(attacks[0]))
@@ -621,8 +643,18 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		judge_image_archive(sb, e, a, c);
 		return;
 	}
+	if (a->flags & SEC_IMAGE) { /* issue 13: img-root */
+		char detail[200];
+		int v = judge_image_layer_write(sb, probe, e, detail, sizeof(detail));
+		cell_set(c, v > 0 ? SEC_ALLOWED : v == 0 ? SEC_BLOCKED : SEC_ERROR, "%s", detail);
+		return;
+	}
 	if ((a->flags & SEC_NEEDS_BLOCKDEV) && !e->blockdev[0]) {
 		cell_set(c, SEC_SKIPPED, "no block device on this host");
+		return;
+	}
+	if ((a->flags & SEC_NEEDS_ENGINE_SOCK) && !e->enginesock[0]) { /* issue 13: oci-engine */
+		cell_set(c, SEC_SKIPPED, "no container engine API socket on this host");
 		return;
 	}
 	char bufs[5][PATH_MAX];
@@ -656,7 +688,9 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		print_error("warning: put the allowlist back: %s", rerr.msg);
 	strv_free(&was.allow);
 	if (r < 0) {
-		if (a->flags & SEC_REFUSAL_BLOCKS)
+		/* issue 13: oci-runtime. No background processes (ENOTSUP): no live tunnel
+		 * to narrow, nothing to attack. */
+		if ((a->flags & SEC_REFUSAL_BLOCKS) || (bg && err.code == ENOTSUP))
 			cell_set(c, SEC_BLOCKED, "refused: %s", err.msg);
 		else
 			cell_set(c, SEC_ERROR, "%s", err.msg);
@@ -685,6 +719,9 @@ static void run_attack(agentd_sandbox *sb, const char *probe, const struct sec_e
 		judge_context_frames(&o, c);
 	if ((a->flags & SEC_FILES_API) && c->res == SEC_ALLOWED) /* issue 12: files */
 		judge_files_api(sb, e, bufs[2], c);
+	/* issue 13: oci-runtime */
+	if ((a->flags & SEC_PID1_STDIO) && c->res == SEC_ALLOWED && strstr(c->detail, "-> /dev/null"))
+		cell_set(c, SEC_BLOCKED, "pid 1's stdio is /dev/null (%.200s)", c->detail);
 	if (a->host_path) {
 		char hp[PATH_MAX];
 		expand(e, a->host_path, hp, sizeof(hp));

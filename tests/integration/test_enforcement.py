@@ -96,8 +96,10 @@ def test_probe_lists_per_backend_what_it_enforces(undelegated):
     hd = backends["host-direct"]
     assert {"filesystem", "network_none", "seccomp"} <= set(hd["cannot_enforce"]), hd
     assert "memory" in hd["enforces"], hd
+    # issue 13: an image root needs a mount namespace; the container gives one (as root)
     assert set(backends["linux-native"]["cannot_enforce"]) == {"bind_mounts",
-                                                               "network_allowlist"}
+                                                               "network_allowlist", "image"}
+    assert "no mount namespace" in backends["linux-native"]["cannot_enforce"]["image"]
     if backends["container"]["available"]:
         assert backends["container"]["cannot_enforce"] == {}, backends["container"]
         assert probe["auto"] == "container"

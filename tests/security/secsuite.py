@@ -27,7 +27,7 @@ AGENTD = os.path.join(BUILD, "agentd")
 PROBE_DIR = os.path.join(BUILD, "tests")
 PROBE = os.path.join(PROBE_DIR, "sbxprobe")
 
-BACKENDS = ["container", "linux-native", "host-direct"]
+BACKENDS = ["container", "linux-native", "host-direct", "oci"]  # issue 13: oci-runtime
 # Every security run is bounded: an attack that hangs is a failure, never a stuck suite.
 RUN_TIMEOUT = "20s"
 
@@ -78,8 +78,8 @@ def _all_blocked():
     return {b: BLOCKED for b in BACKENDS}
 
 
-def _table(hd=BLOCKED, ln=BLOCKED, ct=BLOCKED):
-    return {"container": ct, "linux-native": ln, "host-direct": hd}
+def _table(hd=BLOCKED, ln=BLOCKED, ct=BLOCKED, oci=BLOCKED):
+    return {"container": ct, "linux-native": ln, "host-direct": hd, "oci": oci}
 
 
 # attack name -> {backend: Expect}. container: everything blocked (docs/README.md#targets).
@@ -165,6 +165,8 @@ EXPECT = {
     # issue 12: durable-lib. A durable sandbox's command reaching its own init's endpoint
     # (the process backends have none: nothing to reach)
     "durable-endpoint": _all_blocked(),
+    # issue 13: oci-engine: the host's container engine API socket (root on the host)
+    "engine-socket": _all_blocked(),
     # issue 12: files — judged by the host: its files API meets a symlink the sandbox planted
     # to a host directory and stays inside the sandbox (RESOLVE_IN_ROOT)
     "files-api-through-symlink": _all_blocked(),
@@ -175,6 +177,10 @@ EXPECT = {
     # issue 13: img-store. Judged by the host: tars packed inside the sandbox, imported as
     # images: a file through an archive's symlink is refused, set-id bits are stripped
     "hostile-image-archive": _all_blocked(),
+    # issue 13: img-root. A write over a file of the image, from a sandbox whose root is that
+    # image (writable_root), stays in its upper layer: the store's layer is unchanged (the
+    # process backends give no image root: nothing to write to)
+    "image-layer-write": _all_blocked(),
     "egress": _table(hd=either(HD_NET + " (blocked only if the host itself has no route)")),
     # allowlist listing one address: the proxy must not resolve a name the sandbox makes up
     # (DNS exfiltration); backends without a netns refuse allowlist, which blocks it
@@ -211,6 +217,9 @@ EXPECT = {
     "disk-fill-files": _table(hd=allowed(PROC_DISK), ln=allowed(PROC_DISK)),
     # whose per-user budgets (signals, inotify, mqueues) a sandbox's use is charged to
     "budget-charged-to-host": _all_blocked(),
+    # issue 13: oci-runtime. pid 1's stdio reached through /proc/1/fd: /dev/null, or out of
+    # reach; never a host pipe or file (judged on the link's target)
+    "pid1-stdio": _all_blocked(),
 }
 
 

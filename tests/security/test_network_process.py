@@ -105,7 +105,9 @@ def test_daemon_does_not_outlive_the_sandbox(backend, hostdir, token):
 def test_other_sandbox(backend, token):
     """A second sandbox of the same backend, running a sleeper that wrote a file into its
     workspace: this sandbox must not signal it, trace it or read that file."""
-    mark = f"5.{int(token[:6], 16)}"
+    # long enough for three probes on the slowest backend (oci: a runtime per sandbox);
+    # the sibling is killed when they are done
+    mark = f"15.{int(token[:6], 16)}"
     sib = subprocess.Popen(
         [AGENTD, "run", "--backend", backend, *degraded(backend), "--ro", PROBE_DIR,
          "--timeout", "20s", "--",
@@ -144,7 +146,7 @@ def test_network_none_holds_without_the_syscall_filter(backend):
         return
     r, verdict, line = probe(backend, "socket", "inet", "dgram", opts=["--seccomp", "none"])
     assert r.json["unenforced"] == [], r
-    if backend == "container":
+    if backend in ("container", "oci"):  # issue 13: oci-runtime
         assert verdict == "ALLOWED", line   # its own empty namespace: nothing to reach
         return
     assert verdict == "BLOCKED" and "EAFNOSUPPORT" in line, line

@@ -813,6 +813,53 @@ static void apply_timing(void **state)
 	}
 }
 
+/* issue 13: img-root. An image root: no host runtime, no host /etc but hostname, hosts and
+ * resolv.conf; the layers attached from the caller's trees, the plan's own mount points and
+ * files made in a skeleton before the overlay stacks it over the layers (top first). */
+static size_t op_index(const struct mount_plan *p, enum mount_op_kind k, const char *target)
+{
+	const struct mount_op *op = must_find(p, k, target);
+	return (size_t)(op - p->ops);
+}
+
+static void image_plan_stacks_a_skeleton_over_the_layers(void **state)
+{
+	agentd_spec spec;
+	agentd_spec_init(&spec, AGENTD_PROFILE_STRICT);
+	for (int writable = 0; writable < 2; writable++) {
+		struct mount_plan_opts o = default_opts;
+		o.image_layers = 2;
+		o.writable_root = writable;
+		struct mount_plan plan;
+		build_ok(&spec, &o, &plan);
+		if (getenv("AGENTD_TEST_VERBOSE"))
+			mount_plan_describe(&plan, stdout);
+		assert_null(find_op(&plan, MOUNT_OP_BIND, "/usr"));
+		assert_null(find_op(&plan, MOUNT_OP_FILE, "/etc/passwd"));
+		_cleanup_free_ char *l0 = xasprintf("%s/lyr/0", plan.base);
+		_cleanup_free_ char *l1 = xasprintf("%s/lyr/1", plan.base);
+		_cleanup_free_ char *root = xasprintf("%s/root", plan.base);
+		assert_true(must_find(&plan, MOUNT_OP_BIND, l0)->opflags & MOUNT_OPF_LAYER);
+		assert_true(must_find(&plan, MOUNT_OP_BIND, l1)->opflags & MOUNT_OPF_LAYER);
+		size_t ov = op_index(&plan, MOUNT_OP_OVERLAY, root);
+		_cleanup_free_ char *lower =
+		    xasprintf("lowerdir=%s/skel:%s:%s", plan.base, l1, l0);
+		assert_non_null(strstr(plan.ops[ov].data, lower));
+		assert_non_null(strstr(plan.ops[ov].data, "userxattr"));
+		assert_true(strstr(plan.ops[ov].data, "upperdir=") ? writable : !writable);
+		/* the skeleton before the overlay, the mounts in the overlay after it */
+		assert_true(op_index(&plan, MOUNT_OP_FILE, "/etc/hostname") < ov);
+		assert_true(op_index(&plan, MOUNT_OP_DIR, "/proc") < ov);
+		assert_true(op_index(&plan, MOUNT_OP_PROC, "/proc") > ov);
+		assert_true(op_index(&plan, MOUNT_OP_BIND, "/workspace") > ov);
+		const struct mount_op *last = &plan.ops[plan.n - 1];
+		assert_int_equal(last->kind, MOUNT_OP_SET_ATTR);
+		assert_true((last->attr_set & MOUNT_ATTR_RDONLY) ? !writable : writable);
+		mount_plan_free(&plan);
+	}
+	agentd_spec_free(&spec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +873,8 @@ int main(void)
 	    cmocka_unit_test(user_namespace_without_mount_setattr),
 	    cmocka_unit_test(symlink_at_a_nested_mount_point_fails_closed),
 	    cmocka_unit_test(apply_timing),
+	    /* issue 13: img-root */
+	    cmocka_unit_test(image_plan_stacks_a_skeleton_over_the_layers),
 	};
 	return cmocka_run_group_tests_name("mounts", tests, group_setup, group_teardown);
 }

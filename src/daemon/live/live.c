@@ -3,6 +3,7 @@
  * to the state database. */
 #include "daemon/live/procs.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -34,6 +35,16 @@ agentd_backend *daemon_backend(struct daemon *d, const char *name, agentd_error 
 	if (!canon) {
 		agentd_error_set(err, EINVAL, "backend: unknown backend '%s'", name);
 		return NULL;
+	}
+	/* issue 13: oci-runtime. oci's aliases pick its driver (runc, crun, podman, docker):
+	 * one instance per name asked for. */
+	char asked[64];
+	if (!strcmp(canon, "oci")) {
+		size_t k = 0;
+		for (; name[k] && k < sizeof(asked) - 1; k++)
+			asked[k] = (char)tolower((unsigned char)name[k]);
+		asked[k] = '\0';
+		canon = asked;
 	}
 	pthread_mutex_lock(&d->lock);
 	agentd_backend *b = NULL;
@@ -177,7 +188,9 @@ struct live *live_create(struct daemon *d, const char *backend_name, const agent
 		if (r < 0)
 			*status = 500;
 	} else {
-		*status = err->code == EINVAL || err->code == ENOTSUP ? 400 : 500;
+		*status = err->code == EINVAL || err->code == ENOTSUP ? 400
+			  : err->code == ENOENT ? 404 /* issue 13: no such image */
+						: 500;
 	}
 	pthread_mutex_lock(&d->lock);
 	if (r == 0 && d->draining) {

@@ -94,6 +94,13 @@ exec_request backend_exec_request(const agentd_sandbox *sb, const agentd_command
 /* The capabilities every backend reports alike: writable, network and its destinations,
  * the syscall filter's categories, persistent. Paths are the backend's to fill. */
 void backend_caps_fill(agentd_sandbox *sb, bool has_network, bool filtered);
+/* issue 13: oci-runtime. Every client pointed at the egress proxy, the only way out of an
+ * allowlist sandbox: HTTP_PROXY and friends into extra. */
+void backend_proxy_env(agentd_kvv *extra);
+/* A command's environment: the spec's, extra's defaults (consumed), the proxy's when
+ * proxied, then the command's own. */
+char **backend_envp(const agentd_sandbox *sb, agentd_kvv *extra, bool proxied,
+		    const agentd_command *cmd);
 
 /* ---------------------------------------------------------------- factories (registry.c) */
 int host_direct_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);

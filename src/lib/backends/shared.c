@@ -41,3 +41,28 @@ void backend_caps_fill(agentd_sandbox *sb, bool has_network, bool filtered)
 			strv_push(&c->blocked_syscall_categories, *cat);
 	c->is_persistent = true;
 }
+
+/* issue 13: oci-runtime (shared with the container backend) */
+void backend_proxy_env(agentd_kvv *extra)
+{
+	static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+					   "http_proxy", "https_proxy", "all_proxy"};
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", AGENTD_PROXY_PORT);
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
+		kvv_set(extra, vars[i], url);
+	kvv_set(extra, "NO_PROXY", "");
+	kvv_set(extra, "no_proxy", "");
+}
+
+char **backend_envp(const agentd_sandbox *sb, agentd_kvv *extra, bool proxied,
+		    const agentd_command *cmd)
+{
+	if (proxied)
+		backend_proxy_env(extra);
+	for (size_t i = 0; i < cmd->env.n; i++)
+		kvv_set(extra, cmd->env.v[i].key, cmd->env.v[i].value);
+	char **envp = env_prepare(&sb->spec, extra, sb->spec.workdir, "/tmp");
+	kvv_free(extra);
+	return envp;
+}

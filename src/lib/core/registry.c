@@ -1,6 +1,7 @@
 /* registry.c: backend names → factories (docs/backends.md#registry): canonical names and aliases,
  * normalisation, registration order, collisions, plugins, and auto-detection by score. */
 #include "lib/core/core.h"
+#include "lib/backends/oci/oci.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -15,6 +16,7 @@ struct entry {
 	char *canonical;
 	char *aliases[MAX_ALIASES + 1]; /* NULL-terminated, normalised */
 	agentd_backend_factory factory;
+	bool by_name_only;	/* issue 13: oci-runtime. auto never picks it */
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -115,6 +117,11 @@ static void register_builtins(void)
 	register_locked("linux-native", linux_native, linux_native_backend_new, NULL);
 	static const char *const container[] = {"namespace", "mount-ns", "bwrap", NULL};
 	register_locked("container", container, container_backend_new, NULL);
+	/* issue 13: oci-runtime. Only by name: it drives tools outside agentd (runc, crun,
+	 * podman, docker), which auto must never pick over container. */
+	static const char *const oci[] = {"docker", "podman", "runc", "crun", NULL};
+	if (register_locked("oci", oci, oci_backend_new, NULL) == 0)
+		entries[n_entries - 1].by_name_only = true;
 }
 
 static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;
@@ -174,6 +181,24 @@ const char *const *agentd_backend_aliases(const char *canonical)
 	return e ? (const char *const *)e->aliases : NULL;
 }
 
+/* issue 13: oci-runtime. The name a factory is being called for (agentd_create_backend). */
+static __thread const char *requested_name;
+
+const char *agentd_backend_requested_name(void)
+{
+	return requested_name;
+}
+
+/* Auto-detection leaves out the backends only a caller's name may pick. */
+static bool by_name_only(const char *canonical)
+{
+	pthread_mutex_lock(&reg_lock);
+	struct entry *e = lookup_locked(canonical);
+	bool r = e && e->by_name_only;
+	pthread_mutex_unlock(&reg_lock);
+	return r;
+}
+
 int agentd_create_backend(const char *name, const char *work_root, agentd_backend **out,
 			  agentd_error *err)
 {
@@ -197,7 +222,10 @@ int agentd_create_backend(const char *name, const char *work_root, agentd_backen
 		return agentd_error_set(err, ENOENT,
 					"unknown isolation backend '%s'; available backends: %s",
 					name ? name : "", avail);
-	if (factory(work_root ? work_root : agentd_default_work_root(), out, err) < 0)
+	requested_name = key;
+	int r = factory(work_root ? work_root : agentd_default_work_root(), out, err);
+	requested_name = NULL;
+	if (r < 0)
 		return agentd_error_prefix(err, "initialize isolation backend '%s'", canonical);
 	return 0;
 }
@@ -210,7 +238,7 @@ agentd_backend *agentd_detect_best_backend(const char *work_root, agentd_error *
 	unsigned best_score = 0;
 	for (size_t i = 0; i < n; i++) {
 		agentd_backend *b = NULL;
-		if (agentd_create_backend(all[i], work_root, &b, NULL) < 0)
+		if (by_name_only(all[i]) || agentd_create_backend(all[i], work_root, &b, NULL) < 0)
 			continue;
 		agentd_backend_caps caps;
 		if (agentd_backend_probe(b, &caps, NULL) < 0 || !caps.available) {
@@ -252,6 +280,8 @@ static const char *select_pass(const agentd_spec *spec, bool degrade, char *why,
 	for (size_t i = 0; i < count; i++) {
 		agentd_backend *b = NULL;
 		agentd_backend_caps caps;
+		if (by_name_only(all[i]))
+			continue;
 		if (agentd_create_backend(all[i], NULL, &b, NULL) < 0 ||
 		    agentd_backend_probe(b, &caps, NULL) < 0) {
 			agentd_backend_free(b);

@@ -102,6 +102,10 @@ typedef struct exec_request {
 	uint64_t cpu_limit_ms;
 	uint64_t cpu_spent_ms;
 	struct cgroup *cg;		/* may be NULL: then process-group + subreaper cleanup */
+	/* issue 13: oci-runtime. Without cg: the sandbox's cgroup read for its CPU budget
+	 * only; the command is neither placed in it nor killed with it (an OCI runtime's
+	 * container, whose exec the runtime places in unit). */
+	struct cgroup *budget_cg;
 	/* The command's own kill unit (a child of cg, cgroup_create_child), or NULL: its
 	 * tree dies with it when it ends, times out or is cancelled, and its usage and limit
 	 * events are its own, not the sandbox's. The caller destroys it after the wait. */
@@ -200,6 +204,12 @@ int exec_verdict(struct exec_job *j, const siginfo_t *si, const struct rusage *r
 		 bool timed_out, agentd_error *err);
 
 /* watch.c: the sandbox's CPU budget and scratch, looked at by the loop. */
+/* The cgroup whose CPU accounting is the sandbox's budget: the command's, else
+ * req->budget_cg (issue 13: oci-runtime). */
+static inline struct cgroup *exec_budget_cg(const struct exec_job *j)
+{
+	return j->cg ? j->cg : j->req->budget_cg;
+}
 /* What remains of req->cpu_limit_ms after what the sandbox spent (its cgroup's accounting,
  * else req->cpu_spent_ms); at least 1 ms: a spent budget is refused before an exec starts
  * (agentd_sandbox_exec). For RLIMIT_CPU, the per-process backstop. */

@@ -91,7 +91,7 @@ static int report_failure(struct exec_job *j, agentd_error *err)
 static uint64_t sandbox_cpu_ms(const struct exec_job *j)
 {
 	uint64_t ms;
-	if (j->cg && cgroup_cpu_ms(j->cg, &ms) == 0)
+	if (exec_budget_cg(j) && cgroup_cpu_ms(exec_budget_cg(j), &ms) == 0)
 		return ms;
 	return j->req->cpu_spent_ms + j->out->usage.cpu_time_ms;
 }

@@ -22,7 +22,7 @@ static bool cgroup_spent(struct cgroup *cg, uint64_t *ms)
 uint64_t exec_cpu_remaining_ms(const exec_request *req)
 {
 	uint64_t spent;
-	if (!cgroup_spent(req->cg, &spent))
+	if (!cgroup_spent(req->cg ? req->cg : req->budget_cg, &spent))
 		spent = req->cpu_spent_ms;
 	return req->cpu_limit_ms > spent ? req->cpu_limit_ms - spent : 1;
 }
@@ -95,7 +95,7 @@ void watch_start(struct exec_job *j, bool fresh)
 	uint64_t spent = 0;
 	struct scratch_state st;
 	memset(&j->w, 0, sizeof(j->w));
-	j->w.cpu = j->req->cpu_limit_ms && cgroup_spent(j->cg, &spent);
+	j->w.cpu = j->req->cpu_limit_ms && cgroup_spent(exec_budget_cg(j), &spent);
 	/* A sandbox made for this command has an empty scratch (what agentd put there is not
 	 * the sandbox's); reading it now could count what the command already wrote. */
 	j->w.scratch_room = fresh;
@@ -121,7 +121,7 @@ bool watch_due(struct exec_job *j)
 		return false;
 	scratch_look(j);
 	uint64_t spent = 0;
-	if (j->w.cpu && cgroup_spent(j->cg, &spent) && spent >= j->req->cpu_limit_ms) {
+	if (j->w.cpu && cgroup_spent(exec_budget_cg(j), &spent) && spent >= j->req->cpu_limit_ms) {
 		j->w.cpu_spent = true;
 		j->w.next_ms = 0;
 		return true;

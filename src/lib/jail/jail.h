@@ -98,6 +98,10 @@ void seccomp_prog_free(struct seccomp_prog *p);
 extern const char *const seccomp_blocked_categories[];
 /* Probe: a filter really installs in a forked child. */
 bool seccomp_probe(void);
+/* issue 13: oci-runtime. seccomp_oci_emit.c: the default profile for o as the OCI
+ * runtime-spec's linux.seccomp object (a jansson json_t *, the caller's), NULL + err. */
+struct json_t;
+struct json_t *seccomp_default_oci(const struct seccomp_opts *o, agentd_error *err);
 
 /* ---------------------------------------------------------------- landlock.c */
 struct landlock_rules {
@@ -247,6 +251,18 @@ void cgroup_probe(agentd_platform *p);
 /* Remove leftover agentd cgroups whose processes are gone (after a crash). Cgroups held by
  * a live struct cgroup (of any process: each holds a flock on its dir) are left alone. */
 void cgroup_gc(void);
+/* issue 13: oci-runtime */
+/* cgroup_open of a cgroup an OCI runtime made (its cgroupsPath /agentd/<name>): on a hybrid
+ * host without the unified hierarchy, so its kill units are v1 ones a runtime can put an
+ * exec in. */
+struct cgroup *cgroup_open_runtime(const char *name, agentd_error *err);
+/* A kill unit of such a cgroup as `runc exec --cgroup` values: "ctrl:<name>" per v1
+ * controller, or "<name>" on cgroup v2; 0 or -ENOTSUP. */
+int cgroup_runtime_paths(const struct cgroup *unit, agentd_strv *out);
+/* issue 13: oci-engine */
+/* SIGKILL every process of cg but keep (a container's init), frozen meanwhile so nothing
+ * forks past the kill; 0 once only keep is left, -ETIMEDOUT. */
+int cgroup_kill_all_but(struct cgroup *cg, pid_t keep);
 
 /* ---------------------------------------------------------------- privs.c */
 struct privs_plan {
@@ -382,6 +398,9 @@ enum mount_op_kind {
 					 * root without following symlinks (openat2) */
 #define MOUNT_OPF_POLICY 0x10		/* the source is the policy's (it may lie in a tree a
 					 * sandbox can write): reached as the sandbox's user */
+/* issue 13: img-root */
+#define MOUNT_OPF_LAYER 0x20		/* BIND of an image layer: its source fd is the caller's
+					 * (mount_plan_set_layers); without one the plan fails */
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */
@@ -422,6 +441,12 @@ struct mount_plan_opts {
 	/* issue 12: snapshots. The scratch's workdir and tmp are overlays: their upper layers
 	 * on the scratch, their lower ones trees the caller gives (mount_plan_set_lowers). */
 	bool overlay_scratch;
+	/* issue 13: img-root. > 0: the root is an image, an overlay of that many layers (trees
+	 * the caller gives: mount_plan_set_layers) under a skeleton of the plan's own mount
+	 * points and /etc files, in place of the host's runtime; writable_root: with its upper
+	 * layer on the scratch (max_write_bytes), else read-only. */
+	size_t image_layers;
+	bool writable_root;
 };
 /* Parent side: validate the spec's paths and build the ordered operations. Errors name
  * the JSON path and the host path ("bind_mounts[1].target: /proc/x: would shadow /proc"). */
@@ -448,6 +473,9 @@ void mount_plan_describe(const struct mount_plan *plan, FILE *out);
 /* issue 12: snapshots. With overlay_scratch, after mount_plan_open_sources: the detached
  * trees (taken) the workdir's and tmp's overlays have as lower layers. */
 void mount_plan_set_lowers(struct mount_plan *plan, const int lowers[2]);
+/* issue 13: img-root. With image_layers, after mount_plan_open_sources: the layers' detached
+ * trees (taken, bottom first, n == image_layers). */
+void mount_plan_set_layers(struct mount_plan *plan, const int *layers, size_t n);
 
 /* ---------------------------------------------------------------- idmap.c (issue 12)
  * A user namespace (fd, or -errno) mapping inner to host_uid/host_gid and nothing else,

@@ -70,9 +70,13 @@ static int syscall_lookup(const char *name)
 	return -1;
 }
 
+__thread struct sc_recorder *sc_recorder;
+
 int sc_rule_add(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
 		const struct scmp_arg_cmp *cmp, agentd_error *err)
 {
+	if (sc_recorder) /* issue 13: oci-runtime. The rule as data (seccomp_oci_emit.c). */
+		return sc_recorder->add(sc_recorder, action, name, n, cmp, err);
 	int nr = syscall_lookup(name);
 	if (nr < 0)
 		return 0;
@@ -269,7 +273,7 @@ static bool category_listed(const char *category)
 	return false;
 }
 
-static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agentd_error *err)
+int sc_build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agentd_error *err)
 {
 	for (size_t g = 0; g < ARRAY_SIZE(deny_groups); g++) {
 		const struct deny_group *grp = &deny_groups[g];
@@ -315,7 +319,7 @@ static int build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agen
 	/* A deny-list must not open up what future kernels add: numbers past the newest
 	 * syscall we know are answered ENOSYS, so libc takes its fallback path. On x86_64
 	 * everything from 512 up already is ENOSYS (the old x32 slots). */
-	for (int nr = LAST_KNOWN_SYSCALL + 1; nr < FIRST_UNUSED_SYSCALL; nr++) {
+	for (int nr = LAST_KNOWN_SYSCALL + 1; !sc_recorder && nr < FIRST_UNUSED_SYSCALL; nr++) {
 		int r = seccomp_rule_add_exact(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
 		if (r < 0)
 			return agentd_error_errno(err, -r, "add rule for syscall %d", nr);
@@ -387,7 +391,7 @@ int seccomp_compile_default(const struct seccomp_opts *o, void **filter, unsigne
 {
 	pthread_mutex_lock(&sc_compile_lock);
 	scmp_filter_ctx ctx = sc_filter_new(SCMP_ACT_ALLOW, err);
-	int r = ctx ? build_default(ctx, o, err) : -1;
+	int r = ctx ? sc_build_default(ctx, o, err) : -1;
 	if (r == 0)
 		r = sc_filter_export(ctx, filter, len, err);
 	if (ctx)

@@ -25,6 +25,17 @@ int sc_filter_export(scmp_filter_ctx ctx, void **filter, unsigned short *len, ag
 /* Held around any use of libseccomp (see seccomp.c). */
 extern pthread_mutex_t sc_compile_lock;
 
+/* issue 13: oci-runtime. While set (this thread), sc_rule_add hands each rule to the
+ * recorder instead of libseccomp (ctx unused): the default profile as data, for
+ * seccomp_oci_emit.c. Rules by number only (future syscalls) are not recorded. */
+struct sc_recorder {
+	int (*add)(struct sc_recorder *r, uint32_t action, const char *name, unsigned n,
+		   const struct scmp_arg_cmp *cmp, agentd_error *err);
+};
+extern __thread struct sc_recorder *sc_recorder;
+/* The default profile's rules for o, into ctx (or the recorder). */
+int sc_build_default(scmp_filter_ctx ctx, const struct seccomp_opts *o, agentd_error *err);
+
 /* seccomp_oci.c: compile the OCI/Docker JSON profile at path, plus a second filter with
  * sc_backend_floor. */
 int seccomp_oci_prepare(const char *path, const struct seccomp_opts *o, struct seccomp_prog *out,

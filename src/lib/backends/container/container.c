@@ -121,6 +121,7 @@ static void ctr_free(struct ctr *c, const agentd_backend *b, const char *id)
 		janitor_forget_ids(&c->ids, id);
 	}
 	free(c->snap_dir);
+	agentd_image_lease_free(c->image); /* issue 13: after the init, which held it too */
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -138,6 +139,7 @@ static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int see
 	agentd_sandbox *sb;
 	if (ctr_prepare(b, spec, false, seed_fd, &sb, &p, err) < 0)
 		return -1;
+	spec = &sb->spec; /* issue 13: with its image's defaults */
 	struct ctr *c = sb->priv;
 	int r = ctr_spawn_init(sb, &p, err);
 	close(p.sp[1]);
@@ -169,6 +171,13 @@ static int ctr_create_seeded(agentd_backend *b, const agentd_spec *spec, int see
 		goto fail;
 	if ((c->root_fd = recv_init_fd(c, OP_ROOT_FD, "root directory", err)) < 0)
 		goto fail;
+	/* issue 13: img-root. The init holds its image's use lock too (durable sandboxes). */
+	struct ctl_msg im = {.op = OP_IMAGE};
+	if (c->image && ctl_send(c->ctl, &im, &c->image->use_fd, 1) < 0) {
+		agentd_error_errno(err, errno, "image %s: hand its use lock to the init",
+				   c->image->id);
+		goto fail;
+	}
 	bool filtered = p.sc.active || strcmp(spec->seccomp_profile, "none") != 0;
 	bool p_overlay = p.overlay;
 	ctr_prep_free(&p);
@@ -356,6 +365,7 @@ static int ctr_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 			agentd_caps_enforce(caps, isolation[i]);
 		else
 			agentd_caps_cannot_enforce(caps, isolation[i], "no user namespaces here");
+	ctr_image_probe(caps, p); /* issue 13: img-root */
 	if (p->seccomp_filter)
 		agentd_caps_enforce(caps, AGENTD_ITEM_SECCOMP);
 	else

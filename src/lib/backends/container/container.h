@@ -65,6 +65,10 @@ enum {
 				 * commands started from now on (flags: NET_MODE_*); for
 				 * allowlist a new egress listener comes back on it, for none
 				 * an empty reply; or no fd and the errno in id */
+	/* issue 13: img-root */
+	OP_IMAGE = 11,		/* host → init: its image's use lock (a shared flock), kept for
+				 * the init's life: a durable sandbox keeps its image in use
+				 * while no host holds it */
 	OP_DURABLE = 8,		/* host → init: fds it keeps for a later host (flags:
 				 * DURABLE_*, their mask in sig); a DURABLE_PERSIST is
 				 * answered on the control socket (id: 0 or the errno) */
@@ -186,6 +190,8 @@ struct ctr {
 	char *sock_name;
 	struct ctr_adoption *adoption;	/* what ran across the gap, until handed over */
 	bool release_only;		/* a failed adopt's: its init is left as it was */
+	/* issue 13: img-root */
+	agentd_image_lease *image;	/* its root's image (layers, defaults, use lock), or NULL */
 };
 
 /* Everything a sandbox needs before its init is cloned, built by ctr_prepare. */
@@ -306,6 +312,15 @@ int ctr_ask_init(agentd_sandbox *sb, const struct ctl_msg *m, bool want_fd, agen
 /* network.c: issue 12. Switch a live sandbox between "none" and "allowlist", or replace
  * its allowlist (agentd_sandbox_set_network). */
 int ctr_set_network(agentd_sandbox *sb, const agentd_network *net, agentd_error *err);
+
+/* image.c: issue 13, img-root */
+/* sb->spec.image leased from the backend's store into c->image, and its defaults (Env,
+ * WorkingDir, User as c->inner_id) applied under sb's policy: 0 or -1 + err (ENOENT: no
+ * such image). */
+int ctr_image_acquire(agentd_backend *b, agentd_sandbox *sb, struct ctr *c, agentd_error *err);
+/* c->image's layers, bottom first, as idmapped read-only detached trees (*out malloc'd). */
+int ctr_image_layers(const struct ctr *c, int **out, agentd_error *err);
+void ctr_image_probe(agentd_backend_caps *caps, const agentd_platform *p);
 
 /* container_snapshot.c */
 int open_in_sandbox(struct ctr *c, const char *path, agentd_error *err);

@@ -561,6 +561,13 @@ static int build_ctr(agentd_sandbox *sb, const struct durable_token *t, struct h
 	c->init_pid = t->pid;
 	c->host_uid = t->uid;
 	c->host_gid = t->gid;
+	/* issue 13: img-root. Its image's defaults again (the stored policy is the caller's);
+	 * its init holds the image in use, so it is there unless removed by force. */
+	agentd_error ierr = {0};
+	if (sb->spec.image && ctr_image_acquire(sb->backend, sb, c, &ierr) < 0) {
+		agentd_image_lease_free(c->image);
+		c->image = NULL;
+	}
 	c->inner_id = t->inner;
 	int *k = h->kept;
 	c->init_pidfd = take_fd(&k[KEPT_PIDFD]);

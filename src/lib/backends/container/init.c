@@ -587,6 +587,13 @@ static __attribute__((noreturn)) void init_loop(const struct init_args *a)
 			durable_keep(run, nrun, &m, fds, nfds);
 			continue;
 		}
+		if (n == sizeof(m) && m.op == OP_IMAGE && nfds == 1) {
+			/* issue 13: held, never used (CLOEXEC: no command inherits it) */
+			static int image_lock = -1;
+			close_slot(&image_lock);
+			image_lock = fds[0];
+			continue;
+		}
 		if (n == sizeof(m) && m.op == OP_FORGET) {
 			ctl_close_fds(fds);
 			forget(run, &nrun, m.id);

@@ -92,19 +92,7 @@ char **ctr_envp(const agentd_sandbox *sb, const agentd_command *cmd)
 	pthread_mutex_lock(&c->lock); /* a live network switch sets it (network.c) */
 	bool proxied = c->proxy != NULL;
 	pthread_mutex_unlock(&c->lock);
-	if (proxied) {
-		static const char *const vars[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-						   "http_proxy", "https_proxy", "all_proxy"};
-		for (size_t i = 0; i < ARRAY_SIZE(vars); i++)
-			kvv_set(&extra, vars[i], "http://127.0.0.1:" STR(AGENTD_PROXY_PORT));
-		kvv_set(&extra, "NO_PROXY", "");
-		kvv_set(&extra, "no_proxy", "");
-	}
-	for (size_t i = 0; i < cmd->env.n; i++)
-		kvv_set(&extra, cmd->env.v[i].key, cmd->env.v[i].value);
-	char **envp = env_prepare(&sb->spec, &extra, sb->spec.workdir, "/tmp");
-	kvv_free(&extra);
-	return envp;
+	return backend_envp(sb, &extra, proxied, cmd);
 }
 
 /* The sandbox's scratch for the engine's measurements: its root fd, which a persistent

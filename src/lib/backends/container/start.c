@@ -195,6 +195,9 @@ static int snapshot_lowers(const struct ctr *c, int seed_fd, int lowers[2])
 static int plan_root(const agentd_backend *b, const agentd_spec *spec, const struct ctr *c,
 		     bool overlay, struct mount_plan *mp, agentd_error *err)
 {
+	int *layers = NULL; /* issue 13: img-root */
+	if (c->image && ctr_image_layers(c, &layers, err) < 0)
+		return agentd_error_prefix(err, "root filesystem");
 	const char *slash = strrchr(b->work_root, '/');
 	_cleanup_free_ char *cache =
 		slash && slash != b->work_root
@@ -202,17 +205,26 @@ static int plan_root(const agentd_backend *b, const agentd_spec *spec, const str
 			: xasprintf("%s/rootfs-cache", b->work_root);
 	struct mount_plan_opts mo = {
 		.cache_dir = cache,
-		.sandbox_uid = spec->run_as_uid == 0 ? 0 : AGENT_ID,
-		.sandbox_gid = spec->run_as_uid == 0 ? 0 : AGENT_ID,
+		.sandbox_uid = c->inner_id,
+		.sandbox_gid = c->inner_id,
 		.hostname = "agentd",
 		/* allowlist too: names resolve through the proxy, never by raw DNS */
 		.network_none = spec->network.mode != AGENTD_NET_HOST,
 		.overlay_scratch = overlay,
+		.image_layers = c->image ? c->image->n_layers : 0,
+		.writable_root = spec->writable_root,
 	};
-	if (mount_plan_prepare(spec, &mo, mp, err) < 0)
+	if (mount_plan_prepare(spec, &mo, mp, err) < 0) {
+		for (size_t i = 0; layers && i < c->image->n_layers; i++)
+			close(layers[i]);
+		free(layers);
 		return agentd_error_prefix(err, "root filesystem");
+	}
 	/* Opened here: the sandbox's uid need not reach agentd's own sources. */
 	mount_plan_open_sources(mp, c->host_uid, c->host_gid);
+	if (layers)
+		mount_plan_set_layers(mp, layers, c->image->n_layers);
+	free(layers);
 	return 0;
 }
 
@@ -242,6 +254,8 @@ static void init_paths(struct init_args *ia, const agentd_spec *spec)
 	size_t nrw = 0, ncheck = 0;
 	ia->ll_ro[0] = "/";
 	push_rw(ia, &nrw, spec->workdir);
+	if (spec->image && spec->writable_root) /* issue 13: its root is its own overlay */
+		push_rw(ia, &nrw, "/");
 	for (size_t i = 0; i < ARRAY_SIZE(scratch); i++)
 		push_rw(ia, &nrw, scratch[i]);
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++) {
@@ -284,6 +298,10 @@ int ctr_prepare(agentd_backend *b, const agentd_spec *spec, bool once, int seed_
 	sb->priv = c;
 	if (lease_ids(c, sb, err) < 0)
 		goto fail;
+	/* issue 13: img-root. Its defaults apply to sb's spec, what the plan reads. */
+	if (sb->spec.image && ctr_image_acquire(b, sb, c, err) < 0)
+		goto fail;
+	spec = &sb->spec;
 	int lowers[2] = {-1, -1};
 	p->overlay = seed_fd >= 0 && snapshot_lowers(c, seed_fd, lowers) == 0;
 	if (plan_root(b, spec, c, p->overlay, &p->mp, err) < 0) {

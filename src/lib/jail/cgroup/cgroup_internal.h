@@ -9,7 +9,7 @@
 
 #define CG_FS_ROOT "/sys/fs/cgroup"
 #define CG_MAX_HIER 8		/* memory, pids, cpu, cpuacct, freezer, blkio, cgroup2 */
-#define CG_NAME_MAX 64
+#define CG_NAME_MAX 80	/* issue 13: a podman container's libpod-<64 hex> */
 #define CG_WAIT_MS 2000		/* kill and freeze give up after this long */
 #define CG_RMDIR_MS 1000	/* rmdir retries EBUSY (tasks still exiting) this long */
 #define CG_PROCS_MAX (4u << 20)

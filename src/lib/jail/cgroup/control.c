@@ -293,6 +293,39 @@ int cgroup_kill_all(struct cgroup *cg)
 	return r;
 }
 
+/* issue 13: oci-engine */
+int cgroup_kill_all_but(struct cgroup *cg, pid_t keep)
+{
+	const char *file;
+	if (!cg || cg->n == 0)
+		return -EINVAL;
+	bool can_freeze = cg->of[C_FREEZER] >= 0;
+	const char *track = cg->d[cg->v2 >= 0 ? cg->v2 :
+				  can_freeze ? cg->of[C_FREEZER] : 0].path;
+	uint64_t deadline = now_ms_monotonic() + CG_WAIT_MS;
+	unsigned us = 100;
+	for (;;) {
+		if (can_freeze)
+			freeze_raw(cg, true, 100, &file);	/* nothing forks meanwhile */
+		struct pidv pv = { 0 }, rest = { 0 };
+		cg_collect_pids(track, &pv, 0);
+		for (size_t i = 0; i < pv.n; i++)
+			if (pv.v[i] != keep)
+				cg_pidv_push(&rest, pv.v[i]);
+		if (rest.n)
+			kill_checked(track, &rest);
+		free(pv.v);
+		free(rest.v);
+		if (can_freeze)
+			freeze_raw(cg, false, 100, &file);	/* v1: the kill lands once thawed */
+		if (!rest.n)
+			return 0;
+		if (now_ms_monotonic() >= deadline)
+			return -ETIMEDOUT;
+		cg_nap(&us);
+	}
+}
+
 int cgroup_unit_reset(struct cgroup *cg)
 {
 	if (cgroup_is_populated(cg))

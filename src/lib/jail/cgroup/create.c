@@ -221,7 +221,7 @@ static void plan_order(struct plan *p, const int *at, const bool *use)
 }
 
 /* Called with cg_layout.lock held. */
-static int plan_locked(struct plan *p, unsigned need, agentd_error *err)
+static int plan_locked(struct plan *p, unsigned need, bool v1_only, agentd_error *err)
 {
 	struct cg_layout *lay = &cg_layout;
 	agentd_error e1 = { 0 };
@@ -233,7 +233,7 @@ static int plan_locked(struct plan *p, unsigned need, agentd_error *err)
 	if (lay->n == 0)
 		return agentd_error_set(err, ENOTSUP,
 			"cgroup: no cgroup filesystem is mounted (see /proc/self/mountinfo)");
-	if (lay->v2 >= 0) {
+	if (lay->v2 >= 0 && !(v1_only && cg_layout_has_v1())) {
 		/* On a hybrid host the unified hierarchy only adds tracking, kill and freeze:
 		 * go on without it if it cannot be used. On a pure v2 host it is everything. */
 		if (cg_hier_setup(&lay->h[lay->v2], &e1) == 0)
@@ -267,11 +267,11 @@ fail_e1:
 	return -1;
 }
 
-static int make_plan(struct plan *p, unsigned need, agentd_error *err)
+static int make_plan(struct plan *p, unsigned need, bool v1_only, agentd_error *err)
 {
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_lock(&cg_layout.lock);
-	int r = plan_locked(p, need, err);
+	int r = plan_locked(p, need, v1_only, err);
 	pthread_mutex_unlock(&cg_layout.lock);
 	return r;
 }
@@ -358,17 +358,17 @@ static void cg_undo(struct cgroup *cg)
 }
 
 static struct cgroup *cg_make(const char *name, const agentd_limits *l, bool create,
-			      agentd_error *err)
+			      bool v1_only, agentd_error *err)
 {
 	if (!cg_name_valid(name)) {
 		agentd_error_set(err, EINVAL,
-				 "cgroup: invalid name '%s' (want [A-Za-z0-9_-]{1,64})",
+				 "cgroup: invalid name '%s' (want [A-Za-z0-9_-]{1,80})",
 				 name ? name : "(null)");
 		return NULL;
 	}
 	for (int attempt = 0;; attempt++) {
 		struct plan p;
-		if (make_plan(&p, create ? needed_mask(l) : 0, err) < 0)
+		if (make_plan(&p, create ? needed_mask(l) : 0, v1_only, err) < 0)
 			return NULL;
 		struct cgroup *cg = cg_new(name, &p);
 		int r = 0, i;
@@ -395,12 +395,38 @@ static struct cgroup *cg_make(const char *name, const agentd_limits *l, bool cre
 
 struct cgroup *cgroup_create(const char *name, const agentd_limits *l, agentd_error *err)
 {
-	return cg_make(name, l, true, err);
+	return cg_make(name, l, true, false, err);
 }
 
 struct cgroup *cgroup_open(const char *name, agentd_error *err)
 {
-	return cg_make(name, NULL, false, err);
+	return cg_make(name, NULL, false, false, err);
+}
+
+/* issue 13: oci-runtime. A hybrid host's unified hierarchy is left out: a runtime's exec
+ * can be put in v1 sub-cgroups only (runc exec --cgroup ctrl:path), so the kill units of
+ * the container are v1 ones (the freezer kills their trees). */
+struct cgroup *cgroup_open_runtime(const char *name, agentd_error *err)
+{
+	return cg_make(name, NULL, false, true, err);
+}
+
+int cgroup_runtime_paths(const struct cgroup *unit, agentd_strv *out)
+{
+	if (unit->v2 >= 0) {
+		if (unit->n != 1)
+			return -ENOTSUP;
+		strv_push(out, unit->name);
+		return 0;
+	}
+	for (int c = 0; c < C_COUNT; c++) {
+		if (unit->of[c] < 0)
+			continue;
+		char *s = xasprintf("%s:%s", cg_v1_ctrl[c], unit->name);
+		strv_push(out, s);
+		free(s);
+	}
+	return 0;
 }
 
 void cgroup_close(struct cgroup *cg)

@@ -81,3 +81,4 @@ void cgroup_gc(void)
 	for (int i = 0; i < nb; i++)
 		free(bases[i]);
 }
+

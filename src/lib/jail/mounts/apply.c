@@ -286,6 +286,8 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 	case MOUNT_OP_BIND:
 	case MOUNT_OP_DEV_NODE:
 	case MOUNT_OP_MASK_FILE:
+		if ((op->opflags & MOUNT_OPF_LAYER) && src_fd < 0)
+			return -EBADF; /* issue 13: an image's layer comes only as a tree */
 		ret = src_fd >= 0
 			  ? attach_tree(r, op, src_fd, op->kind == MOUNT_OP_BIND, op->attr_set)
 			  : do_bind(r, op, op->kind == MOUNT_OP_BIND ? MS_REC : 0, op->attr_set);
@@ -301,6 +303,12 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 	case MOUNT_OP_SET_ATTR:
 		return set_attr(r, t, op->opflags & MOUNT_OPF_RECURSIVE, op->attr_set);
 	case MOUNT_OP_ENTER:
+		/* issue 13: an image root enters its skeleton first: the root fd is the new
+		 * directory's, opened again on need */
+		if (r->root_fd >= 0) {
+			close(r->root_fd);
+			r->root_fd = -1;
+		}
 		ret = chdir(op->target);
 		r->entered = ret == 0;
 		break;
@@ -308,11 +316,15 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		return pivot(r);
 	case MOUNT_OP_OVERLAY:
 		/* issue 12: snapshots. The lower tree (the host's, read-only, idmapped for us)
-		 * where the options name it, then the overlay on it. */
-		if (src_fd < 0)
+		 * where the options name it, then the overlay on it. issue 13: an image root's
+		 * has no source, its layers are attached already. */
+		if (op->source && src_fd < 0)
 			return -EBADF;
-		ret = sys_move_mount(src_fd, "", AT_FDCWD, op->source, MOVE_MOUNT_F_EMPTY_PATH);
-		close(src_fd);
+		if (op->source) {
+			ret = sys_move_mount(src_fd, "", AT_FDCWD, op->source,
+					     MOVE_MOUNT_F_EMPTY_PATH);
+			close(src_fd);
+		}
 		if (ret == 0)
 			ret = mount("overlay", t, "overlay", op->flags, op->data);
 		break;

@@ -93,6 +93,14 @@ static void etc_generate(const char *wd, const struct mount_plan_opts *o, struct
 	etc_push(out, ETC_GEN, "/etc/hosts", NULL, hosts, NULL);
 	if (o->network_none)
 		etc_push(out, ETC_GEN, "/etc/resolv.conf", NULL, "nameserver 127.0.0.1\n", NULL);
+	if (o->image_layers) {
+		/* issue 13: the image's own accounts; the host's resolver on the host's network */
+		_cleanup_free_ char *resolv =
+		    o->network_none ? NULL : read_file_at(AT_FDCWD, "/etc/resolv.conf", 1 << 20, NULL);
+		if (resolv)
+			etc_push(out, ETC_GEN, "/etc/resolv.conf", NULL, resolv, NULL);
+		return;
+	}
 	unsigned uid = o->sandbox_uid, gid = o->sandbox_gid;
 	bool own_user = uid != 0 && uid != 65534, own_group = gid != 0 && gid != 65534;
 	_cleanup_free_ char *user =
@@ -111,7 +119,8 @@ static void etc_generate(const char *wd, const struct mount_plan_opts *o, struct
 void etc_collect(struct builder *b, const char *wd, const struct mount_plan_opts *o,
 		 const agentd_strv *sys, struct etc_set *out)
 {
-	etc_allowed(b, o, sys, out);
+	if (!o->image_layers) /* issue 13: an image's /etc is its own but for etc_generate's */
+		etc_allowed(b, o, sys, out);
 	etc_generate(wd, o, out);
 }
 

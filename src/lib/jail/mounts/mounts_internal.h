@@ -15,6 +15,7 @@
 const char *mount_op_verb(enum mount_op_kind k); /* "bind", "tmpfs"...: messages, describe */
 struct mount_op *plan_push(struct mount_plan *p, enum mount_op_kind k, const char *target);
 void op_set_data(struct mount_op *op, const char *data, size_t len);
+void plan_append(struct mount_plan *dst, struct mount_plan *src); /* src's ops moved */
 /* Canonical spelling of an absolute path; false for ".." or no room. */
 bool path_normalize(const char *in, char *out, size_t size);
 bool path_within(const char *p, const char *dir); /* p is dir or below it */
@@ -92,6 +93,11 @@ void add_etc(struct builder *b, const struct etc_set *s, const char *pack);
 
 /* cache.c */
 char *cache_variant(const char *cache_dir, const struct etc_set *s, char *why, size_t wlen);
+
+/* image.c (issue 13): the image root's prologue, after the scratch's directories; takes
+ * the body's creations in the root's own tree into its skeleton. */
+void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
+		     struct mount_plan *body);
 
 /* ---------------------------------------------------------------- legacy.c (child side) */
 

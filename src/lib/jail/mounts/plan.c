@@ -117,7 +117,7 @@ size_t path_depth(const char *p)
 
 /* ---------------------------------------------------------------- build */
 
-static void plan_append(struct mount_plan *dst, struct mount_plan *src)
+void plan_append(struct mount_plan *dst, struct mount_plan *src)
 {
 	for (size_t i = 0; i < src->n; i++) {
 		struct mount_op *op = plan_push(dst, src->ops[i].kind, "");
@@ -175,7 +175,8 @@ void mount_plan_set_lowers(struct mount_plan *plan, const int lowers[2])
 {
 	size_t k = 0;
 	for (size_t i = 0; i < plan->n && k < 2; i++)
-		if (plan->ops[i].kind == MOUNT_OP_OVERLAY && plan->source_fds)
+		if (plan->ops[i].kind == MOUNT_OP_OVERLAY && plan->ops[i].source &&
+		    plan->source_fds)
 			plan->source_fds[i] = lowers[k++];
 	for (; k < 2; k++)
 		close(lowers[k]);
@@ -185,7 +186,8 @@ void mount_plan_set_lowers(struct mount_plan *plan, const int lowers[2])
  * /tmp and /dev/shm as its directories, and the root bound onto itself (pivot_root wants
  * a mount). The body then works relative to the new root. */
 static void push_prologue(struct mount_plan *p, const struct mount_plan_opts *o,
-			  const agentd_limits *l, size_t reserve_bytes, size_t reserve_inodes)
+			  const agentd_limits *l, size_t reserve_bytes, size_t reserve_inodes,
+			  struct mount_plan *body)
 {
 	_cleanup_free_ char *root = xasprintf("%s/root", p->base);
 	uint64_t size = ((l->max_write_bytes + 4095) & ~4095ULL) + reserve_bytes;
@@ -212,6 +214,10 @@ static void push_prologue(struct mount_plan *p, const struct mount_plan_opts *o,
 	}
 	if (o->overlay_scratch)
 		push_overlays(p, o);
+	if (o->image_layers) { /* issue 13: img-root */
+		push_image_root(p, o, body);
+		return;
+	}
 	op = plan_push(p, MOUNT_OP_BIND, root);
 	op->source = xstrdup(root);
 	plan_push(p, MOUNT_OP_ENTER, root);
@@ -248,9 +254,10 @@ static void add_system(struct builder *b, const struct mount_plan_opts *o, const
 	struct etc_set etc = {0};
 	char *variant = NULL;
 	landlock_system_ro_paths(&sys);
-	add_runtime(b, &sys);
+	if (!o->image_layers) /* issue 13: an image has its own */
+		add_runtime(b, &sys);
 	etc_collect(b, wd, o, &sys, &etc);
-	if (o->cache_dir) {
+	if (o->cache_dir && !o->image_layers) {
 		char why[512];
 		/* No cache (read-only work root...): the files bound one by one. */
 		if (!(variant = cache_variant(o->cache_dir, &etc, why, sizeof(why))))
@@ -358,10 +365,11 @@ int mount_plan_prepare(const agentd_spec *spec, const struct mount_plan_opts *o,
 			if (path_within(b.body.ops[i].target, wd) ||
 			    path_within(b.body.ops[i].target, "/tmp"))
 				b.body.ops[i].opflags |= MOUNT_OPF_RESOLVE;
-	push_prologue(plan, o, &spec->limits, reserve_bytes, reserve_inodes);
+	push_prologue(plan, o, &spec->limits, reserve_bytes, reserve_inodes, &b.body);
 	plan_append(plan, &b.body);
 	plan_push(plan, MOUNT_OP_PIVOT, "/");
-	plan_push(plan, MOUNT_OP_SET_ATTR, "/")->attr_set = ATTR_RO;
+	plan_push(plan, MOUNT_OP_SET_ATTR, "/")->attr_set =
+	    o->image_layers && o->writable_root ? ATTR_RW : ATTR_RO;
 	ret = 0;
 out:
 	builder_free(&b);
