@@ -144,3 +144,33 @@ def test_a_path_through_a_sandboxs_proc_root_is_refused(work):
         assert d.get("/v1/images/from-sandbox:1").status == 404
     finally:
         d.cleanup()
+
+
+def test_an_images_huge_passwd_is_not_read_into_memory(work):
+    """The image's User is a name: the host looks it up in the image's /etc/passwd. One of
+    192 MiB (a layer of a few hundred KiB compressed) is refused by its size, never read
+    whole into the creating process (the daemon, for a daemon's sandbox)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "integration"))
+    import image_util
+    layer = image_util.TarBuilder().dir("etc").file("etc/passwd", b"\0" * (192 << 20)).bytes()
+    cfg = image_util.image_config([image_util.sha256(layer)], user="ghost")
+    img = image_util.write_oci_layout(os.path.join(work, "oci"), tag="huge/passwd:1",
+                                      layers=[layer], config=cfg)
+    state = os.path.join(work, "state")
+    r = subprocess.run([AGENTD, "image", "import", img.path, "--state-dir", state],
+                       capture_output=True, env={"AGENTD_SOCKET": "/nonexistent.sock"})
+    assert r.returncode == 0, r
+    probe = ("import resource, subprocess, sys\n"
+             "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)\n"
+             "sys.stderr.write(p.stderr.decode())\n")
+    r = subprocess.run([sys.executable, "-c", probe, AGENTD, "run", "--backend", "container",
+                        "--image", "huge/passwd:1", "--", "/bin/true"], capture_output=True,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                            "AGENTD_IMAGE_DIR": os.path.join(state, "images"),
+                            "AGENTD_SOCKET": "/nonexistent.sock"}, timeout=300)
+    maxrss_kib, rc = map(int, r.stdout.split())
+    assert rc != 0 and b"ghost" in r.stderr, r.stderr
+    assert maxrss_kib < 64 << 10, "the creating process peaked at %d KiB" % maxrss_kib
