@@ -240,3 +240,30 @@ def test_file_capabilities_and_other_xattrs_of_the_tar_are_not_carried(work):
     layers = os.listdir(store(work, "layers"))
     d = store(work, "layers", [l for l in layers if not l.endswith(".json")][0])
     assert os.listxattr(os.path.join(d, "bin/capped")) == []
+
+
+def test_an_archives_own_name_does_not_take_a_tag_another_image_holds(work):
+    """The store has python:3.12, which policies name. A hostile archive calling itself
+    python:3.12, imported by a caller as vendor:1, must not become what they run."""
+    trusted = image_util.write_oci_tar(os.path.join(work, "trusted.tar"), tag="python:3.12")
+    assert run_import(work, trusted.path).returncode == 0
+    evil_layer = TarBuilder().dir("bin").file("bin/sh", b"#!/evil\n", mode=0o755).bytes()
+    for write in (image_util.write_oci_tar, image_util.write_docker_save):
+        evil = write(os.path.join(work, "evil.tar"), tag="python:3.12", layers=[evil_layer],
+                     config=image_util.image_config([image_util.sha256(evil_layer)]))
+        p = run_import(work, evil.path, "--tag", "vendor:1")
+        assert p.returncode == 0, p
+        assert p.stdout.decode().strip() == evil.id
+        recs = {}
+        for f in os.listdir(store(work, "images")):
+            if f.endswith(".json"):
+                with open(store(work, "images", f)) as fh:
+                    r = json.load(fh)
+                recs[r["id"]] = r["tags"]
+        assert recs[trusted.id] == ["python:3.12"], recs
+        assert recs[evil.id] == ["vendor:1"], recs
+    # the caller's own tag still moves one
+    p = run_import(work, evil.path, "--tag", "python:3.12")
+    assert p.returncode == 0, p
+    with open(store(work, "images", trusted.id[7:] + ".json")) as fh:
+        assert json.load(fh)["tags"] == []

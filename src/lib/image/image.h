@@ -86,6 +86,9 @@ struct image_new {
 	size_t config_len;
 	agentd_strv diff_ids;		/* "sha256:<hex>", bottom first */
 	agentd_strv tags;		/* normalised */
+	size_t caller_tags;		/* the first ones are the caller's: they move a tag from
+					 * another image; the archive's own names (after them)
+					 * never take one another image holds */
 	const char *source;
 	char *manifest;			/* NULL or the manifest JSON, kept as a blob */
 	size_t manifest_len;

@@ -438,6 +438,7 @@ int agentd_image_import(agentd_image_store *s, const char *path,
 	int r = 0;
 	if (o && o->tag)
 		r = add_tag(&im, o->tag, err);
+	im.n.caller_tags = im.n.tags.n;
 	if (r == 0 && S_ISDIR(st.st_mode)) {
 		im.src = take_fd(&fd);
 		im.src_callers = true;
