@@ -174,3 +174,30 @@ def test_an_images_huge_passwd_is_not_read_into_memory(work):
     maxrss_kib, rc = map(int, r.stdout.split())
     assert rc != 0 and b"ghost" in r.stderr, r.stderr
     assert maxrss_kib < 64 << 10, "the creating process peaked at %d KiB" % maxrss_kib
+
+
+def test_concurrent_imports_of_one_image_and_a_prune_leave_one_whole_copy(work):
+    """Four imports of the same layers at once, a prune among them: each succeeds (or the
+    prune waits), the store holds each layer once, and nothing is left in tmp."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "integration"))
+    import image_util
+    img = image_util.write_oci_tar(os.path.join(work, "a.tar"))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AGENTD_SOCKET": "/nonexistent.sock"}
+    state = os.path.join(work, "state")
+    procs = [subprocess.Popen([AGENTD, "image", "import", img.path, "--state-dir", state],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+             for _ in range(4)]
+    procs.append(subprocess.Popen([AGENTD, "image", "prune", "--state-dir", state],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    layers = sorted(x for x in os.listdir(os.path.join(state, "images", "layers"))
+                    if not x.endswith(".json"))
+    assert layers == sorted(d.split(":", 1)[1] for d in img.diff_ids)
+    assert os.listdir(os.path.join(state, "images", "tmp")) == []
+    r = subprocess.run([AGENTD, "image", "inspect", img.tag, "--state-dir", state],
+                       capture_output=True, env=env)
+    assert r.returncode == 0 and img.id.encode() in r.stdout, r
