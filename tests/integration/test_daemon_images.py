@@ -167,3 +167,26 @@ def test_rm_of_an_image_in_use_is_a_409_unless_forced(d):
         os.close(fd)
     curl(d, "POST", "/v1/images/prune")
     assert os.listdir(os.path.join(store_dir(d), "layers")) == []
+
+
+# issue 13: review13
+def test_many_layers_each_under_the_bound_are_refused_together(d):
+    """The bound is per layer, and an image's layers together get 4 times it: five layers
+    of 900 entries each (the daemon allows 1000 per layer) are 4500, past 4000."""
+    layers = []
+    for n in range(5):
+        t = image_util.TarBuilder()
+        for i in range(900):
+            t.file("l%d/f%d" % (n, i), b"")
+        layers.append(t.bytes())
+    img = image_util.write_oci_tar(os.path.join(d.work, "wide.tar"), layers=layers)
+    code, got = curl(d, "POST", "/v1/images/import", {"path": img.path})
+    assert code == 413, got
+    assert "the image's layers together are over 4 times the bounds of one" in \
+        got["error"]["message"], got
+    assert os.listdir(os.path.join(store_dir(d), "tmp")) == []
+    assert os.listdir(os.path.join(store_dir(d), "layers")) == []
+    # four of them fit
+    img = image_util.write_oci_tar(os.path.join(d.work, "four.tar"), layers=layers[:4])
+    code, got = curl(d, "POST", "/v1/images/import", {"path": img.path})
+    assert code == 201, got

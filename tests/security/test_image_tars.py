@@ -212,3 +212,58 @@ def test_a_refusal_in_the_last_layer_leaves_none_of_the_earlier_ones(work):
     img = image_util.write_oci_tar(os.path.join(work, "two.tar"),
                                    layers=[image_util.layer_one(), bad])
     assert_refused(work, img.path, "layer 2/2")
+
+
+# issue 13: review13
+def test_more_than_128_layers_are_refused_before_any_is_unpacked(work):
+    """Each layer has its own bounds; an image of thousands of small ones would multiply
+    them (and overlayfs stacks at most 500 lower dirs anyway)."""
+    layers = [TarBuilder().file("f%d" % i, b"x").bytes() for i in range(129)]
+    img = image_util.write_oci_tar(os.path.join(work, "tall.tar"), layers=layers)
+    assert_refused(work, img.path, "the image has 129 layers, more than 128")
+
+
+def test_file_capabilities_and_other_xattrs_of_the_tar_are_not_carried(work):
+    """security.capability on a file would grant capabilities on exec inside a sandbox; a
+    pax header carries it (SCHILY.xattr.*), and tarx applies no xattr at all."""
+    t = TarBuilder().dir("bin")
+    ti = tarfile.TarInfo("bin/capped")
+    data = b"#!/bin/sh\n"
+    ti.size, ti.mode = len(data), 0o755
+    ti.pax_headers = {"SCHILY.xattr.security.capability":
+                      "\x01\x00\x00\x02\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff",
+                      "SCHILY.xattr.user.evil": "x",
+                      "SCHILY.acl.access": "user::rwx,user:0:rwx,group::r-x,mask::rwx,other::rwx"}
+    t.tar.addfile(ti, io.BytesIO(data))
+    p = run_import(work, oci_with_layer(work, t.bytes()))
+    assert p.returncode == 0, p
+    layers = os.listdir(store(work, "layers"))
+    d = store(work, "layers", [l for l in layers if not l.endswith(".json")][0])
+    assert os.listxattr(os.path.join(d, "bin/capped")) == []
+
+
+def test_an_archives_own_name_does_not_take_a_tag_another_image_holds(work):
+    """The store has python:3.12, which policies name. A hostile archive calling itself
+    python:3.12, imported by a caller as vendor:1, must not become what they run."""
+    trusted = image_util.write_oci_tar(os.path.join(work, "trusted.tar"), tag="python:3.12")
+    assert run_import(work, trusted.path).returncode == 0
+    evil_layer = TarBuilder().dir("bin").file("bin/sh", b"#!/evil\n", mode=0o755).bytes()
+    for write in (image_util.write_oci_tar, image_util.write_docker_save):
+        evil = write(os.path.join(work, "evil.tar"), tag="python:3.12", layers=[evil_layer],
+                     config=image_util.image_config([image_util.sha256(evil_layer)]))
+        p = run_import(work, evil.path, "--tag", "vendor:1")
+        assert p.returncode == 0, p
+        assert p.stdout.decode().strip() == evil.id
+        recs = {}
+        for f in os.listdir(store(work, "images")):
+            if f.endswith(".json"):
+                with open(store(work, "images", f)) as fh:
+                    r = json.load(fh)
+                recs[r["id"]] = r["tags"]
+        assert recs[trusted.id] == ["python:3.12"], recs
+        assert recs[evil.id] == ["vendor:1"], recs
+    # the caller's own tag still moves one
+    p = run_import(work, evil.path, "--tag", "python:3.12")
+    assert p.returncode == 0, p
+    with open(store(work, "images", trusted.id[7:] + ".json")) as fh:
+        assert json.load(fh)["tags"] == []

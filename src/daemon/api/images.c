@@ -4,6 +4,8 @@
  * The store is <state-dir>/images, set on every backend (live.c). */
 #include "daemon/api/api.h"
 
+#include "common/kernel.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -68,16 +70,38 @@ static void image_import(struct daemon *d, struct api_request *r, const struct c
 			 struct reply *out)
 {
 	char fdpath[64];
-	const char *path = r->image_path;
-	if (r->image_upload) {
-		snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", r->image_upload_fd);
-		path = fdpath;
-	}
 	uint64_t t0 = mono_ms();
 	agentd_error err = {0};
 	agentd_image_info info;
 	agentd_image_import_opts o = {.tag = r->image_tag};
-	int rc = agentd_image_import(d->images, path, &o, &info, &err);
+	int rc = 0;
+	_cleanup_close_ int fd = -1;
+	if (r->image_upload) {
+		snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", r->image_upload_fd);
+	} else {
+		/* issue 13: review13. Never through a magic link: /proc/PID/root/... of a
+		 * sandbox's process would follow the sandbox's own symlinks (an absolute one to
+		 * a host file) as the daemon, /proc/self/fd/N reads the daemon's own files. */
+		_cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		fd = root < 0 ? -1
+			      : openat_beneath(root, r->image_path,
+					       O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0, 0);
+		if (fd < 0)
+			rc = agentd_error_errno(&err, errno, "import %s%s", r->image_path,
+						errno == ELOOP ? " (a magic link such as "
+								 "/proc/PID/root is never followed)"
+							       : "");
+		snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	}
+	if (rc == 0)
+		rc = agentd_image_import(d->images, fdpath, &o, &info, &err);
+	char pre[96];
+	snprintf(pre, sizeof(pre), "import %s: ", fdpath);
+	if (rc < 0 && fd >= 0 && !strncmp(err.msg, pre, strlen(pre))) {
+		/* the caller's path in the message, not the fd it was opened as */
+		memmove(err.msg, err.msg + strlen(pre), strlen(err.msg + strlen(pre)) + 1);
+		agentd_error_prefix(&err, "import %s", r->image_path);
+	}
 	json_t *detail = json_pack("{s:s, s:s?}", "source", r->image_upload ? "(request body)"
 								     : r->image_path,
 				   "tag", r->image_tag);

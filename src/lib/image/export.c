@@ -220,6 +220,7 @@ int agentd_image_commit_dir(agentd_image_store *s, const char *base, int dir_fd,
 		r = t ? 0 : -1;
 		if (t)
 			strv_push(&n.tags, t);
+		n.caller_tags = n.tags.n;
 		free(t);
 	}
 	json_t *rec = r == 0 && base ? record_of_ref(s, base, hex, NULL, err) : NULL;

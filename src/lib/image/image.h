@@ -13,6 +13,10 @@
 #define IMAGE_JSON_MAX (4u << 20)	/* manifests, indexes, configs, records */
 #define IMAGE_DEFAULT_MAX_ENTRIES 65536u
 #define IMAGE_DEFAULT_MAX_BYTES (8ull << 30)
+/* An image's layers together: at most this many, and this many times the bounds of one
+ * (a layer bound alone let N layers of zeros fill N times it). */
+#define IMAGE_MAX_LAYERS 128u
+#define IMAGE_TOTAL_FACTOR 4u
 
 struct agentd_image_store {
 	char *dir;
@@ -42,6 +46,7 @@ struct image_work {
 	char name[64];			/* under DIR/tmp */
 	int dfd;			/* DIR/tmp/<name>, O_RDONLY, flocked */
 	unsigned seq;			/* for the names of its files */
+	uint64_t entries, bytes;	/* of the layers it unpacked so far */
 };
 int work_begin(agentd_image_store *s, struct image_work *w, agentd_error *err);
 void work_end(struct image_work *w);	/* removes what is left under DIR/tmp */
@@ -81,6 +86,9 @@ struct image_new {
 	size_t config_len;
 	agentd_strv diff_ids;		/* "sha256:<hex>", bottom first */
 	agentd_strv tags;		/* normalised */
+	size_t caller_tags;		/* the first ones are the caller's: they move a tag from
+					 * another image; the archive's own names (after them)
+					 * never take one another image holds */
 	const char *source;
 	char *manifest;			/* NULL or the manifest JSON, kept as a blob */
 	size_t manifest_len;
@@ -106,6 +114,14 @@ int layer_unpack(struct image_work *w, int fd, const char *blob_digest, const ch
  * sha256 of what was written in hex. A file that is not compressed: -1 + ENOMSG. */
 int layer_decompress(struct image_work *w, const void *data, size_t len, uint64_t max,
 		     char hex[IMAGE_HEX_LEN + 1], agentd_error *err);
+/* fd's bytes (a regular file someone else may still write: the caller's archive, a blob of
+ * its layout directory) copied into a new unlinked file of w, at most max bytes: what is
+ * verified and what is unpacked are then the same bytes, and a truncation cannot fault a
+ * mapping. The copy's fd, or -1 + err (E2BIG past max). */
+int private_copy(struct image_work *w, int fd, uint64_t max, const char *what,
+		 agentd_error *err);
+/* The bound on one layer's tar: its files' data plus headers (long names in pax ones). */
+uint64_t layer_tar_max(const agentd_image_store *s);
 /* data looks gzip, zstd or xz compressed. */
 bool layer_compressed(const void *data, size_t len);
 /* The size in bytes recorded for an unpacked layer (DIR/layers/<hex>.json). */

@@ -20,6 +20,7 @@ struct import {
 	struct image_work w;
 	const agentd_image_import_opts *o;
 	int src;			/* the layout's or archive's directory */
+	bool src_callers;		/* src is the caller's (else this import's copy) */
 	struct image_new n;
 };
 
@@ -137,6 +138,9 @@ static int take_config(struct import *im, char *raw, size_t len, size_t n_layers
 	int r = 0;
 	if (!json_is_object(c) || !json_is_array(ids))
 		r = agentd_error_set(err, EINVAL, "the image config has no rootfs.diff_ids");
+	else if (n_layers > IMAGE_MAX_LAYERS)
+		r = agentd_error_set(err, E2BIG, "the image has %zu layers, more than %u", n_layers,
+				     IMAGE_MAX_LAYERS);
 	else if (json_array_size(ids) != n_layers)
 		r = agentd_error_set(err, EINVAL, "the image config lists %zu diff_ids for %zu "
 				     "layers", json_array_size(ids), n_layers);
@@ -162,6 +166,12 @@ static int take_layer(struct import *im, size_t i, size_t n, const char *rel,
 	snprintf(what, sizeof(what), "layer %zu/%zu (%.19s)", i + 1, n, im->n.diff_ids.v[i]);
 	progress(im, "%s: verify and unpack", what);
 	_cleanup_close_ int fd = open_in(im, rel, err);
+	if (fd >= 0 && im->src_callers) {
+		/* verified and unpacked from one copy, whoever else writes the layout */
+		int copy = private_copy(&im->w, fd, layer_tar_max(im->w.s), rel, err);
+		close(fd);
+		fd = copy;
+	}
 	if (fd < 0)
 		return agentd_error_prefix(err, "%s", what);
 	return layer_unpack(&im->w, fd, blob_digest, im->n.diff_ids.v[i], what, diff, err);
@@ -428,11 +438,17 @@ int agentd_image_import(agentd_image_store *s, const char *path,
 	int r = 0;
 	if (o && o->tag)
 		r = add_tag(&im, o->tag, err);
+	im.n.caller_tags = im.n.tags.n;
 	if (r == 0 && S_ISDIR(st.st_mode)) {
 		im.src = take_fd(&fd);
+		im.src_callers = true;
 		r = import_dir(&im, err);
 	} else if (r == 0) {
-		r = import_tar(&im, fd, err);
+		/* the caller's file may change under the import (it may be a sandbox's): read
+		 * and verified from a copy of this import's own, never mapped */
+		_cleanup_close_ int copy =
+			private_copy(&im.w, fd, 4 * layer_tar_max(s), "archive", err);
+		r = copy < 0 ? -1 : import_tar(&im, copy, err);
 	}
 	if (r == 0) {
 		progress(&im, "store");

@@ -55,18 +55,85 @@ static int inflate_into(const struct tarx_la *la, struct archive *a, int fd, uin
 	return 0;
 }
 
+/* A new file of w, unlinked at once: nothing to clean up. */
+static int anon_file(struct image_work *w, const char *kind, agentd_error *err)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "%s-%u", kind, w->seq++);
+	int fd = openat(w->dfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return agentd_error_errno(err, errno, "create %s", name);
+	unlinkat(w->dfd, name, 0);
+	return fd;
+}
+
+uint64_t layer_tar_max(const agentd_image_store *s)
+{
+	return s->max_bytes + (s->max_entries + 2) * (16u << 10);
+}
+
+int private_copy(struct image_work *w, int fd, uint64_t max, const char *what,
+		 agentd_error *err)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return agentd_error_errno(err, errno, "%s", what);
+	if (!S_ISREG(st.st_mode))
+		return agentd_error_set(err, EINVAL, "%s: not a regular file", what);
+	if ((uint64_t)st.st_size > max)
+		return agentd_error_set(err, E2BIG, "%s: more than %llu bytes (the bound)", what,
+					(unsigned long long)max);
+	int out = anon_file(w, "copy", err);
+	if (out < 0)
+		return agentd_error_prefix(err, "%s", what);
+	/* the file may grow meanwhile: never more than max + 1 bytes (that one says "over") */
+	uint64_t total = 0;
+	bool plain_io = false;
+	_cleanup_free_ char *buf = NULL;
+	for (;;) {
+		size_t want = (size_t)(max + 1 - total < (1u << 20) ? max + 1 - total : 1u << 20);
+		ssize_t n = -1;
+		if (!plain_io) {
+			n = copy_file_range(fd, NULL, out, NULL, want, 0);
+			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+				      errno == EOPNOTSUPP)) {
+				plain_io = true;
+				buf = xmalloc(1u << 20);
+				continue;
+			}
+		} else {
+			n = read(fd, buf, want);
+			if (n > 0 && write_all(out, buf, (size_t)n) < 0)
+				n = -1;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			agentd_error_errno(err, errno, "%s: copy", what);
+			close(out);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		if ((total += (uint64_t)n) > max) {
+			agentd_error_set(err, E2BIG, "%s: more than %llu bytes (the bound)", what,
+					 (unsigned long long)max);
+			close(out);
+			return -1;
+		}
+	}
+	return out;
+}
+
 int layer_decompress(struct image_work *w, const void *data, size_t len, uint64_t max,
 		     char hex[IMAGE_HEX_LEN + 1], agentd_error *err)
 {
 	const struct tarx_la *la = tarx_la(err);
 	if (!la)
 		return -1;
-	char name[32];
-	snprintf(name, sizeof(name), "plain-%u.tar", w->seq++);
-	int fd = openat(w->dfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int fd = anon_file(w, "plain", err);
 	if (fd < 0)
-		return agentd_error_errno(err, errno, "decompress: create %s", name);
-	unlinkat(w->dfd, name, 0); /* an anonymous file: nothing to clean up */
+		return agentd_error_prefix(err, "decompress");
 	struct archive *a = la->archive_read_new();
 	la->archive_read_support_filter_gzip(a);
 	la->archive_read_support_filter_xz(a);
@@ -107,17 +174,31 @@ static int extract_layer(struct image_work *w, const void *map, size_t len, cons
 							    O_CLOEXEC);
 	if (dir < 0)
 		return agentd_error_errno(err, errno, "open %s", name);
+	/* one layer's bounds, or what the image's earlier layers left of their total */
+	uint64_t left_entries = IMAGE_TOTAL_FACTOR * w->s->max_entries - w->entries;
+	uint64_t left_bytes = IMAGE_TOTAL_FACTOR * w->s->max_bytes - w->bytes;
+	bool total = left_entries < w->s->max_entries || left_bytes < w->s->max_bytes;
 	struct tarx_policy p = {
-		.max_entries = w->s->max_entries,
-		.max_bytes = w->s->max_bytes,
+		.max_entries = total && left_entries < w->s->max_entries ? left_entries
+									  : w->s->max_entries,
+		.max_bytes = total && left_bytes < w->s->max_bytes ? left_bytes : w->s->max_bytes,
 		.symlinks_any_target = true,	/* they resolve in the sandbox's root only */
 		.keep_owners = true,
 		.keep_sticky = true,
 		.overlay_whiteouts = true,
 	};
 	struct tarx_stats st;
-	if (tarx_extract(dir, map, len, &p, &st, err) < 0)
+	if (tarx_extract(dir, map, len, &p, &st, err) < 0) {
+		if (total && err && err->code == E2BIG)
+			agentd_error_prefix(err, "the image's layers together are over %u times the "
+					    "bounds of one (%llu entries, %llu bytes)",
+					    IMAGE_TOTAL_FACTOR,
+					    (unsigned long long)w->s->max_entries,
+					    (unsigned long long)w->s->max_bytes);
 		return -1;
+	}
+	w->entries += st.entries;
+	w->bytes += st.bytes;
 	char meta[128];
 	snprintf(meta, sizeof(meta), "{\"size\": %llu, \"entries\": %llu}\n",
 		 (unsigned long long)st.bytes, (unsigned long long)st.entries);
@@ -149,6 +230,7 @@ int layer_unpack(struct image_work *w, int fd, const char *blob_digest, const ch
 	if (blob_digest && digest_verify(map, len, blob_digest, what, err) < 0)
 		goto out;
 	if (layer_compressed(map, len)) {
+		/* tar headers and padding on top of the data bound */
 		/* tar headers and padding on top of the data bound */
 		uint64_t max = w->s->max_bytes + (w->s->max_entries + 2) * 3 * 512;
 		plain = layer_decompress(w, map, len, max, hex, err);

@@ -342,8 +342,17 @@ int image_commit(struct image_work *w, struct image_new *n, agentd_image_info *o
 		json_array_append_new(blobs, json_sprintf("sha256:%s", manifest_hex));
 	json_object_set_new(rec, "blobs", blobs);
 	int r = 0;
-	for (size_t i = 0; r == 0 && i < n->tags.n; i++)
+	for (size_t i = 0; r == 0 && i < n->tags.n; i++) {
+		/* an archive naming itself after an image of the store (the one policies run
+		 * as "python:3.12") does not take its name: only the caller moves a tag */
+		char held[IMAGE_HEX_LEN + 1];
+		bool by_tag = false;
+		if (i >= n->caller_tags &&
+		    ref_resolve(s, n->tags.v[i], held, &by_tag, NULL) == 0 && by_tag &&
+		    strcmp(held, id_hex))
+			continue;
 		r = record_move_tag(s, n->tags.v[i], id_hex, rec, err);
+	}
 	if (r == 0)
 		r = record_save(s, id_hex, rec, err);
 	if (r == 0 && out)
