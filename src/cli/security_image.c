@@ -28,6 +28,23 @@ static agentd_image_store *table_store(const struct sec_env *e, agentd_error *er
 		    : 0;
 	if (tfd >= 0)
 		close(tfd);
+	/* a static busybox as bin/sleep, where the host has one (busybox-static): the oci
+	 * backend's runc driver keeps its init on the image's sleep */
+	int bfd = open("/bin/busybox", O_RDONLY | O_CLOEXEC);
+	if (r == 0 && bfd >= 0) {
+		int sfd = mkdirat(fd, "bin", 0755) < 0 && errno != EEXIST
+			      ? -1
+			      : openat(fd, "bin/sleep", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+		char buf[65536];
+		ssize_t n;
+		while (sfd >= 0 && (n = read(bfd, buf, sizeof(buf))) > 0)
+			if (write_all(sfd, buf, (size_t)n) < 0)
+				break;
+		if (sfd >= 0)
+			close(sfd);
+	}
+	if (bfd >= 0)
+		close(bfd);
 	agentd_image_info info = {0};
 	if (r == 0)
 		r = agentd_image_commit_dir(s, NULL, fd, NULL, TABLE_IMAGE, &info, err);

@@ -408,3 +408,27 @@ def test_an_engine_refuses_writable_root_it_cannot_bound():
         pytest.skip(f"podman driver unusable here: {r.stderr.decode()[-200:]}")
     assert r.rc == 125, r
     assert b"cannot be bounded by limits.max_write_bytes" in r.stderr, r
+
+
+def test_an_image_without_sleep_is_refused_with_the_reason():
+    """The runc driver's init is tini over the image's own sleep: an image without one
+    was a create that failed at random ("cannot exec in a stopped container")."""
+    d = "/var/tmp/oci-nosleep-%d" % os.getpid()
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(os.path.join(d, "tree"))
+    try:
+        with open(os.path.join(d, "tree", "target"), "w") as f:
+            f.write("x\n")
+        subprocess.run(["tar", "-C", os.path.join(d, "tree"), "-cf",
+                        os.path.join(d, "r.tar"), "."], check=True)
+        env = {"AGENTD_IMAGE_DIR": os.path.join(d, "images")}
+        r = agentd("image", "import", os.path.join(d, "r.tar"), "--tag", "nosleep",
+                   "--state-dir", d, env=env)
+        assert r.rc == 0, r
+        for _ in range(3):
+            r = agentd("run", "--backend", "runc", "--policy", "/dev/stdin", "--", "/target",
+                       input=json.dumps({"image": "nosleep"}).encode(), env=env)
+            assert r.rc == 125, r
+            assert b"image nosleep has no sleep" in r.stderr, r
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -313,6 +313,26 @@ static void remove_runtime_cgroups(const char *name)
 
 /* spec->image from the backend's store, held (its use lock) for the sandbox's life. An
  * engine takes the reference to its own store instead. */
+/* Whether the topmost layer naming one of the usual sleep paths has it as a file or a
+ * symlink (busybox's), not as a whiteout (a 0/0 character device). Names only: what they
+ * resolve to is the image's own business, run inside its root. */
+static bool image_has_sleep(const agentd_image_lease *l)
+{
+	static const char *const paths[] = {"bin/sleep", "usr/bin/sleep", "sbin/sleep",
+					    "usr/sbin/sleep"};
+	for (size_t p = 0; p < ARRAY_SIZE(paths); p++)
+		for (size_t i = l->n_layers; i-- > 0;) {
+			struct stat st;
+			if (fstatat(l->layer_fds[i], paths[p], &st,
+				    AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) < 0)
+				continue;
+			if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+				return true;
+			break;	/* a whiteout or a directory hides the lower layers' */
+		}
+	return false;
+}
+
 static int acquire_image(agentd_backend *b, struct oci_ctr *c, const char *ref,
 			 agentd_error *err)
 {
@@ -321,6 +341,14 @@ static int acquire_image(agentd_backend *b, struct oci_ctr *c, const char *ref,
 	agentd_image_store *s = agentd_backend_image_store(b, err);
 	if (!s || agentd_image_acquire(s, ref, &c->lease, err) < 0)
 		return agentd_error_prefix(err, "oci: image %s", ref);
+	/* The init is the host's tini over the image's own sleep: without one it would exit
+	 * at once, and the create fail at random with a runtime's "stopped container". */
+	if (!image_has_sleep(c->lease))
+		return agentd_error_set(err, ENOTSUP,
+					"oci: image %s has no sleep in /bin, /usr/bin, /sbin or "
+					"/usr/sbin: the runc driver's init (tini) runs it for as long "
+					"as the sandbox lives (the container backend needs none)",
+					ref);
 	return 0;
 }
 
