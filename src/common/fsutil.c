@@ -90,7 +90,8 @@ static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *mo
 				continue;
 			}
 			if (st.st_dev != dev) {
-				ret = -EXDEV; /* a mount inside: leave it to its owner */
+				if (!ret)	/* a real error is not masked by it */
+					ret = -EXDEV; /* a mount inside: leave it to its owner */
 				continue;
 			}
 			if (depth >= RM_FLATTEN_DEPTH) {
@@ -107,7 +108,8 @@ static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *mo
 			}
 			if (fd_is_mount_root(cfd)) {
 				close(cfd);
-				ret = -EXDEV;
+				if (!ret)
+					ret = -EXDEV;
 				continue;
 			}
 			/* A sandbox may have left a directory without permissions for us. */
@@ -115,9 +117,11 @@ static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *mo
 			unsigned before = *moved;
 			int r = rm_rf_children(cfd, dev, depth + 1, topfd, moved);
 			pass_moved += *moved - before;
-			if (r < 0)
+			if (r < 0 && (!ret || ret == -EXDEV))
 				ret = r;
-			if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			/* a mount beneath (EXDEV) keeps the directories that lead to it */
+			if (r != -EXDEV && unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 &&
+			    errno != ENOENT)
 				ret = -errno;
 		}
 		/* The top level again while anything was moved up to it. */
@@ -249,6 +253,19 @@ static int copy_file_sparse(int in, int out, off_t size, uint64_t *budget, char 
  * blocks written, and each entry costs COPY_ENTRY_COST of it: a tree written by a sandbox is hostile and its sizes are not
  * trusted. The recursion's frames are small (buf is the caller's, one for the whole copy):
  * its depth is the sandbox's to choose, up to COPY_MAX_DEPTH, on a thread's stack. */
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000
+#endif
+/* Whether dirfd/name is the root of a mount (statx, Linux 5.8+; false where unknown). */
+static bool is_mount_root(int dirfd_, const char *name)
+{
+	struct statx stx;
+	if (statx(dirfd_, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &stx) < 0)
+		return false;
+	return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budget, int depth,
 			 char *buf)
 {
@@ -273,6 +290,10 @@ static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budge
 			continue;
 		struct stat st;
 		if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		/* a mount inside the tree (a policy's bind beneath a sandbox's /tmp, say) is
+		 * not the tree's: never copied, whatever it holds */
+		if (is_mount_root(src, n))
 			continue;
 		if (*budget < COPY_ENTRY_COST) {
 			ret = -EFBIG;

@@ -443,3 +443,33 @@ def test_zero_quota_refuses_snapshots(d):
         assert set(os.listdir(snaps)) == before
     finally:
         d.delete(f"/v1/sandboxes/{sid}")
+
+
+@pytest.mark.parametrize("backend", ["container", "oci"])
+def test_a_bind_beneath_tmp_is_neither_snapshotted_nor_emptied_by_a_restore(d, backend):
+    """A policy path under the host's /tmp is a bind beneath the sandbox's /tmp: a snapshot
+    copied the host files it shows (CI from a clone in /tmp: 64 MiB of build outputs, over
+    the quota), and a restore failed emptying /tmp around it (ENOTEMPTY)."""
+    if backend == "oci" and backend not in {b["name"] for b in d.get("/v1/backends").json
+                                              .get("backends", []) if b.get("available")}:
+        pytest.skip("oci is not available here")
+    host = f"/tmp/agentd-snapbind-{uuid.uuid4().hex[:8]}"
+    os.makedirs(host)
+    try:
+        with open(os.path.join(host, "big"), "wb") as f:
+            f.write(os.urandom(3 * MIB))
+        sid = d.create(backend=backend, spec={"allowed_paths_ro": [host]})
+        sh(d, sid, f"test -s {host}/big && echo mine > /tmp/own")
+        snap = snapshot(d, sid)
+        assert snap["size_bytes"] < MIB, snap      # the bind's 3 MiB is not in it
+        sh(d, sid, "rm /tmp/own && echo later > /tmp/later")
+        r = d.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap["id"]})
+        assert r.status == 200, r
+        out = d.exec(sid, ["/bin/sh", "-c", f"cat /tmp/own; ls /tmp/later; test -s {host}/big"
+                                           " && echo bind-kept"]).json
+        assert out["stdout"].split("\n")[0] == "mine", out
+        assert "bind-kept" in out["stdout"] and "No such file" in out["stderr"], out
+        d.delete(f"/v1/sandboxes/{sid}")
+    finally:
+        import shutil
+        shutil.rmtree(host, ignore_errors=True)

@@ -223,6 +223,10 @@ int ctr_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err)
 			goto out;
 		struct fsids old = become_sandbox_fs(c);
 		int r = empty_dir_at(dst);
+		if (r == -EXDEV)
+			r = 0;	/* a policy's bind beneath stays: not the sandbox's state */
+		if (r == -EXDEV)
+			r = 0;	/* a policy's bind beneath stays: not the sandbox's state */
 		if (r == 0)
 			r = copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
 		restore_fs(old);

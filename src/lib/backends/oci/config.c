@@ -105,6 +105,15 @@ int oci_config_build(const agentd_spec *spec, const char *id, const agentd_image
 	} else if (!spec->image) {	/* issue 13: oci-engine: an engine's image is the root */
 		host_runtime_binds(cfg);
 	}
+	/* The writable state, each bounded by max_write_bytes: /tmp, then the workdir (which
+	 * may lie beneath it); before the policy's binds, which a runtime mounts in order: a
+	 * bind beneath /tmp (a path of the host's /tmp) must land on the tmpfs, not under it. */
+	uint64_t size = spec->limits.max_write_bytes;
+	if (size < OCI_TMPFS_MIN)
+		size = OCI_TMPFS_MIN;
+	mount_add(cfg, NULL, "/tmp", false, size);
+	if (strcmp(spec->workdir, "/tmp") != 0)
+		mount_add(cfg, NULL, spec->workdir, false, size);
 	for (size_t i = 0; i < spec->allowed_paths_ro.n; i++)
 		mount_add(cfg, spec->allowed_paths_ro.v[i], spec->allowed_paths_ro.v[i], true, 0);
 	for (size_t i = 0; i < spec->allowed_paths_rw.n; i++)
@@ -112,14 +121,6 @@ int oci_config_build(const agentd_spec *spec, const char *id, const agentd_image
 	for (size_t i = 0; i < spec->n_bind_mounts; i++)
 		mount_add(cfg, spec->bind_mounts[i].source, spec->bind_mounts[i].target,
 			  spec->bind_mounts[i].readonly, 0);
-	/* The writable state, each bounded by max_write_bytes: /tmp, then the workdir (which
-	 * may lie beneath it). */
-	uint64_t size = spec->limits.max_write_bytes;
-	if (size < OCI_TMPFS_MIN)
-		size = OCI_TMPFS_MIN;
-	mount_add(cfg, NULL, "/tmp", false, size);
-	if (strcmp(spec->workdir, "/tmp") != 0)
-		mount_add(cfg, NULL, spec->workdir, false, size);
 	if (strcmp(spec->seccomp_profile, "none") == 0)
 		return 0;
 	if (strcmp(spec->seccomp_profile, "default") != 0)

@@ -57,6 +57,8 @@ static int copy(agentd_sandbox *sb, struct oci_ctr *c, int dir_fd, bool to, uint
 		/* nothing the container's user could not read or write is */
 		struct fsid_save old = fsids_enter(c->cfg.uid, c->cfg.gid);
 		int r = to ? 0 : empty_dir_at(in);
+		if (r == -EXDEV)
+			r = 0;	/* a policy's bind beneath stays: not the sandbox's state */
 		if (r == 0)
 			r = to ? copy_tree_at(in, snap, (uid_t)-1, (gid_t)-1, &budget)
 			       : copy_tree_at(snap, in, (uid_t)-1, (gid_t)-1, &budget);
