@@ -52,10 +52,13 @@ int mkdir_p(const char *path, mode_t mode)
 
 /* A directory that is the root of a mount: a bind mount of a directory of the same
  * filesystem has the same st_dev as its parent, so st_dev alone does not see it. */
-static bool fd_is_mount_root(int fd)
+/* Whether dirfd/name (name "": dirfd itself) is the root of a mount (statx, Linux 5.8+;
+ * false where unknown). */
+static bool is_mount_root(int dirfd_, const char *name)
 {
 	struct statx sx;
-	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &sx) < 0)
+	if (statx(dirfd_, name, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0,
+		  &sx) < 0)
 		return false;
 	return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
 	       (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
@@ -106,7 +109,7 @@ static int rm_rf_children(int dfd, dev_t dev, int depth, int topfd, unsigned *mo
 				ret = -errno;
 				continue;
 			}
-			if (fd_is_mount_root(cfd)) {
+			if (is_mount_root(cfd, "")) {
 				close(cfd);
 				if (!ret)
 					ret = -EXDEV;
@@ -253,19 +256,6 @@ static int copy_file_sparse(int in, int out, off_t size, uint64_t *budget, char 
  * blocks written, and each entry costs COPY_ENTRY_COST of it: a tree written by a sandbox is hostile and its sizes are not
  * trusted. The recursion's frames are small (buf is the caller's, one for the whole copy):
  * its depth is the sandbox's to choose, up to COPY_MAX_DEPTH, on a thread's stack. */
-#ifndef STATX_ATTR_MOUNT_ROOT
-#define STATX_ATTR_MOUNT_ROOT 0x00002000
-#endif
-/* Whether dirfd/name is the root of a mount (statx, Linux 5.8+; false where unknown). */
-static bool is_mount_root(int dirfd_, const char *name)
-{
-	struct statx stx;
-	if (statx(dirfd_, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &stx) < 0)
-		return false;
-	return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-	       (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
-
 static int copy_children(int src, int dst, uid_t uid, gid_t gid, uint64_t *budget, int depth,
 			 char *buf)
 {
