@@ -67,7 +67,9 @@ enum gp_type {
 
 	/* host -> guest */
 	GP_SETUP = 32,		/* chan 0, once after HELLO: T_HOSTNAME, T_MOUNT (repeated),
-				 * T_NETWORK, T_CLOCK_NS, T_SEED (entropy, 32 bytes) */
+				 * T_NETWORK, T_CLOCK_NS, T_SEED (entropy, 32 bytes),
+				 * T_SECCOMP_BPF. A T_MOUNT whose target is "/" is the root
+				 * every exec runs in (the guest pivots its execs into it) */
 	GP_EXEC = 33,		/* new chan: T_ARG+ (argv), T_ENV* (the whole environment:
 				 * the guest adds nothing), T_CWD, T_UID, T_GID, T_STDIN
 				 * (1: stdin frames follow; 0: /dev/null), T_TIMEOUT_MS,
@@ -155,6 +157,9 @@ enum gp_tag {
 	GP_T_NAME = 64,		/* string, repeated */
 	GP_T_RECURSIVE = 65,	/* u64 0/1 */
 	GP_T_MTIME_NS = 66,	/* u64 */
+	GP_T_SECCOMP_BPF = 70,	/* bytes (SETUP): agentd's default profile compiled by the host
+				 * for x86_64, struct sock_filter[] (len a multiple of 8, at
+				 * most 4096 instructions); what T_SECCOMP 1 installs */
 };
 
 enum gp_limit {
