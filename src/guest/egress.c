@@ -224,8 +224,3 @@ void egress_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p)
 	}
 	stream_events(s);
 }
-
-void egress_host_close(uint32_t chan, const struct gp_hdr *h, const uint8_t *p)
-{
-	/* a close or OK for a stream already gone: nothing to do */
-}

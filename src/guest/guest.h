@@ -90,7 +90,6 @@ void exec_kill_all(void);
 /* egress.c */
 int egress_listen(void);
 void egress_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p);
-void egress_host_close(uint32_t chan, const struct gp_hdr *h, const uint8_t *p);
 
 /* files.c */
 void files_request(uint32_t chan, const struct gp_hdr *h, const uint8_t *p);

@@ -288,13 +288,10 @@ static void dispatch(const struct gp_hdr *h, const uint8_t *p)
 		/* late frames for a channel that just ended (stdin, credit, a signal racing
 		 * the exit) are dropped; anything else is answered */
 		if (h->type == GP_STDIN || h->type == GP_CREDIT || h->type == GP_SIGNAL ||
-		    h->type == GP_RESIZE || h->type == GP_STREAM_DATA ||
-		    h->type == GP_FILE_DATA || h->type == GP_FILE_END)
+		    h->type == GP_RESIZE || h->type == GP_STREAM_DATA || h->type == GP_OK ||
+		    h->type == GP_STREAM_CLOSE || h->type == GP_FILE_DATA ||
+		    h->type == GP_FILE_END)
 			return;
-		if (h->type == GP_STREAM_CLOSE || h->type == GP_OK) {
-			egress_host_close(h->chan, h, p);
-			return;
-		}
 		send_error(h->chan, ENOENT, "%s on channel %u, which is not open",
 			   gp_type_name(h->type), h->chan);
 		return;

@@ -23,7 +23,7 @@
 
 #define MAX_BPF_INSNS 4096
 
-static bool done, have_root;
+static bool done, have_root, mounted;
 static int network = GP_NET_NONE;
 static struct sock_filter bpf[MAX_BPF_INSNS];
 static size_t bpf_len;
@@ -163,15 +163,16 @@ static int do_mount(const struct mount_req *m)
 	}
 	bool root = strcmp(m->target, "/") == 0;
 	if (root) {
-		if (have_root)
-			return -EEXIST;
+		if (mounted)
+			return -EINVAL; /* the root comes first: the others land beneath it */
 		mkdir("/run/agentd", 0700);
 		mkdir(GUEST_EXEC_ROOT, 0755);
 		if (mount(src, GUEST_EXEC_ROOT, m->fstype, flags, data) < 0)
 			return -errno;
-		have_root = true;
+		have_root = mounted = true;
 		return 0;
 	}
+	mounted = true;
 	int rootfd = open(setup_exec_root(), O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		return -errno;

@@ -52,7 +52,8 @@ def make_rootfs(path):
     os.makedirs(tree + "/bin")
     shutil.copy(shutil.which("busybox"), tree + "/bin/busybox")
     for applet in ("sh", "cat", "echo", "env", "head", "dd", "sleep", "yes", "seq", "nc",
-                   "uname", "ls", "id", "wc", "hostname", "true", "printf", "ip", "stat"):
+                   "uname", "ls", "id", "wc", "hostname", "true", "printf", "ip", "stat", "stty",
+                   "tty", "ulimit"):
         os.symlink("busybox", f"{tree}/bin/{applet}")
     for d in ("proc", "dev", "tmp", "data"):
         os.makedirs(f"{tree}/{d}")
@@ -184,6 +185,28 @@ def test_the_output_cap_truncates_and_kills(vm):
     _, out, err, ex = run(vm, ["/bin/yes"], output_max=1000)
     assert len(out) + len(err) == 1000
     assert ex.u("OUT_TRUNC") == 1 and ex.u("LIMIT") == LIMIT["OUTPUT"]
+
+
+def test_cpu_time_and_file_size_limits_are_reported(vm):
+    _, _, _, ex = run(vm, ["/bin/sh", "-c", "while :; do :; done"], cpu_ms=1000, timeout=120)
+    assert ex.u("LIMIT") == LIMIT["CPU_TIME"], ex
+    # RLIMIT_CPU counts sampled ticks, cpu.stat exact time: they differ by a few percent
+    assert ex.u("CPU_MS") >= 900
+    _, _, _, ex = run(vm, ["/bin/dd", "if=/dev/zero", "of=/tmp/big", "bs=4096", "count=4"],
+                      fsize=5000)
+    assert ex.u("SIGNAL") == signal.SIGXFSZ and ex.u("LIMIT") == LIMIT["WRITE"], ex
+
+
+def test_identity_and_open_files_limit_apply(vm):
+    _, out, _, ex = run(vm, ["/bin/sh", "-c", "id -u; id -g; id -G; ulimit -n"],
+                        uid=1000, gid=1000, nofile=64)
+    assert out.split() == [b"1000", b"1000", b"1000", b"64"]
+
+
+def test_a_tty_exec_sees_a_terminal_of_the_size_given(vm):
+    _, out, _, ex = run(vm, ["/bin/sh", "-c", "tty; stty size"], tty_rows=33, tty_cols=101)
+    assert ex.u("EXIT_CODE") == 0
+    assert out.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"33 101"]
 
 
 def test_the_seccomp_program_applies_only_when_asked(vm):
