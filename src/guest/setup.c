@@ -194,8 +194,8 @@ static void root_basics(void)
 		return;
 	mkdir(GUEST_EXEC_ROOT "/proc", 0555);
 	mkdir(GUEST_EXEC_ROOT "/dev", 0755);
-	if (mount("proc", GUEST_EXEC_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		  NULL) < 0)
+	if (mount("proc", GUEST_EXEC_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+	    0)
 		glog("mount proc in the execs' root: %s", strerror(errno));
 	if (mount("/dev", GUEST_EXEC_ROOT "/dev", NULL, MS_BIND | MS_REC, NULL) < 0)
 		glog("bind /dev in the execs' root: %s", strerror(errno));
@@ -265,8 +265,8 @@ void setup_handle(const uint8_t *p, size_t len)
 			if (parse_mount(&f, &m) < 0)
 				return;
 			if ((rc = do_mount(&m)) < 0) {
-				send_error(0, -rc, "SETUP: mount %s (%s) on %s: %s", m.source, m.fstype,
-					   m.target, strerror(-rc));
+				send_error(0, -rc, "SETUP: mount %s (%s) on %s: %s", m.source,
+					   m.fstype, m.target, strerror(-rc));
 				return;
 			}
 		} else if (f.tag == GP_T_NETWORK) {

@@ -268,6 +268,35 @@ def test_malformed_frames_are_answered_and_the_agent_lives_on(vm):
     assert out == b"ok\n"
 
 
+def test_random_frames_of_every_request_type_leave_the_agent_serving(vm):
+    """Garbage payloads (seeded) and half-valid fields of every host request type, on
+    control, open and unknown channels: each is answered or dropped, never a crash."""
+    import random
+    rnd = random.Random(15)
+    types = [SETUP, 33, STDIN, SIGNAL, PING, 38, 40, CREDIT, STREAM_OPEN, STREAM_DATA,
+             STREAM_CLOSE, FILE_GET, FILE_PUT, FILE_DATA, FILE_END, FILE_STAT, FILE_LIST,
+             FILE_MKDIR, OK]  # not POWEROFF (that one is obeyed), not FREEZE (test below)
+    tags = [10, 11, 12, 13, 16, 17, 23, 25, 43, 45, 51, 53, 60, 61, 63, 65, 70, 999]
+    for i in range(400):
+        if rnd.random() < 0.5:
+            payload = rnd.randbytes(rnd.randrange(0, 300))
+        else:  # well-formed fields of random tags and sizes
+            payload = b"".join(struct.pack("<HI", t, n) + rnd.randbytes(n) for t, n in
+                               ((rnd.choice(tags), rnd.choice([0, 1, 7, 8, 9, 40]))
+                                for _ in range(rnd.randrange(0, 6))))
+        c = rnd.choice([0, 1, 2, 0x7FFFFFFF, 0x80000001, 0x80000002, 50000 + i])
+        vm.send(rnd.choice(types), c, payload)
+    time.sleep(2)
+    vm.send(PING, 0, fields(("SEQ", 1234)))
+    while True:  # past the answers to the random PINGs and requests
+        pong = vm.recv(chan=0, timeout=60)
+        if pong.type == PONG and pong.u("SEQ") == 1234:
+            break
+    vm.pending.clear()
+    _, out, _, ex = run(vm, ["/bin/echo", "still here"])
+    assert out == b"still here\n" and ex.u("EXIT_CODE") == 0
+
+
 def test_files_go_both_ways_inside_the_root(vm):
     c = chan()
     data = os.urandom(300 * 1024)
