@@ -22,7 +22,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <grp.h>
 #include <sched.h>
 #include <termios.h>
 #include <unistd.h>
@@ -267,10 +266,11 @@ child(const struct exec_req *q, int fds[3], int slave, int errfd)
 		if (setrlimit(RLIMIT_CPU, &rl) < 0)
 			child_fail(errfd, "cpu rlimit");
 	}
-	gid_t g = (gid_t)q->gid;
-	if (setgroups(q->uid ? 0 : 1, &g) < 0 || setresgid(g, g, g) < 0 ||
-	    setresuid((uid_t)q->uid, (uid_t)q->uid, (uid_t)q->uid) < 0)
+	int rc = privs_drop((uid_t)q->uid, (gid_t)q->gid);
+	if (rc < 0) {
+		errno = -rc;
 		child_fail(errfd, "identity");
+	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		child_fail(errfd, "no_new_privs");
 	if (q->seccomp) {

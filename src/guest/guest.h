@@ -77,6 +77,9 @@ void cg_signal(const struct cgroup *cg, int sig);
 void cg_destroy(struct cgroup *cg); /* kill, then rmdir (retried by cg_reap_tick) */
 bool cg_reap_tick(void);	    /* true while some cgroup is left to remove */
 
+/* privs.c: in an exec's child, before execve: 0 or -errno. */
+int privs_drop(uid_t uid, gid_t gid);
+
 /* exec.c */
 void exec_start(uint32_t chan, const uint8_t *p, size_t len);
 void exec_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p);

@@ -203,6 +203,19 @@ def test_identity_and_open_files_limit_apply(vm):
     assert out.split() == [b"1000", b"1000", b"1000", b"64"]
 
 
+def test_uid_0_keeps_no_capability_and_cannot_reach_pid_1(vm):
+    _, out, err, ex = run(vm, ["/bin/sh", "-c",
+                               "id -u; grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status; "
+                               "ls /proc/1/root/ >/dev/null 2>&1 && echo REACHED; "
+                               "kill -9 1; echo still"], uid=0, gid=0)
+    lines = out.decode().split("\n")
+    assert lines[0] == "0"
+    assert [l.split()[1] for l in lines[1:4]] == ["0000000000000000"] * 3, out
+    assert "REACHED" not in lines and "still" in lines
+    pong = vm.request(PING, 0, ("SEQ", 77))
+    assert pong.type == PONG and pong.u("SEQ") == 77
+
+
 def test_a_tty_exec_sees_a_terminal_of_the_size_given(vm):
     _, out, _, ex = run(vm, ["/bin/sh", "-c", "tty; stty size"], tty_rows=33, tty_cols=101)
     assert ex.u("EXIT_CODE") == 0
