@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,18 +188,57 @@ static int do_mount(const struct mount_req *m)
 	return rc;
 }
 
-/* The execs' root sees /proc and the VM's /dev like the initramfs does. */
-static void root_basics(void)
+/* The execs' /dev: the harmless devices and the ptys, none of the VM's disks or ports (a
+ * uid-0 exec owns what root owns, capabilities or not). */
+static int root_dev(void)
+{
+	static const struct {
+		const char *name;
+		unsigned maj, min;
+	} nodes[] = {{"null", 1, 3},   {"zero", 1, 5},	  {"full", 1, 7},
+		     {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+	static const char *const links[][2] = {{"ptmx", "pts/ptmx"},
+					       {"fd", "/proc/self/fd"},
+					       {"stdin", "/proc/self/fd/0"},
+					       {"stdout", "/proc/self/fd/1"},
+					       {"stderr", "/proc/self/fd/2"}};
+	const char *dev = GUEST_EXEC_ROOT "/dev";
+	char path[128];
+	mkdir(dev, 0755);
+	if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
+		return -errno;
+	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dev, nodes[i].name);
+		if (mknod(path, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) < 0 ||
+		    chmod(path, 0666) < 0)
+			return -errno;
+	}
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dev, links[i][0]);
+		if (symlink(links[i][1], path) < 0)
+			return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/pts", dev);
+	mkdir(path, 0755);
+	if (mount("/dev/pts", path, NULL, MS_BIND, NULL) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "%s/shm", dev);
+	mkdir(path, 01777);
+	if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+		return -errno;
+	return 0;
+}
+
+/* The execs' root gets its own /proc and a minimal /dev. */
+static int root_basics(void)
 {
 	if (!have_root)
-		return;
+		return 0;
 	mkdir(GUEST_EXEC_ROOT "/proc", 0555);
-	mkdir(GUEST_EXEC_ROOT "/dev", 0755);
 	if (mount("proc", GUEST_EXEC_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
 	    0)
-		glog("mount proc in the execs' root: %s", strerror(errno));
-	if (mount("/dev", GUEST_EXEC_ROOT "/dev", NULL, MS_BIND | MS_REC, NULL) < 0)
-		glog("bind /dev in the execs' root: %s", strerror(errno));
+		return -errno;
+	return root_dev();
 }
 
 static void add_entropy(const uint8_t *p, size_t n)
@@ -288,7 +328,10 @@ void setup_handle(const uint8_t *p, size_t len)
 			bpf_len = f.len / sizeof(struct sock_filter);
 		}
 	}
-	root_basics();
+	if ((rc = root_basics()) < 0) {
+		send_error(0, -rc, "SETUP: /proc and /dev in the execs' root: %s", strerror(-rc));
+		return;
+	}
 	if ((rc = net_lo_up()) < 0)
 		glog("lo up: %s", strerror(-rc));
 	if (network == GP_NET_ALLOWLIST && (rc = egress_listen()) < 0) {

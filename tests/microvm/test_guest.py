@@ -212,6 +212,14 @@ def test_uid_0_keeps_no_capability_and_cannot_reach_pid_1(vm):
     assert lines[0] == "0"
     assert [l.split()[1] for l in lines[1:4]] == ["0000000000000000"] * 3, out
     assert "REACHED" not in lines and "still" in lines
+
+
+def test_the_execs_dev_holds_no_disk_or_port(vm):
+    _, out, _, ex = run(vm, ["/bin/sh", "-c", "ls /dev; ls /dev/vda /dev/vport0p1 2>&1"],
+                        uid=0, gid=0)
+    names = out.decode().split()
+    assert {"null", "zero", "urandom", "pts", "ptmx", "shm", "tty"} <= set(names)
+    assert "vda" not in names and not any(n.startswith(("vport", "mem", "kmsg")) for n in names)
     pong = vm.request(PING, 0, ("SEQ", 77))
     assert pong.type == PONG and pong.u("SEQ") == 77
 
