@@ -111,26 +111,39 @@ readelf -n "$tmp/vmlinux" | grep -A1 -w Xen | grep -qiE '0x00000012|PHYS32_ENTRY
 root="$tmp/root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,mnt,root,etc,lib/modules/"$kver"}
 declare -A seen=()
-order=()
+order=() mods=()
+mkdir -p "$tmp/mods"
 add_module() {
-	local name=$1 ko deps
+	local name=$1 ko plain deps rel
 	[ -n "${seen[$name]:-}" ] && return 0
 	seen[$name]=1
 	if grep -qE "/${name//_/[_-]}\.ko(\..*)?$" "$moddir/modules.builtin"; then
 		return 0 # built in
 	fi
-	ko=$(find "$moddir/kernel" -name "$name.ko" -o -name "${name//_/-}.ko" | head -1)
+	ko=$(find "$moddir/kernel" \( -name "$name.ko*" -o -name "${name//_/-}.ko*" \) | head -1)
 	[ -n "$ko" ] || die "module $name is neither built in nor in $moddir"
-	LC_ALL=C grep -aq "vermagic=$kver " "$ko" || die "$ko is not built for $kver"
-	deps=$(LC_ALL=C grep -ao -m1 'depends=[A-Za-z0-9_,-]*' "$ko" | head -c 4096 | sed -n '1s/^depends=//p')
+	# the guest loads plain .ko files: a compressed module is decompressed here
+	plain="$tmp/mods/$name.ko"
+	case "$ko" in
+	*.ko) cp "$ko" "$plain" ;;
+	*.ko.xz) xz -dc "$ko" >"$plain" ;;
+	*.ko.zst) zstd -dcq "$ko" >"$plain" ;;
+	*.ko.gz) gzip -dc "$ko" >"$plain" ;;
+	*) die "$ko: unknown module compression" ;;
+	esac
+	LC_ALL=C grep -aq "vermagic=$kver " "$plain" || die "$ko is not built for $kver"
+	deps=$(LC_ALL=C grep -ao -m1 'depends=[A-Za-z0-9_,-]*' "$plain" | head -c 4096 | sed -n '1s/^depends=//p')
 	for d in ${deps//,/ }; do add_module "$d"; done
-	order+=("${ko#"$moddir"/}")
+	rel=${ko#"$moddir"/}
+	order+=("${rel%.ko*}.ko")
+	mods+=("$plain")
 }
 for m in "${MODULES[@]}"; do add_module "$m"; done
 : >"$root/lib/modules/$kver/modules.dep"
-for rel in "${order[@]}"; do
+for i in "${!order[@]}"; do
+	rel=${order[$i]}
 	mkdir -p "$root/lib/modules/$kver/$(dirname "$rel")"
-	cp "$moddir/$rel" "$root/lib/modules/$kver/$rel"
+	cp "${mods[$i]}" "$root/lib/modules/$kver/$rel"
 	echo "$rel:" >>"$root/lib/modules/$kver/modules.dep" # in load order: dependencies first
 done
 

@@ -397,9 +397,48 @@ def test_net_none_exec_reaches_no_listener(vm):
         vm.recv(types={STREAM_OPEN}, timeout=2)
 
 
-def test_freeze_and_thaw_answer_ok(vm):
+def test_a_frozen_exec_makes_no_progress_until_thawed(vm):
+    c = chan()
+    vm.send(33, c, fields(("ARG", "/bin/sh"), ("ARG", "-c"),
+                          ("ARG", "i=0; while [ $i -lt 30 ]; do echo $i; i=$((i+1)); sleep 0.1; done"),
+                          *[("ENV", e) for e in ENV]))
+    assert vm.recv(chan=c).type == STARTED
+    assert vm.recv(chan=c, types={3}, timeout=30).payload
     assert vm.request(FREEZE, 0).type == OK
+    time.sleep(0.5)  # what was written before the freeze took hold
+    vm.pending = [f for f in vm.pending if f.chan != c]
+    while True:
+        try:
+            vm.recv(chan=c, timeout=0.5)
+        except TimeoutError:
+            break
+    with pytest.raises(TimeoutError):
+        vm.recv(chan=c, timeout=2)  # frozen: nothing
     assert vm.request(THAW, 0).type == OK
+    fr = vm.recv(chan=c, timeout=30)
+    assert fr.type == 3  # running again
+    while fr.type != EXIT:
+        fr = vm.recv(chan=c, timeout=30)
+    assert fr.u("EXIT_CODE") == 0
+
+
+def test_a_resize_reaches_the_tty(vm):
+    c = chan()
+    vm.send(33, c, fields(("ARG", "/bin/sh"), ("ARG", "-c"),
+                          ("ARG", "stty size; read x; stty size"), ("STDIN", 1),
+                          ("TTY_ROWS", 24), ("TTY_COLS", 80), *[("ENV", e) for e in ENV]))
+    assert vm.recv(chan=c).type == STARTED
+    out = b""
+    while b"24 80" not in out:
+        out += vm.recv(chan=c, types={3}, timeout=30).payload
+    vm.send(40, c, fields(("TTY_ROWS", 50), ("TTY_COLS", 132)))
+    vm.send(STDIN, c, b"go\n")
+    while True:
+        fr = vm.recv(chan=c, timeout=30)
+        if fr.type == EXIT:
+            break
+        out += fr.payload
+    assert b"50 132" in out
 
 
 def test_boot_to_hello_median_and_poweroff():
