@@ -18,8 +18,6 @@
 
 #define MAX_DEPTH 64
 
-#define NOT_GIVEN UINT64_MAX
-
 struct freq {
 	char path[GP_MAX_STRING + 1];
 	uint64_t mode, uid, gid; /* NOT_GIVEN: a default, or left as they are */

@@ -100,6 +100,8 @@ void files_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p);
 /* A string field into a fixed buffer, or an answer of GP_ERROR on chan: 0 / -1. */
 int field_str(uint32_t chan, const struct gp_field *f, char *out, size_t cap, const char *what);
 int field_u64(uint32_t chan, const struct gp_field *f, uint64_t *v, const char *what);
+#define NOT_GIVEN UINT64_MAX /* an optional integer field that did not come */
+
 /* A request's integer fields as data: the tag and where its value lands in the request. */
 struct u64_field {
 	uint16_t tag;
