@@ -264,6 +264,15 @@ def test_concurrent_execs_run_on_their_own_channels(vm):
     assert outs == {a: b"first\n", b: b"second\n"}
 
 
+def test_orphans_are_reaped_by_pid_1(vm):
+    for _ in range(3):  # each leaves a grandchild that outlives its parent, then dies
+        run(vm, ["/bin/sh", "-c", "(sleep 0.3 &); exit 0"])
+    time.sleep(1)
+    _, out, _, _ = run(vm, ["/bin/sh", "-c", "cat /proc/[0-9]*/stat"])
+    states = [l.rsplit(")", 1)[1].split()[0] for l in out.decode().splitlines() if ")" in l]
+    assert states and "Z" not in states, out
+
+
 def test_a_missing_program_is_an_error_not_an_exit(vm):
     first, _, _, ex = run(vm, ["/bin/no-such-program"])
     assert first.type == ERROR and ex is None
