@@ -407,8 +407,10 @@ static int dispatch(struct vm_chan *ch, const struct gp_hdr *h, const uint8_t *p
 		return 0;
 	}
 	int r = s->sink.on_frame(s->sink.ud, h, p);
+	if (r == -EDQUOT)
+		return *why = "data beyond the credit the host granted", -EPROTO;
 	if (r < 0)
-		return *why = ch->why[0] ? ch->why : "a frame its channel does not accept", -EPROTO;
+		return *why = "a frame its channel does not accept", -EPROTO;
 	if (r == 1)
 		memset(s, 0, sizeof(*s));
 	return 0;
@@ -670,7 +672,6 @@ struct vm_exec_st {
 	char fail_msg[256];
 	bool have_signal;
 	uint64_t code, sig, limit, cpu_ms, peak, wall, trunc;
-	char proto_why[96];
 };
 
 static void wake(struct vm_exec_st *e)
@@ -721,8 +722,7 @@ static int exec_on_frame(void *ud, const struct gp_hdr *h, const uint8_t *p)
 	case GP_STDOUT:
 	case GP_STDERR:
 		if (h->len > e->credit) {
-			snprintf(e->proto_why, sizeof(e->proto_why), "output beyond its credit");
-			r = -EPROTO;
+			r = -EDQUOT;
 			break;
 		}
 		e->credit -= h->len;
@@ -1038,7 +1038,7 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 		struct pollfd p[2] = {{.fd = e->wake, .events = POLLIN},
 				      {.fd = rq->cancel_fd > 0 ? rq->cancel_fd : -1, .events = POLLIN}};
 		uint64_t until = killed ? grace : deadline;
-		int ms = until == UINT64_MAX ? 1000 : until > now ? (int)MIN(until - now, 1000) : 0;
+		int ms = until == UINT64_MAX ? 1000 : until > now ? (int)(until - now < 1000 ? until - now : 1000) : 0;
 		if (poll(p, 2, ms) > 0) {
 			uint64_t v;
 			if (p[0].revents && read(e->wake, &v, sizeof(v)) < 0) {

@@ -6,6 +6,8 @@
  * failed, and nothing else is affected. */
 #include "lib/backends/microvm/microvm.h"
 
+#include <sys/random.h>
+
 #define BOOT_TIMEOUT_MS 60000	/* launch to HELLO under TCG on a loaded machine */
 #define SETUP_TIMEOUT_MS 10000
 #define QMP_TIMEOUT_MS 5000
@@ -40,7 +42,7 @@ int vm_guest_files(struct vm_guest_files *g, agentd_error *err)
 	if (k && *k)
 		snprintf(g->kernel, sizeof(g->kernel), "%s", k);
 	else
-		snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinuz", dir);
+		snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinux", dir);
 	if (i && *i)
 		snprintf(g->initrd, sizeof(g->initrd), "%s", i);
 	else

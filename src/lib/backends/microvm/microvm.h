@@ -48,7 +48,9 @@ int vm_qmp_simple(struct vm_qmp *q, const char *cmd, uint64_t timeout_ms, agentd
 /* ---------------------------------------------------------------- chan.c */
 struct vm_chan;
 /* A channel's receiver, called on the reader thread with each frame of its channel (the
- * payload valid during the call): 0, or -EPROTO when the frame is not one it accepts (the
+ * payload valid during the call, the channel layer's lock held: no vm_chan_* call but
+ * vm_chan_send): 0; 1 when it was the channel's last frame (it is then free); -EPROTO when
+ * the frame is not one it accepts, -EDQUOT when it is data beyond the credit granted (the
  * VM is then broken). on_end: the channel is gone (closed by vm_chan_close, or the VM
  * died: dead true). */
 struct vm_sink {
