@@ -328,6 +328,14 @@ static int spec_refuse(const agentd_spec *spec, agentd_error *err)
 	if (spec->image)
 		return agentd_error_set(err, ENOTSUP, "image: the microvm backend boots its own "
 						      "guest, not an image");
+	/* Host paths reach a guest only through file sharing (virtiofs): never dropped. */
+	if (spec->allowed_paths_ro.n || spec->allowed_paths_rw.n || spec->n_bind_mounts)
+		return agentd_error_set(err, ENOTSUP,
+					"%s: host paths need file sharing into the guest, which "
+					"this build of the microvm backend does not have",
+					spec->allowed_paths_ro.n   ? "allowed_paths_ro"
+					: spec->allowed_paths_rw.n ? "allowed_paths_rw"
+								   : "bind_mounts");
 	return 0;
 }
 
@@ -349,6 +357,10 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 		return -1;
 	}
 	sb->priv = vm;
+	/* The sandbox's id is its jail's: its cgroup (agentd/<id>), what the janitor removes
+	 * after a crash, names it. */
+	snprintf(sb->id, sizeof(sb->id), "%s", vm->q.jail->id);
+	snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", sb->id);
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE,
 			  strcmp(spec->seccomp_profile, "none") != 0);
 	strv_push(&sb->caps.writable_paths, spec->workdir);
@@ -380,6 +392,8 @@ static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 				   "not in this build of the microvm backend");
 	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
 				   "host paths need file sharing into the guest");
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_IMAGE,
+				   "the guest boots its own initramfs, not an image");
 	caps->filesystem_isolation = true;
 	caps->process_isolation = true;
 	caps->network_isolation = true;
