@@ -1010,9 +1010,7 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 		pthread_mutex_lock(&ch->lock);
 		bool ended = e->ended, dead = e->dead, more = e->head != NULL;
 		pthread_mutex_unlock(&ch->lock);
-		if (more)
-			continue;
-		if (ended)
+		if (ended && !more)
 			break;
 		if (dead) {
 			char why[256];
@@ -1035,6 +1033,8 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 			x.chan = 0;
 			goto out;
 		}
+		if (more)
+			continue; /* deliver it first; the deadline above still holds */
 		struct pollfd p[2] = {{.fd = e->wake, .events = POLLIN},
 				      {.fd = rq->cancel_fd > 0 ? rq->cancel_fd : -1, .events = POLLIN}};
 		uint64_t until = killed ? grace : deadline;

@@ -162,6 +162,7 @@ struct vm_verdict {
 	char reason[256];		/* why not */
 	bool kvm;			/* the real guest booted under KVM to a HELLO */
 	bool pvm;			/* the host is KVM-PVM (nested) */
+	bool vcpu_runs;			/* a bare vCPU ran (reported, never counted) */
 	char accel_why[256];		/* why not KVM, or "" */
 	uint64_t boot_ms;		/* of the probe's boot with the chosen accelerator */
 	char qemu_version[64];
