@@ -804,6 +804,8 @@ static int exec_frame(const struct vm_exec_req *rq, uint8_t *buf, agentd_error *
 		gp_w_str(&w, GP_T_ENV, *e);
 	}
 	gp_w_str(&w, GP_T_CWD, rq->cwd);
+	gp_w_u64(&w, GP_T_UID, rq->uid);
+	gp_w_u64(&w, GP_T_GID, rq->gid);
 	gp_w_u64(&w, GP_T_STDIN, rq->stdin_null ? 0 : 1);
 	gp_w_u64(&w, GP_T_TIMEOUT_MS, rq->timeout_ms);
 	gp_w_u64(&w, GP_T_MEM_BYTES, rq->mem_bytes);
