@@ -39,19 +39,6 @@ unsigned long vm_host_khz(void)
 	return mhz > 0 && mhz < 100000 ? (unsigned long)(mhz * 1000) : 0;
 }
 
-static void push_fmt(agentd_strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void push_fmt(agentd_strv *v, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	strv_push(v, s);
-	free(s);
-}
-
 void vm_qemu_argv(const struct vm_launch *l, agentd_strv *a)
 {
 	const char *bin = vm_qemu_binary();
@@ -70,9 +57,9 @@ void vm_qemu_argv(const struct vm_launch *l, agentd_strv *a)
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
 		strv_push(a, fixed[i]);
 	strv_push(a, "-chardev");
-	push_fmt(a, "socket,id=agent,fd=%d", CHAN_FD);
+	strv_pushf(a, "socket,id=agent,fd=%d", CHAN_FD);
 	strv_push(a, "-chardev");
-	push_fmt(a, "socket,id=qmp,fd=%d", QMP_FD);
+	strv_pushf(a, "socket,id=qmp,fd=%d", QMP_FD);
 	strv_push(a, "-accel");
 	strv_push(a, l->kvm ? "kvm" : "tcg");
 	if (l->kvm) {
@@ -80,9 +67,9 @@ void vm_qemu_argv(const struct vm_launch *l, agentd_strv *a)
 		strv_push(a, "host");
 	}
 	strv_push(a, "-m");
-	push_fmt(a, "%" PRIu64 "M", (l->guest_mem_bytes + (1 << 20) - 1) >> 20);
+	strv_pushf(a, "%" PRIu64 "M", (l->guest_mem_bytes + (1 << 20) - 1) >> 20);
 	strv_push(a, "-smp");
-	push_fmt(a, "%u", l->vcpus ? l->vcpus : 1);
+	strv_pushf(a, "%u", l->vcpus ? l->vcpus : 1);
 	strv_push(a, "-kernel");
 	strv_push(a, l->files->kernel);
 	strv_push(a, "-initrd");
@@ -92,7 +79,7 @@ void vm_qemu_argv(const struct vm_launch *l, agentd_strv *a)
 	char khz_arg[48] = "";
 	if (khz)
 		snprintf(khz_arg, sizeof(khz_arg), " tsc_early_khz=%lu", khz);
-	push_fmt(a, "console=hvc0 quiet panic=-1 reboot=t%s%s%s", khz_arg, l->append ? " " : "",
+	strv_pushf(a, "console=hvc0 quiet panic=-1 reboot=t%s%s%s", khz_arg, l->append ? " " : "",
 		 l->append ? l->append : "");
 	for (size_t i = 0; i < l->extra_args.n; i++)
 		strv_push(a, l->extra_args.v[i]);
