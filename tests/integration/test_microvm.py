@@ -137,6 +137,14 @@ def test_cli_env_is_cleared_like_container(caps):
     assert {"PATH", "HOME", "TMPDIR", "LANG"} <= names, names
 
 
+def test_cli_cpu_time_counts_the_commands_not_the_boot(caps):
+    # QEMU spends seconds of CPU booting the guest: the policy's budget is the commands'
+    rc, res, err = run_vm("sh", "-c", "while :; do :; done", opts=["--cpu-time", "2s"])
+    assert res is not None, err
+    assert res["limit_hit"] == "cpu" and res["term_signal"] in (signal.SIGXCPU, signal.SIGKILL), res
+    assert 1500 <= res["resource_usage"]["cpu_time_ms"] < 10000, res
+
+
 def test_cli_host_paths_are_refused_not_dropped(caps):
     rc, res, err = run_vm("true", opts=["--ro", "/etc"])
     assert rc == 125 and res is None

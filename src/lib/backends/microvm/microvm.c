@@ -237,6 +237,14 @@ static int mv_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_e
 	exec_request er = backend_exec_request(sb, cmd, ctx, envp, cmd->workdir ? cmd->workdir
 										: sb->spec.workdir, NULL);
 	const agentd_limits *l = &sb->spec.limits;
+	/* the sandbox's CPU budget is its commands' (not QEMU's own, booting included): what
+	 * is left of it bounds this one */
+	pthread_mutex_lock(&vm->lock);
+	uint64_t spent = vm->cpu_ms;
+	pthread_mutex_unlock(&vm->lock);
+	uint64_t cpu_left = !l->max_cpu_time_ms		  ? 0
+			    : spent < l->max_cpu_time_ms ? l->max_cpu_time_ms - spent
+							 : 1;
 	struct vm_exec_req rq = {
 		.argv = cmd->argv,
 		.envp = envp,
@@ -248,7 +256,7 @@ static int mv_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_e
 		.max_output_bytes = l->max_output_bytes,
 		.mem_bytes = l->max_memory_bytes,
 		.pids = l->max_processes,
-		.cpu_ms = l->max_cpu_time_ms,
+		.cpu_ms = cpu_left,
 		.nofile = l->max_open_files,
 		.fsize = l->max_write_bytes,
 		/* as on container: uid/gid 1000, or 0 when run_as asks for it (root of the
@@ -263,6 +271,11 @@ static int mv_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_e
 	};
 	int r = vm_exec(vm->ch, &rq, out, err);
 	env_free(envp);
+	if (r == 0) {
+		pthread_mutex_lock(&vm->lock);
+		vm->cpu_ms += out->usage.cpu_time_ms;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	if (r < 0)
 		return agentd_error_prefix(err, "exec %s", cmd->argv[0]);
 	return 0;
@@ -307,6 +320,11 @@ static int mv_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 		if (r < 0)
 			return agentd_error_errno(err, -r, "read the VM's cgroup usage");
 	}
+	/* the host cgroup's memory and I/O are the VM's (QEMU's) cost; CPU time is the
+	 * commands', what the policy's budget counts */
+	pthread_mutex_lock(&vm->lock);
+	u->cpu_time_ms = vm->cpu_ms;
+	pthread_mutex_unlock(&vm->lock);
 	u->wall_time_ms = (uint64_t)(time(NULL) - sb->created_at) * 1000;
 	return 0;
 }

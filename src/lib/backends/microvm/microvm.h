@@ -200,6 +200,7 @@ struct vm {
 	uint64_t boot_ms;		/* host-measured, launch to HELLO */
 	pthread_mutex_t lock;
 	bool suspended;
+	uint64_t cpu_ms;		/* its commands' CPU time in the guest (the budget's) */
 };
 int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 /* The backend's jail backend (a container backend object of its own). */
