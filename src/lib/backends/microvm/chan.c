@@ -1035,12 +1035,15 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 			x.chan = 0;
 			goto out;
 		}
-		if (more)
-			continue; /* deliver it first; the deadline above still holds */
 		struct pollfd p[2] = {{.fd = e->wake, .events = POLLIN},
 				      {.fd = rq->cancel_fd > 0 ? rq->cancel_fd : -1, .events = POLLIN}};
 		uint64_t until = killed ? grace : deadline;
-		int ms = until == UINT64_MAX ? 1000 : until > now ? (int)(until - now < 1000 ? until - now : 1000) : 0;
+		/* more output queued: deliver it first (a look at cancel only); the deadline
+		 * above holds under a flood too */
+		int ms = more		       ? 0
+			 : until == UINT64_MAX ? 1000
+			 : until > now	       ? (int)(until - now < 1000 ? until - now : 1000)
+					       : 0;
 		if (poll(p, 2, ms) > 0) {
 			uint64_t v;
 			if (p[0].revents && read(e->wake, &v, sizeof(v)) < 0) {
