@@ -332,6 +332,68 @@ static void hostile_frames_break_the_channel_with_a_reason(void **state)
 	}
 }
 
+/* Output without end, always within the credit the host returned, deaf to the kill: the
+ * host's own deadline must still end it (and break the VM), however fast it keeps up. */
+static void *guest_floods_within_credit(void *arg)
+{
+	int fd = *(int *)arg;
+	static uint8_t p[GP_MAX_PAYLOAD];
+	static uint8_t chunk[8192];
+	struct gp_hdr h;
+	get_frame(fd, &h, p, sizeof(p));
+	uint32_t chan = h.chan;
+	uint64_t credit = GP_INITIAL_CREDIT;
+	for (;;) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, credit >= sizeof(chunk) ? 0 : 1000) > 0) {
+			uint8_t hb[GP_HDR_SIZE];
+			if (read(fd, hb, sizeof(hb)) != (ssize_t)sizeof(hb) || gp_hdr_decode(hb, &h) < 0)
+				return NULL; /* the host hung up */
+			if (h.len && read(fd, p, h.len) != (ssize_t)h.len)
+				return NULL;
+			struct gp_reader r;
+			struct gp_field f;
+			uint64_t v;
+			gp_r_init(&r, p, h.len);
+			while (h.type == GP_CREDIT && gp_r_next(&r, &f) == 1)
+				if (f.tag == GP_T_BYTES && gp_f_u64(&f, &v) == 0)
+					credit += v;
+		}
+		if (credit >= sizeof(chunk)) {
+			struct gp_hdr o = {.len = sizeof(chunk), .type = GP_STDOUT, .chan = chan};
+			uint8_t ob[GP_HDR_SIZE];
+			gp_hdr_encode(ob, &o);
+			if (write_all(fd, ob, sizeof(ob)) < 0 || write_all(fd, chunk, sizeof(chunk)) < 0)
+				return NULL;
+			credit -= sizeof(chunk);
+		}
+	}
+}
+
+static void a_flood_within_credit_still_meets_the_deadline(void **state)
+{
+	(void)state;
+	struct pair p;
+	open_pair(&p, true);
+	pthread_t t;
+	pthread_create(&t, NULL, guest_floods_within_credit, &p.guest);
+	char *argv[] = {"x", NULL};
+	struct vm_exec_req rq = {.argv = argv, .cwd = "/", .stdin_null = true, .timeout_ms = 500,
+				 .max_output_bytes = 1 << 16, .cancel_fd = -1};
+	agentd_exec_output out = {0};
+	agentd_error err = {0};
+	uint64_t t0 = now_ms_monotonic();
+	assert_int_equal(vm_exec(p.ch, &rq, &out, &err), -1);
+	assert_true(now_ms_monotonic() - t0 < 30000);
+	assert_non_null(strstr(err.msg, "within"));
+	wait_broken(&p, "did not end a timed-out command");
+	shutdown(p.guest, SHUT_RDWR);
+	vm_chan_free(p.ch);
+	pthread_join(t, NULL);
+	close(p.guest);
+	agentd_exec_output_free(&out);
+}
+
 static void a_frame_before_hello_breaks_the_channel(void **state)
 {
 	(void)state;
@@ -409,6 +471,7 @@ int main(void)
 		cmocka_unit_test(an_exec_streams_in_order_with_credit_and_maps_its_end),
 		cmocka_unit_test(hostile_frames_break_the_channel_with_a_reason),
 		cmocka_unit_test(a_frame_before_hello_breaks_the_channel),
+		cmocka_unit_test(a_flood_within_credit_still_meets_the_deadline),
 		cmocka_unit_test(qmp_skips_events_and_reports_errors),
 		cmocka_unit_test(a_vcpu_that_runs_is_not_kvm),
 	};
