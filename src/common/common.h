@@ -8,6 +8,7 @@
 #include "agentd.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -79,6 +80,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ---------------------------------------------------------------- strv.c */
 void strv_push(agentd_strv *sv, const char *s);	/* copies s */
 void strv_free(agentd_strv *sv);
+/* A formatted string pushed (issue 15: vm-host). */
+void strv_pushf(agentd_strv *sv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strv_vpushf(agentd_strv *sv, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 void strv_copy(agentd_strv *dst, const agentd_strv *src);
 bool strv_contains(const agentd_strv *sv, const char *s);
 void kvv_set(agentd_kvv *kv, const char *key, const char *value);	/* replace or append */

@@ -1,11 +1,33 @@
 /* strv.c: string vectors and key/value lists (the spec's argv, paths, env, labels). */
 #include "common/common.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 void strv_push(agentd_strv *sv, const char *s)
 {
 	sv->v = xrealloc(sv->v, (sv->n + 2) * sizeof(char *));
 	sv->v[sv->n++] = xstrdup(s);
 	sv->v[sv->n] = NULL;
+}
+
+/* issue 15: vm-host (was the oci backend's own) */
+void strv_vpushf(agentd_strv *sv, const char *fmt, va_list ap)
+{
+	char *s = NULL;
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	sv->v = xrealloc(sv->v, (sv->n + 2) * sizeof(char *));
+	sv->v[sv->n++] = s;
+	sv->v[sv->n] = NULL;
+}
+
+void strv_pushf(agentd_strv *sv, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	strv_vpushf(sv, fmt, ap);
+	va_end(ap);
 }
 
 void strv_free(agentd_strv *sv)

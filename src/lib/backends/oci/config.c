@@ -15,12 +15,8 @@ void oci_strv_pushf(agentd_strv *sv, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
+	strv_vpushf(sv, fmt, ap);
 	va_end(ap);
-	strv_push(sv, s);
-	free(s);
 }
 
 static void mount_add(struct oci_config *cfg, const char *source, const char *target,
