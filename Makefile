@@ -97,6 +97,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-jsonrpc
 	$(FUZZ_BUILD)/fuzz/fuzz_jsonrpc -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-jsonrpc fuzz/corpus/jsonrpc
+	# issue 15: vm-guest
+	mkdir -p $(FUZZ_BUILD)/corpus-guestproto
+	$(FUZZ_BUILD)/fuzz/fuzz_guestproto -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-guestproto fuzz/corpus/guestproto
 
 check: unit asan integration security fuzz
 

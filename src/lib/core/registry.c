@@ -2,6 +2,7 @@
  * normalisation, registration order, collisions, plugins, and auto-detection by score. */
 #include "lib/core/core.h"
 #include "lib/backends/oci/oci.h"
+#include "lib/backends/microvm/microvm.h" /* issue 15: vm-host */
 
 #include <ctype.h>
 #include <dirent.h>
@@ -121,6 +122,10 @@ static void register_builtins(void)
 	 * podman, docker), which auto must never pick over container. */
 	static const char *const oci[] = {"docker", "podman", "runc", "crun", NULL};
 	if (register_locked("oci", oci, oci_backend_new, NULL) == 0)
+		entries[n_entries - 1].by_name_only = true;
+	/* issue 15: vm-host. A micro-VM per sandbox: chosen by name, auto keeps container. */
+	static const char *const microvm[] = {"firecracker", "vm", "qemu", NULL};
+	if (register_locked("microvm", microvm, microvm_backend_new, NULL) == 0)
 		entries[n_entries - 1].by_name_only = true;
 }
 

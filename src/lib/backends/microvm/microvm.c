@@ -1,0 +1,435 @@
+/* microvm.c: the microvm backend (docs/microvm.md) — one QEMU micro-VM per sandbox, kept
+ * for the sandbox's life: create boots it (qemu.c launches QEMU in its jail, chan.c waits
+ * for the guest agent's HELLO and sends SETUP), exec runs each command in it over an exec
+ * channel, destroy powers it off and removes the jail. A VM whose guest breaks the
+ * protocol, or whose QEMU ends, is killed at once; its sandbox reports every later exec as
+ * failed, and nothing else is affected. */
+#include "lib/backends/microvm/microvm.h"
+
+#include <sys/random.h>
+
+#define BOOT_TIMEOUT_MS 60000	/* launch to HELLO under TCG on a loaded machine */
+#define SETUP_TIMEOUT_MS 10000
+#define QMP_TIMEOUT_MS 5000
+#define POWEROFF_WAIT_MS 2000
+
+struct microvm_backend {
+	agentd_backend *jail;	/* a container backend of our own: QEMU's jails */
+	pthread_mutex_t lock;
+	bool probed;
+	struct vm_verdict verdict;
+};
+
+agentd_backend *microvm_jail_backend(agentd_backend *b)
+{
+	return ((struct microvm_backend *)b->priv)->jail;
+}
+
+/* ------------------------------------------------------------- guest files */
+
+static bool file_ok(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int vm_guest_files(struct vm_guest_files *g, agentd_error *err)
+{
+	const char *dir = getenv("AGENTD_GUEST_DIR");
+	if (!dir || !*dir)
+		dir = AGENTD_GUEST_BUILD_DIR;
+	const char *k = getenv("AGENTD_GUEST_KERNEL"), *i = getenv("AGENTD_GUEST_INITRD");
+	if (k && *k)
+		snprintf(g->kernel, sizeof(g->kernel), "%s", k);
+	else
+		snprintf(g->kernel, sizeof(g->kernel), "%s/vmlinux", dir);
+	if (i && *i)
+		snprintf(g->initrd, sizeof(g->initrd), "%s", i);
+	else
+		snprintf(g->initrd, sizeof(g->initrd), "%s/initramfs.cpio.gz", dir);
+	const char *missing = !file_ok(g->kernel) ? g->kernel : !file_ok(g->initrd) ? g->initrd : NULL;
+	if (missing)
+		return agentd_error_set(err, ENOENT,
+					"the guest's %s is missing (%s): build it with "
+					"scripts/build-guest.sh, or set AGENTD_GUEST_DIR",
+					missing == g->kernel ? "kernel" : "initramfs", missing);
+	return 0;
+}
+
+/* ------------------------------------------------------------- boot */
+
+static void vm_kill_now(void *arg)
+{
+	struct vm *vm = arg;
+	/* The reader thread saw a protocol error or QEMU's end: QEMU and all it runs go now;
+	 * the jail itself is removed by destroy. */
+	if (vm->q.unit)
+		cgroup_kill_all(vm->q.unit);
+}
+
+/* SETUP: hostname, network, clock, entropy, the seccomp program of agentd's default
+ * profile (what T_SECCOMP 1 installs for each command). */
+static int send_setup(struct vm *vm, const agentd_spec *spec, agentd_error *err)
+{
+	struct seccomp_prog sc = {0};
+	struct seccomp_opts so = {.profile = "default"};
+	if (seccomp_prepare(&so, &sc, err) < 0)
+		return agentd_error_prefix(err, "seccomp program for the guest");
+	uint8_t *buf = xmalloc(GP_MAX_PAYLOAD);
+	struct gp_writer w;
+	gp_w_init(&w, buf, GP_MAX_PAYLOAD);
+	gp_w_str(&w, GP_T_HOSTNAME, "agentd");
+	gp_w_u64(&w, GP_T_NETWORK,
+		 spec->network.mode == AGENTD_NET_ALLOWLIST ? GP_NET_ALLOWLIST : GP_NET_NONE);
+	gp_w_u64(&w, GP_T_CLOCK_NS, (uint64_t)now_ms_realtime() * 1000000ull);
+	uint8_t seed[32];
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		memset(seed, 0, sizeof(seed));
+	gp_w_bytes(&w, GP_T_SEED, seed, sizeof(seed));
+	if (sc.active && sc.filter)
+		gp_w_bytes(&w, GP_T_SECCOMP_BPF, sc.filter, (size_t)sc.len * 8);
+	seccomp_prog_free(&sc);
+	int r = gp_w_done(&w) < 0
+			? agentd_error_set(err, EMSGSIZE, "the guest's SETUP exceeds one frame")
+			: vm_chan_control(vm->ch, GP_SETUP, buf, w.len, SETUP_TIMEOUT_MS, err);
+	free(buf);
+	return r;
+}
+
+static uint64_t guest_mem(const agentd_spec *spec)
+{
+	uint64_t m = spec->limits.max_memory_bytes ? spec->limits.max_memory_bytes
+						   : VM_GUEST_DEFAULT_MEM;
+	return m + VM_GUEST_OVERHEAD;
+}
+
+static unsigned guest_vcpus(const agentd_spec *spec)
+{
+	unsigned pct = spec->limits.cpu_quota_pct;
+	long host = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = pct ? (pct + 99) / 100 : 1;
+	if (host > 0 && n > (unsigned)host)
+		n = (unsigned)host;
+	return n ? n : 1;
+}
+
+int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdict *v,
+	    const struct vm_launch *extra, uint64_t boot_timeout_ms, struct vm *vm,
+	    agentd_error *err)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->qmp.fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	struct vm_guest_files files;
+	if (vm_guest_files(&files, err) < 0)
+		return -1;
+	struct vm_launch l = {
+		.files = &files,
+		.kvm = v->kvm,
+		.guest_mem_bytes = guest_mem(spec),
+		.vcpus = guest_vcpus(spec),
+		.limits = &spec->limits,
+	};
+	if (extra) {
+		l.append = extra->append;
+		if (extra->guest_mem_bytes)
+			l.guest_mem_bytes = extra->guest_mem_bytes;
+		strv_copy(&l.extra_args, &extra->extra_args);
+		strv_copy(&l.extra_ro, &extra->extra_ro);
+	}
+	uint64_t t0 = now_ms_monotonic();
+	int r = vm_qemu_start(jail, &l, &vm->q, err);
+	strv_free(&l.extra_args);
+	strv_free(&l.extra_ro);
+	if (r < 0)
+		return -1;
+	vm->kvm = v->kvm;
+	vm_qmp_init(&vm->qmp, take_fd(&vm->q.qmp_fd));
+	vm->ch = vm_chan_new(take_fd(&vm->q.chan_fd), take_fd(&vm->q.rep_fd),
+			     take_fd(&vm->q.err_fd), err);
+	if (!vm->ch)
+		goto fail;
+	vm_chan_on_broken(vm->ch, vm_kill_now, vm);
+	if (vm_qmp_handshake(&vm->qmp, QMP_TIMEOUT_MS * 4, err) < 0) {
+		agentd_error_prefix(err, "QEMU's monitor");
+		goto fail;
+	}
+	if (vm_chan_wait_hello(vm->ch, boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS,
+			       &vm->hello, err) < 0)
+		goto fail;
+	vm->boot_ms = now_ms_monotonic() - t0;
+	trace_mark("vm: guest ready");
+	if (send_setup(vm, spec, err) < 0) {
+		agentd_error_prefix(err, "guest setup");
+		goto fail;
+	}
+	return 0;
+fail:;
+	char tail[256] = "";
+	if (vm->ch)
+		vm_chan_qemu_stderr(vm->ch, tail, sizeof(tail));
+	if (tail[0] && err && !strstr(err->msg, tail))
+		agentd_error_prefix(err, "boot (QEMU said: %s)", tail);
+	else
+		agentd_error_prefix(err, "boot");
+	vm_shutdown(vm);
+	return -1;
+}
+
+void vm_shutdown(struct vm *vm)
+{
+	if (vm->ch && !vm_chan_broken(vm->ch, NULL, 0)) {
+		/* A clean power-off when the guest is healthy: it syncs and stops; QEMU exits
+		 * (-no-reboot). The jail's removal kills whatever is left anyway. */
+		vm_chan_send(vm->ch, GP_POWEROFF, 0, NULL, 0, NULL);
+		uint64_t deadline = now_ms_monotonic() + POWEROFF_WAIT_MS;
+		while (!vm_chan_broken(vm->ch, NULL, 0) && now_ms_monotonic() < deadline)
+			usleep(10000);
+	}
+	if (vm->q.unit)
+		cgroup_kill_all(vm->q.unit);
+	vm_chan_free(vm->ch);
+	vm->ch = NULL;
+	vm_qmp_close(&vm->qmp);
+	vm_qemu_stop(&vm->q);
+	pthread_mutex_destroy(&vm->lock);
+}
+
+/* ------------------------------------------------------------- sandbox ops */
+
+static int mv_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
+		   agentd_exec_output *out, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	char why[256];
+	if (vm_chan_broken(vm->ch, why, sizeof(why)))
+		return agentd_error_set(err, EPIPE, "sandbox %s: its VM is gone: %s", sb->id, why);
+	pthread_mutex_lock(&vm->lock);
+	bool suspended = vm->suspended;
+	pthread_mutex_unlock(&vm->lock);
+	if (suspended)
+		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
+	agentd_kvv extra = {0};
+	char **envp = backend_envp(sb, &extra, false, cmd);
+	exec_request er = backend_exec_request(sb, cmd, ctx, envp, cmd->workdir ? cmd->workdir
+										: sb->spec.workdir, NULL);
+	const agentd_limits *l = &sb->spec.limits;
+	struct vm_exec_req rq = {
+		.argv = cmd->argv,
+		.envp = envp,
+		.cwd = er.cwd,
+		.stdin_data = cmd->stdin_data,
+		.stdin_len = cmd->stdin_len,
+		.stdin_null = !cmd->stdin_data,
+		.timeout_ms = er.timeout_ms,
+		.max_output_bytes = l->max_output_bytes,
+		.mem_bytes = l->max_memory_bytes,
+		.pids = l->max_processes,
+		.cpu_ms = l->max_cpu_time_ms,
+		.nofile = l->max_open_files,
+		.fsize = l->max_write_bytes,
+		.seccomp = strcmp(sb->spec.seccomp_profile, "none") != 0,
+		.net_none = sb->spec.network.mode != AGENTD_NET_ALLOWLIST,
+		.on_output = ctx->on_output,
+		.userdata = ctx->userdata,
+		.cancel_fd = ctx->cancel_fd,
+	};
+	int r = vm_exec(vm->ch, &rq, out, err);
+	env_free(envp);
+	if (r < 0)
+		return agentd_error_prefix(err, "exec %s", cmd->argv[0]);
+	return 0;
+}
+
+static bool mv_is_alive(agentd_sandbox *sb)
+{
+	struct vm *vm = sb->priv;
+	return vm && vm->ch && !vm_chan_broken(vm->ch, NULL, 0);
+}
+
+static int mv_freeze(agentd_sandbox *sb, bool stop, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	pthread_mutex_lock(&vm->lock);
+	int r = 0;
+	if (vm->suspended == stop)
+		r = agentd_error_set(err, EALREADY, "sandbox %s is already %s", sb->id,
+				     stop ? "suspended" : "running");
+	else if ((r = vm_qmp_simple(&vm->qmp, stop ? "stop" : "cont", QMP_TIMEOUT_MS, err)) == 0)
+		vm->suspended = stop;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+static int mv_suspend(agentd_sandbox *sb, agentd_error *err)
+{
+	return mv_freeze(sb, true, err);
+}
+
+static int mv_resume(agentd_sandbox *sb, agentd_error *err)
+{
+	return mv_freeze(sb, false, err);
+}
+
+static int mv_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	struct ctr *c = vm->q.jail ? vm->q.jail->priv : NULL;
+	if (c && c->cg) {
+		int r = cgroup_read_usage(c->cg, u);
+		if (r < 0)
+			return agentd_error_errno(err, -r, "read the VM's cgroup usage");
+	}
+	u->wall_time_ms = (uint64_t)(time(NULL) - sb->created_at) * 1000;
+	return 0;
+}
+
+static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
+{
+	(void)err;
+	struct vm *vm = sb->priv;
+	if (vm) {
+		vm_shutdown(vm);
+		free(vm);
+	}
+	sb->priv = NULL;
+	return 0;
+}
+
+static const agentd_sandbox_ops microvm_sandbox_ops = {
+	.exec = mv_exec,
+	.is_alive = mv_is_alive,
+	.suspend = mv_suspend,
+	.resume = mv_resume,
+	.usage = mv_usage,
+	.destroy = mv_destroy,
+};
+
+/* ------------------------------------------------------------- backend */
+
+static const struct vm_verdict *verdict(agentd_backend *b)
+{
+	struct microvm_backend *mb = b->priv;
+	pthread_mutex_lock(&mb->lock);
+	if (!mb->probed) {
+		vm_probe_verdict(mb->jail, &mb->verdict);
+		mb->probed = true;
+	}
+	pthread_mutex_unlock(&mb->lock);
+	return &mb->verdict;
+}
+
+/* What a VM of this build cannot give a spec yet: refused, naming the key. */
+static int spec_refuse(const agentd_spec *spec, agentd_error *err)
+{
+	if (spec->network.mode == AGENTD_NET_HOST)
+		return agentd_error_set(err, ENOTSUP, "network.mode: host: a micro-VM has no host "
+						      "network (use none or allowlist)");
+	if (spec->image)
+		return agentd_error_set(err, ENOTSUP, "image: the microvm backend boots its own "
+						      "guest, not an image");
+	return 0;
+}
+
+static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox **out,
+		     agentd_error *err)
+{
+	if (spec_refuse(spec, err) < 0)
+		return -1;
+	const struct vm_verdict *v = verdict(b);
+	if (!v->available)
+		return agentd_error_set(err, ENOTSUP, "microvm: %s", v->reason);
+	agentd_sandbox *sb = agentd_sandbox_alloc(b, spec, &microvm_sandbox_ops, err);
+	if (!sb)
+		return -1;
+	struct vm *vm = xcalloc(1, sizeof(*vm));
+	if (vm_boot(microvm_jail_backend(b), &sb->spec, v, NULL, 0, vm, err) < 0) {
+		free(vm);
+		backend_sandbox_free(sb);
+		return -1;
+	}
+	sb->priv = vm;
+	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE,
+			  strcmp(spec->seccomp_profile, "none") != 0);
+	strv_push(&sb->caps.writable_paths, spec->workdir);
+	strv_push(&sb->caps.writable_paths, "/tmp");
+	*out = sb;
+	return 0;
+}
+
+static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err)
+{
+	(void)err;
+	const agentd_platform *p = agentd_probe_platform();
+	process_probe_common(caps, p);
+	const struct vm_verdict *v = verdict(b);
+	caps->available = v->available;
+	if (!v->available) {
+		snprintf(caps->unavailable_reason, sizeof(caps->unavailable_reason), "%s", v->reason);
+		return 0;
+	}
+	/* What the guest enforces (a kernel of its own, a cgroup per command, seccomp, rlimits)
+	 * behind a hardware (or, under TCG, an emulated) boundary. */
+	static const agentd_policy_item guest[] = {
+		AGENTD_ITEM_MEMORY, AGENTD_ITEM_PIDS,	  AGENTD_ITEM_CPU_TIME,
+		AGENTD_ITEM_SECCOMP, AGENTD_ITEM_NETWORK_NONE, AGENTD_ITEM_FILESYSTEM,
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(guest); i++)
+		agentd_caps_enforce(caps, guest[i]);
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST,
+				   "not in this build of the microvm backend");
+	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
+				   "host paths need file sharing into the guest");
+	caps->filesystem_isolation = true;
+	caps->process_isolation = true;
+	caps->network_isolation = true;
+	caps->syscall_filtering = true;
+	caps->resource_limits = true;
+	caps->persistent_sandboxes = true;
+	char f[160];
+	snprintf(f, sizeof(f), "accelerator-%s", v->kvm ? "kvm" : "tcg");
+	strv_push(&caps->platform_features, f);
+	if (v->pvm)
+		strv_push(&caps->platform_features, "kvm-pvm");
+	strv_push(&caps->platform_features, "hardware-boundary");
+	if (!v->kvm) {
+		char w[512];
+		snprintf(w, sizeof(w),
+			 "no usable KVM (%s): guests run under TCG emulation, boot to ready %" PRIu64
+			 " ms measured",
+			 v->accel_why, v->boot_ms);
+		strv_push(&caps->warnings, w);
+	}
+	return 0;
+}
+
+static void mv_backend_free(agentd_backend *b)
+{
+	struct microvm_backend *mb = b->priv;
+	if (!mb)
+		return;
+	agentd_backend_free(mb->jail);
+	pthread_mutex_destroy(&mb->lock);
+	free(mb);
+	b->priv = NULL;
+}
+
+static const agentd_backend_ops microvm_ops = {
+	.name = "microvm",
+	.probe = mv_probe,
+	.create_sandbox = mv_create,
+	.free_backend = mv_backend_free,
+};
+
+int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err)
+{
+	agentd_backend *jail = NULL;
+	if (container_backend_new(work_root, &jail, err) < 0)
+		return -1;
+	*out = agentd_backend_alloc(&microvm_ops, work_root);
+	struct microvm_backend *mb = xcalloc(1, sizeof(*mb));
+	mb->jail = jail;
+	pthread_mutex_init(&mb->lock, NULL);
+	(*out)->priv = mb;
+	return 0;
+}
