@@ -15,6 +15,8 @@
 #include "lib/backends/container/container.h"
 #include "common/guestproto.h"
 
+struct vm_map; /* issue 15: vm-map (share.h) */
+
 #include <jansson.h>
 
 /* ---------------------------------------------------------------- files of the guest */
@@ -131,6 +133,8 @@ struct vm_launch {
 	agentd_strv extra_args;		/* hooks: more QEMU arguments (devices...) */
 	agentd_strv extra_ro;		/* hooks: more host paths QEMU sees read-only */
 	const char *append;		/* more kernel command line, or NULL */
+	/* issue 15: vm-map */
+	struct vm_map *map;		/* the sandbox's files and network (share.h), or NULL */
 };
 /* QEMU running in its jail. */
 struct vm_qemu {
@@ -186,6 +190,8 @@ struct vm {
 	uint64_t boot_ms;		/* host-measured, launch to HELLO */
 	pthread_mutex_t lock;
 	bool suspended;
+	/* issue 15: vm-map */
+	struct vm_map *map;		/* the sandbox's files and network, or NULL (the probe) */
 };
 int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 /* The backend's jail backend (a container backend object of its own). */
