@@ -421,10 +421,14 @@ static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(guest); i++)
 		agentd_caps_enforce(caps, guest[i]);
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST,
-				   "not in this build of the microvm backend");
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
-				   "host paths need file sharing into the guest");
+	/* issue 15: vm-map: the egress proxy through guest streams; host paths over virtiofs
+	 * (without virtiofsd a create fails, naming it) */
+	agentd_caps_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST);
+	if (vm_share_virtiofsd())
+		agentd_caps_enforce(caps, AGENTD_ITEM_BIND_MOUNTS);
+	else
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
+					   "virtiofsd is not installed (qemu-system-common)");
 	caps->filesystem_isolation = true;
 	caps->process_isolation = true;
 	caps->network_isolation = true;
