@@ -11,7 +11,8 @@
  *
  * The jail's process is cloned into fresh mount, pid, net, ipc and uts namespaces (and the
  * VM's host cgroup): when it dies the namespace and every mount in it go, so a destroy, a
- * failed create or a daemon crash (PDEATHSIG) leaves no mount on the host. Before it execs
+ * failed create or a daemon crash (the jail's cgroup killed, QEMU's connection gone) leaves
+ * no mount on the host. Before it execs
  * virtiofsd it sends the host the tree's root, the workdir and the scratch as fds, which the
  * host holds for the files API and snapshots.
  *
@@ -23,7 +24,6 @@
 #include "lib/backends/microvm/share.h"
 
 #include <sys/fsuid.h>
-#include <sys/prctl.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -111,7 +111,9 @@ struct share_fail {
 static int share_child_main(const struct share_child *a)
 {
 	struct share_fail f = {0};
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* No PDEATHSIG: it follows the thread that cloned us (a daemon's request thread ends
+	 * long before the sandbox). A daemon crash still leaves nothing: virtiofsd is in QEMU's
+	 * jail cgroup (killed with it) and exits when QEMU's connection ends. */
 	int r = mount_plan_apply(a->mp, f.what, sizeof(f.what));
 	if (r < 0)
 		goto fail;
