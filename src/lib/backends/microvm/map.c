@@ -73,7 +73,7 @@ void vm_map_setup(const struct vm_map *m, struct gp_writer *w)
 int vm_map_network(struct vm_map *m, struct vm_chan *ch, agentd_proxy *proxy, const char *id,
 		   agentd_error *err)
 {
-	if (m->spec->network.mode != AGENTD_NET_ALLOWLIST)
+	if (!m || m->spec->network.mode != AGENTD_NET_ALLOWLIST)
 		return 0;
 	m->egress = vm_egress_start(ch, proxy, id, &m->spec->network.allow, err);
 	return m->egress ? 0 : -1;
@@ -82,7 +82,7 @@ int vm_map_network(struct vm_map *m, struct vm_chan *ch, agentd_proxy *proxy, co
 int vm_map_workdir_fd(const struct vm_map *m, bool root, uid_t *uid, gid_t *gid,
 		      agentd_error *err)
 {
-	int src = root ? m->share.root_fd : m->share.workdir_fd;
+	int src = !m ? -1 : root ? m->share.root_fd : m->share.workdir_fd;
 	if (src < 0)
 		return agentd_error_set(err, ENOENT, "the VM's files are not shared");
 	int fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
