@@ -11,14 +11,13 @@ import os
 import subprocess
 import tempfile
 import textwrap
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from conftest import AGENTD
 from daemon_util import Daemon
+from test_network import lines, loopback  # noqa: F401 (the module's servers, its parser)
 
 PY = "/usr/bin/python3"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -39,10 +38,6 @@ def microvm_available():
                        capture_output=True, timeout=BOOT, env=ENV)
     if p.returncode != 0:
         pytest.skip("microvm unavailable here: %s" % p.stderr.decode(errors="replace")[-300:])
-
-
-def lines(out):
-    return dict(l.split(" ", 1) for l in out["stdout"].splitlines() if " " in l)
 
 
 TRY = r'''
@@ -158,32 +153,6 @@ def test_disk_bomb_in_the_guest_stops_at_max_write_bytes(d):
 
 # ----------------------------------------------------------------- network
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        body = b"hello from %d" % self.server.server_port
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture(scope="module")
-def loopback():
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
-    for s in servers:
-        s.daemon_threads = True
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield [s.server_port for s in servers]
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
 NET = TRY + r'''
 import urllib.request, urllib.error
 def get(url):
@@ -215,15 +184,18 @@ def test_network_none_has_only_lo_and_no_way_out(loopback):
 def test_allowlist_goes_through_the_proxy_and_a_denied_target_is_audited(loopback):
     allowed, other = loopback
     out, log = run_vm(NET + textwrap.dedent("""
-        report("allowed", lambda: get("http://127.0.0.1:%d/x"))
+        report("allowed", lambda: get("http://127.0.0.1:%d/x").strip())
+        # 8 MiB down: many times the streams' initial credit both ways
+        report("big", lambda: len(get("http://127.0.0.1:%d/big=8388608")))
         report("denied", lambda: get("http://127.0.0.1:%d/y"))
         report("direct", lambda: connect(("127.0.0.1", %d)))
         report("env", lambda: (os.environ["HTTP_PROXY"], os.environ["https_proxy"]))
-    """ % (allowed, other, allowed)), "--net", "allow:127.0.0.1:%d" % allowed)
+    """ % (allowed, allowed, other, allowed)), "--net", "allow:127.0.0.1:%d" % allowed)
     r = lines(out)
     assert out["exit_code"] == 0, (out, log)
     assert r["ifaces"] == "OK ['lo']", r
-    assert r["allowed"] == "OK hello from %d" % allowed, (r, log)
+    assert r["allowed"] == "OK loopback %d /x" % allowed, (r, log)
+    assert r["big"] == "OK 8388608", r
     assert r["denied"].startswith("OK HTTP 403"), r
     assert "loopback address not in the allowlist" in r["denied"], r
     assert r["direct"] == "ERR ECONNREFUSED", r
