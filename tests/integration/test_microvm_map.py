@@ -107,6 +107,29 @@ def sh(d, sid, script):
     return r.json
 
 
+def virtiofsds_under(pid):
+    """virtiofsd processes descending from pid (the daemon)."""
+    parent, name = {}, {}
+    for e in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{e}/stat") as f:
+                st = f.read()
+        except (OSError, ValueError):
+            continue
+        if not e.isdigit():
+            continue
+        name[int(e)] = st[st.index("(") + 1:st.rindex(")")]
+        parent[int(e)] = int(st[st.rindex(")") + 2:].split()[1])
+    found = []
+    for p, n in name.items():
+        q = p
+        while q in parent and q != pid and q > 1:
+            q = parent[q]
+        if q == pid and n == "virtiofsd":
+            found.append(p)
+    return found
+
+
 def test_files_both_ways_and_a_planted_symlink_is_not_followed(d):
     sid = d.create(backend="microvm")
     try:
@@ -129,8 +152,11 @@ def test_files_both_ways_and_a_planted_symlink_is_not_followed(d):
         # cp through the CLI too
         p = d.cli("sandbox", "cp", f"{sid}:out.txt", "-")
         assert p.returncode == 0 and p.stdout == b"guest wrote\n", p
+        assert virtiofsds_under(d.proc.pid), "the sandbox's virtiofsd"
     finally:
         d.delete(f"/v1/sandboxes/{sid}")
+    # destroyed: its virtiofsd with it
+    assert virtiofsds_under(d.proc.pid) == []
 
 
 def test_disk_bomb_in_the_guest_stops_at_max_write_bytes(d):
