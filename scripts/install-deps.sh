@@ -30,6 +30,8 @@ PKGS=(
   mmdebstrap                                     # issue 13: agentd image build --from debian:SUITE
   # issue 14: sdk-py
   python3-mypy python3-pip python3-setuptools    # Python SDK: mypy --strict, offline pip install
+  # issue 15: vm-map
+  qemu-system-common                             # microvm: /usr/lib/qemu/virtiofsd (the guest's files)
 )
 
 # npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from
