@@ -33,6 +33,8 @@ PKGS=(
   # issue 15: vm-guest — the micro-VM: QEMU, and what scripts/build-guest.sh needs to turn
   # Debian's cloud kernel and busybox-static into a PVH vmlinux and an initramfs
   qemu-system-x86 cpio lz4 binutils e2fsprogs     # (e2fsprogs: the tests' ext4 root disk)
+  # issue 15: vm-map
+  qemu-system-common                             # microvm: /usr/lib/qemu/virtiofsd (the guest's files)
 )
 
 # npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from

@@ -5,6 +5,7 @@
  * protocol, or whose QEMU ends, is killed at once; its sandbox reports every later exec as
  * failed, and nothing else is affected. */
 #include "lib/backends/microvm/microvm.h"
+#include "lib/backends/microvm/share.h" /* issue 15: vm-map */
 
 #include <sys/random.h>
 
@@ -90,7 +91,10 @@ static int send_setup(struct vm *vm, const agentd_spec *spec, const struct vm_la
 	struct gp_writer w;
 	gp_w_init(&w, buf, GP_MAX_PAYLOAD);
 	gp_w_str(&w, GP_T_HOSTNAME, "agentd");
-	if (extra && extra->n_mounts) {
+	/* issue 15: vm-map: the shared tree (runtime, workdir, /tmp, policy paths) is the
+	 * execs' root, the first mount the guest makes; without it the guest's own root */
+	if (vm_map_setup(vm->map, &w)) {
+	} else if (extra && extra->n_mounts) {
 		for (size_t i = 0; i < extra->n_mounts; i++)
 			put_mount(&w, &extra->mounts[i]);
 	} else {
@@ -142,10 +146,13 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->qmp.fd = -1;
+	vm->map = extra ? extra->map : NULL; /* issue 15: vm-map: ours from now on */
 	pthread_mutex_init(&vm->lock, NULL);
 	struct vm_guest_files files;
-	if (vm_guest_files(&files, err) < 0)
+	if (vm_guest_files(&files, err) < 0) {
+		vm_map_free(vm->map);
 		return -1;
+	}
 	struct vm_launch l = {
 		.files = &files,
 		.kvm = v->kvm,
@@ -159,13 +166,16 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 			l.guest_mem_bytes = extra->guest_mem_bytes;
 		strv_copy(&l.extra_args, &extra->extra_args);
 		strv_copy(&l.extra_ro, &extra->extra_ro);
+		l.map = vm->map; /* issue 15: vm-map */
 	}
 	uint64_t t0 = now_ms_monotonic();
 	int r = vm_qemu_start(jail, &l, &vm->q, err);
 	strv_free(&l.extra_args);
 	strv_free(&l.extra_ro);
-	if (r < 0)
+	if (r < 0) {
+		vm_map_free(vm->map); /* released with the jail already */
 		return -1;
+	}
 	vm->kvm = v->kvm;
 	vm_qmp_init(&vm->qmp, take_fd(&vm->q.qmp_fd));
 	vm->ch = vm_chan_new(take_fd(&vm->q.chan_fd), take_fd(&vm->q.rep_fd),
@@ -177,6 +187,7 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 		agentd_error_prefix(err, "QEMU's monitor");
 		goto fail;
 	}
+	vm_map_qemu_up(vm->map); /* issue 15: vm-map: QEMU is connected to virtiofsd */
 	if (vm_chan_wait_hello(vm->ch, boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS,
 			       &vm->hello, err) < 0)
 		goto fail;
@@ -213,6 +224,9 @@ void vm_shutdown(struct vm *vm)
 		cgroup_kill_all(vm->q.unit);
 	vm_chan_free(vm->ch);
 	vm->ch = NULL;
+	vm_map_release(vm->map, vm->q.jail); /* issue 15: vm-map */
+	vm_map_free(vm->map);
+	vm->map = NULL;
 	vm_qmp_close(&vm->qmp);
 	vm_qemu_stop(&vm->q);
 	pthread_mutex_destroy(&vm->lock);
@@ -233,7 +247,7 @@ static int mv_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_e
 	if (suspended)
 		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
 	agentd_kvv extra = {0};
-	char **envp = backend_envp(sb, &extra, false, cmd);
+	char **envp = backend_envp(sb, &extra, sb->spec.network.mode == AGENTD_NET_ALLOWLIST, cmd);
 	exec_request er = backend_exec_request(sb, cmd, ctx, envp, cmd->workdir ? cmd->workdir
 										: sb->spec.workdir, NULL);
 	const agentd_limits *l = &sb->spec.limits;
@@ -341,6 +355,19 @@ static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
 	return 0;
 }
 
+/* issue 15: vm-map. The files API on the fds held since before the guest ran. */
+static int mv_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	return vm_map_workdir_fd(vm->map, false, uid, gid, err);
+}
+
+static int mv_root_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	return vm_map_workdir_fd(vm->map, true, uid, gid, err);
+}
+
 static const agentd_sandbox_ops microvm_sandbox_ops = {
 	.exec = mv_exec,
 	.is_alive = mv_is_alive,
@@ -348,6 +375,9 @@ static const agentd_sandbox_ops microvm_sandbox_ops = {
 	.resume = mv_resume,
 	.usage = mv_usage,
 	.destroy = mv_destroy,
+	/* issue 15: vm-map */
+	.workdir_fd = mv_workdir_fd,
+	.root_fd = mv_root_fd,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -374,10 +404,11 @@ static int spec_refuse(const agentd_spec *spec, agentd_error *err)
 		return agentd_error_set(err, ENOTSUP, "image: the microvm backend boots its own "
 						      "guest, not an image");
 	/* Host paths reach a guest only through file sharing (virtiofs): never dropped. */
-	if (spec->allowed_paths_ro.n || spec->allowed_paths_rw.n || spec->n_bind_mounts)
+	if ((spec->allowed_paths_ro.n || spec->allowed_paths_rw.n || spec->n_bind_mounts) &&
+	    !vm_share_virtiofsd())
 		return agentd_error_set(err, ENOTSUP,
-					"%s: host paths need file sharing into the guest, which "
-					"this build of the microvm backend does not have",
+					"%s: host paths need file sharing into the guest: "
+					"virtiofsd is not installed (qemu-system-common)",
 					spec->allowed_paths_ro.n   ? "allowed_paths_ro"
 					: spec->allowed_paths_rw.n ? "allowed_paths_rw"
 								   : "bind_mounts");
@@ -396,8 +427,18 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 	if (!sb)
 		return -1;
 	struct vm *vm = xcalloc(1, sizeof(*vm));
-	if (vm_boot(microvm_jail_backend(b), &sb->spec, v, NULL, 0, vm, err) < 0) {
+	/* issue 15: vm-map: the policy's files (virtiofs) and network (the proxy) */
+	struct vm_launch extra = {.map = vm_map_new(&sb->spec)};
+	agentd_proxy *proxy = NULL;
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST &&
+	    !(proxy = backend_egress_proxy(b, err))) {
+		vm_map_free(extra.map);
 		free(vm);
+		backend_sandbox_free(sb);
+		return agentd_error_prefix(err, "egress proxy");
+	}
+	if (vm_boot(microvm_jail_backend(b), &sb->spec, v, &extra, 0, vm, err) < 0) {
+		free(vm); /* the map went with it */
 		backend_sandbox_free(sb);
 		return -1;
 	}
@@ -406,6 +447,13 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 	 * after a crash, names it. */
 	snprintf(sb->id, sizeof(sb->id), "%s", vm->q.jail->id);
 	snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", sb->id);
+	if (vm_map_network(vm->map, vm->ch, proxy, sb->id, err) < 0) {
+		vm_shutdown(vm);
+		free(vm);
+		sb->priv = NULL;
+		backend_sandbox_free(sb);
+		return -1;
+	}
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE,
 			  strcmp(spec->seccomp_profile, "none") != 0);
 	strv_push(&sb->caps.writable_paths, spec->workdir);
@@ -433,10 +481,14 @@ static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(guest); i++)
 		agentd_caps_enforce(caps, guest[i]);
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST,
-				   "not in this build of the microvm backend");
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
-				   "host paths need file sharing into the guest");
+	/* issue 15: vm-map: the egress proxy through guest streams; host paths over virtiofs
+	 * (without virtiofsd a create fails, naming it) */
+	agentd_caps_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST);
+	if (vm_share_virtiofsd())
+		agentd_caps_enforce(caps, AGENTD_ITEM_BIND_MOUNTS);
+	else
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
+					   "virtiofsd is not installed (qemu-system-common)");
 	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_IMAGE,
 				   "the guest boots its own initramfs, not an image");
 	caps->filesystem_isolation = true;

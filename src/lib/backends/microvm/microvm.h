@@ -15,6 +15,8 @@
 #include "lib/backends/container/container.h"
 #include "common/guestproto.h"
 
+struct vm_map; /* issue 15: vm-map (share.h) */
+
 #include <jansson.h>
 
 /* ---------------------------------------------------------------- files of the guest */
@@ -143,6 +145,8 @@ struct vm_launch {
 	 * workdir and at /tmp */
 	const struct vm_mount *mounts;
 	size_t n_mounts;
+	/* issue 15: vm-map */
+	struct vm_map *map;		/* the sandbox's files and network (share.h), or NULL */
 };
 /* QEMU running in its jail. */
 struct vm_qemu {
@@ -201,6 +205,8 @@ struct vm {
 	pthread_mutex_t lock;
 	bool suspended;
 	uint64_t cpu_ms;		/* its commands' CPU time in the guest (the budget's) */
+	/* issue 15: vm-map */
+	struct vm_map *map;		/* the sandbox's files and network, or NULL (the probe) */
 };
 int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 /* The backend's jail backend (a container backend object of its own). */
