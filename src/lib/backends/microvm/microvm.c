@@ -5,6 +5,7 @@
  * protocol, or whose QEMU ends, is killed at once; its sandbox reports every later exec as
  * failed, and nothing else is affected. */
 #include "lib/backends/microvm/microvm.h"
+#include "lib/backends/microvm/state.h" /* issue 15: vm-state */
 
 #include <sys/random.h>
 
@@ -119,6 +120,7 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->qmp.fd = -1;
+	vm->workdir_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	struct vm_guest_files files;
 	if (vm_guest_files(&files, err) < 0)
@@ -247,30 +249,6 @@ static bool mv_is_alive(agentd_sandbox *sb)
 	return vm && vm->ch && !vm_chan_broken(vm->ch, NULL, 0);
 }
 
-static int mv_freeze(agentd_sandbox *sb, bool stop, agentd_error *err)
-{
-	struct vm *vm = sb->priv;
-	pthread_mutex_lock(&vm->lock);
-	int r = 0;
-	if (vm->suspended == stop)
-		r = agentd_error_set(err, EALREADY, "sandbox %s is already %s", sb->id,
-				     stop ? "suspended" : "running");
-	else if ((r = vm_qmp_simple(&vm->qmp, stop ? "stop" : "cont", QMP_TIMEOUT_MS, err)) == 0)
-		vm->suspended = stop;
-	pthread_mutex_unlock(&vm->lock);
-	return r;
-}
-
-static int mv_suspend(agentd_sandbox *sb, agentd_error *err)
-{
-	return mv_freeze(sb, true, err);
-}
-
-static int mv_resume(agentd_sandbox *sb, agentd_error *err)
-{
-	return mv_freeze(sb, false, err);
-}
-
 static int mv_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 {
 	struct vm *vm = sb->priv;
@@ -290,6 +268,7 @@ static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
 	struct vm *vm = sb->priv;
 	if (vm) {
 		vm_shutdown(vm);
+		vm_state_free(vm);
 		free(vm);
 	}
 	sb->priv = NULL;
@@ -299,10 +278,15 @@ static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
 static const agentd_sandbox_ops microvm_sandbox_ops = {
 	.exec = mv_exec,
 	.is_alive = mv_is_alive,
-	.suspend = mv_suspend,
-	.resume = mv_resume,
 	.usage = mv_usage,
 	.destroy = mv_destroy,
+	/* issue 15: vm-state */
+	.suspend = vm_state_suspend,
+	.resume = vm_state_resume,
+	.snapshot = vm_state_snapshot,
+	.restore = vm_state_restore,
+	.snapshot_to = vm_state_snapshot_to,
+	.restore_from = vm_state_restore_from,
 };
 
 /* ------------------------------------------------------------- backend */

@@ -186,6 +186,11 @@ struct vm {
 	uint64_t boot_ms;		/* host-measured, launch to HELLO */
 	pthread_mutex_t lock;
 	bool suspended;
+	/* issue 15: vm-state */
+	int workdir_fd;			/* the workdir's host directory shared into the guest,
+					 * opened before the guest ran; -1: none (state.c) */
+	char *snap_dir;			/* the library's snapshots of it */
+	uint64_t snap_bytes;		/* what they occupy */
 };
 int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 /* The backend's jail backend (a container backend object of its own). */
