@@ -67,7 +67,8 @@ typedef struct agentd_proxy_config {
  * RLIMIT_NOFILE soft limit towards the hard one to fit max_connections. */
 agentd_proxy *agentd_proxy_start(const agentd_proxy_config *cfg, agentd_error *err);
 /* Serve a sandbox: listen_fd (a listening TCP socket, taken over: closed by the proxy) with
- * the allowlist (entries as in agentd_network.allow, validated here). */
+ * the allowlist (entries as in agentd_network.allow, validated here). listen_fd -1: the
+ * sandbox has no listener; its connections come through agentd_proxy_add_connection. */
 int agentd_proxy_add_sandbox(agentd_proxy *p, int listen_fd, const char *sandbox_id,
 			     const agentd_strv *allow, agentd_error *err);
 /* Close the sandbox's listener and every connection it has open; returns once done. */
@@ -79,6 +80,13 @@ void agentd_proxy_remove_sandbox(agentd_proxy *p, const char *sandbox_id);
  * sandbox the proxy does not serve. Returns once done. */
 int agentd_proxy_set_allowlist(agentd_proxy *p, const char *sandbox_id, const agentd_strv *allow,
 			       agentd_error *err);
+/* issue 15: vm-map. fd (a connected stream socket, taken over) is a connection from the
+ * served sandbox sandbox_id, as if accepted on its listener: judged by its allowlist, logged
+ * as its own, counted in its share. A micro-VM has no socket on the host: each connection
+ * its guest makes to 127.0.0.1:AGENTD_PROXY_PORT comes as one end of a socketpair whose
+ * other end carries the guest channel. ENOENT for a sandbox the proxy does not serve. */
+int agentd_proxy_add_connection(agentd_proxy *p, const char *sandbox_id, int fd,
+				agentd_error *err);
 /* Close everything and join the thread. Safe on NULL. */
 void agentd_proxy_stop(agentd_proxy *p);
 #ifdef __cplusplus

@@ -379,6 +379,54 @@ static void bad_allowlist_is_refused_and_fd_closed(void **state __attribute__((u
 	agentd_proxy_stop(px);
 }
 
+
+/* issue 15: vm-map. A micro-VM's sandbox has no listener: each guest connection comes as one
+ * end of a socketpair, judged by that sandbox's allowlist and logged as its own. */
+static void handed_connections_are_judged_as_the_sandboxs(void **state __attribute__((unused)))
+{
+	struct fixture f;
+	start(&f, "127.0.0.1", 0);
+	agentd_error err = {0};
+	char entry[64];
+	snprintf(entry, sizeof(entry), "127.0.0.1:%u", f.origin.port);
+	agentd_strv allow = {0};
+	strv_push(&allow, entry);
+	assert_int_equal(agentd_proxy_add_sandbox(f.px, -1, "sb-vm", &allow, &err), 0);
+	strv_free(&allow);
+	char req[256], resp[4096];
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(agentd_proxy_add_connection(f.px, "sb-vm", sp[1], &err), 0);
+	snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/vm HTTP/1.1\r\nHost: a\r\n\r\n",
+		 f.origin.port);
+	assert_int_equal(write(sp[0], req, strlen(req)), (ssize_t)strlen(req));
+	read_all(sp[0], resp, sizeof(resp), 5000);
+	close(sp[0]);
+	assert_non_null(strstr(resp, "\r\n\r\nok"));
+	assert_non_null(strstr(f.origin.last, "GET /vm HTTP/1.1\r\n"));
+	/* a target its list does not name: refused, audited as this sandbox's */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(agentd_proxy_add_connection(f.px, "sb-vm", sp[1], &err), 0);
+	const char *denied = "CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n";
+	assert_int_equal(write(sp[0], denied, strlen(denied)), (ssize_t)strlen(denied));
+	read_all(sp[0], resp, sizeof(resp), 5000);
+	close(sp[0]);
+	assert_non_null(strstr(resp, "HTTP/1.1 403 Forbidden"));
+	assert_int_equal(wait_events(3), 3);
+	assert_int_equal(events[0].event, AGENTD_NETLOG_ALLOWED);
+	assert_string_equal(events[0].id, "sb-vm");
+	assert_int_equal(events[2].event, AGENTD_NETLOG_DENIED);
+	assert_string_equal(events[2].id, "sb-vm");
+	/* a sandbox the proxy does not serve: refused, the fd closed */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	assert_int_equal(agentd_proxy_add_connection(f.px, "sb-none", sp[1], &err), -1);
+	assert_int_equal(err.code, ENOENT);
+	assert_int_equal(read(sp[0], resp, 1), 0);
+	close(sp[0]);
+	agentd_proxy_remove_sandbox(f.px, "sb-vm");
+	stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +438,8 @@ int main(void)
 	    cmocka_unit_test(one_sandbox_cannot_take_every_connection),
 	    cmocka_unit_test(removed_sandbox_listener_is_closed),
 	    cmocka_unit_test(bad_allowlist_is_refused_and_fd_closed),
+	    /* issue 15: vm-map */
+	    cmocka_unit_test(handed_connections_are_judged_as_the_sandboxs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -203,7 +203,7 @@ static void pause_listeners(struct agentd_proxy *p, bool paused)
 {
 	for (size_t i = 0; i < p->nls; i++) {
 		struct listener *l = p->ls[i];
-		if (!l)
+		if (!l || l->fd < 0) /* issue 15: vm-map: served by handed connections only */
 			continue;
 		struct epoll_event ev = {.events = paused ? 0 : EPOLLIN,
 					 .data.u64 = TAG(TAG_LISTENER, i, l->gen)};
@@ -239,6 +239,41 @@ static const char *slot_refused(const struct agentd_proxy *p, const struct liste
 				     "sandboxes' share)";
 }
 
+/* A client connection of l's sandbox (accepted, or handed over by agentd_proxy_add_connection)
+ * into the table, or refused (logged) when l has no slot left; fd is taken. */
+void proxy_take_client(struct agentd_proxy *p, struct listener *l, int fd)
+{
+	const char *full = slot_refused(p, l);
+	if (full) {
+		struct conn tmp = {.l = l, .cfd = fd, .ufd = -1, .t0 = now_ms_monotonic()};
+		proxy_emit(p, &tmp, AGENTD_NETLOG_DENIED, full);
+		close(fd);
+		return;
+	}
+	uint32_t slot = p->free_slots[--p->nfree];
+	struct conn *c = &p->conns[slot];
+	c->used = true;
+	c->state = ST_HEADER;
+	c->l = l;
+	l->nconns++;
+	c->cfd = fd;
+	c->ufd = -1;
+	c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
+	c->up.p = xmalloc(PROXY_MEM_BUF);
+	c->t0 = now_ms_monotonic();
+	/* a connection holding a slot must use it soon */
+	c->deadline = c->t0 + (p->cfg.silent_timeout_ms < p->cfg.header_timeout_ms
+				   ? p->cfg.silent_timeout_ms
+				   : p->cfg.header_timeout_ms);
+	p->used_conns++;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* a socketpair: no-op */
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG(TAG_CLIENT, slot, c->gen)};
+	c->cev = EPOLLIN;
+	if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		proxy_conn_close(p, c, NULL);
+}
+
 static void on_accept(struct agentd_proxy *p, struct listener *l)
 {
 	for (int i = 0; i < 64; i++) {
@@ -250,36 +285,7 @@ static void on_accept(struct agentd_proxy *p, struct listener *l)
 				pause_listeners(p, true);
 			return;
 		}
-		const char *full = slot_refused(p, l);
-		if (full) {
-			struct conn tmp = {.l = l, .cfd = fd, .ufd = -1, .t0 = now_ms_monotonic()};
-			proxy_emit(p, &tmp, AGENTD_NETLOG_DENIED, full);
-			close(fd);
-			continue;
-		}
-		uint32_t slot = p->free_slots[--p->nfree];
-		struct conn *c = &p->conns[slot];
-		c->used = true;
-		c->state = ST_HEADER;
-		c->l = l;
-		l->nconns++;
-		c->cfd = fd;
-		c->ufd = -1;
-		c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
-		c->up.p = xmalloc(PROXY_MEM_BUF);
-		c->t0 = now_ms_monotonic();
-		/* a connection holding a slot must use it soon */
-		c->deadline = c->t0 + (p->cfg.silent_timeout_ms < p->cfg.header_timeout_ms
-					   ? p->cfg.silent_timeout_ms
-					   : p->cfg.header_timeout_ms);
-		p->used_conns++;
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		struct epoll_event ev = {.events = EPOLLIN,
-					 .data.u64 = TAG(TAG_CLIENT, slot, c->gen)};
-		c->cev = EPOLLIN;
-		if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-			proxy_conn_close(p, c, NULL);
+		proxy_take_client(p, l, fd);
 	}
 }
 

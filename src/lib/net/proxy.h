@@ -22,7 +22,7 @@ enum conn_state { ST_HEADER, ST_RESOLVE, ST_CONNECT, ST_RELAY };
 
 struct listener {
 	uint32_t slot, gen;
-	int fd;
+	int fd; /* -1: connections come only through agentd_proxy_add_connection */
 	char id[AGENTD_ID_LEN];
 	struct netpolicy np;
 	uint32_t nconns; /* open connections from this sandbox */
@@ -75,7 +75,8 @@ struct conn {
 };
 
 struct cmd {
-	enum { CMD_ADD, CMD_REMOVE, CMD_STOP, CMD_SET } op;	/* CMD_SET: issue 12 */
+	enum { CMD_ADD, CMD_REMOVE, CMD_STOP, CMD_SET, CMD_CONN } op; /* CMD_SET: issue 12;
+								       * CMD_CONN: issue 15 */
 	int fd;
 	const char *id;
 	const agentd_strv *allow;
@@ -111,6 +112,8 @@ void proxy_conn_close(struct agentd_proxy *p, struct conn *c, const char *how);
 void proxy_on_resolved(struct agentd_proxy *p, const struct resolve_result *r);
 void proxy_sweep(struct agentd_proxy *p, uint64_t now);
 void proxy_dispatch(struct agentd_proxy *p, uint64_t tag, uint32_t events);
+/* issue 15: vm-map. fd (taken) as a client connection of l's sandbox. */
+void proxy_take_client(struct agentd_proxy *p, struct listener *l, int fd);
 
 /* Shared by proxy.c, proxy_connect.c and proxy_relay.c. */
 void proxy_emit(struct agentd_proxy *p, struct conn *c, agentd_netlog_event e, const char *reason);

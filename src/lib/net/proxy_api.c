@@ -36,10 +36,11 @@ static int do_add(struct agentd_proxy *p, struct cmd *m)
 	l->fd = m->fd;
 	l->np = np;
 	snprintf(l->id, sizeof(l->id), "%s", m->id);
-	fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
 	struct epoll_event ev = {.events = p->listeners_paused ? 0 : EPOLLIN,
 				 .data.u64 = TAG(TAG_LISTENER, slot, l->gen)};
-	if (epoll_ctl(p->ep, EPOLL_CTL_ADD, l->fd, &ev) < 0) {
+	/* issue 15: vm-map. No listener: a micro-VM's connections are handed over one by one */
+	if (l->fd >= 0 && (fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK) < 0 ||
+			   epoll_ctl(p->ep, EPOLL_CTL_ADD, l->fd, &ev) < 0)) {
 		netpolicy_free(&l->np);
 		free(l);
 		return agentd_error_errno(m->err, errno, "proxy: watch the listener");
@@ -55,8 +56,10 @@ static void remove_listener(struct agentd_proxy *p, struct listener *l, const ch
 	for (size_t i = 0; i < p->nconns; i++)
 		if (p->conns[i].used && p->conns[i].l == l)
 			proxy_conn_close(p, &p->conns[i], why);
-	epoll_ctl(p->ep, EPOLL_CTL_DEL, l->fd, NULL);
-	close(l->fd);
+	if (l->fd >= 0) {
+		epoll_ctl(p->ep, EPOLL_CTL_DEL, l->fd, NULL);
+		close(l->fd);
+	}
 	netpolicy_free(&l->np);
 	p->ls[l->slot] = NULL;
 	p->nlisteners--;
@@ -96,6 +99,18 @@ static int do_set(struct agentd_proxy *p, struct cmd *m)
 	return 0;
 }
 
+/* issue 15: vm-map. A connection handed over for a served sandbox. */
+static int do_conn(struct agentd_proxy *p, struct cmd *m)
+{
+	for (size_t i = 0; i < p->nls; i++)
+		if (p->ls[i] && strcmp(p->ls[i]->id, m->id) == 0) {
+			proxy_take_client(p, p->ls[i], m->fd);
+			m->fd = -1;
+			return 0;
+		}
+	return agentd_error_set(m->err, ENOENT, "proxy: sandbox %s is not served", m->id);
+}
+
 static void run_commands(struct agentd_proxy *p)
 {
 	pthread_mutex_lock(&p->lock);
@@ -106,6 +121,8 @@ static void run_commands(struct agentd_proxy *p)
 			do_remove(p, m->id);
 		else if (m->op == CMD_SET)
 			m->result = do_set(p, m);
+		else if (m->op == CMD_CONN)
+			m->result = do_conn(p, m);
 		else
 			p->stopping = true;
 		m->done = true;
@@ -278,6 +295,21 @@ int agentd_proxy_set_allowlist(agentd_proxy *p, const char *sandbox_id, const ag
 {
 	struct cmd m = {.op = CMD_SET, .fd = -1, .id = sandbox_id, .allow = allow, .err = err};
 	post(p, &m);
+	return m.result;
+}
+
+/* issue 15: vm-map */
+int agentd_proxy_add_connection(agentd_proxy *p, const char *sandbox_id, int fd,
+				agentd_error *err)
+{
+	struct cmd m = {.op = CMD_CONN, .fd = fd, .id = sandbox_id, .err = err};
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		close(fd);
+		return agentd_error_errno(err, errno, "proxy: connection of %s", sandbox_id);
+	}
+	post(p, &m);
+	if (m.fd >= 0)
+		close(m.fd);
 	return m.result;
 }
 
