@@ -97,14 +97,14 @@ static int send_setup(struct vm *vm, const agentd_spec *spec, agentd_error *err)
 	return r;
 }
 
-static uint64_t guest_mem(const agentd_spec *spec)
+uint64_t vm_guest_mem(const agentd_spec *spec)
 {
 	uint64_t m = spec->limits.max_memory_bytes ? spec->limits.max_memory_bytes
 						   : VM_GUEST_DEFAULT_MEM;
 	return m + VM_GUEST_OVERHEAD;
 }
 
-static unsigned guest_vcpus(const agentd_spec *spec)
+unsigned vm_guest_vcpus(const agentd_spec *spec)
 {
 	unsigned pct = spec->limits.cpu_quota_pct;
 	long host = sysconf(_SC_NPROCESSORS_ONLN);
@@ -128,8 +128,8 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 	struct vm_launch l = {
 		.files = &files,
 		.kvm = v->kvm,
-		.guest_mem_bytes = guest_mem(spec),
-		.vcpus = guest_vcpus(spec),
+		.guest_mem_bytes = vm_guest_mem(spec),
+		.vcpus = vm_guest_vcpus(spec),
 		.limits = &spec->limits,
 	};
 	if (extra) {
@@ -138,6 +138,11 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 			l.guest_mem_bytes = extra->guest_mem_bytes;
 		strv_copy(&l.extra_args, &extra->extra_args);
 		strv_copy(&l.extra_ro, &extra->extra_ro);
+		l.no_setup = extra->no_setup;
+		if (extra->incoming) {	/* issue 15: vm-state: QEMU waits for the template */
+			strv_push(&l.extra_args, "-incoming");
+			strv_push(&l.extra_args, "defer");
+		}
 	}
 	uint64_t t0 = now_ms_monotonic();
 	int r = vm_qemu_start(jail, &l, &vm->q, err);
@@ -156,11 +161,20 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 		agentd_error_prefix(err, "QEMU's monitor");
 		goto fail;
 	}
-	if (vm_chan_wait_hello(vm->ch, boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS,
-			       &vm->hello, err) < 0)
+	if (extra && extra->incoming) {	/* issue 15: vm-state */
+		vm_chan_set_hello(vm->ch, extra->incoming_hello);
+		if (vm_tmpl_load(&vm->qmp, extra->incoming_fd,
+				 boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS, err) < 0)
+			goto fail;
+		vm->hello = *extra->incoming_hello;
+	} else if (vm_chan_wait_hello(vm->ch, boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS,
+				      &vm->hello, err) < 0) {
 		goto fail;
+	}
 	vm->boot_ms = now_ms_monotonic() - t0;
 	trace_mark("vm: guest ready");
+	if (extra && extra->no_setup)
+		return 0;
 	if (send_setup(vm, spec, err) < 0) {
 		agentd_error_prefix(err, "guest setup");
 		goto fail;
@@ -327,11 +341,20 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 	if (!sb)
 		return -1;
 	struct vm *vm = xcalloc(1, sizeof(*vm));
-	if (vm_boot(microvm_jail_backend(b), &sb->spec, v, NULL, 0, vm, err) < 0) {
+	/* issue 15: vm-state: from the memory-snapshot template where its devices allow */
+	_cleanup_free_ char *troot = xasprintf("%s/" VM_TMPL_DIR, b->work_root);
+	char why[256] = "";
+	int t = vm_tmpl_start(microvm_jail_backend(b), &sb->spec, v, troot, vm, why, sizeof(why),
+			      err);
+	if (t == 0)
+		trace_mark("vm: cold boot");
+	if (t < 0 || (t == 0 && vm_boot(microvm_jail_backend(b), &sb->spec, v, NULL, 0, vm,
+					err) < 0)) {
 		free(vm);
 		backend_sandbox_free(sb);
 		return -1;
 	}
+	vm->start_how = xstrdup(why[0] ? why : "template start: not available");
 	sb->priv = vm;
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE,
 			  strcmp(spec->seccomp_profile, "none") != 0);

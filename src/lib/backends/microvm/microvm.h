@@ -77,6 +77,9 @@ void vm_chan_free(struct vm_chan *ch);
  * protocol error: 0 or -1 + err. */
 int vm_chan_wait_hello(struct vm_chan *ch, uint64_t timeout_ms, struct vm_hello *out,
 		       agentd_error *err);
+/* issue 15: vm-state. A guest resumed from a template said HELLO before it was saved:
+ * its channel starts past it (before the VM runs). */
+void vm_chan_set_hello(struct vm_chan *ch, const struct vm_hello *h);
 /* A control request on channel 0 (SETUP, PING, FREEZE, THAW) and its answer (GP_OK,
  * GP_PONG; GP_ERROR's message as err): 0 or -1 + err. */
 int vm_chan_control(struct vm_chan *ch, uint16_t type, const uint8_t *payload, size_t len,
@@ -131,6 +134,11 @@ struct vm_launch {
 	agentd_strv extra_args;		/* hooks: more QEMU arguments (devices...) */
 	agentd_strv extra_ro;		/* hooks: more host paths QEMU sees read-only */
 	const char *append;		/* more kernel command line, or NULL */
+	/* issue 15: vm-state (vm_boot's extra only) */
+	bool incoming;			/* load a template (incoming_fd) instead of booting */
+	int incoming_fd;		/* its memory file */
+	const struct vm_hello *incoming_hello;	/* the HELLO its guest said */
+	bool no_setup;			/* stop at HELLO: a template's build */
 };
 /* QEMU running in its jail. */
 struct vm_qemu {
@@ -191,6 +199,7 @@ struct vm {
 					 * opened before the guest ran; -1: none (state.c) */
 	char *snap_dir;			/* the library's snapshots of it */
 	uint64_t snap_bytes;		/* what they occupy */
+	char *start_how;		/* "template start: from <key>" or why not */
 };
 int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 /* The backend's jail backend (a container backend object of its own). */
@@ -202,5 +211,8 @@ int vm_boot(agentd_backend *jail_backend, const agentd_spec *spec, const struct 
 	    const struct vm_launch *extra, uint64_t boot_timeout_ms, struct vm *vm,
 	    agentd_error *err);
 void vm_shutdown(struct vm *vm);
+/* issue 15: vm-state. The guest RAM and vCPUs vm_boot gives spec. */
+uint64_t vm_guest_mem(const agentd_spec *spec);
+unsigned vm_guest_vcpus(const agentd_spec *spec);
 
 #endif

@@ -122,6 +122,10 @@ static void jail_spec(const struct vm_launch *l, agentd_spec *s)
 	lim->max_wall_time_ms = 0;
 	lim->max_open_files = 4096;
 	lim->max_write_bytes = 16ull << 20;	/* its scratch: QEMU writes nothing there */
+	/* issue 15: vm-state: a template's build writes guest RAM to the fd it is given, and
+	 * RLIMIT_FSIZE bounds that write too */
+	if (l->no_setup)
+		lim->max_write_bytes = l->guest_mem_bytes + (64ull << 20);
 	lim->max_output_bytes = 1 << 20;
 	lim->cpu_weight = pl ? pl->cpu_weight : 100;
 	lim->cpu_quota_pct = pl ? pl->cpu_quota_pct : 0;

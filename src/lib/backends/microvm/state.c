@@ -250,6 +250,8 @@ void vm_state_free(struct vm *vm)
 		rm_rf(vm->snap_dir);
 	free(vm->snap_dir);
 	vm->snap_dir = NULL;
+	free(vm->start_how);
+	vm->start_how = NULL;
 	if (vm->workdir_fd >= 0)
 		close(vm->workdir_fd);
 	vm->workdir_fd = -1;

@@ -74,6 +74,8 @@ int vm_tmpl_load(struct vm_qmp *q, int mem_fd, uint64_t timeout_ms, agentd_error
 struct vm_tmpl_build {
 	const char *key;
 	uint64_t disk_bytes;
+	const struct vm_tmpl_inputs *in;	/* kept in meta.json (a prune recomputes the key) */
+	const struct vm_hello *hello;	/* the guest's HELLO, read once boot returned */
 	/* boot a VM whose workdir disk is the file at disk_path (NULL: none), stopped before
 	 * SETUP; its QMP for the save */
 	int (*boot)(void *ud, const char *disk_path, struct vm_qmp **qmp, agentd_error *err);
@@ -87,5 +89,17 @@ int vm_tmpl_disk_copy(int blank_fd, int dirfd, const char *name, agentd_error *e
 /* Remove every template (and stale partial build) whose key is not in keep, skipping those
  * whose lock someone holds: how many were removed, or -1 + err. */
 int vm_tmpl_prune(int rootfd, const char *const *keep, size_t n_keep, agentd_error *err);
+/* Prune what no longer matches its inputs (a kernel, initramfs or QEMU rebuilt, removed):
+ * the keys recomputed from each template's meta.json. How many were removed, or -1. */
+int vm_tmpl_prune_stale(int rootfd, agentd_error *err);
+/* The HELLO the template's guest said (meta.json): 0, or -1 + err. */
+int vm_tmpl_hello(int rootfd, const char *key, struct vm_hello *h, agentd_error *err);
+
+/* The backend's use: start vm for spec from its template under root (built first when
+ * missing; stale ones pruned then): 1 started from it, 0 not available (why says so: the
+ * caller boots cold), -1 + err. */
+#define VM_TMPL_DIR "microvm-templates"	/* under the backend's work root */
+int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdict *v,
+		  const char *root, struct vm *vm, char *why, size_t why_len, agentd_error *err);
 
 #endif

@@ -263,6 +263,19 @@ static int write_meta(int dirfd, const struct vm_tmpl_build *b, uint64_t build_m
 			      b->key, "disk_bytes", (json_int_t)b->disk_bytes, "build_ms",
 			      (json_int_t)build_ms, "mem_file_bytes", (json_int_t)mem_bytes,
 			      "created", (json_int_t)time(NULL));
+	if (b->in && b->in->files)
+		json_object_set_new(m, "inputs",
+				    json_pack("{s:s, s:s, s:I, s:i, s:b, s:I}", "kernel",
+					      b->in->files->kernel, "initrd", b->in->files->initrd,
+					      "guest_mem_bytes", (json_int_t)b->in->guest_mem_bytes,
+					      "vcpus", (int)b->in->vcpus, "kvm", b->in->kvm,
+					      "disk_bytes", (json_int_t)b->in->disk_bytes));
+	if (b->hello)
+		json_object_set_new(m, "hello",
+				    json_pack("{s:I, s:I, s:I, s:s}", "version",
+					      (json_int_t)b->hello->version, "caps",
+					      (json_int_t)b->hello->caps, "boot_ms",
+					      (json_int_t)b->hello->boot_ms, "agent", b->hello->agent));
 	_cleanup_free_ char *s = json_dumps(m, JSON_COMPACT);
 	json_decref(m);
 	_cleanup_close_ int fd =
@@ -402,4 +415,164 @@ int vm_tmpl_prune(int rootfd, const char *const *keep, size_t n_keep, agentd_err
 	}
 	strv_free(&names);
 	return removed;
+}
+
+static json_t *read_meta(int rootfd, const char *key)
+{
+	_cleanup_free_ char *path = xasprintf("%s/meta.json", key);
+	_cleanup_free_ char *text = read_file_at(rootfd, path, 1 << 16, NULL);
+	return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+int vm_tmpl_hello(int rootfd, const char *key, struct vm_hello *h, agentd_error *err)
+{
+	json_t *m = read_meta(rootfd, key);
+	json_t *j = json_object_get(m, "hello");
+	const char *agent = json_string_value(json_object_get(j, "agent"));
+	if (!j || !agent) {
+		json_decref(m);
+		return agentd_error_set(err, EINVAL, "template %.12s: meta.json has no HELLO", key);
+	}
+	memset(h, 0, sizeof(*h));
+	h->version = (uint64_t)json_integer_value(json_object_get(j, "version"));
+	h->caps = (uint64_t)json_integer_value(json_object_get(j, "caps"));
+	h->boot_ms = (uint64_t)json_integer_value(json_object_get(j, "boot_ms"));
+	snprintf(h->agent, sizeof(h->agent), "%s", agent);
+	json_decref(m);
+	return 0;
+}
+
+/* The key its meta.json's inputs give now, or false (unreadable, a file gone). */
+static bool current_key(int rootfd, const char *name, char key[VM_TMPL_KEY_LEN + 1])
+{
+	json_t *m = read_meta(rootfd, name);
+	json_t *in = json_object_get(m, "inputs");
+	const char *k = json_string_value(json_object_get(in, "kernel"));
+	const char *i = json_string_value(json_object_get(in, "initrd"));
+	bool ok = false;
+	if (k && i && strlen(k) < PATH_MAX && strlen(i) < PATH_MAX) {
+		struct vm_guest_files g;
+		snprintf(g.kernel, sizeof(g.kernel), "%s", k);
+		snprintf(g.initrd, sizeof(g.initrd), "%s", i);
+		struct vm_tmpl_inputs t = {
+			.files = &g,
+			.guest_mem_bytes = (uint64_t)json_integer_value(json_object_get(in, "guest_mem_bytes")),
+			.vcpus = (unsigned)json_integer_value(json_object_get(in, "vcpus")),
+			.kvm = json_is_true(json_object_get(in, "kvm")),
+			.disk_bytes = (uint64_t)json_integer_value(json_object_get(in, "disk_bytes")),
+		};
+		ok = vm_tmpl_key(&t, key, NULL) == 0;
+	}
+	json_decref(m);
+	return ok;
+}
+
+int vm_tmpl_prune_stale(int rootfd, agentd_error *err)
+{
+	int dfd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return agentd_error_errno(err, errno, "templates: list");
+	}
+	agentd_strv keep = {0};
+	for (struct dirent *e; (e = readdir(d));) {
+		char key[VM_TMPL_KEY_LEN + 1];
+		if (strlen(e->d_name) == VM_TMPL_KEY_LEN && current_key(rootfd, e->d_name, key) &&
+		    strcmp(key, e->d_name) == 0)
+			strv_push(&keep, e->d_name);
+	}
+	closedir(d);
+	int r = vm_tmpl_prune(rootfd, (const char *const *)keep.v, keep.n, err);
+	strv_free(&keep);
+	return r;
+}
+
+/* ------------------------------------------------------------- the backend's start */
+
+struct tmpl_boot {
+	agentd_backend *jail;
+	const agentd_spec *spec;
+	const struct vm_verdict *v;
+	struct vm vm;
+	bool up;
+};
+
+static int tb_boot(void *ud, const char *disk, struct vm_qmp **q, agentd_error *err)
+{
+	struct tmpl_boot *t = ud;
+	(void)disk;	/* this build's VMs have no workdir disk: the template has none */
+	struct vm_launch extra = {.no_setup = true};
+	if (vm_boot(t->jail, t->spec, t->v, &extra, 0, &t->vm, err) < 0)
+		return -1;
+	t->up = true;
+	*q = &t->vm.qmp;
+	return 0;
+}
+
+static void tb_shutdown(void *ud)
+{
+	struct tmpl_boot *t = ud;
+	if (!t->up)
+		return;
+	/* stopped for good (saved): no power-off to wait for */
+	vm_chan_break(t->vm.ch, "template saved");
+	vm_shutdown(&t->vm);
+	t->up = false;
+}
+
+int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdict *v,
+		  const char *root, struct vm *vm, char *why, size_t why_len, agentd_error *err)
+{
+	struct vm_guest_files files;
+	if (vm_guest_files(&files, err) < 0)
+		return -1;
+	struct vm_tmpl_inputs in = {
+		.files = &files,
+		.guest_mem_bytes = vm_guest_mem(spec),
+		.vcpus = vm_guest_vcpus(spec),
+		.kvm = v->kvm,
+		.virtiofs = false,	/* this build shares no host directory into the VM */
+	};
+	const char *no = vm_tmpl_unavailable(&in);
+	const char *off = getenv("AGENTD_MICROVM_TEMPLATES");
+	if (!no && off && strcmp(off, "0") == 0)
+		no = "turned off (AGENTD_MICROVM_TEMPLATES=0)";
+	if (no) {
+		snprintf(why, why_len, "template start: not available: %s", no);
+		return 0;
+	}
+	char key[VM_TMPL_KEY_LEN + 1];
+	if (vm_tmpl_key(&in, key, err) < 0)
+		return -1;
+	_cleanup_close_ int rfd = vm_tmpl_root_open(root, err);
+	if (rfd < 0)
+		return -1;
+	_cleanup_close_ int lock = vm_tmpl_lock(rfd, key, err);
+	if (lock < 0)
+		return -1;
+	_cleanup_close_ int mem = -1, disk = -1;
+	if (vm_tmpl_open(rfd, key, &mem, &disk) < 0) {
+		if (errno != ENOENT)
+			return agentd_error_errno(err, errno, "templates: open %.12s", key);
+		struct tmpl_boot tb = {.jail = jail, .spec = spec, .v = v};
+		struct vm_tmpl_build b = {.key = key, .in = &in, .hello = &tb.vm.hello,
+					  .boot = tb_boot, .shutdown = tb_shutdown, .ud = &tb};
+		trace_mark("vm: template build");
+		if (vm_tmpl_build(rfd, &b, err) < 0)
+			return -1;
+		vm_tmpl_prune_stale(rfd, NULL);	/* what the new inputs replaced */
+		if (vm_tmpl_open(rfd, key, &mem, &disk) < 0)
+			return agentd_error_errno(err, errno, "templates: open %.12s", key);
+	}
+	struct vm_hello hello;
+	if (vm_tmpl_hello(rfd, key, &hello, err) < 0)
+		return -1;
+	close(take_fd(&lock));	/* the open memory file outlives a prune */
+	struct vm_launch extra = {.incoming = true, .incoming_fd = mem, .incoming_hello = &hello};
+	if (vm_boot(jail, spec, v, &extra, 0, vm, err) < 0)
+		return agentd_error_prefix(err, "start from template %.12s", key);
+	snprintf(why, why_len, "template start: from %.12s", key);
+	return 1;
 }
