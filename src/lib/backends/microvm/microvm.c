@@ -281,6 +281,7 @@ static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
 	(void)err;
 	struct vm *vm = sb->priv;
 	if (vm) {
+		vm_state_release(vm);
 		vm_shutdown(vm);
 		vm_state_free(vm);
 		free(vm);

@@ -15,9 +15,12 @@
 #define QMP_MS 5000
 #define GUEST_MS 30000
 
+/* The jail's cgroup: QEMU and its helpers (the kill unit below it has no freezer of its
+ * own); the jail's init keeps no state a freeze could break. */
 static struct cgroup *qemu_cgroup(struct vm *vm)
 {
-	return vm->q.unit;
+	struct ctr *c = vm->q.jail ? vm->q.jail->priv : NULL;
+	return c ? c->cg : NULL;
 }
 
 /* stop: vCPUs stopped, then QEMU frozen; !stop: thawed, then vCPUs running. */
@@ -242,6 +245,14 @@ int vm_state_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *
 		return agentd_error_set(err, ENOENT, "no snapshot %s in sandbox %s", snapshot_id,
 					sb->id);
 	return vm_state_restore_from(sb, dfd, err);
+}
+
+void vm_state_release(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->suspended && vm_hold(vm, false, NULL) == 0)
+		vm->suspended = false;	/* runs again to power off cleanly */
+	pthread_mutex_unlock(&vm->lock);
 }
 
 void vm_state_free(struct vm *vm)

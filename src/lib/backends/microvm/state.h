@@ -18,6 +18,8 @@ int vm_state_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *
 int vm_state_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
 			 agentd_error *err);
 int vm_state_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
+/* Before destroy's power-off: a suspended VM thawed and continued. */
+void vm_state_release(struct vm *vm);
 /* Its snapshots removed, the workdir fd closed (destroy). */
 void vm_state_free(struct vm *vm);
 
