@@ -8,7 +8,8 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 PYTEST     := /usr/bin/python3 -m pytest
 
-.PHONY: all deps build demo check unit asan integration security fuzz bench clean install
+.PHONY: all deps build demo check unit asan integration security fuzz bench clean install \
+	guest microvm
 
 all: build
 
@@ -102,7 +103,15 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	$(FUZZ_BUILD)/fuzz/fuzz_guestproto -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-guestproto fuzz/corpus/guestproto
 
-check: unit asan integration security fuzz
+check: unit asan integration security fuzz microvm
+
+# issue 15: vm-guest — the micro-VM's kernel and initramfs (build/guest/, from Debian packages
+# cached in /var/cache/agentd-guest), and the guest agent's tests under TCG
+guest: build
+	ninja -C $(BUILD) guest
+
+microvm: guest
+	AGENTD_BUILD=$(abspath $(BUILD)) $(PYTEST) -q tests/microvm
 
 bench: build
 	bash bench/spawn.sh $(BUILD)

@@ -37,8 +37,11 @@ candidate() {
 fetch() {
 	local deb="$CACHE/debs/$1_${2//:/%3a}_amd64.deb"
 	if [ ! -s "$deb" ]; then
+		# stale package lists name versions the mirror dropped: refresh them once
 		(cd "$CACHE/debs" && apt-get download -q "$1=$2" >/dev/null 2>&1) ||
-			die "apt-get download $1=$2 failed (network? apt-get update?)"
+			{ apt-get update -qq >/dev/null 2>&1 || true
+			  (cd "$CACHE/debs" && apt-get download -q "$1=$2" >/dev/null 2>&1); } ||
+			die "apt-get download $1=$2 failed (no network, or no such version)"
 	fi
 	[ -s "$deb" ] || die "no $deb after apt-get download"
 	echo "$deb"
@@ -93,7 +96,12 @@ extract_vmlinux() {
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-extract_vmlinux "$vmlinuz" "$tmp/vmlinux" || die "no ELF kernel found inside $vmlinuz"
+# extracted once per kernel package, beside its unpacked files
+if [ ! -s "$kdir/vmlinux" ]; then
+	extract_vmlinux "$vmlinuz" "$tmp/vmlinux" || die "no ELF kernel found inside $vmlinuz"
+	cp "$tmp/vmlinux" "$kdir/vmlinux.part" && mv "$kdir/vmlinux.part" "$kdir/vmlinux"
+fi
+cp "$kdir/vmlinux" "$tmp/vmlinux"
 LC_ALL=C grep -aq "Linux version $kver " "$tmp/vmlinux" || die "vmlinux is not version $kver"
 # QEMU boots an ELF kernel only through its PVH entry (XEN_ELFNOTE_PHYS32_ENTRY, type 18).
 readelf -n "$tmp/vmlinux" | grep -A1 -w Xen | grep -qiE '0x00000012|PHYS32_ENTRY' ||

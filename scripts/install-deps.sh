@@ -30,6 +30,9 @@ PKGS=(
   mmdebstrap                                     # issue 13: agentd image build --from debian:SUITE
   # issue 14: sdk-py
   python3-mypy python3-pip python3-setuptools    # Python SDK: mypy --strict, offline pip install
+  # issue 15: vm-guest — the micro-VM: QEMU, and what scripts/build-guest.sh needs to turn
+  # Debian's cloud kernel and busybox-static into a PVH vmlinux and an initramfs
+  qemu-system-x86 cpio lz4 binutils e2fsprogs     # (e2fsprogs: the tests' ext4 root disk)
 )
 
 # npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from

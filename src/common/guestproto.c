@@ -30,32 +30,43 @@ static void put32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static const struct {
-	uint16_t type;
-	const char *name;
-} type_names[] = {
-	{GP_HELLO, "HELLO"},		 {GP_STARTED, "STARTED"},
-	{GP_STDOUT, "STDOUT"},		 {GP_STDERR, "STDERR"},
-	{GP_EXIT, "EXIT"},		 {GP_ERROR, "ERROR"},
-	{GP_OK, "OK"},			 {GP_PONG, "PONG"},
-	{GP_SETUP, "SETUP"},		 {GP_EXEC, "EXEC"},
-	{GP_STDIN, "STDIN"},		 {GP_SIGNAL, "SIGNAL"},
-	{GP_PING, "PING"},		 {GP_FREEZE, "FREEZE"},
-	{GP_THAW, "THAW"},		 {GP_POWEROFF, "POWEROFF"},
-	{GP_RESIZE, "RESIZE"},		 {GP_CREDIT, "CREDIT"},
-	{GP_STREAM_OPEN, "STREAM_OPEN"}, {GP_STREAM_DATA, "STREAM_DATA"},
-	{GP_STREAM_CLOSE, "STREAM_CLOSE"}, {GP_FILE_GET, "FILE_GET"},
-	{GP_FILE_PUT, "FILE_PUT"},	 {GP_FILE_DATA, "FILE_DATA"},
-	{GP_FILE_END, "FILE_END"},	 {GP_FILE_STAT, "FILE_STAT"},
-	{GP_FILE_LIST, "FILE_LIST"},	 {GP_FILE_REMOVE, "FILE_REMOVE"},
-	{GP_FILE_MKDIR, "FILE_MKDIR"},
+static const char *const type_names[] = {
+	[GP_HELLO] = "HELLO",
+	[GP_STARTED] = "STARTED",
+	[GP_STDOUT] = "STDOUT",
+	[GP_STDERR] = "STDERR",
+	[GP_EXIT] = "EXIT",
+	[GP_ERROR] = "ERROR",
+	[GP_OK] = "OK",
+	[GP_PONG] = "PONG",
+	[GP_SETUP] = "SETUP",
+	[GP_EXEC] = "EXEC",
+	[GP_STDIN] = "STDIN",
+	[GP_SIGNAL] = "SIGNAL",
+	[GP_PING] = "PING",
+	[GP_FREEZE] = "FREEZE",
+	[GP_THAW] = "THAW",
+	[GP_POWEROFF] = "POWEROFF",
+	[GP_RESIZE] = "RESIZE",
+	[GP_CREDIT] = "CREDIT",
+	[GP_STREAM_OPEN] = "STREAM_OPEN",
+	[GP_STREAM_DATA] = "STREAM_DATA",
+	[GP_STREAM_CLOSE] = "STREAM_CLOSE",
+	[GP_FILE_GET] = "FILE_GET",
+	[GP_FILE_PUT] = "FILE_PUT",
+	[GP_FILE_DATA] = "FILE_DATA",
+	[GP_FILE_END] = "FILE_END",
+	[GP_FILE_STAT] = "FILE_STAT",
+	[GP_FILE_LIST] = "FILE_LIST",
+	[GP_FILE_REMOVE] = "FILE_REMOVE",
+	[GP_FILE_MKDIR] = "FILE_MKDIR",
 };
 
+/* The types of enum gp_type are the only ones with a name. */
 const char *gp_type_name(uint16_t type)
 {
-	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
-		if (type_names[i].type == type)
-			return type_names[i].name;
+	if (type < sizeof(type_names) / sizeof(type_names[0]) && type_names[type])
+		return type_names[type];
 	return "?";
 }
 

@@ -20,8 +20,8 @@ struct stream {
 	uint32_t chan;
 	struct watch sock;
 	bool accepted, host_closed, guest_closed, rd_eof;
-	uint64_t credit;     /* what the guest may still send */
-	uint8_t *buf;	     /* host data not yet written to the socket */
+	uint64_t credit; /* what the guest may still send */
+	uint8_t *buf;	 /* host data not yet written to the socket */
 	size_t len;
 };
 
@@ -169,7 +169,8 @@ int egress_listen(void)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(GP_EGRESS_PORT),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(GP_EGRESS_PORT),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0) {
 		int e = errno;
@@ -202,7 +203,8 @@ void egress_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p)
 		gp_r_init(&r, p, h->len);
 		while (gp_r_next(&r, &f) == 1)
 			if (f.tag == GP_T_BYTES && gp_f_u64(&f, &v) == 0)
-				s->credit = s->credit + v > (1ull << 40) ? 1ull << 40 : s->credit + v;
+				s->credit =
+				    s->credit + v > (1ull << 40) ? 1ull << 40 : s->credit + v;
 		break;
 	case GP_STREAM_CLOSE:
 		s->host_closed = true;
@@ -223,9 +225,4 @@ void egress_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p)
 		return;
 	}
 	stream_events(s);
-}
-
-void egress_host_close(uint32_t chan, const struct gp_hdr *h, const uint8_t *p)
-{
-	/* a close or OK for a stream already gone: nothing to do */
 }

@@ -8,6 +8,7 @@
 #include "common/kernel.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -28,13 +29,33 @@
 
 #define STDIN_CAP GP_INITIAL_CREDIT
 
+#define NOT_GIVEN UINT64_MAX
+
 struct exec_req {
 	char **argv, **envp; /* into strs */
 	char *strs;
 	char cwd[GP_MAX_STRING + 1];
-	uint64_t uid, gid, stdin_frames, timeout_ms, mem, pids, cpu_ms, nofile, fsize, out_max,
-		seccomp, net_none, rows, cols;
-	bool has_nofile, has_fsize;
+	uint64_t uid, gid, stdin_frames, timeout_ms, mem, pids, cpu_ms, out_max, seccomp, net_none,
+	    rows, cols;
+	uint64_t nofile, fsize; /* NOT_GIVEN: left as they are */
+};
+
+/* The request's integer fields: where each tag lands. */
+static const struct u64_field u64_fields[] = {
+    {GP_T_UID, offsetof(struct exec_req, uid)},
+    {GP_T_GID, offsetof(struct exec_req, gid)},
+    {GP_T_STDIN, offsetof(struct exec_req, stdin_frames)},
+    {GP_T_TIMEOUT_MS, offsetof(struct exec_req, timeout_ms)},
+    {GP_T_MEM_BYTES, offsetof(struct exec_req, mem)},
+    {GP_T_PIDS, offsetof(struct exec_req, pids)},
+    {GP_T_CPU_MS, offsetof(struct exec_req, cpu_ms)},
+    {GP_T_NOFILE, offsetof(struct exec_req, nofile)},
+    {GP_T_FSIZE, offsetof(struct exec_req, fsize)},
+    {GP_T_OUTPUT_MAX, offsetof(struct exec_req, out_max)},
+    {GP_T_SECCOMP, offsetof(struct exec_req, seccomp)},
+    {GP_T_NET_NONE, offsetof(struct exec_req, net_none)},
+    {GP_T_TTY_ROWS, offsetof(struct exec_req, rows)},
+    {GP_T_TTY_COLS, offsetof(struct exec_req, cols)},
 };
 
 struct exec {
@@ -87,6 +108,7 @@ static int req_parse(uint32_t chan, const uint8_t *p, size_t len, struct exec_re
 	int rc;
 	memset(q, 0, sizeof(*q));
 	strcpy(q->cwd, "/");
+	q->nofile = q->fsize = NOT_GIVEN;
 	/* count first: the strings fit in len bytes plus a NUL each */
 	gp_r_init(&r, p, len);
 	while ((rc = gp_r_next(&r, &f)) == 1) {
@@ -98,7 +120,8 @@ static int req_parse(uint32_t chan, const uint8_t *p, size_t len, struct exec_re
 		return -1;
 	}
 	if (nargs == 0 || nargs > GP_MAX_ARGS || nenv > GP_MAX_ENV) {
-		send_error(chan, E2BIG, "EXEC: %zu arguments, %zu environment entries", nargs, nenv);
+		send_error(chan, E2BIG, "EXEC: %zu arguments, %zu environment entries", nargs,
+			   nenv);
 		return -1;
 	}
 	q->argv = calloc(nargs + 1, sizeof(char *));
@@ -111,7 +134,6 @@ static int req_parse(uint32_t chan, const uint8_t *p, size_t len, struct exec_re
 	nargs = nenv = 0;
 	gp_r_init(&r, p, len);
 	while (gp_r_next(&r, &f) == 1) {
-		uint64_t *u = NULL;
 		switch (f.tag) {
 		case GP_T_ARG:
 		case GP_T_ENV:
@@ -127,33 +149,22 @@ static int req_parse(uint32_t chan, const uint8_t *p, size_t len, struct exec_re
 			else
 				q->envp[nenv++] = q->strs + used;
 			used += f.len + 1;
-			continue;
+			break;
 		case GP_T_CWD:
 			if (field_str(chan, &f, q->cwd, sizeof(q->cwd), "EXEC cwd") < 0)
 				return -1;
-			continue;
-		case GP_T_UID: u = &q->uid; break;
-		case GP_T_GID: u = &q->gid; break;
-		case GP_T_STDIN: u = &q->stdin_frames; break;
-		case GP_T_TIMEOUT_MS: u = &q->timeout_ms; break;
-		case GP_T_MEM_BYTES: u = &q->mem; break;
-		case GP_T_PIDS: u = &q->pids; break;
-		case GP_T_CPU_MS: u = &q->cpu_ms; break;
-		case GP_T_NOFILE: u = &q->nofile; q->has_nofile = true; break;
-		case GP_T_FSIZE: u = &q->fsize; q->has_fsize = true; break;
-		case GP_T_OUTPUT_MAX: u = &q->out_max; break;
-		case GP_T_SECCOMP: u = &q->seccomp; break;
-		case GP_T_NET_NONE: u = &q->net_none; break;
-		case GP_T_TTY_ROWS: u = &q->rows; break;
-		case GP_T_TTY_COLS: u = &q->cols; break;
-		default: continue; /* a newer host's field */
+			break;
+		default:
+			if (field_u64_table(chan, &f, u64_fields,
+					    sizeof(u64_fields) / sizeof(u64_fields[0]), q,
+					    "EXEC limit") < 0)
+				return -1;
 		}
-		if (field_u64(chan, &f, u, "EXEC limit") < 0)
-			return -1;
 	}
-	if (q->cwd[0] != '/' || q->uid > 0xfffffffeu || q->gid > 0xfffffffeu ||
-	    q->rows > 0xffff || q->cols > 0xffff) {
-		send_error(chan, EINVAL, "EXEC: cwd not absolute, or uid/gid/tty size out of range");
+	if (q->cwd[0] != '/' || q->uid > 0xfffffffeu || q->gid > 0xfffffffeu || q->rows > 0xffff ||
+	    q->cols > 0xffff) {
+		send_error(chan, EINVAL,
+			   "EXEC: cwd not absolute, or uid/gid/tty size out of range");
 		return -1;
 	}
 	if (q->seccomp > 1) {
@@ -213,8 +224,8 @@ static void exec_path(char **argv, char **envp)
 	errno = first;
 }
 
-static void __attribute__((noreturn)) child(const struct exec_req *q, int fds[3], int slave,
-					    int errfd)
+static void __attribute__((noreturn))
+child(const struct exec_req *q, int fds[3], int slave, int errfd)
 {
 	sigset_t all;
 	sigemptyset(&all);
@@ -246,8 +257,8 @@ static void __attribute__((noreturn)) child(const struct exec_req *q, int fds[3]
 	if (chdir(q->cwd) < 0)
 		child_fail(errfd, "cwd");
 	if (set_rlimit(RLIMIT_CORE, 0) < 0 ||
-	    (q->has_nofile && set_rlimit(RLIMIT_NOFILE, q->nofile) < 0) ||
-	    (q->has_fsize && set_rlimit(RLIMIT_FSIZE, q->fsize) < 0))
+	    (q->nofile != NOT_GIVEN && set_rlimit(RLIMIT_NOFILE, q->nofile) < 0) ||
+	    (q->fsize != NOT_GIVEN && set_rlimit(RLIMIT_FSIZE, q->fsize) < 0))
 		child_fail(errfd, "rlimits");
 	if (q->cpu_ms) {
 		/* SIGXCPU at the limit, SIGKILL a second later if it is caught */
@@ -348,7 +359,8 @@ static void on_out(struct watch *w, uint32_t events)
 	struct exec *e = exec_of(w);
 	if (!e)
 		return;
-	size_t want = e->trunc ? sizeof(buf) : (size_t)(e->credit < sizeof(buf) ? e->credit : sizeof(buf));
+	size_t want =
+	    e->trunc ? sizeof(buf) : (size_t)(e->credit < sizeof(buf) ? e->credit : sizeof(buf));
 	if (want == 0) {
 		out_pause(e, true);
 		return;
@@ -494,7 +506,7 @@ static int spawn(struct exec *e, const struct exec_req *q, struct child_err *ce)
 	}
 	struct {
 		uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
-			set_tid, set_tid_size, cgroup;
+		    set_tid, set_tid_size, cgroup;
 	} args = {.exit_signal = SIGCHLD};
 	if (e->cg.dirfd >= 0) {
 		args.flags = CLONE_INTO_CGROUP;
@@ -555,9 +567,15 @@ void exec_start(uint32_t chan, const uint8_t *p, size_t len)
 		free(e);
 		goto out;
 	}
-	*e = (struct exec){.chan = chan, .out = {-1, on_out}, .err = {-1, on_out},
-			   .in = {-1, on_in}, .cg = {.dirfd = -1}, .credit = GP_INITIAL_CREDIT,
-			   .out_max = q.out_max, .timeout_ms = q.timeout_ms, .cpu_ms = q.cpu_ms,
+	*e = (struct exec){.chan = chan,
+			   .out = {-1, on_out},
+			   .err = {-1, on_out},
+			   .in = {-1, on_in},
+			   .cg = {.dirfd = -1},
+			   .credit = GP_INITIAL_CREDIT,
+			   .out_max = q.out_max,
+			   .timeout_ms = q.timeout_ms,
+			   .cpu_ms = q.cpu_ms,
 			   .start_ms = now_ms()};
 	if (q.stdin_frames && !(e->inbuf = malloc(STDIN_CAP))) {
 		rc = -ENOMEM;
@@ -571,7 +589,8 @@ void exec_start(uint32_t chan, const uint8_t *p, size_t len)
 	if ((rc = spawn(e, &q, &ce)) < 0)
 		goto fail;
 	execs[slot] = e;
-	if (watch_add(&e->out, EPOLLIN) < 0 || (e->err.fd >= 0 && watch_add(&e->err, EPOLLIN) < 0) ||
+	if (watch_add(&e->out, EPOLLIN) < 0 ||
+	    (e->err.fd >= 0 && watch_add(&e->err, EPOLLIN) < 0) ||
 	    (e->in.fd >= 0 && watch_add(&e->in, 0) < 0))
 		glog("exec %u: epoll: %s", chan, strerror(errno));
 	uint8_t buf[16];
@@ -623,7 +642,8 @@ void exec_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p)
 	case GP_CREDIT:
 		while (gp_r_next(&r, &f) == 1)
 			if (f.tag == GP_T_BYTES && gp_f_u64(&f, &v) == 0)
-				e->credit = e->credit + v > (1ull << 40) ? 1ull << 40 : e->credit + v;
+				e->credit =
+				    e->credit + v > (1ull << 40) ? 1ull << 40 : e->credit + v;
 		if (e->credit)
 			out_pause(e, false);
 		return;
@@ -653,7 +673,8 @@ void exec_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p)
 				gp_f_u64(&f, &cols);
 		}
 		if (e->tty && e->out.fd >= 0 && rows <= 0xffff && cols <= 0xffff) {
-			struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+			struct winsize ws = {.ws_row = (unsigned short)rows,
+					     .ws_col = (unsigned short)cols};
 			ioctl(e->out.fd, TIOCSWINSZ, &ws);
 		}
 		return;

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,18 +18,27 @@
 
 #define MAX_DEPTH 64
 
+#define NOT_GIVEN UINT64_MAX
+
 struct freq {
 	char path[GP_MAX_STRING + 1];
-	uint64_t mode, uid, gid, max_bytes, recursive, size;
-	bool has_mode, has_uid, has_gid;
+	uint64_t mode, uid, gid; /* NOT_GIVEN: a default, or left as they are */
+	uint64_t max_bytes, recursive, size;
+};
+
+static const struct u64_field u64_fields[] = {
+    {GP_T_MODE, offsetof(struct freq, mode)},
+    {GP_T_UID, offsetof(struct freq, uid)},
+    {GP_T_GID, offsetof(struct freq, gid)},
+    {GP_T_MAX_BYTES, offsetof(struct freq, max_bytes)},
+    {GP_T_RECURSIVE, offsetof(struct freq, recursive)},
+    {GP_T_SIZE, offsetof(struct freq, size)},
 };
 
 struct xfer {
 	uint32_t chan;
 	int fd;
-	uint64_t credit, sent, size, max;
-	uint64_t uid, gid, mode;
-	bool has_owner;
+	uint64_t credit, sent, max, mode;
 };
 
 static int open_in_root(const char *path, int flags, uint64_t resolve_extra)
@@ -36,7 +46,8 @@ static int open_in_root(const char *path, int flags, uint64_t resolve_extra)
 	int root = open(setup_exec_root(), O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		return -errno;
-	struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .mode = 0,
+	struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC,
+			       .mode = 0,
 			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | resolve_extra};
 	int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
 	int e = errno;
@@ -68,23 +79,17 @@ static int parse(uint32_t chan, const struct gp_hdr *h, const uint8_t *p, struct
 	struct gp_field f;
 	int rc;
 	memset(q, 0, sizeof(*q));
+	q->mode = q->uid = q->gid = NOT_GIVEN;
 	gp_r_init(&r, p, h->len);
 	while ((rc = gp_r_next(&r, &f)) == 1) {
-		uint64_t *u = NULL;
-		switch (f.tag) {
-		case GP_T_PATH:
+		if (f.tag == GP_T_PATH) {
 			if (field_str(chan, &f, q->path, sizeof(q->path), "FILE path") < 0)
 				return -1;
 			continue;
-		case GP_T_MODE: u = &q->mode; q->has_mode = true; break;
-		case GP_T_UID: u = &q->uid; q->has_uid = true; break;
-		case GP_T_GID: u = &q->gid; q->has_gid = true; break;
-		case GP_T_MAX_BYTES: u = &q->max_bytes; break;
-		case GP_T_RECURSIVE: u = &q->recursive; break;
-		case GP_T_SIZE: u = &q->size; break;
-		default: continue;
 		}
-		if (field_u64(chan, &f, u, "FILE field") < 0)
+		if (field_u64_table(chan, &f, u64_fields,
+				    sizeof(u64_fields) / sizeof(u64_fields[0]), q,
+				    "FILE field") < 0)
 			return -1;
 	}
 	if (rc < 0) {
@@ -95,7 +100,9 @@ static int parse(uint32_t chan, const struct gp_hdr *h, const uint8_t *p, struct
 		send_error(chan, EINVAL, "%s: the path must be absolute", gp_type_name(h->type));
 		return -1;
 	}
-	if (q->mode > 07777 || q->uid > 0xfffffffeu || q->gid > 0xfffffffeu) {
+	if ((q->mode != NOT_GIVEN && q->mode > 07777) ||
+	    (q->uid != NOT_GIVEN && q->uid > 0xfffffffeu) ||
+	    (q->gid != NOT_GIVEN && q->gid > 0xfffffffeu)) {
 		send_error(chan, EINVAL, "%s: mode or owner out of range", gp_type_name(h->type));
 		return -1;
 	}
@@ -178,11 +185,11 @@ static int remove_at(int parent, const char *name, bool recursive, int depth)
 
 static void owner_mode(int fd, const struct freq *q)
 {
-	if ((q->has_uid || q->has_gid) &&
-	    fchown(fd, q->has_uid ? (uid_t)q->uid : (uid_t)-1,
-		   q->has_gid ? (gid_t)q->gid : (gid_t)-1) < 0)
+	if ((q->uid != NOT_GIVEN || q->gid != NOT_GIVEN) &&
+	    fchown(fd, q->uid != NOT_GIVEN ? (uid_t)q->uid : (uid_t)-1,
+		   q->gid != NOT_GIVEN ? (gid_t)q->gid : (gid_t)-1) < 0)
 		glog("chown: %s", strerror(errno));
-	if (q->has_mode)
+	if (q->mode != NOT_GIVEN)
 		fchmod(fd, (mode_t)q->mode);
 }
 
@@ -247,7 +254,10 @@ static void start_get(uint32_t chan, const struct freq *q)
 		close(fd);
 		return;
 	}
-	*x = (struct xfer){.chan = chan, .fd = fd, .credit = GP_INITIAL_CREDIT, .max = max,
+	*x = (struct xfer){.chan = chan,
+			   .fd = fd,
+			   .credit = GP_INITIAL_CREDIT,
+			   .max = max,
 			   .mode = st.st_mode & 07777};
 	get_pump(c);
 }
@@ -258,7 +268,7 @@ static void start_put(uint32_t chan, const struct freq *q)
 	int dir = open_parent(q->path, name, sizeof(name)), fd = -1;
 	if (dir >= 0) {
 		fd = openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-			    q->has_mode ? (mode_t)q->mode : 0644);
+			    q->mode != NOT_GIVEN ? (mode_t)q->mode : 0644);
 		fd = fd < 0 ? -errno : fd;
 		close(dir);
 	} else {
@@ -298,8 +308,9 @@ void files_request(uint32_t chan, const struct gp_hdr *h, const uint8_t *p)
 		return;
 	case GP_FILE_STAT:
 	case GP_FILE_LIST:
-		fd = open_in_root(q.path, h->type == GP_FILE_STAT ? O_PATH | O_NOFOLLOW
-								  : O_RDONLY | O_DIRECTORY, 0);
+		fd = open_in_root(
+		    q.path, h->type == GP_FILE_STAT ? O_PATH | O_NOFOLLOW : O_RDONLY | O_DIRECTORY,
+		    0);
 		if (fd < 0) {
 			send_error(chan, -fd, "%s %s: %s", gp_type_name(h->type), q.path,
 				   strerror(-fd));
@@ -317,7 +328,7 @@ void files_request(uint32_t chan, const struct gp_hdr *h, const uint8_t *p)
 			rc = fd;
 		} else if (h->type == GP_FILE_REMOVE) {
 			rc = remove_at(fd, name, q.recursive != 0, 0);
-		} else if (mkdirat(fd, name, q.has_mode ? (mode_t)q.mode : 0755) < 0) {
+		} else if (mkdirat(fd, name, q.mode != NOT_GIVEN ? (mode_t)q.mode : 0755) < 0) {
 			rc = -errno;
 		} else {
 			int d = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -352,7 +363,8 @@ void files_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p)
 		gp_r_init(&r, p, h->len);
 		while (gp_r_next(&r, &f) == 1)
 			if (f.tag == GP_T_BYTES && gp_f_u64(&f, &v) == 0)
-				x->credit = x->credit + v > (1ull << 40) ? 1ull << 40 : x->credit + v;
+				x->credit =
+				    x->credit + v > (1ull << 40) ? 1ull << 40 : x->credit + v;
 		get_pump(c);
 		return;
 	}

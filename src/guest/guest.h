@@ -40,8 +40,7 @@ void chan_free(struct chan *c);
 /* Sending to the host: whole frames, in order (blocks while the port is full). */
 void send_frame(uint16_t type, uint32_t chan, const void *payload, size_t len);
 void send_fields(uint16_t type, uint32_t chan, const struct gp_writer *w);
-void send_error(uint32_t chan, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void send_error(uint32_t chan, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void send_ok(uint32_t chan);
 void send_credit(uint32_t chan, uint64_t bytes);
 /* A fields writer over the shared payload buffer (valid until the next send). */
@@ -58,10 +57,10 @@ void boot_poweroff(void) __attribute__((noreturn));
 
 /* setup.c: GP_SETUP, and what it leaves for execs and file ops. */
 void setup_handle(const uint8_t *p, size_t len);
-const char *setup_exec_root(void);		 /* GUEST_EXEC_ROOT or "/" */
+const char *setup_exec_root(void);	    /* GUEST_EXEC_ROOT or "/" */
 const void *setup_seccomp(size_t *n_insns); /* NULL when SETUP carried none */
-int setup_network(void);			 /* GP_NET_* */
-int net_lo_up(void);				 /* -errno */
+int setup_network(void);		    /* GP_NET_* */
+int net_lo_up(void);			    /* -errno */
 
 /* cgroup.c: one cgroup v2 per exec. */
 struct cgroup {
@@ -76,7 +75,7 @@ uint64_t cg_read_key(const struct cgroup *cg, const char *file, const char *key)
 uint64_t cg_read_u64(const struct cgroup *cg, const char *file);
 void cg_signal(const struct cgroup *cg, int sig);
 void cg_destroy(struct cgroup *cg); /* kill, then rmdir (retried by cg_reap_tick) */
-bool cg_reap_tick(void); /* true while some cgroup is left to remove */
+bool cg_reap_tick(void);	    /* true while some cgroup is left to remove */
 
 /* exec.c */
 void exec_start(uint32_t chan, const uint8_t *p, size_t len);
@@ -90,7 +89,6 @@ void exec_kill_all(void);
 /* egress.c */
 int egress_listen(void);
 void egress_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p);
-void egress_host_close(uint32_t chan, const struct gp_hdr *h, const uint8_t *p);
 
 /* files.c */
 void files_request(uint32_t chan, const struct gp_hdr *h, const uint8_t *p);
@@ -99,5 +97,14 @@ void files_frame(struct chan *c, const struct gp_hdr *h, const uint8_t *p);
 /* A string field into a fixed buffer, or an answer of GP_ERROR on chan: 0 / -1. */
 int field_str(uint32_t chan, const struct gp_field *f, char *out, size_t cap, const char *what);
 int field_u64(uint32_t chan, const struct gp_field *f, uint64_t *v, const char *what);
+/* A request's integer fields as data: the tag and where its value lands in the request. */
+struct u64_field {
+	uint16_t tag;
+	size_t off;
+};
+/* f into req at its table entry: 0 (also for a tag not in the table: a newer peer's field,
+ * skipped), or -1 after answering GP_ERROR. */
+int field_u64_table(uint32_t chan, const struct gp_field *f, const struct u64_field *table,
+		    size_t n, void *req, const char *what);
 
 #endif

@@ -198,6 +198,15 @@ int field_u64(uint32_t chan, const struct gp_field *f, uint64_t *v, const char *
 	return -1;
 }
 
+int field_u64_table(uint32_t chan, const struct gp_field *f, const struct u64_field *table,
+		    size_t n, void *req, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if (table[i].tag == f->tag)
+			return field_u64(chan, f, (uint64_t *)((char *)req + table[i].off), what);
+	return 0;
+}
+
 static void send_hello(void)
 {
 	struct timespec ts;
@@ -206,8 +215,9 @@ static void send_hello(void)
 	fields_begin(&w);
 	gp_w_u64(&w, GP_T_VERSION, GP_VERSION_MAJOR << 16 | GP_VERSION_MINOR);
 	gp_w_str(&w, GP_T_AGENT, GUEST_AGENT);
-	gp_w_u64(&w, GP_T_CAPS, GP_CAP_CGROUP2 | GP_CAP_SECCOMP | GP_CAP_TTY | GP_CAP_FREEZE |
-				       GP_CAP_FILES | GP_CAP_EGRESS);
+	gp_w_u64(&w, GP_T_CAPS,
+		 GP_CAP_CGROUP2 | GP_CAP_SECCOMP | GP_CAP_TTY | GP_CAP_FREEZE | GP_CAP_FILES |
+		     GP_CAP_EGRESS);
 	gp_w_u64(&w, GP_T_BOOT_MS, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 	send_fields(GP_HELLO, 0, &w);
 }
@@ -288,13 +298,9 @@ static void dispatch(const struct gp_hdr *h, const uint8_t *p)
 		/* late frames for a channel that just ended (stdin, credit, a signal racing
 		 * the exit) are dropped; anything else is answered */
 		if (h->type == GP_STDIN || h->type == GP_CREDIT || h->type == GP_SIGNAL ||
-		    h->type == GP_RESIZE || h->type == GP_STREAM_DATA ||
-		    h->type == GP_FILE_DATA || h->type == GP_FILE_END)
+		    h->type == GP_RESIZE || h->type == GP_STREAM_DATA || h->type == GP_OK ||
+		    h->type == GP_STREAM_CLOSE || h->type == GP_FILE_DATA || h->type == GP_FILE_END)
 			return;
-		if (h->type == GP_STREAM_CLOSE || h->type == GP_OK) {
-			egress_host_close(h->chan, h, p);
-			return;
-		}
 		send_error(h->chan, ENOENT, "%s on channel %u, which is not open",
 			   gp_type_name(h->type), h->chan);
 		return;

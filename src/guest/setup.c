@@ -23,7 +23,7 @@
 
 #define MAX_BPF_INSNS 4096
 
-static bool done, have_root;
+static bool done, have_root, mounted;
 static int network = GP_NET_NONE;
 static struct sock_filter bpf[MAX_BPF_INSNS];
 static size_t bpf_len;
@@ -163,15 +163,16 @@ static int do_mount(const struct mount_req *m)
 	}
 	bool root = strcmp(m->target, "/") == 0;
 	if (root) {
-		if (have_root)
-			return -EEXIST;
+		if (mounted)
+			return -EINVAL; /* the root comes first: the others land beneath it */
 		mkdir("/run/agentd", 0700);
 		mkdir(GUEST_EXEC_ROOT, 0755);
 		if (mount(src, GUEST_EXEC_ROOT, m->fstype, flags, data) < 0)
 			return -errno;
-		have_root = true;
+		have_root = mounted = true;
 		return 0;
 	}
+	mounted = true;
 	int rootfd = open(setup_exec_root(), O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0)
 		return -errno;
@@ -193,8 +194,8 @@ static void root_basics(void)
 		return;
 	mkdir(GUEST_EXEC_ROOT "/proc", 0555);
 	mkdir(GUEST_EXEC_ROOT "/dev", 0755);
-	if (mount("proc", GUEST_EXEC_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		  NULL) < 0)
+	if (mount("proc", GUEST_EXEC_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+	    0)
 		glog("mount proc in the execs' root: %s", strerror(errno));
 	if (mount("/dev", GUEST_EXEC_ROOT "/dev", NULL, MS_BIND | MS_REC, NULL) < 0)
 		glog("bind /dev in the execs' root: %s", strerror(errno));
@@ -264,8 +265,8 @@ void setup_handle(const uint8_t *p, size_t len)
 			if (parse_mount(&f, &m) < 0)
 				return;
 			if ((rc = do_mount(&m)) < 0) {
-				send_error(0, -rc, "SETUP: mount %s (%s) on %s: %s", m.source, m.fstype,
-					   m.target, strerror(-rc));
+				send_error(0, -rc, "SETUP: mount %s (%s) on %s: %s", m.source,
+					   m.fstype, m.target, strerror(-rc));
 				return;
 			}
 		} else if (f.tag == GP_T_NETWORK) {

@@ -88,7 +88,7 @@ def host_tsc_khz():
     return 0
 
 
-def qemu_argv(fd, mem_mb=256, extra_append=""):
+def qemu_argv(fd, mem_mb=256, extra_append="", drives=()):
     append = (f"console=ttyS0 quiet panic=-1 tsc_early_khz={host_tsc_khz()} "
               f"{extra_append}").strip()
     return ["qemu-system-x86_64", "-M", "microvm", "-accel", "tcg", "-nodefaults",
@@ -98,19 +98,22 @@ def qemu_argv(fd, mem_mb=256, extra_append=""):
             "-global", "virtio-mmio.force-legacy=false",
             "-device", "virtio-serial-device",
             "-chardev", f"socket,id=c0,fd={fd}",
-            "-device", f"virtserialport,chardev=c0,name={PORT_NAME}"]
+            "-device", f"virtserialport,chardev=c0,name={PORT_NAME}"] + [
+                a for i, d in enumerate(drives) for a in (
+                    "-drive", f"file={d},if=none,format=raw,id=d{i}",
+                    "-device", f"virtio-blk-device,drive=d{i}")]
 
 
 class VM:
     """One booted guest; every wait has a deadline, and close() kills QEMU's process group."""
 
-    def __init__(self, mem_mb=256, console=None):
+    def __init__(self, mem_mb=256, console=None, drives=()):
         self.host, guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.buf = b""
         self.pending = []
         self.console = console
         stdout = open(console, "wb") if console else subprocess.DEVNULL
-        argv = qemu_argv(guest.fileno(), mem_mb)
+        argv = qemu_argv(guest.fileno(), mem_mb, drives=drives)
         if console:
             argv += ["-serial", f"file:{console}"]
         self.t0 = time.monotonic()
@@ -191,10 +194,19 @@ class VM:
         first = self.recv(timeout=timeout, chan=chan)
         if first.type != STARTED:
             return first, b"", b"", None
-        if stdin is not None:
-            for i in range(0, len(stdin), 32 * 1024):
-                self.send(STDIN, chan, stdin[i:i + 32 * 1024])
-            self.send(STDIN, chan, b"")
+        todo, credit = stdin, INITIAL_CREDIT  # stdin goes as the guest grants it
+
+        def feed():
+            nonlocal todo, credit
+            while todo is not None and (credit > 0 or not todo):
+                if not todo:
+                    self.send(STDIN, chan, b"")  # EOF
+                    todo = None
+                    return
+                n = min(len(todo), credit, 32 * 1024)
+                self.send(STDIN, chan, todo[:n])
+                todo, credit = todo[n:], credit - n
+        feed()
         out, err = b"", b""
         deadline = time.monotonic() + timeout
         while True:
@@ -206,6 +218,8 @@ class VM:
             elif fr.type == EXIT:
                 return first, out, err, fr
             elif fr.type == CREDIT:
+                credit += fr.u("BYTES")
+                feed()
                 continue
             else:
                 raise AssertionError(f"unexpected {fr}")

@@ -174,7 +174,8 @@ static void malformed_fields_are_refused(void **state)
 	gp_r_init(&r, nul, sizeof(nul));
 	assert_int_equal(gp_r_next(&r, &f), 1);
 	assert_int_equal(gp_f_str(&f, s, sizeof(s)), -EPROTO);
-	const uint8_t eight[6 + 8] = {GP_T_ARG, 0, 8, 0, 0, 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'};
+	uint8_t eight[6 + 8] = {GP_T_ARG, 0, 8};
+	memcpy(eight + 6, "abcdefgh", 8);
 	gp_r_init(&r, eight, sizeof(eight));
 	assert_int_equal(gp_r_next(&r, &f), 1);
 	assert_int_equal(gp_f_str(&f, s, sizeof(s)), -EPROTO); /* 8 chars + NUL > 8 */
@@ -184,7 +185,8 @@ static void malformed_fields_are_refused(void **state)
 	static char out[GP_MAX_STRING + 8];
 	memset(longstr, 'x', sizeof(longstr));
 	longstr[0] = GP_T_ARG, longstr[1] = 0;
-	longstr[2] = (uint8_t)((GP_MAX_STRING + 1) & 0xff), longstr[3] = (uint8_t)((GP_MAX_STRING + 1) >> 8);
+	longstr[2] = (uint8_t)((GP_MAX_STRING + 1) & 0xff);
+	longstr[3] = (uint8_t)((GP_MAX_STRING + 1) >> 8);
 	longstr[4] = longstr[5] = 0;
 	gp_r_init(&r, longstr, sizeof(longstr));
 	assert_int_equal(gp_r_next(&r, &f), 1);
@@ -218,7 +220,7 @@ static void a_writer_past_its_buffer_fails_and_writes_nothing_past_cap(void **st
 	memset(buf, 0xAA, sizeof(buf));
 	struct gp_writer w;
 	gp_w_init(&w, buf, 32);
-	gp_w_u64(&w, GP_T_PID, 1);		/* 14 */
+	gp_w_u64(&w, GP_T_PID, 1);		    /* 14 */
 	gp_w_str(&w, GP_T_MESSAGE, "0123456789ab"); /* 18: 32 exactly */
 	assert_int_equal(gp_w_done(&w), 0);
 	gp_w_u64(&w, GP_T_PID, 2);
@@ -337,14 +339,14 @@ static void a_full_size_frame_fits_and_a_bad_header_stops_the_stream(void **stat
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(an_exec_request_reads_back_field_by_field),
-		cmocka_unit_test(a_nested_mount_reads_back_inside_its_field),
-		cmocka_unit_test(a_header_round_trips_and_bad_ones_are_refused),
-		cmocka_unit_test(malformed_fields_are_refused),
-		cmocka_unit_test(more_than_max_fields_are_refused),
-		cmocka_unit_test(a_writer_past_its_buffer_fails_and_writes_nothing_past_cap),
-		cmocka_unit_test(frames_are_reassembled_from_any_cut),
-		cmocka_unit_test(a_full_size_frame_fits_and_a_bad_header_stops_the_stream),
+	    cmocka_unit_test(an_exec_request_reads_back_field_by_field),
+	    cmocka_unit_test(a_nested_mount_reads_back_inside_its_field),
+	    cmocka_unit_test(a_header_round_trips_and_bad_ones_are_refused),
+	    cmocka_unit_test(malformed_fields_are_refused),
+	    cmocka_unit_test(more_than_max_fields_are_refused),
+	    cmocka_unit_test(a_writer_past_its_buffer_fails_and_writes_nothing_past_cap),
+	    cmocka_unit_test(frames_are_reassembled_from_any_cut),
+	    cmocka_unit_test(a_full_size_frame_fits_and_a_bad_header_stops_the_stream),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
