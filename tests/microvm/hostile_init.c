@@ -3,7 +3,8 @@
  * modules, opens the agent's port and speaks enough of the protocol to be accepted (HELLO,
  * SETUP answered), then misbehaves as each EXEC's argv[0] asks:
  *   ok TEXT      behaves: STARTED, TEXT on stdout, EXIT 0 (the control case)
- *   flood        output far beyond the credit the host granted, without waiting
+ *   flood        output without end, never waiting for credit (beyond what the host
+ *                granted unless the host keeps up), deaf to the kill
  *   oversize     a frame header announcing more than GP_MAX_PAYLOAD
  *   malformed    an EXIT whose field runs past its payload
  *   badchan      output on a channel the host never opened
@@ -129,7 +130,7 @@ static void misbehave(const char *mode, const char *arg, uint32_t chan)
 	} else if (strcmp(mode, "flood") == 0) {
 		static uint8_t junk[GP_MAX_PAYLOAD];
 		memset(junk, 'x', sizeof(junk));
-		for (int i = 0; i < 200; i++)
+		for (;;)
 			send_frame(GP_STDOUT, chan, junk, sizeof(junk));
 	} else if (strcmp(mode, "oversize") == 0) {
 		uint8_t h[GP_HDR_SIZE] = {0};

@@ -813,6 +813,8 @@ static int exec_frame(const struct vm_exec_req *rq, uint8_t *buf, agentd_error *
 		gp_w_str(&w, GP_T_ENV, *e);
 	}
 	gp_w_str(&w, GP_T_CWD, rq->cwd);
+	gp_w_u64(&w, GP_T_UID, rq->uid);
+	gp_w_u64(&w, GP_T_GID, rq->gid);
 	gp_w_u64(&w, GP_T_STDIN, rq->stdin_null ? 0 : 1);
 	gp_w_u64(&w, GP_T_TIMEOUT_MS, rq->timeout_ms);
 	gp_w_u64(&w, GP_T_MEM_BYTES, rq->mem_bytes);
@@ -1019,9 +1021,7 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 		pthread_mutex_lock(&ch->lock);
 		bool ended = e->ended, dead = e->dead, more = e->head != NULL;
 		pthread_mutex_unlock(&ch->lock);
-		if (more)
-			continue;
-		if (ended)
+		if (ended && !more)
 			break;
 		if (dead) {
 			char why[256];
@@ -1044,6 +1044,8 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 			x.chan = 0;
 			goto out;
 		}
+		if (more)
+			continue; /* deliver it first; the deadline above still holds */
 		struct pollfd p[2] = {{.fd = e->wake, .events = POLLIN},
 				      {.fd = rq->cancel_fd > 0 ? rq->cancel_fd : -1, .events = POLLIN}};
 		uint64_t until = killed ? grace : deadline;

@@ -115,6 +115,7 @@ struct vm_exec_req {
 	uint64_t timeout_ms;		/* the host's deadline; the guest gets the same */
 	uint64_t max_output_bytes;
 	uint64_t mem_bytes, pids, cpu_ms, nofile, fsize;
+	uint32_t uid, gid;		/* in the guest */
 	bool seccomp;
 	bool net_none;
 	agentd_output_cb on_output;
@@ -125,6 +126,13 @@ int vm_exec(struct vm_chan *ch, const struct vm_exec_req *rq, agentd_exec_output
 	    agentd_error *err);
 
 /* ---------------------------------------------------------------- qemu.c */
+/* A T_MOUNT of SETUP (the guest mounts them in order; a target "/" first is the execs'
+ * root). */
+struct vm_mount {
+	const char *source, *target, *fstype;
+	bool readonly;
+};
+#define VM_MOUNTS_MAX 64
 struct vm_launch {
 	const struct vm_guest_files *files;
 	bool kvm;
@@ -134,6 +142,10 @@ struct vm_launch {
 	agentd_strv extra_args;		/* hooks: more QEMU arguments (devices...) */
 	agentd_strv extra_ro;		/* hooks: more host paths QEMU sees read-only */
 	const char *append;		/* more kernel command line, or NULL */
+	/* hooks: SETUP's mounts (file sharing); none: the guest's own root with a tmpfs at the
+	 * workdir and at /tmp */
+	const struct vm_mount *mounts;
+	size_t n_mounts;
 	/* issue 15: vm-state (vm_boot's extra only) */
 	bool incoming;			/* load a template (incoming_fd) instead of booting */
 	int incoming_fd;		/* its memory file */
@@ -149,6 +161,7 @@ struct vm_qemu {
 };
 /* Guest RAM beyond the policy's memory (kernel, agent, page tables) and the host cgroup's
  * room for QEMU itself beyond guest RAM (TCG's translation cache, its own heap). */
+#define VM_GUEST_ID 1000	/* the commands' uid and gid in the guest (container's too) */
 #define VM_GUEST_OVERHEAD (96ull << 20)
 #define VM_GUEST_DEFAULT_MEM (256ull << 20)
 #define VM_QEMU_OVERHEAD (384ull << 20)
@@ -170,6 +183,7 @@ struct vm_verdict {
 	char reason[256];		/* why not */
 	bool kvm;			/* the real guest booted under KVM to a HELLO */
 	bool pvm;			/* the host is KVM-PVM (nested) */
+	bool vcpu_runs;			/* a bare vCPU ran (reported, never counted) */
 	char accel_why[256];		/* why not KVM, or "" */
 	uint64_t boot_ms;		/* of the probe's boot with the chosen accelerator */
 	char qemu_version[64];

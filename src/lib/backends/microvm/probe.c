@@ -211,13 +211,16 @@ void vm_probe_verdict(agentd_backend *jail, struct vm_verdict *v)
 	char why[256] = "";
 	bool kvm_hello = false;
 	if (access("/dev/kvm", R_OK | W_OK) == 0) {
+		char vw[128];
+		v->vcpu_runs = vm_kvm_vcpu_runs(vw, sizeof(vw)); /* said, never counted */
 		int64_t ms = trial_boot(jail, true, why, sizeof(why));
 		if (ms >= 0) {
 			kvm_hello = true;
 			v->boot_ms = (uint64_t)ms;
 		} else {
 			char w2[256];
-			snprintf(w2, sizeof(w2), "the guest did not boot under KVM: %s", why);
+			snprintf(w2, sizeof(w2), "%sthe guest did not boot under KVM: %s",
+				 v->vcpu_runs ? "a bare vCPU runs, but " : "", why);
 			snprintf(why, sizeof(why), "%s", w2);
 		}
 	} else {

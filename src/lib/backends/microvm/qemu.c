@@ -61,6 +61,8 @@ void vm_qemu_argv(const struct vm_launch *l, agentd_strv *a)
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		/* no spawn, no privilege change, no resource control, no obsolete calls */
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		/* modern virtio-mmio (virtiofs needs it; the guest's drivers take both) */
+		"-global", "virtio-mmio.force-legacy=false",
 		"-device", "virtio-serial-device",
 		"-device", "virtserialport,chardev=agent,name=" GP_PORT_NAME,
 		"-mon", "chardev=qmp,mode=control",
