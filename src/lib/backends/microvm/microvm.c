@@ -5,6 +5,7 @@
  * protocol, or whose QEMU ends, is killed at once; its sandbox reports every later exec as
  * failed, and nothing else is affected. */
 #include "lib/backends/microvm/microvm.h"
+#include "lib/backends/microvm/share.h" /* issue 15: vm-map */
 #include "lib/backends/microvm/state.h" /* issue 15: vm-state */
 
 #include <sys/random.h>
@@ -112,6 +113,7 @@ static int send_setup(struct vm *vm, const agentd_spec *spec, const struct vm_la
 	gp_w_bytes(&w, GP_T_SEED, seed, sizeof(seed));
 	if (sc.active && sc.filter)
 		gp_w_bytes(&w, GP_T_SECCOMP_BPF, sc.filter, (size_t)sc.len * 8);
+	vm_map_setup(vm->map, &w); /* issue 15: vm-map: the shared tree as the execs' root */
 	seccomp_prog_free(&sc);
 	int r = gp_w_done(&w) < 0
 			? agentd_error_set(err, EMSGSIZE, "the guest's SETUP exceeds one frame")
@@ -143,11 +145,13 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 {
 	memset(vm, 0, sizeof(*vm));
 	vm->qmp.fd = -1;
-	vm->workdir_fd = -1;
+	vm->map = extra ? extra->map : NULL; /* issue 15: vm-map: ours from now on */
 	pthread_mutex_init(&vm->lock, NULL);
 	struct vm_guest_files files;
-	if (vm_guest_files(&files, err) < 0)
+	if (vm_guest_files(&files, err) < 0) {
+		vm_map_free(vm->map);
 		return -1;
+	}
 	struct vm_launch l = {
 		.files = &files,
 		.kvm = v->kvm,
@@ -161,6 +165,7 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 			l.guest_mem_bytes = extra->guest_mem_bytes;
 		strv_copy(&l.extra_args, &extra->extra_args);
 		strv_copy(&l.extra_ro, &extra->extra_ro);
+		l.map = vm->map; /* issue 15: vm-map */
 		l.no_setup = extra->no_setup;
 		if (extra->incoming) {	/* issue 15: vm-state: QEMU waits for the template */
 			strv_push(&l.extra_args, "-incoming");
@@ -171,8 +176,10 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 	int r = vm_qemu_start(jail, &l, &vm->q, err);
 	strv_free(&l.extra_args);
 	strv_free(&l.extra_ro);
-	if (r < 0)
+	if (r < 0) {
+		vm_map_free(vm->map); /* released with the jail already */
 		return -1;
+	}
 	vm->kvm = v->kvm;
 	vm_qmp_init(&vm->qmp, take_fd(&vm->q.qmp_fd));
 	vm->ch = vm_chan_new(take_fd(&vm->q.chan_fd), take_fd(&vm->q.rep_fd),
@@ -184,6 +191,7 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 		agentd_error_prefix(err, "QEMU's monitor");
 		goto fail;
 	}
+	vm_map_qemu_up(vm->map); /* issue 15: vm-map: QEMU is connected to virtiofsd */
 	if (extra && extra->incoming) {	/* issue 15: vm-state */
 		vm_chan_set_hello(vm->ch, extra->incoming_hello);
 		if (vm_tmpl_load(&vm->qmp, extra->incoming_fd,
@@ -229,6 +237,9 @@ void vm_shutdown(struct vm *vm)
 		cgroup_kill_all(vm->q.unit);
 	vm_chan_free(vm->ch);
 	vm->ch = NULL;
+	vm_map_release(vm->map, vm->q.jail); /* issue 15: vm-map */
+	vm_map_free(vm->map);
+	vm->map = NULL;
 	vm_qmp_close(&vm->qmp);
 	vm_qemu_stop(&vm->q);
 	pthread_mutex_destroy(&vm->lock);
@@ -249,7 +260,7 @@ static int mv_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_e
 	if (suspended)
 		return agentd_error_set(err, EBUSY, "sandbox %s is suspended", sb->id);
 	agentd_kvv extra = {0};
-	char **envp = backend_envp(sb, &extra, false, cmd);
+	char **envp = backend_envp(sb, &extra, sb->spec.network.mode == AGENTD_NET_ALLOWLIST, cmd);
 	exec_request er = backend_exec_request(sb, cmd, ctx, envp, cmd->workdir ? cmd->workdir
 										: sb->spec.workdir, NULL);
 	const agentd_limits *l = &sb->spec.limits;
@@ -317,11 +328,27 @@ static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
 	return 0;
 }
 
+/* issue 15: vm-map. The files API on the fds held since before the guest ran. */
+static int mv_workdir_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	return vm_map_workdir_fd(vm->map, false, uid, gid, err);
+}
+
+static int mv_root_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *err)
+{
+	struct vm *vm = sb->priv;
+	return vm_map_workdir_fd(vm->map, true, uid, gid, err);
+}
+
 static const agentd_sandbox_ops microvm_sandbox_ops = {
 	.exec = mv_exec,
 	.is_alive = mv_is_alive,
 	.usage = mv_usage,
 	.destroy = mv_destroy,
+	/* issue 15: vm-map */
+	.workdir_fd = mv_workdir_fd,
+	.root_fd = mv_root_fd,
 	/* issue 15: vm-state */
 	.suspend = vm_state_suspend,
 	.resume = vm_state_resume,
@@ -377,25 +404,48 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 	if (!sb)
 		return -1;
 	struct vm *vm = xcalloc(1, sizeof(*vm));
-	/* issue 15: vm-state: from the memory-snapshot template where its devices allow */
-	_cleanup_free_ char *troot = xasprintf("%s/" VM_TMPL_DIR, b->work_root);
-	char why[256] = "";
-	int t = vm_tmpl_start(microvm_jail_backend(b), &sb->spec, v, troot, vm, why, sizeof(why),
-			      err);
+	/* issue 15: vm-map: the policy's files (virtiofs) and network (the proxy); issue 15:
+	 * vm-state: none of it for a sandbox that starts from the memory-snapshot template */
+	bool from_template = vm_tmpl_wanted(&sb->spec);
+	struct vm_launch extra = {.map = from_template ? NULL : vm_map_new(&sb->spec)};
+	agentd_proxy *proxy = NULL;
+	if (spec->network.mode == AGENTD_NET_ALLOWLIST &&
+	    !(proxy = backend_egress_proxy(b, err))) {
+		vm_map_free(extra.map);
+		free(vm);
+		backend_sandbox_free(sb);
+		return agentd_error_prefix(err, "egress proxy");
+	}
+	char why[256];
+	snprintf(why, sizeof(why), "template start: not available: %s",
+		 "virtiofs shares cannot migrate (the sandbox's files are shared by virtiofs)");
+	int t = 0;
+	if (from_template) {
+		_cleanup_free_ char *troot = xasprintf("%s/" VM_TMPL_DIR, b->work_root);
+		t = vm_tmpl_start(microvm_jail_backend(b), &sb->spec, v, troot, vm, why,
+				  sizeof(why), err);
+	}
 	if (t == 0)
 		trace_mark("vm: cold boot");
-	if (t < 0 || (t == 0 && vm_boot(microvm_jail_backend(b), &sb->spec, v, NULL, 0, vm,
+	if (t < 0 || (t == 0 && vm_boot(microvm_jail_backend(b), &sb->spec, v, &extra, 0, vm,
 					err) < 0)) {
-		free(vm);
+		free(vm); /* the map went with it */
 		backend_sandbox_free(sb);
 		return -1;
 	}
-	vm->start_how = xstrdup(why[0] ? why : "template start: not available");
+	vm->start_how = xstrdup(why);
 	sb->priv = vm;
 	/* The sandbox's id is its jail's: its cgroup (agentd/<id>), what the janitor removes
 	 * after a crash, names it. */
 	snprintf(sb->id, sizeof(sb->id), "%s", vm->q.jail->id);
 	snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", sb->id);
+	if (vm->map && vm_map_network(vm->map, vm->ch, proxy, sb->id, err) < 0) {
+		vm_shutdown(vm);
+		free(vm);
+		sb->priv = NULL;
+		backend_sandbox_free(sb);
+		return -1;
+	}
 	backend_caps_fill(sb, spec->network.mode != AGENTD_NET_NONE,
 			  strcmp(spec->seccomp_profile, "none") != 0);
 	strv_push(&sb->caps.writable_paths, spec->workdir);
@@ -423,10 +473,14 @@ static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(guest); i++)
 		agentd_caps_enforce(caps, guest[i]);
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST,
-				   "not in this build of the microvm backend");
-	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
-				   "host paths need file sharing into the guest");
+	/* issue 15: vm-map: the egress proxy through guest streams; host paths over virtiofs
+	 * (without virtiofsd a create fails, naming it) */
+	agentd_caps_enforce(caps, AGENTD_ITEM_NETWORK_ALLOWLIST);
+	if (vm_share_virtiofsd())
+		agentd_caps_enforce(caps, AGENTD_ITEM_BIND_MOUNTS);
+	else
+		agentd_caps_cannot_enforce(caps, AGENTD_ITEM_BIND_MOUNTS,
+					   "virtiofsd is not installed (qemu-system-common)");
 	agentd_caps_cannot_enforce(caps, AGENTD_ITEM_IMAGE,
 				   "the guest boots its own initramfs, not an image");
 	caps->filesystem_isolation = true;

@@ -15,6 +15,8 @@
 #include "lib/backends/container/container.h"
 #include "common/guestproto.h"
 
+struct vm_map; /* issue 15: vm-map (share.h) */
+
 #include <jansson.h>
 
 /* ---------------------------------------------------------------- files of the guest */
@@ -151,6 +153,8 @@ struct vm_launch {
 	int incoming_fd;		/* its memory file */
 	const struct vm_hello *incoming_hello;	/* the HELLO its guest said */
 	bool no_setup;			/* stop at HELLO: a template's build */
+	/* issue 15: vm-map */
+	struct vm_map *map;		/* the sandbox's files and network (share.h), or NULL */
 };
 /* QEMU running in its jail. */
 struct vm_qemu {
@@ -208,9 +212,9 @@ struct vm {
 	uint64_t boot_ms;		/* host-measured, launch to HELLO */
 	pthread_mutex_t lock;
 	bool suspended;
+	/* issue 15: vm-map */
+	struct vm_map *map;		/* the sandbox's files and network, or NULL (the probe) */
 	/* issue 15: vm-state */
-	int workdir_fd;			/* the workdir's host directory shared into the guest,
-					 * opened before the guest ran; -1: none (state.c) */
 	char *snap_dir;			/* the library's snapshots of it */
 	uint64_t snap_bytes;		/* what they occupy */
 	char *start_how;		/* "template start: from <key>" or why not */

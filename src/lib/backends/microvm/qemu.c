@@ -10,6 +10,7 @@
  * fd 0 is the virtio-serial port's socket, fd 1 the QMP socket, fd 2 a pipe of its stderr;
  * nothing connectable lies on any filesystem. */
 #include "lib/backends/microvm/microvm.h"
+#include "lib/backends/microvm/share.h" /* issue 15: vm-map */
 
 #include <sys/utsname.h>
 
@@ -124,6 +125,10 @@ static void jail_spec(const struct vm_launch *l, agentd_spec *s)
 	lim->max_wall_time_ms = 0;
 	lim->max_open_files = 4096;
 	lim->max_write_bytes = 16ull << 20;	/* its scratch: QEMU writes nothing there */
+	/* issue 15: vm-map. virtiofs needs guest RAM in a shared memfd, whose ftruncate meets
+	 * RLIMIT_FSIZE (SIGXFSZ); tmpfs pages are charged to the memory backstop anyway */
+	if (l->map && lim->max_write_bytes < l->guest_mem_bytes)
+		lim->max_write_bytes = l->guest_mem_bytes;
 	/* issue 15: vm-state: a template's build writes guest RAM to the fd it is given, and
 	 * RLIMIT_FSIZE bounds that write too */
 	if (l->no_setup)
@@ -192,6 +197,11 @@ int vm_qemu_start(agentd_backend *jb, const struct vm_launch *l, struct vm_qemu 
 	if (c->cg && !(q->unit = ctr_unit_get(c, err)))
 		goto fail;
 	vm_qemu_argv(l, &argv);
+	/* issue 15: vm-map. virtiofsd before QEMU, which connects to it at start */
+	if (l->map && vm_map_before_qemu(l->map, q->jail, l->guest_mem_bytes, &argv, err) < 0) {
+		strv_free(&argv);
+		goto fail;
+	}
 	char *envp[] = {"PATH=/usr/bin:/bin", NULL};
 	struct ctl_msg m = {.op = OP_SPAWN, .id = ++c->next_id};
 	int child[4] = {chan[1], qmp[1], errp[1], rep[1]};
@@ -217,6 +227,7 @@ int vm_qemu_start(agentd_backend *jb, const struct vm_launch *l, struct vm_qemu 
 	q->rep_fd = rep[0];
 	return 0;
 fail:
+	vm_map_release(l->map, q->jail); /* issue 15: vm-map: its unit is the jail's */
 	for (int i = 0; i < 2; i++) {
 		int fds[] = {chan[i], qmp[i], errp[i], rep[i]};
 		for (size_t k = 0; k < ARRAY_SIZE(fds); k++)

@@ -22,6 +22,7 @@
  * is removed as soon as QEMU is up. */
 #include "lib/backends/microvm/share.h"
 
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -130,7 +131,11 @@ static int share_child_main(const struct share_child *a)
 		r = -errno;
 		goto fail;
 	}
-	if (dup2(a->listen_fd, VIRTIOFSD_LISTEN_FD) < 0 || fds_close_from(VIRTIOFSD_LISTEN_FD + 1) < 0)
+	/* its stdio: nothing (its only peer is QEMU; a guest could make it log at will) */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+	    dup2(a->listen_fd, VIRTIOFSD_LISTEN_FD) < 0 ||
+	    fds_close_from(VIRTIOFSD_LISTEN_FD + 1) < 0)
 		_exit(127);
 	char *envp[] = {NULL};
 	execve(a->argv[0], a->argv, envp);
@@ -153,13 +158,17 @@ static int share_listener(const struct vm_share_opts *o, agentd_error *err)
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
 		return agentd_error_errno(err, errno, "virtiofs socket");
+	/* made as QEMU's user: the jail's tmpfs belongs to its user namespace, where host root
+	 * is not mapped (EOVERFLOW); this thread's filesystem ids only */
 	mode_t old = umask(0177);
+	int ouid = setfsuid(o->sock_uid), ogid = setfsgid(o->sock_gid);
 	int r = bind(s, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	setfsuid((uid_t)ouid);
+	setfsgid((gid_t)ogid);
 	umask(old);
-	if (r < 0 || fchownat(o->sock_dir_fd, VM_SHARE_SOCK, o->sock_uid, o->sock_gid,
-			      AT_SYMLINK_NOFOLLOW) < 0 ||
-	    listen(s, 1) < 0) {
-		agentd_error_errno(err, errno, "virtiofs socket in QEMU's directory");
+	if (r < 0 || listen(s, 1) < 0) {
+		agentd_error_errno(err, r < 0 ? e : errno, "virtiofs socket in QEMU's directory");
 		close(s);
 		unlinkat(o->sock_dir_fd, VM_SHARE_SOCK, 0);
 		return -1;

@@ -14,8 +14,7 @@
 #ifndef AGENTD_MICROVM_SHARE_H
 #define AGENTD_MICROVM_SHARE_H
 
-#include "lib/backends/container/container.h"
-#include "common/guestproto.h"
+#include "lib/backends/microvm/egress.h"
 
 /* ---------------------------------------------------------------- share.c */
 #define VM_SHARE_TAG "agentd-root"
@@ -61,5 +60,34 @@ void vm_share_connected(struct vm_share *s);
 /* Kill virtiofsd (its pid namespace with it), close every fd. Safe after vm_share_start,
  * failed or not, and twice. */
 void vm_share_stop(struct vm_share *s);
+
+/* ---------------------------------------------------------------- map.c
+ * The backend's side (microvm.c, qemu.c): a sandbox's share and egress over its VM's life. */
+struct vm_map {
+	const agentd_spec *spec;	/* the sandbox's (lives as long as it) */
+	struct vm_share share;
+	struct cgroup *unit;		/* virtiofsd's kill unit in QEMU's jail cgroup */
+	struct vm_egress *egress;	/* network allowlist, else NULL */
+};
+struct vm_map *vm_map_new(const agentd_spec *spec);
+/* QEMU's jail exists, QEMU not yet: virtiofsd started for the spec, its QEMU arguments
+ * appended to args (mem_bytes: QEMU's -m). 0 or -1 + err. */
+int vm_map_before_qemu(struct vm_map *m, agentd_sandbox *jail, uint64_t mem_bytes,
+		       agentd_strv *args, agentd_error *err);
+/* QEMU is up (its monitor answered): the socket's name goes. */
+void vm_map_qemu_up(struct vm_map *m);
+/* SETUP's part: the shared tree as the execs' root. */
+void vm_map_setup(const struct vm_map *m, struct gp_writer *w);
+/* After SETUP: network allowlist served for sandbox id through proxy. 0 or -1 + err. */
+int vm_map_network(struct vm_map *m, struct vm_chan *ch, agentd_proxy *proxy, const char *id,
+		   agentd_error *err);
+/* Files API: new fds of the held workdir and root (the guest's execs' user as owner). */
+int vm_map_workdir_fd(const struct vm_map *m, bool root, uid_t *uid, gid_t *gid,
+		      agentd_error *err);
+/* After the VM's channel is freed, before its jail goes: egress, virtiofsd, its unit.
+ * Safe on NULL and twice. */
+void vm_map_release(struct vm_map *m, agentd_sandbox *jail);
+/* Released (the unit, if any, needs the jail) and freed. Safe on NULL. */
+void vm_map_free(struct vm_map *m);
 
 #endif

@@ -5,12 +5,14 @@
  * whose monitor a hostile guest could have confused still gets no CPU. Resume undoes both
  * in the other order (a frozen QEMU cannot answer QMP).
  *
- * Snapshots copy the workdir's host directory (the one shared into the guest), through the
- * directory fd the backend opened before the guest ran, fd-relative and without following
- * any link the guest planted (copy_tree_at: a symlink is copied as a symlink), bounded by
- * max_snapshot_bytes; the guest syncs and freezes its commands first (GP_FREEZE) and thaws
- * after (GP_THAW). */
+ * Snapshots copy the sandbox's scratch (its workdir/ and tmp/, shared into the guest by
+ * virtiofs: share.h), through the directory fd the host opened before any guest code ran,
+ * fd-relative and without following any link the guest planted (copy_tree_at: a symlink is
+ * copied as a symlink), bounded by max_snapshot_bytes: the container's layout, so either
+ * backend restores the other's. The guest syncs and freezes its commands first (GP_FREEZE)
+ * and thaws them after (GP_THAW). */
 #include "lib/backends/microvm/state.h"
+#include "lib/backends/microvm/share.h"
 
 #define QMP_MS 5000
 #define GUEST_MS 30000
@@ -69,16 +71,27 @@ int vm_state_resume(agentd_sandbox *sb, agentd_error *err)
 
 /* ------------------------------------------------------------- snapshots */
 
+static const char *const state_dirs[2] = {"workdir", "tmp"};
+
+/* The scratch held from before the guest ran, as a new description (its offset ours), or
+ * -1 + err when the sandbox's files are not shared from the host. */
+static int scratch_fd(agentd_sandbox *sb, struct vm *vm, agentd_error *err)
+{
+	int held = vm->map ? vm->map->share.scratch_fd : -1;
+	if (held < 0)
+		return agentd_error_set(err, ENOTSUP,
+					"sandbox %s: its files are not shared from the host (it "
+					"started from a template), so the host has nothing to "
+					"snapshot", sb->id);
+	int fd = openat(held, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? agentd_error_errno(err, errno, "open the sandbox's scratch") : fd;
+}
+
 /* The guest quiet (its commands frozen, its filesystems synced) for a copy; a suspended VM
  * is quiet already (its guest cannot answer: no FREEZE). *froze: whether to thaw after. */
-static int quiesce(agentd_sandbox *sb, struct vm *vm, bool *froze, agentd_error *err)
+static int quiesce(struct vm *vm, bool *froze, agentd_error *err)
 {
 	*froze = false;
-	if (vm->workdir_fd < 0)
-		return agentd_error_set(err, ENOTSUP,
-					"sandbox %s: its workdir is not shared from the host, "
-					"so there is nothing the host can snapshot",
-					sb->id);
 	if (vm->suspended)
 		return 0;
 	if (vm_chan_control(vm->ch, GP_FREEZE, NULL, 0, GUEST_MS, err) < 0)
@@ -101,29 +114,34 @@ static int over_quota(uint64_t max, agentd_error *err)
 				(unsigned long long)max);
 }
 
-/* The workdir (and an empty tmp: a container's snapshot has both, and either backend
- * restores the other's) into dir_fd. */
-static int copy_out(agentd_sandbox *sb, struct vm *vm, int dir_fd, uint64_t max, uint64_t *bytes,
-		    agentd_error *err)
+static int open_sub(int dir, const char *name, agentd_error *err)
+{
+	int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? agentd_error_errno(err, errno, "open %s", name) : fd;
+}
+
+/* The scratch's workdir/ and tmp/ into dir_fd. */
+static int copy_out(int scratch, int dir_fd, uint64_t max, uint64_t *bytes, agentd_error *err)
 {
 	if (max == 0)
 		return over_quota(0, err);
-	if (mkdirat(dir_fd, "workdir", 0700) < 0 || mkdirat(dir_fd, "tmp", 0700) < 0)
-		return agentd_error_errno(err, errno, "snapshot: make its directories");
-	_cleanup_close_ int dst = openat(dir_fd, "workdir", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-							     O_CLOEXEC);
-	/* a new description of the held directory: its offset is ours alone */
-	_cleanup_close_ int src = openat(vm->workdir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dst < 0 || src < 0)
-		return agentd_error_errno(err, errno, "snapshot: open the workdir");
 	uint64_t budget = max;
-	int r = copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
-	if (r == -EFBIG)
-		return over_quota(max, err);
-	if (r < 0)
-		return agentd_error_errno(err, -r, "snapshot %s", sb->spec.workdir);
+	for (int i = 0; i < 2; i++) {
+		if (mkdirat(dir_fd, state_dirs[i], 0700) < 0)
+			return agentd_error_errno(err, errno, "snapshot: make %s", state_dirs[i]);
+		_cleanup_close_ int src = open_sub(scratch, state_dirs[i], err);
+		_cleanup_close_ int dst = src < 0 ? -1 : open_sub(dir_fd, state_dirs[i], err);
+		if (dst < 0)
+			return agentd_error_prefix(err, "snapshot");
+		int r = copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget);
+		if (r == -EFBIG)
+			return over_quota(max, err);
+		if (r < 0)
+			return agentd_error_errno(err, -r, "snapshot %s", state_dirs[i]);
+	}
 	*bytes = 0;
-	if ((r = tree_allocated_at(dir_fd, bytes)) < 0)
+	int r = tree_allocated_at(dir_fd, bytes);
+	if (r < 0)
 		return agentd_error_errno(err, -r, "measure the snapshot");
 	return *bytes > max ? over_quota(max, err) : 0;
 }
@@ -135,11 +153,14 @@ int vm_state_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uin
 	uint64_t max = max_bytes < sb->spec.limits.max_snapshot_bytes
 			       ? max_bytes
 			       : sb->spec.limits.max_snapshot_bytes;
+	_cleanup_close_ int scratch = scratch_fd(sb, vm, err);
+	if (scratch < 0)
+		return -1;
 	pthread_mutex_lock(&vm->lock);
 	bool froze;
-	int r = quiesce(sb, vm, &froze, err);
+	int r = quiesce(vm, &froze, err);
 	if (r == 0)
-		r = copy_out(sb, vm, dir_fd, max, bytes, err);
+		r = copy_out(scratch, dir_fd, max, bytes, err);
 	unquiesce(vm, froze);
 	pthread_mutex_unlock(&vm->lock);
 	if (r < 0)
@@ -150,20 +171,33 @@ int vm_state_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uin
 int vm_state_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err)
 {
 	struct vm *vm = sb->priv;
+	_cleanup_close_ int scratch = scratch_fd(sb, vm, err);
+	if (scratch < 0)
+		return -1;
+	/* the files belong to the guest's user, as the workdir does */
+	uid_t uid;
+	gid_t gid;
+	_cleanup_close_ int wd = sb->ops->workdir_fd(sb, &uid, &gid, err);
+	if (wd < 0)
+		return -1;
 	pthread_mutex_lock(&vm->lock);
 	bool froze;
-	int r = quiesce(sb, vm, &froze, err);
-	if (r == 0) {
-		_cleanup_close_ int src = openat(dir_fd, "workdir", O_RDONLY | O_DIRECTORY |
-								    O_NOFOLLOW | O_CLOEXEC);
-		_cleanup_close_ int dst =
-			openat(vm->workdir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		uint64_t budget = sb->spec.limits.max_write_bytes + (1 << 20);
-		if (src < 0 || dst < 0)
-			r = agentd_error_errno(err, errno, "restore: open the snapshot's workdir");
-		else if ((r = empty_dir_at(dst)) < 0 ||
-			 (r = copy_tree_at(src, dst, (uid_t)-1, (gid_t)-1, &budget)) < 0)
-			r = agentd_error_errno(err, -r, "restore %s", sb->spec.workdir);
+	int r = quiesce(vm, &froze, err);
+	uint64_t budget = sb->spec.limits.max_write_bytes + (1 << 20);
+	for (int i = 0; r == 0 && i < 2; i++) {
+		_cleanup_close_ int src = open_sub(dir_fd, state_dirs[i], err);
+		_cleanup_close_ int dst = src < 0 ? -1 : open_sub(scratch, state_dirs[i], err);
+		if (dst < 0) {
+			r = agentd_error_prefix(err, "restore");
+			break;
+		}
+		int e = empty_dir_at(dst);
+		if (e == -EXDEV)
+			e = 0;	/* a policy's bind beneath stays: not the sandbox's state */
+		if (e == 0)
+			e = copy_tree_at(src, dst, uid, gid, &budget);
+		if (e < 0)
+			r = agentd_error_errno(err, -e, "restore %s", state_dirs[i]);
 	}
 	unquiesce(vm, froze);
 	pthread_mutex_unlock(&vm->lock);
@@ -263,7 +297,4 @@ void vm_state_free(struct vm *vm)
 	vm->snap_dir = NULL;
 	free(vm->start_how);
 	vm->start_how = NULL;
-	if (vm->workdir_fd >= 0)
-		close(vm->workdir_fd);
-	vm->workdir_fd = -1;
 }

@@ -9,7 +9,7 @@
 /* ---------------------------------------------------------------- state.c
  * Sandbox ops of the microvm backend (agentd-backend.h): suspend and resume (QMP stop/cont,
  * QEMU's cgroup frozen as a backstop), snapshot/restore of the workdir shared from the host
- * (struct vm.workdir_fd) under GP_FREEZE/GP_THAW. */
+ * (the scratch's workdir/ and tmp/, share.h) under GP_FREEZE/GP_THAW. */
 int vm_state_suspend(agentd_sandbox *sb, agentd_error *err);
 int vm_state_resume(agentd_sandbox *sb, agentd_error *err);
 int vm_state_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
@@ -20,7 +20,7 @@ int vm_state_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uin
 int vm_state_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
 /* Before destroy's power-off: a suspended VM thawed and continued. */
 void vm_state_release(struct vm *vm);
-/* Its snapshots removed, the workdir fd closed (destroy). */
+/* Its snapshots removed (destroy). */
 void vm_state_free(struct vm *vm);
 
 /* ---------------------------------------------------------------- template.c
@@ -101,6 +101,11 @@ int vm_tmpl_hello(int rootfd, const char *key, struct vm_hello *h, agentd_error 
  * missing; stale ones pruned then): 1 started from it, 0 not available (why says so: the
  * caller boots cold), -1 + err. */
 #define VM_TMPL_DIR "microvm-templates"	/* under the backend's work root */
+/* Does spec's sandbox start from a template? Its VM must carry no virtiofs device, so only
+ * a sandbox without file sharing: asked for with AGENTD_MICROVM_TEMPLATES=nofiles (the
+ * guest's own root and a tmpfs workdir: what the initramfs has, no host runtime), network
+ * none, no host paths. Every other sandbox boots cold: "virtiofs shares cannot migrate". */
+bool vm_tmpl_wanted(const agentd_spec *spec);
 int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdict *v,
 		  const char *root, struct vm *vm, char *why, size_t why_len, agentd_error *err);
 

@@ -522,6 +522,13 @@ static void tb_shutdown(void *ud)
 	t->up = false;
 }
 
+bool vm_tmpl_wanted(const agentd_spec *spec)
+{
+	const char *e = getenv("AGENTD_MICROVM_TEMPLATES");
+	return e && strcmp(e, "nofiles") == 0 && spec->network.mode == AGENTD_NET_NONE &&
+	       !spec->allowed_paths_ro.n && !spec->allowed_paths_rw.n && !spec->n_bind_mounts;
+}
+
 int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdict *v,
 		  const char *root, struct vm *vm, char *why, size_t why_len, agentd_error *err)
 {
@@ -533,12 +540,9 @@ int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm
 		.guest_mem_bytes = vm_guest_mem(spec),
 		.vcpus = vm_guest_vcpus(spec),
 		.kvm = v->kvm,
-		.virtiofs = false,	/* this build shares no host directory into the VM */
+		.virtiofs = false,	/* a template's sandbox gets no file share (vm_tmpl_wanted) */
 	};
 	const char *no = vm_tmpl_unavailable(&in);
-	const char *off = getenv("AGENTD_MICROVM_TEMPLATES");
-	if (!no && off && strcmp(off, "0") == 0)
-		no = "turned off (AGENTD_MICROVM_TEMPLATES=0)";
 	if (no) {
 		snprintf(why, why_len, "template start: not available: %s", no);
 		return 0;
