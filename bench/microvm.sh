@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/microvm.sh: the microvm backend's costs (docs/microvm.md#lifecycle), each against the
 # container backend and a plain fork+exec in the same run, with the ratios:
-#   1. cold boot to ready: `agentd run --backend microvm` of busybox true with the templates
-#      turned off (AGENTD_MICROVM_TEMPLATES=0): jail, QEMU, kernel, agent HELLO, SETUP,
-#      the command, power-off, destroy (hyperfine);
-#   2. template start: the same run started from the memory-snapshot template (the warmup
-#      builds it);
+#   1. cold boot to ready: `agentd run --backend microvm` of busybox true: jail, QEMU,
+#      kernel, agent HELLO, SETUP, the command, power-off, destroy (hyperfine); once with
+#      the policy's files shared (virtiofsd: the default) and once without file sharing
+#      (AGENTD_MICROVM_TEMPLATES=nofiles-cold);
+#   2. template start: the run without file sharing started from the memory-snapshot
+#      template (AGENTD_MICROVM_TEMPLATES=nofiles; the warmup builds it);
 #   3. exec round trip in a running sandbox through `agentd serve` (CLI client included:
 #      `agentd sandbox exec`), microvm against container against a plain fork+exec;
 #   4. per-VM host memory: the RSS of a live sandbox's QEMU (and virtiofsd where the build
@@ -39,9 +40,12 @@ CT=(--backend container -- /bin/true)
 J="$WR/hf"
 mkdir -p "$J"
 echo "== 1, 2: one-shot run: cold boot, template start, container, fork+exec ($RUNS runs)"
-AGENTD_MICROVM_TEMPLATES=0 hyperfine -N -w 1 -r "$RUNS" --export-json "$J/cold.json" \
+hyperfine -N -w 1 -r "$RUNS" --export-json "$J/shared.json" \
+	-n "microvm cold boot, files shared" "$AG run ${VM[*]}"
+AGENTD_MICROVM_TEMPLATES=nofiles-cold hyperfine -N -w 1 -r "$RUNS" --export-json "$J/cold.json" \
 	-n "microvm cold boot" "$AG run ${VM[*]}"
-hyperfine -N -w 1 -r "$RUNS" --export-json "$J/tmpl.json" -n "microvm template start" "$AG run ${VM[*]}" \
+AGENTD_MICROVM_TEMPLATES=nofiles hyperfine -N -w 1 -r "$RUNS" --export-json "$J/tmpl.json" \
+	-n "microvm template start" "$AG run ${VM[*]}" \
 	-n "container" "$AG run ${CT[*]}" -n "fork+exec" "/bin/true"
 
 echo "== 3: exec round trip through agentd serve ($RUNS runs)"
@@ -80,14 +84,14 @@ for p in filter(str.isdigit, os.listdir("/proc")):
 for k, v in sorted(tot.items()):
     print(f"{k}: {len(v)} process(es), RSS {sum(v) / 1024:.1f} MiB")
 if "virtiofsd" not in tot:
-    print("virtiofsd: none (this build shares no host directory into the VM)")
+    print("virtiofsd: none found")
 PY
 "$AG" sandbox rm "$VID" "$CID" >/dev/null
 # /usr/bin/time -v: the peak RSS of agentd run and the descendants it waited for (the jail's
 # init, QEMU): QEMU's peak, a cold boot's against a template start's
-for t in 0 1; do
+for t in nofiles-cold nofiles; do
 	AGENTD_MICROVM_TEMPLATES=$t /usr/bin/time -v "$AG" run "${VM[@]}" 2>"$J/time$t.txt" >/dev/null
-	how=$([ $t = 0 ] && echo "cold boot" || echo "template start")
+	how=$([ $t = nofiles ] && echo "template start" || echo "cold boot, no files shared")
 	grep -E "Elapsed|Maximum resident" "$J/time$t.txt" | sed "s/^\s*/agentd run ($how), with QEMU: /"
 done
 
@@ -99,9 +103,11 @@ def med(f, name):
         if r["command"] == name:
             return r["median"] * 1000
 cold, tmpl = med("cold", "microvm cold boot"), med("tmpl", "microvm template start")
+shared = med("shared", "microvm cold boot, files shared")
 ctr, fork = med("tmpl", "container"), med("tmpl", "fork+exec")
 vx, cx, fx = med("exec", "microvm exec"), med("exec", "container exec"), med("exec", "fork+exec")
 print(f"\n== medians ({accel})")
+print(f"run, cold, shared   {shared:9.1f} ms   {shared / ctr:6.1f}x container  {shared / fork:8.0f}x fork+exec")
 print(f"run, cold boot      {cold:9.1f} ms   {cold / ctr:6.1f}x container  {cold / fork:8.0f}x fork+exec")
 print(f"run, template start {tmpl:9.1f} ms   {tmpl / ctr:6.1f}x container  {tmpl / fork:8.0f}x fork+exec"
       f"   ({cold / tmpl:.1f}x faster than cold)")

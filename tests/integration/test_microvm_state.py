@@ -1,9 +1,12 @@
 """The microvm backend's lifecycle through `agentd serve` (docs/microvm.md#lifecycle): a
-suspended VM gets no CPU (its QEMU's cgroup time stands still) and refuses exec as a
-container does, and runs again once resumed; a sandbox starts from the memory-snapshot
-template (built once under the state directory, root-only, keyed by its inputs), and each
-one started from it gets a fresh seed (its RNG differs from a sibling's) and the host's
-clock. Runs under TCG here: generous deadlines, nothing timed."""
+suspended VM gets no CPU (its QEMU's cgroup time stands still, the cgroup frozen) and
+refuses exec as a container does, and runs again once resumed; the writable state (the
+shared workdir and /tmp) is snapshotted and restored, a planted symlink copied as a link,
+never followed; a sandbox without file sharing starts from the memory-snapshot template
+(built once under the state directory, root-only, keyed by its inputs), and each one
+started from it gets a fresh seed (its RNG differs from a sibling's) and the host's clock,
+while one with a virtiofs share boots cold. Runs under TCG here: generous deadlines,
+nothing timed."""
 import os
 import shutil
 import stat
@@ -21,13 +24,21 @@ pytestmark = pytest.mark.skipif(
     not shutil.which("qemu-system-x86_64") or not os.path.exists(os.path.join(GUEST, "vmlinux")),
     reason="needs QEMU and the guest (ninja -C build guest)")
 
-# The workdir share is not part of this build's VMs: the guest's own /tmp is the workdir.
-SPEC = {"workdir": "/tmp", "limits": {"max_memory_bytes": 128 << 20}}
+SPEC = {"limits": {"max_memory_bytes": 128 << 20}}
 SH = "/bin/busybox"
 
 
 @pytest.fixture(scope="module")
 def d():
+    """Sandboxes without file sharing, from the template."""
+    dm = Daemon(prefix=["env", "AGENTD_MICROVM_TEMPLATES=nofiles"]).start()
+    yield dm
+    dm.cleanup()
+
+
+@pytest.fixture(scope="module")
+def ds():
+    """Sandboxes with their files shared (virtiofs): cold boots."""
     dm = Daemon().start()
     yield dm
     dm.cleanup()
@@ -167,3 +178,40 @@ def test_a_suspended_vm_uses_no_cpu_refuses_exec_like_a_container_and_resumes(d)
     finally:
         d.delete(f"/v1/sandboxes/{sid}")
         d.delete(f"/v1/sandboxes/{ctr}")
+
+
+def test_a_shared_sandbox_boots_cold_and_its_state_snapshots_without_following_links(ds):
+    sid = create(ds)
+    try:
+        # its files are shared by virtiofs: no template for it
+        assert not os.path.exists(os.path.join(ds.state_dir, "microvm-templates")) or not [
+            n for n in os.listdir(templates(ds)) if len(n) == 64]
+        r = sh(ds, sid, "echo one > f && mkdir -p d && echo deep > d/g && echo t > /tmp/t && "
+                        "ln -s /etc/shadow esc && ln -s / root && ln -s loop loop && pwd")
+        assert r["exit_code"] == 0, r
+        wd = r["stdout"].strip()
+        snap = ds.post(f"/v1/sandboxes/{sid}/snapshots", {})
+        assert snap.status == 201, snap
+        snap = snap.json
+        sdir = os.path.join(ds.state_dir, "snapshots", snap["id"])
+        # links copied as links, never followed (the host's /etc/shadow, its root)
+        assert os.readlink(os.path.join(sdir, "workdir", "esc")) == "/etc/shadow"
+        assert os.readlink(os.path.join(sdir, "workdir", "root")) == "/"
+        assert os.readlink(os.path.join(sdir, "workdir", "loop")) == "loop"
+        assert open(os.path.join(sdir, "workdir", "f")).read() == "one\n"
+        assert open(os.path.join(sdir, "tmp", "t")).read() == "t\n"
+        assert snap["size_bytes"] < 1 << 20, snap
+        # change, restore, read back
+        r = sh(ds, sid, "echo two > f && rm -r d esc && echo new > n && rm /tmp/t")
+        assert r["exit_code"] == 0, r
+        r = ds.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap["id"]})
+        assert r.status == 200, r
+        r = sh(ds, sid, f"cd {wd} && cat f d/g /tmp/t && readlink esc && ls -a")
+        assert r["exit_code"] == 0, r
+        out = r["stdout"].split("\n")
+        assert out[:4] == ["one", "deep", "t", "/etc/shadow"], r
+        assert "n" not in out, r
+        # the guest's user owns what came back: it writes there again
+        assert sh(ds, sid, "echo three > f && cat f")["stdout"] == "three\n"
+    finally:
+        ds.delete(f"/v1/sandboxes/{sid}")

@@ -104,7 +104,8 @@ int vm_tmpl_hello(int rootfd, const char *key, struct vm_hello *h, agentd_error 
 /* Does spec's sandbox start from a template? Its VM must carry no virtiofs device, so only
  * a sandbox without file sharing: asked for with AGENTD_MICROVM_TEMPLATES=nofiles (the
  * guest's own root and a tmpfs workdir: what the initramfs has, no host runtime), network
- * none, no host paths. Every other sandbox boots cold: "virtiofs shares cannot migrate". */
+ * none, no host paths (=nofiles-cold: the same sandbox, booted cold: what a benchmark
+ * compares). Every other sandbox boots cold: "virtiofs shares cannot migrate". */
 bool vm_tmpl_wanted(const agentd_spec *spec);
 int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdict *v,
 		  const char *root, struct vm *vm, char *why, size_t why_len, agentd_error *err);

@@ -525,7 +525,7 @@ static void tb_shutdown(void *ud)
 bool vm_tmpl_wanted(const agentd_spec *spec)
 {
 	const char *e = getenv("AGENTD_MICROVM_TEMPLATES");
-	return e && strcmp(e, "nofiles") == 0 && spec->network.mode == AGENTD_NET_NONE &&
+	return e && strncmp(e, "nofiles", 7) == 0 && spec->network.mode == AGENTD_NET_NONE &&
 	       !spec->allowed_paths_ro.n && !spec->allowed_paths_rw.n && !spec->n_bind_mounts;
 }
 
@@ -543,6 +543,9 @@ int vm_tmpl_start(agentd_backend *jail, const agentd_spec *spec, const struct vm
 		.virtiofs = false,	/* a template's sandbox gets no file share (vm_tmpl_wanted) */
 	};
 	const char *no = vm_tmpl_unavailable(&in);
+	const char *e = getenv("AGENTD_MICROVM_TEMPLATES");
+	if (!no && e && strcmp(e, "nofiles-cold") == 0)
+		no = "turned off (AGENTD_MICROVM_TEMPLATES=nofiles-cold)";
 	if (no) {
 		snprintf(why, why_len, "template start: not available: %s", no);
 		return 0;
