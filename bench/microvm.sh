@@ -8,7 +8,8 @@
 #   2. template start: the run without file sharing started from the memory-snapshot
 #      template (AGENTD_MICROVM_TEMPLATES=nofiles; the warmup builds it);
 #   3. exec round trip in a running sandbox through `agentd serve` (CLI client included:
-#      `agentd sandbox exec`), microvm against container against a plain fork+exec;
+#      `agentd sandbox exec`), microvm (a sandbox from the template) against container
+#      against a plain fork+exec;
 #   4. per-VM host memory: the RSS of a live sandbox's QEMU (and virtiofsd where the build
 #      shares files by virtiofs), and /usr/bin/time -v of a one-shot run cold and from the
 #      template (its peak RSS is QEMU's: the descendants agentd waited for).
@@ -24,7 +25,8 @@ command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hype
 WR=$(mktemp -d /var/tmp/agentd-bench-vm-XXXXXX)
 export AGENTD_WORK_ROOT="$WR/work"
 . "$(dirname "$0")/serve.sh"
-serve_start "$BUILD"
+# the daemon's sandboxes (exec round trip, memory): without file sharing, from the template
+AGENTD_MICROVM_TEMPLATES=nofiles serve_start "$BUILD"
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR" "$WR"' EXIT
 
 accel=$("$AG" probe --backend microvm --json | /usr/bin/python3 -c '

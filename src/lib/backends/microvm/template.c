@@ -170,23 +170,29 @@ static int wait_status(struct vm_qmp *q, const char *cmd, const char *const *bus
 	}
 }
 
+/* fd handed to QEMU (getfd "tmpl"), then cmd (migrate, migrate-incoming) on "fd:tmpl". */
+static int qmp_on_fd(struct vm_qmp *q, int fd, const char *cmd, uint64_t timeout_ms,
+		     agentd_error *err)
+{
+	json_t *r = vm_qmp_execute(q, "getfd", json_pack("{s:s}", "fdname", "tmpl"), fd,
+				   timeout_ms, err);
+	if (r) {
+		json_decref(r);
+		r = vm_qmp_execute(q, cmd, json_pack("{s:s}", "uri", "fd:tmpl"), -1, timeout_ms,
+				   err);
+	}
+	json_decref(r);
+	return r ? 0 : -1;
+}
+
 int vm_tmpl_save(struct vm_qmp *q, int mem_fd, uint64_t timeout_ms, agentd_error *err)
 {
 	uint64_t deadline = now_ms_monotonic() + timeout_ms;
-	json_t *r = vm_qmp_execute(q, "getfd", json_pack("{s:s}", "fdname", "tmpl"), mem_fd,
-				   timeout_ms, err);
-	if (!r)
-		return agentd_error_prefix(err, "template save");
-	json_decref(r);
-	r = vm_qmp_execute(q, "migrate", json_pack("{s:s}", "uri", "fd:tmpl"), -1, timeout_ms,
-			   err);
-	if (!r)
-		return agentd_error_prefix(err, "template save");
-	json_decref(r);
 	static const char *const busy[] = {"none", "setup", "active", "device", "pre-switchover",
 					   "cancelling", "wait-unplug", NULL};
 	char st[32];
-	if (wait_status(q, "query-migrate", busy, st, sizeof(st), deadline, err) < 0)
+	if (qmp_on_fd(q, mem_fd, "migrate", timeout_ms, err) < 0 ||
+	    wait_status(q, "query-migrate", busy, st, sizeof(st), deadline, err) < 0)
 		return agentd_error_prefix(err, "template save");
 	if (strcmp(st, "completed") != 0)
 		return agentd_error_prefix(err, "template save: migration %s", st);
@@ -196,19 +202,10 @@ int vm_tmpl_save(struct vm_qmp *q, int mem_fd, uint64_t timeout_ms, agentd_error
 int vm_tmpl_load(struct vm_qmp *q, int mem_fd, uint64_t timeout_ms, agentd_error *err)
 {
 	uint64_t deadline = now_ms_monotonic() + timeout_ms;
-	json_t *r = vm_qmp_execute(q, "getfd", json_pack("{s:s}", "fdname", "tmpl"), mem_fd,
-				   timeout_ms, err);
-	if (!r)
-		return agentd_error_prefix(err, "template load");
-	json_decref(r);
-	r = vm_qmp_execute(q, "migrate-incoming", json_pack("{s:s}", "uri", "fd:tmpl"), -1,
-			   timeout_ms, err);
-	if (!r)
-		return agentd_error_prefix(err, "template load");
-	json_decref(r);
 	static const char *const busy[] = {"inmigrate", NULL};
 	char st[32];
-	if (wait_status(q, "query-status", busy, st, sizeof(st), deadline, err) < 0)
+	if (qmp_on_fd(q, mem_fd, "migrate-incoming", timeout_ms, err) < 0 ||
+	    wait_status(q, "query-status", busy, st, sizeof(st), deadline, err) < 0)
 		return agentd_error_prefix(err, "template load");
 	if (strcmp(st, "running") == 0)
 		return 0;
