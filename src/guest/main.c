@@ -244,6 +244,15 @@ static void control_frame(const struct gp_hdr *h, const uint8_t *p)
 		return;
 	case GP_FREEZE:
 	case GP_THAW: {
+		/* issue 15: vm-state. The host may have restored the shared files while frozen:
+		 * the kernel's cached names and pages of them go (virtiofs looks them up anew) */
+		if (h->type == GP_THAW) {
+			int dc = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+			if (dc >= 0) {
+				(void)!write(dc, "3", 1);
+				close(dc);
+			}
+		}
 		int rc = exec_freeze_all(h->type == GP_FREEZE);
 		if (h->type == GP_FREEZE)
 			sync();

@@ -1,6 +1,7 @@
 /* bootstrap.c: a Debian root filesystem from packages — the host's apt mirror for a suite
  * (its sources.list files), and mmdebstrap run into a private directory of the store. */
 #include "lib/image/build.h"
+#include "lib/image/image.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -205,9 +206,7 @@ void build_tail_append(char tail[BUILD_TAIL], size_t *len, const void *data, siz
 	tail[*len] = '\0';
 }
 
-/* argv run on the host (mmdebstrap only), its stdout and stderr read together; a failure
- * ends err with what it printed last. */
-static int run_host_tool(char *const argv[], agentd_error *err)
+int run_host_tool(char *const argv[], agentd_error *err)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)

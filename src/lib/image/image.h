@@ -37,6 +37,11 @@ int map_file(int fd, const char *what, void **map, size_t *len, agentd_error *er
 int digest_verify(const void *data, size_t len, const char *want, const char *what,
 		  agentd_error *err);
 
+/* ------------------------------------------------------------------ bootstrap.c */
+/* argv run on the host (mmdebstrap; mkfs.ext4 for the microvm's templates), its stdout and
+ * stderr read together; a failure ends err with what it printed last. */
+int run_host_tool(char *const argv[], agentd_error *err);
+
 /* ------------------------------------------------------------------ store.c */
 /* An import or commit in progress: its own dir under DIR/tmp (flocked, so prune leaves it)
  * and the shared store lock (prune takes it exclusively). */

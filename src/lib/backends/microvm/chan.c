@@ -617,6 +617,15 @@ int vm_chan_wait_hello(struct vm_chan *ch, uint64_t timeout_ms, struct vm_hello 
 	return r;
 }
 
+/* issue 15: vm-state */
+void vm_chan_set_hello(struct vm_chan *ch, const struct vm_hello *h)
+{
+	pthread_mutex_lock(&ch->lock);
+	ch->hello = *h;
+	ch->have_hello = true;
+	pthread_mutex_unlock(&ch->lock);
+}
+
 int vm_chan_control(struct vm_chan *ch, uint16_t type, const uint8_t *payload, size_t len,
 		    uint64_t timeout_ms, agentd_error *err)
 {

@@ -6,6 +6,7 @@
  * failed, and nothing else is affected. */
 #include "lib/backends/microvm/microvm.h"
 #include "lib/backends/microvm/share.h" /* issue 15: vm-map */
+#include "lib/backends/microvm/state.h" /* issue 15: vm-state */
 
 #include <sys/random.h>
 
@@ -123,14 +124,14 @@ static int send_setup(struct vm *vm, const agentd_spec *spec, const struct vm_la
 	return r;
 }
 
-static uint64_t guest_mem(const agentd_spec *spec)
+uint64_t vm_guest_mem(const agentd_spec *spec)
 {
 	uint64_t m = spec->limits.max_memory_bytes ? spec->limits.max_memory_bytes
 						   : VM_GUEST_DEFAULT_MEM;
 	return m + VM_GUEST_OVERHEAD;
 }
 
-static unsigned guest_vcpus(const agentd_spec *spec)
+unsigned vm_guest_vcpus(const agentd_spec *spec)
 {
 	unsigned pct = spec->limits.cpu_quota_pct;
 	long host = sysconf(_SC_NPROCESSORS_ONLN);
@@ -156,8 +157,8 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 	struct vm_launch l = {
 		.files = &files,
 		.kvm = v->kvm,
-		.guest_mem_bytes = guest_mem(spec),
-		.vcpus = guest_vcpus(spec),
+		.guest_mem_bytes = vm_guest_mem(spec),
+		.vcpus = vm_guest_vcpus(spec),
 		.limits = &spec->limits,
 	};
 	if (extra) {
@@ -167,6 +168,11 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 		strv_copy(&l.extra_args, &extra->extra_args);
 		strv_copy(&l.extra_ro, &extra->extra_ro);
 		l.map = vm->map; /* issue 15: vm-map */
+		l.no_setup = extra->no_setup;
+		if (extra->incoming) {	/* issue 15: vm-state: QEMU waits for the template */
+			strv_push(&l.extra_args, "-incoming");
+			strv_push(&l.extra_args, "defer");
+		}
 	}
 	uint64_t t0 = now_ms_monotonic();
 	int r = vm_qemu_start(jail, &l, &vm->q, err);
@@ -188,11 +194,20 @@ int vm_boot(agentd_backend *jail, const agentd_spec *spec, const struct vm_verdi
 		goto fail;
 	}
 	vm_map_qemu_up(vm->map); /* issue 15: vm-map: QEMU is connected to virtiofsd */
-	if (vm_chan_wait_hello(vm->ch, boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS,
-			       &vm->hello, err) < 0)
+	if (extra && extra->incoming) {	/* issue 15: vm-state */
+		vm_chan_set_hello(vm->ch, extra->incoming_hello);
+		if (vm_tmpl_load(&vm->qmp, extra->incoming_fd,
+				 boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS, err) < 0)
+			goto fail;
+		vm->hello = *extra->incoming_hello;
+	} else if (vm_chan_wait_hello(vm->ch, boot_timeout_ms ? boot_timeout_ms : BOOT_TIMEOUT_MS,
+				      &vm->hello, err) < 0) {
 		goto fail;
+	}
 	vm->boot_ms = now_ms_monotonic() - t0;
 	trace_mark("vm: guest ready");
+	if (extra && extra->no_setup)
+		return 0;
 	if (send_setup(vm, spec, extra, err) < 0) {
 		agentd_error_prefix(err, "guest setup");
 		goto fail;
@@ -301,30 +316,6 @@ static bool mv_is_alive(agentd_sandbox *sb)
 	return vm && vm->ch && !vm_chan_broken(vm->ch, NULL, 0);
 }
 
-static int mv_freeze(agentd_sandbox *sb, bool stop, agentd_error *err)
-{
-	struct vm *vm = sb->priv;
-	pthread_mutex_lock(&vm->lock);
-	int r = 0;
-	if (vm->suspended == stop)
-		r = agentd_error_set(err, EALREADY, "sandbox %s is already %s", sb->id,
-				     stop ? "suspended" : "running");
-	else if ((r = vm_qmp_simple(&vm->qmp, stop ? "stop" : "cont", QMP_TIMEOUT_MS, err)) == 0)
-		vm->suspended = stop;
-	pthread_mutex_unlock(&vm->lock);
-	return r;
-}
-
-static int mv_suspend(agentd_sandbox *sb, agentd_error *err)
-{
-	return mv_freeze(sb, true, err);
-}
-
-static int mv_resume(agentd_sandbox *sb, agentd_error *err)
-{
-	return mv_freeze(sb, false, err);
-}
-
 static int mv_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 {
 	struct vm *vm = sb->priv;
@@ -348,7 +339,9 @@ static int mv_destroy(agentd_sandbox *sb, agentd_error *err)
 	(void)err;
 	struct vm *vm = sb->priv;
 	if (vm) {
+		vm_state_release(vm);
 		vm_shutdown(vm);
+		vm_state_free(vm);
 		free(vm);
 	}
 	sb->priv = NULL;
@@ -371,13 +364,18 @@ static int mv_root_fd(agentd_sandbox *sb, uid_t *uid, gid_t *gid, agentd_error *
 static const agentd_sandbox_ops microvm_sandbox_ops = {
 	.exec = mv_exec,
 	.is_alive = mv_is_alive,
-	.suspend = mv_suspend,
-	.resume = mv_resume,
 	.usage = mv_usage,
 	.destroy = mv_destroy,
 	/* issue 15: vm-map */
 	.workdir_fd = mv_workdir_fd,
 	.root_fd = mv_root_fd,
+	/* issue 15: vm-state */
+	.suspend = vm_state_suspend,
+	.resume = vm_state_resume,
+	.snapshot = vm_state_snapshot,
+	.restore = vm_state_restore,
+	.snapshot_to = vm_state_snapshot_to,
+	.restore_from = vm_state_restore_from,
 };
 
 /* ------------------------------------------------------------- backend */
@@ -427,8 +425,10 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 	if (!sb)
 		return -1;
 	struct vm *vm = xcalloc(1, sizeof(*vm));
-	/* issue 15: vm-map: the policy's files (virtiofs) and network (the proxy) */
-	struct vm_launch extra = {.map = vm_map_new(&sb->spec)};
+	/* issue 15: vm-map: the policy's files (virtiofs) and network (the proxy); issue 15:
+	 * vm-state: none of it for a sandbox that starts from the memory-snapshot template */
+	bool from_template = vm_tmpl_wanted(&sb->spec);
+	struct vm_launch extra = {.map = from_template ? NULL : vm_map_new(&sb->spec)};
 	agentd_proxy *proxy = NULL;
 	if (spec->network.mode == AGENTD_NET_ALLOWLIST &&
 	    !(proxy = backend_egress_proxy(b, err))) {
@@ -437,17 +437,30 @@ static int mv_create(agentd_backend *b, const agentd_spec *spec, agentd_sandbox 
 		backend_sandbox_free(sb);
 		return agentd_error_prefix(err, "egress proxy");
 	}
-	if (vm_boot(microvm_jail_backend(b), &sb->spec, v, &extra, 0, vm, err) < 0) {
+	char why[256];
+	snprintf(why, sizeof(why), "template start: not available: %s",
+		 "virtiofs shares cannot migrate (the sandbox's files are shared by virtiofs)");
+	int t = 0;
+	if (from_template) {
+		_cleanup_free_ char *troot = xasprintf("%s/" VM_TMPL_DIR, b->work_root);
+		t = vm_tmpl_start(microvm_jail_backend(b), &sb->spec, v, troot, vm, why,
+				  sizeof(why), err);
+	}
+	if (t == 0)
+		trace_mark("vm: cold boot");
+	if (t < 0 || (t == 0 && vm_boot(microvm_jail_backend(b), &sb->spec, v, &extra, 0, vm,
+					err) < 0)) {
 		free(vm); /* the map went with it */
 		backend_sandbox_free(sb);
 		return -1;
 	}
+	vm->start_how = xstrdup(why);
 	sb->priv = vm;
 	/* The sandbox's id is its jail's: its cgroup (agentd/<id>), what the janitor removes
 	 * after a crash, names it. */
 	snprintf(sb->id, sizeof(sb->id), "%s", vm->q.jail->id);
 	snprintf(sb->caps.sandbox_id, sizeof(sb->caps.sandbox_id), "%s", sb->id);
-	if (vm_map_network(vm->map, vm->ch, proxy, sb->id, err) < 0) {
+	if (vm->map && vm_map_network(vm->map, vm->ch, proxy, sb->id, err) < 0) {
 		vm_shutdown(vm);
 		free(vm);
 		sb->priv = NULL;
@@ -503,6 +516,8 @@ static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	if (v->pvm)
 		strv_push(&caps->platform_features, "kvm-pvm");
 	strv_push(&caps->platform_features, "hardware-boundary");
+	/* issue 15: vm-state: sandboxes start from a memory-snapshot template (state.h) */
+	strv_push(&caps->platform_features, "template-start");
 	if (!v->kvm) {
 		char w[512];
 		snprintf(w, sizeof(w),

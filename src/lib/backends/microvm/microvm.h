@@ -79,6 +79,9 @@ void vm_chan_free(struct vm_chan *ch);
  * protocol error: 0 or -1 + err. */
 int vm_chan_wait_hello(struct vm_chan *ch, uint64_t timeout_ms, struct vm_hello *out,
 		       agentd_error *err);
+/* issue 15: vm-state. A guest resumed from a template said HELLO before it was saved:
+ * its channel starts past it (before the VM runs). */
+void vm_chan_set_hello(struct vm_chan *ch, const struct vm_hello *h);
 /* A control request on channel 0 (SETUP, PING, FREEZE, THAW) and its answer (GP_OK,
  * GP_PONG; GP_ERROR's message as err): 0 or -1 + err. */
 int vm_chan_control(struct vm_chan *ch, uint16_t type, const uint8_t *payload, size_t len,
@@ -145,6 +148,11 @@ struct vm_launch {
 	 * workdir and at /tmp */
 	const struct vm_mount *mounts;
 	size_t n_mounts;
+	/* issue 15: vm-state (vm_boot's extra only) */
+	bool incoming;			/* load a template (incoming_fd) instead of booting */
+	int incoming_fd;		/* its memory file */
+	const struct vm_hello *incoming_hello;	/* the HELLO its guest said */
+	bool no_setup;			/* stop at HELLO: a template's build */
 	/* issue 15: vm-map */
 	struct vm_map *map;		/* the sandbox's files and network (share.h), or NULL */
 };
@@ -207,6 +215,10 @@ struct vm {
 	uint64_t cpu_ms;		/* its commands' CPU time in the guest (the budget's) */
 	/* issue 15: vm-map */
 	struct vm_map *map;		/* the sandbox's files and network, or NULL (the probe) */
+	/* issue 15: vm-state */
+	char *snap_dir;			/* the library's snapshots of it */
+	uint64_t snap_bytes;		/* what they occupy */
+	char *start_how;		/* "template start: from <key>" or why not */
 };
 int microvm_backend_new(const char *work_root, agentd_backend **out, agentd_error *err);
 /* The backend's jail backend (a container backend object of its own). */
@@ -218,5 +230,8 @@ int vm_boot(agentd_backend *jail_backend, const agentd_spec *spec, const struct 
 	    const struct vm_launch *extra, uint64_t boot_timeout_ms, struct vm *vm,
 	    agentd_error *err);
 void vm_shutdown(struct vm *vm);
+/* issue 15: vm-state. The guest RAM and vCPUs vm_boot gives spec. */
+uint64_t vm_guest_mem(const agentd_spec *spec);
+unsigned vm_guest_vcpus(const agentd_spec *spec);
 
 #endif

@@ -116,6 +116,10 @@ static void jail_spec(const struct vm_launch *l, agentd_spec *s)
 	 * RLIMIT_FSIZE (SIGXFSZ); tmpfs pages are charged to the memory backstop anyway */
 	if (l->map && lim->max_write_bytes < l->guest_mem_bytes)
 		lim->max_write_bytes = l->guest_mem_bytes;
+	/* issue 15: vm-state: a template's build writes guest RAM to the fd it is given, and
+	 * RLIMIT_FSIZE bounds that write too */
+	if (l->no_setup)
+		lim->max_write_bytes = l->guest_mem_bytes + (64ull << 20);
 	lim->max_output_bytes = 1 << 20;
 	lim->cpu_weight = pl ? pl->cpu_weight : 100;
 	lim->cpu_quota_pct = pl ? pl->cpu_quota_pct : 0;
