@@ -159,7 +159,9 @@ def do_stdin(rid, req):
 def do_create(rid, req):
     global runner, workdir, env_base
     cfg = req.get("config") or {}
-    log("config.json", json.dumps(cfg))
+    if LOG:
+        with open(os.path.join(LOG, "config.json"), "w") as f:
+            json.dump(cfg, f)
     env_base = cfg.get("env") or {}
     # the stand-in for the VM runner gondolin starts: in this process group, as QEMU is
     runner = subprocess.Popen(["sleep", "3600"])
