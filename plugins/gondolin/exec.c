@@ -18,6 +18,7 @@ struct run {
 	bool started;			/* the exec request was answered */
 	bool exited;
 	uint64_t sent, answered;	/* requests of this loop other than the exec itself */
+	uint8_t *seen;			/* seen[k]: request exec_id + 1 + k was answered */
 	size_t stdin_off;
 	bool stdin_done;
 	uint64_t max_output, kept;
@@ -116,9 +117,10 @@ static int on_message(struct run *r, json_t *msg, agentd_error *err)
 		r->started = true;
 		return 0;
 	}
-	if (id <= r->exec_id || id > r->exec_id + r->sent || r->answered == r->sent)
+	if (id <= r->exec_id || id > r->exec_id + r->sent || r->seen[id - r->exec_id - 1])
 		return gondolin_helper_fail(h, err, "an answer to unknown request id %llu",
 					    (unsigned long long)id);
+	r->seen[id - r->exec_id - 1] = 1;
 	r->answered++;
 	/* a refused stdin or signal (the command already ended) changes nothing */
 	agentd_error ignored;
@@ -127,12 +129,27 @@ static int on_message(struct run *r, json_t *msg, agentd_error *err)
 	return 0;
 }
 
+/* Room to mark one more request of this loop answered. */
+static int grow_seen(struct run *r, agentd_error *err)
+{
+	uint8_t *s = realloc(r->seen, r->sent + 1);
+	if (!s)
+		return agentd_error_set(err, ENOMEM, "exec: out of memory");
+	s[r->sent] = 0;
+	r->seen = s;
+	r->sent++;
+	return 0;
+}
+
 static int send_signal(struct run *r, int sig, agentd_error *err)
 {
 	json_t *f = json_object();
 	json_object_set_new(f, "exec", json_integer((json_int_t)r->exec_id));
 	json_object_set_new(f, "signal", json_integer(sig));
-	r->sent++;
+	if (grow_seen(r, err) < 0) {
+		json_decref(f);
+		return -1;
+	}
 	return gondolin_helper_send(&r->g->helper, "signal", f, NULL, err);
 }
 
@@ -159,7 +176,10 @@ static int feed_stdin(struct run *r, agentd_error *err)
 		json_object_set_new(f, "eof", json_true());
 		r->stdin_done = true;
 	}
-	r->sent++;
+	if (grow_seen(r, err) < 0) {
+		json_decref(f);
+		return -1;
+	}
 	return gondolin_helper_send(&r->g->helper, "stdin", f, NULL, err);
 }
 
@@ -241,6 +261,7 @@ int gondolin_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_ex
 	out->duration_ms = (uint64_t)(gondolin_now_ms() - t0);
 	g->wall_ms += out->duration_ms;
 	pthread_mutex_unlock(&g->lock);
+	free(r.seen);
 	out->usage.wall_time_ms = out->duration_ms;
 	if (rc < 0) {
 		agentd_exec_output_free(out);
