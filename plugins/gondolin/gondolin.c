@@ -2,16 +2,12 @@
  * missing), create, checkpoints, usage and destroy, each sandbox one helper process group. */
 #include "gondolin.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,99 +190,6 @@ static int sb_usage(agentd_sandbox *sb, agentd_usage *u, agentd_error *err)
 	return 0;
 }
 
-/* Checkpoints live in <work_root>/gondolin-<id>/, removed with the sandbox. */
-static int snap_path(agentd_sandbox *sb, const char *snap_id, char *buf, size_t n,
-		     agentd_error *err)
-{
-	gondolin_sandbox *g = agentd_sandbox_priv(sb);
-	char dir[PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s/gondolin-%s", agentd_backend_work_root(agentd_sandbox_backend(sb)),
-		 agentd_sandbox_id(sb));
-	if (mkdir(agentd_backend_work_root(agentd_sandbox_backend(sb)), 0700) < 0 && errno != EEXIST)
-		return agentd_error_set(err, errno, "checkpoint dir: %s", strerror(errno));
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return agentd_error_set(err, errno, "checkpoint dir %s: %s", dir, strerror(errno));
-	if (!g->snap_dir)
-		g->snap_dir = strdup(dir);
-	if ((size_t)snprintf(buf, n, "%s/%s.qcow2", dir, snap_id) >= n)
-		return agentd_error_set(err, ENAMETOOLONG, "checkpoint path too long");
-	return 0;
-}
-
-/* A snapshot id as this backend makes them: "ckpt-" and 1..9 digits. */
-static bool snap_id_valid(const char *id)
-{
-	if (strncmp(id, "ckpt-", 5) != 0 || !id[5] || strlen(id) > 14)
-		return false;
-	for (const char *p = id + 5; *p; p++)
-		if (*p < '0' || *p > '9')
-			return false;
-	return true;
-}
-
-static int checkpoint_call(agentd_sandbox *sb, const char *op, const char *snap_id,
-			   agentd_error *err)
-{
-	gondolin_sandbox *g = agentd_sandbox_priv(sb);
-	char path[PATH_MAX];
-	if (snap_path(sb, snap_id, path, sizeof(path), err) < 0)
-		return -1;
-	if (!strcmp(op, "restore") && access(path, F_OK) < 0)
-		return agentd_error_set(err, ENOENT, "restore: no snapshot %s", snap_id);
-	json_t *f = json_object(), *res;
-	json_object_set_new(f, "path", json_string(path));
-	int r = gondolin_helper_call(&g->helper, op, f, GONDOLIN_CHECKPOINT_MS, &res, err);
-	json_decref(res);
-	return r;
-}
-
-static int sb_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
-		       agentd_error *err)
-{
-	(void)name;
-	gondolin_sandbox *g = agentd_sandbox_priv(sb);
-	pthread_mutex_lock(&g->lock);
-	char id[32];
-	snprintf(id, sizeof(id), "ckpt-%u", ++g->n_snapshots);
-	int r = checkpoint_call(sb, "checkpoint", id, err);
-	pthread_mutex_unlock(&g->lock);
-	if (r == 0 && !(*snapshot_id = strdup(id)))
-		return agentd_error_set(err, ENOMEM, "snapshot: out of memory");
-	return r;
-}
-
-static int sb_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err)
-{
-	if (!snap_id_valid(snapshot_id))
-		return agentd_error_set(err, EINVAL, "restore: \"%s\" is not a gondolin snapshot id "
-						     "(ckpt-N)", snapshot_id);
-	gondolin_sandbox *g = agentd_sandbox_priv(sb);
-	pthread_mutex_lock(&g->lock);
-	int r = checkpoint_call(sb, "restore", snapshot_id, err);
-	pthread_mutex_unlock(&g->lock);
-	return r;
-}
-
-/* Remove the checkpoint files (made by the helper: regular files only, named by us). */
-static void remove_snapshots(gondolin_sandbox *g)
-{
-	if (!g->snap_dir)
-		return;
-	int dfd = open(g->snap_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			unlinkat(dirfd(d), de->d_name, 0);
-	if (d)
-		closedir(d);
-	else if (dfd >= 0)
-		close(dfd);
-	rmdir(g->snap_dir);
-	free(g->snap_dir);
-	g->snap_dir = NULL;
-}
-
 static int sb_destroy(agentd_sandbox *sb, agentd_error *err)
 {
 	(void)err;
@@ -301,7 +204,7 @@ static int sb_destroy(agentd_sandbox *sb, agentd_error *err)
 			json_decref(res);
 	}
 	gondolin_helper_kill(&g->helper);
-	remove_snapshots(g);
+	gondolin_remove_checkpoints(g);
 	pthread_mutex_unlock(&g->lock);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
@@ -312,10 +215,12 @@ static int sb_destroy(agentd_sandbox *sb, agentd_error *err)
 static const agentd_sandbox_ops sandbox_ops = {
 	.exec = gondolin_exec,
 	.is_alive = sb_alive,
-	.snapshot = sb_snapshot,
-	.restore = sb_restore,
+	.snapshot = gondolin_snapshot,
+	.restore = gondolin_restore,
 	.usage = sb_usage,
 	.destroy = sb_destroy,
+	.snapshot_to = gondolin_snapshot_to,
+	.restore_from = gondolin_restore_from,
 };
 
 /* What the sandbox reports of itself: the host paths it reads, its destinations. */

@@ -95,6 +95,16 @@ typedef struct gondolin_sandbox {
 int gondolin_exec(agentd_sandbox *sb, const agentd_command *cmd, const agentd_exec_ctx *ctx,
 		  agentd_exec_output *out, agentd_error *err);
 
+/* checkpoint.c: agentd's snapshots as gondolin checkpoints (docs/gondolin.md). */
+int gondolin_snapshot(agentd_sandbox *sb, const char *name, char **snapshot_id,
+		      agentd_error *err);
+int gondolin_restore(agentd_sandbox *sb, const char *snapshot_id, agentd_error *err);
+int gondolin_snapshot_to(agentd_sandbox *sb, int dir_fd, uint64_t max_bytes, uint64_t *bytes,
+			 agentd_error *err);
+int gondolin_restore_from(agentd_sandbox *sb, int dir_fd, agentd_error *err);
+/* The sandbox's checkpoint files and their directory. */
+void gondolin_remove_checkpoints(gondolin_sandbox *g);
+
 /* The probe's findings, from the helper's probe request (docs/gondolin.md#probe). */
 int gondolin_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *err);
 

@@ -287,6 +287,31 @@ def test_a_hostile_helper_fails_only_its_own_sandbox_in_the_daemon(double):
     assert_nothing_left(log)
 
 
+def test_daemon_snapshots_are_gondolin_checkpoints_removed_with_the_sandbox(double):
+    env, log = double
+    d = Daemon(prefix=["/usr/bin/env", *[f"{k}={v}" for k, v in env.items()]]).start()
+    try:
+        sid = d.create("gondolin", allow_degraded=True)
+        r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "one"})
+        assert r.status == 201 and r.json["size_bytes"] > 0, r
+        snap = r.json["id"]
+        r = d.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap})
+        assert r.status == 200, r
+        ops = [q for q in requests(log) if q["op"] in ("checkpoint", "restore")]
+        assert [q["op"] for q in ops] == ["checkpoint", "restore"]
+        ckdir = os.path.dirname(ops[0]["path"])
+        assert os.path.basename(ckdir) == "gondolin-" + sid
+        assert ops[1]["path"] != ops[0]["path"]  # a copy of the caller's, not its own file
+        r = d.exec(sid, ["true"])
+        assert r.status == 200 and r.json["exit_code"] == 0, r
+        assert d.delete(f"/v1/sandboxes/{sid}").status in (200, 204)
+        assert not os.path.exists(ckdir)
+    finally:
+        d.stop()
+        d.cleanup()
+    assert_nothing_left(log)
+
+
 # ------------------------------------------------------------------ policy
 
 
