@@ -35,6 +35,19 @@ def double(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.fixture
+def daemon(double):
+    """agentd serve with the plugin and the double; after it stopped, nothing is left."""
+    env, log = double
+    d = Daemon(prefix=["/usr/bin/env", *[f"{k}={v}" for k, v in env.items()]]).start()
+    try:
+        yield d, log
+    finally:
+        d.stop()
+        d.cleanup()
+    assert_nothing_left(log)
+
+
 def logged_pids(log):
     path = log / "pids"
     if not path.exists():
@@ -259,57 +272,45 @@ def test_a_command_that_outlives_sigkill_ends_its_sandbox(double):
     assert_nothing_left(log)
 
 
-def test_a_hostile_helper_fails_only_its_own_sandbox_in_the_daemon(double):
-    env, log = double
-    d = Daemon(prefix=["/usr/bin/env", *[f"{k}={v}" for k, v in env.items()]]).start()
-    try:
-        good = d.create("gondolin", allow_degraded=True)
-        bad = d.create("gondolin", allow_degraded=True)
-        r = d.exec(bad, ["double-oversize"])
-        assert r.status >= 500 and "a line longer than" in r.error.get("message", ""), r
-        r = d.exec(bad, ["true"])
-        assert r.status == 409 and "is failed" in r.error.get("message", ""), r
-        r = d.exec(good, ["sh", "-c", "echo still here"])
-        assert r.status == 200 and r.json["stdout"] == "still here\n", r
-        # streamed: the chunks in the order written
-        r = d.post(f"/v1/sandboxes/{good}/exec",
-                   {"argv": ["sh", "-c", "echo a; sleep 0.2; echo b >&2; sleep 0.2; echo c"],
-                    "stream": True})
-        events = [json.loads(x) for x in r.body.splitlines()]
-        chunks = [(e["stream"], e["data"]) for e in events if "stream" in e]
-        assert chunks == [("stdout", "a\n"), ("stderr", "b\n"), ("stdout", "c\n")], r
-        assert d.get("/v1/health").status == 200
-        assert d.delete(f"/v1/sandboxes/{good}").status in (200, 204)
-        assert d.delete(f"/v1/sandboxes/{bad}").status in (200, 204)
-    finally:
-        d.stop()
-        d.cleanup()
-    assert_nothing_left(log)
+def test_a_hostile_helper_fails_only_its_own_sandbox_in_the_daemon(daemon):
+    d, log = daemon
+    good = d.create("gondolin", allow_degraded=True)
+    bad = d.create("gondolin", allow_degraded=True)
+    r = d.exec(bad, ["double-oversize"])
+    assert r.status >= 500 and "a line longer than" in r.error.get("message", ""), r
+    r = d.exec(bad, ["true"])
+    assert r.status == 409 and "is failed" in r.error.get("message", ""), r
+    r = d.exec(good, ["sh", "-c", "echo still here"])
+    assert r.status == 200 and r.json["stdout"] == "still here\n", r
+    # streamed: the chunks in the order written
+    r = d.post(f"/v1/sandboxes/{good}/exec",
+               {"argv": ["sh", "-c", "echo a; sleep 0.2; echo b >&2; sleep 0.2; echo c"],
+                "stream": True})
+    events = [json.loads(x) for x in r.body.splitlines()]
+    chunks = [(e["stream"], e["data"]) for e in events if "stream" in e]
+    assert chunks == [("stdout", "a\n"), ("stderr", "b\n"), ("stdout", "c\n")], r
+    assert d.get("/v1/health").status == 200
+    assert d.delete(f"/v1/sandboxes/{good}").status in (200, 204)
+    assert d.delete(f"/v1/sandboxes/{bad}").status in (200, 204)
 
 
-def test_daemon_snapshots_are_gondolin_checkpoints_removed_with_the_sandbox(double):
-    env, log = double
-    d = Daemon(prefix=["/usr/bin/env", *[f"{k}={v}" for k, v in env.items()]]).start()
-    try:
-        sid = d.create("gondolin", allow_degraded=True)
-        r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "one"})
-        assert r.status == 201 and r.json["size_bytes"] > 0, r
-        snap = r.json["id"]
-        r = d.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap})
-        assert r.status == 200, r
-        ops = [q for q in requests(log) if q["op"] in ("checkpoint", "restore")]
-        assert [q["op"] for q in ops] == ["checkpoint", "restore"]
-        ckdir = os.path.dirname(ops[0]["path"])
-        assert os.path.basename(ckdir) == "gondolin-" + sid
-        assert ops[1]["path"] != ops[0]["path"]  # a copy of the caller's, not its own file
-        r = d.exec(sid, ["true"])
-        assert r.status == 200 and r.json["exit_code"] == 0, r
-        assert d.delete(f"/v1/sandboxes/{sid}").status in (200, 204)
-        assert not os.path.exists(ckdir)
-    finally:
-        d.stop()
-        d.cleanup()
-    assert_nothing_left(log)
+def test_daemon_snapshots_are_gondolin_checkpoints_removed_with_the_sandbox(daemon):
+    d, log = daemon
+    sid = d.create("gondolin", allow_degraded=True)
+    r = d.post(f"/v1/sandboxes/{sid}/snapshots", {"name": "one"})
+    assert r.status == 201 and r.json["size_bytes"] > 0, r
+    snap = r.json["id"]
+    r = d.post(f"/v1/sandboxes/{sid}/restore", {"snapshot_id": snap})
+    assert r.status == 200, r
+    ops = [q for q in requests(log) if q["op"] in ("checkpoint", "restore")]
+    assert [q["op"] for q in ops] == ["checkpoint", "restore"]
+    ckdir = os.path.dirname(ops[0]["path"])
+    assert os.path.basename(ckdir) == "gondolin-" + sid
+    assert ops[1]["path"] != ops[0]["path"]  # a copy of the caller's, not its own file
+    r = d.exec(sid, ["true"])
+    assert r.status == 200 and r.json["exit_code"] == 0, r
+    assert d.delete(f"/v1/sandboxes/{sid}").status in (200, 204)
+    assert not os.path.exists(ckdir)
 
 
 # ------------------------------------------------------------------ policy
