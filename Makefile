@@ -97,6 +97,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-jsonrpc
 	$(FUZZ_BUILD)/fuzz/fuzz_jsonrpc -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-jsonrpc fuzz/corpus/jsonrpc
+	# issue 15: vm-gondolin
+	mkdir -p $(FUZZ_BUILD)/corpus-gondolin
+	$(FUZZ_BUILD)/fuzz/fuzz_gondolin -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-gondolin fuzz/corpus/gondolin
 
 check: unit asan integration security fuzz
 

@@ -451,6 +451,10 @@ int gondolin_b64_decode(const char *s, size_t n, uint8_t **out, size_t *len)
 		}
 		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
 			     (uint32_t)v[3];
+		if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff))) {
+			free(d); /* bits past the data: not what an encoder makes */
+			return -1;
+		}
 		d[k++] = (uint8_t)(w >> 16);
 		if (pad < 2)
 			d[k++] = (uint8_t)(w >> 8);
