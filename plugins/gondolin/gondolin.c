@@ -55,11 +55,12 @@ static int ask_probe(json_t **res, agentd_error *err)
 {
 	gondolin_helper h;
 	if (gondolin_helper_start(&h, err) < 0)
-		return agentd_error_prefix(err, "probe");
+		return -1;
+	h.probe_only = true;
 	int r = gondolin_helper_call(&h, "probe", NULL, PROBE_MS, res, err);
 	gondolin_helper_kill(&h);
 	if (r < 0)
-		return agentd_error_prefix(err, "probe");
+		return -1;
 	if (!*res || !json_is_boolean(json_object_get(*res, "available")) ||
 	    !string_list(*res, "missing") || !string_list(*res, "features") ||
 	    !string_list(*res, "warnings")) {
@@ -134,13 +135,21 @@ int gondolin_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *e
 {
 	memset(caps, 0, sizeof(*caps));
 	snprintf(caps->name, sizeof(caps->name), "gondolin");
+	/* what it is where it runs; whether it runs here is the helper's answer */
+	caps->filesystem_isolation = caps->network_isolation = caps->process_isolation = true;
+	caps->resource_limits = true;
+	caps->persistent_sandboxes = true;
+	caps->snapshots = true;
+	static const char *const profiles[] = {"strict", "standard", "permissive"};
+	for (size_t k = 0; k < 3; k++)
+		strv_add(&caps->available_profiles, profiles[k]);
+	items(caps);
 	json_t *res;
 	agentd_error perr = {0};
 	if (cached_probe(b, &res, &perr) < 0) {
 		/* no helper to ask is an answer too: unavailable, and why */
 		snprintf(caps->unavailable_reason, sizeof(caps->unavailable_reason), "%s",
 			 perr.msg);
-		items(caps);
 		return 0;
 	}
 	(void)err;
@@ -156,14 +165,6 @@ int gondolin_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *e
 	json_array_foreach (json_object_get(res, "warnings"), i, x)
 		strv_add(&caps->warnings, json_string_value(x));
 	json_decref(res);
-	caps->filesystem_isolation = caps->network_isolation = caps->process_isolation = true;
-	caps->resource_limits = true;
-	caps->persistent_sandboxes = true;
-	caps->snapshots = true;
-	static const char *const profiles[] = {"strict", "standard", "permissive"};
-	for (size_t k = 0; k < 3; k++)
-		strv_add(&caps->available_profiles, profiles[k]);
-	items(caps);
 	return 0;
 }
 

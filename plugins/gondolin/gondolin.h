@@ -40,6 +40,7 @@ typedef struct gondolin_helper {
 	size_t tail_len;
 	uint64_t next_id;
 	bool broken;			/* a protocol violation or deadline: it is gone */
+	bool probe_only;		/* started for a probe: no sandbox ends with it */
 	char broken_why[512];
 } gondolin_helper;
 

@@ -167,8 +167,11 @@ int gondolin_helper_fail(gondolin_helper *h, agentd_error *err, const char *fmt,
 	const char *tail = h->tail;
 	while (*tail == ' ')
 		tail++;
-	return agentd_error_set(err, EPROTO, "gondolin helper: %s%s%s; the sandbox has ended",
-				h->broken_why, *tail ? "; its stderr: " : "", tail);
+	while (h->tail_len && h->tail[h->tail_len - 1] == ' ')
+		h->tail[--h->tail_len] = '\0';
+	return agentd_error_set(err, EPROTO, "gondolin helper: %s%s%s%s", h->broken_why,
+				*tail ? "; its stderr: " : "", tail,
+				h->probe_only ? "" : "; the sandbox has ended");
 }
 
 static int queue(gondolin_helper *h, const char *s, size_t n, agentd_error *err)
@@ -278,7 +281,10 @@ static int read_more(gondolin_helper *h, agentd_error *err)
 		h->eof = true;
 		/* how it ended, left unreaped: the group kill still needs its id */
 		siginfo_t si = {0};
-		waitid(P_PID, (id_t)h->pid, &si, WEXITED | WNOWAIT | WNOHANG);
+		for (int i = 0; i < 50 && !si.si_pid; i++) /* its exit follows its output's end */
+			if (waitid(P_PID, (id_t)h->pid, &si, WEXITED | WNOWAIT | WNOHANG) < 0 ||
+			    (!si.si_pid && usleep(2000) < 0))
+				break;
 		if (!si.si_pid)
 			return gondolin_helper_fail(h, err, "closed its output");
 		return gondolin_helper_fail(h, err, "%s %d without answering",

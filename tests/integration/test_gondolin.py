@@ -122,6 +122,14 @@ def test_the_probe_names_each_missing_piece_of_this_machine():
     assert b["available"] == (reason == ""), reason
 
 
+def test_without_node_the_probe_says_so():
+    r = agentd("backends", "--json", env={"AGENTD_PLUGIN_DIR": PLUGIN_DIR,
+                                          "AGENTD_GONDOLIN_NODE": "/nonexistent/node"})
+    b = next(b for b in json.loads(r.stdout) if b["name"] == "gondolin")
+    assert not b["available"]
+    assert "exec /nonexistent/node: No such file or directory" in b["reason"], b
+
+
 def test_an_unavailable_gondolin_refuses_create_with_the_probes_reason():
     b = real_probe()
     if b["available"]:
