@@ -174,8 +174,10 @@ static bool sb_alive(agentd_sandbox *sb)
 {
 	gondolin_sandbox *g = agentd_sandbox_priv(sb);
 	pthread_mutex_lock(&g->lock);
+	siginfo_t si = {0}; /* not reaped: the group kill at destroy still needs its id */
 	bool alive = !g->helper.broken && g->helper.pid > 0 &&
-		     waitpid(g->helper.pid, NULL, WNOHANG) == 0;
+		     waitid(P_PID, (id_t)g->helper.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		     si.si_pid == 0;
 	pthread_mutex_unlock(&g->lock);
 	return alive;
 }
