@@ -205,6 +205,10 @@ def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     for line in sys.stdin:
         handle(json.loads(line))
+    # stdin's end: the plugin is gone (its process died); as the real helper closes its VM
+    for proc in list(execs.values()) + [runner]:
+        if isinstance(proc, subprocess.Popen):
+            proc.kill()
     os._exit(0)
 
 

@@ -321,6 +321,21 @@ def test_daemon_snapshots_are_gondolin_checkpoints_removed_with_the_sandbox(daem
     assert not os.path.exists(ckdir)
 
 
+def test_when_the_daemon_dies_its_helpers_see_their_stdin_end(double):
+    """Each helper's stdin is its own (CLOEXEC, nothing else inherits it): a daemon killed
+    with -9 ends every helper, which closes its VM (the double: its runner and execs)."""
+    env, log = double
+    d = Daemon(prefix=["/usr/bin/env", *[f"{k}={v}" for k, v in env.items()]]).start()
+    try:
+        for _ in range(2):
+            d.create("gondolin", allow_degraded=True)
+        runners = [ln for ln in (log / "pids").read_text().splitlines() if ln[:7] == "runner "]
+        assert len(runners) == 2
+    finally:
+        d.kill9()
+    assert_nothing_left(log)
+
+
 # ------------------------------------------------------------------ policy
 
 
