@@ -353,7 +353,7 @@ int gondolin_answer(json_t *msg, uint64_t id, json_t **result, agentd_error *err
 	char clean[400];
 	size_t k = 0;
 	for (; m[k] && k < sizeof(clean) - 1; k++)
-		clean[k] = (unsigned char)m[k] >= 0x20 && m[k] != 0x7f ? m[k] : ' ';
+		clean[k] = (unsigned char)m[k] >= 0x20 && (unsigned char)m[k] < 0x7f ? m[k] : ' ';
 	clean[k] = '\0';
 	return agentd_error_set(err, code && !strcmp(code, "unsupported") ? ENOTSUP : EIO, "%s",
 				clean);

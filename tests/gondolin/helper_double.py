@@ -10,6 +10,7 @@ relays in the order it reads it. Some argv[0]s make it hostile instead:
   double-unknown-id  an answer to id 999999    double-silent      never answers the exec
   double-no-exit     answers, never ends       double-bad-base64  an output event of junk
   double-flood       output events without end (until a signal)
+  double-refuse      refuses the exec with terminal escapes in its message
 
 $GONDOLIN_DOUBLE_LOG (a directory): it writes its pid, the runner's and each exec's there,
 and every request it got (requests.ndjson), for the tests to check."""
@@ -91,6 +92,8 @@ def hostile(rid, name):
         raw("{this is not json\n")
     elif name == "double-unknown-id":
         send({"id": 999999, "ok": True})
+    elif name == "double-refuse":
+        refuse(rid, "failed", "refused \x1b[2J\x1b]0;title\x07 \u00e9\r\nforged line")
     elif name == "double-silent":
         pass
     elif name == "double-no-exit":

@@ -263,6 +263,18 @@ def test_a_hostile_line_ends_that_sandbox_with_a_clear_error(double, name):
     assert_nothing_left(log)
 
 
+def test_a_refused_exec_reports_the_helpers_message_as_plain_text(double):
+    """The message may carry what the guest wrote: no escape sequence nor line break of it
+    reaches the caller's terminal; the sandbox itself lives on."""
+    env, log = double
+    r = grun(env, "--", "double-refuse")
+    assert r.rc == 125, r
+    line = [ln for ln in r.stderr.split(b"\n") if b"refused" in ln][0]
+    assert b"exec: refused " in line and b"forged line" in line, r
+    assert all(0x20 <= ch < 0x7f for ch in line), line
+    assert [q["op"] for q in requests(log)][-1] == "close"  # destroyed as usual
+
+
 def test_a_helper_that_never_answers_meets_the_deadline(double):
     env, log = double
     t0 = time.monotonic()
