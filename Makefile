@@ -59,6 +59,10 @@ asan: deps $(ASAN_BUILD)/build.ninja
 	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q tests/integration/test_mcp.py
+	# issue 15: vm-gondolin — the plugin's helper channel against the hostile double
+	AGENTD_BUILD=$(abspath $(ASAN_BUILD)) ASAN_OPTIONS=detect_leaks=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q tests/integration/test_gondolin.py
 
 integration: build
 	# issue 15: vm-host. The micro-VM's kernel and initramfs before the microvm tests
@@ -105,6 +109,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-guestproto
 	$(FUZZ_BUILD)/fuzz/fuzz_guestproto -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-guestproto fuzz/corpus/guestproto
+	# issue 15: vm-gondolin
+	mkdir -p $(FUZZ_BUILD)/corpus-gondolin
+	$(FUZZ_BUILD)/fuzz/fuzz_gondolin -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-gondolin fuzz/corpus/gondolin
 
 check: unit asan integration security fuzz microvm
 

@@ -8,7 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* meson passes <prefix>/lib/agentd/plugins (issue 15: vm-gondolin) */
+#ifdef AGENTD_PLUGIN_DIR_DEFAULT
+#define DEFAULT_PLUGIN_DIR AGENTD_PLUGIN_DIR_DEFAULT
+#else
 #define DEFAULT_PLUGIN_DIR "/usr/local/lib/agentd/plugins"
+#endif
 
 static void usage(FILE *f)
 {

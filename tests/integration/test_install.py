@@ -233,3 +233,18 @@ int main(void)
     backends, _, policy = out.partition("\n")
     assert int(backends.split()[0]) >= 3
     assert json.loads(policy)["limits"]["max_memory_bytes"] == 268435456
+
+
+# issue 15: vm-gondolin
+def test_the_gondolin_plugin_is_installed_where_the_binary_looks(inst):
+    plugins = os.path.join(inst.root, "lib", "agentd", "plugins")
+    for f in ("agentd-gondolin.so", "gondolin-helper.mjs"):
+        assert os.path.exists(os.path.join(plugins, f)), os.listdir(plugins)
+    # the binary's default plugin dir is the one under its install prefix
+    assert (inst.prefix + "/lib/agentd/plugins").encode() in open(inst.agentd, "rb").read()
+    # loaded from there, the plugin finds the helper installed beside it (its probe runs)
+    p = subprocess.run([inst.agentd, "backends", "--json"], capture_output=True, text=True,
+                       env={**ENV, "AGENTD_PLUGIN_DIR": plugins}, timeout=60)
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    g = next(b for b in json.loads(p.stdout) if b["name"] == "gondolin")
+    assert "gondolin-helper.mjs" not in g.get("reason", ""), g
