@@ -60,6 +60,11 @@ def test_runtime_is_the_hosts_read_only_and_policy_paths_keep_their_meaning():
     with tempfile.TemporaryDirectory() as ro, tempfile.TemporaryDirectory() as rw:
         with open(os.path.join(ro, "data"), "w") as f:
             f.write("host data\n")
+        # commands run as the sandbox's user (1000), as on container: the policy's paths
+        # must be reachable by it (a root-only 0700 directory is not, on either backend)
+        os.chmod(ro, 0o755)
+        os.chmod(os.path.join(ro, "data"), 0o644)
+        os.chown(rw, 1000, 1000)
         out, log = run_vm(TRY + textwrap.dedent(f"""
             import sys
             report("python", lambda: sys.executable + " " + open("{ro}/data").read().strip())
