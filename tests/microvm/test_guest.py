@@ -216,6 +216,45 @@ def test_uid_0_keeps_no_capability_and_cannot_reach_pid_1(vm):
     assert pong.type == PONG and pong.u("SEQ") == 77
 
 
+# What the kernel lets uid 0 change by file permission alone, no capability needed: a
+# sysctl (core_pattern or modprobe name a helper the kernel runs as full root: PID 1's
+# rights), sysrq (power off, crash), sysfs (unbind the port's device). The exec's view of
+# them is read-only.
+ROOT_WRITES = ("echo '|/bin/true %p' > /proc/sys/kernel/core_pattern && echo CORE; "
+               "echo /tmp/x > /proc/sys/kernel/modprobe && echo MODPROBE; "
+               "echo h > /proc/sysrq-trigger && echo SYSRQ; "
+               "cat /proc/sys/kernel/core_pattern")
+
+
+def test_uid_0_cannot_write_sysctls_or_sysrq(vm):
+    _, out, err, ex = run(vm, ["/bin/sh", "-c", ROOT_WRITES], uid=0, gid=0)
+    lines = out.decode().split("\n")
+    assert not {"CORE", "MODPROBE", "SYSRQ"} & set(lines), (out, err)
+    assert "|/bin/true" not in out.decode(), out
+    pong = vm.request(PING, 0, ("SEQ", 78))
+    assert pong.type == PONG
+
+
+def test_uid_0_in_the_initramfs_root_keeps_its_cgroup_and_sysfs_is_read_only():
+    """No SETUP root: the execs' root is the initramfs, where /sys (and the cgroup tree)
+    is mounted — uid 0 must not leave its cgroup (its limits) nor write sysfs."""
+    with VM() as v:
+        v.wait_hello(timeout=90)
+        v.send(SETUP, 0, fields(("HOSTNAME", "sbx"), ("NETWORK", 0)))
+        assert v.recv(chan=0, timeout=60).type == OK
+        script = (ROOT_WRITES + "; echo max > /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)"
+                  "/pids.max && echo RAISED; "
+                  "echo $$ > /sys/fs/cgroup/cgroup.procs && echo ESCAPED; cat /proc/self/cgroup")
+        _, out, err, ex = v.exec(1, ["/bin/sh", "-c", script], env=ENV, uid=0, gid=0,
+                                 pids=16, mem_bytes=64 << 20)
+        lines = out.decode().split("\n")
+        assert ex is not None and ex.u("EXIT_CODE") == 0, (out, err)
+        assert not {"CORE", "MODPROBE", "SYSRQ", "ESCAPED", "RAISED"} & set(lines), (out, err)
+        assert lines[-2] != "0::/", out
+        pong = v.request(PING, 0, ("SEQ", 79))
+        assert pong.type == PONG
+
+
 def test_a_tty_exec_sees_a_terminal_of_the_size_given(vm):
     _, out, _, ex = run(vm, ["/bin/sh", "-c", "tty; stty size"], tty_rows=33, tty_cols=101)
     assert ex.u("EXIT_CODE") == 0
