@@ -398,6 +398,19 @@ def test_file_paths_never_leave_the_root(vm):
     assert r.type == ERROR  # the last component, a symlink, is not followed
 
 
+def test_a_file_put_onto_a_fifo_the_sandbox_made_does_not_block_the_agent(vm):
+    # a FIFO with no reader: opening it to write would wait for one, and PID 1 (one
+    # thread: every exec's deadline and limit) with it
+    _, _, err, ex = run(vm, ["/bin/busybox", "mkfifo", "/tmp/trap"], uid=1000, gid=1000)
+    assert ex.u("EXIT_CODE") == 0, err
+    c = chan()
+    vm.send(FILE_PUT, c, fields(("PATH", "/tmp/trap"), ("MODE", 0o644)))
+    r = vm.recv(chan=c, types={OK, ERROR}, timeout=20)
+    assert r.type == ERROR, r
+    pong = vm.request(PING, 0, ("SEQ", 80), timeout=20)
+    assert pong.type == PONG and pong.u("SEQ") == 80
+
+
 def test_allowlist_egress_carries_a_connection_as_a_stream(vm):
     c = chan()
     vm.send(33, c, fields(("ARG", "/bin/sh"), ("ARG", "-c"),
