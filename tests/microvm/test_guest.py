@@ -132,6 +132,18 @@ def test_stdin_reaches_the_process_with_flow_control(vm):
     assert out == data
 
 
+def test_stdin_a_process_never_reads_does_not_block_the_agent(vm):
+    # more stdin than a pipe holds, to a process that never reads it: the agent keeps the
+    # rest (it granted the credit) and goes on serving — the deadline still kills it
+    t0 = time.monotonic()
+    first, _, _, ex = run(vm, ["/bin/sleep", "600"], stdin=b"x" * (200 * 1024),
+                          timeout_ms=3000, timeout=60)
+    assert ex is not None and ex.u("LIMIT") == LIMIT["WALL_TIME"], (first, ex)
+    assert time.monotonic() - t0 < 40
+    pong = vm.request(PING, 0, ("SEQ", 81), timeout=20)
+    assert pong.type == PONG
+
+
 def test_output_stops_while_the_host_grants_no_credit(vm):
     c = chan()
     vm.send(33, c, fields(*[("ARG", a) for a in ["/bin/sh", "-c", "yes | head -c 2000000"]],
