@@ -17,6 +17,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void __attribute__((noreturn)) child_fail(int errfd, const char *step)
@@ -61,6 +62,31 @@ static void exec_path(char **argv, char **envp)
 	errno = first;
 }
 
+/* What the kernel lets uid 0 change by file permission alone, no capability asked: a
+ * sysctl (core_pattern and modprobe name a helper the kernel runs with every capability,
+ * PID 1's rights), sysrq (power off, crash), sysfs (unbind a device: the port) and the
+ * cgroup tree (a process moves itself out of its exec's cgroup, out of its limits). The
+ * exec's mount namespace sees them read-only; where one is there and cannot be made so,
+ * the exec fails (closed). The child, still with PID 1's capabilities. */
+static int ro_kernel_files(void)
+{
+	static const char *const paths[] = {"/proc/sys", "/proc/sysrq-trigger", "/sys"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct stat st;
+		if (lstat(paths[i], &st) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return -1;
+		}
+		if (mount(paths[i], paths[i], NULL, MS_BIND | MS_REC, NULL) < 0 ||
+		    sys_mount_setattr(AT_FDCWD, paths[i], AT_RECURSIVE,
+				      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+					  MOUNT_ATTR_NOEXEC) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 void exec_child(const struct exec_req *q, int fds[3], int slave, int errfd)
 {
 	sigset_t all;
@@ -86,6 +112,8 @@ void exec_child(const struct exec_req *q, int fds[3], int slave, int errfd)
 		    mount(root, "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0)
 			child_fail(errfd, "enter the root");
 	}
+	if (ro_kernel_files() < 0)
+		child_fail(errfd, "read-only /proc/sys, sysrq, /sys");
 	if (q->net_none) {
 		if (unshare(CLONE_NEWNET) < 0 || net_lo_up() < 0)
 			child_fail(errfd, "network namespace");

@@ -344,9 +344,13 @@ static int make_stdio(struct exec *e, const struct exec_req *q, int fds[3], int 
 		return -errno;
 	e->err.fd = p[0], fds[2] = p[1];
 	if (q->stdin_frames) {
+		/* our end never blocks: a process that does not read its stdin must not hold
+		 * PID 1 (the rest waits in inbuf, under the credit granted) */
 		if (pipe2(p, O_CLOEXEC) < 0)
 			return -errno;
 		fds[0] = p[0], e->in.fd = p[1];
+		if (fcntl(e->in.fd, F_SETFL, O_NONBLOCK) < 0)
+			return -errno;
 	} else {
 		fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fds[0] < 0)

@@ -265,7 +265,10 @@ static void start_put(uint32_t chan, const struct freq *q)
 	char name[256];
 	int dir = open_parent(q->path, name, sizeof(name)), fd = -1;
 	if (dir >= 0) {
-		fd = openat(dir, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		/* O_NONBLOCK: a FIFO the sandbox left there (no reader) fails at once instead of
+		 * holding PID 1, and with it every exec's deadline, until one comes */
+		fd = openat(dir, name,
+			    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
 			    q->mode != NOT_GIVEN ? (mode_t)q->mode : 0644);
 		fd = fd < 0 ? -errno : fd;
 		close(dir);

@@ -328,6 +328,20 @@ def test_hostile_guest_fails_only_its_sandbox(caps, hostile, mode, why):
     assert time.monotonic() - t0 < 120
 
 
+def test_guest_that_stops_reading_its_port_is_broken_at_the_first_timed_out_write(
+        caps, hostile):
+    # the guest never reads again while the host has to answer it (a refusal per stream it
+    # opens): the host's first write that cannot finish within its send timeout breaks the
+    # VM — not one timeout per frame for as long as the guest keeps the host answering,
+    # with the command's own deadline far away
+    t0 = time.monotonic()
+    rc, res, err = run_vm("deaf", opts=["--timeout", "600s"],
+                          env={"AGENTD_GUEST_INITRD": hostile["hostile"]})
+    assert rc == 125 and res is None, err
+    assert b"stopped reading its port" in err, err
+    assert time.monotonic() - t0 < 200  # a boot, then one send timeout (10 s)
+
+
 def test_guest_that_never_says_hello(caps, hostile):
     # the probe boots the guest: one that never answers is no backend, said with why,
     # within the boot deadline (and its QEMU gone)

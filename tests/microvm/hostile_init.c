@@ -10,6 +10,8 @@
  *   badchan      output on a channel the host never opened
  *   spam         a storm of unsolicited PONGs on the control channel
  *   silent       nothing at all (the host's deadline must end it)
+ *   deaf         egress streams opened and closed without end, never reading the port
+ *                again: the host's answers (each refusal) fill it, its writes block
  * With the file /hostile-nohello in the initramfs it never says HELLO.
  * Static, no libc beyond syscalls it needs; links common/guestproto.c. */
 #include "common/guestproto.h"
@@ -149,6 +151,12 @@ static void misbehave(const char *mode, const char *arg, uint32_t chan)
 		gp_w_u64(&w, GP_T_SEQ, 1);
 		for (int i = 0; i < 100000; i++)
 			send_fields(GP_PONG, 0, &w);
+	} else if (strcmp(mode, "deaf") == 0) {
+		for (uint32_t i = 0;; i++) {
+			uint32_t c = GP_GUEST_CHAN | (i % 512 + 1);
+			send_frame(GP_STREAM_OPEN, c, "", 0);
+			send_frame(GP_STREAM_CLOSE, c, "", 0);
+		}
 	}
 	/* silent, and anything else: nothing */
 }

@@ -132,6 +132,18 @@ def test_stdin_reaches_the_process_with_flow_control(vm):
     assert out == data
 
 
+def test_stdin_a_process_never_reads_does_not_block_the_agent(vm):
+    # more stdin than a pipe holds, to a process that never reads it: the agent keeps the
+    # rest (it granted the credit) and goes on serving — the deadline still kills it
+    t0 = time.monotonic()
+    first, _, _, ex = run(vm, ["/bin/sleep", "600"], stdin=b"x" * (200 * 1024),
+                          timeout_ms=3000, timeout=60)
+    assert ex is not None and ex.u("LIMIT") == LIMIT["WALL_TIME"], (first, ex)
+    assert time.monotonic() - t0 < 40
+    pong = vm.request(PING, 0, ("SEQ", 81), timeout=20)
+    assert pong.type == PONG
+
+
 def test_output_stops_while_the_host_grants_no_credit(vm):
     c = chan()
     vm.send(33, c, fields(*[("ARG", a) for a in ["/bin/sh", "-c", "yes | head -c 2000000"]],
@@ -222,6 +234,45 @@ def test_the_execs_dev_holds_no_disk_or_port(vm):
     assert "vda" not in names and not any(n.startswith(("vport", "mem", "kmsg")) for n in names)
     pong = vm.request(PING, 0, ("SEQ", 77))
     assert pong.type == PONG and pong.u("SEQ") == 77
+
+
+# What the kernel lets uid 0 change by file permission alone, no capability needed: a
+# sysctl (core_pattern or modprobe name a helper the kernel runs as full root: PID 1's
+# rights), sysrq (power off, crash), sysfs (unbind the port's device). The exec's view of
+# them is read-only.
+ROOT_WRITES = ("echo '|/bin/true %p' > /proc/sys/kernel/core_pattern && echo CORE; "
+               "echo /tmp/x > /proc/sys/kernel/modprobe && echo MODPROBE; "
+               "echo h > /proc/sysrq-trigger && echo SYSRQ; "
+               "cat /proc/sys/kernel/core_pattern")
+
+
+def test_uid_0_cannot_write_sysctls_or_sysrq(vm):
+    _, out, err, ex = run(vm, ["/bin/sh", "-c", ROOT_WRITES], uid=0, gid=0)
+    lines = out.decode().split("\n")
+    assert not {"CORE", "MODPROBE", "SYSRQ"} & set(lines), (out, err)
+    assert "|/bin/true" not in out.decode(), out
+    pong = vm.request(PING, 0, ("SEQ", 78))
+    assert pong.type == PONG
+
+
+def test_uid_0_in_the_initramfs_root_keeps_its_cgroup_and_sysfs_is_read_only():
+    """No SETUP root: the execs' root is the initramfs, where /sys (and the cgroup tree)
+    is mounted — uid 0 must not leave its cgroup (its limits) nor write sysfs."""
+    with VM() as v:
+        v.wait_hello(timeout=90)
+        v.send(SETUP, 0, fields(("HOSTNAME", "sbx"), ("NETWORK", 0)))
+        assert v.recv(chan=0, timeout=60).type == OK
+        script = (ROOT_WRITES + "; echo max > /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)"
+                  "/pids.max && echo RAISED; "
+                  "echo $$ > /sys/fs/cgroup/cgroup.procs && echo ESCAPED; cat /proc/self/cgroup")
+        _, out, err, ex = v.exec(1, ["/bin/sh", "-c", script], env=ENV, uid=0, gid=0,
+                                 pids=16, mem_bytes=64 << 20)
+        lines = out.decode().split("\n")
+        assert ex is not None and ex.u("EXIT_CODE") == 0, (out, err)
+        assert not {"CORE", "MODPROBE", "SYSRQ", "ESCAPED", "RAISED"} & set(lines), (out, err)
+        assert lines[-2] != "0::/", out
+        pong = v.request(PING, 0, ("SEQ", 79))
+        assert pong.type == PONG
 
 
 def test_a_tty_exec_sees_a_terminal_of_the_size_given(vm):
@@ -374,6 +425,19 @@ def test_file_paths_never_leave_the_root(vm):
         assert r.type == ERROR, (path, r)
     r = vm.request(FILE_PUT, chan(), ("PATH", "/escape"))
     assert r.type == ERROR  # the last component, a symlink, is not followed
+
+
+def test_a_file_put_onto_a_fifo_the_sandbox_made_does_not_block_the_agent(vm):
+    # a FIFO with no reader: opening it to write would wait for one, and PID 1 (one
+    # thread: every exec's deadline and limit) with it
+    _, _, err, ex = run(vm, ["/bin/busybox", "mkfifo", "/tmp/trap"], uid=1000, gid=1000)
+    assert ex.u("EXIT_CODE") == 0, err
+    c = chan()
+    vm.send(FILE_PUT, c, fields(("PATH", "/tmp/trap"), ("MODE", 0o644)))
+    r = vm.recv(chan=c, types={OK, ERROR}, timeout=20)
+    assert r.type == ERROR, r
+    pong = vm.request(PING, 0, ("SEQ", 80), timeout=20)
+    assert pong.type == PONG and pong.u("SEQ") == 80
 
 
 def test_allowlist_egress_carries_a_connection_as_a_stream(vm):

@@ -34,6 +34,8 @@ struct vm_chan {
 	pthread_mutex_t ctl_serial;
 	bool broken;
 	char why[256];
+	bool in_sink;		/* the reader is in a sink's on_frame (the lock held) */
+	bool sink_broke;	/* ...and a send of that sink broke the VM */
 	bool have_hello;
 	struct vm_hello hello;
 	bool ctl_waiting, ctl_done;
@@ -53,6 +55,9 @@ struct vm_chan {
 };
 
 /* ------------------------------------------------------------- frames out */
+
+static bool break_locked(struct vm_chan *ch, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 int vm_chan_send(struct vm_chan *ch, uint16_t type, uint32_t chan, const void *payload,
 		 size_t len, agentd_error *err)
@@ -101,8 +106,17 @@ int vm_chan_send(struct vm_chan *ch, uint16_t type, uint32_t chan, const void *p
 		break;
 	}
 	pthread_mutex_unlock(&ch->wlock);
-	if (r < 0 && done > 0)
-		vm_chan_break(ch, "a frame to the guest was cut off");
+	/* A frame not written whole, or not at all within the send timeout: the guest stopped
+	 * reading its port (the next frame would wait as long again, the reader's answers
+	 * too), or a part of a frame is on the wire. The VM is not used again. */
+	if (r < 0) {
+		const char *why = done > 0 ? "a frame to the guest was cut off"
+					   : "the guest stopped reading its port";
+		if (ch->thr_started && pthread_equal(pthread_self(), ch->thr) && ch->in_sink)
+			ch->sink_broke |= break_locked(ch, "%s", why); /* a sink: the lock is held */
+		else
+			vm_chan_break(ch, why);
+	}
 	return r;
 }
 
@@ -123,8 +137,6 @@ static void end_all_locked(struct vm_chan *ch)
 }
 
 /* The lock held. Returns whether this call broke it (the caller then runs on_broken). */
-static bool break_locked(struct vm_chan *ch, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 static bool break_locked(struct vm_chan *ch, const char *fmt, ...)
 {
 	if (ch->broken)
@@ -347,7 +359,10 @@ static int on_guest_chan(struct vm_chan *ch, const struct gp_hdr *h, const uint8
 			return *why = "more channels than GP_MAX_CHANNELS", -EPROTO;
 		struct vm_sink sk = {0};
 		fs->chan = h->chan;
-		if (!ch->opener || ch->opener(ch->opener_ud, h->chan, p, h->len, &sk) < 0) {
+		ch->in_sink = true;
+		int acc = ch->opener ? ch->opener(ch->opener_ud, h->chan, p, h->len, &sk) : -1;
+		ch->in_sink = false;
+		if (acc < 0) {
 			fs->refused = true;
 			*refuse = true;
 		} else {
@@ -364,7 +379,9 @@ static int on_guest_chan(struct vm_chan *ch, const struct gp_hdr *h, const uint8
 			memset(s, 0, sizeof(*s));
 		return 0;
 	}
+	ch->in_sink = true;
 	int r = s->sink.on_frame(s->sink.ud, h, p);
+	ch->in_sink = false;
 	if (r < 0)
 		return *why = "a stream frame its handler refused", -EPROTO;
 	if (r == 1)
@@ -406,7 +423,9 @@ static int dispatch(struct vm_chan *ch, const struct gp_hdr *h, const uint8_t *p
 			memset(s, 0, sizeof(*s));
 		return 0;
 	}
+	ch->in_sink = true;
 	int r = s->sink.on_frame(s->sink.ud, h, p);
+	ch->in_sink = false;
 	if (r == -EDQUOT)
 		return *why = "data beyond the credit the host granted", -EPROTO;
 	if (r < 0)
@@ -500,7 +519,8 @@ static void *reader_main(void *arg)
 		while (!ch->broken && (k = gp_rx_frame(&ch->rx, &h, &payload)) == 1)
 			if (dispatch(ch, &h, payload, &why) < 0)
 				break;
-		bool b = false;
+		bool b = ch->sink_broke;
+		ch->sink_broke = false;
 		if (!ch->broken && (why || k < 0))
 			b = break_locked(ch, "protocol error from the guest: %s%s%s",
 					 why ? why : "a malformed frame header",
