@@ -45,6 +45,9 @@ def host_segment():
 def test_host_sysv_segment_cannot_be_attached(backend, host_segment, net):
     if backend == "container" and net == "host":
         pytest.skip("the container's IPC namespace does not depend on the network mode")
+    if backend == "microvm" and net == "host":  # issue 15
+        pytest.skip("a micro-VM refuses network host at create (its own kernel, no host "
+                    "IPC either way; test_microvm_map checks the refusal)")
     r, verdict, line = probe(backend, "sysv-shm-attach", str(host_segment),
                              opts=net_opts(net))
     check("sysv-shm-host", backend, verdict, line)

@@ -516,6 +516,8 @@ static int mv_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error *
 	if (v->pvm)
 		strv_push(&caps->platform_features, "kvm-pvm");
 	strv_push(&caps->platform_features, "hardware-boundary");
+	if (vm_share_virtiofsd()) /* host paths reach the guest (virtiofs) */
+		strv_push(&caps->platform_features, "file-sharing");
 	/* issue 15: vm-state: sandboxes start from a memory-snapshot template (state.h) */
 	strv_push(&caps->platform_features, "template-start");
 	if (!v->kvm) {
