@@ -513,7 +513,7 @@ static void *reader_main(void *arg)
 		gp_rx_commit(&ch->rx, (size_t)n);
 		struct gp_hdr h;
 		const uint8_t *payload;
-		int k;
+		int k = 0;
 		const char *why = NULL;
 		pthread_mutex_lock(&ch->lock);
 		while (!ch->broken && (k = gp_rx_frame(&ch->rx, &h, &payload)) == 1)
