@@ -19,7 +19,8 @@ static void put_frame(int fd, uint16_t type, uint32_t chan, const void *p, size_
 {
 	struct gp_hdr h = {.len = (uint32_t)n, .type = type, .chan = chan};
 	gp_hdr_encode(fbuf, &h);
-	memcpy(fbuf + GP_HDR_SIZE, p, n);
+	if (n)
+		memcpy(fbuf + GP_HDR_SIZE, p, n);
 	assert_int_equal(write_all(fd, fbuf, GP_HDR_SIZE + n), 0);
 }
 
