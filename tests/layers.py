@@ -8,6 +8,7 @@ headers of its own layer and of the layers below it, never above or sideways:
         backends/oci <- core
     common <- daemon/store <- daemon/http <- daemon/live <- daemon/api <- daemon
     common <- mcp <- daemon, cli
+    container <- runtime (agentd as an OCI runtime) <- core
 
 Public headers (include/) and system headers are open to all. Two checks:
   1. includes: every `#include "..."` of src/ names a header by its path under src/ (or a
@@ -34,7 +35,7 @@ BELOW = {
     "container": ["common", "jail", "net", "host", "image", "engine", "backends"],
     "oci": ["common", "jail", "net", "host", "image", "engine", "backends"],
     "core": ["common", "jail", "net", "host", "image", "engine", "backends", "container",
-             "oci"],
+             "oci", "runtime"],
     "store": ["common"],
     "http": ["common", "store"],
     "live": ["common", "store", "http"],
@@ -43,11 +44,14 @@ BELOW = {
     "cli": ["common", "mcp"],  # issue 14: mcp (the security table judges its framing)
     # issue 14: mcp
     "mcp": ["common"],
+    # issue 16: agentd as an OCI runtime (the container's jail from a config.json)
+    "runtime": ["common", "jail", "net", "host", "image", "engine", "backends", "container"],
 }
 FOLDERS = [  # longest prefix first
     ("src/lib/backends/container", "container"),
     ("src/lib/backends/oci", "oci"),
     ("src/lib/image", "image"),
+    ("src/lib/runtime", "runtime"),  # issue 16
     ("src/lib/backends", "backends"),
     ("src/lib/engine", "engine"),
     ("src/lib/host", "host"),
