@@ -30,6 +30,9 @@ PKGS=(
   mmdebstrap                                     # issue 13: agentd image build --from debian:SUITE
   # issue 14: sdk-py
   python3-mypy python3-pip python3-setuptools    # Python SDK: mypy --strict, offline pip install
+  # issue 16: rt-engines — agentd-runc under real engines (runc, podman, containerd, docker.io above)
+  conmon                                         # podman's monitor (what calls the runtime)
+  python3-yaml                                   # tests: contrib/kubernetes' RuntimeClass manifest
 )
 
 # npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from

@@ -261,3 +261,36 @@ def test_docker_run_exec_rm(dockerd, runtime):
     finally:
         dockerd.docker("rm", "-f", c, check=True)
     assert dockerd.docker("ps", "-a", "-q", check=True).stdout.strip() == ""
+
+
+# ------------------------------------------------------------------ contrib/kubernetes
+def test_contrib_kubernetes_registers_one_handler(tmp_path):
+    """The RuntimeClass's handler is the runtime the containerd and CRI-O snippets
+    register; containerd itself reads its snippet (config dump) with agentd-runc as the
+    runc v2 shim's binary."""
+    import subprocess
+    import tomllib
+
+    import yaml
+    k8s = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contrib",
+                       "kubernetes")
+    with open(os.path.join(k8s, "runtimeclass.yaml")) as f:
+        rc = yaml.safe_load(f)
+    assert rc["kind"] == "RuntimeClass" and rc["apiVersion"] == "node.k8s.io/v1"
+    handler = rc["handler"]
+    with open(os.path.join(k8s, "containerd-agentd.toml"), "rb") as f:
+        snippet = f.read()
+    rt = tomllib.loads(snippet.decode())["plugins"]["io.containerd.grpc.v1.cri"][
+        "containerd"]["runtimes"][handler]
+    assert rt["runtime_type"] == "io.containerd.runc.v2"
+    assert rt["options"]["BinaryName"].endswith("/agentd-runc") and rt["options"]["Root"]
+    with open(os.path.join(k8s, "crio-agentd.conf"), "rb") as f:
+        crio = tomllib.load(f)["crio"]["runtime"]["runtimes"][handler]
+    assert crio["runtime_path"].endswith("/agentd-runc") and crio["runtime_root"]
+    assert "io.agentd.policy" in crio["allowed_annotations"]
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes(b"version = 2\n" + snippet)
+    r = subprocess.run(["containerd", "--config", str(cfg), "config", "dump"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f'runtimes.{handler}.options]' in r.stdout and "agentd-runc" in r.stdout, r.stdout
