@@ -164,6 +164,26 @@ def wait_gone(pids, timeout=30):
     return pids
 
 
+def stop_daemon(proc, log, d, cgparent, timeout=60):
+    """Stop an engine daemon (SIGTERM, then SIGKILL), then remove what it may have left:
+    a process naming its directory (a shim that outlived it), mounts, cgroups, the
+    directory."""
+    if proc is not None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        for p in wait_gone(procs_naming(d), timeout=10):
+            os.kill(p, signal.SIGKILL)
+    unmount_below(d)
+    remove_cgroups(cgparent)
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def assert_no_trace(d, cgparent):
     """Nothing of an engine's run is left: processes, mounts, cgroups, the directory."""
     left = wait_gone(procs_naming(d))
@@ -181,6 +201,22 @@ def poll(fn, timeout=30, what="condition"):
             return v
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def private_engine(cls, rootfs_tar):
+    """A module fixture's body: the engine, then its teardown and the no-trace check."""
+    e = cls(rootfs_tar)
+    yield e
+    e.close()
+    assert_no_trace(e.dir, e.cgparent)
+
+
+def clean_after(engine):
+    """A test fixture's body: the engine, then no container of the test may be left."""
+    yield engine
+    left = engine.containers()
+    engine.remove_all()
+    assert not left, f"a test left containers: {left}"
 
 
 # ------------------------------------------------------------------ a terminal
@@ -255,8 +291,11 @@ class Podman:
         r = self.cli(RUNC, "ps", "-a", "-q", check=True)
         return r.stdout.split()
 
-    def close(self):
+    def remove_all(self):
         self.cli(RUNC, "rm", "-a", "-f", "--time=0")
+
+    def close(self):
+        self.remove_all()
         self.cli(RUNC, "system", "reset", "--force")
         unmount_below(self.dir)
         remove_cgroups(self.cgparent)
@@ -335,23 +374,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             self.ctr("containers", "rm", c)
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
+        try:
+            if self.proc.poll() is None:
                 self.remove_all()
-            finally:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        self.log.close()
-        # the shims exit with their last task; one that did not is this run's
-        for p in wait_gone(procs_naming(self.dir), timeout=10):
-            os.kill(p, signal.SIGKILL)
-        unmount_below(self.dir)
-        remove_cgroups(self.cgparent)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            # the shims exit with their last task; one that did not is this run's
+            stop_daemon(self.proc, self.log, self.dir, self.cgparent)
 
 
 # ------------------------------------------------------------------ dockerd
@@ -401,20 +429,10 @@ class Dockerd:
                               env=self.env, check=check, timeout=timeout)
 
     def close(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
                 ids = self.docker("ps", "-a", "-q").stdout.split()
                 if ids:
                     self.docker("rm", "-f", *ids)
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.log.close()
-            for p in wait_gone(procs_naming(self.dir), timeout=10):
-                os.kill(p, signal.SIGKILL)
-        unmount_below(self.dir)
-        remove_cgroups(self.cgparent)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            stop_daemon(self.proc, getattr(self, "log", None), self.dir, self.cgparent)

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from oci_engines import (CTR_IMAGE, IMAGE, RUNC, RUNTIMES, Containerd, Dockerd, Podman,
-                         assert_no_trace, make_rootfs_tar, on_terminal, poll, runtime_path)
+from oci_engines import (CTR_IMAGE, IMAGE, RUNTIMES, Containerd, Dockerd, Podman,
+                         clean_after, make_rootfs_tar, on_terminal, poll, private_engine,
+                         runtime_path)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the engines run as root here")
 
@@ -29,18 +30,12 @@ def runtime(request):
 
 @pytest.fixture(scope="module")
 def podman_engine(rootfs_tar):
-    p = Podman(rootfs_tar)
-    yield p
-    p.close()
-    assert_no_trace(p.dir, p.cgparent)
+    yield from private_engine(Podman, rootfs_tar)
 
 
 @pytest.fixture
 def podman(podman_engine):
-    yield podman_engine
-    left = podman_engine.containers()
-    podman_engine.cli(RUNC, "rm", "-a", "-f", "--time=0")
-    assert not left, f"a test left podman containers: {left}"
+    yield from clean_after(podman_engine)
 
 
 def init_pid(pm, rt, ctr):
@@ -173,18 +168,12 @@ def test_podman_rm_force_running(podman, runtime):
 # ------------------------------------------------------------------ containerd
 @pytest.fixture(scope="module")
 def containerd(rootfs_tar):
-    c = Containerd(rootfs_tar)
-    yield c
-    c.close()
-    assert_no_trace(c.dir, c.cgparent)
+    yield from private_engine(Containerd, rootfs_tar)
 
 
 @pytest.fixture
 def ctr(containerd):
-    yield containerd
-    left = containerd.containers()
-    containerd.remove_all()
-    assert not left, f"a test left containerd containers: {left}"
+    yield from clean_after(containerd)
 
 
 def test_ctr_images_import(ctr):
@@ -235,10 +224,7 @@ def test_ctr_terminal(ctr, runtime):
 # ------------------------------------------------------------------ docker
 @pytest.fixture(scope="module")
 def dockerd(rootfs_tar):
-    d = Dockerd(rootfs_tar)
-    yield d
-    d.close()
-    assert_no_trace(d.dir, d.cgparent)
+    yield from private_engine(Dockerd, rootfs_tar)
 
 
 def docker_runtime(dockerd, runtime):

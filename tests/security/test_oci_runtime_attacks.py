@@ -17,8 +17,8 @@ from .test_attacks import SIMPLE
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                 "integration"))
-from oci_engines import (IMAGE, PROBE, RUNC, Podman, assert_no_trace,  # noqa: E402
-                         make_rootfs_tar, runtime_path)
+from oci_engines import (IMAGE, PROBE, RUNC, Podman, make_rootfs_tar,  # noqa: E402
+                         private_engine, runtime_path)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the engines run as root here")
 SEP = "=== attack "
@@ -28,10 +28,7 @@ SEP = "=== attack "
 def podman(tmp_path_factory):
     if not os.path.exists(PROBE):
         pytest.skip(f"{PROBE} is not built")
-    pm = Podman(make_rootfs_tar(str(tmp_path_factory.mktemp("rt-sec"))))
-    yield pm
-    pm.close()
-    assert_no_trace(pm.dir, pm.cgparent)
+    yield from private_engine(Podman, make_rootfs_tar(str(tmp_path_factory.mktemp("rt-sec"))))
 
 
 def attack_script(ctx):
