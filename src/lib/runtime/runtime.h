@@ -40,6 +40,8 @@ struct ocirt_mount {
 	bool bind;			/* "bind" or "rbind" in options (or type "bind") */
 	bool recursive;			/* "rbind" */
 	char *data;			/* the remaining options, comma-joined, for mount(2) */
+	bool tmpcopyup;			/* rt-config: crun's "tmpcopyup" (podman's tmpfs): the
+					 * image's content under destination copied onto the tmpfs */
 };
 struct ocirt_idmap {
 	uint32_t container_id, host_id, size;
@@ -133,6 +135,11 @@ void ocirt_config_free(struct ocirt_config *c);
 /* A `process.json` of `exec --process FILE` (the same object as config.json's process). */
 int ocirt_process_load(const char *path, struct ocirt_process *out, agentd_error *err);
 void ocirt_process_clear(struct ocirt_process *p);
+/* rt-config: names for messages: "CAP_SYS_ADMIN" of 21 (and back, -1 when unknown);
+ * "network" of OCIRT_NS_NET (the config's spelling). */
+const char *ocirt_cap_name(int cap);
+int ocirt_cap_from_name(const char *name);
+const char *ocirt_ns_name(enum ocirt_ns ns);
 
 /* ---------------------------------------------------------------- floor.c
  * agentd's hardening is the floor, not a suggestion. What the operator allows beyond it

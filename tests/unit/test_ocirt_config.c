@@ -1,0 +1,322 @@
+/* test_ocirt_config.c: the OCI runtime's config.json parser on configs the engines really
+ * write (podman's, captured from `podman init`; `runc spec`'s; `ctr oci spec`'s, whose args
+ * `ctr run` fills), and its refusals, each naming the JSON path of the field. */
+#include "lib/runtime/runtime.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/capability.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+static char *sample_text(const char *name, size_t *len)
+{
+	const char *dir = getenv("OCIRT_SAMPLES");
+	assert_non_null(dir);
+	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+	char *text = read_file_at(AT_FDCWD, path, 1 << 22, len);
+	if (!text)
+		fail_msg("%s: %s", path, strerror(errno));
+	return text;
+}
+
+static struct ocirt_config *parse_sample(const char *name)
+{
+	size_t len;
+	_cleanup_free_ char *text = sample_text(name, &len);
+	struct ocirt_config *c = NULL;
+	agentd_error err = {0};
+	if (ocirt_config_parse("/b", text, len, &c, &err) < 0)
+		fail_msg("%s: %s", name, err.msg);
+	return c;
+}
+
+static const struct ocirt_mount *mount_at(const struct ocirt_config *c, const char *dest)
+{
+	for (size_t i = 0; i < c->n_mounts; i++)
+		if (!strcmp(c->mounts[i].destination, dest))
+			return &c->mounts[i];
+	fail_msg("no mount at %s", dest);
+	return NULL;
+}
+
+static void podman_config_with_options_parses_every_field(void **state __attribute__((unused)))
+{
+	struct ocirt_config *c = parse_sample("podman-options.json");
+	assert_true(c->process.terminal);
+	assert_string_equal(c->process.args[0], "/bin/sh");
+	assert_null(c->process.args[1]);
+	assert_int_equal(c->process.umask, 022);
+	assert_int_equal(c->process.uid, 0);
+	assert_true(c->process.cap_bounding & (1ull << CAP_NET_ADMIN));
+	assert_true(c->process.cap_effective & (1ull << CAP_SYS_CHROOT));
+	assert_false(c->process.cap_bounding & (1ull << CAP_SYS_ADMIN));
+	assert_int_equal(c->process.n_rlimits, 2);
+	assert_int_equal(c->process.rlimits[0].resource, RLIMIT_NOFILE);
+	assert_int_equal(c->process.rlimits[0].value.rlim_cur, 1024);
+	assert_int_equal(c->process.rlimits[0].value.rlim_max, 2048);
+
+	const struct ocirt_mount *scratch = mount_at(c, "/scratch");
+	assert_string_equal(scratch->type, "tmpfs");
+	assert_true(scratch->tmpcopyup);
+	assert_int_equal(scratch->flags, MS_NOSUID | MS_NODEV);
+	assert_int_equal(scratch->propagation, MS_PRIVATE | MS_REC);
+	assert_null(scratch->data);	/* nothing left for mount(2) */
+	const struct ocirt_mount *vol = mount_at(c, "/vol");
+	assert_true(vol->bind && vol->recursive);
+	assert_int_equal(vol->flags, MS_RDONLY);
+	assert_string_equal(vol->source, "/var/lib/sample/vol");
+	const struct ocirt_mount *pts = mount_at(c, "/dev/pts");
+	assert_string_equal(pts->data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	assert_int_equal(pts->flags, MS_NOSUID | MS_NOEXEC);
+
+	assert_true(c->ns_wanted[OCIRT_NS_PID] && c->ns_wanted[OCIRT_NS_MOUNT]);
+	assert_false(c->ns_wanted[OCIRT_NS_USER]);
+	assert_null(c->ns_path[OCIRT_NS_PID]);
+	assert_non_null(c->ns_path[OCIRT_NS_NET]);
+	assert_int_equal(strncmp(c->ns_path[OCIRT_NS_NET], "/run/netns/", 11), 0);
+	assert_string_equal(kvv_get(&c->sysctl, "net.ipv4.ip_forward"), "1");
+	assert_int_equal(c->resources.memory_limit, 64 << 20);
+	assert_int_equal(c->resources.pids_limit, 50);
+	assert_true(c->resources.devices_deny_all);
+	assert_non_null(c->seccomp);
+	assert_string_equal(json_string_value(json_object_get(c->seccomp, "defaultAction")),
+			    "SCMP_ACT_ERRNO");
+	assert_true(c->masked_paths.n > 5);
+	assert_false(c->has_hooks);
+	ocirt_config_free(c);
+}
+
+static void engine_templates_parse_with_bundle_relative_root(void **state __attribute__((unused)))
+{
+	static const char *const samples[] = {"podman-default.json", "runc-spec.json",
+					      "ctr-spec.json"};
+	for (size_t i = 0; i < ARRAY_SIZE(samples); i++) {
+		struct ocirt_config *c = parse_sample(samples[i]);
+		assert_true(c->ns_wanted[OCIRT_NS_MOUNT]);
+		assert_non_null(c->process.cwd);
+		if (i > 0)
+			assert_string_equal(c->root_path, "/b/rootfs");
+		ocirt_config_free(c);
+	}
+	struct ocirt_config *c = parse_sample("runc-spec.json");
+	assert_true(c->root_readonly);
+	assert_true(c->process.no_new_privileges);
+	ocirt_config_free(c);
+}
+
+/* The sample with one field replaced (a JSON pointer-ish path of object keys and array
+ * indexes, the last one set to value), parsed: the error message, or NULL. */
+static char *parse_edited(const char *sample, const char *const *path, json_t *value)
+{
+	size_t len;
+	_cleanup_free_ char *text = sample_text(sample, &len);
+	json_t *doc = json_loadb(text, len, 0, NULL), *at = doc;
+	for (; path[1]; path++)
+		at = a_digit(path[0][0]) ? json_array_get(at, strtoul(path[0], NULL, 10))
+					 : json_object_get(at, path[0]);
+	assert_non_null(at);
+	if (json_is_array(at))
+		json_array_set_new(at, strtoul(path[0], NULL, 10), value);
+	else if (value)
+		json_object_set_new(at, path[0], value);
+	else
+		json_object_del(at, path[0]);
+	char *edited = json_dumps(doc, 0);
+	json_decref(doc);
+	struct ocirt_config *c = NULL;
+	agentd_error err = {0};
+	int r = ocirt_config_parse("/b", edited, strlen(edited), &c, &err);
+	free(edited);
+	ocirt_config_free(c);
+	return r < 0 ? xstrdup(err.msg) : NULL;
+}
+
+#define P(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void expect_error(const char *msg, const char *want)
+{
+	if (!msg)
+		fail_msg("accepted; expected an error with %s", want);
+	if (!strstr(msg, want))
+		fail_msg("error \"%s\" does not contain \"%s\"", msg, want);
+}
+
+static void each_bad_field_is_named_by_its_json_path(void **state __attribute__((unused)))
+{
+	struct {
+		const char *const *path;
+		json_t *value;
+		const char *want;
+	} cases[] = {
+		{P("process", "capabilities", "bounding", "3"), json_string("CAP_FOO"),
+		 "config.json: process.capabilities.bounding[3]: \"CAP_FOO\": unknown capability"},
+		{P("linux", "namespaces", "1", "type"), json_string("netw"),
+		 "linux.namespaces[1].type: expected one of"},
+		{P("linux", "namespaces", "1", "path"), json_string("run/netns/x"),
+		 "linux.namespaces[1].path: expected an absolute path"},
+		{P("mounts", "2", "destination"), NULL, "mounts[2].destination: required"},
+		{P("process", "rlimits", "0", "soft"), json_integer(4096),
+		 "process.rlimits[0]: soft 4096 is above hard 2048"},
+		{P("process", "rlimits", "1", "type"), json_string("RLIMIT_NOFILE"),
+		 "process.rlimits[1]: type RLIMIT_NOFILE: given twice"},
+		{P("process", "user", "uid"), json_integer(-1),
+		 "process.user.uid: -1 is out of range"},
+		{P("process", "env", "0"), json_string("NOEQUALS"),
+		 "process.env[0]: expected KEY=VALUE"},
+		{P("process", "cwd"), json_string("relative"), "process.cwd: required: an absolute"},
+		{P("process", "args"), json_array(), "process.args: required"},
+		{P("linux", "uidMappings"),
+		 json_pack("[{s:i,s:i}]", "containerID", 0, "hostID", 100000),
+		 "linux.uidMappings[0].size: required"},
+		{P("linux", "sysctl", "kernel.x"), json_integer(1),
+		 "linux.sysctl[\"kernel.x\"]: expected a string"},
+		{P("mounts", "0", "options", "0"), json_string("idmap"),
+		 "mounts[0].options: idmap: idmapped mounts are not supported"},
+		{P("annotations"), json_pack("{s:s}", "io.agentd.policy", "{not json"),
+		 "annotations[\"io.agentd.policy\"]: not JSON"},
+		{P("annotations"), json_pack("{s:s}", "io.agentd.policy", "[1]"),
+		 "annotations[\"io.agentd.policy\"]: expected a JSON object"},
+		{P("ociVersion"), json_string("2.0.0"), "ociVersion: 2.0.0: only runtime-spec 1.x"},
+		{P("linux", "devices"), json_pack("[{s:s,s:s}]", "path", "/dev/x", "type", "q"),
+		 "linux.devices[0].type: expected c, b, u or p"},
+		{P("process", "consoleSize"), json_pack("{s:s}", "height", "24"),
+		 "process.consoleSize.height: expected an integer"},
+		{P("root"), json_object(), "root.path: required"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		_cleanup_free_ char *msg = parse_edited("podman-options.json", cases[i].path,
+							cases[i].value);
+		expect_error(msg, cases[i].want);
+	}
+}
+
+static void hooks_and_the_policy_annotation_are_recorded(void **state __attribute__((unused)))
+{
+	_cleanup_free_ char *msg = parse_edited(
+		"runc-spec.json", P("hooks"),
+		json_pack("{s:[{s:s}]}", "prestart", "path", "/usr/bin/setup-net"));
+	assert_null(msg);
+
+	size_t len;
+	_cleanup_free_ char *text = sample_text("runc-spec.json", &len);
+	json_t *doc = json_loadb(text, len, 0, NULL);
+	json_object_set_new(doc, "hooks", json_pack("{s:[{s:s}]}", "poststop", "path", "/x"));
+	json_object_set_new(doc, "annotations",
+			    json_pack("{s:s}", "io.agentd.policy",
+				      "{\"network\":{\"mode\":\"allowlist\"}}"));
+	char *edited = json_dumps(doc, 0);
+	json_decref(doc);
+	struct ocirt_config *c = NULL;
+	agentd_error err = {0};
+	assert_int_equal(ocirt_config_parse("/b", edited, strlen(edited), &c, &err), 0);
+	free(edited);
+	assert_true(c->has_hooks);
+	assert_non_null(c->agentd_policy);
+	assert_non_null(json_object_get(c->agentd_policy, "network"));
+	ocirt_config_free(c);
+}
+
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+static char *make_bundle(void)
+{
+	char tmpl[] = "/tmp/ocirt-bundle-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	return xstrdup(tmpl);
+}
+
+static void remove_bundle(char *dir)
+{
+	_cleanup_free_ char *f = xasprintf("%s/config.json", dir);
+	unlink(f);
+	rmdir(dir);
+	free(dir);
+}
+
+static void load_refuses_a_linked_or_oversized_config(void **state __attribute__((unused)))
+{
+	char *dir = make_bundle();
+	_cleanup_free_ char *cfg = xasprintf("%s/config.json", dir);
+	struct ocirt_config *c = NULL;
+	agentd_error err = {0};
+
+	/* a link: never followed, even to a good config */
+	size_t len;
+	_cleanup_free_ char *text = sample_text("runc-spec.json", &len);
+	_cleanup_free_ char *real = xasprintf("%s.real", cfg);
+	put_file(real, text);
+	assert_int_equal(symlink(real, cfg), 0);
+	assert_int_equal(ocirt_config_load(dir, &c, &err), -1);
+	assert_null(c);
+	expect_error(err.msg, "config.json (a symbolic link)");
+	unlink(cfg);
+	unlink(real);
+
+	/* the same text as a file loads, root made absolute below the bundle */
+	put_file(cfg, text);
+	if (ocirt_config_load(dir, &c, &err) < 0)
+		fail_msg("%s", err.msg);
+	_cleanup_free_ char *root = xasprintf("%s/rootfs", dir);
+	assert_string_equal(c->root_path, root);
+	ocirt_config_free(c);
+
+	/* past 4 MiB: refused before it is parsed */
+	int fd = open(cfg, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (4 << 20) + 1), 0);
+	close(fd);
+	assert_int_equal(ocirt_config_load(dir, &c, &err), -1);
+	assert_int_equal(err.code, EFBIG);
+	remove_bundle(dir);
+}
+
+static void process_json_of_exec_loads_alone(void **state __attribute__((unused)))
+{
+	char *dir = make_bundle();
+	_cleanup_free_ char *path = xasprintf("%s/config.json", dir);
+	put_file(path,
+				       "{\"terminal\":false,\"user\":{\"uid\":1000,\"gid\":1000,"
+				       "\"additionalGids\":[10,20]},\"args\":[\"ps\",\"aux\"],"
+				       "\"env\":[\"PATH=/bin\"],\"cwd\":\"/tmp\","
+				       "\"capabilities\":{\"bounding\":[\"CAP_KILL\"]}}");
+	struct ocirt_process p;
+	agentd_error err = {0};
+	if (ocirt_process_load(path, &p, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(p.uid, 1000);
+	assert_int_equal(p.n_additional_gids, 2);
+	assert_int_equal(p.additional_gids[1], 20);
+	assert_string_equal(p.args[1], "aux");
+	assert_int_equal(p.cap_bounding, 1ull << CAP_KILL);
+	ocirt_process_clear(&p);
+
+	put_file(path, "{\"user\":{},\"args\":[\"x\"]}");
+	assert_int_equal(ocirt_process_load(path, &p, &err), -1);
+	expect_error(err.msg, "process.cwd: required");
+	remove_bundle(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(podman_config_with_options_parses_every_field),
+		cmocka_unit_test(engine_templates_parse_with_bundle_relative_root),
+		cmocka_unit_test(each_bad_field_is_named_by_its_json_path),
+		cmocka_unit_test(hooks_and_the_policy_annotation_are_recorded),
+		cmocka_unit_test(load_refuses_a_linked_or_oversized_config),
+		cmocka_unit_test(process_json_of_exec_loads_alone),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
