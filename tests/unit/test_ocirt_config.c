@@ -10,7 +10,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/mount.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -182,7 +185,7 @@ static void each_bad_field_is_named_by_its_json_path(void **state __attribute__(
 		 "annotations[\"io.agentd.policy\"]: not JSON"},
 		{P("annotations"), json_pack("{s:s}", "io.agentd.policy", "[1]"),
 		 "annotations[\"io.agentd.policy\"]: expected a JSON object"},
-		{P("ociVersion"), json_string("2.0.0"), "ociVersion: 2.0.0: only runtime-spec 1.x"},
+		{P("ociVersion"), json_string("2.0.0"), "ociVersion: \"2.0.0\": only runtime-spec 1.x"},
 		{P("linux", "devices"), json_pack("[{s:s,s:s}]", "path", "/dev/x", "type", "q"),
 		 "linux.devices[0].type: expected c, b, u or p"},
 		{P("process", "consoleSize"), json_pack("{s:s}", "height", "24"),
@@ -308,6 +311,319 @@ static void process_json_of_exec_loads_alone(void **state __attribute__((unused)
 	remove_bundle(dir);
 }
 
+/* ---------------------------------------------------------------- the floor */
+static char floor_dir[64];
+
+/* A sample with its host paths moved under a fresh temp dir, each bind source made there. */
+static struct ocirt_config *floor_sample(const char *name, json_t *(*edit)(json_t *))
+{
+	size_t len;
+	_cleanup_free_ char *text = sample_text(name, &len);
+	strcpy(floor_dir, "/tmp/ocirt-floor-XXXXXX");
+	assert_non_null(mkdtemp(floor_dir));
+	json_t *doc = json_loadb(text, len, 0, NULL);
+	assert_non_null(doc);
+	if (edit)
+		doc = edit(doc);
+	char *out = json_dumps(doc, 0);
+	json_decref(doc);
+	/* each "/var/lib/sample/..." into the temp dir */
+	agentd_strv parts = {0};
+	char *dup = xstrdup(out), *cur = dup, *hit;
+	while ((hit = strstr(cur, "/var/lib/sample/"))) {
+		*hit = '\0';
+		strv_push(&parts, cur);
+		cur = hit + strlen("/var/lib/sample/");
+	}
+	strv_push(&parts, cur);
+	size_t cap = strlen(out) + parts.n * 64 + 1, n = 0;
+	char *joined = xmalloc(cap);
+	for (size_t i = 0; i < parts.n; i++)
+		n += (size_t)snprintf(joined + n, cap - n, "%s%s%s", i ? floor_dir : "",
+				      i ? "/" : "", parts.v[i]);
+	strv_free(&parts);
+	free(dup);
+	free(out);
+	struct ocirt_config *c = NULL;
+	agentd_error err = {0};
+	if (ocirt_config_parse("/b", joined, n, &c, &err) < 0)
+		fail_msg("%s: %s", name, err.msg);
+	free(joined);
+	for (size_t i = 0; i < c->n_mounts; i++) {
+		const char *src = c->mounts[i].source;
+		if (!c->mounts[i].bind || strncmp(src, floor_dir, strlen(floor_dir)))
+			continue;
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\" && touch '%s'", src, src);
+		assert_int_equal(system(cmd), 0);
+	}
+	return c;
+}
+
+static void floor_done(struct ocirt_config *c)
+{
+	ocirt_config_free(c);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", floor_dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void expect_refused(struct ocirt_config *c, const struct ocirt_allow *a, int code,
+			   const char *want)
+{
+	agentd_error err = {0};
+	int r = ocirt_floor_apply(c, a, &err);
+	if (r == 0)
+		fail_msg("accepted; expected a refusal with %s", want);
+	assert_int_equal(r, -code);
+	expect_error(err.msg, want);
+}
+
+static void floor_tightens_podmans_default_config(void **state __attribute__((unused)))
+{
+	struct ocirt_config *c = floor_sample("podman-default.json", NULL);
+	assert_false(c->ns_wanted[OCIRT_NS_CGROUP]);
+	c->process.has_oom_score_adj = true;
+	c->process.oom_score_adj = -997;	/* a Guaranteed pod's */
+	agentd_error err = {0};
+	struct ocirt_allow none = {0};
+	if (ocirt_floor_apply(c, &none, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(c->ns_wanted[OCIRT_NS_CGROUP]);
+	/* container root is not host root: a user namespace onto unprivileged host ids */
+	assert_true(c->ns_wanted[OCIRT_NS_USER] && c->userns_added);
+	assert_int_equal(c->n_uid_maps, 1);
+	assert_int_equal(c->uid_maps[0].container_id, 0);
+	assert_true(c->uid_maps[0].host_id >= OCIRT_USERNS_BASE || c->uid_maps[0].host_id > 65535);
+	assert_int_equal(c->uid_maps[0].size, OCIRT_USERNS_SIZE);
+	assert_true(c->process.no_new_privileges);
+	assert_true(c->floor_seccomp);
+	assert_int_equal(c->process.oom_score_adj, 0);
+	assert_true(strv_contains(&c->masked_paths, "/proc/kallsyms"));
+	assert_true(strv_contains(&c->masked_paths, "/proc/kcore"));
+	assert_true(strv_contains(&c->readonly_paths, "/proc/sys"));
+	floor_done(c);
+}
+
+static json_t *edit_host_root_map(json_t *d)
+{
+	json_t *lx = json_object_get(d, "linux");
+	json_array_append_new(json_object_get(lx, "namespaces"), json_pack("{s:s}", "type", "user"));
+	json_object_set_new(lx, "uidMappings",
+			    json_pack("[{s:i,s:i,s:i},{s:i,s:i,s:i}]", "containerID", 1,
+				      "hostID", 200000, "size", 100, "containerID", 0, "hostID", 0,
+				      "size", 1));
+	json_object_set_new(lx, "gidMappings",
+			    json_pack("[{s:i,s:i,s:i}]", "containerID", 0, "hostID", 200000,
+				      "size", 65536));
+	return d;
+}
+
+static json_t *edit_devices(json_t *d)
+{
+	json_object_set_new(json_object_get(d, "linux"), "devices",
+			    json_pack("[{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i}]", "path", "/dev/null",
+				      "type", "c", "major", 1, "minor", 3, "path", "/dev/fuse",
+				      "type", "c", "major", 10, "minor", 229));
+	return d;
+}
+
+static json_t *edit_bind_proc(json_t *d)
+{
+	json_array_append_new(json_object_get(d, "mounts"),
+			      json_pack("{s:s,s:s,s:s,s:[s]}", "destination", "/host", "type",
+					"bind", "source", "/proc/../proc", "options", "rbind"));
+	return d;
+}
+
+static json_t *edit_hooks(json_t *d)
+{
+	json_object_set_new(d, "hooks", json_pack("{s:[{s:s}]}", "createRuntime", "path",
+						  "/usr/bin/true"));
+	return d;
+}
+
+static json_t *edit_sysctl(json_t *d)
+{
+	json_object_set_new(json_object_get(d, "linux"), "sysctl",
+			    json_pack("{s:s}", "kernel.panic", "0"));
+	return d;
+}
+
+static json_t *edit_sysctl_escape(json_t *d)
+{
+	json_object_set_new(json_object_get(d, "linux"), "sysctl",
+			    json_pack("{s:s}", "net.ipv4/../../../kernel/panic", "0"));
+	return d;
+}
+
+static json_t *edit_no_netns(json_t *d)
+{
+	json_t *ns = json_object_get(json_object_get(d, "linux"), "namespaces");
+	json_array_remove(ns, 1);	/* podman's: pid, network, ipc, uts, mount */
+	return d;
+}
+
+static json_t *edit_host_netns(json_t *d)
+{
+	json_t *ns = json_object_get(json_object_get(d, "linux"), "namespaces");
+	json_object_set_new(json_array_get(ns, 1), "path", json_string("/proc/self/ns/net"));
+	return d;
+}
+
+static json_t *edit_allowlist(json_t *d)
+{
+	json_object_set_new(d, "annotations",
+			    json_pack("{s:s}", "io.agentd.policy",
+				      "{\"labels\":{\"team\":\"a\"},\"network\":{\"mode\":"
+				      "\"allowlist\",\"allow\":[\"example.com:443\"]}}"));
+	return d;
+}
+
+static json_t *edit_labels(json_t *d)
+{
+	json_object_set_new(d, "annotations",
+			    json_pack("{s:s}", "io.agentd.policy", "{\"labels\":{\"team\":\"a\"}}"));
+	return d;
+}
+
+static void floor_refusals_name_their_field(void **state __attribute__((unused)))
+{
+	struct ocirt_allow none = {0}, all = {.caps = ~0ull, .devices = true,
+					      .host_namespaces = true, .hooks = true,
+					      .sysctl = true, .privileged_mounts = true,
+					      .host_root = true};
+	struct {
+		const char *sample;
+		json_t *(*edit)(json_t *);
+		int code;
+		const char *want;
+	} cases[] = {
+		{"podman-options.json", NULL, EPERM,
+		 "process.capabilities.bounding[5]: CAP_NET_ADMIN: refused by agentd's floor "
+		 "(the operator may allow it: \"allow\": {\"capabilities\": ...}"},
+		{"podman-default.json", edit_host_root_map, EPERM,
+		 "linux.uidMappings[1]: maps host id 0 (host root)"},
+		{"podman-default.json", edit_devices, EPERM,
+		 "linux.devices[1]: /dev/fuse (c 10:229): refused"},
+		{"podman-default.json", edit_bind_proc, EPERM, "source: /proc/../proc (a host system path)"},
+		{"podman-default.json", edit_hooks, EPERM, "hooks: run on the host as root"},
+		{"podman-default.json", edit_sysctl, EPERM,
+		 "linux.sysctl[\"kernel.panic\"]: not a namespaced sysctl"},
+		{"podman-default.json", edit_no_netns, EPERM,
+		 "linux.namespaces: no network namespace (the host's network)"},
+		{"podman-default.json", edit_host_netns, EPERM,
+		 "linux.namespaces: network namespace /proc/self/ns/net is the host's"},
+		{"podman-default.json", edit_allowlist, ENOTSUP,
+		 "annotations[\"io.agentd.policy\"].network: an egress allowlist needs agentd's "
+		 "proxy"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct ocirt_config *c = floor_sample(cases[i].sample, cases[i].edit);
+		expect_refused(c, &none, cases[i].code, cases[i].want);
+		floor_done(c);
+		/* each allowance lets its own case through (the allowlist has none) */
+		c = floor_sample(cases[i].sample, cases[i].edit);
+		agentd_error err = {0};
+		int r = ocirt_floor_apply(c, &all, &err);
+		if (cases[i].code == EPERM && r < 0)
+			fail_msg("case %zu allowed: %s", i, err.msg);
+		floor_done(c);
+	}
+	/* a sysctl name is never a path out of /proc/sys, whatever the operator allows */
+	struct ocirt_config *c = floor_sample("podman-default.json", edit_sysctl_escape);
+	expect_refused(c, &all, EINVAL, "not a sysctl name");
+	floor_done(c);
+
+	c = floor_sample("podman-default.json", edit_labels);
+	assert_int_equal(ocirt_floor_apply(c, &none, NULL), 0);
+	assert_string_equal(kvv_get(&c->audit_labels, "team"), "a");
+	floor_done(c);
+}
+
+/* Joining a namespace an engine made (not the host's) needs no allowance. */
+static void floor_lets_an_engine_made_netns_be_joined(void **state __attribute__((unused)))
+{
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char b;
+		_exit(unshare(CLONE_NEWNET) < 0 || write(p[1], "x", 1) != 1 ||
+		      read(p[0], &b, 1) < 0);
+	}
+	char b;
+	assert_int_equal(read(p[0], &b, 1), 1);
+	struct ocirt_config *c = floor_sample("podman-default.json", NULL);
+	free(c->ns_path[OCIRT_NS_NET]);
+	c->ns_path[OCIRT_NS_NET] = xasprintf("/proc/%d/ns/net", (int)pid);
+	agentd_error err = {0};
+	int r = ocirt_floor_apply(c, NULL, &err);
+	close(p[1]);
+	close(p[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	if (r < 0)
+		fail_msg("%s", err.msg);
+	floor_done(c);
+}
+
+static void put_operator_file(const char *path, const char *text, mode_t mode)
+{
+	put_file(path, text);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void operator_file_is_trusted_only_when_root_owned(void **state __attribute__((unused)))
+{
+	char dir[] = "/tmp/ocirt-op-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	_cleanup_free_ char *path = xasprintf("%s/oci-runtime.json", dir);
+	setenv("AGENTD_RUNTIME_CONFIG", path, 1);
+	struct ocirt_allow a;
+	agentd_error err = {0};
+
+	/* named but missing: fail closed */
+	assert_int_equal(ocirt_allow_load(NULL, &a, &err), -1);
+
+	put_operator_file(path, "{\"allow\":{\"capabilities\":[\"CAP_NET_ADMIN\"]},"
+				"\"annotation\":\"io.agentd.allow\"}", 0644);
+	if (ocirt_allow_load(NULL, &a, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(a.caps, 1ull << CAP_NET_ADMIN);
+	assert_false(a.devices);
+
+	/* the annotation the operator names adds its allowances */
+	struct ocirt_config *c = floor_sample("podman-default.json", edit_devices);
+	kvv_set(&c->annotations, "io.agentd.allow", "{\"devices\":true}");
+	if (ocirt_allow_load(c, &a, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(a.devices);
+	assert_int_equal(ocirt_floor_apply(c, &a, &err), 0);
+	floor_done(c);
+
+	/* writable by others: nothing it says is trusted */
+	assert_int_equal(chmod(path, 0666), 0);
+	assert_int_equal(ocirt_allow_load(NULL, &a, &err), -1);
+	expect_error(err.msg, "must be a regular file owned by root");
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	assert_int_equal(ocirt_allow_load(NULL, &a, &err), -1);
+	assert_int_equal(chmod(dir, 0755), 0);
+	assert_int_equal(chown(path, 1000, 0), 0);
+	assert_int_equal(ocirt_allow_load(NULL, &a, &err), -1);
+
+	put_operator_file(path, "{\"allow\":{\"everything\":true}}", 0644);
+	assert_int_equal(chown(path, 0, 0), 0);
+	assert_int_equal(ocirt_allow_load(NULL, &a, &err), -1);
+	expect_error(err.msg, "\"everything\": unknown allowance");
+	unsetenv("AGENTD_RUNTIME_CONFIG");
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -317,6 +633,10 @@ int main(void)
 		cmocka_unit_test(hooks_and_the_policy_annotation_are_recorded),
 		cmocka_unit_test(load_refuses_a_linked_or_oversized_config),
 		cmocka_unit_test(process_json_of_exec_loads_alone),
+		cmocka_unit_test(floor_tightens_podmans_default_config),
+		cmocka_unit_test(floor_refusals_name_their_field),
+		cmocka_unit_test(floor_lets_an_engine_made_netns_be_joined),
+		cmocka_unit_test(operator_file_is_trusted_only_when_root_owned),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

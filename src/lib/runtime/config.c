@@ -224,8 +224,11 @@ static int parse_rlimits(json_t *proc, struct ocirt_process *p, agentd_error *er
 		for (size_t k = 0; k < ARRAY_SIZE(rlimit_names); k++)
 			if (!strcmp(type, rlimit_names[k].name))
 				res = rlimit_names[k].resource;
-		if (res < 0)
-			return jfail_at(err, ip, "type", "%s: unknown rlimit", type);
+		if (res < 0) {
+			char q[96];
+			quote_text(q, sizeof(q), type);
+			return jfail_at(err, ip, "type", "%s: unknown rlimit", q);
+		}
 		for (int k = 0; k < p->n_rlimits; k++)
 			if (p->rlimits[k].resource == res)
 				return jfail(err, ip, "type %s: given twice", type);
@@ -271,6 +274,8 @@ static int parse_caps(json_t *proc, struct ocirt_process *p, agentd_error *err)
 				return jfail(err, ip, "%s: unknown capability", q);
 			}
 			*masks[s] |= 1ull << c;
+			if (!p->cap_pos[s][c])
+				p->cap_pos[s][c] = (uint8_t)(i < 254 ? i + 1 : 255);
 		}
 	}
 	return 0;
@@ -732,9 +737,11 @@ static int parse_policy_annotation(struct ocirt_config *c, agentd_error *err)
 		return 0;
 	json_error_t jerr;
 	c->agentd_policy = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-	if (!c->agentd_policy)
+	if (!c->agentd_policy) {
+		text_scrub_line(jerr.text);
 		return jfail(err, "annotations[\"io.agentd.policy\"]",
 			     "not JSON: line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+	}
 	if (!json_is_object(c->agentd_policy))
 		return jfail(err, "annotations[\"io.agentd.policy\"]", "expected a JSON object");
 	return 0;
@@ -749,9 +756,11 @@ static int parse_root(json_t *doc, struct ocirt_config *c, agentd_error *err)
 		return -1;
 	if (!c->oci_version)
 		return jfail(err, "ociVersion", "required");
-	if (strncmp(c->oci_version, "1.", 2))
-		return jfail(err, "ociVersion", "%.32s: only runtime-spec 1.x is supported",
-			     c->oci_version);
+	if (strncmp(c->oci_version, "1.", 2)) {
+		char q[96];
+		quote_text(q, sizeof(q), c->oci_version);
+		return jfail(err, "ociVersion", "%s: only runtime-spec 1.x is supported", q);
+	}
 	if (get_kind(doc, "root", "", JSON_OBJECT, &root, err) < 0)
 		return -1;
 	_cleanup_free_ char *rp = NULL;
@@ -784,9 +793,11 @@ int ocirt_config_parse(const char *bundle, const char *text, size_t len,
 					CONFIG_MAX_BYTES);
 	json_error_t jerr;
 	json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!doc)
+	if (!doc) {
+		text_scrub_line(jerr.text);
 		return agentd_error_set(err, EINVAL, "config.json: line %d column %d: %s",
 					jerr.line, jerr.column, jerr.text);
+	}
 	struct ocirt_config *c = xcalloc(1, sizeof(*c));
 	c->bundle = xstrdup(bundle);
 	agentd_error_clear(err);
@@ -896,6 +907,7 @@ void ocirt_config_free(struct ocirt_config *c)
 	json_decref(c->seccomp);
 	kvv_free(&c->annotations);
 	json_decref(c->agentd_policy);
+	kvv_free(&c->audit_labels);
 	free(c);
 }
 
@@ -909,9 +921,11 @@ int ocirt_process_load(const char *path, struct ocirt_process *out, agentd_error
 		return agentd_error_errno(err, errno, "process %s", path);
 	json_error_t jerr;
 	json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!doc)
+	if (!doc) {
+		text_scrub_line(jerr.text);
 		return agentd_error_set(err, EINVAL, "process %s: line %d column %d: %s", path,
 					jerr.line, jerr.column, jerr.text);
+	}
 	agentd_error_clear(err);
 	int r = parse_process(doc, out, err);
 	json_decref(doc);
