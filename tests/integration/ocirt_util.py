@@ -98,8 +98,9 @@ class Runtime:
             g += ["--log-format", "json"]
         return [RUNTIME, *g, *args]
 
-    def __call__(self, *args, timeout=60, input=None, stdin=None, stdout=None, stderr=None):
-        kw = {"timeout": timeout}
+    def __call__(self, *args, timeout=60, input=None, stdin=None, stdout=None, stderr=None,
+                 pass_fds=()):
+        kw = {"timeout": timeout, "pass_fds": pass_fds}
         if stdin is not None or stdout is not None or stderr is not None:
             kw.update(stdin=stdin, stdout=stdout, stderr=stderr)
             p = subprocess.run(self.argv(*args), **kw)
@@ -207,4 +208,6 @@ def cgroup_dirs(rel):
 
 
 def new_base():
-    return tempfile.mkdtemp(prefix="ocirt-")
+    base = tempfile.mkdtemp(prefix="ocirt-")
+    os.chmod(base, 0o755)	# the container's root is an unprivileged host uid (its userns)
+    return base

@@ -27,6 +27,9 @@ LOOP = ["sh", "-c", "trap 'echo got-term > /tmp/sig; exit 3' TERM; "
 @pytest.fixture(scope="module", autouse=True)
 def subreaper():
     become_subreaper()
+    yield
+    for d in cgroup_dirs("/ocirt-test"):	# the tests' parent cgroup, empty by now
+        os.rmdir(d)
 
 
 class Container:
@@ -81,6 +84,8 @@ class Container:
     def assert_no_trace(self):
         assert not os.path.exists(os.path.join(self.rt.root, self.id))
         assert cgroup_dirs(self.cgroup) == []
+        with open("/proc/self/mountinfo") as f:
+            assert self.base not in f.read(), "a mount of the container on the host"
         if self.pid:
             assert self.reap() is not None, "the init is still running"
 

@@ -54,7 +54,8 @@ static void report(int sync, int err, const char *what)
 {
 	struct init_report r = {.err = err};
 	snprintf(r.what, sizeof(r.what), "%s", what);
-	(void)write(sync, &r, sizeof(r));
+	if (write(sync, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(1);
 }
 
 /* Every fd from 3 + preserve up closed but the init's own (the engine's other fds, such as
@@ -207,8 +208,9 @@ static int make_fifo(const struct ocirt_state *st, const struct ocirt_config *c)
 	for (size_t i = 0; i < c->n_gid_maps; i++)
 		if (c->gid_maps[i].container_id == 0)
 			gid = c->gid_maps[i].host_id;
-	(void)fchownat(st->dirfd, FIFO, uid, gid, AT_SYMLINK_NOFOLLOW);
-	(void)fchmodat(st->dirfd, FIFO, 0622, 0);
+	if (fchownat(st->dirfd, FIFO, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fchmodat(st->dirfd, FIFO, 0622, 0) < 0)
+		return ocirt_fail("container %s: exec fifo: %s", st->id, strerror(errno)), -1;
 	int fd = openat(st->dirfd, FIFO, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return ocirt_fail("container %s: exec fifo: %s", st->id, strerror(errno)), -1;

@@ -59,7 +59,8 @@ static void send_report(int sync, pid_t pid, int err, const char *what)
 {
 	struct exec_report r = {.pid = pid, .err = err};
 	snprintf(r.what, sizeof(r.what), "%s", what);
-	(void)write(sync, &r, sizeof(r));
+	if (write(sync, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(1);
 }
 
 /* The process itself: in the container's namespaces, joined to its cgroup by the verb. */
@@ -315,8 +316,11 @@ int ocirt_cmd_exec(int argc, char **argv)
 	if (ocirt_state_open(argv[first], false, &st) < 0)
 		goto out;
 	enum ocirt_status s = ocirt_status(&st);
-	if (s != OCIRT_RUNNING && s != OCIRT_CREATED) {
-		ocirt_fail("cannot exec in a %s container", ocirt_status_name(s));
+	/* not into a created one: its pid 1 is still the runtime's init, holding the exec
+	 * fifo and its fd dir of the host's /proc */
+	if (s != OCIRT_RUNNING) {
+		ocirt_fail("cannot exec in a %s container%s", ocirt_status_name(s),
+			   s == OCIRT_CREATED ? " (start it first)" : "");
 		goto out;
 	}
 	if (ocirt_load_checked(st.bundle, &c) < 0)
