@@ -58,11 +58,12 @@ static void report(int sync, int err, const char *what)
 		_exit(1);
 }
 
-/* Every fd from 3 + preserve up closed but the init's own (the engine's other fds, such as
- * conmon's sync pipes or the shim's socket, are none of the container's business). */
-static void close_others(const struct init_args *a)
+/* Once the root is built: every fd from 3 + preserve up closed but the init's own (create's
+ * flock of the state dir, the engine's other fds such as conmon's sync pipes or the shim's
+ * socket, the mount sources create opened: none of the container's business). */
+static void close_others(const struct init_args *a, int fddir)
 {
-	int keep[3] = {a->sync, a->fifo, a->console}, lo = 3 + a->preserve_fds;
+	int keep[3] = {a->sync, a->fifo, fddir}, lo = 3 + a->preserve_fds;
 	for (int i = 0; i < 3; i++)	/* sorted, ascending */
 		for (int k = i + 1; k < 3; k++)
 			if (keep[k] < keep[i]) {
@@ -87,7 +88,6 @@ static int init_main(const struct init_args *a)
 	char what[400] = "";
 	int r;
 	char go;
-	close_others(a);
 	if (read(a->sync, &go, 1) != 1)
 		_exit(1);	/* create gave up */
 	if (a->c->ns_wanted[OCIRT_NS_USER] && !a->c->ns_path[OCIRT_NS_USER] &&
@@ -117,6 +117,7 @@ static int init_main(const struct init_args *a)
 		report(a->sync, -r, what);
 		_exit(1);
 	}
+	close_others(a, fddir);
 	report(a->sync, 0, "");
 	close(a->sync);
 	char name[16];
@@ -195,20 +196,22 @@ static int clone_flags(const struct ocirt_config *c)
 	return flags;
 }
 
+/* The host id the container's id 0 maps to (0 without a user namespace). */
+static uint32_t host_root_id(const struct ocirt_idmap *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].container_id == 0)
+			return m[i].host_id;
+	return 0;
+}
+
 /* The exec fifo, writable by the container's root (the init reopens it after becoming it). */
 static int make_fifo(const struct ocirt_state *st, const struct ocirt_config *c)
 {
 	if (mkfifoat(st->dirfd, FIFO, 0622) < 0)
 		return ocirt_fail("container %s: exec fifo: %s", st->id, strerror(errno)), -1;
-	uid_t uid = 0;
-	gid_t gid = 0;
-	for (size_t i = 0; i < c->n_uid_maps; i++)
-		if (c->uid_maps[i].container_id == 0)
-			uid = c->uid_maps[i].host_id;
-	for (size_t i = 0; i < c->n_gid_maps; i++)
-		if (c->gid_maps[i].container_id == 0)
-			gid = c->gid_maps[i].host_id;
-	if (fchownat(st->dirfd, FIFO, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+	if (fchownat(st->dirfd, FIFO, host_root_id(c->uid_maps, c->n_uid_maps),
+		     host_root_id(c->gid_maps, c->n_gid_maps), AT_SYMLINK_NOFOLLOW) < 0 ||
 	    fchmodat(st->dirfd, FIFO, 0622, 0) < 0)
 		return ocirt_fail("container %s: exec fifo: %s", st->id, strerror(errno)), -1;
 	int fd = openat(st->dirfd, FIFO, O_PATH | O_CLOEXEC | O_NOFOLLOW);
@@ -303,6 +306,10 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		ocirt_fail("socketpair: %s", strerror(errno));
 		goto fail;
 	}
+	/* the bundle's rootfs and binds as detached trees opened here, as host root: engines
+	 * keep bundles below 0700 dirs the container's mapped root cannot traverse */
+	mount_plan_open_sources(&j.mounts, host_root_id(c->uid_maps, c->n_uid_maps),
+				host_root_id(c->gid_maps, c->n_gid_maps));
 	if (join_namespaces(c))
 		goto fail;
 	pid = clone_init(clone_flags(c), o->own_child, &pidfd);
