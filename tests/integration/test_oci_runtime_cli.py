@@ -370,3 +370,33 @@ def test_state_of_a_recycled_pid_is_stopped(container):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_update_changes_the_cgroup_and_kill_all_signals_every_process(container):
+    c = container(["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+    c.create()
+    c.rt.ok("start", c.id)
+    wait_for(lambda: len(json.loads(c.rt.ok("ps", "--format", "json", c.id).stdout)) >= 3,
+             what="three processes")
+    c.rt.ok("update", "--pids-limit", "77", c.id)
+    pids_max = [os.path.join(d, "pids.max") for d in cgroup_dirs(c.cgroup)
+                if os.path.exists(os.path.join(d, "pids.max"))]
+    assert pids_max
+    for f in pids_max:
+        with open(f) as fh:
+            assert fh.read().strip() == "77"
+    ids = c.rt.ok("list", "--quiet").stdout.split()
+    assert c.id.encode() in ids
+    c.rt.ok("kill", "--all", c.id, "KILL")
+    status = c.reap()
+    assert status is not None and os.WIFSIGNALED(status)
+    wait_for(lambda: json.loads(c.rt.ok("ps", "--format", "json", c.id).stdout) == [],
+             what="every process gone")
+
+
+def test_the_oci_verb_of_agentd_is_the_same_runtime():
+    agentd = os.path.join(os.path.dirname(RUNTIME), "agentd")
+    if not os.path.exists(agentd) or "agentd" not in RUNTIME:
+        pytest.skip("agentd's own binary")
+    out = subprocess.run([agentd, "oci", "--version"], capture_output=True, timeout=30)
+    assert out.returncode == 0 and b"spec: 1." in out.stdout
