@@ -548,10 +548,11 @@ static void floor_lets_an_engine_made_netns_be_joined(void **state __attribute__
 	assert_int_equal(pipe(p), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0) {
-		char b;
-		_exit(unshare(CLONE_NEWNET) < 0 || write(p[1], "x", 1) != 1 ||
-		      read(p[0], &b, 1) < 0);
+	if (pid == 0) {	/* holds its namespace until killed */
+		if (unshare(CLONE_NEWNET) < 0 || write(p[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
 	}
 	char b;
 	assert_int_equal(read(p[0], &b, 1), 1);
@@ -624,6 +625,230 @@ static void operator_file_is_trusted_only_when_root_owned(void **state __attribu
 	rmdir(dir);
 }
 
+/* ---------------------------------------------------------------- the jail */
+static char *describe(const struct mount_plan *mp)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	mount_plan_describe(mp, f);
+	fclose(f);
+	return buf;
+}
+
+static void jail_of_podmans_config_is_planned_in_order(void **state __attribute__((unused)))
+{
+	struct ocirt_config *c = floor_sample("podman-options.json", NULL);
+	struct ocirt_allow a = {.caps = 1ull << CAP_NET_ADMIN};
+	agentd_error err = {0};
+	if (ocirt_floor_apply(c, &a, &err) < 0)
+		fail_msg("%s", err.msg);
+	struct ocirt_jail j;
+	if (ocirt_jail_prepare(c, &j, &err) < 0)
+		fail_msg("%s", err.msg);
+	_cleanup_free_ char *plan = describe(&j.mounts);
+	/* the rootfs first, the pivot last; the config's mounts in its order, /dev filled
+	 * right after the config's /dev tmpfs, masks after */
+	const char *want[] = {"make-private", "bind", "enter", "mkdir        /sys", "mount        /sys",
+			      "tmpfs        /scratch", "proc         /proc", "tmpfs        /dev",
+			      "bind-dev     /dev/null", "symlink      /dev/ptmx -> pts/ptmx",
+			      "bind         /vol", "devpts       /dev/pts", "mount        /dev/mqueue",
+			      "bind-dev     /dev/shm", "mask-dir     /proc/acpi", "mask         /proc/keys",
+			      "bind         /proc/sys <- (root)/proc/sys +ro", "pivot_root"};
+	const char *at = plan;
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
+		const char *hit = strstr(at, want[i]);
+		if (!hit)
+			fail_msg("\"%s\" missing or out of order in:\n%s", want[i], plan);
+		at = hit;
+	}
+	assert_null(strstr(plan, "tmpfs        /dev/shm"));	/* podman binds its own */
+	assert_true(j.floor_seccomp.active);	/* agentd's profile, always */
+	assert_true(j.config_seccomp.active);	/* podman's, stacked on it */
+	assert_true(j.no_new_privs);
+	assert_int_equal(j.cap_bounding & (1ull << CAP_NET_ADMIN), 1ull << CAP_NET_ADMIN);
+	assert_int_equal(j.umask, 022);
+	assert_int_equal(j.rlimits.n, 2);
+	assert_string_equal(kvv_get(&j.sysctl, "net.ipv4.ip_forward"), "1");
+	ocirt_jail_free(&j);
+
+	/* exec: no capability beyond the container's bounding set */
+	struct ocirt_process p = {0};
+	p.cap_effective = 1ull << CAP_SYS_ADMIN;
+	p.umask = (mode_t)-1;
+	assert_int_equal(ocirt_jail_prepare_exec(c, &p, &j, &err), -1);
+	expect_error(err.msg, "CAP_SYS_ADMIN is not in the container's bounding set");
+	floor_done(c);
+}
+
+static json_t *edit_mask_outside(json_t *d)
+{
+	json_array_append_new(json_object_get(json_object_get(d, "linux"), "maskedPaths"),
+			      json_string("/etc/shadow"));
+	return d;
+}
+
+static json_t *edit_dotdot_mount(json_t *d)
+{
+	json_object_set_new(json_array_get(json_object_get(d, "mounts"), 1), "destination",
+			    json_string("/scratch/../../etc"));
+	return d;
+}
+
+static void jail_refuses_paths_it_cannot_keep_inside(void **state __attribute__((unused)))
+{
+	struct {
+		json_t *(*edit)(json_t *);
+		const char *want;
+	} cases[] = {
+		{edit_mask_outside, "linux.maskedPaths[11]: /etc/shadow: only paths below /proc"},
+		{edit_dotdot_mount, "mounts[1].destination: /scratch/../../etc: expected an "
+				    "absolute path with no"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct ocirt_config *c = floor_sample("podman-options.json", cases[i].edit);
+		struct ocirt_jail j;
+		agentd_error err = {0};
+		assert_int_equal(ocirt_jail_prepare(c, &j, &err), -1);
+		expect_error(err.msg, cases[i].want);
+		floor_done(c);
+	}
+}
+
+/* The plan applied for real (a private mount namespace of a child, as root): the rootfs, the
+ * default /dev, a bind; and an image whose mount point is a link to a host path: refused,
+ * nothing is bound through it. */
+static int apply_in_child(struct ocirt_jail *j, char *what, size_t len)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNS) < 0)
+			_exit(100);
+		int r = ocirt_jail_apply_root(j, what, len);
+		if (r < 0) {
+			fprintf(stderr, "apply: %s: %s\n", what, strerror(-r));
+			_exit(r == -ELOOP ? 40 : 41);
+		}
+		struct stat st;
+		if (stat("/dev/null", &st) < 0 || !S_ISCHR(st.st_mode))
+			_exit(42);
+		if (stat("/vol/marker", &st) < 0)
+			_exit(43);
+		if (access("/rootfs-marker", F_OK) < 0)
+			_exit(44);
+		_exit(0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static json_t *edit_minimal_mounts(json_t *d)
+{
+	json_object_set_new(d, "mounts",
+			    json_pack("[{s:s,s:s,s:s,s:[s,s]}]", "destination", "/vol", "type",
+				      "bind", "source", "/var/lib/sample/vol", "options", "rbind",
+				      "ro"));
+	json_object_set_new(json_object_get(d, "linux"), "maskedPaths", json_array());
+	json_object_set_new(json_object_get(d, "linux"), "readonlyPaths", json_array());
+	json_object_set_new(d, "hostname", json_string("ctr"));
+	return d;
+}
+
+static void jail_applies_and_keeps_binds_inside_the_rootfs(void **state __attribute__((unused)))
+{
+	if (geteuid() != 0)
+		skip();
+	struct ocirt_config *c = floor_sample("runc-spec.json", edit_minimal_mounts);
+	/* the sample's bind source is a file; make it a directory with a marker */
+	_cleanup_free_ char *vol = xasprintf("%s/vol", floor_dir);
+	_cleanup_free_ char *cmd = xasprintf("rm -f '%s' && mkdir -p '%s' && touch '%s/marker' && "
+					     "mkdir -p '%s/rootfs' && touch '%s/rootfs/rootfs-marker'",
+					     vol, vol, vol, floor_dir, floor_dir);
+	assert_int_equal(system(cmd), 0);
+	free(c->root_path);
+	c->root_path = xasprintf("%s/rootfs", floor_dir);
+	c->root_readonly = false;
+	struct ocirt_jail j;
+	agentd_error err = {0};
+	if (ocirt_jail_prepare(c, &j, &err) < 0)
+		fail_msg("%s", err.msg);
+	char what[256] = "";
+	assert_int_equal(apply_in_child(&j, what, sizeof(what)), 0);
+
+	/* a hostile image: its /vol is a link to a host directory */
+	_cleanup_free_ char *host = xasprintf("%s/host-target", floor_dir);
+	_cleanup_free_ char *evil = xasprintf("mkdir -p '%s' && rmdir '%s/rootfs/vol' && "
+					      "ln -s '%s' '%s/rootfs/vol'",
+					      host, floor_dir, host, floor_dir);
+	assert_int_equal(system(evil), 0);
+	assert_int_equal(apply_in_child(&j, what, sizeof(what)), 40);	/* ELOOP */
+	ocirt_jail_free(&j);
+	floor_done(c);
+}
+
+/* The process side for real, in a child: the config's capability sets exactly, ids,
+ * no_new_privs, and two seccomp filters (agentd's under podman's). */
+static void jail_process_side_sets_caps_ids_and_both_filters(void **state __attribute__((unused)))
+{
+	if (geteuid() != 0)
+		skip();
+	struct ocirt_config *c = floor_sample("podman-options.json", NULL);
+	c->process.uid = 1000;
+	c->process.gid = 1000;
+	c->process.cap_ambient = 0;
+	/* rlimits this test's own hard limits allow (raising one needs the host's
+	 * CAP_SYS_RESOURCE, which a test machine's root may lack) */
+	c->process.n_rlimits = 1;
+	c->process.rlimits[0].resource = RLIMIT_NOFILE;
+	c->process.rlimits[0].value = (struct rlimit){200, 256};
+	struct ocirt_jail j;
+	agentd_error err = {0};
+	struct ocirt_allow a = {.caps = 1ull << CAP_NET_ADMIN};
+	if (ocirt_floor_apply(c, &a, &err) < 0)
+		fail_msg("%s", err.msg);
+	if (ocirt_jail_prepare(c, &j, &err) < 0)
+		fail_msg("%s", err.msg);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char what[128] = "";
+		close(p[0]);
+		int r = ocirt_jail_apply_process(&j, what, sizeof(what));
+		if (r < 0) {
+			fprintf(stderr, "apply_process: %s: %s\n", what, strerror(-r));
+			_exit(1);
+		}
+		/* what /proc says of us, after */
+		size_t len;
+		char *status = read_file_at(AT_FDCWD, "/proc/self/status", 1 << 16, &len);
+		_exit(status && write(p[1], status, len) == (ssize_t)len ? 0 : 2);
+	}
+	close(p[1]);
+	size_t len;
+	_cleanup_free_ char *st = (char *)read_fd_all(p[0], &len);
+	close(p[0]);
+	int wst;
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	char want[64];
+	snprintf(want, sizeof(want), "CapBnd:\t%016llx", (unsigned long long)c->process.cap_bounding);
+	expect_error(st, want);
+	snprintf(want, sizeof(want), "CapEff:\t%016llx", (unsigned long long)c->process.cap_effective);
+	expect_error(st, want);
+	expect_error(st, "Uid:\t1000\t1000\t1000\t1000");
+	expect_error(st, "NoNewPrivs:\t1");
+	/* agentd's default profile, podman's profile, and the netlink rules beside it */
+	expect_error(st, "Seccomp_filters:\t3");
+	expect_error(st, "Umask:\t0022");
+	ocirt_jail_free(&j);
+	floor_done(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -637,6 +862,10 @@ int main(void)
 		cmocka_unit_test(floor_refusals_name_their_field),
 		cmocka_unit_test(floor_lets_an_engine_made_netns_be_joined),
 		cmocka_unit_test(operator_file_is_trusted_only_when_root_owned),
+		cmocka_unit_test(jail_of_podmans_config_is_planned_in_order),
+		cmocka_unit_test(jail_refuses_paths_it_cannot_keep_inside),
+		cmocka_unit_test(jail_applies_and_keeps_binds_inside_the_rootfs),
+		cmocka_unit_test(jail_process_side_sets_caps_ids_and_both_filters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -423,6 +423,13 @@ static int check_sysctls(const struct ocirt_config *c, const struct ocirt_allow 
 	return 0;
 }
 
+static bool apparmor_enabled(void)
+{
+	char buf[4] = "";
+	_cleanup_close_ int fd = open("/sys/module/apparmor/parameters/enabled", O_RDONLY | O_CLOEXEC);
+	return fd >= 0 && read(fd, buf, 1) == 1 && buf[0] == 'Y';
+}
+
 static void add_paths(agentd_strv *to, const char *const *paths, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -499,6 +506,17 @@ static int floor_apply(struct ocirt_config *c, const struct ocirt_allow *allow,
 				      (long long)c->devices[i].major, (long long)c->devices[i].minor);
 	if (c->has_hooks && !a->hooks)
 		return refuse(err, "hooks", "hooks: run on the host as root");
+	/* as runc: a profile means nothing where AppArmor is off; where it is on, agentd does
+	 * not load it, so the container is refused rather than run without it */
+	const char *aa = c->process.apparmor_profile;
+	if (aa && *aa && strcmp(aa, "unconfined") && apparmor_enabled()) {
+		char q[96];
+		quote_text(q, sizeof(q), aa);
+		return agentd_error_set(err, ENOTSUP,
+					"process.apparmorProfile: %s: AppArmor profiles are not "
+					"applied by agentd's runtime",
+					q);
+	}
 	if (c->process.selinux_label && *c->process.selinux_label)
 		return agentd_error_set(err, ENOTSUP,
 					"process.selinuxLabel: SELinux labels are not supported");
