@@ -120,6 +120,9 @@ void quote_text(char *buf, size_t size, const char *s);
 /* JSON path of key under prefix: "prefix.key", or prefix["odd key"] when key is not an
  * identifier (prefix may be "" for the root). */
 void json_path_key(char *buf, size_t size, const char *prefix, const char *key);
+/* s made one line of valid UTF-8 in place: control bytes and broken sequences become '?'
+ * (a parser's error text quoting hostile input). */
+void text_scrub_line(char *s);
 
 /* ---------------------------------------------------------------- parse.c */
 /* "512M", "1.5GiB", "1048576" (bytes; k/m/g/t are powers of 1024). */

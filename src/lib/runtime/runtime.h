@@ -40,6 +40,8 @@ struct ocirt_mount {
 	bool bind;			/* "bind" or "rbind" in options (or type "bind") */
 	bool recursive;			/* "rbind" */
 	char *data;			/* the remaining options, comma-joined, for mount(2) */
+	bool tmpcopyup;			/* rt-config: crun's "tmpcopyup" (podman's tmpfs): the
+					 * image's content under destination copied onto the tmpfs */
 };
 struct ocirt_idmap {
 	uint32_t container_id, host_id, size;
@@ -64,6 +66,10 @@ struct ocirt_process {
 	int n_rlimits;
 	/* capability sets as bit masks (bit n = capability n) */
 	uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+	/* rt-config: where each capability was in its set's array (index + 1, 0 = absent):
+	 * the floor's refusals name process.capabilities.<set>[i]. Sets in the order
+	 * bounding, effective, permitted, inheritable, ambient. */
+	uint8_t cap_pos[5][64];
 	bool no_new_privileges;
 	int oom_score_adj;
 	bool has_oom_score_adj;
@@ -120,6 +126,12 @@ struct ocirt_config {
 	/* io.agentd.policy: what OCI cannot say, as an agentd policy fragment (network
 	 * allowlist through agentd's egress proxy, audit labels); NULL when absent. */
 	struct json_t *agentd_policy;
+	/* rt-config: what ocirt_floor_apply decided, for the jail: agentd's seccomp profile
+	 * stacked under the config's (false only when the operator allows no_seccomp); a user
+	 * namespace the floor added (the config had none: uid_maps/gid_maps are the floor's). */
+	bool floor_seccomp;
+	bool userns_added;
+	agentd_kvv audit_labels;	/* io.agentd.policy's labels */
 };
 /* Parse <bundle>/config.json (bounded: at most 4 MiB; opened O_NOFOLLOW below the bundle
  * dir). Errors name the JSON path ("process.capabilities.bounding[3]: CAP_FOO: unknown
@@ -133,6 +145,11 @@ void ocirt_config_free(struct ocirt_config *c);
 /* A `process.json` of `exec --process FILE` (the same object as config.json's process). */
 int ocirt_process_load(const char *path, struct ocirt_process *out, agentd_error *err);
 void ocirt_process_clear(struct ocirt_process *p);
+/* rt-config: names for messages: "CAP_SYS_ADMIN" of 21 (and back, -1 when unknown);
+ * "network" of OCIRT_NS_NET (the config's spelling). */
+const char *ocirt_cap_name(int cap);
+int ocirt_cap_from_name(const char *name);
+const char *ocirt_ns_name(enum ocirt_ns ns);
 
 /* ---------------------------------------------------------------- floor.c
  * agentd's hardening is the floor, not a suggestion. What the operator allows beyond it
@@ -149,7 +166,13 @@ struct ocirt_allow {
 	bool hooks;
 	bool sysctl;			/* sysctls outside the namespaced safe list */
 	bool privileged_mounts;		/* binds of host /proc, /sys, /dev, devices, sockets */
+	bool host_root;			/* rt-config: a uid/gid map that maps host id 0 */
 };
+/* rt-config: the user namespace the floor adds to a config without one: container ids
+ * [0, OCIRT_USERNS_SIZE) onto host ids from the first "agentd-runc:START:COUNT" of
+ * /etc/subuid (/etc/subgid), else from OCIRT_USERNS_BASE. */
+#define OCIRT_USERNS_BASE 1090519040u	/* 2^30 + 2^24: above the container backend's ids */
+#define OCIRT_USERNS_SIZE 65536u
 /* The allowances for c: the operator file's, plus an annotation's where the operator file
  * names it. 0, or -1 + err (an unreadable or malformed operator file: fail closed). */
 int ocirt_allow_load(const struct ocirt_config *c, struct ocirt_allow *out, agentd_error *err);
