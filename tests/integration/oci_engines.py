@@ -154,10 +154,24 @@ def unmount_below(d):
         subprocess.run(["umount", "-l", m], capture_output=True)
 
 
+def alive(pid):
+    """pid runs (not a zombie). A runtime may make the container's processes the caller's
+    children (agentd-runc's CLONE_PARENT, as conmon and the shim want): reap ours."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_gone(pids, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        pids = [p for p in pids if alive(p)]
         if not pids:
             return []
         time.sleep(0.1)

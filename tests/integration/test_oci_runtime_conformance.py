@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from oci_engines import (RUNC, RUNTIMES, assert_no_trace, cgroups_of, make_rootfs, poll,
+from oci_engines import (RUNC, RUNTIMES, alive, assert_no_trace, cgroups_of, make_rootfs, poll,
                          remove_cgroups, runtime_path, wait_gone)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="an OCI runtime runs as root here")
@@ -120,7 +120,9 @@ class Bundle:
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory):
-    return make_rootfs(str(tmp_path_factory.mktemp("rt-conf") / "rootfs"))
+    root = make_rootfs(str(tmp_path_factory.mktemp("rt-conf") / "rootfs"))
+    os.mkdir(os.path.join(root, "out"))  # the mount point of the bundle's /out bind
+    return root
 
 
 @pytest.fixture(params=RUNTIMES)
@@ -142,7 +144,7 @@ def test_state_transitions_pid_file_and_create_blocks(b):
     assert s["status"] == "created", s
     assert s["id"] == "c1" and s["pid"] == pid, s
     assert s["ociVersion"] and os.path.realpath(s["bundle"]) == os.path.realpath(b.bundle), s
-    assert os.path.exists(f"/proc/{pid}"), "the pid file names no live process"
+    assert alive(pid), "the pid file names no live process"
     # create-then-start: the user's process is not exec'd before start
     time.sleep(1.0)
     assert b.outfile("started") is None, "the user process ran before start"
@@ -215,7 +217,7 @@ def test_delete_running_refused_without_force(b):
     r = b.rt("delete", "c4")
     assert r.returncode != 0, "delete of a running container succeeded without --force"
     assert b.status("c4") == "running"
-    assert os.path.exists(f"/proc/{pid}")
+    assert alive(pid)
     b.rt("delete", "--force", "c4", check=True)
     assert b.state("c4") is None
     assert not wait_gone([pid])

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from oci_engines import (CTR_IMAGE, IMAGE, RUNTIMES, Containerd, Dockerd, Podman,
+from oci_engines import (CTR_IMAGE, IMAGE, RUNTIMES, Containerd, Dockerd, Podman, alive,
                          clean_after, make_rootfs_tar, on_terminal, poll, private_engine,
                          runtime_path)
 
@@ -135,8 +135,7 @@ def test_podman_stop_kill(podman, runtime):
         pid = init_pid(podman, runtime, ctr)
         podman.cli(runtime, "stop", "--time=1", ctr, check=True)
         assert status_of(podman, runtime, ctr) == "exited"
-        assert not os.path.exists(f"/proc/{pid}") or \
-            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert not alive(pid)
     finally:
         podman.cli(runtime, "rm", "-f", "--time=0", ctr)
     # kill with a signal the container handles: the exit code is the handler's
@@ -162,7 +161,7 @@ def test_podman_rm_force_running(podman, runtime):
     assert r.returncode != 0, "rm of a running container without -f succeeded"
     podman.cli(runtime, "rm", "-f", "--time=0", ctr, check=True)
     assert ctr not in podman.containers()
-    poll(lambda: not os.path.exists(f"/proc/{pid}"), what="the init gone")
+    poll(lambda: not alive(pid), what="the init gone")
 
 
 # ------------------------------------------------------------------ containerd
@@ -210,7 +209,7 @@ def test_ctr_exec_pause_kill_delete(ctr, runtime):
     poll(lambda: "STOPPED" in ctr.ctr("tasks", "ls").stdout, what="the task stopped")
     ctr.ctr("tasks", "delete", "t-long", check=True)
     ctr.ctr("containers", "rm", "t-long", check=True)
-    assert not os.path.exists(f"/proc/{pid}")
+    assert not alive(pid)
 
 
 def test_ctr_terminal(ctr, runtime):
