@@ -26,6 +26,8 @@ import uuid
 
 import pytest
 
+from ocirt_util import wait_for as poll  # noqa: F401 (the engine tests' too)
+
 BUILD = os.path.abspath(os.environ.get("AGENTD_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build"))
 PROBE = os.path.join(BUILD, "tests", "sbxprobe")
@@ -205,16 +207,6 @@ def assert_no_trace(d, cgparent):
     assert not mounts_below(d), f"mounts below {d} are left: {mounts_below(d)}"
     assert not cgroups_of(cgparent), f"cgroups are left: {cgroups_of(cgparent)}"
     assert not os.path.exists(d), f"{d} is left"
-
-
-def poll(fn, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def private_engine(cls, rootfs_tar):
