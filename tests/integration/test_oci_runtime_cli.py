@@ -146,7 +146,7 @@ def test_kill_delivers_a_named_signal_and_a_number(container):
 
 
 def test_delete_refuses_a_running_container_and_force_leaves_nothing(container):
-    c = container(["sh", "-c", "sleep 1000 & sleep 1000"])
+    c = container(["sh", "-c", "sleep 1000 & sleep 1000; exit 0"])
     c.create()
     c.rt.ok("start", c.id)
     wait_for(lambda: cmdline(c.pid)[:1] == [b"sh"], what="start")
@@ -200,7 +200,7 @@ def test_exec_detach_writes_the_pid_file_and_the_process_is_the_callers_child(co
     c.rt.ok("exec", "--detach", "--pid-file", pid_file, c.id, "sleep", "1000",
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pid = read_pid_file(pid_file)
-    assert cmdline(pid)[:2] == [b"sleep", b"1000"]
+    wait_for(lambda: cmdline(pid)[:2] == [b"sleep", b"1000"], what="the exec'd process")
     assert ppid(pid) == os.getpid()
     ps = json.loads(c.rt.ok("ps", "--format", "json", c.id).stdout)
     assert c.pid in ps and pid in ps
