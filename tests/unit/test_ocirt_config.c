@@ -649,7 +649,7 @@ static void jail_of_podmans_config_is_planned_in_order(void **state __attribute_
 	_cleanup_free_ char *plan = describe(&j.mounts);
 	/* the rootfs first, the pivot last; the config's mounts in its order, /dev filled
 	 * right after the config's /dev tmpfs, masks after */
-	const char *want[] = {"make-private", "bind", "enter", "mkdir        /sys", "mount        /sys",
+	const char *want[] = {"make-private", "tmpfs", "mkdir", "bind", "enter", "mkdir        /sys", "mount        /sys",
 			      "tmpfs        /scratch", "proc         /proc", "tmpfs        /dev",
 			      "bind-dev     /dev/null", "symlink      /dev/ptmx -> pts/ptmx",
 			      "bind         /vol", "devpts       /dev/pts", "mount        /dev/mqueue",
