@@ -827,28 +827,7 @@ static char *read_bounded_nofollow(int dirfd, const char *name, size_t max, size
 		errno = EFBIG;
 		return NULL;
 	}
-	size_t cap = (size_t)st.st_size + 1, n = 0;
-	char *text = xmalloc(cap + 1);
-	for (;;) {
-		if (n == cap) {	/* grew since the fstat */
-			free(text);
-			errno = EFBIG;
-			return NULL;
-		}
-		ssize_t r = read(fd, text + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			free(text);
-			return NULL;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	text[n] = '\0';
-	*len = n;
-	return text;
+	return read_fd_max(fd, max + 1, len);	/* + 1: a file of max bytes still fits */
 }
 
 int ocirt_config_load(const char *bundle, struct ocirt_config **out, agentd_error *err)
