@@ -350,6 +350,28 @@ int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agent
 	return 0;
 }
 
+/* The rootfs's bind in the plan: the BIND its ENTER follows. */
+static ssize_t root_op(const struct mount_plan *mp)
+{
+	for (size_t i = 0; i + 1 < mp->n; i++)
+		if (mp->ops[i].kind == MOUNT_OP_BIND && mp->ops[i + 1].kind == MOUNT_OP_ENTER &&
+		    !strcmp(mp->ops[i].target, mp->ops[i + 1].target))
+			return (ssize_t)i;
+	return -1;
+}
+
+int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err)
+{
+	ssize_t i = root_op(&j->mounts);
+	if (i < 0 || !j->mounts.source_fds || j->mounts.source_fds[i] < 0)
+		return agentd_error_set(err, EBADF, "idmap the rootfs: its tree is not open "
+						    "(mount_plan_open_sources first)");
+	if (sys_mount_setattr_idmap(j->mounts.source_fds[i], userns_fd) < 0)
+		return agentd_error_errno(err, errno, "idmap the rootfs %s",
+					  j->mounts.ops[i].source);
+	return 0;
+}
+
 void ocirt_jail_free(struct ocirt_jail *j)
 {
 	mount_plan_free(&j->mounts);
