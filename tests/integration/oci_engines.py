@@ -273,7 +273,9 @@ class Podman:
         self.base = ["podman", "--root", os.path.join(self.dir, "root"),
                      "--runroot", os.path.join(self.dir, "run"),
                      "--tmpdir", os.path.join(self.dir, "tmp"),
-                     "--cgroup-manager", "cgroupfs"]
+                     "--cgroup-manager", "cgroupfs",
+                     # the runtime's state in the private directory, not its default root
+                     "--runtime-flag", "root=" + os.path.join(self.dir, "runtime-root")]
         self.env = {"PATH": PATH_ENV, "HOME": self.dir, "XDG_RUNTIME_DIR":
                     os.path.join(self.dir, "xdg"), "TERM": "xterm"}
         os.makedirs(self.env["XDG_RUNTIME_DIR"], mode=0o700)
