@@ -377,7 +377,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		goto fail;
 	bool zombie;
 	st.pid = pid;
-	if (ocirt_proc_start_time(pid, &st.start_time, &zombie) < 0 || zombie) {
+	if (proc_start_time(pid, &st.start_time, &zombie) < 0 || zombie) {
 		ocirt_fail("container %s: the init exited", id);
 		goto fail;
 	}
