@@ -397,3 +397,15 @@ def test_the_oci_verb_of_agentd_is_the_same_runtime():
         pytest.skip("agentd's own binary")
     out = subprocess.run([agentd, "oci", "--version"], capture_output=True, timeout=30)
     assert out.returncode == 0 and b"spec: 1." in out.stdout
+
+
+def test_a_bundle_below_a_0700_dir_runs(container):
+    """Engines keep bundles below root-only dirs (podman's overlay/<id>/merged): the
+    container's root, an unprivileged host uid in its user namespace, could not walk there."""
+    c = container(LOOP)
+    os.chmod(c.base, 0o700)
+    c.create()
+    c.rt.ok("start", c.id)
+    wait_for(lambda: cmdline(c.pid)[:1] == [b"sh"], what="start")
+    p = c.rt("exec", c.id, "cat", "/tmp/up")
+    assert p.returncode == 0 and p.stdout == b"up\n", p
