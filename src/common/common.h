@@ -133,6 +133,8 @@ int parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
 /* ---------------------------------------------------------------- io.c */
 /* Read a whole small file into a NUL-terminated buffer (max bytes); NULL + errno. */
 char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
+/* The same from an open fd (read from where it is). */
+char *read_fd_max(int fd, size_t max, size_t *len_out);
 int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
 /* A whole fd into a malloc'd, NUL-terminated buffer (NULL + errno). */
 uint8_t *read_fd_all(int fd, size_t *len);

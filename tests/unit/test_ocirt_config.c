@@ -649,7 +649,7 @@ static void jail_of_podmans_config_is_planned_in_order(void **state __attribute_
 	_cleanup_free_ char *plan = describe(&j.mounts);
 	/* the rootfs first, the pivot last; the config's mounts in its order, /dev filled
 	 * right after the config's /dev tmpfs, masks after */
-	const char *want[] = {"make-private", "bind", "enter", "mkdir        /sys", "mount        /sys",
+	const char *want[] = {"make-private", "tmpfs", "mkdir", "bind", "enter", "mkdir        /sys", "mount        /sys",
 			      "tmpfs        /scratch", "proc         /proc", "tmpfs        /dev",
 			      "bind-dev     /dev/null", "symlink      /dev/ptmx -> pts/ptmx",
 			      "bind         /vol", "devpts       /dev/pts", "mount        /dev/mqueue",
@@ -849,6 +849,41 @@ static void jail_process_side_sets_caps_ids_and_both_filters(void **state __attr
 	floor_done(c);
 }
 
+/* The rootfs tree, once opened as root, idmapped through the container's user namespace: a
+ * file the image has owned by host root shows as the container's root's host id. */
+static void jail_idmaps_the_rootfs_tree(void **state __attribute__((unused)))
+{
+	if (geteuid() != 0)
+		skip();
+	struct ocirt_config *c = floor_sample("runc-spec.json", edit_minimal_mounts);
+	_cleanup_free_ char *cmd = xasprintf("rm -f '%s/vol' && mkdir -p '%s/vol' '%s/rootfs' && "
+					     "touch '%s/rootfs/rootfs-marker'",
+					     floor_dir, floor_dir, floor_dir, floor_dir);
+	assert_int_equal(system(cmd), 0);
+	free(c->root_path);
+	c->root_path = xasprintf("%s/rootfs", floor_dir);
+	struct ocirt_jail j;
+	agentd_error err = {0};
+	if (ocirt_jail_prepare(c, &j, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(ocirt_jail_idmap_root(&j, -1, &err), -1);	/* not opened yet */
+	mount_plan_open_sources(&j.mounts, 0, 0);
+	int userns = idmap_userns_new(0, OCIRT_USERNS_BASE, OCIRT_USERNS_BASE);
+	assert_true(userns >= 0);
+	if (ocirt_jail_idmap_root(&j, userns, &err) < 0)
+		fail_msg("%s", err.msg);
+	close(userns);
+	ssize_t i = -1;
+	for (size_t k = 0; k + 1 < j.mounts.n && i < 0; k++)
+		if (j.mounts.ops[k + 1].kind == MOUNT_OP_ENTER)
+			i = (ssize_t)k;
+	struct stat st;
+	assert_int_equal(fstatat(j.mounts.source_fds[i], "rootfs-marker", &st, 0), 0);
+	assert_int_equal(st.st_uid, OCIRT_USERNS_BASE);
+	ocirt_jail_free(&j);
+	floor_done(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -866,6 +901,7 @@ int main(void)
 		cmocka_unit_test(jail_refuses_paths_it_cannot_keep_inside),
 		cmocka_unit_test(jail_applies_and_keeps_binds_inside_the_rootfs),
 		cmocka_unit_test(jail_process_side_sets_caps_ids_and_both_filters),
+		cmocka_unit_test(jail_idmaps_the_rootfs_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -495,6 +495,12 @@ int mount_plan_apply_keep(const struct mount_plan *plan, char *what, size_t what
  * built by hand (the OCI runtime's, from a config.json). */
 struct mount_op *mount_plan_push(struct mount_plan *plan, enum mount_op_kind k,
 				 const char *target);
+/* src's operations moved to the end of dst (src left empty). */
+void mount_plan_append(struct mount_plan *dst, struct mount_plan *src);
+/* The host directory a scratch tmpfs may cover in the private namespace: want, or the first
+ * of /tmp, /mnt, ... with no bind source of body in or above it. malloc'd, or NULL + err. */
+char *mount_plan_choose_base(const struct mount_plan *body, const char *want,
+			     agentd_error *err);
 /* One line per operation (tests, debugging). */
 void mount_plan_describe(const struct mount_plan *plan, FILE *out);
 /* issue 12: snapshots. With overlay_scratch, after mount_plan_open_sources: the detached

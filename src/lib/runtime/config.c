@@ -150,6 +150,27 @@ static int get_kind(json_t *obj, const char *key, const char *parent, json_type 
 	return 0;
 }
 
+/* The array at parent.key whose elements must all be objects (each named when it is not),
+ * with *items calloc'd of elem bytes per element (NULL when there are none). */
+static int get_object_array(json_t *obj, const char *key, const char *parent, size_t elem,
+			    json_t **arr, void **items, agentd_error *err)
+{
+	char jp[JP_MAX], ip[JP_MAX];
+	json_t *v;
+	size_t i;
+	*items = NULL;
+	if (get_kind(obj, key, parent, JSON_ARRAY, arr, err) < 0)
+		return -1;
+	jp_key(jp, parent, key);
+	json_array_foreach(*arr, i, v) {
+		jp_idx(ip, jp, i);
+		if (!json_is_object(v))
+			return jfail(err, ip, "expected an object");
+	}
+	*items = json_array_size(*arr) ? xcalloc(json_array_size(*arr), elem) : NULL;
+	return 0;
+}
+
 /* An array of strings into a NULL-terminated vector (each without NUL; with_eq: "K=V"). */
 static int get_strarr(json_t *obj, const char *key, const char *parent, bool with_eq,
 		      agentd_strv *out, agentd_error *err)
@@ -470,14 +491,11 @@ static int parse_mounts(json_t *root, struct ocirt_config *c, agentd_error *err)
 	char ip[JP_MAX];
 	json_t *arr, *m;
 	size_t i;
-	if (get_kind(root, "mounts", "", JSON_ARRAY, &arr, err) < 0)
+	if (get_object_array(root, "mounts", "", sizeof(*c->mounts), &arr, (void **)&c->mounts,
+			     err) < 0)
 		return -1;
-	c->mounts = json_array_size(arr) ? xcalloc(json_array_size(arr), sizeof(*c->mounts))
-					  : NULL;
 	json_array_foreach(arr, i, m) {
 		jp_idx(ip, "mounts", i);
-		if (!json_is_object(m))
-			return jfail(err, ip, "expected an object");
 		struct ocirt_mount *o = &c->mounts[c->n_mounts++];
 		_cleanup_free_ char *src = NULL;
 		if (get_str(m, "destination", ip, &o->destination, err) < 0 ||
@@ -641,14 +659,11 @@ static int parse_devices(json_t *lx, struct ocirt_config *c, agentd_error *err)
 	char ip[JP_MAX];
 	json_t *arr, *v;
 	size_t i;
-	if (get_kind(lx, "devices", "linux", JSON_ARRAY, &arr, err) < 0)
+	if (get_object_array(lx, "devices", "linux", sizeof(*c->devices), &arr,
+			     (void **)&c->devices, err) < 0)
 		return -1;
-	c->devices = json_array_size(arr) ? xcalloc(json_array_size(arr), sizeof(*c->devices))
-					   : NULL;
 	json_array_foreach(arr, i, v) {
 		jp_idx(ip, "linux.devices", i);
-		if (!json_is_object(v))
-			return jfail(err, ip, "expected an object");
 		struct ocirt_device *d = &c->devices[c->n_devices++];
 		_cleanup_free_ char *type = NULL;
 		int64_t n;
@@ -827,28 +842,7 @@ static char *read_bounded_nofollow(int dirfd, const char *name, size_t max, size
 		errno = EFBIG;
 		return NULL;
 	}
-	size_t cap = (size_t)st.st_size + 1, n = 0;
-	char *text = xmalloc(cap + 1);
-	for (;;) {
-		if (n == cap) {	/* grew since the fstat */
-			free(text);
-			errno = EFBIG;
-			return NULL;
-		}
-		ssize_t r = read(fd, text + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			free(text);
-			return NULL;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	text[n] = '\0';
-	*len = n;
-	return text;
+	return read_fd_max(fd, max + 1, len);	/* + 1: a file of max bytes still fits */
 }
 
 int ocirt_config_load(const char *bundle, struct ocirt_config **out, agentd_error *err)

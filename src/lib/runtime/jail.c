@@ -257,12 +257,35 @@ static bool mount_plan_has(const struct mount_plan *mp, const char *target)
 	return false;
 }
 
-static int prepare_mounts(const struct ocirt_config *c, struct mount_plan *mp, agentd_error *err)
+/* The new root, reached without walking the bundle's path as the container's user (an
+ * engine's storage is often below 0700 directories): the rootfs (a tree the runtime opens
+ * as root, mount_plan_open_sources) is attached on a scratch tmpfs of the private namespace
+ * over a host directory no bind source is in or above, and entered there. */
+static int prepare_root(const struct ocirt_config *c, struct mount_plan *mp,
+			struct mount_plan *body, agentd_error *err)
+{
+	mount_plan_push(body, MOUNT_OP_BIND, "/")->source = xstrdup(c->root_path);
+	_cleanup_free_ char *base = mount_plan_choose_base(body, NULL, err);
+	body->n--;
+	free(body->ops[body->n].source);
+	free(body->ops[body->n].target);
+	if (!base)
+		return -1;
+	_cleanup_free_ char *root = xasprintf("%s/root", base);
+	mount_plan_push(mp, MOUNT_OP_PRIVATE, "/");
+	struct mount_op *op = mount_plan_push(mp, MOUNT_OP_TMPFS, base);
+	op->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	op->data = xstrdup("mode=0755,size=64k");
+	mount_plan_push(mp, MOUNT_OP_DIR, root)->mode = 0755;
+	mount_plan_push(mp, MOUNT_OP_BIND, root)->source = xstrdup(c->root_path);
+	mount_plan_push(mp, MOUNT_OP_ENTER, root);
+	mount_plan_append(mp, body);
+	return 0;
+}
+
+static int prepare_body(const struct ocirt_config *c, struct mount_plan *mp, agentd_error *err)
 {
 	char field[64];
-	mount_plan_push(mp, MOUNT_OP_PRIVATE, "/");
-	mount_plan_push(mp, MOUNT_OP_BIND, c->root_path)->source = xstrdup(c->root_path);
-	mount_plan_push(mp, MOUNT_OP_ENTER, c->root_path);
 	bool dev_done = false;
 	if (!mounted_at(c, "/dev")) {
 		push_mount_point(mp, "/dev", false);
@@ -304,6 +327,16 @@ static int prepare_mounts(const struct ocirt_config *c, struct mount_plan *mp, a
 	return 0;
 }
 
+static int prepare_mounts(const struct ocirt_config *c, struct mount_plan *mp, agentd_error *err)
+{
+	struct mount_plan body = {0};
+	int r = prepare_body(c, &body, err);
+	if (r == 0)
+		r = prepare_root(c, mp, &body, err);
+	mount_plan_free(&body);
+	return r;
+}
+
 int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agentd_error *err)
 {
 	memset(j, 0, sizeof(*j));
@@ -314,6 +347,28 @@ int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agent
 	prepare_process(&c->process, j);
 	j->hostname = c->hostname ? xstrdup(c->hostname) : NULL;
 	kvv_copy(&j->sysctl, &c->sysctl);
+	return 0;
+}
+
+/* The rootfs's bind in the plan: the BIND its ENTER follows. */
+static ssize_t root_op(const struct mount_plan *mp)
+{
+	for (size_t i = 0; i + 1 < mp->n; i++)
+		if (mp->ops[i].kind == MOUNT_OP_BIND && mp->ops[i + 1].kind == MOUNT_OP_ENTER &&
+		    !strcmp(mp->ops[i].target, mp->ops[i + 1].target))
+			return (ssize_t)i;
+	return -1;
+}
+
+int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err)
+{
+	ssize_t i = root_op(&j->mounts);
+	if (i < 0 || !j->mounts.source_fds || j->mounts.source_fds[i] < 0)
+		return agentd_error_set(err, EBADF, "idmap the rootfs: its tree is not open "
+						    "(mount_plan_open_sources first)");
+	if (sys_mount_setattr_idmap(j->mounts.source_fds[i], userns_fd) < 0)
+		return agentd_error_errno(err, errno, "idmap the rootfs %s",
+					  j->mounts.ops[i].source);
 	return 0;
 }
 

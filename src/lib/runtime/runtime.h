@@ -214,6 +214,12 @@ int ocirt_jail_apply_root(const struct ocirt_jail *j, char *what, size_t what_le
 int ocirt_jail_apply_process(const struct ocirt_jail *j, char *what, size_t what_len);
 /* For `exec`: the same confinement for another process of a running container (its own
  * process.json's ids, caps, rlimits, env; the container's seccomp). */
+/* rt-config: after mount_plan_open_sources(&j->mounts, ...) and once the container's user
+ * namespace has its maps (host side, before the init applies the plan): the rootfs's tree
+ * idmapped through it, so the image's files owned by host root show as the container's
+ * root (who can then make the mount points and files an image lacks: /etc/hostname...).
+ * 0, or -1 + err (a filesystem without idmapped mounts: EINVAL). */
+int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err);
 int ocirt_jail_prepare_exec(const struct ocirt_config *c, const struct ocirt_process *p,
 			    struct ocirt_jail *j, agentd_error *err);
 

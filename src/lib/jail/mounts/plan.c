@@ -60,6 +60,17 @@ struct mount_op *mount_plan_push(struct mount_plan *plan, enum mount_op_kind k,
 	return plan_push(plan, k, target);
 }
 
+void mount_plan_append(struct mount_plan *dst, struct mount_plan *src)
+{
+	plan_append(dst, src);
+}
+
+char *mount_plan_choose_base(const struct mount_plan *body, const char *want,
+			     agentd_error *err)
+{
+	return choose_base(body, want, err);
+}
+
 void op_set_data(struct mount_op *op, const char *data, size_t len)
 {
 	op->data = xmalloc(len + 1);
