@@ -148,6 +148,9 @@ int pipe_for_splice(int p[2], size_t want, size_t *cap);
 /* In a forked child: replace what /proc/self/cmdline shows (agentd's own command line, which
  * may carry a sandboxed command's argv) with name. */
 void proc_hide_cmdline(const char *name);
+/* /proc/PID/stat's start time (field 22, clock ticks since boot): with the pid, the identity
+ * of a process a recycled pid never matches; *zombie (may be NULL): it has exited. 0 or -1. */
+int proc_start_time(pid_t pid, unsigned long long *start, bool *zombie);
 
 /* ---------------------------------------------------------------- paths.c */
 /* The daemon's socket: flag, else $AGENTD_SOCKET, else /run/agentd/agentd.sock (root) or

@@ -24,6 +24,21 @@ LOOP = ["sh", "-c", "trap 'echo got-term > /tmp/sig; exit 3' TERM; "
         "echo up > /tmp/up; while :; do sleep 0.1; done"]
 
 
+def read_until(fd, token, timeout=20):
+    """What a pty master gives until token shows (or EOF, EIO, the deadline)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while token not in out and time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 @pytest.fixture(scope="module", autouse=True)
 def subreaper():
     become_subreaper()
@@ -221,16 +236,7 @@ def test_console_socket_gets_a_pty_master_and_the_process_has_a_terminal(contain
         t.join(30)
         assert "fd" in got, "no fd came on the console socket"
         c.rt.ok("start", c.id)
-        out = b""
-        deadline = time.monotonic() + 20
-        while b"is-a-tty" not in out and time.monotonic() < deadline:
-            try:
-                chunk = os.read(got["fd"], 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+        out = read_until(got["fd"], b"is-a-tty")
         assert b"/dev/pts/" in out and b"is-a-tty" in out, out
         os.close(got["fd"])
     finally:
@@ -257,16 +263,7 @@ def test_exec_with_a_terminal_uses_the_console_socket(container):
         assert p.returncode == 0, c.log()
         t.join(30)
         assert "fd" in got
-        out = b""
-        deadline = time.monotonic() + 20
-        while b"exec-tty" not in out and time.monotonic() < deadline:
-            try:
-                chunk = os.read(got["fd"], 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+        out = read_until(got["fd"], b"exec-tty")
         assert b"exec-tty" in out
         status = reap(read_pid_file(pid_file))
         assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
@@ -400,3 +397,15 @@ def test_the_oci_verb_of_agentd_is_the_same_runtime():
         pytest.skip("agentd's own binary")
     out = subprocess.run([agentd, "oci", "--version"], capture_output=True, timeout=30)
     assert out.returncode == 0 and b"spec: 1." in out.stdout
+
+
+def test_a_bundle_below_a_0700_dir_runs(container):
+    """Engines keep bundles below root-only dirs (podman's overlay/<id>/merged): the
+    container's root, an unprivileged host uid in its user namespace, could not walk there."""
+    c = container(LOOP)
+    os.chmod(c.base, 0o700)
+    c.create()
+    c.rt.ok("start", c.id)
+    wait_for(lambda: cmdline(c.pid)[:1] == [b"sh"], what="start")
+    p = c.rt("exec", c.id, "cat", "/tmp/up")
+    assert p.returncode == 0 and p.stdout == b"up\n", p

@@ -13,7 +13,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -38,8 +37,6 @@ struct init_args {
 	int fifo;		/* O_PATH of <state>/exec.fifo */
 	int console;		/* connected --console-socket, or -1 */
 	int preserve_fds;
-	int root_fd;		/* the fd number the jail reaches the rootfs by */
-	const char *root_path;	/* root.path, reopened onto root_fd in our mount namespace */
 };
 
 static const struct {
@@ -93,21 +90,6 @@ static int init_main(const struct init_args *a)
 	char go;
 	if (read(a->sync, &go, 1) != 1)
 		_exit(1);	/* create gave up */
-	/* The rootfs, while our ids are still the host's (its owner's): engines keep bundles
-	 * below 0700 dirs (podman's overlay/<id>/merged) the mapped root cannot walk. Opened
-	 * in our own mount namespace (create's fd is of the host's: no mount lands on it),
-	 * the jail reaches it as /proc/self/fd/N without the walk.
-	 * A bind of it onto itself first: the fd is then a mount's root, which the jail
-	 * enters and pivots into (the jail's own bind lands above it, unused). */
-	int rfd = -1;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount(a->root_path, a->root_path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-	    (rfd = open(a->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	    dup3(rfd, a->root_fd, O_CLOEXEC) < 0) {
-		report(a->sync, errno, "open root.path");
-		_exit(1);
-	}
-	close(rfd);
 	if (a->c->ns_wanted[OCIRT_NS_USER] && !a->c->ns_path[OCIRT_NS_USER] &&
 	    (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
 		report(a->sync, errno, "become the user namespace's root (no map for id 0?)");
@@ -256,6 +238,19 @@ static int await_init(int sync, int pidfd, const char *id)
 	return 0;
 }
 
+/* The rootfs tree idmapped through the init's user namespace: the image's root-owned
+ * files are the container root's, who makes the mount points an image lacks. A filesystem
+ * without idmapped mounts runs without (the container's root then owns nothing of it). */
+static void idmap_root(struct ocirt_jail *j, pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+	_cleanup_(closep) int userns = open(path, O_RDONLY | O_CLOEXEC);
+	agentd_error err = {0};
+	if (userns < 0 || ocirt_jail_idmap_root(j, userns, &err) < 0)
+		ocirt_debug("rootfs not idmapped: %s", userns < 0 ? strerror(errno) : err.msg);
+}
+
 struct create_opts {
 	const char *bundle, *pid_file, *console_socket, *preserve_fds;
 	bool no_pivot, no_new_keyring;
@@ -295,33 +290,9 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		ocirt_config_free(c);
 		return ocirt_fail("process.terminal is set: --console-socket is required");
 	}
-	/* The jail reaches the rootfs as /proc/self/fd/N: the init reopens it onto N (see
-	 * init_main); this fd holds the number and gives mount_plan_open_sources its tree. */
-	_cleanup_(closep) int rootfd = open(c->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0) {
-		int e = errno;
-		ocirt_config_free(c);
-		return ocirt_fail("root.path %s: %s", c->root_path, strerror(e));
-	}
-	char *root_path = c->root_path;
-	c->root_path = xasprintf("/proc/self/fd/%d", rootfd);
 	struct ocirt_jail j = {0};
 	agentd_error err = {0};
-	int jr = ocirt_jail_prepare(c, &j, &err);
-	/* the init binds the rootfs onto itself (init_main): the jail's own bind of it would
-	 * land above that mount, unused, and exec's setns would enter it instead */
-	for (size_t i = 0; jr == 0 && i < j.mounts.n; i++) {
-		struct mount_op *op = &j.mounts.ops[i];
-		if (op->kind == MOUNT_OP_BIND && !strcmp(op->target, c->root_path)) {
-			op->kind = MOUNT_OP_PRIVATE;
-			free(op->source);
-			op->source = NULL;
-			break;
-		}
-	}
-	free(c->root_path);
-	c->root_path = root_path;
-	if (jr < 0) {
+	if (ocirt_jail_prepare(c, &j, &err) < 0) {
 		ocirt_config_free(c);
 		return ocirt_fail("%s", err.msg);
 	}
@@ -362,8 +333,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	if (pid == 0) {
 		close(sv[0]);
 		struct init_args a = {c, &j, sv[1], fifo, console,
-				      o->preserve_fds ? atoi(o->preserve_fds) : 0, rootfd,
-				      c->root_path};
+				      o->preserve_fds ? atoi(o->preserve_fds) : 0};
 		init_main(&a);
 	}
 	close(sv[1]);
@@ -373,11 +343,13 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	      write_map(pid, "gid_map", c->gid_maps, c->n_gid_maps) < 0)) ||
 	    ocirt_cgroup_attach(&cg, pid) < 0)
 		goto fail;
+	if (c->ns_wanted[OCIRT_NS_USER] && !c->ns_path[OCIRT_NS_USER])
+		idmap_root(&j, pid);
 	if (write(sv[0], "g", 1) != 1 || await_init(sv[0], pidfd, id) < 0)
 		goto fail;
 	bool zombie;
 	st.pid = pid;
-	if (ocirt_proc_start_time(pid, &st.start_time, &zombie) < 0 || zombie) {
+	if (proc_start_time(pid, &st.start_time, &zombie) < 0 || zombie) {
 		ocirt_fail("container %s: the init exited", id);
 		goto fail;
 	}

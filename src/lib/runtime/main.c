@@ -15,6 +15,16 @@
 
 struct ocirt_globals ocirt_g = {.root = OCIRT_DEFAULT_ROOT};
 
+void ocirt_time_now(char *buf, size_t size)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
+}
+
 static void log_line(const char *level, const char *msg)
 {
 	if (!ocirt_g.log_path)
@@ -22,13 +32,8 @@ static void log_line(const char *level, const char *msg)
 	int fd = open(ocirt_g.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
 	char when[64];
-	snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
+	ocirt_time_now(when, sizeof(when));
 	char *line = NULL;
 	if (ocirt_g.log_json) {
 		json_t *o = json_pack("{s:s, s:s, s:s}", "level", level, "msg", msg, "time", when);

@@ -65,13 +65,9 @@ int ocirt_state_new(const char *id, struct ocirt_state *st)
 	if (st->dirfd < 0)
 		return ocirt_fail("container %s: state dir: %s", id, strerror(errno)), -1;
 	st->owner = geteuid();
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	st->created = xasprintf("%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
-				tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-				ts.tv_nsec);
+	char when[64];
+	ocirt_time_now(when, sizeof(when));
+	st->created = xstrdup(when);
 	return lock_dir(st, LOCK_EX);
 }
 
@@ -194,39 +190,11 @@ int ocirt_state_remove(struct ocirt_state *st)
 	return 0;
 }
 
-int ocirt_proc_start_time(pid_t pid, unsigned long long *start, bool *zombie)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	/* comm may hold spaces and parentheses: fields restart after the last ')' */
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return -1;
-	p += 2;
-	*zombie = *p == 'Z' || *p == 'X';
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -1;
-		p++;
-	}
-	*start = strtoull(p, NULL, 10);
-	return 0;
-}
-
 bool ocirt_init_alive(const struct ocirt_state *st)
 {
 	unsigned long long start;
 	bool zombie;
-	if (st->pid <= 0 || ocirt_proc_start_time(st->pid, &start, &zombie) < 0)
+	if (st->pid <= 0 || proc_start_time(st->pid, &start, &zombie) < 0)
 		return false;
 	return start == st->start_time && !zombie;
 }

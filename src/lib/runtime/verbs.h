@@ -21,6 +21,7 @@ extern struct ocirt_globals ocirt_g;
  * {"level":"error","msg":...,"time":...} with --log-format json, as runc writes). Returns 1. */
 int ocirt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ocirt_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ocirt_time_now(char *buf, size_t size);	/* RFC 3339, UTC, nanoseconds */
 
 /* A small getopt for runc's flags: "--name value", "--name=value", "-x value" and boolean
  * flags. Options end at the first operand (the container id) or "--". */
@@ -70,8 +71,6 @@ bool ocirt_init_alive(const struct ocirt_state *st);
 int ocirt_init_pidfd(const struct ocirt_state *st);
 enum ocirt_status ocirt_status(const struct ocirt_state *st);
 const char *ocirt_status_name(enum ocirt_status s);
-/* /proc/PID/stat field 22 (start time in ticks) and whether it is a zombie; 0 or -1. */
-int ocirt_proc_start_time(pid_t pid, unsigned long long *start, bool *zombie);
 /* The `state` verb's JSON (a new reference). */
 struct json_t *ocirt_state_json(const struct ocirt_state *st);
 /* Write path atomically (dir's tmp + rename) with "text\n"-less content: pid files. */
