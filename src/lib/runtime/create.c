@@ -296,6 +296,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		ocirt_config_free(c);
 		return ocirt_fail("%s", err.msg);
 	}
+	ocirt_warn_ambient(&c->process);
 	struct ocirt_state st;
 	struct ocirt_cgroup cg = {0};
 	int rc = 1, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1};

@@ -224,6 +224,7 @@ static int run_exec(struct ocirt_state *st, struct ocirt_config *c, struct ocirt
 	agentd_error err = {0};
 	if (ocirt_jail_prepare_exec(c, p, &j, &err) < 0)
 		return ocirt_fail("%s", err.msg);
+	ocirt_warn_ambient(p);
 	int rc = 1, pidfd = -1, console = -1, sv[2] = {-1, -1};
 	struct ocirt_cgroup cg = {0};
 	struct exec_report rep = {0};

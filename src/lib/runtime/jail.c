@@ -35,7 +35,10 @@ static void prepare_process(const struct ocirt_process *p, struct ocirt_jail *j)
 	j->cap_effective = p->cap_effective;
 	j->cap_permitted = p->cap_permitted;
 	j->cap_inheritable = p->cap_inheritable;
-	j->cap_ambient = p->cap_ambient;
+	/* An ambient capability must be permitted and inheritable (else PR_CAP_AMBIENT_RAISE
+	 * is EPERM): runc only warns for those and runs the process (`runc spec`'s default
+	 * lists ambient caps with no inheritable set); the rest are never raised. */
+	j->cap_ambient = p->cap_ambient & p->cap_permitted & p->cap_inheritable;
 	j->uid = p->uid;
 	j->gid = p->gid;
 	j->n_groups = p->n_additional_gids;

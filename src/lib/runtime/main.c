@@ -63,6 +63,29 @@ int ocirt_fail(const char *fmt, ...)
 	return 1;
 }
 
+/* What runc warns of and runs anyway: on --log (level "warning"), on stderr only with
+ * --debug (the engines pass the runtime's stderr on). */
+void ocirt_warn(const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_line("warning", msg);
+	if (!ocirt_g.log_path && ocirt_g.debug)
+		fprintf(stderr, "agentd-runc: warning: %s\n", msg);
+}
+
+void ocirt_warn_ambient(const struct ocirt_process *p)
+{
+	uint64_t skipped = p->cap_ambient & ~(p->cap_permitted & p->cap_inheritable);
+	for (int cap = 0; cap < 64; cap++)
+		if (skipped & (1ull << cap))
+			ocirt_warn("process.capabilities.ambient: %s is not both permitted and "
+				   "inheritable: not raised", ocirt_cap_name(cap));
+}
+
 void ocirt_debug(const char *fmt, ...)
 {
 	if (!ocirt_g.debug)

@@ -21,6 +21,10 @@ extern struct ocirt_globals ocirt_g;
  * {"level":"error","msg":...,"time":...} with --log-format json, as runc writes). Returns 1. */
 int ocirt_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ocirt_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ocirt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Ambient capabilities the process asks for but cannot have (not both permitted and
+ * inheritable: the jail skips them), warned of as runc does. */
+void ocirt_warn_ambient(const struct ocirt_process *p);
 void ocirt_time_now(char *buf, size_t size);	/* RFC 3339, UTC, nanoseconds */
 
 /* A small getopt for runc's flags: "--name value", "--name=value", "-x value" and boolean
