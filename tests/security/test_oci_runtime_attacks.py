@@ -172,3 +172,29 @@ def test_a_symlink_at_a_mount_target_does_not_redirect_the_bind_to_the_host(runn
         assert all(not t.startswith(base) for t in targets), targets
     finally:
         shutil.rmtree(hostdir, ignore_errors=True)
+
+
+def test_mount_points_the_image_lacks_are_not_made_through_its_symlinks(running):
+    """The runtime makes an image's missing mount points as host root (rt-fix): a link of
+    the image on the way (/data -> a host dir, a bind at /data/sub/f) must not make the
+    runtime create anything outside the rootfs; the missing points it does make are in
+    the rootfs (/etc/made-by-runtime)."""
+    hostdir = new_base()
+    try:
+        def setup(base, bundle):
+            os.symlink(hostdir, os.path.join(bundle, "rootfs", "data"))
+            with open(os.path.join(base, "payload"), "w") as f:
+                f.write("payload\n")
+
+        def edit(cfg, base):
+            for dest in ("/data/sub/f", "/etc/made-by-runtime"):
+                cfg["mounts"].append({"destination": dest, "type": "bind",
+                                      "source": os.path.join(base, "payload"),
+                                      "options": ["bind", "ro"]})
+
+        rt, cid, pid, base, log = running(config_edit=edit, setup=setup)
+        assert os.listdir(hostdir) == [], "the runtime created through the image's symlink"
+        assert pid is None and b"/data" in log, log   # refused: a symlink on a mount's path
+        assert os.path.isfile(os.path.join(base, "bundle", "rootfs", "etc", "made-by-runtime"))
+    finally:
+        shutil.rmtree(hostdir, ignore_errors=True)
