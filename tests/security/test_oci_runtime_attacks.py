@@ -198,3 +198,4 @@ def test_mount_points_the_image_lacks_are_not_made_through_its_symlinks(running)
         assert os.path.isfile(os.path.join(base, "bundle", "rootfs", "etc", "made-by-runtime"))
     finally:
         shutil.rmtree(hostdir, ignore_errors=True)
+

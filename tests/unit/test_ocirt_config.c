@@ -884,6 +884,38 @@ static void jail_idmaps_the_rootfs_tree(void **state __attribute__((unused)))
 	floor_done(c);
 }
 
+/* Mount points an image lacks are made by the runtime (root) in the image's own tree only,
+ * never through one of its links, never inside what a mount covers (/dev's nodes). */
+static void jail_makes_missing_mount_points_inside_the_image(void **state __attribute__((unused)))
+{
+	if (geteuid() != 0)
+		skip();
+	struct ocirt_config *c = floor_sample("runc-spec.json", edit_minimal_mounts);
+	_cleanup_free_ char *cmd = xasprintf("rm -f '%s/vol' && mkdir -p '%s/vol' '%s/rootfs' "
+					     "'%s/host-target' && ln -s '%s/host-target' "
+					     "'%s/rootfs/vol'",
+					     floor_dir, floor_dir, floor_dir, floor_dir, floor_dir,
+					     floor_dir);
+	assert_int_equal(system(cmd), 0);
+	free(c->root_path);
+	c->root_path = xasprintf("%s/rootfs", floor_dir);
+	struct ocirt_jail j;
+	agentd_error err = {0};
+	if (ocirt_jail_prepare(c, &j, &err) < 0)
+		fail_msg("%s", err.msg);
+	ocirt_jail_make_mount_points(&j);
+	struct stat st;
+	_cleanup_free_ char *dev = xasprintf("%s/rootfs/dev", floor_dir);
+	_cleanup_free_ char *null = xasprintf("%s/rootfs/dev/null", floor_dir);
+	_cleanup_free_ char *host = xasprintf("%s/host-target", floor_dir);
+	assert_int_equal(stat(dev, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(lstat(null, &st), -1);	/* under /dev's tmpfs, not the image's */
+	assert_int_equal(rmdir(host), 0);	/* still empty: nothing made through the link */
+	ocirt_jail_free(&j);
+	floor_done(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -902,6 +934,7 @@ int main(void)
 		cmocka_unit_test(jail_applies_and_keeps_binds_inside_the_rootfs),
 		cmocka_unit_test(jail_process_side_sets_caps_ids_and_both_filters),
 		cmocka_unit_test(jail_idmaps_the_rootfs_tree),
+		cmocka_unit_test(jail_makes_missing_mount_points_inside_the_image),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,17 +251,6 @@ static void idmap_root(struct ocirt_jail *j, pid_t pid)
 		ocirt_debug("rootfs not idmapped: %s", userns < 0 ? strerror(errno) : err.msg);
 }
 
-/* The mount points the image lacks, made here as host root (the container's root cannot
- * create in a rootfs host root owns, and overlayfs cannot be idmapped). */
-static int make_mount_points(const struct ocirt_config *c, const struct ocirt_jail *j)
-{
-	_cleanup_(closep) int rootfd = open(c->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rootfd < 0)
-		return ocirt_fail("root.path %s: %s", c->root_path, strerror(errno)), -1;
-	ocirt_jail_make_mount_points(j, rootfd);
-	return 0;
-}
-
 struct create_opts {
 	const char *bundle, *pid_file, *console_socket, *preserve_fds;
 	bool no_pivot, no_new_keyring;
@@ -335,8 +324,9 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	 * keep bundles below 0700 dirs the container's mapped root cannot traverse */
 	mount_plan_open_sources(&j.mounts, host_root_id(c->uid_maps, c->n_uid_maps),
 				host_root_id(c->gid_maps, c->n_gid_maps));
-	if (make_mount_points(c, &j) < 0)
-		goto fail;
+	/* the mount points the image lacks, made here as host root: the container's root
+	 * cannot create in a rootfs host root owns, and overlayfs cannot be idmapped */
+	ocirt_jail_make_mount_points(&j);
 	if (join_namespaces(c))
 		goto fail;
 	pid = clone_init(clone_flags(c), o->own_child, &pidfd);

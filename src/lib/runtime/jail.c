@@ -375,6 +375,59 @@ int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err
 	return 0;
 }
 
+static bool below_or_at(const char *p, const char *dir)
+{
+	size_t n = strlen(dir);
+	return !strcmp(dir, "/") || (!strncmp(p, dir, n) && (p[n] == '\0' || p[n] == '/'));
+}
+
+/* One mount point, made as root beneath the rootfs without following any of its links. */
+static void make_point(int rootfd, const struct mount_op *op)
+{
+	char parent[PATH_MAX];
+	snprintf(parent, sizeof(parent), "%s", op->target + 1);
+	char *slash = strrchr(parent, '/');
+	const char *base = slash ? slash + 1 : parent;
+	if (slash)
+		*slash = '\0';
+	int pfd = openat_beneath(rootfd, slash ? parent : ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
+				 RESOLVE_NO_SYMLINKS);
+	if (pfd < 0)
+		return;
+	if (op->kind == MOUNT_OP_DIR)
+		(void)mkdirat(pfd, base, op->mode);
+	else
+		(void)mknodat(pfd, base, S_IFREG | op->mode, 0);
+	close(pfd);
+}
+
+void ocirt_jail_make_mount_points(const struct ocirt_jail *j)
+{
+	ssize_t r = root_op(&j->mounts);
+	if (r < 0)
+		return;
+	int rootfd = open(j->mounts.ops[r].source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return;
+	for (size_t i = (size_t)r + 2; i < j->mounts.n; i++) {
+		const struct mount_op *op = &j->mounts.ops[i];
+		if (op->kind == MOUNT_OP_PIVOT)
+			break;
+		if (op->kind != MOUNT_OP_DIR && op->kind != MOUNT_OP_FILE)
+			continue;
+		/* only where the image's tree is, not in what an earlier mount covers */
+		bool covered = false;
+		for (size_t k = (size_t)r + 2; k < i && !covered; k++) {
+			enum mount_op_kind kk = j->mounts.ops[k].kind;
+			covered = kk != MOUNT_OP_DIR && kk != MOUNT_OP_FILE &&
+				  kk != MOUNT_OP_SYMLINK && below_or_at(op->target, j->mounts.ops[k].target);
+		}
+		if (!covered)
+			make_point(rootfd, op);
+	}
+	close(rootfd);
+}
+
 void ocirt_jail_free(struct ocirt_jail *j)
 {
 	mount_plan_free(&j->mounts);

@@ -220,10 +220,12 @@ int ocirt_jail_apply_process(const struct ocirt_jail *j, char *what, size_t what
  * root (who can then make the mount points and files an image lacks: /etc/hostname...).
  * 0, or -1 + err (a filesystem without idmapped mounts: EINVAL). */
 int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err);
-/* rt-fix: host side, before the clone (mountpoints.c): the plan's mount points in the rootfs
- * (rootfd) that no earlier mount of the plan covers, made as the caller (host root) beneath
- * rootfd without following a symlink; best effort (the init makes or checks each again). */
-void ocirt_jail_make_mount_points(const struct ocirt_jail *j, int rootfd);
+/* rt-config: host side, as root, before the clone: the mount points the plan needs in the
+ * image's own tree (not in what its mounts cover), made beneath the rootfs without following
+ * any of its links (openat2), so a container root that cannot write the image's root-owned
+ * directories (no idmapped rootfs: overlayfs) still finds them. Best effort: whatever fails
+ * here fails again in the init, named. */
+void ocirt_jail_make_mount_points(const struct ocirt_jail *j);
 int ocirt_jail_prepare_exec(const struct ocirt_config *c, const struct ocirt_process *p,
 			    struct ocirt_jail *j, agentd_error *err);
 
