@@ -33,8 +33,11 @@ def podman(tmp_path_factory):
 
 def attack_script(ctx):
     """One shell script running every attack in turn (each bounded), its verdict line and
-    exit status after a separator."""
-    lines = []
+    exit status after a separator. They run in /tmp (1777 in the image): the attacks that
+    plant a file in their cwd (via-symlink's link) need one the container's root may write,
+    and under agentd-runc that root is an unprivileged host id in a user namespace, to whom
+    the image's root-owned / is read-only (runc's root writes it)."""
+    lines = ["cd /tmp"]
     for name, (argv, _) in SIMPLE.items():
         if "{blockdev}" in " ".join(argv) and not ctx["blockdev"]:
             continue
