@@ -340,6 +340,28 @@ static int prepare_mounts(const struct ocirt_config *c, struct mount_plan *mp, a
 	return r;
 }
 
+/* net.ipv4.ping_group_range is written in the container's user namespace, where a gid
+ * outside its map is EINVAL: docker's "every group" ("0 2147483647") becomes every group
+ * the map has, from the low end's mapping on (a range already inside is kept as is). */
+static void clamp_ping_group_range(const struct ocirt_config *c, struct ocirt_jail *j)
+{
+	for (size_t i = 0; i < j->sysctl.n; i++) {
+		unsigned long lo, hi;
+		char end;
+		if (strcmp(j->sysctl.v[i].key, "net.ipv4.ping_group_range") ||
+		    sscanf(j->sysctl.v[i].value, "%lu %lu%c", &lo, &hi, &end) != 2)
+			continue;
+		for (size_t m = 0; m < c->n_gid_maps; m++) {
+			const struct ocirt_idmap *g = &c->gid_maps[m];
+			unsigned long last = (unsigned long)g->container_id + g->size - 1;
+			if (g->size && lo >= g->container_id && lo <= last && hi > last) {
+				free(j->sysctl.v[i].value);
+				j->sysctl.v[i].value = xasprintf("%lu %lu", lo, last);
+			}
+		}
+	}
+}
+
 int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agentd_error *err)
 {
 	memset(j, 0, sizeof(*j));
@@ -350,6 +372,7 @@ int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agent
 	prepare_process(&c->process, j);
 	j->hostname = c->hostname ? xstrdup(c->hostname) : NULL;
 	kvv_copy(&j->sysctl, &c->sysctl);
+	clamp_ping_group_range(c, j);
 	return 0;
 }
 
