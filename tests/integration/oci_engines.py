@@ -410,6 +410,13 @@ class Dockerd:
         self.log = open(os.path.join(self.dir, "dockerd.log"), "wb")
         runtimes = [f"--add-runtime=agentd-runc={AGENTD_RUNC}"] if \
             os.access(AGENTD_RUNC, os.X_OK) else []
+        # dockerd gives every container a prestart hook (libnetwork-setkey, even with
+        # --network none): agentd's floor refuses hooks unless the operator allows them, as
+        # an operator registering agentd-runc with docker does (the operator file, which
+        # dockerd's containerd and shim pass down to the runtime in the environment)
+        operator = os.path.join(self.dir, "oci-runtime.json")
+        with open(operator, "w") as f:
+            json.dump({"allow": {"hooks": True}}, f)
         self.proc = subprocess.Popen(
             ["dockerd", "--host", "unix://" + self.sock,
              "--data-root", os.path.join(self.dir, "data"),
@@ -420,7 +427,8 @@ class Dockerd:
              "--containerd-namespace", self.token,
              "--containerd-plugins-namespace", self.token + "-plugins",
              "--add-runtime", f"rt-runc={RUNC}", *runtimes],
-            stdout=self.log, stderr=self.log, env={"PATH": PATH_ENV})
+            stdout=self.log, stderr=self.log,
+            env={"PATH": PATH_ENV, "AGENTD_RUNTIME_CONFIG": operator})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             if self.docker("info").returncode == 0:

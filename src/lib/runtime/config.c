@@ -729,18 +729,53 @@ static int parse_linux(json_t *root, struct ocirt_config *c, agentd_error *err)
 }
 
 /* ---------------------------------------------------------------- the rest */
+static const char *const hook_names[] = {"prestart",	     "createRuntime",
+					  "createContainer", "startContainer",
+					  "poststart",	     "poststop"};
+
+/* One hook: path (absolute), args, env, timeout. */
+static int parse_hook(json_t *h, const char *jp, struct ocirt_hook *out, agentd_error *err)
+{
+	if (get_str(h, "path", jp, &out->path, err) < 0 ||
+	    get_strarr(h, "args", jp, false, &out->args, err) < 0 ||
+	    get_strarr(h, "env", jp, true, &out->env, err) < 0 ||
+	    get_int(h, "timeout", jp, 1, 86400, &out->timeout, err) < 0)
+		return -1;
+	if (!out->path || out->path[0] != '/') {
+		char pp[JP_MAX];
+		jp_key(pp, jp, "path");
+		return jfail(err, pp, "required: an absolute path");
+	}
+	return 0;
+}
+
 static int parse_hooks(json_t *root, struct ocirt_config *c, agentd_error *err)
 {
-	json_t *hooks, *v;
+	json_t *hooks, *v, *h;
 	const char *k;
+	size_t i;
 	if (get_kind(root, "hooks", "", JSON_OBJECT, &hooks, err) < 0)
 		return -1;
 	json_object_foreach(hooks, k, v) {
-		char jp[JP_MAX];
+		char jp[JP_MAX], ip[JP_MAX];
 		jp_key(jp, "hooks", k);
 		if (!json_is_array(v) && !json_is_null(v))
 			return jfail(err, jp, "expected an array");
 		c->has_hooks |= json_array_size(v) > 0;
+		size_t kind = 0;
+		while (kind < ARRAY_SIZE(hook_names) && strcmp(hook_names[kind], k))
+			kind++;
+		if (kind == ARRAY_SIZE(hook_names) || !json_array_size(v))
+			continue;	/* an unknown kind is not run (nor refused: the floor sees it) */
+		c->hooks[kind] = xcalloc(json_array_size(v), sizeof(struct ocirt_hook));
+		json_array_foreach(v, i, h) {
+			jp_idx(ip, jp, i);
+			c->n_hooks[kind] = i + 1;
+			if (!json_is_object(h))
+				return jfail(err, ip, "expected an object");
+			if (parse_hook(h, ip, &c->hooks[kind][i], err) < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -890,6 +925,14 @@ void ocirt_config_free(struct ocirt_config *c)
 	free(c->uid_maps);
 	free(c->gid_maps);
 	kvv_free(&c->sysctl);
+	for (size_t k = 0; k < ARRAY_SIZE(c->hooks); k++) {
+		for (size_t i = 0; i < c->n_hooks[k]; i++) {
+			free(c->hooks[k][i].path);
+			strv_free(&c->hooks[k][i].args);
+			strv_free(&c->hooks[k][i].env);
+		}
+		free(c->hooks[k]);
+	}
 	strv_free(&c->masked_paths);
 	strv_free(&c->readonly_paths);
 	free(c->cgroups_path);

@@ -357,6 +357,8 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		ocirt_fail("container %s: the init exited", id);
 		goto fail;
 	}
+	if (ocirt_run_create_hooks(c, &st) < 0)
+		goto fail;
 	int r = ocirt_state_save(&st);
 	if (r < 0) {
 		ocirt_fail("container %s: write state.json: %s", id, strerror(-r));

@@ -506,6 +506,21 @@ static int floor_apply(struct ocirt_config *c, const struct ocirt_allow *allow,
 				      (long long)c->devices[i].major, (long long)c->devices[i].minor);
 	if (c->has_hooks && !a->hooks)
 		return refuse(err, "hooks", "hooks: run on the host as root");
+	/* issue 16: rt-fix. Run: prestart and createRuntime (create, on the host); the others
+	 * are not, so a config that needs them is refused rather than run without them */
+	static const struct {
+		enum ocirt_hook_kind kind;
+		const char *name;
+	} unrun[] = {{OCIRT_HOOK_CREATE_CONTAINER, "createContainer"},
+		     {OCIRT_HOOK_START_CONTAINER, "startContainer"},
+		     {OCIRT_HOOK_POSTSTART, "poststart"},
+		     {OCIRT_HOOK_POSTSTOP, "poststop"}};
+	for (size_t i = 0; i < ARRAY_SIZE(unrun); i++)
+		if (c->n_hooks[unrun[i].kind])
+			return agentd_error_set(err, ENOTSUP,
+						"hooks.%s: not supported by agentd-runc (only "
+						"prestart and createRuntime hooks are run)",
+						unrun[i].name);
 	/* as runc: a profile means nothing where AppArmor is off; where it is on, agentd does
 	 * not load it, so the container is refused rather than run without it */
 	const char *aa = c->process.apparmor_profile;

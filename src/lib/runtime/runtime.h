@@ -100,6 +100,11 @@ struct ocirt_device {
 	uid_t uid;
 	gid_t gid;
 };
+/* issue 16: rt-fix. hooks.<kind>, in ocirt_config.hooks[] */
+enum ocirt_hook_kind {
+	OCIRT_HOOK_PRESTART, OCIRT_HOOK_CREATE_RUNTIME, OCIRT_HOOK_CREATE_CONTAINER,
+	OCIRT_HOOK_START_CONTAINER, OCIRT_HOOK_POSTSTART, OCIRT_HOOK_POSTSTOP,
+};
 struct ocirt_config {
 	char *bundle;			/* absolute, as given */
 	char *oci_version;
@@ -122,6 +127,15 @@ struct ocirt_config {
 	struct json_t *seccomp;		/* linux.seccomp as given (a new reference), or NULL */
 	char *rootfs_propagation;
 	bool has_hooks;			/* any hooks: refused unless allowed */
+	/* issue 16: rt-fix. The hooks by kind (OCIRT_HOOK_*), run where the operator allows
+	 * "hooks": prestart and createRuntime by create, poststart by start, poststop by delete;
+	 * createContainer and startContainer (in the container's namespaces) are refused. */
+	struct ocirt_hook {
+		char *path;
+		agentd_strv args, env;
+		int64_t timeout;	/* seconds; 0: none */
+	} *hooks[6];
+	size_t n_hooks[6];
 	agentd_kvv annotations;
 	/* io.agentd.policy: what OCI cannot say, as an agentd policy fragment (network
 	 * allowlist through agentd's egress proxy, audit labels); NULL when absent. */

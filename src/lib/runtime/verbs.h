@@ -134,4 +134,9 @@ int ocirt_load_checked(const char *bundle, struct ocirt_config **out);
 /* A signal by name ("TERM", "SIGTERM") or number; -1 when unknown. */
 int ocirt_signal_parse(const char *s);
 
+/* ---------------------------------------------------------------- hooks.c (issue 16: rt-fix)
+ * The config's prestart then createRuntime hooks, the init's pid in st; 0, or -1 after
+ * ocirt_fail naming the hook. */
+int ocirt_run_create_hooks(const struct ocirt_config *c, const struct ocirt_state *st);
+
 #endif
