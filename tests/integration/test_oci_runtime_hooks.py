@@ -69,3 +69,35 @@ def test_docker_ping_group_range_is_the_mapped_groups():
     cid, p = run(base, bundle, allow_hooks=False)
     assert p.returncode == 0, p
     assert p.stdout.split() == ["0", "65535"], p
+
+
+def test_oom_score_adj_is_set():
+    """docker gives every process an oomScoreAdj: the container's root cannot write its own
+    /proc/self/oom_score_adj (host root's file there): the runtime sets it, inherited."""
+    base = new_base()
+
+    def edit(cfg):
+        cfg["process"]["oomScoreAdj"] = 123
+    bundle = make_bundle(base, ["cat", "/proc/self/oom_score_adj"], config_edit=edit)
+    cid, p = run(base, bundle, allow_hooks=False)
+    assert p.returncode == 0, p
+    assert p.stdout.strip() == "123", p
+
+
+def test_a_shared_rootfs_mount_receives_no_container_mount():
+    """dockerd's data root is a shared mount: the rootfs the runtime attaches is a clone in
+    its peer group. Made private first, the container's /proc, /dev... never appear on the
+    host's rootfs (and pivot_root, which refuses a shared new root, works)."""
+    base = new_base()
+    bundle = make_bundle(base, ["true"])
+    rootfs = os.path.join(bundle, "rootfs")
+    subprocess.run(["mount", "--bind", rootfs, rootfs], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", rootfs], check=True)
+        cid, p = run(base, bundle, allow_hooks=False)
+        with open("/proc/self/mountinfo") as f:
+            below = [ln.split()[4] for ln in f if ln.split()[4].startswith(rootfs + "/")]
+        assert below == [], f"container mounts propagated to the host: {below}"
+        assert p.returncode == 0, p
+    finally:
+        subprocess.run(["umount", "-R", rootfs], check=False)

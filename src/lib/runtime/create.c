@@ -299,7 +299,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_warn_ambient(&c->process);
 	struct ocirt_state st;
 	struct ocirt_cgroup cg = {0};
-	int rc = 1, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1};
+	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1};
 	pid_t pid = -1;
 	if (ocirt_state_new(id, &st) < 0) {
 		if (st.dirfd >= 0 && errno != EEXIST)
@@ -329,6 +329,10 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_jail_make_mount_points(&j);
 	if (join_namespaces(c))
 		goto fail;
+	if ((r = ocirt_jail_set_oom_score_adj(&j)) < 0) {
+		ocirt_fail("process.oomScoreAdj: %s", strerror(-r));
+		goto fail;
+	}
 	pid = clone_init(clone_flags(c), o->own_child, &pidfd);
 	if (pid < 0) {
 		ocirt_fail("clone the container's init: %s", strerror(errno));
@@ -359,7 +363,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	}
 	if (ocirt_run_create_hooks(c, &st) < 0)
 		goto fail;
-	int r = ocirt_state_save(&st);
+	r = ocirt_state_save(&st);
 	if (r < 0) {
 		ocirt_fail("container %s: write state.json: %s", id, strerror(-r));
 		goto fail;

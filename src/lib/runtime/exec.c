@@ -247,7 +247,11 @@ static int run_exec(struct ocirt_state *st, struct ocirt_config *c, struct ocirt
 		ocirt_fail("socketpair: %s", strerror(errno));
 		goto out;
 	}
-	int nsflags = ns_differ(st->pid);
+	int nsflags = ns_differ(st->pid), oom = ocirt_jail_set_oom_score_adj(&j);
+	if (oom < 0) {
+		ocirt_fail("process.oomScoreAdj: %s", strerror(-oom));
+		goto out;
+	}
 	helper = fork();
 	if (helper < 0) {
 		ocirt_fail("fork: %s", strerror(errno));

@@ -282,6 +282,11 @@ static int prepare_root(const struct ocirt_config *c, struct mount_plan *mp,
 	mount_plan_push(mp, MOUNT_OP_DIR, root)->mode = 0755;
 	mount_plan_push(mp, MOUNT_OP_BIND, root)->source = xstrdup(c->root_path);
 	mount_plan_push(mp, MOUNT_OP_ENTER, root);
+	/* the rootfs tree is a clone of the engine's mount, in its peer group where that is
+	 * shared (dockerd's data root): private before anything is mounted in it, or the
+	 * container's /proc, /dev... would propagate to the host's rootfs (and pivot_root
+	 * refuses a shared new root: EINVAL) */
+	mount_plan_push(mp, MOUNT_OP_PRIVATE, "/");
 	mount_plan_append(mp, body);
 	return 0;
 }
@@ -326,6 +331,8 @@ static int prepare_body(const struct ocirt_config *c, struct mount_plan *mp, age
 		return -1;
 	if (c->root_readonly)
 		mount_plan_push(mp, MOUNT_OP_SET_ATTR, "/")->attr_set = MOUNT_ATTR_RDONLY;
+	/* the config's binds too (clones of host mounts that may be shared) */
+	mount_plan_push(mp, MOUNT_OP_PRIVATE, "/");
 	mount_plan_push(mp, MOUNT_OP_PIVOT, "/");
 	return 0;
 }
@@ -442,7 +449,7 @@ void ocirt_jail_make_mount_points(const struct ocirt_jail *j)
 		bool covered = false;
 		for (size_t k = (size_t)r + 2; k < i && !covered; k++) {
 			enum mount_op_kind kk = j->mounts.ops[k].kind;
-			covered = kk != MOUNT_OP_DIR && kk != MOUNT_OP_FILE &&
+			covered = kk != MOUNT_OP_DIR && kk != MOUNT_OP_FILE && kk != MOUNT_OP_PRIVATE &&
 				  kk != MOUNT_OP_SYMLINK && below_or_at(op->target, j->mounts.ops[k].target);
 		}
 		if (!covered)
@@ -516,6 +523,25 @@ int ocirt_jail_apply_root(const struct ocirt_jail *j, char *what, size_t what_le
 	return 0;
 }
 
+static bool oom_score_adj_differs(int want)
+{
+	char cur[16] = "";
+	int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, cur, sizeof(cur) - 1);
+	if (fd >= 0)
+		close(fd);
+	return n <= 0 || atoi(cur) != want;
+}
+
+int ocirt_jail_set_oom_score_adj(const struct ocirt_jail *j)
+{
+	char buf[16];
+	if (!j->has_oom_score_adj)
+		return 0;
+	snprintf(buf, sizeof(buf), "%d", j->oom_score_adj);
+	return write_small("/proc/self/oom_score_adj", buf);
+}
+
 /* Before the ids change: dropping from the bounding set needs CAP_SETPCAP in effect. */
 static int apply_bounding(const struct ocirt_jail *j)
 {
@@ -554,7 +580,10 @@ int ocirt_jail_apply_process(const struct ocirt_jail *j, char *what, size_t what
 	int r;
 	if ((r = rlimit_apply(&j->rlimits)) < 0)
 		return fail_what(what, what_len, "rlimits", -r);
-	if (j->has_oom_score_adj) {
+	/* set by the runtime as host root before the clone (ocirt_jail_set_oom_score_adj) and
+	 * inherited: here, in the container's /proc as its root, the file may be host root's
+	 * (EACCES); written only where it still differs */
+	if (j->has_oom_score_adj && oom_score_adj_differs(j->oom_score_adj)) {
 		snprintf(buf, sizeof(buf), "%d", j->oom_score_adj);
 		if ((r = write_small("/proc/self/oom_score_adj", buf)) < 0)
 			return fail_what(what, what_len, "oom_score_adj", -r);

@@ -226,6 +226,9 @@ int ocirt_jail_apply_root(const struct ocirt_jail *j, char *what, size_t what_le
 /* child, no malloc, just before execve (also for `exec`, after setns): rlimits, oom score,
  * groups and ids, capabilities, no_new_privs, seccomp. 0 or -errno + what. */
 int ocirt_jail_apply_process(const struct ocirt_jail *j, char *what, size_t what_len);
+/* rt-fix: host side, before the clone (create) or fork (exec): the process's oomScoreAdj on
+ * the runtime itself, as host root, for the child to inherit. 0 or -errno. */
+int ocirt_jail_set_oom_score_adj(const struct ocirt_jail *j);
 /* For `exec`: the same confinement for another process of a running container (its own
  * process.json's ids, caps, rlimits, env; the container's seccomp). */
 /* rt-config: after mount_plan_open_sources(&j->mounts, ...) and once the container's user
