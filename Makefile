@@ -113,6 +113,10 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	mkdir -p $(FUZZ_BUILD)/corpus-gondolin
 	$(FUZZ_BUILD)/fuzz/fuzz_gondolin -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 		$(FUZZ_BUILD)/corpus-gondolin fuzz/corpus/gondolin
+	# issue 16: rt-config
+	mkdir -p $(FUZZ_BUILD)/corpus-ociconfig
+	$(FUZZ_BUILD)/fuzz/fuzz_ociconfig -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+		$(FUZZ_BUILD)/corpus-ociconfig fuzz/corpus/ociconfig
 
 check: unit asan integration security fuzz microvm
 

@@ -884,6 +884,12 @@ const agentd_platform *agentd_probe_platform(void);
 /* Before the first agentd_probe_platform(): attempt everything anew (agentd probe). */
 void agentd_platform_no_cache(void);
 
+/* --------------------------------------------------------------- OCI runtime (issue 16) */
+/* agentd as a runc-compatible OCI runtime: `agentd oci VERB ...`, or main() of the binary
+ * invoked under a runtime name (agentd-runc). argv[0] is the program name; returns the
+ * exit status. docs/oci-runtime.md. */
+int agentd_oci_runtime_main(int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

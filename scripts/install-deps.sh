@@ -35,6 +35,9 @@ PKGS=(
   qemu-system-x86 cpio lz4 binutils e2fsprogs     # (e2fsprogs: the tests' ext4 root disk)
   # issue 15: vm-map
   qemu-system-common                             # microvm: /usr/lib/qemu/virtiofsd (the guest's files)
+  # issue 16: rt-engines — agentd-runc under real engines (runc, podman, containerd, docker.io above)
+  conmon                                         # podman's monitor (what calls the runtime)
+  python3-yaml                                   # tests: contrib/kubernetes' RuntimeClass manifest
 )
 
 # npm (tests: typescript for the TS SDK's type check, the MCP SDK for agentd mcp; both from

@@ -9,6 +9,7 @@ headers of its own layer and of the layers below it, never above or sideways:
     common <- daemon/store <- daemon/http <- daemon/live <- daemon/api <- daemon
     common <- mcp <- daemon, cli
     common <- guest (the micro-VM's agent); container <- backends/microvm <- core
+    container <- runtime (agentd as an OCI runtime) <- core
 
 Public headers (include/) and system headers are open to all. Two checks:
   1. includes: every `#include "..."` of src/ names a header by its path under src/ (or a
@@ -35,7 +36,7 @@ BELOW = {
     "container": ["common", "jail", "net", "host", "image", "engine", "backends"],
     "oci": ["common", "jail", "net", "host", "image", "engine", "backends"],
     "core": ["common", "jail", "net", "host", "image", "engine", "backends", "container",
-             "oci", "microvm"],
+             "oci", "microvm", "runtime"],
     "store": ["common"],
     "http": ["common", "store"],
     "live": ["common", "store", "http"],
@@ -48,6 +49,8 @@ BELOW = {
     # agent (static, in the VM: the protocol codec of common/ and nothing else)
     "microvm": ["common", "jail", "net", "host", "image", "engine", "backends", "container"],
     "guest": ["common"],
+    # issue 16: agentd as an OCI runtime (the container's jail from a config.json)
+    "runtime": ["common", "jail", "net", "host", "image", "engine", "backends", "container"],
 }
 FOLDERS = [  # longest prefix first
     ("src/lib/backends/container", "container"),
@@ -55,6 +58,7 @@ FOLDERS = [  # longest prefix first
     ("src/lib/backends/microvm", "microvm"),  # issue 15
     ("src/guest", "guest"),  # issue 15
     ("src/lib/image", "image"),
+    ("src/lib/runtime", "runtime"),  # issue 16
     ("src/lib/backends", "backends"),
     ("src/lib/engine", "engine"),
     ("src/lib/host", "host"),

@@ -28,6 +28,8 @@ static void usage(FILE *f)
 		   "  agentd image import|ls|inspect|rm|prune|tag|export|build ...\n"
 		   "  agentd audit verify [--state-dir DIR] [--json]\n"
 		   "  agentd mcp [--socket PATH | --embedded] [--listen ADDR:PORT --token-file F]\n"
+		   "  agentd oci [--root DIR] create|start|state|kill|delete|exec|... (runc's CLI;\n"
+		   "             also the binary linked as agentd-runc)\n"
 		   "  agentd version\n\n"
 		   "exit codes: the command's own; 124 timed out, 125 agentd failed, 126 not\n"
 		   "executable, 127 not found, 128+N killed by signal N.\n",
@@ -48,8 +50,20 @@ static void load_plugins(void)
 		print_error("warning: %s", err.msg);
 }
 
+/* issue 16: rt-cli — the binary under a runtime name (agentd-runc, or any name ending in
+ * -runc the install links) is the OCI runtime: no plugins, nothing else on the way. */
+static bool invoked_as_runtime(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+	base = base ? base + 1 : argv0;
+	size_t n = strlen(base);
+	return n >= 5 && !strcmp(base + n - 5, "-runc");
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 0 && invoked_as_runtime(argv[0]))
+		return agentd_oci_runtime_main(argc, argv);
 	/* Writes to a closed pipe are reported as EPIPE, never kill agentd; the exec
 	 * engine restores the default for commands. */
 	signal(SIGPIPE, SIG_IGN);
@@ -87,6 +101,8 @@ int main(int argc, char **argv)
 		{"image", cmd_image},
 		/* issue 14: mcp */
 		{"mcp", cmd_mcp},
+		/* issue 16: rt-cli */
+		{"oci", agentd_oci_runtime_main},
 	};
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		if (!strcmp(verb, verbs[i].name))

@@ -125,6 +125,9 @@ void quote_text(char *buf, size_t size, const char *s);
 /* JSON path of key under prefix: "prefix.key", or prefix["odd key"] when key is not an
  * identifier (prefix may be "" for the root). */
 void json_path_key(char *buf, size_t size, const char *prefix, const char *key);
+/* s made one line of valid UTF-8 in place: control bytes and broken sequences become '?'
+ * (a parser's error text quoting hostile input). */
+void text_scrub_line(char *s);
 
 /* ---------------------------------------------------------------- parse.c */
 /* "512M", "1.5GiB", "1048576" (bytes; k/m/g/t are powers of 1024). */
@@ -135,6 +138,8 @@ int parse_duration_ms(const char *s, uint64_t *out, agentd_error *err);
 /* ---------------------------------------------------------------- io.c */
 /* Read a whole small file into a NUL-terminated buffer (max bytes); NULL + errno. */
 char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out);
+/* The same from an open fd (read from where it is). */
+char *read_fd_max(int fd, size_t max, size_t *len_out);
 int write_file_at(int dirfd, const char *path, const char *data);	/* 0 or -errno */
 /* A whole fd into a malloc'd, NUL-terminated buffer (NULL + errno). */
 uint8_t *read_fd_all(int fd, size_t *len);
@@ -148,6 +153,9 @@ int pipe_for_splice(int p[2], size_t want, size_t *cap);
 /* In a forked child: replace what /proc/self/cmdline shows (agentd's own command line, which
  * may carry a sandboxed command's argv) with name. */
 void proc_hide_cmdline(const char *name);
+/* /proc/PID/stat's start time (field 22, clock ticks since boot): with the pid, the identity
+ * of a process a recycled pid never matches; *zombie (may be NULL): it has exited. 0 or -1. */
+int proc_start_time(pid_t pid, unsigned long long *start, bool *zombie);
 
 /* ---------------------------------------------------------------- paths.c */
 /* The daemon's socket: flag, else $AGENTD_SOCKET, else /run/agentd/agentd.sock (root) or

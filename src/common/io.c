@@ -9,6 +9,11 @@ char *read_file_at(int dirfd, const char *path, size_t max, size_t *len_out)
 	_cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return NULL;
+	return read_fd_max(fd, max, len_out);
+}
+
+char *read_fd_max(int fd, size_t max, size_t *len_out)
+{
 	size_t cap = max < 256 ? max : 256, len = 0;
 	char *buf = xmalloc(cap + 1);
 	for (;;) {

@@ -74,3 +74,22 @@ void json_path_key(char *buf, size_t size, const char *prefix, const char *key)
 		snprintf(buf, size, "%s[%s]", prefix, q);
 	}
 }
+
+/* jansson quotes the input near a syntax error and cuts its text at a fixed length: keep the
+ * message one line of valid UTF-8 (it may be sent on as a JSON error) whatever the input. */
+void text_scrub_line(char *s)
+{
+	for (size_t i = 0; s[i];) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+		if (c < 0x20 || c == 0x7f) {
+			s[i++] = '?';
+		} else if (c < 0x80) {
+			i++;
+		} else if (strnlen(s + i, n) == n && utf8_valid((const uint8_t *)s + i, n)) {
+			i += n;
+		} else {
+			s[i++] = '?';
+		}
+	}
+}

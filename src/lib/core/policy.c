@@ -331,25 +331,6 @@ static int parse_root(json_t *root, agentd_spec *tmp, agentd_error *err)
 	return agentd_spec_validate(tmp, err);
 }
 
-/* jansson quotes the input near a syntax error and cuts its text at a fixed length: keep the
- * message one line of valid UTF-8 (it may be sent on as a JSON error) whatever the input. */
-static void scrub(char *s)
-{
-	for (size_t i = 0; s[i];) {
-		unsigned char c = (unsigned char)s[i];
-		size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-		if (c < 0x20 || c == 0x7f) {
-			s[i++] = '?';
-		} else if (c < 0x80) {
-			i++;
-		} else if (strnlen(s + i, n) == n && utf8_valid((const uint8_t *)s + i, n)) {
-			i += n;
-		} else {
-			s[i++] = '?';
-		}
-	}
-}
-
 int agentd_policy_parse(const char *json, size_t len, agentd_spec *spec, agentd_error *err)
 {
 	json_error_t je;
@@ -361,7 +342,7 @@ int agentd_policy_parse(const char *json, size_t len, agentd_spec *spec, agentd_
 	 * duplicates are refused because which one wins is a guess a policy must not need. */
 	json_auto_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!root) {
-		scrub(je.text);
+		text_scrub_line(je.text);
 		return agentd_error_set(err, EINVAL, "line %d column %d: %s", je.line, je.column,
 					je.text);
 	}

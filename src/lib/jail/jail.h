@@ -14,7 +14,7 @@
 
 
 /* ---------------------------------------------------------------- rlimit.c */
-#define RLIMIT_SET_MAX 12
+#define RLIMIT_SET_MAX 16	/* issue 16: rt-config: every RLIMIT_* an OCI config may set */
 struct rlimit_set {
 	int n;
 	int resource[RLIMIT_SET_MAX];
@@ -102,6 +102,11 @@ bool seccomp_probe(void);
  * runtime-spec's linux.seccomp object (a jansson json_t *, the caller's), NULL + err. */
 struct json_t;
 struct json_t *seccomp_default_oci(const struct seccomp_opts *o, agentd_error *err);
+/* issue 16: rt-config. seccomp_oci.c: compile an OCI/Docker profile already parsed (an OCI
+ * config's linux.seccomp), as seccomp_prepare does a profile's path (plus the backend
+ * floor's second filter for o). 0, or -1 + err naming the profile's JSON path. */
+int seccomp_oci_prepare_json(struct json_t *profile, const struct seccomp_opts *o,
+			     struct seccomp_prog *out, agentd_error *err);
 
 /* ---------------------------------------------------------------- landlock.c */
 struct landlock_rules {
@@ -394,6 +399,9 @@ enum mount_op_kind {
 	/* issue 12: snapshots */
 	MOUNT_OP_OVERLAY,	/* attach the lower tree (its source fd) at source, then an
 				 * overlay at target, data = its options */
+	/* issue 16: rt-config */
+	MOUNT_OP_FS,		/* mount a filesystem of type source (sysfs, mqueue, cgroup2...)
+				 * at target: flags (MS_*), data = options */
 };
 #define MOUNT_OPF_SOURCE_IN_ROOT 0x1	/* source is a path in the new root, not on the host */
 #define MOUNT_OPF_RECURSIVE 0x2		/* SET_ATTR applies to the whole tree */
@@ -408,6 +416,10 @@ enum mount_op_kind {
 /* issue 13: img-build */
 #define MOUNT_OPF_KEEP 0x40		/* DIR: the applier keeps an O_PATH fd of it (an image
 					 * root's upper layer, for the host to commit) */
+/* issue 16: rt-config */
+#define MOUNT_OPF_EMPTY_FALLBACK 0x80	/* FS: where the kernel refuses it (EPERM: a namespace
+					 * owned by another user namespace), an empty read-only
+					 * tmpfs in its place */
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */
@@ -479,6 +491,16 @@ int mount_plan_apply(const struct mount_plan *plan, char *what, size_t what_len)
  * directory, else -1. */
 int mount_plan_apply_keep(const struct mount_plan *plan, char *what, size_t what_len,
 			  int *kept);
+/* issue 16: rt-config. Append an operation (zeroed, target copied, uid/gid -1) to a plan
+ * built by hand (the OCI runtime's, from a config.json). */
+struct mount_op *mount_plan_push(struct mount_plan *plan, enum mount_op_kind k,
+				 const char *target);
+/* src's operations moved to the end of dst (src left empty). */
+void mount_plan_append(struct mount_plan *dst, struct mount_plan *src);
+/* The host directory a scratch tmpfs may cover in the private namespace: want, or the first
+ * of /tmp, /mnt, ... with no bind source of body in or above it. malloc'd, or NULL + err. */
+char *mount_plan_choose_base(const struct mount_plan *body, const char *want,
+			     agentd_error *err);
 /* One line per operation (tests, debugging). */
 void mount_plan_describe(const struct mount_plan *plan, FILE *out);
 /* issue 12: snapshots. With overlay_scratch, after mount_plan_open_sources: the detached

@@ -395,7 +395,16 @@ int seccomp_oci_prepare(const char *path, const struct seccomp_opts *o, struct s
 	if (!root)
 		return agentd_error_set(err, EINVAL, "profile %s: line %d column %d: %s", path,
 					jerr.line, jerr.column, jerr.text);
+	int r = seccomp_oci_prepare_json(root, o, out, err);
+	json_decref(root);
+	return r < 0 ? agentd_error_prefix(err, "profile %s", path) : 0;
+}
 
+/* issue 16: rt-config. The same from a parsed profile (an OCI config's linux.seccomp). */
+int seccomp_oci_prepare_json(struct json_t *root, const struct seccomp_opts *o,
+			     struct seccomp_prog *out, agentd_error *err)
+{
+	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&sc_compile_lock);
 	scmp_filter_ctx ctx = NULL, net = NULL;
 	int r = parse_profile(root, &ctx, err);
@@ -412,10 +421,9 @@ int seccomp_oci_prepare(const char *path, const struct seccomp_opts *o, struct s
 	if (net)
 		seccomp_release(net);
 	pthread_mutex_unlock(&sc_compile_lock);
-	json_decref(root);
 	if (r < 0) {
 		seccomp_prog_free(out);
-		return agentd_error_prefix(err, "profile %s", path);
+		return -1;
 	}
 	out->active = true;
 	return 0;

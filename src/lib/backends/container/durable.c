@@ -37,30 +37,6 @@ struct durable_token {
 
 /* Field 22 of /proc/pid/stat (after the comm, which may hold anything but ends at the
  * last ')'): 0, or -1 when the process is gone. */
-static int proc_start_time(pid_t pid, unsigned long long *start)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	/* fields 3..21 skipped: 19 spaces after ") " */
-	p += 2;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return -1;
-		p++;
-	}
-	*start = strtoull(p, NULL, 10);
-	return 0;
-}
-
 /* The pid a pidfd refers to (/proc/self/fdinfo "Pid:"), or -1 (not a pidfd, or its
  * process is gone: the kernel says -1 then). */
 static pid_t pidfd_pid(int pidfd)
@@ -232,7 +208,7 @@ static int persist_thawed(agentd_sandbox *sb, const char *dir, char **token,
 {
 	struct ctr *c = sb->priv;
 	unsigned long long start;
-	if (proc_start_time(c->init_pid, &start) < 0)
+	if (proc_start_time(c->init_pid, &start, NULL) < 0)
 		return agentd_error_set(err, ESRCH, "persist: the sandbox init is gone");
 	uint8_t secret[DURABLE_SECRET_LEN];
 	if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret))
@@ -404,7 +380,7 @@ static int prove(int s, const struct hello *h, const struct durable_token *t,
 	if (pidfd < 0 || pidfd_pid(pidfd) != t->pid)
 		return agentd_error_set(err, EPERM, "adopt: the init's pidfd is not pid %d",
 					(int)t->pid);
-	if (proc_start_time(t->pid, &start) < 0 || start != t->start)
+	if (proc_start_time(t->pid, &start, NULL) < 0 || start != t->start)
 		return agentd_error_set(err, EPERM, "adopt: pid %d is not the sandbox init "
 					"(another start time: a reused pid)", (int)t->pid);
 	struct pollfd p = {.fd = pidfd, .events = POLLIN};

@@ -319,6 +319,13 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		break;
 	case MOUNT_OP_PIVOT:
 		return pivot(r);
+	case MOUNT_OP_FS:
+		/* issue 16: rt-config. An OCI config's sysfs, mqueue, cgroup... */
+		ret = mount(op->source, t, op->source, op->flags, op->data);
+		if (ret < 0 && errno == EPERM && (op->opflags & MOUNT_OPF_EMPTY_FALLBACK))
+			ret = mount("tmpfs", t, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				    "size=0,mode=0555");
+		break;
 	case MOUNT_OP_OVERLAY:
 		/* issue 12: snapshots. The lower tree (the host's, read-only, idmapped for us)
 		 * where the options name it, then the overlay on it. issue 13: an image root's

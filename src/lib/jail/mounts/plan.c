@@ -27,6 +27,7 @@ const char *mount_op_verb(enum mount_op_kind k)
 	    [MOUNT_OP_SET_ATTR] = "setattr",
 	    [MOUNT_OP_ENTER] = "enter",
 	    [MOUNT_OP_PIVOT] = "pivot_root",
+	    [MOUNT_OP_FS] = "mount",
 	};
 	return (size_t)k < ARRAY_SIZE(verbs) && verbs[k] ? verbs[k] : "?";
 }
@@ -51,6 +52,23 @@ struct mount_op *plan_push(struct mount_plan *p, enum mount_op_kind k, const cha
 	op->uid = (uid_t)-1;
 	op->gid = (gid_t)-1;
 	return op;
+}
+
+struct mount_op *mount_plan_push(struct mount_plan *plan, enum mount_op_kind k,
+				 const char *target)
+{
+	return plan_push(plan, k, target);
+}
+
+void mount_plan_append(struct mount_plan *dst, struct mount_plan *src)
+{
+	plan_append(dst, src);
+}
+
+char *mount_plan_choose_base(const struct mount_plan *body, const char *want,
+			     agentd_error *err)
+{
+	return choose_base(body, want, err);
 }
 
 void op_set_data(struct mount_op *op, const char *data, size_t len)
