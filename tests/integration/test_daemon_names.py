@@ -129,7 +129,7 @@ def test_list_filters_and_their_combinations(d):
 
 @pytest.mark.parametrize("query,word", [
     ("?state=sleeping", "state: unknown state 'sleeping'"),
-    ("?backend=vm", "backend: unknown backend 'vm'"),
+    ("?backend=nosuch", "backend: unknown backend 'nosuch'"),  # issue 15: vm is microvm's alias
     ("?label=team", "label: expected KEY=VALUE"),
     ("?state=ready&state=failed", "state: given twice"),
     ("?sort=name", 'unknown query parameter "sort"'),

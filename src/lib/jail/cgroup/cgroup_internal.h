@@ -11,6 +11,10 @@
 #define CG_MAX_HIER 8		/* memory, pids, cpu, cpuacct, freezer, blkio, cgroup2 */
 #define CG_NAME_MAX 80	/* issue 13: a podman container's libpod-<64 hex> */
 #define CG_WAIT_MS 2000		/* kill and freeze give up after this long */
+/* A freeze asked for (suspend, a snapshot's consistent copy) waits longer: on a loaded
+ * 2-core host a v1 freezer took over 2 s to catch a task in a disk write (CI, oci
+ * snapshot). Still bounded, and undone when it gives up. */
+#define CG_FREEZE_WAIT_MS 10000
 #define CG_RMDIR_MS 1000	/* rmdir retries EBUSY (tasks still exiting) this long */
 #define CG_PROCS_MAX (4u << 20)
 #define CG_CPU_PERIOD_US 100000

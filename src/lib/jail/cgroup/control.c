@@ -197,7 +197,7 @@ int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err)
 
 	if (!cg)
 		return agentd_error_set(err, EINVAL, "cgroup: no cgroup");
-	int r = freeze_raw(cg, frozen, CG_WAIT_MS, &file);
+	int r = freeze_raw(cg, frozen, CG_FREEZE_WAIT_MS, &file);
 	if (r == 0)
 		return 0;
 	if (r == -EOPNOTSUPP)
@@ -210,7 +210,7 @@ int cgroup_freeze(struct cgroup *cg, bool frozen, agentd_error *err)
 			freeze_raw(cg, false, 100, &file);
 		return agentd_error_set(err, ETIMEDOUT, "cgroup: %s: not %s after %d ms (a task "
 					"in uninterruptible sleep?)", dir,
-					frozen ? "frozen" : "thawed", CG_WAIT_MS);
+					frozen ? "frozen" : "thawed", CG_FREEZE_WAIT_MS);
 	}
 	return agentd_error_errno(err, -r, "cgroup: %s/%s", dir, file);
 }
