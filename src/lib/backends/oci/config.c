@@ -7,17 +7,8 @@
 
 #include <jansson.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-
-void oci_strv_pushf(agentd_strv *sv, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	strv_vpushf(sv, fmt, ap);
-	va_end(ap);
-}
 
 static void mount_add(struct oci_config *cfg, const char *source, const char *target,
 		      bool readonly, uint64_t tmpfs_bytes)

@@ -569,9 +569,9 @@ static void run_args(const struct engine *e, const struct oci_ctr *c, const char
 	owner_tag(getpid(), owner, sizeof(owner));
 	strv_push(a, "run");
 	strv_push(a, "-d");
-	oci_strv_pushf(a, "--name=%s", cfg->name);
-	oci_strv_pushf(a, "--label=%s=%s", LABEL_SANDBOX, sandbox);
-	oci_strv_pushf(a, "--label=%s=%s", LABEL_OWNER, owner);
+	strv_pushf(a, "--name=%s", cfg->name);
+	strv_pushf(a, "--label=%s=%s", LABEL_SANDBOX, sandbox);
+	strv_pushf(a, "--label=%s=%s", LABEL_OWNER, owner);
 	/* seed 002's hardening */
 	strv_push(a, "--cap-drop=ALL");
 	strv_push(a, "--security-opt=no-new-privileges");
@@ -584,50 +584,50 @@ static void run_args(const struct engine *e, const struct oci_ctr *c, const char
 	}
 	strv_push(a, "--network=none");
 	if (l->max_memory_bytes) {
-		oci_strv_pushf(a, "--memory=%" PRIu64, l->max_memory_bytes);
-		oci_strv_pushf(a, "--memory-swap=%" PRIu64, l->max_memory_bytes);	/* no swap */
+		strv_pushf(a, "--memory=%" PRIu64, l->max_memory_bytes);
+		strv_pushf(a, "--memory-swap=%" PRIu64, l->max_memory_bytes);	/* no swap */
 	}
 	if (l->cpu_quota_pct)
-		oci_strv_pushf(a, "--cpus=%u.%02u", l->cpu_quota_pct / 100, l->cpu_quota_pct % 100);
+		strv_pushf(a, "--cpus=%u.%02u", l->cpu_quota_pct / 100, l->cpu_quota_pct % 100);
 	if (l->cpu_weight && l->cpu_weight != 100)
-		oci_strv_pushf(a, "--cpu-shares=%u", l->cpu_weight * 1024 / 100 + 2);
+		strv_pushf(a, "--cpu-shares=%u", l->cpu_weight * 1024 / 100 + 2);
 	if (l->max_processes)
-		oci_strv_pushf(a, "--pids-limit=%u", l->max_processes);
+		strv_pushf(a, "--pids-limit=%u", l->max_processes);
 	/* explicit ulimits: an engine's defaults exceed what it may set without
 	 * CAP_SYS_RESOURCE. RLIMIT_NPROC counts the uid's processes host-wide: only settable
 	 * (pids.max bounds the container). */
 	uint32_t nofile = l->max_open_files ? l->max_open_files : 1024;
-	oci_strv_pushf(a, "--ulimit=nofile=%u:%u", nofile, nofile);
+	strv_pushf(a, "--ulimit=nofile=%u:%u", nofile, nofile);
 	struct rlimit np = {.rlim_max = NPROC_MAX};
 	getrlimit(RLIMIT_NPROC, &np);
 	unsigned long long nproc = np.rlim_max < NPROC_MAX ? np.rlim_max : NPROC_MAX;
-	oci_strv_pushf(a, "--ulimit=nproc=%llu:%llu", nproc, nproc);
+	strv_pushf(a, "--ulimit=nproc=%llu:%llu", nproc, nproc);
 	strv_push(a, "--ulimit=core=0:0");
 	uint64_t ws = l->max_write_bytes > OCI_TMPFS_MIN ? l->max_write_bytes : OCI_TMPFS_MIN;
-	oci_strv_pushf(a, "--shm-size=%" PRIu64, ws);
+	strv_pushf(a, "--shm-size=%" PRIu64, ws);
 	for (size_t i = 0; i < cfg->n_mounts; i++) {
 		const struct oci_mount *m = &cfg->mounts[i];
 		if (!m->tmpfs)
-			oci_strv_pushf(a, "--volume=%s:%s:%s", m->source, m->target,
+			strv_pushf(a, "--volume=%s:%s:%s", m->source, m->target,
 				       m->readonly ? "ro" : "rw");
 		else if (strcmp(m->target, "/tmp") == 0)
-			oci_strv_pushf(a, "--tmpfs=/tmp:rw,nosuid,nodev,size=%" PRIu64 ",mode=1777",
+			strv_pushf(a, "--tmpfs=/tmp:rw,nosuid,nodev,size=%" PRIu64 ",mode=1777",
 				       m->tmpfs_bytes);
 		else if (e->kind == ENGINE_PODMAN)	/* the user's: podman chowns with U */
-			oci_strv_pushf(a, "--tmpfs=%s:rw,nosuid,nodev,size=%" PRIu64 ",mode=0700,U",
+			strv_pushf(a, "--tmpfs=%s:rw,nosuid,nodev,size=%" PRIu64 ",mode=0700,U",
 				       m->target, m->tmpfs_bytes);
 		else
-			oci_strv_pushf(a, "--tmpfs=%s:rw,nosuid,nodev,size=%" PRIu64
+			strv_pushf(a, "--tmpfs=%s:rw,nosuid,nodev,size=%" PRIu64
 				       ",mode=0700,uid=%u,gid=%u", m->target, m->tmpfs_bytes,
 				       (unsigned)cfg->uid, (unsigned)cfg->gid);
 	}
-	oci_strv_pushf(a, "--workdir=%s", cfg->workdir);
-	oci_strv_pushf(a, "--user=%u:%u", (unsigned)cfg->uid, (unsigned)cfg->gid);
-	oci_strv_pushf(a, "--security-opt=seccomp=%s", seccomp_file ? seccomp_file : "unconfined");
+	strv_pushf(a, "--workdir=%s", cfg->workdir);
+	strv_pushf(a, "--user=%u:%u", (unsigned)cfg->uid, (unsigned)cfg->gid);
+	strv_pushf(a, "--security-opt=seccomp=%s", seccomp_file ? seccomp_file : "unconfined");
 	/* the runtime makes its cgroup agentd/<its name>: read back by oci.c */
 	strv_push(a, "--cgroup-parent=/agentd");
 	for (char **v = cfg->env; v && *v; v++)
-		oci_strv_pushf(a, "--env=%.*s", (int)strcspn(*v, "="), *v);
+		strv_pushf(a, "--env=%.*s", (int)strcspn(*v, "="), *v);
 	strv_push(a, "--entrypoint=sleep");
 	strv_push(a, cfg->image_ref);
 	strv_push(a, "infinity");
@@ -721,10 +721,10 @@ static int eng_exec_argv(struct oci_ctr *c, struct oci_exec *x, agentd_strv *out
 		strv_push(out, e->global.v[i]);
 	strv_push(out, "exec");
 	strv_push(out, "-i");
-	oci_strv_pushf(out, "--workdir=%s", x->cwd);
-	oci_strv_pushf(out, "--user=%u:%u", (unsigned)x->uid, (unsigned)x->gid);
+	strv_pushf(out, "--workdir=%s", x->cwd);
+	strv_pushf(out, "--user=%u:%u", (unsigned)x->uid, (unsigned)x->gid);
 	for (char *const *v = x->envp; v && *v; v++)
-		oci_strv_pushf(out, "--env=%.*s", (int)strcspn(*v, "="), *v);
+		strv_pushf(out, "--env=%.*s", (int)strcspn(*v, "="), *v);
 	strv_push(out, ec->id);
 	for (char *const *v = x->argv; *v; v++)
 		strv_push(out, *v);

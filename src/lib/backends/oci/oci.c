@@ -119,13 +119,13 @@ static void probe_report(agentd_backend_caps *caps, const struct oci_driver *d,
 {
 	const char *kind = d->engine ? "engine" : "runtime";
 	if (!p->found) {
-		oci_strv_pushf(&caps->warnings, "oci %s %s: not found: %s", kind, d->name, p->reason);
+		strv_pushf(&caps->warnings, "oci %s %s: not found: %s", kind, d->name, p->reason);
 		return;
 	}
 	if (p->usable)
-		oci_strv_pushf(&caps->platform_features, "oci-%s:%s (%s)", kind, d->name, p->version);
+		strv_pushf(&caps->platform_features, "oci-%s:%s (%s)", kind, d->name, p->version);
 	else
-		oci_strv_pushf(&caps->warnings, "oci %s %s (%s) refused: %s", kind, d->name, p->path,
+		strv_pushf(&caps->warnings, "oci %s %s (%s) refused: %s", kind, d->name, p->path,
 			   p->reason);
 }
 
@@ -168,7 +168,7 @@ static int oci_probe(agentd_backend *b, agentd_backend_caps *caps, agentd_error 
 					  "docker) here: see the warnings");
 		return 0;
 	}
-	oci_strv_pushf(&caps->platform_features, "oci-driver:%s", chosen->name);
+	strv_pushf(&caps->platform_features, "oci-driver:%s", chosen->name);
 	static const agentd_policy_item isolation[] = {
 		AGENTD_ITEM_FILESYSTEM, AGENTD_ITEM_BIND_MOUNTS, AGENTD_ITEM_NETWORK_NONE,
 		AGENTD_ITEM_SECCOMP,

@@ -70,9 +70,6 @@ void oci_config_free(struct oci_config *cfg);
 /* The runtime-spec config.json of cfg (process: the long-lived init argv), malloc'd. */
 char *oci_config_json(const struct oci_config *cfg, char *const *init_argv, agentd_error *err);
 
-/* strv_push of a formatted string. */
-void oci_strv_pushf(agentd_strv *sv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* ---------------------------------------------------------------- the container */
 struct oci_driver;
 struct oci_ctr {
