@@ -36,6 +36,8 @@
 #define STATX_ATTR_MOUNT_ROOT 0x00002000
 #endif
 
+#define OVL_OWN_WORKDIR "agentd-runc"	/* the rebuilt overlay's, in the engine's workdir */
+
 /* The engine's overlay as its mountinfo line gives it. */
 struct ovl_source {
 	agentd_strv lower, data;	/* lowerdir (top first) and data-only layers */
@@ -112,8 +114,8 @@ static void parse_super_opts(char *opts, struct ovl_source *o)
 			o->upper = xstrdup(t + 9);
 		else if (!strncmp(t, "workdir=", 8))
 			o->work = xstrdup(t + 8);
-		else if (strcmp(t, "rw"))
-			strv_push(&o->opts, t);
+		else if (strcmp(t, "rw") && strcmp(t, "volatile") && strcmp(t, "fsync=volatile"))
+			strv_push(&o->opts, t);	/* not volatile: a restart remounts the upper */
 	}
 }
 
@@ -276,8 +278,15 @@ static int set_upper(int fs, const struct ovl_source *o, int userns, struct ovl_
 	int tree = idmapped(t, parent, userns, err);
 	if (tree < 0)
 		return agentd_error_prefix(err, "the upper layer's directory");
+	/* a work directory of its own inside the engine's: two live overlays must not share
+	 * one (each empties its work/ on mount; the engine's may hold a volatile mount's
+	 * incompat/volatile, which refuses any other mount: EINVAL). Made as host root (0 on
+	 * disk, the container's root's through the idmap), reused by a restart. */
+	_cleanup_free_ char *work = xasprintf("%s/" OVL_OWN_WORKDIR, o->work);
+	if (mkdir(work, 0700) < 0 && errno != EEXIST)
+		return agentd_error_errno(err, errno, "overlay workdir %s", work);
 	if (set_below_parent(fs, tree, n + 1, "upperdir", o->upper, err) < 0 ||
-	    set_below_parent(fs, tree, n + 1, "workdir", o->work, err) < 0)
+	    set_below_parent(fs, tree, n + 1, "workdir", work, err) < 0)
 		return -1;
 	return 0;
 }
