@@ -8,8 +8,9 @@ the original files, and nothing is mounted on the host besides the engine's own 
 during the run or after a delete or a failed create.
 
 The raw tests build the bundle as an engine does (layers, an upperdir and workdir, the overlay
-mounted at the bundle's rootfs, lowerdir paths with a space and an escaped colon); the podman
-tests run the same with podman, once with runc (the reference) and once with agentd-runc."""
+mounted at the bundle's rootfs, lowerdir paths with a space and an escaped colon); the engine
+tests run the same with podman (its --rm containers' overlays are volatile) and containerd's
+overlayfs snapshotter, once with runc (the reference) and once with agentd-runc."""
 import os
 import shutil
 import subprocess
@@ -17,8 +18,8 @@ import uuid
 
 import pytest
 
-from oci_engines import (IMAGE, RUNC, RUNTIMES, Podman, clean_after, make_rootfs_tar,
-                         private_engine, runtime_path)
+from oci_engines import (CTR_IMAGE, IMAGE, RUNC, RUNTIMES, Containerd, Podman, clean_after,
+                         make_rootfs_tar, private_engine, runtime_path)
 from ocirt_util import RUNTIME, Runtime, become_subreaper, cgroup_dirs, make_bundle, new_base
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME),
@@ -197,10 +198,15 @@ def test_a_failed_create_leaves_no_mount(container):
     assert cgroup_dirs(c.cgroup) == []
 
 
-# ------------------------------------------------------------------ podman
+# ------------------------------------------------------------------ podman, containerd
 @pytest.fixture(scope="module")
-def podman_engine(tmp_path_factory):
-    yield from private_engine(Podman, make_rootfs_tar(str(tmp_path_factory.mktemp("rootfs"))))
+def rootfs_tar(tmp_path_factory):
+    return make_rootfs_tar(str(tmp_path_factory.mktemp("rootfs")))
+
+
+@pytest.fixture(scope="module")
+def podman_engine(rootfs_tar):
+    yield from private_engine(Podman, rootfs_tar)
 
 
 @pytest.fixture
@@ -251,3 +257,25 @@ def test_podman_container_root_owns_the_images_files(podman, runtime):
     assert r.returncode == 1 and r.stdout == "0\n0:0\n", r
     podman.cli(runtime, "rm", name, check=True)
     assert overlay_lines(upper) == []
+
+
+@pytest.fixture(scope="module")
+def containerd(rootfs_tar):
+    yield from private_engine(Containerd, rootfs_tar)
+
+
+@pytest.fixture
+def ctr(containerd):
+    yield from clean_after(containerd)
+
+
+def test_containerd_container_root_owns_the_images_files(ctr, runtime):
+    """The same through containerd's overlayfs snapshotter and the runc v2 shim."""
+    r = ctr.ctr(*ctr.run_argv(runtime, "--rm", CTR_IMAGE, "t-ovl", "sh", "-c",
+                              "echo appended >> /etc/passwd && busybox chown 5:6 /etc/group && "
+                              "mkdir /etc/new && busybox stat -c %u:%g /etc/passwd /etc/new")
+                [len(ctr.base):])
+    assert r.returncode == 0, r
+    assert r.stdout == "0:0\n0:0\n", r
+    assert ctr.containers() == []
+    assert overlay_lines(ctr.dir) == []
