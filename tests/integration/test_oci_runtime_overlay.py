@@ -18,8 +18,9 @@ import uuid
 
 import pytest
 
-from oci_engines import (CTR_IMAGE, IMAGE, RUNC, RUNTIMES, Containerd, Podman, clean_after,
-                         make_rootfs_tar, private_engine, runtime_path)
+from oci_engines import CTR_IMAGE, IMAGE, RUNC
+from test_oci_runtime_engines import (containerd, ctr, podman, podman_engine,  # noqa: F401
+                                      rootfs_tar, runtime)
 from ocirt_util import RUNTIME, Runtime, become_subreaper, cgroup_dirs, make_bundle, new_base
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME),
@@ -199,26 +200,7 @@ def test_a_failed_create_leaves_no_mount(container):
 
 
 # ------------------------------------------------------------------ podman, containerd
-@pytest.fixture(scope="module")
-def rootfs_tar(tmp_path_factory):
-    return make_rootfs_tar(str(tmp_path_factory.mktemp("rootfs")))
-
-
-@pytest.fixture(scope="module")
-def podman_engine(rootfs_tar):
-    yield from private_engine(Podman, rootfs_tar)
-
-
-@pytest.fixture
-def podman(podman_engine):
-    yield from clean_after(podman_engine)
-
-
-@pytest.fixture(params=RUNTIMES)
-def runtime(request):
-    return runtime_path(request.param)
-
-
+# the engine fixtures are test_oci_runtime_engines.py's (a private engine per module)
 def upperdir(pm, ctr):
     return pm.cli(RUNC, "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", ctr,
                   check=True).stdout.strip()
@@ -257,16 +239,6 @@ def test_podman_container_root_owns_the_images_files(podman, runtime):
     assert r.returncode == 1 and r.stdout == "0\n0:0\n", r
     podman.cli(runtime, "rm", name, check=True)
     assert overlay_lines(upper) == []
-
-
-@pytest.fixture(scope="module")
-def containerd(rootfs_tar):
-    yield from private_engine(Containerd, rootfs_tar)
-
-
-@pytest.fixture
-def ctr(containerd):
-    yield from clean_after(containerd)
 
 
 def test_containerd_container_root_owns_the_images_files(ctr, runtime):
