@@ -81,15 +81,59 @@ static void close_others(const struct init_args *a, int fddir)
 	(void)syscall(SYS_close_range, lo, ~0U, 0);
 }
 
+/* create's "go" (its maps are written), with the rootfs's rebuilt tree when it made one
+ * (overlay.c), which takes the place of the tree the init inherited. */
+static int send_go(int sync, int tree)
+{
+	char go = 'g';
+	struct iovec iov = {&go, 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u = {0};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (tree >= 0) {
+		m.msg_control = u.buf;
+		m.msg_controllen = sizeof(u.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &tree, sizeof(int));
+	}
+	return sendmsg(sync, &m, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int recv_go(const struct init_args *a)
+{
+	char go;
+	struct iovec iov = {&go, 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			   .msg_controllen = sizeof(u.buf)};
+	if (recvmsg(a->sync, &m, MSG_CMSG_CLOEXEC) != 1)
+		return -1;	/* create gave up */
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return 0;
+	int tree, root = ocirt_jail_root_tree(a->j);
+	memcpy(&tree, CMSG_DATA(c), sizeof(int));
+	int r = root >= 0 && dup3(tree, root, O_CLOEXEC) == root ? 0 : -1;
+	close(tree);
+	return r;
+}
+
 /* The container's init: runs in the new namespaces. Steps in order; any failure is
  * reported to create (before the fifo) or to the container's stderr (after). */
 static int init_main(const struct init_args *a)
 {
 	char what[400] = "";
 	int r;
-	char go;
-	if (read(a->sync, &go, 1) != 1)
-		_exit(1);	/* create gave up */
+	if (recv_go(a) < 0)
+		_exit(1);
 	if (a->c->ns_wanted[OCIRT_NS_USER] && !a->c->ns_path[OCIRT_NS_USER] &&
 	    (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
 		report(a->sync, errno, "become the user namespace's root (no map for id 0?)");
@@ -239,16 +283,31 @@ static int await_init(int sync, int pidfd, const char *id)
 }
 
 /* The rootfs tree idmapped through the init's user namespace: the image's root-owned
- * files are the container root's, who makes the mount points an image lacks. A filesystem
- * without idmapped mounts runs without (the container's root then owns nothing of it). */
-static void idmap_root(struct ocirt_jail *j, pid_t pid)
+ * files are the container root's, who makes the mount points an image lacks. An engine's
+ * overlayfs, which cannot be idmapped, is rebuilt from its idmapped layers (overlay.c): that
+ * tree's fd, for the init, is returned. A filesystem without idmapped mounts, or an overlay
+ * that cannot be rebuilt, runs as it is (the container's root then owns nothing of it): -1. */
+static int idmap_root(struct ocirt_jail *j, const struct ocirt_config *c, pid_t pid)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
 	_cleanup_(closep) int userns = open(path, O_RDONLY | O_CLOEXEC);
-	agentd_error err = {0};
-	if (userns < 0 || ocirt_jail_idmap_root(j, userns, &err) < 0)
-		ocirt_debug("rootfs not idmapped: %s", userns < 0 ? strerror(errno) : err.msg);
+	agentd_error err = {0}, ovl = {0};
+	if (userns < 0) {
+		ocirt_debug("rootfs not idmapped: %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (ocirt_jail_idmap_root(j, userns, &err) == 0)
+		return -1;
+	uid_t uid = host_root_id(c->uid_maps, c->n_uid_maps);
+	gid_t gid = host_root_id(c->gid_maps, c->n_gid_maps);
+	int tree = err.code != EINVAL ? -1
+				      : ocirt_overlay_idmapped(c->root_path, userns, uid, gid, &ovl);
+	if (tree < 0)
+		ocirt_debug("rootfs not idmapped: %s%s%s", err.msg, ovl.code ? "; " : "", ovl.msg);
+	else
+		ocirt_debug("rootfs: an overlay rebuilt from idmapped layers");
+	return tree;
 }
 
 struct create_opts {
@@ -299,7 +358,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_warn_ambient(&c->process);
 	struct ocirt_state st;
 	struct ocirt_cgroup cg = {0};
-	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1};
+	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1}, root_tree = -1;
 	pid_t pid = -1;
 	if (ocirt_state_new(id, &st) < 0) {
 		if (st.dirfd >= 0 && errno != EEXIST)
@@ -325,7 +384,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	mount_plan_open_sources(&j.mounts, host_root_id(c->uid_maps, c->n_uid_maps),
 				host_root_id(c->gid_maps, c->n_gid_maps));
 	/* the mount points the image lacks, made here as host root: the container's root
-	 * cannot create in a rootfs host root owns, and overlayfs cannot be idmapped */
+	 * cannot create in a rootfs host root owns (one that could not be idmapped) */
 	ocirt_jail_make_mount_points(&j);
 	if (join_namespaces(c))
 		goto fail;
@@ -352,8 +411,11 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	    ocirt_cgroup_attach(&cg, pid) < 0)
 		goto fail;
 	if (c->ns_wanted[OCIRT_NS_USER] && !c->ns_path[OCIRT_NS_USER])
-		idmap_root(&j, pid);
-	if (write(sv[0], "g", 1) != 1 || await_init(sv[0], pidfd, id) < 0)
+		root_tree = idmap_root(&j, c, pid);
+	r = send_go(sv[0], root_tree);
+	if (root_tree >= 0)
+		close(root_tree);	/* the init's now, or nobody's: no mount outlives it */
+	if (r < 0 || await_init(sv[0], pidfd, id) < 0)
 		goto fail;
 	bool zombie;
 	st.pid = pid;

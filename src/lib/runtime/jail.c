@@ -405,6 +405,12 @@ int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err
 	return 0;
 }
 
+int ocirt_jail_root_tree(const struct ocirt_jail *j)
+{
+	ssize_t i = root_op(&j->mounts);
+	return i < 0 || !j->mounts.source_fds ? -1 : j->mounts.source_fds[i];
+}
+
 static bool below_or_at(const char *p, const char *dir)
 {
 	size_t n = strlen(dir);

@@ -246,6 +246,21 @@ void ocirt_jail_make_mount_points(const struct ocirt_jail *j);
 int ocirt_jail_prepare_exec(const struct ocirt_config *c, const struct ocirt_process *p,
 			    struct ocirt_jail *j, agentd_error *err);
 
+/* issue 16: rt-overlay. The rootfs's tree fd in the plan (after mount_plan_open_sources), or
+ * -1; async-signal-safe (the init puts a rebuilt rootfs in its place: dup3). */
+int ocirt_jail_root_tree(const struct ocirt_jail *j);
+
+/* ---------------------------------------------------------------- overlay.c (rt-overlay)
+ * An engine's overlayfs rootfs rebuilt from its layers, each idmapped through userns_fd (the
+ * container's user namespace, maps written): a detached overlay mount of the same lowerdirs,
+ * upperdir, workdir and options, whose writes land in the engine's upperdir with the
+ * container's ids (root as 0, as under runc). Host side, as root; root_uid/root_gid: the
+ * host ids the container's root maps to. The mount's fd, or -1 + err (not an overlay, its
+ * files already the container's, relative layer paths, a kernel before 6.13...): nothing
+ * is left mounted either way. */
+int ocirt_overlay_idmapped(const char *rootfs, int userns_fd, uid_t root_uid, gid_t root_gid,
+			   agentd_error *err);
+
 /* ---------------------------------------------------------------- state.c
  * <root>/<id>/state.json (the `state` verb's answer plus what later verbs need: the init's
  * pid and its start time (a recycled pid is never signalled), the bundle, the cgroup's
