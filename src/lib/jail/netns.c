@@ -172,3 +172,41 @@ void netns_leave_after_clone(int saved)
 	}
 	close(saved);
 }
+
+/* issue 16: rt-egress */
+int netns_loopback_listener(int netfd, uint16_t port, char *others, size_t len)
+{
+	int saved, r = 0, s = -1;
+	if (len)
+		others[0] = 0;
+	if (netns_enter_for_clone(netfd, &saved) < 0)
+		return -errno;
+	struct if_nameindex *ifs = if_nameindex();
+	if (!ifs) {
+		r = -errno;
+		goto out;
+	}
+	size_t off = 0;
+	for (struct if_nameindex *i = ifs; i->if_index; i++)
+		if (strcmp(i->if_name, "lo")) {
+			r = -EEXIST;
+			if (len > off + 1)
+				off += (size_t)snprintf(others + off, len - off, "%s%s",
+							off ? ", " : "", i->if_name);
+			off = off < len ? off : len;
+		}
+	if_freenameindex(ifs);
+	if (r < 0 || (r = netns_loopback_up()) < 0)
+		goto out;
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (s < 0 || bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0)
+		r = -errno;
+out:
+	netns_leave_after_clone(saved);
+	if (r < 0 && s >= 0)
+		close(s);
+	return r < 0 ? r : s;
+}
