@@ -178,11 +178,12 @@ static int egress_listener(const struct ocirt_config *c, struct ocirt_egress *e)
 					  "namespace of its own needs root"), -1;
 		if ((fd = netns_make_finish(&m, &err)) < 0)
 			return ocirt_fail("%s", err.msg), -1;
-		e->netfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		e->netfd = fd;	/* kept: the init is cloned into it */
 	}
 	char others[160];
 	int l = netns_loopback_listener(fd, AGENTD_PROXY_PORT, others, sizeof(others));
-	close(fd);
+	if (fd != e->netfd)
+		close(fd);
 	if (l == -EEXIST)
 		return ocirt_fail("annotations[\"io.agentd.policy\"].network: mode allowlist, but "
 				  "linux.namespaces' network namespace %s has interfaces besides lo "
