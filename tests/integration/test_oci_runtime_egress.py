@@ -14,18 +14,19 @@ import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from oci_engines import (AGENTD_RUNC, CTR_IMAGE, IMAGE, PROBE, Containerd, Podman, alive,
-                         clean_after, make_rootfs_tar, private_engine, procs_naming,
+from oci_engines import (AGENTD_RUNC, CTR_IMAGE, IMAGE, PROBE, alive, procs_naming,
                          runtime_path, wait_gone)
-from ocirt_util import RUNTIME, become_subreaper, cgroup_dirs, wait_for
-from test_oci_runtime_cli import Container
+from ocirt_util import RUNTIME, cgroup_dirs, wait_for
+# the fixtures of the runtime's and the engines' tests, and the container backend's loopback
+# servers (two: "loopback PORT PATH"), shared
+from test_network import loopback  # noqa: F401
+from test_oci_runtime_cli import container as cli_container, subreaper  # noqa: F401
+from test_oci_runtime_engines import (containerd, ctr, podman, podman_engine,  # noqa: F401
+                                      rootfs_tar)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME)
                                 or RUNTIME != AGENTD_RUNC,
@@ -33,53 +34,14 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME)
                                        "is agentd's)")
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"hello-from-host " + self.path.encode() + b"\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture(scope="module")
-def hosts():
-    """Two HTTP servers on the host's loopback: one the policy allows, one it does not."""
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
-    for s in servers:
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-    yield [s.server_port for s in servers]
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def subreaper():
-    become_subreaper()
-    yield
-    for d in cgroup_dirs("/ocirt-test"):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
-
-
 @pytest.fixture
-def container():
-    made = []
-
+def container(cli_container):
+    """test_oci_runtime_cli's containers, with the attack program in their rootfs."""
     def make(*a, **kw):
-        c = Container(*a, **kw)
-        made.append(c)
+        c = cli_container(*a, **kw)
         shutil.copy(PROBE, os.path.join(c.bundle, "rootfs", "sbxprobe"))
         return c
-    yield make
-    for c in made:
-        c.cleanup()
+    return make
 
 
 def policy(port, labels=None):
@@ -119,9 +81,9 @@ def check_probe(out, allowed, denied):
                  ln.split("=", 1)[0])
     u = "http://127.0.0.1:3128"
     assert lines["env"] == f"{u}|{u}||", out
-    assert "hello-from-host /a" in out and lines["allowed-rc"] == "0", out
+    assert f"loopback {allowed} /a" in out and lines["allowed-rc"] == "0", out
     assert "403" in out and lines["denied-rc"] != "0", out
-    assert "hello-from-host /direct" not in out and lines["direct-rc"] != "0", out
+    assert f"loopback {allowed} /direct" not in out and lines["direct-rc"] != "0", out
     assert "unreachable" in out.lower() and lines["route-rc"] != "0", out
     assert lines["ping-rc"] != "0", out
     assert lines["raw-rc"] == "1" and lines["packet-rc"] == "1", out	# BLOCKED
@@ -162,8 +124,8 @@ def proc_status(pid):
         return dict(ln.rstrip("\n").split(":\t", 1) for ln in f if ":\t" in ln)
 
 
-def test_raw_container_reaches_only_what_the_allowlist_lists(container, hosts):
-    allowed, denied = hosts
+def test_raw_container_reaches_only_what_the_allowlist_lists(container, loopback):
+    allowed, denied = loopback
     c = container(["sh", "-c", probe_script(allowed, denied) + "exec sleep 1000"],
                   config_edit=annotate(policy(allowed, {"team": "blue"})))
     c.create()
@@ -200,7 +162,7 @@ def test_raw_container_reaches_only_what_the_allowlist_lists(container, hosts):
         json.dump({"args": ["sh", "-c", f"wget -q -O - http://127.0.0.1:{allowed}/exec"],
                    "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, f)
     e = c.rt("exec", "--process", proc, c.id)
-    assert e.returncode == 0 and b"hello-from-host /exec" in e.stdout, e
+    assert e.returncode == 0 and f"loopback {allowed} /exec".encode() in e.stdout, e
 
     # the audit: JSON lines in the state dir, with the labels; a line on --log
     recs = audit_records(os.path.join(c.rt.root, c.id, "egress.log"))
@@ -218,8 +180,8 @@ def test_raw_container_reaches_only_what_the_allowlist_lists(container, hosts):
     assert not procs_naming(c.id)
 
 
-def test_delete_of_a_stopped_container_stops_its_proxy(container, hosts):
-    allowed, _ = hosts
+def test_delete_of_a_stopped_container_stops_its_proxy(container, loopback):
+    allowed, _ = loopback
     c = container(["sh", "-c", f"wget -q -O - http://127.0.0.1:{allowed}/x; exit 3"],
                   config_edit=annotate(policy(allowed)))
     c.create()
@@ -227,7 +189,7 @@ def test_delete_of_a_stopped_container_stops_its_proxy(container, hosts):
     c.rt.ok("start", c.id)
     status = c.reap()
     assert status is not None and os.WEXITSTATUS(status) == 3
-    assert b"hello-from-host /x" in c.output()
+    assert f"loopback {allowed} /x".encode() in c.output()
     assert c.rt.state(c.id)["status"] == "stopped"
     assert alive(helper), "the helper lives until delete"
     c.rt.ok("delete", c.id)
@@ -235,11 +197,11 @@ def test_delete_of_a_stopped_container_stops_its_proxy(container, hosts):
     assert not wait_gone([helper], timeout=10)
 
 
-def test_engine_netns_with_an_interface_is_refused(container, hosts):
+def test_engine_netns_with_an_interface_is_refused(container, loopback):
     """A network namespace the test makes stands for an engine's: with an interface besides lo
     the allowlist would be bypassed (refused, nothing left); with only lo (podman's
     --network none) it is used."""
-    allowed, _ = hosts
+    allowed, _ = loopback
     ns = "agentd-eg-" + uuid.uuid4().hex[:8]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
@@ -265,17 +227,17 @@ def test_engine_netns_with_an_interface_is_refused(container, hosts):
         d.create()
         d.rt.ok("start", d.id)
         assert d.reap() is not None
-        assert b"hello-from-host /ns" in d.output(), d.output()
+        assert f"loopback {allowed} /ns".encode() in d.output(), d.output()
         d.rt.ok("delete", d.id)
         d.assert_no_trace()
     finally:
         subprocess.run(["ip", "netns", "del", ns])
 
 
-def test_a_failed_create_leaves_no_proxy(container, hosts):
+def test_a_failed_create_leaves_no_proxy(container, loopback):
     """create fails after the helper started (a namespace path that cannot be joined): the
     helper, its cgroup and the state dir are gone."""
-    allowed, _ = hosts
+    allowed, _ = loopback
 
     def edit(cfg):
         annotate(policy(allowed))(cfg)
@@ -292,28 +254,13 @@ def test_a_failed_create_leaves_no_proxy(container, hosts):
 
 
 # ------------------------------------------------------------------ engines
-@pytest.fixture(scope="module")
-def rootfs_tar(tmp_path_factory):
-    return make_rootfs_tar(str(tmp_path_factory.mktemp("rt-egress-rootfs")))
-
-
-@pytest.fixture(scope="module")
-def podman_engine(rootfs_tar):
-    yield from private_engine(Podman, rootfs_tar)
-
-
-@pytest.fixture
-def podman(podman_engine):
-    yield from clean_after(podman_engine)
-
-
 def csv_quoted(s):
     """podman's --annotation is a list flag read as CSV: a value with commas is quoted."""
     return '"' + s.replace('"', '""') + '"'
 
 
-def test_podman_network_none_with_the_allowlist(podman, hosts):
-    allowed, denied = hosts
+def test_podman_network_none_with_the_allowlist(podman, loopback):
+    allowed, denied = loopback
     rt = runtime_path("agentd-runc")
     ann = csv_quoted("io.agentd.policy=" + policy(allowed))
     r = podman.cli(rt, "run", "--rm", *podman.run_opts(), "--annotation", ann, IMAGE,
@@ -326,23 +273,13 @@ def test_podman_network_none_with_the_allowlist(podman, hosts):
     e = podman.cli(rt, "exec", cid, "sh", "-c",
                    f"echo $HTTPS_PROXY; wget -q -O - http://127.0.0.1:{allowed}/exec")
     assert e.returncode == 0, e
-    assert e.stdout == f"http://127.0.0.1:3128\nhello-from-host /exec\n", e
+    assert e.stdout == f"http://127.0.0.1:3128\nloopback {allowed} /exec\n", e
     podman.cli(rt, "rm", "-f", "--time=0", cid, check=True)
     assert not wait_gone(procs_naming(cid), timeout=20)
 
 
-@pytest.fixture(scope="module")
-def containerd(rootfs_tar):
-    yield from private_engine(Containerd, rootfs_tar)
-
-
-@pytest.fixture
-def ctr(containerd):
-    yield from clean_after(containerd)
-
-
-def test_ctr_run_with_the_allowlist_keeps_the_exit_code(ctr, hosts):
-    allowed, denied = hosts
+def test_ctr_run_with_the_allowlist_keeps_the_exit_code(ctr, loopback):
+    allowed, denied = loopback
     rt = runtime_path("agentd-runc")
     r = ctr.ctr(*ctr.run_argv(rt, "--rm", "--annotation", "io.agentd.policy=" + policy(allowed),
                               CTR_IMAGE, "t-egress", "sh", "-c",
