@@ -471,37 +471,34 @@ static json_t *edit_host_netns(json_t *d)
 	return d;
 }
 
+/* d with io.agentd.policy set to policy */
+static json_t *with_policy(json_t *d, const char *policy)
+{
+	json_object_set_new(d, "annotations", json_pack("{s:s}", "io.agentd.policy", policy));
+	return d;
+}
+
 static json_t *edit_allowlist(json_t *d)
 {
-	json_object_set_new(d, "annotations",
-			    json_pack("{s:s}", "io.agentd.policy",
-				      "{\"labels\":{\"team\":\"a\"},\"network\":{\"mode\":"
-				      "\"allowlist\",\"allow\":[\"example.com:443\"]}}"));
-	return d;
+	return with_policy(d, "{\"labels\":{\"team\":\"a\"},\"network\":{\"mode\":"
+			      "\"allowlist\",\"allow\":[\"example.com:443\"]}}");
 }
 
 /* issue 16: rt-egress */
 static json_t *edit_bad_allow_entry(json_t *d)
 {
-	json_object_set_new(d, "annotations",
-			    json_pack("{s:s}", "io.agentd.policy",
-				      "{\"network\":{\"mode\":\"allowlist\",\"allow\":"
-				      "[\"example.com:443\",\"foo:99999\"]}}"));
-	return d;
+	return with_policy(d, "{\"network\":{\"mode\":\"allowlist\",\"allow\":"
+			      "[\"example.com:443\",\"foo:99999\"]}}");
 }
 
 static json_t *edit_host_network(json_t *d)
 {
-	json_object_set_new(d, "annotations",
-			    json_pack("{s:s}", "io.agentd.policy", "{\"network\":{\"mode\":\"host\"}}"));
-	return d;
+	return with_policy(d, "{\"network\":{\"mode\":\"host\"}}");
 }
 
 static json_t *edit_labels(json_t *d)
 {
-	json_object_set_new(d, "annotations",
-			    json_pack("{s:s}", "io.agentd.policy", "{\"labels\":{\"team\":\"a\"}}"));
-	return d;
+	return with_policy(d, "{\"labels\":{\"team\":\"a\"}}");
 }
 
 static void floor_refusals_name_their_field(void **state __attribute__((unused)))
