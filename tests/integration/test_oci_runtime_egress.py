@@ -20,11 +20,11 @@ import pytest
 
 from oci_engines import (AGENTD_RUNC, CTR_IMAGE, IMAGE, PROBE, alive, procs_naming,
                          runtime_path, wait_gone)
-from ocirt_util import RUNTIME, cgroup_dirs, wait_for
+from ocirt_util import RUNTIME, become_subreaper, cgroup_dirs, wait_for
 # the fixtures of the runtime's and the engines' tests, and the container backend's loopback
 # servers (two: "loopback PORT PATH"), shared
 from test_network import loopback  # noqa: F401
-from test_oci_runtime_cli import container as cli_container, subreaper  # noqa: F401
+from test_oci_runtime_cli import container as cli_container  # noqa: F401
 from test_oci_runtime_engines import (containerd, ctr, podman, podman_engine,  # noqa: F401
                                       rootfs_tar)
 
@@ -32,6 +32,19 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME)
                                 or RUNTIME != AGENTD_RUNC,
                                 reason="root and the built agentd-runc needed (the annotation "
                                        "is agentd's)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subreaper():
+    """As conmon and the shim: the runtime's processes end up ours. The tests' parent cgroup
+    goes when no other run of the runtime's tests uses it."""
+    become_subreaper()
+    yield
+    for d in cgroup_dirs("/ocirt-test"):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 @pytest.fixture
@@ -146,7 +159,9 @@ def test_raw_container_reaches_only_what_the_allowlist_lists(container, loopback
     assert s["CapPrm"] == "0000000000000000" and s["NoNewPrivs"] == "1", s
     fds = {fd: os.readlink(f"/proc/{helper}/fd/{fd}") for fd in os.listdir(f"/proc/{helper}/fd")}
     assert all(fds[fd] == "/dev/null" for fd in ("0", "1", "2")), fds
-    assert not [t for t in fds.values() if t.startswith(c.base)], fds	# not the engine's stdio
+    # its own files only: not the engine's (the container's stdio file here)
+    files = {t for t in fds.values() if t.startswith("/")}
+    assert files <= {"/dev/null", os.path.join(c.rt.root, c.id, "egress.log"), c.rt.log}, fds
     assert net_inode(helper) == net_inode(os.getpid()), "the helper runs in the host's netns"
     container_ns = net_inode(c.pid)
     assert container_ns != net_inode(os.getpid())
@@ -205,7 +220,8 @@ def test_engine_netns_with_an_interface_is_refused(container, loopback):
     ns = "agentd-eg-" + uuid.uuid4().hex[:8]
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "d0", "type", "dummy"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer",
+                        "name", "v1"], check=True)
 
         def edit(cfg):
             annotate(policy(allowed))(cfg)
@@ -216,12 +232,12 @@ def test_engine_netns_with_an_interface_is_refused(container, loopback):
         p = c.rt("create", "--bundle", c.bundle, c.id)
         err = p.stderr.decode()
         assert p.returncode != 0
-        assert 'annotations["io.agentd.policy"].network' in err and "d0" in err, err
+        assert 'annotations["io.agentd.policy"].network' in err and "v0" in err, err
         assert "--network none" in err, err
         assert not os.path.exists(os.path.join(c.rt.root, c.id))
         assert cgroup_dirs(c.cgroup) == [] and not procs_naming(c.id)
 
-        subprocess.run(["ip", "-n", ns, "link", "del", "d0"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "del", "v0"], check=True)
         d = container(["sh", "-c", f"wget -q -O - http://127.0.0.1:{allowed}/ns"],
                       config_edit=edit)
         d.create()
