@@ -13,12 +13,15 @@
  * a process is in it: nothing is mounted or left behind. */
 #include "lib/jail/jail.h"
 
+#include "common/kernel.h"
+
 #include <fcntl.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -209,4 +212,24 @@ out:
 	if (r < 0 && s >= 0)
 		close(s);
 	return r < 0 ? r : s;
+}
+
+/* issue 16: rt-egress. fsopen/fsconfig/fsmount (5.2) by number: glibc 2.36 wraps them only
+ * with <sys/mount.h>'s newer header set. */
+#define FSCONFIG_CMD_CREATE_ 6
+#define FSMOUNT_CLOEXEC_ 1
+int netns_sysfs_tree(int netfd, uint64_t attr)
+{
+	int saved, r = -1, fs = -1;
+	if (netns_enter_for_clone(netfd, &saved) < 0)
+		return -errno;
+	/* sysfs shows the network namespace of the task that makes its context */
+	fs = (int)syscall(SYS_fsopen, "sysfs", 1u /* FSOPEN_CLOEXEC */);
+	if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE_, NULL, NULL, 0) == 0)
+		r = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC_, (unsigned)attr);
+	r = r < 0 ? -errno : r;
+	if (fs >= 0)
+		close(fs);
+	netns_leave_after_clone(saved);
+	return r;
 }

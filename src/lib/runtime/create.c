@@ -330,12 +330,10 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_jail_make_mount_points(&j);
 	/* issue 16: rt-egress. The proxy helper forked before the config's namespaces are
 	 * joined: it runs in the host's network namespace */
-	if (c->egress) {
-		if (ocirt_egress_start(c, &st, &cg, &eg) < 0)
-			goto fail;
-		st.proxy_pid = eg.pid;
-		st.proxy_start_time = eg.start_time;
-	}
+	if (ocirt_egress_start(c, &j, &st, &cg, &eg) < 0)
+		goto fail;
+	st.proxy_pid = eg.pid;
+	st.proxy_start_time = eg.start_time;
 	if (join_namespaces(c))
 		goto fail;
 	if ((r = ocirt_jail_set_oom_score_adj(&j)) < 0) {
@@ -343,7 +341,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		goto fail;
 	}
 	int flags = clone_flags(c);
-	if (eg.netfd >= 0) {	/* the namespace egress made, with its listener: entered */
+	if (eg.made) {	/* the namespace egress made, with its listener: entered */
 		flags &= ~CLONE_NEWNET;
 		if (netns_enter_for_clone(eg.netfd, &saved) < 0) {
 			ocirt_fail("enter the container's network namespace: %s", strerror(errno));
@@ -387,7 +385,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		ocirt_fail("container %s: write state.json: %s", id, strerror(-r));
 		goto fail;
 	}
-	if (c->egress && ocirt_egress_commit(&eg) < 0)
+	if (ocirt_egress_commit(&eg, pid, st.start_time) < 0)
 		goto fail;
 	if (o->pid_file && (r = ocirt_write_pid_file(o->pid_file, pid)) < 0) {
 		ocirt_fail("--pid-file %s: %s", o->pid_file, strerror(-r));

@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -40,6 +41,13 @@
 #define HELPER_UID 65534
 /* The helper's fds once it closed the rest (fixed numbers: no table to carry). */
 enum { FD_LISTEN = 3, FD_AUDIT, FD_CTL, FD_REPORT, FD_RUNLOG, FD_COUNT };
+
+/* create's word to the helper once the container exists: its init, which the helper
+ * outlives by no more than a moment. */
+struct helper_commit {
+	pid_t init;
+	unsigned long long start_time;
+};
 
 struct helper_report {
 	pid_t pid;
@@ -153,12 +161,22 @@ static void helper_main(const struct ocirt_config *c, const char *id, int *fds, 
 	if (write(FD_REPORT, &ok, sizeof(ok)) != (ssize_t)sizeof(ok))
 		_exit(1);
 	close(FD_REPORT);
-	char b = 0;
-	if (read(FD_CTL, &b, 1) != 1 || b != 'c')
+	struct helper_commit cm;
+	if (read(FD_CTL, &cm, sizeof(cm)) != (ssize_t)sizeof(cm))
 		_exit(0);	/* create gave up (or died) before the container existed */
 	close(FD_CTL);
-	for (;;)
-		pause();	/* until delete's SIGKILL */
+	/* served while the init lives (engines' subreapers, conmon, wait for every child of
+	 * theirs before they report the exit): no process can run in a stopped container */
+	int init = sys_pidfd_open(cm.init, 0);
+	unsigned long long start;
+	bool zombie;
+	if (init < 0 || proc_start_time(cm.init, &start, &zombie) < 0 || start != cm.start_time ||
+	    zombie)
+		_exit(0);
+	struct pollfd pfd = {.fd = init, .events = POLLIN};
+	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+		;
+	_exit(0);	/* or delete's SIGKILL before */
 }
 
 /* The namespace and its listener: the engine's (checked), or a new one kept in e->netfd. */
@@ -171,6 +189,7 @@ static int egress_listener(const struct ocirt_config *c, struct ocirt_egress *e)
 		if (fd < 0)
 			return ocirt_fail("linux.namespaces: network namespace %s: %s",
 					  c->ns_path[OCIRT_NS_NET], strerror(errno)), -1;
+		e->netfd = fd;
 	} else {
 		struct netns_maker m;
 		if (netns_make_start(&m) < 0)
@@ -178,12 +197,11 @@ static int egress_listener(const struct ocirt_config *c, struct ocirt_egress *e)
 					  "namespace of its own needs root"), -1;
 		if ((fd = netns_make_finish(&m, &err)) < 0)
 			return ocirt_fail("%s", err.msg), -1;
-		e->netfd = fd;	/* kept: the init is cloned into it */
+		e->netfd = fd;	/* the init is cloned into it */
+		e->made = true;
 	}
 	char others[160];
 	int l = netns_loopback_listener(fd, AGENTD_PROXY_PORT, others, sizeof(others));
-	if (fd != e->netfd)
-		close(fd);
 	if (l == -EEXIST)
 		return ocirt_fail("annotations[\"io.agentd.policy\"].network: mode allowlist, but "
 				  "linux.namespaces' network namespace %s has interfaces besides lo "
@@ -195,16 +213,110 @@ static int egress_listener(const struct ocirt_config *c, struct ocirt_egress *e)
 	return l;
 }
 
-int ocirt_egress_start(const struct ocirt_config *c, const struct ocirt_state *st,
-		       const struct ocirt_cgroup *cg, struct ocirt_egress *e)
+/* The container's gid range lo..hi (one map entry's) as host gids, or false. */
+static bool host_gids(const struct ocirt_config *c, unsigned long *lo, unsigned long *hi)
+{
+	for (size_t m = 0; m < c->n_gid_maps; m++) {
+		const struct ocirt_idmap *g = &c->gid_maps[m];
+		if (g->size && *lo >= g->container_id && *hi < (unsigned long)g->container_id + g->size) {
+			*lo = *lo - g->container_id + g->host_id;
+			*hi = *hi - g->container_id + g->host_id;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The namespace is host root's: the container's root cannot write its net.* sysctls, so
+ * they are written here, as host root inside it, and taken off the init's list. A
+ * ping_group_range (already clamped to the container's groups) is given in host gids; one
+ * outside the map is left off (ICMP sockets stay disabled). */
+static int net_sysctls(const struct ocirt_config *c, struct ocirt_jail *j, int netfd)
+{
+	agentd_kvv rest = {0};
+	int saved = -1, rc = 0;
+	for (size_t i = 0; i < j->sysctl.n && rc == 0; i++) {
+		const char *k = j->sysctl.v[i].key, *v = j->sysctl.v[i].value;
+		if (strncmp(k, "net.", 4)) {
+			kvv_set(&rest, k, v);
+			continue;
+		}
+		_cleanup_(freep) char *value = xstrdup(v);
+		unsigned long lo, hi;
+		char end;
+		if (!strcmp(k, "net.ipv4.ping_group_range") &&
+		    sscanf(v, "%lu %lu%c", &lo, &hi, &end) == 2) {
+			if (!host_gids(c, &lo, &hi))
+				continue;
+			free(value);
+			value = xasprintf("%lu %lu", lo, hi);
+		}
+		_cleanup_(freep) char *path = xasprintf("/proc/sys/%s", k);
+		for (char *p = path + strlen("/proc/sys/"); *p; p++)
+			*p = *p == '.' ? '/' : *p;
+		if (saved < 0 && netns_enter_for_clone(netfd, &saved) < 0) {
+			rc = ocirt_fail("linux.sysctl[\"%s\"]: enter the network namespace: %s", k,
+					strerror(errno));
+			break;
+		}
+		int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || write_all(fd, value, strlen(value)) < 0)
+			rc = ocirt_fail("linux.sysctl[\"%s\"]: %s", k, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (saved >= 0)
+		netns_leave_after_clone(saved);
+	if (rc == 0) {
+		kvv_free(&j->sysctl);
+		j->sysctl = rest;
+	} else {
+		kvv_free(&rest);
+	}
+	return rc ? -1 : 0;
+}
+
+/* The config's sysfs mounts: sysfs shows the mounter's network namespace and only its
+ * owner may mount it, so host root makes each here, in the namespace, and the init attaches
+ * it as a bind of a detached tree (mount_plan_open_sources's trees). */
+static int sysfs_trees(struct ocirt_jail *j, int netfd)
+{
+	struct mount_plan *mp = &j->mounts;
+	for (size_t i = 0; i < mp->n && mp->source_fds; i++) {
+		struct mount_op *op = &mp->ops[i];
+		if (op->kind != MOUNT_OP_FS || !op->source || strcmp(op->source, "sysfs"))
+			continue;
+		uint64_t attr = (op->flags & MS_RDONLY ? MOUNT_ATTR_RDONLY : 0) |
+				(op->flags & MS_NOSUID ? MOUNT_ATTR_NOSUID : 0) |
+				(op->flags & MS_NODEV ? MOUNT_ATTR_NODEV : 0) |
+				(op->flags & MS_NOEXEC ? MOUNT_ATTR_NOEXEC : 0);
+		int fd = netns_sysfs_tree(netfd, attr);
+		if (fd < 0)
+			return ocirt_fail("sysfs at %s of the container's network namespace: %s",
+					  op->target, strerror(-fd)), -1;
+		if (mp->source_fds[i] >= 0)
+			close(mp->source_fds[i]);
+		mp->source_fds[i] = fd;
+		op->kind = MOUNT_OP_BIND;
+		op->attr_set = 0;	/* set by fsmount */
+	}
+	return 0;
+}
+
+int ocirt_egress_start(const struct ocirt_config *c, struct ocirt_jail *j,
+		       const struct ocirt_state *st, const struct ocirt_cgroup *cg,
+		       struct ocirt_egress *e)
 {
 	*e = (struct ocirt_egress){.netfd = -1, .ctl = -1, .pidfd = -1};
+	if (!c->egress)
+		return 0;
 	int fds[FD_COUNT - FD_LISTEN], ctl[2] = {-1, -1}, rep[2] = {-1, -1}, rc = -1;
 	for (int i = 0; i < FD_COUNT - FD_LISTEN; i++)
 		fds[i] = -1;
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	int listener = egress_listener(c, e);
-	if (listener < 0 || devnull < 0)
+	if (listener < 0 || devnull < 0 || net_sysctls(c, j, e->netfd) < 0 ||
+	    sysfs_trees(j, e->netfd) < 0)
 		goto out;
 	fds[FD_LISTEN - FD_LISTEN] = listener;
 	fds[FD_AUDIT - FD_LISTEN] = openat(st->dirfd, "egress.log",
@@ -283,9 +395,12 @@ out:
 	return rc;
 }
 
-int ocirt_egress_commit(struct ocirt_egress *e)
+int ocirt_egress_commit(struct ocirt_egress *e, pid_t init, unsigned long long start_time)
 {
-	int r = e->ctl >= 0 && write(e->ctl, "c", 1) == 1 ? 0 : -1;
+	struct helper_commit cm = {init, start_time};
+	if (e->ctl < 0)
+		return 0;	/* no helper */
+	int r = write(e->ctl, &cm, sizeof(cm)) == (ssize_t)sizeof(cm) ? 0 : -1;
 	if (e->ctl >= 0)
 		close(e->ctl);
 	e->ctl = -1;

@@ -148,19 +148,24 @@ int ocirt_run_create_hooks(const struct ocirt_config *c, const struct ocirt_stat
  * io.agentd.policy's egress allowlist: the container's network namespace with only lo and a
  * listener on 127.0.0.1:AGENTD_PROXY_PORT in it, served by a proxy helper process. */
 struct ocirt_egress {
-	int netfd;			/* a new namespace to clone the init into; -1: the config's */
-	int ctl;			/* to the helper: 'c' once the container exists */
+	int netfd;			/* the container's network namespace */
+	bool made;			/* netfd is a new one (the init is cloned into it), not
+					 * the config's (joined by path) */
+	int ctl;			/* to the helper: the init once the container exists */
 	pid_t pid;			/* the helper */
 	unsigned long long start_time;
 	int pidfd;
 };
-/* create, before joining the config's namespaces: the namespace (new, or the config's
- * checked to hold only lo: refused naming the field otherwise), its listener, the helper in
- * cg serving it. 0, or -1 after ocirt_fail with nothing left. */
-int ocirt_egress_start(const struct ocirt_config *c, const struct ocirt_state *st,
-		       const struct ocirt_cgroup *cg, struct ocirt_egress *e);
-/* The container exists (state.json written): the helper stays. 0, or -1 after ocirt_fail. */
-int ocirt_egress_commit(struct ocirt_egress *e);
+/* create, before joining the config's namespaces (nothing without c->egress): the
+ * namespace (new, or the config's checked to hold only lo: refused naming the field
+ * otherwise), its listener, its net.* sysctls written (taken off j's), the helper in cg
+ * serving it. 0, or -1 after ocirt_fail with nothing left. */
+int ocirt_egress_start(const struct ocirt_config *c, struct ocirt_jail *j,
+		       const struct ocirt_state *st, const struct ocirt_cgroup *cg,
+		       struct ocirt_egress *e);
+/* The container exists (state.json written): the helper stays while its init (pid, start
+ * time) lives. 0, or -1 after ocirt_fail. */
+int ocirt_egress_commit(struct ocirt_egress *e, pid_t init, unsigned long long start_time);
 void ocirt_egress_abort(struct ocirt_egress *e);	/* helper killed and waited for */
 void ocirt_egress_done(struct ocirt_egress *e);		/* create's fds closed */
 /* delete: the helper of st killed (never a recycled pid) and waited for. */
