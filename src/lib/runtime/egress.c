@@ -15,7 +15,12 @@
  *   - until `create` commits (state.json written with its pid and start time): create dying
  *     or failing before that makes it exit (EOF on its control pipe), and create's undo
  *     kills the cgroup it is in;
- *   - killed by `delete` (the cgroup's kill too), which waits for its exit.
+ *   - until the container's init exits (conmon waits for every child of its own before it
+ *     reports the exit; no process runs in a stopped container), or `delete` kills it (the
+ *     cgroup's kill too) and waits for its exit.
+ * The namespace is host root's, so the container's root can neither write its net.*
+ * sysctls nor mount its sysfs: create does both in it (the sysfs as a detached tree the init
+ * attaches).
  * Every decision is a JSON line in <root>/<id>/egress.log and, with --log, a line of the
  * runtime's log (level "info"). */
 #include "lib/runtime/verbs.h"
