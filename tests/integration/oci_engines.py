@@ -36,7 +36,8 @@ RUNC = shutil.which("runc", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/
 RUNTIMES = ["runc", "agentd-runc"]
 BUSYBOX = shutil.which("busybox", path="/usr/bin:/bin") or "/bin/busybox"
 APPLETS = ["sh", "sleep", "cat", "echo", "true", "false", "ls", "id", "ps", "kill", "touch",
-           "tty", "stty", "timeout", "env", "mkdir", "rm", "grep", "head", "wc", "test"]
+           "tty", "stty", "timeout", "env", "mkdir", "rm", "grep", "head", "wc", "test",
+           "wget", "nc", "ping", "ip"]  # issue 16: rt-egress
 IMAGE = "localhost/agentd-rt/busybox:1"       # podman, docker
 CTR_IMAGE = "docker.io/agentd-rt/busybox:1"   # containerd (a normalized reference)
 PATH_ENV = "/usr/sbin:/usr/bin:/sbin:/bin"

@@ -18,7 +18,8 @@ from conftest import BUILD
 RUNTIME = os.environ.get("OCIRT_RUNTIME") or os.path.join(BUILD, "agentd-runc")
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "cat", "echo", "sleep", "ls", "mount", "ps", "id", "tty", "true", "false",
-           "grep", "touch", "readlink", "stat", "kill", "wc", "test", "["]
+           "grep", "touch", "readlink", "stat", "kill", "wc", "test", "[",
+           "wget", "nc", "ping", "ip"]  # issue 16: rt-egress
 
 CONFIG = {
     "ociVersion": "1.0.2",

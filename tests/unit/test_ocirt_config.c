@@ -471,20 +471,34 @@ static json_t *edit_host_netns(json_t *d)
 	return d;
 }
 
+/* d with io.agentd.policy set to policy */
+static json_t *with_policy(json_t *d, const char *policy)
+{
+	json_object_set_new(d, "annotations", json_pack("{s:s}", "io.agentd.policy", policy));
+	return d;
+}
+
 static json_t *edit_allowlist(json_t *d)
 {
-	json_object_set_new(d, "annotations",
-			    json_pack("{s:s}", "io.agentd.policy",
-				      "{\"labels\":{\"team\":\"a\"},\"network\":{\"mode\":"
-				      "\"allowlist\",\"allow\":[\"example.com:443\"]}}"));
-	return d;
+	return with_policy(d, "{\"labels\":{\"team\":\"a\"},\"network\":{\"mode\":"
+			      "\"allowlist\",\"allow\":[\"example.com:443\"]}}");
+}
+
+/* issue 16: rt-egress */
+static json_t *edit_bad_allow_entry(json_t *d)
+{
+	return with_policy(d, "{\"network\":{\"mode\":\"allowlist\",\"allow\":"
+			      "[\"example.com:443\",\"foo:99999\"]}}");
+}
+
+static json_t *edit_host_network(json_t *d)
+{
+	return with_policy(d, "{\"network\":{\"mode\":\"host\"}}");
 }
 
 static json_t *edit_labels(json_t *d)
 {
-	json_object_set_new(d, "annotations",
-			    json_pack("{s:s}", "io.agentd.policy", "{\"labels\":{\"team\":\"a\"}}"));
-	return d;
+	return with_policy(d, "{\"labels\":{\"team\":\"a\"}}");
 }
 
 static void floor_refusals_name_their_field(void **state __attribute__((unused)))
@@ -514,9 +528,12 @@ static void floor_refusals_name_their_field(void **state __attribute__((unused))
 		 "linux.namespaces: no network namespace (the host's network)"},
 		{"podman-default.json", edit_host_netns, EPERM,
 		 "linux.namespaces: network namespace /proc/self/ns/net is the host's"},
-		{"podman-default.json", edit_allowlist, ENOTSUP,
-		 "annotations[\"io.agentd.policy\"].network: an egress allowlist needs agentd's "
-		 "proxy"},
+		{"podman-default.json", edit_bad_allow_entry, EINVAL,
+		 "annotations[\"io.agentd.policy\"].network.allow[1]: invalid entry "
+		 "\"foo:99999\": invalid port (1..65535)"},
+		{"podman-default.json", edit_host_network, EINVAL,
+		 "annotations[\"io.agentd.policy\"].network.mode: expected one of \"none\", "
+		 "\"allowlist\""},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct ocirt_config *c = floor_sample(cases[i].sample, cases[i].edit);
@@ -538,6 +555,24 @@ static void floor_refusals_name_their_field(void **state __attribute__((unused))
 	c = floor_sample("podman-default.json", edit_labels);
 	assert_int_equal(ocirt_floor_apply(c, &none, NULL), 0);
 	assert_string_equal(kvv_get(&c->audit_labels, "team"), "a");
+	floor_done(c);
+
+	/* issue 16: rt-egress. An allowlist: the egress proxy's entries and variables */
+	c = floor_sample("podman-default.json", edit_allowlist);
+	agentd_error err = {0};
+	if (ocirt_floor_apply(c, &none, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(c->egress);
+	assert_int_equal(c->egress_allow.n, 1);
+	assert_string_equal(c->egress_allow.v[0], "example.com:443");
+	assert_true(c->ns_wanted[OCIRT_NS_NET]);
+	bool http = false, https = false, no_proxy = false;
+	for (char **e = c->process.env; e && *e; e++) {
+		http |= !strcmp(*e, "HTTP_PROXY=http://127.0.0.1:3128");
+		https |= !strcmp(*e, "https_proxy=http://127.0.0.1:3128");
+		no_proxy |= !strcmp(*e, "NO_PROXY=");
+	}
+	assert_true(http && https && no_proxy);
 	floor_done(c);
 }
 

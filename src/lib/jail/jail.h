@@ -162,6 +162,15 @@ int netns_listener_send_keep(int sock, uint16_t port, const void *msg, size_t le
 /* An unbound TCP socket of the caller's network namespace, sent with msg over sock and not
  * kept (the host's way in at a port: it connects it). 0 or -errno; no malloc. */
 int netns_socket_send(int sock, const void *msg, size_t len);
+/* issue 16: rt-egress. Inside the network namespace netfd (entered on this thread and left):
+ * the interfaces but lo named in others (", "-separated, cut to len), lo brought up, a TCP
+ * listener made on 127.0.0.1:port. The listener's fd, or -errno: -EEXIST when the namespace
+ * has an interface but lo (never served: a way out around the proxy). */
+int netns_loopback_listener(int netfd, uint16_t port, char *others, size_t len);
+/* issue 16: rt-egress. A detached sysfs (fsmount, attr MOUNT_ATTR_*) of the network namespace
+ * netfd, made by its owner (host root) for a container whose user namespace does not own it
+ * (its own mount of sysfs there is EPERM); move_mount attaches it. fd or -errno. */
+int netns_sysfs_tree(int netfd, uint64_t attr);
 
 /* ---------------------------------------------------------------- platform.c */
 /* Append "; <message>" to p->reasons (what a probe found missing); cut when full. */

@@ -13,12 +13,15 @@
  * a process is in it: nothing is mounted or left behind. */
 #include "lib/jail/jail.h"
 
+#include "common/kernel.h"
+
 #include <fcntl.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -171,4 +174,62 @@ void netns_leave_after_clone(int saved)
 		abort();
 	}
 	close(saved);
+}
+
+/* issue 16: rt-egress */
+int netns_loopback_listener(int netfd, uint16_t port, char *others, size_t len)
+{
+	int saved, r = 0, s = -1;
+	if (len)
+		others[0] = 0;
+	if (netns_enter_for_clone(netfd, &saved) < 0)
+		return -errno;
+	struct if_nameindex *ifs = if_nameindex();
+	if (!ifs) {
+		r = -errno;
+		goto out;
+	}
+	size_t off = 0;
+	for (struct if_nameindex *i = ifs; i->if_index; i++)
+		if (strcmp(i->if_name, "lo")) {
+			r = -EEXIST;
+			if (len > off + 1)
+				off += (size_t)snprintf(others + off, len - off, "%s%s",
+							off ? ", " : "", i->if_name);
+			off = off < len ? off : len;
+		}
+	if_freenameindex(ifs);
+	if (r < 0 || (r = netns_loopback_up()) < 0)
+		goto out;
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in in = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (s < 0 || bind(s, (struct sockaddr *)&in, sizeof(in)) < 0 || listen(s, 4096) < 0)
+		r = -errno;
+out:
+	netns_leave_after_clone(saved);
+	if (r < 0 && s >= 0)
+		close(s);
+	return r < 0 ? r : s;
+}
+
+/* issue 16: rt-egress. fsopen/fsconfig/fsmount (5.2) by number: glibc 2.36 wraps them only
+ * with <sys/mount.h>'s newer header set. */
+#define FSCONFIG_CMD_CREATE_ 6
+#define FSMOUNT_CLOEXEC_ 1
+int netns_sysfs_tree(int netfd, uint64_t attr)
+{
+	int saved, r = -1, fs = -1;
+	if (netns_enter_for_clone(netfd, &saved) < 0)
+		return -errno;
+	/* sysfs shows the network namespace of the task that makes its context */
+	fs = (int)syscall(SYS_fsopen, "sysfs", 1u /* FSOPEN_CLOEXEC */);
+	if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE_, NULL, NULL, 0) == 0)
+		r = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC_, (unsigned)attr);
+	r = r < 0 ? -errno : r;
+	if (fs >= 0)
+		close(fs);
+	netns_leave_after_clone(saved);
+	return r;
 }

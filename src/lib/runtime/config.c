@@ -911,6 +911,7 @@ void ocirt_config_free(struct ocirt_config *c)
 	free(c->oci_version);
 	free(c->root_path);
 	ocirt_process_clear(&c->process);
+	strv_free(&c->egress_allow);
 	free(c->hostname);
 	free(c->domainname);
 	for (size_t i = 0; i < c->n_mounts; i++) {

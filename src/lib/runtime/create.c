@@ -358,8 +358,10 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_warn_ambient(&c->process);
 	struct ocirt_state st;
 	struct ocirt_cgroup cg = {0};
-	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1}, root_tree = -1;
+	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1}, root_tree = -1,
+	    saved = -1;
 	pid_t pid = -1;
+	struct ocirt_egress eg = {.netfd = -1, .ctl = -1, .pidfd = -1};
 	if (ocirt_state_new(id, &st) < 0) {
 		if (st.dirfd >= 0 && errno != EEXIST)
 			(void)ocirt_state_remove(&st);
@@ -386,13 +388,29 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	/* the mount points the image lacks, made here as host root: the container's root
 	 * cannot create in a rootfs host root owns (one that could not be idmapped) */
 	ocirt_jail_make_mount_points(&j);
+	/* issue 16: rt-egress. The proxy helper forked before the config's namespaces are
+	 * joined: it runs in the host's network namespace */
+	if (ocirt_egress_start(c, &j, &st, &cg, &eg) < 0)
+		goto fail;
+	st.proxy_pid = eg.pid;
+	st.proxy_start_time = eg.start_time;
 	if (join_namespaces(c))
 		goto fail;
 	if ((r = ocirt_jail_set_oom_score_adj(&j)) < 0) {
 		ocirt_fail("process.oomScoreAdj: %s", strerror(-r));
 		goto fail;
 	}
-	pid = clone_init(clone_flags(c), o->own_child, &pidfd);
+	int flags = clone_flags(c);
+	if (eg.made) {	/* the namespace egress made, with its listener: entered */
+		flags &= ~CLONE_NEWNET;
+		if (netns_enter_for_clone(eg.netfd, &saved) < 0) {
+			ocirt_fail("enter the container's network namespace: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	pid = clone_init(flags, o->own_child, &pidfd);
+	if (pid != 0 && saved >= 0)
+		netns_leave_after_clone(saved);
 	if (pid < 0) {
 		ocirt_fail("clone the container's init: %s", strerror(errno));
 		goto fail;
@@ -430,6 +448,8 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 		ocirt_fail("container %s: write state.json: %s", id, strerror(-r));
 		goto fail;
 	}
+	if (ocirt_egress_commit(&eg, pid, st.start_time) < 0)
+		goto fail;
 	if (o->pid_file && (r = ocirt_write_pid_file(o->pid_file, pid)) < 0) {
 		ocirt_fail("--pid-file %s: %s", o->pid_file, strerror(-r));
 		goto fail;
@@ -439,8 +459,10 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	rc = 0;
 	goto out;
 fail:
+	ocirt_egress_abort(&eg);
 	create_undo(&st, &cg, pidfd);
 out:
+	ocirt_egress_done(&eg);
 	ocirt_state_close(&st);
 out_early:
 	for (int i = 0; i < 2; i++)

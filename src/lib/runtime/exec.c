@@ -337,6 +337,9 @@ int ocirt_cmd_exec(int argc, char **argv)
 			goto out;
 		}
 		p_loaded = true;
+		if (c->egress) {	/* issue 16: rt-egress. The proxy, as for the init */
+			ocirt_proxy_env(&p.env);
+		}
 	} else if (process_from_flags(c, &o, argv + first + 1, &p, &env_owned) < 0) {
 		goto out;
 	}

@@ -56,7 +56,9 @@ int ocirt_cmd_features(int argc, char **argv)
 		"io.github.seccomp.libseccomp.version", scmp, "io.agentd.floor",
 		"agentd's hardening is the floor: capabilities, devices, host namespaces, hooks "
 		"and an unconfined seccomp are refused unless " OCIRT_OPERATOR_FILE " allows them",
-		"io.agentd.policy", "an agentd policy fragment (egress allowlist, audit labels)");
+		"io.agentd.policy",
+		"an agentd policy fragment: network {mode none|allowlist, allow} (an allowlist "
+		"through agentd's egress proxy at 127.0.0.1:3128 inside), labels for the audit");
 	char *s = json_dumps(o, JSON_INDENT(2));
 	printf("%s\n", s);
 	free(s);

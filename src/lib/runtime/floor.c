@@ -2,6 +2,9 @@
  * is refused naming its field, unless the operator's file (never the pod) allows it. */
 #include "lib/runtime/runtime.h"
 
+#include "lib/backends/backends.h"
+#include "lib/net/net.h"
+
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
@@ -437,9 +440,100 @@ static void add_paths(agentd_strv *to, const char *const *paths, size_t n)
 			strv_push(to, paths[i]);
 }
 
-/* io.agentd.policy: what OCI cannot say. Labels are recorded for the audit; a network
- * allowlist needs agentd's egress proxy in the container's network namespace, which the
- * runtime does not run yet: refused, never ignored. */
+static void env_set(char ***env, const agentd_kvv *vars)
+{
+	size_t n = 0;
+	while (*env && (*env)[n])
+		n++;
+	*env = xrealloc(*env, (n + vars->n + 1) * sizeof(char *));
+	for (size_t i = 0; i < vars->n; i++) {
+		const char *k = vars->v[i].key;
+		size_t klen = strlen(k), m = 0;
+		while (m < n && !(!strncmp((*env)[m], k, klen) && (*env)[m][klen] == '='))
+			m++;
+		char *kv = xasprintf("%s=%s", k, vars->v[i].value);
+		if (m < n)
+			free((*env)[m]);
+		else
+			n++;
+		(*env)[m] = kv;
+	}
+	(*env)[n] = NULL;
+}
+
+void ocirt_proxy_env(char ***env)
+{
+	agentd_kvv vars = {0};
+	backend_proxy_env(&vars);	/* the container backend's variables */
+	env_set(env, &vars);
+	kvv_free(&vars);
+}
+
+/* issue 16: rt-egress. io.agentd.policy's "network": the same object as an agentd policy's
+ * (docs/policy.md): "mode" "none" or "allowlist", "allow" only with "allowlist", each entry
+ * checked by netpolicy.c (the proxy's own parser) with the policy's messages. "host" is the
+ * engine's business (its --network host, which the floor refuses anyway). */
+static int apply_network(struct ocirt_config *c, json_t *v, const char *where,
+			 agentd_error *err)
+{
+	if (!json_is_object(v))
+		return agentd_error_set(err, EINVAL, "%s.network: expected object", where);
+	const char *mode = "none", *k;
+	json_t *e, *allow = NULL;
+	json_object_foreach(v, k, e) {
+		char q[96];
+		quote_text(q, sizeof(q), k);
+		if (!strcmp(k, "mode")) {
+			mode = json_string_value(e);
+			if (!mode || (strcmp(mode, "none") && strcmp(mode, "allowlist")))
+				return agentd_error_set(err, EINVAL,
+							"%s.network.mode: expected one of \"none\", "
+							"\"allowlist\" (the host's network is the "
+							"engine's --network host)",
+							where);
+		} else if (!strcmp(k, "allow")) {
+			if (!json_is_array(e))
+				return agentd_error_set(err, EINVAL,
+							"%s.network.allow: expected array of strings",
+							where);
+			allow = e;
+		} else {
+			return agentd_error_set(err, EINVAL, "%s.network.%s: unknown key", where, q);
+		}
+	}
+	c->ns_wanted[OCIRT_NS_NET] = true;
+	if (!strcmp(mode, "none")) {
+		if (allow)
+			return agentd_error_set(err, EINVAL,
+						"%s.network.allow: only valid with mode \"allowlist\"",
+						where);
+		if (c->ns_path[OCIRT_NS_NET])
+			return agentd_error_set(err, EPERM,
+						"%s.network: mode none, but the config joins the network "
+						"namespace %s (the engine's, with its interfaces)",
+						where, c->ns_path[OCIRT_NS_NET]);
+		return 0;
+	}
+	size_t i;
+	json_array_foreach(allow, i, e) {
+		const char *entry = json_string_value(e);
+		const char *why = entry ? netpolicy_entry_parse(entry, NULL) : "expected string";
+		if (why) {
+			char q[128];
+			quote_text(q, sizeof(q), entry ? entry : "");
+			return agentd_error_set(err, EINVAL, "%s.network.allow[%zu]: invalid entry %s: %s",
+						where, i, q, why);
+		}
+		strv_push(&c->egress_allow, entry);
+	}
+	/* the container's only way out: agentd's proxy at 127.0.0.1:3128 inside (create) */
+	c->egress = true;
+	ocirt_proxy_env(&c->process.env);
+	return 0;
+}
+
+/* io.agentd.policy: what OCI cannot say. Labels are recorded for the audit (and go with each
+ * egress audit record); the network as an agentd policy's. */
 static int apply_agentd_policy(struct ocirt_config *c, agentd_error *err)
 {
 	static const char *const where = "annotations[\"io.agentd.policy\"]";
@@ -461,24 +555,8 @@ static int apply_agentd_policy(struct ocirt_config *c, agentd_error *err)
 				kvv_set(&c->audit_labels, lk, json_string_value(lv));
 			}
 		} else if (!strcmp(k, "network")) {
-			json_t *mode = json_object_get(v, "mode");
-			const char *m = json_string_value(mode);
-			if (m && !strcmp(m, "none") && json_object_size(v) == 1) {
-				if (c->ns_path[OCIRT_NS_NET])
-					return agentd_error_set(
-						err, EPERM,
-						"%s.network: mode none, but the config joins the network "
-						"namespace %s (the engine's, with its interfaces)",
-						where, c->ns_path[OCIRT_NS_NET]);
-				c->ns_wanted[OCIRT_NS_NET] = true;
-				continue;
-			}
-			return agentd_error_set(err, ENOTSUP,
-						"%s.network: an egress allowlist needs agentd's proxy in "
-						"the container's network namespace, which agentd's OCI "
-						"runtime does not run yet (only {\"mode\": \"none\"} is "
-						"supported); refused rather than ignored",
-						where);
+			if (apply_network(c, v, where, err) < 0)
+				return -1;
 		} else {
 			return agentd_error_set(err, EINVAL,
 						"%s.%s: not supported by the OCI runtime (labels, "

@@ -25,13 +25,8 @@ void ocirt_time_now(char *buf, size_t size)
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec);
 }
 
-static void log_line(const char *level, const char *msg)
+char *ocirt_log_text(const char *level, const char *msg)
 {
-	if (!ocirt_g.log_path)
-		return;
-	int fd = open(ocirt_g.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
 	char when[64];
 	ocirt_time_now(when, sizeof(when));
 	char *line = NULL;
@@ -45,6 +40,17 @@ static void log_line(const char *level, const char *msg)
 	} else {
 		line = xasprintf("time=\"%s\" level=%s msg=\"%s\"\n", when, level, msg);
 	}
+	return line;
+}
+
+static void log_line(const char *level, const char *msg)
+{
+	if (!ocirt_g.log_path)
+		return;
+	int fd = open(ocirt_g.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	char *line = ocirt_log_text(level, msg);
 	if (line)
 		(void)write_all(fd, line, strlen(line));
 	free(line);

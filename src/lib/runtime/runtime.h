@@ -146,6 +146,11 @@ struct ocirt_config {
 	bool floor_seccomp;
 	bool userns_added;
 	agentd_kvv audit_labels;	/* io.agentd.policy's labels */
+	/* issue 16: rt-egress. io.agentd.policy's network mode "allowlist": the container gets
+	 * a network namespace with only lo, agentd's egress proxy listening in it at
+	 * 127.0.0.1:AGENTD_PROXY_PORT (egress.c) and the proxy variables in process.env. */
+	bool egress;
+	agentd_strv egress_allow;	/* the entries, checked by netpolicy_entry_parse */
 };
 /* Parse <bundle>/config.json (bounded: at most 4 MiB; opened O_NOFOLLOW below the bundle
  * dir). Errors name the JSON path ("process.capabilities.bounding[3]: CAP_FOO: unknown
@@ -195,6 +200,10 @@ int ocirt_allow_load(const struct ocirt_config *c, struct ocirt_allow *out, agen
  * agentd's masked and read-only paths added, a user namespace added when none asked). */
 int ocirt_floor_apply(struct ocirt_config *c, const struct ocirt_allow *allow,
 		      agentd_error *err);
+/* issue 16: rt-egress. The egress proxy's variables (HTTP_PROXY... at 127.0.0.1:
+ * AGENTD_PROXY_PORT, as the container backend sets them) set in a NULL-terminated, malloc'd
+ * "K=V" array (replacing a variable of the same name, else appended). */
+void ocirt_proxy_env(char ***env);
 
 /* ---------------------------------------------------------------- jail.c
  * The container's confinement, prepared by the runtime process from a checked config and

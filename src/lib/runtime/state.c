@@ -92,6 +92,9 @@ static int state_parse(struct ocirt_state *st, const char *text, size_t len)
 		(unsigned long long)json_integer_value(json_object_get(o, "agentd_start_time"));
 	st->owner = (uid_t)json_integer_value(json_object_get(o, "agentd_owner"));
 	st->started = json_is_true(json_object_get(o, "agentd_started"));
+	st->proxy_pid = (pid_t)json_integer_value(json_object_get(o, "agentd_proxy_pid"));
+	st->proxy_start_time = (unsigned long long)json_integer_value(
+		json_object_get(o, "agentd_proxy_start_time"));
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(o, "annotations"), k, v)
@@ -148,6 +151,11 @@ int ocirt_state_save(const struct ocirt_state *st)
 	json_object_set_new(o, "agentd_cgroup", json_string(st->cgroup));
 	json_object_set_new(o, "agentd_owner", json_integer(st->owner));
 	json_object_set_new(o, "agentd_started", json_boolean(st->started));
+	if (st->proxy_pid > 0) {	/* issue 16: rt-egress */
+		json_object_set_new(o, "agentd_proxy_pid", json_integer(st->proxy_pid));
+		json_object_set_new(o, "agentd_proxy_start_time",
+				    json_integer((json_int_t)st->proxy_start_time));
+	}
 	json_object_del(o, "status");
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);

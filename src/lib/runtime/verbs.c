@@ -139,6 +139,9 @@ static int destroy(struct ocirt_state *st)
 		rc = ocirt_cgroup_destroy(&cg);
 		ocirt_cgroup_free(&cg);
 	}
+	/* issue 16: rt-egress. After the cgroup's kill (a frozen v1 cgroup holds a SIGKILL
+	 * until thawed): the proxy helper gone, waited for */
+	ocirt_egress_stop(st);
 	for (int waited = 0; waited < 3000 && ocirt_init_alive(st); waited += 5) {
 		struct timespec ts = {0, 5000000L};
 		nanosleep(&ts, NULL);
@@ -249,6 +252,11 @@ int ocirt_cmd_ps(int argc, char **argv)
 			pids = ocirt_cgroup_pids(&cg, &n);
 			ocirt_cgroup_free(&cg);
 		}
+		/* issue 16: rt-egress. The proxy helper is charged to the cgroup, not one of
+		 * the container's processes */
+		for (size_t k = 0; k < n && st.proxy_pid > 0; k++)
+			if (pids[k] == st.proxy_pid)
+				pids[k--] = pids[--n];
 		if (!strcmp(format, "json")) {
 			json_t *a = json_array();
 			for (size_t k = 0; k < n; k++)

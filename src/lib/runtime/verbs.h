@@ -26,6 +26,8 @@ void ocirt_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * inheritable: the jail skips them), warned of as runc does. */
 void ocirt_warn_ambient(const struct ocirt_process *p);
 void ocirt_time_now(char *buf, size_t size);	/* RFC 3339, UTC, nanoseconds */
+/* issue 16: rt-egress. A line of --log in its format (malloc'd, with its newline), or NULL. */
+char *ocirt_log_text(const char *level, const char *msg);
 
 /* A small getopt for runc's flags: "--name value", "--name=value", "-x value" and boolean
  * flags. Options end at the first operand (the container id) or "--". */
@@ -53,6 +55,9 @@ struct ocirt_state {
 	char *cgroup;			/* the cgroupsPath resolved (ocirt_cgroup_path) */
 	bool started;			/* `start` opened the exec fifo */
 	agentd_kvv annotations;
+	/* issue 16: rt-egress. The egress proxy helper (egress.c), 0: none */
+	pid_t proxy_pid;
+	unsigned long long proxy_start_time;
 	int dirfd;			/* <root>/<id>, O_PATH|O_DIRECTORY */
 	int lockfd;			/* <root>/<id>/lock, flocked while held */
 };
@@ -138,5 +143,32 @@ int ocirt_signal_parse(const char *s);
  * The config's prestart then createRuntime hooks, the init's pid in st; 0, or -1 after
  * ocirt_fail naming the hook. */
 int ocirt_run_create_hooks(const struct ocirt_config *c, const struct ocirt_state *st);
+
+/* ---------------------------------------------------------------- egress.c (issue 16: rt-egress)
+ * io.agentd.policy's egress allowlist: the container's network namespace with only lo and a
+ * listener on 127.0.0.1:AGENTD_PROXY_PORT in it, served by a proxy helper process. */
+struct ocirt_egress {
+	int netfd;			/* the container's network namespace */
+	bool made;			/* netfd is a new one (the init is cloned into it), not
+					 * the config's (joined by path) */
+	int ctl;			/* to the helper: the init once the container exists */
+	pid_t pid;			/* the helper */
+	unsigned long long start_time;
+	int pidfd;
+};
+/* create, before joining the config's namespaces (nothing without c->egress): the
+ * namespace (new, or the config's checked to hold only lo: refused naming the field
+ * otherwise), its listener, its net.* sysctls written (taken off j's), the helper in cg
+ * serving it. 0, or -1 after ocirt_fail with nothing left. */
+int ocirt_egress_start(const struct ocirt_config *c, struct ocirt_jail *j,
+		       const struct ocirt_state *st, const struct ocirt_cgroup *cg,
+		       struct ocirt_egress *e);
+/* The container exists (state.json written): the helper stays while its init (pid, start
+ * time) lives. 0, or -1 after ocirt_fail. */
+int ocirt_egress_commit(struct ocirt_egress *e, pid_t init, unsigned long long start_time);
+void ocirt_egress_abort(struct ocirt_egress *e);	/* helper killed and waited for */
+void ocirt_egress_done(struct ocirt_egress *e);		/* create's fds closed */
+/* delete: the helper of st killed (never a recycled pid) and waited for. */
+void ocirt_egress_stop(const struct ocirt_state *st);
 
 #endif
