@@ -240,8 +240,11 @@ static int await_init(int sync, int pidfd, const char *id)
 
 /* The rootfs tree idmapped through the init's user namespace: the image's root-owned
  * files are the container root's, who makes the mount points an image lacks. A filesystem
- * without idmapped mounts runs without (the container's root then owns nothing of it). */
-static void idmap_root(struct ocirt_jail *j, pid_t pid)
+ * without idmapped mounts runs without (the container's root then owns nothing of it).
+ * issue 16: rt-ids. With a user namespace the floor added (a slot per container), the
+ * config's binds too: a volume's files keep the container's ids on disk, whichever slot
+ * wrote them; a bind whose filesystem refuses is named in the --debug log. */
+static void idmap_root(struct ocirt_jail *j, const struct ocirt_config *c, pid_t pid)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
@@ -249,6 +252,13 @@ static void idmap_root(struct ocirt_jail *j, pid_t pid)
 	agentd_error err = {0};
 	if (userns < 0 || ocirt_jail_idmap_root(j, userns, &err) < 0)
 		ocirt_debug("rootfs not idmapped: %s", userns < 0 ? strerror(errno) : err.msg);
+	if (userns < 0 || !c->userns_added)
+		return;
+	_cleanup_(freep) char *refused = NULL;
+	ocirt_jail_idmap_binds(j, c, userns, &refused);
+	if (refused)
+		ocirt_debug("binds not idmapped (the container's root writes them as host uid "
+			    "%u): %s", (unsigned)host_root_id(c->uid_maps, c->n_uid_maps), refused);
 }
 
 struct create_opts {
@@ -257,15 +267,18 @@ struct create_opts {
 	bool own_child;		/* run: the init is our child, not our caller's */
 };
 
-/* Everything create made, undone (a failed create leaves no trace). */
-static void create_undo(struct ocirt_state *st, struct ocirt_cgroup *cg, int pidfd)
+/* Everything create made, undone (a failed create leaves no trace); true when nothing of
+ * it is left (its user namespace slot is free again at once). */
+static bool create_undo(struct ocirt_state *st, struct ocirt_cgroup *cg, int pidfd)
 {
+	bool cleaned = true;
 	if (pidfd >= 0)
 		(void)sys_pidfd_send_signal(pidfd, SIGKILL);
 	if (cg->n)
-		(void)ocirt_cgroup_destroy(cg);
+		cleaned = ocirt_cgroup_destroy(cg) == 0;
 	if (st->dirfd >= 0)
-		(void)ocirt_state_remove(st);
+		cleaned &= ocirt_state_remove(st) == 0;
+	return cleaned;
 }
 
 static pid_t clone_init(int flags, bool own_child, int *pidfd)
@@ -299,6 +312,8 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_warn_ambient(&c->process);
 	struct ocirt_state st;
 	struct ocirt_cgroup cg = {0};
+	struct host_ids ids = {.lease_fd = -1};
+	bool cleaned = false;
 	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1};
 	pid_t pid = -1;
 	if (ocirt_state_new(id, &st) < 0) {
@@ -306,6 +321,8 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 			(void)ocirt_state_remove(&st);
 		goto out_early;
 	}
+	if (ocirt_userns_lease(c, &st, &ids) < 0)
+		goto fail;
 	st.bundle = xstrdup(bundle);
 	st.rootfs = xstrdup(c->root_path);
 	kvv_copy(&st.annotations, &c->annotations);
@@ -352,7 +369,7 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	    ocirt_cgroup_attach(&cg, pid) < 0)
 		goto fail;
 	if (c->ns_wanted[OCIRT_NS_USER] && !c->ns_path[OCIRT_NS_USER])
-		idmap_root(&j, pid);
+		idmap_root(&j, c, pid);
 	if (write(sv[0], "g", 1) != 1 || await_init(sv[0], pidfd, id) < 0)
 		goto fail;
 	bool zombie;
@@ -377,8 +394,9 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	rc = 0;
 	goto out;
 fail:
-	create_undo(&st, &cg, pidfd);
+	cleaned = create_undo(&st, &cg, pidfd);
 out:
+	ocirt_userns_keep(&ids, cleaned);
 	ocirt_state_close(&st);
 out_early:
 	for (int i = 0; i < 2; i++)

@@ -92,6 +92,10 @@ static int state_parse(struct ocirt_state *st, const char *text, size_t len)
 		(unsigned long long)json_integer_value(json_object_get(o, "agentd_start_time"));
 	st->owner = (uid_t)json_integer_value(json_object_get(o, "agentd_owner"));
 	st->started = json_is_true(json_object_get(o, "agentd_started"));
+	json_t *slot = json_object_get(o, "agentd_userns_uid");
+	st->userns_leased = json_is_integer(slot);
+	st->userns_uid = (uid_t)json_integer_value(slot);
+	st->userns_gid = (gid_t)json_integer_value(json_object_get(o, "agentd_userns_gid"));
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(o, "annotations"), k, v)
@@ -148,6 +152,10 @@ int ocirt_state_save(const struct ocirt_state *st)
 	json_object_set_new(o, "agentd_cgroup", json_string(st->cgroup));
 	json_object_set_new(o, "agentd_owner", json_integer(st->owner));
 	json_object_set_new(o, "agentd_started", json_boolean(st->started));
+	if (st->userns_leased) {
+		json_object_set_new(o, "agentd_userns_uid", json_integer(st->userns_uid));
+		json_object_set_new(o, "agentd_userns_gid", json_integer(st->userns_gid));
+	}
 	json_object_del(o, "status");
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
