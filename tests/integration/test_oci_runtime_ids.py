@@ -9,15 +9,14 @@ as uid 0, usable by the next container whatever its slot."""
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 import uuid
 
 import pytest
 
-from ocirt_util import RUNTIME, make_bundle, new_base, wait_for
-from test_oci_runtime_cli import Container, container, subreaper  # noqa: F401 (fixtures)
+from oci_engines import IMAGE, Podman, clean_after, make_rootfs_tar, private_engine, runtime_path
+from ocirt_util import RUNTIME, new_base, wait_for
+from test_oci_runtime_cli import container, subreaper  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME),
                                 reason="root and the built agentd-runc needed")
@@ -81,7 +80,7 @@ def test_a_container_cannot_signal_another_in_the_pid_namespace_it_joined(contai
     shared bind)."""
     shared = new_base()
     os.chmod(shared, 0o777)
-    a = started(container(["sh", "-c", f"sleep 1000 & echo $! > /shared/pid; wait"],
+    a = started(container(["sh", "-c", "sleep 1000 & echo $! > /shared/pid; wait"],
                           config_edit=bind(shared, "/shared")))
     victim_ns = int(wait_for(lambda: open(os.path.join(shared, "pid")).read().strip()
                              if os.path.exists(os.path.join(shared, "pid")) else None,
@@ -259,3 +258,41 @@ def test_a_volume_keeps_the_containers_ids_on_disk_whatever_slot_writes_it(conta
     ro.reap()
     assert "rc=0" not in ro.output().decode() and not os.path.exists(os.path.join(vol, "x"))
     shutil.rmtree(vol, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ under podman
+@pytest.fixture(scope="module")
+def podman_engine(tmp_path_factory):
+    yield from private_engine(Podman, make_rootfs_tar(str(tmp_path_factory.mktemp("rt-ids"))))
+
+
+@pytest.fixture
+def podman(podman_engine):
+    yield from clean_after(podman_engine)
+
+
+def test_podman_containers_have_host_ids_of_their_own_and_share_a_volume(podman):
+    """podman as root gives configs without a user namespace: the floor's, a slot each; a
+    volume (-v) written by one is root's on disk and the other's to read and write."""
+    rt = runtime_path("agentd-runc")
+    vol = new_base()
+    ids = []
+    try:
+        for _ in range(2):
+            ids.append(podman.cli(rt, "run", "-d", *podman.run_opts(), "-v", f"{vol}:/data",
+                                  IMAGE, "sleep", "1000", check=True).stdout.strip())
+        pids = [int(podman.cli(rt, "inspect", "--format", "{{.State.Pid}}", c,
+                               check=True).stdout.strip()) for c in ids]
+        uids = [host_uids(p) for p in pids]
+        assert 0 not in uids[0] + uids[1] and set(uids[0]).isdisjoint(uids[1]), uids
+        r = podman.cli(rt, "exec", ids[0], "sh", "-c", "echo one > /data/f && mkdir /data/d")
+        assert r.returncode == 0, r
+        r = podman.cli(rt, "exec", ids[1], "sh", "-c",
+                       "cat /data/f && echo two >> /data/f && touch /data/d/g")
+        assert r.returncode == 0 and r.stdout == "one\n", r
+        for rel in ("f", "d", "d/g"):
+            st = os.stat(os.path.join(vol, rel))
+            assert (st.st_uid, st.st_gid) == (0, 0), (rel, st.st_uid, st.st_gid)
+    finally:
+        podman.cli(rt, "rm", "-f", "--time=0", *ids)
+        shutil.rmtree(vol, ignore_errors=True)

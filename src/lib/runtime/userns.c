@@ -24,8 +24,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define WIDEN                                                                                \
-	"add \"agentd-runc:START:COUNT\" (COUNT a multiple of 65536, one slot per container) " \
+#define WIDEN                                                                                      \
+	"add \"agentd-runc:START:COUNT\" (COUNT a multiple of 65536, one slot per container) "     \
 	"to /etc/subuid and /etc/subgid, or delete containers left behind"
 
 /* The first "agentd-runc:START:COUNT" of a subordinate id file with at least one slot. */
@@ -58,7 +58,8 @@ static bool container_held(const char *holder, uid_t uid, void *arg)
 		_cleanup_(freep) char *path = xasprintf("%s/state.json", holder);
 		json_t *o = json_load_file(path, 0, NULL);
 		json_t *slot = json_object_get(o, "agentd_userns_uid");
-		bool ours = !o || !json_is_integer(slot) || json_integer_value(slot) == (json_int_t)uid;
+		bool ours =
+		    !o || !json_is_integer(slot) || json_integer_value(slot) == (json_int_t)uid;
 		json_decref(o);
 		if (ours)
 			return true;
@@ -69,10 +70,13 @@ static bool container_held(const char *holder, uid_t uid, void *arg)
 void ocirt_userns_pool(struct host_id_pool *p)
 {
 	unsigned long us, un, gs, gn;
-	*p = (struct host_id_pool){.dir = OCIRT_USERNS_DIR, .uid_base = OCIRT_USERNS_BASE,
-				   .gid_base = OCIRT_USERNS_BASE, .slots = OCIRT_USERNS_SLOTS,
+	*p = (struct host_id_pool){.dir = OCIRT_USERNS_DIR,
+				   .uid_base = OCIRT_USERNS_BASE,
+				   .gid_base = OCIRT_USERNS_BASE,
+				   .slots = OCIRT_USERNS_SLOTS,
 				   .slot_size = OCIRT_USERNS_SIZE,
-				   .what = "slot of user namespace ids in the range", .widen = WIDEN,
+				   .what = "slot of user namespace ids in the range",
+				   .widen = WIDEN,
 				   .held = container_held};
 	/* both, or neither: a mix of the entry and the default could overlap */
 	if (subid_slots("/etc/subuid", &us, &un) && subid_slots("/etc/subgid", &gs, &gn)) {
