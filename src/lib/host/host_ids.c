@@ -12,12 +12,17 @@
  * processes may live on until the janitor or the stale-sandbox GC removes the cgroup) is
  * skipped, so an id is reused only once nothing of its last sandbox is left. Race-free
  * across threads and processes (the daemon and one-shot runs at once): flock is the only
- * arbiter. */
+ * arbiter.
+ *
+ * issue 16: rt-ids. The same lease serves any pool of slots (struct host_id_pool): the
+ * OCI runtime's user namespaces take 65536 ids a slot, its leases outlive the leasing
+ * process (each runtime verb is one) and name the container's state dir, which the pool's
+ * held() checks in place of a sandbox's cgroup. */
 #include "lib/host/host.h"
 
 #include <dirent.h>
-#include <limits.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
