@@ -217,7 +217,7 @@ def test_exhausting_the_range_names_it_and_how_to_widen_it(container, tmp_path):
         a.create()
         assert slot_of(a.pid) == base
         b = container(SLEEP)
-        p = b.rt("create", "--bundle", b.bundle, b.id, stdin=subprocess.DEVNULL)
+        p = b.rt("create", "--bundle", b.bundle, b.id)
         err = p.stderr.decode()
         assert p.returncode != 0 and f"{base}..{base + SLOT - 1}" in err, err
         assert "/etc/subuid" in err and "agentd-runc:START:COUNT" in err, err

@@ -198,10 +198,10 @@ int host_ids_lease_from(const struct host_id_pool *p, const char *holder,
 	}
 	uint64_t last = (uint64_t)p->uid_base + (uint64_t)p->slots * p->slot_size - 1;
 	return agentd_error_set(err, EAGAIN,
-				"no free %s %u..%u (%u holders or leftovers of killed ones hold "
-				"all %u; see %s)%s%s",
+				"no free %s %u..%u (all %u held, by live holders or leftovers of "
+				"killed ones; see %s)%s%s",
 				p->what, (unsigned)p->uid_base, (unsigned)last, (unsigned)p->slots,
-				(unsigned)p->slots, p->dir, p->widen ? ": " : "",
+				p->dir, p->widen ? ": " : "",
 				p->widen ? p->widen : "");
 }
 
@@ -282,6 +282,8 @@ bool host_ids_any_process(uid_t base, uint32_t n)
 		FILE *f = fopen(path, "re");
 		while (f && fgets(line, sizeof(line), f)) {
 			unsigned long id[4];
+			if (!strncmp(line, "State:\tZ", 8))
+				break;	/* exited: it holds nothing but its pid */
 			if (sscanf(line, "Uid: %lu %lu %lu %lu", &id[0], &id[1], &id[2], &id[3]) !=
 			    4)
 				continue;

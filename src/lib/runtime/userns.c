@@ -103,7 +103,7 @@ int ocirt_userns_lease(struct ocirt_config *c, struct ocirt_state *st, struct ho
 	ocirt_userns_pool(&p);
 	_cleanup_(freep) char *holder = holder_of(st->id);
 	if (host_ids_lease_from(&p, holder, ids, &err) < 0)
-		return ocirt_fail("container %s: user namespace: %s", st->id, err.msg);
+		return ocirt_fail("container %s: user namespace: %s", st->id, err.msg), -1;
 	c->uid_maps[0].host_id = ids->uid;
 	c->gid_maps[0].host_id = ids->gid;
 	st->userns_uid = ids->uid;
