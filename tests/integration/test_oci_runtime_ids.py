@@ -122,9 +122,10 @@ def test_a_slot_is_kept_while_the_container_exists_and_reused_after_delete(conta
     sa = slot_of(a.pid)
     b = container(["true"])
     b.create()
+    sb = slot_of(b.pid)
     b.rt.ok("start", b.id)
     assert b.reap() is not None	# stopped, not deleted
-    sb = slot_of_state(b)
+    assert slot_of_state(b) == sb
     c = container(SLEEP)
     c.create()
     sc = slot_of(c.pid)
@@ -217,8 +218,11 @@ def test_exhausting_the_range_names_it_and_how_to_widen_it(container, tmp_path):
         a.create()
         assert slot_of(a.pid) == base
         b = container(SLEEP)
-        p = b.rt("create", "--bundle", b.bundle, b.id)
-        err = p.stderr.decode()
+        with open(os.path.join(b.base, "err"), "w+b") as out:
+            p = b.rt("create", "--bundle", b.bundle, b.id, stdin=subprocess.DEVNULL,
+                     stdout=out, stderr=out)
+            out.seek(0)
+            err = out.read().decode()
         assert p.returncode != 0 and f"{base}..{base + SLOT - 1}" in err, err
         assert "/etc/subuid" in err and "agentd-runc:START:COUNT" in err, err
         assert not os.path.exists(os.path.join(b.rt.root, b.id)), "a refused create's state"
@@ -235,15 +239,17 @@ def test_a_volume_keeps_the_containers_ids_on_disk_whatever_slot_writes_it(conta
     vol = new_base()		# root's, 0755: only (container) root may write it
     first = container(["sh", "-c", "echo one > /data/f && mkdir /data/d && "
                        "touch /data/d/g && chmod 600 /data/f"], config_edit=bind(vol, "/data"))
-    started(with_applets(first, "mkdir", "chmod"))
+    with_applets(first, "mkdir", "chmod").create()
+    s1 = slot_of(first.pid)	# kept once stopped (not deleted): the next has another slot
+    first.rt.ok("start", first.id)
     assert first.reap() == 0, (first.output(), first.log())
-    s1 = slot_of_state(first)	# stopped, not deleted: the next container has another slot
     second = container(["sh", "-c", "cat /data/f && echo two >> /data/f && "
                         "touch /data/d/h && stat -c %u:%g /data/f"],
                        config_edit=bind(vol, "/data"))
-    started(second)
+    second.create()
+    assert slot_of(second.pid) != s1
+    second.rt.ok("start", second.id)
     assert second.reap() == 0, (second.output(), second.log())
-    assert slot_of_state(second) != s1
     out = second.output().decode()
     assert "one" in out and "0:0" in out, out
     for rel in ("f", "d", "d/g", "d/h"):
