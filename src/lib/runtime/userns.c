@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#define FORGET_WAIT_MS 2000
 
 #define WIDEN                                                                                      \
 	"add \"agentd-runc:START:COUNT\" (COUNT a multiple of 65536, one slot per container) "     \
@@ -129,7 +132,17 @@ void ocirt_userns_forget(const struct ocirt_state *st)
 	struct host_id_pool p;
 	ocirt_userns_pool(&p);
 	_cleanup_(freep) char *holder = holder_of(st->id);
-	if (host_ids_reap_from(&p, st->userns_uid, holder) > 0)
-		ocirt_debug("container %s: user namespace ids %u.. kept: a process still has one",
-			    st->id, (unsigned)st->userns_uid);
+	/* the container's processes are killed and out of its cgroup, but may still be on
+	 * their way out (a task leaves its cgroup before it is a zombie): a moment for them */
+	for (int waited_ms = 0; host_ids_reap_from(&p, st->userns_uid, holder) > 0;
+	     waited_ms += 10) {
+		if (waited_ms >= FORGET_WAIT_MS) {
+			ocirt_debug("container %s: user namespace ids %u.. kept: a process still "
+				    "has one (the slot is reclaimed once it is gone)",
+				    st->id, (unsigned)st->userns_uid);
+			return;
+		}
+		struct timespec ts = {0, 10000000L};
+		nanosleep(&ts, NULL);
+	}
 }
