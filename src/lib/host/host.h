@@ -52,6 +52,29 @@ void host_ids_release(struct host_ids *ids, bool cleaned);
 int host_ids_reap(uid_t uid, const char *sandbox_id);
 /* Every lease naming sandbox_id reaped as above (a stale sandbox whose uid is unknown). */
 void host_ids_reap_sandbox(const char *sandbox_id);
+/* issue 16: rt-ids. The same lease for any pool of slots of slot_size consecutive ids (the
+ * container backend's: one id per sandbox; the OCI runtime's: a user namespace's 65536 per
+ * container). The lease file of a slot is named by its first uid and names its holder; a
+ * slot whose file is left (no flock, not unlinked) is skipped while held() says its
+ * holder has something left of it. */
+#define HOST_IDS_HOLDER_MAX 4096	/* bytes of a holder's name */
+struct host_id_pool {
+	const char *dir;		/* the lease files, root's, 0700 (made on first use) */
+	uid_t uid_base;
+	gid_t gid_base;
+	uint32_t slots, slot_size;
+	const char *what;		/* "host uid in the sandbox range": for the errors */
+	const char *widen;		/* how to widen it, added to the exhaustion error, or NULL */
+	bool (*held)(const char *holder, uid_t uid, void *arg);
+	void *arg;
+};
+int host_ids_lease_from(const struct host_id_pool *p, const char *holder,
+			struct host_ids *out, agentd_error *err);
+void host_ids_release_from(const struct host_id_pool *p, struct host_ids *ids, bool cleaned);
+int host_ids_reap_from(const struct host_id_pool *p, uid_t uid, const char *holder);
+/* Does a process of the host (not a zombie: exited) have a real, effective, saved or fs
+ * uid in [base, base + n)? (true when /proc cannot be read: cannot tell.) */
+bool host_ids_any_process(uid_t base, uint32_t n);
 
 /* ---------------------------------------------------------------- sandbox_dir.c */
 /* <work_root>/<id>/{workspace,tmp} owned by uid:gid (mode 0700), work_root 0711. */

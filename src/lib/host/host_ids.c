@@ -12,11 +12,17 @@
  * processes may live on until the janitor or the stale-sandbox GC removes the cgroup) is
  * skipped, so an id is reused only once nothing of its last sandbox is left. Race-free
  * across threads and processes (the daemon and one-shot runs at once): flock is the only
- * arbiter. */
+ * arbiter.
+ *
+ * issue 16: rt-ids. The same lease serves any pool of slots (struct host_id_pool): the
+ * OCI runtime's user namespaces take 65536 ids a slot, its leases outlive the leasing
+ * process (each runtime verb is one) and name the container's state dir, which the pool's
+ * held() checks in place of a sandbox's cgroup. */
 #include "lib/host/host.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -62,19 +68,19 @@ void host_ids_range(struct host_id_range *r)
 }
 
 /* The lease dir, root's and 0700 (made on first use). */
-static int lease_dir(agentd_error *err)
+static int lease_dir(const char *path, agentd_error *err)
 {
-	int r = mkdir_p(HOST_IDS_DIR, 0700);
+	int r = mkdir_p(path, 0700);
 	if (r < 0)
-		return agentd_error_errno(err, -r, "create %s", HOST_IDS_DIR);
-	int fd = open(HOST_IDS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		return agentd_error_errno(err, -r, "create %s", path);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0)
-		return agentd_error_errno(err, errno, "open %s", HOST_IDS_DIR);
+		return agentd_error_errno(err, errno, "open %s", path);
 	if (fstat(fd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 077)) {
 		close(fd);
-		return agentd_error_set(
-		    err, EPERM, "%s must be a directory of root's with mode 0700", HOST_IDS_DIR);
+		return agentd_error_set(err, EPERM, "%s must be a directory of root's with mode 0700",
+					path);
 	}
 	return fd;
 }
@@ -94,27 +100,43 @@ static int name_in(int fd, const char *sandbox_id)
 	return ftruncate(fd, 0) < 0 || pwrite(fd, sandbox_id, len, 0) < 0 ? -1 : 0;
 }
 
-/* The sandbox id the lease file fd names, in out ("" when none). */
-static void named_in(int fd, char out[AGENTD_ID_LEN + 1])
+/* The holder the lease file fd names, in out ("" when none). */
+static void named_in(int fd, char out[HOST_IDS_HOLDER_MAX + 1])
 {
-	ssize_t n = fd >= 0 ? fgetxattr(fd, LEASE_XATTR, out, AGENTD_ID_LEN) : -1;
+	ssize_t n = fd >= 0 ? fgetxattr(fd, LEASE_XATTR, out, HOST_IDS_HOLDER_MAX) : -1;
 	if (n < 0 && fd >= 0 && errno == ENOTSUP)
-		n = pread(fd, out, AGENTD_ID_LEN, 0);
+		n = pread(fd, out, HOST_IDS_HOLDER_MAX, 0);
 	out[n > 0 ? n : 0] = '\0';
 }
 
-/* The sandbox the lease file fd names still has a cgroup: an owner killed before its
- * cleanup, or a cleanup that could not empty it. Processes of its uid may remain. */
-static bool leftover(int fd)
+/* The holder the lease file fd names still has something of the slot: the pool says. */
+static bool leftover(const struct host_id_pool *p, int fd, uid_t uid)
 {
-	char prev[AGENTD_ID_LEN + 1];
+	char prev[HOST_IDS_HOLDER_MAX + 1];
 	named_in(fd, prev);
-	if (!prev[0])
-		return false;
-	struct cgroup *cg = cgroup_open(prev, NULL);
+	return prev[0] && p->held(prev, uid, p->arg);
+}
+
+/* The sandbox a lease of the container backend names still has a cgroup: an owner killed
+ * before its cleanup, or a cleanup that could not empty it. Processes of its uid may
+ * remain. */
+static bool sandbox_held(const char *sandbox_id, uid_t uid, void *arg)
+{
+	(void)uid;
+	(void)arg;
+	struct cgroup *cg = cgroup_open(sandbox_id, NULL);
 	bool found = cg != NULL;
 	cgroup_close(cg);
 	return found;
+}
+
+static void sandbox_pool(struct host_id_pool *p)
+{
+	struct host_id_range r;
+	host_ids_range(&r);
+	*p = (struct host_id_pool){.dir = HOST_IDS_DIR, .uid_base = r.uid_base,
+				   .gid_base = r.gid_base, .slots = r.count, .slot_size = 1,
+				   .what = "host uid in the sandbox range", .held = sandbox_held};
 }
 
 /* The slot's file (created with O_CREAT in flags), locked and still the file at that name
@@ -136,73 +158,91 @@ static int lock_slot(int dir, uid_t uid, int flags)
 	return fd;
 }
 
-/* The slot's file, locked, when it is free: its last sandbox (named in it) is cleaned up. */
-static int try_slot(int dir, uid_t uid)
+/* The slot's file, locked, when it is free: its last holder (named in it) left nothing. */
+static int try_slot(const struct host_id_pool *p, int dir, uid_t uid)
 {
 	int fd = lock_slot(dir, uid, O_CREAT);
-	if (fd >= 0 && leftover(fd)) {
+	if (fd >= 0 && leftover(p, fd, uid)) {
 		close(fd);
 		return -1;
 	}
 	return fd;
 }
 
-int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err)
+int host_ids_lease_from(const struct host_id_pool *p, const char *holder,
+			struct host_ids *out, agentd_error *err)
 {
-	struct host_id_range r;
 	out->lease_fd = -1;
-	host_ids_range(&r);
-	_cleanup_close_ int dir = lease_dir(err);
+	if (strlen(holder) > HOST_IDS_HOLDER_MAX)
+		return agentd_error_set(err, ENAMETOOLONG, "lease a %s: holder name too long",
+					p->what);
+	_cleanup_close_ int dir = lease_dir(p->dir, err);
 	if (dir < 0)
 		return -1;
-	/* The lowest free slot: the lease files are as many as sandboxes ever ran at once. */
-	for (uint32_t slot = 0; slot < r.count; slot++) {
-		int fd = try_slot(dir, r.uid_base + slot);
+	/* The lowest free slot: the lease files are as many as holders ever ran at once. */
+	for (uint32_t slot = 0; slot < p->slots; slot++) {
+		uid_t uid = p->uid_base + slot * p->slot_size;
+		int fd = try_slot(p, dir, uid);
 		if (fd < 0)
 			continue;
-		if (name_in(fd, sandbox_id) < 0) {
+		if (name_in(fd, holder) < 0) {
 			int e = errno;
 			close(fd);
 			return agentd_error_errno(err, e, "record the lease of host uid %u",
-						  (unsigned)(r.uid_base + slot));
+						  (unsigned)uid);
 		}
-		out->uid = r.uid_base + slot;
-		out->gid = r.gid_base + slot;
+		out->uid = uid;
+		out->gid = p->gid_base + slot * p->slot_size;
 		out->lease_fd = fd;
 		return 0;
 	}
+	uint64_t last = (uint64_t)p->uid_base + (uint64_t)p->slots * p->slot_size - 1;
 	return agentd_error_set(err, EAGAIN,
-				"no free host uid in the sandbox range %u..%u (%u sandboxes "
-				"or leftovers of killed ones hold them all; see %s)",
-				(unsigned)r.uid_base, (unsigned)(r.uid_base + r.count - 1),
-				(unsigned)r.count, HOST_IDS_DIR);
+				"no free %s %u..%u (all %u held, by live holders or leftovers of "
+				"killed ones; see %s)%s%s",
+				p->what, (unsigned)p->uid_base, (unsigned)last, (unsigned)p->slots,
+				p->dir, p->widen ? ": " : "",
+				p->widen ? p->widen : "");
 }
 
-void host_ids_release(struct host_ids *ids, bool cleaned)
+int host_ids_lease(const char *sandbox_id, struct host_ids *out, agentd_error *err)
+{
+	struct host_id_pool p;
+	sandbox_pool(&p);
+	return host_ids_lease_from(&p, sandbox_id, out, err);
+}
+
+void host_ids_release_from(const struct host_id_pool *p, struct host_ids *ids, bool cleaned)
 {
 	if (ids->lease_fd < 0)
 		return;
 	/* Cleaned up: the file goes (unlinked while still locked: a leaser that opened it
 	 * meanwhile sees it is no longer the one at that name), the lock with the fd. A
-	 * sandbox whose cgroup is still there keeps its name in it, so the uid stays out of
-	 * use until the stale-sandbox sweep has removed the cgroup. */
+	 * holder with something left keeps its name in it, so the slot stays out of use until
+	 * the pool's check says it is gone. */
 	if (cleaned) {
-		char path[sizeof(HOST_IDS_DIR) + 16];
-		snprintf(path, sizeof(path), "%s/%u", HOST_IDS_DIR, (unsigned)ids->uid);
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%u", p->dir, (unsigned)ids->uid);
 		if (unlink(path) < 0 && name_in(ids->lease_fd, "") < 0) {
-			/* kept naming it: free once its cgroup is gone, which it is */
+			/* kept naming it: free once the pool's check says it is gone */
 		}
 	}
 	close(ids->lease_fd);
 	ids->lease_fd = -1;
 }
 
-int host_ids_reap(uid_t uid, const char *sandbox_id)
+void host_ids_release(struct host_ids *ids, bool cleaned)
 {
-	char name[16], named[AGENTD_ID_LEN + 1];
+	struct host_id_pool p;
+	sandbox_pool(&p);
+	host_ids_release_from(&p, ids, cleaned);
+}
+
+int host_ids_reap_from(const struct host_id_pool *p, uid_t uid, const char *holder)
+{
+	char name[16], named[HOST_IDS_HOLDER_MAX + 1];
 	snprintf(name, sizeof(name), "%u", (unsigned)uid);
-	_cleanup_close_ int dir =
-	    open(HOST_IDS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int dir = open(p->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dir < 0)
 		return 0;
 	_cleanup_close_ int fd = lock_slot(dir, uid, 0);
@@ -211,15 +251,52 @@ int host_ids_reap(uid_t uid, const char *sandbox_id)
 		 * to close; try again while it still names the sandbox. */
 		_cleanup_close_ int peek = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		named_in(peek, named);
-		return strcmp(named, sandbox_id) == 0;
+		return strcmp(named, holder) == 0;
 	}
 	named_in(fd, named);
-	if (strcmp(named, sandbox_id) != 0)
+	if (strcmp(named, holder) != 0)
 		return 0; /* leased again meanwhile */
-	if (leftover(fd))
+	if (leftover(p, fd, uid))
 		return 1;
 	unlinkat(dir, name, 0);
 	return 0;
+}
+
+int host_ids_reap(uid_t uid, const char *sandbox_id)
+{
+	struct host_id_pool p;
+	sandbox_pool(&p);
+	return host_ids_reap_from(&p, uid, sandbox_id);
+}
+
+bool host_ids_any_process(uid_t base, uint32_t n)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+	while (d && !found && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		char path[64], line[256];
+		snprintf(path, sizeof(path), "/proc/%.20s/status", e->d_name);
+		FILE *f = fopen(path, "re");
+		while (f && fgets(line, sizeof(line), f)) {
+			unsigned long id[4];
+			if (!strncmp(line, "State:\tZ", 8))
+				break;	/* exited: it holds nothing but its pid */
+			if (sscanf(line, "Uid: %lu %lu %lu %lu", &id[0], &id[1], &id[2], &id[3]) !=
+			    4)
+				continue;
+			for (int i = 0; i < 4; i++)
+				found |= id[i] >= base && id[i] - base < n;
+			break;
+		}
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found || !d;	/* no /proc: cannot tell, so busy */
 }
 
 void host_ids_reap_sandbox(const char *sandbox_id)

@@ -286,7 +286,21 @@ static int await_init(int sync, int pidfd, const char *id)
  * files are the container root's, who makes the mount points an image lacks. An engine's
  * overlayfs, which cannot be idmapped, is rebuilt from its idmapped layers (overlay.c): that
  * tree's fd, for the init, is returned. A filesystem without idmapped mounts, or an overlay
- * that cannot be rebuilt, runs as it is (the container's root then owns nothing of it): -1. */
+ * that cannot be rebuilt, runs as it is (the container's root then owns nothing of it): -1.
+ * issue 16: rt-ids. With a user namespace the floor added (a slot per container), the
+ * config's binds too: a volume's files keep the container's ids on disk, whichever slot
+ * wrote them; a bind whose filesystem refuses is named in the --debug log. */
+static void idmap_binds(struct ocirt_jail *j, const struct ocirt_config *c, int userns)
+{
+	if (!c->userns_added)
+		return;
+	_cleanup_(freep) char *refused = NULL;
+	ocirt_jail_idmap_binds(j, c, userns, &refused);
+	if (refused)
+		ocirt_debug("binds not idmapped (the container's root writes them as host uid "
+			    "%u): %s", (unsigned)host_root_id(c->uid_maps, c->n_uid_maps), refused);
+}
+
 static int idmap_root(struct ocirt_jail *j, const struct ocirt_config *c, pid_t pid)
 {
 	char path[64];
@@ -297,6 +311,7 @@ static int idmap_root(struct ocirt_jail *j, const struct ocirt_config *c, pid_t 
 		ocirt_debug("rootfs not idmapped: %s: %s", path, strerror(errno));
 		return -1;
 	}
+	idmap_binds(j, c, userns);
 	if (ocirt_jail_idmap_root(j, userns, &err) == 0)
 		return -1;
 	uid_t uid = host_root_id(c->uid_maps, c->n_uid_maps);
@@ -316,15 +331,18 @@ struct create_opts {
 	bool own_child;		/* run: the init is our child, not our caller's */
 };
 
-/* Everything create made, undone (a failed create leaves no trace). */
-static void create_undo(struct ocirt_state *st, struct ocirt_cgroup *cg, int pidfd)
+/* Everything create made, undone (a failed create leaves no trace); true when nothing of
+ * it is left (its user namespace slot is free again at once). */
+static bool create_undo(struct ocirt_state *st, struct ocirt_cgroup *cg, int pidfd)
 {
+	bool cleaned = true;
 	if (pidfd >= 0)
 		(void)sys_pidfd_send_signal(pidfd, SIGKILL);
 	if (cg->n)
-		(void)ocirt_cgroup_destroy(cg);
+		cleaned = ocirt_cgroup_destroy(cg) == 0;
 	if (st->dirfd >= 0)
-		(void)ocirt_state_remove(st);
+		cleaned &= ocirt_state_remove(st) == 0;
+	return cleaned;
 }
 
 static pid_t clone_init(int flags, bool own_child, int *pidfd)
@@ -358,6 +376,8 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	ocirt_warn_ambient(&c->process);
 	struct ocirt_state st;
 	struct ocirt_cgroup cg = {0};
+	struct host_ids ids = {.lease_fd = -1};
+	bool cleaned = false;
 	int rc = 1, r, pidfd = -1, fifo = -1, console = -1, sv[2] = {-1, -1}, root_tree = -1,
 	    saved = -1;
 	pid_t pid = -1;
@@ -367,6 +387,8 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 			(void)ocirt_state_remove(&st);
 		goto out_early;
 	}
+	if (ocirt_userns_lease(c, &st, &ids) < 0)
+		goto fail;
 	st.bundle = xstrdup(bundle);
 	st.rootfs = xstrdup(c->root_path);
 	kvv_copy(&st.annotations, &c->annotations);
@@ -460,9 +482,10 @@ static int create_container(const char *id, const struct create_opts *o, pid_t *
 	goto out;
 fail:
 	ocirt_egress_abort(&eg);
-	create_undo(&st, &cg, pidfd);
+	cleaned = create_undo(&st, &cg, pidfd);
 out:
 	ocirt_egress_done(&eg);
+	ocirt_userns_keep(&ids, cleaned);
 	ocirt_state_close(&st);
 out_early:
 	for (int i = 0; i < 2; i++)

@@ -1,6 +1,7 @@
 /* floor.c: agentd's hardening as the floor of every OCI container: a config asking for more
  * is refused naming its field, unless the operator's file (never the pod) allows it. */
 #include "lib/runtime/runtime.h"
+#include "lib/host/host.h"
 
 #include "lib/backends/backends.h"
 #include "lib/net/net.h"
@@ -244,24 +245,6 @@ static int check_namespaces(struct ocirt_config *c, const struct ocirt_allow *a,
 	return 0;
 }
 
-/* The first "agentd-runc:START:COUNT" of a subordinate id file, else the default. */
-static uint32_t userns_base(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	char line[256];
-	unsigned long s, n;
-	uint32_t base = OCIRT_USERNS_BASE;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "agentd-runc:%lu:%lu", &s, &n) == 2 && s > 0 &&
-		    n >= OCIRT_USERNS_SIZE && s + OCIRT_USERNS_SIZE < UINT32_MAX) {
-			base = (uint32_t)s;
-			break;
-		}
-	if (f)
-		fclose(f);
-	return base;
-}
-
 static int check_maps(const struct ocirt_idmap *m, size_t n, const char *key,
 		      const struct ocirt_allow *a, agentd_error *err)
 {
@@ -290,8 +273,11 @@ static int check_userns(struct ocirt_config *c, const struct ocirt_allow *a, age
 	free(c->gid_maps);
 	c->uid_maps = xmalloc(sizeof(*c->uid_maps));
 	c->gid_maps = xmalloc(sizeof(*c->gid_maps));
-	c->uid_maps[0] = (struct ocirt_idmap){0, userns_base("/etc/subuid"), OCIRT_USERNS_SIZE};
-	c->gid_maps[0] = (struct ocirt_idmap){0, userns_base("/etc/subgid"), OCIRT_USERNS_SIZE};
+	/* the range's first slot; create leases the container's own (userns.c) */
+	struct host_id_pool range;
+	ocirt_userns_pool(&range);
+	c->uid_maps[0] = (struct ocirt_idmap){0, range.uid_base, OCIRT_USERNS_SIZE};
+	c->gid_maps[0] = (struct ocirt_idmap){0, range.gid_base, OCIRT_USERNS_SIZE};
 	c->n_uid_maps = c->n_gid_maps = 1;
 	if (c->process.uid >= OCIRT_USERNS_SIZE || c->process.gid >= OCIRT_USERNS_SIZE)
 		return agentd_error_set(err, EINVAL,

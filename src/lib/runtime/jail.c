@@ -411,6 +411,32 @@ int ocirt_jail_root_tree(const struct ocirt_jail *j)
 	return i < 0 || !j->mounts.source_fds ? -1 : j->mounts.source_fds[i];
 }
 
+/* issue 16: rt-ids. Only the config's own binds: the plan's BIND (rbind) or DEV_NODE (bind)
+ * of a config mount's source at its destination, whose tree the runtime opened. */
+void ocirt_jail_idmap_binds(struct ocirt_jail *j, const struct ocirt_config *c, int userns_fd,
+			    char **refused)
+{
+	const struct mount_plan *mp = &j->mounts;
+	*refused = NULL;
+	for (size_t i = 0; i < mp->n && mp->source_fds; i++) {
+		const struct mount_op *op = &mp->ops[i];
+		bool config_bind = false;
+		if ((op->kind != MOUNT_OP_BIND && op->kind != MOUNT_OP_DEV_NODE) || !op->source ||
+		    mp->source_fds[i] < 0)
+			continue;
+		for (size_t m = 0; m < c->n_mounts && !config_bind; m++)
+			config_bind = c->mounts[m].bind &&
+				      !strcmp(c->mounts[m].destination, op->target) &&
+				      !strcmp(c->mounts[m].source, op->source);
+		if (!config_bind || sys_mount_setattr_idmap(mp->source_fds[i], userns_fd) == 0)
+			continue;
+		char *was = *refused;
+		*refused = xasprintf("%s%s%s (%s)", was ? was : "", was ? ", " : "", op->source,
+				     strerror(errno));
+		free(was);
+	}
+}
+
 static bool below_or_at(const char *p, const char *dir)
 {
 	size_t n = strlen(dir);

@@ -188,10 +188,17 @@ struct ocirt_allow {
 	bool host_root;			/* rt-config: a uid/gid map that maps host id 0 */
 };
 /* rt-config: the user namespace the floor adds to a config without one: container ids
- * [0, OCIRT_USERNS_SIZE) onto host ids from the first "agentd-runc:START:COUNT" of
- * /etc/subuid (/etc/subgid), else from OCIRT_USERNS_BASE. */
+ * [0, OCIRT_USERNS_SIZE) onto host ids of a slot of its own (issue 16: rt-ids, userns.c):
+ * the floor maps the range's first; create leases the container's and maps that. The range:
+ * the first "agentd-runc:START:COUNT" of /etc/subuid (/etc/subgid), COUNT / SIZE slots,
+ * else OCIRT_USERNS_SLOTS slots from OCIRT_USERNS_BASE. */
 #define OCIRT_USERNS_BASE 1090519040u	/* 2^30 + 2^24: above the container backend's ids */
 #define OCIRT_USERNS_SIZE 65536u
+/* issue 16: rt-ids */
+#define OCIRT_USERNS_SLOTS 4096u	/* the default range ends at 2^30 + 2^24 + 2^28 < 2^31 */
+#define OCIRT_USERNS_DIR "/run/agentd/runc-ids"	/* the leases, one file per slot */
+struct host_id_pool;
+void ocirt_userns_pool(struct host_id_pool *p);
 /* The allowances for c: the operator file's, plus an annotation's where the operator file
  * names it. 0, or -1 + err (an unreadable or malformed operator file: fail closed). */
 int ocirt_allow_load(const struct ocirt_config *c, struct ocirt_allow *out, agentd_error *err);
@@ -246,6 +253,14 @@ int ocirt_jail_set_oom_score_adj(const struct ocirt_jail *j);
  * root (who can then make the mount points and files an image lacks: /etc/hostname...).
  * 0, or -1 + err (a filesystem without idmapped mounts: EINVAL). */
 int ocirt_jail_idmap_root(struct ocirt_jail *j, int userns_fd, agentd_error *err);
+/* issue 16: rt-ids. The same for the config's bind mounts (c's binds only: never the
+ * default /dev nodes nor the masks), after the rootfs: on disk, what the container's root
+ * writes there is stored as id 0, as the config's ids, so a volume passes from one
+ * container to the next whatever slot each has. A read-only bind stays read-only (the
+ * plan's attributes are set on the tree after). Each bind whose filesystem refuses is
+ * left as it is and named in *refused (malloc'd, comma-separated, NULL when none). */
+void ocirt_jail_idmap_binds(struct ocirt_jail *j, const struct ocirt_config *c, int userns_fd,
+			    char **refused);
 /* rt-config: host side, as root, before the clone: the mount points the plan needs in the
  * image's own tree (not in what its mounts cover), made beneath the rootfs without following
  * any of its links (openat2), so a container root that cannot write the image's root-owned

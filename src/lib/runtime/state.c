@@ -95,6 +95,10 @@ static int state_parse(struct ocirt_state *st, const char *text, size_t len)
 	st->proxy_pid = (pid_t)json_integer_value(json_object_get(o, "agentd_proxy_pid"));
 	st->proxy_start_time = (unsigned long long)json_integer_value(
 		json_object_get(o, "agentd_proxy_start_time"));
+	json_t *slot = json_object_get(o, "agentd_userns_uid");
+	st->userns_leased = json_is_integer(slot);
+	st->userns_uid = (uid_t)json_integer_value(slot);
+	st->userns_gid = (gid_t)json_integer_value(json_object_get(o, "agentd_userns_gid"));
 	const char *k;
 	json_t *v;
 	json_object_foreach(json_object_get(o, "annotations"), k, v)
@@ -155,6 +159,10 @@ int ocirt_state_save(const struct ocirt_state *st)
 		json_object_set_new(o, "agentd_proxy_pid", json_integer(st->proxy_pid));
 		json_object_set_new(o, "agentd_proxy_start_time",
 				    json_integer((json_int_t)st->proxy_start_time));
+	}
+	if (st->userns_leased) {
+		json_object_set_new(o, "agentd_userns_uid", json_integer(st->userns_uid));
+		json_object_set_new(o, "agentd_userns_gid", json_integer(st->userns_gid));
 	}
 	json_object_del(o, "status");
 	char *text = json_dumps(o, JSON_COMPACT);

@@ -148,6 +148,8 @@ static int destroy(struct ocirt_state *st)
 	}
 	if (rc == 0)
 		rc = ocirt_state_remove(st);
+	if (rc == 0)
+		ocirt_userns_forget(st);
 	return rc ? 1 : 0;
 }
 

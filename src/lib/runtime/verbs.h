@@ -5,6 +5,7 @@
 #define AGENTD_RUNTIME_VERBS_H
 
 #include "lib/runtime/runtime.h"
+#include "lib/host/host.h"
 
 #include <stdio.h>
 
@@ -60,6 +61,10 @@ struct ocirt_state {
 	unsigned long long proxy_start_time;
 	int dirfd;			/* <root>/<id>, O_PATH|O_DIRECTORY */
 	int lockfd;			/* <root>/<id>/lock, flocked while held */
+	/* issue 16: rt-ids. The slot of the user namespace the floor added (userns.c) */
+	bool userns_leased;
+	uid_t userns_uid;
+	gid_t userns_gid;
 };
 /* [A-Za-z0-9_.-]+, at most 1024 bytes, not "." or "..": runc's rule. */
 bool ocirt_id_valid(const char *id);
@@ -170,5 +175,16 @@ void ocirt_egress_abort(struct ocirt_egress *e);	/* helper killed and waited for
 void ocirt_egress_done(struct ocirt_egress *e);		/* create's fds closed */
 /* delete: the helper of st killed (never a recycled pid) and waited for. */
 void ocirt_egress_stop(const struct ocirt_state *st);
+/* ---------------------------------------------------------------- userns.c (issue 16: rt-ids)
+ * With a user namespace the floor added: a slot of the range leased for st's container
+ * (the lease names <--root>/<id>), c's maps and st's slot set; 0 (also when there is
+ * nothing to lease), or -1 after ocirt_fail (the range exhausted: how to widen it). */
+int ocirt_userns_lease(struct ocirt_config *c, struct ocirt_state *st, struct host_ids *ids);
+/* After create: the lease file kept naming the container (its state records the slot), or
+ * removed when cleaned (a failed create whose processes are gone). */
+void ocirt_userns_keep(struct host_ids *ids, bool cleaned);
+/* delete, once the processes are gone and the state dir removed: the slot's lease removed
+ * (kept while a process still has one of its uids). */
+void ocirt_userns_forget(const struct ocirt_state *st);
 
 #endif
