@@ -199,3 +199,25 @@ def test_mount_points_the_image_lacks_are_not_made_through_its_symlinks(running)
     finally:
         shutil.rmtree(hostdir, ignore_errors=True)
 
+
+
+def test_device_nodes_of_the_image_cannot_be_opened(running):
+    """An image may carry device nodes (an engine unpacks its layers as host root, and the
+    rootfs's superblock, even rebuilt from idmapped layers, is the host's): a world-writable
+    node in the rootfs must not open. The node here has /dev/null's numbers, which every
+    device list allows (and a config may ask for no device cgroup at all): what stops it is
+    the rootfs mounted nodev, checked also in the container's mountinfo. Without it the
+    write went through (a node of a host disk would have too, where no device filter is)."""
+    def setup(base, bundle):
+        node = os.path.join(bundle, "rootfs", "hostnull")
+        os.mknod(node, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))
+        os.chmod(node, 0o666)
+
+    rt, cid, pid, base, log = running(setup=setup)
+    assert pid, log
+    p = inside(rt, cid, "echo x > /hostnull && echo OPENED; "
+                        "awk '$5 == \"/\" {print $6}' /proc/self/mountinfo")
+    out = p.stdout.decode()
+    assert "OPENED" not in out, out
+    root_opts = out.split()[-1].split(",") if out.split() else []
+    assert "nodev" in root_opts, out

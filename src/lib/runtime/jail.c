@@ -280,7 +280,12 @@ static int prepare_root(const struct ocirt_config *c, struct mount_plan *mp,
 	op->flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	op->data = xstrdup("mode=0755,size=64k");
 	mount_plan_push(mp, MOUNT_OP_DIR, root)->mode = 0755;
-	mount_plan_push(mp, MOUNT_OP_BIND, root)->source = xstrdup(c->root_path);
+	op = mount_plan_push(mp, MOUNT_OP_BIND, root);
+	op->source = xstrdup(c->root_path);
+	/* nodev: an image's device nodes (made by the engine as host root, on a superblock of
+	 * the host's) never open, whatever the host's device cgroup says (none on a cgroup v2
+	 * host); the container's /dev is a tmpfs of its own with binds of the host's nodes */
+	op->attr_set = MOUNT_ATTR_NODEV;
 	mount_plan_push(mp, MOUNT_OP_ENTER, root);
 	/* the rootfs tree is a clone of the engine's mount, in its peer group where that is
 	 * shared (dockerd's data root): private before anything is mounted in it, or the
