@@ -221,3 +221,22 @@ def test_device_nodes_of_the_image_cannot_be_opened(running):
     assert "OPENED" not in out, out
     root_opts = out.split()[-1].split(",") if out.split() else []
     assert "nodev" in root_opts, out
+
+
+def test_the_device_cgroup_denies_all_but_the_default_nodes_without_the_configs_rule(running):
+    """A config with no linux.resources.devices (a raw bundle, an engine that writes none)
+    still gets the floor's device list on a cgroup v1 host: deny all, then only the default
+    /dev's nodes."""
+    def edit(cfg, base):
+        cfg.get("linux", {}).get("resources", {}).pop("devices", None)
+
+    rt, cid, pid, base, log = running(config_edit=edit)
+    assert pid, log
+    with open(f"/proc/{pid}/cgroup") as f:
+        rel = [ln.split(":", 2)[2].strip() for ln in f if ln.split(":")[1] == "devices"]
+    if not rel:
+        pytest.skip("no cgroup v1 devices controller on this host")
+    with open(f"/sys/fs/cgroup/devices{rel[0]}/devices.list") as f:
+        rules = f.read().split("\n")
+    assert "a *:* rwm" not in rules, rules
+    assert "c 1:3 rwm" in rules, rules

@@ -568,6 +568,11 @@ static int floor_apply(struct ocirt_config *c, const struct ocirt_allow *allow,
 			return refuse(err, "devices", "linux.devices[%zu]: %s (%c %lld:%lld)", i,
 				      c->devices[i].path, c->devices[i].type,
 				      (long long)c->devices[i].major, (long long)c->devices[i].minor);
+	/* the device cgroup (v1) denies all but the default /dev's nodes whether or not the
+	 * config's resources say so (runc's default too); extra devices, where allowed, keep
+	 * the config's rules */
+	if (!a->devices)
+		c->resources.devices_deny_all = true;
 	if (c->has_hooks && !a->hooks)
 		return refuse(err, "hooks", "hooks: run on the host as root");
 	/* issue 16: rt-fix. Run: prestart and createRuntime (create, on the host); the others
