@@ -15,6 +15,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -41,9 +42,10 @@ static int open_below(int dir, const char *name, int flags)
 }
 
 /* noinline here and in copy_link: their buffers stay out of the recursion's frames */
-static __attribute__((noinline)) int copy_bytes(int in, int out)
+__attribute__((noinline)) int copy_fd_bytes(int in, int out, off_t max, off_t *done)
 {
 	char buf[32768];
+	*done = 0;
 	for (;;) {
 		ssize_t n = read(in, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
@@ -52,6 +54,9 @@ static __attribute__((noinline)) int copy_bytes(int in, int out)
 			return -errno;
 		if (n == 0)
 			return 0;
+		if (n > max - *done)
+			return -EFBIG;
+		*done += n;
 		if (write_all(out, buf, (size_t)n) < 0)
 			return -errno;
 	}
@@ -70,8 +75,9 @@ static int copy_file(int src, int dst, const char *name)
 				   0600);
 	if (ret == 0 && out < 0)
 		ret = -errno;
-	if (ret == 0)
-		ret = copy_bytes(in, out);
+	off_t done;
+	if (ret == 0)	/* bounded by the tmpfs's size: ENOSPC */
+		ret = copy_fd_bytes(in, out, INT64_MAX, &done);
 	close(in);
 	if (out >= 0)
 		close(out);
