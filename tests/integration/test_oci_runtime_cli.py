@@ -409,3 +409,43 @@ def test_a_bundle_below_a_0700_dir_runs(container):
     wait_for(lambda: cmdline(c.pid)[:1] == [b"sh"], what="start")
     p = c.rt("exec", c.id, "cat", "/tmp/up")
     assert p.returncode == 0 and p.stdout == b"up\n", p
+
+
+def _oom_score_adj(pid):
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        return int(f.read())
+
+
+def _warnings(c):
+    return [json.loads(ln)["msg"] for ln in c.log().decode().splitlines()
+            if ln.strip() and json.loads(ln)["level"] == "warning"]
+
+
+def test_a_negative_oom_score_adj_is_raised_to_0_with_a_warning_for_exec_too(container):
+    """issue 16: rt-gaps. runc writes process.oomScoreAdj as given (as host root: a
+    Guaranteed pod's -997); agentd's floor never makes a container's processes safer from
+    the OOM killer than the host's: 0, said on --log, for the config's process and for an
+    exec's process.json alike (which once went through unclamped)."""
+    runc = "agentd" not in RUNTIME
+
+    def low_oom(cfg):
+        cfg["process"]["oomScoreAdj"] = -500
+    c = container(LOOP, config_edit=low_oom)
+    c.create()
+    c.rt.ok("start", c.id)
+    wait_for(lambda: cmdline(c.pid)[:1] == [b"sh"], what="start")
+    assert _oom_score_adj(c.pid) == (-500 if runc else 0)
+    proc = os.path.join(c.base, "process.json")
+    with open(proc, "w") as f:
+        json.dump({"args": ["sleep", "1000"], "env": ["PATH=/bin"], "cwd": "/",
+                   "user": {"uid": 0, "gid": 0}, "oomScoreAdj": -300}, f)
+    pid_file = os.path.join(c.base, "exec.pid")
+    c.rt.ok("exec", "--detach", "--pid-file", pid_file, "--process", proc, c.id,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = read_pid_file(pid_file)
+    assert _oom_score_adj(pid) == (-300 if runc else 0)
+    if not runc:
+        warned = [w for w in _warnings(c) if "oomScoreAdj" in w]
+        assert any("-500" in w for w in warned) and any("-300" in w for w in warned), warned
+    c.rt.ok("delete", "--force", c.id)
+    assert reap(pid) is not None

@@ -279,3 +279,15 @@ def test_contrib_kubernetes_registers_one_handler(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert f'runtimes.{handler}.options]' in r.stdout and "agentd-runc" in r.stdout, r.stdout
+
+
+def test_podman_tmpfs_starts_with_the_images_content(podman, runtime):
+    """issue 16: rt-gaps. podman's --tmpfs asks for tmpcopyup: the tmpfs over the image's
+    /etc starts with its files (and podman's own binds land on it), writable."""
+    r = podman.cli(runtime, "run", "--rm", "--tmpfs", "/etc:rw,size=1m", *podman.run_opts(),
+                   IMAGE, "sh", "-c", "cat /etc/group; grep -c . /etc/hosts; "
+                   "echo x > /etc/new && echo written; grep -c ' /etc tmpfs' /proc/mounts")
+    assert r.returncode == 0, r
+    lines = r.stdout.split("\n")
+    assert lines[:2] == ["root:x:0:", "nogroup:x:65534:"], r.stdout
+    assert "written" in lines and lines[-2] == "1", r.stdout

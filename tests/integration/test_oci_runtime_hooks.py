@@ -5,15 +5,31 @@ leaves nothing; and docker's net.ipv4.ping_group_range "0 2147483647" (every gro
 in the container's user namespace must be the groups its map has."""
 import json
 import os
+import shutil
 import subprocess
 import uuid
 
 import pytest
 
-from ocirt_util import RUNTIME, make_bundle, new_base
+import ocirt_util
+from ocirt_util import RUNTIME, make_bundle
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(RUNTIME),
                                 reason="root and the built agentd-runc needed")
+_bases = []
+
+
+def new_base():
+    """ocirt_util's, removed after the test (issue 16: rt-gaps: each test left its dir)."""
+    _bases.append(ocirt_util.new_base())
+    return _bases[-1]
+
+
+@pytest.fixture(autouse=True)
+def _remove_bases():
+    yield
+    while _bases:
+        shutil.rmtree(_bases.pop(), ignore_errors=True)
 
 
 def run(base, bundle, allow_hooks):

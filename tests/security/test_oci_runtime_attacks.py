@@ -240,3 +240,60 @@ def test_the_device_cgroup_denies_all_but_the_default_nodes_without_the_configs_
         rules = f.read().split("\n")
     assert "a *:* rwm" not in rules, rules
     assert "c 1:3 rwm" in rules, rules
+# ------------------------------------------------------------------ issue 16: rt-gaps
+def _run(rt, bundle, cid, base):
+    """`run` (create, start, wait, delete) of the bundle: the exit status and the log."""
+    with open(os.path.join(base, "out"), "ab") as out:
+        p = rt("run", "--bundle", bundle, cid, stdin=subprocess.DEVNULL, stdout=out,
+               stderr=out, timeout=120)
+    try:
+        with open(rt.log, "rb") as f:
+            return p.returncode, f.read()
+    except FileNotFoundError:	# nothing logged
+        return p.returncode, b""
+
+
+def test_tmpcopyup_copies_a_planted_link_as_a_link_and_a_deep_tree_fails(running):
+    """A container writes links to host paths and a tree deeper than the copy's bound into
+    its rootfs; the next run of the image mounts a tmpfs with tmpcopyup over them. The copy
+    (made before the pivot, when the host's root is still the init's) must copy the links as
+    links, never the host files they name, and refuse the deep tree rather than recurse
+    without end."""
+    hostdir = new_base()
+    with open(os.path.join(hostdir, "secret"), "w") as f:
+        f.write("HOSTSECRET\n")
+    base = new_base()
+    try:
+        rt = Runtime(base)
+        plant = (f"busybox mkdir -p /cu /deep && busybox ln -s {hostdir}/secret /cu/leak && "
+                 f"busybox ln -s {hostdir} /cu/leakdir && busybox mkfifo /cu/fifo && "
+                 "cd /deep && i=0; while [ $i -lt 80 ]; do busybox mkdir d && cd d; "
+                 "i=$((i+1)); done")
+        bundle = make_bundle(base, ["sh", "-c", plant])
+        rc, log = _run(rt, bundle, "a-plant-" + uuid.uuid4().hex[:8], base)
+        assert rc == 0, log
+        rootfs = os.path.join(bundle, "rootfs")
+        assert os.readlink(os.path.join(rootfs, "cu", "leak")) == f"{hostdir}/secret"
+
+        def copyup(dest):
+            return lambda cfg: cfg["mounts"].append(
+                {"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "nodev", "mode=755", "tmpcopyup"]})
+        look = ("cat /cu/leak /cu/leakdir/secret > /tmp/r 2>&1; cat /tmp/r; "
+                "readlink /cu/leak; readlink /cu/leakdir; test -p /cu/fifo && echo fifo-kept")
+        bundle = make_bundle(base, ["sh", "-c", look], config_edit=copyup("/cu"))
+        open(os.path.join(base, "out"), "w").close()
+        rc, log = _run(rt, bundle, "a-look-" + uuid.uuid4().hex[:8], base)
+        with open(os.path.join(base, "out"), "rb") as f:
+            out = f.read()
+        assert rc == 0, (out, log)
+        assert b"HOSTSECRET" not in out, out
+        assert f"{hostdir}/secret\n{hostdir}\nfifo-kept".encode() in out, out
+        bundle = make_bundle(base, ["true"], config_edit=copyup("/deep"))
+        rc, log = _run(rt, bundle, "a-deep-" + uuid.uuid4().hex[:8], base)
+        assert rc != 0 and b"/deep" in log, log
+        with open("/proc/self/mountinfo") as f:
+            assert base not in f.read()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(hostdir, ignore_errors=True)

@@ -429,6 +429,9 @@ enum mount_op_kind {
 #define MOUNT_OPF_EMPTY_FALLBACK 0x80	/* FS: where the kernel refuses it (EPERM: a namespace
 					 * owned by another user namespace), an empty read-only
 					 * tmpfs in its place */
+/* issue 16: rt-gaps */
+#define MOUNT_OPF_COPYUP 0x100		/* TMPFS over a directory of the new root: starts with
+					 * a copy of what the directory held (copyup.c) */
 struct mount_op {
 	enum mount_op_kind kind;
 	unsigned opflags;		/* MOUNT_OPF_* */

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -145,6 +146,15 @@ static int init_main(const struct init_args *a)
 		report(a->sync, errno, "unshare the cgroup namespace");
 		_exit(1);
 	}
+	/* issue 16: rt-gaps. A process exec'd into the created container must not reach the
+	 * fifo or the fd dir below through /proc/1 (the id change above made us undumpable
+	 * where fs.suid_dumpable is 0; said here whatever it is), nor read the host's paths
+	 * of our command line there (runc's shows "runc init") */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		report(a->sync, errno, "make the init undumpable");
+		_exit(1);
+	}
+	proc_hide_cmdline("agentd-runc init");
 	/* the fifo is reopened through our fd dir of the host's /proc, held across the pivot */
 	int fddir = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fddir < 0) {

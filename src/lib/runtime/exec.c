@@ -1,4 +1,4 @@
-/* exec.c: another process in a running container: the namespaces of its init joined through
+/* exec.c: another process in a running (or created) container: the namespaces of its init joined through
  * a pidfd (checked against the init's start time), its cgroup, the confinement of
  * process.json clamped by the floor, then execve. The process is the caller's child (a
  * CLONE_PARENT from the joining helper); --detach leaves it to the caller. */
@@ -237,6 +237,12 @@ static int run_exec(struct ocirt_state *st, struct ocirt_config *c, struct ocirt
 		ocirt_fail("container %s: its cgroup %s is gone", st->id, st->cgroup);
 		goto out;
 	}
+	/* a created container paused (its status says created): the process would freeze in
+	 * it and the attached exec wait forever; runc refuses a paused one */
+	if (ocirt_cgroup_frozen(&cg)) {
+		ocirt_fail("cannot exec in a paused container %s", st->id);
+		goto out;
+	}
 	if (p->terminal && !o->console_socket) {
 		ocirt_fail("exec -t / process.terminal: --console-socket is required");
 		goto out;
@@ -321,11 +327,14 @@ int ocirt_cmd_exec(int argc, char **argv)
 	if (ocirt_state_open(argv[first], false, &st) < 0)
 		goto out;
 	enum ocirt_status s = ocirt_status(&st);
-	/* not into a created one: its pid 1 is still the runtime's init, holding the exec
-	 * fifo and its fd dir of the host's /proc */
-	if (s != OCIRT_RUNNING) {
-		ocirt_fail("cannot exec in a %s container%s", ocirt_status_name(s),
-			   s == OCIRT_CREATED ? " (start it first)" : "");
+	/* a created one too, as runc allows (the runtime-tools validation execs into one): its
+	 * pid 1 is still the runtime's init, waiting on the exec fifo, but the process joins
+	 * the same namespaces and cgroup and applies the same confinement as into a running
+	 * one; it is cloned from here, not from the init, so it inherits none of the init's fds
+	 * (the fifo, its fd dir of the host's /proc), and the init is not dumpable (create.c),
+	 * so no process of the container reaches them through /proc/1 */
+	if (s != OCIRT_RUNNING && s != OCIRT_CREATED) {
+		ocirt_fail("cannot exec in a %s container", ocirt_status_name(s));
 		goto out;
 	}
 	if (ocirt_load_checked(st.bundle, &c) < 0)
@@ -340,6 +349,7 @@ int ocirt_cmd_exec(int argc, char **argv)
 		if (c->egress) {	/* issue 16: rt-egress. The proxy, as for the init */
 			ocirt_proxy_env(&p.env);
 		}
+		ocirt_floor_oom_warned(&p);	/* issue 16: rt-gaps: as the config's */
 	} else if (process_from_flags(c, &o, argv + first + 1, &p, &env_owned) < 0) {
 		goto out;
 	}

@@ -607,13 +607,22 @@ static int floor_apply(struct ocirt_config *c, const struct ocirt_allow *allow,
 	if (c->agentd_policy && apply_agentd_policy(c, err) < 0)
 		return -1;
 	c->process.no_new_privileges = true;
-	/* Lowering oom_score_adj needs CAP_SYS_RESOURCE of the host: never below 0. */
-	if (c->process.has_oom_score_adj && c->process.oom_score_adj < 0)
-		c->process.oom_score_adj = 0;
+	(void)ocirt_floor_oom_score_adj(&c->process);
 	add_paths(&c->masked_paths, floor_masked, ARRAY_SIZE(floor_masked));
 	add_paths(&c->readonly_paths, floor_readonly, ARRAY_SIZE(floor_readonly));
 	c->floor_seccomp = !a->no_seccomp;
 	return 0;
+}
+
+/* issue 16: rt-gaps. The runtime writes oom_score_adj as host root (runc writes the value
+ * as given), but an untrusted container's processes are never made safer from the OOM
+ * killer than the host's own: never below 0. */
+int ocirt_floor_oom_score_adj(struct ocirt_process *p)
+{
+	int asked = p->has_oom_score_adj && p->oom_score_adj < 0 ? p->oom_score_adj : 0;
+	if (asked)
+		p->oom_score_adj = 0;
+	return asked;
 }
 
 /* 0, or -errno of the refusal (-EPERM: the floor; -EINVAL: a config that cannot be). */

@@ -193,6 +193,7 @@ static int push_config_mount(struct mount_plan *mp, const struct ocirt_mount *m,
 		op = mount_plan_push(mp, MOUNT_OP_PROC, m->destination);
 	} else if (!strcmp(type, "tmpfs")) {
 		op = mount_plan_push(mp, MOUNT_OP_TMPFS, m->destination);
+		op->opflags = m->tmpcopyup ? MOUNT_OPF_COPYUP : 0;	/* issue 16: rt-gaps */
 	} else if (!strcmp(type, "devpts")) {
 		op = mount_plan_push(mp, MOUNT_OP_DEVPTS, m->destination);
 	} else if (!strcmp(type, "mqueue") || !strcmp(type, "sysfs") || !strcmp(type, "cgroup") ||
@@ -383,6 +384,14 @@ int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agent
 	}
 	prepare_process(&c->process, j);
 	j->hostname = c->hostname ? xstrdup(c->hostname) : NULL;
+	/* issue 16: rt-gaps. runc's rule: only in a UTS namespace of the container's own */
+	bool domain = c->domainname && c->domainname[0];	/* "": unset, as runc reads it */
+	if (domain && (!c->ns_wanted[OCIRT_NS_UTS] || c->ns_path[OCIRT_NS_UTS])) {
+		ocirt_jail_free(j);
+		return agentd_error_set(err, EINVAL, "domainname: unable to set it without a "
+						     "new UTS namespace of the container's own");
+	}
+	j->domainname = domain ? xstrdup(c->domainname) : NULL;
 	kvv_copy(&j->sysctl, &c->sysctl);
 	clamp_ping_group_range(c, j);
 	return 0;
@@ -501,6 +510,7 @@ void ocirt_jail_free(struct ocirt_jail *j)
 	seccomp_prog_free(&j->floor_seccomp);
 	seccomp_prog_free(&j->config_seccomp);
 	free(j->hostname);
+	free(j->domainname);
 	kvv_free(&j->sysctl);
 	free(j->groups);
 	memset(j, 0, sizeof(*j));
@@ -552,6 +562,8 @@ int ocirt_jail_apply_root(const struct ocirt_jail *j, char *what, size_t what_le
 {
 	if (j->hostname && sethostname(j->hostname, strlen(j->hostname)) < 0)
 		return fail_what(what, what_len, "sethostname", errno);
+	if (j->domainname && setdomainname(j->domainname, strlen(j->domainname)) < 0)
+		return fail_what(what, what_len, "setdomainname", errno);
 	int r = apply_sysctls(j, what, what_len);
 	if (r < 0)
 		return r;

@@ -212,6 +212,10 @@ int ocirt_floor_apply(struct ocirt_config *c, const struct ocirt_allow *allow,
  * "K=V" array (replacing a variable of the same name, else appended). */
 void ocirt_proxy_env(char ***env);
 
+/* issue 16: rt-gaps. The floor's oomScoreAdj for a process (the config's, or an exec's
+ * process.json): a negative one raised to 0; the value asked when raised, else 0. */
+int ocirt_floor_oom_score_adj(struct ocirt_process *p);
+
 /* ---------------------------------------------------------------- jail.c
  * The container's confinement, prepared by the runtime process from a checked config and
  * applied by the container's init: mounts in a fresh mount namespace ending in a pivot into
@@ -223,6 +227,7 @@ struct ocirt_jail {
 	struct seccomp_prog config_seccomp;	/* linux.seccomp compiled, or inactive */
 	struct rlimit_set rlimits;
 	char *hostname;
+	char *domainname;		/* issue 16: rt-gaps: set in the new UTS namespace */
 	agentd_kvv sysctl;
 	uint64_t cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
 	uid_t uid;
@@ -237,7 +242,7 @@ struct ocirt_jail {
 int ocirt_jail_prepare(const struct ocirt_config *c, struct ocirt_jail *j, agentd_error *err);
 void ocirt_jail_free(struct ocirt_jail *j);
 /* child, no malloc: in the new mount/user/pid/... namespaces with maps written: hostname,
- * sysctls, the mount plan (ends in the new root). 0 or -errno + what. */
+ * domainname, sysctls, the mount plan (ends in the new root). 0 or -errno + what. */
 int ocirt_jail_apply_root(const struct ocirt_jail *j, char *what, size_t what_len);
 /* child, no malloc, just before execve (also for `exec`, after setns): rlimits, oom score,
  * groups and ids, capabilities, no_new_privs, seccomp. 0 or -errno + what. */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int ocirt_load_checked(const char *bundle, struct ocirt_config **out)
@@ -19,13 +20,24 @@ int ocirt_load_checked(const char *bundle, struct ocirt_config **out)
 	agentd_error err = {0};
 	struct ocirt_allow allow = {0};
 	*out = NULL;
-	if (ocirt_config_load(bundle, out, &err) < 0 || ocirt_allow_load(*out, &allow, &err) < 0 ||
+	if (ocirt_config_load(bundle, out, &err) == 0)
+		ocirt_floor_oom_warned(&(*out)->process);
+	if (!*out || ocirt_allow_load(*out, &allow, &err) < 0 ||
 	    ocirt_floor_apply(*out, &allow, &err) < 0) {
 		ocirt_config_free(*out);
 		*out = NULL;
 		return ocirt_fail("%s", err.msg), -1;
 	}
 	return 0;
+}
+
+void ocirt_floor_oom_warned(struct ocirt_process *p)
+{
+	int asked = ocirt_floor_oom_score_adj(p);
+	if (asked)
+		ocirt_warn("process.oomScoreAdj: %d raised to 0 by agentd's floor (a container's "
+			   "processes are never made safer from the OOM killer than the host's)",
+			   asked);
 }
 
 static int open_one(int argc, char **argv, bool lock, struct ocirt_state *st)
@@ -214,22 +226,90 @@ static int pause_resume(int argc, char **argv, bool frozen)
 int ocirt_cmd_pause(int argc, char **argv) { return pause_resume(argc, argv, true); }
 int ocirt_cmd_resume(int argc, char **argv) { return pause_resume(argc, argv, false); }
 
-static void ps_table(const pid_t *pids, size_t n)
+/* The output of the host's `ps ARGS` (runc's default: -ef), stdout and stderr, bounded;
+ * NULL after ocirt_fail when it cannot run or fails. */
+static char *run_ps(char **args, int n_args)
 {
-	printf("%-8s %-8s %s\n", "PID", "PPID", "CMD");
-	for (size_t i = 0; i < n; i++) {
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pids[i]);
-		size_t len;
-		_cleanup_(freep) char *stat = read_file_at(AT_FDCWD, path, 4096, &len);
-		char *open = stat ? strchr(stat, '(') : NULL, *close = stat ? strrchr(stat, ')') : NULL;
-		if (!open || !close || close < open)
-			continue;
-		*close = 0;
-		int ppid = 0;
-		(void)sscanf(close + 2, "%*c %d", &ppid);
-		printf("%-8d %-8d %s\n", (int)pids[i], ppid, open + 1);
+	char *argv[64] = {"ps", "-ef", NULL};
+	if (n_args > (int)ARRAY_SIZE(argv) - 2)
+		return ocirt_fail("ps: at most %zu ps arguments", ARRAY_SIZE(argv) - 2), NULL;
+	for (int i = 0; i < n_args; i++)
+		argv[1 + i] = args[i];
+	if (n_args)
+		argv[1 + n_args] = NULL;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return ocirt_fail("ps: pipe: %s", strerror(errno)), NULL;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul < 0 || dup2(nul, 0) < 0 || dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
+			_exit(127);
+		execvp("ps", argv);
+		dprintf(2, "exec ps: %s\n", strerror(errno));
+		_exit(127);
 	}
+	close(p[1]);
+	size_t len = 0;
+	char *out = pid < 0 ? NULL : read_fd_max(p[0], 64u << 20, &len);
+	close(p[0]);
+	int status = 0;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (pid < 0 || !out || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		ocirt_fail("ps %s: %s", n_args ? args[0] : "-ef",
+			   pid < 0 ? strerror(errno) : out ? out : "its output too large");
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* The whitespace-separated field i of line (NUL-terminated copy in buf), or NULL. */
+static const char *ps_field(const char *line, size_t i, char *buf, size_t size)
+{
+	for (size_t k = 0;; k++) {
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (!*line)
+			return NULL;
+		size_t n = strcspn(line, " \t");
+		if (k == i) {
+			snprintf(buf, size, "%.*s", (int)(n < size ? n : size - 1), line);
+			return buf;
+		}
+		line += n;
+	}
+}
+
+/* runc's table: the host's `ps` run with the args after the id (default -ef), its header,
+ * then only the lines whose PID column is one of the container's. */
+static int ps_table(const pid_t *pids, size_t n, char **args, int n_args)
+{
+	_cleanup_(freep) char *out = run_ps(args, n_args);
+	if (!out)
+		return 1;
+	char *save = NULL, *header = strtok_r(out, "\n", &save), field[32];
+	size_t col = 0;
+	while (header && ps_field(header, col, field, sizeof(field)) && strcmp(field, "PID"))
+		col++;
+	if (!header || !ps_field(header, col, field, sizeof(field)))
+		return ocirt_fail("ps: couldn't find PID field in ps output");
+	printf("%s\n", header);
+	for (char *line; (line = strtok_r(NULL, "\n", &save));) {
+		char *end;
+		if (!ps_field(line, col, field, sizeof(field)))
+			continue;
+		long pid = strtol(field, &end, 10);
+		if (*end || end == field)
+			return ocirt_fail("ps: unable to parse pid: %s", field);
+		for (size_t k = 0; k < n; k++)
+			if (pids[k] == pid) {
+				printf("%s\n", line);
+				break;
+			}
+	}
+	return 0;
 }
 
 int ocirt_cmd_ps(int argc, char **argv)
@@ -244,6 +324,13 @@ int ocirt_cmd_ps(int argc, char **argv)
 		return ocirt_fail("ps: a container id expected");
 	if (strcmp(format, "table") && strcmp(format, "json"))
 		return ocirt_fail("ps --format %s: table or json", format);
+	/* the ps options after the id (runc ps ID -o pid,comm; a "--" before them is dropped) */
+	char **ps_args = argv + i + 1;
+	int n_ps_args = argc - i - 1;
+	if (n_ps_args && !strcmp(ps_args[0], "--")) {
+		ps_args++;
+		n_ps_args--;
+	}
 	struct ocirt_state st;
 	struct ocirt_cgroup cg;
 	int rc = 1;
@@ -267,11 +354,11 @@ int ocirt_cmd_ps(int argc, char **argv)
 			printf("%s\n", s);
 			free(s);
 			json_decref(a);
+			rc = 0;
 		} else {
-			ps_table(pids, n);
+			rc = ps_table(pids, n, ps_args, n_ps_args);
 		}
 		free(pids);
-		rc = 0;
 	}
 	ocirt_state_close(&st);
 	return rc;

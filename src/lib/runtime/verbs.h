@@ -141,6 +141,9 @@ int ocirt_cmd_list(int argc, char **argv);
 int ocirt_cmd_features(int argc, char **argv);
 /* The config of a bundle loaded, checked against the floor and the operator's allowances. */
 int ocirt_load_checked(const char *bundle, struct ocirt_config **out);
+/* issue 16: rt-gaps. The floor's oomScoreAdj applied to p, with a warning on --log where it
+ * raised the value (runc would have written it as given). */
+void ocirt_floor_oom_warned(struct ocirt_process *p);
 /* A signal by name ("TERM", "SIGTERM") or number; -1 when unknown. */
 int ocirt_signal_parse(const char *s);
 

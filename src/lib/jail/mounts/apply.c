@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/sendfile.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 struct run {
@@ -241,6 +243,35 @@ static int make_point_resolved(struct run *r, const char *t, const struct mount_
 	return ret;
 }
 
+/* issue 16: rt-gaps. A tmpfs over a directory of the new root, filled with a copy of it:
+ * the directory opened beneath the root (no symlink) before the tmpfs hides it, the copy
+ * made into what the same path then shows, which must be a tmpfs. */
+static int tmpfs_copy_up(struct run *r, const struct mount_op *op)
+{
+	const char *t = in_root(r, op->target);
+	if (!r->entered)
+		return -EINVAL;
+	if (r->root_fd < 0 && (r->root_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -errno;
+	int src = openat_beneath(r->root_fd, t, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+				 RESOLVE_NO_SYMLINKS);
+	if (src < 0)
+		return -errno;
+	int dst = -1, ret = mount("tmpfs", t, "tmpfs", op->flags, op->data) < 0 ? -errno : 0;
+	if (ret == 0 && (dst = openat_beneath(r->root_fd, t, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+					      0, RESOLVE_NO_SYMLINKS)) < 0)
+		ret = -errno;
+	struct statfs sf;
+	if (ret == 0 && (fstatfs(dst, &sf) < 0 || sf.f_type != TMPFS_MAGIC))
+		ret = -EXDEV;
+	if (ret == 0)
+		ret = copy_up_tree(src, dst);
+	close(src);
+	if (dst >= 0)
+		close(dst);
+	return ret;
+}
+
 /* pivot_root(".", "."): the old root ends up on top of the new one and is then detached
  * whole, with every host mount under it (bubblewrap, crun). */
 static int pivot(struct run *r)
@@ -265,6 +296,9 @@ static int run_op(struct run *r, const struct mount_op *op, int src_fd)
 		ret = mount(NULL, t, NULL, MS_REC | MS_PRIVATE, NULL);
 		break;
 	case MOUNT_OP_TMPFS:
+		if (op->opflags & MOUNT_OPF_COPYUP)
+			return tmpfs_copy_up(r, op);
+		/* fall through */
 	case MOUNT_OP_MASK_DIR:
 		ret = mount("tmpfs", t, "tmpfs", op->flags, op->data);
 		break;

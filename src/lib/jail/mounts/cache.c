@@ -60,20 +60,11 @@ static int append_file(int out, const char *src, off_t size)
 	_cleanup_close_ int in = open(src, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (in < 0)
 		return -errno;
-	char buf[65536];
-	off_t done = 0;
-	for (;;) {
-		ssize_t n = read(in, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		if ((done += n) > size || write_all(out, buf, (size_t)n) < 0)
-			return done > size ? -ESTALE : -errno;
-	}
-	return done == size ? 0 : -ESTALE;
+	off_t done;
+	int r = copy_fd_bytes(in, out, size, &done);
+	if (r == -EFBIG)
+		return -ESTALE;
+	return r < 0 ? r : done == size ? 0 : -ESTALE;
 }
 
 /* etc.pack: the set's files back to back, in its order; then the fingerprint. */

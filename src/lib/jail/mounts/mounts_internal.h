@@ -99,6 +99,15 @@ char *cache_variant(const char *cache_dir, const struct etc_set *s, char *why, s
 void push_image_root(struct mount_plan *p, const struct mount_plan_opts *o,
 		     struct mount_plan *body);
 
+/* ---------------------------------------------------------------- copyup.c (child side)
+ * issue 16: rt-gaps. What the directory src holds copied into dst (a fresh tmpfs's root),
+ * never through a link nor into another mount; 0 or -errno. */
+int copy_up_tree(int src, int dst);
+/* in's bytes from where it is appended to out, through a stack buffer, at most max of them
+ * (-EFBIG past it, nothing of that read written); *done: how many. 0 or -errno. Also the
+ * cache's (cache.c). */
+int copy_fd_bytes(int in, int out, off_t max, off_t *done);
+
 /* ---------------------------------------------------------------- legacy.c (child side) */
 
 /* attr added to the mount at path by MS_REMOUNT with the flags it has (0 or -errno). */

@@ -504,6 +504,8 @@ void mount_plan_describe(const struct mount_plan *plan, FILE *out)
 			fputs(" (optional)", out);
 		if (op->opflags & MOUNT_OPF_RECURSIVE)
 			fputs(" (recursive)", out);
+		if (op->opflags & MOUNT_OPF_COPYUP)	/* issue 16: rt-gaps */
+			fputs(" (copy up)", out);
 		fputc('\n', out);
 	}
 }
