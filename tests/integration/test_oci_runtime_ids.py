@@ -210,6 +210,30 @@ def test_a_slot_left_by_a_killed_create_is_reclaimed_once_nothing_of_it_is_left(
         left.wait()
 
 
+def test_a_delete_sweeps_the_leases_nothing_is_left_of(container):
+    """A delete that had to leave its lease (the slot's processes still on their way out)
+    or a holder whose root was removed (an engine test's private --root) must not leave the
+    file in /run for good: the next delete removes every lease whose holder left nothing,
+    and keeps those of live containers."""
+    a = container(SLEEP)
+    a.create()
+    sa = slot_of(a.pid)
+    stale = sa + 50 * SLOT
+    stale_path = os.path.join(LEASES, str(stale))
+    set_lease(stale, os.path.join(a.rt.root, "removed-root-" + uuid.uuid4().hex[:8], "x"))
+    try:
+        b = container(["true"])
+        b.create()
+        b.rt.ok("start", b.id)
+        b.reap()
+        b.rt.ok("delete", b.id)
+        assert not os.path.exists(stale_path), "a lease nothing is left of stayed after delete"
+        assert os.path.exists(os.path.join(LEASES, str(sa))), "a live container's lease swept"
+    finally:
+        if os.path.exists(stale_path):
+            os.unlink(stale_path)
+
+
 def test_exhausting_the_range_names_it_and_how_to_widen_it(container, tmp_path):
     """With a range of one slot in /etc/subuid and /etc/subgid (entries the test adds and
     removes), the second container is refused with the range and the fix in the error."""

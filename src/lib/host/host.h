@@ -72,6 +72,8 @@ int host_ids_lease_from(const struct host_id_pool *p, const char *holder,
 			struct host_ids *out, agentd_error *err);
 void host_ids_release_from(const struct host_id_pool *p, struct host_ids *ids, bool cleaned);
 int host_ids_reap_from(const struct host_id_pool *p, uid_t uid, const char *holder);
+/* The pool's lease files whose holders left nothing, removed (each checked under its flock). */
+void host_ids_sweep_from(const struct host_id_pool *p);
 /* Does a process of the host (not a zombie: exited) have a real, effective, saved or fs
  * uid in [base, base + n)? (true when /proc cannot be read: cannot tell.) */
 bool host_ids_any_process(uid_t base, uint32_t n);

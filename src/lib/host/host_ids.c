@@ -262,6 +262,34 @@ int host_ids_reap_from(const struct host_id_pool *p, uid_t uid, const char *hold
 	return 0;
 }
 
+/* Every lease file of the pool nobody holds any more (not flocked: no leaser at work; its
+ * holder left nothing, by the pool's check) removed: a release that gave up waiting, or
+ * a holder that never came back, leaves its file only until the next sweep. */
+void host_ids_sweep_from(const struct host_id_pool *p)
+{
+	_cleanup_close_ int dir = open(p->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = dir >= 0 ? fdopendir(dup(dir)) : NULL;
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char *end;
+		errno = 0;
+		unsigned long uid = strtoul(e->d_name, &end, 10);
+		uint64_t end_uid = (uint64_t)p->uid_base + (uint64_t)p->slots * p->slot_size;
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end || errno ||
+		    uid < p->uid_base || uid >= end_uid || (uid - p->uid_base) % p->slot_size)
+			continue;
+		int fd = lock_slot(dir, (uid_t)uid, 0);
+		if (fd < 0)
+			continue;
+		if (!leftover(p, fd, (uid_t)uid))
+			unlinkat(dir, e->d_name, 0);	/* while locked: see host_ids_release_from */
+		close(fd);
+	}
+	closedir(d);
+}
+
 int host_ids_reap(uid_t uid, const char *sandbox_id)
 {
 	struct host_id_pool p;

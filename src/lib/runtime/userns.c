@@ -140,9 +140,13 @@ void ocirt_userns_forget(const struct ocirt_state *st)
 			ocirt_debug("container %s: user namespace ids %u.. kept: a process still "
 				    "has one (the slot is reclaimed once it is gone)",
 				    st->id, (unsigned)st->userns_uid);
-			return;
+			break;
 		}
 		struct timespec ts = {0, 10000000L};
 		nanosleep(&ts, NULL);
 	}
+	/* and the leases earlier deletes had to leave (their slot's processes were still on
+	 * their way out): gone once nothing of theirs is left, not only when a create needs
+	 * that slot */
+	host_ids_sweep_from(&p);
 }
